@@ -1,0 +1,75 @@
+"""The one block resolver.
+
+``resolve_block(name, MySQLServer)`` loads the block saved under ``name``
+from the Prefect API. With no Prefect API (the CronJob fallback, the local
+demo) it builds the same block from environment variables instead
+(``CLINICFLOW_<NAME>_HOST`` etc., documented in the README).
+
+Which source is used: ``CLINICFLOW_CREDENTIALS=blocks|env`` if set, else
+``blocks`` when ``PREFECT_API_URL`` is set and ``env`` when it is not.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, TypeVar
+
+from prefect.blocks.core import Block
+
+from blocks.databases import MySQLServer, PostgresServer
+
+B = TypeVar("B", bound=Block)
+
+# Well-known block names and the local defaults used in env mode.
+SOURCE_BLOCK = "opendental-source"
+REPLICATION_BLOCK = "opendental-replication"
+ANALYTICS_BLOCK = "analytics-postgres"
+
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    SOURCE_BLOCK: {"database": "opendental"},
+    REPLICATION_BLOCK: {"database": "opendental_replication"},
+    ANALYTICS_BLOCK: {"database": "analytics"},
+}
+
+# Builders for block types that are not ours (GcsBucket, S3Bucket, ...)
+# register here: block type -> function(block_name) -> block.
+ENV_BUILDERS: dict[type, Callable[[str], Block]] = {}
+
+
+class BlockResolutionError(RuntimeError):
+    """A block could not be loaded or built. The message never holds secrets."""
+
+
+def credentials_source() -> str:
+    explicit = os.environ.get("CLINICFLOW_CREDENTIALS", "").strip().lower()
+    if explicit in ("blocks", "env"):
+        return explicit
+    if explicit:
+        raise BlockResolutionError(f"CLINICFLOW_CREDENTIALS must be 'blocks' or 'env', not {explicit!r}")
+    from prefect.settings import PREFECT_API_URL
+
+    return "blocks" if PREFECT_API_URL.value() else "env"
+
+
+def resolve_block(name: str, block_type: type[B]) -> B:
+    """Load block ``name`` of ``block_type`` from Prefect, or build it from the environment."""
+    if credentials_source() == "blocks":
+        try:
+            block = block_type.load(name)
+        except ValueError as exc:
+            raise BlockResolutionError(
+                f"block {name!r} of type {block_type.__name__} not found on the Prefect API "
+                f"({type(exc).__name__}); create it with `clinicflow blocks setup`"
+            ) from None
+        if not isinstance(block, block_type):
+            raise BlockResolutionError(f"block {name!r} is a {type(block).__name__}, expected {block_type.__name__}")
+        return block
+    builder = ENV_BUILDERS.get(block_type)
+    try:
+        if builder is not None:
+            return builder(name)  # type: ignore[return-value]
+        if issubclass(block_type, (MySQLServer, PostgresServer)):
+            return block_type.from_env(name, ENV_DEFAULTS.get(name))  # type: ignore[return-value]
+    except (ValueError, TypeError) as exc:
+        # pydantic messages name the field, never the secret's value for SecretStr.
+        raise BlockResolutionError(f"block {name!r} from environment: {exc}") from None
+    raise BlockResolutionError(f"no environment builder for block type {block_type.__name__} (block {name!r})")

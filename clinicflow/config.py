@@ -1,0 +1,157 @@
+"""tables.yml: the per-table copy contract, validated by pydantic at load.
+
+Every error names the table and the field, so an operator can fix the file
+without reading a traceback. Validation of the file itself is all-or-nothing
+(a broken contract must not half-run); a table that is valid here but
+missing from the live source fails only that table, at run time.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from clinicflow.sql import IdentifierError, validate_table_name
+
+DEFAULT_TABLES_FILE = Path(__file__).resolve().parent.parent / "tables.yml"
+
+
+class ExtractionStrategy(str, Enum):
+    full_table = "full_table"
+    incremental = "incremental"
+    incremental_chunked = "incremental_chunked"
+
+
+class ConfigError(ValueError):
+    """tables.yml is malformed. The message names the table and the field."""
+
+
+class TableConfig(BaseModel):
+    """How one table is copied. Field names are the tables.yml keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    primary_key: list[str] = Field(default_factory=list, description="Single, composite, or empty (no key: copied fully).")
+    extraction_strategy: ExtractionStrategy = ExtractionStrategy.full_table
+    incremental_columns: list[str] = Field(default_factory=list, validate_default=True, description="Watermark columns, in keyset order.")
+    batch_size: int = Field(default=50_000, gt=0, le=5_000_000, description="Rows per chunk.")
+    tier: int = Field(default=3, ge=0, le=9, description="Processing tier; lower tiers run first (critical tables in 1).")
+    estimated_rows: int = Field(default=0, ge=0)
+    estimated_size_mb: float = Field(default=0.0, ge=0)
+    columns: list[str] | None = Field(default=None, description="Column list as last analysed; informational.")
+    boolean_columns: list[str] = Field(default_factory=list, description="tinyint(1) columns loaded into PostgreSQL as boolean.")
+    reconcile_deletes: bool = Field(default=False, description="Run the primary-key delete reconciliation every night.")
+
+    @field_validator("primary_key", "incremental_columns", "boolean_columns")
+    @classmethod
+    def _no_blank_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or not name.strip():
+                raise ValueError("column names must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate column names in {value}")
+        return value
+
+    @field_validator("incremental_columns")
+    @classmethod
+    def _strategy_needs_columns(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Fields validate in declaration order, so the strategy is known here.
+        strategy = info.data.get("extraction_strategy")
+        if strategy is not None and strategy is not ExtractionStrategy.full_table and not value:
+            raise ValueError(
+                f"extraction_strategy {strategy.value!r} needs incremental_columns "
+                "(a watermark column, or the primary key for append-only tables)"
+            )
+        return value
+
+    @property
+    def is_incremental(self) -> bool:
+        return self.extraction_strategy is not ExtractionStrategy.full_table
+
+
+class TablesConfig(BaseModel):
+    """The whole tables.yml: ``tables`` plus optional hand-kept ``overrides``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    tables: dict[str, TableConfig]
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def effective(self, table: str) -> TableConfig:
+        """The settings of one table with its overrides applied."""
+        base = self.tables[table]
+        override = self.overrides.get(table)
+        if not override:
+            return base
+        return TableConfig.model_validate({**base.model_dump(exclude_unset=False), **override})
+
+    def effective_tables(self) -> dict[str, TableConfig]:
+        return {name: self.effective(name) for name in self.tables}
+
+    def by_tier(self, names: list[str] | None = None) -> list[tuple[int, list[str]]]:
+        """Table names grouped by tier, lowest tier first, names sorted within a tier."""
+        chosen = names if names is not None else list(self.tables)
+        tiers: dict[int, list[str]] = {}
+        for name in chosen:
+            tiers.setdefault(self.effective(name).tier, []).append(name)
+        return [(tier, sorted(tiers[tier])) for tier in sorted(tiers)]
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if len(loc) >= 2 and loc[0] in ("tables", "overrides"):
+            table = loc[1]
+            field = ".".join(loc[2:]) or "(table entry)"
+            lines.append(f"{source}: table {table!r}, field {field!r}: {err['msg']}")
+        else:
+            lines.append(f"{source}: field {'.'.join(loc) or '(top level)'!r}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_tables_config(data: Any, source: str = "tables.yml") -> TablesConfig:
+    """Validate already-parsed YAML data."""
+    if not isinstance(data, dict) or "tables" not in data:
+        raise ConfigError(f"{source}: field 'tables': the file must hold a mapping with a 'tables' key")
+    tables = data.get("tables") or {}
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{source}: field 'tables': must be a mapping of table name to settings")
+    for name in list(tables) + list((data.get("overrides") or {})):
+        try:
+            validate_table_name(str(name))
+        except IdentifierError as exc:
+            raise ConfigError(f"{source}: table {name!r}: {exc}") from None
+    try:
+        config = TablesConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    for name, override in config.overrides.items():
+        if name not in config.tables:
+            raise ConfigError(f"{source}: table {name!r}, field 'overrides': no such table in 'tables'")
+        try:
+            config.effective(name)
+        except ValidationError as exc:
+            msgs = "; ".join(f"field {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{source}: table {name!r}, overrides: {msgs}") from None
+    return config
+
+
+def load_tables_config(path: str | Path | None = None) -> TablesConfig:
+    """Read and validate tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE)."""
+    import os
+
+    file = Path(path or os.environ.get("CLINICFLOW_TABLES_FILE") or DEFAULT_TABLES_FILE)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_tables_config(data, source=str(file.name))

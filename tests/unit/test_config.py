@@ -1,0 +1,58 @@
+"""tables.yml validation: every malformed file names the table and the field."""
+from __future__ import annotations
+
+import pytest
+
+from clinicflow.config import ConfigError, ExtractionStrategy, load_tables_config, parse_tables_config
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_tables_config(data)
+    return str(info.value)
+
+
+def test_unknown_key_names_table_and_field() -> None:
+    msg = _error({"tables": {"patient": {"primary_key": ["PatNum"], "batchsize": 10}}})
+    assert "'patient'" in msg and "'batchsize'" in msg
+
+
+def test_wrong_type_names_table_and_field() -> None:
+    msg = _error({"tables": {"procedurelog": {"batch_size": "lots"}}})
+    assert "'procedurelog'" in msg and "'batch_size'" in msg
+
+
+def test_unknown_strategy_names_table_and_field() -> None:
+    msg = _error({"tables": {"claim": {"extraction_strategy": "sometimes"}}})
+    assert "'claim'" in msg and "'extraction_strategy'" in msg
+
+
+def test_incremental_without_columns_names_table_and_field() -> None:
+    msg = _error({"tables": {"payment": {"primary_key": ["PayNum"], "extraction_strategy": "incremental"}}})
+    assert "'payment'" in msg and "'incremental_columns'" in msg
+
+
+def test_invalid_table_name_is_rejected() -> None:
+    msg = _error({"tables": {"patient; drop table x": {}}})
+    assert "invalid table name" in msg
+
+
+def test_override_is_validated_and_applied() -> None:
+    cfg = parse_tables_config(
+        {"tables": {"patient": {"primary_key": ["PatNum"], "tier": 1}}, "overrides": {"patient": {"batch_size": 7}}}
+    )
+    assert cfg.effective("patient").batch_size == 7
+    msg = _error({"tables": {"patient": {}}, "overrides": {"patient": {"tier": "top"}}})
+    assert "'patient'" in msg and "tier" in msg
+
+
+def test_tiers_order_critical_first() -> None:
+    cfg = parse_tables_config({"tables": {"definition": {"tier": 3}, "patient": {"tier": 1}, "claim": {"tier": 1}}})
+    assert cfg.by_tier() == [(1, ["claim", "patient"]), (3, ["definition"])]
+
+
+def test_project_tables_yml_is_valid() -> None:
+    cfg = load_tables_config()
+    assert cfg.tables, "tables.yml lists no table"
+    securitylog = cfg.effective("securitylog")
+    assert securitylog.extraction_strategy is ExtractionStrategy.incremental_chunked
