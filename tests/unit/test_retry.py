@@ -1,0 +1,98 @@
+"""The one retry policy: transient errors retry with backoff, the rest fail at once."""
+from __future__ import annotations
+
+import pymysql
+import psycopg2
+import pytest
+
+from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.retry import PermanentError, TransientError, backoff_delays, call_with_retry, is_transient
+
+
+def test_real_lost_connection_is_transient(mysql_server: MySQLServer) -> None:
+    conn = mysql_server.connect()
+    victim = conn.thread_id()
+    killer = mysql_server.connect()
+    with killer.cursor() as cur:
+        cur.execute(f"KILL {int(victim)}")
+    killer.close()
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    assert is_transient(info.value)
+
+
+def test_real_sql_error_is_not_transient(mysql_server: MySQLServer) -> None:
+    conn = mysql_server.connect()
+    try:
+        with pytest.raises(pymysql.err.ProgrammingError) as info:
+            with conn.cursor() as cur:
+                cur.execute("SELECT * FROM no_such_db.no_such_table")
+        assert not is_transient(info.value)
+    finally:
+        conn.close()
+
+
+def test_real_lock_wait_timeout_is_transient(make_mysql_db) -> None:
+    db = make_mysql_db("retry")
+    a, b = db.connect(), db.connect()
+    try:
+        with a.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+            cur.execute("INSERT INTO t VALUES (1)")
+            a.commit()
+            cur.execute("SELECT * FROM t WHERE id=1 FOR UPDATE")
+        with b.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout=1")
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                cur.execute("UPDATE t SET id=2 WHERE id=1")
+        assert info.value.args[0] == 1205
+        assert is_transient(info.value)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_postgres_errors_classified(pg_server: PostgresServer) -> None:
+    conn = pg_server.connect()
+    try:
+        with pytest.raises(psycopg2.Error) as info:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1/0")
+        assert not is_transient(info.value)
+    finally:
+        conn.close()
+    with pytest.raises(psycopg2.OperationalError) as refused:
+        pg_server.model_copy(update={"port": 1}).connect()
+    assert is_transient(refused.value)
+
+
+def test_call_with_retry_retries_transient_then_succeeds() -> None:
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError("try again")
+        return "ok"
+
+    assert call_with_retry(flaky, what="flaky", sleep=sleeps.append) == "ok"
+    assert len(calls) == 3
+    assert len(sleeps) == 2 and sleeps[1] > 0
+
+
+def test_call_with_retry_does_not_retry_permanent() -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise PermanentError("404")
+
+    with pytest.raises(PermanentError):
+        call_with_retry(broken, what="broken", sleep=lambda s: None)
+    assert calls == [1]
+
+
+def test_backoff_is_exponential() -> None:
+    assert backoff_delays(3, 2.0) == [2.0, 4.0, 8.0]
