@@ -42,6 +42,12 @@ class TableConfig(BaseModel):
     estimated_rows: int = Field(default=0, ge=0)
     estimated_size_mb: float = Field(default=0.0, ge=0)
     columns: list[str] | None = Field(default=None, description="Column list as last analysed; informational.")
+    column_types: dict[str, str] | None = Field(
+        default=None, description="Column definitions as last analysed (type, not null, auto_increment, on update); "
+        "the drift check reports retyped columns against them.")
+    observed_watermark: str | None = Field(
+        default=None, description="Highest value of the first incremental column seen by the schema analysis; "
+        "the drift check reports a watermark that stopped moving while rows were added.")
     boolean_columns: list[str] = Field(default_factory=list, description="tinyint(1) columns loaded into PostgreSQL as boolean.")
     reconcile_deletes: bool = Field(default=False, description="Run the primary-key delete reconciliation every night.")
 
@@ -53,6 +59,14 @@ class TableConfig(BaseModel):
                 raise ValueError("column names must not be empty")
         if len(set(value)) != len(value):
             raise ValueError(f"duplicate column names in {value}")
+        return value
+
+    @field_validator("column_types")
+    @classmethod
+    def _no_blank_types(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, definition in (value or {}).items():
+            if not name or not name.strip() or not definition or not definition.strip():
+                raise ValueError("column names and definitions must not be empty")
         return value
 
     @field_validator("incremental_columns")
