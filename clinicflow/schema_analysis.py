@@ -710,6 +710,15 @@ def _body_of(text: str) -> str | None:
     return rest[newline + 1:] if newline >= 0 else None
 
 
+def tables_file_path(path: str | Path | None = None) -> Path:
+    """The tables.yml to read or write: ``path``, else $CLINICFLOW_TABLES_FILE, else the project's."""
+    import os
+
+    from clinicflow.config import DEFAULT_TABLES_FILE
+
+    return Path(path or os.environ.get("CLINICFLOW_TABLES_FILE") or DEFAULT_TABLES_FILE)
+
+
 @dataclass(frozen=True)
 class WriteResult:
     path: Path
@@ -822,6 +831,7 @@ def compare_schema(schema: SourceSchema, config: TablesConfig,
                                    f"table {name!r} is in tables.yml but no longer in the source"))
             continue
         items.extend(_compare_table(schema.tables[name], name, config, (probes or {}).get(name, _NO_PROBE)))
+    items.sort(key=lambda item: (item.table, list(DriftKind).index(item.kind), item.column or ""))
     return report
 
 

@@ -1,0 +1,79 @@
+"""Flow ``analyze_schema``: write tables.yml from the live source, or check it for drift.
+
+Thin wiring around :mod:`clinicflow.schema_analysis`: one task reads and
+analyses the source (retried on transient database errors), one writes the
+file, artifacts summarise the result. The flow ends Failed when the check
+finds drift or a table could not be analysed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from blocks.databases import MySQLServer
+from blocks.resolve import SOURCE_BLOCK, resolve_block
+from clinicflow import schema_analysis as sa
+from clinicflow.config import TablesConfig, load_tables_config
+from clinicflow.retry import TASK_RETRY
+
+
+@task(name="analyze-source", cache_policy=NO_CACHE, **TASK_RETRY)
+def analyze_source_task(server: MySQLServer, rules: sa.AnalysisRules) -> sa.SchemaAnalysis:
+    return sa.analyze_source(server, rules)
+
+
+@task(name="write-tables-yml", cache_policy=NO_CACHE)
+def write_tables_task(analysis: sa.SchemaAnalysis, path: str) -> sa.WriteResult:
+    return sa.write_tables_yml(analysis, path)
+
+
+@task(name="check-drift", cache_policy=NO_CACHE, **TASK_RETRY)
+def check_drift_task(server: MySQLServer, config: TablesConfig, rules: sa.AnalysisRules) -> sa.DriftReport:
+    return sa.check_drift(server, config, rules)
+
+
+@flow(name="analyze-schema")
+def analyze_schema(
+    output: str | None = None,
+    check: bool = False,
+    database: str | None = None,
+    critical_tables: list[str] | None = None,
+    publish_yaml: bool = False,
+) -> Any:
+    """Analyse the OpenDental source (block ``opendental-source``) into tables.yml at ``output``.
+
+    ``check=True`` compares instead of writing and fails on drift;
+    ``publish_yaml=True`` also attaches the written file as a markdown
+    artifact (useful where the job's file system is thrown away).
+    """
+    server = resolve_block(SOURCE_BLOCK, MySQLServer)
+    if database:
+        server = server.model_copy(update={"database": database})
+    rules = sa.rules_with(critical_tables=tuple(critical_tables) if critical_tables else None)
+    path = sa.tables_file_path(output)
+
+    if check:
+        report = check_drift_task(server, load_tables_config(path), rules)
+        create_table_artifact(report.to_rows() or [{"result": report.summary()}], key="tables-yml-drift",
+                              description=report.summary())
+        if report.has_drift:
+            return Failed(message=report.summary())
+        return {"drift": False, "tables_checked": report.tables_checked}
+
+    analysis = analyze_source_task(server, rules)
+    result = write_tables_task(analysis, str(path))
+    state = "written" if result.changed else "unchanged"
+    create_table_artifact(analysis.summary_rows(), key="schema-analysis",
+                          description=f"{result.tables} tables from {analysis.schema.address}: {path} {state}")
+    if publish_yaml:
+        create_markdown_artifact(f"```yaml\n{path.read_text(encoding='utf-8')}```", key="tables-yml",
+                                 description=f"{path.name} as generated")
+    if result.errors:
+        return Failed(message=f"{len(result.errors)} table(s) could not be analysed (copied fully): "
+                      + "; ".join(result.errors.values()))
+    return {"output": str(path), "changed": result.changed, "tables": result.tables,
+            "fingerprint": analysis.schema.fingerprint()}
