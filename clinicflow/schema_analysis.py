@@ -274,8 +274,9 @@ def _tail_source(table: TableInfo, columns: Sequence[str], limit: int | None) ->
     if limit is None:
         return select
     if table.primary_key:
+        # Without the hint MariaDB may prefer a full scan plus filesort for ORDER BY ... LIMIT.
         order = ", ".join(f"{quote_ident(c, 'mysql')} DESC" for c in table.primary_key)
-        return f"{select} ORDER BY {order} LIMIT {int(limit)}"
+        return f"{select} FORCE INDEX (PRIMARY) ORDER BY {order} LIMIT {int(limit)}"
     return f"{select} LIMIT {int(limit)}"
 
 
@@ -572,15 +573,15 @@ GENERATED_AT_PREFIX = "# generated at: "
 _OVERRIDES_START = re.compile(r"^overrides\s*:")
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#]")
 
-DEFAULT_OVERRIDES_BLOCK = """\
-# Hand edits: per-table settings that win over the generated ones above, e.g.
+OVERRIDES_HELP = """\
+# Hand edits go under `overrides:` (settings there win over the generated ones), e.g.
 #   overrides:
 #     securitylog:
 #       batch_size: 100000
 #       reconcile_deletes: true
-# This section is kept byte for byte when the file is regenerated.
-overrides: {}
+# Everything from the `overrides:` line to the end of the file is kept byte for byte on regeneration.
 """
+DEFAULT_OVERRIDES_BLOCK = "overrides: {}\n"
 
 
 def _scalar(value: Any) -> str:
@@ -635,6 +636,7 @@ def render_body(analysis: SchemaAnalysis, overrides_block: str) -> str:
         "tables:\n",
     ]
     parts.extend(render_table(name, analysis.tables[name].config) for name in sorted(analysis.tables))
+    parts.append(OVERRIDES_HELP)
     parts.append(overrides_block)
     return "".join(parts)
 

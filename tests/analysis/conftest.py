@@ -1,0 +1,58 @@
+"""Fixtures for the schema-analysis tests: a seeded OpenDental-shaped source and a CLI runner."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from blocks.databases import MySQLServer
+from clinicflow import generator
+
+
+@pytest.fixture
+def demo_source(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
+    """The demo database exactly as `clinicflow demo` seeds it (generator defaults)."""
+    server = make_mysql_db("an")
+    generator.seed(server)
+    return server
+
+
+def execute(server: MySQLServer, *statements: str) -> None:
+    conn = server.connect(autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode=''")
+            for sql in statements:
+                cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def query(server: MySQLServer, sql: str, params: Any = None) -> list[tuple]:
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run `clinicflow ...` in-process against a source block given by env vars, as an operator would."""
+    from clinicflow.cli import app
+
+    def run(server: MySQLServer, tables_file: Path, *args: str) -> Result:
+        monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
+        monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_HOST", server.host)
+        monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PORT", str(server.port))
+        monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_USER", server.username)
+        monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_DATABASE", server.database)
+        monkeypatch.setenv("CLINICFLOW_TABLES_FILE", str(tables_file))
+        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+    return run
