@@ -13,11 +13,15 @@ from clinicflow import generator
 
 
 @pytest.fixture
-def demo_source(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
-    """The demo database exactly as `clinicflow demo` seeds it (generator defaults)."""
+def demo_seeded(make_mysql_db: Callable[[str], MySQLServer]) -> tuple[MySQLServer, dict[str, int]]:
+    """The demo database exactly as `clinicflow demo` seeds it (generator defaults), and its rows per table."""
     server = make_mysql_db("an")
-    generator.seed(server)
-    return server
+    return server, generator.seed(server)
+
+
+@pytest.fixture
+def demo_source(demo_seeded: tuple[MySQLServer, dict[str, int]]) -> MySQLServer:
+    return demo_seeded[0]
 
 
 def execute(server: MySQLServer, *statements: str) -> None:
