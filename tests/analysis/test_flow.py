@@ -1,0 +1,48 @@
+"""The analyze_schema flow on a Prefect test server: writes tables.yml, fails on drift with an artifact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blocks.databases import MySQLServer
+from clinicflow.config import load_tables_config
+
+from .conftest import execute
+
+
+def _flow_run_artifacts(flow_run_id: object) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def test_flow_writes_tables_yml_then_fails_on_drift(
+    prefect_server: None, demo_source: MySQLServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.analyze_schema import analyze_schema
+
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_HOST", demo_source.host)
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PORT", str(demo_source.port))
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_USER", demo_source.username)
+    path = tmp_path / "tables.yml"
+
+    written = analyze_schema(output=str(path), database=demo_source.database, critical_tables=["securitylog"],
+                             return_state=True)
+    assert written.is_completed()
+    config = load_tables_config(path)
+    assert config.effective("securitylog").tier == 1 and config.effective("patient").tier == 3
+    assert "schema-analysis" in _flow_run_artifacts(written.state_details.flow_run_id)
+
+    clean = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
+    assert clean.is_completed()
+
+    execute(demo_source, "DROP TABLE commlog")
+    drift = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
+    assert drift.is_failed() and "table_dropped" in drift.message
+    artifact = _flow_run_artifacts(drift.state_details.flow_run_id)["tables-yml-drift"]
+    assert "commlog" in str(artifact.data)
