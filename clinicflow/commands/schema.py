@@ -111,6 +111,9 @@ def register(app: typer.Typer) -> None:
         except sa.AnalysisError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
+        except OSError as exc:
+            console.print(f"[red]{path}: cannot write ({exc.strerror or exc})[/red]")
+            raise typer.Exit(1) from None
         if as_json:
             typer.echo(json.dumps({
                 "output": str(result.path), "changed": result.changed, "tables": result.tables,

@@ -120,3 +120,28 @@ def test_sampling_a_large_table_reads_a_bounded_number_of_rows(make_mysql_db: Ca
     # Each sampled row counts about twice (index read, then the derived table);
     # the sample query and the watermark probe each read the newest sample_rows rows.
     assert bounded <= 5 * RULES.sample_rows, bounded
+
+
+def test_a_table_that_cannot_be_sampled_is_copied_fully_and_named(
+    make_mysql_db: Callable[[str], MySQLServer]
+) -> None:
+    """A table dropped between reading the schema and sampling it (concurrent DDL) fails alone."""
+    server = make_mysql_db("anfail")
+    execute(
+        server,
+        f"CREATE TABLE commlog (CommlogNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, DateTStamp {STAMP})",
+        "INSERT INTO commlog (DateTStamp) SELECT '2024-01-01' + INTERVAL seq MINUTE FROM seq_1_to_300",
+        f"CREATE TABLE document (DocNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, DateTStamp {STAMP})",
+        "INSERT INTO document (DateTStamp) SELECT '2024-01-01' + INTERVAL seq MINUTE FROM seq_1_to_300",
+    )
+    conn = server.connect()
+    try:
+        schema = sa.read_schema_with(conn, server.database, server.describe())
+        execute(server, "DROP TABLE document")
+        analysis = sa.analyze_schema_with(conn, schema, RULES, NOW)
+    finally:
+        conn.close()
+    assert set(analysis.errors) == {"document"}
+    assert "'document'" in analysis.errors["document"] and "copied fully" in analysis.errors["document"]
+    assert analysis.tables["document"].config.extraction_strategy is ExtractionStrategy.full_table
+    assert analysis.tables["commlog"].config.incremental_columns == ["DateTStamp"]
