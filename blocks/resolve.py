@@ -63,6 +63,15 @@ def resolve_block(name: str, block_type: type[B]) -> B:
         if not isinstance(block, block_type):
             raise BlockResolutionError(f"block {name!r} is a {type(block).__name__}, expected {block_type.__name__}")
         return block
+    return block_from_env(name, block_type)
+
+
+def block_from_env(name: str, block_type: type[B]) -> B:
+    """Build block ``name`` of ``block_type`` from ``CLINICFLOW_<NAME>_*`` environment variables.
+
+    The env half of :func:`resolve_block`; also what ``clinicflow blocks setup
+    --from-env`` saves as Prefect blocks, so both read the same variables.
+    """
     builder = ENV_BUILDERS.get(block_type)
     try:
         if builder is not None:
