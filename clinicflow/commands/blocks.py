@@ -158,8 +158,9 @@ def blocks_from_file(path: Path, names: list[str] | None = None) -> list[tuple[s
 
 
 def _fields(block: Block) -> dict[str, Any]:
+    # Declared fields only (a loaded block also carries its document id and name).
     # SecretStr compares by its secret value, so a changed password counts as a change.
-    return block.model_dump(mode="python")
+    return {name: getattr(block, name) for name in type(block).model_fields}
 
 
 def save_block(name: str, block: Block) -> str:
