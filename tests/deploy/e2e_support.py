@@ -67,6 +67,7 @@ class PrefectStack:
     logs: Path
     worker: subprocess.Popen | None = None
     started: list[subprocess.Popen] = field(default_factory=list)
+    snapshots: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def start(cls, home: Path, timeout: float = 90) -> "PrefectStack":
