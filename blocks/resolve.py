@@ -23,11 +23,13 @@ B = TypeVar("B", bound=Block)
 SOURCE_BLOCK = "opendental-source"
 REPLICATION_BLOCK = "opendental-replication"
 ANALYTICS_BLOCK = "analytics-postgres"
+DICOM_REPORTS_BLOCK = "dicom-reports-postgres"
 
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     SOURCE_BLOCK: {"database": "opendental"},
     REPLICATION_BLOCK: {"database": "opendental_replication"},
     ANALYTICS_BLOCK: {"database": "analytics"},
+    DICOM_REPORTS_BLOCK: {"database": "dicom_reports"},
 }
 
 # Builders for block types that are not ours (GcsBucket, S3Bucket, ...)
