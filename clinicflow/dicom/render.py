@@ -42,11 +42,18 @@ DEFAULT_JPEG_QUALITY = 90
 
 
 class ConversionError(Exception):
-    """A file that cannot become a JPEG. ``stage`` is ``read`` or ``decode``."""
+    """A file that cannot become a JPEG.
 
-    def __init__(self, stage: str, reason: str) -> None:
+    ``stage`` is ``read`` or ``decode``; ``kind`` is a short, stable category
+    for counting (``empty-file``, ``not-dicom``, ``unreadable``, ``truncated``,
+    ``no-pixel-data``, ``bad-header``, ``short-pixel-data``, ``undecodable``,
+    ``unsupported``); ``reason`` is the human-readable detail.
+    """
+
+    def __init__(self, stage: str, kind: str, reason: str) -> None:
         super().__init__(f"{stage}: {reason}")
         self.stage = stage
+        self.kind = kind
         self.reason = reason
 
 
@@ -80,9 +87,9 @@ def read_dataset(path: str | os.PathLike[str]) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ConversionError("read", f"cannot open file ({exc.strerror})") from None
+        raise ConversionError("read", "unreadable", f"cannot open file ({exc.strerror})") from None
     if size == 0:
-        raise ConversionError("read", "empty file")
+        raise ConversionError("read", "empty-file", "empty file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -90,13 +97,25 @@ def read_dataset(path: str | os.PathLike[str]) -> Any:
         except InvalidDicomError:
             ds = _read_legacy(path)
         except Exception as exc:  # pydicom raises many types on damaged files
-            raise ConversionError("read", f"unreadable DICOM ({_short(exc)})") from None
+            raise ConversionError("read", "unreadable", f"unreadable DICOM ({_short(exc)})") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ConversionError("read", "no pixel data")
+        if _looks_like_image(ds):
+            # pydicom stops quietly at a premature end of file; an image whose
+            # pixel data never came is a truncated file, not a non-image object.
+            raise ConversionError("read", "truncated", "file ends before the pixel data (truncated)")
+        raise ConversionError("read", "no-pixel-data", "no pixel data")
     for required in ("Rows", "Columns", "BitsAllocated"):
         if ds.get(required) in (None, "", 0):
-            raise ConversionError("read", f"missing or empty {required}")
+            raise ConversionError("read", "bad-header", f"missing or empty {required}")
     return ds
+
+
+def _looks_like_image(ds: Any) -> bool:
+    if any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")):
+        return True
+    meta = getattr(ds, "file_meta", None)
+    sop_class = (meta.get("MediaStorageSOPClassUID") if meta is not None else None) or ds.get("SOPClassUID")
+    return sop_class is not None and "Image" in str(getattr(sop_class, "name", ""))
 
 
 def _read_legacy(path: Path) -> Any:
@@ -115,7 +134,7 @@ def _read_legacy(path: Path) -> Any:
             return ds
     except Exception:  # noqa: BLE001 - garbage read with force: it is simply not DICOM
         pass
-    raise ConversionError("read", "not a DICOM file")
+    raise ConversionError("read", "not-dicom", "not a DICOM file")
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
@@ -141,9 +160,9 @@ def _number_of_frames(ds: Any) -> int:
     try:
         frames = int(raw) if raw not in (None, "") else 1
     except (TypeError, ValueError):
-        raise ConversionError("read", f"invalid NumberOfFrames {str(raw)[:20]!r}") from None
+        raise ConversionError("read", "bad-header", f"invalid NumberOfFrames {str(raw)[:20]!r}") from None
     if frames < 1:
-        raise ConversionError("read", f"invalid NumberOfFrames {frames}")
+        raise ConversionError("read", "bad-header", f"invalid NumberOfFrames {frames}")
     return frames
 
 
@@ -157,7 +176,7 @@ def check_pixel_length(ds: Any) -> None:
     bits = int(ds.BitsAllocated)
     frames = _number_of_frames(ds)
     if rows * cols * spp > MAX_FRAME_PIXELS:
-        raise ConversionError("read", f"frame of {rows}x{cols}x{spp} samples exceeds the limit")
+        raise ConversionError("read", "bad-header", f"frame of {rows}x{cols}x{spp} samples exceeds the limit")
     pixels = rows * cols * spp * frames
     expected = math.ceil(pixels / 8) if bits == 1 else pixels * (bits // 8)
     photometric = str(ds.get("PhotometricInterpretation", ""))
@@ -165,7 +184,7 @@ def check_pixel_length(ds: Any) -> None:
         expected = expected // 3 * 2
     actual = len(ds.PixelData)
     if actual < expected:
-        raise ConversionError("decode", f"pixel data shorter than the header says ({actual} of {expected} bytes)")
+        raise ConversionError("decode", "short-pixel-data", f"pixel data shorter than the header says ({actual} of {expected} bytes)")
 
 
 # --------------------------------------------------------------------------- pixel pipeline
@@ -184,7 +203,7 @@ def decode_frame(ds: Any, index: int) -> np.ndarray:
     except Exception as exc:  # decoder plugins raise RuntimeError/ValueError/...
         ts = ds.file_meta.get("TransferSyntaxUID")
         name = getattr(ts, "name", "unknown transfer syntax")
-        raise ConversionError("decode", f"cannot decode {name} pixel data ({_short(exc)})") from None
+        raise ConversionError("decode", "undecodable", f"cannot decode {name} pixel data ({_short(exc)})") from None
 
 
 def _functional_item(ds: Any, index: int, sequence: str) -> Any | None:
@@ -290,7 +309,7 @@ def apply_voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray:
     bits = descriptor[2]
     lut = np.asarray(item.LUTData, dtype=np.float32).ravel()
     if lut.size != entries:
-        raise ConversionError("decode", f"VOI LUT has {lut.size} entries, descriptor says {entries}")
+        raise ConversionError("decode", "bad-header", f"VOI LUT has {lut.size} entries, descriptor says {entries}")
     # Signed first-mapped values are stored as US: reinterpret if the image is signed.
     if first_mapped > 32767 and int(ds.get("PixelRepresentation", 0)) == 1:
         first_mapped -= 65536
@@ -340,7 +359,7 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
         try:
             rgb = apply_color_lut(arr, ds)
         except Exception as exc:  # noqa: BLE001 - malformed palette
-            raise ConversionError("decode", f"cannot apply the colour palette ({_short(exc)})") from None
+            raise ConversionError("decode", "bad-header", f"cannot apply the colour palette ({_short(exc)})") from None
         return _scale_to_uint8(rgb, 16 if rgb.dtype.itemsize > 1 else 8)
     little = ds.original_encoding[1] if ds.original_encoding[1] is not None else ds.is_little_endian
     channels = []
@@ -354,7 +373,7 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
         else:
             lut = np.frombuffer(raw[: 2 * entries], dtype="<u2" if little else ">u2")
         if lut.size != entries:
-            raise ConversionError("decode", f"{colour} palette has {lut.size} entries, descriptor says {entries}")
+            raise ConversionError("decode", "bad-header", f"{colour} palette has {lut.size} entries, descriptor says {entries}")
         index = np.clip(arr.astype(np.int64) - first_mapped, 0, entries - 1)
         channels.append(lut[index])
     return _scale_to_uint8(np.stack(channels, axis=-1), bits)
@@ -375,15 +394,15 @@ def display_frame(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if spp == 1 and photometric in ("MONOCHROME1", "MONOCHROME2", ""):
         if arr.ndim != 2:
-            raise ConversionError("decode", f"unexpected frame shape {arr.shape} for a monochrome image")
+            raise ConversionError("decode", "undecodable", f"unexpected frame shape {arr.shape} for a monochrome image")
         return monochrome_to_uint8(ds, arr, index)
     if spp == 1 and photometric == "PALETTE COLOR":
         return color_to_uint8(ds, arr)
     if spp == 3:
         if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise ConversionError("decode", f"unexpected frame shape {arr.shape} for a colour image")
+            raise ConversionError("decode", "undecodable", f"unexpected frame shape {arr.shape} for a colour image")
         return color_to_uint8(ds, arr)
-    raise ConversionError("decode", f"unsupported photometric interpretation {photometric!r} with {spp} samples")
+    raise ConversionError("decode", "unsupported", f"unsupported photometric interpretation {photometric!r} with {spp} samples")
 
 
 def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarray]]:
@@ -395,7 +414,7 @@ def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarr
         arr = decode_frame(ds, index)
         pixels = display_frame(ds, arr, index)
         if pixels.shape[:2] != (rows, cols):
-            raise ConversionError("decode", f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}")
+            raise ConversionError("decode", "undecodable", f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}")
         yield index, pixels
 
 
@@ -455,4 +474,4 @@ def render_first_frame(path: str | os.PathLike[str]) -> np.ndarray:
     ds = read_dataset(path)
     for _, pixels in display_frames(ds, all_frames=False):
         return pixels
-    raise ConversionError("decode", "no frames")  # pragma: no cover - frames >= 1
+    raise ConversionError("decode", "undecodable", "no frames")  # pragma: no cover - frames >= 1

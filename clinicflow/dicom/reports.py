@@ -1,0 +1,255 @@
+"""The reports source: a query on PostgreSQL, read in keyset pages of whole files.
+
+The reports query (SQL text, or the name of a view/table) must yield the key
+columns ``study_id``, ``series_id``, ``instance_id``, ``file_location``; every
+other column is a report field. One row per file × report is normal.
+
+Pages are keyset pages over the file key in a stable order: each page takes
+the next ``page_size`` distinct file keys after the last key of the previous
+page, and then *all* rows of those files — so a page never splits a file, no
+file is read twice and none is skipped, whatever the table's physical order
+(the system this replaces used OFFSET over ``ORDER BY RANDOM()``). Memory is
+bounded by one page.
+
+Rows are grouped by file key; each report field becomes the distinct,
+non-empty values of that field, sorted, joined by :data:`FIELD_SEPARATOR`.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from blocks.databases import PostgresServer
+from clinicflow.sql import quote_ident, quote_list, quote_qualified
+
+KEY_COLUMNS: tuple[str, ...] = ("study_id", "series_id", "instance_id", "file_location")
+FIELD_SEPARATOR = "\n---\n"
+
+# Columns the flow adds to each CSV row, before the report fields.
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    *KEY_COLUMNS,
+    "dicom_object",
+    "jpg_objects",
+    "jpg_count",
+    "frames",
+    "rows",
+    "columns",
+    "photometric",
+    "transfer_syntax",
+    "sop_instance_uid",
+)
+
+_RELATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
+
+
+class ReportsQueryError(ValueError):
+    """The reports query is unusable (missing key columns, clashing names, bad SQL)."""
+
+
+@dataclass(frozen=True, order=True)
+class FileKey:
+    """A file's identity. Never the SOP Instance UID alone: archives hold distinct files sharing one."""
+
+    study_id: str
+    series_id: str
+    instance_id: str
+    file_location: str
+
+    def as_tuple(self) -> tuple[str, str, str, str]:
+        return (self.study_id, self.series_id, self.instance_id, self.file_location)
+
+    def digest(self) -> str:
+        """A short stable hash of the whole key (keeps object names distinct and deterministic)."""
+        joined = "\x1f".join(self.as_tuple()).encode("utf-8")
+        return hashlib.sha256(joined).hexdigest()[:16]
+
+    def label(self) -> str:
+        """Printable key for logs and failure records (keys only: no report text)."""
+        return f"{self.study_id}/{self.series_id}/{self.instance_id} @ {self.file_location}"
+
+
+@dataclass
+class FileGroup:
+    """One file and its aggregated report fields."""
+
+    key: FileKey
+    fields: dict[str, str] = field(default_factory=dict)
+    report_rows: int = 0
+
+
+@dataclass
+class Page:
+    files: list[FileGroup]
+    last_key: tuple[Any, ...] | None  # source-typed key of the last file, for the next page
+    rows: int
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    rows: int
+    files: int
+    rows_without_key: int
+
+
+@dataclass(frozen=True)
+class ReportsSource:
+    """Where the reports come from: ``query`` is SQL text or a (schema-qualified) view/table name."""
+
+    server: PostgresServer
+    query: str
+
+    def relation(self) -> str:
+        text = self.query.strip().rstrip(";").strip()
+        if not text:
+            raise ReportsQueryError("the reports query is empty: give SQL text or a view name")
+        if _RELATION_NAME.match(text):
+            if "." in text:
+                schema, name = text.split(".", 1)
+                return quote_qualified(schema, name, "postgres")
+            return quote_ident(text, "postgres")
+        if not re.match(r"^(select|with|values|table)\b", text, re.IGNORECASE):
+            raise ReportsQueryError("the reports query must be a SELECT/WITH statement or a view name")
+        return f"({text})"
+
+    def columns(self) -> list[str]:
+        """The query's columns, checked: key columns present, no clash with output columns."""
+        sql = f"SELECT * FROM {self.relation()} AS reports LIMIT 0"
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(sql)
+                except Exception as exc:
+                    raise ReportsQueryError(f"the reports query failed: {_pg_message(exc)}") from None
+                names = [d[0] for d in cur.description]
+        finally:
+            conn.close()
+        missing = [c for c in KEY_COLUMNS if c not in names]
+        if missing:
+            raise ReportsQueryError(f"the reports query lacks key column(s) {', '.join(missing)} "
+                                    f"(it has: {', '.join(names)})")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ReportsQueryError(f"the reports query has duplicate column name(s) {', '.join(duplicates)}")
+        clashing = [n for n in names if n in OUTPUT_COLUMNS and n not in KEY_COLUMNS]
+        if clashing:
+            raise ReportsQueryError(f"report field(s) {', '.join(clashing)} clash with output column names; "
+                                    "rename them in the query")
+        return names
+
+    def report_fields(self) -> list[str]:
+        return [c for c in self.columns() if c not in KEY_COLUMNS]
+
+    def _not_null(self, alias: str) -> str:
+        return " AND ".join(f"{alias}.{quote_ident(c, 'postgres')} IS NOT NULL" for c in KEY_COLUMNS)
+
+    def count(self) -> SourceCount:
+        keys = quote_list(list(KEY_COLUMNS), "postgres")
+        null_key = " OR ".join(f"r.{quote_ident(c, 'postgres')} IS NULL" for c in KEY_COLUMNS)
+        sql = (f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
+               f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r")
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(sql)
+                except Exception as exc:
+                    raise ReportsQueryError(f"counting the reports failed: {_pg_message(exc)}") from None
+                rows, files, without_key = cur.fetchone()
+        finally:
+            conn.close()
+        return SourceCount(rows=int(rows), files=int(files), rows_without_key=int(without_key))
+
+    def page_sql(self, first: bool) -> str:
+        relation = self.relation()
+        keys = quote_list(list(KEY_COLUMNS), "postgres")
+        after = "" if first else f" AND ({keys}) > (%s, %s, %s, %s)"
+        join = " AND ".join(f"r.{quote_ident(c, 'postgres')} = k.{quote_ident(c, 'postgres')}" for c in KEY_COLUMNS)
+        order = ", ".join(f"r.{quote_ident(c, 'postgres')}" for c in KEY_COLUMNS)
+        return (
+            f"WITH k AS (SELECT DISTINCT {keys} FROM {relation} AS r WHERE {self._not_null('r')}{after} "
+            f"ORDER BY {keys} LIMIT %s) "
+            f"SELECT r.* FROM {relation} AS r JOIN k ON {join} ORDER BY {order}"
+        )
+
+    def read_page(self, after: tuple[Any, ...] | None, page_size: int) -> Page:
+        """The next ``page_size`` files after key ``after`` (None: from the start), all their rows."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        params: list[Any] = ([] if after is None else list(after)) + [page_size]
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(self.page_sql(after is None), params)
+                except Exception as exc:
+                    raise ReportsQueryError(f"reading a reports page failed: {_pg_message(exc)}") from None
+                names = [d[0] for d in cur.description]
+                return group_rows(names, iter(cur))
+        finally:
+            conn.close()
+
+    def pages(self, page_size: int) -> Iterator[Page]:
+        after: tuple[Any, ...] | None = None
+        while True:
+            page = self.read_page(after, page_size)
+            if not page.files:
+                return
+            yield page
+            after = page.last_key
+
+
+def group_rows(names: list[str], rows: Iterator[tuple[Any, ...]]) -> Page:
+    """Group ordered rows into files; aggregate report fields per file."""
+    key_index = [names.index(c) for c in KEY_COLUMNS]
+    field_index = [(i, n) for i, n in enumerate(names) if n not in KEY_COLUMNS]
+    files: list[FileGroup] = []
+    values: dict[str, set[str]] = {}
+    current_raw: tuple[Any, ...] | None = None
+    count = 0
+    for row in rows:
+        count += 1
+        raw_key = tuple(row[i] for i in key_index)
+        if raw_key != current_raw:
+            if files:
+                files[-1].fields = _joined(values)
+            files.append(FileGroup(key=FileKey(*(_text(v) for v in raw_key))))
+            values = {name: set() for _, name in field_index}
+            current_raw = raw_key
+        files[-1].report_rows += 1
+        for i, name in field_index:
+            text = _text(row[i])
+            if text != "":
+                values[name].add(text)
+    if files:
+        files[-1].fields = _joined(values)
+    return Page(files=files, last_key=current_raw, rows=count)
+
+
+def _joined(values: dict[str, set[str]]) -> dict[str, str]:
+    return {name: FIELD_SEPARATOR.join(sorted(found)) for name, found in values.items()}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _pg_message(exc: BaseException) -> str:
+    """The server's message for a failed statement: first line only (never the connection string)."""
+    text = str(getattr(exc, "pgerror", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def batches(files: list[FileGroup], batch_size: int) -> Iterator[list[FileGroup]]:
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    for start in range(0, len(files), batch_size):
+        yield files[start:start + batch_size]

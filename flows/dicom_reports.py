@@ -1,0 +1,167 @@
+"""Flow ``extract_dicom_reports``: reports in PostgreSQL → DICOM files → JPGs + CSV in a bucket.
+
+Wiring only (logic in :mod:`clinicflow.dicom`): resolve the blocks, count,
+read keyset pages in the flow, map batches of whole files onto
+``dicom-batch`` tasks with at most ``max_concurrency`` in flight, write the
+CSV from the durable state, publish progress and a summary. The flow ends
+Failed when more files failed than ``failure_threshold`` (saying how many),
+or when a batch could not be processed at all.
+"""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.states import Failed
+
+from blocks.buckets import DICOM_BUCKET_BLOCK, resolve_bucket
+from blocks.databases import PostgresServer
+from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
+from clinicflow.dicom.download import DownloadLimits
+from clinicflow.dicom.outputs import summary_rows
+from clinicflow.dicom.pipeline import BatchResult, BatchSettings
+from clinicflow.dicom.progress import RunProgress, artifact_key
+from clinicflow.dicom.reports import ReportsSource, batches
+from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
+from clinicflow.dicom.storage import writer_for
+from clinicflow.logs import get_logger
+from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
+
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_FAILURE_ROWS_IN_ARTIFACT = 500
+
+
+def _check_options(dataset: str, page_size: int, batch_size: int, max_concurrency: int, jpeg_quality: int,
+                   failure_threshold: int, max_file_mb: float, download_timeout_seconds: float) -> None:
+    problems = []
+    if not _DATASET.match(dataset):
+        problems.append("dataset must be 1-100 letters, digits, '.', '_' or '-' (it names the bucket folder)")
+    for name, value, low in (("page_size", page_size, 1), ("batch_size", batch_size, 1),
+                             ("max_concurrency", max_concurrency, 1), ("failure_threshold", failure_threshold, 0)):
+        if value < low:
+            problems.append(f"{name} must be at least {low}")
+    if not 1 <= jpeg_quality <= 100:
+        problems.append("jpeg_quality must be between 1 and 100")
+    if max_file_mb <= 0 or download_timeout_seconds <= 0:
+        problems.append("max_file_mb and download_timeout_seconds must be positive")
+    if problems:
+        raise ValueError("extract_dicom_reports: " + "; ".join(problems))
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
+@flow(name="extract-dicom-reports")
+def extract_dicom_reports(
+    query: str = "dicom_reports",
+    dataset: str = "dicom-reports",
+    reports_block: str = DICOM_REPORTS_BLOCK,
+    state_block: str | None = None,
+    state_schema: str = DEFAULT_STATE_SCHEMA,
+    bucket_kind: Literal["local", "gcs", "s3"] = "local",
+    bucket_block: str = DICOM_BUCKET_BLOCK,
+    base_location: str | None = None,
+    page_size: int = 500,
+    batch_size: int = 20,
+    max_concurrency: int = 4,
+    all_frames: bool = False,
+    jpeg_quality: int = 90,
+    failure_threshold: int = 0,
+    max_file_mb: float = 2048,
+    download_timeout_seconds: float = 300,
+    download_retries: int = 3,
+    retry_backoff_seconds: float = 2.0,
+) -> Any:
+    """Extract the DICOM files of a reports query into ``<bucket>/<dataset>/``.
+
+    ``query``: SQL text or a view name on the ``reports_block`` database,
+    yielding ``study_id, series_id, instance_id, file_location`` and report
+    fields. Progress is kept in ``state_block`` (default: the reports
+    database), schema ``state_schema``, so a rerun resumes. ``base_location``
+    resolves relative file locations (a folder or an http/gs/s3 prefix).
+    """
+    _check_options(dataset, page_size, batch_size, max_concurrency, jpeg_quality, failure_threshold,
+                   max_file_mb, download_timeout_seconds)
+    log = get_logger("clinicflow.dicom")
+    started = time.monotonic()
+    run_id = _run_id()
+    reports_server = resolve_block(reports_block, PostgresServer)
+    state_server = resolve_block(state_block, PostgresServer) if state_block else reports_server
+    bucket = resolve_bucket(bucket_kind, bucket_block)
+    bucket_name = writer_for(bucket).describe()
+    source = ReportsSource(reports_server, query)
+
+    count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
+    log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
+    settings = BatchSettings(
+        dataset=dataset, run_id=run_id, base_location=base_location, all_frames=all_frames,
+        jpeg_quality=jpeg_quality,
+        limits=DownloadLimits(max_bytes=int(max_file_mb * 1024 * 1024), timeout_seconds=download_timeout_seconds,
+                              retries=download_retries, backoff_base_seconds=retry_backoff_seconds),
+    )
+    progress = RunProgress(count.files, key=artifact_key("dicom", dataset, "progress"),
+                           description=f"DICOM files of {dataset}")
+    total = BatchResult()
+    batch_errors: list[str] = []
+    in_flight: dict[PrefectFuture[BatchResult], int] = {}
+
+    def collect(future: PrefectFuture[BatchResult]) -> None:
+        files = in_flight.pop(future)
+        try:
+            total.add(future.result())
+        except Exception as exc:  # noqa: BLE001 - a lost batch is reported, the others go on
+            batch_errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
+        progress.advance(files)
+
+    try:
+        after = None
+        while True:
+            page = read_page_task(source, after, page_size)
+            if not page.files:
+                break
+            for files in batches(page.files, batch_size):
+                if len(in_flight) >= max_concurrency:
+                    collect(next(as_completed(list(in_flight))))
+                future = process_batch_task.submit(files, settings, state_server, state_schema, bucket)
+                in_flight[future] = len(files)
+            after = page.last_key
+        while in_flight:
+            collect(next(as_completed(list(in_flight))))
+    finally:
+        progress.close()
+
+    outputs = write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id)
+    seconds = time.monotonic() - started
+    create_table_artifact(summary_rows(count, total, outputs, seconds, bucket_name),
+                          key=artifact_key("dicom", dataset, "summary"),
+                          description=f"DICOM reports {dataset}: {total.done} converted, {total.skipped} already done, "
+                                      f"{total.failed} failed, {seconds:.1f}s")
+    if total.failures:
+        rows = [{"file": f.key.label(), "stage": f.stage, "kind": f.kind, "reason": f.reason}
+                for f in total.failures[:MAX_FAILURE_ROWS_IN_ARTIFACT]]
+        create_table_artifact(rows, key=artifact_key("dicom", dataset, "failures"),
+                              description=f"{len(total.failures)} failed file(s)"
+                                          + (f" (first {MAX_FAILURE_ROWS_IN_ARTIFACT})"
+                                             if len(total.failures) > MAX_FAILURE_ROWS_IN_ARTIFACT else "")
+                                          + f"; all in {state_schema}.failures and {outputs.failures_object}")
+
+    failed = total.failed + (1 if count.rows_without_key else 0)
+    if batch_errors:
+        return Failed(message=f"{len(batch_errors)} batch(es) could not be processed: {'; '.join(batch_errors[:3])}")
+    if failed > failure_threshold:
+        return Failed(message=f"{failed} failure(s), more than the threshold of {failure_threshold}: "
+                              + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
+                              + (f", rows without key={count.rows_without_key}" if count.rows_without_key else ""))
+    return {
+        "dataset": dataset, "files": count.files, "converted": total.done, "skipped": total.skipped,
+        "failed": failed, "jpgs": total.jpgs, "bytes": total.bytes, "uploaded": total.uploaded,
+        "csv_rows": outputs.csv_rows, "csv_object": outputs.csv_object, "seconds": round(seconds, 2),
+    }
