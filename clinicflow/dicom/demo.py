@@ -29,6 +29,7 @@ class DemoFile:
     content: bytes = b""
     reports: tuple[str, ...] = ("Normal study.",)
     modality: str = "OT"
+    expected_failure: str | None = None  # "stage/kind" the flow records for a bad file
 
 
 # Good files cover: uncompressed CT with rescale, signed MR with a window, JPEG-LS,
@@ -42,10 +43,13 @@ DEMO_FILES: tuple[DemoFile, ...] = (
     DemoFile("sc_rgb_rle.dcm", "SC_rgb_rle.dcm", reports=("Colour secondary capture.",), modality="OT"),
     DemoFile("us_ybr_multiframe.dcm", "examples_ybr_color.dcm", reports=("Ultrasound cine.", "Second reader agrees."),
              modality="US"),
-    DemoFile("mr_truncated.dcm", "MR_truncated.dcm", reports=("Truncated upload.",), modality="MR"),
-    DemoFile("rtplan.dcm", "rtplan.dcm", reports=("Plan object, no image.",), modality="RTPLAN"),
-    DemoFile("not_dicom.dcm", None, content=b"This is a scanned fax, not a DICOM file.\n", reports=("Fax.",)),
-    DemoFile("empty.dcm", None, content=b"", reports=("Empty upload.",)),
+    DemoFile("mr_truncated.dcm", "MR_truncated.dcm", reports=("Truncated upload.",), modality="MR",
+             expected_failure="decode/short-pixel-data"),
+    DemoFile("rtplan.dcm", "rtplan.dcm", reports=("Plan object, no image.",), modality="RTPLAN",
+             expected_failure="read/no-pixel-data"),
+    DemoFile("not_dicom.dcm", None, content=b"This is a scanned fax, not a DICOM file.\n", reports=("Fax.",),
+             expected_failure="read/not-dicom"),
+    DemoFile("empty.dcm", None, content=b"", reports=("Empty upload.",), expected_failure="read/empty-file"),
 )
 
 

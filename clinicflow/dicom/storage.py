@@ -60,8 +60,8 @@ class BucketWriter(Protocol):
 
 
 def _check_name(name: str) -> str:
-    parts = PurePosixPath(name).parts
-    if not name or name.startswith("/") or any(p in ("..", ".") for p in parts):
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", "..", ".") for p in parts):
         raise ValueError(f"invalid object name {name!r}")
     return name
 

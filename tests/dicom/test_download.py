@@ -1,0 +1,119 @@
+"""Downloads against a real local HTTP server, the GCS emulator and a moto S3 server."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clinicflow.dicom.download import DownloadError, Downloader, DownloadLimits, redact, resolve_location
+from tests.dicom.conftest import sample_file
+
+FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=1.0, connect_timeout_seconds=1.0)
+
+
+@pytest.fixture
+def served(file_server):
+    shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
+    return file_server
+
+
+def _fetch(location: str, tmp_path: Path, limits: DownloadLimits = FAST, base: str | None = None) -> Path:
+    with Downloader(limits, base) as downloader:
+        return downloader.fetch(location, tmp_path / "out.dcm", what="test-key")
+
+
+def test_http_download_is_streamed_to_disk(served, tmp_path: Path) -> None:
+    path = _fetch(served.url("ct.dcm"), tmp_path)
+    assert path.read_bytes() == sample_file("CT_small.dcm").read_bytes()
+    assert served.requests["ct.dcm"] == 1
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_client_errors_are_not_retried(served, tmp_path: Path, status: int) -> None:
+    served.faults["ct.dcm"] = [status]
+    with pytest.raises(DownloadError) as info:
+        _fetch(served.url("ct.dcm"), tmp_path)
+    assert info.value.kind == f"http-{status}"
+    assert served.requests["ct.dcm"] == 1
+    assert not (tmp_path / "out.dcm").exists()
+
+
+@pytest.mark.parametrize("fault", [500, 503, 429, "reset"])
+def test_transient_failures_are_retried_then_succeed(served, tmp_path: Path, fault) -> None:
+    served.faults["ct.dcm"] = [fault, fault]
+    path = _fetch(served.url("ct.dcm"), tmp_path)
+    assert path.read_bytes() == sample_file("CT_small.dcm").read_bytes()
+    assert served.requests["ct.dcm"] == 3
+
+
+def test_persistent_5xx_gives_up_after_the_retries(served, tmp_path: Path) -> None:
+    served.faults["ct.dcm"] = [502] * 10
+    with pytest.raises(DownloadError) as info:
+        _fetch(served.url("ct.dcm"), tmp_path)
+    assert info.value.kind == "http-502"
+    assert "after retries" in info.value.reason
+    assert served.requests["ct.dcm"] == 1 + FAST.retries
+
+
+def test_slow_responses_time_out_and_are_retried(served, tmp_path: Path) -> None:
+    served.slow_seconds = 2.0
+    served.faults["ct.dcm"] = ["slow", "slow", "slow"]
+    limits = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=0.3, connect_timeout_seconds=0.3)
+    with pytest.raises(DownloadError) as info:
+        _fetch(served.url("ct.dcm"), tmp_path, limits)
+    assert info.value.kind == "timeout"
+    assert served.requests["ct.dcm"] == 3
+
+
+def test_size_limit(served, tmp_path: Path) -> None:
+    limits = DownloadLimits(max_bytes=1000, retries=2, backoff_base_seconds=0.01)
+    with pytest.raises(DownloadError) as info:
+        _fetch(served.url("ct.dcm"), tmp_path, limits)
+    assert info.value.kind == "too-large"
+    assert served.requests["ct.dcm"] == 1  # not retried
+    local = served.root / "ct.dcm"
+    with pytest.raises(DownloadError, match="exceeds"):
+        _fetch(str(local), tmp_path, limits)
+
+
+def test_relative_locations_resolve_against_the_base(served, tmp_path: Path) -> None:
+    assert _fetch("ct.dcm", tmp_path, base=served.base_url).read_bytes()[128:132] == b"DICM"
+    # A folder base: the file is used in place, not copied.
+    assert _fetch("ct.dcm", tmp_path, base=str(served.root)) == served.root / "ct.dcm"
+    assert _fetch((served.root / "ct.dcm").as_uri(), tmp_path) == served.root / "ct.dcm"
+    with pytest.raises(DownloadError, match="climbs out"):
+        _fetch("../etc/passwd", tmp_path, base=str(served.root))
+    with pytest.raises(DownloadError, match="no base location"):
+        _fetch("ct.dcm", tmp_path)
+    with pytest.raises(DownloadError) as info:
+        _fetch("missing.dcm", tmp_path, base=str(served.root))
+    assert info.value.kind == "not-found"
+    with pytest.raises(DownloadError, match="unsupported location scheme"):
+        _fetch("ftp://host/x.dcm", tmp_path)
+    assert resolve_location("a b/c.dcm", "http://h/base") == "http://h/base/a%20b/c.dcm"
+    assert resolve_location("c.dcm", "gs://bucket/prefix") == "gs://bucket/prefix/c.dcm"
+
+
+def test_errors_never_show_credentials_in_urls() -> None:
+    assert redact("https://user:secret@host:8443/path/x.dcm?token=abc#f") == "https://host:8443/path/x.dcm"
+
+
+def test_gs_download_from_the_emulator(gcs_emulator, tmp_path: Path) -> None:
+    bucket = gcs_emulator.new_bucket()
+    gcs_emulator.client().bucket(bucket).blob("in/ct.dcm").upload_from_filename(str(sample_file("CT_small.dcm")))
+    path = _fetch(f"gs://{bucket}/in/ct.dcm", tmp_path)
+    assert path.read_bytes() == sample_file("CT_small.dcm").read_bytes()
+    with pytest.raises(DownloadError) as info:
+        _fetch(f"gs://{bucket}/in/missing.dcm", tmp_path)
+    assert info.value.kind == "http-404"
+
+
+def test_s3_download_from_moto(s3_env, tmp_path: Path) -> None:
+    bucket = s3_env.new_bucket()
+    s3_env.client().upload_file(str(sample_file("CT_small.dcm")), bucket, "in/ct.dcm")
+    path = _fetch(f"s3://{bucket}/in/ct.dcm", tmp_path)
+    assert path.read_bytes() == sample_file("CT_small.dcm").read_bytes()
+    with pytest.raises(DownloadError) as info:
+        _fetch(f"s3://{bucket}/in/missing.dcm", tmp_path)
+    assert info.value.kind == "http-404"
