@@ -19,6 +19,7 @@ Public API: :func:`create_schema`, :func:`seed`, :func:`fill_table`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from blocks.databases import MySQLServer
@@ -534,12 +535,24 @@ def _insert_select_sql(spec: TableSpec, rows: int, seed: int, start: int, fixed_
     for name, _ddl, expr in spec.columns:
         names.append(quote_ident(name, "mysql"))
         if fixed_timestamp is not None and name == spec.change_column:
-            expr = "'" + fixed_timestamp.replace("'", "") + "'"
+            expr = f"'{fixed_timestamp}'"  # already validated by _checked_timestamp
         exprs.append(expr)
-    # `s` is the row number (and the key for *Num tables), `k` the seed.
-    select = ", ".join(exprs).replace("CONCAT(k,", f"CONCAT({int(seed)},")
+    # `s` is the row number (and the key for *Num tables), `k` the seed: both are
+    # columns of the derived table, so every expression is a pure function of them.
     return (f"INSERT INTO {quote_ident(spec.name, 'mysql')} ({', '.join(names)}) "
-            f"SELECT {select} FROM (SELECT seq + {int(start) - 1} AS s FROM seq_1_to_{int(rows)}) AS g")
+            f"SELECT {', '.join(exprs)} FROM (SELECT seq + {int(start) - 1} AS s, {int(seed)} AS k "
+            f"FROM seq_1_to_{int(rows)}) AS g")
+
+
+def _checked_timestamp(value: str) -> str:
+    """``value`` as 'YYYY-MM-DD HH:MM:SS' inside MySQL's TIMESTAMP range, else ValueError."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"generator: fixed_timestamp {value!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
+    if parsed.tzinfo is not None or not (datetime(1970, 1, 1, 0, 0, 1) <= parsed <= datetime(2038, 1, 19, 3, 14, 7)):
+        raise ValueError(f"generator: fixed_timestamp {value!r} is outside the TIMESTAMP range (UTC, no offset)")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fill_table(server: MySQLServer, table: str, rows: int, *, seed: int = 42, start: int | None = None,
@@ -549,7 +562,11 @@ def fill_table(server: MySQLServer, table: str, rows: int, *, seed: int = 42, st
         return 0
     spec = spec or _specs_by_name().get(table)
     if spec is None:
-        raise ValueError(f"generator: no spec for table {table!r}")
+        raise ValueError(f"generator: no spec for table {table!r} (core tables: {', '.join(_specs_by_name())})")
+    if fixed_timestamp is not None:
+        if spec.change_column is None:
+            raise ValueError(f"generator: table {table!r} has no change column for fixed_timestamp")
+        fixed_timestamp = _checked_timestamp(fixed_timestamp)
     conn = _connect(server)
     try:
         with conn.cursor() as cur:
