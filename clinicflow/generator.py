@@ -30,6 +30,8 @@ _LEGACY_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 _TABLE_OPTIONS = "ENGINE=MyISAM DEFAULT CHARSET=utf8mb3"
 _DSTAMP = "`DateTStamp` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
 _SECEDIT = "`SecDateTEdit` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
+# Tables this small (lookups, filler) keep their size whatever seed()'s scale.
+_TINY_TABLE_ROWS = 23
 # Base time for generated change columns; rows spread over ~2 years after it.
 _BASE_TS = "2023-01-01 00:00:00"
 
@@ -411,7 +413,7 @@ _EDGECASE_ROWS = [
     # label, date, datetime, time, mb3, mb4, longtext, blob, varbin, char, ubig, uint, usmall, signed, flag, dbl, flt, dec, enum, set, json, bit1, bit10, year
     ("zero dates", "'0000-00-00'", "'0000-00-00 00:00:00'", "'00:00:00'", "'plain'", "'plain'", "''", "''", "''", "'a'",
      "0", "0", "0", "0", "0", "0", "0", "0", "'a'", "''", "'{}'", "b'0'", "b'0'", "2000"),
-    ("unset dates 0001-01-01", "'0001-01-01'", "'0001-01-01 00:00:00'", "'-838:59:59'", "'Zoë Ångström — café'", "'emoji 😀👍🏽 and 𝄞'", "'x'",
+    ("unset dates 0001-01-01", "'0001-01-01'", "'0001-01-01 00:00:00'", "'-838:59:59'", "'Zoë Ångström — café, 日本語 李'", "'emoji 😀👍🏽 and 𝄞'", "'x'",
      _ALL_BYTES, "UNHEX('00FF00')", "'  pad'", "18446744073709551615", "4294967295", "65535", "-2147483648", "1",
      "1.7976931348623157e308", "3.4e38", "99999999.9999", "'c d'", "'x,z'", "'{\"k\": [1, 2.5, null, \"é\"]}'", "b'1'", "b'1111111111'", "2155"),
     ("NUL and escapes", "'2024-02-29'", "'2024-02-29 23:59:59'", "'123:45:06'", "CONCAT('a', CHAR(0), 'b')",
@@ -499,7 +501,7 @@ def _filler_spec(index: int) -> TableSpec:
         change = "DateTStamp"
     elif index % 3 == 1:
         cols.append(("DateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts()))
-    return TableSpec(name, cols, [key], change, (), index % 23)
+    return TableSpec(name, cols, [key], change, (), index % _TINY_TABLE_ROWS)
 
 
 def _connect(server: MySQLServer) -> Any:
@@ -590,11 +592,26 @@ def _fill_edgecases(conn: Any) -> None:
 
 def seed(server: MySQLServer, *, rows: dict[str, int] | None = None, scale: float = 1.0, seed: int = 42,
          filler_tables: int = 0, edge_cases: bool = True) -> dict[str, int]:
-    """Create the schema and fill every table deterministically; return rows per table."""
+    """Create the schema and fill every table deterministically; return rows per table.
+
+    Row counts: ``rows[table]`` when given, else the table's default times
+    ``scale``; tiny tables (23 rows or fewer: lookups, filler) keep their size.
+    """
+    specs = _all_specs(filler_tables)
+    unknown = sorted(set(rows or {}) - {spec.name for spec in specs})
+    if unknown:
+        raise ValueError(f"generator.seed: rows given for unknown table(s) {', '.join(unknown)}")
+    if scale < 0 or any(n < 0 for n in (rows or {}).values()):
+        raise ValueError("generator.seed: scale and row counts must not be negative")
     create_schema(server, filler_tables=filler_tables, edge_cases=edge_cases)
     counts: dict[str, int] = {}
-    for spec in _all_specs(filler_tables):
-        n = (rows or {}).get(spec.name, max(0, int(round(spec.default_rows * scale))) if spec.default_rows > 23 else spec.default_rows)
+    for spec in specs:
+        if rows and spec.name in rows:
+            n = rows[spec.name]
+        elif spec.default_rows > _TINY_TABLE_ROWS:
+            n = int(round(spec.default_rows * scale))
+        else:
+            n = spec.default_rows
         counts[spec.name] = fill_table(server, spec.name, n, seed=seed, start=1, spec=spec) if n else 0
     if edge_cases:
         conn = _connect(server)
@@ -606,14 +623,32 @@ def seed(server: MySQLServer, *, rows: dict[str, int] | None = None, scale: floa
     return counts
 
 
+def _mutable_column(spec: TableSpec) -> tuple[str, str] | None:
+    """The first non-key text or money column and how an update changes it."""
+    for name, ddl, _expr in spec.columns:
+        if name in spec.primary_key or name == spec.change_column:
+            continue
+        if ddl.startswith(("varchar", "text", "mediumtext")):
+            return name, "text"
+        if ddl.startswith("double"):
+            return name, "money"
+    return None
+
+
 def apply_changes(server: MySQLServer, table: str, *, inserts: int = 0, updates: int = 0, deletes: int = 0,
                   seed: int = 7) -> dict[str, list[int]]:
     """Insert, update and delete rows of a core table; return the affected keys.
 
-    Updated rows get a change-column value strictly after the table's current
-    maximum, so an incremental copy sees them even within the same second.
+    Deleted keys are every third key from the top; updated keys are spread
+    over the rest of the table (never a deleted key); inserted keys continue
+    after the previous maximum. Updated and inserted rows get a change-column
+    value strictly after both the table's current maximum and NOW(), so an
+    incremental copy sees them even within the same second as its last run.
+    Returns ``{"inserted": [...], "updated": [...], "deleted": [...]}``.
     """
-    spec = _specs_by_name()[table]
+    spec = _specs_by_name().get(table)
+    if spec is None:
+        raise ValueError(f"generator.apply_changes: no spec for table {table!r}")
     if len(spec.primary_key) != 1:
         raise ValueError(f"generator.apply_changes: {table!r} needs a single-column key")
     key = quote_ident(spec.primary_key[0], "mysql")
@@ -622,38 +657,51 @@ def apply_changes(server: MySQLServer, table: str, *, inserts: int = 0, updates:
     out: dict[str, list[int]] = {"inserted": [], "updated": [], "deleted": []}
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT COALESCE(MAX({key}), 0), COUNT(*) FROM {t}")
-            max_key, count = (int(v) for v in cur.fetchone())
-            if updates:
-                step = max(1, count // updates)
-                cur.execute(f"SELECT {key} FROM {t} ORDER BY {key} LIMIT %s", (updates * step,))
-                keys = [int(r[0]) for r in cur.fetchall()][::step][:updates]
-                bump = ""
-                if spec.change_column:
-                    cc = quote_ident(spec.change_column, "mysql")
-                    cur.execute(f"SELECT GREATEST(COALESCE(MAX({cc}), NOW()), NOW()) + INTERVAL 1 SECOND FROM {t}")
-                    bump = f", {cc} = '{cur.fetchone()[0]}'"
-                text_col = next((quote_ident(n, "mysql") for n, ddl, _ in spec.columns
-                                 if ddl.startswith(("varchar", "text", "mediumtext")) and n not in spec.primary_key), None)
-                if text_col and keys:
-                    cur.execute(f"UPDATE {t} SET {text_col} = CONCAT('upd{int(seed)}-', {key}){bump} WHERE {key} IN ({', '.join(map(str, keys))})")
-                out["updated"] = keys
+            cur.execute(f"SELECT COALESCE(MAX({key}), 0) FROM {t}")
+            max_key = int(cur.fetchone()[0])
+            stamp = None
+            if spec.change_column:
+                cc = quote_ident(spec.change_column, "mysql")
+                cur.execute(f"SELECT GREATEST(COALESCE(MAX({cc}), NOW()), NOW()) + INTERVAL 1 SECOND FROM {t}")
+                stamp = str(cur.fetchone()[0])
             if deletes:
                 cur.execute(f"SELECT {key} FROM {t} ORDER BY {key} DESC LIMIT %s", (deletes * 3,))
                 keys = [int(r[0]) for r in cur.fetchall()][2::3][:deletes]
                 if keys:
                     cur.execute(f"DELETE FROM {t} WHERE {key} IN ({', '.join(map(str, keys))})")
                 out["deleted"] = keys
+            if updates:
+                out["updated"] = _update_rows(cur, spec, updates, seed, stamp)
             if inserts:
-                stamp = None
-                if spec.change_column:
-                    cur.execute(f"SELECT GREATEST(COALESCE(MAX({quote_ident(spec.change_column, 'mysql')}), NOW()), NOW()) + INTERVAL 1 SECOND FROM {t}")
-                    stamp = str(cur.fetchone()[0])
                 fill_table(server, table, inserts, seed=seed, start=max_key + 1, fixed_timestamp=stamp, spec=spec)
                 out["inserted"] = list(range(max_key + 1, max_key + 1 + inserts))
     finally:
         conn.close()
     return out
+
+
+def _update_rows(cur: Any, spec: TableSpec, updates: int, seed: int, stamp: str | None) -> list[int]:
+    key = quote_ident(spec.primary_key[0], "mysql")
+    t = quote_ident(spec.name, "mysql")
+    cur.execute(f"SELECT COUNT(*) FROM {t}")
+    step = max(1, int(cur.fetchone()[0]) // updates)
+    cur.execute(f"SELECT {key} FROM {t} ORDER BY {key} LIMIT %s", (updates * step,))
+    keys = [int(r[0]) for r in cur.fetchall()][::step][:updates]
+    if not keys:
+        return []
+    assignments = []
+    mutable = _mutable_column(spec)
+    if mutable is not None:
+        col = quote_ident(mutable[0], "mysql")
+        # Text gets a marker naming the seed; money moves by a cent (always a real change).
+        assignments.append(f"{col} = CONCAT('upd{int(seed)}-', {key})" if mutable[1] == "text"
+                           else f"{col} = {col} + 0.01")
+    if spec.change_column is not None:
+        assignments.append(f"{quote_ident(spec.change_column, 'mysql')} = '{stamp}'")
+    if not assignments:
+        raise ValueError(f"generator.apply_changes: {spec.name!r} has no column an update can change")
+    cur.execute(f"UPDATE {t} SET {', '.join(assignments)} WHERE {key} IN ({', '.join(map(str, keys))})")
+    return keys
 
 
 def create_procedurelog_like(server: MySQLServer, rows: int, *, table: str = "procedurelog", seed: int = 42) -> int:
