@@ -22,6 +22,7 @@ it saves as a side effect.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +32,37 @@ import typer
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
-from blocks.databases import MySQLServer, PostgresServer
-from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, BlockResolutionError, block_from_env
+from prefect_gcp.cloud_storage import GcsBucket
 
-# Every block a deployment in prefect.yaml resolves, by name, with its type.
+from blocks.buckets import DICOM_BUCKET_BLOCK, LocalFolderBucket, emulator_safe_auth
+from blocks.databases import MySQLServer, PostgresServer
+from blocks.resolve import (
+    ANALYTICS_BLOCK,
+    DICOM_REPORTS_BLOCK,
+    REPLICATION_BLOCK,
+    SOURCE_BLOCK,
+    BlockResolutionError,
+    block_from_env,
+)
+
+# Every block a deployment in prefect.yaml resolves, by name, with its type
+# (the dicom-reports deployment runs with bucket_kind=gcs).
 DEPLOYMENT_BLOCKS: dict[str, type[Block]] = {
     SOURCE_BLOCK: MySQLServer,
     REPLICATION_BLOCK: MySQLServer,
     ANALYTICS_BLOCK: PostgresServer,
+    DICOM_REPORTS_BLOCK: PostgresServer,
+    DICOM_BUCKET_BLOCK: GcsBucket,
 }
 
 # Block types clinicflow defines (registered by `clinicflow blocks register`).
-CLINICFLOW_BLOCK_TYPES: tuple[type[Block], ...] = (MySQLServer, PostgresServer)
+CLINICFLOW_BLOCK_TYPES: tuple[type[Block], ...] = (MySQLServer, PostgresServer, LocalFolderBucket)
+
+
+def _auth_context(block_type: type[Block]) -> contextlib.AbstractContextManager[None]:
+    # GcpCredentials asks google.auth for default credentials when built or
+    # loaded; against the GCS emulator that must be anonymous (blocks.buckets).
+    return emulator_safe_auth() if issubclass(block_type, GcsBucket) else contextlib.nullcontext()
 
 
 class BlockSetupError(ValueError):
@@ -81,7 +101,8 @@ def blocks_from_env(names: list[str] | None = None) -> list[tuple[str, Block | N
             found.append((name, None, f"no {prefix}* variables set"))
             continue
         try:
-            found.append((name, block_from_env(name, DEPLOYMENT_BLOCKS[name]), ""))
+            with _auth_context(DEPLOYMENT_BLOCKS[name]):
+                found.append((name, block_from_env(name, DEPLOYMENT_BLOCKS[name]), ""))
         except BlockResolutionError as exc:
             raise BlockSetupError(str(exc)) from None
         except ValidationError as exc:
@@ -135,7 +156,8 @@ def blocks_from_mapping(data: Any, source: str, names: list[str] | None = None) 
                 raise BlockSetupError(f"{source}: block {name!r} must be of type {expected.get_block_type_slug()!r}, "
                                       f"the flows load it as such")
         try:
-            built.append((name, block_type.model_validate(fields)))
+            with _auth_context(block_type):
+                built.append((name, block_type.model_validate(fields)))
         except ValidationError as exc:
             raise BlockSetupError(f"{source}: " + _validation_message(name, exc)) from None
     if wanted is not None:
@@ -157,28 +179,37 @@ def blocks_from_file(path: Path, names: list[str] | None = None) -> list[tuple[s
     return blocks_from_mapping(data, str(path), names)
 
 
-def _fields(block: Block) -> dict[str, Any]:
-    # Declared fields only (a loaded block also carries its document id and name).
-    # SecretStr compares by its secret value, so a changed password counts as a change.
-    return {name: getattr(block, name) for name in type(block).model_fields}
+def _fields(value: Any) -> Any:
+    # Declared fields only, nested blocks too (a loaded block also carries its
+    # document id and name). SecretStr compares by its secret value, so a
+    # changed password counts as a change.
+    if isinstance(value, Block):
+        return {name: _fields(getattr(value, name)) for name in type(value).model_fields}
+    return value
 
 
 def save_block(name: str, block: Block) -> str:
     """Create or update block ``name`` on the Prefect API; ``created``, ``updated`` or ``unchanged``."""
     block_type = type(block)
-    try:
-        existing = block_type.load(name)
-    except ValueError:  # Prefect raises ValueError for a missing block document
-        existing = None
-    if existing is not None and type(existing) is block_type and _fields(existing) == _fields(block):
-        return "unchanged"
-    block.save(name, overwrite=True)
+    with _auth_context(block_type):
+        try:
+            existing = block_type.load(name)
+        except ValueError:  # Prefect raises ValueError for a missing block document
+            existing = None
+        if existing is not None and type(existing) is block_type and _fields(existing) == _fields(block):
+            return "unchanged"
+        block.save(name, overwrite=True)
     return "created" if existing is None else "updated"
 
 
 def describe_block(block: Block) -> str:
+    """A printable address without secrets."""
     describe = getattr(block, "describe", None)
-    return describe() if callable(describe) else block.get_block_type_slug()
+    if callable(describe):
+        return describe()
+    if isinstance(block, GcsBucket):
+        return f"gs://{block.bucket}/{block.bucket_folder}".rstrip("/")
+    return block.get_block_type_slug()
 
 
 def require_api() -> str:

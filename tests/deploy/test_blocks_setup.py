@@ -78,7 +78,7 @@ def test_from_env_creates_then_leaves_unchanged_then_updates(clean_env: pytest.M
     assert second.output.count("unchanged") == 3 and "created" not in second.output
 
     clean_env.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", SECRET + "-rotated")
-    outcomes = {o.name: o.action for o in setup_blocks(from_env=True, file=None)}
+    outcomes = {o.name: o.action for o in setup_blocks(from_env=True, file=None) if o.action != "skipped"}
     assert outcomes == {"opendental-source": "unchanged", "opendental-replication": "unchanged",
                         "analytics-postgres": "updated"}
     assert PostgresServer.load("analytics-postgres").password.get_secret_value() == SECRET + "-rotated"
@@ -148,3 +148,27 @@ def test_register_registers_clinicflow_block_types(prefect_server: None) -> None
     with get_client(sync_client=True) as client:
         for slug in ("clinicflow-mysql-server", "clinicflow-postgres-server"):
             assert client.read_block_type_by_slug(slug).slug == slug
+
+
+def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None,
+                                                 tmp_path: Path) -> None:
+    """The DICOM bucket (GcsBucket + nested GcpCredentials): created, then unchanged, then updated."""
+    from prefect_gcp.cloud_storage import GcsBucket
+
+    from blocks.buckets import emulator_safe_auth
+
+    # Against the emulator address, google.auth is anonymous (no Google credentials on this machine).
+    clean_env.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    set_block_env(clean_env, "dicom-reports-bucket", bucket="clinic-reports", project="clinic-project",
+                  folder="exports")
+    first = {o.name: o for o in setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])}
+    assert first["dicom-reports-bucket"].action == "created"
+    assert first["dicom-reports-bucket"].detail == "gs://clinic-reports/exports"
+    with emulator_safe_auth():
+        saved = GcsBucket.load("dicom-reports-bucket")
+    assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == ("clinic-reports", "exports",
+                                                                                  "clinic-project")
+    again = setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])
+    assert [o.action for o in again] == ["unchanged"]
+    clean_env.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT", "other-project")
+    assert [o.action for o in setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])] == ["updated"]

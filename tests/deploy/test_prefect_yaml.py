@@ -31,7 +31,7 @@ EXPECTED_SECRETS = {
     "replicate": {"clinicflow-opendental-source", "clinicflow-opendental-replication"},
     "load": {"clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "analyze-schema": {"clinicflow-opendental-source"},
-    "dicom-reports": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-bucket"},
+    "dicom-reports": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
 }
 
 
