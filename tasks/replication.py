@@ -1,0 +1,39 @@
+"""Thin Prefect tasks around clinicflow.replication (one per planning, chunk, swap, incremental run)."""
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.databases import MySQLServer
+from clinicflow import replication
+from clinicflow.chunks import KeyRange
+from clinicflow.config import TableConfig
+from clinicflow.logs import get_logger
+from clinicflow.retry import TASK_RETRY
+
+# NO_CACHE: parameters hold credential blocks, which must never be hashed into cache keys or stored.
+
+
+@task(name="plan-table", cache_policy=NO_CACHE, **TASK_RETRY)
+def plan_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, full_refresh: bool) -> replication.TablePlan:
+    plan = replication.prepare_table(src, dst, table, config, full_refresh=full_refresh)
+    log = get_logger()
+    if plan.note:
+        log.info("%s: %s", table, plan.note)
+    log.info("%s: %s copy, %d unit(s)", table, plan.mode, len(replication.full_copy_units(plan)) if plan.mode == "full" else 1)
+    return plan
+
+
+@task(name="copy-chunk", cache_policy=NO_CACHE, task_run_name="copy-{plan.table}-{unit_label}", **TASK_RETRY)
+def copy_chunk(src: MySQLServer, dst: MySQLServer, plan: replication.TablePlan, unit: KeyRange | None, unit_label: str) -> replication.ChunkResult:
+    return replication.copy_full_unit(src, dst, plan, unit)
+
+
+@task(name="swap-in", cache_policy=NO_CACHE, **TASK_RETRY)
+def swap_in(dst: MySQLServer, plan: replication.TablePlan) -> None:
+    replication.swap_in(dst, plan)
+
+
+@task(name="copy-incremental", cache_policy=NO_CACHE, task_run_name="incremental-{plan.table}", **TASK_RETRY)
+def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: replication.TablePlan) -> replication.ChunkResult:
+    return replication.copy_incremental(src, dst, plan)
