@@ -26,6 +26,9 @@ from tests.deploy.e2e_support import (
     process_pool_copy_of_prefect_yaml,
 )
 
+# The GCS emulator server of the DICOM tests (one subprocess per session), reused, not copied.
+from tests.dicom.conftest import GcsEmulator, gcs_emulator_server  # noqa: E402,F401
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
@@ -54,14 +57,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
 
 
 @pytest.fixture(scope="module")
-def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A seeded OpenDental source, an empty replica and analytics database; blocks set up from env."""
+def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
+              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
+    """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
+    database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
+    from clinicflow.dicom.demo import DEMO_FILES, seed_demo_reports
+
     from tests.conftest import unique_name
     from clinicflow.sql import quote_ident
 
     admin_mysql = MySQLServer(host="127.0.0.1", port=3306, username="root", database="")
     admin_pg = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
-    names = {"source": unique_name("e2e_src"), "replica": unique_name("e2e_rep"), "analytics": unique_name("e2e_pg")}
+    names = {"source": unique_name("e2e_src"), "replica": unique_name("e2e_rep"), "analytics": unique_name("e2e_pg"),
+             "dicom": unique_name("e2e_dicom")}
     conn = admin_mysql.connect(database=None)
     with conn.cursor() as cur:
         for key in ("source", "replica"):
@@ -70,19 +78,27 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory) -> 
     pg = admin_pg.connect()
     pg.autocommit = True
     with pg.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {quote_ident(names['analytics'], 'postgres')}")
+        for key in ("analytics", "dicom"):
+            cur.execute(f"CREATE DATABASE {quote_ident(names[key], 'postgres')}")
     pg.close()
     servers = {
         "opendental-source": admin_mysql.model_copy(update={"database": names["source"]}),
         "opendental-replication": admin_mysql.model_copy(update={"database": names["replica"]}),
         "analytics-postgres": admin_pg.model_copy(update={"database": names["analytics"]}),
+        "dicom-reports-postgres": admin_pg.model_copy(update={"database": names["dicom"]}),
     }
     counts = generator.seed(servers["opendental-source"], scale=0.01)
-    env: dict[str, str] = {}
+    dicom_files = seed_demo_reports(servers["dicom-reports-postgres"], tmp_path_factory.mktemp("dicom-files"))
+    bucket = gcs_emulator_server.new_bucket()
+    env: dict[str, str] = {"STORAGE_EMULATOR_HOST": gcs_emulator_server.host,
+                           "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": bucket,
+                           "CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT": "clinicflow-e2e"}
     for name, server in servers.items():
         env.update(block_env(name, server))
     try:
-        yield {"servers": servers, "env": env, "counts": counts}
+        yield {"servers": servers, "env": env, "counts": counts, "bucket": bucket, "gcs": gcs_emulator_server,
+               "dicom_files": dicom_files,
+               "dicom_bad_files": sum(1 for demo in DEMO_FILES if demo.expected_failure)}
     finally:
         conn = admin_mysql.connect(database=None)
         with conn.cursor() as cur:
@@ -92,7 +108,8 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory) -> 
         pg = admin_pg.connect()
         pg.autocommit = True
         with pg.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(names['analytics'], 'postgres')} WITH (FORCE)")
+            for key in ("analytics", "dicom"):
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(names[key], 'postgres')} WITH (FORCE)")
         pg.close()
 
 
@@ -107,6 +124,7 @@ def deployed(stack: PrefectStack, databases: dict[str, Any], tmp_path_factory: p
 
     blocks = stack.run(["clinicflow", "blocks", "setup", "--from-env"], databases["env"])
     assert blocks.returncode == 0, blocks.stdout + blocks.stderr
+    assert blocks.stdout.count("created") == 5, blocks.stdout  # every block the deployments use
     for secret in {v for k, v in databases["env"].items() if k.endswith("_PASSWORD") and v}:
         assert secret not in blocks.stdout + blocks.stderr
 
@@ -121,7 +139,8 @@ def deployed(stack: PrefectStack, databases: dict[str, Any], tmp_path_factory: p
     local = stack.run(["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy)],
                       {"CLINICFLOW_IMAGE": TEST_IMAGE})
     assert local.returncode == 0, local.stdout + local.stderr
-    stack.start_worker(PROCESS_POOL, {})
+    # The worker's environment holds no credentials (the flow runs load blocks), only the emulator address.
+    stack.start_worker(PROCESS_POOL, {"STORAGE_EMULATOR_HOST": databases["gcs"].host})
     return stack
 
 
@@ -182,3 +201,17 @@ def test_nightly_deployment_loads_the_source_into_postgres(deployed: PrefectStac
         replica.close()
     for secret in {v for k, v in databases["env"].items() if k.endswith("_PASSWORD") and v}:
         assert secret not in log
+
+
+def test_dicom_deployment_exports_to_the_gcs_emulator(deployed: PrefectStack, databases: dict[str, Any]) -> None:
+    from clinicflow.dicom.outputs import csv_object_name
+
+    # The demo set holds a few deliberately bad files; they are failures the run tolerates here.
+    code, log = run_deployment(deployed, "dicom-reports", [f"failure_threshold={databases['dicom_bad_files']}"])
+    assert code == 0, log
+    objects = databases["gcs"].objects(databases["bucket"], prefix="dicom-reports/")
+    jpgs = [name for name in objects if name.endswith(".jpg")]
+    good_files = databases["dicom_files"] - databases["dicom_bad_files"]
+    assert len(jpgs) >= good_files, sorted(objects)
+    csv_text = objects[csv_object_name("dicom-reports")].download_as_text()
+    assert "No acute findings." in csv_text
