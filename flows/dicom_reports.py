@@ -33,7 +33,6 @@ from clinicflow.logs import get_logger
 from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-MAX_FAILURE_ROWS_IN_ARTIFACT = 500
 
 
 def _check_options(dataset: str, page_size: int, batch_size: int, max_concurrency: int, jpeg_quality: int,
@@ -145,12 +144,10 @@ def extract_dicom_reports(
                           description=f"DICOM reports {dataset}: {total.done} converted, {total.skipped} already done, "
                                       f"{total.failed} failed, {seconds:.1f}s")
     if total.failures:
-        rows = [{"file": f.key.label(), "stage": f.stage, "kind": f.kind, "reason": f.reason}
-                for f in total.failures[:MAX_FAILURE_ROWS_IN_ARTIFACT]]
+        rows = [{"file": f.key.label(), "stage": f.stage, "kind": f.kind, "reason": f.reason} for f in total.failures]
         create_table_artifact(rows, key=artifact_key("dicom", dataset, "failures"),
-                              description=f"{len(total.failures)} failed file(s)"
-                                          + (f" (first {MAX_FAILURE_ROWS_IN_ARTIFACT})"
-                                             if len(total.failures) > MAX_FAILURE_ROWS_IN_ARTIFACT else "")
+                              description=f"{total.failed} failed file(s)"
+                                          + (f" (first {len(rows)} shown)" if total.failed > len(rows) else "")
                                           + f"; all in {state_schema}.failures and {outputs.failures_object}")
 
     failed = total.failed + (1 if count.rows_without_key else 0)

@@ -50,6 +50,12 @@ class BatchSettings:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
 
 
+# A run's result keeps failure counts for every file but failure details for
+# only this many (all of them are in PostgreSQL and failures.csv): memory stays
+# bounded however many files fail.
+MAX_FAILURES_KEPT = 500
+
+
 @dataclass
 class BatchResult:
     files: int = 0
@@ -61,14 +67,22 @@ class BatchResult:
     uploaded: int = 0
     found_in_bucket: int = 0
     failures: list[Failure] = field(default_factory=list)
+    failure_counts: Counter = field(default_factory=Counter)
+
+    def add_failure(self, failure: Failure) -> None:
+        self.failed += 1
+        self.failure_counts[f"{failure.stage}/{failure.kind}"] += 1
+        if len(self.failures) < MAX_FAILURES_KEPT:
+            self.failures.append(failure)
 
     def add(self, other: "BatchResult") -> None:
-        for name in ("files", "skipped", "done", "failed", "bytes", "jpgs", "uploaded", "found_in_bucket"):
+        for name in ("files", "skipped", "done", "bytes", "jpgs", "uploaded", "found_in_bucket", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.failures.extend(other.failures)
+        self.failure_counts.update(other.failure_counts)
+        self.failures.extend(other.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
 
     def failures_by_kind(self) -> dict[str, int]:
-        return dict(sorted(Counter(f"{f.stage}/{f.kind}" for f in self.failures).items()))
+        return dict(sorted(self.failure_counts.items()))
 
 
 def safe_segment(value: str) -> str:
@@ -162,8 +176,7 @@ def process_batch(
             if failure is not None:
                 log.warning("DICOM %s failed at %s: %s", group.key.label(), failure.stage, failure.reason)
                 state.record_failures([failure], settings.run_id)
-                result.failures.append(failure)
-                result.failed += 1
+                result.add_failure(failure)
     return result
 
 
