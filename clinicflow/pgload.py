@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.config import TableConfig
+from clinicflow.replication import WATERMARK_OVERLAP_SECONDS
 from clinicflow.sql import quote_ident, quote_list, quote_qualified, validate_table_name
 from clinicflow.typemap import (
     Kind,
@@ -869,8 +870,15 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: TablePlan, wate
         raise LoadError(f"table {plan.table!r}: an incremental load needs a primary key and incremental_columns")
     stats = IncrementalStats(watermark=tuple(watermark) if watermark is not None else None)
     keyset = list(plan.keyset_columns)
+    first = plan.column(keyset[0])
     if watermark is None:
         predicate, params = "1=1", []
+    elif first.kind is Kind.datetime and len(keyset) > 1:
+        # A row changed in the same second as the watermark but with a smaller
+        # key sorts before it; re-reading the last second(s) catches it, and
+        # the merge makes re-reading harmless (same rule as the replication).
+        predicate = f"{quote_ident(first.name, 'mysql')} >= %s - INTERVAL {WATERMARK_OVERLAP_SECONDS} SECOND"
+        params = [watermark[0]]
     else:
         predicate, params = keyset_predicate(keyset, _keyset_params(plan, watermark), "mysql")
         params = list(params)

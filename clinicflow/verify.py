@@ -309,53 +309,70 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff
 RECONCILE_CHUNK = 10_000
 
 
-def reconcile_deletes(mysql_conn: Any, pg_conn: Any, plan: TablePlan, *, chunk_rows: int = RECONCILE_CHUNK) -> int:
-    """Delete from raw.<table> the rows whose key no longer exists in the replica; return how many.
+def reconcile_deletes(source_conn: Any, target_conn: Any, plan: TablePlan, *, target_dialect: str = "postgres",
+                      chunk_rows: int = RECONCILE_CHUNK) -> int:
+    """Delete from the target table the rows whose key no longer exists in the source; return how many.
 
-    Walks raw's keys in key order, ``chunk_rows`` at a time; asks the replica
-    which of them exist (a key range for an integer key, a key list
-    otherwise); deletes the rest and commits per chunk.
+    The source is a MySQL connection (:func:`clinicflow.pgload.mysql_connect`);
+    the target is raw in PostgreSQL (default) or, with ``target_dialect="mysql"``,
+    the replica table itself (reconciled against the OpenDental source).
+    Walks the target's keys in key order, ``chunk_rows`` at a time (keyset
+    pages from the chunk planner); asks the source which of them exist (a key
+    range for an integer key, a key list otherwise); deletes the rest and
+    commits per chunk.
     """
+    from clinicflow.chunks import keyset_after
+
     if not plan.primary_key:
         return 0
+    dialect = target_dialect
     pk = list(plan.primary_key)
-    target = quote_qualified(plan.raw_schema, plan.table, "postgres")
-    keys_pg = quote_list(pk, "postgres")
+    target = (quote_qualified(plan.raw_schema, plan.table, "postgres") if dialect == "postgres"
+              else quote_ident(plan.table, "mysql"))
+    keys_sql = quote_list(pk, dialect)  # type: ignore[arg-type]
     single_int = len(pk) == 1 and plan.column(pk[0]).kind is Kind.integer
+    binary = [plan.column(k).kind is Kind.binary for k in pk]
     deleted = 0
-    last: tuple[Any, ...] | None = None
+    last: list[Any] | None = None
     while True:
-        with pg_conn.cursor() as cur:
-            if last is None:
-                cur.execute(f"SELECT {keys_pg} FROM {target} ORDER BY {keys_pg} LIMIT %s", (chunk_rows,))
-            else:
-                placeholders = ", ".join(["%s"] * len(pk))
-                cur.execute(f"SELECT {keys_pg} FROM {target} WHERE ({keys_pg}) > ({placeholders}) "
-                            f"ORDER BY {keys_pg} LIMIT %s", (*last, chunk_rows))
-            keys = [tuple(r) for r in cur.fetchall()]
-        pg_conn.rollback()
+        predicate, params = keyset_after(pk, last, dialect)  # type: ignore[arg-type]
+        with target_conn.cursor() as cur:
+            cur.execute(f"SELECT {keys_sql} FROM {target} WHERE {predicate} ORDER BY {keys_sql} LIMIT %s",
+                        (*params, chunk_rows))
+            keys = [tuple(_native(v) for v in r) for r in cur.fetchall()]
+        target_conn.rollback()
         if not keys:
             return deleted
-        existing = _existing_keys(mysql_conn, plan, keys, single_int)
-        gone = [k for k in keys if _key_text(k) not in existing]
+        if single_int:
+            keys = [(int(k[0]),) for k in keys]
+        existing = _existing_keys(source_conn, plan, keys, single_int)
+        gone = [k for k in keys if _key_text(k, binary) not in existing]
         if gone:
-            with pg_conn.cursor() as cur:
-                if single_int:
-                    cur.execute(f"DELETE FROM {target} WHERE {keys_pg} = ANY(%s)", ([k[0] for k in gone],))
-                else:
-                    placeholders = "(" + ", ".join(["%s"] * len(pk)) + ")"
-                    values = ", ".join([placeholders] * len(gone))
-                    cur.execute(f"DELETE FROM {target} WHERE ({keys_pg}) IN ({values})",
-                                [v for k in gone for v in k])
-                deleted += max(cur.rowcount, 0)
-            pg_conn.commit()
-        last = keys[-1]
+            with target_conn.cursor() as cur:
+                placeholders = "(" + ", ".join(["%s"] * len(pk)) + ")"
+                for start in range(0, len(gone), 1000):
+                    part = gone[start:start + 1000]
+                    cur.execute(f"DELETE FROM {target} WHERE ({keys_sql}) IN ({', '.join([placeholders] * len(part))})",
+                                [v for k in part for v in k])
+                    deleted += max(cur.rowcount, 0)
+            target_conn.commit()
+        last = list(keys[-1])
         if len(keys) < chunk_rows:
             return deleted
 
 
-def _key_text(key: tuple[Any, ...]) -> tuple[str, ...]:
-    return tuple(str(v) if not isinstance(v, (bytes, memoryview)) else bytes(v).hex() for v in key)
+def _native(value: Any) -> Any:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def _key_text(key: tuple[Any, ...], binary: list[bool]) -> tuple[str, ...]:
+    out = []
+    for value, is_binary in zip(key, binary):
+        if is_binary:
+            out.append(bytes(value).hex())
+        else:
+            out.append(_text(value) or "")
+    return tuple(out)
 
 
 def _existing_keys(mysql_conn: Any, plan: TablePlan, keys: list[tuple[Any, ...]], single_int: bool) -> set[tuple[str, ...]]:
@@ -375,7 +392,7 @@ def _existing_keys(mysql_conn: Any, plan: TablePlan, keys: list[tuple[Any, ...]]
             part = keys[start:start + 1000]
             placeholders = "(" + ", ".join(["%s"] * len(pk)) + ")"
             values = ", ".join([placeholders] * len(part))
-            params = [bytes(v) if isinstance(v, memoryview) else v for k in part for v in k]
-            cur.execute(f"SELECT {select_keys} FROM {table} WHERE ({quote_list(pk, 'mysql')}) IN ({values})", params)
+            cur.execute(f"SELECT {select_keys} FROM {table} WHERE ({quote_list(pk, 'mysql')}) IN ({values})",
+                        [v for k in part for v in k])
             found.update(tuple(_text(v) or "" for v in r) for r in cur.fetchall())
     return found

@@ -1,0 +1,271 @@
+"""The steps of loading one table into PostgreSQL ``raw``, as plain functions.
+
+A table's load is, in order: :func:`prepare_load` (plan, decide the mode,
+apply schema drift; for an incremental or unchanged table it also does the
+work and returns the finished :class:`~clinicflow.metrics.TableOutcome`),
+then for a full load :func:`load_chunk` per key range (parallel-safe) and
+:func:`finish_load` (key, indexes, swap, verification). The Prefect tasks in
+``tasks/load.py`` wrap exactly these; :func:`load_table_once` runs them in a
+row without Prefect (tests, benches).
+
+Modes:
+
+* ``full``: first load, ``full_refresh``, a ``full_table`` table whose content
+  changed (CHECKSUM TABLE differs from the last load's), or a table without a
+  primary key or incremental columns;
+* ``incremental``: keyset merge after the stored watermark (a new column
+  resets the watermark: every row is merged once so the column gets its
+  values);
+* ``unchanged``: a ``full_table`` table whose checksum equals the last load's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from clinicflow import pgload, verify
+from clinicflow.chunks import keyset_after, plan_key_ranges
+from clinicflow.config import TableConfig
+from clinicflow.metrics import TableOutcome
+from clinicflow.typemap import Kind
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    full_refresh: bool = False
+    verify: bool = True
+    reconcile_deletes: bool = False
+    raw_schema: str = pgload.RAW_SCHEMA
+    stage_schema: str = pgload.STAGE_SCHEMA
+    state_schema: str = pgload.STATE_SCHEMA
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of a full load: a MySQL predicate and its parameters."""
+
+    label: str
+    predicate: str = "1=1"
+    params: tuple[Any, ...] = ()
+
+
+@dataclass
+class FullLoad:
+    """A full load prepared by :func:`prepare_load`: staging table created, chunks planned."""
+
+    plan: pgload.TablePlan
+    options: LoadOptions
+    reason: str
+    chunks: list[Chunk]
+    watermark: tuple[str, ...] | None
+    fingerprint: str | None
+    started: float = field(default_factory=time.time)
+    replication_rows: int | None = None
+    replication_seconds: float | None = None
+
+
+def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
+    """Schemas, state table and helper functions in PostgreSQL (idempotent; once per run)."""
+    conn = pg_server.connect()
+    try:
+        pgload.ensure_schemas(conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
+                              state_schema=options.state_schema)
+        verify.ensure_functions(conn, options.state_schema)
+    finally:
+        conn.close()
+
+
+def full_load_chunks(mysql_conn: Any, plan: pgload.TablePlan) -> list[Chunk]:
+    """Key ranges of ``batch_size`` keys for a single integer key (the chunk planner), else one chunk.
+
+    One chunk is still memory-bounded: rows are streamed, never collected.
+    """
+    if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer:
+        key = plan.primary_key[0]
+        q = pgload.quote_ident(key, "mysql")
+        with mysql_conn.cursor() as cur:
+            cur.execute(f"SELECT MIN({q}), MAX({q}) FROM {pgload.quote_ident(plan.table, 'mysql')}")
+            lo, hi = cur.fetchone()
+        ranges = plan_key_ranges(pgload._int(lo), pgload._int(hi), plan.batch_size)
+        chunks = []
+        for key_range in ranges:
+            predicate, params = key_range.predicate(key, "mysql")
+            chunks.append(Chunk(f"{key_range.lower}-{key_range.upper}", predicate, tuple(params)))
+        return chunks or [Chunk("empty")]
+    return [Chunk("all")]
+
+
+def _outcome(plan: pgload.TablePlan, mode: str, started: float, **values: Any) -> TableOutcome:
+    outcome = TableOutcome(plan.table, mode=mode, seconds=time.time() - started, **values)
+    return outcome
+
+
+def _apply_conversions(outcome: TableOutcome, counts: pgload.ConversionCounts) -> None:
+    outcome.conversions = counts.per_column
+    outcome.zero_dates = counts.total("zero_dates")
+    outcome.nul_bytes = counts.total("nul_bytes")
+
+
+def _after_load(mysql_conn: Any, pg_conn: Any, plan: pgload.TablePlan, options: LoadOptions,
+                outcome: TableOutcome, *, reconcile: bool) -> TableOutcome:
+    """Delete reconciliation and verification; a verification difference fails the table."""
+    if reconcile:
+        outcome.deleted_rows = verify.reconcile_deletes(mysql_conn, pg_conn, plan)
+    if not options.verify:
+        outcome.verification = "skipped"
+        return outcome
+    result = verify.verify_table(mysql_conn, pg_conn, plan)
+    outcome.verification = result.status
+    if result.status == "differs":
+        outcome.status = "failed"
+        outcome.error = "verification failed: " + result.summary()
+    elif result.status == "stale":
+        outcome.error = ("warning: rows deleted in the replica remain in raw (reconcile_deletes is off): "
+                         + result.summary())
+    return outcome
+
+
+def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
+                 options: LoadOptions = LoadOptions(), *, replication: dict[str, Any] | None = None,
+                 source_server: Any = None) -> FullLoad | TableOutcome:
+    """Plan one table; run it when it is incremental or unchanged; else prepare its full load.
+
+    With ``source_server`` (the OpenDental source, in the nightly run) and
+    delete reconciliation requested, the replica is first reconciled against
+    the source: incremental replication carries inserts and updates, not deletes.
+    """
+    started = time.time()
+    mysql_conn = pgload.mysql_connect(mysql_server, streaming=True)
+    pg_conn = pg_server.connect()
+    try:
+        source = pgload.describe_source(mysql_conn, table)
+        plan = pgload.plan_table(source, config, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
+                                 state_schema=options.state_schema)
+        reconcile = options.reconcile_deletes or config.reconcile_deletes
+        if reconcile and source_server is not None and plan.primary_key:
+            _reconcile_replica(source_server, mysql_conn, plan)
+        existing = pgload.raw_table_columns(pg_conn, plan.raw_schema, table)
+        state = pgload.read_state(pg_conn, plan) if existing is not None else None
+        reason = ""
+        drift = None
+        if existing is None:
+            reason = "first load"
+        elif options.full_refresh:
+            reason = "full refresh"
+        else:
+            drift = pgload.compare_schema(plan, existing)  # raises on an incompatible type change
+        fingerprint = None
+        if not reason and not plan.incremental_columns:
+            fingerprint = pgload.source_fingerprint(mysql_conn, plan)
+            if state is not None and state.source_fingerprint == fingerprint and drift is not None \
+                    and not drift.added_columns and not drift.widened_columns:
+                outcome = _outcome(plan, "unchanged", started, status="unchanged")
+                return _after_load(mysql_conn, pg_conn, plan, options, outcome, reconcile=False)
+            reason = "content changed" if state is not None else "no load state"
+        if reason:
+            watermark = pgload.current_keyset_max(mysql_conn, plan)
+            pgload.prepare_stage(pg_conn, plan)
+            chunks = full_load_chunks(mysql_conn, plan)
+            return FullLoad(plan, options, reason, chunks, watermark, fingerprint, started,
+                            **_replication_fields(replication))
+        # Incremental.
+        assert drift is not None
+        watermark = state.watermark if (state is not None and
+                                        tuple(state.watermark_columns) == plan.keyset_columns) else None
+        if drift.added_columns or drift.widened_columns:
+            pgload.apply_drift(pg_conn, plan, drift)
+            if drift.added_columns:
+                watermark = None  # every row once more, so the new column gets its values
+        stats = pgload.load_incremental(mysql_conn, pg_conn, plan, watermark, keyset_after)
+        outcome = _outcome(plan, "incremental", started, rows=stats.rows_read, rows_changed=stats.rows_changed,
+                           bytes=stats.bytes, **_replication_fields(replication))
+        _apply_conversions(outcome, stats.conversions)
+        if drift.added_columns:
+            outcome.error = f"note: new column(s) {', '.join(drift.added_columns)} added and filled"
+        return _after_load(mysql_conn, pg_conn, plan, options, outcome, reconcile=reconcile)
+    finally:
+        mysql_conn.close()
+        pg_conn.close()
+
+
+def _reconcile_replica(source_server: Any, replica_conn: Any, plan: pgload.TablePlan) -> int:
+    from clinicflow.logs import get_logger
+
+    source_conn = pgload.mysql_connect(source_server)
+    try:
+        deleted = verify.reconcile_deletes(source_conn, replica_conn, plan, target_dialect="mysql")
+    finally:
+        source_conn.close()
+    if deleted:
+        get_logger().info("%s: %d rows deleted at the source removed from the replica", plan.table, deleted)
+    return deleted
+
+
+def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
+    if not replication:
+        return {}
+    return {"replication_rows": replication.get("rows"), "replication_seconds": replication.get("seconds")}
+
+
+def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) -> pgload.CopyStats:
+    """COPY one chunk of a full load into the staging table."""
+    mysql_conn = pgload.mysql_connect(mysql_server, streaming=True)
+    pg_conn = pg_server.connect()
+    try:
+        return pgload.load_stage_chunk(mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params)
+    finally:
+        mysql_conn.close()
+        pg_conn.close()
+
+
+def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: list[pgload.CopyStats]) -> TableOutcome:
+    """Key, indexes and swap of a full load, then verification."""
+    mysql_conn = pgload.mysql_connect(mysql_server)
+    pg_conn = pg_server.connect()
+    try:
+        pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
+        total = pgload.CopyStats()
+        for stats in chunk_stats:
+            total.add(stats)
+        outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
+                           bytes=total.bytes, replication_rows=load.replication_rows,
+                           replication_seconds=load.replication_seconds)
+        _apply_conversions(outcome, total.conversions)
+        return _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
+    finally:
+        mysql_conn.close()
+        pg_conn.close()
+
+
+def drop_stage(pg_server: Any, load: FullLoad) -> None:
+    """Remove the staging table of a full load that failed (raw keeps its previous content)."""
+    conn = pg_server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {pgload.stage_target(load.plan)}")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def failed_outcome(table: str, error: BaseException | str, *, stage: str, started: float | None = None,
+                   replication: dict[str, Any] | None = None) -> TableOutcome:
+    """The outcome of a table that failed at ``stage`` (replication, load, ...): the message names the table."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return TableOutcome(table, status="failed", mode="none", error=f"{stage}: {message}",
+                        seconds=(time.time() - started) if started else 0.0, **_replication_fields(replication))
+
+
+def load_table_once(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
+                    options: LoadOptions = LoadOptions()) -> TableOutcome:
+    """All steps of one table in a row, without Prefect (tests, benches, debugging)."""
+    prepared = prepare_load(mysql_server, pg_server, table, config, options)
+    if isinstance(prepared, TableOutcome):
+        return prepared
+    try:
+        stats = [load_chunk(mysql_server, pg_server, prepared, chunk) for chunk in prepared.chunks]
+        return finish_load(mysql_server, pg_server, prepared, stats)
+    except BaseException:
+        drop_stage(pg_server, prepared)
+        raise

@@ -1,0 +1,248 @@
+"""Flows ``nightly_etl`` (replication, then PostgreSQL load, per table) and ``load_tables`` (load only).
+
+Wiring only. Tier by tier (critical tables first); within a tier every table
+moves through its own chain of tasks, and each step is submitted the moment
+the table's previous step finished, never waiting for the rest of the tier:
+
+    replication: plan → copy chunks (or one incremental run) → swap-in
+    load:        prepare-load (submitted with the swap-in future as its
+                 dependency) → load chunks (full loads only) → finish-load
+
+Concurrency is bounded by the task runner (``CLINICFLOW_NIGHTLY_WORKERS``).
+Retries come from the project's retry policy (transient errors only). At the
+end: metrics rows in PostgreSQL (``clinicflow.etl_runs`` and
+``clinicflow.etl_table_metrics``), a table artifact summarising the night,
+and the flow ends Failed if any table failed, after every other table ran.
+With no Prefect API configured, Prefect runs the flow on its embedded server.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks.databases import MySQLServer, PostgresServer
+from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
+from clinicflow import load_steps, replication
+from clinicflow.config import TablesConfig, load_tables_config
+from clinicflow.logs import get_logger
+from clinicflow.metrics import TableOutcome
+from flows.replicate import select_tables
+from tasks import load as load_tasks
+from tasks import replication as repl_tasks
+
+NIGHTLY_WORKERS = int(os.environ.get("CLINICFLOW_NIGHTLY_WORKERS", "4"))
+ARTIFACT_KEY = "nightly-etl"
+
+
+class TablesFailed(RuntimeError):
+    """Raised at the end of a run in which some tables failed (the flow run ends Failed)."""
+
+
+class _Chains:
+    """Runs continuations in the flow thread as groups of futures finish (no polling, no tier barrier)."""
+
+    def __init__(self) -> None:
+        self._done: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._open = 0
+
+    def when_done(self, futures: list[PrefectFuture], then: Callable[[list[PrefectFuture]], None]) -> None:
+        group = {"left": len(futures), "futures": futures, "then": then}
+        self._open += 1
+        if not futures:
+            self._done.put(group)
+            group["left"] = 1
+            return
+        for future in futures:
+            future.add_done_callback(lambda _f, g=group: self._done.put(g))
+
+    def run(self) -> None:
+        while self._open:
+            group = self._done.get()
+            group["left"] -= 1
+            if group["left"] > 0:
+                continue
+            self._open -= 1
+            for future in group["futures"]:
+                future.wait()
+            group["then"](group["futures"])
+
+
+def _error(future: PrefectFuture) -> BaseException | str | None:
+    """The exception of a future that did not complete, or None."""
+    state = future.state
+    if state.is_completed():
+        return None
+    try:
+        future.result(raise_on_failure=True)
+    except BaseException as exc:  # noqa: BLE001 - reported per table
+        return exc
+    return f"{state.name}: {state.message or 'did not complete'}"
+
+
+class _TierRun:
+    """The task chains of one tier; fills ``outcomes`` (one per table)."""
+
+    def __init__(self, config: TablesConfig, replica: MySQLServer, pg: PostgresServer,
+                 options: load_steps.LoadOptions, *, source: MySQLServer | None, full_refresh: bool) -> None:
+        self.config, self.replica, self.pg, self.options = config, replica, pg, options
+        self.source, self.full_refresh = source, full_refresh
+        self.outcomes: dict[str, TableOutcome] = {}
+        self.chains = _Chains()
+        self.started: dict[str, float] = {}
+
+    def fail(self, table: str, stage: str, error: BaseException | str, replication_info: dict | None = None) -> None:
+        self.outcomes[table] = load_steps.failed_outcome(table, error, stage=stage, started=self.started.get(table),
+                                                         replication=replication_info)
+
+    # --- replication (the replication helper's tasks) ---------------------
+    def replicate(self, table: str) -> None:
+        self.started[table] = time.time()
+        assert self.source is not None
+        plan_f = repl_tasks.plan_table.submit(self.source, self.replica, table, self.config.effective(table),
+                                              self.full_refresh)
+        self.chains.when_done([plan_f], lambda fs: self._copy(table, fs[0]))
+
+    def _copy(self, table: str, plan_f: PrefectFuture) -> None:
+        if (err := _error(plan_f)) is not None:
+            return self.fail(table, "replication", err)
+        plan = plan_f.result()
+        if plan.mode == "incremental":
+            copies = [repl_tasks.copy_incremental.submit(self.source, self.replica, plan)]
+        else:
+            copies = [repl_tasks.copy_chunk.submit(self.source, self.replica, plan, unit,
+                                                   f"{unit.lower}-{unit.upper}" if unit else "all")
+                      for unit in replication.full_copy_units(plan)]
+        self.chains.when_done(copies, lambda fs: self._swap(table, plan, fs))
+
+    def _swap(self, table: str, plan: replication.TablePlan, copies: list[PrefectFuture]) -> None:
+        for copy in copies:
+            if (err := _error(copy)) is not None:
+                return self.fail(table, "replication", err)
+        info = {"rows": sum(c.result().rows for c in copies), "seconds": time.time() - self.started[table]}
+        swap = repl_tasks.swap_in.submit(self.replica, plan) if plan.mode == "full" else None
+        # The load is submitted now, with the replication's last step as its dependency.
+        self.load(table, info, depends_on=swap)
+
+    # --- load ---------------------------------------------------------------
+    def load(self, table: str, replication_info: dict | None = None, depends_on: PrefectFuture | None = None) -> None:
+        self.started.setdefault(table, time.time())
+        wait_for = [depends_on] if depends_on is not None else None
+        prepare_f = load_tasks.prepare_load.submit(self.replica, self.pg, table, self.config.effective(table),
+                                                   self.options, replication_info, self.source, wait_for=wait_for)
+        watched = [depends_on, prepare_f] if depends_on is not None else [prepare_f]
+        self.chains.when_done(watched, lambda fs: self._chunks(table, fs, replication_info))
+
+    def _chunks(self, table: str, futures: list[PrefectFuture], replication_info: dict | None) -> None:
+        if len(futures) == 2 and (err := _error(futures[0])) is not None:
+            return self.fail(table, "replication swap-in", err, replication_info)
+        prepare_f = futures[-1]
+        if (err := _error(prepare_f)) is not None:
+            return self.fail(table, "load", err, replication_info)
+        prepared = prepare_f.result()
+        if isinstance(prepared, TableOutcome):
+            self.outcomes[table] = prepared
+            return
+        chunk_fs = [load_tasks.load_chunk.submit(self.replica, self.pg, prepared, chunk) for chunk in prepared.chunks]
+        self.chains.when_done(chunk_fs, lambda fs: self._finish(table, prepared, fs, replication_info))
+
+    def _finish(self, table: str, prepared: load_steps.FullLoad, chunk_fs: list[PrefectFuture],
+                replication_info: dict | None) -> None:
+        for chunk_f in chunk_fs:
+            if (err := _error(chunk_f)) is not None:
+                self.fail(table, "load", err, replication_info)
+                drop = load_tasks.drop_stage.submit(self.pg, prepared)
+                self.chains.when_done([drop], lambda fs: None)
+                return
+        finish_f = load_tasks.finish_load.submit(self.replica, self.pg, prepared, [f.result() for f in chunk_fs])
+        self.chains.when_done([finish_f], lambda fs: self._finished(table, prepared, fs[0], replication_info))
+
+    def _finished(self, table: str, prepared: load_steps.FullLoad, finish_f: PrefectFuture,
+                  replication_info: dict | None) -> None:
+        if (err := _error(finish_f)) is not None:
+            self.fail(table, "load", err, replication_info)
+            drop = load_tasks.drop_stage.submit(self.pg, prepared)
+            self.chains.when_done([drop], lambda fs: None)
+            return
+        self.outcomes[table] = finish_f.result()
+
+
+def _options(full_refresh: bool, skip_verification: bool, reconcile_all_deletes: bool) -> load_steps.LoadOptions:
+    return load_steps.LoadOptions(full_refresh=full_refresh, verify=not skip_verification,
+                                  reconcile_deletes=reconcile_all_deletes)
+
+
+def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_verification: bool,
+         reconcile_all_deletes: bool, tables_file: str | None, replicate: bool) -> list[dict[str, Any]]:
+    from prefect.runtime import flow_run
+
+    log = get_logger()
+    config = load_tables_config(tables_file)
+    names = select_tables(config, tables)
+    source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
+    replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
+    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+    options = _options(full_refresh, skip_verification, reconcile_all_deletes)
+    run_id = str(flow_run.get_id() or uuid.uuid4())
+    parameters = {"tables": tables, "full_refresh": full_refresh, "skip_verification": skip_verification,
+                  "reconcile_all_deletes": reconcile_all_deletes}
+    log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(), pg.describe())
+    if replicate:
+        replication.ensure_database(replica)
+    load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+
+    outcomes: list[TableOutcome] = []
+    for tier, tier_names in config.by_tier(names):
+        log.info("tier %d: %d tables", tier, len(tier_names))
+        run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
+        for table in tier_names:
+            run.replicate(table) if replicate else run.load(table)
+        run.chains.run()
+        outcomes += [run.outcomes[t] for t in tier_names]
+
+    failed = [o for o in outcomes if o.failed]
+    summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
+               f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
+               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed")
+    create_table_artifact(key=ARTIFACT_KEY, table=[o.as_row() for o in outcomes], description=summary)
+    load_tasks.record_run(pg, run_id, outcomes, summary)
+    for outcome in failed:
+        log.error("%s: %s", outcome.table, outcome.error)
+    if failed:
+        detail = "; ".join(f"{o.table}: {o.error}" for o in failed[:10])
+        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}")
+    log.info(summary)
+    return [o.as_row() for o in outcomes]
+
+
+@flow(name="nightly-etl", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
+def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
+                reconcile_all_deletes: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+    """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
+
+    Args:
+        tables: table names (default: every table in tables.yml).
+        full_refresh: copy and load every chosen table fully, ignoring watermarks (accepts new column types).
+        skip_verification: do not compare raw with the replica after loading.
+        reconcile_all_deletes: remove deleted rows from every table tonight, not only those with
+            ``reconcile_deletes: true`` in tables.yml.
+        tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
+    """
+    return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
+                reconcile_all_deletes=reconcile_all_deletes, tables_file=tables_file, replicate=True)
+
+
+@flow(name="load-tables", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
+def load_tables(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
+                reconcile_all_deletes: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+    """Load tables from the replication MySQL into PostgreSQL ``raw`` (no replication step). Same parameters."""
+    return _run("load_tables", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
+                reconcile_all_deletes=reconcile_all_deletes, tables_file=tables_file, replicate=False)

@@ -1,0 +1,63 @@
+"""Thin Prefect tasks around clinicflow.load_steps and clinicflow.metrics (PostgreSQL loads)."""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.databases import MySQLServer, PostgresServer
+from clinicflow import load_steps, metrics
+from clinicflow.config import TableConfig
+from clinicflow.pgload import CopyStats
+from clinicflow.retry import TASK_RETRY
+
+# NO_CACHE: parameters hold credential blocks, which must never be hashed into cache keys or stored.
+
+
+@task(name="setup-target", cache_policy=NO_CACHE, **TASK_RETRY)
+def setup_target(pg: PostgresServer, options: load_steps.LoadOptions, run_id: str, flow_name: str,
+                 flow_run_id: str | None, parameters: dict[str, Any]) -> None:
+    load_steps.setup_target(pg, options)
+    conn = pg.connect()
+    try:
+        metrics.ensure_metrics_tables(conn)
+        metrics.start_run(conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters)
+    finally:
+        conn.close()
+
+
+@task(name="prepare-load", cache_policy=NO_CACHE, task_run_name="load-{table}", **TASK_RETRY)
+def prepare_load(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
+                 options: load_steps.LoadOptions, replication: dict[str, Any] | None = None,
+                 source: MySQLServer | None = None) -> load_steps.FullLoad | metrics.TableOutcome:
+    return load_steps.prepare_load(replica, pg, table, config, options, replication=replication,
+                                   source_server=source)
+
+
+@task(name="load-chunk", cache_policy=NO_CACHE, task_run_name="load-{load.plan.table}-{chunk.label}", **TASK_RETRY)
+def load_chunk(replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad,
+               chunk: load_steps.Chunk) -> CopyStats:
+    return load_steps.load_chunk(replica, pg, load, chunk)
+
+
+@task(name="finish-load", cache_policy=NO_CACHE, task_run_name="swap-{load.plan.table}", **TASK_RETRY)
+def finish_load(replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad,
+                chunk_stats: list[CopyStats]) -> metrics.TableOutcome:
+    return load_steps.finish_load(replica, pg, load, chunk_stats)
+
+
+@task(name="drop-stage", cache_policy=NO_CACHE, **TASK_RETRY)
+def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
+    load_steps.drop_stage(pg, load)
+
+
+@task(name="record-run", cache_policy=NO_CACHE, **TASK_RETRY)
+def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str) -> str:
+    conn = pg.connect()
+    try:
+        for outcome in outcomes:
+            metrics.record_table(conn, run_id, outcome)
+        return metrics.finish_run(conn, run_id, outcomes, message=message)
+    finally:
+        conn.close()
