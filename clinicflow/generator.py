@@ -70,7 +70,8 @@ def _fk(tag: str, n: int) -> str:
 
 
 def _text(tag: str, words: list[str]) -> str:
-    items = ", ".join("'" + w.replace("'", "''") + "'" for w in words)
+    # Backslashes are escapes inside MariaDB string literals: double them so they are stored.
+    items = ", ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words)
     return f"ELT(1 + CRC32(CONCAT(k, '{tag}', s)) % {len(words)}, {items})"
 
 
