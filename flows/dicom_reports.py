@@ -27,7 +27,7 @@ from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.progress import RunProgress, artifact_key
 from clinicflow.dicom.reports import ReportsSource, batches
-from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
+from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
 from clinicflow.dicom.storage import writer_for
 from clinicflow.logs import get_logger
 from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
@@ -50,6 +50,44 @@ def _check_options(dataset: str, page_size: int, batch_size: int, max_concurrenc
         problems.append("max_file_mb and download_timeout_seconds must be positive")
     if problems:
         raise ValueError("extract_dicom_reports: " + "; ".join(problems))
+
+
+def _process_pages(source: ReportsSource, settings: BatchSettings, state_server: PostgresServer, state_schema: str,
+                   bucket: Any, total_files: int, *, page_size: int, batch_size: int,
+                   max_concurrency: int) -> tuple[BatchResult, list[str]]:
+    """Read pages in the flow, keep at most ``max_concurrency`` batch tasks in flight; sum their results."""
+    progress = RunProgress(total_files, key=artifact_key("dicom", settings.dataset, "progress"),
+                           description=f"DICOM files of {settings.dataset}")
+    total = BatchResult()
+    batch_errors: list[str] = []
+    in_flight: dict[PrefectFuture[BatchResult], int] = {}
+
+    def collect(future: PrefectFuture[BatchResult]) -> None:
+        files = in_flight.pop(future)
+        try:
+            total.add(future.result())
+        except Exception as exc:  # noqa: BLE001 - a lost batch is reported, the others go on
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            batch_errors.append(f"{type(exc).__name__}: {first_line}"[:300])
+        progress.advance(files)
+
+    try:
+        after = None
+        while True:
+            page = read_page_task(source, after, page_size)
+            if not page.files:
+                break
+            for files in batches(page.files, batch_size):
+                if len(in_flight) >= max_concurrency:
+                    collect(next(as_completed(list(in_flight))))
+                future = process_batch_task.submit(files, settings, state_server, state_schema, bucket)
+                in_flight[future] = len(files)
+            after = page.last_key
+        while in_flight:
+            collect(next(as_completed(list(in_flight))))
+    finally:
+        progress.close()
+    return total, batch_errors
 
 
 def _run_id() -> str:
@@ -98,46 +136,23 @@ def extract_dicom_reports(
     bucket_name = writer_for(bucket).describe()
     source = ReportsSource(reports_server, query)
 
-    count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
-    log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
-    settings = BatchSettings(
-        dataset=dataset, run_id=run_id, base_location=base_location, all_frames=all_frames,
-        jpeg_quality=jpeg_quality,
-        limits=DownloadLimits(max_bytes=int(max_file_mb * 1024 * 1024), timeout_seconds=download_timeout_seconds,
-                              retries=download_retries, backoff_base_seconds=retry_backoff_seconds),
-    )
-    progress = RunProgress(count.files, key=artifact_key("dicom", dataset, "progress"),
-                           description=f"DICOM files of {dataset}")
-    total = BatchResult()
-    batch_errors: list[str] = []
-    in_flight: dict[PrefectFuture[BatchResult], int] = {}
+    with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock():
+        count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
+        log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
+        settings = BatchSettings(
+            dataset=dataset, run_id=run_id, base_location=base_location, all_frames=all_frames,
+            jpeg_quality=jpeg_quality,
+            limits=DownloadLimits(max_bytes=int(max_file_mb * 1024 * 1024), timeout_seconds=download_timeout_seconds,
+                                  retries=download_retries, backoff_base_seconds=retry_backoff_seconds),
+        )
+        total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
+                                             page_size=page_size, batch_size=batch_size,
+                                             max_concurrency=max_concurrency)
+        # A batch that could not run leaves its files out of this run: keep the previous CSV rather than
+        # publish a shorter one.
+        outputs = (None if batch_errors else
+                   write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id))
 
-    def collect(future: PrefectFuture[BatchResult]) -> None:
-        files = in_flight.pop(future)
-        try:
-            total.add(future.result())
-        except Exception as exc:  # noqa: BLE001 - a lost batch is reported, the others go on
-            batch_errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
-        progress.advance(files)
-
-    try:
-        after = None
-        while True:
-            page = read_page_task(source, after, page_size)
-            if not page.files:
-                break
-            for files in batches(page.files, batch_size):
-                if len(in_flight) >= max_concurrency:
-                    collect(next(as_completed(list(in_flight))))
-                future = process_batch_task.submit(files, settings, state_server, state_schema, bucket)
-                in_flight[future] = len(files)
-            after = page.last_key
-        while in_flight:
-            collect(next(as_completed(list(in_flight))))
-    finally:
-        progress.close()
-
-    outputs = write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id)
     seconds = time.monotonic() - started
     create_table_artifact(summary_rows(count, total, outputs, seconds, bucket_name),
                           key=artifact_key("dicom", dataset, "summary"),
@@ -148,11 +163,13 @@ def extract_dicom_reports(
         create_table_artifact(rows, key=artifact_key("dicom", dataset, "failures"),
                               description=f"{total.failed} failed file(s)"
                                           + (f" (first {len(rows)} shown)" if total.failed > len(rows) else "")
-                                          + f"; all in {state_schema}.failures and {outputs.failures_object}")
+                                          + f"; all in {state_schema}.failures"
+                                          + (f" and {outputs.failures_object}" if outputs else ""))
 
     failed = total.failed + (1 if count.rows_without_key else 0)
     if batch_errors:
-        return Failed(message=f"{len(batch_errors)} batch(es) could not be processed: {'; '.join(batch_errors[:3])}")
+        return Failed(message=f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): "
+                              + "; ".join(batch_errors[:3]))
     if failed > failure_threshold:
         return Failed(message=f"{failed} failure(s), more than the threshold of {failure_threshold}: "
                               + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
@@ -160,5 +177,6 @@ def extract_dicom_reports(
     return {
         "dataset": dataset, "files": count.files, "converted": total.done, "skipped": total.skipped,
         "failed": failed, "jpgs": total.jpgs, "bytes": total.bytes, "uploaded": total.uploaded,
-        "csv_rows": outputs.csv_rows, "csv_object": outputs.csv_object, "seconds": round(seconds, 2),
+        "csv_rows": outputs.csv_rows if outputs else 0, "csv_object": outputs.csv_object if outputs else None,
+        "seconds": round(seconds, 2),
     }

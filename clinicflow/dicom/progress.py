@@ -17,6 +17,12 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower())).strip("-")[:200] or "run"
 
 
+def _in_prefect_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
 class RunProgress:
     """Counts processed files; shows them as an artifact and, when interactive, a rich bar."""
 
@@ -28,12 +34,13 @@ class RunProgress:
         self._last_update = 0.0
         self._bar: Any = None
         self._task: Any = None
-        try:
-            from prefect.artifacts import create_progress_artifact
+        if _in_prefect_run():
+            try:
+                from prefect.artifacts import create_progress_artifact
 
-            self._artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
-        except Exception as exc:  # noqa: BLE001 - progress display must never fail the run
-            get_logger("clinicflow.dicom").debug("no progress artifact: %s", type(exc).__name__)
+                self._artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+            except Exception as exc:  # noqa: BLE001 - progress display must never fail the run
+                get_logger("clinicflow.dicom").warning("no progress artifact: %s", type(exc).__name__)
         if show_bar is None:
             show_bar = sys.stderr.isatty()
         if show_bar:

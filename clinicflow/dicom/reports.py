@@ -66,8 +66,10 @@ class FileKey:
         return hashlib.sha256(joined).hexdigest()[:16]
 
     def label(self) -> str:
-        """Printable key for logs and failure records (keys only: no report text)."""
-        return f"{self.study_id}/{self.series_id}/{self.instance_id} @ {self.file_location}"
+        """Printable key for logs and artifacts: ids and location (no user info or query string), no report text."""
+        from clinicflow.dicom.download import redact
+
+        return f"{self.study_id}/{self.series_id}/{self.instance_id} @ {redact(self.file_location)}"
 
 
 @dataclass

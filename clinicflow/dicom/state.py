@@ -36,6 +36,10 @@ DEFAULT_STATE_SCHEMA = "clinicflow_dicom"
 CSV_FETCH_ROWS = 2000
 
 
+class DatasetBusyError(RuntimeError):
+    """Another run holds the dataset."""
+
+
 @dataclass(frozen=True)
 class FileState:
     status: str
@@ -138,6 +142,28 @@ class StateStore:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clinicflow_dicom_schema:{self.schema}",))
             for sql in statements:
                 cur.execute(sql)
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the dataset for one run: a second concurrent run of the same dataset fails at once.
+
+        A session-level advisory lock on its own connection, so a killed pod
+        releases it with its connection.
+        """
+        conn = self.server.connect()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self._lock_name(),))
+                if not cur.fetchone()[0]:
+                    raise DatasetBusyError(f"another run of dataset {self.dataset!r} (state schema {self.schema!r}) "
+                                           "is in progress")
+            yield
+        finally:
+            conn.close()  # releases the lock
+
+    def _lock_name(self) -> str:
+        return f"clinicflow_dicom_run:{self.schema}:{self.dataset}"
 
     # ------------------------------------------------------------------ per batch
 

@@ -152,3 +152,17 @@ def test_run_totals_count_every_failure_but_keep_a_bounded_sample() -> None:
     assert total.failed == 3 * MAX_FAILURES_KEPT
     assert total.failures_by_kind() == {"read/not-dicom": 3 * MAX_FAILURES_KEPT}
     assert len(total.failures) == MAX_FAILURES_KEPT
+
+
+def test_one_run_per_dataset_at_a_time(reports_db) -> None:
+    from clinicflow.dicom.state import DatasetBusyError
+
+    with StateStore(reports_db, "ds") as first, StateStore(reports_db, "ds") as second:
+        with first.run_lock():
+            with pytest.raises(DatasetBusyError, match="another run of dataset 'ds'"):
+                with second.run_lock():
+                    pass
+            with StateStore(reports_db, "other-dataset").run_lock():
+                pass  # other datasets are independent
+        with second.run_lock():
+            pass  # released with the first run's connection
