@@ -2,9 +2,10 @@
 
 The server is the ``opendental-source`` block (resolver: Prefect block or env
 vars); ``--database`` replaces its database name, and the database is created
-(utf8mb3) when missing. Because generating drops and recreates the core tables,
-a database that already holds tables is refused unless ``--replace`` is given:
-the source block of a real practice must never be overwritten by accident.
+(utf8mb3) when missing. A database that already holds tables is refused unless
+``--replace`` is given (then the whole database is dropped and made anew, so no
+table of an earlier run lingers): the source block of a real practice must never
+be overwritten by accident.
 
 Exit codes: 0 done; 1 bad arguments or a database that already holds tables;
 2 the server could not be reached.
@@ -45,13 +46,17 @@ def existing_tables(server: Any) -> int | None:
         conn.close()
 
 
-def create_database(server: Any) -> None:
+def create_database(server: Any, *, replace: bool = False) -> None:
+    """Create ``server.database`` (utf8mb3, like OpenDental's); ``replace`` drops it first."""
     from clinicflow.sql import quote_ident
 
+    name = quote_ident(server.database, "mysql")
     conn = server.connect(database="", autocommit=True)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(server.database, 'mysql')} CHARACTER SET utf8mb3")
+            if replace:
+                cur.execute(f"DROP DATABASE IF EXISTS {name}")
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {name} CHARACTER SET utf8mb3")
     finally:
         conn.close()
 
@@ -71,8 +76,8 @@ def register(app: typer.Typer) -> None:
         seed_value: int = typer.Option(42, "--seed", help="Seed: the same seed gives the same data."),
         edge_cases: bool = typer.Option(True, "--edge-cases/--no-edge-cases", help="Add the `edgecase` table of "
                                         "value classes the copy paths must keep byte-exact."),
-        replace: bool = typer.Option(False, "--replace", help="Allow a database that already holds tables "
-                                     "(the generator's tables are dropped and recreated)."),
+        replace: bool = typer.Option(False, "--replace", help="Allow a database that already holds tables: "
+                                     "drop the whole database and generate it anew."),
         as_json: bool = typer.Option(False, "--json", help="Print rows per table as JSON."),
     ) -> None:
         """Create and fill an OpenDental-shaped MariaDB/MySQL database (deterministic for a given --seed)."""
@@ -88,13 +93,13 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]cannot reach {where}: {type(exc).__name__}: {exc}[/red]")
             raise typer.Exit(EXIT_SERVER_ERROR) from None
         if tables and not replace:
-            console.print(f"[red]{server.describe()} already holds {tables} table(s); generating would drop and "
-                          f"recreate OpenDental tables there. Use another --database, or --replace.[/red]")
+            console.print(f"[red]{server.describe()} already holds {tables} table(s); generating would replace "
+                          f"them. Use another --database, or --replace to drop the database and make it anew.[/red]")
             raise typer.Exit(EXIT_REFUSED)
         started = time.perf_counter()
         try:
-            if tables is None:
-                create_database(server)
+            if tables is None or replace:
+                create_database(server, replace=bool(tables))
             counts = generator.seed(server, scale=scale, seed=seed_value, filler_tables=filler_tables,
                                     edge_cases=edge_cases)
             if procedurelog_rows is not None:
