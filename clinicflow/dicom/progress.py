@@ -26,7 +26,8 @@ def _in_prefect_run() -> bool:
 class RunProgress:
     """Counts processed files; shows them as an artifact and, when interactive, a rich bar."""
 
-    def __init__(self, total: int, *, key: str, description: str, show_bar: bool | None = None) -> None:
+    def __init__(self, total: int, *, key: str, description: str, show_bar: bool | None = None,
+                 console: Any = None) -> None:
         self.total = max(total, 0)
         self.done = 0
         self.description = description
@@ -47,7 +48,7 @@ class RunProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False)
+                                 TimeRemainingColumn(), transient=False, console=console)
             self._bar.start()
             self._task = self._bar.add_task(description, total=self.total or None)
 
