@@ -6,15 +6,47 @@ enum-like ``tinyint(3) unsigned``; unset dates stored as ``'0001-01-01'``;
 change tracking by ``DateTStamp`` (patient, appointment, procedurelog,
 commlog, document) or ``SecDateTEdit`` (payment, paysplit, adjustment, claim,
 claimproc), both ``timestamp ... ON UPDATE current_timestamp()``;
-``securitylog`` is the largest table and has no change column; lookup
-tables such as ``definition`` are tiny; most tables are tiny.
+``securitylog`` is the largest table and has no change column (its watermark
+is ``SecurityLogNum``); lookup tables such as ``definition`` are tiny; most
+tables are tiny. ``patplan`` has a composite key, ``entrylog`` none.
 
 Rows are made server-side (``INSERT ... SELECT ... FROM seq_1_to_N``, MariaDB's
-SEQUENCE engine) from deterministic expressions of the sequence number, so a
-million rows take seconds and the same seed gives the same data.
+SEQUENCE engine) from deterministic expressions of the row number ``s`` and the
+seed ``k``, so a million rows take seconds, the same seed gives the same data,
+and row *n* is the same however many rows are made.
 
-Public API: :func:`create_schema`, :func:`seed`, :func:`fill_table`,
-:func:`apply_changes`, :func:`create_procedurelog_like`, :func:`create_wide_source`.
+Public API (plain functions; no Prefect):
+
+``create_schema(server, *, filler_tables=0, edge_cases=True) -> list[str]``
+    Drop and create the 21 core tables, ``filler_tables`` tiny OpenDental-named
+    tables and (``edge_cases``) the ``edgecase`` table; return the names.
+``table_names(filler_tables=0, edge_cases=True) -> list[str]``
+    The names ``create_schema`` makes, without a server.
+``seed(server, *, rows=None, scale=1.0, seed=42, filler_tables=0, edge_cases=True) -> dict[str, int]``
+    ``create_schema`` then fill every table; ``rows`` overrides per table, ``scale``
+    multiplies the defaults (tables of 23 rows or fewer keep their size). The
+    default demo is ~35,000 rows and takes well under a second. Returns rows per table.
+``fill_table(server, table, rows, *, seed=42, start=None, fixed_timestamp=None) -> int``
+    Append ``rows`` rows to a core table, keys from ``start`` (default: max + 1).
+    ``fixed_timestamp='YYYY-MM-DD HH:MM:SS'`` gives every row that change-column value.
+``apply_changes(server, table, *, inserts=0, updates=0, deletes=0, seed=7) -> dict[str, list[int]]``
+    Deterministic mutations of a single-key core table; updated and inserted rows
+    get a change-column value strictly after the table's maximum and NOW(), so
+    they are seen even within the same second. Returns
+    ``{"inserted": [...], "updated": [...], "deleted": [...]}`` (disjoint keys).
+``create_procedurelog_like(server, rows, *, table="procedurelog", seed=42) -> int``
+    A fresh 36-column procedurelog-shaped table of ``rows`` rows (benches).
+``create_wide_source(server, tables=450, *, seed_value=42) -> dict[str, int]``
+    The core tables plus filler up to ``tables`` tables in all (the edgecase table included).
+``table_spec(table) -> TableSpec``
+    Columns (name, DDL, generating expression), key, change column of a core table.
+``EDGECASE_TABLE = "edgecase"``
+    One row per value class the copy paths must keep byte-exact: '0000-00-00'
+    dates, NUL bytes, all 256 byte values, emoji, unsigned bigint max, negative
+    and over-24h TIME, enum/set/json/bit/year/decimal/float, NULL vs ''.
+
+Bad input (unknown table, malformed ``fixed_timestamp``, negative counts) raises
+``ValueError`` naming the table or argument.
 """
 from __future__ import annotations
 
@@ -25,7 +57,9 @@ from typing import Any
 from blocks.databases import MySQLServer
 from clinicflow.sql import quote_ident
 
-# Session mode that lets the generator write legacy values ('0000-00-00').
+# Session mode that lets the generator write legacy values ('0000-00-00'). Set
+# explicitly (not only inherited from the block's session settings) because the
+# edge cases depend on it whatever the block's default becomes.
 _LEGACY_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 _TABLE_OPTIONS = "ENGINE=MyISAM DEFAULT CHARSET=utf8mb3"
 _DSTAMP = "`DateTStamp` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
@@ -38,6 +72,8 @@ _BASE_TS = "2023-01-01 00:00:00"
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One generated table: its DDL, how each column's value is made, its key and change column."""
+
     name: str
     columns: list[tuple[str, str, str]]  # (name, DDL type, generator SQL expression of `s` = seq, `k` = seed)
     primary_key: list[str]
@@ -528,6 +564,8 @@ def create_schema(server: MySQLServer, *, filler_tables: int = 0, edge_cases: bo
 
 def _create_tables(cur: Any, specs: list[TableSpec], edge_cases: bool) -> list[str]:
     names = [spec.name for spec in specs] + ([EDGECASE_TABLE] if edge_cases else [])
+    if len(set(names)) != len(names):
+        raise ValueError("generator: duplicate table names in the generated schema")
     # One DROP for all: a 450-table source is mostly round trips otherwise.
     cur.execute("DROP TABLE IF EXISTS " + ", ".join(quote_ident(name, "mysql") for name in names))
     for spec in specs:
@@ -741,6 +779,11 @@ def create_wide_source(server: MySQLServer, tables: int = 450, *, seed_value: in
     """The core tables plus tiny filler tables up to ``tables`` tables in all."""
     filler = max(0, tables - len(_core_specs()) - 1)
     return seed(server, filler_tables=filler, seed=seed_value, scale=0.25)
+
+
+def table_names(filler_tables: int = 0, edge_cases: bool = True) -> list[str]:
+    """The tables :func:`create_schema` makes with these arguments, in creation order."""
+    return [spec.name for spec in _all_specs(filler_tables)] + ([EDGECASE_TABLE] if edge_cases else [])
 
 
 def table_spec(table: str) -> TableSpec:

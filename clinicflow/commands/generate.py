@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         scale: float = typer.Option(1.0, "--scale", min=0.0, help="Multiplier for the default row counts "
                                     "(1.0 ≈ 35,000 rows; tiny lookup tables keep their size)."),
         filler_tables: int = typer.Option(0, "--filler-tables", min=0, help="Extra tiny OpenDental-named tables "
-                                          "(429 gives a 450-table source)."),
+                                          "(428 plus the 21 core tables and edgecase make a 450-table source)."),
         procedurelog_rows: Optional[int] = typer.Option(None, "--procedurelog-rows", min=0,
                                                         help="Rows in procedurelog (made server-side; 1,000,000 "
                                                         "takes seconds)."),

@@ -47,7 +47,8 @@ def test_create_schema_returns_what_it_made(schema: Schema) -> None:
     made = {r[0] for r in query(server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
                                 (server.database,))}
     assert set(names) == made
-    assert len(names) == len(made) == len(generator._core_specs()) + 12 + 1  # core + filler + edgecase
+    assert names == generator.table_names(filler_tables=12)
+    assert len(names) == len(made) == 21 + 12 + 1  # core + filler + edgecase
     assert REQUIRED_TABLES <= made
     assert generator.EDGECASE_TABLE in made
 
@@ -136,13 +137,13 @@ def test_edgecase_table_covers_every_type(schema: Schema) -> None:
     checks = query(schema.server, "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s "
                    "AND TABLE_NAME = %s", (schema.server.database, generator.EDGECASE_TABLE))
     assert any("json_valid" in c[0] for c in checks)
-    all_types = {c["type"] for spec in generator._core_specs() for c in schema.columns[spec.name].values()}
+    all_types = {c["type"] for name in generator.table_names(edge_cases=False) for c in schema.columns[name].values()}
     assert {"mediumtext", "blob"} <= all_types  # the remaining text/blob sizes live in the realistic tables
 
 
 def test_filler_names_are_unique_realistic_and_never_core() -> None:
-    core = {spec.name for spec in generator._core_specs()}
-    names = [spec.name for spec in generator._all_specs(1000)]
+    core = set(generator.table_names(edge_cases=False))
+    names = generator.table_names(filler_tables=1000, edge_cases=False)
     assert not [name for name, n in Counter(names).items() if n > 1]
     assert len(names) == len(core) + 1000
     filler = names[len(core):]
