@@ -62,7 +62,7 @@ _adc_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _anonymous_adc_if_emulated() -> Iterator[None]:
+def anonymous_adc_if_emulated() -> Iterator[None]:
     """While the GCS emulator is configured, make ``google.auth.default()`` anonymous.
 
     prefect-gcp's ``GcpCredentials.block_initialization`` calls
@@ -92,7 +92,7 @@ def _anonymous_adc_if_emulated() -> Iterator[None]:
 def emulator_safe_auth() -> contextlib.AbstractContextManager[None]:
     """The same context, for code outside this module that builds or loads bucket
     blocks itself (``clinicflow blocks setup`` saves them from env variables)."""
-    return _anonymous_adc_if_emulated()
+    return anonymous_adc_if_emulated()
 
 
 def gcs_client(credentials: Any | None = None, project: str | None = None) -> Any:
@@ -183,7 +183,7 @@ def register_env_builders() -> None:
 def resolve_bucket(kind: str, name: str = DICOM_BUCKET_BLOCK) -> Block:
     """The bucket block ``name`` of ``kind``, via :func:`resolve_block` (emulator-safe for GCS)."""
     block_type = bucket_block_type(kind)
-    with _anonymous_adc_if_emulated():
+    with anonymous_adc_if_emulated():
         return resolve_block(name, block_type)
 
 
