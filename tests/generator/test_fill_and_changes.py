@@ -57,12 +57,21 @@ def test_seed_rejects_unknown_tables_and_negative_counts(gen_db: MySQLServer) ->
         generator.seed(gen_db, scale=-1)
 
 
-@pytest.mark.parametrize(("table", "change_column"), [("procedurelog", "DateTStamp"), ("paysplit", "SecDateTEdit"),
-                                                       ("claimproc", "SecDateTEdit"), ("commlog", "DateTStamp")])
-def test_apply_changes_moves_the_change_column(gen_db: MySQLServer, table: str, change_column: str) -> None:
-    spec = generator.table_spec(table)
-    key = spec.primary_key[0]
-    generator.seed(gen_db, rows={table: 300}, scale=0, edge_cases=False)
+CHANGED_TABLES = {"procedurelog": "DateTStamp", "paysplit": "SecDateTEdit", "claimproc": "SecDateTEdit",
+                  "commlog": "DateTStamp"}
+
+
+@pytest.fixture(scope="module")
+def changes_db(module_db: MySQLServer) -> MySQLServer:
+    """Seeded once; each test below changes only its own table."""
+    generator.seed(module_db, rows={table: 300 for table in CHANGED_TABLES}, scale=0, edge_cases=False)
+    return module_db
+
+
+@pytest.mark.parametrize(("table", "change_column"), list(CHANGED_TABLES.items()))
+def test_apply_changes_moves_the_change_column(changes_db: MySQLServer, table: str, change_column: str) -> None:
+    gen_db = changes_db
+    key = generator.table_spec(table).primary_key[0]
     before = {row[0]: row[1:] for row in query(gen_db, f"SELECT * FROM `{table}`")}
     old_max = _max(gen_db, table, change_column)
 
