@@ -89,12 +89,6 @@ def anonymous_adc_if_emulated() -> Iterator[None]:
             google.auth.default = original  # type: ignore[assignment]
 
 
-def emulator_safe_auth() -> contextlib.AbstractContextManager[None]:
-    """The same context, for code outside this module that builds or loads bucket
-    blocks itself (``clinicflow blocks setup`` saves them from env variables)."""
-    return anonymous_adc_if_emulated()
-
-
 def gcs_client(credentials: Any | None = None, project: str | None = None) -> Any:
     """The ``google.cloud.storage.Client`` for every GCS read and write in clinicflow.
 
