@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from prefect_gcp.cloud_storage import GcsBucket
 
-from blocks.buckets import DICOM_BUCKET_BLOCK, LocalFolderBucket, emulator_safe_auth
+from blocks.buckets import DICOM_BUCKET_BLOCK, LocalFolderBucket, anonymous_adc_if_emulated
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import (
     ANALYTICS_BLOCK,
@@ -62,7 +62,7 @@ CLINICFLOW_BLOCK_TYPES: tuple[type[Block], ...] = (MySQLServer, PostgresServer, 
 def _auth_context(block_type: type[Block]) -> contextlib.AbstractContextManager[None]:
     # GcpCredentials asks google.auth for default credentials when built or
     # loaded; against the GCS emulator that must be anonymous (blocks.buckets).
-    return emulator_safe_auth() if issubclass(block_type, GcsBucket) else contextlib.nullcontext()
+    return anonymous_adc_if_emulated() if issubclass(block_type, GcsBucket) else contextlib.nullcontext()
 
 
 class BlockSetupError(ValueError):

@@ -155,7 +155,7 @@ def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, 
     """The DICOM bucket (GcsBucket + nested GcpCredentials): created, then unchanged, then updated."""
     from prefect_gcp.cloud_storage import GcsBucket
 
-    from blocks.buckets import emulator_safe_auth
+    from blocks.buckets import anonymous_adc_if_emulated
 
     # Against the emulator address, google.auth is anonymous (no Google credentials on this machine).
     clean_env.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
@@ -164,7 +164,7 @@ def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, 
     first = {o.name: o for o in setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])}
     assert first["dicom-reports-bucket"].action == "created"
     assert first["dicom-reports-bucket"].detail == "gs://clinic-reports/exports"
-    with emulator_safe_auth():
+    with anonymous_adc_if_emulated():
         saved = GcsBucket.load("dicom-reports-bucket")
     assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == ("clinic-reports", "exports",
                                                                                   "clinic-project")
