@@ -156,8 +156,10 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         else:
             drift = pgload.compare_schema(plan, existing)  # raises on an incompatible type change
         fingerprint = None
-        if not reason and not plan.incremental_columns:
+        if not plan.incremental_columns:
+            # Taken before the copy: a change during it makes the next night reload.
             fingerprint = pgload.source_fingerprint(mysql_conn, plan)
+        if not reason and not plan.incremental_columns:
             if state is not None and state.source_fingerprint == fingerprint and drift is not None \
                     and not drift.added_columns and not drift.widened_columns:
                 outcome = _outcome(plan, "unchanged", started, status="unchanged")
