@@ -1,0 +1,155 @@
+"""The load steps as plain functions (no Prefect) against the real MariaDB and PostgreSQL."""
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+
+import pytest
+
+from blocks.databases import MySQLServer, PostgresServer
+from clinicflow import generator, load_steps, pgload, verify
+from clinicflow.config import ExtractionStrategy, TableConfig
+from tests.load.conftest import compare_rows, mysql_exec, pg_query
+
+EDGE = TableConfig(primary_key=["EdgeCaseNum"], extraction_strategy=ExtractionStrategy.incremental,
+                   incremental_columns=["DateTStamp"], boolean_columns=["Flag"], batch_size=2)
+
+
+@pytest.fixture
+def dbs(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+        ) -> tuple[MySQLServer, PostgresServer]:
+    replica, pg = make_mysql_db("pgl"), make_pg_db("pgl")
+    load_steps.setup_target(pg)
+    return replica, pg
+
+
+def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    generator.create_schema(replica, edge_cases=True)
+    generator.seed(replica, rows={}, scale=0.0)  # only the edge-case rows
+    outcome = load_steps.load_table_once(replica, pg, "edgecase", EDGE)
+    assert outcome.status == "ok" and outcome.mode == "full" and outcome.verification == "ok"
+    assert outcome.conversions == {"DateCol": {"zero_dates": 1}, "DateTimeCol": {"zero_dates": 1},
+                                   "TextMb3": {"nul_bytes": 1}, "TextMb4": {"nul_bytes": 1}}
+    assert compare_rows(replica, pg, "edgecase", EDGE) == 5
+    # Empty string and NULL stay distinct; the strings 'NULL' and '\N' are strings.
+    rows = dict(pg_query(pg, 'SELECT "Label", "TextMb3" FROM raw.edgecase'))
+    assert rows["NULLs and empty strings"] == "" and rows["string NULL and backslash N"] == "NULL"
+    assert pg_query(pg, """SELECT "CharCol" FROM raw.edgecase WHERE "EdgeCaseNum" = 3""")[0][0] == "\\N"
+    assert pg_query(pg, """SELECT count(*) FROM raw.edgecase WHERE "TextMb4" IS NULL""")[0][0] == 1
+    # The source's primary key and indexes are recreated.
+    assert pg_query(pg, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'edgecase'")[0][0] == 1
+
+
+def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    generator.seed(replica, rows={}, scale=0.0)
+    mysql_exec(replica, "UPDATE `edgecase` SET `Flag` = 2 WHERE `EdgeCaseNum` = 3")
+    with pytest.raises(pgload.BooleanValueError, match=r"'edgecase'.*'Flag'.*EdgeCaseNum=3 holds 2"):
+        load_steps.load_table_once(replica, pg, "edgecase", EDGE)
+    # Nothing half-loaded is left behind, and raw was never touched.
+    assert pg_query(pg, "SELECT to_regclass('raw.edgecase'), to_regclass('clinicflow_stage.edgecase')")[0] == (None, None)
+
+
+def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    generator.create_schema(replica, edge_cases=False)
+    generator.fill_table(replica, "appointment", 3000)
+    config = TableConfig(primary_key=["AptNum"], extraction_strategy=ExtractionStrategy.incremental,
+                         incremental_columns=["DateTStamp"], batch_size=400)
+    assert load_steps.load_table_once(replica, pg, "appointment", config).mode == "full"
+    generator.apply_changes(replica, "appointment", inserts=500, updates=100)
+    outcome = load_steps.load_table_once(replica, pg, "appointment", config)
+    assert outcome.mode == "incremental" and outcome.verification == "ok"
+    assert outcome.rows_changed == 600 and outcome.rows >= 600
+    # Reset the watermark: every row is read again, none is changed, none duplicated.
+    conn = pg.connect()
+    with conn.cursor() as cur:
+        cur.execute("UPDATE clinicflow.load_state SET watermark = NULL WHERE table_name = 'appointment'")
+    conn.commit()
+    conn.close()
+    again = load_steps.load_table_once(replica, pg, "appointment", config)
+    assert again.rows == 3500 and again.rows_changed == 0 and again.verification == "ok"
+    assert pg_query(pg, 'SELECT count(*), count(DISTINCT "AptNum") FROM raw.appointment')[0] == (3500, 3500)
+
+
+def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    rng = random.Random(7)
+    values: list[float] = [0.0, 1e15, 1e14, 1e-15, 1e-16, 5e-324, 1.7976931348623157e308, 0.1, -0.5, 2.0 ** 60]
+    while len(values) < 4000:
+        pick = rng.random()
+        if pick < 0.4:
+            v = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+            if v != v or v in (float("inf"), float("-inf")):
+                continue
+        elif pick < 0.7:
+            v = rng.uniform(-1, 1) * 10 ** rng.randint(-20, 20)
+        else:
+            v = round(rng.uniform(-1e5, 1e5), rng.randint(0, 4))
+        values.append(v)
+    mysql_exec(replica, "CREATE TABLE `nums` (`Id` int NOT NULL PRIMARY KEY, `D` double, `F` float)")
+    conn = replica.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO `nums` VALUES (%s, %s, %s)",
+                        [(i, repr(v), repr(v) if abs(v) < 3.4e38 else None) for i, v in enumerate(values)])
+    conn.close()
+    config = TableConfig(primary_key=["Id"], batch_size=1000)
+    outcome = load_steps.load_table_once(replica, pg, "nums", config)
+    assert outcome.verification == "ok", outcome.error
+    compare_rows(replica, pg, "nums", config)
+    # One changed last bit is caught by the checksum and named by key.
+    mysql_exec(replica, "UPDATE `nums` SET `D` = 0.30000000000000004 WHERE `Id` = 1234")
+    pg_query_exec(pg, 'UPDATE raw.nums SET "D" = 0.3 WHERE "Id" = 1234')
+    my, pgc = pgload.mysql_connect(replica), pg.connect()
+    try:
+        plan = pgload.plan_table(pgload.describe_source(my, "nums"), config)
+        result = verify.verify_table(my, pgc, plan)
+    finally:
+        my.close()
+        pgc.close()
+    assert result.status == "differs" and result.diffs[0].changed == ["1234"], result.summary()
+    assert "Id 1000..1999" in result.summary()
+
+
+def pg_query_exec(pg: PostgresServer, sql: str) -> None:
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    """Zero dates and NUL bytes counted by the encoding query equal what SQL counts, full and incremental."""
+    replica, pg = dbs
+    mysql_exec(replica,
+               "CREATE TABLE `odd` (`Id` bigint NOT NULL PRIMARY KEY, `D` date NOT NULL, `T` datetime NULL, "
+               "`S` varchar(40) NULL, `Stamp` datetime NOT NULL)",
+               "INSERT INTO `odd` SELECT seq, IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
+               "IF(seq % 5 = 0, NULL, IF(seq % 13 = 0, '0000-00-00 00:00:00', '2021-02-03 04:05:06')), "
+               "IF(seq % 3 = 0, CONCAT('a', CHAR(0), 'b', REPEAT(CHAR(0), seq % 4)), IF(seq % 17 = 0, NULL, 'plain')), "
+               "'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_3000")
+    conn = replica.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT SUM(MONTH(`D`) = 0 OR DAY(`D`) = 0), SUM(`T` IS NOT NULL AND MONTH(`T`) = 0), "
+                    "SUM(LENGTH(`S`) - LENGTH(REPLACE(`S`, CHAR(0), '')))  FROM `odd`")
+        zero_d, zero_t, nuls = (int(v) for v in cur.fetchone())
+    conn.close()
+    expected = {"D": {"zero_dates": zero_d}, "T": {"zero_dates": zero_t}, "S": {"nul_bytes": nuls}}
+    full = TableConfig(primary_key=["Id"], batch_size=500)
+    assert load_steps.load_table_once(replica, pg, "odd", full).conversions == expected
+    incremental = TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
+                              incremental_columns=["Stamp"], batch_size=500)
+    load_steps.load_table_once(replica, pg, "odd", incremental.model_copy(update={"batch_size": 500}))
+    conn = pg.connect()
+    with conn.cursor() as cur:
+        cur.execute("UPDATE clinicflow.load_state SET watermark = NULL WHERE table_name = 'odd'")
+    conn.commit()
+    conn.close()
+    outcome = load_steps.load_table_once(replica, pg, "odd", incremental)
+    assert outcome.mode == "incremental" and outcome.conversions == expected and outcome.verification == "ok"
+    assert pg_query(pg, "SELECT count(*) FROM raw.odd WHERE \"D\" IS NULL")[0][0] == zero_d
