@@ -321,21 +321,49 @@ def apply_voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray:
     return lut[idx] / np.float32(top)
 
 
-def monochrome_to_uint8(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
-    values = modality_values(ds, arr, index)
+def _voi_to_uint8(ds: Any, values: np.ndarray, index: int, minmax_from: np.ndarray | None = None) -> np.ndarray:
+    """Modality values → VOI → 8 bits → MONOCHROME1 inversion."""
     window = frame_window(ds, index)
     if window is not None:
         unit = apply_window(values, window)
     elif "VOILUTSequence" in ds:
         unit = apply_voi_lut_sequence(ds, values)
     else:
-        unit = apply_window(values, minmax_window(values))
+        unit = apply_window(values, minmax_window(values if minmax_from is None else minmax_from))
     out = unit * np.float32(255.0)
     out += np.float32(0.5)
     display = out.astype(np.uint8)
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         np.subtract(255, display, out=display)
     return display
+
+
+def monochrome_to_uint8(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
+    """Stored values → 8-bit display values for one monochrome frame.
+
+    For integer images larger than their value range (the usual case: 12-16
+    bit CT/MR/CR), the whole pipeline is evaluated once per distinct stored
+    value into a lookup table and applied with one gather; the arithmetic per
+    value is the same as the direct path, so the output is identical.
+    """
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2 and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if (hi - lo + 1) * 4 <= arr.size:
+            stored = np.arange(lo, hi + 1, dtype=np.int32).astype(arr.dtype.newbyteorder("="))
+            values = modality_values(ds, stored, index)
+            minmax_from = None
+            if frame_window(ds, index) is None and "VOILUTSequence" not in ds and "ModalityLUTSequence" in ds:
+                # A Modality LUT need not be monotonic: min-max must come from the values really present.
+                present = values[arr.astype(np.intp) - lo]
+                minmax_from = np.array([present.min(), present.max()], dtype=np.float32)
+            elif "ModalityLUTSequence" not in ds:
+                minmax_from = values[[0, -1]]  # rescale is linear: the extremes are at lo and hi
+            table = _voi_to_uint8(ds, values, index, minmax_from)
+            offsets = arr.astype(np.intp)
+            if lo:
+                offsets -= lo
+            return table[offsets]
+    return _voi_to_uint8(ds, modality_values(ds, arr, index), index)
 
 
 def color_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
@@ -362,8 +390,10 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
             raise ConversionError("decode", "bad-header", f"cannot apply the colour palette ({_short(exc)})") from None
         return _scale_to_uint8(rgb, 16 if rgb.dtype.itemsize > 1 else 8)
     little = ds.original_encoding[1] if ds.original_encoding[1] is not None else ds.is_little_endian
-    channels = []
+    luts = []
     bits = 8
+    first_mapped = 0
+    entries = 0
     for colour in ("Red", "Green", "Blue"):
         entries, first_mapped, bits = (int(v) for v in ds[f"{colour}PaletteColorLookupTableDescriptor"].value)
         entries = entries or 65536
@@ -374,9 +404,14 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
             lut = np.frombuffer(raw[: 2 * entries], dtype="<u2" if little else ">u2")
         if lut.size != entries:
             raise ConversionError("decode", "bad-header", f"{colour} palette has {lut.size} entries, descriptor says {entries}")
-        index = np.clip(arr.astype(np.int64) - first_mapped, 0, entries - 1)
-        channels.append(lut[index])
-    return _scale_to_uint8(np.stack(channels, axis=-1), bits)
+        luts.append(lut.astype(np.uint16))
+    # One (entries, 3) table, scaled to 8 bits once, gathered once.
+    table = _scale_to_uint8(np.stack(luts, axis=-1), bits)
+    index = arr.astype(np.intp)
+    if first_mapped:
+        index -= first_mapped
+    np.clip(index, 0, entries - 1, out=index)
+    return table[index]
 
 
 def _scale_to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:
