@@ -236,3 +236,16 @@ def test_agrees_with_dcmtk(name: str, voi: list[str], tmp_path: Path) -> None:
     assert ours.shape == reference.shape
     diff = np.abs(ours.astype(int) - reference.astype(int))
     assert diff.mean() <= MAX_MEAN_ABS_DIFF, f"{name}: mean |diff| {diff.mean():.2f}"
+
+
+@pytest.mark.parametrize("name", ["693_UNCR.dcm", "RG1_UNCI.dcm", "mlut_18.dcm", "vlut_04.dcm", "MR2_UNCI.dcm",
+                                  "JPEG-LL.dcm", "liver_1frame.dcm", "eCT_Supplemental.dcm"])
+def test_lookup_table_path_equals_the_direct_computation(name: str) -> None:
+    from clinicflow.dicom.render import _voi_to_uint8, decode_frame, monochrome_to_uint8
+
+    ds = read_dataset(sample_file(name))
+    arr = decode_frame(ds, 0)
+    lo, hi = int(arr.min()), int(arr.max())
+    assert (hi - lo + 1) * 4 <= arr.size  # these files take the lookup-table path
+    direct = _voi_to_uint8(ds, modality_values(ds, arr, 0), 0)
+    assert np.array_equal(monochrome_to_uint8(ds, arr, 0), direct)
