@@ -199,6 +199,12 @@ def _process_file(
         render = render_file(local, work, "frame", all_frames=settings.all_frames, quality=settings.jpeg_quality)
     except ConversionError as exc:
         return Failure(key, exc.stage, exc.kind, exc.reason)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # A file malformed in a way no check in render anticipated (pydicom and its plugins raise
+        # many types, struct.error included): it fails alone, the batch goes on.
+        return Failure(key, "decode", "unexpected-error", f"{type(exc).__name__}: {_first_line(exc)}")
 
     dicom_name = dicom_object_name(settings.dataset, key)
     jpg_names = jpg_object_names(settings.dataset, key, render.info.frames, all_frames=settings.all_frames)

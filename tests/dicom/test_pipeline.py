@@ -166,3 +166,28 @@ def test_one_run_per_dataset_at_a_time(reports_db) -> None:
                 pass  # other datasets are independent
         with second.run_lock():
             pass  # released with the first run's connection
+
+
+def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, tmp_path: Path) -> None:
+    import struct
+
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    # A Modality LUT whose descriptor promises 4096 entries but holds 3: pydicom's LUT code
+    # raises struct.error, which no check in render anticipates.
+    ds = pydicom.dcmread(sample_file("MR_small.dcm"))
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.add_new(0x00283006, "OW", struct.pack("<3H", 1, 2, 3))
+    lut.ModalityLUTType = "HU"
+    ds.ModalityLUTSequence = Sequence([lut])
+    weird = tmp_path / "weird.dcm"
+    ds.save_as(weird)
+    good = _group("good", str(sample_file("CT_small.dcm")))
+    result = process_batch([_group("weird", str(weird)), good], _settings("r"), store,
+                           LocalFolderWriter(tmp_path / "bucket"))
+    assert result.done == 1 and result.failed == 1
+    assert (result.failures[0].stage, result.failures[0].kind) == ("decode", "unexpected-error")
+    assert "error" in result.failures[0].reason
