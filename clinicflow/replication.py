@@ -337,6 +337,9 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
     with dst_conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {quote_ident(plan.shadow, 'mysql')}")
         cur.execute(create_table_sql(src_conn, table, plan.shadow))
+        # MyISAM updates secondary indexes row by row on a non-empty table;
+        # with keys disabled it rebuilds them once, by sorting, at ENABLE KEYS.
+        cur.execute(f"ALTER TABLE {quote_ident(plan.shadow, 'mysql')} DISABLE KEYS")
     if len(pk) == 1 and next(c for c in columns if c.name == pk[0]).is_integer:
         plan.range_key = pk[0]
         with src_conn.cursor() as cur:
@@ -413,6 +416,7 @@ def swap_in(dst: MySQLServer, plan: TablePlan) -> None:
     try:
         t, shadow, old = (quote_ident(n, "mysql") for n in (plan.table, plan.shadow, plan.table + OLD_SUFFIX))
         with conn.cursor() as cur:
+            cur.execute(f"ALTER TABLE {shadow} ENABLE KEYS")
             cur.execute(f"DROP TABLE IF EXISTS {old}")
             if table_exists(conn, plan.table):
                 cur.execute(f"RENAME TABLE {t} TO {old}, {shadow} TO {t}")
@@ -432,6 +436,30 @@ def _merge_sql(table: str, stage: str, columns: Sequence[Column]) -> str:
     updates = ", ".join(f"{quote_ident(c.name, 'mysql')} = VALUES({quote_ident(c.name, 'mysql')})" for c in columns)
     return (f"INSERT INTO {quote_ident(table, 'mysql')} ({cols}) SELECT {cols} FROM {quote_ident(stage, 'mysql')} "
             f"ON DUPLICATE KEY UPDATE {updates}")
+
+
+def _bound_page(conn: Any, plan: TablePlan, pred: str, params: list[Any], lower: Any) -> tuple[str, list[Any]]:
+    """Cap a keyset page at the watermark value ``batch_size`` rows ahead.
+
+    ``ORDER BY watermark, key LIMIT n`` cannot be read in order from a
+    one-column watermark index, so the server would sort every remaining row
+    for every page. An index-only probe finds the watermark value ``n`` rows
+    ahead; with it as an upper bound each page sorts about ``n`` rows (plus
+    ties), and the keyset predicate still guarantees no row is skipped.
+    """
+    if len(plan.key_columns) < 2:
+        return pred, params  # the key alone orders the page through its own index
+    w = quote_ident(plan.key_columns[0], "mysql")
+    where, probe_params = ("", []) if lower is None else (f"WHERE {w} >= %s", [lower])
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {w} FROM {quote_ident(plan.table, 'mysql')} {where} ORDER BY {w} "
+                    f"LIMIT 1 OFFSET {int(plan.batch_size)}", probe_params)
+        row = cur.fetchone()
+        while cur.fetchone() is not None:  # drain the unbuffered result
+            pass
+    if row is None:
+        return pred, params
+    return f"{pred} AND {w} <= %s", params + [_text(row[0])]
 
 
 def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> ChunkResult:
@@ -454,6 +482,7 @@ def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> Chu
             else:
                 pred, params = keyset_after(plan.key_columns, after, "mysql")
             first_page = False
+            pred, params = _bound_page(src_conn, plan, pred, params, None if after is None else after[0])
             sql = (encoded_select_sql(plan.table, plan.columns, plan.key_columns) + f" WHERE {pred} "
                    f"ORDER BY {keyset_order(plan.key_columns, 'mysql')} LIMIT {int(plan.batch_size)}")
             with ChunkFile(plan.table) as path:
