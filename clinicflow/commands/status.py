@@ -57,10 +57,13 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         if tables:
             detail = Table(title=f"run {run_id}")
-            for header in tables[0]:
-                detail.add_column(header, overflow="fold")
+            shown = ("table_name", "status", "mode", "rows", "seconds", "zero_dates", "nul_bytes", "deleted_rows",
+                     "verification", "error")
+            for header in shown:
+                detail.add_column(header.replace("_", " "), overflow="fold")
             for row in tables:
-                detail.add_row(*("" if v is None else str(v) for v in row.values()))
+                detail.add_row(*("" if row[k] is None else f"{row[k]:.1f}" if k == "seconds" else str(row[k])
+                                 for k in shown))
             console.print(detail)
         if runs[0].status != "ok":
             raise typer.Exit(EXIT_LAST_FAILED)

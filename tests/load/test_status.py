@@ -1,0 +1,71 @@
+"""`clinicflow status`: the last runs from the metrics tables; exit 1 when the last run failed."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from blocks.databases import PostgresServer
+from clinicflow import metrics
+from clinicflow.metrics import TableOutcome
+
+
+@pytest.fixture
+def analytics(make_pg_db: Callable[[str], PostgresServer], monkeypatch: pytest.MonkeyPatch) -> PostgresServer:
+    pg = make_pg_db("status")
+    monkeypatch.setenv("COLUMNS", "250")  # rich's width: keep messages on one line for the assertions
+    monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
+    for field, value in (("HOST", pg.host), ("PORT", str(pg.port)), ("USER", pg.username), ("DATABASE", pg.database)):
+        monkeypatch.setenv(f"CLINICFLOW_ANALYTICS_POSTGRES_{field}", value)
+    return pg
+
+
+def _status(*args: str) -> tuple[int, str]:
+    from clinicflow.cli import app
+
+    result = CliRunner().invoke(app, ["status", *args], catch_exceptions=False, terminal_width=200)
+    return result.exit_code, result.output
+
+
+def _record(pg: PostgresServer, run_id: str, outcomes: list[TableOutcome]) -> None:
+    conn = pg.connect()
+    try:
+        metrics.ensure_metrics_tables(conn)
+        metrics.start_run(conn, run_id, "nightly_etl")
+        for outcome in outcomes:
+            metrics.record_table(conn, run_id, outcome)
+        metrics.finish_run(conn, run_id, outcomes)
+    finally:
+        conn.close()
+
+
+def test_status_exit_codes(analytics: PostgresServer) -> None:
+    code, out = _status()
+    assert code == 2 and "no runs recorded yet" in out
+
+    _record(analytics, "run-1", [TableOutcome("patient", rows=10), TableOutcome("claim", rows=5)])
+    code, out = _status()
+    assert code == 0 and "run-1" in out and "ok" in out
+
+    _record(analytics, "run-2", [TableOutcome("patient", rows=3),
+                                 TableOutcome("clinic", status="failed", error="load: incompatible type change")])
+    code, out = _status()
+    assert code == 1 and "failed" in out and "clinic" in out
+    code, out = _status("--run", "run-2")
+    assert code == 1 and "incompatible type change" in out
+
+    # A run that started but never finished (killed) is not a success either.
+    conn = analytics.connect()
+    metrics.start_run(conn, "run-3", "nightly_etl")
+    conn.close()
+    code, out = _status("--limit", "2")
+    assert code == 1 and "running" in out and "run-1" not in out
+
+
+def test_status_cannot_read_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
+    monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PORT", "1")
+    monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", "s3cret-value")
+    code, out = _status()
+    assert code == 2 and "cannot read postgresql://" in out and "s3cret-value" not in out
