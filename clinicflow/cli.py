@@ -6,7 +6,12 @@ Each module in ``clinicflow/commands/`` adds its commands through a
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+
+# Prefect's embedded server (no API configured: local runs, the CronJob) must
+# start before Prefect reads its settings; 20 s is too short on a busy 2-core pod.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer
 
