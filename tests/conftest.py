@@ -29,7 +29,7 @@ def prefect_server() -> Iterator[None]:
     """One temporary Prefect API for the whole session (flows, artifacts, blocks)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
