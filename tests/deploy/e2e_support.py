@@ -57,6 +57,10 @@ def stop(process: subprocess.Popen, timeout: float = 20) -> None:
         pass
 
 
+class ServerExited(RuntimeError):
+    """The Prefect server process ended before it answered."""
+
+
 @dataclass
 class PrefectStack:
     """A running Prefect server (and, once started, a worker) owned by a test module."""
@@ -70,7 +74,16 @@ class PrefectStack:
     snapshots: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 90) -> "PrefectStack":
+    def start(cls, home: Path, timeout: float = 120) -> "PrefectStack":
+        """Start the server; once more if it exits while starting (seen on a machine shared by
+        several test runs), with its log in the error if the second start fails too."""
+        try:
+            return cls._start_once(home, timeout)
+        except ServerExited:
+            return cls._start_once(home / "retry", timeout)
+
+    @classmethod
+    def _start_once(cls, home: Path, timeout: float) -> "PrefectStack":
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
@@ -84,7 +97,7 @@ class PrefectStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if server.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {logs.read_text(errors='replace')[-3000:]}")
+                raise ServerExited(f"prefect server exited: {logs.read_text(errors='replace')[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                     if response.status == 200:
@@ -104,6 +117,15 @@ class PrefectStack:
         executable = str(BIN / args[0]) if (BIN / args[0]).exists() else args[0]
         return subprocess.run([executable, *args[1:]], env=self.env(extra_env), cwd=cwd, capture_output=True,
                               text=True, timeout=timeout)
+
+    def create_process_pool(self, name: str) -> None:
+        import json
+
+        request = urllib.request.Request(f"{self.api_url}/work_pools/", method="POST",
+                                         data=json.dumps({"name": name, "type": "process"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201, response.status
 
     def start_worker(self, pool: str, extra_env: dict[str, str]) -> None:
         log = (self.home / f"worker-{pool}.log").open("wb")
