@@ -8,6 +8,10 @@ the table's previous step finished, never waiting for the rest of the tier:
     load:        prepare-load (submitted with the swap-in future as its
                  dependency) → load chunks (full loads only) → finish-load
 
+Small tables (tables.yml ``estimated_rows`` <= ``CLINICFLOW_SMALL_TABLE_ROWS``)
+go in groups: one ``small-tables`` task replicates and loads each of them in
+turn (each table retried and recorded on its own).
+
 Concurrency is bounded by the task runner (``CLINICFLOW_NIGHTLY_WORKERS``).
 Retries come from the project's retry policy (transient errors only). At the
 end: metrics rows in PostgreSQL (``clinicflow.etl_runs`` and
@@ -41,6 +45,11 @@ from tasks import replication as repl_tasks
 
 NIGHTLY_WORKERS = int(os.environ.get("CLINICFLOW_NIGHTLY_WORKERS", "4"))
 ARTIFACT_KEY = "nightly-etl"
+# Tables estimated (tables.yml estimated_rows) at or below this many rows are
+# replicated and loaded in groups, one task per group: for them a task run per
+# step costs more than the copy (450-table no-op bench, docs/loading.md).
+SMALL_TABLE_ROWS = int(os.environ.get("CLINICFLOW_SMALL_TABLE_ROWS", "1000"))
+SMALL_GROUP_SIZE = int(os.environ.get("CLINICFLOW_SMALL_GROUP_SIZE", "25"))
 
 
 class TablesFailed(RuntimeError):
@@ -132,6 +141,24 @@ class _TierRun:
         # The load is submitted now, with the replication's last step as its dependency.
         self.load(table, info, depends_on=swap)
 
+    # --- small tables: replication and load together, in groups ---------------
+    def small_group(self, tables: list[str], replicate: bool) -> None:
+        for table in tables:
+            self.started[table] = time.time()
+        configs = {t: self.config.effective(t) for t in tables}
+        label = f"{tables[0]}..{tables[-1]}" if len(tables) > 1 else tables[0]
+        group_f = load_tasks.small_tables.submit(self.source if replicate else None, self.replica, self.pg, configs,
+                                                 self.options, label)
+        self.chains.when_done([group_f], lambda fs: self._small_done(tables, fs[0]))
+
+    def _small_done(self, tables: list[str], group_f: PrefectFuture) -> None:
+        if (err := _error(group_f)) is not None:
+            for table in tables:
+                self.fail(table, "load", err)
+            return
+        for outcome in group_f.result():
+            self.outcomes[outcome.table] = outcome
+
     # --- load ---------------------------------------------------------------
     def load(self, table: str, replication_info: dict | None = None, depends_on: PrefectFuture | None = None) -> None:
         self.started.setdefault(table, time.time())
@@ -203,8 +230,12 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     for tier, tier_names in config.by_tier(names):
         log.info("tier %d: %d tables", tier, len(tier_names))
         run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
+        small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
+        for start in range(0, len(small), SMALL_GROUP_SIZE):
+            run.small_group(small[start:start + SMALL_GROUP_SIZE], replicate)
         for table in tier_names:
-            run.replicate(table) if replicate else run.load(table)
+            if table not in small:
+                run.replicate(table) if replicate else run.load(table)
         run.chains.run()
         outcomes += [run.outcomes[t] for t in tier_names]
 

@@ -61,3 +61,10 @@ def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutc
         return metrics.finish_run(conn, run_id, outcomes, message=message)
     finally:
         conn.close()
+
+
+@task(name="small-tables", cache_policy=NO_CACHE, task_run_name="small-tables-{label}")
+def small_tables(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, configs: dict[str, TableConfig],
+                 options: load_steps.LoadOptions, label: str) -> list[metrics.TableOutcome]:
+    # No task-level retries: each table's steps retry inside, and a failed table never fails the group.
+    return load_steps.replicate_and_load_small(source, replica, pg, configs, options, replicate=source is not None)

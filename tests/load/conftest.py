@@ -25,15 +25,17 @@ RECONCILED = ("patient", "procedurelog")
 BATCH = 700  # small, so the demo tables are loaded in several chunks
 
 
-def tables_yml(tables: list[str], *, batch_size: int = BATCH) -> dict[str, Any]:
+def tables_yml(tables: dict[str, int], *, batch_size: int = BATCH) -> dict[str, Any]:
+    """tables.yml for the generator's tables (name -> rows): tables of <= 1000 rows go in small-table groups."""
     out: dict[str, Any] = {}
-    for name in tables:
+    for name, rows in tables.items():
         if name == generator.EDGECASE_TABLE:
             pk, change = ["EdgeCaseNum"], "DateTStamp"
         else:
             spec = generator.table_spec(name)
             pk, change = spec.primary_key, spec.change_column
-        entry: dict[str, Any] = {"primary_key": pk, "batch_size": batch_size, "tier": 1 if name in TIER1 else 3}
+        entry: dict[str, Any] = {"primary_key": pk, "batch_size": batch_size, "tier": 1 if name in TIER1 else 3,
+                                 "estimated_rows": rows}
         if change and pk:
             entry.update(extraction_strategy="incremental", incremental_columns=[change])
         if name == generator.EDGECASE_TABLE:
@@ -71,7 +73,7 @@ def etl_env(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[s
     source, replica, pg = make_mysql_db("lsrc"), make_mysql_db("lrep"), make_pg_db("lpg")
     counts = generator.seed(source)
     path = tmp_path / "tables.yml"
-    path.write_text(yaml.safe_dump(tables_yml(sorted(counts))), encoding="utf-8")
+    path.write_text(yaml.safe_dump(tables_yml(counts)), encoding="utf-8")
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
     _set_env(monkeypatch, "opendental-source", source)
     _set_env(monkeypatch, "opendental-replication", replica)
