@@ -62,6 +62,40 @@ class _ServerBlock(Block):
         return cls(**values)
 
 
+def _shared_tls_connection_class() -> type:
+    """pymysql's Connection, sharing one default TLS context between connections.
+
+    pymysql 1.2 negotiates TLS in PREFERRED mode and builds a fresh default
+    context (loading the system CA store) for every connection: ~33 ms, most
+    of the cost of a connection, paid several times per table per night.
+    Contexts are meant to be shared; explicit TLS options still get their own.
+    """
+    global _TLS_CONNECTION_CLASS
+    if _TLS_CONNECTION_CLASS is None:
+        import threading
+
+        import pymysql.connections
+
+        lock = threading.Lock()
+
+        class SharedTLSConnection(pymysql.connections.Connection):
+            _default_ctx: Any = None
+
+            def _create_ssl_ctx(self, sslp: Any) -> Any:
+                if sslp:
+                    return super()._create_ssl_ctx(sslp)
+                with lock:
+                    if SharedTLSConnection._default_ctx is None:
+                        SharedTLSConnection._default_ctx = super()._create_ssl_ctx(sslp)
+                return SharedTLSConnection._default_ctx
+
+        _TLS_CONNECTION_CLASS = SharedTLSConnection
+    return _TLS_CONNECTION_CLASS
+
+
+_TLS_CONNECTION_CLASS: type | None = None
+
+
 class MySQLServer(_ServerBlock):
     """A MySQL/MariaDB database: the OpenDental source or the replication target."""
 
@@ -100,7 +134,7 @@ class MySQLServer(_ServerBlock):
             params["host"] = self.host
             params["port"] = self.port
         params.update(kwargs)
-        return pymysql.connect(**params)
+        return _shared_tls_connection_class()(**params)
 
 
 class PostgresServer(_ServerBlock):
