@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -553,8 +554,10 @@ def _copy_error(plan: TablePlan, exc: Exception) -> Exception:
         # PostgreSQL's message names the column and the line; the value can be
         # patient data, so only the first line of the message is kept.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = re.sub(r'(:\s*)".*"\s*$', r"\1<value withheld>", first)
         context = getattr(getattr(exc, "diag", None), "context", None) or ""
-        where = context.split(",")[-1].strip() if context else ""
+        # "COPY t, line 3, column X: \"value\"": keep where, never the value.
+        where = re.sub(r':\s*".*$', "", context.split("\n")[0]).split(", ", 1)[-1].strip() if context else ""
         return LoadError(f"table {plan.table!r}: PostgreSQL rejected a value ({first}{'; ' + where if where else ''})")
     return exc
 

@@ -153,3 +153,16 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     outcome = load_steps.load_table_once(replica, pg, "odd", incremental)
     assert outcome.mode == "incremental" and outcome.conversions == expected and outcome.verification == "ok"
     assert pg_query(pg, "SELECT count(*) FROM raw.odd WHERE \"D\" IS NULL")[0][0] == zero_d
+
+
+def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
+        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    mysql_exec(replica, "CREATE TABLE `bad` (`Id` int NOT NULL PRIMARY KEY, `Visit` date NOT NULL)",
+               "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+               "INSERT INTO `bad` VALUES (1, '2024-02-28'), (2, '2024-02-30')")
+    with pytest.raises(pgload.LoadError) as caught:
+        load_steps.load_table_once(replica, pg, "bad", TableConfig(primary_key=["Id"]))
+    message = str(caught.value)
+    assert "'bad'" in message and "column Visit" in message and "line 2" in message, message
+    assert "2024-02-30" not in message
