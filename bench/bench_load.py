@@ -97,7 +97,7 @@ def _admin_pg(server, sql: str) -> None:  # noqa: ANN001
 
 
 def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN001
-    args = {"my": my.model_dump(mode="json", exclude={"password"}), "pg": pg.model_dump(mode="json", exclude={"password"}),
+    args = {"my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}), "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
             "table": TABLE, "batch": batch, "verify": verify}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     wall, rss, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)

@@ -21,6 +21,7 @@ Modes:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ from clinicflow.chunks import keyset_after, plan_key_ranges
 from clinicflow.config import TableConfig
 from clinicflow.metrics import TableOutcome
 from clinicflow.typemap import Kind
+
+
+# Chunks of one full load copied at the same time outside Prefect (load_table_once, small tables).
+LOCAL_CHUNK_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -310,7 +315,11 @@ def _load_one(source_server: Any, replica_server: Any, pg_server: Any, table: st
     if isinstance(prepared, TableOutcome):
         return prepared
     try:
-        stats = [load_chunk(replica_server, pg_server, prepared, chunk) for chunk in prepared.chunks]
+        # Two chunk streams at a time, as the flow's task runner would run them: while one
+        # waits on MySQL the other keeps PostgreSQL busy.
+        with ThreadPoolExecutor(max_workers=min(LOCAL_CHUNK_WORKERS, len(prepared.chunks))) as pool:
+            stats = list(pool.map(lambda chunk: load_chunk(replica_server, pg_server, prepared, chunk),
+                                  prepared.chunks))
         return finish_load(replica_server, pg_server, prepared, stats)
     except BaseException:
         drop_stage(pg_server, prepared)

@@ -34,8 +34,8 @@ load_steps.load_table_once(MySQLServer(**args["replica"]), PostgresServer(**args
 
 
 def _start(replica: MySQLServer, pg: PostgresServer, *, full_refresh: bool) -> subprocess.Popen:
-    args = {"replica": replica.model_dump(mode="json", exclude={"password"}),
-            "pg": pg.model_dump(mode="json", exclude={"password"}),
+    args = {"replica": replica.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+            "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
             "config": CONFIG.model_dump(mode="json"), "full_refresh": full_refresh}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-c", _RUNNER, json.dumps(args)], cwd=ROOT, env=env)
