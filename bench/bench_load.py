@@ -115,7 +115,7 @@ def _pgloader(my, pg) -> dict:  # noqa: ANN001
     command = f"""LOAD DATABASE
   FROM mysql://{my.username}@{my.host}:{my.port}/{my.database}
   INTO postgresql://{pg.username}@{pg.host}:{pg.port}/{pg.database}
-  WITH include drop, create tables, create indexes, reset no sequences, workers = 2, concurrency = 1
+  WITH include drop, create tables, create indexes, reset no sequences
   INCLUDING ONLY TABLE NAMES MATCHING '{TABLE}'
   ALTER SCHEMA '{my.database}' RENAME TO 'pgloader';
 """
