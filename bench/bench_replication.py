@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 
-# Before Prefect is imported: its embedded server needs time on a busy machine.
+from clinicflow.prefect_runtime import flow_run_settings, prepare_embedded_environment
+
+# Before Prefect is imported, as the CLI does (embedded server settings).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+prepare_embedded_environment()
 import subprocess
 import tempfile
 import time
@@ -68,7 +71,11 @@ def main() -> None:
         cur.execute("INSERT INTO definition (ItemName) VALUES ('a')")
     conn.close()
 
-    from flows.replicate import replicate_tables
+    from flows.replicate import replicate_tables as replicate_flow
+
+    def replicate_tables(**params: object) -> None:
+        with flow_run_settings():  # as `clinicflow replicate` runs it
+            replicate_flow(**params)
 
     replicate_tables(tables=["definition"], tables_file=str(tables_file))
     t = time.perf_counter()

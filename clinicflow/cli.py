@@ -6,16 +6,16 @@ Each module in ``clinicflow/commands/`` adds its commands through a
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 
-# Prefect's embedded server (no API configured: local runs, the CronJob) must
-# start before Prefect reads its settings; 20 s is too short on a busy 2-core pod.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+from clinicflow.prefect_runtime import prepare_embedded_environment
 
-import typer
+# Before anything imports Prefect: it reads these settings once.
+prepare_embedded_environment()
 
-import clinicflow.commands
+import typer  # noqa: E402
+
+import clinicflow.commands  # noqa: E402
 
 app = typer.Typer(help="clinicflow: production ETL for clinics (OpenDental, DICOM reports).", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)

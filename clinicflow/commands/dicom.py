@@ -20,9 +20,11 @@ dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JP
 
 
 def _run_flow(console: Console, **parameters: Any) -> None:
+    from clinicflow.prefect_runtime import flow_run_settings
     from flows.dicom_reports import extract_dicom_reports
 
-    state = extract_dicom_reports(**parameters, return_state=True)
+    with flow_run_settings():
+        state = extract_dicom_reports(**parameters, return_state=True)
     if state.is_failed():
         console.print(f"[red]extract_dicom_reports failed: {state.message}[/red]")
         raise typer.Exit(1)

@@ -8,7 +8,6 @@ tables.yml, unknown table, unreachable database).
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import typer
@@ -24,13 +23,13 @@ def _table_list(tables: Optional[str]) -> list[str] | None:
 
 
 def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefect flow
-    # The embedded server needs more than Prefect's default 20 s on a busy 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from clinicflow.config import ConfigError
+    from clinicflow.prefect_runtime import flow_run_settings
     from flows.nightly import TablesFailed
 
     try:
-        rows = flow_fn(**params)
+        with flow_run_settings():
+            rows = flow_fn(**params)
     except TablesFailed as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_TABLES_FAILED) from None

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.cli import app
-from clinicflow.commands.blocks import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
+from clinicflow.block_setup import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
 
 SECRET = "bl0ck-s3tup-Pa55-XYZ"
 FIELDS = ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from clinicflow.commands.blocks import DEPLOYMENT_BLOCKS, env_prefix
+from clinicflow.block_setup import DEPLOYMENT_BLOCKS, env_prefix
 from tests.deploy.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"

@@ -94,7 +94,7 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     finally:
         source_nick.close()
     deleted = changed["deleted"]
-    assert pg_query(etl_env.pg, f"SELECT count(*) FROM raw.patient WHERE \"PatNum\" = ANY(%s)", (deleted,))[0][0] == 0
+    assert pg_query(etl_env.pg, "SELECT count(*) FROM raw.patient WHERE \"PatNum\" = ANY(%s)", (deleted,))[0][0] == 0
     assert set(RECONCILED) <= set(by_table)
 
 

@@ -7,7 +7,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow import generator, mysql_client
 from clinicflow.replication import connect, table_checksum
 from flows.replicate import TablesFailed, replicate_tables
 from tests.replication.conftest import demo_tables, write_tables_file
@@ -56,7 +56,13 @@ def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, sour
     conn.close()
 
 
-def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, point_blocks_at, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["client", "pymysql"])
+def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, point_blocks_at, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    # Both readers of the encoded rows (the C client and pymysql) must give the same bytes.
+    monkeypatch.setenv(mysql_client.EXPORT_ENV, transport)
+    if transport == "client" and mysql_client.client_binary() is None:
+        pytest.skip("the mariadb command-line client is not installed")
     point_blocks_at(source, replica)
     tables_file = write_tables_file(tmp_path / "tables.yml", {"edgecase": demo_tables()["edgecase"]})
     replicate_tables(tables_file=tables_file)

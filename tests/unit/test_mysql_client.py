@@ -1,0 +1,96 @@
+"""The C client transport (clinicflow.mysql_client) against the real MariaDB: bytes, credentials, errors."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+
+import pytest
+from pydantic import SecretStr
+
+from blocks.databases import MySQLServer
+from clinicflow import mysql_client
+from clinicflow.replication import connect, encoded_select_sql, source_columns, stream_to_file
+from clinicflow.retry import TransientError, is_transient
+
+pytestmark = pytest.mark.skipif(mysql_client.client_binary() is None, reason="mariadb client not installed")
+
+# A password with every character an option file or a shell could trip on.
+TRICKY_PASSWORD = 'p"a\\ss w#o;r$d\'`'
+
+
+@pytest.fixture
+def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
+    server = make_mysql_db("cli")
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, s varchar(20) NULL, b blob NULL, d date NOT NULL)")
+        cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'), (2, NULL, NULL, '0001-01-01'),"
+                    " (3, '', '', '2024-02-29')")
+        cur.execute("DROP USER IF EXISTS 'cf_cli_test'@'%'")
+        cur.execute("CREATE USER 'cf_cli_test'@'%%' IDENTIFIED BY %s", (TRICKY_PASSWORD,))
+        cur.execute(f"GRANT SELECT ON `{server.database}`.* TO 'cf_cli_test'@'%'")
+    conn.close()
+    yield server.model_copy(update={"username": "cf_cli_test", "password": SecretStr(TRICKY_PASSWORD),
+                                    "host": "127.0.0.1", "unix_socket": None})
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'cf_cli_test'@'%'")
+    conn.close()
+
+
+def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> None:
+    conn = connect(db_with_user)
+    sql = encoded_select_sql("t", source_columns(conn, "t")) + " ORDER BY id"
+    conn.close()
+    with tempfile.NamedTemporaryFile() as f:
+        mysql_client.export_query(db_with_user, sql, f)
+        f.flush()
+        client_bytes = open(f.name, "rb").read()
+    stream = connect(db_with_user, streaming=True)
+    with tempfile.NamedTemporaryFile() as f:
+        stream_to_file(stream, sql, [], f.name, 0)
+        pymysql_bytes = open(f.name, "rb").read()
+    stream.close()
+    assert client_bytes == pymysql_bytes
+    assert client_bytes.count(b"\n") == 3 and b"\\N" in client_bytes and b"\\0" in client_bytes
+
+
+def test_no_credentials_file_is_left_behind(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path) -> None:
+    credentials_dir = tmp_path / "tmp"
+    credentials_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(credentials_dir))  # where mkstemp puts the option file
+    with open(tmp_path / "out", "wb") as f:
+        mysql_client.export_query(db_with_user, "SELECT 1", f)
+    with open(tmp_path / "out", "wb") as f, pytest.raises(mysql_client.MySQLClientError):
+        mysql_client.export_query(db_with_user, "SELECT nope", f)
+    assert os.listdir(credentials_dir) == []
+
+
+def test_sql_error_is_permanent_and_named(db_with_user: MySQLServer) -> None:
+    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
+        mysql_client.export_query(db_with_user, "SELECT nope FROM t", f)
+    assert "Unknown column 'nope'" in str(info.value)
+    assert not is_transient(info.value)
+
+
+def test_wrong_password_never_shows_it(db_with_user: MySQLServer) -> None:
+    wrong = db_with_user.model_copy(update={"password": SecretStr("Wr0ng-S3cret-xyz")})
+    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
+        mysql_client.export_query(wrong, "SELECT 1", f)
+    assert "Access denied" in str(info.value)
+    assert "Wr0ng-S3cret-xyz" not in str(info.value)
+
+
+def test_unreachable_server_is_transient(db_with_user: MySQLServer) -> None:
+    gone = db_with_user.model_copy(update={"port": 1})  # nothing listens on port 1
+    with tempfile.TemporaryFile() as f, pytest.raises(TransientError) as info:
+        mysql_client.export_query(gone, "SELECT 1", f)
+    assert is_transient(info.value)
+    assert TRICKY_PASSWORD not in str(info.value)
+
+
+def test_pymysql_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(mysql_client.EXPORT_ENV, "pymysql")
+    assert mysql_client.client_binary() is None
