@@ -220,7 +220,8 @@ def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) 
     mysql_conn = pgload.mysql_connect(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
-        return pgload.load_stage_chunk(mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params)
+        return pgload.load_stage_chunk(mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params,
+                                       mysql_server=mysql_server)
     finally:
         mysql_conn.close()
         pg_conn.close()

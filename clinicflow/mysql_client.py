@@ -18,11 +18,13 @@ command line (visible in ``ps``), never in a log or an exception message.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,36 +63,87 @@ def _defaults_file(server: Any) -> str:
     return path
 
 
-def export_query(server: Any, sql: str, out: IO[bytes]) -> None:
-    """Run ``sql`` (one column of encoded lines) and write each value plus a newline to ``out``.
+def inline_params(sql: str, params: Sequence[Any]) -> str:
+    """``sql`` with its ``%s`` parameters as escaped literals, as pymysql sends them (the client takes no parameters)."""
+    import pymysql.converters
 
-    Same session settings as the pymysql connections (sql_mode, UTC time
-    zone, utf8mb4, TLS when the server offers it). Raises
+    if not params:
+        return sql
+    return sql % tuple(pymysql.converters.escape_item(p, "utf8mb4") for p in params)
+
+
+def _command(binary: str, defaults: str, server: Any, sql: str, time_zone: str) -> list[str]:
+    return [binary, f"--defaults-extra-file={defaults}", "--batch", "--raw", "--skip-column-names", "--quick",
+            "--ssl", "--default-character-set=utf8mb4", "--connect-timeout=20",
+            f"--init-command=SET SESSION sql_mode='{MYSQL_SESSION_SQL_MODE}', SESSION time_zone={time_zone}",
+            f"--database={server.database}", "--execute", sql]
+
+
+def _raise_for_exit(returncode: int, stderr: bytes) -> None:
+    if returncode == 0:
+        return
+    # On a failed statement the client echoes the SQL between dashes; the
+    # error itself is the line starting with "ERROR".
+    lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    first = (errors or lines or [f"exit code {returncode}"])[0]
+    match = re.match(r"ERROR (\d+)", first)
+    if match and int(match.group(1)) in MYSQL_TRANSIENT_CODES:
+        raise TransientError(f"mysql client: {first}")
+    raise MySQLClientError(f"mysql client: {first}")
+
+
+class ClientExport:
+    """A running export: ``stdout`` streams the lines; :meth:`finish` waits and raises on failure."""
+
+    def __init__(self, proc: subprocess.Popen, stderr: IO[bytes]) -> None:  # type: ignore[type-arg]
+        self._proc = proc
+        self._stderr = stderr
+        self.stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
+
+    def finish(self) -> None:
+        """Wait for the client; raise its error if it failed (after the last line was read)."""
+        returncode = self._proc.wait()
+        self._stderr.seek(0)
+        _raise_for_exit(returncode, self._stderr.read(64 * 1024))
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+
+@contextlib.contextmanager
+def open_export(server: Any, sql: str, *, time_zone: str = "'+00:00'") -> Iterator[ClientExport]:
+    """Start the client on ``sql`` (one or more statements) with its output on a pipe.
+
+    Same session settings as the pymysql connections (sql_mode, the given
+    time zone expression, utf8mb4, TLS when the server offers it). The
+    caller reads ``stdout`` to the end, then calls ``finish()``, which raises
     :class:`~clinicflow.retry.TransientError` for lost or refused connections
-    and :class:`MySQLClientError` for anything else.
+    and :class:`MySQLClientError` for anything else. Leaving the block early
+    kills the client.
     """
     binary = client_binary()
     if binary is None:
         raise MySQLClientError("no MariaDB/MySQL command-line client installed")
     defaults = _defaults_file(server)
-    try:
-        proc = subprocess.Popen(
-            [binary, f"--defaults-extra-file={defaults}", "--batch", "--raw", "--skip-column-names", "--quick",
-             "--ssl", "--default-character-set=utf8mb4", "--connect-timeout=20",
-             f"--init-command=SET SESSION sql_mode='{MYSQL_SESSION_SQL_MODE}', SESSION time_zone='+00:00'",
-             f"--database={server.database}", "--execute", sql],
-            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        )
-        _, err = proc.communicate()
-    finally:
-        Path(defaults).unlink(missing_ok=True)
-    if proc.returncode != 0:
-        # On a failed statement the client echoes the SQL between dashes; the
-        # error itself is the line starting with "ERROR".
-        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("ERROR")]
-        first = (errors or lines or [f"exit code {proc.returncode}"])[0]
-        match = re.match(r"ERROR (\d+)", first)
-        if match and int(match.group(1)) in MYSQL_TRANSIENT_CODES:
-            raise TransientError(f"mysql client: {first}")
-        raise MySQLClientError(f"mysql client: {first}")
+    # stderr to a file, not a pipe: a long error message must never block the
+    # client while we wait for its stdout.
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(_command(binary, defaults, server, sql, time_zone), stdout=subprocess.PIPE,
+                                stderr=stderr, stdin=subprocess.DEVNULL)
+        export = ClientExport(proc, stderr)
+        try:
+            yield export
+        finally:
+            export.abort()
+            proc.stdout.close()  # type: ignore[union-attr]
+            Path(defaults).unlink(missing_ok=True)
+
+
+def export_query(server: Any, sql: str, out: IO[bytes], *, time_zone: str = "'+00:00'") -> None:
+    """Run ``sql`` (one column of encoded lines) and write each value plus a newline to ``out``."""
+    with open_export(server, sql, time_zone=time_zone) as export:
+        shutil.copyfileobj(export.stdout, out, 1 << 20)
+        export.finish()

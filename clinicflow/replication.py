@@ -391,7 +391,7 @@ def copy_range(src: MySQLServer, dst: MySQLServer, plan: TablePlan, key_range: K
             # The C client moves the encoded lines (see clinicflow.mysql_client);
             # LOAD DATA reports the row count.
             with open(path, "wb") as out:
-                mysql_client.export_query(src, _inline_params(sql, params), out)
+                mysql_client.export_query(src, mysql_client.inline_params(sql, params), out)
             has_rows = os.path.getsize(path) > 0
         else:
             src_conn = connect(src, streaming=True)
@@ -407,13 +407,6 @@ def copy_range(src: MySQLServer, dst: MySQLServer, plan: TablePlan, key_range: K
             finally:
                 dst_conn.close()
     return ChunkResult(rows, time.perf_counter() - started)
-
-
-def _inline_params(sql: str, params: Sequence[Any]) -> str:
-    """``sql`` with its %s parameters inlined, for the command-line client (key range bounds: integers)."""
-    if not all(isinstance(p, int) and not isinstance(p, bool) for p in params):
-        raise ReplicationError("only integer key bounds can be inlined")
-    return sql % tuple(int(p) for p in params) if params else sql
 
 
 def copy_keyset_full(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> ChunkResult:

@@ -8,12 +8,21 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps, pgload, verify
+from clinicflow import generator, load_steps, mysql_client, pgload, verify
 from clinicflow.config import ExtractionStrategy, TableConfig
 from tests.load.conftest import compare_rows, mysql_exec, pg_query
 
 EDGE = TableConfig(primary_key=["EdgeCaseNum"], extraction_strategy=ExtractionStrategy.incremental,
                    incremental_columns=["DateTStamp"], boolean_columns=["Flag"], batch_size=2)
+
+
+@pytest.fixture(params=["client", "pymysql"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both readers of the encoded rows: the mariadb C client and pymysql (same bytes, same counts)."""
+    monkeypatch.setenv(mysql_client.EXPORT_ENV, request.param)
+    if request.param == "client" and mysql_client.client_binary() is None:
+        pytest.skip("the mariadb command-line client is not installed")
+    return request.param
 
 
 @pytest.fixture
@@ -24,7 +33,7 @@ def dbs(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str],
     return replica, pg
 
 
-def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
     replica, pg = dbs
     generator.create_schema(replica, edge_cases=True)
     generator.seed(replica, rows={}, scale=0.0)  # only the edge-case rows
@@ -123,7 +132,7 @@ def pg_query_exec(pg: PostgresServer, sql: str) -> None:
         conn.close()
 
 
-def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
     """Zero dates and NUL bytes counted by the encoding query equal what SQL counts, full and incremental."""
     replica, pg = dbs
     mysql_exec(replica,
@@ -156,7 +165,7 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
 
 
 def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
-        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+        dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
     replica, pg = dbs
     mysql_exec(replica, "CREATE TABLE `bad` (`Id` int NOT NULL PRIMARY KEY, `Visit` date NOT NULL)",
                "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
