@@ -239,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="batches in flight in the end-to-end run")
     parser.add_argument("--skip-flow", action="store_true", help="conversion only")
     args = parser.parse_args(argv)
-    # Without PREFECT_API_URL the flow starts Prefect's ephemeral server; on a busy 2-core box its
-    # default 20 s start-up limit is too tight.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Without PREFECT_API_URL the flow starts Prefect's embedded server: the CLI's settings for it
+    # (start-up limit, no telemetry, no block registration; clinicflow/prefect_runtime.py).
+    from clinicflow.prefect_runtime import prepare_embedded_environment
+
+    prepare_embedded_environment()
     if shutil.which("dcmj2pnm") is None:
         print("dcmj2pnm (DCMTK) not found", file=sys.stderr)
         return 2
