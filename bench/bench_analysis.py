@@ -20,16 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
+from bench._admin import admin_mysql
+
 BOUND_SECONDS = 60.0
-
-
-def _admin(server, sql: str) -> None:  # noqa: ANN001 - MySQLServer
-    conn = server.connect(database="", autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def _mysqldump_no_data(server) -> float:  # noqa: ANN001
@@ -52,7 +45,7 @@ def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, ke
     base = MySQLServer.from_env("opendental-source", {"database": ""})
     name = f"cf_bench_analysis_{uuid.uuid4().hex[:8]}"
     server = base.model_copy(update={"database": name})
-    _admin(server, f"CREATE DATABASE {quote_ident(name, 'mysql')} CHARACTER SET utf8mb3")
+    admin_mysql(server, f"CREATE DATABASE {quote_ident(name, 'mysql')} CHARACTER SET utf8mb3")
     try:
         start = time.perf_counter()
         generator.create_wide_source(server, tables=tables)
@@ -84,7 +77,7 @@ def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, ke
         return 0 if ok else 1
     finally:
         if not keep:
-            _admin(server, f"DROP DATABASE IF EXISTS {quote_ident(name, 'mysql')}")
+            admin_mysql(server, f"DROP DATABASE IF EXISTS {quote_ident(name, 'mysql')}")
 
 
 def main(argv: list[str] | None = None) -> int:

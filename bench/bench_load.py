@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench._admin import admin_mysql, admin_pg
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "procedurelog"
 
@@ -75,25 +77,6 @@ def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:  # noqa: AN
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed with exit {proc.returncode}: {out[-2000:]}")
     return wall, peak, out
-
-
-def _admin_mysql(server, sql: str) -> None:  # noqa: ANN001
-    conn = server.connect(database="", autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def _admin_pg(server, sql: str) -> None:  # noqa: ANN001
-    conn = server.connect(database="postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN001
@@ -178,8 +161,8 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
     name = f"cf_bench_load_{uuid.uuid4().hex[:8]}"
     my = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), username="root", database=name)
     pg = PostgresServer(host=os.environ.get("CLINICFLOW_TEST_PG_HOST", "127.0.0.1"), database=name)
-    _admin_mysql(my, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb3")
-    _admin_pg(pg, f'CREATE DATABASE "{name}"')
+    admin_mysql(my, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb3")
+    admin_pg(pg, f'CREATE DATABASE "{name}"')
     results: dict[str, dict] = {}
     try:
         t = time.perf_counter()
@@ -200,8 +183,8 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
             print(f"project {big_rows:,}: {results['project_big']}", flush=True)
     finally:
         if not keep:
-            _admin_mysql(my, f"DROP DATABASE IF EXISTS `{name}`")
-            _admin_pg(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_mysql(my, f"DROP DATABASE IF EXISTS `{name}`")
+            admin_pg(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     project, pgl, bare = results["project"], results["pgloader"], results["bare"]
     rate = rows / project["seconds"]

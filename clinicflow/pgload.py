@@ -366,11 +366,16 @@ class ConversionCounts:
         return sum(c.get(counter, 0) for c in self.per_column.values())
 
 
+def reset_counters_sql(counters: Sequence[Counter]) -> str:
+    """``SET @cf_conv_i = 0, ...`` for the counters (which must not be empty)."""
+    return "SET " + ", ".join(f"{c.variable} = 0" for c in counters)
+
+
 def reset_counters(mysql_conn: Any, plan: TablePlan) -> None:
     counters = conversion_counters(plan)
     if counters:
         with mysql_conn.cursor() as cur:
-            cur.execute("SET " + ", ".join(f"{c.variable} = 0" for c in counters))
+            cur.execute(reset_counters_sql(counters))
 
 
 def read_counters(mysql_conn: Any, plan: TablePlan) -> ConversionCounts:
@@ -573,13 +578,13 @@ class ClientCopySource:
     readline = read
 
 
-def _client_copy(mysql_server: Any, mysql_conn: Any, pg_cursor: Any, plan: TablePlan, copy_sql: str,
-                 predicate: str, params: Sequence[Any]) -> tuple[int, int, ConversionCounts]:
+def _client_copy(mysql_server: Any, pg_cursor: Any, plan: TablePlan, copy_sql: str, predicate: str,
+                 params: Sequence[Any]) -> tuple[int, int, ConversionCounts]:
     """COPY through the C client (see clinicflow.mysql_client): rows, bytes, conversions."""
     counters = conversion_counters(plan)
     statements = []
     if counters:
-        statements.append("SET " + ", ".join(f"{c.variable} = 0" for c in counters))
+        statements.append(reset_counters_sql(counters))
     statements.append(mysql_client.inline_params(copy_select_sql(plan, predicate), params))
     # Always a last line, so the data never loses its own last line to the hold-back.
     statements.append("SELECT CONCAT_WS(',', 'cf-counters'" + "".join(f", {c.variable}" for c in counters) + ")")
@@ -610,7 +615,7 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: TablePlan, target: str, p
     check_booleans(mysql_conn, plan, predicate, params)
     copy_sql = f"COPY {target} ({quote_list(plan.column_names, 'postgres')}) FROM STDIN"
     if mysql_server is not None and mysql_client.client_binary():
-        rows, nbytes, conversions = _client_copy(mysql_server, mysql_conn, pg_cursor, plan, copy_sql, predicate, params)
+        rows, nbytes, conversions = _client_copy(mysql_server, pg_cursor, plan, copy_sql, predicate, params)
         return CopyStats(rows, nbytes, time.perf_counter() - start, conversions)
     reset_counters(mysql_conn, plan)
     cur = mysql_conn.cursor()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -33,8 +34,7 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def mysql_server() -> MySQLServer:
+def local_mysql_admin() -> MySQLServer:
     """The local MariaDB as root, with no database selected."""
     return MySQLServer(
         host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"),
@@ -44,30 +44,56 @@ def mysql_server() -> MySQLServer:
     )
 
 
+def create_mysql_database(admin: MySQLServer, prefix: str) -> MySQLServer:
+    """Create an empty uniquely named database; return its block (drop it with drop_mysql_databases)."""
+    name = unique_name(prefix)
+    mysql_exec(admin, f"CREATE DATABASE {quote_ident(name, 'mysql')} CHARACTER SET utf8mb3")
+    return admin.model_copy(update={"database": name})
+
+
+def drop_mysql_databases(admin: MySQLServer, names: list[str]) -> None:
+    mysql_exec(admin, *(f"DROP DATABASE IF EXISTS {quote_ident(name, 'mysql')}" for name in names))
+
+
+def mysql_exec(server: MySQLServer, *statements: str, sql_mode: str = "NO_ENGINE_SUBSTITUTION") -> None:
+    """Run statements (autocommit) in a session with the given sql_mode."""
+    conn = server.connect(autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = %s", (sql_mode,))
+            for sql in statements:
+                cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def mysql_query(server: MySQLServer, sql: str, params: Any = None) -> list[tuple]:
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def mysql_server() -> MySQLServer:
+    """The local MariaDB as root, with no database selected."""
+    return local_mysql_admin()
+
+
 @pytest.fixture
 def make_mysql_db(mysql_server: MySQLServer) -> Iterator[Callable[[str], MySQLServer]]:
     """Factory: ``make_mysql_db('src')`` creates an empty database and returns its block."""
-    created: list[str] = []
+    created: list[MySQLServer] = []
 
     def make(prefix: str) -> MySQLServer:
-        name = unique_name(prefix)
-        conn = mysql_server.connect(database=None)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {quote_ident(name, 'mysql')} CHARACTER SET utf8mb3")
-        finally:
-            conn.close()
-        created.append(name)
-        return mysql_server.model_copy(update={"database": name})
+        created.append(create_mysql_database(mysql_server, prefix))
+        return created[-1]
 
     yield make
-    conn = mysql_server.connect(database=None)
-    try:
-        with conn.cursor() as cur:
-            for name in created:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name, 'mysql')}")
-    finally:
-        conn.close()
+    drop_mysql_databases(mysql_server, [db.database for db in created])
 
 
 @pytest.fixture

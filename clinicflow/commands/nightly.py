@@ -8,7 +8,7 @@ tables.yml, unknown table, unreachable database).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -42,25 +42,26 @@ def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefe
     console.print(f"{len(rows)} tables ok")
 
 
-def register(app: typer.Typer) -> None:
-    common_help = {
-        "tables": "Comma-separated table names (default: every table in tables.yml).",
-        "full_refresh": "Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).",
-        "skip_verification": "Do not compare raw with the replica after loading.",
-        "reconcile_all_deletes": "Remove deleted rows from every chosen table tonight (default: only tables "
-                                 "with reconcile_deletes: true).",
-        "tables_file": "tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).",
-    }
+# The options both commands take (nightly = replication + load; load = load only).
+TablesOption = Annotated[Optional[str], typer.Option(
+    "--tables", help="Comma-separated table names (default: every table in tables.yml).")]
+FullRefreshOption = Annotated[bool, typer.Option(
+    "--full-refresh", help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
+SkipVerificationOption = Annotated[bool, typer.Option(
+    "--skip-verification", help="Do not compare raw with the replica after loading.")]
+ReconcileAllDeletesOption = Annotated[bool, typer.Option(
+    "--reconcile-all-deletes",
+    help="Remove deleted rows from every chosen table tonight (default: only tables with reconcile_deletes: true).")]
+TablesFileOption = Annotated[Optional[str], typer.Option(
+    "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
 
+
+def register(app: typer.Typer) -> None:
     @app.command("nightly")
-    def nightly_command(
-        tables: Optional[str] = typer.Option(None, "--tables", help=common_help["tables"]),
-        full_refresh: bool = typer.Option(False, "--full-refresh", help=common_help["full_refresh"]),
-        skip_verification: bool = typer.Option(False, "--skip-verification", help=common_help["skip_verification"]),
-        reconcile_all_deletes: bool = typer.Option(False, "--reconcile-all-deletes",
-                                                   help=common_help["reconcile_all_deletes"]),
-        tables_file: Optional[str] = typer.Option(None, "--tables-file", help=common_help["tables_file"]),
-    ) -> None:
+    def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                        skip_verification: SkipVerificationOption = False,
+                        reconcile_all_deletes: ReconcileAllDeletesOption = False,
+                        tables_file: TablesFileOption = None) -> None:
         """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
         from flows.nightly import nightly_etl
 
@@ -69,14 +70,10 @@ def register(app: typer.Typer) -> None:
              tables_file=tables_file)
 
     @app.command("load")
-    def load_command(
-        tables: Optional[str] = typer.Option(None, "--tables", help=common_help["tables"]),
-        full_refresh: bool = typer.Option(False, "--full-refresh", help=common_help["full_refresh"]),
-        skip_verification: bool = typer.Option(False, "--skip-verification", help=common_help["skip_verification"]),
-        reconcile_all_deletes: bool = typer.Option(False, "--reconcile-all-deletes",
-                                                   help=common_help["reconcile_all_deletes"]),
-        tables_file: Optional[str] = typer.Option(None, "--tables-file", help=common_help["tables_file"]),
-    ) -> None:
+    def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                     skip_verification: SkipVerificationOption = False,
+                     reconcile_all_deletes: ReconcileAllDeletesOption = False,
+                     tables_file: TablesFileOption = None) -> None:
         """Load the replication MySQL into PostgreSQL raw (no replication step)."""
         from flows.nightly import load_tables
 

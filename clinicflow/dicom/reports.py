@@ -16,10 +16,12 @@ non-empty values of that field, sorted, joined by :data:`FIELD_SEPARATOR`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from blocks.databases import PostgresServer
 from clinicflow.sql import quote_ident, quote_list, quote_qualified
@@ -115,19 +117,24 @@ class ReportsSource:
             raise ReportsQueryError("the reports query must be a SELECT/WITH statement or a view name")
         return f"({text})"
 
-    def columns(self) -> list[str]:
-        """The query's columns, checked: key columns present, no clash with output columns."""
-        sql = f"SELECT * FROM {self.relation()} AS reports LIMIT 0"
+    @contextlib.contextmanager
+    def _query(self, sql: str, params: Sequence[Any] | None, what: str) -> Iterator[Any]:
+        """A cursor on ``sql``, executed; a failing query becomes a ReportsQueryError saying ``what`` failed."""
         conn = self.server.connect()
         try:
             with conn.cursor() as cur:
                 try:
-                    cur.execute(sql)
+                    cur.execute(sql, params)
                 except Exception as exc:
-                    raise ReportsQueryError(f"the reports query failed: {_pg_message(exc)}") from None
-                names = [d[0] for d in cur.description]
+                    raise ReportsQueryError(f"{what} failed: {_pg_message(exc)}") from None
+                yield cur
         finally:
             conn.close()
+
+    def columns(self) -> list[str]:
+        """The query's columns, checked: key columns present, no clash with output columns."""
+        with self._query(f"SELECT * FROM {self.relation()} AS reports LIMIT 0", None, "the reports query") as cur:
+            names = [d[0] for d in cur.description]
         missing = [c for c in KEY_COLUMNS if c not in names]
         if missing:
             raise ReportsQueryError(f"the reports query lacks key column(s) {', '.join(missing)} "
@@ -152,16 +159,8 @@ class ReportsSource:
         null_key = " OR ".join(f"r.{quote_ident(c, 'postgres')} IS NULL" for c in KEY_COLUMNS)
         sql = (f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
                f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r")
-        conn = self.server.connect()
-        try:
-            with conn.cursor() as cur:
-                try:
-                    cur.execute(sql)
-                except Exception as exc:
-                    raise ReportsQueryError(f"counting the reports failed: {_pg_message(exc)}") from None
-                rows, files, without_key = cur.fetchone()
-        finally:
-            conn.close()
+        with self._query(sql, None, "counting the reports") as cur:
+            rows, files, without_key = cur.fetchone()
         return SourceCount(rows=int(rows), files=int(files), rows_without_key=int(without_key))
 
     def page_sql(self, first: bool) -> str:
@@ -181,17 +180,8 @@ class ReportsSource:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         params: list[Any] = ([] if after is None else list(after)) + [page_size]
-        conn = self.server.connect()
-        try:
-            with conn.cursor() as cur:
-                try:
-                    cur.execute(self.page_sql(after is None), params)
-                except Exception as exc:
-                    raise ReportsQueryError(f"reading a reports page failed: {_pg_message(exc)}") from None
-                names = [d[0] for d in cur.description]
-                return group_rows(names, iter(cur))
-        finally:
-            conn.close()
+        with self._query(self.page_sql(after is None), params, "reading a reports page") as cur:
+            return group_rows([d[0] for d in cur.description], iter(cur))
 
     def pages(self, page_size: int) -> Iterator[Page]:
         after: tuple[Any, ...] | None = None

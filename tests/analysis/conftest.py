@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from blocks.databases import MySQLServer
 from clinicflow import generator
+from tests.conftest import mysql_exec
 
 
 @pytest.fixture
@@ -25,24 +25,8 @@ def demo_source(demo_seeded: tuple[MySQLServer, dict[str, int]]) -> MySQLServer:
 
 
 def execute(server: MySQLServer, *statements: str) -> None:
-    conn = server.connect(autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_mode=''")
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def query(server: MySQLServer, sql: str, params: Any = None) -> list[tuple]:
-    conn = server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    """Statements in a session with an empty sql_mode (zero dates and other legacy values accepted)."""
+    mysql_exec(server, *statements, sql_mode="")
 
 
 @pytest.fixture

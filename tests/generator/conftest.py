@@ -1,7 +1,6 @@
 """Fixtures for the generator tests: a fresh MariaDB database and raw readers."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +9,8 @@ import pytest
 
 from blocks.databases import MySQLServer
 from clinicflow.sql import quote_ident
-from tests.conftest import unique_name
+from tests.conftest import create_mysql_database, drop_mysql_databases, local_mysql_admin
+from tests.conftest import mysql_query as query  # noqa: F401 - the generator tests' reader
 
 # Encoders kept (so connect() works), decoders dropped: every value arrives as
 # the server's own bytes, which is what "byte-exact" is measured against.
@@ -25,32 +25,10 @@ def gen_db(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
 @pytest.fixture(scope="module")
 def module_db() -> Iterator[MySQLServer]:
     """One database shared by a module's read-only tests (dropped after the module)."""
-    admin = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"),
-                        port=int(os.environ.get("CLINICFLOW_TEST_MYSQL_PORT", "3306")), username="root", database="")
-    name = unique_name("genm")
-    conn = admin.connect(autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {quote_ident(name, 'mysql')} CHARACTER SET utf8mb3")
-    finally:
-        conn.close()
-    yield admin.model_copy(update={"database": name})
-    conn = admin.connect(autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name, 'mysql')}")
-    finally:
-        conn.close()
-
-
-def query(server: MySQLServer, sql: str, params: Any = None) -> list[tuple]:
-    conn = server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    admin = local_mysql_admin()
+    db = create_mysql_database(admin, "genm")
+    yield db
+    drop_mysql_databases(admin, [db.database])
 
 
 def raw_rows(server: MySQLServer, sql: str, params: Any = None) -> list[dict[str, bytes | None]]:

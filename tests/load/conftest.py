@@ -18,6 +18,7 @@ from blocks.databases import MySQLServer, PostgresServer
 from clinicflow import generator, pgload
 from clinicflow.config import TableConfig, load_tables_config
 from clinicflow.sql import quote_ident, quote_qualified
+from tests.conftest import mysql_exec  # noqa: F401 - used by the load tests through this module
 
 # Tables in tier 1 (loaded first) and tables whose deletes are reconciled every night.
 TIER1 = ("patient", "appointment", "procedurelog")
@@ -80,17 +81,6 @@ def etl_env(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[s
     _set_env(monkeypatch, "analytics-postgres", pg)
     monkeypatch.setenv("CLINICFLOW_TABLES_FILE", str(path))
     return EtlEnv(source, replica, pg, path, counts)
-
-
-def mysql_exec(server: MySQLServer, *statements: str) -> None:
-    conn = server.connect(autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def pg_query(server: PostgresServer, sql: str, params: Any = None) -> list[tuple]:

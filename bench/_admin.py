@@ -1,0 +1,25 @@
+"""Admin statements the benches run outside any timing (create and drop their databases)."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def admin_mysql(server: Any, sql: str) -> None:
+    """Run ``sql`` on the MySQL server with no database selected (autocommit)."""
+    conn = server.connect(database="", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def admin_pg(server: Any, sql: str) -> None:
+    """Run ``sql`` on PostgreSQL's maintenance database (autocommit: CREATE/DROP DATABASE)."""
+    conn = server.connect(database="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
