@@ -85,3 +85,35 @@ def keyset_after(columns: Sequence[str], values: Sequence[Any] | None, dialect: 
 
 def keyset_order(columns: Sequence[str], dialect: Dialect) -> str:
     return ", ".join(quote_ident(c, dialect) for c in columns)
+
+
+def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
+    """The highest ``(c1, c2, ...)`` in ``table`` (MySQL order: NULL lowest), or None when it is empty.
+
+    One ``MAX`` per column, each restricted to the rows sharing the maxima
+    found so far. Why not ``ORDER BY c1 DESC, c2 DESC LIMIT 1``: unless one
+    index covers all the columns in that order MariaDB sorts the whole table
+    for it (0.84 s of the 1M-row load bench before the first row moved);
+    ``MAX(c1)`` reads the end of c1's index, and the next ``MAX`` only the
+    rows that tie on c1.
+    """
+    values: list[Any] = []
+    where: list[str] = []
+    params: list[Any] = []
+    with mysql_conn.cursor() as cur:
+        for column in columns:
+            col = quote_ident(column, "mysql")
+            source = f"{quote_ident(table, 'mysql')} WHERE {' AND '.join(where) or '1=1'}"
+            cur.execute(f"SELECT MAX({col}) FROM {source}", tuple(params))
+            value = cur.fetchall()[0][0]  # fetchall: an unbuffered cursor must read to the end
+            if value is None:
+                # MAX skips NULL: either no rows are left, or all of them hold NULL here.
+                cur.execute(f"SELECT 1 FROM {source} LIMIT 1", tuple(params))
+                if not cur.fetchall():
+                    return None
+                where.append(f"{col} IS NULL")
+            else:
+                where.append(f"{col} = %s")
+                params.append(value)
+            values.append(value)
+    return tuple(values)

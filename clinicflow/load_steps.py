@@ -232,6 +232,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
     mysql_conn = pgload.mysql_connect(mysql_server)
     pg_conn = pg_server.connect()
     try:
+        pgload.build_stage_indexes(pg_server.connect, load.plan)
         pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         total = pgload.CopyStats()
         for stats in chunk_stats:

@@ -33,7 +33,7 @@ import pymysql
 import pymysql.converters
 
 from blocks.databases import MySQLServer
-from clinicflow.chunks import INTEGER_TYPES, KeyRange, keyset_after, keyset_columns, keyset_order, plan_key_ranges
+from clinicflow.chunks import INTEGER_TYPES, KeyRange, keyset_after, keyset_columns, keyset_max, keyset_order, plan_key_ranges
 from clinicflow import mysql_client
 from clinicflow.config import TableConfig
 from clinicflow.sql import quote_ident, validate_table_name
@@ -360,10 +360,7 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
             lo, hi = cur.fetchone()
         plan.ranges = plan_key_ranges(None if lo is None else int(lo), None if hi is None else int(hi), config.batch_size)
     if config.is_incremental and key_cols:
-        with src_conn.cursor() as cur:
-            order = ", ".join(f"{quote_ident(c, 'mysql')} DESC" for c in key_cols)
-            cur.execute(f"SELECT {keyset_order(key_cols, 'mysql')} FROM {quote_ident(table, 'mysql')} ORDER BY {order} LIMIT 1")
-            row = cur.fetchone()
+        row = keyset_max(src_conn, table, key_cols)
         plan.snapshot = [_text(v) for v in row] if row else None
     return plan
 

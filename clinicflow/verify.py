@@ -96,7 +96,9 @@ def _my(col: PgColumn) -> str:
     elif kind is Kind.time:
         value = q if col.fraction_digits == 0 else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({q} AS CHAR)))"
     elif kind in (Kind.date, Kind.datetime):
-        return f"IF({q} IS NULL OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, X'5C4E', {q})"
+        from clinicflow.pgload import zero_date_test
+
+        return f"IF({q} IS NULL OR {zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text:
         from clinicflow.pgload import _as_utf8_binary, _escaped_text
 
@@ -254,13 +256,15 @@ def verify_table(mysql_conn: Any, pg_conn: Any, plan: TablePlan, *, bucket_rows:
     my_sum = f"SUM(CAST(CONV(LEFT(MD5({canonical_mysql(plan)}), 15), 16, 10) AS UNSIGNED))"
     pg_sum = f"sum(('x' || left(md5({canonical_postgres(plan)}), 15))::bit(60)::bigint)"
     with mysql_conn.cursor() as cur:
-        cur.execute(f"SELECT {my_bucket} AS b, COUNT(*), {my_sum} FROM {quote_ident(plan.table, 'mysql')} GROUP BY b")
+        # GROUP BY 1, not an alias: both servers resolve a GROUP BY name to a column
+        # first, and MySQL's names ignore case (a column `B` once took over alias b).
+        cur.execute(f"SELECT {my_bucket}, COUNT(*), {my_sum} FROM {quote_ident(plan.table, 'mysql')} GROUP BY 1")
         source = {int(_text(b) or 0): (int(_text(n) or 0), int(_text(s) or 0)) for b, n, s in cur.fetchall()}
     with pg_conn.cursor() as cur:
         cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
                     "SET LOCAL extra_float_digits = 1")
-        cur.execute(f"SELECT {pg_bucket} AS b, count(*), {pg_sum} FROM "
-                    f"{quote_qualified(plan.raw_schema, plan.table, 'postgres')} GROUP BY b")
+        cur.execute(f"SELECT {pg_bucket}, count(*), {pg_sum} FROM "
+                    f"{quote_qualified(plan.raw_schema, plan.table, 'postgres')} GROUP BY 1")
         raw = {int(b): (int(n), int(s or 0)) for b, n, s in cur.fetchall()}
     pg_conn.rollback()
     result.source_rows = sum(v[0] for v in source.values())

@@ -9,6 +9,7 @@ import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow import generator, load_steps, mysql_client, pgload, verify
+from clinicflow.chunks import keyset_max
 from clinicflow.config import ExtractionStrategy, TableConfig
 from tests.load.conftest import compare_rows, mysql_exec, pg_query
 
@@ -175,3 +176,59 @@ def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
     message = str(caught.value)
     assert "'bad'" in message and "column Visit" in message and "line 2" in message, message
     assert "2024-02-30" not in message
+
+
+def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, _ = dbs
+    mysql_exec(replica, "CREATE TABLE `ks` (`Id` int NOT NULL PRIMARY KEY, `Stamp` datetime NULL, `Grp` varchar(5) NULL,"
+                        " KEY (`Stamp`))")
+    conn = replica.connect(autocommit=True)
+    try:
+        assert keyset_max(conn, "ks", ["Stamp", "Id"]) is None  # empty table
+        mysql_exec(replica, "INSERT INTO `ks` VALUES (1, NULL, NULL), (2, NULL, 'b')")
+        assert keyset_max(conn, "ks", ["Stamp", "Id"]) == (None, 2)  # only NULL stamps: NULL is the lowest
+        mysql_exec(replica, "INSERT INTO `ks` VALUES (3, '2024-05-01 10:00:00', 'a'), (9, '2024-05-02 08:00:00', 'a'),"
+                            " (4, '2024-05-02 08:00:00', 'c'), (7, '2024-05-02 08:00:00', NULL),"
+                            " (8, '2024-04-30 00:00:00', 'z')")
+        for columns in (["Stamp", "Id"], ["Grp", "Id"], ["Grp", "Stamp", "Id"], ["Id"], ["Stamp", "Grp", "Id"]):
+            with conn.cursor() as cur:
+                order = ", ".join(f"`{c}` DESC" for c in columns)
+                cur.execute(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM `ks` ORDER BY {order} LIMIT 1")
+                expected = cur.fetchone()
+            assert keyset_max(conn, "ks", columns) == expected, columns
+        # The watermark a full load records is that row, as text.
+        plan = pgload.plan_table(pgload.describe_source(conn, "ks"),
+                                 TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
+                                             incremental_columns=["Stamp"]))
+        assert pgload.current_keyset_max(conn, plan) == ("2024-05-02 08:00:00", "9")
+    finally:
+        conn.close()
+
+
+def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_the_load(
+        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    mysql_exec(replica, "CREATE TABLE `multi` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL, `B` varchar(40) NOT NULL,"
+                        " `C` date NOT NULL, `Code` varchar(10) NOT NULL, KEY `ia` (`A`), KEY `ib` (`B`(8)),"
+                        " KEY `ic` (`C`, `A`), UNIQUE KEY `uc` (`Code`))",
+               "INSERT INTO `multi` SELECT seq, seq % 17, CONCAT('name ', seq % 101), '2024-01-01' + INTERVAL seq % 300 DAY,"
+               " CONCAT('C', seq) FROM seq_1_to_5000")
+    config = TableConfig(primary_key=["Id"], batch_size=1000)
+    outcome = load_steps.load_table_once(replica, pg, "multi", config)
+    assert outcome.status == "ok" and outcome.rows == 5000 and outcome.verification == "ok", outcome.error
+    indexes = dict(pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'multi'"))
+    assert sorted(indexes) == ["multi__ia", "multi__ib", "multi__ic", "multi__uc", "multi_pkey"]
+    assert "UNIQUE" in indexes["multi__uc"] and "SUBSTRING" in indexes["multi__ib"].upper()
+    assert pg_query(pg, "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'raw.multi'::regclass") == [
+        ("multi_pkey", "p")]
+    # A key from tables.yml (the source has none) that the rows stop honouring fails that load
+    # with the key named; raw keeps the previous load and no staging table is left.
+    mysql_exec(replica, "CREATE TABLE `dup` (`Id` int NOT NULL, `A` int NOT NULL, KEY `ia` (`A`))",
+               "INSERT INTO `dup` SELECT seq, seq % 17 FROM seq_1_to_3000")
+    keyed = TableConfig(primary_key=["Id"], batch_size=1000)
+    assert load_steps.load_table_once(replica, pg, "dup", keyed).status == "ok"
+    mysql_exec(replica, "INSERT INTO `dup` VALUES (7, 99)")
+    with pytest.raises(pgload.LoadError, match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
+        load_steps.load_table_once(replica, pg, "dup", keyed, load_steps.LoadOptions(full_refresh=True))
+    assert pg_query(pg, "SELECT count(*) FROM raw.dup")[0][0] == 3000
+    assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.dup')")[0][0] is None
