@@ -21,6 +21,7 @@ chunk commits on its own; a rerun finds what is left).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,17 +256,23 @@ def verify_table(mysql_conn: Any, pg_conn: Any, plan: TablePlan, *, bucket_rows:
         my_bucket, pg_bucket = "0", "0"
     my_sum = f"SUM(CAST(CONV(LEFT(MD5({canonical_mysql(plan)}), 15), 16, 10) AS UNSIGNED))"
     pg_sum = f"sum(('x' || left(md5({canonical_postgres(plan)}), 15))::bit(60)::bigint)"
-    with mysql_conn.cursor() as cur:
-        # GROUP BY 1, not an alias: both servers resolve a GROUP BY name to a column
-        # first, and MySQL's names ignore case (a column `B` once took over alias b).
-        cur.execute(f"SELECT {my_bucket}, COUNT(*), {my_sum} FROM {quote_ident(plan.table, 'mysql')} GROUP BY 1")
-        source = {int(_text(b) or 0): (int(_text(n) or 0), int(_text(s) or 0)) for b, n, s in cur.fetchall()}
-    with pg_conn.cursor() as cur:
-        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                    "SET LOCAL extra_float_digits = 1")
-        cur.execute(f"SELECT {pg_bucket}, count(*), {pg_sum} FROM "
-                    f"{quote_qualified(plan.raw_schema, plan.table, 'postgres')} GROUP BY 1")
-        raw = {int(b): (int(n), int(s or 0)) for b, n, s in cur.fetchall()}
+    def source_sums() -> dict[int, tuple[int, int]]:
+        with mysql_conn.cursor() as cur:
+            # GROUP BY 1, not an alias: both servers resolve a GROUP BY name to a column
+            # first, and MySQL's names ignore case (a column `B` once took over alias b).
+            cur.execute(f"SELECT {my_bucket}, COUNT(*), {my_sum} FROM {quote_ident(plan.table, 'mysql')} GROUP BY 1")
+            return {int(_text(b) or 0): (int(_text(n) or 0), int(_text(s) or 0)) for b, n, s in cur.fetchall()}
+
+    # Both servers checksum at the same time: the wait is the slower side, not the sum.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-verify") as pool:
+        source_future = pool.submit(source_sums)
+        with pg_conn.cursor() as cur:
+            cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
+                        "SET LOCAL extra_float_digits = 1")
+            cur.execute(f"SELECT {pg_bucket}, count(*), {pg_sum} FROM "
+                        f"{quote_qualified(plan.raw_schema, plan.table, 'postgres')} GROUP BY 1")
+            raw = {int(b): (int(n), int(s or 0)) for b, n, s in cur.fetchall()}
+        source = source_future.result()
     pg_conn.rollback()
     result.source_rows = sum(v[0] for v in source.values())
     result.raw_rows = sum(v[0] for v in raw.values())
