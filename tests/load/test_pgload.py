@@ -232,3 +232,26 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
         load_steps.load_table_once(replica, pg, "dup", keyed, load_steps.LoadOptions(full_refresh=True))
     assert pg_query(pg, "SELECT count(*) FROM raw.dup")[0][0] == 3000
     assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.dup')")[0][0] is None
+    # A unique index MySQL honours can break in PostgreSQL when NUL bytes are removed
+    # ('zq7' and 'zq7\0'): that load fails naming the index, never the values.
+    mysql_exec(replica, "CREATE TABLE `uniq` (`Id` int NOT NULL PRIMARY KEY, `Code` varchar(10) NOT NULL,"
+                        " UNIQUE KEY `uc` (`Code`))",
+               "INSERT INTO `uniq` VALUES (1, 'zq7'), (2, CONCAT('zq7', CHAR(0)))")
+    with pytest.raises(pgload.LoadError, match=r"'uniq': a unique index is not unique in PostgreSQL "
+                                               r"\(\"uniq__uc\"\); values withheld") as caught:
+        load_steps.load_table_once(replica, pg, "uniq", TableConfig(primary_key=["Id"]))
+    assert "zq7" not in str(caught.value)
+
+
+def test_latin1_text_arrives_as_utf8_escaped_and_counted(dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
+    replica, pg = dbs
+    mysql_exec(replica, "CREATE TABLE `l1` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(40) CHARACTER SET latin1 NULL)",
+               # CHAR(n USING utf8mb4): a bare CHAR(n) is binary and would make CONCAT store UTF-8 bytes as latin1.
+               "INSERT INTO `l1` VALUES (1, 'café'), (2, CONCAT('a\\\\b', CHAR(9 USING utf8mb4), 'c', CHAR(10 USING utf8mb4),"
+               " 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL), (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')),"
+               " (6, 'plain')")
+    outcome = load_steps.load_table_once(replica, pg, "l1", TableConfig(primary_key=["Id"]))
+    assert outcome.status == "ok" and outcome.verification == "ok", outcome.error
+    assert outcome.conversions == {"Note": {"nul_bytes": 1}}
+    assert pg_query(pg, 'SELECT "Id", "Note" FROM raw.l1 ORDER BY 1') == [
+        (1, "café"), (2, "a\\b\tc\nd\ré"), (3, ""), (4, None), (5, "xÿ"), (6, "plain")]
