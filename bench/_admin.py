@@ -1,4 +1,4 @@
-"""Admin statements the benches run outside any timing (create and drop their databases)."""
+"""Admin statements run outside any timing or test (create and drop databases, CHECKPOINT); shared by benches and tests."""
 from __future__ import annotations
 
 from typing import Any

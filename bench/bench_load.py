@@ -145,7 +145,6 @@ def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
             cur.execute("CREATE SCHEMA IF NOT EXISTS bare")
             cur.execute(f"DROP TABLE IF EXISTS bare.{TABLE}")
             cur.execute(pgload.create_table_sql(plan, "bare"))
-            cur.execute("CHECKPOINT")  # each round starts from the same WAL state
         pg_conn.commit()
         start = time.perf_counter()
         with pg_conn.cursor() as cur:
@@ -164,16 +163,6 @@ def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
     if copied != rows:
         raise RuntimeError(f"bare COPY loaded {copied} rows, expected {rows}")
     return {"seconds": copy_seconds, "with_indexes_seconds": indexed_seconds}
-
-
-def _checkpoint(pg) -> None:  # noqa: ANN001
-    conn = pg.connect()
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CHECKPOINT")
-    finally:
-        conn.close()
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -207,14 +196,14 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
             for tool, measure in (("project", lambda: _project(my, pg, rows, batch, verify=False)),
                                   ("pgloader", lambda: _pgloader(my, pg)),
                                   ("bare", lambda: _bare_copy(pg, plan, path, rows))):
-                _checkpoint(pg)  # WAL left by the previous tool is not written on this one's time
+                admin_pg(pg, "CHECKPOINT")  # WAL left by the previous tool is not written on this one's time
                 runs[tool].append(measure())
                 print(f"round {round_no} {tool:9} {runs[tool][-1]}", flush=True)
         verified = _project(my, pg, rows, batch, verify=True)
         results["verify_seconds"] = {"seconds": verified["seconds"] - min(r["seconds"] for r in runs["project"])}
         if big_rows:
             generator.create_procedurelog_like(my, big_rows, table=TABLE)
-            _checkpoint(pg)
+            admin_pg(pg, "CHECKPOINT")
             results["project_big"] = _project(my, pg, big_rows, batch, verify=False)
             print(f"project {big_rows:,}: {results['project_big']}", flush=True)
     finally:

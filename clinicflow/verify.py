@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.pgload import TablePlan, _text
+from clinicflow.pgload import TablePlan, _as_utf8_binary, _escaped_text, _text, zero_date_test
 from clinicflow.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.typemap import Kind, PgColumn
 
@@ -97,12 +97,8 @@ def _my(col: PgColumn) -> str:
     elif kind is Kind.time:
         value = q if col.fraction_digits == 0 else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({q} AS CHAR)))"
     elif kind in (Kind.date, Kind.datetime):
-        from clinicflow.pgload import zero_date_test
-
         return f"IF({q} IS NULL OR {zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text:
-        from clinicflow.pgload import _as_utf8_binary, _escaped_text
-
         value = _escaped_text(f"REPLACE({_as_utf8_binary(col, q)}, X'00', X'')")
     elif kind is Kind.binary:
         value = f"LOWER(HEX({q}))"

@@ -17,6 +17,7 @@ import pytest
 # switch the resolver to saved blocks.
 os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
 
+from bench._admin import admin_pg  # noqa: E402 - one way to run admin SQL, shared with the benches
 from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
 from clinicflow.sql import quote_ident  # noqa: E402
 
@@ -111,21 +112,12 @@ def make_pg_db(pg_server: PostgresServer) -> Iterator[Callable[[str], PostgresSe
     """Factory: ``make_pg_db('analytics')`` creates an empty database and returns its block."""
     created: list[str] = []
 
-    def _admin(sql: str) -> None:
-        conn = pg_server.connect()
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
     def make(prefix: str) -> PostgresServer:
         name = unique_name(prefix)
-        _admin(f"CREATE DATABASE {quote_ident(name, 'postgres')}")
+        admin_pg(pg_server, f"CREATE DATABASE {quote_ident(name, 'postgres')}")
         created.append(name)
         return pg_server.model_copy(update={"database": name})
 
     yield make
     for name in created:
-        _admin(f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgres')} WITH (FORCE)")
+        admin_pg(pg_server, f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgres')} WITH (FORCE)")

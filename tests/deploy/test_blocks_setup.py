@@ -11,7 +11,7 @@ from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.cli import app
 from clinicflow.block_setup import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
 
-SECRET = "bl0ck-s3tup-Pa55-XYZ"
+SECRET = "fake-sentinel-not-a-credential-2"
 FIELDS = ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")
 
 

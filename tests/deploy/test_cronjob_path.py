@@ -22,7 +22,7 @@ from tests.deploy.e2e_support import BIN, block_env, clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-WRONG_PASSWORD = "cr0nj0b-Wr0ng-Pa55-XYZ"
+WRONG_PASSWORD = "fake-sentinel-not-a-credential-3"
 
 
 def cronjob_container() -> dict[str, Any]:

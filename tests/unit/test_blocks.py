@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import BlockResolutionError, resolve_block
 
-SECRET = "s3cr3t-Pa55word-XYZ"
+SECRET = "fake-sentinel-not-a-credential-1"
 
 
 def test_env_mode_builds_block_from_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,11 +76,11 @@ def test_sql_error_is_permanent_and_named(db_with_user: MySQLServer) -> None:
 
 
 def test_wrong_password_never_shows_it(db_with_user: MySQLServer) -> None:
-    wrong = db_with_user.model_copy(update={"password": SecretStr("Wr0ng-S3cret-xyz")})
+    wrong = db_with_user.model_copy(update={"password": SecretStr("fake-sentinel-not-a-credential-4")})
     with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
         mysql_client.export_query(wrong, "SELECT 1", f)
     assert "Access denied" in str(info.value)
-    assert "Wr0ng-S3cret-xyz" not in str(info.value)
+    assert "fake-sentinel-not-a-credential-4" not in str(info.value)
 
 
 def test_unreachable_server_is_transient(db_with_user: MySQLServer) -> None:
