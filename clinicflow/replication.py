@@ -72,6 +72,7 @@ class Column:
     data_type: str  # e.g. "bigint"
     column_type: str  # e.g. "bigint(20) unsigned"
     nullable: bool = True
+    collation: str = ""  # text columns: their bytes depend on it (latin1 vs utf8)
 
     @property
     def is_bit(self) -> bool:
@@ -129,16 +130,41 @@ def source_columns(conn: Any, table: str) -> list[Column]:
     """Copyable columns of ``table`` in the connection's database, in order."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA, IS_NULLABLE FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA, IS_NULLABLE, COALESCE(COLLATION_NAME, '') "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
             (table,),
         )
         rows = cur.fetchall()
     if not rows:
         raise SourceTableMissing(f"table {table!r}: not found in the source database")
     # Generated columns are computed by the replica itself.
-    return [Column(_text(n), _text(d).lower(), _text(t).lower(), _text(nullable).upper() == "YES")
-            for n, d, t, extra, nullable in rows if "GENERATED" not in _text(extra).upper()]
+    return [Column(_text(n), _text(d).lower(), _text(t).lower(), _text(nullable).upper() == "YES", _text(coll).lower())
+            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in _text(extra).upper()]
+
+
+def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[str]:
+    """How the replica's columns differ from the source's (empty: same names, order, types, nullability, collation).
+
+    Any difference means the replica's DDL is stale: an incremental copy into
+    it could truncate a widened value or store text in the old charset.
+    """
+    old = {c.name: c for c in replica}
+    new = {c.name: c for c in source}
+    changes = [f"{name} added" for name in new if name not in old]
+    changes += [f"{name} removed" for name in old if name not in new]
+    for name, col in new.items():
+        before = old.get(name)
+        if before is None:
+            continue
+        if before.column_type != col.column_type:
+            changes.append(f"{name} {before.column_type} -> {col.column_type}")
+        if before.nullable != col.nullable:
+            changes.append(f"{name} {'NULL' if before.nullable else 'NOT NULL'} -> {'NULL' if col.nullable else 'NOT NULL'}")
+        if before.collation != col.collation:
+            changes.append(f"{name} collation {before.collation or 'none'} -> {col.collation or 'none'}")
+    if not changes and [c.name for c in source] != [c.name for c in replica]:
+        changes.append("column order")
+    return changes
 
 
 def source_primary_key(conn: Any, table: str) -> list[str]:
@@ -166,13 +192,6 @@ def table_exists(conn: Any, table: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
         return cur.fetchone() is not None
-
-
-def target_columns(conn: Any, table: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                    "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table,))
-        return [_text(r[0]) for r in cur.fetchall()]
 
 
 # ---------------------------------------------------------------- state
@@ -333,10 +352,11 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
     else:
         key_cols = keyset_columns(config.incremental_columns, pk) if config.is_incremental else list(pk)
         exists = table_exists(dst_conn, table)
-        if exists and set(target_columns(dst_conn, table)) != names:
+        changes = column_changes(columns, source_columns(dst_conn, table)) if exists else []
+        if changes:
             # The source's columns changed: a fresh full copy takes the new DDL.
             full_refresh = True
-            note = "source columns changed: full copy with the new definition"
+            note = f"source columns changed ({'; '.join(changes)}): full copy with the new definition"
         watermark = read_watermark(dst_conn, table, key_cols) if (exists and config.is_incremental) else None
         mode = "incremental" if (config.is_incremental and watermark is not None and not full_refresh) else "full"
     plan = TablePlan(table, mode, columns, key_cols, config.batch_size, primary_key=pk, note=note)

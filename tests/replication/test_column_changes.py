@@ -1,0 +1,65 @@
+"""A source column changed in place (wider type, other charset) reaches the replica intact."""
+from __future__ import annotations
+
+from blocks.databases import MySQLServer
+from clinicflow.config import TableConfig
+from clinicflow.replication import Column, column_changes, connect, replicate_table_once, source_columns, table_checksum
+
+PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
+                      incremental_columns=["DateTStamp"], batch_size=500)
+
+
+def _col(name: str, column_type: str = "varchar(10)", nullable: bool = False, collation: str = "utf8mb3_general_ci") -> Column:
+    return Column(name, column_type.split("(")[0], column_type, nullable, collation)
+
+
+def test_column_changes_names_each_difference() -> None:
+    replica = [_col("a"), _col("b"), _col("c", "int(11)", collation=""), _col("gone")]
+    source = [_col("a"), _col("b", "varchar(80)"), _col("c", "int(11)", nullable=True, collation=""),
+              _col("new", "date", collation="")]
+    assert column_changes(replica, replica) == []
+    assert column_changes(source, replica) == [
+        "new added", "gone removed", "b varchar(10) -> varchar(80)", "c NOT NULL -> NULL"]
+    latin = [_col("a"), _col("b", collation="latin1_swedish_ci")]
+    assert column_changes(latin, [_col("a"), _col("b")]) == ["b collation utf8mb3_general_ci -> latin1_swedish_ci"]
+    assert column_changes([_col("b"), _col("a")], [_col("a"), _col("b")]) == ["column order"]
+
+
+def _exec(server: MySQLServer, *statements: str) -> None:
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, replica: MySQLServer) -> None:
+    first = replicate_table_once(source, replica, "patient", PATIENT)
+    assert first["mode"] == "full"
+    assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
+
+    long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3  # 156 characters: varchar(100) would cut it
+    _exec(source,
+          "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
+          "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",
+          f"UPDATE patient SET Address = '{long_address}', Preferred = 'Zoë' WHERE PatNum = 3")
+    second = replicate_table_once(source, replica, "patient", PATIENT)
+    assert second["mode"] == "full"
+    assert "Address varchar(100) -> varchar(255)" in second["note"]
+    assert "Preferred collation" in second["note"]
+    src_conn, dst_conn = connect(source), connect(replica)
+    try:
+        assert column_changes(source_columns(src_conn, "patient"), source_columns(dst_conn, "patient")) == []
+        with dst_conn.cursor() as cur:
+            cur.execute("SELECT Address, HEX(Preferred) FROM patient WHERE PatNum = 3")
+            address, preferred = cur.fetchone()
+    finally:
+        src_conn.close()
+        dst_conn.close()
+    assert address == long_address
+    assert preferred == "5A6FEB"  # 'Zoë' in latin1, as the source stores it
+    assert table_checksum(replica, "patient") == table_checksum(source, "patient")
+    # Nothing changed since: back to incremental.
+    assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
