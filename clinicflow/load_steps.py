@@ -28,6 +28,7 @@ from typing import Any
 from clinicflow import pgload, verify
 from clinicflow.chunks import keyset_after, plan_key_ranges
 from clinicflow.config import TableConfig
+from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
 from clinicflow.typemap import Kind
 
@@ -197,8 +198,6 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
 
 
 def _reconcile_replica(source_server: Any, replica_conn: Any, plan: pgload.TablePlan) -> int:
-    from clinicflow.logs import get_logger
-
     source_conn = pgload.mysql_connect(source_server)
     try:
         deleted = verify.reconcile_deletes(source_conn, replica_conn, plan, target_dialect="mysql")
@@ -233,7 +232,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
     pg_conn = pg_server.connect()
     try:
         pgload.build_stage_indexes(pg_server.connect, load.plan)
-        pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
+        replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         total = pgload.CopyStats()
         for stats in chunk_stats:
             total.add(stats)
@@ -241,7 +240,19 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
                            bytes=total.bytes, replication_rows=load.replication_rows,
                            replication_seconds=load.replication_seconds)
         _apply_conversions(outcome, total.conversions)
-        return _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
+        if not replaced:
+            return _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
+        # The replaced table's files are removed while verification reads the new one
+        # (the removal waits on the disk, verification on the CPU).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            dropped = pool.submit(pgload.drop_replaced, pg_server.connect, load.plan)
+            outcome = _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
+        try:
+            dropped.result()
+        except Exception as exc:  # noqa: BLE001 - raw is loaded; the next load of the table drops it
+            get_logger().warning("table %r: the replaced copy was not dropped yet (%s: %s); the next load "
+                                 "drops it", load.plan.table, type(exc).__name__, exc)
+        return outcome
     finally:
         mysql_conn.close()
         pg_conn.close()
@@ -283,7 +294,6 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
     (the project policy), and a failure is recorded for that table only.
     """
     from clinicflow import replication
-    from clinicflow.logs import get_logger
     from clinicflow.retry import call_with_retry
 
     log = get_logger()

@@ -93,6 +93,18 @@ def pg_query(server: PostgresServer, sql: str, params: Any = None) -> list[tuple
         conn.close()
 
 
+def pg_exec(server: PostgresServer, *statements: str) -> None:
+    """Run statements that return nothing and commit them."""
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------------------
 # Row-by-row comparison of a table under the documented mapping (Python side)
 
