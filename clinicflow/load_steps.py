@@ -245,7 +245,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
         # The replaced table's files are removed while verification reads the new one
         # (the removal waits on the disk, verification on the CPU).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            dropped = pool.submit(pgload.drop_replaced, pg_server.connect, load.plan)
+            dropped = pool.submit(pgload.drop_table, pg_server.connect, pgload.replaced_target(load.plan))
             outcome = _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
         try:
             dropped.result()
@@ -260,13 +260,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
 
 def drop_stage(pg_server: Any, load: FullLoad) -> None:
     """Remove the staging table of a full load that failed (raw keeps its previous content)."""
-    conn = pg_server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {pgload.stage_target(load.plan)}")
-        conn.commit()
-    finally:
-        conn.close()
+    pgload.drop_table(pg_server.connect, pgload.stage_target(load.plan))
 
 
 def failed_outcome(table: str, error: BaseException | str, *, stage: str, started: float | None = None,

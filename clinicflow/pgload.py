@@ -894,7 +894,7 @@ def stage_target(plan: TablePlan) -> str:
 
 
 def replaced_schema(stage_schema: str) -> str:
-    """Where a full load's swap moves the table it replaces, until :func:`drop_replaced` removes it.
+    """Where a full load's swap moves the table it replaces, until it is dropped after the commit.
 
     A schema of its own: the replaced table keeps its index names, which
     would clash with the new table's in raw and the staging table's in stage.
@@ -910,7 +910,7 @@ def prepare_stage(pg_conn: Any, plan: TablePlan) -> None:
     """(Re)create the empty staging table: no key or index yet, they are built once after the COPY.
 
     Also removes what a crashed earlier load left: its staging table, and the
-    replaced copy a crash between swap and :func:`drop_replaced` kept.
+    replaced copy a crash between the swap and its drop kept.
     """
     with pg_conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {replaced_target(plan)}")
@@ -998,8 +998,8 @@ def finish_full_load(pg_conn: Any, plan: TablePlan, *, watermark: Sequence[str] 
     The table replaced is moved aside, not dropped: a DROP removes its files
     at COMMIT, while the swap's lock keeps every reader of raw.<t> waiting
     (0.3 s for 1M procedurelog rows on this disk, seconds for larger tables).
-    Returns True when a table was replaced; :func:`drop_replaced` removes it
-    after the commit, when no reader waits for it.
+    Returns True when a table was replaced; dropping :func:`replaced_target`
+    after the commit removes it, with no reader waiting.
     """
     stage = stage_target(plan)
     target = quote_qualified(plan.raw_schema, plan.table, "postgres")
@@ -1035,12 +1035,12 @@ def finish_full_load(pg_conn: Any, plan: TablePlan, *, watermark: Sequence[str] 
     return replacing
 
 
-def drop_replaced(connect: Callable[[], Any], plan: TablePlan) -> None:
-    """Drop the table the last swap of ``plan.table`` replaced (its files go now, outside the swap's lock)."""
+def drop_table(connect: Callable[[], Any], target: str) -> None:
+    """``DROP TABLE IF EXISTS target`` (a quoted, qualified name) on a connection of its own, committed."""
     conn = connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {replaced_target(plan)}")
+            cur.execute(f"DROP TABLE IF EXISTS {target}")
         conn.commit()
     finally:
         conn.close()

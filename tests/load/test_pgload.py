@@ -268,7 +268,7 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     replaced = "clinicflow_stage_replaced.swapme"
 
     # The steps one by one: after the swap's commit the old table waits aside, with its own
-    # index names (no clash with the new table's), until drop_replaced removes it.
+    # index names (no clash with the new table's), until it is dropped.
     mysql_exec(replica, "INSERT INTO `swapme` VALUES (2001, 1)")
     prepared = load_steps.prepare_load(replica, pg, "swapme", config, full)
     stats = [load_steps.load_chunk(replica, pg, prepared, chunk) for chunk in prepared.chunks]
@@ -283,7 +283,7 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     assert pg_query(pg, f"SELECT count(*) FROM {replaced}")[0][0] == 2000
     assert sorted(r[0] for r in pg_query(pg, "SELECT indexname FROM pg_indexes WHERE tablename = 'swapme'")) == [
         "swapme__ia", "swapme__ia", "swapme_pkey", "swapme_pkey"]
-    pgload.drop_replaced(pg.connect, prepared.plan)
+    pgload.drop_table(pg.connect, pgload.replaced_target(prepared.plan))
     assert pg_query(pg, "SELECT to_regclass(%s)", (replaced,))[0][0] is None
 
     # A crash between the swap and the drop leaves the copy aside: the next load removes it.
