@@ -72,12 +72,16 @@ class FullLoad:
 
 
 def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
-    """Schemas, state table and helper functions in PostgreSQL (idempotent; once per run)."""
+    """Schemas, state table and helper functions in PostgreSQL, crash leftovers removed (idempotent; once per run)."""
     conn = pg_server.connect()
     try:
         pgload.ensure_schemas(conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
                               state_schema=options.state_schema)
         verify.ensure_functions(conn, options.state_schema)
+        dropped = pgload.drop_replaced_leftovers(conn, options.stage_schema)
+        if dropped:
+            get_logger().warning("dropped %d table(s) a crashed load left in %s: %s", len(dropped),
+                                 pgload.replaced_schema(options.stage_schema), ", ".join(dropped))
     finally:
         conn.close()
 

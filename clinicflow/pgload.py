@@ -906,6 +906,23 @@ def replaced_target(plan: TablePlan) -> str:
     return quote_qualified(replaced_schema(plan.stage_schema), plan.table, "postgres")
 
 
+def drop_replaced_leftovers(pg_conn: Any, stage_schema: str = STAGE_SCHEMA) -> list[str]:
+    """Drop the replaced tables that crashed loads left aside (each a full copy of an old table); their names.
+
+    Once per run: a table now loaded incrementally would otherwise keep its
+    leftover until its next full load. Harmless beside a running load: a swap's
+    move is invisible until its commit, and its own drop is ``IF EXISTS``.
+    """
+    schema = replaced_schema(stage_schema)
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,))
+        names = [r[0] for r in cur.fetchall()]
+        for name in names:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_qualified(schema, name, 'postgres')}")
+    pg_conn.commit()
+    return names
+
+
 def prepare_stage(pg_conn: Any, plan: TablePlan) -> None:
     """(Re)create the empty staging table: no key or index yet, they are built once after the COPY.
 

@@ -291,6 +291,10 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     outcome = load_steps.load_table_once(replica, pg, "swapme", config, full)
     assert outcome.status == "ok" and outcome.rows == 2001 and outcome.verification == "ok", outcome.error
     assert pg_query(pg, "SELECT to_regclass(%s)", (replaced,))[0][0] is None
+    # ... and so does the next run's setup, whatever mode the table is loaded in next.
+    pg_exec(pg, f"CREATE TABLE {replaced} (x int)", "CREATE TABLE clinicflow_stage_replaced.other (x int)")
+    load_steps.setup_target(pg)
+    assert pg_query(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'clinicflow_stage_replaced'")[0][0] == 0
 
     # A view on raw.swapme would follow a moved table: the swap refuses first, naming the
     # reason; raw keeps the last load, the view its table, and nothing is left aside.
