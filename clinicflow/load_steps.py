@@ -244,17 +244,15 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
                            bytes=total.bytes, replication_rows=load.replication_rows,
                            replication_seconds=load.replication_seconds)
         _apply_conversions(outcome, total.conversions)
-        if not replaced:
-            return _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
         # The replaced table's files are removed while verification reads the new one
         # (the removal waits on the disk, verification on the CPU).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            dropped = pool.submit(pgload.drop_table, pg_server.connect, pgload.replaced_target(load.plan))
+            dropped = pool.submit(pgload.drop_table, pg_server.connect, pgload.replaced_target(load.plan)) \
+                if replaced else None
             outcome = _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
-        try:
-            dropped.result()
-        except Exception as exc:  # noqa: BLE001 - raw is loaded; the next load of the table drops it
-            get_logger().warning("table %r: the replaced copy was not dropped yet (%s: %s); the next load "
+        if dropped is not None and (exc := dropped.exception()) is not None:
+            # raw is loaded; the next run's setup drops the copy.
+            get_logger().warning("table %r: the replaced copy was not dropped yet (%s: %s); the next run "
                                  "drops it", load.plan.table, type(exc).__name__, exc)
         return outcome
     finally:

@@ -31,6 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -999,8 +1000,6 @@ def build_stage_indexes(connect: Callable[[], Any], plan: TablePlan, *,
                             f"({statement.split(' ON ')[0].split()[-1]}); values withheld") from None
         finally:
             conn.close()
-
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clinicflow-index") as pool:
         # Every build finishes (or fails) before this returns; the first failure is raised.

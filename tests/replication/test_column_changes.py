@@ -4,6 +4,7 @@ from __future__ import annotations
 from blocks.databases import MySQLServer
 from clinicflow.config import TableConfig
 from clinicflow.replication import Column, column_changes, connect, replicate_table_once, source_columns, table_checksum
+from tests.conftest import mysql_exec
 
 PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
                       incremental_columns=["DateTStamp"], batch_size=500)
@@ -25,26 +26,16 @@ def test_column_changes_names_each_difference() -> None:
     assert column_changes([_col("b"), _col("a")], [_col("a"), _col("b")]) == ["column order"]
 
 
-def _exec(server: MySQLServer, *statements: str) -> None:
-    conn = connect(server)
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
-
-
 def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, replica: MySQLServer) -> None:
     first = replicate_table_once(source, replica, "patient", PATIENT)
     assert first["mode"] == "full"
     assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
 
     long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3  # 156 characters: varchar(100) would cut it
-    _exec(source,
-          "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
-          "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",
-          f"UPDATE patient SET Address = '{long_address}', Preferred = 'Zoë' WHERE PatNum = 3")
+    mysql_exec(source,
+               "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
+               "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",
+               f"UPDATE patient SET Address = '{long_address}', Preferred = 'Zoë' WHERE PatNum = 3")
     second = replicate_table_once(source, replica, "patient", PATIENT)
     assert second["mode"] == "full"
     assert "Address varchar(100) -> varchar(255)" in second["note"]
