@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow import pgload, verify
-from clinicflow.chunks import keyset_after, plan_key_ranges
+from clinicflow.chunks import clustered_by_key, keyset_after, plan_key_ranges
 from clinicflow.config import TableConfig
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
@@ -87,11 +87,18 @@ def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
 
 
 def full_load_chunks(mysql_conn: Any, plan: pgload.TablePlan) -> list[Chunk]:
-    """Key ranges of ``batch_size`` keys for a single integer key (the chunk planner), else one chunk.
+    """Key ranges of ``batch_size`` keys where they read cheaply, else one streamed table scan.
 
-    One chunk is still memory-bounded: rows are streamed, never collected.
+    Key ranges (the chunk planner) for a single integer key on a clustered
+    engine (InnoDB), copied in parallel and retried one by one. A MyISAM or
+    Aria table is read in one table scan instead: there a key range reads row
+    by row, and the whole load cost 30-40% more (see ``chunks.CLUSTERED_ENGINES``).
+    A full load starts over from an empty staging table whatever failed, so one
+    chunk loses no resumability; tables still load side by side. One chunk is
+    memory-bounded too: rows are streamed, never collected.
     """
-    if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer:
+    if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer \
+            and clustered_by_key(pgload.source_engine(mysql_conn, plan.table)):
         key = plan.primary_key[0]
         q = pgload.quote_ident(key, "mysql")
         with mysql_conn.cursor() as cur:

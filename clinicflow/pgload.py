@@ -183,6 +183,15 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
     return SourceTable(table, tuple(columns), primary, tuple(indexes))
 
 
+def source_engine(mysql_conn: Any, table: str) -> str:
+    """The storage engine of ``table`` in the connection's database (``''`` when it has none, as a view)."""
+    with mysql_conn.cursor() as cur:
+        cur.execute("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                    (table,))
+        row = cur.fetchone()
+    return (_text(row[0]) if row else None) or ""
+
+
 # ---------------------------------------------------------------------------
 # The table plan: mapping + SQL pieces, decided once per table per run
 

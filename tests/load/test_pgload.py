@@ -165,6 +165,31 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     assert pg_query(pg, "SELECT count(*) FROM raw.odd WHERE \"D\" IS NULL")[0][0] == zero_d
 
 
+@pytest.mark.parametrize("engine", ["InnoDB", "MyISAM"])
+def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myisam(
+        dbs: tuple[MySQLServer, PostgresServer], engine: str) -> None:
+    replica, pg = dbs
+    mysql_exec(replica,
+               f"CREATE TABLE `eng` (`Id` int NOT NULL PRIMARY KEY, `A` varchar(20) NULL, `D` date NOT NULL) ENGINE={engine}",
+               "INSERT INTO `eng` SELECT seq, IF(seq % 9 = 0, NULL, CONCAT('v', seq, IF(seq % 4 = 0, CHAR(9), ''))), "
+               "IF(seq % 7 = 0, '0000-00-00', '2020-01-01') FROM seq_1_to_2500")
+    config = TableConfig(primary_key=["Id"], batch_size=1000)
+    prepared = load_steps.prepare_load(replica, pg, "eng", config)
+    assert isinstance(prepared, load_steps.FullLoad)
+    load_steps.drop_stage(pg, prepared)
+    expected = ["1-1000", "1001-2000", "2001-2500"] if engine == "InnoDB" else ["all"]
+    assert [chunk.label for chunk in prepared.chunks] == expected
+    conn = replica.connect()
+    try:
+        assert pgload.source_engine(conn, "eng") == engine
+    finally:
+        conn.close()
+    outcome = load_steps.load_table_once(replica, pg, "eng", config)
+    assert outcome.status == "ok" and outcome.rows == 2500 and outcome.verification == "ok", outcome.error
+    assert outcome.conversions == {"D": {"zero_dates": 2500 // 7}}
+    assert compare_rows(replica, pg, "eng", config) == 2500
+
+
 def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
         dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
     replica, pg = dbs
