@@ -19,6 +19,7 @@ command line (visible in ``ps``), never in a log or an exception message.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -72,11 +73,32 @@ def inline_params(sql: str, params: Sequence[Any]) -> str:
     return sql % tuple(pymysql.converters.escape_item(p, "utf8mb4") for p in params)
 
 
+# Why the client's output is buffered in 256 KiB blocks and the pipe is 1 MiB: the client
+# writes through stdio, which flushes 4 KiB at a time into a pipe, so the reader
+# woke ~32,000 times per 1M procedurelog rows (130 MB): 0.9 s of the loading process's
+# CPU and 0.2 s of the client's, on the same two cores as both servers. With
+# coreutils' stdbuf (an LD_PRELOAD setvbuf) and F_SETPIPE_SZ: ~0.4 s and ~0.1 s.
+CLIENT_OUTPUT_BUFFER = "256K"
+PIPE_BYTES = 1 << 20
+
+
 def _command(binary: str, defaults: str, server: Any, sql: str, time_zone: str) -> list[str]:
-    return [binary, f"--defaults-extra-file={defaults}", "--batch", "--raw", "--skip-column-names", "--quick",
+    # Without stdbuf (not coreutils) the client runs as it is: only slower.
+    stdbuf = shutil.which("stdbuf")
+    prefix = [stdbuf, f"--output={CLIENT_OUTPUT_BUFFER}"] if stdbuf else []
+    return [*prefix, binary, f"--defaults-extra-file={defaults}", "--batch", "--raw", "--skip-column-names", "--quick",
             "--ssl", "--default-character-set=utf8mb4", "--connect-timeout=20",
             f"--init-command=SET SESSION sql_mode='{MYSQL_SESSION_SQL_MODE}', SESSION time_zone={time_zone}",
             f"--database={server.database}", "--execute", sql]
+
+
+def _widen_pipe(pipe: Any) -> None:
+    """Grow the pipe to ``PIPE_BYTES`` (Linux; refused above /proc/sys/fs/pipe-max-size: then left as is)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
 
 
 def _raise_for_exit(returncode: int, stderr: bytes) -> None:
@@ -133,6 +155,7 @@ def open_export(server: Any, sql: str, *, time_zone: str = "'+00:00'") -> Iterat
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(_command(binary, defaults, server, sql, time_zone), stdout=subprocess.PIPE,
                                 stderr=stderr, stdin=subprocess.DEVNULL)
+        _widen_pipe(proc.stdout)
         export = ClientExport(proc, stderr)
         try:
             yield export

@@ -1,7 +1,9 @@
 """The C client transport (clinicflow.mysql_client) against the real MariaDB: bytes, credentials, errors."""
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 
@@ -54,6 +56,33 @@ def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> No
     stream.close()
     assert client_bytes == pymysql_bytes
     assert client_bytes.count(b"\n") == 3 and b"\\N" in client_bytes and b"\\0" in client_bytes
+
+
+def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(db_with_user: MySQLServer) -> None:
+    """Several MB through stdbuf's 256 KiB blocks and the 1 MiB pipe: every byte as pymysql reads it."""
+    sql = ("SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)), IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) "
+           "FROM seq_1_to_40000")
+    with mysql_client.open_export(db_with_user, sql) as export:
+        if hasattr(fcntl, "F_GETPIPE_SZ"):
+            assert fcntl.fcntl(export.stdout.fileno(), fcntl.F_GETPIPE_SZ) == mysql_client.PIPE_BYTES
+        client_bytes = export.stdout.read()
+        export.finish()
+    stream = connect(db_with_user, streaming=True)
+    with tempfile.NamedTemporaryFile() as f:
+        stream_to_file(stream, sql, [], f.name, 0)
+        pymysql_bytes = open(f.name, "rb").read()
+    stream.close()
+    assert len(client_bytes) > 5_000_000 and client_bytes == pymysql_bytes
+
+
+def test_client_runs_under_stdbuf_when_coreutils_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = MySQLServer(host="db", username="u", database="d")
+    command = mysql_client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")
+    if shutil.which("stdbuf"):
+        assert command[:2] == [shutil.which("stdbuf"), f"--output={mysql_client.CLIENT_OUTPUT_BUFFER}"]
+    monkeypatch.setattr(mysql_client.shutil, "which", lambda name: None)
+    assert mysql_client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")[0] == \
+        "/usr/bin/mariadb"
 
 
 def test_no_credentials_file_is_left_behind(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
