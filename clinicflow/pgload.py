@@ -38,7 +38,7 @@ from typing import Any
 from clinicflow import mysql_client
 from clinicflow.chunks import keyset_max
 from clinicflow.config import TableConfig
-from clinicflow.replication import WATERMARK_OVERLAP_SECONDS
+from clinicflow.replication import WATERMARK_OVERLAP_SECONDS, checksum_table
 from clinicflow.sql import quote_ident, quote_list, quote_qualified, validate_table_name
 from clinicflow.typemap import (
     Kind,
@@ -841,10 +841,7 @@ def raw_table_columns(pg_conn: Any, schema: str, table: str) -> dict[str, str] |
 
 def source_fingerprint(mysql_conn: Any, plan: TablePlan) -> str:
     """Content fingerprint of a source table (CHECKSUM TABLE) plus the mapping: equal → nothing to reload."""
-    with mysql_conn.cursor() as cur:
-        cur.execute(f"CHECKSUM TABLE {quote_ident(plan.table, 'mysql')}")
-        row = cur.fetchone()
-    return f"{_text(row[1]) if row else 'none'}:{plan.mapping_signature}"
+    return f"{checksum_table(mysql_conn, plan.table) or 'none'}:{plan.mapping_signature}"
 
 
 # ---------------------------------------------------------------------------

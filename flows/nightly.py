@@ -124,6 +124,8 @@ class _TierRun:
         if (err := _error(plan_f)) is not None:
             return self.fail(table, "replication", err)
         plan = plan_f.result()
+        if plan.mode == "unchanged":
+            return self.load(table, {"rows": 0, "seconds": time.time() - self.started[table]}, depends_on=None)
         if plan.mode == "incremental":
             copies = [repl_tasks.copy_incremental.submit(self.source, self.replica, plan)]
         else:

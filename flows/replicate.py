@@ -75,7 +75,9 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
             continue
         plan = plans[t] = fut.result()
         outcomes[t].mode = plan.mode
-        if plan.mode == "incremental":
+        if plan.mode == "unchanged":
+            copies[t] = []  # nothing to copy, nothing to swap
+        elif plan.mode == "incremental":
             copies[t] = [tasks.copy_incremental.submit(src, dst, plan)]
         else:
             copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, f"{unit.lower}-{unit.upper}" if unit else "all")

@@ -20,7 +20,9 @@ def plan_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConf
     log = get_logger()
     if plan.note:
         log.info("%s: %s", table, plan.note)
-    log.info("%s: %s copy, %d unit(s)", table, plan.mode, len(replication.full_copy_units(plan)) if plan.mode == "full" else 1)
+    if plan.mode != "unchanged":
+        log.info("%s: %s copy, %d unit(s)", table, plan.mode,
+                 len(replication.full_copy_units(plan)) if plan.mode == "full" else 1)
     return plan
 
 
