@@ -2,11 +2,15 @@
 
 Local runs, the demo, the benches and the CronJob fallback run their flows on
 Prefect's embedded server: a throw-away server started by this process and
-gone with it. Three Prefect defaults cost time there and buy nothing:
+gone with it. Four Prefect defaults cost time there and buy nothing:
 
 * the server registers every installed block type at start (~3 s on a
   2-core pod); credentials come from the environment in this mode, and a
   block that is saved registers its own type anyway;
+* with registration off, the server's memoizing wrapper around it still imports
+  every installed Prefect collection (prefect-gcp, prefect-aws,
+  prefect-kubernetes) to hash the block registry, and only then calls the
+  registration that returns at once: 2-5 s of the server's start here;
 * the server sends telemetry: pods have no internet, so it only logs an error;
 * each flow run starts a heartbeat thread that sleeps in 1-second steps and is
   joined when the run ends, so every flow call waits up to 1 s after its work
@@ -27,6 +31,7 @@ EMBEDDED_ENV_DEFAULTS = {
     # The embedded server needs more than Prefect's default 20 s on a busy 2-core pod.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+    "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 

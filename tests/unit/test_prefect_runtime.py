@@ -1,0 +1,27 @@
+"""The embedded-server defaults apply only when no Prefect API is configured, and never override the user."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clinicflow import prefect_runtime
+
+
+def test_embedded_defaults_without_an_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    for name in prefect_runtime.EMBEDDED_ENV_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")  # the user's choice stays
+    prefect_runtime.prepare_embedded_environment()
+    assert os.environ["PREFECT_API_BLOCKS_REGISTER_ON_START"] == "false"
+    assert os.environ["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] == "false"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+
+
+def test_nothing_changes_with_an_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    for name in prefect_runtime.EMBEDDED_ENV_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    prefect_runtime.prepare_embedded_environment()
+    assert not any(name in os.environ for name in prefect_runtime.EMBEDDED_ENV_DEFAULTS)
