@@ -182,16 +182,26 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *, where: st
 
 
 def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRange] | None = None,
-            bucket_rows: int = BUCKET_ROWS) -> Comparison:
-    """Aggregate both sides at the same time and list the ranges whose rows differ."""
+            only: Sequence[KeyRange] | None = None, bucket_rows: int = BUCKET_ROWS) -> Comparison:
+    """Aggregate both sides at the same time and list the ranges whose rows differ.
+
+    ``only`` (a subset of ``ranges``) restricts both aggregates to those ranges,
+    e.g. to check again the ranges a repair just rewrote.
+    """
     ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
+    checked = list(only) if only is not None else ranges
+    sides = []
+    for side in (source, target):
+        where, params = ranges_predicate(checked, side.key_column, side.dialect) if only is not None else ("1=1", [])
+        sides.append((side, where, params))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
-        source_future = pool.submit(aggregate, source, ranges, sweep)
-        target_stats = aggregate(target, ranges, sweep)
+        (s_side, s_where, s_params), (t_side, t_where, t_params) = sides
+        source_future = pool.submit(aggregate, s_side, ranges, sweep, where=s_where, params=s_params)
+        target_stats = aggregate(t_side, ranges, sweep, where=t_where, params=t_params)
         source_stats = source_future.result()
     result = Comparison(ranges, source_stats, target_stats)
     empty = RangeStats()
-    for key_range in ranges:
+    for key_range in checked:
         hashed = sweep.checksums and (sweep.slices == 1 or key_range.index % sweep.slices == sweep.slice_index)
         result.hashed += hashed
         s, t = source_stats.get(key_range.index, empty), target_stats.get(key_range.index, empty)
