@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow import pgload, verify
@@ -122,14 +122,17 @@ def _apply_conversions(outcome: TableOutcome, counts: pgload.ConversionCounts) -
 
 
 def _after_load(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: pgload.TablePlan, options: LoadOptions,
-                outcome: TableOutcome, sweep: Sweep | None) -> TableOutcome:
+                outcome: TableOutcome, sweep: Sweep | None, replication: dict[str, Any] | None = None) -> TableOutcome:
     """Reconciliation (``sweep``) or verification only (``None``, after a full load); a difference fails the table.
 
     The reconciliation's comparison is the night's verification: ranges it
     repaired are compared again, and any still different fail the table.
     """
     if sweep is not None and sweep.enabled and plan.primary_key:
-        stats, result = verify.reconcile_raw(mysql_server, mysql_conn, pg_conn, plan, sweep)
+        # The replica's leg sampled the key tonight; its boundaries serve raw's leg too.
+        replica_leg = (replication or {}).get("reconciled")
+        ranges = ranges_from_boundaries(replica_leg.boundaries) if replica_leg and replica_leg.boundaries else None
+        stats, result = verify.reconcile_raw(mysql_server, mysql_conn, pg_conn, plan, sweep, ranges=ranges)
         outcome.record_reconciliation("raw", stats)
         if not options.verify:
             outcome.verification = "skipped"
@@ -179,7 +182,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             if state is not None and state.source_fingerprint == fingerprint and drift is not None \
                     and not drift.added_columns and not drift.widened_columns:
                 outcome = _outcome(plan, "unchanged", started, status="unchanged", **_replication_fields(replication))
-                return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep)
+                return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
             reason = "content changed" if state is not None else "no load state"
         if reason:
             watermark = pgload.current_keyset_max(mysql_conn, plan)
@@ -201,7 +204,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         _apply_conversions(outcome, stats.conversions)
         if drift.added_columns:
             outcome.error = f"note: new column(s) {', '.join(drift.added_columns)} added and filled"
-        return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep)
+        return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
     finally:
         mysql_conn.close()
         pg_conn.close()
@@ -213,7 +216,7 @@ def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
     fields: dict[str, Any] = {"replication_rows": replication.get("rows"),
                               "replication_seconds": replication.get("seconds")}
     if replication.get("reconciled") is not None:
-        fields["reconciliation"] = {"replica": asdict(replication["reconciled"])}
+        fields["reconciliation"] = {"replica": replication["reconciled"].figures()}
     return fields
 
 

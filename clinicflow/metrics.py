@@ -91,7 +91,7 @@ class TableOutcome:
 
     def record_reconciliation(self, leg: str, stats: Any) -> None:
         """Keep one leg's figures ("replica": source -> replica, "raw": replica -> raw)."""
-        self.reconciliation[leg] = asdict(stats)
+        self.reconciliation[leg] = stats.figures()
         if leg == "raw":
             self.deleted_rows, self.missing_rows = stats.rows_deleted, stats.rows_missing
             self.changed_rows, self.ranges_recopied = stats.rows_changed, stats.ranges_recopied

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clinicflow.chunks import KeyRange, bucket_sql, ranges_from_boundaries, rows_per_range, sample_boundaries
@@ -119,6 +119,13 @@ class ReconcileStats:
     rows_missing: int = 0
     rows_changed: int = 0
     swept: str = "off"
+    # The compared ranges' boundaries, handed from the replica's leg to raw's (one sampling a night);
+    # not a metric.
+    boundaries: list[int] = field(default_factory=list, repr=False, compare=False)
+
+    def figures(self) -> dict[str, Any]:
+        """The metrics of this leg (everything but the boundaries)."""
+        return {k: v for k, v in asdict(self).items() if k != "boundaries"}
 
     def add(self, other: ReconcileStats) -> None:
         self.ranges_recopied += other.ranges_recopied
@@ -155,9 +162,32 @@ def _end(side: Side) -> None:
         side.conn.rollback()
 
 
-def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *, where: str = "1=1",
-              params: Sequence[Any] = ()) -> dict[int, RangeStats]:
-    """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass."""
+def restricted_from(side: Side, only: Sequence[KeyRange] | None, alias: str = "t") -> tuple[str, list[Any]]:
+    """``FROM`` clause of ``side``'s table (as ``alias``), limited to the ranges ``only`` (None: all rows).
+
+    MySQL reads an OR of key ranges as index ranges. PostgreSQL's planner
+    evaluates hundreds of OR'ed ranges row by row over a sequential scan, so
+    there the ranges are a joined ``unnest`` of bounds: one index range scan each.
+    """
+    table = f"{side.table_sql} AS {alias}"
+    if only is None or side.key_column is None:
+        return table, []
+    if side.dialect == "mysql":
+        where, params = ranges_predicate(only, side.key_column, "mysql", qualifier=alias)
+        return f"{table} WHERE {where}", params
+    numeric = side.pg_type.startswith("numeric")
+    floor, ceiling = (-1, 10**20) if numeric else (-(2**63), 2**63 - 1)
+    lows = [floor if r.lower is None else r.lower for r in only]
+    highs = [ceiling if r.upper is None else r.upper - 1 for r in only]
+    array = "numeric[]" if numeric else "bigint[]"
+    key = f"{alias}.{quote_ident(side.key_column, 'postgres')}"
+    return (f"{table} JOIN unnest(%s::{array}, %s::{array}) AS cf_r(cf_lo, cf_hi) "
+            f"ON {key} >= cf_r.cf_lo AND {key} <= cf_r.cf_hi"), [lows, highs]
+
+
+def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
+              only: Sequence[KeyRange] | None = None) -> dict[int, RangeStats]:
+    """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass (``only``: those ranges)."""
     boundaries = [r.lower for r in ranges[1:]]
     index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     key_sum = f"SUM({side.key_hash})" if sweep.keys else "0"
@@ -170,11 +200,17 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *, where: st
     out: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
+            # jit off: compiling the long canonical expression cost more than the query (10 s
+            # for a few hundred ranges, whose row estimate crossed the JIT threshold).
             cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                        "SET LOCAL extra_float_digits = 1")
+                        "SET LOCAL extra_float_digits = 1; SET LOCAL jit = off")
+            if only is not None:
+                # The joined bounds make the planner expect millions of rows and start parallel
+                # workers, which cost 50 times the few index ranges actually read.
+                cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        source, params = restricted_from(side, only)
         # GROUP BY 1, not an alias: MySQL resolves a GROUP BY name to a column first.
-        cur.execute(f"SELECT {index}, COUNT(*), {key_sum}, {row_sum} FROM {side.table_sql} WHERE {where} GROUP BY 1",
-                    tuple(params))
+        cur.execute(f"SELECT {index}, COUNT(*), {key_sum}, {row_sum} FROM {source} GROUP BY 1", tuple(params))
         for b, n, k, r in cur.fetchall():
             out[int(b)] = RangeStats(int(n), int(k or 0), int(r or 0))
     _end(side)
@@ -190,14 +226,9 @@ def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRan
     """
     ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
     checked = list(only) if only is not None else ranges
-    sides = []
-    for side in (source, target):
-        where, params = ranges_predicate(checked, side.key_column, side.dialect) if only is not None else ("1=1", [])
-        sides.append((side, where, params))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
-        (s_side, s_where, s_params), (t_side, t_where, t_params) = sides
-        source_future = pool.submit(aggregate, s_side, ranges, sweep, where=s_where, params=s_params)
-        target_stats = aggregate(t_side, ranges, sweep, where=t_where, params=t_params)
+        source_future = pool.submit(aggregate, source, ranges, sweep, only=only)
+        target_stats = aggregate(target, ranges, sweep, only=only)
         source_stats = source_future.result()
     result = Comparison(ranges, source_stats, target_stats)
     empty = RangeStats()

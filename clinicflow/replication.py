@@ -618,8 +618,10 @@ def reconcile_side(conn: Any, plan: TablePlan) -> reconcile.Side:
         key_text = "CONCAT_WS(X'1F', " + ", ".join(f"CAST({quote_ident(k, 'mysql')} AS BINARY)"
                                                     for k in plan.primary_key) + ")"
         key_hash = reconcile.md5_60_sql(key_text, "mysql")
+    # CRC32 (as pt-table-checksum): both sides are MySQL, and it costs half an MD5; a changed
+    # ~100-row range keeps its sum with odds of 1 in 4 billion, and its row count and key sum too.
     return reconcile.Side(conn, "mysql", quote_ident(plan.table, "mysql"), range_column, key_hash,
-                          reconcile.md5_60_sql(_row_text_sql(plan.columns), "mysql"))
+                          f"CRC32({_row_text_sql(plan.columns)})")
 
 
 def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: TablePlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
@@ -639,6 +641,7 @@ def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: TablePlan, sweep
         source, target = reconcile_side(src_conn, plan), reconcile_side(dst_conn, plan)
         comparison = reconcile.compare(source, target, sweep)
         stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+        stats.boundaries = [r.lower for r in comparison.ranges[1:] if r.lower is not None]
         for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
             stats.add(_resync_ranges(src, dst_conn, plan, source.key_column, group))
     finally:

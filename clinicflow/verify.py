@@ -321,8 +321,8 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff
 # ---------------------------------------------------------------------------
 # Reconciliation of raw with the replica (the nightly's second leg)
 
-def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePlan, sweep: reconcile.Sweep,
-                  ) -> tuple[reconcile.ReconcileStats, VerifyResult]:
+def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePlan, sweep: reconcile.Sweep, *,
+                  ranges: list[KeyRange] | None = None) -> tuple[reconcile.ReconcileStats, VerifyResult]:
     """Make raw.<table> equal to the replica table, then verify the ranges that were repaired.
 
     Ranges whose keys or (tonight's slice of) row checksums differ are
@@ -338,7 +338,7 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TableP
     if not plan.primary_key or not sweep.enabled:
         return stats, result
     source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
-    comparison = reconcile.compare(source, target, sweep)
+    comparison = reconcile.compare(source, target, sweep, ranges=ranges)
     stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
     result.source_rows, result.raw_rows, result.buckets = (comparison.source_rows, comparison.target_rows,
                                                            len(comparison.ranges))
@@ -358,8 +358,8 @@ def _resync_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePla
                 ranges: list[KeyRange]) -> reconcile.ReconcileStats:
     out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
     my_pred, my_params = reconcile.ranges_predicate(ranges, range_column, "mysql")
-    pg_pred, pg_params = reconcile.ranges_predicate(ranges, range_column, "postgres", qualifier="t")
     raw = quote_qualified(plan.raw_schema, plan.table, "postgres")
+    raw_ranges, raw_params = reconcile.restricted_from(raw_side(pg_conn, plan), ranges)
     temp = quote_ident(FIX_TABLE, "postgres")
     join = " AND ".join(f"f.{quote_ident(k, 'postgres')} = t.{quote_ident(k, 'postgres')}" for k in plan.primary_key)
     try:
@@ -369,8 +369,10 @@ def _resync_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePla
             pgload.stream_copy(mysql_conn, cur, plan, temp, my_pred, my_params, mysql_server=mysql_server)
             cur.execute(f"SELECT count(*) FROM {temp} f WHERE NOT EXISTS (SELECT 1 FROM {raw} t WHERE {join})")
             out.rows_missing = int(cur.fetchone()[0])
-            cur.execute(f"DELETE FROM {raw} t WHERE {pg_pred} AND NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})",
-                        tuple(pg_params))
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # see reconcile.aggregate
+            # ctid = ANY(ARRAY(...)): a TID scan of exactly the rows found through the key's index.
+            cur.execute(f"DELETE FROM {raw} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {raw_ranges} "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})))", tuple(raw_params))
             out.rows_deleted = max(cur.rowcount, 0)
             cur.execute(pgload.merge_sql(plan, temp))
             out.rows_changed = max(cur.rowcount - out.rows_missing, 0)
