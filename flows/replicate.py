@@ -36,10 +36,12 @@ class TableOutcome:
     seconds: float = 0.0
     status: str = "ok"
     error: str = ""
+    reconciled: str = ""  # what the reconciliation with the source repaired (incremental tables)
 
     def row(self) -> dict[str, Any]:
         return {"table": self.table, "tier": self.tier, "mode": self.mode, "rows": self.rows,
-                "seconds": round(self.seconds, 2), "status": self.status, "error": self.error}
+                "seconds": round(self.seconds, 2), "status": self.status, "reconciled": self.reconciled,
+                "error": self.error}
 
 
 def _error_text(future: PrefectFuture) -> str:
@@ -61,11 +63,12 @@ def select_tables(config: TablesConfig, tables: list[str] | None) -> list[str]:
 
 
 def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int, names: list[str],
-             full_refresh: bool) -> list[TableOutcome]:
+             full_refresh: bool, full_sweep: bool = False) -> list[TableOutcome]:
     """Replicate the tables of one tier; a failing table never stops the others."""
     started = {t: time.perf_counter() for t in names}
     outcomes = {t: TableOutcome(t, tier) for t in names}
-    plan_futures = {t: tasks.plan_table.submit(src, dst, t, config.effective(t), full_refresh) for t in names}
+    plan_futures = {t: tasks.plan_table.submit(src, dst, t, config.effective(t), full_refresh, full_sweep)
+                    for t in names}
     copies: dict[str, list[PrefectFuture]] = {}
     plans: dict[str, replication.TablePlan] = {}
     for t, fut in plan_futures.items():
@@ -90,7 +93,13 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
         if failed:
             outcomes[t].status, outcomes[t].error = "failed", _error_text(failed[0])
             continue
-        outcomes[t].rows = sum(f.result().rows for f in futures)
+        results = [f.result() for f in futures]
+        outcomes[t].rows = sum(r.rows for r in results)
+        for r in results:
+            if r.reconciled is not None:
+                s = r.reconciled
+                outcomes[t].reconciled = (f"{s.swept}: {s.rows_deleted} deleted, {s.rows_missing} missing copied, "
+                                          f"{s.rows_changed} changed copied, {s.ranges_recopied}/{s.ranges} ranges re-read")
         if plans[t].mode == "full":
             swaps[t] = tasks.swap_in.submit(dst, plans[t])
     for t, fut in swaps.items():
@@ -124,12 +133,14 @@ def raise_if_failed(outcomes: list[TableOutcome]) -> None:
 
 
 @flow(name="replicate_tables", task_runner=ThreadPoolTaskRunner(max_workers=REPLICATION_WORKERS), log_prints=True)
-def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None,
+                     full_sweep: bool = False) -> list[dict[str, Any]]:
     """Copy the configured tables from the OpenDental source into the replication database.
 
     Args:
         tables: table names to copy (default: every table in tables.yml).
         full_refresh: copy every chosen table fully, ignoring stored watermarks.
+        full_sweep: reconcile every key range of every keyed table with the source tonight.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
     """
     log = get_logger()
@@ -142,7 +153,7 @@ def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
         log.info("tier %d: %d tables", tier, len(tier_names))
-        outcomes += run_tier(src, dst, config, tier, tier_names, full_refresh)
+        outcomes += run_tier(src, dst, config, tier, tier_names, full_refresh, full_sweep)
     publish_summary(outcomes, "replication-summary", "replication")
     for o in outcomes:
         if o.status != "ok":
