@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from blocks.databases import MySQLServer
-from clinicflow.config import ExtractionStrategy, TableConfig, TablesConfig, parse_tables_config
+from clinicflow.config import ExtractionStrategy, TableConfig, TablesConfig, parse_tables_config, yaml_load
 from clinicflow.logs import get_logger
 from clinicflow.sql import quote_ident, quote_list
 
@@ -661,7 +661,7 @@ def extract_overrides_block(text: str) -> str | None:
 
 def _overrides_of(block: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(block) or {}
+        data = yaml_load(block) or {}
     except yaml.YAMLError as exc:
         raise AnalysisError(f"{source}: field 'overrides': not valid YAML: {exc}") from None
     overrides = data.get("overrides") or {}
@@ -695,7 +695,7 @@ def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None
     text = HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n" + body
     # The output must load with the project's own model.
     try:
-        parse_tables_config(yaml.safe_load(text), source=source)
+        parse_tables_config(yaml_load(text), source=source)
     except Exception as exc:  # ConfigError, YAMLError
         raise AnalysisError(f"generated {source} does not validate: {exc}") from None
     return text
