@@ -44,9 +44,16 @@ from typing import Any
 import yaml
 
 from blocks.databases import MySQLServer
-from clinicflow.config import ExtractionStrategy, TableConfig, TablesConfig, parse_tables_config, yaml_load
+from clinicflow.config import (
+    ExtractionStrategy,
+    TableConfig,
+    TablesConfig,
+    parse_tables_config,
+    reserved_name_error,
+    yaml_load,
+)
 from clinicflow.logs import get_logger
-from clinicflow.sql import quote_ident, quote_list
+from clinicflow.sql import IdentifierError, quote_ident, quote_list, validate_table_name
 
 MIB = 1024 * 1024
 
@@ -479,6 +486,8 @@ class TableAnalysis:
 class SchemaAnalysis:
     schema: SourceSchema
     tables: Mapping[str, TableAnalysis]
+    # Source tables left out of tables.yml, with why: excluded, or a name tables.yml cannot hold.
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -540,29 +549,59 @@ def _is_connection_error(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+def rejected_table_name(name: str) -> str | None:
+    """Why tables.yml cannot hold a table of this name (invalid, reserved, too long), or None."""
+    try:
+        validate_table_name(name)
+    except IdentifierError as exc:
+        return str(exc)
+    return reserved_name_error(name)
+
+
+def skipped_tables(schema: SourceSchema, exclude: Iterable[str] = ()) -> dict[str, str]:
+    """Source tables the analysis leaves out of tables.yml, each with the reason."""
+    excluded = {name.lower() for name in exclude}
+    skipped = {}
+    for name in schema.tables:
+        if name.lower() in excluded:
+            skipped[name] = "excluded"
+        elif (reason := rejected_table_name(name)) is not None:
+            skipped[name] = f"name not allowed in tables.yml: {reason}"
+    return skipped
+
+
 def analyze_schema_with(conn: Any, schema: SourceSchema, rules: AnalysisRules | None = None,
-                        now: datetime | None = None) -> SchemaAnalysis:
+                        now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
     rules = rules or AnalysisRules()
     now = now or datetime.now(timezone.utc)
     log = get_logger("clinicflow.schema_analysis")
+    skipped = skipped_tables(schema, exclude)
+    for name, reason in skipped.items():
+        if reason != "excluded":
+            log.warning("table %r skipped (not copied): %s", name, reason)
     results = {}
     for name, table in sorted(schema.tables.items()):
+        if name in skipped:
+            continue
         result = analyze_table(conn, table, rules, now)
         if result.error:
             log.error(result.error)
         results[name] = result
-    return SchemaAnalysis(schema, results)
+    return SchemaAnalysis(schema, results, skipped)
 
 
 def analyze_source(server: MySQLServer, rules: AnalysisRules | None = None,
-                   now: datetime | None = None) -> SchemaAnalysis:
-    """Read the schema of the block's database and choose every table's settings."""
+                   now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
+    """Read the schema of the block's database and choose every table's settings (``exclude``: names left out)."""
     conn = server.connect()
     try:
         schema = read_schema_with(conn, server.database, server.describe())
         if not schema.tables:
             raise AnalysisError(f"{server.describe()}: database has no tables (wrong database name?)")
-        return analyze_schema_with(conn, schema, rules, now)
+        analysis = analyze_schema_with(conn, schema, rules, now, exclude)
+        if not analysis.tables:
+            raise AnalysisError(f"{server.describe()}: every table was skipped or excluded; nothing to write")
+        return analysis
     finally:
         conn.close()
 
@@ -755,6 +794,7 @@ class DriftKind(str, Enum):
     primary_key_changed = "primary_key_changed"
     watermark_missing = "watermark_missing"
     watermark_stalled = "watermark_stalled"
+    boolean_column_invalid = "boolean_column_invalid"
 
 
 @dataclass(frozen=True)
@@ -819,11 +859,14 @@ class DriftReport:
 
 
 def compare_schema(schema: SourceSchema, config: TablesConfig,
-                   probes: Mapping[str, str | None] | None = None) -> DriftReport:
+                   probes: Mapping[str, str | None] | None = None, exclude: Iterable[str] = ()) -> DriftReport:
     """Compare tables.yml with a read schema. ``probes``: live watermark maxima per table (see check_drift)."""
+    excluded = {name.lower() for name in exclude}
     report = DriftReport(source=schema.address, tables_checked=len(config.tables))
     items = report.items
     for name in sorted(set(schema.tables) - set(config.tables)):
+        if name.lower() in excluded or rejected_table_name(name) is not None:
+            continue  # left out on purpose, or a name tables.yml cannot hold (analyze-schema warns about it)
         info = schema.tables[name]
         items.append(DriftItem(name, DriftKind.table_added, None, None, f"{len(info.columns)} columns",
                                f"table {name!r} is in the source but not in tables.yml: it is not copied"))
@@ -872,6 +915,15 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
             items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
                                    f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
 
+    for col_name in effective.boolean_columns:
+        col = live.get(col_name.lower())
+        if col is None:
+            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", None,
+                                   f"boolean column {name}.{col_name} is not in the source"))
+        elif not _is_tinyint1(col):
+            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", col.column_type,
+                                   f"boolean column {name}.{col_name} is {col.column_type}, not tinyint(1)"))
+
     expected_pk = list(effective.primary_key)
     actual_pk = list(info.primary_key)
     if expected_pk and not actual_pk:
@@ -897,6 +949,11 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     return items
 
 
+def _is_tinyint1(col: ColumnInfo) -> bool:
+    # MySQL 8 prints tinyint without a width except tinyint(1); MariaDB always prints it.
+    return col.data_type == "tinyint" and col.column_type.lower().split()[0] == "tinyint(1)"
+
+
 def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
                 rules: AnalysisRules | None = None) -> dict[str, str | None]:
     """Current watermark maxima for tables whose tables.yml records an observed watermark."""
@@ -919,7 +976,8 @@ def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
     return probes
 
 
-def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules | None = None) -> DriftReport:
+def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules | None = None,
+                exclude: Iterable[str] = ()) -> DriftReport:
     """Compare tables.yml with the live source: what the nightly flow runs first."""
     conn = server.connect()
     try:
@@ -927,7 +985,7 @@ def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules 
         probes = live_probes(conn, schema, config, rules)
     finally:
         conn.close()
-    return compare_schema(schema, config, probes)
+    return compare_schema(schema, config, probes, exclude)
 
 
 def rules_with(rules: AnalysisRules | None = None, **changes: Any) -> AnalysisRules:

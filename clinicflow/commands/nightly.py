@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 EXIT_TABLES_FAILED = 1
 EXIT_CANNOT_RUN = 2
@@ -54,12 +55,12 @@ def _preflight(flow_fn, console: Console, params: dict) -> None:  # noqa: ANN001
         config = load_tables_config(params.get("tables_file"))
         select_tables(config, params.get("tables"), allow_empty=bool(params.get("allow_empty")))
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
         flow_name = getattr(flow_fn, "fn", flow_fn).__name__
         if flow_name in ("nightly_etl", "load_tables"):  # the flows `clinicflow status` reports
             problem = record_config_error(flow_name, str(exc), params)
             if problem:
-                console.print(f"[red]{problem}[/red]", soft_wrap=True, highlight=False)
+                console.print(f"[red]{escape(problem)}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
 
 
@@ -76,7 +77,7 @@ def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefe
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_TABLES_FAILED) from None
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     except Exception as exc:  # noqa: BLE001 - messages from the blocks never hold passwords
         console.print(f"[red]run could not complete: {type(exc).__name__}: {exc}[/red]")

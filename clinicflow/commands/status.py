@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EXIT_LAST_FAILED = 1
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
         if runs[0].status != "ok":
             last = runs[0]
             if last.status == "failed" and last.message:
-                console.print(f"[red]last run failed: {last.message}[/red]", soft_wrap=True, highlight=False)
+                console.print(f"[red]last run failed: {escape(last.message)}[/red]", soft_wrap=True, highlight=False)
             elif last.status == "running":
                 console.print(f"[yellow]last run {last.run_id} is still marked running "
                               "(running now, or killed)[/yellow]", highlight=False)
