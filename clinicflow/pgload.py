@@ -1037,7 +1037,7 @@ def build_stage_indexes(connect: Callable[[], Any], plan: TablePlan, *,
         except psycopg2.errors.UniqueViolation as exc:
             if statement == primary_key_index_sql(plan, plan.stage_schema):
                 # DETAIL names the duplicated key value: a key, so it may be shown.
-                detail = getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key"
+                detail = (getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key").rstrip(".")
                 note = _nul_note(plan.primary_key, nul_columns)
                 where = "in PostgreSQL" if note else "in the source"
                 raise LoadError(f"table {plan.table!r}: the primary key is not unique {where} "

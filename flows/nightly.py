@@ -37,7 +37,7 @@ from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow import load_steps, replication
 from clinicflow.config import TablesConfig, load_tables_config
-from clinicflow.guards import check_targets
+from clinicflow.guards import check_analytics_is_not_source, check_targets
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
 from flows.replicate import select_tables
@@ -222,13 +222,17 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
     # refused configuration) is recorded as this run's failure, so `status` never shows the last good night.
     pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+    source = _source_block() if replicate else None
+    if source is not None:
+        check_analytics_is_not_source(source, pg)  # before the run row: "analytics" would be the source
     started = False
     try:
         load_tasks.open_run(pg, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
         started = True
         config = load_tables_config(tables_file)
         names = select_tables(config, tables, allow_empty=allow_empty)
-        source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
+        if replicate and source is None:
+            source = resolve_block(SOURCE_BLOCK, MySQLServer)
         replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
         if source is not None:
             check_targets(source, replica, pg)
@@ -273,6 +277,14 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}")
     log.info(summary)
     return [o.as_row() for o in outcomes]
+
+
+def _source_block() -> MySQLServer | None:
+    """The source block, or None when it cannot be resolved yet (resolved again, and recorded, in the run)."""
+    try:
+        return resolve_block(SOURCE_BLOCK, MySQLServer)
+    except Exception:  # noqa: BLE001 - raised again inside the recorded start
+        return None
 
 
 def start_failure_message(exc: BaseException) -> str:
