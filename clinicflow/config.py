@@ -76,7 +76,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _yaml_error_line(exc: yaml.YAMLError) -> str:
+def yaml_error_line(exc: yaml.YAMLError) -> str:
     """One line for a YAML error: where and what, never the file's text (PyYAML quotes a snippet of it)."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or type(exc).__name__
@@ -253,5 +253,5 @@ def load_tables_config(path: str | Path | None = None) -> TablesConfig:
     try:
         data = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {_yaml_error_line(exc)}") from None
+        raise ConfigError(f"{file}: not valid YAML: {yaml_error_line(exc)}") from None
     return parse_tables_config(data, source=str(file.name))

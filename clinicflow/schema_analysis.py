@@ -50,6 +50,7 @@ from clinicflow.config import (
     TablesConfig,
     parse_tables_config,
     reserved_name_error,
+    yaml_error_line,
     yaml_load,
 )
 from clinicflow.logs import get_logger
@@ -702,7 +703,7 @@ def _overrides_of(block: str, source: str) -> dict[str, Any]:
     try:
         data = yaml_load(block) or {}
     except yaml.YAMLError as exc:
-        raise AnalysisError(f"{source}: field 'overrides': not valid YAML: {exc}") from None
+        raise AnalysisError(f"{source}: field 'overrides': not valid YAML: {yaml_error_line(exc)}") from None
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise AnalysisError(f"{source}: field 'overrides': must be a mapping of table name to settings")
@@ -771,7 +772,12 @@ class WriteResult:
 def write_tables_yml(analysis: SchemaAnalysis, path: str | Path, *, generated_at: datetime | None = None) -> WriteResult:
     """Render and write tables.yml at ``path`` (atomically); unchanged content leaves the file untouched."""
     target = Path(path)
-    previous = target.read_text(encoding="utf-8") if target.exists() else None
+    try:
+        previous = target.read_text(encoding="utf-8") if target.exists() else None
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{target}: the existing file is not UTF-8 text; move it away first") from None
+    except IsADirectoryError:
+        raise AnalysisError(f"{target}: is a directory, not a tables.yml file") from None
     text = render_tables_yml(analysis, previous, generated_at=generated_at, source=target.name)
     changed = text != previous
     if changed:

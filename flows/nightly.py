@@ -244,6 +244,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
             _record_drift(source, config, log)
         load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
     except Exception as exc:
+        log.error("%s: %s", flow_name, start_failure_message(exc))  # one clear line before Prefect's traceback
         if started:
             try:
                 load_tasks.fail_start(pg, run_id, flow_name, start_failure_message(exc))

@@ -139,11 +139,15 @@ def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False
         allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
     """
     log = get_logger()
-    config = load_tables_config(tables_file)
-    names = select_tables(config, tables, allow_empty=allow_empty)
-    src = resolve_block(SOURCE_BLOCK, MySQLServer)
-    dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
-    check_replica_is_not_source(src, dst)
+    try:
+        config = load_tables_config(tables_file)
+        names = select_tables(config, tables, allow_empty=allow_empty)
+        src = resolve_block(SOURCE_BLOCK, MySQLServer)
+        dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
+        check_replica_is_not_source(src, dst)
+    except ConfigError as exc:
+        log.error("%s", " ".join(str(exc).split()))  # one clear line before Prefect's traceback
+        raise
     log.info("replicating %d tables from %s to %s", len(names), src.describe(), dst.describe())
     replication.ensure_database(dst)
     outcomes: list[TableOutcome] = []

@@ -74,3 +74,18 @@ def test_validate_live_checks_boolean_columns(make_mysql_db: Callable[[str], MyS
     assert sorted(changes) == ["Flag", "Gone", "Level"]
     assert changes["Level"]["actual"] == "int(11)" and changes["Gone"]["actual"] is None
     assert changes["Flag"]["detail"] == "boolean column patient.Flag is tinyint(4), not tinyint(1)"
+
+
+def test_unreadable_tables_yml_paths_are_one_line(make_mysql_db: Callable[[str], MySQLServer],
+                                                  cli: Callable[..., Result], tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    server = _source(make_mysql_db)
+    path = tmp_path / "tables.yml"
+    path.write_bytes(b"tables:\n  patient: {}\n# \xff\xfe private-bytes\n")
+    result = cli(server, path, "analyze-schema")
+    assert result.exit_code == 1 and "is not UTF-8 text" in result.output and "private-bytes" not in result.output
+    result = cli(server, path, "validate")
+    assert result.exit_code == 1 and "not UTF-8 text" in result.output and "private-bytes" not in result.output
+    result = cli(server, tmp_path, "validate", "--live")
+    assert result.exit_code == 1 and "is a directory" in result.output
+    assert len(result.output.strip().splitlines()) == 1
