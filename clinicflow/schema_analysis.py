@@ -801,6 +801,7 @@ class DriftKind(str, Enum):
     watermark_missing = "watermark_missing"
     watermark_stalled = "watermark_stalled"
     boolean_column_invalid = "boolean_column_invalid"
+    column_name_collision = "column_name_collision"
 
 
 @dataclass(frozen=True)
@@ -921,6 +922,12 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
             items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
                                    f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
 
+    from clinicflow.pgload import pg_truncation_collisions
+
+    for first, second in pg_truncation_collisions([c.name for c in info.columns]):
+        items.append(DriftItem(name, DriftKind.column_name_collision, second, first, second,
+                               f"{name}.{first} and {name}.{second} are one name in PostgreSQL (cut to 63 bytes): "
+                               "the load fails until one is renamed"))
     for col_name in effective.boolean_columns:
         col = live.get(col_name.lower())
         if col is None:

@@ -70,7 +70,8 @@ def test_validate_live_checks_boolean_columns(make_mysql_db: Callable[[str], MyS
     assert result.exit_code == 1, result.output
     import json
 
-    changes = {c["column"]: c for c in json.loads(result.output)["changes"] if c["change"] == "boolean_column_invalid"}
+    report = json.loads(result.output)["changes"]
+    changes = {c["column"]: c for c in report if c["change"] == "boolean_column_invalid"}
     assert sorted(changes) == ["Flag", "Gone", "Level"]
     assert changes["Level"]["actual"] == "int(11)" and changes["Gone"]["actual"] is None
     assert changes["Flag"]["detail"] == "boolean column patient.Flag is tinyint(4), not tinyint(1)"
@@ -89,3 +90,18 @@ def test_unreadable_tables_yml_paths_are_one_line(make_mysql_db: Callable[[str],
     result = cli(server, tmp_path, "validate", "--live")
     assert result.exit_code == 1 and "is a directory" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_validate_live_names_columns_postgresql_would_cut_to_one_name(
+        make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    server = make_mysql_db("cut")
+    first, second = "n" * 62 + "_a", "n" * 62 + "_b"
+    execute(server, f"CREATE TABLE wide (Id int NOT NULL PRIMARY KEY, `{first}` int, `{second}` int)")
+    path = tmp_path / "tables.yml"
+    assert cli(server, path, "analyze-schema").exit_code == 0
+    result = cli(server, path, "validate", "--live", "--json")
+    assert result.exit_code == 1
+    (change,) = json.loads(result.output)["changes"]
+    assert change["change"] == "column_name_collision" and first in change["detail"] and second in change["detail"]
