@@ -1148,6 +1148,20 @@ def merge_sql(plan: TablePlan, source: str) -> str:
             f"WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
 
 
+def _merge(pg_cur: Any, plan: TablePlan, temp: str) -> None:
+    """Run :func:`merge_sql`; two rows of one batch with one key in PostgreSQL fail the table, saying why."""
+    import psycopg2
+
+    try:
+        pg_cur.execute(merge_sql(plan, temp))
+    except psycopg2.errors.CardinalityViolation:
+        # Unique in MySQL, equal in PostgreSQL: for text key columns only removed NUL bytes do that
+        # (case and trailing spaces already compare equal in MySQL's collations).
+        text_keys = [c for c in plan.primary_key if plan.column(c).kind is Kind.text]
+        raise LoadError(f"table {plan.table!r}: two rows of one batch have the same primary key in PostgreSQL "
+                        f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}") from None
+
+
 def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: TablePlan, watermark: Sequence[str] | None,
                      keyset_predicate: Any) -> IncrementalStats:
     """Merge rows after ``watermark`` into raw, ``plan.batch_size`` rows per transaction.
@@ -1200,7 +1214,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: TablePlan, wate
                 if segment.rows == 0:
                     pg_conn.rollback()
                     break
-                pg_cur.execute(merge_sql(plan, temp))
+                _merge(pg_cur, plan, temp)
                 changed = pg_cur.rowcount
                 new_mark = tuple(_text(v) or "" for v in segment.last_keyset or ())
                 _write_state(pg_cur, plan, "incremental", new_mark, None)

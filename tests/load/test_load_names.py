@@ -71,3 +71,18 @@ def test_keys_that_differ_only_by_nul_bytes_say_so(dbs: tuple[MySQLServer, Postg
     # A binary key keeps its NUL bytes: no collision.
     mysql_exec(replica, "INSERT INTO nulkey VALUES ('ab', 1), (CONCAT('a', CHAR(0), 'b'), 2)")
     assert load_steps.load_table_once(replica, pg, "nulkey", TableConfig(primary_key=["K"])).status == "ok"
+
+
+def test_an_incremental_batch_with_keys_equal_after_nul_removal_says_so(
+        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = dbs
+    mysql_exec(replica, "CREATE TABLE nulinc (K varchar(10) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL, "
+                        "V int, PRIMARY KEY (K))",
+               "INSERT INTO nulinc VALUES ('m', 1)")
+    config = TableConfig(primary_key=["K"], extraction_strategy="incremental", incremental_columns=["K"])
+    assert load_steps.load_table_once(replica, pg, "nulinc", config).status == "ok"
+    mysql_exec(replica, "INSERT INTO nulinc VALUES ('xy', 2), (CONCAT('x', CHAR(0), 'y'), 3)")
+    with pytest.raises(pgload.LoadError) as info:
+        load_steps.load_table_once(replica, pg, "nulinc", config)
+    assert "same primary key in PostgreSQL" in str(info.value) and "differ only by NUL bytes" in str(info.value)
+    assert pg_query(pg, "SELECT count(*) FROM raw.nulinc") == [(1,)]  # the batch was not half-merged
