@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from clinicflow.sql import IdentifierError, validate_table_name
 
@@ -113,8 +113,25 @@ class TableConfig(BaseModel):
         default=None, description="Highest value of the first incremental column seen by the schema analysis; "
         "the drift check reports a watermark that stopped moving while rows were added.")
     boolean_columns: list[str] = Field(default_factory=list, description="tinyint(1) columns loaded into PostgreSQL as boolean.")
-    reconcile_deletes: bool = Field(default=False, strict=True,
-                                    description="Run the primary-key delete reconciliation every night.")
+    reconcile_keys: bool = Field(
+        default=True, strict=True, description="Compare primary keys with the source every night: deleted rows removed, rows "
+        "missing from the target (backdated inserts) copied. Keyed tables only.")
+    reconcile_checksums: bool = Field(
+        default=True, strict=True, description="Compare row checksums per key range every night: ranges whose rows differ "
+        "(updates that did not move the watermark) are copied again.")
+    reconcile_slices: int = Field(
+        default=1, ge=1, le=366, strict=True, description="Checksum one of this many slices of the key ranges each night "
+        "(7: a full sweep a week, for tables too large to checksum nightly); keys are compared in full.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reconcile_deletes_alias(cls, data: Any) -> Any:
+        # tables.yml files from before reconciliation was on by default say reconcile_deletes.
+        if isinstance(data, dict) and "reconcile_deletes" in data:
+            data = dict(data)
+            value = data.pop("reconcile_deletes")
+            data.setdefault("reconcile_keys", value)
+        return data
 
     @field_validator("primary_key", "incremental_columns", "boolean_columns")
     @classmethod

@@ -72,6 +72,12 @@ _SEPARATOR = "X'09'"       # tab
 # The regular expression [\\<tab><LF><CR><NUL>] (hex, so no SQL mode changes it): a text value
 # matching it must be escaped, or lose its NUL bytes.
 _NEEDS_ESCAPE = "X'5B5C5C090A0D005D'"
+# A JSON "\u0000" escape (an odd number of backslashes before u0000; "\\u0000" is a literal
+# backslash and text): jsonb rejects it, so it is removed with the backslashes' parity kept.
+_JSON_NUL_ESCAPE = "X'" + rb"(?<!\\)((?:\\\\)*)\\u0000".hex().upper() + "'"
+_JSON_NUL_KEEP = "X'" + rb"\1".hex().upper() + "'"
+_JSON_NUL_TEXT = "X'" + rb"\u0000".hex().upper() + "'"
+
 
 
 class LoadError(RuntimeError):
@@ -365,7 +371,9 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         not_null = f"{q} IS NOT NULL AND " if col.source.nullable else ""
         return (f"IF({not_null}{zero_date_test(q)} AND ({counter} := {counter} + 1), "
                 f"{_NULL}, {or_null(q)})")
-    if kind in (Kind.text, Kind.json):
+    if kind is Kind.json:
+        return or_null(json_without_nul_sql(_as_utf8_binary(col, q), counter))
+    if kind is Kind.text:
         binary = _as_utf8_binary(col, q)
         # PostgreSQL text cannot hold NUL: removed, and counted.
         without_nul = f"REPLACE({binary}, X'00', X'')"
@@ -391,6 +399,24 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
     if kind is Kind.bits:
         return or_null(f"LPAD(BIN({q} + 0), {col.bit_length}, '0')")
     raise AssertionError(f"unhandled kind {kind}")
+
+
+def json_without_nul_sql(binary: str, counter: str | None = None) -> str:
+    """A JSON value's COPY text with NUL bytes and ``\\u0000`` escapes removed (jsonb accepts neither).
+
+    Only a value holding either pays for the removal; with ``counter`` the
+    removed NULs are added to it (an escape is six bytes). The rest of the
+    value is sent byte for byte, so numbers keep their precision.
+    """
+    no_bytes = f"REPLACE({binary}, X'00', X'')"
+    cleaned = f"REGEXP_REPLACE({no_bytes}, {_JSON_NUL_ESCAPE}, {_JSON_NUL_KEEP})"
+    count = ""
+    if counter is not None:
+        removed = (f"(LENGTH({binary}) - LENGTH({no_bytes})) + "
+                   f"(LENGTH({no_bytes}) - LENGTH({cleaned})) DIV 6")
+        count = f" AND ({counter} := {counter} + {removed}) IS NOT NULL"
+    test = f"(INSTR({binary}, X'00') > 0 OR INSTR({binary}, {_JSON_NUL_TEXT}) > 0)"
+    return f"IF({test}{count}, {_escaped_text(cleaned)}, {_escaped_text(binary)})"
 
 
 def copy_line_sql(plan: TablePlan, *, counted: bool = True) -> str:

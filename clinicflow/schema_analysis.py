@@ -618,7 +618,7 @@ OVERRIDES_HELP = """\
 #   overrides:
 #     securitylog:
 #       batch_size: 100000
-#       reconcile_deletes: true
+#       reconcile_slices: 7
 # Everything from the `overrides:` line to the end of the file is kept byte for byte on regeneration.
 """
 DEFAULT_OVERRIDES_BLOCK = "overrides: {}\n"
@@ -650,7 +650,7 @@ def render_table(name: str, config: TableConfig) -> str:
             continue
         if key == "boolean_columns" and not value:
             continue
-        if key == "reconcile_deletes" and value is False:
+        if key.startswith("reconcile_") and value == TableConfig.model_fields[key].default:
             continue
         if isinstance(value, list):
             lines.append(f"    {key}: {_flow_list(value)}")

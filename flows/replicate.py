@@ -84,7 +84,7 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
         elif plan.mode == "incremental":
             copies[t] = [tasks.copy_incremental.submit(src, dst, plan)]
         else:
-            copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, f"{unit.lower}-{unit.upper}" if unit else "all")
+            copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, unit.label if unit else "all")
                          for unit in replication.full_copy_units(plan)]
     swaps: dict[str, PrefectFuture] = {}
     for t, futures in copies.items():

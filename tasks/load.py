@@ -50,9 +50,8 @@ def fail_start(pg: PostgresServer, run_id: str, flow_name: str, message: str) ->
 @task(name="prepare-load", cache_policy=NO_CACHE, task_run_name="load-{table}", **TASK_RETRY)
 def prepare_load(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
                  options: load_steps.LoadOptions, replication: dict[str, Any] | None = None,
-                 source: MySQLServer | None = None) -> load_steps.FullLoad | metrics.TableOutcome:
-    return load_steps.prepare_load(replica, pg, table, config, options, replication=replication,
-                                   source_server=source)
+                 ) -> load_steps.FullLoad | metrics.TableOutcome:
+    return load_steps.prepare_load(replica, pg, table, config, options, replication=replication)
 
 
 @task(name="load-chunk", cache_policy=NO_CACHE, task_run_name="load-{load.plan.table}-{chunk.label}", **TASK_RETRY)

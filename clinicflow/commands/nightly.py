@@ -92,9 +92,10 @@ FullRefreshOption = Annotated[bool, typer.Option(
     "--full-refresh", help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
 SkipVerificationOption = Annotated[bool, typer.Option(
     "--skip-verification", help="Do not compare raw with the replica after loading.")]
-ReconcileAllDeletesOption = Annotated[bool, typer.Option(
-    "--reconcile-all-deletes",
-    help="Remove deleted rows from every chosen table tonight (default: only tables with reconcile_deletes: true).")]
+FullSweepOption = Annotated[bool, typer.Option(
+    "--full-sweep",
+    help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
+         "turns reconciliation off or checksums a rolling slice (reconcile_slices).")]
 TablesFileOption = Annotated[Optional[str], typer.Option(
     "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
 AllowEmptyOption = Annotated[bool, typer.Option(
@@ -105,23 +106,23 @@ def register(app: typer.Typer) -> None:
     @app.command("nightly")
     def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
                         skip_verification: SkipVerificationOption = False,
-                        reconcile_all_deletes: ReconcileAllDeletesOption = False,
+                        full_sweep: FullSweepOption = False,
                         tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
         """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
         from flows.nightly import nightly_etl
 
         _run(nightly_etl, Console(), tables=_table_list(tables), full_refresh=full_refresh,
-             skip_verification=skip_verification, reconcile_all_deletes=reconcile_all_deletes,
+             skip_verification=skip_verification, full_sweep=full_sweep,
              tables_file=tables_file, allow_empty=allow_empty)
 
     @app.command("load")
     def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
                      skip_verification: SkipVerificationOption = False,
-                     reconcile_all_deletes: ReconcileAllDeletesOption = False,
+                     full_sweep: FullSweepOption = False,
                      tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
         """Load the replication MySQL into PostgreSQL raw (no replication step)."""
         from flows.nightly import load_tables
 
         _run(load_tables, Console(), tables=_table_list(tables), full_refresh=full_refresh,
-             skip_verification=skip_verification, reconcile_all_deletes=reconcile_all_deletes,
+             skip_verification=skip_verification, full_sweep=full_sweep,
              tables_file=tables_file, allow_empty=allow_empty)

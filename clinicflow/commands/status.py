@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if tables:
             detail = Table(title=f"run {run_id}")
             shown = ("table_name", "status", "mode", "rows", "seconds", "zero_dates", "nul_bytes", "deleted_rows",
-                     "verification", "error")
+                     "missing_rows", "changed_rows", "ranges_recopied", "swept", "verification", "error")
             for header in shown:
                 detail.add_column(header.replace("_", " "), overflow="fold")
             for row in tables:
