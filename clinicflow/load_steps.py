@@ -237,11 +237,12 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
     mysql_conn = pgload.mysql_connect(mysql_server)
     pg_conn = pg_server.connect()
     try:
-        pgload.build_stage_indexes(pg_server.connect, load.plan)
-        replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         total = pgload.CopyStats()
         for stats in chunk_stats:
             total.add(stats)
+        nul_columns = {c for c, counts in total.conversions.per_column.items() if counts.get("nul_bytes")}
+        pgload.build_stage_indexes(pg_server.connect, load.plan, nul_columns=nul_columns)
+        replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
                            bytes=total.bytes, replication_rows=load.replication_rows,
                            replication_seconds=load.replication_seconds)

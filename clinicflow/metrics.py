@@ -217,3 +217,18 @@ def table_metrics(pg_conn: Any, run_id: str, schema: str = METRICS_SCHEMA) -> li
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
+
+
+def record_failed_start(pg_conn: Any, run_id: str, flow_name: str, message: str, *, flow_run_id: str | None = None,
+                        parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
+    """Mark a run that failed before its tables ran (config, block, connection, refused targets) as failed.
+
+    Creates the run row if it is not there yet, so `clinicflow status` shows the message and exits 1.
+    """
+    ensure_metrics_tables(pg_conn, schema)
+    start_run(pg_conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters, schema=schema)
+    q = quote_ident(schema, "postgres")
+    with pg_conn.cursor() as cur:
+        cur.execute(f"UPDATE {q}.etl_runs SET finished_at = now(), status = 'failed', message = %s "
+                    "WHERE run_id = %s AND finished_at IS NULL", (message, run_id))
+    pg_conn.commit()

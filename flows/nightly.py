@@ -37,6 +37,7 @@ from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow import load_steps, replication
 from clinicflow.config import TablesConfig, load_tables_config
+from clinicflow.guards import check_analytics_is_not_source, check_targets
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
 from flows.replicate import select_tables
@@ -231,24 +232,46 @@ def _options(full_refresh: bool, skip_verification: bool, full_sweep: bool) -> l
 
 
 def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_verification: bool,
-         full_sweep: bool, tables_file: str | None, replicate: bool) -> list[dict[str, Any]]:
+         full_sweep: bool, tables_file: str | None, replicate: bool,
+         allow_empty: bool = False) -> list[dict[str, Any]]:
     from prefect.runtime import flow_run
 
     log = get_logger()
-    config = load_tables_config(tables_file)
-    names = select_tables(config, tables)
-    source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
-    replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
-    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
-    options = _options(full_refresh, skip_verification, full_sweep)
     run_id = str(flow_run.get_id() or uuid.uuid4())
     parameters = {"tables": tables, "full_refresh": full_refresh, "skip_verification": skip_verification,
-                  "full_sweep": full_sweep}
-    log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(), pg.describe())
-    if replicate:
-        replication.ensure_database(replica)
-        _record_drift(source, config, log)
-    load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+                  "full_sweep": full_sweep, "allow_empty": allow_empty}
+    # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
+    # refused configuration) is recorded as this run's failure, so `status` never shows the last good night.
+    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+    source = _source_block() if replicate else None
+    if source is not None:
+        check_analytics_is_not_source(source, pg)  # before the run row: "analytics" would be the source
+    started = False
+    try:
+        load_tasks.open_run(pg, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+        started = True
+        config = load_tables_config(tables_file)
+        names = select_tables(config, tables, allow_empty=allow_empty)
+        if replicate and source is None:
+            source = resolve_block(SOURCE_BLOCK, MySQLServer)
+        replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
+        if source is not None:
+            check_targets(source, replica, pg)
+        options = _options(full_refresh, skip_verification, full_sweep)
+        log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(),
+                 pg.describe())
+        if replicate:
+            replication.ensure_database(replica)
+            _record_drift(source, config, log)
+        load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+    except Exception as exc:
+        log.error("%s: %s", flow_name, start_failure_message(exc))  # one clear line before Prefect's traceback
+        if started:
+            try:
+                load_tasks.fail_start(pg, run_id, flow_name, start_failure_message(exc))
+            except Exception as record_exc:  # noqa: BLE001 - the start's own error is the one to raise
+                log.error("could not record the failed start: %s: %s", type(record_exc).__name__, record_exc)
+        raise
 
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
@@ -281,6 +304,22 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     return [o.as_row() for o in outcomes]
 
 
+def _source_block() -> MySQLServer | None:
+    """The source block, or None when it cannot be resolved yet (resolved again, and recorded, in the run)."""
+    try:
+        return resolve_block(SOURCE_BLOCK, MySQLServer)
+    except Exception:  # noqa: BLE001 - raised again inside the recorded start
+        return None
+
+
+def start_failure_message(exc: BaseException) -> str:
+    """The one line recorded for a run that failed before its tables ran (messages never hold passwords)."""
+    from clinicflow.config import ConfigError
+
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, ConfigError) else f"could not start: {type(exc).__name__}: {text}"
+
+
 def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
     """Compare tables.yml with the live source first and record any drift (it does not stop the night)."""
     from clinicflow.schema_analysis import check_drift
@@ -298,7 +337,8 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
 
 @flow(name="nightly-etl", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
 def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                full_sweep: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+                full_sweep: bool = False, tables_file: str | None = None,
+                allow_empty: bool = False) -> list[dict[str, Any]]:
     """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
 
     Args:
@@ -308,14 +348,18 @@ def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, ski
         full_sweep: reconcile every key range of every keyed table tonight (keys and row checksums), even
             where tables.yml turns reconciliation off or checksums a rolling slice.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
+        allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
     """
     return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                full_sweep=full_sweep, tables_file=tables_file, replicate=True)
+                full_sweep=full_sweep, tables_file=tables_file, replicate=True,
+                allow_empty=allow_empty)
 
 
 @flow(name="load-tables", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
 def load_tables(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                full_sweep: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+                full_sweep: bool = False, tables_file: str | None = None,
+                allow_empty: bool = False) -> list[dict[str, Any]]:
     """Load tables from the replication MySQL into PostgreSQL ``raw`` (no replication step). Same parameters."""
     return _run("load_tables", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                full_sweep=full_sweep, tables_file=tables_file, replicate=False)
+                full_sweep=full_sweep, tables_file=tables_file, replicate=False,
+                allow_empty=allow_empty)

@@ -20,6 +20,7 @@ from blocks.databases import MySQLServer
 from blocks.resolve import REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow import replication
 from clinicflow.config import ConfigError, TablesConfig, load_tables_config
+from clinicflow.guards import check_replica_is_not_source
 from clinicflow.logs import get_logger
 from tasks import replication as tasks
 
@@ -52,9 +53,12 @@ def _error_text(future: PrefectFuture) -> str:
     return ""
 
 
-def select_tables(config: TablesConfig, tables: list[str] | None) -> list[str]:
-    """The requested tables, each checked against tables.yml."""
+def select_tables(config: TablesConfig, tables: list[str] | None, *, allow_empty: bool = False) -> list[str]:
+    """The requested tables, each checked against tables.yml; none at all is an error unless ``allow_empty``."""
     if not tables:
+        if not config.tables and not allow_empty:
+            raise ConfigError("tables.yml lists no tables: nothing would run (pass --allow-empty / "
+                              "allow_empty=True if that is intended)")
         return sorted(config.tables)
     unknown = [t for t in tables if t not in config.tables]
     if unknown:
@@ -134,7 +138,7 @@ def raise_if_failed(outcomes: list[TableOutcome]) -> None:
 
 @flow(name="replicate_tables", task_runner=ThreadPoolTaskRunner(max_workers=REPLICATION_WORKERS), log_prints=True)
 def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None,
-                     full_sweep: bool = False) -> list[dict[str, Any]]:
+                     full_sweep: bool = False, allow_empty: bool = False) -> list[dict[str, Any]]:
     """Copy the configured tables from the OpenDental source into the replication database.
 
     Args:
@@ -142,12 +146,18 @@ def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False
         full_refresh: copy every chosen table fully, ignoring stored watermarks.
         full_sweep: reconcile every key range of every keyed table with the source tonight.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
+        allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
     """
     log = get_logger()
-    config = load_tables_config(tables_file)
-    names = select_tables(config, tables)
-    src = resolve_block(SOURCE_BLOCK, MySQLServer)
-    dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
+    try:
+        config = load_tables_config(tables_file)
+        names = select_tables(config, tables, allow_empty=allow_empty)
+        src = resolve_block(SOURCE_BLOCK, MySQLServer)
+        dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
+        check_replica_is_not_source(src, dst)
+    except ConfigError as exc:
+        log.error("%s", " ".join(str(exc).split()))  # one clear line before Prefect's traceback
+        raise
     log.info("replicating %d tables from %s to %s", len(names), src.describe(), dst.describe())
     replication.ensure_database(dst)
     outcomes: list[TableOutcome] = []
