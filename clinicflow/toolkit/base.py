@@ -118,22 +118,26 @@ class JsonlDeadLetters:
 
 
 def rebatch(batches: Iterable[Batch], size: int) -> Iterator[Batch]:
-    """Regroup a stream into batches of ``size`` rows (the last may be short); column lists must agree."""
+    """Regroup a stream into batches of ``size`` rows (the last may be short); a column change starts a new batch."""
     if size <= 0:
         raise ValueError("batch size must be positive")
     pending: list[tuple[Any, ...]] = []
     columns: tuple[str, ...] | None = None
     for batch in batches:
-        if columns is None:
-            columns = batch.columns
-        elif batch.columns != columns:
-            if pending:
+        if columns is not None and batch.columns != columns and pending:
+            yield Batch(columns, pending)
+            pending = []
+        columns = batch.columns
+        rows, start = batch.rows, 0
+        if not pending and len(rows) == size:
+            yield batch
+            continue
+        while start < len(rows):
+            take = min(size - len(pending), len(rows) - start)
+            pending.extend(rows[start:start + take])
+            start += take
+            if len(pending) == size:
                 yield Batch(columns, pending)
                 pending = []
-            columns = batch.columns
-        pending.extend(batch.rows)
-        while len(pending) >= size:
-            yield Batch(columns, pending[:size])
-            pending = pending[size:]
     if pending and columns is not None:
         yield Batch(columns, pending)
