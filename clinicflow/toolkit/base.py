@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,8 @@ class RunContext:
     start: datetime | None = None
     end: datetime | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    # (dialect, connection name) -> an object with connect()/describe(); set by the Prefect wiring.
+    connections: Callable[[str, str], Any] | None = None
     logger: Any = field(default_factory=lambda: logging.getLogger("clinicflow.toolkit"))
 
 

@@ -136,7 +136,8 @@ class TypeConverter:
                 try:
                     values[i] = convert(value)
                 except (ValueError, TypeError, ArithmeticError) as exc:
-                    failed = (batch.columns[i], type_name, str(exc))
+                    # The exception's text would quote the value (patient data): keep only its type.
+                    failed = (batch.columns[i], type_name, type(exc).__name__)
                     break
             if failed is None:
                 out.append(tuple(values))
