@@ -50,9 +50,15 @@ class Discovery:
         raise ToolkitError(f"no pipeline named {name!r} (known: {known}){hint}")
 
 
-def _error_summary(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" (line {last[0].lineno} of {Path(last[0].filename).name})" if last else ""
+def _error_summary(exc: BaseException, path: Path | None = None) -> str:
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if path is not None:  # the line in the pipeline module itself, where there is one
+        frames = [f for f in frames if Path(f.filename) == path] or frames
+    where = f" (line {frames[-1].lineno} of {Path(frames[-1].filename).name})" if frames else ""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])  # type: ignore[attr-defined]
+        return f"invalid pipeline spec: {details}{where}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
 
@@ -90,22 +96,22 @@ def _import_file(path: Path) -> Any:
 
 def discover(folder: str | Path | None = None, *, entry_points: bool = True) -> Discovery:
     result = Discovery()
-    candidates: list[tuple[str, Any]] = []
+    candidates: list[tuple[str, Path | None, Any]] = []
     root = pipelines_folder(folder)
     if root.is_dir():
         for path in sorted(root.rglob("*_pipeline.py")):
-            candidates.append((str(path), lambda p=path: _import_file(p)))
+            candidates.append((str(path), path, lambda p=path: _import_file(p)))
     elif folder is not None:
         result.errors.append(DiscoveryError(str(root), "pipelines folder does not exist"))
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            candidates.append((f"entry point {ep.name} ({ep.value})", ep.load))
+            candidates.append((f"entry point {ep.name} ({ep.value})", None, ep.load))
     seen: dict[str, list[str]] = {}
-    for origin, load in candidates:
+    for origin, path, load in candidates:
         try:
             specs = _specs_of(load(), origin)
         except Exception as exc:  # noqa: BLE001 - one broken module must not hide the others
-            result.errors.append(DiscoveryError(origin, _error_summary(exc)))
+            result.errors.append(DiscoveryError(origin, _error_summary(exc, path)))
             continue
         for spec in specs:
             seen.setdefault(spec.name, []).append(origin)

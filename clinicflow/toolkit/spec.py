@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential, Step, check_step_names
@@ -80,7 +80,14 @@ class IntervalSchedule(BaseModel):
         return value
 
 
-Schedule = CronSchedule | IntervalSchedule
+def _schedule_kind(value: Any) -> str:
+    has_cron = "cron" in value if isinstance(value, dict) else isinstance(value, CronSchedule)
+    return "cron" if has_cron else "interval"
+
+
+# One kind per schedule, told by its fields, so a bad cron gets one clear error.
+Schedule = Annotated[Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSchedule, Tag("interval")],
+                     Discriminator(_schedule_kind)]
 
 
 class Timescope(BaseModel):
