@@ -7,6 +7,7 @@ the run's ``ctx.connections`` resolves it, so this module never imports Prefect.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -22,13 +23,23 @@ from clinicflow.toolkit.http import (CursorPagination, HttpExtractor, LinkPagina
 from clinicflow.toolkit.sqldb import PostgresLoader, SqlExtractor
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
 
-DEFAULT_CLICKHOUSE_URL = "chdb://./out/clickhouse"
+DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
 
 
 def clickhouse_from_env() -> ClickHouseConnection:
-    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB under ./out by default."""
-    return ClickHouseConnection(url=SecretStr(os.environ.get("CLINICFLOW_CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL)),
-                                database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
+    url = os.environ.get("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
+    return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+
+
+def with_parameters(template: str, ctx: RunContext, what: str) -> str:
+    """``template`` with ``{name}`` filled from the run's parameters (a URL or path that differs per environment)."""
+    if "{" not in template:
+        return template
+    try:
+        return template.format_map(ctx.parameters)
+    except KeyError as exc:
+        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, which the pipeline does not have") from None
 
 
 class _Config(BaseModel):
@@ -59,7 +70,7 @@ class HttpExtractorConfig(_Config):
     rate_limit_burst: float | None = Field(None, ge=1)
 
     def build(self, ctx: RunContext) -> HttpExtractor:
-        return HttpExtractor(self.url, method=self.method, headers=self.headers, params=self.params,
+        return HttpExtractor(with_parameters(self.url, ctx, "url"), method=self.method, headers=self.headers, params=self.params,
                              timeout_seconds=self.timeout_seconds, records_path=self.records_path,
                              pagination=self.pagination, max_retries=self.max_retries,
                              backoff_seconds=self.backoff_seconds, rate_limit_per_second=self.rate_limit_per_second,
