@@ -14,12 +14,13 @@ SELECT "ProcDate" AS day, "ClinicNum" AS clinic, "ProvNum" AS provider,
        count(*) AS procedures, sum("ProcFee")::float8 AS fees
 FROM raw.procedurelog
 WHERE "ProcDate" >= %(start)s::date AND "ProcDate" < %(end)s::date AND "ProcStatus" = %(status)s
+  AND "ProcDate" > DATE '1900-01-01'  -- OpenDental writes 0001-01-01 for "no date"
 GROUP BY 1, 2, 3
 """
 
 CREATE = """
 CREATE TABLE IF NOT EXISTS procedures_daily (
-    day Date, clinic Int64, provider Int64, procedures UInt64, fees Float64, _version UInt64
+    day Date32, clinic Int64, provider Int64, procedures UInt64, fees Float64, _version UInt64
 ) ENGINE = ReplacingMergeTree(_version) ORDER BY (day, clinic, provider)"""
 
 pipeline = PipelineSpec(

@@ -77,6 +77,39 @@ def _discover(folder: Optional[str], console: Console) -> Any:
     return found
 
 
+def run_demo_pipelines(console: Console) -> None:
+    """``make demo``: the two example pipelines on local defaults (demo API, analytics PostgreSQL, chDB in ./out)."""
+    from datetime import timedelta
+
+    from blocks.databases import PostgresServer
+    from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+    from clinicflow.prefect_runtime import flow_run_settings
+    from clinicflow.toolkit import demo_api
+    from flows.pipeline import run_pipeline
+
+    with flow_run_settings():
+        with demo_api.serve() as url:
+            rows = run_pipeline(pipeline="referral-providers", parameters={"api_url": url})
+        console.print(f"pipeline referral-providers: {rows[0]['rows_written']} providers in toolkit.referral_providers")
+        conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog '
+                            "WHERE \"ProcDate\" > DATE '1900-01-01'")
+                first, last = cur.fetchone()
+        finally:
+            conn.close()
+        if first is None:
+            console.print("pipeline procedures-daily: raw.procedurelog is empty, nothing to aggregate")
+            return
+        # The demo's data spans years: one run over the whole range instead of one per day.
+        start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
+        end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
+        rows = run_pipeline(pipeline="procedures-daily", start=start, end=end)
+        console.print(f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
+                      "ClickHouse procedures_daily (chDB in ./out/clickhouse)")
+
+
 def register(app: typer.Typer) -> None:
     pipelines = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
                             no_args_is_help=True)
