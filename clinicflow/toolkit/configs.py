@@ -20,7 +20,7 @@ from clinicflow.toolkit.console import ConsoleLoader
 from clinicflow.toolkit.files import FileExtractor, FileFormat, FileLoader
 from clinicflow.toolkit.http import (CursorPagination, HttpExtractor, LinkPagination, NoPagination, OffsetPagination,
                                      PagePagination)
-from clinicflow.toolkit.sqldb import PostgresLoader, SqlExtractor
+from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
 
 DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
@@ -119,15 +119,27 @@ ExtractorConfig = Annotated[HttpExtractorConfig | FileExtractorConfig | SqlExtra
 
 
 class DeadLetterConfig(_Config):
-    kind: Literal["jsonl", "memory"] = "jsonl"
-    path: str | None = None
+    """Where rejected rows go: a JSON Lines file (``path``) or a PostgreSQL table (``connection``, ``table``)."""
 
-    def build(self) -> DeadLetterSink:
+    kind: Literal["jsonl", "postgres", "memory"] = "jsonl"
+    path: str | None = None
+    connection: str | None = None
+    schema_name: str = Field("public", alias="schema")
+    table: str = "toolkit_dead_letters"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def build(self, ctx: RunContext) -> DeadLetterSink:
         if self.kind == "memory":
             return MemoryDeadLetters()
+        if self.kind == "postgres":
+            if not self.connection:
+                raise ToolkitError("dead_letters: a postgres sink needs a connection (block name)")
+            return PostgresDeadLetters(_connection(ctx, "postgres", self.connection), pipeline=ctx.pipeline,
+                                       schema=self.schema_name, table=self.table)
         if not self.path:
             raise ToolkitError("dead_letters: a jsonl sink needs a path")
-        return JsonlDeadLetters(self.path)
+        return JsonlDeadLetters(with_parameters(self.path, ctx, "dead_letters path"))
 
 
 class LambdaConfig(_Config):
@@ -146,7 +158,7 @@ class TypeConversionConfig(_Config):
     dead_letters: DeadLetterConfig | None = None
 
     def build(self, ctx: RunContext) -> TypeConverter:
-        sink = self.dead_letters.build() if self.dead_letters else None
+        sink = self.dead_letters.build(ctx) if self.dead_letters else None
         return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink)
 
 

@@ -10,12 +10,13 @@ time scope ``start``/``end`` and the pipeline parameters.
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol
 
 from clinicflow.sql import quote_ident, quote_list, quote_qualified
-from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
+from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
 
 
 class Connectable(Protocol):
@@ -147,3 +148,34 @@ class PostgresLoader:
         # One row per key: a batch naming a key twice would make ON CONFLICT fail; the later row wins.
         latest = {tuple(row[p] for p in positions): row for row in batch.rows}
         execute_values(cur, sql, list(latest.values()), page_size=1000)
+
+
+class PostgresDeadLetters:
+    """Dead letters as rows of a PostgreSQL table (created if missing): the quarantine analysts query.
+
+    One short autocommitted insert per rejected row: dead letters are the exception, and each
+    one is kept even if the step fails later.
+    """
+
+    def __init__(self, server: Connectable, *, pipeline: str, schema: str = "public",
+                 table: str = "toolkit_dead_letters") -> None:
+        self.server, self.pipeline, self.schema, self.table = server, pipeline, schema, table
+        self._ready = False
+
+    def put(self, letter: DeadLetter) -> None:
+        target = quote_qualified(self.schema, self.table, "postgres")
+        conn = self.server.connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                if not self._ready:
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
+                                "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
+                                "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+                    self._ready = True
+                cur.execute(f"INSERT INTO {target} (pipeline, step, row_index, column_name, error, row_data) "
+                            "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                            (self.pipeline, letter.step, letter.row_index, letter.column, letter.error,
+                             json.dumps(letter.row, default=str)))
+        finally:
+            conn.close()

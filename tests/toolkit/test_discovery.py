@@ -62,3 +62,17 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
     assert "orders" in listed.output  # the broken module hides nothing
     missing = runner.invoke(app, ["pipelines", "show", "nope", "--folder", str(tmp_path)])
     assert missing.exit_code == 2 and "no pipeline named 'nope'" in missing.output
+
+
+def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    write(tmp_path, "ep_pipelines_mod.py", GOOD.format(name="from-entry-point"))
+    dist = tmp_path / "ep_pipelines-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-pipelines\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[clinicflow.pipelines]\ngood = ep_pipelines_mod:pipeline\n"
+                                           "broken = ep_pipelines_missing:pipeline\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    found = discover(tmp_path / "empty", entry_points=True)
+    assert "from-entry-point" in found.pipelines
+    assert any("entry point broken" in e.origin and "ModuleNotFoundError" in e.message for e in found.errors)

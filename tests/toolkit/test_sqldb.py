@@ -71,3 +71,16 @@ def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Call
     with pytest.raises(ToolkitError, match=r"postgres load into public.items .* failed after 2 rows: UniqueViolation"):
         PostgresLoader(db, "items").load(batches, RunContext())
     assert pg_exec(db, "SELECT count(*) FROM items") == [(0,)]
+
+
+def test_lenient_conversion_into_a_postgres_dead_letter_table(make_pg_db: Callable[[str], PostgresServer]) -> None:
+    from clinicflow.toolkit.configs import transformer_of
+
+    db = make_pg_db("tk")
+    ctx = RunContext(pipeline="pl", connections=lambda dialect, name: db)
+    config = transformer_of({"kind": "types", "mapping": {"n": "int"}, "strict": False,
+                             "dead_letters": {"kind": "postgres", "connection": "analytics", "schema": "public"}})
+    out = config.build(ctx).transform(Batch(("id", "n"), [("a", "1"), ("b", "x"), ("c", "y")]), ctx)
+    assert out.rows == [("a", 1)]
+    got = pg_exec(db, "SELECT pipeline, step, row_index, column_name, row_data->>'id' FROM toolkit_dead_letters ORDER BY id")
+    assert got == [("pl", "type_conversion", 1, "n", "b"), ("pl", "type_conversion", 2, "n", "c")]
