@@ -67,7 +67,7 @@ class ClickHouseExtractor:
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
         client = self.connection.client()
         try:
-            stream = client.query_row_block_stream(self.query, parameters=query_parameters(ctx),
+            stream = client.query_row_block_stream(self.query, parameters=query_parameters(ctx, self.query),
                                                    settings={"max_block_size": self.batch_size})
         except Exception as exc:
             self.connection.release(client)

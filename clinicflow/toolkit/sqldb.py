@@ -25,8 +25,13 @@ class Connectable(Protocol):
     def describe(self) -> str: ...
 
 
-def query_parameters(ctx: RunContext) -> dict[str, Any]:
-    """Named parameters a query may use: the pipeline parameters, then ``start``/``end`` of the time scope."""
+def query_parameters(ctx: RunContext, query: str) -> dict[str, Any] | None:
+    """Named parameters a query may use: the pipeline parameters, then ``start``/``end`` of the time scope.
+
+    None when the query names none, so a literal ``%`` (``LIKE 'a%'``) needs no escaping.
+    """
+    if "%(" not in query:
+        return None
     return {**ctx.parameters, "start": ctx.start, "end": ctx.end}
 
 
@@ -38,7 +43,7 @@ class SqlExtractor:
         self.server, self.query, self.dialect, self.batch_size = server, query, dialect, batch_size
 
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
-        params = query_parameters(ctx)
+        params = query_parameters(ctx, self.query)
         if self.dialect == "mysql":
             conn = self.server.connect(streaming=True)
             cursor = conn.cursor()

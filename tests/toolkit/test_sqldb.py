@@ -36,6 +36,9 @@ def test_mysql_extract_streams_in_batches_with_time_scope(make_mysql_db: Callabl
     assert batches[0].columns == ("id", "name")
     assert [len(b) for b in batches] == [7, 7, 7, 3]
     assert [r[0] for b in batches for r in b.rows] == list(range(10, 34))
+    # a query naming no parameter takes a literal % as it is
+    like = SqlExtractor(db, "SELECT count(*) FROM t WHERE name LIKE 'n1%'", dialect="mysql")
+    assert [b.rows for b in like.extract(ctx)] == [[(12,)]]
 
 
 def test_postgres_extract_streams_in_batches(make_pg_db: Callable[[str], PostgresServer]) -> None:
