@@ -32,10 +32,15 @@ class PipelineFailed(ToolkitError):
 
 
 def resolve_connection(dialect: str, name: str) -> Any:
-    """A database block by name: Prefect blocks or the environment, through the one block resolver."""
+    """A database block (``mysql``/``postgres``) or a bucket writer (``bucket:local|gcs|s3``) by block name."""
     from blocks.databases import MySQLServer, PostgresServer
     from blocks.resolve import resolve_block
 
+    if dialect.startswith("bucket:"):
+        from blocks.buckets import resolve_bucket
+        from clinicflow.dicom.storage import writer_for
+
+        return writer_for(resolve_bucket(dialect.partition(":")[2], name))
     if dialect == "mysql":
         return resolve_block(name, MySQLServer)
     if dialect == "postgres":

@@ -211,14 +211,24 @@ class ClickHouseLoaderConfig(_Config):
                                 create_sql=self.create_sql)
 
 
+class BucketRef(_Config):
+    """A bucket block by kind and name (``local``, ``gcs``, ``s3``), resolved by the run."""
+
+    kind: Literal["local", "gcs", "s3"]
+    block: str
+
+
 class FileLoaderConfig(_Config):
     kind: Literal["file"] = "file"
-    path: str
+    path: str = Field(description="A local path, or the object name when bucket is set; {param} placeholders allowed.")
     format: FileFormat | None = None
     encoding: str = "utf-8"
+    bucket: BucketRef | None = None
 
     def build(self, ctx: RunContext) -> FileLoader:
-        return FileLoader(self.path, format=self.format, encoding=self.encoding)
+        bucket = _connection(ctx, f"bucket:{self.bucket.kind}", self.bucket.block) if self.bucket else None
+        return FileLoader(with_parameters(self.path, ctx, "path"), format=self.format, encoding=self.encoding,
+                          bucket=bucket)
 
 
 class ConsoleLoaderConfig(_Config):

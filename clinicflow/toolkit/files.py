@@ -150,15 +150,33 @@ class FileExtractor:
 
 
 class FileLoader:
-    """Write the stream to one file; format from ``format`` or the suffix, compression from the suffix."""
+    """Write the stream to one file; format from ``format`` or the suffix, compression from the suffix.
+
+    With ``bucket`` (anything with ``upload_file(path, name)``: the project's
+    local/GCS/S3 bucket writers) ``path`` is the object name: the file is
+    written to a temporary folder, then uploaded, and appears whole or not at all.
+    """
 
     def __init__(self, path: str, *, format: FileFormat | None = None, encoding: str = "utf-8", delimiter: str = ",",
-                 parquet_compression: str = "zstd") -> None:
+                 parquet_compression: str = "zstd", bucket: Any = None) -> None:
         self.path = Path(path)
         self.format = format or format_of(self.path)
         self.encoding, self.delimiter, self.parquet_compression = encoding, delimiter, parquet_compression
+        self.bucket = bucket
 
     def load(self, batches: Iterable[Batch], ctx: RunContext) -> int:
+        if self.bucket is None:
+            return self._write(batches)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="toolkit-") as folder:
+            local = Path(folder) / self.path.name
+            written = FileLoader(str(local), format=self.format, encoding=self.encoding, delimiter=self.delimiter,
+                                 parquet_compression=self.parquet_compression)._write(batches)
+            self.bucket.upload_file(local, self.path.as_posix())
+        return written
+
+    def _write(self, batches: Iterable[Batch]) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(".partial-" + self.path.name)  # keeps the suffixes: same compression
         if self.format == "parquet":

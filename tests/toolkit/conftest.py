@@ -123,3 +123,6 @@ def ch_database(chdb_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         client.command(f"DROP DATABASE IF EXISTS {name}")
         client.close()
+
+
+from tests.dicom.conftest import S3Server, s3_server  # noqa: E402,F401 - the moto S3 server fixture, shared

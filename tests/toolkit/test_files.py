@@ -59,3 +59,22 @@ def test_jsonl_writes_dates_as_iso(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     FileLoader(str(path)).load([Batch(("d",), [(date(2026, 1, 2),)])], CTX)
     assert path.read_text() == '{"d": "2026-01-02"}\n'
+
+
+def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from clinicflow.toolkit.configs import loader_of
+    from flows.pipeline import resolve_connection
+
+    bucket = s3_server.new_bucket()
+    for key, value in {"BUCKET": bucket, "ENDPOINT_URL": s3_server.endpoint, "ACCESS_KEY_ID": "test",
+                       "SECRET_ACCESS_KEY": "test", "REGION": "us-east-1"}.items():
+        monkeypatch.setenv(f"CLINICFLOW_TOOLKIT_OUT_{key}", value)
+    ctx = RunContext(parameters={"day": "2026-01-02"}, connections=resolve_connection)
+    config = loader_of({"kind": "file", "path": "exports/{day}/items.csv.gz",
+                        "bucket": {"kind": "s3", "block": "toolkit-out"}})
+    assert config.build(ctx).load(stream(), ctx) == 25
+    body = s3_server.client().get_object(Bucket=bucket, Key="exports/2026-01-02/items.csv.gz")["Body"].read()
+    import gzip
+
+    lines = gzip.decompress(body).decode().splitlines()
+    assert lines[0] == "id,name,amount" and len(lines) == 26
