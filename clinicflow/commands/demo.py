@@ -58,4 +58,4 @@ def register(app: typer.Typer) -> None:
 
             run_demo_pipelines(console)
         console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
-                      "and the DICOM outputs under ./out/bucket")
+                      "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and ./out/clickhouse")
