@@ -7,6 +7,7 @@ the run's ``ctx.connections`` resolves it, so this module never imports Prefect.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -30,6 +31,19 @@ def clickhouse_from_env() -> ClickHouseConnection:
     """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
     url = os.environ.get("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
     return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+
+
+_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def from_env_reference(value: str, what: str) -> str:
+    """``${NAME}`` is read from the environment at run time (API tokens stay out of code and parameters)."""
+    match = _ENV_REFERENCE.match(value)
+    if not match:
+        return value
+    if match.group(1) not in os.environ:
+        raise ToolkitError(f"{what}: environment variable {match.group(1)} is not set")
+    return os.environ[match.group(1)]
 
 
 def with_parameters(template: str, ctx: RunContext, what: str) -> str:
@@ -70,7 +84,9 @@ class HttpExtractorConfig(_Config):
     rate_limit_burst: float | None = Field(None, ge=1)
 
     def build(self, ctx: RunContext) -> HttpExtractor:
-        return HttpExtractor(with_parameters(self.url, ctx, "url"), method=self.method, headers=self.headers, params=self.params,
+        return HttpExtractor(with_parameters(self.url, ctx, "url"), method=self.method,
+                             headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
+                             params=self.params,
                              timeout_seconds=self.timeout_seconds, records_path=self.records_path,
                              pagination=self.pagination, max_retries=self.max_retries,
                              backoff_seconds=self.backoff_seconds, rate_limit_per_second=self.rate_limit_per_second,

@@ -114,3 +114,17 @@ def test_retry_after_http_date() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30
     assert retry_after_seconds("7") == 7 and retry_after_seconds("soon") is None
+
+
+def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinicflow.toolkit.configs import extractor_of
+
+    config = extractor_of({"kind": "http", "url": "{base}/x", "headers": {"Authorization": "${TK_API_TOKEN}",
+                                                                           "Accept": "application/json"}})
+    ctx = RunContext(parameters={"base": "http://h"})
+    with pytest.raises(ToolkitError, match="header Authorization: environment variable TK_API_TOKEN is not set"):
+        config.build(ctx)
+    monkeypatch.setenv("TK_API_TOKEN", "Bearer t0k3n")
+    built = config.build(ctx)
+    assert built.headers == {"Authorization": "Bearer t0k3n", "Accept": "application/json"}
+    assert built.url == "http://h/x"
