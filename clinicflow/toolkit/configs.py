@@ -8,19 +8,33 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, TypeAdapter
 
-from clinicflow.toolkit.base import (DeadLetterSink, Extractor, JsonlDeadLetters, Loader, MemoryDeadLetters, RunContext,
-                                     ToolkitError, Transformer)
+from clinicflow.toolkit.base import (
+    DeadLetterSink,
+    Extractor,
+    JsonlDeadLetters,
+    Loader,
+    MemoryDeadLetters,
+    RunContext,
+    ToolkitError,
+    Transformer,
+)
 from clinicflow.toolkit.clickhouse import ClickHouseConnection, ClickHouseExtractor, ClickHouseLoader
 from clinicflow.toolkit.console import ConsoleLoader
 from clinicflow.toolkit.files import FileExtractor, FileFormat, FileLoader
-from clinicflow.toolkit.http import (CursorPagination, HttpExtractor, LinkPagination, NoPagination, OffsetPagination,
-                                     PagePagination)
+from clinicflow.toolkit.http import (
+    CursorPagination,
+    HttpExtractor,
+    LinkPagination,
+    NoPagination,
+    OffsetPagination,
+    PagePagination,
+)
 from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
 

@@ -6,8 +6,15 @@ import time
 import pytest
 
 from clinicflow.toolkit.base import RunContext, ToolkitError
-from clinicflow.toolkit.http import (CursorPagination, HttpExtractor, LinkPagination, OffsetPagination, PagePagination,
-                                     TokenBucket, retry_after_seconds)
+from clinicflow.toolkit.http import (
+    CursorPagination,
+    HttpExtractor,
+    LinkPagination,
+    OffsetPagination,
+    PagePagination,
+    TokenBucket,
+    retry_after_seconds,
+)
 from tests.toolkit.conftest import ITEMS, Api
 
 CTX = RunContext()
