@@ -98,6 +98,11 @@ class AnalysisRules:
     # Tables with at least this many rows, or this size, are split into key ranges.
     chunked_min_rows: int = 500_000
     chunked_min_mb: float = 256.0
+    # Keyed tables with at least this many rows get their row checksums compared one
+    # slice of key ranges a night (reconcile_slices), a full sweep every `weekly_slices` nights;
+    # their keys are still compared in full every night (docs/loading.md, Reconciliation).
+    sliced_checksum_min_rows: int = 1_000_000
+    weekly_slices: int = 7
     # batch_size aims at chunks of about this size, within these bounds.
     target_chunk_mb: float = 16.0
     min_batch_size: int = 1_000
@@ -449,6 +454,13 @@ def choose_batch_size(table: TableInfo, rules: AnalysisRules) -> int:
     return max(rules.min_batch_size, rows // magnitude * magnitude)
 
 
+def choose_reconcile_slices(table: TableInfo, rules: AnalysisRules) -> int:
+    """1 (row checksums in every key range each night), or a weekly sweep for keyed tables too large for that."""
+    if table.primary_key and table.table_rows >= rules.sliced_checksum_min_rows:
+        return rules.weekly_slices
+    return 1
+
+
 def choose_strategy(table: TableInfo, watermark: Watermark, rules: AnalysisRules) -> ExtractionStrategy:
     if not table.primary_key or not watermark.columns or table.table_rows <= rules.full_copy_max_rows:
         return ExtractionStrategy.full_table
@@ -540,6 +552,7 @@ def analyze_table(conn: Any, table: TableInfo, rules: AnalysisRules, now: dateti
         observed_watermark=observed,
         columns=[c.name for c in table.columns],
         column_types={c.name: c.definition for c in table.columns},
+        reconcile_slices=choose_reconcile_slices(table, rules),
     )
     return TableAnalysis(table.name, config, watermark, error)
 

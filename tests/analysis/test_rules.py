@@ -70,6 +70,13 @@ def test_batch_size_follows_row_width_within_bounds() -> None:
     assert sa.choose_batch_size(empty, rules) == int(16 * sa.MIB // (8 + 2000)) // 100 * 100
 
 
+def test_large_keyed_tables_get_a_weekly_checksum_sweep() -> None:
+    rules = sa.AnalysisRules(sliced_checksum_min_rows=1_000_000, weekly_slices=7)
+    assert sa.choose_reconcile_slices(table(rows=999_999), rules) == 1
+    assert sa.choose_reconcile_slices(table(rows=1_000_000), rules) == 7
+    assert sa.choose_reconcile_slices(table(rows=5_000_000, primary_key=()), rules) == 1  # keyless: full copies
+
+
 def test_strategy_by_size_key_and_watermark() -> None:
     rules = sa.AnalysisRules(full_copy_max_rows=1_000, chunked_min_rows=500_000, chunked_min_mb=256)
     stamp = sa.Watermark(("DateTStamp",), "")

@@ -24,20 +24,21 @@ TRICKY_PASSWORD = 'p"a\\ss w#o;r$d\'`'
 @pytest.fixture
 def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     server = make_mysql_db("cli")
+    user = "cf_cli_" + server.database[-8:]  # one user per test: parallel runs never drop each other's
     conn = connect(server)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, s varchar(20) NULL, b blob NULL, d date NOT NULL)")
         cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'), (2, NULL, NULL, '0001-01-01'),"
                     " (3, '', '', '2024-02-29')")
-        cur.execute("DROP USER IF EXISTS 'cf_cli_test'@'%'")
-        cur.execute("CREATE USER 'cf_cli_test'@'%%' IDENTIFIED BY %s", (TRICKY_PASSWORD,))
-        cur.execute(f"GRANT SELECT ON `{server.database}`.* TO 'cf_cli_test'@'%'")
+        cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (TRICKY_PASSWORD,))
+        cur.execute(f"GRANT SELECT ON `{server.database}`.* TO '{user}'@'%'")
     conn.close()
-    yield server.model_copy(update={"username": "cf_cli_test", "password": SecretStr(TRICKY_PASSWORD),
+    yield server.model_copy(update={"username": user, "password": SecretStr(TRICKY_PASSWORD),
                                     "host": "127.0.0.1", "unix_socket": None})
     conn = connect(server)
     with conn.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS 'cf_cli_test'@'%'")
+        cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
     conn.close()
 
 
