@@ -136,7 +136,9 @@ def sample_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: D
     with conn.cursor() as cur:
         cur.execute(f"SELECT k FROM (SELECT {q} AS k, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {table_sql}) s "
                     f"WHERE rn > 1 AND MOD(rn - 1, {int(step)}) = 0 ORDER BY k LIMIT {int(max_ranges)}")
-        boundaries = [int(r[0]) for r in cur.fetchall()]
+        # A non-unique column (the first of a composite key) can repeat a value at two sample
+        # points: a range then holds all rows of that value, never an empty or inverted range.
+        boundaries = sorted({int(r[0]) for r in cur.fetchall()})
     if len(boundaries) >= max_ranges:
         raise ChunkPlanError(f"{table_sql}: more than {max_ranges} key ranges of {step} rows")
     return boundaries

@@ -70,6 +70,7 @@ class FullLoad:
     started: float = field(default_factory=time.time)
     replication_rows: int | None = None
     replication_seconds: float | None = None
+    reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)  # the replica leg's figures, if any
 
 
 def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
@@ -245,7 +246,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
         replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
                            bytes=total.bytes, replication_rows=load.replication_rows,
-                           replication_seconds=load.replication_seconds)
+                           replication_seconds=load.replication_seconds, reconciliation=dict(load.reconciliation))
         _apply_conversions(outcome, total.conversions)
         # The replaced table's files are removed while verification reads the new one
         # (the removal waits on the disk, verification on the CPU).
