@@ -135,6 +135,20 @@ def extract_dicom_reports(
     the base folder); HTTP redirects to private/loopback addresses are
     refused unless ``allow_private_redirects``.
     """
+    # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
+    # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
+    with cancel.sigterm_stops_run():
+        return _extract(query, dataset, reports_block, state_block, state_schema, bucket_kind, bucket_block,
+                        base_location, page_size, batch_size, max_concurrency, all_frames, jpeg_quality,
+                        failure_threshold, max_file_mb, download_timeout_seconds, download_retries,
+                        retry_backoff_seconds, allowed_roots, allow_private_redirects)
+
+
+def _extract(query: str, dataset: str, reports_block: str, state_block: str | None, state_schema: str,
+             bucket_kind: Literal["local", "gcs", "s3"], bucket_block: str, base_location: str | None,
+             page_size: int, batch_size: int, max_concurrency: int, all_frames: bool, jpeg_quality: int,
+             failure_threshold: int, max_file_mb: float, download_timeout_seconds: float, download_retries: int,
+             retry_backoff_seconds: float, allowed_roots: list[str] | None, allow_private_redirects: bool) -> Any:
     _check_options(dataset, page_size, batch_size, max_concurrency, jpeg_quality, failure_threshold,
                    max_file_mb, download_timeout_seconds)
     log = get_logger("clinicflow.dicom")

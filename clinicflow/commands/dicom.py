@@ -21,11 +21,10 @@ dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JP
 
 
 def _run_flow(console: Console, **parameters: Any) -> None:
-    from clinicflow.cancel import sigterm_stops_run
     from clinicflow.prefect_runtime import flow_run_settings
     from flows.dicom_reports import extract_dicom_reports
 
-    with flow_run_settings(), sigterm_stops_run():
+    with flow_run_settings():
         state = extract_dicom_reports(**parameters, return_state=True)
     if state.is_failed():
         console.print(f"[red]extract_dicom_reports failed: {state.message}[/red]")
