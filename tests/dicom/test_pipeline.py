@@ -244,3 +244,21 @@ def test_a_stop_request_ends_the_batch_and_leaves_the_rest_for_a_rerun(store, fi
     assert sum(file_server.requests.values()) == 0
     resumed = process_batch(groups, _settings("r2"), store, writer)
     assert not resumed.cancelled and resumed.done == 2
+
+
+def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db, file_server, tmp_path: Path) -> None:
+    import time
+
+    shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "slow.dcm")
+    file_server.faults["slow.dcm"] = ["trickle"]
+    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retries=0, timeout_seconds=2.0))
+    started = time.monotonic()
+    result = process_batch([_group("slow", file_server.url("slow.dcm"))], settings, store,
+                           LocalFolderWriter(tmp_path / "bucket"))
+    assert time.monotonic() - started < 2.0 + 2.0
+    assert result.failures_by_kind() == {"download/timeout": 1}
+    conn = reports_db.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT stage, kind FROM clinicflow_dicom.failures")
+        assert cur.fetchall() == [("download", "timeout")]
+    conn.close()
