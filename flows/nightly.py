@@ -39,7 +39,7 @@ from clinicflow import load_steps, replication
 from clinicflow.config import TablesConfig, load_tables_config
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
-from flows.replicate import select_tables
+from flows.replicate import select_tables, warn_dropped_leftovers
 from tasks import load as load_tasks
 from tasks import replication as repl_tasks
 
@@ -226,6 +226,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(), pg.describe())
     if replicate:
         replication.ensure_database(replica)
+        warn_dropped_leftovers(replication.drop_leftover_tables(replica))
         _record_drift(source, config, log)
     load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
 
