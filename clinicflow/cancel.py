@@ -31,6 +31,11 @@ def check() -> None:
         raise RunCancelled("stopped by SIGTERM")
 
 
+def sleep(seconds: float) -> None:
+    """``time.sleep`` that a stop request cuts short (the caller checks :func:`check` next)."""
+    _stop.wait(seconds)
+
+
 def request_stop() -> None:
     _stop.set()
 

@@ -214,7 +214,7 @@ class Downloader:
     """
 
     def __init__(self, limits: DownloadLimits = DownloadLimits(), base: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = cancel.sleep) -> None:
         import httpx
 
         self.limits = limits

@@ -213,3 +213,30 @@ def test_stored_locations_keep_no_secrets_and_stay_distinct() -> None:
         visible = stored.split("#")[0]
         assert "pw" not in visible and "Signature" not in visible and "u:" not in visible
     assert signed_1 != signed_2
+
+
+def test_a_stop_request_cuts_the_retry_backoff_short(served, tmp_path: Path) -> None:
+    served.faults["ct.dcm"] = [503] * 5
+    limits = DownloadLimits(retries=3, backoff_base_seconds=60.0, timeout_seconds=5.0)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with Downloader(limits) as downloader:  # the default sleep: cut short by a stop request
+                downloader.fetch(served.url("ct.dcm"), tmp_path / "out.dcm", what="test-key")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        while served.requests["ct.dcm"] == 0:
+            time.sleep(0.05)
+        cancel.request_stop()
+        thread.join(10)
+        assert not thread.is_alive(), "the 60 s backoff was not cut short"
+    finally:
+        cancel.clear()
+        thread.join(300)
+    assert len(outcome) == 1 and isinstance(outcome[0], cancel.RunCancelled)
+    assert served.requests["ct.dcm"] == 1
