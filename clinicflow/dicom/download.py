@@ -144,16 +144,17 @@ def _deadline_backend() -> Any:
             self._stream = stream
 
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            until = None if timeout is None else time.monotonic() + timeout
             while True:
                 cancel.check()
-                left = _time_left(timeout)
-                step = STOP_POLL_SECONDS if left is None else min(left, STOP_POLL_SECONDS)
+                left = _time_left(None if until is None else max(0.0, until - time.monotonic()))
+                if left is not None and left <= 0:
+                    raise httpcore.ReadTimeout("read timed out")
                 try:
-                    return self._stream.read(max_bytes, step)
+                    return self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
+                                             else min(left, STOP_POLL_SECONDS))
                 except httpcore.ReadTimeout:
-                    # A timed-out recv consumed nothing: wait again until the deadline or a stop.
-                    if left is not None and step >= left:
-                        raise
+                    continue  # a timed-out recv consumed nothing: the deadlines are checked again above
 
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
             cancel.check()

@@ -156,4 +156,19 @@ def test_sigkilled_nightly_leaves_no_server_no_option_file_and_the_next_run_drop
     assert "dropped 3 table(s) a killed run left in the replica: ghost__cf_old, ghost__cf_shadow, " \
            "procedurelog__cf_shadow" in output
     assert replica_tables(dst, "%\\_\\_cf\\_%") == []
-    assert not [pid for pid in children_of(os.getpid()) if "create_app" in cmdline(pid)]
+    # The rerun's server ended with it too: no server process anywhere runs on this test's Prefect home.
+    assert servers_on(tmp_path / "prefect-home") == []
+
+
+def servers_on(prefect_home: Path) -> list[int]:
+    """Live embedded Prefect servers whose PREFECT_HOME is ``prefect_home``."""
+    marker = f"PREFECT_HOME={prefect_home}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and "prefect.server.api.server:create_app" in cmdline(int(entry)) and alive(int(entry)):
+            try:
+                if marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
