@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from bench._admin import admin_pg
 from blocks.databases import MySQLServer, PostgresServer
 from tests.conftest import mysql_exec, mysql_query
 from tests.replication.conftest import PROJECT_ROOT, PYTHON
