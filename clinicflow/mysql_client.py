@@ -49,6 +49,8 @@ def client_binary() -> str | None:
     """Path of the C client used for exports, or None when pymysql must be used."""
     if os.environ.get(EXPORT_ENV, "").strip().lower() == "pymysql":
         return None
+    if not hasattr(os, "memfd_create"):
+        return None  # not Linux: no anonymous option file, so the password never goes to the client
     return shutil.which("mariadb")
 
 
