@@ -12,9 +12,16 @@ Which is used when: the C client (``mariadb`` on ``PATH``; the image installs
 for everything else (planning, keyset pages that need the last key, LOAD DATA,
 state). Both give the same bytes (tested).
 
-The password goes to the client in a ``--defaults-extra-file`` readable by
-the owner only, removed as soon as the client exits: never on the
-command line (visible in ``ps``), never in a log or an exception message.
+The password goes to the client in an option file that has no name: a
+memfd (an anonymous in-memory file, owner-only) passed to the child as
+``--defaults-extra-file=/dev/fd/N``. Nothing is written to disk, so a
+SIGKILL or OOM kill of either process cannot leave the password behind; the
+file is gone with the last process holding it. Never on the command line
+(visible in ``ps``), never in a log or an exception message. The child gets
+only the environment it needs (no inherited ``CLINICFLOW_*`` secrets).
+Passwords are written with the option-file escapes (quote, backslash,
+newline, tab, carriage return); a NUL byte, which an option file cannot
+hold, is refused with a clear error.
 """
 from __future__ import annotations
 
@@ -26,7 +33,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from blocks.databases import MYSQL_SESSION_SQL_MODE
@@ -43,25 +49,55 @@ def client_binary() -> str | None:
     """Path of the C client used for exports, or None when pymysql must be used."""
     if os.environ.get(EXPORT_ENV, "").strip().lower() == "pymysql":
         return None
+    if not hasattr(os, "memfd_create"):
+        return None  # not Linux: no anonymous option file, so the password never goes to the client
     return shutil.which("mariadb")
 
 
-def _option_value(value: str) -> str:
-    # Option-file values in double quotes: backslash and quote escaped.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+# The escapes MariaDB's option-file reader understands inside a double-quoted value.
+_OPTION_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b"}
 
 
-def _defaults_file(server: Any) -> str:
-    fd, path = tempfile.mkstemp(prefix="cf_my_", suffix=".cnf")  # created 0600
-    with os.fdopen(fd, "w") as out:
-        out.write("[client]\n")
-        out.write(f"user={_option_value(server.username)}\n")
-        out.write(f"password={_option_value(server.password.get_secret_value())}\n")
-        if server.unix_socket:
-            out.write(f"socket={_option_value(server.unix_socket)}\n")
-        else:
-            out.write(f"host={_option_value(server.host)}\nport={int(server.port)}\n")
-    return path
+def _option_value(value: str, field: str) -> str:
+    """``value`` as a double-quoted option-file value; ``field`` names it in the error (never the value)."""
+    if "\0" in value:
+        raise MySQLClientError(f"mysql client: the {field} contains a NUL byte, which a MariaDB option file "
+                               "cannot hold; change it (pymysql, CLINICFLOW_MYSQL_EXPORT=pymysql, accepts it)")
+    return '"' + "".join(_OPTION_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+def _option_file_text(server: Any) -> str:
+    lines = ["[client]", f"user={_option_value(server.username, 'user name')}",
+             f"password={_option_value(server.password.get_secret_value(), 'password')}"]
+    if server.unix_socket:
+        lines.append(f"socket={_option_value(server.unix_socket, 'socket path')}")
+    else:
+        lines += [f"host={_option_value(server.host, 'host')}", f"port={int(server.port)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _option_fd(server: Any) -> int:
+    """An anonymous owner-only file holding the client's options, positioned at its start."""
+    fd = os.memfd_create("clinicflow-mysql-options", os.MFD_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)  # memfds start 0777; the client ignores world-writable option files
+        os.write(fd, _option_file_text(server).encode("utf-8"))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+# Variables the client (and stdbuf, which sets its own LD_PRELOAD) may see; nothing else is inherited.
+CLIENT_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def _client_env() -> dict[str, str]:
+    env = {name: os.environ[name] for name in CLIENT_ENV_NAMES if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    # No HOME: the client must not read a ~/.my.cnf whose settings would override ours.
+    return env
 
 
 def inline_params(sql: str, params: Sequence[Any]) -> str:
@@ -83,6 +119,7 @@ PIPE_BYTES = 1 << 20
 
 
 def _command(binary: str, defaults: str, server: Any, sql: str, time_zone: str) -> list[str]:
+    """``defaults``: the option file's path (``/dev/fd/N`` for the memfd)."""
     # Without stdbuf (not coreutils) the client runs as it is: only slower.
     stdbuf = shutil.which("stdbuf")
     prefix = [stdbuf, f"--output={CLIENT_OUTPUT_BUFFER}"] if stdbuf else []
@@ -149,20 +186,26 @@ def open_export(server: Any, sql: str, *, time_zone: str = "'+00:00'") -> Iterat
     binary = client_binary()
     if binary is None:
         raise MySQLClientError("no MariaDB/MySQL command-line client installed")
-    defaults = _defaults_file(server)
+    options = _option_fd(server)
     # stderr to a file, not a pipe: a long error message must never block the
     # client while we wait for its stdout.
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(_command(binary, defaults, server, sql, time_zone), stdout=subprocess.PIPE,
-                                stderr=stderr, stdin=subprocess.DEVNULL)
-        _widen_pipe(proc.stdout)
-        export = ClientExport(proc, stderr)
-        try:
-            yield export
-        finally:
-            export.abort()
-            proc.stdout.close()  # type: ignore[union-attr]
-            Path(defaults).unlink(missing_ok=True)
+    try:
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen(_command(binary, f"/dev/fd/{options}", server, sql, time_zone),
+                                    stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                                    pass_fds=(options,), env=_client_env())
+            os.close(options)  # the child has its copy; ours is not needed any more
+            options = -1
+            _widen_pipe(proc.stdout)
+            export = ClientExport(proc, stderr)
+            try:
+                yield export
+            finally:
+                export.abort()
+                proc.stdout.close()  # type: ignore[union-attr]
+    finally:
+        if options >= 0:
+            os.close(options)
 
 
 def export_query(server: Any, sql: str, out: IO[bytes], *, time_zone: str = "'+00:00'") -> None:

@@ -17,6 +17,13 @@ gone with it. Four Prefect defaults cost time there and buy nothing:
   is done. Heartbeats let a server mark crashed runs; an embedded server dies
   with the process, so nobody could read them.
 
+Prefect starts that server as a child process and stops it at exit; a
+parent killed by SIGKILL or the OOM killer never gets there, and the server
+(~180 MB) ran on forever, reparented to init. Here it is started through a
+small wrapper whose watcher thread ends the server as soon as its parent
+process is gone (its parent pid changes), whichever thread started it, and
+with an environment that carries no ``CLINICFLOW_*`` variable or password.
+
 With ``PREFECT_API_URL`` set (deployments, a local Prefect server) nothing here
 changes Prefect's behaviour.
 """
@@ -24,7 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 # Read by Prefect when it is first imported: set them before that.
 EMBEDDED_ENV_DEFAULTS = {
@@ -44,13 +55,71 @@ def prepare_embedded_environment() -> None:
         os.environ.setdefault(name, value)
 
 
+# Runs uvicorn as ``python -m uvicorn`` would, plus a thread that ends the server once the process that
+# started it (argv[1]) is gone: SIGTERM for uvicorn's orderly shutdown, then a hard exit 5 s later.
+_SERVER_WRAPPER = """
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv[1])
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(1)
+threading.Thread(target=watch, daemon=True, name="clinicflow-parent-watch").start()
+sys.argv = ["uvicorn", *sys.argv[2:]]
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+
+# Never handed to the embedded server: it needs none of them.
+_SECRET_NAME = re.compile(r"^CLINICFLOW_|PASSWORD|PASSWD|SECRET|TOKEN|^MYSQL_PWD$|^PGPASS|^AWS_|^GOOGLE_APPLICATION_CREDENTIALS$")
+
+
+def server_environment(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without credentials (Prefect's own settings are kept)."""
+    return {name: value for name, value in environ.items()
+            if name.startswith("PREFECT_") or not _SECRET_NAME.search(name.upper())}
+
+
+def _guarded_server_class() -> Any:
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    class GuardedServer(SubprocessASGIServer):
+        """Prefect's embedded server, started through the wrapper above (same arguments as Prefect 3.9's)."""
+
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                   "PREFECT__SERVER_FINAL": "1",
+                   **get_current_settings().to_environment_variables(exclude_unset=True)}
+            return subprocess.Popen(
+                args=[sys.executable, "-c", _SERVER_WRAPPER, str(os.getpid()),
+                      "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                      "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+                      "--log-level", "error", "--lifespan", "on"],
+                env=server_environment(env),
+            )
+
+    return GuardedServer
+
+
+def guard_embedded_server() -> None:
+    """Make the embedded server Prefect starts (in any thread, later) one that dies with this process."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    if None not in SubprocessASGIServer._instances:
+        _guarded_server_class()()  # registers itself as the default instance Prefect's clients ask for
+
+
 @contextlib.contextmanager
 def flow_run_settings() -> Iterator[None]:
-    """Wrap a flow call: with no Prefect API, flow-run heartbeats are off (see the module's docstring)."""
+    """Wrap a flow call: with no Prefect API, flow-run heartbeats are off and the embedded server is guarded."""
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if PREFECT_API_URL.value():
         yield
         return
+    guard_embedded_server()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

@@ -117,6 +117,26 @@ def ensure_database(server: MySQLServer) -> None:
         conn.close()
 
 
+def drop_leftover_tables(server: MySQLServer) -> list[str]:
+    """Drop ``*__cf_shadow`` / ``*__cf_old`` tables a killed run left in the replica; returns their names.
+
+    A run creates its shadows afresh, so any found before the run starts belong to a run that died
+    (runs of one replica never overlap: the deployments and the CronJob allow one at a time).
+    """
+    conn = connect(server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
+                        ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")))
+            names = [_text(row[0]) for row in cur.fetchall()]
+            for name in names:
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
+    finally:
+        conn.close()
+    return names
+
+
 def connect(server: MySQLServer, *, streaming: bool = False) -> Any:
     """A connection for copying: raw bytes out, permissive sql_mode, UTC session."""
     return server.connect(streaming=streaming, conv=RAW_CONVERSIONS, autocommit=True)
@@ -308,20 +328,23 @@ def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: 
 
 
 class ChunkFile:
-    """A temporary file for one chunk, removed when done (bounded by the chunk size)."""
+    """A temporary file for one chunk (bounded by the chunk size) that has no name on disk.
+
+    It is unlinked as soon as it is created and used through ``/proc/self/fd/N`` (this process
+    writes it and pymysql reads it for ``LOAD DATA LOCAL``), so a killed run leaves no rows behind.
+    """
 
     def __init__(self, table: str) -> None:
-        fd, self.path = tempfile.mkstemp(prefix=f"cf_{table}_", suffix=".tsv")
-        os.close(fd)
+        fd, name = tempfile.mkstemp(prefix=f"cf_{table}_", suffix=".tsv")
+        os.unlink(name)
+        self._fd = fd
+        self.path = f"/proc/self/fd/{fd}"
 
     def __enter__(self) -> str:
         return self.path
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        os.close(self._fd)
 
 
 def _typed_key(values: Sequence[str], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:

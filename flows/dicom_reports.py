@@ -5,7 +5,9 @@ read keyset pages in the flow, map batches of whole files onto
 ``dicom-batch`` tasks with at most ``max_concurrency`` in flight, write the
 CSV from the durable state, publish progress and a summary. The flow ends
 Failed when more files failed than ``failure_threshold`` (saying how many),
-or when a batch could not be processed at all.
+when a batch could not be processed at all, when the CSVs could not be
+written (the summary and failures artifacts are still published), or when a
+stop request (SIGTERM) ended it early with its progress saved.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from prefect.states import Failed
 from blocks.buckets import DICOM_BUCKET_BLOCK, resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
+from clinicflow import cancel
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
@@ -73,13 +76,15 @@ def _process_pages(source: ReportsSource, settings: BatchSettings, state_server:
 
     try:
         after = None
-        while True:
+        while not cancel.requested():
             page = read_page_task(source, after, page_size)
             if not page.files:
                 break
             for files in batches(page.files, batch_size):
                 if len(in_flight) >= max_concurrency:
                     collect(next(as_completed(list(in_flight))))
+                if cancel.requested():
+                    break
                 future = process_batch_task.submit(files, settings, state_server, state_schema, bucket)
                 in_flight[future] = len(files)
             after = page.last_key
@@ -116,6 +121,8 @@ def extract_dicom_reports(
     download_timeout_seconds: float = 300,
     download_retries: int = 3,
     retry_backoff_seconds: float = 2.0,
+    allowed_roots: list[str] | None = None,
+    allow_private_redirects: bool = False,
 ) -> Any:
     """Extract the DICOM files of a reports query into ``<bucket>/<dataset>/``.
 
@@ -124,7 +131,24 @@ def extract_dicom_reports(
     fields. Progress is kept in ``state_block`` (default: the reports
     database), schema ``state_schema``, so a rerun resumes. ``base_location``
     resolves relative file locations (a folder or an http/gs/s3 prefix).
+    Absolute and ``file://`` locations must lie inside ``allowed_roots`` (or
+    the base folder); HTTP redirects to private/loopback addresses are
+    refused unless ``allow_private_redirects``.
     """
+    # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
+    # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
+    with cancel.sigterm_stops_run():
+        return _extract(query, dataset, reports_block, state_block, state_schema, bucket_kind, bucket_block,
+                        base_location, page_size, batch_size, max_concurrency, all_frames, jpeg_quality,
+                        failure_threshold, max_file_mb, download_timeout_seconds, download_retries,
+                        retry_backoff_seconds, allowed_roots, allow_private_redirects)
+
+
+def _extract(query: str, dataset: str, reports_block: str, state_block: str | None, state_schema: str,
+             bucket_kind: Literal["local", "gcs", "s3"], bucket_block: str, base_location: str | None,
+             page_size: int, batch_size: int, max_concurrency: int, all_frames: bool, jpeg_quality: int,
+             failure_threshold: int, max_file_mb: float, download_timeout_seconds: float, download_retries: int,
+             retry_backoff_seconds: float, allowed_roots: list[str] | None, allow_private_redirects: bool) -> Any:
     _check_options(dataset, page_size, batch_size, max_concurrency, jpeg_quality, failure_threshold,
                    max_file_mb, download_timeout_seconds)
     log = get_logger("clinicflow.dicom")
@@ -143,15 +167,24 @@ def extract_dicom_reports(
             dataset=dataset, run_id=run_id, base_location=base_location, all_frames=all_frames,
             jpeg_quality=jpeg_quality,
             limits=DownloadLimits(max_bytes=int(max_file_mb * 1024 * 1024), timeout_seconds=download_timeout_seconds,
-                                  retries=download_retries, backoff_base_seconds=retry_backoff_seconds),
+                                  retries=download_retries, backoff_base_seconds=retry_backoff_seconds,
+                                  allowed_roots=tuple(allowed_roots or ()),
+                                  allow_private_redirects=allow_private_redirects),
         )
         total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
                                              page_size=page_size, batch_size=batch_size,
                                              max_concurrency=max_concurrency)
-        # A batch that could not run leaves its files out of this run: keep the previous CSV rather than
-        # publish a shorter one.
-        outputs = (None if batch_errors else
-                   write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id))
+        # A batch that could not run (or a stop) leaves files out of this run: keep the previous CSV rather
+        # than publish a shorter one.
+        outputs = None
+        csv_error = None
+        if not batch_errors and not total.cancelled and not cancel.requested():
+            try:
+                outputs = write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id)
+            except Exception as exc:  # noqa: BLE001 - the summary and failures artifacts must still be published
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                csv_error = f"{type(exc).__name__}: {first_line}"[:300]
+                log.error("%s: writing the CSVs failed: %s", dataset, csv_error)
 
     seconds = time.monotonic() - started
     create_table_artifact(summary_rows(count, total, outputs, seconds, bucket_name),
@@ -167,9 +200,15 @@ def extract_dicom_reports(
                                           + (f" and {outputs.failures_object}" if outputs else ""))
 
     failed = total.failed + (1 if count.rows_without_key else 0)
+    if total.cancelled or cancel.requested():
+        return Failed(message=f"stopped by SIGTERM: {total.done} file(s) converted and {total.failed} failed "
+                              "this run are saved; a rerun resumes (CSV not rewritten)")
     if batch_errors:
         return Failed(message=f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): "
                               + "; ".join(batch_errors[:3]))
+    if csv_error:
+        return Failed(message=f"the CSVs could not be written ({csv_error}); files converted: {total.done}, "
+                              f"failed: {failed}")
     if failed > failure_threshold:
         return Failed(message=f"{failed} failure(s), more than the threshold of {failure_threshold}: "
                               + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())

@@ -40,7 +40,7 @@ from clinicflow.config import TablesConfig, load_tables_config
 from clinicflow.guards import check_analytics_is_not_source, check_targets
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
-from flows.replicate import select_tables
+from flows.replicate import select_tables, warn_dropped_leftovers
 from tasks import load as load_tasks
 from tasks import replication as repl_tasks
 
@@ -262,6 +262,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
                  pg.describe())
         if replicate:
             replication.ensure_database(replica)
+            warn_dropped_leftovers(replication.drop_leftover_tables(replica))
             _record_drift(source, config, log)
         load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
     except Exception as exc:

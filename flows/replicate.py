@@ -53,6 +53,11 @@ def _error_text(future: PrefectFuture) -> str:
     return ""
 
 
+def warn_dropped_leftovers(names: list[str]) -> None:
+    if names:
+        get_logger().warning("dropped %d table(s) a killed run left in the replica: %s", len(names), ", ".join(names))
+
+
 def select_tables(config: TablesConfig, tables: list[str] | None, *, allow_empty: bool = False) -> list[str]:
     """The requested tables, each checked against tables.yml; none at all is an error unless ``allow_empty``."""
     if not tables:
@@ -160,6 +165,7 @@ def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False
         raise
     log.info("replicating %d tables from %s to %s", len(names), src.describe(), dst.describe())
     replication.ensure_database(dst)
+    warn_dropped_leftovers(replication.drop_leftover_tables(dst))
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
         log.info("tier %d: %d tables", tier, len(tier_names))

@@ -2,7 +2,8 @@
 
 ``run`` runs flow ``extract_dicom_reports`` in-process (with or without a
 Prefect API; blocks come from the resolver) and exits 1 when the flow ends
-Failed. ``demo`` seeds the demo reports (pydicom's test files) and runs the
+Failed. SIGTERM stops a run cleanly: downloads in progress end, finished
+files stay recorded, the flow ends Failed saying so (a second SIGTERM kills). ``demo`` seeds the demo reports (pydicom's test files) and runs the
 flow into a local folder. ``status`` shows a dataset's durable progress;
 ``reset`` forgets it so the next run starts over.
 """
@@ -65,6 +66,10 @@ def run_command(
     download_timeout_seconds: float = typer.Option(300, help="Time limit of one download attempt."),
     download_retries: int = typer.Option(3, help="Retries of transient download failures."),
     retry_backoff_seconds: float = typer.Option(2.0, help="First retry delay (doubles each retry, with jitter)."),
+    allowed_root: Optional[list[str]] = typer.Option(None, help="Folder that absolute and file:// locations may "
+                                                     "lie in (repeatable; none: such locations are refused)."),
+    allow_private_redirects: bool = typer.Option(False, "--allow-private-redirects",
+                                                 help="Follow HTTP redirects to private/loopback addresses."),
 ) -> None:
     """Run the extraction (exit 1 if the flow fails)."""
     if bucket_kind not in ("local", "gcs", "s3"):
@@ -75,7 +80,8 @@ def run_command(
               max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
               failure_threshold=failure_threshold, max_file_mb=max_file_mb,
               download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
-              retry_backoff_seconds=retry_backoff_seconds)
+              retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root or None,
+              allow_private_redirects=allow_private_redirects)
 
 
 @dicom_app.command("demo")
@@ -106,7 +112,8 @@ def demo_command(
             store.ensure_schema()
             store.reset()
     # The demo's bad files are there on purpose: the run succeeds with exactly those failures.
-    _run_flow(console, bucket_kind="local", failure_threshold=sum(1 for f in DEMO_FILES if f.expected_failure))
+    _run_flow(console, bucket_kind="local", failure_threshold=sum(1 for f in DEMO_FILES if f.expected_failure),
+              allowed_roots=[str(files_dir.resolve())])
 
 
 @dicom_app.command("status")

@@ -9,22 +9,40 @@ Downloads are streamed to disk (memory: one chunk), bounded in size and
 time, and retried with exponential backoff and jitter on transient failures
 only — timeouts, connection errors, HTTP 5xx and 429 — through the project's
 one retry policy. 404, 403 and other client errors fail at once.
+
+Time: each HTTP attempt has an absolute deadline, enforced on every socket
+operation (connect, every read, every write) by a network backend that cuts
+each operation's timeout to the time left; a read timeout alone resets on
+every byte, so a server trickling one byte a second would never time out.
+Reads wait in short steps so that a stop request (SIGTERM, see
+:mod:`clinicflow.cancel`) ends a download within a fraction of a second.
+
+Where: local files (absolute paths, ``file://``) only inside the configured
+allowed roots (or the base folder); HTTP redirects to private, loopback or
+link-local addresses are refused unless allowed.
 Failures raise :class:`DownloadError` with a short ``kind`` for counting and
 a ``reason`` for people; neither ever contains credentials (URLs are shown
 without their user info and query string).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
+from clinicflow import cancel
 from clinicflow.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
 
 CHUNK_BYTES = 1 << 20
+MAX_REDIRECTS = 5
+# A blocked read wakes this often to see whether the run was asked to stop.
+STOP_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,10 @@ class DownloadLimits:
     connect_timeout_seconds: float = 10.0
     retries: int = MAX_RETRIES
     backoff_base_seconds: float = BACKOFF_BASE_SECONDS
+    # Folders that absolute and file:// locations must lie in (after resolving symlinks); none: refused.
+    allowed_roots: tuple[str, ...] = ()
+    # Follow HTTP redirects to private/loopback/link-local addresses (refused by default: SSRF).
+    allow_private_redirects: bool = False
 
 
 class DownloadError(Exception):
@@ -60,6 +82,20 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def stored_location(location: str) -> str:
+    """``location`` as the state tables and CSVs keep it: redacted, and still unique.
+
+    A URL with user info, a query string or a fragment becomes its redacted form
+    plus a hash of the whole location (two signed URLs of one object stay two keys).
+    """
+    safe = redact(location)
+    if safe == location:
+        return location
+    import hashlib
+
+    return f"{safe}#sha256={hashlib.sha256(location.encode('utf-8')).hexdigest()[:16]}"
+
+
 def resolve_location(location: str, base: str | None = None) -> str:
     """An absolute URL or filesystem path for ``location`` (relative ones joined to ``base``)."""
     location = (location or "").strip()
@@ -84,6 +120,94 @@ def resolve_location(location: str, base: str | None = None) -> str:
     return str(Path(base) / relative)
 
 
+_attempt = threading.local()  # .deadline: time.monotonic() by which this thread's HTTP attempt must end
+
+
+def _time_left(timeout: float | None) -> float | None:
+    """``timeout`` cut to this thread's attempt deadline; raises a timeout when none is left."""
+    import httpcore
+
+    deadline = getattr(_attempt, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("download deadline reached")
+    return left if timeout is None else min(timeout, left)
+
+
+def _deadline_backend() -> Any:
+    import httpcore
+
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            until = None if timeout is None else time.monotonic() + timeout
+            while True:
+                cancel.check()
+                left = _time_left(None if until is None else max(0.0, until - time.monotonic()))
+                if left is not None and left <= 0:
+                    raise httpcore.ReadTimeout("read timed out")
+                try:
+                    return self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
+                                             else min(left, STOP_POLL_SECONDS))
+                except httpcore.ReadTimeout:
+                    continue  # a timed-out recv consumed nothing: the deadlines are checked again above
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            cancel.check()
+            self._stream.write(buffer, _time_left(timeout))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> Any:
+            return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._stream.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.NetworkBackend):
+        def __init__(self) -> None:
+            self._backend = httpcore.SyncBackend()
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> Any:
+            cancel.check()
+            return DeadlineStream(self._backend.connect_tcp(host, port, _time_left(timeout), local_address,
+                                                            socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+            return DeadlineStream(self._backend.connect_unix_socket(path, _time_left(timeout), socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._backend.sleep(seconds)
+
+    return DeadlineBackend()
+
+
+def _is_private_host(host: str) -> bool:
+    """True when ``host`` is, or resolves to, a private, loopback, link-local or otherwise non-public address."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False  # unresolvable: the request itself fails
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
+                or ip.is_unspecified):
+            return True
+    return False
+
+
+def _within(path: str, root: str) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
+
+
 class Downloader:
     """Fetches files for one batch; holds the HTTP connection pool and cloud clients.
 
@@ -91,7 +215,7 @@ class Downloader:
     """
 
     def __init__(self, limits: DownloadLimits = DownloadLimits(), base: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = cancel.sleep) -> None:
         import httpx
 
         self.limits = limits
@@ -99,8 +223,14 @@ class Downloader:
         self._sleep = sleep
         self._http = httpx.Client(
             timeout=httpx.Timeout(limits.timeout_seconds, connect=limits.connect_timeout_seconds),
-            follow_redirects=True,
+            follow_redirects=False,  # followed in _http_get, each target checked
         )
+        # httpx has no public hook for the network backend; every pool it made (proxies too) gets ours.
+        backend = _deadline_backend()
+        for transport in [self._http._transport, *self._http._mounts.values()]:
+            pool = getattr(transport, "_pool", None)
+            if pool is not None:
+                pool._network_backend = backend
         self._gcs: Any = None
         self._s3: Any = None
 
@@ -122,12 +252,13 @@ class Downloader:
         scheme = urlsplit(resolved).scheme.lower()
         if scheme in ("", "file"):
             return self._local(resolved)
+        cancel.check()
         fetchers = {"http": self._http_get, "https": self._http_get, "gs": self._gs_get, "s3": self._s3_get}
         fetch_once = fetchers[scheme]
         try:
             call_with_retry(lambda: fetch_once(resolved, dest), what=what, retries=self.limits.retries,
                             base=self.limits.backoff_base_seconds, sleep=self._sleep)
-        except DownloadError:
+        except (DownloadError, cancel.RunCancelled):
             dest.unlink(missing_ok=True)
             raise
         except Exception as exc:
@@ -138,6 +269,13 @@ class Downloader:
     # -- local files: no copy, the file is used where it is.
     def _local(self, resolved: str) -> Path:
         path = Path(unquote(urlsplit(resolved).path)) if resolved.startswith("file:") else Path(resolved)
+        # Checked before anything else, so a location outside the roots learns nothing about the file.
+        roots = list(self.limits.allowed_roots)
+        if self.base and not urlsplit(self.base).scheme:
+            roots.append(self.base)
+        if not any(_within(str(path), root) for root in roots):
+            raise DownloadError("bad-location", f"{path} is outside the allowed roots for local files"
+                                + ("" if roots else " (none configured: set allowed_roots)"))
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -152,21 +290,38 @@ class Downloader:
 
     # -- one attempt each; call_with_retry decides whether to try again.
     def _http_get(self, url: str, dest: Path) -> None:
-        deadline = time.monotonic() + self.limits.timeout_seconds
-        with self._http.stream("GET", url) as response:
-            response.raise_for_status()
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
-                raise _TooLarge(int(declared))
-            received = 0
-            with open(dest, "wb") as out:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
-                    received += len(chunk)
-                    if received > self.limits.max_bytes:
-                        raise _TooLarge(received)
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"transfer exceeded {self.limits.timeout_seconds:g}s")
-                    out.write(chunk)
+        _attempt.deadline = time.monotonic() + self.limits.timeout_seconds
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                with self._http.stream("GET", url) as response:
+                    if response.is_redirect and response.next_request is not None:
+                        url = self._redirect_target(url, str(response.next_request.url))
+                        continue
+                    self._save(response, dest)
+                    return
+            raise DownloadError("too-many-redirects", f"{redact(url)}: more than {MAX_REDIRECTS} redirects")
+        finally:
+            _attempt.deadline = None
+
+    def _redirect_target(self, url: str, target: str) -> str:
+        host = urlsplit(target).hostname or ""
+        if not self.limits.allow_private_redirects and _is_private_host(host):
+            raise DownloadError("redirect-refused", f"{redact(url)} redirects to {redact(target)}, a private or "
+                                                    "loopback address (allow_private_redirects permits it)")
+        return target
+
+    def _save(self, response: Any, dest: Path) -> None:
+        response.raise_for_status()
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
+            raise _TooLarge(int(declared))
+        received = 0
+        with open(dest, "wb") as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                received += len(chunk)
+                if received > self.limits.max_bytes:
+                    raise _TooLarge(received)
+                out.write(chunk)
 
     def _gs_get(self, url: str, dest: Path) -> None:
         from blocks.buckets import gcs_client

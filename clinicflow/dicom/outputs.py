@@ -57,12 +57,7 @@ def write_outputs(state: StateStore, writer: BucketWriter, report_fields: list[s
     """Write ``<dataset>/reports.csv`` (and ``failures.csv`` when the run had failures) to the bucket."""
     dataset = state.dataset
     with tempfile.TemporaryDirectory(prefix="clinicflow-dicom-csv-") as tmp:
-        csv_path = Path(tmp) / REPORTS_CSV
-        with open(csv_path, "w", encoding="utf-8", newline="") as out:
-            rows = state.write_csv(out, report_fields, run_id)
-        csv_name = csv_object_name(dataset)
-        csv_uploaded = _upload_if_changed(csv_path, csv_name, state, writer)
-
+        # failures.csv first: a reports.csv that cannot be written must not take the failure list with it.
         failures = state.run_failures(run_id)
         failures_name: str | None = None
         failures_uploaded = False
@@ -79,6 +74,12 @@ def write_outputs(state: StateStore, writer: BucketWriter, report_fields: list[s
             # An earlier run's failure list no longer applies: every file now converts.
             writer.delete(failures_object_name(dataset))
             state.forget_upload(failures_object_name(dataset))
+
+        csv_path = Path(tmp) / REPORTS_CSV
+        with open(csv_path, "w", encoding="utf-8", newline="") as out:
+            rows = state.write_csv(out, report_fields, run_id)
+        csv_name = csv_object_name(dataset)
+        csv_uploaded = _upload_if_changed(csv_path, csv_name, state, writer)
     objects = [csv_name] + ([failures_name] if failures_name else [])
     return OutputsResult(csv_name, rows, csv_uploaded, failures_name, len(failures), failures_uploaded, objects)
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicflow.dicom.download import Downloader, DownloadError, DownloadLimits
+from clinicflow import cancel
+from clinicflow.dicom.download import Downloader, DownloadError, DownloadLimits, stored_location
 from clinicflow.dicom.render import DEFAULT_JPEG_QUALITY, ConversionError, RenderResult, jpeg_names, render_file
 from clinicflow.dicom.reports import KEY_COLUMNS, FileGroup, FileKey, ReportsSource, SourceCount
 from clinicflow.dicom.state import Failure, FileState, StateStore
@@ -45,7 +46,7 @@ class BatchSettings:
     dataset: str
     run_id: str
     base_location: str | None = None
-    limits: DownloadLimits = DownloadLimits()
+    limits: DownloadLimits = DownloadLimits()  # also the allowed roots of local files and the redirect rule
     all_frames: bool = False
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
 
@@ -68,6 +69,7 @@ class BatchResult:
     found_in_bucket: int = 0
     failures: list[Failure] = field(default_factory=list)
     failure_counts: Counter = field(default_factory=Counter)
+    cancelled: bool = False  # a stop request (SIGTERM) ended the batch early; the rest is left for a rerun
 
     def add_failure(self, failure: Failure) -> None:
         self.failed += 1
@@ -79,6 +81,7 @@ class BatchResult:
         for name in ("files", "skipped", "done", "bytes", "jpgs", "uploaded", "found_in_bucket", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failure_counts.update(other.failure_counts)
+        self.cancelled = self.cancelled or other.cancelled
         self.failures.extend(other.failures[: max(0, MAX_FAILURES_KEPT - len(self.failures))])
 
     def failures_by_kind(self) -> dict[str, int]:
@@ -109,6 +112,7 @@ def jpg_object_names(dataset: str, key: FileKey, frames: int, *, all_frames: boo
 def csv_row(group: FileGroup, dicom_name: str, jpg_names: list[str], render: RenderResult) -> dict[str, Any]:
     info = render.info
     row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple()))
+    row["file_location"] = stored_location(group.key.file_location)  # no credentials in the CSV
     row.update({
         "dicom_object": dicom_name,
         "jpg_objects": ";".join(jpg_names),
@@ -146,7 +150,9 @@ def process_batch(
     """Process one batch; returns counts and failures (already recorded in PostgreSQL).
 
     Bad files never stop the batch. Errors of the state database propagate
-    (the task is retried as a whole; done files are then skipped).
+    (the task is retried as a whole; done files are then skipped). A stop
+    request (:mod:`clinicflow.cancel`) ends the batch between files or inside
+    a download; the file in hand is neither done nor failed, so a rerun takes it.
     """
     log = get_logger("clinicflow.dicom")
     result = BatchResult(files=len(files))
@@ -167,10 +173,16 @@ def process_batch(
     with tempfile.TemporaryDirectory(prefix="clinicflow-dicom-") as tmp, \
             Downloader(settings.limits, settings.base_location) as downloader:
         for index, (group, previous) in enumerate(todo):
+            if cancel.requested():
+                result.cancelled = True
+                break
             work = Path(tmp) / str(index)
             work.mkdir()
             try:
                 failure = _process_file(group, previous, work, settings, state, writer, downloader, result)
+            except cancel.RunCancelled:
+                result.cancelled = True
+                break
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             if failure is not None:

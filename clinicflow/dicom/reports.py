@@ -13,6 +13,10 @@ bounded by one page.
 
 Rows are grouped by file key; each report field becomes the distinct,
 non-empty values of that field, sorted, joined by :data:`FIELD_SEPARATOR`.
+
+The query is the operator's SQL, so it runs in a read-only transaction and
+must be one statement (a ``;`` outside quotes and comments is refused: the
+query is wrapped as a subquery, and ``x) AS r; DROP ...`` would break out).
 """
 from __future__ import annotations
 
@@ -115,6 +119,7 @@ class ReportsSource:
             return quote_ident(text, "postgres")
         if not re.match(r"^(select|with|values|table)\b", text, re.IGNORECASE):
             raise ReportsQueryError("the reports query must be a SELECT/WITH statement or a view name")
+        check_single_statement(text)
         return f"({text})"
 
     @contextlib.contextmanager
@@ -122,6 +127,7 @@ class ReportsSource:
         """A cursor on ``sql``, executed; a failing query becomes a ReportsQueryError saying ``what`` failed."""
         conn = self.server.connect()
         try:
+            conn.set_session(readonly=True)  # the query is only ever read: a data-modifying CTE fails
             with conn.cursor() as cur:
                 try:
                     cur.execute(sql, params)
@@ -191,6 +197,55 @@ class ReportsSource:
                 return
             yield page
             after = page.last_key
+
+
+# Comments, E'' strings (backslash escapes), '' strings, "" identifiers, $tag$ quotes, and ; ( ).
+# A quote none of the string patterns could close is unterminated.
+_SQL_TOKENS = re.compile(r"""--[^\n]*|/\*|(?<![A-Za-z0-9_$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"""
+                         r"""|"(?:[^"]|"")*"|\$([A-Za-z_][A-Za-z0-9_]*)?\$|[;()'"]""", re.DOTALL)
+
+
+def check_single_statement(sql: str) -> None:
+    """Refuse ``sql`` unless it is one statement with balanced parentheses (quotes and comments skipped).
+
+    A trailing ``;`` must already be stripped.
+    """
+    depth = 0
+    position = 0
+    while True:
+        match = _SQL_TOKENS.search(sql, position)
+        if match is None:
+            break
+        token = match.group(0)
+        position = match.end()
+        if token == "/*":  # block comments nest in PostgreSQL
+            nesting = 1
+            while nesting and position < len(sql):
+                if sql.startswith("/*", position):
+                    nesting, position = nesting + 1, position + 2
+                elif sql.startswith("*/", position):
+                    nesting, position = nesting - 1, position + 2
+                else:
+                    position += 1
+            if nesting:
+                raise ReportsQueryError("the reports query has an unterminated /* comment")
+        elif token.startswith("$"):
+            end = sql.find(token, position)
+            if end < 0:
+                raise ReportsQueryError("the reports query has an unterminated dollar-quoted string")
+            position = end + len(token)
+        elif token in ("'", '"'):
+            raise ReportsQueryError("the reports query has an unterminated quoted string")
+        elif token == ";":
+            raise ReportsQueryError("the reports query must be a single statement (it contains ';')")
+        elif token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+            if depth < 0:
+                raise ReportsQueryError("the reports query has an unbalanced ')'")
+    if depth:
+        raise ReportsQueryError("the reports query has an unbalanced '('")
 
 
 def group_rows(names: list[str], rows: Iterator[tuple[Any, ...]]) -> Page:

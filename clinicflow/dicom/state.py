@@ -13,6 +13,10 @@ dataset (the output prefix), three tables in schema ``clinicflow_dicom``:
   counter — how tests and operators see that nothing was uploaded twice.
 - ``failures``: every failure of every run (file key, stage, kind, reason).
 
+Locations are stored as :func:`~clinicflow.dicom.download.stored_location`
+gives them: a URL's user info and query string (signed-URL tokens) never
+reach these tables or the CSVs written from them.
+
 Crash safety: a file is marked ``uploading`` (with its planned object names)
 before its first object is sent, and ``done`` only after its last. A run
 killed in between leaves ``uploading`` rows; the next run checks the bucket
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from blocks.databases import PostgresServer
+from clinicflow.dicom.download import stored_location
 from clinicflow.dicom.reports import OUTPUT_COLUMNS, FileKey
 from clinicflow.sql import quote_ident
 
@@ -181,7 +186,8 @@ class StateStore:
                               f.status, f.objects, f.csv_row""",
                 (run_id, *_columns(keys), self.dataset),
             )
-            found = {FileKey(*row[:4]): FileState(row[4], tuple(row[5] or ()), row[6]) for row in cur}
+            by_stored = {_stored(k): k for k in keys}
+            found = {by_stored[tuple(row[:4])]: FileState(row[4], tuple(row[5] or ()), row[6]) for row in cur}
         return found
 
     def claim(self, planned: dict[FileKey, list[str]], run_id: str) -> None:
@@ -198,7 +204,7 @@ class StateStore:
                           SET status = 'uploading', objects = EXCLUDED.objects, seen_run = EXCLUDED.seen_run,
                               stage = NULL, kind = NULL, reason = NULL, updated_at = now()
                           WHERE f.status <> 'done'""",
-                    (self.dataset, *key.as_tuple(), list(objects), run_id),
+                    (self.dataset, *_stored(key), list(objects), run_id),
                 )
 
     def uploaded_objects(self, names: Iterable[str]) -> set[str]:
@@ -252,7 +258,7 @@ class StateStore:
                           SET status = 'done', objects = EXCLUDED.objects, csv_row = EXCLUDED.csv_row,
                               bytes = EXCLUDED.bytes, jpgs = EXCLUDED.jpgs, seen_run = EXCLUDED.seen_run,
                               stage = NULL, kind = NULL, reason = NULL, updated_at = now()""",
-                    (self.dataset, *key.as_tuple(), list(objects), json.dumps(csv_row, sort_keys=True),
+                    (self.dataset, *_stored(key), list(objects), json.dumps(csv_row, sort_keys=True),
                      size, jpgs, run_id),
                 )
 
@@ -266,7 +272,7 @@ class StateStore:
                     f"""UPDATE {self._s}.files SET csv_row = %s, updated_at = now()
                         WHERE dataset = %s AND study_id = %s AND series_id = %s AND instance_id = %s
                           AND file_location = %s AND status = 'done'""",
-                    (json.dumps(csv_row, sort_keys=True), self.dataset, *key.as_tuple()),
+                    (json.dumps(csv_row, sort_keys=True), self.dataset, *_stored(key)),
                 )
 
     def record_failures(self, failures: list[Failure], run_id: str) -> None:
@@ -285,13 +291,13 @@ class StateStore:
                               kind = EXCLUDED.kind, reason = EXCLUDED.reason, seen_run = EXCLUDED.seen_run,
                               updated_at = now()
                           WHERE t.status <> 'done'""",
-                    (self.dataset, *f.key.as_tuple(), f.stage, f.kind, f.reason, run_id),
+                    (self.dataset, *_stored(f.key), f.stage, f.kind, f.reason, run_id),
                 )
                 cur.execute(
                     f"""INSERT INTO {self._s}.failures
                           (dataset, run_id, study_id, series_id, instance_id, file_location, stage, kind, reason)
                         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    (self.dataset, run_id, *f.key.as_tuple(), f.stage, f.kind, f.reason),
+                    (self.dataset, run_id, *_stored(f.key), f.stage, f.kind, f.reason),
                 )
 
     def record_source_failure(self, stage: str, kind: str, reason: str, run_id: str) -> None:
@@ -357,9 +363,14 @@ class StateStore:
                 cur.execute(f"DELETE FROM {self._s}.{table} WHERE dataset = %s", (self.dataset,))
 
 
+def _stored(key: FileKey) -> tuple[str, str, str, str]:
+    """The key as the tables keep it: the location without user info or query string (see stored_location)."""
+    return (key.study_id, key.series_id, key.instance_id, stored_location(key.file_location))
+
+
 def _columns(keys: list[FileKey]) -> tuple[list[str], list[str], list[str], list[str]]:
-    return ([k.study_id for k in keys], [k.series_id for k in keys],
-            [k.instance_id for k in keys], [k.file_location for k in keys])
+    stored = [_stored(k) for k in keys]
+    return ([k[0] for k in stored], [k[1] for k in stored], [k[2] for k in stored], [k[3] for k in stored])
 
 
 def _cell(value: Any) -> str:

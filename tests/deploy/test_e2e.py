@@ -7,6 +7,7 @@ server accepts every deployment's job variables under our template.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
         "dicom-reports-postgres": admin_pg.model_copy(update={"database": names["dicom"]}),
     }
     counts = generator.seed(servers["opendental-source"], scale=0.01)
-    dicom_files = seed_demo_reports(servers["dicom-reports-postgres"], tmp_path_factory.mktemp("dicom-files"))
+    dicom_dir = tmp_path_factory.mktemp("dicom-files")
+    dicom_files = seed_demo_reports(servers["dicom-reports-postgres"], dicom_dir)
     bucket = gcs_emulator_server.new_bucket()
     env: dict[str, str] = {"STORAGE_EMULATOR_HOST": gcs_emulator_server.host,
                            "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": bucket,
@@ -97,7 +99,7 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
         env.update(block_env(name, server))
     try:
         yield {"servers": servers, "env": env, "counts": counts, "bucket": bucket, "gcs": gcs_emulator_server,
-               "dicom_files": dicom_files,
+               "dicom_files": dicom_files, "dicom_dir": str(dicom_dir.resolve()),
                "dicom_bad_files": sum(1 for demo in DEMO_FILES if demo.expected_failure)}
     finally:
         conn = admin_mysql.connect(database=None)
@@ -209,7 +211,9 @@ def test_dicom_deployment_exports_to_the_gcs_emulator(deployed: PrefectStack, da
     from clinicflow.dicom.outputs import csv_object_name
 
     # The demo set holds a few deliberately bad files; they are failures the run tolerates here.
-    code, log = run_deployment(deployed, "dicom-reports", [f"failure_threshold={databases['dicom_bad_files']}"])
+    # The demo's file:// locations are allowed by naming their folder.
+    code, log = run_deployment(deployed, "dicom-reports", [f"failure_threshold={databases['dicom_bad_files']}",
+                                                           f"allowed_roots={json.dumps([databases['dicom_dir']])}"])
     assert code == 0, log
     objects = databases["gcs"].objects(databases["bucket"], prefix="dicom-reports/")
     jpgs = [name for name in objects if name.endswith(".jpg")]

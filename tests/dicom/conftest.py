@@ -75,7 +75,9 @@ class FileServer:
     """Serves ``root``; ``faults[path]`` is a list of actions consumed one per request.
 
     Actions: an HTTP status (int), ``"slow"`` (stall longer than any test
-    timeout before answering), ``"reset"`` (drop the connection), ``"ok"``.
+    timeout before answering), ``"reset"`` (drop the connection), ``"ok"``,
+    ``"trickle"`` (headers at once, then the body at one byte per second),
+    ``("redirect", url)`` (a 302 to ``url``).
     ``delay`` adds a pause to every request (to make a run slow enough to kill).
     """
 
@@ -116,6 +118,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 return
             if action == "slow":
                 time.sleep(server.slow_seconds)
+            if isinstance(action, tuple) and action[0] == "redirect":
+                self.send_response(302)
+                self.send_header("Location", action[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if isinstance(action, int):
                 body = f"status {action}".encode()
                 self.send_response(action)
@@ -136,6 +144,13 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/dicom")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
+            if action == "trickle":
+                self.wfile.flush()
+                for i in range(len(data)):  # ends when the client hangs up (broken pipe)
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(1.0)
+                return
             self.wfile.write(data)
 
     return Handler

@@ -125,3 +125,29 @@ def test_bad_query_fails_the_flow_with_a_clear_message(prefect_server, reports_d
         state.result()
     with pytest.raises(ValueError, match="page_size must be at least 1"):
         extract_dicom_reports(query="reports", page_size=0)
+
+
+def test_a_failed_csv_write_still_publishes_the_summary_and_failures(prefect_server, reports_db, file_server,
+                                                                    bad_files, monkeypatch, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.dicom_reports import extract_dicom_reports
+
+    shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
+    shutil.copyfile(bad_files["empty.dcm"], file_server.root / "empty.dcm")
+    create_reports_table(reports_db, [("s", "se", "i1", "ct.dcm", "fine"), ("s", "se", "i2", "empty.dcm", "bad")])
+    bucket = tmp_path / "bucket"
+    # reports.csv cannot be written: a folder holds its name.
+    (bucket / "csvfail" / "reports.csv").mkdir(parents=True)
+    monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
+    monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PATH", str(bucket))
+    state = extract_dicom_reports(query="reports", dataset="csvfail", base_location=file_server.base_url,
+                                  failure_threshold=5, return_state=True, **FAST)
+    assert state.is_failed()
+    assert "the CSVs could not be written" in state.message
+    assert (bucket / failures_object_name("csvfail")).read_text().count("empty.dcm") == 1
+    with get_client(sync_client=True) as client:
+        found = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["dicom-csvfail-summary", "dicom-csvfail-failures"])))}
+    assert found == {"dicom-csvfail-summary", "dicom-csvfail-failures"}

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from clinicflow.dicom.pipeline import BatchSettings, dicom_object_name, jpg_obje
 from clinicflow.dicom.reports import FileGroup, FileKey
 from clinicflow.dicom.state import StateStore
 from clinicflow.dicom.storage import LocalFolderWriter, writer_for
-from tests.dicom.conftest import BAD_FILE_KINDS, sample_file
+from tests.dicom.conftest import BAD_FILE_KINDS, PYDICOM_DATA, PYDICOM_DATA_EXTRA, sample_file
 
 FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=5)
 
@@ -28,8 +30,12 @@ def store(reports_db):
         yield state
 
 
+# Local test files live in pydicom's package folders and under the temporary directory: the allowed roots.
+LOCAL_ROOTS = tuple(str(p) for p in (PYDICOM_DATA, PYDICOM_DATA_EXTRA, Path(tempfile.gettempdir())) if p)
+
+
 def _settings(run_id: str, **kwargs) -> BatchSettings:
-    return BatchSettings(dataset="ds", run_id=run_id, limits=FAST, **kwargs)
+    return BatchSettings(dataset="ds", run_id=run_id, limits=replace(FAST, allowed_roots=LOCAL_ROOTS), **kwargs)
 
 
 def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
@@ -191,3 +197,68 @@ def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, t
     assert result.done == 1 and result.failed == 1
     assert (result.failures[0].stage, result.failures[0].kind) == ("decode", "unexpected-error")
     assert "error" in result.failures[0].reason
+
+
+def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
+        store, reports_db, file_server, tmp_path: Path) -> None:
+    shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
+    secret = "S3CRET-token-42"
+    good = _group("ct", f"http://reader:{secret}@127.0.0.1:{file_server.port}/ct.dcm?sig={secret}")
+    bad = _group("gone", f"http://127.0.0.1:{file_server.port}/gone.dcm?X-Amz-Signature={secret}")
+    writer = LocalFolderWriter(tmp_path / "bucket")
+    for run in ("r1", "r2"):  # the second run must find the first one's rows by the same (stored) key
+        result = process_batch([good, bad], _settings(run), store, writer)
+    assert (result.done, result.skipped, result.failed) == (0, 1, 1)
+    assert file_server.requests["ct.dcm"] == 1
+    outputs = write_outputs(store, writer, ["report_text"], "r2")
+    assert outputs.csv_rows == 1 and outputs.failures_rows == 1
+
+    conn = reports_db.connect()
+    with conn.cursor() as cur:
+        dumped = []
+        for table in ("files", "failures", "uploads"):
+            cur.execute(f"SELECT * FROM clinicflow_dicom.{table}")
+            dumped.append(repr(cur.fetchall()))
+    conn.close()
+    texts = [*dumped, *(p.read_text() for p in (tmp_path / "bucket").rglob("*.csv"))]
+    assert len(texts) == 5
+    for text in texts:
+        assert secret not in text and "reader:" not in text
+    csv_text = (tmp_path / "bucket" / csv_object_name("ds")).read_text()
+    assert f"http://127.0.0.1:{file_server.port}/ct.dcm#sha256=" in csv_text
+
+
+def test_a_stop_request_ends_the_batch_and_leaves_the_rest_for_a_rerun(store, file_server, tmp_path: Path) -> None:
+    from clinicflow import cancel
+
+    for name in ("a.dcm", "b.dcm"):
+        shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / name)
+    groups = [_group(n, file_server.url(n)) for n in ("a.dcm", "b.dcm")]
+    writer = LocalFolderWriter(tmp_path / "bucket")
+    cancel.request_stop()
+    try:
+        stopped = process_batch(groups, _settings("r1"), store, writer)
+    finally:
+        cancel.clear()
+    assert stopped.cancelled and (stopped.done, stopped.failed) == (0, 0)
+    assert sum(file_server.requests.values()) == 0
+    resumed = process_batch(groups, _settings("r2"), store, writer)
+    assert not resumed.cancelled and resumed.done == 2
+
+
+def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db, file_server, tmp_path: Path) -> None:
+    import time
+
+    shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "slow.dcm")
+    file_server.faults["slow.dcm"] = ["trickle"]
+    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retries=0, timeout_seconds=2.0))
+    started = time.monotonic()
+    result = process_batch([_group("slow", file_server.url("slow.dcm"))], settings, store,
+                           LocalFolderWriter(tmp_path / "bucket"))
+    assert time.monotonic() - started < 2.0 + 2.0
+    assert result.failures_by_kind() == {"download/timeout": 1}
+    conn = reports_db.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT stage, kind FROM clinicflow_dicom.failures")
+        assert cur.fetchall() == [("download", "timeout")]
+    conn.close()

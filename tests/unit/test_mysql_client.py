@@ -5,7 +5,9 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -86,16 +88,61 @@ def test_client_runs_under_stdbuf_when_coreutils_has_it(monkeypatch: pytest.Monk
         "/usr/bin/mariadb"
 
 
-def test_no_credentials_file_is_left_behind(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path) -> None:
+def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path) -> None:
     credentials_dir = tmp_path / "tmp"
     credentials_dir.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(credentials_dir))  # where mkstemp puts the option file
+    monkeypatch.setattr(tempfile, "tempdir", str(credentials_dir))
     with open(tmp_path / "out", "wb") as f:
         mysql_client.export_query(db_with_user, "SELECT 1", f)
     with open(tmp_path / "out", "wb") as f, pytest.raises(mysql_client.MySQLClientError):
         mysql_client.export_query(db_with_user, "SELECT nope", f)
     assert os.listdir(credentials_dir) == []
+
+
+def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
+        db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "env-sentinel-7f3a")
+    monkeypatch.setenv("MYSQL_PWD", "env-sentinel-7f3a")
+    with mysql_client.open_export(db_with_user, "SELECT SLEEP(1.5)") as export:
+        pid = export._proc.pid
+        deadline = time.monotonic() + 10
+        while b"mariadb" not in Path(f"/proc/{pid}/cmdline").read_bytes():  # stdbuf execs the client
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        fds = {os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+        export.stdout.read()
+        export.finish()
+    assert b"env-sentinel-7f3a" not in environ and b"MYSQL_PWD" not in environ and b"CLINICFLOW" not in environ
+    assert TRICKY_PASSWORD.encode() not in environ and TRICKY_PASSWORD.encode() not in cmdline
+    assert b"--defaults-extra-file=/dev/fd/" in cmdline
+    assert any(target.startswith("/memfd:clinicflow-mysql-options") for target in fds), fds
+    assert not any(target.endswith(".cnf") for target in fds)
+
+
+@pytest.mark.parametrize("password", ["line1\nline2", 'quote"and\'single', "back\\slash\\", "hash#not-a-comment",
+                                      " spaces around ", "tab\there\rcr", "semi;colon=equals[section]", "ünï©ødé",
+                                      "\\n-literal-backslash-n"])
+def test_passwords_with_option_file_specials_work(db_with_user: MySQLServer, password: str) -> None:
+    admin = connect(db_with_user.model_copy(update={"username": "root", "password": SecretStr("")}))
+    with admin.cursor() as cur:
+        cur.execute("ALTER USER 'cf_cli_test'@'%%' IDENTIFIED BY %s", (password,))
+    admin.close()
+    server = db_with_user.model_copy(update={"password": SecretStr(password)})
+    with tempfile.TemporaryFile() as f:
+        mysql_client.export_query(server, "SELECT CURRENT_USER()", f)
+        f.seek(0)
+        assert f.read() == b"cf_cli_test@%\n"
+
+
+def test_a_nul_in_the_password_is_refused_clearly(db_with_user: MySQLServer) -> None:
+    server = db_with_user.model_copy(update={"password": SecretStr("before\0after")})
+    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
+        mysql_client.export_query(server, "SELECT 1", f)
+    assert "password contains a NUL byte" in str(info.value)
+    assert "before" not in str(info.value)
 
 
 def test_sql_error_is_permanent_and_named(db_with_user: MySQLServer) -> None:

@@ -25,3 +25,11 @@ def test_nothing_changes_with_an_api(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     prefect_runtime.prepare_embedded_environment()
     assert not any(name in os.environ for name in prefect_runtime.EMBEDDED_ENV_DEFAULTS)
+
+
+def test_the_embedded_server_gets_no_credentials() -> None:
+    environ = {"PATH": "/usr/bin", "HOME": "/home/x", "PREFECT_HOME": "/p", "PREFECT_API_DATABASE_CONNECTION_URL": "x",
+               "CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD": "s", "CLINICFLOW_CREDENTIALS": "env", "MYSQL_PWD": "s",
+               "PGPASSWORD": "s", "AWS_SECRET_ACCESS_KEY": "s", "GITHUB_TOKEN": "s", "my_secret": "s"}
+    assert prefect_runtime.server_environment(environ) == {
+        "PATH": "/usr/bin", "HOME": "/home/x", "PREFECT_HOME": "/p", "PREFECT_API_DATABASE_CONNECTION_URL": "x"}
