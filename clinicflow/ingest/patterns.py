@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 WILDCARD_CHARS = "*?["
 
@@ -110,18 +110,19 @@ def parse_location(pattern: str) -> Location:
     if not pattern or not pattern.strip():
         raise PatternError("pattern is empty")
     if "://" in pattern and not pattern.startswith("file://"):
-        parts = urlsplit(pattern)
-        if parts.scheme not in ("s3", "gs", "synthetic"):
+        scheme, _, rest = pattern.partition("://")
+        query = ""
+        if scheme == "synthetic":
+            rest, _, query = rest.partition("?")
+        elif scheme not in ("s3", "gs"):
             raise PatternError(f"pattern {pattern!r}: scheme must be s3://, gs://, file://, synthetic:// or a path")
-        if not parts.netloc:
+        bucket, _, glob = rest.partition("/")  # not urlsplit: '?' is a wildcard here, not a query
+        if not bucket:
             raise PatternError(f"pattern {pattern!r}: no bucket name")
-        if has_wildcards(parts.netloc):
+        if has_wildcards(bucket):
             raise PatternError(f"pattern {pattern!r}: wildcards in the bucket name are not supported")
-        glob = parts.path.lstrip("/")
-        if parts.scheme != "synthetic" and not glob:
-            glob = "**"
-        return Location(parts.scheme, parts.netloc, glob, parts.query)
-    path = urlsplit(pattern).path if pattern.startswith("file://") else pattern
+        return Location(scheme, bucket, glob or ("" if scheme == "synthetic" else "**"), query)
+    path = unquote(urlsplit(pattern).path) if pattern.startswith("file://") else pattern
     absolute = Path(path).expanduser()
     absolute = absolute if absolute.is_absolute() else Path.cwd() / absolute
     text = absolute.as_posix()

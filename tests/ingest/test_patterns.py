@@ -50,6 +50,7 @@ def test_parse_bucket_patterns() -> None:
     assert (loc.scheme, loc.bucket, loc.glob, loc.prefix) == ("s3", "bucket", "in/**/*.txt", "in/")
     assert loc.uri("in/a/b.txt") == "s3://bucket/in/a/b.txt"
     assert parse_location("gs://b").glob == "**"
+    assert parse_location("s3://b/in/file?.txt").glob == "in/file?.txt"  # '?' is a wildcard, not a URL query
     assert parse_location("synthetic://events?count=10").query == "count=10"
     with pytest.raises(PatternError, match="scheme"):
         parse_location("ftp://x/y")
