@@ -220,10 +220,11 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
                                                      model=extractor.model, prompt_version=extractor.prompt_version,
                                                      run_id=settings.run_id)
             db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
+            # Items that went through (staged now or already staged) close their open read/stage letters.
             failed_keys = {letter.item_key for letter in letters}
-            db.resolve_dead_letters(cur, settings.schema,
-                                    [d.uri for d in documents if d.uri not in failed_keys]
-                                    + [doc_id for doc_id, _ in rows])
+            db.resolve_dead_letters(cur, settings.schema, [o.uri for o in objects if o.uri not in failed_keys],
+                                    ("read", "stage"))
+            db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
         conn.commit()
         return counts
     except BaseException:
