@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ class LLMServer:
     port: int = 0
     script: list[Any] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer (to make a run slow enough to kill)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -56,6 +58,8 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if server.delay:
+                time.sleep(server.delay)
             with server.lock:
                 server.requests.append(body)
                 action = server.script.pop(0) if server.script else None
