@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     def demo_command(
         reseed: bool = typer.Option(False, "--reseed", help="Recreate the demo OpenDental database even if it exists."),
         dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also run the DICOM reports demo into ./out/bucket."),
+        ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also run the file ingestion demo (offline)."),
     ) -> None:
         """Seed demo data locally and run the nightly ETL (and the DICOM demo) on local defaults."""
         from blocks.databases import MySQLServer, PostgresServer
@@ -49,5 +50,10 @@ def register(app: typer.Typer) -> None:
             from clinicflow.commands.dicom import demo_command as dicom_demo
 
             dicom_demo(files_dir=Path("./out/dicom-demo-files"), bucket_path=None, reset=False)
+        if ingest:
+            from clinicflow.commands.ingest import demo_command as ingest_demo
+
+            ingest_demo(files_dir=Path("./out/ingest-demo-files"), database_block=ANALYTICS_BLOCK)
         console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
-                      "and the DICOM outputs under ./out/bucket")
+                      "the DICOM outputs under ./out/bucket "
+                      "and the ingested documents in PostgreSQL schema ingest")

@@ -111,6 +111,29 @@ def _section(text: str, labels: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def _hl7_fields(message: str) -> dict[str, Any]:
+    """Patient fields of an HL7 v2 message's PID segment (PID-3 id, PID-5 name, PID-7 birth date)."""
+    fields: dict[str, Any] = {}
+    for segment in re.split(r"\r\n|\r|\n", message):
+        parts = segment.split("|")
+        if parts[0] == "PID":
+            get = (lambda i: parts[i] if len(parts) > i else "")
+            fields["patient_id"] = get(3).split("^")[0] or None
+            family, _, given = get(5).partition("^")
+            fields["patient_name"] = " ".join(p for p in (given.split("^")[0], family) if p) or None
+            fields["date_of_birth"] = _parse_date_compact(get(7))
+        elif parts[0] == "MSH" and len(parts) > 6:
+            fields["encounter_date"] = _parse_date_compact(parts[6])
+    return {k: v for k, v in fields.items() if v}
+
+
+def _parse_date_compact(value: str) -> date | None:
+    try:
+        return datetime.strptime(value[:8], "%Y%m%d").date() if len(value) >= 8 else None
+    except ValueError:
+        return None
+
+
 class RulesExtractor:
     """Labelled fields ("MRN:", "DOB:", "Provider:"...) and ICD-10 / CPT patterns; no model."""
 
@@ -123,6 +146,8 @@ class RulesExtractor:
 
     def extract_one(self, document: DocumentText) -> Extraction:
         text = document.text
+        if text.lstrip().startswith("MSH|"):
+            return validate_output(document.document_id, _hl7_fields(text))
         raw: dict[str, Any] = {
             "patient_id": _labelled(text, r"MRN|Patient ID|Patient No\.?|Medical Record(?: Number| No\.?)?|Chart(?: No\.?| Number)?"),
             "patient_name": _labelled(text, r"Patient(?: Name)?|Name"),

@@ -108,3 +108,11 @@ def test_llm_extraction_dead_letters_replay_and_cache(tmp_path: Path, ingest_db:
     counts = process_file_batch(ingest_db, copy, list(copy.list("")), IngestSettings(run_id="r2"), _llm(llm_server))
     assert (counts.staged, counts.extracted, counts.from_cache) == (1, 1, 1)
     assert len(llm_server.requests) == before
+
+
+def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
+    message = "MSH|^~\\&|APP|FAC|||202406110830||ADT^A04|1|P|2.5\rPID|1||PAT77^^^MRN||Sample^Ben^Q||19751102|M\r"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", message)])
+    m = out.medical
+    assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date) == (
+        "PAT77", "Ben Sample", date(1975, 11, 2), date(2024, 6, 11))
