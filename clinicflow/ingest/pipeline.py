@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -42,6 +43,7 @@ class IngestSettings:
     fail_percentage: float = 0.0
     seed: int = 0
     max_error_rate: float = 1.0
+    read_concurrency: int = 8  # objects of a batch read at once (network-bound)
 
 
 @dataclass
@@ -107,33 +109,38 @@ def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.
                          message=message, pointer=info.uri)
 
 
+def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Exception:
+    try:
+        return store.read(info.key, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - one unreadable object never stops the batch
+        return exc
+
+
 def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
                  counts: RunCounts, letters: list[db.DeadLetter]) -> list[db.StagedDocument]:
-    """Read and describe each object; failures become read/stage dead letters."""
-    documents: list[db.StagedDocument] = []
+    """Read (``read_concurrency`` at a time) and describe each object; failures become read/stage dead letters."""
+    wanted = [o for o in objects if o.size <= settings.max_file_bytes]
     for info in objects:
         if info.size > settings.max_file_bytes:
             letters.append(_file_letter("read", info, "too-large",
                                         f"{info.uri}: {info.size} bytes, over the {settings.max_file_bytes}-byte limit"))
-            continue
-        try:
-            data = store.read(info.key, settings.max_file_bytes)
-        except TooLarge:
+    with ThreadPoolExecutor(max(1, min(settings.read_concurrency, len(wanted) or 1))) as pool:
+        contents = list(pool.map(lambda o: _read(store, o, settings.max_file_bytes), wanted))
+    documents: list[db.StagedDocument] = []
+    for info, data in zip(wanted, contents):
+        if isinstance(data, TooLarge):
             letters.append(_file_letter("read", info, "too-large", f"{info.uri}: over the "
                                                                    f"{settings.max_file_bytes}-byte limit"))
-            continue
-        except FileNotFoundError:
+        elif isinstance(data, FileNotFoundError):
             letters.append(_file_letter("read", info, "not-found", f"{info.uri}: gone since it was listed"))
-            continue
-        except Exception as exc:  # noqa: BLE001 - one unreadable object never stops the batch
-            letters.append(_file_letter("read", info, "read-error", f"{info.uri}: {type(exc).__name__}"))
-            continue
-        if injected_fault(settings.seed, info.uri, settings.fail_percentage):
+        elif isinstance(data, Exception):
+            letters.append(_file_letter("read", info, "read-error", f"{info.uri}: {type(data).__name__}"))
+        elif injected_fault(settings.seed, info.uri, settings.fail_percentage):
             letters.append(_file_letter("stage", info, "injected-fault",
                                         f"{DLQ_MARK} {info.uri}: fault injected (fail_percentage="
                                         f"{settings.fail_percentage:g})"))
-            continue
-        documents.append(build_document(info, data, settings))
+        else:
+            documents.append(build_document(info, data, settings))
     return documents
 
 

@@ -93,7 +93,10 @@ class S3Store:
 
     def read(self, key: str, max_bytes: int) -> bytes:
         def get() -> bytes:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(f"s3://{self.bucket}/{key}") from None
             if int(response.get("ContentLength", 0)) > max_bytes:
                 response["Body"].close()
                 raise TooLarge(key)
@@ -119,8 +122,13 @@ class GcsStore:
 
     def read(self, key: str, max_bytes: int) -> bytes:
         def get() -> bytes:
+            from google.api_core.exceptions import NotFound
+
             blob = self.bucket.blob(key)
-            blob.reload()
+            try:
+                blob.reload()
+            except NotFound:
+                raise FileNotFoundError(f"gs://{self.bucket.name}/{key}") from None
             if (blob.size or 0) > max_bytes:
                 raise TooLarge(key)
             return blob.download_as_bytes()

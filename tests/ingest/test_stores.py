@@ -175,3 +175,19 @@ def test_too_large_and_unreadable_files_are_dead_lettered(tmp_path: Path, ingest
     # The same failure again bumps attempts on the one open letter.
     process_file_batch(ingest_db, store, list(matching_objects(store, location)), settings, None)
     assert pg_rows(ingest_db, "SELECT count(*), max(attempts) FROM ingest.dead_letters") == [(1, 2)]
+
+
+def test_an_object_gone_since_listing_is_dead_lettered_not_found(store_factory: Any, ingest_db: Any) -> None:
+    store, base = store_factory({"gone/a.txt": b"a", "gone/b.txt": b"b"})
+    location = _location(base, "gone/*.txt")
+    store = _store_for(store, location)
+    listed = list(matching_objects(store, location))
+    (key,) = [o.key for o in listed if o.key.endswith("b.txt")]
+    if isinstance(store, LocalStore):
+        (store.root / key).unlink()
+    elif isinstance(store, S3Store):
+        store.client.delete_object(Bucket=store.bucket, Key=key)
+    else:
+        store.bucket.blob(key).delete()
+    counts = process_file_batch(ingest_db, store, listed, IngestSettings(run_id="r"), None)
+    assert (counts.staged, dict(counts.dead_lettered)) == (1, {"read/not-found": 1})
