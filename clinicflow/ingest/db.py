@@ -3,7 +3,8 @@
 - ``documents``: one row per (uri, sha256) — a file's content version. The id
   is a UUID derived from (uri, sha256), so a rerun after a kill writes the
   same ids and ``ON CONFLICT DO NOTHING`` makes every insert idempotent.
-- ``medical``: one row per document (primary key ``document_id``).
+- ``medical``: one row per document (primary key ``document_id``); view
+  ``current_medical``: the row of each uri's latest content version.
 - ``extraction_cache``: the validated result per (sha256, extractor,
   prompt_version, model): a rerun or a copy of a file never pays twice.
 - ``dead_letters``: failures by stage, with reason code, attempts and status;
@@ -98,6 +99,11 @@ def ddl(schema: str) -> list[str]:
         f"CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_open_item ON {s}.dead_letters (stage, item_key) "
         f"WHERE status = 'open'",
         f"CREATE INDEX IF NOT EXISTS dead_letters_status ON {s}.dead_letters (status, stage)",
+        # The Medical row of each uri's latest content version (older versions stay in medical).
+        f"""CREATE OR REPLACE VIEW {s}.current_medical AS
+            SELECT d.uri, m.* FROM (SELECT DISTINCT ON (uri) id, uri FROM {s}.documents
+                                    ORDER BY uri, staged_at DESC, id) d
+            JOIN {s}.medical m ON m.document_id = d.id""",
         f"""CREATE TABLE IF NOT EXISTS {s}.synthetic_records (
             record_id text PRIMARY KEY,
             kind text NOT NULL,

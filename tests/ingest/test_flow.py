@@ -52,6 +52,7 @@ def test_flow_on_a_local_folder(prefect_server: None, ingest_env: Any, tmp_path:
         "listed": 9, "new": 9, "staged": 8, "extracted": 7, "skipped": 0}
     assert result["dead_lettered_by_reason"] == {"extract/missing-field": 1, "read/too-large": 1}
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(7,)]
+    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.current_medical") == [(7,)]
     (summary,) = _artifact(artifact_key("ingest", "file", str(tmp_path / "in"), "summary"))
     rows = {r["metric"]: r["value"] for r in json.loads(summary.data)}
     assert (rows["staged"], rows["dead-lettered read/too-large"]) == (8, 1)
@@ -61,6 +62,14 @@ def test_flow_on_a_local_folder(prefect_server: None, ingest_env: Any, tmp_path:
     assert (again["staged"], again["skipped"], again["extracted"]) == (0, 8, 0)
     assert again["dead_lettered_by_reason"] == {"read/too-large": 1}  # still too large: attempts + 1
     assert pg_rows(ingest_env, "SELECT attempts FROM ingest.dead_letters WHERE reason = 'too-large'") == [(2,)]
+
+    # A changed letter: a new document and Medical row; current_medical shows only the new one.
+    (tmp_path / "in/2024/letter0.txt").write_bytes(referral(0).replace(b"MRN000000", b"MRN999999"))
+    changed = ingest_files(pattern, batch_size=3, max_file_mb=0.25, max_error_rate=1.0)
+    assert (changed["staged"], changed["extracted"], changed["skipped"]) == (1, 1, 7)
+    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(8,)]
+    assert pg_rows(ingest_env, "SELECT patient_id FROM ingest.current_medical WHERE uri LIKE '%%letter0.txt'") == [
+        ("MRN999999",)]
 
 
 def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_server: None, ingest_env: Any,
