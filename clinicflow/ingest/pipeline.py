@@ -66,6 +66,11 @@ class RunCounts:
     def error_rate(self) -> float:
         return self.failures / self.new if self.new else 0.0
 
+    def crosses(self, batch: "RunCounts", max_error_rate: float) -> bool:
+        """Would adding ``batch`` to this run put its error rate above ``max_error_rate``?"""
+        new = self.new + batch.new
+        return bool(new) and (self.failures + batch.failures) / new > max_error_rate
+
     def add(self, other: "RunCounts") -> None:
         for name in ("listed", "new", "skipped", "staged", "extracted", "from_cache", "not_extractable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -212,10 +217,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
 
             for letter in letters:
                 counts.dead_lettered[f"{letter.stage}/{letter.reason}"] += 1
-            so_far = RunCounts() if before is None else before
-            failures = so_far.failures + counts.failures
-            new = so_far.new + counts.new
-            if new and failures / new > settings.max_error_rate:
+            if (before or RunCounts()).crosses(counts, settings.max_error_rate):
                 db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
                 conn.commit()
                 counts.stopped = True

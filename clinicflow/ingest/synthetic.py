@@ -148,9 +148,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
                                                  record_id=original.record_id, reason=exc.reason, message=str(exc),
                                                  payload=json.loads(original.model_dump_json())))
                     counts.dead_lettered[f"load/{exc.reason}"] += 1
-            so_far = before or RunCounts()
-            new = so_far.new + counts.new
-            if new and (so_far.failures + counts.failures) / new > settings.max_error_rate:
+            if (before or RunCounts()).crosses(counts, settings.max_error_rate):
                 db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
                 conn.commit()
                 counts.stopped = True
