@@ -158,6 +158,7 @@ def extract_documents(cur: Any, schema: str, extractor: Extractor, documents: li
     cached = db.cached_extractions(cur, schema, sorted({d.sha256 for d in documents}), extractor=extractor.name,
                                    prompt_version=extractor.prompt_version, model=extractor.model)
     misses = [d for d in documents if d.sha256 not in cached]
+    cur.connection.commit()  # the model may take minutes: no transaction open meanwhile
     outcomes = {e.document_id: e for e in (extractor.extract(misses) if misses else [])}
     fresh = {d.sha256: outcomes[d.document_id].medical for d in misses if outcomes[d.document_id].ok}
     db.cache_extractions(cur, schema, fresh, extractor=extractor.name,  # type: ignore[arg-type]
@@ -192,6 +193,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             known = db.known_versions(cur, settings.schema, [(o.uri, o.version) for o in objects])
             fresh = [o for o in objects if (o.uri, o.version) not in known]
             counts.skipped = len(objects) - len(fresh)
+            conn.commit()  # no transaction stays open while objects are read or a model answers
             documents = read_objects(store, fresh, settings, counts, letters)
             # Same content under a new version tag (touched, re-uploaded): skipped, version remembered.
             s = db.quote_ident(settings.schema, "postgres")
@@ -202,7 +204,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
                             f"AS v(id, version) WHERE d.id = v.id",
                             ([d.id for d in documents if d.id in existing],
                              [d.version for d in documents if d.id in existing]))
-                conn.commit()
+            conn.commit()
             counts.skipped += len(existing)
             documents = [d for d in documents if d.id not in existing]
             counts.new = len(fresh) - len(existing)

@@ -116,6 +116,7 @@ def _documents(server: Any) -> int:
         conn.close()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_stages_and_extracts_everything_once(prefect_server: None, ingest_env: Any,
                                                                         llm_server: LLMServer,
                                                                         tmp_path: Path) -> None:
