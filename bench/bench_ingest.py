@@ -109,13 +109,13 @@ def main() -> None:
         _child(args)
         return
 
+    import logging
+
     from moto.server import ThreadedMotoServer
 
     from bench._admin import admin_pg
     from blocks.databases import PostgresServer
     from clinicflow.sql import quote_ident
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     port = _free_port()

@@ -7,7 +7,6 @@ from ``AWS_ENDPOINT_URL`` or the S3 block) and :func:`make_extractor`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE

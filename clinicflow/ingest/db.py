@@ -52,7 +52,8 @@ def ddl(schema: str) -> list[str]:
             run_id text NOT NULL,
             staged_at timestamptz NOT NULL DEFAULT now(),
             CONSTRAINT documents_uri_sha256 UNIQUE (uri, sha256),
-            CONSTRAINT documents_one_content CHECK (num_nonnulls(text_content, content_base64, content_pointer) = 1))""",
+            CONSTRAINT documents_one_content
+                CHECK (num_nonnulls(text_content, content_base64, content_pointer) = 1))""",
         f"CREATE INDEX IF NOT EXISTS documents_uri_version ON {s}.documents (uri, version)",
         f"""CREATE TABLE IF NOT EXISTS {s}.medical (
             document_id uuid PRIMARY KEY REFERENCES {s}.documents (id),

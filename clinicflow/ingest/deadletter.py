@@ -52,7 +52,7 @@ def list_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA, *, status: str | No
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)} FROM {db.quote_ident(schema, 'postgres')}.dead_letters"
                     f"{where} ORDER BY id DESC LIMIT %s", (*params, limit))
-        return [dict(zip(LETTER_COLUMNS, row)) for row in cur.fetchall()]
+        return [dict(zip(LETTER_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
 
 def count_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str, str, str], int]:
@@ -66,10 +66,10 @@ def count_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str,
 def get_letter(conn: Any, schema: str, letter_id: int) -> dict[str, Any] | None:
     """One letter with its payload."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)}, payload FROM {db.quote_ident(schema, 'postgres')}.dead_letters "
-                    f"WHERE id = %s", (letter_id,))
+        cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)}, payload "
+                    f"FROM {db.quote_ident(schema, 'postgres')}.dead_letters WHERE id = %s", (letter_id,))
         row = cur.fetchone()
-    return None if row is None else dict(zip((*LETTER_COLUMNS, "payload"), row))
+    return None if row is None else dict(zip((*LETTER_COLUMNS, "payload"), row, strict=True))
 
 
 def discard_letters(conn: Any, schema: str, ids: list[int]) -> int:
@@ -102,8 +102,8 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
                 cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload "
                             f"FROM {db.quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
                             f"ORDER BY id LIMIT %s", (*params, after, page_size))
-                page = [dict(zip(("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload"), r))
-                        for r in cur.fetchall()]
+                names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload")
+                page = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             conn.close()
         if not page:

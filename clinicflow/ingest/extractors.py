@@ -85,8 +85,11 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None) -> E
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%Y/%m/%d")
-_DATE = r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}\.\d{1,2}\.\d{4}|[A-Z][a-z]+ \d{1,2}, \d{4}|\d{4}/\d{2}/\d{2})"
+_DATE = (r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}\.\d{1,2}\.\d{4}|[A-Z][a-z]+ \d{1,2}, \d{4}"
+         r"|\d{4}/\d{2}/\d{2})")
 _LABEL_END = r"\s*[:#=]\s*"
+_PATIENT_ID_LABELS = r"MRN|Patient ID|Patient No\.?|Medical Record(?: Number| No\.?)?|Chart(?: No\.?| Number)?"
+_PROVIDER_LABELS = r"Provider|Physician|Attending(?: Physician)?|Referring Physician|Doctor|Dentist|Clinician"
 _ICD10 = re.compile(r"\b([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)\b")
 _CPT = re.compile(r"\b(\d{4}[0-9F]|[A-V]\d{4}|D\d{4})\b")
 
@@ -117,11 +120,11 @@ def _hl7_fields(message: str) -> dict[str, Any]:
     for segment in re.split(r"\r\n|\r|\n", message):
         parts = segment.split("|")
         if parts[0] == "PID":
-            get = (lambda i: parts[i] if len(parts) > i else "")
-            fields["patient_id"] = get(3).split("^")[0] or None
-            family, _, given = get(5).partition("^")
+            parts += [""] * (8 - len(parts))
+            fields["patient_id"] = parts[3].split("^")[0] or None
+            family, _, given = parts[5].partition("^")
             fields["patient_name"] = " ".join(p for p in (given.split("^")[0], family) if p) or None
-            fields["date_of_birth"] = _parse_date_compact(get(7))
+            fields["date_of_birth"] = _parse_date_compact(parts[7])
         elif parts[0] == "MSH" and len(parts) > 6:
             fields["encounter_date"] = _parse_date_compact(parts[6])
     return {k: v for k, v in fields.items() if v}
@@ -149,9 +152,9 @@ class RulesExtractor:
         if text.lstrip().startswith("MSH|"):
             return validate_output(document.document_id, _hl7_fields(text))
         raw: dict[str, Any] = {
-            "patient_id": _labelled(text, r"MRN|Patient ID|Patient No\.?|Medical Record(?: Number| No\.?)?|Chart(?: No\.?| Number)?"),
+            "patient_id": _labelled(text, _PATIENT_ID_LABELS),
             "patient_name": _labelled(text, r"Patient(?: Name)?|Name"),
-            "provider": _labelled(text, r"Provider|Physician|Attending(?: Physician)?|Referring Physician|Doctor|Dentist|Clinician"),
+            "provider": _labelled(text, _PROVIDER_LABELS),
         }
         for field, labels in (("date_of_birth", r"DOB|Date of Birth|Birth ?Date"),
                               ("encounter_date", r"Date of Service|DOS|Visit Date|Encounter Date|Exam Date|Date")):

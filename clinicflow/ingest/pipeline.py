@@ -127,12 +127,12 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
     wanted = [o for o in objects if o.size <= settings.max_file_bytes]
     for info in objects:
         if info.size > settings.max_file_bytes:
-            letters.append(_file_letter("read", info, "too-large",
-                                        f"{info.uri}: {info.size} bytes, over the {settings.max_file_bytes}-byte limit"))
+            letters.append(_file_letter("read", info, "too-large", f"{info.uri}: {info.size} bytes, over the "
+                                                                   f"{settings.max_file_bytes}-byte limit"))
     with ThreadPoolExecutor(max(1, min(settings.read_concurrency, len(wanted) or 1))) as pool:
         contents = list(pool.map(lambda o: _read(store, o, settings.max_file_bytes), wanted))
     documents: list[db.StagedDocument] = []
-    for info, data in zip(wanted, contents):
+    for info, data in zip(wanted, contents, strict=True):
         if isinstance(data, TooLarge):
             letters.append(_file_letter("read", info, "too-large", f"{info.uri}: over the "
                                                                    f"{settings.max_file_bytes}-byte limit"))

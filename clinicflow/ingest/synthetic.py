@@ -88,12 +88,14 @@ def generate(kind: str, count: int, seed: int) -> Iterator[SyntheticRecord]:
             yield BlobRecord(record_id=record_id, name=f"note-{n}.txt", content_type="text/plain",
                              content=f"Visit note {n}: tooth {rng.randint(1, 32)} checked.")
         elif kind == "logs":
-            yield LogRecord(record_id=record_id, timestamp=when, level=rng.choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+            yield LogRecord(record_id=record_id, timestamp=when,
+                            level=rng.choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
                             service=rng.choice(["scheduler", "imaging", "billing"]), message=f"operation {n} done")
         else:
             yield EventRecord(record_id=record_id, timestamp=when,
                               event_type=rng.choice(["appointment.booked", "claim.sent", "xray.taken"]),
-                              patient_ref=f"P{rng.randint(1, 5000):05d}", attributes={"clinic": f"C{rng.randint(1, 9)}"})
+                              patient_ref=f"P{rng.randint(1, 5000):05d}",
+                              attributes={"clinic": f"C{rng.randint(1, 9)}"})
 
 
 def inject(record: SyntheticRecord, settings: IngestSettings) -> SyntheticRecord:
@@ -117,7 +119,8 @@ def record_from_payload(payload: dict[str, Any]) -> SyntheticRecord:
     try:
         return model.model_validate(payload)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise RejectedRecord("invalid-record", f"{payload.get('record_id')}: {exc.error_count()} invalid field(s)") from None
+        raise RejectedRecord("invalid-record",
+                             f"{payload.get('record_id')}: {exc.error_count()} invalid field(s)") from None
 
 
 def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSettings,

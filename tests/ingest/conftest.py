@@ -7,7 +7,16 @@ from typing import Any, Callable
 import pytest
 
 from tests.dicom.conftest import (  # noqa: F401 - the same real-service fixtures as the DICOM tests
-    GcsEmulator, S3Server, free_port, gcs_emulator, gcs_emulator_server, s3_env, s3_server, wait_for_port)
+    GcsEmulator,
+    S3Server,
+    free_port,
+    gcs_emulator,
+    gcs_emulator_server,
+    s3_env,
+    s3_server,
+    wait_for_port,
+)
+from tests.ingest.llm_server import llm_server  # noqa: F401 - the scripted OpenAI-compatible server
 
 REFERRAL = """Referral letter
 Patient: {name}

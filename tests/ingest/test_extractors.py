@@ -12,7 +12,7 @@ from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
 from clinicflow.ingest.stores import LocalStore, matching_objects
 from tests.ingest.conftest import pg_rows, referral, write_tree
-from tests.ingest.llm_server import LLMServer, llm_server  # noqa: F401 - fixture
+from tests.ingest.llm_server import LLMServer
 
 
 def doc(n: int) -> DocumentText:

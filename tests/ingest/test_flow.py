@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from clinicflow.dicom.progress import artifact_key
-
+from clinicflow.ingest.faults import injected_fault
 from tests.ingest.conftest import PNG, pg_rows, referral, write_tree
-from tests.ingest.llm_server import LLMServer, llm_server  # noqa: F401 - fixture
+from tests.ingest.llm_server import LLMServer
 
 REPO = Path(__file__).parents[2]
 
@@ -82,8 +82,19 @@ def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_serve
     state = ingest_files(f"s3://{bucket}/refs/**/r0?[0-9].txt", batch_size=10, fail_percentage=50, seed=1,
                          max_error_rate=0.2, return_state=True)
     assert state.is_failed() and "max_error_rate" in state.message
-    staged = pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents")[0][0]
-    assert staged == 0  # the first batch crossed the threshold: nothing published
+    # Expected: batches in listing order are committed until the one that crosses 20 % (not committed).
+    keys = sorted(f"refs/{n % 4}/r{n:03d}.txt" for n in range(40))
+    expected_staged = failures = new = 0
+    for start in range(0, 40, 10):
+        bad = sum(injected_fault(1, f"s3://{bucket}/{k}", 50) for k in keys[start:start + 10])
+        failures, new = failures + bad, new + 10
+        if failures / new > 0.2:
+            break
+        expected_staged += 10 - bad
+    else:
+        pytest.fail("the seeded faults never crossed the threshold")
+    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents") == [(expected_staged,)]
+    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.dead_letters") == [(failures,)]
     state = ingest_files(f"s3://{bucket}/refs/**/r0?[0-9].txt", batch_size=10, return_state=True)
     assert state.is_completed(), state.message
     assert state.result()["staged"] == 40 and state.result()["extracted"] == 40

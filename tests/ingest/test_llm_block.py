@@ -5,7 +5,7 @@ import pytest
 
 from clinicflow.ingest.extractors import DocumentText, LLMExtractor
 from tests.ingest.conftest import referral
-from tests.ingest.llm_server import LLMServer, llm_server  # noqa: F401 - fixture
+from tests.ingest.llm_server import LLMServer
 
 
 def test_llm_block_from_env_builds_the_extractor(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
