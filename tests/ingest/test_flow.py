@@ -170,3 +170,33 @@ def test_sigkill_mid_run_then_rerun_stages_and_extracts_everything_once(prefect_
     assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT document_id), count(DISTINCT patient_id) "
                                "FROM ingest.medical") == [(total, total, total)]
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.dead_letters") == [(0,)]
+
+
+def test_flow_on_the_gcs_emulator_and_a_file_replay(prefect_server: None, ingest_env: Any, gcs_emulator: Any,
+                                                    tmp_path: Path) -> None:
+    from flows.ingest_files import ingest_files, replay_dead_letters
+
+    bucket = gcs_emulator.new_bucket()
+    client = gcs_emulator.client().bucket(bucket)
+    for n in range(5):
+        client.blob(f"labs/2024/lab{n}.txt").upload_from_string(referral(n))
+    client.blob("labs/2024/big.txt").upload_from_string(referral(9) + b"x" * 200_000)
+    client.blob("labs/2023/lab9.txt").upload_from_string(referral(9))
+    state = ingest_files(f"gs://{bucket}/labs/2024/*.txt", batch_size=4, max_file_mb=0.1, max_error_rate=0.5,
+                         return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert (result["listed"], result["staged"], result["extracted"]) == (6, 5, 5)
+    assert result["dead_lettered_by_reason"] == {"read/too-large": 1}
+    uris = {r[0] for r in pg_rows(ingest_env, "SELECT uri FROM ingest.documents")}
+    assert uris == {f"gs://{bucket}/labs/2024/lab{n}.txt" for n in range(5)}
+    # versions are GCS generations
+    assert all(r[0].isdigit() for r in pg_rows(ingest_env, "SELECT version FROM ingest.documents"))
+
+    # Replay with a larger limit: the file is read from the bucket by its uri, staged and extracted once.
+    replayed = replay_dead_letters(max_file_mb=1)
+    assert (replayed["replayed"], replayed["still_open"]) == (1, 0)
+    assert replay_dead_letters(max_file_mb=1)["attempted"] == 0  # nothing open any more
+    assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT uri) FROM ingest.documents") == [(6, 6)]
+    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(6,)]
+    assert pg_rows(ingest_env, "SELECT status, attempts FROM ingest.dead_letters") == [("replayed", 1)]
