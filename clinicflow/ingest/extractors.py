@@ -28,7 +28,7 @@ from typing import Any, Iterator, Protocol
 
 from pydantic import ValidationError
 
-from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
+from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields, parse_date
 from clinicflow.retry import PermanentError, TransientError, call_with_retry, is_transient
 
 PROMPT_VERSION = "medical-v1"
@@ -84,7 +84,6 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None) -> E
 # --------------------------------------------------------------------------- rules
 
 
-_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%Y/%m/%d")
 _DATE = (r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}\.\d{1,2}\.\d{4}|[A-Z][a-z]+ \d{1,2}, \d{4}"
          r"|\d{4}/\d{2}/\d{2})")
 _LABEL_END = r"\s*[:#=]\s*"
@@ -92,15 +91,6 @@ _PATIENT_ID_LABELS = r"MRN|Patient ID|Patient No\.?|Medical Record(?: Number| No
 _PROVIDER_LABELS = r"Provider|Physician|Attending(?: Physician)?|Referring Physician|Doctor|Dentist|Clinician"
 _ICD10 = re.compile(r"\b([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)\b")
 _CPT = re.compile(r"\b(\d{4}[0-9F]|[A-V]\d{4}|D\d{4})\b")
-
-
-def _parse_date(text: str) -> date | None:
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
-    return None
 
 
 def _labelled(text: str, labels: str) -> str | None:
@@ -160,7 +150,7 @@ class RulesExtractor:
                               ("encounter_date", r"Date of Service|DOS|Visit Date|Encounter Date|Exam Date|Date")):
             value = _labelled(text, labels)
             found = re.search(_DATE, value) if value else None
-            raw[field] = _parse_date(found.group(1)) if found else None
+            raw[field] = parse_date(found.group(1)) if found else None
         diagnosis = _section(text, r"Diagnos[ie]s|Dx|ICD-?10(?: codes?)?|Assessment codes?")
         raw["diagnosis_codes"] = _ICD10.findall(diagnosis or "")
         procedures = _section(text, r"Procedures?|Px|CPT(?: codes?)?|Procedure codes?")

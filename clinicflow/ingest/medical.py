@@ -14,7 +14,7 @@ another model call.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -55,6 +55,20 @@ def normalise_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%Y/%m/%d",
+                "%Y%m%d")
+
+
+def parse_date(text: str) -> date | None:
+    """A date in one of the formats clinical documents use (US month-first for slashes), else None."""
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -91,6 +105,13 @@ class Medical(BaseModel):
     @classmethod
     def _lists(cls, value: Any) -> list[str]:
         return _as_list(value)
+
+    @field_validator("date_of_birth", "encounter_date", mode="before")
+    @classmethod
+    def _dates(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_date(value) or value  # an unknown format stays a string: pydantic names the field
+        return value
 
     @field_validator("patient_id", "patient_name", "provider", "summary", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ def test_field_names_are_normalised_by_alias() -> None:
     assert out.ok and out.medical.diagnosis_codes == ["E11.9", "K02.52"] and out.medical.medications == ["A", "B"]
     assert validate_output("d", {"name": "x"}).reason == "missing-field"
     assert validate_output("d", {"mrn": "1", "dob": "not a date"}).reason == "invalid-field"
+    assert validate_output("d", {"mrn": "1", "dob": "03/14/1961", "DOS": "May 2, 2024"}).medical.date_of_birth == date(
+        1961, 3, 14)
     assert validate_output("d", ["a list"]).reason == "malformed-output"
 
 
