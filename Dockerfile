@@ -30,6 +30,7 @@ COPY clinicflow/ ./clinicflow/
 COPY blocks/ ./blocks/
 COPY flows/ ./flows/
 COPY tasks/ ./tasks/
+COPY pipelines/ ./pipelines/
 COPY tables.yml prefect.yaml ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev

@@ -2,9 +2,11 @@
 
 Two ways to cut a table into chunks, both bounded by ``batch_size``:
 
-* **key ranges** (:func:`plan_key_ranges`): for a single integer primary key,
-  the span ``[min, max]`` is split into fixed-width ranges that can be copied
-  in parallel and retried independently;
+* **key ranges** (:func:`walk_boundaries` / :func:`sample_boundaries` +
+  :func:`ranges_from_boundaries`): for a single integer primary key, ranges of
+  about ``batch_size`` rows whose boundaries are sampled from the key's index,
+  copied in parallel and retried independently (also the buckets of
+  verification and reconciliation);
 * **keyset pages** (:func:`keyset_after`): for incremental copies and
   composite keys, each chunk starts strictly after the last key of the
   previous one, ordered by ``(watermark columns..., primary key...)``. Rows
@@ -33,38 +35,128 @@ def clustered_by_key(engine: str | None) -> bool:
     return (engine or "").strip().lower() in CLUSTERED_ENGINES
 
 
+class ChunkPlanError(RuntimeError):
+    """A plan would hold more ranges than any table can need: a planner bug, raised before allocating."""
+
+
+# No table needs more ranges than this; a plan past it is a bug, never an allocation.
+MAX_RANGES = 100_000
+
+
 @dataclass(frozen=True)
 class KeyRange:
-    """An inclusive range ``lower <= key <= upper`` of a single integer key."""
+    """Keys ``lower <= key < upper`` of a single integer key; None leaves that side open.
+
+    Ranges come from boundaries sampled from the key itself (:func:`walk_boundaries`,
+    :func:`sample_boundaries`), never from arithmetic on ``[min, max]``: their
+    number is bounded by rows / rows_per_range whatever the key distribution
+    (dense, gaps of millions, random 63-bit keys, negative keys). The first and
+    last range are open, so together they cover every key, including keys
+    inserted after planning.
+    """
 
     index: int
-    lower: int
-    upper: int
+    lower: int | None
+    upper: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{'start' if self.lower is None else self.lower}..{'end' if self.upper is None else self.upper}"
 
     def predicate(self, key: str, dialect: Dialect) -> tuple[str, list[int]]:
         col = quote_ident(key, dialect)
-        return f"{col} BETWEEN %s AND %s", [self.lower, self.upper]
+        parts, params = [], []
+        if self.lower is not None:
+            parts.append(f"{col} >= %s")
+            params.append(self.lower)
+        if self.upper is not None:
+            parts.append(f"{col} < %s")
+            params.append(self.upper)
+        return (" AND ".join(parts) or "1=1"), params
 
 
-def plan_key_ranges(min_key: int | None, max_key: int | None, batch_size: int) -> list[KeyRange]:
-    """Split ``[min_key, max_key]`` into ranges of ``batch_size`` key values.
+def ranges_from_boundaries(boundaries: Sequence[int]) -> list[KeyRange]:
+    """The ranges cut by sorted, distinct ``boundaries`` (each one the lower bound of a range)."""
+    if len(boundaries) + 1 > MAX_RANGES:
+        raise ChunkPlanError(f"{len(boundaries) + 1} key ranges planned, more than the {MAX_RANGES} allowed")
+    edges: list[int | None] = [None, *boundaries, None]
+    for a, b in zip(boundaries, boundaries[1:]):
+        if not a < b:
+            raise ChunkPlanError(f"key range boundaries must increase: {a} then {b}")
+    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
 
-    Auto-increment keys are dense, so a range of ``batch_size`` values holds at
-    most ``batch_size`` rows; sparse keys only make chunks smaller.
+
+def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
+    """``wanted`` rows per range, raised where needed so ``rows`` never make more than ``max_ranges`` ranges."""
+    if wanted <= 0:
+        raise ValueError("rows per range must be positive")
+    return max(wanted, -(-max(rows, 0) // max_ranges))
+
+
+def walk_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: Dialect, *,
+                    max_ranges: int = MAX_RANGES) -> list[int]:
+    """Every ``step``-th key of ``table_sql`` in key order, by an index-only keyset walk.
+
+    One ``ORDER BY key LIMIT 1 OFFSET step`` per boundary, each reading
+    ``step`` entries of the key's own index: rows / step short queries. For
+    coarse ranges (copy chunks); fine ones come from :func:`sample_boundaries`.
     """
-    if batch_size <= 0:
+    if step <= 0:
         raise ValueError("batch_size must be positive")
-    if min_key is None or max_key is None:
-        return []
-    ranges = []
-    lower = int(min_key)
-    index = 0
-    while lower <= max_key:
-        upper = min(int(max_key), lower + batch_size - 1)
-        ranges.append(KeyRange(index, lower, upper))
-        lower = upper + 1
-        index += 1
-    return ranges
+    q = quote_ident(key, dialect)
+    boundaries: list[int] = []
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT MIN({q}) FROM {table_sql}")
+        row = cur.fetchall()[0]
+        current = row[0]
+        while current is not None:
+            cur.execute(f"SELECT {q} FROM {table_sql} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET {int(step)}",
+                        (int(current),))
+            rows = cur.fetchall()
+            if not rows:
+                break
+            current = int(rows[0][0])
+            boundaries.append(current)
+            if len(boundaries) >= max_ranges:
+                raise ChunkPlanError(f"{table_sql}: more than {max_ranges} key ranges of {step} rows")
+    return boundaries
+
+
+def sample_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: Dialect, *,
+                      max_ranges: int = MAX_RANGES) -> list[int]:
+    """Every ``step``-th key of ``table_sql`` in key order, in one pass (ROW_NUMBER over the key).
+
+    For fine ranges (reconciliation buckets of ~100 rows), where a keyset walk
+    would cost one query per boundary. ``step`` must keep rows / step within
+    ``max_ranges`` (see :func:`rows_per_range`).
+    """
+    if step <= 0:
+        raise ValueError("rows per range must be positive")
+    q = quote_ident(key, dialect)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT k FROM (SELECT {q} AS k, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {table_sql}) s "
+                    f"WHERE rn > 1 AND MOD(rn - 1, {int(step)}) = 0 ORDER BY k LIMIT {int(max_ranges)}")
+        boundaries = [int(r[0]) for r in cur.fetchall()]
+    if len(boundaries) >= max_ranges:
+        raise ChunkPlanError(f"{table_sql}: more than {max_ranges} key ranges of {step} rows")
+    return boundaries
+
+
+def bucket_sql(key_expr: str, boundaries: Sequence[int], dialect: Dialect, *, pg_type: str = "bigint") -> str:
+    """SQL giving the index of the :class:`KeyRange` (from :func:`ranges_from_boundaries`) a key falls in.
+
+    MySQL's ``INTERVAL(k, b1, b2, ...)`` and PostgreSQL's ``width_bucket(k,
+    ARRAY[b1, b2, ...])`` both binary-search sorted lower bounds and agree:
+    0 below b1, i for b_i <= k < b_i+1. One GROUP BY over this expression
+    aggregates every range in one pass over the table.
+    """
+    if not boundaries:
+        return "0"
+    values = ", ".join(str(int(b)) for b in boundaries)
+    if dialect == "mysql":
+        return f"INTERVAL({key_expr}, {values})"
+    array_type = "numeric" if pg_type.startswith("numeric") else "bigint"
+    return f"width_bucket({key_expr}, ARRAY[{values}]::{array_type}[])"
 
 
 def keyset_columns(incremental_columns: Sequence[str], primary_key: Sequence[str]) -> list[str]:

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow import pgload, verify
-from clinicflow.chunks import clustered_by_key, keyset_after, plan_key_ranges
+from clinicflow.chunks import clustered_by_key, keyset_after, ranges_from_boundaries, walk_boundaries
 from clinicflow.config import TableConfig
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
+from clinicflow.reconcile import Sweep, sweep_for
 from clinicflow.typemap import Kind
 
 
@@ -41,7 +42,7 @@ LOCAL_CHUNK_WORKERS = 2
 class LoadOptions:
     full_refresh: bool = False
     verify: bool = True
-    reconcile_deletes: bool = False
+    full_sweep: bool = False  # reconcile every range of every keyed table tonight, whatever tables.yml says
     raw_schema: str = pgload.RAW_SCHEMA
     stage_schema: str = pgload.STAGE_SCHEMA
     state_schema: str = pgload.STATE_SCHEMA
@@ -100,16 +101,12 @@ def full_load_chunks(mysql_conn: Any, plan: pgload.TablePlan) -> list[Chunk]:
     if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer \
             and clustered_by_key(pgload.source_engine(mysql_conn, plan.table)):
         key = plan.primary_key[0]
-        q = pgload.quote_ident(key, "mysql")
-        with mysql_conn.cursor() as cur:
-            cur.execute(f"SELECT MIN({q}), MAX({q}) FROM {pgload.quote_ident(plan.table, 'mysql')}")
-            lo, hi = cur.fetchone()
-        ranges = plan_key_ranges(pgload._int(lo), pgload._int(hi), plan.batch_size)
+        boundaries = walk_boundaries(mysql_conn, pgload.quote_ident(plan.table, "mysql"), key, plan.batch_size, "mysql")
         chunks = []
-        for key_range in ranges:
+        for key_range in ranges_from_boundaries(boundaries):
             predicate, params = key_range.predicate(key, "mysql")
-            chunks.append(Chunk(f"{key_range.lower}-{key_range.upper}", predicate, tuple(params)))
-        return chunks or [Chunk("empty")]
+            chunks.append(Chunk(key_range.label, predicate, tuple(params)))
+        return chunks
     return [Chunk("all")]
 
 
@@ -124,34 +121,41 @@ def _apply_conversions(outcome: TableOutcome, counts: pgload.ConversionCounts) -
     outcome.nul_bytes = counts.total("nul_bytes")
 
 
-def _after_load(mysql_conn: Any, pg_conn: Any, plan: pgload.TablePlan, options: LoadOptions,
-                outcome: TableOutcome, *, reconcile: bool) -> TableOutcome:
-    """Delete reconciliation and verification; a verification difference fails the table."""
-    if reconcile:
-        outcome.deleted_rows = verify.reconcile_deletes(mysql_conn, pg_conn, plan)
-    if not options.verify:
+def _after_load(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: pgload.TablePlan, options: LoadOptions,
+                outcome: TableOutcome, sweep: Sweep | None, replication: dict[str, Any] | None = None) -> TableOutcome:
+    """Reconciliation (``sweep``) or verification only (``None``, after a full load); a difference fails the table.
+
+    The reconciliation's comparison is the night's verification: ranges it
+    repaired are compared again, and any still different fail the table.
+    """
+    if sweep is not None and sweep.enabled and plan.primary_key:
+        # The replica's leg sampled the key tonight; its boundaries serve raw's leg too.
+        replica_leg = (replication or {}).get("reconciled")
+        ranges = ranges_from_boundaries(replica_leg.boundaries) if replica_leg and replica_leg.boundaries else None
+        stats, result = verify.reconcile_raw(mysql_server, mysql_conn, pg_conn, plan, sweep, ranges=ranges)
+        outcome.record_reconciliation("raw", stats)
+        if not options.verify:
+            outcome.verification = "skipped"
+            return outcome
+    elif not options.verify:
         outcome.verification = "skipped"
         return outcome
-    result = verify.verify_table(mysql_conn, pg_conn, plan)
+    else:
+        result = verify.verify_table(mysql_conn, pg_conn, plan)
     outcome.verification = result.status
     if result.status == "differs":
         outcome.status = "failed"
         outcome.error = "verification failed: " + result.summary()
     elif result.status == "stale":
-        outcome.error = ("warning: rows deleted in the replica remain in raw (reconcile_deletes is off): "
+        outcome.error = ("warning: rows deleted in the replica remain in raw (reconcile_keys is off): "
                          + result.summary())
     return outcome
 
 
 def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
                  options: LoadOptions = LoadOptions(), *, replication: dict[str, Any] | None = None,
-                 source_server: Any = None) -> FullLoad | TableOutcome:
-    """Plan one table; run it when it is incremental or unchanged; else prepare its full load.
-
-    With ``source_server`` (the OpenDental source, in the nightly run) and
-    delete reconciliation requested, the replica is first reconciled against
-    the source: incremental replication carries inserts and updates, not deletes.
-    """
+                 ) -> FullLoad | TableOutcome:
+    """Plan one table; run it when it is incremental or unchanged (then reconcile raw); else prepare its full load."""
     started = time.time()
     mysql_conn = pgload.mysql_connect(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
@@ -159,9 +163,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         source = pgload.describe_source(mysql_conn, table)
         plan = pgload.plan_table(source, config, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
                                  state_schema=options.state_schema)
-        reconcile = options.reconcile_deletes or config.reconcile_deletes
-        if reconcile and source_server is not None and plan.primary_key:
-            _reconcile_replica(source_server, mysql_conn, plan)
+        sweep = sweep_for(config, full_sweep=options.full_sweep)
         existing = pgload.raw_table_columns(pg_conn, plan.raw_schema, table)
         state = pgload.read_state(pg_conn, plan) if existing is not None else None
         reason = ""
@@ -179,8 +181,8 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         if not reason and not plan.incremental_columns:
             if state is not None and state.source_fingerprint == fingerprint and drift is not None \
                     and not drift.added_columns and not drift.widened_columns:
-                outcome = _outcome(plan, "unchanged", started, status="unchanged")
-                return _after_load(mysql_conn, pg_conn, plan, options, outcome, reconcile=False)
+                outcome = _outcome(plan, "unchanged", started, status="unchanged", **_replication_fields(replication))
+                return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
             reason = "content changed" if state is not None else "no load state"
         if reason:
             watermark = pgload.current_keyset_max(mysql_conn, plan)
@@ -202,27 +204,20 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         _apply_conversions(outcome, stats.conversions)
         if drift.added_columns:
             outcome.error = f"note: new column(s) {', '.join(drift.added_columns)} added and filled"
-        return _after_load(mysql_conn, pg_conn, plan, options, outcome, reconcile=reconcile)
+        return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
     finally:
         mysql_conn.close()
         pg_conn.close()
 
 
-def _reconcile_replica(source_server: Any, replica_conn: Any, plan: pgload.TablePlan) -> int:
-    source_conn = pgload.mysql_connect(source_server)
-    try:
-        deleted = verify.reconcile_deletes(source_conn, replica_conn, plan, target_dialect="mysql")
-    finally:
-        source_conn.close()
-    if deleted:
-        get_logger().info("%s: %d rows deleted at the source removed from the replica", plan.table, deleted)
-    return deleted
-
-
 def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
     if not replication:
         return {}
-    return {"replication_rows": replication.get("rows"), "replication_seconds": replication.get("seconds")}
+    fields: dict[str, Any] = {"replication_rows": replication.get("rows"),
+                              "replication_seconds": replication.get("seconds")}
+    if replication.get("reconciled") is not None:
+        fields["reconciliation"] = {"replica": replication["reconciled"].figures()}
+    return fields
 
 
 def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) -> pgload.CopyStats:
@@ -242,11 +237,12 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
     mysql_conn = pgload.mysql_connect(mysql_server)
     pg_conn = pg_server.connect()
     try:
-        pgload.build_stage_indexes(pg_server.connect, load.plan)
-        replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         total = pgload.CopyStats()
         for stats in chunk_stats:
             total.add(stats)
+        nul_columns = {c for c, counts in total.conversions.per_column.items() if counts.get("nul_bytes")}
+        pgload.build_stage_indexes(pg_server.connect, load.plan, nul_columns=nul_columns)
+        replaced = pgload.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
         outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
                            bytes=total.bytes, replication_rows=load.replication_rows,
                            replication_seconds=load.replication_seconds)
@@ -256,7 +252,7 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
         with ThreadPoolExecutor(max_workers=1) as pool:
             dropped = pool.submit(pgload.drop_table, pg_server.connect, pgload.replaced_target(load.plan)) \
                 if replaced else None
-            outcome = _after_load(mysql_conn, pg_conn, load.plan, load.options, outcome, reconcile=False)
+            outcome = _after_load(mysql_server, mysql_conn, pg_conn, load.plan, load.options, outcome, None)
         if dropped is not None and (exc := dropped.exception()) is not None:
             # raw is loaded; the next run's setup drops the copy.
             get_logger().warning("table %r: the replaced copy was not dropped yet (%s: %s); the next run "
@@ -283,7 +279,7 @@ def failed_outcome(table: str, error: BaseException | str, *, stage: str, starte
 def load_table_once(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
                     options: LoadOptions = LoadOptions()) -> TableOutcome:
     """All steps of one table in a row, without Prefect (tests, benches, debugging)."""
-    return _load_one(None, mysql_server, pg_server, table, config, options, None)
+    return _load_one(mysql_server, pg_server, table, config, options, None)
 
 
 def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server: Any,
@@ -307,15 +303,14 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
         if replicate:
             try:
                 result = call_with_retry(lambda: replication.replicate_table_once(
-                    source_server, replica_server, table, config, full_refresh=options.full_refresh),
-                    what=f"replicate {table}", logger=log)
-                info = {"rows": result["rows"], "seconds": result["seconds"]}
+                    source_server, replica_server, table, config, full_refresh=options.full_refresh,
+                    full_sweep=options.full_sweep), what=f"replicate {table}", logger=log)
+                info = {"rows": result["rows"], "seconds": result["seconds"], "reconciled": result["reconciled"]}
             except Exception as exc:  # noqa: BLE001 - recorded for this table, the group goes on
                 outcomes.append(failed_outcome(table, exc, stage="replication", started=started))
                 continue
         try:
-            outcome = call_with_retry(lambda: _load_one(source_server if replicate else None, replica_server,
-                                                        pg_server, table, config, options, info),
+            outcome = call_with_retry(lambda: _load_one(replica_server, pg_server, table, config, options, info),
                                       what=f"load {table}", logger=log)
         except Exception as exc:  # noqa: BLE001
             outcome = failed_outcome(table, exc, stage="load", started=started, replication=info)
@@ -323,10 +318,9 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
     return outcomes
 
 
-def _load_one(source_server: Any, replica_server: Any, pg_server: Any, table: str, config: TableConfig,
+def _load_one(replica_server: Any, pg_server: Any, table: str, config: TableConfig,
               options: LoadOptions, replication: dict[str, Any] | None) -> TableOutcome:
-    prepared = prepare_load(replica_server, pg_server, table, config, options, replication=replication,
-                            source_server=source_server)
+    prepared = prepare_load(replica_server, pg_server, table, config, options, replication=replication)
     if isinstance(prepared, TableOutcome):
         return prepared
     try:

@@ -54,6 +54,13 @@ _DDL = [
         PRIMARY KEY (run_id, table_name)
     )""",
     "CREATE INDEX IF NOT EXISTS etl_runs_started_idx ON {schema}.etl_runs (started_at DESC)",
+    # Reconciliation figures (added after the first release: existing tables get the columns).
+    """ALTER TABLE {schema}.etl_table_metrics
+        ADD COLUMN IF NOT EXISTS missing_rows bigint NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS changed_rows bigint NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS ranges_recopied integer NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS swept text,
+        ADD COLUMN IF NOT EXISTS reconciliation jsonb""",
 ]
 
 
@@ -73,9 +80,23 @@ class TableOutcome:
     zero_dates: int = 0
     nul_bytes: int = 0
     conversions: dict[str, dict[str, int]] = field(default_factory=dict)
-    deleted_rows: int = 0
+    deleted_rows: int = 0              # reconciliation: rows removed from raw (deleted at the source)
+    missing_rows: int = 0              # reconciliation: rows copied into raw because they were missing
+    changed_rows: int = 0              # reconciliation: rows re-copied into raw after a checksum mismatch
+    ranges_recopied: int = 0           # reconciliation: key ranges re-read into raw
+    swept: str | None = None           # what tonight's reconciliation compared, per leg
+    reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)  # both legs' figures
     verification: str | None = None    # ok | stale | differs | skipped, plus summary in error when not ok
     error: str | None = None
+
+    def record_reconciliation(self, leg: str, stats: Any) -> None:
+        """Keep one leg's figures ("replica": source -> replica, "raw": replica -> raw)."""
+        self.reconciliation[leg] = stats.figures()
+        if leg == "raw":
+            self.deleted_rows, self.missing_rows = stats.rows_deleted, stats.rows_missing
+            self.changed_rows, self.ranges_recopied = stats.rows_changed, stats.ranges_recopied
+        self.swept = "; ".join(f"{name} {leg_stats['swept']} ({leg_stats['ranges_hashed']}/{leg_stats['ranges']} "
+                               f"ranges checksummed)" for name, leg_stats in sorted(self.reconciliation.items()))
 
     @property
     def failed(self) -> bool:
@@ -85,6 +106,7 @@ class TableOutcome:
         """One artifact row (flat values)."""
         row = asdict(self)
         row["conversions"] = json.dumps(self.conversions, sort_keys=True) if self.conversions else ""
+        row["reconciliation"] = json.dumps(self.reconciliation, sort_keys=True) if self.reconciliation else ""
         row["seconds"] = round(self.seconds, 2)
         if self.replication_seconds is not None:
             row["replication_seconds"] = round(self.replication_seconds, 2)
@@ -117,19 +139,24 @@ def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str =
     with pg_conn.cursor() as cur:
         cur.execute(
             f"INSERT INTO {q}.etl_table_metrics (run_id, table_name, status, mode, rows, rows_changed, bytes, seconds, "
-            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, verification, error) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, verification, error, "
+            "missing_rows, changed_rows, ranges_recopied, swept, reconciliation) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (run_id, table_name) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode, "
             "rows = EXCLUDED.rows, rows_changed = EXCLUDED.rows_changed, bytes = EXCLUDED.bytes, "
             "seconds = EXCLUDED.seconds, replication_rows = EXCLUDED.replication_rows, "
             "replication_seconds = EXCLUDED.replication_seconds, zero_dates = EXCLUDED.zero_dates, "
             "nul_bytes = EXCLUDED.nul_bytes, conversions = EXCLUDED.conversions, "
             "deleted_rows = EXCLUDED.deleted_rows, verification = EXCLUDED.verification, error = EXCLUDED.error, "
-            "recorded_at = now()",
+            "missing_rows = EXCLUDED.missing_rows, changed_rows = EXCLUDED.changed_rows, "
+            "ranges_recopied = EXCLUDED.ranges_recopied, swept = EXCLUDED.swept, "
+            "reconciliation = EXCLUDED.reconciliation, recorded_at = now()",
             (run_id, outcome.table, outcome.status, outcome.mode, outcome.rows, outcome.rows_changed, outcome.bytes,
              outcome.seconds, outcome.replication_rows, outcome.replication_seconds, outcome.zero_dates,
              outcome.nul_bytes, json.dumps(outcome.conversions) if outcome.conversions else None,
-             outcome.deleted_rows, outcome.verification, outcome.error))
+             outcome.deleted_rows, outcome.verification, outcome.error, outcome.missing_rows, outcome.changed_rows,
+             outcome.ranges_recopied, outcome.swept,
+             json.dumps(outcome.reconciliation) if outcome.reconciliation else None))
     pg_conn.commit()
 
 
@@ -183,9 +210,25 @@ def table_metrics(pg_conn: Any, run_id: str, schema: str = METRICS_SCHEMA) -> li
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(f"SELECT table_name, status, mode, rows, rows_changed, bytes, seconds, zero_dates, nul_bytes, "
-                    f"deleted_rows, verification, error FROM {q}.etl_table_metrics WHERE run_id = %s "
+                    f"deleted_rows, missing_rows, changed_rows, ranges_recopied, swept, verification, error "
+                    f"FROM {q}.etl_table_metrics WHERE run_id = %s "
                     "ORDER BY table_name", (run_id,))
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
+
+
+def record_failed_start(pg_conn: Any, run_id: str, flow_name: str, message: str, *, flow_run_id: str | None = None,
+                        parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
+    """Mark a run that failed before its tables ran (config, block, connection, refused targets) as failed.
+
+    Creates the run row if it is not there yet, so `clinicflow status` shows the message and exits 1.
+    """
+    ensure_metrics_tables(pg_conn, schema)
+    start_run(pg_conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters, schema=schema)
+    q = quote_ident(schema, "postgres")
+    with pg_conn.cursor() as cur:
+        cur.execute(f"UPDATE {q}.etl_runs SET finished_at = now(), status = 'failed', message = %s "
+                    "WHERE run_id = %s AND finished_at IS NULL", (message, run_id))
+    pg_conn.commit()

@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +72,12 @@ _SEPARATOR = "X'09'"       # tab
 # The regular expression [\\<tab><LF><CR><NUL>] (hex, so no SQL mode changes it): a text value
 # matching it must be escaped, or lose its NUL bytes.
 _NEEDS_ESCAPE = "X'5B5C5C090A0D005D'"
+# A JSON "\u0000" escape (an odd number of backslashes before u0000; "\\u0000" is a literal
+# backslash and text): jsonb rejects it, so it is removed with the backslashes' parity kept.
+_JSON_NUL_ESCAPE = "X'" + rb"(?<!\\)((?:\\\\)*)\\u0000".hex().upper() + "'"
+_JSON_NUL_KEEP = "X'" + rb"\1".hex().upper() + "'"
+_JSON_NUL_TEXT = "X'" + rb"\u0000".hex().upper() + "'"
+
 
 
 class LoadError(RuntimeError):
@@ -154,7 +160,7 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
         cur.execute(
             "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
-        checks = [(_text(r[0]) or "").replace(" ", "").lower() for r in cur.fetchall()]
+        json_columns = {name.lower() for r in cur.fetchall() if (name := json_check_column(_text(r[0]) or ""))}
         cur.execute(
             "SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_TYPE "
             "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s "
@@ -163,7 +169,7 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
     columns = []
     for name, data_type, column_type, nullable, precision, scale, dt_precision, charset in column_rows:
         col_name = _text(name) or ""
-        is_json = f"json_valid(`{col_name.lower()}`)" in checks
+        is_json = col_name.lower() in json_columns
         columns.append(SourceColumn(
             name=col_name, data_type=_text(data_type) or "", column_type=_text(column_type) or "",
             nullable=_text(nullable) == "YES", numeric_precision=_int(precision), numeric_scale=_int(scale),
@@ -181,6 +187,29 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
         indexes.append(SourceIndex(index_name, tuple(p[0] for p in parts), tuple(p[1] for p in parts),
                                    parts[0][2], parts[0][3]))
     return SourceTable(table, tuple(columns), primary, tuple(indexes))
+
+
+# MariaDB's JSON type is longtext with CHECK (json_valid(`name`)); the name is backtick-quoted, a backtick doubled.
+_JSON_CHECK = re.compile(r"^\s*json_valid\s*\(\s*`((?:[^`]|``)+)`\s*\)\s*$", re.IGNORECASE)
+
+
+def json_check_column(check_clause: str) -> str | None:
+    """The column a MariaDB ``json_valid(`col`)`` check constraint is about, or None for any other check."""
+    match = _JSON_CHECK.match(check_clause)
+    return match.group(1).replace("``", "`") if match else None
+
+
+def pg_truncation_collisions(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of column names that are one name once PostgreSQL truncates identifiers to 63 bytes."""
+    seen: dict[bytes, str] = {}
+    pairs = []
+    for name in names:
+        key = name.encode("utf-8")[:_PG_IDENT_MAX]
+        if key in seen:
+            pairs.append((seen[key], name))
+        else:
+            seen[key] = name
+    return pairs
 
 
 def source_engine(mysql_conn: Any, table: str) -> str:
@@ -243,6 +272,11 @@ def plan_table(source: SourceTable, config: TableConfig, *, raw_schema: str = RA
         if missing:
             raise LoadError(f"table {table!r}: tables.yml {field_name} names column(s) {missing} "
                             "that the replicated table does not have")
+    collisions = pg_truncation_collisions([c.name for c in source.columns])
+    if collisions:
+        detail = "; ".join(f"{a!r} and {b!r}" for a, b in collisions)
+        raise LoadError(f"table {table!r}: column names that PostgreSQL would cut to the same {_PG_IDENT_MAX} bytes: "
+                        f"{detail}")
     booleans = set(config.boolean_columns)
     try:
         columns = tuple(map_column(c, boolean=c.name in booleans) for c in source.columns)
@@ -337,7 +371,9 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         not_null = f"{q} IS NOT NULL AND " if col.source.nullable else ""
         return (f"IF({not_null}{zero_date_test(q)} AND ({counter} := {counter} + 1), "
                 f"{_NULL}, {or_null(q)})")
-    if kind in (Kind.text, Kind.json):
+    if kind is Kind.json:
+        return or_null(json_without_nul_sql(_as_utf8_binary(col, q), counter))
+    if kind is Kind.text:
         binary = _as_utf8_binary(col, q)
         # PostgreSQL text cannot hold NUL: removed, and counted.
         without_nul = f"REPLACE({binary}, X'00', X'')"
@@ -363,6 +399,24 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
     if kind is Kind.bits:
         return or_null(f"LPAD(BIN({q} + 0), {col.bit_length}, '0')")
     raise AssertionError(f"unhandled kind {kind}")
+
+
+def json_without_nul_sql(binary: str, counter: str | None = None) -> str:
+    """A JSON value's COPY text with NUL bytes and ``\\u0000`` escapes removed (jsonb accepts neither).
+
+    Only a value holding either pays for the removal; with ``counter`` the
+    removed NULs are added to it (an escape is six bytes). The rest of the
+    value is sent byte for byte, so numbers keep their precision.
+    """
+    no_bytes = f"REPLACE({binary}, X'00', X'')"
+    cleaned = f"REGEXP_REPLACE({no_bytes}, {_JSON_NUL_ESCAPE}, {_JSON_NUL_KEEP})"
+    count = ""
+    if counter is not None:
+        removed = (f"(LENGTH({binary}) - LENGTH({no_bytes})) + "
+                   f"(LENGTH({no_bytes}) - LENGTH({cleaned})) DIV 6")
+        count = f" AND ({counter} := {counter} + {removed}) IS NOT NULL"
+    test = f"(INSTR({binary}, X'00') > 0 OR INSTR({binary}, {_JSON_NUL_TEXT}) > 0)"
+    return f"IF({test}{count}, {_escaped_text(cleaned)}, {_escaped_text(binary)})"
 
 
 def copy_line_sql(plan: TablePlan, *, counted: bool = True) -> str:
@@ -965,8 +1019,17 @@ def current_keyset_max(mysql_conn: Any, plan: TablePlan) -> tuple[str, ...] | No
     return tuple(_text(v) or "" for v in row) if row else None
 
 
+def _nul_note(columns: Sequence[str], nul_columns: Collection[str]) -> str:
+    """Why a key that is unique in MySQL is not in PostgreSQL: NUL bytes removed from its text columns."""
+    stripped = [c for c in columns if c in nul_columns]
+    if not stripped:
+        return ""
+    return (f"; keys that differ only by NUL bytes collided once the NUL bytes were removed (PostgreSQL text "
+            f"cannot hold them) in column(s) {', '.join(stripped)}")
+
+
 def build_stage_indexes(connect: Callable[[], Any], plan: TablePlan, *,
-                        connections: int = INDEX_BUILD_CONNECTIONS) -> None:
+                        connections: int = INDEX_BUILD_CONNECTIONS, nul_columns: Collection[str] = ()) -> None:
     """Build the primary key's index and the secondary indexes of the staging table, side by side.
 
     Each build runs on its own connection (``connect()``), at most
@@ -982,6 +1045,8 @@ def build_stage_indexes(connect: Callable[[], Any], plan: TablePlan, *,
                                   *index_sqls(plan, plan.stage_schema)] if sql]
     if not statements:
         return
+    built = [i for i in plan.indexes if i.index_type.upper() not in ("FULLTEXT", "SPATIAL")]
+    index_of_statement = dict(zip(index_sqls(plan, plan.stage_schema), built))
     workers = max(1, min(connections, len(statements)))
     memory_mb = max(INDEX_BUILD_MIN_MEMORY_MB, INDEX_BUILD_MEMORY_MB // workers)
 
@@ -998,12 +1063,16 @@ def build_stage_indexes(connect: Callable[[], Any], plan: TablePlan, *,
         except psycopg2.errors.UniqueViolation as exc:
             if statement == primary_key_index_sql(plan, plan.stage_schema):
                 # DETAIL names the duplicated key value: a key, so it may be shown.
-                detail = getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key"
-                raise LoadError(f"table {plan.table!r}: the primary key is not unique in the source "
-                                f"({', '.join(plan.primary_key)}): {detail}") from None
+                detail = (getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key").rstrip(".")
+                note = _nul_note(plan.primary_key, nul_columns)
+                where = "in PostgreSQL" if note else "in the source"
+                raise LoadError(f"table {plan.table!r}: the primary key is not unique {where} "
+                                f"({', '.join(plan.primary_key)}): {detail}{note}") from None
             # Another unique index: its values may be patient data, so they are withheld.
+            index = index_of_statement.get(statement)
+            note = _nul_note(index.columns, nul_columns) if index is not None else ""
             raise LoadError(f"table {plan.table!r}: a unique index is not unique in PostgreSQL "
-                            f"({statement.split(' ON ')[0].split()[-1]}); values withheld") from None
+                            f"({statement.split(' ON ')[0].split()[-1]}); values withheld{note}") from None
         finally:
             conn.close()
 
@@ -1105,6 +1174,20 @@ def merge_sql(plan: TablePlan, source: str) -> str:
             f"WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
 
 
+def _merge(pg_cur: Any, plan: TablePlan, temp: str) -> None:
+    """Run :func:`merge_sql`; two rows of one batch with one key in PostgreSQL fail the table, saying why."""
+    import psycopg2
+
+    try:
+        pg_cur.execute(merge_sql(plan, temp))
+    except psycopg2.errors.CardinalityViolation:
+        # Unique in MySQL, equal in PostgreSQL: for text key columns only removed NUL bytes do that
+        # (case and trailing spaces already compare equal in MySQL's collations).
+        text_keys = [c for c in plan.primary_key if plan.column(c).kind is Kind.text]
+        raise LoadError(f"table {plan.table!r}: two rows of one batch have the same primary key in PostgreSQL "
+                        f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}") from None
+
+
 def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: TablePlan, watermark: Sequence[str] | None,
                      keyset_predicate: Any) -> IncrementalStats:
     """Merge rows after ``watermark`` into raw, ``plan.batch_size`` rows per transaction.
@@ -1157,7 +1240,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: TablePlan, wate
                 if segment.rows == 0:
                     pg_conn.rollback()
                     break
-                pg_cur.execute(merge_sql(plan, temp))
+                _merge(pg_cur, plan, temp)
                 changed = pg_cur.rowcount
                 new_mark = tuple(_text(v) or "" for v in segment.last_keyset or ())
                 _write_state(pg_cur, plan, "incremental", new_mark, None)

@@ -33,8 +33,9 @@ import pymysql
 import pymysql.converters
 
 from blocks.databases import MySQLServer
-from clinicflow.chunks import INTEGER_TYPES, KeyRange, keyset_after, keyset_columns, keyset_max, keyset_order, plan_key_ranges
-from clinicflow import mysql_client
+from clinicflow.chunks import (INTEGER_TYPES, KeyRange, keyset_after, keyset_columns, keyset_max, keyset_order,
+                              ranges_from_boundaries, walk_boundaries)
+from clinicflow import mysql_client, reconcile
 from clinicflow.config import TableConfig
 from clinicflow.sql import quote_ident, validate_table_name
 
@@ -99,6 +100,7 @@ class TablePlan:
     start_after: list[str] | None = None  # incremental: resume point
     overlap_column: str | None = None  # incremental: timestamp column re-read with overlap
     note: str = ""
+    sweep: reconcile.Sweep = field(default_factory=reconcile.Sweep)  # incremental: tonight's reconciliation
 
     @property
     def shadow(self) -> str:
@@ -331,7 +333,8 @@ def _typed_key(values: Sequence[str], key_columns: Sequence[str], columns: Seque
 
 # ---------------------------------------------------------------- planning
 
-def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, full_refresh: bool = False) -> TablePlan:
+def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, full_refresh: bool = False,
+               full_sweep: bool = False) -> TablePlan:
     """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
     validate_table_name(table)
     columns = source_columns(src_conn, table)
@@ -366,7 +369,8 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
         if source_sum is not None and source_sum == checksum_table(dst_conn, table):
             return TablePlan(table, "unchanged", columns, key_cols, config.batch_size, primary_key=pk,
                              note="unchanged since the last copy (CHECKSUM TABLE equal on both sides): not copied")
-    plan = TablePlan(table, mode, columns, key_cols, config.batch_size, primary_key=pk, note=note)
+    plan = TablePlan(table, mode, columns, key_cols, config.batch_size, primary_key=pk, note=note,
+                     sweep=reconcile.sweep_for(config, full_sweep=full_sweep))
     if mode == "incremental":
         plan.start_after = read_watermark(dst_conn, table, key_cols)
         first = next(c for c in columns if c.name == key_cols[0])
@@ -382,10 +386,8 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
         cur.execute(f"ALTER TABLE {quote_ident(plan.shadow, 'mysql')} DISABLE KEYS")
     if len(pk) == 1 and next(c for c in columns if c.name == pk[0]).is_integer:
         plan.range_key = pk[0]
-        with src_conn.cursor() as cur:
-            cur.execute(f"SELECT MIN({quote_ident(pk[0], 'mysql')}), MAX({quote_ident(pk[0], 'mysql')}) FROM {quote_ident(table, 'mysql')}")
-            lo, hi = cur.fetchone()
-        plan.ranges = plan_key_ranges(None if lo is None else int(lo), None if hi is None else int(hi), config.batch_size)
+        boundaries = walk_boundaries(src_conn, quote_ident(table, "mysql"), pk[0], config.batch_size, "mysql")
+        plan.ranges = ranges_from_boundaries(boundaries)
     if config.is_incremental and key_cols:
         row = keyset_max(src_conn, table, key_cols)
         plan.snapshot = [_text(v) for v in row] if row else None
@@ -398,6 +400,7 @@ def plan_table(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *,
 class ChunkResult:
     rows: int
     seconds: float
+    reconciled: reconcile.ReconcileStats | None = None
 
 
 def copy_range(src: MySQLServer, dst: MySQLServer, plan: TablePlan, key_range: KeyRange | None) -> ChunkResult:
@@ -411,18 +414,7 @@ def copy_range(src: MySQLServer, dst: MySQLServer, plan: TablePlan, key_range: K
         pred, params = key_range.predicate(plan.range_key, "mysql")
         sql += f" WHERE {pred}"
     with ChunkFile(plan.table) as path:
-        if mysql_client.client_binary():
-            # The C client moves the encoded lines (see clinicflow.mysql_client);
-            # LOAD DATA reports the row count.
-            with open(path, "wb") as out:
-                mysql_client.export_query(src, mysql_client.inline_params(sql, params), out)
-            has_rows = os.path.getsize(path) > 0
-        else:
-            src_conn = connect(src, streaming=True)
-            try:
-                has_rows = stream_to_file(src_conn, sql, params, path, 0)[0] > 0
-            finally:
-                src_conn.close()
+        has_rows = export_to_file(src, sql, params, path)
         rows = 0
         if has_rows:
             dst_conn = connect(dst)
@@ -431,6 +423,20 @@ def copy_range(src: MySQLServer, dst: MySQLServer, plan: TablePlan, key_range: K
             finally:
                 dst_conn.close()
     return ChunkResult(rows, time.perf_counter() - started)
+
+
+def export_to_file(src: MySQLServer, sql: str, params: Sequence[Any], path: str) -> bool:
+    """Write the encoded lines of ``sql`` to ``path``; True when there was at least one row."""
+    if mysql_client.client_binary():
+        # The C client moves the encoded lines (see clinicflow.mysql_client).
+        with open(path, "wb") as out:
+            mysql_client.export_query(src, mysql_client.inline_params(sql, list(params)), out)
+        return os.path.getsize(path) > 0
+    src_conn = connect(src, streaming=True)
+    try:
+        return stream_to_file(src_conn, sql, params, path, 0)[0] > 0
+    finally:
+        src_conn.close()
 
 
 def copy_keyset_full(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> ChunkResult:
@@ -556,6 +562,15 @@ def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> Chu
     return ChunkResult(total, time.perf_counter() - started)
 
 
+def sync_incremental(src: MySQLServer, dst: MySQLServer, plan: TablePlan) -> ChunkResult:
+    """The incremental copy, then the reconciliation of what a watermark cannot see (see :func:`reconcile_replica`)."""
+    started = time.perf_counter()
+    result = copy_incremental(src, dst, plan)
+    result.reconciled = reconcile_replica(src, dst, plan, plan.sweep)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
 def checksum_table(conn: Any, table: str) -> str | None:
     """The server's ``CHECKSUM TABLE`` of ``table`` as text; None when it gives none (no such table).
 
@@ -568,6 +583,99 @@ def checksum_table(conn: Any, table: str) -> str | None:
         cur.execute(f"CHECKSUM TABLE {quote_ident(table, 'mysql')}")
         row = cur.fetchone()
     return None if row is None or row[1] is None else _text(row[1])
+
+
+# ---------------------------------------------------------------- reconciliation (source -> replica)
+
+FIX_STAGE = "cf_fix_stage"  # a session's temporary table: no clash between tables or runs
+
+
+def _row_text_sql(columns: Sequence[Column]) -> str:
+    """The row's bytes as one text, NULL flags last (both sides are MySQL tables of one definition)."""
+    values = []
+    for col in columns:
+        q = quote_ident(col.name, "mysql")
+        if col.is_bit:
+            values.append(f"CAST({q} + 0 AS CHAR)")
+        elif col.data_type == "float":
+            values.append(f"CAST(CAST({q} AS DOUBLE) AS BINARY)")
+        else:
+            values.append(f"CAST({q} AS BINARY)")
+    flags = [f"ISNULL({quote_ident(c.name, 'mysql')})" for c in columns if c.nullable]
+    if flags:
+        values.append("CONCAT(" + ", ".join(flags) + ")")
+    return "CONCAT_WS(X'1F', " + ", ".join(values) + ")"
+
+
+def reconcile_side(conn: Any, plan: TablePlan) -> reconcile.Side:
+    """The aggregate SQL of ``plan.table`` on one MySQL server (source or replica)."""
+    by_name = {c.name: c for c in plan.columns}
+    first = by_name[plan.primary_key[0]]
+    range_column = first.name if first.is_integer else None
+    if len(plan.primary_key) == 1 and first.is_integer:
+        key_hash = quote_ident(first.name, "mysql")
+    else:
+        key_text = "CONCAT_WS(X'1F', " + ", ".join(f"CAST({quote_ident(k, 'mysql')} AS BINARY)"
+                                                    for k in plan.primary_key) + ")"
+        key_hash = reconcile.md5_60_sql(key_text, "mysql")
+    # CRC32 (as pt-table-checksum): both sides are MySQL, and it costs half an MD5; a changed
+    # ~100-row range keeps its sum with odds of 1 in 4 billion, and its row count and key sum too.
+    return reconcile.Side(conn, "mysql", quote_ident(plan.table, "mysql"), range_column, key_hash,
+                          f"CRC32({_row_text_sql(plan.columns)})")
+
+
+def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: TablePlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
+    """Make the replica's table equal to the source's: deleted rows removed, missing and changed rows copied.
+
+    Catches what a watermark cannot: hard deletes, rows inserted with an old
+    change stamp, rows updated without touching it. Ranges whose key or row
+    aggregates differ (:mod:`clinicflow.reconcile`) are re-read from the source
+    into a temporary table and merged; rows of those ranges the source no
+    longer has are deleted. Safe to interrupt: the next run compares again.
+    """
+    stats = reconcile.ReconcileStats(swept=sweep.describe())
+    if not plan.primary_key or not sweep.enabled:
+        return stats
+    src_conn, dst_conn = connect(src), connect(dst)
+    try:
+        source, target = reconcile_side(src_conn, plan), reconcile_side(dst_conn, plan)
+        comparison = reconcile.compare(source, target, sweep)
+        stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+        stats.boundaries = [r.lower for r in comparison.ranges[1:] if r.lower is not None]
+        for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
+            stats.add(_resync_ranges(src, dst_conn, plan, source.key_column, group))
+    finally:
+        src_conn.close()
+        dst_conn.close()
+    return stats
+
+
+def _resync_ranges(src: MySQLServer, dst_conn: Any, plan: TablePlan, range_column: str | None,
+                   ranges: Sequence[KeyRange]) -> reconcile.ReconcileStats:
+    pred, params = reconcile.ranges_predicate(ranges, range_column, "mysql")
+    t, stage = quote_ident(plan.table, "mysql"), quote_ident(FIX_STAGE, "mysql")
+    cols = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)
+    pk = f"({cols})"
+    out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
+    with dst_conn.cursor() as cur:
+        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+        cur.execute(f"CREATE TEMPORARY TABLE {stage} LIKE {t}")
+    try:
+        with ChunkFile(plan.table) as path:
+            if export_to_file(src, encoded_select_sql(plan.table, plan.columns) + f" WHERE {pred}", params, path):
+                load_file(dst_conn, path, FIX_STAGE, plan.columns)
+        with dst_conn.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {stage} WHERE {pk} NOT IN (SELECT {cols} FROM {t} WHERE {pred})", params)
+            out.rows_missing = int(cur.fetchone()[0])
+            cur.execute(f"DELETE FROM {t} WHERE {pred} AND {pk} NOT IN (SELECT {cols} FROM {stage})", params)
+            out.rows_deleted = max(cur.rowcount, 0)
+            cur.execute(_merge_sql(plan.table, FIX_STAGE, plan.columns))
+            # ON DUPLICATE KEY UPDATE counts a new row once and a changed row twice.
+            out.rows_changed = max(cur.rowcount - out.rows_missing, 0) // 2
+    finally:
+        with dst_conn.cursor() as cur:
+            cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+    return out
 
 
 def table_checksum(server: MySQLServer, table: str) -> tuple[int, str]:
@@ -600,25 +708,30 @@ def copy_full_unit(src: MySQLServer, dst: MySQLServer, plan: TablePlan, unit: Ke
     return copy_range(src, dst, plan, unit)
 
 
-def prepare_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False) -> TablePlan:
+def prepare_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False,
+                  full_sweep: bool = False) -> TablePlan:
     """Open connections and plan one table (see :func:`plan_table`)."""
     src_conn, dst_conn = connect(src), connect(dst)
     try:
-        return plan_table(src_conn, dst_conn, table, config, full_refresh=full_refresh)
+        return plan_table(src_conn, dst_conn, table, config, full_refresh=full_refresh, full_sweep=full_sweep)
     finally:
         src_conn.close()
         dst_conn.close()
 
 
-def replicate_table_once(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False) -> dict[str, Any]:
+def replicate_table_once(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False,
+                         full_sweep: bool = False) -> dict[str, Any]:
     """Replicate one table sequentially without Prefect (tests, benches, debugging)."""
     started = time.perf_counter()
-    plan = prepare_table(src, dst, table, config, full_refresh=full_refresh)
+    plan = prepare_table(src, dst, table, config, full_refresh=full_refresh, full_sweep=full_sweep)
+    reconciled = None
     if plan.mode == "unchanged":
         rows = 0
     elif plan.mode == "incremental":
-        rows = copy_incremental(src, dst, plan).rows
+        result = sync_incremental(src, dst, plan)
+        rows, reconciled = result.rows, result.reconciled
     else:
         rows = sum(copy_full_unit(src, dst, plan, unit).rows for unit in full_copy_units(plan))
         swap_in(dst, plan)
-    return {"table": table, "mode": plan.mode, "rows": rows, "seconds": time.perf_counter() - started, "note": plan.note}
+    return {"table": table, "mode": plan.mode, "rows": rows, "seconds": time.perf_counter() - started, "note": plan.note,
+            "reconciled": reconciled}

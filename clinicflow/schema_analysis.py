@@ -44,9 +44,17 @@ from typing import Any
 import yaml
 
 from blocks.databases import MySQLServer
-from clinicflow.config import ExtractionStrategy, TableConfig, TablesConfig, parse_tables_config
+from clinicflow.config import (
+    ExtractionStrategy,
+    TableConfig,
+    TablesConfig,
+    parse_tables_config,
+    reserved_name_error,
+    yaml_error_line,
+    yaml_load,
+)
 from clinicflow.logs import get_logger
-from clinicflow.sql import quote_ident, quote_list
+from clinicflow.sql import IdentifierError, quote_ident, quote_list, validate_table_name
 
 MIB = 1024 * 1024
 
@@ -479,6 +487,8 @@ class TableAnalysis:
 class SchemaAnalysis:
     schema: SourceSchema
     tables: Mapping[str, TableAnalysis]
+    # Source tables left out of tables.yml, with why: excluded, or a name tables.yml cannot hold.
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -540,29 +550,59 @@ def _is_connection_error(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+def rejected_table_name(name: str) -> str | None:
+    """Why tables.yml cannot hold a table of this name (invalid, reserved, too long), or None."""
+    try:
+        validate_table_name(name)
+    except IdentifierError as exc:
+        return str(exc)
+    return reserved_name_error(name)
+
+
+def skipped_tables(schema: SourceSchema, exclude: Iterable[str] = ()) -> dict[str, str]:
+    """Source tables the analysis leaves out of tables.yml, each with the reason."""
+    excluded = {name.lower() for name in exclude}
+    skipped = {}
+    for name in schema.tables:
+        if name.lower() in excluded:
+            skipped[name] = "excluded"
+        elif (reason := rejected_table_name(name)) is not None:
+            skipped[name] = f"name not allowed in tables.yml: {reason}"
+    return skipped
+
+
 def analyze_schema_with(conn: Any, schema: SourceSchema, rules: AnalysisRules | None = None,
-                        now: datetime | None = None) -> SchemaAnalysis:
+                        now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
     rules = rules or AnalysisRules()
     now = now or datetime.now(timezone.utc)
     log = get_logger("clinicflow.schema_analysis")
+    skipped = skipped_tables(schema, exclude)
+    for name, reason in skipped.items():
+        if reason != "excluded":
+            log.warning("table %r skipped (not copied): %s", name, reason)
     results = {}
     for name, table in sorted(schema.tables.items()):
+        if name in skipped:
+            continue
         result = analyze_table(conn, table, rules, now)
         if result.error:
             log.error(result.error)
         results[name] = result
-    return SchemaAnalysis(schema, results)
+    return SchemaAnalysis(schema, results, skipped)
 
 
 def analyze_source(server: MySQLServer, rules: AnalysisRules | None = None,
-                   now: datetime | None = None) -> SchemaAnalysis:
-    """Read the schema of the block's database and choose every table's settings."""
+                   now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
+    """Read the schema of the block's database and choose every table's settings (``exclude``: names left out)."""
     conn = server.connect()
     try:
         schema = read_schema_with(conn, server.database, server.describe())
         if not schema.tables:
             raise AnalysisError(f"{server.describe()}: database has no tables (wrong database name?)")
-        return analyze_schema_with(conn, schema, rules, now)
+        analysis = analyze_schema_with(conn, schema, rules, now, exclude)
+        if not analysis.tables:
+            raise AnalysisError(f"{server.describe()}: every table was skipped or excluded; nothing to write")
+        return analysis
     finally:
         conn.close()
 
@@ -578,7 +618,7 @@ OVERRIDES_HELP = """\
 #   overrides:
 #     securitylog:
 #       batch_size: 100000
-#       reconcile_deletes: true
+#       reconcile_slices: 7
 # Everything from the `overrides:` line to the end of the file is kept byte for byte on regeneration.
 """
 DEFAULT_OVERRIDES_BLOCK = "overrides: {}\n"
@@ -610,7 +650,7 @@ def render_table(name: str, config: TableConfig) -> str:
             continue
         if key == "boolean_columns" and not value:
             continue
-        if key == "reconcile_deletes" and value is False:
+        if key.startswith("reconcile_") and value == TableConfig.model_fields[key].default:
             continue
         if isinstance(value, list):
             lines.append(f"    {key}: {_flow_list(value)}")
@@ -661,9 +701,9 @@ def extract_overrides_block(text: str) -> str | None:
 
 def _overrides_of(block: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(block) or {}
+        data = yaml_load(block) or {}
     except yaml.YAMLError as exc:
-        raise AnalysisError(f"{source}: field 'overrides': not valid YAML: {exc}") from None
+        raise AnalysisError(f"{source}: field 'overrides': not valid YAML: {yaml_error_line(exc)}") from None
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise AnalysisError(f"{source}: field 'overrides': must be a mapping of table name to settings")
@@ -695,7 +735,7 @@ def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None
     text = HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n" + body
     # The output must load with the project's own model.
     try:
-        parse_tables_config(yaml.safe_load(text), source=source)
+        parse_tables_config(yaml_load(text), source=source)
     except Exception as exc:  # ConfigError, YAMLError
         raise AnalysisError(f"generated {source} does not validate: {exc}") from None
     return text
@@ -732,7 +772,12 @@ class WriteResult:
 def write_tables_yml(analysis: SchemaAnalysis, path: str | Path, *, generated_at: datetime | None = None) -> WriteResult:
     """Render and write tables.yml at ``path`` (atomically); unchanged content leaves the file untouched."""
     target = Path(path)
-    previous = target.read_text(encoding="utf-8") if target.exists() else None
+    try:
+        previous = target.read_text(encoding="utf-8") if target.exists() else None
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{target}: the existing file is not UTF-8 text; move it away first") from None
+    except IsADirectoryError:
+        raise AnalysisError(f"{target}: is a directory, not a tables.yml file") from None
     text = render_tables_yml(analysis, previous, generated_at=generated_at, source=target.name)
     changed = text != previous
     if changed:
@@ -755,6 +800,8 @@ class DriftKind(str, Enum):
     primary_key_changed = "primary_key_changed"
     watermark_missing = "watermark_missing"
     watermark_stalled = "watermark_stalled"
+    boolean_column_invalid = "boolean_column_invalid"
+    column_name_collision = "column_name_collision"
 
 
 @dataclass(frozen=True)
@@ -819,11 +866,14 @@ class DriftReport:
 
 
 def compare_schema(schema: SourceSchema, config: TablesConfig,
-                   probes: Mapping[str, str | None] | None = None) -> DriftReport:
+                   probes: Mapping[str, str | None] | None = None, exclude: Iterable[str] = ()) -> DriftReport:
     """Compare tables.yml with a read schema. ``probes``: live watermark maxima per table (see check_drift)."""
+    excluded = {name.lower() for name in exclude}
     report = DriftReport(source=schema.address, tables_checked=len(config.tables))
     items = report.items
     for name in sorted(set(schema.tables) - set(config.tables)):
+        if name.lower() in excluded or rejected_table_name(name) is not None:
+            continue  # left out on purpose, or a name tables.yml cannot hold (analyze-schema warns about it)
         info = schema.tables[name]
         items.append(DriftItem(name, DriftKind.table_added, None, None, f"{len(info.columns)} columns",
                                f"table {name!r} is in the source but not in tables.yml: it is not copied"))
@@ -872,6 +922,21 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
             items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
                                    f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
 
+    from clinicflow.pgload import pg_truncation_collisions
+
+    for first, second in pg_truncation_collisions([c.name for c in info.columns]):
+        items.append(DriftItem(name, DriftKind.column_name_collision, second, first, second,
+                               f"{name}.{first} and {name}.{second} are one name in PostgreSQL (cut to 63 bytes): "
+                               "the load fails until one is renamed"))
+    for col_name in effective.boolean_columns:
+        col = live.get(col_name.lower())
+        if col is None:
+            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", None,
+                                   f"boolean column {name}.{col_name} is not in the source"))
+        elif not _is_tinyint1(col):
+            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", col.column_type,
+                                   f"boolean column {name}.{col_name} is {col.column_type}, not tinyint(1)"))
+
     expected_pk = list(effective.primary_key)
     actual_pk = list(info.primary_key)
     if expected_pk and not actual_pk:
@@ -897,6 +962,11 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     return items
 
 
+def _is_tinyint1(col: ColumnInfo) -> bool:
+    # MySQL 8 prints tinyint without a width except tinyint(1); MariaDB always prints it.
+    return col.data_type == "tinyint" and col.column_type.lower().split()[0] == "tinyint(1)"
+
+
 def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
                 rules: AnalysisRules | None = None) -> dict[str, str | None]:
     """Current watermark maxima for tables whose tables.yml records an observed watermark."""
@@ -919,7 +989,8 @@ def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
     return probes
 
 
-def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules | None = None) -> DriftReport:
+def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules | None = None,
+                exclude: Iterable[str] = ()) -> DriftReport:
     """Compare tables.yml with the live source: what the nightly flow runs first."""
     conn = server.connect()
     try:
@@ -927,7 +998,7 @@ def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules 
         probes = live_probes(conn, schema, config, rules)
     finally:
         conn.close()
-    return compare_schema(schema, config, probes)
+    return compare_schema(schema, config, probes, exclude)
 
 
 def rules_with(rules: AnalysisRules | None = None, **changes: Any) -> AnalysisRules:

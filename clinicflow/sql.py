@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-Dialect = Literal["mysql", "postgres"]
+Dialect = Literal["mysql", "postgres", "clickhouse"]
 
 # OpenDental and generated tables use plain ASCII names; anything else in
 # tables.yml is far more likely a typo or an injection attempt than a table.
@@ -30,11 +30,13 @@ def validate_table_name(name: str) -> str:
 
 
 def quote_ident(name: str, dialect: Dialect) -> str:
-    """Quote one identifier for MySQL/MariaDB (backticks) or PostgreSQL (double quotes)."""
+    """Quote one identifier for MySQL/MariaDB or ClickHouse (backticks) or PostgreSQL (double quotes)."""
     if not name or "\x00" in name:
         raise IdentifierError(f"invalid identifier {name!r}")
     if dialect == "mysql":
         return "`" + name.replace("`", "``") + "`"
+    if dialect == "clickhouse":
+        return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
     if dialect == "postgres":
         return '"' + name.replace('"', '""') + '"'
     raise ValueError(f"unknown SQL dialect {dialect!r}")

@@ -1,31 +1,29 @@
-"""Verification of a loaded table against the replication database, and delete reconciliation.
+"""Verification of a loaded table against the replication database, and its reconciliation.
 
-Verification computes, on BOTH servers, per primary-key bucket: the row
-count and a checksum (sum of the first 60 bits of each row's MD5) over a
-canonical text form of the row. The canonical form of every value class is
-the same text on both sides (see :func:`canonical_mysql` and
+Verification computes, on BOTH servers, per primary-key range: the row
+count, a key sum and a checksum (sum of the first 60 bits of each row's MD5)
+over a canonical text form of the row. The canonical form of every value
+class is the same text on both sides (see :func:`canonical_mysql` and
 :func:`canonical_postgres`; jsonb is compared for presence only, because
-PostgreSQL normalises JSON text). Buckets whose count or checksum differ are
-then compared key by key (bounded by the bucket size) and reported with the
-primary-key range and example keys.
+PostgreSQL normalises JSON text). The ranges come from the one chunk planner
+(boundaries sampled from the replica's key, ~100 rows each) and are
+aggregated in one pass per side (:mod:`clinicflow.reconcile`). Ranges that
+differ are compared key by key and reported with example keys.
 
-Buckets are ``first key column DIV width`` for an integer first key column
-(one aggregate query per side, one pass over the table); other tables form
-one bucket.
-
-Delete reconciliation (:func:`reconcile_deletes`) walks raw's primary keys in
-chunks, asks the replica which of them still exist, and deletes the others.
-Keys only, memory bounded by the chunk size, and safe to interrupt (each
-chunk commits on its own; a rerun finds what is left).
+Reconciliation (:func:`reconcile_raw`, every night by default) repairs what
+the comparison finds: each differing range is re-read from the replica and
+merged into raw in one transaction (deleted rows removed, missing and changed
+rows written). Memory is bounded by the range groups, and a kill loses
+nothing: the next night compares again.
 """
 from __future__ import annotations
 
-import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.pgload import TablePlan, _as_utf8_binary, _escaped_text, _text, zero_date_test
+from clinicflow import pgload, reconcile
+from clinicflow.chunks import KeyRange
+from clinicflow.pgload import _NEEDS_ESCAPE, TablePlan, _as_utf8_binary, _escaped_text, _text, zero_date_test
 from clinicflow.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.typemap import Kind, PgColumn
 
@@ -97,9 +95,13 @@ def _my(col: PgColumn) -> str:
     elif kind is Kind.time:
         value = q if col.fraction_digits == 0 else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({q} AS CHAR)))"
     elif kind in (Kind.date, Kind.datetime):
-        return f"IF({q} IS NULL OR {zero_date_test(q)}, X'5C4E', {q})"
+        null_test = f"{q} IS NULL OR " if col.source.nullable else ""
+        return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text:
-        value = _escaped_text(f"REPLACE({_as_utf8_binary(col, q)}, X'00', X'')")
+        binary = _as_utf8_binary(col, q)
+        # Most values hold nothing to escape or remove: one RLIKE spares them five REPLACEs.
+        without_nul = f"REPLACE({binary}, X'00', X'')"
+        value = f"IF({binary} RLIKE {_NEEDS_ESCAPE}, {_escaped_text(without_nul)}, {binary})"
     elif kind is Kind.binary:
         value = f"LOWER(HEX({q}))"
     elif kind is Kind.bit1:
@@ -110,7 +112,8 @@ def _my(col: PgColumn) -> str:
         value = f"IF({q} IS NULL, NULL, 'json')"
     else:  # pragma: no cover - every kind is handled above
         raise AssertionError(kind)
-    return f"IFNULL({value}, X'5C4E')"
+    # A NOT NULL column needs no NULL marker (one function call less per value).
+    return f"IFNULL({value}, X'5C4E')" if col.source.nullable or kind is Kind.json else value
 
 
 def _pg(col: PgColumn, function_schema: str) -> str:
@@ -211,102 +214,99 @@ class VerifyResult:
         return head + " | ".join(d.describe() for d in self.diffs[:5]) + (" | ..." if len(self.diffs) > 5 else "")
 
 
-def _bucket_column(plan: TablePlan) -> PgColumn | None:
+def _range_column(plan: TablePlan) -> PgColumn | None:
     if not plan.primary_key:
         return None
     col = plan.column(plan.primary_key[0])
     return col if col.kind is Kind.integer else None
 
 
-def _pg_bucket_expr(col: PgColumn, width: int) -> str:
-    q = quote_ident(col.name, "postgres")
-    return f"div({q}, {width})" if col.pg_type.startswith("numeric") else f"({q} / {width})"
+def _key_text_my(plan: TablePlan) -> str:
+    return "CONCAT_WS(X'09', " + ", ".join(_my(plan.column(k)) for k in plan.primary_key) + ")"
 
 
-def _bucket_width(mysql_conn: Any, plan: TablePlan, column: PgColumn, batch_rows: int) -> tuple[int, int]:
-    q = quote_ident(column.name, "mysql")
-    with mysql_conn.cursor() as cur:
-        cur.execute(f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {quote_ident(plan.table, 'mysql')}")
-        lo, hi, count = cur.fetchone()
-    lo, hi, count = int(_text(lo) or 0), int(_text(hi) or 0), int(_text(count) or 0)
-    if count == 0:
-        return 1, 0
-    buckets = max(1, math.ceil(count / max(1, batch_rows)))
-    return max(1, math.ceil((hi - lo + 1) / buckets)), count
+def _key_text_pg(plan: TablePlan) -> str:
+    return "concat_ws(E'\\t', " + ", ".join(_pg(plan.column(k), plan.state_schema) for k in plan.primary_key) + ")"
 
 
-def verify_table(mysql_conn: Any, pg_conn: Any, plan: TablePlan, *, bucket_rows: int | None = None) -> VerifyResult:
+def replica_side(mysql_conn: Any, plan: TablePlan) -> reconcile.Side:
+    """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
+    column = _range_column(plan)
+    single = column is not None and len(plan.primary_key) == 1
+    key_hash = (quote_ident(column.name, "mysql") if single else
+                reconcile.md5_60_sql(_key_text_my(plan), "mysql") if plan.primary_key else "0")
+    return reconcile.Side(mysql_conn, "mysql", quote_ident(plan.table, "mysql"), column.name if column else None,
+                          key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"))
+
+
+def raw_side(pg_conn: Any, plan: TablePlan) -> reconcile.Side:
+    """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
+    column = _range_column(plan)
+    single = column is not None and len(plan.primary_key) == 1
+    key_hash = (quote_ident(column.name, "postgres") if single else
+                reconcile.md5_60_sql(_key_text_pg(plan), "postgres") if plan.primary_key else "0")
+    return reconcile.Side(pg_conn, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"),
+                          column.name if column else None, key_hash,
+                          reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
+                          pg_type=column.pg_type if column else "bigint")
+
+
+# Differing ranges compared key by key for the report (each range holds ~reconcile.BUCKET_ROWS rows).
+DRILLDOWN_RANGES = 20
+
+
+def _describe_range(column: PgColumn | None, key_range: KeyRange) -> str:
+    if column is None:
+        return "(whole table)"
+    lo = "" if key_range.lower is None else str(key_range.lower)
+    hi = "" if key_range.upper is None else str(key_range.upper)
+    return f"{column.name} [{lo}..{hi})"
+
+
+def verify_table(mysql_conn: Any, pg_conn: Any, plan: TablePlan, *, bucket_rows: int | None = None,
+                 ranges: list[KeyRange] | None = None, only: list[KeyRange] | None = None) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
     ``mysql_conn`` must come from :func:`clinicflow.pgload.mysql_connect`
-    (same session time zone as the load).
+    (same session time zone as the load). The ranges come from the chunk
+    planner (boundaries sampled from the replica's key), so their number is
+    bounded by rows / ``bucket_rows`` whatever the key distribution.
     """
     result = VerifyResult(plan.table)
-    column = _bucket_column(plan)
-    width = 1
-    if column is not None:
-        width, _ = _bucket_width(mysql_conn, plan, column, bucket_rows or plan.batch_size)
-        my_bucket = f"{quote_ident(column.name, 'mysql')} DIV {width}"
-        pg_bucket = _pg_bucket_expr(column, width)
-    else:
-        my_bucket, pg_bucket = "0", "0"
-    my_sum = f"SUM(CAST(CONV(LEFT(MD5({canonical_mysql(plan)}), 15), 16, 10) AS UNSIGNED))"
-    pg_sum = f"sum(('x' || left(md5({canonical_postgres(plan)}), 15))::bit(60)::bigint)"
-    def source_sums() -> dict[int, tuple[int, int]]:
-        with mysql_conn.cursor() as cur:
-            # GROUP BY 1, not an alias: both servers resolve a GROUP BY name to a column
-            # first, and MySQL's names ignore case (a column `B` once took over alias b).
-            cur.execute(f"SELECT {my_bucket}, COUNT(*), {my_sum} FROM {quote_ident(plan.table, 'mysql')} GROUP BY 1")
-            return {int(_text(b) or 0): (int(_text(n) or 0), int(_text(s) or 0)) for b, n, s in cur.fetchall()}
-
-    # Both servers checksum at the same time: the wait is the slower side, not the sum.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-verify") as pool:
-        source_future = pool.submit(source_sums)
-        with pg_conn.cursor() as cur:
-            cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                        "SET LOCAL extra_float_digits = 1")
-            cur.execute(f"SELECT {pg_bucket}, count(*), {pg_sum} FROM "
-                        f"{quote_qualified(plan.raw_schema, plan.table, 'postgres')} GROUP BY 1")
-            raw = {int(b): (int(n), int(s or 0)) for b, n, s in cur.fetchall()}
-        source = source_future.result()
-    pg_conn.rollback()
-    result.source_rows = sum(v[0] for v in source.values())
-    result.raw_rows = sum(v[0] for v in raw.values())
-    result.buckets = len(set(source) | set(raw))
-    for bucket in sorted(set(source) | set(raw)):
-        s_rows, s_sum = source.get(bucket, (0, 0))
-        r_rows, r_sum = raw.get(bucket, (0, 0))
-        if (s_rows, s_sum) == (r_rows, r_sum):
-            continue
-        if column is not None:
-            lo, hi = bucket * width, bucket * width + width - 1
-            if bucket < 0:
-                lo, hi = bucket * width - width + 1, bucket * width
-            key_range = f"{column.name} {lo}..{hi}"
-        else:
-            key_range = "(whole table)"
-        diff = BucketDiff(bucket, key_range, s_rows, r_rows)
-        if max(s_rows, r_rows) <= DRILLDOWN_MAX_ROWS and plan.primary_key:
-            _drill_down(mysql_conn, pg_conn, plan, diff, my_bucket, pg_bucket, bucket)
+    source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
+    comparison = reconcile.compare(source, target, reconcile.Sweep(), ranges=ranges, only=only,
+                                   bucket_rows=bucket_rows or reconcile.BUCKET_ROWS)
+    result.source_rows, result.raw_rows = comparison.source_rows, comparison.target_rows
+    result.buckets = len(comparison.ranges)
+    column = _range_column(plan)
+    empty = reconcile.RangeStats()
+    for n, key_range in enumerate(comparison.differing):
+        s = comparison.source.get(key_range.index, empty)
+        r = comparison.target.get(key_range.index, empty)
+        diff = BucketDiff(key_range.index, _describe_range(column, key_range), s.rows, r.rows)
+        if n < DRILLDOWN_RANGES and max(s.rows, r.rows) <= DRILLDOWN_MAX_ROWS and plan.primary_key:
+            _drill_down(mysql_conn, pg_conn, plan, diff, column, key_range)
         result.diffs.append(diff)
     return result
 
 
-def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff, my_bucket: str,
-                pg_bucket: str, bucket: int) -> None:
-    """Compare one bucket key by key (keys and row hashes only)."""
+def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff, column: PgColumn | None,
+                key_range: KeyRange) -> None:
+    """Compare one range key by key (keys and row hashes only)."""
     keys_my = quote_list(list(plan.primary_key), "mysql")
     keys_pg = quote_list(list(plan.primary_key), "postgres")
+    my_pred, my_params = reconcile.ranges_predicate([key_range], column.name if column else None, "mysql")
+    pg_pred, pg_params = reconcile.ranges_predicate([key_range], column.name if column else None, "postgres")
     with mysql_conn.cursor() as cur:
         cur.execute(f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
-                    f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_bucket} = %s", (bucket,))
+                    f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
         source = {_text(k): _text(h) for k, h in cur.fetchall()}
     with pg_conn.cursor() as cur:
         cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
                     "SET LOCAL extra_float_digits = 1")
         cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
-                    f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_bucket} = %s",
-                    (bucket,))
+                    f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_pred}",
+                    tuple(pg_params))
         raw = dict(cur.fetchall())
     pg_conn.rollback()
     missing = sorted(k for k in source if k not in raw)
@@ -319,95 +319,66 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff
 
 
 # ---------------------------------------------------------------------------
-# Delete reconciliation
+# Reconciliation of raw with the replica (the nightly's second leg)
 
-RECONCILE_CHUNK = 10_000
+def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePlan, sweep: reconcile.Sweep, *,
+                  ranges: list[KeyRange] | None = None) -> tuple[reconcile.ReconcileStats, VerifyResult]:
+    """Make raw.<table> equal to the replica table, then verify the ranges that were repaired.
 
-
-def reconcile_deletes(source_conn: Any, target_conn: Any, plan: TablePlan, *, target_dialect: str = "postgres",
-                      chunk_rows: int = RECONCILE_CHUNK) -> int:
-    """Delete from the target table the rows whose key no longer exists in the source; return how many.
-
-    The source is a MySQL connection (:func:`clinicflow.pgload.mysql_connect`);
-    the target is raw in PostgreSQL (default) or, with ``target_dialect="mysql"``,
-    the replica table itself (reconciled against the OpenDental source).
-    Walks the target's keys in key order, ``chunk_rows`` at a time (keyset
-    pages from the chunk planner); asks the source which of them exist (a key
-    range for an integer key, a key list otherwise); deletes the rest and
-    commits per chunk.
+    Ranges whose keys or (tonight's slice of) row checksums differ are
+    re-read from the replica into a temporary table and merged into raw in one
+    transaction per group: rows the replica no longer has are deleted, missing
+    and changed rows written. The comparison is the night's verification: the
+    returned result lists ranges still different after the repair (none when
+    all went well). ``mysql_conn`` comes from :func:`clinicflow.pgload.mysql_connect`
+    with ``streaming=True``.
     """
-    from clinicflow.chunks import keyset_after
-
-    if not plan.primary_key:
-        return 0
-    dialect = target_dialect
-    pk = list(plan.primary_key)
-    target = (quote_qualified(plan.raw_schema, plan.table, "postgres") if dialect == "postgres"
-              else quote_ident(plan.table, "mysql"))
-    keys_sql = quote_list(pk, dialect)  # type: ignore[arg-type]
-    single_int = len(pk) == 1 and plan.column(pk[0]).kind is Kind.integer
-    binary = [plan.column(k).kind is Kind.binary for k in pk]
-    deleted = 0
-    last: list[Any] | None = None
-    while True:
-        predicate, params = keyset_after(pk, last, dialect)  # type: ignore[arg-type]
-        with target_conn.cursor() as cur:
-            cur.execute(f"SELECT {keys_sql} FROM {target} WHERE {predicate} ORDER BY {keys_sql} LIMIT %s",
-                        (*params, chunk_rows))
-            keys = [tuple(_native(v) for v in r) for r in cur.fetchall()]
-        target_conn.rollback()
-        if not keys:
-            return deleted
-        if single_int:
-            keys = [(int(k[0]),) for k in keys]
-        existing = _existing_keys(source_conn, plan, keys, single_int)
-        gone = [k for k in keys if _key_text(k, binary) not in existing]
-        if gone:
-            with target_conn.cursor() as cur:
-                placeholders = "(" + ", ".join(["%s"] * len(pk)) + ")"
-                for start in range(0, len(gone), 1000):
-                    part = gone[start:start + 1000]
-                    cur.execute(f"DELETE FROM {target} WHERE ({keys_sql}) IN ({', '.join([placeholders] * len(part))})",
-                                [v for k in part for v in k])
-                    deleted += max(cur.rowcount, 0)
-            target_conn.commit()
-        last = list(keys[-1])
-        if len(keys) < chunk_rows:
-            return deleted
+    stats = reconcile.ReconcileStats(swept=sweep.describe())
+    result = VerifyResult(plan.table)
+    if not plan.primary_key or not sweep.enabled:
+        return stats, result
+    source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
+    comparison = reconcile.compare(source, target, sweep, ranges=ranges)
+    stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+    result.source_rows, result.raw_rows, result.buckets = (comparison.source_rows, comparison.target_rows,
+                                                           len(comparison.ranges))
+    for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
+        stats.add(_resync_raw(mysql_server, mysql_conn, pg_conn, plan, source.key_column, group))
+    if comparison.differing:
+        # Only the repaired ranges can have changed: they alone are compared again.
+        after = verify_table(mysql_conn, pg_conn, plan, ranges=comparison.ranges, only=comparison.differing)
+        result.diffs = after.diffs
+    return stats, result
 
 
-def _native(value: Any) -> Any:
-    return bytes(value) if isinstance(value, memoryview) else value
+FIX_TABLE = "cf_fix_stage"
 
 
-def _key_text(key: tuple[Any, ...], binary: list[bool]) -> tuple[str, ...]:
-    out = []
-    for value, is_binary in zip(key, binary):
-        if is_binary:
-            out.append(bytes(value).hex())
-        else:
-            out.append(_text(value) or "")
-    return tuple(out)
-
-
-def _existing_keys(mysql_conn: Any, plan: TablePlan, keys: list[tuple[Any, ...]], single_int: bool) -> set[tuple[str, ...]]:
-    pk = list(plan.primary_key)
-    table = quote_ident(plan.table, "mysql")
-    select_keys = ", ".join(
-        f"LOWER(HEX({quote_ident(k, 'mysql')}))" if plan.column(k).kind is Kind.binary else quote_ident(k, "mysql")
-        for k in pk)
-    found: set[tuple[str, ...]] = set()
-    with mysql_conn.cursor() as cur:
-        if single_int:
-            cur.execute(f"SELECT {select_keys} FROM {table} WHERE {quote_ident(pk[0], 'mysql')} BETWEEN %s AND %s",
-                        (int(keys[0][0]), int(keys[-1][0])))
-            found.update((_text(r[0]) or "",) for r in cur.fetchall())
-            return found
-        for start in range(0, len(keys), 1000):
-            part = keys[start:start + 1000]
-            placeholders = "(" + ", ".join(["%s"] * len(pk)) + ")"
-            values = ", ".join([placeholders] * len(part))
-            cur.execute(f"SELECT {select_keys} FROM {table} WHERE ({quote_list(pk, 'mysql')}) IN ({values})",
-                        [v for k in part for v in k])
-            found.update(tuple(_text(v) or "" for v in r) for r in cur.fetchall())
-    return found
+def _resync_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: TablePlan, range_column: str | None,
+                ranges: list[KeyRange]) -> reconcile.ReconcileStats:
+    out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
+    my_pred, my_params = reconcile.ranges_predicate(ranges, range_column, "mysql")
+    raw = quote_qualified(plan.raw_schema, plan.table, "postgres")
+    raw_ranges, raw_params = reconcile.restricted_from(raw_side(pg_conn, plan), ranges)
+    temp = quote_ident(FIX_TABLE, "postgres")
+    join = " AND ".join(f"f.{quote_ident(k, 'postgres')} = t.{quote_ident(k, 'postgres')}" for k in plan.primary_key)
+    try:
+        with pg_conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {temp}")
+            cur.execute(f"CREATE TEMP TABLE {temp} (LIKE {raw})")
+            pgload.stream_copy(mysql_conn, cur, plan, temp, my_pred, my_params, mysql_server=mysql_server)
+            cur.execute(f"SELECT count(*) FROM {temp} f WHERE NOT EXISTS (SELECT 1 FROM {raw} t WHERE {join})")
+            out.rows_missing = int(cur.fetchone()[0])
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # see reconcile.aggregate
+            # ctid = ANY(ARRAY(...)): a TID scan of exactly the rows found through the key's index.
+            cur.execute(f"DELETE FROM {raw} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {raw_ranges} "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})))", tuple(raw_params))
+            out.rows_deleted = max(cur.rowcount, 0)
+            cur.execute(pgload.merge_sql(plan, temp))
+            out.rows_changed = max(cur.rowcount - out.rows_missing, 0)
+            cur.execute(f"DROP TABLE {temp}")
+        pg_conn.commit()  # deletes and merge together, or neither
+    except BaseException:
+        pg_conn.rollback()
+        raise
+    return out

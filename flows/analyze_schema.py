@@ -22,8 +22,9 @@ from clinicflow.retry import TASK_RETRY
 
 
 @task(name="analyze-source", cache_policy=NO_CACHE, **TASK_RETRY)
-def analyze_source_task(server: MySQLServer, rules: sa.AnalysisRules) -> sa.SchemaAnalysis:
-    return sa.analyze_source(server, rules)
+def analyze_source_task(server: MySQLServer, rules: sa.AnalysisRules,
+                        exclude: list[str] | None = None) -> sa.SchemaAnalysis:
+    return sa.analyze_source(server, rules, exclude=exclude or ())
 
 
 @task(name="write-tables-yml", cache_policy=NO_CACHE)
@@ -32,8 +33,9 @@ def write_tables_task(analysis: sa.SchemaAnalysis, path: str) -> sa.WriteResult:
 
 
 @task(name="check-drift", cache_policy=NO_CACHE, **TASK_RETRY)
-def check_drift_task(server: MySQLServer, config: TablesConfig, rules: sa.AnalysisRules) -> sa.DriftReport:
-    return sa.check_drift(server, config, rules)
+def check_drift_task(server: MySQLServer, config: TablesConfig, rules: sa.AnalysisRules,
+                     exclude: list[str] | None = None) -> sa.DriftReport:
+    return sa.check_drift(server, config, rules, exclude=exclude or ())
 
 
 @flow(name="analyze-schema")
@@ -43,12 +45,15 @@ def analyze_schema(
     database: str | None = None,
     critical_tables: list[str] | None = None,
     publish_yaml: bool = False,
+    exclude: list[str] | None = None,
 ) -> Any:
     """Analyse the OpenDental source (block ``opendental-source``) into tables.yml at ``output``.
 
     ``check=True`` compares instead of writing and fails on drift;
     ``publish_yaml=True`` also attaches the written file as a markdown
     artifact (useful where the job's file system is thrown away).
+    ``exclude`` names source tables left out of tables.yml; tables whose
+    names tables.yml cannot hold are left out with a warning.
     """
     server = resolve_block(SOURCE_BLOCK, MySQLServer)
     if database:
@@ -57,14 +62,14 @@ def analyze_schema(
     path = sa.tables_file_path(output)
 
     if check:
-        report = check_drift_task(server, load_tables_config(path), rules)
+        report = check_drift_task(server, load_tables_config(path), rules, exclude)
         create_table_artifact(report.to_rows() or [{"result": report.summary()}], key="tables-yml-drift",
                               description=report.summary())
         if report.has_drift:
             return Failed(message=report.summary())
         return {"drift": False, "tables_checked": report.tables_checked}
 
-    analysis = analyze_source_task(server, rules)
+    analysis = analyze_source_task(server, rules, exclude)
     result = write_tables_task(analysis, str(path))
     state = "written" if result.changed else "unchanged"
     create_table_artifact(analysis.summary_rows(), key="schema-analysis",

@@ -37,6 +37,7 @@ from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow import load_steps, replication
 from clinicflow.config import TablesConfig, load_tables_config
+from clinicflow.guards import check_analytics_is_not_source, check_targets
 from clinicflow.logs import get_logger
 from clinicflow.metrics import TableOutcome
 from flows.replicate import select_tables
@@ -112,13 +113,33 @@ class _TierRun:
         self.outcomes[table] = load_steps.failed_outcome(table, error, stage=stage, started=self.started.get(table),
                                                          replication=replication_info)
 
+    def _guarded(self, tables: list[str], stage: str,
+                 then: Callable[[list[PrefectFuture]], None]) -> Callable[[list[PrefectFuture]], None]:
+        """``then``, but an exception in it fails only ``tables`` (recorded), never the flow thread and the run."""
+        def run(futures: list[PrefectFuture]) -> None:
+            try:
+                then(futures)
+            except Exception as exc:  # noqa: BLE001 - recorded for these tables; the others go on
+                for table in tables:
+                    self.fail(table, stage, exc)
+        return run
+
+    def submit(self, tables: list[str], stage: str, start: Callable[[], None]) -> None:
+        """Start a table's (or group's) chain; a failure to start fails those tables only."""
+        self._guarded(tables, stage, lambda _futures: start())([])
+
+    def when_done(self, table: str | list[str], stage: str, futures: list[PrefectFuture],
+                  then: Callable[[list[PrefectFuture]], None]) -> None:
+        tables = [table] if isinstance(table, str) else table
+        self.chains.when_done(futures, self._guarded(tables, stage, then))
+
     # --- replication (the replication helper's tasks) ---------------------
     def replicate(self, table: str) -> None:
         self.started[table] = time.time()
         assert self.source is not None
         plan_f = repl_tasks.plan_table.submit(self.source, self.replica, table, self.config.effective(table),
-                                              self.full_refresh)
-        self.chains.when_done([plan_f], lambda fs: self._copy(table, fs[0]))
+                                              self.full_refresh, self.options.full_sweep)
+        self.when_done(table, "replication", [plan_f], lambda fs: self._copy(table, fs[0]))
 
     def _copy(self, table: str, plan_f: PrefectFuture) -> None:
         if (err := _error(plan_f)) is not None:
@@ -130,15 +151,17 @@ class _TierRun:
             copies = [repl_tasks.copy_incremental.submit(self.source, self.replica, plan)]
         else:
             copies = [repl_tasks.copy_chunk.submit(self.source, self.replica, plan, unit,
-                                                   f"{unit.lower}-{unit.upper}" if unit else "all")
+                                                   unit.label if unit else "all")
                       for unit in replication.full_copy_units(plan)]
-        self.chains.when_done(copies, lambda fs: self._swap(table, plan, fs))
+        self.when_done(table, "replication", copies, lambda fs: self._swap(table, plan, fs))
 
     def _swap(self, table: str, plan: replication.TablePlan, copies: list[PrefectFuture]) -> None:
         for copy in copies:
             if (err := _error(copy)) is not None:
                 return self.fail(table, "replication", err)
-        info = {"rows": sum(c.result().rows for c in copies), "seconds": time.time() - self.started[table]}
+        results = [c.result() for c in copies]
+        info = {"rows": sum(r.rows for r in results), "seconds": time.time() - self.started[table],
+                "reconciled": next((r.reconciled for r in results if r.reconciled is not None), None)}
         swap = repl_tasks.swap_in.submit(self.replica, plan) if plan.mode == "full" else None
         # The load is submitted now, with the replication's last step as its dependency.
         self.load(table, info, depends_on=swap)
@@ -151,7 +174,7 @@ class _TierRun:
         label = f"{tables[0]}..{tables[-1]}" if len(tables) > 1 else tables[0]
         group_f = load_tasks.small_tables.submit(self.source if replicate else None, self.replica, self.pg, configs,
                                                  self.options, label)
-        self.chains.when_done([group_f], lambda fs: self._small_done(tables, fs[0]))
+        self.when_done(tables, "load", [group_f], lambda fs: self._small_done(tables, fs[0]))
 
     def _small_done(self, tables: list[str], group_f: PrefectFuture) -> None:
         if (err := _error(group_f)) is not None:
@@ -166,9 +189,9 @@ class _TierRun:
         self.started.setdefault(table, time.time())
         wait_for = [depends_on] if depends_on is not None else None
         prepare_f = load_tasks.prepare_load.submit(self.replica, self.pg, table, self.config.effective(table),
-                                                   self.options, replication_info, self.source, wait_for=wait_for)
+                                                   self.options, replication_info, wait_for=wait_for)
         watched = [depends_on, prepare_f] if depends_on is not None else [prepare_f]
-        self.chains.when_done(watched, lambda fs: self._chunks(table, fs, replication_info))
+        self.when_done(table, "load", watched, lambda fs: self._chunks(table, fs, replication_info))
 
     def _chunks(self, table: str, futures: list[PrefectFuture], replication_info: dict | None) -> None:
         if len(futures) == 2 and (err := _error(futures[0])) is not None:
@@ -181,7 +204,7 @@ class _TierRun:
             self.outcomes[table] = prepared
             return
         chunk_fs = [load_tasks.load_chunk.submit(self.replica, self.pg, prepared, chunk) for chunk in prepared.chunks]
-        self.chains.when_done(chunk_fs, lambda fs: self._finish(table, prepared, fs, replication_info))
+        self.when_done(table, "load", chunk_fs, lambda fs: self._finish(table, prepared, fs, replication_info))
 
     def _finish(self, table: str, prepared: load_steps.FullLoad, chunk_fs: list[PrefectFuture],
                 replication_info: dict | None) -> None:
@@ -192,7 +215,7 @@ class _TierRun:
                 self.chains.when_done([drop], lambda fs: None)
                 return
         finish_f = load_tasks.finish_load.submit(self.replica, self.pg, prepared, [f.result() for f in chunk_fs])
-        self.chains.when_done([finish_f], lambda fs: self._finished(table, prepared, fs[0], replication_info))
+        self.when_done(table, "load", [finish_f], lambda fs: self._finished(table, prepared, fs[0], replication_info))
 
     def _finished(self, table: str, prepared: load_steps.FullLoad, finish_f: PrefectFuture,
                   replication_info: dict | None) -> None:
@@ -204,30 +227,51 @@ class _TierRun:
         self.outcomes[table] = finish_f.result()
 
 
-def _options(full_refresh: bool, skip_verification: bool, reconcile_all_deletes: bool) -> load_steps.LoadOptions:
-    return load_steps.LoadOptions(full_refresh=full_refresh, verify=not skip_verification,
-                                  reconcile_deletes=reconcile_all_deletes)
+def _options(full_refresh: bool, skip_verification: bool, full_sweep: bool) -> load_steps.LoadOptions:
+    return load_steps.LoadOptions(full_refresh=full_refresh, verify=not skip_verification, full_sweep=full_sweep)
 
 
 def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_verification: bool,
-         reconcile_all_deletes: bool, tables_file: str | None, replicate: bool) -> list[dict[str, Any]]:
+         full_sweep: bool, tables_file: str | None, replicate: bool,
+         allow_empty: bool = False) -> list[dict[str, Any]]:
     from prefect.runtime import flow_run
 
     log = get_logger()
-    config = load_tables_config(tables_file)
-    names = select_tables(config, tables)
-    source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
-    replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
-    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
-    options = _options(full_refresh, skip_verification, reconcile_all_deletes)
     run_id = str(flow_run.get_id() or uuid.uuid4())
     parameters = {"tables": tables, "full_refresh": full_refresh, "skip_verification": skip_verification,
-                  "reconcile_all_deletes": reconcile_all_deletes}
-    log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(), pg.describe())
-    if replicate:
-        replication.ensure_database(replica)
-        _record_drift(source, config, log)
-    load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+                  "full_sweep": full_sweep, "allow_empty": allow_empty}
+    # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
+    # refused configuration) is recorded as this run's failure, so `status` never shows the last good night.
+    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+    source = _source_block() if replicate else None
+    if source is not None:
+        check_analytics_is_not_source(source, pg)  # before the run row: "analytics" would be the source
+    started = False
+    try:
+        load_tasks.open_run(pg, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+        started = True
+        config = load_tables_config(tables_file)
+        names = select_tables(config, tables, allow_empty=allow_empty)
+        if replicate and source is None:
+            source = resolve_block(SOURCE_BLOCK, MySQLServer)
+        replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
+        if source is not None:
+            check_targets(source, replica, pg)
+        options = _options(full_refresh, skip_verification, full_sweep)
+        log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(),
+                 pg.describe())
+        if replicate:
+            replication.ensure_database(replica)
+            _record_drift(source, config, log)
+        load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+    except Exception as exc:
+        log.error("%s: %s", flow_name, start_failure_message(exc))  # one clear line before Prefect's traceback
+        if started:
+            try:
+                load_tasks.fail_start(pg, run_id, flow_name, start_failure_message(exc))
+            except Exception as record_exc:  # noqa: BLE001 - the start's own error is the one to raise
+                log.error("could not record the failed start: %s: %s", type(record_exc).__name__, record_exc)
+        raise
 
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
@@ -235,12 +279,15 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
         small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
         for start in range(0, len(small), SMALL_GROUP_SIZE):
-            run.small_group(small[start:start + SMALL_GROUP_SIZE], replicate)
+            group = small[start:start + SMALL_GROUP_SIZE]
+            run.submit(group, "load", lambda g=group: run.small_group(g, replicate))
         for table in tier_names:
             if table not in small:
-                run.replicate(table) if replicate else run.load(table)
+                run.submit([table], "replication" if replicate else "load",
+                           lambda t=table: run.replicate(t) if replicate else run.load(t))
         run.chains.run()
-        outcomes += [run.outcomes[t] for t in tier_names]
+        outcomes += [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
+                     for t in tier_names]
 
     failed = [o for o in outcomes if o.failed]
     summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
@@ -255,6 +302,22 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}")
     log.info(summary)
     return [o.as_row() for o in outcomes]
+
+
+def _source_block() -> MySQLServer | None:
+    """The source block, or None when it cannot be resolved yet (resolved again, and recorded, in the run)."""
+    try:
+        return resolve_block(SOURCE_BLOCK, MySQLServer)
+    except Exception:  # noqa: BLE001 - raised again inside the recorded start
+        return None
+
+
+def start_failure_message(exc: BaseException) -> str:
+    """The one line recorded for a run that failed before its tables ran (messages never hold passwords)."""
+    from clinicflow.config import ConfigError
+
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, ConfigError) else f"could not start: {type(exc).__name__}: {text}"
 
 
 def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
@@ -274,24 +337,29 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
 
 @flow(name="nightly-etl", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
 def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                reconcile_all_deletes: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+                full_sweep: bool = False, tables_file: str | None = None,
+                allow_empty: bool = False) -> list[dict[str, Any]]:
     """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
 
     Args:
         tables: table names (default: every table in tables.yml).
         full_refresh: copy and load every chosen table fully, ignoring watermarks (accepts new column types).
         skip_verification: do not compare raw with the replica after loading.
-        reconcile_all_deletes: remove deleted rows from every table tonight, not only those with
-            ``reconcile_deletes: true`` in tables.yml.
+        full_sweep: reconcile every key range of every keyed table tonight (keys and row checksums), even
+            where tables.yml turns reconciliation off or checksums a rolling slice.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
+        allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
     """
     return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                reconcile_all_deletes=reconcile_all_deletes, tables_file=tables_file, replicate=True)
+                full_sweep=full_sweep, tables_file=tables_file, replicate=True,
+                allow_empty=allow_empty)
 
 
 @flow(name="load-tables", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
 def load_tables(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                reconcile_all_deletes: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+                full_sweep: bool = False, tables_file: str | None = None,
+                allow_empty: bool = False) -> list[dict[str, Any]]:
     """Load tables from the replication MySQL into PostgreSQL ``raw`` (no replication step). Same parameters."""
     return _run("load_tables", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                reconcile_all_deletes=reconcile_all_deletes, tables_file=tables_file, replicate=False)
+                full_sweep=full_sweep, tables_file=tables_file, replicate=False,
+                allow_empty=allow_empty)

@@ -20,6 +20,7 @@ from blocks.databases import MySQLServer
 from blocks.resolve import REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow import replication
 from clinicflow.config import ConfigError, TablesConfig, load_tables_config
+from clinicflow.guards import check_replica_is_not_source
 from clinicflow.logs import get_logger
 from tasks import replication as tasks
 
@@ -36,10 +37,12 @@ class TableOutcome:
     seconds: float = 0.0
     status: str = "ok"
     error: str = ""
+    reconciled: str = ""  # what the reconciliation with the source repaired (incremental tables)
 
     def row(self) -> dict[str, Any]:
         return {"table": self.table, "tier": self.tier, "mode": self.mode, "rows": self.rows,
-                "seconds": round(self.seconds, 2), "status": self.status, "error": self.error}
+                "seconds": round(self.seconds, 2), "status": self.status, "reconciled": self.reconciled,
+                "error": self.error}
 
 
 def _error_text(future: PrefectFuture) -> str:
@@ -50,9 +53,12 @@ def _error_text(future: PrefectFuture) -> str:
     return ""
 
 
-def select_tables(config: TablesConfig, tables: list[str] | None) -> list[str]:
-    """The requested tables, each checked against tables.yml."""
+def select_tables(config: TablesConfig, tables: list[str] | None, *, allow_empty: bool = False) -> list[str]:
+    """The requested tables, each checked against tables.yml; none at all is an error unless ``allow_empty``."""
     if not tables:
+        if not config.tables and not allow_empty:
+            raise ConfigError("tables.yml lists no tables: nothing would run (pass --allow-empty / "
+                              "allow_empty=True if that is intended)")
         return sorted(config.tables)
     unknown = [t for t in tables if t not in config.tables]
     if unknown:
@@ -61,11 +67,12 @@ def select_tables(config: TablesConfig, tables: list[str] | None) -> list[str]:
 
 
 def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int, names: list[str],
-             full_refresh: bool) -> list[TableOutcome]:
+             full_refresh: bool, full_sweep: bool = False) -> list[TableOutcome]:
     """Replicate the tables of one tier; a failing table never stops the others."""
     started = {t: time.perf_counter() for t in names}
     outcomes = {t: TableOutcome(t, tier) for t in names}
-    plan_futures = {t: tasks.plan_table.submit(src, dst, t, config.effective(t), full_refresh) for t in names}
+    plan_futures = {t: tasks.plan_table.submit(src, dst, t, config.effective(t), full_refresh, full_sweep)
+                    for t in names}
     copies: dict[str, list[PrefectFuture]] = {}
     plans: dict[str, replication.TablePlan] = {}
     for t, fut in plan_futures.items():
@@ -80,7 +87,7 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
         elif plan.mode == "incremental":
             copies[t] = [tasks.copy_incremental.submit(src, dst, plan)]
         else:
-            copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, f"{unit.lower}-{unit.upper}" if unit else "all")
+            copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, unit.label if unit else "all")
                          for unit in replication.full_copy_units(plan)]
     swaps: dict[str, PrefectFuture] = {}
     for t, futures in copies.items():
@@ -90,7 +97,13 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
         if failed:
             outcomes[t].status, outcomes[t].error = "failed", _error_text(failed[0])
             continue
-        outcomes[t].rows = sum(f.result().rows for f in futures)
+        results = [f.result() for f in futures]
+        outcomes[t].rows = sum(r.rows for r in results)
+        for r in results:
+            if r.reconciled is not None:
+                s = r.reconciled
+                outcomes[t].reconciled = (f"{s.swept}: {s.rows_deleted} deleted, {s.rows_missing} missing copied, "
+                                          f"{s.rows_changed} changed copied, {s.ranges_recopied}/{s.ranges} ranges re-read")
         if plans[t].mode == "full":
             swaps[t] = tasks.swap_in.submit(dst, plans[t])
     for t, fut in swaps.items():
@@ -124,25 +137,33 @@ def raise_if_failed(outcomes: list[TableOutcome]) -> None:
 
 
 @flow(name="replicate_tables", task_runner=ThreadPoolTaskRunner(max_workers=REPLICATION_WORKERS), log_prints=True)
-def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None) -> list[dict[str, Any]]:
+def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None,
+                     full_sweep: bool = False, allow_empty: bool = False) -> list[dict[str, Any]]:
     """Copy the configured tables from the OpenDental source into the replication database.
 
     Args:
         tables: table names to copy (default: every table in tables.yml).
         full_refresh: copy every chosen table fully, ignoring stored watermarks.
+        full_sweep: reconcile every key range of every keyed table with the source tonight.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
+        allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
     """
     log = get_logger()
-    config = load_tables_config(tables_file)
-    names = select_tables(config, tables)
-    src = resolve_block(SOURCE_BLOCK, MySQLServer)
-    dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
+    try:
+        config = load_tables_config(tables_file)
+        names = select_tables(config, tables, allow_empty=allow_empty)
+        src = resolve_block(SOURCE_BLOCK, MySQLServer)
+        dst = resolve_block(REPLICATION_BLOCK, MySQLServer)
+        check_replica_is_not_source(src, dst)
+    except ConfigError as exc:
+        log.error("%s", " ".join(str(exc).split()))  # one clear line before Prefect's traceback
+        raise
     log.info("replicating %d tables from %s to %s", len(names), src.describe(), dst.describe())
     replication.ensure_database(dst)
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
         log.info("tier %d: %d tables", tier, len(tier_names))
-        outcomes += run_tier(src, dst, config, tier, tier_names, full_refresh)
+        outcomes += run_tier(src, dst, config, tier, tier_names, full_refresh, full_sweep)
     publish_summary(outcomes, "replication-summary", "replication")
     for o in outcomes:
         if o.status != "ok":

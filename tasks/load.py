@@ -27,12 +27,31 @@ def setup_target(pg: PostgresServer, options: load_steps.LoadOptions, run_id: st
         conn.close()
 
 
+@task(name="open-run", cache_policy=NO_CACHE, **TASK_RETRY)
+def open_run(pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None,
+             parameters: dict[str, Any]) -> None:
+    conn = pg.connect()
+    try:
+        metrics.ensure_metrics_tables(conn)
+        metrics.start_run(conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters)
+    finally:
+        conn.close()
+
+
+@task(name="fail-start", cache_policy=NO_CACHE, **TASK_RETRY)
+def fail_start(pg: PostgresServer, run_id: str, flow_name: str, message: str) -> None:
+    conn = pg.connect()
+    try:
+        metrics.record_failed_start(conn, run_id, flow_name, message)
+    finally:
+        conn.close()
+
+
 @task(name="prepare-load", cache_policy=NO_CACHE, task_run_name="load-{table}", **TASK_RETRY)
 def prepare_load(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
                  options: load_steps.LoadOptions, replication: dict[str, Any] | None = None,
-                 source: MySQLServer | None = None) -> load_steps.FullLoad | metrics.TableOutcome:
-    return load_steps.prepare_load(replica, pg, table, config, options, replication=replication,
-                                   source_server=source)
+                 ) -> load_steps.FullLoad | metrics.TableOutcome:
+    return load_steps.prepare_load(replica, pg, table, config, options, replication=replication)
 
 
 @task(name="load-chunk", cache_policy=NO_CACHE, task_run_name="load-{load.plan.table}-{chunk.label}", **TASK_RETRY)

@@ -15,8 +15,9 @@ from clinicflow.retry import TASK_RETRY
 
 
 @task(name="plan-table", cache_policy=NO_CACHE, **TASK_RETRY)
-def plan_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, full_refresh: bool) -> replication.TablePlan:
-    plan = replication.prepare_table(src, dst, table, config, full_refresh=full_refresh)
+def plan_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, full_refresh: bool,
+               full_sweep: bool = False) -> replication.TablePlan:
+    plan = replication.prepare_table(src, dst, table, config, full_refresh=full_refresh, full_sweep=full_sweep)
     log = get_logger()
     if plan.note:
         log.info("%s: %s", table, plan.note)
@@ -38,4 +39,10 @@ def swap_in(dst: MySQLServer, plan: replication.TablePlan) -> None:
 
 @task(name="copy-incremental", cache_policy=NO_CACHE, task_run_name="incremental-{plan.table}", **TASK_RETRY)
 def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: replication.TablePlan) -> replication.ChunkResult:
-    return replication.copy_incremental(src, dst, plan)
+    result = replication.sync_incremental(src, dst, plan)
+    if result.reconciled is not None and (result.reconciled.ranges_recopied or result.reconciled.rows_deleted):
+        r = result.reconciled
+        get_logger().info("%s: reconciled with the source: %d deleted, %d missing copied, %d changed copied "
+                          "(%d of %d ranges re-read)", plan.table, r.rows_deleted, r.rows_missing, r.rows_changed,
+                          r.ranges_recopied, r.ranges)
+    return result

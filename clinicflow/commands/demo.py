@@ -4,7 +4,9 @@ Seeds a demo OpenDental database into the local MariaDB (``opendental``),
 creates the local PostgreSQL analytics database, runs ``nightly_etl``
 (replication into ``opendental_replication``, then the load into
 PostgreSQL ``raw``), then the DICOM reports flow into a local folder bucket,
-and prints the last runs. Everything runs on Prefect's embedded server when
+and runs the two example pipelines of ``pipelines/`` (a local demo API into
+PostgreSQL, ``raw.procedurelog`` into ClickHouse on chDB under ./out), and
+prints the last runs. Everything runs on Prefect's embedded server when
 no Prefect API is configured.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ def register(app: typer.Typer) -> None:
     def demo_command(
         reseed: bool = typer.Option(False, "--reseed", help="Recreate the demo OpenDental database even if it exists."),
         dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also run the DICOM reports demo into ./out/bucket."),
+        pipelines: bool = typer.Option(True, "--pipelines/--no-pipelines",
+                                       help="Also run the example pipelines of ./pipelines (toolkit)."),
         ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also run the file ingestion demo (offline)."),
     ) -> None:
         """Seed demo data locally and run the nightly ETL (and the DICOM demo) on local defaults."""
@@ -50,10 +54,14 @@ def register(app: typer.Typer) -> None:
             from clinicflow.commands.dicom import demo_command as dicom_demo
 
             dicom_demo(files_dir=Path("./out/dicom-demo-files"), bucket_path=None, reset=False)
+        if pipelines:
+            from clinicflow.commands.pipelines import run_demo_pipelines
+
+            run_demo_pipelines(console)
         if ingest:
             from clinicflow.commands.ingest import demo_command as ingest_demo
 
             ingest_demo(files_dir=Path("./out/ingest-demo-files"), database_block=ANALYTICS_BLOCK)
         console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
-                      "the DICOM outputs under ./out/bucket "
-                      "and the ingested documents in PostgreSQL schema ingest")
+                      "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and "
+                      "./out/clickhouse, and the ingested documents in PostgreSQL schema ingest")

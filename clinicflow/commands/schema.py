@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinicflow.config import ConfigError, TablesConfig, load_tables_config
@@ -46,7 +47,7 @@ def _load_config(console: Console, path: Path) -> TablesConfig:
     try:
         return load_tables_config(path)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -80,6 +81,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
         database: Optional[str] = typer.Option(None, "--database", help="Source database name (default: the block's)."),
         critical: Optional[str] = typer.Option(None, "--critical", help="Comma-separated critical tables (tier 1)."),
+        exclude: Optional[str] = typer.Option(None, "--exclude", help="Comma-separated source tables to leave out "
+                                              "of tables.yml (tables whose names it cannot hold are left out "
+                                              "with a warning)."),
     ) -> None:
         """Write tables.yml from the live OpenDental source, or check it for drift (--check)."""
         from clinicflow import schema_analysis as sa
@@ -88,19 +92,20 @@ def register(app: typer.Typer) -> None:
         path = tables_file(output)
         rules = sa.rules_with(critical_tables=tuple(n.strip() for n in critical.split(",") if n.strip())
                               if critical else None)
+        excluded = [n.strip() for n in (exclude or "").split(",") if n.strip()]
         server = None
         if check:
             config = _load_config(console, path)
             try:
                 server = source_server(database)
-                report = sa.check_drift(server, config, rules)
+                report = sa.check_drift(server, config, rules, exclude=excluded)
             except Exception as exc:  # noqa: BLE001 - reported without secrets, exit 2
                 raise _source_failure(console, server, exc) from None
             _print_drift(console, report, as_json)
             raise typer.Exit(EXIT_DRIFT if report.has_drift else 0)
         try:
             server = source_server(database)
-            analysis = sa.analyze_source(server, rules)
+            analysis = sa.analyze_source(server, rules, exclude=excluded)
         except sa.AnalysisError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
@@ -114,9 +119,15 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             console.print(f"[red]{path}: cannot write ({exc.strerror or exc})[/red]")
             raise typer.Exit(1) from None
+        if not as_json:
+            for name, reason in analysis.skipped.items():
+                if reason != "excluded":
+                    console.print(f"[yellow]warning: table {escape(repr(name))} skipped (not copied): {escape(reason)}[/yellow]",
+                                  soft_wrap=True, highlight=False)
         if as_json:
             typer.echo(json.dumps({
                 "output": str(result.path), "changed": result.changed, "tables": result.tables,
+                "skipped": dict(analysis.skipped),
                 "source": analysis.schema.address, "fingerprint": analysis.schema.fingerprint(),
                 "errors": result.errors, "summary": analysis.summary_rows(),
             }, indent=2))

@@ -1,8 +1,10 @@
 """CLI: ``clinicflow status``: the last nightly/load runs from the metrics tables, as a rich table.
 
-Exit codes: 0 the last run succeeded; 1 the last run failed (or is still
-marked running after it stopped: a killed run); 2 no run recorded yet, or
-the analytics database cannot be read.
+Exit codes: 0 the last run succeeded; 1 the last run failed, including a run
+that failed before its first table (bad tables.yml, unreachable database,
+refused configuration: its message is printed), or is still marked running
+after it stopped (a killed run); 2 no run recorded yet, or the analytics
+database cannot be read.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EXIT_LAST_FAILED = 1
@@ -58,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if tables:
             detail = Table(title=f"run {run_id}")
             shown = ("table_name", "status", "mode", "rows", "seconds", "zero_dates", "nul_bytes", "deleted_rows",
-                     "verification", "error")
+                     "missing_rows", "changed_rows", "ranges_recopied", "swept", "verification", "error")
             for header in shown:
                 detail.add_column(header.replace("_", " "), overflow="fold")
             for row in tables:
@@ -66,4 +69,10 @@ def register(app: typer.Typer) -> None:
                                  for k in shown))
             console.print(detail)
         if runs[0].status != "ok":
+            last = runs[0]
+            if last.status == "failed" and last.message:
+                console.print(f"[red]last run failed: {escape(last.message)}[/red]", soft_wrap=True, highlight=False)
+            elif last.status == "running":
+                console.print(f"[yellow]last run {last.run_id} is still marked running "
+                              "(running now, or killed)[/yellow]", highlight=False)
             raise typer.Exit(EXIT_LAST_FAILED)

@@ -72,7 +72,7 @@ def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: P
             "  # securitylog rows are tiny: bigger chunks (ops ticket 1234)\n"
             "  securitylog:\n"
             "    batch_size: 400000\n"
-            "    reconcile_deletes: true\n"
+            "    reconcile_slices: 7\n"
             "  definition: {tier: 2}\n")
     path.write_text(generated[: generated.index("\noverrides:") + 1] + hand)
 
@@ -84,7 +84,7 @@ def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: P
     config = load_tables_config(path)
     assert config.tables["patient"].estimated_rows == 2025
     assert config.effective("securitylog").batch_size == 400_000
-    assert config.effective("securitylog").reconcile_deletes is True
+    assert config.effective("securitylog").reconcile_slices == 7
     assert config.effective("definition").tier == 2
 
 

@@ -1,4 +1,4 @@
-"""Verification names the key ranges and keys that differ; delete reconciliation removes exactly the deleted rows."""
+"""Verification names the key ranges and keys that differ; reconciliation repairs exactly the rows that differ, in both legs."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps, pgload, verify
+from clinicflow import generator, load_steps, pgload, reconcile, replication, verify
 from clinicflow.config import ExtractionStrategy, TableConfig
 from tests.load.conftest import mysql_exec, pg_query
 from tests.load.test_pgload import pg_query_exec
@@ -46,32 +46,67 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
     result = _verify(replica, pg, "procedurelog", PROC)
     assert result.status == "differs"
     assert result.source_rows == 5000 and result.raw_rows == 4999
-    by_range = {d.key_range: d for d in result.diffs}
-    assert set(by_range) == {"ProcNum 0..999", "ProcNum 2000..2999", "ProcNum 4000..4999"}
-    assert by_range["ProcNum 0..999"].missing_in_raw == ["17"]
-    assert by_range["ProcNum 4000..4999"].changed == ["4321"]
-    assert by_range["ProcNum 2000..2999"].changed == ["2500"]
+    assert len(result.diffs) == 3 and result.buckets == 50  # ~100-row ranges sampled from the key
+    by_key = {(d.missing_in_raw + d.changed)[0]: d for d in result.diffs}
+    assert by_key["17"].missing_count == 1 and by_key["17"].key_range == "ProcNum [..101)"
+    assert by_key["4321"].changed == ["4321"] and by_key["4321"].key_range == "ProcNum [4301..4401)"
+    assert by_key["2500"].changed == ["2500"]
     assert "missing in raw (e.g. 17)" in result.summary()
 
 
-def test_rows_deleted_in_the_replica_are_stale_until_reconciled(loaded: tuple[MySQLServer, PostgresServer]) -> None:
-    replica, pg = loaded
-    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` IN (3, 1500, 1501, 4999)",
-               "DELETE FROM `patplan` WHERE `PatNum` IN (10, 11, 500)")
-    assert _verify(replica, pg, "procedurelog", PROC).status == "stale"
-    assert _verify(replica, pg, "patplan", PATPLAN).status == "stale"
-    my, pgc = pgload.mysql_connect(replica), pg.connect()
+def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
+                   sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
+    my, pgc = pgload.mysql_connect(replica, streaming=True), pg.connect()
     try:
-        for table, config, expected in (("procedurelog", PROC, 4), ("patplan", PATPLAN, 3)):
-            plan = pgload.plan_table(pgload.describe_source(my, table), config)
-            assert verify.reconcile_deletes(my, pgc, plan, chunk_rows=700) == expected
-            assert verify.reconcile_deletes(my, pgc, plan, chunk_rows=700) == 0
+        plan = pgload.plan_table(pgload.describe_source(my, table), config)
+        return verify.reconcile_raw(replica, my, pgc, plan, sweep)
     finally:
         my.close()
         pgc.close()
+
+
+def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_raw(
+        loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = loaded
+    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` IN (3, 1500, 1501, 4999)",
+               "DELETE FROM `patplan` WHERE `PatNum` IN (10, 11, 500)",
+               # A backdated insert and an update that leaves the change stamp alone: no watermark sees them.
+               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (7000, 1, '2001-01-01')",
+               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
+               "WHERE `ProcNum` IN (42, 4242)",
+               "UPDATE `patplan` SET `Ordinal` = `Ordinal` + 100 WHERE `PatNum` = 77")
+    assert _verify(replica, pg, "procedurelog", PROC).status == "differs"
+    stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep())
+    assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (4, 1, 2), stats
+    assert result.ok and stats.ranges == 50 and stats.ranges_hashed == 50
+    patplan_rows = pg_query(pg, 'SELECT count(*) FROM raw.patplan WHERE "PatNum" = 77')[0][0]
+    stats, result = _reconcile_raw(replica, pg, "patplan", PATPLAN, reconcile.Sweep())
+    # A composite key changed in place is a delete and an insert.
+    assert (stats.rows_deleted, stats.rows_missing) == (3 + patplan_rows, patplan_rows) and result.ok, stats
+    for table, config in (("procedurelog", PROC), ("patplan", PATPLAN)):
+        assert _verify(replica, pg, table, config).ok
+        again, _ = _reconcile_raw(replica, pg, table, config, reconcile.Sweep())
+        assert again.ranges_recopied == 0  # nothing left to repair
+    assert pg_query(pg, 'SELECT count(*) FROM raw.procedurelog')[0][0] == 4997
+
+
+def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = loaded
+    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
+               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 4242")
+    keys_only = reconcile.Sweep(checksums=False)
+    stats, _ = _reconcile_raw(replica, pg, "procedurelog", PROC, keys_only)
+    assert (stats.rows_deleted, stats.rows_changed, stats.ranges_hashed) == (1, 0, 0)
+    assert stats.swept == "keys"
+    # Ranges are checksummed one slice a night: the silent update is found on the night of its slice.
+    found = []
+    for night in range(7):
+        sweep = reconcile.Sweep(slices=7, night=night)
+        stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweep)
+        assert result.ok and stats.ranges_hashed in (7, 8)
+        found.append(stats.rows_changed)
+    assert sorted(found) == [0, 0, 0, 0, 0, 0, 1]
     assert _verify(replica, pg, "procedurelog", PROC).ok
-    assert _verify(replica, pg, "patplan", PATPLAN).ok
-    assert pg_query(pg, 'SELECT count(*) FROM raw.procedurelog')[0][0] == 4996
 
 
 def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str], MySQLServer]) -> None:
@@ -79,16 +114,20 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
     for server in (source, replica):
         generator.create_schema(server, edge_cases=False)
         generator.fill_table(server, "patplan", 900)
-    mysql_exec(source, "DELETE FROM `patplan` WHERE `PatNum` BETWEEN 100 AND 149")
-    src, rep = pgload.mysql_connect(source), pgload.mysql_connect(replica)
-    try:
-        plan = pgload.plan_table(pgload.describe_source(rep, "patplan"), PATPLAN)
-        assert verify.reconcile_deletes(src, rep, plan, target_dialect="mysql", chunk_rows=128) == 50
-    finally:
-        src.close()
-        rep.close()
-    conn = replica.connect()
-    with conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM `patplan`")
-        assert cur.fetchone()[0] == 850
-    conn.close()
+        generator.fill_table(server, "procedurelog", 3000)
+    mysql_exec(source, "DELETE FROM `patplan` WHERE `PatNum` BETWEEN 100 AND 149",
+               "DELETE FROM `procedurelog` WHERE `ProcNum` % 500 = 3",
+               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (9001, 1, '2001-01-01')",
+               "UPDATE `procedurelog` SET `ClaimNote` = 'silent', `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 77")
+    configs = {"patplan": PATPLAN, "procedurelog": PROC}
+    expected = {"patplan": (50, 0, 0), "procedurelog": (6, 1, 1)}
+    for table, config in configs.items():
+        src, rep = replication.connect(source), replication.connect(replica)
+        try:
+            plan = replication.plan_table(src, rep, table, config)
+        finally:
+            src.close()
+            rep.close()
+        stats = replication.reconcile_replica(source, replica, plan, reconcile.Sweep())
+        assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
+        assert replication.table_checksum(source, table) == replication.table_checksum(replica, table)

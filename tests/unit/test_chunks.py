@@ -3,18 +3,43 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.chunks import KeyRange, clustered_by_key, keyset_after, keyset_columns, plan_key_ranges
+from clinicflow.chunks import (MAX_RANGES, ChunkPlanError, KeyRange, bucket_sql, clustered_by_key, keyset_after,
+                               keyset_columns, ranges_from_boundaries, rows_per_range)
 
 
-def test_key_ranges_cover_the_span_once_in_batch_size_steps() -> None:
-    assert plan_key_ranges(1, 10, 4) == [KeyRange(0, 1, 4), KeyRange(1, 5, 8), KeyRange(2, 9, 10)]
-    assert plan_key_ranges(7, 7, 100) == [KeyRange(0, 7, 7)]
-    assert plan_key_ranges(None, None, 100) == []
-    ranges = plan_key_ranges(-5, 1_000_003, 100_000)
-    assert ranges[0].lower == -5 and ranges[-1].upper == 1_000_003
-    assert all(a.upper + 1 == b.lower for a, b in zip(ranges, ranges[1:]))
-    with pytest.raises(ValueError, match="batch_size"):
-        plan_key_ranges(1, 2, 0)
+def test_ranges_from_boundaries_cover_every_key_once() -> None:
+    assert ranges_from_boundaries([]) == [KeyRange(0, None, None)]
+    ranges = ranges_from_boundaries([10, 20])
+    assert ranges == [KeyRange(0, None, 10), KeyRange(1, 10, 20), KeyRange(2, 20, None)]
+    assert [r.label for r in ranges] == ["start..10", "10..20", "20..end"]
+    assert ranges[1].predicate("Id", "mysql") == ("`Id` >= %s AND `Id` < %s", [10, 20])
+    assert ranges[0].predicate("Id", "postgres") == ('"Id" < %s', [10])
+    assert ranges_from_boundaries([])[0].predicate("Id", "mysql") == ("1=1", [])
+    # Random 63-bit keys: the number of ranges follows the boundaries given, never the key span.
+    huge = ranges_from_boundaries([-(2**62), 2**62, 2**63 - 2])
+    assert len(huge) == 4 and huge[-1].lower == 2**63 - 2
+
+
+def test_a_plan_past_the_range_limit_is_refused_before_allocating() -> None:
+    with pytest.raises(ChunkPlanError, match="more than the"):
+        ranges_from_boundaries(range(MAX_RANGES))
+    with pytest.raises(ChunkPlanError, match="must increase"):
+        ranges_from_boundaries([5, 5])
+
+
+def test_rows_per_range_grows_so_the_range_count_stays_bounded() -> None:
+    assert rows_per_range(1_000, 100) == 100
+    assert rows_per_range(10**9, 100, max_ranges=20_000) == 50_000
+    assert rows_per_range(0, 7) == 7
+    with pytest.raises(ValueError):
+        rows_per_range(10, 0)
+
+
+def test_bucket_sql_is_the_range_index_on_both_servers() -> None:
+    assert bucket_sql("`k`", [], "mysql") == "0"
+    assert bucket_sql("`k`", [10, 20], "mysql") == "INTERVAL(`k`, 10, 20)"
+    assert bucket_sql('"k"', [10, 20], "postgres") == 'width_bucket("k", ARRAY[10, 20]::bigint[])'
+    assert bucket_sql('"k"', [1], "postgres", pg_type="numeric(20)").endswith("::numeric[])")
 
 
 def test_keyset_predicate_is_strictly_after_the_last_key() -> None:

@@ -56,3 +56,17 @@ def test_project_tables_yml_is_valid() -> None:
     assert cfg.tables, "tables.yml lists no table"
     securitylog = cfg.effective("securitylog")
     assert securitylog.extraction_strategy is ExtractionStrategy.incremental_chunked
+
+
+def test_every_name_the_project_makes_is_reserved_in_tables_yml() -> None:
+    from clinicflow import pgload, replication
+    from clinicflow.config import MAX_TABLE_NAME, RESERVED_SUFFIXES, reserved_name_error
+
+    assert replication.SHADOW_SUFFIX in RESERVED_SUFFIXES and replication.OLD_SUFFIX in RESERVED_SUFFIXES
+    for name in (replication.STATE_TABLE, pgload.STAGE_SCHEMA, pgload.replaced_schema(pgload.STAGE_SCHEMA),
+                 "patient" + replication.SHADOW_SUFFIX, "patient" + replication.OLD_SUFFIX, "patient__cf_stage"):
+        assert reserved_name_error(name) is not None, name
+    longest = "t" * MAX_TABLE_NAME
+    assert reserved_name_error(longest) is None
+    assert all(len(longest + suffix) <= 64 for suffix in RESERVED_SUFFIXES)
+    assert reserved_name_error(longest + "t") is not None

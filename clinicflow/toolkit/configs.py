@@ -1,0 +1,308 @@
+"""Pydantic configs for every tool, as discriminated unions on ``kind``; ``build(ctx)`` makes the tool.
+
+A pipeline module may pass a config object, a plain dict (validated here),
+or a ready tool object. Database configs name a connection (a block name);
+the run's ``ctx.connections`` resolves it, so this module never imports Prefect.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, TypeAdapter
+
+from clinicflow.toolkit.base import (
+    DeadLetterSink,
+    Extractor,
+    JsonlDeadLetters,
+    Loader,
+    MemoryDeadLetters,
+    RunContext,
+    ToolkitError,
+    Transformer,
+)
+from clinicflow.toolkit.clickhouse import ClickHouseConnection, ClickHouseExtractor, ClickHouseLoader
+from clinicflow.toolkit.console import ConsoleLoader
+from clinicflow.toolkit.files import FileExtractor, FileFormat, FileLoader
+from clinicflow.toolkit.http import (
+    CursorPagination,
+    HttpExtractor,
+    LinkPagination,
+    NoPagination,
+    OffsetPagination,
+    PagePagination,
+)
+from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
+from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
+
+DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
+
+
+def clickhouse_from_env() -> ClickHouseConnection:
+    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
+    url = os.environ.get("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
+    return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+
+
+_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def from_env_reference(value: str, what: str) -> str:
+    """``${NAME}`` is read from the environment at run time (API tokens stay out of code and parameters)."""
+    match = _ENV_REFERENCE.match(value)
+    if not match:
+        return value
+    if match.group(1) not in os.environ:
+        raise ToolkitError(f"{what}: environment variable {match.group(1)} is not set")
+    return os.environ[match.group(1)]
+
+
+def with_parameters(template: str, ctx: RunContext, what: str) -> str:
+    """``template`` with ``{name}`` filled from the run's parameters (a URL or path that differs per environment)."""
+    if "{" not in template:
+        return template
+    try:
+        return template.format_map(ctx.parameters)
+    except KeyError as exc:
+        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, which the pipeline does not have") from None
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+def _connection(ctx: RunContext, dialect: str, name: str) -> Any:
+    if ctx.connections is None:
+        raise ToolkitError(f"no connection resolver in this run to find {dialect} connection {name!r}")
+    return ctx.connections(dialect, name)
+
+
+# --- extractors ---------------------------------------------------------------------------------
+
+class HttpExtractorConfig(_Config):
+    kind: Literal["http"] = "http"
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float = Field(30.0, gt=0)
+    records_path: str = ""
+    pagination: Annotated[PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination,
+                          Field(discriminator="style")] = NoPagination()
+    max_retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(1.0, ge=0)
+    rate_limit_per_second: float | None = Field(None, gt=0)
+    rate_limit_burst: float | None = Field(None, ge=1)
+
+    def build(self, ctx: RunContext) -> HttpExtractor:
+        return HttpExtractor(with_parameters(self.url, ctx, "url"), method=self.method,
+                             headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
+                             params=self.params,
+                             timeout_seconds=self.timeout_seconds, records_path=self.records_path,
+                             pagination=self.pagination, max_retries=self.max_retries,
+                             backoff_seconds=self.backoff_seconds, rate_limit_per_second=self.rate_limit_per_second,
+                             rate_limit_burst=self.rate_limit_burst)
+
+
+class FileExtractorConfig(_Config):
+    kind: Literal["file"] = "file"
+    path: str
+    format: FileFormat | None = None
+    encoding: str = "utf-8"
+    batch_size: int = Field(10_000, gt=0)
+    delimiter: str = ","
+
+    def build(self, ctx: RunContext) -> FileExtractor:
+        return FileExtractor(self.path, format=self.format, encoding=self.encoding, batch_size=self.batch_size,
+                             delimiter=self.delimiter)
+
+
+class SqlExtractorConfig(_Config):
+    kind: Literal["sql"] = "sql"
+    dialect: Literal["mysql", "postgres"]
+    connection: str = Field(description="Block name of the database (e.g. analytics-postgres).")
+    query: str
+    batch_size: int = Field(10_000, gt=0)
+
+    def build(self, ctx: RunContext) -> SqlExtractor:
+        return SqlExtractor(_connection(ctx, self.dialect, self.connection), self.query, dialect=self.dialect,
+                            batch_size=self.batch_size)
+
+
+class ClickHouseExtractorConfig(_Config):
+    kind: Literal["clickhouse"] = "clickhouse"
+    connection: ClickHouseConnection | None = None
+    query: str
+    batch_size: int = Field(100_000, gt=0)
+
+    def build(self, ctx: RunContext) -> ClickHouseExtractor:
+        return ClickHouseExtractor(self.connection or clickhouse_from_env(), self.query, batch_size=self.batch_size)
+
+
+ExtractorConfig = Annotated[HttpExtractorConfig | FileExtractorConfig | SqlExtractorConfig | ClickHouseExtractorConfig,
+                            Field(discriminator="kind")]
+
+# --- transformers -------------------------------------------------------------------------------
+
+
+class DeadLetterConfig(_Config):
+    """Where rejected rows go: a JSON Lines file (``path``) or a PostgreSQL table (``connection``, ``table``)."""
+
+    kind: Literal["jsonl", "postgres", "memory"] = "jsonl"
+    path: str | None = None
+    connection: str | None = None
+    schema_name: str = Field("public", alias="schema")
+    table: str = "toolkit_dead_letters"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def build(self, ctx: RunContext) -> DeadLetterSink:
+        if self.kind == "memory":
+            return MemoryDeadLetters()
+        if self.kind == "postgres":
+            if not self.connection:
+                raise ToolkitError("dead_letters: a postgres sink needs a connection (block name)")
+            return PostgresDeadLetters(_connection(ctx, "postgres", self.connection), pipeline=ctx.pipeline,
+                                       schema=self.schema_name, table=self.table)
+        if not self.path:
+            raise ToolkitError("dead_letters: a jsonl sink needs a path")
+        return JsonlDeadLetters(with_parameters(self.path, ctx, "dead_letters path"))
+
+
+class LambdaConfig(_Config):
+    kind: Literal["lambda"] = "lambda"
+    function: ImportString[Callable[..., Any]] | Callable[..., Any]
+    per: Literal["row", "batch"] = "row"
+
+    def build(self, ctx: RunContext) -> LambdaTransformer:
+        return LambdaTransformer(self.function, per=self.per)
+
+
+class TypeConversionConfig(_Config):
+    kind: Literal["types"] = "types"
+    mapping: dict[str, TypeName]
+    strict: bool = True
+    dead_letters: DeadLetterConfig | None = None
+
+    def build(self, ctx: RunContext) -> TypeConverter:
+        sink = self.dead_letters.build(ctx) if self.dead_letters else None
+        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink)
+
+
+class ColumnsConfig(_Config):
+    kind: Literal["columns"] = "columns"
+    rename: dict[str, str] = Field(default_factory=dict)
+    select: list[str] | None = None
+    derive: dict[str, ImportString[Callable[..., Any]] | Callable[..., Any]] = Field(default_factory=dict)
+
+    def build(self, ctx: RunContext) -> ColumnTransformer:
+        return ColumnTransformer(rename=self.rename, select=self.select, derive=self.derive)
+
+
+TransformerConfig = Annotated[LambdaConfig | TypeConversionConfig | ColumnsConfig, Field(discriminator="kind")]
+
+# --- loaders ------------------------------------------------------------------------------------
+
+
+class PostgresLoaderConfig(_Config):
+    kind: Literal["postgres"] = "postgres"
+    connection: str = Field(description="Block name of the PostgreSQL database.")
+    table: str
+    schema_name: str = Field("public", alias="schema")
+    mode: Literal["insert", "upsert"] = "insert"
+    key_columns: list[str] = Field(default_factory=list)
+    create_sql: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def build(self, ctx: RunContext) -> PostgresLoader:
+        return PostgresLoader(_connection(ctx, "postgres", self.connection), self.table, schema=self.schema_name,
+                              mode=self.mode, key_columns=self.key_columns, create_sql=self.create_sql)
+
+
+class ClickHouseLoaderConfig(_Config):
+    kind: Literal["clickhouse"] = "clickhouse"
+    connection: ClickHouseConnection | None = None
+    table: str
+    mode: Literal["insert", "upsert"] = "insert"
+    upsert_strategy: Literal["replacing", "delete_insert"] = "replacing"
+    key_columns: list[str] = Field(default_factory=list)
+    version_column: str = "_version"
+    batch_size: int = Field(100_000, gt=0)
+    create_sql: str | None = None
+
+    def build(self, ctx: RunContext) -> ClickHouseLoader:
+        return ClickHouseLoader(self.connection or clickhouse_from_env(), self.table, mode=self.mode,
+                                upsert_strategy=self.upsert_strategy, key_columns=self.key_columns,
+                                version_column=self.version_column, batch_size=self.batch_size,
+                                create_sql=self.create_sql)
+
+
+class BucketRef(_Config):
+    """A bucket block by kind and name (``local``, ``gcs``, ``s3``), resolved by the run."""
+
+    kind: Literal["local", "gcs", "s3"]
+    block: str
+
+
+class FileLoaderConfig(_Config):
+    kind: Literal["file"] = "file"
+    path: str = Field(description="A local path, or the object name when bucket is set; {param} placeholders allowed.")
+    format: FileFormat | None = None
+    encoding: str = "utf-8"
+    bucket: BucketRef | None = None
+
+    def build(self, ctx: RunContext) -> FileLoader:
+        bucket = _connection(ctx, f"bucket:{self.bucket.kind}", self.bucket.block) if self.bucket else None
+        return FileLoader(with_parameters(self.path, ctx, "path"), format=self.format, encoding=self.encoding,
+                          bucket=bucket)
+
+
+class ConsoleLoaderConfig(_Config):
+    kind: Literal["console"] = "console"
+    max_rows: int = Field(20, ge=0)
+    title: str | None = None
+    format: Literal["table", "lines"] = "table"
+    progress: bool = True
+
+    def build(self, ctx: RunContext) -> ConsoleLoader:
+        return ConsoleLoader(max_rows=self.max_rows, title=self.title, format=self.format, progress=self.progress)
+
+
+LoaderConfig = Annotated[PostgresLoaderConfig | ClickHouseLoaderConfig | FileLoaderConfig | ConsoleLoaderConfig,
+                         Field(discriminator="kind")]
+
+_EXTRACTOR = TypeAdapter(ExtractorConfig)
+_TRANSFORMER = TypeAdapter(TransformerConfig)
+_LOADER = TypeAdapter(LoaderConfig)
+
+
+def _tool(value: Any, adapter: TypeAdapter[Any], protocol: type, role: str) -> Any:
+    """A config (validated from a dict if needed) or a ready tool."""
+    if isinstance(value, dict):
+        return adapter.validate_python(value)
+    if isinstance(value, BaseModel) and hasattr(value, "build"):
+        return value
+    if isinstance(value, protocol):
+        return value
+    raise ToolkitError(f"{role}: expected a config dict, a config or a tool, got {type(value).__name__}")
+
+
+def extractor_of(value: Any) -> Any:
+    return _tool(value, _EXTRACTOR, Extractor, "extract")
+
+
+def transformer_of(value: Any) -> Any:
+    return _tool(value, _TRANSFORMER, Transformer, "transform")
+
+
+def loader_of(value: Any) -> Any:
+    return _tool(value, _LOADER, Loader, "load")
+
+
+def built(tool_or_config: Any, ctx: RunContext) -> Any:
+    """The tool itself, or the tool a config builds for this run (tools hold per-run state: row counters)."""
+    return tool_or_config.build(ctx) if isinstance(tool_or_config, BaseModel) else tool_or_config

@@ -1,0 +1,230 @@
+"""File extractor and loader: CSV, JSON Lines, Parquet; text encodings; compression by suffix.
+
+``.gz``, ``.bz2``, ``.xz`` and ``.zst`` compress CSV and JSON Lines files
+(zstd through ``backports.zstd``, which clickhouse-connect already brings);
+Parquet compresses inside the file (``parquet_compression``). Reading and
+writing are streamed: one batch of rows in memory at a time.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import json
+import lzma
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
+
+FileFormat = Literal["csv", "jsonl", "parquet"]
+
+
+def _zstd_open(path: Path, mode: str, **kwargs: Any) -> IO[Any]:
+    try:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef]
+    return zstd.open(path, mode, **kwargs)
+
+
+_OPENERS: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open}
+
+
+def compression_of(path: Path) -> str | None:
+    """The compression suffix of ``path`` (``.gz`` ...) or None."""
+    return path.suffix.lower() if path.suffix.lower() in _OPENERS else None
+
+
+def format_of(path: Path) -> FileFormat:
+    """Guess the format from the suffix under any compression suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _OPENERS:
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last == ".csv":
+        return "csv"
+    if last in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if last == ".parquet":
+        return "parquet"
+    raise ToolkitError(f"{path}: cannot tell the file format from the name; set format to csv, jsonl or parquet")
+
+
+def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
+    opener = _OPENERS.get(compression_of(path) or "")
+    if opener is None:
+        return open(path, mode, encoding=encoding, newline="")
+    return opener(path, mode + "t", encoding=encoding, newline="")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class FileExtractor:
+    """Read files matching ``path`` (a path or a glob) as batches of ``batch_size`` rows."""
+
+    def __init__(self, path: str, *, format: FileFormat | None = None, encoding: str = "utf-8",
+                 batch_size: int = 10_000, delimiter: str = ",", empty_as_null: bool = True) -> None:
+        self.path, self.format, self.encoding = path, format, encoding
+        self.batch_size, self.delimiter, self.empty_as_null = batch_size, delimiter, empty_as_null
+
+    def files(self) -> list[Path]:
+        pattern = Path(self.path)
+        if any(ch in self.path for ch in "*?["):
+            found = sorted(Path(pattern.anchor or ".").glob(str(pattern.relative_to(pattern.anchor or "."))))
+        else:
+            found = [pattern] if pattern.exists() else []
+        if not found:
+            raise ToolkitError(f"file extractor: no file matches {self.path!r}")
+        return found
+
+    def extract(self, ctx: RunContext) -> Iterator[Batch]:
+        for path in self.files():
+            fmt = self.format or format_of(path)
+            try:
+                if fmt == "parquet":
+                    yield from self._parquet(path)
+                elif fmt == "csv":
+                    yield from self._csv(path)
+                else:
+                    yield from self._jsonl(path)
+            except UnicodeDecodeError as exc:
+                raise ToolkitError(f"{path}: not valid {self.encoding} text at byte {exc.start}") from None
+
+    def _parquet(self, path: Path) -> Iterator[Batch]:
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as reader:
+            for record_batch in reader.iter_batches(batch_size=self.batch_size):
+                columns = tuple(record_batch.schema.names)
+                data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
+                yield Batch(columns, list(zip(*data)) if data else [])
+
+    def _csv(self, path: Path) -> Iterator[Batch]:
+        with open_text(path, "r", self.encoding) as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter)
+            header = next(reader, None)
+            if header is None:
+                return
+            columns = tuple(header)
+            rows: list[tuple[Any, ...]] = []
+            for line_number, record in enumerate(reader, start=2):
+                if len(record) != len(columns):
+                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}")
+                rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
+                if len(rows) >= self.batch_size:
+                    yield Batch(columns, rows)
+                    rows = []
+            if rows:
+                yield Batch(columns, rows)
+
+    def _jsonl(self, path: Path) -> Iterator[Batch]:
+        with open_text(path, "r", self.encoding) as handle:
+            records: list[dict[str, Any]] = []
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ToolkitError(f"{path}: line {line_number} is not JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise ToolkitError(f"{path}: line {line_number} is not a JSON object")
+                records.append(record)
+                if len(records) >= self.batch_size:
+                    yield Batch.from_dicts(records)
+                    records = []
+            if records:
+                yield Batch.from_dicts(records)
+
+
+class FileLoader:
+    """Write the stream to one file; format from ``format`` or the suffix, compression from the suffix.
+
+    With ``bucket`` (anything with ``upload_file(path, name)``: the project's
+    local/GCS/S3 bucket writers) ``path`` is the object name: the file is
+    written to a temporary folder, then uploaded, and appears whole or not at all.
+    """
+
+    def __init__(self, path: str, *, format: FileFormat | None = None, encoding: str = "utf-8", delimiter: str = ",",
+                 parquet_compression: str = "zstd", bucket: Any = None) -> None:
+        self.path = Path(path)
+        self.format = format or format_of(self.path)
+        self.encoding, self.delimiter, self.parquet_compression = encoding, delimiter, parquet_compression
+        self.bucket = bucket
+
+    def load(self, batches: Iterable[Batch], ctx: RunContext) -> int:
+        if self.bucket is None:
+            return self._write(batches)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="toolkit-") as folder:
+            local = Path(folder) / self.path.name
+            written = FileLoader(str(local), format=self.format, encoding=self.encoding, delimiter=self.delimiter,
+                                 parquet_compression=self.parquet_compression)._write(batches)
+            self.bucket.upload_file(local, self.path.as_posix())
+        return written
+
+    def _write(self, batches: Iterable[Batch]) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(".partial-" + self.path.name)  # keeps the suffixes: same compression
+        if self.format == "parquet":
+            written = self._parquet(batches, partial)
+        else:
+            written = self._text(batches, partial)
+        partial.replace(self.path)  # readers never see a half-written file
+        return written
+
+    def _text(self, batches: Iterable[Batch], target: Path) -> int:
+        written = 0
+        with open_text(target, "w", self.encoding) as out:
+            writer = csv.writer(out, delimiter=self.delimiter, lineterminator="\n") if self.format == "csv" else None
+            header_done = False
+            for batch in batches:
+                if writer is not None:
+                    if not header_done:
+                        writer.writerow(batch.columns)
+                        header_done = True
+                    writer.writerows(["" if v is None else v for v in row] for row in batch.rows)
+                else:
+                    for row in batch.rows:
+                        out.write(json.dumps(dict(zip(batch.columns, row)), default=_json_default) + "\n")
+                written += len(batch)
+        return written
+
+    def _parquet(self, batches: Iterable[Batch], target: Path) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer: Any = None
+        written = 0
+        try:
+            for batch in batches:
+                if not batch.rows:
+                    continue
+                columns = list(zip(*batch.rows))
+                if writer is None:
+                    table = pa.Table.from_arrays([pa.array(c) for c in columns], names=list(batch.columns))
+                    writer = pq.ParquetWriter(target, table.schema, compression=self.parquet_compression)
+                else:
+                    table = pa.Table.from_arrays([pa.array(c, type=writer.schema.field(i).type)
+                                                  for i, c in enumerate(columns)], schema=writer.schema)
+                writer.write_table(table)
+                written += len(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            pq.write_table(pa.table({}), target)
+        return written

@@ -1,0 +1,218 @@
+"""HTTP extractor: httpx, retries on transient errors honouring Retry-After, a token-bucket rate limiter, pagination.
+
+Pagination styles: ``page`` (page number parameter), ``offset`` (offset/limit
+parameters), ``cursor`` (a cursor taken from the response body), ``link``
+(RFC 8288 ``Link: <...>; rel="next"`` header). Records are read from
+``records_path`` in the JSON body (dotted, empty for a top-level list).
+Which failures are transient comes from :mod:`clinicflow.retry`.
+"""
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from clinicflow.retry import HTTP_TRANSIENT_STATUS, JITTER_FACTOR, backoff_delays, is_transient
+from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions per second on average, with bursts up to ``capacity``.
+
+    Thread-safe; callers block in :meth:`acquire` until a token is free.
+    """
+
+    def __init__(self, rate: float, capacity: float | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.capacity = float(capacity if capacity is not None else max(1.0, rate))
+        self.tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def acquire(self) -> float:
+        """Take one token, waiting if none is left; returns the seconds waited."""
+        waited = 0.0
+        with self._lock:
+            self._refill()
+            while self.tokens < 1.0:
+                delay = (1.0 - self.tokens) / self.rate
+                self._sleep(delay)
+                waited += delay
+                self._refill()
+            self.tokens -= 1.0
+        return waited
+
+
+class PagePagination(BaseModel):
+    style: Literal["page"] = "page"
+    page_param: str = "page"
+    first_page: int = 1
+    size_param: str | None = "per_page"
+    page_size: int = 100
+
+
+class OffsetPagination(BaseModel):
+    style: Literal["offset"] = "offset"
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: int = 100
+
+
+class CursorPagination(BaseModel):
+    style: Literal["cursor"] = "cursor"
+    cursor_param: str = "cursor"
+    cursor_path: str = Field("next_cursor", description="Dotted path of the next cursor in the JSON body; empty or null ends.")
+
+
+class LinkPagination(BaseModel):
+    style: Literal["link"] = "link"
+
+
+class NoPagination(BaseModel):
+    style: Literal["none"] = "none"
+
+
+Pagination = PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination
+
+
+def dig(body: Any, path: str) -> Any:
+    """``body`` at dotted ``path`` ('' is the body itself); None when a key is missing."""
+    current = body
+    for part in filter(None, path.split(".")):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+    return current
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class HttpExtractor:
+    """GET (or POST) JSON pages and yield their records as batches."""
+
+    def __init__(self, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+                 params: dict[str, Any] | None = None, timeout_seconds: float = 30.0, records_path: str = "",
+                 pagination: Pagination | None = None, max_retries: int = 3, backoff_seconds: float = 1.0,
+                 max_retry_after_seconds: float = 300.0, rate_limit_per_second: float | None = None,
+                 rate_limit_burst: float | None = None, max_pages: int = 100_000,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
+        self.url, self.method = url, method.upper()
+        self.headers, self.params = dict(headers or {}), dict(params or {})
+        self.timeout_seconds, self.records_path = timeout_seconds, records_path
+        self.pagination: Pagination = pagination or NoPagination()
+        self.max_retries, self.backoff_seconds = max_retries, backoff_seconds
+        self.max_retry_after_seconds, self.max_pages = max_retry_after_seconds, max_pages
+        self.sleep, self.transport = sleep, transport
+        self.limiter = TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep) if rate_limit_per_second else None
+        self.requests_made = 0
+        self.waits: list[float] = []
+
+    def _display_url(self) -> str:
+        # Never print credentials embedded in a URL.
+        parsed = httpx.URL(self.url)
+        return str(parsed.copy_with(username=None, password=None, query=None))
+
+    def request(self, client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
+        """One request with rate limiting and retries of transient failures."""
+        delays = backoff_delays(self.max_retries, self.backoff_seconds)
+        for attempt in range(self.max_retries + 1):
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self.requests_made += 1
+            try:
+                response = client.request(self.method, url, params=params or None)
+                if response.status_code in HTTP_TRANSIENT_STATUS and attempt < self.max_retries:
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                    if wait is None:
+                        wait = delays[attempt] * (1 + random.uniform(-JITTER_FACTOR, JITTER_FACTOR))
+                    self._wait(min(wait, self.max_retry_after_seconds))
+                    continue
+                response.raise_for_status()
+                return response
+            except httpx.HTTPStatusError as exc:
+                raise ToolkitError(f"HTTP {exc.response.status_code} from {self._display_url()}") from None
+            except httpx.HTTPError as exc:
+                if attempt >= self.max_retries or not is_transient(exc):
+                    raise ToolkitError(f"{type(exc).__name__} calling {self._display_url()} "
+                                       f"after {attempt + 1} attempt(s)") from None
+                self._wait(delays[attempt] * (1 + random.uniform(-JITTER_FACTOR, JITTER_FACTOR)))
+        raise AssertionError("unreachable")
+
+    def _wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.sleep(seconds)
+
+    def extract(self, ctx: RunContext) -> Iterator[Batch]:
+        p = self.pagination
+        params = dict(self.params)
+        url = self.url
+        if isinstance(p, PagePagination):
+            params[p.page_param] = p.first_page
+            if p.size_param:
+                params[p.size_param] = p.page_size
+        elif isinstance(p, OffsetPagination):
+            params[p.offset_param], params[p.limit_param] = 0, p.limit
+        with httpx.Client(headers=self.headers, timeout=self.timeout_seconds, transport=self.transport,
+                          follow_redirects=True) as client:
+            for _ in range(self.max_pages):
+                response = self.request(client, url, params)
+                try:
+                    body = response.json()
+                except ValueError:
+                    raise ToolkitError(f"{self._display_url()}: response is not JSON") from None
+                records = dig(body, self.records_path)
+                if not isinstance(records, list):
+                    raise ToolkitError(f"{self._display_url()}: no list at records_path {self.records_path!r}")
+                if records:
+                    yield Batch.from_dicts(r if isinstance(r, dict) else {"value": r} for r in records)
+                if isinstance(p, PagePagination):
+                    if len(records) < p.page_size or not records:
+                        return
+                    params[p.page_param] += 1
+                elif isinstance(p, OffsetPagination):
+                    if len(records) < p.limit or not records:
+                        return
+                    params[p.offset_param] += len(records)
+                elif isinstance(p, CursorPagination):
+                    cursor = dig(body, p.cursor_path)
+                    if cursor in (None, ""):
+                        return
+                    params[p.cursor_param] = cursor
+                elif isinstance(p, LinkPagination):
+                    next_link = response.links.get("next", {}).get("url")
+                    if not next_link:
+                        return
+                    url, params = str(response.url.join(next_link)), {}
+                else:
+                    return
+            raise ToolkitError(f"{self._display_url()}: stopped after max_pages={self.max_pages} pages")

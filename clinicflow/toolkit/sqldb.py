@@ -1,0 +1,186 @@
+"""SQL extractor (MySQL/MariaDB, PostgreSQL) and PostgreSQL loader over the project's connection blocks.
+
+Tools take any object with ``connect(...)`` and ``describe()`` (the
+``MySQLServer``/``PostgresServer`` blocks satisfy it), never a Prefect import.
+Reads are server-side: pymysql's unbuffered cursor, a psycopg2 named cursor,
+fetched ``batch_size`` rows at a time, so memory is bounded by the batch.
+Query parameters are named (``%(start)s``) and filled from the run: the
+time scope ``start``/``end`` and the pipeline parameters.
+"""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, Protocol
+
+from clinicflow.sql import quote_ident, quote_list, quote_qualified
+from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
+
+
+class Connectable(Protocol):
+    def connect(self, **kwargs: Any) -> Any: ...
+
+    def describe(self) -> str: ...
+
+
+def query_parameters(ctx: RunContext, query: str) -> dict[str, Any] | None:
+    """Named parameters a query may use: the pipeline parameters, then ``start``/``end`` of the time scope.
+
+    None when the query names none, so a literal ``%`` (``LIKE 'a%'``) needs no escaping.
+    """
+    if "%(" not in query:
+        return None
+    return {**ctx.parameters, "start": ctx.start, "end": ctx.end}
+
+
+class SqlExtractor:
+    """Stream the rows of ``query`` in batches of ``batch_size``."""
+
+    def __init__(self, server: Connectable, query: str, *, dialect: Literal["mysql", "postgres"],
+                 batch_size: int = 10_000) -> None:
+        self.server, self.query, self.dialect, self.batch_size = server, query, dialect, batch_size
+
+    def extract(self, ctx: RunContext) -> Iterator[Batch]:
+        params = query_parameters(ctx, self.query)
+        if self.dialect == "mysql":
+            conn = self.server.connect(streaming=True)
+            cursor = conn.cursor()
+        else:
+            conn = self.server.connect()
+            conn.set_session(readonly=True)
+            cursor = conn.cursor(name=f"toolkit_{uuid.uuid4().hex[:12]}")  # named: a server-side cursor
+            cursor.itersize = self.batch_size
+        try:
+            try:
+                cursor.execute(self.query, params)
+            except Exception as exc:
+                raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {type(exc).__name__}: "
+                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+            columns: tuple[str, ...] | None = None
+            while True:
+                rows = cursor.fetchmany(self.batch_size)
+                if columns is None:
+                    columns = tuple(d[0] for d in cursor.description)
+                if not rows:
+                    return
+                yield Batch(columns, [tuple(r) for r in rows])
+        finally:
+            try:
+                cursor.close()
+            finally:
+                conn.close()
+
+
+def _copy_field(value: Any) -> str:
+    # CSV for COPY: NULL is an unquoted empty field, every value is quoted.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "t" if value else "f"
+    elif isinstance(value, bytes):
+        text = "\\x" + value.hex()
+    else:
+        text = str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+class PostgresLoader:
+    """Write batches into ``schema.table``: ``insert`` by COPY, or ``upsert`` on ``key_columns``.
+
+    One transaction for the whole stream: a failure leaves the table as it was.
+    ``create_sql`` (run first, e.g. ``CREATE TABLE IF NOT EXISTS``) lets a
+    pipeline own its table.
+    """
+
+    def __init__(self, server: Connectable, table: str, *, schema: str = "public", mode: Literal["insert", "upsert"] = "insert",
+                 key_columns: list[str] | None = None, create_sql: str | None = None) -> None:
+        if mode == "upsert" and not key_columns:
+            raise ToolkitError(f"postgres loader {schema}.{table}: upsert needs key_columns")
+        self.server, self.table, self.schema, self.mode = server, table, schema, mode
+        self.key_columns, self.create_sql = list(key_columns or []), create_sql
+
+    def load(self, batches: Iterable[Batch], ctx: RunContext) -> int:
+        target = quote_qualified(self.schema, self.table, "postgres")
+        conn = self.server.connect()
+        written = 0
+        try:
+            with conn.cursor() as cur:
+                if self.create_sql:
+                    cur.execute(self.create_sql)
+                for batch in batches:
+                    if not batch.rows:
+                        continue
+                    if self.mode == "insert":
+                        self._copy(cur, target, batch)
+                    else:
+                        self._upsert(cur, target, batch)
+                    written += len(batch)
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            if isinstance(exc, ToolkitError):
+                raise
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ToolkitError(f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
+                               f"after {written} rows: {type(exc).__name__}: {first_line}") from None
+        finally:
+            conn.close()
+        return written
+
+    def _copy(self, cur: Any, target: str, batch: Batch) -> None:
+        buffer = io.StringIO()
+        for row in batch.rows:
+            buffer.write(",".join(_copy_field(v) for v in row))
+            buffer.write("\n")
+        buffer.seek(0)
+        cur.copy_expert(f"COPY {target} ({quote_list(list(batch.columns), 'postgres')}) FROM STDIN WITH (FORMAT csv)",
+                        buffer)
+
+    def _upsert(self, cur: Any, target: str, batch: Batch) -> None:
+        from psycopg2.extras import execute_values
+
+        missing = [k for k in self.key_columns if k not in batch.columns]
+        if missing:
+            raise ToolkitError(f"postgres upsert into {self.schema}.{self.table}: key columns {missing} not in the batch")
+        others = [c for c in batch.columns if c not in self.key_columns]
+        action = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c, 'postgres')} = EXCLUDED.{quote_ident(c, 'postgres')}"
+                                               for c in others)) if others else "DO NOTHING"
+        sql = (f"INSERT INTO {target} ({quote_list(list(batch.columns), 'postgres')}) VALUES %s "
+               f"ON CONFLICT ({quote_list(self.key_columns, 'postgres')}) {action}")
+        positions = [batch.columns.index(k) for k in self.key_columns]
+        # One row per key: a batch naming a key twice would make ON CONFLICT fail; the later row wins.
+        latest = {tuple(row[p] for p in positions): row for row in batch.rows}
+        execute_values(cur, sql, list(latest.values()), page_size=1000)
+
+
+class PostgresDeadLetters:
+    """Dead letters as rows of a PostgreSQL table (created if missing): the quarantine analysts query.
+
+    One short autocommitted insert per rejected row: dead letters are the exception, and each
+    one is kept even if the step fails later.
+    """
+
+    def __init__(self, server: Connectable, *, pipeline: str, schema: str = "public",
+                 table: str = "toolkit_dead_letters") -> None:
+        self.server, self.pipeline, self.schema, self.table = server, pipeline, schema, table
+        self._ready = False
+
+    def put(self, letter: DeadLetter) -> None:
+        target = quote_qualified(self.schema, self.table, "postgres")
+        conn = self.server.connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                if not self._ready:
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
+                                "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
+                                "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+                    self._ready = True
+                cur.execute(f"INSERT INTO {target} (pipeline, step, row_index, column_name, error, row_data) "
+                            "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                            (self.pipeline, letter.step, letter.row_index, letter.column, letter.error,
+                             json.dumps(letter.row, default=str)))
+        finally:
+            conn.close()

@@ -1,0 +1,128 @@
+"""The pipeline registry is Prefect's deployments: sync discovered pipelines to them, prune, backfill.
+
+``sync`` creates or updates one deployment per pipeline (flow
+``toolkit-pipeline``, deployment name = pipeline name, entrypoint
+``flows/pipeline.py:run_pipeline``) on the configured work pool, tagged
+:data:`MANAGED_TAG`. With ``prune`` it deletes the deployments carrying that
+tag whose pipeline is no longer in code; deployments without the tag are
+never touched. Every schedule is converted to Prefect's schedule types (and
+so validated) and the work pool is checked before anything is written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from clinicflow.toolkit.base import ToolkitError
+from clinicflow.toolkit.spec import CronSchedule, PipelineSpec
+from flows.pipeline import PIPELINE_FLOW_NAME, run_pipeline
+
+MANAGED_TAG = "clinicflow-pipeline"
+ENTRYPOINT = "flows/pipeline.py:run_pipeline"
+DEFAULT_WORK_POOL = "clinicflow-k8s"
+
+
+def work_pool_name(explicit: str | None = None) -> str:
+    """The work pool: the argument, else ``CLINICFLOW_WORK_POOL``, else clinicflow-k8s (read at call time)."""
+    return explicit or os.environ.get("CLINICFLOW_WORK_POOL", DEFAULT_WORK_POOL)
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+
+
+def prefect_schedules(spec: PipelineSpec) -> list[Any]:
+    """The spec's schedules as Prefect ``DeploymentScheduleCreate``s; a bad one raises naming the pipeline."""
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule as PrefectCron
+    from prefect.client.schemas.schedules import IntervalSchedule as PrefectInterval
+
+    out = []
+    for i, schedule in enumerate(spec.schedules):
+        try:
+            if isinstance(schedule, CronSchedule):
+                prefect_schedule: Any = PrefectCron(cron=schedule.cron, timezone=schedule.timezone)
+            else:
+                prefect_schedule = PrefectInterval(interval=schedule.interval, timezone=schedule.timezone,
+                                                   **({"anchor_date": schedule.anchor} if schedule.anchor else {}))
+        except ValueError as exc:
+            raise ToolkitError(f"pipeline {spec.name}: schedule {i + 1} is invalid: {str(exc).splitlines()[0]}") from None
+        out.append(DeploymentScheduleCreate(schedule=prefect_schedule, active=schedule.active))
+    return out
+
+
+def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"pipeline": spec.name, "parameters": dict(spec.parameters)}
+    if folder is not None:
+        params["folder"] = folder
+    return params
+
+
+async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | None = None, prune: bool = False,
+                         folder: str | None = None) -> SyncReport:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+    from prefect.exceptions import ObjectNotFound
+    from prefect.utilities.callables import parameter_schema
+
+    pool = work_pool_name(work_pool)
+    schedules = {name: prefect_schedules(spec) for name, spec in specs.items()}  # all validated before any write
+    report = SyncReport()
+    async with get_client() as client:
+        try:
+            await client.read_work_pool(pool)
+        except ObjectNotFound:
+            raise ToolkitError(f"work pool {pool!r} does not exist on the Prefect API; create it or set "
+                               "CLINICFLOW_WORK_POOL") from None
+        flow_id = await client.create_flow_from_name(PIPELINE_FLOW_NAME)
+        managed = await client.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])))
+        managed_by_name = {d.name: d for d in managed if d.flow_id == flow_id}
+        existing_names = {d.name for d in await client.read_deployments() if d.flow_id == flow_id}
+        schema = parameter_schema(run_pipeline).model_dump_for_openapi()
+        for name, spec in sorted(specs.items()):
+            await client.create_deployment(
+                flow_id=flow_id, name=name, description=spec.description or None,
+                parameters=deployment_parameters(spec, folder), tags=[MANAGED_TAG, *spec.tags],
+                schedules=schedules[name], work_pool_name=pool, entrypoint=ENTRYPOINT,
+                parameter_openapi_schema=schema, enforce_parameter_schema=True,
+                concurrency_limit=1,
+            )
+            (report.updated if name in existing_names else report.created).append(name)
+        if prune:
+            for name, deployment in sorted(managed_by_name.items()):
+                if name not in specs:
+                    await client.delete_deployment(deployment.id)
+                    report.pruned.append(name)
+    return report
+
+
+async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[UUID]:
+    """One flow run of the pipeline's deployment per time-scope window in ``[start, end)``."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    if spec.timescope is None:
+        raise ToolkitError(f"pipeline {spec.name} has no timescope: nothing to backfill")
+    try:
+        windows = spec.timescope.windows(start, end)
+    except ValueError as exc:
+        raise ToolkitError(f"pipeline {spec.name}: {exc}") from None
+    async with get_client() as client:
+        try:
+            deployment = await client.read_deployment_by_name(f"{PIPELINE_FLOW_NAME}/{spec.name}")
+        except ObjectNotFound:
+            raise ToolkitError(f"pipeline {spec.name} has no deployment: run `clinicflow pipelines sync` first") from None
+        ids = []
+        for window_start, window_end in windows:
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, parameters={**deployment.parameters, "start": window_start, "end": window_end},
+                tags=["backfill"])
+            ids.append(run.id)
+    return ids

@@ -1,0 +1,78 @@
+"""Discovery of *_pipeline.py modules: good, broken (reported by name, others still found), duplicates, bad specs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from clinicflow.cli import app
+from clinicflow.toolkit.discovery import discover
+
+GOOD = '''
+from clinicflow.toolkit.compose import step
+from clinicflow.toolkit.spec import PipelineSpec
+
+pipeline = PipelineSpec(name="{name}", steps=[step("only", lambda ctx: 1)],
+                        schedules=[{{"cron": "0 3 * * *", "timezone": "America/New_York"}}],
+                        parameters={{"limit": 10}})
+'''
+
+
+def write(folder: Path, filename: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / filename).write_text(text)
+
+
+def test_good_broken_and_duplicate_modules(tmp_path: Path) -> None:
+    write(tmp_path, "orders_pipeline.py", GOOD.format(name="orders"))
+    write(tmp_path / "sub", "visits_pipeline.py", GOOD.format(name="visits"))
+    write(tmp_path, "broken_pipeline.py", "import not_a_module_anywhere\n")
+    write(tmp_path, "empty_pipeline.py", "x = 1\n")
+    write(tmp_path, "dup_a_pipeline.py", GOOD.format(name="same"))
+    write(tmp_path, "dup_b_pipeline.py", GOOD.format(name="same"))
+    write(tmp_path, "badcron_pipeline.py", GOOD.format(name="badcron").replace("0 3 * * *", "0 3 * *"))
+    write(tmp_path, "helpers.py", "raise RuntimeError('not a pipeline module: never imported')\n")
+
+    found = discover(tmp_path, entry_points=False)
+    assert sorted(found.pipelines) == ["orders", "visits"]
+    errors = {Path(e.origin.split(",")[0]).name: e.message for e in found.errors}
+    assert errors["broken_pipeline.py"].startswith("ModuleNotFoundError: No module named 'not_a_module_anywhere'")
+    assert "exposes no `pipeline`" in errors["empty_pipeline.py"]
+    assert errors["dup_a_pipeline.py"] == "duplicate pipeline name 'same'"
+    assert "must have 5 fields" in errors["badcron_pipeline.py"]
+    assert len(found.errors) == 4
+
+
+def test_missing_folder_is_an_error_when_asked_for(tmp_path: Path) -> None:
+    found = discover(tmp_path / "nope", entry_points=False)
+    assert not found.pipelines and "does not exist" in found.errors[0].message
+
+
+def test_cli_list_and_show(tmp_path: Path) -> None:
+    write(tmp_path, "orders_pipeline.py", GOOD.format(name="orders"))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "orders" in listed.output and "America/New_York" in listed.output
+    shown = runner.invoke(app, ["pipelines", "show", "orders", "--folder", str(tmp_path)])
+    assert shown.exit_code == 0 and "- only" in shown.output
+    write(tmp_path, "broken_pipeline.py", "raise ValueError('bad config')\n")
+    listed = runner.invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
+    assert listed.exit_code == 1 and "broken_pipeline.py: ValueError: bad config" in listed.output
+    assert "orders" in listed.output  # the broken module hides nothing
+    missing = runner.invoke(app, ["pipelines", "show", "nope", "--folder", str(tmp_path)])
+    assert missing.exit_code == 2 and "no pipeline named 'nope'" in missing.output
+
+
+def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    write(tmp_path, "ep_pipelines_mod.py", GOOD.format(name="from-entry-point"))
+    dist = tmp_path / "ep_pipelines-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-pipelines\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[clinicflow.pipelines]\ngood = ep_pipelines_mod:pipeline\n"
+                                           "broken = ep_pipelines_missing:pipeline\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    found = discover(tmp_path / "empty", entry_points=True)
+    assert "from-entry-point" in found.pipelines
+    assert any("entry point broken" in e.origin and "ModuleNotFoundError" in e.message for e in found.errors)

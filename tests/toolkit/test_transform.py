@@ -1,0 +1,69 @@
+"""Transformers: strict vs lenient type conversion, lambda, columns."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from clinicflow.toolkit.base import Batch, MemoryDeadLetters, RunContext, ToolkitError, rebatch
+from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConversionError, TypeConverter
+
+CTX = RunContext()
+
+
+def batch() -> Batch:
+    return Batch(("id", "amount", "day", "ok"), [("1", "2.50", "2026-01-02", "yes"), ("2", "x", "2026-01-03", "no"),
+                                                 ("3", None, "bad-date", "1")])
+
+
+def test_strict_conversion_names_row_index_and_column() -> None:
+    converter = TypeConverter({"id": "int", "amount": "decimal", "day": "date", "ok": "bool"})
+    first = converter.transform(Batch(batch().columns, batch().rows[:1]), CTX)
+    assert first.rows == [(1, Decimal("2.50"), date(2026, 1, 2), True)]
+    with pytest.raises(TypeConversionError) as err:
+        converter.transform(Batch(batch().columns, batch().rows[1:]), CTX)
+    # the index counts over the whole stream, not the batch
+    assert err.value.row_index == 1 and err.value.column == "amount"
+    assert "row 1, column 'amount'" in str(err.value)
+
+
+def test_lenient_conversion_dead_letters_the_row_and_goes_on() -> None:
+    letters = MemoryDeadLetters()
+    converter = TypeConverter({"id": "int", "amount": "decimal", "day": "date"}, strict=False, dead_letters=letters)
+    out = converter.transform(batch(), CTX)
+    assert out.rows == [(1, Decimal("2.50"), date(2026, 1, 2), "yes")]
+    assert [(d.row_index, d.column) for d in letters.letters] == [(1, "amount"), (2, "day")]
+    assert letters.letters[0].row["id"] == "2"
+    assert converter.rejected == 2
+
+
+def test_unknown_type_and_missing_column_are_config_errors() -> None:
+    with pytest.raises(ToolkitError, match="unknown types"):
+        TypeConverter({"id": "integer"})  # type: ignore[dict-item]
+    with pytest.raises(ToolkitError, match=r"\['nope'\]"):
+        TypeConverter({"nope": "int"}).transform(batch(), CTX)
+
+
+def test_lambda_per_row_drops_none_and_per_batch_must_return_a_batch() -> None:
+    keep_even = LambdaTransformer(lambda r: {**r, "id": int(r["id"]) * 10} if r["id"] != "2" else None)
+    out = keep_even.transform(batch(), CTX)
+    assert [r[0] for r in out.rows] == [10, 30]
+    with pytest.raises(ToolkitError, match="expected Batch"):
+        LambdaTransformer(lambda b: len(b), per="batch").transform(batch(), CTX)
+
+
+def test_columns_rename_derive_select() -> None:
+    columns = ColumnTransformer(rename={"ok": "flag"}, derive={"label": lambda r: f"{r['id']}-{r['flag']}"},
+                                select=["label", "id"])
+    out = columns.transform(batch(), CTX)
+    assert out.columns == ("label", "id")
+    assert out.rows[0] == ("1-yes", "1")
+    with pytest.raises(ToolkitError, match="missing columns"):
+        ColumnTransformer(select=["nope"]).transform(batch(), CTX)
+
+
+def test_rebatch_regroups_without_losing_rows() -> None:
+    stream = [Batch(("a",), [(i,) for i in range(start, start + 7)]) for start in range(0, 21, 7)]
+    sizes = [len(b) for b in rebatch(stream, 5)]
+    assert sizes == [5, 5, 5, 5, 1]
