@@ -35,6 +35,7 @@ from prefect_gcp.cloud_storage import GcsBucket
 
 from blocks.buckets import DICOM_BUCKET_BLOCK, LocalFolderBucket, anonymous_adc_if_emulated
 from blocks.databases import MySQLServer, PostgresServer
+from blocks.llm import OpenAICompatibleLLM
 from blocks.resolve import (
     ANALYTICS_BLOCK,
     DICOM_REPORTS_BLOCK,
@@ -55,7 +56,7 @@ DEPLOYMENT_BLOCKS: dict[str, type[Block]] = {
 }
 
 # Block types clinicflow defines (registered by `clinicflow blocks register`).
-CLINICFLOW_BLOCK_TYPES: tuple[type[Block], ...] = (MySQLServer, PostgresServer, LocalFolderBucket)
+CLINICFLOW_BLOCK_TYPES: tuple[type[Block], ...] = (MySQLServer, PostgresServer, LocalFolderBucket, OpenAICompatibleLLM)
 
 
 def _auth_context(block_type: type[Block]) -> contextlib.AbstractContextManager[None]:

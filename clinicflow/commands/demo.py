@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also run the DICOM reports demo into ./out/bucket."),
         pipelines: bool = typer.Option(True, "--pipelines/--no-pipelines",
                                        help="Also run the example pipelines of ./pipelines (toolkit)."),
+        ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also run the file ingestion demo (offline)."),
     ) -> None:
         """Seed demo data locally and run the nightly ETL (and the DICOM demo) on local defaults."""
         from blocks.databases import MySQLServer, PostgresServer
@@ -57,5 +58,10 @@ def register(app: typer.Typer) -> None:
             from clinicflow.commands.pipelines import run_demo_pipelines
 
             run_demo_pipelines(console)
+        if ingest:
+            from clinicflow.commands.ingest import demo_command as ingest_demo
+
+            ingest_demo(files_dir=Path("./out/ingest-demo-files"), database_block=ANALYTICS_BLOCK)
         console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
-                      "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and ./out/clickhouse")
+                      "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and "
+                      "./out/clickhouse, and the ingested documents in PostgreSQL schema ingest")

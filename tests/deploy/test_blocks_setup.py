@@ -146,7 +146,7 @@ def test_register_registers_clinicflow_block_types(prefect_server: None) -> None
     result = CliRunner().invoke(app, ["blocks", "register"])
     assert result.exit_code == 0, result.output
     with get_client(sync_client=True) as client:
-        for slug in ("clinicflow-mysql-server", "clinicflow-postgres-server"):
+        for slug in ("clinicflow-mysql-server", "clinicflow-postgres-server", "clinicflow-openai-compatible-llm"):
             assert client.read_block_type_by_slug(slug).slug == slug
 
 

@@ -24,7 +24,7 @@ from tests.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml_documents
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
 DEPLOYMENTS = ("nightly", "replicate", "load", "analyze-schema", "dicom-reports", "referral-providers",
-               "procedures-daily")
+               "procedures-daily", "ingest-files", "ingest-replay")
 
 # Which Secrets each deployment reads its credentials from.
 EXPECTED_SECRETS = {
@@ -35,6 +35,8 @@ EXPECTED_SECRETS = {
     "dicom-reports": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
     "referral-providers": {"clinicflow-analytics-postgres"},
     "procedures-daily": {"clinicflow-analytics-postgres", "clinicflow-clickhouse"},
+    "ingest-files": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
+    "ingest-replay": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
 }
 
 

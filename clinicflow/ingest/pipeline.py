@@ -1,0 +1,259 @@
+"""One ingestion batch, start to finish: read → stage → extract → commit, with dead letters.
+
+A batch is committed in one transaction (documents, their Medical rows and
+the batch's dead letters), so a kill leaves each batch either fully staged
+or not at all, and a rerun redoes only what is missing (stable ids, ``ON
+CONFLICT DO NOTHING``). Memory is bounded by one batch: ``batch_size``
+objects of at most ``max_file_bytes`` each.
+
+Counted per run: files listed (matching the pattern), new, skipped
+(unchanged: same version, or same content), staged, extracted (Medical rows
+written, from the extractor or the cache), dead-lettered by reason.
+
+``max_error_rate``: after each batch the run's failures / new items is
+checked *before* the batch's documents are committed; above it, only the
+batch's dead letters are written and the run stops, so nothing past the
+threshold is published.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from clinicflow.ingest import db
+from clinicflow.ingest.extractors import DocumentText, Extraction, Extractor
+from clinicflow.ingest.faults import DLQ_MARK, injected_fault
+from clinicflow.ingest.medical import Medical
+from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
+from clinicflow.ingest.stores import ObjectInfo, ObjectStore, TooLarge
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    run_id: str
+    schema: str = db.DEFAULT_SCHEMA
+    max_file_bytes: int = 50 * MIB
+    inline_binary_bytes: int = 1 * MIB  # binary content up to this is kept as base64, above it a pointer
+    fail_percentage: float = 0.0
+    seed: int = 0
+    max_error_rate: float = 1.0
+    read_concurrency: int = 8  # objects of a batch read at once (network-bound)
+
+
+@dataclass
+class RunCounts:
+    listed: int = 0
+    new: int = 0
+    skipped: int = 0
+    staged: int = 0
+    extracted: int = 0
+    from_cache: int = 0
+    not_extractable: int = 0  # binary documents: staged, no text to extract from
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # "stage/reason" -> count
+    stopped: bool = False  # max_error_rate exceeded: the run stopped there
+
+    @property
+    def failures(self) -> int:
+        return sum(self.dead_lettered.values())
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.new if self.new else 0.0
+
+    def crosses(self, batch: "RunCounts", max_error_rate: float) -> bool:
+        """Would adding ``batch`` to this run put its error rate above ``max_error_rate``?"""
+        new = self.new + batch.new
+        return bool(new) and (self.failures + batch.failures) / new > max_error_rate
+
+    def add(self, other: "RunCounts") -> None:
+        for name in ("listed", "new", "skipped", "staged", "extracted", "from_cache", "not_extractable"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.dead_lettered.update(other.dead_lettered)
+        self.stopped = self.stopped or other.stopped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"listed": self.listed, "new": self.new, "skipped": self.skipped, "staged": self.staged,
+                "extracted": self.extracted, "from_cache": self.from_cache, "not_extractable": self.not_extractable,
+                "dead_lettered": self.failures, "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+                "error_rate": round(self.error_rate, 4), "stopped_at_max_error_rate": self.stopped}
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items from a stream (only one batch in memory)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> db.StagedDocument:
+    sha256 = hashlib.sha256(data).hexdigest()
+    text = decode_text(data)
+    binary = text is None
+    inline = binary and len(data) <= settings.inline_binary_bytes
+    return db.StagedDocument(
+        id=db.document_id(info.uri, sha256), uri=info.uri, version=info.version, sha256=sha256, size_bytes=len(data),
+        mime_sniffed=sniff_mime(data, text), mime_by_extension=mime_by_extension(info.key), is_binary=binary,
+        text_content=None if binary else text.replace("\x00", ""),  # type: ignore[union-attr]
+        content_base64=base64.b64encode(data).decode("ascii") if inline else None,
+        content_pointer=info.uri if binary and not inline else None)
+
+
+def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.DeadLetter:
+    return db.DeadLetter(stage=stage, source_kind="file", item_key=info.uri, source_uri=info.uri, reason=reason,
+                         message=message, pointer=info.uri)
+
+
+def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Exception:
+    try:
+        return store.read(info.key, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - one unreadable object never stops the batch
+        return exc
+
+
+def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
+                 counts: RunCounts, letters: list[db.DeadLetter]) -> list[db.StagedDocument]:
+    """Read (``read_concurrency`` at a time) and describe each object; failures become read/stage dead letters."""
+    wanted = [o for o in objects if o.size <= settings.max_file_bytes]
+    for info in objects:
+        if info.size > settings.max_file_bytes:
+            letters.append(_file_letter("read", info, "too-large", f"{info.uri}: {info.size} bytes, over the "
+                                                                   f"{settings.max_file_bytes}-byte limit"))
+    with ThreadPoolExecutor(max(1, min(settings.read_concurrency, len(wanted) or 1))) as pool:
+        contents = list(pool.map(lambda o: _read(store, o, settings.max_file_bytes), wanted))
+    documents: list[db.StagedDocument] = []
+    for info, data in zip(wanted, contents, strict=True):
+        if isinstance(data, TooLarge):
+            letters.append(_file_letter("read", info, "too-large", f"{info.uri}: over the "
+                                                                   f"{settings.max_file_bytes}-byte limit"))
+        elif isinstance(data, FileNotFoundError):
+            letters.append(_file_letter("read", info, "not-found", f"{info.uri}: gone since it was listed"))
+        elif isinstance(data, Exception):
+            letters.append(_file_letter("read", info, "read-error", f"{info.uri}: {type(data).__name__}"))
+        elif injected_fault(settings.seed, info.uri, settings.fail_percentage):
+            letters.append(_file_letter("stage", info, "injected-fault",
+                                        f"{DLQ_MARK} {info.uri}: fault injected (fail_percentage="
+                                        f"{settings.fail_percentage:g})"))
+        else:
+            documents.append(build_document(info, data, settings))
+    return documents
+
+
+def extract_documents(cur: Any, schema: str, extractor: Extractor, documents: list[DocumentText]
+                      ) -> tuple[list[tuple[str, Medical]], list[Extraction], int]:
+    """Medical results for documents: from the cache, else the extractor (successes cached).
+
+    Returns (ok rows, failed extractions, how many came from the cache).
+    """
+    cached = db.cached_extractions(cur, schema, sorted({d.sha256 for d in documents}), extractor=extractor.name,
+                                   prompt_version=extractor.prompt_version, model=extractor.model)
+    misses = [d for d in documents if d.sha256 not in cached]
+    cur.connection.commit()  # the model may take minutes: no transaction open meanwhile
+    outcomes = {e.document_id: e for e in (extractor.extract(misses) if misses else [])}
+    fresh = {d.sha256: outcomes[d.document_id].medical for d in misses if outcomes[d.document_id].ok}
+    db.cache_extractions(cur, schema, fresh, extractor=extractor.name,  # type: ignore[arg-type]
+                         prompt_version=extractor.prompt_version, model=extractor.model)
+    rows: list[tuple[str, Medical]] = []
+    failed: list[Extraction] = []
+    for d in documents:
+        if d.sha256 in cached:
+            rows.append((d.document_id, cached[d.sha256]))
+        elif outcomes[d.document_id].ok:
+            rows.append((d.document_id, outcomes[d.document_id].medical))  # type: ignore[arg-type]
+        else:
+            failed.append(outcomes[d.document_id])
+    return rows, failed, sum(1 for d in documents if d.sha256 in cached)
+
+
+def extract_letters(failed: list[Extraction], uris: dict[str, str]) -> list[db.DeadLetter]:
+    return [db.DeadLetter(stage="extract", source_kind="file", item_key=e.document_id, record_id=e.document_id,
+                          source_uri=uris.get(e.document_id), reason=e.reason or "extract-error", message=e.message,
+                          payload={"answer": e.payload} if e.payload else None, pointer=e.document_id)
+            for e in failed]
+
+
+def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
+                       extractor: Extractor | None, before: RunCounts | None = None) -> RunCounts:
+    """Stage (and extract) one batch of listed objects; ``before`` is the run so far (for max_error_rate)."""
+    counts = RunCounts(listed=len(objects))
+    letters: list[db.DeadLetter] = []
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            known = db.known_versions(cur, settings.schema, [(o.uri, o.version) for o in objects])
+            fresh = [o for o in objects if (o.uri, o.version) not in known]
+            counts.skipped = len(objects) - len(fresh)
+            conn.commit()  # no transaction stays open while objects are read or a model answers
+            documents = read_objects(store, fresh, settings, counts, letters)
+            # Same content under a new version tag (touched, re-uploaded): skipped, version remembered.
+            s = db.quote_ident(settings.schema, "postgres")
+            cur.execute(f"SELECT id::text FROM {s}.documents WHERE id = ANY(%s::uuid[])", ([d.id for d in documents],))
+            existing = {row[0] for row in cur.fetchall()}
+            if existing:
+                cur.execute(f"UPDATE {s}.documents d SET version = v.version FROM unnest(%s::uuid[], %s::text[]) "
+                            f"AS v(id, version) WHERE d.id = v.id",
+                            ([d.id for d in documents if d.id in existing],
+                             [d.version for d in documents if d.id in existing]))
+            conn.commit()
+            counts.skipped += len(existing)
+            documents = [d for d in documents if d.id not in existing]
+            counts.new = len(fresh) - len(existing)
+
+            rows: list[tuple[str, Medical]] = []
+            if extractor is not None:
+                texts = [DocumentText(d.id, d.sha256, d.text_content) for d in documents if d.text_content is not None]
+                counts.not_extractable = len(documents) - len(texts)
+                rows, failed, counts.from_cache = extract_documents(cur, settings.schema, extractor, texts)
+                conn.commit()  # the cache is kept whatever happens to the batch
+                letters.extend(extract_letters(failed, {d.id: d.uri for d in documents}))
+
+            for letter in letters:
+                counts.dead_lettered[f"{letter.stage}/{letter.reason}"] += 1
+            if (before or RunCounts()).crosses(counts, settings.max_error_rate):
+                db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
+                conn.commit()
+                counts.stopped = True
+                return counts
+            staged = db.insert_documents(cur, settings.schema, documents, settings.run_id)
+            counts.staged = len(staged)
+            if extractor is not None:
+                counts.extracted = db.insert_medical(cur, settings.schema, rows, extractor=extractor.name,
+                                                     model=extractor.model, prompt_version=extractor.prompt_version,
+                                                     run_id=settings.run_id)
+            db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
+            # Items that went through (staged now or already staged) close their open read/stage letters.
+            failed_keys = {letter.item_key for letter in letters}
+            db.resolve_dead_letters(cur, settings.schema, [o.uri for o in objects if o.uri not in failed_keys],
+                                    ("read", "stage"))
+            db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
+        conn.commit()
+        return counts
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def run_batches(objects: Iterable[Any], batch_size: int, process: Callable[[list[Any], RunCounts], RunCounts],
+                on_batch: Callable[[RunCounts], None] | None = None) -> RunCounts:
+    """Feed a stream of items to ``process`` in batches; stop when a batch crosses max_error_rate."""
+    total = RunCounts()
+    for batch in batched(objects, batch_size):
+        result = process(batch, total)
+        total.add(result)
+        if on_batch is not None:
+            on_batch(result)
+        if result.stopped:
+            break
+    return total

@@ -1,0 +1,74 @@
+"""MIME type by content (magic bytes and a text check) and by file extension; both are recorded."""
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import PurePosixPath
+
+# (offset, magic bytes, MIME type), checked in order.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+    (128, b"DICM", "application/dicom"),
+    (0, b"PK\x03\x04", "application/zip"),
+    (0, b"\x1f\x8b", "application/gzip"),
+    (0, b"{\\rtf", "application/rtf"),
+    (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage"),
+)
+
+_EXTRA_EXTENSIONS = {".hl7": "x-application/hl7-v2+er7", ".dcm": "application/dicom", ".md": "text/markdown"}
+
+
+def mime_by_extension(name: str) -> str | None:
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in _EXTRA_EXTENSIONS:
+        return _EXTRA_EXTENSIONS[suffix]
+    return mimetypes.guess_type(name, strict=False)[0]
+
+
+def decode_text(data: bytes) -> str | None:
+    """The content as text when it is text (UTF-8 or UTF-16 with BOM, no NULs / control bytes), else None."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
+    if b"\x00" in data:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f\v\x1b")
+    return text if controls == 0 else None
+
+
+def sniff_mime(data: bytes, text: str | None) -> str:
+    """The MIME type the bytes show, whatever the file is called."""
+    for offset, magic, mime in _MAGIC:
+        if data[offset:offset + len(magic)] == magic:
+            return mime
+    if text is None:
+        return "application/octet-stream"
+    stripped = text.lstrip()
+    if stripped.startswith("MSH|"):
+        return "x-application/hl7-v2+er7"
+    if stripped.startswith(("{", "[")):
+        try:
+            json.loads(text)
+            return "application/json"
+        except ValueError:
+            pass
+    if stripped.startswith("<?xml"):
+        return "application/xml"
+    if stripped[:15].lower().startswith(("<!doctype html", "<html")):
+        return "text/html"
+    first = stripped.split("\n", 1)[0]
+    if first.count(",") >= 2 and "\n" in stripped and stripped.split("\n", 2)[1].count(",") == first.count(","):
+        return "text/csv"
+    return "text/plain"

@@ -1,0 +1,172 @@
+"""Flows ``ingest_files`` and ``replay_dead_letters``: objects matching a wildcard → staged documents → Medical rows.
+
+Wiring only (logic in :mod:`clinicflow.ingest`): resolve the blocks, create
+the tables, count the matching objects (a listing pass: names only), then
+stream the listing in batches through ``ingest-file-batch`` tasks (read,
+stage, extract, commit), publish progress and a summary. The run ends
+Failed when its error rate (dead letters / new items) went above
+``max_error_rate``; the batch that crossed it is not published.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.states import Failed
+
+from blocks.databases import PostgresServer
+from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+from clinicflow.dicom.progress import RunProgress, artifact_key
+from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
+from clinicflow.ingest.patterns import parse_location
+from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
+from clinicflow.ingest.stores import matching_objects
+from clinicflow.ingest.synthetic import generate, parse_synthetic
+from clinicflow.logs import get_logger
+from clinicflow.sql import validate_table_name
+from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
+
+Extractor = Literal["rules", "llm", "none"]
+
+
+def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, max_error_rate: float,
+                   extractor: str, schema: str, inline_binary_kb: float) -> None:
+    problems = []
+    if batch_size < 1:
+        problems.append("batch_size must be at least 1")
+    if max_file_mb <= 0 or inline_binary_kb < 0:
+        problems.append("max_file_mb must be positive and inline_binary_kb not negative")
+    if not 0 <= fail_percentage <= 100:
+        problems.append("fail_percentage must be between 0 and 100")
+    if not 0 <= max_error_rate <= 1:
+        problems.append("max_error_rate must be between 0 and 1 (a fraction of the new items)")
+    if extractor not in EXTRACTORS:
+        problems.append(f"extractor must be one of {', '.join(EXTRACTORS)}")
+    if problems:
+        raise ValueError("ingest_files: " + "; ".join(problems))
+    validate_table_name(schema)
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
+def summary_rows(pattern: str, counts: RunCounts, seconds: float) -> list[dict[str, Any]]:
+    """The summary artifact: counts only, files never named by content."""
+    rows = [{"metric": "pattern", "value": pattern}]
+    rows += [{"metric": k, "value": v} for k, v in counts.as_dict().items() if k != "dead_lettered_by_reason"]
+    rows += [{"metric": f"dead-lettered {key}", "value": n} for key, n in sorted(counts.dead_lettered.items())]
+    rows.append({"metric": "seconds", "value": round(seconds, 2)})
+    return rows
+
+
+@flow(name="ingest-files")
+def ingest_files(
+    pattern: str,
+    batch_size: int = 100,
+    max_file_mb: float = 50,
+    fail_percentage: float = 0,
+    max_error_rate: float = 0.1,
+    extractor: Extractor = "rules",
+    seed: int = 0,
+    database_block: str = ANALYTICS_BLOCK,
+    ingest_schema: str = DEFAULT_SCHEMA,
+    s3_block: str | None = None,
+    llm_block: str | None = None,
+    inline_binary_kb: float = 1024,
+) -> Any:
+    """Ingest the objects matching ``pattern`` (``s3://b/a/**/*.txt``, ``gs://…``, a local path, ``synthetic://…``).
+
+    Documents and Medical rows go to ``ingest_schema`` in the ``database_block``
+    database; failures to ``<ingest_schema>.dead_letters``.
+    """
+    _check_options(batch_size, max_file_mb, fail_percentage, max_error_rate, extractor, ingest_schema,
+                   inline_binary_kb)
+    log = get_logger("clinicflow.ingest")
+    started = time.monotonic()
+    location = parse_location(pattern)
+    settings = IngestSettings(run_id=_run_id(), schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
+                              inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
+                              seed=seed, max_error_rate=max_error_rate)
+    server = resolve_block(database_block, PostgresServer)
+    conn = server.connect()
+    try:
+        ensure_schema(conn, ingest_schema)
+    finally:
+        conn.close()
+
+    if location.scheme == "synthetic":
+        kind, count, synthetic_seed = parse_synthetic(location)
+        total, items = count, generate(kind, count, synthetic_seed)
+
+        def process(batch: list[Any], before: RunCounts) -> RunCounts:
+            return synthetic_batch_task(server, batch, settings, before)
+    else:
+        store = store_for_location(location, s3_block)
+        total = sum(1 for _ in matching_objects(store, location))
+        items = matching_objects(store, location)
+
+        def process(batch: list[Any], before: RunCounts) -> RunCounts:
+            return file_batch_task(server, location, s3_block, batch, settings, extractor, llm_block, before)
+
+    log.info("ingest %s: %d item(s) match; run %s", pattern, total, settings.run_id)
+    progress = RunProgress(total, key=artifact_key("ingest", location.scheme, location.bucket, "progress"),
+                           description=f"ingest {pattern}")
+    try:
+        counts = run_batches(items, batch_size, process, on_batch=lambda c: progress.advance(c.listed))
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    create_table_artifact(summary_rows(pattern, counts, seconds),
+                          key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
+                          description=f"ingest {pattern}: {counts.staged} staged, {counts.skipped} unchanged, "
+                                      f"{counts.extracted} extracted, {counts.failures} dead-lettered")
+    log.info("ingest %s: %s", pattern, counts.as_dict())
+    if counts.stopped:
+        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
+                              f"({counts.failures} dead letter(s) of {counts.new} new item(s): "
+                              + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
+                              + "); the run stopped and the batch that crossed it was not published")
+    return {"pattern": pattern, "run_id": settings.run_id, **counts.as_dict(), "seconds": round(seconds, 2)}
+
+
+@flow(name="ingest-replay-dead-letters")
+def replay_dead_letters(
+    ids: list[int] | None = None,
+    stage: str | None = None,
+    reason: str | None = None,
+    run_id: str | None = None,
+    fail_percentage: float = 0,
+    seed: int = 0,
+    max_file_mb: float = 50,
+    extractor: Extractor = "rules",
+    database_block: str = ANALYTICS_BLOCK,
+    ingest_schema: str = DEFAULT_SCHEMA,
+    s3_block: str | None = None,
+    llm_block: str | None = None,
+) -> Any:
+    """Replay open dead letters (all, or by ids / stage / reason / run). Failed when some stay open."""
+    from clinicflow.ingest.deadletter import replay
+    from tasks.ingest import make_extractor
+
+    validate_table_name(ingest_schema)
+    server = resolve_block(database_block, PostgresServer)
+    settings = IngestSettings(run_id=_run_id(), schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
+                              fail_percentage=fail_percentage, seed=seed)
+    result = replay(server, settings, ids=ids, stage=stage, reason=reason, run_id=run_id,
+                    store_for=lambda uri: store_for_uri(uri, s3_block),
+                    extractor=make_extractor(extractor, llm_block))
+    summary = {"attempted": result.attempted, "replayed": result.replayed, "still_open": result.still_open,
+               **{f"stage {k}": v for k, v in sorted(result.by_stage.items())}}
+    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
+                          key=artifact_key("ingest", "replay", "summary"),
+                          description=f"dead-letter replay: {result.replayed} of {result.attempted} replayed")
+    if result.still_open:
+        return Failed(message=f"{result.still_open} of {result.attempted} dead letter(s) failed again "
+                              "(still open, attempts increased)")
+    return summary

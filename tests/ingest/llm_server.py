@@ -1,0 +1,101 @@
+"""A local OpenAI-compatible ``/v1/chat/completions`` server with scripted answers (no model).
+
+``script`` is consumed one entry per request: an ``int`` answers with that
+HTTP status, a ``str`` is returned verbatim as the message content, a
+``dict`` is returned as JSON content. With the script empty, the server
+answers correctly: it reads the MRN of each document in the prompt.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class LLMServer:
+    port: int = 0
+    script: list[Any] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer (to make a run slow enough to kill)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def client(self) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key="test-key", max_retries=0, timeout=10)
+
+
+def correct_answer(prompt: str) -> dict[str, Any]:
+    def fields(text: str) -> dict[str, Any]:
+        mrn = re.search(r"MRN:\s*(\S+)", text)
+        return {"MRN": mrn.group(1) if mrn else None, "Provider": "Dr. Alan Grant", "dx": ["E11.9"],
+                "meds": "Metformin 500 mg; Amoxicillin", "date_of_service": "2024-05-02", "summary": "Follow up."}
+
+    documents = re.findall(r'<document id="([^"]+)">\n(.*?)\n</document>', prompt, re.S)
+    if documents:
+        return {"records": [{"document_id": doc_id, **fields(text)} for doc_id, text in documents]}
+    return fields(prompt)
+
+
+def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if server.delay:
+                time.sleep(server.delay)
+            with server.lock:
+                server.requests.append(body)
+                action = server.script.pop(0) if server.script else None
+            if isinstance(action, int):
+                payload = json.dumps({"error": {"message": f"scripted {action}", "type": "test"}}).encode()
+                self.send_response(action)
+                if action == 429:
+                    self.send_header("Retry-After", "0")
+            else:
+                prompt = body["messages"][-1]["content"]
+                content = action if isinstance(action, str) else json.dumps(action or correct_answer(prompt))
+                payload = json.dumps({
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
+
+
+@pytest.fixture
+def llm_server() -> Iterator[LLMServer]:
+    server = LLMServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    httpd.daemon_threads = True
+    server.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
