@@ -34,6 +34,11 @@ MAX_BUCKETS = 20_000
 RESYNC_RANGES_PER_QUERY = 200
 
 
+# PostgreSQL session settings under which its canonical row text equals MySQL's (dates, intervals, doubles).
+PG_CANONICAL_SESSION = ("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
+                        "SET LOCAL extra_float_digits = 1")
+
+
 @dataclass(frozen=True)
 class Sweep:
     """What tonight compares for one table: keys in every range, row checksums in one slice of the ranges.
@@ -202,8 +207,7 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
         if side.dialect == "postgres":
             # jit off: compiling the long canonical expression cost more than the query (10 s
             # for a few hundred ranges, whose row estimate crossed the JIT threshold).
-            cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                        "SET LOCAL extra_float_digits = 1; SET LOCAL jit = off")
+            cur.execute(PG_CANONICAL_SESSION + "; SET LOCAL jit = off")
             if only is not None:
                 # The joined bounds make the planner expect millions of rows and start parallel
                 # workers, which cost 50 times the few index ranges actually read.

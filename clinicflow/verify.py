@@ -302,8 +302,7 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: TablePlan, diff: BucketDiff
                     f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
         source = {_text(k): _text(h) for k, h in cur.fetchall()}
     with pg_conn.cursor() as cur:
-        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                    "SET LOCAL extra_float_digits = 1")
+        cur.execute(reconcile.PG_CANONICAL_SESSION)
         cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
                     f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_pred}",
                     tuple(pg_params))

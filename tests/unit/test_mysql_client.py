@@ -128,13 +128,13 @@ def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
 def test_passwords_with_option_file_specials_work(db_with_user: MySQLServer, password: str) -> None:
     admin = connect(db_with_user.model_copy(update={"username": "root", "password": SecretStr("")}))
     with admin.cursor() as cur:
-        cur.execute("ALTER USER 'cf_cli_test'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute(f"ALTER USER '{db_with_user.username}'@'%%' IDENTIFIED BY %s", (password,))
     admin.close()
     server = db_with_user.model_copy(update={"password": SecretStr(password)})
     with tempfile.TemporaryFile() as f:
         mysql_client.export_query(server, "SELECT CURRENT_USER()", f)
         f.seek(0)
-        assert f.read() == b"cf_cli_test@%\n"
+        assert f.read() == f"{db_with_user.username}@%\n".encode()
 
 
 def test_a_nul_in_the_password_is_refused_clearly(db_with_user: MySQLServer) -> None:
