@@ -46,14 +46,13 @@ config = TableConfig(primary_key=["ProcNum"], batch_size=a["batch"], extraction_
 full = a["mode"] == "full"
 load_steps.setup_target(pg)
 t = time.perf_counter()
-copied = replication.replicate_table_once(src, rep, a["table"], config, full_refresh=full)
-copy_seconds = time.perf_counter() - t
-out = load_steps.load_table_once(rep, pg, a["table"], config, load_steps.LoadOptions(full_refresh=full))
+# The nightly's steps for one table, with its hand-over from replication to load (as its tasks do).
+out = load_steps.replicate_and_load_small(src, rep, pg, {a["table"]: config},
+                                          load_steps.LoadOptions(full_refresh=full))[0]
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
-r = copied["reconciled"]
-print(json.dumps({"seconds": time.perf_counter() - t, "copy_seconds": copy_seconds, "mode": copied["mode"],
+print(json.dumps({"seconds": time.perf_counter() - t, "copy_seconds": out.replication_seconds, "mode": out.mode,
                   "status": out.status, "verification": out.verification, "error": out.error,
-                  "replica": None if r is None else r.__dict__, "raw": out.reconciliation.get("raw"),
+                  "replica": out.reconciliation.get("replica"), "raw": out.reconciliation.get("raw"),
                   "rss_mb": int(hwm) / 1024}))
 """
 

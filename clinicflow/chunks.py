@@ -74,6 +74,13 @@ class KeyRange:
             params.append(self.upper)
         return (" AND ".join(parts) or "1=1"), params
 
+    def inline_predicate(self, key: str, dialect: Dialect) -> str:
+        """:meth:`predicate` with its integer bounds written in, for use inside a select expression."""
+        sql, params = self.predicate(key, dialect)
+        for value in params:
+            sql = sql.replace("%s", str(int(value)), 1)
+        return sql
+
 
 def ranges_from_boundaries(boundaries: Sequence[int]) -> list[KeyRange]:
     """The ranges cut by sorted, distinct ``boundaries`` (each one the lower bound of a range)."""

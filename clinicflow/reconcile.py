@@ -43,8 +43,9 @@ PG_CANONICAL_SESSION = ("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalSty
 class Sweep:
     """What tonight compares for one table: keys in every range, row checksums in one slice of the ranges.
 
-    ``slices=7`` checksums every seventh range each night (a full sweep a
-    week) for tables too large to checksum nightly; ``slices=1`` every range.
+    ``slices=7`` checksums one seventh of the ranges each night, a contiguous
+    block of them (a full sweep a week), for tables too large to checksum
+    nightly; ``slices=1`` every range.
     """
 
     keys: bool = True
@@ -59,6 +60,15 @@ class Sweep:
     @property
     def slice_index(self) -> int:
         return self.night % self.slices
+
+    def hashed_ranges(self, ranges: Sequence[KeyRange]) -> tuple[int, int]:
+        """Tonight's slice as range indexes ``[first, end)``: contiguous, so one key interval."""
+        if not self.checksums:
+            return 0, 0
+        if self.slices == 1:
+            return 0, len(ranges)
+        n = len(ranges)
+        return self.slice_index * n // self.slices, (self.slice_index + 1) * n // self.slices
 
     def describe(self) -> str:
         if not self.enabled:
@@ -196,12 +206,16 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
     boundaries = [r.lower for r in ranges[1:]]
     index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     key_sum = f"SUM({side.key_hash})" if sweep.keys else "0"
-    if not sweep.checksums:
+    first, end = sweep.hashed_ranges(ranges)
+    if first >= end:
         row_sum = "0"
-    elif sweep.slices == 1:
+    elif first == 0 and end == len(ranges):
         row_sum = f"SUM({side.row_hash})"
     else:
-        row_sum = f"SUM(CASE WHEN MOD({index}, {sweep.slices}) = {sweep.slice_index} THEN {side.row_hash} ELSE 0 END)"
+        # The slice is one key interval: two comparisons per row decide whether it is hashed.
+        interval = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(side.key_column or "",
+                                                                                           side.dialect)
+        row_sum = f"SUM(CASE WHEN {interval} THEN {side.row_hash} ELSE 0 END)"
     out: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
@@ -236,8 +250,9 @@ def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRan
         source_stats = source_future.result()
     result = Comparison(ranges, source_stats, target_stats)
     empty = RangeStats()
+    first, end = sweep.hashed_ranges(ranges)
     for key_range in checked:
-        hashed = sweep.checksums and (sweep.slices == 1 or key_range.index % sweep.slices == sweep.slice_index)
+        hashed = first <= key_range.index < end
         result.hashed += hashed
         s, t = source_stats.get(key_range.index, empty), target_stats.get(key_range.index, empty)
         if s.rows != t.rows or (sweep.keys and s.key_sum != t.key_sum) or (hashed and s.row_sum != t.row_sum):

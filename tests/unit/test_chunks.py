@@ -57,3 +57,8 @@ def test_keyset_predicate_is_strictly_after_the_last_key() -> None:
     ("MyISAM", False), ("Aria", False), ("MEMORY", False), ("", False), (None, False)])
 def test_only_clustered_engines_read_key_ranges(engine: str | None, clustered: bool) -> None:
     assert clustered_by_key(engine) is clustered
+
+
+def test_inline_predicate_writes_integer_bounds_in() -> None:
+    assert KeyRange(3, -5, 2**62).inline_predicate("Id", "mysql") == f"`Id` >= -5 AND `Id` < {2**62}"
+    assert KeyRange(0, None, None).inline_predicate("Id", "postgres") == "1=1"
