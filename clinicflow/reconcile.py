@@ -30,6 +30,9 @@ from clinicflow.sql import Dialect, quote_ident
 # ranges of a large table are capped so the aggregate stays a few thousand groups.
 BUCKET_ROWS = 100
 MAX_BUCKETS = 20_000
+# A unique key whose span is at most this many times its row count is dense: its ranges are cut
+# arithmetically; sparser keys (random 63-bit keys, big gaps) get boundaries sampled from the data.
+DENSE_SPAN = 2
 # Differing ranges re-read per source query (an OR of key ranges; bounded SQL and rows).
 RESYNC_RANGES_PER_QUERY = 200
 
@@ -90,6 +93,7 @@ class Side:
     key_hash: str  # SQL: an exact number per row, summed (the key itself for one integer key)
     row_hash: str  # SQL: a 60-bit number per row from its canonical text, summed
     pg_type: str = "bigint"
+    key_unique: bool = False  # key_column is the whole primary key (each value one row)
 
     def range_index_sql(self, boundaries: Sequence[int]) -> str:
         if self.key_column is None:
@@ -160,14 +164,22 @@ def plan_ranges(side: Side, *, bucket_rows: int = BUCKET_ROWS, max_buckets: int 
     """Ranges of about ``bucket_rows`` rows of ``side`` (at most ``max_buckets``), boundaries from its key."""
     if side.key_column is None:
         return ranges_from_boundaries([])
+    key = quote_ident(side.key_column, side.dialect)
     with side.conn.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM {side.table_sql}")
-        rows = int(cur.fetchall()[0][0])
+        cur.execute(f"SELECT COUNT(*), MIN({key}), MAX({key}) FROM {side.table_sql}")
+        count, low, high = cur.fetchall()[0]
     _end(side)
+    rows = int(count)
     step = rows_per_range(rows, bucket_rows, max_buckets)
-    boundaries = sample_boundaries(side.conn, side.table_sql, side.key_column, step, side.dialect,
-                                   max_ranges=max_buckets + 1)
-    _end(side)
+    if rows and side.key_unique and int(high) - int(low) + 1 <= DENSE_SPAN * rows:
+        # Dense unique keys (auto-increment with some deletes): ranges of `step` key values hold at
+        # most `step` rows and number at most DENSE_SPAN * rows / step, so they are bounded by the
+        # rows like sampled ones, cost no sampling pass, and index rows by arithmetic (bucket_sql).
+        boundaries = list(range(int(low) + step, int(high) + 1, step))
+    else:
+        boundaries = sample_boundaries(side.conn, side.table_sql, side.key_column, step, side.dialect,
+                                       max_ranges=max_buckets + 1)
+        _end(side)
     return ranges_from_boundaries(boundaries)
 
 
@@ -203,6 +215,13 @@ def restricted_from(side: Side, only: Sequence[KeyRange] | None, alias: str = "t
 def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
               only: Sequence[KeyRange] | None = None) -> dict[int, RangeStats]:
     """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass (``only``: those ranges)."""
+    if only is not None and side.dialect == "mysql" and len(only) > RESYNC_RANGES_PER_QUERY:
+        # MariaDB's range optimizer gives up on an OR of a thousand ranges and scans the table:
+        # a few hundred ranges a query keep it on the key's index.
+        out: dict[int, RangeStats] = {}
+        for start in range(0, len(only), RESYNC_RANGES_PER_QUERY):
+            out.update(aggregate(side, ranges, sweep, only=only[start:start + RESYNC_RANGES_PER_QUERY]))
+        return out
     boundaries = [r.lower for r in ranges[1:]]
     index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     key_sum = f"SUM({side.key_hash})" if sweep.keys else "0"
@@ -216,7 +235,7 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
         interval = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(side.key_column or "",
                                                                                            side.dialect)
         row_sum = f"SUM(CASE WHEN {interval} THEN {side.row_hash} ELSE 0 END)"
-    out: dict[int, RangeStats] = {}
+    stats: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
             # jit off: compiling the long canonical expression cost more than the query (10 s
@@ -230,9 +249,9 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
         # GROUP BY 1, not an alias: MySQL resolves a GROUP BY name to a column first.
         cur.execute(f"SELECT {index}, COUNT(*), {key_sum}, {row_sum} FROM {source} GROUP BY 1", tuple(params))
         for b, n, k, r in cur.fetchall():
-            out[int(b)] = RangeStats(int(n), int(k or 0), int(r or 0))
+            stats[int(b)] = RangeStats(int(n), int(k or 0), int(r or 0))
     _end(side)
-    return out
+    return stats
 
 
 def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRange] | None = None,

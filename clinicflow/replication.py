@@ -644,7 +644,8 @@ def reconcile_side(conn: Any, plan: TablePlan) -> reconcile.Side:
     # CRC32 (as pt-table-checksum): both sides are MySQL, and it costs half an MD5; a changed
     # ~100-row range keeps its sum with odds of 1 in 4 billion, and its row count and key sum too.
     return reconcile.Side(conn, "mysql", quote_ident(plan.table, "mysql"), range_column, key_hash,
-                          f"CRC32({_row_text_sql(plan.columns)})")
+                          f"CRC32({_row_text_sql(plan.columns)})",
+                          key_unique=len(plan.primary_key) == 1 and first.is_integer)
 
 
 def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: TablePlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:

@@ -236,7 +236,7 @@ def replica_side(mysql_conn: Any, plan: TablePlan) -> reconcile.Side:
     key_hash = (quote_ident(column.name, "mysql") if single else
                 reconcile.md5_60_sql(_key_text_my(plan), "mysql") if plan.primary_key else "0")
     return reconcile.Side(mysql_conn, "mysql", quote_ident(plan.table, "mysql"), column.name if column else None,
-                          key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"))
+                          key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"), key_unique=single)
 
 
 def raw_side(pg_conn: Any, plan: TablePlan) -> reconcile.Side:
@@ -248,7 +248,7 @@ def raw_side(pg_conn: Any, plan: TablePlan) -> reconcile.Side:
     return reconcile.Side(pg_conn, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"),
                           column.name if column else None, key_hash,
                           reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
-                          pg_type=column.pg_type if column else "bigint")
+                          pg_type=column.pg_type if column else "bigint", key_unique=single)
 
 
 # Differing ranges compared key by key for the report (each range holds ~reconcile.BUCKET_ROWS rows).

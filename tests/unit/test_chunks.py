@@ -37,8 +37,8 @@ def test_rows_per_range_grows_so_the_range_count_stays_bounded() -> None:
 
 def test_bucket_sql_is_the_range_index_on_both_servers() -> None:
     assert bucket_sql("`k`", [], "mysql") == "0"
-    assert bucket_sql("`k`", [10, 20], "mysql") == "INTERVAL(`k`, 10, 20)"
-    assert bucket_sql('"k"', [10, 20], "postgres") == 'width_bucket("k", ARRAY[10, 20]::bigint[])'
+    assert bucket_sql("`k`", [10, 25, 27], "mysql") == "INTERVAL(`k`, 10, 25, 27)"
+    assert bucket_sql('"k"', [10, 25, 27], "postgres") == 'width_bucket("k", ARRAY[10, 25, 27]::bigint[])'
     assert bucket_sql('"k"', [1], "postgres", pg_type="numeric(20)").endswith("::numeric[])")
 
 
@@ -62,3 +62,18 @@ def test_only_clustered_engines_read_key_ranges(engine: str | None, clustered: b
 def test_inline_predicate_writes_integer_bounds_in() -> None:
     assert KeyRange(3, -5, 2**62).inline_predicate("Id", "mysql") == f"`Id` >= -5 AND `Id` < {2**62}"
     assert KeyRange(0, None, None).inline_predicate("Id", "postgres") == "1=1"
+
+
+def test_equally_spaced_boundaries_index_by_arithmetic() -> None:
+    from clinicflow.chunks import even_step
+
+    assert even_step([10, 20, 30]) == 10 and even_step([10, 20, 35]) is None and even_step([5]) is None
+    assert bucket_sql("`k`", [101, 201, 301], "mysql") == "LEAST(GREATEST((`k` - 1) DIV 100, 0), 3)"
+    assert bucket_sql('"k"', [101, 201], "postgres") == 'LEAST(GREATEST(("k" - 1) / 100, 0), 2)'
+    assert bucket_sql("`k`", [-5, 10], "mysql") == "LEAST(GREATEST((`k` - (-20)) DIV 15, 0), 2)"
+    assert bucket_sql('"k"', [101, 201], "postgres", pg_type="numeric(20)").startswith("LEAST(GREATEST(div(")
+    # The arithmetic index equals the range index for every key, below, inside and above the boundaries.
+    ranges = ranges_from_boundaries([101, 201, 301])
+    for k in (-7, 0, 1, 100, 101, 200, 201, 300, 301, 10**6):
+        expected = next(r.index for r in ranges if (r.lower is None or k >= r.lower) and (r.upper is None or k < r.upper))
+        assert min(max(int((k - 1) / 100), 0), 3) == expected, k  # truncating division, as both servers do
