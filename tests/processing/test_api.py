@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +14,10 @@ import pandas as pd
 import pytest
 from scipy.signal import find_peaks
 
-from bench._admin import admin_pg  # noqa: F401 - imported for the database helpers below
-from blocks.databases import PostgresServer
-from tests.conftest import unique_name
-from tests.processing.service_support import TOKEN, Service, create_database, drop_database, start_service
+from tests.processing.conftest import SCRIPTS
+from tests.processing.service_support import TOKEN, Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-SCRIPTS = {
-    "crashes": "def process(df, params):\n    return {'x': 1 / 0}\n",
-    "column_sum": "def process(df, params):\n    return {'sum': float(df[params['column']].sum())}\n",
-    # Writes its parent's pid (the flow run's process) then waits as long as that parent lives.
-    "waits": "import os, time\n"
-             "def process(df, params):\n"
-             "    parent = os.getppid()\n"
-             "    with open(params['pid_file'], 'w') as f:\n"
-             "        f.write(f'{parent} {os.getpid()}')\n"
-             "    while os.getppid() == parent:\n"
-             "        time.sleep(0.2)\n"
-             "    return {}\n",
-}
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
-    name = unique_name("processing_api")
-    database = create_database(admin, name)
-    try:
-        running = start_service(tmp_path_factory.mktemp("processing-service"), database)
-        for script, text in SCRIPTS.items():
-            (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
-        try:
-            yield running
-        finally:
-            running.close()
-    finally:
-        drop_database(admin, name)
 
 
 def signal_csv(path: Path, rows: int = 2000) -> pd.DataFrame:

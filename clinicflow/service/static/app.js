@@ -165,6 +165,7 @@
   };
   $("process-form").onsubmit = async ev => {
     ev.preventDefault();
+    $("submit-status").textContent = "submitting...";
     let parameters;
     try { parameters = JSON.parse($("params").value || "{}"); }
     catch (e) { $("submit-status").textContent = "parameters: not JSON"; return; }

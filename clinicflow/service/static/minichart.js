@@ -26,7 +26,8 @@
     for (const s of spec.series || []) ys.push(...s.values);
     for (const m of spec.markers || []) ys.push(m.y);
     const [x0, x1] = extent(xs.concat((spec.markers || []).map(m => m.x)));
-    const [y0, y1] = extent(ys);
+    const [ylo, yhi] = extent(ys);
+    const y0 = ylo - (yhi - ylo) * 0.05, y1 = yhi + (yhi - ylo) * 0.1;  // room for the peak markers
     const px = x => pad.l + (x - x0) / (x1 - x0) * (w - pad.l - pad.r);
     const py = y => h - pad.b - (y - y0) / (y1 - y0) * (h - pad.t - pad.b);
     ctx.font = "11px sans-serif"; ctx.fillStyle = "#444"; ctx.strokeStyle = "#eee"; ctx.lineWidth = 1;
