@@ -222,3 +222,36 @@ def delete_result(conn: Any, result_id: int) -> bool:
             _notify(cur, result_id, "DELETED", 0.0)
     conn.commit()
     return deleted
+
+
+def stale_active_runs(conn: Any, older_than_seconds: float) -> dict[int, str]:
+    """Active rows with a flow run whose row has not moved for ``older_than_seconds``: {row id: flow run id}."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, flow_run_id FROM {_s()}.results WHERE status = ANY(%s) AND flow_run_id IS NOT NULL "
+                    "AND updated_at < now() - make_interval(secs => %s) ORDER BY id LIMIT 1000",
+                    (list(ACTIVE), older_than_seconds))
+        found = {int(i): str(f) for i, f in cur.fetchall()}
+    conn.rollback()
+    return found
+
+
+# A flow run's final state -> the row's status when the run ended without ending its row.
+_RUN_END_STATUS = {"CRASHED": "CRASHED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "COMPLETED": "FAILED"}
+
+
+def reconcile_ended_runs(conn: Any, run_states: dict[int, str]) -> list[Transition]:
+    """End rows whose flow run is over ({row id: Prefect state type}) though the row is still active.
+
+    The safety net behind the flow's state hooks (a hook that could not run:
+    a node lost with its pod, the database unreachable at that moment).
+    """
+    ended = []
+    for result_id, state_type in run_states.items():
+        status = _RUN_END_STATUS.get(state_type.upper())
+        if status is None:
+            continue
+        done = mark_ended(conn, result_id, status,
+                          f"flow run ended {state_type.upper()} without ending this row (found by the reconciler)")
+        if done is not None:
+            ended.append(done)
+    return ended

@@ -9,13 +9,16 @@ naming the field), inserted PENDING, and started as a run of the
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
 from fastapi.concurrency import run_in_threadpool
@@ -38,6 +41,9 @@ from clinicflow.service.settings import ServiceSettings
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
+# The reconciler looks at active rows that have not moved for this long, this often.
+RECONCILE_AFTER_SECONDS = 120.0
+RECONCILE_EVERY_SECONDS = 60.0
 
 
 class ProcessRequest(BaseModel):
@@ -64,8 +70,17 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
                 store.ensure_tables(conn)
         await run_in_threadpool(prepare)
         live.start()
+        from prefect.client.orchestration import get_client
+
         try:
-            yield
+            # One Prefect client (one HTTP connection pool) for every request.
+            async with get_client() as client:
+                app.state.prefect = client
+                reconciler = asyncio.create_task(_reconcile_forever(client, pool))
+                try:
+                    yield
+                finally:
+                    reconciler.cancel()
         finally:
             await live.stop()
             pool.close()
@@ -160,7 +175,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
                                             params.model_dump(mode="json"))
         try:
-            flow_run_id = await _start_run(settings.deployment, result_id)
+            flow_run_id = await _start_run(app.state.prefect, settings.deployment, result_id)
         except Exception as exc:  # noqa: BLE001 - the row records why it will never run
             reason = f"could not start a run of {settings.deployment}: {type(exc).__name__}: {exc}"
             await run_in_threadpool(db, store.mark_ended, result_id, "FAILED", reason)
@@ -202,7 +217,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             raise HTTPException(404, f"no result {result_id}")
         cancelled = None
         if row["status"] in store.ACTIVE and row["flow_run_id"]:
-            cancelled = await _cancel_run(row["flow_run_id"])
+            cancelled = await _cancel_run(app.state.prefect, row["flow_run_id"])
         await run_in_threadpool(db, store.delete_result, result_id)
         return {"id": result_id, "deleted": True, "cancelled_flow_run": cancelled}
 
@@ -229,30 +244,56 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     return app
 
 
-async def _start_run(deployment: str, result_id: int) -> str:
+async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
+    """Every minute: rows still active whose flow run is over get ended (see store.reconcile_ended_runs)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    log = logging.getLogger("clinicflow.service")
+
+    def stale() -> dict[int, str]:
+        with pool.connection() as conn:
+            return store.stale_active_runs(conn, RECONCILE_AFTER_SECONDS)
+
+    def reconcile(states: dict[int, str]) -> list[store.Transition]:
+        with pool.connection() as conn:
+            return store.reconcile_ended_runs(conn, states)
+
+    while True:
+        await asyncio.sleep(RECONCILE_EVERY_SECONDS)
+        try:
+            rows = await run_in_threadpool(stale)
+            if not rows:
+                continue
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[UUID(f) for f in rows.values()])), limit=len(rows))
+            by_run = {str(run.id): run.state_type.value for run in runs if run.state_type is not None}
+            ended = await run_in_threadpool(reconcile, {i: by_run[f] for i, f in rows.items() if f in by_run})
+            for transition in ended:
+                log.warning("result %s ended %s by the reconciler", transition.id, transition.status)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("reconciler: %s: %s", type(exc).__name__, exc)
+
+
+async def _start_run(client: Any, deployment: str, result_id: int) -> str:
     """A run of the deployment for the row (returns at once); the row id is the idempotency key."""
-    from prefect.client.orchestration import get_client
     from prefect.deployments.flow_runs import arun_deployment
 
-    async with get_client() as client:
-        flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id}, timeout=0,
-                                         idempotency_key=f"processing-result-{result_id}", as_subflow=False)
+    flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id}, timeout=0,
+                                     idempotency_key=f"processing-result-{result_id}", as_subflow=False)
     return str(flow_run.id)
 
 
-async def _cancel_run(flow_run_id: str) -> str | None:
+async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
     """Cancel a flow run still in flight: Cancelled before it started, else Cancelling (the worker stops it)."""
-    from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Cancelling
 
-    async with get_client() as client:
-        flow_run = await client.read_flow_run(flow_run_id)
-        state = flow_run.state
-        if state is None or state.is_final():
-            return None
-        new_state = Cancelled(message="result deleted") if (state.is_scheduled() or state.is_pending()) \
-            else Cancelling(message="result deleted")
-        await client.set_flow_run_state(flow_run_id, new_state, force=True)
+    flow_run = await client.read_flow_run(UUID(flow_run_id))
+    state = flow_run.state
+    if state is None or state.is_final():
+        return None
+    new_state = Cancelled(message="result deleted") if (state.is_scheduled() or state.is_pending()) \
+        else Cancelling(message="result deleted")
+    await client.set_flow_run_state(UUID(flow_run_id), new_state, force=True)
     return flow_run_id
 
 

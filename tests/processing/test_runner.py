@@ -113,3 +113,28 @@ def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, buc
             assert error.value.field == "uri"
     finally:
         conn.close()
+
+
+def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServer, bucket: LocalFolderWriter,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("v\n1\n2\n", encoding="utf-8")
+    file_id = upload(analytics, bucket, path)["id"]
+    ids = [submit(analytics, file_id, "data_quality", {}) for _ in range(4)]
+    conn = analytics.connect()
+    try:
+        for i, result_id in enumerate(ids):
+            store.set_flow_run_id(conn, result_id, f"00000000-0000-0000-0000-00000000000{i}")
+        store.mark_processing(conn, ids[1], None)
+        assert store.stale_active_runs(conn, 3600) == {}
+        with conn.cursor() as cur:
+            cur.execute("UPDATE processing.results SET updated_at = now() - interval '10 minutes'")
+        conn.commit()
+        stale = store.stale_active_runs(conn, 60)
+        assert sorted(stale) == ids
+        ended = store.reconcile_ended_runs(conn, {ids[0]: "CRASHED", ids[1]: "COMPLETED", ids[2]: "RUNNING"})
+        assert [(t.id, t.status) for t in ended] == [(ids[0], "CRASHED"), (ids[1], "FAILED")]
+    finally:
+        conn.close()
+    rows = dict(pg_rows(analytics, "SELECT id, status FROM processing.results"))
+    assert [rows[i] for i in ids] == ["CRASHED", "FAILED", "PENDING", "PENDING"]
