@@ -120,6 +120,18 @@ def get_data_file(conn: Any, file_id: int) -> dict[str, Any] | None:
     return row
 
 
+def list_data_files(conn: Any, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A page of data files (newest first) and their total."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {_s()}.data_files")
+        total = int(cur.fetchone()[0])
+        cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM {_s()}.data_files ORDER BY id DESC LIMIT %s OFFSET %s",
+                    (limit, offset))
+        rows = [_plain(dict(zip(FILE_COLUMNS, r))) for r in cur.fetchall()]
+    conn.rollback()
+    return rows, total
+
+
 # ---------------------------------------------------------------- results
 
 def _notify(cur: Any, result_id: int, status: str, progress: float) -> None:

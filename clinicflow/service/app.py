@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
 from fastapi.concurrency import run_in_threadpool
@@ -41,6 +41,8 @@ from clinicflow.service.settings import ServiceSettings
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
+# Run starts in flight at once: a burst of requests queues here instead of swamping the Prefect API.
+MAX_CONCURRENT_RUN_STARTS = 8
 # The reconciler looks at active rows that have not moved for this long, this often.
 RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
@@ -87,6 +89,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             shutil.rmtree(workdir, ignore_errors=True)
 
     app = FastAPI(title="clinicflow data processing", lifespan=lifespan)
+    run_starts = asyncio.Semaphore(MAX_CONCURRENT_RUN_STARTS)
     app.state.live = live
     bearer = HTTPBearer(auto_error=False)
 
@@ -137,7 +140,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             except DataFileError as exc:
                 raise invalid("uri", str(exc)) from None
         assert file is not None
-        local = workdir / f"upload-{id(file)}-{abs(hash(file.filename))}"
+        local = workdir / f"upload-{uuid4().hex}"
         try:
             with open(local, "wb") as out:
                 while block := await file.read(UPLOAD_BLOCK):
@@ -150,16 +153,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
 
     @app.get("/api/etl/files", dependencies=auth)
     async def list_files(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
-        def query(conn: Any) -> tuple[list[dict[str, Any]], int]:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT count(*) FROM {store._s()}.data_files")
-                total = int(cur.fetchone()[0])
-                cur.execute(f"SELECT {', '.join(store.FILE_COLUMNS)} FROM {store._s()}.data_files "
-                            "ORDER BY id DESC LIMIT %s OFFSET %s", (limit, offset))
-                rows = [store._plain(dict(zip(store.FILE_COLUMNS, r))) for r in cur.fetchall()]
-            conn.rollback()
-            return rows, total
-        rows, total = await run_in_threadpool(db, query)
+        rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
     @app.post("/api/etl/process", status_code=202, dependencies=auth)
@@ -175,7 +169,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
                                             params.model_dump(mode="json"))
         try:
-            flow_run_id = await _start_run(app.state.prefect, settings.deployment, result_id)
+            async with run_starts:
+                flow_run_id = await _start_run(app.state.prefect, settings.deployment, result_id)
         except Exception as exc:  # noqa: BLE001 - the row records why it will never run
             reason = f"could not start a run of {settings.deployment}: {type(exc).__name__}: {exc}"
             await run_in_threadpool(db, store.mark_ended, result_id, "FAILED", reason)
@@ -274,13 +269,33 @@ async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
             log.warning("reconciler: %s: %s", type(exc).__name__, exc)
 
 
+def _transient_api_error(exc: BaseException) -> bool:
+    """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
+    from clinicflow.retry import HTTP_TRANSIENT_STATUS, is_transient
+
+    response = getattr(exc, "response", None)
+    return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
+
+
 async def _start_run(client: Any, deployment: str, result_id: int) -> str:
-    """A run of the deployment for the row (returns at once); the row id is the idempotency key."""
+    """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
+    retry after a transient API error can never create a second run."""
     from prefect.deployments.flow_runs import arun_deployment
 
-    flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id}, timeout=0,
-                                     idempotency_key=f"processing-result-{result_id}", as_subflow=False)
-    return str(flow_run.id)
+    from clinicflow.retry import backoff_delays
+
+    delays = backoff_delays(retries=4, base=1.0)
+    for attempt in range(len(delays) + 1):
+        try:
+            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
+                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
+                                             as_subflow=False)
+            return str(flow_run.id)
+        except Exception as exc:
+            if attempt >= len(delays) or not _transient_api_error(exc):
+                raise
+            await asyncio.sleep(delays[attempt])
+    raise AssertionError("unreachable")
 
 
 async def _cancel_run(client: Any, flow_run_id: str) -> str | None:

@@ -138,3 +138,15 @@ def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServ
         conn.close()
     rows = dict(pg_rows(analytics, "SELECT id, status FROM processing.results"))
     assert [rows[i] for i in ids] == ["CRASHED", "FAILED", "PENDING", "PENDING"]
+
+
+def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (tmp_path / name).write_text("v\n1\n", encoding="utf-8")
+        upload(analytics, bucket, tmp_path / name)
+    conn = analytics.connect()
+    try:
+        rows, total = store.list_data_files(conn, limit=2, offset=0)
+    finally:
+        conn.close()
+    assert total == 3 and [r["name"] for r in rows] == ["c.csv", "b.csv"]
