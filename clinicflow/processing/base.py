@@ -1,10 +1,12 @@
 """Shared types of the processors: the data source, the errors, the parameter-model base."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -44,3 +46,13 @@ class ParamsModel(BaseModel):
     """Parameters of a processor: unknown fields are refused (a typo must not be ignored)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def json_number(value: object) -> float | int | None:
+    """A float for JSON: NaN and infinities become null (JSON has neither)."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        return None
+    return int(number) if isinstance(value, (int, np.integer)) else number

@@ -12,25 +12,16 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError, ProgressFn, ParamsModel
+from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
-
-def _json_number(value: Any) -> float | int | None:
-    """A float for JSON: NaN and infinities become null (JSON has neither)."""
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return int(number) if isinstance(value, (int, np.integer)) else number
-
+from clinicflow.processing.quality import DataQualityParams, data_quality
 
 def _json_list(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else float(v) for v in values.astype(float).tolist()]
@@ -152,7 +143,7 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
                        "rolling_mean": _json_list(np.concatenate(means[c]) if means[c] else np.empty(0))}
                    for c in columns},
         "summary": {c: {"count": t["count"], "mean": t["sum"] / t["count"] if t["count"] else None,
-                        "min": _json_number(t["min"]), "max": _json_number(t["max"])} for c, t in totals.items()},
+                        "min": json_number(t["min"]), "max": json_number(t["max"])} for c, t in totals.items()},
     }
 
 
@@ -254,11 +245,11 @@ def peak_detection(source: DataSource, params: PeakDetectionParams, progress: Pr
         for i in range(min(room, len(indices))):
             peak: dict[str, Any] = {"index": int(indices[i])}
             if "peak_heights" in props:
-                peak["value"] = _json_number(props["peak_heights"][i])
+                peak["value"] = json_number(props["peak_heights"][i])
             if "prominences" in props:
-                peak["prominence"] = _json_number(props["prominences"][i])
+                peak["prominence"] = json_number(props["prominences"][i])
             if "widths" in props:
-                peak["width"] = _json_number(props["widths"][i])
+                peak["width"] = json_number(props["widths"][i])
             peaks.append(peak)
     _fill_peak_values(source, column, peaks, params.chunk_rows)
     rows = read["rows"]
@@ -286,108 +277,11 @@ def _fill_peak_values(source: DataSource, column: str, peaks: list[dict[str, Any
         array = chunk[column].to_numpy(dtype=float, na_value=np.nan)
         end = position + len(array)
         while at < len(wanted) and wanted[at]["index"] < end:
-            wanted[at]["value"] = _json_number(array[wanted[at]["index"] - position])
+            wanted[at]["value"] = json_number(array[wanted[at]["index"] - position])
             at += 1
         position = end
         if at >= len(wanted):
             return
-
-
-# ---------------------------------------------------------------- data quality
-
-ExpectedType = Literal["int", "float", "str", "bool", "datetime"]
-_PANDERA_TYPES = {"int": "Int64", "float": "float64", "str": "string", "bool": "boolean", "datetime": "datetime64[ns]"}
-
-
-class ColumnExpectation(ParamsModel):
-    type: ExpectedType | None = Field(default=None, description="Type every value must convert to.")
-    nullable: bool = Field(default=True, description="Whether empty values are allowed.")
-    min: float | None = Field(default=None, description="Smallest allowed value.")
-    max: float | None = Field(default=None, description="Largest allowed value.")
-
-
-class DataQualityParams(ParamsModel):
-    expect: dict[str, ColumnExpectation] | None = Field(
-        default=None, description="Schema checked with pandera: column -> expectation (type, nullable, min, max).")
-    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, description="Rows read per chunk.")
-    max_failure_rows: int = Field(default=20, ge=0, le=10_000, description="Failing row numbers listed per check.")
-
-
-def _pandera_schema(expect: dict[str, ColumnExpectation]) -> Any:
-    import pandera.pandas as pa
-
-    columns = {}
-    for name, rule in expect.items():
-        checks = []
-        if rule.min is not None:
-            checks.append(pa.Check.ge(rule.min))
-        if rule.max is not None:
-            checks.append(pa.Check.le(rule.max))
-        dtype = _PANDERA_TYPES[rule.type] if rule.type else None
-        columns[name] = pa.Column(dtype, checks=checks, nullable=rule.nullable, coerce=dtype is not None, required=True)
-    return pa.DataFrameSchema(columns)
-
-
-def data_quality(source: DataSource, params: DataQualityParams, progress: ProgressFn) -> dict[str, Any]:
-    """Per column: types seen, nulls, min/max; duplicate rows; the pandera schema check when ``expect`` is given.
-
-    Memory: one chunk, plus 8 bytes per row for the row hashes that count duplicates.
-    """
-    import pandera.errors
-
-    schema = _pandera_schema(params.expect) if params.expect else None
-    stats: dict[str, dict[str, Any]] = {}
-    hashes: list[np.ndarray] = []
-    failures: dict[tuple[str, str], dict[str, Any]] = {}
-    rows = 0
-    for chunk in source.chunks(None, params.chunk_rows):
-        for column in chunk.columns:
-            series = chunk[column]
-            entry = stats.setdefault(str(column), {"dtypes": set(), "nulls": 0, "min": None, "max": None})
-            entry["dtypes"].add(str(series.dtype))
-            entry["nulls"] += int(series.isna().sum())
-            if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) and series.notna().any():
-                low, high = float(series.min()), float(series.max())
-                entry["min"] = low if entry["min"] is None else min(entry["min"], low)
-                entry["max"] = high if entry["max"] is None else max(entry["max"], high)
-        hashes.append(pd.util.hash_pandas_object(chunk, index=False).to_numpy())
-        if schema is not None:
-            try:
-                schema.validate(chunk.reset_index(drop=True), lazy=True)
-            except pandera.errors.SchemaErrors as exc:
-                _collect_failures(exc.failure_cases, rows, failures, params.max_failure_rows)
-        rows += len(chunk)
-        progress(rows / source.row_count if source.row_count else 1.0)
-    all_hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-    duplicates = int(len(all_hashes) - len(np.unique(all_hashes)))
-    columns = {}
-    for name, entry in stats.items():
-        dtypes = sorted(entry["dtypes"])
-        columns[name] = {"dtype": dtypes[0] if len(dtypes) == 1 else "mixed: " + ", ".join(dtypes),
-                         "nulls": entry["nulls"], "null_fraction": entry["nulls"] / rows if rows else 0.0,
-                         "min": _json_number(entry["min"]), "max": _json_number(entry["max"])}
-    failed = sorted(failures.values(), key=lambda f: (f["column"], f["check"]))
-    return {
-        "processing_type": "data_quality",
-        "rows": rows,
-        "duplicate_rows": duplicates,
-        "columns": columns,
-        "schema": {"checked": schema is not None, "passed": schema is not None and not failed, "failures": failed},
-    }
-
-
-def _collect_failures(cases: pd.DataFrame, offset: int, failures: dict[tuple[str, str], dict[str, Any]],
-                      max_rows: int) -> None:
-    """Failure counts per (column, check) with the first row numbers; never the failing values."""
-    for record in cases.to_dict("records"):
-        check = str(record.get("check"))
-        # For a missing column the failure case is the column's name (never a data value).
-        column = str(record.get("failure_case") if check == "column_in_dataframe" else record.get("column") or "")
-        entry = failures.setdefault((column, check), {"column": column, "check": check, "count": 0, "rows": []})
-        entry["count"] += 1
-        index = record.get("index")
-        if index is not None and not (isinstance(index, float) and math.isnan(index)) and len(entry["rows"]) < max_rows:
-            entry["rows"].append(offset + int(index))
 
 
 # ---------------------------------------------------------------- registry
