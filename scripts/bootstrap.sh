@@ -19,10 +19,12 @@ if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
 fi
 
 # 2. System tools used by tests and benches: DCMTK (reference DICOM converter),
-#    pgloader (load bench anchor). Installed from Debian's packages when missing.
+#    pgloader (load bench anchor), chromium (the results page's browser test,
+#    driven by Playwright). Installed from Debian's packages when missing.
 missing=()
 command -v dcmj2pnm >/dev/null 2>&1 || missing+=(dcmtk)
 command -v pgloader >/dev/null 2>&1 || missing+=(pgloader)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]}"

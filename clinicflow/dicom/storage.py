@@ -1,5 +1,8 @@
 """Bucket writers: one small interface over a local folder, GCS and S3.
 
+``download_file`` reads an object back (the data-processing service keeps its
+data files in a bucket through the same writers).
+
 No partial object is ever visible under its final name:
 
 - local folder: the file is written to a hidden temporary name in the same
@@ -92,6 +95,9 @@ class LocalFolderWriter:
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
+    def download_file(self, name: str, path: Path) -> None:
+        shutil.copyfile(self._path(name), path)
+
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
@@ -124,6 +130,11 @@ class GcsWriter:
         blob = self.bucket.blob(self._key(name))
         call_with_retry(lambda: blob.upload_from_filename(str(path), content_type=content_type_for(name), timeout=300),
                         what=f"upload {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+
+    def download_file(self, name: str, path: Path) -> None:
+        blob = self.bucket.blob(self._key(name))
+        call_with_retry(lambda: blob.download_to_filename(str(path), timeout=300), what=f"download {name}",
+                        retries=self.retry.retries, base=self.retry.backoff_base)
 
     def exists(self, name: str) -> bool:
         blob = self.bucket.blob(self._key(name))
@@ -166,6 +177,11 @@ class S3Writer:
             lambda: self.client.upload_file(str(path), self.block.bucket_name, key,
                                             ExtraArgs={"ContentType": content_type_for(name)}),
             what=f"upload {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+
+    def download_file(self, name: str, path: Path) -> None:
+        key = self._key(name)
+        call_with_retry(lambda: self.client.download_file(self.block.bucket_name, key, str(path)),
+                        what=f"download {name}", retries=self.retry.retries, base=self.retry.backoff_base)
 
     def exists(self, name: str) -> bool:
         from botocore.exceptions import ClientError

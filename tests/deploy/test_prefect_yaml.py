@@ -24,7 +24,9 @@ from tests.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml_documents
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
 DEPLOYMENTS = ("nightly", "replicate", "load", "analyze-schema", "dicom-reports", "referral-providers",
-               "procedures-daily", "ingest-files", "ingest-replay")
+               "procedures-daily", "ingest-files", "ingest-replay", "process-data")
+# Runs of these deployments are independent of each other (one processing request each).
+CONCURRENT = {"process-data": 8}
 
 # Which Secrets each deployment reads its credentials from.
 EXPECTED_SECRETS = {
@@ -37,6 +39,7 @@ EXPECTED_SECRETS = {
     "procedures-daily": {"clinicflow-analytics-postgres", "clinicflow-clickhouse"},
     "ingest-files": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
     "ingest-replay": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
+    "process-data": {"clinicflow-analytics-postgres", "clinicflow-processing"},
 }
 
 
@@ -67,7 +70,8 @@ def test_every_flow_has_a_deployment_on_the_kubernetes_pool(prefect_yaml: dict[s
     for item in prefect_yaml["deployments"]:
         assert item["work_pool"]["name"] == "clinicflow-k8s"
         assert "clinicflow" in item["tags"]
-        assert item["concurrency_limit"]["limit"] == 1, f"{item['name']}: two runs must never overlap"
+        assert item["concurrency_limit"]["limit"] == CONCURRENT.get(item["name"], 1), \
+            f"{item['name']}: two runs must never overlap"
     nightly = deployment(prefect_yaml, "nightly")
     (schedule,) = nightly["schedules"]
     assert schedule["cron"] and schedule["timezone"] and schedule["active"] is True

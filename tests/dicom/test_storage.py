@@ -16,6 +16,8 @@ def _exercise(writer, tmp_path: Path) -> None:
     writer.upload_file(source, "ds/jpg/a/b/c_1.jpg")
     assert writer.exists("ds/dicom/a/b/c_1.dcm")
     assert not writer.exists("ds/dicom/a/b/missing.dcm")
+    writer.download_file("ds/dicom/a/b/c_1.dcm", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
     assert sorted(writer.list_names("ds/")) == ["ds/dicom/a/b/c_1.dcm", "ds/jpg/a/b/c_1.jpg"]
     writer.delete("ds/jpg/a/b/c_1.jpg")
     writer.delete("ds/jpg/a/b/c_1.jpg")  # deleting twice is fine

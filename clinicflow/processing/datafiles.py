@@ -1,0 +1,109 @@
+"""Data files: format detection, metadata (size, sha256, columns, row count) and chunked reads.
+
+Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+DataFormat = Literal["csv", "parquet"]
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+PARQUET_MAGIC = b"PAR1"
+DEFAULT_CHUNK_ROWS = 500_000
+
+
+class DataFileError(ValueError):
+    """A data file cannot be read as its format; the message names the file."""
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    name: str
+    size_bytes: int
+    sha256: str
+    format: DataFormat
+    columns: list[dict[str, str]]  # [{"name": ..., "dtype": ...}] as read from the first chunk
+    row_count: int
+
+
+def detect_format(path: Path, name: str) -> DataFormat:
+    """Parquet by its magic bytes, CSV by the name's suffix (.csv, .txt, .tsv is not supported)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == PARQUET_MAGIC:
+        return "parquet"
+    if name.lower().endswith((".csv", ".txt")):
+        return "csv"
+    if name.lower().endswith(".parquet"):
+        raise DataFileError(f"{name}: named .parquet but not a Parquet file")
+    raise DataFileError(f"{name}: unsupported format (expected CSV or Parquet)")
+
+
+def file_sha256(path: Path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def iter_chunks(path: Path, fmt: str, *, columns: list[str] | None = None,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None) -> Iterator[pd.DataFrame]:
+    """The file's rows as DataFrames of at most ``chunk_rows`` rows (only ``columns`` when given)."""
+    label = name or path.name
+    try:
+        if fmt == "csv":
+            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows) as reader:
+                yield from reader
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas()
+        else:
+            raise DataFileError(f"{label}: unsupported format {fmt!r}")
+    except DataFileError:
+        raise
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        # pandas/pyarrow messages name the column or line, never whole rows.
+        raise DataFileError(f"{label}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("pyarrow"):
+            raise DataFileError(f"{label}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from None
+        raise
+
+
+def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> FileMetadata:
+    """Metadata of a local copy of a data file; raises :class:`DataFileError` for an unreadable file."""
+    size, sha256 = file_sha256(path)
+    fmt = detect_format(path, name)
+    columns: list[dict[str, str]] = []
+    rows = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad footer
+            raise DataFileError(f"{name}: cannot read as parquet: {type(exc).__name__}: {exc}") from None
+        schema = parquet.schema_arrow
+        columns = [{"name": field.name, "dtype": str(field.type)} for field in schema]
+        rows = parquet.metadata.num_rows
+    else:
+        for chunk in iter_chunks(path, fmt, chunk_rows=chunk_rows, name=name):
+            if not columns:
+                columns = [{"name": str(c), "dtype": str(t)} for c, t in chunk.dtypes.items()]
+            rows += len(chunk)
+        if not columns:
+            raise DataFileError(f"{name}: no header row")
+    return FileMetadata(name=name, size_bytes=size, sha256=sha256, format=fmt, columns=columns, row_count=rows)

@@ -1,0 +1,53 @@
+"""A result row as a flat table, for the CSV export (one layout per processing type)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+
+def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
+    """(header, rows) of a result's data; an empty table while the row has no result."""
+    data = row.get("result_data") or {}
+    kind = row.get("processing_type")
+    if kind == "rolling_mean" and data:
+        columns = list(data["series"])
+        header = ["row"] + [f"{c}{suffix}" for c in columns for suffix in ("", "_rolling_mean")]
+
+        def series_rows() -> Iterator[list[Any]]:
+            for i, index in enumerate(data["index"]):
+                yield [index] + [data["series"][c][k][i] for c in columns for k in ("values", "rolling_mean")]
+        return header, series_rows()
+    if kind == "peak_detection" and data:
+        keys = ["index", "value", "prominence", "width"]
+        present = [k for k in keys if any(k in p for p in data["peaks"])] or ["index"]
+        return present, ([p.get(k) for k in present] for p in data["peaks"])
+    if kind == "data_quality" and data:
+        header = ["column", "dtype", "nulls", "null_fraction", "min", "max"]
+        return header, ([name, *(stats.get(k) for k in header[1:])] for name, stats in data["columns"].items())
+    if kind == "custom" and data:
+        result = data.get("result", {})
+        lists = {k: v for k, v in result.items() if isinstance(v, list)}
+        if lists and len(lists) == len(result) and len({len(v) for v in lists.values()}) == 1:
+            names = list(lists)
+            return names, (list(values) for values in zip(*lists.values()))
+        return ["key", "value"], ([k, v if isinstance(v, (int, float, str)) or v is None else json.dumps(v)]
+                                  for k, v in result.items())
+    return [], iter(())
+
+
+def result_csv_chunks(row: dict[str, Any], rows_per_chunk: int = 1000) -> Iterator[str]:
+    """The CSV text in pieces (for a streamed response)."""
+    header, rows = result_table(row)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for count, values in enumerate(rows, 1):
+        writer.writerow(["" if v is None else v for v in values])
+        if count % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,71 @@
+"""Data files in the bucket: store an upload, register an object already there, fetch a local copy.
+
+The bytes live in the processing bucket (a local folder, GCS or S3 through
+:mod:`clinicflow.dicom.storage`'s writers); the metadata row in
+``processing.data_files``. Objects go under ``data-files/<uuid>/<name>``.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from clinicflow.dicom.storage import BucketWriter, LocalFolderWriter
+from clinicflow.processing import store
+from clinicflow.processing.base import InvalidRequest
+from clinicflow.processing.datafiles import describe_file
+
+OBJECT_PREFIX = "data-files/"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_name(name: str) -> str:
+    """The upload's base name with anything but letters, digits, '.', '_', '-' replaced (never a path)."""
+    base = _UNSAFE.sub("_", Path(name.replace("\\", "/")).name).strip("._") or "data"
+    return base[:200]
+
+
+def bucket_uri_prefix(writer: BucketWriter) -> str:
+    """How object URIs of this bucket start: file:///abs/folder/, gs://bucket/folder, s3://bucket/folder/."""
+    if isinstance(writer, LocalFolderWriter):
+        return writer.root.as_uri().rstrip("/") + "/"
+    return writer.describe()
+
+
+def object_uri(writer: BucketWriter, object_name: str) -> str:
+    return bucket_uri_prefix(writer) + object_name
+
+
+def store_upload(conn: Any, writer: Any, local_path: Path, name: str) -> dict[str, Any]:
+    """Describe an uploaded file (DataFileError if unreadable), put it in the bucket, insert its row."""
+    file_name = safe_file_name(name)
+    meta = describe_file(local_path, file_name)
+    object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
+    writer.upload_file(local_path, object_name)
+    return store.insert_data_file(conn, name=file_name, size_bytes=meta.size_bytes, sha256=meta.sha256,
+                                  fmt=meta.format, columns=meta.columns, row_count=meta.row_count,
+                                  object_name=object_name, storage_uri=object_uri(writer, object_name))
+
+
+def register_uri(conn: Any, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
+    """Register an object already in the processing bucket by its URI: read once for its metadata."""
+    prefix = bucket_uri_prefix(writer)
+    if not uri.startswith(prefix) or len(uri) == len(prefix):
+        raise InvalidRequest("uri", f"must name an object in the processing bucket ({prefix}...)")
+    object_name = uri[len(prefix):]
+    try:
+        if not writer.exists(object_name):
+            raise InvalidRequest("uri", "no such object in the processing bucket")
+    except ValueError as exc:  # an object name with '..' or empty parts
+        raise InvalidRequest("uri", str(exc)) from None
+    file_name = safe_file_name(object_name.rsplit("/", 1)[-1])
+    local = workdir / f"{uuid.uuid4().hex}-{file_name}"
+    try:
+        writer.download_file(object_name, local)
+        meta = describe_file(local, file_name)
+    finally:
+        local.unlink(missing_ok=True)
+    return store.insert_data_file(conn, name=file_name, size_bytes=meta.size_bytes, sha256=meta.sha256,
+                                  fmt=meta.format, columns=meta.columns, row_count=meta.row_count,
+                                  object_name=object_name, storage_uri=uri)

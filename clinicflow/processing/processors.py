@@ -1,0 +1,335 @@
+"""The processor registry: processing types, their Pydantic parameter models, and the processors.
+
+A processor reads its input through :class:`DataSource` in chunks, reports
+progress (0..1) through a callback and returns a JSON-serialisable dict: the
+``result_data`` of the results row. Rolling mean and peak detection keep
+memory bounded by ``chunk_rows`` plus an overlap, whatever the file's size;
+the series kept for the chart is sampled down to ``max_points``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
+from clinicflow.processing.custom import CustomParams, run_custom
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
+from clinicflow.processing.quality import DataQualityParams, data_quality
+
+def _json_list(values: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(v) else float(v) for v in values.astype(float).tolist()]
+
+
+def _numeric(chunk: pd.DataFrame, column: str, offset: int, source: DataSource) -> np.ndarray:
+    series = chunk[column]
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
+        row = offset + int(np.argmax(bad.to_numpy())) if bad.any() else offset
+        raise ProcessingError(f"{source.name}: column {column!r} is not numeric (first bad value at row {row})")
+    return series.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _require_columns(source: DataSource, columns: list[str], field: str) -> None:
+    missing = [c for c in columns if c not in source.columns]
+    if missing:
+        raise ProcessingError(f"{field}: {source.name} has no column {', '.join(map(repr, missing))}")
+
+
+def _sample_step(rows: int, max_points: int) -> int:
+    return max(1, math.ceil(rows / max_points)) if rows else 1
+
+
+# ---------------------------------------------------------------- rolling mean
+
+class RollingMeanParams(ParamsModel):
+    window: int = Field(ge=1, le=10_000_000, description="Rows per window.")
+    min_periods: int | None = Field(default=None, ge=1, description="Values needed for a result (default: window).")
+    center: bool = Field(default=False, description="Label each window at its centre instead of its end.")
+    columns: list[str] | None = Field(default=None, min_length=1, description="Numeric columns (default: all numeric).")
+    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, description="Rows read per chunk.")
+    max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of each series kept for the chart.")
+
+    @model_validator(mode="after")
+    def _min_periods_within_window(self) -> "RollingMeanParams":
+        if self.min_periods is not None and self.min_periods > self.window:
+            raise ValueError("min_periods must not exceed window")
+        return self
+
+
+class StreamingRollingMean:
+    """pandas' ``rolling(window, min_periods, center).mean()`` over a stream of chunks.
+
+    Carries the last ``window - 1`` values into the next chunk, so each output
+    equals the whole-series result. Centred windows equal trailing windows
+    shifted back by ``(window - 1) // 2``, with that many missing values after
+    the end (pandas counts only present values against ``min_periods``).
+    """
+
+    def __init__(self, window: int, min_periods: int | None, center: bool) -> None:
+        self.window = window
+        self.min_periods = window if min_periods is None else min_periods
+        self.shift = (window - 1) // 2 if center else 0
+        self._to_drop = self.shift
+        self._carry = np.empty(0)
+
+    def feed(self, values: np.ndarray) -> np.ndarray:
+        joined = np.concatenate([self._carry, values])
+        out = pd.Series(joined).rolling(self.window, min_periods=self.min_periods).mean().to_numpy()
+        out = out[len(self._carry):]
+        self._carry = joined[-(self.window - 1):] if self.window > 1 else np.empty(0)
+        if self._to_drop:
+            dropped = min(self._to_drop, len(out))
+            out = out[dropped:]
+            self._to_drop -= dropped
+        return out
+
+    def finish(self) -> np.ndarray:
+        return self.feed(np.full(self.shift, np.nan)) if self.shift else np.empty(0)
+
+
+def rolling_mean(source: DataSource, params: RollingMeanParams, progress: ProgressFn) -> dict[str, Any]:
+    columns = params.columns
+    if columns is None:
+        columns = _numeric_columns(source, params.chunk_rows)
+        if not columns:
+            raise ProcessingError(f"parameters.columns: {source.name} has no numeric column")
+    _require_columns(source, columns, "parameters.columns")
+    step = _sample_step(source.row_count, params.max_points)
+    states = {c: StreamingRollingMean(params.window, params.min_periods, params.center) for c in columns}
+    values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    means: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    totals = {c: {"count": 0, "sum": 0.0, "min": math.inf, "max": -math.inf} for c in columns}
+    emitted = {c: 0 for c in columns}
+    rows = 0
+
+    def keep(column: str, out: np.ndarray) -> None:
+        start = emitted[column]
+        first = (-start) % step
+        means[column].append(out[first::step])
+        present = out[~np.isnan(out)]
+        if present.size:
+            total = totals[column]
+            total["count"] += int(present.size)
+            total["sum"] += float(present.sum())
+            total["min"] = min(total["min"], float(present.min()))
+            total["max"] = max(total["max"], float(present.max()))
+        emitted[column] = start + len(out)
+
+    for chunk in source.chunks(columns, params.chunk_rows):
+        first = (-rows) % step
+        for column in columns:
+            array = _numeric(chunk, column, rows, source)
+            values[column].append(array[first::step])
+            keep(column, states[column].feed(array))
+        rows += len(chunk)
+        progress(rows / source.row_count if source.row_count else 1.0)
+    for column in columns:
+        keep(column, states[column].finish())
+    index = list(range(0, rows, step))
+    return {
+        "processing_type": "rolling_mean",
+        "rows": rows,
+        "window": params.window,
+        "step": step,
+        "index": index,
+        "series": {c: {"values": _json_list(np.concatenate(values[c]) if values[c] else np.empty(0)),
+                       "rolling_mean": _json_list(np.concatenate(means[c]) if means[c] else np.empty(0))}
+                   for c in columns},
+        "summary": {c: {"count": t["count"], "mean": t["sum"] / t["count"] if t["count"] else None,
+                        "min": json_number(t["min"]), "max": json_number(t["max"])} for c, t in totals.items()},
+    }
+
+
+def _numeric_columns(source: DataSource, chunk_rows: int) -> list[str]:
+    for chunk in source.chunks(None, min(chunk_rows, 10_000)):
+        return [str(c) for c, t in chunk.dtypes.items()
+                if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)]
+    return []
+
+
+# ---------------------------------------------------------------- peak detection
+
+class PeakDetectionParams(ParamsModel):
+    column: str | None = Field(default=None, description="Numeric column (default: the first numeric column).")
+    height: float | None = Field(default=None, description="Minimal peak height (scipy find_peaks).")
+    distance: int | None = Field(default=None, ge=1, description="Minimal rows between peaks.")
+    prominence: float | None = Field(default=None, ge=0, description="Minimal prominence.")
+    width: float | None = Field(default=None, ge=0, description="Minimal width in rows.")
+    wlen: int | None = Field(default=None, ge=3, description="Window length for prominence (rows).")
+    chunk_rows: int = Field(default=1_000_000, ge=1, description="Rows processed per chunk.")
+    overlap_rows: int | None = Field(default=None, ge=1,
+                                     description="Rows of context either side of a chunk (default: max(distance, wlen, 1024)).")
+    max_peaks: int = Field(default=10_000, ge=1, le=1_000_000, description="Peaks listed in the result.")
+    max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of the series kept for the chart.")
+
+
+def _peak_kwargs(params: PeakDetectionParams) -> dict[str, Any]:
+    kwargs = {k: getattr(params, k) for k in ("height", "distance", "prominence", "width", "wlen")}
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def find_peaks_chunked(chunks: Iterator[np.ndarray], params: PeakDetectionParams,
+                       on_rows: Callable[[int], None] = lambda _rows: None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """scipy ``find_peaks`` over a stream: each core of ``chunk_rows`` is searched with ``overlap`` rows
+    of context either side and keeps only the peaks inside the core (global row indices).
+
+    Equal to one whole-array call when every peak's neighbourhood (distance,
+    wlen, width) fits in the overlap; with ``prominence`` and no ``wlen``
+    scipy searches the bases over the whole array, here over core + overlap.
+    """
+    from scipy.signal import find_peaks
+
+    kwargs = _peak_kwargs(params)
+    overlap = params.overlap_rows or max(params.distance or 0, params.wlen or 0, 1024)
+    core_rows = params.chunk_rows
+    buffer = np.empty(0)
+    buffer_start = 0  # global index of buffer[0]
+    core_start = 0
+
+    def search(core_end: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        lo = max(core_start - overlap, buffer_start)
+        window = buffer[lo - buffer_start: core_end + overlap - buffer_start]
+        peaks, props = find_peaks(window, **kwargs)
+        peaks = peaks + lo
+        inside = (peaks >= core_start) & (peaks < core_end)
+        return peaks[inside], {k: v[inside] for k, v in props.items()}
+
+    for values in chunks:
+        buffer = np.concatenate([buffer, values])
+        on_rows(len(values))
+        while buffer_start + len(buffer) - core_start >= core_rows + overlap:
+            core_end = core_start + core_rows
+            yield search(core_end)
+            core_start = core_end
+            trim = max(core_start - overlap, buffer_start) - buffer_start
+            buffer, buffer_start = buffer[trim:], buffer_start + trim
+    end = buffer_start + len(buffer)
+    if end > core_start:
+        yield search(end)
+
+
+def peak_detection(source: DataSource, params: PeakDetectionParams, progress: ProgressFn) -> dict[str, Any]:
+    column = params.column
+    if column is None:
+        numeric = _numeric_columns(source, params.chunk_rows)
+        if not numeric:
+            raise ProcessingError(f"parameters.column: {source.name} has no numeric column")
+        column = numeric[0]
+    _require_columns(source, [column], "parameters.column")
+    step = _sample_step(source.row_count, params.max_points)
+    sampled: list[np.ndarray] = []
+    read = {"rows": 0}
+
+    def column_values() -> Iterator[np.ndarray]:
+        for chunk in source.chunks([column], min(params.chunk_rows, DEFAULT_CHUNK_ROWS)):
+            array = _numeric(chunk, column, read["rows"], source)
+            sampled.append(array[(-read["rows"]) % step::step])
+            read["rows"] += len(array)
+            yield array
+
+    def on_rows(_rows: int) -> None:
+        progress(read["rows"] / source.row_count if source.row_count else 1.0)
+
+    peaks: list[dict[str, Any]] = []
+    count = 0
+    for indices, props in find_peaks_chunked(column_values(), params, on_rows):
+        count += len(indices)
+        room = params.max_peaks - len(peaks)
+        for i in range(min(room, len(indices))):
+            peak: dict[str, Any] = {"index": int(indices[i])}
+            if "peak_heights" in props:
+                peak["value"] = json_number(props["peak_heights"][i])
+            if "prominences" in props:
+                peak["prominence"] = json_number(props["prominences"][i])
+            if "widths" in props:
+                peak["width"] = json_number(props["widths"][i])
+            peaks.append(peak)
+    _fill_peak_values(source, column, peaks, params.chunk_rows)
+    rows = read["rows"]
+    return {
+        "processing_type": "peak_detection",
+        "column": column,
+        "rows": rows,
+        "count": count,
+        "truncated": count > len(peaks),
+        "peaks": peaks,
+        "step": step,
+        "index": list(range(0, rows, step)),
+        "series": {column: {"values": _json_list(np.concatenate(sampled) if sampled else np.empty(0))}},
+    }
+
+
+def _fill_peak_values(source: DataSource, column: str, peaks: list[dict[str, Any]], chunk_rows: int) -> None:
+    """Each listed peak's value (when no ``height`` gave it), in a second streamed pass."""
+    wanted = [p for p in peaks if "value" not in p]
+    if not wanted:
+        return
+    position = 0
+    at = 0
+    for chunk in source.chunks([column], min(chunk_rows, DEFAULT_CHUNK_ROWS)):
+        array = chunk[column].to_numpy(dtype=float, na_value=np.nan)
+        end = position + len(array)
+        while at < len(wanted) and wanted[at]["index"] < end:
+            wanted[at]["value"] = json_number(array[wanted[at]["index"] - position])
+            at += 1
+        position = end
+        if at >= len(wanted):
+            return
+
+
+# ---------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class Processor:
+    name: str
+    params_model: type[BaseModel]
+    run: Callable[[DataSource, Any, ProgressFn], dict[str, Any]]
+    description: str
+
+
+REGISTRY: dict[str, Processor] = {
+    "rolling_mean": Processor("rolling_mean", RollingMeanParams, rolling_mean,
+                              "Rolling mean of numeric columns (pandas semantics), streamed."),
+    "peak_detection": Processor("peak_detection", PeakDetectionParams, peak_detection,
+                                "Peaks of one numeric column (scipy.signal.find_peaks), streamed."),
+    "data_quality": Processor("data_quality", DataQualityParams, data_quality,
+                              "Nulls, duplicates, ranges and types per column; pandera schema check."),
+    "custom": Processor("custom", CustomParams, run_custom,
+                        "A script process(df, params) -> dict from the scripts folder, in a subprocess."),
+}
+
+
+def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
+                     scripts_dir: Path | None = None, file_columns: list[str] | None = None) -> BaseModel:
+    """The parameters as the processor's model; :class:`InvalidRequest` names the field at fault.
+
+    ``file_columns`` (the data file's columns) lets column parameters be checked before any run.
+    """
+    processor = REGISTRY.get(processing_type)
+    if processor is None:
+        raise InvalidRequest("processing_type", f"unknown processing type {processing_type!r}; "
+                                                f"one of {', '.join(sorted(REGISTRY))}")
+    try:
+        params = processor.params_model.model_validate(parameters or {}, context={"scripts_dir": scripts_dir})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(["parameters", *(str(p) for p in error["loc"])])
+        raise InvalidRequest(field, error["msg"]) from None
+    if file_columns is not None:
+        named = getattr(params, "columns", None) or ([params.column] if getattr(params, "column", None) else [])
+        missing = [c for c in named if c not in file_columns]
+        if missing:
+            field = "parameters.columns" if hasattr(params, "columns") else "parameters.column"
+            raise InvalidRequest(field, f"no column {', '.join(map(repr, missing))} in the data file")
+    return params
+
+
+def run_processor(processing_type: str, source: DataSource, params: BaseModel, progress: ProgressFn) -> dict[str, Any]:
+    return REGISTRY[processing_type].run(source, params, progress)

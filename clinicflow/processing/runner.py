@@ -1,0 +1,81 @@
+"""One processing request, start to end: PROCESSING -> download -> processor -> COMPLETED or FAILED.
+
+Plain logic for the ``process_data`` flow (and tests without Prefect). The
+row is the canonical result: whatever goes wrong after PROCESSING is stored
+on it as FAILED with the reason before the error propagates.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clinicflow.processing import store
+from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
+from clinicflow.processing.datafiles import DataFileError
+from clinicflow.processing.processors import run_processor, validate_request
+
+log = logging.getLogger("clinicflow.processing")
+# Progress rows are written at most this often (each is an UPDATE + NOTIFY).
+PROGRESS_MIN_SECONDS = 0.5
+
+
+def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
+                   scripts_dir: Path, workdir: Path | None = None) -> dict[str, Any]:
+    """Process row ``result_id``; returns a short summary. Raises after marking the row FAILED."""
+    conn = connect()
+    try:
+        if store.mark_processing(conn, result_id, flow_run_id) is None:
+            # Deleted, or cancelled before the run began: nothing to do, nothing to overwrite.
+            row = store.get_result(conn, result_id, with_data=False)
+            return {"result_id": result_id, "status": "skipped",
+                    "reason": f"result is {row['status'] if row else 'deleted'}"}
+        try:
+            summary = _run(conn, writer, result_id, scripts_dir, workdir)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
+                else f"{type(exc).__name__}: {exc}"
+            store.mark_ended(conn, result_id, "FAILED", reason)
+            raise
+        return summary
+    finally:
+        conn.close()
+
+
+def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
+    row = store.get_result(conn, result_id, with_data=False)
+    assert row is not None
+    data_file = store.get_data_file(conn, row["data_file_id"])
+    if data_file is None:
+        raise ProcessingError(f"data file {row['data_file_id']} is not registered")
+    columns = [c["name"] for c in data_file["columns"]]
+    params = validate_request(row["processing_type"], row["parameters"], scripts_dir=scripts_dir,
+                              file_columns=columns)
+    last = {"at": 0.0}
+
+    def progress(fraction: float) -> None:
+        now = time.monotonic()
+        if now - last["at"] >= PROGRESS_MIN_SECONDS and fraction < 1.0:
+            last["at"] = now
+            store.set_progress(conn, result_id, fraction)
+
+    with tempfile.TemporaryDirectory(prefix="clinicflow-processing-", dir=workdir) as tmp:
+        local = Path(tmp) / data_file["name"]
+        writer.download_file(data_file["object_name"], local)
+        source = DataSource(path=local, name=data_file["name"], format=data_file["format"],
+                            row_count=int(data_file["row_count"]), columns=columns)
+        if row["processing_type"] == "custom":
+            from clinicflow.processing.custom import run_custom
+
+            result = run_custom(source, params, progress, scripts_dir)  # type: ignore[arg-type]
+        else:
+            result = run_processor(row["processing_type"], source, params, progress)
+    try:
+        done = store.mark_completed(conn, result_id, result)
+    except (TypeError, ValueError) as exc:
+        raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
+    return {"result_id": result_id, "status": done.status if done else "ended before completion",
+            "processing_type": row["processing_type"]}

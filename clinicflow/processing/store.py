@@ -1,0 +1,269 @@
+"""The results table and the data files table in PostgreSQL (schema ``processing``).
+
+The results row is the canonical record of a processing request. Its status
+moves PENDING -> PROCESSING -> COMPLETED | FAILED, or to CRASHED/CANCELLED
+from PENDING or PROCESSING; a finished row never changes again, so a late
+hook or a retried task cannot overwrite an outcome. Each transition commits
+together with ``pg_notify('etl_update', {id, status, progress})``, the
+live-update channel the API relays to WebSocket subscribers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from clinicflow.sql import quote_ident
+
+SCHEMA = "processing"
+CHANNEL = "etl_update"
+Status = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+STATUSES: tuple[str, ...] = ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+ACTIVE: tuple[str, ...] = ("PENDING", "PROCESSING")
+FINAL: tuple[str, ...] = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+# Errors are stored for people to read; a traceback-sized message is cut.
+MAX_ERROR_CHARS = 4000
+
+_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    """CREATE TABLE IF NOT EXISTS {s}.data_files (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL,
+        size_bytes bigint NOT NULL,
+        sha256 text NOT NULL,
+        format text NOT NULL,
+        columns jsonb NOT NULL,
+        row_count bigint NOT NULL,
+        object_name text NOT NULL,
+        storage_uri text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS {s}.results (
+        id bigserial PRIMARY KEY,
+        data_file_id bigint NOT NULL REFERENCES {s}.data_files (id),
+        processing_type text NOT NULL,
+        parameters jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'PENDING'
+            CHECK (status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')),
+        flow_run_id uuid,
+        progress real NOT NULL DEFAULT 0,
+        result_data jsonb,
+        error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        finished_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS results_status_idx ON {s}.results (status, id)",
+    "CREATE INDEX IF NOT EXISTS results_type_idx ON {s}.results (processing_type, id)",
+)
+
+RESULT_COLUMNS = ("id", "data_file_id", "processing_type", "parameters", "status", "flow_run_id", "progress",
+                  "error", "created_at", "updated_at", "started_at", "finished_at")
+FILE_COLUMNS = ("id", "name", "size_bytes", "sha256", "format", "columns", "row_count", "object_name",
+                "storage_uri", "created_at")
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: int
+    status: str
+    progress: float
+
+
+def _s() -> str:
+    return quote_ident(SCHEMA, "postgres")
+
+
+def ensure_tables(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.processing.ddl'))")
+        for statement in _DDL:
+            cur.execute(statement.format(s=_s()))
+    conn.commit()
+
+
+def _row(cur: Any, columns: tuple[str, ...]) -> dict[str, Any] | None:
+    found = cur.fetchone()
+    return None if found is None else _plain(dict(zip(columns, found)))
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: timestamps as ISO text, UUIDs as text."""
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = value.isoformat()
+        elif key == "flow_run_id" and value is not None:
+            row[key] = str(value)
+    return row
+
+
+# ---------------------------------------------------------------- data files
+
+def insert_data_file(conn: Any, *, name: str, size_bytes: int, sha256: str, fmt: str, columns: list[dict[str, str]],
+                     row_count: int, object_name: str, storage_uri: str) -> dict[str, Any]:
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {_s()}.data_files (name, size_bytes, sha256, format, columns, row_count, "
+                    f"object_name, storage_uri) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    f"RETURNING {', '.join(FILE_COLUMNS)}",
+                    (name, size_bytes, sha256, fmt, json.dumps(columns), row_count, object_name, storage_uri))
+        row = _row(cur, FILE_COLUMNS)
+    conn.commit()
+    assert row is not None
+    return row
+
+
+def get_data_file(conn: Any, file_id: int) -> dict[str, Any] | None:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM {_s()}.data_files WHERE id = %s", (file_id,))
+        row = _row(cur, FILE_COLUMNS)
+    conn.rollback()
+    return row
+
+
+def list_data_files(conn: Any, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A page of data files (newest first) and their total."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {_s()}.data_files")
+        total = int(cur.fetchone()[0])
+        cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM {_s()}.data_files ORDER BY id DESC LIMIT %s OFFSET %s",
+                    (limit, offset))
+        rows = [_plain(dict(zip(FILE_COLUMNS, r))) for r in cur.fetchall()]
+    conn.rollback()
+    return rows, total
+
+
+# ---------------------------------------------------------------- results
+
+def _notify(cur: Any, result_id: int, status: str, progress: float) -> None:
+    cur.execute("SELECT pg_notify(%s, %s)",
+                (CHANNEL, json.dumps({"id": result_id, "status": status, "progress": progress})))
+
+
+def insert_result(conn: Any, data_file_id: int, processing_type: str, parameters: dict[str, Any]) -> int:
+    """A new PENDING row; its id."""
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters) VALUES (%s, %s, %s) "
+                    "RETURNING id", (data_file_id, processing_type, json.dumps(parameters)))
+        result_id = int(cur.fetchone()[0])
+        _notify(cur, result_id, "PENDING", 0.0)
+    conn.commit()
+    return result_id
+
+
+def set_flow_run_id(conn: Any, result_id: int, flow_run_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET flow_run_id = %s, updated_at = now() WHERE id = %s",
+                    (flow_run_id, result_id))
+    conn.commit()
+
+
+def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
+                params: tuple[Any, ...]) -> Transition | None:
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
+                    "WHERE id = %s AND status = ANY(%s) RETURNING id, status, progress",
+                    (status, *params, result_id, list(allowed_from)))
+        found = cur.fetchone()
+        if found is not None:
+            _notify(cur, found[0], found[1], float(found[2]))
+    conn.commit()
+    return None if found is None else Transition(int(found[0]), str(found[1]), float(found[2]))
+
+
+def mark_processing(conn: Any, result_id: int, flow_run_id: str | None) -> Transition | None:
+    """PENDING -> PROCESSING (also PROCESSING again for the same row: a retried start). None if not allowed."""
+    return _transition(conn, result_id, "PROCESSING", ACTIVE,
+                       "started_at = coalesce(started_at, now()), flow_run_id = coalesce(%s, flow_run_id)",
+                       (flow_run_id,))
+
+
+def set_progress(conn: Any, result_id: int, progress: float) -> Transition | None:
+    return _transition(conn, result_id, "PROCESSING", ("PROCESSING",), "progress = %s",
+                       (max(0.0, min(1.0, progress)),))
+
+
+def mark_completed(conn: Any, result_id: int, result_data: dict[str, Any]) -> Transition | None:
+    return _transition(conn, result_id, "COMPLETED", ("PROCESSING",),
+                       "progress = 1, result_data = %s, error = NULL, finished_at = now()",
+                       (json.dumps(result_data, allow_nan=False),))
+
+
+def mark_ended(conn: Any, result_id: int, status: str, error: str) -> Transition | None:
+    """PENDING/PROCESSING -> FAILED, CRASHED or CANCELLED with the reason; None if the row already ended."""
+    if status not in ("FAILED", "CRASHED", "CANCELLED"):
+        raise ValueError(f"not an end status: {status!r}")
+    return _transition(conn, result_id, status, ACTIVE, "error = %s, finished_at = now()",
+                       (error[:MAX_ERROR_CHARS],))
+
+
+def get_result(conn: Any, result_id: int, *, with_data: bool = True) -> dict[str, Any] | None:
+    columns = RESULT_COLUMNS + (("result_data",) if with_data else ())
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(columns)} FROM {_s()}.results WHERE id = %s", (result_id,))
+        row = _row(cur, columns)
+    conn.rollback()
+    return row
+
+
+def list_results(conn: Any, *, status: str | None = None, processing_type: str | None = None,
+                 limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A page of rows (newest first, without result_data) and the total that match the filters."""
+    where, params = [], []
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if processing_type is not None:
+        where.append("processing_type = %s")
+        params.append(processing_type)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {_s()}.results{clause}", params)
+        total = int(cur.fetchone()[0])
+        cur.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM {_s()}.results{clause} ORDER BY id DESC "
+                    "LIMIT %s OFFSET %s", [*params, limit, offset])
+        rows = [_plain(dict(zip(RESULT_COLUMNS, r))) for r in cur.fetchall()]
+    conn.rollback()
+    return rows, total
+
+
+def delete_result(conn: Any, result_id: int) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM {_s()}.results WHERE id = %s RETURNING id", (result_id,))
+        deleted = cur.fetchone() is not None
+        if deleted:
+            _notify(cur, result_id, "DELETED", 0.0)
+    conn.commit()
+    return deleted
+
+
+def stale_active_runs(conn: Any, older_than_seconds: float) -> dict[int, str]:
+    """Active rows with a flow run whose row has not moved for ``older_than_seconds``: {row id: flow run id}."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, flow_run_id FROM {_s()}.results WHERE status = ANY(%s) AND flow_run_id IS NOT NULL "
+                    "AND updated_at < now() - make_interval(secs => %s) ORDER BY id LIMIT 1000",
+                    (list(ACTIVE), older_than_seconds))
+        found = {int(i): str(f) for i, f in cur.fetchall()}
+    conn.rollback()
+    return found
+
+
+# A flow run's final state -> the row's status when the run ended without ending its row.
+_RUN_END_STATUS = {"CRASHED": "CRASHED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "COMPLETED": "FAILED"}
+
+
+def reconcile_ended_runs(conn: Any, run_states: dict[int, str]) -> list[Transition]:
+    """End rows whose flow run is over ({row id: Prefect state type}) though the row is still active.
+
+    The safety net behind the flow's state hooks (a hook that could not run:
+    a node lost with its pod, the database unreachable at that moment).
+    """
+    ended = []
+    for result_id, state_type in run_states.items():
+        status = _RUN_END_STATUS.get(state_type.upper())
+        if status is None:
+            continue
+        done = mark_ended(conn, result_id, status,
+                          f"flow run ended {state_type.upper()} without ending this row (found by the reconciler)")
+        if done is not None:
+            ended.append(done)
+    return ended

@@ -1,0 +1,319 @@
+"""The data-processing API (FastAPI): data files, processing requests, results, live updates, results page.
+
+``create_app(settings)`` builds the app; ``clinicflow serve`` runs it with
+uvicorn. Every endpoint except ``/health`` and the static results page
+requires ``Authorization: Bearer <token>`` (the WebSocket: ``?token=``).
+A processing request is validated against the processor registry (422
+naming the field), inserted PENDING, and started as a run of the
+``process-data`` deployment with the row id as idempotency key.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.websockets import WebSocketDisconnect
+
+from clinicflow.dicom.storage import writer_for
+from clinicflow.processing import store
+from clinicflow.processing.base import InvalidRequest
+from clinicflow.processing.datafiles import DataFileError
+from clinicflow.processing.export import result_csv_chunks
+from clinicflow.processing.files import register_uri, store_upload
+from clinicflow.processing.processors import REGISTRY, validate_request
+from clinicflow.service.live import LiveUpdates
+from clinicflow.service.pool import ConnectionPool
+from clinicflow.service.settings import ServiceSettings
+
+STATIC = Path(__file__).parent / "static"
+UPLOAD_BLOCK = 1 << 20
+# Run starts in flight at once: a burst of requests queues here instead of swamping the Prefect API.
+MAX_CONCURRENT_RUN_STARTS = 8
+# The reconciler looks at active rows that have not moved for this long, this often.
+RECONCILE_AFTER_SECONDS = 120.0
+RECONCILE_EVERY_SECONDS = 60.0
+
+
+class ProcessRequest(BaseModel):
+    data_file_id: int = Field(ge=1)
+    processing_type: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def invalid(field: str, message: str) -> HTTPException:
+    """422 in FastAPI's own shape: the location names the request field."""
+    return HTTPException(422, [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}])
+
+
+def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
+    pool = ConnectionPool(settings.database.connect, pool_size)
+    writer = writer_for(settings.bucket)
+    live = LiveUpdates(settings.database)
+    workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        def prepare() -> None:
+            with pool.connection() as conn:
+                store.ensure_tables(conn)
+        await run_in_threadpool(prepare)
+        live.start()
+        from prefect.client.orchestration import get_client
+
+        try:
+            # One Prefect client (one HTTP connection pool) for every request.
+            async with get_client() as client:
+                app.state.prefect = client
+                reconciler = asyncio.create_task(_reconcile_forever(client, pool))
+                try:
+                    yield
+                finally:
+                    reconciler.cancel()
+        finally:
+            await live.stop()
+            pool.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    app = FastAPI(title="clinicflow data processing", lifespan=lifespan)
+    run_starts = asyncio.Semaphore(MAX_CONCURRENT_RUN_STARTS)
+    app.state.live = live
+    bearer = HTTPBearer(auto_error=False)
+
+    def token_ok(given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), settings.token.encode())  # type: ignore[union-attr]
+
+    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if credentials is None or not token_ok(credentials.credentials):
+            raise HTTPException(401, "a valid API token is required (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(require_token)]
+
+    def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with pool.connection() as conn:
+            return fn(conn, *args, **kwargs)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        try:
+            await run_in_threadpool(db, lambda conn: conn.cursor().execute("SELECT 1"))
+            database = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported by type only
+            database = f"error: {type(exc).__name__}"
+        return {"status": "ok" if database == "ok" else "degraded", "database": database,
+                "live_updates": live.listening.is_set()}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
+
+    @app.get("/api/etl/processors", dependencies=auth)
+    async def processors() -> dict[str, Any]:
+        return {name: {"description": p.description, "parameters": p.params_model.model_json_schema()}
+                for name, p in REGISTRY.items()}
+
+    @app.post("/api/etl/files", status_code=201, dependencies=auth)
+    async def add_file(file: UploadFile | None = File(None), uri: str | None = Form(None)) -> dict[str, Any]:
+        if (file is None) == (uri is None):
+            raise invalid("file", "send either a file (multipart) or a uri")
+        if uri is not None:
+            try:
+                return await run_in_threadpool(db, register_uri, writer, uri, workdir)
+            except InvalidRequest as exc:
+                raise invalid(exc.field, exc.message) from None
+            except DataFileError as exc:
+                raise invalid("uri", str(exc)) from None
+        assert file is not None
+        local = workdir / f"upload-{uuid4().hex}"
+        try:
+            with open(local, "wb") as out:
+                while block := await file.read(UPLOAD_BLOCK):
+                    out.write(block)
+            return await run_in_threadpool(db, store_upload, writer, local, file.filename or "data")
+        except DataFileError as exc:
+            raise invalid("file", str(exc)) from None
+        finally:
+            local.unlink(missing_ok=True)
+
+    @app.get("/api/etl/files", dependencies=auth)
+    async def list_files(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
+        return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+    @app.post("/api/etl/process", status_code=202, dependencies=auth)
+    async def process(request: ProcessRequest) -> dict[str, Any]:
+        data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
+        if data_file is None:
+            raise invalid("data_file_id", f"no data file {request.data_file_id}")
+        try:
+            params = validate_request(request.processing_type, request.parameters, scripts_dir=settings.scripts_dir,
+                                      file_columns=[c["name"] for c in data_file["columns"]])
+        except InvalidRequest as exc:
+            raise invalid(exc.field, exc.message) from None
+        result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
+                                            params.model_dump(mode="json"))
+        try:
+            async with run_starts:
+                flow_run_id = await _start_run(app.state.prefect, settings.deployment, result_id)
+        except Exception as exc:  # noqa: BLE001 - the row records why it will never run
+            reason = f"could not start a run of {settings.deployment}: {type(exc).__name__}: {exc}"
+            await run_in_threadpool(db, store.mark_ended, result_id, "FAILED", reason)
+            return JSONResponse({"id": result_id, "status": "FAILED", "error": reason}, status_code=503)
+        await run_in_threadpool(db, store.set_flow_run_id, result_id, flow_run_id)
+        return {"id": result_id, "status": "PENDING", "flow_run_id": flow_run_id}
+
+    @app.get("/api/etl/results", dependencies=auth)
+    async def list_results(status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED",
+                                          "CANCELLED"] | None = None,
+                           processing_type: str | None = Query(None, alias="type"),
+                           limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        rows, total = await run_in_threadpool(db, store.list_results, status=status, processing_type=processing_type,
+                                              limit=limit, offset=offset)
+        return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+    async def one_result(result_id: int) -> dict[str, Any]:
+        row = await run_in_threadpool(db, store.get_result, result_id)
+        if row is None:
+            raise HTTPException(404, f"no result {result_id}")
+        return row
+
+    @app.get("/api/etl/results/{result_id}", dependencies=auth)
+    async def get_result(result_id: int) -> dict[str, Any]:
+        return await one_result(result_id)
+
+    @app.get("/api/etl/results/{result_id}/export", dependencies=auth)
+    async def export(result_id: int, format: Literal["json", "csv"] = "json") -> Any:
+        row = await one_result(result_id)
+        disposition = {"Content-Disposition": f'attachment; filename="result-{result_id}.{format}"'}
+        if format == "json":
+            return JSONResponse(row, headers=disposition)
+        return StreamingResponse(result_csv_chunks(row), media_type="text/csv; charset=utf-8", headers=disposition)
+
+    @app.delete("/api/etl/results/{result_id}", dependencies=auth)
+    async def delete(result_id: int) -> dict[str, Any]:
+        row = await run_in_threadpool(db, store.get_result, result_id, with_data=False)
+        if row is None:
+            raise HTTPException(404, f"no result {result_id}")
+        cancelled = None
+        if row["status"] in store.ACTIVE and row["flow_run_id"]:
+            cancelled = await _cancel_run(app.state.prefect, row["flow_run_id"])
+        await run_in_threadpool(db, store.delete_result, result_id)
+        return {"id": result_id, "deleted": True, "cancelled_flow_run": cancelled}
+
+    @app.websocket("/ws")
+    async def updates(websocket: WebSocket) -> None:
+        if not token_ok(websocket.query_params.get("token")):
+            await websocket.close(code=1008, reason="a valid token is required (?token=)")
+            return
+        await websocket.accept()
+        subscriber = live.subscribe()
+        try:
+            while True:
+                message = await subscriber.get()
+                await websocket.send_json({"type": "etl_update", **message})
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            live.unsubscribe(subscriber)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    return app
+
+
+async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
+    """Every minute: rows still active whose flow run is over get ended (see store.reconcile_ended_runs)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    log = logging.getLogger("clinicflow.service")
+
+    def stale() -> dict[int, str]:
+        with pool.connection() as conn:
+            return store.stale_active_runs(conn, RECONCILE_AFTER_SECONDS)
+
+    def reconcile(states: dict[int, str]) -> list[store.Transition]:
+        with pool.connection() as conn:
+            return store.reconcile_ended_runs(conn, states)
+
+    while True:
+        await asyncio.sleep(RECONCILE_EVERY_SECONDS)
+        try:
+            rows = await run_in_threadpool(stale)
+            if not rows:
+                continue
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[UUID(f) for f in rows.values()])), limit=len(rows))
+            by_run = {str(run.id): run.state_type.value for run in runs if run.state_type is not None}
+            ended = await run_in_threadpool(reconcile, {i: by_run[f] for i, f in rows.items() if f in by_run})
+            for transition in ended:
+                log.warning("result %s ended %s by the reconciler", transition.id, transition.status)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("reconciler: %s: %s", type(exc).__name__, exc)
+
+
+def _transient_api_error(exc: BaseException) -> bool:
+    """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
+    from clinicflow.retry import HTTP_TRANSIENT_STATUS, is_transient
+
+    response = getattr(exc, "response", None)
+    return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
+
+
+async def _start_run(client: Any, deployment: str, result_id: int) -> str:
+    """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
+    retry after a transient API error can never create a second run."""
+    from prefect.deployments.flow_runs import arun_deployment
+
+    from clinicflow.retry import backoff_delays
+
+    delays = backoff_delays(retries=4, base=1.0)
+    for attempt in range(len(delays) + 1):
+        try:
+            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
+                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
+                                             as_subflow=False)
+            return str(flow_run.id)
+        except Exception as exc:
+            if attempt >= len(delays) or not _transient_api_error(exc):
+                raise
+            await asyncio.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
+async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
+    """Cancel a flow run still in flight: Cancelled before it started, else Cancelling (the worker stops it)."""
+    from prefect.states import Cancelled, Cancelling
+
+    flow_run = await client.read_flow_run(UUID(flow_run_id))
+    state = flow_run.state
+    if state is None or state.is_final():
+        return None
+    new_state = Cancelled(message="result deleted") if (state.is_scheduled() or state.is_pending()) \
+        else Cancelling(message="result deleted")
+    await client.set_flow_run_state(UUID(flow_run_id), new_state, force=True)
+    return flow_run_id
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings read from the environment (uvicorn's factory for several workers)."""
+    from clinicflow.service.settings import settings_from_env
+
+    return create_app(settings_from_env())

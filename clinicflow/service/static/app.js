@@ -1,0 +1,180 @@
+// Results page: talks to /api/etl/* with the bearer token, live status from /ws.
+(function () {
+  "use strict";
+  const $ = id => document.getElementById(id);
+  const DEFAULT_PARAMS = {
+    rolling_mean: {window: 5}, peak_detection: {prominence: 1.0},
+    data_quality: {}, custom: {script: "my_script", params: {}, timeout_seconds: 60},
+  };
+  const COLORS = ["#36c", "#3a3", "#a3c", "#c93"];
+  let token = localStorage.getItem("clinicflow-token") || "";
+  let socket = null, shown = null, files = {};
+
+  async function api(path, options) {
+    options = options || {};
+    options.headers = Object.assign({Authorization: "Bearer " + token}, options.headers || {});
+    const response = await fetch(path, options);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = body.detail;
+      const message = Array.isArray(detail) ? detail.map(d => (d.loc || []).join(".") + ": " + d.msg).join("; ")
+        : (detail || response.statusText);
+      throw new Error(response.status + " " + message);
+    }
+    return body;
+  }
+
+  function text(tag, value, cls) {
+    const el = document.createElement(tag); el.textContent = value == null ? "" : String(value);
+    if (cls) el.className = cls; return el;
+  }
+
+  async function loadFiles() {
+    const page = await api("/api/etl/files?limit=200");
+    const select = $("file-select"); select.innerHTML = "";
+    files = {};
+    for (const f of page.items) {
+      files[f.id] = f;
+      const option = text("option", f.id + ": " + f.name + " (" + f.row_count + " rows)");
+      option.value = f.id; select.appendChild(option);
+    }
+  }
+
+  function setRowStatus(tr, status, progress) {
+    const cell = tr.querySelector(".status");
+    cell.textContent = status; cell.className = "status status-" + status;
+    tr.dataset.status = status;
+    if (progress != null) tr.querySelector(".progress").textContent = Math.round(progress * 100) + "%";
+  }
+
+  async function loadResults() {
+    const status = $("filter-status").value;
+    const page = await api("/api/etl/results?limit=100" + (status ? "&status=" + status : ""));
+    const body = $("results").querySelector("tbody"); body.innerHTML = "";
+    for (const r of page.items) {
+      const tr = document.createElement("tr"); tr.dataset.id = r.id; tr.className = "clickable";
+      tr.append(text("td", r.id), text("td", r.processing_type),
+                text("td", files[r.data_file_id] ? files[r.data_file_id].name : r.data_file_id),
+                text("td", "", "status"), text("td", "", "progress"), text("td", (r.created_at || "").slice(0, 19)));
+      const del = text("button", "delete"); del.className = "delete";
+      del.onclick = async ev => { ev.stopPropagation(); await api("/api/etl/results/" + r.id, {method: "DELETE"}); };
+      const cell = document.createElement("td"); cell.appendChild(del); tr.appendChild(cell);
+      tr.onclick = () => showDetail(r.id);
+      setRowStatus(tr, r.status, r.progress);
+      body.appendChild(tr);
+    }
+  }
+
+  function connect() {
+    if (socket) socket.close();
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws?token=" + encodeURIComponent(token));
+    socket.onopen = () => { $("live").textContent = "live: on"; $("live").className = "badge on"; };
+    socket.onclose = () => {
+      $("live").textContent = "live: off"; $("live").className = "badge off";
+      setTimeout(() => { if (token) connect(); }, 3000);
+    };
+    socket.onmessage = event => {
+      const update = JSON.parse(event.data);
+      const tr = document.querySelector('#results tbody tr[data-id="' + update.id + '"]');
+      if (update.status === "DELETED") { if (tr) tr.remove(); return; }
+      if (tr) setRowStatus(tr, update.status, update.progress); else loadResults();
+      if (shown === update.id && ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
+    };
+  }
+
+  function drawChart(data) {
+    const canvas = $("chart"); canvas.hidden = false;
+    const series = [], legend = [];
+    let i = 0;
+    for (const [column, s] of Object.entries(data.series)) {
+      series.push({name: column, values: s.values, color: "#9ab"});
+      legend.push(column);
+      if (s.rolling_mean) {
+        series.push({name: column + " rolling mean", values: s.rolling_mean, color: COLORS[i % COLORS.length], width: 2});
+        legend.push(column + " rolling mean (window " + data.window + ")");
+      }
+      i++;
+    }
+    const markers = (data.peaks || []).map(p => ({x: p.index, y: p.value, color: "#c00"}));
+    if (markers.length) legend.push(data.count + " peaks" + (data.truncated ? " (first " + markers.length + " marked)" : ""));
+    MiniChart.draw(canvas, {x: data.index, series: series, markers: markers});
+    $("legend").textContent = legend.join(" · ") + (data.step > 1 ? " · every " + data.step + "th row shown" : "");
+  }
+
+  function qualityTable(data) {
+    const table = $("quality"); table.hidden = false;
+    const body = table.querySelector("tbody"); body.innerHTML = "";
+    for (const [name, s] of Object.entries(data.columns)) {
+      const tr = document.createElement("tr");
+      tr.append(text("td", name), text("td", s.dtype), text("td", s.nulls),
+                text("td", (s.null_fraction * 100).toFixed(1) + "%"), text("td", s.min), text("td", s.max));
+      body.appendChild(tr);
+    }
+    const schema = data.schema;
+    $("schema-failures").textContent = data.rows + " rows, " + data.duplicate_rows + " duplicate rows" +
+      (schema.checked ? "; schema " + (schema.passed ? "passed" : "failed: " +
+        schema.failures.map(f => f.column + " " + f.check + " x" + f.count).join(", ")) : "");
+  }
+
+  async function showDetail(id) {
+    shown = id;
+    const r = await api("/api/etl/results/" + id);
+    $("detail").hidden = false;
+    $("detail-title").textContent = "Result " + r.id + ": " + r.processing_type + " - " + r.status;
+    $("detail-meta").textContent = "file " + r.data_file_id + " · parameters " + JSON.stringify(r.parameters) +
+      (r.flow_run_id ? " · flow run " + r.flow_run_id : "");
+    $("detail-error").textContent = r.error || "";
+    $("chart").hidden = true; $("quality").hidden = true; $("detail-json").hidden = true;
+    $("legend").textContent = ""; $("schema-failures").textContent = "";
+    const data = r.result_data;
+    if (data && data.series) drawChart(data);
+    else if (data && data.processing_type === "data_quality") qualityTable(data);
+    else if (data) { $("detail-json").hidden = false; $("detail-json").textContent = JSON.stringify(data.result, null, 2); }
+    for (const format of ["json", "csv"]) {
+      $("export-" + format).onclick = async ev => {
+        ev.preventDefault();
+        const response = await fetch("/api/etl/results/" + id + "/export?format=" + format,
+                                     {headers: {Authorization: "Bearer " + token}});
+        const url = URL.createObjectURL(await response.blob());
+        const a = document.createElement("a"); a.href = url; a.download = "result-" + id + "." + format; a.click();
+      };
+    }
+  }
+
+  async function start() {
+    $("token").value = token;
+    if (!token) return;
+    try { await loadFiles(); await loadResults(); connect(); }
+    catch (e) { $("submit-status").textContent = String(e.message); }
+  }
+
+  $("save-token").onclick = () => { token = $("token").value.trim(); localStorage.setItem("clinicflow-token", token); start(); };
+  $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); };
+  $("filter-status").onchange = loadResults;
+  $("upload-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const file = $("file-input").files[0];
+    if (!file) return;
+    const form = new FormData(); form.append("file", file);
+    try {
+      const row = await api("/api/etl/files", {method: "POST", body: form});
+      $("upload-status").textContent = "uploaded as file " + row.id;
+      await loadFiles(); $("file-select").value = row.id;
+    } catch (e) { $("upload-status").textContent = e.message; }
+  };
+  $("process-form").onsubmit = async ev => {
+    ev.preventDefault();
+    $("submit-status").textContent = "submitting...";
+    let parameters;
+    try { parameters = JSON.parse($("params").value || "{}"); }
+    catch (e) { $("submit-status").textContent = "parameters: not JSON"; return; }
+    try {
+      const row = await api("/api/etl/process", {method: "POST", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({data_file_id: +$("file-select").value, processing_type: $("type").value, parameters})});
+      $("submit-status").textContent = "submitted as result " + row.id;
+      await loadResults(); showDetail(row.id);
+    } catch (e) { $("submit-status").textContent = e.message; }
+  };
+  start();
+})();

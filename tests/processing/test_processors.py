@@ -1,0 +1,157 @@
+"""Processors against independently computed values (pandas / scipy on the whole array), no database."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.signal import find_peaks
+
+from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
+from clinicflow.processing.datafiles import DataFileError, describe_file
+from clinicflow.processing.processors import (
+    PeakDetectionParams,
+    RollingMeanParams,
+    StreamingRollingMean,
+    run_processor,
+    validate_request,
+)
+
+
+def source_for(path: Path, chunk_rows: int = 10_000) -> DataSource:
+    meta = describe_file(path, path.name, chunk_rows=chunk_rows)
+    return DataSource(path=path, name=path.name, format=meta.format, row_count=meta.row_count,
+                      columns=[c["name"] for c in meta.columns])
+
+
+def signal_frame(rows: int, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    values = np.sin(t / 15.0) * 3 + rng.normal(0, 0.4, rows)
+    values[rng.choice(rows, rows // 50, replace=False)] = np.nan
+    return pd.DataFrame({"t": t, "voltage": values, "other": rng.normal(10, 2, rows)})
+
+
+@pytest.mark.parametrize("window,min_periods,center", [(1, None, False), (5, None, False), (7, 3, True),
+                                                       (8, 2, True), (50, 1, False), (4, None, True)])
+def test_streaming_rolling_mean_equals_pandas_on_the_whole_series(window: int, min_periods: int | None,
+                                                                  center: bool) -> None:
+    series = signal_frame(1000)["voltage"]
+    expected = series.rolling(window, min_periods=min_periods, center=center).mean().to_numpy()
+    state = StreamingRollingMean(window, min_periods, center)
+    chunks = [series.to_numpy()[i:i + 37] for i in range(0, 1000, 37)]
+    got = np.concatenate([state.feed(c) for c in chunks] + [state.finish()])
+    np.testing.assert_allclose(got, expected, equal_nan=True, rtol=1e-12, atol=1e-12)
+
+
+def test_rolling_mean_processor_on_a_csv_in_chunks(tmp_path: Path) -> None:
+    frame = signal_frame(3000)
+    path = tmp_path / "vitals.csv"
+    frame.to_csv(path, index=False)
+    params = validate_request("rolling_mean", {"window": 9, "min_periods": 4, "center": True,
+                                               "columns": ["voltage", "other"], "chunk_rows": 250,
+                                               "max_points": 5000})
+    seen: list[float] = []
+    result = run_processor("rolling_mean", source_for(path), params, seen.append)
+    json.dumps(result, allow_nan=False)
+    assert result["rows"] == 3000 and result["step"] == 1 and result["index"] == list(range(3000))
+    for column in ("voltage", "other"):
+        expected = pd.read_csv(path)[column].rolling(9, min_periods=4, center=True).mean().to_numpy()
+        got = np.array([np.nan if v is None else v for v in result["series"][column]["rolling_mean"]])
+        np.testing.assert_allclose(got, expected, equal_nan=True, rtol=1e-9)
+    assert seen[-1] == 1.0 and len(seen) == 12
+
+
+def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
+    frame = signal_frame(1000)
+    path = tmp_path / "big.parquet"
+    frame.to_parquet(path)
+    params = RollingMeanParams(window=3, columns=["other"], chunk_rows=99, max_points=100)
+    result = run_processor("rolling_mean", source_for(path), params, lambda _p: None)
+    expected = frame["other"].rolling(3).mean().to_numpy()[::10]
+    assert result["step"] == 10 and result["index"] == list(range(0, 1000, 10))
+    np.testing.assert_allclose(np.array(result["series"]["other"]["rolling_mean"], dtype=float), expected,
+                               equal_nan=True)
+    np.testing.assert_allclose(result["series"]["other"]["values"], frame["other"].to_numpy()[::10])
+
+
+@pytest.mark.parametrize("kwargs", [{"height": 2.0}, {"height": 1.0, "distance": 20},
+                                    {"prominence": 1.5, "wlen": 101}, {"width": 3, "prominence": 0.5, "wlen": 61},
+                                    {}])
+def test_chunked_peaks_equal_one_find_peaks_call(kwargs: dict) -> None:
+    values = np.nan_to_num(signal_frame(20_000)["voltage"].to_numpy())
+    expected, _ = find_peaks(values, **kwargs)
+    params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
+    from clinicflow.processing.processors import find_peaks_chunked
+
+    chunks = (values[i:i + 777] for i in range(0, len(values), 777))
+    got = np.concatenate([peaks for peaks, _ in find_peaks_chunked(chunks, params)])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_peak_detection_processor_lists_peaks_with_values(tmp_path: Path) -> None:
+    frame = signal_frame(5000)
+    frame["voltage"] = frame["voltage"].fillna(0.0)
+    path = tmp_path / "signal.csv"
+    frame.to_csv(path, index=False)
+    params = validate_request("peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 10,
+                                                 "chunk_rows": 700, "max_peaks": 5})
+    result = run_processor("peak_detection", source_for(path), params, lambda _p: None)
+    values = pd.read_csv(path)["voltage"].to_numpy()
+    expected, props = find_peaks(values, prominence=1.0, distance=10)
+    assert result["count"] == len(expected) and result["truncated"] is (len(expected) > 5)
+    assert [p["index"] for p in result["peaks"]] == expected[:5].tolist()
+    assert [p["value"] for p in result["peaks"]] == pytest.approx(values[expected[:5]].tolist())
+    assert [p["prominence"] for p in result["peaks"]] == pytest.approx(props["prominences"][:5].tolist())
+
+
+def test_data_quality_reports_nulls_duplicates_ranges_and_schema_failures(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": [1, 2, 3, 3, 5, 6], "hr": [60.0, None, 250.0, 250.0, 70.0, 65.0],
+                          "unit": ["bpm", "bpm", "bpm", "bpm", "x", None]})
+    path = tmp_path / "q.csv"
+    frame.to_csv(path, index=False)
+    params = validate_request("data_quality", {"chunk_rows": 4, "expect": {
+        "hr": {"type": "float", "min": 30, "max": 220, "nullable": False},
+        "unit": {"type": "str", "nullable": True}, "missing": {"type": "int"}}})
+    result = run_processor("data_quality", source_for(path), params, lambda _p: None)
+    assert result["rows"] == 6 and result["duplicate_rows"] == 1
+    assert result["columns"]["hr"] == {"dtype": "float64", "nulls": 1, "null_fraction": pytest.approx(1 / 6),
+                                       "min": 60.0, "max": 250.0}
+    assert result["columns"]["unit"]["nulls"] == 1
+    assert result["schema"]["checked"] and not result["schema"]["passed"]
+    failures = {(f["column"], f["check"]): f for f in result["schema"]["failures"]}
+    assert failures[("hr", "less_than_or_equal_to(220.0)")]["rows"] == [2, 3]
+    assert failures[("hr", "not_nullable")]["rows"] == [1]
+    assert failures[("missing", "column_in_dataframe")]["count"] == 2  # once per chunk
+    json.dumps(result, allow_nan=False)
+
+
+def test_requests_are_validated_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("fourier", {})
+    assert error.value.field == "processing_type"
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("rolling_mean", {"window": 0})
+    assert error.value.field == "parameters.window"
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("rolling_mean", {"window": 3, "windwo": 4})
+    assert error.value.field == "parameters.windwo"
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("peak_detection", {"column": "nope"}, file_columns=["a"])
+    assert error.value.field == "parameters.column"
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("rolling_mean", {"window": 3, "min_periods": 4})
+    assert error.value.field == "parameters"
+
+
+def test_non_numeric_column_and_unreadable_file_fail_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "text.csv"
+    path.write_text("a,b\n1,x\n2,y\n", encoding="utf-8")
+    with pytest.raises(ProcessingError, match="column 'b' is not numeric"):
+        run_processor("rolling_mean", source_for(path), RollingMeanParams(window=2, columns=["b"]), lambda _p: None)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(DataFileError, match="bad.parquet"):
+        describe_file(bad, bad.name)
