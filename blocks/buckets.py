@@ -29,6 +29,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
+from clinicflow import secret_env
 
 BucketKind = Literal["local", "gcs", "s3"]
 
@@ -49,7 +50,7 @@ class LocalFolderBucket(Block):
 
 
 def _env(block_name: str, suffix: str) -> str | None:
-    value = os.environ.get("CLINICFLOW_" + block_name.upper().replace("-", "_") + "_" + suffix)
+    value = secret_env.getenv("CLINICFLOW_" + block_name.upper().replace("-", "_") + "_" + suffix)
     return value if value not in (None, "") else None
 
 

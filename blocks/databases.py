@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
+from clinicflow import secret_env
 
 # Session settings for every MySQL connection. An empty sql_mode lets
 # '0000-00-00' dates and other legacy OpenDental values be read and written
@@ -51,7 +52,7 @@ class _ServerBlock(Block):
         values: dict[str, Any] = dict(defaults or {})
         mapping = {"host": "HOST", "port": "PORT", "username": "USER", "password": "PASSWORD", "database": "DATABASE"}
         for field, suffix in mapping.items():
-            raw = os.environ.get(_env_name(block_name, suffix))
+            raw = secret_env.getenv(_env_name(block_name, suffix))
             if raw is not None:
                 values[field] = raw
         if "port" in values:

@@ -15,6 +15,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
+from clinicflow import secret_env
 
 INGEST_LLM_BLOCK = "ingest-llm"
 
@@ -47,7 +48,7 @@ def _from_env(name: str) -> OpenAICompatibleLLM:
     for field, suffix in (("base_url", "BASE_URL"), ("model", "MODEL"), ("api_key", "API_KEY"),
                           ("batch_size", "BATCH_SIZE"), ("timeout_seconds", "TIMEOUT_SECONDS"),
                           ("retries", "RETRIES")):
-        raw = os.environ.get(prefix + suffix)
+        raw = secret_env.getenv(prefix + suffix)
         if raw not in (None, ""):
             values[field] = raw
     return OpenAICompatibleLLM(**values)

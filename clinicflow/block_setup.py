@@ -36,6 +36,7 @@ from prefect_gcp.cloud_storage import GcsBucket
 from blocks.buckets import DICOM_BUCKET_BLOCK, LocalFolderBucket, anonymous_adc_if_emulated
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.llm import OpenAICompatibleLLM
+from clinicflow import secret_env
 from blocks.resolve import (
     ANALYTICS_BLOCK,
     DICOM_REPORTS_BLOCK,
@@ -97,7 +98,7 @@ def blocks_from_env(names: list[str] | None = None) -> list[tuple[str, Block | N
     found: list[tuple[str, Block | None, str]] = []
     for name in chosen:
         prefix = env_prefix(name)
-        if not any(key.startswith(prefix) for key in os.environ):
+        if not any(key.startswith(prefix) for key in secret_env.names()):
             found.append((name, None, f"no {prefix}* variables set"))
             continue
         try:

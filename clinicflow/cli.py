@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from clinicflow import secret_env
 from clinicflow.prefect_runtime import prepare_embedded_environment
 
 # Before anything imports Prefect: it reads these settings once.
@@ -33,6 +34,7 @@ _register_commands()
 
 
 def main() -> None:
+    secret_env.capture()  # before any command: no subprocess of any library inherits a password
     app()
 
 

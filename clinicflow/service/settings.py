@@ -19,6 +19,7 @@ from blocks.buckets import resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
 from clinicflow.processing.custom import scripts_dir_from_env
+from clinicflow import secret_env
 
 PROCESSING_BUCKET_BLOCK = "processing-files-bucket"
 TOKEN_SECRET_BLOCK = "clinicflow-api-token"
@@ -48,7 +49,7 @@ def processing_database() -> PostgresServer:
 
 def api_token() -> str:
     """The token every endpoint but /health requires; RuntimeError when none is configured."""
-    token = os.environ.get("CLINICFLOW_API_TOKEN", "").strip()
+    token = (secret_env.getenv("CLINICFLOW_API_TOKEN") or "").strip()
     if token:
         return token
     from prefect.settings import PREFECT_API_URL

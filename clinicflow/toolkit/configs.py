@@ -37,13 +37,14 @@ from clinicflow.toolkit.http import (
 )
 from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
+from clinicflow import secret_env
 
 DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
 
 
 def clickhouse_from_env() -> ClickHouseConnection:
     """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
-    url = os.environ.get("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
+    url = secret_env.getenv("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
     return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
 
 

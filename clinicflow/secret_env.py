@@ -1,0 +1,36 @@
+"""Secrets given as environment variables, kept out of the process environment once the CLI starts.
+
+Any library may start a subprocess with a copy of ``os.environ`` (Prefect's vendored croniter runs
+``file -b <python>`` when imported), and a password there can be read in ``/proc/PID/environ``.
+The CLI moves the secret-named ``CLINICFLOW_*`` variables into this module at start
+(:func:`capture`); the environment builders read them through :func:`getenv`.
+"""
+from __future__ import annotations
+
+import os
+
+SECRET_SUFFIXES = ("_PASSWORD", "_API_KEY", "_TOKEN", "_SECRET", "_URL", "_SERVICE_ACCOUNT_INFO")
+_captured: dict[str, str] = {}
+
+
+def is_secret_name(name: str) -> bool:
+    return name.startswith("CLINICFLOW_") and name.endswith(SECRET_SUFFIXES)
+
+
+def capture() -> None:
+    """Move secret-named ``CLINICFLOW_*`` variables out of ``os.environ`` (children no longer inherit them)."""
+    for name in [n for n in os.environ if is_secret_name(n)]:
+        _captured[name] = os.environ.pop(name)
+
+
+def getenv(name: str, default: str | None = None) -> str | None:
+    """``os.environ[name]`` when set (it wins: set after start), else the captured value, else ``default``."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    return _captured.get(name, default)
+
+
+def names() -> set[str]:
+    """Every variable name visible through :func:`getenv`."""
+    return set(os.environ) | set(_captured)
