@@ -17,6 +17,7 @@ from tests.dicom.conftest import (  # noqa: F401 - the same real-service fixture
     wait_for_port,
 )
 from tests.ingest.llm_server import llm_server  # noqa: F401 - the scripted OpenAI-compatible server
+from tests.load.conftest import pg_query
 
 REFERRAL = """Referral letter
 Patient: {name}
@@ -61,11 +62,4 @@ def ingest_db(make_pg_db: Callable[[str], Any]) -> Any:
     return server
 
 
-def pg_rows(server: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+pg_rows = pg_query  # one way to read PostgreSQL in tests (the load tests' helper)

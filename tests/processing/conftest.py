@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,6 +11,7 @@ from clinicflow.dicom.storage import LocalFolderWriter
 from clinicflow.processing import store
 from tests.conftest import unique_name
 from tests.processing.service_support import Service, create_database, drop_database, start_service
+from tests.load.conftest import pg_query
 
 
 @pytest.fixture
@@ -30,14 +30,8 @@ def bucket(tmp_path: Path) -> LocalFolderWriter:
     return LocalFolderWriter(tmp_path / "bucket")
 
 
-def pg_rows(server: PostgresServer, sql: str, params: Any = None) -> list[tuple]:
-    conn = server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+# One way to read PostgreSQL in tests: the load tests' helper (the duplicates tool paired a copy here).
+pg_rows = pg_query
 
 
 SCRIPTS = {
