@@ -38,7 +38,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # ---- runtime: no compiler, no uv, no root ----------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 # The MariaDB command-line client: the fast reader of encoded rows for the
-# replication and the load (clinicflow/mysql_client.py); without it clinicflow
+# replication and the load (clinicflow/connectors/mysql/client.py); without it clinicflow
 # falls back to pymysql, which costs more CPU per row.
 # hadolint ignore=DL3008
 RUN apt-get update \

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench._admin import admin_mysql
+from clinicflow_dev.admin import admin_mysql
 
 BOUND_SECONDS = 60.0
 
@@ -38,9 +38,9 @@ def _mysqldump_no_data(server) -> float:  # noqa: ANN001
 
 def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, keep: bool = False) -> int:
     from blocks.databases import MySQLServer
-    from clinicflow import generator
-    from clinicflow import schema_analysis as sa
-    from clinicflow.sql import quote_ident
+    from clinicflow.core.sql import quote_ident
+    from clinicflow.opendental.tables import schema_analysis, tables_yml
+    from clinicflow_dev import generator
 
     base = MySQLServer.from_env("opendental-source", {"database": ""})
     name = f"cf_bench_analysis_{uuid.uuid4().hex[:8]}"
@@ -60,8 +60,8 @@ def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, ke
         for _ in range(runs):
             out.unlink(missing_ok=True)
             start = time.perf_counter()
-            analysis = sa.analyze_source(server)
-            sa.write_tables_yml(analysis, out)
+            analysis = schema_analysis.analyze_source(server)
+            tables_yml.write_tables_yml(analysis, out)
             timings.append(time.perf_counter() - start)
         best, median = min(timings), statistics.median(timings)
         proc = analysis.tables["procedurelog"].config

@@ -161,7 +161,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def bench_flow(files: int, concurrency: int) -> float:
     from blocks.databases import PostgresServer
-    from clinicflow.sql import quote_ident
+    from clinicflow.core.sql import quote_ident
 
     os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
     tmp = Path(tempfile.mkdtemp(prefix="bench-dicom-flow-"))
@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-flow", action="store_true", help="conversion only")
     args = parser.parse_args(argv)
     # Without PREFECT_API_URL the flow starts Prefect's embedded server: the CLI's settings for it
-    # (start-up limit, no telemetry, no block registration; clinicflow/prefect_runtime.py).
-    from clinicflow.prefect_runtime import prepare_embedded_environment
+    # (start-up limit, no telemetry, no block registration; flows/runtime.py).
+    from flows.runtime import prepare_embedded_environment
 
     prepare_embedded_environment()
     if shutil.which("dcmj2pnm") is None:

@@ -71,10 +71,10 @@ def anchor_sync(endpoint: str, bucket: str, prefix: str, folder: Path) -> int:
 def ours_stage(endpoint: str, bucket: str, prefix: str, database: str, batch_size: int) -> int:
     """The ingestion: listing by literal prefix + glob, then staging in batches (no extraction)."""
     from blocks.databases import PostgresServer
+    from clinicflow.connectors.objectstore.readers import S3Store, matching_objects
     from clinicflow.ingest.db import ensure_schema
     from clinicflow.ingest.patterns import parse_location
     from clinicflow.ingest.pipeline import IngestSettings, process_file_batch, run_batches
-    from clinicflow.ingest.stores import S3Store, matching_objects
 
     server = PostgresServer(database=database)
     conn = server.connect()
@@ -113,9 +113,9 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from bench._admin import admin_pg
     from blocks.databases import PostgresServer
-    from clinicflow.sql import quote_ident
+    from clinicflow.core.sql import quote_ident
+    from clinicflow_dev.admin import admin_pg
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     port = _free_port()

@@ -2,7 +2,7 @@
 
 In the same run, on the same rows:
 
-* **project**: ``clinicflow.load_steps.load_table_once`` (server-side COPY
+* **project**: ``clinicflow.opendental.warehouse.load_steps.load_table_once`` (server-side COPY
   encoding, streamed into ``COPY FROM STDIN``, key and indexes built after,
   atomic swap), in a child process so its peak RSS is its own;
 * **pgloader** (the anchor tool), same table, default casts, indexes included;
@@ -39,7 +39,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench._admin import admin_mysql, admin_pg
+from clinicflow_dev.admin import admin_mysql, admin_pg
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "procedurelog"
@@ -47,8 +47,8 @@ TABLE = "procedurelog"
 _CHILD = """
 import json, sys, time
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import load_steps
-from clinicflow.config import TableConfig
+from clinicflow.opendental.warehouse import load_steps
+from clinicflow.opendental.tables.config import TableConfig
 a = json.loads(sys.argv[1])
 load_steps.setup_target(PostgresServer(**a["pg"]))
 t = time.perf_counter()
@@ -124,15 +124,16 @@ def _pgloader(my, pg) -> dict:  # noqa: ANN001
 
 def _encode_rows(my, directory: Path) -> tuple[Path, object]:  # noqa: ANN001
     """The COPY text of the table's rows in a server-readable file (once, outside any timing), and the plan."""
-    from clinicflow import pgload
-    from clinicflow.config import TableConfig
+    from clinicflow.connectors.mysql import catalog, sessions
+    from clinicflow.opendental.tables.config import TableConfig
+    from clinicflow.opendental.warehouse import copy_encoding, load_plan
 
     path = directory / "rows.copy"
-    conn = pgload.mysql_connect(my, streaming=True)
+    conn = sessions.raw_connection(my, streaming=True, zone="server")
     try:
-        plan = pgload.plan_table(pgload.describe_source(conn, TABLE), TableConfig(primary_key=["ProcNum"]))
+        plan = load_plan.plan_load(catalog.describe_source(conn, TABLE), TableConfig(primary_key=["ProcNum"]))
         with conn.cursor() as cur, open(path, "wb") as out:
-            cur.execute(pgload.copy_select_sql(plan, counted=False))
+            cur.execute(copy_encoding.copy_select_sql(plan, counted=False))
             while batch := cur.fetchmany(10_000):
                 out.write(b"\n".join(r[0] for r in batch) + b"\n")
     finally:
@@ -143,14 +144,14 @@ def _encode_rows(my, directory: Path) -> tuple[Path, object]:  # noqa: ANN001
 
 def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
     """COPY FROM the server-side file into a fresh unindexed table, then the same key and indexes."""
-    from clinicflow import pgload
+    from clinicflow.opendental.warehouse import ddl, full_load
 
     pg_conn = pg.connect()
     try:
         with pg_conn.cursor() as cur:
             cur.execute("CREATE SCHEMA IF NOT EXISTS bare")
             cur.execute(f"DROP TABLE IF EXISTS bare.{TABLE}")
-            cur.execute(pgload.create_table_sql(plan, "bare"))
+            cur.execute(ddl.pg_create_table_sql(plan, "bare"))
         pg_conn.commit()
         start = time.perf_counter()
         with pg_conn.cursor() as cur:
@@ -159,8 +160,8 @@ def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
         pg_conn.commit()
         copy_seconds = time.perf_counter() - start
         with pg_conn.cursor() as cur:
-            cur.execute(f"SET maintenance_work_mem = '{pgload.INDEX_BUILD_MEMORY_MB}MB'")
-            for statement in [pgload.primary_key_sql(plan, "bare"), *pgload.index_sqls(plan, "bare")]:
+            cur.execute(f"SET maintenance_work_mem = '{full_load.INDEX_BUILD_MEMORY_MB}MB'")
+            for statement in [ddl.primary_key_sql(plan, "bare"), *ddl.index_sqls(plan, "bare")]:
                 cur.execute(statement)
         pg_conn.commit()
         indexed_seconds = time.perf_counter() - start
@@ -187,7 +188,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, keep: bool = False,
         rounds: int = 3) -> int:
     from blocks.databases import MySQLServer, PostgresServer
-    from clinicflow import generator
+    from clinicflow_dev import generator
 
     name = f"cf_bench_load_{uuid.uuid4().hex[:8]}"
     my = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), username="root", database=name)

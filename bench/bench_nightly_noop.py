@@ -65,8 +65,8 @@ def _last_run(pg) -> tuple[float, int, int]:  # noqa: ANN001
 
 def run(tables: int = 450, runs: int = 1, keep: bool = False) -> int:
     from blocks.databases import MySQLServer, PostgresServer
-    from clinicflow import generator
-    from clinicflow import schema_analysis as sa
+    from clinicflow.opendental.tables import schema_analysis, tables_yml
+    from clinicflow_dev import generator
 
     tag = uuid.uuid4().hex[:8]
     mysql = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), username="root", database="")
@@ -86,7 +86,7 @@ def run(tables: int = 450, runs: int = 1, keep: bool = False) -> int:
         counts = generator.create_wide_source(source, tables=tables)
         print(f"generated {len(counts)} tables, {sum(counts.values()):,} rows in {time.perf_counter() - t:.1f}s")
         tables_file = workdir / "tables.yml"
-        sa.write_tables_yml(sa.analyze_source(source), tables_file)
+        tables_yml.write_tables_yml(schema_analysis.analyze_source(source), tables_file)
         env = _env(source, replica, pg, tables_file, workdir / "prefect")
         first = _nightly(env)
         flow_s, n, rows = _last_run(pg)

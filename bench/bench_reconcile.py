@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from bench._admin import admin_mysql, admin_pg
 from bench.bench_load import _run_measured
+from clinicflow_dev.admin import admin_mysql, admin_pg
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "procedurelog"
@@ -37,8 +36,8 @@ TABLE = "procedurelog"
 _CHILD = """
 import json, sys, time
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import load_steps, replication
-from clinicflow.config import TableConfig
+from clinicflow.opendental.warehouse import load_steps
+from clinicflow.opendental.tables.config import TableConfig
 a = json.loads(sys.argv[1])
 src, rep, pg = MySQLServer(**a["src"]), MySQLServer(**a["rep"]), PostgresServer(**a["pg"])
 config = TableConfig(primary_key=["ProcNum"], batch_size=a["batch"], extraction_strategy="incremental",
@@ -107,14 +106,15 @@ def _change(src, rows: int, night: int) -> int:  # noqa: ANN001
 
 
 def _equal(src, rep, pg) -> None:  # noqa: ANN001
-    from clinicflow import pgload, replication, verify
-    from clinicflow.config import TableConfig
+    from clinicflow.connectors.mysql import catalog, columns, sessions
+    from clinicflow.opendental.tables.config import TableConfig
+    from clinicflow.opendental.warehouse import load_plan, verify
 
-    if replication.table_checksum(src, TABLE) != replication.table_checksum(rep, TABLE):
+    if columns.table_checksum(src, TABLE) != columns.table_checksum(rep, TABLE):
         raise RuntimeError("the replica differs from the source after the night")
-    my, pgc = pgload.mysql_connect(rep), pg.connect()
+    my, pgc = sessions.raw_connection(rep, zone="server"), pg.connect()
     try:
-        result = verify.verify_table(my, pgc, pgload.plan_table(pgload.describe_source(my, TABLE),
+        result = verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, TABLE),
                                                                 TableConfig(primary_key=["ProcNum"])))
     finally:
         my.close()
@@ -124,7 +124,7 @@ def _equal(src, rep, pg) -> None:  # noqa: ANN001
 
 
 def run(rows: int, batch: int) -> dict:
-    from clinicflow import generator
+    from clinicflow_dev import generator
 
     tag = uuid.uuid4().hex[:8]
     src, rep, pg, names, my_admin, pg_admin = _servers(tag)

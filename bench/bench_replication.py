@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from clinicflow.prefect_runtime import flow_run_settings, prepare_embedded_environment
+from flows.runtime import flow_run_settings, prepare_embedded_environment
 
 # Before Prefect is imported, as the CLI does (embedded server settings).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -29,8 +29,10 @@ from pathlib import Path
 import yaml
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
-from clinicflow.replication import connect, ensure_database, table_checksum
+from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.opendental.replication.copy_plan import ensure_database
+from clinicflow_dev import generator
 
 
 def _recreate(server: MySQLServer) -> None:
@@ -65,7 +67,7 @@ def main() -> None:
                          "incremental_columns": ["DateTStamp"], "batch_size": args.batch},
         "definition": {"primary_key": ["DefNum"]},
     }}))
-    conn = connect(src)
+    conn = raw_connection(src)
     with conn.cursor() as cur:  # a tiny table to start Prefect's embedded server outside the timings
         cur.execute("CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, ItemName varchar(10)) ENGINE=MyISAM")
         cur.execute("INSERT INTO definition (ItemName) VALUES ('a')")

@@ -60,7 +60,7 @@ def pg_server() -> Any:
 
 
 def prepare_pg(rows: int) -> str:
-    from bench._admin import admin_pg
+    from clinicflow_dev.admin import admin_pg
 
     server = pg_server()
     name = f"cf_bench_toolkit_{uuid.uuid4().hex[:8]}"
@@ -147,7 +147,7 @@ def main() -> None:
         print(json.dumps(run_case(args.child, args.rows, args.chdb, args.pg_database)))
         return
 
-    from bench._admin import admin_pg
+    from clinicflow_dev.admin import admin_pg
 
     chdb_dir = tempfile.mkdtemp(prefix="cf_bench_chdb_")
     databases = {n: prepare_pg(n) for n in (args.rows, args.big_rows)}

@@ -29,7 +29,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
-from clinicflow import secret_env
+from clinicflow.core import secret_env
 
 BucketKind = Literal["local", "gcs", "s3"]
 

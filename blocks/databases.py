@@ -10,12 +10,12 @@ the only printable form, without the password.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
-from clinicflow import secret_env
+
+from clinicflow.core import secret_env
 
 # Session settings for every MySQL connection. An empty sql_mode lets
 # '0000-00-00' dates and other legacy OpenDental values be read and written

@@ -8,14 +8,13 @@ API it is built from ``CLINICFLOW_INGEST_LLM_{BASE_URL,MODEL,API_KEY,BATCH_SIZE}
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
-from clinicflow import secret_env
+from clinicflow.core import secret_env
 
 INGEST_LLM_BLOCK = "ingest-llm"
 

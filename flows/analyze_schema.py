@@ -16,26 +16,26 @@ from prefect.states import Failed
 
 from blocks.databases import MySQLServer
 from blocks.resolve import SOURCE_BLOCK, resolve_block
-from clinicflow import schema_analysis as sa
-from clinicflow.config import TablesConfig, load_tables_config
-from clinicflow.retry import TASK_RETRY
+from clinicflow.core.retry import TASK_RETRY
+from clinicflow.opendental.tables import analysis_rules, config_drift, schema_analysis, tables_yml
+from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 
 
 @task(name="analyze-source", cache_policy=NO_CACHE, **TASK_RETRY)
-def analyze_source_task(server: MySQLServer, rules: sa.AnalysisRules,
-                        exclude: list[str] | None = None) -> sa.SchemaAnalysis:
-    return sa.analyze_source(server, rules, exclude=exclude or ())
+def analyze_source_task(server: MySQLServer, rules: analysis_rules.AnalysisRules,
+                        exclude: list[str] | None = None) -> schema_analysis.SchemaAnalysis:
+    return schema_analysis.analyze_source(server, rules, exclude=exclude or ())
 
 
 @task(name="write-tables-yml", cache_policy=NO_CACHE)
-def write_tables_task(analysis: sa.SchemaAnalysis, path: str) -> sa.WriteResult:
-    return sa.write_tables_yml(analysis, path)
+def write_tables_task(analysis: schema_analysis.SchemaAnalysis, path: str) -> tables_yml.WriteResult:
+    return tables_yml.write_tables_yml(analysis, path)
 
 
 @task(name="check-drift", cache_policy=NO_CACHE, **TASK_RETRY)
-def check_drift_task(server: MySQLServer, config: TablesConfig, rules: sa.AnalysisRules,
-                     exclude: list[str] | None = None) -> sa.DriftReport:
-    return sa.check_drift(server, config, rules, exclude=exclude or ())
+def check_drift_task(server: MySQLServer, config: TablesConfig, rules: analysis_rules.AnalysisRules,
+                     exclude: list[str] | None = None) -> config_drift.DriftReport:
+    return config_drift.check_drift(server, config, rules, exclude=exclude or ())
 
 
 @flow(name="analyze-schema")
@@ -58,8 +58,8 @@ def analyze_schema(
     server = resolve_block(SOURCE_BLOCK, MySQLServer)
     if database:
         server = server.model_copy(update={"database": database})
-    rules = sa.rules_with(critical_tables=tuple(critical_tables) if critical_tables else None)
-    path = sa.tables_file_path(output)
+    rules = analysis_rules.rules_with(critical_tables=tuple(critical_tables) if critical_tables else None)
+    path = tables_yml.tables_file_path(output)
 
     if check:
         report = check_drift_task(server, load_tables_config(path), rules, exclude)

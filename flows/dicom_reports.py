@@ -24,15 +24,15 @@ from prefect.states import Failed
 from blocks.buckets import DICOM_BUCKET_BLOCK, resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
-from clinicflow import cancel
+from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.core import cancel
+from clinicflow.core.logs import get_logger
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
-from clinicflow.dicom.progress import RunProgress, artifact_key
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
-from clinicflow.dicom.storage import writer_for
-from clinicflow.logs import get_logger
+from flows.progress import RunProgress, artifact_key
 from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

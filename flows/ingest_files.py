@@ -19,14 +19,14 @@ from prefect.states import Failed
 
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
-from clinicflow.dicom.progress import RunProgress, artifact_key
+from clinicflow.connectors.objectstore.readers import matching_objects
+from clinicflow.core.logs import get_logger
+from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
-from clinicflow.ingest.stores import matching_objects
 from clinicflow.ingest.synthetic import generate, parse_synthetic
-from clinicflow.logs import get_logger
-from clinicflow.sql import validate_table_name
+from flows.progress import RunProgress, artifact_key
 from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
 
 Extractor = Literal["rules", "llm", "none"]

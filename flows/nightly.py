@@ -35,11 +35,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
-from clinicflow import load_steps, replication
-from clinicflow.config import TablesConfig, load_tables_config
-from clinicflow.guards import check_analytics_is_not_source, check_targets
-from clinicflow.logs import get_logger
-from clinicflow.metrics import TableOutcome
+from clinicflow.core.logs import get_logger
+from clinicflow.opendental.guards import check_analytics_is_not_source, check_targets
+from clinicflow.opendental.metrics import TableOutcome
+from clinicflow.opendental.replication import copy_plan, replica_copy
+from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
+from clinicflow.opendental.warehouse import load_steps
 from flows.replicate import select_tables, warn_dropped_leftovers
 from tasks import load as load_tasks
 from tasks import replication as repl_tasks
@@ -137,7 +138,7 @@ class _TierRun:
     def replicate(self, table: str) -> None:
         self.started[table] = time.time()
         assert self.source is not None
-        plan_f = repl_tasks.plan_table.submit(self.source, self.replica, table, self.config.effective(table),
+        plan_f = repl_tasks.plan_copy.submit(self.source, self.replica, table, self.config.effective(table),
                                               self.full_refresh, self.options.full_sweep)
         self.when_done(table, "replication", [plan_f], lambda fs: self._copy(table, fs[0]))
 
@@ -152,10 +153,10 @@ class _TierRun:
         else:
             copies = [repl_tasks.copy_chunk.submit(self.source, self.replica, plan, unit,
                                                    unit.label if unit else "all")
-                      for unit in replication.full_copy_units(plan)]
+                      for unit in replica_copy.full_copy_units(plan)]
         self.when_done(table, "replication", copies, lambda fs: self._swap(table, plan, fs))
 
-    def _swap(self, table: str, plan: replication.TablePlan, copies: list[PrefectFuture]) -> None:
+    def _swap(self, table: str, plan: copy_plan.CopyPlan, copies: list[PrefectFuture]) -> None:
         for copy in copies:
             if (err := _error(copy)) is not None:
                 return self.fail(table, "replication", err)
@@ -261,8 +262,8 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(),
                  pg.describe())
         if replicate:
-            replication.ensure_database(replica)
-            warn_dropped_leftovers(replication.drop_leftover_tables(replica))
+            copy_plan.ensure_database(replica)
+            warn_dropped_leftovers(copy_plan.drop_leftover_tables(replica))
             _record_drift(source, config, log)
         load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
     except Exception as exc:
@@ -315,7 +316,7 @@ def _source_block() -> MySQLServer | None:
 
 def start_failure_message(exc: BaseException) -> str:
     """The one line recorded for a run that failed before its tables ran (messages never hold passwords)."""
-    from clinicflow.config import ConfigError
+    from clinicflow.opendental.tables.config import ConfigError
 
     text = " ".join(str(exc).split())
     return text if isinstance(exc, ConfigError) else f"could not start: {type(exc).__name__}: {text}"
@@ -323,7 +324,7 @@ def start_failure_message(exc: BaseException) -> str:
 
 def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
     """Compare tables.yml with the live source first and record any drift (it does not stop the night)."""
-    from clinicflow.schema_analysis import check_drift
+    from clinicflow.opendental.tables.config_drift import check_drift
 
     try:
         report = check_drift(source, config)

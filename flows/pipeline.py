@@ -18,7 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from clinicflow.retry import retry_on_transient
+from clinicflow.core.retry import retry_on_transient
 from clinicflow.toolkit.base import RunContext, ToolkitError
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
@@ -38,7 +38,7 @@ def resolve_connection(dialect: str, name: str) -> Any:
 
     if dialect.startswith("bucket:"):
         from blocks.buckets import resolve_bucket
-        from clinicflow.dicom.storage import writer_for
+        from clinicflow.connectors.objectstore.buckets import writer_for
 
         return writer_for(resolve_bucket(dialect.partition(":")[2], name))
     if dialect == "mysql":

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run as current_flow_run
 
-from clinicflow.logs import get_logger
+from clinicflow.core.logs import get_logger
 from clinicflow.processing import store
 from clinicflow.processing.custom import scripts_dir_from_env
 from clinicflow.service.settings import processing_bucket, processing_database

@@ -18,10 +18,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer
 from blocks.resolve import REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
-from clinicflow import replication
-from clinicflow.config import ConfigError, TablesConfig, load_tables_config
-from clinicflow.guards import check_replica_is_not_source
-from clinicflow.logs import get_logger
+from clinicflow.core.logs import get_logger
+from clinicflow.opendental.guards import check_replica_is_not_source
+from clinicflow.opendental.replication import copy_plan, replica_copy
+from clinicflow.opendental.tables.config import ConfigError, TablesConfig, load_tables_config
 from tasks import replication as tasks
 
 # Concurrent copies (chunks of one table and tables of one tier share it).
@@ -76,10 +76,10 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
     """Replicate the tables of one tier; a failing table never stops the others."""
     started = {t: time.perf_counter() for t in names}
     outcomes = {t: TableOutcome(t, tier) for t in names}
-    plan_futures = {t: tasks.plan_table.submit(src, dst, t, config.effective(t), full_refresh, full_sweep)
+    plan_futures = {t: tasks.plan_copy.submit(src, dst, t, config.effective(t), full_refresh, full_sweep)
                     for t in names}
     copies: dict[str, list[PrefectFuture]] = {}
-    plans: dict[str, replication.TablePlan] = {}
+    plans: dict[str, copy_plan.CopyPlan] = {}
     for t, fut in plan_futures.items():
         fut.wait()
         if not fut.state.is_completed():
@@ -93,7 +93,7 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
             copies[t] = [tasks.copy_incremental.submit(src, dst, plan)]
         else:
             copies[t] = [tasks.copy_chunk.submit(src, dst, plan, unit, unit.label if unit else "all")
-                         for unit in replication.full_copy_units(plan)]
+                         for unit in replica_copy.full_copy_units(plan)]
     swaps: dict[str, PrefectFuture] = {}
     for t, futures in copies.items():
         for fut in futures:
@@ -164,8 +164,8 @@ def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False
         log.error("%s", " ".join(str(exc).split()))  # one clear line before Prefect's traceback
         raise
     log.info("replicating %d tables from %s to %s", len(names), src.describe(), dst.describe())
-    replication.ensure_database(dst)
-    warn_dropped_leftovers(replication.drop_leftover_tables(dst))
+    copy_plan.ensure_database(dst)
+    warn_dropped_leftovers(copy_plan.drop_leftover_tables(dst))
     outcomes: list[TableOutcome] = []
     for tier, tier_names in config.by_tier(names):
         log.info("tier %d: %d tables", tier, len(tier_names))

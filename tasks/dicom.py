@@ -13,12 +13,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
+from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.core.retry import TASK_RETRY
 from clinicflow.dicom.outputs import OutputsResult, write_outputs
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch
 from clinicflow.dicom.reports import FileGroup, Page, ReportsSource, SourceCount
 from clinicflow.dicom.state import StateStore
-from clinicflow.dicom.storage import writer_for
-from clinicflow.retry import TASK_RETRY
 
 
 @task(name="dicom-prepare", cache_policy=NO_CACHE, **TASK_RETRY)

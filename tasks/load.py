@@ -1,4 +1,4 @@
-"""Thin Prefect tasks around clinicflow.load_steps and clinicflow.metrics (PostgreSQL loads)."""
+"""Thin Prefect tasks around clinicflow.opendental.warehouse.load_steps and clinicflow.opendental.metrics (PostgreSQL loads)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +7,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import load_steps, metrics
-from clinicflow.config import TableConfig
-from clinicflow.pgload import CopyStats
-from clinicflow.retry import TASK_RETRY
+from clinicflow.core.retry import TASK_RETRY
+from clinicflow.opendental import metrics
+from clinicflow.opendental.tables.config import TableConfig
+from clinicflow.opendental.warehouse import load_steps
+from clinicflow.opendental.warehouse.copy_stream import CopyStats
 
 # NO_CACHE: parameters hold credential blocks, which must never be hashed into cache keys or stored.
 

@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
-from clinicflow.dicom.storage import writer_for
+from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.processing.runner import process_result
 
 

@@ -17,9 +17,9 @@ import pytest
 # switch the resolver to saved blocks.
 os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
 
-from bench._admin import admin_pg  # noqa: E402 - one way to run admin SQL, shared with the benches
 from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
-from clinicflow.sql import quote_ident  # noqa: E402
+from clinicflow.core.sql import quote_ident
+from clinicflow_dev.admin import admin_pg
 
 
 def unique_name(prefix: str) -> str:

@@ -15,7 +15,7 @@ operation (connect, every read, every write) by a network backend that cuts
 each operation's timeout to the time left; a read timeout alone resets on
 every byte, so a server trickling one byte a second would never time out.
 Reads wait in short steps so that a stop request (SIGTERM, see
-:mod:`clinicflow.cancel`) ends a download within a fraction of a second.
+:mod:`clinicflow.core.cancel`) ends a download within a fraction of a second.
 
 Where: local files (absolute paths, ``file://``) only inside the configured
 allowed roots (or the base folder); HTTP redirects to private, loopback or
@@ -36,8 +36,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-from clinicflow import cancel
-from clinicflow.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
+from clinicflow.core import cancel
+from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
 
 CHUNK_BYTES = 1 << 20
 MAX_REDIRECTS = 5

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
 from clinicflow.dicom.pipeline import BatchResult
 from clinicflow.dicom.reports import SourceCount
 from clinicflow.dicom.state import StateStore
-from clinicflow.dicom.storage import BucketWriter, file_md5
 
 REPORTS_CSV = "reports.csv"
 FAILURES_CSV = "failures.csv"

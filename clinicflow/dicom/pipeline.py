@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicflow import cancel
+from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
+from clinicflow.core import cancel
+from clinicflow.core.logs import get_logger
 from clinicflow.dicom.download import Downloader, DownloadError, DownloadLimits, stored_location
 from clinicflow.dicom.render import DEFAULT_JPEG_QUALITY, ConversionError, RenderResult, jpeg_names, render_file
 from clinicflow.dicom.reports import KEY_COLUMNS, FileGroup, FileKey, ReportsSource, SourceCount
 from clinicflow.dicom.state import Failure, FileState, StateStore
-from clinicflow.dicom.storage import BucketWriter, file_md5
-from clinicflow.logs import get_logger
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -151,7 +151,7 @@ def process_batch(
 
     Bad files never stop the batch. Errors of the state database propagate
     (the task is retried as a whole; done files are then skipped). A stop
-    request (:mod:`clinicflow.cancel`) ends the batch between files or inside
+    request (:mod:`clinicflow.core.cancel`) ends the batch between files or inside
     a download; the file in hand is neither done nor failed, so a rerun takes it.
     """
     log = get_logger("clinicflow.dicom")

@@ -23,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from dataclasses import dataclass, field
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from blocks.databases import PostgresServer
-from clinicflow.sql import quote_ident, quote_list, quote_qualified
+from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 
 KEY_COLUMNS: tuple[str, ...] = ("study_id", "series_id", "instance_id", "file_location")
 FIELD_SEPARATOR = "\n---\n"

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from blocks.databases import PostgresServer
+from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.download import stored_location
 from clinicflow.dicom.reports import OUTPUT_COLUMNS, FileKey
-from clinicflow.sql import quote_ident
 
 DEFAULT_STATE_SCHEMA = "clinicflow_dicom"
 CSV_FETCH_ROWS = 2000

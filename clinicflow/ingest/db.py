@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.medical import Medical
-from clinicflow.sql import quote_ident
 
 DEFAULT_SCHEMA = "ingest"
 _NAMESPACE = uuid.UUID("5b0f6a52-8d1e-4c1b-9a59-0c6b1f1e7a10")

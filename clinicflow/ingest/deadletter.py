@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentText, Extractor
 from clinicflow.ingest.pipeline import IngestSettings, extract_documents, extract_letters, process_file_batch
-from clinicflow.ingest.stores import ObjectInfo, ObjectStore
 from clinicflow.ingest.synthetic import RejectedRecord, load_records, record_from_payload
 
 LETTER_COLUMNS = ("id", "run_id", "stage", "source_kind", "item_key", "source_uri", "record_id", "reason", "message",

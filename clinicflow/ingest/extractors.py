@@ -10,7 +10,7 @@ One protocol, two implementations:
   lacks or gets wrong is asked again on its own (per-record fallback). The
   answer is validated against ``Medical`` after alias normalisation. Only
   transient errors (connection, timeout, 429, 5xx) are retried, by
-  :func:`clinicflow.retry.call_with_retry`; other failures become dead
+  :func:`clinicflow.core.retry.call_with_retry`; other failures become dead
   letters with a reason code.
 
 Every outcome is an :class:`Extraction`: a ``Medical`` or a reason code
@@ -28,8 +28,8 @@ from typing import Any, Iterator, Protocol
 
 from pydantic import ValidationError
 
+from clinicflow.core.retry import PermanentError, TransientError, call_with_retry, is_transient
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields, parse_date
-from clinicflow.retry import PermanentError, TransientError, call_with_retry, is_transient
 
 PROMPT_VERSION = "medical-v1"
 

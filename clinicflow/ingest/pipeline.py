@@ -24,12 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentText, Extraction, Extractor
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.medical import Medical
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
-from clinicflow.ingest.stores import ObjectInfo, ObjectStore, TooLarge
 
 MIB = 1024 * 1024
 

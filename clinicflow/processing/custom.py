@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from clinicflow.processing.base import DataSource, ProcessingError, ProgressFn, ParamsModel
+from clinicflow.processing.base import DataSource, ParamsModel, ProcessingError, ProgressFn
 
 SCRIPT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 DEFAULT_SCRIPTS_DIR = "processing_scripts"

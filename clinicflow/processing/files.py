@@ -1,7 +1,7 @@
 """Data files in the bucket: store an upload, register an object already there, fetch a local copy.
 
 The bytes live in the processing bucket (a local folder, GCS or S3 through
-:mod:`clinicflow.dicom.storage`'s writers); the metadata row in
+:mod:`clinicflow.connectors.objectstore.buckets`'s writers); the metadata row in
 ``processing.data_files``. Objects go under ``data-files/<uuid>/<name>``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from clinicflow.dicom.storage import BucketWriter, LocalFolderWriter
+from clinicflow.connectors.objectstore.buckets import BucketWriter, LocalFolderWriter
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import describe_file

@@ -23,6 +23,7 @@ from clinicflow.processing.custom import CustomParams, run_custom
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
 from clinicflow.processing.quality import DataQualityParams, data_quality
 
+
 def _json_list(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else float(v) for v in values.astype(float).tolist()]
 

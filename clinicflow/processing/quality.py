@@ -11,7 +11,6 @@ from pydantic import Field
 from clinicflow.processing.base import DataSource, ParamsModel, ProgressFn, json_number
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
 
-
 ExpectedType = Literal["int", "float", "str", "bool", "datetime"]
 _PANDERA_TYPES = {"int": "Int64", "float": "float64", "str": "string", "bool": "boolean", "datetime": "datetime64[ns]"}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from clinicflow.sql import quote_ident
+from clinicflow.core.sql import quote_ident
 
 SCHEMA = "processing"
 CHANNEL = "etl_update"

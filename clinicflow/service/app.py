@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
-from clinicflow.dicom.storage import writer_for
+from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import DataFileError
@@ -271,7 +271,7 @@ async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
 
 def _transient_api_error(exc: BaseException) -> bool:
     """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
-    from clinicflow.retry import HTTP_TRANSIENT_STATUS, is_transient
+    from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, is_transient
 
     response = getattr(exc, "response", None)
     return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
@@ -282,7 +282,7 @@ async def _start_run(client: Any, deployment: str, result_id: int) -> str:
     retry after a transient API error can never create a second run."""
     from prefect.deployments.flow_runs import arun_deployment
 
-    from clinicflow.retry import backoff_delays
+    from clinicflow.core.retry import backoff_delays
 
     delays = backoff_delays(retries=4, base=1.0)
     for attempt in range(len(delays) + 1):

@@ -18,8 +18,8 @@ from typing import Any
 from blocks.buckets import resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+from clinicflow.core import secret_env
 from clinicflow.processing.custom import scripts_dir_from_env
-from clinicflow import secret_env
 
 PROCESSING_BUCKET_BLOCK = "processing-files-bucket"
 TOKEN_SECRET_BLOCK = "clinicflow-api-token"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
-from clinicflow.sql import quote_ident, quote_list
+from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, rebatch
 from clinicflow.toolkit.sqldb import query_parameters
 

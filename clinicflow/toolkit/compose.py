@@ -20,7 +20,7 @@ Error semantics:
   skipped.
 * ``retry(step, retries, delay_seconds, on)``: every leaf under ``step`` is
   retried up to ``retries`` times, on any error or only transient ones
-  (``clinicflow.retry``'s classification).
+  (``clinicflow.core.retry``'s classification).
 
 Whatever the nesting, the pipeline run ends Failed when any step failed.
 """
@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-from clinicflow.retry import backoff_delays, is_transient
+from clinicflow.core.retry import backoff_delays, is_transient
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
 from clinicflow.toolkit.configs import built, extractor_of, loader_of, transformer_of
 from clinicflow.toolkit.transform import TypeConverter
@@ -162,7 +162,7 @@ def conditional(predicate: Callable[[RunContext], bool], then: Step, otherwise: 
 
 def retry(inner: Step, retries: int = 3, *, delay_seconds: float | list[float] | None = None,
           on: Literal["any", "transient"] = "any") -> Step:
-    """Give every leaf under ``inner`` ``retries`` retries (default delays: clinicflow.retry's backoff)."""
+    """Give every leaf under ``inner`` ``retries`` retries (default delays: clinicflow.core.retry's backoff)."""
     delays = delay_seconds if delay_seconds is not None else backoff_delays(retries)
     if isinstance(inner, Leaf):
         return dataclasses.replace(inner, retries=retries, retry_delay_seconds=delays, retry_on=on)

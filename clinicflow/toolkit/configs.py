@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, TypeAdapter
 
+from clinicflow.core import secret_env
 from clinicflow.toolkit.base import (
     DeadLetterSink,
     Extractor,
@@ -37,7 +38,6 @@ from clinicflow.toolkit.http import (
 )
 from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
-from clinicflow import secret_env
 
 DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
 

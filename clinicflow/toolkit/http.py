@@ -4,7 +4,7 @@ Pagination styles: ``page`` (page number parameter), ``offset`` (offset/limit
 parameters), ``cursor`` (a cursor taken from the response body), ``link``
 (RFC 8288 ``Link: <...>; rel="next"`` header). Records are read from
 ``records_path`` in the JSON body (dotted, empty for a top-level list).
-Which failures are transient comes from :mod:`clinicflow.retry`.
+Which failures are transient comes from :mod:`clinicflow.core.retry`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from clinicflow.retry import HTTP_TRANSIENT_STATUS, JITTER_FACTOR, backoff_delays, is_transient
+from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, JITTER_FACTOR, backoff_delays, is_transient
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol
 
-from clinicflow.sql import quote_ident, quote_list, quote_qualified
+from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
 
 

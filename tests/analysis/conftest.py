@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow_dev import generator
 from tests.conftest import mysql_exec
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.config import ConfigError, parse_tables_config
+from clinicflow.opendental.tables.config import ConfigError, parse_tables_config
 
 
 def test_column_types_and_observed_watermark_load() -> None:

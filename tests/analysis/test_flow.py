@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.config import load_tables_config
+from clinicflow.opendental.tables.config import load_tables_config
 
 from .conftest import execute
 

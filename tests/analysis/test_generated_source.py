@@ -11,9 +11,9 @@ import yaml
 from typer.testing import Result
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
-from clinicflow import schema_analysis as sa
-from clinicflow.config import ExtractionStrategy, load_tables_config, parse_tables_config
+from clinicflow.opendental.tables import config_drift, schema_analysis, tables_yml
+from clinicflow.opendental.tables.config import ExtractionStrategy, load_tables_config, parse_tables_config
+from clinicflow_dev import generator
 
 from .conftest import execute
 
@@ -25,7 +25,7 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
     demo_seeded: tuple[MySQLServer, dict[str, int]], tmp_path: Path
 ) -> None:
     demo_source, seeded_rows = demo_seeded
-    result = sa.write_tables_yml(sa.analyze_source(demo_source), tmp_path / "tables.yml")
+    result = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), tmp_path / "tables.yml")
     assert result.changed and not result.errors
     text = (tmp_path / "tables.yml").read_text()
     config = parse_tables_config(yaml.safe_load(text))  # validates with the project's model
@@ -54,10 +54,10 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
 
 def test_regenerating_an_unchanged_source_gives_identical_bytes(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
-    sa.write_tables_yml(sa.analyze_source(demo_source), path,
+    tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
                         generated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
     first = path.read_bytes()
-    again = sa.write_tables_yml(sa.analyze_source(demo_source), path,
+    again = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
                                 generated_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
     assert not again.changed
     assert path.read_bytes() == first
@@ -66,7 +66,7 @@ def test_regenerating_an_unchanged_source_gives_identical_bytes(demo_source: MyS
 
 def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
-    sa.write_tables_yml(sa.analyze_source(demo_source), path)
+    tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     generated = path.read_text()
     hand = ("overrides:\n"
             "  # securitylog rows are tiny: bigger chunks (ops ticket 1234)\n"
@@ -78,7 +78,7 @@ def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: P
 
     # The source changes (more rows), so the generated part changes too.
     generator.apply_changes(demo_source, "patient", inserts=25)
-    result = sa.write_tables_yml(sa.analyze_source(demo_source), path)
+    result = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     regenerated = path.read_text()
     assert result.changed and regenerated.endswith(hand)
     config = load_tables_config(path)
@@ -128,14 +128,14 @@ def test_check_names_each_source_change_and_exits_non_zero(
 
 def test_check_reports_new_table_lost_key_and_dropped_watermark(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
-    sa.write_tables_yml(sa.analyze_source(demo_source), path)
+    tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     execute(
         demo_source,
         "CREATE TABLE recall (RecallNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=MyISAM",
         "ALTER TABLE patplan DROP PRIMARY KEY",
         "ALTER TABLE payment DROP COLUMN SecDateTEdit",
     )
-    report = sa.check_drift(demo_source, load_tables_config(path))
+    report = config_drift.check_drift(demo_source, load_tables_config(path))
     found = {(i.table, i.kind.value, i.column) for i in report.items}
     assert found == {
         ("recall", "table_added", None),
@@ -148,18 +148,18 @@ def test_check_reports_new_table_lost_key_and_dropped_watermark(demo_source: MyS
 
 def test_stalled_watermark_is_drift_a_moving_one_is_not(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
-    sa.write_tables_yml(sa.analyze_source(demo_source), path)
+    tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     config = load_tables_config(path)
 
     # Inserts and updates that move the change column: no drift.
     generator.apply_changes(demo_source, "procedurelog", inserts=50, updates=20)
     generator.apply_changes(demo_source, "securitylog", inserts=10)
-    assert not sa.check_drift(demo_source, config).has_drift
+    assert not config_drift.check_drift(demo_source, config).has_drift
 
     # New rows whose change column no longer moves (an application that stopped setting it).
     stale = config.tables["commlog"].observed_watermark
     execute(demo_source, f"INSERT INTO commlog (PatNum, DateTStamp) SELECT seq, '{stale}' FROM seq_1_to_30")
-    report = sa.check_drift(demo_source, config)
+    report = config_drift.check_drift(demo_source, config)
     assert [(i.table, i.kind.value, i.column) for i in report.items] == [("commlog", "watermark_stalled", "DateTStamp")]
     assert "stopped moving" in report.items[0].detail and "30 rows" in report.items[0].detail
 

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import Result
 
 from blocks.databases import MySQLServer
-from clinicflow.config import load_tables_config
+from clinicflow.opendental.tables.config import load_tables_config
 from tests.analysis.conftest import execute
 
 LONG = "t" * 60  # a valid MySQL name, too long for the __cf_shadow suffix

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
-from clinicflow import schema_analysis as sa
-from clinicflow.replication import table_checksum
+from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.opendental.tables import schema_analysis, tables_yml
+from clinicflow_dev import generator
 
 
 @pytest.mark.slow
@@ -24,8 +24,8 @@ def test_replicate_tables_from_the_generated_file(
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_DATABASE", demo_source.database)
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE", replica.database)
     tables_file = tmp_path / "tables.yml"
-    analysis = sa.analyze_source(demo_source)
-    sa.write_tables_yml(analysis, tables_file)
+    analysis = schema_analysis.analyze_source(demo_source)
+    tables_yml.write_tables_yml(analysis, tables_file)
     names = sorted(analysis.tables)
 
     first = {r["table"]: r for r in replicate_tables(tables_file=str(tables_file))}

@@ -5,19 +5,19 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from blocks.databases import MySQLServer
-from clinicflow import schema_analysis as sa
-from clinicflow.config import ExtractionStrategy
+from clinicflow.opendental.tables import analysis_rules, schema_analysis, source_schema
+from clinicflow.opendental.tables.config import ExtractionStrategy
 
 from .conftest import execute
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
 # Small thresholds so a few thousand rows exercise the "large table" paths.
-RULES = sa.AnalysisRules(full_copy_max_rows=100, small_table_rows=1_000, sample_rows=200)
+RULES = analysis_rules.AnalysisRules(full_copy_max_rows=100, small_table_rows=1_000, sample_rows=200)
 STAMP = "timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
 
 
-def analyse(server: MySQLServer, rules: sa.AnalysisRules = RULES) -> dict[str, sa.TableAnalysis]:
-    return dict(sa.analyze_source(server, rules, now=NOW).tables)
+def analyse(server: MySQLServer, rules: analysis_rules.AnalysisRules = RULES) -> dict[str, schema_analysis.TableAnalysis]:
+    return dict(schema_analysis.analyze_source(server, rules, now=NOW).tables)
 
 
 def test_watermark_choice_on_hand_made_tables(make_mysql_db: Callable[[str], MySQLServer]) -> None:
@@ -100,12 +100,12 @@ def test_sampling_a_large_table_reads_a_bounded_number_of_rows(make_mysql_db: Ca
     )
     conn = server.connect()
     try:
-        schema = sa.read_schema_with(conn, server.database, server.describe())
+        schema = source_schema.read_schema_with(conn, server.database, server.describe())
         info = schema.tables["procedurelog"]
         assert info.table_rows == 20_000  # from information_schema, not counted
 
         before = _rows_read(conn)
-        analysed = sa.analyze_table(conn, info, RULES, NOW)
+        analysed = schema_analysis.analyze_table(conn, info, RULES, NOW)
         bounded = _rows_read(conn) - before
 
         before = _rows_read(conn)
@@ -136,9 +136,9 @@ def test_a_table_that_cannot_be_sampled_is_copied_fully_and_named(
     )
     conn = server.connect()
     try:
-        schema = sa.read_schema_with(conn, server.database, server.describe())
+        schema = source_schema.read_schema_with(conn, server.database, server.describe())
         execute(server, "DROP TABLE document")
-        analysis = sa.analyze_schema_with(conn, schema, RULES, NOW)
+        analysis = schema_analysis.analyze_schema_with(conn, schema, RULES, NOW)
     finally:
         conn.close()
     assert set(analysis.errors) == {"document"}

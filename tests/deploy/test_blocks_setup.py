@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blocks.databases import MySQLServer, PostgresServer
+from blocks.setup import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
 from clinicflow.cli import app
-from clinicflow.block_setup import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
 
 SECRET = "fake-sentinel-not-a-credential-2"
 FIELDS = ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")

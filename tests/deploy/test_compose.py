@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from clinicflow.block_setup import DEPLOYMENT_BLOCKS, env_prefix
+from blocks.setup import DEPLOYMENT_BLOCKS, env_prefix
 from tests.deploy.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"

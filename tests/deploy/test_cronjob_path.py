@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator
+from clinicflow_dev import generator
 from tests.deploy.conftest import K8S, REPO, load_yaml_documents
 from tests.deploy.e2e_support import BIN, block_env, clean_env
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator
+from clinicflow_dev import generator
 from tests.deploy.e2e_support import (
     K8S_POOL,
     PROCESS_POOL,
@@ -62,10 +62,9 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
               gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
     """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
     database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
-    from clinicflow.dicom.demo import DEMO_FILES, seed_demo_reports
-
+    from clinicflow.core.sql import quote_ident
+    from clinicflow_dev.dicom_demo import DEMO_FILES, seed_demo_reports
     from tests.conftest import unique_name
-    from clinicflow.sql import quote_ident
 
     admin_mysql = MySQLServer(host="127.0.0.1", port=3306, username="root", database="")
     admin_pg = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")

@@ -334,7 +334,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
 def create_reports_table(server: Any, rows: list[tuple[Any, ...]], *, table: str = "reports",
                          fields: tuple[str, ...] = ("report_text",)) -> None:
     """A reports table: key columns + ``fields`` (text), rows inserted in the given (physical) order."""
-    from clinicflow.sql import quote_ident, quote_list
+    from clinicflow.core.sql import quote_ident, quote_list
 
     columns = ("study_id", "series_id", "instance_id", "file_location", *fields)
     conn = server.connect()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from clinicflow.cli import app
-from clinicflow.dicom.demo import DEMO_FILES
+from clinicflow_dev.dicom_demo import DEMO_FILES
 
 
 def test_demo_runs_twice_idempotently_and_status_shows_it(prefect_server, make_pg_db, monkeypatch,

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow import cancel
-from clinicflow.dicom.download import (DownloadError, Downloader, DownloadLimits, redact, resolve_location,
-                                       stored_location)
+from clinicflow.core import cancel
+from clinicflow.dicom.download import (
+    Downloader,
+    DownloadError,
+    DownloadLimits,
+    redact,
+    resolve_location,
+    stored_location,
+)
 from tests.dicom.conftest import sample_file
 
 FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=1.0, connect_timeout_seconds=1.0)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from clinicflow.connectors.objectstore.buckets import LocalFolderWriter, writer_for
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import csv_object_name, write_outputs
 from clinicflow.dicom.pipeline import BatchSettings, dicom_object_name, jpg_object_names, process_batch
 from clinicflow.dicom.reports import FileGroup, FileKey
 from clinicflow.dicom.state import StateStore
-from clinicflow.dicom.storage import LocalFolderWriter, writer_for
 from tests.dicom.conftest import BAD_FILE_KINDS, PYDICOM_DATA, PYDICOM_DATA_EXTRA, sample_file
 
 FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=5)
@@ -229,7 +229,7 @@ def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
 
 
 def test_a_stop_request_ends_the_batch_and_leaves_the_rest_for_a_rerun(store, file_server, tmp_path: Path) -> None:
-    from clinicflow import cancel
+    from clinicflow.core import cancel
 
     for name in ("a.dcm", "b.dcm"):
         shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / name)

@@ -5,7 +5,7 @@ import io
 
 from rich.console import Console
 
-from clinicflow.dicom.progress import RunProgress, artifact_key
+from flows.progress import RunProgress, artifact_key
 
 
 def test_progress_bar_counts_files_and_needs_no_prefect_run() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from blocks.buckets import LocalFolderBucket, resolve_bucket
-from clinicflow.dicom.storage import GcsWriter, LocalFolderWriter, S3Writer, writer_for
+from clinicflow.connectors.objectstore.buckets import GcsWriter, LocalFolderWriter, S3Writer, writer_for
 
 
 def _exercise(writer, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pymysql.converters
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.sql import quote_ident
+from clinicflow.core.sql import quote_ident
 from tests.conftest import create_mysql_database, drop_mysql_databases, local_mysql_admin
 from tests.conftest import mysql_query as query  # noqa: F401 - the generator tests' reader
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from blocks.databases import MySQLServer
 from clinicflow.cli import app
-from clinicflow.sql import quote_ident
+from clinicflow.core.sql import quote_ident
 from tests.conftest import unique_name
 
 from .conftest import query

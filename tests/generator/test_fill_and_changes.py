@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow_dev import generator
 
 from .conftest import checksums, query
 

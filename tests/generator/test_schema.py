@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow_dev import generator
 
 from .conftest import query
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow_dev import generator
 
 from .conftest import checksums, query, raw_rows
 

@@ -7,7 +7,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from clinicflow.cli import app
-from clinicflow.ingest.demo import DEMO_FILES
+from clinicflow_dev.ingest_demo import DEMO_FILES
 from tests.ingest.conftest import pg_rows
 
 

@@ -5,12 +5,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
 from clinicflow.ingest.deadletter import replay
 from clinicflow.ingest.extractors import DocumentText, LLMExtractor, RulesExtractor, validate_output
 from clinicflow.ingest.medical import canonical_key, normalise_fields
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
-from clinicflow.ingest.stores import LocalStore, matching_objects
 from tests.ingest.conftest import pg_rows, referral, write_tree
 from tests.ingest.llm_server import LLMServer
 

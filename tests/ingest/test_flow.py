@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from clinicflow.dicom.progress import artifact_key
 from clinicflow.ingest.faults import injected_fault
+from flows.progress import artifact_key
 from tests.ingest.conftest import PNG, pg_rows, referral, write_tree
 from tests.ingest.llm_server import LLMServer
 

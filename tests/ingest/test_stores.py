@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectStore, S3Store, matching_objects
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch, run_batches
-from clinicflow.ingest.stores import GcsStore, LocalStore, ObjectStore, S3Store, matching_objects
 from tests.ingest.conftest import PNG, pg_rows, referral, write_tree
 
 TREE = {

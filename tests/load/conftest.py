@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, pgload
-from clinicflow.config import TableConfig, load_tables_config
-from clinicflow.sql import quote_ident, quote_qualified
+from clinicflow.connectors.mysql import catalog, sessions
+from clinicflow.core.sql import quote_ident, quote_qualified
+from clinicflow.opendental.tables.config import TableConfig, load_tables_config
+from clinicflow.opendental.warehouse import load_plan
+from clinicflow_dev import generator
 from tests.conftest import mysql_exec  # noqa: F401 - used by the load tests through this module
 
 # Tables in tier 1 (loaded first) and tables whose deletes are reconciled every night.
@@ -121,7 +123,7 @@ def _zero(text: str) -> bool:
 
 def expected_value(col: Any, raw: bytes | None) -> Any:
     """What raw.<table> must hold for one source value (bytes as MySQL stores them), by docs/loading.md."""
-    from clinicflow.typemap import Kind
+    from clinicflow.opendental.tables.typemap import Kind
 
     if raw is None:
         return None
@@ -159,7 +161,7 @@ def _float32(value: float) -> float:
 
 
 def _source_select(col: Any) -> str:
-    from clinicflow.typemap import Kind
+    from clinicflow.opendental.tables.typemap import Kind
 
     q = quote_ident(col.name, "mysql")
     if col.kind in (Kind.bit1, Kind.bits):
@@ -173,9 +175,9 @@ def _source_select(col: Any) -> str:
 
 def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> int:
     """Assert raw.<table> equals the replica row by row under the mapping; return the row count."""
-    conn = pgload.mysql_connect(replica)
+    conn = sessions.raw_connection(replica, zone="server")
     try:
-        plan = pgload.plan_table(pgload.describe_source(conn, table), config)
+        plan = load_plan.plan_load(catalog.describe_source(conn, table), config)
         order = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)
         with conn.cursor() as cur:
             cur.execute(f"SELECT {', '.join(_source_select(c) for c in plan.columns)} FROM "

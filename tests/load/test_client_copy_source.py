@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from clinicflow.pgload import ClientCopySource
+from clinicflow.opendental.warehouse.copy_stream import ClientCopySource
 
 
 class _Output:

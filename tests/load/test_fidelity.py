@@ -13,9 +13,13 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps, metrics, pgload, replication
-from clinicflow.chunks import walk_boundaries
-from clinicflow.config import ExtractionStrategy, TableConfig
+from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.opendental import metrics
+from clinicflow.opendental.chunks import walk_boundaries
+from clinicflow.opendental.replication import replica_copy
+from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.warehouse import load_plan, load_steps
+from clinicflow_dev import generator
 from tests.load.conftest import EtlEnv, compare_rows, mysql_exec, pg_query
 from tests.load.test_nightly import _artifact_rows, _verify_all
 
@@ -53,16 +57,16 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         config = TableConfig(primary_key=["Id"], batch_size=BATCH, extraction_strategy=ExtractionStrategy.incremental,
                              incremental_columns=["Stamp"])
         bound = -(-len(values) // BATCH)  # rows / batch_size, whatever the key span
-        plan = replication.prepare_table(source, replica, table, config)
+        plan = replica_copy.prepare_table(source, replica, table, config)
         assert plan.mode == "full" and len(plan.ranges) == bound, (table, len(plan.ranges))
         # Boundaries are keys of the table, every batch_size-th one.
         assert [r.lower for r in plan.ranges[1:]] == values[BATCH::BATCH]
-        replication.replicate_table_once(source, replica, table, config, full_refresh=True)
-        assert replication.table_checksum(source, table) == replication.table_checksum(replica, table)
-        conn = pgload.mysql_connect(replica)
+        replica_copy.replicate_table_once(source, replica, table, config, full_refresh=True)
+        assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
+        conn = sessions.raw_connection(replica, zone="server")
         try:
             assert walk_boundaries(conn, f"`{table}`", "Id", BATCH, "mysql") == values[BATCH::BATCH]
-            plan_pg = pgload.plan_table(pgload.describe_source(conn, table), config)
+            plan_pg = load_plan.plan_load(catalog.describe_source(conn, table), config)
             assert len(load_steps.full_load_chunks(conn, plan_pg)) == bound
         finally:
             conn.close()
@@ -70,7 +74,7 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         assert outcome.status == "ok" and outcome.verification == "ok" and outcome.rows == len(values), outcome
         assert compare_rows(replica, pg, table, config) == len(values)
         # The next night reconciles every ~100-row range, still bounded by the rows.
-        again = replication.replicate_table_once(source, replica, table, config)
+        again = replica_copy.replicate_table_once(source, replica, table, config)
         assert again["mode"] == "incremental" and again["reconciled"].ranges == len(values) // 100
     # Memory follows the chunks, not the key span (a plan over [min, max] of these keys would need exabytes).
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
@@ -167,14 +171,14 @@ def test_a_table_whose_planning_dies_fails_alone_and_the_run_is_recorded(
         etl_env: EtlEnv, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.nightly import TablesFailed, nightly_etl
 
-    real_prepare = replication.prepare_table
+    real_prepare = replica_copy.prepare_table
 
     def dying_prepare(src: MySQLServer, dst: MySQLServer, table: str, *args: object, **kwargs: object):  # noqa: ANN202
         if table == "procedurelog":
             raise MemoryError("simulated: planning procedurelog ran out of memory")
         return real_prepare(src, dst, table, *args, **kwargs)
 
-    monkeypatch.setattr(replication, "prepare_table", dying_prepare)
+    monkeypatch.setattr(replica_copy, "prepare_table", dying_prepare)
     tables = ["procedurelog", "patient", "appointment", "definition"]
     with pytest.raises(TablesFailed, match="procedurelog"):
         nightly_etl(tables=tables, tables_file=str(etl_env.tables_file))

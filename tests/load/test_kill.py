@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps
-from clinicflow.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.warehouse import load_steps
+from clinicflow_dev import generator
 from tests.load.conftest import pg_query
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +25,8 @@ CONFIG = TableConfig(primary_key=["ProcNum"], extraction_strategy=ExtractionStra
 _RUNNER = """
 import json, sys
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import load_steps
-from clinicflow.config import TableConfig
+from clinicflow.opendental.warehouse import load_steps
+from clinicflow.opendental.tables.config import TableConfig
 args = json.loads(sys.argv[1])
 options = load_steps.LoadOptions(full_refresh=args["full_refresh"])
 load_steps.load_table_once(MySQLServer(**args["replica"]), PostgresServer(**args["pg"]), "procedurelog",

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow import generator, metrics, pgload, replication, verify
-from clinicflow.sql import quote_qualified
+from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.core.sql import quote_qualified
+from clinicflow.opendental import metrics
+from clinicflow.opendental.warehouse import load_plan, verify
+from clinicflow_dev import generator
 from tests.load.conftest import RECONCILED, EtlEnv, compare_rows, mysql_exec, pg_query
 
 
 def _verify_all(env: EtlEnv) -> None:
     """Each table: replica equals source (byte checksums), raw equals replica (counts + canonical checksums)."""
-    my = pgload.mysql_connect(env.replica)
+    my = sessions.raw_connection(env.replica, zone="server")
     pg = env.pg.connect()
     try:
         for table in env.counts:
-            assert replication.table_checksum(env.replica, table) == replication.table_checksum(env.source, table), table
-            plan = pgload.plan_table(pgload.describe_source(my, table), env.config(table))
+            assert columns.table_checksum(env.replica, table) == columns.table_checksum(env.source, table), table
+            plan = load_plan.plan_load(catalog.describe_source(my, table), env.config(table))
             result = verify.verify_table(my, pg, plan, bucket_rows=500)
             assert result.ok, result.summary()
     finally:

@@ -8,8 +8,8 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from clinicflow import generator
-from clinicflow.replication import connect
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow_dev import generator
 
 
 def _latest_drift_artifact() -> object:
@@ -33,7 +33,7 @@ def test_nightly_records_a_new_source_column_as_drift(prefect_server, make_mysql
     tables_file = tmp_path / "tables.yml"
     tables_file.write_text(yaml.safe_dump({"tables": {"definition": {
         "primary_key": ["DefNum"], "columns": ["DefNum", "Category", "ItemOrder", "ItemName", "ItemValue", "ItemColor", "IsHidden"]}}}))
-    conn = connect(src)
+    conn = raw_connection(src)
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE definition ADD COLUMN ItemNote varchar(20) NOT NULL DEFAULT ''")
     conn.close()

@@ -8,9 +8,11 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps, mysql_client, pgload, verify
-from clinicflow.chunks import keyset_max
-from clinicflow.config import ExtractionStrategy, TableConfig
+from clinicflow.connectors.mysql import catalog, client, sessions
+from clinicflow.opendental.chunks import keyset_max
+from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.warehouse import full_load, load_errors, load_plan, load_steps, verify
+from clinicflow_dev import generator
 from tests.load.conftest import compare_rows, mysql_exec, pg_exec, pg_query
 
 EDGE = TableConfig(primary_key=["EdgeCaseNum"], extraction_strategy=ExtractionStrategy.incremental,
@@ -20,8 +22,8 @@ EDGE = TableConfig(primary_key=["EdgeCaseNum"], extraction_strategy=ExtractionSt
 @pytest.fixture(params=["client", "pymysql"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both readers of the encoded rows: the mariadb C client and pymysql (same bytes, same counts)."""
-    monkeypatch.setenv(mysql_client.EXPORT_ENV, request.param)
-    if request.param == "client" and mysql_client.client_binary() is None:
+    monkeypatch.setenv(client.EXPORT_ENV, request.param)
+    if request.param == "client" and client.client_binary() is None:
         pytest.skip("the mariadb command-line client is not installed")
     return request.param
 
@@ -56,7 +58,7 @@ def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[M
     replica, pg = dbs
     generator.seed(replica, rows={}, scale=0.0)
     mysql_exec(replica, "UPDATE `edgecase` SET `Flag` = 2 WHERE `EdgeCaseNum` = 3")
-    with pytest.raises(pgload.BooleanValueError, match=r"'edgecase'.*'Flag'.*EdgeCaseNum=3 holds 2"):
+    with pytest.raises(load_errors.BooleanValueError, match=r"'edgecase'.*'Flag'.*EdgeCaseNum=3 holds 2"):
         load_steps.load_table_once(replica, pg, "edgecase", EDGE)
     # Nothing half-loaded is left behind, and raw was never touched.
     assert pg_query(pg, "SELECT to_regclass('raw.edgecase'), to_regclass('clinicflow_stage.edgecase')")[0] == (None, None)
@@ -112,9 +114,9 @@ def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer
     # One changed last bit is caught by the checksum and named by key.
     mysql_exec(replica, "UPDATE `nums` SET `D` = 0.30000000000000004 WHERE `Id` = 1234")
     pg_query_exec(pg, 'UPDATE raw.nums SET "D" = 0.3 WHERE "Id" = 1234')
-    my, pgc = pgload.mysql_connect(replica), pg.connect()
+    my, pgc = sessions.raw_connection(replica, zone="server"), pg.connect()
     try:
-        plan = pgload.plan_table(pgload.describe_source(my, "nums"), config)
+        plan = load_plan.plan_load(catalog.describe_source(my, "nums"), config)
         result = verify.verify_table(my, pgc, plan)
     finally:
         my.close()
@@ -181,7 +183,7 @@ def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myi
     assert [chunk.label for chunk in prepared.chunks] == expected
     conn = replica.connect()
     try:
-        assert pgload.source_engine(conn, "eng") == engine
+        assert catalog.source_engine(conn, "eng") == engine
     finally:
         conn.close()
     outcome = load_steps.load_table_once(replica, pg, "eng", config)
@@ -196,7 +198,7 @@ def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
     mysql_exec(replica, "CREATE TABLE `bad` (`Id` int NOT NULL PRIMARY KEY, `Visit` date NOT NULL)",
                "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
                "INSERT INTO `bad` VALUES (1, '2024-02-28'), (2, '2024-02-30')")
-    with pytest.raises(pgload.LoadError) as caught:
+    with pytest.raises(load_errors.LoadError) as caught:
         load_steps.load_table_once(replica, pg, "bad", TableConfig(primary_key=["Id"]))
     message = str(caught.value)
     assert "'bad'" in message and "column Visit" in message and "line 2" in message, message
@@ -222,10 +224,10 @@ def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, Post
                 expected = cur.fetchone()
             assert keyset_max(conn, "ks", columns) == expected, columns
         # The watermark a full load records is that row, as text.
-        plan = pgload.plan_table(pgload.describe_source(conn, "ks"),
+        plan = load_plan.plan_load(catalog.describe_source(conn, "ks"),
                                  TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
                                              incremental_columns=["Stamp"]))
-        assert pgload.current_keyset_max(conn, plan) == ("2024-05-02 08:00:00", "9")
+        assert full_load.current_keyset_max(conn, plan) == ("2024-05-02 08:00:00", "9")
     finally:
         conn.close()
 
@@ -253,7 +255,7 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
     keyed = TableConfig(primary_key=["Id"], batch_size=1000)
     assert load_steps.load_table_once(replica, pg, "dup", keyed).status == "ok"
     mysql_exec(replica, "INSERT INTO `dup` VALUES (7, 99)")
-    with pytest.raises(pgload.LoadError, match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
+    with pytest.raises(load_errors.LoadError, match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
         load_steps.load_table_once(replica, pg, "dup", keyed, load_steps.LoadOptions(full_refresh=True))
     assert pg_query(pg, "SELECT count(*) FROM raw.dup")[0][0] == 3000
     assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.dup')")[0][0] is None
@@ -262,7 +264,7 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
     mysql_exec(replica, "CREATE TABLE `uniq` (`Id` int NOT NULL PRIMARY KEY, `Code` varchar(10) NOT NULL,"
                         " UNIQUE KEY `uc` (`Code`))",
                "INSERT INTO `uniq` VALUES (1, 'zq7'), (2, CONCAT('zq7', CHAR(0)))")
-    with pytest.raises(pgload.LoadError, match=r"'uniq': a unique index is not unique in PostgreSQL "
+    with pytest.raises(load_errors.LoadError, match=r"'uniq': a unique index is not unique in PostgreSQL "
                                                r"\(\"uniq__uc\"\); values withheld") as caught:
         load_steps.load_table_once(replica, pg, "uniq", TableConfig(primary_key=["Id"]))
     assert "zq7" not in str(caught.value)
@@ -297,10 +299,10 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     mysql_exec(replica, "INSERT INTO `swapme` VALUES (2001, 1)")
     prepared = load_steps.prepare_load(replica, pg, "swapme", config, full)
     stats = [load_steps.load_chunk(replica, pg, prepared, chunk) for chunk in prepared.chunks]
-    pgload.build_stage_indexes(pg.connect, prepared.plan)
+    full_load.build_stage_indexes(pg.connect, prepared.plan)
     conn = pg.connect()
     try:
-        assert pgload.finish_full_load(conn, prepared.plan, watermark=None, fingerprint=None) is True
+        assert full_load.finish_full_load(conn, prepared.plan, watermark=None, fingerprint=None) is True
     finally:
         conn.close()
     assert sum(s.rows for s in stats) == 2001
@@ -308,7 +310,7 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     assert pg_query(pg, f"SELECT count(*) FROM {replaced}")[0][0] == 2000
     assert sorted(r[0] for r in pg_query(pg, "SELECT indexname FROM pg_indexes WHERE tablename = 'swapme'")) == [
         "swapme__ia", "swapme__ia", "swapme_pkey", "swapme_pkey"]
-    pgload.drop_table(pg.connect, pgload.replaced_target(prepared.plan))
+    full_load.drop_table(pg.connect, full_load.replaced_target(prepared.plan))
     assert pg_query(pg, "SELECT to_regclass(%s)", (replaced,))[0][0] is None
 
     # A crash between the swap and the drop leaves the copy aside: the next load removes it.
@@ -325,7 +327,7 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     # reason; raw keeps the last load, the view its table, and nothing is left aside.
     pg_exec(pg, "CREATE VIEW public.swapme_view AS SELECT * FROM raw.swapme")
     mysql_exec(replica, "INSERT INTO `swapme` VALUES (2002, 2)")
-    with pytest.raises(pgload.LoadError, match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"):
+    with pytest.raises(load_errors.LoadError, match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"):
         load_steps.load_table_once(replica, pg, "swapme", config, full)
     assert pg_query(pg, "SELECT count(*) FROM public.swapme_view")[0][0] == 2001
     assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.swapme'), to_regclass(%s)", (replaced,))[0] == (None, None)

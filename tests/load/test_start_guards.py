@@ -21,11 +21,10 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import guards, metrics
-from clinicflow.metrics import TableOutcome
+from clinicflow.opendental import guards, metrics
+from clinicflow.opendental.metrics import TableOutcome
 from tests.conftest import mysql_query
 from tests.load.conftest import _set_env, mysql_exec, pg_query
-
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -270,7 +269,7 @@ def test_unknown_table_and_the_load_command_are_recorded_too(env: Env, prefect_s
 
 def test_a_failed_start_inside_the_flow_is_recorded(env: Env, prefect_server: None) -> None:
     """The deployment path (no CLI pre-check): the flow itself records the failed start before raising."""
-    from clinicflow.config import ConfigError
+    from clinicflow.opendental.tables.config import ConfigError
     from flows.nightly import nightly_etl
 
     _good_night(env.pg)

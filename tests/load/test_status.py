@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blocks.databases import PostgresServer
-from clinicflow import metrics
-from clinicflow.metrics import TableOutcome
+from clinicflow.opendental import metrics
+from clinicflow.opendental.metrics import TableOutcome
 
 
 @pytest.fixture

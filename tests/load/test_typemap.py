@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.typemap import Kind, SourceColumn, UnsupportedTypeError, is_compatible_change, map_column
+from clinicflow.opendental.tables.typemap import (
+    Kind,
+    SourceColumn,
+    UnsupportedTypeError,
+    is_compatible_change,
+    map_column,
+)
 
 
 def col(data_type: str, column_type: str | None = None, **kw) -> SourceColumn:  # noqa: ANN003

@@ -6,8 +6,12 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator, load_steps, pgload, reconcile, replication, verify
-from clinicflow.config import ExtractionStrategy, TableConfig
+from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.opendental import reconcile
+from clinicflow.opendental.replication import copy_plan, replica_reconcile
+from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.warehouse import load_plan, load_steps, verify
+from clinicflow_dev import generator
 from tests.load.conftest import mysql_exec, pg_query
 from tests.load.test_pgload import pg_query_exec
 
@@ -30,9 +34,9 @@ def loaded(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[st
 
 
 def _verify(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> verify.VerifyResult:
-    my, pgc = pgload.mysql_connect(replica), pg.connect()
+    my, pgc = sessions.raw_connection(replica, zone="server"), pg.connect()
     try:
-        return verify.verify_table(my, pgc, pgload.plan_table(pgload.describe_source(my, table), config))
+        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, table), config))
     finally:
         my.close()
         pgc.close()
@@ -56,9 +60,9 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
 
 def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
                    sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
-    my, pgc = pgload.mysql_connect(replica, streaming=True), pg.connect()
+    my, pgc = sessions.raw_connection(replica, streaming=True, zone="server"), pg.connect()
     try:
-        plan = pgload.plan_table(pgload.describe_source(my, table), config)
+        plan = load_plan.plan_load(catalog.describe_source(my, table), config)
         return verify.reconcile_raw(replica, my, pgc, plan, sweep)
     finally:
         my.close()
@@ -123,15 +127,15 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
     configs = {"patplan": PATPLAN, "procedurelog": PROC}
     expected = {"patplan": (50, 0, 0), "procedurelog": (6, 1, 1)}
     for table, config in configs.items():
-        src, rep = replication.connect(source), replication.connect(replica)
+        src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
         try:
-            plan = replication.plan_table(src, rep, table, config)
+            plan = copy_plan.plan_copy(src, rep, table, config)
         finally:
             src.close()
             rep.close()
-        stats = replication.reconcile_replica(source, replica, plan, reconcile.Sweep())
+        stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
         assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
-        assert replication.table_checksum(source, table) == replication.table_checksum(replica, table)
+        assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
 
 
 def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
@@ -147,17 +151,17 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
     assert load_steps.load_table_once(replica, pg, "visits", config).verification == "ok"
     mysql_exec(source, "DELETE FROM `visits` WHERE `Seq` = 7", "UPDATE `visits` SET `Note` = 'silent' WHERE `Seq` = 8",
                "INSERT INTO `visits` VALUES (2, 9001, 'late')")
-    src, rep = replication.connect(source), replication.connect(replica)
+    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
     try:
-        plan = replication.plan_table(src, rep, "visits", config)
+        plan = copy_plan.plan_copy(src, rep, "visits", config)
     finally:
         src.close()
         rep.close()
-    stats = replication.reconcile_replica(source, replica, plan, reconcile.Sweep())
+    stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
     assert stats.ranges == 4 and (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
     raw_stats, result = _reconcile_raw(replica, pg, "visits", config, reconcile.Sweep())
     assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1) and result.ok
-    assert replication.table_checksum(source, "visits") == replication.table_checksum(replica, "visits")
+    assert columns.table_checksum(source, "visits") == columns.table_checksum(replica, "visits")
 
 
 def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import PostgresServer
-from clinicflow.dicom.storage import LocalFolderWriter
+from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
 from clinicflow.processing import store
 from tests.conftest import unique_name
-from tests.processing.service_support import Service, create_database, drop_database, start_service
 from tests.load.conftest import pg_query
+from tests.processing.service_support import Service, create_database, drop_database, start_service
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ pool) and adds the analytics database, a local bucket, a scripts folder and
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import urllib.request
@@ -17,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from bench._admin import admin_pg
 from blocks.databases import PostgresServer
-from clinicflow.sql import quote_ident
+from clinicflow.core.sql import quote_ident
+from clinicflow_dev.admin import admin_pg
 from tests.deploy.e2e_support import (
     BIN,
     REPO,

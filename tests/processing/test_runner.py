@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from blocks.databases import PostgresServer
-from clinicflow.dicom.storage import LocalFolderWriter
+from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.files import register_uri, store_upload

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
+from clinicflow_dev import generator
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from blocks.databases import MySQLServer
-from clinicflow.config import TableConfig
-from clinicflow.replication import Column, column_changes, connect, replicate_table_once, source_columns, table_checksum
+from clinicflow.connectors.mysql.columns import Column, column_changes, source_columns, table_checksum
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.opendental.replication.replica_copy import replicate_table_once
+from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec
 
 PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
@@ -40,7 +42,7 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
     assert second["mode"] == "full"
     assert "Address varchar(100) -> varchar(255)" in second["note"]
     assert "Preferred collation" in second["note"]
-    src_conn, dst_conn = connect(source), connect(replica)
+    src_conn, dst_conn = raw_connection(source), raw_connection(replica)
     try:
         assert column_changes(source_columns(src_conn, "patient"), source_columns(dst_conn, "patient")) == []
         with dst_conn.cursor() as cur:

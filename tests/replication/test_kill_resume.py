@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow import generator
-from clinicflow.replication import STATE_TABLE, connect, table_checksum
+from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.opendental.replication.copy_plan import STATE_TABLE
+from clinicflow_dev import generator
 from flows.replicate import replicate_tables
 from tests.replication.conftest import PROJECT_ROOT, PYTHON, demo_tables, write_tables_file
 
@@ -45,7 +47,7 @@ def _kill_when(proc: subprocess.Popen, condition: Callable[[], bool], timeout: f
 
 
 def _scalar(server: MySQLServer, sql: str) -> object:
-    conn = connect(server)
+    conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
             cur.execute(sql)
@@ -77,7 +79,7 @@ def test_sigkill_mid_table_then_rerun(prefect_server, make_mysql_db, point_block
 
     # 2. Killed in the middle of an incremental run, after some pages advanced the watermark.
     generator.fill_table(src, "procedurelog", 100_000, fixed_timestamp=None)
-    conn = connect(src)
+    conn = raw_connection(src)
     with conn.cursor() as cur:  # new rows: later, distinct change stamps
         cur.execute("UPDATE procedurelog SET DateTStamp = TIMESTAMPADD(SECOND, ProcNum, '2031-01-01') WHERE ProcNum > 250000")
     conn.close()

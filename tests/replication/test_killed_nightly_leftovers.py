@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import generator
-from clinicflow.replication import connect
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow_dev import generator
 from tests.replication.conftest import PROJECT_ROOT, PYTHON, demo_tables, write_tables_file
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def alive(pid: int) -> bool:
 
 
 def replica_tables(server: MySQLServer, pattern: str) -> list[str]:
-    conn = connect(server)
+    conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
@@ -68,7 +68,7 @@ def replica_tables(server: MySQLServer, pattern: str) -> list[str]:
 
 
 def shadow_rows(server: MySQLServer) -> int:
-    conn = connect(server)
+    conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
@@ -144,7 +144,7 @@ def test_sigkilled_nightly_leaves_no_server_no_option_file_and_the_next_run_drop
         assert not any("clinicflow-mysql-options" in target for target in targets)
 
     # A leftover of a table tonight's run does not copy fully is dropped too, and named.
-    conn = connect(dst)
+    conn = raw_connection(dst)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE ghost__cf_shadow (id int PRIMARY KEY)")
         cur.execute("CREATE TABLE ghost__cf_old (id int PRIMARY KEY)")

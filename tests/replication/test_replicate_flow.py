@@ -7,8 +7,10 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from blocks.databases import MySQLServer
-from clinicflow import generator, mysql_client
-from clinicflow.replication import connect, table_checksum
+from clinicflow.connectors.mysql import client
+from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow_dev import generator
 from flows.replicate import TablesFailed, replicate_tables
 from tests.replication.conftest import demo_tables, write_tables_file
 
@@ -49,7 +51,7 @@ def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, sour
     result = replicate_tables(tables_file=tables_file)[0]
     assert result["mode"] == "incremental"
     assert_equal(source, replica, ["procedurelog"])
-    conn = connect(replica)
+    conn = raw_connection(replica)
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM procedurelog WHERE DateTStamp = '2030-01-01 08:00:00'")
         assert int(cur.fetchone()[0]) == 30_000
@@ -60,8 +62,8 @@ def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, sour
 def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, point_blocks_at, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
     # Both readers of the encoded rows (the C client and pymysql) must give the same bytes.
-    monkeypatch.setenv(mysql_client.EXPORT_ENV, transport)
-    if transport == "client" and mysql_client.client_binary() is None:
+    monkeypatch.setenv(client.EXPORT_ENV, transport)
+    if transport == "client" and client.client_binary() is None:
         pytest.skip("the mariadb command-line client is not installed")
     point_blocks_at(source, replica)
     tables_file = write_tables_file(tmp_path / "tables.yml", {"edgecase": demo_tables()["edgecase"]})
@@ -71,7 +73,7 @@ def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, p
             "SetCol, HEX(JsonCol), Bit1 + 0, Bit10 + 0, YearCol, DateTStamp")
     rows = {}
     for name, server in (("src", source), ("dst", replica)):
-        conn = connect(server)
+        conn = raw_connection(server)
         with conn.cursor() as cur:
             cur.execute(f"SELECT EdgeCaseNum, {cols} FROM edgecase ORDER BY EdgeCaseNum")
             rows[name] = cur.fetchall()
@@ -114,7 +116,7 @@ def test_primary_key_mismatch_names_table(prefect_server, source, replica, point
 
 
 def test_unknown_table_parameter_is_a_config_error(prefect_server, source, replica, point_blocks_at, tmp_path: Path) -> None:
-    from clinicflow.config import ConfigError
+    from clinicflow.opendental.tables.config import ConfigError
 
     point_blocks_at(source, replica)
     tables_file = write_tables_file(tmp_path / "tables.yml", {"definition": demo_tables()["definition"]})

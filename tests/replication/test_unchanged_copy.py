@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.config import TableConfig
-from clinicflow.replication import replicate_table_once, table_checksum
+from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.opendental.replication.replica_copy import replicate_table_once
+from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec, mysql_query
 
 DEFINITION = TableConfig(primary_key=["DefNum"], batch_size=50)   # full_table

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clinicflow.retry import TransientError
+from clinicflow.core.retry import TransientError
 from clinicflow.toolkit.base import RunContext, ToolkitError
 from clinicflow.toolkit.compose import conditional, el, etl, execute, parallel, retry, run_leaf_plain, sequential, step
 from clinicflow.toolkit.spec import PipelineSpec

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.databases import PostgresServer
-from clinicflow.toolkit import demo_api
 from clinicflow.toolkit.clickhouse import ClickHouseConnection
 from clinicflow.toolkit.discovery import discover
+from clinicflow_dev import demo_api
 from tests.toolkit.test_sqldb import pg_exec
 
 REPO = Path(__file__).resolve().parents[2]

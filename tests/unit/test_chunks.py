@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.chunks import (MAX_RANGES, ChunkPlanError, KeyRange, bucket_sql, clustered_by_key, keyset_after,
-                               keyset_columns, ranges_from_boundaries, rows_per_range)
+from clinicflow.opendental.chunks import (
+    MAX_RANGES,
+    ChunkPlanError,
+    KeyRange,
+    bucket_sql,
+    clustered_by_key,
+    keyset_after,
+    keyset_columns,
+    ranges_from_boundaries,
+    rows_per_range,
+)
 
 
 def test_ranges_from_boundaries_cover_every_key_once() -> None:
@@ -65,7 +74,7 @@ def test_inline_predicate_writes_integer_bounds_in() -> None:
 
 
 def test_equally_spaced_boundaries_index_by_arithmetic() -> None:
-    from clinicflow.chunks import even_step
+    from clinicflow.opendental.chunks import even_step
 
     assert even_step([10, 20, 30]) == 10 and even_step([10, 20, 35]) is None and even_step([5]) is None
     assert bucket_sql("`k`", [101, 201, 301], "mysql") == "LEAST(GREATEST((`k` - 1) DIV 100, 0), 3)"

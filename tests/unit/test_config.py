@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.config import ConfigError, ExtractionStrategy, load_tables_config, parse_tables_config
+from clinicflow.opendental.tables.config import (
+    ConfigError,
+    ExtractionStrategy,
+    load_tables_config,
+    parse_tables_config,
+)
 
 
 def _error(data: dict) -> str:
@@ -59,12 +64,13 @@ def test_project_tables_yml_is_valid() -> None:
 
 
 def test_every_name_the_project_makes_is_reserved_in_tables_yml() -> None:
-    from clinicflow import pgload, replication
-    from clinicflow.config import MAX_TABLE_NAME, RESERVED_SUFFIXES, reserved_name_error
+    from clinicflow.opendental.replication import copy_plan
+    from clinicflow.opendental.tables.config import MAX_TABLE_NAME, RESERVED_SUFFIXES, reserved_name_error
+    from clinicflow.opendental.warehouse import ddl, load_plan
 
-    assert replication.SHADOW_SUFFIX in RESERVED_SUFFIXES and replication.OLD_SUFFIX in RESERVED_SUFFIXES
-    for name in (replication.STATE_TABLE, pgload.STAGE_SCHEMA, pgload.replaced_schema(pgload.STAGE_SCHEMA),
-                 "patient" + replication.SHADOW_SUFFIX, "patient" + replication.OLD_SUFFIX, "patient__cf_stage"):
+    assert copy_plan.SHADOW_SUFFIX in RESERVED_SUFFIXES and copy_plan.OLD_SUFFIX in RESERVED_SUFFIXES
+    for name in (copy_plan.STATE_TABLE, load_plan.STAGE_SCHEMA, ddl.replaced_schema(load_plan.STAGE_SCHEMA),
+                 "patient" + copy_plan.SHADOW_SUFFIX, "patient" + copy_plan.OLD_SUFFIX, "patient__cf_stage"):
         assert reserved_name_error(name) is not None, name
     longest = "t" * MAX_TABLE_NAME
     assert reserved_name_error(longest) is None

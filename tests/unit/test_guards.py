@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow import guards
-from clinicflow.config import yaml_load
+from clinicflow.opendental import guards
+from clinicflow.opendental.tables.config import yaml_load
 
 
 def test_loopback_spellings_are_one_address() -> None:

@@ -1,4 +1,4 @@
-"""The C client transport (clinicflow.mysql_client) against the real MariaDB: bytes, credentials, errors."""
+"""The C client transport (clinicflow.connectors.mysql.client) against the real MariaDB: bytes, credentials, errors."""
 from __future__ import annotations
 
 import fcntl
@@ -13,11 +13,13 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.databases import MySQLServer
-from clinicflow import mysql_client
-from clinicflow.replication import connect, encoded_select_sql, source_columns, stream_to_file
-from clinicflow.retry import TransientError, is_transient
+from clinicflow.connectors.mysql import client
+from clinicflow.connectors.mysql.columns import source_columns
+from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.core.retry import TransientError, is_transient
+from clinicflow.opendental.replication.replica_encoding import encoded_select_sql, stream_to_file
 
-pytestmark = pytest.mark.skipif(mysql_client.client_binary() is None, reason="mariadb client not installed")
+pytestmark = pytest.mark.skipif(client.client_binary() is None, reason="mariadb client not installed")
 
 # A password with every character an option file or a shell could trip on.
 TRICKY_PASSWORD = 'p"a\\ss w#o;r$d\'`'
@@ -27,7 +29,7 @@ TRICKY_PASSWORD = 'p"a\\ss w#o;r$d\'`'
 def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     server = make_mysql_db("cli")
     user = "cf_cli_" + server.database[-8:]  # one user per test: parallel runs never drop each other's
-    conn = connect(server)
+    conn = raw_connection(server)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, s varchar(20) NULL, b blob NULL, d date NOT NULL)")
         cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'), (2, NULL, NULL, '0001-01-01'),"
@@ -38,21 +40,21 @@ def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     conn.close()
     yield server.model_copy(update={"username": user, "password": SecretStr(TRICKY_PASSWORD),
                                     "host": "127.0.0.1", "unix_socket": None})
-    conn = connect(server)
+    conn = raw_connection(server)
     with conn.cursor() as cur:
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
     conn.close()
 
 
 def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> None:
-    conn = connect(db_with_user)
+    conn = raw_connection(db_with_user)
     sql = encoded_select_sql("t", source_columns(conn, "t")) + " ORDER BY id"
     conn.close()
     with tempfile.NamedTemporaryFile() as f:
-        mysql_client.export_query(db_with_user, sql, f)
+        client.export_query(db_with_user, sql, f)
         f.flush()
         client_bytes = open(f.name, "rb").read()
-    stream = connect(db_with_user, streaming=True)
+    stream = raw_connection(db_with_user, streaming=True)
     with tempfile.NamedTemporaryFile() as f:
         stream_to_file(stream, sql, [], f.name, 0)
         pymysql_bytes = open(f.name, "rb").read()
@@ -65,12 +67,12 @@ def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(d
     """Several MB through stdbuf's 256 KiB blocks and the 1 MiB pipe: every byte as pymysql reads it."""
     sql = ("SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)), IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) "
            "FROM seq_1_to_40000")
-    with mysql_client.open_export(db_with_user, sql) as export:
+    with client.open_export(db_with_user, sql) as export:
         if hasattr(fcntl, "F_GETPIPE_SZ"):
-            assert fcntl.fcntl(export.stdout.fileno(), fcntl.F_GETPIPE_SZ) == mysql_client.PIPE_BYTES
+            assert fcntl.fcntl(export.stdout.fileno(), fcntl.F_GETPIPE_SZ) == client.PIPE_BYTES
         client_bytes = export.stdout.read()
         export.finish()
-    stream = connect(db_with_user, streaming=True)
+    stream = raw_connection(db_with_user, streaming=True)
     with tempfile.NamedTemporaryFile() as f:
         stream_to_file(stream, sql, [], f.name, 0)
         pymysql_bytes = open(f.name, "rb").read()
@@ -80,11 +82,11 @@ def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(d
 
 def test_client_runs_under_stdbuf_when_coreutils_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
     server = MySQLServer(host="db", username="u", database="d")
-    command = mysql_client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")
+    command = client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")
     if shutil.which("stdbuf"):
-        assert command[:2] == [shutil.which("stdbuf"), f"--output={mysql_client.CLIENT_OUTPUT_BUFFER}"]
-    monkeypatch.setattr(mysql_client.shutil, "which", lambda name: None)
-    assert mysql_client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")[0] == \
+        assert command[:2] == [shutil.which("stdbuf"), f"--output={client.CLIENT_OUTPUT_BUFFER}"]
+    monkeypatch.setattr(client.shutil, "which", lambda name: None)
+    assert client._command("/usr/bin/mariadb", "/tmp/x.cnf", server, "SELECT 1", "'+00:00'")[0] == \
         "/usr/bin/mariadb"
 
 
@@ -94,9 +96,9 @@ def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: 
     credentials_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(credentials_dir))
     with open(tmp_path / "out", "wb") as f:
-        mysql_client.export_query(db_with_user, "SELECT 1", f)
-    with open(tmp_path / "out", "wb") as f, pytest.raises(mysql_client.MySQLClientError):
-        mysql_client.export_query(db_with_user, "SELECT nope", f)
+        client.export_query(db_with_user, "SELECT 1", f)
+    with open(tmp_path / "out", "wb") as f, pytest.raises(client.MySQLClientError):
+        client.export_query(db_with_user, "SELECT nope", f)
     assert os.listdir(credentials_dir) == []
 
 
@@ -104,7 +106,7 @@ def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
         db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "env-sentinel-7f3a")
     monkeypatch.setenv("MYSQL_PWD", "env-sentinel-7f3a")
-    with mysql_client.open_export(db_with_user, "SELECT SLEEP(1.5)") as export:
+    with client.open_export(db_with_user, "SELECT SLEEP(1.5)") as export:
         pid = export._proc.pid
         deadline = time.monotonic() + 10
         while b"mariadb" not in Path(f"/proc/{pid}/cmdline").read_bytes():  # stdbuf execs the client
@@ -126,36 +128,36 @@ def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
                                       " spaces around ", "tab\there\rcr", "semi;colon=equals[section]", "ünï©ødé",
                                       "\\n-literal-backslash-n"])
 def test_passwords_with_option_file_specials_work(db_with_user: MySQLServer, password: str) -> None:
-    admin = connect(db_with_user.model_copy(update={"username": "root", "password": SecretStr("")}))
+    admin = raw_connection(db_with_user.model_copy(update={"username": "root", "password": SecretStr("")}))
     with admin.cursor() as cur:
         cur.execute(f"ALTER USER '{db_with_user.username}'@'%%' IDENTIFIED BY %s", (password,))
     admin.close()
     server = db_with_user.model_copy(update={"password": SecretStr(password)})
     with tempfile.TemporaryFile() as f:
-        mysql_client.export_query(server, "SELECT CURRENT_USER()", f)
+        client.export_query(server, "SELECT CURRENT_USER()", f)
         f.seek(0)
         assert f.read() == f"{db_with_user.username}@%\n".encode()
 
 
 def test_a_nul_in_the_password_is_refused_clearly(db_with_user: MySQLServer) -> None:
     server = db_with_user.model_copy(update={"password": SecretStr("before\0after")})
-    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
-        mysql_client.export_query(server, "SELECT 1", f)
+    with tempfile.TemporaryFile() as f, pytest.raises(client.MySQLClientError) as info:
+        client.export_query(server, "SELECT 1", f)
     assert "password contains a NUL byte" in str(info.value)
     assert "before" not in str(info.value)
 
 
 def test_sql_error_is_permanent_and_named(db_with_user: MySQLServer) -> None:
-    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
-        mysql_client.export_query(db_with_user, "SELECT nope FROM t", f)
+    with tempfile.TemporaryFile() as f, pytest.raises(client.MySQLClientError) as info:
+        client.export_query(db_with_user, "SELECT nope FROM t", f)
     assert "Unknown column 'nope'" in str(info.value)
     assert not is_transient(info.value)
 
 
 def test_wrong_password_never_shows_it(db_with_user: MySQLServer) -> None:
     wrong = db_with_user.model_copy(update={"password": SecretStr("fake-sentinel-not-a-credential-4")})
-    with tempfile.TemporaryFile() as f, pytest.raises(mysql_client.MySQLClientError) as info:
-        mysql_client.export_query(wrong, "SELECT 1", f)
+    with tempfile.TemporaryFile() as f, pytest.raises(client.MySQLClientError) as info:
+        client.export_query(wrong, "SELECT 1", f)
     assert "Access denied" in str(info.value)
     assert "fake-sentinel-not-a-credential-4" not in str(info.value)
 
@@ -163,11 +165,11 @@ def test_wrong_password_never_shows_it(db_with_user: MySQLServer) -> None:
 def test_unreachable_server_is_transient(db_with_user: MySQLServer) -> None:
     gone = db_with_user.model_copy(update={"port": 1})  # nothing listens on port 1
     with tempfile.TemporaryFile() as f, pytest.raises(TransientError) as info:
-        mysql_client.export_query(gone, "SELECT 1", f)
+        client.export_query(gone, "SELECT 1", f)
     assert is_transient(info.value)
     assert TRICKY_PASSWORD not in str(info.value)
 
 
 def test_pymysql_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(mysql_client.EXPORT_ENV, "pymysql")
-    assert mysql_client.client_binary() is None
+    monkeypatch.setenv(client.EXPORT_ENV, "pymysql")
+    assert client.client_binary() is None

@@ -1,12 +1,12 @@
 """The one retry policy: transient errors retry with backoff, the rest fail at once."""
 from __future__ import annotations
 
-import pymysql
 import psycopg2
+import pymysql
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.retry import PermanentError, TransientError, backoff_delays, call_with_retry, is_transient
+from clinicflow.core.retry import PermanentError, TransientError, backoff_delays, call_with_retry, is_transient
 
 
 def test_real_lost_connection_is_transient(mysql_server: MySQLServer) -> None:

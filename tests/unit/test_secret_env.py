@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from clinicflow import secret_env
+from clinicflow.core import secret_env
 
 
 def test_capture_moves_secrets_out_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

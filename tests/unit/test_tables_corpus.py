@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.config import ConfigError, load_tables_config
+from clinicflow.opendental.tables.config import ConfigError, load_tables_config
 
 CORPUS = Path(__file__).parent / "tables_corpus"
 CASES = sorted(CORPUS.glob("*.yml"))

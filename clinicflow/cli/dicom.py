@@ -1,0 +1,156 @@
+"""CLI: ``clinicflow dicom run|demo|status|reset`` — the DICOM reports extraction.
+
+``run`` runs flow ``extract_dicom_reports`` in-process (with or without a
+Prefect API; blocks come from the resolver) and exits 1 when the flow ends
+Failed. SIGTERM stops a run cleanly: downloads in progress end, finished
+files stay recorded, the flow ends Failed saying so (a second SIGTERM kills). ``demo`` seeds the demo reports (pydicom's test files) and runs the
+flow into a local folder. ``status`` shows a dataset's durable progress;
+``reset`` forgets it so the next run starts over.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JPG + CSV in a bucket.",
+                        no_args_is_help=True)
+
+
+def _run_flow(console: Console, **parameters: Any) -> None:
+    from flows.dicom_reports import extract_dicom_reports
+    from flows.runtime import flow_run_settings
+
+    with flow_run_settings():
+        state = extract_dicom_reports(**parameters, return_state=True)
+    if state.is_failed():
+        console.print(f"[red]extract_dicom_reports failed: {state.message}[/red]")
+        raise typer.Exit(1)
+    result = state.result()
+    table = Table(title=f"DICOM reports {result['dataset']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _state_store(dataset: str, schema: str, state_block: Optional[str]) -> Any:
+    from blocks.databases import PostgresServer
+    from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
+    from clinicflow.dicom.state import StateStore
+
+    return StateStore(resolve_block(state_block or DICOM_REPORTS_BLOCK, PostgresServer), dataset, schema)
+
+
+@dicom_app.command("run")
+def run_command(
+    query: str = typer.Option("dicom_reports", help="Reports SQL text or view name."),
+    dataset: str = typer.Option("dicom-reports", help="Output folder in the bucket, and the progress key."),
+    bucket_kind: str = typer.Option("local", help="local | gcs | s3"),
+    bucket_block: str = typer.Option("dicom-reports-bucket", help="Bucket block name."),
+    reports_block: str = typer.Option("dicom-reports-postgres", help="PostgresServer block of the reports database."),
+    state_block: Optional[str] = typer.Option(None, help="PostgresServer block for progress (default: reports db)."),
+    state_schema: str = typer.Option("clinicflow_dicom", help="Schema of the progress tables."),
+    base_location: Optional[str] = typer.Option(None, help="Base for relative file locations (folder or URL)."),
+    page_size: int = typer.Option(500, help="Files per keyset page."),
+    batch_size: int = typer.Option(20, help="Files per batch task."),
+    max_concurrency: int = typer.Option(4, help="Batches in flight."),
+    all_frames: bool = typer.Option(False, "--all-frames", help="One JPG per frame (default: first frame only)."),
+    jpeg_quality: int = typer.Option(90, help="JPEG quality 1-100."),
+    failure_threshold: int = typer.Option(0, help="The run fails only with more failed files than this."),
+    max_file_mb: float = typer.Option(2048, help="Largest DICOM file accepted, in MiB."),
+    download_timeout_seconds: float = typer.Option(300, help="Time limit of one download attempt."),
+    download_retries: int = typer.Option(3, help="Retries of transient download failures."),
+    retry_backoff_seconds: float = typer.Option(2.0, help="First retry delay (doubles each retry, with jitter)."),
+    allowed_root: Optional[list[str]] = typer.Option(None, help="Folder that absolute and file:// locations may "
+                                                     "lie in (repeatable; none: such locations are refused)."),
+    allow_private_redirects: bool = typer.Option(False, "--allow-private-redirects",
+                                                 help="Follow HTTP redirects to private/loopback addresses."),
+) -> None:
+    """Run the extraction (exit 1 if the flow fails)."""
+    if bucket_kind not in ("local", "gcs", "s3"):
+        raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind")
+    _run_flow(Console(stderr=True), query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
+              reports_block=reports_block, state_block=state_block, state_schema=state_schema,
+              base_location=base_location, page_size=page_size, batch_size=batch_size,
+              max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
+              failure_threshold=failure_threshold, max_file_mb=max_file_mb,
+              download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
+              retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root or None,
+              allow_private_redirects=allow_private_redirects)
+
+
+@dicom_app.command("demo")
+def demo_command(
+    files_dir: Path = typer.Option(Path("./out/dicom-demo-files"), help="Where the demo DICOM files are copied."),
+    bucket_path: Optional[Path] = typer.Option(None, help="Local bucket folder (default: the bucket block's, "
+                                               "./out/bucket)."),
+    reset: bool = typer.Option(False, "--reset", help="Forget earlier demo progress first (a rerun without it "
+                               "skips the files already done)."),
+) -> None:
+    """Seed demo reports (pydicom's test files, a few bad ones) and run the flow into a local folder."""
+    import os
+
+    from blocks.buckets import DICOM_BUCKET_BLOCK
+    from blocks.databases import PostgresServer
+    from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
+    from clinicflow_dev.dicom_demo import DEMO_FILES, ensure_database, seed_demo_reports
+
+    console = Console(stderr=True)
+    server = resolve_block(DICOM_REPORTS_BLOCK, PostgresServer)
+    ensure_database(server)
+    files = seed_demo_reports(server, files_dir)
+    console.print(f"seeded {files} demo files into {files_dir} and view dicom_reports on {server.describe()}")
+    if bucket_path is not None:
+        os.environ["CLINICFLOW_" + DICOM_BUCKET_BLOCK.upper().replace("-", "_") + "_PATH"] = str(bucket_path)
+    if reset:
+        with _state_store("dicom-reports", "clinicflow_dicom", None) as store:
+            store.ensure_schema()
+            store.reset()
+    # The demo's bad files are there on purpose: the run succeeds with exactly those failures.
+    _run_flow(console, bucket_kind="local", failure_threshold=sum(1 for f in DEMO_FILES if f.expected_failure),
+              allowed_roots=[str(files_dir.resolve())])
+
+
+@dicom_app.command("status")
+def status_command(
+    dataset: str = typer.Option("dicom-reports"),
+    state_schema: str = typer.Option("clinicflow_dicom"),
+    state_block: Optional[str] = typer.Option(None),
+) -> None:
+    """Files done/failed/uploading and objects uploaded (more than once, if ever) for a dataset."""
+    with _state_store(dataset, state_schema, state_block) as store:
+        counts = store.status_counts()
+        uploads = store.upload_counts()
+    table = Table(title=f"DICOM dataset {dataset}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for status in ("done", "failed", "uploading"):
+        table.add_row(f"files {status}", str(counts.get(status, 0)))
+    table.add_row("objects in upload log", str(len(uploads)))
+    table.add_row("objects uploaded more than once", str(sum(1 for n in uploads.values() if n > 1)))
+    Console().print(table)
+
+
+@dicom_app.command("reset")
+def reset_command(
+    dataset: str = typer.Option(..., help="Dataset whose progress is forgotten."),
+    state_schema: str = typer.Option("clinicflow_dicom"),
+    state_block: Optional[str] = typer.Option(None),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Forget a dataset's progress (the bucket is untouched; the next run converts everything again)."""
+    if not yes:
+        typer.confirm(f"Forget all progress of dataset {dataset!r}?", abort=True)
+    with _state_store(dataset, state_schema, state_block) as store:
+        store.ensure_schema()
+        store.reset()
+    typer.echo(f"progress of {dataset} forgotten")
+
+
+def register_dicom(app: typer.Typer) -> None:
+    app.add_typer(dicom_app, name="dicom")

@@ -1,0 +1,197 @@
+"""CLI: ``clinicflow ingest run PATTERN`` and ``clinicflow dlq list|show|replay|discard``.
+
+``ingest run`` runs flow ``ingest_files`` in-process (with or without a
+Prefect API; blocks from the resolver) and exits 1 when the flow ends
+Failed. ``dlq`` reads and resolves ``<schema>.dead_letters``; ``replay``
+runs flow ``replay_dead_letters``. Nothing here prints document content
+unless ``dlq show --payload`` is asked for.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
+
+_DB_HELP = "PostgresServer block of the ingestion database."
+
+
+def _print_result(console: Console, title: str, result: dict[str, Any]) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in result.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
+    from flows.runtime import flow_run_settings
+
+    with flow_run_settings():
+        state = flow(**parameters, return_state=True)
+    if state.is_failed():
+        console.print(f"[red]{flow.name} failed: {state.message}[/red]")
+        raise typer.Exit(1)
+    _print_result(console, title, state.result())
+
+
+@ingest_app.command("run")
+def run_command(
+    pattern: str = typer.Argument(..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, "
+                                            "or synthetic://events?count=1000"),
+    batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
+    max_file_mb: float = typer.Option(50, help="Larger objects are dead-lettered (too-large), never read."),
+    fail_percentage: float = typer.Option(0, help="Seeded fault injection for drills: % of items failed [DLQ]."),
+    max_error_rate: float = typer.Option(0.1, help="Above this fraction of new items failing, the run stops Failed."),
+    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block) | none"),
+    seed: int = typer.Option(0, help="Seed of the fault injection."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+    s3_block: Optional[str] = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
+    llm_block: Optional[str] = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
+) -> None:
+    """Run the ingestion (exit 1 if the flow fails)."""
+    from flows.ingest_files import ingest_files
+
+    _run(Console(stderr=True), ingest_files, f"ingest {pattern}", pattern=pattern, batch_size=batch_size,
+         max_file_mb=max_file_mb, fail_percentage=fail_percentage, max_error_rate=max_error_rate,
+         extractor=extractor, seed=seed, database_block=database_block, ingest_schema=schema, s3_block=s3_block,
+         llm_block=llm_block)
+
+
+@ingest_app.command("demo")
+def demo_command(
+    files_dir: Path = typer.Option(Path("./out/ingest-demo-files"), help="Where the demo documents are written."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+) -> None:
+    """Write a few made-up clinical documents and ingest them with the offline rules extractor."""
+    from blocks.databases import PostgresServer
+    from blocks.resolve import resolve_block
+    from clinicflow_dev.dicom_demo import ensure_database
+    from clinicflow_dev.ingest_demo import DEMO_PATTERN, write_demo_files
+    from flows.ingest_files import ingest_files
+
+    console = Console(stderr=True)
+    ensure_database(resolve_block(database_block, PostgresServer))
+    count = write_demo_files(files_dir)
+    console.print(f"{count} demo documents in {files_dir}")
+    # One of them has no patient id on purpose: 1 dead letter of 7 new documents is within 0.25.
+    _run(console, ingest_files, "ingest demo", pattern=str(files_dir.resolve() / DEMO_PATTERN), batch_size=10,
+         max_error_rate=0.25, extractor="rules", database_block=database_block)
+    console.print("see the rows with: SELECT * FROM ingest.medical; and the dead letters with `clinicflow dlq list`")
+
+
+def _connect(database_block: str) -> Any:
+    from blocks.databases import PostgresServer
+    from blocks.resolve import resolve_block
+
+    return resolve_block(database_block, PostgresServer).connect()
+
+
+@dlq_app.command("list")
+def list_command(
+    status: str = typer.Option("open", help="open | replayed | discarded | all"),
+    stage: Optional[str] = typer.Option(None, help="read | stage | extract | load"),
+    reason: Optional[str] = typer.Option(None, help="Reason code, e.g. too-large, malformed-output."),
+    run_id: Optional[str] = typer.Option(None, help="Only letters of this run."),
+    limit: int = typer.Option(50, help="Newest first, at most this many."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+) -> None:
+    """List dead letters (uri / record id, stage, reason; never content) and counts by status."""
+    from clinicflow.ingest.deadletter import count_letters, list_letters
+
+    conn = _connect(database_block)
+    try:
+        letters = list_letters(conn, schema, status=None if status == "all" else status, stage=stage,
+                               reason=reason, run_id=run_id, limit=limit)
+        counts = count_letters(conn, schema)
+    finally:
+        conn.close()
+    table = Table(title=f"dead letters ({status})")
+    for header in ("id", "stage", "item", "reason", "attempts", "status", "last failed"):
+        table.add_column(header, overflow="fold")
+    for letter in letters:
+        table.add_row(str(letter["id"]), letter["stage"], letter["source_uri"] or letter["item_key"], letter["reason"],
+                      str(letter["attempts"]), letter["status"], str(letter["last_failed_at"])[:19])
+    console = Console()
+    console.print(table)
+    console.print(", ".join(f"{s}/{st}/{r}: {n}" for (s, st, r), n in counts.items()) or "no dead letters")
+
+
+@dlq_app.command("show")
+def show_command(
+    letter_id: int = typer.Argument(..., help="Dead letter id."),
+    payload: bool = typer.Option(False, "--payload", help="Also print the payload (may hold document content)."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+) -> None:
+    """Show one dead letter."""
+    from clinicflow.ingest.deadletter import get_letter
+
+    conn = _connect(database_block)
+    try:
+        letter = get_letter(conn, schema, letter_id)
+    finally:
+        conn.close()
+    if letter is None:
+        Console(stderr=True).print(f"[red]no dead letter {letter_id} in {schema}.dead_letters[/red]")
+        raise typer.Exit(1)
+    body = letter.pop("payload")
+    if payload:
+        letter["payload"] = body
+    else:
+        letter["payload"] = "(hidden: --payload to show)" if body is not None else None
+    _print_result(Console(), f"dead letter {letter_id}", {k: str(v) for k, v in letter.items()})
+
+
+@dlq_app.command("replay")
+def replay_command(
+    ids: Optional[list[int]] = typer.Argument(None, help="Letter ids (default: every open letter matching)."),
+    stage: Optional[str] = typer.Option(None, help="read | stage | extract | load"),
+    reason: Optional[str] = typer.Option(None, help="Reason code."),
+    run_id: Optional[str] = typer.Option(None, help="Only letters of this run."),
+    fail_percentage: float = typer.Option(0, help="Fault injection during the replay (drills)."),
+    extractor: str = typer.Option("rules", help="rules | llm | none (for extract letters and replayed files)."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+    s3_block: Optional[str] = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
+    llm_block: Optional[str] = typer.Option(None, help="OpenAICompatibleLLM block."),
+) -> None:
+    """Replay open letters; a success is marked replayed (exit 1 if some fail again)."""
+    from flows.ingest_files import replay_dead_letters
+
+    _run(Console(stderr=True), replay_dead_letters, "dead-letter replay", ids=list(ids) if ids else None,
+         stage=stage, reason=reason, run_id=run_id, fail_percentage=fail_percentage, extractor=extractor,
+         database_block=database_block, ingest_schema=schema, s3_block=s3_block, llm_block=llm_block)
+
+
+@dlq_app.command("discard")
+def discard_command(
+    ids: list[int] = typer.Argument(..., help="Letter ids to discard."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+) -> None:
+    """Mark open letters discarded (kept, never replayed)."""
+    from clinicflow.ingest.deadletter import discard_letters
+
+    conn = _connect(database_block)
+    try:
+        changed = discard_letters(conn, schema, list(ids))
+    finally:
+        conn.close()
+    Console().print(f"discarded {changed} of {len(ids)} letter(s)")
+    if changed < len(ids):
+        raise typer.Exit(1)
+
+
+def register_ingest(app: typer.Typer) -> None:
+    app.add_typer(ingest_app, name="ingest")
+    app.add_typer(dlq_app, name="dlq")

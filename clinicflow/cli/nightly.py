@@ -1,0 +1,128 @@
+"""CLI: ``clinicflow nightly`` (replication then load) and ``clinicflow load`` (load only).
+
+Both run the Prefect flows of flows/nightly.py in this process: against the
+Prefect API when one is configured, else on Prefect's embedded server (the
+CronJob fallback). Exit code 0 when every table succeeded, 1 when a table
+failed (the flow run is Failed), 2 when the run could not start (bad
+tables.yml, unknown table, unreachable database).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+EXIT_TABLES_FAILED = 1
+EXIT_CANNOT_RUN = 2
+
+
+def _table_list(tables: Optional[str]) -> list[str] | None:
+    names = [t.strip() for t in (tables or "").split(",") if t.strip()]
+    return names or None
+
+
+def record_config_error(flow_name: str, message: str, parameters: dict) -> str | None:
+    """Record a run refused for its tables.yml in the metrics tables; None, or why it could not be recorded."""
+    import uuid
+
+    from blocks.databases import PostgresServer
+    from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+    from clinicflow.opendental import metrics
+
+    server = None
+    try:
+        server = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+        conn = server.connect()
+        try:
+            metrics.record_failed_start(conn, str(uuid.uuid4()), flow_name, message,
+                                        parameters={k: v for k, v in parameters.items() if k != "tables_file"})
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - block messages never hold passwords
+        where = server.describe() if server is not None else "the analytics database"
+        return f"not recorded in {where}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _preflight(flow_fn, console: Console, params: dict) -> None:  # noqa: ANN001 - a Prefect flow
+    """Check tables.yml before starting Prefect: a broken file is one line (no traceback), recorded, exit 2."""
+    from clinicflow.opendental.tables.config import ConfigError, load_tables_config
+    from flows.replicate import select_tables
+
+    try:
+        config = load_tables_config(params.get("tables_file"))
+        select_tables(config, params.get("tables"), allow_empty=bool(params.get("allow_empty")))
+    except ConfigError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
+        flow_name = getattr(flow_fn, "fn", flow_fn).__name__
+        if flow_name in ("nightly_etl", "load_tables"):  # the flows `clinicflow status` reports
+            problem = record_config_error(flow_name, str(exc), params)
+            if problem:
+                console.print(f"[red]{escape(problem)}[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+
+
+def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefect flow
+    from clinicflow.opendental.tables.config import ConfigError
+    from flows.nightly import TablesFailed
+    from flows.runtime import flow_run_settings
+
+    _preflight(flow_fn, console, params)
+    try:
+        with flow_run_settings():
+            rows = flow_fn(**params)
+    except TablesFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_TABLES_FAILED) from None
+    except ConfigError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    except Exception as exc:  # noqa: BLE001 - messages from the blocks never hold passwords
+        console.print(f"[red]run could not complete: {type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    console.print(f"{len(rows)} tables ok")
+
+
+# The options both commands take (nightly = replication + load; load = load only).
+TablesOption = Annotated[Optional[str], typer.Option(
+    "--tables", help="Comma-separated table names (default: every table in tables.yml).")]
+FullRefreshOption = Annotated[bool, typer.Option(
+    "--full-refresh", help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
+SkipVerificationOption = Annotated[bool, typer.Option(
+    "--skip-verification", help="Do not compare raw with the replica after loading.")]
+FullSweepOption = Annotated[bool, typer.Option(
+    "--full-sweep",
+    help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
+         "turns reconciliation off or checksums a rolling slice (reconcile_slices).")]
+TablesFileOption = Annotated[Optional[str], typer.Option(
+    "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
+AllowEmptyOption = Annotated[bool, typer.Option(
+    "--allow-empty", help="Succeed when tables.yml lists no table (otherwise a run with zero tables is an error).")]
+
+
+def register_nightly(app: typer.Typer) -> None:
+    @app.command("nightly")
+    def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                        skip_verification: SkipVerificationOption = False,
+                        full_sweep: FullSweepOption = False,
+                        tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+        """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
+        from flows.nightly import nightly_etl
+
+        _run(nightly_etl, Console(), tables=_table_list(tables), full_refresh=full_refresh,
+             skip_verification=skip_verification, full_sweep=full_sweep,
+             tables_file=tables_file, allow_empty=allow_empty)
+
+    @app.command("load")
+    def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                     skip_verification: SkipVerificationOption = False,
+                     full_sweep: FullSweepOption = False,
+                     tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+        """Load the replication MySQL into PostgreSQL raw (no replication step)."""
+        from flows.nightly import load_tables
+
+        _run(load_tables, Console(), tables=_table_list(tables), full_refresh=full_refresh,
+             skip_verification=skip_verification, full_sweep=full_sweep,
+             tables_file=tables_file, allow_empty=allow_empty)

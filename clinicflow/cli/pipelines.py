@@ -1,0 +1,217 @@
+"""CLI: ``clinicflow pipelines list | show | run | sync | backfill`` (the pipeline toolkit).
+
+Exit codes: 0 ok; 1 a pipeline run failed or discovery reported errors; 2 the
+command could not run (unknown pipeline, bad parameter, no deployment, bad
+schedule, missing work pool).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_FAILED = 1
+EXIT_CANNOT_RUN = 2
+
+FolderOption = Annotated[Optional[str], typer.Option(
+    "--folder", help="Folder of *_pipeline.py modules (default: $CLINICFLOW_PIPELINES_DIR or ./pipelines).")]
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON (numbers, true, null, lists) is taken as JSON, else as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param {item!r}: use NAME=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _schedule_text(spec: Any) -> str:
+    parts = []
+    for s in spec.schedules:
+        what = f"cron {s.cron}" if hasattr(s, "cron") else f"every {s.interval}"
+        parts.append(f"{what} ({s.timezone}){'' if s.active else ' inactive'}")
+    return "; ".join(parts) or "-"
+
+
+def _tree(node: Any, indent: str = "") -> list[str]:
+    from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential
+
+    if isinstance(node, Leaf):
+        extra = f" (retries {node.retries}, on {node.retry_on})" if node.retries else ""
+        return [f"{indent}- {node.name}{extra}"]
+    if isinstance(node, Sequential):
+        head = f"{indent}sequential{'' if node.stop_on_error else ' (continue on error)'}:"
+    elif isinstance(node, Parallel):
+        head = f"{indent}parallel (max {node.max_workers}{', stop on error' if node.stop_on_error else ''}):"
+    elif isinstance(node, Conditional):
+        lines = [f"{indent}{node.name} then:"] + _tree(node.then, indent + "  ")
+        if node.otherwise is not None:
+            lines += [f"{indent}{node.name} otherwise:"] + _tree(node.otherwise, indent + "  ")
+        return lines
+    else:
+        return [f"{indent}?"]
+    return [head] + [line for child in node.steps for line in _tree(child, indent + "  ")]
+
+
+def _discover(folder: Optional[str], console: Console) -> Any:
+    from clinicflow.toolkit.discovery import discover
+
+    found = discover(folder)
+    for error in found.errors:
+        console.print(f"[red]{error.origin}: {error.message}[/red]", soft_wrap=True)
+    return found
+
+
+def run_demo_pipelines(console: Console) -> None:
+    """``make demo``: the two example pipelines on local defaults (demo API, analytics PostgreSQL, chDB in ./out)."""
+    from datetime import timedelta
+
+    from blocks.databases import PostgresServer
+    from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+    from clinicflow_dev import demo_api
+    from flows.pipeline import run_pipeline
+    from flows.runtime import flow_run_settings
+
+    with flow_run_settings():
+        with demo_api.serve() as url:
+            rows = run_pipeline(pipeline="referral-providers", parameters={"api_url": url})
+        console.print(f"pipeline referral-providers: {rows[0]['rows_written']} providers in toolkit.referral_providers")
+        conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog '
+                            "WHERE \"ProcDate\" > DATE '1900-01-01'")
+                first, last = cur.fetchone()
+        finally:
+            conn.close()
+        if first is None:
+            console.print("pipeline procedures-daily: raw.procedurelog is empty, nothing to aggregate")
+            return
+        # The demo's data spans years: one run over the whole range instead of one per day.
+        start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
+        end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
+        rows = run_pipeline(pipeline="procedures-daily", start=start, end=end)
+        console.print(f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
+                      "ClickHouse procedures_daily (chDB in ./out/clickhouse)")
+
+
+def register_pipelines(app: typer.Typer) -> None:
+    pipelines = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
+                            no_args_is_help=True)
+    app.add_typer(pipelines, name="pipelines")
+
+    @pipelines.command("list")
+    def list_command(folder: FolderOption = None) -> None:
+        """List discovered pipelines (and every module that failed to load)."""
+        console = Console()
+        found = _discover(folder, console)
+        table = Table("name", "schedules", "timescope", "parameters", "module")
+        for name, spec in sorted(found.pipelines.items()):
+            table.add_row(name, _schedule_text(spec), str(spec.timescope.window) if spec.timescope else "-",
+                          ", ".join(spec.parameters) or "-", found.origins[name])
+        console.print(table)
+        if found.errors:
+            raise typer.Exit(EXIT_FAILED)
+
+    @pipelines.command("show")
+    def show_command(name: str, folder: FolderOption = None) -> None:
+        """Show one pipeline: schedules, time scope, parameters and its steps."""
+        from clinicflow.toolkit.base import ToolkitError
+
+        console = Console()
+        found = _discover(folder, console)
+        try:
+            spec = found.get(name)
+        except ToolkitError as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+        console.print(f"[bold]{spec.name}[/bold]  ({found.origins[name]})")
+        if spec.description:
+            console.print(spec.description)
+        console.print(f"schedules: {_schedule_text(spec)}")
+        console.print(f"timescope: {spec.timescope.window if spec.timescope else '-'}")
+        console.print(f"parameters: {json.dumps(spec.parameters, default=str)}")
+        console.print("\n".join(_tree(spec.steps)))
+
+    @pipelines.command("run")
+    def run_command(name: str, param: Annotated[Optional[list[str]], typer.Option(
+                        "--param", help="NAME=VALUE, repeatable (JSON values accepted).")] = None,
+                    start: Annotated[Optional[datetime], typer.Option(help="Time scope start (UTC unless given).")] = None,
+                    end: Annotated[Optional[datetime], typer.Option(help="Time scope end (UTC unless given).")] = None,
+                    folder: FolderOption = None) -> None:
+        """Run a pipeline now, in this process (Prefect API if configured, else the embedded server)."""
+        from clinicflow.toolkit.base import ToolkitError
+        from flows.pipeline import PipelineFailed, run_pipeline
+        from flows.runtime import flow_run_settings
+
+        console = Console()
+        params = parse_params(param or [])
+        try:
+            with flow_run_settings():
+                rows = run_pipeline(pipeline=name, parameters=params, start=_utc(start) if start else None,
+                                    end=_utc(end) if end else None, folder=folder)
+        except PipelineFailed as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        except ToolkitError as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+        for row in rows:
+            console.print(f"{row['step']}: {row['status']}"
+                          + (f", {row['rows_written']} rows written" if row["rows_written"] is not None else ""))
+
+    @pipelines.command("sync")
+    def sync_command(prune: Annotated[bool, typer.Option(
+                         "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
+                     work_pool: Annotated[Optional[str], typer.Option(
+                         "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
+                     folder: FolderOption = None) -> None:
+        """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed."""
+        from clinicflow.toolkit.base import ToolkitError
+        from flows.pipeline_registry import sync_pipelines
+
+        console = Console()
+        found = _discover(folder, console)
+        if found.errors:
+            console.print("[red]nothing deployed: fix the modules above first[/red]")
+            raise typer.Exit(EXIT_FAILED)
+        try:
+            report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder))
+        except ToolkitError as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+        console.print(f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
+                      f"pruned: {', '.join(report.pruned) or '-'}")
+
+    @pipelines.command("backfill")
+    def backfill_command(name: str,
+                         from_: Annotated[datetime, typer.Option("--from", help="First window starts here (UTC unless given).")],
+                         to: Annotated[datetime, typer.Option("--to", help="Last window ends here (exclusive).")],
+                         folder: FolderOption = None) -> None:
+        """Create one flow run of the pipeline's deployment per time-scope window in [--from, --to)."""
+        from clinicflow.toolkit.base import ToolkitError
+        from flows.pipeline_registry import backfill
+
+        console = Console()
+        found = _discover(folder, console)
+        try:
+            ids = asyncio.run(backfill(found.get(name), _utc(from_), _utc(to)))
+        except ToolkitError as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+        console.print(f"{len(ids)} flow runs created for {name}")

@@ -1,0 +1,35 @@
+"""The one raw MySQL connection: values arrive as the server's bytes (no decoders), parameters are still encoded."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pymysql.converters
+
+from clinicflow.connectors.protocols import MySQLServerLike
+
+# Encoders kept (pymysql needs them to send parameters), decoders dropped.
+RAW_CONVERSIONS = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
+
+SessionZone = Literal["utc", "server"]
+
+
+def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Any:
+    """An autocommit connection returning raw bytes; ``streaming`` gives an unbuffered cursor.
+
+    ``zone="utc"`` keeps the server block's UTC session (the replica copy moves bytes, zones never apply);
+    ``zone="server"`` reads TIMESTAMP columns in the server's own zone, as OpenDental wrote them (the loader).
+    """
+    conn = server.connect(streaming=streaming, conv=RAW_CONVERSIONS, autocommit=True)
+    if zone == "server":
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = @@global.time_zone")
+    return conn
+
+
+def decode_text(value: Any) -> str | None:
+    """A catalog value as text: bytes decoded as UTF-8, None kept."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8")
+    return str(value)

@@ -1,0 +1,212 @@
+"""How one table is copied from the source into the replica: the copy plan, replica state and watermarks.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blocks.databases import MySQLServer
+from clinicflow.connectors.mysql.columns import (
+    Column,
+    checksum_table,
+    column_changes,
+    source_columns,
+    source_primary_key,
+    table_exists,
+)
+from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, decode_text, raw_connection
+from clinicflow.core.sql import quote_ident, validate_table_name
+from clinicflow.opendental import reconcile
+from clinicflow.opendental.chunks import (
+    KeyRange,
+    keyset_columns,
+    keyset_max,
+    ranges_from_boundaries,
+    walk_boundaries,
+)
+from clinicflow.opendental.tables.config import TableConfig
+
+STATE_TABLE = "_clinicflow_replication_state"
+
+
+SHADOW_SUFFIX = "__cf_shadow"
+
+
+OLD_SUFFIX = "__cf_old"
+
+
+
+
+TIME_TYPES = frozenset({"timestamp", "datetime"})
+
+
+class ReplicationError(RuntimeError):
+    """A table could not be replicated; the message names the table."""
+
+
+
+
+@dataclass
+class CopyPlan:
+    """What one run does to one table; passed between tasks."""
+
+    table: str
+    mode: str  # "full" | "incremental" | "unchanged" (nothing to copy)
+    columns: list[Column]
+    key_columns: list[str]  # incremental keyset order: watermark columns, then key
+    batch_size: int
+    primary_key: list[str] = field(default_factory=list)
+    range_key: str | None = None  # single integer key: full copies run in parallel ranges
+    ranges: list[KeyRange] = field(default_factory=list)
+    snapshot: list[str] | None = None  # watermark to store after a full copy
+    start_after: list[str] | None = None  # incremental: resume point
+    overlap_column: str | None = None  # incremental: timestamp column re-read with overlap
+    note: str = ""
+    sweep: reconcile.Sweep = field(default_factory=reconcile.Sweep)  # incremental: tonight's reconciliation
+
+    @property
+    def shadow(self) -> str:
+        return self.table + SHADOW_SUFFIX
+
+
+def ensure_database(server: MySQLServer) -> None:
+    """Create the server's database if it does not exist (first run against an empty replica)."""
+    conn = server.connect(database="", conv=RAW_CONVERSIONS, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(server.database, 'mysql')} CHARACTER SET utf8mb3")
+    finally:
+        conn.close()
+
+
+def drop_leftover_tables(server: MySQLServer) -> list[str]:
+    """Drop ``*__cf_shadow`` / ``*__cf_old`` tables a killed run left in the replica; returns their names.
+
+    A run creates its shadows afresh, so any found before the run starts belong to a run that died
+    (runs of one replica never overlap: the deployments and the CronJob allow one at a time).
+    """
+    conn = raw_connection(server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
+                        ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")))
+            names = [decode_text(row[0]) for row in cur.fetchall()]
+            for name in names:
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
+    finally:
+        conn.close()
+    return names
+
+
+def replica_create_table_sql(src_conn: Any, table: str, new_name: str) -> str:
+    """The source's own DDL for ``table``, renamed to ``new_name``."""
+    with src_conn.cursor() as cur:
+        cur.execute(f"SHOW CREATE TABLE {quote_ident(table, 'mysql')}")
+        ddl = decode_text(cur.fetchone()[1])
+    prefix = f"CREATE TABLE {quote_ident(table, 'mysql')}"
+    if not ddl.startswith(prefix):
+        raise ReplicationError(f"table {table!r}: unexpected SHOW CREATE TABLE output")
+    return f"CREATE TABLE {quote_ident(new_name, 'mysql')}" + ddl[len(prefix):]
+
+
+def ensure_state_table(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote_ident(STATE_TABLE, 'mysql')} ("
+            " table_name varchar(64) NOT NULL PRIMARY KEY,"
+            " key_columns text NOT NULL,"
+            " watermark text NULL,"
+            " mode varchar(16) NOT NULL,"
+            " updated_at datetime NOT NULL"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+
+
+def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[str] | None:
+    """The stored resume point, or None when there is none or the key columns changed."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
+        row = cur.fetchone()
+    if row is None or row[1] is None:
+        return None
+    if json.loads(decode_text(row[0])) != list(key_columns):
+        return None
+    return json.loads(decode_text(row[1]))
+
+
+def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str] | None, mode: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"REPLACE INTO {quote_ident(STATE_TABLE, 'mysql')} (table_name, key_columns, watermark, mode, updated_at) "
+            "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP())",
+            (table, json.dumps(list(key_columns)), None if watermark is None else json.dumps(list(watermark)), mode),
+        )
+
+
+def clear_watermark(conn: Any, table: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
+
+
+def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, full_refresh: bool = False,
+               full_sweep: bool = False) -> CopyPlan:
+    """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
+    validate_table_name(table)
+    columns = source_columns(src_conn, table)
+    names = {c.name for c in columns}
+    pk = source_primary_key(src_conn, table)
+    configured_pk = list(config.primary_key)
+    if configured_pk and configured_pk != pk:
+        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} but the source has {pk or 'none'}")
+    for col in config.incremental_columns:
+        if col not in names:
+            raise ReplicationError(f"table {table!r}: incremental column {col!r} is not in the source table")
+    ensure_state_table(dst_conn)
+    note = ""
+    key_cols: list[str] = []
+    exists = table_exists(dst_conn, table)
+    changes = column_changes(columns, source_columns(dst_conn, table)) if exists else []
+    if changes:
+        # The source's columns changed: a fresh full copy takes the new DDL.
+        full_refresh = True
+        note = f"source columns changed ({'; '.join(changes)}): full copy with the new definition"
+    if not pk:
+        mode = "full"
+        note = note or "no primary key: copied fully"
+    else:
+        key_cols = keyset_columns(config.incremental_columns, pk) if config.is_incremental else list(pk)
+        watermark = read_watermark(dst_conn, table, key_cols) if (exists and config.is_incremental) else None
+        mode = "incremental" if (config.is_incremental and watermark is not None and not full_refresh) else "full"
+    if mode == "full" and exists and not full_refresh and not (pk and config.is_incremental):
+        # A table copied fully every night (full_table, or no key) that did not change
+        # since the last copy is left as it is: a quiet night rewrote ~440 small tables.
+        source_sum = checksum_table(src_conn, table)
+        if source_sum is not None and source_sum == checksum_table(dst_conn, table):
+            return CopyPlan(table, "unchanged", columns, key_cols, config.batch_size, primary_key=pk,
+                             note="unchanged since the last copy (CHECKSUM TABLE equal on both sides): not copied")
+    plan = CopyPlan(table, mode, columns, key_cols, config.batch_size, primary_key=pk, note=note,
+                     sweep=reconcile.sweep_for(config, full_sweep=full_sweep))
+    if mode == "incremental":
+        plan.start_after = read_watermark(dst_conn, table, key_cols)
+        first = next(c for c in columns if c.name == key_cols[0])
+        if first.data_type in TIME_TYPES and len(key_cols) > 1:
+            plan.overlap_column = first.name
+        return plan
+    # Full copy: fresh shadow from the source's DDL, ranges, watermark snapshot.
+    with dst_conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(plan.shadow, 'mysql')}")
+        cur.execute(replica_create_table_sql(src_conn, table, plan.shadow))
+        # MyISAM updates secondary indexes row by row on a non-empty table;
+        # with keys disabled it rebuilds them once, by sorting, at ENABLE KEYS.
+        cur.execute(f"ALTER TABLE {quote_ident(plan.shadow, 'mysql')} DISABLE KEYS")
+    if len(pk) == 1 and next(c for c in columns if c.name == pk[0]).is_integer:
+        plan.range_key = pk[0]
+        boundaries = walk_boundaries(src_conn, quote_ident(table, "mysql"), pk[0], config.batch_size, "mysql")
+        plan.ranges = ranges_from_boundaries(boundaries)
+    if config.is_incremental and key_cols:
+        row = keyset_max(src_conn, table, key_cols)
+        plan.snapshot = [decode_text(v) for v in row] if row else None
+    return plan

@@ -1,0 +1,154 @@
+"""One COPY of a table's rows from the replica into PostgreSQL: through pymysql or the MariaDB C client.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clinicflow.connectors.mysql import client
+from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
+from clinicflow.core.sql import quote_list
+from clinicflow.opendental.warehouse.copy_encoding import (
+    ConversionCounts,
+    check_booleans,
+    conversion_counters,
+    copy_select_sql,
+    read_counters,
+    reset_counters,
+    reset_counters_sql,
+)
+from clinicflow.opendental.warehouse.load_errors import LoadError
+from clinicflow.opendental.warehouse.load_plan import LoadPlan
+
+
+@dataclass
+class CopyStats:
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    conversions: ConversionCounts = field(default_factory=ConversionCounts)
+
+    def add(self, other: "CopyStats") -> "CopyStats":
+        self.rows += other.rows
+        self.bytes += other.bytes
+        self.seconds += other.seconds
+        self.conversions.merge(other.conversions)
+        return self
+
+
+class ClientCopySource:
+    """The file object ``copy_expert`` reads: the C client's output, minus its last line.
+
+    The client runs ``SET counters; SELECT lines; SELECT counters``: every
+    line but the last is COPY data; the last one holds the conversion counts
+    and is kept back for :attr:`counters_line`. Python touches blocks, never
+    rows (rows are counted with ``bytes.count``).
+    """
+
+    def __init__(self, export: Any) -> None:
+        self._export = export
+        self._pending = b""
+        self._done = False
+        self.rows = 0
+        self.bytes = 0
+        self.counters_line: bytes | None = None
+
+    def _emit(self, data: bytes) -> bytes:
+        self.rows += data.count(b"\n")
+        self.bytes += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done:
+            data = self._export.stdout.read1(COPY_READ_SIZE)
+            if not data:
+                self._done = True
+                self._export.finish()  # raises if the client failed: COPY is then aborted
+                last = self._pending.rstrip(b"\n").rfind(b"\n")
+                self.counters_line = self._pending[last + 1:].rstrip(b"\n")
+                return self._emit(self._pending[:last + 1]) if last >= 0 else b""
+            buf = self._pending + data
+            # Hold back from the start of the last complete line on: it may be the counters.
+            end = buf.rfind(b"\n")
+            cut = buf.rfind(b"\n", 0, end) if end > 0 else -1
+            if cut < 0:
+                self._pending = buf
+                continue
+            self._pending = buf[cut + 1:]
+            return self._emit(buf[:cut + 1])
+        return b""
+
+    readline = read
+
+
+def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: str, predicate: str,
+                 params: Sequence[Any]) -> tuple[int, int, ConversionCounts]:
+    """COPY through the C client (see clinicflow.connectors.mysql.client): rows, bytes, conversions."""
+    counters = conversion_counters(plan)
+    statements = []
+    if counters:
+        statements.append(reset_counters_sql(counters))
+    statements.append(client.inline_params(copy_select_sql(plan, predicate), params))
+    # Always a last line, so the data never loses its own last line to the hold-back.
+    statements.append("SELECT CONCAT_WS(',', 'cf-counters'" + "".join(f", {c.variable}" for c in counters) + ")")
+    with client.open_export(mysql_server, "; ".join(statements), time_zone="@@global.time_zone") as export:
+        source = ClientCopySource(export)
+        try:
+            pg_cursor.copy_expert(copy_sql, source, size=COPY_READ_SIZE)
+        except Exception as exc:
+            raise _copy_error(plan, exc) from exc
+    fields = (source.counters_line or b"").decode("ascii", "replace").split(",")
+    if fields[0] != "cf-counters" or len(fields) != len(counters) + 1:
+        raise LoadError(f"table {plan.table!r}: the MySQL client's output ended early (no conversion counts)")
+    counts = ConversionCounts()
+    for counter, value in zip(counters, fields[1:]):
+        counts.add(counter.column, counter.counter, int(value or 0))
+    return source.rows, source.bytes, counts
+
+
+def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, predicate: str = "1=1",
+                params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
+    """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
+
+    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection` with ``streaming=True, zone="server"``.
+    With ``mysql_server`` and the MariaDB client installed, the rows travel
+    through the C client instead of pymysql (same bytes; less CPU per row).
+    """
+    start = time.perf_counter()
+    check_booleans(mysql_conn, plan, predicate, params)
+    copy_sql = f"COPY {target} ({quote_list(plan.column_names, 'postgres')}) FROM STDIN"
+    if mysql_server is not None and client.client_binary():
+        rows, nbytes, conversions = _client_copy(mysql_server, pg_cursor, plan, copy_sql, predicate, params)
+        return CopyStats(rows, nbytes, time.perf_counter() - start, conversions)
+    reset_counters(mysql_conn, plan)
+    cur = mysql_conn.cursor()
+    cur.execute(copy_select_sql(plan, predicate), tuple(params))
+    reader = LineReader(cur)
+    stream = CopySource(reader)
+    try:
+        pg_cursor.copy_expert(copy_sql, stream, size=COPY_READ_SIZE)
+    except Exception as exc:
+        # The MySQL result is abandoned half read: the caller must close that connection.
+        reader.close()
+        raise _copy_error(plan, exc) from exc
+    cur.close()
+    conversions = read_counters(mysql_conn, plan)
+    return CopyStats(stream.rows, stream.bytes, time.perf_counter() - start, conversions)
+
+
+def _copy_error(plan: LoadPlan, exc: Exception) -> Exception:
+    import psycopg2
+
+    if isinstance(exc, psycopg2.DataError):
+        # PostgreSQL's message names the column and the line; the value can be
+        # patient data, so only the first line of the message is kept.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = re.sub(r'(:\s*)".*"\s*$', r"\1<value withheld>", first)
+        context = getattr(getattr(exc, "diag", None), "context", None) or ""
+        # "COPY t, line 3, column X: \"value\"": keep where, never the value.
+        where = re.sub(r':\s*".*$', "", context.split("\n")[0]).split(", ", 1)[-1].strip() if context else ""
+        return LoadError(f"table {plan.table!r}: PostgreSQL rejected a value ({first}{'; ' + where if where else ''})")
+    return exc

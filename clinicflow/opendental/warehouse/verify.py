@@ -1,0 +1,391 @@
+"""Verification of a loaded table against the replication database, and its reconciliation.
+
+Verification computes, on BOTH servers, per primary-key range: the row
+count, a key sum and a checksum (sum of the first 60 bits of each row's MD5)
+over a canonical text form of the row. The canonical form of every value
+class is the same text on both sides (see :func:`canonical_mysql` and
+:func:`canonical_postgres`; jsonb is compared for presence only, because
+PostgreSQL normalises JSON text). The ranges come from the one chunk planner
+(boundaries sampled from the replica's key, ~100 rows each) and are
+aggregated in one pass per side (:mod:`clinicflow.opendental.reconcile`). Ranges that
+differ are compared key by key and reported with example keys.
+
+Reconciliation (:func:`reconcile_raw`, every night by default) repairs what
+the comparison finds: each differing range is re-read from the replica and
+merged into raw in one transaction (deleted rows removed, missing and changed
+rows written). Memory is bounded by the range groups, and a kill loses
+nothing: the next night compares again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clinicflow.connectors.mysql.catalog import decode_text
+from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
+from clinicflow.opendental import reconcile
+from clinicflow.opendental.chunks import KeyRange
+from clinicflow.opendental.tables.typemap import Kind, PgColumn
+from clinicflow.opendental.warehouse import copy_stream, incremental_load
+from clinicflow.opendental.warehouse.copy_encoding import (
+    _NEEDS_ESCAPE,
+    _as_utf8_binary,
+    _escaped_text,
+    zero_date_test,
+)
+from clinicflow.opendental.warehouse.load_plan import LoadPlan
+
+# Buckets above this many rows are not compared key by key (only reported).
+DRILLDOWN_MAX_ROWS = 200_000
+EXAMPLE_KEYS = 5
+
+# PostgreSQL prints double precision differently from MariaDB: other exponent
+# thresholds and form, and (for integral values of 2^53 and more) sometimes a
+# 17th digit where MariaDB's shortest form has 16. So the canonical form of a
+# double is, on both sides: the exact integer for 2^53 <= |v| < 9.2e18, else
+# the shortest digits laid out as MariaDB does (fixed notation for decimal
+# exponents -15..14, and for exponent 15 with 17 digits; otherwise
+# d.ddde±x without padding or '+'). tests/load/test_verify.py checks this on
+# random doubles against MariaDB itself.
+DOUBLE_INTEGRAL_MIN = "9007199254740992"
+DOUBLE_INTEGRAL_MAX = "9.2e18"
+MYSQL_DOUBLE_TEXT_SQL = r"""
+CREATE OR REPLACE FUNCTION {schema}.mysql_double_text_e(v double precision) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+SELECT CASE
+  WHEN exp BETWEEN -15 AND 14 THEN
+    CASE WHEN v < 0 THEN '-' ELSE '' END || '0.' || repeat('0', -exp - 1) || digits
+  WHEN exp = 15 AND length(digits) = 17 THEN
+    CASE WHEN v < 0 THEN '-' ELSE '' END || left(digits, 16) || '.' || right(digits, 1)
+  ELSE mant || 'e' || exp::text
+END
+FROM (SELECT split_part(t, 'e', 1) AS mant, split_part(t, 'e', 2)::int AS exp,
+             replace(replace(split_part(t, 'e', 1), '-', ''), '.', '') AS digits
+      FROM (SELECT v::text AS t) s0) s
+$fn$;
+-- One expression, not STRICT: PostgreSQL inlines it into the checksum query
+-- (a function call per value would cost more than the rest of the row).
+CREATE OR REPLACE FUNCTION {schema}.mysql_double_text(v double precision) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+SELECT CASE
+  WHEN abs(v) >= 9007199254740992 AND abs(v) < 9.2e18 THEN v::int8::text
+  WHEN strpos(v::text, 'e') = 0 THEN CASE WHEN v = 0 THEN '0' ELSE v::text END
+  ELSE {schema}.mysql_double_text_e(v)
+END
+$fn$
+"""
+
+
+def mysql_double_canonical(expr: str) -> str:
+    """MySQL side of the double canonical form (see MYSQL_DOUBLE_TEXT_SQL)."""
+    return (f"IF(ABS({expr}) >= {DOUBLE_INTEGRAL_MIN} AND ABS({expr}) < {DOUBLE_INTEGRAL_MAX}, "
+            f"CAST(CAST({expr} AS SIGNED) AS CHAR), {expr})")
+
+
+def ensure_functions(pg_conn: Any, schema: str) -> None:
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.opendental.warehouse.verify.functions'))")
+        cur.execute(MYSQL_DOUBLE_TEXT_SQL.format(schema=quote_ident(schema, "postgres")))
+    pg_conn.commit()
+
+
+def _my(col: PgColumn) -> str:
+    q = quote_ident(col.name, "mysql")
+    kind = col.kind
+    if kind is Kind.integer:
+        value = f"{q} + 0" if col.source.data_type.lower() == "year" else q
+    elif kind in (Kind.decimal, Kind.boolean_int):
+        value = q
+    elif kind is Kind.double:
+        value = mysql_double_canonical(q)
+    elif kind is Kind.float:
+        value = mysql_double_canonical(f"CAST({q} AS DOUBLE)")
+    elif kind is Kind.time:
+        value = q if col.fraction_digits == 0 else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({q} AS CHAR)))"
+    elif kind in (Kind.date, Kind.datetime):
+        null_test = f"{q} IS NULL OR " if col.source.nullable else ""
+        return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
+    elif kind is Kind.text:
+        binary = _as_utf8_binary(col, q)
+        # Most values hold nothing to escape or remove: one RLIKE spares them five REPLACEs.
+        without_nul = f"REPLACE({binary}, X'00', X'')"
+        value = f"IF({binary} RLIKE {_NEEDS_ESCAPE}, {_escaped_text(without_nul)}, {binary})"
+    elif kind is Kind.binary:
+        value = f"LOWER(HEX({q}))"
+    elif kind is Kind.bit1:
+        value = f"{q} + 0"
+    elif kind is Kind.bits:
+        value = f"LPAD(BIN({q} + 0), {col.bit_length}, '0')"
+    elif kind is Kind.json:
+        value = f"IF({q} IS NULL, NULL, 'json')"
+    else:  # pragma: no cover - every kind is handled above
+        raise AssertionError(kind)
+    # A NOT NULL column needs no NULL marker (one function call less per value).
+    return f"IFNULL({value}, X'5C4E')" if col.source.nullable or kind is Kind.json else value
+
+
+def _pg(col: PgColumn, function_schema: str) -> str:
+    q = quote_ident(col.name, "postgres")
+    kind = col.kind
+    fn = quote_qualified(function_schema, "mysql_double_text", "postgres")
+    if kind in (Kind.integer, Kind.decimal, Kind.time, Kind.bits, Kind.date):
+        value = f"{q}::text"
+    elif kind is Kind.double:
+        value = f"{fn}({q})"
+    elif kind is Kind.float:
+        value = f"{fn}({q}::float8)"
+    elif kind in (Kind.boolean_int, Kind.bit1):
+        value = f"{q}::int::text"
+    elif kind is Kind.datetime:
+        digits = col.fraction_digits
+        value = f"{q}::text" if digits == 0 else f"to_char({q}, 'YYYY-MM-DD HH24:MI:SS.FF{digits}')"
+    elif kind is Kind.text:
+        value = (f"replace(replace(replace(replace({q}, E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), "
+                 f"E'\\n', E'\\\\n'), E'\\r', E'\\\\r')")
+    elif kind is Kind.binary:
+        value = f"encode({q}, 'hex')"
+    elif kind is Kind.json:
+        value = f"CASE WHEN {q} IS NULL THEN NULL ELSE 'json' END"
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    return f"COALESCE({value}, E'\\\\N')"
+
+
+def canonical_mysql(plan: LoadPlan) -> str:
+    """MySQL expression: the canonical text of a row (columns in plan order, tab-separated)."""
+    return "CONCAT_WS(X'09', " + ", ".join(_my(c) for c in plan.columns) + ")"
+
+
+def canonical_postgres(plan: LoadPlan) -> str:
+    """PostgreSQL expression: the same canonical text from the loaded row."""
+    return "concat_ws(E'\\t', " + ", ".join(_pg(c, plan.state_schema) for c in plan.columns) + ")"
+
+
+# ---------------------------------------------------------------------------
+
+@dataclass
+class BucketDiff:
+    bucket: int
+    key_range: str
+    source_rows: int
+    raw_rows: int
+    missing_in_raw: list[str] = field(default_factory=list)
+    extra_in_raw: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    missing_count: int = 0
+    extra_count: int = 0
+    changed_count: int = 0
+    compared: bool = False
+
+    def describe(self) -> str:
+        text = f"keys {self.key_range}: source {self.source_rows} rows, raw {self.raw_rows}"
+        if self.compared:
+            parts = []
+            for label, count, keys in (("missing in raw", self.missing_count, self.missing_in_raw),
+                                       ("only in raw", self.extra_count, self.extra_in_raw),
+                                       ("values differ", self.changed_count, self.changed)):
+                if count:
+                    parts.append(f"{count} {label} (e.g. {', '.join(keys)})")
+            text += ": " + ("; ".join(parts) if parts else "checksums differ")
+        return text
+
+
+@dataclass
+class VerifyResult:
+    table: str
+    source_rows: int = 0
+    raw_rows: int = 0
+    buckets: int = 0
+    diffs: list[BucketDiff] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diffs
+
+    @property
+    def only_extra_rows(self) -> bool:
+        """Every difference is a row still in raw that the source deleted (deletes not reconciled)."""
+        return bool(self.diffs) and all(
+            d.compared and d.extra_count and not d.missing_count and not d.changed_count for d in self.diffs)
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        return "stale" if self.only_extra_rows else "differs"
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"table {self.table!r}: {self.source_rows} rows, {self.buckets} checksummed ranges equal"
+        head = (f"table {self.table!r}: source {self.source_rows} rows, raw {self.raw_rows}; "
+                f"{len(self.diffs)} of {self.buckets} key ranges differ: ")
+        return head + " | ".join(d.describe() for d in self.diffs[:5]) + (" | ..." if len(self.diffs) > 5 else "")
+
+
+def _range_column(plan: LoadPlan) -> PgColumn | None:
+    if not plan.primary_key:
+        return None
+    col = plan.column(plan.primary_key[0])
+    return col if col.kind is Kind.integer else None
+
+
+def _key_text_my(plan: LoadPlan) -> str:
+    return "CONCAT_WS(X'09', " + ", ".join(_my(plan.column(k)) for k in plan.primary_key) + ")"
+
+
+def _key_text_pg(plan: LoadPlan) -> str:
+    return "concat_ws(E'\\t', " + ", ".join(_pg(plan.column(k), plan.state_schema) for k in plan.primary_key) + ")"
+
+
+def replica_side(mysql_conn: Any, plan: LoadPlan) -> reconcile.Side:
+    """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
+    column = _range_column(plan)
+    single = column is not None and len(plan.primary_key) == 1
+    key_hash = (quote_ident(column.name, "mysql") if single else
+                reconcile.md5_60_sql(_key_text_my(plan), "mysql") if plan.primary_key else "0")
+    return reconcile.Side(mysql_conn, "mysql", quote_ident(plan.table, "mysql"), column.name if column else None,
+                          key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"), key_unique=single)
+
+
+def raw_side(pg_conn: Any, plan: LoadPlan) -> reconcile.Side:
+    """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
+    column = _range_column(plan)
+    single = column is not None and len(plan.primary_key) == 1
+    key_hash = (quote_ident(column.name, "postgres") if single else
+                reconcile.md5_60_sql(_key_text_pg(plan), "postgres") if plan.primary_key else "0")
+    return reconcile.Side(pg_conn, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"),
+                          column.name if column else None, key_hash,
+                          reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
+                          pg_type=column.pg_type if column else "bigint", key_unique=single)
+
+
+# Differing ranges compared key by key for the report (each range holds ~reconcile.BUCKET_ROWS rows).
+DRILLDOWN_RANGES = 20
+
+
+def _describe_range(column: PgColumn | None, key_range: KeyRange) -> str:
+    if column is None:
+        return "(whole table)"
+    lo = "" if key_range.lower is None else str(key_range.lower)
+    hi = "" if key_range.upper is None else str(key_range.upper)
+    return f"{column.name} [{lo}..{hi})"
+
+
+def verify_table(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, *, bucket_rows: int | None = None,
+                 ranges: list[KeyRange] | None = None, only: list[KeyRange] | None = None) -> VerifyResult:
+    """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
+
+    ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    (same session time zone as the load). The ranges come from the chunk
+    planner (boundaries sampled from the replica's key), so their number is
+    bounded by rows / ``bucket_rows`` whatever the key distribution.
+    """
+    result = VerifyResult(plan.table)
+    source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
+    comparison = reconcile.compare(source, target, reconcile.Sweep(), ranges=ranges, only=only,
+                                   bucket_rows=bucket_rows or reconcile.BUCKET_ROWS)
+    result.source_rows, result.raw_rows = comparison.source_rows, comparison.target_rows
+    result.buckets = len(comparison.ranges)
+    column = _range_column(plan)
+    empty = reconcile.RangeStats()
+    for n, key_range in enumerate(comparison.differing):
+        s = comparison.source.get(key_range.index, empty)
+        r = comparison.target.get(key_range.index, empty)
+        diff = BucketDiff(key_range.index, _describe_range(column, key_range), s.rows, r.rows)
+        if n < DRILLDOWN_RANGES and max(s.rows, r.rows) <= DRILLDOWN_MAX_ROWS and plan.primary_key:
+            _drill_down(mysql_conn, pg_conn, plan, diff, column, key_range)
+        result.diffs.append(diff)
+    return result
+
+
+def _drill_down(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, diff: BucketDiff, column: PgColumn | None,
+                key_range: KeyRange) -> None:
+    """Compare one range key by key (keys and row hashes only)."""
+    keys_my = quote_list(list(plan.primary_key), "mysql")
+    keys_pg = quote_list(list(plan.primary_key), "postgres")
+    my_pred, my_params = reconcile.ranges_predicate([key_range], column.name if column else None, "mysql")
+    pg_pred, pg_params = reconcile.ranges_predicate([key_range], column.name if column else None, "postgres")
+    with mysql_conn.cursor() as cur:
+        cur.execute(f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
+                    f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
+        source = {decode_text(k): decode_text(h) for k, h in cur.fetchall()}
+    with pg_conn.cursor() as cur:
+        cur.execute(reconcile.PG_CANONICAL_SESSION)
+        cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
+                    f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_pred}",
+                    tuple(pg_params))
+        raw = dict(cur.fetchall())
+    pg_conn.rollback()
+    missing = sorted(k for k in source if k not in raw)
+    extra = sorted(k for k in raw if k not in source)
+    changed = sorted(k for k in source if k in raw and source[k] != raw[k])
+    diff.compared = True
+    diff.missing_count, diff.extra_count, diff.changed_count = len(missing), len(extra), len(changed)
+    diff.missing_in_raw, diff.extra_in_raw, diff.changed = (missing[:EXAMPLE_KEYS], extra[:EXAMPLE_KEYS],
+                                                            changed[:EXAMPLE_KEYS])
+
+
+# ---------------------------------------------------------------------------
+# Reconciliation of raw with the replica (the nightly's second leg)
+
+def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPlan, sweep: reconcile.Sweep, *,
+                  ranges: list[KeyRange] | None = None) -> tuple[reconcile.ReconcileStats, VerifyResult]:
+    """Make raw.<table> equal to the replica table, then verify the ranges that were repaired.
+
+    Ranges whose keys or (tonight's slice of) row checksums differ are
+    re-read from the replica into a temporary table and merged into raw in one
+    transaction per group: rows the replica no longer has are deleted, missing
+    and changed rows written. The comparison is the night's verification: the
+    returned result lists ranges still different after the repair (none when
+    all went well). ``mysql_conn`` comes from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    with ``streaming=True``.
+    """
+    stats = reconcile.ReconcileStats(swept=sweep.describe())
+    result = VerifyResult(plan.table)
+    if not plan.primary_key or not sweep.enabled:
+        return stats, result
+    source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
+    comparison = reconcile.compare(source, target, sweep, ranges=ranges)
+    stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+    result.source_rows, result.raw_rows, result.buckets = (comparison.source_rows, comparison.target_rows,
+                                                           len(comparison.ranges))
+    for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
+        stats.add(_resync_raw(mysql_server, mysql_conn, pg_conn, plan, source.key_column, group))
+    if comparison.differing:
+        # Only the repaired ranges can have changed: they alone are compared again.
+        after = verify_table(mysql_conn, pg_conn, plan, ranges=comparison.ranges, only=comparison.differing)
+        result.diffs = after.diffs
+    return stats, result
+
+
+FIX_TABLE = "cf_fix_stage"
+
+
+def _resync_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPlan, range_column: str | None,
+                ranges: list[KeyRange]) -> reconcile.ReconcileStats:
+    out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
+    my_pred, my_params = reconcile.ranges_predicate(ranges, range_column, "mysql")
+    raw = quote_qualified(plan.raw_schema, plan.table, "postgres")
+    raw_ranges, raw_params = reconcile.restricted_from(raw_side(pg_conn, plan), ranges)
+    temp = quote_ident(FIX_TABLE, "postgres")
+    join = " AND ".join(f"f.{quote_ident(k, 'postgres')} = t.{quote_ident(k, 'postgres')}" for k in plan.primary_key)
+    try:
+        with pg_conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {temp}")
+            cur.execute(f"CREATE TEMP TABLE {temp} (LIKE {raw})")
+            copy_stream.stream_copy(mysql_conn, cur, plan, temp, my_pred, my_params, mysql_server=mysql_server)
+            cur.execute(f"SELECT count(*) FROM {temp} f WHERE NOT EXISTS (SELECT 1 FROM {raw} t WHERE {join})")
+            out.rows_missing = int(cur.fetchone()[0])
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # see reconcile.aggregate
+            # ctid = ANY(ARRAY(...)): a TID scan of exactly the rows found through the key's index.
+            cur.execute(f"DELETE FROM {raw} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {raw_ranges} "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})))", tuple(raw_params))
+            out.rows_deleted = max(cur.rowcount, 0)
+            cur.execute(incremental_load.merge_sql(plan, temp))
+            out.rows_changed = max(cur.rowcount - out.rows_missing, 0)
+            cur.execute(f"DROP TABLE {temp}")
+        pg_conn.commit()  # deletes and merge together, or neither
+    except BaseException:
+        pg_conn.rollback()
+        raise
+    return out
