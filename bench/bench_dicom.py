@@ -63,7 +63,8 @@ def sample(name: str) -> Path:
 
 def dcmtk_voi_args(path: Path) -> list[str]:
     """The VOI option matching ours: the file's first window, its VOI LUT, else min-max."""
-    from clinicflow.dicom.render import frame_window, read_dataset
+    from clinicflow.dicom.dataset import read_dataset
+    from clinicflow.dicom.display import frame_window
 
     ds = read_dataset(path)
     if int(ds.get("SamplesPerPixel", 1)) != 1 or str(ds.get("PhotometricInterpretation")) == "PALETTE COLOR":
@@ -191,7 +192,7 @@ def bench_flow(files: int, concurrency: int) -> float:
     try:
         _wait(port)
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-        from blocks.buckets import gcs_client
+        from clinicflow.connectors.objectstore.clients import gcs_client
 
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         gcs_client().create_bucket(bucket)

@@ -36,6 +36,7 @@ TABLE = "procedurelog"
 _CHILD = """
 import json, sys, time
 from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.opendental import small_tables
 from clinicflow.opendental.warehouse import load_steps
 from clinicflow.opendental.tables.config import TableConfig
 a = json.loads(sys.argv[1])
@@ -46,7 +47,7 @@ full = a["mode"] == "full"
 load_steps.setup_target(pg)
 t = time.perf_counter()
 # The nightly's steps for one table, with its hand-over from replication to load (as its tasks do).
-out = load_steps.replicate_and_load_small(src, rep, pg, {a["table"]: config},
+out = small_tables.replicate_and_load_small(src, rep, pg, {a["table"]: config},
                                           load_steps.LoadOptions(full_refresh=full))[0]
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
 print(json.dumps({"seconds": time.perf_counter() - t, "copy_seconds": out.replication_seconds, "mode": out.mode,

@@ -29,6 +29,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
+from clinicflow.connectors.objectstore.clients import EMULATOR_PROJECT, storage_emulator_host
 from clinicflow.core import secret_env
 
 BucketKind = Literal["local", "gcs", "s3"]
@@ -36,7 +37,6 @@ BucketKind = Literal["local", "gcs", "s3"]
 # Well-known block name of the DICOM output bucket.
 DICOM_BUCKET_BLOCK = "dicom-reports-bucket"
 DEFAULT_LOCAL_BUCKET_PATH = "./out/bucket"
-EMULATOR_PROJECT = "clinicflow-emulator"
 
 
 class LocalFolderBucket(Block):
@@ -52,11 +52,6 @@ class LocalFolderBucket(Block):
 def _env(block_name: str, suffix: str) -> str | None:
     value = secret_env.getenv("CLINICFLOW_" + block_name.upper().replace("-", "_") + "_" + suffix)
     return value if value not in (None, "") else None
-
-
-def storage_emulator_host() -> str | None:
-    """The GCS emulator address when one is configured (tests, local runs)."""
-    return os.environ.get("STORAGE_EMULATOR_HOST") or None
 
 
 _adc_lock = threading.Lock()
@@ -88,33 +83,6 @@ def anonymous_adc_if_emulated() -> Iterator[None]:
             yield
         finally:
             google.auth.default = original  # type: ignore[assignment]
-
-
-def gcs_client(credentials: Any | None = None, project: str | None = None) -> Any:
-    """The ``google.cloud.storage.Client`` for every GCS read and write in clinicflow.
-
-    Against the emulator: anonymous credentials. Otherwise the block's
-    ``GcpCredentials`` when given, else Application Default Credentials.
-    """
-    from google.cloud import storage
-
-    if storage_emulator_host():
-        from google.auth.credentials import AnonymousCredentials
-
-        project = project or getattr(credentials, "project", None) or EMULATOR_PROJECT
-        return storage.Client(credentials=AnonymousCredentials(), project=project)
-    if credentials is not None:
-        return credentials.get_cloud_storage_client(project=project)
-    return storage.Client(project=project)
-
-
-def s3_client(block: Any | None = None) -> Any:
-    """The boto3 S3 client: the block's credentials, else boto3's defaults (``AWS_*`` env vars)."""
-    if block is not None:
-        return block.credentials.get_s3_client()
-    import boto3
-
-    return boto3.session.Session().client("s3")
 
 
 def _local_from_env(name: str) -> LocalFolderBucket:

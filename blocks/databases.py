@@ -15,12 +15,8 @@ from typing import Any, ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from clinicflow.connectors.mysql.sessions import MYSQL_SESSION_SQL_MODE
 from clinicflow.core import secret_env
-
-# Session settings for every MySQL connection. An empty sql_mode lets
-# '0000-00-00' dates and other legacy OpenDental values be read and written
-# byte-exact instead of being rejected or rewritten by strict mode.
-MYSQL_SESSION_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
 def _env_name(block_name: str, field: str) -> str:

@@ -52,7 +52,7 @@ def register_demo(app: typer.Typer) -> None:
         ensure_pg_database(resolve_block(ANALYTICS_BLOCK, PostgresServer))
         _run(nightly_etl, console)
         if dicom:
-            from clinicflow.cli.dicom import demo_command as dicom_demo
+            from clinicflow.cli.dicom import dicom_demo_command as dicom_demo
 
             dicom_demo(files_dir=Path("./out/dicom-demo-files"), bucket_path=None, reset=False)
         if pipelines:
@@ -60,7 +60,7 @@ def register_demo(app: typer.Typer) -> None:
 
             run_demo_pipelines(console)
         if ingest:
-            from clinicflow.cli.ingest import demo_command as ingest_demo
+            from clinicflow.cli.ingest import ingest_demo_command as ingest_demo
 
             ingest_demo(files_dir=Path("./out/ingest-demo-files"), database_block=ANALYTICS_BLOCK)
         console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "

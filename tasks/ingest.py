@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
 from clinicflow.core.retry import TASK_RETRY
-from clinicflow.ingest.extractors import Extractor, LLMExtractor, RulesExtractor
+from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
 from clinicflow.ingest.patterns import Location
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts, process_file_batch
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
@@ -27,11 +27,12 @@ def store_for_location(location: Location, s3_block: str | None = None) -> Objec
     if location.scheme == "file":
         return LocalStore(location.bucket)
     if location.scheme == "s3":
-        from blocks.buckets import resolve_bucket, s3_client
+        from blocks.buckets import resolve_bucket
+        from clinicflow.connectors.objectstore.clients import s3_client
 
         return S3Store(s3_client(resolve_bucket("s3", s3_block) if s3_block else None), location.bucket)
     if location.scheme == "gs":
-        from blocks.buckets import gcs_client
+        from clinicflow.connectors.objectstore.clients import gcs_client
 
         return GcsStore(gcs_client(), location.bucket)
     raise ValueError(f"no object store for {location.scheme}://")
@@ -49,7 +50,7 @@ def store_for_uri(uri: str, s3_block: str | None = None) -> tuple[ObjectStore, s
     return store_for_location(Location(scheme, bucket, key), s3_block), key
 
 
-def make_extractor(kind: str, llm_block: str | None = None) -> Extractor | None:
+def make_extractor(kind: str, llm_block: str | None = None) -> DocumentExtractor | None:
     """``rules`` (offline), ``llm`` (the OpenAI-compatible block) or ``none`` (stage only)."""
     if kind == "none":
         return None

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.core.retry import TASK_RETRY
-from clinicflow.opendental import metrics
+from clinicflow.opendental import metrics, small_tables
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse import load_steps
 from clinicflow.opendental.warehouse.copy_stream import CopyStats
@@ -84,7 +84,7 @@ def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutc
 
 
 @task(name="small-tables", cache_policy=NO_CACHE, task_run_name="small-tables-{label}")
-def small_tables(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, configs: dict[str, TableConfig],
+def small_table_group(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, configs: dict[str, TableConfig],
                  options: load_steps.LoadOptions, label: str) -> list[metrics.TableOutcome]:
     # No task-level retries: each table's steps retry inside, and a failed table never fails the group.
-    return load_steps.replicate_and_load_small(source, replica, pg, configs, options, replicate=source is not None)
+    return small_tables.replicate_and_load_small(source, replica, pg, configs, options, replicate=source is not None)

@@ -47,7 +47,7 @@ def _state_store(dataset: str, schema: str, state_block: Optional[str]) -> Any:
 
 
 @dicom_app.command("run")
-def run_command(
+def dicom_run_command(
     query: str = typer.Option("dicom_reports", help="Reports SQL text or view name."),
     dataset: str = typer.Option("dicom-reports", help="Output folder in the bucket, and the progress key."),
     bucket_kind: str = typer.Option("local", help="local | gcs | s3"),
@@ -85,7 +85,7 @@ def run_command(
 
 
 @dicom_app.command("demo")
-def demo_command(
+def dicom_demo_command(
     files_dir: Path = typer.Option(Path("./out/dicom-demo-files"), help="Where the demo DICOM files are copied."),
     bucket_path: Optional[Path] = typer.Option(None, help="Local bucket folder (default: the bucket block's, "
                                                "./out/bucket)."),

@@ -43,7 +43,7 @@ def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
 
 
 @ingest_app.command("run")
-def run_command(
+def ingest_run_command(
     pattern: str = typer.Argument(..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, "
                                             "or synthetic://events?count=1000"),
     batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
@@ -67,7 +67,7 @@ def run_command(
 
 
 @ingest_app.command("demo")
-def demo_command(
+def ingest_demo_command(
     files_dir: Path = typer.Option(Path("./out/ingest-demo-files"), help="Where the demo documents are written."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
 ) -> None:

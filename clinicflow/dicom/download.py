@@ -324,7 +324,7 @@ class Downloader:
                 out.write(chunk)
 
     def _gs_get(self, url: str, dest: Path) -> None:
-        from blocks.buckets import gcs_client
+        from clinicflow.connectors.objectstore.clients import gcs_client
 
         parts = urlsplit(url)
         if self._gcs is None:
@@ -336,7 +336,7 @@ class Downloader:
         blob.download_to_filename(str(dest), timeout=self.limits.timeout_seconds)
 
     def _s3_get(self, url: str, dest: Path) -> None:
-        from blocks.buckets import s3_client
+        from clinicflow.connectors.objectstore.clients import s3_client
 
         parts = urlsplit(url)
         if self._s3 is None:

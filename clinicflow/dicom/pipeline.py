@@ -33,8 +33,9 @@ from typing import Any
 from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
 from clinicflow.core import cancel
 from clinicflow.core.logs import get_logger
+from clinicflow.dicom.dataset import ConversionError
 from clinicflow.dicom.download import Downloader, DownloadError, DownloadLimits, stored_location
-from clinicflow.dicom.render import DEFAULT_JPEG_QUALITY, ConversionError, RenderResult, jpeg_names, render_file
+from clinicflow.dicom.render import DEFAULT_JPEG_QUALITY, RenderResult, jpeg_names, render_file
 from clinicflow.dicom.reports import KEY_COLUMNS, FileGroup, FileKey, ReportsSource, SourceCount
 from clinicflow.dicom.state import Failure, FileState, StateStore
 

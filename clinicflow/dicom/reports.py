@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocks.databases import PostgresServer
+from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 
 KEY_COLUMNS: tuple[str, ...] = ("study_id", "series_id", "instance_id", "file_location")
@@ -105,7 +105,7 @@ class SourceCount:
 class ReportsSource:
     """Where the reports come from: ``query`` is SQL text or a (schema-qualified) view/table name."""
 
-    server: PostgresServer
+    server: PostgresServerLike
     query: str
 
     def relation(self) -> str:

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from blocks.databases import PostgresServer
+from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.download import stored_location
 from clinicflow.dicom.reports import OUTPUT_COLUMNS, FileKey
@@ -69,7 +69,7 @@ class StateStore:
     own transaction.
     """
 
-    def __init__(self, server: PostgresServer, dataset: str, schema: str = DEFAULT_STATE_SCHEMA) -> None:
+    def __init__(self, server: PostgresServerLike, dataset: str, schema: str = DEFAULT_STATE_SCHEMA) -> None:
         if not dataset:
             raise ValueError("dataset must not be empty")
         self.server = server

@@ -142,7 +142,7 @@ class StagedDocument:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetterRow:
     stage: str
     source_kind: str
     item_key: str
@@ -223,7 +223,7 @@ def cache_extractions(cur: Any, schema: str, results: dict[str, Medical], *, ext
                    [(sha, extractor, prompt_version, model, m.model_dump_json()) for sha, m in results.items()])
 
 
-def record_dead_letters(cur: Any, schema: str, letters: list[DeadLetter], run_id: str) -> None:
+def record_dead_letters(cur: Any, schema: str, letters: list[DeadLetterRow], run_id: str) -> None:
     """Insert dead letters; an item already open at the same stage gets ``attempts + 1`` and the new reason."""
     s = quote_ident(schema, "postgres")
     for letter in letters:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
 from clinicflow.ingest import db
-from clinicflow.ingest.extractors import DocumentText, Extractor
+from clinicflow.ingest.extractors import DocumentExtractor, DocumentText
 from clinicflow.ingest.pipeline import IngestSettings, extract_documents, extract_letters, process_file_batch
 from clinicflow.ingest.synthetic import RejectedRecord, load_records, record_from_payload
 
@@ -114,7 +114,7 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
 
 def replay(server: Any, settings: IngestSettings, *, ids: list[int] | None = None, stage: str | None = None,
            reason: str | None = None, run_id: str | None = None, store_for: StoreForUri | None = None,
-           extractor: Extractor | None = None, page_size: int = 200) -> ReplayResult:
+           extractor: DocumentExtractor | None = None, page_size: int = 200) -> ReplayResult:
     """Replay open letters (all, or by ids / stage / reason / run); see the module docstring."""
     result = ReplayResult()
     replay_settings = IngestSettings(**{**settings.__dict__, "max_error_rate": 1.0})  # a replay is never cut short
@@ -151,7 +151,7 @@ def _bump(server: Any, settings: IngestSettings, letter: dict[str, Any], reason:
     conn = server.connect()
     try:
         with conn.cursor() as cur:
-            db.record_dead_letters(cur, settings.schema, [db.DeadLetter(
+            db.record_dead_letters(cur, settings.schema, [db.DeadLetterRow(
                 stage=letter["stage"], source_kind=letter["source_kind"], item_key=letter["item_key"], reason=reason,
                 message=message, source_uri=letter["source_uri"], pointer=letter["pointer"])], settings.run_id)
         conn.commit()
@@ -171,7 +171,7 @@ def _replay_synthetic(server: Any, letters: list[dict[str, Any]], settings: Inge
 
 
 def _replay_file(server: Any, letter: dict[str, Any], settings: IngestSettings, store_for: StoreForUri | None,
-                 extractor: Extractor | None) -> None:
+                 extractor: DocumentExtractor | None) -> None:
     uri = letter["source_uri"] or letter["item_key"]
     if store_for is None:
         raise ValueError("replaying file letters needs a store_for(uri) function")
@@ -184,7 +184,7 @@ def _replay_file(server: Any, letter: dict[str, Any], settings: IngestSettings, 
 
 
 def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSettings,
-                    extractor: Extractor | None) -> None:
+                    extractor: DocumentExtractor | None) -> None:
     if extractor is None:
         raise ValueError("replaying extract letters needs an extractor")
     s = db.quote_ident(settings.schema, "postgres")

@@ -54,7 +54,7 @@ class Extraction:
         return self.medical is not None
 
 
-class Extractor(Protocol):
+class DocumentExtractor(Protocol):
     name: str
     model: str
     prompt_version: str

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
 from clinicflow.ingest import db
-from clinicflow.ingest.extractors import DocumentText, Extraction, Extractor
+from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.medical import Medical
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
@@ -109,8 +109,8 @@ def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> d
         content_pointer=info.uri if binary and not inline else None)
 
 
-def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.DeadLetter:
-    return db.DeadLetter(stage=stage, source_kind="file", item_key=info.uri, source_uri=info.uri, reason=reason,
+def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.DeadLetterRow:
+    return db.DeadLetterRow(stage=stage, source_kind="file", item_key=info.uri, source_uri=info.uri, reason=reason,
                          message=message, pointer=info.uri)
 
 
@@ -122,7 +122,7 @@ def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Excep
 
 
 def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
-                 counts: RunCounts, letters: list[db.DeadLetter]) -> list[db.StagedDocument]:
+                 counts: RunCounts, letters: list[db.DeadLetterRow]) -> list[db.StagedDocument]:
     """Read (``read_concurrency`` at a time) and describe each object; failures become read/stage dead letters."""
     wanted = [o for o in objects if o.size <= settings.max_file_bytes]
     for info in objects:
@@ -149,7 +149,7 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
     return documents
 
 
-def extract_documents(cur: Any, schema: str, extractor: Extractor, documents: list[DocumentText]
+def extract_documents(cur: Any, schema: str, extractor: DocumentExtractor, documents: list[DocumentText]
                       ) -> tuple[list[tuple[str, Medical]], list[Extraction], int]:
     """Medical results for documents: from the cache, else the extractor (successes cached).
 
@@ -175,18 +175,18 @@ def extract_documents(cur: Any, schema: str, extractor: Extractor, documents: li
     return rows, failed, sum(1 for d in documents if d.sha256 in cached)
 
 
-def extract_letters(failed: list[Extraction], uris: dict[str, str]) -> list[db.DeadLetter]:
-    return [db.DeadLetter(stage="extract", source_kind="file", item_key=e.document_id, record_id=e.document_id,
+def extract_letters(failed: list[Extraction], uris: dict[str, str]) -> list[db.DeadLetterRow]:
+    return [db.DeadLetterRow(stage="extract", source_kind="file", item_key=e.document_id, record_id=e.document_id,
                           source_uri=uris.get(e.document_id), reason=e.reason or "extract-error", message=e.message,
                           payload={"answer": e.payload} if e.payload else None, pointer=e.document_id)
             for e in failed]
 
 
 def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
-                       extractor: Extractor | None, before: RunCounts | None = None) -> RunCounts:
+                       extractor: DocumentExtractor | None, before: RunCounts | None = None) -> RunCounts:
     """Stage (and extract) one batch of listed objects; ``before`` is the run so far (for max_error_rate)."""
     counts = RunCounts(listed=len(objects))
-    letters: list[db.DeadLetter] = []
+    letters: list[db.DeadLetterRow] = []
     conn = server.connect()
     try:
         with conn.cursor() as cur:

@@ -130,7 +130,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
 
     counts = RunCounts(listed=len(records))
     s = db.quote_ident(settings.schema, "postgres")
-    letters: list[db.DeadLetter] = []
+    letters: list[db.DeadLetterRow] = []
     good: list[SyntheticRecord] = []
     conn = server.connect()
     try:
@@ -147,7 +147,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
                     check_record(inject(original, settings))
                     good.append(original)
                 except RejectedRecord as exc:
-                    letters.append(db.DeadLetter(stage="load", source_kind="synthetic", item_key=original.record_id,
+                    letters.append(db.DeadLetterRow(stage="load", source_kind="synthetic", item_key=original.record_id,
                                                  record_id=original.record_id, reason=exc.reason, message=str(exc),
                                                  payload=json.loads(original.model_dump_json())))
                     counts.dead_lettered[f"load/{exc.reason}"] += 1

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 
-def main(request_path: str) -> int:
+def run_request_file(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     output = Path(request["output"])
 
@@ -62,4 +62,4 @@ def main(request_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(run_request_file(sys.argv[1]))

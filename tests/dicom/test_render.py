@@ -11,17 +11,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from clinicflow.dicom.render import (
-    ConversionError,
-    Window,
-    apply_window,
-    display_frames,
-    frame_window,
-    modality_values,
-    read_dataset,
-    render_file,
-    render_first_frame,
-)
+from clinicflow.dicom.dataset import ConversionError, read_dataset
+from clinicflow.dicom.display import Window, apply_window, display_frames, frame_window, modality_values
+from clinicflow.dicom.render import render_file, render_first_frame
 from tests.dicom.conftest import BAD_FILE_KINDS, sample_file
 
 # name → (what it exercises, expected JPEG mode)
@@ -241,7 +233,8 @@ def test_agrees_with_dcmtk(name: str, voi: list[str], tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["693_UNCR.dcm", "RG1_UNCI.dcm", "mlut_18.dcm", "vlut_04.dcm", "MR2_UNCI.dcm",
                                   "JPEG-LL.dcm", "liver_1frame.dcm", "eCT_Supplemental.dcm"])
 def test_lookup_table_path_equals_the_direct_computation(name: str) -> None:
-    from clinicflow.dicom.render import _voi_to_uint8, decode_frame, monochrome_to_uint8
+    from clinicflow.dicom.dataset import decode_frame
+    from clinicflow.dicom.display import _voi_to_uint8, monochrome_to_uint8
 
     ds = read_dataset(sample_file(name))
     arr = decode_frame(ds, 0)

@@ -7,7 +7,7 @@ import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.connectors.mysql import catalog, columns, sessions
-from clinicflow.opendental import reconcile
+from clinicflow.opendental import reconcile, small_tables
 from clinicflow.opendental.replication import copy_plan, replica_reconcile
 from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
 from clinicflow.opendental.warehouse import load_plan, load_steps, verify
@@ -171,11 +171,11 @@ def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
     generator.fill_table(source, "procedurelog", 500)
     load_steps.setup_target(pg)
     configs = {"procedurelog": PROC}
-    first = load_steps.replicate_and_load_small(source, replica, pg, configs)
+    first = small_tables.replicate_and_load_small(source, replica, pg, configs)
     assert first[0].status == "ok" and first[0].mode == "full"
     # raw lost its table (a dbt mishap): tonight's copy is incremental and reconciled, the load a full one.
     pg_query_exec(pg, "DROP TABLE raw.procedurelog")
     mysql_exec(source, "DELETE FROM `procedurelog` WHERE `ProcNum` = 5")
-    second = load_steps.replicate_and_load_small(source, replica, pg, configs)[0]
+    second = small_tables.replicate_and_load_small(source, replica, pg, configs)[0]
     assert second.status == "ok" and second.mode == "full" and second.verification == "ok", second.error
     assert second.reconciliation["replica"]["rows_deleted"] == 1 and second.rows == 499

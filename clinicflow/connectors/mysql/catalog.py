@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.connectors.mysql.sessions import decode_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import validate_table_name
 from clinicflow.opendental.tables.typemap import (
@@ -35,7 +35,7 @@ class SourceTable:
 
 
 def _int(value: Any) -> int | None:
-    text = decode_text(value)
+    text = catalog_text(value)
     return None if text is None else int(text)
 
 
@@ -53,7 +53,7 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
         cur.execute(
             "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
-        json_columns = {name.lower() for r in cur.fetchall() if (name := json_check_column(decode_text(r[0]) or ""))}
+        json_columns = {name.lower() for r in cur.fetchall() if (name := json_check_column(catalog_text(r[0]) or ""))}
         cur.execute(
             "SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_TYPE "
             "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s "
@@ -61,16 +61,16 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
         index_rows = cur.fetchall()
     columns = []
     for name, data_type, column_type, nullable, precision, scale, dt_precision, charset in column_rows:
-        col_name = decode_text(name) or ""
+        col_name = catalog_text(name) or ""
         is_json = col_name.lower() in json_columns
         columns.append(SourceColumn(
-            name=col_name, data_type=decode_text(data_type) or "", column_type=decode_text(column_type) or "",
-            nullable=decode_text(nullable) == "YES", numeric_precision=_int(precision), numeric_scale=_int(scale),
-            datetime_precision=_int(dt_precision), charset=decode_text(charset), is_json=is_json))
+            name=col_name, data_type=catalog_text(data_type) or "", column_type=catalog_text(column_type) or "",
+            nullable=catalog_text(nullable) == "YES", numeric_precision=_int(precision), numeric_scale=_int(scale),
+            datetime_precision=_int(dt_precision), charset=catalog_text(charset), is_json=is_json))
     grouped: dict[str, list[tuple[str, int | None, bool, str]]] = {}
     for index_name, _seq, column_name, sub_part, non_unique, index_type in index_rows:
-        grouped.setdefault(decode_text(index_name) or "", []).append(
-            (decode_text(column_name) or "", _int(sub_part), _int(non_unique) == 0, decode_text(index_type) or "BTREE"))
+        grouped.setdefault(catalog_text(index_name) or "", []).append(
+            (catalog_text(column_name) or "", _int(sub_part), _int(non_unique) == 0, catalog_text(index_type) or "BTREE"))
     primary: tuple[str, ...] = ()
     indexes = []
     for index_name, parts in grouped.items():
@@ -98,4 +98,4 @@ def source_engine(mysql_conn: Any, table: str) -> str:
         cur.execute("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
                     (table,))
         row = cur.fetchone()
-    return (decode_text(row[0]) if row else None) or ""
+    return (catalog_text(row[0]) if row else None) or ""

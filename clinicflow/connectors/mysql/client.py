@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from blocks.databases import MYSQL_SESSION_SQL_MODE
+from clinicflow.connectors.mysql.sessions import MYSQL_SESSION_SQL_MODE
 from clinicflow.core.retry import MYSQL_TRANSIENT_CODES, TransientError
 
 EXPORT_ENV = "CLINICFLOW_MYSQL_EXPORT"  # "client" (default: when installed) | "pymysql"

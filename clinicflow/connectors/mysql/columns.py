@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.sessions import decode_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.chunks import (
@@ -44,8 +44,8 @@ def source_columns(conn: Any, table: str) -> list[Column]:
     if not rows:
         raise SourceTableMissing(f"table {table!r}: not found in the source database")
     # Generated columns are computed by the replica itself.
-    return [Column(decode_text(n), decode_text(d).lower(), decode_text(t).lower(), decode_text(nullable).upper() == "YES", decode_text(coll).lower())
-            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in decode_text(extra).upper()]
+    return [Column(catalog_text(n), catalog_text(d).lower(), catalog_text(t).lower(), catalog_text(nullable).upper() == "YES", catalog_text(coll).lower())
+            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in catalog_text(extra).upper()]
 
 
 def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[str]:
@@ -80,7 +80,7 @@ def source_primary_key(conn: Any, table: str) -> list[str]:
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             (table,),
         )
-        return [decode_text(r[0]) for r in cur.fetchall()]
+        return [catalog_text(r[0]) for r in cur.fetchall()]
 
 
 def table_exists(conn: Any, table: str) -> bool:
@@ -100,10 +100,10 @@ def checksum_table(conn: Any, table: str) -> str | None:
     with conn.cursor() as cur:
         cur.execute(f"CHECKSUM TABLE {quote_ident(table, 'mysql')}")
         row = cur.fetchone()
-    return None if row is None or row[1] is None else decode_text(row[1])
+    return None if row is None or row[1] is None else catalog_text(row[1])
 
 
-def table_checksum(server: MySQLServer, table: str) -> tuple[int, str]:
+def table_checksum(server: MySQLServerLike, table: str) -> tuple[int, str]:
     """Row count and an order-independent checksum of every column's bytes (for verification and tests)."""
     conn = raw_connection(server)
     try:
@@ -116,6 +116,6 @@ def table_checksum(server: MySQLServer, table: str) -> tuple[int, str]:
                         f"COALESCE(BIT_XOR(CAST(CONV(SUBSTRING({expr}, 16, 15), 16, 10) AS UNSIGNED)), 0) "
                         f"FROM {quote_ident(table, 'mysql')}")
             count, s, x = cur.fetchone()
-        return int(count), f"{decode_text(s)}:{decode_text(x)}"
+        return int(count), f"{catalog_text(s)}:{catalog_text(x)}"
     finally:
         conn.close()

@@ -7,6 +7,10 @@ import pymysql.converters
 
 from clinicflow.connectors.protocols import MySQLServerLike
 
+# The sql_mode of every clinicflow MySQL session (the block's init command, the C client's too): no strict
+# mode, so '0000-00-00' dates and other legacy OpenDental values are read and written byte-exact.
+MYSQL_SESSION_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+
 # Encoders kept (pymysql needs them to send parameters), decoders dropped.
 RAW_CONVERSIONS = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
@@ -26,7 +30,7 @@ def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: Se
     return conn
 
 
-def decode_text(value: Any) -> str | None:
+def catalog_text(value: Any) -> str | None:
     """A catalog value as text: bytes decoded as UTF-8, None kept."""
     if value is None:
         return None

@@ -113,7 +113,7 @@ class LocalFolderWriter:
 
 class GcsWriter:
     def __init__(self, block: Any, retry: RetrySettings = RetrySettings()) -> None:
-        from blocks.buckets import gcs_client
+        from clinicflow.connectors.objectstore.clients import gcs_client
 
         self.block = block
         self.retry = retry
@@ -157,7 +157,7 @@ class GcsWriter:
 
 class S3Writer:
     def __init__(self, block: Any, retry: RetrySettings = RetrySettings()) -> None:
-        from blocks.buckets import s3_client
+        from clinicflow.connectors.objectstore.clients import s3_client
 
         self.block = block
         self.retry = retry
@@ -210,11 +210,9 @@ class S3Writer:
 
 def writer_for(block: Any, retry: RetrySettings = RetrySettings()) -> BucketWriter:
     """The writer for a bucket block (LocalFolderBucket, GcsBucket or S3Bucket)."""
-    from blocks.buckets import LocalFolderBucket
-
-    if isinstance(block, LocalFolderBucket):
-        return LocalFolderWriter(block.path)
     kind = type(block).__name__
+    if kind == "LocalFolderBucket":
+        return LocalFolderWriter(block.path)
     if kind == "GcsBucket":
         return GcsWriter(block, retry)
     if kind == "S3Bucket":

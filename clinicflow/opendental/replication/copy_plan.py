@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql.columns import (
     Column,
     checksum_table,
@@ -16,7 +15,8 @@ from clinicflow.connectors.mysql.columns import (
     source_primary_key,
     table_exists,
 )
-from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, decode_text, raw_connection
+from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_text, raw_connection
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
@@ -71,7 +71,7 @@ class CopyPlan:
         return self.table + SHADOW_SUFFIX
 
 
-def ensure_database(server: MySQLServer) -> None:
+def ensure_database(server: MySQLServerLike) -> None:
     """Create the server's database if it does not exist (first run against an empty replica)."""
     conn = server.connect(database="", conv=RAW_CONVERSIONS, autocommit=True)
     try:
@@ -81,7 +81,7 @@ def ensure_database(server: MySQLServer) -> None:
         conn.close()
 
 
-def drop_leftover_tables(server: MySQLServer) -> list[str]:
+def drop_leftover_tables(server: MySQLServerLike) -> list[str]:
     """Drop ``*__cf_shadow`` / ``*__cf_old`` tables a killed run left in the replica; returns their names.
 
     A run creates its shadows afresh, so any found before the run starts belong to a run that died
@@ -93,7 +93,7 @@ def drop_leftover_tables(server: MySQLServer) -> list[str]:
             cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                         "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
                         ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")))
-            names = [decode_text(row[0]) for row in cur.fetchall()]
+            names = [catalog_text(row[0]) for row in cur.fetchall()]
             for name in names:
                 cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
     finally:
@@ -105,7 +105,7 @@ def replica_create_table_sql(src_conn: Any, table: str, new_name: str) -> str:
     """The source's own DDL for ``table``, renamed to ``new_name``."""
     with src_conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {quote_ident(table, 'mysql')}")
-        ddl = decode_text(cur.fetchone()[1])
+        ddl = catalog_text(cur.fetchone()[1])
     prefix = f"CREATE TABLE {quote_ident(table, 'mysql')}"
     if not ddl.startswith(prefix):
         raise ReplicationError(f"table {table!r}: unexpected SHOW CREATE TABLE output")
@@ -132,9 +132,9 @@ def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[st
         row = cur.fetchone()
     if row is None or row[1] is None:
         return None
-    if json.loads(decode_text(row[0])) != list(key_columns):
+    if json.loads(catalog_text(row[0])) != list(key_columns):
         return None
-    return json.loads(decode_text(row[1]))
+    return json.loads(catalog_text(row[1]))
 
 
 def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str] | None, mode: str) -> None:
@@ -208,5 +208,5 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
         plan.ranges = ranges_from_boundaries(boundaries)
     if config.is_incremental and key_cols:
         row = keyset_max(src_conn, table, key_cols)
-        plan.snapshot = [decode_text(v) for v in row] if row else None
+        plan.snapshot = [catalog_text(v) for v in row] if row else None
     return plan

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql.columns import table_exists
-from clinicflow.connectors.mysql.sessions import decode_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
@@ -45,7 +45,7 @@ class ChunkResult:
     reconciled: reconcile.ReconcileStats | None = None
 
 
-def copy_range(src: MySQLServer, dst: MySQLServer, plan: CopyPlan, key_range: KeyRange | None) -> ChunkResult:
+def copy_range(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, key_range: KeyRange | None) -> ChunkResult:
     """Copy one key range (or, with None, the whole table) into the shadow table."""
     started = time.perf_counter()
     sql = encoded_select_sql(plan.table, plan.columns)
@@ -69,7 +69,7 @@ def copy_range(src: MySQLServer, dst: MySQLServer, plan: CopyPlan, key_range: Ke
 
 
 
-def copy_keyset_full(src: MySQLServer, dst: MySQLServer, plan: CopyPlan) -> ChunkResult:
+def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:
     """Full copy of a table whose key is not a single integer: keyset pages into the shadow."""
     started = time.perf_counter()
     total = 0
@@ -94,7 +94,7 @@ def copy_keyset_full(src: MySQLServer, dst: MySQLServer, plan: CopyPlan) -> Chun
     return ChunkResult(total, time.perf_counter() - started)
 
 
-def swap_in(dst: MySQLServer, plan: CopyPlan) -> None:
+def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
     """Atomically replace the table with its shadow, then store the snapshot watermark."""
     conn = raw_connection(dst)
     try:
@@ -138,10 +138,10 @@ def _bound_page(conn: Any, plan: CopyPlan, pred: str, params: list[Any], lower: 
             pass
     if row is None:
         return pred, params
-    return f"{pred} AND {w} <= %s", params + [decode_text(row[0])]
+    return f"{pred} AND {w} <= %s", params + [catalog_text(row[0])]
 
 
-def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: CopyPlan) -> ChunkResult:
+def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:
     """Copy rows after the stored watermark, page by page, advancing it after each merged page."""
     started = time.perf_counter()
     total = 0
@@ -187,7 +187,7 @@ def copy_incremental(src: MySQLServer, dst: MySQLServer, plan: CopyPlan) -> Chun
     return ChunkResult(total, time.perf_counter() - started)
 
 
-def sync_incremental(src: MySQLServer, dst: MySQLServer, plan: CopyPlan) -> ChunkResult:
+def sync_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:
     """The incremental copy, then the reconciliation of what a watermark cannot see (see :func:`reconcile_replica`)."""
     started = time.perf_counter()
     result = copy_incremental(src, dst, plan)
@@ -201,14 +201,14 @@ def full_copy_units(plan: CopyPlan) -> list[KeyRange | None]:
     return list(plan.ranges) if plan.ranges else [None]
 
 
-def copy_full_unit(src: MySQLServer, dst: MySQLServer, plan: CopyPlan, unit: KeyRange | None) -> ChunkResult:
+def copy_full_unit(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, unit: KeyRange | None) -> ChunkResult:
     """Copy one unit of a full copy into the shadow table."""
     if unit is None and plan.primary_key and plan.range_key is None:
         return copy_keyset_full(src, dst, plan)  # composite or non-integer key: keyset pages
     return copy_range(src, dst, plan, unit)
 
 
-def prepare_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False,
+def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *, full_refresh: bool = False,
                   full_sweep: bool = False) -> CopyPlan:
     """Open connections and plan one table (see :func:`plan_copy`)."""
     src_conn, dst_conn = raw_connection(src), raw_connection(dst)
@@ -219,7 +219,7 @@ def prepare_table(src: MySQLServer, dst: MySQLServer, table: str, config: TableC
         dst_conn.close()
 
 
-def replicate_table_once(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfig, *, full_refresh: bool = False,
+def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *, full_refresh: bool = False,
                          full_sweep: bool = False) -> dict[str, Any]:
     """Replicate one table sequentially without Prefect (tests, benches, debugging)."""
     started = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.mysql.columns import Column
-from clinicflow.connectors.mysql.sessions import decode_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.chunks import (
@@ -88,7 +88,7 @@ def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: 
             write(b"\n")
             rows += 1
             last = row
-    key = [decode_text(v) for v in last[1:1 + key_count]] if (last is not None and key_count) else None
+    key = [catalog_text(v) for v in last[1:1 + key_count]] if (last is not None and key_count) else None
     return rows, key
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql.columns import Column
 from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
@@ -60,7 +60,7 @@ def reconcile_side(conn: Any, plan: CopyPlan) -> reconcile.Side:
                           key_unique=len(plan.primary_key) == 1 and first.is_integer)
 
 
-def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: CopyPlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
+def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
     """Make the replica's table equal to the source's: deleted rows removed, missing and changed rows copied.
 
     Catches what a watermark cannot: hard deletes, rows inserted with an old
@@ -86,7 +86,7 @@ def reconcile_replica(src: MySQLServer, dst: MySQLServer, plan: CopyPlan, sweep:
     return stats
 
 
-def _resync_ranges(src: MySQLServer, dst_conn: Any, plan: CopyPlan, range_column: str | None,
+def _resync_ranges(src: MySQLServerLike, dst_conn: Any, plan: CopyPlan, range_column: str | None,
                    ranges: Sequence[KeyRange]) -> reconcile.ReconcileStats:
     pred, params = reconcile.ranges_predicate(ranges, range_column, "mysql")
     t, stage = quote_ident(plan.table, "mysql"), quote_ident(FIX_STAGE, "mysql")

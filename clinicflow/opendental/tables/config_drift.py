@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from blocks.databases import MySQLServer
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.tables.analysis_rules import AnalysisRules
 from clinicflow.opendental.tables.config import (
@@ -218,7 +218,7 @@ def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
     return probes
 
 
-def check_drift(server: MySQLServer, config: TablesConfig, rules: AnalysisRules | None = None,
+def check_drift(server: MySQLServerLike, config: TablesConfig, rules: AnalysisRules | None = None,
                 exclude: Iterable[str] = ()) -> DriftReport:
     """Compare tables.yml with the live source: what the nightly flow runs first."""
     conn = server.connect()

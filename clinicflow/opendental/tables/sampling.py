@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clinicflow.connectors.mysql.sessions import decode_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.analysis_rules import UNSET_DATE_LIMIT, AnalysisRules
 from clinicflow.opendental.tables.source_schema import TableInfo
@@ -68,7 +68,7 @@ def sample_columns(
     samples = {}
     for i, name in enumerate(columns):
         real, out, lo, hi = row[1 + 4 * i : 5 + 4 * i]
-        samples[name] = ColumnSample(name, sampled, int(real or 0), int(out or 0), decode_text(lo), decode_text(hi), whole)
+        samples[name] = ColumnSample(name, sampled, int(real or 0), int(out or 0), catalog_text(lo), catalog_text(hi), whole)
     return samples
 
 
@@ -111,4 +111,4 @@ def probe_watermark(conn: Any, table: TableInfo, column: str, rules: AnalysisRul
     with conn.cursor() as cur:
         cur.execute(f"SELECT CAST(MAX({col}) AS CHAR) FROM {source}{where}", (UNSET_DATE_LIMIT,) if is_date else ())
         row = cur.fetchone()
-    return decode_text(row[0]) if row else None
+    return catalog_text(row[0]) if row else None

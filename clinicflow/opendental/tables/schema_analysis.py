@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from blocks.databases import MySQLServer
+from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import IdentifierError, validate_table_name
 from clinicflow.opendental.tables.analysis_rules import MIB, AnalysisError, AnalysisRules
@@ -153,7 +153,7 @@ def analyze_schema_with(conn: Any, schema: SourceSchema, rules: AnalysisRules | 
     return SchemaAnalysis(schema, results, skipped)
 
 
-def analyze_source(server: MySQLServer, rules: AnalysisRules | None = None,
+def analyze_source(server: MySQLServerLike, rules: AnalysisRules | None = None,
                    now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
     """Read the schema of the block's database and choose every table's settings (``exclude``: names left out)."""
     conn = server.connect()

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from blocks.databases import MySQLServer
+from clinicflow.connectors.protocols import MySQLServerLike
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class SourceSchema:
         return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
-def read_schema(server: MySQLServer) -> SourceSchema:
+def read_schema(server: MySQLServerLike) -> SourceSchema:
     """Read the whole schema of the block's database with three information_schema queries."""
     conn = server.connect()
     try:

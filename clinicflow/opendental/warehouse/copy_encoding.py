@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import _int, decode_text
+from clinicflow.connectors.mysql.catalog import _int, catalog_text
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.typemap import (
     Kind,
@@ -241,9 +241,9 @@ def check_booleans(mysql_conn: Any, plan: LoadPlan, predicate: str = "1=1", para
         row = cur.fetchone()
     if row is None:
         return
-    key_text = ", ".join(f"{k}={decode_text(v)}" for k, v in zip(key, row[: len(key)]))
+    key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)]))
     for name, value in zip(booleans, row[len(key):]):
-        if decode_text(value) not in (None, "0", "1"):
+        if catalog_text(value) not in (None, "0", "1"):
             raise BooleanValueError(
                 f"table {plan.table!r}: column {name!r} is listed in boolean_columns but the row with "
-                f"{key_text} holds {decode_text(value)} (only 0 and 1 can be loaded as boolean)")
+                f"{key_text} holds {catalog_text(value)} (only 0 and 1 can be loaded as boolean)")

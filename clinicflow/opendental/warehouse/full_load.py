@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import decode_text
+from clinicflow.connectors.mysql.catalog import catalog_text
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.chunks import keyset_max
 from clinicflow.opendental.warehouse.copy_stream import CopyStats, stream_copy
@@ -90,7 +90,7 @@ def current_keyset_max(mysql_conn: Any, plan: LoadPlan) -> tuple[str, ...] | Non
     if not plan.incremental_columns:
         return None
     row = keyset_max(mysql_conn, plan.table, plan.keyset_columns)
-    return tuple(decode_text(v) or "" for v in row) if row else None
+    return tuple(catalog_text(v) or "" for v in row) if row else None
 
 
 def _nul_note(columns: Sequence[str], nul_columns: Collection[str]) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import decode_text
+from clinicflow.connectors.mysql.catalog import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS
@@ -40,7 +40,7 @@ class IncrementalStats:
 def _keyset_params(plan: LoadPlan, values: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
     for name, value in zip(plan.keyset_columns, values):
-        text = decode_text(value)
+        text = catalog_text(value)
         # Integers compared with a string literal would be compared as doubles in MySQL.
         out.append(int(text) if text is not None and plan.column(name).kind is Kind.integer else text)
     return out
@@ -129,7 +129,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
                     break
                 _merge(pg_cur, plan, temp)
                 changed = pg_cur.rowcount
-                new_mark = tuple(decode_text(v) or "" for v in segment.last_keyset or ())
+                new_mark = tuple(catalog_text(v) or "" for v in segment.last_keyset or ())
                 _write_state(pg_cur, plan, "incremental", new_mark, None)
                 pg_conn.commit()  # rows and watermark together, or neither
                 stats.rows_read += segment.rows

@@ -289,45 +289,14 @@ def failed_outcome(table: str, error: BaseException | str, *, stage: str, starte
 
 
 def load_table_once(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
-                    options: LoadOptions = LoadOptions()) -> TableOutcome:
-    """All steps of one table in a row, without Prefect (tests, benches, debugging)."""
-    return _load_one(mysql_server, pg_server, table, config, options, None)
+                    options: LoadOptions = LoadOptions(), *, replication: dict[str, Any] | None = None) -> TableOutcome:
+    """All load steps of one table in a row, without Prefect (small-table groups, tests, benches).
 
-
-def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server: Any,
-                             configs: dict[str, TableConfig], options: LoadOptions = LoadOptions(), *,
-                             replicate: bool = True) -> list[TableOutcome]:
-    """Replicate (optionally) and load a group of small tables one after the other, in one task.
-
-    For a table of a few hundred rows, a Prefect task run costs more than the
-    copy itself; the nightly flow hands small tables over in groups. Each
-    table is still its own unit: its steps are retried on transient errors
-    (the project policy), and a failure is recorded for that table only.
+    ``replication``: the replica copy's figures for the table (rows, seconds, reconciled), kept in its outcome.
     """
-    from clinicflow.core.retry import call_with_retry
-    from clinicflow.opendental.replication import replica_copy
+    return _load_one(mysql_server, pg_server, table, config, options, replication)
 
-    log = get_logger()
-    outcomes = []
-    for table, config in configs.items():
-        started = time.time()
-        info = None
-        if replicate:
-            try:
-                result = call_with_retry(lambda: replica_copy.replicate_table_once(
-                    source_server, replica_server, table, config, full_refresh=options.full_refresh,
-                    full_sweep=options.full_sweep), what=f"replicate {table}", logger=log)
-                info = {"rows": result["rows"], "seconds": result["seconds"], "reconciled": result["reconciled"]}
-            except Exception as exc:  # noqa: BLE001 - recorded for this table, the group goes on
-                outcomes.append(failed_outcome(table, exc, stage="replication", started=started))
-                continue
-        try:
-            outcome = call_with_retry(lambda: _load_one(replica_server, pg_server, table, config, options, info),
-                                      what=f"load {table}", logger=log)
-        except Exception as exc:  # noqa: BLE001
-            outcome = failed_outcome(table, exc, stage="load", started=started, replication=info)
-        outcomes.append(outcome)
-    return outcomes
+
 
 
 def _load_one(replica_server: Any, pg_server: Any, table: str, config: TableConfig,

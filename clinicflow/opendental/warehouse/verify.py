@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import decode_text
+from clinicflow.connectors.mysql.catalog import catalog_text
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
@@ -308,7 +308,7 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, diff: BucketDiff,
     with mysql_conn.cursor() as cur:
         cur.execute(f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
                     f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
-        source = {decode_text(k): decode_text(h) for k, h in cur.fetchall()}
+        source = {catalog_text(k): catalog_text(h) for k, h in cur.fetchall()}
     with pg_conn.cursor() as cur:
         cur.execute(reconcile.PG_CANONICAL_SESSION)
         cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
