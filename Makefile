@@ -1,6 +1,6 @@
 # The two set-up commands of a fresh machine (see README):
 #   make demo   - seed a demo OpenDental database and run the nightly job on local defaults
-#   make test   - run the test suite
+#   make test   - lint (ruff), type-check (mypy), then run the test suite
 .PHONY: demo test bench
 
 demo:
@@ -9,6 +9,8 @@ demo:
 
 test:
 	bash scripts/bootstrap.sh
+	uv run --frozen ruff check .
+	uv run --frozen mypy
 	uv run --frozen pytest
 
 bench:
