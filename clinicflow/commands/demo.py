@@ -26,6 +26,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+SERVE_DIR = Path("./out/demo-service")
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         serve_only: bool = typer.Option(False, "--serve-only", help="Only start the data-processing service."),
         serve_port: int = typer.Option(8000, "--serve-port", min=0, max=65535,
                                        help="Port of the service (0 or a busy port: a free one)."),
-        serve_dir: Path = typer.Option(Path("./out/demo-service"), "--serve-dir",
+        serve_dir: Path = typer.Option(SERVE_DIR, "--serve-dir",
                                        help="Folder of the service's Prefect home, bucket, scripts and logs."),
     ) -> None:
         """Seed demo data locally, run the nightly ETL and the other demos, then serve the processing service."""

@@ -230,18 +230,20 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
     started.append(start_prefect_server(out_dir / "prefect", int(port), server_env))
     wait_healthy(f"{api_url}/health", started[-1], out_dir / "prefect" / "server.log")
     create_process_pool(api_url, DEMO_POOL)
-    deploy_process_data(api_url, DEMO_POOL)
+    # The worker and the API start (import) while this process registers the deployment.
+    worker_env = child_environment({**shared, "PREFECT_WORKER_QUERY_SECONDS": "2"})  # pick demo jobs up promptly
     with (out_dir / "worker.log").open("wb") as log:
         started.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", DEMO_POOL,
                                          "--type", "process", "--limit", "2"],
-                                        env=child_environment(shared), cwd=REPO, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True))
+                                        env=worker_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True))
     service_port = service_url.rsplit(":", 1)[1]
     with (out_dir / "service.log").open("wb") as log:
         started.append(subprocess.Popen([str(BIN / "clinicflow"), "serve", "--host", "127.0.0.1",
                                          "--port", service_port],
                                         env=child_environment({**shared, "CLINICFLOW_API_TOKEN": token}),
                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    deploy_process_data(api_url, DEMO_POOL)
     wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log")
     return submit_demo_jobs(service_url, token, vitals_csv(out_dir / "vitals.csv"))
 
