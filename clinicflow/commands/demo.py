@@ -98,7 +98,11 @@ def _serve(serve_dir: Path, serve_port: int) -> None:
     from clinicflow.commands.demo_service import serve_demo
     from clinicflow.dicom.demo import ensure_database
 
-    ensure_database(resolve_block(ANALYTICS_BLOCK, PostgresServer))  # --serve-only on a fresh machine
+    try:
+        ensure_database(resolve_block(ANALYTICS_BLOCK, PostgresServer))  # --serve-only on a fresh machine
+    except Exception as exc:  # noqa: BLE001 - resolver and driver messages name host and database, no password
+        typer.echo(f"the processing service could not start: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     code = serve_demo(serve_dir, service_port=serve_port, echo=typer.echo)
     if code:

@@ -34,6 +34,7 @@ BIN = Path(sys.executable).parent
 DEMO_POOL = "clinicflow-demo-process"
 PREFECT_PORT = 4200
 SERVICE_PORT = 8000
+CANNOT_START = 2
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -185,7 +186,10 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port: int = PREFECT_PORT,
                echo: Callable[[str], None] = print) -> int:
-    """Start the stack, submit the demo jobs, serve until SIGTERM/Ctrl-C; 0 on a normal stop, 1 if a part died."""
+    """Start the stack, submit the demo jobs, serve until SIGTERM/Ctrl-C.
+
+    Returns 0 on a normal stop, 1 when a part died while serving, 2 when the stack could not start.
+    """
     out_dir = out_dir.resolve()
     for folder in ("bucket", "scripts", "client"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -216,6 +220,9 @@ def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port:
         except KeyboardInterrupt:
             echo("stopping the processing service, the worker and the Prefect server")
             return 0
+        except (RuntimeError, ValueError, httpx.HTTPError) as exc:  # messages name the part and its log, no secret
+            echo(f"the processing service could not start: {type(exc).__name__}: {exc}")
+            return CANNOT_START
 
 
 def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str], token: str, api_url: str,
