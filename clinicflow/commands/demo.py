@@ -43,12 +43,14 @@ def register(app: typer.Typer) -> None:
         serve_only: bool = typer.Option(False, "--serve-only", help="Only start the data-processing service."),
         serve_port: int = typer.Option(8000, "--serve-port", min=0, max=65535,
                                        help="Port of the service (0 or a busy port: a free one)."),
+        prefect_port: int = typer.Option(4200, "--prefect-port", min=0, max=65535,
+                                         help="Port of the demo's Prefect server (0 or a busy port: a free one)."),
         serve_dir: Path = typer.Option(SERVE_DIR, "--serve-dir",
                                        help="Folder of the service's Prefect home, bucket, scripts and logs."),
     ) -> None:
         """Seed demo data locally, run the nightly ETL and the other demos, then serve the processing service."""
         if serve_only:
-            _serve(serve_dir, serve_port)
+            _serve(serve_dir, serve_port, prefect_port)
             return
         from blocks.databases import MySQLServer, PostgresServer
         from blocks.resolve import ANALYTICS_BLOCK, SOURCE_BLOCK, resolve_block
@@ -89,10 +91,10 @@ def register(app: typer.Typer) -> None:
                       "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and "
                       "./out/clickhouse, and the ingested documents in PostgreSQL schema ingest")
         if serve:
-            _serve(serve_dir, serve_port)
+            _serve(serve_dir, serve_port, prefect_port)
 
 
-def _serve(serve_dir: Path, serve_port: int) -> None:
+def _serve(serve_dir: Path, serve_port: int, prefect_port: int) -> None:
     from blocks.databases import PostgresServer
     from blocks.resolve import ANALYTICS_BLOCK, resolve_block
     from clinicflow.commands.demo_service import serve_demo
@@ -104,6 +106,6 @@ def _serve(serve_dir: Path, serve_port: int) -> None:
         typer.echo(f"the processing service could not start: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    code = serve_demo(serve_dir, service_port=serve_port, echo=typer.echo)
+    code = serve_demo(serve_dir, service_port=serve_port, prefect_port=prefect_port, echo=typer.echo)
     if code:
         raise typer.Exit(code)

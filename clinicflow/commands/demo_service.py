@@ -82,7 +82,7 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
             raise ProcessExited(f"{process.args[0]} exited with {process.returncode}: "
                                 f"{log.read_text(errors='replace')[-3000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -235,7 +235,8 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
     # The embedded server's start-up savings apply here too (no block type registration, no telemetry).
     server_env = server_environment(child_environment({**EMBEDDED_ENV_DEFAULTS, "PREFECT_UI_ENABLED": "true"}))
     started.append(start_prefect_server(out_dir / "prefect", int(port), server_env))
-    wait_healthy(f"{api_url}/health", started[-1], out_dir / "prefect" / "server.log")
+    # Generous: the first start migrates a new SQLite database, minutes on a busy 2-core machine.
+    wait_healthy(f"{api_url}/health", started[-1], out_dir / "prefect" / "server.log", timeout=300)
     create_process_pool(api_url, DEMO_POOL)
     # The worker and the API start (import) while this process registers the deployment.
     worker_env = child_environment({**shared, "PREFECT_WORKER_QUERY_SECONDS": "2"})  # pick demo jobs up promptly
@@ -251,7 +252,7 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
                                         env=child_environment({**shared, "CLINICFLOW_API_TOKEN": token}),
                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     deploy_process_data(api_url, DEMO_POOL)
-    wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log")
+    wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log", timeout=300)
     return submit_demo_jobs(service_url, token, vitals_csv(out_dir / "vitals.csv"))
 
 
