@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +17,20 @@ from typing import Any
 
 import yaml
 
+from clinicflow_dev.demo_service import (
+    ProcessExited,
+    create_process_pool,
+    free_port,
+    start_prefect_server,
+    stop_process_group,
+    wait_healthy,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROCESS_POOL = "e2e-process"
 K8S_POOL = "clinicflow-k8s"
 TEST_IMAGE = "registry.example.com/clinicflow:e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -43,22 +43,9 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop a process we started (its own process group: the worker's flow-run children too)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
-
-
-class ServerExited(RuntimeError):
-    """The Prefect server process ended before it answered."""
+# The demo's service start-up (product code) is the one way to start and stop these processes.
+stop = stop_process_group
+ServerExited = ProcessExited
 
 
 @dataclass
@@ -88,25 +75,16 @@ class PrefectStack:
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         logs = home / "server.log"
-        env = clean_env({"PREFECT_HOME": str(home)})
-        with logs.open("wb") as out:
-            server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                       "--port", str(port)],
-                                      env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = start_prefect_server(home, port, clean_env())
         stack = cls(home=home, api_url=api_url, server=server, logs=logs)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise ServerExited(f"prefect server exited: {logs.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return stack
-            except OSError:
-                time.sleep(0.5)
-        stack.close()
-        raise RuntimeError(f"prefect server did not answer within {timeout}s: "
-                           f"{logs.read_text(errors='replace')[-3000:]}")
+        try:
+            wait_healthy(f"{api_url}/health", server, logs, timeout)
+        except ProcessExited:
+            raise
+        except RuntimeError:  # no answer in time: the server is still running
+            stack.close()
+            raise
+        return stack
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return clean_env({"PREFECT_HOME": str(self.home / "client"), "PREFECT_API_URL": self.api_url,
@@ -119,13 +97,7 @@ class PrefectStack:
                               text=True, timeout=timeout)
 
     def create_process_pool(self, name: str) -> None:
-        import json
-
-        request = urllib.request.Request(f"{self.api_url}/work_pools/", method="POST",
-                                         data=json.dumps({"name": name, "type": "process"}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 201, response.status
+        create_process_pool(self.api_url, name)
 
     def start_worker(self, pool: str, extra_env: dict[str, str]) -> None:
         log = (self.home / f"worker-{pool}.log").open("wb")

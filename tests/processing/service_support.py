@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 from blocks.databases import PostgresServer
 from clinicflow.core.sql import quote_ident
 from clinicflow_dev.admin import admin_pg
+from clinicflow_dev.demo_service import wait_healthy
 from tests.deploy.e2e_support import (
     BIN,
     REPO,
@@ -109,18 +109,7 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
                                        stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
         service.started.append(service.api)
         service.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if service.api.poll() is not None:
-                raise RuntimeError(f"clinicflow serve exited: {(home / 'api.log').read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{service.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=120)
         return service
     except BaseException:
         service.close()
