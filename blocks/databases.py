@@ -39,7 +39,7 @@ class _ServerBlock(Block):
         return f"{self._scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
     @classmethod
-    def from_env(cls, block_name: str, defaults: dict[str, Any] | None = None) -> "_ServerBlock":
+    def from_env(cls, block_name: str, defaults: dict[str, Any] | None = None) -> _ServerBlock:
         """Build the block from ``CLINICFLOW_<BLOCK_NAME>_{HOST,PORT,USER,PASSWORD,DATABASE}``.
 
         Used when no Prefect API is reachable (the CronJob fallback) and for

@@ -10,7 +10,7 @@ the outcome table as an artifact and fails the run when a step failed.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import Flow, flow, task
@@ -71,7 +71,7 @@ def _scheduled_time() -> datetime:
     from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
-    return scheduled if isinstance(scheduled, datetime) else datetime.now(timezone.utc)
+    return scheduled if isinstance(scheduled, datetime) else datetime.now(UTC)
 
 
 def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None,

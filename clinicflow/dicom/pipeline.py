@@ -78,7 +78,7 @@ class BatchResult:
         if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures.append(failure)
 
-    def add(self, other: "BatchResult") -> None:
+    def add(self, other: BatchResult) -> None:
         for name in ("files", "skipped", "done", "bytes", "jpgs", "uploaded", "found_in_bucket", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failure_counts.update(other.failure_counts)

@@ -29,8 +29,9 @@ import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.sql import quote_ident
@@ -78,7 +79,7 @@ class StateStore:
         self._s = quote_ident(schema, "postgres")
         self._conn: Any = None
 
-    def __enter__(self) -> "StateStore":
+    def __enter__(self) -> StateStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

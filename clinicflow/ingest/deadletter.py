@@ -15,8 +15,9 @@ keeps it ``open`` with ``attempts + 1`` and the new reason.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
 from clinicflow.ingest import db

@@ -20,9 +20,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
 from clinicflow.ingest import db
@@ -66,12 +67,12 @@ class RunCounts:
     def error_rate(self) -> float:
         return self.failures / self.new if self.new else 0.0
 
-    def crosses(self, batch: "RunCounts", max_error_rate: float) -> bool:
+    def crosses(self, batch: RunCounts, max_error_rate: float) -> bool:
         """Would adding ``batch`` to this run put its error rate above ``max_error_rate``?"""
         new = self.new + batch.new
         return bool(new) and (self.failures + batch.failures) / new > max_error_rate
 
-    def add(self, other: "RunCounts") -> None:
+    def add(self, other: RunCounts) -> None:
         for name in ("listed", "new", "skipped", "staged", "extracted", "from_cache", "not_extractable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dead_lettered.update(other.dead_lettered)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Literal, Union
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Union
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
@@ -23,7 +24,7 @@ from clinicflow.ingest.patterns import Location, PatternError
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts
 
 KINDS = ("blob", "logs", "events")
-_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class BlobRecord(BaseModel):

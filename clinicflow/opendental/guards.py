@@ -33,7 +33,7 @@ class MySQLIdentity:
     datadir: str
     lower_case_table_names: int
 
-    def same_server(self, other: "MySQLIdentity") -> bool:
+    def same_server(self, other: MySQLIdentity) -> bool:
         if self.server_uuid and other.server_uuid:
             return self.server_uuid == other.server_uuid
         return (self.hostname, self.port, self.datadir) == (other.hostname, other.port, other.datadir)

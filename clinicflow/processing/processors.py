@@ -58,7 +58,7 @@ class RollingMeanParams(ParamsModel):
     max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of each series kept for the chart.")
 
     @model_validator(mode="after")
-    def _min_periods_within_window(self) -> "RollingMeanParams":
+    def _min_periods_within_window(self) -> RollingMeanParams:
         if self.min_periods is not None and self.min_periods > self.window:
             raise ValueError("min_periods must not exceed window")
         return self

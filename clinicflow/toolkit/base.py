@@ -36,7 +36,7 @@ class Batch:
             yield dict(zip(self.columns, row))
 
     @classmethod
-    def from_dicts(cls, records: Iterable[dict[str, Any]], columns: Iterable[str] | None = None) -> "Batch":
+    def from_dicts(cls, records: Iterable[dict[str, Any]], columns: Iterable[str] | None = None) -> Batch:
         records = list(records)
         if columns is None:
             seen: dict[str, None] = {}

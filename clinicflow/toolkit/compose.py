@@ -54,14 +54,14 @@ class Leaf:
 
 @dataclass(frozen=True)
 class Sequential:
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     stop_on_error: bool = True
     name: str = "sequential"
 
 
 @dataclass(frozen=True)
 class Parallel:
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     max_workers: int = 4
     stop_on_error: bool = False
     name: str = "parallel"
@@ -70,8 +70,8 @@ class Parallel:
 @dataclass(frozen=True)
 class Conditional:
     predicate: Callable[[RunContext], bool]
-    then: "Step"
-    otherwise: "Step | None" = None
+    then: Step
+    otherwise: Step | None = None
     name: str = "conditional"
 
 

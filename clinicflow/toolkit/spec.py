@@ -6,7 +6,7 @@ spec fails to import, and discovery reports it by module name).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -101,9 +101,9 @@ class Timescope(BaseModel):
     align_to_window: bool = Field(True, description="Whole windows: a daily window ends at midnight UTC.")
 
     def default_range(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
         if self.align_to_window:
-            epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)
             moment = epoch + ((moment - epoch) // self.window) * self.window
         return moment - self.window, moment
 
@@ -151,7 +151,7 @@ class PipelineSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _reserved_parameters(self) -> "PipelineSpec":
+    def _reserved_parameters(self) -> PipelineSpec:
         clash = {"start", "end"} & set(self.parameters)
         if clash:
             raise ValueError(f"parameters {sorted(clash)} are reserved for the time scope")

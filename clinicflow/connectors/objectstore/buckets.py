@@ -21,9 +21,10 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, call_with_retry
 

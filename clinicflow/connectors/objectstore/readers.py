@@ -9,9 +9,10 @@ are retried on transient errors by the project's one retry policy.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from clinicflow.core.retry import call_with_retry
 from clinicflow.ingest.patterns import Location, glob_match

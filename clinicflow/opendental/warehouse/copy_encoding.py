@@ -193,7 +193,7 @@ class ConversionCounts:
             slot = self.per_column.setdefault(column, {})
             slot[counter] = slot.get(counter, 0) + int(value)
 
-    def merge(self, other: "ConversionCounts") -> "ConversionCounts":
+    def merge(self, other: ConversionCounts) -> ConversionCounts:
         for column, counters in other.per_column.items():
             for counter, value in counters.items():
                 self.add(column, counter, value)

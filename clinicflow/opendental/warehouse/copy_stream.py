@@ -31,7 +31,7 @@ class CopyStats:
     seconds: float = 0.0
     conversions: ConversionCounts = field(default_factory=ConversionCounts)
 
-    def add(self, other: "CopyStats") -> "CopyStats":
+    def add(self, other: CopyStats) -> CopyStats:
         self.rows += other.rows
         self.bytes += other.bytes
         self.seconds += other.seconds
