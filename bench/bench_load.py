@@ -258,7 +258,7 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
     # The same ratios within each round (the loads of one round run minutes apart at
     # most), so a slow spell of the shared machine weighs on both sides of a ratio.
     per_round = [(b["seconds"] / p["seconds"], g["seconds"] / p["seconds"])
-                 for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"])]
+                 for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"], strict=False)]
     print("per round, project / bare COPY: " + ", ".join(f"{bare:.0%}" for bare, _ in per_round)
           + f" (median {statistics.median(b for b, _ in per_round):.0%});"
           + " project / pgloader: " + ", ".join(f"{pgl:.2f}x" for _, pgl in per_round)

@@ -15,12 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-
-from flows.runtime import flow_run_settings, prepare_embedded_environment
-
-# Before Prefect is imported, as the CLI does (embedded server settings).
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-prepare_embedded_environment()
 import subprocess
 import tempfile
 import time
@@ -28,11 +22,17 @@ from pathlib import Path
 
 import yaml
 
-from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql.columns import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.opendental.replication.copy_plan import ensure_database
-from clinicflow_dev import generator
+from flows.runtime import flow_run_settings, prepare_embedded_environment
+
+# Before Prefect is imported, as the CLI does (embedded server settings).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+prepare_embedded_environment()
+# These two import Prefect, which must see the settings set just above.
+from blocks.databases import MySQLServer  # noqa: E402
+from clinicflow_dev import generator  # noqa: E402
 
 
 def _recreate(server: MySQLServer) -> None:

@@ -282,11 +282,11 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
         for start in range(0, len(small), SMALL_GROUP_SIZE):
             group = small[start:start + SMALL_GROUP_SIZE]
-            run.submit(group, "load", lambda g=group: run.small_group(g, replicate))
+            run.submit(group, "load", lambda g=group, run=run: run.small_group(g, replicate))
         for table in tier_names:
             if table not in small:
                 run.submit([table], "replication" if replicate else "load",
-                           lambda t=table: run.replicate(t) if replicate else run.load(t))
+                           lambda t=table, run=run: run.replicate(t) if replicate else run.load(t))
         run.chains.run()
         outcomes += [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
                      for t in tier_names]

@@ -112,7 +112,7 @@ def jpg_object_names(dataset: str, key: FileKey, frames: int, *, all_frames: boo
 
 def csv_row(group: FileGroup, dicom_name: str, jpg_names: list[str], render: RenderResult) -> dict[str, Any]:
     info = render.info
-    row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple()))
+    row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple(), strict=False))
     row["file_location"] = stored_location(group.key.file_location)  # no credentials in the CSV
     row.update({
         "dicom_object": dicom_name,
@@ -221,7 +221,7 @@ def _process_file(
 
     dicom_name = dicom_object_name(settings.dataset, key)
     jpg_names = jpg_object_names(settings.dataset, key, render.info.frames, all_frames=settings.all_frames)
-    uploads = [(local, dicom_name), *zip(render.jpeg_paths, jpg_names)]
+    uploads = [(local, dicom_name), *zip(render.jpeg_paths, jpg_names, strict=False)]
     names = [name for _, name in uploads]
 
     state.claim({key: names}, settings.run_id)

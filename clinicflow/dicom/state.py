@@ -319,7 +319,7 @@ class StateStore:
                 (self.dataset, run_id),
             )
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur]
+            return [dict(zip(names, row, strict=False)) for row in cur]
 
     def write_csv(self, out: io.TextIOBase, report_fields: list[str], run_id: str) -> int:
         """Write the CSV of every done file seen by ``run_id``, in key order; returns data rows.

@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Union
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
@@ -53,7 +53,7 @@ class EventRecord(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
-SyntheticRecord = Union[BlobRecord, LogRecord, EventRecord]
+SyntheticRecord = BlobRecord | LogRecord | EventRecord
 _MODELS: dict[str, type[BaseModel]] = {"blob": BlobRecord, "logs": LogRecord, "events": EventRecord}
 
 

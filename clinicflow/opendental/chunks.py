@@ -87,10 +87,10 @@ def ranges_from_boundaries(boundaries: Sequence[int]) -> list[KeyRange]:
     if len(boundaries) + 1 > MAX_RANGES:
         raise ChunkPlanError(f"{len(boundaries) + 1} key ranges planned, more than the {MAX_RANGES} allowed")
     edges: list[int | None] = [None, *boundaries, None]
-    for a, b in zip(boundaries, boundaries[1:]):
+    for a, b in zip(boundaries, boundaries[1:], strict=False):
         if not a < b:
             raise ChunkPlanError(f"key range boundaries must increase: {a} then {b}")
-    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False))]
 
 
 def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
@@ -156,7 +156,7 @@ def even_step(boundaries: Sequence[int]) -> int | None:
     if len(boundaries) < 2:
         return None
     step = int(boundaries[1]) - int(boundaries[0])
-    if step <= 0 or any(int(b) - int(a) != step for a, b in zip(boundaries, boundaries[1:])):
+    if step <= 0 or any(int(b) - int(a) != step for a, b in zip(boundaries, boundaries[1:], strict=False)):
         return None
     return step
 
@@ -211,7 +211,7 @@ def keyset_after(columns: Sequence[str], values: Sequence[Any] | None, dialect: 
     quoted = [quote_ident(c, dialect) for c in columns]
     sql = f"{quoted[-1]} > %s"
     params: list[Any] = [values[-1]]
-    for col, value in zip(reversed(quoted[:-1]), reversed(list(values[:-1]))):
+    for col, value in zip(reversed(quoted[:-1]), reversed(list(values[:-1])), strict=False):
         sql = f"{col} > %s OR ({col} = %s AND ({sql}))"
         params = [value, value] + params
     return f"({quoted[0]} >= %s AND ({sql}))", [values[0]] + params

@@ -214,7 +214,7 @@ def table_metrics(pg_conn: Any, run_id: str, schema: str = METRICS_SCHEMA) -> li
                     f"FROM {q}.etl_table_metrics WHERE run_id = %s "
                     "ORDER BY table_name", (run_id,))
         names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        rows = [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
 

@@ -33,7 +33,7 @@ class Batch:
 
     def as_dicts(self) -> Iterator[dict[str, Any]]:
         for row in self.rows:
-            yield dict(zip(self.columns, row))
+            yield dict(zip(self.columns, row, strict=False))
 
     @classmethod
     def from_dicts(cls, records: Iterable[dict[str, Any]], columns: Iterable[str] | None = None) -> Batch:

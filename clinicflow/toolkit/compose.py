@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from clinicflow.core.retry import backoff_delays, is_transient
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
@@ -75,7 +75,7 @@ class Conditional:
     name: str = "conditional"
 
 
-Step = Union[Leaf, Sequential, Parallel, Conditional]
+Step = Leaf | Sequential | Parallel | Conditional
 
 
 @dataclass

@@ -109,7 +109,7 @@ class FileExtractor:
             for record_batch in reader.iter_batches(batch_size=self.batch_size):
                 columns = tuple(record_batch.schema.names)
                 data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
-                yield Batch(columns, list(zip(*data)) if data else [])
+                yield Batch(columns, list(zip(*data, strict=False)) if data else [])
 
     def _csv(self, path: Path) -> Iterator[Batch]:
         with open_text(path, "r", self.encoding) as handle:
@@ -199,7 +199,7 @@ class FileLoader:
                     writer.writerows(["" if v is None else v for v in row] for row in batch.rows)
                 else:
                     for row in batch.rows:
-                        out.write(json.dumps(dict(zip(batch.columns, row)), default=_json_default) + "\n")
+                        out.write(json.dumps(dict(zip(batch.columns, row, strict=False)), default=_json_default) + "\n")
                 written += len(batch)
         return written
 
@@ -213,7 +213,7 @@ class FileLoader:
             for batch in batches:
                 if not batch.rows:
                     continue
-                columns = list(zip(*batch.rows))
+                columns = list(zip(*batch.rows, strict=False))
                 if writer is None:
                     table = pa.Table.from_arrays([pa.array(c) for c in columns], names=list(batch.columns))
                     writer = pq.ParquetWriter(target, table.schema, compression=self.parquet_compression)

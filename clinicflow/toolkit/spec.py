@@ -31,7 +31,7 @@ def validate_cron(expression: str) -> str:
     if len(fields) != 5:
         raise ValueError(f"cron {expression!r} must have 5 fields (minute hour day month weekday), has {len(fields)}")
     labels = ("minute", "hour", "day", "month", "weekday")
-    for field_text, (low, high), names, label in zip(fields, _CRON_RANGES, _CRON_NAMES, labels):
+    for field_text, (low, high), names, label in zip(fields, _CRON_RANGES, _CRON_NAMES, labels, strict=False):
         for item in field_text.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):

@@ -147,7 +147,7 @@ class TypeConverter:
                 raise TypeConversionError(self.name, index, column, type_name, reason)
             self.rejected += 1
             self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {type_name}: {reason}",
-                                             dict(zip(batch.columns, row))))
+                                             dict(zip(batch.columns, row, strict=False))))
         return Batch(batch.columns, out)
 
 
@@ -172,7 +172,7 @@ class ColumnTransformer:
             index = {c: i for i, c in enumerate(columns + derived_names)}
             new_rows = []
             for row in rows:
-                record = dict(zip(columns, row))
+                record = dict(zip(columns, row, strict=False))
                 values = list(row) + [None] * len(derived_names)
                 for name, fn in self.derive.items():
                     values[index[name]] = fn(record)

@@ -116,7 +116,7 @@ def _typed_key(values: Sequence[str], key_columns: Sequence[str], columns: Seque
     # Integers go as Python ints: compared with a string, MySQL would use
     # doubles and lose precision above 2**53.
     types = {c.name: c for c in columns}
-    return [int(v) if types[name].is_integer else v for name, v in zip(key_columns, values)]
+    return [int(v) if types[name].is_integer else v for name, v in zip(key_columns, values, strict=False)]
 
 
 def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str) -> bool:

@@ -29,7 +29,7 @@ LONGEST_SUFFIX = max(len(s) for s in RESERVED_SUFFIXES)
 MAX_TABLE_NAME = MYSQL_IDENT_MAX - LONGEST_SUFFIX
 
 
-class ExtractionStrategy(str, Enum):
+class ExtractionStrategy(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     full_table = "full_table"
     incremental = "incremental"
     incremental_chunked = "incremental_chunked"
@@ -237,7 +237,7 @@ def parse_tables_config(data: Any, source: str = "tables.yml") -> TablesConfig:
         config = TablesConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
-    for name, override in config.overrides.items():
+    for name in config.overrides:
         if name not in config.tables:
             raise ConfigError(f"{source}: table {name!r}, field 'overrides': no such table in 'tables'")
         try:

@@ -19,7 +19,7 @@ from clinicflow.opendental.tables.schema_analysis import _is_connection_error, r
 from clinicflow.opendental.tables.source_schema import ColumnInfo, SourceSchema, TableInfo, read_schema_with
 
 
-class DriftKind(str, Enum):
+class DriftKind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     table_added = "table_added"
     table_dropped = "table_dropped"
     column_added = "column_added"

@@ -223,7 +223,7 @@ def read_counters(mysql_conn: Any, plan: LoadPlan) -> ConversionCounts:
         with mysql_conn.cursor() as cur:
             cur.execute("SELECT " + ", ".join(c.variable for c in counters))
             row = cur.fetchone()
-        for counter, value in zip(counters, row):
+        for counter, value in zip(counters, row, strict=False):
             counts.add(counter.column, counter.counter, _int(value) or 0)
     return counts
 
@@ -241,8 +241,8 @@ def check_booleans(mysql_conn: Any, plan: LoadPlan, predicate: str = "1=1", para
         row = cur.fetchone()
     if row is None:
         return
-    key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)]))
-    for name, value in zip(booleans, row[len(key):]):
+    key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)], strict=False))
+    for name, value in zip(booleans, row[len(key):], strict=False):
         if catalog_text(value) not in (None, "0", "1"):
             raise BooleanValueError(
                 f"table {plan.table!r}: column {name!r} is listed in boolean_columns but the row with "

@@ -104,7 +104,7 @@ def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: st
     if fields[0] != "cf-counters" or len(fields) != len(counters) + 1:
         raise LoadError(f"table {plan.table!r}: the MySQL client's output ended early (no conversion counts)")
     counts = ConversionCounts()
-    for counter, value in zip(counters, fields[1:]):
+    for counter, value in zip(counters, fields[1:], strict=False):
         counts.add(counter.column, counter.counter, int(value or 0))
     return source.rows, source.bytes, counts
 

@@ -63,7 +63,7 @@ def index_sqls(plan: LoadPlan, schema: str) -> list[str]:
             continue  # no btree equivalent; documented
         parts = []
         has_prefix = False
-        for name, prefix in zip(index.columns, index.prefix_lengths):
+        for name, prefix in zip(index.columns, index.prefix_lengths, strict=False):
             q = quote_ident(name, "postgres")
             if prefix:
                 has_prefix = True

@@ -120,7 +120,7 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
     if not statements:
         return
     built = [i for i in plan.indexes if i.index_type.upper() not in ("FULLTEXT", "SPATIAL")]
-    index_of_statement = dict(zip(index_sqls(plan, plan.stage_schema), built))
+    index_of_statement = dict(zip(index_sqls(plan, plan.stage_schema), built, strict=False))
     workers = max(1, min(connections, len(statements)))
     memory_mb = max(INDEX_BUILD_MIN_MEMORY_MB, INDEX_BUILD_MEMORY_MB // workers)
 

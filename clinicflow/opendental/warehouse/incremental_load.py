@@ -39,7 +39,7 @@ class IncrementalStats:
 
 def _keyset_params(plan: LoadPlan, values: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
-    for name, value in zip(plan.keyset_columns, values):
+    for name, value in zip(plan.keyset_columns, values, strict=False):
         text = catalog_text(value)
         # Integers compared with a string literal would be compared as doubles in MySQL.
         out.append(int(text) if text is not None and plan.column(name).kind is Kind.integer else text)
