@@ -103,7 +103,8 @@ class MySQLServer(_ServerBlock):
 
     port: int = Field(default=3306, description="Server port.")
     database: str = Field(default="opendental", description="Database (schema) name.")
-    unix_socket: str | None = Field(default=None, description="Optional Unix socket path; overrides host/port when set.")
+    unix_socket: str | None = Field(default=None,
+                                    description="Optional Unix socket path; overrides host/port when set.")
 
     def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Any:
         """Open a pymysql connection with clinicflow's session settings.

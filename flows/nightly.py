@@ -173,8 +173,8 @@ class _TierRun:
             self.started[table] = time.time()
         configs = {t: self.config.effective(t) for t in tables}
         label = f"{tables[0]}..{tables[-1]}" if len(tables) > 1 else tables[0]
-        group_f = load_tasks.small_table_group.submit(self.source if replicate else None, self.replica, self.pg, configs,
-                                                 self.options, label)
+        group_f = load_tasks.small_table_group.submit(self.source if replicate else None, self.replica, self.pg,
+                                                      configs, self.options, label)
         self.when_done(tables, "load", [group_f], lambda fs: self._small_done(tables, fs[0]))
 
     def _small_done(self, tables: list[str], group_f: PrefectFuture) -> None:

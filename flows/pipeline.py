@@ -103,7 +103,8 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
     """Run ``spec``'s steps inside the current flow run; raise PipelineFailed when any step failed."""
     ctx = run_context(spec, parameters, start, end)
     if ctx.start is not None:
-        ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(), ctx.end.isoformat() if ctx.end else "")
+        ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(),
+                        ctx.end.isoformat() if ctx.end else "")
     outcomes = execute(spec.steps, ctx, run_leaf_as_task)
     rows = [_outcome_row(o) for o in outcomes]
     create_table_artifact(table=rows, key=f"pipeline-{spec.name.replace('_', '-')}",

@@ -117,7 +117,9 @@ def resolve_location(location: str, base: str | None = None) -> str:
     base_scheme = urlsplit(base).scheme.lower()
     if base_scheme in ("http", "https", "gs", "s3", "file"):
         prefix = base if base.endswith("/") else base + "/"
-        return urljoin(prefix, quote(relative.as_posix())) if base_scheme in ("http", "https") else prefix + relative.as_posix()
+        if base_scheme in ("http", "https"):
+            return urljoin(prefix, quote(relative.as_posix()))
+        return prefix + relative.as_posix()
     return str(Path(base) / relative)
 
 

@@ -139,7 +139,8 @@ def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str =
     with pg_conn.cursor() as cur:
         cur.execute(
             f"INSERT INTO {q}.etl_table_metrics (run_id, table_name, status, mode, rows, rows_changed, bytes, seconds, "
-            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, verification, error, "
+            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, "
+            "verification, error, "
             "missing_rows, changed_rows, ranges_recopied, swept, reconciliation) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (run_id, table_name) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode, "

@@ -106,7 +106,8 @@ def _counted(batches: Iterable[Batch], report: EtlReport) -> Iterator[Batch]:
         yield batch
 
 
-def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (), fail_on_dead_letters: bool = True) -> Leaf:
+def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
+        fail_on_dead_letters: bool = True) -> Leaf:
     """Extract -> transformers -> load as one streamed leaf; tools may be configs, dicts or tool objects."""
     extractor = extractor_of(extract)
     transformers = [transformer_of(t) for t in transform]

@@ -43,9 +43,13 @@ DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
 
 
 def clickhouse_from_env() -> ClickHouseConnection:
-    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
+    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time.
+
+    Embedded chDB in ./out/clickhouse by default.
+    """
     url = secret_env.getenv("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
-    return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+    return ClickHouseConnection(url=SecretStr(url),
+                                database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
 
 
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -68,7 +72,8 @@ def with_parameters(template: str, ctx: RunContext, what: str) -> str:
     try:
         return template.format_map(ctx.parameters)
     except KeyError as exc:
-        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, which the pipeline does not have") from None
+        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, "
+                           "which the pipeline does not have") from None
 
 
 class _Config(BaseModel):

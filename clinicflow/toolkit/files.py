@@ -121,7 +121,8 @@ class FileExtractor:
             rows: list[tuple[Any, ...]] = []
             for line_number, record in enumerate(reader, start=2):
                 if len(record) != len(columns):
-                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}")
+                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, "
+                                       f"the header has {len(columns)}")
                 rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
                 if len(rows) >= self.batch_size:
                     yield Batch(columns, rows)

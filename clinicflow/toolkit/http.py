@@ -77,7 +77,8 @@ class OffsetPagination(BaseModel):
 class CursorPagination(BaseModel):
     style: Literal["cursor"] = "cursor"
     cursor_param: str = "cursor"
-    cursor_path: str = Field("next_cursor", description="Dotted path of the next cursor in the JSON body; empty or null ends.")
+    cursor_path: str = Field("next_cursor",
+                             description="Dotted path of the next cursor in the JSON body; empty or null ends.")
 
 
 class LinkPagination(BaseModel):
@@ -133,7 +134,8 @@ class HttpExtractor:
         self.max_retries, self.backoff_seconds = max_retries, backoff_seconds
         self.max_retry_after_seconds, self.max_pages = max_retry_after_seconds, max_pages
         self.sleep, self.transport = sleep, transport
-        self.limiter = TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep) if rate_limit_per_second else None
+        self.limiter = (TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep)
+                        if rate_limit_per_second else None)
         self.requests_made = 0
         self.waits: list[float] = []
 

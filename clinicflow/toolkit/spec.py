@@ -39,7 +39,8 @@ def validate_cron(expression: str) -> str:
             if base == "*":
                 continue
             for bound in base.split("-", 1):
-                value = names.get(bound.lower()) if bound.lower() in names else (int(bound) if bound.isdigit() else None)
+                value = (names.get(bound.lower()) if bound.lower() in names
+                         else (int(bound) if bound.isdigit() else None))
                 if value is None or not low <= value <= high:
                     raise ValueError(f"cron {expression!r}: {label} field {field_text!r} is outside {low}-{high}")
     return text
@@ -91,7 +92,9 @@ Schedule = Annotated[Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSc
 
 
 class Timescope(BaseModel):
-    """Time-partitioned runs: the run covers ``[start, end)``; unset, it is the ``window`` ending at the run's start time.
+    """Time-partitioned runs: the run covers ``[start, end)``.
+
+    Unset, it is the ``window`` ending at the run's start time.
 
     ``backfill --from A --to B`` runs one window after another over ``[A, B)``.
     """

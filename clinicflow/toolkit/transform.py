@@ -122,7 +122,8 @@ class TypeConverter:
         missing = [c for c in self.mapping if c not in batch.columns]
         if missing:
             raise ToolkitError(f"{self.name}: columns {missing} are not in the batch (has {list(batch.columns)})")
-        plan = [(i, self.mapping[c], CONVERTERS[self.mapping[c]]) for i, c in enumerate(batch.columns) if c in self.mapping]
+        plan = [(i, self.mapping[c], CONVERTERS[self.mapping[c]])
+                for i, c in enumerate(batch.columns) if c in self.mapping]
         out: list[tuple[Any, ...]] = []
         for row in batch.rows:
             index = self.rows_seen

@@ -101,7 +101,10 @@ def _client_env() -> dict[str, str]:
 
 
 def inline_params(sql: str, params: Sequence[Any]) -> str:
-    """``sql`` with its ``%s`` parameters as escaped literals, as pymysql sends them (the client takes no parameters)."""
+    """``sql`` with its ``%s`` parameters as escaped literals, as pymysql sends them.
+
+    The client takes no parameters.
+    """
     import pymysql.converters
 
     if not params:

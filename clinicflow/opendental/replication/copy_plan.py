@@ -128,7 +128,8 @@ def ensure_state_table(conn: Any) -> None:
 def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[str] | None:
     """The stored resume point, or None when there is none or the key columns changed."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
+        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s",
+                    (table,))
         row = cur.fetchone()
     if row is None or row[1] is None:
         return None
@@ -137,7 +138,8 @@ def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[st
     return json.loads(catalog_text(row[1]))
 
 
-def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str] | None, mode: str) -> None:
+def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str] | None,
+                    mode: str) -> None:
     with conn.cursor() as cur:
         cur.execute(
             f"REPLACE INTO {quote_ident(STATE_TABLE, 'mysql')} (table_name, key_columns, watermark, mode, updated_at) "
@@ -160,7 +162,8 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
     pk = source_primary_key(src_conn, table)
     configured_pk = list(config.primary_key)
     if configured_pk and configured_pk != pk:
-        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} but the source has {pk or 'none'}")
+        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} "
+                               f"but the source has {pk or 'none'}")
     for col in config.incremental_columns:
         if col not in names:
             raise ReplicationError(f"table {table!r}: incremental column {col!r} is not in the source table")

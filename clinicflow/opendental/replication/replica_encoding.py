@@ -37,7 +37,8 @@ def encode_column_sql(col: Column) -> str:
     if col.data_type in PLAIN_TEXT_TYPES:
         escaped = raw
     else:
-        escaped = f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), '\\n', '\\\\n'), CHAR(0), '\\\\0')"
+        escaped = (f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), "
+                   "'\\n', '\\\\n'), CHAR(0), '\\\\0')")
     # CONCAT_WS skips NULL arguments, so a nullable column must become \N
     # explicitly; a NOT NULL column cannot be NULL and skips the IFNULL.
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
@@ -76,7 +77,8 @@ def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) 
         return int(cur.rowcount)
 
 
-def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str, key_count: int) -> tuple[int, list[str] | None]:
+def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str,
+                   key_count: int) -> tuple[int, list[str] | None]:
     """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values."""
     rows = 0
     last: tuple[Any, ...] | None = None

@@ -113,7 +113,8 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, pr
                 params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
-    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection` with ``streaming=True, zone="server"``.
+    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection`
+    with ``streaming=True, zone="server"``.
     With ``mysql_server`` and the MariaDB client installed, the rows travel
     through the C client instead of pymysql (same bytes; less CPU per row).
     """

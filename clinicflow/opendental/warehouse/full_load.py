@@ -183,7 +183,8 @@ def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] |
                 cur.execute("SAVEPOINT cf_dependents")
                 cur.execute(f"DROP TABLE {target} RESTRICT")
                 cur.execute("ROLLBACK TO SAVEPOINT cf_dependents")
-                cur.execute(f"ALTER TABLE {target} SET SCHEMA {quote_ident(replaced_schema(plan.stage_schema), 'postgres')}")
+                cur.execute(f"ALTER TABLE {target} SET SCHEMA "
+                            f"{quote_ident(replaced_schema(plan.stage_schema), 'postgres')}")
             # Readers of raw.<t> wait on this lock for the instant of the swap and
             # then see the new table; nobody sees a partly loaded one.
             cur.execute(f"ALTER TABLE {stage} SET SCHEMA {quote_ident(plan.raw_schema, 'postgres')}")

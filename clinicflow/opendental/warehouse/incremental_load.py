@@ -1,4 +1,6 @@
-"""Incremental load: keyset chunks COPied into a temporary table and merged; the watermark advances in the same transaction.
+"""Incremental load: keyset chunks COPied into a temporary table and merged.
+
+The watermark advances in the same transaction.
 """
 from __future__ import annotations
 

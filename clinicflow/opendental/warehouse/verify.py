@@ -337,7 +337,8 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPl
     transaction per group: rows the replica no longer has are deleted, missing
     and changed rows written. The comparison is the night's verification: the
     returned result lists ranges still different after the repair (none when
-    all went well). ``mysql_conn`` comes from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    all went well). ``mysql_conn`` comes from
+    :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
     with ``streaming=True``.
     """
     stats = reconcile.ReconcileStats(swept=sweep.describe())
