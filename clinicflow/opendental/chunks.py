@@ -23,10 +23,7 @@ from clinicflow.core.sql import Dialect, quote_ident
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
-# Engines that store rows in primary-key order (clustered), where a key range is one
-# sequential read. MyISAM and Aria keep rows in a heap apart from their keys and read a
-# key range row by row, one pread per row: ten key ranges of 1M procedurelog rows (MyISAM,
-# dynamic rows) cost MariaDB 5.6 s of CPU where one table scan of the same rows cost 3.2 s.
+# Engines where a key range is one sequential read; MyISAM/Aria read a range row by row (see docs/loading.md).
 CLUSTERED_ENGINES = frozenset({"innodb"})
 
 

@@ -247,8 +247,7 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
     stats: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
-            # jit off: compiling the long canonical expression cost more than the query (10 s
-            # for a few hundred ranges, whose row estimate crossed the JIT threshold).
+            # jit off: compiling the long canonical expression costs more than the query (see docs/loading.md).
             cur.execute(PG_CANONICAL_SESSION + "; SET LOCAL jit = off")
             if only is not None:
                 # The joined bounds make the planner expect millions of rows and start parallel

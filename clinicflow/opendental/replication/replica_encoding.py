@@ -16,10 +16,7 @@ from clinicflow.opendental.chunks import (
     INTEGER_TYPES,
 )
 
-# Types whose text form never holds a tab, newline, backslash or NUL: their
-# LOAD DATA field needs no escaping. Skipping the four REPLACE calls for them
-# halved the source server's encoding time on procedurelog (6.3 s -> 3.2 s per
-# million rows, 36 columns, most of them numbers and dates).
+# Types whose text form never holds a tab, newline, backslash or NUL: no REPLACE calls (see docs/loading.md).
 PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({
     "float", "double", "decimal", "date", "datetime", "timestamp", "time", "year", "bit"})
 

@@ -131,10 +131,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         # rare value holding one pays for REPLACE and the count.
         escaped = (f"IF(INSTR({binary}, X'00') > 0 AND ({counter} := {counter} + {removed}), "
                    f"{_escaped_text(without_nul)}, {_escaped_text(binary)})")
-        # Most values need none of that: an empty one is seen by LENGTH, and one
-        # without backslash, tab, LF, CR or NUL by one RLIKE, where the NUL test
-        # and the four REPLACEs are ten function calls (the server's CPU for the
-        # nine text columns of 1M procedurelog rows: 2.8 s -> 2.1 s).
+        # Most values need none of that: LENGTH and one RLIKE skip the ten calls (see docs/loading.md).
         # The test reads the bytes that are sent: the column's own for UTF-8, else the converted ones.
         tested = q if _holds_utf8_bytes(col) else binary
         return or_null(f"IF(LENGTH({q}) = 0, '', IF({tested} RLIKE {_NEEDS_ESCAPE}, {escaped}, {binary}))")

@@ -173,8 +173,7 @@ def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] |
             attach = attach_primary_key_sql(plan, plan.stage_schema)
             if attach:
                 cur.execute(attach)
-            # No ANALYZE here: autovacuum analyzes a freshly filled table within a minute,
-            # and an explicit one cost ~0.5 s per million rows of the load.
+            # No ANALYZE here: autovacuum analyzes a freshly filled table within a minute (see docs/loading.md).
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (target,))
             replacing = bool(cur.fetchone()[0])
             if replacing:
