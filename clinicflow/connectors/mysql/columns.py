@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import quote_ident
@@ -45,9 +45,9 @@ def source_columns(conn: Any, table: str) -> list[Column]:
     if not rows:
         raise SourceTableMissing(f"table {table!r}: not found in the source database")
     # Generated columns are computed by the replica itself.
-    return [Column(catalog_text(n), catalog_text(d).lower(), catalog_text(t).lower(),
-                   catalog_text(nullable).upper() == "YES", catalog_text(coll).lower())
-            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in catalog_text(extra).upper()]
+    return [Column(catalog_name(n), catalog_name(d).lower(), catalog_name(t).lower(),
+                   catalog_name(nullable).upper() == "YES", catalog_name(coll).lower())
+            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in catalog_name(extra).upper()]
 
 
 def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[str]:
@@ -83,7 +83,7 @@ def source_primary_key(conn: Any, table: str) -> list[str]:
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             (table,),
         )
-        return [catalog_text(r[0]) for r in cur.fetchall()]
+        return [catalog_name(r[0]) for r in cur.fetchall()]
 
 
 def table_exists(conn: Any, table: str) -> bool:

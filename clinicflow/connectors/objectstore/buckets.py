@@ -139,8 +139,9 @@ class GcsWriter:
 
     def exists(self, name: str) -> bool:
         blob = self.bucket.blob(self._key(name))
-        return call_with_retry(lambda: blob.exists(), what=f"check {name}",
-                               retries=self.retry.retries, base=self.retry.backoff_base)
+        found: bool = call_with_retry(lambda: blob.exists(), what=f"check {name}",
+                                      retries=self.retry.retries, base=self.retry.backoff_base)
+        return found
 
     def delete(self, name: str) -> None:
         from google.api_core.exceptions import NotFound
