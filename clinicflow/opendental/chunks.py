@@ -224,7 +224,7 @@ def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any
     One ``MAX`` per column, each restricted to the rows sharing the maxima
     found so far. Why not ``ORDER BY c1 DESC, c2 DESC LIMIT 1``: unless one
     index covers all the columns in that order MariaDB sorts the whole table
-    for it (0.84 s of the 1M-row load bench before the first row moved);
+    for it before the first row moves (see docs/loading.md);
     ``MAX(c1)`` reads the end of c1's index, and the next ``MAX`` only the
     rows that tie on c1.
     """

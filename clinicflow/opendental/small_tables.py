@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from clinicflow.core.logs import get_logger
@@ -31,17 +32,17 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
         info = None
         if replicate:
             try:
-                result = call_with_retry(lambda table=table, config=config: replica_copy.replicate_table_once(
-                    source_server, replica_server, table, config, full_refresh=options.full_refresh,
-                    full_sweep=options.full_sweep), what=f"replicate {table}", logger=log)
+                result = call_with_retry(partial(
+                    replica_copy.replicate_table_once, source_server, replica_server, table, config,
+                    full_refresh=options.full_refresh, full_sweep=options.full_sweep),
+                    what=f"replicate {table}", logger=log)
                 info = {"rows": result["rows"], "seconds": result["seconds"], "reconciled": result["reconciled"]}
             except Exception as exc:  # noqa: BLE001 - recorded for this table, the group goes on
                 outcomes.append(failed_outcome(table, exc, stage="replication", started=started))
                 continue
         try:
             outcome = call_with_retry(
-                lambda table=table, config=config, info=info: load_table_once(
-                    replica_server, pg_server, table, config, options, replication=info),
+                partial(load_table_once, replica_server, pg_server, table, config, options, replication=info),
                 what=f"load {table}", logger=log)
         except Exception as exc:  # noqa: BLE001
             outcome = failed_outcome(table, exc, stage="load", started=started, replication=info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.mysql.columns import Column
@@ -75,7 +75,7 @@ def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) 
 
 
 def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str,
-                   key_count: int) -> tuple[int, list[str] | None]:
+                   key_count: int) -> tuple[int, list[str | None] | None]:
     """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values."""
     rows = 0
     last: tuple[Any, ...] | None = None
@@ -111,11 +111,12 @@ class ChunkFile:
         os.close(self._fd)
 
 
-def _typed_key(values: Sequence[str], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:
+def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:
     # Integers go as Python ints: compared with a string, MySQL would use
     # doubles and lose precision above 2**53.
     types = {c.name: c for c in columns}
-    return [int(v) if types[name].is_integer else v for name, v in zip(key_columns, values, strict=False)]
+    return [int(cast(str, v)) if types[name].is_integer else v
+            for name, v in zip(key_columns, values, strict=False)]
 
 
 def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str) -> bool:

@@ -69,7 +69,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     first = seen.get(key)
                 except TypeError:
                     continue  # an unhashable key: SafeLoader reports it itself
-                if key in seen:
+                if first is not None:  # the values are marks, never None
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
                 seen[key] = key_node.start_mark

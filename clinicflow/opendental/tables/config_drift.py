@@ -129,10 +129,10 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     recorded = list(base.columns or [])
     recorded_lower = {c.lower() for c in recorded}
     if base.columns is not None:
-        for col in info.columns:
-            if col.name.lower() not in recorded_lower:
-                items.append(DriftItem(name, DriftKind.column_added, col.name, None, col.definition,
-                                       f"{name}.{col.name} ({col.definition}) is new in the source"))
+        for new_col in info.columns:
+            if new_col.name.lower() not in recorded_lower:
+                items.append(DriftItem(name, DriftKind.column_added, new_col.name, None, new_col.definition,
+                                       f"{name}.{new_col.name} ({new_col.definition}) is new in the source"))
         for col_name in recorded:
             if col_name.lower() not in live:
                 expected = (base.column_types or {}).get(col_name)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import _int, catalog_text
+from clinicflow.connectors.mysql.catalog import _int
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.typemap import (
     Kind,

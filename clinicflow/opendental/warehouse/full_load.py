@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.chunks import keyset_max
 from clinicflow.opendental.warehouse.copy_stream import CopyStats, stream_copy

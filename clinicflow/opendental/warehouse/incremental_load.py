@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS
