@@ -156,7 +156,7 @@ def check_pixel_length(ds: Any) -> None:
 
 def decode_frame(ds: Any, index: int) -> np.ndarray:
     """Frame ``index`` as pydicom decodes it (YBR converted to RGB)."""
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         with warnings.catch_warnings():

@@ -133,7 +133,7 @@ def _time_left(timeout: float | None) -> float | None:
     deadline = getattr(_attempt, "deadline", None)
     if deadline is None:
         return timeout
-    left = deadline - time.monotonic()
+    left: float = deadline - time.monotonic()
     if left <= 0:
         raise httpcore.ReadTimeout("download deadline reached")
     return left if timeout is None else min(timeout, left)
@@ -154,8 +154,9 @@ def _deadline_backend() -> Any:
                 if left is not None and left <= 0:
                     raise httpcore.ReadTimeout("read timed out")
                 try:
-                    return self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
-                                             else min(left, STOP_POLL_SECONDS))
+                    data: bytes = self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
+                                                    else min(left, STOP_POLL_SECONDS))
+                    return data
                 except httpcore.ReadTimeout:
                     continue  # a timed-out recv consumed nothing: the deadlines are checked again above
 
@@ -195,7 +196,7 @@ def _deadline_backend() -> Any:
 def _is_private_host(host: str) -> bool:
     """True when ``host`` is, or resolves to, a private, loopback, link-local or otherwise non-public address."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (socket.gaierror, UnicodeError):
         return False  # unresolvable: the request itself fails
     for address in addresses:

@@ -69,7 +69,7 @@ class BatchResult:
     uploaded: int = 0
     found_in_bucket: int = 0
     failures: list[Failure] = field(default_factory=list)
-    failure_counts: Counter = field(default_factory=Counter)
+    failure_counts: Counter[str] = field(default_factory=Counter)
     cancelled: bool = False  # a stop request (SIGTERM) ended the batch early; the rest is left for a rerun
 
     def add_failure(self, failure: Failure) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
@@ -197,7 +198,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             conn.commit()  # no transaction stays open while objects are read or a model answers
             documents = read_objects(store, fresh, settings, counts, letters)
             # Same content under a new version tag (touched, re-uploaded): skipped, version remembered.
-            s = db.quote_ident(settings.schema, "postgres")
+            s = quote_ident(settings.schema, "postgres")
             cur.execute(f"SELECT id::text FROM {s}.documents WHERE id = ANY(%s::uuid[])", ([d.id for d in documents],))
             existing = {row[0] for row in cur.fetchall()}
             if existing:

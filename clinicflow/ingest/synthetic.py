@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
 
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.patterns import Location, PatternError
@@ -130,7 +131,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
     from psycopg2.extras import execute_values
 
     counts = RunCounts(listed=len(records))
-    s = db.quote_ident(settings.schema, "postgres")
+    s = quote_ident(settings.schema, "postgres")
     letters: list[db.DeadLetterRow] = []
     good: list[SyntheticRecord] = []
     conn = server.connect()
