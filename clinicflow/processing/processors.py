@@ -326,7 +326,7 @@ def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
         field = ".".join(["parameters", *(str(p) for p in error["loc"])])
         raise InvalidRequest(field, error["msg"]) from None
     if file_columns is not None:
-        named = getattr(params, "columns", None) or ([params.column] if getattr(params, "column", None) else [])
+        named = getattr(params, "columns", None) or ([column] if (column := getattr(params, "column", None)) else [])
         missing = [c for c in named if c not in file_columns]
         if missing:
             field = "parameters.columns" if hasattr(params, "columns") else "parameters.column"

@@ -311,4 +311,7 @@ def loader_of(value: Any) -> Any:
 
 def built(tool_or_config: Any, ctx: RunContext) -> Any:
     """The tool itself, or the tool a config builds for this run (tools hold per-run state: row counters)."""
-    return tool_or_config.build(ctx) if isinstance(tool_or_config, BaseModel) else tool_or_config
+    if not isinstance(tool_or_config, BaseModel):
+        return tool_or_config
+    config: Any = tool_or_config  # every config model of this module has build()
+    return config.build(ctx)

@@ -25,10 +25,11 @@ FileFormat = Literal["csv", "jsonl", "parquet"]
 
 def _zstd_open(path: Path, mode: str, **kwargs: Any) -> IO[Any]:
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        from compression import zstd  # Python 3.14+
     except ImportError:
-        from backports import zstd  # type: ignore[no-redef]
-    return zstd.open(path, mode, **kwargs)
+        from backports import zstd
+    stream: IO[Any] = zstd.open(path, mode, **kwargs)
+    return stream
 
 
 _OPENERS: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open}
@@ -58,7 +59,8 @@ def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
     opener = _OPENERS.get(compression_of(path) or "")
     if opener is None:
         return open(path, mode, encoding=encoding, newline="")
-    return opener(path, mode + "t", encoding=encoding, newline="")
+    text_stream: IO[str] = opener(path, mode + "t", encoding=encoding, newline="")
+    return text_stream
 
 
 def _json_default(value: Any) -> Any:

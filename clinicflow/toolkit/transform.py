@@ -143,11 +143,11 @@ class TypeConverter:
             if failed is None:
                 out.append(tuple(values))
                 continue
-            column, type_name, reason = failed
+            column, target_type, reason = failed
             if self.strict:
-                raise TypeConversionError(self.name, index, column, type_name, reason)
+                raise TypeConversionError(self.name, index, column, target_type, reason)
             self.rejected += 1
-            self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {type_name}: {reason}",
+            self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {target_type}: {reason}",
                                              dict(zip(batch.columns, row, strict=False))))
         return Batch(batch.columns, out)
 
