@@ -91,7 +91,8 @@ def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:  # noqa: AN
 
 
 def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN001
-    args = {"my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}), "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+    args = {"my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+            "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
             "table": TABLE, "batch": batch, "verify": verify}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     wall, rss, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
@@ -254,11 +255,12 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
           f"   (aim >= 2)")
     print(f"project / bare COPY (no index):   {bare_med / project_med:.0%} median, {bare_best / project_best:.0%} best"
           f"   (aim >= 60%)")
-    print(f"project / bare COPY + indexes:    {bare_ix_med / project_med:.0%} median, {bare_ix_best / project_best:.0%} best")
+    print(f"project / bare COPY + indexes:    {bare_ix_med / project_med:.0%} median, "
+          f"{bare_ix_best / project_best:.0%} best")
     # The same ratios within each round (the loads of one round run minutes apart at
     # most), so a slow spell of the shared machine weighs on both sides of a ratio.
     per_round = [(b["seconds"] / p["seconds"], g["seconds"] / p["seconds"])
-                 for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"])]
+                 for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"], strict=False)]
     print("per round, project / bare COPY: " + ", ".join(f"{bare:.0%}" for bare, _ in per_round)
           + f" (median {statistics.median(b for b, _ in per_round):.0%});"
           + " project / pgloader: " + ", ".join(f"{pgl:.2f}x" for _, pgl in per_round)

@@ -15,12 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-
-from flows.runtime import flow_run_settings, prepare_embedded_environment
-
-# Before Prefect is imported, as the CLI does (embedded server settings).
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-prepare_embedded_environment()
 import subprocess
 import tempfile
 import time
@@ -28,11 +22,17 @@ from pathlib import Path
 
 import yaml
 
-from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql.columns import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.opendental.replication.copy_plan import ensure_database
-from clinicflow_dev import generator
+from flows.runtime import flow_run_settings, prepare_embedded_environment
+
+# Before Prefect is imported, as the CLI does (embedded server settings).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+prepare_embedded_environment()
+# These two import Prefect, which must see the settings set just above.
+from blocks.databases import MySQLServer  # noqa: E402
+from clinicflow_dev import generator  # noqa: E402
 
 
 def _recreate(server: MySQLServer) -> None:
@@ -69,7 +69,8 @@ def main() -> None:
     }}))
     conn = raw_connection(src)
     with conn.cursor() as cur:  # a tiny table to start Prefect's embedded server outside the timings
-        cur.execute("CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, ItemName varchar(10)) ENGINE=MyISAM")
+        cur.execute("CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                    "ItemName varchar(10)) ENGINE=MyISAM")
         cur.execute("INSERT INTO definition (ItemName) VALUES ('a')")
     conn.close()
 
@@ -86,7 +87,8 @@ def main() -> None:
     assert table_checksum(dst, "procedurelog") == table_checksum(src, "procedurelog"), "project copy differs"
 
     t = time.perf_counter()
-    subprocess.run(f"mysqldump -uroot -h127.0.0.1 --quick {src.database} procedurelog | mysql -uroot -h127.0.0.1 {dump_dst.database}",
+    subprocess.run(f"mysqldump -uroot -h127.0.0.1 --quick {src.database} procedurelog"
+                   f" | mysql -uroot -h127.0.0.1 {dump_dst.database}",
                    shell=True, check=True)
     dump_s = time.perf_counter() - t
     assert table_checksum(dump_dst, "procedurelog")[0] == args.rows
@@ -103,7 +105,8 @@ def main() -> None:
     print(f"project full copy      : {project_s:7.1f}s  {project_rate:10,.0f} rows/s")
     print(f"mysqldump --quick|mysql: {dump_s:7.1f}s  {dump_rate:10,.0f} rows/s")
     print(f"ratio project/dump     : {project_rate / dump_rate:.2f}x (aim >= 1.5x)")
-    print(f"incremental, {changed:,} rows changed: {incremental_s:.1f}s = {100 * incremental_s / project_s:.1f}% of the full copy (aim < 5%)")
+    print(f"incremental, {changed:,} rows changed: {incremental_s:.1f}s = "
+          f"{100 * incremental_s / project_s:.1f}% of the full copy (aim < 5%)")
     for server in (src, dst, dump_dst):
         c = server.connect(database="")
         with c.cursor() as cur:

@@ -48,7 +48,8 @@ def source_batches(rows: int) -> Iterator[Any]:
     base = date(2020, 1, 1)
     columns = ("id", "clinic", "day", "fee", "note")
     for start in range(0, rows, SOURCE_BATCH):
-        yield Batch(columns, [(i, i % 17, base + timedelta(days=i % 1500), (i % 997) * 1.25, f"procedure note {i % 5003}")
+        yield Batch(columns, [(i, i % 17, base + timedelta(days=i % 1500), (i % 997) * 1.25,
+                               f"procedure note {i % 5003}")
                               for i in range(start, min(rows, start + SOURCE_BATCH))])
 
 

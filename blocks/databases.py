@@ -39,7 +39,7 @@ class _ServerBlock(Block):
         return f"{self._scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
     @classmethod
-    def from_env(cls, block_name: str, defaults: dict[str, Any] | None = None) -> "_ServerBlock":
+    def from_env(cls, block_name: str, defaults: dict[str, Any] | None = None) -> _ServerBlock:
         """Build the block from ``CLINICFLOW_<BLOCK_NAME>_{HOST,PORT,USER,PASSWORD,DATABASE}``.
 
         Used when no Prefect API is reachable (the CronJob fallback) and for
@@ -103,7 +103,8 @@ class MySQLServer(_ServerBlock):
 
     port: int = Field(default=3306, description="Server port.")
     database: str = Field(default="opendental", description="Database (schema) name.")
-    unix_socket: str | None = Field(default=None, description="Optional Unix socket path; overrides host/port when set.")
+    unix_socket: str | None = Field(default=None,
+                                    description="Optional Unix socket path; overrides host/port when set.")
 
     def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Any:
         """Open a pymysql connection with clinicflow's session settings.

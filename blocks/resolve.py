@@ -11,7 +11,8 @@ Which source is used: ``CLINICFLOW_CREDENTIALS=blocks|env`` if set, else
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect.blocks.core import Block
 

@@ -148,7 +148,8 @@ def blocks_from_mapping(data: Any, source: str, names: list[str] | None = None) 
             block_type = DEPLOYMENT_BLOCKS[name]
         else:
             if slug not in types:
-                raise BlockSetupError(f"{source}: block {name!r} has unknown type {slug!r} ({', '.join(sorted(types))})")
+                raise BlockSetupError(f"{source}: block {name!r} has unknown type {slug!r} "
+                                      f"({', '.join(sorted(types))})")
             block_type = types[slug]
             expected = DEPLOYMENT_BLOCKS.get(name)
             if expected is not None and block_type is not expected:

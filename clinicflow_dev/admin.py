@@ -1,4 +1,7 @@
-"""Admin statements run outside any timing or test (create and drop databases, CHECKPOINT); shared by benches and tests."""
+"""Admin statements run outside any timing or test (create and drop databases, CHECKPOINT).
+
+Shared by benches and tests.
+"""
 from __future__ import annotations
 
 from typing import Any

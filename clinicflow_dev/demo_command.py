@@ -33,7 +33,8 @@ def register_demo(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command(
         reseed: bool = typer.Option(False, "--reseed", help="Recreate the demo OpenDental database even if it exists."),
-        dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also run the DICOM reports demo into ./out/bucket."),
+        dicom: bool = typer.Option(True, "--dicom/--no-dicom",
+                                   help="Also run the DICOM reports demo into ./out/bucket."),
         pipelines: bool = typer.Option(True, "--pipelines/--no-pipelines",
                                        help="Also run the example pipelines of ./pipelines (toolkit)."),
         ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also run the file ingestion demo (offline)."),
@@ -71,7 +72,8 @@ def register_demo(app: typer.Typer) -> None:
         conn.close()
         if reseed or existing == 0:
             counts = generator.seed(source)
-            console.print(f"seeded demo OpenDental source {source.describe()}: {len(counts)} tables, {sum(counts.values())} rows")
+            console.print(f"seeded demo OpenDental source {source.describe()}: {len(counts)} tables, "
+                          f"{sum(counts.values())} rows")
         else:
             console.print(f"demo source {source.describe()} already has {existing} tables (use --reseed to recreate)")
         ensure_pg_database(resolve_block(ANALYTICS_BLOCK, PostgresServer))

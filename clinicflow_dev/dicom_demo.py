@@ -36,9 +36,11 @@ class DemoFile:
 # JPEG 2000, RLE colour, multi-frame JPEG baseline YBR colour. Bad files: short
 # pixel data, no pixel data (RT plan), not DICOM, empty.
 DEMO_FILES: tuple[DemoFile, ...] = (
-    DemoFile("ct_small.dcm", "CT_small.dcm", reports=("No acute findings.", "Addendum: compared with prior."), modality="CT"),
+    DemoFile("ct_small.dcm", "CT_small.dcm", reports=("No acute findings.", "Addendum: compared with prior."),
+             modality="CT"),
     DemoFile("mr_small.dcm", "MR_small.dcm", reports=("Unremarkable MR.",), modality="MR"),
-    DemoFile("mr_small_jpeg_ls.dcm", "MR_small_jpeg_ls_lossless.dcm", reports=("JPEG-LS copy of the MR.",), modality="MR"),
+    DemoFile("mr_small_jpeg_ls.dcm", "MR_small_jpeg_ls_lossless.dcm", reports=("JPEG-LS copy of the MR.",),
+             modality="MR"),
     DemoFile("jpeg2000.dcm", "JPEG2000.dcm", reports=("JPEG 2000 image.",), modality="CT"),
     DemoFile("sc_rgb_rle.dcm", "SC_rgb_rle.dcm", reports=("Colour secondary capture.",), modality="OT"),
     DemoFile("us_ybr_multiframe.dcm", "examples_ybr_color.dcm", reports=("Ultrasound cine.", "Second reader agrees."),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ EXIT_REFUSED = 1
 EXIT_SERVER_ERROR = 2
 
 
-def _target_server(database: Optional[str]) -> Any:
+def _target_server(database: str | None) -> Any:
     from blocks.databases import MySQLServer
     from blocks.resolve import SOURCE_BLOCK, resolve_block
 
@@ -64,13 +64,13 @@ def create_database(server: Any, *, replace: bool = False) -> None:
 def register_generate(app: typer.Typer) -> None:
     @app.command("generate-opendental")
     def generate_opendental_command(
-        database: Optional[str] = typer.Option(None, "--database", help="Database to fill (default: the "
+        database: str | None = typer.Option(None, "--database", help="Database to fill (default: the "
                                                "opendental-source block's); created when missing."),
         scale: float = typer.Option(1.0, "--scale", min=0.0, help="Multiplier for the default row counts "
                                     "(1.0 ≈ 35,000 rows; tiny lookup tables keep their size)."),
         filler_tables: int = typer.Option(0, "--filler-tables", min=0, help="Extra tiny OpenDental-named tables "
                                           "(428 plus the 21 core tables and edgecase make a 450-table source)."),
-        procedurelog_rows: Optional[int] = typer.Option(None, "--procedurelog-rows", min=0,
+        procedurelog_rows: int | None = typer.Option(None, "--procedurelog-rows", min=0,
                                                         help="Rows in procedurelog (made server-side; 1,000,000 "
                                                         "takes seconds)."),
         seed_value: int = typer.Option(42, "--seed", help="Seed: the same seed gives the same data."),

@@ -111,9 +111,12 @@ def _text(tag: str, words: list[str]) -> str:
     return f"ELT(1 + CRC32(CONCAT(k, '{tag}', s)) % {len(words)}, {items})"
 
 
-_FIRST = ["Anna", "Björn", "Chloé", "David", "Émile", "Fatima", "Günter", "Hana", "Igor", "José", "Keiko", "Liam", "Zoë", "Åsa", "李", "Ngozi"]
-_LAST = ["Smith", "Müller", "García", "O'Brien", "Nguyen", "Kowalski", "Dubois", "Rossi", "Yamada", "Søren", "Ivanova", "Brown"]
-_NOTES = ["", "Pt called to confirm.", "Left voicemail", "Insurance verified\tOK", "Line one\nLine two", "Back\\slash path C:\\OD", "Prefers morning", "Allergic to latex", "Needs pre-med"]
+_FIRST = ["Anna", "Björn", "Chloé", "David", "Émile", "Fatima", "Günter", "Hana", "Igor", "José", "Keiko", "Liam",
+          "Zoë", "Åsa", "李", "Ngozi"]
+_LAST = ["Smith", "Müller", "García", "O'Brien", "Nguyen", "Kowalski", "Dubois", "Rossi", "Yamada", "Søren", "Ivanova",
+         "Brown"]
+_NOTES = ["", "Pt called to confirm.", "Left voicemail", "Insurance verified\tOK", "Line one\nLine two",
+          "Back\\slash path C:\\OD", "Prefers morning", "Allergic to latex", "Needs pre-med"]
 
 
 def _core_specs() -> list[TableSpec]:
@@ -131,7 +134,8 @@ def _core_specs() -> list[TableSpec]:
             ("Birthdate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("bd", 9)),
             ("SSN", "varchar(100) NOT NULL DEFAULT ''", "LPAD(CRC32(CONCAT(k,'ssn',s)) % 1000000000, 9, '0')"),
             ("Address", "varchar(100) NOT NULL DEFAULT ''", "CONCAT(s % 9000 + 1, ' Main St')"),
-            ("City", "varchar(100) NOT NULL DEFAULT ''", _text("city", ["Portland", "Salem", "Zürich", "Montréal", "Bend"])),
+            ("City", "varchar(100) NOT NULL DEFAULT ''",
+             _text("city", ["Portland", "Salem", "Zürich", "Montréal", "Bend"])),
             ("State", "varchar(100) NOT NULL DEFAULT ''", _text("st", ["OR", "WA", "CA", "ID"])),
             ("Zip", "varchar(100) NOT NULL DEFAULT ''", "LPAD(s % 99999, 5, '0')"),
             ("HmPhone", "varchar(30) NOT NULL DEFAULT ''", "CONCAT('(503)555-', LPAD(s % 10000, 4, '0'))"),
@@ -222,7 +226,8 @@ def _core_specs() -> list[TableSpec]:
             ("CommDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts()),
             ("CommType", "bigint(20) NOT NULL DEFAULT 0", _fk("ct", 10)),
             # OpenDental stores notes as utf8mb4 on newer versions: emoji arrive in texts.
-            ("Note", "text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci", _text("n", _NOTES + ["Thanks! 😀", "📞 call back"])),
+            ("Note", "text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+             _text("n", _NOTES + ["Thanks! 😀", "📞 call back"])),
             ("Mode_", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("m", 6)),
             ("SentOrReceived", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("sr", 3)),
             ("UserNum", "bigint(20) NOT NULL DEFAULT 0", _fk("u", 15)),
@@ -311,7 +316,8 @@ def _core_specs() -> list[TableSpec]:
             ("SecurityLogNum", "bigint(20) NOT NULL AUTO_INCREMENT", "s"),
             ("PermType", "smallint(6) NOT NULL DEFAULT 0", _pick("pt", 200)),
             ("UserNum", "bigint(20) NOT NULL DEFAULT 0", _fk("u", 15)),
-            ("LogDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", f"TIMESTAMPADD(SECOND, s * 7, '{_BASE_TS}')"),
+            ("LogDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'",
+             f"TIMESTAMPADD(SECOND, s * 7, '{_BASE_TS}')"),
             ("LogText", "text", "CONCAT('Patient edited: ', s, IF(s % 13 = 0, ' note\\ttab', ''))"),
             ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _pick("pat", 2000)),
             ("CompName", "varchar(255) NOT NULL DEFAULT ''", _text("cn", ["FRONTDESK1", "OP-3", "SERVER"])),
@@ -337,7 +343,8 @@ def _core_specs() -> list[TableSpec]:
         ["DefNum"], None, (), 150,
     )
 
-    def _lookup(name: str, key: str, extra: list[tuple[str, str, str]], rows: int, change: str | None = None) -> TableSpec:
+    def _lookup(name: str, key: str, extra: list[tuple[str, str, str]], rows: int,
+                change: str | None = None) -> TableSpec:
         cols = [(key, "bigint(20) NOT NULL AUTO_INCREMENT", "s")] + extra
         if change == "DateTStamp":
             cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()))
@@ -375,7 +382,8 @@ def _core_specs() -> list[TableSpec]:
         ("IsHidden", "tinyint(4) NOT NULL DEFAULT 0", "0"),
     ], 15)
     procedurecode = _lookup("procedurecode", "CodeNum", [
-        ("ProcCode", "varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT ''", "CONCAT('D', LPAD(s, 4, '0'))"),
+        ("ProcCode", "varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT ''",
+         "CONCAT('D', LPAD(s, 4, '0'))"),
         ("Descript", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Procedure ', s)"),
         ("AbbrDesc", "varchar(50) NOT NULL DEFAULT ''", "CONCAT('P', s)"),
         ("ProcTime", "varchar(24) NOT NULL DEFAULT ''", "'/X/'"),
@@ -447,20 +455,27 @@ _EDGECASE_COLUMNS = ", ".join(quote_ident(c, "mysql") for c in (
     "YearCol", "DateTStamp"))
 _ALL_BYTES = "UNHEX('" + bytes(range(256)).hex() + "')"
 _EDGECASE_ROWS = [
-    # label, date, datetime, time, mb3, mb4, longtext, blob, varbin, char, ubig, uint, usmall, signed, flag, dbl, flt, dec, enum, set, json, bit1, bit10, year
+    # label, date, datetime, time, mb3, mb4, longtext, blob, varbin, char, ubig, uint, usmall, signed, flag,
+    # dbl, flt, dec, enum, set, json, bit1, bit10, year
     ("zero dates", "'0000-00-00'", "'0000-00-00 00:00:00'", "'00:00:00'", "'plain'", "'plain'", "''", "''", "''", "'a'",
      "0", "0", "0", "0", "0", "0", "0", "0", "'a'", "''", "'{}'", "b'0'", "b'0'", "2000"),
-    ("unset dates 0001-01-01", "'0001-01-01'", "'0001-01-01 00:00:00'", "'-838:59:59'", "'Zoë Ångström — café, 日本語 李'", "'emoji 😀👍🏽 and 𝄞'", "'x'",
+    ("unset dates 0001-01-01", "'0001-01-01'", "'0001-01-01 00:00:00'", "'-838:59:59'",
+     "'Zoë Ångström — café, 日本語 李'", "'emoji 😀👍🏽 and 𝄞'", "'x'",
      _ALL_BYTES, "UNHEX('00FF00')", "'  pad'", "18446744073709551615", "4294967295", "65535", "-2147483648", "1",
-     "1.7976931348623157e308", "3.4e38", "99999999.9999", "'c d'", "'x,z'", "'{\"k\": [1, 2.5, null, \"é\"]}'", "b'1'", "b'1111111111'", "2155"),
+     "1.7976931348623157e308", "3.4e38", "99999999.9999", "'c d'", "'x,z'", "'{\"k\": [1, 2.5, null, \"é\"]}'", "b'1'",
+     "b'1111111111'", "2155"),
     ("NUL and escapes", "'2024-02-29'", "'2024-02-29 23:59:59'", "'123:45:06'", "CONCAT('a', CHAR(0), 'b')",
-     "CONCAT('tab\\t nl\\n cr\\r bs\\\\ ', CHAR(0), ' end')", "REPEAT('long text ', 2000)", "UNHEX('00')", "UNHEX('5C4E')",
+     "CONCAT('tab\\t nl\\n cr\\r bs\\\\ ', CHAR(0), ' end')", "REPEAT('long text ', 2000)", "UNHEX('00')",
+     "UNHEX('5C4E')",
      "'\\\\N'", "1", "1", "1", "-1", "0", "-2.2250738585072014e-308", "-1.17549e-38", "-0.0001", "'b'", "'y'",
      "'[]'", "b'0'", "b'0000000001'", "1901"),
-    ("NULLs and empty strings", "'2000-01-01'", "'1970-01-01 00:00:01'", "NULL", "''", "NULL", "NULL", "NULL", "NULL", "''",
+    ("NULLs and empty strings", "'2000-01-01'", "'1970-01-01 00:00:01'", "NULL", "''", "NULL", "NULL", "NULL", "NULL",
+     "''",
      "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"),
-    ("string NULL and backslash N", "'1999-12-31'", "'2038-01-19 03:14:07'", "'-00:00:01'", "'NULL'", "'\\\\N'", "'\\\\'", "UNHEX('0A0D09')",
-     "''", "'NULL'", "9223372036854775808", "2147483648", "32768", "2147483647", "1", "0.1", "0.1", "0.5", "'a'", "'x,y,z'",
+    ("string NULL and backslash N", "'1999-12-31'", "'2038-01-19 03:14:07'", "'-00:00:01'", "'NULL'", "'\\\\N'",
+     "'\\\\'", "UNHEX('0A0D09')",
+     "''", "'NULL'", "9223372036854775808", "2147483648", "32768", "2147483647", "1", "0.1", "0.1", "0.5", "'a'",
+     "'x,y,z'",
      "'\"text\"'", "b'1'", "b'1000000000'", "0"),
 ]
 
@@ -480,8 +495,8 @@ def _create_table_sql(spec: TableSpec) -> str:
 
 
 # Real OpenDental table names used for the many tiny tables of a full-size schema.
-_FILLER_NAMES = """account accountingautopay alertitem allergy allergydef apikey appointmentrule appointmenttype apptfield
-apptfielddef apptreminderrule apptview apptviewitem asapcomm autocode autocodecond autocodeitem automation
+_FILLER_NAMES = """account accountingautopay alertitem allergy allergydef apikey appointmentrule appointmenttype
+apptfield apptfielddef apptreminderrule apptview apptviewitem asapcomm autocode autocodecond autocodeitem automation
 automationcondition autonote autonotecontrol benefit canadiannetwork cdcrec cdspermission centralconnection cert
 chartview claimattach claimcondcodelog claimform claimformitem claimpayment claimsnapshot claimtracking claimvalcodelog
 clearinghouse clinicerx clinicpref clockevent codesystem computer computerpref confirmationrequest connectiongroup
@@ -636,7 +651,8 @@ def _fill_edgecases(conn: Any) -> None:
         for i, row in enumerate(_EDGECASE_ROWS):
             label, *values = row
             stamp = f"'2024-06-0{i + 1} 12:00:00'"
-            cur.execute(f"INSERT INTO `{EDGECASE_TABLE}` ({_EDGECASE_COLUMNS}) VALUES ('{label}', {', '.join(values)}, {stamp})")
+            cur.execute(f"INSERT INTO `{EDGECASE_TABLE}` ({_EDGECASE_COLUMNS}) "
+                        f"VALUES ('{label}', {', '.join(values)}, {stamp})")
 
 
 def seed(server: MySQLServer, *, rows: dict[str, int] | None = None, scale: float = 1.0, seed: int = 42,

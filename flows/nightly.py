@@ -173,8 +173,8 @@ class _TierRun:
             self.started[table] = time.time()
         configs = {t: self.config.effective(t) for t in tables}
         label = f"{tables[0]}..{tables[-1]}" if len(tables) > 1 else tables[0]
-        group_f = load_tasks.small_table_group.submit(self.source if replicate else None, self.replica, self.pg, configs,
-                                                 self.options, label)
+        group_f = load_tasks.small_table_group.submit(self.source if replicate else None, self.replica, self.pg,
+                                                      configs, self.options, label)
         self.when_done(tables, "load", [group_f], lambda fs: self._small_done(tables, fs[0]))
 
     def _small_done(self, tables: list[str], group_f: PrefectFuture) -> None:
@@ -282,11 +282,11 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
         for start in range(0, len(small), SMALL_GROUP_SIZE):
             group = small[start:start + SMALL_GROUP_SIZE]
-            run.submit(group, "load", lambda g=group: run.small_group(g, replicate))
+            run.submit(group, "load", lambda g=group, run=run: run.small_group(g, replicate))
         for table in tier_names:
             if table not in small:
                 run.submit([table], "replication" if replicate else "load",
-                           lambda t=table: run.replicate(t) if replicate else run.load(t))
+                           lambda t=table, run=run: run.replicate(t) if replicate else run.load(t))
         run.chains.run()
         outcomes += [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
                      for t in tier_names]

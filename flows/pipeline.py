@@ -10,7 +10,7 @@ the outcome table as an artifact and fails the run when a step failed.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import Flow, flow, task
@@ -71,7 +71,7 @@ def _scheduled_time() -> datetime:
     from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
-    return scheduled if isinstance(scheduled, datetime) else datetime.now(timezone.utc)
+    return scheduled if isinstance(scheduled, datetime) else datetime.now(UTC)
 
 
 def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None,
@@ -103,7 +103,8 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
     """Run ``spec``'s steps inside the current flow run; raise PipelineFailed when any step failed."""
     ctx = run_context(spec, parameters, start, end)
     if ctx.start is not None:
-        ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(), ctx.end.isoformat() if ctx.end else "")
+        ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(),
+                        ctx.end.isoformat() if ctx.end else "")
     outcomes = execute(spec.steps, ctx, run_leaf_as_task)
     rows = [_outcome_row(o) for o in outcomes]
     create_table_artifact(table=rows, key=f"pipeline-{spec.name.replace('_', '-')}",

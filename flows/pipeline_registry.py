@@ -52,7 +52,8 @@ def prefect_schedules(spec: PipelineSpec) -> list[Any]:
                 prefect_schedule = PrefectInterval(interval=schedule.interval, timezone=schedule.timezone,
                                                    **({"anchor_date": schedule.anchor} if schedule.anchor else {}))
         except ValueError as exc:
-            raise ToolkitError(f"pipeline {spec.name}: schedule {i + 1} is invalid: {str(exc).splitlines()[0]}") from None
+            raise ToolkitError(f"pipeline {spec.name}: schedule {i + 1} is invalid: "
+                               f"{str(exc).splitlines()[0]}") from None
         out.append(DeploymentScheduleCreate(schedule=prefect_schedule, active=schedule.active))
     return out
 
@@ -118,7 +119,8 @@ async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[U
         try:
             deployment = await client.read_deployment_by_name(f"{PIPELINE_FLOW_NAME}/{spec.name}")
         except ObjectNotFound:
-            raise ToolkitError(f"pipeline {spec.name} has no deployment: run `clinicflow pipelines sync` first") from None
+            raise ToolkitError(f"pipeline {spec.name} has no deployment: "
+                               "run `clinicflow pipelines sync` first") from None
         ids = []
         for window_start, window_end in windows:
             run = await client.create_flow_run_from_deployment(

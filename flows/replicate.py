@@ -108,7 +108,8 @@ def run_tier(src: MySQLServer, dst: MySQLServer, config: TablesConfig, tier: int
             if r.reconciled is not None:
                 s = r.reconciled
                 outcomes[t].reconciled = (f"{s.swept}: {s.rows_deleted} deleted, {s.rows_missing} missing copied, "
-                                          f"{s.rows_changed} changed copied, {s.ranges_recopied}/{s.ranges} ranges re-read")
+                                          f"{s.rows_changed} changed copied, "
+                                          f"{s.ranges_recopied}/{s.ranges} ranges re-read")
         if plans[t].mode == "full":
             swaps[t] = tasks.swap_in.submit(dst, plans[t])
     for t, fut in swaps.items():

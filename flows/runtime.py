@@ -72,7 +72,8 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
 
 # Never handed to the embedded server: it needs none of them.
-_SECRET_NAME = re.compile(r"^CLINICFLOW_|PASSWORD|PASSWD|SECRET|TOKEN|^MYSQL_PWD$|^PGPASS|^AWS_|^GOOGLE_APPLICATION_CREDENTIALS$")
+_SECRET_NAME = re.compile(
+    r"^CLINICFLOW_|PASSWORD|PASSWD|SECRET|TOKEN|^MYSQL_PWD$|^PGPASS|^AWS_|^GOOGLE_APPLICATION_CREDENTIALS$")
 
 
 def server_environment(environ: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""Thin Prefect tasks around clinicflow.opendental.warehouse.load_steps and clinicflow.opendental.metrics (PostgreSQL loads)."""
+"""Thin Prefect tasks around clinicflow.opendental.warehouse.load_steps and clinicflow.opendental.metrics.
+
+PostgreSQL loads.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -84,7 +87,8 @@ def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutc
 
 
 @task(name="small-tables", cache_policy=NO_CACHE, task_run_name="small-tables-{label}")
-def small_table_group(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, configs: dict[str, TableConfig],
-                 options: load_steps.LoadOptions, label: str) -> list[metrics.TableOutcome]:
+def small_table_group(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer,
+                      configs: dict[str, TableConfig],
+                      options: load_steps.LoadOptions, label: str) -> list[metrics.TableOutcome]:
     # No task-level retries: each table's steps retry inside, and a failed table never fails the group.
     return small_tables.replicate_and_load_small(source, replica, pg, configs, options, replicate=source is not None)

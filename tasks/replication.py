@@ -28,7 +28,8 @@ def plan_copy(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfi
 
 
 @task(name="copy-chunk", cache_policy=NO_CACHE, task_run_name="copy-{plan.table}-{unit_label}", **TASK_RETRY)
-def copy_chunk(src: MySQLServer, dst: MySQLServer, plan: copy_plan.CopyPlan, unit: KeyRange | None, unit_label: str) -> replica_copy.ChunkResult:
+def copy_chunk(src: MySQLServer, dst: MySQLServer, plan: copy_plan.CopyPlan, unit: KeyRange | None,
+               unit_label: str) -> replica_copy.ChunkResult:
     return replica_copy.copy_full_unit(src, dst, plan, unit)
 
 

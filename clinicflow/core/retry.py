@@ -16,7 +16,8 @@ import logging
 import random
 import socket
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -92,7 +93,8 @@ def _is_transient_one(exc: BaseException) -> bool:
                         "ConnectError", "ReadError", "WriteError", "RemoteProtocolError"}
     if module.startswith(("google.api_core", "google.auth")):
         code = getattr(exc, "code", None)
-        return code in HTTP_TRANSIENT_STATUS or type(exc).__name__ in {"ServiceUnavailable", "TooManyRequests", "InternalServerError", "GatewayTimeout", "TransportError"}
+        return code in HTTP_TRANSIENT_STATUS or type(exc).__name__ in {
+            "ServiceUnavailable", "TooManyRequests", "InternalServerError", "GatewayTimeout", "TransportError"}
     if module.startswith(("botocore", "boto3")):
         name = type(exc).__name__
         if name in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}:

@@ -150,12 +150,13 @@ def check_pixel_length(ds: Any) -> None:
         expected = expected // 3 * 2
     actual = len(ds.PixelData)
     if actual < expected:
-        raise ConversionError("decode", "short-pixel-data", f"pixel data shorter than the header says ({actual} of {expected} bytes)")
+        raise ConversionError("decode", "short-pixel-data",
+                              f"pixel data shorter than the header says ({actual} of {expected} bytes)")
 
 
 def decode_frame(ds: Any, index: int) -> np.ndarray:
     """Frame ``index`` as pydicom decodes it (YBR converted to RGB)."""
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         with warnings.catch_warnings():

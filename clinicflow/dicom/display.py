@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def modality_values(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
         intercept = _first(transform.get("RescaleIntercept"))
         return _rescale(arr, slope, intercept)
     if "ModalityLUTSequence" in ds:
-        from pydicom.pixels import apply_modality_lut
+        from pydicom.pixels.processing import apply_modality_lut
 
         return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     return _rescale(arr, _first(ds.get("RescaleSlope")), _first(ds.get("RescaleIntercept")))
@@ -76,7 +77,8 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     """
     c, w = window.center, window.width
     if window.function == "SIGMOID":
-        return (1.0 / (1.0 + np.exp(-4.0 * (values - np.float32(c)) / np.float32(w)))).astype(np.float32)
+        sigmoid: np.ndarray = (1.0 / (1.0 + np.exp(-4.0 * (values - np.float32(c)) / np.float32(w)))).astype(np.float32)
+        return sigmoid
     if window.function == "LINEAR_EXACT":
         out = (values - np.float32(c)) / np.float32(w) + np.float32(0.5)
         return np.clip(out, 0.0, 1.0, out=out)
@@ -105,7 +107,8 @@ def apply_voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray:
     actual_max = float(lut.max()) if lut.size else top
     if actual_max > top:  # descriptor understates the depth (seen in the wild)
         top = float(2 ** math.ceil(math.log2(actual_max + 1)) - 1)
-    return lut[idx] / np.float32(top)
+    scaled: np.ndarray = lut[idx] / np.float32(top)
+    return scaled
 
 
 def _voi_to_uint8(ds: Any, values: np.ndarray, index: int, minmax_from: np.ndarray | None = None) -> np.ndarray:
@@ -169,7 +172,7 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
     order; segmented LUTs (rare) are left to pydicom.
     """
     if any(f"{c}PaletteColorLookupTableData" not in ds for c in ("Red", "Green", "Blue")):
-        from pydicom.pixels import apply_color_lut
+        from pydicom.pixels.processing import apply_color_lut
 
         try:
             rgb = apply_color_lut(arr, ds)
@@ -190,7 +193,8 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
         else:
             lut = np.frombuffer(raw[: 2 * entries], dtype="<u2" if little else ">u2")
         if lut.size != entries:
-            raise ConversionError("decode", "bad-header", f"{colour} palette has {lut.size} entries, descriptor says {entries}")
+            raise ConversionError("decode", "bad-header",
+                                  f"{colour} palette has {lut.size} entries, descriptor says {entries}")
         luts.append(lut.astype(np.uint16))
     # One (entries, 3) table, scaled to 8 bits once, gathered once.
     table = _scale_to_uint8(np.stack(luts, axis=-1), bits)
@@ -207,7 +211,8 @@ def _scale_to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:
     scale = np.float32(255.0 / (2.0**bits - 1))
     out = arr.astype(np.float32) * scale
     out += np.float32(0.5)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    return clipped
 
 
 def display_frame(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
@@ -224,7 +229,8 @@ def display_frame(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
         if arr.ndim != 3 or arr.shape[-1] != 3:
             raise ConversionError("decode", "undecodable", f"unexpected frame shape {arr.shape} for a colour image")
         return color_to_uint8(ds, arr)
-    raise ConversionError("decode", "unsupported", f"unsupported photometric interpretation {photometric!r} with {spp} samples")
+    raise ConversionError("decode", "unsupported",
+                          f"unsupported photometric interpretation {photometric!r} with {spp} samples")
 
 
 def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarray]]:
@@ -236,5 +242,6 @@ def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarr
         arr = decode_frame(ds, index)
         pixels = display_frame(ds, arr, index)
         if pixels.shape[:2] != (rows, cols):
-            raise ConversionError("decode", "undecodable", f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}")
+            raise ConversionError("decode", "undecodable",
+                                  f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}")
         yield index, pixels

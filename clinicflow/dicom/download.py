@@ -31,9 +31,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from clinicflow.core import cancel
@@ -116,7 +117,9 @@ def resolve_location(location: str, base: str | None = None) -> str:
     base_scheme = urlsplit(base).scheme.lower()
     if base_scheme in ("http", "https", "gs", "s3", "file"):
         prefix = base if base.endswith("/") else base + "/"
-        return urljoin(prefix, quote(relative.as_posix())) if base_scheme in ("http", "https") else prefix + relative.as_posix()
+        if base_scheme in ("http", "https"):
+            return urljoin(prefix, quote(relative.as_posix()))
+        return prefix + relative.as_posix()
     return str(Path(base) / relative)
 
 
@@ -130,7 +133,7 @@ def _time_left(timeout: float | None) -> float | None:
     deadline = getattr(_attempt, "deadline", None)
     if deadline is None:
         return timeout
-    left = deadline - time.monotonic()
+    left: float = deadline - time.monotonic()
     if left <= 0:
         raise httpcore.ReadTimeout("download deadline reached")
     return left if timeout is None else min(timeout, left)
@@ -151,8 +154,9 @@ def _deadline_backend() -> Any:
                 if left is not None and left <= 0:
                     raise httpcore.ReadTimeout("read timed out")
                 try:
-                    return self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
-                                             else min(left, STOP_POLL_SECONDS))
+                    data: bytes = self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
+                                                    else min(left, STOP_POLL_SECONDS))
+                    return data
                 except httpcore.ReadTimeout:
                     continue  # a timed-out recv consumed nothing: the deadlines are checked again above
 
@@ -192,7 +196,7 @@ def _deadline_backend() -> Any:
 def _is_private_host(host: str) -> bool:
     """True when ``host`` is, or resolves to, a private, loopback, link-local or otherwise non-public address."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (socket.gaierror, UnicodeError):
         return False  # unresolvable: the request itself fails
     for address in addresses:
@@ -234,7 +238,7 @@ class Downloader:
         self._gcs: Any = None
         self._s3: Any = None
 
-    def __enter__(self) -> "Downloader":
+    def __enter__(self) -> Downloader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -69,7 +69,7 @@ class BatchResult:
     uploaded: int = 0
     found_in_bucket: int = 0
     failures: list[Failure] = field(default_factory=list)
-    failure_counts: Counter = field(default_factory=Counter)
+    failure_counts: Counter[str] = field(default_factory=Counter)
     cancelled: bool = False  # a stop request (SIGTERM) ended the batch early; the rest is left for a rerun
 
     def add_failure(self, failure: Failure) -> None:
@@ -78,7 +78,7 @@ class BatchResult:
         if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures.append(failure)
 
-    def add(self, other: "BatchResult") -> None:
+    def add(self, other: BatchResult) -> None:
         for name in ("files", "skipped", "done", "bytes", "jpgs", "uploaded", "found_in_bucket", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failure_counts.update(other.failure_counts)
@@ -112,7 +112,7 @@ def jpg_object_names(dataset: str, key: FileKey, frames: int, *, all_frames: boo
 
 def csv_row(group: FileGroup, dicom_name: str, jpg_names: list[str], render: RenderResult) -> dict[str, Any]:
     info = render.info
-    row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple()))
+    row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple(), strict=False))
     row["file_location"] = stored_location(group.key.file_location)  # no credentials in the CSV
     row.update({
         "dicom_object": dicom_name,
@@ -221,7 +221,7 @@ def _process_file(
 
     dicom_name = dicom_object_name(settings.dataset, key)
     jpg_names = jpg_object_names(settings.dataset, key, render.info.frames, all_frames=settings.all_frames)
-    uploads = [(local, dicom_name), *zip(render.jpeg_paths, jpg_names)]
+    uploads = [(local, dicom_name), *zip(render.jpeg_paths, jpg_names, strict=False)]
     names = [name for _, name in uploads]
 
     state.claim({key: names}, settings.run_id)

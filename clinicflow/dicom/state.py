@@ -29,8 +29,9 @@ import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.sql import quote_ident
@@ -78,7 +79,7 @@ class StateStore:
         self._s = quote_ident(schema, "postgres")
         self._conn: Any = None
 
-    def __enter__(self) -> "StateStore":
+    def __enter__(self) -> StateStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -318,7 +319,7 @@ class StateStore:
                 (self.dataset, run_id),
             )
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur]
+            return [dict(zip(names, row, strict=False)) for row in cur]
 
     def write_csv(self, out: io.TextIOBase, report_fields: list[str], run_id: str) -> int:
         """Write the CSV of every done file seen by ``run_id``, in key order; returns data rows.

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.medical import Medical
@@ -245,4 +246,4 @@ def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tu
     s = quote_ident(schema, "postgres")
     cur.execute(f"UPDATE {s}.dead_letters SET status = 'replayed', resolved_at = now() "
                 f"WHERE status = 'open' AND item_key = ANY(%s) AND stage = ANY(%s)", (item_keys, list(stages)))
-    return cur.rowcount
+    return int(cur.rowcount)

@@ -15,10 +15,12 @@ keeps it ``open`` with ``attempts + 1`` and the new reason.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText
 from clinicflow.ingest.pipeline import IngestSettings, extract_documents, extract_letters, process_file_batch
@@ -33,7 +35,8 @@ StoreForUri = Callable[[str], tuple[ObjectStore, str]]
 
 def _where(status: str | None, stage: str | None, reason: str | None, run_id: str | None,
            ids: list[int] | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     for column, value in (("status", status), ("stage", stage), ("reason", reason), ("run_id", run_id)):
         if value is not None:
             clauses.append(f"{column} = %s")
@@ -50,7 +53,7 @@ def list_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA, *, status: str | No
     """Letters, newest first, without payloads (they may hold document content)."""
     where, params = _where(status, stage, reason, run_id, None)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)} FROM {db.quote_ident(schema, 'postgres')}.dead_letters"
+        cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)} FROM {quote_ident(schema, 'postgres')}.dead_letters"
                     f"{where} ORDER BY id DESC LIMIT %s", (*params, limit))
         return [dict(zip(LETTER_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
@@ -58,7 +61,7 @@ def list_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA, *, status: str | No
 def count_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str, str, str], int]:
     """(status, stage, reason) -> count."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT status, stage, reason, count(*) FROM {db.quote_ident(schema, 'postgres')}.dead_letters "
+        cur.execute(f"SELECT status, stage, reason, count(*) FROM {quote_ident(schema, 'postgres')}.dead_letters "
                     f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
         return {(a, b, c): int(n) for a, b, c, n in cur.fetchall()}
 
@@ -67,7 +70,7 @@ def get_letter(conn: Any, schema: str, letter_id: int) -> dict[str, Any] | None:
     """One letter with its payload."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)}, payload "
-                    f"FROM {db.quote_ident(schema, 'postgres')}.dead_letters WHERE id = %s", (letter_id,))
+                    f"FROM {quote_ident(schema, 'postgres')}.dead_letters WHERE id = %s", (letter_id,))
         row = cur.fetchone()
     return None if row is None else dict(zip((*LETTER_COLUMNS, "payload"), row, strict=True))
 
@@ -75,9 +78,9 @@ def get_letter(conn: Any, schema: str, letter_id: int) -> dict[str, Any] | None:
 def discard_letters(conn: Any, schema: str, ids: list[int]) -> int:
     """Mark open letters ``discarded`` (kept for the record, never replayed)."""
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE {db.quote_ident(schema, 'postgres')}.dead_letters SET status = 'discarded', "
+        cur.execute(f"UPDATE {quote_ident(schema, 'postgres')}.dead_letters SET status = 'discarded', "
                     f"resolved_at = now() WHERE status = 'open' AND id = ANY(%s)", (list(ids),))
-        changed = cur.rowcount
+        changed = int(cur.rowcount)
     conn.commit()
     return changed
 
@@ -100,7 +103,7 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
         try:
             with conn.cursor() as cur:
                 cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload "
-                            f"FROM {db.quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
+                            f"FROM {quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
                             f"ORDER BY id LIMIT %s", (*params, after, page_size))
                 names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload")
                 page = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -137,7 +140,7 @@ def replay(server: Any, settings: IngestSettings, *, ids: list[int] | None = Non
         conn = server.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT status, count(*) FROM {db.quote_ident(settings.schema, 'postgres')}.dead_letters "
+                cur.execute(f"SELECT status, count(*) FROM {quote_ident(settings.schema, 'postgres')}.dead_letters "
                             f"WHERE id = ANY(%s) GROUP BY status", (letter_ids,))
                 statuses = dict(cur.fetchall())
         finally:
@@ -187,7 +190,7 @@ def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSetting
                     extractor: DocumentExtractor | None) -> None:
     if extractor is None:
         raise ValueError("replaying extract letters needs an extractor")
-    s = db.quote_ident(settings.schema, "postgres")
+    s = quote_ident(settings.schema, "postgres")
     conn = server.connect()
     try:
         with conn.cursor() as cur:

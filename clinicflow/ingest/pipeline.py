@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
@@ -66,12 +68,12 @@ class RunCounts:
     def error_rate(self) -> float:
         return self.failures / self.new if self.new else 0.0
 
-    def crosses(self, batch: "RunCounts", max_error_rate: float) -> bool:
+    def crosses(self, batch: RunCounts, max_error_rate: float) -> bool:
         """Would adding ``batch`` to this run put its error rate above ``max_error_rate``?"""
         new = self.new + batch.new
         return bool(new) and (self.failures + batch.failures) / new > max_error_rate
 
-    def add(self, other: "RunCounts") -> None:
+    def add(self, other: RunCounts) -> None:
         for name in ("listed", "new", "skipped", "staged", "extracted", "from_cache", "not_extractable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dead_lettered.update(other.dead_lettered)
@@ -196,7 +198,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             conn.commit()  # no transaction stays open while objects are read or a model answers
             documents = read_objects(store, fresh, settings, counts, letters)
             # Same content under a new version tag (touched, re-uploaded): skipped, version remembered.
-            s = db.quote_ident(settings.schema, "postgres")
+            s = quote_ident(settings.schema, "postgres")
             cur.execute(f"SELECT id::text FROM {s}.documents WHERE id = ANY(%s::uuid[])", ([d.id for d in documents],))
             existing = {row[0] for row in cur.fetchall()}
             if existing:

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Literal, Union
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
 
+from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.patterns import Location, PatternError
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts
 
 KINDS = ("blob", "logs", "events")
-_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class BlobRecord(BaseModel):
@@ -52,7 +54,7 @@ class EventRecord(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
-SyntheticRecord = Union[BlobRecord, LogRecord, EventRecord]
+SyntheticRecord = BlobRecord | LogRecord | EventRecord
 _MODELS: dict[str, type[BaseModel]] = {"blob": BlobRecord, "logs": LogRecord, "events": EventRecord}
 
 
@@ -129,7 +131,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
     from psycopg2.extras import execute_values
 
     counts = RunCounts(listed=len(records))
-    s = db.quote_ident(settings.schema, "postgres")
+    s = quote_ident(settings.schema, "postgres")
     letters: list[db.DeadLetterRow] = []
     good: list[SyntheticRecord] = []
     conn = server.connect()

@@ -23,10 +23,7 @@ from clinicflow.core.sql import Dialect, quote_ident
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
-# Engines that store rows in primary-key order (clustered), where a key range is one
-# sequential read. MyISAM and Aria keep rows in a heap apart from their keys and read a
-# key range row by row, one pread per row: ten key ranges of 1M procedurelog rows (MyISAM,
-# dynamic rows) cost MariaDB 5.6 s of CPU where one table scan of the same rows cost 3.2 s.
+# Engines where a key range is one sequential read; MyISAM/Aria read a range row by row (see docs/loading.md).
 CLUSTERED_ENGINES = frozenset({"innodb"})
 
 
@@ -87,10 +84,10 @@ def ranges_from_boundaries(boundaries: Sequence[int]) -> list[KeyRange]:
     if len(boundaries) + 1 > MAX_RANGES:
         raise ChunkPlanError(f"{len(boundaries) + 1} key ranges planned, more than the {MAX_RANGES} allowed")
     edges: list[int | None] = [None, *boundaries, None]
-    for a, b in zip(boundaries, boundaries[1:]):
+    for a, b in zip(boundaries, boundaries[1:], strict=False):
         if not a < b:
             raise ChunkPlanError(f"key range boundaries must increase: {a} then {b}")
-    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False))]
 
 
 def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
@@ -156,7 +153,7 @@ def even_step(boundaries: Sequence[int]) -> int | None:
     if len(boundaries) < 2:
         return None
     step = int(boundaries[1]) - int(boundaries[0])
-    if step <= 0 or any(int(b) - int(a) != step for a, b in zip(boundaries, boundaries[1:])):
+    if step <= 0 or any(int(b) - int(a) != step for a, b in zip(boundaries, boundaries[1:], strict=False)):
         return None
     return step
 
@@ -211,7 +208,7 @@ def keyset_after(columns: Sequence[str], values: Sequence[Any] | None, dialect: 
     quoted = [quote_ident(c, dialect) for c in columns]
     sql = f"{quoted[-1]} > %s"
     params: list[Any] = [values[-1]]
-    for col, value in zip(reversed(quoted[:-1]), reversed(list(values[:-1]))):
+    for col, value in zip(reversed(quoted[:-1]), reversed(list(values[:-1])), strict=False):
         sql = f"{col} > %s OR ({col} = %s AND ({sql}))"
         params = [value, value] + params
     return f"({quoted[0]} >= %s AND ({sql}))", [values[0]] + params
@@ -227,7 +224,7 @@ def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any
     One ``MAX`` per column, each restricted to the rows sharing the maxima
     found so far. Why not ``ORDER BY c1 DESC, c2 DESC LIMIT 1``: unless one
     index covers all the columns in that order MariaDB sorts the whole table
-    for it (0.84 s of the 1M-row load bench before the first row moved);
+    for it before the first row moves (see docs/loading.md);
     ``MAX(c1)`` reads the end of c1's index, and the next ``MAX`` only the
     rows that tie on c1.
     """

@@ -33,7 +33,7 @@ class MySQLIdentity:
     datadir: str
     lower_case_table_names: int
 
-    def same_server(self, other: "MySQLIdentity") -> bool:
+    def same_server(self, other: MySQLIdentity) -> bool:
         if self.server_uuid and other.server_uuid:
             return self.server_uuid == other.server_uuid
         return (self.hostname, self.port, self.datadir) == (other.hostname, other.port, other.datadir)
@@ -69,7 +69,7 @@ def _addresses(host: str) -> frozenset[str]:
     if name in _LOOPBACK_NAMES or name.startswith("127."):
         return frozenset({"loopback"})
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(name, None)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
     except OSError:
         return frozenset({name})
     return frozenset("loopback" if a == "::1" or a.startswith("127.") else a for a in found)

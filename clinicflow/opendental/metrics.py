@@ -139,7 +139,8 @@ def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str =
     with pg_conn.cursor() as cur:
         cur.execute(
             f"INSERT INTO {q}.etl_table_metrics (run_id, table_name, status, mode, rows, rows_changed, bytes, seconds, "
-            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, verification, error, "
+            "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, "
+            "verification, error, "
             "missing_rows, changed_rows, ranges_recopied, swept, reconciliation) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (run_id, table_name) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode, "
@@ -214,7 +215,7 @@ def table_metrics(pg_conn: Any, run_id: str, schema: str = METRICS_SCHEMA) -> li
                     f"FROM {q}.etl_table_metrics WHERE run_id = %s "
                     "ORDER BY table_name", (run_id,))
         names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        rows = [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
 

@@ -220,7 +220,10 @@ def restricted_from(side: Side, only: Sequence[KeyRange] | None, alias: str = "t
 
 def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
               only: Sequence[KeyRange] | None = None) -> dict[int, RangeStats]:
-    """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass (``only``: those ranges)."""
+    """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass.
+
+    ``only``: those ranges.
+    """
     if only is not None and side.dialect == "mysql" and len(only) > RESYNC_RANGES_PER_QUERY:
         # MariaDB's range optimizer gives up on an OR of a thousand ranges and scans the table:
         # a few hundred ranges a query keep it on the key's index.
@@ -244,8 +247,7 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
     stats: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
-            # jit off: compiling the long canonical expression cost more than the query (10 s
-            # for a few hundred ranges, whose row estimate crossed the JIT threshold).
+            # jit off: compiling the long canonical expression costs more than the query (see docs/loading.md).
             cur.execute(PG_CANONICAL_SESSION + "; SET LOCAL jit = off")
             if only is not None:
                 # The joined bounds make the planner expect millions of rows and start parallel

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from clinicflow.core.logs import get_logger
@@ -11,9 +12,11 @@ from clinicflow.opendental.replication import replica_copy
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse.load_steps import LoadOptions, failed_outcome, load_table_once
 
+_DEFAULT_OPTIONS = LoadOptions()
+
 
 def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server: Any,
-                             configs: dict[str, TableConfig], options: LoadOptions = LoadOptions(), *,
+                             configs: dict[str, TableConfig], options: LoadOptions = _DEFAULT_OPTIONS, *,
                              replicate: bool = True) -> list[TableOutcome]:
     """Replicate (optionally) and load a group of small tables one after the other, in one task.
 
@@ -29,16 +32,18 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
         info = None
         if replicate:
             try:
-                result = call_with_retry(lambda: replica_copy.replicate_table_once(
-                    source_server, replica_server, table, config, full_refresh=options.full_refresh,
-                    full_sweep=options.full_sweep), what=f"replicate {table}", logger=log)
+                result = call_with_retry(partial(
+                    replica_copy.replicate_table_once, source_server, replica_server, table, config,
+                    full_refresh=options.full_refresh, full_sweep=options.full_sweep),
+                    what=f"replicate {table}", logger=log)
                 info = {"rows": result["rows"], "seconds": result["seconds"], "reconciled": result["reconciled"]}
             except Exception as exc:  # noqa: BLE001 - recorded for this table, the group goes on
                 outcomes.append(failed_outcome(table, exc, stage="replication", started=started))
                 continue
         try:
-            outcome = call_with_retry(lambda: load_table_once(replica_server, pg_server, table, config, options, replication=info),
-                                      what=f"load {table}", logger=log)
+            outcome = call_with_retry(
+                partial(load_table_once, replica_server, pg_server, table, config, options, replication=info),
+                what=f"load {table}", logger=log)
         except Exception as exc:  # noqa: BLE001
             outcome = failed_outcome(table, exc, stage="load", started=started, replication=info)
         outcomes.append(outcome)

@@ -58,7 +58,7 @@ def check_signature_source(path: Path) -> None:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "process":
             positional = node.args.posonlyargs + node.args.args
-            required_kw = [a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is None]
+            required_kw = [a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=False) if d is None]
             if len(positional) - len(node.args.defaults) > 2 or (len(positional) < 2 and node.args.vararg is None) \
                     or required_kw:
                 raise ValueError(f"script {path.stem!r}: process must take (df, params)")

@@ -32,7 +32,7 @@ def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
         lists = {k: v for k, v in result.items() if isinstance(v, list)}
         if lists and len(lists) == len(result) and len({len(v) for v in lists.values()}) == 1:
             names = list(lists)
-            return names, (list(values) for values in zip(*lists.values()))
+            return names, (list(values) for values in zip(*lists.values(), strict=False))
         return ["key", "value"], ([k, v if isinstance(v, (int, float, str)) or v is None else json.dumps(v)]
                                   for k, v in result.items())
     return [], iter(())

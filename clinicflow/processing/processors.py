@@ -58,7 +58,7 @@ class RollingMeanParams(ParamsModel):
     max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of each series kept for the chart.")
 
     @model_validator(mode="after")
-    def _min_periods_within_window(self) -> "RollingMeanParams":
+    def _min_periods_within_window(self) -> RollingMeanParams:
         if self.min_periods is not None and self.min_periods > self.window:
             raise ValueError("min_periods must not exceed window")
         return self
@@ -166,7 +166,8 @@ class PeakDetectionParams(ParamsModel):
     wlen: int | None = Field(default=None, ge=3, description="Window length for prominence (rows).")
     chunk_rows: int = Field(default=1_000_000, ge=1, description="Rows processed per chunk.")
     overlap_rows: int | None = Field(default=None, ge=1,
-                                     description="Rows of context either side of a chunk (default: max(distance, wlen, 1024)).")
+                                     description="Rows of context either side of a chunk "
+                                                 "(default: max(distance, wlen, 1024)).")
     max_peaks: int = Field(default=10_000, ge=1, le=1_000_000, description="Peaks listed in the result.")
     max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of the series kept for the chart.")
 
@@ -177,7 +178,8 @@ def _peak_kwargs(params: PeakDetectionParams) -> dict[str, Any]:
 
 
 def find_peaks_chunked(chunks: Iterator[np.ndarray], params: PeakDetectionParams,
-                       on_rows: Callable[[int], None] = lambda _rows: None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+                       on_rows: Callable[[int], None] = lambda _rows: None,
+                       ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """scipy ``find_peaks`` over a stream: each core of ``chunk_rows`` is searched with ``overlap`` rows
     of context either side and keeps only the peaks inside the core (global row indices).
 
@@ -324,7 +326,7 @@ def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
         field = ".".join(["parameters", *(str(p) for p in error["loc"])])
         raise InvalidRequest(field, error["msg"]) from None
     if file_columns is not None:
-        named = getattr(params, "columns", None) or ([params.column] if getattr(params, "column", None) else [])
+        named = getattr(params, "columns", None) or ([column] if (column := getattr(params, "column", None)) else [])
         missing = [c for c in named if c not in file_columns]
         if missing:
             field = "parameters.columns" if hasattr(params, "columns") else "parameters.column"

@@ -62,7 +62,8 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
             entry = stats.setdefault(str(column), {"dtypes": set(), "nulls": 0, "min": None, "max": None})
             entry["dtypes"].add(str(series.dtype))
             entry["nulls"] += int(series.isna().sum())
-            if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) and series.notna().any():
+            if (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+                    and series.notna().any()):
                 low, high = float(series.min()), float(series.max())
                 entry["min"] = low if entry["min"] is None else min(entry["min"], low)
                 entry["max"] = high if entry["max"] is None else max(entry["max"], high)

@@ -84,7 +84,7 @@ def ensure_tables(conn: Any) -> None:
 
 def _row(cur: Any, columns: tuple[str, ...]) -> dict[str, Any] | None:
     found = cur.fetchone()
-    return None if found is None else _plain(dict(zip(columns, found)))
+    return None if found is None else _plain(dict(zip(columns, found, strict=False)))
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def list_data_files(conn: Any, *, limit: int = 50, offset: int = 0) -> tuple[lis
         total = int(cur.fetchone()[0])
         cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM {_s()}.data_files ORDER BY id DESC LIMIT %s OFFSET %s",
                     (limit, offset))
-        rows = [_plain(dict(zip(FILE_COLUMNS, r))) for r in cur.fetchall()]
+        rows = [_plain(dict(zip(FILE_COLUMNS, r, strict=False))) for r in cur.fetchall()]
     conn.rollback()
     return rows, total
 
@@ -221,7 +221,7 @@ def list_results(conn: Any, *, status: str | None = None, processing_type: str |
         total = int(cur.fetchone()[0])
         cur.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM {_s()}.results{clause} ORDER BY id DESC "
                     "LIMIT %s OFFSET %s", [*params, limit, offset])
-        rows = [_plain(dict(zip(RESULT_COLUMNS, r))) for r in cur.fetchall()]
+        rows = [_plain(dict(zip(RESULT_COLUMNS, r, strict=False))) for r in cur.fetchall()]
     conn.rollback()
     return rows, total
 

@@ -156,8 +156,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
-    @app.post("/api/etl/process", status_code=202, dependencies=auth)
-    async def process(request: ProcessRequest) -> dict[str, Any]:
+    # response_model: the declared body; the JSONResponse is the 503 when no run could start.
+    @app.post("/api/etl/process", status_code=202, dependencies=auth, response_model=dict[str, Any])
+    async def process(request: ProcessRequest) -> dict[str, Any] | JSONResponse:
         data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
         if data_file is None:
             raise invalid("data_file_id", f"no data file {request.data_file_id}")
@@ -188,7 +189,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
     async def one_result(result_id: int) -> dict[str, Any]:
-        row = await run_in_threadpool(db, store.get_result, result_id)
+        row: dict[str, Any] | None = await run_in_threadpool(db, store.get_result, result_id)
         if row is None:
             raise HTTPException(404, f"no result {result_id}")
         return row
@@ -300,13 +301,14 @@ async def _start_run(client: Any, deployment: str, result_id: int) -> str:
 
 async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
     """Cancel a flow run still in flight: Cancelled before it started, else Cancelling (the worker stops it)."""
+    from prefect.client.schemas.objects import State
     from prefect.states import Cancelled, Cancelling
 
     flow_run = await client.read_flow_run(UUID(flow_run_id))
     state = flow_run.state
     if state is None or state.is_final():
         return None
-    new_state = Cancelled(message="result deleted") if (state.is_scheduled() or state.is_pending()) \
+    new_state: State[Any] = Cancelled(message="result deleted") if (state.is_scheduled() or state.is_pending()) \
         else Cancelling(message="result deleted")
     await client.set_flow_run_state(UUID(flow_run_id), new_state, force=True)
     return flow_run_id

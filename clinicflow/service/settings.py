@@ -58,7 +58,8 @@ def api_token() -> str:
         from prefect.blocks.system import Secret
 
         try:
-            return str(Secret.load(TOKEN_SECRET_BLOCK).get()).strip()
+            secret: Any = Secret.load(TOKEN_SECRET_BLOCK)  # sync call: a Secret, not a coroutine
+            return str(secret.get()).strip()
         except ValueError:
             pass
     raise RuntimeError(f"no API token: set CLINICFLOW_API_TOKEN or save a Secret block {TOKEN_SECRET_BLOCK!r}")

@@ -33,10 +33,10 @@ class Batch:
 
     def as_dicts(self) -> Iterator[dict[str, Any]]:
         for row in self.rows:
-            yield dict(zip(self.columns, row))
+            yield dict(zip(self.columns, row, strict=False))
 
     @classmethod
-    def from_dicts(cls, records: Iterable[dict[str, Any]], columns: Iterable[str] | None = None) -> "Batch":
+    def from_dicts(cls, records: Iterable[dict[str, Any]], columns: Iterable[str] | None = None) -> Batch:
         records = list(records)
         if columns is None:
             seen: dict[str, None] = {}

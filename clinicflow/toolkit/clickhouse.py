@@ -106,7 +106,7 @@ class ClickHouseLoader:
                 client.command(self.create_sql)
             for batch in rebatch(batches, self.batch_size):
                 columns, rows = list(batch.columns), batch.rows
-                data: list[Any] = list(zip(*rows))
+                data: list[Any] = list(zip(*rows, strict=False))
                 if self.mode == "upsert" and self.upsert_strategy == "replacing" and self.version_column not in columns:
                     columns.append(self.version_column)
                     data.append([version] * len(rows))

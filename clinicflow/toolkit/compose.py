@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from clinicflow.core.retry import backoff_delays, is_transient
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
@@ -54,14 +54,14 @@ class Leaf:
 
 @dataclass(frozen=True)
 class Sequential:
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     stop_on_error: bool = True
     name: str = "sequential"
 
 
 @dataclass(frozen=True)
 class Parallel:
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     max_workers: int = 4
     stop_on_error: bool = False
     name: str = "parallel"
@@ -70,12 +70,12 @@ class Parallel:
 @dataclass(frozen=True)
 class Conditional:
     predicate: Callable[[RunContext], bool]
-    then: "Step"
-    otherwise: "Step | None" = None
+    then: Step
+    otherwise: Step | None = None
     name: str = "conditional"
 
 
-Step = Union[Leaf, Sequential, Parallel, Conditional]
+Step = Leaf | Sequential | Parallel | Conditional
 
 
 @dataclass
@@ -106,7 +106,8 @@ def _counted(batches: Iterable[Batch], report: EtlReport) -> Iterator[Batch]:
         yield batch
 
 
-def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (), fail_on_dead_letters: bool = True) -> Leaf:
+def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
+        fail_on_dead_letters: bool = True) -> Leaf:
     """Extract -> transformers -> load as one streamed leaf; tools may be configs, dicts or tool objects."""
     extractor = extractor_of(extract)
     transformers = [transformer_of(t) for t in transform]

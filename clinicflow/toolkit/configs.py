@@ -43,9 +43,13 @@ DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
 
 
 def clickhouse_from_env() -> ClickHouseConnection:
-    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time; embedded chDB in ./out/clickhouse by default."""
+    """``CLINICFLOW_CLICKHOUSE_URL`` / ``_DATABASE``, read at call time.
+
+    Embedded chDB in ./out/clickhouse by default.
+    """
     url = secret_env.getenv("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
-    return ClickHouseConnection(url=SecretStr(url), database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+    return ClickHouseConnection(url=SecretStr(url),
+                                database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
 
 
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -68,7 +72,8 @@ def with_parameters(template: str, ctx: RunContext, what: str) -> str:
     try:
         return template.format_map(ctx.parameters)
     except KeyError as exc:
-        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, which the pipeline does not have") from None
+        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, "
+                           "which the pipeline does not have") from None
 
 
 class _Config(BaseModel):
@@ -306,4 +311,7 @@ def loader_of(value: Any) -> Any:
 
 def built(tool_or_config: Any, ctx: RunContext) -> Any:
     """The tool itself, or the tool a config builds for this run (tools hold per-run state: row counters)."""
-    return tool_or_config.build(ctx) if isinstance(tool_or_config, BaseModel) else tool_or_config
+    if not isinstance(tool_or_config, BaseModel):
+        return tool_or_config
+    config: Any = tool_or_config  # every config model of this module has build()
+    return config.build(ctx)

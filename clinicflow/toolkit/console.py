@@ -34,7 +34,7 @@ class ConsoleLoader:
                 progress.update(task, description=f"{written} rows")
         if self.format == "lines":
             for row in shown:
-                self.console.print(dict(zip(columns, row)))
+                self.console.print(dict(zip(columns, row, strict=False)))
         else:
             table = Table(*columns, title=self.title or ctx.pipeline)
             for row in shown:

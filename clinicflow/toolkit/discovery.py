@@ -107,11 +107,11 @@ def discover(folder: str | Path | None = None, *, entry_points: bool = True) -> 
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             candidates.append((f"entry point {ep.name} ({ep.value})", None, ep.load))
     seen: dict[str, list[str]] = {}
-    for origin, path, load in candidates:
+    for origin, module_path, load in candidates:
         try:
             specs = _specs_of(load(), origin)
         except Exception as exc:  # noqa: BLE001 - one broken module must not hide the others
-            result.errors.append(DiscoveryError(origin, _error_summary(exc, path)))
+            result.errors.append(DiscoveryError(origin, _error_summary(exc, module_path)))
             continue
         for spec in specs:
             seen.setdefault(spec.name, []).append(origin)

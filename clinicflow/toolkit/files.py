@@ -25,10 +25,11 @@ FileFormat = Literal["csv", "jsonl", "parquet"]
 
 def _zstd_open(path: Path, mode: str, **kwargs: Any) -> IO[Any]:
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        from compression import zstd  # Python 3.14+
     except ImportError:
-        from backports import zstd  # type: ignore[no-redef]
-    return zstd.open(path, mode, **kwargs)
+        from backports import zstd
+    stream: IO[Any] = zstd.open(path, mode, **kwargs)
+    return stream
 
 
 _OPENERS: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open}
@@ -58,7 +59,8 @@ def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
     opener = _OPENERS.get(compression_of(path) or "")
     if opener is None:
         return open(path, mode, encoding=encoding, newline="")
-    return opener(path, mode + "t", encoding=encoding, newline="")
+    text_stream: IO[str] = opener(path, mode + "t", encoding=encoding, newline="")
+    return text_stream
 
 
 def _json_default(value: Any) -> Any:
@@ -109,7 +111,7 @@ class FileExtractor:
             for record_batch in reader.iter_batches(batch_size=self.batch_size):
                 columns = tuple(record_batch.schema.names)
                 data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
-                yield Batch(columns, list(zip(*data)) if data else [])
+                yield Batch(columns, list(zip(*data, strict=False)) if data else [])
 
     def _csv(self, path: Path) -> Iterator[Batch]:
         with open_text(path, "r", self.encoding) as handle:
@@ -121,7 +123,8 @@ class FileExtractor:
             rows: list[tuple[Any, ...]] = []
             for line_number, record in enumerate(reader, start=2):
                 if len(record) != len(columns):
-                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}")
+                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, "
+                                       f"the header has {len(columns)}")
                 rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
                 if len(rows) >= self.batch_size:
                     yield Batch(columns, rows)
@@ -199,7 +202,7 @@ class FileLoader:
                     writer.writerows(["" if v is None else v for v in row] for row in batch.rows)
                 else:
                     for row in batch.rows:
-                        out.write(json.dumps(dict(zip(batch.columns, row)), default=_json_default) + "\n")
+                        out.write(json.dumps(dict(zip(batch.columns, row, strict=False)), default=_json_default) + "\n")
                 written += len(batch)
         return written
 
@@ -213,7 +216,7 @@ class FileLoader:
             for batch in batches:
                 if not batch.rows:
                     continue
-                columns = list(zip(*batch.rows))
+                columns = list(zip(*batch.rows, strict=False))
                 if writer is None:
                     table = pa.Table.from_arrays([pa.array(c) for c in columns], names=list(batch.columns))
                     writer = pq.ParquetWriter(target, table.schema, compression=self.parquet_compression)

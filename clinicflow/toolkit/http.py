@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -77,7 +77,8 @@ class OffsetPagination(BaseModel):
 class CursorPagination(BaseModel):
     style: Literal["cursor"] = "cursor"
     cursor_param: str = "cursor"
-    cursor_path: str = Field("next_cursor", description="Dotted path of the next cursor in the JSON body; empty or null ends.")
+    cursor_path: str = Field("next_cursor",
+                             description="Dotted path of the next cursor in the JSON body; empty or null ends.")
 
 
 class LinkPagination(BaseModel):
@@ -113,8 +114,8 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class HttpExtractor:
@@ -133,7 +134,8 @@ class HttpExtractor:
         self.max_retries, self.backoff_seconds = max_retries, backoff_seconds
         self.max_retry_after_seconds, self.max_pages = max_retry_after_seconds, max_pages
         self.sleep, self.transport = sleep, transport
-        self.limiter = TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep) if rate_limit_per_second else None
+        self.limiter = (TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep)
+                        if rate_limit_per_second else None)
         self.requests_made = 0
         self.waits: list[float] = []
 

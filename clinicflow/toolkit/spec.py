@@ -6,7 +6,7 @@ spec fails to import, and discovery reports it by module name).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,7 +31,7 @@ def validate_cron(expression: str) -> str:
     if len(fields) != 5:
         raise ValueError(f"cron {expression!r} must have 5 fields (minute hour day month weekday), has {len(fields)}")
     labels = ("minute", "hour", "day", "month", "weekday")
-    for field_text, (low, high), names, label in zip(fields, _CRON_RANGES, _CRON_NAMES, labels):
+    for field_text, (low, high), names, label in zip(fields, _CRON_RANGES, _CRON_NAMES, labels, strict=False):
         for item in field_text.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
@@ -39,7 +39,8 @@ def validate_cron(expression: str) -> str:
             if base == "*":
                 continue
             for bound in base.split("-", 1):
-                value = names.get(bound.lower()) if bound.lower() in names else (int(bound) if bound.isdigit() else None)
+                value = (names.get(bound.lower()) if bound.lower() in names
+                         else (int(bound) if bound.isdigit() else None))
                 if value is None or not low <= value <= high:
                     raise ValueError(f"cron {expression!r}: {label} field {field_text!r} is outside {low}-{high}")
     return text
@@ -91,7 +92,9 @@ Schedule = Annotated[Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSc
 
 
 class Timescope(BaseModel):
-    """Time-partitioned runs: the run covers ``[start, end)``; unset, it is the ``window`` ending at the run's start time.
+    """Time-partitioned runs: the run covers ``[start, end)``.
+
+    Unset, it is the ``window`` ending at the run's start time.
 
     ``backfill --from A --to B`` runs one window after another over ``[A, B)``.
     """
@@ -101,9 +104,9 @@ class Timescope(BaseModel):
     align_to_window: bool = Field(True, description="Whole windows: a daily window ends at midnight UTC.")
 
     def default_range(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
         if self.align_to_window:
-            epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)
             moment = epoch + ((moment - epoch) // self.window) * self.window
         return moment - self.window, moment
 
@@ -151,7 +154,7 @@ class PipelineSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _reserved_parameters(self) -> "PipelineSpec":
+    def _reserved_parameters(self) -> PipelineSpec:
         clash = {"start", "end"} & set(self.parameters)
         if clash:
             raise ValueError(f"parameters {sorted(clash)} are reserved for the time scope")

@@ -94,7 +94,8 @@ class PostgresLoader:
     pipeline own its table.
     """
 
-    def __init__(self, server: Connectable, table: str, *, schema: str = "public", mode: Literal["insert", "upsert"] = "insert",
+    def __init__(self, server: Connectable, table: str, *, schema: str = "public",
+                 mode: Literal["insert", "upsert"] = "insert",
                  key_columns: list[str] | None = None, create_sql: str | None = None) -> None:
         if mode == "upsert" and not key_columns:
             raise ToolkitError(f"postgres loader {schema}.{table}: upsert needs key_columns")
@@ -143,7 +144,8 @@ class PostgresLoader:
 
         missing = [k for k in self.key_columns if k not in batch.columns]
         if missing:
-            raise ToolkitError(f"postgres upsert into {self.schema}.{self.table}: key columns {missing} not in the batch")
+            raise ToolkitError(f"postgres upsert into {self.schema}.{self.table}: "
+                               f"key columns {missing} not in the batch")
         others = [c for c in batch.columns if c not in self.key_columns]
         action = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c, 'postgres')} = EXCLUDED.{quote_ident(c, 'postgres')}"
                                                for c in others)) if others else "DO NOTHING"
@@ -174,7 +176,8 @@ class PostgresDeadLetters:
         try:
             with conn.cursor() as cur:
                 if not self._ready:
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, "
+                                "pipeline text NOT NULL, "
                                 "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
                                 "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())")
                     self._ready = True

@@ -122,7 +122,8 @@ class TypeConverter:
         missing = [c for c in self.mapping if c not in batch.columns]
         if missing:
             raise ToolkitError(f"{self.name}: columns {missing} are not in the batch (has {list(batch.columns)})")
-        plan = [(i, self.mapping[c], CONVERTERS[self.mapping[c]]) for i, c in enumerate(batch.columns) if c in self.mapping]
+        plan = [(i, self.mapping[c], CONVERTERS[self.mapping[c]])
+                for i, c in enumerate(batch.columns) if c in self.mapping]
         out: list[tuple[Any, ...]] = []
         for row in batch.rows:
             index = self.rows_seen
@@ -142,12 +143,12 @@ class TypeConverter:
             if failed is None:
                 out.append(tuple(values))
                 continue
-            column, type_name, reason = failed
+            column, target_type, reason = failed
             if self.strict:
-                raise TypeConversionError(self.name, index, column, type_name, reason)
+                raise TypeConversionError(self.name, index, column, target_type, reason)
             self.rejected += 1
-            self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {type_name}: {reason}",
-                                             dict(zip(batch.columns, row))))
+            self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {target_type}: {reason}",
+                                             dict(zip(batch.columns, row, strict=False))))
         return Batch(batch.columns, out)
 
 
@@ -172,7 +173,7 @@ class ColumnTransformer:
             index = {c: i for i, c in enumerate(columns + derived_names)}
             new_rows = []
             for row in rows:
-                record = dict(zip(columns, row))
+                record = dict(zip(columns, row, strict=False))
                 values = list(row) + [None] * len(derived_names)
                 for name, fn in self.derive.items():
                     values[index[name]] = fn(record)

@@ -70,7 +70,8 @@ def describe_source(mysql_conn: Any, table: str) -> SourceTable:
     grouped: dict[str, list[tuple[str, int | None, bool, str]]] = {}
     for index_name, _seq, column_name, sub_part, non_unique, index_type in index_rows:
         grouped.setdefault(catalog_text(index_name) or "", []).append(
-            (catalog_text(column_name) or "", _int(sub_part), _int(non_unique) == 0, catalog_text(index_type) or "BTREE"))
+            (catalog_text(column_name) or "", _int(sub_part), _int(non_unique) == 0,
+             catalog_text(index_type) or "BTREE"))
     primary: tuple[str, ...] = ()
     indexes = []
     for index_name, parts in grouped.items():

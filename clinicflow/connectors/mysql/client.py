@@ -101,7 +101,10 @@ def _client_env() -> dict[str, str]:
 
 
 def inline_params(sql: str, params: Sequence[Any]) -> str:
-    """``sql`` with its ``%s`` parameters as escaped literals, as pymysql sends them (the client takes no parameters)."""
+    """``sql`` with its ``%s`` parameters as escaped literals, as pymysql sends them.
+
+    The client takes no parameters.
+    """
     import pymysql.converters
 
     if not params:
@@ -109,11 +112,7 @@ def inline_params(sql: str, params: Sequence[Any]) -> str:
     return sql % tuple(pymysql.converters.escape_item(p, "utf8mb4") for p in params)
 
 
-# Why the client's output is buffered in 256 KiB blocks and the pipe is 1 MiB: the client
-# writes through stdio, which flushes 4 KiB at a time into a pipe, so the reader
-# woke ~32,000 times per 1M procedurelog rows (130 MB): 0.9 s of the loading process's
-# CPU and 0.2 s of the client's, on the same two cores as both servers. With
-# coreutils' stdbuf (an LD_PRELOAD setvbuf) and F_SETPIPE_SZ: ~0.4 s and ~0.1 s.
+# Large client output blocks and pipe: stdio's 4 KiB flushes wake the reader far too often (see docs/loading.md).
 CLIENT_OUTPUT_BUFFER = "256K"
 PIPE_BYTES = 1 << 20
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import quote_ident
@@ -37,15 +37,17 @@ def source_columns(conn: Any, table: str) -> list[Column]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA, IS_NULLABLE, COALESCE(COLLATION_NAME, '') "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s "
+            "ORDER BY ORDINAL_POSITION",
             (table,),
         )
         rows = cur.fetchall()
     if not rows:
         raise SourceTableMissing(f"table {table!r}: not found in the source database")
     # Generated columns are computed by the replica itself.
-    return [Column(catalog_text(n), catalog_text(d).lower(), catalog_text(t).lower(), catalog_text(nullable).upper() == "YES", catalog_text(coll).lower())
-            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in catalog_text(extra).upper()]
+    return [Column(catalog_name(n), catalog_name(d).lower(), catalog_name(t).lower(),
+                   catalog_name(nullable).upper() == "YES", catalog_name(coll).lower())
+            for n, d, t, extra, nullable, coll in rows if "GENERATED" not in catalog_name(extra).upper()]
 
 
 def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[str]:
@@ -65,7 +67,8 @@ def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[
         if before.column_type != col.column_type:
             changes.append(f"{name} {before.column_type} -> {col.column_type}")
         if before.nullable != col.nullable:
-            changes.append(f"{name} {'NULL' if before.nullable else 'NOT NULL'} -> {'NULL' if col.nullable else 'NOT NULL'}")
+            changes.append(f"{name} {'NULL' if before.nullable else 'NOT NULL'} -> "
+                           f"{'NULL' if col.nullable else 'NOT NULL'}")
         if before.collation != col.collation:
             changes.append(f"{name} collation {before.collation or 'none'} -> {col.collation or 'none'}")
     if not changes and [c.name for c in source] != [c.name for c in replica]:
@@ -80,12 +83,13 @@ def source_primary_key(conn: Any, table: str) -> list[str]:
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             (table,),
         )
-        return [catalog_text(r[0]) for r in cur.fetchall()]
+        return [catalog_name(r[0]) for r in cur.fetchall()]
 
 
 def table_exists(conn: Any, table: str) -> bool:
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
+        cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                    (table,))
         return cur.fetchone() is not None
 
 
@@ -109,7 +113,8 @@ def table_checksum(server: MySQLServerLike, table: str) -> tuple[int, str]:
     try:
         cols = source_columns(conn, table)
         # HEX of the text/bytes form: exact for doubles too (HEX of a number drops its fraction).
-        parts = [f"IFNULL(HEX(CAST({quote_ident(c.name, 'mysql')}{' + 0' if c.is_bit else ''} AS BINARY)), 'N')" for c in cols]
+        parts = [f"IFNULL(HEX(CAST({quote_ident(c.name, 'mysql')}{' + 0' if c.is_bit else ''} AS BINARY)), 'N')"
+                 for c in cols]
         expr = "MD5(CONCAT_WS('|', " + ", ".join(parts) + "))"
         with conn.cursor() as cur:
             cur.execute(f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING({expr}, 1, 15), 16, 10) AS UNSIGNED)), 0), "

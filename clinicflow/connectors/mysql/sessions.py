@@ -1,7 +1,7 @@
 """The one raw MySQL connection: values arrive as the server's bytes (no decoders), parameters are still encoded."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pymysql.converters
 
@@ -37,3 +37,8 @@ def catalog_text(value: Any) -> str | None:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8")
     return str(value)
+
+
+def catalog_name(value: Any) -> str:
+    """A catalog value that is never NULL (names, types, DDL, CONCAT_WS keys) as text."""
+    return cast(str, catalog_text(value))

@@ -21,9 +21,10 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, call_with_retry
 
@@ -138,8 +139,9 @@ class GcsWriter:
 
     def exists(self, name: str) -> bool:
         blob = self.bucket.blob(self._key(name))
-        return call_with_retry(lambda: blob.exists(), what=f"check {name}",
-                               retries=self.retry.retries, base=self.retry.backoff_base)
+        found: bool = call_with_retry(lambda: blob.exists(), what=f"check {name}",
+                                      retries=self.retry.retries, base=self.retry.backoff_base)
+        return found
 
     def delete(self, name: str) -> None:
         from google.api_core.exceptions import NotFound

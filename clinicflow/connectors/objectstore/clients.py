@@ -18,13 +18,13 @@ def gcs_client(credentials: Any | None = None, project: str | None = None) -> An
     Against the emulator: anonymous credentials. Otherwise the block's
     ``GcpCredentials`` when given, else Application Default Credentials.
     """
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]  # google-cloud-storage ships no stubs
 
     if storage_emulator_host():
         from google.auth.credentials import AnonymousCredentials
 
         project = project or getattr(credentials, "project", None) or EMULATOR_PROJECT
-        return storage.Client(credentials=AnonymousCredentials(), project=project)
+        return storage.Client(credentials=AnonymousCredentials(), project=project)  # type: ignore[no-untyped-call]
     if credentials is not None:
         return credentials.get_cloud_storage_client(project=project)
     return storage.Client(project=project)

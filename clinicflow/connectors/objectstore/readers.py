@@ -9,9 +9,10 @@ are retried on transient errors by the project's one retry policy.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from clinicflow.core.retry import call_with_retry
 from clinicflow.ingest.patterns import Location, glob_match
@@ -100,7 +101,8 @@ class S3Store:
             if int(response.get("ContentLength", 0)) > max_bytes:
                 response["Body"].close()
                 raise TooLarge(key)
-            return response["Body"].read()
+            data: bytes = response["Body"].read()
+            return data
 
         return call_with_retry(get, what=f"read s3://{self.bucket}/{key}")
 
@@ -131,7 +133,8 @@ class GcsStore:
                 raise FileNotFoundError(f"gs://{self.bucket.name}/{key}") from None
             if (blob.size or 0) > max_bytes:
                 raise TooLarge(key)
-            return blob.download_as_bytes()
+            content: bytes = blob.download_as_bytes()
+            return content
 
         return call_with_retry(get, what=f"read gs://{self.bucket.name}/{key}")
 

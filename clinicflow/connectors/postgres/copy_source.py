@@ -82,7 +82,8 @@ class LineReader:
         if isinstance(item, BaseException):
             self.finished = True
             raise item
-        return item
+        block: tuple[bytes, int, tuple[Any, ...]] = item
+        return block
 
     def close(self) -> None:
         """Stop the thread (after an error on the PostgreSQL side); the caller then closes the connection."""

@@ -15,7 +15,7 @@ from clinicflow.connectors.mysql.columns import (
     source_primary_key,
     table_exists,
 )
-from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
@@ -60,7 +60,7 @@ class CopyPlan:
     primary_key: list[str] = field(default_factory=list)
     range_key: str | None = None  # single integer key: full copies run in parallel ranges
     ranges: list[KeyRange] = field(default_factory=list)
-    snapshot: list[str] | None = None  # watermark to store after a full copy
+    snapshot: list[str | None] | None = None  # watermark to store after a full copy
     start_after: list[str] | None = None  # incremental: resume point
     overlap_column: str | None = None  # incremental: timestamp column re-read with overlap
     note: str = ""
@@ -93,7 +93,7 @@ def drop_leftover_tables(server: MySQLServerLike) -> list[str]:
             cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                         "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
                         ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")))
-            names = [catalog_text(row[0]) for row in cur.fetchall()]
+            names = [catalog_name(row[0]) for row in cur.fetchall()]
             for name in names:
                 cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
     finally:
@@ -105,7 +105,7 @@ def replica_create_table_sql(src_conn: Any, table: str, new_name: str) -> str:
     """The source's own DDL for ``table``, renamed to ``new_name``."""
     with src_conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {quote_ident(table, 'mysql')}")
-        ddl = catalog_text(cur.fetchone()[1])
+        ddl = catalog_name(cur.fetchone()[1])
     prefix = f"CREATE TABLE {quote_ident(table, 'mysql')}"
     if not ddl.startswith(prefix):
         raise ReplicationError(f"table {table!r}: unexpected SHOW CREATE TABLE output")
@@ -128,16 +128,19 @@ def ensure_state_table(conn: Any) -> None:
 def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[str] | None:
     """The stored resume point, or None when there is none or the key columns changed."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
+        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s",
+                    (table,))
         row = cur.fetchone()
     if row is None or row[1] is None:
         return None
-    if json.loads(catalog_text(row[0])) != list(key_columns):
+    if json.loads(catalog_name(row[0])) != list(key_columns):
         return None
-    return json.loads(catalog_text(row[1]))
+    watermark: list[str] = json.loads(catalog_name(row[1]))
+    return watermark
 
 
-def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str] | None, mode: str) -> None:
+def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None,
+                    mode: str) -> None:
     with conn.cursor() as cur:
         cur.execute(
             f"REPLACE INTO {quote_ident(STATE_TABLE, 'mysql')} (table_name, key_columns, watermark, mode, updated_at) "
@@ -160,7 +163,8 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
     pk = source_primary_key(src_conn, table)
     configured_pk = list(config.primary_key)
     if configured_pk and configured_pk != pk:
-        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} but the source has {pk or 'none'}")
+        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} "
+                               f"but the source has {pk or 'none'}")
     for col in config.incremental_columns:
         if col not in names:
             raise ReplicationError(f"table {table!r}: incremental column {col!r} is not in the source table")

@@ -156,7 +156,8 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
         while True:
             if first_page and after is not None and plan.overlap_column:
                 # Re-read the last second(s): see WATERMARK_OVERLAP_SECONDS.
-                pred = f"{quote_ident(plan.overlap_column, 'mysql')} >= %s - INTERVAL {WATERMARK_OVERLAP_SECONDS} SECOND"
+                pred = (f"{quote_ident(plan.overlap_column, 'mysql')} >= %s"
+                        f" - INTERVAL {WATERMARK_OVERLAP_SECONDS} SECOND")
                 params: list[Any] = [after[0]]
             else:
                 pred, params = keyset_after(plan.key_columns, after, "mysql")
@@ -208,7 +209,8 @@ def copy_full_unit(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, u
     return copy_range(src, dst, plan, unit)
 
 
-def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *, full_refresh: bool = False,
+def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
+                  full_refresh: bool = False,
                   full_sweep: bool = False) -> CopyPlan:
     """Open connections and plan one table (see :func:`plan_copy`)."""
     src_conn, dst_conn = raw_connection(src), raw_connection(dst)
@@ -219,7 +221,8 @@ def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config
         dst_conn.close()
 
 
-def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *, full_refresh: bool = False,
+def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
+                         full_refresh: bool = False,
                          full_sweep: bool = False) -> dict[str, Any]:
     """Replicate one table sequentially without Prefect (tests, benches, debugging)."""
     started = time.perf_counter()
@@ -233,5 +236,6 @@ def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str,
     else:
         rows = sum(copy_full_unit(src, dst, plan, unit).rows for unit in full_copy_units(plan))
         swap_in(dst, plan)
-    return {"table": table, "mode": plan.mode, "rows": rows, "seconds": time.perf_counter() - started, "note": plan.note,
+    return {"table": table, "mode": plan.mode, "rows": rows, "seconds": time.perf_counter() - started,
+            "note": plan.note,
             "reconciled": reconciled}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.mysql.columns import Column
@@ -16,10 +16,7 @@ from clinicflow.opendental.chunks import (
     INTEGER_TYPES,
 )
 
-# Types whose text form never holds a tab, newline, backslash or NUL: their
-# LOAD DATA field needs no escaping. Skipping the four REPLACE calls for them
-# halved the source server's encoding time on procedurelog (6.3 s -> 3.2 s per
-# million rows, 36 columns, most of them numbers and dates).
+# Types whose text form never holds a tab, newline, backslash or NUL: no REPLACE calls (see docs/loading.md).
 PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({
     "float", "double", "decimal", "date", "datetime", "timestamp", "time", "year", "bit"})
 
@@ -37,7 +34,8 @@ def encode_column_sql(col: Column) -> str:
     if col.data_type in PLAIN_TEXT_TYPES:
         escaped = raw
     else:
-        escaped = f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), '\\n', '\\\\n'), CHAR(0), '\\\\0')"
+        escaped = (f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), "
+                   "'\\n', '\\\\n'), CHAR(0), '\\\\0')")
     # CONCAT_WS skips NULL arguments, so a nullable column must become \N
     # explicitly; a NOT NULL column cannot be NULL and skips the IFNULL.
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
@@ -76,7 +74,8 @@ def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) 
         return int(cur.rowcount)
 
 
-def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str, key_count: int) -> tuple[int, list[str] | None]:
+def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str,
+                   key_count: int) -> tuple[int, list[str | None] | None]:
     """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values."""
     rows = 0
     last: tuple[Any, ...] | None = None
@@ -112,11 +111,12 @@ class ChunkFile:
         os.close(self._fd)
 
 
-def _typed_key(values: Sequence[str], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:
+def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:
     # Integers go as Python ints: compared with a string, MySQL would use
     # doubles and lose precision above 2**53.
     types = {c.name: c for c in columns}
-    return [int(v) if types[name].is_integer else v for name, v in zip(key_columns, values)]
+    return [int(cast(str, v)) if types[name].is_integer else v
+            for name, v in zip(key_columns, values, strict=False)]
 
 
 def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str) -> bool:

@@ -60,7 +60,8 @@ def reconcile_side(conn: Any, plan: CopyPlan) -> reconcile.Side:
                           key_unique=len(plan.primary_key) == 1 and first.is_integer)
 
 
-def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
+def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan,
+                      sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
     """Make the replica's table equal to the source's: deleted rows removed, missing and changed rows copied.
 
     Catches what a watermark cannot: hard deletes, rows inserted with an old

@@ -92,7 +92,7 @@ def choose_batch_size(table: TableInfo, rules: AnalysisRules) -> int:
     """Rows per chunk so that one chunk is about target_chunk_mb, rounded to two significant digits."""
     rows = int(rules.target_chunk_mb * MIB // row_width(table))
     rows = min(rules.max_batch_size, max(rules.min_batch_size, rows))
-    magnitude = 10 ** max(0, len(str(rows)) - 2)
+    magnitude: int = 10 ** max(0, len(str(rows)) - 2)
     return max(rules.min_batch_size, rows // magnitude * magnitude)
 
 

@@ -29,7 +29,7 @@ LONGEST_SUFFIX = max(len(s) for s in RESERVED_SUFFIXES)
 MAX_TABLE_NAME = MYSQL_IDENT_MAX - LONGEST_SUFFIX
 
 
-class ExtractionStrategy(str, Enum):
+class ExtractionStrategy(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     full_table = "full_table"
     incremental = "incremental"
     incremental_chunked = "incremental_chunked"
@@ -69,7 +69,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     first = seen.get(key)
                 except TypeError:
                     continue  # an unhashable key: SafeLoader reports it itself
-                if key in seen:
+                if first is not None:  # the values are marks, never None
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
                 seen[key] = key_node.start_mark
@@ -96,9 +96,11 @@ class TableConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
-    primary_key: list[str] = Field(default_factory=list, description="Single, composite, or empty (no key: copied fully).")
+    primary_key: list[str] = Field(default_factory=list,
+                                   description="Single, composite, or empty (no key: copied fully).")
     extraction_strategy: ExtractionStrategy = ExtractionStrategy.full_table
-    incremental_columns: list[str] = Field(default_factory=list, validate_default=True, description="Watermark columns, in keyset order.")
+    incremental_columns: list[str] = Field(default_factory=list, validate_default=True,
+                                           description="Watermark columns, in keyset order.")
     # strict: YAML's `true` is not the integer 1 (nor "5" the integer 5).
     batch_size: int = Field(default=50_000, gt=0, le=5_000_000, strict=True, description="Rows per chunk.")
     tier: int = Field(default=3, ge=0, le=9, strict=True,
@@ -112,15 +114,19 @@ class TableConfig(BaseModel):
     observed_watermark: str | None = Field(
         default=None, description="Highest value of the first incremental column seen by the schema analysis; "
         "the drift check reports a watermark that stopped moving while rows were added.")
-    boolean_columns: list[str] = Field(default_factory=list, description="tinyint(1) columns loaded into PostgreSQL as boolean.")
+    boolean_columns: list[str] = Field(default_factory=list,
+                                       description="tinyint(1) columns loaded into PostgreSQL as boolean.")
     reconcile_keys: bool = Field(
-        default=True, strict=True, description="Compare primary keys with the source every night: deleted rows removed, rows "
+        default=True, strict=True,
+        description="Compare primary keys with the source every night: deleted rows removed, rows "
         "missing from the target (backdated inserts) copied. Keyed tables only.")
     reconcile_checksums: bool = Field(
-        default=True, strict=True, description="Compare row checksums per key range every night: ranges whose rows differ "
+        default=True, strict=True,
+        description="Compare row checksums per key range every night: ranges whose rows differ "
         "(updates that did not move the watermark) are copied again.")
     reconcile_slices: int = Field(
-        default=1, ge=1, le=366, strict=True, description="Checksum one of this many slices of the key ranges each night "
+        default=1, ge=1, le=366, strict=True,
+        description="Checksum one of this many slices of the key ranges each night "
         "(7: a full sweep a week, for tables too large to checksum nightly); keys are compared in full.")
 
     @model_validator(mode="before")
@@ -237,7 +243,7 @@ def parse_tables_config(data: Any, source: str = "tables.yml") -> TablesConfig:
         config = TablesConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
-    for name, override in config.overrides.items():
+    for name in config.overrides:
         if name not in config.tables:
             raise ConfigError(f"{source}: table {name!r}, field 'overrides': no such table in 'tables'")
         try:

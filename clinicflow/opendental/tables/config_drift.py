@@ -19,7 +19,7 @@ from clinicflow.opendental.tables.schema_analysis import _is_connection_error, r
 from clinicflow.opendental.tables.source_schema import ColumnInfo, SourceSchema, TableInfo, read_schema_with
 
 
-class DriftKind(str, Enum):
+class DriftKind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     table_added = "table_added"
     table_dropped = "table_dropped"
     column_added = "column_added"
@@ -129,10 +129,10 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     recorded = list(base.columns or [])
     recorded_lower = {c.lower() for c in recorded}
     if base.columns is not None:
-        for col in info.columns:
-            if col.name.lower() not in recorded_lower:
-                items.append(DriftItem(name, DriftKind.column_added, col.name, None, col.definition,
-                                       f"{name}.{col.name} ({col.definition}) is new in the source"))
+        for new_col in info.columns:
+            if new_col.name.lower() not in recorded_lower:
+                items.append(DriftItem(name, DriftKind.column_added, new_col.name, None, new_col.definition,
+                                       f"{name}.{new_col.name} ({new_col.definition}) is new in the source"))
         for col_name in recorded:
             if col_name.lower() not in live:
                 expected = (base.column_types or {}).get(col_name)

@@ -60,7 +60,8 @@ def sample_columns(
         parts.append(f"SUM({real} AND ({col} < %s OR {col} > %s))")
         parts.append(f"CAST(MIN(CASE WHEN {real} THEN {col} END) AS CHAR)")
         parts.append(f"CAST(MAX(CASE WHEN {real} THEN {col} END) AS CHAR)")
-        params += [UNSET_DATE_LIMIT, UNSET_DATE_LIMIT, rules.earliest_plausible, latest, UNSET_DATE_LIMIT, UNSET_DATE_LIMIT]
+        params += [UNSET_DATE_LIMIT, UNSET_DATE_LIMIT, rules.earliest_plausible, latest,
+                   UNSET_DATE_LIMIT, UNSET_DATE_LIMIT]
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(parts)} FROM ({source}) AS sample_rows", params)
         row = cur.fetchone()
@@ -68,7 +69,8 @@ def sample_columns(
     samples = {}
     for i, name in enumerate(columns):
         real, out, lo, hi = row[1 + 4 * i : 5 + 4 * i]
-        samples[name] = ColumnSample(name, sampled, int(real or 0), int(out or 0), catalog_text(lo), catalog_text(hi), whole)
+        samples[name] = ColumnSample(name, sampled, int(real or 0), int(out or 0), catalog_text(lo),
+                                     catalog_text(hi), whole)
     return samples
 
 
@@ -80,7 +82,8 @@ def judge_sample(sample: ColumnSample, rules: AnalysisRules) -> str | None:
     if sample.out_of_range:
         return (
             f"{sample.out_of_range} of {sample.sampled} sampled values outside "
-            f"[{rules.earliest_plausible}, now + {rules.future_tolerance}] (min {sample.min_real}, max {sample.max_real})"
+            f"[{rules.earliest_plausible}, now + {rules.future_tolerance}] "
+            f"(min {sample.min_real}, max {sample.max_real})"
         )
     if sample.real_share < rules.min_real_share:
         return (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from clinicflow.connectors.protocols import MySQLServerLike
@@ -136,7 +136,7 @@ def skipped_tables(schema: SourceSchema, exclude: Iterable[str] = ()) -> dict[st
 def analyze_schema_with(conn: Any, schema: SourceSchema, rules: AnalysisRules | None = None,
                         now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
     rules = rules or AnalysisRules()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     log = get_logger("clinicflow.schema_analysis")
     skipped = skipped_tables(schema, exclude)
     for name, reason in skipped.items():

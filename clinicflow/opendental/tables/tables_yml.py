@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,9 @@ def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None
     body = render_body(analysis, block)
     if previous_text is not None and _body_of(previous_text) == body:
         return previous_text
-    stamp = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n" + body
+    stamp = (generated_at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = (HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n"
+            + body)
     # The output must load with the project's own model.
     try:
         parse_tables_config(yaml_load(text), source=source)
@@ -188,7 +189,8 @@ class WriteResult:
     errors: dict[str, str]
 
 
-def write_tables_yml(analysis: SchemaAnalysis, path: str | Path, *, generated_at: datetime | None = None) -> WriteResult:
+def write_tables_yml(analysis: SchemaAnalysis, path: str | Path, *,
+                     generated_at: datetime | None = None) -> WriteResult:
     """Render and write tables.yml at ``path`` (atomically); unchanged content leaves the file untouched."""
     target = Path(path)
     try:

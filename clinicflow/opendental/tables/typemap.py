@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class Kind(str, Enum):
+class Kind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     """How a value travels from MySQL to PostgreSQL and how it is compared."""
 
     integer = "integer"          # signed/unsigned integers, year

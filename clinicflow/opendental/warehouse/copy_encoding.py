@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import _int, catalog_text
+from clinicflow.connectors.mysql.catalog import _int
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.typemap import (
     Kind,
@@ -131,10 +132,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         # rare value holding one pays for REPLACE and the count.
         escaped = (f"IF(INSTR({binary}, X'00') > 0 AND ({counter} := {counter} + {removed}), "
                    f"{_escaped_text(without_nul)}, {_escaped_text(binary)})")
-        # Most values need none of that: an empty one is seen by LENGTH, and one
-        # without backslash, tab, LF, CR or NUL by one RLIKE, where the NUL test
-        # and the four REPLACEs are ten function calls (the server's CPU for the
-        # nine text columns of 1M procedurelog rows: 2.8 s -> 2.1 s).
+        # Most values need none of that: LENGTH and one RLIKE skip the ten calls (see docs/loading.md).
         # The test reads the bytes that are sent: the column's own for UTF-8, else the converted ones.
         tested = q if _holds_utf8_bytes(col) else binary
         return or_null(f"IF(LENGTH({q}) = 0, '', IF({tested} RLIKE {_NEEDS_ESCAPE}, {escaped}, {binary}))")
@@ -193,7 +191,7 @@ class ConversionCounts:
             slot = self.per_column.setdefault(column, {})
             slot[counter] = slot.get(counter, 0) + int(value)
 
-    def merge(self, other: "ConversionCounts") -> "ConversionCounts":
+    def merge(self, other: ConversionCounts) -> ConversionCounts:
         for column, counters in other.per_column.items():
             for counter, value in counters.items():
                 self.add(column, counter, value)
@@ -223,7 +221,7 @@ def read_counters(mysql_conn: Any, plan: LoadPlan) -> ConversionCounts:
         with mysql_conn.cursor() as cur:
             cur.execute("SELECT " + ", ".join(c.variable for c in counters))
             row = cur.fetchone()
-        for counter, value in zip(counters, row):
+        for counter, value in zip(counters, row, strict=False):
             counts.add(counter.column, counter.counter, _int(value) or 0)
     return counts
 
@@ -241,8 +239,8 @@ def check_booleans(mysql_conn: Any, plan: LoadPlan, predicate: str = "1=1", para
         row = cur.fetchone()
     if row is None:
         return
-    key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)]))
-    for name, value in zip(booleans, row[len(key):]):
+    key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)], strict=False))
+    for name, value in zip(booleans, row[len(key):], strict=False):
         if catalog_text(value) not in (None, "0", "1"):
             raise BooleanValueError(
                 f"table {plan.table!r}: column {name!r} is listed in boolean_columns but the row with "

@@ -31,7 +31,7 @@ class CopyStats:
     seconds: float = 0.0
     conversions: ConversionCounts = field(default_factory=ConversionCounts)
 
-    def add(self, other: "CopyStats") -> "CopyStats":
+    def add(self, other: CopyStats) -> CopyStats:
         self.rows += other.rows
         self.bytes += other.bytes
         self.seconds += other.seconds
@@ -104,7 +104,7 @@ def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: st
     if fields[0] != "cf-counters" or len(fields) != len(counters) + 1:
         raise LoadError(f"table {plan.table!r}: the MySQL client's output ended early (no conversion counts)")
     counts = ConversionCounts()
-    for counter, value in zip(counters, fields[1:]):
+    for counter, value in zip(counters, fields[1:], strict=False):
         counts.add(counter.column, counter.counter, int(value or 0))
     return source.rows, source.bytes, counts
 
@@ -113,7 +113,8 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, pr
                 params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
-    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection` with ``streaming=True, zone="server"``.
+    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection`
+    with ``streaming=True, zone="server"``.
     With ``mysql_server`` and the MariaDB client installed, the rows travel
     through the C client instead of pymysql (same bytes; less CPU per row).
     """

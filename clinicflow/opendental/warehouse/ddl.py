@@ -63,7 +63,7 @@ def index_sqls(plan: LoadPlan, schema: str) -> list[str]:
             continue  # no btree equivalent; documented
         parts = []
         has_prefix = False
-        for name, prefix in zip(index.columns, index.prefix_lengths):
+        for name, prefix in zip(index.columns, index.prefix_lengths, strict=False):
             q = quote_ident(name, "postgres")
             if prefix:
                 has_prefix = True
@@ -100,7 +100,8 @@ def ensure_schemas(pg_conn: Any, *, raw_schema: str = RAW_SCHEMA, stage_schema: 
                    state_schema: str = STATE_SCHEMA) -> None:
     """Create the raw, staging, replaced and state schemas and the load-state table (idempotent)."""
     names = {"state": quote_ident(state_schema, "postgres"), "stage": quote_ident(stage_schema, "postgres"),
-             "replaced": quote_ident(replaced_schema(stage_schema), "postgres"), "raw": quote_ident(raw_schema, "postgres")}
+             "replaced": quote_ident(replaced_schema(stage_schema), "postgres"),
+             "raw": quote_ident(raw_schema, "postgres")}
     with pg_conn.cursor() as cur:
         # Concurrent first runs may race on CREATE SCHEMA; the advisory lock serialises them.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.ensure_schemas'))")

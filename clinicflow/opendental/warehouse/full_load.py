@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.chunks import keyset_max
 from clinicflow.opendental.warehouse.copy_stream import CopyStats, stream_copy
@@ -120,7 +120,7 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
     if not statements:
         return
     built = [i for i in plan.indexes if i.index_type.upper() not in ("FULLTEXT", "SPATIAL")]
-    index_of_statement = dict(zip(index_sqls(plan, plan.stage_schema), built))
+    index_of_statement = dict(zip(index_sqls(plan, plan.stage_schema), built, strict=False))
     workers = max(1, min(connections, len(statements)))
     memory_mb = max(INDEX_BUILD_MIN_MEMORY_MB, INDEX_BUILD_MEMORY_MB // workers)
 
@@ -173,8 +173,7 @@ def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] |
             attach = attach_primary_key_sql(plan, plan.stage_schema)
             if attach:
                 cur.execute(attach)
-            # No ANALYZE here: autovacuum analyzes a freshly filled table within a minute,
-            # and an explicit one cost ~0.5 s per million rows of the load.
+            # No ANALYZE here: autovacuum analyzes a freshly filled table within a minute (see docs/loading.md).
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (target,))
             replacing = bool(cur.fetchone()[0])
             if replacing:
@@ -183,7 +182,8 @@ def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] |
                 cur.execute("SAVEPOINT cf_dependents")
                 cur.execute(f"DROP TABLE {target} RESTRICT")
                 cur.execute("ROLLBACK TO SAVEPOINT cf_dependents")
-                cur.execute(f"ALTER TABLE {target} SET SCHEMA {quote_ident(replaced_schema(plan.stage_schema), 'postgres')}")
+                cur.execute(f"ALTER TABLE {target} SET SCHEMA "
+                            f"{quote_ident(replaced_schema(plan.stage_schema), 'postgres')}")
             # Readers of raw.<t> wait on this lock for the instant of the swap and
             # then see the new table; nobody sees a partly loaded one.
             cur.execute(f"ALTER TABLE {stage} SET SCHEMA {quote_ident(plan.raw_schema, 'postgres')}")

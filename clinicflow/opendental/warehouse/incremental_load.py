@@ -1,4 +1,6 @@
-"""Incremental load: keyset chunks COPied into a temporary table and merged; the watermark advances in the same transaction.
+"""Incremental load: keyset chunks COPied into a temporary table and merged.
+
+The watermark advances in the same transaction.
 """
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS
@@ -39,7 +41,7 @@ class IncrementalStats:
 
 def _keyset_params(plan: LoadPlan, values: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
-    for name, value in zip(plan.keyset_columns, values):
+    for name, value in zip(plan.keyset_columns, values, strict=False):
         text = catalog_text(value)
         # Integers compared with a string literal would be compared as doubles in MySQL.
         out.append(int(text) if text is not None and plan.column(name).kind is Kind.integer else text)

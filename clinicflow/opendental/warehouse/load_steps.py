@@ -244,7 +244,8 @@ def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) 
         pg_conn.close()
 
 
-def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: list[copy_stream.CopyStats]) -> TableOutcome:
+def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad,
+                chunk_stats: list[copy_stream.CopyStats]) -> TableOutcome:
     """Key, indexes and swap of a full load, then verification."""
     mysql_conn = sessions.raw_connection(mysql_server, zone="server")
     pg_conn = pg_server.connect()
@@ -254,7 +255,8 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: 
             total.add(stats)
         nul_columns = {c for c, counts in total.conversions.per_column.items() if counts.get("nul_bytes")}
         full_load.build_stage_indexes(pg_server.connect, load.plan, nul_columns=nul_columns)
-        replaced = full_load.finish_full_load(pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint)
+        replaced = full_load.finish_full_load(pg_conn, load.plan, watermark=load.watermark,
+                                              fingerprint=load.fingerprint)
         outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
                            bytes=total.bytes, replication_rows=load.replication_rows,
                            replication_seconds=load.replication_seconds, reconciliation=dict(load.reconciliation))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
@@ -241,7 +241,7 @@ def replica_side(mysql_conn: Any, plan: LoadPlan) -> reconcile.Side:
     """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
-    key_hash = (quote_ident(column.name, "mysql") if single else
+    key_hash = (quote_ident(column.name, "mysql") if single and column is not None else
                 reconcile.md5_60_sql(_key_text_my(plan), "mysql") if plan.primary_key else "0")
     return reconcile.Side(mysql_conn, "mysql", quote_ident(plan.table, "mysql"), column.name if column else None,
                           key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"), key_unique=single)
@@ -251,7 +251,7 @@ def raw_side(pg_conn: Any, plan: LoadPlan) -> reconcile.Side:
     """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
-    key_hash = (quote_ident(column.name, "postgres") if single else
+    key_hash = (quote_ident(column.name, "postgres") if single and column is not None else
                 reconcile.md5_60_sql(_key_text_pg(plan), "postgres") if plan.primary_key else "0")
     return reconcile.Side(pg_conn, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"),
                           column.name if column else None, key_hash,
@@ -308,7 +308,7 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, diff: BucketDiff,
     with mysql_conn.cursor() as cur:
         cur.execute(f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
                     f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
-        source = {catalog_text(k): catalog_text(h) for k, h in cur.fetchall()}
+        source = {catalog_name(k): catalog_text(h) for k, h in cur.fetchall()}
     with pg_conn.cursor() as cur:
         cur.execute(reconcile.PG_CANONICAL_SESSION)
         cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
@@ -337,7 +337,8 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPl
     transaction per group: rows the replica no longer has are deleted, missing
     and changed rows written. The comparison is the night's verification: the
     returned result lists ranges still different after the repair (none when
-    all went well). ``mysql_conn`` comes from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    all went well). ``mysql_conn`` comes from
+    :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
     with ``streaming=True``.
     """
     stats = reconcile.ReconcileStats(swept=sweep.describe())
