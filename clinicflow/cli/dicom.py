@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DICOM_DEMO_FILES = Path("./out/dicom-demo-files")
@@ -75,16 +76,26 @@ def dicom_run_command(
                                                  help="Follow HTTP redirects to private/loopback addresses."),
 ) -> None:
     """Run the extraction (exit 1 if the flow fails)."""
-    if bucket_kind not in ("local", "gcs", "s3"):
-        raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind")
-    _run_flow(Console(stderr=True), query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
-              reports_block=reports_block, state_block=state_block, state_schema=state_schema,
-              base_location=base_location, page_size=page_size, batch_size=batch_size,
-              max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
-              failure_threshold=failure_threshold, max_file_mb=max_file_mb,
-              download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
-              retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root or None,
-              allow_private_redirects=allow_private_redirects)
+    from clinicflow.dicom.options import DicomOptionsError, DicomRunOptions
+
+    console = Console(stderr=True)
+    try:
+        options = DicomRunOptions.from_values(
+            query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
+            reports_block=reports_block, state_block=state_block, state_schema=state_schema,
+            base_location=base_location, page_size=page_size, batch_size=batch_size,
+            max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
+            failure_threshold=failure_threshold, max_file_mb=max_file_mb,
+            download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
+            retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root,
+            allow_private_redirects=allow_private_redirects)
+    except DicomOptionsError as exc:
+        if "bucket_kind" in exc.problems:  # a usage error, as Typer reports its own (exit 2)
+            raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind") from None
+        # Other bad values exit 1, as when the flow refused them, but before Prefect starts.
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+    _run_flow(console, **options.flow_parameters())
 
 
 @dicom_app.command("demo")
