@@ -18,6 +18,9 @@ from rich.table import Table
 EXIT_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
+pipelines_app = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
+                            no_args_is_help=True)
+
 FolderOption = Annotated[str | None, typer.Option(
     "--folder", help="Folder of *_pipeline.py modules (default: $CLINICFLOW_PIPELINES_DIR or ./pipelines).")]
 
@@ -108,10 +111,6 @@ def run_demo_pipelines(console: Console) -> None:
         rows = run_pipeline(pipeline="procedures-daily", start=start, end=end)
         console.print(f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
                       "ClickHouse procedures_daily (chDB in ./out/clickhouse)")
-
-
-pipelines_app = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
-                        no_args_is_help=True)
 
 
 @pipelines_app.command("list")
