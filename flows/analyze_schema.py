@@ -1,41 +1,24 @@
 """Flow ``analyze_schema``: write tables.yml from the live source, or check it for drift.
 
-Thin wiring around :mod:`clinicflow.schema_analysis`: one task reads and
-analyses the source (retried on transient database errors), one writes the
-file, artifacts summarise the result. The flow ends Failed when the check
-finds drift or a table could not be analysed.
+Wiring only (logic in :mod:`clinicflow.opendental.tables`, tasks in
+:mod:`tasks.analysis`): one task reads and analyses the source (retried on
+transient database errors), one writes the file, artifacts summarise the
+result. The flow ends Failed when the check finds drift or a table could not
+be analysed.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from blocks.databases import MySQLServer
 from blocks.resolve import SOURCE_BLOCK, resolve_block
-from clinicflow.core.retry import TASK_RETRY
-from clinicflow.opendental.tables import analysis_rules, config_drift, schema_analysis, tables_yml
-from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
-
-
-@task(name="analyze-source", cache_policy=NO_CACHE, **TASK_RETRY)
-def analyze_source_task(server: MySQLServer, rules: analysis_rules.AnalysisRules,
-                        exclude: list[str] | None = None) -> schema_analysis.SchemaAnalysis:
-    return schema_analysis.analyze_source(server, rules, exclude=exclude or ())
-
-
-@task(name="write-tables-yml", cache_policy=NO_CACHE)
-def write_tables_task(analysis: schema_analysis.SchemaAnalysis, path: str) -> tables_yml.WriteResult:
-    return tables_yml.write_tables_yml(analysis, path)
-
-
-@task(name="check-drift", cache_policy=NO_CACHE, **TASK_RETRY)
-def check_drift_task(server: MySQLServer, config: TablesConfig, rules: analysis_rules.AnalysisRules,
-                     exclude: list[str] | None = None) -> config_drift.DriftReport:
-    return config_drift.check_drift(server, config, rules, exclude=exclude or ())
+from clinicflow.opendental.tables import analysis_rules, tables_yml
+from clinicflow.opendental.tables.config import load_tables_config
+from tasks.analysis import analyze_source_task, check_drift_task, write_tables_task
 
 
 @flow(name="analyze-schema")

@@ -1,6 +1,8 @@
 """Flow ``extract_dicom_reports``: reports in PostgreSQL → DICOM files → JPGs + CSV in a bucket.
 
-Wiring only (logic in :mod:`clinicflow.dicom`): resolve the blocks, count,
+Wiring only (logic in :mod:`clinicflow.dicom`): validate the options
+(:class:`clinicflow.dicom.options.DicomRunOptions`: a bad value fails the run
+before any work, naming the field), resolve the blocks, count,
 read keyset pages in the flow, map batches of whole files onto
 ``dicom-batch`` tasks with at most ``max_concurrency`` in flight, write the
 CSV from the durable state, publish progress and a summary. The flow ends
@@ -11,10 +13,9 @@ stop request (SIGTERM) ended it early with its progress saved.
 """
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -27,32 +28,13 @@ from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.core import cancel
 from clinicflow.core.logs import get_logger
-from clinicflow.dicom.download import DownloadLimits
+from clinicflow.dicom.options import BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
 from flows.progress import RunProgress, artifact_key
 from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
-
-_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def _check_options(dataset: str, page_size: int, batch_size: int, max_concurrency: int, jpeg_quality: int,
-                   failure_threshold: int, max_file_mb: float, download_timeout_seconds: float) -> None:
-    problems = []
-    if not _DATASET.match(dataset):
-        problems.append("dataset must be 1-100 letters, digits, '.', '_' or '-' (it names the bucket folder)")
-    for name, value, low in (("page_size", page_size, 1), ("batch_size", batch_size, 1),
-                             ("max_concurrency", max_concurrency, 1), ("failure_threshold", failure_threshold, 0)):
-        if value < low:
-            problems.append(f"{name} must be at least {low}")
-    if not 1 <= jpeg_quality <= 100:
-        problems.append("jpeg_quality must be between 1 and 100")
-    if max_file_mb <= 0 or download_timeout_seconds <= 0:
-        problems.append("max_file_mb and download_timeout_seconds must be positive")
-    if problems:
-        raise ValueError("extract_dicom_reports: " + "; ".join(problems))
 
 
 def _process_pages(source: ReportsSource, settings: BatchSettings, state_server: PostgresServer, state_schema: str,
@@ -108,7 +90,7 @@ def extract_dicom_reports(
     reports_block: str = DICOM_REPORTS_BLOCK,
     state_block: str | None = None,
     state_schema: str = DEFAULT_STATE_SCHEMA,
-    bucket_kind: Literal["local", "gcs", "s3"] = "local",
+    bucket_kind: BucketKind = "local",
     bucket_block: str = DICOM_BUCKET_BLOCK,
     base_location: str | None = None,
     page_size: int = 500,
@@ -135,45 +117,42 @@ def extract_dicom_reports(
     the base folder); HTTP redirects to private/loopback addresses are
     refused unless ``allow_private_redirects``.
     """
+    # Before any work: a bad value fails the run with the field named (DicomOptionsError, a ValueError).
+    options = DicomRunOptions.from_values(
+        query=query, dataset=dataset, reports_block=reports_block, state_block=state_block,
+        state_schema=state_schema, bucket_kind=bucket_kind, bucket_block=bucket_block, base_location=base_location,
+        page_size=page_size, batch_size=batch_size, max_concurrency=max_concurrency, all_frames=all_frames,
+        jpeg_quality=jpeg_quality, failure_threshold=failure_threshold, max_file_mb=max_file_mb,
+        download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
+        retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_roots,
+        allow_private_redirects=allow_private_redirects)
     # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
     # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
     with cancel.sigterm_stops_run():
-        return _extract(query, dataset, reports_block, state_block, state_schema, bucket_kind, bucket_block,
-                        base_location, page_size, batch_size, max_concurrency, all_frames, jpeg_quality,
-                        failure_threshold, max_file_mb, download_timeout_seconds, download_retries,
-                        retry_backoff_seconds, allowed_roots, allow_private_redirects)
+        return _extract(options)
 
 
-def _extract(query: str, dataset: str, reports_block: str, state_block: str | None, state_schema: str,
-             bucket_kind: Literal["local", "gcs", "s3"], bucket_block: str, base_location: str | None,
-             page_size: int, batch_size: int, max_concurrency: int, all_frames: bool, jpeg_quality: int,
-             failure_threshold: int, max_file_mb: float, download_timeout_seconds: float, download_retries: int,
-             retry_backoff_seconds: float, allowed_roots: list[str] | None, allow_private_redirects: bool) -> Any:
-    _check_options(dataset, page_size, batch_size, max_concurrency, jpeg_quality, failure_threshold,
-                   max_file_mb, download_timeout_seconds)
+def _extract(options: DicomRunOptions) -> Any:
+    dataset, state_schema = options.dataset, options.state_schema
     log = get_logger("clinicflow.dicom")
     started = time.monotonic()
     run_id = _run_id()
-    reports_server = resolve_block(reports_block, PostgresServer)
-    state_server = resolve_block(state_block, PostgresServer) if state_block else reports_server
-    bucket = resolve_bucket(bucket_kind, bucket_block)
+    reports_server = resolve_block(options.reports_block, PostgresServer)
+    state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
+    bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
     bucket_name = writer_for(bucket).describe()
-    source = ReportsSource(reports_server, query)
+    source = ReportsSource(reports_server, options.query)
 
     with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock():
         count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
         log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
         settings = BatchSettings(
-            dataset=dataset, run_id=run_id, base_location=base_location, all_frames=all_frames,
-            jpeg_quality=jpeg_quality,
-            limits=DownloadLimits(max_bytes=int(max_file_mb * 1024 * 1024), timeout_seconds=download_timeout_seconds,
-                                  retries=download_retries, backoff_base_seconds=retry_backoff_seconds,
-                                  allowed_roots=tuple(allowed_roots or ()),
-                                  allow_private_redirects=allow_private_redirects),
+            dataset=dataset, run_id=run_id, base_location=options.base_location, all_frames=options.all_frames,
+            jpeg_quality=options.jpeg_quality, limits=options.download_limits(),
         )
         total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
-                                             page_size=page_size, batch_size=batch_size,
-                                             max_concurrency=max_concurrency)
+                                             page_size=options.page_size, batch_size=options.batch_size,
+                                             max_concurrency=options.max_concurrency)
         # A batch that could not run (or a stop) leaves files out of this run: keep the previous CSV rather
         # than publish a shorter one.
         outputs = None
@@ -209,8 +188,8 @@ def _extract(query: str, dataset: str, reports_block: str, state_block: str | No
     if csv_error:
         return Failed(message=f"the CSVs could not be written ({csv_error}); files converted: {total.done}, "
                               f"failed: {failed}")
-    if failed > failure_threshold:
-        return Failed(message=f"{failed} failure(s), more than the threshold of {failure_threshold}: "
+    if failed > options.failure_threshold:
+        return Failed(message=f"{failed} failure(s), more than the threshold of {options.failure_threshold}: "
                               + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
                               + (f", rows without key={count.rows_without_key}" if count.rows_without_key else ""))
     return {

@@ -1,8 +1,9 @@
 """The ``clinicflow`` command line.
 
-Each module of this package adds its commands through one ``register_*(app)`` function, so features
-stay in their own files. In a source checkout the dev-only package ``clinicflow_dev`` adds ``demo`` and
-``generate-opendental`` (the image and the wheel do not carry it).
+Every command is a module-level function of this package's modules; groups (``blocks``, ``dicom``,
+``ingest``, ``dlq``, ``pipelines``) are module-level Typer sub-apps. This module adds them all to
+``app``, so one place shows the whole command line. In a source checkout the dev-only package
+``clinicflow_dev`` adds ``demo`` and ``generate-opendental`` (the image and the wheel do not carry it).
 """
 from __future__ import annotations
 
@@ -16,32 +17,42 @@ prepare_embedded_environment()
 
 import typer  # noqa: E402
 
-from clinicflow.cli.blocks import register_blocks  # noqa: E402
-from clinicflow.cli.dicom import register_dicom  # noqa: E402
-from clinicflow.cli.ingest import register_ingest  # noqa: E402
-from clinicflow.cli.nightly import register_nightly  # noqa: E402
-from clinicflow.cli.pipelines import register_pipelines  # noqa: E402
-from clinicflow.cli.replicate import register_replicate  # noqa: E402
-from clinicflow.cli.schema import register_schema  # noqa: E402
-from clinicflow.cli.serve import register_serve  # noqa: E402
-from clinicflow.cli.status import register_status  # noqa: E402
+from clinicflow.cli.blocks import blocks_app  # noqa: E402
+from clinicflow.cli.dicom import dicom_app  # noqa: E402
+from clinicflow.cli.ingest import dlq_app, ingest_app  # noqa: E402
+from clinicflow.cli.nightly import load_command, nightly_command  # noqa: E402
+from clinicflow.cli.pipelines import pipelines_app  # noqa: E402
+from clinicflow.cli.replicate import replicate_command  # noqa: E402
+from clinicflow.cli.schema import analyze_schema_command, schema_show_command, schema_validate_command  # noqa: E402
+from clinicflow.cli.serve import serve_command  # noqa: E402
+from clinicflow.cli.status import status_command  # noqa: E402
 
 app = typer.Typer(help="clinicflow: production ETL for clinics (OpenDental, DICOM reports).", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 
-for _register in (register_blocks, register_dicom, register_ingest, register_nightly, register_pipelines,
-                  register_replicate, register_schema, register_serve, register_status):
-    _register(app)
+app.command("nightly")(nightly_command)
+app.command("load")(load_command)
+app.command("replicate")(replicate_command)
+app.command("analyze-schema")(analyze_schema_command)
+app.command("validate")(schema_validate_command)
+app.command("show")(schema_show_command)
+app.command("serve")(serve_command)
+app.command("status")(status_command)
 
 if importlib.util.find_spec("clinicflow_dev") is not None:
-    from clinicflow_dev.demo_command import register_demo
-    from clinicflow_dev.generate_command import register_generate
+    from clinicflow_dev.demo_command import demo_command
+    from clinicflow_dev.generate_command import generate_opendental_command
 
-    register_demo(app)
-    register_generate(app)
+    app.command("demo")(demo_command)
+    app.command("generate-opendental")(generate_opendental_command)
+
+app.add_typer(blocks_app, name="blocks")
+app.add_typer(dicom_app, name="dicom")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(pipelines_app, name="pipelines")
 
 
 def main() -> None:
     secret_env.capture()  # before any command: no subprocess of any library inherits a password
     app()
-

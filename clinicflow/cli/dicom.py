@@ -3,18 +3,21 @@
 ``run`` runs flow ``extract_dicom_reports`` in-process (with or without a
 Prefect API; blocks come from the resolver) and exits 1 when the flow ends
 Failed. SIGTERM stops a run cleanly: downloads in progress end, finished
-files stay recorded, the flow ends Failed saying so (a second SIGTERM kills). ``demo`` seeds the demo reports (pydicom's test files) and runs the
-flow into a local folder. ``status`` shows a dataset's durable progress;
+files stay recorded, the flow ends Failed saying so (a second SIGTERM kills). ``demo`` seeds the demo
+reports (pydicom's test files) and runs the flow into a local folder. ``status`` shows a dataset's durable progress;
 ``reset`` forgets it so the next run starts over.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+DICOM_DEMO_FILES = Path("./out/dicom-demo-files")
 
 dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JPG + CSV in a bucket.",
                         no_args_is_help=True)
@@ -25,7 +28,7 @@ def _run_flow(console: Console, **parameters: Any) -> None:
     from flows.runtime import flow_run_settings
 
     with flow_run_settings():
-        state = extract_dicom_reports(**parameters, return_state=True)
+        state: Any = extract_dicom_reports(**parameters, return_state=True)
     if state.is_failed():
         console.print(f"[red]extract_dicom_reports failed: {state.message}[/red]")
         raise typer.Exit(1)
@@ -38,7 +41,7 @@ def _run_flow(console: Console, **parameters: Any) -> None:
     console.print(table)
 
 
-def _state_store(dataset: str, schema: str, state_block: Optional[str]) -> Any:
+def _state_store(dataset: str, schema: str, state_block: str | None) -> Any:
     from blocks.databases import PostgresServer
     from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
     from clinicflow.dicom.state import StateStore
@@ -53,9 +56,9 @@ def dicom_run_command(
     bucket_kind: str = typer.Option("local", help="local | gcs | s3"),
     bucket_block: str = typer.Option("dicom-reports-bucket", help="Bucket block name."),
     reports_block: str = typer.Option("dicom-reports-postgres", help="PostgresServer block of the reports database."),
-    state_block: Optional[str] = typer.Option(None, help="PostgresServer block for progress (default: reports db)."),
+    state_block: str | None = typer.Option(None, help="PostgresServer block for progress (default: reports db)."),
     state_schema: str = typer.Option("clinicflow_dicom", help="Schema of the progress tables."),
-    base_location: Optional[str] = typer.Option(None, help="Base for relative file locations (folder or URL)."),
+    base_location: str | None = typer.Option(None, help="Base for relative file locations (folder or URL)."),
     page_size: int = typer.Option(500, help="Files per keyset page."),
     batch_size: int = typer.Option(20, help="Files per batch task."),
     max_concurrency: int = typer.Option(4, help="Batches in flight."),
@@ -66,29 +69,40 @@ def dicom_run_command(
     download_timeout_seconds: float = typer.Option(300, help="Time limit of one download attempt."),
     download_retries: int = typer.Option(3, help="Retries of transient download failures."),
     retry_backoff_seconds: float = typer.Option(2.0, help="First retry delay (doubles each retry, with jitter)."),
-    allowed_root: Optional[list[str]] = typer.Option(None, help="Folder that absolute and file:// locations may "
-                                                     "lie in (repeatable; none: such locations are refused)."),
+    allowed_root: Annotated[list[str] | None, typer.Option(
+        help="Folder that absolute and file:// locations may lie in (repeatable; none: such locations are refused)."
+    )] = None,
     allow_private_redirects: bool = typer.Option(False, "--allow-private-redirects",
                                                  help="Follow HTTP redirects to private/loopback addresses."),
 ) -> None:
     """Run the extraction (exit 1 if the flow fails)."""
-    if bucket_kind not in ("local", "gcs", "s3"):
-        raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind")
-    _run_flow(Console(stderr=True), query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
-              reports_block=reports_block, state_block=state_block, state_schema=state_schema,
-              base_location=base_location, page_size=page_size, batch_size=batch_size,
-              max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
-              failure_threshold=failure_threshold, max_file_mb=max_file_mb,
-              download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
-              retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root or None,
-              allow_private_redirects=allow_private_redirects)
+    from clinicflow.dicom.options import DicomOptionsError, DicomRunOptions
+
+    console = Console(stderr=True)
+    try:
+        options = DicomRunOptions.from_values(
+            query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
+            reports_block=reports_block, state_block=state_block, state_schema=state_schema,
+            base_location=base_location, page_size=page_size, batch_size=batch_size,
+            max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
+            failure_threshold=failure_threshold, max_file_mb=max_file_mb,
+            download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
+            retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root,
+            allow_private_redirects=allow_private_redirects)
+    except DicomOptionsError as exc:
+        if "bucket_kind" in exc.problems:  # a usage error, as Typer reports its own (exit 2)
+            raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind") from None
+        # Other bad values exit 1, as when the flow refused them, but before Prefect starts.
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+    _run_flow(console, **options.flow_parameters())
 
 
 @dicom_app.command("demo")
 def dicom_demo_command(
-    files_dir: Path = typer.Option(Path("./out/dicom-demo-files"), help="Where the demo DICOM files are copied."),
-    bucket_path: Optional[Path] = typer.Option(None, help="Local bucket folder (default: the bucket block's, "
-                                               "./out/bucket)."),
+    files_dir: Annotated[Path, typer.Option(help="Where the demo DICOM files are copied.")] = DICOM_DEMO_FILES,
+    bucket_path: Annotated[Path | None, typer.Option(help="Local bucket folder (default: the bucket block's, "
+                                                     "./out/bucket).")] = None,
     reset: bool = typer.Option(False, "--reset", help="Forget earlier demo progress first (a rerun without it "
                                "skips the files already done)."),
 ) -> None:
@@ -117,10 +131,10 @@ def dicom_demo_command(
 
 
 @dicom_app.command("status")
-def status_command(
+def dicom_status_command(
     dataset: str = typer.Option("dicom-reports"),
     state_schema: str = typer.Option("clinicflow_dicom"),
-    state_block: Optional[str] = typer.Option(None),
+    state_block: str | None = typer.Option(None),
 ) -> None:
     """Files done/failed/uploading and objects uploaded (more than once, if ever) for a dataset."""
     with _state_store(dataset, state_schema, state_block) as store:
@@ -137,10 +151,10 @@ def status_command(
 
 
 @dicom_app.command("reset")
-def reset_command(
+def dicom_reset_command(
     dataset: str = typer.Option(..., help="Dataset whose progress is forgotten."),
     state_schema: str = typer.Option("clinicflow_dicom"),
-    state_block: Optional[str] = typer.Option(None),
+    state_block: str | None = typer.Option(None),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
     """Forget a dataset's progress (the bucket is untouched; the next run converts everything again)."""
@@ -151,6 +165,3 @@ def reset_command(
         store.reset()
     typer.echo(f"progress of {dataset} forgotten")
 
-
-def register_dicom(app: typer.Typer) -> None:
-    app.add_typer(dicom_app, name="dicom")

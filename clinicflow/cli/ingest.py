@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.table import Table
 ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
 
+INGEST_DEMO_FILES = Path("./out/ingest-demo-files")
 _DB_HELP = "PostgresServer block of the ingestion database."
 
 
@@ -54,8 +55,8 @@ def ingest_run_command(
     seed: int = typer.Option(0, help="Seed of the fault injection."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: Optional[str] = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
-    llm_block: Optional[str] = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
+    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
+    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
 ) -> None:
     """Run the ingestion (exit 1 if the flow fails)."""
     from flows.ingest_files import ingest_files
@@ -68,7 +69,7 @@ def ingest_run_command(
 
 @ingest_app.command("demo")
 def ingest_demo_command(
-    files_dir: Path = typer.Option(Path("./out/ingest-demo-files"), help="Where the demo documents are written."),
+    files_dir: Annotated[Path, typer.Option(help="Where the demo documents are written.")] = INGEST_DEMO_FILES,
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
 ) -> None:
     """Write a few made-up clinical documents and ingest them with the offline rules extractor."""
@@ -96,11 +97,11 @@ def _connect(database_block: str) -> Any:
 
 
 @dlq_app.command("list")
-def list_command(
+def dlq_list_command(
     status: str = typer.Option("open", help="open | replayed | discarded | all"),
-    stage: Optional[str] = typer.Option(None, help="read | stage | extract | load"),
-    reason: Optional[str] = typer.Option(None, help="Reason code, e.g. too-large, malformed-output."),
-    run_id: Optional[str] = typer.Option(None, help="Only letters of this run."),
+    stage: str | None = typer.Option(None, help="read | stage | extract | load"),
+    reason: str | None = typer.Option(None, help="Reason code, e.g. too-large, malformed-output."),
+    run_id: str | None = typer.Option(None, help="Only letters of this run."),
     limit: int = typer.Option(50, help="Newest first, at most this many."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
@@ -127,7 +128,7 @@ def list_command(
 
 
 @dlq_app.command("show")
-def show_command(
+def dlq_show_command(
     letter_id: int = typer.Argument(..., help="Dead letter id."),
     payload: bool = typer.Option(False, "--payload", help="Also print the payload (may hold document content)."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
@@ -153,17 +154,17 @@ def show_command(
 
 
 @dlq_app.command("replay")
-def replay_command(
-    ids: Optional[list[int]] = typer.Argument(None, help="Letter ids (default: every open letter matching)."),
-    stage: Optional[str] = typer.Option(None, help="read | stage | extract | load"),
-    reason: Optional[str] = typer.Option(None, help="Reason code."),
-    run_id: Optional[str] = typer.Option(None, help="Only letters of this run."),
+def dlq_replay_command(
+    ids: Annotated[list[int] | None, typer.Argument(help="Letter ids (default: every open letter matching).")] = None,
+    stage: str | None = typer.Option(None, help="read | stage | extract | load"),
+    reason: str | None = typer.Option(None, help="Reason code."),
+    run_id: str | None = typer.Option(None, help="Only letters of this run."),
     fail_percentage: float = typer.Option(0, help="Fault injection during the replay (drills)."),
     extractor: str = typer.Option("rules", help="rules | llm | none (for extract letters and replayed files)."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: Optional[str] = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
-    llm_block: Optional[str] = typer.Option(None, help="OpenAICompatibleLLM block."),
+    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
+    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block."),
 ) -> None:
     """Replay open letters; a success is marked replayed (exit 1 if some fail again)."""
     from flows.ingest_files import replay_dead_letters
@@ -174,8 +175,8 @@ def replay_command(
 
 
 @dlq_app.command("discard")
-def discard_command(
-    ids: list[int] = typer.Argument(..., help="Letter ids to discard."),
+def dlq_discard_command(
+    ids: Annotated[list[int], typer.Argument(help="Letter ids to discard.")],
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
 ) -> None:
@@ -191,7 +192,3 @@ def discard_command(
     if changed < len(ids):
         raise typer.Exit(1)
 
-
-def register_ingest(app: typer.Typer) -> None:
-    app.add_typer(ingest_app, name="ingest")
-    app.add_typer(dlq_app, name="dlq")

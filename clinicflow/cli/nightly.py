@@ -8,7 +8,7 @@ tables.yml, unknown table, unreachable database).
 """
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,12 +18,12 @@ EXIT_TABLES_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
 
-def _table_list(tables: Optional[str]) -> list[str] | None:
+def parse_table_list(tables: str | None) -> list[str] | None:
     names = [t.strip() for t in (tables or "").split(",") if t.strip()]
     return names or None
 
 
-def record_config_error(flow_name: str, message: str, parameters: dict) -> str | None:
+def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]) -> str | None:
     """Record a run refused for its tables.yml in the metrics tables; None, or why it could not be recorded."""
     import uuid
 
@@ -46,7 +46,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict) -> str |
     return None
 
 
-def _preflight(flow_fn, console: Console, params: dict) -> None:  # noqa: ANN001 - a Prefect flow
+def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
     """Check tables.yml before starting Prefect: a broken file is one line (no traceback), recorded, exit 2."""
     from clinicflow.opendental.tables.config import ConfigError, load_tables_config
     from flows.replicate import select_tables
@@ -64,7 +64,8 @@ def _preflight(flow_fn, console: Console, params: dict) -> None:  # noqa: ANN001
         raise typer.Exit(EXIT_CANNOT_RUN) from None
 
 
-def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefect flow
+def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
+    """Run a tables flow (``flow_fn``, a Prefect flow) in this process; exit 1 on failed tables, 2 if it cannot run."""
     from clinicflow.opendental.tables.config import ConfigError
     from flows.nightly import TablesFailed
     from flows.runtime import flow_run_settings
@@ -86,43 +87,42 @@ def _run(flow_fn, console: Console, **params) -> None:  # noqa: ANN001 - a Prefe
 
 
 # The options both commands take (nightly = replication + load; load = load only).
-TablesOption = Annotated[Optional[str], typer.Option(
+TablesOption = Annotated[str | None, typer.Option(
     "--tables", help="Comma-separated table names (default: every table in tables.yml).")]
 FullRefreshOption = Annotated[bool, typer.Option(
-    "--full-refresh", help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
+    "--full-refresh",
+    help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
 SkipVerificationOption = Annotated[bool, typer.Option(
     "--skip-verification", help="Do not compare raw with the replica after loading.")]
 FullSweepOption = Annotated[bool, typer.Option(
     "--full-sweep",
     help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
          "turns reconciliation off or checksums a rolling slice (reconcile_slices).")]
-TablesFileOption = Annotated[Optional[str], typer.Option(
+TablesFileOption = Annotated[str | None, typer.Option(
     "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
 AllowEmptyOption = Annotated[bool, typer.Option(
     "--allow-empty", help="Succeed when tables.yml lists no table (otherwise a run with zero tables is an error).")]
 
 
-def register_nightly(app: typer.Typer) -> None:
-    @app.command("nightly")
-    def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
-                        skip_verification: SkipVerificationOption = False,
-                        full_sweep: FullSweepOption = False,
-                        tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
-        """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
-        from flows.nightly import nightly_etl
+def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                    skip_verification: SkipVerificationOption = False,
+                    full_sweep: FullSweepOption = False,
+                    tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+    """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
+    from flows.nightly import nightly_etl
 
-        _run(nightly_etl, Console(), tables=_table_list(tables), full_refresh=full_refresh,
-             skip_verification=skip_verification, full_sweep=full_sweep,
-             tables_file=tables_file, allow_empty=allow_empty)
+    run_tables_flow(nightly_etl, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
+                    skip_verification=skip_verification, full_sweep=full_sweep,
+                    tables_file=tables_file, allow_empty=allow_empty)
 
-    @app.command("load")
-    def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
-                     skip_verification: SkipVerificationOption = False,
-                     full_sweep: FullSweepOption = False,
-                     tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
-        """Load the replication MySQL into PostgreSQL raw (no replication step)."""
-        from flows.nightly import load_tables
 
-        _run(load_tables, Console(), tables=_table_list(tables), full_refresh=full_refresh,
-             skip_verification=skip_verification, full_sweep=full_sweep,
-             tables_file=tables_file, allow_empty=allow_empty)
+def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
+                 skip_verification: SkipVerificationOption = False,
+                 full_sweep: FullSweepOption = False,
+                 tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+    """Load the replication MySQL into PostgreSQL raw (no replication step)."""
+    from flows.nightly import load_tables
+
+    run_tables_flow(load_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
+                    skip_verification=skip_verification, full_sweep=full_sweep,
+                    tables_file=tables_file, allow_empty=allow_empty)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
-from typing import Annotated, Any, Optional
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +18,10 @@ from rich.table import Table
 EXIT_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
-FolderOption = Annotated[Optional[str], typer.Option(
+pipelines_app = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
+                            no_args_is_help=True)
+
+FolderOption = Annotated[str | None, typer.Option(
     "--folder", help="Folder of *_pipeline.py modules (default: $CLINICFLOW_PIPELINES_DIR or ./pipelines).")]
 
 
@@ -37,7 +40,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _schedule_text(spec: Any) -> str:
@@ -68,7 +71,7 @@ def _tree(node: Any, indent: str = "") -> list[str]:
     return [head] + [line for child in node.steps for line in _tree(child, indent + "  ")]
 
 
-def _discover(folder: Optional[str], console: Console) -> Any:
+def _discover(folder: str | None, console: Console) -> Any:
     from clinicflow.toolkit.discovery import discover
 
     found = discover(folder)
@@ -103,115 +106,115 @@ def run_demo_pipelines(console: Console) -> None:
             console.print("pipeline procedures-daily: raw.procedurelog is empty, nothing to aggregate")
             return
         # The demo's data spans years: one run over the whole range instead of one per day.
-        start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
-        end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
         rows = run_pipeline(pipeline="procedures-daily", start=start, end=end)
         console.print(f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
                       "ClickHouse procedures_daily (chDB in ./out/clickhouse)")
 
 
-def register_pipelines(app: typer.Typer) -> None:
-    pipelines = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
-                            no_args_is_help=True)
-    app.add_typer(pipelines, name="pipelines")
+@pipelines_app.command("list")
+def pipelines_list_command(folder: FolderOption = None) -> None:
+    """List discovered pipelines (and every module that failed to load)."""
+    console = Console()
+    found = _discover(folder, console)
+    table = Table("name", "schedules", "timescope", "parameters", "module")
+    for name, spec in sorted(found.pipelines.items()):
+        table.add_row(name, _schedule_text(spec), str(spec.timescope.window) if spec.timescope else "-",
+                      ", ".join(spec.parameters) or "-", found.origins[name])
+    console.print(table)
+    if found.errors:
+        raise typer.Exit(EXIT_FAILED)
 
-    @pipelines.command("list")
-    def list_command(folder: FolderOption = None) -> None:
-        """List discovered pipelines (and every module that failed to load)."""
-        console = Console()
-        found = _discover(folder, console)
-        table = Table("name", "schedules", "timescope", "parameters", "module")
-        for name, spec in sorted(found.pipelines.items()):
-            table.add_row(name, _schedule_text(spec), str(spec.timescope.window) if spec.timescope else "-",
-                          ", ".join(spec.parameters) or "-", found.origins[name])
-        console.print(table)
-        if found.errors:
-            raise typer.Exit(EXIT_FAILED)
 
-    @pipelines.command("show")
-    def show_command(name: str, folder: FolderOption = None) -> None:
-        """Show one pipeline: schedules, time scope, parameters and its steps."""
-        from clinicflow.toolkit.base import ToolkitError
+@pipelines_app.command("show")
+def pipelines_show_command(name: str, folder: FolderOption = None) -> None:
+    """Show one pipeline: schedules, time scope, parameters and its steps."""
+    from clinicflow.toolkit.base import ToolkitError
 
-        console = Console()
-        found = _discover(folder, console)
-        try:
-            spec = found.get(name)
-        except ToolkitError as exc:
-            console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(EXIT_CANNOT_RUN) from None
-        console.print(f"[bold]{spec.name}[/bold]  ({found.origins[name]})")
-        if spec.description:
-            console.print(spec.description)
-        console.print(f"schedules: {_schedule_text(spec)}")
-        console.print(f"timescope: {spec.timescope.window if spec.timescope else '-'}")
-        console.print(f"parameters: {json.dumps(spec.parameters, default=str)}")
-        console.print("\n".join(_tree(spec.steps)))
+    console = Console()
+    found = _discover(folder, console)
+    try:
+        spec = found.get(name)
+    except ToolkitError as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    console.print(f"[bold]{spec.name}[/bold]  ({found.origins[name]})")
+    if spec.description:
+        console.print(spec.description)
+    console.print(f"schedules: {_schedule_text(spec)}")
+    console.print(f"timescope: {spec.timescope.window if spec.timescope else '-'}")
+    console.print(f"parameters: {json.dumps(spec.parameters, default=str)}")
+    console.print("\n".join(_tree(spec.steps)))
 
-    @pipelines.command("run")
-    def run_command(name: str, param: Annotated[Optional[list[str]], typer.Option(
-                        "--param", help="NAME=VALUE, repeatable (JSON values accepted).")] = None,
-                    start: Annotated[Optional[datetime], typer.Option(help="Time scope start (UTC unless given).")] = None,
-                    end: Annotated[Optional[datetime], typer.Option(help="Time scope end (UTC unless given).")] = None,
-                    folder: FolderOption = None) -> None:
-        """Run a pipeline now, in this process (Prefect API if configured, else the embedded server)."""
-        from clinicflow.toolkit.base import ToolkitError
-        from flows.pipeline import PipelineFailed, run_pipeline
-        from flows.runtime import flow_run_settings
 
-        console = Console()
-        params = parse_params(param or [])
-        try:
-            with flow_run_settings():
-                rows = run_pipeline(pipeline=name, parameters=params, start=_utc(start) if start else None,
-                                    end=_utc(end) if end else None, folder=folder)
-        except PipelineFailed as exc:
-            console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(EXIT_FAILED) from None
-        except ToolkitError as exc:
-            console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(EXIT_CANNOT_RUN) from None
-        for row in rows:
-            console.print(f"{row['step']}: {row['status']}"
-                          + (f", {row['rows_written']} rows written" if row["rows_written"] is not None else ""))
+@pipelines_app.command("run")
+def pipelines_run_command(name: str, param: Annotated[list[str] | None, typer.Option(
+                    "--param", help="NAME=VALUE, repeatable (JSON values accepted).")] = None,
+                start: Annotated[datetime | None, typer.Option(help="Time scope start (UTC unless given).")] = None,
+                end: Annotated[datetime | None, typer.Option(help="Time scope end (UTC unless given).")] = None,
+                folder: FolderOption = None) -> None:
+    """Run a pipeline now, in this process (Prefect API if configured, else the embedded server)."""
+    from clinicflow.toolkit.base import ToolkitError
+    from flows.pipeline import PipelineFailed, run_pipeline
+    from flows.runtime import flow_run_settings
 
-    @pipelines.command("sync")
-    def sync_command(prune: Annotated[bool, typer.Option(
-                         "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
-                     work_pool: Annotated[Optional[str], typer.Option(
-                         "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
+    console = Console()
+    params = parse_params(param or [])
+    try:
+        with flow_run_settings():
+            rows = run_pipeline(pipeline=name, parameters=params, start=_utc(start) if start else None,
+                                end=_utc(end) if end else None, folder=folder)
+    except PipelineFailed as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except ToolkitError as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    for row in rows:
+        console.print(f"{row['step']}: {row['status']}"
+                      + (f", {row['rows_written']} rows written" if row["rows_written"] is not None else ""))
+
+
+@pipelines_app.command("sync")
+def pipelines_sync_command(prune: Annotated[bool, typer.Option(
+                     "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
+                 work_pool: Annotated[str | None, typer.Option(
+                     "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
+                 folder: FolderOption = None) -> None:
+    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed."""
+    from clinicflow.toolkit.base import ToolkitError
+    from flows.pipeline_registry import sync_pipelines
+
+    console = Console()
+    found = _discover(folder, console)
+    if found.errors:
+        console.print("[red]nothing deployed: fix the modules above first[/red]")
+        raise typer.Exit(EXIT_FAILED)
+    try:
+        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder))
+    except ToolkitError as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    console.print(f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
+                  f"pruned: {', '.join(report.pruned) or '-'}")
+
+
+@pipelines_app.command("backfill")
+def pipelines_backfill_command(name: str,
+                     from_: Annotated[datetime, typer.Option(
+                         "--from", help="First window starts here (UTC unless given).")],
+                     to: Annotated[datetime, typer.Option("--to", help="Last window ends here (exclusive).")],
                      folder: FolderOption = None) -> None:
-        """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed."""
-        from clinicflow.toolkit.base import ToolkitError
-        from flows.pipeline_registry import sync_pipelines
+    """Create one flow run of the pipeline's deployment per time-scope window in [--from, --to)."""
+    from clinicflow.toolkit.base import ToolkitError
+    from flows.pipeline_registry import backfill
 
-        console = Console()
-        found = _discover(folder, console)
-        if found.errors:
-            console.print("[red]nothing deployed: fix the modules above first[/red]")
-            raise typer.Exit(EXIT_FAILED)
-        try:
-            report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder))
-        except ToolkitError as exc:
-            console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(EXIT_CANNOT_RUN) from None
-        console.print(f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
-                      f"pruned: {', '.join(report.pruned) or '-'}")
-
-    @pipelines.command("backfill")
-    def backfill_command(name: str,
-                         from_: Annotated[datetime, typer.Option("--from", help="First window starts here (UTC unless given).")],
-                         to: Annotated[datetime, typer.Option("--to", help="Last window ends here (exclusive).")],
-                         folder: FolderOption = None) -> None:
-        """Create one flow run of the pipeline's deployment per time-scope window in [--from, --to)."""
-        from clinicflow.toolkit.base import ToolkitError
-        from flows.pipeline_registry import backfill
-
-        console = Console()
-        found = _discover(folder, console)
-        try:
-            ids = asyncio.run(backfill(found.get(name), _utc(from_), _utc(to)))
-        except ToolkitError as exc:
-            console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(EXIT_CANNOT_RUN) from None
-        console.print(f"{len(ids)} flow runs created for {name}")
+    console = Console()
+    found = _discover(folder, console)
+    try:
+        ids = asyncio.run(backfill(found.get(name), _utc(from_), _utc(to)))
+    except ToolkitError as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    console.print(f"{len(ids)} flow runs created for {name}")

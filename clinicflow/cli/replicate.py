@@ -9,22 +9,21 @@ from clinicflow.cli.nightly import (
     FullSweepOption,
     TablesFileOption,
     TablesOption,
-    _run,
-    _table_list,
+    parse_table_list,
+    run_tables_flow,
 )
 
 
-def register_replicate(app: typer.Typer) -> None:
-    @app.command("replicate")
-    def replicate_command(
-        tables: TablesOption = None,
-        full_refresh: bool = typer.Option(False, "--full-refresh", help="Copy every chosen table fully, ignoring watermarks."),
-        tables_file: TablesFileOption = None,
-        full_sweep: FullSweepOption = False,
-        allow_empty: AllowEmptyOption = False,
-    ) -> None:
-        """Replicate the OpenDental source into the replication MySQL (exit 1 if a table failed)."""
-        from flows.replicate import replicate_tables
+def replicate_command(
+    tables: TablesOption = None,
+    full_refresh: bool = typer.Option(False, "--full-refresh",
+                                      help="Copy every chosen table fully, ignoring watermarks."),
+    tables_file: TablesFileOption = None,
+    full_sweep: FullSweepOption = False,
+    allow_empty: AllowEmptyOption = False,
+) -> None:
+    """Replicate the OpenDental source into the replication MySQL (exit 1 if a table failed)."""
+    from flows.replicate import replicate_tables
 
-        _run(replicate_tables, Console(), tables=_table_list(tables), full_refresh=full_refresh, tables_file=tables_file,
-             full_sweep=full_sweep, allow_empty=allow_empty)
+    run_tables_flow(replicate_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
+                    tables_file=tables_file, full_sweep=full_sweep, allow_empty=allow_empty)

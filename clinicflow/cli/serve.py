@@ -10,28 +10,26 @@ import typer
 EXIT_CANNOT_START = 2
 
 
-def register_serve(app: typer.Typer) -> None:
-    @app.command("serve")
-    def serve_command(
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Uvicorn worker processes."),
-    ) -> None:
-        """Serve the data-processing API (/api/etl/...), the WebSocket /ws and the results page /ui/."""
-        import uvicorn
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Uvicorn worker processes."),
+) -> None:
+    """Serve the data-processing API (/api/etl/...), the WebSocket /ws and the results page /ui/."""
+    import uvicorn
 
-        from clinicflow.service.app import create_app
-        from clinicflow.service.settings import settings_from_env
+    from clinicflow.service.app import create_app
+    from clinicflow.service.settings import settings_from_env
 
-        try:
-            settings = settings_from_env()
-        except Exception as exc:  # noqa: BLE001 - resolver messages never hold secrets
-            typer.echo(f"cannot start: {type(exc).__name__}: {exc}", err=True)
-            raise typer.Exit(EXIT_CANNOT_START) from None
-        typer.echo(f"clinicflow data-processing service on http://{host}:{port}/ui/ "
-                   f"(database {settings.database.describe()})")
-        if workers == 1:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-        else:
-            uvicorn.run("clinicflow.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level="info")
+    try:
+        settings = settings_from_env()
+    except Exception as exc:  # noqa: BLE001 - resolver messages never hold secrets
+        typer.echo(f"cannot start: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_CANNOT_START) from None
+    typer.echo(f"clinicflow data-processing service on http://{host}:{port}/ui/ "
+               f"(database {settings.database.describe()})")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    else:
+        uvicorn.run("clinicflow.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="info")

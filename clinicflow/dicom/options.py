@@ -1,0 +1,118 @@
+"""The options of one DICOM reports run, validated before any work: a bad value names its field.
+
+Used by flow ``extract_dicom_reports`` at its start and by ``clinicflow dicom run`` before it starts
+the flow. Block names have no default here: the blocks package owns them.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clinicflow.dicom.download import DownloadLimits
+from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
+
+BucketKind = Literal["local", "gcs", "s3"]
+
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SHOWN_INPUT_CHARS = 60
+
+
+class DicomOptionsError(ValueError):
+    """Bad DICOM run options; ``problems`` maps each bad field to what is wrong with it."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("DICOM run options: " + "; ".join(f"{field} {text}" for field, text in problems.items()))
+
+
+class DicomRunOptions(BaseModel):
+    """What a DICOM reports run may be given; defaults are the flow's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    query: str = Field("dicom_reports", min_length=1)
+    dataset: str = "dicom-reports"
+    reports_block: str = Field(min_length=1)
+    state_block: str | None = None
+    state_schema: str = Field(DEFAULT_STATE_SCHEMA, min_length=1)
+    bucket_kind: BucketKind = "local"
+    bucket_block: str = Field(min_length=1)
+    base_location: str | None = None
+    page_size: int = Field(500, ge=1)
+    batch_size: int = Field(20, ge=1)
+    max_concurrency: int = Field(4, ge=1)
+    all_frames: bool = False
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    failure_threshold: int = Field(0, ge=0)
+    max_file_mb: float = Field(2048, gt=0)
+    download_timeout_seconds: float = Field(300, gt=0)
+    download_retries: int = Field(3, ge=0)
+    retry_backoff_seconds: float = Field(2.0, ge=0)
+    allowed_roots: tuple[str, ...] = ()
+    allow_private_redirects: bool = False
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_names_a_folder(cls, value: str) -> str:
+        if not _DATASET.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (it names the bucket folder)")
+        return value
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _no_roots_is_empty(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @classmethod
+    def from_values(cls, **values: Any) -> DicomRunOptions:
+        """The options, or :class:`DicomOptionsError` naming every bad field (never pydantic's raw error)."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise DicomOptionsError(option_problems(exc)) from None
+
+    def download_limits(self) -> DownloadLimits:
+        return DownloadLimits(max_bytes=int(self.max_file_mb * 1024 * 1024),
+                              timeout_seconds=self.download_timeout_seconds, retries=self.download_retries,
+                              backoff_base_seconds=self.retry_backoff_seconds, allowed_roots=self.allowed_roots,
+                              allow_private_redirects=self.allow_private_redirects)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """The options as parameters of flow ``extract_dicom_reports`` (JSON-friendly: lists, None)."""
+        parameters = self.model_dump()
+        parameters["allowed_roots"] = list(self.allowed_roots) or None
+        return parameters
+
+
+def option_problems(exc: ValidationError) -> dict[str, str]:
+    """One sentence per bad field, from pydantic's errors (first error of a field wins)."""
+    problems: dict[str, str] = {}
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"][:1]) or "options"
+        if field not in problems:
+            problems[field] = _sentence(error)
+    return problems
+
+
+def _sentence(error: Any) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    texts = {  # one sentence per pydantic error type the fields can raise
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "greater_than": f"must be greater than {ctx.get('gt')}",
+        "literal_error": f"must be {ctx.get('expected')}",
+        "string_too_short": "must not be empty",
+        "finite_number": "must be a finite number",
+        "value_error": str(ctx.get("error")),
+        "missing": "is required",
+        "extra_forbidden": "is not a DICOM run option",
+    }
+    text = texts[kind] if kind in texts else f"is invalid: {error['msg']}"
+    if kind in ("missing", "extra_forbidden"):
+        return text
+    shown = repr(error.get("input"))
+    if len(shown) > _SHOWN_INPUT_CHARS:
+        shown = shown[:_SHOWN_INPUT_CHARS] + "..."
+    return f"{text} (got {shown})"
