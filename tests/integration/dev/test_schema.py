@@ -1,8 +1,6 @@
 """The generated schema has OpenDental's shape (real MariaDB, read back from information_schema)."""
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
 from blocks.databases import MySQLServer
@@ -139,16 +137,6 @@ def test_edgecase_table_covers_every_type(schema: Schema) -> None:
     assert any("json_valid" in c[0] for c in checks)
     all_types = {c["type"] for name in generator.table_names(edge_cases=False) for c in schema.columns[name].values()}
     assert {"mediumtext", "blob"} <= all_types  # the remaining text/blob sizes live in the realistic tables
-
-
-def test_filler_names_are_unique_realistic_and_never_core() -> None:
-    core = set(generator.table_names(edge_cases=False))
-    names = generator.table_names(filler_tables=1000, edge_cases=False)
-    assert not [name for name, n in Counter(names).items() if n > 1]
-    assert len(names) == len(core) + 1000
-    filler = names[len(core):]
-    assert not core & set(filler)
-    assert all(name.isidentifier() and name.islower() and len(name) <= 64 for name in filler)
 
 
 def test_create_schema_twice_replaces_tables(gen_db: MySQLServer) -> None:

@@ -145,21 +145,6 @@ def test_upload_failure_is_recorded_and_a_rerun_finishes_without_duplicates(
     assert set(store.upload_counts().values()) == {1}
 
 
-def test_run_totals_count_every_failure_but_keep_a_bounded_sample() -> None:
-    from clinicflow.dicom.pipeline import MAX_FAILURES_KEPT, BatchResult
-    from clinicflow.dicom.state import Failure
-
-    total = BatchResult()
-    for batch in range(3):
-        part = BatchResult(files=MAX_FAILURES_KEPT)
-        for i in range(MAX_FAILURES_KEPT):
-            part.add_failure(Failure(FileKey("s", "se", f"{batch}-{i}", "x"), "read", "not-dicom", "not a DICOM file"))
-        total.add(part)
-    assert total.failed == 3 * MAX_FAILURES_KEPT
-    assert total.failures_by_kind() == {"read/not-dicom": 3 * MAX_FAILURES_KEPT}
-    assert len(total.failures) == MAX_FAILURES_KEPT
-
-
 def test_one_run_per_dataset_at_a_time(reports_db) -> None:
     from clinicflow.dicom.state import DatasetBusyError
 

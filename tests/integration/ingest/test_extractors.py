@@ -1,48 +1,17 @@
 """Extractors: the offline rules extractor, and the LLM extractor against a scripted local OpenAI-compatible server."""
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
 from clinicflow.ingest.deadletter import replay
-from clinicflow.ingest.extractors import DocumentText, LLMExtractor, RulesExtractor, validate_output
-from clinicflow.ingest.medical import canonical_key, normalise_fields
+from clinicflow.ingest.extractors import LLMExtractor
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
 from tests.integration.ingest.conftest import pg_rows, referral, write_tree
 from tests.integration.ingest.llm_server import LLMServer
-
-
-def doc(n: int) -> DocumentText:
-    return DocumentText(f"doc-{n}", f"sha-{n}", referral(n).decode())
-
-
-def test_field_names_are_normalised_by_alias() -> None:
-    assert canonical_key("Patient ID") == canonical_key("patientId") == canonical_key("patient-id") == "patient_id"
-    raw = {"MRN": "7", "Attending Physician": "Dr. X", "Dx Codes": "e11.9, K02.52", "DOS": "2024-01-02",
-           "Rx": ["A", "A", "B"], "unknown": 1}
-    assert normalise_fields(raw) == {"patient_id": "7", "provider": "Dr. X", "diagnosis_codes": "e11.9, K02.52",
-                                     "encounter_date": "2024-01-02", "medications": ["A", "A", "B"]}
-    out = validate_output("d", raw)
-    assert out.ok and out.medical.diagnosis_codes == ["E11.9", "K02.52"] and out.medical.medications == ["A", "B"]
-    assert validate_output("d", {"name": "x"}).reason == "missing-field"
-    assert validate_output("d", {"mrn": "1", "dob": "not a date"}).reason == "invalid-field"
-    assert validate_output("d", {"mrn": "1", "dob": "03/14/1961", "DOS": "May 2, 2024"}).medical.date_of_birth == date(
-        1961, 3, 14)
-    assert validate_output("d", ["a list"]).reason == "malformed-output"
-
-
-def test_rules_extractor_reads_a_referral() -> None:
-    (out,) = RulesExtractor().extract([doc(3)])
-    m = out.medical
-    assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date, m.provider) == (
-        "MRN000003", "Patient 3", date(1961, 3, 14), date(2024, 5, 4), "Dr. Alan Grant, DDS")
-    assert (m.diagnosis_codes, m.procedure_codes) == (["E11.9", "K02.52"], ["D2391", "99213"])
-    assert m.medications == ["Metformin 500 mg", "Amoxicillin 500 mg"] and m.summary.startswith("Caries")
-    (out,) = RulesExtractor().extract([DocumentText("d", "s", "a note without any labels")])
-    assert out.reason == "missing-field"
+from tests.unit.ingest.test_extractors import doc
 
 
 def _llm(server: LLMServer, batch_size: int = 4, retries: int = 2) -> LLMExtractor:
@@ -110,11 +79,3 @@ def test_llm_extraction_dead_letters_replay_and_cache(tmp_path: Path, ingest_db:
     counts = process_file_batch(ingest_db, copy, list(copy.list("")), IngestSettings(run_id="r2"), _llm(llm_server))
     assert (counts.staged, counts.extracted, counts.from_cache) == (1, 1, 1)
     assert len(llm_server.requests) == before
-
-
-def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
-    message = "MSH|^~\\&|APP|FAC|||202406110830||ADT^A04|1|P|2.5\rPID|1||PAT77^^^MRN||Sample^Ben^Q||19751102|M\r"
-    (out,) = RulesExtractor().extract([DocumentText("d", "s", message)])
-    m = out.medical
-    assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date) == (
-        "PAT77", "Ben Sample", date(1975, 11, 2), date(2024, 6, 11))

@@ -3,28 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from clinicflow.ingest.deadletter import count_letters, discard_letters, get_letter, list_letters, replay
-from clinicflow.ingest.patterns import PatternError, parse_location
 from clinicflow.ingest.pipeline import IngestSettings, run_batches
-from clinicflow.ingest.synthetic import generate, load_records, parse_synthetic
+from clinicflow.ingest.synthetic import generate, load_records
 from tests.integration.ingest.conftest import pg_rows
 
 
 def _run(server: Any, kind: str, count: int, settings: IngestSettings, batch_size: int = 100) -> Any:
     return run_batches(generate(kind, count, seed=7), batch_size,
                        lambda batch, before: load_records(server, batch, settings, before))
-
-
-def test_generation_is_seeded_and_validated() -> None:
-    a = [r.model_dump() for r in generate("events", 20, seed=1)]
-    assert a == [r.model_dump() for r in generate("events", 20, seed=1)]
-    assert a != [r.model_dump() for r in generate("events", 20, seed=2)]
-    assert {r.kind for r in generate("logs", 5, 0)} == {"logs"}
-    assert parse_synthetic(parse_location("synthetic://blob?count=12&seed=3")) == ("blob", 12, 3)
-    with pytest.raises(PatternError, match="kind"):
-        parse_synthetic(parse_location("synthetic://tweets?count=1"))
 
 
 def test_fail_ten_percent_then_replay_loads_all_exactly_once(ingest_db: Any) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.columns import Column, column_changes, source_columns, table_checksum
+from clinicflow.connectors.mysql.columns import column_changes, source_columns, table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import TableConfig
@@ -10,22 +10,6 @@ from tests.conftest import mysql_exec
 
 PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
                       incremental_columns=["DateTStamp"], batch_size=500)
-
-
-def _col(name: str, column_type: str = "varchar(10)", nullable: bool = False, collation: str = "utf8mb3_general_ci") -> Column:
-    return Column(name, column_type.split("(")[0], column_type, nullable, collation)
-
-
-def test_column_changes_names_each_difference() -> None:
-    replica = [_col("a"), _col("b"), _col("c", "int(11)", collation=""), _col("gone")]
-    source = [_col("a"), _col("b", "varchar(80)"), _col("c", "int(11)", nullable=True, collation=""),
-              _col("new", "date", collation="")]
-    assert column_changes(replica, replica) == []
-    assert column_changes(source, replica) == [
-        "new added", "gone removed", "b varchar(10) -> varchar(80)", "c NOT NULL -> NULL"]
-    latin = [_col("a"), _col("b", collation="latin1_swedish_ci")]
-    assert column_changes(latin, [_col("a"), _col("b")]) == ["b collation utf8mb3_general_ci -> latin1_swedish_ci"]
-    assert column_changes([_col("b"), _col("a")], [_col("a"), _col("b")]) == ["column order"]
 
 
 def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, replica: MySQLServer) -> None:

@@ -41,13 +41,6 @@ def test_json_columns_whose_names_need_quoting_are_still_json(dbs: tuple[MySQLSe
     assert pg_query(pg, 'SELECT "my doc"->>\'x\', "a`b"->>1 FROM raw.docs') == [("1", "2")]
 
 
-def test_json_check_column_parses_only_json_valid_checks() -> None:
-    assert catalog.json_check_column("json_valid(`my doc`)") == "my doc"
-    assert catalog.json_check_column(" JSON_VALID ( `a``b` ) ") == "a`b"
-    assert catalog.json_check_column("`x` > 0") is None
-    assert catalog.json_check_column("json_valid(`a`) and `b` > 0") is None
-
-
 def test_columns_equal_after_63_bytes_fail_the_table_naming_both(dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = dbs
     first, second = "c" * 62 + "_a", "c" * 62 + "_b"  # 64 characters each, equal in their first 63

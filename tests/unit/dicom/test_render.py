@@ -14,7 +14,7 @@ from PIL import Image
 from clinicflow.dicom.dataset import ConversionError, read_dataset
 from clinicflow.dicom.display import Window, apply_window, display_frames, frame_window, modality_values
 from clinicflow.dicom.render import render_file, render_first_frame
-from tests.integration.dicom.conftest import BAD_FILE_KINDS, sample_file
+from tests.support.dicom_files import BAD_FILE_KINDS, sample_file
 
 # name → (what it exercises, expected JPEG mode)
 CONVERSION_CASES = {
