@@ -74,7 +74,7 @@ class PrefectStack:
     snapshots: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 120) -> "PrefectStack":
+    def start(cls, home: Path, timeout: float = 120) -> PrefectStack:
         """Start the server; once more if it exits while starting (seen on a machine shared by
         several test runs), with its log in the error if the second start fails too."""
         try:
@@ -83,7 +83,7 @@ class PrefectStack:
             return cls._start_once(home / "retry", timeout)
 
     @classmethod
-    def _start_once(cls, home: Path, timeout: float) -> "PrefectStack":
+    def _start_once(cls, home: Path, timeout: float) -> PrefectStack:
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"

@@ -59,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
 
 @pytest.fixture(scope="module")
 def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
-              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
+              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:  # noqa: F811 - the imported fixture
     """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
     database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
     from clinicflow.core.sql import quote_ident

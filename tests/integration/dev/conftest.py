@@ -38,7 +38,7 @@ def raw_rows(server: MySQLServer, sql: str, params: Any = None) -> list[dict[str
         with conn.cursor() as cur:
             cur.execute(sql, params)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     finally:
         conn.close()
 

@@ -27,7 +27,7 @@ class Schema:
         for table, *values in query(server, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY, EXTRA, "
                                     "COLUMN_DEFAULT, IS_NULLABLE, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
                                     "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION", (server.database,)):
-            self.columns.setdefault(table, {})[values[0]] = dict(zip(keys, values[1:]))
+            self.columns.setdefault(table, {})[values[0]] = dict(zip(keys, values[1:], strict=True))
         self.primary_keys: dict[str, list[str]] = {table: [] for table in self.columns}
         for table, column in query(server, "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
                                    "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",

@@ -37,8 +37,8 @@ def test_same_seed_same_data_other_seed_other_data(seeded: tuple[MySQLServer, di
     tables = sorted(counts)
     assert checksums(again, tables) == checksums(server, tables)
     generator.seed(other, seed=43, filler_tables=3)
-    differ = {t for t, (a, b) in zip(tables, zip(checksums(other, tables).values(), checksums(server, tables).values()))
-              if a != b}
+    pairs = zip(checksums(other, tables).values(), checksums(server, tables).values(), strict=True)
+    differ = {t for t, (a, b) in zip(tables, pairs, strict=True) if a != b}
     # The seed drives every generated value of the realistic tables.
     assert {"patient", "appointment", "procedurelog", "commlog", "payment", "claimproc", "securitylog"} <= differ
 

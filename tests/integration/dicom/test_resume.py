@@ -90,7 +90,7 @@ def test_killed_twice_and_rerun_equals_a_clean_run(prefect_server, reports_db, f
 
     first_kill = _run_and_kill(env, args, reports_db, "state_resume", 5, log)
     after_first = {n: b.generation for n, b in gcs_emulator.objects(resumed_bucket).items()}
-    second_kill = _run_and_kill(env, args, reports_db, "state_resume", first_kill + 16, log)
+    _run_and_kill(env, args, reports_db, "state_resume", first_kill + 16, log)
     after_second = {n: b.generation for n, b in gcs_emulator.objects(resumed_bucket).items()}
     assert 0 < len(after_first) < len(after_second) < total_objects, "the kills did not land midway"
 

@@ -1,7 +1,8 @@
 """Fixtures for the ingestion tests: real PostgreSQL, moto's S3 server, the GCS emulator, local folders."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

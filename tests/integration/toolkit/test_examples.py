@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def test_http_api_to_postgres_example(prefect_server: None, analytics: PostgresS
     assert got == [(45, 45, 1_000_007_919)]
     (row,) = pg_exec(analytics, "SELECT specialty, accepting_new, updated_at FROM toolkit.referral_providers "
                                 "WHERE name = 'Referral Clinic 4'")
-    assert row == ("Pediatric Dentistry", False, datetime(2026, 5, 14, 8, 0, tzinfo=timezone.utc))
+    assert row == ("Pediatric Dentistry", False, datetime(2026, 5, 14, 8, 0, tzinfo=UTC))
 
 
 def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytics: PostgresServer,
@@ -60,10 +60,10 @@ def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytic
             "CASE WHEN g % 10 = 0 THEN 1 ELSE 2 END, g % 2, 7 FROM generate_series(1, 300) g")
     spec = discover(REPO / "pipelines", entry_points=False).get("procedures-daily")
     flow = compile_flow(spec)
-    day1 = datetime(2026, 3, 2, tzinfo=timezone.utc)
-    flow(start=day1, end=datetime(2026, 3, 4, tzinfo=timezone.utc))
+    day1 = datetime(2026, 3, 2, tzinfo=UTC)
+    flow(start=day1, end=datetime(2026, 3, 4, tzinfo=UTC))
     pg_exec(analytics, 'UPDATE raw.procedurelog SET "ProcFee" = 1000 WHERE "ProcNum" = 1')  # a day-2 row changes
-    flow(start=day1, end=datetime(2026, 3, 3, tzinfo=timezone.utc))  # re-run day 2 only
+    flow(start=day1, end=datetime(2026, 3, 3, tzinfo=UTC))  # re-run day 2 only
 
     expected = pg_exec(analytics, 'SELECT "ProcDate", "ClinicNum", count(*), sum("ProcFee") FROM raw.procedurelog '
                                   'WHERE "ProcStatus" = 2 AND "ProcDate" >= \'2026-03-02\' GROUP BY 1, 2 ORDER BY 1, 2')

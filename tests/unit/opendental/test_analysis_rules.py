@@ -1,7 +1,7 @@
 """The analysis rules and the rendering, as plain functions (no database involved)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -17,7 +17,7 @@ from clinicflow.opendental.tables import (
 )
 from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig, parse_tables_config
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 def col(name: str, column_type: str, *, nullable: bool = False, extra: str = "") -> source_schema.ColumnInfo:
@@ -124,7 +124,7 @@ def test_render_is_valid_sorted_and_keeps_the_timestamp_while_content_is_unchang
     assert first.index("  alpha:") < first.index("  zeta:")
     assert "2026-01-15T12:00:00Z" in first and "mysql://root@db:3306/od" in first
     parse_tables_config(yaml.safe_load(first))
-    later = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    later = datetime(2026, 2, 1, tzinfo=UTC)
     assert tables_yml.render_tables_yml(_analysis("zeta", "alpha"), first, generated_at=later) == first
     changed = tables_yml.render_tables_yml(_analysis("zeta", "alpha", rows=11), first, generated_at=later)
     assert "2026-02-01T00:00:00Z" in changed and "estimated_rows: 11" in changed

@@ -1,6 +1,8 @@
 """HTTP extractor against a local HTTP server: pagination styles, 429 + Retry-After, transient 5xx, dropped connections."""
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from clinicflow.toolkit.base import RunContext, ToolkitError
@@ -39,9 +41,9 @@ def test_token_bucket_allows_the_burst_then_paces_at_the_rate() -> None:
 
 
 def test_retry_after_http_date() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30
     assert retry_after_seconds("7") == 7 and retry_after_seconds("soon") is None
 

@@ -1,7 +1,7 @@
 """Pipeline spec validation: schedules (cron, interval, time zone), time scope windows, names, parameters."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -46,11 +46,11 @@ def test_names_and_reserved_parameters() -> None:
 
 def test_timescope_default_window_and_backfill_windows() -> None:
     scope = Timescope(window=timedelta(days=1))
-    now = datetime(2026, 3, 5, 9, 30, tzinfo=timezone.utc)
-    assert scope.default_range(now) == (datetime(2026, 3, 4, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc))
+    now = datetime(2026, 3, 5, 9, 30, tzinfo=UTC)
+    assert scope.default_range(now) == (datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC))
     hourly = Timescope(window=timedelta(hours=6), align_to_window=False)
     assert hourly.default_range(now) == (now - timedelta(hours=6), now)
-    windows = scope.windows(datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 3, 12, tzinfo=timezone.utc))
+    windows = scope.windows(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, 12, tzinfo=UTC))
     assert [(a.day, b.day, b.hour) for a, b in windows] == [(1, 2, 0), (2, 3, 0), (3, 3, 12)]
     with pytest.raises(ValueError, match="backfill range is empty"):
         scope.windows(now, now)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,10 +55,10 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
 def test_regenerating_an_unchanged_source_gives_identical_bytes(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
     tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
-                        generated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                        generated_at=datetime(2026, 1, 1, tzinfo=UTC))
     first = path.read_bytes()
     again = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
-                                generated_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
+                                generated_at=datetime(2026, 3, 1, tzinfo=UTC))
     assert not again.changed
     assert path.read_bytes() == first
     assert b"2026-01-01T00:00:00Z" in first

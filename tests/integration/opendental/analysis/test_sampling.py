@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from blocks.databases import MySQLServer
 from clinicflow.opendental.tables import analysis_rules, schema_analysis, source_schema
@@ -10,7 +10,7 @@ from clinicflow.opendental.tables.config import ExtractionStrategy
 
 from .conftest import execute
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 # Small thresholds so a few thousand rows exercise the "large table" paths.
 RULES = analysis_rules.AnalysisRules(full_copy_max_rows=100, small_table_rows=1_000, sample_rows=200)
 STAMP = "timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"

@@ -189,8 +189,8 @@ def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: T
     raw_rows = pg_query(pg, f"SELECT {', '.join(quote_ident(c.name, 'postgres') for c in plan.columns)} "
                             f"FROM {quote_qualified('raw', table, 'postgres')} ORDER BY {pg_order}")
     assert len(raw_rows) == len(source_rows), f"{table}: {len(raw_rows)} rows in raw, {len(source_rows)} in the replica"
-    for src, raw in zip(source_rows, raw_rows):
-        for col, s, r in zip(plan.columns, src, raw):
+    for src, raw in zip(source_rows, raw_rows, strict=True):
+        for col, s, r in zip(plan.columns, src, raw, strict=True):
             raw_bytes = s.encode() if isinstance(s, str) else s
             want = expected_value(col, raw_bytes)
             got = bytes(r) if isinstance(r, memoryview) else r
