@@ -1,1 +1,1 @@
-"""Helpers shared by the unit and integration tests (plain modules, no fixtures of their own but the ones they export)."""
+"""Test inputs and helpers shared by the unit and the integration tests (no database, no server)."""

@@ -1,4 +1,4 @@
-"""The C client transport (clinicflow.connectors.mysql.client) without a server: its command line and the pymysql switch."""
+"""The C client transport (clinicflow.connectors.mysql.client) without a server: command line, pymysql switch."""
 from __future__ import annotations
 
 import shutil

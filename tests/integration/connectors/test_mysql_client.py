@@ -31,8 +31,8 @@ def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     conn = raw_connection(server)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, s varchar(20) NULL, b blob NULL, d date NOT NULL)")
-        cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'), (2, NULL, NULL, '0001-01-01'),"
-                    " (3, '', '', '2024-02-29')")
+        cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'),"
+                    " (2, NULL, NULL, '0001-01-01'), (3, '', '', '2024-02-29')")
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
         cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (TRICKY_PASSWORD,))
         cur.execute(f"GRANT SELECT ON `{server.database}`.* TO '{user}'@'%'")
@@ -64,8 +64,8 @@ def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> No
 
 def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(db_with_user: MySQLServer) -> None:
     """Several MB through stdbuf's 256 KiB blocks and the 1 MiB pipe: every byte as pymysql reads it."""
-    sql = ("SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)), IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) "
-           "FROM seq_1_to_40000")
+    sql = ("SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)),"
+           " IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) FROM seq_1_to_40000")
     with client.open_export(db_with_user, sql) as export:
         if hasattr(fcntl, "F_GETPIPE_SZ"):
             assert fcntl.fcntl(export.stdout.fileno(), fcntl.F_GETPIPE_SZ) == client.PIPE_BYTES

@@ -166,8 +166,8 @@ def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, 
     assert first["dicom-reports-bucket"].detail == "gs://clinic-reports/exports"
     with anonymous_adc_if_emulated():
         saved = GcsBucket.load("dicom-reports-bucket")
-    assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == ("clinic-reports", "exports",
-                                                                                  "clinic-project")
+    assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == \
+        ("clinic-reports", "exports", "clinic-project")
     again = setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])
     assert [o.action for o in again] == ["unchanged"]
     clean_env.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT", "other-project")

@@ -44,8 +44,8 @@ def test_generates_into_a_new_database_then_refuses_to_overwrite(source_env: MyS
     assert report["rows"]["procedurelog"] == 3000
     assert len(report["rows"]) == 21 + 4 + 1
     assert query(source_env, "SELECT COUNT(*) FROM procedurelog") == [(3000,)]
-    assert query(source_env, "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-                 (source_env.database,)) == [("utf8mb3",)]
+    assert query(source_env, "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA"
+                             " WHERE SCHEMA_NAME = %s", (source_env.database,)) == [("utf8mb3",)]
 
     # A database that already holds tables is never overwritten by accident.
     refused = runner.invoke(app, ["generate-opendental", "--database", source_env.database, "--scale", "0"])

@@ -26,11 +26,13 @@ class Schema:
         keys = ("type", "key", "extra", "default", "nullable", "charset")
         for table, *values in query(server, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY, EXTRA, "
                                     "COLUMN_DEFAULT, IS_NULLABLE, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
-                                    "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION", (server.database,)):
+                                    "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                                    (server.database,)):
             self.columns.setdefault(table, {})[values[0]] = dict(zip(keys, values[1:], strict=True))
         self.primary_keys: dict[str, list[str]] = {table: [] for table in self.columns}
         for table, column in query(server, "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
-                                   "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
+                                   "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY' "
+                                   "ORDER BY TABLE_NAME, SEQ_IN_INDEX",
                                    (server.database,)):
             self.primary_keys[table].append(column)
 
@@ -86,7 +88,8 @@ def test_composite_key_and_keyless_tables(schema: Schema) -> None:
     assert "entrylog" in schema.names
 
 
-@pytest.mark.parametrize(("tables", "column"), [(DATETSTAMP_TABLES, "DateTStamp"), (SECDATETEDIT_TABLES, "SecDateTEdit")])
+@pytest.mark.parametrize(("tables", "column"),
+                         [(DATETSTAMP_TABLES, "DateTStamp"), (SECDATETEDIT_TABLES, "SecDateTEdit")])
 def test_change_columns_update_themselves(schema: Schema, tables: list[str], column: str) -> None:
     for table in tables:
         spec = generator.table_spec(table)
@@ -132,8 +135,9 @@ def test_edgecase_table_covers_every_type(schema: Schema) -> None:
               "year(4)"}
     assert wanted <= types, wanted - types
     # json is longtext with a json_valid check in MariaDB.
-    checks = query(schema.server, "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s "
-                   "AND TABLE_NAME = %s", (schema.server.database, generator.EDGECASE_TABLE))
+    checks = query(schema.server, "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                   "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                   (schema.server.database, generator.EDGECASE_TABLE))
     assert any("json_valid" in c[0] for c in checks)
     all_types = {c["type"] for name in generator.table_names(edge_cases=False) for c in schema.columns[name].values()}
     assert {"mediumtext", "blob"} <= all_types  # the remaining text/blob sizes live in the realistic tables

@@ -74,7 +74,8 @@ def test_edge_values_are_stored_byte_exact(seeded: tuple[MySQLServer, dict[str, 
     assert (unset["UInt"], unset["USmall"], unset["Signed"]) == (b"4294967295", b"65535", b"-2147483648")
     assert unset["Flag"] == b"1"
     assert float(unset["Dbl"]) == sys.float_info.max
-    assert struct.unpack("f", struct.pack("f", float(unset["Flt"])))[0] == struct.unpack("f", struct.pack("f", 3.4e38))[0]
+    assert struct.unpack("f", struct.pack("f", float(unset["Flt"])))[0] == \
+        struct.unpack("f", struct.pack("f", 3.4e38))[0]
     assert unset["Dec"] == b"99999999.9999"
     assert (unset["EnumCol"], unset["SetCol"]) == (b"c d", b"x,z")
     assert json.loads(unset["JsonCol"]) == {"k": [1, 2.5, None, "é"]}
@@ -116,4 +117,5 @@ def test_realistic_tables_hold_opendental_values(seeded: tuple[MySQLServer, dict
     assert count("SELECT COUNT(*) FROM document WHERE LENGTH(Thumbnail) = 32") > 0
     assert count("SELECT COUNT(DISTINCT DateTStamp) FROM procedurelog") > 1
     assert count("SELECT COUNT(*) FROM adjustment WHERE AdjAmt > 0") == 0  # adjustments are negative money
-    assert count("SELECT COUNT(*) FROM securitylog WHERE SecurityLogNum <> 0") == count("SELECT COUNT(*) FROM securitylog")
+    assert count("SELECT COUNT(*) FROM securitylog WHERE SecurityLogNum <> 0") == \
+        count("SELECT COUNT(*) FROM securitylog")

@@ -178,7 +178,8 @@ class GcsEmulator:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(credentials=AnonymousCredentials(), project="test", client_options={"api_endpoint": self.host})
+        return storage.Client(credentials=AnonymousCredentials(), project="test",
+                              client_options={"api_endpoint": self.host})
 
     def new_bucket(self) -> str:
         name = f"cf-{uuid.uuid4().hex[:12]}"

@@ -26,7 +26,8 @@ def test_gcs_writer_against_the_emulator(gcs_emulator, tmp_path: Path, monkeypat
 def test_s3_writer_against_moto(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = s3_server.new_bucket()
     for key, value in {"BUCKET": bucket, "FOLDER": "exports", "ENDPOINT_URL": s3_server.endpoint,
-                       "ACCESS_KEY_ID": "test", "SECRET_ACCESS_KEY": "fake-sentinel-not-a-credential-5", "REGION": "us-east-1"}.items():
+                       "ACCESS_KEY_ID": "test", "SECRET_ACCESS_KEY": "fake-sentinel-not-a-credential-5",
+                       "REGION": "us-east-1"}.items():
         monkeypatch.setenv(f"CLINICFLOW_OUT_S3_{key}", value)
     block = resolve_bucket("s3", "out-s3")
     writer = writer_for(block)

@@ -127,18 +127,21 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     assert [p["prominence"] for p in found["result_data"]["peaks"]] == pytest.approx(props["prominences"].tolist())
     # Live: each row went PENDING -> PROCESSING (progress) -> COMPLETED, relayed from NOTIFY.
     for result_id in (rolling["id"], peaks["id"]):
-        seen = [s for i, s in enumerate(updates.statuses(result_id)) if i == 0 or updates.statuses(result_id)[i - 1] != s]
+        seen = [s for i, s in enumerate(updates.statuses(result_id))
+                if i == 0 or updates.statuses(result_id)[i - 1] != s]
         assert seen == ["PENDING", "PROCESSING", "COMPLETED"], updates.messages
     wait_flow_run_state(service, rolling["flow_run_id"], "COMPLETED")
     assert done["flow_run_id"] == rolling["flow_run_id"]
 
     with service.client() as client:
         listed = client.get("/api/etl/results", params={"type": "peak_detection", "status": "COMPLETED"}).json()
-        assert peaks["id"] in [r["id"] for r in listed["items"]] and rolling["id"] not in [r["id"] for r in listed["items"]]
+        listed_ids = [r["id"] for r in listed["items"]]
+        assert peaks["id"] in listed_ids and rolling["id"] not in listed_ids
         page = client.get("/api/etl/results", params={"limit": 1, "offset": 0}).json()
         assert len(page["items"]) == 1 and page["total"] >= 2
         csv_text = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "csv"}).text
-        assert csv_text.splitlines()[0] == "index,value,prominence" and len(csv_text.splitlines()) == len(expected_peaks) + 1
+        assert csv_text.splitlines()[0] == "index,value,prominence"
+        assert len(csv_text.splitlines()) == len(expected_peaks) + 1
         exported = client.get(f"/api/etl/results/{rolling['id']}/export", params={"format": "json"})
         assert exported.headers["content-disposition"].endswith(f'result-{rolling["id"]}.json"')
         assert exported.json()["result_data"] == done["result_data"]
@@ -195,7 +198,8 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
 
     # Unreadable bytes are refused at upload time, naming the file.
     with service.client() as client:
-        response = client.post("/api/etl/files", files={"file": ("x.parquet", b"not parquet", "application/octet-stream")})
+        response = client.post("/api/etl/files",
+                               files={"file": ("x.parquet", b"not parquet", "application/octet-stream")})
     assert response.status_code == 422 and "x.parquet" in response.json()["detail"][0]["msg"]
 
 

@@ -35,7 +35,8 @@ def test_insert_in_batches_then_extract_in_blocks(ch_database: tuple[str, str]) 
                                          "ENGINE = MergeTree ORDER BY id")
     assert loader.load(stream(25), CTX) == 25
     # batch_size 10 over batches of 7: three inserts, three parts
-    assert rows(c, f"SELECT count() FROM system.parts WHERE database = '{c.database}' AND table = 'items' AND active")[0][0] == 3
+    assert rows(c, f"SELECT count() FROM system.parts "
+                   f"WHERE database = '{c.database}' AND table = 'items' AND active")[0][0] == 3
     ctx = RunContext(parameters={"low": 5})
     extracted = list(ClickHouseExtractor(c, "SELECT id, name FROM items WHERE id >= %(low)s ORDER BY id",
                                          batch_size=8).extract(ctx))

@@ -46,7 +46,8 @@ def test_http_api_to_postgres_example(prefect_server: None, analytics: PostgresS
 
 
 def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytics: PostgresServer,
-                                                  ch_database: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  ch_database: tuple[str, str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.pipeline import compile_flow
 
     url, database = ch_database
@@ -70,7 +71,8 @@ def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytic
     connection = ClickHouseConnection(url=SecretStr(url), database=database)
     client = connection.client()
     try:
-        got = client.query("SELECT day, clinic, procedures, fees FROM procedures_daily FINAL ORDER BY day, clinic").result_rows
+        got = client.query("SELECT day, clinic, procedures, fees FROM procedures_daily FINAL"
+                           " ORDER BY day, clinic").result_rows
     finally:
         connection.release(client)
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]

@@ -1,4 +1,7 @@
-"""HTTP extractor against a local HTTP server: pagination styles, 429 + Retry-After, transient 5xx, dropped connections."""
+"""HTTP extractor against a local HTTP server.
+
+Pagination styles, 429 + Retry-After, transient 5xx, dropped connections.
+"""
 from __future__ import annotations
 
 import time
@@ -30,7 +33,8 @@ def ids(extractor: HttpExtractor) -> list[int]:
     ("/cursor", CursorPagination(cursor_path="meta.next"), "data"),
     ("/link", LinkPagination(), ""),
 ])
-def test_every_pagination_style_reads_all_records_once(api: Api, path: str, pagination: object, records_path: str) -> None:
+def test_every_pagination_style_reads_all_records_once(api: Api, path: str, pagination: object,
+                                                       records_path: str) -> None:
     extractor = HttpExtractor(api.base + path, pagination=pagination, records_path=records_path)  # type: ignore[arg-type]
     assert ids(extractor) == [item["id"] for item in ITEMS]
     # 23 items in pages of 10: three requests (page/offset need no empty fourth page)

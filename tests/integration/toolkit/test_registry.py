@@ -55,7 +55,8 @@ def work_pool(prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> str:
 def deployments(pool: str) -> dict[str, Any]:
     from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 
-    found = client_call(lambda c: c.read_deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))))
+    in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))
+    found = client_call(lambda c: c.read_deployments(work_pool_filter=in_pool))
     return {d.name: d for d in found}
 
 

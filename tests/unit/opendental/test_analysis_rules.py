@@ -92,7 +92,8 @@ def test_strategy_by_size_key_and_watermark() -> None:
     assert choices.choose_strategy(table(rows=999), stamp, rules) is ExtractionStrategy.full_table
     assert choices.choose_strategy(table(rows=50_000, primary_key=()), choices.Watermark((), ""), rules) is \
         ExtractionStrategy.full_table
-    assert choices.choose_strategy(table(rows=50_000), choices.Watermark((), ""), rules) is ExtractionStrategy.full_table
+    no_watermark = choices.Watermark((), "")
+    assert choices.choose_strategy(table(rows=50_000), no_watermark, rules) is ExtractionStrategy.full_table
     assert choices.choose_strategy(table(rows=50_000), stamp, rules) is ExtractionStrategy.incremental
     assert choices.choose_strategy(table(rows=600_000), stamp, rules) is ExtractionStrategy.incremental_chunked
     assert choices.choose_strategy(table(rows=10_000, data_length=300 * analysis_rules.MIB), stamp, rules) is \

@@ -8,7 +8,8 @@ PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
                       incremental_columns=["DateTStamp"], batch_size=500)
 
 
-def _col(name: str, column_type: str = "varchar(10)", nullable: bool = False, collation: str = "utf8mb3_general_ci") -> Column:
+def _col(name: str, column_type: str = "varchar(10)", nullable: bool = False,
+         collation: str = "utf8mb3_general_ci") -> Column:
     return Column(name, column_type.split("(")[0], column_type, nullable, collation)
 
 

@@ -19,7 +19,8 @@ def col(data_type: str, column_type: str | None = None, **kw) -> SourceColumn:  
 def test_tinyint1_is_boolean_only_when_listed() -> None:
     flag = col("tinyint", "tinyint(1)")
     assert map_column(flag).pg_type == "smallint"
-    assert (map_column(flag, boolean=True).pg_type, map_column(flag, boolean=True).kind) == ("boolean", Kind.boolean_int)
+    as_boolean = map_column(flag, boolean=True)
+    assert (as_boolean.pg_type, as_boolean.kind) == ("boolean", Kind.boolean_int)
     with pytest.raises(UnsupportedTypeError, match="boolean_columns"):
         map_column(col("varchar", "varchar(5)"), boolean=True)
 

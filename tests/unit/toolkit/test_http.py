@@ -1,4 +1,4 @@
-"""HTTP extractor against a local HTTP server: pagination styles, 429 + Retry-After, transient 5xx, dropped connections."""
+"""HTTP extractor parts that need no server: the token bucket, Retry-After dates, headers from the environment."""
 from __future__ import annotations
 
 from datetime import UTC

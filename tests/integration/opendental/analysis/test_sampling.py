@@ -16,7 +16,8 @@ RULES = analysis_rules.AnalysisRules(full_copy_max_rows=100, small_table_rows=1_
 STAMP = "timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
 
 
-def analyse(server: MySQLServer, rules: analysis_rules.AnalysisRules = RULES) -> dict[str, schema_analysis.TableAnalysis]:
+def analyse(server: MySQLServer,
+            rules: analysis_rules.AnalysisRules = RULES) -> dict[str, schema_analysis.TableAnalysis]:
     return dict(schema_analysis.analyze_source(server, rules, now=NOW).tables)
 
 

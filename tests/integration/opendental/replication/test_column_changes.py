@@ -17,7 +17,8 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
     assert first["mode"] == "full"
     assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
 
-    long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3  # 156 characters: varchar(100) would cut it
+    # 156 characters: varchar(100) would cut it.
+    long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3
     mysql_exec(source,
                "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
                "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",

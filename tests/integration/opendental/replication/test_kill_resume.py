@@ -67,13 +67,16 @@ def test_sigkill_mid_table_then_rerun(prefect_server, make_mysql_db, point_block
     src, dst = make_mysql_db("ksrc"), make_mysql_db("kdst")
     generator.create_procedurelog_like(src, 250_000)
     point_blocks_at(src, dst)
-    tables_file = write_tables_file(tmp_path / "tables.yml", {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]})
+    tables_file = write_tables_file(tmp_path / "tables.yml",
+                                    {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]})
 
     # 1. Killed during the first (full) copy: the shadow table holds part of the rows.
     proc = _start_run(src, dst, tables_file)
-    shadow_rows = "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'procedurelog__cf_shadow'"
+    shadow_rows = ("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                   "AND TABLE_NAME = 'procedurelog__cf_shadow'")
     _kill_when(proc, lambda: int(_scalar(dst, shadow_rows) or 0) > 25_000)
-    assert int(_scalar(dst, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'procedurelog'")) == 0
+    assert int(_scalar(dst, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                            "AND TABLE_NAME = 'procedurelog'")) == 0
     replicate_tables(tables_file=tables_file)
     _assert_equal_no_duplicates(src, dst)
 
@@ -81,11 +84,13 @@ def test_sigkill_mid_table_then_rerun(prefect_server, make_mysql_db, point_block
     generator.fill_table(src, "procedurelog", 100_000, fixed_timestamp=None)
     conn = raw_connection(src)
     with conn.cursor() as cur:  # new rows: later, distinct change stamps
-        cur.execute("UPDATE procedurelog SET DateTStamp = TIMESTAMPADD(SECOND, ProcNum, '2031-01-01') WHERE ProcNum > 250000")
+        cur.execute("UPDATE procedurelog SET DateTStamp = TIMESTAMPADD(SECOND, ProcNum, '2031-01-01') "
+                    "WHERE ProcNum > 250000")
     conn.close()
-    before = _scalar(dst, f"SELECT watermark FROM {STATE_TABLE} WHERE table_name = 'procedurelog'")
+    watermark = f"SELECT watermark FROM {STATE_TABLE} WHERE table_name = 'procedurelog'"
+    before = _scalar(dst, watermark)
     proc = _start_run(src, dst, tables_file)
-    _kill_when(proc, lambda: _scalar(dst, f"SELECT watermark FROM {STATE_TABLE} WHERE table_name = 'procedurelog'") != before)
+    _kill_when(proc, lambda: _scalar(dst, watermark) != before)
     copied = int(_scalar(dst, "SELECT COUNT(*) FROM procedurelog"))
     assert 250_000 < copied < 350_000, "the kill should land mid-run"
     generator.apply_changes(src, "procedurelog", updates=500, deletes=0)

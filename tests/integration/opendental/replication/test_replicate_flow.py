@@ -42,9 +42,11 @@ def test_full_then_incremental_copy(prefect_server, source, replica, point_block
     assert_equal(source, replica, list(tables))
 
 
-def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, source, replica, point_blocks_at, tmp_path: Path) -> None:
+def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, source, replica, point_blocks_at,
+                                                            tmp_path: Path) -> None:
     point_blocks_at(source, replica)
-    tables_file = write_tables_file(tmp_path / "tables.yml", {"procedurelog": demo_tables(batch_size=1000)["procedurelog"]})
+    tables_file = write_tables_file(tmp_path / "tables.yml",
+                                    {"procedurelog": demo_tables(batch_size=1000)["procedurelog"]})
     replicate_tables(tables_file=tables_file)
     # 30,000 new rows, every one with the same DateTStamp, later than anything copied.
     generator.fill_table(source, "procedurelog", 30_000, fixed_timestamp="2030-01-01 08:00:00")
@@ -86,7 +88,8 @@ def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, p
     assert any(b"610062" == v for v in flat)  # 'a', NUL, 'b' in utf8mb3 text
 
 
-def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replica, point_blocks_at, tmp_path: Path) -> None:
+def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replica, point_blocks_at,
+                                                  tmp_path: Path) -> None:
     point_blocks_at(source, replica)
     tables = {"definition": demo_tables()["definition"], "entrylog": demo_tables()["entrylog"],
               "nosuchtable": {"primary_key": ["NoSuchNum"], "tier": 1}}
@@ -99,8 +102,8 @@ def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replic
     async def latest_artifact() -> list:
         async with get_client() as client:
             from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["replication-summary"])),
-                                               limit=1, sort="CREATED_DESC")
+            summary = ArtifactFilter(key=ArtifactFilterKey(any_=["replication-summary"]))
+            return await client.read_artifacts(artifact_filter=summary, limit=1, sort="CREATED_DESC")
 
     import asyncio
     artifact = asyncio.run(latest_artifact())[0]
@@ -115,7 +118,8 @@ def test_primary_key_mismatch_names_table(prefect_server, source, replica, point
         replicate_tables(tables_file=tables_file)
 
 
-def test_unknown_table_parameter_is_a_config_error(prefect_server, source, replica, point_blocks_at, tmp_path: Path) -> None:
+def test_unknown_table_parameter_is_a_config_error(prefect_server, source, replica, point_blocks_at,
+                                                   tmp_path: Path) -> None:
     from clinicflow.opendental.tables.config import ConfigError
 
     point_blocks_at(source, replica)

@@ -123,7 +123,8 @@ def _one_day_of_changes(env: EtlEnv, day: int) -> None:
         # Silent updates: values change, the stamp does not.
         f"UPDATE `procedurelog` SET `ClaimNote` = CONCAT('silent', {day}), `DateTStamp` = `DateTStamp` "
         f"WHERE `ProcNum` % 211 = {day}",
-        f"UPDATE `patient` SET `LName` = CONCAT(`LName`, '{day}'), `DateTStamp` = `DateTStamp` WHERE `PatNum` % 301 = {day}",
+        f"UPDATE `patient` SET `LName` = CONCAT(`LName`, '{day}'), `DateTStamp` = `DateTStamp` "
+        f"WHERE `PatNum` % 301 = {day}",
         # A stampless table changed in place.
         f"UPDATE `definition` SET `ItemName` = CONCAT('day', {day}) WHERE `DefNum` % 5 = {day % 5}",
         # The append-only log loses its oldest rows (purge) and gains new ones.
@@ -133,7 +134,8 @@ def _one_day_of_changes(env: EtlEnv, day: int) -> None:
 
 
 @pytest.mark.slow
-def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_env: EtlEnv, prefect_server: None) -> None:
+def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_env: EtlEnv,
+                                                                           prefect_server: None) -> None:
     from flows.nightly import nightly_etl
 
     # securitylog is an append-only log: its key is its watermark.

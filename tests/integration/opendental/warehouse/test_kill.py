@@ -93,7 +93,8 @@ def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLSer
     proc = _start(replica, pg, full_refresh=True)
     _kill_when(proc, lambda: pg_query(pg, "SELECT COALESCE((SELECT n_tup_ins FROM pg_stat_user_tables WHERE "
                                           "schemaname = 'clinicflow_stage' AND relname = 'procedurelog'), 0)")[0][0] > 0
-               or pg_query(pg, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY \"clinicflow_stage\"%%'")[0][0] > 0,
+               or pg_query(pg, "SELECT count(*) FROM pg_stat_activity "
+                               "WHERE query LIKE 'COPY \"clinicflow_stage\"%%'")[0][0] > 0,
                "the staging COPY")
     _assert_equal(replica, pg)
     outcome = load_steps.load_table_once(replica, pg, "procedurelog", CONFIG, load_steps.LoadOptions(full_refresh=True))

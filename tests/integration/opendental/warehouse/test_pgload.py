@@ -51,7 +51,8 @@ def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, Pos
     assert pg_query(pg, """SELECT "CharCol" FROM raw.edgecase WHERE "EdgeCaseNum" = 3""")[0][0] == "\\N"
     assert pg_query(pg, """SELECT count(*) FROM raw.edgecase WHERE "TextMb4" IS NULL""")[0][0] == 1
     # The source's primary key and indexes are recreated.
-    assert pg_query(pg, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'edgecase'")[0][0] == 1
+    assert pg_query(pg, "SELECT count(*) FROM pg_indexes "
+                        "WHERE schemaname = 'raw' AND tablename = 'edgecase'")[0][0] == 1
 
 
 def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[MySQLServer, PostgresServer]) -> None:
@@ -61,7 +62,8 @@ def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[M
     with pytest.raises(load_errors.BooleanValueError, match=r"'edgecase'.*'Flag'.*EdgeCaseNum=3 holds 2"):
         load_steps.load_table_once(replica, pg, "edgecase", EDGE)
     # Nothing half-loaded is left behind, and raw was never touched.
-    assert pg_query(pg, "SELECT to_regclass('raw.edgecase'), to_regclass('clinicflow_stage.edgecase')")[0] == (None, None)
+    assert pg_query(pg, "SELECT to_regclass('raw.edgecase'),"
+                        " to_regclass('clinicflow_stage.edgecase')")[0] == (None, None)
 
 
 def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQLServer, PostgresServer]) -> None:
@@ -141,7 +143,8 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     mysql_exec(replica,
                "CREATE TABLE `odd` (`Id` bigint NOT NULL PRIMARY KEY, `D` date NOT NULL, `T` datetime NULL, "
                "`S` varchar(40) NULL, `Stamp` datetime NOT NULL)",
-               "INSERT INTO `odd` SELECT seq, IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
+               "INSERT INTO `odd` SELECT seq, "
+               "IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
                "IF(seq % 5 = 0, NULL, IF(seq % 13 = 0, '0000-00-00 00:00:00', '2021-02-03 04:05:06')), "
                "IF(seq % 3 = 0, CONCAT('a', CHAR(0), 'b', REPEAT(CHAR(0), seq % 4)), IF(seq % 17 = 0, NULL, 'plain')), "
                "'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_3000")
@@ -172,7 +175,8 @@ def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myi
         dbs: tuple[MySQLServer, PostgresServer], engine: str) -> None:
     replica, pg = dbs
     mysql_exec(replica,
-               f"CREATE TABLE `eng` (`Id` int NOT NULL PRIMARY KEY, `A` varchar(20) NULL, `D` date NOT NULL) ENGINE={engine}",
+               f"CREATE TABLE `eng` (`Id` int NOT NULL PRIMARY KEY, `A` varchar(20) NULL, `D` date NOT NULL) "
+               f"ENGINE={engine}",
                "INSERT INTO `eng` SELECT seq, IF(seq % 9 = 0, NULL, CONCAT('v', seq, IF(seq % 4 = 0, CHAR(9), ''))), "
                "IF(seq % 7 = 0, '0000-00-00', '2020-01-01') FROM seq_1_to_2500")
     config = TableConfig(primary_key=["Id"], batch_size=1000)
@@ -207,8 +211,8 @@ def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
 
 def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, _ = dbs
-    mysql_exec(replica, "CREATE TABLE `ks` (`Id` int NOT NULL PRIMARY KEY, `Stamp` datetime NULL, `Grp` varchar(5) NULL,"
-                        " KEY (`Stamp`))")
+    mysql_exec(replica, "CREATE TABLE `ks` (`Id` int NOT NULL PRIMARY KEY, `Stamp` datetime NULL,"
+                        " `Grp` varchar(5) NULL, KEY (`Stamp`))")
     conn = replica.connect(autocommit=True)
     try:
         assert keyset_max(conn, "ks", ["Stamp", "Id"]) is None  # empty table
@@ -235,15 +239,17 @@ def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, Post
 def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_the_load(
         dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = dbs
-    mysql_exec(replica, "CREATE TABLE `multi` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL, `B` varchar(40) NOT NULL,"
-                        " `C` date NOT NULL, `Code` varchar(10) NOT NULL, KEY `ia` (`A`), KEY `ib` (`B`(8)),"
+    mysql_exec(replica, "CREATE TABLE `multi` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL,"
+                        " `B` varchar(40) NOT NULL, `C` date NOT NULL, `Code` varchar(10) NOT NULL,"
+                        " KEY `ia` (`A`), KEY `ib` (`B`(8)),"
                         " KEY `ic` (`C`, `A`), UNIQUE KEY `uc` (`Code`))",
-               "INSERT INTO `multi` SELECT seq, seq % 17, CONCAT('name ', seq % 101), '2024-01-01' + INTERVAL seq % 300 DAY,"
-               " CONCAT('C', seq) FROM seq_1_to_5000")
+               "INSERT INTO `multi` SELECT seq, seq % 17, CONCAT('name ', seq % 101),"
+               " '2024-01-01' + INTERVAL seq % 300 DAY, CONCAT('C', seq) FROM seq_1_to_5000")
     config = TableConfig(primary_key=["Id"], batch_size=1000)
     outcome = load_steps.load_table_once(replica, pg, "multi", config)
     assert outcome.status == "ok" and outcome.rows == 5000 and outcome.verification == "ok", outcome.error
-    indexes = dict(pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'multi'"))
+    indexes = dict(pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes"
+                                " WHERE schemaname = 'raw' AND tablename = 'multi'"))
     assert sorted(indexes) == ["multi__ia", "multi__ib", "multi__ic", "multi__uc", "multi_pkey"]
     assert "UNIQUE" in indexes["multi__uc"] and "SUBSTRING" in indexes["multi__ib"].upper()
     assert pg_query(pg, "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'raw.multi'::regclass") == [
@@ -255,7 +261,8 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
     keyed = TableConfig(primary_key=["Id"], batch_size=1000)
     assert load_steps.load_table_once(replica, pg, "dup", keyed).status == "ok"
     mysql_exec(replica, "INSERT INTO `dup` VALUES (7, 99)")
-    with pytest.raises(load_errors.LoadError, match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
+    with pytest.raises(load_errors.LoadError,
+                       match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
         load_steps.load_table_once(replica, pg, "dup", keyed, load_steps.LoadOptions(full_refresh=True))
     assert pg_query(pg, "SELECT count(*) FROM raw.dup")[0][0] == 3000
     assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.dup')")[0][0] is None
@@ -270,13 +277,15 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
     assert "zq7" not in str(caught.value)
 
 
-def test_latin1_text_arrives_as_utf8_escaped_and_counted(dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
+def test_latin1_text_arrives_as_utf8_escaped_and_counted(dbs: tuple[MySQLServer, PostgresServer],
+                                                         transport: str) -> None:
     replica, pg = dbs
-    mysql_exec(replica, "CREATE TABLE `l1` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(40) CHARACTER SET latin1 NULL)",
+    mysql_exec(replica,
+               "CREATE TABLE `l1` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(40) CHARACTER SET latin1 NULL)",
                # CHAR(n USING utf8mb4): a bare CHAR(n) is binary and would make CONCAT store UTF-8 bytes as latin1.
-               "INSERT INTO `l1` VALUES (1, 'café'), (2, CONCAT('a\\\\b', CHAR(9 USING utf8mb4), 'c', CHAR(10 USING utf8mb4),"
-               " 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL), (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')),"
-               " (6, 'plain')")
+               "INSERT INTO `l1` VALUES (1, 'café'), (2, CONCAT('a\\\\b', CHAR(9 USING utf8mb4), 'c',"
+               " CHAR(10 USING utf8mb4), 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL),"
+               " (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')), (6, 'plain')")
     outcome = load_steps.load_table_once(replica, pg, "l1", TableConfig(primary_key=["Id"]))
     assert outcome.status == "ok" and outcome.verification == "ok", outcome.error
     assert outcome.conversions == {"Note": {"nul_bytes": 1}}
@@ -327,7 +336,9 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     # reason; raw keeps the last load, the view its table, and nothing is left aside.
     pg_exec(pg, "CREATE VIEW public.swapme_view AS SELECT * FROM raw.swapme")
     mysql_exec(replica, "INSERT INTO `swapme` VALUES (2002, 2)")
-    with pytest.raises(load_errors.LoadError, match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"):
+    with pytest.raises(load_errors.LoadError,
+                       match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"):
         load_steps.load_table_once(replica, pg, "swapme", config, full)
     assert pg_query(pg, "SELECT count(*) FROM public.swapme_view")[0][0] == 2001
-    assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.swapme'), to_regclass(%s)", (replaced,))[0] == (None, None)
+    assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.swapme'), to_regclass(%s)",
+                    (replaced,))[0] == (None, None)

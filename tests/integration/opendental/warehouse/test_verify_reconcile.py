@@ -1,4 +1,7 @@
-"""Verification names the key ranges and keys that differ; reconciliation repairs exactly the rows that differ, in both legs."""
+"""Verification names the key ranges and keys that differ.
+
+Reconciliation repairs exactly the rows that differ, in both legs.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -98,7 +101,8 @@ def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_
 def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = loaded
     mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
-               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 4242")
+               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
+               " WHERE `ProcNum` = 4242")
     keys_only = reconcile.Sweep(checksums=False)
     stats, _ = _reconcile_raw(replica, pg, "procedurelog", PROC, keys_only)
     assert (stats.rows_deleted, stats.rows_changed, stats.ranges_hashed) == (1, 0, 0)
