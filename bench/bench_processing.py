@@ -119,7 +119,7 @@ def bench_jobs(jobs: int, worker_limit: int) -> None:
 
     from blocks.databases import PostgresServer
     from tests.conftest import unique_name
-    from tests.processing.service_support import TOKEN, create_database, drop_database, start_service
+    from tests.integration.processing.service_support import TOKEN, create_database, drop_database, start_service
 
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("bench_processing")

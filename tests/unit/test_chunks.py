@@ -84,5 +84,6 @@ def test_equally_spaced_boundaries_index_by_arithmetic() -> None:
     # The arithmetic index equals the range index for every key, below, inside and above the boundaries.
     ranges = ranges_from_boundaries([101, 201, 301])
     for k in (-7, 0, 1, 100, 101, 200, 201, 300, 301, 10**6):
-        expected = next(r.index for r in ranges if (r.lower is None or k >= r.lower) and (r.upper is None or k < r.upper))
+        expected = next(r.index for r in ranges
+                        if (r.lower is None or k >= r.lower) and (r.upper is None or k < r.upper))
         assert min(max(int((k - 1) / 100), 0), 3) == expected, k  # truncating division, as both servers do

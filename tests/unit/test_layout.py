@@ -103,7 +103,8 @@ def public_definitions(paths: list[Path]) -> dict[str, list[str]]:
     names: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            is_definition = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if is_definition and not node.name.startswith("_"):
                 names[node.name].append(_dotted(path))
     return names
 

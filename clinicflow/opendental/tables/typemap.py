@@ -4,7 +4,7 @@ One plain function, :func:`map_column`, decides for every source column the
 PostgreSQL type and the *value class* (:class:`Kind`) that tells the loader
 how the MySQL server must encode the value for COPY and how verification
 computes its canonical form. The table in docs/loading.md is this module in
-prose; tests/load/test_typemap.py checks every row of it.
+prose; tests/unit/opendental/test_typemap.py checks every row of it.
 
 Rules worth knowing (why they are what they are):
 

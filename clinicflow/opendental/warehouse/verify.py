@@ -45,8 +45,8 @@ EXAMPLE_KEYS = 5
 # double is, on both sides: the exact integer for 2^53 <= |v| < 9.2e18, else
 # the shortest digits laid out as MariaDB does (fixed notation for decimal
 # exponents -15..14, and for exponent 15 with 17 digits; otherwise
-# d.ddde±x without padding or '+'). tests/load/test_verify.py checks this on
-# random doubles against MariaDB itself.
+# d.ddde±x without padding or '+'). tests/integration/opendental/warehouse/test_pgload.py checks this
+# on random doubles against MariaDB itself.
 DOUBLE_INTEGRAL_MIN = "9007199254740992"
 DOUBLE_INTEGRAL_MAX = "9.2e18"
 MYSQL_DOUBLE_TEXT_SQL = r"""

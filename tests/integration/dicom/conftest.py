@@ -1,0 +1,287 @@
+"""Fixtures for the DICOM reports tests: real local servers, no mocks.
+
+- ``file_server``: an ``http.server`` in a thread serving a folder, able to
+  inject 404/403/500/429/slow/reset responses per path and counting requests;
+- ``gcs_emulator``: gcp-storage-emulator as a subprocess on a free port;
+- ``s3_server``: moto's threaded S3 server on a free port;
+- ``test_files``: pydicom's and pydicom-data's test files (offline), plus bad
+  files generated here (empty, not DICOM, truncated, short pixel data, ...).
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.support.dicom_files import (  # noqa: F401 - re-exported: the DICOM tests import them from here
+    BAD_FILE_KINDS,
+    PYDICOM_DATA,
+    PYDICOM_DATA_EXTRA,
+    bad_files,
+    make_bad_files,
+    sample_file,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+
+
+# --------------------------------------------------------------------------- HTTP file server
+
+
+@dataclass
+class FileServer:
+    """Serves ``root``; ``faults[path]`` is a list of actions consumed one per request.
+
+    Actions: an HTTP status (int), ``"slow"`` (stall longer than any test
+    timeout before answering), ``"reset"`` (drop the connection), ``"ok"``,
+    ``"trickle"`` (headers at once, then the body at one byte per second),
+    ``("redirect", url)`` (a 302 to ``url``).
+    ``delay`` adds a pause to every request (to make a run slow enough to kill).
+    """
+
+    root: Path
+    port: int = 0
+    faults: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    requests: Counter = field(default_factory=Counter)
+    delay: float = 0.0
+    slow_seconds: float = 3.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            name = unquote(urlsplit(self.path).path).lstrip("/")
+            with server.lock:
+                server.requests[name] += 1
+                queue = server.faults.get(name)
+                action = queue.pop(0) if queue else "ok"
+            if server.delay:
+                time.sleep(server.delay)
+            if action == "reset":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if action == "slow":
+                time.sleep(server.slow_seconds)
+            if isinstance(action, tuple) and action[0] == "redirect":
+                self.send_response(302)
+                self.send_header("Location", action[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if isinstance(action, int):
+                body = f"status {action}".encode()
+                self.send_response(action)
+                if action == 429:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            path = server.root / name
+            if not path.is_file() or ".." in Path(name).parts:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if action == "trickle":
+                self.wfile.flush()
+                for i in range(len(data)):  # ends when the client hangs up (broken pipe)
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(1.0)
+                return
+            self.wfile.write(data)
+
+    return Handler
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # injected connection resets end requests abruptly on purpose
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[FileServer]:
+    root = tmp_path / "served"
+    root.mkdir()
+    server = FileServer(root=root)
+    httpd = _QuietHTTPServer(("127.0.0.1", 0), _handler(server))
+    httpd.daemon_threads = True
+    server.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="dicom-test-http",
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+# --------------------------------------------------------------------------- GCS emulator
+
+
+@dataclass
+class GcsEmulator:
+    host: str  # http://127.0.0.1:PORT
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(credentials=AnonymousCredentials(), project="test",
+                              client_options={"api_endpoint": self.host})
+
+    def new_bucket(self) -> str:
+        name = f"cf-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(name)
+        return name
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, Any]:
+        """name → blob (with generation, md5_hash, size)."""
+        return {b.name: b for b in self.client().list_blobs(bucket, prefix=prefix or None)}
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator_server() -> Iterator[GcsEmulator]:
+    port = free_port()
+    exe = Path(sys.executable).parent / "gcp-storage-emulator"
+    proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield GcsEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def gcs_emulator(gcs_emulator_server: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    """The emulator, with ``STORAGE_EMULATOR_HOST`` set for this test only."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_server.host)
+    return gcs_emulator_server
+
+
+# --------------------------------------------------------------------------- S3 (moto server)
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def new_bucket(self) -> str:
+        name = f"cf-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        wait_for_port(port)
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Standard AWS variables pointing boto3 at the moto server (for s3:// downloads)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_server
+
+
+# --------------------------------------------------------------------------- reports table
+
+
+def create_reports_table(server: Any, rows: list[tuple[Any, ...]], *, table: str = "reports",
+                         fields: tuple[str, ...] = ("report_text",)) -> None:
+    """A reports table: key columns + ``fields`` (text), rows inserted in the given (physical) order."""
+    from clinicflow.core.sql import quote_ident, quote_list
+
+    columns = ("study_id", "series_id", "instance_id", "file_location", *fields)
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE {quote_ident(table, 'postgres')} ("
+                        + ", ".join(f"{quote_ident(c, 'postgres')} text" for c in columns) + ")")
+            placeholders = ", ".join(["%s"] * len(columns))
+            cur.executemany(f"INSERT INTO {quote_ident(table, 'postgres')} ({quote_list(list(columns), 'postgres')}) "
+                            f"VALUES ({placeholders})", rows)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def reports_db(make_pg_db: Any) -> Any:
+    return make_pg_db("dicom")
+

@@ -1,0 +1,51 @@
+"""``clinicflow ingest demo|run`` and ``clinicflow dlq list|show|replay|discard`` on the local PostgreSQL."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from clinicflow.cli import app
+from clinicflow_dev.ingest_demo import DEMO_FILES
+from tests.integration.ingest.conftest import pg_rows
+
+
+def test_demo_then_dead_letter_commands(prefect_server: None, make_pg_db: Any, monkeypatch: Any,
+                                        tmp_path: Path) -> None:
+    server = make_pg_db("ingestdemo")
+    monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_DATABASE", server.database)
+    runner = CliRunner()
+    demo = runner.invoke(app, ["ingest", "demo", "--files-dir", str(tmp_path / "files")])
+    assert demo.exit_code == 0, demo.output
+    assert pg_rows(server, "SELECT count(*) FROM ingest.documents") == [(len(DEMO_FILES),)]
+    # Text documents with a patient id are extracted; the PNG is staged only; the note without an id is a letter.
+    assert pg_rows(server, "SELECT count(*) FROM ingest.medical") == [(len(DEMO_FILES) - 2,)]
+    assert pg_rows(server, "SELECT mime_sniffed, is_binary, content_base64 IS NOT NULL FROM ingest.documents "
+                           "WHERE uri LIKE '%%.png'") == [("image/png", True, True)]
+    assert pg_rows(server, "SELECT mime_sniffed, mime_by_extension FROM ingest.documents "
+                           "WHERE uri LIKE '%%.hl7'") == [("x-application/hl7-v2+er7", "x-application/hl7-v2+er7")]
+    again = runner.invoke(app, ["ingest", "demo", "--files-dir", str(tmp_path / "files")])
+    assert again.exit_code == 0, again.output
+    assert pg_rows(server, "SELECT count(*) FROM ingest.documents") == [(len(DEMO_FILES),)]
+
+    listed = runner.invoke(app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "missing-field" in listed.output and "extract" in listed.output
+    (letter_id,) = pg_rows(server, "SELECT id FROM ingest.dead_letters WHERE status = 'open'")[0]
+    shown = runner.invoke(app, ["dlq", "show", str(letter_id)])
+    assert shown.exit_code == 0 and "missing-field" in shown.output and "Phone note" not in shown.output
+    assert runner.invoke(app, ["dlq", "show", "999999"]).exit_code == 1
+
+    # The note still has no patient id: the replay fails again (exit 1), attempts grow, nothing duplicated.
+    # (The second demo run skipped the unchanged note: its extraction is retried by replays, not reruns.)
+    replayed = runner.invoke(app, ["dlq", "replay", str(letter_id)])
+    assert replayed.exit_code == 1, replayed.output
+    assert pg_rows(server, "SELECT status, attempts FROM ingest.dead_letters") == [("open", 2)]
+    discarded = runner.invoke(app, ["dlq", "discard", str(letter_id)])
+    assert discarded.exit_code == 0, discarded.output
+    assert pg_rows(server, "SELECT status FROM ingest.dead_letters") == [("discarded",)]
+    assert runner.invoke(app, ["dlq", "replay"]).exit_code == 0  # nothing open: nothing to do
+
+    bad = runner.invoke(app, ["ingest", "run", "ftp://nowhere/x"])
+    assert bad.exit_code != 0

@@ -1,0 +1,185 @@
+"""Verification names the key ranges and keys that differ.
+
+Reconciliation repairs exactly the rows that differ, in both legs.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.opendental import reconcile, small_tables
+from clinicflow.opendental.replication import copy_plan, replica_reconcile
+from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
+from clinicflow.opendental.warehouse import load_plan, load_steps, verify
+from clinicflow_dev import generator
+from tests.integration.opendental.warehouse.conftest import mysql_exec, pg_query
+from tests.integration.opendental.warehouse.test_pgload import pg_query_exec
+
+PROC = TableConfig(primary_key=["ProcNum"], extraction_strategy=ExtractionStrategy.incremental,
+                   incremental_columns=["DateTStamp"], batch_size=1000)
+PATPLAN = TableConfig(primary_key=["PatNum", "Ordinal"], batch_size=200)
+
+
+@pytest.fixture
+def loaded(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+           ) -> tuple[MySQLServer, PostgresServer]:
+    replica, pg = make_mysql_db("ver"), make_pg_db("ver")
+    generator.create_schema(replica, edge_cases=False)
+    generator.fill_table(replica, "procedurelog", 5000)
+    generator.fill_table(replica, "patplan", 900)
+    load_steps.setup_target(pg)
+    assert load_steps.load_table_once(replica, pg, "procedurelog", PROC).verification == "ok"
+    assert load_steps.load_table_once(replica, pg, "patplan", PATPLAN).verification == "ok"
+    return replica, pg
+
+
+def _verify(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> verify.VerifyResult:
+    my, pgc = sessions.raw_connection(replica, zone="server"), pg.connect()
+    try:
+        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, table), config))
+    finally:
+        my.close()
+        pgc.close()
+
+
+def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = loaded
+    pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ClaimNote" = "ClaimNote" || \'!\' WHERE "ProcNum" = 4321')
+    pg_query_exec(pg, 'DELETE FROM raw.procedurelog WHERE "ProcNum" = 17')
+    pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcDate" = NULL WHERE "ProcNum" = 2500')
+    result = _verify(replica, pg, "procedurelog", PROC)
+    assert result.status == "differs"
+    assert result.source_rows == 5000 and result.raw_rows == 4999
+    assert len(result.diffs) == 3 and result.buckets == 50  # ~100-row ranges sampled from the key
+    by_key = {(d.missing_in_raw + d.changed)[0]: d for d in result.diffs}
+    assert by_key["17"].missing_count == 1 and by_key["17"].key_range == "ProcNum [..101)"
+    assert by_key["4321"].changed == ["4321"] and by_key["4321"].key_range == "ProcNum [4301..4401)"
+    assert by_key["2500"].changed == ["2500"]
+    assert "missing in raw (e.g. 17)" in result.summary()
+
+
+def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
+                   sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
+    my, pgc = sessions.raw_connection(replica, streaming=True, zone="server"), pg.connect()
+    try:
+        plan = load_plan.plan_load(catalog.describe_source(my, table), config)
+        return verify.reconcile_raw(replica, my, pgc, plan, sweep)
+    finally:
+        my.close()
+        pgc.close()
+
+
+def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_raw(
+        loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = loaded
+    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` IN (3, 1500, 1501, 4999)",
+               "DELETE FROM `patplan` WHERE `PatNum` IN (10, 11, 500)",
+               # A backdated insert and an update that leaves the change stamp alone: no watermark sees them.
+               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (7000, 1, '2001-01-01')",
+               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
+               "WHERE `ProcNum` IN (42, 4242)",
+               "UPDATE `patplan` SET `Ordinal` = `Ordinal` + 100 WHERE `PatNum` = 77")
+    assert _verify(replica, pg, "procedurelog", PROC).status == "differs"
+    stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep())
+    assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (4, 1, 2), stats
+    # Keys 1..5000 plus 7000: dense, so 100-key ranges cut by arithmetic up to the new maximum.
+    assert result.ok and stats.ranges == 70 and stats.ranges_hashed == 70
+    patplan_rows = pg_query(pg, 'SELECT count(*) FROM raw.patplan WHERE "PatNum" = 77')[0][0]
+    stats, result = _reconcile_raw(replica, pg, "patplan", PATPLAN, reconcile.Sweep())
+    # A composite key changed in place is a delete and an insert.
+    assert (stats.rows_deleted, stats.rows_missing) == (3 + patplan_rows, patplan_rows) and result.ok, stats
+    for table, config in (("procedurelog", PROC), ("patplan", PATPLAN)):
+        assert _verify(replica, pg, table, config).ok
+        again, _ = _reconcile_raw(replica, pg, table, config, reconcile.Sweep())
+        assert again.ranges_recopied == 0  # nothing left to repair
+    assert pg_query(pg, 'SELECT count(*) FROM raw.procedurelog')[0][0] == 4997
+
+
+def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    replica, pg = loaded
+    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
+               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
+               " WHERE `ProcNum` = 4242")
+    keys_only = reconcile.Sweep(checksums=False)
+    stats, _ = _reconcile_raw(replica, pg, "procedurelog", PROC, keys_only)
+    assert (stats.rows_deleted, stats.rows_changed, stats.ranges_hashed) == (1, 0, 0)
+    assert stats.swept == "keys"
+    # Ranges are checksummed one slice a night: the silent update is found on the night of its slice.
+    found = []
+    for night in range(7):
+        sweep = reconcile.Sweep(slices=7, night=night)
+        stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweep)
+        assert result.ok and stats.ranges_hashed in (7, 8)
+        found.append(stats.rows_changed)
+    assert sorted(found) == [0, 0, 0, 0, 0, 0, 1]
+    assert _verify(replica, pg, "procedurelog", PROC).ok
+
+
+def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str], MySQLServer]) -> None:
+    source, replica = make_mysql_db("rsrc"), make_mysql_db("rrep")
+    for server in (source, replica):
+        generator.create_schema(server, edge_cases=False)
+        generator.fill_table(server, "patplan", 900)
+        generator.fill_table(server, "procedurelog", 3000)
+    mysql_exec(source, "DELETE FROM `patplan` WHERE `PatNum` BETWEEN 100 AND 149",
+               "DELETE FROM `procedurelog` WHERE `ProcNum` % 500 = 3",
+               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (9001, 1, '2001-01-01')",
+               "UPDATE `procedurelog` SET `ClaimNote` = 'silent', `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 77")
+    configs = {"patplan": PATPLAN, "procedurelog": PROC}
+    expected = {"patplan": (50, 0, 0), "procedurelog": (6, 1, 1)}
+    for table, config in configs.items():
+        src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
+        try:
+            plan = copy_plan.plan_copy(src, rep, table, config)
+        finally:
+            src.close()
+            rep.close()
+        stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
+        assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
+        assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
+
+
+def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
+        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    """Three PatNum values of 200 rows each: sampled boundaries repeat, ranges must not (one per value, one below)."""
+    source, replica, pg = make_mysql_db("dsrc"), make_mysql_db("drep"), make_pg_db("dpg")
+    for server in (source, replica):
+        mysql_exec(server, "CREATE TABLE `visits` (`PatNum` bigint NOT NULL, `Seq` int NOT NULL, "
+                           "`Note` varchar(20) NOT NULL, PRIMARY KEY (`PatNum`, `Seq`)) ENGINE=MyISAM",
+                   "INSERT INTO `visits` SELECT 1 + seq % 3, seq, CONCAT('n', seq) FROM seq_1_to_600")
+    config = TableConfig(primary_key=["PatNum", "Seq"], batch_size=200)
+    load_steps.setup_target(pg)
+    assert load_steps.load_table_once(replica, pg, "visits", config).verification == "ok"
+    mysql_exec(source, "DELETE FROM `visits` WHERE `Seq` = 7", "UPDATE `visits` SET `Note` = 'silent' WHERE `Seq` = 8",
+               "INSERT INTO `visits` VALUES (2, 9001, 'late')")
+    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
+    try:
+        plan = copy_plan.plan_copy(src, rep, "visits", config)
+    finally:
+        src.close()
+        rep.close()
+    stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
+    assert stats.ranges == 4 and (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
+    raw_stats, result = _reconcile_raw(replica, pg, "visits", config, reconcile.Sweep())
+    assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1) and result.ok
+    assert columns.table_checksum(source, "visits") == columns.table_checksum(replica, "visits")
+
+
+def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
+        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    source, replica, pg = make_mysql_db("fsrc"), make_mysql_db("frep"), make_pg_db("fpg")
+    generator.create_schema(source, edge_cases=False)
+    generator.fill_table(source, "procedurelog", 500)
+    load_steps.setup_target(pg)
+    configs = {"procedurelog": PROC}
+    first = small_tables.replicate_and_load_small(source, replica, pg, configs)
+    assert first[0].status == "ok" and first[0].mode == "full"
+    # raw lost its table (a dbt mishap): tonight's copy is incremental and reconciled, the load a full one.
+    pg_query_exec(pg, "DROP TABLE raw.procedurelog")
+    mysql_exec(source, "DELETE FROM `procedurelog` WHERE `ProcNum` = 5")
+    second = small_tables.replicate_and_load_small(source, replica, pg, configs)[0]
+    assert second.status == "ok" and second.mode == "full" and second.verification == "ok", second.error
+    assert second.reconciliation["replica"]["rows_deleted"] == 1 and second.rows == 499

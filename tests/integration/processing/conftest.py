@@ -1,0 +1,66 @@
+"""Fixtures of the processing tests: an analytics database with the processing tables, a local bucket."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from blocks.databases import PostgresServer
+from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
+from clinicflow.processing import store
+from tests.conftest import unique_name
+from tests.integration.opendental.warehouse.conftest import pg_query
+from tests.integration.processing.service_support import Service, create_database, drop_database, start_service
+
+
+@pytest.fixture
+def analytics(make_pg_db: Callable[[str], PostgresServer]) -> PostgresServer:
+    server = make_pg_db("processing")
+    conn = server.connect()
+    try:
+        store.ensure_tables(conn)
+    finally:
+        conn.close()
+    return server
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> LocalFolderWriter:
+    return LocalFolderWriter(tmp_path / "bucket")
+
+
+# One way to read PostgreSQL in tests: the load tests' helper (the duplicates tool paired a copy here).
+pg_rows = pg_query
+
+
+SCRIPTS = {
+    "crashes": "def process(df, params):\n    return {'x': 1 / 0}\n",
+    "column_sum": "def process(df, params):\n    return {'sum': float(df[params['column']].sum())}\n",
+    # Writes its parent's pid (the flow run's process) then waits as long as that parent lives.
+    "waits": "import os, time\n"
+             "def process(df, params):\n"
+             "    parent = os.getppid()\n"
+             "    with open(params['pid_file'], 'w') as f:\n"
+             "        f.write(f'{parent} {os.getpid()}')\n"
+             "    while os.getppid() == parent:\n"
+             "        time.sleep(0.2)\n"
+             "    return {}\n",
+}
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
+    name = unique_name("processing_api")
+    database = create_database(admin, name)
+    try:
+        running = start_service(tmp_path_factory.mktemp("processing-service"), database)
+        for script, text in SCRIPTS.items():
+            (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
+        try:
+            yield running
+        finally:
+            running.close()
+    finally:
+        drop_database(admin, name)

@@ -1,0 +1,118 @@
+"""A running data-processing service for tests and the bench: Prefect server, process worker, API.
+
+Reuses the end-to-end stack of tests/integration/deploy (a real ``prefect server``, a
+process work pool, ``prefect deploy`` of the shipped prefect.yaml on that
+pool) and adds the analytics database, a local bucket, a scripts folder and
+``clinicflow serve`` as a subprocess.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from blocks.databases import PostgresServer
+from clinicflow.core.sql import quote_ident
+from clinicflow_dev.admin import admin_pg
+from clinicflow_dev.demo_service import wait_healthy
+from tests.integration.deploy.e2e_support import (
+    BIN,
+    REPO,
+    TEST_IMAGE,
+    PrefectStack,
+    block_env,
+    free_port,
+    process_pool_copy_of_prefect_yaml,
+    stop,
+)
+
+POOL = "processing-test"
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class Service:
+    stack: PrefectStack
+    database: PostgresServer
+    bucket_dir: Path
+    scripts_dir: Path
+    url: str
+    env: dict[str, str]
+    api: subprocess.Popen | None = None
+    started: list[subprocess.Popen] = field(default_factory=list)
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def wait_for(self, result_id: int, statuses: set[str], timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        row: dict[str, Any] = {}
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                row = client.get(f"/api/etl/results/{result_id}").json()
+                if row.get("status") in statuses:
+                    return row
+                time.sleep(0.3)
+        raise AssertionError(f"result {result_id} still {row.get('status')} after {timeout}s: {row}\n"
+                             f"--- worker log ---\n{self.stack.worker_log(POOL)[-4000:]}")
+
+    def close(self) -> None:
+        for process in self.started:
+            stop(process)
+        self.stack.close()
+
+
+def create_database(admin: PostgresServer, name: str) -> PostgresServer:
+    admin_pg(admin, f"CREATE DATABASE {quote_ident(name, 'postgres')}")
+    return admin.model_copy(update={"database": name})
+
+
+def drop_database(admin: PostgresServer, name: str) -> None:
+    admin_pg(admin, f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgres')} WITH (FORCE)")
+
+
+def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2) -> Service:
+    """Server, pool, the process-data deployment, a worker and the API; everything as subprocesses."""
+    stack = PrefectStack.start(home / "prefect")
+    bucket_dir = home / "bucket"
+    scripts_dir = home / "scripts"
+    bucket_dir.mkdir()
+    scripts_dir.mkdir()
+    env = {**block_env("analytics-postgres", database), "CLINICFLOW_CREDENTIALS": "env",
+           "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
+           "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(bucket_dir),
+           "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(scripts_dir)}
+    service = Service(stack=stack, database=database, bucket_dir=bucket_dir, scripts_dir=scripts_dir, url="",
+                      env=env)
+    try:
+        stack.create_process_pool(POOL)
+        copy = process_pool_copy_of_prefect_yaml(home / "prefect.yaml", POOL, credentials="env")
+        deployed = stack.run(["prefect", "--no-prompt", "deploy", "--name", "process-data", "--prefect-file",
+                              str(copy)], {"CLINICFLOW_IMAGE": TEST_IMAGE})
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        log = (stack.home / f"worker-{POOL}.log").open("wb")
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
+                                   "--limit", str(worker_limit)],
+                                  env=stack.env(env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        service.started.append(worker)
+        stack.worker = worker
+        port = free_port()
+        api_log = (home / "api.log").open("wb")
+        service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port)],
+                                       env=stack.env({**env, "CLINICFLOW_API_TOKEN": TOKEN}), cwd=REPO,
+                                       stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
+        service.started.append(service.api)
+        service.url = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=120)
+        return service
+    except BaseException:
+        service.close()
+        raise
+
+

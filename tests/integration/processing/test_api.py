@@ -1,0 +1,251 @@
+"""The service end to end: real PostgreSQL, a real Prefect server and process worker, the API over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.signal import find_peaks
+
+from tests.integration.processing.conftest import SCRIPTS
+from tests.integration.processing.service_support import TOKEN, Service
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def signal_csv(path: Path, rows: int = 2000) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    t = np.arange(rows)
+    frame = pd.DataFrame({"t": t, "voltage": np.sin(t / 20.0) * 2 + rng.normal(0, 0.3, rows)})
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def upload(service: Service, path: Path) -> dict[str, Any]:
+    with service.client() as client, open(path, "rb") as handle:
+        response = client.post("/api/etl/files", files={"file": (path.name, handle, "text/csv")})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def submit(service: Service, file_id: int, kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    with service.client() as client:
+        response = client.post("/api/etl/process", json={"data_file_id": file_id, "processing_type": kind,
+                                                          "parameters": parameters})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+class Updates:
+    """/ws messages collected in a thread."""
+
+    def __init__(self, service: Service) -> None:
+        from websockets.sync.client import connect
+
+        self.messages: list[dict[str, Any]] = []
+        self.socket = connect(service.url.replace("http", "ws") + f"/ws?token={TOKEN}")
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for text in self.socket:
+                self.messages.append(json.loads(text))
+        except Exception:  # noqa: BLE001 - closed at the end of the test
+            pass
+
+    def statuses(self, result_id: int) -> list[str]:
+        return [m["status"] for m in self.messages if m["id"] == result_id]
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def flow_run_state(service: Service, flow_run_id: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{service.stack.api_url}/flow_runs/{flow_run_id}", timeout=10) as response:
+        return json.loads(response.read())["state"]["type"]
+
+
+def wait_flow_run_state(service: Service, flow_run_id: str, wanted: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := flow_run_state(service, flow_run_id)) != wanted:
+        assert time.monotonic() < deadline, f"flow run {flow_run_id} is {state}, expected {wanted}"
+        time.sleep(0.5)
+
+
+def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
+    with service.client(token=None) as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["database"] == "ok"
+        for method, path in (("GET", "/api/etl/results"), ("GET", "/api/etl/results/1"),
+                             ("POST", "/api/etl/process"), ("DELETE", "/api/etl/results/1"),
+                             ("GET", "/api/etl/results/1/export"), ("POST", "/api/etl/files")):
+            assert client.request(method, path).status_code == 401, path
+        assert client.get("/api/etl/results", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/ui/").status_code == 200  # the page holds no data; its calls need the token
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus, match="403"):  # closed before the handshake completes
+        connect(service.url.replace("http", "ws") + "/ws?token=wrong")
+
+
+def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, tmp_path: Path) -> None:
+    frame = signal_csv(tmp_path / "voltage.csv")
+    data_file = upload(service, tmp_path / "voltage.csv")
+    assert data_file["row_count"] == 2000 and [c["name"] for c in data_file["columns"]] == ["t", "voltage"]
+    updates = Updates(service)
+    try:
+        rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,
+                                                                      "columns": ["voltage"], "max_points": 5000})
+        peaks = submit(service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0,
+                                                                      "distance": 30})
+        assert rolling["status"] == "PENDING" and rolling["flow_run_id"]
+        done = service.wait_for(rolling["id"], {"COMPLETED", "FAILED", "CRASHED"})
+        assert done["status"] == "COMPLETED", done
+        found = service.wait_for(peaks["id"], {"COMPLETED", "FAILED", "CRASHED"})
+        assert found["status"] == "COMPLETED", found
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and updates.statuses(peaks["id"])[-1:] != ["COMPLETED"]:
+            time.sleep(0.2)
+    finally:
+        updates.close()
+    expected_mean = frame["voltage"].rolling(25, center=True).mean().to_numpy()
+    got = np.array(done["result_data"]["series"]["voltage"]["rolling_mean"], dtype=float)
+    np.testing.assert_allclose(got, expected_mean, equal_nan=True, rtol=1e-9)
+    expected_peaks, props = find_peaks(frame["voltage"].to_numpy(), prominence=1.0, distance=30)
+    assert [p["index"] for p in found["result_data"]["peaks"]] == expected_peaks.tolist()
+    assert [p["prominence"] for p in found["result_data"]["peaks"]] == pytest.approx(props["prominences"].tolist())
+    # Live: each row went PENDING -> PROCESSING (progress) -> COMPLETED, relayed from NOTIFY.
+    for result_id in (rolling["id"], peaks["id"]):
+        seen = [s for i, s in enumerate(updates.statuses(result_id))
+                if i == 0 or updates.statuses(result_id)[i - 1] != s]
+        assert seen == ["PENDING", "PROCESSING", "COMPLETED"], updates.messages
+    wait_flow_run_state(service, rolling["flow_run_id"], "COMPLETED")
+    assert done["flow_run_id"] == rolling["flow_run_id"]
+
+    with service.client() as client:
+        listed = client.get("/api/etl/results", params={"type": "peak_detection", "status": "COMPLETED"}).json()
+        listed_ids = [r["id"] for r in listed["items"]]
+        assert peaks["id"] in listed_ids and rolling["id"] not in listed_ids
+        page = client.get("/api/etl/results", params={"limit": 1, "offset": 0}).json()
+        assert len(page["items"]) == 1 and page["total"] >= 2
+        csv_text = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "csv"}).text
+        assert csv_text.splitlines()[0] == "index,value,prominence"
+        assert len(csv_text.splitlines()) == len(expected_peaks) + 1
+        exported = client.get(f"/api/etl/results/{rolling['id']}/export", params={"format": "json"})
+        assert exported.headers["content-disposition"].endswith(f'result-{rolling["id"]}.json"')
+        assert exported.json()["result_data"] == done["result_data"]
+
+
+@pytest.mark.parametrize("kind,parameters,field", [
+    ("fourier", {}, ["body", "processing_type"]),
+    ("rolling_mean", {"window": 0}, ["body", "parameters", "window"]),
+    ("rolling_mean", {"window": 3, "columns": ["pulse"]}, ["body", "parameters", "columns"]),
+    ("peak_detection", {"height": "tall"}, ["body", "parameters", "height"]),
+    ("custom", {"script": "../outside"}, ["body", "parameters", "script"]),
+    ("custom", {"script": "linked_outside"}, ["body", "parameters", "script"]),
+    ("custom", {"script": "not_there"}, ["body", "parameters", "script"]),
+])
+def test_bad_requests_are_refused_naming_the_field(service: Service, tmp_path: Path, kind: str,
+                                                   parameters: dict[str, Any], field: list[str]) -> None:
+    outside = tmp_path / "outside.py"
+    outside.write_text(SCRIPTS["column_sum"], encoding="utf-8")
+    link = service.scripts_dir / "linked_outside.py"
+    if not link.is_symlink():
+        os.symlink(outside, link)
+    signal_csv(tmp_path / "v.csv", rows=50)
+    data_file = upload(service, tmp_path / "v.csv")
+    with service.client() as client:
+        before = client.get("/api/etl/results").json()["total"]
+        response = client.post("/api/etl/process", json={"data_file_id": data_file["id"], "processing_type": kind,
+                                                          "parameters": parameters})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == field
+        assert client.get("/api/etl/results").json()["total"] == before, "a refused request leaves no row"
+        missing = client.post("/api/etl/process", json={"data_file_id": 10**9, "processing_type": "data_quality"})
+        assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "data_file_id"]
+
+
+def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Service, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text("t,v\n" + "".join(f"{i},{i % 5}\n" for i in range(100)) + "100,n/a?\n", encoding="utf-8")
+    bad = upload(service, path)
+    failed = submit(service, bad["id"], "rolling_mean", {"window": 3, "columns": ["v"]})
+    row = service.wait_for(failed["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert row["status"] == "FAILED" and "column 'v' is not numeric" in row["error"], row
+    assert row["result_data"] is None
+
+    signal_csv(tmp_path / "ok.csv", rows=100)
+    good = upload(service, tmp_path / "ok.csv")
+    crash = submit(service, good["id"], "custom", {"script": "crashes"})
+    row = service.wait_for(crash["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert row["status"] == "FAILED" and "ZeroDivisionError: division by zero" in row["error"], row
+    wait_flow_run_state(service, crash["flow_run_id"], "FAILED")
+
+    summed = submit(service, good["id"], "custom", {"script": "column_sum", "params": {"column": "t"}})
+    row = service.wait_for(summed["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert row["status"] == "COMPLETED" and row["result_data"]["result"] == {"sum": float(sum(range(100)))}
+
+    # Unreadable bytes are refused at upload time, naming the file.
+    with service.client() as client:
+        response = client.post("/api/etl/files",
+                               files={"file": ("x.parquet", b"not parquet", "application/octet-stream")})
+    assert response.status_code == 422 and "x.parquet" in response.json()["detail"][0]["msg"]
+
+
+def start_waiting_job(service: Service, tmp_path: Path) -> tuple[dict[str, Any], int, int]:
+    signal_csv(tmp_path / "w.csv", rows=20)
+    data_file = upload(service, tmp_path / "w.csv")
+    pid_file = tmp_path / "pids"
+    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"pid_file": str(pid_file)},
+                                                      "timeout_seconds": 600})
+    service.wait_for(job["id"], {"PROCESSING"})
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.2)
+    flow_pid, script_pid = map(int, pid_file.read_text().split())
+    return job, flow_pid, script_pid
+
+
+def gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_run_killed_mid_way_never_stays_processing(service: Service, tmp_path: Path) -> None:
+    job, flow_pid, script_pid = start_waiting_job(service, tmp_path)
+    os.kill(flow_pid, signal.SIGKILL)
+    row = service.wait_for(job["id"], {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, timeout=120)
+    assert row["status"] in ("CRASHED", "FAILED"), row
+    assert job["flow_run_id"] in row["error"]
+    wait_flow_run_state(service, job["flow_run_id"], "CRASHED")
+    assert gone(script_pid), "the script's process outlived the flow run's"
+
+
+def test_delete_cancels_a_running_job(service: Service, tmp_path: Path) -> None:
+    job, flow_pid, script_pid = start_waiting_job(service, tmp_path)
+    with service.client() as client:
+        response = client.delete(f"/api/etl/results/{job['id']}")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"id": job["id"], "deleted": True, "cancelled_flow_run": job["flow_run_id"]}
+        assert client.get(f"/api/etl/results/{job['id']}").status_code == 404
+        assert client.delete(f"/api/etl/results/{job['id']}").status_code == 404
+    wait_flow_run_state(service, job["flow_run_id"], "CANCELLED")
+    assert gone(flow_pid) and gone(script_pid)

@@ -1,0 +1,60 @@
+"""The results page in a real headless Chromium (Debian's, driven by Playwright): submit, live status, chart."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.processing.service_support import TOKEN, Service
+from tests.integration.processing.test_api import signal_csv
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it as root)")
+    from playwright.sync_api import expect, sync_playwright
+
+    signal_csv(tmp_path / "ecg.csv", rows=1500)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.goto(service.url + "/ui/")
+            page.fill("#token", TOKEN)
+            page.click("#save-token")
+            expect(page.locator("#live")).to_have_text("live: on", timeout=30_000)
+            page.set_input_files("#file-input", str(tmp_path / "ecg.csv"))
+            page.click("#upload")
+            expect(page.locator("#upload-status")).to_contain_text("uploaded as file", timeout=30_000)
+            # A marker that a reload would wipe: the status must change without one.
+            page.evaluate("window.__noReload = true")
+            for kind, parameters in (("rolling_mean", {"window": 31, "columns": ["voltage"]}),
+                                     ("peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 40})):
+                page.select_option("#type", kind)
+                page.fill("#params", json.dumps(parameters))
+                page.click("#submit")
+                expect(page.locator("#submit-status")).to_contain_text("submitted as result", timeout=30_000)
+                result_id = page.locator("#submit-status").inner_text().rsplit(" ", 1)[-1]
+                status = page.locator(f'#results tbody tr[data-id="{result_id}"] .status')
+                expect(status).to_have_text("COMPLETED", timeout=180_000)
+                assert page.evaluate("window.__noReload") is True, "the page was reloaded"
+                # The detail view redraws itself when the live update says the run ended.
+                expect(page.locator("#detail-title")).to_contain_text(f"Result {result_id}: {kind} - COMPLETED",
+                                                                      timeout=30_000)
+                chart = page.locator("#chart")
+                expect(chart).to_be_visible()
+                drawn = chart.get_attribute("data-drawn") or ""
+                if kind == "rolling_mean":
+                    assert drawn.startswith("2 series"), drawn  # the series and its rolling mean
+                else:
+                    assert int(drawn.split(", ")[1].split()[0]) > 0, drawn  # peaks marked
+                page.screenshot(path=str(tmp_path / f"results-page-{kind}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "results-page-peak_detection.png").stat().st_size > 10_000

@@ -1,0 +1,152 @@
+"""The runner and the results table without Prefect: real PostgreSQL, a local folder bucket."""
+from __future__ import annotations
+
+import json
+import select
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blocks.databases import PostgresServer
+from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
+from clinicflow.processing import store
+from clinicflow.processing.base import InvalidRequest
+from clinicflow.processing.files import register_uri, store_upload
+from clinicflow.processing.runner import process_result
+from tests.integration.processing.conftest import pg_rows
+
+
+def upload(server: PostgresServer, bucket: LocalFolderWriter, path: Path, name: str | None = None) -> dict:
+    conn = server.connect()
+    try:
+        return store_upload(conn, bucket, path, name or path.name)
+    finally:
+        conn.close()
+
+
+def submit(server: PostgresServer, file_id: int, kind: str, params: dict) -> int:
+    conn = server.connect()
+    try:
+        return store.insert_result(conn, file_id, kind, params)
+    finally:
+        conn.close()
+
+
+def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: PostgresServer,
+                                                                  bucket: LocalFolderWriter, tmp_path: Path) -> None:
+    path = tmp_path / "hr.csv"
+    frame = pd.DataFrame({"hr": np.arange(100, dtype=float) % 7})
+    frame.to_csv(path, index=False)
+    data_file = upload(analytics, bucket, path, "../../hr.csv")
+    assert data_file["name"] == "hr.csv" and data_file["row_count"] == 100 and data_file["format"] == "csv"
+    assert data_file["storage_uri"] == bucket.root.as_uri() + "/" + data_file["object_name"]
+    assert bucket.exists(data_file["object_name"])
+
+    listener = analytics.connect()
+    listener.autocommit = True
+    with listener.cursor() as cur:
+        cur.execute(f"LISTEN {store.CHANNEL}")
+    result_id = submit(analytics, data_file["id"], "rolling_mean", {"window": 5})
+    summary = process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path)
+    assert summary["status"] == "COMPLETED"
+    events: list[dict] = []
+    while len(events) < 3 and select.select([listener], [], [], 5)[0]:
+        listener.poll()
+        events += [json.loads(n.payload) for n in listener.notifies]
+        listener.notifies.clear()
+    listener.close()
+    assert [e["status"] for e in events if e["id"] == result_id] == ["PENDING", "PROCESSING", "COMPLETED"]
+
+    conn = analytics.connect()
+    row = store.get_result(conn, result_id)
+    conn.close()
+    assert row["status"] == "COMPLETED" and row["progress"] == 1 and row["error"] is None
+    expected = frame["hr"].rolling(5).mean().to_numpy()
+    got = np.array(row["result_data"]["series"]["hr"]["rolling_mean"], dtype=float)
+    np.testing.assert_allclose(got, expected, equal_nan=True)
+    # A finished row never changes again (a late hook, a retried task).
+    conn = analytics.connect()
+    assert store.mark_ended(conn, result_id, "CRASHED", "late") is None
+    assert store.mark_processing(conn, result_id, None) is None
+    conn.close()
+    assert pg_rows(analytics, "SELECT status FROM processing.results WHERE id = %s", (result_id,)) == [("COMPLETED",)]
+
+
+def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucket: LocalFolderWriter,
+                                               tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text("t,v\n1,2.5\n2,oops\n3,4\n", encoding="utf-8")
+    data_file = upload(analytics, bucket, path)
+    result_id = submit(analytics, data_file["id"], "peak_detection", {"column": "v"})
+    with pytest.raises(Exception, match="column 'v' is not numeric"):
+        process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path)
+    ((status, error),) = pg_rows(analytics, "SELECT status, error FROM processing.results WHERE id = %s",
+                                 (result_id,))
+    assert status == "FAILED" and "column 'v' is not numeric (first bad value at row 1)" in error
+
+
+def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("v\n1\n2\n", encoding="utf-8")
+    result_id = submit(analytics, upload(analytics, bucket, path)["id"], "data_quality", {})
+    conn = analytics.connect()
+    assert store.delete_result(conn, result_id)
+    conn.close()
+    summary = process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path)
+    assert summary == {"result_id": result_id, "status": "skipped", "reason": "result is deleted"}
+
+
+def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, bucket: LocalFolderWriter,
+                                                 tmp_path: Path) -> None:
+    source = tmp_path / "p.parquet"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0]}).to_parquet(source)
+    bucket.upload_file(source, "incoming/p.parquet")
+    conn = analytics.connect()
+    try:
+        row = register_uri(conn, bucket, bucket.root.as_uri() + "/incoming/p.parquet", tmp_path)
+        assert (row["format"], row["row_count"], row["object_name"]) == ("parquet", 3, "incoming/p.parquet")
+        for uri in ("file:///etc/passwd", bucket.root.as_uri() + "/../x.csv", bucket.root.as_uri() + "/nope.csv"):
+            with pytest.raises(InvalidRequest) as error:
+                register_uri(conn, bucket, uri, tmp_path)
+            assert error.value.field == "uri"
+    finally:
+        conn.close()
+
+
+def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServer, bucket: LocalFolderWriter,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("v\n1\n2\n", encoding="utf-8")
+    file_id = upload(analytics, bucket, path)["id"]
+    ids = [submit(analytics, file_id, "data_quality", {}) for _ in range(4)]
+    conn = analytics.connect()
+    try:
+        for i, result_id in enumerate(ids):
+            store.set_flow_run_id(conn, result_id, f"00000000-0000-0000-0000-00000000000{i}")
+        store.mark_processing(conn, ids[1], None)
+        assert store.stale_active_runs(conn, 3600) == {}
+        with conn.cursor() as cur:
+            cur.execute("UPDATE processing.results SET updated_at = now() - interval '10 minutes'")
+        conn.commit()
+        stale = store.stale_active_runs(conn, 60)
+        assert sorted(stale) == ids
+        ended = store.reconcile_ended_runs(conn, {ids[0]: "CRASHED", ids[1]: "COMPLETED", ids[2]: "RUNNING"})
+        assert [(t.id, t.status) for t in ended] == [(ids[0], "CRASHED"), (ids[1], "FAILED")]
+    finally:
+        conn.close()
+    rows = dict(pg_rows(analytics, "SELECT id, status FROM processing.results"))
+    assert [rows[i] for i in ids] == ["CRASHED", "FAILED", "PENDING", "PENDING"]
+
+
+def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (tmp_path / name).write_text("v\n1\n", encoding="utf-8")
+        upload(analytics, bucket, tmp_path / name)
+    conn = analytics.connect()
+    try:
+        rows, total = store.list_data_files(conn, limit=2, offset=0)
+    finally:
+        conn.close()
+    assert total == 3 and [r["name"] for r in rows] == ["c.csv", "b.csv"]

@@ -1,0 +1,93 @@
+"""HTTP extractor against a local HTTP server.
+
+Pagination styles, 429 + Retry-After, transient 5xx, dropped connections.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clinicflow.toolkit.base import RunContext, ToolkitError
+from clinicflow.toolkit.http import (
+    CursorPagination,
+    HttpExtractor,
+    LinkPagination,
+    OffsetPagination,
+    PagePagination,
+    TokenBucket,
+)
+from tests.integration.toolkit.conftest import ITEMS, Api
+from tests.unit.toolkit.test_http import FakeClock
+
+CTX = RunContext()
+
+
+def ids(extractor: HttpExtractor) -> list[int]:
+    return [r["id"] for b in extractor.extract(CTX) for r in b.as_dicts()]
+
+
+@pytest.mark.parametrize("path, pagination, records_path", [
+    ("/pages", PagePagination(page_size=10), "data"),
+    ("/offset", OffsetPagination(limit=10), "data"),
+    ("/cursor", CursorPagination(cursor_path="meta.next"), "data"),
+    ("/link", LinkPagination(), ""),
+])
+def test_every_pagination_style_reads_all_records_once(api: Api, path: str, pagination: object,
+                                                       records_path: str) -> None:
+    extractor = HttpExtractor(api.base + path, pagination=pagination, records_path=records_path)  # type: ignore[arg-type]
+    assert ids(extractor) == [item["id"] for item in ITEMS]
+    # 23 items in pages of 10: three requests (page/offset need no empty fourth page)
+    assert api.state.hits[path] == 3
+
+
+def test_429_waits_for_retry_after_then_succeeds(api: Api) -> None:
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    extractor = HttpExtractor(api.base + "/limited", records_path="data", sleep=sleep, backoff_seconds=0.01)
+    assert ids(extractor) == [1, 2, 3]
+    assert slept == [1.0] and api.state.hits["/limited"] == 2
+
+
+def test_transient_5xx_and_dropped_connections_are_retried(api: Api) -> None:
+    flaky = HttpExtractor(api.base + "/flaky", records_path="data", backoff_seconds=0.01)
+    assert ids(flaky) == [1, 2]
+    assert api.state.hits["/flaky"] == 3 and len(flaky.waits) == 2
+    dropped = HttpExtractor(api.base + "/drop", records_path="data", backoff_seconds=0.01)
+    assert ids(dropped) == [1]
+    assert api.state.hits["/drop"] == 2
+
+
+def test_gives_up_after_max_retries_and_never_retries_404(api: Api) -> None:
+    down = HttpExtractor(api.base + "/always503", records_path="data", max_retries=2, backoff_seconds=0.01)
+    with pytest.raises(ToolkitError, match="HTTP 503 from http://127.0.0.1"):
+        ids(down)
+    assert api.state.hits["/always503"] == 3
+    with pytest.raises(ToolkitError, match="HTTP 404"):
+        ids(HttpExtractor(api.base + "/missing", backoff_seconds=0.01))
+    assert api.state.hits["/missing"] == 1
+
+
+def test_errors_never_show_url_credentials(api: Api) -> None:
+    url = api.base.replace("http://", "http://user:s3cret@") + "/missing?token=abc"
+    with pytest.raises(ToolkitError) as err:
+        ids(HttpExtractor(url))
+    assert "s3cret" not in str(err.value) and "abc" not in str(err.value)
+
+
+def test_wrong_records_path_is_named(api: Api) -> None:
+    with pytest.raises(ToolkitError, match="no list at records_path 'items'"):
+        ids(HttpExtractor(api.base + "/pages", records_path="items"))
+
+
+def test_rate_limited_extractor_waits_between_requests(api: Api) -> None:
+    clock = FakeClock()
+    extractor = HttpExtractor(api.base + "/pages", records_path="data", pagination=PagePagination(page_size=10),
+                              rate_limit_per_second=1, rate_limit_burst=1)
+    extractor.limiter = TokenBucket(1, 1, clock=clock, sleep=clock.sleep)
+    assert len(ids(extractor)) == 23
+    assert clock.sleeps == pytest.approx([1.0, 1.0])  # 3 requests, burst 1, 1 per second

@@ -1,0 +1,138 @@
+"""`clinicflow pipelines sync [--prune]`, `run` and `backfill` against a real local Prefect server."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from clinicflow.cli import app
+from tests.conftest import unique_name
+
+MODULE = '''
+from datetime import timedelta
+from clinicflow.toolkit.compose import step
+from clinicflow.toolkit.spec import PipelineSpec, Timescope
+
+def record(ctx):
+    with open({out!r}, "a") as out:
+        out.write(f"{{ctx.pipeline}} {{ctx.parameters['limit']}} {{ctx.start.isoformat()}} {{ctx.end.isoformat()}}\\n")
+    return 1
+
+pipeline = PipelineSpec(name="{name}", steps=[step("record", record)],
+                        schedules=[{{"cron": "{cron}", "timezone": "Europe/Paris"}}],
+                        timescope=Timescope(window=timedelta(days=1)), parameters={{"limit": 10}})
+'''
+
+
+def write_pipeline(folder: Path, name: str, cron: str = "0 3 * * *", out: Path | None = None) -> None:
+    (folder / f"{name.replace('-', '_')}_pipeline.py").write_text(
+        MODULE.format(name=name, cron=cron, out=str(out or folder / "runs.txt")))
+
+
+def client_call(fn: Any) -> Any:
+    from prefect import get_client
+
+    async def go() -> Any:
+        async with get_client() as client:
+            return await fn(client)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def work_pool(prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    name = unique_name("pool").replace("_", "-")
+    client_call(lambda c: c.create_work_pool(WorkPoolCreate(name=name, type="process")))
+    monkeypatch.setenv("CLINICFLOW_WORK_POOL", name)
+    return name
+
+
+def deployments(pool: str) -> dict[str, Any]:
+    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+    in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))
+    found = client_call(lambda c: c.read_deployments(work_pool_filter=in_pool))
+    return {d.name: d for d in found}
+
+
+def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str, tmp_path: Path) -> None:
+    from flows.pipeline_registry import MANAGED_TAG
+
+    a, b = unique_name("a").replace("_", "-"), unique_name("b").replace("_", "-")
+    write_pipeline(tmp_path, a)
+    write_pipeline(tmp_path, b)
+    runner = CliRunner()
+    first = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    found = deployments(work_pool)
+    assert set(found) == {a, b}
+    assert MANAGED_TAG in found[a].tags and found[a].entrypoint == "flows/pipeline.py:run_pipeline"
+    assert found[a].parameters == {"pipeline": a, "parameters": {"limit": 10}, "folder": str(tmp_path)}
+    (schedule,) = found[a].schedules
+    assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "Europe/Paris"
+
+    # An unmanaged deployment on the same flow and pool: prune must leave it alone.
+    flow_id = found[a].flow_id
+    client_call(lambda c: c.create_deployment(flow_id=flow_id, name="hand-made", work_pool_name=work_pool,
+                                              entrypoint="flows/pipeline.py:run_pipeline", tags=["clinicflow"]))
+
+    write_pipeline(tmp_path, a, cron="30 4 * * 1")  # changed schedule
+    (tmp_path / f"{b.replace('-', '_')}_pipeline.py").unlink()  # removed from code
+    second = runner.invoke(app, ["pipelines", "sync", "--prune", "--folder", str(tmp_path)])
+    assert second.exit_code == 0, second.output
+    assert f"updated: {a}" in second.output and f"pruned: {b}" in second.output
+    found = deployments(work_pool)
+    assert set(found) == {a, "hand-made"}
+    (schedule,) = found[a].schedules
+    assert schedule.schedule.cron == "30 4 * * 1"
+
+
+def test_sync_deploys_nothing_when_a_module_is_broken_or_the_pool_is_missing(work_pool: str, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    a = unique_name("a").replace("_", "-")
+    write_pipeline(tmp_path, a)
+    (tmp_path / "broken_pipeline.py").write_text("1/0\n")
+    runner = CliRunner()
+    out = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
+    assert out.exit_code == 1 and "broken_pipeline.py: ZeroDivisionError" in out.output
+    assert deployments(work_pool) == {}
+    (tmp_path / "broken_pipeline.py").unlink()
+    monkeypatch.setenv("CLINICFLOW_WORK_POOL", "no-such-pool")
+    out = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
+    assert out.exit_code == 2 and "work pool 'no-such-pool' does not exist" in out.output
+
+
+def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
+    name = unique_name("bf").replace("_", "-")
+    runs = tmp_path / "runs.txt"
+    write_pipeline(tmp_path, name, out=runs)
+    runner = CliRunner()
+    ran = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limit=3",
+                              "--start", "2026-01-01T00:00:00", "--end", "2026-01-02T00:00:00"])
+    assert ran.exit_code == 0, ran.output
+    assert runs.read_text() == f"{name} 3 2026-01-01T00:00:00+00:00 2026-01-02T00:00:00+00:00\n"
+    bad = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limt=3"])
+    assert bad.exit_code == 2 and "unknown parameters ['limt']" in bad.output
+
+    no_deployment = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
+                                        "--from", "2026-01-01", "--to", "2026-01-04"])
+    assert no_deployment.exit_code == 2 and "run `clinicflow pipelines sync` first" in no_deployment.output
+    assert runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)]).exit_code == 0
+    filled = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
+                                 "--from", "2026-01-01", "--to", "2026-01-04"])
+    assert filled.exit_code == 0, filled.output
+    assert "3 flow runs created" in filled.output
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployment_id = deployments(work_pool)[name].id
+    flow_runs = client_call(lambda c: c.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))))
+    windows = sorted((r.parameters["start"], r.parameters["end"]) for r in flow_runs if "backfill" in r.tags)
+    assert [w[0][:10] for w in windows] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert windows[-1][1][:10] == "2026-01-04"

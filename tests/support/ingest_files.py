@@ -1,0 +1,33 @@
+"""Ingestion test inputs shared by the unit and integration tests: a referral letter, a PNG, a file tree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+REFERRAL = """Referral letter
+Patient: {name}
+MRN: {mrn}
+DOB: 03/14/1961
+Date of Service: 2024-05-{day:02d}
+Provider: Dr. Alan Grant, DDS
+
+Diagnosis: E11.9 type 2 diabetes; K02.52 dental caries
+Procedures: D2391, 99213
+Medications:
+- Metformin 500 mg
+- Amoxicillin 500 mg
+
+Summary: Caries on tooth 30, restored. Follow up in six months.
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def referral(n: int) -> bytes:
+    return REFERRAL.format(name=f"Patient {n}", mrn=f"MRN{n:06d}", day=1 + n % 28).encode()
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
