@@ -67,8 +67,8 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("demo_service")
     env = clean_env({"CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": name})
-    demo = subprocess.Popen([str(BIN / "clinicflow"), "demo", "--serve-only", "--serve-port", "0", "--prefect-port", "0",
-                             "--serve-dir", str(tmp_path / "demo-service")],
+    demo = subprocess.Popen([str(BIN / "clinicflow"), "demo", "--serve-only", "--serve-port", "0",
+                             "--prefect-port", "0", "--serve-dir", str(tmp_path / "demo-service")],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
