@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from clinicflow.core.sql import quote_ident
 
@@ -64,13 +64,17 @@ _DDL = [
 ]
 
 
+# How a table was handled: copied/loaded fully, incrementally, found unchanged, or not at all (failed early).
+TableMode = Literal["full", "incremental", "unchanged", "none"]
+
+
 @dataclass
 class TableOutcome:
     """What happened to one table in one run (replication and load)."""
 
     table: str
     status: str = "ok"                 # ok | unchanged | failed | skipped
-    mode: str | None = None            # full | incremental | unchanged | none
+    mode: TableMode | None = None
     rows: int = 0                      # rows read from the replica and written (COPY)
     rows_changed: int = 0              # rows inserted or updated in raw (incremental merges)
     bytes: int = 0

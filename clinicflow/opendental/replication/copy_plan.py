@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from clinicflow.connectors.mysql.columns import (
     Column,
@@ -27,6 +27,9 @@ from clinicflow.opendental.chunks import (
     walk_boundaries,
 )
 from clinicflow.opendental.tables.config import TableConfig
+
+# How a table is copied tonight: a full copy swapped in, incremental pages merged, or nothing to copy.
+CopyMode = Literal["full", "incremental", "unchanged"]
 
 STATE_TABLE = "_clinicflow_replication_state"
 
@@ -53,7 +56,7 @@ class CopyPlan:
     """What one run does to one table; passed between tasks."""
 
     table: str
-    mode: str  # "full" | "incremental" | "unchanged" (nothing to copy)
+    mode: CopyMode
     columns: list[Column]
     key_columns: list[str]  # incremental keyset order: watermark columns, then key
     batch_size: int
@@ -140,7 +143,7 @@ def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[st
 
 
 def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None,
-                    mode: str) -> None:
+                    mode: CopyMode) -> None:
     with conn.cursor() as cur:
         cur.execute(
             f"REPLACE INTO {quote_ident(STATE_TABLE, 'mysql')} (table_name, key_columns, watermark, mode, updated_at) "
@@ -178,7 +181,7 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
         full_refresh = True
         note = f"source columns changed ({'; '.join(changes)}): full copy with the new definition"
     if not pk:
-        mode = "full"
+        mode: CopyMode = "full"
         note = note or "no primary key: copied fully"
     else:
         key_cols = keyset_columns(config.incremental_columns, pk) if config.is_incremental else list(pk)

@@ -8,6 +8,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql.columns import checksum_table
 from clinicflow.core.sql import quote_qualified
+from clinicflow.opendental.metrics import TableMode
 from clinicflow.opendental.warehouse.load_plan import LOAD_STATE_TABLE, LoadPlan
 
 
@@ -30,7 +31,7 @@ def read_state(pg_conn: Any, plan: LoadPlan) -> LoadState | None:
     return LoadState(row[0], tuple(row[1] or ()), tuple(row[2]) if row[2] is not None else None, row[3])
 
 
-def _write_state(cur: Any, plan: LoadPlan, mode: str, watermark: Sequence[str] | None,
+def _write_state(cur: Any, plan: LoadPlan, mode: TableMode, watermark: Sequence[str] | None,
                  fingerprint: str | None) -> None:
     cur.execute(
         f"INSERT INTO {quote_qualified(plan.state_schema, LOAD_STATE_TABLE, 'postgres')} "

@@ -29,7 +29,7 @@ from clinicflow.connectors.mysql import catalog, sessions
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.chunks import clustered_by_key, keyset_after, ranges_from_boundaries, walk_boundaries
-from clinicflow.opendental.metrics import TableOutcome
+from clinicflow.opendental.metrics import TableMode, TableOutcome
 from clinicflow.opendental.reconcile import Sweep, sweep_for
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.tables.typemap import Kind
@@ -122,7 +122,7 @@ def full_load_chunks(mysql_conn: Any, plan: load_plan.LoadPlan) -> list[Chunk]:
     return [Chunk("all")]
 
 
-def _outcome(plan: load_plan.LoadPlan, mode: str, started: float, **values: Any) -> TableOutcome:
+def _outcome(plan: load_plan.LoadPlan, mode: TableMode, started: float, **values: Any) -> TableOutcome:
     outcome = TableOutcome(plan.table, mode=mode, seconds=time.time() - started, **values)
     return outcome
 
