@@ -1,7 +1,4 @@
-"""Thin Prefect tasks around clinicflow.opendental.warehouse.load_steps and clinicflow.opendental.metrics.
-
-PostgreSQL loads.
-"""
+"""Thin Prefect tasks around the PostgreSQL load (opendental.warehouse.load_steps) and the run metrics."""
 from __future__ import annotations
 
 from typing import Any

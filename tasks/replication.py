@@ -1,4 +1,4 @@
-"""Thin Prefect tasks around clinicflow.replication (one per planning, chunk, swap, incremental run)."""
+"""Thin Prefect tasks around clinicflow.opendental.replication (planning, chunk, swap, incremental run)."""
 from __future__ import annotations
 
 from prefect import task

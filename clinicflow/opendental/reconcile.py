@@ -1,6 +1,6 @@
 """Range reconciliation: find the key ranges whose rows differ between two tables, in one pass per side.
 
-Used by both legs of the nightly (source → replica in :mod:`clinicflow.replication`,
+Used by both legs of the nightly (source → replica in :mod:`clinicflow.opendental.replication`,
 replica → raw in :mod:`clinicflow.opendental.warehouse.verify`), in the spirit of pt-table-checksum:
 
 1. boundaries are sampled from the source's primary key (the one chunk
