@@ -77,7 +77,7 @@ def main() -> None:
     servers.update({k: pg.model_copy(update={"database": v}) for k, v in pg_names.items()})
     workers: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-        stack = PrefectStack.start(Path(tmp) / "prefect")
+        stack = PrefectStack.start(Path(tmp) / "prefect", timeout=300)
         try:
             counts = generator.seed(servers["src"], scale=args.scale)
             config = tables_yml(counts)

@@ -115,7 +115,7 @@ def next_action(previous: ChildRun | None) -> tuple[str, int]:
     return "wait", previous.attempt
 
 
-def backoff_delays(first: float = 1.0, factor: float = 1.5, cap: float = 10.0) -> Iterator[float]:
+def poll_delays(first: float = 1.0, factor: float = 1.5, cap: float = 10.0) -> Iterator[float]:
     """Seconds to sleep between polls of the children: growing, never above ``cap``."""
     if first <= 0 or factor < 1 or cap < first:
         raise ValueError(f"fan-out backoff: need 0 < first <= cap and factor >= 1 (got {first}, {factor}, {cap})")

@@ -109,7 +109,7 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
             to_start.append((name, attempt))
             if action == "retry":
                 log.info("fan-out: %s %s earlier, starting attempt %d", name, previous[name].state_name, attempt)
-    delays = fanout.backoff_delays()
+    delays = fanout.poll_delays()
     while to_start or in_flight:
         while to_start and len(in_flight) < width:
             name, attempt = to_start.pop(0)
@@ -119,7 +119,7 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
             done[in_flight.pop(child.flow_run_id)] = child
             log.info("fan-out: %s %s", child.partition, child.state_name)
         if finished:
-            delays = fanout.backoff_delays()
+            delays = fanout.poll_delays()
         else:
             time.sleep(next(delays))
     return done

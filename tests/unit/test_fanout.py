@@ -56,11 +56,11 @@ def test_a_rerun_keeps_completed_waits_for_running_and_retries_only_failed_parti
     assert fanout.next_action(None) == ("start", 0)
 
 
-def test_backoff_grows_to_its_cap() -> None:
-    delays = list(itertools.islice(fanout.backoff_delays(1.0, 2.0, 5.0), 5))
+def test_poll_delays_grow_to_their_cap() -> None:
+    delays = list(itertools.islice(fanout.poll_delays(1.0, 2.0, 5.0), 5))
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
     with pytest.raises(ValueError):
-        next(fanout.backoff_delays(0, 2, 5))
+        next(fanout.poll_delays(0, 2, 5))
 
 
 def test_partition_report_names_failed_and_missing_tables() -> None:
