@@ -10,7 +10,7 @@ in-pod anchor, child runs, and the overhead each child run adds
 (one pod); the machine's cores bound what a process pool can show, a cluster
 adds a core per pod.
 
-    uv run --frozen python -m bench.bench_fanout [--scale 0.05] [--workers 1 2 3]
+    uv run --frozen python -m bench.bench_fanout [--scale 3] [--workers 1 2 3]
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _parent(stack: PrefectStack, parameters: dict, extra_env: dict[str, str]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.05, help="generator scale of the source")
+    parser.add_argument("--scale", type=float, default=3.0, help="generator scale of the source")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--group-size", type=int, default=25, help="small tables per child run")
     args = parser.parse_args()
@@ -110,7 +110,8 @@ def main() -> None:
                           **block_env("analytics-postgres", servers["pg_in"])}
             _parent(stack, common, in_pod_env)  # first load (not timed): creates the tables
             anchor = _parent(stack, common, in_pod_env)
-            print(f"in-pod (anchor): {anchor:.1f} s", flush=True)
+            rows = sum(counts.values())
+            print(f"in-pod (anchor): {anchor:.1f} s, {rows / anchor:.0f} rows/s", flush=True)
             fan_env_parent = {"CLINICFLOW_CREDENTIALS": "blocks", **env_small}
             for count in sorted(args.workers):
                 while len(workers) < count:

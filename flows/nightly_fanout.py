@@ -113,7 +113,12 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
     while to_start or in_flight:
         while to_start and len(in_flight) < width:
             name, attempt = to_start.pop(0)
-            in_flight[start_child(deployment, run_key, name, attempt, partitions[name])] = name
+            try:
+                in_flight[start_child(deployment, run_key, name, attempt, partitions[name])] = name
+            except Exception as exc:  # noqa: BLE001 - this partition fails (named); the others go on
+                done[name] = fanout.ChildRun(name, attempt, "", "FAILED", "NotStarted",
+                                             f"could not start {deployment}: {type(exc).__name__}: {exc}")
+                log.error("fan-out: %s: %s", name, done[name].message)
         finished = [c for c in read_children(run_key, ids=list(in_flight)) if c.finished]
         for child in finished:
             done[in_flight.pop(child.flow_run_id)] = child
