@@ -196,6 +196,8 @@ def nightly_tables(tables: list[str], run_id: str, full_refresh: bool = False, s
     from flows.replicate import select_tables
 
     log = get_logger()
+    if not tables:  # select_tables would read "none" as "all of tables.yml"
+        raise ValueError("nightly_tables: a partition names at least one table")
     pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
     replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
     source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
