@@ -228,17 +228,36 @@ class _TierRun:
         self.outcomes[table] = finish_f.result()
 
 
+def run_tier_tables(config: TablesConfig, tier_names: list[str], replica: MySQLServer, pg: PostgresServer,
+                    options: load_steps.LoadOptions, *, source: MySQLServer | None, full_refresh: bool,
+                    replicate: bool) -> list[TableOutcome]:
+    """Replicate (optionally) and load the tables of one tier in this flow run's task runner; one outcome each."""
+    run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
+    small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
+    for start in range(0, len(small), SMALL_GROUP_SIZE):
+        group = small[start:start + SMALL_GROUP_SIZE]
+        run.submit(group, "load", lambda g=group: run.small_group(g, replicate))
+    for table in tier_names:
+        if table not in small:
+            run.submit([table], "replication" if replicate else "load",
+                       lambda t=table: run.replicate(t) if replicate else run.load(t))
+    run.chains.run()
+    return [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
+            for t in tier_names]
+
+
 def _options(full_refresh: bool, skip_verification: bool, full_sweep: bool) -> load_steps.LoadOptions:
     return load_steps.LoadOptions(full_refresh=full_refresh, verify=not skip_verification, full_sweep=full_sweep)
 
 
 def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_verification: bool,
          full_sweep: bool, tables_file: str | None, replicate: bool,
-         allow_empty: bool = False) -> list[dict[str, Any]]:
+         allow_empty: bool = False, fanout_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     from prefect.runtime import flow_run
 
     log = get_logger()
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    run_key = (fanout_options or {}).get("run_key")
+    run_id = str(run_key or flow_run.get_id() or uuid.uuid4())
     parameters = {"tables": tables, "full_refresh": full_refresh, "skip_verification": skip_verification,
                   "full_sweep": full_sweep, "allow_empty": allow_empty}
     # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
@@ -276,20 +295,16 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         raise
 
     outcomes: list[TableOutcome] = []
-    for tier, tier_names in config.by_tier(names):
-        log.info("tier %d: %d tables", tier, len(tier_names))
-        run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
-        small = [t for t in tier_names if config.effective(t).estimated_rows <= SMALL_TABLE_ROWS]
-        for start in range(0, len(small), SMALL_GROUP_SIZE):
-            group = small[start:start + SMALL_GROUP_SIZE]
-            run.submit(group, "load", lambda g=group, run=run: run.small_group(g, replicate))
-        for table in tier_names:
-            if table not in small:
-                run.submit([table], "replication" if replicate else "load",
-                           lambda t=table, run=run: run.replicate(t) if replicate else run.load(t))
-        run.chains.run()
-        outcomes += [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
-                     for t in tier_names]
+    partitions_failed = ""
+    if fanout_options is not None:
+        from flows.nightly_fanout import fan_out_tiers  # the fan-out mode: each partition a child run
+
+        outcomes, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, **fanout_options)
+    else:
+        for tier, tier_names in config.by_tier(names):
+            log.info("tier %d: %d tables", tier, len(tier_names))
+            outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,
+                                        full_refresh=full_refresh, replicate=replicate)
 
     failed = [o for o in outcomes if o.failed]
     summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
@@ -301,7 +316,8 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         log.error("%s: %s", outcome.table, outcome.error)
     if failed:
         detail = "; ".join(f"{o.table}: {o.error}" for o in failed[:10])
-        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}")
+        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}"
+                           + (f" ({partitions_failed})" if partitions_failed else ""))
     log.info(summary)
     return [o.as_row() for o in outcomes]
 
@@ -340,7 +356,8 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
 @flow(name="nightly-etl", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))
 def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
                 full_sweep: bool = False, tables_file: str | None = None,
-                allow_empty: bool = False) -> list[dict[str, Any]]:
+                allow_empty: bool = False, mode: str = "in-pod", run_key: str | None = None,
+                fanout_width: int = 4) -> list[dict[str, Any]]:
     """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
 
     Args:
@@ -351,10 +368,22 @@ def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, ski
             where tables.yml turns reconciliation off or checksums a rolling slice.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
         allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
+        mode: "in-pod" (every table in this run's task runner) or "fanout" (each tier's tables, or groups of
+            small tables, as child runs of the nightly-tables deployment; docs/scale-out.md).
+        run_key: fan-out only: the night's key (default: this flow run's id). A rerun with the same key keeps
+            the partitions that completed and starts only the failed ones again.
+        fanout_width: fan-out only: child runs started at a time.
     """
+    if mode not in ("in-pod", "fanout"):
+        raise ValueError(f"nightly_etl: mode must be 'in-pod' or 'fanout', got {mode!r}")
+    fanout_options = None
+    if mode == "fanout":
+        fanout_options = {"run_key": run_key, "width": fanout_width, "child_parameters": {
+            "full_refresh": full_refresh, "skip_verification": skip_verification, "full_sweep": full_sweep,
+            "tables_file": tables_file}}
     return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
                 full_sweep=full_sweep, tables_file=tables_file, replicate=True,
-                allow_empty=allow_empty)
+                allow_empty=allow_empty, fanout_options=fanout_options)
 
 
 @flow(name="load-tables", task_runner=ThreadPoolTaskRunner(max_workers=NIGHTLY_WORKERS))

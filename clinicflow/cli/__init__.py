@@ -1,7 +1,7 @@
 """The ``clinicflow`` command line.
 
 Every command is a module-level function of this package's modules; groups (``blocks``, ``dicom``,
-``ingest``, ``dlq``, ``pipelines``) are module-level Typer sub-apps. This module adds them all to
+``fanout``, ``ingest``, ``dlq``, ``pipelines``) are module-level Typer sub-apps. This module adds them all to
 ``app``, so one place shows the whole command line. In a source checkout the dev-only package
 ``clinicflow_dev`` adds ``demo`` and ``generate-opendental`` (the image and the wheel do not carry it).
 """
@@ -19,6 +19,7 @@ import typer  # noqa: E402
 
 from clinicflow.cli.blocks import blocks_app  # noqa: E402
 from clinicflow.cli.dicom import dicom_app  # noqa: E402
+from clinicflow.cli.fanout import fanout_app  # noqa: E402
 from clinicflow.cli.ingest import dlq_app, ingest_app  # noqa: E402
 from clinicflow.cli.nightly import load_command, nightly_command  # noqa: E402
 from clinicflow.cli.pipelines import pipelines_app  # noqa: E402
@@ -48,6 +49,7 @@ if importlib.util.find_spec("clinicflow_dev") is not None:
 
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(dicom_app, name="dicom")
+app.add_typer(fanout_app, name="fanout")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(pipelines_app, name="pipelines")

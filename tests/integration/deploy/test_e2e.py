@@ -158,10 +158,12 @@ def test_deploy_all_against_the_kubernetes_pool_keeps_job_variables(deployed: Pr
         expected = shipped[deployment["name"]]["work_pool"]["job_variables"]
         assert variables["env_from"] == expected["env_from"]
         assert variables["memory_limit"] == expected["memory_limit"]
-        assert deployment["global_concurrency_limit"]["limit"] == \
-            shipped[deployment["name"]]["concurrency_limit"]["limit"]
-        assert deployment["concurrency_options"]["collision_strategy"] \
-            == shipped[deployment["name"]]["concurrency_limit"]["collision_strategy"]
+        limit = shipped[deployment["name"]].get("concurrency_limit")
+        if limit is None:  # fan-out children: a global limit throttles them, not a deployment limit
+            assert deployment["global_concurrency_limit"] is None
+        else:
+            assert deployment["global_concurrency_limit"]["limit"] == limit["limit"]
+            assert deployment["concurrency_options"]["collision_strategy"] == limit["collision_strategy"]
         assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
     nightly = next(d for d in on_server if d["name"] == "nightly")
     (schedule,) = nightly["schedules"]

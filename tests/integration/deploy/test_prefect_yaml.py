@@ -23,14 +23,19 @@ from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 from tests.integration.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml_documents
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
-DEPLOYMENTS = ("nightly", "replicate", "load", "analyze-schema", "dicom-reports", "referral-providers",
-               "procedures-daily", "ingest-files", "ingest-replay", "process-data")
+DEPLOYMENTS = ("nightly", "nightly-tables", "replicate", "load", "analyze-schema", "dicom-reports",
+               "referral-providers", "procedures-daily", "ingest-files", "ingest-replay", "process-data")
 # Runs of these deployments are independent of each other (one processing request each).
 CONCURRENT = {"process-data": 8}
+# Fan-out children: throttled by a global concurrency limit, never by a deployment limit
+# (children stuck in AwaitingConcurrencySlot, prefect#16027, #19403).
+NO_DEPLOYMENT_LIMIT = ("nightly-tables",)
 
 # Which Secrets each deployment reads its credentials from.
 EXPECTED_SECRETS = {
     "nightly": {"clinicflow-opendental-source", "clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
+    "nightly-tables": {"clinicflow-opendental-source", "clinicflow-opendental-replication",
+                       "clinicflow-analytics-postgres"},
     "replicate": {"clinicflow-opendental-source", "clinicflow-opendental-replication"},
     "load": {"clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "analyze-schema": {"clinicflow-opendental-source"},
@@ -70,6 +75,9 @@ def test_every_flow_has_a_deployment_on_the_kubernetes_pool(prefect_yaml: dict[s
     for item in prefect_yaml["deployments"]:
         assert item["work_pool"]["name"] == "clinicflow-k8s"
         assert "clinicflow" in item["tags"]
+        if item["name"] in NO_DEPLOYMENT_LIMIT:
+            assert "concurrency_limit" not in item, f"{item['name']}: fan-out children take no deployment limit"
+            continue
         assert item["concurrency_limit"]["limit"] == CONCURRENT.get(item["name"], 1), \
             f"{item['name']}: two runs must never overlap"
     nightly = deployment(prefect_yaml, "nightly")
