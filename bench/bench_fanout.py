@@ -41,7 +41,7 @@ from tests.integration.deploy.e2e_support import (  # noqa: E402
     process_pool_copy_of_prefect_yaml,
     stop,
 )
-from tests.load.conftest import tables_yml  # noqa: E402
+from tests.integration.opendental.warehouse.conftest import tables_yml  # noqa: E402
 
 POOL = "bench-fanout"
 LARGE_ROWS = 1000  # tables above this many rows get a partition (child run) of their own

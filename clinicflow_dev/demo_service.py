@@ -29,7 +29,7 @@ import httpx
 
 from clinicflow.core import secret_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEMO_POOL = "clinicflow-demo-process"
 PREFECT_PORT = 4200

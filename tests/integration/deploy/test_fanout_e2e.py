@@ -28,8 +28,15 @@ from clinicflow.opendental.tables.config import load_tables_config
 from clinicflow.scaleout import fanout
 from clinicflow_dev import generator
 from tests.conftest import unique_name
-from tests.deploy.e2e_support import BIN, REPO, TEST_IMAGE, PrefectStack, block_env, process_pool_copy_of_prefect_yaml
-from tests.load.conftest import pg_query, tables_yml
+from tests.integration.deploy.e2e_support import (
+    BIN,
+    REPO,
+    TEST_IMAGE,
+    PrefectStack,
+    block_env,
+    process_pool_copy_of_prefect_yaml,
+)
+from tests.integration.opendental.warehouse.conftest import pg_query, tables_yml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
