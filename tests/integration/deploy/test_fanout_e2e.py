@@ -126,7 +126,7 @@ def fan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Server, pool, blocks (the fanned-out targets), limit, child deployment, three workers; the in-pod night."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from clinicflow.commands.fanout import ensure_concurrency_limit
+    from clinicflow.cli.fanout import ensure_concurrency_limit
 
     servers, created = create_databases(["fo_src", "fo_rep_inpod", "fo_inpod_pg", "fo_rep_fan", "fo_fan_pg"])
     stack = PrefectStack.start(tmp_path_factory.mktemp("prefect-fanout"), timeout=300)

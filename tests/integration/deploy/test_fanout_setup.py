@@ -10,7 +10,7 @@ import pytest
 def test_fanout_setup_creates_then_keeps_then_resizes_the_global_limit(prefect_server: None) -> None:
     from prefect.client.orchestration import get_client
 
-    from clinicflow.commands.fanout import ensure_concurrency_limit
+    from clinicflow.cli.fanout import ensure_concurrency_limit
 
     name = f"clinicflow-fanout-{uuid.uuid4().hex[:8]}"
     assert ensure_concurrency_limit(name, 3) == "created"
