@@ -49,7 +49,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
 def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
     """Check tables.yml before starting Prefect: a broken file is one line (no traceback), recorded, exit 2."""
     from clinicflow.opendental.tables.config import ConfigError, load_tables_config
-    from flows.replicate import select_tables
+    from flows.tiers import select_tables
 
     try:
         config = load_tables_config(params.get("tables_file"))
@@ -66,8 +66,8 @@ def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
 
 def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
     """Run a tables flow (``flow_fn``, a Prefect flow) in this process; exit 1 on failed tables, 2 if it cannot run."""
+    from clinicflow.core.errors import TablesFailed
     from clinicflow.opendental.tables.config import ConfigError
-    from flows.nightly import TablesFailed
     from flows.runtime import flow_run_settings
 
     _preflight(flow_fn, console, params)
