@@ -104,7 +104,7 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
         assert all(r["status"] == "ok" and r["verification"] == "ok" for r in rows.values()), rows
         for table, count in clinic.counts.items():
             assert rows[table]["rows"] == count, (clinic.name, table)
-            raw = pg_query(clinic.pg, f"SELECT count(*) FROM {quote_qualified('raw', table)}")[0][0]
+            raw = pg_query(clinic.pg, f"SELECT count(*) FROM {quote_qualified('raw', table, 'postgres')}")[0][0]
             assert raw == count, (clinic.name, table)
         sums[clinic.name] = _raw_checks(clinic)
         for table, checksum in sums[clinic.name].items():
