@@ -40,8 +40,8 @@ from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 from flows.tiers import (
     EnvSizedTaskRunner,
+    child_parameters,
     fan_out_tiers,
-    fanout_concurrency_limit,
     load_options,
     nightly_workers,
     run_tier_tables,
@@ -192,10 +192,9 @@ def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, ski
     blocks = {"source_block": source_block, "replica_block": replica_block, "analytics_block": analytics_block}
     fanout_options = None
     if mode == "fanout":
-        fanout_options = {"run_key": run_key, "width": fanout_width, "child_parameters": {
-            "full_refresh": full_refresh, "skip_verification": skip_verification, "full_sweep": full_sweep,
-            "tables_file": tables_file, **blocks,
-            "concurrency_limit": concurrency_limit or fanout_concurrency_limit()}}
+        fanout_options = {"run_key": run_key, "width": fanout_width, "child_parameters": child_parameters(
+            full_refresh=full_refresh, skip_verification=skip_verification, full_sweep=full_sweep,
+            tables_file=tables_file, concurrency_limit=concurrency_limit, **blocks)}
     return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
                 full_sweep=full_sweep, tables_file=tables_file, replicate=True, blocks=blocks,
                 allow_empty=allow_empty, fanout_options=fanout_options)

@@ -387,6 +387,16 @@ def fanout_concurrency_limit() -> str:
     return os.environ.get("CLINICFLOW_FANOUT_LIMIT") or fanout.DEFAULT_CONCURRENCY_LIMIT
 
 
+def child_parameters(*, full_refresh: bool, skip_verification: bool, full_sweep: bool, tables_file: str | None,
+                     source_block: str, replica_block: str, analytics_block: str,
+                     concurrency_limit: str | None) -> dict[str, Any]:
+    """What every child of a fanned-out night gets from its parent (the clinic's blocks and limit included)."""
+    # concurrency_limit None: each child reads its own $CLINICFLOW_FANOUT_LIMIT.
+    return {"full_refresh": full_refresh, "skip_verification": skip_verification, "full_sweep": full_sweep,
+            "tables_file": tables_file, "source_block": source_block, "replica_block": replica_block,
+            "analytics_block": analytics_block, "concurrency_limit": concurrency_limit}
+
+
 @task(name="read-table-outcomes", cache_policy=NO_CACHE, **TASK_RETRY)
 def read_table_outcomes(pg: PostgresServer, run_id: str, tables: list[str]) -> dict[str, TableOutcome]:
     conn = pg.connect()

@@ -115,3 +115,15 @@ def test_flows_take_the_clinic_blocks_as_parameters(flow_module: str, flow_name:
     flow = getattr(importlib.import_module(flow_module), flow_name)
     params = inspect.signature(flow.fn).parameters
     assert {name: params[name].default for name in expected if name in params} == expected
+
+
+def test_fanout_children_get_the_clinic_blocks_and_limit() -> None:
+    from flows.nightly_fanout import nightly_tables
+    from flows.tiers import child_parameters
+
+    params = child_parameters(full_refresh=True, skip_verification=False, full_sweep=False, tables_file=None,
+                              source_block="clinic-a-source", replica_block="clinic-a-replication",
+                              analytics_block="clinic-a-analytics", concurrency_limit="clinicflow-fanout-clinic-a")
+    accepted = set(inspect.signature(nightly_tables.fn).parameters)
+    assert set(params) | {"tables", "run_id"} <= accepted
+    assert params["source_block"] == "clinic-a-source" and params["concurrency_limit"] == "clinicflow-fanout-clinic-a"
