@@ -2,170 +2,52 @@
 
 Wiring only (partitions, keys, backoff and aggregation are in clinicflow.scaleout.fanout):
 
-- :func:`run_partitions` starts one child deployment run per partition with
-  ``run_deployment(..., timeout=0, idempotency_key=<run key>:<partition>)``,
-  at most ``width`` at a time, polls them with backoff and returns each
-  partition's finished child. Children already started under the same run key
-  are kept (completed), waited for (still running) or started again under a
-  new attempt key (failed, crashed, cancelled): a rerun redoes only those.
-- :func:`fan_out_tiers` runs the nightly's tiers in order, one
+- :func:`run_partitions` (flows/fanout_runs.py) starts one child deployment
+  run per partition under an idempotency key, at most ``width`` at a time, and
+  returns each partition's finished child; a rerun redoes only the failed ones.
+- :func:`fan_out_tiers` (flows/tiers.py) runs the nightly's tiers in order, one
   :func:`run_partitions` per tier, and reads every table's outcome back from
   ``clinicflow.etl_table_metrics`` (the children write it there), never from
   Prefect results.
 - ``nightly_tables`` (deployment ``nightly-tables``) replicates and loads the
   tables it is given exactly as the in-pod nightly does, holding one slot of
-  the global concurrency limit ``clinicflow-fanout`` while it works, records
+  the global concurrency limit ``clinicflow-fanout`` (or the clinic's, parameter
+  ``concurrency_limit``) while it works, records
   each table's metrics under the parent's run id and ends Failed if one failed.
 """
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
+from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental import metrics
 from clinicflow.opendental.guards import check_targets
 from clinicflow.opendental.metrics import TableOutcome
-from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
-from clinicflow.scaleout import fanout
+from clinicflow.opendental.tables.config import load_tables_config
+from flows.fanout_runs import FANOUT_TAG, read_children, run_partitions, run_tag, start_child
+from flows.tiers import (
+    CHILD_DEPLOYMENT,
+    PARTITIONS_ARTIFACT_KEY,
+    EnvSizedTaskRunner,
+    child_deployment,
+    fan_out_tiers,
+    fanout_concurrency_limit,
+    load_options,
+    nightly_workers,
+    run_tier_tables,
+    select_tables,
+)
 
-CHILD_DEPLOYMENT = os.environ.get("CLINICFLOW_FANOUT_DEPLOYMENT", "nightly-tables/nightly-tables")
-CONCURRENCY_LIMIT = os.environ.get("CLINICFLOW_FANOUT_LIMIT", fanout.DEFAULT_CONCURRENCY_LIMIT)
-PARTITIONS_ARTIFACT_KEY = "nightly-etl-partitions"
-FANOUT_TAG = "clinicflow-fanout"
-
-
-def run_tag(run_key: str) -> str:
-    """The tag every child of one fanned-out run carries (how a rerun finds them)."""
-    return f"fanout-run:{run_key}"
-
-
-def _child_run(flow_run: Any, run_key: str) -> fanout.ChildRun | None:
-    parsed = fanout.parse_child_key(run_key, flow_run.idempotency_key)
-    if parsed is None:
-        return None
-    state = flow_run.state
-    return fanout.ChildRun(partition=parsed[0], attempt=parsed[1], flow_run_id=str(flow_run.id),
-                           state_type=state.type.value if state else "SCHEDULED",
-                           state_name=state.name if state else "", message=(state.message or "") if state else "",
-                           seconds=flow_run.total_run_time.total_seconds() if flow_run.total_run_time else 0.0)
-
-
-def read_children(run_key: str, ids: list[str] | None = None) -> list[fanout.ChildRun]:
-    """The child runs of ``run_key`` on the Prefect API (those of ``ids`` only, when given)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
-
-    flow_filter = (FlowRunFilter(id=FlowRunFilterId(any_=ids)) if ids is not None
-                   else FlowRunFilter(tags=FlowRunFilterTags(all_=[run_tag(run_key)])))
-    found: list[fanout.ChildRun] = []
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_flow_runs(flow_run_filter=flow_filter, limit=200, offset=offset)
-            found += [c for c in (_child_run(r, run_key) for r in page) if c is not None]
-            if len(page) < 200:
-                return found
-            offset += 200
-
-
-def start_child(deployment: str, run_key: str, partition: str, attempt: int, parameters: dict[str, Any]) -> str:
-    """Start (or, for a key already used, find) a partition's child run; returns its flow run id."""
-    from prefect.deployments import run_deployment
-
-    flow_run = run_deployment(deployment, parameters=parameters, timeout=0,
-                              idempotency_key=fanout.child_key(run_key, partition, attempt),
-                              flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
-                              tags=[FANOUT_TAG, run_tag(run_key)])
-    return str(flow_run.id)
-
-
-def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *,
-                   width: int) -> dict[str, fanout.ChildRun]:
-    """Run one child per partition (name -> parameters), ``width`` at a time; each partition's finished child."""
-    log = get_logger()
-    if width < 1:
-        raise ValueError(f"fan-out: width must be at least 1, got {width}")
-    previous = fanout.latest_attempts([c for c in read_children(run_key) if c.partition in partitions])
-    done: dict[str, fanout.ChildRun] = {}
-    to_start: list[tuple[str, int]] = []
-    in_flight: dict[str, str] = {}
-    for name in partitions:
-        action, attempt = fanout.next_action(previous.get(name))
-        if action == "keep":
-            done[name] = previous[name]
-            log.info("fan-out: %s completed in an earlier attempt, kept", name)
-        elif action == "wait":
-            in_flight[previous[name].flow_run_id] = name
-        else:
-            to_start.append((name, attempt))
-            if action == "retry":
-                log.info("fan-out: %s %s earlier, starting attempt %d", name, previous[name].state_name, attempt)
-    delays = fanout.poll_delays()
-    while to_start or in_flight:
-        while to_start and len(in_flight) < width:
-            name, attempt = to_start.pop(0)
-            try:
-                in_flight[start_child(deployment, run_key, name, attempt, partitions[name])] = name
-            except Exception as exc:  # noqa: BLE001 - this partition fails (named); the others go on
-                done[name] = fanout.ChildRun(name, attempt, "", "FAILED", "NotStarted",
-                                             f"could not start {deployment}: {type(exc).__name__}: {exc}")
-                log.error("fan-out: %s: %s", name, done[name].message)
-        finished = [c for c in read_children(run_key, ids=list(in_flight)) if c.finished]
-        for child in finished:
-            done[in_flight.pop(child.flow_run_id)] = child
-            log.info("fan-out: %s %s", child.partition, child.state_name)
-        if finished:
-            delays = fanout.poll_delays()
-        else:
-            time.sleep(next(delays))
-    return done
-
-
-@task(name="read-table-outcomes", cache_policy=NO_CACHE, **TASK_RETRY)
-def read_table_outcomes(pg: PostgresServer, run_id: str, tables: list[str]) -> dict[str, TableOutcome]:
-    conn = pg.connect()
-    try:
-        return fanout.recorded_outcomes(conn, run_id, tables)
-    finally:
-        conn.close()
-
-
-def fan_out_tiers(config: TablesConfig, names: list[str], pg: PostgresServer, *, run_id: str, run_key: str | None,
-                  width: int, child_parameters: dict[str, Any]) -> tuple[list[TableOutcome], str]:
-    """Every tier as child runs, lowest tier first; the tables' outcomes and a line naming failed partitions."""
-    from clinicflow.opendental.warehouse import steps
-    from flows.nightly import SMALL_GROUP_SIZE, SMALL_TABLE_ROWS
-
-    log = get_logger()
-    key = run_key or run_id
-    outcomes: list[TableOutcome] = []
-    reports: list[fanout.PartitionReport] = []
-    for parts in fanout.plan_table_partitions(config, names, small_rows=SMALL_TABLE_ROWS,
-                                              group_size=SMALL_GROUP_SIZE):
-        log.info("tier %d: %d tables in %d child runs", parts[0].tier, sum(len(p.tables) for p in parts), len(parts))
-        children = run_partitions(CHILD_DEPLOYMENT, key, {
-            p.name: {**child_parameters, "tables": list(p.tables), "run_id": run_id} for p in parts}, width=width)
-        recorded = read_table_outcomes(pg, run_id, [t for p in parts for t in p.tables])
-        for part in parts:
-            report = fanout.report_partition(part, children[part.name],
-                                             {t: {"status": o.status, "rows": o.rows} for t, o in recorded.items()})
-            reports.append(report)
-            outcomes += [recorded.get(t) or steps.failed_outcome(t, report.error, stage="fan-out")
-                         for t in part.tables]
-    message = fanout.failed_partitions_message(reports)
-    create_table_artifact(key=PARTITIONS_ARTIFACT_KEY, table=[r.as_row() for r in reports],
-                          description=message or f"{len(reports)} partitions ok")
-    return outcomes, message
+# The parent's side lives in flows/tiers.py and flows/fanout_runs.py; these names stay importable from here.
+__all__ = ["CHILD_DEPLOYMENT", "FANOUT_TAG", "PARTITIONS_ARTIFACT_KEY", "child_deployment", "fan_out_tiers",
+           "nightly_tables", "read_children", "record_tables", "run_partitions", "run_tag", "start_child"]
 
 
 @task(name="record-tables", cache_policy=NO_CACHE, **TASK_RETRY)
@@ -178,11 +60,12 @@ def record_tables(pg: PostgresServer, run_id: str, outcomes: list[TableOutcome])
         conn.close()
 
 
-@flow(name="nightly-tables", task_runner=ThreadPoolTaskRunner(
-    max_workers=int(os.environ.get("CLINICFLOW_NIGHTLY_WORKERS", "4"))))
+# Task-runner threads: $CLINICFLOW_NIGHTLY_WORKERS, read when a run starts.
+@flow(name="nightly-tables", task_runner=EnvSizedTaskRunner(nightly_workers))
 def nightly_tables(tables: list[str], run_id: str, full_refresh: bool = False, skip_verification: bool = False,
                    full_sweep: bool = False, tables_file: str | None = None,
-                   replicate: bool = True) -> dict[str, Any]:
+                   replicate: bool = True, source_block: str = SOURCE_BLOCK, replica_block: str = REPLICATION_BLOCK,
+                   analytics_block: str = ANALYTICS_BLOCK, concurrency_limit: str | None = None) -> dict[str, Any]:
     """One partition of a fanned-out nightly: replicate and load ``tables`` (child of ``nightly_etl``).
 
     Args:
@@ -190,26 +73,26 @@ def nightly_tables(tables: list[str], run_id: str, full_refresh: bool = False, s
         run_id: the parent's run id; every table's metrics row is recorded under it.
         full_refresh, skip_verification, full_sweep, tables_file: as for ``nightly_etl``.
         replicate: copy from OpenDental first (False: load from the replica only).
+        source_block, replica_block, analytics_block: the clinic's blocks (the parent passes its own).
+        concurrency_limit: the global concurrency limit to hold a slot of (default: $CLINICFLOW_FANOUT_LIMIT or
+            ``clinicflow-fanout``); one per clinic keeps each clinic's width its own.
     """
     from prefect.concurrency.sync import concurrency
-
-    from flows.nightly import TablesFailed, _options, run_tier_tables
-    from flows.replicate import select_tables
 
     log = get_logger()
     if not tables:  # select_tables would read "none" as "all of tables.yml"
         raise ValueError("nightly_tables: a partition names at least one table")
-    pg = resolve_block(ANALYTICS_BLOCK, PostgresServer)
-    replica = resolve_block(REPLICATION_BLOCK, MySQLServer)
-    source = resolve_block(SOURCE_BLOCK, MySQLServer) if replicate else None
+    pg = resolve_block(analytics_block, PostgresServer)
+    replica = resolve_block(replica_block, MySQLServer)
+    source = resolve_block(source_block, MySQLServer) if replicate else None
     if source is not None:
         check_targets(source, replica, pg)
     config = load_tables_config(tables_file)
     names = select_tables(config, tables)
-    options = _options(full_refresh, skip_verification, full_sweep)
+    options = load_options(full_refresh, skip_verification, full_sweep)
     outcomes: list[TableOutcome] = []
     # A global limit, not a deployment limit: children never sit in AwaitingConcurrencySlot (prefect#16027).
-    with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=False, lease_duration=120):
+    with concurrency(concurrency_limit or fanout_concurrency_limit(), occupy=1, strict=False, lease_duration=120):
         for tier, tier_names in config.by_tier(names):
             log.info("partition of tier %d: %s", tier, ", ".join(tier_names))
             outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,

@@ -33,7 +33,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
 
     server = None
     try:
-        server = resolve_block(ANALYTICS_BLOCK, PostgresServer)
+        server = resolve_block(parameters.get("analytics_block") or ANALYTICS_BLOCK, PostgresServer)
         conn = server.connect()
         try:
             metrics.record_failed_start(conn, str(uuid.uuid4()), flow_name, message,
@@ -49,7 +49,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
 def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
     """Check tables.yml before starting Prefect: a broken file is one line (no traceback), recorded, exit 2."""
     from clinicflow.opendental.tables.config import ConfigError, load_tables_config
-    from flows.replicate import select_tables
+    from flows.tiers import select_tables
 
     try:
         config = load_tables_config(params.get("tables_file"))
@@ -66,8 +66,8 @@ def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
 
 def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
     """Run a tables flow (``flow_fn``, a Prefect flow) in this process; exit 1 on failed tables, 2 if it cannot run."""
+    from clinicflow.core.errors import TablesFailed
     from clinicflow.opendental.tables.config import ConfigError
-    from flows.nightly import TablesFailed
     from flows.runtime import flow_run_settings
 
     _preflight(flow_fn, console, params)
@@ -102,27 +102,45 @@ TablesFileOption = Annotated[str | None, typer.Option(
     "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
 AllowEmptyOption = Annotated[bool, typer.Option(
     "--allow-empty", help="Succeed when tables.yml lists no table (otherwise a run with zero tables is an error).")]
+# A clinic's own blocks (default: the well-known names of blocks/resolve.py); one set per clinic.
+SourceBlockOption = Annotated[str | None, typer.Option(
+    "--source-block", help="Name of the OpenDental source block (default: opendental-source).")]
+ReplicaBlockOption = Annotated[str | None, typer.Option(
+    "--replica-block", help="Name of the replication MySQL block (default: opendental-replication).")]
+AnalyticsBlockOption = Annotated[str | None, typer.Option(
+    "--analytics-block", help="Name of the analytics PostgreSQL block (default: analytics-postgres).")]
+
+
+def block_parameters(**names: str | None) -> dict[str, str]:
+    """The block-name parameters given on the command line (the flows' defaults stand for the others)."""
+    return {key: value for key, value in names.items() if value}
 
 
 def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
                     skip_verification: SkipVerificationOption = False,
                     full_sweep: FullSweepOption = False,
-                    tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+                    tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
+                    source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None,
+                    analytics_block: AnalyticsBlockOption = None) -> None:
     """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
     from flows.nightly import nightly_etl
 
     run_tables_flow(nightly_etl, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
                     skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty)
+                    tables_file=tables_file, allow_empty=allow_empty,
+                    **block_parameters(source_block=source_block, replica_block=replica_block,
+                                       analytics_block=analytics_block))
 
 
 def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
                  skip_verification: SkipVerificationOption = False,
                  full_sweep: FullSweepOption = False,
-                 tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False) -> None:
+                 tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
+                 replica_block: ReplicaBlockOption = None, analytics_block: AnalyticsBlockOption = None) -> None:
     """Load the replication MySQL into PostgreSQL raw (no replication step)."""
     from flows.nightly import load_tables
 
     run_tables_flow(load_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
                     skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty)
+                    tables_file=tables_file, allow_empty=allow_empty,
+                    **block_parameters(replica_block=replica_block, analytics_block=analytics_block))

@@ -7,8 +7,11 @@ from rich.console import Console
 from clinicflow.cli.nightly import (
     AllowEmptyOption,
     FullSweepOption,
+    ReplicaBlockOption,
+    SourceBlockOption,
     TablesFileOption,
     TablesOption,
+    block_parameters,
     parse_table_list,
     run_tables_flow,
 )
@@ -21,9 +24,12 @@ def replicate_command(
     tables_file: TablesFileOption = None,
     full_sweep: FullSweepOption = False,
     allow_empty: AllowEmptyOption = False,
+    source_block: SourceBlockOption = None,
+    replica_block: ReplicaBlockOption = None,
 ) -> None:
     """Replicate the OpenDental source into the replication MySQL (exit 1 if a table failed)."""
     from flows.replicate import replicate_tables
 
     run_tables_flow(replicate_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
-                    tables_file=tables_file, full_sweep=full_sweep, allow_empty=allow_empty)
+                    tables_file=tables_file, full_sweep=full_sweep, allow_empty=allow_empty,
+                    **block_parameters(source_block=source_block, replica_block=replica_block))

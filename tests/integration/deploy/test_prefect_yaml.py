@@ -23,7 +23,8 @@ from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 from tests.integration.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml_documents
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
-DEPLOYMENTS = ("nightly", "nightly-tables", "replicate", "load", "analyze-schema", "dicom-reports",
+DEPLOYMENTS = ("nightly", "nightly-tables", "nightly-clinic-a", "nightly-clinic-b", "replicate", "load",
+               "analyze-schema", "dicom-reports",
                "referral-providers", "procedures-daily", "ingest-files", "ingest-replay", "process-data")
 # Runs of these deployments are independent of each other (one processing request each).
 CONCURRENT = {"process-data": 8}
@@ -36,6 +37,9 @@ EXPECTED_SECRETS = {
     "nightly": {"clinicflow-opendental-source", "clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "nightly-tables": {"clinicflow-opendental-source", "clinicflow-opendental-replication",
                        "clinicflow-analytics-postgres"},
+    # The pattern for several clinics: one deployment per clinic, reading that clinic's own Secret.
+    "nightly-clinic-a": {"clinicflow-clinic-a"},
+    "nightly-clinic-b": {"clinicflow-clinic-b"},
     "replicate": {"clinicflow-opendental-source", "clinicflow-opendental-replication"},
     "load": {"clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "analyze-schema": {"clinicflow-opendental-source"},
@@ -176,3 +180,25 @@ def test_no_deployment_names_an_entrypoint_outside_the_repository(prefect_yaml: 
         path, _, function = item["entrypoint"].partition(":")
         assert function.isidentifier()
         assert (REPO / path).resolve().is_relative_to(REPO)
+
+
+@pytest.mark.parametrize("name", ["nightly-clinic-a", "nightly-clinic-b"])
+def test_a_clinic_deployment_names_blocks_its_secret_provides(prefect_yaml: dict[str, Any], name: str) -> None:
+    """One deployment per clinic: the same flow, parameters naming the clinic's blocks, its Secret holding them."""
+    import inspect
+
+    from flows.nightly import nightly_etl
+
+    item = deployment(prefect_yaml, name)
+    assert item["entrypoint"] == deployment(prefect_yaml, "nightly")["entrypoint"]
+    params = item["parameters"]
+    assert set(params) <= set(inspect.signature(nightly_etl.fn).parameters)
+    blocks = [params["source_block"], params["replica_block"], params["analytics_block"]]
+    others = [deployment(prefect_yaml, other)["parameters"] for other in ("nightly-clinic-a", "nightly-clinic-b")
+              if other != name]
+    assert not set(blocks) & {v for p in others for v in p.values()}, "clinics share no block and no limit"
+    (secret_name,) = EXPECTED_SECRETS[name]
+    (secret,) = [s for s in load_yaml_documents(K8S / "secrets.example.yaml") if s["metadata"]["name"] == secret_name]
+    for block in blocks:
+        prefix = "CLINICFLOW_" + block.upper().replace("-", "_") + "_"
+        assert {prefix + k for k in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")} <= set(secret["stringData"])
