@@ -20,7 +20,6 @@ Wiring only (partitions, keys, backoff and aggregation are in clinicflow.scaleou
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from prefect import flow, task
@@ -37,100 +36,11 @@ from clinicflow.opendental.guards import check_targets
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 from clinicflow.scaleout import fanout
+from flows.fanout_runner import FANOUT_TAG, read_children, run_partitions, run_tag, start_child  # noqa: F401
 
 CHILD_DEPLOYMENT = os.environ.get("CLINICFLOW_FANOUT_DEPLOYMENT", "nightly-tables/nightly-tables")
 CONCURRENCY_LIMIT = os.environ.get("CLINICFLOW_FANOUT_LIMIT", fanout.DEFAULT_CONCURRENCY_LIMIT)
 PARTITIONS_ARTIFACT_KEY = "nightly-etl-partitions"
-FANOUT_TAG = "clinicflow-fanout"
-
-
-def run_tag(run_key: str) -> str:
-    """The tag every child of one fanned-out run carries (how a rerun finds them)."""
-    return f"fanout-run:{run_key}"
-
-
-def _child_run(flow_run: Any, run_key: str) -> fanout.ChildRun | None:
-    parsed = fanout.parse_child_key(run_key, flow_run.idempotency_key)
-    if parsed is None:
-        return None
-    state = flow_run.state
-    return fanout.ChildRun(partition=parsed[0], attempt=parsed[1], flow_run_id=str(flow_run.id),
-                           state_type=state.type.value if state else "SCHEDULED",
-                           state_name=state.name if state else "", message=(state.message or "") if state else "",
-                           seconds=flow_run.total_run_time.total_seconds() if flow_run.total_run_time else 0.0)
-
-
-def read_children(run_key: str, ids: list[str] | None = None) -> list[fanout.ChildRun]:
-    """The child runs of ``run_key`` on the Prefect API (those of ``ids`` only, when given)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
-
-    flow_filter = (FlowRunFilter(id=FlowRunFilterId(any_=ids)) if ids is not None
-                   else FlowRunFilter(tags=FlowRunFilterTags(all_=[run_tag(run_key)])))
-    found: list[fanout.ChildRun] = []
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_flow_runs(flow_run_filter=flow_filter, limit=200, offset=offset)
-            found += [c for c in (_child_run(r, run_key) for r in page) if c is not None]
-            if len(page) < 200:
-                return found
-            offset += 200
-
-
-def start_child(deployment: str, run_key: str, partition: str, attempt: int, parameters: dict[str, Any]) -> str:
-    """Start (or, for a key already used, find) a partition's child run; returns its flow run id."""
-    from prefect.deployments import run_deployment
-
-    flow_run = run_deployment(deployment, parameters=parameters, timeout=0,
-                              idempotency_key=fanout.child_key(run_key, partition, attempt),
-                              flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
-                              tags=[FANOUT_TAG, run_tag(run_key)])
-    return str(flow_run.id)
-
-
-def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *,
-                   width: int) -> dict[str, fanout.ChildRun]:
-    """Run one child per partition (name -> parameters), ``width`` at a time; each partition's finished child."""
-    log = get_logger()
-    if width < 1:
-        raise ValueError(f"fan-out: width must be at least 1, got {width}")
-    previous = fanout.latest_attempts([c for c in read_children(run_key) if c.partition in partitions])
-    done: dict[str, fanout.ChildRun] = {}
-    to_start: list[tuple[str, int]] = []
-    in_flight: dict[str, str] = {}
-    for name in partitions:
-        action, attempt = fanout.next_action(previous.get(name))
-        if action == "keep":
-            done[name] = previous[name]
-            log.info("fan-out: %s completed in an earlier attempt, kept", name)
-        elif action == "wait":
-            in_flight[previous[name].flow_run_id] = name
-        else:
-            to_start.append((name, attempt))
-            if action == "retry":
-                log.info("fan-out: %s %s earlier, starting attempt %d", name, previous[name].state_name, attempt)
-    delays = fanout.poll_delays()
-    while to_start or in_flight:
-        while to_start and len(in_flight) < width:
-            name, attempt = to_start.pop(0)
-            try:
-                in_flight[start_child(deployment, run_key, name, attempt, partitions[name])] = name
-            except Exception as exc:  # noqa: BLE001 - this partition fails (named); the others go on
-                done[name] = fanout.ChildRun(name, attempt, "", "FAILED", "NotStarted",
-                                             f"could not start {deployment}: {type(exc).__name__}: {exc}")
-                log.error("fan-out: %s: %s", name, done[name].message)
-        finished = [c for c in read_children(run_key, ids=list(in_flight)) if c.finished]
-        for child in finished:
-            done[in_flight.pop(child.flow_run_id)] = child
-            log.info("fan-out: %s %s", child.partition, child.state_name)
-        if finished:
-            delays = fanout.poll_delays()
-        else:
-            time.sleep(next(delays))
-    return done
-
-
 @task(name="read-table-outcomes", cache_policy=NO_CACHE, **TASK_RETRY)
 def read_table_outcomes(pg: PostgresServer, run_id: str, tables: list[str]) -> dict[str, TableOutcome]:
     conn = pg.connect()
