@@ -10,6 +10,7 @@ key (failed, crashed, cancelled): a rerun redoes only those.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -104,3 +105,12 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
         else:
             time.sleep(next(delays))
     return done
+
+
+def child_slot(limit: str | None = None) -> Any:
+    """One slot of the global concurrency limit for a child's work (a missing limit only warns)."""
+    from prefect.concurrency.sync import concurrency
+
+    name = limit or os.environ.get("CLINICFLOW_FANOUT_LIMIT", fanout.DEFAULT_CONCURRENCY_LIMIT)
+    # A global limit, not a deployment limit: children never sit in AwaitingConcurrencySlot (prefect#16027).
+    return concurrency(name, occupy=1, strict=False, lease_duration=120)
