@@ -253,12 +253,12 @@ def dicom_reports_range(options: dict[str, Any], key_range: list[list[Any] | Non
     do not fail it (they are recorded; the parent applies the failure threshold).
     """
     run_options = DicomRunOptions.from_values(**options)
-    bounds = dicom_partitions.KeyRange.from_parameter(key_range)
+    bounds = dicom_partitions.FileKeyRange.from_parameter(key_range)
     with cancel.sigterm_stops_run(), child_slot():
         return _extract_range(run_options, bounds, run_id)
 
 
-def _extract_range(options: DicomRunOptions, bounds: dicom_partitions.KeyRange, run_id: str) -> Any:
+def _extract_range(options: DicomRunOptions, bounds: dicom_partitions.FileKeyRange, run_id: str) -> Any:
     dataset, state_schema = options.dataset, options.state_schema
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server

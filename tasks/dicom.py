@@ -19,7 +19,7 @@ from clinicflow.dicom.outputs import OutputsResult, write_outputs
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch
 from clinicflow.dicom.reports import FileGroup, Page, ReportsSource, SourceCount
 from clinicflow.dicom.state import StateStore
-from clinicflow.scaleout.dicom_partitions import KeyRange, plan_key_ranges, recorded_run_totals
+from clinicflow.scaleout.dicom_partitions import FileKeyRange, plan_key_ranges, recorded_run_totals
 
 
 @task(name="dicom-prepare", cache_policy=NO_CACHE, **TASK_RETRY)
@@ -49,7 +49,7 @@ def write_outputs_task(state_server: PostgresServer, dataset: str, schema: str, 
 
 
 @task(name="dicom-plan-ranges", cache_policy=NO_CACHE, **TASK_RETRY)
-def plan_ranges_task(source: ReportsSource, files: int, partitions: int) -> list[KeyRange]:
+def plan_ranges_task(source: ReportsSource, files: int, partitions: int) -> list[FileKeyRange]:
     return plan_key_ranges(source, files, partitions)
 
 

@@ -30,7 +30,7 @@ KeyBound = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
-class KeyRange:
+class FileKeyRange:
     """Files with ``low <= key < high`` in the source's key order (None: unbounded)."""
 
     low: KeyBound | None
@@ -53,7 +53,7 @@ class KeyRange:
         return [None if b is None else [_json_value(v) for v in b] for b in (self.low, self.high)]
 
     @classmethod
-    def from_parameter(cls, value: list[list[Any] | None]) -> KeyRange:
+    def from_parameter(cls, value: list[list[Any] | None]) -> FileKeyRange:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise ValueError(f"key_range must be [low, high] (each a file key or null), got {value!r}")
         low, high = (None if b is None else tuple(b) for b in value)
@@ -68,15 +68,15 @@ def boundary_ranks(files: int, partitions: int) -> list[int]:
     return [1 + (i * files) // count for i in range(1, count)]
 
 
-def key_ranges(boundaries: list[KeyBound], *, files: int) -> list[KeyRange]:
+def key_ranges(boundaries: list[KeyBound], *, files: int) -> list[FileKeyRange]:
     """Contiguous ranges from sorted distinct boundary keys: none for an empty source, else unbounded ends."""
     if files == 0:
         return []
     bounds: list[KeyBound | None] = [None, *boundaries, None]
-    return [KeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+    return [FileKeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
-def plan_key_ranges(source: ReportsSource, files: int, partitions: int) -> list[KeyRange]:
+def plan_key_ranges(source: ReportsSource, files: int, partitions: int) -> list[FileKeyRange]:
     """About ``partitions`` ranges of whole files of ``source`` (``files`` distinct keys, from its count)."""
     return key_ranges(source.keys_at_ranks(boundary_ranks(files, partitions)), files=files)
 

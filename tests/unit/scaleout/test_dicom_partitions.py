@@ -5,10 +5,10 @@ import datetime
 
 import pytest
 
-from clinicflow.scaleout.dicom_partitions import KeyRange, boundary_ranks, key_ranges
+from clinicflow.scaleout.dicom_partitions import FileKeyRange, boundary_ranks, key_ranges
 
 
-def _plan(keys: list[tuple], partitions: int) -> list[KeyRange]:
+def _plan(keys: list[tuple], partitions: int) -> list[FileKeyRange]:
     """What plan_key_ranges does, with the source's sorted distinct keys in memory."""
     distinct = sorted(set(keys))
     return key_ranges([distinct[r - 1] for r in boundary_ranks(len(distinct), partitions)], files=len(distinct))
@@ -41,7 +41,7 @@ def test_ends_are_unbounded_so_a_key_added_later_is_still_covered() -> None:
 def test_empty_source_and_one_file() -> None:
     assert boundary_ranks(0, 4) == [] and _plan([], 4) == []
     one = _plan([("s", "se", "i", "f.dcm")] * 3, 4)
-    assert one == [KeyRange(None, None)]
+    assert one == [FileKeyRange(None, None)]
 
 
 def test_ranks_are_increasing_and_reject_zero_partitions() -> None:
@@ -52,11 +52,11 @@ def test_ranks_are_increasing_and_reject_zero_partitions() -> None:
 
 
 def test_bounds_survive_json_parameters_and_names_follow_the_bounds() -> None:
-    bounds = KeyRange(("s", 7, datetime.date(2024, 1, 2), "f.dcm"), None)
+    bounds = FileKeyRange(("s", 7, datetime.date(2024, 1, 2), "f.dcm"), None)
     parameter = bounds.as_parameter()
     assert parameter == [["s", 7, "2024-01-02", "f.dcm"], None]
-    assert KeyRange.from_parameter(parameter) == KeyRange(("s", 7, "2024-01-02", "f.dcm"), None)
+    assert FileKeyRange.from_parameter(parameter) == FileKeyRange(("s", 7, "2024-01-02", "f.dcm"), None)
     assert bounds.name(0).startswith("keys-001-")
-    assert KeyRange(None, ("a", "b", "c", "d")).name(0) != KeyRange(None, ("a", "b", "c", "e")).name(0)
+    assert FileKeyRange(None, ("a", "b", "c", "d")).name(0) != FileKeyRange(None, ("a", "b", "c", "e")).name(0)
     with pytest.raises(ValueError, match="key_range must be"):
-        KeyRange.from_parameter([None])
+        FileKeyRange.from_parameter([None])
