@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.databases import MySQLServer
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
-from clinicflow.opendental.chunks import FileKeyRange
+from clinicflow.opendental.chunks import KeyRange
 from clinicflow.opendental.replication import copy_plan, replica_copy
 from clinicflow.opendental.tables.config import TableConfig
 
@@ -28,7 +28,7 @@ def plan_copy(src: MySQLServer, dst: MySQLServer, table: str, config: TableConfi
 
 
 @task(name="copy-chunk", cache_policy=NO_CACHE, task_run_name="copy-{plan.table}-{unit_label}", **TASK_RETRY)
-def copy_chunk(src: MySQLServer, dst: MySQLServer, plan: copy_plan.CopyPlan, unit: FileKeyRange | None,
+def copy_chunk(src: MySQLServer, dst: MySQLServer, plan: copy_plan.CopyPlan, unit: KeyRange | None,
                unit_label: str) -> replica_copy.ChunkResult:
     return replica_copy.copy_full_unit(src, dst, plan, unit)
 
