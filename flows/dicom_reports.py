@@ -29,7 +29,7 @@ from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.core import cancel
 from clinicflow.core.logs import get_logger
-from clinicflow.dicom.options import BucketKind, DicomRunOptions
+from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
@@ -138,10 +138,6 @@ def extract_dicom_reports(
     then writes the CSVs from PostgreSQL. ``run_key`` (default: this flow run's id) names the children
     and the run in the state tables: rerun with the same ``run_key`` to redo only failed ranges.
     """
-    if mode not in ("in-pod", "fanout"):
-        raise ValueError(f"mode must be 'in-pod' or 'fanout', got {mode!r}")
-    if partitions < 1 or fanout_width < 1:
-        raise ValueError(f"partitions and fanout_width must be at least 1, got {partitions} and {fanout_width}")
     # Before any work: a bad value fails the run with the field named (DicomOptionsError, a ValueError).
     options = DicomRunOptions.from_values(
         query=query, dataset=dataset, reports_block=reports_block, state_block=state_block,
@@ -150,11 +146,12 @@ def extract_dicom_reports(
         jpeg_quality=jpeg_quality, failure_threshold=failure_threshold, max_file_mb=max_file_mb,
         download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
         retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_roots,
-        allow_private_redirects=allow_private_redirects)
+        allow_private_redirects=allow_private_redirects, mode=mode, partitions=partitions,
+        fanout_width=fanout_width, run_key=run_key)
     # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
     # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
     with cancel.sigterm_stops_run():
-        return _extract(options, (partitions, fanout_width) if mode == "fanout" else None, run_key)
+        return _extract(options)
 
 
 def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int, run_id: str,
@@ -162,7 +159,8 @@ def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int,
     """Each key range as a child run; the run's totals read back from the state tables."""
     ranges = plan_ranges_task(source, files, partitions)
     get_logger("clinicflow.dicom").info("%s: %d files in %d key ranges", options.dataset, files, len(ranges))
-    parameters = {r.name(i): {"options": options.model_dump(mode="json"), "key_range": r.as_parameter(),
+    child_options = options.model_dump(mode="json", exclude=set(FAN_OUT_FIELDS))
+    parameters = {r.name(i): {"options": child_options, "key_range": r.as_parameter(),
                               "run_id": run_id} for i, r in enumerate(ranges)}
     children = run_partitions(RANGE_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
     failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
@@ -171,12 +169,13 @@ def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int,
     return total, ([f"{len(failed)} of {len(children)} key ranges failed: " + "; ".join(failed[:5])] if failed else [])
 
 
-def _extract(options: DicomRunOptions, fan_out: tuple[int, int] | None = None, run_key: str | None = None) -> Any:
+def _extract(options: DicomRunOptions) -> Any:
     dataset, state_schema = options.dataset, options.state_schema
     log = get_logger("clinicflow.dicom")
     started = time.monotonic()
+    fan_out = (options.partitions, options.fanout_width) if options.mode == "fanout" else None
     # Fanned out, children record under the run key, so a rerun with it keeps the ranges already done.
-    run_id = (run_key or _run_id()) if fan_out else _run_id()
+    run_id = (options.run_key or _run_id()) if fan_out else _run_id()
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
     bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
