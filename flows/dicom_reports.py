@@ -13,9 +13,10 @@ stop request (SIGTERM) ended it early with its progress saved.
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -28,20 +29,31 @@ from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.core import cancel
 from clinicflow.core.logs import get_logger
-from clinicflow.dicom.options import BucketKind, DicomRunOptions
+from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
+from clinicflow.scaleout import dicom_partitions
+from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
-from tasks.dicom import prepare_task, process_batch_task, read_page_task, write_outputs_task
+from tasks.dicom import (
+    plan_ranges_task,
+    prepare_task,
+    process_batch_task,
+    read_page_task,
+    run_totals_task,
+    write_outputs_task,
+)
+
+RANGE_DEPLOYMENT = os.environ.get("CLINICFLOW_DICOM_RANGE_DEPLOYMENT", "dicom-reports-range/dicom-reports-range")
 
 
 def _process_pages(source: ReportsSource, settings: BatchSettings, state_server: PostgresServer, state_schema: str,
                    bucket: Any, total_files: int, *, page_size: int, batch_size: int,
-                   max_concurrency: int) -> tuple[BatchResult, list[str]]:
+                   max_concurrency: int, progress_key: str | None = None) -> tuple[BatchResult, list[str]]:
     """Read pages in the flow, keep at most ``max_concurrency`` batch tasks in flight; sum their results."""
-    progress = RunProgress(total_files, key=artifact_key("dicom", settings.dataset, "progress"),
+    progress = RunProgress(total_files, key=progress_key or artifact_key("dicom", settings.dataset, "progress"),
                            description=f"DICOM files of {settings.dataset}")
     total = BatchResult()
     batch_errors: list[str] = []
@@ -105,6 +117,10 @@ def extract_dicom_reports(
     retry_backoff_seconds: float = 2.0,
     allowed_roots: list[str] | None = None,
     allow_private_redirects: bool = False,
+    mode: Literal["in-pod", "fanout"] = "in-pod",
+    partitions: int = 4,
+    fanout_width: int = 4,
+    run_key: str | None = None,
 ) -> Any:
     """Extract the DICOM files of a reports query into ``<bucket>/<dataset>/``.
 
@@ -116,6 +132,11 @@ def extract_dicom_reports(
     Absolute and ``file://`` locations must lie inside ``allowed_roots`` (or
     the base folder); HTTP redirects to private/loopback addresses are
     refused unless ``allow_private_redirects``.
+
+    ``mode="fanout"``: the files are split into about ``partitions`` key ranges of whole files, each
+    converted by a child run of deployment ``dicom-reports-range`` (``fanout_width`` at a time); this run
+    then writes the CSVs from PostgreSQL. ``run_key`` (default: this flow run's id) names the children
+    and the run in the state tables: rerun with the same ``run_key`` to redo only failed ranges.
     """
     # Before any work: a bad value fails the run with the field named (DicomOptionsError, a ValueError).
     options = DicomRunOptions.from_values(
@@ -125,18 +146,36 @@ def extract_dicom_reports(
         jpeg_quality=jpeg_quality, failure_threshold=failure_threshold, max_file_mb=max_file_mb,
         download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
         retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_roots,
-        allow_private_redirects=allow_private_redirects)
+        allow_private_redirects=allow_private_redirects, mode=mode, partitions=partitions,
+        fanout_width=fanout_width, run_key=run_key)
     # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
     # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
     with cancel.sigterm_stops_run():
         return _extract(options)
 
 
+def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int, run_id: str,
+                    state_server: PostgresServer, partitions: int, width: int) -> tuple[BatchResult, list[str]]:
+    """Each key range as a child run; the run's totals read back from the state tables."""
+    ranges = plan_ranges_task(source, files, partitions)
+    get_logger("clinicflow.dicom").info("%s: %d files in %d key ranges", options.dataset, files, len(ranges))
+    child_options = options.model_dump(mode="json", exclude=set(FAN_OUT_FIELDS))
+    parameters = {r.name(i): {"options": child_options, "key_range": r.as_parameter(),
+                              "run_id": run_id} for i, r in enumerate(ranges)}
+    children = run_partitions(RANGE_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
+    failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
+              for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
+    total = run_totals_task(state_server, options.state_schema, options.dataset, run_id)
+    return total, ([f"{len(failed)} of {len(children)} key ranges failed: " + "; ".join(failed[:5])] if failed else [])
+
+
 def _extract(options: DicomRunOptions) -> Any:
     dataset, state_schema = options.dataset, options.state_schema
     log = get_logger("clinicflow.dicom")
     started = time.monotonic()
-    run_id = _run_id()
+    fan_out = (options.partitions, options.fanout_width) if options.mode == "fanout" else None
+    # Fanned out, children record under the run key, so a rerun with it keeps the ranges already done.
+    run_id = (options.run_key or _run_id()) if fan_out else _run_id()
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
     bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
@@ -150,9 +189,12 @@ def _extract(options: DicomRunOptions) -> Any:
             dataset=dataset, run_id=run_id, base_location=options.base_location, all_frames=options.all_frames,
             jpeg_quality=options.jpeg_quality, limits=options.download_limits(),
         )
-        total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
-                                             page_size=options.page_size, batch_size=options.batch_size,
-                                             max_concurrency=options.max_concurrency)
+        if fan_out is None:
+            total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
+                                                 page_size=options.page_size, batch_size=options.batch_size,
+                                                 max_concurrency=options.max_concurrency)
+        else:
+            total, batch_errors = _fan_out_ranges(source, options, count.files, run_id, state_server, *fan_out)
         # A batch that could not run (or a stop) leaves files out of this run: keep the previous CSV rather
         # than publish a shorter one.
         outputs = None
@@ -198,3 +240,43 @@ def _extract(options: DicomRunOptions) -> Any:
         "csv_rows": outputs.csv_rows if outputs else 0, "csv_object": outputs.csv_object if outputs else None,
         "seconds": round(seconds, 2),
     }
+
+
+@flow(name="dicom-reports-range")
+def dicom_reports_range(options: dict[str, Any], key_range: list[list[Any] | None], run_id: str) -> Any:
+    """One key range of a fanned-out ``extract_dicom_reports`` (deployment ``dicom-reports-range``).
+
+    Converts the files with ``low <= key < high`` exactly as the in-pod run does, recording them under the
+    parent's ``run_id`` (the parent holds the dataset and writes the CSVs), while holding one slot of the
+    global concurrency limit. Ends Failed when a batch could not run or a stop request ended it; bad files
+    do not fail it (they are recorded; the parent applies the failure threshold).
+    """
+    run_options = DicomRunOptions.from_values(**options)
+    bounds = dicom_partitions.FileKeyRange.from_parameter(key_range)
+    with cancel.sigterm_stops_run(), child_slot():
+        return _extract_range(run_options, bounds, run_id)
+
+
+def _extract_range(options: DicomRunOptions, bounds: dicom_partitions.FileKeyRange, run_id: str) -> Any:
+    dataset, state_schema = options.dataset, options.state_schema
+    reports_server = resolve_block(options.reports_block, PostgresServer)
+    state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
+    bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
+    source = ReportsSource(reports_server, options.query, bounds.low, bounds.high)
+    with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock(bounds.digest()):
+        count, _ = prepare_task(source, state_server, dataset, state_schema, run_id)
+        settings = BatchSettings(
+            dataset=dataset, run_id=run_id, base_location=options.base_location, all_frames=options.all_frames,
+            jpeg_quality=options.jpeg_quality, limits=options.download_limits(),
+        )
+        total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
+                                             page_size=options.page_size, batch_size=options.batch_size,
+                                             max_concurrency=options.max_concurrency,
+                                             progress_key=artifact_key("dicom", dataset, "progress", bounds.digest()))
+    if total.cancelled or cancel.requested():
+        return Failed(message=f"stopped by SIGTERM: {total.done} file(s) converted; a rerun resumes")
+    if batch_errors:
+        return Failed(message=f"{len(batch_errors)} batch(es) could not be processed: " + "; ".join(batch_errors[:3]))
+    # A small pointer: the results are in the state tables.
+    return {"dataset": dataset, "run_id": run_id, "files": count.files, "converted": total.done,
+            "skipped": total.skipped, "failed": total.failed}

@@ -9,6 +9,7 @@ Failed when its error rate (dead letters / new items) went above
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any, Literal
@@ -26,10 +27,13 @@ from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import generate, parse_synthetic
+from clinicflow.scaleout import ingest_partitions
+from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
 from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
 
 Extractor = Literal["rules", "llm", "none"]
+PREFIX_DEPLOYMENT = os.environ.get("CLINICFLOW_INGEST_PREFIX_DEPLOYMENT", "ingest-files-prefix/ingest-files-prefix")
 
 
 def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, max_error_rate: float,
@@ -79,17 +83,37 @@ def ingest_files(
     s3_block: str | None = None,
     llm_block: str | None = None,
     inline_binary_kb: float = 1024,
+    mode: Literal["in-pod", "fanout"] = "in-pod",
+    partitions: int = 4,
+    fanout_width: int = 4,
+    run_key: str | None = None,
 ) -> Any:
     """Ingest the objects matching ``pattern`` (``s3://b/a/**/*.txt``, ``gs://…``, a local path, ``synthetic://…``).
 
     Documents and Medical rows go to ``ingest_schema`` in the ``database_block``
     database; failures to ``<ingest_schema>.dead_letters``.
+
+    ``mode="fanout"`` (object patterns): the listing is split into about ``partitions`` groups of
+    prefixes, each ingested by a child run of deployment ``ingest-files-prefix`` (``fanout_width`` at a
+    time) under the run id ``run_key`` (default: this flow run's id; rerun with it to redo only failed
+    partitions). ``max_error_rate`` then applies within each child.
     """
     _check_options(batch_size, max_file_mb, fail_percentage, max_error_rate, extractor, ingest_schema,
                    inline_binary_kb)
+    if mode not in ("in-pod", "fanout") or partitions < 1 or fanout_width < 1:
+        raise ValueError(f"ingest_files: mode must be 'in-pod' or 'fanout' and partitions, fanout_width at least 1 "
+                         f"(got {mode!r}, {partitions}, {fanout_width})")
     log = get_logger("clinicflow.ingest")
     started = time.monotonic()
     location = parse_location(pattern)
+    if mode == "fanout":
+        if location.scheme == "synthetic":
+            raise ValueError("ingest_files: mode='fanout' needs an object pattern (s3://, gs://, a path)")
+        options = {"batch_size": batch_size, "max_file_mb": max_file_mb, "fail_percentage": fail_percentage,
+                   "max_error_rate": max_error_rate, "extractor": extractor, "seed": seed,
+                   "database_block": database_block, "ingest_schema": ingest_schema, "s3_block": s3_block,
+                   "llm_block": llm_block, "inline_binary_kb": inline_binary_kb}
+        return _fan_out_prefixes(pattern, options, run_key or _run_id(), partitions, fanout_width, started)
     settings = IngestSettings(run_id=_run_id(), schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
                               inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
                               seed=seed, max_error_rate=max_error_rate)
@@ -133,6 +157,91 @@ def ingest_files(
                               + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
                               + "); the run stopped and the batch that crossed it was not published")
     return {"pattern": pattern, "run_id": settings.run_id, **counts.as_dict(), "seconds": round(seconds, 2)}
+
+
+def _fan_out_prefixes(pattern: str, options: dict[str, Any], run_id: str, partitions: int, width: int,
+                      started: float) -> Any:
+    """Each prefix partition as a child run; the run's counts read back from PostgreSQL."""
+    location = parse_location(pattern)
+    server = resolve_block(options["database_block"], PostgresServer)
+    conn = server.connect()
+    try:
+        ensure_schema(conn, options["ingest_schema"])
+    finally:
+        conn.close()
+    store = store_for_location(location, options["s3_block"])
+    listed = [0]
+
+    def keys() -> Any:
+        for info in matching_objects(store, location):
+            listed[0] += 1
+            yield info.key
+
+    groups = ingest_partitions.plan_prefix_partitions(keys(), location.prefix, partitions)
+    get_logger("clinicflow.ingest").info("ingest %s: %d prefix partition(s); run %s", pattern, len(groups), run_id)
+    parameters = {ingest_partitions.partition_name(i, g): {"pattern": pattern, "prefixes": g, "run_id": run_id,
+                                                           **options} for i, g in enumerate(groups)}
+    children = run_partitions(PREFIX_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
+    failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
+              for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
+    conn = server.connect()
+    try:
+        counts = ingest_partitions.recorded_ingest_counts(conn, options["ingest_schema"], run_id, listed=listed[0])
+    finally:
+        conn.close()
+    seconds = time.monotonic() - started
+    create_table_artifact(summary_rows(pattern, counts, seconds),
+                          key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
+                          description=f"ingest {pattern} (fan-out, {len(groups)} partitions): {counts.staged} staged, "
+                                      f"{counts.extracted} extracted, {counts.failures} dead-lettered")
+    if failed:
+        return Failed(message=f"{len(failed)} of {len(children)} prefix partitions failed: " + "; ".join(failed[:5]))
+    return {"pattern": pattern, "run_id": run_id, "partitions": len(groups), "staged": counts.staged,
+            "extracted": counts.extracted, "dead_lettered": counts.failures, "seconds": round(seconds, 2)}
+
+
+@flow(name="ingest-files-prefix")
+def ingest_files_prefix(
+    pattern: str,
+    prefixes: list[str],
+    run_id: str,
+    batch_size: int = 100,
+    max_file_mb: float = 50,
+    fail_percentage: float = 0,
+    max_error_rate: float = 0.1,
+    extractor: Extractor = "rules",
+    seed: int = 0,
+    database_block: str = ANALYTICS_BLOCK,
+    ingest_schema: str = DEFAULT_SCHEMA,
+    s3_block: str | None = None,
+    llm_block: str | None = None,
+    inline_binary_kb: float = 1024,
+) -> Any:
+    """One prefix partition of a fanned-out ``ingest_files`` (deployment ``ingest-files-prefix``).
+
+    Ingests the objects matching ``pattern`` whose group (first folder after the pattern's literal prefix)
+    is in ``prefixes``, exactly as the in-pod run does, under the parent's ``run_id``, holding one slot of
+    the global concurrency limit. Failed when its error rate went above ``max_error_rate``.
+    """
+    _check_options(batch_size, max_file_mb, fail_percentage, max_error_rate, extractor, ingest_schema,
+                   inline_binary_kb)
+    location = parse_location(pattern)
+    settings = IngestSettings(run_id=run_id, schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
+                              inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
+                              seed=seed, max_error_rate=max_error_rate)
+    server = resolve_block(database_block, PostgresServer)
+    store = store_for_location(location, s3_block)
+
+    def process(batch: list[Any], before: RunCounts) -> RunCounts:
+        return file_batch_task(server, location, s3_block, batch, settings, extractor, llm_block, before)
+
+    with child_slot():
+        counts = run_batches(ingest_partitions.objects_in_groups(store, location, prefixes), batch_size, process)
+    if counts.stopped:
+        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
+                              f"({counts.failures} dead letter(s) of {counts.new} new item(s))")
+    # A small pointer: the results are in PostgreSQL.
+    return {"run_id": run_id, "prefixes": len(prefixes), **counts.as_dict()}
 
 
 @flow(name="ingest-replay-dead-letters")

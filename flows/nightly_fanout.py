@@ -2,7 +2,7 @@
 
 Wiring only (partitions, keys, backoff and aggregation are in clinicflow.scaleout.fanout):
 
-- :func:`run_partitions` (flows/fanout_runs.py) starts one child deployment
+- :func:`run_partitions` (flows/fanout_runner.py) starts one child deployment
   run per partition under an idempotency key, at most ``width`` at a time, and
   returns each partition's finished child; a rerun redoes only the failed ones.
 - :func:`fan_out_tiers` (flows/tiers.py) runs the nightly's tiers in order, one
@@ -31,7 +31,7 @@ from clinicflow.opendental import metrics
 from clinicflow.opendental.guards import check_targets
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.tables.config import load_tables_config
-from flows.fanout_runs import FANOUT_TAG, read_children, run_partitions, run_tag, start_child
+from flows.fanout_runner import FANOUT_TAG, read_children, run_partitions, run_tag, start_child
 from flows.tiers import (
     CHILD_DEPLOYMENT,
     PARTITIONS_ARTIFACT_KEY,
@@ -45,7 +45,7 @@ from flows.tiers import (
     select_tables,
 )
 
-# The parent's side lives in flows/tiers.py and flows/fanout_runs.py; these names stay importable from here.
+# The parent's side lives in flows/tiers.py and flows/fanout_runner.py; these names stay importable from here.
 __all__ = ["CHILD_DEPLOYMENT", "FANOUT_TAG", "PARTITIONS_ARTIFACT_KEY", "child_deployment", "fan_out_tiers",
            "nightly_tables", "read_children", "record_tables", "run_partitions", "run_tag", "start_child"]
 

@@ -39,7 +39,7 @@ from clinicflow.opendental.replication import copy_plan, replica_copy
 from clinicflow.opendental.tables.config import ConfigError, TablesConfig
 from clinicflow.opendental.warehouse import load_steps
 from clinicflow.scaleout import fanout
-from flows.fanout_runs import run_partitions
+from flows.fanout_runner import run_partitions
 from tasks import load as load_tasks
 from tasks import replication as repl_tasks
 

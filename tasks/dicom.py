@@ -19,6 +19,7 @@ from clinicflow.dicom.outputs import OutputsResult, write_outputs
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch
 from clinicflow.dicom.reports import FileGroup, Page, ReportsSource, SourceCount
 from clinicflow.dicom.state import StateStore
+from clinicflow.scaleout.dicom_partitions import FileKeyRange, plan_key_ranges, recorded_run_totals
 
 
 @task(name="dicom-prepare", cache_policy=NO_CACHE, **TASK_RETRY)
@@ -45,3 +46,13 @@ def write_outputs_task(state_server: PostgresServer, dataset: str, schema: str, 
                        report_fields: list[str], run_id: str) -> OutputsResult:
     with StateStore(state_server, dataset, schema) as state:
         return write_outputs(state, writer_for(bucket), report_fields, run_id)
+
+
+@task(name="dicom-plan-ranges", cache_policy=NO_CACHE, **TASK_RETRY)
+def plan_ranges_task(source: ReportsSource, files: int, partitions: int) -> list[FileKeyRange]:
+    return plan_key_ranges(source, files, partitions)
+
+
+@task(name="dicom-read-run-totals", cache_policy=NO_CACHE, **TASK_RETRY)
+def run_totals_task(state_server: PostgresServer, schema: str, dataset: str, run_id: str) -> BatchResult:
+    return recorded_run_totals(state_server, schema, dataset, run_id)

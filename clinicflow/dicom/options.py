@@ -14,6 +14,7 @@ from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
 
 BucketKind = Literal["local", "gcs", "s3"]
+FAN_OUT_FIELDS = frozenset({"mode", "partitions", "fanout_width", "run_key"})
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SHOWN_INPUT_CHARS = 60
@@ -52,6 +53,11 @@ class DicomRunOptions(BaseModel):
     retry_backoff_seconds: float = Field(2.0, ge=0)
     allowed_roots: tuple[str, ...] = ()
     allow_private_redirects: bool = False
+    # Fan-out (docs/scale-out.md): key ranges as child runs of deployment dicom-reports-range.
+    mode: Literal["in-pod", "fanout"] = "in-pod"
+    partitions: int = Field(4, ge=1)
+    fanout_width: int = Field(4, ge=1)
+    run_key: str | None = None
 
     @field_validator("dataset")
     @classmethod

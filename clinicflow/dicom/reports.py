@@ -103,10 +103,16 @@ class SourceCount:
 
 @dataclass(frozen=True)
 class ReportsSource:
-    """Where the reports come from: ``query`` is SQL text or a (schema-qualified) view/table name."""
+    """Where the reports come from: ``query`` is SQL text or a (schema-qualified) view/table name.
+
+    ``low`` / ``high`` (source-typed file keys) restrict it to the files with ``low <= key < high``
+    (None: unbounded), in the order pages use: one range of a fanned-out run.
+    """
 
     server: PostgresServerLike
     query: str
+    low: tuple[Any, ...] | None = None
+    high: tuple[Any, ...] | None = None
 
     def relation(self) -> str:
         text = self.query.strip().rstrip(";").strip()
@@ -160,19 +166,45 @@ class ReportsSource:
     def _not_null(self, alias: str) -> str:
         return " AND ".join(f"{alias}.{quote_ident(c, 'postgres')} IS NOT NULL" for c in KEY_COLUMNS)
 
+    def _in_range(self) -> tuple[str, list[Any]]:
+        """`` AND`` conditions restricting the file key to [low, high), and their parameters."""
+        keys = quote_list(list(KEY_COLUMNS), "postgres")
+        sql, params = "", []
+        for bound, op in ((self.low, ">="), (self.high, "<")):
+            if bound is not None:
+                if len(bound) != len(KEY_COLUMNS):
+                    raise ValueError(f"a key range bound has {len(KEY_COLUMNS)} values, got {len(bound)}")
+                sql += f" AND ({keys}) {op} (%s, %s, %s, %s)"
+                params += list(bound)
+        return sql, params
+
+    def keys_at_ranks(self, ranks: list[int]) -> list[tuple[Any, ...]]:
+        """The source-typed keys of the files at 1-based ``ranks`` in page order (range boundaries)."""
+        if not ranks:
+            return []
+        keys = quote_list(list(KEY_COLUMNS), "postgres")
+        in_range, params = self._in_range()
+        sql = (f"SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS rank_ "
+               f"FROM (SELECT DISTINCT {keys} FROM {self.relation()} AS r WHERE {self._not_null('r')}{in_range}) "
+               f"AS d) AS n WHERE rank_ = ANY(%s) ORDER BY rank_")
+        with self._query(sql, [*params, list(ranks)], "sampling the file keys") as cur:
+            return [tuple(row) for row in cur.fetchall()]
+
     def count(self) -> SourceCount:
         keys = quote_list(list(KEY_COLUMNS), "postgres")
         null_key = " OR ".join(f"r.{quote_ident(c, 'postgres')} IS NULL" for c in KEY_COLUMNS)
+        in_range, params = self._in_range()
         sql = (f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
-               f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r")
-        with self._query(sql, None, "counting the reports") as cur:
+               f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r"
+               + (f" WHERE TRUE{in_range}" if in_range else ""))
+        with self._query(sql, params or None, "counting the reports") as cur:
             rows, files, without_key = cur.fetchone()
         return SourceCount(rows=int(rows), files=int(files), rows_without_key=int(without_key))
 
     def page_sql(self, first: bool) -> str:
         relation = self.relation()
         keys = quote_list(list(KEY_COLUMNS), "postgres")
-        after = "" if first else f" AND ({keys}) > (%s, %s, %s, %s)"
+        after = self._in_range()[0] + ("" if first else f" AND ({keys}) > (%s, %s, %s, %s)")
         join = " AND ".join(f"r.{quote_ident(c, 'postgres')} = k.{quote_ident(c, 'postgres')}" for c in KEY_COLUMNS)
         order = ", ".join(f"r.{quote_ident(c, 'postgres')}" for c in KEY_COLUMNS)
         return (
@@ -185,7 +217,7 @@ class ReportsSource:
         """The next ``page_size`` files after key ``after`` (None: from the start), all their rows."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        params: list[Any] = ([] if after is None else list(after)) + [page_size]
+        params: list[Any] = self._in_range()[1] + ([] if after is None else list(after)) + [page_size]
         with self._query(self.page_sql(after is None), params, "reading a reports page") as cur:
             return group_rows([d[0] for d in cur.description], iter(cur))
 

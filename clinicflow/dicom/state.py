@@ -150,8 +150,8 @@ class StateStore:
                 cur.execute(sql)
 
     @contextlib.contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """Hold the dataset for one run: a second concurrent run of the same dataset fails at once.
+    def run_lock(self, part: str = "") -> Iterator[None]:
+        """Hold the dataset (or one ``part`` of a fanned-out run) for one run: a second one fails at once.
 
         A session-level advisory lock on its own connection, so a killed pod
         releases it with its connection.
@@ -159,11 +159,12 @@ class StateStore:
         conn = self.server.connect()
         try:
             conn.autocommit = True
+            what = f"dataset {self.dataset!r}" + (f" part {part}" if part else "")
+            name = self._lock_name() + (f":{part}" if part else "")
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self._lock_name(),))
+                cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,))
                 if not cur.fetchone()[0]:
-                    raise DatasetBusyError(f"another run of dataset {self.dataset!r} (state schema {self.schema!r}) "
-                                           "is in progress")
+                    raise DatasetBusyError(f"another run of {what} (state schema {self.schema!r}) is in progress")
             yield
         finally:
             conn.close()  # releases the lock

@@ -1,4 +1,4 @@
-"""Scale-out: the nightly fanned out as child deployment runs.
+"""Scale-out: runs fanned out as child deployment runs (nightly tables, DICOM key ranges, ingest prefixes).
 
-Plain logic; the Prefect side is flows/nightly_fanout.py.
+Plain logic; the Prefect side is flows/fanout_runner.py and the parent flows.
 """

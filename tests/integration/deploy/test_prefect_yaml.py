@@ -24,13 +24,13 @@ from tests.integration.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
 DEPLOYMENTS = ("nightly", "nightly-tables", "nightly-clinic-a", "nightly-clinic-b", "replicate", "load",
-               "analyze-schema", "dicom-reports",
-               "referral-providers", "procedures-daily", "ingest-files", "ingest-replay", "process-data")
+               "analyze-schema", "dicom-reports", "referral-providers", "procedures-daily", "ingest-files",
+               "ingest-replay", "process-data", "dicom-reports-range", "ingest-files-prefix")
 # Runs of these deployments are independent of each other (one processing request each).
 CONCURRENT = {"process-data": 8}
 # Fan-out children: throttled by a global concurrency limit, never by a deployment limit
 # (children stuck in AwaitingConcurrencySlot, prefect#16027, #19403).
-NO_DEPLOYMENT_LIMIT = ("nightly-tables",)
+NO_DEPLOYMENT_LIMIT = ("nightly-tables", "dicom-reports-range", "ingest-files-prefix")
 
 # Which Secrets each deployment reads its credentials from.
 EXPECTED_SECRETS = {
@@ -44,9 +44,11 @@ EXPECTED_SECRETS = {
     "load": {"clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "analyze-schema": {"clinicflow-opendental-source"},
     "dicom-reports": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
+    "dicom-reports-range": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
     "referral-providers": {"clinicflow-analytics-postgres"},
     "procedures-daily": {"clinicflow-analytics-postgres", "clinicflow-clickhouse"},
     "ingest-files": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
+    "ingest-files-prefix": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
     "ingest-replay": {"clinicflow-analytics-postgres", "clinicflow-ingest-sources", "clinicflow-ingest-llm"},
     "process-data": {"clinicflow-analytics-postgres", "clinicflow-processing"},
 }

@@ -1,16 +1,16 @@
-"""Child deployment runs of a fanned-out parent (no flow here: the flows that fan out import it).
+"""Starting and waiting for child deployment runs, one per partition (shared by every fan-out parent).
 
-- :func:`run_partitions` starts one child deployment run per partition with
-  ``run_deployment(..., timeout=0, idempotency_key=<run key>:<partition>)``,
-  at most ``width`` at a time, polls them with backoff and returns each
-  partition's finished child. Children already started under the same run key
-  are kept (completed), waited for (still running) or started again under a
-  new attempt key (failed, crashed, cancelled): a rerun redoes only those.
-
-Keys, backoff and aggregation are plain logic in clinicflow.scaleout.fanout.
+Wiring only (keys, rerun decisions and backoff are in clinicflow.scaleout.fanout):
+:func:`run_partitions` starts one child deployment run per partition with
+``run_deployment(..., timeout=0, idempotency_key=<run key>:<partition>)``, at
+most ``width`` at a time, polls them with backoff and returns each partition's
+finished child. Children already started under the same run key are kept
+(completed), waited for (still running) or started again under a new attempt
+key (failed, crashed, cancelled): a rerun redoes only those.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -105,3 +105,12 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
         else:
             time.sleep(next(delays))
     return done
+
+
+def child_slot(limit: str | None = None) -> Any:
+    """One slot of the global concurrency limit for a child's work (a missing limit only warns)."""
+    from prefect.concurrency.sync import concurrency
+
+    name = limit or os.environ.get("CLINICFLOW_FANOUT_LIMIT", fanout.DEFAULT_CONCURRENCY_LIMIT)
+    # A global limit, not a deployment limit: children never sit in AwaitingConcurrencySlot (prefect#16027).
+    return concurrency(name, occupy=1, strict=False, lease_duration=120)
