@@ -43,6 +43,7 @@ from blocks.resolve import (
     block_from_env,
 )
 from clinicflow.core import secret_env
+from clinicflow.core.errors import ClinicflowError
 
 # Every block a deployment in prefect.yaml resolves, by name, with its type
 # (the dicom-reports deployment runs with bucket_kind=gcs).
@@ -64,7 +65,7 @@ def _auth_context(block_type: type[Block]) -> contextlib.AbstractContextManager[
     return anonymous_adc_if_emulated() if issubclass(block_type, GcsBucket) else contextlib.nullcontext()
 
 
-class BlockSetupError(ValueError):
+class BlockSetupError(ClinicflowError, ValueError):
     """A block definition is unusable. The message names block and field, never a value."""
 
 

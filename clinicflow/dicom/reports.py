@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 
 KEY_COLUMNS: tuple[str, ...] = ("study_id", "series_id", "instance_id", "file_location")
@@ -50,7 +51,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 _RELATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
 
 
-class ReportsQueryError(ValueError):
+class ReportsQueryError(ClinicflowError, ValueError):
     """The reports query is unusable (missing key columns, clashing names, bad SQL)."""
 
 

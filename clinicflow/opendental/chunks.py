@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import Dialect, quote_ident
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
@@ -32,7 +33,7 @@ def clustered_by_key(engine: str | None) -> bool:
     return (engine or "").strip().lower() in CLUSTERED_ENGINES
 
 
-class ChunkPlanError(RuntimeError):
+class ChunkPlanError(ClinicflowError):
     """A plan would hold more ranges than any table can need: a planner bug, raised before allocating."""
 
 
