@@ -18,11 +18,11 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
 
+from clinicflow.connectors.objectstore.patterns import Location, PatternError
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
-from clinicflow.ingest.patterns import Location, PatternError
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts
 
 KINDS = ("blob", "logs", "events")

@@ -22,8 +22,6 @@ from typing import Any
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import Dialect, quote_ident
 
-INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
-
 # Engines where a key range is one sequential read; MyISAM/Aria read a range row by row (see docs/loading.md).
 CLUSTERED_ENGINES = frozenset({"innodb"})
 

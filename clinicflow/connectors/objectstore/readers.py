@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from clinicflow.connectors.objectstore.patterns import Location, glob_match
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import call_with_retry
-from clinicflow.ingest.patterns import Location, glob_match
 
 
 @dataclass(frozen=True)
