@@ -77,10 +77,6 @@ class SetupOutcome:
     detail: str = ""
 
 
-def env_prefix(block_name: str) -> str:
-    return "CLINICFLOW_" + block_name.upper().replace("-", "_") + "_"
-
-
 def _validation_message(block_name: str, exc: ValidationError) -> str:
     # Field locations and messages only: pydantic's default text quotes the input value.
     problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(block)'}: {err['msg']}" for err in exc.errors())
@@ -96,7 +92,7 @@ def blocks_from_env(names: list[str] | None = None) -> list[tuple[str, Block | N
     chosen = _chosen(names)
     found: list[tuple[str, Block | None, str]] = []
     for name in chosen:
-        prefix = env_prefix(name)
+        prefix = secret_env.block_env_prefix(name)
         if not any(key.startswith(prefix) for key in secret_env.names()):
             found.append((name, None, f"no {prefix}* variables set"))
             continue

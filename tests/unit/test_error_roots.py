@@ -39,3 +39,13 @@ def test_the_walk_finds_the_package_exceptions() -> None:
 def test_every_exception_derives_from_clinicflow_error(module_name: str) -> None:
     strays = [cls.__qualname__ for cls in exception_classes(module_name) if not issubclass(cls, ClinicflowError)]
     assert strays == [], f"{module_name}: {strays} must derive from clinicflow.core.errors.ClinicflowError"
+
+
+def test_one_line_keeps_the_first_line_only_and_names_the_type() -> None:
+    from clinicflow.core.errors import one_line
+
+    exc = ValueError("duplicate key value\nDETAIL:  Key (id)=(42) already exists, name=Jane")
+    assert one_line(exc) == "ValueError: duplicate key value"
+    assert one_line(exc, with_type=False) == "duplicate key value"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line(RuntimeError("x" * 500), limit=20) == "RuntimeError: xxxxx…"
