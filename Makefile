@@ -11,6 +11,7 @@ test:
 	bash scripts/bootstrap.sh
 	uv run --frozen ruff check .
 	uv run --frozen mypy
+	uv run --frozen lint-imports
 	uv run --frozen pytest
 
 bench:

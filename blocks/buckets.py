@@ -51,7 +51,7 @@ class LocalFolderBucket(Block):
 
 
 def _env(block_name: str, suffix: str) -> str | None:
-    value = secret_env.getenv("CLINICFLOW_" + block_name.upper().replace("-", "_") + "_" + suffix)
+    value = secret_env.getenv(secret_env.block_env_prefix(block_name) + suffix)
     return value if value not in (None, "") else None
 
 

@@ -20,7 +20,7 @@ from clinicflow.core import secret_env
 
 
 def _env_name(block_name: str, field: str) -> str:
-    return "CLINICFLOW_" + block_name.upper().replace("-", "_") + "_" + field.upper()
+    return secret_env.block_env_prefix(block_name) + field.upper()
 
 
 class _ServerBlock(Block):

@@ -42,7 +42,7 @@ class OpenAICompatibleLLM(Block):
 
 
 def _from_env(name: str) -> OpenAICompatibleLLM:
-    prefix = "CLINICFLOW_" + name.upper().replace("-", "_") + "_"
+    prefix = secret_env.block_env_prefix(name)
     values: dict[str, Any] = {}
     for field, suffix in (("base_url", "BASE_URL"), ("model", "MODEL"), ("api_key", "API_KEY"),
                           ("batch_size", "BATCH_SIZE"), ("timeout_seconds", "TIMEOUT_SECONDS"),

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from prefect.blocks.core import Block
 
 from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.core.errors import ClinicflowError
 
 B = TypeVar("B", bound=Block)
 
@@ -38,7 +39,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 ENV_BUILDERS: dict[type, Callable[[str], Block]] = {}
 
 
-class BlockResolutionError(RuntimeError):
+class BlockResolutionError(ClinicflowError):
     """A block could not be loaded or built. The message never holds secrets."""
 
 

@@ -43,6 +43,7 @@ from blocks.resolve import (
     block_from_env,
 )
 from clinicflow.core import secret_env
+from clinicflow.core.errors import ClinicflowError
 
 # Every block a deployment in prefect.yaml resolves, by name, with its type
 # (the dicom-reports deployment runs with bucket_kind=gcs).
@@ -64,7 +65,7 @@ def _auth_context(block_type: type[Block]) -> contextlib.AbstractContextManager[
     return anonymous_adc_if_emulated() if issubclass(block_type, GcsBucket) else contextlib.nullcontext()
 
 
-class BlockSetupError(ValueError):
+class BlockSetupError(ClinicflowError, ValueError):
     """A block definition is unusable. The message names block and field, never a value."""
 
 
@@ -74,10 +75,6 @@ class SetupOutcome:
     block_type: str
     action: str  # created | updated | unchanged | skipped | failed
     detail: str = ""
-
-
-def env_prefix(block_name: str) -> str:
-    return "CLINICFLOW_" + block_name.upper().replace("-", "_") + "_"
 
 
 def _validation_message(block_name: str, exc: ValidationError) -> str:
@@ -95,7 +92,7 @@ def blocks_from_env(names: list[str] | None = None) -> list[tuple[str, Block | N
     chosen = _chosen(names)
     found: list[tuple[str, Block | None, str]] = []
     for name in chosen:
-        prefix = env_prefix(name)
+        prefix = secret_env.block_env_prefix(name)
         if not any(key.startswith(prefix) for key in secret_env.names()):
             found.append((name, None, f"no {prefix}* variables set"))
             continue

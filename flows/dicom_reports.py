@@ -28,6 +28,7 @@ from blocks.databases import PostgresServer
 from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.core import cancel
+from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
 from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
@@ -64,8 +65,7 @@ def _process_pages(source: ReportsSource, settings: BatchSettings, state_server:
         try:
             total.add(future.result())
         except Exception as exc:  # noqa: BLE001 - a lost batch is reported, the others go on
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            batch_errors.append(f"{type(exc).__name__}: {first_line}"[:300])
+            batch_errors.append(one_line(exc))
         progress.advance(files)
 
     try:
@@ -203,8 +203,7 @@ def _extract(options: DicomRunOptions) -> Any:
             try:
                 outputs = write_outputs_task(state_server, dataset, state_schema, bucket, report_fields, run_id)
             except Exception as exc:  # noqa: BLE001 - the summary and failures artifacts must still be published
-                first_line = str(exc).splitlines()[0] if str(exc) else ""
-                csv_error = f"{type(exc).__name__}: {first_line}"[:300]
+                csv_error = one_line(exc)
                 log.error("%s: writing the CSVs failed: %s", dataset, csv_error)
 
     seconds = time.monotonic() - started

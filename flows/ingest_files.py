@@ -20,11 +20,11 @@ from prefect.states import Failed
 
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.readers import matching_objects
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
-from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import generate, parse_synthetic
 from clinicflow.scaleout import ingest_partitions

@@ -124,14 +124,3 @@ def flow_run_settings() -> Iterator[None]:
     guard_embedded_server()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
-
-
-def prefect_run_logger() -> Any | None:
-    """Prefect's run logger inside a flow or task run, else None (installed into clinicflow.core.logs)."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return None

@@ -12,10 +12,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
+from clinicflow.connectors.objectstore.patterns import Location
 from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
-from clinicflow.ingest.patterns import Location
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts, process_file_batch
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
 

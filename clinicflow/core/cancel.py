@@ -14,10 +14,12 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from clinicflow.core.errors import ClinicflowError
+
 _stop = threading.Event()
 
 
-class RunCancelled(Exception):
+class RunCancelled(ClinicflowError):
     """The run was asked to stop (SIGTERM); work done so far is saved."""
 
 

@@ -12,3 +12,17 @@ class SourceTableMissing(ClinicflowError):
 
 class TablesFailed(ClinicflowError):
     """Raised at the end of a run in which some tables failed, after every other table ran (the run ends Failed)."""
+
+
+def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = True) -> str:
+    """An exception as one short line for a run summary or a failure row.
+
+    Only the first line of the message: drivers put details (a failing row's values, a query) on later lines,
+    and those may hold patient data.
+    """
+    lines = str(getattr(exc, "pgerror", None) or exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    name = type(exc).__name__
+    if with_type:
+        text = f"{name}: {text}" if text and not text.startswith(name) else (text or name)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

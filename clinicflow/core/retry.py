@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from clinicflow.core.errors import ClinicflowError
+
 T = TypeVar("T")
 
 # MySQL/MariaDB client and server error codes worth another try.
@@ -47,11 +49,11 @@ BACKOFF_BASE_SECONDS = 2.0
 JITTER_FACTOR = 0.5
 
 
-class TransientError(Exception):
+class TransientError(ClinicflowError):
     """Raised by project code for a failure that should be retried."""
 
 
-class PermanentError(Exception):
+class PermanentError(ClinicflowError):
     """Raised by project code for a failure that must not be retried."""
 
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from clinicflow.core.errors import ClinicflowError
+
 Dialect = Literal["mysql", "postgres", "clickhouse"]
 
 # OpenDental and generated tables use plain ASCII names; anything else in
@@ -17,7 +19,7 @@ Dialect = Literal["mysql", "postgres", "clickhouse"]
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 
-class IdentifierError(ValueError):
+class IdentifierError(ClinicflowError, ValueError):
     """An identifier that cannot be used safely."""
 
 

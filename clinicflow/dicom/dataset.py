@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from clinicflow.core.errors import ClinicflowError
+
 # Bound on one frame's decoded size: a header claiming more is rejected before
 # any allocation (a corrupt Rows/Columns must not take the pod down).
 MAX_FRAME_PIXELS = 120_000_000
 
 
-class ConversionError(Exception):
+class ConversionError(ClinicflowError):
     """A file that cannot become a JPEG.
 
     ``stage`` is ``read`` or ``decode``; ``kind`` is a short, stable category

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from clinicflow.core import cancel
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
 
 CHUNK_BYTES = 1 << 20
@@ -59,7 +60,7 @@ class DownloadLimits:
     allow_private_redirects: bool = False
 
 
-class DownloadError(Exception):
+class DownloadError(ClinicflowError):
     """A file that could not be fetched. ``kind``: e.g. ``http-404``, ``timeout``, ``too-large``."""
 
     def __init__(self, kind: str, reason: str) -> None:
@@ -68,7 +69,7 @@ class DownloadError(Exception):
         self.reason = reason
 
 
-class _TooLarge(Exception):
+class _TooLarge(ClinicflowError):
     pass
 
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
 
@@ -20,7 +21,7 @@ _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SHOWN_INPUT_CHARS = 60
 
 
-class DicomOptionsError(ValueError):
+class DicomOptionsError(ClinicflowError, ValueError):
     """Bad DICOM run options; ``problems`` maps each bad field to what is wrong with it."""
 
     def __init__(self, problems: dict[str, str]) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
 from clinicflow.core import cancel
+from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
 from clinicflow.dicom.dataset import ConversionError
 from clinicflow.dicom.download import Downloader, DownloadError, DownloadLimits, stored_location
@@ -259,6 +260,5 @@ def _is_state_error(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:200]
+    return one_line(exc, limit=200, with_type=False)
 

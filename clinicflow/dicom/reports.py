@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
+from clinicflow.core.errors import ClinicflowError, one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 
 KEY_COLUMNS: tuple[str, ...] = ("study_id", "series_id", "instance_id", "file_location")
@@ -50,7 +51,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 _RELATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
 
 
-class ReportsQueryError(ValueError):
+class ReportsQueryError(ClinicflowError, ValueError):
     """The reports query is unusable (missing key columns, clashing names, bad SQL)."""
 
 
@@ -323,8 +324,7 @@ def _text(value: Any) -> str:
 
 def _pg_message(exc: BaseException) -> str:
     """The server's message for a failed statement: first line only (never the connection string)."""
-    text = str(getattr(exc, "pgerror", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return one_line(exc, limit=10_000, with_type=False) or type(exc).__name__
 
 
 def batches(files: list[FileGroup], batch_size: int) -> Iterator[list[FileGroup]]:

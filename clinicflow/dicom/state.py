@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.download import stored_location
 from clinicflow.dicom.reports import OUTPUT_COLUMNS, FileKey
@@ -42,7 +43,7 @@ DEFAULT_STATE_SCHEMA = "clinicflow_dicom"
 CSV_FETCH_ROWS = 2000
 
 
-class DatasetBusyError(RuntimeError):
+class DatasetBusyError(ClinicflowError):
     """Another run holds the dataset."""
 
 

@@ -18,10 +18,11 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
 
+from clinicflow.connectors.objectstore.patterns import Location, PatternError
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
-from clinicflow.ingest.patterns import Location, PatternError
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts
 
 KINDS = ("blob", "logs", "events")
@@ -58,7 +59,7 @@ SyntheticRecord = BlobRecord | LogRecord | EventRecord
 _MODELS: dict[str, type[BaseModel]] = {"blob": BlobRecord, "logs": LogRecord, "events": EventRecord}
 
 
-class RejectedRecord(ValueError):
+class RejectedRecord(ClinicflowError, ValueError):
     """A record the load stage refuses (``reason`` is the dead letter's reason code)."""
 
     def __init__(self, reason: str, message: str) -> None:

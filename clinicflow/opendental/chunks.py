@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import Dialect, quote_ident
-
-INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
 # Engines where a key range is one sequential read; MyISAM/Aria read a range row by row (see docs/loading.md).
 CLUSTERED_ENGINES = frozenset({"innodb"})
@@ -32,7 +31,7 @@ def clustered_by_key(engine: str | None) -> bool:
     return (engine or "").strip().lower() in CLUSTERED_ENGINES
 
 
-class ChunkPlanError(RuntimeError):
+class ChunkPlanError(ClinicflowError):
     """A plan would hold more ranges than any table can need: a planner bug, raised before allocating."""
 
 

@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, iter_chunks
 
 ProgressFn = Callable[[float], None]
 
 
-class ProcessingError(RuntimeError):
+class ProcessingError(ClinicflowError):
     """Processing cannot go on; the message names the column/parameter/script and is stored on the row."""
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(ClinicflowError, ValueError):
     """A processing request does not fit the registry; ``field`` is the request field at fault."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -12,13 +12,15 @@ from typing import Literal
 
 import pandas as pd
 
+from clinicflow.core.errors import ClinicflowError
+
 DataFormat = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 PARQUET_MAGIC = b"PAR1"
 DEFAULT_CHUNK_ROWS = 500_000
 
 
-class DataFileError(ValueError):
+class DataFileError(ClinicflowError, ValueError):
     """A data file cannot be read as its format; the message names the file."""
 
 

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from clinicflow.connectors.objectstore.patterns import Location, glob_match
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
 from clinicflow.core.sql import quote_ident
-from clinicflow.ingest.patterns import Location, glob_match
 from clinicflow.ingest.pipeline import RunCounts
 
 

@@ -16,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from clinicflow.core.errors import ClinicflowError
 
-class ToolkitError(Exception):
+
+class ToolkitError(ClinicflowError):
     """A pipeline, spec or tool problem; the message names what failed and never holds credentials."""
 
 

@@ -36,12 +36,13 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from clinicflow.connectors.mysql.sessions import MYSQL_SESSION_SQL_MODE
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import MYSQL_TRANSIENT_CODES, TransientError
 
 EXPORT_ENV = "CLINICFLOW_MYSQL_EXPORT"  # "client" (default: when installed) | "pymysql"
 
 
-class MySQLClientError(RuntimeError):
+class MySQLClientError(ClinicflowError):
     """The client failed; the message is the client's own error line (never credentials)."""
 
 

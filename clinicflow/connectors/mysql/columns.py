@@ -10,9 +10,9 @@ from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text, raw
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import quote_ident
-from clinicflow.opendental.chunks import (
-    INTEGER_TYPES,
-)
+
+# MySQL's integer column types (DATA_TYPE values).
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
 
 @dataclass(frozen=True)

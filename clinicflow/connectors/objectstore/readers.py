@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from clinicflow.connectors.objectstore.patterns import Location, glob_match
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import call_with_retry
-from clinicflow.ingest.patterns import Location, glob_match
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ObjectInfo:
     version: str
 
 
-class TooLarge(Exception):
+class TooLarge(ClinicflowError):
     """The object is larger than the configured limit (never read)."""
 
 

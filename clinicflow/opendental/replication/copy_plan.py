@@ -17,6 +17,7 @@ from clinicflow.connectors.mysql.columns import (
 )
 from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
@@ -45,7 +46,7 @@ OLD_SUFFIX = "__cf_old"
 TIME_TYPES = frozenset({"timestamp", "datetime"})
 
 
-class ReplicationError(RuntimeError):
+class ReplicationError(ClinicflowError):
     """A table could not be replicated; the message names the table."""
 
 

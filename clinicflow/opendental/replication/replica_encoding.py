@@ -8,13 +8,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
-from clinicflow.connectors.mysql.columns import Column
+from clinicflow.connectors.mysql.columns import INTEGER_TYPES, Column
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
-from clinicflow.opendental.chunks import (
-    INTEGER_TYPES,
-)
 
 # Types whose text form never holds a tab, newline, backslash or NUL: no REPLACE calls (see docs/loading.md).
 PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({

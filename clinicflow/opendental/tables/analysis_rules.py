@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
+
 MIB = 1024 * 1024
 
 
@@ -31,7 +33,7 @@ DEFAULT_CRITICAL_TABLES: tuple[str, ...] = (
 )
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(ClinicflowError):
     """The analysis cannot produce a valid tables.yml. The message names the table or field."""
 
 

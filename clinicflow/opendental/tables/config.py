@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import IdentifierError, validate_table_name
 
 DEFAULT_TABLES_FILE = Path(__file__).resolve().parents[3] / "tables.yml"
@@ -35,7 +36,7 @@ class ExtractionStrategy(str, Enum):  # noqa: UP042 - f-strings print "Cls.membe
     incremental_chunked = "incremental_chunked"
 
 
-class ConfigError(ValueError):
+class ConfigError(ClinicflowError, ValueError):
     """tables.yml is malformed. The message names the table and the field."""
 
 

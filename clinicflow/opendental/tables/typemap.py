@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from clinicflow.core.errors import ClinicflowError
+
 
 class Kind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     """How a value travels from MySQL to PostgreSQL and how it is compared."""
@@ -46,7 +48,7 @@ class Kind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum wo
     json = "json"                # MariaDB json (longtext + json_valid check) → jsonb
 
 
-class UnsupportedTypeError(ValueError):
+class UnsupportedTypeError(ClinicflowError, ValueError):
     """A source column whose type has no faithful PostgreSQL mapping."""
 
 

@@ -2,8 +2,10 @@
 """
 from __future__ import annotations
 
+from clinicflow.core.errors import ClinicflowError
 
-class LoadError(RuntimeError):
+
+class LoadError(ClinicflowError):
     """A table could not be loaded. The message names the table (and column/key when known)."""
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
 from clinicflow.ingest.deadletter import replay
 from clinicflow.ingest.extractors import LLMExtractor
-from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
 from tests.integration.ingest.conftest import pg_rows, referral, write_tree
 from tests.integration.ingest.llm_server import LLMServer

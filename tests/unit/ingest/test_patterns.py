@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.ingest.patterns import PatternError, glob_match, literal_prefix, parse_location
+from clinicflow.connectors.objectstore.patterns import PatternError, glob_match, literal_prefix, parse_location
 
 
 @pytest.mark.parametrize("glob,name,expected", [

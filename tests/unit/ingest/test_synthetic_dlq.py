@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.ingest.patterns import PatternError, parse_location
+from clinicflow.connectors.objectstore.patterns import PatternError, parse_location
 from clinicflow.ingest.synthetic import generate, parse_synthetic
 
 

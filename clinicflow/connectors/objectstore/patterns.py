@@ -20,10 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from clinicflow.core.errors import ClinicflowError
+
 WILDCARD_CHARS = "*?["
 
 
-class PatternError(ValueError):
+class PatternError(ClinicflowError, ValueError):
     """A pattern that cannot be used (the message names the pattern)."""
 
 
