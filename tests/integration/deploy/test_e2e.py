@@ -26,9 +26,7 @@ from tests.integration.deploy.e2e_support import (
     deployments_on_server,
     process_pool_copy_of_prefect_yaml,
 )
-
-# The GCS emulator server of the DICOM tests (one subprocess per session), reused, not copied.
-from tests.integration.dicom.conftest import GcsEmulator, gcs_emulator_server  # noqa: E402,F401
+from tests.support.services import GcsEmulator  # gcs_emulator_server: the session's (tests/support/services.py)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -59,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
 
 @pytest.fixture(scope="module")
 def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
-              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:  # noqa: F811 - the imported fixture
+              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
     """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
     database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
     from clinicflow.core.sql import quote_ident
