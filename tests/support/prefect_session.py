@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -109,6 +110,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_DIR_VAR] = str(folder)
 
     def cleanup() -> None:
+        if "prefect.logging.handlers" in sys.modules:  # this process's queued run logs reach the server first
+            try:
+                sys.modules["prefect.logging.handlers"].APILogHandler.flush()
+            except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
+                pass
         stop_session_server(folder)
         os.environ.pop(SESSION_DIR_VAR, None)
 
