@@ -28,7 +28,8 @@ from tests.integration.deploy.e2e_support import (
 )
 from tests.support.services import GcsEmulator  # gcs_emulator_server: the session's (tests/support/services.py)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist group: its module-wide stack starts once, on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("e2e-deploy"), pytest.mark.timeout(600)]
 
 
 def flow_name(entrypoint: str) -> str:
