@@ -1,18 +1,23 @@
 # The two set-up commands of a fresh machine (see README):
 #   make demo   - seed a demo OpenDental database and run the nightly job on local defaults
-#   make test   - lint (ruff), type-check (mypy), then run the test suite
+#   make test   - lint (ruff), type-check (mypy), then the unit tests (stop at the first failure),
+#                 then the integration tests; both on 2 pytest-xdist workers (tests/conftest.py)
 .PHONY: demo test bench
 
 demo:
 	bash scripts/bootstrap.sh
 	uv run --frozen clinicflow demo
 
+# Exit code 5 (no tests collected) fails the target: a stage that runs nothing checks nothing.
+PYTEST = uv run --frozen python -m tests.support.run_pytest -n 2 --dist loadgroup
+
 test:
 	bash scripts/bootstrap.sh
 	uv run --frozen ruff check .
 	uv run --frozen mypy
 	uv run --frozen lint-imports
-	uv run --frozen pytest
+	$(PYTEST) --exitfirst tests/unit
+	$(PYTEST) tests/integration
 
 bench:
 	bash scripts/bootstrap.sh

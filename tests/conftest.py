@@ -1,7 +1,10 @@
-"""Shared fixtures: real local MariaDB and PostgreSQL, a Prefect test server.
+"""Shared fixtures: real local MariaDB and PostgreSQL; the session's Prefect server and S3/GCS servers.
 
 Every database a test makes gets a unique name (so parallel runs on one
-machine never collide) and is dropped afterwards.
+machine, and the pytest-xdist workers of one run, never collide) and is dropped afterwards.
+The session-wide servers are pytest plugins under tests/support: ``prefect_server``
+(prefect_session.py, one ``prefect server start`` shared by all xdist workers) and
+``s3_server`` / ``gcs_emulator_server`` (services.py).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 # Tests build credentials from the environment unless a test says otherwise;
-# the Prefect test server below sets PREFECT_API_URL, which would otherwise
+# the session's Prefect server sets PREFECT_API_URL, which would otherwise
 # switch the resolver to saved blocks.
 os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
 
@@ -21,18 +24,11 @@ from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
 from clinicflow.core.sql import quote_ident
 from clinicflow_dev.admin import admin_pg
 
+pytest_plugins = ["tests.support.prefect_session", "tests.support.services"]
+
 
 def unique_name(prefix: str) -> str:
     return f"cf_{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (flows, artifacts, blocks)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 def local_mysql_admin() -> MySQLServer:

@@ -25,6 +25,7 @@ from clinicflow_dev.demo_service import (
     stop_process_group,
     wait_healthy,
 )
+from tests.support.prefect_session import stop_processes
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -87,7 +88,9 @@ class PrefectStack:
         return stack
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # Workers poll for scheduled runs every second (Prefect's default is 10): a run starts at once.
         return clean_env({"PREFECT_HOME": str(self.home / "client"), "PREFECT_API_URL": self.api_url,
+                          "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
                           **(extra or {})})
 
     def run(self, args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 240,
@@ -112,9 +115,9 @@ class PrefectStack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
-        for process in self.started:
-            stop(process)
-        stop(self.server)
+        # Workers (and their flow runs) first, all signalled at once; then the server they talk to.
+        stop_processes(self.started)
+        stop_processes([self.server])
 
 
 def process_pool_copy_of_prefect_yaml(target: Path, pool: str, credentials: str = "blocks") -> Path:

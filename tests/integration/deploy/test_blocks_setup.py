@@ -11,6 +11,9 @@ from blocks.databases import MySQLServer, PostgresServer
 from blocks.setup import DEPLOYMENT_BLOCKS, BlockSetupError, blocks_from_mapping, setup_blocks
 from clinicflow.cli import app
 
+# The well-known block names are shared on the session's Prefect API: one worker at a time uses them.
+pytestmark = pytest.mark.xdist_group("prefect-blocks")
+
 SECRET = "fake-sentinel-not-a-credential-2"
 FIELDS = ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")
 

@@ -20,7 +20,7 @@ from clinicflow_dev import generator
 from tests.integration.deploy.conftest import K8S, REPO, load_yaml_documents
 from tests.integration.deploy.e2e_support import BIN, block_env, clean_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 WRONG_PASSWORD = "fake-sentinel-not-a-credential-3"
 

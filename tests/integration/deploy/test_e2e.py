@@ -26,11 +26,10 @@ from tests.integration.deploy.e2e_support import (
     deployments_on_server,
     process_pool_copy_of_prefect_yaml,
 )
+from tests.support.services import GcsEmulator  # gcs_emulator_server: the session's (tests/support/services.py)
 
-# The GCS emulator server of the DICOM tests (one subprocess per session), reused, not copied.
-from tests.integration.dicom.conftest import GcsEmulator, gcs_emulator_server  # noqa: E402,F401
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist group: its module-wide stack starts once, on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("e2e-deploy"), pytest.mark.timeout(600)]
 
 
 def flow_name(entrypoint: str) -> str:
@@ -59,7 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
 
 @pytest.fixture(scope="module")
 def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
-              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:  # noqa: F811 - the imported fixture
+              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
     """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
     database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
     from clinicflow.core.sql import quote_ident

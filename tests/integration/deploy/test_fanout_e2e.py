@@ -38,7 +38,8 @@ from tests.integration.deploy.e2e_support import (
 )
 from tests.integration.opendental.warehouse.conftest import pg_query, tables_yml
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One xdist group: its module-wide stack starts once, on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("e2e-fanout"), pytest.mark.timeout(900)]
 
 POOL = "fanout-process"
 LARGE = ("patient", "procedurelog")  # one partition each; the rest go in small-table groups

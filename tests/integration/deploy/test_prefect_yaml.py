@@ -22,6 +22,9 @@ from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
 from tests.integration.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml_documents
 
+# Reads the well-known blocks that test_blocks_setup writes on the session's API: the same xdist group.
+pytestmark = pytest.mark.xdist_group("prefect-blocks")
+
 IMAGE = "registry.example.com/clinicflow:1.2.3"
 DEPLOYMENTS = ("nightly", "nightly-tables", "nightly-clinic-a", "nightly-clinic-b", "replicate", "load",
                "analyze-schema", "dicom-reports", "referral-providers", "procedures-daily", "ingest-files",

@@ -2,19 +2,15 @@
 
 - ``file_server``: an ``http.server`` in a thread serving a folder, able to
   inject 404/403/500/429/slow/reset responses per path and counting requests;
-- ``gcs_emulator``: gcp-storage-emulator as a subprocess on a free port;
-- ``s3_server``: moto's threaded S3 server on a free port;
+- ``gcs_emulator``, ``s3_server``: the session's servers (tests/support/services.py, re-exported here);
 - ``test_files``: pydicom's and pydicom-data's test files (offline), plus bad
   files generated here (empty, not DICOM, truncated, short pixel data, ...).
 """
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,23 +29,17 @@ from tests.support.dicom_files import (  # noqa: F401 - re-exported: the DICOM t
     make_bad_files,
     sample_file,
 )
+from tests.support.services import GcsEmulator, S3Server, free_port, wait_for_port  # noqa: F401 - re-exported
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def __getattr__(name: str) -> Any:
+    """``from tests.integration.dicom.conftest import s3_server`` (and the other service fixtures) still works;
+    they live in tests/support/services.py, and are not attributes here so pytest registers them once."""
+    if name in ("gcs_emulator", "gcs_emulator_server", "s3_env", "s3_server"):
+        from tests.support import services
 
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+        return getattr(services, name)
+    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------- HTTP file server
@@ -165,98 +155,6 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
-
-
-# --------------------------------------------------------------------------- GCS emulator
-
-
-@dataclass
-class GcsEmulator:
-    host: str  # http://127.0.0.1:PORT
-
-    def client(self) -> Any:
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-
-        return storage.Client(credentials=AnonymousCredentials(), project="test",
-                              client_options={"api_endpoint": self.host})
-
-    def new_bucket(self) -> str:
-        name = f"cf-{uuid.uuid4().hex[:12]}"
-        self.client().create_bucket(name)
-        return name
-
-    def objects(self, bucket: str, prefix: str = "") -> dict[str, Any]:
-        """name → blob (with generation, md5_hash, size)."""
-        return {b.name: b for b in self.client().list_blobs(bucket, prefix=prefix or None)}
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator_server() -> Iterator[GcsEmulator]:
-    port = free_port()
-    exe = Path(sys.executable).parent / "gcp-storage-emulator"
-    proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield GcsEmulator(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def gcs_emulator(gcs_emulator_server: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
-    """The emulator, with ``STORAGE_EMULATOR_HOST`` set for this test only."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_server.host)
-    return gcs_emulator_server
-
-
-# --------------------------------------------------------------------------- S3 (moto server)
-
-
-@dataclass
-class S3Server:
-    endpoint: str
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
-
-    def new_bucket(self) -> str:
-        name = f"cf-{uuid.uuid4().hex[:12]}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        wait_for_port(port)
-        yield S3Server(f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """Standard AWS variables pointing boto3 at the moto server (for s3:// downloads)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return s3_server
 
 
 # --------------------------------------------------------------------------- reports table

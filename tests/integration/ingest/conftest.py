@@ -6,16 +6,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dicom.conftest import (  # noqa: F401 - the same real-service fixtures as the DICOM tests
-    GcsEmulator,
-    S3Server,
-    free_port,
-    gcs_emulator,
-    gcs_emulator_server,
-    s3_env,
-    s3_server,
-    wait_for_port,
-)
 from tests.integration.ingest.llm_server import llm_server  # noqa: F401 - the scripted OpenAI-compatible server
 from tests.integration.opendental.warehouse.conftest import pg_query
 from tests.support.ingest_files import (  # noqa: F401 - re-exported: the ingest tests import them from here
@@ -24,6 +14,9 @@ from tests.support.ingest_files import (  # noqa: F401 - re-exported: the ingest
     referral,
     write_tree,
 )
+
+# The S3/GCS server fixtures are the session's (tests/support/services.py); these names stay importable here.
+from tests.support.services import GcsEmulator, S3Server, free_port, wait_for_port  # noqa: F401
 
 
 @pytest.fixture
@@ -37,6 +30,14 @@ def ingest_db(make_pg_db: Callable[[str], Any]) -> Any:
     finally:
         conn.close()
     return server
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("gcs_emulator", "gcs_emulator_server", "s3_env", "s3_server"):
+        from tests.support import services
+
+        return getattr(services, name)
+    raise AttributeError(name)
 
 
 pg_rows = pg_query  # one way to read PostgreSQL in tests (the load tests' helper)

@@ -27,8 +27,8 @@ from tests.integration.deploy.e2e_support import (
     block_env,
     free_port,
     process_pool_copy_of_prefect_yaml,
-    stop,
 )
+from tests.support.prefect_session import stop_processes
 
 POOL = "processing-test"
 TOKEN = "test-token-0123456789"
@@ -62,8 +62,7 @@ class Service:
                              f"--- worker log ---\n{self.stack.worker_log(POOL)[-4000:]}")
 
     def close(self) -> None:
-        for process in self.started:
-            stop(process)
+        stop_processes(self.started)  # the API and the worker at once, then the stack's server
         self.stack.close()
 
 

@@ -17,7 +17,9 @@ from scipy.signal import find_peaks
 from tests.integration.processing.conftest import SCRIPTS
 from tests.integration.processing.service_support import TOKEN, Service
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One xdist group with the other users of the session-scoped processing service: it starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
+              pytest.mark.timeout(900)]
 
 
 def signal_csv(path: Path, rows: int = 2000) -> pd.DataFrame:

@@ -10,7 +10,9 @@ import pytest
 from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist group with the other users of the session-scoped processing service: it starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
+              pytest.mark.timeout(600)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

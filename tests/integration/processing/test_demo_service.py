@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from blocks.databases import PostgresServer
 from clinicflow_dev.demo_service import stop_process_group
 from tests.conftest import unique_name
 from tests.integration.deploy.e2e_support import BIN, REPO, clean_env
 from tests.integration.processing.service_support import drop_database
+
+pytestmark = pytest.mark.e2e  # its own Prefect server, worker and API: the demo's start-up is the point
 
 
 def descendants(pid: int) -> dict[int, bytes]:

@@ -19,7 +19,7 @@ from tests.conftest import mysql_exec, mysql_query
 from tests.integration.opendental.replication.conftest import PROJECT_ROOT, PYTHON
 from tests.integration.opendental.replication.test_killed_nightly_leftovers import children_of, cmdline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TOKEN = "sntl" + uuid.uuid4().hex[:16]
 # Every character an option file, a shell, a URL or a log format could trip on, around the searched token.

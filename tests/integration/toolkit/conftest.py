@@ -125,4 +125,4 @@ def ch_database(chdb_path: Path) -> Iterator[tuple[str, str]]:
         client.close()
 
 
-from tests.integration.dicom.conftest import S3Server, s3_server  # noqa: E402,F401 - the moto S3 server fixture, shared
+from tests.support.services import S3Server  # noqa: E402,F401 - s3_server is the session's (tests/support/services.py)

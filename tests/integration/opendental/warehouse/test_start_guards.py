@@ -1,6 +1,7 @@
 """Dangerous configurations are refused before anything is touched, and every failed start is recorded.
 
-Real MariaDB and PostgreSQL, the real CLI: the source's tables keep their
+Real MariaDB and PostgreSQL, the real CLI (in this process; in its own process for one case per
+command, as the CronJob runs it): the source's tables keep their
 create times and checksums when the replica (or analytics) block names the
 source; `clinicflow status` exits 1 with the reason after each failed start.
 """
@@ -59,7 +60,7 @@ def env(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str],
     return Env(source, replica, pg, path)
 
 
-def _cli(*args: str) -> tuple[int, str]:
+def _process_cli(*args: str) -> tuple[int, str]:
     """The real command in its own process (as the CronJob runs it), against the session's Prefect API."""
     from prefect.settings import PREFECT_API_URL
 
@@ -67,6 +68,22 @@ def _cli(*args: str) -> tuple[int, str]:
     proc = subprocess.run([sys.executable, "-m", "clinicflow.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    """The same command in this process (Typer's runner): its exit code and output, a crash's traceback
+    included as the process would print it. The process boundary is tested by the _process_cli cases."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from clinicflow.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+    out = result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        out += "".join(traceback.format_exception(result.exception))
+    return result.exit_code, out
 
 
 def _source_state(source: MySQLServer) -> dict[str, Any]:
@@ -106,16 +123,16 @@ def test_replica_that_is_the_source_is_refused_and_the_source_untouched(
     # Same server and database, spelled differently (localhost vs 127.0.0.1).
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_HOST", "localhost")
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE", env.source.database)
-    code, out = _cli("nightly", "--full-refresh")
+    code, out = _process_cli("nightly", "--full-refresh")
     assert code == 2 and "refusing to run" in out and "is the source" in out
     assert _source_state(env.source) == before
     assert "_clinicflow_replication_state" not in before
 
-    code, out = _cli("replicate", "--full-refresh")
+    code, out = _process_cli("replicate", "--full-refresh")
     assert code == 2 and "refusing to run" in out, out[-3000:]
     assert _source_state(env.source) == before
 
-    code, out = _cli("status")
+    code, out = _process_cli("status")
     assert code == 1 and "refusing to run" in out
 
 
@@ -261,9 +278,9 @@ def test_status_exits_1_after_a_failed_start(case: str, env: Env, prefect_server
 
 def test_unknown_table_and_the_load_command_are_recorded_too(env: Env, prefect_server: None) -> None:
     _good_night(env.pg)
-    code, out = _cli("load", "--tables", "nosuchtable")
+    code, out = _process_cli("load", "--tables", "nosuchtable")
     assert code == 2 and "tables not in tables.yml: nosuchtable" in out
-    code, out = _cli("status")
+    code, out = _process_cli("status")
     assert code == 1 and "nosuchtable" in out
 
 
