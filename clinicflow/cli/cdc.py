@@ -120,16 +120,30 @@ def cdc_status_command(source_block: SourceBlockOption = None, replica_block: Re
 def cdc_stop_command(source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None) -> None:
     """Ask the running CDC of the source to stop after its current batch."""
     from clinicflow.connectors.mysql.sessions import raw_connection
-    from clinicflow.opendental.cdc.state import request_stop, source_id
+    from clinicflow.opendental.cdc.state import request_cdc_stop, source_id
 
     console = Console()
     src, replica, _ = _servers(source_block, replica_block, None)
     conn = raw_connection(replica)
     try:
-        asked = request_stop(conn, source_id(src))
+        asked = request_cdc_stop(conn, source_id(src))
     finally:
         conn.close()
     if not asked:
         console.print(f"no CDC recorded for {source_id(src)} in {replica.describe()}")
         raise typer.Exit(EXIT_CANNOT_RUN)
     console.print(f"stop requested for CDC of {source_id(src)} (it stops after its current batch)")
+
+
+def print_cdc_lag(console: Console) -> None:
+    """CDC lag per source under ``clinicflow status`` (nothing when CDC never ran; one line when unreadable)."""
+    from clinicflow.opendental.cdc.lag import cdc_lag
+
+    try:
+        src, replica, _ = _servers(None, None, None)
+        lags = cdc_lag(replica, src)
+    except Exception as exc:  # noqa: BLE001 - status shows the runs whatever CDC's state
+        console.print(f"[yellow]CDC state not readable: {type(exc).__name__}: {escape(str(exc))}[/yellow]")
+        return
+    if lags:
+        console.print(cdc_lag_table(lags))

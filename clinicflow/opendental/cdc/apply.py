@@ -40,7 +40,7 @@ KEYS_PER_STATEMENT = 1000
 
 
 @dataclass
-class Batch:
+class ChangeBatch:
     """Changed keys per table since the last stored position, and the position that covers them."""
 
     keys: dict[str, set[Key]]
@@ -82,7 +82,7 @@ def mysql_key_predicate(primary_key: Sequence[str], keys: Sequence[Key]) -> tupl
             [v for k in keys for v in k])
 
 
-def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableShape], batch: Batch,
+def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableShape], batch: ChangeBatch,
                   source: str) -> None:
     """One replica transaction: for every changed key, the source's row (or none) replaces the replica's.
 
@@ -139,7 +139,7 @@ def _merge_keys(replica_stream_conn: Any, cur: Any, plan: LoadPlan, keys: set[Ke
     return copied
 
 
-def apply_raw(replica_stream_conn: Any, pg_conn: Any, shapes: dict[str, TableShape], batch: Batch, source: str,
+def apply_raw(replica_stream_conn: Any, pg_conn: Any, shapes: dict[str, TableShape], batch: ChangeBatch, source: str,
               state_schema: str = STATE_SCHEMA) -> int:
     """One PostgreSQL transaction: the replica's rows for the changed keys merged into raw, vanished keys deleted.
 
@@ -162,7 +162,7 @@ def apply_raw(replica_stream_conn: Any, pg_conn: Any, shapes: dict[str, TableSha
 
 
 def apply_batch(src: MySQLServerLike, replica: MySQLServerLike, pg: PostgresServerLike,
-                shapes: dict[str, TableShape], batch: Batch, source: str, *,
+                shapes: dict[str, TableShape], batch: ChangeBatch, source: str, *,
                 apply_to_replica: bool = True, state_schema: str = STATE_SCHEMA) -> int:
     """The replica leg (unless it already holds the batch), then the raw leg; returns rows copied into raw."""
     if apply_to_replica:

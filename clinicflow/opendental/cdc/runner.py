@@ -13,7 +13,7 @@ from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc import state
-from clinicflow.opendental.cdc.apply import Batch, TableApplyError, TableShape, apply_batch, table_shape
+from clinicflow.opendental.cdc.apply import ChangeBatch, TableApplyError, TableShape, apply_batch, table_shape
 from clinicflow.opendental.cdc.checks import (
     BinlogPosition,
     CdcError,
@@ -155,11 +155,11 @@ class CdcRunner:
         self.report.snapshot = True
         for table in tables:
             self._copy_table(ctl, table, "snapshot")
-        self._apply(ctl, Batch({}, position, 0, None))
+        self._apply(ctl, ChangeBatch({}, position, 0, None))
         return position
 
     # -- the loop ----------------------------------------------------------------------------------------------
-    def _apply(self, ctl: Any, batch: Batch) -> None:
+    def _apply(self, ctl: Any, batch: ChangeBatch) -> None:
         """Apply a batch; a table that fails is failed alone and the batch applied without it."""
         while True:
             try:
@@ -225,15 +225,15 @@ class CdcRunner:
                 commit = event.position
                 if events and (events >= self.options.batch_events
                                or time.monotonic() - first_at >= self.options.batch_seconds):
-                    self._apply(ctl, Batch(pending, commit, events, last_ts))
+                    self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
                     pending, events = {}, 0
             elif isinstance(event, Ddl) and event.table in self.shapes:
                 if events:
-                    self._apply(ctl, Batch(pending, commit, events, last_ts))
+                    self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
                     pending, events = {}, 0
                 self._on_ddl(ctl, event)
         if events or commit != position:
-            self._apply(ctl, Batch(pending, commit, events, last_ts))
+            self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
         return commit
 
     def run(self) -> CdcReport:

@@ -110,7 +110,7 @@ def heartbeat(conn: Any, source: str) -> bool:
     return bool(row and int(catalog_text(row[0]) or 0))
 
 
-def request_stop(conn: Any, source: str) -> bool:
+def request_cdc_stop(conn: Any, source: str) -> bool:
     """Ask a running CDC of ``source`` to stop after its current batch; False when none is recorded."""
     ensure_replica_state(conn)
     with conn.cursor() as cur:
@@ -141,12 +141,23 @@ def cdc_active_tables(replica_conn: Any) -> set[str]:
     with replica_conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                     "AND TABLE_NAME = %s", (REPLICA_TABLES,))
-        if not int(catalog_text(cur.fetchone()[0]) or 0):
+        if not int(catalog_text(cur.fetchall()[0][0]) or 0):
             return set()
         cur.execute(f"SELECT t.table_name FROM {quote_ident(REPLICA_TABLES, 'mysql')} t JOIN "
                     f"{quote_ident(REPLICA_STATE, 'mysql')} s ON s.source_id = t.source_id WHERE t.status = 'active' "
                     "AND s.status = 'running' AND s.heartbeat_at > %s", (time.time() - HEARTBEAT_STALE_SECONDS,))
         return {catalog_text(r[0]) or "" for r in cur.fetchall()}
+
+
+def cdc_keeps_current(replica: MySQLServerLike, table: str) -> bool:
+    """Whether a live CDC keeps ``table`` of this replica current (see :func:`cdc_active_tables`)."""
+    from clinicflow.connectors.mysql.sessions import raw_connection
+
+    conn = raw_connection(replica)
+    try:
+        return table in cdc_active_tables(conn)
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)

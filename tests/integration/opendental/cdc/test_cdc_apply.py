@@ -83,3 +83,28 @@ def test_missing_replication_grants_are_named(binlog_mariadb, make_binlog_db, ma
             _catch_up(limited, make_mysql_db("cdcgr"), make_pg_db("cdcgr"), config)
     finally:
         mysql_exec(binlog_mariadb, f"DROP USER '{user}'@'%'")
+
+
+def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(make_binlog_db, make_mysql_db, make_pg_db,
+                                                                         tmp_path: Path):
+    from clinicflow.opendental.cdc import state
+    from clinicflow.opendental.replication.replica_copy import replicate_table_once
+    from clinicflow.opendental.warehouse.load_steps import load_table_once
+
+    src, replica, pg = make_binlog_db("cdcnight"), make_mysql_db("cdcnight"), make_pg_db("cdcnight")
+    _, config = write_tables_yml(tmp_path)
+    create_source(src)
+    _catch_up(src, replica, pg, config)
+    conn = raw_connection(replica)
+    try:
+        state.set_status(conn, state.source_id(src), "running")  # as a live CDC between two batches
+        assert cdc_active_tables(conn) == {"patient", "procnote"}
+    finally:
+        conn.close()
+    # A change CDC has not applied yet: the nightly's reconciliation repairs it, its watermark copy does not run.
+    mysql_exec(src, "UPDATE patient SET LName = 'nightly', DateTStamp = DateTStamp + INTERVAL 1 DAY LIMIT 1")
+    copied = replicate_table_once(src, replica, "patient", config.effective("patient"))
+    assert copied["mode"] == "incremental" and copied["rows"] == 0
+    outcome = load_table_once(replica, pg, "patient", config.effective("patient"), replication=copied)
+    assert outcome.status == "ok" and outcome.rows == 0
+    assert_equal(src, replica, pg, config)
