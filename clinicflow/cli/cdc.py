@@ -7,6 +7,7 @@ source lacks binlog or a privilege, the stored position was purged: the message 
 """
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import typer
@@ -69,7 +70,10 @@ def cdc_start_command(
                              batch_events=batch_events, batch_seconds=batch_seconds, poll_seconds=poll_seconds,
                              retention_hours=retention_hours, until_caught_up=until_caught_up,
                              resnapshot=resnapshot)
-        report = CdcRunner(src, replica, pg, config, options).run()
+        runner = CdcRunner(src, replica, pg, config, options)
+        # SIGTERM (a pod stopping, Ctrl-C of a service manager) ends the loop cleanly: status "stopped".
+        signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "stop_requested", True))
+        report = runner.run()
     except (CdcError, ConfigError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from None

@@ -78,6 +78,7 @@ class CdcRunner:
         self.shapes: dict[str, TableShape] = {}
         self.ordinals: dict[str, list[int]] = {}
         self.log = get_logger()
+        self.stop_requested = False  # set from a signal handler: the loop ends after the current read
 
     # -- setup -------------------------------------------------------------------------------------------------
     def _fail_table(self, ctl: Any, table: str, reason: str) -> None:
@@ -206,35 +207,46 @@ class CdcRunner:
             return
         self._copy_table(ctl, table, f"{kind} in the binlog")
 
-    def _pump(self, ctl: Any, position: BinlogPosition) -> BinlogPosition:
-        """Read from ``position`` to the binlog's current end, applying batches; returns the new position."""
+    def _pump(self, ctl: Any, position: BinlogPosition) -> tuple[BinlogPosition, bool]:
+        """Read from ``position`` until a batch is due, apply it; returns the new position and whether more is left.
+
+        The dump is closed before the batch is applied (see :func:`read_events`); the next read reopens it.
+        """
         pending: dict[str, set[tuple[Any, ...]]] = {}
         events, first_at, last_ts = 0, 0.0, None
         commit = position
-        for event in read_events(self.src, server_id=self.options.server_id, start=position,
-                                 key_ordinals=dict(self.ordinals)):
-            if isinstance(event, RowChange):
-                if event.table not in self.shapes:
-                    continue
-                if not events:
-                    first_at = time.monotonic()
-                pending.setdefault(event.table, set()).update(event.keys)
-                events += event.rows
-                last_ts = event.timestamp
-            elif isinstance(event, Commit):
-                commit = event.position
-                if events and (events >= self.options.batch_events
-                               or time.monotonic() - first_at >= self.options.batch_seconds):
-                    self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
-                    pending, events = {}, 0
-            elif isinstance(event, Ddl) and event.table in self.shapes:
-                if events:
-                    self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
-                    pending, events = {}, 0
-                self._on_ddl(ctl, event)
+        ddl: Ddl | None = None
+        more = False
+        reader = read_events(self.src, server_id=self.options.server_id, start=position,
+                             key_ordinals=dict(self.ordinals))
+        try:
+            for event in reader:
+                if isinstance(event, RowChange):
+                    if event.table not in self.shapes:
+                        continue
+                    if not events:
+                        first_at = time.monotonic()
+                    pending.setdefault(event.table, set()).update(event.keys)
+                    events += event.rows
+                    last_ts = event.timestamp
+                elif isinstance(event, Commit):
+                    commit = event.position
+                    if events and (events >= self.options.batch_events
+                                   or time.monotonic() - first_at >= self.options.batch_seconds):
+                        more = True
+                        break
+                elif isinstance(event, Ddl) and event.table in self.shapes:
+                    ddl, more = event, True  # applied after the rows before it, then read on after it
+                    break
+        finally:
+            reader.close()
         if events or commit != position:
             self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
-        return commit
+        if ddl is not None:
+            self._on_ddl(ctl, ddl)
+            self._apply(ctl, ChangeBatch({}, ddl.position, 0, None))
+            commit = ddl.position
+        return commit, more
 
     def run(self) -> CdcReport:
         """Checks, start position (snapshot when none is stored), then batches until stopped or caught up."""
@@ -250,12 +262,14 @@ class CdcRunner:
             state.set_status(ctl, self.source, "running")
             started = time.monotonic()
             while True:
-                position = self._pump(ctl, position)
+                position, more = self._pump(ctl, position)
+                if more and not self.stop_requested:
+                    continue
                 if opts.until_caught_up:
                     break
                 if opts.max_seconds is not None and time.monotonic() - started >= opts.max_seconds:
                     break
-                if state.heartbeat(ctl, self.source):  # one small UPDATE and SELECT per poll
+                if state.heartbeat(ctl, self.source) or self.stop_requested:  # one UPDATE and SELECT per poll
                     self.report.stopped_by_request = True
                     break
                 time.sleep(opts.poll_seconds)

@@ -2,8 +2,9 @@
 """
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,10 +70,13 @@ def _connector(server: MySQLServerLike) -> Any:
 
 
 def read_events(src: MySQLServerLike, *, server_id: int, start: BinlogPosition,
-                key_ordinals: dict[str, list[int]], is_mariadb: bool = True) -> Iterator[Event]:
+                key_ordinals: dict[str, list[int]]) -> Generator[Event, None, None]:
     """Events from ``start`` to the end of the binlog as it is now (a non-blocking dump), then stop.
 
     ``key_ordinals``: watched table → 0-based positions of its primary key columns in the binlog row image.
+    The dump is by file and position on MariaDB too (the client's MariaDB mode would start at the first file).
+    The caller closes the generator before a long pause (applying a batch), so the server never times out a
+    half-read dump and a reconnect never resumes in the middle of a transaction.
     """
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
@@ -82,8 +86,10 @@ def read_events(src: MySQLServerLike, *, server_id: int, start: BinlogPosition,
         connection_settings={"host": src.host, "port": src.port, "user": src.username, "passwd": ""},
         server_id=server_id, log_file=start.file, log_pos=start.pos, resume_stream=True, blocking=False,
         only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent],
-        only_schemas=None, pymysql_wrapper=_connector(src), is_mariadb=is_mariadb, enable_logging=False,
+        only_schemas=None, pymysql_wrapper=_connector(src), is_mariadb=False, enable_logging=False,
         ignore_decode_errors=True)  # only key values are used; blobs need no decoding
+    # Its advice on binlog_row_metadata does not apply: rows are named by key position, not column names.
+    logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     schema = src.database
     try:
         for event in reader:

@@ -26,6 +26,7 @@ def test_three_days_of_changes_reach_replica_and_raw(make_binlog_db, make_mysql_
     first = _catch_up(src, replica, pg, config)
     assert first.snapshot and not first.failed_tables
     assert_equal(src, replica, pg, config)
+    assert _catch_up(src, replica, pg, config).events == 0  # reading starts at the stored position
 
     mutate_day(src, 1)
     report = _catch_up(src, replica, pg, config)
