@@ -9,7 +9,8 @@ A throw-away MariaDB with a row binlog holds the source (``clinicflow_dev.binlog
 * **catch-up**: with CDC stopped, ``--changes`` more changes; then CDC catches up in one run, and the
   incremental nightly (replication + load, with its reconciliation) runs on the other pair: events/s of
   each on the same changes, and their ratio;
-* **quiet**: CPU seconds the running CDC process spends in ``--quiet-seconds`` without changes, per hour.
+* **quiet**: CPU seconds the running CDC process spends in ``--quiet-seconds`` without changes, per hour,
+  against one nightly run on no changes (the anchor).
 
 Checks that both pairs end equal to the source (a fast but wrong run cannot pass).
 
@@ -36,7 +37,7 @@ from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.opendental.cdc.runner import CdcOptions, CdcRunner
 from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import load_tables_config
-from clinicflow.opendental.warehouse.load_steps import LoadOptions, load_table_once
+from clinicflow.opendental.warehouse.load_steps import LoadOptions, load_table_once, setup_target
 from clinicflow_dev.admin import admin_mysql, admin_pg
 from clinicflow_dev.binlog_server import binlog_mariadb
 
@@ -205,6 +206,7 @@ def main() -> None:
             started = time.perf_counter()
             CdcRunner(src, rep1, raw1, config, options).run()
             snapshot_s = time.perf_counter() - started
+            setup_target(raw2)
             started = time.perf_counter()
             replicate_table_once(src, rep2, TABLE, config.effective(TABLE), full_refresh=True)
             load_table_once(rep2, raw2, TABLE, config.effective(TABLE), LoadOptions(full_refresh=True))
@@ -257,6 +259,11 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             proc = None
+            started = time.process_time()
+            noop_s = _nightly(src, rep2, raw2, config.effective(TABLE))
+            print(f"anchor: one nightly on no changes {noop_s:.1f} s ({time.process_time() - started:.1f} CPU s "
+                  f"in this process, the servers' work besides): a quiet CDC hour costs "
+                  f"{quiet_hour / max(noop_s, 1e-9):.2f}x one quiet night's run time", flush=True)
 
             # Catch-up: the same changes for both, each in one run.
             _changes(src, args.changes, None, rng)
