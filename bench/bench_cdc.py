@@ -38,8 +38,8 @@ from clinicflow.opendental.cdc.runner import CdcOptions, CdcRunner
 from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import load_tables_config
 from clinicflow.opendental.warehouse.load_steps import LoadOptions, load_table_once, setup_target
-from clinicflow_dev.admin import admin_mysql, admin_pg
-from clinicflow_dev.binlog_server import binlog_mariadb
+from clinicflow_dev.admin import admin_mysql, admin_pg, raw_rows
+from clinicflow_dev.binlog_server import binlog_mariadb, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "procbench"
@@ -107,33 +107,15 @@ def _changes(src: MySQLServer, count: int, rate: float | None, rng: random.Rando
         conn.close()
 
 
-def _env(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, tables_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "CLINICFLOW_"))}
-    env.update({"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_TABLES_FILE": str(tables_file)})
-    for block, server in (("OPENDENTAL_SOURCE", src), ("OPENDENTAL_REPLICATION", replica),
-                          ("ANALYTICS_POSTGRES", pg)):
-        env.update({f"CLINICFLOW_{block}_HOST": server.host, f"CLINICFLOW_{block}_PORT": str(server.port),
-                    f"CLINICFLOW_{block}_USER": server.username, f"CLINICFLOW_{block}_DATABASE": server.database})
-    return env
-
 
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _query(server: MySQLServer, sql: str) -> list[tuple[Any, ...]]:
-    conn = raw_connection(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
 
 def _caught_up(src: MySQLServer, replica: MySQLServer, pg: PostgresServer) -> bool:
-    (master,) = _query(src, "SHOW MASTER STATUS")
+    (master,) = raw_rows(src, "SHOW MASTER STATUS")
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
@@ -160,7 +142,7 @@ def _equal(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, label: st
     finally:
         conn_s.close()
         conn_r.close()
-    (count,) = _query(src, f"SELECT COUNT(*) FROM {TABLE}")[0]
+    (count,) = raw_rows(src, f"SELECT COUNT(*) FROM {TABLE}")[0]
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
@@ -168,7 +150,7 @@ def _equal(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, label: st
             raw_count, raw_fee = cur.fetchone()
     finally:
         conn.close()
-    (src_fee,) = _query(src, f"SELECT SUM(ProcFee) FROM {TABLE}")[0]
+    (src_fee,) = raw_rows(src, f"SELECT SUM(ProcFee) FROM {TABLE}")[0]
     if not same or int(catalog_text(count) or 0) != raw_count or abs(float(catalog_text(src_fee) or 0) - raw_fee) > 1:
         raise SystemExit(f"{label}: the targets differ from the source")
 
@@ -225,9 +207,9 @@ def main() -> None:
 
             # Live: CDC running, changes arriving.
             proc = subprocess.Popen([sys.executable, "-m", "clinicflow.cli", "cdc", "start", "--server-id", "5301"],
-                                    cwd=ROOT, env=_env(src, rep1, raw1, tables_file),
+                                    cwd=ROOT, env=cli_env(src, rep1, raw1, tables_file),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while not _query(rep1, "SELECT 1 FROM _clinicflow_cdc_state WHERE status = 'running'"):
+            while not raw_rows(rep1, "SELECT 1 FROM _clinicflow_cdc_state WHERE status = 'running'"):
                 time.sleep(0.2)
             rng = random.Random(31)
             started = time.perf_counter()

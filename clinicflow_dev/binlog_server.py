@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -9,7 +10,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from blocks.databases import MySQLServer
+from blocks.databases import MySQLServer, PostgresServer
+
+
+def cli_env(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, tables_file: Path) -> dict[str, str]:
+    """The environment of a ``clinicflow`` subprocess whose blocks are these servers (no Prefect API)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "CLINICFLOW_"))}
+    env.update({"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_TABLES_FILE": str(tables_file)})
+    for block, server in (("OPENDENTAL_SOURCE", src), ("OPENDENTAL_REPLICATION", replica),
+                          ("ANALYTICS_POSTGRES", pg)):
+        env.update({f"CLINICFLOW_{block}_HOST": server.host, f"CLINICFLOW_{block}_PORT": str(server.port),
+                    f"CLINICFLOW_{block}_USER": server.username, f"CLINICFLOW_{block}_DATABASE": server.database})
+    return env
 
 
 def free_port() -> int:

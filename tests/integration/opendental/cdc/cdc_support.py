@@ -12,6 +12,7 @@ from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 from clinicflow.opendental.warehouse.load_plan import plan_load
 from clinicflow.opendental.warehouse.verify import verify_table
+from clinicflow_dev.admin import raw_rows
 from tests.conftest import mysql_exec
 
 SCHEMA = [
@@ -67,7 +68,7 @@ def mutate_day(src: MySQLServer, day: int, *, extra_column: bool = False) -> Non
     for _ in range(8):
         insert_patient(src, rng)
     insert_patient(src, rng, backdated=True)
-    ids = [r for (r,) in _query(src, "SELECT PatNum FROM patient ORDER BY PatNum")]
+    ids = [r for (r,) in raw_rows(src, "SELECT PatNum FROM patient ORDER BY PatNum")]
     statements = [
         # Updates that keep DateTStamp (the nightly's watermark cannot see them).
         f"UPDATE patient SET LName = 'silent{day}', DateTStamp = DateTStamp WHERE PatNum IN ({ids[1]}, {ids[3]})",
@@ -84,19 +85,10 @@ def mutate_day(src: MySQLServer, day: int, *, extra_column: bool = False) -> Non
     mysql_exec(src, *statements)
 
 
-def _query(server: MySQLServer, sql: str) -> list[tuple[Any, ...]]:
-    conn = raw_connection(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
 
 def rows_of(server: MySQLServer, table: str, key: str) -> list[tuple[Any, ...]]:
     """Every row as the server's bytes, in key order."""
-    return _query(server, f"SELECT * FROM {quote_ident(table, 'mysql')} ORDER BY {key}")
+    return raw_rows(server, f"SELECT * FROM {quote_ident(table, 'mysql')} ORDER BY {key}")
 
 
 def assert_equal(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, config: TablesConfig) -> None:
@@ -117,4 +109,4 @@ def assert_equal(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, con
             pg_conn.close()
         assert result.status == "ok", f"{table}: raw differs: {result.summary()}"
         assert raw_count == len(source_rows), f"{table}: raw has {raw_count} rows, the source {len(source_rows)}"
-    assert "notcopied" not in {catalog_text(r[0]) for r in _query(replica, "SHOW TABLES")}
+    assert "notcopied" not in {catalog_text(r[0]) for r in raw_rows(replica, "SHOW TABLES")}

@@ -109,3 +109,24 @@ def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(make_binl
     outcome = load_table_once(replica, pg, "patient", config.effective("patient"), replication=copied)
     assert outcome.status == "ok" and outcome.rows == 0
     assert_equal(src, replica, pg, config)
+
+
+def test_a_purged_position_is_refused_naming_the_retention_setting(binlog_mariadb, make_binlog_db, make_mysql_db,
+                                                                   make_pg_db, tmp_path: Path):
+    from clinicflow.opendental.cdc.checks import master_position
+
+    src, replica, pg = make_binlog_db("cdcpurge"), make_mysql_db("cdcpurge"), make_pg_db("cdcpurge")
+    _, config = write_tables_yml(tmp_path)
+    create_source(src, rows=5)
+    _catch_up(src, replica, pg, config)
+    mysql_exec(binlog_mariadb, "FLUSH BINARY LOGS")
+    conn = raw_connection(binlog_mariadb)
+    try:
+        current = master_position(conn).file
+    finally:
+        conn.close()
+    mysql_exec(binlog_mariadb, f"PURGE BINARY LOGS TO '{current}'")
+    with pytest.raises(CdcError, match="purged.*binlog_expire_logs_seconds.*--resnapshot"):
+        _catch_up(src, replica, pg, config)
+    assert _catch_up(src, replica, pg, config, resnapshot=True).snapshot
+    assert_equal(src, replica, pg, config)

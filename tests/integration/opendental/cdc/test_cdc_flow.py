@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from clinicflow_dev.binlog_server import cli_env
 from tests.integration.opendental.cdc.cdc_support import assert_equal, create_source, mutate_day, write_tables_yml
-from tests.integration.opendental.cdc.test_cdc_kill_resume import _env
 
 
 def test_the_flow_catches_up_and_records_its_summary(prefect_server: None, make_binlog_db, make_mysql_db,
@@ -16,7 +16,7 @@ def test_the_flow_catches_up_and_records_its_summary(prefect_server: None, make_
     src, replica, pg = make_binlog_db("cdcflow"), make_mysql_db("cdcflow"), make_pg_db("cdcflow")
     tables_file, config = write_tables_yml(tmp_path)
     create_source(src)
-    for key, value in _env(src, replica, pg, tables_file).items():
+    for key, value in cli_env(src, replica, pg, tables_file).items():
         if key.startswith("CLINICFLOW_"):
             monkeypatch.setenv(key, value)
     first = cdc_opendental(until_caught_up=True, server_id=5201)

@@ -5,7 +5,6 @@ The process boundary is the point here (a kill between the rows and their positi
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -15,22 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from blocks.databases import MySQLServer, PostgresServer
+from clinicflow_dev.binlog_server import cli_env
 from tests.integration.opendental.cdc.cdc_support import assert_equal, create_source, mutate_day, write_tables_yml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[4]
 
-
-def _env(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, tables_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "CLINICFLOW_"))}
-    env.update({"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_TABLES_FILE": str(tables_file)})
-    for block, server in (("OPENDENTAL_SOURCE", src), ("OPENDENTAL_REPLICATION", replica),
-                          ("ANALYTICS_POSTGRES", pg)):
-        env.update({f"CLINICFLOW_{block}_HOST": server.host, f"CLINICFLOW_{block}_PORT": str(server.port),
-                    f"CLINICFLOW_{block}_USER": server.username, f"CLINICFLOW_{block}_DATABASE": server.database})
-    return env
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -44,7 +34,7 @@ def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(make
     src, replica, pg = make_binlog_db("cdckill"), make_mysql_db("cdckill"), make_pg_db("cdckill")
     tables_file, config = write_tables_yml(tmp_path)
     create_source(src)
-    env = _env(src, replica, pg, tables_file)
+    env = cli_env(src, replica, pg, tables_file)
     rng = random.Random(31)
     killed = 0
     for trial in range(10):
