@@ -77,6 +77,10 @@ def cdc_start_command(
     except (CdcError, ConfigError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
+    except Exception as exc:  # noqa: BLE001 - block and driver messages never hold passwords
+        console.print(f"[red]CDC stopped: {type(exc).__name__}: {escape(str(exc))}[/red]", soft_wrap=True,
+                      highlight=False)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
     console.print(f"CDC {report.source}: {report.events} row events in {report.batches} batches, applied up to "
                   f"{report.position}" + (" (after a snapshot)" if report.snapshot else ""), highlight=False)
     for table, reason in report.failed_tables.items():

@@ -53,3 +53,15 @@ def test_status_shows_lag_per_source_and_stop_is_recorded(make_binlog_db, make_m
 
     code, out = _cli("cdc", "stop")
     assert code == 0 and "stop requested" in out
+
+
+def test_start_against_a_source_without_binlog_exits_2_naming_the_setting(make_mysql_db, make_pg_db, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    src, replica, pg = make_mysql_db("cdcnobin"), make_mysql_db("cdcnobinrep"), make_pg_db("cdcnobin")
+    tables_file, _ = write_tables_yml(tmp_path)
+    for key, value in cli_env(src, replica, pg, tables_file).items():
+        if key.startswith("CLINICFLOW_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out = _cli("cdc", "start", "--until-caught-up")
+    assert code == 2 and "log_bin" in out and "binlog_format" in out and "nightly goes on" in out
