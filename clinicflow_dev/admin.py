@@ -26,3 +26,16 @@ def admin_pg(server: Any, sql: str) -> None:
             cur.execute(sql)
     finally:
         conn.close()
+
+
+def raw_rows(server: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Every row of ``sql`` on the server's database, as the server's bytes (comparisons byte for byte)."""
+    from clinicflow.connectors.mysql.sessions import raw_connection
+
+    conn = raw_connection(server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()

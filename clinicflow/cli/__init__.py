@@ -1,6 +1,6 @@
 """The ``clinicflow`` command line.
 
-Every command is a module-level function of this package's modules; groups (``blocks``, ``dicom``,
+Every command is a module-level function of this package's modules; groups (``blocks``, ``cdc``, ``dicom``,
 ``fanout``, ``ingest``, ``dlq``, ``pipelines``) are module-level Typer sub-apps. This module adds them all to
 ``app``, so one place shows the whole command line. In a source checkout the dev-only package
 ``clinicflow_dev`` adds ``demo`` and ``generate-opendental`` (the image and the wheel do not carry it).
@@ -18,6 +18,7 @@ prepare_embedded_environment()
 import typer  # noqa: E402
 
 from clinicflow.cli.blocks import blocks_app  # noqa: E402
+from clinicflow.cli.cdc import cdc_app  # noqa: E402
 from clinicflow.cli.dicom import dicom_app  # noqa: E402
 from clinicflow.cli.fanout import fanout_app  # noqa: E402
 from clinicflow.cli.ingest import dlq_app, ingest_app  # noqa: E402
@@ -48,6 +49,7 @@ if importlib.util.find_spec("clinicflow_dev") is not None:
     app.command("generate-opendental")(generate_opendental_command)
 
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(cdc_app, name="cdc")
 app.add_typer(dicom_app, name="dicom")
 app.add_typer(fanout_app, name="fanout")
 app.add_typer(ingest_app, name="ingest")

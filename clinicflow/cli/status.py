@@ -54,6 +54,9 @@ def status_command(
                       str(run.rows_loaded), f"{seconds:.1f}" if seconds is not None else "",
                       ", ".join(run.failed_tables), run.run_id)
     console.print(table)
+    from clinicflow.cli.cdc import print_cdc_lag
+
+    print_cdc_lag(console)
     if tables:
         detail = Table(title=f"run {run_id}")
         shown = ("table_name", "status", "mode", "rows", "seconds", "zero_dates", "nul_bytes", "deleted_rows",

@@ -9,7 +9,8 @@ from clinicflow.cli import app
 
 COMMANDS = {"nightly", "load", "replicate", "analyze-schema", "validate", "show", "serve", "status", "demo",
             "generate-opendental"}
-GROUPS = {"blocks": {"setup", "register"}, "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
+GROUPS = {"blocks": {"setup", "register"}, "cdc": {"start", "status", "stop"},
+          "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
           "ingest": {"run", "demo"},
           "dlq": {"list", "show", "replay", "discard"},
           "pipelines": {"list", "show", "run", "sync", "backfill"}}

@@ -107,6 +107,8 @@ def test_the_nightly_and_replicate_flows_share_one_tier_runner() -> None:
     ("flows.nightly_fanout", "nightly_tables", {"source_block": SOURCE_BLOCK, "replica_block": REPLICATION_BLOCK,
                                                 "analytics_block": ANALYTICS_BLOCK, "concurrency_limit": None}),
     ("flows.replicate", "replicate_tables", {"source_block": SOURCE_BLOCK, "replica_block": REPLICATION_BLOCK}),
+    ("flows.cdc", "cdc_opendental", {"source_block": SOURCE_BLOCK, "replica_block": REPLICATION_BLOCK,
+                                     "analytics_block": ANALYTICS_BLOCK}),
 ])
 def test_flows_take_the_clinic_blocks_as_parameters(flow_module: str, flow_name: str,
                                                     expected: dict[str, object]) -> None:

@@ -11,6 +11,7 @@ from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental import reconcile
+from clinicflow.opendental.cdc.state import cdc_keeps_current
 from clinicflow.opendental.chunks import (
     WATERMARK_OVERLAP_SECONDS,
     KeyRange,
@@ -191,7 +192,8 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
 def sync_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:
     """The incremental copy, then the reconciliation of what a watermark cannot see (see :func:`reconcile_replica`)."""
     started = time.perf_counter()
-    result = copy_incremental(src, dst, plan)
+    # A table CDC keeps current needs no watermark copy; the reconciliation stays as its safety net.
+    result = ChunkResult(0, 0.0) if cdc_keeps_current(dst, plan.table) else copy_incremental(src, dst, plan)
     result.reconciled = reconcile_replica(src, dst, plan, plan.sweep)
     result.seconds = time.perf_counter() - started
     return result

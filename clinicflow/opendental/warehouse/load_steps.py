@@ -28,6 +28,7 @@ from typing import Any
 from clinicflow.connectors.mysql import catalog, sessions
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import quote_ident
+from clinicflow.opendental.cdc.state import cdc_active_tables
 from clinicflow.opendental.chunks import clustered_by_key, keyset_after, ranges_from_boundaries, walk_boundaries
 from clinicflow.opendental.metrics import TableMode, TableOutcome
 from clinicflow.opendental.reconcile import Sweep, sweep_for
@@ -210,7 +211,10 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             raw_drift.apply_drift(pg_conn, plan, drift)
             if drift.added_columns:
                 watermark = None  # every row once more, so the new column gets its values
-        stats = incremental_load.load_incremental(mysql_conn, pg_conn, plan, watermark, keyset_after)
+        if table in cdc_active_tables(mysql_conn):  # CDC keeps it current: only the reconciliation below
+            stats = incremental_load.IncrementalStats(watermark=watermark)
+        else:
+            stats = incremental_load.load_incremental(mysql_conn, pg_conn, plan, watermark, keyset_after)
         outcome = _outcome(plan, "incremental", started, rows=stats.rows_read, rows_changed=stats.rows_changed,
                            bytes=stats.bytes, **_replication_fields(replication))
         _apply_conversions(outcome, stats.conversions)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.xdist_group("prefect-blocks")
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
 DEPLOYMENTS = ("nightly", "nightly-tables", "nightly-clinic-a", "nightly-clinic-b", "replicate", "load",
-               "analyze-schema", "dicom-reports", "referral-providers", "procedures-daily", "ingest-files",
+               "cdc", "analyze-schema", "dicom-reports", "referral-providers", "procedures-daily", "ingest-files",
                "ingest-replay", "process-data", "dicom-reports-range", "ingest-files-prefix")
 # Runs of these deployments are independent of each other (one processing request each).
 CONCURRENT = {"process-data": 8}
@@ -45,6 +45,7 @@ EXPECTED_SECRETS = {
     "nightly-clinic-b": {"clinicflow-clinic-b"},
     "replicate": {"clinicflow-opendental-source", "clinicflow-opendental-replication"},
     "load": {"clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
+    "cdc": {"clinicflow-opendental-source", "clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
     "analyze-schema": {"clinicflow-opendental-source"},
     "dicom-reports": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
     "dicom-reports-range": {"clinicflow-dicom-reports-postgres", "clinicflow-dicom-reports-bucket"},
