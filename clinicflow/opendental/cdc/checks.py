@@ -8,9 +8,10 @@ from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.errors import ClinicflowError
 
 
-class CdcError(RuntimeError):
+class CdcError(ClinicflowError):
     """CDC cannot run for a source (or a table); the message names the server setting or the table."""
 
 
