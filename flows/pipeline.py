@@ -71,7 +71,10 @@ def _scheduled_time() -> datetime:
     from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
-    return scheduled if isinstance(scheduled, datetime) else datetime.now(UTC)
+    if not isinstance(scheduled, datetime):
+        return datetime.now(UTC)
+    # Prefect hands a pendulum DateTime; the time scope does plain datetime arithmetic.
+    return datetime.fromtimestamp(scheduled.timestamp(), UTC)
 
 
 def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None,

@@ -7,12 +7,20 @@
 tag whose pipeline is no longer in code; deployments without the tag are
 never touched. Every schedule is converted to Prefect's schedule types (and
 so validated) and the work pool is checked before anything is written.
+
+Where the code is, the pool's type decides (docs/pipelines.md, "Where synced
+deployments run"): on a ``process`` pool the worker runs on this machine, so
+the deployment's pull step enters this checkout and its job variables point
+``CLINICFLOW_PIPELINES_DIR`` at the pipelines folder's absolute path; on any
+other pool (``kubernetes``, ``docker``...) the code is the image's ``/app`` and
+the folder is ``/app/pipelines`` unless ``image_folder`` says otherwise.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +31,9 @@ from flows.pipeline import PIPELINE_FLOW_NAME, run_pipeline
 MANAGED_TAG = "clinicflow-pipeline"
 ENTRYPOINT = "flows/pipeline.py:run_pipeline"
 DEFAULT_WORK_POOL = "clinicflow-k8s"
+IMAGE_ROOT = "/app"
+IMAGE_PIPELINES_DIR = "/app/pipelines"
+CHECKOUT_ROOT = Path(__file__).resolve().parents[1]  # holds flows/, so the entrypoint resolves from it
 
 
 def work_pool_name(explicit: str | None = None) -> str:
@@ -58,6 +69,32 @@ def prefect_schedules(spec: PipelineSpec) -> list[Any]:
     return out
 
 
+@dataclass(frozen=True)
+class CodeLocation:
+    """How a worker of one pool type finds the code: the pull steps, the job variables, the ``folder`` parameter."""
+
+    pull_steps: list[dict[str, Any]]
+    job_variables: dict[str, Any]
+    folder: str | None
+
+
+def code_location(pool_type: str, folder: str | None, image_folder: str | None = None) -> CodeLocation:
+    """A ``process`` pool runs this checkout and this folder; any other pool runs the image's /app."""
+    if pool_type == "process":
+        from clinicflow.toolkit.discovery import pipelines_folder
+
+        root = str(CHECKOUT_ROOT)
+        pipelines = str(pipelines_folder(folder).resolve())
+        return CodeLocation(
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": root}}],
+            job_variables={"working_dir": root, "env": {"CLINICFLOW_PIPELINES_DIR": pipelines}},
+            folder=pipelines)
+    in_image = image_folder or IMAGE_PIPELINES_DIR
+    return CodeLocation(
+        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": IMAGE_ROOT}}],
+        job_variables={"env": {"CLINICFLOW_PIPELINES_DIR": in_image}}, folder=None)
+
+
 def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {"pipeline": spec.name, "parameters": dict(spec.parameters)}
     if folder is not None:
@@ -66,7 +103,7 @@ def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, A
 
 
 async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | None = None, prune: bool = False,
-                         folder: str | None = None) -> SyncReport:
+                         folder: str | None = None, image_folder: str | None = None) -> SyncReport:
     from prefect import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
     from prefect.exceptions import ObjectNotFound
@@ -77,10 +114,11 @@ async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | Non
     report = SyncReport()
     async with get_client() as client:
         try:
-            await client.read_work_pool(pool)
+            pool_type = (await client.read_work_pool(pool)).type
         except ObjectNotFound:
             raise ToolkitError(f"work pool {pool!r} does not exist on the Prefect API; create it or set "
                                "CLINICFLOW_WORK_POOL") from None
+        where = code_location(pool_type, folder, image_folder)
         flow_id = await client.create_flow_from_name(PIPELINE_FLOW_NAME)
         managed = await client.read_deployments(
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])))
@@ -90,8 +128,9 @@ async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | Non
         for name, spec in sorted(specs.items()):
             await client.create_deployment(
                 flow_id=flow_id, name=name, description=spec.description or None,
-                parameters=deployment_parameters(spec, folder), tags=[MANAGED_TAG, *spec.tags],
+                parameters=deployment_parameters(spec, where.folder), tags=[MANAGED_TAG, *spec.tags],
                 schedules=schedules[name], work_pool_name=pool, entrypoint=ENTRYPOINT,
+                pull_steps=where.pull_steps, job_variables=where.job_variables, path=None,
                 parameter_openapi_schema=schema, enforce_parameter_schema=True,
                 concurrency_limit=1,
             )

@@ -181,8 +181,14 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
                      "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
                  work_pool: Annotated[str | None, typer.Option(
                      "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
+                 image_folder: Annotated[str | None, typer.Option(
+                     "--image-folder", help="Pipelines folder inside the image, for pools that run an image "
+                                            "(default /app/pipelines); a process pool uses --folder.")] = None,
                  folder: FolderOption = None) -> None:
-    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed."""
+    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed.
+
+    A process pool's deployments run this checkout and this folder; other pools run the image's /app.
+    """
     from clinicflow.toolkit.base import ToolkitError
     from flows.pipeline_registry import sync_pipelines
 
@@ -192,7 +198,8 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
         console.print("[red]nothing deployed: fix the modules above first[/red]")
         raise typer.Exit(EXIT_FAILED)
     try:
-        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder))
+        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder,
+                                            image_folder=image_folder))
     except ToolkitError as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None

@@ -104,7 +104,9 @@ class Timescope(BaseModel):
     align_to_window: bool = Field(True, description="Whole windows: a daily window ends at midnight UTC.")
 
     def default_range(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        moment = (now or datetime.now(UTC)).astimezone(UTC)
+        given = (now or datetime.now(UTC)).astimezone(UTC)
+        # A plain datetime: a subclass (Prefect's pendulum DateTime) subtracts to its own interval type.
+        moment = datetime.fromtimestamp(given.timestamp(), UTC).replace(microsecond=given.microsecond)
         if self.align_to_window:
             epoch = datetime(1970, 1, 1, tzinfo=UTC)
             moment = epoch + ((moment - epoch) // self.window) * self.window

@@ -116,6 +116,13 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
                               "--start", "2026-01-01T00:00:00", "--end", "2026-01-02T00:00:00"])
     assert ran.exit_code == 0, ran.output
     assert runs.read_text() == f"{name} 3 2026-01-01T00:00:00+00:00 2026-01-02T00:00:00+00:00\n"
+    runs.unlink()
+    today = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path)])  # the window before now
+    assert today.exit_code == 0, today.output
+    from datetime import UTC, datetime, timedelta
+
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert runs.read_text() == f"{name} 10 {(midnight - timedelta(days=1)).isoformat()} {midnight.isoformat()}\n"
     bad = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limt=3"])
     assert bad.exit_code == 2 and "unknown parameters ['limt']" in bad.output
 
