@@ -22,7 +22,7 @@ from clinicflow.core.retry import retry_on_transient
 from clinicflow.toolkit.base import RunContext, ToolkitError
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
-from clinicflow.toolkit.spec import PipelineSpec
+from clinicflow.toolkit.spec import PipelineSpec, unused_parameters
 
 PIPELINE_FLOW_NAME = "toolkit-pipeline"
 
@@ -105,6 +105,9 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
              end: datetime | None = None) -> list[dict[str, Any]]:
     """Run ``spec``'s steps inside the current flow run; raise PipelineFailed when any step failed."""
     ctx = run_context(spec, parameters, start, end)
+    unused = unused_parameters(spec)
+    if unused:
+        ctx.logger.warning("%s: parameters %s are declared but no step's config uses them", spec.name, unused)
     if ctx.start is not None:
         ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(),
                         ctx.end.isoformat() if ctx.end else "")

@@ -50,6 +50,8 @@ class Leaf:
     retries: int = 0
     retry_delay_seconds: float | list[float] = 0.0
     retry_on: Literal["any", "transient"] = "any"
+    # (role, config) of an etl/el leaf's tools: checked at load time, printed by `pipelines show`.
+    configs: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
                                      f"({report.rows_written} rows loaded)")
         return report
 
-    return Leaf(name, run)
+    described = [("extract", extractor)] + [(f"transform[{i}]", t) for i, t in enumerate(transformers)]
+    return Leaf(name, run, configs=tuple((role, tool) for role, tool in described + [("load", loader)]))
 
 
 def _transformed(tool: Any, batches: Iterable[Batch], ctx: RunContext) -> Iterator[Batch]:
