@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clinicflow.core.retry import retry_on_transient
-from clinicflow.toolkit.base import RunContext, ToolkitError
+from clinicflow.toolkit.base import RunContext, ToolkitError, new_run_id
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
 from clinicflow.toolkit.spec import PipelineSpec, unused_parameters
@@ -88,7 +88,10 @@ def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: da
     if spec.timescope is not None and (start is None or end is None):
         default_start, default_end = spec.timescope.default_range(_scheduled_time())
         start, end = start or default_start, end or default_end
-    return RunContext(pipeline=spec.name, parameters={**spec.parameters, **given}, start=start, end=end,
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.id) if flow_run.id else new_run_id()
+    return RunContext(pipeline=spec.name, run_id=run_id, parameters={**spec.parameters, **given}, start=start, end=end,
                       connections=resolve_connection, logger=get_run_logger())
 
 

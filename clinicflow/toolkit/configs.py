@@ -221,7 +221,8 @@ class DeadLetterConfig(_Config):
     """Where rejected rows go: a JSON Lines file (``path``) or a PostgreSQL table (``connection``, ``table``)."""
 
     kind: Literal["jsonl", "postgres", "memory"] = "jsonl"
-    path: str | None = Field(None, description="jsonl: a folder; each run writes its own file in it.")
+    path: str | None = Field(None, description="jsonl: a folder; each run writes `<run id>/<step>.jsonl` in it.")
+    keep_runs: int = Field(30, ge=1, description="jsonl: run folders kept (the newest); older ones are deleted.")
     connection: str | None = Field(None, description="postgres: block name of the database.")
     schema_name: str = Field("public", alias="schema", description="postgres: schema of the table.")
     table: str = Field("toolkit_dead_letters", description="postgres: the table (created when missing).")
@@ -237,8 +238,8 @@ class DeadLetterConfig(_Config):
             return PostgresDeadLetters(_connection(ctx, "postgres", self.connection), pipeline=ctx.pipeline,
                                        schema=self.schema_name, table=self.table)
         if not self.path:
-            raise ToolkitError("dead_letters: a jsonl sink needs a path")
-        return JsonlDeadLetters(self.path)
+            raise ToolkitError("dead_letters: a jsonl sink needs a path (a folder)")
+        return JsonlDeadLetters(self.path, run_id=ctx.run_id, step=ctx.step or "adhoc", keep_runs=self.keep_runs)
 
 
 class LambdaConfig(_Config):
@@ -258,10 +259,15 @@ class TypeConversionConfig(_Config):
                                            "named). False: the row goes to dead letters and the stream goes on.")
     dead_letters: DeadLetterConfig | None = Field(None, description="Lenient only: where rejected rows go "
                                                                     "(default: kept in memory, counted).")
+    max_rejected_fraction: float = Field(
+        0.01, ge=0, le=1, description="Lenient only: the step ends Failed when more than this fraction of its rows "
+                                      "was rejected; at or below it, Completed with a warning. 0: any rejected row "
+                                      "fails the step.")
 
     def build(self, ctx: RunContext) -> TypeConverter:
         sink = self.dead_letters.build(ctx) if self.dead_letters else None
-        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink)
+        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink,
+                             max_rejected_fraction=self.max_rejected_fraction)
 
 
 class ColumnsConfig(_Config):

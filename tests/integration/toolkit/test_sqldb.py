@@ -85,6 +85,7 @@ def test_lenient_conversion_into_a_postgres_dead_letter_table(make_pg_db: Callab
                              "dead_letters": {"kind": "postgres", "connection": "analytics", "schema": "public"}})
     out = built(config, ctx).transform(Batch(("id", "n"), [("a", "1"), ("b", "x"), ("c", "y")]), ctx)
     assert out.rows == [("a", 1)]
-    got = pg_exec(db, "SELECT pipeline, step, row_index, column_name, row_data->>'id' FROM toolkit_dead_letters"
-                      " ORDER BY id")
-    assert got == [("pl", "type_conversion", 1, "n", "b"), ("pl", "type_conversion", 2, "n", "c")]
+    got = pg_exec(db, "SELECT pipeline, run_id, step, row_index, column_name, row_data->>'id' "
+                      "FROM toolkit_dead_letters ORDER BY id")
+    assert got == [("pl", ctx.run_id, "type_conversion", 1, "n", "b"),
+                   ("pl", ctx.run_id, "type_conversion", 2, "n", "c")]
