@@ -167,3 +167,94 @@ async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[U
                 tags=["backfill"])
             ids.append(run.id)
     return ids
+
+
+# --- the registry API: thin synchronous functions over discovery and deployments -------------------
+
+@dataclass(frozen=True)
+class RegisteredPipeline:
+    """A discovered pipeline and, when asked for, its deployment on the Prefect API."""
+
+    name: str
+    spec: PipelineSpec
+    origin: str
+    timescope_window: Any  # a timedelta, or None for a pipeline without a time scope
+    deployment_id: UUID | None = None
+
+
+def get_pipeline(name: str, folder: str | None = None) -> PipelineSpec:
+    """The discovered pipeline ``name``; ToolkitError naming the known ones (and discovery errors) if none."""
+    from clinicflow.toolkit.discovery import discover
+
+    return discover(folder).get(name)
+
+
+def list_pipelines(folder: str | None = None, *, deployed: bool = False,
+                   timescoped: bool | None = None) -> list[RegisteredPipeline]:
+    """Discovered pipelines by name; ``timescoped`` keeps only those with (True) or without (False) a time scope;
+    ``deployed`` adds each one's managed deployment id from the Prefect API (None: not deployed)."""
+    from clinicflow.toolkit.discovery import discover
+
+    found = discover(folder)
+    ids = _run(_managed_deployment_ids()) if deployed else {}
+    out = []
+    for name, spec in sorted(found.pipelines.items()):
+        if timescoped is not None and (spec.timescope is not None) != timescoped:
+            continue
+        out.append(RegisteredPipeline(name, spec, found.origins[name],
+                                      spec.timescope.window if spec.timescope else None, ids.get(name)))
+    return out
+
+
+def register_pipeline(pipeline: PipelineSpec | str, *, folder: str | None = None, work_pool: str | None = None,
+                      image_folder: str | None = None) -> UUID:
+    """Create or update the deployment of one discovered pipeline (its schedules and time scope); its id.
+
+    The deployment runs what discovery finds under ``folder``, so the pipeline must be there.
+    """
+    name = pipeline if isinstance(pipeline, str) else pipeline.name
+    spec = get_pipeline(name, folder)
+    if not isinstance(pipeline, str) and pipeline.model_dump(exclude={"steps"}) != spec.model_dump(exclude={"steps"}):
+        raise ToolkitError(f"register_pipeline: {name!r} differs from the module discovery finds in "
+                           f"{folder or 'the pipelines folder'}; a deployment runs the discovered one")
+    _run(sync_pipelines({name: spec}, work_pool=work_pool, folder=folder, image_folder=image_folder))
+    deployment_id = _run(_managed_deployment_ids()).get(name)
+    if deployment_id is None:
+        raise ToolkitError(f"register_pipeline: deployment of {name!r} not found after sync")
+    return deployment_id
+
+
+def unregister_pipeline(name: str) -> bool:
+    """Delete the managed deployment of ``name`` (its schedules and time-scope runs stop); False if there was none.
+
+    The module itself stays: a later sync registers it again.
+    """
+    async def go() -> bool:
+        from prefect import get_client
+
+        deployment_id = (await _managed_deployment_ids()).get(name)
+        if deployment_id is None:
+            return False
+        async with get_client() as client:
+            await client.delete_deployment(deployment_id)
+        return True
+
+    return _run(go())
+
+
+async def _managed_deployment_ids() -> dict[str, UUID]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+    async with get_client() as client:
+        flows = await client.read_flows()
+        flow_ids = {f.id for f in flows if f.name == PIPELINE_FLOW_NAME}
+        managed = await client.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])))
+    return {d.name: d.id for d in managed if d.flow_id in flow_ids}
+
+
+def _run(coroutine: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coroutine)
