@@ -133,7 +133,7 @@ def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str,
     """Run ``body`` between the run row's start and finish in ``<schema>.runs`` (what `clinicflow status` reads)."""
     conn = server.connect()
     try:
-        ingest_db.start_run(conn, schema, run_id, pattern, mode)
+        ingest_db.start_ingest_run(conn, schema, run_id, pattern, mode)
     finally:
         conn.close()
     failed, counts, message = True, None, None
@@ -149,7 +149,7 @@ def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str,
     finally:
         conn = server.connect()
         try:
-            ingest_db.finish_run(conn, schema, run_id, failed=failed, counts=counts, message=message)
+            ingest_db.finish_ingest_run(conn, schema, run_id, failed=failed, counts=counts, message=message)
         finally:
             conn.close()
 

@@ -259,7 +259,7 @@ def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tu
     return int(cur.rowcount)
 
 
-def start_run(conn: Any, schema: str, run_id: str, pattern: str, mode: str = "in-pod") -> None:
+def start_ingest_run(conn: Any, schema: str, run_id: str, pattern: str, mode: str = "in-pod") -> None:
     """The run's row, status running (a rerun under the same id starts it again)."""
     s = quote_ident(schema, "postgres")
     with conn.cursor() as cur:
@@ -269,7 +269,7 @@ def start_run(conn: Any, schema: str, run_id: str, pattern: str, mode: str = "in
     conn.commit()
 
 
-def finish_run(conn: Any, schema: str, run_id: str, *, failed: bool, counts: dict[str, Any] | None,
+def finish_ingest_run(conn: Any, schema: str, run_id: str, *, failed: bool, counts: dict[str, Any] | None,
                message: str | None) -> None:
     s = quote_ident(schema, "postgres")
     with conn.cursor() as cur:
