@@ -135,3 +135,4 @@ def prefect_run_logger() -> Any | None:
         return get_run_logger()
     except MissingContextError:
         return None
+

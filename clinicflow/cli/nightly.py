@@ -121,13 +121,22 @@ def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption
                     full_sweep: FullSweepOption = False,
                     tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
                     source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None,
-                    analytics_block: AnalyticsBlockOption = None) -> None:
+                    analytics_block: AnalyticsBlockOption = None,
+                    mode: Annotated[str, typer.Option(
+                        help="in-pod | fanout (partitions as child runs of nightly-tables on the work pool; needs "
+                             "PREFECT_API_URL, docs/scale-out.md).")] = "in-pod",
+                    fanout_width: Annotated[int, typer.Option(help="fanout: child runs started at a time.")] = 4,
+                    ) -> None:
     """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
+    from clinicflow.cli.fanout import require_api_for_fanout
     from flows.nightly import nightly_etl
 
-    run_tables_flow(nightly_etl, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
+    console = Console()
+    require_api_for_fanout(mode, console)
+    fanout = {"mode": mode, "fanout_width": fanout_width} if mode == "fanout" else {}
+    run_tables_flow(nightly_etl, console, tables=parse_table_list(tables), full_refresh=full_refresh,
                     skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty,
+                    tables_file=tables_file, allow_empty=allow_empty, **fanout,
                     **block_parameters(source_block=source_block, replica_block=replica_block,
                                        analytics_block=analytics_block))
 
