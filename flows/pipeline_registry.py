@@ -149,7 +149,9 @@ async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[U
     from prefect.exceptions import ObjectNotFound
 
     if spec.timescope is None:
-        raise ToolkitError(f"pipeline {spec.name} has no timescope: nothing to backfill")
+        raise ToolkitError(f"pipeline {spec.name} has no timescope, so it has no windows to backfill: give its spec "
+                           "timescope=Timescope(window=...) (its runs then take start/end), or run it once with "
+                           f"`clinicflow pipelines run {spec.name}`")
     try:
         windows = spec.timescope.windows(start, end)
     except ValueError as exc:

@@ -123,3 +123,16 @@ def test_docs_hold_the_generated_reference() -> None:
     out = CliRunner().invoke(app, ["pipelines", "schema", "load.file"])
     assert out.exit_code == 0 and "### load `file`" in out.output and "### extract" not in out.output
     assert CliRunner().invoke(app, ["pipelines", "schema", "nope"]).exit_code == 2
+
+
+def test_backfill_without_a_timescope_says_what_to_do() -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from clinicflow.toolkit.base import ToolkitError
+    from clinicflow.toolkit.compose import step
+    from flows.pipeline_registry import backfill
+
+    spec = PipelineSpec(name="plain", steps=[step("s", lambda ctx: 1)])
+    with pytest.raises(ToolkitError, match=r"no windows to backfill: give its spec timescope=Timescope\(window="):
+        asyncio.run(backfill(spec, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)))
