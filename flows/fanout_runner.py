@@ -65,6 +65,12 @@ def start_child(deployment: str, run_key: str, partition: str, attempt: int, par
     return str(flow_run.id)
 
 
+def poll_cap() -> float:
+    """Longest wait between two polls of the children: ``CLINICFLOW_FANOUT_POLL_CAP_SECONDS`` (default 10);
+    short children (a local pool) finish sooner than a 10 s poll notices."""
+    return float(os.environ.get("CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "10"))
+
+
 def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *,
                    width: int) -> dict[str, fanout.ChildRun]:
     """Run one child per partition (name -> parameters), ``width`` at a time; each partition's finished child."""
@@ -86,7 +92,7 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
             to_start.append((name, attempt))
             if action == "retry":
                 log.info("fan-out: %s %s earlier, starting attempt %d", name, previous[name].state_name, attempt)
-    delays = fanout.poll_delays()
+    delays = fanout.poll_delays(cap=poll_cap())
     while to_start or in_flight:
         while to_start and len(in_flight) < width:
             name, attempt = to_start.pop(0)
@@ -101,7 +107,7 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
             done[in_flight.pop(child.flow_run_id)] = child
             log.info("fan-out: %s %s", child.partition, child.state_name)
         if finished:
-            delays = fanout.poll_delays()
+            delays = fanout.poll_delays(cap=poll_cap())
         else:
             time.sleep(next(delays))
     return done

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.states import Failed
+from prefect.states import Failed, State
 
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
@@ -24,6 +25,7 @@ from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.readers import matching_objects
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import validate_table_name
+from clinicflow.ingest import db as ingest_db
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import generate, parse_synthetic
@@ -103,7 +105,6 @@ def ingest_files(
     if mode not in ("in-pod", "fanout") or partitions < 1 or fanout_width < 1:
         raise ValueError(f"ingest_files: mode must be 'in-pod' or 'fanout' and partitions, fanout_width at least 1 "
                          f"(got {mode!r}, {partitions}, {fanout_width})")
-    log = get_logger("clinicflow.ingest")
     started = time.monotonic()
     location = parse_location(pattern)
     if mode == "fanout":
@@ -123,7 +124,40 @@ def ingest_files(
         ensure_schema(conn, ingest_schema)
     finally:
         conn.close()
+    return recorded_run(server, ingest_schema, settings.run_id, pattern, "in-pod",
+                        lambda: _ingest_in_pod(server, location, pattern, settings, batch_size, extractor, s3_block,
+                                               llm_block, max_error_rate, started))
 
+
+def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str, body: Callable[[], Any]) -> Any:
+    """Run ``body`` between the run row's start and finish in ``<schema>.runs`` (what `clinicflow status` reads)."""
+    conn = server.connect()
+    try:
+        ingest_db.start_ingest_run(conn, schema, run_id, pattern, mode)
+    finally:
+        conn.close()
+    failed, counts, message = True, None, None
+    try:
+        outcome = body()
+        failed = isinstance(outcome, State) and outcome.is_failed()
+        counts = outcome if isinstance(outcome, dict) else None
+        message = outcome.message if isinstance(outcome, State) else None
+        return outcome
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"[:1000]
+        raise
+    finally:
+        conn = server.connect()
+        try:
+            ingest_db.finish_ingest_run(conn, schema, run_id, failed=failed, counts=counts, message=message)
+        finally:
+            conn.close()
+
+
+def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSettings, batch_size: int,
+                   extractor: Extractor, s3_block: str | None, llm_block: str | None, max_error_rate: float,
+                   started: float) -> Any:
+    log = get_logger("clinicflow.ingest")
     if location.scheme == "synthetic":
         kind, count, synthetic_seed = parse_synthetic(location)
         total, items = count, generate(kind, count, synthetic_seed)
@@ -169,6 +203,13 @@ def _fan_out_prefixes(pattern: str, options: dict[str, Any], run_id: str, partit
         ensure_schema(conn, options["ingest_schema"])
     finally:
         conn.close()
+    return recorded_run(server, options["ingest_schema"], run_id, pattern, "fanout",
+                        lambda: _fan_out_recorded(server, location, pattern, options, run_id, partitions, width,
+                                                  started))
+
+
+def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[str, Any], run_id: str, partitions: int,
+                      width: int, started: float) -> Any:
     store = store_for_location(location, options["s3_block"])
     listed = [0]
 

@@ -110,7 +110,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         for tier, tier_names in config.by_tier(names):
             log.info("tier %d: %d tables", tier, len(tier_names))
             outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,
-                                        full_refresh=full_refresh, replicate=replicate)
+                                        full_refresh=full_refresh, replicate=replicate, tier=tier)
 
     failed = [o for o in outcomes if o.failed]
     summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "

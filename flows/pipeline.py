@@ -19,10 +19,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clinicflow.core.retry import retry_on_transient
-from clinicflow.toolkit.base import RunContext, ToolkitError
+from clinicflow.toolkit.base import RunContext, ToolkitError, new_run_id
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
-from clinicflow.toolkit.spec import PipelineSpec
+from clinicflow.toolkit.spec import PipelineSpec, unused_parameters
 
 PIPELINE_FLOW_NAME = "toolkit-pipeline"
 
@@ -71,7 +71,10 @@ def _scheduled_time() -> datetime:
     from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
-    return scheduled if isinstance(scheduled, datetime) else datetime.now(UTC)
+    if not isinstance(scheduled, datetime):
+        return datetime.now(UTC)
+    # Prefect hands a pendulum DateTime; the time scope does plain datetime arithmetic.
+    return datetime.fromtimestamp(scheduled.timestamp(), UTC)
 
 
 def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None,
@@ -85,7 +88,10 @@ def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: da
     if spec.timescope is not None and (start is None or end is None):
         default_start, default_end = spec.timescope.default_range(_scheduled_time())
         start, end = start or default_start, end or default_end
-    return RunContext(pipeline=spec.name, parameters={**spec.parameters, **given}, start=start, end=end,
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.id) if flow_run.id else new_run_id()
+    return RunContext(pipeline=spec.name, run_id=run_id, parameters={**spec.parameters, **given}, start=start, end=end,
                       connections=resolve_connection, logger=get_run_logger())
 
 
@@ -102,6 +108,9 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
              end: datetime | None = None) -> list[dict[str, Any]]:
     """Run ``spec``'s steps inside the current flow run; raise PipelineFailed when any step failed."""
     ctx = run_context(spec, parameters, start, end)
+    unused = unused_parameters(spec)
+    if unused:
+        ctx.logger.warning("%s: parameters %s are declared but no step's config uses them", spec.name, unused)
     if ctx.start is not None:
         ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(),
                         ctx.end.isoformat() if ctx.end else "")

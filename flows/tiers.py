@@ -32,6 +32,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.core import progress
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental.metrics import TableOutcome
@@ -178,6 +179,18 @@ def _error_text(error: BaseException | str) -> str:
     return error if isinstance(error, str) else f"{type(error).__name__}: {error}"
 
 
+class _ReportedOutcomes(dict[str, TableOutcome]):
+    """The tier's outcomes; each one set is reported to the run's progress watchers (the terminal)."""
+
+    def __init__(self, tier: int) -> None:
+        super().__init__()
+        self.tier = tier
+
+    def __setitem__(self, table: str, outcome: TableOutcome) -> None:
+        super().__setitem__(table, outcome)
+        progress.table_done(self.tier, table, outcome.status, outcome.replication_rows, outcome.rows)
+
+
 class _TierRun:
     """The task chains of one tier; fills ``outcomes`` (load) or ``replicated`` (replication only), one per table."""
 
@@ -186,7 +199,7 @@ class _TierRun:
                  tier: int = 0, load: bool = True) -> None:
         self.config, self.replica, self.pg, self.options = config, replica, pg, options
         self.source, self.full_refresh, self.tier, self.loads = source, full_refresh, tier, load
-        self.outcomes: dict[str, TableOutcome] = {}
+        self.outcomes: dict[str, TableOutcome] = _ReportedOutcomes(tier)
         self.replicated: dict[str, ReplicatedTable] = {}
         self.chains = _Chains()
         self.started: dict[str, float] = {}
@@ -339,9 +352,10 @@ class _TierRun:
 
 def run_tier_tables(config: TablesConfig, tier_names: list[str], replica: MySQLServer, pg: PostgresServer,
                     options: load_steps.LoadOptions, *, source: MySQLServer | None, full_refresh: bool,
-                    replicate: bool) -> list[TableOutcome]:
+                    replicate: bool, tier: int = 0) -> list[TableOutcome]:
     """Replicate (optionally) and load the tables of one tier in this flow run's task runner; one outcome each."""
-    run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh)
+    progress.tier_started(tier, len(tier_names))
+    run = _TierRun(config, replica, pg, options, source=source, full_refresh=full_refresh, tier=tier)
     rows_limit, group_size = small_table_rows(), small_group_size()
     small = [t for t in tier_names if config.effective(t).estimated_rows <= rows_limit]
     for start in range(0, len(small), group_size):

@@ -143,8 +143,8 @@ def cdc_stop_command(source_block: SourceBlockOption = None, replica_block: Repl
     console.print(f"stop requested for CDC of {source_id(src)} (it stops after its current batch)")
 
 
-def print_cdc_lag(console: Console) -> None:
-    """CDC lag per source under ``clinicflow status`` (nothing when CDC never ran or its replica cannot be read)."""
+def cdc_status_section() -> dict[str, Any]:
+    """The ``cdc`` section of ``clinicflow status``: lag per source; failed when a source or one of its tables failed."""
     from clinicflow.core.logs import get_logger
     from clinicflow.opendental.cdc.lag import cdc_lag
 
@@ -153,6 +153,6 @@ def print_cdc_lag(console: Console) -> None:
         lags = cdc_lag(replica, src)
     except Exception as exc:  # noqa: BLE001 - no replica (CDC not set up) is the common case; `cdc status` says why
         get_logger().debug("CDC state not readable: %s: %s", type(exc).__name__, exc)
-        return
-    if lags:
-        console.print(cdc_lag_table(lags))
+        return {"sources": [], "failed": False}
+    return {"sources": [lag.row() for lag in lags],
+            "failed": any(lag.status == "failed" or lag.failed_tables for lag in lags)}

@@ -74,11 +74,17 @@ def dicom_run_command(
     )] = None,
     allow_private_redirects: bool = typer.Option(False, "--allow-private-redirects",
                                                  help="Follow HTTP redirects to private/loopback addresses."),
+    mode: str = typer.Option("in-pod", help="in-pod | fanout (page ranges as child runs of dicom-reports-range on "
+                                            "the work pool; needs PREFECT_API_URL, docs/scale-out.md)."),
+    partitions: int = typer.Option(4, help="fanout: page-range partitions."),
+    fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
 ) -> None:
     """Run the extraction (exit 1 if the flow fails)."""
+    from clinicflow.cli.fanout import require_api_for_fanout
     from clinicflow.dicom.options import DicomOptionsError, DicomRunOptions
 
     console = Console(stderr=True)
+    require_api_for_fanout(mode, console)
     try:
         options = DicomRunOptions.from_values(
             query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
@@ -88,7 +94,8 @@ def dicom_run_command(
             failure_threshold=failure_threshold, max_file_mb=max_file_mb,
             download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
             retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root,
-            allow_private_redirects=allow_private_redirects)
+            allow_private_redirects=allow_private_redirects, mode=mode, partitions=partitions,
+            fanout_width=fanout_width)
     except DicomOptionsError as exc:
         if "bucket_kind" in exc.problems:  # a usage error, as Typer reports its own (exit 2)
             raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind") from None

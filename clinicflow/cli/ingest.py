@@ -57,14 +57,21 @@ def ingest_run_command(
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
     s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
     llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
+    mode: str = typer.Option("in-pod", help="in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
+                                            "needs PREFECT_API_URL, docs/scale-out.md)."),
+    partitions: int = typer.Option(4, help="fanout: about this many prefix partitions."),
+    fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
 ) -> None:
     """Run the ingestion (exit 1 if the flow fails)."""
+    from clinicflow.cli.fanout import require_api_for_fanout
     from flows.ingest_files import ingest_files
 
-    _run(Console(stderr=True), ingest_files, f"ingest {pattern}", pattern=pattern, batch_size=batch_size,
+    console = Console(stderr=True)
+    require_api_for_fanout(mode, console)
+    _run(console, ingest_files, f"ingest {pattern}", pattern=pattern, batch_size=batch_size,
          max_file_mb=max_file_mb, fail_percentage=fail_percentage, max_error_rate=max_error_rate,
          extractor=extractor, seed=seed, database_block=database_block, ingest_schema=schema, s3_block=s3_block,
-         llm_block=llm_block)
+         llm_block=llm_block, mode=mode, partitions=partitions, fanout_width=fanout_width)
 
 
 @ingest_app.command("demo")

@@ -8,6 +8,8 @@ tables.yml, unknown table, unreachable database).
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -64,6 +66,65 @@ def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
         raise typer.Exit(EXIT_CANNOT_RUN) from None
 
 
+class PlainProgress:
+    """One line per tier and per table (not a terminal: logs, cron mail)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def tier_started(self, tier: int, tables: int) -> None:
+        self.console.print(f"tier {tier}: {tables} tables", highlight=False)
+
+    def table_done(self, tier: int, table: str, status: str, rows_copied: int | None, rows_loaded: int) -> None:
+        copied = f"{rows_copied} rows copied, " if rows_copied is not None else ""
+        self.console.print(f"tier {tier} {table}: {status}, {copied}{rows_loaded} rows loaded", highlight=False)
+
+
+class RichProgress:
+    """A rich bar per tier (tables done of the tier's), with the last table's rows and the running totals."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=False)
+        self.tasks: dict[int, Any] = {}
+        self.copied = self.loaded = 0
+
+    def __enter__(self) -> RichProgress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def tier_started(self, tier: int, tables: int) -> None:
+        self.tasks[tier] = self.bars.add_task(f"tier {tier}", total=tables)
+
+    def table_done(self, tier: int, table: str, status: str, rows_copied: int | None, rows_loaded: int) -> None:
+        self.copied += rows_copied or 0
+        self.loaded += rows_loaded
+        if tier not in self.tasks:
+            self.tasks[tier] = self.bars.add_task(f"tier {tier}", total=None)
+        copied = f"{rows_copied} copied, " if rows_copied is not None else ""
+        self.bars.update(self.tasks[tier], advance=1,
+                         description=f"tier {tier}: {table} {status} ({copied}{rows_loaded} loaded); "
+                                     f"total {self.copied} copied, {self.loaded} loaded")
+
+
+@contextlib.contextmanager
+def table_progress(console: Console) -> Iterator[None]:
+    """Progress of the tables run in this process: rich bars on a terminal, plain lines otherwise."""
+    from clinicflow.core.progress import watching
+
+    if console.is_terminal:
+        with RichProgress(console) as bars, watching(bars):
+            yield
+    else:
+        with watching(PlainProgress(console)):
+            yield
+
+
 def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
     """Run a tables flow (``flow_fn``, a Prefect flow) in this process; exit 1 on failed tables, 2 if it cannot run."""
     from clinicflow.core.errors import TablesFailed
@@ -72,7 +133,7 @@ def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
 
     _preflight(flow_fn, console, params)
     try:
-        with flow_run_settings():
+        with flow_run_settings(), table_progress(console):
             rows = flow_fn(**params)
     except TablesFailed as exc:
         console.print(f"[red]{exc}[/red]")
@@ -121,13 +182,22 @@ def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption
                     full_sweep: FullSweepOption = False,
                     tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
                     source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None,
-                    analytics_block: AnalyticsBlockOption = None) -> None:
+                    analytics_block: AnalyticsBlockOption = None,
+                    mode: Annotated[str, typer.Option(
+                        help="in-pod | fanout (partitions as child runs of nightly-tables on the work pool; needs "
+                             "PREFECT_API_URL, docs/scale-out.md).")] = "in-pod",
+                    fanout_width: Annotated[int, typer.Option(help="fanout: child runs started at a time.")] = 4,
+                    ) -> None:
     """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
+    from clinicflow.cli.fanout import require_api_for_fanout
     from flows.nightly import nightly_etl
 
-    run_tables_flow(nightly_etl, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
+    console = Console()
+    require_api_for_fanout(mode, console)
+    fanout = {"mode": mode, "fanout_width": fanout_width} if mode == "fanout" else {}
+    run_tables_flow(nightly_etl, console, tables=parse_table_list(tables), full_refresh=full_refresh,
                     skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty,
+                    tables_file=tables_file, allow_empty=allow_empty, **fanout,
                     **block_parameters(source_block=source_block, replica_block=replica_block,
                                        analytics_block=analytics_block))
 

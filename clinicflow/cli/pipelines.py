@@ -73,11 +73,41 @@ def _tree(node: Any, indent: str = "") -> list[str]:
 
 def _discover(folder: str | None, console: Console) -> Any:
     from clinicflow.toolkit.discovery import discover
+    from clinicflow.toolkit.spec import unused_parameters
 
     found = discover(folder)
     for error in found.errors:
         console.print(f"[red]{error.origin}: {error.message}[/red]", soft_wrap=True)
+    for name, spec in sorted(found.pipelines.items()):
+        unused = unused_parameters(spec)
+        if unused:
+            console.print(f"[yellow]warning: pipeline {name}: parameters {unused} are declared but no step's "
+                          "config uses them[/yellow]", soft_wrap=True)
     return found
+
+
+def resolved_configs(spec: Any, parameters: dict[str, Any] | None = None) -> list[str]:
+    """Each etl/el step's tool configs with its ``{param}`` filled from the defaults (secrets masked)."""
+    from clinicflow.toolkit.base import ToolkitError
+    from clinicflow.toolkit.compose import leaves
+    from clinicflow.toolkit.configs import resolved
+
+    values = {**spec.parameters, **(parameters or {})}
+    lines: list[str] = []
+    for leaf in leaves(spec.steps):
+        for role, config in leaf.configs:
+            try:
+                shown = resolved(config, values, f"{leaf.name} {role}.")
+            except ToolkitError as exc:
+                lines.append(f"{leaf.name} {role}: {exc}")
+                continue
+            if hasattr(shown, "model_dump"):
+                dumped = shown.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+                text = json.dumps({"kind": getattr(shown, "kind", None), **dumped}, default=str)
+            else:
+                text = f"a {type(shown).__name__} object"
+            lines.append(f"{leaf.name} {role}: {text}")
+    return lines
 
 
 def run_demo_pipelines(console: Console) -> None:
@@ -146,6 +176,24 @@ def pipelines_show_command(name: str, folder: FolderOption = None) -> None:
     console.print(f"timescope: {spec.timescope.window if spec.timescope else '-'}")
     console.print(f"parameters: {json.dumps(spec.parameters, default=str)}")
     console.print("\n".join(_tree(spec.steps)))
+    configs = resolved_configs(spec)
+    if configs:
+        console.print("configuration (parameters filled with their defaults):")
+        for line in configs:
+            console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+
+
+@pipelines_app.command("schema")
+def pipelines_schema_command(kind: Annotated[str | None, typer.Argument(
+        help="One config: a kind (http, file, ...), ROLE.KIND (load.file) or a model name.")] = None) -> None:
+    """Print the configuration reference (every tool config's fields), generated from the config models."""
+    from clinicflow.toolkit.reference import kinds, reference
+
+    text = reference(kind)
+    if not text.strip():
+        typer.echo(f"no config of kind {kind!r}; known: {', '.join(kinds())}", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    typer.echo(text, nl=False)
 
 
 @pipelines_app.command("run")
@@ -181,8 +229,14 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
                      "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
                  work_pool: Annotated[str | None, typer.Option(
                      "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
+                 image_folder: Annotated[str | None, typer.Option(
+                     "--image-folder", help="Pipelines folder inside the image, for pools that run an image "
+                                            "(default /app/pipelines); a process pool uses --folder.")] = None,
                  folder: FolderOption = None) -> None:
-    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed."""
+    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed.
+
+    A process pool's deployments run this checkout and this folder; other pools run the image's /app.
+    """
     from clinicflow.toolkit.base import ToolkitError
     from flows.pipeline_registry import sync_pipelines
 
@@ -192,7 +246,8 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
         console.print("[red]nothing deployed: fix the modules above first[/red]")
         raise typer.Exit(EXIT_FAILED)
     try:
-        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder))
+        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder,
+                                            image_folder=image_folder))
     except ToolkitError as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None

@@ -11,6 +11,7 @@
   at most one *open* letter per (stage, item_key), a repeat failure bumps
   ``attempts``.
 - ``synthetic_records``: records of the ``synthetic`` source kind.
+- ``runs``: one row per ingestion run (pattern, status, counts, message), read by ``clinicflow status``.
 """
 from __future__ import annotations
 
@@ -112,6 +113,15 @@ def ddl(schema: str) -> list[str]:
             payload jsonb NOT NULL,
             run_id text NOT NULL,
             loaded_at timestamptz NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.runs (
+            run_id text PRIMARY KEY,
+            pattern text NOT NULL,
+            mode text NOT NULL DEFAULT 'in-pod',
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'ok', 'failed')),
+            counts jsonb,
+            message text)""",
     ]
 
 
@@ -247,3 +257,23 @@ def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tu
     cur.execute(f"UPDATE {s}.dead_letters SET status = 'replayed', resolved_at = now() "
                 f"WHERE status = 'open' AND item_key = ANY(%s) AND stage = ANY(%s)", (item_keys, list(stages)))
     return int(cur.rowcount)
+
+
+def start_ingest_run(conn: Any, schema: str, run_id: str, pattern: str, mode: str = "in-pod") -> None:
+    """The run's row, status running (a rerun under the same id starts it again)."""
+    s = quote_ident(schema, "postgres")
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {s}.runs (run_id, pattern, mode) VALUES (%s, %s, %s) ON CONFLICT (run_id) DO "
+                    "UPDATE SET started_at = now(), finished_at = NULL, status = 'running', message = NULL",
+                    (run_id, pattern, mode))
+    conn.commit()
+
+
+def finish_ingest_run(conn: Any, schema: str, run_id: str, *, failed: bool, counts: dict[str, Any] | None,
+               message: str | None) -> None:
+    s = quote_ident(schema, "postgres")
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {s}.runs SET finished_at = now(), status = %s, counts = %s, message = %s "
+                    "WHERE run_id = %s",
+                    ("failed" if failed else "ok", json.dumps(counts or {}, default=str), message, run_id))
+    conn.commit()

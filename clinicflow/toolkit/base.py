@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,11 +52,18 @@ class Batch:
         return cls(cols, [tuple(record.get(c) for c in cols) for record in records])
 
 
+def new_run_id() -> str:
+    """A run id for runs outside Prefect: sortable by time, unique."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass
 class RunContext:
-    """What every tool sees of the run: pipeline name, parameters, the time scope, a logger."""
+    """What every tool sees of the run: pipeline name, run id, the step, parameters, the time scope, a logger."""
 
     pipeline: str = "adhoc"
+    run_id: str = field(default_factory=new_run_id)
+    step: str | None = None  # the leaf step running (set per step: parallel branches each have their own)
     parameters: dict[str, Any] = field(default_factory=dict)
     start: datetime | None = None
     end: datetime | None = None
@@ -81,13 +90,15 @@ class Loader(Protocol):
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One rejected row: where it came from, why, and the row itself (kept out of logs)."""
+    """One rejected row: the run and step it came from, why, and the row itself (kept out of logs)."""
 
     step: str
     row_index: int
     column: str | None
     error: str
     row: dict[str, Any]
+    run_id: str | None = None
+    tool: str | None = None  # the transformer that rejected it, inside the step
 
 
 class DeadLetterSink(Protocol):
@@ -107,18 +118,42 @@ class MemoryDeadLetters:
 
 
 class JsonlDeadLetters:
-    """Dead letters appended to a JSON Lines file, one object per rejected row."""
+    """Dead letters of one step of one run: ``<folder>/<run id>/<step>.jsonl``, one object per rejected row.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    The file is created at the first rejected row; a run's folder holds only that run's
+    steps, so nothing is appended run after run. ``keep_runs`` run folders are kept (the
+    newest), older ones are deleted when a run starts writing.
+    """
+
+    def __init__(self, folder: str | Path, *, run_id: str, step: str, keep_runs: int = 30) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / _safe(run_id) / f"{_safe(step)}.jsonl"
+        self.keep_runs = keep_runs
         self._lock = threading.Lock()
+        self._started = False
 
     def put(self, letter: DeadLetter) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"step": letter.step, "row_index": letter.row_index, "column": letter.column,
-                           "error": letter.error, "row": letter.row}, default=str)
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        line = json.dumps({"run_id": letter.run_id, "step": letter.step, "tool": letter.tool,
+                           "row_index": letter.row_index, "column": letter.column, "reason": letter.error,
+                           "row": letter.row}, default=str)
+        with self._lock:
+            if not self._started:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._prune()
+                self._started = True
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+    def _prune(self) -> None:
+        runs = sorted((p for p in self.folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in runs[:max(0, len(runs) - self.keep_runs)]:
+            if old != self.path.parent:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a run id or step name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
 
 
 def rebatch(batches: Iterable[Batch], size: int) -> Iterator[Batch]:

@@ -50,6 +50,8 @@ class Leaf:
     retries: int = 0
     retry_delay_seconds: float | list[float] = 0.0
     retry_on: Literal["any", "transient"] = "any"
+    # (role, config) of an etl/el leaf's tools: checked at load time, printed by `pipelines show`.
+    configs: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,21 +116,31 @@ def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
     loader = loader_of(load)
 
     def run(ctx: RunContext) -> EtlReport:
+        ctx = dataclasses.replace(ctx, step=name)  # dead letters name this step, whatever branch runs it
         report = EtlReport()
         tools = [built(t, ctx) for t in transformers]
         batches: Iterable[Batch] = _counted(built(extractor, ctx).extract(ctx), report)
         for tool in tools:
             batches = _transformed(tool, batches, ctx)
         report.rows_written = built(loader, ctx).load(batches, ctx)
-        report.dead_letters = sum(t.rejected for t in tools if isinstance(t, TypeConverter))
+        converters = [t for t in tools if isinstance(t, TypeConverter)]
+        report.dead_letters = sum(t.rejected for t in converters)
         ctx.logger.info("%s: read %d rows, wrote %d, %d to dead letters", name, report.rows_read,
                         report.rows_written, report.dead_letters)
         if report.dead_letters and fail_on_dead_letters:
-            raise DeadLettersWritten(f"{name}: {report.dead_letters} rows went to dead letters "
-                                     f"({report.rows_written} rows loaded)")
+            over = [t for t in converters if t.rejected and t.rejected > t.max_rejected_fraction * t.rows_seen]
+            if over:
+                worst = over[0]
+                raise DeadLettersWritten(
+                    f"{name}: {report.dead_letters} rows went to dead letters ({report.rows_written} rows loaded); "
+                    f"{worst.rejected} of {worst.rows_seen} is above max_rejected_fraction "
+                    f"{worst.max_rejected_fraction:g}")
+            ctx.logger.warning("%s: %d of %d rows went to dead letters, within max_rejected_fraction", name,
+                               report.dead_letters, report.rows_read)
         return report
 
-    return Leaf(name, run)
+    described = [("extract", extractor)] + [(f"transform[{i}]", t) for i, t in enumerate(transformers)]
+    return Leaf(name, run, configs=tuple((role, tool) for role, tool in described + [("load", loader)]))
 
 
 def _transformed(tool: Any, batches: Iterable[Batch], ctx: RunContext) -> Iterator[Batch]:

@@ -65,15 +65,73 @@ def from_env_reference(value: str, what: str) -> str:
     return os.environ[match.group(1)]
 
 
+# The one placeholder rule: ``{name}`` (a Python identifier) in any string of a tool config is the
+# parameter ``name``; ``{{`` and ``}}`` are literal braces; anything else in braces (``{x:String}``,
+# JSON) is left alone, and so is ``${NAME}``, an environment variable read at run time.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders(template: str) -> set[str]:
+    """The parameter names ``template`` refers to."""
+    return {m.group(1) for m in _PLACEHOLDER.finditer(template) if m.group(1)}
+
+
+def fill(template: str, parameters: dict[str, Any], what: str) -> str:
+    """``template`` with each ``{name}`` replaced by the parameter's value."""
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return match.group(0)[0]
+        if name not in parameters:
+            raise ToolkitError(f"{what} {template!r} names parameter {name!r}, which the pipeline does not have")
+        return str(parameters[name])
+
+    return _PLACEHOLDER.sub(one, template)
+
+
 def with_parameters(template: str, ctx: RunContext, what: str) -> str:
     """``template`` with ``{name}`` filled from the run's parameters (a URL or path that differs per environment)."""
-    if "{" not in template:
-        return template
-    try:
-        return template.format_map(ctx.parameters)
-    except KeyError as exc:
-        raise ToolkitError(f"{what} {template!r} names parameter {exc.args[0]!r}, "
-                           "which the pipeline does not have") from None
+    return fill(template, ctx.parameters, what)
+
+
+def _walk(value: Any, on_text: Callable[[str, str], str], where: str) -> Any:
+    if isinstance(value, str):
+        return on_text(value, where)
+    if isinstance(value, dict):
+        return {k: _walk(v, on_text, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, on_text, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, BaseModel):
+        update = {}
+        for name in type(value).model_fields:
+            current = getattr(value, name)
+            new = _walk(current, on_text, f"{where}.{name}" if where else name)
+            if new is not current and new != current:
+                update[name] = new
+        return value.model_copy(update=update) if update else value
+    return value  # numbers, callables, secrets: never templates
+
+
+def config_placeholders(config: Any) -> dict[str, set[str]]:
+    """``{field path: parameter names}`` for every string field of a config that has placeholders."""
+    found: dict[str, set[str]] = {}
+
+    def note(text: str, where: str) -> str:
+        names = placeholders(text)
+        if names:
+            found[where] = names
+        return text
+
+    _walk(config, note, "")
+    return found
+
+
+def resolved(config: Any, parameters: dict[str, Any], what: str = "") -> Any:
+    """The config with every ``{param}`` filled (a tool object is returned as is)."""
+    if not isinstance(config, BaseModel):
+        return config
+    return _walk(config, lambda text, where: fill(text, parameters, f"{what}{where}".strip(".")) if "{" in text
+                 or "}" in text else text, "")
 
 
 class _Config(BaseModel):
@@ -90,21 +148,23 @@ def _connection(ctx: RunContext, dialect: str, name: str) -> Any:
 
 class HttpExtractorConfig(_Config):
     kind: Literal["http"] = "http"
-    url: str
+    url: str = Field(description="The first page's URL.")
     method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    timeout_seconds: float = Field(30.0, gt=0)
-    records_path: str = ""
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="Request headers; a value `${NAME}` is read from the environment.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Query parameters of every request.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Per request.")
+    records_path: str = Field("", description="Dotted path to the records list in the JSON body; empty: the body.")
     pagination: Annotated[PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination,
                           Field(discriminator="style")] = NoPagination()
-    max_retries: int = Field(3, ge=0)
-    backoff_seconds: float = Field(1.0, ge=0)
-    rate_limit_per_second: float | None = Field(None, gt=0)
-    rate_limit_burst: float | None = Field(None, ge=1)
+    max_retries: int = Field(3, ge=0, description="Retries of a transient failure (408/425/429/5xx, dropped "
+                                                  "connection), honouring Retry-After.")
+    backoff_seconds: float = Field(1.0, ge=0, description="First retry delay, doubled each retry.")
+    rate_limit_per_second: float | None = Field(None, gt=0, description="Token-bucket rate; None: unlimited.")
+    rate_limit_burst: float | None = Field(None, ge=1, description="Token-bucket capacity (default: the rate).")
 
     def build(self, ctx: RunContext) -> HttpExtractor:
-        return HttpExtractor(with_parameters(self.url, ctx, "url"), method=self.method,
+        return HttpExtractor(self.url, method=self.method,
                              headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
                              params=self.params,
                              timeout_seconds=self.timeout_seconds, records_path=self.records_path,
@@ -115,11 +175,12 @@ class HttpExtractorConfig(_Config):
 
 class FileExtractorConfig(_Config):
     kind: Literal["file"] = "file"
-    path: str
-    format: FileFormat | None = None
+    path: str = Field(description="A local file.")
+    format: FileFormat | None = Field(None, description="None: told by the suffix (.csv, .jsonl, .parquet, "
+                                                         "then .gz/.bz2/.xz/.zst).")
     encoding: str = "utf-8"
-    batch_size: int = Field(10_000, gt=0)
-    delimiter: str = ","
+    batch_size: int = Field(10_000, gt=0, description="Rows per batch.")
+    delimiter: str = Field(",", description="CSV only.")
 
     def build(self, ctx: RunContext) -> FileExtractor:
         return FileExtractor(self.path, format=self.format, encoding=self.encoding, batch_size=self.batch_size,
@@ -130,8 +191,9 @@ class SqlExtractorConfig(_Config):
     kind: Literal["sql"] = "sql"
     dialect: Literal["mysql", "postgres"]
     connection: str = Field(description="Block name of the database (e.g. analytics-postgres).")
-    query: str
-    batch_size: int = Field(10_000, gt=0)
+    query: str = Field(description="SELECT; `%(start)s` / `%(end)s` are the time scope, `%(name)s` a parameter "
+                                   "(bound by the driver).")
+    batch_size: int = Field(10_000, gt=0, description="Rows per batch (a server-side cursor).")
 
     def build(self, ctx: RunContext) -> SqlExtractor:
         return SqlExtractor(_connection(ctx, self.dialect, self.connection), self.query, dialect=self.dialect,
@@ -140,9 +202,10 @@ class SqlExtractorConfig(_Config):
 
 class ClickHouseExtractorConfig(_Config):
     kind: Literal["clickhouse"] = "clickhouse"
-    connection: ClickHouseConnection | None = None
-    query: str
-    batch_size: int = Field(100_000, gt=0)
+    connection: ClickHouseConnection | None = Field(None, description="None: $CLINICFLOW_CLICKHOUSE_URL, "
+                                                                      "else chDB in ./out/clickhouse.")
+    query: str = Field(description="SELECT (ClickHouse's own `{name:Type}` parameters are not placeholders).")
+    batch_size: int = Field(100_000, gt=0, description="Rows per batch.")
 
     def build(self, ctx: RunContext) -> ClickHouseExtractor:
         return ClickHouseExtractor(self.connection or clickhouse_from_env(), self.query, batch_size=self.batch_size)
@@ -158,10 +221,11 @@ class DeadLetterConfig(_Config):
     """Where rejected rows go: a JSON Lines file (``path``) or a PostgreSQL table (``connection``, ``table``)."""
 
     kind: Literal["jsonl", "postgres", "memory"] = "jsonl"
-    path: str | None = None
-    connection: str | None = None
-    schema_name: str = Field("public", alias="schema")
-    table: str = "toolkit_dead_letters"
+    path: str | None = Field(None, description="jsonl: a folder; each run writes `<run id>/<step>.jsonl` in it.")
+    keep_runs: int = Field(30, ge=1, description="jsonl: run folders kept (the newest); older ones are deleted.")
+    connection: str | None = Field(None, description="postgres: block name of the database.")
+    schema_name: str = Field("public", alias="schema", description="postgres: schema of the table.")
+    table: str = Field("toolkit_dead_letters", description="postgres: the table (created when missing).")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -174,14 +238,15 @@ class DeadLetterConfig(_Config):
             return PostgresDeadLetters(_connection(ctx, "postgres", self.connection), pipeline=ctx.pipeline,
                                        schema=self.schema_name, table=self.table)
         if not self.path:
-            raise ToolkitError("dead_letters: a jsonl sink needs a path")
-        return JsonlDeadLetters(with_parameters(self.path, ctx, "dead_letters path"))
+            raise ToolkitError("dead_letters: a jsonl sink needs a path (a folder)")
+        return JsonlDeadLetters(self.path, run_id=ctx.run_id, step=ctx.step or "adhoc", keep_runs=self.keep_runs)
 
 
 class LambdaConfig(_Config):
     kind: Literal["lambda"] = "lambda"
-    function: ImportString[Callable[..., Any]] | Callable[..., Any]
-    per: Literal["row", "batch"] = "row"
+    function: ImportString[Callable[..., Any]] | Callable[..., Any] = Field(
+        description="A function, or its import path `package.module:name`.")
+    per: Literal["row", "batch"] = Field("row", description="Called with a row dict, or with a Batch.")
 
     def build(self, ctx: RunContext) -> LambdaTransformer:
         return LambdaTransformer(self.function, per=self.per)
@@ -189,20 +254,28 @@ class LambdaConfig(_Config):
 
 class TypeConversionConfig(_Config):
     kind: Literal["types"] = "types"
-    mapping: dict[str, TypeName]
-    strict: bool = True
-    dead_letters: DeadLetterConfig | None = None
+    mapping: dict[str, TypeName] = Field(description="Column -> type; None stays None.")
+    strict: bool = Field(True, description="True: the first bad value fails the step (row index and column "
+                                           "named). False: the row goes to dead letters and the stream goes on.")
+    dead_letters: DeadLetterConfig | None = Field(None, description="Lenient only: where rejected rows go "
+                                                                    "(default: kept in memory, counted).")
+    max_rejected_fraction: float = Field(
+        0.01, ge=0, le=1, description="Lenient only: the step ends Failed when more than this fraction of its rows "
+                                      "was rejected; at or below it, Completed with a warning. 0: any rejected row "
+                                      "fails the step.")
 
     def build(self, ctx: RunContext) -> TypeConverter:
         sink = self.dead_letters.build(ctx) if self.dead_letters else None
-        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink)
+        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink,
+                             max_rejected_fraction=self.max_rejected_fraction)
 
 
 class ColumnsConfig(_Config):
     kind: Literal["columns"] = "columns"
-    rename: dict[str, str] = Field(default_factory=dict)
-    select: list[str] | None = None
-    derive: dict[str, ImportString[Callable[..., Any]] | Callable[..., Any]] = Field(default_factory=dict)
+    rename: dict[str, str] = Field(default_factory=dict, description="Old name -> new name.")
+    select: list[str] | None = Field(None, description="Columns kept, in this order (after rename and derive).")
+    derive: dict[str, ImportString[Callable[..., Any]] | Callable[..., Any]] = Field(
+        default_factory=dict, description="New column -> function of the row dict.")
 
     def build(self, ctx: RunContext) -> ColumnTransformer:
         return ColumnTransformer(rename=self.rename, select=self.select, derive=self.derive)
@@ -218,9 +291,10 @@ class PostgresLoaderConfig(_Config):
     connection: str = Field(description="Block name of the PostgreSQL database.")
     table: str
     schema_name: str = Field("public", alias="schema")
-    mode: Literal["insert", "upsert"] = "insert"
-    key_columns: list[str] = Field(default_factory=list)
-    create_sql: str | None = None
+    mode: Literal["insert", "upsert"] = Field("insert", description="insert: COPY; upsert: ON CONFLICT on "
+                                                                    "key_columns.")
+    key_columns: list[str] = Field(default_factory=list, description="upsert: the conflict key.")
+    create_sql: str | None = Field(None, description="Run before the first batch (CREATE TABLE IF NOT EXISTS ...).")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -231,14 +305,17 @@ class PostgresLoaderConfig(_Config):
 
 class ClickHouseLoaderConfig(_Config):
     kind: Literal["clickhouse"] = "clickhouse"
-    connection: ClickHouseConnection | None = None
+    connection: ClickHouseConnection | None = Field(None, description="None: $CLINICFLOW_CLICKHOUSE_URL, "
+                                                                      "else chDB in ./out/clickhouse.")
     table: str
     mode: Literal["insert", "upsert"] = "insert"
-    upsert_strategy: Literal["replacing", "delete_insert"] = "replacing"
-    key_columns: list[str] = Field(default_factory=list)
-    version_column: str = "_version"
-    batch_size: int = Field(100_000, gt=0)
-    create_sql: str | None = None
+    upsert_strategy: Literal["replacing", "delete_insert"] = Field(
+        "replacing", description="replacing: a ReplacingMergeTree keeps the highest version_column; "
+                                 "delete_insert: delete the batch's keys, then insert.")
+    key_columns: list[str] = Field(default_factory=list, description="upsert: the key.")
+    version_column: str = Field("_version", description="replacing: filled by the loader.")
+    batch_size: int = Field(100_000, gt=0, description="Rows per insert.")
+    create_sql: str | None = Field(None, description="Run before the first batch.")
 
     def build(self, ctx: RunContext) -> ClickHouseLoader:
         return ClickHouseLoader(self.connection or clickhouse_from_env(), self.table, mode=self.mode,
@@ -256,23 +333,23 @@ class BucketRef(_Config):
 
 class FileLoaderConfig(_Config):
     kind: Literal["file"] = "file"
-    path: str = Field(description="A local path, or the object name when bucket is set; {param} placeholders allowed.")
-    format: FileFormat | None = None
+    path: str = Field(description="A local path, or the object name when bucket is set.")
+    format: FileFormat | None = Field(None, description="None: told by the suffix.")
     encoding: str = "utf-8"
-    bucket: BucketRef | None = None
+    bucket: BucketRef | None = Field(None, description="None: a local file.")
 
     def build(self, ctx: RunContext) -> FileLoader:
         bucket = _connection(ctx, f"bucket:{self.bucket.kind}", self.bucket.block) if self.bucket else None
-        return FileLoader(with_parameters(self.path, ctx, "path"), format=self.format, encoding=self.encoding,
+        return FileLoader(self.path, format=self.format, encoding=self.encoding,
                           bucket=bucket)
 
 
 class ConsoleLoaderConfig(_Config):
     kind: Literal["console"] = "console"
-    max_rows: int = Field(20, ge=0)
+    max_rows: int = Field(20, ge=0, description="Rows shown; every row is counted.")
     title: str | None = None
     format: Literal["table", "lines"] = "table"
-    progress: bool = True
+    progress: bool = Field(True, description="A live row count on a terminal.")
 
     def build(self, ctx: RunContext) -> ConsoleLoader:
         return ConsoleLoader(max_rows=self.max_rows, title=self.title, format=self.format, progress=self.progress)
@@ -313,5 +390,5 @@ def built(tool_or_config: Any, ctx: RunContext) -> Any:
     """The tool itself, or the tool a config builds for this run (tools hold per-run state: row counters)."""
     if not isinstance(tool_or_config, BaseModel):
         return tool_or_config
-    config: Any = tool_or_config  # every config model of this module has build()
+    config: Any = resolved(tool_or_config, ctx.parameters)  # every config model of this module has build()
     return config.build(ctx)

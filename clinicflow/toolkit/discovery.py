@@ -110,7 +110,7 @@ def discover(folder: str | Path | None = None, *, entry_points: bool = True) -> 
     for origin, module_path, load in candidates:
         try:
             specs = _specs_of(load(), origin)
-        except Exception as exc:  # noqa: BLE001 - one broken module must not hide the others
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() or KeyboardInterrupt at import is a broken module too
             result.errors.append(DiscoveryError(origin, _error_summary(exc, module_path)))
             continue
         for spec in specs:

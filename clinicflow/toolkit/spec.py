@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from clinicflow.toolkit.base import ToolkitError
-from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential, Step, check_step_names
+from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential, Step, check_step_names, leaves
+from clinicflow.toolkit.configs import LambdaConfig, config_placeholders
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -104,7 +105,9 @@ class Timescope(BaseModel):
     align_to_window: bool = Field(True, description="Whole windows: a daily window ends at midnight UTC.")
 
     def default_range(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        moment = (now or datetime.now(UTC)).astimezone(UTC)
+        given = (now or datetime.now(UTC)).astimezone(UTC)
+        # A plain datetime: a subclass (Prefect's pendulum DateTime) subtracts to its own interval type.
+        moment = datetime.fromtimestamp(given.timestamp(), UTC).replace(microsecond=given.microsecond)
         if self.align_to_window:
             epoch = datetime(1970, 1, 1, tzinfo=UTC)
             moment = epoch + ((moment - epoch) // self.window) * self.window
@@ -118,6 +121,35 @@ class Timescope(BaseModel):
             out.append((cursor, min(cursor + self.window, end)))
             cursor += self.window
         return out
+
+
+_SQL_PARAMETER = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s")
+
+
+def parameter_references(steps: Step) -> dict[str, set[str]]:
+    """``{"step role.field": parameter names}`` of every ``{param}`` in the steps' tool configs."""
+    out: dict[str, set[str]] = {}
+    for leaf in leaves(steps):
+        for role, config in leaf.configs:
+            for where, names in config_placeholders(config).items():
+                out[f"{leaf.name} {role}.{where}"] = names
+    return out
+
+
+def unused_parameters(spec: PipelineSpec) -> list[str]:
+    """Declared parameters no config refers to (as ``{name}`` or a query's ``%(name)s``).
+
+    Empty when a step is code (a function step, a lambda, a tool object) that may read ``ctx.parameters``.
+    """
+    used: set[str] = set()
+    for leaf in leaves(spec.steps):
+        if not leaf.configs or any(not isinstance(c, BaseModel) or isinstance(c, LambdaConfig)
+                                   for _, c in leaf.configs):
+            return []
+        for _, config in leaf.configs:
+            used |= {n for names in config_placeholders(config).values() for n in names}
+            used |= set(_SQL_PARAMETER.findall(str(getattr(config, "query", "") or "")))
+    return sorted(set(spec.parameters) - used)
 
 
 class PipelineSpec(BaseModel):
@@ -158,4 +190,9 @@ class PipelineSpec(BaseModel):
         clash = {"start", "end"} & set(self.parameters)
         if clash:
             raise ValueError(f"parameters {sorted(clash)} are reserved for the time scope")
+        for where, names in parameter_references(self.steps).items():
+            unknown = sorted(names - set(self.parameters))
+            if unknown:
+                raise ValueError(f"step {where}: placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
+                                 f"name no parameter of the pipeline (declared: {sorted(self.parameters) or 'none'})")
         return self

@@ -180,10 +180,11 @@ class PostgresDeadLetters:
                                 "pipeline text NOT NULL, "
                                 "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
                                 "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+                    cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS run_id text")
                     self._ready = True
-                cur.execute(f"INSERT INTO {target} (pipeline, step, row_index, column_name, error, row_data) "
-                            "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
-                            (self.pipeline, letter.step, letter.row_index, letter.column, letter.error,
+                cur.execute(f"INSERT INTO {target} (pipeline, run_id, step, row_index, column_name, error, row_data)"
+                            " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
+                            (self.pipeline, letter.run_id, letter.step, letter.row_index, letter.column, letter.error,
                              json.dumps(letter.row, default=str)))
         finally:
             conn.close()

@@ -107,7 +107,7 @@ class TypeConverter:
     """
 
     def __init__(self, mapping: dict[str, TypeName], *, strict: bool = True, dead_letters: DeadLetterSink | None = None,
-                 name: str = "type_conversion") -> None:
+                 name: str = "type_conversion", max_rejected_fraction: float = 0.01) -> None:
         unknown = {c: t for c, t in mapping.items() if t not in CONVERTERS}
         if unknown:
             raise ToolkitError(f"{name}: unknown types {unknown}; use one of {sorted(CONVERTERS)}")
@@ -115,6 +115,7 @@ class TypeConverter:
         self.strict = strict
         self.dead_letters = dead_letters if dead_letters is not None else MemoryDeadLetters()
         self.name = name
+        self.max_rejected_fraction = max_rejected_fraction
         self.rows_seen = 0
         self.rejected = 0
 
@@ -147,8 +148,10 @@ class TypeConverter:
             if self.strict:
                 raise TypeConversionError(self.name, index, column, target_type, reason)
             self.rejected += 1
-            self.dead_letters.put(DeadLetter(self.name, index, column, f"cannot convert to {target_type}: {reason}",
-                                             dict(zip(batch.columns, row, strict=False))))
+            self.dead_letters.put(DeadLetter(ctx.step or self.name, index, column,
+                                             f"cannot convert to {target_type}: {reason}",
+                                             dict(zip(batch.columns, row, strict=False)), run_id=ctx.run_id,
+                                             tool=self.name))
         return Batch(batch.columns, out)
 
 

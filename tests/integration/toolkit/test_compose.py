@@ -68,7 +68,7 @@ def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(pre
     from flows.pipeline import PipelineFailed, compile_flow
 
     write_csv(tmp_path / "in.csv")
-    dead = tmp_path / "dead.jsonl"
+    dead = tmp_path / "dead"
     spec = PipelineSpec(name="lenient", parameters={"note": "x"}, steps=[
         etl("convert", extract={"kind": "file", "path": str(tmp_path / "in.csv")},
             transform=[{"kind": "types", "mapping": {"id": "int", "amount": "decimal"}, "strict": False,
@@ -82,8 +82,11 @@ def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(pre
     with pytest.raises(PipelineFailed, match="convert: DeadLettersWritten: convert: 1 rows went to dead letters"):
         state.result()
     assert (tmp_path / "out.csv").read_text() == "id,amount\n1,2.5\n3,4\n"
-    (letter,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    (run_folder,) = dead.iterdir()
+    assert run_folder.name == str(state.state_details.flow_run_id)  # the Prefect run id
+    (letter,) = [json.loads(line) for line in (run_folder / "convert.jsonl").read_text().splitlines()]
     assert letter["row_index"] == 1 and letter["column"] == "amount" and letter["row"]["id"] == "2"
+    assert letter["run_id"] == run_folder.name and letter["step"] == "convert"
     assert not (tmp_path / "copy.csv").exists()  # stop_on_error: the next step was skipped
     with pytest.raises(ToolkitError, match=r"unknown parameters \['typo'\]"):
         compile_flow(spec)(parameters={"typo": 1})

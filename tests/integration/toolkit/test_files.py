@@ -11,7 +11,7 @@ ROWS = [(i, f"Zoë {i}", None if i % 3 == 0 else f"{i}.5") for i in range(25)]
 
 
 def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from clinicflow.toolkit.configs import loader_of
+    from clinicflow.toolkit.configs import built, loader_of
     from flows.pipeline import resolve_connection
 
     bucket = s3_server.new_bucket()
@@ -21,7 +21,7 @@ def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatc
     ctx = RunContext(parameters={"day": "2026-01-02"}, connections=resolve_connection)
     config = loader_of({"kind": "file", "path": "exports/{day}/items.csv.gz",
                         "bucket": {"kind": "s3", "block": "toolkit-out"}})
-    assert config.build(ctx).load(stream(), ctx) == 25
+    assert built(config, ctx).load(stream(), ctx) == 25
     body = s3_server.client().get_object(Bucket=bucket, Key="exports/2026-01-02/items.csv.gz")["Body"].read()
     import gzip
 

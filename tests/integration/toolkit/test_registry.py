@@ -116,6 +116,13 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
                               "--start", "2026-01-01T00:00:00", "--end", "2026-01-02T00:00:00"])
     assert ran.exit_code == 0, ran.output
     assert runs.read_text() == f"{name} 3 2026-01-01T00:00:00+00:00 2026-01-02T00:00:00+00:00\n"
+    runs.unlink()
+    today = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path)])  # the window before now
+    assert today.exit_code == 0, today.output
+    from datetime import UTC, datetime, timedelta
+
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert runs.read_text() == f"{name} 10 {(midnight - timedelta(days=1)).isoformat()} {midnight.isoformat()}\n"
     bad = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limt=3"])
     assert bad.exit_code == 2 and "unknown parameters ['limt']" in bad.output
 
@@ -136,3 +143,30 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
     windows = sorted((r.parameters["start"], r.parameters["end"]) for r in flow_runs if "backfill" in r.tags)
     assert [w[0][:10] for w in windows] == ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert windows[-1][1][:10] == "2026-01-04"
+
+
+def test_registry_api_register_get_list_unregister(work_pool: str, tmp_path: Path) -> None:
+    from flows.pipeline_registry import get_pipeline, list_pipelines, register_pipeline, unregister_pipeline
+
+    name = unique_name("api").replace("_", "-")
+    write_pipeline(tmp_path, name)
+    (tmp_path / "plain_pipeline.py").write_text(
+        "from clinicflow.toolkit.compose import step\nfrom clinicflow.toolkit.spec import PipelineSpec\n"
+        f"pipeline = PipelineSpec(name='{name}-plain', steps=[step('s', lambda ctx: 1)])\n")
+    spec = get_pipeline(name, str(tmp_path))
+    assert spec.timescope is not None and spec.timescope.window.days == 1
+    listed = {p.name: p for p in list_pipelines(str(tmp_path), deployed=True)}
+    assert set(listed) == {name, f"{name}-plain"} and listed[name].deployment_id is None
+    assert [p.name for p in list_pipelines(str(tmp_path), timescoped=True)] == [name]
+    assert [p.name for p in list_pipelines(str(tmp_path), timescoped=False)] == [f"{name}-plain"]
+
+    deployment_id = register_pipeline(spec, folder=str(tmp_path))
+    assert deployments(work_pool)[name].id == deployment_id
+    assert register_pipeline(name, folder=str(tmp_path)) == deployment_id  # idempotent: an update
+    assert {p.name: p.deployment_id for p in list_pipelines(str(tmp_path), deployed=True)}[name] == deployment_id
+    with pytest.raises(Exception, match="no pipeline named 'nope'"):
+        register_pipeline("nope", folder=str(tmp_path))
+
+    assert unregister_pipeline(name) is True
+    assert name not in deployments(work_pool)
+    assert unregister_pipeline(name) is False

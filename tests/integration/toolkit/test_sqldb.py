@@ -77,14 +77,15 @@ def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Call
 
 
 def test_lenient_conversion_into_a_postgres_dead_letter_table(make_pg_db: Callable[[str], PostgresServer]) -> None:
-    from clinicflow.toolkit.configs import transformer_of
+    from clinicflow.toolkit.configs import built, transformer_of
 
     db = make_pg_db("tk")
     ctx = RunContext(pipeline="pl", connections=lambda dialect, name: db)
     config = transformer_of({"kind": "types", "mapping": {"n": "int"}, "strict": False,
                              "dead_letters": {"kind": "postgres", "connection": "analytics", "schema": "public"}})
-    out = config.build(ctx).transform(Batch(("id", "n"), [("a", "1"), ("b", "x"), ("c", "y")]), ctx)
+    out = built(config, ctx).transform(Batch(("id", "n"), [("a", "1"), ("b", "x"), ("c", "y")]), ctx)
     assert out.rows == [("a", 1)]
-    got = pg_exec(db, "SELECT pipeline, step, row_index, column_name, row_data->>'id' FROM toolkit_dead_letters"
-                      " ORDER BY id")
-    assert got == [("pl", "type_conversion", 1, "n", "b"), ("pl", "type_conversion", 2, "n", "c")]
+    got = pg_exec(db, "SELECT pipeline, run_id, step, row_index, column_name, row_data->>'id' "
+                      "FROM toolkit_dead_letters ORDER BY id")
+    assert got == [("pl", ctx.run_id, "type_conversion", 1, "n", "b"),
+                   ("pl", ctx.run_id, "type_conversion", 2, "n", "c")]

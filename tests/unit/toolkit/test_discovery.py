@@ -76,3 +76,34 @@ def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:  
     found = discover(tmp_path / "empty", entry_points=True)
     assert "from-entry-point" in found.pipelines
     assert any("entry point broken" in e.origin and "ModuleNotFoundError" in e.message for e in found.errors)
+
+
+def test_modules_that_exit_or_interrupt_at_import_are_reported_by_file(tmp_path: Path) -> None:
+    write(tmp_path, "orders_pipeline.py", GOOD.format(name="orders"))
+    write(tmp_path, "exits_pipeline.py", "import sys\nsys.exit(0)\n")
+    write(tmp_path, "interrupt_pipeline.py", "raise KeyboardInterrupt\n")
+    write(tmp_path, "base_pipeline.py", "raise BaseException('odd')\n")
+    found = discover(tmp_path, entry_points=False)
+    assert sorted(found.pipelines) == ["orders"]
+    errors = {Path(e.origin).name: e.message for e in found.errors}
+    assert errors["exits_pipeline.py"].startswith("SystemExit: 0 (line 2")
+    assert errors["interrupt_pipeline.py"].startswith("KeyboardInterrupt")
+    assert errors["base_pipeline.py"].startswith("BaseException: odd")
+    listed = CliRunner().invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
+    assert listed.exit_code == 1 and "exits_pipeline.py: SystemExit" in listed.output
+    assert "orders" in listed.output
+
+
+def test_the_pool_type_decides_where_a_synced_deployment_finds_its_code(tmp_path: Path) -> None:
+    from flows.pipeline_registry import CHECKOUT_ROOT, code_location
+
+    local = code_location("process", str(tmp_path))
+    assert local.folder == str(tmp_path.resolve())
+    assert local.job_variables == {"working_dir": str(CHECKOUT_ROOT),
+                                   "env": {"CLINICFLOW_PIPELINES_DIR": str(tmp_path.resolve())}}
+    assert local.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(CHECKOUT_ROOT)}}]
+    k8s = code_location("kubernetes", str(tmp_path))
+    assert k8s.folder is None and k8s.job_variables == {"env": {"CLINICFLOW_PIPELINES_DIR": "/app/pipelines"}}
+    assert k8s.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
+    assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"] == {
+        "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"}

@@ -49,14 +49,14 @@ def test_retry_after_http_date() -> None:
 
 
 def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clinicflow.toolkit.configs import extractor_of
+    from clinicflow.toolkit.configs import built, extractor_of
 
     config = extractor_of({"kind": "http", "url": "{base}/x", "headers": {"Authorization": "${TK_API_TOKEN}",
                                                                            "Accept": "application/json"}})
     ctx = RunContext(parameters={"base": "http://h"})
     with pytest.raises(ToolkitError, match="header Authorization: environment variable TK_API_TOKEN is not set"):
-        config.build(ctx)
+        built(config, ctx)
     monkeypatch.setenv("TK_API_TOKEN", "Bearer t0k3n")
-    built = config.build(ctx)
-    assert built.headers == {"Authorization": "Bearer t0k3n", "Accept": "application/json"}
-    assert built.url == "http://h/x"
+    tool = built(config, ctx)
+    assert tool.headers == {"Authorization": "Bearer t0k3n", "Accept": "application/json"}
+    assert tool.url == "http://h/x"

@@ -56,6 +56,16 @@ def test_timescope_default_window_and_backfill_windows() -> None:
         scope.windows(now, now)
 
 
+def test_timescope_takes_prefects_pendulum_datetimes() -> None:
+    import pendulum
+
+    scheduled = pendulum.datetime(2026, 3, 5, 9, 30, tz="America/New_York")
+    scope = Timescope(window=timedelta(days=1))
+    start, end = scope.default_range(scheduled)
+    assert (start, end) == (datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC))
+    assert type(start) is datetime
+
+
 def test_console_loader_shows_a_table_and_counts_every_row() -> None:
     console = Console(record=True, width=80)
     loader = ConsoleLoader(max_rows=2, title="preview", console=console, progress=False)

@@ -24,7 +24,9 @@ def analytics(make_pg_db: Callable[[str], PostgresServer], monkeypatch: pytest.M
 def _status(*args: str) -> tuple[int, str]:
     from clinicflow.cli import app
 
-    result = CliRunner().invoke(app, ["status", *args], catch_exceptions=False, terminal_width=200)
+    # Nightly only: the session's Prefect server holds other tests' pipeline runs.
+    result = CliRunner().invoke(app, ["status", "--subsystem", "nightly", *args], catch_exceptions=False,
+                                terminal_width=200)
     return result.exit_code, result.output
 
 
