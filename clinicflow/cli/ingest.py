@@ -67,6 +67,24 @@ def ingest_run_command(
          llm_block=llm_block)
 
 
+@ingest_app.command("reextract")
+def ingest_reextract_command(
+    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block)"),
+    since: str | None = typer.Option(None, help="Only documents staged at or after this ISO time/date."),
+    uri_like: str | None = typer.Option(None, help="Only documents whose uri matches this SQL LIKE pattern."),
+    batch_size: int = typer.Option(100, help="Documents per batch."),
+    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
+    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
+    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
+) -> None:
+    """Extract staged documents again with another extractor (one row per document version; exit 1 on letters)."""
+    from flows.ingest_files import reextract_documents
+
+    _run(Console(stderr=True), reextract_documents, f"reextract ({extractor})", extractor=extractor, since=since,
+         uri_like=uri_like, batch_size=batch_size, database_block=database_block, ingest_schema=schema,
+         llm_block=llm_block)
+
+
 @ingest_app.command("demo")
 def ingest_demo_command(
     files_dir: Annotated[Path, typer.Option(help="Where the demo documents are written.")] = INGEST_DEMO_FILES,
@@ -160,7 +178,7 @@ def dlq_replay_command(
     reason: str | None = typer.Option(None, help="Reason code."),
     run_id: str | None = typer.Option(None, help="Only letters of this run."),
     fail_percentage: float = typer.Option(0, help="Fault injection during the replay (drills)."),
-    extractor: str = typer.Option("rules", help="rules | llm | none (for extract letters and replayed files)."),
+    extractor: str | None = typer.Option(None, help="rules | llm | none; default: each letter's own extractor."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
     s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
