@@ -101,7 +101,7 @@ def ingest_demo_command(
     ensure_database(resolve_block(database_block, PostgresServer))
     count = write_demo_files(files_dir)
     console.print(f"{count} demo documents in {files_dir}")
-    # One of them has no patient id on purpose: 1 dead letter of 7 new documents is within 0.25.
+    # One of them is not a clinical document on purpose: 1 dead letter of 8 new documents is within 0.25.
     _run(console, ingest_files, "ingest demo", pattern=str(files_dir.resolve() / DEMO_PATTERN), batch_size=10,
          max_error_rate=0.25, extractor="rules", database_block=database_block)
     console.print("see the rows with: SELECT * FROM ingest.medical; and the dead letters with `clinicflow dlq list`")

@@ -18,41 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinicflow_dev.ingest_demo import pdf_with_text, render_page
+
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "ingest"
 SCALARS = ("patient_id", "patient_name", "date_of_birth", "encounter_date", "provider")
 LISTS = ("diagnosis_codes", "procedure_codes", "medications")
 IDENTITY = ("patient_id", "patient_name", "date_of_birth")
 
 
-def _font(size: int) -> Any:
-    from PIL import ImageFont
-
-    return ImageFont.load_default(size=size)  # Pillow's bundled scalable font: the same on every machine
-
-
-def render_page(text: str, width: int = 1275, size: int = 30) -> Any:
-    """A grayscale 'scan' of a page of text (about 150 dpi letter width)."""
-    from PIL import Image, ImageDraw
-
-    lines = text.strip("\n").split("\n")
-    height = max(600, 120 + int(len(lines) * size * 1.6))
-    image = Image.new("L", (width, height), 255)
-    draw = ImageDraw.Draw(image)
-    font = _font(size)
-    for i, line in enumerate(lines):
-        draw.text((70, 60 + i * int(size * 1.6)), line, fill=20, font=font)
-    return image
-
-
 def _pdf_with_text(text: str) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF(format="letter")
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=11)
-    for line in text.split("\n"):
-        pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
+    return pdf_with_text(text)
 
 
 def _docx(text: str) -> bytes:

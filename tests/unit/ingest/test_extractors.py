@@ -45,4 +45,4 @@ def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
     (out,) = RulesExtractor().extract([DocumentText("d", "s", message)])
     m = out.medical
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date) == (
-        "PAT77", "Ben Sample", date(1975, 11, 2), date(2024, 6, 11))
+        "PAT77", "Ben Q Sample", date(1975, 11, 2), date(2024, 6, 11))
