@@ -50,7 +50,8 @@ def ingest_run_command(
     batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
     max_file_mb: float = typer.Option(50, help="Larger objects are dead-lettered (too-large), never read."),
     fail_percentage: float = typer.Option(0, help="Seeded fault injection for drills: % of items failed [DLQ]."),
-    max_error_rate: float = typer.Option(0.1, help="Above this fraction of new items failing, the run stops Failed."),
+    max_error_rate: float = typer.Option(0.1, help="Above this fraction of new items failing, the run ends Failed "
+                                                   "(exit 1); every readable document is staged regardless."),
     extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block) | none"),
     seed: int = typer.Option(0, help="Seed of the fault injection."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
