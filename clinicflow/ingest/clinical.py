@@ -34,10 +34,11 @@ from functools import lru_cache
 
 from clinicflow.ingest.fields import DATE_PATTERN, SSN, Candidates, first_date, normalise_icd10, parse_any_date
 
-_SEP = r"(?![A-Za-z])\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"
-ID_LABELS_PRIMARY = (r"MRN|M\.R\.N\.?|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
+_LEADER = r"(?:[ \t]*\.{2,})?"  # "MRN ..........: 0034410"
+_SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"
+ID_LABELS_PRIMARY = (r"MRN|M\.R\.N\.?|MR[ \t]*(?=#)|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
                      r"(?:[ \t]+(?:No\.?|#))?|Patient[ \t]+(?:ID|Identifier|No\.?|Number|#)|Pt\.?[ \t]+ID|"
-                     r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+No\.?|Hospital[ \t]+No\.?")
+                     r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+(?:No\.?|Number)|Hospital[ \t]+(?:No\.?|Number)")
 ID_LABELS_ACCOUNT = r"Acct\.?|Account(?:[ \t]+(?:No\.?|Number|#))?"
 _ID_VALUE = r"([A-Z0-9][A-Z0-9\-]*)"
 ID_PRIMARY = re.compile(rf"(?<![A-Za-z])(?:{ID_LABELS_PRIMARY}){_SEP}{_ID_VALUE}(?![A-Za-z0-9])", re.I)
@@ -49,22 +50,24 @@ _NAME_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’\-][^\W\d_]+)*\.?"
 _NAME_VALUE = rf"((?:(?:Mr|Mrs|Ms|Miss|Dr)\.?[ \t]+)?(?:{_NAME_WORD},?[ \t]+)(?:[{_UPPER}]\.?[ \t]+)?{_NAME_WORD}" \
               rf"(?:[ \t]+[{_UPPER}]\.?)?(?:[ \t]+{_NAME_WORD})?)"
 NAME = re.compile(rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Name|RE|Re)"
-                  rf"[ \t]*:\**[ \t]*{_NAME_VALUE}(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+"
-                  rf"(?:DOB|MRN|Age|Sex|Date)\b))")
+                  rf"{_LEADER}[ \t]*:\**[ \t]*{_NAME_VALUE}"
+                  rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))")
 _NOT_NAMES = {"male", "female", "unknown", "none", "n/a", "self", "same"}
-DOB = re.compile(r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)\**[ \t]*[:#]?\**[ \t]*")
+DOB = re.compile(r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
+                 r"\**[ \t]*")
 ENCOUNTER_LABELS = ("Date of Service", "DOS", "Visit Date", "Date of Visit", "Encounter Date", "Service Date",
                     "Exam Date", "Date of Exam", "Procedure Date", "Date of Procedure", "Admission Date",
                     "Admit Date", "Date of Admission", "Collected", "Collection Date", "Specimen Collected",
-                    "Report Date", "Date of Report", "Referral Date", "Note Date", "Date")
+                    "Report Date", "Date of Report", "Referral Date", "Note Date", "Date", "Seen on", "Seen")
 _SPACES = r"[ \t]+"
-ENCOUNTER = [re.compile(r"(?i)(?<![A-Za-z])" + re.escape(label).replace(r"\ ", _SPACES) + r"\**[ \t]*[:#]?\**[ \t]*")
-             for label in ENCOUNTER_LABELS]
+ENCOUNTER = [re.compile(r"(?i)(?<![A-Za-z])" + re.escape(label).replace(r"\ ", _SPACES) + _LEADER
+                        + r"\**[ \t]*[:#]?\**[ \t]*") for label in ENCOUNTER_LABELS]
 PROVIDER = re.compile(r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
                       r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
                       r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
-                      r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Signed(?:[ \t]+by)?|Electronically[ \t]+"
-                      r"signed[ \t]+by|Author)\**[ \t]*:\**[ \t]*"
+                      r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
+                      r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER
+                      + r"\**[ \t]*:\**[ \t]*"
                       r"((?:Dr\.?[ \t]+)?[A-ZÀ-Þ][^\W\d_.'’\-]*\.?(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?"
                       r"(?:['’\-][^\W\d_]+)*){0,3}"
                       r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)")
@@ -73,7 +76,8 @@ ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,
 CDT = re.compile(r"(?<![A-Za-z0-9])(D\d{4})(?![A-Za-z0-9]|\.\d)")
 CPT = re.compile(r"(?<![A-Za-z0-9.\-/$])(\d{4}[0-9F]|[A-CEGHJ-MP-V]\d{4})(?![A-Za-z0-9\-/%]|\.\d)")
 DX_LABEL = re.compile(r"(?i)(?:\bDX\b|\bICD(?:-?10(?:-?CM)?)?\b|\bdiagnos(?:is|es)\b)[ \t]*(?:codes?)?[ \t]*[:#]?")
-PX_LABEL = re.compile(r"(?i)\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b[ \t]*(?:codes?)?[ \t]*[:#]?")
+PX_LABEL = re.compile(r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
+                      r"[ \t]*(?:codes?)?[ \t]*[:#]?")
 DOSE = re.compile(r"(?i)\b\d+(?:\.\d+)?[ \t]*(?:(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b|%)")
 RX_LINE = re.compile(r"(?im)^[ \t]*(?:Rx|Prescribed|Start(?:ed)?)[ \t]*:?[ \t]+(.+)$")
 
@@ -84,7 +88,8 @@ SECTION_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("past", re.compile(r"(?i)past[ \t]+(?:medical|surgical)?[ \t]*(?:history|hx)|\bPMH\b|\bPSH\b|history of present"
                         r"|\bHPI\b|social history")),
     ("medication", re.compile(r"(?i)medication|\bmeds\b|prescriptions?|\brx\b|discharge[ \t]+instructions")),
-    ("diagnosis", re.compile(r"(?i)diagnos[ie]s|\bdx\b|assessment|impression|problem|reason[ \t]+for|indication|"
+    ("diagnosis", re.compile(r"(?i)diagnos[ie]s|\bdx\b|assessment|\bA/P\b|impression|problem|reason[ \t]+for|"
+                             r"indication|"
                              r"icd|conclusion")),
     ("procedure", re.compile(r"(?i)procedure|\bcpt\b|\bcdt\b|treatment[ \t]+plan|services|charges|billing|"
                              r"operation|treatment[ \t]+performed|plan")),
@@ -307,7 +312,7 @@ _PLAN_VERBS = re.compile(r"(?i)^(?:continue|start(?:ed)?|begin|increase|decrease
 
 def _medications(text: str, parts: list[Section], out: Candidates) -> None:
     for section in parts:
-        plan = bool(re.search(r"(?i)\bplan\b", section.heading))
+        plan = bool(re.search(r"(?i)\bplan\b|\bA/P\b", section.heading))
         if section.kind != "medication" and not plan:
             continue
         body = text[section.start: section.end]
@@ -315,11 +320,13 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
         for raw_line in body.split("\n"):
             line_offset = offset
             offset += len(raw_line) + 1
-            for item in re.split(r";", raw_line):
+            for item in re.split(r";|\.\s+(?=[A-Z])", raw_line):  # items, or sentences of a plan line
                 cleaned = _BULLET.sub("", item).strip(" ,.\t")
                 cleaned = _PLAN_VERBS.sub("", cleaned)
                 if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
                     continue
+                if ICD10.search(cleaned) or PX_LABEL.search(cleaned):
+                    continue  # a diagnosis or a billed procedure line, not a medication
                 if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
                     continue
                 start = text.find(cleaned, line_offset)

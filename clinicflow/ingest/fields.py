@@ -125,7 +125,7 @@ class Candidates:
 _MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|" \
          r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 DATE_PATTERN = re.compile(
-    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|\d{{1,2}}/\d{{1,2}}/\d{{2}}|\d{{1,2}}-\d{{1,2}}-\d{{4}}"
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}\.\d{{1,2}}\.\d{{4}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|\d{{1,2}}/\d{{1,2}}/\d{{2}}|\d{{1,2}}-\d{{1,2}}-\d{{4}}"
     rf"|\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}-{_MONTH}-\d{{4}})(?![\d/])", re.I)
 
 _FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%m-%d-%Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%b %d %Y",
@@ -133,7 +133,20 @@ _FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%m-%d-%Y", "%d %B %Y", "%d %b %
 
 
 def parse_any_date(text: str) -> date | None:
-    """US month-first for slashes, ISO, ``4 March 2024``, ``March 4, 2024``, ``04-Mar-2024``, ``20240304``."""
+    """US month-first for slashes, ISO, ``4 March 2024``, ``March 4, 2024``, ``04-Mar-2024``, ``20240304``.
+
+    Dots are the European day-first style, read only when unambiguous (``23.04.1961``): ``09.02.1971``
+    is 9 February in a UK letter and 2 September in some US exports, so it gives None, never a guess.
+    """
+    dotted = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})\s*", text)
+    if dotted:
+        first, second, year = (int(g) for g in dotted.groups())
+        if first <= 12 and second <= 12 and first != second:
+            return None
+        try:
+            return date(year, second, first)
+        except ValueError:
+            return None
     cleaned = re.sub(r"\s+", " ", text.replace(",", " ").replace(".", " ")).strip()
     cleaned = re.sub(r"\bSept\b", "Sep", cleaned, flags=re.I)
     for fmt in _FORMATS:

@@ -58,6 +58,7 @@ def test_hl7_pid3_by_identifier_type_never_ss() -> None:
     ("03/04/2024", date(2024, 3, 4)), ("2024-03-04", date(2024, 3, 4)), ("4 March 2024", date(2024, 3, 4)),
     ("March 4, 2024", date(2024, 3, 4)), ("Mar. 4, 2024", date(2024, 3, 4)), ("04-Mar-2024", date(2024, 3, 4)),
     ("3/4/24", date(2024, 3, 4)), ("1/2/45", date(1945, 1, 2)), ("13/01/2024", None),
+    ("23.04.1961", date(1961, 4, 23)), ("09.02.1971", None),  # dots: day-first, and never a guess
 ])
 def test_dates_are_us_month_first(text: str, expected: date | None) -> None:
     assert parse_any_date(text) == expected
