@@ -112,10 +112,10 @@ def not_clinical_reason(text: str) -> str | None:
     clinical = signals["sections"] + signals["codes"]
     if primary or signals["dob"]:
         return None
-    if clinical == 0:
-        return "no patient identifier, birth date, clinical section or diagnosis/procedure code"
     if _NON_CLINICAL.search(text):
         return "no patient identifier or birth date, and business-document wording (invoice, agenda, minutes)"
+    if clinical == 0:
+        return "no patient identifier, birth date, clinical section or diagnosis/procedure code"
     return None
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
-from clinicflow.ingest.extractors import LLMExtractor
+from clinicflow.ingest.extractors import DocumentText, LLMExtractor
 from clinicflow.ingest.patterns import parse_location
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
 from tests.integration.ingest.conftest import pg_rows, referral, write_tree
@@ -89,6 +89,10 @@ def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest
     store = LocalStore(tmp_path)
     llm_env.script = ["{not json"]  # letter1: a malformed answer
     llm = LLMExtractor(llm_env.client(), "test-model", batch_size=1, retries=0)
+    # Decoys never reach the model: the same not-clinical check as the rules extractor, with its reason.
+    (decoy,) = llm.extract([DocumentText("x", "x", "INVOICE #7\nAccount No: 55123\nTotal amount due: $314.00\n")])
+    assert (decoy.reason, decoy.medical) == ("not-clinical", None) and "invoice" in decoy.message
+    assert llm_env.requests == []
     counts = process_file_batch(ingest_env, store, list(matching_objects(store, parse_location(str(tmp_path / "*")))),
                                 IngestSettings(run_id="r1"), llm)
     assert dict(counts.dead_lettered) == {"extract/malformed-output": 1}
