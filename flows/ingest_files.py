@@ -55,6 +55,14 @@ def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, 
     validate_table_name(schema)
 
 
+def _ensure_tables(server: PostgresServer, schema: str) -> None:
+    conn = server.connect()
+    try:
+        ensure_schema(conn, schema)
+    finally:
+        conn.close()
+
+
 def _run_id() -> str:
     from prefect.runtime import flow_run
 
@@ -119,11 +127,7 @@ def ingest_files(
                               inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
                               seed=seed, max_error_rate=max_error_rate)
     server = resolve_block(database_block, PostgresServer)
-    conn = server.connect()
-    try:
-        ensure_schema(conn, ingest_schema)
-    finally:
-        conn.close()
+    _ensure_tables(server, ingest_schema)
 
     if location.scheme == "synthetic":
         kind, count, synthetic_seed = parse_synthetic(location)
@@ -170,11 +174,7 @@ def _fan_out_prefixes(pattern: str, options: dict[str, Any], run_id: str, partit
     """Each prefix partition as a child run; the run's counts read back from PostgreSQL."""
     location = parse_location(pattern)
     server = resolve_block(options["database_block"], PostgresServer)
-    conn = server.connect()
-    try:
-        ensure_schema(conn, options["ingest_schema"])
-    finally:
-        conn.close()
+    _ensure_tables(server, options["ingest_schema"])
     store = store_for_location(location, options["s3_block"])
     listed = [0]
 
@@ -315,11 +315,7 @@ def reextract_documents(
     if chosen is None:
         raise ValueError("reextract: extractor must be rules or llm")
     server = resolve_block(database_block, PostgresServer)
-    conn = server.connect()
-    try:
-        ensure_schema(conn, ingest_schema)
-    finally:
-        conn.close()
+    _ensure_tables(server, ingest_schema)
     counts = reextract_task(server, ingest_schema, chosen, _run_id(),
                             since=datetime.fromisoformat(since) if since else None, uri_like=uri_like,
                             batch_size=batch_size)
