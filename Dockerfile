@@ -39,10 +39,11 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 # The MariaDB command-line client: the fast reader of encoded rows for the
 # replication and the load (clinicflow/connectors/mysql/client.py); without it clinicflow
-# falls back to pymysql, which costs more CPU per row.
+# falls back to pymysql, which costs more CPU per row. Tesseract with its English data: the OCR of
+# scanned documents in the ingestion (clinicflow/ingest/text.py).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends mariadb-client \
+ && apt-get install -y --no-install-recommends mariadb-client tesseract-ocr tesseract-ocr-eng \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 clinicflow \
  && useradd --system --uid 10001 --gid clinicflow --home-dir /home/clinicflow --create-home --shell /usr/sbin/nologin clinicflow \

@@ -3,9 +3,10 @@
 Wiring only (logic in :mod:`clinicflow.ingest`): resolve the blocks, create
 the tables, count the matching objects (a listing pass: names only), then
 stream the listing in batches through ``ingest-file-batch`` tasks (read,
-stage, extract, commit), publish progress and a summary. The run ends
-Failed when its error rate (dead letters / new items) went above
-``max_error_rate``; the batch that crossed it is not published.
+stage, extract, commit), publish progress and a summary. Every readable
+document is staged; the run ends Failed when its error rate (dead letters /
+new items) is above ``max_error_rate`` (synthetic records: the run stops at
+the batch that crossed it, unpublished).
 """
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, 
     if problems:
         raise ValueError("ingest_files: " + "; ".join(problems))
     validate_table_name(schema)
+
+
+def _ensure_tables(server: PostgresServer, schema: str) -> None:
+    conn = server.connect()
+    try:
+        ensure_schema(conn, schema)
+    finally:
+        conn.close()
 
 
 def _run_id() -> str:
@@ -119,11 +128,7 @@ def ingest_files(
                               inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
                               seed=seed, max_error_rate=max_error_rate)
     server = resolve_block(database_block, PostgresServer)
-    conn = server.connect()
-    try:
-        ensure_schema(conn, ingest_schema)
-    finally:
-        conn.close()
+    _ensure_tables(server, ingest_schema)
     return recorded_run(server, ingest_schema, settings.run_id, pattern, "in-pod",
                         lambda: _ingest_in_pod(server, location, pattern, settings, batch_size, extractor, s3_block,
                                                llm_block, max_error_rate, started))
@@ -190,6 +195,11 @@ def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSet
                               f"({counts.failures} dead letter(s) of {counts.new} new item(s): "
                               + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
                               + "); the run stopped and the batch that crossed it was not published")
+    if counts.above(max_error_rate):
+        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
+                              f"({counts.failures} dead letter(s) of {counts.new} new item(s): "
+                              + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
+                              + f"); every readable document was staged ({counts.staged}): see `clinicflow dlq list`")
     return {"pattern": pattern, "run_id": settings.run_id, **counts.as_dict(), "seconds": round(seconds, 2)}
 
 
@@ -198,11 +208,7 @@ def _fan_out_prefixes(pattern: str, options: dict[str, Any], run_id: str, partit
     """Each prefix partition as a child run; the run's counts read back from PostgreSQL."""
     location = parse_location(pattern)
     server = resolve_block(options["database_block"], PostgresServer)
-    conn = server.connect()
-    try:
-        ensure_schema(conn, options["ingest_schema"])
-    finally:
-        conn.close()
+    _ensure_tables(server, options["ingest_schema"])
     return recorded_run(server, options["ingest_schema"], run_id, pattern, "fanout",
                         lambda: _fan_out_recorded(server, location, pattern, options, run_id, partitions, width,
                                                   started))
@@ -278,7 +284,7 @@ def ingest_files_prefix(
 
     with child_slot():
         counts = run_batches(ingest_partitions.objects_in_groups(store, location, prefixes), batch_size, process)
-    if counts.stopped:
+    if counts.stopped or counts.above(max_error_rate):
         return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
                               f"({counts.failures} dead letter(s) of {counts.new} new item(s))")
     # A small pointer: the results are in PostgreSQL.
@@ -294,15 +300,18 @@ def replay_dead_letters(
     fail_percentage: float = 0,
     seed: int = 0,
     max_file_mb: float = 50,
-    extractor: Extractor = "rules",
+    extractor: Extractor | None = None,
     database_block: str = ANALYTICS_BLOCK,
     ingest_schema: str = DEFAULT_SCHEMA,
     s3_block: str | None = None,
     llm_block: str | None = None,
 ) -> Any:
-    """Replay open dead letters (all, or by ids / stage / reason / run). Failed when some stay open."""
+    """Replay open dead letters (all, or by ids / stage / reason / run). Failed when some stay open.
+
+    Each letter goes back to the extractor that produced it unless ``extractor`` names one.
+    """
     from clinicflow.ingest.deadletter import replay
-    from tasks.ingest import make_extractor
+    from tasks.ingest import extractor_cache, make_extractor
 
     validate_table_name(ingest_schema)
     server = resolve_block(database_block, PostgresServer)
@@ -310,7 +319,8 @@ def replay_dead_letters(
                               fail_percentage=fail_percentage, seed=seed)
     result = replay(server, settings, ids=ids, stage=stage, reason=reason, run_id=run_id,
                     store_for=lambda uri: store_for_uri(uri, s3_block),
-                    extractor=make_extractor(extractor, llm_block))
+                    extractor=make_extractor(extractor, llm_block) if extractor is not None else None,
+                    extractor_for=extractor_cache(llm_block))
     summary = {"attempted": result.attempted, "replayed": result.replayed, "still_open": result.still_open,
                **{f"stage {k}": v for k, v in sorted(result.by_stage.items())}}
     create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
@@ -319,4 +329,45 @@ def replay_dead_letters(
     if result.still_open:
         return Failed(message=f"{result.still_open} of {result.attempted} dead letter(s) failed again "
                               "(still open, attempts increased)")
+    return summary
+
+
+@flow(name="ingest-reextract")
+def reextract_documents(
+    extractor: Extractor = "rules",
+    since: str | None = None,
+    uri_like: str | None = None,
+    batch_size: int = 100,
+    database_block: str = ANALYTICS_BLOCK,
+    ingest_schema: str = DEFAULT_SCHEMA,
+    llm_block: str | None = None,
+) -> Any:
+    """Extract staged documents again (all, staged since ``since``, uri LIKE ``uri_like``) with ``extractor``.
+
+    Each document version keeps one Medical row, replaced by the new extractor's (idempotent). Failed when
+    some documents were dead-lettered (their previous rows stay).
+    """
+    from datetime import datetime
+
+    from tasks.ingest import make_extractor, reextract_task
+
+    validate_table_name(ingest_schema)
+    chosen = make_extractor(extractor, llm_block)
+    if chosen is None:
+        raise ValueError("reextract: extractor must be rules or llm")
+    server = resolve_block(database_block, PostgresServer)
+    _ensure_tables(server, ingest_schema)
+    counts = reextract_task(server, ingest_schema, chosen, _run_id(),
+                            since=datetime.fromisoformat(since) if since else None, uri_like=uri_like,
+                            batch_size=batch_size)
+    summary = {"extractor": extractor, "documents": counts.documents, "extracted": counts.extracted,
+               "from_cache": counts.from_cache, "dead_lettered": sum(counts.dead_lettered.values()),
+               **{f"dead-lettered {k}": n for k, n in sorted(counts.dead_lettered.items())}}
+    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
+                          key=artifact_key("ingest", "reextract", "summary"),
+                          description=f"re-extraction ({extractor}): {counts.extracted} of {counts.documents}")
+    if counts.dead_lettered:
+        reasons = ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
+        return Failed(message=f"{sum(counts.dead_lettered.values())} of {counts.documents} document(s) "
+                              f"dead-lettered: {reasons}")
     return summary

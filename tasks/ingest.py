@@ -6,6 +6,8 @@ from ``AWS_ENDPOINT_URL`` or the S3 block) and :func:`make_extractor`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from prefect import task
@@ -16,7 +18,7 @@ from clinicflow.connectors.objectstore.patterns import Location
 from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
-from clinicflow.ingest.pipeline import IngestSettings, RunCounts, process_file_batch
+from clinicflow.ingest.pipeline import IngestSettings, ReextractCounts, RunCounts, process_file_batch, reextract
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
 
 EXTRACTORS = ("rules", "llm", "none")
@@ -62,6 +64,24 @@ def make_extractor(kind: str, llm_block: str | None = None) -> DocumentExtractor
         llm = resolve_llm(llm_block or INGEST_LLM_BLOCK)
         return LLMExtractor(llm.client(), llm.model, batch_size=llm.batch_size, retries=llm.retries)
     raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, not {kind!r}")
+
+
+def extractor_cache(llm_block: str | None = None) -> Callable[[str], DocumentExtractor | None]:
+    """``kind -> extractor``, each built once (a replay meets the same kinds many times)."""
+    built: dict[str, DocumentExtractor | None] = {}
+
+    def get(kind: str) -> DocumentExtractor | None:
+        if kind not in built:
+            built[kind] = make_extractor(kind, llm_block)
+        return built[kind]
+
+    return get
+
+
+@task(name="ingest-reextract", cache_policy=NO_CACHE)
+def reextract_task(server: PostgresServer, schema: str, extractor: DocumentExtractor, run_id: str, *,
+                   since: datetime | None, uri_like: str | None, batch_size: int) -> ReextractCounts:
+    return reextract(server, schema, extractor, run_id, since=since, uri_like=uri_like, batch_size=batch_size)
 
 
 @task(name="ingest-file-batch", cache_policy=NO_CACHE, **TASK_RETRY)

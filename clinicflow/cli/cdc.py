@@ -144,7 +144,7 @@ def cdc_stop_command(source_block: SourceBlockOption = None, replica_block: Repl
 
 
 def cdc_status_section() -> dict[str, Any]:
-    """The ``cdc`` section of ``clinicflow status``: lag per source; failed when a source or one of its tables failed."""
+    """The ``cdc`` section of ``clinicflow status``: lag per source; failed when a source or a table failed."""
     from clinicflow.core.logs import get_logger
     from clinicflow.opendental.cdc.lag import cdc_lag
 

@@ -3,7 +3,8 @@
 - ``documents``: one row per (uri, sha256) — a file's content version. The id
   is a UUID derived from (uri, sha256), so a rerun after a kill writes the
   same ids and ``ON CONFLICT DO NOTHING`` makes every insert idempotent.
-- ``medical``: one row per document (primary key ``document_id``); view
+- ``medical``: one row per document version (primary key ``document_id``; a re-extraction replaces it)
+  with each field's provenance; view
   ``current_medical``: the row of each uri's latest content version.
 - ``extraction_cache``: the validated result per (sha256, extractor,
   prompt_version, model): a rerun or a copy of a file never pays twice.
@@ -57,6 +58,13 @@ def ddl(schema: str) -> list[str]:
             CONSTRAINT documents_one_content
                 CHECK (num_nonnulls(text_content, content_base64, content_pointer) = 1))""",
         f"CREATE INDEX IF NOT EXISTS documents_uri_version ON {s}.documents (uri, version)",
+        # The text the extractors read (PDF text layer, OCR, HTML/RTF/DOCX as text) when it differs from
+        # text_content, how it was got (native / ocr / mixed), pages and the mean OCR word confidence.
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS extracted_text text",
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS text_method text",
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS page_count integer",
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS ocr_confidence real",
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS text_error text",
         f"""CREATE TABLE IF NOT EXISTS {s}.medical (
             document_id uuid PRIMARY KEY REFERENCES {s}.documents (id),
             patient_id text,
@@ -74,6 +82,7 @@ def ddl(schema: str) -> list[str]:
             run_id text NOT NULL,
             extracted_at timestamptz NOT NULL DEFAULT now())""",
         f"CREATE INDEX IF NOT EXISTS medical_patient ON {s}.medical (patient_id)",
+        f"ALTER TABLE {s}.medical ADD COLUMN IF NOT EXISTS provenance jsonb NOT NULL DEFAULT '{{}}'",
         f"""CREATE TABLE IF NOT EXISTS {s}.extraction_cache (
             sha256 text NOT NULL,
             extractor text NOT NULL,
@@ -102,6 +111,8 @@ def ddl(schema: str) -> list[str]:
         f"CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_open_item ON {s}.dead_letters (stage, item_key) "
         f"WHERE status = 'open'",
         f"CREATE INDEX IF NOT EXISTS dead_letters_status ON {s}.dead_letters (status, stage)",
+        # The extractor that produced an extract letter: a replay uses it again unless told otherwise.
+        f"ALTER TABLE {s}.dead_letters ADD COLUMN IF NOT EXISTS extractor text",
         # The Medical row of each uri's latest content version (older versions stay in medical).
         f"""CREATE OR REPLACE VIEW {s}.current_medical AS
             SELECT d.uri, m.* FROM (SELECT DISTINCT ON (uri) id, uri FROM {s}.documents
@@ -150,6 +161,16 @@ class StagedDocument:
     content_base64: str | None
     content_pointer: str | None
     source_kind: str = "file"
+    extracted_text: str | None = None  # only when it differs from text_content
+    text_method: str | None = None
+    page_count: int | None = None
+    ocr_confidence: float | None = None
+    text_error: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The text the extractors read."""
+        return self.extracted_text if self.extracted_text is not None else self.text_content
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,7 @@ class DeadLetterRow:
     record_id: str | None = None
     payload: Any = None
     pointer: str | None = None
+    extractor: str | None = None
 
 
 def known_versions(cur: Any, schema: str, objects: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -185,30 +207,38 @@ def insert_documents(cur: Any, schema: str, documents: list[StagedDocument], run
     from psycopg2.extras import execute_values
 
     rows = [(d.id, d.uri, d.version, d.sha256, d.size_bytes, d.mime_sniffed, d.mime_by_extension, d.is_binary,
-             d.text_content, d.content_base64, d.content_pointer, d.source_kind, run_id) for d in documents]
+             d.text_content, d.content_base64, d.content_pointer, d.source_kind, run_id, d.extracted_text,
+             d.text_method, d.page_count, d.ocr_confidence, d.text_error) for d in documents]
     inserted = execute_values(
         cur, f"INSERT INTO {s}.documents (id, uri, version, sha256, size_bytes, mime_sniffed, mime_by_extension, "
-             f"is_binary, text_content, content_base64, content_pointer, source_kind, run_id) VALUES %s "
+             f"is_binary, text_content, content_base64, content_pointer, source_kind, run_id, extracted_text, "
+             f"text_method, page_count, ocr_confidence, text_error) VALUES %s "
              f"ON CONFLICT DO NOTHING RETURNING id::text", rows, fetch=True, page_size=len(rows))
     return {row[0] for row in inserted}
 
 
 def insert_medical(cur: Any, schema: str, rows: list[tuple[str, Medical]], *, extractor: str, model: str,
-                   prompt_version: str, run_id: str) -> int:
-    """Insert Medical rows (one per document); returns how many were new."""
+                   prompt_version: str, run_id: str, replace: bool = False) -> int:
+    """Insert Medical rows (one per document version); returns how many were written.
+
+    ``replace`` (a re-extraction): the document's row is replaced by this extractor's.
+    """
     if not rows:
         return 0
     from psycopg2.extras import execute_values
 
     s = quote_ident(schema, "postgres")
     values = [(doc_id, m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date, m.provider,
-               m.diagnosis_codes, m.procedure_codes, m.medications, m.summary, extractor, model, prompt_version,
-               run_id) for doc_id, m in rows]
+               m.diagnosis_codes, m.procedure_codes, m.medications, m.summary, json.dumps(m.provenance), extractor,
+               model, prompt_version, run_id) for doc_id, m in rows]
+    columns = ("patient_id", "patient_name", "date_of_birth", "encounter_date", "provider", "diagnosis_codes",
+               "procedure_codes", "medications", "summary", "provenance", "extractor", "model", "prompt_version",
+               "run_id")
+    conflict = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns) + ", extracted_at = now()"
+                if replace else "DO NOTHING")
     inserted = execute_values(
-        cur, f"INSERT INTO {s}.medical (document_id, patient_id, patient_name, date_of_birth, encounter_date, "
-             f"provider, diagnosis_codes, procedure_codes, medications, summary, extractor, model, prompt_version, "
-             f"run_id) VALUES %s ON CONFLICT (document_id) DO NOTHING RETURNING 1", values, fetch=True,
-        page_size=len(values))
+        cur, f"INSERT INTO {s}.medical (document_id, {', '.join(columns)}) VALUES %s "
+             f"ON CONFLICT (document_id) {conflict} RETURNING 1", values, fetch=True, page_size=len(values))
     return len(inserted)
 
 
@@ -240,13 +270,15 @@ def record_dead_letters(cur: Any, schema: str, letters: list[DeadLetterRow], run
     for letter in letters:
         cur.execute(
             f"INSERT INTO {s}.dead_letters AS d (run_id, stage, source_kind, item_key, source_uri, record_id, reason, "
-            f"message, payload, pointer) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"message, payload, pointer, extractor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT (stage, item_key) WHERE status = 'open' DO UPDATE SET attempts = d.attempts + 1, "
             f"run_id = EXCLUDED.run_id, reason = EXCLUDED.reason, message = EXCLUDED.message, "
-            f"payload = COALESCE(EXCLUDED.payload, d.payload), last_failed_at = now()",
+            f"payload = COALESCE(EXCLUDED.payload, d.payload), extractor = COALESCE(EXCLUDED.extractor, d.extractor), "
+            f"last_failed_at = now()",
             (run_id, letter.stage, letter.source_kind, letter.item_key, letter.source_uri, letter.record_id,
              letter.reason, letter.message[:2000],
-             None if letter.payload is None else json.dumps(letter.payload, default=str), letter.pointer))
+             None if letter.payload is None else json.dumps(letter.payload, default=str), letter.pointer,
+             letter.extractor))
 
 
 def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tuple[str, ...] = STAGES) -> int:

@@ -4,8 +4,9 @@ A replay runs the failed stage again with the current code and settings:
 
 - ``read`` / ``stage`` (a file): the object is looked up by its uri and goes
   through the normal batch path (read, stage, extract);
-- ``extract`` (a staged document): the document's text is extracted again
-  (cache first) and its Medical row inserted;
+- ``extract`` (a staged document): the document's stored text is extracted
+  again (cache first) by the extractor that produced the letter (unless one
+  is given) and its Medical row inserted;
 - ``load`` (a synthetic record): the record kept in the letter's payload is
   loaded.
 
@@ -31,6 +32,8 @@ LETTER_COLUMNS = ("id", "run_id", "stage", "source_kind", "item_key", "source_ur
 
 # uri -> (store, key): built by the caller (tasks/ingest.py) so this module needs no cloud credentials.
 StoreForUri = Callable[[str], tuple[ObjectStore, str]]
+# extractor kind ("rules", "llm", "none") -> extractor: built by the caller (tasks/ingest.py).
+ExtractorFor = Callable[[str], DocumentExtractor | None]
 
 
 def _where(status: str | None, stage: str | None, reason: str | None, run_id: str | None,
@@ -102,10 +105,10 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
         conn = server.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload "
+                cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload, extractor "
                             f"FROM {quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
                             f"ORDER BY id LIMIT %s", (*params, after, page_size))
-                names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload")
+                names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload", "extractor")
                 page = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             conn.close()
@@ -117,8 +120,13 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
 
 def replay(server: Any, settings: IngestSettings, *, ids: list[int] | None = None, stage: str | None = None,
            reason: str | None = None, run_id: str | None = None, store_for: StoreForUri | None = None,
-           extractor: DocumentExtractor | None = None, page_size: int = 200) -> ReplayResult:
-    """Replay open letters (all, or by ids / stage / reason / run); see the module docstring."""
+           extractor: DocumentExtractor | None = None, extractor_for: ExtractorFor | None = None,
+           page_size: int = 200) -> ReplayResult:
+    """Replay open letters (all, or by ids / stage / reason / run); see the module docstring.
+
+    ``extractor`` (given) re-extracts every letter; else each letter goes back to the extractor that
+    produced it, built by ``extractor_for(kind)`` (``rules`` for letters that name none).
+    """
     result = ReplayResult()
     replay_settings = IngestSettings(**{**settings.__dict__, "max_error_rate": 1.0})  # a replay is never cut short
     letter_ids: list[int] = []
@@ -132,10 +140,13 @@ def replay(server: Any, settings: IngestSettings, *, ids: list[int] | None = Non
             result.by_stage[letter["stage"]] = result.by_stage.get(letter["stage"], 0) + 1
             if letter["source_kind"] == "synthetic":
                 continue
+            chosen = extractor
+            if chosen is None and extractor_for is not None:
+                chosen = extractor_for(letter.get("extractor") or "rules")
             if letter["stage"] == "extract":
-                _replay_extract(server, letter, replay_settings, extractor)
+                _replay_extract(server, letter, replay_settings, chosen)
             else:
-                _replay_file(server, letter, replay_settings, store_for, extractor)
+                _replay_file(server, letter, replay_settings, store_for, chosen)
     if letter_ids:
         conn = server.connect()
         try:
@@ -194,7 +205,8 @@ def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSetting
     conn = server.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT id::text, uri, sha256, text_content FROM {s}.documents WHERE id = %s::uuid",
+            cur.execute(f"SELECT id::text, uri, sha256, COALESCE(extracted_text, text_content) FROM {s}.documents "
+                        f"WHERE id = %s::uuid",
                         (letter["pointer"] or letter["item_key"],))
             row = cur.fetchone()
             if row is None or row[3] is None:
@@ -205,7 +217,8 @@ def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSetting
             conn.commit()
             db.insert_medical(cur, settings.schema, rows, extractor=extractor.name, model=extractor.model,
                               prompt_version=extractor.prompt_version, run_id=settings.run_id)
-            db.record_dead_letters(cur, settings.schema, extract_letters(failed, {row[0]: row[1]}), settings.run_id)
+            db.record_dead_letters(cur, settings.schema, extract_letters(failed, {row[0]: row[1]}, extractor.name),
+                                   settings.run_id)
             db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
         conn.commit()
     finally:

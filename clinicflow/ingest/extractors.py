@@ -24,15 +24,18 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from clinicflow.core.retry import PermanentError, TransientError, call_with_retry, is_transient
-from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields, parse_date
+from clinicflow.ingest.clinical import read_text, sections
+from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
+from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
+from clinicflow.ingest.structured import StructureError, detect, read_structured
 
-PROMPT_VERSION = "medical-v1"
+PROMPT_VERSION = "medical-v2"  # part of the cache key: a new prompt never reuses old answers
+RULES_VERSION = "rules-v2"
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,12 @@ class DocumentExtractor(Protocol):
         ...
 
 
-def validate_output(document_id: str, raw: Any, payload: str | None = None) -> Extraction:
-    """A raw field dict (any field names) → a validated Medical, or the reason it is not one."""
+def validate_output(document_id: str, raw: Any, payload: str | None = None, text: str | None = None) -> Extraction:
+    """A raw field dict (any field names) → a validated Medical, or the reason it is not one.
+
+    With ``text`` (a model's answer), the patient id must occur in the document and not be an SSN:
+    a model never invents an identifier.
+    """
     if not isinstance(raw, dict):
         return Extraction(document_id, reason="malformed-output", message="answer is not a JSON object",
                           payload=payload)
@@ -75,6 +82,11 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None) -> E
     if missing:
         return Extraction(document_id, reason="missing-field", message=f"no {', '.join(missing)} in the answer",
                           payload=payload)
+    if text is not None:
+        value = str(fields["patient_id"]).strip()
+        if SSN.match(value) or value.upper() not in text.upper():
+            return Extraction(document_id, reason="invalid-field",
+                              message="patient_id: not a labelled identifier of the document", payload=payload)
     try:
         return Extraction(document_id, medical=Medical.model_validate(fields))
     except ValidationError as exc:
@@ -84,83 +96,71 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None) -> E
 
 # --------------------------------------------------------------------------- rules
 
-
-_DATE = (r"(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}\.\d{1,2}\.\d{4}|[A-Z][a-z]+ \d{1,2}, \d{4}"
-         r"|\d{4}/\d{2}/\d{2})")
-_LABEL_END = r"\s*[:#=]\s*"
-_PATIENT_ID_LABELS = r"MRN|Patient ID|Patient No\.?|Medical Record(?: Number| No\.?)?|Chart(?: No\.?| Number)?"
-_PROVIDER_LABELS = r"Provider|Physician|Attending(?: Physician)?|Referring Physician|Doctor|Dentist|Clinician"
-_ICD10 = re.compile(r"\b([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)\b")
-_CPT = re.compile(r"\b(\d{4}[0-9F]|[A-V]\d{4}|D\d{4})\b")
+_NON_CLINICAL = re.compile(r"(?i)\b(?:invoice|amount due|balance due|remit to|purchase order|agenda|minutes of|"
+                           r"attendees|action items|meeting notes?|unsubscribe)\b")
 
 
-def _labelled(text: str, labels: str) -> str | None:
-    match = re.search(rf"(?im)^[ \t]*(?:{labels}){_LABEL_END}(.+?)[ \t]*$", text)
-    return match.group(1).strip() if match else None
-
-
-def _section(text: str, labels: str) -> str | None:
-    """A labelled value, or the lines under a heading up to the next blank line / heading."""
-    match = re.search(rf"(?ims)^[ \t]*(?:{labels})[ \t]*:[ \t]*(.*?)(?=\n[ \t]*\n|\n[ \t]*[A-Z][A-Za-z /]+:|\Z)", text)
-    return match.group(1).strip() if match else None
-
-
-def _hl7_fields(message: str) -> dict[str, Any]:
-    """Patient fields of an HL7 v2 message's PID segment (PID-3 id, PID-5 name, PID-7 birth date)."""
-    fields: dict[str, Any] = {}
-    for segment in re.split(r"\r\n|\r|\n", message):
-        parts = segment.split("|")
-        if parts[0] == "PID":
-            parts += [""] * (8 - len(parts))
-            fields["patient_id"] = parts[3].split("^")[0] or None
-            family, _, given = parts[5].partition("^")
-            fields["patient_name"] = " ".join(p for p in (given.split("^")[0], family) if p) or None
-            fields["date_of_birth"] = _parse_date_compact(parts[7])
-        elif parts[0] == "MSH" and len(parts) > 6:
-            fields["encounter_date"] = _parse_date_compact(parts[6])
-    return {k: v for k, v in fields.items() if v}
-
-
-def _parse_date_compact(value: str) -> date | None:
-    try:
-        return datetime.strptime(value[:8], "%Y%m%d").date() if len(value) >= 8 else None
-    except ValueError:
+def not_clinical_reason(text: str) -> str | None:
+    """Why ``text`` is not a clinical document (empty, or no identifier / birth date / clinical content), else None."""
+    if not text.strip():
+        return "empty document"
+    if detect(text) is not None:
         return None
+    probe = Candidates()
+    signals = read_text(text, probe)
+    primary = any(c.rank == 0 for c in probe.found.get("patient_id", []))
+    clinical = signals["sections"] + signals["codes"]
+    if primary or signals["dob"]:
+        return None
+    if _NON_CLINICAL.search(text):
+        return "no patient identifier or birth date, and business-document wording (invoice, agenda, minutes)"
+    if clinical == 0:
+        return "no patient identifier, birth date, clinical section or diagnosis/procedure code"
+    return None
+
+
+def _summary(text: str) -> str | None:
+    for section in sections(text):
+        if re.search(r"(?i)summary|assessment|impression|conclusion|hospital course", section.heading):
+            body = " ".join(text[section.start:section.end].split())
+            if body:
+                return body[:1000]
+    return None
 
 
 class RulesExtractor:
-    """Labelled fields ("MRN:", "DOB:", "Provider:"...) and ICD-10 / CPT patterns; no model."""
+    """Offline: structured formats read as structures, free text by labels, sections, ConText and code sets."""
 
     name = "rules"
-    model = "regex"
-    prompt_version = "rules-v1"
+    model = "rules"
+    prompt_version = RULES_VERSION
 
     def extract(self, documents: list[DocumentText]) -> list[Extraction]:
         return [self.extract_one(d) for d in documents]
 
     def extract_one(self, document: DocumentText) -> Extraction:
         text = document.text
-        if text.lstrip().startswith("MSH|"):
-            return validate_output(document.document_id, _hl7_fields(text))
-        raw: dict[str, Any] = {
-            "patient_id": _labelled(text, _PATIENT_ID_LABELS),
-            "patient_name": _labelled(text, r"Patient(?: Name)?|Name"),
-            "provider": _labelled(text, _PROVIDER_LABELS),
-        }
-        for field, labels in (("date_of_birth", r"DOB|Date of Birth|Birth ?Date"),
-                              ("encounter_date", r"Date of Service|DOS|Visit Date|Encounter Date|Exam Date|Date")):
-            value = _labelled(text, labels)
-            found = re.search(_DATE, value) if value else None
-            raw[field] = parse_date(found.group(1)) if found else None
-        diagnosis = _section(text, r"Diagnos[ie]s|Dx|ICD-?10(?: codes?)?|Assessment codes?")
-        raw["diagnosis_codes"] = _ICD10.findall(diagnosis or "")
-        procedures = _section(text, r"Procedures?|Px|CPT(?: codes?)?|Procedure codes?")
-        raw["procedure_codes"] = _CPT.findall(procedures or "")
-        medications = _section(text, r"Medications?|Meds|Prescriptions?|Rx")
-        raw["medications"] = [m.strip(" -*•\t") for m in re.split(r"[\n;]", medications or "") if m.strip(" -*•\t")]
-        summary = _section(text, r"Summary|Assessment|Impression|Plan")
-        raw["summary"] = (summary or "")[:1000] or None
-        return validate_output(document.document_id, {k: v for k, v in raw.items() if v not in (None, [], "")})
+        reason = not_clinical_reason(text)
+        if reason is not None:
+            return Extraction(document.document_id, reason="not-clinical", message=reason)
+        out = Candidates()
+        kind = detect(text)
+        try:
+            if kind is not None:
+                read_structured(kind, text, out)
+            else:
+                read_text(text, out)
+            fields, provenance = out.resolve()
+        except StructureError as exc:
+            return Extraction(document.document_id, reason="invalid-structure", message=str(exc))
+        except Ambiguous as exc:
+            return Extraction(document.document_id, reason="ambiguous-field", message=str(exc))
+        if kind is None:
+            summary = _summary(text)
+            if summary:
+                fields["summary"], provenance["summary"] = summary, "text:summary section"
+        fields["provenance"] = {f"{k}": f"rules:{v}" for k, v in provenance.items()}
+        return validate_output(document.document_id, fields)
 
 
 # --------------------------------------------------------------------------- LLM
@@ -169,7 +169,11 @@ _SYSTEM_PROMPT = (
     "You extract structured data from clinical documents. Answer with one JSON object only. "
     "For each document give: patient_id (MRN or chart number), patient_name, date_of_birth (YYYY-MM-DD), "
     "encounter_date (YYYY-MM-DD), provider, diagnosis_codes (ICD-10-CM list), procedure_codes (CPT/HCPCS/CDT list), "
-    "medications (list), summary (at most three sentences). Use null for what the document does not say."
+    "medications (list with dose), summary (at most three sentences). Use null for what the document does not say. "
+    "Copy patient_id exactly as labelled (MRN, medical record number, chart number); never a social security number; "
+    "null if two patients or two different identifiers appear. Diagnoses only when the patient has them: not negated, "
+    "family history, past history or rule-out. If the document is not a clinical document about a patient, answer "
+    '{"not_clinical": "<why>"}.'
 )
 
 
@@ -210,17 +214,35 @@ class LLMExtractor:
         self.retries = retries
         self.backoff_base = backoff_base
         self.max_document_chars = max_document_chars
+        self._texts: dict[str, str] = {}
 
     def extract(self, documents: list[DocumentText]) -> list[Extraction]:
-        documents = [DocumentText(d.document_id, d.sha256, d.text[:self.max_document_chars]) for d in documents]
         results: dict[str, Extraction] = {}
-        for chunk in _chunks(documents, self.batch_size):
+        self._texts = {d.document_id: d.text for d in documents}
+        asked: list[DocumentText] = []
+        for d in documents:
+            reason = not_clinical_reason(d.text)
+            if reason is not None:  # decoys never reach the model
+                results[d.document_id] = Extraction(d.document_id, reason="not-clinical", message=reason)
+            else:
+                asked.append(DocumentText(d.document_id, d.sha256, d.text[:self.max_document_chars]))
+        for chunk in _chunks(asked, self.batch_size):
             if len(chunk) > 1:
                 results.update(self._batch(chunk))
             for document in chunk:
                 if document.document_id not in results or not results[document.document_id].ok:
                     results[document.document_id] = self._single(document)
         return [results[d.document_id] for d in documents]
+
+    def _validated(self, document_id: str, raw: Any, payload: str | None = None) -> Extraction:
+        """The same validation as the rules extractor's, plus: the id must be one of the document's."""
+        if isinstance(raw, dict) and raw.get("not_clinical"):
+            return Extraction(document_id, reason="not-clinical", message=str(raw["not_clinical"])[:300])
+        out = validate_output(document_id, raw, payload=payload, text=self._texts.get(document_id, ""))
+        if out.medical is not None:
+            filled = out.medical.model_dump(exclude_defaults=True, exclude={"provenance"})
+            out.medical.provenance = {name: f"llm:{self.model}:{self.prompt_version}" for name in filled}
+        return out
 
     def _complete(self, prompt: str, what: str) -> str | None:
         import openai
@@ -258,7 +280,7 @@ class LLMExtractor:
         for record in records:
             if isinstance(record, dict) and str(record.get("document_id")) in wanted:
                 document_id = str(record.pop("document_id"))
-                found[document_id] = validate_output(document_id, record)
+                found[document_id] = self._validated(document_id, record)
         return found
 
     def _single(self, document: DocumentText) -> Extraction:
@@ -271,4 +293,4 @@ class LLMExtractor:
         except ValueError as exc:
             return Extraction(document.document_id, reason="malformed-output",
                               message=f"answer is not JSON ({type(exc).__name__})", payload=(answer or "")[:4000])
-        return validate_output(document.document_id, raw, payload=(answer or "")[:4000])
+        return self._validated(document.document_id, raw, payload=(answer or "")[:4000])

@@ -14,10 +14,12 @@ another model call.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from clinicflow.ingest.fields import parse_any_date
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "patient_id": ("patient_id", "mrn", "medical_record_number", "patient_number", "patient_no", "chart_number",
@@ -34,6 +36,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
                         "cdt_codes"),
     "medications": ("medications", "medication", "meds", "drugs", "prescriptions", "rx"),
     "summary": ("summary", "free_text_summary", "assessment", "impression", "notes", "note", "narrative"),
+    "provenance": ("provenance",),
 }
 
 _ALIAS_TO_FIELD = {alias: field for field, aliases in FIELD_ALIASES.items() for alias in aliases}
@@ -55,18 +58,9 @@ def normalise_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%Y/%m/%d",
-                "%Y%m%d")
-
-
 def parse_date(text: str) -> date | None:
     """A date in one of the formats clinical documents use (US month-first for slashes), else None."""
-    for fmt in DATE_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
-    return None
+    return parse_any_date(text)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -100,6 +94,8 @@ class Medical(BaseModel):
     procedure_codes: list[str] = Field(default_factory=list, description="CPT / HCPCS / CDT codes.")
     medications: list[str] = Field(default_factory=list)
     summary: str | None = Field(default=None, max_length=4000, description="Short free-text summary.")
+    provenance: dict[str, str] = Field(default_factory=dict,
+                                       description="Per field: extractor, parser and segment / character span.")
 
     @field_validator("diagnosis_codes", "procedure_codes", "medications", mode="before")
     @classmethod
@@ -124,7 +120,7 @@ class Medical(BaseModel):
         return [c.upper() for c in codes]
 
     def is_empty(self) -> bool:
-        return not any(self.model_dump(exclude_defaults=True).values())
+        return not any(self.model_dump(exclude_defaults=True, exclude={"provenance"}).values())
 
 
 # The fields an extraction must produce (a missing one is a "missing-field" dead letter).

@@ -10,10 +10,14 @@ Counted per run: files listed (matching the pattern), new, skipped
 (unchanged: same version, or same content), staged, extracted (Medical rows
 written, from the extractor or the cache), dead-lettered by reason.
 
-``max_error_rate``: after each batch the run's failures / new items is
-checked *before* the batch's documents are committed; above it, only the
-batch's dead letters are written and the run stops, so nothing past the
-threshold is published.
+``max_error_rate`` decides only the run's final state (and the CLI's exit
+code): every readable document is staged whatever extraction does, and every
+dead letter points at a staged document (or, for a read failure, at the
+listed uri), so it can be replayed.
+
+Each document's text is got at staging (:mod:`clinicflow.ingest.text`: text
+layer, OCR, HTML/RTF/DOCX) and stored with it; extraction and re-extraction
+read that stored text.
 """
 from __future__ import annotations
 
@@ -22,16 +26,20 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore, TooLarge
+from clinicflow.connectors.objectstore.readers import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.medical import Medical
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
+from clinicflow.ingest.text import IMAGE_MIMES, document_text
+
+# Formats whose text comes from a parser or OCR: no text is a failure (an extract letter), not a binary to skip.
+TEXT_BEARING = ("application/pdf", "application/rtf", "text/html", *IMAGE_MIMES)
 
 MIB = 1024 * 1024
 
@@ -73,6 +81,10 @@ class RunCounts:
         new = self.new + batch.new
         return bool(new) and (self.failures + batch.failures) / new > max_error_rate
 
+    def above(self, max_error_rate: float) -> bool:
+        """Is the run's error rate above ``max_error_rate`` (the run ends Failed)?"""
+        return self.error_rate > max_error_rate
+
     def add(self, other: RunCounts) -> None:
         for name in ("listed", "new", "skipped", "staged", "extracted", "from_cache", "not_extractable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -101,14 +113,21 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> db.StagedDocument:
     sha256 = hashlib.sha256(data).hexdigest()
     text = decode_text(data)
+    mime = sniff_mime(data, text)
     binary = text is None
     inline = binary and len(data) <= settings.inline_binary_bytes
+    extracted = document_text(data, mime) if binary or mime in ("text/html", "application/rtf") else None
     return db.StagedDocument(
         id=db.document_id(info.uri, sha256), uri=info.uri, version=info.version, sha256=sha256, size_bytes=len(data),
-        mime_sniffed=sniff_mime(data, text), mime_by_extension=mime_by_extension(info.key), is_binary=binary,
+        mime_sniffed=mime, mime_by_extension=mime_by_extension(info.key), is_binary=binary,
         text_content=None if binary else text.replace("\x00", ""),  # type: ignore[union-attr]
         content_base64=base64.b64encode(data).decode("ascii") if inline else None,
-        content_pointer=info.uri if binary and not inline else None)
+        content_pointer=info.uri if binary and not inline else None,
+        extracted_text=extracted.text.replace("\x00", "") if extracted and extracted.text is not None else None,
+        text_method=extracted.method if extracted else ("native" if text is not None else None),
+        page_count=extracted.pages if extracted and extracted.text is not None else (1 if text is not None else None),
+        ocr_confidence=extracted.ocr_confidence if extracted else None,
+        text_error=extracted.error if extracted else None)
 
 
 def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.DeadLetterRow:
@@ -126,6 +145,10 @@ def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Excep
 def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
                  counts: RunCounts, letters: list[db.DeadLetterRow]) -> list[db.StagedDocument]:
     """Read (``read_concurrency`` at a time) and describe each object; failures become read/stage dead letters."""
+    for info in objects:
+        if info.problem is not None:  # found wrong at listing: a dangling link, a link out of the root, gone
+            letters.append(_file_letter("read", info, info.problem, f"{info.uri}: {PROBLEMS.get(info.problem, '')}"))
+    objects = [o for o in objects if o.problem is None]
     wanted = [o for o in objects if o.size <= settings.max_file_bytes]
     for info in objects:
         if info.size > settings.max_file_bytes:
@@ -140,6 +163,8 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
                                                                    f"{settings.max_file_bytes}-byte limit"))
         elif isinstance(data, FileNotFoundError):
             letters.append(_file_letter("read", info, "not-found", f"{info.uri}: gone since it was listed"))
+        elif isinstance(data, OutsideRoot):
+            letters.append(_file_letter("read", info, "outside-root", f"{info.uri}: a link out of the pattern's root"))
         elif isinstance(data, Exception):
             letters.append(_file_letter("read", info, "read-error", f"{info.uri}: {type(data).__name__}"))
         elif injected_fault(settings.seed, info.uri, settings.fail_percentage):
@@ -177,16 +202,31 @@ def extract_documents(cur: Any, schema: str, extractor: DocumentExtractor, docum
     return rows, failed, sum(1 for d in documents if d.sha256 in cached)
 
 
-def extract_letters(failed: list[Extraction], uris: dict[str, str]) -> list[db.DeadLetterRow]:
+def extract_letters(failed: list[Extraction], uris: dict[str, str], extractor: str | None = None
+                    ) -> list[db.DeadLetterRow]:
     return [db.DeadLetterRow(stage="extract", source_kind="file", item_key=e.document_id, record_id=e.document_id,
-                          source_uri=uris.get(e.document_id), reason=e.reason or "extract-error", message=e.message,
-                          payload={"answer": e.payload} if e.payload else None, pointer=e.document_id)
+                             source_uri=uris.get(e.document_id), reason=e.reason or "extract-error",
+                             message=e.message, payload={"answer": e.payload} if e.payload else None,
+                             pointer=e.document_id, extractor=extractor)
             for e in failed]
+
+
+def no_text_letters(documents: list[db.StagedDocument], extractor: str | None) -> list[db.DeadLetterRow]:
+    """Documents of a text-bearing format whose text could not be got (a corrupt PDF, an unreadable image)."""
+    return [db.DeadLetterRow(stage="extract", source_kind="file", item_key=d.id, record_id=d.id, source_uri=d.uri,
+                             reason="no-text", message=f"{d.uri}: {d.text_error or 'no text'}", pointer=d.id,
+                             extractor=extractor)
+            for d in documents if d.text is None and d.mime_sniffed in TEXT_BEARING]
 
 
 def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
                        extractor: DocumentExtractor | None, before: RunCounts | None = None) -> RunCounts:
-    """Stage (and extract) one batch of listed objects; ``before`` is the run so far (for max_error_rate)."""
+    """Stage (and extract) one batch of listed objects.
+
+    Every document read is staged in the batch's transaction, with the Medical rows of the documents
+    extracted and the dead letters of the others; ``before`` (the run so far) is not consulted: the
+    error rate decides only the run's final state.
+    """
     counts = RunCounts(listed=len(objects))
     letters: list[db.DeadLetterRow] = []
     conn = server.connect()
@@ -213,19 +253,18 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
 
             rows: list[tuple[str, Medical]] = []
             if extractor is not None:
-                texts = [DocumentText(d.id, d.sha256, d.text_content) for d in documents if d.text_content is not None]
-                counts.not_extractable = len(documents) - len(texts)
+                texts = [DocumentText(d.id, d.sha256, d.text) for d in documents if d.text is not None]
+                no_text = no_text_letters(documents, extractor.name)
+                letters.extend(no_text)
+                counts.not_extractable = len(documents) - len(texts) - len(no_text)
                 rows, failed, counts.from_cache = extract_documents(cur, settings.schema, extractor, texts)
                 conn.commit()  # the cache is kept whatever happens to the batch
-                letters.extend(extract_letters(failed, {d.id: d.uri for d in documents}))
+                letters.extend(extract_letters(failed, {d.id: d.uri for d in documents}, extractor.name))
 
+            if extractor is not None:  # a replay of any of them goes back to this extractor
+                letters = [replace(letter, extractor=letter.extractor or extractor.name) for letter in letters]
             for letter in letters:
                 counts.dead_lettered[f"{letter.stage}/{letter.reason}"] += 1
-            if (before or RunCounts()).crosses(counts, settings.max_error_rate):
-                db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
-                conn.commit()
-                counts.stopped = True
-                return counts
             staged = db.insert_documents(cur, settings.schema, documents, settings.run_id)
             counts.staged = len(staged)
             if extractor is not None:
@@ -245,6 +284,59 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
         raise
     finally:
         conn.close()
+
+
+@dataclass
+class ReextractCounts:
+    documents: int = 0
+    extracted: int = 0
+    from_cache: int = 0
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+
+
+def reextract(server: Any, schema: str, extractor: DocumentExtractor, run_id: str, *, since: Any = None,
+              uri_like: str | None = None, batch_size: int = 100) -> ReextractCounts:
+    """Extract staged documents again with ``extractor``; each document version's row is replaced.
+
+    Idempotent: the same extractor twice writes the same rows (from the cache the second time). A failure
+    is an extract dead letter naming the extractor; the document's previous row stays.
+    """
+    counts = ReextractCounts()
+    s = quote_ident(schema, "postgres")
+    after = "00000000-0000-0000-0000-000000000000"
+    while True:
+        conn = server.connect()
+        try:
+            with conn.cursor() as cur:
+                clauses, params = ["id > %s::uuid", "COALESCE(extracted_text, text_content) IS NOT NULL"], [after]
+                if since is not None:
+                    clauses.append("staged_at >= %s")
+                    params.append(since)
+                if uri_like is not None:
+                    clauses.append("uri LIKE %s")
+                    params.append(uri_like)
+                cur.execute(f"SELECT id::text, uri, sha256, COALESCE(extracted_text, text_content) FROM {s}.documents "
+                            f"WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s", (*params, batch_size))
+                page = cur.fetchall()
+                conn.commit()
+                if not page:
+                    return counts
+                after = page[-1][0]
+                counts.documents += len(page)
+                texts = [DocumentText(row[0], row[2], row[3]) for row in page]
+                rows, failed, cached = extract_documents(cur, schema, extractor, texts)
+                counts.from_cache += cached
+                counts.extracted += db.insert_medical(cur, schema, rows, extractor=extractor.name,
+                                                      model=extractor.model, prompt_version=extractor.prompt_version,
+                                                      run_id=run_id, replace=True)
+                letters = extract_letters(failed, {row[0]: row[1] for row in page}, extractor.name)
+                db.record_dead_letters(cur, schema, letters, run_id)
+                db.resolve_dead_letters(cur, schema, [doc_id for doc_id, _ in rows], ("extract",))
+                for letter in letters:
+                    counts.dead_lettered[f"extract/{letter.reason}"] += 1
+            conn.commit()
+        finally:
+            conn.close()
 
 
 def run_batches(objects: Iterable[Any], batch_size: int, process: Callable[[list[Any], RunCounts], RunCounts],

@@ -32,18 +32,16 @@ def mime_by_extension(name: str) -> str | None:
 
 
 def decode_text(data: bytes) -> str | None:
-    """The content as text when it is text (UTF-8 or UTF-16 with BOM, no NULs / control bytes), else None."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            return None
-    if b"\x00" in data:
+    """The content as text when it is text (UTF-8, UTF-16 with BOM, or the single-byte encoding
+    charset-normalizer detects: cp1252, Latin-1...; no control bytes), else None."""
+    from clinicflow.ingest.text import decode_bytes
+
+    if any(data[offset:offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
         return None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    decoded = decode_bytes(data)
+    if decoded is None:
         return None
+    text = decoded[0]
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f\v\x1b")
     return text if controls == 0 else None
 
@@ -66,7 +64,8 @@ def sniff_mime(data: bytes, text: str | None) -> str:
             pass
     if stripped.startswith("<?xml"):
         return "application/xml"
-    if stripped[:15].lower().startswith(("<!doctype html", "<html")):
+    head = stripped[:1024].lower()
+    if head.startswith(("<!doctype html", "<html")) or ("<html" in head and "<body" in stripped[:4096].lower()):
         return "text/html"
     first = stripped.split("\n", 1)[0]
     if first.count(",") >= 2 and "\n" in stripped and stripped.split("\n", 2)[1].count(",") == first.count(","):

@@ -22,8 +22,17 @@ Summary: Caries on tooth 30, restored. Follow up in six months.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
+_GIVEN = ("Ada", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hal", "Ivy", "Jon")
+_FAMILY = ("Adler", "Brook", "Cole", "Drake", "Ellis", "Frost", "Grey", "Hale", "Irwin", "Joyce")
+
+
+def patient_name(n: int) -> str:
+    """A made-up name per number (a name is words, never "Patient 3")."""
+    return f"{_GIVEN[n % 10]} {_FAMILY[(n // 10) % 10]}"
+
+
 def referral(n: int) -> bytes:
-    return REFERRAL.format(name=f"Patient {n}", mrn=f"MRN{n:06d}", day=1 + n % 28).encode()
+    return REFERRAL.format(name=patient_name(n), mrn=f"MRN{n:06d}", day=1 + n % 28).encode()
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:

@@ -27,6 +27,16 @@ class ObjectInfo:
     key: str
     size: int
     version: str
+    problem: str | None = None  # set at listing: "not-found" (dangling link, vanished), "outside-root"
+
+
+# Listing problems: the object becomes a read dead letter and the run goes on.
+PROBLEMS = {"not-found": "gone or a dangling link when listed",
+            "outside-root": "a symbolic link out of the pattern's root (not followed)"}
+
+
+class OutsideRoot(PermissionError):
+    """A local path that resolves outside the store's root (a symbolic link): never read."""
 
 
 class TooLarge(ClinicflowError):
@@ -58,19 +68,40 @@ class LocalStore:
 
     def _walk(self, folder: Path, prefix: str) -> Iterator[ObjectInfo]:
         with os.scandir(folder) as entries:
-            names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if not e.name.startswith("."))
-        for name, is_dir in names:
+            names = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink())
+                           for e in entries if not e.name.startswith("."))
+        for name, is_dir, is_link in names:
             path = folder / name
             key = path.relative_to(self.root).as_posix()
             if is_dir:
                 if key.startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk(path, prefix)
-            elif key.startswith(prefix):
+                continue
+            if not key.startswith(prefix):
+                continue
+            if is_link and not self._inside(path):
+                yield ObjectInfo(path.as_uri(), key, 0, "", problem="outside-root")
+                continue
+            try:
                 stat = path.stat()
-                yield ObjectInfo(path.as_uri(), key, stat.st_size, f"{stat.st_mtime_ns}-{stat.st_size}")
+            except OSError:  # a dangling link, or removed since the folder was read
+                yield ObjectInfo(path.as_uri(), key, 0, "", problem="not-found")
+                continue
+            if not os.path.isfile(path):
+                continue  # a link to a folder inside the root: its files are listed where they are
+            yield ObjectInfo(path.as_uri(), key, stat.st_size, f"{stat.st_mtime_ns}-{stat.st_size}")
+
+    def _inside(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.root.resolve())
+            return True
+        except ValueError:
+            return False
 
     def read(self, key: str, max_bytes: int) -> bytes:
         path = self.root / key
+        if not self._inside(path):
+            raise OutsideRoot(key)
         if path.stat().st_size > max_bytes:
             raise TooLarge(key)
         return path.read_bytes()

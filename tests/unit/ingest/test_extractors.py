@@ -31,10 +31,12 @@ def test_rules_extractor_reads_a_referral() -> None:
     (out,) = RulesExtractor().extract([doc(3)])
     m = out.medical
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date, m.provider) == (
-        "MRN000003", "Patient 3", date(1961, 3, 14), date(2024, 5, 4), "Dr. Alan Grant, DDS")
+        "MRN000003", "Dan Adler", date(1961, 3, 14), date(2024, 5, 4), "Dr. Alan Grant, DDS")
     assert (m.diagnosis_codes, m.procedure_codes) == (["E11.9", "K02.52"], ["D2391", "99213"])
     assert m.medications == ["Metformin 500 mg", "Amoxicillin 500 mg"] and m.summary.startswith("Caries")
     (out,) = RulesExtractor().extract([DocumentText("d", "s", "a note without any labels")])
+    assert out.reason == "not-clinical"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", "Diagnosis: E11.9\nDOB: 01/02/1960\n")])
     assert out.reason == "missing-field"
 
 
@@ -43,4 +45,4 @@ def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
     (out,) = RulesExtractor().extract([DocumentText("d", "s", message)])
     m = out.medical
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date) == (
-        "PAT77", "Ben Sample", date(1975, 11, 2), date(2024, 6, 11))
+        "PAT77", "Ben Q Sample", date(1975, 11, 2), date(2024, 6, 11))

@@ -28,7 +28,8 @@ def test_sniff_by_content(data: bytes, expected: str) -> None:
 def test_text_detection() -> None:
     assert decode_text("Überweisung".encode("utf-16")) == "Überweisung"
     assert decode_text(b"caf\xc3\xa9") == "café"
-    assert decode_text(b"latin-1 caf\xe9") is None  # not UTF-8: kept as binary, base64, nothing lost
+    assert decode_text("Consult note: René Côté, Muñoz".encode("latin-1")) == "Consult note: René Côté, Muñoz"
+    assert decode_text("Visit \u2013 \u201cmild\u201d".encode("cp1252")) == "Visit \u2013 \u201cmild\u201d"
     assert decode_text(b"a\x00b") is None
 
 

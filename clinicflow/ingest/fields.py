@@ -1,0 +1,180 @@
+"""Candidate field values with their provenance, and the rules that turn them into one Medical-shaped dict.
+
+Every reader (free text, HL7 v2, FHIR, C-CDA, CSV) adds :class:`Candidate`
+values to a :class:`Candidates` collection: the value, where it was found
+(``"text:chars 120-128"``, ``"hl7:PID-3[1]"``, ``"fhir:Patient/p1.identifier[0]"``)
+and, for identifiers, a rank (a primary label such as ``MRN:`` beats an
+account number). :meth:`Candidates.resolve` keeps one value per field:
+
+- ``patient_id``, ``patient_name``, ``date_of_birth`` (the identity fields):
+  the best-ranked candidates must agree once normalised, else the document is
+  ambiguous (:class:`Ambiguous` names the field and the number of distinct
+  values, never the values);
+- other scalar fields: the first candidate of the best rank;
+- list fields: every distinct value, in document order.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+IDENTITY_FIELDS = ("patient_id", "patient_name", "date_of_birth")
+LIST_FIELDS = ("diagnosis_codes", "procedure_codes", "medications")
+SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
+_HONORIFICS = re.compile(r"^(?:mr|mrs|ms|miss|mx|dr|prof)\.?\s+", re.I)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    value: Any
+    provenance: str
+    rank: int = 0  # lower is better
+
+
+class Ambiguous(ValueError):
+    """Conflicting candidates for an identity field (message: field and count only)."""
+
+    def __init__(self, field_name: str, count: int) -> None:
+        super().__init__(f"{field_name}: {count} conflicting candidates")
+        self.field_name = field_name
+        self.count = count
+
+
+def normalise_name(name: str) -> str:
+    """``"SMITH, John A."`` / ``"Mr. John A Smith"`` → ``"John A Smith"`` (case kept except all-caps)."""
+    text = re.sub(r"\s+", " ", name).strip(" ,;")
+    text = _HONORIFICS.sub("", text)
+    if "," in text:
+        family, _, given = text.partition(",")
+        text = f"{given.strip()} {family.strip()}"
+    words = [w.strip(".") if len(w.strip(".")) > 1 else w for w in text.split()]
+    return " ".join(w.title() if w.isupper() and len(w) > 2 else w for w in words)
+
+
+def name_key(name: str) -> str:
+    """Names compared by first and last word, case and initials aside."""
+    words = [w.lower().strip(".") for w in normalise_name(name).split() if len(w.strip(".")) > 1]
+    return f"{words[0]} {words[-1]}" if words else ""
+
+
+def normalise_id(value: str) -> str:
+    return value.strip().strip(".,;:#()[]").upper()
+
+
+def normalise_icd10(code: str) -> str:
+    code = code.strip().upper()
+    return code if "." in code or len(code) <= 3 else f"{code[:3]}.{code[3:]}"
+
+
+def _key(field_name: str, value: Any) -> Any:
+    if field_name == "patient_name":
+        return name_key(str(value))
+    if field_name == "patient_id":
+        return normalise_id(str(value))
+    return value
+
+
+@dataclass
+class Candidates:
+    found: dict[str, list[Candidate]] = field(default_factory=dict)
+
+    def add(self, field_name: str, value: Any, provenance: str, rank: int = 0) -> None:
+        if value is None or value == "" or value == []:
+            return
+        if field_name == "patient_id":
+            value = normalise_id(str(value))
+            if SSN.match(value) or not value:
+                return  # an SSN is never a patient identifier
+        if field_name == "patient_name":
+            value = normalise_name(str(value))
+        self.found.setdefault(field_name, []).append(Candidate(value, provenance, rank))
+
+    def has(self, field_name: str) -> bool:
+        return bool(self.found.get(field_name))
+
+    def resolve(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """(fields, provenance); raises :class:`Ambiguous` on conflicting identity candidates."""
+        fields: dict[str, Any] = {}
+        provenance: dict[str, str] = {}
+        for name, candidates in self.found.items():
+            if name in LIST_FIELDS:
+                values: list[Any] = []
+                where: list[str] = []
+                for c in candidates:
+                    if c.value not in values:
+                        values.append(c.value)
+                        where.append(c.provenance)
+                fields[name] = values
+                provenance[name] = "; ".join(where[:20])
+                continue
+            best = min(c.rank for c in candidates)
+            top = [c for c in candidates if c.rank == best]
+            if name in IDENTITY_FIELDS:
+                distinct = {_key(name, c.value) for c in top}
+                if len(distinct) > 1:
+                    raise Ambiguous(name, len(distinct))
+            fields[name] = top[0].value
+            provenance[name] = top[0].provenance
+        return fields, provenance
+
+
+# --------------------------------------------------------------------------- dates
+
+_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|" \
+         r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+DATE_PATTERN = re.compile(
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}\.\d{{1,2}}\.\d{{4}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|\d{{1,2}}/\d{{1,2}}/\d{{2}}|\d{{1,2}}-\d{{1,2}}-\d{{4}}"
+    rf"|\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}-{_MONTH}-\d{{4}})(?![\d/])", re.I)
+
+_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%m-%d-%Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%b %d %Y",
+            "%d-%b-%Y", "%d-%B-%Y", "%Y%m%d")
+
+
+def parse_any_date(text: str) -> date | None:
+    """US month-first for slashes, ISO, ``4 March 2024``, ``March 4, 2024``, ``04-Mar-2024``, ``20240304``.
+
+    Dots are the European day-first style, read only when unambiguous (``23.04.1961``): ``09.02.1971``
+    is 9 February in a UK letter and 2 September in some US exports, so it gives None, never a guess.
+    """
+    dotted = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})\s*", text)
+    if dotted:
+        first, second, year = (int(g) for g in dotted.groups())
+        if first <= 12 and second <= 12 and first != second:
+            return None
+        try:
+            return date(year, second, first)
+        except ValueError:
+            return None
+    cleaned = re.sub(r"\s+", " ", text.replace(",", " ").replace(".", " ")).strip()
+    cleaned = re.sub(r"\bSept\b", "Sep", cleaned, flags=re.I)
+    for fmt in _FORMATS:
+        try:
+            parsed = datetime.strptime(cleaned, fmt).date()
+        except ValueError:
+            continue
+        if fmt == "%m/%d/%y" and parsed.year > date.today().year:
+            parsed = parsed.replace(year=parsed.year - 100)  # a two-digit birth year is in the past
+        return parsed
+    return None
+
+
+def first_date(text: str) -> tuple[date, int, int] | None:
+    """The first date in ``text`` with its span."""
+    for match in DATE_PATTERN.finditer(text):
+        parsed = parse_any_date(match.group(1))
+        if parsed is not None:
+            return parsed, match.start(1), match.end(1)
+    return None
+
+
+def compact_date(value: str) -> date | None:
+    """HL7 / C-CDA ``YYYYMMDD[HHMM…]``."""
+    digits = re.match(r"\d{8}", value or "")
+    if not digits:
+        return None
+    try:
+        return datetime.strptime(digits.group(0), "%Y%m%d").date()
+    except ValueError:
+        return None

@@ -1,0 +1,359 @@
+"""Structured clinical formats read as structures: HL7 v2 (python-hl7), FHIR R4 JSON (fhir.resources), C-CDA, CSV.
+
+Each reader fills a :class:`~clinicflow.ingest.fields.Candidates` with
+provenance naming the segment / resource / element it read:
+
+- HL7 v2: PID-3 repetitions by identifier type code (``MR``; ``SS`` never;
+  an untyped single repetition is accepted), PID-5 name, PID-7 birth date,
+  PV1-7 attending and PV1-44 admit time (else EVN-2, else MSH-7), DG1-3
+  diagnoses, PR1-3 procedures, OBR-4 when coded in CPT, OBR-7 observation
+  time, RXE-2/RXO-1 give codes with dose; escape sequences decoded; CR, LF
+  or CRLF segment separators.
+- FHIR R4 JSON (a Bundle or one resource), each resource validated by
+  fhir.resources' R4B models: Patient (identifier with type ``MR``, never an
+  SSN system), Encounter, Condition (ICD-10-CM codings; refuted / entered-in-
+  error skipped), Procedure (CPT / CDT / HCPCS codings), MedicationStatement /
+  MedicationRequest (text or display with dosage), Practitioner.
+- C-CDA: recordTarget id (an SSN root never), name, birthTime; encounter or
+  service-event time; author; Problems / Procedures / Medications sections by
+  template id (negated entries skipped).
+- CSV exports: columns mapped by header name (``MRN``, ``DOB``, ``ICD10``...).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, parse_any_date
+
+ICD10CM_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10-cm", "urn:oid:2.16.840.1.113883.6.90")
+PROCEDURE_SYSTEMS = ("http://www.ama-assn.org/go/cpt", "urn:oid:2.16.840.1.113883.6.12",
+                     "http://www.ada.org/cdt", "urn:oid:2.16.840.1.113883.6.13",
+                     "urn:oid:2.16.840.1.113883.6.285", "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets")
+SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
+SSN_OID = "2.16.840.1.113883.4.1"
+CCDA_PROBLEMS = ("2.16.840.1.113883.10.20.22.2.5.1", "2.16.840.1.113883.10.20.22.2.5")
+CCDA_PROCEDURES = ("2.16.840.1.113883.10.20.22.2.7.1", "2.16.840.1.113883.10.20.22.2.7")
+CCDA_MEDICATIONS = ("2.16.840.1.113883.10.20.22.2.1.1", "2.16.840.1.113883.10.20.22.2.1")
+
+
+class StructureError(ValueError):
+    """A structured document that does not parse or validate (message: where, never content)."""
+
+
+def detect(text: str) -> str | None:
+    """``hl7`` / ``fhir`` / ``ccda`` / ``csv`` / None (free text) by the content."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("MSH|"):
+        return "hl7"
+    if stripped.startswith("{") and '"resourceType"' in stripped[:2000]:
+        return "fhir"
+    if stripped.startswith("<") and "ClinicalDocument" in stripped[:3000]:
+        return "ccda"
+    first, _, rest = stripped.partition("\n")
+    if first.count(",") >= 2 and rest and rest.split("\n", 1)[0].count(",") >= first.count(","):
+        header = {_column(c) for c in next(csv.reader([first]))}
+        if header & set(CSV_COLUMNS):
+            return "csv"
+    return None
+
+
+def read_structured(kind: str, text: str, out: Candidates) -> None:
+    {"hl7": read_hl7, "fhir": read_fhir, "ccda": read_ccda, "csv": read_csv}[kind](text, out)
+
+
+# --------------------------------------------------------------------------- HL7 v2
+
+
+def _components(message: Any, field: Any) -> list[list[str]]:
+    """Repetitions of a field, each a list of unescaped components."""
+    return [[message.unescape(c) for c in rep.split("^")] for rep in str(field).split("~")]
+
+
+def _get(parts: list[str], index: int) -> str:
+    return parts[index].strip() if len(parts) > index else ""
+
+
+def _person(parts: list[str], family_at: int) -> str:
+    """XPN / XCN components → ``Given Middle Family``."""
+    family, given, middle = _get(parts, family_at), _get(parts, family_at + 1), _get(parts, family_at + 2)
+    return " ".join(p for p in (given, middle, family) if p)
+
+
+def read_hl7(text: str, out: Candidates) -> None:
+    import hl7
+
+    normalised = re.sub(r"\r\n|\n|\r", "\r", text.strip("\ufeff \t\r\n"))
+    try:
+        message = hl7.parse(normalised)
+    except Exception as exc:  # noqa: BLE001 - python-hl7 raises several types for a bad message
+        raise StructureError(f"HL7 v2 message does not parse ({type(exc).__name__})") from None
+    dates: dict[str, Any] = {}
+    for index, segment in enumerate(message):
+        name = str(segment[0])
+        fields = [segment[i] if i < len(segment) else "" for i in range(max(len(segment), 50))]
+        where = f"hl7:{name}#{index + 1}"
+        if name == "MSH":
+            dates.setdefault("MSH-7", compact_date(str(fields[7])))  # python-hl7 counts MSH-1
+        elif name == "EVN":
+            dates.setdefault("EVN-2", compact_date(str(fields[2])))
+        elif name == "PID":
+            reps = _components(message, fields[3])
+            if any(_get(r, 4) for r in reps):  # typed: the medical record number(s) only, never SS
+                chosen = [(i, r) for i, r in enumerate(reps) if _get(r, 4).upper() in ("MR", "MRN")]
+            else:
+                chosen = [(0, reps[0])] if len(reps) == 1 else []
+            for i, rep in chosen:
+                out.add("patient_id", _get(rep, 0), f"{where}:PID-3[{i + 1}]")
+            for i, rep in enumerate(_components(message, fields[5])):
+                if _get(rep, 6) in ("", "L"):  # the legal name
+                    out.add("patient_name", _person(rep, 0), f"{where}:PID-5[{i + 1}]")
+                    break
+            out.add("date_of_birth", compact_date(str(fields[7])), f"{where}:PID-7")
+        elif name == "PV1":
+            for rep in _components(message, fields[7]):
+                out.add("provider", _person(rep, 1), f"{where}:PV1-7")
+            dates["PV1-44"] = compact_date(str(fields[44]))
+        elif name == "DG1":
+            code = _components(message, fields[3])[0]
+            if _get(code, 0) and _get(code, 2).upper() in ("I10", "ICD10", "ICD-10-CM", "I10C", ""):
+                out.add("diagnosis_codes", normalise_icd10(_get(code, 0)), f"{where}:DG1-3")
+        elif name == "PR1":
+            code = _components(message, fields[3])[0]
+            if _get(code, 0):
+                out.add("procedure_codes", _get(code, 0), f"{where}:PR1-3")
+            dates.setdefault("PR1-5", compact_date(str(fields[5])))
+        elif name == "OBR":
+            code = _components(message, fields[4])[0]
+            if _get(code, 2).upper() in ("C4", "CPT", "CPT4"):
+                out.add("procedure_codes", _get(code, 0), f"{where}:OBR-4")
+            dates.setdefault("OBR-7", compact_date(str(fields[7])))
+            for rep in _components(message, fields[16]):
+                out.add("provider", _person(rep, 1), f"{where}:OBR-16", rank=1)
+        elif name in ("RXE", "RXO"):
+            give = _components(message, fields[2] if name == "RXE" else fields[1])[0]
+            drug = _get(give, 1) or _get(give, 0)
+            amount, units = (fields[3], fields[5]) if name == "RXE" else (fields[2], fields[4])
+            unit = _components(message, units)[0]
+            dose = " ".join(p for p in (str(amount).strip(), _get(unit, 1) or _get(unit, 0)) if p)
+            out.add("medications", f"{drug} {dose}".strip(), f"{where}:{name}-{2 if name == 'RXE' else 1}")
+    for key in ("PV1-44", "OBR-7", "PR1-5", "EVN-2", "MSH-7"):
+        if dates.get(key):
+            out.add("encounter_date", dates[key], f"hl7:{key}")
+            break
+
+
+# --------------------------------------------------------------------------- FHIR R4
+
+
+def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list((concept or {}).get("coding") or [])
+
+
+def _concept_text(concept: dict[str, Any] | None) -> str:
+    if not concept:
+        return ""
+    return str(concept.get("text") or next((c.get("display") for c in _codings(concept) if c.get("display")), ""))
+
+
+def _validate_fhir(resource: dict[str, Any], where: str) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    try:
+        model = get_fhir_model_class(str(resource.get("resourceType")))
+    except KeyError:
+        raise StructureError(f"{where}: unknown FHIR resource type") from None
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        raise StructureError(f"{where}: not a valid FHIR resource ({exc.error_count()} error(s))") from None
+
+
+def read_fhir(text: str, out: Candidates) -> None:
+    try:
+        root = json.loads(text)
+    except ValueError:
+        raise StructureError("FHIR JSON does not parse") from None
+    if not isinstance(root, dict):
+        raise StructureError("FHIR JSON is not an object")
+    if root.get("resourceType") == "Bundle":
+        resources = [e.get("resource") for e in root.get("entry") or [] if isinstance(e, dict)]
+    else:
+        resources = [root]
+    for index, resource in enumerate(r for r in resources if isinstance(r, dict)):
+        kind = str(resource.get("resourceType"))
+        where = f"fhir:{kind}/{resource.get('id') or index}"
+        _validate_fhir(resource, where)
+        if kind == "Patient":
+            _fhir_patient(resource, where, out)
+        elif kind == "Encounter":
+            start = (resource.get("period") or {}).get("start")
+            out.add("encounter_date", parse_any_date(str(start)[:10]) if start else None, f"{where}.period.start")
+            for participant in resource.get("participant") or []:
+                display = (participant.get("individual") or {}).get("display")
+                out.add("provider", display, f"{where}.participant.individual")
+        elif kind == "Practitioner":
+            for name in resource.get("name") or []:
+                text_name = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""])
+                out.add("provider", text_name.strip(), f"{where}.name", rank=1)
+                break
+        elif kind == "Condition":
+            statuses = {c.get("code") for key in ("verificationStatus", "clinicalStatus")
+                        for c in _codings(resource.get(key))}
+            if statuses & {"refuted", "entered-in-error", "resolved", "inactive"}:
+                continue
+            for i, coding in enumerate(_codings(resource.get("code"))):
+                if coding.get("system") in ICD10CM_SYSTEMS and coding.get("code"):
+                    out.add("diagnosis_codes", normalise_icd10(coding["code"]), f"{where}.code.coding[{i}]")
+        elif kind == "Procedure":
+            if resource.get("status") in ("not-done", "entered-in-error"):
+                continue
+            for i, coding in enumerate(_codings(resource.get("code"))):
+                if coding.get("system") in PROCEDURE_SYSTEMS and coding.get("code"):
+                    out.add("procedure_codes", coding["code"], f"{where}.code.coding[{i}]")
+        elif kind in ("MedicationStatement", "MedicationRequest"):
+            if resource.get("status") in ("entered-in-error", "not-taken", "cancelled"):
+                continue
+            name = _concept_text(resource.get("medicationCodeableConcept"))
+            dosage = (resource.get("dosage") or resource.get("dosageInstruction") or [{}])[0]
+            dose = dosage.get("text") or ""
+            if not dose:
+                quantity = ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
+                dose = f"{quantity.get('value', '')} {quantity.get('unit', '')}".strip()
+            out.add("medications", f"{name} {dose}".strip(), f"{where}.medicationCodeableConcept")
+
+
+def _fhir_patient(resource: dict[str, Any], where: str, out: Candidates) -> None:
+    identifiers = resource.get("identifier") or []
+    typed = [(i, ident) for i, ident in enumerate(identifiers) if _codings(ident.get("type"))]
+    for i, ident in enumerate(identifiers):
+        codes = {c.get("code") for c in _codings(ident.get("type"))}
+        if ident.get("system") in SSN_SYSTEMS or "SS" in codes:
+            continue
+        if "MR" in codes or (not typed and len(identifiers) == 1):
+            out.add("patient_id", ident.get("value"), f"{where}.identifier[{i}]")
+    names = resource.get("name") or []
+    official = [n for n in names if n.get("use") == "official"] or names[:1]
+    for name in official:
+        text_name = " ".join([*(name.get("given") or []), name.get("family") or ""]).strip() or name.get("text")
+        out.add("patient_name", text_name, f"{where}.name")
+    out.add("date_of_birth", parse_any_date(str(resource.get("birthDate") or "")), f"{where}.birthDate")
+
+
+# --------------------------------------------------------------------------- C-CDA
+
+_V3 = "{urn:hl7-org:v3}"
+
+
+def _ccda_name(element: ET.Element | None) -> str:
+    if element is None:
+        return ""
+    given = [g.text or "" for g in element.findall(f"{_V3}given")]
+    family = element.findtext(f"{_V3}family") or ""
+    text = " ".join(p.strip() for p in (*given, family) if p and p.strip())
+    return text or (element.text or "").strip()
+
+
+def read_ccda(text: str, out: Candidates) -> None:
+    try:
+        root = ET.fromstring(text.lstrip("\ufeff").encode("utf-8"))
+    except ET.ParseError:
+        raise StructureError("C-CDA XML does not parse") from None
+    role = root.find(f"{_V3}recordTarget/{_V3}patientRole")
+    if role is not None:
+        for i, ident in enumerate(role.findall(f"{_V3}id")):
+            if ident.get("root") != SSN_OID and ident.get("extension"):
+                out.add("patient_id", ident.get("extension"), f"ccda:recordTarget/patientRole/id[{i + 1}]")
+        patient = role.find(f"{_V3}patient")
+        if patient is not None:
+            out.add("patient_name", _ccda_name(patient.find(f"{_V3}name")), "ccda:recordTarget/patient/name")
+            birth = patient.find(f"{_V3}birthTime")
+            out.add("date_of_birth", compact_date(birth.get("value", "")) if birth is not None else None,
+                    "ccda:recordTarget/patient/birthTime")
+    for path in (f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}effectiveTime",
+                 f"{_V3}documentationOf/{_V3}serviceEvent/{_V3}effectiveTime"):
+        element = root.find(path)
+        if element is not None:
+            low = element.find(f"{_V3}low")
+            value = (low if low is not None else element).get("value", "")
+            out.add("encounter_date", compact_date(value), f"ccda:{path.replace(_V3, '')}")
+    for path in (f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}encounterParticipant/{_V3}assignedEntity/"
+                 f"{_V3}assignedPerson/{_V3}name", f"{_V3}author/{_V3}assignedAuthor/{_V3}assignedPerson/{_V3}name"):
+        out.add("provider", _ccda_name(root.find(path)), f"ccda:{path.replace(_V3, '')}", rank=1)
+    for section in root.iter(f"{_V3}section"):
+        templates = {t.get("root") for t in section.findall(f"{_V3}templateId")}
+        if templates & set(CCDA_PROBLEMS):
+            _ccda_codes(section, "diagnosis_codes", ("2.16.840.1.113883.6.90",), "problems", out)
+        elif templates & set(CCDA_PROCEDURES):
+            _ccda_codes(section, "procedure_codes", ("2.16.840.1.113883.6.12", "2.16.840.1.113883.6.13",
+                                                     "2.16.840.1.113883.6.285"), "procedures", out)
+        elif templates & set(CCDA_MEDICATIONS):
+            for i, entry in enumerate(section.findall(f"{_V3}entry")):
+                administration = entry.find(f"{_V3}substanceAdministration")
+                if administration is None or administration.get("negationInd") == "true":
+                    continue
+                code = administration.find(f".//{_V3}manufacturedMaterial/{_V3}code")
+                name = "" if code is None else (code.get("displayName") or code.findtext(f"{_V3}originalText") or "")
+                dose = administration.find(f"{_V3}doseQuantity")
+                amount = "" if dose is None else f"{dose.get('value', '')} {dose.get('unit', '')}".strip()
+                out.add("medications", f"{name} {amount}".strip(), f"ccda:section[medications]/entry[{i + 1}]")
+
+
+def _ccda_codes(section: ET.Element, field_name: str, systems: tuple[str, ...], label: str, out: Candidates) -> None:
+    for i, entry in enumerate(section.findall(f"{_V3}entry")):
+        negated = any(e.get("negationInd") == "true" for e in entry.iter())
+        if negated:
+            continue
+        for element in entry.iter():
+            if element.tag in (f"{_V3}code", f"{_V3}value", f"{_V3}translation") \
+                    and element.get("codeSystem") in systems and element.get("code"):
+                code = element.get("code", "")
+                out.add(field_name, normalise_icd10(code) if field_name == "diagnosis_codes" else code,
+                        f"ccda:section[{label}]/entry[{i + 1}]")
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _column(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+CSV_COLUMNS: dict[str, str] = {
+    **dict.fromkeys(("mrn", "patient_id", "patientid", "medical_record_number", "chart_no", "chart_number",
+                     "chart"), "patient_id"),
+    **dict.fromkeys(("patient_name", "patient", "name"), "patient_name"),
+    **dict.fromkeys(("dob", "date_of_birth", "birth_date", "birthdate"), "date_of_birth"),
+    **dict.fromkeys(("collection_date", "collected", "service_date", "date_of_service", "dos", "visit_date",
+                     "encounter_date", "result_date"), "encounter_date"),
+    **dict.fromkeys(("provider", "ordering_provider", "physician", "ordering_physician", "attending"), "provider"),
+    **dict.fromkeys(("icd10", "icd_10", "icd10_code", "dx", "dx_code", "diagnosis_code"), "diagnosis_codes"),
+    **dict.fromkeys(("cpt", "cpt_code", "procedure_code", "cdt", "hcpcs"), "procedure_codes"),
+    **dict.fromkeys(("medication", "drug", "medication_name"), "medications"),
+}
+
+
+def read_csv(text: str, out: Candidates) -> None:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    columns = {name: CSV_COLUMNS.get(_column(name or "")) for name in reader.fieldnames or []}
+    first_last = {_column(n or ""): n for n in reader.fieldnames or []}
+    for row_number, row in enumerate(reader, start=2):
+        for column, field_name in columns.items():
+            value = (row.get(column) or "").strip()
+            if not field_name or not value:
+                continue
+            where = f"csv:row {row_number}:{column}"
+            if field_name in ("date_of_birth", "encounter_date"):
+                out.add(field_name, parse_any_date(value), where)
+            elif field_name == "diagnosis_codes":
+                out.add(field_name, normalise_icd10(value), where)
+            else:
+                out.add(field_name, value, where)
+        if "last_name" in first_last and "first_name" in first_last:
+            name = f"{row.get(first_last['first_name']) or ''} {row.get(first_last['last_name']) or ''}".strip()
+            out.add("patient_name", name, f"csv:row {row_number}:first_name+last_name")

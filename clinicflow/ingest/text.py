@@ -1,0 +1,207 @@
+"""Text out of every format a clinic inbox holds: the text the extractors read, how it was got, its page count.
+
+One entry point, :func:`document_text`, by the MIME type the bytes show
+(:mod:`clinicflow.ingest.sniff`), each format through a maintained parser:
+
+- plain text, Markdown, CSV, HL7 v2, JSON, XML: decoded (UTF-8, else the
+  encoding charset-normalizer detects: cp1252, Latin-1, UTF-16 with BOM);
+- HTML: selectolax (Lexbor), scripts and styles dropped, block elements as lines;
+- RTF: striprtf;
+- PDF: pypdf's text layer page by page; a page without one (a scan) is OCR'd
+  from the images it carries;
+- PNG, JPEG, GIF, multi-page TIFF: OCR with Tesseract (pytesseract), every frame;
+- DOCX: python-docx (paragraphs and table cells).
+
+The result records ``method`` (``native`` / ``ocr`` / ``mixed``), ``pages``
+and the mean OCR word confidence (0-100), stored with the document. Nothing
+here raises for a bad file: an unreadable one gives :class:`TextResult` with
+``text=None`` and ``error`` set.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+TEXT_MIMES = ("text/plain", "text/markdown", "text/csv", "x-application/hl7-v2+er7", "application/json",
+              "application/xml")
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
+OCR_LANG = "eng"
+# What a clinic's non-UTF-8 files are in practice: charset-normalizer picks among these, so that a
+# Western Latin-1 / Windows-1252 note is never read as a Central European code page (ñ as ń).
+SINGLE_BYTE_ENCODINGS = ("cp1252", "latin_1", "iso8859_15", "mac_roman")
+OCR_CONFIG = "--psm 4"  # a single column of variable-size text: letters, forms and faxes
+
+
+@dataclass(frozen=True)
+class TextResult:
+    text: str | None
+    method: str | None = None  # native | ocr | mixed
+    pages: int = 1
+    ocr_confidence: float | None = None  # mean word confidence 0-100 of the OCR'd pages
+    encoding: str | None = None
+    error: str | None = None
+
+
+def decode_bytes(data: bytes) -> tuple[str, str] | None:
+    """(text, encoding) of bytes that are text in any common encoding; None for binary."""
+    if not data:
+        return "", "utf-8"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            return None
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:
+        return None
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[:65536], cp_isolation=list(SINGLE_BYTE_ENCODINGS)).best()
+    if best is None:
+        return None
+    encoding = best.encoding
+    try:
+        return data.decode(encoding), encoding
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def html_text(html: str) -> str:
+    """Visible text of an HTML page, one line per block element."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    for node in tree.css("script, style, head"):
+        node.decompose()
+    body = tree.body or tree.root
+    if body is None:
+        return ""
+    for node in body.css("br"):
+        node.replace_with("\n")
+    for node in body.css("p, div, li, tr, h1, h2, h3, h4, h5, h6, table, section, dt, dd"):
+        node.insert_after("\n")
+    for node in body.css("td, th"):
+        node.insert_after("  ")
+    lines = (line.strip() for line in body.text(separator="").splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def rtf_text(rtf: str) -> str:
+    from striprtf.striprtf import rtf_to_text
+
+    return str(rtf_to_text(rtf, errors="ignore"))  # type: ignore[no-untyped-call]
+
+
+def docx_text(data: bytes) -> str:
+    import docx
+
+    document = docx.Document(io.BytesIO(data))
+    lines = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            lines.append("  ".join(cell.text for cell in row.cells))
+    return "\n".join(lines)
+
+
+def ocr_image(image: Any) -> tuple[str, float | None]:
+    """(text, mean word confidence) of one image by Tesseract."""
+    import pytesseract
+
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    data = pytesseract.image_to_data(image, lang=OCR_LANG, config=OCR_CONFIG, output_type=pytesseract.Output.DICT)
+    lines: dict[tuple[int, int, int], list[str]] = {}
+    confidences: list[float] = []
+    for i, word in enumerate(data["text"]):
+        if not word.strip():
+            continue
+        key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
+        lines.setdefault(key, []).append(word)
+        if float(data["conf"][i]) >= 0:
+            confidences.append(float(data["conf"][i]))
+    text = "\n".join(" ".join(words) for _, words in sorted(lines.items()))
+    return text, (sum(confidences) / len(confidences) if confidences else None)
+
+
+def image_frames(data: bytes) -> list[Any]:
+    """Every frame of an image file (a multi-page TIFF has several)."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(data)) as image:
+        return [frame.copy() for frame in ImageSequence.Iterator(image)]
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def pdf_text(data: bytes) -> TextResult:
+    """The text layer of each page; a page without one is OCR'd from its images."""
+    from PIL import Image
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    pages: list[str] = []
+    methods: set[str] = set()
+    confidences: list[float] = []
+    for page in reader.pages:
+        text = (page.extract_text() or "").strip()
+        if len(text) >= 20:
+            pages.append(text)
+            methods.add("native")
+            continue
+        ocr_parts = []
+        for image_file in page.images:
+            with Image.open(io.BytesIO(image_file.data)) as image:
+                part, confidence = ocr_image(image)
+            ocr_parts.append(part)
+            if confidence is not None:
+                confidences.append(confidence)
+        if ocr_parts:
+            methods.add("ocr")
+        pages.append("\n".join(ocr_parts) or text)
+    method = "mixed" if len(methods) > 1 else (methods.pop() if methods else "native")
+    return TextResult("\n\f\n".join(pages), method, len(reader.pages), _mean(confidences))
+
+
+def document_text(data: bytes, mime: str) -> TextResult:
+    """The text of a document by its sniffed MIME type (see the module docstring)."""
+    try:
+        if mime == "application/pdf":
+            return pdf_text(data)
+        if mime in IMAGE_MIMES:
+            texts, confidences = [], []
+            frames = image_frames(data)
+            for frame in frames:
+                text, confidence = ocr_image(frame)
+                texts.append(text)
+                if confidence is not None:
+                    confidences.append(confidence)
+            return TextResult("\n\f\n".join(texts), "ocr", len(frames), _mean(confidences))
+        if mime == "application/zip":
+            return TextResult(docx_text(data), "native") if _is_docx(data) else TextResult(None, error="no text")
+        decoded = decode_bytes(data)
+        if decoded is None:
+            return TextResult(None, error="no text layer for " + mime)
+        text, encoding = decoded
+        if mime == "text/html":
+            return TextResult(html_text(text), "native", encoding=encoding)
+        if mime == "application/rtf":
+            return TextResult(rtf_text(text), "native", encoding=encoding)
+        return TextResult(text, "native", encoding=encoding)
+    except Exception as exc:  # noqa: BLE001 - one unreadable document never stops the batch
+        return TextResult(None, error=f"{mime}: {type(exc).__name__}")
+
+
+def _is_docx(data: bytes) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return "word/document.xml" in archive.namelist()
+    except zipfile.BadZipFile:
+        return False

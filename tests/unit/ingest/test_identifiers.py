@@ -1,0 +1,71 @@
+"""Never a wrong identifier: label styles, SSNs, conflicts (named by field and count only), dates, provenance."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from clinicflow.ingest.extractors import DocumentText, RulesExtractor, validate_output
+from clinicflow.ingest.fields import parse_any_date
+
+
+def extract(text: str) -> tuple[str | None, str | None, object]:
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+    return out.reason, out.message, out.medical
+
+
+@pytest.mark.parametrize("label", ["MRN:", "MRN #", "MRN", "M.R.N.:", "**MRN:**", "Medical Record #:",
+                                   "Medical Record Number:", "Med Rec No.:", "Patient ID:", "Patient Identifier:",
+                                   "Pt ID:", "Chart No.:", "Chart #", "Chart Number:", "Hospital No.:"])
+def test_identifier_label_styles(label: str) -> None:
+    reason, _, medical = extract(f"Clinic note\n{label} 00918273\nDOB: 01/02/1960\nDiagnosis: E11.9\n")
+    assert reason is None and medical.patient_id == "00918273"  # type: ignore[attr-defined]
+    assert medical.provenance["patient_id"].startswith("rules:text:chars ")  # type: ignore[attr-defined]
+
+
+def test_an_ssn_is_never_a_patient_id_and_an_account_number_only_without_an_mrn() -> None:
+    assert extract("SSN: 123-45-6789\nDOB: 01/02/1960\nDiagnosis: E11.9\n")[0] == "missing-field"
+    assert extract("Patient ID: 123-45-6789\nDOB: 01/02/1960\n")[0] == "missing-field"  # SSN-shaped
+    _, _, medical = extract("SSN: 123-45-6789\nMRN: 5521907\nAcct#: 99\nDOB: 01/02/1960\n")
+    assert medical.patient_id == "5521907"  # type: ignore[attr-defined]
+    _, _, medical = extract("Acct#: 7781234\nDOB: 12/01/1966\nReason for referral: chest pain (R07.9)\n")
+    assert medical.patient_id == "7781234"  # type: ignore[attr-defined]
+
+
+def test_conflicts_are_dead_letters_that_name_the_field_and_count_never_values() -> None:
+    reason, message, medical = extract("Patient: Anil Patel  MRN: 20931\nPatient: Meera Patel  MRN: 20932\n"
+                                       "DOB: 01/15/1970\n")
+    assert (reason, medical) == ("ambiguous-field", None)
+    assert message == "patient_id: 2 conflicting candidates" and "2093" not in message
+    reason, message, _ = extract("MRN: 1001\nDOB: 01/15/1970\nDate of Birth: 02/15/1970\n")
+    assert (reason, message) == ("ambiguous-field", "date_of_birth: 2 conflicting candidates")
+    # The same value twice, or a name written two ways, is no conflict.
+    reason, _, medical = extract("Patient: SMITH, JOHN\nMRN: 77\nRE: John Smith  MRN # 77\nDOB: 01/15/1970\n")
+    assert reason is None and medical.patient_name == "John Smith"  # type: ignore[attr-defined]
+
+
+def test_hl7_pid3_by_identifier_type_never_ss() -> None:
+    msh = "MSH|^~\\&|A|B|||20240101||ADT^A01|1|P|2.5\r"
+    _, _, medical = extract(msh + "PID|1||999-88-7777^^^SSA^SS~A77^^^H^MR||Doe^Jo||19600101\r")
+    assert medical.patient_id == "A77"  # type: ignore[attr-defined]
+    assert medical.provenance["patient_id"] == "rules:hl7:PID#2:PID-3[2]"  # type: ignore[attr-defined]
+    assert extract(msh + "PID|1||999-88-7777^^^SSA^SS||Doe^Jo||19600101\r")[0] == "missing-field"
+    assert extract(msh + "PID|1||A77^^^H^MR~A78^^^H^MR||Doe^Jo\r")[:2] == (
+        "ambiguous-field", "patient_id: 2 conflicting candidates")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("03/04/2024", date(2024, 3, 4)), ("2024-03-04", date(2024, 3, 4)), ("4 March 2024", date(2024, 3, 4)),
+    ("March 4, 2024", date(2024, 3, 4)), ("Mar. 4, 2024", date(2024, 3, 4)), ("04-Mar-2024", date(2024, 3, 4)),
+    ("3/4/24", date(2024, 3, 4)), ("1/2/45", date(1945, 1, 2)), ("13/01/2024", None),
+    ("23.04.1961", date(1961, 4, 23)), ("09.02.1971", None),  # dots: day-first, and never a guess
+])
+def test_dates_are_us_month_first(text: str, expected: date | None) -> None:
+    assert parse_any_date(text) == expected
+
+
+def test_a_model_answer_never_invents_an_identifier() -> None:
+    text = "MRN: 4471902\nDOB: 1939-05-17"
+    assert validate_output("d", {"mrn": "4471902"}, text=text).ok
+    assert validate_output("d", {"mrn": "9999999"}, text=text).reason == "invalid-field"
+    assert validate_output("d", {"mrn": "123-45-6789"}, text=text + "\nSSN: 123-45-6789").reason == "invalid-field"
