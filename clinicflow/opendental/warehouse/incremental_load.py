@@ -95,7 +95,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
     first = plan.column(keyset[0])
     if watermark is None:
         predicate, params = "1=1", []
-    elif first.kind is Kind.datetime and len(keyset) > 1:
+    elif first.kind in (Kind.datetime, Kind.instant) and len(keyset) > 1:
         # A row changed in the same second as the watermark but with a smaller
         # key sorts before it; re-reading the last second(s) catches it, and
         # the merge makes re-reading harmless (same rule as the replication).
