@@ -21,6 +21,8 @@ from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
     KeyRange,
+    bounded_mark,
+    clock_bound,
     keyset_columns,
     keyset_max,
     ranges_from_boundaries,
@@ -216,4 +218,7 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
     if config.is_incremental and key_cols:
         row = keyset_max(src_conn, table, key_cols)
         plan.snapshot = [catalog_text(v) for v in row] if row else None
+        first = next(c for c in columns if c.name == key_cols[0])
+        if first.data_type in TIME_TYPES and len(key_cols) > 1:
+            plan.snapshot = bounded_mark(plan.snapshot, clock_bound(src_conn, wall_clock=first.data_type == "datetime"))
     return plan
