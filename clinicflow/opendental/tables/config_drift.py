@@ -31,7 +31,6 @@ class DriftKind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEn
     watermark_missing = "watermark_missing"
     watermark_stalled = "watermark_stalled"
     boolean_column_invalid = "boolean_column_invalid"
-    column_name_collision = "column_name_collision"
     column_not_carriable = "column_not_carriable"
 
 
@@ -153,12 +152,6 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
             items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
                                    f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
 
-    from clinicflow.core.sql import pg_truncation_collisions
-
-    for first, second in pg_truncation_collisions([c.name for c in info.columns]):
-        items.append(DriftItem(name, DriftKind.column_name_collision, second, first, second,
-                               f"{name}.{first} and {name}.{second} are one name in PostgreSQL (cut to 63 bytes): "
-                               "the load fails until one is renamed"))
     for live_col in info.columns:
         problem = carry_problem(live_col.name, live_col.data_type, live_col.column_type)
         if problem is not None:
