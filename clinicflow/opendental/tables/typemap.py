@@ -4,7 +4,10 @@ One plain function, :func:`map_column`, decides for every source column the
 PostgreSQL type and the *value class* (:class:`Kind`) that tells the loader
 how the MySQL server must encode the value for COPY and how verification
 computes its canonical form. The table in docs/loading.md is this module in
-prose; tests/unit/opendental/test_typemap.py checks every row of it.
+prose; tests/unit/opendental/test_loading_doc.py checks every row of it against
+:func:`map_column`. A new type is added here: its PostgreSQL type, its Kind, and
+(when the column's own value is not what travels, as for spatial types) the
+expression :meth:`PgColumn.carried_sql` gives.
 
 Rules worth knowing (why they are what they are):
 
@@ -88,9 +91,12 @@ class PgColumn:
         return int(self.source.numeric_precision or 1)
 
     def carried_sql(self, quoted: str) -> str:
-        """The MySQL expression whose value is carried for this column (spatial: its WKB; else the column)."""
-        if self.source.data_type.lower().strip() in SPATIAL_TYPES:
+        """The MySQL expression whose value is carried (spatial: WKB; uuid, inet4/6: text; else the column)."""
+        data_type = self.source.data_type.lower().strip()
+        if data_type in SPATIAL_TYPES:
             return f"ST_AsBinary({quoted})"
+        if data_type in _PRINTED_TEXT:
+            return f"CAST({quoted} AS CHAR CHARACTER SET utf8mb4)"
         return quoted
 
     @property
@@ -107,6 +113,8 @@ _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                            "multipolygon", "geometrycollection"})
+# MariaDB types whose value travels as the text MariaDB prints (their bytes are a binary form).
+_PRINTED_TEXT = frozenset({"uuid", "inet4", "inet6"})
 PG_IDENT_BYTES = 63
 _DISPLAY_WIDTH = re.compile(r"^\s*tinyint\s*\(\s*1\s*\)", re.IGNORECASE)
 
@@ -159,7 +167,7 @@ def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
         return out("interval", Kind.time)
     if data_type == "json" or (data_type == "longtext" and column.is_json):
         return out("jsonb", Kind.json)
-    if data_type in _TEXT:
+    if data_type in _TEXT or data_type in _PRINTED_TEXT:
         return out("text", Kind.text)
     if data_type in _BINARY or data_type in SPATIAL_TYPES:
         return out("bytea", Kind.binary)

@@ -100,7 +100,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
     branch taken only for a converted value, so ordinary rows pay a single
     test, and the counts come from the same scan as the data.
     """
-    q = quote_ident(col.name, "mysql")
+    q = col.carried_sql(quote_ident(col.name, "mysql"))
     kind = col.kind
 
     def or_null(expr: str) -> str:
@@ -140,7 +140,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         return or_null(f"IF(LENGTH({q}) = 0, '', IF({tested} RLIKE {_NEEDS_ESCAPE}, {escaped}, {binary}))")
     if kind is Kind.binary:
         # bytea hex input \\x..., with the backslash escaped for COPY.
-        return or_null(f"CONCAT(X'5C5C78', HEX({col.carried_sql(q)}))")
+        return or_null(f"CONCAT(X'5C5C78', HEX({q}))")
     if kind is Kind.bit1:
         return or_null(f"{q} + 0")
     if kind is Kind.bits:

@@ -90,7 +90,7 @@ def ensure_functions(pg_conn: Any, schema: str) -> None:
 
 
 def _my(col: PgColumn) -> str:
-    q = quote_ident(col.name, "mysql")
+    q = col.carried_sql(quote_ident(col.name, "mysql"))
     kind = col.kind
     if kind is Kind.integer:
         value = f"{q} + 0" if col.source.data_type.lower() == "year" else q
@@ -111,7 +111,7 @@ def _my(col: PgColumn) -> str:
         without_nul = f"REPLACE({binary}, X'00', X'')"
         value = f"IF({binary} RLIKE {_NEEDS_ESCAPE}, {_escaped_text(without_nul)}, {binary})"
     elif kind is Kind.binary:
-        value = f"LOWER(HEX({col.carried_sql(q)}))"
+        value = f"LOWER(HEX({q}))"
     elif kind is Kind.bit1:
         value = f"{q} + 0"
     elif kind is Kind.bits:
