@@ -349,6 +349,10 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
     night("night 1")
     types = _pg_types(pg, "evo")
     assert (types["Qty"], types["Amount"]) == ("bigint", "numeric(14,4)")
+    # Widened in place on both targets: the replica went on incrementally, raw was altered.
+    assert mysql_query(replica, "SELECT mode FROM `_clinicflow_replication_state` WHERE table_name = 'evo'") \
+        == [("incremental",)]
+    assert pg_query(pg, "SELECT mode FROM clinicflow.load_state WHERE table_name = 'evo'") == [("incremental",)]
 
     _night_2(source)
     night("night 2")
