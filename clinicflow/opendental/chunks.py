@@ -253,3 +253,40 @@ def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any
 # in the same second as the stored watermark but with a smaller key would
 # otherwise sort before it and be missed. Re-reading is harmless (upsert).
 WATERMARK_OVERLAP_SECONDS = 1
+
+
+def clock_bound(mysql_conn: Any, *, wall_clock: bool) -> str:
+    """The server's clock as a time watermark may hold it: NOW(6) in the server's zone, or UTC for TIMESTAMP.
+
+    ``wall_clock``: a DATETIME stamp (written in the server's local time); otherwise a TIMESTAMP read
+    in the session's UTC. Read once per table and night (three statements restore the session's zone).
+    """
+    with mysql_conn.cursor() as cur:
+        if not wall_clock:
+            cur.execute("SELECT UTC_TIMESTAMP(6)")
+            return str(_text(cur.fetchone()[0]))
+        cur.execute("SELECT @@session.time_zone")
+        zone = _text(cur.fetchone()[0])
+        cur.execute("SET SESSION time_zone = @@global.time_zone")
+        cur.execute("SELECT NOW(6)")
+        now = _text(cur.fetchone()[0])
+        cur.execute("SET SESSION time_zone = %s", (zone,))
+    return str(now)
+
+
+def bounded_mark(mark: Sequence[Any] | None, bound: str | None) -> list[Any] | None:
+    """A keyset watermark whose leading time value is never ahead of ``bound`` (the source's NOW()).
+
+    A row stamped in the future by a workstation with a skewed clock would
+    otherwise move the watermark past every change made until that date. Held
+    at NOW(), the watermark re-reads the future rows each night (a merge makes
+    that harmless) and sees every ordinary change; the reconciliation finds the rest.
+    """
+    if mark is None or bound is None or not mark or mark[0] is None:
+        return None if mark is None else list(mark)
+    first = _text(mark[0])
+    return [bound, *mark[1:]] if str(first) > bound else list(mark)
+
+
+def _text(value: Any) -> Any:
+    return bytes(value).decode() if isinstance(value, (bytes, bytearray)) else value

@@ -20,8 +20,9 @@ SessionZone = Literal["utc", "server"]
 def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Any:
     """An autocommit connection returning raw bytes; ``streaming`` gives an unbuffered cursor.
 
-    ``zone="utc"`` keeps the server block's UTC session (the replica copy moves bytes, zones never apply);
-    ``zone="server"`` reads TIMESTAMP columns in the server's own zone, as OpenDental wrote them (the loader).
+    ``zone="utc"`` keeps the server block's UTC session: the replica copy moves bytes, and the loader reads
+    TIMESTAMP columns as UTC instants (a DST zone would fold an autumn hour); ``zone="server"`` reads them in
+    the server's own zone.
     """
     conn = server.connect(streaming=streaming, conv=RAW_CONVERSIONS, autocommit=True)
     if zone == "server":

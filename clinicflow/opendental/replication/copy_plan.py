@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +23,8 @@ from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
     KeyRange,
+    bounded_mark,
+    clock_bound,
     keyset_columns,
     keyset_max,
     ranges_from_boundaries,
@@ -158,6 +161,85 @@ def clear_watermark(conn: Any, table: str) -> None:
         cur.execute(f"DELETE FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
 
 
+_INT_RANK = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "bigint": 5}
+_TEXT_RANK = {"tinytext": 1, "text": 2, "mediumtext": 3, "longtext": 4}
+_BLOB_RANK = {"tinyblob": 1, "blob": 2, "mediumblob": 3, "longblob": 4}
+_LENGTH = re.compile(r"^\w+\((\d+)(?:,(\d+))?\)")
+
+
+def _charset(collation: str) -> str:
+    return collation.split("_", 1)[0]
+
+
+def is_widening(old: Column, new: Column) -> bool:
+    """Whether every value of ``old`` is the same value in ``new`` (an ALTER ... MODIFY keeps every row)."""
+    if old.nullable and not new.nullable:
+        return False
+    if old.collation != new.collation:
+        # utf8mb3 → utf8mb4 keeps every character and its bytes; the comparison rules stay the same family.
+        if not (_charset(old.collation) == "utf8mb3" and _charset(new.collation) == "utf8mb4"
+                and old.collation.split("_", 1)[1:] == new.collation.split("_", 1)[1:]):
+            return False
+    if old.column_type == new.column_type:
+        return True
+    unsigned_old, unsigned_new = "unsigned" in old.column_type, "unsigned" in new.column_type
+    for ranks in (_INT_RANK, _TEXT_RANK, _BLOB_RANK):
+        if old.data_type in ranks and new.data_type in ranks:
+            return ranks[new.data_type] >= ranks[old.data_type] and unsigned_old == unsigned_new
+    old_args, new_args = _LENGTH.match(old.column_type), _LENGTH.match(new.column_type)
+    if old.data_type == new.data_type and old_args and new_args:
+        if old.data_type in ("varchar", "varbinary"):
+            return int(new_args.group(1)) >= int(old_args.group(1))
+        if old.data_type == "decimal" and unsigned_old == unsigned_new:
+            old_p, old_s = int(old_args.group(1)), int(old_args.group(2) or 0)
+            new_p, new_s = int(new_args.group(1)), int(new_args.group(2) or 0)
+            return new_s >= old_s and new_p - new_s >= old_p - old_s
+    return False
+
+
+def widen_in_place(src_conn: Any, dst_conn: Any, table: str, source: Sequence[Column],
+                   replica: Sequence[Column]) -> bool:
+    """ALTER the replica's columns to the source's definitions when every change is a widening; False otherwise.
+
+    Same columns in the same order, each the same or wider (integers, varchar, decimal, text and blob
+    sizes, utf8mb3 → utf8mb4): the replica's rows stay equal to the source's, so the table goes on
+    incrementally instead of being copied again. Anything else is a full copy with the new DDL.
+    """
+    if [c.name for c in source] != [c.name for c in replica]:
+        return False
+    old = {c.name: c for c in replica}
+    changed = [c for c in source if c != old[c.name]]
+    if not changed or not all(is_widening(old[c.name], c) for c in changed):
+        return False
+    definitions = _column_definitions(replica_create_table_sql(src_conn, table, table))
+    alters = []
+    for col in changed:
+        definition = definitions.get(col.name)
+        if definition is None:
+            return False
+        alters.append(f"MODIFY {definition}")
+    with dst_conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE {quote_ident(table, 'mysql')} " + ", ".join(alters))
+    return True
+
+
+def _column_definitions(ddl: str) -> dict[str, str]:
+    """Column name → its definition line in SHOW CREATE TABLE output."""
+    out = {}
+    for line in ddl.splitlines()[1:]:
+        text = line.strip().rstrip(",")
+        if text.startswith("`"):
+            end = 1
+            while True:
+                end = text.index("`", end)
+                if text[end:end + 2] == "``":
+                    end += 2
+                    continue
+                break
+            out[text[1:end].replace("``", "`")] = text
+    return out
+
+
 def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, full_refresh: bool = False,
                full_sweep: bool = False) -> CopyPlan:
     """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
@@ -176,7 +258,11 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
     note = ""
     key_cols: list[str] = []
     exists = table_exists(dst_conn, table)
-    changes = column_changes(columns, source_columns(dst_conn, table)) if exists else []
+    replica_columns = source_columns(dst_conn, table) if exists else []
+    changes = column_changes(columns, replica_columns) if exists else []
+    if changes and not full_refresh and widen_in_place(src_conn, dst_conn, table, columns, replica_columns):
+        note = f"source columns widened ({'; '.join(changes)}): replica altered in place"
+        changes = []
     if changes:
         # The source's columns changed: a fresh full copy takes the new DDL.
         full_refresh = True
@@ -217,4 +303,7 @@ def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, 
     if config.is_incremental and key_cols:
         row = keyset_max(src_conn, table, key_cols)
         plan.snapshot = [catalog_text(v) for v in row] if row else None
+        first = next(c for c in columns if c.name == key_cols[0])
+        if first.data_type in TIME_TYPES and len(key_cols) > 1:
+            plan.snapshot = bounded_mark(plan.snapshot, clock_bound(src_conn, wall_clock=first.data_type == "datetime"))
     return plan

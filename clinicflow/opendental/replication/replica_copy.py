@@ -15,6 +15,8 @@ from clinicflow.opendental.cdc.state import cdc_keeps_current
 from clinicflow.opendental.chunks import (
     WATERMARK_OVERLAP_SECONDS,
     KeyRange,
+    bounded_mark,
+    clock_bound,
     keyset_after,
     keyset_order,
 )
@@ -153,6 +155,7 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
             cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {quote_ident(stage, 'mysql')}")
             cur.execute(f"CREATE TEMPORARY TABLE {quote_ident(stage, 'mysql')} LIKE {quote_ident(plan.table, 'mysql')}")
         after = _typed_key(plan.start_after, plan.key_columns, plan.columns) if plan.start_after else None
+        bound = _clock_bound(src_conn, plan)
         first_page = True
         while True:
             if first_page and after is not None and plan.overlap_column:
@@ -176,7 +179,7 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
                         cur.execute(_merge_sql(plan.table, stage, plan.columns))
             if rows and last is not None:
                 # The page is merged: only now may the watermark move past it.
-                write_watermark(dst_conn, plan.table, plan.key_columns, last, "incremental")
+                write_watermark(dst_conn, plan.table, plan.key_columns, bounded_mark(last, bound), "incremental")
                 after = _typed_key(last, plan.key_columns, plan.columns)
             total += rows
             if rows < plan.batch_size:
@@ -187,6 +190,14 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
         src_conn.close()
         dst_conn.close()
     return ChunkResult(total, time.perf_counter() - started)
+
+
+def _clock_bound(src_conn: Any, plan: CopyPlan) -> str | None:
+    """The source's NOW() for a time watermark (see :func:`clinicflow.opendental.chunks.bounded_mark`)."""
+    if not plan.overlap_column:
+        return None
+    first = next(c for c in plan.columns if c.name == plan.overlap_column)
+    return clock_bound(src_conn, wall_clock=first.data_type == "datetime")
 
 
 def sync_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:

@@ -17,6 +17,7 @@ from clinicflow.opendental.tables.config import (
 from clinicflow.opendental.tables.sampling import probe_watermark
 from clinicflow.opendental.tables.schema_analysis import _is_connection_error, rejected_table_name
 from clinicflow.opendental.tables.source_schema import ColumnInfo, SourceSchema, TableInfo, read_schema_with
+from clinicflow.opendental.tables.typemap import carry_problem
 
 
 class DriftKind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
@@ -30,7 +31,7 @@ class DriftKind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEn
     watermark_missing = "watermark_missing"
     watermark_stalled = "watermark_stalled"
     boolean_column_invalid = "boolean_column_invalid"
-    column_name_collision = "column_name_collision"
+    column_not_carriable = "column_not_carriable"
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,11 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
             items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
                                    f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
 
-    from clinicflow.core.sql import pg_truncation_collisions
-
-    for first, second in pg_truncation_collisions([c.name for c in info.columns]):
-        items.append(DriftItem(name, DriftKind.column_name_collision, second, first, second,
-                               f"{name}.{first} and {name}.{second} are one name in PostgreSQL (cut to 63 bytes): "
-                               "the load fails until one is renamed"))
+    for live_col in info.columns:
+        problem = carry_problem(live_col.name, live_col.data_type, live_col.column_type)
+        if problem is not None:
+            items.append(DriftItem(name, DriftKind.column_not_carriable, live_col.name, None, live_col.column_type,
+                                   f"table {name!r}: {problem}"))
     for col_name in effective.boolean_columns:
         col = live.get(col_name.lower())
         if col is None:

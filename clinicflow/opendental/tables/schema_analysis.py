@@ -25,6 +25,7 @@ from clinicflow.opendental.tables.config import (
 )
 from clinicflow.opendental.tables.sampling import probe_watermark
 from clinicflow.opendental.tables.source_schema import SourceSchema, TableInfo, read_schema_with
+from clinicflow.opendental.tables.typemap import carry_problem
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ def analyze_table(conn: Any, table: TableInfo, rules: AnalysisRules, now: dateti
         column_types={c.name: c.definition for c in table.columns},
         reconcile_slices=choose_reconcile_slices(table, rules),
     )
+    # A column the load cannot carry is named now, not on the night (the table is still written).
+    problems = [p for c in table.columns if (p := carry_problem(c.name, c.data_type, c.column_type)) is not None]
+    if problems:
+        error = "; ".join(filter(None, [error, f"table {table.name!r}: " + "; ".join(problems)]))
     return TableAnalysis(table.name, config, watermark, error)
 
 

@@ -4,7 +4,10 @@ One plain function, :func:`map_column`, decides for every source column the
 PostgreSQL type and the *value class* (:class:`Kind`) that tells the loader
 how the MySQL server must encode the value for COPY and how verification
 computes its canonical form. The table in docs/loading.md is this module in
-prose; tests/unit/opendental/test_typemap.py checks every row of it.
+prose; tests/unit/opendental/test_loading_doc.py checks every row of it against
+:func:`map_column`. A new type is added here: its PostgreSQL type, its Kind, and
+(when the column's own value is not what travels, as for spatial types) the
+expression :meth:`PgColumn.carried_sql` gives.
 
 Rules worth knowing (why they are what they are):
 
@@ -18,6 +21,12 @@ Rules worth knowing (why they are what they are):
   become NULL and are counted, so date columns are always nullable in
   PostgreSQL. ``'0001-01-01'`` is a real date and is kept.
 * ``time`` is a duration in MySQL (-838:59:59..838:59:59) → ``interval``.
+* ``timestamp`` is an instant (MySQL stores it in UTC) → ``timestamptz``, read
+  in a UTC session so no DST hour folds; ``datetime`` is a wall clock → ``timestamp``.
+* Spatial values travel as their standard WKB (``ST_AsBinary``) in ``bytea``
+  (PostGIS reads it with ``ST_GeomFromWKB``); the column's SRID is not carried.
+* Column names longer than PostgreSQL's 63 bytes fail the table, naming it:
+  PostgreSQL would cut them silently.
 * Types not in the table fail the table with the column and type named:
   guessing ``text`` for an unknown type is how the old system lost data.
 """
@@ -38,7 +47,8 @@ class Kind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum wo
     double = "double"            # double
     float = "float"              # float → real (sent with double precision so the float32 round-trips)
     date = "date"                # zero dates → NULL
-    datetime = "datetime"        # datetime and timestamp; zero dates → NULL
+    datetime = "datetime"        # datetime (wall clock); zero dates → NULL
+    instant = "instant"          # timestamp (UTC instant) → timestamptz; zero dates → NULL
     time = "time"                # → interval
     text = "text"                # char/varchar/text/enum/set; NUL bytes removed
     binary = "binary"            # binary/varbinary/blob → bytea
@@ -82,6 +92,15 @@ class PgColumn:
         """n of bit(n) (only for Kind.bits)."""
         return int(self.source.numeric_precision or 1)
 
+    def carried_sql(self, quoted: str) -> str:
+        """The MySQL expression whose value is carried (spatial: WKB; uuid, inet4/6: text; else the column)."""
+        data_type = self.source.data_type.lower().strip()
+        if data_type in SPATIAL_TYPES:
+            return f"ST_AsBinary({quoted})"
+        if data_type in _PRINTED_TEXT:
+            return f"CAST({quoted} AS CHAR CHARACTER SET utf8mb4)"
+        return quoted
+
     @property
     def fraction_digits(self) -> int:
         """Fractional-second digits of datetime/timestamp/time columns."""
@@ -94,6 +113,11 @@ _UNSIGNED_INT = {"tinyint": "smallint", "smallint": "integer", "mediumint": "int
                  "integer": "bigint", "bigint": "numeric(20)"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+                           "multipolygon", "geometrycollection"})
+# MariaDB types whose value travels as the text MariaDB prints (their bytes are a binary form).
+_PRINTED_TEXT = frozenset({"uuid", "inet4", "inet6"})
+PG_IDENT_BYTES = 63
 _DISPLAY_WIDTH = re.compile(r"^\s*tinyint\s*\(\s*1\s*\)", re.IGNORECASE)
 
 
@@ -110,6 +134,11 @@ def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
 
     def out(pg_type: str, kind: Kind, *, force_nullable: bool = False) -> PgColumn:
         return PgColumn(column.name, pg_type, kind, nullable or force_nullable, column)
+
+    if len(column.name.encode("utf-8")) > PG_IDENT_BYTES:
+        raise UnsupportedTypeError(
+            f"column {column.name!r} has a name of {len(column.name.encode('utf-8'))} bytes; PostgreSQL keeps "
+            f"{PG_IDENT_BYTES} and would cut it: rename it at the source or exclude the table")
 
     if boolean:
         if data_type not in _SIGNED_INT:
@@ -133,14 +162,16 @@ def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
         return out("date", Kind.date, force_nullable=True)
     if data_type in ("datetime", "timestamp"):
         digits = int(column.datetime_precision or 0)
-        return out("timestamp" if digits == 0 else f"timestamp({digits})", Kind.datetime, force_nullable=True)
+        pg = "timestamp" if data_type == "datetime" else "timestamptz"
+        kind = Kind.datetime if data_type == "datetime" else Kind.instant
+        return out(pg if digits == 0 else f"{pg}({digits})", kind, force_nullable=True)
     if data_type == "time":
         return out("interval", Kind.time)
     if data_type == "json" or (data_type == "longtext" and column.is_json):
         return out("jsonb", Kind.json)
-    if data_type in _TEXT:
+    if data_type in _TEXT or data_type in _PRINTED_TEXT:
         return out("text", Kind.text)
-    if data_type in _BINARY:
+    if data_type in _BINARY or data_type in SPATIAL_TYPES:
         return out("bytea", Kind.binary)
     if data_type == "bit":
         bits = int(column.numeric_precision or 1)
@@ -150,6 +181,15 @@ def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
     raise UnsupportedTypeError(
         f"column {column.name!r} has type {column.column_type!r}, which has no faithful PostgreSQL mapping; "
         "exclude the table or add a mapping to clinicflow/opendental/tables/typemap.py")
+
+
+def carry_problem(name: str, data_type: str, column_type: str) -> str | None:
+    """Why a source column cannot be carried into PostgreSQL (name and type named), or None: for analysis."""
+    try:
+        map_column(SourceColumn(name, data_type, column_type))
+    except UnsupportedTypeError as exc:
+        return str(exc)
+    return None
 
 
 def is_tinyint1(column: SourceColumn) -> bool:
@@ -194,9 +234,12 @@ def normalize_pg_type(pg_type: str) -> str:
     text = re.sub(r"\s*,\s*", ",", text)
     text = re.sub(r"\s*\)", ")", text)
     aliases = {"timestamp without time zone": "timestamp", "int2": "smallint", "int4": "integer",
-               "int8": "bigint", "float8": "double precision", "float4": "real", "bool": "boolean"}
+               "int8": "bigint", "float8": "double precision", "float4": "real", "bool": "boolean",
+               "timestamp with time zone": "timestamptz"}
     if text.startswith("timestamp(") and text.endswith("without time zone"):
         text = text[: -len(" without time zone")]
+    if text.startswith("timestamp(") and text.endswith(" with time zone"):
+        text = "timestamptz" + text[len("timestamp"): -len(" with time zone")]
     if text.startswith("numeric(") and "," not in text:
         text = text[:-1] + ",0)"
     return aliases.get(text, text)

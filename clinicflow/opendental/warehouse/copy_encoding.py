@@ -85,7 +85,7 @@ def conversion_counters(plan: LoadPlan) -> list[Counter]:
     """One counter per column whose values can be converted on the way."""
     out = []
     for index, col in enumerate(plan.columns):
-        if col.kind in (Kind.date, Kind.datetime):
+        if col.kind in (Kind.date, Kind.datetime, Kind.instant):
             out.append(Counter(f"@cf_conv_{index}", col.name, "zero_dates"))
         elif col.kind in (Kind.text, Kind.json):
             out.append(Counter(f"@cf_conv_{index}", col.name, "nul_bytes"))
@@ -100,7 +100,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
     branch taken only for a converted value, so ordinary rows pay a single
     test, and the counts come from the same scan as the data.
     """
-    q = quote_ident(col.name, "mysql")
+    q = col.carried_sql(quote_ident(col.name, "mysql"))
     kind = col.kind
 
     def or_null(expr: str) -> str:
@@ -113,12 +113,14 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
     if kind is Kind.float:
         # A float printed with 6 digits does not round-trip; as a double it does.
         return or_null(f"CAST({q} AS DOUBLE)")
-    if kind in (Kind.date, Kind.datetime):
+    if kind in (Kind.date, Kind.datetime, Kind.instant):
+        # An instant is read in the load's UTC session and sent with its offset (+00).
+        value = f"CONCAT({q}, X'2B3030')" if kind is Kind.instant else q
         if counter is None:
-            return f"IF({q} IS NULL OR {zero_date_test(q)}, {_NULL}, {q})"
+            return f"IF({q} IS NULL OR {zero_date_test(q)}, {_NULL}, {value})"
         not_null = f"{q} IS NOT NULL AND " if col.source.nullable else ""
         return (f"IF({not_null}{zero_date_test(q)} AND ({counter} := {counter} + 1), "
-                f"{_NULL}, {or_null(q)})")
+                f"{_NULL}, {or_null(value)})")
     if kind is Kind.json:
         return or_null(json_without_nul_sql(_as_utf8_binary(col, q), counter))
     if kind is Kind.text:

@@ -94,7 +94,8 @@ def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: st
     statements.append(client.inline_params(copy_select_sql(plan, predicate), params))
     # Always a last line, so the data never loses its own last line to the hold-back.
     statements.append("SELECT CONCAT_WS(',', 'cf-counters'" + "".join(f", {c.variable}" for c in counters) + ")")
-    with client.open_export(mysql_server, "; ".join(statements), time_zone="@@global.time_zone") as export:
+    # The UTC session of every load: TIMESTAMP values are read as UTC instants (docs/loading.md).
+    with client.open_export(mysql_server, "; ".join(statements)) as export:
         source = ClientCopySource(export)
         try:
             pg_cursor.copy_expert(copy_sql, source, size=COPY_READ_SIZE)

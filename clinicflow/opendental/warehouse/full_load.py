@@ -8,7 +8,8 @@ from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_qualified
-from clinicflow.opendental.chunks import keyset_max
+from clinicflow.opendental.chunks import bounded_mark, clock_bound, keyset_max
+from clinicflow.opendental.tables.typemap import Kind
 from clinicflow.opendental.warehouse.copy_stream import CopyStats, stream_copy
 from clinicflow.opendental.warehouse.ddl import (
     attach_primary_key_sql,
@@ -90,7 +91,13 @@ def current_keyset_max(mysql_conn: Any, plan: LoadPlan) -> tuple[str, ...] | Non
     if not plan.incremental_columns:
         return None
     row = keyset_max(mysql_conn, plan.table, plan.keyset_columns)
-    return tuple(catalog_text(v) or "" for v in row) if row else None
+    if not row:
+        return None
+    mark = [catalog_text(v) or "" for v in row]
+    first = plan.column(plan.keyset_columns[0])
+    if first.kind in (Kind.datetime, Kind.instant) and len(plan.keyset_columns) > 1:
+        mark = bounded_mark(mark, clock_bound(mysql_conn, wall_clock=first.kind is Kind.datetime)) or mark
+    return tuple(mark)
 
 
 def _nul_note(columns: Sequence[str], nul_columns: Collection[str]) -> str:

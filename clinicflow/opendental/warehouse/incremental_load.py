@@ -11,7 +11,7 @@ from typing import Any
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
-from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS
+from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS, bounded_mark, clock_bound
 from clinicflow.opendental.tables.typemap import (
     Kind,
 )
@@ -77,6 +77,14 @@ def _merge(pg_cur: Any, plan: LoadPlan, temp: str) -> None:
                         f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}") from None
 
 
+def _clock_bound(mysql_conn: Any, plan: LoadPlan) -> str | None:
+    """The replica's NOW() for a time watermark (see :func:`clinicflow.opendental.chunks.bounded_mark`)."""
+    first = plan.column(plan.keyset_columns[0])
+    if first.kind not in (Kind.datetime, Kind.instant) or len(plan.keyset_columns) < 2:
+        return None
+    return clock_bound(mysql_conn, wall_clock=first.kind is Kind.datetime)
+
+
 def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, watermark: Sequence[str] | None,
                      keyset_predicate: Any) -> IncrementalStats:
     """Merge rows after ``watermark`` into raw, ``plan.batch_size`` rows per transaction.
@@ -95,7 +103,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
     first = plan.column(keyset[0])
     if watermark is None:
         predicate, params = "1=1", []
-    elif first.kind is Kind.datetime and len(keyset) > 1:
+    elif first.kind in (Kind.datetime, Kind.instant) and len(keyset) > 1:
         # A row changed in the same second as the watermark but with a smaller
         # key sorts before it; re-reading the last second(s) catches it, and
         # the merge makes re-reading harmless (same rule as the replication).
@@ -104,6 +112,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
     else:
         predicate, params = keyset_predicate(keyset, _keyset_params(plan, watermark), "mysql")
         params = list(params)
+    bound = _clock_bound(mysql_stream_conn, plan)
     check_booleans(mysql_stream_conn, plan, predicate, params)
     reset_counters(mysql_stream_conn, plan)
     temp = quote_ident(short_pg_ident(f"cf_merge_{plan.table}"), "postgres")
@@ -131,7 +140,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
                     break
                 _merge(pg_cur, plan, temp)
                 changed = pg_cur.rowcount
-                new_mark = tuple(catalog_text(v) or "" for v in segment.last_keyset or ())
+                new_mark = tuple(bounded_mark([catalog_text(v) or "" for v in segment.last_keyset or ()], bound) or ())
                 _write_state(pg_cur, plan, "incremental", new_mark, None)
                 pg_conn.commit()  # rows and watermark together, or neither
                 stats.rows_read += segment.rows

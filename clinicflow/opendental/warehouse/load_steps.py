@@ -170,7 +170,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
                  ) -> FullLoad | TableOutcome:
     """Plan one table; run it when it is incremental or unchanged (then reconcile raw); else prepare its full load."""
     started = time.time()
-    mysql_conn = sessions.raw_connection(mysql_server, streaming=True, zone="server")
+    mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
         source = catalog.describe_source(mysql_conn, table)
@@ -187,6 +187,8 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             reason = "full refresh"
         else:
             drift = raw_drift.compare_raw_columns(plan, existing)  # raises on an incompatible type change
+            if drift.reload_columns:
+                reason = f"TIMESTAMP column(s) {', '.join(drift.reload_columns)} now loaded as UTC instants"
         fingerprint = None
         if not plan.incremental_columns:
             # Taken before the copy: a change during it makes the next night reload.
@@ -205,6 +207,11 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
                             **_replication_fields(replication))
         # Incremental.
         assert drift is not None
+        if load_state.raw_table_columns(pg_conn, plan.stage_schema, table) is not None:
+            # A full load killed before its swap left its staging table; no later full load may come to drop it.
+            full_load.drop_table(pg_server.connect, full_load.stage_target(plan))
+            get_logger().warning("table %r: dropped the staging table a killed full load left in %s", table,
+                                 plan.stage_schema)
         watermark = state.watermark if (state is not None and
                                         tuple(state.watermark_columns) == plan.keyset_columns) else None
         if drift.added_columns or drift.widened_columns:
@@ -238,7 +245,7 @@ def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
 
 def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) -> copy_stream.CopyStats:
     """COPY one chunk of a full load into the staging table."""
-    mysql_conn = sessions.raw_connection(mysql_server, streaming=True, zone="server")
+    mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
         return full_load.load_stage_chunk(mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params,
@@ -251,7 +258,7 @@ def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) 
 def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad,
                 chunk_stats: list[copy_stream.CopyStats]) -> TableOutcome:
     """Key, indexes and swap of a full load, then verification."""
-    mysql_conn = sessions.raw_connection(mysql_server, zone="server")
+    mysql_conn = sessions.raw_connection(mysql_server)
     pg_conn = pg_server.connect()
     try:
         total = copy_stream.CopyStats()

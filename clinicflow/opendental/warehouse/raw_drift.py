@@ -19,6 +19,9 @@ class DriftResult:
     added_columns: list[str] = field(default_factory=list)
     widened_columns: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
+    # Columns whose values must be read again, not converted in place: TIMESTAMP columns loaded
+    # as naive server-zone text before they became UTC instants (timestamptz).
+    reload_columns: list[str] = field(default_factory=list)
 
     @property
     def needs_backfill(self) -> bool:
@@ -34,7 +37,9 @@ def compare_raw_columns(plan: LoadPlan, existing: dict[str, str]) -> DriftResult
         if old is None:
             result.added_columns.append(col.name)
         elif normalize_pg_type(old) != normalize_pg_type(col.pg_type):
-            if is_compatible_change(old, col.pg_type):
+            if _naive_to_instant(old, col.pg_type):
+                result.reload_columns.append(col.name)
+            elif is_compatible_change(old, col.pg_type):
                 result.widened_columns.append(col.name)
             else:
                 problems.append(f"column {col.name!r} is {old} in {plan.raw_schema}.{plan.table} but the source now "
@@ -44,6 +49,11 @@ def compare_raw_columns(plan: LoadPlan, existing: dict[str, str]) -> DriftResult
         raise SchemaDriftError(f"table {plan.table!r}: incompatible type change: " + "; ".join(problems)
                                + "; not loaded (run with full_refresh to accept the new type)")
     return result
+
+
+def _naive_to_instant(old_pg_type: str, new_pg_type: str) -> bool:
+    old, new = normalize_pg_type(old_pg_type), normalize_pg_type(new_pg_type)
+    return old.startswith("timestamp") and not old.startswith("timestamptz") and new.startswith("timestamptz")
 
 
 def apply_drift(pg_conn: Any, plan: LoadPlan, drift: DriftResult) -> None:

@@ -90,7 +90,7 @@ def ensure_functions(pg_conn: Any, schema: str) -> None:
 
 
 def _my(col: PgColumn) -> str:
-    q = quote_ident(col.name, "mysql")
+    q = col.carried_sql(quote_ident(col.name, "mysql"))
     kind = col.kind
     if kind is Kind.integer:
         value = f"{q} + 0" if col.source.data_type.lower() == "year" else q
@@ -102,7 +102,7 @@ def _my(col: PgColumn) -> str:
         value = mysql_double_canonical(f"CAST({q} AS DOUBLE)")
     elif kind is Kind.time:
         value = q if col.fraction_digits == 0 else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({q} AS CHAR)))"
-    elif kind in (Kind.date, Kind.datetime):
+    elif kind in (Kind.date, Kind.datetime, Kind.instant):
         null_test = f"{q} IS NULL OR " if col.source.nullable else ""
         return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text:
@@ -136,9 +136,11 @@ def _pg(col: PgColumn, function_schema: str) -> str:
         value = f"{fn}({q}::float8)"
     elif kind in (Kind.boolean_int, Kind.bit1):
         value = f"{q}::int::text"
-    elif kind is Kind.datetime:
+    elif kind in (Kind.datetime, Kind.instant):
         digits = col.fraction_digits
-        value = f"{q}::text" if digits == 0 else f"to_char({q}, 'YYYY-MM-DD HH24:MI:SS.FF{digits}')"
+        # An instant as UTC wall-clock text, as the replica's UTC session prints it.
+        wall = f"({q} AT TIME ZONE 'UTC')" if kind is Kind.instant else q
+        value = f"{wall}::text" if digits == 0 else f"to_char({wall}, 'YYYY-MM-DD HH24:MI:SS.FF{digits}')"
     elif kind is Kind.text:
         value = (f"replace(replace(replace(replace({q}, E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), "
                  f"E'\\n', E'\\\\n'), E'\\r', E'\\\\r')")
@@ -275,7 +277,7 @@ def verify_table(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, *, bucket_rows: 
                  ranges: list[KeyRange] | None = None, only: list[KeyRange] | None = None) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
-    ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (a UTC session)
     (same session time zone as the load). The ranges come from the chunk
     planner (boundaries sampled from the replica's key), so their number is
     bounded by rows / ``bucket_rows`` whatever the key distribution.
@@ -338,7 +340,7 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPl
     and changed rows written. The comparison is the night's verification: the
     returned result lists ranges still different after the repair (none when
     all went well). ``mysql_conn`` comes from
-    :func:`clinicflow.connectors.mysql.sessions.raw_connection` (zone="server")
+    :func:`clinicflow.connectors.mysql.sessions.raw_connection` (a UTC session)
     with ``streaming=True``.
     """
     stats = reconcile.ReconcileStats(swept=sweep.describe())

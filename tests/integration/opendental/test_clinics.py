@@ -62,7 +62,7 @@ def _raw_checks(clinic: Clinic) -> dict[str, str]:
     """Per table: raw equals the clinic's replica (counts + canonical checksums); returns the replica checksums."""
     config = load_tables_config(clinic.tables_file)
     found: dict[str, str] = {}
-    my = sessions.raw_connection(clinic.replica, zone="server")
+    my = sessions.raw_connection(clinic.replica)
     pg = clinic.pg.connect()
     try:
         for table in clinic.counts:

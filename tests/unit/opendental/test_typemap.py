@@ -7,6 +7,7 @@ from clinicflow.opendental.tables.typemap import (
     Kind,
     SourceColumn,
     UnsupportedTypeError,
+    carry_problem,
     is_compatible_change,
     map_column,
 )
@@ -31,8 +32,26 @@ def test_dates_are_nullable_in_postgres_because_zero_dates_become_null() -> None
 
 
 def test_unknown_types_fail_naming_column_and_type() -> None:
-    with pytest.raises(UnsupportedTypeError, match=r"'c'.*'geometry'"):
-        map_column(col("geometry"))
+    with pytest.raises(UnsupportedTypeError, match=r"'c'.*'vector\(3\)'"):
+        map_column(col("vector", "vector(3)"))
+    assert "'Emb'" in (carry_problem("Emb", "vector", "vector(3)") or "")
+    assert carry_problem("Location", "point", "point") is None
+
+
+def test_spatial_travels_as_wkb_and_timestamp_as_an_instant() -> None:
+    point = map_column(col("point"))
+    assert (point.pg_type, point.kind, point.carried_sql("`c`")) == ("bytea", Kind.binary, "ST_AsBinary(`c`)")
+    assert map_column(col("blob")).carried_sql("`c`") == "`c`"
+    stamp = map_column(col("timestamp", "timestamp(6)", datetime_precision=6))
+    assert (stamp.pg_type, stamp.kind) == ("timestamptz(6)", Kind.instant)
+    assert map_column(col("datetime")).pg_type == "timestamp"
+
+
+def test_a_column_name_postgres_would_cut_fails_naming_it() -> None:
+    name = "Über" + "x" * 60  # 65 bytes in UTF-8
+    with pytest.raises(UnsupportedTypeError, match=r"'Überx+' has a name of 65 bytes"):
+        map_column(SourceColumn(name, "int", "int(11)"))
+    assert map_column(SourceColumn("x" * 63, "int", "int(11)")).name == "x" * 63
 
 
 @pytest.mark.parametrize("old, new, ok", [
@@ -41,6 +60,7 @@ def test_unknown_types_fail_naming_column_and_type() -> None:
     ("numeric(12,4)", "numeric(14,4)", True), ("numeric(12,4)", "numeric(12,2)", False),
     ("bit varying(5)", "bit varying(10)", True), ("text", "bigint", False), ("smallint", "text", False),
     ("timestamp without time zone", "timestamp", True), ("integer", "numeric(10,0)", True),
+    ("timestamp(6) with time zone", "timestamptz(6)", True),
 ])
 def test_compatible_changes(old: str, new: str, ok: bool) -> None:
     assert is_compatible_change(old, new) is ok

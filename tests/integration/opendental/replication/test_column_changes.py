@@ -41,3 +41,21 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
     assert table_checksum(replica, "patient") == table_checksum(source, "patient")
     # Nothing changed since: back to incremental.
     assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
+
+
+def test_widened_columns_are_altered_in_place_and_copied_incrementally(source: MySQLServer,
+                                                                         replica: MySQLServer) -> None:
+    assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "full"
+    long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3
+    mysql_exec(source,
+               "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
+               f"UPDATE patient SET Address = '{long_address}', DateTStamp = NOW() WHERE PatNum = 3")
+    second = replicate_table_once(source, replica, "patient", PATIENT)
+    assert second["mode"] == "incremental" and "altered in place" in second["note"], second
+    assert table_checksum(replica, "patient") == table_checksum(source, "patient")
+    src_conn, dst_conn = raw_connection(source), raw_connection(replica)
+    try:
+        assert column_changes(source_columns(src_conn, "patient"), source_columns(dst_conn, "patient")) == []
+    finally:
+        src_conn.close()
+        dst_conn.close()

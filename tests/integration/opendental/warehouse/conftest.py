@@ -145,6 +145,8 @@ def expected_value(col: Any, raw: bytes | None) -> Any:
         return None if _zero(text) else dt.date.fromisoformat(text)
     if kind is Kind.datetime:
         return None if _zero(text) else dt.datetime.fromisoformat(text)
+    if kind is Kind.instant:  # read in a UTC session
+        return None if _zero(text) else dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
     if kind is Kind.time:
         return _parse_time(text)
     if kind is Kind.text:
@@ -152,8 +154,13 @@ def expected_value(col: Any, raw: bytes | None) -> Any:
     if kind is Kind.binary:
         return bytes(raw)
     if kind is Kind.json:
-        return json.loads(text)
+        return json_value(text)
     raise AssertionError(kind)
+
+
+def json_value(text: str) -> Any:
+    """A JSON document parsed with exact numbers (jsonb keeps numbers as numeric: 1.5e300 as its digits)."""
+    return json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal)
 
 
 def _float32(value: float) -> float:
@@ -170,12 +177,12 @@ def _source_select(col: Any) -> str:
         return f"CAST({q} AS DOUBLE)"
     if col.kind is Kind.integer and col.source.data_type == "year":
         return f"{q} + 0"
-    return q
+    return col.carried_sql(q)
 
 
 def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> int:
     """Assert raw.<table> equals the replica row by row under the mapping; return the row count."""
-    conn = sessions.raw_connection(replica, zone="server")
+    conn = sessions.raw_connection(replica)
     try:
         plan = load_plan.plan_load(catalog.describe_source(conn, table), config)
         order = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)
@@ -186,7 +193,8 @@ def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: T
     finally:
         conn.close()
     pg_order = ", ".join(quote_ident(k, "postgres") for k in plan.primary_key)
-    raw_rows = pg_query(pg, f"SELECT {', '.join(quote_ident(c.name, 'postgres') for c in plan.columns)} "
+    pg_columns = [quote_ident(c.name, "postgres") + ("::text" if c.kind.value == "json" else "") for c in plan.columns]
+    raw_rows = pg_query(pg, f"SELECT {', '.join(pg_columns)} "
                             f"FROM {quote_qualified('raw', table, 'postgres')} ORDER BY {pg_order}")
     assert len(raw_rows) == len(source_rows), f"{table}: {len(raw_rows)} rows in raw, {len(source_rows)} in the replica"
     for src, raw in zip(source_rows, raw_rows, strict=True):
@@ -196,6 +204,8 @@ def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: T
             got = bytes(r) if isinstance(r, memoryview) else r
             if isinstance(got, decimal.Decimal) and isinstance(want, int):
                 got = int(got)
+            if col.kind.value == "json" and got is not None:
+                got = json_value(got)
             if col.kind.value == "float" and got is not None:
                 # psycopg2 reads real through its shortest text: compare as the float32 both hold.
                 got, want = _float32(got), _float32(want)

@@ -63,7 +63,7 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         assert [r.lower for r in plan.ranges[1:]] == values[BATCH::BATCH]
         replica_copy.replicate_table_once(source, replica, table, config, full_refresh=True)
         assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
-        conn = sessions.raw_connection(replica, zone="server")
+        conn = sessions.raw_connection(replica)
         try:
             assert walk_boundaries(conn, f"`{table}`", "Id", BATCH, "mysql") == values[BATCH::BATCH]
             plan_pg = load_plan.plan_load(catalog.describe_source(conn, table), config)

@@ -27,7 +27,7 @@ def test_json_columns_whose_names_need_quoting_are_still_json(dbs: tuple[MySQLSe
     mysql_exec(replica, "CREATE TABLE docs (Id int NOT NULL PRIMARY KEY, `my doc` json, `a``b` json, plain json, "
                         "notes longtext)",
                """INSERT INTO docs VALUES (1, '{"x": 1}', '[1, 2]', '{"y": "z"}', 'not json')""")
-    conn = sessions.raw_connection(replica, zone="server")
+    conn = sessions.raw_connection(replica)
     try:
         source = catalog.describe_source(conn, "docs")
     finally:

@@ -13,7 +13,7 @@ from tests.integration.opendental.warehouse.conftest import RECONCILED, EtlEnv, 
 
 def _verify_all(env: EtlEnv) -> None:
     """Each table: replica equals source (byte checksums), raw equals replica (counts + canonical checksums)."""
-    my = sessions.raw_connection(env.replica, zone="server")
+    my = sessions.raw_connection(env.replica)
     pg = env.pg.connect()
     try:
         for table in env.counts:

@@ -116,7 +116,7 @@ def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer
     # One changed last bit is caught by the checksum and named by key.
     mysql_exec(replica, "UPDATE `nums` SET `D` = 0.30000000000000004 WHERE `Id` = 1234")
     pg_query_exec(pg, 'UPDATE raw.nums SET "D" = 0.3 WHERE "Id" = 1234')
-    my, pgc = sessions.raw_connection(replica, zone="server"), pg.connect()
+    my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
         plan = load_plan.plan_load(catalog.describe_source(my, "nums"), config)
         result = verify.verify_table(my, pgc, plan)

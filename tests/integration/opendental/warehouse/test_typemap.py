@@ -29,7 +29,7 @@ from tests.unit.opendental.test_typemap import col
     (col("date"), "date", Kind.date),
     (col("datetime"), "timestamp", Kind.datetime),
     (col("datetime", "datetime(3)", datetime_precision=3), "timestamp(3)", Kind.datetime),
-    (col("timestamp"), "timestamp", Kind.datetime),
+    (col("timestamp"), "timestamptz", Kind.instant),
     (col("time"), "interval", Kind.time),
     (col("varchar", "varchar(255)"), "text", Kind.text),
     (col("char", "char(8)"), "text", Kind.text),

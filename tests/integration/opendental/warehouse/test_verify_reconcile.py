@@ -37,7 +37,7 @@ def loaded(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[st
 
 
 def _verify(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> verify.VerifyResult:
-    my, pgc = sessions.raw_connection(replica, zone="server"), pg.connect()
+    my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
         return verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, table), config))
     finally:
@@ -63,7 +63,7 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
 
 def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
                    sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
-    my, pgc = sessions.raw_connection(replica, streaming=True, zone="server"), pg.connect()
+    my, pgc = sessions.raw_connection(replica, streaming=True), pg.connect()
     try:
         plan = load_plan.plan_load(catalog.describe_source(my, table), config)
         return verify.reconcile_raw(replica, my, pgc, plan, sweep)
