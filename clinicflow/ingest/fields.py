@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
+
 IDENTITY_FIELDS = ("patient_id", "patient_name", "date_of_birth")
 LIST_FIELDS = ("diagnosis_codes", "procedure_codes", "medications")
 SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
@@ -33,7 +35,7 @@ class Candidate:
     rank: int = 0  # lower is better
 
 
-class Ambiguous(ValueError):
+class Ambiguous(ClinicflowError, ValueError):
     """Conflicting candidates for an identity field (message: field and count only)."""
 
     def __init__(self, field_name: str, count: int) -> None:

@@ -28,6 +28,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, parse_any_date
 
 ICD10CM_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10-cm", "urn:oid:2.16.840.1.113883.6.90")
@@ -41,7 +42,7 @@ CCDA_PROCEDURES = ("2.16.840.1.113883.10.20.22.2.7.1", "2.16.840.1.113883.10.20.
 CCDA_MEDICATIONS = ("2.16.840.1.113883.10.20.22.2.1.1", "2.16.840.1.113883.10.20.22.2.1")
 
 
-class StructureError(ValueError):
+class StructureError(ClinicflowError, ValueError):
     """A structured document that does not parse or validate (message: where, never content)."""
 
 

@@ -35,7 +35,7 @@ PROBLEMS = {"not-found": "gone or a dangling link when listed",
             "outside-root": "a symbolic link out of the pattern's root (not followed)"}
 
 
-class OutsideRoot(PermissionError):
+class OutsideRoot(ClinicflowError, PermissionError):
     """A local path that resolves outside the store's root (a symbolic link): never read."""
 
 
