@@ -124,12 +124,16 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """The session's Prefect API: PREFECT_API_URL in this process's settings and in os.environ."""
+    from prefect.context import SettingsContext, _temporary_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = shared_api_url()
     with pytest.MonkeyPatch.context() as env, temporary_settings(updates={PREFECT_API_URL: url}):
         env.setenv("PREFECT_API_URL", url)
-        yield
+        # Threads (a test's thread pool, Prefect's own) read the process-global settings context, made at
+        # import: replace it too, as prefect_test_harness does, or they fall back to an ephemeral server.
+        with _temporary_global_settings_context(SettingsContext.get()):  # type: ignore[arg-type]
+            yield
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> None:

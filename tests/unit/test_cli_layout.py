@@ -11,7 +11,7 @@ COMMANDS = {"nightly", "load", "replicate", "analyze-schema", "validate", "show"
             "generate-opendental"}
 GROUPS = {"blocks": {"setup", "register"}, "cdc": {"start", "status", "stop"},
           "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
-          "ingest": {"run", "demo"},
+          "ingest": {"run", "demo", "reextract"},
           "dlq": {"list", "show", "replay", "discard"},
           "pipelines": {"list", "show", "run", "sync", "backfill", "schema"}}
 
