@@ -129,7 +129,8 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
     if isinstance(document, dict) and isinstance(document.get("result"), dict) and outcome.returncode == 0:
         progress(1.0)
         return {"processing_type": "custom", "script": params.script, "result": document["result"]}
-    raise ProcessingError(f"{label} ended {_exit_reason(outcome.returncode, limits)} and no result"
+    what = "output that is not one JSON result" if outcome.stdout else "no result"
+    raise ProcessingError(f"{label} ended {_exit_reason(outcome.returncode, limits)} and {what}"
                           f"{_stderr_line(outcome.stderr_tail)}")
 
 

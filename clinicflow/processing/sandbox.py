@@ -112,11 +112,20 @@ def active_mode() -> Mode:
         return "bwrap"
     if wanted == "bwrap":
         return "unavailable"
-    if wanted in ("auto", "uid") and os.geteuid() == 0:
+    if wanted in ("auto", "uid") and os.geteuid() == 0 and _reachable_by_others(_python_roots()):
         return "uid"
     if wanted == "process":
         return "process"
     return "unavailable"
+
+
+def _reachable_by_others(roots: list[str]) -> bool:
+    """A uid dropped to can run this Python: every folder above its installation lets others through."""
+    for root in roots:
+        for folder in (Path(root), *Path(root).parents):
+            if not folder.stat().st_mode & 0o001:
+                return False
+    return True
 
 
 def describe_mode(mode: Mode | None = None) -> str:
@@ -125,7 +134,8 @@ def describe_mode(mode: Mode | None = None) -> str:
                      + (" and a one-off uid" if os.geteuid() == 0 else ""),
             "uid": "a one-off unprivileged uid, no namespaces",
             "process": "rlimits and an empty environment only (the container is the sandbox)",
-            "unavailable": "none: custom scripts are refused (install bubblewrap, run as root, "
+            "unavailable": "none: custom scripts are refused (install bubblewrap, or run as root with a "
+                           "Python installation other users can read, "
                            "or set CLINICFLOW_PROCESSING_SANDBOX=process in an isolated container)"}[mode]
 
 
@@ -160,13 +170,19 @@ def _bwrap_argv(bwrap: str, runner: Path, drop_uid: bool) -> list[str]:
             argv += ["--symlink", os.readlink(system), system]
         elif os.path.isdir(system):
             argv += ["--ro-bind", system, system]
+    made: set[str] = set()
     for root in _python_roots():
         if not root.startswith(("/usr/", "/bin/", "/lib")):
+            # Parents bubblewrap creates would be 0700: a uid dropped to could not reach the interpreter.
+            for parent in reversed(Path(root).parents[:-1]):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind", root, root]
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     argv += ["--ro-bind", str(runner), "/run/clinicflow/custom_runner.py", "--proc", "/proc", "--dev", "/dev",
-             "--tmpfs", "/tmp", "--chdir", "/tmp"]
+             "--perms", "1777", "--tmpfs", "/tmp", "--chdir", "/tmp"]
     if drop_uid:
         # Root in the sandbox keeps only what it needs to drop to the run's uid (the runner does it first).
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]

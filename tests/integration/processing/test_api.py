@@ -15,6 +15,7 @@ import pytest
 from scipy.signal import find_peaks
 
 from tests.integration.processing.conftest import SCRIPTS
+from tests.integration.processing.hostile_scripts import flow_process_of, processes_named
 from tests.integration.processing.service_support import TOKEN, Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -204,18 +205,18 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
 
 
 def start_waiting_job(service: Service, tmp_path: Path) -> tuple[dict[str, Any], int, int]:
+    """A running custom job: (job, pid of the flow run's process, pid of the script's process)."""
     signal_csv(tmp_path / "w.csv", rows=20)
     data_file = upload(service, tmp_path / "w.csv")
-    pid_file = tmp_path / "pids"
-    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"pid_file": str(pid_file)},
+    marker = f"w{os.getpid() % 100000}{int(time.monotonic() * 1000) % 100000}"[:15]
+    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"marker": marker},
                                                       "timeout_seconds": 600})
     service.wait_for(job["id"], {"PROCESSING"})
     deadline = time.monotonic() + 60
-    while not (pid_file.exists() and pid_file.read_text().strip()):
+    while not (script_pids := processes_named(marker)):
         assert time.monotonic() < deadline, "the script did not start"
         time.sleep(0.2)
-    flow_pid, script_pid = map(int, pid_file.read_text().split())
-    return job, flow_pid, script_pid
+    return job, flow_process_of(script_pids[0]), script_pids[0]
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
