@@ -16,6 +16,9 @@ DataFormat = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 PARQUET_MAGIC = b"PAR1"
 DEFAULT_CHUNK_ROWS = 500_000
+# Caps on the parameters that set a request's memory (rows held at once, points kept per series).
+MAX_CHUNK_ROWS = 2_000_000
+MAX_POINTS = 200_000
 
 
 class DataFileError(ValueError):

@@ -51,7 +51,8 @@ class Updates:
         from websockets.sync.client import connect
 
         self.messages: list[dict[str, Any]] = []
-        self.socket = connect(service.url.replace("http", "ws") + f"/ws?token={TOKEN}")
+        self.socket = connect(service.url.replace("http", "ws") + "/ws")
+        self.socket.send(json.dumps({"type": "auth", "token": TOKEN}))
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -97,7 +98,7 @@ def test_health_is_open_and_everything_else_needs_the_token(service: Service) ->
     from websockets.sync.client import connect
 
     with pytest.raises(InvalidStatus, match="403"):  # closed before the handshake completes
-        connect(service.url.replace("http", "ws") + "/ws?token=wrong")
+        connect(service.url.replace("http", "ws") + "/ws", subprotocols=["clinicflow.token.wrong"])  # type: ignore[list-item]
 
 
 def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, tmp_path: Path) -> None:
