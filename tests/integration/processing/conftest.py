@@ -11,7 +11,7 @@ from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
 from clinicflow.processing import store
 from tests.conftest import unique_name
 from tests.integration.opendental.warehouse.conftest import pg_query
-from tests.integration.processing.hostile_scripts import HOSTILE
+from tests.integration.processing.hostile_scripts import HOSTILE, SENTINEL
 from tests.integration.processing.service_support import Service, create_database, drop_database, start_service
 
 
@@ -48,13 +48,17 @@ SCRIPTS = {
 }
 
 
+# A small upload limit to test it cheaply; a secret in the worker's environment no script may see.
+SERVICE_LIMITS = {"CLINICFLOW_PROCESSING_MAX_UPLOAD_MB": "8", "CLINICFLOW_SANDBOX_SENTINEL_PASSWORD": SENTINEL}
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("processing_api")
     database = create_database(admin, name)
     try:
-        running = start_service(tmp_path_factory.mktemp("processing-service"), database)
+        running = start_service(tmp_path_factory.mktemp("processing-service"), database, extra_env=SERVICE_LIMITS)
         for script, text in SCRIPTS.items():
             (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
         try:

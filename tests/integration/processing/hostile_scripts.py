@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Put in the service's and the worker's environment by the service fixture.
+SENTINEL = "sentinel-4b1d-not-for-scripts"
+
 HOSTILE = {
     # Its own environment and every other process's it can read.
     "steals_env": "import os, glob\n"

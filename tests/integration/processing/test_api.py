@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -239,6 +240,9 @@ def test_a_run_killed_mid_way_never_stays_processing(service: Service, tmp_path:
     assert job["flow_run_id"] in row["error"]
     wait_flow_run_state(service, job["flow_run_id"], "CRASHED")
     assert gone(script_pid), "the script's process outlived the flow run's"
+    # The run's copy of the data file was unlinked once open: nothing of it is left after the kill.
+    left = [p for d in Path(tempfile.gettempdir()).glob(f"clinicflow-processing-{flow_pid}-*") for p in d.rglob("*")]
+    assert left == []
 
 
 def test_delete_cancels_a_running_job(service: Service, tmp_path: Path) -> None:
