@@ -5,8 +5,8 @@ database column or a JSON document cannot hold, the WebSocket login, tokens kept
   any other request body: 1 MiB. A ``Content-Length`` over the limit is refused before a byte is read;
   a chunked body is counted as it arrives and cut at the limit (nothing is spooled past it).
 - parameters: no NaN/Infinity, no NUL character, at most ``MAX_PARAMETER_DEPTH`` levels (422 naming the path).
-- ``/ws``: the token in the first message ``{"type": "auth", "token": ...}`` or as the
-  subprotocol ``clinicflow.token.<token>`` (answered ``clinicflow.v1``); never in the URL.
+- ``/ws``: the token in the first message ``{"type": "auth", "token": ...}`` or offered as the
+  subprotocols ``clinicflow.v1, clinicflow.token.<token>`` (answered ``clinicflow.v1``); never in the URL.
 """
 from __future__ import annotations
 

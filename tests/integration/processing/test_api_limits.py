@@ -22,7 +22,7 @@ def api_log(service: Service) -> str:
 def test_health_names_the_sandbox(service: Service) -> None:
     with service.client(token=None) as client:
         assert client.get("/health").json()["custom_scripts_sandbox"] == "bwrap"
-    assert "custom script sandbox: bwrap" in api_log(service)
+    assert "custom script sandbox: bwrap" in api_log(service)  # the start-up line
 
 
 def test_an_upload_over_the_limit_is_a_413_before_it_is_spooled(service: Service) -> None:
@@ -110,7 +110,7 @@ def test_websocket_login_keeps_the_token_out_of_urls_and_logs(service: Service) 
     with connect(base) as socket:  # first message
         socket.send(json.dumps({"type": "auth", "token": TOKEN}))
         socket.ping().wait(10)
-    with connect(base, subprotocols=[f"clinicflow.token.{TOKEN}"]) as socket:  # type: ignore[list-item]
+    with connect(base, subprotocols=["clinicflow.v1", f"clinicflow.token.{TOKEN}"]) as socket:  # type: ignore[list-item]
         assert socket.subprotocol == "clinicflow.v1"
     with connect(base) as socket, pytest.raises(ConnectionClosed):
         socket.send(json.dumps({"type": "auth", "token": "wrong"}))
