@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,11 @@ MAX_SCRIPT_NAME = 100
 def scripts_dir_from_env() -> Path:
     """The scripts folder: ``CLINICFLOW_PROCESSING_SCRIPTS_DIR``, else ./processing_scripts."""
     return Path(os.environ.get("CLINICFLOW_PROCESSING_SCRIPTS_DIR") or DEFAULT_SCRIPTS_DIR)
+
+
+def script_runner_url() -> str | None:
+    """``CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL``: scripts run by that script-runner service, not here."""
+    return (os.environ.get("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL") or "").strip() or None
 
 
 def resolve_script(name: str, scripts_dir: Path) -> Path:
@@ -100,20 +104,19 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
         check_signature_source(path, text)
     except ValueError as exc:
         raise ProcessingError(f"parameters.script: {exc}") from None
-    mode = sandbox.active_mode()
-    if mode == "unavailable":
-        raise ProcessingError(f"script {params.script!r} not run: no sandbox: {sandbox.describe_mode(mode)}")
     limits = sandbox.Limits.from_env()
     request = json.dumps({"script": params.script, "source": text, "format": source.format, "name": source.name,
-                          "params": params.params}).encode("utf-8")
-    with tempfile.TemporaryDirectory(prefix="clinicflow-custom-") as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
-        request_file = Path(tmp) / "request.json"
-        request_file.write_bytes(request)
-        with open(request_file, "rb") as request_in, open(source.path, "rb") as data_in:
-            outcome = sandbox.run_in_sandbox(mode, RUNNER, stdin_fd=data_in.fileno(), request_fd=request_in.fileno(),
-                                             limits=limits, timeout=params.timeout_seconds, workdir=work)
+                          "params": params.params, "timeout_seconds": params.timeout_seconds}).encode("utf-8")
+    if url := script_runner_url():
+        from clinicflow.processing.script_server import run_remote
+
+        outcome = run_remote(url, request, source.path, params.timeout_seconds)
+    else:
+        mode = sandbox.active_mode()
+        if mode == "unavailable":
+            raise ProcessingError(f"script {params.script!r} not run: no sandbox: {sandbox.describe_mode(mode)}")
+        outcome = sandbox.run_request(mode, RUNNER, request, source.path, limits=limits,
+                                      timeout=params.timeout_seconds)
     label = f"script {params.script!r}"
     if outcome.timed_out:
         raise ProcessingError(f"{label} exceeded its time limit of {params.timeout_seconds:g} s and was stopped")

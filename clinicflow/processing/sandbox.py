@@ -17,6 +17,7 @@ limit, stderr drained and only its tail kept, the whole group/namespace killed o
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +199,19 @@ def _limit_preexec(limits: Limits, cpu_seconds: int) -> None:
         resource.setrlimit(which, (value, value))
 
 
+def run_request(mode: Mode, runner: Path, request: bytes, data: Path, *, limits: Limits,
+                timeout: float) -> Outcome:
+    """One script run: the request and the data file handed over as open files, a private work dir."""
+    with tempfile.TemporaryDirectory(prefix="clinicflow-custom-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        request_file = Path(tmp) / "request.json"
+        request_file.write_bytes(request)
+        with open(request_file, "rb") as request_in, open(data, "rb") as data_in:
+            return run_in_sandbox(mode, runner, stdin_fd=data_in.fileno(), request_fd=request_in.fileno(),
+                                  limits=limits, timeout=timeout, workdir=work)
+
+
 def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, limits: Limits,
                    timeout: float, workdir: Path) -> Outcome:
     """Run the runner script in ``mode``; ``stdin_fd`` is its input, ``request_fd`` its request (kept open)."""
@@ -299,6 +314,34 @@ def _kill_everything(process: subprocess.Popen[bytes], run_uid: int | None) -> N
         if stream is not None:
             stream.close()
     _kill_uid(run_uid)
+
+
+def become_subreaper() -> None:
+    """Orphans of this process's descendants are re-parented here (the script-runner service)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def kill_adopted_children() -> int:
+    """SIGKILL every child of this process and reap it: after a run, what a script left (a subreaper only)."""
+    me = str(os.getpid())
+    killed: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if parent == me:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    for pid in killed:  # reaped, so not even a zombie is left
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return len(killed)
 
 
 def _kill_uid(run_uid: int | None) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from clinicflow.processing.datafiles import max_upload_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,7 +26,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UPLOAD_PATH = "/api/etl/files"
-DEFAULT_MAX_UPLOAD_MB = 512
 MAX_BODY_BYTES = 1 << 20
 # PostgreSQL bigint: ids and offsets above it are a 422, not a database error.
 MAX_BIGINT = (1 << 63) - 1
@@ -34,11 +34,6 @@ WS_SUBPROTOCOL = "clinicflow.v1"
 WS_TOKEN_PREFIX = "clinicflow.token."
 WS_AUTH_SECONDS = 10.0
 _TOKEN_IN_URL = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"]*")
-
-
-def max_upload_bytes() -> int:
-    raw = (os.environ.get("CLINICFLOW_PROCESSING_MAX_UPLOAD_MB") or "").strip()
-    return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_UPLOAD_MB) << 20
 
 
 def describe_bytes(size: int) -> str:

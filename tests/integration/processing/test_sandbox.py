@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -151,3 +155,51 @@ def test_no_sandbox_no_script(scripts: Path, source: DataSource, monkeypatch: py
     assert sandbox.active_mode() == "unavailable"
     with pytest.raises(ProcessingError, match="no sandbox"):
         run_custom(source, params, lambda _p: None, scripts)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def script_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The script-runner service as its own process (as in its Kubernetes Deployment: process mode)."""
+    from tests.integration.deploy.e2e_support import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("script-runner") / "runner.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "clinicflow.processing.script_server", "--port", str(port)],
+                                  env={"PATH": os.environ["PATH"], "CLINICFLOW_PROCESSING_SANDBOX": "process"},
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).json()["sandbox"] == "process":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_the_script_runner_service_runs_scripts_without_the_callers_secrets(
+        script_runner: str, scripts: Path, source: DataSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", script_runner)
+    monkeypatch.setenv("CLINICFLOW_SANDBOX_TEST_PASSWORD", SECRET)
+    monkeypatch.setenv("CLINICFLOW_PROCESSING_SANDBOX", "bwrap")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no local sandbox: the run can only be the service's
+    stolen = run(scripts, source, "steals_env")
+    # Process mode: the pod is the sandbox (it holds only the server); here the host's processes stay visible.
+    own = json.dumps(stolen["own"])
+    assert SECRET not in own and "CLINICFLOW_" not in own
+    name = marker("sr")
+    assert run(scripts, source, "forks_away", params={"marker": name}) == {"forked": 3}
+    deadline = time.monotonic() + 10
+    while processes_named(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_named(name) == []  # children in a new session were adopted and killed
+    with pytest.raises(ProcessingError, match="MemoryError"):
+        run(scripts, source, "allocates")
