@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.processing.hostile_scripts import SENTINEL
 from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv, submit, upload
 
@@ -23,6 +24,13 @@ def test_health_names_the_sandbox(service: Service) -> None:
     with service.client(token=None) as client:
         assert client.get("/health").json()["custom_scripts_sandbox"] == "bwrap"
     assert "custom script sandbox: bwrap" in api_log(service)  # the start-up line
+
+
+def test_the_service_process_holds_no_secret_in_its_start_up_environment(service: Service) -> None:
+    assert service.api is not None
+    environ = Path(f"/proc/{service.api.pid}/environ").read_bytes()
+    assert TOKEN.encode() not in environ and b"CLINICFLOW_API_TOKEN" not in environ
+    assert SENTINEL.encode() not in environ
 
 
 def test_an_upload_over_the_limit_is_a_413_before_it_is_spooled(service: Service) -> None:
