@@ -36,7 +36,7 @@ def _drop_to(uid: int) -> None:
         raise SystemExit("could not drop to the run's uid")
 
 
-def main(argv: list[str]) -> int:
+def run_script_request(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--request-fd", type=int, required=True)
     parser.add_argument("--tmp", required=True)
@@ -99,4 +99,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_script_request(sys.argv[1:]))

@@ -128,7 +128,7 @@ def serve(host: str, port: int) -> None:
         server.server_close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def script_server_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8790)
@@ -137,4 +137,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_server_main()
