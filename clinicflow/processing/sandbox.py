@@ -345,8 +345,16 @@ def kill_adopted_children() -> int:
 
 
 def _kill_uid(run_uid: int | None) -> None:
-    if run_uid is not None:
-        # kill(-1) as the run's uid reaches every process of that uid (children in a new session included).
-        subprocess.run(["kill", "-s", "KILL", "--", "-1"], user=run_uid, group=run_uid, extra_groups=[],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=dict(SANDBOX_ENV), check=False)
+    """kill(-1) as the run's uid: every process of that uid (children in a new session included)."""
+    if run_uid is None:
+        return
+    pid = os.fork()
+    if pid == 0:  # only system calls here: nothing that could wait on a lock of another thread
+        try:
+            os.setgroups([])
+            os.setgid(run_uid)
+            os.setuid(run_uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
