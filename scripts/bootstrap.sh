@@ -21,8 +21,10 @@ fi
 # 2. System tools used by tests and benches: DCMTK (reference DICOM converter),
 #    pgloader (load bench anchor), chromium (the results page's browser test,
 #    driven by Playwright), Tesseract with its English data (OCR of scanned
-#    documents in the ingestion). Installed from Debian's packages when missing.
+#    documents in the ingestion), bubblewrap (the custom-script sandbox,
+#    docs/processing.md). Installed from Debian's packages when missing.
 missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v dcmj2pnm >/dev/null 2>&1 || missing+=(dcmtk)
 command -v pgloader >/dev/null 2>&1 || missing+=(pgloader)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

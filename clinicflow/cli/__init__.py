@@ -58,5 +58,7 @@ app.add_typer(pipelines_app, name="pipelines")
 
 
 def main() -> None:
-    secret_env.capture()  # before any command: no subprocess of any library inherits a password
+    # Before any command: no subprocess of any library inherits a password, and /proc/PID/environ of
+    # this process holds none (re-executed without them).
+    secret_env.capture_and_reexec()
     app()

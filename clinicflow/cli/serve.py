@@ -26,8 +26,12 @@ def serve_command(
     except Exception as exc:  # noqa: BLE001 - resolver messages never hold secrets
         typer.echo(f"cannot start: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_START) from None
+    from clinicflow.processing import sandbox
+
+    mode = sandbox.active_mode()
     typer.echo(f"clinicflow data-processing service on http://{host}:{port}/ui/ "
-               f"(database {settings.database.describe()})")
+               f"(database {settings.database.describe()}); custom script sandbox: {mode} "
+               f"({sandbox.describe_mode(mode)})")
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:

@@ -46,7 +46,7 @@ class DataSource:
 class ParamsModel(BaseModel):
     """Parameters of a processor: unknown fields are refused (a typo must not be ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def json_number(value: object) -> float | int | None:

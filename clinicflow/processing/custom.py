@@ -4,9 +4,12 @@ A script is named, never given as a path: the name must match
 ``^[a-z_][a-z0-9_]*$`` and ``<folder>/<name>.py`` must resolve (symlinks
 followed) inside the folder. The signature is checked without executing the
 script (its AST) when the request arrives, and again on the loaded function.
-It runs in a subprocess (``python -m clinicflow.processing.custom_runner``)
-with a time limit, so a crash, a hang or a memory blow-up of a script cannot
-take the flow's process with it; its output must be JSON-serialisable.
+It runs in :mod:`clinicflow.processing.sandbox` (no credentials, no network,
+no database or Prefect connection, limits on time, memory, processes and
+output): the runner gets the script's source, the params and the data file as
+stdin and answers with one bounded JSON document that this side checks. A
+script file must not be writable by anyone but its owner (the service's user
+or root), so a script run under another uid cannot plant or change one.
 """
 from __future__ import annotations
 
@@ -15,20 +18,21 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from clinicflow.processing import sandbox
 from clinicflow.processing.base import DataSource, ParamsModel, ProcessingError, ProgressFn
 
 SCRIPT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 DEFAULT_SCRIPTS_DIR = "processing_scripts"
 # Python's reserved names cannot be module names either.
 _RESERVED = frozenset({"__init__", "__main__"})
+RUNNER = Path(__file__).with_name("custom_runner.py")
+MAX_SCRIPT_NAME = 100
 
 
 def scripts_dir_from_env() -> Path:
@@ -36,8 +40,15 @@ def scripts_dir_from_env() -> Path:
     return Path(os.environ.get("CLINICFLOW_PROCESSING_SCRIPTS_DIR") or DEFAULT_SCRIPTS_DIR)
 
 
+def script_runner_url() -> str | None:
+    """``CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL``: scripts run by that script-runner service, not here."""
+    return (os.environ.get("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL") or "").strip() or None
+
+
 def resolve_script(name: str, scripts_dir: Path) -> Path:
     """``<scripts_dir>/<name>.py`` when the name is allowed and the file is inside the folder; else ValueError."""
+    if len(name) > MAX_SCRIPT_NAME:
+        raise ValueError(f"script name longer than {MAX_SCRIPT_NAME} characters")
     if not SCRIPT_NAME.fullmatch(name) or name in _RESERVED:
         raise ValueError(f"script name {name!r} must match {SCRIPT_NAME.pattern}")
     folder = scripts_dir.resolve()
@@ -46,13 +57,18 @@ def resolve_script(name: str, scripts_dir: Path) -> Path:
         raise ValueError(f"script {name!r} resolves outside the scripts folder")
     if not path.is_file():
         raise ValueError(f"no script {name!r} in the scripts folder")
+    for checked in (folder, path):
+        info = checked.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):
+            raise ValueError(f"script {name!r} refused: {'the folder' if checked == folder else 'the file'} is "
+                             "writable by others or not owned by the service's user")
     return path
 
 
-def check_signature_source(path: Path) -> None:
+def check_signature_source(path: Path, text: str | None = None) -> None:
     """The script defines a top-level ``process(df, params)``: read from its AST, nothing executed."""
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=path.name)
+        tree = ast.parse(path.read_text(encoding="utf-8") if text is None else text, filename=path.name)
     except (SyntaxError, UnicodeDecodeError) as exc:
         raise ValueError(f"script {path.stem!r} does not parse: {exc}") from None
     for node in tree.body:
@@ -81,48 +97,55 @@ class CustomParams(ParamsModel):
 
 def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
                scripts_dir: Path | None = None) -> dict[str, Any]:
-    """Run the script in a subprocess with the time limit; its dict result, or ProcessingError with the reason."""
+    """Run the script in the sandbox with the time limit; its dict result, or ProcessingError with the reason."""
     try:
         path = resolve_script(params.script, scripts_dir or scripts_dir_from_env())
-        check_signature_source(path)
+        text = path.read_text(encoding="utf-8")
+        check_signature_source(path, text)
     except ValueError as exc:
         raise ProcessingError(f"parameters.script: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="clinicflow-custom-") as tmp:
-        output = Path(tmp) / "result.json"
-        request = Path(tmp) / "request.json"
-        request.write_text(json.dumps({"script": str(path), "data": str(source.path), "format": source.format,
-                                       "name": source.name, "params": params.params, "output": str(output)}),
-                           encoding="utf-8")
-        process = subprocess.Popen([sys.executable, "-m", "clinicflow.processing.custom_runner", str(request)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
-        try:
-            _, stderr = process.communicate(timeout=params.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise ProcessingError(f"script {params.script!r} exceeded its time limit of "
-                                  f"{params.timeout_seconds:g} s and was stopped") from None
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if output.exists():
-            outcome = json.loads(output.read_text(encoding="utf-8"))
-            if "error" in outcome:
-                raise ProcessingError(f"script {params.script!r}: {outcome['error']}")
-            progress(1.0)
-            return {"processing_type": "custom", "script": params.script, "result": outcome["result"]}
-        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if stderr else []
-        raise ProcessingError(f"script {params.script!r} ended with exit code {process.returncode} "
-                              f"and no result{': ' + tail[0] if tail else ''}")
+    limits = sandbox.Limits.from_env()
+    request = json.dumps({"script": params.script, "source": text, "format": source.format, "name": source.name,
+                          "params": params.params, "timeout_seconds": params.timeout_seconds}).encode("utf-8")
+    if url := script_runner_url():
+        from clinicflow.processing.script_server import run_remote
 
-
-def _die_with_parent() -> None:
-    """Linux: the script's process gets SIGKILL when the flow's process dies (no orphaned script)."""
+        outcome = run_remote(url, request, source.path, params.timeout_seconds)
+    else:
+        mode = sandbox.active_mode()
+        if mode == "unavailable":
+            raise ProcessingError(f"script {params.script!r} not run: no sandbox: {sandbox.describe_mode(mode)}")
+        outcome = sandbox.run_request(mode, RUNNER, request, source.path, limits=limits,
+                                      timeout=params.timeout_seconds)
+    label = f"script {params.script!r}"
+    if outcome.timed_out:
+        raise ProcessingError(f"{label} exceeded its time limit of {params.timeout_seconds:g} s and was stopped")
+    if outcome.stdout_over_limit:
+        raise ProcessingError(f"{label}: result larger than the limit of {limits.result_bytes} bytes "
+                              "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
     try:
-        import ctypes
+        document = json.loads(outcome.stdout) if outcome.stdout else None
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        raise ProcessingError(f"{label}: {document['error'][:2000]}")
+    if isinstance(document, dict) and isinstance(document.get("result"), dict) and outcome.returncode == 0:
+        progress(1.0)
+        return {"processing_type": "custom", "script": params.script, "result": document["result"]}
+    what = "output that is not one JSON result" if outcome.stdout else "no result"
+    raise ProcessingError(f"{label} ended {_exit_reason(outcome.returncode, limits)} and {what}"
+                          f"{_stderr_line(outcome.stderr_tail)}")
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+
+def _exit_reason(returncode: int, limits: sandbox.Limits) -> str:
+    if returncode >= 0:
+        return f"with exit code {returncode}"
+    name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+    hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": f" (file size limit of {limits.file_bytes} bytes)",
+            "SIGKILL": f" (memory limit of {limits.memory_bytes} bytes or killed)"}.get(name, "")
+    return f"by signal {name}{hint}"
+
+
+def _stderr_line(tail: bytes) -> str:
+    lines = tail.decode("utf-8", "replace").strip().splitlines()
+    return f": {lines[-1][:500]}" if lines else ""

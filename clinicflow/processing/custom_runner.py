@@ -1,35 +1,78 @@
-"""Runs one custom script: ``python -m clinicflow.processing.custom_runner request.json``.
+"""Runs one custom script inside the sandbox: ``python -I custom_runner.py --request-fd N --tmp DIR [--uid U]``.
 
-Writes ``{"result": ...}`` or ``{"error": "..."}`` to the request's output path.
-The error names the exception type and message (one line), never the data.
+Self-contained (the standard library and pandas only): the sandbox holds no copy of the
+repository. Its input: the request (script name, source, format, params) on fd N and the data
+file as stdin. It sets the run's limits, reads the data, drops to the run's uid when given (root
+only keeps the rights to do so until here), closes every other descriptor, then runs the script.
+Its only output is one JSON document on the original stdout: ``{"result": ...}`` or
+``{"error": "..."}``; a script's own prints go to stderr. The error names the exception type and
+message (one line), never the data.
 """
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import inspect
 import json
+import os
+import resource
 import sys
 import traceback
-from pathlib import Path
+import types
+from typing import Any
 
 
-def run_request_file(request_path: str) -> int:
-    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    output = Path(request["output"])
+def _emit(fd: int, document: dict[str, Any]) -> None:
+    data = json.dumps(document, allow_nan=False).encode("utf-8")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _drop_to(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise SystemExit("could not drop to the run's uid")
+
+
+def run_script_request(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--request-fd", type=int, required=True)
+    parser.add_argument("--tmp", required=True)
+    parser.add_argument("--processes", type=int, default=16)
+    parser.add_argument("--uid", type=int)
+    args = parser.parse_args(argv)
+    with os.fdopen(args.request_fd, "rb") as handle:
+        request = json.loads(handle.read())
+    # The result channel is a private copy of stdout; fd 1 becomes stderr so prints cannot corrupt it.
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
 
     def fail(message: str) -> int:
-        output.write_text(json.dumps({"error": message}), encoding="utf-8")
+        _emit(result_fd, {"error": message})
         return 1
 
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location(f"clinicflow_custom_{Path(request['script']).stem}",
-                                                  request["script"])
-    if spec is None or spec.loader is None:
-        return fail("cannot load the script")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with os.fdopen(0, "rb", closefd=False) as data:
+            df = pd.read_parquet(data) if request["format"] == "parquet" else pd.read_csv(data)
+    except Exception as exc:  # noqa: BLE001
+        return fail(f"cannot read {request['name']}: {type(exc).__name__}: {exc}")
+    os.close(0)
+    os.open(os.devnull, os.O_RDONLY)  # fd 0 again, now empty
+    os.chdir(args.tmp)
+    if args.uid is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (args.processes, args.processes))
+        _drop_to(args.uid)
+    os.closerange(3, result_fd)
+    os.closerange(result_fd + 1, 1 << 16)
+    name = request["script"]
+    module = types.ModuleType(f"clinicflow_custom_{name}")
+    module.__file__ = f"{name}.py"
+    try:
+        exec(compile(request["source"], f"{name}.py", "exec"), module.__dict__)  # noqa: S102 - the script is the job
     except Exception as exc:  # noqa: BLE001 - any import-time error is the script's failure
         return fail(f"import failed: {type(exc).__name__}: {exc}")
     process = getattr(module, "process", None)
@@ -40,26 +83,20 @@ def run_request_file(request_path: str) -> int:
     except TypeError:
         return fail("process must take (df, params)")
     try:
-        if request["format"] == "parquet":
-            df = pd.read_parquet(request["data"])
-        else:
-            df = pd.read_csv(request["data"])
-    except Exception as exc:  # noqa: BLE001
-        return fail(f"cannot read {request['name']}: {type(exc).__name__}: {exc}")
-    try:
         result = process(df, request["params"])
+    except MemoryError:
+        return fail("process raised MemoryError: over the memory limit of the script's run")
     except Exception as exc:  # noqa: BLE001
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return fail(f"process raised {type(exc).__name__}: {exc} (line {frame.lineno})")
     if not isinstance(result, dict):
         return fail(f"process returned {type(result).__name__}, expected dict")
     try:
-        text = json.dumps({"result": result}, allow_nan=False)
+        _emit(result_fd, {"result": result})
     except (TypeError, ValueError) as exc:
         return fail(f"result is not JSON-serialisable: {exc}")
-    output.write_text(text, encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_request_file(sys.argv[1]))
+    sys.exit(run_script_request(sys.argv[1:]))

@@ -5,6 +5,7 @@ Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,16 @@ DataFormat = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 PARQUET_MAGIC = b"PAR1"
 DEFAULT_CHUNK_ROWS = 500_000
+# Caps on the parameters that set a request's memory (rows held at once, points kept per series).
+MAX_CHUNK_ROWS = 2_000_000
+MAX_POINTS = 200_000
+DEFAULT_MAX_UPLOAD_MB = 512
+
+
+def max_upload_bytes() -> int:
+    """The largest data file accepted: ``CLINICFLOW_PROCESSING_MAX_UPLOAD_MB`` (default 512) MiB."""
+    raw = (os.environ.get("CLINICFLOW_PROCESSING_MAX_UPLOAD_MB") or "").strip()
+    return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_UPLOAD_MB) << 20
 
 
 class DataFileError(ClinicflowError, ValueError):

@@ -38,14 +38,25 @@ def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
     return [], iter(())
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' (numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return "" if value is None else value
+
+
 def result_csv_chunks(row: dict[str, Any], rows_per_chunk: int = 1000) -> Iterator[str]:
-    """The CSV text in pieces (for a streamed response)."""
+    """The CSV text in pieces (for a streamed response); text cells never start a formula."""
     header, rows = result_table(row)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(header)
+    writer.writerow([neutralise(h) for h in header])
     for count, values in enumerate(rows, 1):
-        writer.writerow(["" if v is None else v for v in values])
+        writer.writerow([neutralise(v) for v in values])
         if count % rows_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS
 from clinicflow.processing.quality import DataQualityParams, data_quality
 
 
@@ -50,12 +50,12 @@ def _sample_step(rows: int, max_points: int) -> int:
 # ---------------------------------------------------------------- rolling mean
 
 class RollingMeanParams(ParamsModel):
-    window: int = Field(ge=1, le=10_000_000, description="Rows per window.")
+    window: int = Field(ge=1, le=MAX_CHUNK_ROWS, description="Rows per window.")
     min_periods: int | None = Field(default=None, ge=1, description="Values needed for a result (default: window).")
     center: bool = Field(default=False, description="Label each window at its centre instead of its end.")
     columns: list[str] | None = Field(default=None, min_length=1, description="Numeric columns (default: all numeric).")
-    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, description="Rows read per chunk.")
-    max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of each series kept for the chart.")
+    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
+    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS, description="Points of each series kept for the chart.")
 
     @model_validator(mode="after")
     def _min_periods_within_window(self) -> RollingMeanParams:
@@ -160,16 +160,16 @@ def _numeric_columns(source: DataSource, chunk_rows: int) -> list[str]:
 class PeakDetectionParams(ParamsModel):
     column: str | None = Field(default=None, description="Numeric column (default: the first numeric column).")
     height: float | None = Field(default=None, description="Minimal peak height (scipy find_peaks).")
-    distance: int | None = Field(default=None, ge=1, description="Minimal rows between peaks.")
+    distance: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS, description="Minimal rows between peaks.")
     prominence: float | None = Field(default=None, ge=0, description="Minimal prominence.")
     width: float | None = Field(default=None, ge=0, description="Minimal width in rows.")
-    wlen: int | None = Field(default=None, ge=3, description="Window length for prominence (rows).")
-    chunk_rows: int = Field(default=1_000_000, ge=1, description="Rows processed per chunk.")
-    overlap_rows: int | None = Field(default=None, ge=1,
+    wlen: int | None = Field(default=None, ge=3, le=MAX_CHUNK_ROWS, description="Window length for prominence (rows).")
+    chunk_rows: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS, description="Rows processed per chunk.")
+    overlap_rows: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS,
                                      description="Rows of context either side of a chunk "
                                                  "(default: max(distance, wlen, 1024)).")
-    max_peaks: int = Field(default=10_000, ge=1, le=1_000_000, description="Peaks listed in the result.")
-    max_points: int = Field(default=2000, ge=10, le=1_000_000, description="Points of the series kept for the chart.")
+    max_peaks: int = Field(default=10_000, ge=1, le=MAX_POINTS, description="Peaks listed in the result.")
+    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS, description="Points of the series kept for the chart.")
 
 
 def _peak_kwargs(params: PeakDetectionParams) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from clinicflow.processing.base import DataSource, ParamsModel, ProgressFn, json_number
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS
 
 ExpectedType = Literal["int", "float", "str", "bool", "datetime"]
 _PANDERA_TYPES = {"int": "Int64", "float": "float64", "str": "string", "bool": "boolean", "datetime": "datetime64[ns]"}
@@ -25,7 +25,7 @@ class ColumnExpectation(ParamsModel):
 class DataQualityParams(ParamsModel):
     expect: dict[str, ColumnExpectation] | None = Field(
         default=None, description="Schema checked with pandera: column -> expectation (type, nullable, min, max).")
-    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, description="Rows read per chunk.")
+    chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
     max_failure_rows: int = Field(default=20, ge=0, le=10_000, description="Failing row numbers listed per check.")
 
 

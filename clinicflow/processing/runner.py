@@ -6,7 +6,10 @@ on it as FAILED with the reason before the error propagates.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,10 +20,13 @@ from clinicflow.processing import store
 from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.processors import run_processor, validate_request
+from clinicflow.processing.sandbox import max_result_bytes
 
 log = logging.getLogger("clinicflow.processing")
 # Progress rows are written at most this often (each is an UPDATE + NOTIFY).
 PROGRESS_MIN_SECONDS = 0.5
+# A run's copy of its data file lives under <tmp>/clinicflow-processing-<pid>-*/ (pid: to sweep after a kill).
+WORKDIR_PREFIX = "clinicflow-processing-"
 
 
 def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
@@ -45,6 +51,17 @@ def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, f
         conn.close()
 
 
+def sweep_orphaned_workdirs(workdir: Path | None = None) -> int:
+    """Remove work folders of runs whose process is gone (killed before it could clean up); their count."""
+    removed = 0
+    for folder in Path(workdir or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
     row = store.get_result(conn, result_id, with_data=False)
     assert row is not None
@@ -62,17 +79,31 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
             last["at"] = now
             store.set_progress(conn, result_id, fraction)
 
-    with tempfile.TemporaryDirectory(prefix="clinicflow-processing-", dir=workdir) as tmp:
+    sweep_orphaned_workdirs(workdir)
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:
         local = Path(tmp) / data_file["name"]
         writer.download_file(data_file["object_name"], local)
-        source = DataSource(path=local, name=data_file["name"], format=data_file["format"],
-                            row_count=int(data_file["row_count"]), columns=columns)
-        if row["processing_type"] == "custom":
-            from clinicflow.processing.custom import run_custom
+        # Only the open descriptor keeps the copy: a kill from here on leaves nothing on disk.
+        handle = os.open(local, os.O_RDONLY)
+        local.unlink()
+        try:
+            source = DataSource(path=Path(f"/proc/self/fd/{handle}"), name=data_file["name"],
+                                format=data_file["format"], row_count=int(data_file["row_count"]), columns=columns)
+            if row["processing_type"] == "custom":
+                from clinicflow.processing.custom import run_custom
 
-            result = run_custom(source, params, progress, scripts_dir)  # type: ignore[arg-type]
-        else:
-            result = run_processor(row["processing_type"], source, params, progress)
+                result = run_custom(source, params, progress, scripts_dir)  # type: ignore[arg-type]
+            else:
+                result = run_processor(row["processing_type"], source, params, progress)
+        finally:
+            os.close(handle)
+    try:
+        size = len(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
+    if size > (limit := max_result_bytes()):
+        raise ProcessingError(f"result of {size} bytes is larger than the limit of {limit} bytes "
+                              "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
     try:
         done = store.mark_completed(conn, result_id, result)
     except (TypeError, ValueError) as exc:

@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` builds the app; ``clinicflow serve`` runs it with
 uvicorn. Every endpoint except ``/health`` and the static results page
-requires ``Authorization: Bearer <token>`` (the WebSocket: ``?token=``).
+requires ``Authorization: Bearer <token>`` (the WebSocket: the token in its first message or
+subprotocol, never the URL; limits and bad values: :mod:`clinicflow.service.limits`).
 A processing request is validated against the processor registry (422
 naming the field), inserted PENDING, and started as a run of the
 ``process-data`` deployment with the row id as idempotency key.
@@ -12,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,12 +32,13 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from clinicflow.connectors.objectstore.buckets import writer_for
-from clinicflow.processing import store
+from clinicflow.processing import sandbox, store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.export import result_csv_chunks
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.processors import REGISTRY, validate_request
+from clinicflow.service import limits
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.settings import ServiceSettings
@@ -48,9 +52,14 @@ RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
 
 
+# Above PostgreSQL's bigint a value is a 422 naming it, not a database error.
+Offset = Annotated[int, Query(ge=0, le=limits.MAX_BIGINT)]
+ResultId = Annotated[int, PathParam(ge=1, le=limits.MAX_BIGINT)]
+
+
 class ProcessRequest(BaseModel):
-    data_file_id: int = Field(ge=1)
-    processing_type: str
+    data_file_id: int = Field(ge=1, le=limits.MAX_BIGINT)
+    processing_type: str = Field(max_length=100)
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -71,6 +80,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             with pool.connection() as conn:
                 store.ensure_tables(conn)
         await run_in_threadpool(prepare)
+        app.state.sandbox = sandbox.log_mode()
         live.start()
         from prefect.client.orchestration import get_client
 
@@ -89,6 +99,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             shutil.rmtree(workdir, ignore_errors=True)
 
     app = FastAPI(title="clinicflow data processing", lifespan=lifespan)
+    app.add_middleware(limits.BodyLimit)
+    limits.install_log_redaction()
     run_starts = asyncio.Semaphore(MAX_CONCURRENT_RUN_STARTS)
     app.state.live = live
     bearer = HTTPBearer(auto_error=False)
@@ -115,7 +127,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - reported by type only
             database = f"error: {type(exc).__name__}"
         return {"status": "ok" if database == "ok" else "degraded", "database": database,
-                "live_updates": live.listening.is_set()}
+                "live_updates": live.listening.is_set(),
+                "custom_scripts_sandbox": getattr(app.state, "sandbox", None) or sandbox.active_mode()}
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -152,7 +165,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             local.unlink(missing_ok=True)
 
     @app.get("/api/etl/files", dependencies=auth)
-    async def list_files(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    async def list_files(limit: int = Query(50, ge=1, le=500), offset: Offset = 0) -> dict[str, Any]:
         rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
@@ -162,6 +175,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
         if data_file is None:
             raise invalid("data_file_id", f"no data file {request.data_file_id}")
+        if bad := limits.check_json_value(request.parameters, "parameters"):
+            raise invalid(*bad)
         try:
             params = validate_request(request.processing_type, request.parameters, scripts_dir=settings.scripts_dir,
                                       file_columns=[c["name"] for c in data_file["columns"]])
@@ -182,8 +197,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     @app.get("/api/etl/results", dependencies=auth)
     async def list_results(status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED",
                                           "CANCELLED"] | None = None,
-                           processing_type: str | None = Query(None, alias="type"),
-                           limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                           processing_type: str | None = Query(None, alias="type", max_length=100,
+                                                                 pattern=r"^[A-Za-z0-9_]*$"),
+                           limit: int = Query(50, ge=1, le=500), offset: Offset = 0) -> dict[str, Any]:
         rows, total = await run_in_threadpool(db, store.list_results, status=status, processing_type=processing_type,
                                               limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
@@ -195,11 +211,11 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         return row
 
     @app.get("/api/etl/results/{result_id}", dependencies=auth)
-    async def get_result(result_id: int) -> dict[str, Any]:
+    async def get_result(result_id: ResultId) -> dict[str, Any]:
         return await one_result(result_id)
 
     @app.get("/api/etl/results/{result_id}/export", dependencies=auth)
-    async def export(result_id: int, format: Literal["json", "csv"] = "json") -> Any:
+    async def export(result_id: ResultId, format: Literal["json", "csv"] = "json") -> Any:
         row = await one_result(result_id)
         disposition = {"Content-Disposition": f'attachment; filename="result-{result_id}.{format}"'}
         if format == "json":
@@ -207,7 +223,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         return StreamingResponse(result_csv_chunks(row), media_type="text/csv; charset=utf-8", headers=disposition)
 
     @app.delete("/api/etl/results/{result_id}", dependencies=auth)
-    async def delete(result_id: int) -> dict[str, Any]:
+    async def delete(result_id: ResultId) -> dict[str, Any]:
         row = await run_in_threadpool(db, store.get_result, result_id, with_data=False)
         if row is None:
             raise HTTPException(404, f"no result {result_id}")
@@ -219,10 +235,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
 
     @app.websocket("/ws")
     async def updates(websocket: WebSocket) -> None:
-        if not token_ok(websocket.query_params.get("token")):
-            await websocket.close(code=1008, reason="a valid token is required (?token=)")
+        if not await _ws_login(websocket, token_ok):
             return
-        await websocket.accept()
         subscriber = live.subscribe()
         try:
             while True:
@@ -238,6 +252,32 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     return app
+
+
+async def _ws_login(websocket: WebSocket, token_ok: Any) -> bool:
+    """The token as a subprotocol (checked before the handshake) or as the first message; never the URL."""
+    if "token" in websocket.query_params:
+        await websocket.close(code=1008, reason="send the token in the first message or the subprotocol, "
+                                                "not in the URL")
+        return False
+    offered = limits.ws_subprotocol_token(websocket.scope.get("subprotocols") or [])
+    if offered is not None:
+        if not token_ok(offered):
+            await websocket.close(code=1008, reason="a valid token is required")
+            return False
+        await websocket.accept(subprotocol=limits.WS_SUBPROTOCOL)
+        return True
+    await websocket.accept()
+    try:
+        first = await asyncio.wait_for(websocket.receive_text(), limits.WS_AUTH_SECONDS)
+        given = json.loads(first).get("token") if first.startswith("{") else None
+    except (TimeoutError, ValueError, AttributeError, KeyError, WebSocketDisconnect, RuntimeError):
+        given = None
+    if not isinstance(given, str) or not token_ok(given):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=1008, reason='a valid token is required: {"type": "auth", "token": ...}')
+        return False
+    return True
 
 
 async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:

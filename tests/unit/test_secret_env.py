@@ -27,3 +27,17 @@ def test_capture_moves_secrets_out_of_the_environment(monkeypatch: pytest.Monkey
         assert secret_env.getenv("CLINICFLOW_X_TEST_PASSWORD") == "newer"
     finally:
         secret_env._captured.pop("CLINICFLOW_X_TEST_PASSWORD", None)
+
+
+def test_the_cli_reexecutes_itself_without_secrets_in_its_start_up_environment() -> None:
+    """/proc/PID/environ is the start-up environment: after the re-exec it holds no secret."""
+    code = ("import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
+            "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
+            "print(b's3cret-sentinel' in environ, b'CLINICFLOW_SECRETS_FD' in environ, "
+            "secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'), os.environ.get('CLINICFLOW_X_TEST_HOST'), "
+            "len(os.listdir('/proc/self/fd')))")
+    env = {**os.environ, "CLINICFLOW_X_TEST_PASSWORD": "s3cret-sentinel", "CLINICFLOW_X_TEST_HOST": "db.example"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    in_environ, fd_in_environ, value, host, _fds = done.stdout.split()
+    assert (in_environ, value, host) == ("False", "s3cret-sentinel", "db.example")
+    assert fd_in_environ == "True"  # the pipe's number only: the secrets themselves came through the pipe

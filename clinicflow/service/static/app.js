@@ -68,8 +68,12 @@
   function connect() {
     if (socket) socket.close();
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws?token=" + encodeURIComponent(token));
-    socket.onopen = () => { $("live").textContent = "live: on"; $("live").className = "badge on"; };
+    // The token goes in the first message, never in the URL (URLs end up in access logs).
+    socket = new WebSocket(scheme + location.host + "/ws");
+    socket.onopen = () => {
+      socket.send(JSON.stringify({type: "auth", token: token}));
+      $("live").textContent = "live: on"; $("live").className = "badge on";
+    };
     socket.onclose = () => {
       $("live").textContent = "live: off"; $("live").className = "badge off";
       setTimeout(() => { if (token) connect(); }, 3000);

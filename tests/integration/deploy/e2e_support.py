@@ -134,6 +134,8 @@ def process_pool_copy_of_prefect_yaml(target: Path, pool: str, credentials: str 
         deployment["work_pool"]["name"] = pool
         deployment["work_pool"]["job_variables"]["env"] = {
             **deployment["work_pool"]["job_variables"].get("env", {}), "CLINICFLOW_CREDENTIALS": credentials}
+        # The script-runner Service exists in the cluster only: here scripts run in the local sandbox.
+        deployment["work_pool"]["job_variables"]["env"].pop("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", None)
         # Our emitted YAML has no anchors left; the schedules would fire during the test.
         for schedule in deployment.get("schedules") or []:
             schedule["active"] = False

@@ -56,3 +56,12 @@ def test_compose_cli_accepts_the_file() -> None:
         pytest.skip("no docker-compose CLI on this machine (the structural tests above still ran)")
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
+
+
+def test_custom_scripts_run_in_a_credential_free_runner_on_an_internal_network(compose: dict) -> None:
+    runner = compose["services"]["clinicflow-script-runner"]
+    assert runner["command"][:3] == ["python", "-m", "clinicflow.processing.script_server"]
+    assert set(runner["environment"]) == {"CLINICFLOW_PROCESSING_SANDBOX"}  # no credential
+    assert runner["read_only"] is True and runner["cap_drop"] == ["ALL"] and runner["networks"] == ["scripts"]
+    assert compose["networks"]["scripts"]["internal"] is True
+    assert "scripts" in compose["services"]["worker"]["networks"]

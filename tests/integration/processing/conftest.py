@@ -11,6 +11,7 @@ from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
 from clinicflow.processing import store
 from tests.conftest import unique_name
 from tests.integration.opendental.warehouse.conftest import pg_query
+from tests.integration.processing.hostile_scripts import HOSTILE, SENTINEL
 from tests.integration.processing.service_support import Service, create_database, drop_database, start_service
 
 
@@ -37,16 +38,18 @@ pg_rows = pg_query
 SCRIPTS = {
     "crashes": "def process(df, params):\n    return {'x': 1 / 0}\n",
     "column_sum": "def process(df, params):\n    return {'sum': float(df[params['column']].sum())}\n",
-    # Writes its parent's pid (the flow run's process) then waits as long as that parent lives.
-    "waits": "import os, time\n"
+    # Names its process (its comm, seen from the host) then waits: the tests find and kill it by that name.
+    "waits": "import ctypes, time\n"
              "def process(df, params):\n"
-             "    parent = os.getppid()\n"
-             "    with open(params['pid_file'], 'w') as f:\n"
-             "        f.write(f'{parent} {os.getpid()}')\n"
-             "    while os.getppid() == parent:\n"
-             "        time.sleep(0.2)\n"
+             "    ctypes.CDLL(None).prctl(15, params['marker'].encode())  # PR_SET_NAME\n"
+             "    time.sleep(600)\n"
              "    return {}\n",
+    **HOSTILE,
 }
+
+
+# A small upload limit to test it cheaply; a secret in the worker's environment no script may see.
+SERVICE_LIMITS = {"CLINICFLOW_PROCESSING_MAX_UPLOAD_MB": "8", "CLINICFLOW_SANDBOX_SENTINEL_PASSWORD": SENTINEL}
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +58,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     name = unique_name("processing_api")
     database = create_database(admin, name)
     try:
-        running = start_service(tmp_path_factory.mktemp("processing-service"), database)
+        running = start_service(tmp_path_factory.mktemp("processing-service"), database, extra_env=SERVICE_LIMITS)
         for script, text in SCRIPTS.items():
             (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
         try:

@@ -43,6 +43,7 @@ class Service:
     url: str
     env: dict[str, str]
     api: subprocess.Popen | None = None
+    api_log: Path | None = None
     started: list[subprocess.Popen] = field(default_factory=list)
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
@@ -75,7 +76,8 @@ def drop_database(admin: PostgresServer, name: str) -> None:
     admin_pg(admin, f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgres')} WITH (FORCE)")
 
 
-def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2) -> Service:
+def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2,
+                  extra_env: dict[str, str] | None = None) -> Service:
     """Server, pool, the process-data deployment, a worker and the API; everything as subprocesses."""
     stack = PrefectStack.start(home / "prefect")
     bucket_dir = home / "bucket"
@@ -85,7 +87,7 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
     env = {**block_env("analytics-postgres", database), "CLINICFLOW_CREDENTIALS": "env",
            "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
            "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(bucket_dir),
-           "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(scripts_dir)}
+           "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(scripts_dir), **(extra_env or {})}
     service = Service(stack=stack, database=database, bucket_dir=bucket_dir, scripts_dir=scripts_dir, url="",
                       env=env)
     try:
@@ -102,7 +104,8 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
         service.started.append(worker)
         stack.worker = worker
         port = free_port()
-        api_log = (home / "api.log").open("wb")
+        service.api_log = home / "api.log"
+        api_log = service.api_log.open("wb")
         service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port)],
                                        env=stack.env({**env, "CLINICFLOW_API_TOKEN": TOKEN}), cwd=REPO,
                                        stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from scipy.signal import find_peaks
 
 from tests.integration.processing.conftest import SCRIPTS
+from tests.integration.processing.hostile_scripts import flow_process_of, processes_named
 from tests.integration.processing.service_support import TOKEN, Service
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
@@ -52,7 +54,8 @@ class Updates:
         from websockets.sync.client import connect
 
         self.messages: list[dict[str, Any]] = []
-        self.socket = connect(service.url.replace("http", "ws") + f"/ws?token={TOKEN}")
+        self.socket = connect(service.url.replace("http", "ws") + "/ws")
+        self.socket.send(json.dumps({"type": "auth", "token": TOKEN}))
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -98,7 +101,7 @@ def test_health_is_open_and_everything_else_needs_the_token(service: Service) ->
     from websockets.sync.client import connect
 
     with pytest.raises(InvalidStatus, match="403"):  # closed before the handshake completes
-        connect(service.url.replace("http", "ws") + "/ws?token=wrong")
+        connect(service.url.replace("http", "ws") + "/ws", subprotocols=["clinicflow.token.wrong"])  # type: ignore[list-item]
 
 
 def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, tmp_path: Path) -> None:
@@ -206,18 +209,18 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
 
 
 def start_waiting_job(service: Service, tmp_path: Path) -> tuple[dict[str, Any], int, int]:
+    """A running custom job: (job, pid of the flow run's process, pid of the script's process)."""
     signal_csv(tmp_path / "w.csv", rows=20)
     data_file = upload(service, tmp_path / "w.csv")
-    pid_file = tmp_path / "pids"
-    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"pid_file": str(pid_file)},
+    marker = f"w{os.getpid() % 100000}{int(time.monotonic() * 1000) % 100000}"[:15]
+    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"marker": marker},
                                                       "timeout_seconds": 600})
     service.wait_for(job["id"], {"PROCESSING"})
     deadline = time.monotonic() + 60
-    while not (pid_file.exists() and pid_file.read_text().strip()):
+    while not (script_pids := processes_named(marker)):
         assert time.monotonic() < deadline, "the script did not start"
         time.sleep(0.2)
-    flow_pid, script_pid = map(int, pid_file.read_text().split())
-    return job, flow_pid, script_pid
+    return job, flow_process_of(script_pids[0]), script_pids[0]
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
@@ -239,6 +242,9 @@ def test_a_run_killed_mid_way_never_stays_processing(service: Service, tmp_path:
     assert job["flow_run_id"] in row["error"]
     wait_flow_run_state(service, job["flow_run_id"], "CRASHED")
     assert gone(script_pid), "the script's process outlived the flow run's"
+    # The run's copy of the data file was unlinked once open: nothing of it is left after the kill.
+    left = [p for d in Path(tempfile.gettempdir()).glob(f"clinicflow-processing-{flow_pid}-*") for p in d.rglob("*")]
+    assert left == []
 
 
 def test_delete_cancels_a_running_job(service: Service, tmp_path: Path) -> None:

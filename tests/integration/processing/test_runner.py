@@ -150,3 +150,26 @@ def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalF
     finally:
         conn.close()
     assert total == 3 and [r["name"] for r in rows] == ["c.csv", "b.csv"]
+
+
+def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
+        analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinicflow.processing.base import ProcessingError
+    from clinicflow.processing.runner import WORKDIR_PREFIX
+
+    work = tmp_path / "work"
+    work.mkdir()
+    dead = work / f"{WORKDIR_PREFIX}999999999-x"  # a pid no process has: a run killed before cleaning up
+    dead.mkdir()
+    (dead / "data.csv").write_text("patient data")
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"v": np.arange(60_000, dtype=float)}).to_csv(path, index=False)
+    data_file = upload(analytics, bucket, path)
+    monkeypatch.setenv("CLINICFLOW_PROCESSING_MAX_RESULT_MB", "1")
+    result_id = submit(analytics, data_file["id"], "rolling_mean", {"window": 3, "max_points": 60_000})
+    with pytest.raises(ProcessingError, match="larger than the limit of 1048576 bytes"):
+        process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path, workdir=work)
+    (row,) = pg_rows(analytics, "SELECT status, error, result_data FROM processing.results WHERE id = %s",
+                     (result_id,))
+    assert row[0] == "FAILED" and "CLINICFLOW_PROCESSING_MAX_RESULT_MB" in row[1] and row[2] is None
+    assert list(work.iterdir()) == []  # the dead run's folder swept, this run's removed

@@ -27,3 +27,12 @@ def test_quality_custom_and_empty_results() -> None:
     assert rows_of({"processing_type": "custom", "result_data": nested}) == [["key", "value"], ["n", "3"],
                                                                                ["d", '{"k": 1}']]
     assert rows_of({"processing_type": "peak_detection", "result_data": None}) == [[]]
+
+
+def test_formula_cells_are_neutralised_numbers_are_not() -> None:
+    table = {"result": {"=cmd|' /C calc'!A0": ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "plain"],
+                        "n": [-1.5, 2, 3, 4, 5, 6]}}
+    rows = rows_of({"processing_type": "custom", "result_data": table})
+    assert rows[0] == ["'=cmd|' /C calc'!A0", "n"]
+    assert [r[0] for r in rows[1:]] == ["'=1+1", "'+1", "'-2", "'@SUM(A1)", "'\tx", "plain"]
+    assert rows[1][1] == "-1.5"  # a number stays a number
