@@ -233,26 +233,30 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
                      "--image-folder", help="Pipelines folder inside the image, for pools that run an image "
                                             "(default /app/pipelines); a process pool uses --folder.")] = None,
                  folder: FolderOption = None) -> None:
-    """Create/update one Prefect deployment per pipeline; refuses to write anything if discovery failed.
+    """Create/update one Prefect deployment per pipeline; exit 1 when a module failed to import.
 
-    A process pool's deployments run this checkout and this folder; other pools run the image's /app.
+    The modules that import are synced; a broken module's deployment is left as it was and nothing is
+    pruned while discovery reports errors. A process pool's deployments run this checkout and this
+    folder; other pools run the image's /app.
     """
     from clinicflow.toolkit.base import ToolkitError
     from flows.pipeline_registry import sync_pipelines
 
     console = Console()
     found = _discover(folder, console)
-    if found.errors:
-        console.print("[red]nothing deployed: fix the modules above first[/red]")
-        raise typer.Exit(EXIT_FAILED)
+    if found.errors and prune:
+        console.print("[yellow]--prune skipped: a module failed to import, so its deployment is kept[/yellow]")
     try:
-        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune, folder=folder,
-                                            image_folder=image_folder))
+        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune and not found.errors,
+                                            folder=folder, image_folder=image_folder))
     except ToolkitError as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     console.print(f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
                   f"pruned: {', '.join(report.pruned) or '-'}")
+    if found.errors:
+        console.print(f"[red]{len(found.errors)} module(s) not synced: fix the modules above[/red]")
+        raise typer.Exit(EXIT_FAILED)
 
 
 @pipelines_app.command("backfill")

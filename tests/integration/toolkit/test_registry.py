@@ -92,15 +92,20 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
     assert schedule.schedule.cron == "30 4 * * 1"
 
 
-def test_sync_deploys_nothing_when_a_module_is_broken_or_the_pool_is_missing(work_pool: str, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_deploys_the_rest_when_a_module_is_broken_and_nothing_when_the_pool_is_missing(
+        work_pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = unique_name("a").replace("_", "-")
+    b = unique_name("b").replace("_", "-")
     write_pipeline(tmp_path, a)
-    (tmp_path / "broken_pipeline.py").write_text("1/0\n")
     runner = CliRunner()
-    out = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
-    assert out.exit_code == 1 and "broken_pipeline.py: ZeroDivisionError" in out.output
-    assert deployments(work_pool) == {}
+    assert runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)]).exit_code == 0
+    (tmp_path / f"{a.replace('-', '_')}_pipeline.py").unlink()  # a's module gone, as if it broke
+    (tmp_path / "broken_pipeline.py").write_text("import sys\nsys.exit(0)\n")
+    write_pipeline(tmp_path, b)
+    out = runner.invoke(app, ["pipelines", "sync", "--prune", "--folder", str(tmp_path)])
+    assert out.exit_code == 1 and "broken_pipeline.py: SystemExit" in out.output
+    assert "--prune skipped" in out.output and "1 module(s) not synced" in out.output
+    assert set(deployments(work_pool)) == {a, b}  # b synced; a kept: no prune while a module is broken
     (tmp_path / "broken_pipeline.py").unlink()
     monkeypatch.setenv("CLINICFLOW_WORK_POOL", "no-such-pool")
     out = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
