@@ -83,11 +83,11 @@ def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
 def test_chunked_peaks_equal_one_find_peaks_call(kwargs: dict) -> None:
     values = np.nan_to_num(signal_frame(20_000)["voltage"].to_numpy())
     expected, _ = find_peaks(values, **kwargs)
-    params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
-    from clinicflow.processing.processors import find_peaks_chunked
+    from clinicflow.processing.peaks import find_peaks_stream
+    from clinicflow.processing.processors import _peak_options
 
-    chunks = (values[i:i + 777] for i in range(0, len(values), 777))
-    got = np.concatenate([peaks for peaks, _ in find_peaks_chunked(chunks, params)])
+    params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
+    got, _ = find_peaks_stream(lambda: (values[i:i + 777] for i in range(0, len(values), 777)), _peak_options(params))
     np.testing.assert_array_equal(got, expected)
 
 
