@@ -288,8 +288,14 @@ def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
     try:
         params = processor.params_model.model_validate(parameters or {}, context={"scripts_dir": scripts_dir})
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt name also makes the real one "missing": the unknown name is the error to report.
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+        error = (unknown or errors)[0]
         field = ".".join(["parameters", *(str(p) for p in error["loc"])])
+        if unknown:
+            known = ", ".join(processor.params_model.model_fields)
+            raise InvalidRequest(field, f"unknown parameter {str(error['loc'][-1])!r}; known: {known}") from None
         raise InvalidRequest(field, error["msg"]) from None
     if file_columns is not None:
         named = getattr(params, "columns", None) or ([column] if (column := getattr(params, "column", None)) else [])
