@@ -8,6 +8,13 @@
   };
   const COLORS = ["#36c", "#3a3", "#a3c", "#c93"];
   let token = localStorage.getItem("clinicflow-token") || "";
+  // A link like /ui/#token=... (printed by the demo) opens ready: the fragment never reaches a server log.
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    token = fromLink;
+    localStorage.setItem("clinicflow-token", token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   let socket = null, shown = null, files = {};
 
   async function api(path, options) {
