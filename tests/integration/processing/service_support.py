@@ -33,7 +33,7 @@ from tests.integration.deploy.e2e_support import (
 
 POOL = "processing-test"
 TOKEN = "test-token-0123456789"
-DEPLOYMENT_MIN_ROWS = 100_000
+DEPLOYMENT_MIN_ROWS = 5_000
 LEASE_SECONDS = 6
 
 
