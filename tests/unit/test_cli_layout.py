@@ -12,7 +12,7 @@ COMMANDS = {"nightly", "load", "replicate", "analyze-schema", "validate", "show"
 GROUPS = {"blocks": {"setup", "register"}, "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
           "ingest": {"run", "demo"},
           "dlq": {"list", "show", "replay", "discard"},
-          "pipelines": {"list", "show", "run", "sync", "backfill"}}
+          "pipelines": {"list", "show", "run", "sync", "backfill"}, "processing": {"workers"}}
 
 
 def _callbacks(typer_app: typer.Typer) -> dict[str, object]:
