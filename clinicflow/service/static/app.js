@@ -15,7 +15,7 @@
     localStorage.setItem("clinicflow-token", token);
     history.replaceState(null, "", location.pathname + location.search);
   }
-  let socket = null, shown = null, files = {};
+  let socket = null, shown = null, shownRow = null, files = {};
 
   async function api(path, options) {
     options = options || {};
@@ -64,7 +64,11 @@
                 text("td", files[r.data_file_id] ? files[r.data_file_id].name : r.data_file_id),
                 text("td", "", "status"), text("td", "", "progress"), text("td", (r.created_at || "").slice(0, 19)));
       const del = text("button", "delete"); del.className = "delete";
-      del.onclick = async ev => { ev.stopPropagation(); await api("/api/etl/results/" + r.id, {method: "DELETE"}); };
+      del.onclick = async ev => {
+        ev.stopPropagation();
+        if (!confirm("Delete result " + r.id + " (" + r.processing_type + ")? A run in flight is cancelled.")) return;
+        await api("/api/etl/results/" + r.id, {method: "DELETE"});
+      };
       const cell = document.createElement("td"); cell.appendChild(del); tr.appendChild(cell);
       tr.onclick = () => showDetail(r.id);
       setRowStatus(tr, r.status, r.progress);
@@ -86,7 +90,10 @@
       const tr = document.querySelector('#results tbody tr[data-id="' + update.id + '"]');
       if (update.status === "DELETED") { if (tr) tr.remove(); return; }
       if (tr) setRowStatus(tr, update.status, update.progress); else loadResults();
-      if (shown === update.id && ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
+      if (shown !== update.id) return;
+      // The detail shows the same status as the list, from the same message.
+      if (["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
+      else $("detail-title").textContent = detailTitle(shownRow, update.status, update.progress);
     };
   }
 
@@ -124,12 +131,21 @@
         schema.failures.map(f => f.column + " " + f.check + " x" + f.count).join(", ")) : "");
   }
 
+  function detailTitle(r, status, progress) {
+    return "Result " + r.id + ": " + r.processing_type + " - " + status +
+      (status === "PROCESSING" && progress != null ? " " + Math.round(progress * 100) + "%" : "");
+  }
+
   async function showDetail(id) {
     shown = id;
     const r = await api("/api/etl/results/" + id);
+    shownRow = r;
     $("detail").hidden = false;
-    $("detail-title").textContent = "Result " + r.id + ": " + r.processing_type + " - " + r.status;
+    $("detail-title").textContent = detailTitle(r, r.status, r.progress);
+    const tr = document.querySelector('#results tbody tr[data-id="' + r.id + '"]');
+    if (tr) setRowStatus(tr, r.status, r.progress);
     $("detail-meta").textContent = "file " + r.data_file_id + " · parameters " + JSON.stringify(r.parameters) +
+      (r.task_run_id ? " · task run " + r.task_run_id + (r.worker ? " on " + r.worker : "") : "") +
       (r.flow_run_id ? " · flow run " + r.flow_run_id : "");
     $("detail-error").textContent = r.error || "";
     $("chart").hidden = true; $("quality").hidden = true; $("detail-json").hidden = true;

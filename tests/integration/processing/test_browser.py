@@ -13,6 +13,8 @@ from tests.integration.processing.test_api import signal_csv
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Screenshots kept after the run (CI uploads out/ as artifacts).
+ARTIFACTS = Path(__file__).resolve().parents[3] / "out" / "test-artifacts" / "processing"
 
 
 def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service, tmp_path: Path) -> None:
@@ -22,13 +24,15 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
 
     signal_csv(tmp_path / "ecg.csv", rows=1500)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"])
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.goto(service.url + "/ui/")
-            page.fill("#token", TOKEN)
-            page.click("#save-token")
+            page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
+            # The demo's link: the token in the fragment, nothing pasted.
+            page.goto(service.url + f"/ui/#token={TOKEN}")
             expect(page.locator("#live")).to_have_text("live: on", timeout=30_000)
+            assert "token" not in page.url, "the fragment is cleared once read"
             page.set_input_files("#file-input", str(tmp_path / "ecg.csv"))
             page.click("#upload")
             expect(page.locator("#upload-status")).to_contain_text("uploaded as file", timeout=30_000)
@@ -54,7 +58,13 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                     assert drawn.startswith("2 series"), drawn  # the series and its rolling mean
                 else:
                     assert int(drawn.split(", ")[1].split()[0]) > 0, drawn  # peaks marked
-                page.screenshot(path=str(tmp_path / f"results-page-{kind}.png"), full_page=True)
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"results-page-{kind}.png"), full_page=True)
+            # Delete asks first; accepted, the row leaves the list.
+            rows = page.locator("#results tbody tr")
+            before = rows.count()
+            rows.first.locator("button.delete").click()
+            expect(rows).to_have_count(before - 1, timeout=30_000)
         finally:
             browser.close()
-    assert (tmp_path / "results-page-peak_detection.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "results-page-peak_detection.png").stat().st_size > 10_000
