@@ -69,32 +69,27 @@ class Updates:
         self.socket.close()
 
 
-def flow_run_state(service: Service, flow_run_id: str) -> str:
+def run_state(service: Service, kind: str, run_id: str) -> str:
+    """The state type of a flow run (kind "flow_runs") or task run ("task_runs") on the service's Prefect API."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{service.stack.api_url}/flow_runs/{flow_run_id}", timeout=10) as response:
+    with urllib.request.urlopen(f"{service.stack.api_url}/{kind}/{run_id}", timeout=10) as response:
         return json.loads(response.read())["state"]["type"]
+
+
+def wait_run_state(service: Service, kind: str, run_id: str, wanted: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := run_state(service, kind, run_id)) != wanted:
+        assert time.monotonic() < deadline, f"{kind} {run_id} is {state}, expected {wanted}"
+        time.sleep(0.5)
 
 
 def wait_flow_run_state(service: Service, flow_run_id: str, wanted: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while (state := flow_run_state(service, flow_run_id)) != wanted:
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} is {state}, expected {wanted}"
-        time.sleep(0.5)
-
-
-def task_run_state(service: Service, task_run_id: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{service.stack.api_url}/task_runs/{task_run_id}", timeout=10) as response:
-        return json.loads(response.read())["state"]["type"]
+    wait_run_state(service, "flow_runs", flow_run_id, wanted, timeout)
 
 
 def wait_task_run_state(service: Service, task_run_id: str, wanted: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while (state := task_run_state(service, task_run_id)) != wanted:
-        assert time.monotonic() < deadline, f"task run {task_run_id} is {state}, expected {wanted}"
-        time.sleep(0.5)
+    wait_run_state(service, "task_runs", task_run_id, wanted, timeout)
 
 
 def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
@@ -278,7 +273,7 @@ def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tm
     assert [r["status"] for r in rows] == ["COMPLETED"] * 30, [r for r in rows if r["status"] != "COMPLETED"]
     assert [r["result_data"]["window"] for r in rows] == [2 + i for i in range(30)]
     task_runs = {r["task_run_id"] for r in rows}
-    assert len(task_runs) == 30 and all(task_run_state(service, t) == "COMPLETED" for t in task_runs)
+    assert len(task_runs) == 30 and all(run_state(service, "task_runs", t) == "COMPLETED" for t in task_runs)
     import httpx
 
     # Each job is one task run that ran once: Prefect holds exactly these 30 runs' Running states.
