@@ -170,7 +170,9 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     database = create_database(admin, name)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-service-") as tmp:
-            service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads)
+            # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
+            service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
+                                    env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"})
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
