@@ -160,6 +160,14 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
+    @app.get("/api/etl/files/{file_id}/preview", dependencies=auth)
+    async def preview_file(file_id: int, rows: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
+        """First rows, columns and per-column stats of an uploaded file (read from the bucket)."""
+        data_file = await run_in_threadpool(db, store.get_data_file, file_id)
+        if data_file is None:
+            raise HTTPException(404, f"no data file {file_id}")
+        return await run_in_threadpool(_preview, writer, data_file, workdir, rows)
+
     @app.post("/api/etl/process", status_code=202, dependencies=auth)
     async def process(request: ProcessRequest) -> dict[str, Any]:
         data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
@@ -313,6 +321,15 @@ async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
         else Cancelling(message="result deleted")
     await client.set_flow_run_state(UUID(flow_run_id), new_state, force=True)
     return flow_run_id
+
+
+def _preview(writer: Any, data_file: dict[str, Any], workdir: Path, rows: int) -> dict[str, Any]:
+    from clinicflow.processing.datafiles import preview
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local = Path(tmp) / "data"
+        writer.download_file(data_file["object_name"], local)
+        return {"id": data_file["id"], **preview(local, data_file["format"], data_file["name"], rows)}
 
 
 def app_from_env() -> FastAPI:

@@ -136,6 +136,30 @@
       (status === "PROCESSING" && progress != null ? " " + Math.round(progress * 100) + "%" : "");
   }
 
+  async function showPreview(fileId) {
+    const p = await api("/api/etl/files/" + fileId + "/preview?rows=10");
+    $("preview").hidden = false;
+    $("preview-summary").textContent = p.name + ": " + p.rows + " rows, " + p.columns.length + " columns; first " +
+      p.head.length + " rows:";
+    const fmt = v => v == null ? "" : (typeof v === "number" ? +v.toPrecision(6) : v);
+    const stats = $("preview-stats").querySelector("tbody"); stats.innerHTML = "";
+    for (const c of p.columns) {
+      const tr = document.createElement("tr");
+      tr.append(text("td", c.name), text("td", c.dtype), text("td", c.count), text("td", c.nulls),
+                text("td", fmt(c.min)), text("td", fmt(c.max)), text("td", fmt(c.mean)));
+      stats.appendChild(tr);
+    }
+    const head = $("preview-head");
+    head.querySelector("thead").innerHTML = ""; head.querySelector("tbody").innerHTML = "";
+    const names = p.columns.map(c => c.name);
+    const hr = document.createElement("tr"); names.forEach(n => hr.appendChild(text("th", n)));
+    head.querySelector("thead").appendChild(hr);
+    for (const record of p.head) {
+      const tr = document.createElement("tr"); names.forEach(n => tr.appendChild(text("td", fmt(record[n]))));
+      head.querySelector("tbody").appendChild(tr);
+    }
+  }
+
   async function showDetail(id) {
     shown = id;
     const r = await api("/api/etl/results/" + id);
@@ -184,6 +208,7 @@
       const row = await api("/api/etl/files", {method: "POST", body: form});
       $("upload-status").textContent = "uploaded as file " + row.id;
       await loadFiles(); $("file-select").value = row.id;
+      await showPreview(row.id);
     } catch (e) { $("upload-status").textContent = e.message; }
   };
   $("process-form").onsubmit = async ev => {

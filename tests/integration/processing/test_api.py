@@ -113,6 +113,12 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     frame = signal_csv(tmp_path / "voltage.csv")
     data_file = upload(service, tmp_path / "voltage.csv")
     assert data_file["row_count"] == 2000 and [c["name"] for c in data_file["columns"]] == ["t", "voltage"]
+    with service.client() as client:
+        preview = client.get(f"/api/etl/files/{data_file['id']}/preview", params={"rows": 3}).json()
+    assert preview["rows"] == 2000 and [r["t"] for r in preview["head"]] == [0, 1, 2]
+    stats = {c["name"]: c for c in preview["columns"]}
+    assert stats["voltage"]["mean"] == pytest.approx(frame["voltage"].mean())
+    assert stats["t"]["min"] == 0 and stats["t"]["max"] == 1999 and stats["t"]["nulls"] == 0
     updates = Updates(service)
     try:
         rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,

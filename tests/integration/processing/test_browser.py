@@ -36,6 +36,10 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
             page.set_input_files("#file-input", str(tmp_path / "ecg.csv"))
             page.click("#upload")
             expect(page.locator("#upload-status")).to_contain_text("uploaded as file", timeout=30_000)
+            # The preview: rows, columns with their stats, the first rows.
+            expect(page.locator("#preview-summary")).to_contain_text("ecg.csv: 1500 rows, 2 columns", timeout=30_000)
+            expect(page.locator("#preview-stats tbody tr")).to_have_count(2)
+            expect(page.locator("#preview-head tbody tr")).to_have_count(10)
             # A marker that a reload would wipe: the status must change without one.
             page.evaluate("window.__noReload = true")
             for kind, parameters in (("rolling_mean", {"window": 31, "columns": ["voltage"]}),
