@@ -15,7 +15,8 @@
     localStorage.setItem("clinicflow-token", token);
     history.replaceState(null, "", location.pathname + location.search);
   }
-  let socket = null, shown = null, shownRow = null, files = {};
+  let socket = null, shown = null, shownRow = null, files = {}, offset = 0;
+  const PAGE = 50;
 
   async function api(path, options) {
     options = options || {};
@@ -56,7 +57,11 @@
 
   async function loadResults() {
     const status = $("filter-status").value;
-    const page = await api("/api/etl/results?limit=100" + (status ? "&status=" + status : ""));
+    const page = await api("/api/etl/results?limit=" + PAGE + "&offset=" + offset + (status ? "&status=" + status : ""));
+    if (page.items.length === 0 && offset > 0) { offset = Math.max(0, offset - PAGE); return loadResults(); }
+    $("page-info").textContent = page.total ? (offset + 1) + "-" + (offset + page.items.length) + " of " + page.total : "none";
+    $("page-prev").disabled = offset === 0;
+    $("page-next").disabled = offset + page.items.length >= page.total;
     const body = $("results").querySelector("tbody"); body.innerHTML = "";
     for (const r of page.items) {
       const tr = document.createElement("tr"); tr.dataset.id = r.id; tr.className = "clickable";
@@ -89,7 +94,7 @@
       const update = JSON.parse(event.data);
       const tr = document.querySelector('#results tbody tr[data-id="' + update.id + '"]');
       if (update.status === "DELETED") { if (tr) tr.remove(); return; }
-      if (tr) setRowStatus(tr, update.status, update.progress); else loadResults();
+      if (tr) setRowStatus(tr, update.status, update.progress); else if (offset === 0) loadResults();
       if (shown !== update.id) return;
       // The detail shows the same status as the list, from the same message.
       if (["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
@@ -198,7 +203,9 @@
 
   $("save-token").onclick = () => { token = $("token").value.trim(); localStorage.setItem("clinicflow-token", token); start(); };
   $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); };
-  $("filter-status").onchange = loadResults;
+  $("filter-status").onchange = () => { offset = 0; loadResults(); };
+  $("page-prev").onclick = () => { offset = Math.max(0, offset - PAGE); loadResults(); };
+  $("page-next").onclick = () => { offset += PAGE; loadResults(); };
   $("upload-form").onsubmit = async ev => {
     ev.preventDefault();
     const file = $("file-input").files[0];
