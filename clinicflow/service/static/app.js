@@ -194,15 +194,66 @@
     }
   }
 
+  // Parameter forms generated from each processor's JSON schema (GET /api/etl/processors).
+  let schemas = {};
+  async function loadSchemas() { schemas = await api("/api/etl/processors"); paramFields(); }
+
+  function fieldType(prop) {
+    const options = prop.anyOf ? prop.anyOf.filter(o => o.type !== "null") : [prop];
+    return (options[0] || {}).type || "object";
+  }
+
+  function paramFields() {
+    const box = $("param-fields"); box.innerHTML = "";
+    const schema = (schemas[$("type").value] || {}).parameters;
+    if (!schema) return;
+    let current = {};
+    try { current = JSON.parse($("params").value || "{}"); } catch (e) { current = {}; }
+    const required = schema.required || [];
+    for (const [name, prop] of Object.entries(schema.properties || {})) {
+      const type = fieldType(prop);
+      const label = document.createElement("label");
+      label.title = prop.description || "";
+      label.append(text("span", name + (required.includes(name) ? " *" : "")));
+      const input = document.createElement("input");
+      input.dataset.name = name; input.dataset.type = type;
+      if (type === "boolean") { input.type = "checkbox"; input.checked = Boolean(current[name] ?? prop.default); }
+      else {
+        input.type = (type === "integer" || type === "number") ? "number" : "text";
+        if (type === "number") input.step = "any";
+        const value = current[name];
+        input.value = value == null ? "" : (typeof value === "object" ? (Array.isArray(value) && type === "array"
+          ? value.join(", ") : JSON.stringify(value)) : value);
+        input.placeholder = prop.default == null ? (type === "array" ? "a, b" : "") : String(prop.default);
+      }
+      input.onchange = collectParams;
+      label.appendChild(input); box.appendChild(label);
+    }
+  }
+
+  function collectParams() {
+    const out = {};
+    for (const input of $("param-fields").querySelectorAll("input")) {
+      const type = input.dataset.type, name = input.dataset.name;
+      if (type === "boolean") { if (input.checked) out[name] = true; continue; }
+      if (input.value.trim() === "") continue;
+      if (type === "integer" || type === "number") out[name] = Number(input.value);
+      else if (type === "array") out[name] = input.value.split(",").map(v => v.trim()).filter(Boolean);
+      else if (type === "object") { try { out[name] = JSON.parse(input.value); } catch (e) { out[name] = input.value; } }
+      else out[name] = input.value;
+    }
+    $("params").value = JSON.stringify(out);
+  }
+
   async function start() {
     $("token").value = token;
     if (!token) return;
-    try { await loadFiles(); await loadResults(); connect(); }
+    try { await loadFiles(); await loadResults(); connect(); await loadSchemas(); }
     catch (e) { $("submit-status").textContent = String(e.message); }
   }
 
   $("save-token").onclick = () => { token = $("token").value.trim(); localStorage.setItem("clinicflow-token", token); start(); };
-  $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); };
+  $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); paramFields(); };
   $("filter-status").onchange = () => { offset = 0; loadResults(); };
   $("page-prev").onclick = () => { offset = Math.max(0, offset - PAGE); loadResults(); };
   $("page-next").onclick = () => { offset += PAGE; loadResults(); };

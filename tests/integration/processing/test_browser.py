@@ -40,6 +40,13 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
             expect(page.locator("#preview-summary")).to_contain_text("ecg.csv: 1500 rows, 2 columns", timeout=30_000)
             expect(page.locator("#preview-stats tbody tr")).to_have_count(2)
             expect(page.locator("#preview-head tbody tr")).to_have_count(10)
+            # The parameter form comes from the processor's JSON schema and fills the JSON.
+            page.select_option("#type", "rolling_mean")
+            window = page.locator('#param-fields input[data-name="window"]')
+            window.fill("31")
+            window.press("Tab")
+            assert json.loads(page.input_value("#params"))["window"] == 31
+            expect(page.locator('#param-fields input[data-name="center"]')).to_have_attribute("type", "checkbox")
             # A marker that a reload would wipe: the status must change without one.
             page.evaluate("window.__noReload = true")
             for kind, parameters in (("rolling_mean", {"window": 31, "columns": ["voltage"]}),
