@@ -82,7 +82,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             async with get_client() as client:
                 app.state.prefect = client
                 reconciler = asyncio.create_task(_reconcile_forever(client, pool))
-                dispatcher.start(client)
+                dispatcher.start()
                 try:
                     yield
                 finally:

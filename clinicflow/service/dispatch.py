@@ -7,6 +7,10 @@ Rows whose data file has at least ``deployment_min_rows`` rows
 ``process-data`` deployment runs instead: on Kubernetes each is its own Job
 with its own memory limit, so one huge file cannot take a shared worker down.
 
+The dispatcher runs in its own thread with its own event loop and Prefect
+client: creating a task run does blocking work (parameters written to the
+task-scheduling storage), which must not hold up the API's answers.
+
 The row is the outbox: a row written but never sent (the API stopped in
 between) is found by :meth:`Dispatcher.rescue` and sent then. The task run's
 id is derived from the row (uuid5), so sending twice can never make two runs.
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,24 +57,52 @@ class Dispatcher:
         self.database_key = database_key
         self.start_deployment_run = start_deployment_run
         self.min_rows = deployment_min_rows()
-        self._queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._queue: asyncio.Queue[tuple[int, int]] | None = None
         self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def start(self, client: Any) -> None:
-        self._client = client
-        self._tasks = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
-        self._tasks.append(asyncio.create_task(self._housekeeping_forever()))
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="clinicflow-dispatcher", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=120)
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        self._queue = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        async with get_client() as client:
+            self._client = client
+            tasks = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
+            tasks.append(asyncio.create_task(self._housekeeping_forever()))
+            self._ready.set()
+            await self._stopping.wait()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
 
     def submit(self, result_id: int, row_count: int) -> None:
-        self._queue.put_nowait((result_id, row_count))
+        """Queue one row for sending (from any thread or event loop; returns at once)."""
+        assert self._loop is not None and self._queue is not None, "the dispatcher is not started"
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (result_id, row_count))
 
     def as_deployment_run(self, row_count: int) -> bool:
         return row_count >= self.min_rows
@@ -117,6 +150,7 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     async def _send_forever(self) -> None:
+        assert self._queue is not None
         while True:
             result_id, row_count = await self._queue.get()
             await self.send(result_id, row_count)
