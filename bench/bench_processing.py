@@ -7,14 +7,17 @@
    child process (own peak RSS); rounds interleave (the machine is shared).
    Prints rows/s, the ratio processor / anchor, peak RSS, and checks both find
    the same peaks.
-2. **Submissions**: ``--jobs`` (default 200) ``POST /api/etl/process`` sent at
-   once against a running service (real Prefect server, process worker,
-   ``clinicflow serve``, PostgreSQL): p50/p95 submit latency, jobs/minute
+2. **Submissions**: against a running service (real Prefect server,
+   ``clinicflow processing workers``, ``clinicflow serve``, PostgreSQL):
+   submission -> PROCESSING on an idle service, then ``--jobs`` (default 200)
+   ``POST /api/etl/process`` sent at once: p50/p95 submit latency, jobs/minute
    until all are COMPLETED, and that none was lost or run twice (one row and
-   one flow run per request).
+   one task run with run_count 1 per request). The anchor, in the same run:
+   the same jobs through a minimal Celery + Redis app (``bench.celery_anchor``,
+   the replaced stack) on as many worker slots; the ratio of jobs/minute.
 
-    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--worker-limit 4]
-        [--skip-peaks] [--skip-jobs]
+    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 2]
+        [--threads 2] [--skip-peaks] [--skip-jobs]
 """
 from __future__ import annotations
 
@@ -105,16 +108,57 @@ async def submit_all(url: str, token: str, file_id: int, jobs: int) -> list[tupl
                                  limits=limits) as client:
         async def one(i: int) -> tuple[float, dict[str, Any]]:
             started = time.perf_counter()
-            response = await client.post("/api/etl/process", json={
-                "data_file_id": file_id, "processing_type": "rolling_mean",
-                "parameters": {"window": 5 + i % 20, "columns": ["voltage"]}})
+            response = await client.post("/api/etl/process", json=job_request(file_id, i))
             if response.status_code != 202:
                 print(f"  submission {i}: HTTP {response.status_code}: {response.text[:300]}")
             return time.perf_counter() - started, response.json()
         return list(await asyncio.gather(*(one(i) for i in range(jobs))))
 
 
-def bench_jobs(jobs: int, worker_limit: int) -> None:
+def job_request(file_id: int, i: int) -> dict[str, Any]:
+    return {"data_file_id": file_id, "processing_type": "rolling_mean",
+            "parameters": {"window": 5 + i % 20, "columns": ["voltage"]}}
+
+
+def wait_rows(database: Any, ids: list[int], timeout: float = 1800) -> list[dict[str, Any]]:
+    """The rows once none is PENDING/PROCESSING (read from PostgreSQL: no HTTP in the measured path)."""
+    from clinicflow.processing import store
+
+    conn = database.connect()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, status, task_run_id::text, worker, error, "
+                            "extract(epoch FROM created_at), extract(epoch FROM started_at), "
+                            "extract(epoch FROM finished_at) FROM processing.results WHERE id = ANY(%s)", (ids,))
+                found = [dict(zip(("id", "status", "task_run_id", "worker", "error", "created", "started",
+                                   "finished"), r, strict=True)) for r in cur.fetchall()]
+            conn.rollback()
+            if not [r for r in found if r["status"] in store.ACTIVE] or time.monotonic() > deadline:
+                return sorted(found, key=lambda r: r["id"])
+            time.sleep(0.2)
+    finally:
+        conn.close()
+
+
+def throughput(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """(seconds from the first submission to the last end, jobs/minute)."""
+    seconds = float(max(r["finished"] for r in rows) - min(r["created"] for r in rows))
+    return seconds, len(rows) / seconds * 60
+
+
+def check_once(label: str, ids: list[int], rows: list[dict[str, Any]]) -> None:
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    lost = set(ids) - {r["id"] for r in rows}
+    print(f"  {label}: rows {len(rows)}, distinct ids {len(set(ids))}, lost {len(lost)}, statuses {statuses}")
+    failed = [r["error"] for r in rows if r["status"] != "COMPLETED"][:3]
+    assert not lost and len(set(ids)) == len(ids) and statuses == {"COMPLETED": len(ids)}, failed
+
+
+def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     import httpx
 
     from blocks.databases import PostgresServer
@@ -126,63 +170,97 @@ def bench_jobs(jobs: int, worker_limit: int) -> None:
     database = create_database(admin, name)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-service-") as tmp:
-            service = start_service(Path(tmp), database, worker_limit=worker_limit)
+            # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
+            service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
+                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"})
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
                 with service.client() as client, open(data, "rb") as handle:
                     data_file = client.post("/api/etl/files", files={"file": ("signal.parquet", handle)}).json()
+                    time.sleep(15)  # the task workers subscribe
+                    idle = []
+                    for i in range(6):  # one at a time on an idle service: submission -> PROCESSING
+                        job = client.post("/api/etl/process", json=job_request(data_file["id"], i)).json()
+                        row = wait_rows(database, [job["id"]])[0]
+                        if i:  # the first waits for the task workers to finish starting (a warm-up)
+                            idle.append(row["started"] - row["created"])
                 started = time.perf_counter()
                 submitted = asyncio.run(submit_all(service.url, TOKEN, data_file["id"], jobs))
                 submit_seconds = time.perf_counter() - started
                 ids = [body["id"] for _, body in submitted]
-                with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                  timeout=60) as client:
-                    deadline = time.monotonic() + 3600
-                    while True:
-                        page = client.get("/api/etl/results", params={"limit": 500}).json()
-                        active = [r for r in page["items"] if r["status"] in ("PENDING", "PROCESSING")]
-                        if not active or time.monotonic() > deadline:
-                            break
-                        time.sleep(1)
-                    total_seconds = time.perf_counter() - started
-                rows = page["items"]
-                flow_runs = _flow_runs_of(service.stack.api_url)
+                rows = wait_rows(database, ids)
+                with httpx.Client(base_url=service.stack.api_url, timeout=60) as prefect:
+                    run_counts = [prefect.get(f"/task_runs/{r['task_run_id']}").json()["run_count"]
+                                  for r in rows if r["task_run_id"]]
             finally:
                 service.close()
+            anchor_rows, anchor_submit = run_celery_anchor(service.env, database, data_file["id"], jobs,
+                                                           processes * threads)
     finally:
         drop_database(admin, name)
     latencies = sorted(seconds for seconds, _ in submitted)
-    statuses: dict[str, int] = {}
-    for row in rows:
-        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    print(f"{jobs} concurrent submissions (worker limit {worker_limit}, rolling_mean on 5,000 rows):")
-    print(f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, all sent in {submit_seconds:.1f} s")
-    print(f"  all ended in {total_seconds:.1f} s: {jobs / total_seconds * 60:.1f} jobs/minute; statuses {statuses}")
-    lost = set(ids) - {r["id"] for r in rows}
-    duplicated = len(ids) - len(set(ids))
-    runs_per_result = {}
-    for run in flow_runs:
-        key = run["parameters"].get("result_id")
-        runs_per_result[key] = runs_per_result.get(key, 0) + 1
-    print(f"  rows {len(rows)}, distinct ids {len(set(ids))}, lost {len(lost)}, duplicated ids {duplicated}, "
-          f"flow runs {len(flow_runs)} (results with more than one run: "
-          f"{sum(1 for n in runs_per_result.values() if n > 1)})")
-    assert not lost and not duplicated and len(rows) == jobs and statuses == {"COMPLETED": jobs}
-    assert len(flow_runs) == jobs and set(runs_per_result) == set(ids)
+    p95 = latencies[int(len(latencies) * 0.95) - 1]
+    seconds, per_minute = throughput(rows)
+    anchor_seconds, anchor_per_minute = throughput(anchor_rows)
+    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; task workers: {processes} processes x "
+          f"{threads} threads; Celery anchor: prefork --concurrency {processes * threads}, Redis broker")
+    print(f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
+          f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)")
+    print(f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+          f"all sent in {submit_seconds:.2f} s")
+    print(f"  service: all ended {seconds:.1f} s after the first submission: {per_minute:.0f} jobs/minute")
+    print(f"  Celery + Redis anchor: {anchor_seconds:.1f} s: {anchor_per_minute:.0f} jobs/minute "
+          f"(insert + delay per job p95 {anchor_submit * 1000:.0f} ms)")
+    print(f"  ratio service/Celery (jobs/minute): {per_minute / anchor_per_minute:.2f}")
+    check_once("service", ids, rows)
+    check_once("Celery anchor", [r["id"] for r in anchor_rows], anchor_rows)
+    assert len(run_counts) == jobs and set(run_counts) == {1}, f"task runs per job: {sorted(set(run_counts))}"
+    print(f"  service: {len(run_counts)} task runs, each ran once; {len({r['worker'] for r in rows})} task "
+          f"worker processes shared the jobs")
 
 
-def _flow_runs_of(api_url: str) -> list[dict[str, Any]]:
-    import httpx
+def run_celery_anchor(env: dict[str, str], database: Any, file_id: int, jobs: int,
+                      concurrency: int) -> tuple[list[dict[str, Any]], float]:
+    """The same jobs through bench.celery_anchor: rows inserted PENDING and ``.delay()``ed, prefork workers."""
+    import os
 
-    runs: list[dict[str, Any]] = []
-    with httpx.Client(base_url=api_url, timeout=60) as client:
-        while True:
-            page = client.post("/flow_runs/filter", json={"limit": 200, "offset": len(runs)}).json()
-            runs += page
-            if len(page) < 200:
-                return runs
+    from bench.celery_anchor import app, process_result_celery
+    from clinicflow.processing import store
+    from clinicflow.processing.processors import validate_request
+
+    broker_db = f"redis://127.0.0.1:6379/{11 + os.getpid() % 4}"
+    app.conf.broker_url = broker_db
+    app.connection_for_write().default_channel.client.flushdb()
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
+        log = open(Path(tmp) / "celery.log", "wb")
+        worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "bench.celery_anchor", "worker",
+                                   "--concurrency", str(concurrency), "--pool", "prefork", "--loglevel", "WARNING",
+                                   "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                                  env={**os.environ, **env, "CLINICFLOW_BENCH_CELERY_BROKER": broker_db},
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            time.sleep(10)  # the prefork children start
+            conn = database.connect()
+            latencies, ids = [], []
+            try:
+                for i in range(jobs):
+                    started = time.perf_counter()
+                    request = job_request(file_id, i)
+                    params = validate_request("rolling_mean", request["parameters"])
+                    result_id = store.insert_result(conn, file_id, "rolling_mean", params.model_dump(mode="json"))
+                    process_result_celery.delay(result_id)
+                    latencies.append(time.perf_counter() - started)
+                    ids.append(result_id)
+            finally:
+                conn.close()
+            rows = wait_rows(database, ids)
+        finally:
+            from clinicflow_dev.demo_service import stop_process_group
+
+            stop_process_group(worker)
+    latencies.sort()
+    return rows, latencies[int(len(latencies) * 0.95) - 1]
 
 
 def main() -> None:
@@ -191,7 +269,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--worker-limit", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=2, help="Task-worker processes (Celery: x threads).")
+    parser.add_argument("--threads", type=int, default=2, help="Runs at once per task-worker process.")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")
     args = parser.parse_args()
@@ -201,7 +280,7 @@ def main() -> None:
     if not args.skip_peaks:
         bench_peaks(args.points, args.rounds)
     if not args.skip_jobs:
-        bench_jobs(args.jobs, args.worker_limit)
+        bench_jobs(args.jobs, args.processes, args.threads)
 
 
 if __name__ == "__main__":

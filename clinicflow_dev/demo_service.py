@@ -209,16 +209,19 @@ def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port:
         cleanup.callback(lambda: [stop_process_group(p) for p in reversed(started)])
         try:
             ids = _start(out_dir, started, shared, token, api_url, service_url, echo)
-            echo(f"processing service: {service_url}/ui/  (API {service_url}/api/etl/..., docs {service_url}/docs)")
+            from clinicflow.service.dispatch import deployment_min_rows
+            echo(f"processing service: {service_url}/ui/#token={token}  (opens signed in; API "
+                 f"{service_url}/api/etl/..., docs {service_url}/docs)")
             echo(f"API token: {token}")
             echo(f"  e.g. curl -H 'Authorization: Bearer {token}' {service_url}/api/etl/results")
-            echo(f"Prefect UI: {api_url.removesuffix('/api')}/  (deployment process-data/process-data, "
-                 f"pool {DEMO_POOL})")
+            echo(f"Prefect UI: {api_url.removesuffix('/api')}/  (task runs process-result-background; "
+                 f"deployment process-data/process-data, pool {DEMO_POOL}, for files of "
+                 f"{deployment_min_rows():,} rows or more)")
             echo(f"submitted demo jobs {ids} (rolling_mean, peak_detection) on {out_dir / 'vitals.csv'}; "
                  f"logs in {out_dir}; Ctrl-C to stop")
             return _watch(started, service_url, token, ids, out_dir, echo)
         except KeyboardInterrupt:
-            echo("stopping the processing service, the worker and the Prefect server")
+            echo("stopping the processing service, the workers and the Prefect server")
             return 0
         except (RuntimeError, ValueError, httpx.HTTPError) as exc:  # messages name the part and its log, no secret
             echo(f"the processing service could not start: {type(exc).__name__}: {exc}")
@@ -233,7 +236,9 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
     port = api_url.rsplit(":", 1)[1].split("/")[0]
     echo(f"starting a Prefect server on 127.0.0.1:{port} (home {out_dir / 'prefect'})")
     # The embedded server's start-up savings apply here too (no block type registration, no telemetry).
-    server_env = server_environment(child_environment({**EMBEDDED_ENV_DEFAULTS, "PREFECT_UI_ENABLED": "true"}))
+    # PREFECT_UI_API_URL: the UI's browser code calls this server's API on whatever port it got.
+    server_env = server_environment(child_environment({**EMBEDDED_ENV_DEFAULTS, "PREFECT_UI_ENABLED": "true",
+                                                       "PREFECT_UI_API_URL": api_url}))
     started.append(start_prefect_server(out_dir / "prefect", int(port), server_env))
     # Generous: the first start migrates a new SQLite database, minutes on a busy 2-core machine.
     wait_healthy(f"{api_url}/health", started[-1], out_dir / "prefect" / "server.log", timeout=300)
@@ -245,6 +250,11 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
                                          "--type", "process", "--limit", "2"],
                                         env=worker_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True))
+    # The task worker runs the demo's jobs (warm: it picks each up as soon as the API submits it).
+    with (out_dir / "task-worker.log").open("wb") as log:
+        started.append(subprocess.Popen([str(BIN / "clinicflow"), "processing", "workers", "--concurrency", "1",
+                                         "--limit", "2"], env=child_environment(shared), cwd=REPO, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True))
     service_port = service_url.rsplit(":", 1)[1]
     with (out_dir / "service.log").open("wb") as log:
         started.append(subprocess.Popen([str(BIN / "clinicflow"), "serve", "--host", "127.0.0.1",

@@ -1,10 +1,18 @@
-"""Prefect task of the ``process_data`` flow: a thin wrapper over :mod:`clinicflow.processing.runner`.
+"""Prefect tasks of the processing service: thin wrappers over :mod:`clinicflow.processing.runner`.
 
-Not retried: a processor's failure is a result (FAILED with the reason on the
-row), and a second attempt would find the row ended anyway.
+- ``process_result_task``: the step of the ``process_data`` flow (deployment runs).
+- ``process_result_background``: the background task the API submits with
+  ``.delay()``-style deferred runs and long-running task workers execute
+  (``clinicflow processing workers``). Its one parameter is the row id; the
+  worker process holds the database, the bucket and the lease keeper
+  (:func:`configure_worker`).
+
+Not retried by Prefect: a processor's failure is a result (FAILED with the
+reason on the row); transient errors are retried inside the runner.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.processing.lease import LeaseKeeper
 from clinicflow.processing.runner import process_result
 
 
@@ -21,3 +30,34 @@ def process_result_task(database: PostgresServer, bucket: Any, result_id: int, f
                         scripts_dir: Path) -> dict[str, Any]:
     return process_result(database.connect, writer_for(bucket), result_id, flow_run_id=flow_run_id,
                           scripts_dir=scripts_dir)
+
+
+@dataclass
+class WorkerContext:
+    """What a task worker process resolves once and every background run uses."""
+
+    database: PostgresServer
+    writer: Any
+    scripts_dir: Path
+    lease: LeaseKeeper
+
+
+_worker: list[WorkerContext] = []
+
+
+def configure_worker(context: WorkerContext) -> None:
+    _worker[:] = [context]
+
+
+@task(name="process-result-background", cache_policy=NO_CACHE)
+def process_result_background(result_id: int) -> dict[str, Any]:
+    """Process one results row in this task worker (claimed PENDING -> PROCESSING once)."""
+    from prefect.runtime import task_run
+
+    if not _worker:
+        raise RuntimeError("process-result-background runs in a task worker (clinicflow processing workers)")
+    context = _worker[0]
+    with context.lease.track(result_id):
+        return process_result(context.database.connect, context.writer, result_id, flow_run_id=None,
+                              scripts_dir=context.scripts_dir, worker=context.lease.worker,
+                              task_run_id=str(task_run.get_id()) if task_run.get_id() else None)

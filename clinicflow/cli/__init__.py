@@ -1,8 +1,8 @@
 """The ``clinicflow`` command line.
 
 Every command is a module-level function of this package's modules; groups (``blocks``, ``cdc``, ``dicom``,
-``fanout``, ``ingest``, ``dlq``, ``pipelines``) are module-level Typer sub-apps. This module adds them all to
-``app``, so one place shows the whole command line. In a source checkout the dev-only package
+``fanout``, ``ingest``, ``dlq``, ``pipelines``, ``processing``) are module-level Typer sub-apps. This module adds
+them all to ``app``, so one place shows the whole command line. In a source checkout the dev-only package
 ``clinicflow_dev`` adds ``demo`` and ``generate-opendental`` (the image and the wheel do not carry it).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from clinicflow.cli.fanout import fanout_app  # noqa: E402
 from clinicflow.cli.ingest import dlq_app, ingest_app  # noqa: E402
 from clinicflow.cli.nightly import load_command, nightly_command  # noqa: E402
 from clinicflow.cli.pipelines import pipelines_app  # noqa: E402
+from clinicflow.cli.processing import processing_app  # noqa: E402
 from clinicflow.cli.replicate import replicate_command  # noqa: E402
 from clinicflow.cli.schema import analyze_schema_command, schema_show_command, schema_validate_command  # noqa: E402
 from clinicflow.cli.serve import serve_command  # noqa: E402
@@ -55,6 +56,7 @@ app.add_typer(fanout_app, name="fanout")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(processing_app, name="processing")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -120,3 +120,46 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
         if not columns:
             raise DataFileError(f"{name}: no header row")
     return FileMetadata(name=name, size_bytes=size, sha256=sha256, format=fmt, columns=columns, row_count=rows)
+
+
+def preview(path: Path, fmt: str, name: str, rows: int = 20, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict[str, Any]:
+    """The first ``rows`` rows, the columns with their types, and per column: count, nulls, min, max, mean
+    (numeric columns), streamed over the whole file."""
+    import math
+
+    head: list[dict[str, Any]] = []
+    stats: dict[str, dict[str, Any]] = {}
+    total = 0
+    for chunk in iter_chunks(path, fmt, chunk_rows=chunk_rows, name=name):
+        if not head:
+            first = chunk.head(rows)
+            head = [{str(k): v for k, v in record.items()}
+                    for record in first.astype(object).where(first.notna(), None).to_dict("records")]
+        for column in chunk.columns:
+            series = chunk[column]
+            entry = stats.setdefault(str(column), {"dtype": str(series.dtype), "count": 0, "nulls": 0, "min": None,
+                                                   "max": None, "sum": 0.0})
+            entry["nulls"] += int(series.isna().sum())
+            entry["count"] += int(series.notna().sum())
+            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            if numeric and series.notna().any():
+                low, high = float(series.min()), float(series.max())
+                entry["min"] = low if entry["min"] is None else min(entry["min"], low)
+                entry["max"] = high if entry["max"] is None else max(entry["max"], high)
+                entry["sum"] += float(series.sum())
+            else:
+                entry["sum"] = None
+        total += len(chunk)
+
+    def finite(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+    columns = []
+    for column, entry in stats.items():
+        mean = entry["sum"] / entry["count"] if entry["sum"] is not None and entry["count"] else None
+        columns.append({"name": column, "dtype": entry["dtype"], "count": entry["count"], "nulls": entry["nulls"],
+                        "min": finite(entry["min"]), "max": finite(entry["max"]), "mean": finite(mean)})
+    return {"name": name, "rows": total, "columns": columns,
+            "head": [{k: finite(v) for k, v in record.items()} for record in head]}

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS
+from clinicflow.processing.peaks import PeakOptions, find_peaks_stream
 from clinicflow.processing.quality import DataQualityParams, data_quality
 
 
@@ -162,60 +163,26 @@ class PeakDetectionParams(ParamsModel):
     height: float | None = Field(default=None, description="Minimal peak height (scipy find_peaks).")
     distance: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS, description="Minimal rows between peaks.")
     prominence: float | None = Field(default=None, ge=0, description="Minimal prominence.")
-    width: float | None = Field(default=None, ge=0, description="Minimal width in rows.")
+    width: float | None = Field(default=None, ge=0, description="Minimal width in rows (needs wlen).")
     wlen: int | None = Field(default=None, ge=3, le=MAX_CHUNK_ROWS, description="Window length for prominence (rows).")
     chunk_rows: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS, description="Rows processed per chunk.")
     overlap_rows: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS,
-                                     description="Rows of context either side of a chunk "
-                                                 "(default: max(distance, wlen, 1024)).")
+                                     description="Rows of context either side of a chunk for prominences "
+                                                 "(default 4096; at least wlen/2). Results do not depend on it.")
     max_peaks: int = Field(default=10_000, ge=1, le=MAX_POINTS, description="Peaks listed in the result.")
     max_points: int = Field(default=2000, ge=10, le=MAX_POINTS, description="Points of the series kept for the chart.")
 
+    @model_validator(mode="after")
+    def _width_needs_wlen(self) -> PeakDetectionParams:
+        if self.width is not None and self.wlen is None:
+            # Widths are measured between the prominence bases: bounded by wlen they stay within a chunk's halo.
+            raise ValueError("width needs wlen (the window the bases of each peak are searched in)")
+        return self
 
-def _peak_kwargs(params: PeakDetectionParams) -> dict[str, Any]:
-    kwargs = {k: getattr(params, k) for k in ("height", "distance", "prominence", "width", "wlen")}
-    return {k: v for k, v in kwargs.items() if v is not None}
 
-
-def find_peaks_chunked(chunks: Iterator[np.ndarray], params: PeakDetectionParams,
-                       on_rows: Callable[[int], None] = lambda _rows: None,
-                       ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """scipy ``find_peaks`` over a stream: each core of ``chunk_rows`` is searched with ``overlap`` rows
-    of context either side and keeps only the peaks inside the core (global row indices).
-
-    Equal to one whole-array call when every peak's neighbourhood (distance,
-    wlen, width) fits in the overlap; with ``prominence`` and no ``wlen``
-    scipy searches the bases over the whole array, here over core + overlap.
-    """
-    from scipy.signal import find_peaks
-
-    kwargs = _peak_kwargs(params)
-    overlap = params.overlap_rows or max(params.distance or 0, params.wlen or 0, 1024)
-    core_rows = params.chunk_rows
-    buffer = np.empty(0)
-    buffer_start = 0  # global index of buffer[0]
-    core_start = 0
-
-    def search(core_end: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        lo = max(core_start - overlap, buffer_start)
-        window = buffer[lo - buffer_start: core_end + overlap - buffer_start]
-        peaks, props = find_peaks(window, **kwargs)
-        peaks = peaks + lo
-        inside = (peaks >= core_start) & (peaks < core_end)
-        return peaks[inside], {k: v[inside] for k, v in props.items()}
-
-    for values in chunks:
-        buffer = np.concatenate([buffer, values])
-        on_rows(len(values))
-        while buffer_start + len(buffer) - core_start >= core_rows + overlap:
-            core_end = core_start + core_rows
-            yield search(core_end)
-            core_start = core_end
-            trim = max(core_start - overlap, buffer_start) - buffer_start
-            buffer, buffer_start = buffer[trim:], buffer_start + trim
-    end = buffer_start + len(buffer)
-    if end > core_start:
-        yield search(end)
+def _peak_options(params: PeakDetectionParams) -> PeakOptions:
+    return PeakOptions(height=params.height, distance=params.distance, prominence=params.prominence,
+                       width=params.width, wlen=params.wlen, halo=params.overlap_rows)
 
 
 def peak_detection(source: DataSource, params: PeakDetectionParams, progress: ProgressFn) -> dict[str, Any]:
@@ -228,34 +195,33 @@ def peak_detection(source: DataSource, params: PeakDetectionParams, progress: Pr
     _require_columns(source, [column], "parameters.column")
     step = _sample_step(source.row_count, params.max_points)
     sampled: list[np.ndarray] = []
-    read = {"rows": 0}
+    reads = {"count": 0}
 
-    def column_values() -> Iterator[np.ndarray]:
+    def read() -> Iterator[np.ndarray]:
+        reads["count"] += 1
+        first_read = reads["count"] == 1
+        rows = 0
         for chunk in source.chunks([column], min(params.chunk_rows, DEFAULT_CHUNK_ROWS)):
-            array = _numeric(chunk, column, read["rows"], source)
-            sampled.append(array[(-read["rows"]) % step::step])
-            read["rows"] += len(array)
+            array = _numeric(chunk, column, rows, source)
+            if first_read:
+                sampled.append(array[(-rows) % step::step])
+            rows += len(array)
             yield array
 
-    def on_rows(_rows: int) -> None:
-        progress(read["rows"] / source.row_count if source.row_count else 1.0)
-
+    indices, props = find_peaks_stream(read, _peak_options(params), progress, source.row_count)
+    count = len(indices)
     peaks: list[dict[str, Any]] = []
-    count = 0
-    for indices, props in find_peaks_chunked(column_values(), params, on_rows):
-        count += len(indices)
-        room = params.max_peaks - len(peaks)
-        for i in range(min(room, len(indices))):
-            peak: dict[str, Any] = {"index": int(indices[i])}
-            if "peak_heights" in props:
-                peak["value"] = json_number(props["peak_heights"][i])
-            if "prominences" in props:
-                peak["prominence"] = json_number(props["prominences"][i])
-            if "widths" in props:
-                peak["width"] = json_number(props["widths"][i])
-            peaks.append(peak)
+    for i in range(min(params.max_peaks, count)):
+        peak: dict[str, Any] = {"index": int(indices[i])}
+        if "peak_heights" in props:
+            peak["value"] = json_number(props["peak_heights"][i])
+        if "prominences" in props:
+            peak["prominence"] = json_number(props["prominences"][i])
+        if "widths" in props:
+            peak["width"] = json_number(props["widths"][i])
+        peaks.append(peak)
     _fill_peak_values(source, column, peaks, params.chunk_rows)
-    rows = read["rows"]
+    rows = source.row_count
     return {
         "processing_type": "peak_detection",
         "column": column,
@@ -322,8 +288,14 @@ def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
     try:
         params = processor.params_model.model_validate(parameters or {}, context={"scripts_dir": scripts_dir})
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt name also makes the real one "missing": the unknown name is the error to report.
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+        error = (unknown or errors)[0]
         field = ".".join(["parameters", *(str(p) for p in error["loc"])])
+        if unknown:
+            known = ", ".join(processor.params_model.model_fields)
+            raise InvalidRequest(field, f"unknown parameter {str(error['loc'][-1])!r}; known: {known}") from None
         raise InvalidRequest(field, error["msg"]) from None
     if file_columns is not None:
         named = getattr(params, "columns", None) or ([column] if (column := getattr(params, "column", None)) else [])

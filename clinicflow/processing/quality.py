@@ -12,7 +12,9 @@ from clinicflow.processing.base import DataSource, ParamsModel, ProgressFn, json
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS
 
 ExpectedType = Literal["int", "float", "str", "bool", "datetime"]
-_PANDERA_TYPES = {"int": "Int64", "float": "float64", "str": "string", "bool": "boolean", "datetime": "datetime64[ns]"}
+# datetime is checked here, vectorised (ISO-8601 in all its variants), not by pandera's element-wise coercion.
+_PANDERA_TYPES = {"int": "Int64", "float": "float64", "str": "string", "bool": "boolean"}
+DATETIME_CHECK = "datetime (ISO-8601)"
 
 
 class ColumnExpectation(ParamsModel):
@@ -39,7 +41,7 @@ def _pandera_schema(expect: dict[str, ColumnExpectation]) -> Any:
             checks.append(pa.Check.ge(rule.min))
         if rule.max is not None:
             checks.append(pa.Check.le(rule.max))
-        dtype = _PANDERA_TYPES[rule.type] if rule.type else None
+        dtype = _PANDERA_TYPES.get(rule.type) if rule.type else None
         columns[name] = pa.Column(dtype, checks=checks, nullable=rule.nullable, coerce=dtype is not None, required=True)
     return pa.DataFrameSchema(columns)
 
@@ -52,6 +54,7 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
     import pandera.errors
 
     schema = _pandera_schema(params.expect) if params.expect else None
+    datetime_columns = [name for name, rule in (params.expect or {}).items() if rule.type == "datetime"]
     stats: dict[str, dict[str, Any]] = {}
     hashes: list[np.ndarray] = []
     failures: dict[tuple[str, str], dict[str, Any]] = {}
@@ -73,6 +76,9 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
                 schema.validate(chunk.reset_index(drop=True), lazy=True)
             except pandera.errors.SchemaErrors as exc:
                 _collect_failures(exc.failure_cases, rows, failures, params.max_failure_rows)
+        for name in datetime_columns:
+            if name in chunk.columns:
+                _check_datetimes(chunk[name], name, rows, failures, params.max_failure_rows)
         rows += len(chunk)
         progress(rows / source.row_count if source.row_count else 1.0)
     all_hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
@@ -91,6 +97,25 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
         "columns": columns,
         "schema": {"checked": schema is not None, "passed": schema is not None and not failed, "failures": failed},
     }
+
+
+def parse_datetimes(values: pd.Series) -> pd.Series:
+    """ISO-8601 timestamps, vectorised: any precision, ``T`` or space, ``Z``/offsets or none (UTC); NaT if not."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+
+
+def _check_datetimes(values: pd.Series, column: str, offset: int, failures: dict[tuple[str, str], dict[str, Any]],
+                     max_rows: int) -> None:
+    bad = (parse_datetimes(values).isna() & values.notna()).to_numpy()
+    if not bad.any():
+        return
+    entry = failures.setdefault((column, DATETIME_CHECK),
+                                {"column": column, "check": DATETIME_CHECK, "count": 0, "rows": []})
+    entry["count"] += int(bad.sum())
+    room = max_rows - len(entry["rows"])
+    entry["rows"] += [offset + int(i) for i in np.flatnonzero(bad)[:max(room, 0)]]
 
 
 def _collect_failures(cases: pd.DataFrame, offset: int, failures: dict[tuple[str, str], dict[str, Any]],

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.retry import backoff_delays, is_transient
 from clinicflow.processing import store
 from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
 from clinicflow.processing.datafiles import DataFileError
@@ -28,25 +30,56 @@ PROGRESS_MIN_SECONDS = 0.5
 # A run's copy of its data file lives under <tmp>/clinicflow-processing-<pid>-*/ (pid: to sweep after a kill).
 WORKDIR_PREFIX = "clinicflow-processing-"
 
+# A transient error (database or bucket briefly unreachable) is retried this often inside the run.
+TRANSIENT_RETRIES = 2
+
+
+class RowEnded(ClinicflowError):
+    """The row left PROCESSING while the run was going (deleted, cancelled, declared crashed): stop quietly."""
+
 
 def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
-                   scripts_dir: Path, workdir: Path | None = None) -> dict[str, Any]:
-    """Process row ``result_id``; returns a short summary. Raises after marking the row FAILED."""
+                   scripts_dir: Path, workdir: Path | None = None, worker: str | None = None,
+                   task_run_id: str | None = None, retry_base_seconds: float = 1.0) -> dict[str, Any]:
+    """Process row ``result_id``; returns a short summary. Raises after marking the row FAILED.
+
+    With ``worker`` (a task worker's id) the row is claimed PENDING -> PROCESSING only, so a task run
+    delivered twice runs once; the worker's lease keeper renews ``heartbeat_at`` meanwhile.
+    Transient errors (core.retry's classification) are retried; any other error fails the row at once.
+    """
     conn = connect()
     try:
-        if store.mark_processing(conn, result_id, flow_run_id) is None:
-            # Deleted, or cancelled before the run began: nothing to do, nothing to overwrite.
+        started = store.claim(conn, result_id, worker, task_run_id) if worker is not None \
+            else store.mark_processing(conn, result_id, flow_run_id)
+        if started is None:
+            # Deleted, cancelled, or already claimed by another delivery: nothing to do, nothing to overwrite.
             row = store.get_result(conn, result_id, with_data=False)
             return {"result_id": result_id, "status": "skipped",
                     "reason": f"result is {row['status'] if row else 'deleted'}"}
-        try:
-            summary = _run(conn, writer, result_id, scripts_dir, workdir)
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
-                else f"{type(exc).__name__}: {exc}"
-            store.mark_ended(conn, result_id, "FAILED", reason)
-            raise
-        return summary
+        delays = backoff_delays(TRANSIENT_RETRIES, retry_base_seconds)
+        attempt = 0
+        while True:
+            try:
+                return _run(conn, writer, result_id, scripts_dir, workdir)
+            except RowEnded:
+                return {"result_id": result_id, "status": "stopped", "reason": "the row ended during the run"}
+            except Exception as exc:
+                if attempt < len(delays) and is_transient(exc):
+                    log.warning("result %s: transient %s, retrying in %.1fs", result_id, type(exc).__name__,
+                                delays[attempt])
+                    time.sleep(delays[attempt])
+                    attempt += 1
+                    if conn.closed:
+                        conn = connect()
+                    else:
+                        conn.rollback()
+                    continue
+                reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
+                    else f"{type(exc).__name__}: {exc}"
+                if conn.closed:
+                    conn = connect()
+                store.mark_ended(conn, result_id, "FAILED", reason)
+                raise
     finally:
         conn.close()
 
@@ -77,7 +110,8 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
         now = time.monotonic()
         if now - last["at"] >= PROGRESS_MIN_SECONDS and fraction < 1.0:
             last["at"] = now
-            store.set_progress(conn, result_id, fraction)
+            if store.set_progress(conn, result_id, fraction) is None:
+                raise RowEnded(result_id)
 
     sweep_orphaned_workdirs(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:

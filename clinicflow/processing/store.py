@@ -54,11 +54,16 @@ _DDL = (
         started_at timestamptz,
         finished_at timestamptz)""",
     "CREATE INDEX IF NOT EXISTS results_status_idx ON {s}.results (status, id)",
+    # Task-worker dispatch: the background task run, the worker process that claimed the row and its lease.
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS task_run_id uuid",
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS worker text",
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     "CREATE INDEX IF NOT EXISTS results_type_idx ON {s}.results (processing_type, id)",
 )
 
 RESULT_COLUMNS = ("id", "data_file_id", "processing_type", "parameters", "status", "flow_run_id", "progress",
-                  "error", "created_at", "updated_at", "started_at", "finished_at")
+                  "error", "created_at", "updated_at", "started_at", "finished_at", "task_run_id", "worker",
+                  "heartbeat_at")
 FILE_COLUMNS = ("id", "name", "size_bytes", "sha256", "format", "columns", "row_count", "object_name",
                 "storage_uri", "created_at")
 
@@ -92,7 +97,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if isinstance(value, datetime):
             row[key] = value.isoformat()
-        elif key == "flow_run_id" and value is not None:
+        elif key in ("flow_run_id", "task_run_id") and value is not None:
             row[key] = str(value)
     return row
 
@@ -157,6 +162,13 @@ def set_flow_run_id(conn: Any, result_id: int, flow_run_id: str) -> None:
     conn.commit()
 
 
+def set_task_run_id(conn: Any, result_id: int, task_run_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET task_run_id = %s, updated_at = now() WHERE id = %s",
+                    (task_run_id, result_id))
+    conn.commit()
+
+
 def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
                 params: tuple[Any, ...]) -> Transition | None:
     with conn.cursor() as cur:
@@ -175,6 +187,64 @@ def mark_processing(conn: Any, result_id: int, flow_run_id: str | None) -> Trans
     return _transition(conn, result_id, "PROCESSING", ACTIVE,
                        "started_at = coalesce(started_at, now()), flow_run_id = coalesce(%s, flow_run_id)",
                        (flow_run_id,))
+
+
+def claim(conn: Any, result_id: int, worker: str, task_run_id: str | None) -> Transition | None:
+    """PENDING -> PROCESSING for one task worker, with its first heartbeat. None when the row is not PENDING:
+    a second delivery of the same task run, a row cancelled or deleted meanwhile, never a second run."""
+    return _transition(conn, result_id, "PROCESSING", ("PENDING",),
+                       "started_at = now(), worker = %s, heartbeat_at = now(), "
+                       "task_run_id = coalesce(%s, task_run_id)", (worker, task_run_id))
+
+
+def heartbeat(conn: Any, result_ids: list[int], worker: str) -> None:
+    """Renew the lease of the rows ``worker`` is running (no NOTIFY: nothing a viewer sees changes)."""
+    if not result_ids:
+        return
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET heartbeat_at = now() WHERE id = ANY(%s) AND worker = %s "
+                    "AND status = 'PROCESSING'", (result_ids, worker))
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class Reaped:
+    id: int
+    task_run_id: str | None
+    error: str
+
+
+def reap_lost(conn: Any, lease_seconds: float) -> list[Reaped]:
+    """PROCESSING rows of a task worker whose lease ran out (the process was killed or its host lost) -> CRASHED.
+
+    Called by the API and by every task worker, so a crash is noticed while anything is alive.
+    """
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET status = 'CRASHED', updated_at = now(), finished_at = now(), "
+                    "error = format('task worker %%s stopped renewing its lease (last heartbeat %%s): '"
+                    "'the process was killed or its host lost', worker, to_char(heartbeat_at, "
+                    "'YYYY-MM-DD\"T\"HH24:MI:SSOF')) "
+                    "WHERE status = 'PROCESSING' AND worker IS NOT NULL "
+                    "AND heartbeat_at < now() - make_interval(secs => %s) RETURNING id, progress, task_run_id, error",
+                    (lease_seconds,))
+        ended = []
+        for result_id, progress, task_run_id, error in cur.fetchall():
+            _notify(cur, int(result_id), "CRASHED", float(progress))
+            ended.append(Reaped(int(result_id), None if task_run_id is None else str(task_run_id), str(error)))
+    conn.commit()
+    return ended
+
+
+def undispatched(conn: Any, older_than_seconds: float, limit: int = 1000) -> list[int]:
+    """PENDING rows with neither a task run nor a flow run after ``older_than_seconds``: the API stopped
+    between writing the row and dispatching it."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND task_run_id IS NULL "
+                    "AND flow_run_id IS NULL AND created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
+                    (older_than_seconds, limit))
+        found = [int(r[0]) for r in cur.fetchall()]
+    conn.rollback()
+    return found
 
 
 def set_progress(conn: Any, result_id: int, progress: float) -> Transition | None:

@@ -5,8 +5,9 @@ uvicorn. Every endpoint except ``/health`` and the static results page
 requires ``Authorization: Bearer <token>`` (the WebSocket: the token in its first message or
 subprotocol, never the URL; limits and bad values: :mod:`clinicflow.service.limits`).
 A processing request is validated against the processor registry (422
-naming the field), inserted PENDING, and started as a run of the
-``process-data`` deployment with the row id as idempotency key.
+naming the field), inserted PENDING and answered at once; the dispatcher
+(:mod:`clinicflow.service.dispatch`) then sends it to the task workers as a
+background task run (or, for a huge file, as a ``process-data`` deployment run).
 """
 from __future__ import annotations
 
@@ -39,14 +40,13 @@ from clinicflow.processing.export import result_csv_chunks
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.processors import REGISTRY, validate_request
 from clinicflow.service import limits
+from clinicflow.service.dispatch import Dispatcher, cancel_task_run
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.settings import ServiceSettings
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
-# Run starts in flight at once: a burst of requests queues here instead of swamping the Prefect API.
-MAX_CONCURRENT_RUN_STARTS = 8
 # The reconciler looks at active rows that have not moved for this long, this often.
 RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
@@ -73,6 +73,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     writer = writer_for(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
+    database = settings.database
+    dispatcher = Dispatcher(pool, f"{database.host}:{database.port}/{database.database}",
+                            lambda client, result_id: _start_run(client, settings.deployment, result_id))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,10 +92,12 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             async with get_client() as client:
                 app.state.prefect = client
                 reconciler = asyncio.create_task(_reconcile_forever(client, pool))
+                dispatcher.start()
                 try:
                     yield
                 finally:
                     reconciler.cancel()
+                    await dispatcher.stop()
         finally:
             await live.stop()
             pool.close()
@@ -101,7 +106,6 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     app = FastAPI(title="clinicflow data processing", lifespan=lifespan)
     app.add_middleware(limits.BodyLimit)
     limits.install_log_redaction()
-    run_starts = asyncio.Semaphore(MAX_CONCURRENT_RUN_STARTS)
     app.state.live = live
     bearer = HTTPBearer(auto_error=False)
 
@@ -169,9 +173,16 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         rows, total = await run_in_threadpool(db, store.list_data_files, limit=limit, offset=offset)
         return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
-    # response_model: the declared body; the JSONResponse is the 503 when no run could start.
-    @app.post("/api/etl/process", status_code=202, dependencies=auth, response_model=dict[str, Any])
-    async def process(request: ProcessRequest) -> dict[str, Any] | JSONResponse:
+    @app.get("/api/etl/files/{file_id}/preview", dependencies=auth)
+    async def preview_file(file_id: int, rows: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
+        """First rows, columns and per-column stats of an uploaded file (read from the bucket)."""
+        data_file = await run_in_threadpool(db, store.get_data_file, file_id)
+        if data_file is None:
+            raise HTTPException(404, f"no data file {file_id}")
+        return await run_in_threadpool(_preview, writer, data_file, workdir, rows)
+
+    @app.post("/api/etl/process", status_code=202, dependencies=auth)
+    async def process(request: ProcessRequest) -> dict[str, Any]:
         data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
         if data_file is None:
             raise invalid("data_file_id", f"no data file {request.data_file_id}")
@@ -184,15 +195,10 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             raise invalid(exc.field, exc.message) from None
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
                                             params.model_dump(mode="json"))
-        try:
-            async with run_starts:
-                flow_run_id = await _start_run(app.state.prefect, settings.deployment, result_id)
-        except Exception as exc:  # noqa: BLE001 - the row records why it will never run
-            reason = f"could not start a run of {settings.deployment}: {type(exc).__name__}: {exc}"
-            await run_in_threadpool(db, store.mark_ended, result_id, "FAILED", reason)
-            return JSONResponse({"id": result_id, "status": "FAILED", "error": reason}, status_code=503)
-        await run_in_threadpool(db, store.set_flow_run_id, result_id, flow_run_id)
-        return {"id": result_id, "status": "PENDING", "flow_run_id": flow_run_id}
+        row_count = int(data_file["row_count"])
+        dispatcher.submit(result_id, row_count)
+        return {"id": result_id, "status": "PENDING",
+                "runs_as": "deployment" if dispatcher.as_deployment_run(row_count) else "task"}
 
     @app.get("/api/etl/results", dependencies=auth)
     async def list_results(status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED",
@@ -227,11 +233,14 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         row = await run_in_threadpool(db, store.get_result, result_id, with_data=False)
         if row is None:
             raise HTTPException(404, f"no result {result_id}")
-        cancelled = None
+        cancelled = cancelled_task = None
         if row["status"] in store.ACTIVE and row["flow_run_id"]:
             cancelled = await _cancel_run(app.state.prefect, row["flow_run_id"])
+        if row["status"] in store.ACTIVE and row.get("task_run_id"):
+            with contextlib.suppress(Exception):  # the runner stops anyway at its next progress write
+                cancelled_task = await cancel_task_run(app.state.prefect, row["task_run_id"])
         await run_in_threadpool(db, store.delete_result, result_id)
-        return {"id": result_id, "deleted": True, "cancelled_flow_run": cancelled}
+        return {"id": result_id, "deleted": True, "cancelled_flow_run": cancelled, "cancelled_task_run": cancelled_task}
 
     @app.websocket("/ws")
     async def updates(websocket: WebSocket) -> None:
@@ -352,6 +361,15 @@ async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
         else Cancelling(message="result deleted")
     await client.set_flow_run_state(UUID(flow_run_id), new_state, force=True)
     return flow_run_id
+
+
+def _preview(writer: Any, data_file: dict[str, Any], workdir: Path, rows: int) -> dict[str, Any]:
+    from clinicflow.processing.datafiles import preview
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local = Path(tmp) / "data"
+        writer.download_file(data_file["object_name"], local)
+        return {"id": data_file["id"], **preview(local, data_file["format"], data_file["name"], rows)}
 
 
 def app_from_env() -> FastAPI:

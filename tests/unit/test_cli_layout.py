@@ -13,7 +13,7 @@ GROUPS = {"blocks": {"setup", "register"}, "cdc": {"start", "status", "stop"},
           "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
           "ingest": {"run", "demo", "reextract"},
           "dlq": {"list", "show", "replay", "discard"},
-          "pipelines": {"list", "show", "run", "sync", "backfill", "schema"}}
+          "pipelines": {"list", "show", "run", "sync", "backfill", "schema"}, "processing": {"workers"}}
 
 
 def _callbacks(typer_app: typer.Typer) -> dict[str, object]:

@@ -8,7 +8,15 @@
   };
   const COLORS = ["#36c", "#3a3", "#a3c", "#c93"];
   let token = localStorage.getItem("clinicflow-token") || "";
-  let socket = null, shown = null, files = {};
+  // A link like /ui/#token=... (printed by the demo) opens ready: the fragment never reaches a server log.
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    token = fromLink;
+    localStorage.setItem("clinicflow-token", token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  let socket = null, shown = null, shownRow = null, files = {}, offset = 0;
+  const PAGE = 50;
 
   async function api(path, options) {
     options = options || {};
@@ -49,7 +57,11 @@
 
   async function loadResults() {
     const status = $("filter-status").value;
-    const page = await api("/api/etl/results?limit=100" + (status ? "&status=" + status : ""));
+    const page = await api("/api/etl/results?limit=" + PAGE + "&offset=" + offset + (status ? "&status=" + status : ""));
+    if (page.items.length === 0 && offset > 0) { offset = Math.max(0, offset - PAGE); return loadResults(); }
+    $("page-info").textContent = page.total ? (offset + 1) + "-" + (offset + page.items.length) + " of " + page.total : "none";
+    $("page-prev").disabled = offset === 0;
+    $("page-next").disabled = offset + page.items.length >= page.total;
     const body = $("results").querySelector("tbody"); body.innerHTML = "";
     for (const r of page.items) {
       const tr = document.createElement("tr"); tr.dataset.id = r.id; tr.className = "clickable";
@@ -57,7 +69,11 @@
                 text("td", files[r.data_file_id] ? files[r.data_file_id].name : r.data_file_id),
                 text("td", "", "status"), text("td", "", "progress"), text("td", (r.created_at || "").slice(0, 19)));
       const del = text("button", "delete"); del.className = "delete";
-      del.onclick = async ev => { ev.stopPropagation(); await api("/api/etl/results/" + r.id, {method: "DELETE"}); };
+      del.onclick = async ev => {
+        ev.stopPropagation();
+        if (!confirm("Delete result " + r.id + " (" + r.processing_type + ")? A run in flight is cancelled.")) return;
+        await api("/api/etl/results/" + r.id, {method: "DELETE"});
+      };
       const cell = document.createElement("td"); cell.appendChild(del); tr.appendChild(cell);
       tr.onclick = () => showDetail(r.id);
       setRowStatus(tr, r.status, r.progress);
@@ -82,8 +98,11 @@
       const update = JSON.parse(event.data);
       const tr = document.querySelector('#results tbody tr[data-id="' + update.id + '"]');
       if (update.status === "DELETED") { if (tr) tr.remove(); return; }
-      if (tr) setRowStatus(tr, update.status, update.progress); else loadResults();
-      if (shown === update.id && ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
+      if (tr) setRowStatus(tr, update.status, update.progress); else if (offset === 0) loadResults();
+      if (shown !== update.id) return;
+      // The detail shows the same status as the list, from the same message.
+      if (["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].includes(update.status)) showDetail(update.id);
+      else $("detail-title").textContent = detailTitle(shownRow, update.status, update.progress);
     };
   }
 
@@ -121,12 +140,45 @@
         schema.failures.map(f => f.column + " " + f.check + " x" + f.count).join(", ")) : "");
   }
 
+  function detailTitle(r, status, progress) {
+    return "Result " + r.id + ": " + r.processing_type + " - " + status +
+      (status === "PROCESSING" && progress != null ? " " + Math.round(progress * 100) + "%" : "");
+  }
+
+  async function showPreview(fileId) {
+    const p = await api("/api/etl/files/" + fileId + "/preview?rows=10");
+    $("preview").hidden = false;
+    $("preview-summary").textContent = p.name + ": " + p.rows + " rows, " + p.columns.length + " columns; first " +
+      p.head.length + " rows:";
+    const fmt = v => v == null ? "" : (typeof v === "number" ? +v.toPrecision(6) : v);
+    const stats = $("preview-stats").querySelector("tbody"); stats.innerHTML = "";
+    for (const c of p.columns) {
+      const tr = document.createElement("tr");
+      tr.append(text("td", c.name), text("td", c.dtype), text("td", c.count), text("td", c.nulls),
+                text("td", fmt(c.min)), text("td", fmt(c.max)), text("td", fmt(c.mean)));
+      stats.appendChild(tr);
+    }
+    const head = $("preview-head");
+    head.querySelector("thead").innerHTML = ""; head.querySelector("tbody").innerHTML = "";
+    const names = p.columns.map(c => c.name);
+    const hr = document.createElement("tr"); names.forEach(n => hr.appendChild(text("th", n)));
+    head.querySelector("thead").appendChild(hr);
+    for (const record of p.head) {
+      const tr = document.createElement("tr"); names.forEach(n => tr.appendChild(text("td", fmt(record[n]))));
+      head.querySelector("tbody").appendChild(tr);
+    }
+  }
+
   async function showDetail(id) {
     shown = id;
     const r = await api("/api/etl/results/" + id);
+    shownRow = r;
     $("detail").hidden = false;
-    $("detail-title").textContent = "Result " + r.id + ": " + r.processing_type + " - " + r.status;
+    $("detail-title").textContent = detailTitle(r, r.status, r.progress);
+    const tr = document.querySelector('#results tbody tr[data-id="' + r.id + '"]');
+    if (tr) setRowStatus(tr, r.status, r.progress);
     $("detail-meta").textContent = "file " + r.data_file_id + " · parameters " + JSON.stringify(r.parameters) +
+      (r.task_run_id ? " · task run " + r.task_run_id + (r.worker ? " on " + r.worker : "") : "") +
       (r.flow_run_id ? " · flow run " + r.flow_run_id : "");
     $("detail-error").textContent = r.error || "";
     $("chart").hidden = true; $("quality").hidden = true; $("detail-json").hidden = true;
@@ -146,16 +198,69 @@
     }
   }
 
+  // Parameter forms generated from each processor's JSON schema (GET /api/etl/processors).
+  let schemas = {};
+  async function loadSchemas() { schemas = await api("/api/etl/processors"); paramFields(); }
+
+  function fieldType(prop) {
+    const options = prop.anyOf ? prop.anyOf.filter(o => o.type !== "null") : [prop];
+    return (options[0] || {}).type || "object";
+  }
+
+  function paramFields() {
+    const box = $("param-fields"); box.innerHTML = "";
+    const schema = (schemas[$("type").value] || {}).parameters;
+    if (!schema) return;
+    let current = {};
+    try { current = JSON.parse($("params").value || "{}"); } catch (e) { current = {}; }
+    const required = schema.required || [];
+    for (const [name, prop] of Object.entries(schema.properties || {})) {
+      const type = fieldType(prop);
+      const label = document.createElement("label");
+      label.title = prop.description || "";
+      label.append(text("span", name + (required.includes(name) ? " *" : "")));
+      const input = document.createElement("input");
+      input.dataset.name = name; input.dataset.type = type;
+      if (type === "boolean") { input.type = "checkbox"; input.checked = Boolean(current[name] ?? prop.default); }
+      else {
+        input.type = (type === "integer" || type === "number") ? "number" : "text";
+        if (type === "number") input.step = "any";
+        const value = current[name];
+        input.value = value == null ? "" : (typeof value === "object" ? (Array.isArray(value) && type === "array"
+          ? value.join(", ") : JSON.stringify(value)) : value);
+        input.placeholder = prop.default == null ? (type === "array" ? "a, b" : "") : String(prop.default);
+      }
+      input.onchange = collectParams;
+      label.appendChild(input); box.appendChild(label);
+    }
+  }
+
+  function collectParams() {
+    const out = {};
+    for (const input of $("param-fields").querySelectorAll("input")) {
+      const type = input.dataset.type, name = input.dataset.name;
+      if (type === "boolean") { if (input.checked) out[name] = true; continue; }
+      if (input.value.trim() === "") continue;
+      if (type === "integer" || type === "number") out[name] = Number(input.value);
+      else if (type === "array") out[name] = input.value.split(",").map(v => v.trim()).filter(Boolean);
+      else if (type === "object") { try { out[name] = JSON.parse(input.value); } catch (e) { out[name] = input.value; } }
+      else out[name] = input.value;
+    }
+    $("params").value = JSON.stringify(out);
+  }
+
   async function start() {
     $("token").value = token;
     if (!token) return;
-    try { await loadFiles(); await loadResults(); connect(); }
+    try { await loadFiles(); await loadResults(); connect(); await loadSchemas(); }
     catch (e) { $("submit-status").textContent = String(e.message); }
   }
 
   $("save-token").onclick = () => { token = $("token").value.trim(); localStorage.setItem("clinicflow-token", token); start(); };
-  $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); };
-  $("filter-status").onchange = loadResults;
+  $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); paramFields(); };
+  $("filter-status").onchange = () => { offset = 0; loadResults(); };
+  $("page-prev").onclick = () => { offset = Math.max(0, offset - PAGE); loadResults(); };
+  $("page-next").onclick = () => { offset += PAGE; loadResults(); };
   $("upload-form").onsubmit = async ev => {
     ev.preventDefault();
     const file = $("file-input").files[0];
@@ -165,6 +270,7 @@
       const row = await api("/api/etl/files", {method: "POST", body: form});
       $("upload-status").textContent = "uploaded as file " + row.id;
       await loadFiles(); $("file-select").value = row.id;
+      await showPreview(row.id);
     } catch (e) { $("upload-status").textContent = e.message; }
   };
   $("process-form").onsubmit = async ev => {

@@ -144,3 +144,16 @@ def test_secret_templates_hold_no_secret_and_are_not_applied_by_kustomize(
         for key, value in secret["stringData"].items():
             if any(word in key.lower() for word in ("password", "key", "auth")):
                 assert value == "", f"{secret['metadata']['name']}.{key} must be blank in the template"
+
+
+def test_processing_task_workers_scale_out_on_the_same_image(rendered_manifests: list[dict[str, Any]]) -> None:
+    workers = one(rendered_manifests, "Deployment", "clinicflow-processing-workers")
+    prefect_worker = one(rendered_manifests, "Deployment", "clinicflow-worker")
+    assert workers["spec"]["replicas"] >= 2
+    (container,) = pod_spec_of(workers)["containers"]
+    assert container["image"] == pod_spec_of(prefect_worker)["containers"][0]["image"], "same image"
+    assert container["command"][:3] == ["clinicflow", "processing", "workers"]
+    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+    env = {e["name"]: e for e in container["env"]}
+    assert {"PREFECT_API_URL", "PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK"} <= set(env)
+    assert pod_spec_of(workers)["securityContext"]["runAsNonRoot"] is True

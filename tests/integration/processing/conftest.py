@@ -58,7 +58,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     name = unique_name("processing_api")
     database = create_database(admin, name)
     try:
-        running = start_service(tmp_path_factory.mktemp("processing-service"), database, extra_env=SERVICE_LIMITS)
+        running = start_service(tmp_path_factory.mktemp("processing-service"), database, task_workers=2,
+                                extra_env=SERVICE_LIMITS)
         for script, text in SCRIPTS.items():
             (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
         try:

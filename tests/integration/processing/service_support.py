@@ -1,9 +1,10 @@
-"""A running data-processing service for tests and the bench: Prefect server, process worker, API.
+"""A running data-processing service for tests and the bench: Prefect server, task worker, process worker, API.
 
 Reuses the end-to-end stack of tests/integration/deploy (a real ``prefect server``, a
 process work pool, ``prefect deploy`` of the shipped prefect.yaml on that
 pool) and adds the analytics database, a local bucket, a scripts folder and
-``clinicflow serve`` as a subprocess.
+``clinicflow serve`` and one ``clinicflow processing workers`` task worker as subprocesses. Files of
+``DEPLOYMENT_MIN_ROWS`` rows or more run as deployment runs on the process worker.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from tests.support.prefect_session import stop_processes
 
 POOL = "processing-test"
 TOKEN = "test-token-0123456789"
+DEPLOYMENT_MIN_ROWS = 5_000
+LEASE_SECONDS = 6
 
 
 @dataclass
@@ -62,6 +65,15 @@ class Service:
         raise AssertionError(f"result {result_id} still {row.get('status')} after {timeout}s: {row}\n"
                              f"--- worker log ---\n{self.stack.worker_log(POOL)[-4000:]}")
 
+    def start_task_worker(self, concurrency: int = 1, limit: int = 2, name: str = "") -> subprocess.Popen:
+        """One more ``clinicflow processing workers`` (its log: task-worker<name>-<n>.log in the Prefect home)."""
+        log = (self.stack.home / f"task-worker{name}-{len(self.started)}.log").open("wb")
+        worker = subprocess.Popen([str(BIN / "clinicflow"), "processing", "workers", "--concurrency", str(concurrency),
+                                   "--limit", str(limit)], env=self.stack.env(self.env), cwd=REPO, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append(worker)
+        return worker
+
     def close(self) -> None:
         stop_processes(self.started)  # the API and the worker at once, then the stack's server
         self.stack.close()
@@ -76,9 +88,9 @@ def drop_database(admin: PostgresServer, name: str) -> None:
     admin_pg(admin, f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgres')} WITH (FORCE)")
 
 
-def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2,
-                  extra_env: dict[str, str] | None = None) -> Service:
-    """Server, pool, the process-data deployment, a worker and the API; everything as subprocesses."""
+def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2, task_workers: int = 1,
+                  task_worker_limit: int = 2, extra_env: dict[str, str] | None = None) -> Service:
+    """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses."""
     stack = PrefectStack.start(home / "prefect")
     bucket_dir = home / "bucket"
     scripts_dir = home / "scripts"
@@ -87,7 +99,9 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
     env = {**block_env("analytics-postgres", database), "CLINICFLOW_CREDENTIALS": "env",
            "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
            "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(bucket_dir),
-           "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(scripts_dir), **(extra_env or {})}
+           "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(scripts_dir),
+           "CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": str(DEPLOYMENT_MIN_ROWS),
+           "CLINICFLOW_PROCESSING_LEASE_SECONDS": str(LEASE_SECONDS), **(extra_env or {})}
     service = Service(stack=stack, database=database, bucket_dir=bucket_dir, scripts_dir=scripts_dir, url="",
                       env=env)
     try:
@@ -112,6 +126,8 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
         service.started.append(service.api)
         service.url = f"http://127.0.0.1:{port}"
         wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=120)
+        if task_workers:
+            service.start_task_worker(task_workers, task_worker_limit)
         return service
     except BaseException:
         service.close()

@@ -1,4 +1,5 @@
-"""The service end to end: real PostgreSQL, a real Prefect server and process worker, the API over HTTP."""
+"""The service end to end: real PostgreSQL, a real Prefect server, task workers and a process worker, the API
+over HTTP."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from scipy.signal import find_peaks
 
 from tests.integration.processing.conftest import SCRIPTS
 from tests.integration.processing.hostile_scripts import flow_process_of, processes_named
-from tests.integration.processing.service_support import TOKEN, Service
+from tests.integration.processing.service_support import DEPLOYMENT_MIN_ROWS, TOKEN, Service
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
@@ -73,18 +74,27 @@ class Updates:
         self.socket.close()
 
 
-def flow_run_state(service: Service, flow_run_id: str) -> str:
+def run_state(service: Service, kind: str, run_id: str) -> str:
+    """The state type of a flow run (kind "flow_runs") or task run ("task_runs") on the service's Prefect API."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{service.stack.api_url}/flow_runs/{flow_run_id}", timeout=10) as response:
+    with urllib.request.urlopen(f"{service.stack.api_url}/{kind}/{run_id}", timeout=10) as response:
         return json.loads(response.read())["state"]["type"]
 
 
-def wait_flow_run_state(service: Service, flow_run_id: str, wanted: str, timeout: float = 120) -> None:
+def wait_run_state(service: Service, kind: str, run_id: str, wanted: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while (state := flow_run_state(service, flow_run_id)) != wanted:
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} is {state}, expected {wanted}"
+    while (state := run_state(service, kind, run_id)) != wanted:
+        assert time.monotonic() < deadline, f"{kind} {run_id} is {state}, expected {wanted}"
         time.sleep(0.5)
+
+
+def wait_flow_run_state(service: Service, flow_run_id: str, wanted: str, timeout: float = 120) -> None:
+    wait_run_state(service, "flow_runs", flow_run_id, wanted, timeout)
+
+
+def wait_task_run_state(service: Service, task_run_id: str, wanted: str, timeout: float = 120) -> None:
+    wait_run_state(service, "task_runs", task_run_id, wanted, timeout)
 
 
 def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
@@ -108,13 +118,19 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     frame = signal_csv(tmp_path / "voltage.csv")
     data_file = upload(service, tmp_path / "voltage.csv")
     assert data_file["row_count"] == 2000 and [c["name"] for c in data_file["columns"]] == ["t", "voltage"]
+    with service.client() as client:
+        preview = client.get(f"/api/etl/files/{data_file['id']}/preview", params={"rows": 3}).json()
+    assert preview["rows"] == 2000 and [r["t"] for r in preview["head"]] == [0, 1, 2]
+    stats = {c["name"]: c for c in preview["columns"]}
+    assert stats["voltage"]["mean"] == pytest.approx(frame["voltage"].mean())
+    assert stats["t"]["min"] == 0 and stats["t"]["max"] == 1999 and stats["t"]["nulls"] == 0
     updates = Updates(service)
     try:
         rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,
                                                                       "columns": ["voltage"], "max_points": 5000})
         peaks = submit(service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0,
                                                                       "distance": 30})
-        assert rolling["status"] == "PENDING" and rolling["flow_run_id"]
+        assert rolling["status"] == "PENDING" and rolling["runs_as"] == "task"
         done = service.wait_for(rolling["id"], {"COMPLETED", "FAILED", "CRASHED"})
         assert done["status"] == "COMPLETED", done
         found = service.wait_for(peaks["id"], {"COMPLETED", "FAILED", "CRASHED"})
@@ -135,8 +151,8 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         seen = [s for i, s in enumerate(updates.statuses(result_id))
                 if i == 0 or updates.statuses(result_id)[i - 1] != s]
         assert seen == ["PENDING", "PROCESSING", "COMPLETED"], updates.messages
-    wait_flow_run_state(service, rolling["flow_run_id"], "COMPLETED")
-    assert done["flow_run_id"] == rolling["flow_run_id"]
+    assert done["task_run_id"] and done["worker"] and done["flow_run_id"] is None
+    wait_task_run_state(service, done["task_run_id"], "COMPLETED")
 
     with service.client() as client:
         listed = client.get("/api/etl/results", params={"type": "peak_detection", "status": "COMPLETED"}).json()
@@ -195,7 +211,7 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
     crash = submit(service, good["id"], "custom", {"script": "crashes"})
     row = service.wait_for(crash["id"], {"COMPLETED", "FAILED", "CRASHED"})
     assert row["status"] == "FAILED" and "ZeroDivisionError: division by zero" in row["error"], row
-    wait_flow_run_state(service, crash["flow_run_id"], "FAILED")
+    wait_task_run_state(service, row["task_run_id"], "FAILED")
 
     summed = submit(service, good["id"], "custom", {"script": "column_sum", "params": {"column": "t"}})
     row = service.wait_for(summed["id"], {"COMPLETED", "FAILED", "CRASHED"})
@@ -208,9 +224,9 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
     assert response.status_code == 422 and "x.parquet" in response.json()["detail"][0]["msg"]
 
 
-def start_waiting_job(service: Service, tmp_path: Path) -> tuple[dict[str, Any], int, int]:
-    """A running custom job: (job, pid of the flow run's process, pid of the script's process)."""
-    signal_csv(tmp_path / "w.csv", rows=20)
+def start_waiting_job(service: Service, tmp_path: Path, rows: int = 20) -> tuple[dict[str, Any], int, int]:
+    """A running custom job: (job, pid of the process running it, pid of the script's process)."""
+    signal_csv(tmp_path / "w.csv", rows=rows)
     data_file = upload(service, tmp_path / "w.csv")
     marker = f"w{os.getpid() % 100000}{int(time.monotonic() * 1000) % 100000}"[:15]
     job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"marker": marker},
@@ -234,25 +250,64 @@ def gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-def test_a_run_killed_mid_way_never_stays_processing(service: Service, tmp_path: Path) -> None:
-    job, flow_pid, script_pid = start_waiting_job(service, tmp_path)
-    os.kill(flow_pid, signal.SIGKILL)
+def test_a_task_worker_sigkilled_mid_job_leaves_the_job_crashed_with_its_reason(service: Service,
+                                                                                 tmp_path: Path) -> None:
+    job, worker_pid, script_pid = start_waiting_job(service, tmp_path)
+    assert job["runs_as"] == "task"
+    running = service.wait_for(job["id"], {"PROCESSING"})
+    assert running["worker"].endswith(f"-{worker_pid}"), running
+    os.kill(worker_pid, signal.SIGKILL)
     row = service.wait_for(job["id"], {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, timeout=120)
-    assert row["status"] in ("CRASHED", "FAILED"), row
-    assert job["flow_run_id"] in row["error"]
-    wait_flow_run_state(service, job["flow_run_id"], "CRASHED")
-    assert gone(script_pid), "the script's process outlived the flow run's"
+    assert row["status"] == "CRASHED", row
+    assert f"task worker {running['worker']} stopped renewing its lease" in row["error"], row
+    wait_task_run_state(service, row["task_run_id"], "CRASHED")
+    assert gone(script_pid), "the script's process outlived its task worker"
     # The run's copy of the data file was unlinked once open: nothing of it is left after the kill.
-    left = [p for d in Path(tempfile.gettempdir()).glob(f"clinicflow-processing-{flow_pid}-*") for p in d.rglob("*")]
+    left = [p for d in Path(tempfile.gettempdir()).glob(f"clinicflow-processing-{worker_pid}-*") for p in d.rglob("*")]
     assert left == []
+    # The supervisor started another task worker: the next job still runs.
+    signal_csv(tmp_path / "after.csv", rows=30)
+    after = submit(service, upload(service, tmp_path / "after.csv")["id"], "rolling_mean", {"window": 3})
+    assert service.wait_for(after["id"], {"COMPLETED", "FAILED", "CRASHED"})["status"] == "COMPLETED"
 
 
-def test_delete_cancels_a_running_job(service: Service, tmp_path: Path) -> None:
-    job, flow_pid, script_pid = start_waiting_job(service, tmp_path)
+def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tmp_path: Path) -> None:
+    """The session's `processing workers --concurrency 2` plus one more process: three task workers."""
+    extra = service.start_task_worker(1, 1, name="-extra")
+    try:
+        signal_csv(tmp_path / "s.csv", rows=3000)
+        data_file = upload(service, tmp_path / "s.csv")
+        jobs = [submit(service, data_file["id"], "rolling_mean", {"window": 2 + i, "columns": ["voltage"]})
+                for i in range(30)]
+        rows = [service.wait_for(job["id"], {"COMPLETED", "FAILED", "CRASHED"}) for job in jobs]
+    finally:
+        from clinicflow_dev.demo_service import stop_process_group
+
+        stop_process_group(extra)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 30, [r for r in rows if r["status"] != "COMPLETED"]
+    assert [r["result_data"]["window"] for r in rows] == [2 + i for i in range(30)]
+    task_runs = {r["task_run_id"] for r in rows}
+    assert len(task_runs) == 30 and all(run_state(service, "task_runs", t) == "COMPLETED" for t in task_runs)
+    import httpx
+
+    # Each job is one task run that ran once: Prefect holds exactly these 30 runs' Running states.
+    with httpx.Client(base_url=service.stack.api_url, timeout=60) as client:
+        for task_run_id in task_runs:
+            history = client.get(f"/task_runs/{task_run_id}").json()["run_count"]
+            assert history == 1, (task_run_id, history)
+    assert len({r["worker"] for r in rows}) >= 2, "the jobs were not shared between task workers"
+
+
+def test_delete_cancels_a_running_deployment_run(service: Service, tmp_path: Path) -> None:
+    """A file of DEPLOYMENT_MIN_ROWS rows or more runs as a deployment run, cancelled by a delete."""
+    job, flow_pid, script_pid = start_waiting_job(service, tmp_path, rows=DEPLOYMENT_MIN_ROWS)
+    assert job["runs_as"] == "deployment"
+    job["flow_run_id"] = service.wait_for(job["id"], {"PROCESSING"})["flow_run_id"]
     with service.client() as client:
         response = client.delete(f"/api/etl/results/{job['id']}")
         assert response.status_code == 200, response.text
-        assert response.json() == {"id": job["id"], "deleted": True, "cancelled_flow_run": job["flow_run_id"]}
+        assert response.json() == {"id": job["id"], "deleted": True, "cancelled_flow_run": job["flow_run_id"],
+                                   "cancelled_task_run": None}
         assert client.get(f"/api/etl/results/{job['id']}").status_code == 404
         assert client.delete(f"/api/etl/results/{job['id']}").status_code == 404
     wait_flow_run_state(service, job["flow_run_id"], "CANCELLED")

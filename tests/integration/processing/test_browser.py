@@ -15,6 +15,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("proces
               pytest.mark.timeout(600)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Screenshots kept after the run (CI uploads out/ as artifacts).
+ARTIFACTS = Path(__file__).resolve().parents[3] / "out" / "test-artifacts" / "processing"
 
 
 def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service, tmp_path: Path) -> None:
@@ -24,16 +26,29 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
 
     signal_csv(tmp_path / "ecg.csv", rows=1500)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"])
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.goto(service.url + "/ui/")
-            page.fill("#token", TOKEN)
-            page.click("#save-token")
+            page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
+            # The demo's link: the token in the fragment, nothing pasted.
+            page.goto(service.url + f"/ui/#token={TOKEN}")
             expect(page.locator("#live")).to_have_text("live: on", timeout=30_000)
+            assert "token" not in page.url, "the fragment is cleared once read"
             page.set_input_files("#file-input", str(tmp_path / "ecg.csv"))
             page.click("#upload")
             expect(page.locator("#upload-status")).to_contain_text("uploaded as file", timeout=30_000)
+            # The preview: rows, columns with their stats, the first rows.
+            expect(page.locator("#preview-summary")).to_contain_text("ecg.csv: 1500 rows, 2 columns", timeout=30_000)
+            expect(page.locator("#preview-stats tbody tr")).to_have_count(2)
+            expect(page.locator("#preview-head tbody tr")).to_have_count(10)
+            # The parameter form comes from the processor's JSON schema and fills the JSON.
+            page.select_option("#type", "rolling_mean")
+            window = page.locator('#param-fields input[data-name="window"]')
+            window.fill("31")
+            window.press("Tab")
+            assert json.loads(page.input_value("#params"))["window"] == 31
+            expect(page.locator('#param-fields input[data-name="center"]')).to_have_attribute("type", "checkbox")
             # A marker that a reload would wipe: the status must change without one.
             page.evaluate("window.__noReload = true")
             for kind, parameters in (("rolling_mean", {"window": 31, "columns": ["voltage"]}),
@@ -56,7 +71,13 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                     assert drawn.startswith("2 series"), drawn  # the series and its rolling mean
                 else:
                     assert int(drawn.split(", ")[1].split()[0]) > 0, drawn  # peaks marked
-                page.screenshot(path=str(tmp_path / f"results-page-{kind}.png"), full_page=True)
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"results-page-{kind}.png"), full_page=True)
+            # Delete asks first; accepted, the row leaves the list.
+            rows = page.locator("#results tbody tr")
+            before = rows.count()
+            rows.first.locator("button.delete").click()
+            expect(rows).to_have_count(before - 1, timeout=30_000)
         finally:
             browser.close()
-    assert (tmp_path / "results-page-peak_detection.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "results-page-peak_detection.png").stat().st_size > 10_000

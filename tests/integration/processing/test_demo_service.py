@@ -91,7 +91,10 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
         url = re.search(r"processing service: (http://127\.0\.0\.1:\d+)/ui/", text).group(1)  # type: ignore[union-attr]
         token = re.search(r"API token: (\S+)", text).group(1)  # type: ignore[union-attr]
         ids = [int(i) for i in re.search(r"submitted demo jobs \[([\d, ]+)\]", text).group(1).split(",")]  # type: ignore[union-attr]
-        assert re.search(r"Prefect UI: http://127\.0\.0\.1:\d+/", text), text
+        assert f"{url}/ui/#token={token}" in text, "the printed link opens the page signed in"
+        prefect_ui = re.search(r"Prefect UI: (http://127\.0\.0\.1:\d+)/", text).group(1)  # type: ignore[union-attr]
+        # The UI calls the API of the server on the port it got (not 4200).
+        assert httpx.get(f"{prefect_ui}/ui-settings", timeout=30).json()["api_url"] == f"{prefect_ui}/api"
 
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             assert client.get("/ui/").status_code == 200
@@ -111,7 +114,7 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
 
         children = descendants(demo.pid)
         commands = b"\n".join(children.values())
-        for part in (b"server\x00start", b"worker\x00start", b"serve\x00--host"):
+        for part in (b"server\x00start", b"worker\x00start", b"serve\x00--host", b"processing\x00workers"):
             assert part in commands, commands
         os.kill(demo.pid, signal.SIGTERM)
         assert demo.wait(timeout=90) == 0, "".join(output)

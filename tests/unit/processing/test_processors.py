@@ -83,11 +83,11 @@ def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
 def test_chunked_peaks_equal_one_find_peaks_call(kwargs: dict) -> None:
     values = np.nan_to_num(signal_frame(20_000)["voltage"].to_numpy())
     expected, _ = find_peaks(values, **kwargs)
-    params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
-    from clinicflow.processing.processors import find_peaks_chunked
+    from clinicflow.processing.peaks import find_peaks_stream
+    from clinicflow.processing.processors import _peak_options
 
-    chunks = (values[i:i + 777] for i in range(0, len(values), 777))
-    got = np.concatenate([peaks for peaks, _ in find_peaks_chunked(chunks, params)])
+    params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
+    got, _ = find_peaks_stream(lambda: (values[i:i + 777] for i in range(0, len(values), 777)), _peak_options(params))
     np.testing.assert_array_equal(got, expected)
 
 
@@ -155,3 +155,38 @@ def test_non_numeric_column_and_unreadable_file_fail_with_the_reason(tmp_path: P
     bad.write_bytes(b"not parquet")
     with pytest.raises(DataFileError, match="bad.parquet"):
         describe_file(bad, bad.name)
+
+
+def iso_variants(rows: int) -> list[str]:
+    """ISO-8601 as devices write it: mixed precision, T or space, Z, offsets, none."""
+    base = pd.Timestamp("2024-03-01 08:00:00")
+    values = []
+    for i in range(rows):
+        stamp = (base + pd.Timedelta(microseconds=15_151 * i)).isoformat()
+        kind = i % 5
+        values.append(stamp.replace("T", " ") if kind == 0 else stamp + "Z" if kind == 1
+                      else stamp[:19] + "+02:00" if kind == 2 else stamp[:16] if kind == 3 else stamp)
+    return values
+
+
+def test_data_quality_accepts_iso_8601_variants_on_100k_rows_and_names_bad_rows(tmp_path: Path) -> None:
+    values = iso_variants(100_000)
+    values[4242] = "2024-13-45T99:00:00"
+    values[77_777] = "yesterday"
+    path = tmp_path / "stamps.csv"
+    pd.DataFrame({"time": values, "ppg": np.arange(100_000) % 97}).to_csv(path, index=False)
+    params = validate_request("data_quality", {"chunk_rows": 30_000, "expect": {"time": {"type": "datetime"}}})
+    result = run_processor("data_quality", source_for(path), params, lambda _p: None)
+    (failure,) = result["schema"]["failures"]
+    assert failure == {"column": "time", "check": "datetime (ISO-8601)", "count": 2, "rows": [4242, 77_777]}
+    values[4242], values[77_777] = values[0], values[1]
+    pd.DataFrame({"time": values}).to_csv(path, index=False)
+    result = run_processor("data_quality", source_for(path), params, lambda _p: None)
+    assert result["schema"]["passed"], result["schema"]
+
+
+def test_an_unknown_parameter_is_named_even_when_a_required_one_is_missing() -> None:
+    with pytest.raises(InvalidRequest) as error:
+        validate_request("rolling_mean", {"windw": 5})
+    assert error.value.field == "parameters.windw"
+    assert "unknown parameter 'windw'" in error.value.message and "window" in error.value.message

@@ -1,0 +1,234 @@
+"""scipy ``find_peaks`` over a stream of chunks, equal to one whole-array call (same peaks, same properties).
+
+scipy's steps, each made exact over chunks:
+
+1. **Local maxima** (plateaus included: the peak is the plateau's middle):
+   each chunk is searched with the last run of equal values of the chunk
+   before and its left neighbour carried in (two values and the run's start
+   index, however long the run: a clipped plateau can span chunks).
+2. **height**: per peak.
+3. **distance**: scipy's own greedy selection (``_select_by_peak_distance``)
+   on all candidates at once, so ties are broken exactly as in one call.
+4. **prominence** (and the bases ``width`` needs): a second pass with ``halo``
+   rows either side of each chunk. With ``wlen`` the search is bounded and the
+   halo covers it. Without ``wlen`` scipy searches each side up to the nearest
+   strictly higher value; a peak whose nearest higher value lies beyond the
+   halo (the tallest peaks, clipped plateaus at saturation) gets its bases in a
+   third pass over the whole stream, per distinct peak value.
+5. **width**: needs ``wlen`` (validated), so its bases are inside the halo.
+
+Memory: one chunk plus the halo, plus the peak candidates (indices and values).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+# scipy's own building blocks of find_peaks: the same code, so the same results (ties included).
+from scipy.signal._peak_finding_utils import (
+    _local_maxima_1d,
+    _peak_prominences,
+    _peak_widths,
+    _select_by_peak_distance,
+)
+
+DEFAULT_HALO = 4096
+ChunkSource = Callable[[], Iterator[np.ndarray]]
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class PeakOptions:
+    height: float | None = None
+    distance: int | None = None
+    prominence: float | None = None
+    width: float | None = None
+    wlen: int | None = None
+    halo: int | None = None
+
+    def needs_prominences(self) -> bool:
+        return self.prominence is not None or self.width is not None
+
+    def halo_rows(self) -> int:
+        need = self.wlen // 2 + 2 if self.wlen else 0
+        return max(self.halo or DEFAULT_HALO, need)
+
+
+def local_maxima(chunks: Iterator[np.ndarray], height: float | None = None,
+                 on_rows: Callable[[int], None] = lambda _n: None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(peak indices, peak values, rows) of the whole stream, as scipy's ``_local_maxima_1d`` + height."""
+    found: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    carry = np.empty(0)
+    run_start = 0  # global index of carry[1] (the trailing run's first value) when carry holds two values
+    rows = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+        values_start = rows
+        rows += len(chunk)
+        on_rows(len(chunk))
+        buffer = np.concatenate([carry, chunk]) if len(carry) else chunk
+        lead = len(carry)
+
+        def to_global(positions: np.ndarray, lead: int = lead, values_start: int = values_start) -> np.ndarray:
+            out = values_start + positions - lead
+            if lead == 2:  # position 1 is the carried run's first value; its run may have begun long before
+                out = np.where(positions == 1, values_start - 1, out)
+            return out
+
+        if len(buffer) >= 3:
+            mids, lefts, rights = _local_maxima_1d(buffer)
+            if len(mids):
+                left_g = to_global(lefts)
+                if lead == 2:
+                    left_g = np.where(lefts == 1, run_start, left_g)
+                mids_g = (left_g + to_global(rights)) // 2
+                peak_values = buffer[mids]
+                if height is not None:
+                    keep = peak_values >= height
+                    mids_g, peak_values = mids_g[keep], peak_values[keep]
+                found.append(mids_g.astype(np.intp))
+                values.append(peak_values)
+        changes = np.flatnonzero(buffer[1:] != buffer[:-1])
+        last_run = int(changes[-1]) + 1 if len(changes) else 0
+        if last_run == 0:
+            carry = buffer[-1:].copy()  # one run from the array's start (never a peak): its last value only
+        elif not (last_run == 1 and lead == 2):
+            run_start = int(to_global(np.array([last_run]))[0])
+            carry = buffer[last_run - 1:last_run + 1].copy()
+    peaks = np.concatenate(found) if found else np.empty(0, dtype=np.intp)
+    heights = np.concatenate(values) if values else np.empty(0)
+    return peaks, heights, rows
+
+
+def find_peaks_stream(read: ChunkSource, options: PeakOptions, progress: Progress = lambda _f: None,
+                      total_rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``scipy.signal.find_peaks(whole_array, height, distance, prominence, width, wlen)`` over ``read()``.
+
+    ``read`` gives a fresh iterator over the chunks on each call (a file is read once, or twice/three
+    times when prominences are needed). Properties: peak_heights, prominences, widths as requested.
+    """
+    passes = 3 if options.needs_prominences() else 1
+    done = {"rows": 0}
+
+    def on_rows(count: int) -> None:
+        done["rows"] += count
+        if total_rows:
+            progress(min(1.0, done["rows"] / (total_rows * passes)))
+
+    peaks, heights, rows = local_maxima(read(), options.height, on_rows)
+    properties: dict[str, np.ndarray] = {}
+    if options.height is not None:
+        properties["peak_heights"] = heights
+    if options.distance is not None and len(peaks):
+        keep = _select_by_peak_distance(peaks, heights.astype(np.float64), np.float64(options.distance))
+        peaks, heights = peaks[keep], heights[keep]
+        properties = {k: v[keep] for k, v in properties.items()}
+    if not options.needs_prominences():
+        return peaks, properties
+    prominences, widths, unresolved = _halo_pass(read(), peaks, heights, rows, options, on_rows)
+    if unresolved.any():
+        left_min, right_min = _far_bases(read(), peaks[unresolved], heights[unresolved], on_rows)
+        prominences[unresolved] = heights[unresolved] - np.maximum(left_min, right_min)
+    properties["prominences"] = prominences
+    keep = np.ones(len(peaks), dtype=bool)
+    if options.prominence is not None:
+        keep &= prominences >= options.prominence
+    if options.width is not None:
+        properties["widths"] = widths
+        keep &= widths >= options.width
+    return peaks[keep], {k: v[keep] for k, v in properties.items()}
+
+
+def _halo_pass(chunks: Iterator[np.ndarray], peaks: np.ndarray, heights: np.ndarray, rows: int,
+               options: PeakOptions, on_rows: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prominences (and widths) of ``peaks`` from windows of each chunk plus ``halo`` rows either side;
+    ``unresolved`` marks peaks whose nearest higher value is beyond the window (no ``wlen``)."""
+    halo = options.halo_rows()
+    wlen = np.intp(options.wlen) if options.wlen else np.intp(-1)
+    prominences = np.zeros(len(peaks))
+    widths = np.zeros(len(peaks))
+    unresolved = np.zeros(len(peaks), dtype=bool)
+    buffer = np.empty(0)
+    buffer_start = 0
+    core_start = 0
+    at = 0  # first peak not yet handled
+
+    def handle(core_end: int, final: bool) -> None:
+        nonlocal at
+        stop = int(np.searchsorted(peaks, core_end, side="left"))
+        if stop == at:
+            return
+        lo = max(core_start - halo, buffer_start)
+        window = buffer[lo - buffer_start:]
+        local = (peaks[at:stop] - lo).astype(np.intp)
+        prom, left_bases, right_bases = _peak_prominences(window, local, wlen)
+        prominences[at:stop] = prom
+        if options.width is not None:
+            widths[at:stop] = _peak_widths(window, local, 0.5, prom, left_bases, right_bases)[0]
+        if options.wlen is None:
+            higher_left = np.maximum.accumulate(window)[local - 1] > heights[at:stop] if lo > 0 \
+                else np.ones(len(local), dtype=bool)
+            reaches_end = final and lo + len(window) >= rows
+            higher_right = np.ones(len(local), dtype=bool) if reaches_end \
+                else np.maximum.accumulate(window[::-1])[::-1][np.minimum(local + 1, len(window) - 1)] \
+                > heights[at:stop]
+            unresolved[at:stop] = ~(higher_left | (lo == 0)) | ~higher_right
+        at = stop
+
+    for chunk in chunks:
+        on_rows(len(chunk))
+        buffer = np.concatenate([buffer, np.asarray(chunk, dtype=np.float64)])
+        end = buffer_start + len(buffer)
+        while end - core_start >= 2 * halo:
+            core_end = end - halo
+            handle(core_end, final=False)
+            core_start = core_end
+            trim = max(core_start - halo, buffer_start) - buffer_start
+            buffer, buffer_start = buffer[trim:], buffer_start + trim
+    handle(buffer_start + len(buffer), final=True)
+    return prominences, widths, unresolved
+
+
+def _far_bases(chunks: Iterator[np.ndarray], peaks: np.ndarray, values: np.ndarray,
+               on_rows: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray]:
+    """For each peak: the minimum between it and the nearest value not ``<=`` its own on the left and on the
+    right (or the array's end), as scipy's unbounded prominence search; one pass, grouped by peak value."""
+    left_min = np.full(len(peaks), np.inf)
+    right_min = np.full(len(peaks), np.inf)
+    groups = {float(v): np.flatnonzero(values == v) for v in np.unique(values)}
+    open_min = dict.fromkeys(groups, np.inf)  # min of the current stretch of values <= v
+    pending: dict[float, list[int]] = {v: [] for v in groups}  # peaks waiting for their right stop
+    offset = 0
+    for chunk in chunks:
+        on_rows(len(chunk))
+        y = np.asarray(chunk, dtype=np.float64)
+        end = offset + len(y)
+        for v, members in groups.items():
+            stops = np.flatnonzero(~(y <= v))
+            first_stop = int(stops[0]) if len(stops) else len(y)
+            head = float(y[:first_stop].min()) if first_stop else np.inf
+            for i in pending[v]:
+                right_min[i] = min(right_min[i], head)
+            if len(stops):
+                pending[v] = []
+            inside = members[(peaks[members] >= offset) & (peaks[members] < end)]
+            for i in inside:
+                q = int(peaks[i]) - offset
+                before = int(np.searchsorted(stops, q)) - 1
+                left_from = int(stops[before]) + 1 if before >= 0 else 0
+                left = float(y[left_from:q + 1].min())
+                left_min[i] = left if before >= 0 else min(open_min[v], left)
+                after = int(np.searchsorted(stops, q))
+                if after < len(stops):
+                    right_min[i] = float(y[q:int(stops[after])].min())
+                else:
+                    right_min[i] = float(y[q:].min())
+                    pending[v].append(int(i))
+            tail_from = int(stops[-1]) + 1 if len(stops) else 0
+            tail = float(y[tail_from:].min()) if tail_from < len(y) else np.inf
+            open_min[v] = tail if len(stops) else min(open_min[v], tail)
+        offset = end
+    return left_min, right_min

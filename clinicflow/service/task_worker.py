@@ -1,0 +1,122 @@
+"""Task workers of the processing service: warm processes that run ``process-result-background`` task runs.
+
+``serve_processing_tasks(limit)`` runs one task worker in this process
+(``prefect.task_worker.serve``: a WebSocket subscription to the Prefect
+server's queue of scheduled background task runs, ``limit`` runs at once in
+threads) with the lease keeper beside it. ``run_workers(concurrency, limit)``
+is ``clinicflow processing workers``: ``concurrency`` such processes (as a
+Celery worker's ``--concurrency`` forks children), each restarted if it dies.
+
+Needs ``PREFECT_API_URL`` (task workers cannot use the embedded server) and the
+same task-scheduling storage as the API (parameters of a deferred run are
+stored there: the local Prefect home on one machine,
+``PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK`` across machines).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger("clinicflow.service")
+# A child that dies this soon after its start is not restarted again at once (a broken set-up, not a crash).
+RESTART_PAUSE_SECONDS = 5.0
+
+
+def serve_processing_tasks(limit: int) -> None:
+    """One task worker in this process until SIGTERM/SIGINT."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.task_worker import serve
+
+    from clinicflow.connectors.objectstore.buckets import writer_for
+    from clinicflow.processing import store
+    from clinicflow.processing.custom import scripts_dir_from_env
+    from clinicflow.processing.lease import LeaseKeeper
+    from clinicflow.service.settings import processing_bucket, processing_database
+    from tasks.processing import WorkerContext, configure_worker, process_result_background
+
+    if not PREFECT_API_URL.value():
+        raise RuntimeError("task workers need PREFECT_API_URL (a Prefect server; not the embedded one)")
+    database = processing_database()
+    conn = database.connect()
+    try:
+        store.ensure_tables(conn)
+    finally:
+        conn.close()
+    lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
+    configure_worker(WorkerContext(database=database, writer=writer_for(processing_bucket()),
+                                   scripts_dir=scripts_dir_from_env(), lease=lease))
+    lease.start()
+    log.info("task worker %s serving process-result-background (limit %s)", lease.worker, limit)
+    try:
+        serve(process_result_background, limit=limit)
+    finally:
+        lease.stop()
+
+
+def _crash_in_prefect(reaped: Any) -> None:
+    """A row this worker's reaper ended CRASHED: its task run Crashed in Prefect (from the lease thread)."""
+    if not reaped.task_run_id:
+        return
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from clinicflow.service.dispatch import crash_task_run
+
+    async def crash() -> None:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            await crash_task_run(client, reaped.task_run_id, reaped.error)
+
+    try:
+        run_coro_as_sync(crash())
+    except Exception as exc:  # noqa: BLE001 - the row is CRASHED either way
+        log.warning("could not mark task run %s Crashed: %s", reaped.task_run_id, type(exc).__name__)
+
+
+def run_workers(concurrency: int, limit: int) -> int:
+    """``concurrency`` task-worker processes, each restarted when it dies, until SIGTERM/SIGINT; exit code 0."""
+    if concurrency == 1:
+        serve_processing_tasks(limit)
+        return 0
+    command = [sys.executable, "-m", "clinicflow.service.task_worker", str(limit)]
+    children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+    stopping = {"now": False}
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(concurrency):
+        children[slot] = (subprocess.Popen(command), time.monotonic())
+    try:
+        while not stopping["now"]:
+            time.sleep(0.5)
+            for slot, (child, started) in list(children.items()):
+                if child.poll() is None or stopping["now"]:
+                    continue
+                log.warning("task worker pid %s exited with %s; starting another", child.pid, child.returncode)
+                if time.monotonic() - started < RESTART_PAUSE_SECONDS:
+                    time.sleep(RESTART_PAUSE_SECONDS)
+                children[slot] = (subprocess.Popen(command), time.monotonic())
+    finally:
+        for child, _ in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child, _ in children.values():
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
+    serve_processing_tasks(int(sys.argv[1]))
