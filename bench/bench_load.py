@@ -103,7 +103,7 @@ def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN0
             "verification": result["verification"]}
 
 
-def _pgloader(my, pg) -> dict:  # noqa: ANN001
+def _pgloader(my, pg, table: str = TABLE) -> dict:  # noqa: ANN001
     tool = shutil.which("pgloader")
     if tool is None:
         raise RuntimeError("pgloader not installed (scripts/bootstrap.sh installs it)")
@@ -111,7 +111,7 @@ def _pgloader(my, pg) -> dict:  # noqa: ANN001
   FROM mysql://{my.username}@{my.host}:{my.port}/{my.database}
   INTO postgresql://{pg.username}@{pg.host}:{pg.port}/{pg.database}
   WITH include drop, create tables, create indexes, reset no sequences
-  INCLUDING ONLY TABLE NAMES MATCHING '{TABLE}'
+  INCLUDING ONLY TABLE NAMES MATCHING '{table}'
   ALTER SCHEMA '{my.database}' RENAME TO 'pgloader';
 """
     with tempfile.NamedTemporaryFile("w", suffix=".load", delete=False) as f:
