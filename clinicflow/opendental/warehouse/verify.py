@@ -31,6 +31,7 @@ from clinicflow.opendental.warehouse.copy_encoding import (
     _NEEDS_ESCAPE,
     _as_utf8_binary,
     _escaped_text,
+    _holds_utf8_bytes,
     zero_date_test,
 )
 from clinicflow.opendental.warehouse.load_plan import LoadPlan
@@ -107,7 +108,8 @@ def _my(col: PgColumn) -> str:
         return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text and is_streamed(col.source.data_type):
         # A hash of the (UTF-8, NUL-free) bytes: an escaped copy of a large value would pass max_allowed_packet.
-        binary = _as_utf8_binary(col, q)
+        # The column itself when its bytes are UTF-8: CAST(... AS BINARY) is NULL past max_allowed_packet.
+        binary = q if _holds_utf8_bytes(col) else _as_utf8_binary(col, q)
         value = f"IF(INSTR({binary}, X'00') > 0, MD5(REPLACE({binary}, X'00', X'')), MD5({binary}))"
     elif kind is Kind.binary and is_streamed(col.source.data_type):
         value = f"MD5({q})"

@@ -63,6 +63,7 @@ def _decode(value: object) -> str | None:
     return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
 
 
+@pytest.mark.slow
 def test_large_values_byte_identical_in_replica_and_raw(
         big_packets: int, make_mysql_db: Callable[[str], MySQLServer],
         make_pg_db: Callable[[str], PostgresServer]) -> None:
