@@ -103,14 +103,14 @@ def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN0
             "verification": result["verification"]}
 
 
-def _pgloader(my, pg, table: str = TABLE) -> dict:  # noqa: ANN001
+def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:  # noqa: ANN001
     tool = shutil.which("pgloader")
     if tool is None:
         raise RuntimeError("pgloader not installed (scripts/bootstrap.sh installs it)")
     command = f"""LOAD DATABASE
   FROM mysql://{my.username}@{my.host}:{my.port}/{my.database}
   INTO postgresql://{pg.username}@{pg.host}:{pg.port}/{pg.database}
-  WITH include drop, create tables, create indexes, reset no sequences
+  WITH include drop, create tables, create indexes, reset no sequences{options}
   INCLUDING ONLY TABLE NAMES MATCHING '{table}'
   ALTER SCHEMA '{my.database}' RENAME TO 'pgloader';
 """

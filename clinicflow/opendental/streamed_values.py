@@ -147,3 +147,14 @@ def carry_error(layout: RowLayout, last_row: Sequence[Any] | None, exc: BaseExce
         f"table {layout.table!r}: a value of column(s) {columns} could not be read at {after} "
         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); raise the server's "
         "max_allowed_packet above the largest value")
+
+
+def keys_first_predicate(table_sql: str, key_sql: str, predicate: str, order_limit: str = "") -> str:
+    """``(key) IN`` the keys matching ``predicate``: a scan for the predicate reads no large value.
+
+    A table scan that selects the streamed columns reads every value (InnoDB fetches the
+    columns of the select list for each row it examines); the keys are found first, from the
+    narrow columns, and only the matching rows are read whole, by primary key.
+    """
+    return (f"({key_sql}) IN (SELECT {key_sql} FROM (SELECT {key_sql} FROM {table_sql} WHERE {predicate}"
+            f"{order_limit}) AS cf_keys)")

@@ -12,6 +12,7 @@ from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS
+from clinicflow.opendental.streamed_values import keys_first_predicate
 from clinicflow.opendental.tables.typemap import (
     Kind,
 )
@@ -110,6 +111,9 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
     reset_counters(mysql_stream_conn, plan)
     temp = quote_ident(short_pg_ident(f"cf_merge_{plan.table}"), "postgres")
     layout = copy_row_layout(plan, keyset)
+    if layout is not None:
+        predicate = keys_first_predicate(quote_ident(plan.table, "mysql"), quote_list(plan.primary_key, "mysql"),
+                                         predicate)
     select = (f"SELECT {copy_items_sql(plan)}, "
               f"{quote_list(keyset, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate} "
               f"ORDER BY {quote_list(keyset, 'mysql')}")
