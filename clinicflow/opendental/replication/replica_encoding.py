@@ -47,20 +47,20 @@ def encode_column_sql(col: Column) -> str:
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
 
 
-def streamed_columns(columns: Sequence[Column]) -> list[Column]:
+def streamed_replica_columns(columns: Sequence[Column]) -> list[Column]:
     """The columns selected raw and escaped by the client (see clinicflow.opendental.streamed_values)."""
     return [c for c in columns if is_streamed(c.data_type)]
 
 
 def load_order(columns: Sequence[Column]) -> list[Column]:
     """Columns in the order of a line: server-encoded ones first, then the streamed ones."""
-    streamed = streamed_columns(columns)
+    streamed = streamed_replica_columns(columns)
     return [c for c in columns if c not in streamed] + streamed
 
 
 def row_layout(table: str, columns: Sequence[Column], extra: Sequence[str] = ()) -> RowLayout | None:
     """How rows of :func:`encoded_select_sql` are written; None when no column is streamed (one line per row)."""
-    streamed = streamed_columns(columns)
+    streamed = streamed_replica_columns(columns)
     if not streamed:
         return None
     return RowLayout(table, len(streamed) < len(columns), [(c.name, "load") for c in streamed], list(extra))
@@ -72,7 +72,7 @@ def encoded_select_sql(table: str, columns: Sequence[Column], extra: Sequence[st
     With streamed columns the session must send bytes unconverted (:func:`prepare_streaming`); the
     key columns are then converted to UTF-8 explicitly.
     """
-    streamed = streamed_columns(columns)
+    streamed = streamed_replica_columns(columns)
     items = []
     plain = [c for c in columns if c not in streamed]
     if plain:

@@ -166,14 +166,14 @@ def json_without_nul_sql(binary: str, counter: str | None = None) -> str:
     return f"IF({test}{count}, {_escaped_text(cleaned)}, {_escaped_text(binary)})"
 
 
-def streamed_columns(plan: LoadPlan) -> list[PgColumn]:
+def streamed_load_columns(plan: LoadPlan) -> list[PgColumn]:
     """Columns selected raw and escaped by the client (see clinicflow.opendental.streamed_values)."""
     return [c for c in plan.columns if is_streamed(c.source.data_type)]
 
 
 def copy_column_names(plan: LoadPlan) -> list[str]:
     """Columns in the order of a COPY line: server-encoded ones first, then the streamed ones."""
-    streamed = streamed_columns(plan)
+    streamed = streamed_load_columns(plan)
     return [c.name for c in plan.columns if c not in streamed] + [c.name for c in streamed]
 
 
@@ -182,7 +182,7 @@ _STREAMED_ENCODING: dict[Kind, Encoding] = {Kind.binary: "bytea", Kind.text: "te
 
 def copy_row_layout(plan: LoadPlan, keys: Sequence[str] = ()) -> RowLayout | None:
     """How rows of :func:`copy_items_sql` become COPY lines; None when every column is server-encoded."""
-    streamed = streamed_columns(plan)
+    streamed = streamed_load_columns(plan)
     if not streamed:
         return None
     return RowLayout(plan.table, len(streamed) < len(plan.columns),
@@ -192,14 +192,14 @@ def copy_row_layout(plan: LoadPlan, keys: Sequence[str] = ()) -> RowLayout | Non
 def copy_line_sql(plan: LoadPlan, *, counted: bool = True) -> str:
     """The CONCAT_WS(...) select item producing the COPY line of the server-encoded columns."""
     counters = {c.column: c.variable for c in conversion_counters(plan)} if counted else {}
-    streamed = streamed_columns(plan)
+    streamed = streamed_load_columns(plan)
     exprs = ", ".join(copy_expression(c, counters.get(c.name)) for c in plan.columns if c not in streamed)
     return f"CONCAT_WS({_SEPARATOR}, {exprs})"
 
 
 def copy_items_sql(plan: LoadPlan, *, counted: bool = True) -> str:
     """The select items of a COPY query: the line of server-encoded columns, then the streamed columns raw."""
-    streamed = streamed_columns(plan)
+    streamed = streamed_load_columns(plan)
     items = [copy_line_sql(plan, counted=counted)] if len(streamed) < len(plan.columns) else []
     items += [quote_ident(c.name, "mysql") for c in streamed]
     return ", ".join(items)

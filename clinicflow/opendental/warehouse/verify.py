@@ -107,19 +107,16 @@ def _my(col: PgColumn) -> str:
         null_test = f"{q} IS NULL OR " if col.source.nullable else ""
         return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
     elif kind is Kind.text and is_streamed(col.source.data_type):
-        # A hash of the (UTF-8, NUL-free) bytes: an escaped copy of a large value would pass max_allowed_packet.
-        # The column itself when its bytes are UTF-8: CAST(... AS BINARY) is NULL past max_allowed_packet.
+        # MD5 of the UTF-8, NUL-free bytes; no CAST (NULL past max_allowed_packet) when they are UTF-8 already.
         binary = q if _holds_utf8_bytes(col) else _as_utf8_binary(col, q)
         value = f"IF(INSTR({binary}, X'00') > 0, MD5(REPLACE({binary}, X'00', X'')), MD5({binary}))"
-    elif kind is Kind.binary and is_streamed(col.source.data_type):
-        value = f"MD5({q})"
     elif kind is Kind.text:
         binary = _as_utf8_binary(col, q)
         # Most values hold nothing to escape or remove: one RLIKE spares them five REPLACEs.
         without_nul = f"REPLACE({binary}, X'00', X'')"
         value = f"IF({binary} RLIKE {_NEEDS_ESCAPE}, {_escaped_text(without_nul)}, {binary})"
     elif kind is Kind.binary:
-        value = f"LOWER(HEX({q}))"
+        value = f"MD5({q})" if is_streamed(col.source.data_type) else f"LOWER(HEX({q}))"
     elif kind is Kind.bit1:
         value = f"{q} + 0"
     elif kind is Kind.bits:
