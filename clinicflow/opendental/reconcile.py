@@ -53,6 +53,9 @@ PG_CANONICAL_SESSION = ("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalSty
 # night, at most AUTO_MAX_SLICES: a silent update is found within that many nights (docs/loading.md).
 AUTO_FULL_RANGES = 1_000
 AUTO_MAX_SLICES = 14
+# ... and past this many bytes (a table of large documents: its checksums read every value), one slice per
+# AUTO_FULL_BYTES, within the same bound.
+AUTO_FULL_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,12 @@ class Sweep:
     slices: int = 1
     night: int = field(default_factory=lambda: dt.date.today().toordinal())
 
-    def sized(self, ranges: int) -> Sweep:
-        """This sweep with ``slices=0`` resolved for a table of ``ranges`` compared ranges."""
+    def sized(self, ranges: int, data_bytes: int = 0) -> Sweep:
+        """This sweep with ``slices=0`` resolved for a table of ``ranges`` compared ranges and ``data_bytes``."""
         if self.slices:
             return self
-        return replace(self, slices=min(AUTO_MAX_SLICES, max(1, -(-ranges // AUTO_FULL_RANGES))))
+        wanted = max(-(-ranges // AUTO_FULL_RANGES), -(-data_bytes // AUTO_FULL_BYTES))
+        return replace(self, slices=min(AUTO_MAX_SLICES, max(1, wanted)))
 
     @property
     def enabled(self) -> bool:
@@ -113,6 +117,18 @@ class Side:
     row_hash: str  # SQL: a 60-bit number per row from its canonical text, summed
     pg_type: str = "bigint"
     key_unique: bool = False  # key_column is the whole primary key (each value one row)
+
+    def data_bytes(self) -> int:
+        """The table's size as the catalog estimates it (no scan)."""
+        with self.conn.cursor() as cur:
+            if self.dialect == "postgres":
+                cur.execute("SELECT pg_total_relation_size(%s::regclass)", (self.table_sql,))
+            else:
+                cur.execute("SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                            "AND CONCAT('`', TABLE_NAME, '`') = %s", (self.table_sql,))
+            row = cur.fetchone()
+        _end(self)
+        return int(row[0] or 0) if row else 0
 
     def range_index_sql(self, boundaries: Sequence[int]) -> str:
         if self.key_column is None:
@@ -297,7 +313,7 @@ def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRan
     e.g. to check again the ranges a repair just rewrote.
     """
     ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
-    sweep = sweep.sized(len(ranges))
+    sweep = sweep.sized(len(ranges), source.data_bytes() if sweep.slices == 0 else 0)
     checked = list(only) if only is not None else ranges
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
         source_future = pool.submit(aggregate, source, ranges, sweep, only=only)
