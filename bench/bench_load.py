@@ -103,15 +103,15 @@ def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN0
             "verification": result["verification"]}
 
 
-def _pgloader(my, pg) -> dict:  # noqa: ANN001
+def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:  # noqa: ANN001
     tool = shutil.which("pgloader")
     if tool is None:
         raise RuntimeError("pgloader not installed (scripts/bootstrap.sh installs it)")
     command = f"""LOAD DATABASE
   FROM mysql://{my.username}@{my.host}:{my.port}/{my.database}
   INTO postgresql://{pg.username}@{pg.host}:{pg.port}/{pg.database}
-  WITH include drop, create tables, create indexes, reset no sequences
-  INCLUDING ONLY TABLE NAMES MATCHING '{TABLE}'
+  WITH include drop, create tables, create indexes, reset no sequences{options}
+  INCLUDING ONLY TABLE NAMES MATCHING '{table}'
   ALTER SCHEMA '{my.database}' RENAME TO 'pgloader';
 """
     with tempfile.NamedTemporaryFile("w", suffix=".load", delete=False) as f:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
 
-    src, dst, dump_dst = (MySQLServer(database=n) for n in ("cf_bench_rsrc", "cf_bench_rdst", "cf_bench_rdump"))
+    tag = uuid.uuid4().hex[:8]  # parallel runs on one server never share a database
+    src, dst, dump_dst = (MySQLServer(database=f"{n}_{tag}")
+                          for n in ("cf_bench_rsrc", "cf_bench_rdst", "cf_bench_rdump"))
     for server in (src, dst, dump_dst):
         _recreate(server)
     t = time.perf_counter()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from clinicflow.core.sql import Dialect, quote_ident
@@ -48,13 +48,23 @@ PG_CANONICAL_SESSION = ("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalSty
                         "SET LOCAL extra_float_digits = 1")
 
 
+# A table whose tables.yml sets no reconcile_slices (0: sized here) is checksummed in full every night up to
+# this many compared ranges (~100 rows each); a larger one in ceil(ranges / AUTO_FULL_RANGES) slices, one a
+# night, at most AUTO_MAX_SLICES: a silent update is found within that many nights (docs/loading.md).
+AUTO_FULL_RANGES = 1_000
+AUTO_MAX_SLICES = 14
+# ... and past this many bytes (a table of large documents: its checksums read every value), one slice per
+# AUTO_FULL_BYTES, within the same bound.
+AUTO_FULL_BYTES = 32 << 20
+
+
 @dataclass(frozen=True)
 class Sweep:
     """What tonight compares for one table: keys in every range, row checksums in one slice of the ranges.
 
     ``slices=7`` checksums one seventh of the ranges each night, a contiguous
     block of them (a full sweep a week), for tables too large to checksum
-    nightly; ``slices=1`` every range.
+    nightly; ``slices=1`` every range; ``slices=0`` sized by the table (:meth:`sized`).
     """
 
     keys: bool = True
@@ -62,19 +72,26 @@ class Sweep:
     slices: int = 1
     night: int = field(default_factory=lambda: dt.date.today().toordinal())
 
+    def sized(self, ranges: int, data_bytes: int = 0) -> Sweep:
+        """This sweep with ``slices=0`` resolved for a table of ``ranges`` compared ranges and ``data_bytes``."""
+        if self.slices:
+            return self
+        wanted = max(-(-ranges // AUTO_FULL_RANGES), -(-data_bytes // AUTO_FULL_BYTES))
+        return replace(self, slices=min(AUTO_MAX_SLICES, max(1, wanted)))
+
     @property
     def enabled(self) -> bool:
         return self.keys or self.checksums
 
     @property
     def slice_index(self) -> int:
-        return self.night % self.slices
+        return self.night % max(self.slices, 1)
 
     def hashed_ranges(self, ranges: Sequence[KeyRange]) -> tuple[int, int]:
         """Tonight's slice as range indexes ``[first, end)``: contiguous, so one key interval."""
         if not self.checksums:
             return 0, 0
-        if self.slices == 1:
+        if self.slices <= 1:
             return 0, len(ranges)
         n = len(ranges)
         return self.slice_index * n // self.slices, (self.slice_index + 1) * n // self.slices
@@ -84,7 +101,7 @@ class Sweep:
             return "off"
         parts = ["keys"] if self.keys else []
         if self.checksums:
-            parts.append("checksums" if self.slices == 1 else f"checksums slice {self.slice_index + 1}/{self.slices}")
+            parts.append("checksums" if self.slices <= 1 else f"checksums slice {self.slice_index + 1}/{self.slices}")
         return "+".join(parts)
 
 
@@ -100,6 +117,18 @@ class Side:
     row_hash: str  # SQL: a 60-bit number per row from its canonical text, summed
     pg_type: str = "bigint"
     key_unique: bool = False  # key_column is the whole primary key (each value one row)
+
+    def data_bytes(self) -> int:
+        """The table's size as the catalog estimates it (no scan)."""
+        with self.conn.cursor() as cur:
+            if self.dialect == "postgres":
+                cur.execute("SELECT pg_total_relation_size(%s::regclass)", (self.table_sql,))
+            else:
+                cur.execute("SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                            "AND CONCAT('`', TABLE_NAME, '`') = %s", (self.table_sql,))
+            row = cur.fetchone()
+        _end(self)
+        return int(row[0] or 0) if row else 0
 
     def range_index_sql(self, boundaries: Sequence[int]) -> str:
         if self.key_column is None:
@@ -123,6 +152,7 @@ class Comparison:
     target: dict[int, RangeStats]
     hashed: int = 0
     differing: list[KeyRange] = field(default_factory=list)
+    sweep: Sweep = field(default_factory=Sweep)  # tonight's, with its slices sized
 
     @property
     def source_rows(self) -> int:
@@ -231,19 +261,32 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
         for start in range(0, len(only), RESYNC_RANGES_PER_QUERY):
             out.update(aggregate(side, ranges, sweep, only=only[start:start + RESYNC_RANGES_PER_QUERY]))
         return out
-    boundaries = [r.lower for r in ranges[1:]]
-    index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     key_sum = f"SUM({side.key_hash})" if sweep.keys else "0"
     first, end = sweep.hashed_ranges(ranges)
     if first >= end:
         row_sum = "0"
     elif first == 0 and end == len(ranges):
         row_sum = f"SUM({side.row_hash})"
+    elif only is None:
+        # Counts and key sums of every range from the key's index (no row read), then row hashes of
+        # tonight's slice only: one key interval, read as one index range.
+        stats = _aggregate_query(side, ranges, key_sum, "0", None)
+        interval = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper)
+        for index, hashed in _aggregate_query(side, ranges, "0", f"SUM({side.row_hash})", [interval]).items():
+            stats.setdefault(index, RangeStats()).row_sum = hashed.row_sum
+        return stats
     else:
         # The slice is one key interval: two comparisons per row decide whether it is hashed.
-        interval = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(side.key_column or "",
-                                                                                           side.dialect)
-        row_sum = f"SUM(CASE WHEN {interval} THEN {side.row_hash} ELSE 0 END)"
+        interval_sql = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(
+            side.key_column or "", side.dialect)
+        row_sum = f"SUM(CASE WHEN {interval_sql} THEN {side.row_hash} ELSE 0 END)"
+    return _aggregate_query(side, ranges, key_sum, row_sum, only)
+
+
+def _aggregate_query(side: Side, ranges: Sequence[KeyRange], key_sum: str, row_sum: str,
+                     only: Sequence[KeyRange] | None) -> dict[int, RangeStats]:
+    boundaries = [r.lower for r in ranges[1:]]
+    index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     stats: dict[int, RangeStats] = {}
     with side.conn.cursor() as cur:
         if side.dialect == "postgres":
@@ -270,12 +313,13 @@ def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRan
     e.g. to check again the ranges a repair just rewrote.
     """
     ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
+    sweep = sweep.sized(len(ranges), source.data_bytes() if sweep.slices == 0 else 0)
     checked = list(only) if only is not None else ranges
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
         source_future = pool.submit(aggregate, source, ranges, sweep, only=only)
         target_stats = aggregate(target, ranges, sweep, only=only)
         source_stats = source_future.result()
-    result = Comparison(ranges, source_stats, target_stats)
+    result = Comparison(ranges, source_stats, target_stats, sweep=sweep)
     empty = RangeStats()
     first, end = sweep.hashed_ranges(ranges)
     for key_range in checked:

@@ -2,6 +2,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 # Rows fetched from the MySQL stream per read; bounds client memory together
@@ -23,15 +24,27 @@ class LineReader:
 
     Rows are (copy line, keyset values...). With ``segment_rows`` blocks never
     straddle a multiple of it, so a consumer can stop exactly at a segment end.
+
+    With ``row_pieces`` (rows holding large values) rows are fetched one at a time and
+    turned into byte pieces; blocks are cut at ``block_bytes``, possibly inside a row (such a
+    block counts no row and carries no keyset), so memory is bounded by bytes, not rows.
+    Keyset values then start at ``key_start``; ``row_pieces`` may raise ``read_error(last row,
+    exception)`` for a failed read.
     """
 
     _END = object()
 
     def __init__(self, cursor: Any, *, block_rows: int = FETCH_ROWS, segment_rows: int | None = None,
-                 depth: int = 4) -> None:
+                 depth: int = 4, row_pieces: Callable[[Sequence[Any]], Iterable[bytes]] | None = None,
+                 key_start: int = 1, block_bytes: int = COPY_READ_SIZE,
+                 read_error: Callable[[Sequence[Any] | None, BaseException], BaseException] | None = None) -> None:
         import queue
         import threading
 
+        self._row_pieces = row_pieces
+        self._key_start = key_start
+        self._block_bytes = block_bytes
+        self._read_error = read_error
         self._cursor = cursor
         self._block_rows = block_rows
         self._segment_rows = segment_rows
@@ -52,7 +65,47 @@ class LineReader:
                 continue
         return False
 
+    def _run_pieces(self) -> None:
+        assert self._row_pieces is not None
+        fetched, rows, size = 0, 0, 0
+        parts: list[bytes] = []
+        last: Sequence[Any] | None = None
+        while not self._stop.is_set():
+            try:
+                row = self._cursor.fetchone()
+            except Exception as exc:
+                raise (self._read_error(last, exc) if self._read_error else exc) from exc
+            if row is None:
+                break
+            for piece in self._row_pieces(row):
+                parts.append(piece)
+                size += len(piece)
+                if size >= self._block_bytes:
+                    done = tuple(last[self._key_start:]) if rows and last is not None else None
+                    if not self._put((b"".join(parts), rows, done)):
+                        return
+                    parts, rows, size = [], 0, 0
+            parts.append(b"\n")
+            size += 1
+            rows += 1
+            fetched += 1
+            last = row
+            segment_end = bool(self._segment_rows) and fetched % (self._segment_rows or 1) == 0
+            if size >= self._block_bytes or segment_end:
+                if not self._put((b"".join(parts), rows, tuple(row[self._key_start:]))):
+                    return
+                parts, rows, size = [], 0, 0
+        if parts and not self._put((b"".join(parts), rows, tuple(last[self._key_start:]) if last else None)):
+            return
+        self._put(self._END)
+
     def _run(self) -> None:
+        if self._row_pieces is not None:
+            try:
+                self._run_pieces()
+            except BaseException as exc:  # handed to the consumer, raised there
+                self._put(exc)
+            return
         fetched = 0
         try:
             while not self._stop.is_set():
@@ -70,7 +123,7 @@ class LineReader:
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(exc)
 
-    def next_block(self) -> tuple[bytes, int, tuple[Any, ...]] | None:
+    def next_block(self) -> tuple[bytes, int, tuple[Any, ...] | None] | None:
         """The next (data, rows, last row's keyset values), or None at the end of the result."""
         if self.finished:
             return None
@@ -82,7 +135,7 @@ class LineReader:
         if isinstance(item, BaseException):
             self.finished = True
             raise item
-        block: tuple[bytes, int, tuple[Any, ...]] = item
+        block: tuple[bytes, int, tuple[Any, ...] | None] = item
         return block
 
     def close(self) -> None:
@@ -110,7 +163,8 @@ class CopySource:
         data, rows, keyset = block
         self.rows += rows
         self.bytes += len(data)
-        self.last_keyset = keyset
+        if keyset is not None:
+            self.last_keyset = keyset
         return data
 
     readline = read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,14 @@ from clinicflow.opendental.replication.replica_encoding import (
     _merge_sql,
     _typed_key,
     encoded_select_sql,
-    export_to_file,
+    export_and_load,
     load_file,
+    prepare_streaming,
+    row_layout,
     stream_to_file,
 )
 from clinicflow.opendental.replication.replica_reconcile import reconcile_replica
+from clinicflow.opendental.streamed_values import keys_first_predicate
 from clinicflow.opendental.tables.config import TableConfig
 
 
@@ -51,22 +55,17 @@ class ChunkResult:
 def copy_range(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, key_range: KeyRange | None) -> ChunkResult:
     """Copy one key range (or, with None, the whole table) into the shadow table."""
     started = time.perf_counter()
-    sql = encoded_select_sql(plan.table, plan.columns)
+    pred = "1=1"
     params: list[Any] = []
     if key_range is not None:
         if plan.range_key is None:
             raise ReplicationError(f"table {plan.table!r}: key ranges need a single integer primary key")
         pred, params = key_range.predicate(plan.range_key, "mysql")
-        sql += f" WHERE {pred}"
-    with ChunkFile(plan.table) as path:
-        has_rows = export_to_file(src, sql, params, path)
-        rows = 0
-        if has_rows:
-            dst_conn = raw_connection(dst)
-            try:
-                rows = load_file(dst_conn, path, plan.shadow, plan.columns)
-            finally:
-                dst_conn.close()
+    dst_conn = raw_connection(dst)
+    try:
+        rows = export_and_load(src, dst_conn, plan.table, plan.columns, pred, params, plan.shadow, plan.primary_key)
+    finally:
+        dst_conn.close()
     return ChunkResult(rows, time.perf_counter() - started)
 
 
@@ -78,15 +77,18 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
     total = 0
     after: list[Any] | None = None
     src_conn, dst_conn = raw_connection(src, streaming=True), raw_connection(dst)
+    layout = row_layout(plan.table, plan.columns, plan.primary_key)
     try:
+        prepare_streaming(src_conn, layout)
         while True:
             pred, params = keyset_after(plan.primary_key, after, "mysql")
             sql = (encoded_select_sql(plan.table, plan.columns, plan.primary_key) + f" WHERE {pred} "
                    f"ORDER BY {keyset_order(plan.primary_key, 'mysql')} LIMIT {int(plan.batch_size)}")
             with ChunkFile(plan.table) as path:
-                rows, last = stream_to_file(src_conn, sql, params, path, len(plan.primary_key))
+                loader = _loader(dst_conn, path, plan.shadow, plan)
+                rows, last = stream_to_file(src_conn, sql, params, path, len(plan.primary_key), layout, loader)
                 if rows:
-                    load_file(dst_conn, path, plan.shadow, plan.columns)
+                    loader()
             total += rows
             if rows < plan.batch_size or last is None:
                 break
@@ -95,6 +97,11 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
         src_conn.close()
         dst_conn.close()
     return ChunkResult(total, time.perf_counter() - started)
+
+
+def _loader(dst_conn: Any, path: str, target: str, plan: CopyPlan) -> Callable[[], int]:
+    """LOAD DATA of the chunk file into ``target`` (called when the file is full and at the page's end)."""
+    return lambda: load_file(dst_conn, path, target, plan.columns)
 
 
 def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
@@ -156,6 +163,8 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
             cur.execute(f"CREATE TEMPORARY TABLE {quote_ident(stage, 'mysql')} LIKE {quote_ident(plan.table, 'mysql')}")
         after = _typed_key(plan.start_after, plan.key_columns, plan.columns) if plan.start_after else None
         bound = _clock_bound(src_conn, plan)
+        layout = row_layout(plan.table, plan.columns, plan.key_columns)
+        prepare_streaming(src_conn, layout)
         first_page = True
         while True:
             if first_page and after is not None and plan.overlap_column:
@@ -167,14 +176,19 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
                 pred, params = keyset_after(plan.key_columns, after, "mysql")
             first_page = False
             pred, params = _bound_page(src_conn, plan, pred, params, None if after is None else after[0])
-            sql = (encoded_select_sql(plan.table, plan.columns, plan.key_columns) + f" WHERE {pred} "
-                   f"ORDER BY {keyset_order(plan.key_columns, 'mysql')} LIMIT {int(plan.batch_size)}")
+            order = f" ORDER BY {keyset_order(plan.key_columns, 'mysql')}"
+            limit = f" LIMIT {int(plan.batch_size)}"
+            if layout is not None:
+                pred = keys_first_predicate(quote_ident(plan.table, "mysql"),
+                                            keyset_order(plan.primary_key, "mysql"), pred, order + limit)
+            sql = encoded_select_sql(plan.table, plan.columns, plan.key_columns) + f" WHERE {pred}{order}{limit}"
+            with dst_conn.cursor() as cur:
+                cur.execute(f"TRUNCATE TABLE {quote_ident(stage, 'mysql')}")
             with ChunkFile(plan.table) as path:
-                rows, last = stream_to_file(src_conn, sql, params, path, len(plan.key_columns))
+                loader = _loader(dst_conn, path, stage, plan)
+                rows, last = stream_to_file(src_conn, sql, params, path, len(plan.key_columns), layout, loader)
                 if rows:
-                    with dst_conn.cursor() as cur:
-                        cur.execute(f"TRUNCATE TABLE {quote_ident(stage, 'mysql')}")
-                    load_file(dst_conn, path, stage, plan.columns)
+                    loader()
                     with dst_conn.cursor() as cur:
                         cur.execute(_merge_sql(plan.table, stage, plan.columns))
             if rows and last is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
@@ -12,6 +12,12 @@ from clinicflow.connectors.mysql.columns import INTEGER_TYPES, Column
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.sql import quote_ident
+from clinicflow.opendental.streamed_values import BLOCK_BYTES, RowLayout, carry_error
+from clinicflow.opendental.tables.typemap import is_streamed
+
+# A chunk file holding streamed values is loaded and emptied once it reaches this size, so disk and
+# LOAD DATA stay bounded by bytes whatever the row count of the range.
+LOAD_FILE_BYTES = 16 * BLOCK_BYTES
 
 # Types whose text form never holds a tab, newline, backslash or NUL: no REPLACE calls (see docs/loading.md).
 PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({
@@ -38,17 +44,55 @@ def encode_column_sql(col: Column) -> str:
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
 
 
+def streamed_replica_columns(columns: Sequence[Column]) -> list[Column]:
+    """The columns selected raw and escaped by the client (see clinicflow.opendental.streamed_values)."""
+    return [c for c in columns if is_streamed(c.data_type)]
+
+
+def load_order(columns: Sequence[Column]) -> list[Column]:
+    """Columns in the order of a line: server-encoded ones first, then the streamed ones."""
+    streamed = streamed_replica_columns(columns)
+    return [c for c in columns if c not in streamed] + streamed
+
+
+def row_layout(table: str, columns: Sequence[Column], extra: Sequence[str] = ()) -> RowLayout | None:
+    """How rows of :func:`encoded_select_sql` are written; None when no column is streamed (one line per row)."""
+    streamed = streamed_replica_columns(columns)
+    if not streamed:
+        return None
+    return RowLayout(table, len(streamed) < len(columns), [(c.name, "load") for c in streamed], list(extra))
+
+
 def encoded_select_sql(table: str, columns: Sequence[Column], extra: Sequence[str] = ()) -> str:
-    """``SELECT <encoded line>[, extra key columns] FROM table`` (WHERE/ORDER added by callers)."""
-    line = "CONCAT_WS('\\t', " + ", ".join(encode_column_sql(c) for c in columns) + ")"
-    extras = "".join(", " + quote_ident(c, "mysql") for c in extra)
-    return f"SELECT {line}{extras} FROM {quote_ident(table, 'mysql')}"
+    """``SELECT <encoded line>[, streamed columns][, extra key columns] FROM table`` (WHERE/ORDER added by callers).
+
+    With streamed columns the session must send bytes unconverted (:func:`prepare_streaming`); the
+    key columns are then converted to UTF-8 explicitly.
+    """
+    streamed = streamed_replica_columns(columns)
+    items = []
+    plain = [c for c in columns if c not in streamed]
+    if plain:
+        items.append("CONCAT_WS('\\t', " + ", ".join(encode_column_sql(c) for c in plain) + ")")
+    items += [quote_ident(c.name, "mysql") for c in streamed]
+    if streamed:
+        items += [f"CONVERT({quote_ident(c, 'mysql')} USING utf8mb4)" for c in extra]
+    else:
+        items += [quote_ident(c, "mysql") for c in extra]
+    return f"SELECT {', '.join(items)} FROM {quote_ident(table, 'mysql')}"
+
+
+def prepare_streaming(conn: Any, layout: RowLayout | None) -> None:
+    """Streamed text must arrive as stored (latin1 stays latin1): no result charset conversion."""
+    if layout is not None:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION character_set_results = NULL")
 
 
 def load_columns_clause(columns: Sequence[Column]) -> str:
-    """Column list for LOAD DATA; BIT columns go through a variable (LOAD DATA cannot parse b'...')."""
+    """Column list for LOAD DATA in line order; BIT columns go through a variable (LOAD DATA cannot parse b'...')."""
     names, sets = [], []
-    for i, col in enumerate(columns):
+    for i, col in enumerate(load_order(columns)):
         if col.is_bit:
             names.append(f"@bit{i}")
             sets.append(f"{quote_ident(col.name, 'mysql')} = CAST(@bit{i} AS UNSIGNED)")
@@ -72,19 +116,48 @@ def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) 
 
 
 def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str,
-                   key_count: int) -> tuple[int, list[str | None] | None]:
-    """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values."""
+                   key_count: int, layout: RowLayout | None = None,
+                   flush: Callable[[], object] | None = None) -> tuple[int, list[str | None] | None]:
+    """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values.
+
+    With a ``layout`` (streamed columns) the values are escaped here, and once the file reaches
+    ``LOAD_FILE_BYTES`` ``flush()`` loads it and the file starts again empty.
+    """
     rows = 0
-    last: tuple[Any, ...] | None = None
+    last: Sequence[Any] | None = None
     with src_stream_conn.cursor() as cur, open(path, "wb", buffering=1 << 20) as out:
         cur.execute(sql, list(params))
         write = out.write
-        for row in cur:
-            write(row[0])
-            write(b"\n")
-            rows += 1
-            last = row
-    key = [catalog_text(v) for v in last[1:1 + key_count]] if (last is not None and key_count) else None
+        if layout is None:
+            for row in cur:
+                write(row[0])
+                write(b"\n")
+                rows += 1
+                last = row
+        else:
+            written = 0
+            while True:
+                try:
+                    row = cur.fetchone()
+                except Exception as exc:
+                    raise carry_error(layout, last, exc) from exc
+                if row is None:
+                    break
+                for piece in layout.pieces(row):
+                    write(piece)
+                    written += len(piece)
+                write(b"\n")
+                rows += 1
+                last = row
+                if flush is not None and written >= LOAD_FILE_BYTES:
+                    out.flush()
+                    flush()
+                    out.seek(0)
+                    out.truncate()
+                    written = 0
+    first_key = layout.first_key if layout is not None else 1
+    key = ([catalog_text(v) for v in last[first_key:first_key + key_count]]
+           if (last is not None and key_count) else None)
     return rows, key
 
 
@@ -116,8 +189,21 @@ def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns
             for name, v in zip(key_columns, values, strict=False)]
 
 
-def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str) -> bool:
-    """Write the encoded lines of ``sql`` to ``path``; True when there was at least one row."""
+def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str,
+                   layout: RowLayout | None = None, flush: Callable[[], object] | None = None) -> bool:
+    """Write the encoded lines of ``sql`` to ``path``; True when there are rows left in it to load.
+
+    Streamed columns (``layout``) are read through pymysql: the C client's text output cannot
+    carry raw bytes.
+    """
+    if layout is not None:
+        src_conn = raw_connection(src, streaming=True)
+        try:
+            prepare_streaming(src_conn, layout)
+            stream_to_file(src_conn, sql, params, path, len(layout.keys), layout, flush)
+        finally:
+            src_conn.close()
+        return os.path.getsize(path) > 0
     if client.client_binary():
         # The C client moves the encoded lines (see clinicflow.connectors.mysql.client).
         with open(path, "wb") as out:
@@ -128,6 +214,26 @@ def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: 
         return stream_to_file(src_conn, sql, params, path, 0)[0] > 0
     finally:
         src_conn.close()
+
+
+def export_and_load(src: MySQLServerLike, dst_conn: Any, table: str, columns: Sequence[Column], where: str,
+                    params: Sequence[Any], target: str, keys: Sequence[str] = ()) -> int:
+    """Copy the rows of ``table`` matching ``where`` into ``target`` through a chunk file; return rows loaded.
+
+    ``keys`` (the primary key) name the row in the error when a streamed value cannot be read.
+    """
+    layout = row_layout(table, columns, keys)
+    sql = encoded_select_sql(table, columns, keys if layout is not None else ()) + f" WHERE {where}"
+    loaded = 0
+    with ChunkFile(table) as path:
+
+        def flush() -> None:
+            nonlocal loaded
+            loaded += load_file(dst_conn, path, target, columns)
+
+        if export_to_file(src, sql, params, path, layout, flush):
+            flush()
+    return loaded
 
 
 def _merge_sql(table: str, stage: str, columns: Sequence[Column]) -> str:

@@ -15,12 +15,10 @@ from clinicflow.opendental.chunks import (
 )
 from clinicflow.opendental.replication.copy_plan import CopyPlan
 from clinicflow.opendental.replication.replica_encoding import (
-    ChunkFile,
     _merge_sql,
-    encoded_select_sql,
-    export_to_file,
-    load_file,
+    export_and_load,
 )
+from clinicflow.opendental.tables.typemap import is_streamed
 
 FIX_STAGE = "cf_fix_stage"  # a session's temporary table: no clash between tables or runs
 
@@ -32,6 +30,9 @@ def _row_text_sql(columns: Sequence[Column]) -> str:
         q = quote_ident(col.name, "mysql")
         if col.is_bit:
             values.append(f"CAST({q} + 0 AS CHAR)")
+        elif is_streamed(col.data_type):
+            # The server hashes the stored bytes; a copy of a large value would pass max_allowed_packet.
+            values.append(f"MD5({q})")
         elif col.data_type == "float":
             values.append(f"CAST(CAST({q} AS DOUBLE) AS BINARY)")
         else:
@@ -78,6 +79,7 @@ def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan
         source, target = reconcile_side(src_conn, plan), reconcile_side(dst_conn, plan)
         comparison = reconcile.compare(source, target, sweep)
         stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+        stats.swept = comparison.sweep.describe()
         stats.boundaries = [r.lower for r in comparison.ranges[1:] if r.lower is not None]
         for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
             stats.add(_resync_ranges(src, dst_conn, plan, source.key_column, group))
@@ -98,9 +100,7 @@ def _resync_ranges(src: MySQLServerLike, dst_conn: Any, plan: CopyPlan, range_co
         cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
         cur.execute(f"CREATE TEMPORARY TABLE {stage} LIKE {t}")
     try:
-        with ChunkFile(plan.table) as path:
-            if export_to_file(src, encoded_select_sql(plan.table, plan.columns) + f" WHERE {pred}", params, path):
-                load_file(dst_conn, path, FIX_STAGE, plan.columns)
+        export_and_load(src, dst_conn, plan.table, plan.columns, pred, params, FIX_STAGE, plan.primary_key)
         with dst_conn.cursor() as cur:
             cur.execute(f"SELECT COUNT(*) FROM {stage} WHERE {pk} NOT IN (SELECT {cols} FROM {t} WHERE {pred})", params)
             out.rows_missing = int(cur.fetchone()[0])

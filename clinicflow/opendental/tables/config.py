@@ -126,9 +126,10 @@ class TableConfig(BaseModel):
         description="Compare row checksums per key range every night: ranges whose rows differ "
         "(updates that did not move the watermark) are copied again.")
     reconcile_slices: int = Field(
-        default=1, ge=1, le=366, strict=True,
+        default=0, ge=0, le=366, strict=True,
         description="Checksum one of this many slices of the key ranges each night "
-        "(7: a full sweep a week, for tables too large to checksum nightly); keys are compared in full.")
+        "(7: a full sweep a week, for tables too large to checksum nightly); keys are compared in full. "
+        "0 (default): sized by the table at run time (every range up to ~100,000 rows, see docs/loading.md).")
 
     @model_validator(mode="before")
     @classmethod

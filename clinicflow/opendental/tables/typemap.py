@@ -253,3 +253,13 @@ def _numeric_args(pg_type: str) -> tuple[int, int] | None:
 def _bit_varying_args(pg_type: str) -> int | None:
     match = re.fullmatch(r"bit varying\((\d+)\)", pg_type)
     return int(match.group(1)) if match else None
+
+
+# Source types whose values may exceed max_allowed_packet once escaped and make MariaDB's REPLACE()
+# quadratic: they travel as the column's own bytes, escaped by the client (docs/loading.md "Large values").
+STREAMED_TYPES = frozenset({"mediumtext", "longtext", "mediumblob", "longblob", "json"})
+
+
+def is_streamed(data_type: str) -> bool:
+    """True when a column of this MySQL DATA_TYPE is selected raw and escaped client-side."""
+    return data_type.lower().strip() in STREAMED_TYPES

@@ -9,9 +9,11 @@ from typing import Any
 from clinicflow.connectors.mysql.catalog import _int
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.sql import quote_ident, quote_list
+from clinicflow.opendental.streamed_values import Encoding, RowLayout
 from clinicflow.opendental.tables.typemap import (
     Kind,
     PgColumn,
+    is_streamed,
 )
 from clinicflow.opendental.warehouse.load_errors import BooleanValueError
 from clinicflow.opendental.warehouse.load_plan import LoadPlan
@@ -166,17 +168,53 @@ def json_without_nul_sql(binary: str, counter: str | None = None) -> str:
     return f"IF({test}{count}, {_escaped_text(cleaned)}, {_escaped_text(binary)})"
 
 
+def streamed_load_columns(plan: LoadPlan) -> list[PgColumn]:
+    """Columns selected raw and escaped by the client (see clinicflow.opendental.streamed_values)."""
+    return [c for c in plan.columns if is_streamed(c.source.data_type)]
+
+
+def copy_column_names(plan: LoadPlan) -> list[str]:
+    """Columns in the order of a COPY line: server-encoded ones first, then the streamed ones."""
+    streamed = streamed_load_columns(plan)
+    return [c.name for c in plan.columns if c not in streamed] + [c.name for c in streamed]
+
+
+_STREAMED_ENCODING: dict[Kind, Encoding] = {Kind.binary: "bytea", Kind.text: "text", Kind.json: "json"}
+
+
+def copy_row_layout(plan: LoadPlan, keys: Sequence[str] = ()) -> RowLayout | None:
+    """How rows of :func:`copy_items_sql` become COPY lines; None when every column is server-encoded."""
+    streamed = streamed_load_columns(plan)
+    if not streamed:
+        return None
+    return RowLayout(plan.table, len(streamed) < len(plan.columns),
+                     [(c.name, _STREAMED_ENCODING[c.kind]) for c in streamed], list(keys))
+
+
 def copy_line_sql(plan: LoadPlan, *, counted: bool = True) -> str:
-    """The CONCAT_WS(...) select item producing one COPY line per row."""
+    """The CONCAT_WS(...) select item producing the COPY line of the server-encoded columns."""
     counters = {c.column: c.variable for c in conversion_counters(plan)} if counted else {}
-    exprs = ", ".join(copy_expression(c, counters.get(c.name)) for c in plan.columns)
+    streamed = streamed_load_columns(plan)
+    exprs = ", ".join(copy_expression(c, counters.get(c.name)) for c in plan.columns if c not in streamed)
     return f"CONCAT_WS({_SEPARATOR}, {exprs})"
 
 
+def copy_items_sql(plan: LoadPlan, *, counted: bool = True) -> str:
+    """The select items of a COPY query: the line of server-encoded columns, then the streamed columns raw."""
+    streamed = streamed_load_columns(plan)
+    items = [copy_line_sql(plan, counted=counted)] if len(streamed) < len(plan.columns) else []
+    items += [quote_ident(c.name, "mysql") for c in streamed]
+    return ", ".join(items)
+
+
 def copy_select_sql(plan: LoadPlan, predicate: str = "1=1", order_by: Sequence[str] = (), *,
-                    counted: bool = True) -> str:
-    """The MySQL query producing one COPY line per row of the chunk."""
-    sql = f"SELECT {copy_line_sql(plan, counted=counted)} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate}"
+                    counted: bool = True, extra: Sequence[str] = ()) -> str:
+    """The MySQL query producing one COPY line (or, with streamed columns, row) per row of the chunk.
+
+    ``extra`` columns (keys) follow the items.
+    """
+    items = copy_items_sql(plan, counted=counted) + "".join(", " + quote_ident(c, "mysql") for c in extra)
+    sql = f"SELECT {items} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate}"
     if order_by:
         sql += " ORDER BY " + quote_list(list(order_by), "mysql")
     return sql

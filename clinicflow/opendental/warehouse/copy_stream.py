@@ -11,10 +11,13 @@ from typing import Any
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.sql import quote_list
+from clinicflow.opendental.streamed_values import BLOCK_BYTES, RowLayout, carry_error
 from clinicflow.opendental.warehouse.copy_encoding import (
     ConversionCounts,
     check_booleans,
     conversion_counters,
+    copy_column_names,
+    copy_row_layout,
     copy_select_sql,
     read_counters,
     reset_counters,
@@ -121,14 +124,15 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, pr
     """
     start = time.perf_counter()
     check_booleans(mysql_conn, plan, predicate, params)
-    copy_sql = f"COPY {target} ({quote_list(plan.column_names, 'postgres')}) FROM STDIN"
-    if mysql_server is not None and client.client_binary():
+    copy_sql = f"COPY {target} ({quote_list(copy_column_names(plan), 'postgres')}) FROM STDIN"
+    layout = copy_row_layout(plan, plan.primary_key)
+    if layout is None and mysql_server is not None and client.client_binary():
         rows, nbytes, conversions = _client_copy(mysql_server, pg_cursor, plan, copy_sql, predicate, params)
         return CopyStats(rows, nbytes, time.perf_counter() - start, conversions)
     reset_counters(mysql_conn, plan)
     cur = mysql_conn.cursor()
-    cur.execute(copy_select_sql(plan, predicate), tuple(params))
-    reader = LineReader(cur)
+    cur.execute(copy_select_sql(plan, predicate, extra=layout.keys if layout else ()), tuple(params))
+    reader = streamed_reader(cur, layout)
     stream = CopySource(reader)
     try:
         pg_cursor.copy_expert(copy_sql, stream, size=COPY_READ_SIZE)
@@ -138,7 +142,23 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, pr
         raise _copy_error(plan, exc) from exc
     cur.close()
     conversions = read_counters(mysql_conn, plan)
+    add_streamed_counts(conversions, layout)
     return CopyStats(stream.rows, stream.bytes, time.perf_counter() - start, conversions)
+
+
+def streamed_reader(cursor: Any, layout: RowLayout | None, *, segment_rows: int | None = None) -> LineReader:
+    """The reader of an executed COPY query; rows with streamed values are escaped in pieces, in byte blocks."""
+    if layout is None:
+        return LineReader(cursor, segment_rows=segment_rows)
+    return LineReader(cursor, segment_rows=segment_rows, row_pieces=layout.pieces, key_start=layout.first_key,
+                      block_bytes=BLOCK_BYTES, read_error=lambda last, exc: carry_error(layout, last, exc))
+
+
+def add_streamed_counts(conversions: ConversionCounts, layout: RowLayout | None) -> None:
+    """NUL bytes the client removed from streamed text/JSON values, counted with the server's conversions."""
+    if layout is not None:
+        for column, removed in layout.nul_bytes.items():
+            conversions.add(column, "nul_bytes", removed)
 
 
 def _copy_error(plan: LoadPlan, exc: Exception) -> Exception:

@@ -9,20 +9,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
-from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
+from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS, bounded_mark, clock_bound
+from clinicflow.opendental.streamed_values import keys_first_predicate
 from clinicflow.opendental.tables.typemap import (
     Kind,
 )
 from clinicflow.opendental.warehouse.copy_encoding import (
     ConversionCounts,
     check_booleans,
-    copy_line_sql,
+    copy_column_names,
+    copy_items_sql,
+    copy_row_layout,
     read_counters,
     reset_counters,
 )
-from clinicflow.opendental.warehouse.copy_stream import _copy_error
+from clinicflow.opendental.warehouse.copy_stream import _copy_error, add_streamed_counts, streamed_reader
 from clinicflow.opendental.warehouse.full_load import _nul_note
 from clinicflow.opendental.warehouse.load_errors import LoadError
 from clinicflow.opendental.warehouse.load_plan import LoadPlan
@@ -116,10 +119,14 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
     check_booleans(mysql_stream_conn, plan, predicate, params)
     reset_counters(mysql_stream_conn, plan)
     temp = quote_ident(short_pg_ident(f"cf_merge_{plan.table}"), "postgres")
-    select = (f"SELECT {copy_line_sql(plan)}, "
+    layout = copy_row_layout(plan, keyset)
+    if layout is not None:
+        predicate = keys_first_predicate(quote_ident(plan.table, "mysql"), quote_list(plan.primary_key, "mysql"),
+                                         predicate)
+    select = (f"SELECT {copy_items_sql(plan)}, "
               f"{quote_list(keyset, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate} "
               f"ORDER BY {quote_list(keyset, 'mysql')}")
-    copy_sql = f"COPY {temp} ({quote_list(plan.column_names, 'postgres')}) FROM STDIN"
+    copy_sql = f"COPY {temp} ({quote_list(copy_column_names(plan), 'postgres')}) FROM STDIN"
     with pg_conn.cursor() as pg_cur:
         pg_cur.execute(f"DROP TABLE IF EXISTS {temp}")
         pg_cur.execute(f"CREATE TEMP TABLE {temp} (LIKE {quote_qualified(plan.raw_schema, plan.table, 'postgres')}) "
@@ -127,7 +134,7 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
         pg_conn.commit()
         my_cur = mysql_stream_conn.cursor()
         my_cur.execute(select, tuple(params))
-        reader = LineReader(my_cur, segment_rows=plan.batch_size)
+        reader = streamed_reader(my_cur, layout, segment_rows=plan.batch_size)
         try:
             while True:
                 segment = CopySource(reader, plan.batch_size)
@@ -158,4 +165,5 @@ def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, water
         pg_cur.execute(f"DROP TABLE IF EXISTS {temp}")
         pg_conn.commit()
     stats.conversions = read_counters(mysql_stream_conn, plan)
+    add_streamed_counts(stats.conversions, layout)
     return stats

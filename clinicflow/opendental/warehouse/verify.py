@@ -25,12 +25,13 @@ from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
-from clinicflow.opendental.tables.typemap import Kind, PgColumn
+from clinicflow.opendental.tables.typemap import Kind, PgColumn, is_streamed
 from clinicflow.opendental.warehouse import copy_stream, incremental_load
 from clinicflow.opendental.warehouse.copy_encoding import (
     _NEEDS_ESCAPE,
     _as_utf8_binary,
     _escaped_text,
+    _holds_utf8_bytes,
     zero_date_test,
 )
 from clinicflow.opendental.warehouse.load_plan import LoadPlan
@@ -105,13 +106,17 @@ def _my(col: PgColumn) -> str:
     elif kind in (Kind.date, Kind.datetime, Kind.instant):
         null_test = f"{q} IS NULL OR " if col.source.nullable else ""
         return f"IF({null_test}{zero_date_test(q)}, X'5C4E', {q})"
+    elif kind is Kind.text and is_streamed(col.source.data_type):
+        # MD5 of the UTF-8, NUL-free bytes; no CAST (NULL past max_allowed_packet) when they are UTF-8 already.
+        binary = q if _holds_utf8_bytes(col) else _as_utf8_binary(col, q)
+        value = f"IF(INSTR({binary}, X'00') > 0, MD5(REPLACE({binary}, X'00', X'')), MD5({binary}))"
     elif kind is Kind.text:
         binary = _as_utf8_binary(col, q)
         # Most values hold nothing to escape or remove: one RLIKE spares them five REPLACEs.
         without_nul = f"REPLACE({binary}, X'00', X'')"
         value = f"IF({binary} RLIKE {_NEEDS_ESCAPE}, {_escaped_text(without_nul)}, {binary})"
     elif kind is Kind.binary:
-        value = f"LOWER(HEX({q}))"
+        value = f"MD5({q})" if is_streamed(col.source.data_type) else f"LOWER(HEX({q}))"
     elif kind is Kind.bit1:
         value = f"{q} + 0"
     elif kind is Kind.bits:
@@ -141,6 +146,8 @@ def _pg(col: PgColumn, function_schema: str) -> str:
         # An instant as UTC wall-clock text, as the replica's UTC session prints it.
         wall = f"({q} AT TIME ZONE 'UTC')" if kind is Kind.instant else q
         value = f"{wall}::text" if digits == 0 else f"to_char({wall}, 'YYYY-MM-DD HH24:MI:SS.FF{digits}')"
+    elif kind in (Kind.text, Kind.binary) and is_streamed(col.source.data_type):
+        value = f"md5({q})"
     elif kind is Kind.text:
         value = (f"replace(replace(replace(replace({q}, E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), "
                  f"E'\\n', E'\\\\n'), E'\\r', E'\\\\r')")
@@ -350,6 +357,7 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPl
     source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
     comparison = reconcile.compare(source, target, sweep, ranges=ranges)
     stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
+    stats.swept = comparison.sweep.describe()
     result.source_rows, result.raw_rows, result.buckets = (comparison.source_rows, comparison.target_rows,
                                                            len(comparison.ranges))
     for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):

@@ -183,3 +183,24 @@ def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
     second = small_tables.replicate_and_load_small(source, replica, pg, configs)[0]
     assert second.status == "ok" and second.mode == "full" and second.verification == "ok", second.error
     assert second.reconciliation["replica"]["rows_deleted"] == 1 and second.rows == 499
+
+
+def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
+        loaded: tuple[MySQLServer, PostgresServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """reconcile_slices unset (0): a table past AUTO_FULL_RANGES ranges gets slices; keys are still checked nightly."""
+    replica, pg = loaded
+    assert TableConfig().reconcile_slices == 0 and reconcile.sweep_for(TableConfig()).slices == 0
+    monkeypatch.setattr(reconcile, "AUTO_FULL_RANGES", 10)  # 5,000 rows: ~50 ranges -> 5 slices
+    mysql_exec(replica, "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
+                        " WHERE `ProcNum` = 3333")
+    found, window = [], 0
+    for night in range(reconcile.AUTO_MAX_SLICES):
+        mysql_exec(replica, f"DELETE FROM `procedurelog` WHERE `ProcNum` = {100 + night}")
+        stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep(slices=0, night=night))
+        assert result.ok and stats.rows_deleted == 1  # deletes: every night, from the key summaries
+        window = int(stats.swept.rsplit("/", 1)[-1])
+        found.append(stats.rows_changed)
+        if len(found) == window:
+            break
+    assert window == 5 and sum(found) == 1, (window, found)
+    assert _verify(replica, pg, "procedurelog", PROC).ok

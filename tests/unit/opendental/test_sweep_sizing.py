@@ -1,0 +1,13 @@
+"""reconcile_slices unset (0): the sweep is sized from the table's compared ranges and bytes."""
+from __future__ import annotations
+
+from clinicflow.opendental.reconcile import AUTO_FULL_BYTES, AUTO_FULL_RANGES, AUTO_MAX_SLICES, Sweep
+
+
+def test_small_tables_are_checksummed_in_full_and_large_ones_in_bounded_slices() -> None:
+    assert Sweep(slices=0).sized(AUTO_FULL_RANGES).slices == 1
+    assert Sweep(slices=0).sized(10 * AUTO_FULL_RANGES).slices == 10  # 1M rows: found within 10 nights
+    assert Sweep(slices=0).sized(100 * AUTO_FULL_RANGES).slices == AUTO_MAX_SLICES
+    assert Sweep(slices=0).sized(20, 200 << 20).slices == -(-(200 << 20) // AUTO_FULL_BYTES)  # 200 MB of documents
+    assert Sweep(slices=7).sized(1, 10**12).slices == 7  # tables.yml's value wins
+    assert Sweep(slices=0).sized(5).describe() == "keys+checksums"
