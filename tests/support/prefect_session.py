@@ -103,6 +103,30 @@ def stop_session_server(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests in an ``xdist_group`` run in file order (after pytest-randomly's shuffle): a group is a declared
+    sequence on one module-wide stack. Under ``--dist loadgroup`` the group's name is added to their node ids,
+    which is how xdist keeps a group on one worker (xdist 3.8 sets an attribute pytest 9.2 no longer reads)."""
+    from _pytest.nodeid import NodeId
+
+    grouped: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.get_closest_marker("xdist_group") is not None:
+            grouped.setdefault(str(item.path), []).append(index)
+    for positions in grouped.values():
+        in_file_order = sorted((items[i] for i in positions), key=lambda item: item.location[1])
+        for position, item in zip(positions, in_file_order, strict=True):
+            items[position] = item
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or os.environ.get(SESSION_DIR_VAR):
         return  # an xdist worker (or a pytest run inside a test session): the controller owns the folder
@@ -110,11 +134,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_DIR_VAR] = str(folder)
 
     def cleanup() -> None:
-        if "prefect.logging.handlers" in sys.modules:  # this process's queued run logs reach the server first
-            try:
-                sys.modules["prefect.logging.handlers"].APILogHandler.flush()
-            except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
-                pass
         stop_session_server(folder)
         os.environ.pop(SESSION_DIR_VAR, None)
 
@@ -124,12 +143,28 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """The session's Prefect API: PREFECT_API_URL in this process's settings and in os.environ."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = shared_api_url()
     with pytest.MonkeyPatch.context() as env, temporary_settings(updates={PREFECT_API_URL: url}):
         env.setenv("PREFECT_API_URL", url)
-        yield
+        # The process-wide settings too: threads a test starts (fresh contextvars) see the same API.
+        refresh_global_settings_context()
+        try:
+            yield
+        finally:
+            _flush_run_logs()
+    refresh_global_settings_context()
+
+
+def _flush_run_logs() -> None:
+    """Send this process's queued run logs while the server still answers."""
+    if "prefect.logging.handlers" in sys.modules:
+        try:
+            sys.modules["prefect.logging.handlers"].APILogHandler.flush()
+        except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
+            pass
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> None:
