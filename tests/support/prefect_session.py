@@ -134,6 +134,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_DIR_VAR] = str(folder)
 
     def cleanup() -> None:
+        if "prefect.logging.handlers" in sys.modules:  # this process's queued run logs reach the server first
+            try:
+                sys.modules["prefect.logging.handlers"].APILogHandler.flush()
+            except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
+                pass
         stop_session_server(folder)
         os.environ.pop(SESSION_DIR_VAR, None)
 
@@ -143,28 +148,16 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """The session's Prefect API: PREFECT_API_URL in this process's settings and in os.environ."""
-    from prefect.context import refresh_global_settings_context
+    from prefect.context import SettingsContext, _temporary_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = shared_api_url()
     with pytest.MonkeyPatch.context() as env, temporary_settings(updates={PREFECT_API_URL: url}):
         env.setenv("PREFECT_API_URL", url)
-        # The process-wide settings too: threads a test starts (fresh contextvars) see the same API.
-        refresh_global_settings_context()
-        try:
+        # Threads (a test's thread pool, Prefect's own) read the process-global settings context, made at
+        # import: replace it too, as prefect_test_harness does, or they fall back to an ephemeral server.
+        with _temporary_global_settings_context(SettingsContext.get()):  # type: ignore[arg-type]
             yield
-        finally:
-            _flush_run_logs()
-    refresh_global_settings_context()
-
-
-def _flush_run_logs() -> None:
-    """Send this process's queued run logs while the server still answers."""
-    if "prefect.logging.handlers" in sys.modules:
-        try:
-            sys.modules["prefect.logging.handlers"].APILogHandler.flush()
-        except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
-            pass
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> None:
