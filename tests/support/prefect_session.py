@@ -103,6 +103,30 @@ def stop_session_server(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests in an ``xdist_group`` run in file order (after pytest-randomly's shuffle): a group is a declared
+    sequence on one module-wide stack. Under ``--dist loadgroup`` the group's name is added to their node ids,
+    which is how xdist keeps a group on one worker (xdist 3.8 sets an attribute pytest 9.2 no longer reads)."""
+    from _pytest.nodeid import NodeId
+
+    grouped: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.get_closest_marker("xdist_group") is not None:
+            grouped.setdefault(str(item.path), []).append(index)
+    for positions in grouped.values():
+        in_file_order = sorted((items[i] for i in positions), key=lambda item: item.location[1])
+        for position, item in zip(positions, in_file_order, strict=True):
+            items[position] = item
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or os.environ.get(SESSION_DIR_VAR):
         return  # an xdist worker (or a pytest run inside a test session): the controller owns the folder
