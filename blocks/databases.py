@@ -63,8 +63,8 @@ def _shared_tls_connection_class() -> type:
     """pymysql's Connection, sharing one default TLS context between connections.
 
     pymysql 1.2 negotiates TLS in PREFERRED mode and builds a fresh default
-    context (loading the system CA store) for every connection: ~33 ms, most
-    of the cost of a connection, paid several times per table per night.
+    context (loading the system CA store) for every connection: most of the
+    cost of a connection, paid several times per table per night.
     Contexts are meant to be shared; explicit TLS options still get their own.
     """
     global _TLS_CONNECTION_CLASS

@@ -3,7 +3,7 @@
 ``resolve_block(name, MySQLServer)`` loads the block saved under ``name``
 from the Prefect API. With no Prefect API (the CronJob fallback, the local
 demo) it builds the same block from environment variables instead
-(``CLINICFLOW_<NAME>_HOST`` etc., documented in the README).
+(``CLINICFLOW_<NAME>_HOST`` etc., documented in docs/deploy.md).
 
 Which source is used: ``CLINICFLOW_CREDENTIALS=blocks|env`` if set, else
 ``blocks`` when ``PREFECT_API_URL`` is set and ``env`` when it is not.

@@ -4,13 +4,13 @@ Local runs, the demo, the benches and the CronJob fallback run their flows on
 Prefect's embedded server: a throw-away server started by this process and
 gone with it. Four Prefect defaults cost time there and buy nothing:
 
-* the server registers every installed block type at start (~3 s on a
-  2-core pod); credentials come from the environment in this mode, and a
+* the server registers every installed block type at start, seconds of its
+  start-up; credentials come from the environment in this mode, and a
   block that is saved registers its own type anyway;
 * with registration off, the server's memoizing wrapper around it still imports
   every installed Prefect collection (prefect-gcp, prefect-aws,
   prefect-kubernetes) to hash the block registry, and only then calls the
-  registration that returns at once: 2-5 s of the server's start here;
+  registration that returns at once: seconds more of the server's start;
 * the server sends telemetry: pods have no internet, so it only logs an error;
 * each flow run starts a heartbeat thread that sleeps in 1-second steps and is
   joined when the run ends, so every flow call waits up to 1 s after its work

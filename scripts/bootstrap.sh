@@ -47,7 +47,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 # --compile-bytecode: Python's .pyc files, written once here. Where
 # PYTHONDONTWRITEBYTECODE is set (as on CI machines) every process would
-# otherwise compile Prefect from source again: ~4 s per process, and Prefect's
-# embedded server took 24 s instead of 9 s to start. (The image does the same
-# with UV_COMPILE_BYTECODE=1.) A no-op when the environment is up to date.
+# otherwise compile Prefect from source again, and the embedded server would
+# start several times slower (figures: bench/results/notes-from-comments.md).
+# (The image does the same with UV_COMPILE_BYTECODE=1.) A no-op when up to date.
 uv sync --frozen --quiet --compile-bytecode

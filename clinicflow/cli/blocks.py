@@ -1,7 +1,7 @@
 """CLI: ``clinicflow blocks setup [--from-env | --file F]`` and ``clinicflow blocks register``.
 
 The work is in :mod:`blocks.setup`, imported only when one of these
-commands runs: it pulls in prefect-gcp and pandas (~3 s), which every other
+commands runs: it pulls in prefect-gcp and pandas (seconds of imports), which every other
 command (the CronJob's ``nightly`` among them) would otherwise pay at start.
 """
 from __future__ import annotations

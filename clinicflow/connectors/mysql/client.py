@@ -2,9 +2,9 @@
 
 Why: the copy paths have the MySQL server encode every row into one text
 column, so the client only has to move bytes. pymysql, pure Python, still
-parses each row's packet: ~3.9 µs of CPU per row, which on a 2-core machine
-competes with the servers for the same cores (1M procedurelog rows: 3.9 s of
-client CPU with pymysql, ~1.2 s with the C client writing ``--raw`` lines).
+parses each row's packet in Python, CPU that competes with the servers for the
+same cores; the C client writing ``--raw`` lines needs about a third of it
+(figures: bench/results/notes-from-comments.md).
 
 Which is used when: the C client (``mariadb`` on ``PATH``; the image installs
 ``mariadb-client``, which also speaks to MySQL servers) for streamed exports, unless

@@ -18,7 +18,7 @@ class LineReader:
 
     Why a thread: ``copy_expert`` alternates between reading its source and
     sending to PostgreSQL; done in one thread, MySQL and PostgreSQL wait for
-    each other (measured: 7.2 s vs 5.2 s for 1M rows). The thread fetches
+    each other (figures: bench/results/notes-from-comments.md). The thread fetches
     blocks of at most ``block_rows`` rows into a queue ``depth`` blocks deep,
     so memory stays bounded by a few blocks whatever the table size.
 

@@ -68,8 +68,8 @@ def zero_date_test(quoted: str) -> str:
     """True for a date with a zero year-month-day part ('0000-00-00', '2020-00-15'), which PostgreSQL rejects.
 
     TO_DAYS is NULL exactly for those (and for NULL): one function call where
-    ``MONTH(d) = 0 OR DAYOFMONTH(d) = 0`` took five (measured: the six date
-    columns of 1M procedurelog rows cost the server 0.45 s of CPU instead of 1.0 s).
+    ``MONTH(d) = 0 OR DAYOFMONTH(d) = 0`` took five, for half the server's CPU
+    (figures: bench/results/notes-from-comments.md).
     """
     return f"TO_DAYS({quoted}) IS NULL"
 

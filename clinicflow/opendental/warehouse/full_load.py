@@ -115,10 +115,10 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
 
     Each build runs on its own connection (``connect()``), at most
     ``connections`` at a time, each with an equal share of
-    ``INDEX_BUILD_MEMORY_MB`` for its sort. Why side by side: one after the other,
-    even with PostgreSQL's parallel workers, the four builds of 1M procedurelog
-    rows took 3.45 s; four at once took 2.4-2.6 s on two cores (they share the
-    heap scans, and the serial parts of each build overlap). A failed build
+    ``INDEX_BUILD_MEMORY_MB`` for its sort. Why side by side: at once they take
+    less time than one after the other, even with PostgreSQL's parallel workers
+    (they share the heap scans, and the serial parts of each build overlap;
+    figures: bench/results/notes-from-comments.md). A failed build
     (duplicate key) raises; the staging table is then dropped by the caller,
     and ``raw`` keeps its previous content.
     """
@@ -169,7 +169,7 @@ def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] |
 
     The table replaced is moved aside, not dropped: a DROP removes its files
     at COMMIT, while the swap's lock keeps every reader of raw.<t> waiting
-    (0.3 s for 1M procedurelog rows on this disk, seconds for larger tables).
+    (longer the larger the table).
     Returns True when a table was replaced; dropping :func:`replaced_target`
     after the commit removes it, with no reader waiting.
     """

@@ -106,7 +106,7 @@ def full_load_chunks(mysql_conn: Any, plan: load_plan.LoadPlan) -> list[Chunk]:
     Key ranges (the chunk planner) for a single integer key on a clustered
     engine (InnoDB), copied in parallel and retried one by one. A MyISAM or
     Aria table is read in one table scan instead: there a key range reads row
-    by row: 1M procedurelog rows took 8.5-9.0 s to load by key ranges, 6.7-7.0 s in one scan.
+    by row, slower than one scan (figures: bench/results/notes-from-comments.md).
     A full load starts over from an empty staging table whatever failed, so one
     chunk loses no resumability; tables still load side by side. One chunk is
     memory-bounded too: rows are streamed, never collected.

@@ -1,6 +1,6 @@
 """A pipeline written outside the repository, synced to a process pool and run by `prefect deployment run`.
 
-The README's three steps as a new user takes them, on the session's Prefect
+docs/pipelines.md's three steps as a new user takes them, on the session's Prefect
 server: the deployment must carry where the code and the pipelines folder are
 (a pull step into this checkout, CLINICFLOW_PIPELINES_DIR in its job
 variables), and a run with no time scope must take the window before its
