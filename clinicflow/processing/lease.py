@@ -68,7 +68,7 @@ class LeaseKeeper:
         """One pass: renew this worker's rows, then end other workers' expired rows CRASHED."""
         with self._lock:
             running = sorted(self._running)
-        store.heartbeat(conn, running, self.worker)
+        store.renew_leases(conn, running, self.worker)
         return store.reap_lost(conn, self.lease)
 
     def _loop(self) -> None:

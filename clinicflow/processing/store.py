@@ -197,7 +197,7 @@ def claim(conn: Any, result_id: int, worker: str, task_run_id: str | None) -> Tr
                        "task_run_id = coalesce(%s, task_run_id)", (worker, task_run_id))
 
 
-def heartbeat(conn: Any, result_ids: list[int], worker: str) -> None:
+def renew_leases(conn: Any, result_ids: list[int], worker: str) -> None:
     """Renew the lease of the rows ``worker`` is running (no NOTIFY: nothing a viewer sees changes)."""
     if not result_ids:
         return

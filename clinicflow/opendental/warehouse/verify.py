@@ -1,14 +1,11 @@
 """Verification of a loaded table against the replication database, and its reconciliation.
 
-Verification computes, on BOTH servers, per primary-key range: the row
-count, a key sum and a checksum (sum of the first 60 bits of each row's MD5)
-over a canonical text form of the row. The canonical form of every value
-class is the same text on both sides (see :func:`canonical_mysql` and
-:func:`canonical_postgres`; jsonb is compared for presence only, because
-PostgreSQL normalises JSON text). The ranges come from the one chunk planner
-(boundaries sampled from the replica's key, ~100 rows each) and are
-aggregated in one pass per side (:mod:`clinicflow.opendental.reconcile`). Ranges that
-differ are compared key by key and reported with example keys.
+Verification computes, on BOTH servers, per primary-key range: the row count, a key sum and a checksum
+(sum of the first 60 bits of each row's MD5) over a canonical text form of the row, the same text on both
+sides (:func:`canonical_mysql`, :func:`canonical_postgres`; jsonb is compared for presence only, because
+PostgreSQL normalises JSON text). The ranges come from the one chunk planner (boundaries sampled from the
+replica's key, ~100 rows each) and are aggregated in one pass per side (:mod:`clinicflow.opendental.reconcile`).
+Ranges that differ are compared key by key and reported with example keys.
 
 Reconciliation (:func:`reconcile_raw`, every night by default) repairs what
 the comparison finds: each differing range is re-read from the replica and
