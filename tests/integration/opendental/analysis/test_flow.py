@@ -7,18 +7,9 @@ import pytest
 
 from blocks.databases import MySQLServer
 from clinicflow.opendental.tables.config import load_tables_config
+from tests.support.artifacts import flow_run_artifacts
 
 from .conftest import execute
-
-
-def _flow_run_artifacts(flow_run_id: object) -> dict[str, object]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-            any_=[flow_run_id])))
-    return {a.key: a for a in found}
 
 
 def test_flow_writes_tables_yml_then_fails_on_drift(
@@ -36,7 +27,7 @@ def test_flow_writes_tables_yml_then_fails_on_drift(
     assert written.is_completed()
     config = load_tables_config(path)
     assert config.effective("securitylog").tier == 1 and config.effective("patient").tier == 3
-    assert "schema-analysis" in _flow_run_artifacts(written.state_details.flow_run_id)
+    assert "schema-analysis" in flow_run_artifacts(written.state_details.flow_run_id)
 
     clean = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
     assert clean.is_completed()
@@ -44,5 +35,5 @@ def test_flow_writes_tables_yml_then_fails_on_drift(
     execute(demo_source, "DROP TABLE commlog")
     drift = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
     assert drift.is_failed() and "table_dropped" in drift.message
-    artifact = _flow_run_artifacts(drift.state_details.flow_run_id)["tables-yml-drift"]
+    artifact = flow_run_artifacts(drift.state_details.flow_run_id)["tables-yml-drift"]
     assert "commlog" in str(artifact.data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
 
 from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql import client
@@ -13,6 +12,7 @@ from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow_dev import generator
 from flows.replicate import TablesFailed, replicate_tables
 from tests.integration.opendental.replication.conftest import demo_tables, write_tables_file
+from tests.support.artifacts import flow_run_artifacts
 
 
 def assert_equal(src: MySQLServer, dst: MySQLServer, tables: list[str]) -> None:
@@ -94,19 +94,13 @@ def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replic
     tables = {"definition": demo_tables()["definition"], "entrylog": demo_tables()["entrylog"],
               "nosuchtable": {"primary_key": ["NoSuchNum"], "tier": 1}}
     tables_file = write_tables_file(tmp_path / "tables.yml", tables)
+    run = replicate_tables(tables_file=tables_file, return_state=True)
     with pytest.raises(TablesFailed, match="nosuchtable") as info:
-        replicate_tables(tables_file=tables_file)
+        run.result()
     assert "not found in the source" in str(info.value)
     assert_equal(source, replica, ["definition", "entrylog"])
 
-    async def latest_artifact() -> list:
-        async with get_client() as client:
-            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-            summary = ArtifactFilter(key=ArtifactFilterKey(any_=["replication-summary"]))
-            return await client.read_artifacts(artifact_filter=summary, limit=1, sort="CREATED_DESC")
-
-    import asyncio
-    artifact = asyncio.run(latest_artifact())[0]
+    artifact = flow_run_artifacts(run.state_details.flow_run_id)["replication-summary"]
     assert "nosuchtable" in str(artifact.data) and "not found in the source" in str(artifact.data)
     assert "failed" in str(artifact.data)
 

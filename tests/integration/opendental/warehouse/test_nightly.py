@@ -9,6 +9,7 @@ from clinicflow.opendental import metrics
 from clinicflow.opendental.warehouse import load_plan, verify
 from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import RECONCILED, EtlEnv, compare_rows, mysql_exec, pg_query
+from tests.support.artifacts import artifact_rows
 
 
 def _verify_all(env: EtlEnv) -> None:
@@ -26,24 +27,12 @@ def _verify_all(env: EtlEnv) -> None:
         pg.close()
 
 
-def _artifact_rows(key: str) -> list[dict]:
-    import json
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                          sort="CREATED_DESC", limit=1)
-    data = artifacts[0].data
-    return json.loads(data) if isinstance(data, str) else data
-
-
 @pytest.mark.slow
 def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect_server: None) -> None:
     from flows.nightly import nightly_etl
 
-    rows = nightly_etl(tables_file=str(etl_env.tables_file))
+    night = nightly_etl(tables_file=str(etl_env.tables_file), return_state=True)
+    rows = night.result()
     by_table = {r["table"]: r for r in rows}
     assert set(by_table) == set(etl_env.counts)
     assert all(r["status"] == "ok" and r["verification"] == "ok" for r in rows), rows
@@ -64,7 +53,7 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
         assert detail["edgecase"]["zero_dates"] == 2 and detail["procedurelog"]["rows"] == 8000
     finally:
         conn.close()
-    assert {r["table"] for r in _artifact_rows("nightly-etl")} == set(etl_env.counts)
+    assert {r["table"] for r in artifact_rows(night, "nightly-etl")} == set(etl_env.counts)
 
     # The next night: inserts, updates, deletes, a new column, a changed lookup table.
     generator.apply_changes(etl_env.source, "procedurelog", inserts=120, updates=60, deletes=25)
@@ -109,9 +98,10 @@ def test_type_change_fails_only_that_table(etl_env: EtlEnv, prefect_server: None
     nightly_etl(tables=tables, tables_file=str(etl_env.tables_file))
     mysql_exec(etl_env.source, "ALTER TABLE `clinic` MODIFY `IsHidden` varchar(10) NOT NULL DEFAULT ''")
     generator.apply_changes(etl_env.source, "patient", inserts=5, updates=5)
+    night = nightly_etl(tables=tables, tables_file=str(etl_env.tables_file), return_state=True)
     with pytest.raises(TablesFailed, match="clinic"):
-        nightly_etl(tables=tables, tables_file=str(etl_env.tables_file))
-    rows = {r["table"]: r for r in _artifact_rows("nightly-etl")}
+        night.result()
+    rows = {r["table"]: r for r in artifact_rows(night, "nightly-etl")}
     assert rows["clinic"]["status"] == "failed"
     error = rows["clinic"]["error"]
     assert "IsHidden" in error and "smallint" in error and "varchar(10)" in error, error

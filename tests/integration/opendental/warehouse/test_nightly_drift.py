@@ -1,24 +1,13 @@
 """nightly_etl checks tables.yml against the live source first and records drift in an artifact."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import yaml
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow_dev import generator
-
-
-def _latest_drift_artifact() -> object:
-    async def read() -> list:
-        async with get_client() as client:
-            return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-schema-drift"])),
-                limit=1, sort="CREATED_DESC")
-    return asyncio.run(read())[0]
+from tests.support.artifacts import flow_run_artifacts
 
 
 def test_nightly_records_a_new_source_column_as_drift(prefect_server, make_mysql_db, make_pg_db, monkeypatch,
@@ -39,6 +28,6 @@ def test_nightly_records_a_new_source_column_as_drift(prefect_server, make_mysql
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE definition ADD COLUMN ItemNote varchar(20) NOT NULL DEFAULT ''")
     conn.close()
-    nightly_etl(tables_file=str(tables_file), skip_verification=True)
-    artifact = _latest_drift_artifact()
+    night = nightly_etl(tables_file=str(tables_file), skip_verification=True, return_state=True)
+    artifact = flow_run_artifacts(night.state_details.flow_run_id)["nightly-schema-drift"]
     assert "definition" in str(artifact.data) and "ItemNote" in str(artifact.data)
