@@ -21,7 +21,8 @@ from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
 from clinicflow.opendental.warehouse import load_plan, load_steps
 from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import EtlEnv, compare_rows, mysql_exec, pg_query
-from tests.integration.opendental.warehouse.test_nightly import _artifact_rows, _verify_all
+from tests.integration.opendental.warehouse.test_nightly import _verify_all
+from tests.support.artifacts import artifact_rows
 
 BATCH = 500
 
@@ -182,9 +183,10 @@ def test_a_table_whose_planning_dies_fails_alone_and_the_run_is_recorded(
 
     monkeypatch.setattr(replica_copy, "prepare_table", dying_prepare)
     tables = ["procedurelog", "patient", "appointment", "definition"]
+    night = nightly_etl(tables=tables, tables_file=str(etl_env.tables_file), return_state=True)
     with pytest.raises(TablesFailed, match="procedurelog"):
-        nightly_etl(tables=tables, tables_file=str(etl_env.tables_file))
-    rows = {r["table"]: r for r in _artifact_rows("nightly-etl")}
+        night.result()
+    rows = {r["table"]: r for r in artifact_rows(night, "nightly-etl")}
     assert rows["procedurelog"]["status"] == "failed" and "MemoryError" in rows["procedurelog"]["error"]
     assert all(rows[t]["status"] == "ok" for t in tables if t != "procedurelog"), rows
     conn = etl_env.pg.connect()
