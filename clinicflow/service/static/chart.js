@@ -93,6 +93,8 @@
         state.u = build(host, body, state);
       } else {
         state.u.setData(toData(body, state), false);
+        // uPlot keeps the old data's visible index window until the x scale is set again.
+        state.u.setScale("x", {min: state.u.scales.x.min, max: state.u.scales.x.max});
       }
       const [lo, hi] = min == null ? state.full : [min, max];
       state.view = [lo, hi];

@@ -108,6 +108,7 @@ def chart_state(page: Any) -> dict[str, Any]:
       return {view: s.view, scale: [u.scales.x.min, u.scales.x.max], x: b.x, rows: b.rows, start: b.start,
               end: b.end, points: b.points, method: b.method, peaks: b.peaks, peaks_in_view: b.peaks_in_view,
               labels: u.series.slice(1).map(x => x.label), markers,
+              drawnRows: u.series[1].idxs[1] - u.series[1].idxs[0] + 1,
               max: Math.max(...b.series[0].values.filter(v => v != null))};
     }""")
     return state
@@ -174,6 +175,7 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
     assert state["view"][0] < zoomed["view"][0] < zoomed["view"][1] < state["view"][1]
     # The server answered the new range: every row in view, at full resolution, a few beats with their peaks.
     assert zoomed["method"] == "none (every row)" and zoomed["end"] - zoomed["start"] == zoomed["points"]
+    assert zoomed["drawnRows"] >= zoomed["points"] - 2, "the line is drawn from the new rows, not the old ones"
     assert 0 < zoomed["peaks_in_view"] < 100
     assert_markers_on_line(zoomed, frame["ppg"].to_numpy(), lambda i: seconds[i])
     page.screenshot(path=str(ARTIFACTS / "chart-ppg-peaks-zoomed.png"), full_page=True)
@@ -228,6 +230,7 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     assert zoomed["view"][1] - zoomed["view"][0] < (state["view"][1] - state["view"][0]) * 0.2
     assert zoomed["end"] - zoomed["start"] < BIG_ROWS * 0.2 and zoomed["start"] > BIG_ROWS * 0.6
     assert zoomed["max"] == SPIKE, "the spike at 76.5% is in the zoomed range and survives"
+    assert zoomed["drawnRows"] >= zoomed["points"] - 2, "the line is drawn from the new rows, not the old ones"
     assert_markers_on_line(zoomed, values, lambda i: start + i / 1000.0)
     page.screenshot(path=str(ARTIFACTS / "chart-10m-peaks-zoomed.png"), full_page=True)
 
