@@ -34,6 +34,7 @@ import pandas as pd
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, iter_chunks
 from clinicflow.processing.export import neutralise, result_csv_chunks
+from clinicflow.processing.quality import parse_datetimes
 
 # Types whose result is a series over the data file's rows (the others export their own table).
 SERIES_TYPES = ("rolling_mean", "peak_detection")
@@ -65,8 +66,8 @@ def as_axis(series: pd.Series, label: str) -> tuple[np.ndarray, str]:
     elif pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.to_numpy(dtype=float, na_value=np.nan), "numeric"
     else:
-        stamps = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
-        if stamps.isna().any() and series.notna().any():
+        stamps = parse_datetimes(series)
+        if (stamps.isna() & series.notna()).any():
             bad = int(np.argmax((stamps.isna() & series.notna()).to_numpy()))
             raise ProcessingError(f"x axis: column {label!r} is neither numeric nor ISO-8601 date/time "
                                   f"(first bad value at chunk row {bad})")
