@@ -4,7 +4,8 @@ A processor reads its input through :class:`DataSource` in chunks, reports
 progress (0..1) through a callback and returns a JSON-serialisable dict: the
 ``result_data`` of the results row. Rolling mean and peak detection keep
 memory bounded by ``chunk_rows`` plus an overlap, whatever the file's size;
-the series kept for the chart is sampled down to ``max_points``.
+the row keeps an overview of each series (``max_points``); exports and the chart read the
+full-resolution series (``clinicflow.processing.downsample``).
 """
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ class RollingMeanParams(ParamsModel):
     center: bool = Field(default=False, description="Label each window at its centre instead of its end.")
     columns: list[str] | None = Field(default=None, min_length=1, description="Numeric columns (default: all numeric).")
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
-    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS, description="Points of each series kept for the chart.")
+    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS,
+                            description="Points of each series in the result's overview "
+                                        "(exports and the chart use every row).")
 
     @model_validator(mode="after")
     def _min_periods_within_window(self) -> RollingMeanParams:
@@ -170,7 +173,9 @@ class PeakDetectionParams(ParamsModel):
                                      description="Rows of context either side of a chunk for prominences "
                                                  "(default 4096; at least wlen/2). Results do not depend on it.")
     max_peaks: int = Field(default=10_000, ge=1, le=MAX_POINTS, description="Peaks listed in the result.")
-    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS, description="Points of the series kept for the chart.")
+    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS,
+                            description="Points of the series in the result's overview "
+                                        "(the chart uses every row).")
 
     @model_validator(mode="after")
     def _width_needs_wlen(self) -> PeakDetectionParams:

@@ -36,13 +36,13 @@ from clinicflow.connectors.objectstore.buckets import writer_for
 from clinicflow.processing import sandbox, store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import DataFileError
-from clinicflow.processing.export import result_csv_chunks
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.processors import REGISTRY, validate_request
 from clinicflow.service import limits
 from clinicflow.service.dispatch import Dispatcher, cancel_task_run
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
+from clinicflow.service.series_api import ResultSeries, series_router
 from clinicflow.service.settings import ServiceSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -139,6 +139,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         return RedirectResponse("/ui/")
 
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
+    series = ResultSeries(db, writer, workdir)
+    app.include_router(series_router(series, auth))
 
     @app.get("/api/etl/processors", dependencies=auth)
     async def processors() -> dict[str, Any]:
@@ -226,7 +228,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         disposition = {"Content-Disposition": f'attachment; filename="result-{result_id}.{format}"'}
         if format == "json":
             return JSONResponse(row, headers=disposition)
-        return StreamingResponse(result_csv_chunks(row), media_type="text/csv; charset=utf-8", headers=disposition)
+        # Full resolution: a rolling mean's CSV holds every row of the data file (the chart's points are separate).
+        chunks = await run_in_threadpool(series.csv, row)
+        return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=disposition)
 
     @app.delete("/api/etl/results/{result_id}", dependencies=auth)
     async def delete(result_id: ResultId) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIPPED = {"out", "node_modules", "__pycache__"}
+# Not the project's own layout: build output, and third-party files vendored as they are (named in their parent's row).
+SKIPPED = {"out", "node_modules", "__pycache__", "vendor"}
 
 
 def layout_rows() -> dict[str, str]:

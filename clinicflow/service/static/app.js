@@ -6,7 +6,6 @@
     rolling_mean: {window: 5}, peak_detection: {prominence: 1.0},
     data_quality: {}, custom: {script: "my_script", params: {}, timeout_seconds: 60},
   };
-  const COLORS = ["#36c", "#3a3", "#a3c", "#c93"];
   let token = localStorage.getItem("clinicflow-token") || "";
   // A link like /ui/#token=... (printed by the demo) opens ready: the fragment never reaches a server log.
   const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -106,23 +105,19 @@
     };
   }
 
-  function drawChart(data) {
-    const canvas = $("chart"); canvas.hidden = false;
-    const series = [], legend = [];
-    let i = 0;
-    for (const [column, s] of Object.entries(data.series)) {
-      series.push({name: column, values: s.values, color: "#9ab"});
-      legend.push(column);
-      if (s.rolling_mean) {
-        series.push({name: column + " rolling mean", values: s.rolling_mean, color: COLORS[i % COLORS.length], width: 2});
-        legend.push(column + " rolling mean (window " + data.window + ")");
+  async function drawChart(r) {
+    const host = $("chart"); host.hidden = false; $("chart-tools").hidden = false;
+    const select = $("x-column");
+    const chosen = select.dataset.result === String(r.id) ? select.value : null;
+    const state = await ResultChart.show(host, r.id, api, {x: chosen, onNote: note => { $("legend").textContent = note; }});
+    if (select.dataset.result !== String(r.id)) {
+      select.dataset.result = String(r.id); select.innerHTML = "";
+      for (const name of ["row", ...state.body.x_columns]) {
+        const option = text("option", name === "row" ? "row index" : name); option.value = name; select.appendChild(option);
       }
-      i++;
+      select.value = state.body.x.name || "row";
     }
-    const markers = (data.peaks || []).map(p => ({x: p.index, y: p.value, color: "#c00"}));
-    if (markers.length) legend.push(data.count + " peaks" + (data.truncated ? " (first " + markers.length + " marked)" : ""));
-    MiniChart.draw(canvas, {x: data.index, series: series, markers: markers});
-    $("legend").textContent = legend.join(" · ") + (data.step > 1 ? " · every " + data.step + "th row shown" : "");
+    select.onchange = () => drawChart(r);
   }
 
   function qualityTable(data) {
@@ -181,10 +176,10 @@
       (r.task_run_id ? " · task run " + r.task_run_id + (r.worker ? " on " + r.worker : "") : "") +
       (r.flow_run_id ? " · flow run " + r.flow_run_id : "");
     $("detail-error").textContent = r.error || "";
-    $("chart").hidden = true; $("quality").hidden = true; $("detail-json").hidden = true;
+    $("chart").hidden = true; $("chart-tools").hidden = true; $("quality").hidden = true; $("detail-json").hidden = true;
     $("legend").textContent = ""; $("schema-failures").textContent = "";
     const data = r.result_data;
-    if (data && data.series) drawChart(data);
+    if (data && data.series) drawChart(r).catch(e => { $("legend").textContent = e.message; });
     else if (data && data.processing_type === "data_quality") qualityTable(data);
     else if (data) { $("detail-json").hidden = false; $("detail-json").textContent = JSON.stringify(data.result, null, 2); }
     for (const format of ["json", "csv"]) {
@@ -258,6 +253,11 @@
 
   $("save-token").onclick = () => { token = $("token").value.trim(); localStorage.setItem("clinicflow-token", token); start(); };
   $("type").onchange = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("type").value]); paramFields(); };
+  $("zoom-in").onclick = () => ResultChart.current && ResultChart.current.zoom(0.5);
+  $("zoom-out").onclick = () => ResultChart.current && ResultChart.current.zoom(2);
+  $("pan-left").onclick = () => ResultChart.current && ResultChart.current.pan(-0.5);
+  $("pan-right").onclick = () => ResultChart.current && ResultChart.current.pan(0.5);
+  $("zoom-reset").onclick = () => ResultChart.current && ResultChart.current.reset();
   $("filter-status").onchange = () => { offset = 0; loadResults(); };
   $("page-prev").onclick = () => { offset = Math.max(0, offset - PAGE); loadResults(); };
   $("page-next").onclick = () => { offset += PAGE; loadResults(); };

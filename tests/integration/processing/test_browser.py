@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                                                                       timeout=30_000)
                 chart = page.locator("#chart")
                 expect(chart).to_be_visible()
+                expect(chart).to_have_attribute("data-drawn", re.compile(r"\d+ series"), timeout=60_000)
                 drawn = chart.get_attribute("data-drawn") or ""
                 if kind == "rolling_mean":
                     assert drawn.startswith("2 series"), drawn  # the series and its rolling mean

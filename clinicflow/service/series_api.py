@@ -1,0 +1,98 @@
+"""The chart's data: a result's series over a visible range, min-max downsampled; and the full-resolution CSV.
+
+``GET /api/etl/results/{id}/series?x=&x_min=&x_max=&points=`` answers the rows in
+[x_min, x_max] of every series at about ``points`` points (MinMaxLTTB), with the
+peaks in view; the results page asks again on every zoom or pan.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+
+from clinicflow.processing import store
+from clinicflow.processing.base import ProcessingError
+from clinicflow.processing.datafiles import DataFileError
+from clinicflow.processing.downsample import (
+    DEFAULT_POINTS,
+    MAX_POINTS,
+    SeriesCache,
+    default_time_column,
+    downsample_window,
+    export_csv,
+    series_spec,
+    visible_range,
+)
+
+DEFAULT_CACHE_MB = 4096
+
+
+def cache_bytes() -> int:
+    """The series cache's bound: ``CLINICFLOW_PROCESSING_SERIES_CACHE_MB`` (default 4096) MiB."""
+    raw = (os.environ.get("CLINICFLOW_PROCESSING_SERIES_CACHE_MB") or "").strip()
+    return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_CACHE_MB) << 20
+
+
+class ResultSeries:
+    """Full-resolution series of results, read through a :class:`SeriesCache` of the bucket's data files."""
+
+    def __init__(self, db: Callable[..., Any], writer: Any, workdir: Path) -> None:
+        self.db = db
+        self.cache = SeriesCache(workdir / "series", writer.download_file, cache_bytes())
+
+    def _rows(self, result_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        row = self.db(store.get_result, result_id)
+        if row is None:
+            raise HTTPException(404, f"no result {result_id}")
+        data_file = self.db(store.get_data_file, row["data_file_id"])
+        if data_file is None:
+            raise HTTPException(404, f"data file {row['data_file_id']} of result {result_id} is not registered")
+        return row, data_file
+
+    def window(self, result_id: int, x: str | None, x_min: float | None, x_max: float | None,
+               points: int) -> dict[str, Any]:
+        row, data_file = self._rows(result_id)
+        try:
+            spec = series_spec(row, data_file, x if x is not None else default_time_column(data_file["columns"]))
+            xs, kind, series = self.cache.arrays(row, data_file, spec)
+        except (ProcessingError, DataFileError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        rows = int(data_file["row_count"])
+        lo, hi = visible_range(xs, rows, x_min, x_max)
+        view = downsample_window(xs, series, spec.peaks, lo, hi, points)
+        return {"id": result_id, "rows": rows, "x": {"name": spec.x, "kind": kind},
+                "x_columns": [c["name"] for c in data_file["columns"]],
+                "peaks_total": len(spec.peaks), **view}
+
+    def csv(self, row: dict[str, Any]) -> Iterator[str | bytes]:
+        """The export's CSV: every row of a rolling mean (prepared before the response starts)."""
+        full = None
+        if row.get("processing_type") == "rolling_mean" and row.get("status") == "COMPLETED":
+            _, data_file = self._rows(int(row["id"]))
+            try:
+                spec = series_spec(row, data_file, None)
+                full = self.cache.arrays(row, data_file, spec)[2]
+            except (ProcessingError, DataFileError) as exc:
+                raise HTTPException(422, str(exc)) from None
+        return export_csv(row, full)
+
+
+def series_router(series: ResultSeries, dependencies: list[Any]) -> APIRouter:
+    router = APIRouter(dependencies=dependencies)
+
+    @router.get("/api/etl/results/{result_id}/series")
+    async def result_series(result_id: int, x: str | None = Query(None, max_length=200,
+                                                                  description="x column; 'row' for the row index"),
+                            x_min: float | None = None, x_max: float | None = None,
+                            points: int = Query(DEFAULT_POINTS, ge=10, le=MAX_POINTS)) -> dict[str, Any]:
+        """The series of a result in [x_min, x_max] at about ``points`` points each (MinMaxLTTB)."""
+        if x_min is not None and x_max is not None and not np.isfinite([x_min, x_max]).all():
+            raise HTTPException(422, "x_min and x_max must be finite")
+        return await run_in_threadpool(series.window, result_id, x, x_min, x_max, points)
+
+    return router
