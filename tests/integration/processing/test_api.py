@@ -17,7 +17,7 @@ import pytest
 from scipy.signal import find_peaks
 
 from tests.integration.processing.conftest import SCRIPTS
-from tests.integration.processing.hostile_scripts import flow_process_of, processes_named
+from tests.integration.processing.hostile_scripts import job_process_of, processes_named
 from tests.integration.processing.service_support import DEPLOYMENT_MIN_ROWS, TOKEN, Service
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
@@ -236,7 +236,7 @@ def start_waiting_job(service: Service, tmp_path: Path, rows: int = 20) -> tuple
     while not (script_pids := processes_named(marker)):
         assert time.monotonic() < deadline, "the script did not start"
         time.sleep(0.2)
-    return job, flow_process_of(script_pids[0]), script_pids[0]
+    return job, job_process_of(script_pids[0]), script_pids[0]
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
