@@ -271,6 +271,19 @@ def test_a_task_worker_sigkilled_mid_job_leaves_the_job_crashed_with_its_reason(
     assert service.wait_for(after["id"], {"COMPLETED", "FAILED", "CRASHED"})["status"] == "COMPLETED"
 
 
+def test_delete_stops_a_custom_script_running_in_a_task_worker(service: Service, tmp_path: Path) -> None:
+    """The script writes no progress: the runner's row check kills it; its task worker lives on."""
+    job, worker_pid, script_pid = start_waiting_job(service, tmp_path)
+    assert job["runs_as"] == "task"
+    task_run_id = service.wait_for(job["id"], {"PROCESSING"})["task_run_id"]
+    with service.client() as client:
+        response = client.delete(f"/api/etl/results/{job['id']}")
+    assert response.status_code == 200 and response.json()["cancelled_task_run"] == task_run_id, \
+        response.text
+    assert gone(script_pid), "the script outlived its deleted row"
+    os.kill(worker_pid, 0)  # the task worker itself goes on
+
+
 def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tmp_path: Path) -> None:
     """The session's `processing workers --concurrency 2` plus one more process: three task workers."""
     extra = service.start_task_worker(1, 1, name="-extra")
