@@ -52,6 +52,21 @@ def capture_and_reexec() -> None:
     os.execve(sys.executable, sys.orig_argv, {**os.environ, REEXEC_FD: str(read)})
 
 
+def handover(env: dict[str, str]) -> tuple[dict[str, str], int | None]:
+    """Environment and inheritable pipe (pass it in ``pass_fds``, close it after the start) for a child of
+    this program that calls :func:`capture_and_reexec`: it gets the captured secrets on the pipe, not in
+    its start-up environment. ``None`` when there is nothing to hand over (or too much: then in ``env``)."""
+    payload = json.dumps(_captured).encode()
+    if not _captured:
+        return dict(env), None
+    if len(payload) > _PIPE_BYTES:
+        return {**env, **_captured}, None
+    read, write = os.pipe()
+    os.write(write, payload)
+    os.close(write)
+    return {**env, REEXEC_FD: str(read)}, read
+
+
 def getenv(name: str, default: str | None = None) -> str | None:
     """``os.environ[name]`` when set (it wins: set after start), else the captured value, else ``default``."""
     value = os.environ.get(name)

@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,10 @@ class CustomParams(ParamsModel):
 
 
 def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
-               scripts_dir: Path | None = None) -> dict[str, Any]:
-    """Run the script in the sandbox with the time limit; its dict result, or ProcessingError with the reason."""
+               scripts_dir: Path | None = None, still_wanted: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run the script in the sandbox with the time limit; its dict result, or ProcessingError with the reason.
+
+    ``still_wanted`` is called while a local sandbox runs; what it raises (the row was deleted) stops the script."""
     try:
         path = resolve_script(params.script, scripts_dir or scripts_dir_from_env())
         text = path.read_text(encoding="utf-8")
@@ -116,7 +119,7 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
         if mode == "unavailable":
             raise ProcessingError(f"script {params.script!r} not run: no sandbox: {sandbox.describe_mode(mode)}")
         outcome = sandbox.run_request(mode, RUNNER, request, source.path, limits=limits,
-                                      timeout=params.timeout_seconds)
+                                      timeout=params.timeout_seconds, poll=still_wanted)
     label = f"script {params.script!r}"
     if outcome.timed_out:
         raise ProcessingError(f"{label} exceeded its time limit of {params.timeout_seconds:g} s and was stopped")

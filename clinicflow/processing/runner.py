@@ -27,6 +27,8 @@ from clinicflow.processing.sandbox import max_result_bytes
 log = logging.getLogger("clinicflow.processing")
 # Progress rows are written at most this often (each is an UPDATE + NOTIFY).
 PROGRESS_MIN_SECONDS = 0.5
+# A running custom script (no progress of its own) checks this often that its row is still PROCESSING.
+SCRIPT_ROW_CHECK_SECONDS = 1.0
 # A run's copy of its data file lives under <tmp>/clinicflow-processing-<pid>-*/ (pid: to sweep after a kill).
 WORKDIR_PREFIX = "clinicflow-processing-"
 
@@ -113,6 +115,16 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
             if store.set_progress(conn, result_id, fraction) is None:
                 raise RowEnded(result_id)
 
+    checked = {"at": time.monotonic()}
+
+    def still_wanted() -> None:
+        if time.monotonic() - checked["at"] >= SCRIPT_ROW_CHECK_SECONDS:
+            checked["at"] = time.monotonic()
+            current = store.get_result(conn, result_id, with_data=False)
+            conn.commit()  # no transaction held open while the script runs
+            if current is None or current["status"] != "PROCESSING":
+                raise RowEnded(result_id)
+
     sweep_orphaned_workdirs(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:
         local = Path(tmp) / data_file["name"]
@@ -126,7 +138,8 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
             if row["processing_type"] == "custom":
                 from clinicflow.processing.custom import run_custom
 
-                result = run_custom(source, params, progress, scripts_dir)  # type: ignore[arg-type]
+                result = run_custom(source, params, progress, scripts_dir,  # type: ignore[arg-type]
+                                    still_wanted=still_wanted)
             else:
                 result = run_processor(row["processing_type"], source, params, progress)
         finally:

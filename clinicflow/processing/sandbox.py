@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -200,8 +201,10 @@ def _limit_preexec(limits: Limits, cpu_seconds: int) -> None:
 
 
 def run_request(mode: Mode, runner: Path, request: bytes, data: Path, *, limits: Limits,
-                timeout: float) -> Outcome:
-    """One script run: the request and the data file handed over as open files, a private work dir."""
+                timeout: float, poll: Callable[[], None] | None = None) -> Outcome:
+    """One script run: the request and the data file handed over as open files, a private work dir.
+
+    ``poll`` is called while the script runs; whatever it raises stops the run (everything killed)."""
     with tempfile.TemporaryDirectory(prefix="clinicflow-custom-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
@@ -209,11 +212,11 @@ def run_request(mode: Mode, runner: Path, request: bytes, data: Path, *, limits:
         request_file.write_bytes(request)
         with open(request_file, "rb") as request_in, open(data, "rb") as data_in:
             return run_in_sandbox(mode, runner, stdin_fd=data_in.fileno(), request_fd=request_in.fileno(),
-                                  limits=limits, timeout=timeout, workdir=work)
+                                  limits=limits, timeout=timeout, workdir=work, poll=poll)
 
 
 def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, limits: Limits,
-                   timeout: float, workdir: Path) -> Outcome:
+                   timeout: float, workdir: Path, poll: Callable[[], None] | None = None) -> Outcome:
     """Run the runner script in ``mode``; ``stdin_fd`` is its input, ``request_fd`` its request (kept open)."""
     if mode == "unavailable":
         raise RuntimeError(describe_mode(mode))
@@ -236,12 +239,13 @@ def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, 
                                pass_fds=(request_fd,), env=dict(SANDBOX_ENV), cwd=workdir,
                                start_new_session=True, preexec_fn=lambda: _limit_preexec(limits, cpu))
     try:
-        return _collect(process, limits, time.monotonic() + timeout, run_uid)
+        return _collect(process, limits, time.monotonic() + timeout, run_uid, poll)
     finally:
         _kill_everything(process, run_uid)
 
 
-def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, run_uid: int | None) -> Outcome:
+def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, run_uid: int | None,
+             poll: Callable[[], None] | None = None) -> Outcome:
     """Read stdout (up to the limit) and stderr (its tail) as they come, until both end or the deadline."""
     assert process.stdout is not None and process.stderr is not None
     out = bytearray()
@@ -276,6 +280,8 @@ def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, 
             if not read_ready(min(left, 0.2)):
                 over = True
                 break
+            if poll is not None:
+                poll()
             if process.poll() is not None:
                 # The runner is gone: what it wrote is in the pipes; a child it left may hold them open.
                 _kill_group(process)

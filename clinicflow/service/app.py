@@ -241,7 +241,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
         if row["status"] in store.ACTIVE and row["flow_run_id"]:
             cancelled = await _cancel_run(app.state.prefect, row["flow_run_id"])
         if row["status"] in store.ACTIVE and row.get("task_run_id"):
-            with contextlib.suppress(Exception):  # the runner stops anyway at its next progress write
+            with contextlib.suppress(Exception):  # the runner stops anyway (next progress write, script row check)
                 cancelled_task = await cancel_task_run(app.state.prefect, row["task_run_id"])
         await run_in_threadpool(db, store.delete_result, result_id)
         return {"id": result_id, "deleted": True, "cancelled_flow_run": cancelled, "cancelled_task_run": cancelled_task}

@@ -23,6 +23,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from clinicflow.core import secret_env
+
 log = logging.getLogger("clinicflow.service")
 # A child that dies this soon after its start is not restarted again at once (a broken set-up, not a crash).
 RESTART_PAUSE_SECONDS = 5.0
@@ -34,8 +36,8 @@ def serve_processing_tasks(limit: int) -> None:
     from prefect.task_worker import serve
 
     from clinicflow.connectors.objectstore.buckets import writer_for
-    from clinicflow.processing import store
-    from clinicflow.processing.custom import scripts_dir_from_env
+    from clinicflow.processing import sandbox, store
+    from clinicflow.processing.custom import script_runner_url, scripts_dir_from_env
     from clinicflow.processing.lease import LeaseKeeper
     from clinicflow.service.settings import processing_bucket, processing_database
     from tasks.processing import WorkerContext, configure_worker, process_result_background
@@ -51,6 +53,11 @@ def serve_processing_tasks(limit: int) -> None:
     lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
     configure_worker(WorkerContext(database=database, writer=writer_for(processing_bucket()),
                                    scripts_dir=scripts_dir_from_env(), lease=lease))
+    # The mode this worker's scripts run in (the API's /health reports its own process's).
+    if (runner_url := script_runner_url()) is None:
+        sandbox.log_mode()
+    else:
+        log.info("custom scripts run by the script runner at %s", runner_url)
     lease.start()
     log.info("task worker %s serving process-result-background (limit %s)", lease.worker, limit)
     try:
@@ -88,13 +95,22 @@ def run_workers(concurrency: int, limit: int) -> int:
     children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
     stopping = {"now": False}
 
+    def start() -> subprocess.Popen[bytes]:
+        # The secrets the CLI captured reach the child on a pipe, not in its /proc/PID/environ.
+        env, pipe = secret_env.handover(dict(os.environ))
+        try:
+            return subprocess.Popen(command, env=env, pass_fds=() if pipe is None else (pipe,))
+        finally:
+            if pipe is not None:
+                os.close(pipe)
+
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping["now"] = True
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for slot in range(concurrency):
-        children[slot] = (subprocess.Popen(command), time.monotonic())
+        children[slot] = (start(), time.monotonic())
     try:
         while not stopping["now"]:
             time.sleep(0.5)
@@ -104,7 +120,7 @@ def run_workers(concurrency: int, limit: int) -> int:
                 log.warning("task worker pid %s exited with %s; starting another", child.pid, child.returncode)
                 if time.monotonic() - started < RESTART_PAUSE_SECONDS:
                     time.sleep(RESTART_PAUSE_SECONDS)
-                children[slot] = (subprocess.Popen(command), time.monotonic())
+                children[slot] = (start(), time.monotonic())
     finally:
         for child, _ in children.values():
             if child.poll() is None:
@@ -118,5 +134,6 @@ def run_workers(concurrency: int, limit: int) -> int:
 
 
 if __name__ == "__main__":
+    secret_env.capture_and_reexec()
     logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
     serve_processing_tasks(int(sys.argv[1]))

@@ -29,7 +29,7 @@ def project_folders() -> set[str]:
                if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED}
     for package in ("clinicflow", "clinicflow_dev", "flows", "tasks", "blocks"):
         folders |= {f"{p.relative_to(ROOT).as_posix()}/" for p in (ROOT / package).rglob("*")
-                    if p.is_dir() and p.name not in SKIPPED and any(p.iterdir())}
+                    if p.is_dir() and not SKIPPED & set(p.relative_to(ROOT).parts) and any(p.iterdir())}
     folders |= {"tests/unit/", "tests/support/"}
     return folders
 

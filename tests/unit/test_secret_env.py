@@ -41,3 +41,23 @@ def test_the_cli_reexecutes_itself_without_secrets_in_its_start_up_environment()
     in_environ, fd_in_environ, value, host, _fds = done.stdout.split()
     assert (in_environ, value, host) == ("False", "s3cret-sentinel", "db.example")
     assert fd_in_environ == "True"  # the pipe's number only: the secrets themselves came through the pipe
+
+
+def test_handover_gives_a_child_the_captured_secrets_on_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`processing workers --concurrency N` starts its task workers this way: they connect, /proc holds none."""
+    monkeypatch.setenv("CLINICFLOW_X_TEST_PASSWORD", "s3cret-handed-over")
+    secret_env.capture()
+    try:
+        code = ("import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
+                "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
+                "print(b's3cret-handed-over' in environ, secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'))")
+        env, pipe = secret_env.handover(dict(os.environ))
+        assert pipe is not None
+        try:
+            done = subprocess.run([sys.executable, "-c", code], env=env, pass_fds=(pipe,), capture_output=True,
+                                  text=True, check=True)
+        finally:
+            os.close(pipe)
+        assert done.stdout.split() == ["False", "s3cret-handed-over"]
+    finally:
+        secret_env._captured.pop("CLINICFLOW_X_TEST_PASSWORD", None)

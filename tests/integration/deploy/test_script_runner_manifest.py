@@ -39,3 +39,11 @@ def test_process_data_runs_scripts_through_the_script_runner(prefect_yaml: dict[
     env = deployment(prefect_yaml, "process-data")["work_pool"]["job_variables"]["env"]
     assert env["CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL"] == "http://clinicflow-script-runner:8790"
     assert env["CLINICFLOW_CREDENTIALS"] == "env"
+
+
+def test_task_workers_run_scripts_through_the_script_runner(rendered_manifests: list[dict[str, Any]]) -> None:
+    """The processing task workers hold the database Secret, as flow-run pods do: scripts run elsewhere."""
+    workers = one(rendered_manifests, "Deployment", "clinicflow-processing-workers")
+    (container,) = workers["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL"] == "http://clinicflow-script-runner:8790"

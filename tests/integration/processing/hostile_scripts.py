@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Put in the service's and the worker's environment by the service fixture.
+# Put in the service's and the task workers' environment by the service fixture.
 SENTINEL = "sentinel-4b1d-not-for-scripts"
 
 HOSTILE = {
@@ -104,19 +104,20 @@ def processes_named(comm: str) -> list[int]:
     return pids
 
 
-def _parent(pid: int) -> int:
+def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def flow_process_of(script_pid: int) -> int:
-    """The flow run's process above a script: the first ancestor that is neither bubblewrap nor the runner."""
-    pid = _parent(script_pid)
+def job_process_of(script_pid: int) -> int:
+    """The process running the job above a script (its task worker, or a deployment's flow-run process):
+    the first ancestor that is neither bubblewrap nor the runner."""
+    pid = parent_of(script_pid)
     while True:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if b"bwrap" not in cmdline and b"custom_runner" not in cmdline:
             return pid
-        pid = _parent(pid)
+        pid = parent_of(pid)
 
 
 def marker(prefix: str) -> str:

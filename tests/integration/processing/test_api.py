@@ -17,7 +17,7 @@ import pytest
 from scipy.signal import find_peaks
 
 from tests.integration.processing.conftest import SCRIPTS
-from tests.integration.processing.hostile_scripts import flow_process_of, processes_named
+from tests.integration.processing.hostile_scripts import job_process_of, processes_named
 from tests.integration.processing.service_support import DEPLOYMENT_MIN_ROWS, TOKEN, Service
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
@@ -236,7 +236,7 @@ def start_waiting_job(service: Service, tmp_path: Path, rows: int = 20) -> tuple
     while not (script_pids := processes_named(marker)):
         assert time.monotonic() < deadline, "the script did not start"
         time.sleep(0.2)
-    return job, flow_process_of(script_pids[0]), script_pids[0]
+    return job, job_process_of(script_pids[0]), script_pids[0]
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
@@ -269,6 +269,19 @@ def test_a_task_worker_sigkilled_mid_job_leaves_the_job_crashed_with_its_reason(
     signal_csv(tmp_path / "after.csv", rows=30)
     after = submit(service, upload(service, tmp_path / "after.csv")["id"], "rolling_mean", {"window": 3})
     assert service.wait_for(after["id"], {"COMPLETED", "FAILED", "CRASHED"})["status"] == "COMPLETED"
+
+
+def test_delete_stops_a_custom_script_running_in_a_task_worker(service: Service, tmp_path: Path) -> None:
+    """The script writes no progress: the runner's row check kills it; its task worker lives on."""
+    job, worker_pid, script_pid = start_waiting_job(service, tmp_path)
+    assert job["runs_as"] == "task"
+    task_run_id = service.wait_for(job["id"], {"PROCESSING"})["task_run_id"]
+    with service.client() as client:
+        response = client.delete(f"/api/etl/results/{job['id']}")
+    assert response.status_code == 200 and response.json()["cancelled_task_run"] == task_run_id, \
+        response.text
+    assert gone(script_pid), "the script outlived its deleted row"
+    os.kill(worker_pid, 0)  # the task worker itself goes on
 
 
 def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Hostile custom scripts against the real service (API, Prefect worker, flow run, sandbox): each is contained.
+"""Hostile custom scripts against the real service (API, task workers, sandbox): each is contained.
 
 No secret in any result, no row changed but the job's own, no file outside its temp dir, no process
 left, and the job FAILED with the reason where a limit hit.
@@ -19,7 +19,9 @@ from tests.integration.processing.hostile_scripts import SENTINEL, marker, proce
 from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv, submit, upload
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One xdist group with the other users of the session-scoped processing service: it starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
+              pytest.mark.timeout(900)]
 ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processing.hostile_scripts import SENTINEL
+from tests.integration.processing.hostile_scripts import SENTINEL, parent_of
 from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv, submit, upload
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist group with the other users of the session-scoped processing service: it starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
+              pytest.mark.timeout(600)]
 
 
 def api_log(service: Service) -> str:
@@ -24,6 +26,24 @@ def test_health_names_the_sandbox(service: Service) -> None:
     with service.client(token=None) as client:
         assert client.get("/health").json()["custom_scripts_sandbox"] == "bwrap"
     assert "custom script sandbox: bwrap" in api_log(service)  # the start-up line
+    # The task workers, where scripts run, log theirs too.
+    assert "custom script sandbox: bwrap" in task_workers_log(service)
+
+
+def task_workers_log(service: Service) -> str:
+    return "".join(p.read_text(errors="replace") for p in service.stack.home.glob("task-worker*.log"))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if parent_of(int(entry.name)) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
 
 
 def test_the_service_process_holds_no_secret_in_its_start_up_environment(service: Service) -> None:
@@ -31,6 +51,12 @@ def test_the_service_process_holds_no_secret_in_its_start_up_environment(service
     environ = Path(f"/proc/{service.api.pid}/environ").read_bytes()
     assert TOKEN.encode() not in environ and b"CLINICFLOW_API_TOKEN" not in environ
     assert SENTINEL.encode() not in environ
+    # Nor do the task workers: `processing workers` and the processes it starts (secrets handed over on a pipe).
+    supervisor = next(p for p in service.started if "workers" in p.args)
+    workers = [supervisor.pid, *children(supervisor.pid)]
+    assert len(workers) >= 3, workers  # --concurrency 2
+    for pid in workers:
+        assert SENTINEL.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
 
 
 def test_an_upload_over_the_limit_is_a_413_before_it_is_spooled(service: Service) -> None:

@@ -173,3 +173,43 @@ def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
                      (result_id,))
     assert row[0] == "FAILED" and "CLINICFLOW_PROCESSING_MAX_RESULT_MB" in row[1] and row[2] is None
     assert list(work.iterdir()) == []  # the dead run's folder swept, this run's removed
+
+
+def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer, bucket: LocalFolderWriter,
+                                                       tmp_path: Path) -> None:
+    """A task worker runs the script itself: a delete kills it (it writes no progress), the worker goes on."""
+    import os
+    import threading
+    import time
+
+    from tests.integration.processing.conftest import SCRIPTS
+    from tests.integration.processing.hostile_scripts import marker, processes_named
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "waits.py").write_text(SCRIPTS["waits"], encoding="utf-8")
+    path = tmp_path / "w.csv"
+    pd.DataFrame({"v": np.arange(20.0)}).to_csv(path, index=False)
+    data_file = upload(analytics, bucket, path)
+    name = marker("rd")
+    result_id = submit(analytics, data_file["id"], "custom", {"script": "waits", "params": {"marker": name},
+                                                              "timeout_seconds": 600})
+    summary: dict = {}
+    thread = threading.Thread(target=lambda: summary.update(process_result(
+        analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=scripts, worker=f"test-{os.getpid()}")))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not processes_named(name):
+        assert time.monotonic() < deadline and thread.is_alive(), f"the script did not start: {summary}"
+        time.sleep(0.1)
+    conn = analytics.connect()
+    try:
+        assert store.delete_result(conn, result_id)
+    finally:
+        conn.close()
+    thread.join(60)
+    assert not thread.is_alive() and summary["status"] == "stopped", summary
+    deadline = time.monotonic() + 10
+    while processes_named(name) and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL lands asynchronously
+    assert processes_named(name) == []
