@@ -137,8 +137,9 @@ def start_run(pg_conn: Any, run_id: str, flow_name: str, *, flow_run_id: str | N
     pg_conn.commit()
 
 
-def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str = METRICS_SCHEMA) -> None:
-    """Insert (or replace, on a retried task) the metrics row of one table."""
+def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str = METRICS_SCHEMA, *,
+                 commit: bool = True) -> None:
+    """Insert (or replace, on a retried task) the metrics row of one table (``commit=False``: the caller commits)."""
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(
@@ -162,7 +163,8 @@ def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str =
              outcome.deleted_rows, outcome.verification, outcome.error, outcome.missing_rows, outcome.changed_rows,
              outcome.ranges_recopied, outcome.swept,
              json.dumps(outcome.reconciliation) if outcome.reconciliation else None))
-    pg_conn.commit()
+    if commit:
+        pg_conn.commit()
 
 
 def finish_run(pg_conn: Any, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,

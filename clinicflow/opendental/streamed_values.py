@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from clinicflow.core.errors import ClinicflowError
+
 # Escaped and written in slices of this many bytes: memory holds a value once, plus a slice or two.
 SLICE_BYTES = 1 << 20
 
@@ -35,7 +37,7 @@ _NULL = b"\\N"
 _JSON_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-class StreamedValueError(RuntimeError):
+class StreamedValueError(ClinicflowError):
     """A value could not be carried; the message names table, column and the row's key (never the value)."""
 
 
