@@ -76,8 +76,7 @@ def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
 def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str) -> str:
     conn = pg.connect()
     try:
-        for outcome in outcomes:  # one transaction: a commit per table cost a WAL flush each
-            metrics.record_table(conn, run_id, outcome, commit=False)
+        metrics.record_tables(conn, run_id, outcomes)
         return metrics.finish_run(conn, run_id, outcomes, message=message)
     finally:
         conn.close()

@@ -121,13 +121,16 @@ def record(pg_conn: Any, schema: str, source: Mapping[str, str | None], replica:
         else:
             forget.append((outcome.table,))
     q = f"{quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
+    from psycopg2.extras import execute_values
+
     with pg_conn.cursor() as cur:
         if forget:
-            cur.executemany(f"DELETE FROM {q} WHERE table_name = %s", forget)
+            cur.execute(f"DELETE FROM {q} WHERE table_name = ANY(%s)", ([t for (t,) in forget],))
         if keep:
-            cur.executemany(f"INSERT INTO {q} (table_name, source, replica, config) VALUES (%s, %s, %s, %s) "
-                            "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
-                            "replica = EXCLUDED.replica, config = EXCLUDED.config, recorded_at = now()", keep)
+            execute_values(cur, f"INSERT INTO {q} (table_name, source, replica, config) VALUES %s "
+                           "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
+                           "replica = EXCLUDED.replica, config = EXCLUDED.config, recorded_at = now()",
+                           list({row[0]: row for row in keep}.values()), page_size=500)
     pg_conn.commit()
     return len(keep)
 
