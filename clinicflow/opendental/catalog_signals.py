@@ -101,13 +101,14 @@ def unchanged_tables(pg_conn: Any, schema: str, raw_schema: str, source: Mapping
 
 def unchanged_outcome(table: str) -> TableOutcome:
     """The night's record of a table the catalog showed unchanged on both servers."""
-    return TableOutcome(table, status="unchanged", mode="unchanged",
-                        swept="nothing: catalog unchanged on source and replica since the last good night")
+    # Signals are stored only after a verified night, and neither side was written since: that verification stands.
+    return TableOutcome(table, status="unchanged", mode="unchanged", verification="ok",
+                        swept="nothing: catalog unchanged on source and replica since the last verified night")
 
 
 def ended_well(outcome: TableOutcome) -> bool:
-    """A night that leaves the table's replica and raw copy complete and checked."""
-    return not outcome.failed and outcome.verification in (None, "ok")
+    """A night that leaves the table's replica and raw copy complete and verified."""
+    return not outcome.failed and outcome.verification == "ok"
 
 
 def record(pg_conn: Any, schema: str, source: Mapping[str, str | None], replica: Mapping[str, str | None],
