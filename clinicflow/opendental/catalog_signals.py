@@ -75,26 +75,36 @@ def ensure_table(pg_conn: Any, schema: str) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {q}.{SIGNALS_TABLE} (table_name text PRIMARY KEY, "
-                    "source text NOT NULL, replica text NOT NULL, config text NOT NULL, "
+                    "source text NOT NULL, replica text NOT NULL, raw text NOT NULL, config text NOT NULL, "
                     "recorded_at timestamptz NOT NULL DEFAULT now())")
     pg_conn.commit()
 
 
+def raw_signals(pg_conn: Any, raw_schema: str) -> dict[str, str]:
+    """Every raw table's file node and write counters (one catalog query): a write to raw moves them."""
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT c.relname, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                    "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", (raw_schema,))
+        rows = cur.fetchall()
+    pg_conn.commit()
+    return {str(row[0]): "|".join(str(v) for v in row[1:]) for row in rows}
+
+
 def unchanged_tables(pg_conn: Any, schema: str, raw_schema: str, source: Mapping[str, str | None],
                      replica: Mapping[str, str | None], configs: Mapping[str, str]) -> set[str]:
-    """Tables whose source and replica signals and config digest equal the stored ones, with their raw table present."""
+    """Tables whose source, replica and raw signals and config digest all equal the stored ones."""
     ensure_table(pg_conn, schema)
     with pg_conn.cursor() as cur:
-        cur.execute(f"SELECT table_name, source, replica, config FROM {quote_ident(schema, 'postgres')}."
+        cur.execute(f"SELECT table_name, source, replica, raw, config FROM {quote_ident(schema, 'postgres')}."
                     f"{SIGNALS_TABLE}")
         stored = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
-        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (raw_schema,))
-        raw = {row[0] for row in cur.fetchall()}
-    pg_conn.commit()
+    raw = raw_signals(pg_conn, raw_schema)
     same = set()
     for table, digest in configs.items():
-        src, rep = source.get(table), replica.get(table)
-        if src is not None and rep is not None and table in raw and stored.get(table) == (src, rep, digest):
+        src, rep, raw_now = source.get(table), replica.get(table), raw.get(table)
+        if src is not None and rep is not None and raw_now is not None \
+                and stored.get(table) == (src, rep, raw_now, digest):
             same.add(table)
     return same
 
@@ -111,14 +121,16 @@ def ended_well(outcome: TableOutcome) -> bool:
     return not outcome.failed and outcome.verification == "ok"
 
 
-def record(pg_conn: Any, schema: str, source: Mapping[str, str | None], replica: Mapping[str, str | None],
-           configs: Mapping[str, str], outcomes: Iterable[TableOutcome]) -> int:
+def record(pg_conn: Any, schema: str, raw_schema: str, source: Mapping[str, str | None],
+           replica: Mapping[str, str | None], configs: Mapping[str, str], outcomes: Iterable[TableOutcome]) -> int:
     """Store tonight's signals of the tables that ended well; forget those of the others. Returns rows stored."""
+    raw = raw_signals(pg_conn, raw_schema)
     keep, forget = [], []
     for outcome in outcomes:
-        src, rep, digest = source.get(outcome.table), replica.get(outcome.table), configs.get(outcome.table)
-        if ended_well(outcome) and src is not None and rep is not None and digest is not None:
-            keep.append((outcome.table, src, rep, digest))
+        table = outcome.table
+        src, rep, raw_now, digest = source.get(table), replica.get(table), raw.get(table), configs.get(table)
+        if ended_well(outcome) and src is not None and rep is not None and raw_now is not None and digest is not None:
+            keep.append((table, src, rep, raw_now, digest))
         else:
             forget.append((outcome.table,))
     q = f"{quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
@@ -128,9 +140,10 @@ def record(pg_conn: Any, schema: str, source: Mapping[str, str | None], replica:
         if forget:
             cur.execute(f"DELETE FROM {q} WHERE table_name = ANY(%s)", ([t for (t,) in forget],))
         if keep:
-            execute_values(cur, f"INSERT INTO {q} (table_name, source, replica, config) VALUES %s "
+            execute_values(cur, f"INSERT INTO {q} (table_name, source, replica, raw, config) VALUES %s "
                            "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
-                           "replica = EXCLUDED.replica, config = EXCLUDED.config, recorded_at = now()",
+                           "replica = EXCLUDED.replica, raw = EXCLUDED.raw, config = EXCLUDED.config, "
+                           "recorded_at = now()",
                            list({row[0]: row for row in keep}.values()), page_size=500)
     pg_conn.commit()
     return len(keep)
@@ -141,7 +154,7 @@ class NightSignals:
 
     def __init__(self, source: Any, replica: Any, pg: Any, configs: Mapping[str, TableConfig],
                  state_schema: str, raw_schema: str) -> None:
-        self.replica, self.pg, self.state_schema = replica, pg, state_schema
+        self.replica, self.pg, self.state_schema, self.raw_schema = replica, pg, state_schema, raw_schema
         self.configs = {t: config_signal(c, (raw_schema, state_schema)) for t, c in configs.items()}
         self.source = _read(source)
         pg_conn = pg.connect()
@@ -152,11 +165,11 @@ class NightSignals:
             pg_conn.close()
 
     def record(self, outcomes: Iterable[TableOutcome]) -> int:
-        """Store the signals of the tables that ended well (the replica's read now, after its writes)."""
+        """Store the signals of the tables that ended well (replica and raw read now, after the night's writes)."""
         replica = _read(self.replica)
         pg_conn = self.pg.connect()
         try:
-            return record(pg_conn, self.state_schema, self.source, replica, self.configs, outcomes)
+            return record(pg_conn, self.state_schema, self.raw_schema, self.source, replica, self.configs, outcomes)
         finally:
             pg_conn.close()
 

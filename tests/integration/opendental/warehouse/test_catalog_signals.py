@@ -40,7 +40,7 @@ def _unchanged(pg: PostgresServer, source: MySQLServer, replica: MySQLServer,
 def test_only_tables_no_server_wrote_since_a_verified_night_are_unchanged(
         make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
     source, replica, pg = make_mysql_db("sigsrc"), make_mysql_db("sigrep"), make_pg_db("sigpg")
-    tables = ("quiet", "silent", "deleted", "altered", "failed", "dropped", "retuned")
+    tables = ("quiet", "silent", "deleted", "altered", "failed", "dropped", "retuned", "replica", "raw")
     for server in (source, replica):
         for t in tables:
             mysql_exec(server, _DDL.format(t=t), f"INSERT INTO `{t}` VALUES (1, 'a'), (2, 'b')")
@@ -55,22 +55,29 @@ def test_only_tables_no_server_wrote_since_a_verified_night_are_unchanged(
     conn = pg.connect()
     try:
         catalog_signals.ensure_table(conn, "clinicflow")
-        assert catalog_signals.record(conn, "clinicflow", src_signals, rep_signals, configs, outcomes) == 6
+        assert catalog_signals.record(conn, "clinicflow", "raw", src_signals, rep_signals, configs, outcomes) == 8
     finally:
         conn.close()
 
     # Then: an update that moves no watermark, a delete, a definition change, a dropped raw table, a new
-    # tables.yml entry. Each of those tables is visited; only "quiet" is left alone.
+    # tables.yml entry, a write to the replica, one to raw. Each of those tables is visited; only "quiet" is not.
     mysql_exec(source, "UPDATE `silent` SET `Name` = 'c' WHERE `Num` = 1", "DELETE FROM `deleted` WHERE `Num` = 2",
                "ALTER TABLE `altered` MODIFY `Name` varchar(30) NOT NULL")
-    pg_exec(pg, "DROP TABLE raw.dropped")
+    mysql_exec(replica, "UPDATE `replica` SET `Name` = 'z' WHERE `Num` = 2")
+    pg_exec(pg, "DROP TABLE raw.dropped", "INSERT INTO raw.raw VALUES (1)")
+    _wait_raw_counted(pg)
     configs["retuned"] = catalog_signals.config_signal(TableConfig(primary_key=["Num"], batch_size=10))
     _past_second()
     assert _unchanged(pg, source, replica, configs) == {"quiet"}
     outcome = catalog_signals.unchanged_outcome("quiet")
     assert outcome.status == "unchanged" and outcome.verification == "ok" and not outcome.failed
 
-    # A write to the replica (only the nightly writes it) counts too.
-    mysql_exec(replica, "UPDATE `quiet` SET `Name` = 'z' WHERE `Num` = 2")
-    _past_second()
-    assert _unchanged(pg, source, replica, configs) == set()
+
+def _wait_raw_counted(pg: PostgresServer) -> None:
+    """PostgreSQL publishes a session's write counters when it ends: wait until the insert is counted."""
+    from .conftest import pg_query
+
+    for _ in range(100):
+        if pg_query(pg, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'raw.raw'::regclass")[0][0]:
+            return
+        time.sleep(0.1)
