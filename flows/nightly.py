@@ -34,10 +34,12 @@ from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
+from clinicflow.opendental import catalog_signals
 from clinicflow.opendental.guards import check_analytics_is_not_source, check_targets
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
+from clinicflow.opendental.warehouse import load_steps
 from flows.tiers import (
     EnvSizedTaskRunner,
     child_parameters,
@@ -103,15 +105,27 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         raise
 
     outcomes: list[TableOutcome] = []
+    signals = _night_signals(source, replica, pg, config, names, options) if replicate else None
+    if signals is not None and signals.unchanged:
+        log.info("%d of %d tables unchanged on both servers since the last good night (catalog): not visited",
+                 len(signals.unchanged & set(names)), len(names))
+        outcomes = [catalog_signals.unchanged_outcome(t) for t in names if t in signals.unchanged]
+        names = [t for t in names if t not in signals.unchanged]
     partitions_failed = ""
     if fanout_options is not None:
-        outcomes, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, **fanout_options)
+        found, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, **fanout_options)
+        outcomes += found
     else:
         for tier, tier_names in config.by_tier(names):
             log.info("tier %d: %d tables", tier, len(tier_names))
             outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,
                                         full_refresh=full_refresh, replicate=replicate, tier=tier)
 
+    if signals is not None:
+        try:
+            signals.record(outcomes)
+        except Exception as exc:  # noqa: BLE001 - the next night then visits every table: slower, never wrong
+            log.warning("catalog signals not stored: %s: %s", type(exc).__name__, exc)
     failed = [o for o in outcomes if o.failed]
     summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
                f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
@@ -126,6 +140,19 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
                            + (f" ({partitions_failed})" if partitions_failed else ""))
     log.info(summary)
     return [o.as_row() for o in outcomes]
+
+
+def _night_signals(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, config: TablesConfig,
+                   names: list[str], options: load_steps.LoadOptions) -> catalog_signals.NightSignals | None:
+    """Tonight's catalog signals (docs/loading.md), or None when every table must be visited."""
+    if source is None or options.full_refresh or options.full_sweep or not options.verify:
+        return None
+    try:
+        return catalog_signals.NightSignals(source, replica, pg, {t: config.effective(t) for t in names},
+                                            options.state_schema, options.raw_schema)
+    except Exception as exc:  # noqa: BLE001 - without signals every table runs its full per-table work
+        get_logger().warning("catalog signals not read, every table is visited: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _source_block(name: str) -> MySQLServer | None:

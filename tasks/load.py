@@ -76,8 +76,7 @@ def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
 def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str) -> str:
     conn = pg.connect()
     try:
-        for outcome in outcomes:
-            metrics.record_table(conn, run_id, outcome)
+        metrics.record_tables(conn, run_id, outcomes)
         return metrics.finish_run(conn, run_id, outcomes, message=message)
     finally:
         conn.close()

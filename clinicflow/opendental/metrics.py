@@ -10,6 +10,7 @@ The ``status`` command and the nightly artifact read from here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -139,14 +140,27 @@ def start_run(pg_conn: Any, run_id: str, flow_name: str, *, flow_run_id: str | N
 
 def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str = METRICS_SCHEMA) -> None:
     """Insert (or replace, on a retried task) the metrics row of one table."""
+    record_tables(pg_conn, run_id, [outcome], schema)
+
+
+def record_tables(pg_conn: Any, run_id: str, outcomes: Sequence[TableOutcome], schema: str = METRICS_SCHEMA) -> None:
+    """Insert (or replace) the metrics rows of many tables in one statement per 500 rows, one commit."""
+    from psycopg2.extras import execute_values
+
     q = quote_ident(schema, "postgres")
+    latest = {o.table: o for o in outcomes}  # one statement may not update a row twice: the last one wins, as before
+    rows = [(run_id, o.table, o.status, o.mode, o.rows, o.rows_changed, o.bytes, o.seconds, o.replication_rows,
+             o.replication_seconds, o.zero_dates, o.nul_bytes, json.dumps(o.conversions) if o.conversions else None,
+             o.deleted_rows, o.verification, o.error, o.missing_rows, o.changed_rows, o.ranges_recopied, o.swept,
+             json.dumps(o.reconciliation) if o.reconciliation else None) for o in latest.values()]
     with pg_conn.cursor() as cur:
-        cur.execute(
+        execute_values(
+            cur,
             f"INSERT INTO {q}.etl_table_metrics (run_id, table_name, status, mode, rows, rows_changed, bytes, seconds, "
             "replication_rows, replication_seconds, zero_dates, nul_bytes, conversions, deleted_rows, "
             "verification, error, "
             "missing_rows, changed_rows, ranges_recopied, swept, reconciliation) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "VALUES %s "
             "ON CONFLICT (run_id, table_name) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode, "
             "rows = EXCLUDED.rows, rows_changed = EXCLUDED.rows_changed, bytes = EXCLUDED.bytes, "
             "seconds = EXCLUDED.seconds, replication_rows = EXCLUDED.replication_rows, "
@@ -156,12 +170,8 @@ def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str =
             "missing_rows = EXCLUDED.missing_rows, changed_rows = EXCLUDED.changed_rows, "
             "ranges_recopied = EXCLUDED.ranges_recopied, swept = EXCLUDED.swept, "
             "reconciliation = EXCLUDED.reconciliation, recorded_at = now()",
-            (run_id, outcome.table, outcome.status, outcome.mode, outcome.rows, outcome.rows_changed, outcome.bytes,
-             outcome.seconds, outcome.replication_rows, outcome.replication_seconds, outcome.zero_dates,
-             outcome.nul_bytes, json.dumps(outcome.conversions) if outcome.conversions else None,
-             outcome.deleted_rows, outcome.verification, outcome.error, outcome.missing_rows, outcome.changed_rows,
-             outcome.ranges_recopied, outcome.swept,
-             json.dumps(outcome.reconciliation) if outcome.reconciliation else None))
+            rows, template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            page_size=500)
     pg_conn.commit()
 
 

