@@ -19,7 +19,7 @@ from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.checks import BinlogPosition, CdcError
-from clinicflow.opendental.replication.replica_encoding import ChunkFile, encoded_select_sql, export_to_file, load_file
+from clinicflow.opendental.replication.replica_encoding import export_and_load
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse.copy_stream import stream_copy
 from clinicflow.opendental.warehouse.incremental_load import _merge
@@ -107,12 +107,9 @@ def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableSh
 def _replace_keys(src: MySQLServerLike, dst_conn: Any, cur: Any, shape: TableShape, keys: set[Key]) -> None:
     for chunk in _chunks(keys):
         pred, params = mysql_key_predicate(shape.primary_key, chunk)
-        with ChunkFile(shape.table) as path:
-            has_rows = export_to_file(src, encoded_select_sql(shape.table, shape.columns) + f" WHERE {pred}",
-                                      params, path)
-            cur.execute(f"DELETE FROM {quote_ident(shape.table, 'mysql')} WHERE {pred}", params)
-            if has_rows:
-                load_file(dst_conn, path, shape.table, shape.columns)
+        cur.execute(f"DELETE FROM {quote_ident(shape.table, 'mysql')} WHERE {pred}", params)
+        # The nightly's export: large values streamed as bytes, memory bounded by the chunk file's bytes.
+        export_and_load(src, dst_conn, shape.table, shape.columns, pred, params, shape.table, shape.primary_key)
 
 
 def _pg_key_rows(plan: LoadPlan, keys: Sequence[Key]) -> tuple[str, list[Any]]:
