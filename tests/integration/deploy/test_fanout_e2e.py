@@ -227,7 +227,8 @@ def test_fanned_out_night_equals_the_in_pod_night_row_by_row(fan: dict[str, Any]
                                           "tables_file": str(fan["tables_file"])})
     assert code == 0, log
     assert len(children(fan["stack"], "night-1")) == len(runs)
-    assert "completed in an earlier attempt, kept" in log
+    # Kept partitions, or (the catalog saying no table changed since the good night) no table visited at all.
+    assert "completed in an earlier attempt, kept" in log or "tables unchanged on both servers" in log, log
 
 
 def test_idempotency_key_prevents_a_double_start(fan: dict[str, Any]) -> None:
@@ -319,7 +320,8 @@ def test_a_failing_partition_fails_the_parent_by_name_and_the_others_finish(fan:
     assert code != 0, log
     assert "t3-no_such_table" in log, log
     states = {r.partition: r.state_type for r in children(fan["stack"], "night-3")}
-    assert states == {"t3-small-clinic": "COMPLETED", "t3-no_such_table": "FAILED"}
+    # clinic runs as its own child, unless the catalog says it is unchanged since its last good night (not visited).
+    assert states.pop("t3-no_such_table") == "FAILED" and states in ({"t3-small-clinic": "COMPLETED"}, {}), states
     statuses = dict(pg_query(fan["servers"]["fo_fan_pg"], "SELECT table_name, status FROM clinicflow.etl_table_metrics "
                                                           "WHERE run_id = 'night-3'"))
     assert statuses["no_such_table"] == "failed"
