@@ -173,6 +173,8 @@ def _bwrap_argv(bwrap: str, runner: Path, drop_uid: bool) -> list[str]:
             argv += ["--symlink", os.readlink(system), system]
         elif os.path.isdir(system):
             argv += ["--ro-bind", system, system]
+    # The private /tmp first: an interpreter or venv that lives under /tmp (a checkout there) is bound over it.
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
     made: set[str] = set()
     for root in _python_roots():
         if not root.startswith(("/usr/", "/bin/", "/lib")):
@@ -185,7 +187,7 @@ def _bwrap_argv(bwrap: str, runner: Path, drop_uid: bool) -> list[str]:
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     argv += ["--ro-bind", str(runner), "/run/clinicflow/custom_runner.py", "--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+             "--chdir", "/tmp"]
     if drop_uid:
         # Root in the sandbox keeps only what it needs to drop to the run's uid (the runner does it first).
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
