@@ -3,6 +3,7 @@ without a token in any URL or log line, CSV export cells, the sandbox named in /
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,10 @@ def test_health_names_the_sandbox(service: Service) -> None:
     with service.client(token=None) as client:
         assert client.get("/health").json()["custom_scripts_sandbox"] == "bwrap"
     assert "custom script sandbox: bwrap" in api_log(service)  # the start-up line
-    # The task workers, where scripts run, log theirs too.
+    # The task workers, where scripts run, log theirs too (once started: the session's service may be fresh).
+    deadline = time.monotonic() + 120
+    while "custom script sandbox: bwrap" not in task_workers_log(service) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert "custom script sandbox: bwrap" in task_workers_log(service)
 
 
