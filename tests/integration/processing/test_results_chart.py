@@ -116,7 +116,10 @@ def chart_state(page: Any) -> dict[str, Any]:
 
 def drag_zoom(page: Any, from_fraction: float, to_fraction: float) -> None:
     """A mouse drag across the plot: uPlot zooms the x axis into the selection."""
-    box = page.locator("#chart .u-over").bounding_box()
+    plot = page.locator("#chart .u-over")
+    # Mouse coordinates are the viewport's: with a long results list (the session's service) the chart is below it.
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * from_fraction, y)
     page.mouse.down()
