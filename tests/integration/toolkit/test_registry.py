@@ -16,6 +16,9 @@ from datetime import timedelta
 from clinicflow.toolkit.compose import step
 from clinicflow.toolkit.spec import PipelineSpec, Timescope
 
+# Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
+pytestmark = pytest.mark.xdist_group("toolkit-deployments")
+
 def record(ctx):
     with open({out!r}, "a") as out:
         out.write(f"{{ctx.pipeline}} {{ctx.parameters['limit']}} {{ctx.start.isoformat()}} {{ctx.end.isoformat()}}\\n")
