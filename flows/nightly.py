@@ -129,15 +129,19 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     failed = [o for o in outcomes if o.failed]
     summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
                f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
-               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed")
+               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
+               + (f"; {partitions_failed}" if partitions_failed else ""))
     create_table_artifact(key=ARTIFACT_KEY, table=[o.as_row() for o in outcomes], description=summary)
-    load_tasks.record_run(pg, run_id, outcomes, summary)
+    # A child run lost after its tables committed still fails the night: the rerun retries that partition.
+    load_tasks.record_run(pg, run_id, outcomes, summary, other_failure=bool(partitions_failed))
     for outcome in failed:
         log.error("%s: %s", outcome.table, outcome.error)
     if failed:
         detail = "; ".join(f"{o.table}: {o.error}" for o in failed[:10])
         raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}"
                            + (f" ({partitions_failed})" if partitions_failed else ""))
+    if partitions_failed:
+        raise TablesFailed(f"{len(outcomes)} of {len(outcomes)} tables ok, but {partitions_failed}")
     log.info(summary)
     return [o.as_row() for o in outcomes]
 

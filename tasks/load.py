@@ -73,11 +73,12 @@ def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
 
 
 @task(name="record-run", cache_policy=NO_CACHE, **TASK_RETRY)
-def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str) -> str:
+def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str,
+               other_failure: bool = False) -> str:
     conn = pg.connect()
     try:
         metrics.record_tables(conn, run_id, outcomes)
-        return metrics.finish_run(conn, run_id, outcomes, message=message)
+        return metrics.finish_run(conn, run_id, outcomes, message=message, other_failure=other_failure)
     finally:
         conn.close()
 

@@ -176,10 +176,10 @@ def record_tables(pg_conn: Any, run_id: str, outcomes: Sequence[TableOutcome], s
 
 
 def finish_run(pg_conn: Any, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,
-               schema: str = METRICS_SCHEMA) -> str:
-    """Close the run row; return its status ('failed' when any table failed)."""
+               schema: str = METRICS_SCHEMA, other_failure: bool = False) -> str:
+    """Close the run row; return its status ('failed' when any table failed, or ``other_failure``: a lost child run)."""
     failed = sum(1 for o in outcomes if o.failed)
-    status = "failed" if failed else "ok"
+    status = "failed" if failed or other_failure else "ok"
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(f"UPDATE {q}.etl_runs SET finished_at = now(), status = %s, tables_total = %s, "

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -33,13 +34,13 @@ from tests.integration.toolkit.test_sqldb import pg_exec
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
 
+# Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
+pytestmark = pytest.mark.xdist_group("toolkit-deployments")
+
 MODULE = '''
 from datetime import timedelta
 from clinicflow.toolkit.compose import step
 from clinicflow.toolkit.spec import PipelineSpec, Timescope
-
-# Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
-pytestmark = pytest.mark.xdist_group("toolkit-deployments")
 
 def record(ctx):
     with open({out!r}, "a") as out:

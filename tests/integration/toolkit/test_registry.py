@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 from clinicflow.cli import app
 from tests.conftest import unique_name
 
+# Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
+pytestmark = pytest.mark.xdist_group("toolkit-deployments")
+
 MODULE = '''
 from datetime import timedelta
 from clinicflow.toolkit.compose import step
 from clinicflow.toolkit.spec import PipelineSpec, Timescope
-
-# Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
-pytestmark = pytest.mark.xdist_group("toolkit-deployments")
 
 def record(ctx):
     with open({out!r}, "a") as out:
