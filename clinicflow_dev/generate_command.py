@@ -106,7 +106,7 @@ def generate_opendental_command(
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_REFUSED) from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - reported without secrets (describe() has no password), exit 2
         console.print(f"[red]generating into {server.describe()} failed: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(EXIT_SERVER_ERROR) from None
     elapsed = time.perf_counter() - started

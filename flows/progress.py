@@ -74,7 +74,7 @@ class RunProgress:
 
             update_progress_artifact(artifact_id=self._artifact_id, progress=round(self.percent, 1),
                                      description=f"{self.description}: {self.done}/{self.total} files")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - progress display must never fail the run
             get_logger("clinicflow.dicom").debug("progress artifact update failed: %s", type(exc).__name__)
 
     def close(self) -> None:

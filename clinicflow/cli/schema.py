@@ -108,7 +108,7 @@ def analyze_schema_command(
     except analysis_rules.AnalysisError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - reported without secrets, exit 2
         raise _source_failure(console, server, exc) from None
     try:
         result = tables_yml.write_tables_yml(analysis, path)
@@ -168,7 +168,7 @@ def schema_validate_command(
     try:
         server = source_server(database)
         report = config_drift.check_drift(server, config)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - reported without secrets, exit 2
         raise _source_failure(console, server, exc) from None
     _print_drift(console, report, as_json)
     raise typer.Exit(EXIT_DRIFT if report.has_drift else 0)

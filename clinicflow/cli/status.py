@@ -282,7 +282,7 @@ def status_command(
     except Exception as exc:  # noqa: BLE001 - the message names user@host/db, never the password
         try:
             where = resolve_block(ANALYTICS_BLOCK, PostgresServer).describe()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - only names the database in the message
             where = "the analytics database"
         console.print(f"[red]cannot read {where}: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(EXIT_NO_DATA) from None

@@ -64,7 +64,7 @@ def read_dataset(path: str | os.PathLike[str]) -> Any:
             ds = pydicom.dcmread(path)
         except InvalidDicomError:
             ds = _read_legacy(path)
-        except Exception as exc:  # pydicom raises many types on damaged files
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
             raise ConversionError("read", "unreadable", f"unreadable DICOM ({_short(exc)})") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if _looks_like_image(ds):
@@ -166,7 +166,7 @@ def decode_frame(ds: Any, index: int) -> np.ndarray:
             return pixel_array(ds, index=index)
     except ConversionError:
         raise
-    except Exception as exc:  # decoder plugins raise RuntimeError/ValueError/...
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise RuntimeError/ValueError/...
         ts = ds.file_meta.get("TransferSyntaxUID")
         name = getattr(ts, "name", "unknown transfer syntax")
         raise ConversionError("decode", "undecodable", f"cannot decode {name} pixel data ({_short(exc)})") from None

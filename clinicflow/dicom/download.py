@@ -266,7 +266,7 @@ class Downloader:
         except (DownloadError, cancel.RunCancelled):
             dest.unlink(missing_ok=True)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every other failure is classified into a DownloadError
             dest.unlink(missing_ok=True)
             raise self._classify(exc, resolved) from None
         return dest

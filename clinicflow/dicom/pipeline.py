@@ -215,7 +215,7 @@ def _process_file(
         return Failure(key, exc.stage, exc.kind, exc.reason)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - an unanticipated decoder error fails this file alone
         # A file malformed in a way no check in render anticipated (pydicom and its plugins raise
         # many types, struct.error included): it fails alone, the batch goes on.
         return Failure(key, "decode", "unexpected-error", f"{type(exc).__name__}: {_first_line(exc)}")
@@ -242,7 +242,7 @@ def _process_file(
             writer.upload_file(path, name)
             state.record_upload(name, size, md5)
             result.uploaded += 1
-    except Exception as exc:  # noqa: BLE001 - one file's upload failure must not stop the batch
+    except Exception as exc:  # one file's upload failure must not stop the batch
         if _is_state_error(exc):
             raise
         return Failure(key, "upload", "upload-error", f"{type(exc).__name__}: {_first_line(exc)}")

@@ -138,7 +138,7 @@ class ReportsSource:
             with conn.cursor() as cur:
                 try:
                     cur.execute(sql, params)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - driver errors and parameter mismatches alike name the query
                     raise ReportsQueryError(f"{what} failed: {_pg_message(exc)}") from None
                 yield cur
         finally:

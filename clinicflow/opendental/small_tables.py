@@ -44,7 +44,7 @@ def replicate_and_load_small(source_server: Any, replica_server: Any, pg_server:
             outcome = call_with_retry(
                 partial(load_table_once, replica_server, pg_server, table, config, options, replication=info),
                 what=f"load {table}", logger=log)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - recorded for this table, the group goes on
             outcome = failed_outcome(table, exc, stage="load", started=started, replication=info)
         outcomes.append(outcome)
     return outcomes

@@ -58,7 +58,7 @@ def run_script_request(argv: list[str]) -> int:
     try:
         with os.fdopen(0, "rb", closefd=False) as data:
             df = pd.read_parquet(data) if request["format"] == "parquet" else pd.read_csv(data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any unreadable input is the run's failure, reported
         return fail(f"cannot read {request['name']}: {type(exc).__name__}: {exc}")
     os.close(0)
     os.open(os.devnull, os.O_RDONLY)  # fd 0 again, now empty
@@ -86,7 +86,7 @@ def run_script_request(argv: list[str]) -> int:
         result = process(df, request["params"])
     except MemoryError:
         return fail("process raised MemoryError: over the memory limit of the script's run")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - anything the user's script raises is its failure
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return fail(f"process raised {type(exc).__name__}: {exc} (line {frame.lineno})")
     if not isinstance(result, dict):

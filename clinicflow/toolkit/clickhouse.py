@@ -42,7 +42,7 @@ class ClickHouseConnection(BaseModel):
         url = self.url.get_secret_value()
         try:
             return clickhouse_connect.get_client(dsn=url, database=self.database)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises many types; named, without the DSN
             raise ToolkitError(f"cannot connect to ClickHouse at {self.describe()}: {type(exc).__name__}") from None
 
     def release(self, client: Any) -> None:
@@ -69,7 +69,7 @@ class ClickHouseExtractor:
         try:
             stream = client.query_row_block_stream(self.query, parameters=query_parameters(ctx, self.query),
                                                    settings={"max_block_size": self.batch_size})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError naming the server
             self.connection.release(client)
             raise ToolkitError(f"ClickHouse query on {self.connection.describe()} failed: {_first_line(exc)}") from None
         try:
@@ -116,7 +116,7 @@ class ClickHouseLoader:
                 written += len(rows)
         except ToolkitError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
             raise ToolkitError(f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
                                f"{written} rows: {_first_line(exc)}") from None
         finally:

@@ -55,7 +55,7 @@ class SqlExtractor:
         try:
             try:
                 cursor.execute(self.query, params)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
                 raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {type(exc).__name__}: "
                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
             columns: tuple[str, ...] | None = None

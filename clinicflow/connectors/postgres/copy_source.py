@@ -103,7 +103,7 @@ class LineReader:
         if self._row_pieces is not None:
             try:
                 self._run_pieces()
-            except BaseException as exc:  # handed to the consumer, raised there
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                 self._put(exc)
             return
         fetched = 0
@@ -120,7 +120,7 @@ class LineReader:
                 if not self._put((data, len(rows), tuple(rows[-1][1:]))):
                     return
             self._put(self._END)
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(exc)
 
     def next_block(self) -> tuple[bytes, int, tuple[Any, ...] | None] | None:

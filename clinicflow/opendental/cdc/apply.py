@@ -95,7 +95,7 @@ def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableSh
             for table, keys in sorted(batch.keys.items()):
                 try:
                     _replace_keys(src, dst_conn, cur, shapes[table], keys)
-                except Exception as exc:  # noqa: BLE001 - the runner fails this one table
+                except Exception as exc:  # the runner fails this one table
                     raise TableApplyError(table, "replica", exc) from exc
             state.write_replica_position(cur, source, batch.position, batch.events, batch.last_event_at)
             cur.execute("COMMIT")
@@ -148,7 +148,7 @@ def apply_raw(replica_stream_conn: Any, pg_conn: Any, shapes: dict[str, TableSha
             for table, keys in sorted(batch.keys.items()):
                 try:
                     copied += _merge_keys(replica_stream_conn, cur, shapes[table].load_plan, keys)
-                except Exception as exc:  # noqa: BLE001 - the runner fails this one table
+                except Exception as exc:  # the runner fails this one table
                     raise TableApplyError(table, "raw", exc) from exc
             state.write_pg_position(cur, state_schema, source, batch.position)
         pg_conn.commit()  # rows and position together, or neither

@@ -210,7 +210,7 @@ def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
             continue
         try:
             probes[name] = probe_watermark(conn, info, column.name, rules)
-        except Exception as exc:  # noqa: BLE001 - a failing probe skips only this check
+        except Exception as exc:  # a failing probe skips only this check
             if _is_connection_error(exc):
                 raise
             get_logger("clinicflow.schema_analysis").warning(

@@ -83,7 +83,7 @@ def analyze_table(conn: Any, table: TableInfo, rules: AnalysisRules, now: dateti
         strategy = choose_strategy(table, watermark, rules)
         if strategy is not ExtractionStrategy.full_table:
             observed = probe_watermark(conn, table, watermark.columns[0], rules)
-    except Exception as exc:  # noqa: BLE001 - recorded per table, the analysis goes on
+    except Exception as exc:  # recorded per table, the analysis goes on
         if _is_connection_error(exc):
             raise
         error = f"table {table.name!r}: sampling failed ({type(exc).__name__}: {exc}); copied fully"

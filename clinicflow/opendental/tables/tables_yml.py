@@ -14,6 +14,7 @@ import yaml
 
 from clinicflow.opendental.tables.analysis_rules import AnalysisError
 from clinicflow.opendental.tables.config import (
+    ConfigError,
     TableConfig,
     parse_tables_config,
     yaml_error_line,
@@ -156,7 +157,7 @@ def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None
     # The output must load with the project's own model.
     try:
         parse_tables_config(yaml_load(text), source=source)
-    except Exception as exc:  # ConfigError, YAMLError
+    except (ConfigError, yaml.YAMLError) as exc:
         raise AnalysisError(f"generated {source} does not validate: {exc}") from None
     return text
 
