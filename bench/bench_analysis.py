@@ -25,7 +25,7 @@ from clinicflow_dev.admin import admin_mysql
 BOUND_SECONDS = 60.0
 
 
-def _mysqldump_no_data(server) -> float:  # noqa: ANN001
+def _mysqldump_no_data(server) -> float:
     tool = shutil.which("mysqldump") or shutil.which("mariadb-dump")
     if tool is None:
         raise RuntimeError("mysqldump / mariadb-dump not found")

@@ -81,7 +81,7 @@ def _sizes(rows: int, total_mb: int, seed: int = 7) -> list[tuple[int, int]]:
     return out
 
 
-def _create(src, rows: int, total_mb: int) -> int:  # noqa: ANN001
+def _create(src, rows: int, total_mb: int) -> int:
     conn = src.connect(autocommit=True)
     total = 0
     try:
@@ -107,7 +107,7 @@ def _create(src, rows: int, total_mb: int) -> int:  # noqa: ANN001
     return total
 
 
-def _fingerprint_mysql(server) -> list[tuple]:  # noqa: ANN001
+def _fingerprint_mysql(server) -> list[tuple]:
     conn = server.connect()
     try:
         with conn.cursor() as cur:
@@ -117,7 +117,7 @@ def _fingerprint_mysql(server) -> list[tuple]:  # noqa: ANN001
         conn.close()
 
 
-def _fingerprint_pg(pg, schema: str, quoted: bool = True) -> list[tuple]:  # noqa: ANN001
+def _fingerprint_pg(pg, schema: str, quoted: bool = True) -> list[tuple]:
     cols = ('"DocNum"', '"RawBase64"', '"Thumbnail"', '"Description"') if quoted else (
         "docnum", "rawbase64", "thumbnail", "description")
     conn = pg.connect()
@@ -130,7 +130,7 @@ def _fingerprint_pg(pg, schema: str, quoted: bool = True) -> list[tuple]:  # noq
         conn.close()
 
 
-def _child(step: str, src, rep, pg) -> dict:  # noqa: ANN001
+def _child(step: str, src, rep, pg) -> dict:
     dump = {"exclude": {"password", "block_type_slug"}, "mode": "json"}
     args = {"step": step, "src": src.model_dump(**dump), "rep": rep.model_dump(**dump), "pg": pg.model_dump(**dump)}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

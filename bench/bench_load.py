@@ -73,7 +73,7 @@ def _vm_hwm_mb(pid: int | str) -> float:
     return 0.0
 
 
-def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:  # noqa: ANN003
+def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:
     """Run ``cmd``; return (wall seconds, peak RSS MB sampled from /proc every 0.1 s, stdout)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out_file:
@@ -90,12 +90,12 @@ def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:  # noqa: AN
     return wall, peak, out
 
 
-def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN001
+def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:
     args = {"my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}),
             "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
             "table": TABLE, "batch": batch, "verify": verify}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    wall, rss, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
+    wall, _rss, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
     result = json.loads(out.strip().splitlines()[-1])
     if result["status"] != "ok" or result["rows"] != rows:
         raise RuntimeError(f"project load did not complete: {result}")
@@ -103,7 +103,7 @@ def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:  # noqa: ANN0
             "verification": result["verification"]}
 
 
-def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:  # noqa: ANN001
+def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:
     tool = shutil.which("pgloader")
     if tool is None:
         raise RuntimeError("pgloader not installed (scripts/bootstrap.sh installs it)")
@@ -123,7 +123,7 @@ def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:  # noqa: A
     return {"seconds": wall, "rss_mb": rss}
 
 
-def _encode_rows(my, directory: Path) -> tuple[Path, object]:  # noqa: ANN001
+def _encode_rows(my, directory: Path) -> tuple[Path, object]:
     """The COPY text of the table's rows in a server-readable file (once, outside any timing), and the plan."""
     from clinicflow.connectors.mysql import catalog, sessions
     from clinicflow.opendental.tables.config import TableConfig
@@ -143,7 +143,7 @@ def _encode_rows(my, directory: Path) -> tuple[Path, object]:  # noqa: ANN001
     return path, plan
 
 
-def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
+def _bare_copy(pg, plan, path: Path, rows: int) -> dict:
     """COPY FROM the server-side file into a fresh unindexed table, then the same key and indexes."""
     from clinicflow.opendental.warehouse import ddl, full_load
 
@@ -173,7 +173,7 @@ def _bare_copy(pg, plan, path: Path, rows: int) -> dict:  # noqa: ANN001
     return {"seconds": copy_seconds, "with_indexes_seconds": indexed_seconds}
 
 
-def _empty_target(pg, tool: str) -> None:  # noqa: ANN001
+def _empty_target(pg, tool: str) -> None:
     """Drop what ``tool`` loaded in the previous round, outside any timing (bare COPY drops its own)."""
     if tool == "project":
         admin_pg(pg, f"DROP TABLE IF EXISTS raw.{TABLE}")  # no raw table: a first load (its state is not read)

@@ -28,7 +28,7 @@ BOUND_SECONDS = 10.0  # against a running server
 FLOW_BOUND_SECONDS = 3.0
 
 
-def _env(source, replica, pg, tables_file: Path, prefect_home: Path) -> dict[str, str]:  # noqa: ANN001
+def _env(source, replica, pg, tables_file: Path, prefect_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update({"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_TABLES_FILE": str(tables_file),
                 "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -40,7 +40,7 @@ def _env(source, replica, pg, tables_file: Path, prefect_home: Path) -> dict[str
     return env
 
 
-def _prefect_server(home: Path, env: dict[str, str]):  # noqa: ANN202
+def _prefect_server(home: Path, env: dict[str, str]):
     from clinicflow_dev.demo_service import child_environment, free_port, start_prefect_server, wait_healthy
 
     port = free_port()
@@ -62,7 +62,7 @@ def _nightly(env: dict[str, str]) -> float:
     return seconds
 
 
-def _last_run(pg) -> tuple[float, int, int]:  # noqa: ANN001
+def _last_run(pg) -> tuple[float, int, int]:
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
@@ -77,7 +77,7 @@ def _last_run(pg) -> tuple[float, int, int]:  # noqa: ANN001
         conn.close()
 
 
-def _nights(env: dict[str, str], pg, runs: int, label: str) -> tuple[float, float]:  # noqa: ANN001
+def _nights(env: dict[str, str], pg, runs: int, label: str) -> tuple[float, float]:
     """Best end-to-end and best flow seconds of ``runs`` no-op nights."""
     ends, flows = [], []
     for i in range(runs):

@@ -57,7 +57,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "copy_seconds": out.replic
 """
 
 
-def _servers(tag: str):  # noqa: ANN202
+def _servers(tag: str):
     from blocks.databases import MySQLServer, PostgresServer
 
     my = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), port=3306, username="root",
@@ -72,19 +72,19 @@ def _servers(tag: str):  # noqa: ANN202
             pg.model_copy(update={"database": names["pg"]}), names, my, pg)
 
 
-def _step(src, rep, pg, mode: str, batch: int, slices: int) -> dict:  # noqa: ANN001
+def _step(src, rep, pg, mode: str, batch: int, slices: int) -> dict:
     dump = {k: s.model_dump(mode="json", exclude={"password", "block_type_slug"}) for k, s in
             (("src", src), ("rep", rep), ("pg", pg))}
     args = {**dump, "table": TABLE, "batch": batch, "mode": mode, "slices": slices}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    wall, _, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
+    _wall, _, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
     result = json.loads(out.strip().splitlines()[-1])
     if result["status"] not in ("ok", "unchanged") or result["verification"] != "ok":
         raise RuntimeError(f"{mode} night did not complete: {result}")
     return result
 
 
-def _change(src, rows: int, night: int) -> int:  # noqa: ANN001
+def _change(src, rows: int, night: int) -> int:
     """0.1% of the rows: deletes, silent updates, normal updates, inserts (a fifth of them backdated)."""
     n = max(4, rows // 1000) // 4
     step = rows // n
@@ -106,7 +106,7 @@ def _change(src, rows: int, night: int) -> int:  # noqa: ANN001
     return 4 * n
 
 
-def _equal(src, rep, pg) -> None:  # noqa: ANN001
+def _equal(src, rep, pg) -> None:
     from clinicflow.connectors.mysql import catalog, columns, sessions
     from clinicflow.opendental.tables.config import TableConfig
     from clinicflow.opendental.warehouse import load_plan, verify

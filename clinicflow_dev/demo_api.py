@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 SPECIALTIES = ["Orthodontics", "Periodontics", "Endodontics", "Oral Surgery", "Pediatric Dentistry"]
@@ -24,12 +24,12 @@ def providers(count: int = 45) -> list[dict[str, Any]]:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    records: list[dict[str, Any]] = []
+    records: ClassVar[list[dict[str, Any]]] = []  # shared: the server makes one handler per request
 
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path != "/providers":
             self.send_response(404)

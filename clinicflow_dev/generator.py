@@ -227,7 +227,7 @@ def _core_specs() -> list[TableSpec]:
             ("CommType", "bigint(20) NOT NULL DEFAULT 0", _fk("ct", 10)),
             # OpenDental stores notes as utf8mb4 on newer versions: emoji arrive in texts.
             ("Note", "text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
-             _text("n", _NOTES + ["Thanks! 😀", "📞 call back"])),
+             _text("n", [*_NOTES, "Thanks! 😀", "📞 call back"])),
             ("Mode_", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("m", 6)),
             ("SentOrReceived", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("sr", 3)),
             ("UserNum", "bigint(20) NOT NULL DEFAULT 0", _fk("u", 15)),
@@ -256,7 +256,9 @@ def _core_specs() -> list[TableSpec]:
     )
 
     def _secedit_table(name: str, key: str, extra: list[tuple[str, str, str]], rows: int) -> TableSpec:
-        cols = [(key, "bigint(20) NOT NULL AUTO_INCREMENT", "s")] + extra + [
+        cols = [
+            (key, "bigint(20) NOT NULL AUTO_INCREMENT", "s"),
+            *extra,
             ("SecUserNumEntry", "bigint(20) NOT NULL DEFAULT 0", _fk("sue", 15)),
             ("SecDateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts(650)),
             ("SecDateTEdit", _SECEDIT[len("`SecDateTEdit` "):], _ts()),
@@ -345,7 +347,7 @@ def _core_specs() -> list[TableSpec]:
 
     def _lookup(name: str, key: str, extra: list[tuple[str, str, str]], rows: int,
                 change: str | None = None) -> TableSpec:
-        cols = [(key, "bigint(20) NOT NULL AUTO_INCREMENT", "s")] + extra
+        cols = [(key, "bigint(20) NOT NULL AUTO_INCREMENT", "s"), *extra]
         if change == "DateTStamp":
             cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()))
         return TableSpec(name, cols, [key], change, (), rows)
@@ -678,7 +680,7 @@ def seed(server: MySQLServer, *, rows: dict[str, int] | None = None, scale: floa
                 if rows and spec.name in rows:
                     n = rows[spec.name]
                 elif spec.default_rows > _TINY_TABLE_ROWS:
-                    n = int(round(spec.default_rows * scale))
+                    n = round(spec.default_rows * scale)
                 else:
                     n = spec.default_rows
                 counts[spec.name] = _fill(cur, spec, n, seed=seed, start=1, fixed_timestamp=None)

@@ -28,7 +28,7 @@ from flows.tiers import (
     warn_dropped_leftovers,
 )
 
-__all__ = ["TablesFailed", "replicate_tables", "publish_summary", "raise_if_failed"]
+__all__ = ["TablesFailed", "publish_summary", "raise_if_failed", "replicate_tables"]
 
 
 def publish_summary(outcomes: list[ReplicatedTable], key: str, title: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 # switch the resolver to saved blocks.
 os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
 
-from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
+from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.core.sql import quote_ident
 from clinicflow_dev.admin import admin_pg
 

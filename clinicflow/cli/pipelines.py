@@ -62,9 +62,9 @@ def _tree(node: Any, indent: str = "") -> list[str]:
     elif isinstance(node, Parallel):
         head = f"{indent}parallel (max {node.max_workers}{', stop on error' if node.stop_on_error else ''}):"
     elif isinstance(node, Conditional):
-        lines = [f"{indent}{node.name} then:"] + _tree(node.then, indent + "  ")
+        lines = [f"{indent}{node.name} then:", *_tree(node.then, indent + "  ")]
         if node.otherwise is not None:
-            lines += [f"{indent}{node.name} otherwise:"] + _tree(node.otherwise, indent + "  ")
+            lines += [f"{indent}{node.name} otherwise:", *_tree(node.otherwise, indent + "  ")]
         return lines
     else:
         return [f"{indent}?"]

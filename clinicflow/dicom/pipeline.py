@@ -48,7 +48,8 @@ class BatchSettings:
     dataset: str
     run_id: str
     base_location: str | None = None
-    limits: DownloadLimits = DownloadLimits()  # also the allowed roots of local files and the redirect rule
+    # Also the allowed roots of local files and the redirect rule.
+    limits: DownloadLimits = field(default_factory=DownloadLimits)
     all_frames: bool = False
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
 

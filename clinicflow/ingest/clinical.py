@@ -337,4 +337,4 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
             out.add("medications", value, f"text:chars {match.start(1)}-{match.end(1)}")
 
 
-__all__ = ["read_text", "sections", "assertion", "first_date"]
+__all__ = ["assertion", "first_date", "read_text", "sections"]

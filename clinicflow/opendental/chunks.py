@@ -15,6 +15,7 @@ Two ways to cut a table into chunks, both bounded by ``batch_size``:
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,10 +84,10 @@ def ranges_from_boundaries(boundaries: Sequence[int]) -> list[KeyRange]:
     if len(boundaries) + 1 > MAX_RANGES:
         raise ChunkPlanError(f"{len(boundaries) + 1} key ranges planned, more than the {MAX_RANGES} allowed")
     edges: list[int | None] = [None, *boundaries, None]
-    for a, b in zip(boundaries, boundaries[1:], strict=False):
+    for a, b in itertools.pairwise(boundaries):
         if not a < b:
             raise ChunkPlanError(f"key range boundaries must increase: {a} then {b}")
-    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False))]
+    return [KeyRange(i, lo, hi) for i, (lo, hi) in enumerate(itertools.pairwise(edges))]
 
 
 def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
@@ -152,7 +153,7 @@ def even_step(boundaries: Sequence[int]) -> int | None:
     if len(boundaries) < 2:
         return None
     step = int(boundaries[1]) - int(boundaries[0])
-    if step <= 0 or any(int(b) - int(a) != step for a, b in zip(boundaries, boundaries[1:], strict=False)):
+    if step <= 0 or any(int(b) - int(a) != step for a, b in itertools.pairwise(boundaries)):
         return None
     return step
 
@@ -209,8 +210,8 @@ def keyset_after(columns: Sequence[str], values: Sequence[Any] | None, dialect: 
     params: list[Any] = [values[-1]]
     for col, value in zip(reversed(quoted[:-1]), reversed(list(values[:-1])), strict=False):
         sql = f"{col} > %s OR ({col} = %s AND ({sql}))"
-        params = [value, value] + params
-    return f"({quoted[0]} >= %s AND ({sql}))", [values[0]] + params
+        params = [value, value, *params]
+    return f"({quoted[0]} >= %s AND ({sql}))", [values[0], *params]
 
 
 def keyset_order(columns: Sequence[str], dialect: Dialect) -> str:

@@ -72,7 +72,7 @@ def run_script_request(argv: list[str]) -> int:
     module = types.ModuleType(f"clinicflow_custom_{name}")
     module.__file__ = f"{name}.py"
     try:
-        exec(compile(request["source"], f"{name}.py", "exec"), module.__dict__)  # noqa: S102 - the script is the job
+        exec(compile(request["source"], f"{name}.py", "exec"), module.__dict__)  # the script is the job
     except Exception as exc:  # noqa: BLE001 - any import-time error is the script's failure
         return fail(f"import failed: {type(exc).__name__}: {exc}")
     process = getattr(module, "process", None)

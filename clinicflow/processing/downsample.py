@@ -255,10 +255,10 @@ def downsample_window(x: np.ndarray | None, series: dict[str, np.ndarray], peaks
         method = "MinMaxLTTB"
     xs_out = rows.astype(float) if x is None else np.asarray(x[rows])
     return {
-        "start": lo, "end": hi, "rows_in_view": hi - lo, "points": int(len(rows)), "method": method,
+        "start": lo, "end": hi, "rows_in_view": hi - lo, "points": len(rows), "method": method,
         "xs": _json(xs_out),
         "series": [{"name": name, "values": _json(values[rows])} for name, values in series.items()],
-        "peaks_in_view": int(len(in_view)),
+        "peaks_in_view": len(in_view),
         "peaks": [{"index": int(i), "x": float(i) if x is None else float(x[i])} for i in marked.tolist()],
     }
 

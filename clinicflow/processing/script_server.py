@@ -65,14 +65,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         if self.path == "/health":
             mode = sandbox.active_mode()
             self._answer(200 if mode != "unavailable" else 503, {"status": "ok", "sandbox": mode})
         else:
             self._answer(404, {"detail": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/run":
             self._answer(404, {"detail": "not found"})
             return
@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
                            "stderr_tail": outcome.stderr_tail.decode("utf-8", "replace"),
                            "timed_out": outcome.timed_out, "stdout_over_limit": outcome.stdout_over_limit})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
         log.info("script runner: %s", format % args)
 
 

@@ -140,7 +140,7 @@ def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
         return report
 
     described = [("extract", extractor)] + [(f"transform[{i}]", t) for i, t in enumerate(transformers)]
-    return Leaf(name, run, configs=tuple((role, tool) for role, tool in described + [("load", loader)]))
+    return Leaf(name, run, configs=tuple((role, tool) for role, tool in [*described, ("load", loader)]))
 
 
 def _transformed(tool: Any, batches: Iterable[Batch], ctx: RunContext) -> Iterator[Batch]:

@@ -48,7 +48,7 @@ def _type_text(annotation: Any) -> str:
         return f"list of {_type_text(args[0])}"
     if annotation is SecretStr:
         return "secret string"
-    if origin is not None and getattr(origin, "__name__", "") == "Callable" or annotation is Callable:
+    if (origin is not None and getattr(origin, "__name__", "") == "Callable") or annotation is Callable:
         return "function"
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):

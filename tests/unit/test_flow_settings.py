@@ -21,7 +21,7 @@ FLOWS = Path(__file__).resolve().parents[2] / "flows"
 ])
 def test_int_settings_follow_the_environment_after_import(monkeypatch: pytest.MonkeyPatch, function: str,
                                                           variable: str, default: int) -> None:
-    import flows.nightly  # noqa: F401 - imported first: a value read at import would stay put
+    import flows.nightly  # imported first: a value read at import would stay put
     import flows.replicate  # noqa: F401
     from flows import tiers
 

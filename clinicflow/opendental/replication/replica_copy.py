@@ -148,7 +148,7 @@ def _bound_page(conn: Any, plan: CopyPlan, pred: str, params: list[Any], lower: 
             pass
     if row is None:
         return pred, params
-    return f"{pred} AND {w} <= %s", params + [catalog_text(row[0])]
+    return f"{pred} AND {w} <= %s", [*params, catalog_text(row[0])]
 
 
 def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:

@@ -99,10 +99,10 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
 def yaml_load(text: str) -> Any:
     """Parse YAML text the way tables.yml is parsed (safe, duplicate keys rejected)."""
     try:
-        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError:
         pass  # parsed again for the pure-Python parser's error message (the documented one)
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
 
 
 class TableConfig(BaseModel):

@@ -51,7 +51,7 @@ def test_fill_table_rejects_bad_input_by_name(gen_db: MySQLServer, table: str, k
 
 
 def test_seed_rejects_unknown_tables_and_negative_counts(gen_db: MySQLServer) -> None:
-    with pytest.raises(ValueError, match="unknown table.*patients"):
+    with pytest.raises(ValueError, match=r"unknown table.*patients"):
         generator.seed(gen_db, rows={"patients": 5})
     with pytest.raises(ValueError, match="must not be negative"):
         generator.seed(gen_db, scale=-1)

@@ -79,7 +79,7 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             name = unquote(urlsplit(self.path).path).lstrip("/")
             with server.lock:
                 server.requests[name] += 1

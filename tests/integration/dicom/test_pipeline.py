@@ -72,7 +72,7 @@ def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
     assert set(uploads) == expected and set(uploads.values()) == {1}
     assert store.status_counts() == {"done": 4, "failed": len(bad_files) + 1}
     # No JPG for any bad file.
-    assert not any(g.key.digest() in name for g in bad + [missing] for name in expected)
+    assert not any(g.key.digest() in name for g in [*bad, missing] for name in expected)
 
     # Rerun: done files skipped, failed ones retried (and fail again), nothing re-uploaded.
     again = process_batch(good + bad + [missing], _settings("run-2", all_frames=True), store, writer)

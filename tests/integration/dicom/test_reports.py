@@ -88,11 +88,11 @@ def test_rows_without_a_key_are_counted_and_skipped(reports_db) -> None:
 
 def test_query_errors_name_the_problem(reports_db) -> None:
     create_reports_table(reports_db, [("s", "se", "i", "a.dcm", "t")])
-    with pytest.raises(ReportsQueryError, match="lacks key column.*file_location"):
+    with pytest.raises(ReportsQueryError, match=r"lacks key column.*file_location"):
         ReportsSource(reports_db, "SELECT study_id, series_id, instance_id FROM reports").columns()
     with pytest.raises(ReportsQueryError, match="jpg_count clash with output column"):
         ReportsSource(reports_db, "SELECT *, 1 AS jpg_count FROM reports").columns()
-    with pytest.raises(ReportsQueryError, match="failed.*no_such_view"):
+    with pytest.raises(ReportsQueryError, match=r"failed.*no_such_view"):
         ReportsSource(reports_db, "no_such_view").columns()
     with pytest.raises(ReportsQueryError, match="SELECT/WITH"):
         ReportsSource(reports_db, "DROP TABLE reports").relation()

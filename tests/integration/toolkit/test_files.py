@@ -10,7 +10,7 @@ CTX = RunContext()
 ROWS = [(i, f"Zoë {i}", None if i % 3 == 0 else f"{i}.5") for i in range(25)]
 
 
-def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
     from clinicflow.toolkit.configs import built, loader_of
     from flows.pipeline import resolve_connection
 

@@ -64,7 +64,7 @@ def test_transient_5xx_and_dropped_connections_are_retried(api: Api) -> None:
 
 def test_gives_up_after_max_retries_and_never_retries_404(api: Api) -> None:
     down = HttpExtractor(api.base + "/always503", records_path="data", max_retries=2, backoff_seconds=0.01)
-    with pytest.raises(ToolkitError, match="HTTP 503 from http://127.0.0.1"):
+    with pytest.raises(ToolkitError, match=r"HTTP 503 from http://127\.0\.0\.1"):
         ids(down)
     assert api.state.hits["/always503"] == 3
     with pytest.raises(ToolkitError, match="HTTP 404"):

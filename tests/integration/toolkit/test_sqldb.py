@@ -51,7 +51,7 @@ def test_postgres_extract_streams_in_batches(make_pg_db: Callable[[str], Postgre
     assert len(first) == 20 and first.rows[0] == (6, "n6")
     rest = list(gen)
     assert [len(b) for b in rest] == [20, 5]
-    with pytest.raises(ToolkitError, match="SQL extract from postgresql://postgres@.*UndefinedTable"):
+    with pytest.raises(ToolkitError, match=r"SQL extract from postgresql://postgres@.*UndefinedTable"):
         list(SqlExtractor(db, "SELECT * FROM nope", dialect="postgres").extract(RunContext()))
 
 

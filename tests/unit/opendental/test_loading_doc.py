@@ -27,7 +27,7 @@ def _rows() -> list[tuple[str, str]]:
 def _column(spelling: str) -> SourceColumn:
     match = _TYPE.match(spelling)
     assert match, spelling
-    base, first, second, unsigned = match.groups()
+    base, first, second, _unsigned = match.groups()
     precision = int(first) if first else None
     scale = int(second) if second else None
     kwargs = {}

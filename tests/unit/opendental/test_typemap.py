@@ -13,7 +13,7 @@ from clinicflow.opendental.tables.typemap import (
 )
 
 
-def col(data_type: str, column_type: str | None = None, **kw) -> SourceColumn:  # noqa: ANN003
+def col(data_type: str, column_type: str | None = None, **kw) -> SourceColumn:
     return SourceColumn("c", data_type, column_type or data_type, **kw)
 
 

@@ -153,7 +153,7 @@ def test_non_numeric_column_and_unreadable_file_fail_with_the_reason(tmp_path: P
         run_processor("rolling_mean", source_for(path), RollingMeanParams(window=2, columns=["b"]), lambda _p: None)
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet")
-    with pytest.raises(DataFileError, match="bad.parquet"):
+    with pytest.raises(DataFileError, match=r"bad\.parquet"):
         describe_file(bad, bad.name)
 
 

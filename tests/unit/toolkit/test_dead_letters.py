@@ -56,7 +56,7 @@ def test_old_run_folders_are_pruned_to_keep_runs(tmp_path: Path) -> None:
     assert sorted(p.name for p in dead.iterdir()) == ["r2", "r3"]
 
 
-def test_max_rejected_fraction_decides_completed_with_a_warning_or_failed(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+def test_max_rejected_fraction_decides_completed_with_a_warning_or_failed(tmp_path: Path, caplog) -> None:
     write_csv(tmp_path / "big.csv", 997, 3)  # 3 of 1,000 rejected: 0.3%
     dead = tmp_path / "dead"
     lenient = converting("load_big", tmp_path / "big.csv", tmp_path / "big.out.csv", dead)

@@ -64,7 +64,7 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no pipeline named 'nope'" in missing.output
 
 
-def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:
     write(tmp_path, "ep_pipelines_mod.py", GOOD.format(name="from-entry-point"))
     dist = tmp_path / "ep_pipelines-0.1.dist-info"
     dist.mkdir()

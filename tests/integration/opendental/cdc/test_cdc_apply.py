@@ -134,7 +134,7 @@ def test_a_purged_position_is_refused_naming_the_retention_setting(binlog_mariad
         assert stored not in binlog_files(conn)
     finally:
         conn.close()
-    with pytest.raises(CdcError, match="purged.*binlog_expire_logs_seconds.*--resnapshot"):
+    with pytest.raises(CdcError, match=r"purged.*binlog_expire_logs_seconds.*--resnapshot"):
         _catch_up(src, replica, pg, config)
     assert _catch_up(src, replica, pg, config, resnapshot=True).snapshot
     assert_equal(src, replica, pg, config)

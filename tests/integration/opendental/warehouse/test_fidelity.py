@@ -176,7 +176,7 @@ def test_a_table_whose_planning_dies_fails_alone_and_the_run_is_recorded(
 
     real_prepare = replica_copy.prepare_table
 
-    def dying_prepare(src: MySQLServer, dst: MySQLServer, table: str, *args: object, **kwargs: object):  # noqa: ANN202
+    def dying_prepare(src: MySQLServer, dst: MySQLServer, table: str, *args: object, **kwargs: object):
         if table == "procedurelog":
             raise MemoryError("simulated: planning procedurelog ran out of memory")
         return real_prepare(src, dst, table, *args, **kwargs)
