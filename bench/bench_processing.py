@@ -232,8 +232,7 @@ def run_celery_anchor(env: dict[str, str], database: Any, file_id: int, jobs: in
     broker_db = f"redis://127.0.0.1:6379/{11 + os.getpid() % 4}"
     app.conf.broker_url = broker_db
     app.connection_for_write().default_channel.client.flushdb()
-    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
-        log = open(Path(tmp) / "celery.log", "wb")
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp, open(Path(tmp) / "celery.log", "wb") as log:
         worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "bench.celery_anchor", "worker",
                                    "--concurrency", str(concurrency), "--pool", "prefork", "--loglevel", "WARNING",
                                    "--without-gossip", "--without-mingle", "--without-heartbeat"],

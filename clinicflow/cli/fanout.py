@@ -6,6 +6,7 @@ limit name (docs/scale-out.md). Idempotent: creates the limit or sets its size.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import typer
@@ -78,10 +79,8 @@ def deploy_children_on_process_pool(pool: str) -> list[str]:
                 if found.type != "process":
                     raise ValueError(f"work pool {pool!r} is a {found.type} pool, not a process pool")
             except ObjectNotFound:
-                try:
+                with contextlib.suppress(ObjectAlreadyExists):
                     await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-                except ObjectAlreadyExists:
-                    pass
             made = []
             for name, entrypoint in CHILD_DEPLOYMENTS:
                 child: Any = load_flow_from_entrypoint(str(CHECKOUT_ROOT / entrypoint))

@@ -241,7 +241,7 @@ class LLMExtractor:
         out = validate_output(document_id, raw, payload=payload, text=self._texts.get(document_id, ""))
         if out.medical is not None:
             filled = out.medical.model_dump(exclude_defaults=True, exclude={"provenance"})
-            out.medical.provenance = {name: f"llm:{self.model}:{self.prompt_version}" for name in filled}
+            out.medical.provenance = dict.fromkeys(filled, f"llm:{self.model}:{self.prompt_version}")
         return out
 
     def _complete(self, prompt: str, what: str) -> str | None:

@@ -111,7 +111,7 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
     values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     means: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     totals = {c: {"count": 0, "sum": 0.0, "min": math.inf, "max": -math.inf} for c in columns}
-    emitted = {c: 0 for c in columns}
+    emitted = dict.fromkeys(columns, 0)
     rows = 0
 
     def keep(column: str, out: np.ndarray) -> None:

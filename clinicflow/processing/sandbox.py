@@ -306,10 +306,8 @@ def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, 
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_everything(process: subprocess.Popen[bytes], run_uid: int | None) -> None:

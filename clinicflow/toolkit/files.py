@@ -182,10 +182,7 @@ class FileLoader:
     def _write(self, batches: Iterable[Batch]) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(".partial-" + self.path.name)  # keeps the suffixes: same compression
-        if self.format == "parquet":
-            written = self._parquet(batches, partial)
-        else:
-            written = self._text(batches, partial)
+        written = self._parquet(batches, partial) if self.format == "parquet" else self._text(batches, partial)
         partial.replace(self.path)  # readers never see a half-written file
         return written
 

@@ -78,10 +78,7 @@ def takes_parameters(annotation: Any) -> bool:
 def _default_text(field: Any) -> str:
     if field.is_required():
         return "required"
-    if field.default_factory is not None:
-        value = field.default_factory()
-    else:
-        value = field.default
+    value = field.default_factory() if field.default_factory is not None else field.default
     if value is PydanticUndefined:
         return "required"
     if isinstance(value, BaseModel):

@@ -19,8 +19,9 @@ from clinicflow.toolkit.configs import LambdaConfig, config_placeholders
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _CRON_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
-_CRON_NAMES = [{}, {}, {}, {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-               {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}]
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+_CRON_NAMES = [{}, {}, {}, {m: i + 1 for i, m in enumerate(_MONTHS)}, {d: i for i, d in enumerate(_DAYS)}]
 
 
 def validate_cron(expression: str) -> str:

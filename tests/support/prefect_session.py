@@ -11,6 +11,7 @@ started it. Unit tests never start it.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -135,10 +136,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     def cleanup() -> None:
         if "prefect.logging.handlers" in sys.modules:  # this process's queued run logs reach the server first
-            try:
+            with contextlib.suppress(Exception):  # logs we could not send do not fail the session
                 sys.modules["prefect.logging.handlers"].APILogHandler.flush()
-            except Exception:  # noqa: BLE001 - logs we could not send do not fail the session
-                pass
         stop_session_server(folder)
         os.environ.pop(SESSION_DIR_VAR, None)
 
@@ -165,20 +164,14 @@ def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> No
     shared wait, then SIGKILL to whatever is left (a worker's flow-run children go with it)."""
     alive = [p for p in processes if p.poll() is None]
     for process in alive:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     for process in alive:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
     for process in alive:
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=timeout)

@@ -17,6 +17,7 @@ policy (:func:`clinicflow.core.retry.call_with_retry`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -146,11 +147,9 @@ class GcsWriter:
     def delete(self, name: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             call_with_retry(lambda: self.bucket.blob(self._key(name)).delete(), what=f"delete {name}",
                             retries=self.retry.retries, base=self.retry.backoff_base)
-        except NotFound:
-            pass
 
     def list_names(self, prefix: str = "") -> Iterator[str]:
         for blob in self.bucket.client.list_blobs(self.bucket, prefix=self.folder + prefix):

@@ -2,6 +2,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -276,10 +277,8 @@ class CdcRunner:
             self.report.position = position
             state.set_status(ctl, self.source, "stopped")
         except BaseException as exc:
-            try:
+            with contextlib.suppress(Exception):  # the original error is what matters
                 state.set_status(ctl, self.source, "failed", message=f"{type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001 - the original error is what matters
-                pass
             raise
         finally:
             ctl.close()

@@ -175,11 +175,11 @@ def is_widening(old: Column, new: Column) -> bool:
     """Whether every value of ``old`` is the same value in ``new`` (an ALTER ... MODIFY keeps every row)."""
     if old.nullable and not new.nullable:
         return False
-    if old.collation != new.collation:
-        # utf8mb3 → utf8mb4 keeps every character and its bytes; the comparison rules stay the same family.
-        if not (_charset(old.collation) == "utf8mb3" and _charset(new.collation) == "utf8mb4"
-                and old.collation.split("_", 1)[1:] == new.collation.split("_", 1)[1:]):
-            return False
+    # utf8mb3 → utf8mb4 keeps every character and its bytes; the comparison rules stay the same family.
+    if old.collation != new.collation and not (
+            _charset(old.collation) == "utf8mb3" and _charset(new.collation) == "utf8mb4"
+            and old.collation.split("_", 1)[1:] == new.collation.split("_", 1)[1:]):
+        return False
     if old.column_type == new.column_type:
         return True
     unsigned_old, unsigned_new = "unsigned" in old.column_type, "unsigned" in new.column_type

@@ -52,11 +52,11 @@ def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> No
     with tempfile.NamedTemporaryFile() as f:
         client.export_query(db_with_user, sql, f)
         f.flush()
-        client_bytes = open(f.name, "rb").read()
+        client_bytes = Path(f.name).read_bytes()
     stream = raw_connection(db_with_user, streaming=True)
     with tempfile.NamedTemporaryFile() as f:
         stream_to_file(stream, sql, [], f.name, 0)
-        pymysql_bytes = open(f.name, "rb").read()
+        pymysql_bytes = Path(f.name).read_bytes()
     stream.close()
     assert client_bytes == pymysql_bytes
     assert client_bytes.count(b"\n") == 3 and b"\\N" in client_bytes and b"\\0" in client_bytes
@@ -74,7 +74,7 @@ def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(d
     stream = raw_connection(db_with_user, streaming=True)
     with tempfile.NamedTemporaryFile() as f:
         stream_to_file(stream, sql, [], f.name, 0)
-        pymysql_bytes = open(f.name, "rb").read()
+        pymysql_bytes = Path(f.name).read_bytes()
     stream.close()
     assert len(client_bytes) > 5_000_000 and client_bytes == pymysql_bytes
 

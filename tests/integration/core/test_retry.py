@@ -16,18 +16,16 @@ def test_real_lost_connection_is_transient(mysql_server: MySQLServer) -> None:
     with killer.cursor() as cur:
         cur.execute(f"KILL {int(victim)}")
     killer.close()
-    with pytest.raises(pymysql.err.OperationalError) as info:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
+    with pytest.raises(pymysql.err.OperationalError) as info, conn.cursor() as cur:
+        cur.execute("SELECT 1")
     assert is_transient(info.value)
 
 
 def test_real_sql_error_is_not_transient(mysql_server: MySQLServer) -> None:
     conn = mysql_server.connect()
     try:
-        with pytest.raises(pymysql.err.ProgrammingError) as info:
-            with conn.cursor() as cur:
-                cur.execute("SELECT * FROM no_such_db.no_such_table")
+        with pytest.raises(pymysql.err.ProgrammingError) as info, conn.cursor() as cur:
+            cur.execute("SELECT * FROM no_such_db.no_such_table")
         assert not is_transient(info.value)
     finally:
         conn.close()
@@ -56,9 +54,8 @@ def test_real_lock_wait_timeout_is_transient(make_mysql_db) -> None:
 def test_postgres_errors_classified(pg_server: PostgresServer) -> None:
     conn = pg_server.connect()
     try:
-        with pytest.raises(psycopg2.Error) as info:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1/0")
+        with pytest.raises(psycopg2.Error) as info, conn.cursor() as cur:
+            cur.execute("SELECT 1/0")
         assert not is_transient(info.value)
     finally:
         conn.close()

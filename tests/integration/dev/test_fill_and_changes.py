@@ -64,7 +64,7 @@ CHANGED_TABLES = {"procedurelog": "DateTStamp", "paysplit": "SecDateTEdit", "cla
 @pytest.fixture(scope="module")
 def changes_db(module_db: MySQLServer) -> MySQLServer:
     """Seeded once; each test below changes only its own table."""
-    generator.seed(module_db, rows={table: 300 for table in CHANGED_TABLES}, scale=0, edge_cases=False)
+    generator.seed(module_db, rows=dict.fromkeys(CHANGED_TABLES, 300), scale=0, edge_cases=False)
     return module_db
 
 

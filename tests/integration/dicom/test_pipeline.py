@@ -150,9 +150,8 @@ def test_one_run_per_dataset_at_a_time(reports_db) -> None:
 
     with StateStore(reports_db, "ds") as first, StateStore(reports_db, "ds") as second:
         with first.run_lock():
-            with pytest.raises(DatasetBusyError, match="another run of dataset 'ds'"):
-                with second.run_lock():
-                    pass
+            with pytest.raises(DatasetBusyError, match="another run of dataset 'ds'"), second.run_lock():
+                pass
             with StateStore(reports_db, "other-dataset").run_lock():
                 pass  # other datasets are independent
         with second.run_lock():

@@ -77,8 +77,9 @@ def test_killed_twice_and_rerun_equals_a_clean_run(prefect_server, reports_db, f
     clean_bucket, resumed_bucket = gcs_emulator.new_bucket(), gcs_emulator.new_bucket()
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET", clean_bucket)
-    params = dict(bucket_kind="gcs", query="reports", base_location=file_server.base_url, batch_size=2,
-                  max_concurrency=2, page_size=5, failure_threshold=1, retry_backoff_seconds=0.01, download_retries=1)
+    params = {"bucket_kind": "gcs", "query": "reports", "base_location": file_server.base_url, "batch_size": 2,
+              "max_concurrency": 2, "page_size": 5, "failure_threshold": 1, "retry_backoff_seconds": 0.01,
+              "download_retries": 1}
     clean = extract_dicom_reports(state_schema="state_clean", **params)
     assert clean["converted"] == FILES
 

@@ -8,6 +8,7 @@ every process the demo had started.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -83,10 +84,8 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
         while not any(line.startswith("submitted demo jobs") for line in output):
             assert demo.poll() is None or not lines.empty(), "".join(output)
             assert time.monotonic() < deadline, "no 'submitted demo jobs' line:\n" + "".join(output)
-            try:
+            with contextlib.suppress(queue.Empty):
                 output.append(lines.get(timeout=1))
-            except queue.Empty:
-                pass
         text = "".join(output)
         url = re.search(r"processing service: (http://127\.0\.0\.1:\d+)/ui/", text).group(1)  # type: ignore[union-attr]
         token = re.search(r"API token: (\S+)", text).group(1)  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ source; `clinicflow status` exits 1 with the reason after each failed start.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -165,10 +166,8 @@ class _PortForwarder:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.closed = True
