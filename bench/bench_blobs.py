@@ -187,7 +187,8 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
         nightly = _child("nightly", src, rep, pg)
         print("nightly:", json.dumps(nightly), flush=True)
         expected = _fingerprint_mysql(src)
-        assert _fingerprint_mysql(rep) == expected and _fingerprint_pg(pg, "raw") == expected, "nightly left a diff"
+        assert _fingerprint_mysql(rep) == expected, "nightly left a diff"
+        assert _fingerprint_pg(pg, "raw") == expected, "nightly left a diff"
 
         full = replica["seconds"] + load["seconds"]
         rss = max(replica["rss_mb"], load["rss_mb"], nightly["rss_mb"])

@@ -90,7 +90,8 @@ def bench_peaks(points: int, rounds: int) -> None:
                 runs[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = {case: min(r["seconds"] for r in results) for case, results in runs.items()}
     peaks = {case: {r["peaks"] for r in results} for case, results in runs.items()}
-    assert peaks["processor"] == peaks["anchor"] and len(peaks["anchor"]) == 1, peaks
+    assert peaks["processor"] == peaks["anchor"], peaks
+    assert len(peaks["anchor"]) == 1, peaks
     print(f"peak detection, {points:,} points, find_peaks({PEAK_PARAMS}), best of {rounds}:")
     for case, label in (("processor", "peak_detection processor (1M-row chunks)"),
                         ("anchor", "plain pandas+scipy script (anchor)")):
@@ -155,7 +156,9 @@ def check_once(label: str, ids: list[int], rows: list[dict[str, Any]]) -> None:
     lost = set(ids) - {r["id"] for r in rows}
     print(f"  {label}: rows {len(rows)}, distinct ids {len(set(ids))}, lost {len(lost)}, statuses {statuses}")
     failed = [r["error"] for r in rows if r["status"] != "COMPLETED"][:3]
-    assert not lost and len(set(ids)) == len(ids) and statuses == {"COMPLETED": len(ids)}, failed
+    assert not lost, failed
+    assert len(set(ids)) == len(ids), failed
+    assert statuses == {"COMPLETED": len(ids)}, failed
 
 
 def bench_jobs(jobs: int, processes: int, threads: int) -> None:
@@ -215,7 +218,8 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     print(f"  ratio service/Celery (jobs/minute): {per_minute / anchor_per_minute:.2f}")
     check_once("service", ids, rows)
     check_once("Celery anchor", [r["id"] for r in anchor_rows], anchor_rows)
-    assert len(run_counts) == jobs and set(run_counts) == {1}, f"task runs per job: {sorted(set(run_counts))}"
+    assert len(run_counts) == jobs, f"task runs per job: {sorted(set(run_counts))}"
+    assert set(run_counts) == {1}, f"task runs per job: {sorted(set(run_counts))}"
     print(f"  service: {len(run_counts)} task runs, each ran once; {len({r['worker'] for r in rows})} task "
           f"worker processes shared the jobs")
 

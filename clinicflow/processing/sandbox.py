@@ -249,7 +249,8 @@ def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, 
 def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, run_uid: int | None,
              poll: Callable[[], None] | None = None) -> Outcome:
     """Read stdout (up to the limit) and stderr (its tail) as they come, until both end or the deadline."""
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     out = bytearray()
     tail = bytearray()
     over = timed_out = False

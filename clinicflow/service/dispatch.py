@@ -101,7 +101,8 @@ class Dispatcher:
 
     def submit(self, result_id: int, row_count: int) -> None:
         """Queue one row for sending (from any thread or event loop; returns at once)."""
-        assert self._loop is not None and self._queue is not None, "the dispatcher is not started"
+        assert self._loop is not None, "the dispatcher is not started"
+        assert self._queue is not None, "the dispatcher is not started"
         self._loop.call_soon_threadsafe(self._queue.put_nowait, (result_id, row_count))
 
     def as_deployment_run(self, row_count: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -34,7 +33,7 @@ def _is_database_address(address: Any) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def no_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
     real_popen_init = subprocess.Popen.__init__
@@ -66,4 +65,3 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(psycopg2, "connect", pg_connect)
     monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
-    yield

@@ -17,7 +17,9 @@ def test_env_mode_builds_block_from_variables(monkeypatch: pytest.MonkeyPatch) -
     block = resolve_block("opendental-source", MySQLServer)
     assert (block.host, block.port, block.database) == ("db.example", 3307, "opendental")
     assert block.password.get_secret_value() == SECRET
-    assert SECRET not in repr(block) and SECRET not in str(block) and SECRET not in block.describe()
+    assert SECRET not in repr(block)
+    assert SECRET not in str(block)
+    assert SECRET not in block.describe()
 
 
 def test_env_mode_defaults_per_block_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,8 @@ def test_ranges_from_boundaries_cover_every_key_once() -> None:
     assert ranges_from_boundaries([])[0].predicate("Id", "mysql") == ("1=1", [])
     # Random 63-bit keys: the number of ranges follows the boundaries given, never the key span.
     huge = ranges_from_boundaries([-(2**62), 2**62, 2**63 - 2])
-    assert len(huge) == 4 and huge[-1].lower == 2**63 - 2
+    assert len(huge) == 4
+    assert huge[-1].lower == 2**63 - 2
 
 
 def test_a_plan_past_the_range_limit_is_refused_before_allocating() -> None:
@@ -40,7 +41,7 @@ def test_rows_per_range_grows_so_the_range_count_stays_bounded() -> None:
     assert rows_per_range(1_000, 100) == 100
     assert rows_per_range(10**9, 100, max_ranges=20_000) == 50_000
     assert rows_per_range(0, 7) == 7
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rows per range must be positive"):
         rows_per_range(10, 0)
 
 
@@ -76,7 +77,9 @@ def test_inline_predicate_writes_integer_bounds_in() -> None:
 def test_equally_spaced_boundaries_index_by_arithmetic() -> None:
     from clinicflow.opendental.chunks import even_step
 
-    assert even_step([10, 20, 30]) == 10 and even_step([10, 20, 35]) is None and even_step([5]) is None
+    assert even_step([10, 20, 30]) == 10
+    assert even_step([10, 20, 35]) is None
+    assert even_step([5]) is None
     assert bucket_sql("`k`", [101, 201, 301], "mysql") == "LEAST(GREATEST((`k` - 1) DIV 100, 0), 3)"
     assert bucket_sql('"k"', [101, 201], "postgres") == 'LEAST(GREATEST(("k" - 1) / 100, 0), 2)'
     assert bucket_sql("`k`", [-5, 10], "mysql") == "LEAST(GREATEST((`k` - (-20)) DIV 15, 0), 2)"

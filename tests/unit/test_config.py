@@ -19,22 +19,26 @@ def _error(data: dict) -> str:
 
 def test_unknown_key_names_table_and_field() -> None:
     msg = _error({"tables": {"patient": {"primary_key": ["PatNum"], "batchsize": 10}}})
-    assert "'patient'" in msg and "'batchsize'" in msg
+    assert "'patient'" in msg
+    assert "'batchsize'" in msg
 
 
 def test_wrong_type_names_table_and_field() -> None:
     msg = _error({"tables": {"procedurelog": {"batch_size": "lots"}}})
-    assert "'procedurelog'" in msg and "'batch_size'" in msg
+    assert "'procedurelog'" in msg
+    assert "'batch_size'" in msg
 
 
 def test_unknown_strategy_names_table_and_field() -> None:
     msg = _error({"tables": {"claim": {"extraction_strategy": "sometimes"}}})
-    assert "'claim'" in msg and "'extraction_strategy'" in msg
+    assert "'claim'" in msg
+    assert "'extraction_strategy'" in msg
 
 
 def test_incremental_without_columns_names_table_and_field() -> None:
     msg = _error({"tables": {"payment": {"primary_key": ["PayNum"], "extraction_strategy": "incremental"}}})
-    assert "'payment'" in msg and "'incremental_columns'" in msg
+    assert "'payment'" in msg
+    assert "'incremental_columns'" in msg
 
 
 def test_invalid_table_name_is_rejected() -> None:
@@ -48,7 +52,8 @@ def test_override_is_validated_and_applied() -> None:
     )
     assert cfg.effective("patient").batch_size == 7
     msg = _error({"tables": {"patient": {}}, "overrides": {"patient": {"tier": "top"}}})
-    assert "'patient'" in msg and "tier" in msg
+    assert "'patient'" in msg
+    assert "tier" in msg
 
 
 def test_tiers_order_critical_first() -> None:
@@ -68,7 +73,8 @@ def test_every_name_the_project_makes_is_reserved_in_tables_yml() -> None:
     from clinicflow.opendental.tables.config import MAX_TABLE_NAME, RESERVED_SUFFIXES, reserved_name_error
     from clinicflow.opendental.warehouse import ddl, load_plan
 
-    assert copy_plan.SHADOW_SUFFIX in RESERVED_SUFFIXES and copy_plan.OLD_SUFFIX in RESERVED_SUFFIXES
+    assert copy_plan.SHADOW_SUFFIX in RESERVED_SUFFIXES
+    assert copy_plan.OLD_SUFFIX in RESERVED_SUFFIXES
     for name in (copy_plan.STATE_TABLE, load_plan.STAGE_SCHEMA, ddl.replaced_schema(load_plan.STAGE_SCHEMA),
                  "patient" + copy_plan.SHADOW_SUFFIX, "patient" + copy_plan.OLD_SUFFIX, "patient__cf_stage"):
         assert reserved_name_error(name) is not None, name

@@ -75,7 +75,8 @@ def test_download_limits_come_from_the_options() -> None:
                      allowed_roots=["/a", "/b"], allow_private_redirects=True).download_limits()
     assert limits.max_bytes == int(1.5 * 1024 * 1024)
     assert (limits.timeout_seconds, limits.retries, limits.backoff_base_seconds) == (7, 2, 0.25)
-    assert limits.allowed_roots == ("/a", "/b") and limits.allow_private_redirects
+    assert limits.allowed_roots == ("/a", "/b")
+    assert limits.allow_private_redirects
 
 
 def test_the_models_defaults_are_the_flows() -> None:

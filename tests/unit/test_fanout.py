@@ -55,7 +55,7 @@ def test_a_rerun_keeps_completed_waits_for_running_and_retries_only_failed_parti
 def test_poll_delays_grow_to_their_cap() -> None:
     delays = list(itertools.islice(fanout.poll_delays(1.0, 2.0, 5.0), 5))
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need 0 < first <= cap"):
         next(fanout.poll_delays(0, 2, 5))
 
 
@@ -66,8 +66,11 @@ def test_partition_report_names_failed_and_missing_tables() -> None:
     assert (ok.status, ok.rows, ok.failed_tables, ok.error) == ("ok", 30, [], "")
     crashed = fanout.ChildRun(part.name, 1, "x", "CRASHED", "Crashed", "pod lost")
     bad = fanout.report_partition(part, crashed, {"a": {"status": "ok", "rows": 5}, "b": {"status": "failed"}})
-    assert bad.status == "failed" and bad.failed_tables == ["b", "c"]
-    assert "Crashed" in bad.error and "pod lost" in bad.error and "no result for c" in bad.error
+    assert bad.status == "failed"
+    assert bad.failed_tables == ["b", "c"]
+    assert "Crashed" in bad.error
+    assert "pod lost" in bad.error
+    assert "no result for c" in bad.error
     message = fanout.failed_partitions_message([ok, bad])
     assert message.startswith("1 of 2 partitions failed: t3-small-a..c (")
     assert fanout.failed_partitions_message([ok]) == ""
@@ -76,5 +79,5 @@ def test_partition_report_names_failed_and_missing_tables() -> None:
 
 def test_overhead_per_child() -> None:
     assert fanout.overhead_per_child(30.0, 10.0, children=8, workers=2) == 5.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need at least one child and one worker"):
         fanout.overhead_per_child(1, 1, children=0, workers=1)

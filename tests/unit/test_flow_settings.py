@@ -97,7 +97,8 @@ def test_the_nightly_and_replicate_flows_share_one_tier_runner() -> None:
     for module in ("nightly", "nightly_fanout", "replicate"):
         text = (FLOWS / f"{module}.py").read_text(encoding="utf-8")
         assert "from flows.tiers import" in text, module
-        assert "class _TierRun" not in text and "def run_tier(" not in text, module
+        assert "class _TierRun" not in text, module
+        assert "def run_tier(" not in text, module
 
 
 @pytest.mark.parametrize(("flow_module", "flow_name", "expected"), [
@@ -128,4 +129,5 @@ def test_fanout_children_get_the_clinic_blocks_and_limit() -> None:
                               analytics_block="clinic-a-analytics", concurrency_limit="clinicflow-fanout-clinic-a")
     accepted = set(inspect.signature(nightly_tables.fn).parameters)
     assert set(params) | {"tables", "run_id"} <= accepted
-    assert params["source_block"] == "clinic-a-source" and params["concurrency_limit"] == "clinicflow-fanout-clinic-a"
+    assert params["source_block"] == "clinic-a-source"
+    assert params["concurrency_limit"] == "clinicflow-fanout-clinic-a"

@@ -18,7 +18,8 @@ def test_call_with_retry_retries_transient_then_succeeds() -> None:
 
     assert call_with_retry(flaky, what="flaky", sleep=sleeps.append) == "ok"
     assert len(calls) == 3
-    assert len(sleeps) == 2 and sleeps[1] > 0
+    assert len(sleeps) == 2
+    assert sleeps[1] > 0
 
 
 def test_call_with_retry_does_not_retry_permanent() -> None:

@@ -35,4 +35,5 @@ def test_rich_bars_on_a_terminal() -> None:
     with table_progress(console):
         run_a_tier()
     text = out.getvalue()
-    assert "tier 1: claim failed (0 loaded); total 12 copied, 10 loaded" in text and "2/2" in text
+    assert "tier 1: claim failed (0 loaded); total 12 copied, 10 loaded" in text
+    assert "2/2" in text

@@ -32,4 +32,5 @@ def test_directory_and_missing_paths_are_one_line(tmp_path: Path) -> None:
     for path, expected in ((tmp_path, "is a directory"), (tmp_path / "nope.yml", "file not found")):
         with pytest.raises(ConfigError) as info:
             load_tables_config(path)
-        assert expected in str(info.value) and "\n" not in str(info.value)
+        assert expected in str(info.value)
+        assert "\n" not in str(info.value)

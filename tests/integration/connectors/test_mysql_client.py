@@ -59,7 +59,9 @@ def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> No
         pymysql_bytes = Path(f.name).read_bytes()
     stream.close()
     assert client_bytes == pymysql_bytes
-    assert client_bytes.count(b"\n") == 3 and b"\\N" in client_bytes and b"\\0" in client_bytes
+    assert client_bytes.count(b"\n") == 3
+    assert b"\\N" in client_bytes
+    assert b"\\0" in client_bytes
 
 
 def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(db_with_user: MySQLServer) -> None:
@@ -76,7 +78,8 @@ def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(d
         stream_to_file(stream, sql, [], f.name, 0)
         pymysql_bytes = Path(f.name).read_bytes()
     stream.close()
-    assert len(client_bytes) > 5_000_000 and client_bytes == pymysql_bytes
+    assert len(client_bytes) > 5_000_000
+    assert client_bytes == pymysql_bytes
 
 
 def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
@@ -106,8 +109,11 @@ def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
         fds = {os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
         export.stdout.read()
         export.finish()
-    assert b"env-sentinel-7f3a" not in environ and b"MYSQL_PWD" not in environ and b"CLINICFLOW" not in environ
-    assert TRICKY_PASSWORD.encode() not in environ and TRICKY_PASSWORD.encode() not in cmdline
+    assert b"env-sentinel-7f3a" not in environ
+    assert b"MYSQL_PWD" not in environ
+    assert b"CLINICFLOW" not in environ
+    assert TRICKY_PASSWORD.encode() not in environ
+    assert TRICKY_PASSWORD.encode() not in cmdline
     assert b"--defaults-extra-file=/dev/fd/" in cmdline
     assert any(target.startswith("/memfd:clinicflow-mysql-options") for target in fds), fds
     assert not any(target.endswith(".cnf") for target in fds)

@@ -78,7 +78,8 @@ def test_from_env_creates_then_leaves_unchanged_then_updates(clean_env: pytest.M
 
     second = runner.invoke(app, ["blocks", "setup", "--from-env"])
     assert second.exit_code == 0, second.output
-    assert second.output.count("unchanged") == 3 and "created" not in second.output
+    assert second.output.count("unchanged") == 3
+    assert "created" not in second.output
 
     clean_env.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", SECRET + "-rotated")
     outcomes = {o.name: o.action for o in setup_blocks(from_env=True, file=None) if o.action != "skipped"}
@@ -95,7 +96,8 @@ def test_from_env_skips_blocks_without_variables_and_only_fails_when_asked_for_t
     assert outcomes["analytics-postgres"].action == "skipped"
     assert "CLINICFLOW_ANALYTICS_POSTGRES_*" in outcomes["analytics-postgres"].detail
     result = CliRunner().invoke(app, ["blocks", "setup", "--from-env", "--only", "analytics-postgres"])
-    assert result.exit_code == 1 and "requested but not set up: analytics-postgres" in result.output
+    assert result.exit_code == 1
+    assert "requested but not set up: analytics-postgres" in result.output
 
 
 def test_from_file(tmp_path: Path, clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None) -> None:
@@ -117,7 +119,7 @@ blocks:
     assert PostgresServer.load("analytics-postgres").database == "dw"
 
 
-@pytest.mark.parametrize("data,message", [
+@pytest.mark.parametrize(("data", "message"), [
     ({"blocks": {"opendental-source": {"port": "not-a-port", "password": SECRET}}}, "'opendental-source': port"),
     ({"blocks": {"opendental-source": {"password": 12345}}}, "'opendental-source': password"),
     ({"blocks": {"analytics-postgres": {"type": "clinicflow-mysql-server"}}}, "must be of type 'clinicflow-postgres"),
@@ -130,7 +132,8 @@ def test_bad_file_names_block_and_field_never_the_value(data: dict, message: str
         blocks_from_mapping(data, "blocks.yml")
     assert message in str(info.value)
     assert "blocks.yml" in str(info.value)
-    assert SECRET not in str(info.value) and "12345" not in str(info.value)
+    assert SECRET not in str(info.value)
+    assert "12345" not in str(info.value)
 
 
 def test_setup_refuses_to_run_without_a_prefect_api(clean_env: pytest.MonkeyPatch) -> None:
@@ -140,7 +143,8 @@ def test_setup_refuses_to_run_without_a_prefect_api(clean_env: pytest.MonkeyPatc
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         result = CliRunner().invoke(app, ["blocks", "setup", "--from-env"])
     assert result.exit_code == 1
-    assert "PREFECT_API_URL is not set" in result.output and SECRET not in result.output
+    assert "PREFECT_API_URL is not set" in result.output
+    assert SECRET not in result.output
 
 
 def test_register_registers_clinicflow_block_types(prefect_server: None) -> None:

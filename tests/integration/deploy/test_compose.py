@@ -62,6 +62,8 @@ def test_custom_scripts_run_in_a_credential_free_runner_on_an_internal_network(c
     runner = compose["services"]["clinicflow-script-runner"]
     assert runner["command"][:3] == ["python", "-m", "clinicflow.processing.script_server"]
     assert set(runner["environment"]) == {"CLINICFLOW_PROCESSING_SANDBOX"}  # no credential
-    assert runner["read_only"] is True and runner["cap_drop"] == ["ALL"] and runner["networks"] == ["scripts"]
+    assert runner["read_only"] is True
+    assert runner["cap_drop"] == ["ALL"]
+    assert runner["networks"] == ["scripts"]
     assert compose["networks"]["scripts"]["internal"] is True
     assert "scripts" in compose["services"]["worker"]["networks"]

@@ -68,10 +68,13 @@ def test_multi_stage_pinned_locked_and_non_root() -> None:
     # The last stage runs as a numeric non-root user (Kubernetes' runAsNonRoot can verify it).
     last_stage = steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM"):]
     users = [rest for kw, rest in last_stage if kw == "USER"]
-    assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
+    assert users
+    assert users[-1].split(":")[0].isdigit()
+    assert users[-1].split(":")[0] != "0"
     env = " ".join(rest for kw, rest in last_stage if kw == "ENV")
     assert "PREFECT_HOME=/home/clinicflow/.prefect" in env
-    assert "mkdir -p /home/clinicflow/.prefect" in runs and "chown -R clinicflow:clinicflow /home/clinicflow" in runs
+    assert "mkdir -p /home/clinicflow/.prefect" in runs
+    assert "chown -R clinicflow:clinicflow /home/clinicflow" in runs
     assert not any(kw == "ENTRYPOINT" for kw, _ in last_stage), "the worker passes the whole command as args"
 
 

@@ -166,7 +166,8 @@ def test_deploy_all_against_the_kubernetes_pool_keeps_job_variables(deployed: Pr
         assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
     nightly = next(d for d in on_server if d["name"] == "nightly")
     (schedule,) = nightly["schedules"]
-    assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["schedule"]["timezone"] == "America/New_York"
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "America/New_York"
 
 
 def run_deployment(stack: PrefectStack, deployment: str, params: list[str], timeout: int = 240
@@ -185,7 +186,8 @@ def test_schema_analysis_deployment_runs_to_completion(deployed: PrefectStack, t
     assert code == 0, log
     assert "Completed" in log
     text = output.read_text(encoding="utf-8")
-    assert "patient:" in text and "procedurelog:" in text
+    assert "patient:" in text
+    assert "procedurelog:" in text
 
 
 def test_nightly_deployment_loads_the_source_into_postgres(deployed: PrefectStack, databases: dict[str, Any]) -> None:

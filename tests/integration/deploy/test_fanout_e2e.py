@@ -143,7 +143,8 @@ def fan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                           "--only", "opendental-replication", "--only", "analytics-postgres"], fanned_env)
         assert done.returncode == 0, done.stdout + done.stderr
         done = stack.run(["clinicflow", "fanout", "setup", "--slots", str(WORKERS)])
-        assert done.returncode == 0 and "created" in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "created" in done.stdout, done.stdout + done.stderr
         with temporary_settings({PREFECT_API_URL: stack.api_url}):
             assert ensure_concurrency_limit("clinicflow-fanout", WORKERS) == "unchanged"
         copy = process_pool_copy_of_prefect_yaml(tmp / "prefect.yaml", POOL)
@@ -217,11 +218,13 @@ def test_fanned_out_night_equals_the_in_pod_night_row_by_row(fan: dict[str, Any]
     names = sorted(p.name for tier in plan for p in tier)
     assert sorted(r.partition for r in runs) == names, "one child run per partition, none twice"
     assert {r.state_type for r in runs} == {"COMPLETED"}
-    assert {"t1-patient", "t1-procedurelog", "t1-small-appointment"} <= set(names) and len(plan) == 2
+    assert {"t1-patient", "t1-procedurelog", "t1-small-appointment"} <= set(names)
+    assert len(plan) == 2
     # The parent's run row in PostgreSQL aggregates every child's tables.
     (row,) = pg_query(fan["servers"]["fo_fan_pg"], "SELECT status, tables_total, tables_failed, rows_loaded "
                                                     "FROM clinicflow.etl_runs WHERE run_id = 'night-1'")
-    assert row[:3] == ("ok", len(fan["counts"]), 0) and row[3] == sum(fan["counts"].values())
+    assert row[:3] == ("ok", len(fan["counts"]), 0)
+    assert row[3] == sum(fan["counts"].values())
     # A rerun of a completed night starts nothing: every partition is kept.
     code, log = run_parent(fan["stack"], {"mode": "fanout", "run_key": "night-1",
                                           "tables_file": str(fan["tables_file"])})
@@ -321,7 +324,8 @@ def test_a_failing_partition_fails_the_parent_by_name_and_the_others_finish(fan:
     assert "t3-no_such_table" in log, log
     states = {r.partition: r.state_type for r in children(fan["stack"], "night-3")}
     # clinic runs as its own child, unless the catalog says it is unchanged since its last good night (not visited).
-    assert states.pop("t3-no_such_table") == "FAILED" and states in ({"t3-small-clinic": "COMPLETED"}, {}), states
+    assert states.pop("t3-no_such_table") == "FAILED", states
+    assert states in ({"t3-small-clinic": "COMPLETED"}, {}), states
     statuses = dict(pg_query(fan["servers"]["fo_fan_pg"], "SELECT table_name, status FROM clinicflow.etl_table_metrics "
                                                           "WHERE run_id = 'night-3'"))
     assert statuses["no_such_table"] == "failed"

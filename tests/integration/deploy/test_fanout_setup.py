@@ -29,7 +29,8 @@ def test_a_partition_whose_child_cannot_start_fails_by_name(prefect_server: None
     done = run_partitions("no-such-flow/no-such-deployment", f"night-{uuid.uuid4().hex[:8]}",
                           {"t1-patient": {"tables": ["patient"]}}, width=2)
     (child,) = done.values()
-    assert child.partition == "t1-patient" and child.failed
+    assert child.partition == "t1-patient"
+    assert child.failed
     assert "could not start no-such-flow/no-such-deployment" in child.message
     with pytest.raises(ValueError, match="width"):
         run_partitions("x/y", "k", {}, width=0)

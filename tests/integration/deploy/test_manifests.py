@@ -62,7 +62,8 @@ def test_base_job_template_is_regenerated_from_the_installed_prefect_kubernetes(
 
 
 def test_worker_role_grants_only_what_the_worker_calls(rendered_manifests: list[dict[str, Any]]) -> None:
-    assert not by_kind(rendered_manifests, "ClusterRole") and not by_kind(rendered_manifests, "ClusterRoleBinding")
+    assert not by_kind(rendered_manifests, "ClusterRole")
+    assert not by_kind(rendered_manifests, "ClusterRoleBinding")
     role = one(rendered_manifests, "Role", "clinicflow-worker")
     grants = {(group, resource): sorted(rule["verbs"])
               for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
@@ -83,7 +84,8 @@ def test_worker_role_grants_only_what_the_worker_calls(rendered_manifests: list[
         == "metadata.namespace"
 
 
-@pytest.mark.parametrize("kind,name", [("Deployment", "clinicflow-worker"), ("CronJob", "clinicflow-nightly-fallback")])
+@pytest.mark.parametrize(("kind", "name"), [("Deployment", "clinicflow-worker"),
+                                            ("CronJob", "clinicflow-nightly-fallback")])
 def test_workloads_are_non_root_read_only_with_writable_prefect_home_and_tmp(
         rendered_manifests: list[dict[str, Any]], kind: str, name: str) -> None:
     spec = pod_spec_of(one(rendered_manifests, kind, name))

@@ -92,7 +92,9 @@ def test_every_flow_has_a_deployment_on_the_kubernetes_pool(prefect_yaml: dict[s
             f"{item['name']}: two runs must never overlap"
     nightly = deployment(prefect_yaml, "nightly")
     (schedule,) = nightly["schedules"]
-    assert schedule["cron"] and schedule["timezone"] and schedule["active"] is True
+    assert schedule["cron"]
+    assert schedule["timezone"]
+    assert schedule["active"] is True
     assert nightly["parameters"] == {"tables": None, "full_refresh": False, "skip_verification": False}
     # The code is in the image: the only pull step enters it.
     assert prefect_yaml["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
@@ -114,7 +116,8 @@ def test_rendered_job(prefect_server: None, prefect_yaml: dict[str, Any], base_j
     variables = job_variables_at_deploy_time(prefect_yaml, name)
     job = render_job(base_job_template, variables, name)
 
-    assert job["kind"] == "Job" and job["metadata"]["namespace"] == "clinicflow"
+    assert job["kind"] == "Job"
+    assert job["metadata"]["namespace"] == "clinicflow"
     assert job["spec"]["ttlSecondsAfterFinished"] == 86400
     assert job["spec"]["activeDeadlineSeconds"] == variables["active_deadline_seconds"]
     pod = job["spec"]["template"]["spec"]
@@ -133,7 +136,8 @@ def test_rendered_job(prefect_server: None, prefect_yaml: dict[str, Any], base_j
         "requests": {"cpu": variables["cpu_request"], "memory": variables["memory_request"]},
         "limits": {"cpu": variables["cpu_limit"], "memory": variables["memory_limit"]},
     }
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["automountServiceAccountToken"] is False
     context = container["securityContext"]
     assert context == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
@@ -148,7 +152,8 @@ def test_rendered_job(prefect_server: None, prefect_yaml: dict[str, Any], base_j
     # The submitted Job validates strictly, except for one upstream quirk:
     # prefect-kubernetes requires `parallelism`/`completions` inside the pod spec
     # (its manifest check insists on them there); the API server drops them.
-    assert pod.pop("parallelism") == 1 and pod.pop("completions") == 1
+    assert pod.pop("parallelism") == 1
+    assert pod.pop("completions") == 1
     for version in K8S_VERSIONS:
         kubernetes_validate.validate(job, version, strict=True)
 

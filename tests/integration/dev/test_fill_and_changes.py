@@ -22,7 +22,8 @@ def test_bulk_fill_200k_rows_server_side(gen_db: MySQLServer) -> None:
         gen_db, "SELECT COUNT(*), MIN(ProcNum), MAX(ProcNum), COUNT(DISTINCT DateTStamp), COUNT(DISTINCT PatNum) "
         "FROM procedurelog")[0]
     assert (count, low, high) == (200_000, 1, 200_000)
-    assert distinct_stamps > 100_000 and distinct_patients == 2000  # spread like real data, keys within patient
+    assert distinct_stamps > 100_000
+    assert distinct_patients == 2000  # spread like real data, keys within patient
     # Appending continues after the current maximum key.
     assert generator.fill_table(gen_db, "procedurelog", 10) == 10
     assert _max(gen_db, "procedurelog", "ProcNum") == 200_010
@@ -80,7 +81,9 @@ def test_apply_changes_moves_the_change_column(changes_db: MySQLServer, table: s
     first_max = _max(gen_db, table, change_column)
     second = generator.apply_changes(gen_db, table, updates=3)
 
-    assert len(first["inserted"]) == 7 and len(first["updated"]) == 11 and len(first["deleted"]) == 5
+    assert len(first["inserted"]) == 7
+    assert len(first["updated"]) == 11
+    assert len(first["deleted"]) == 5
     assert not set(first["updated"]) & set(first["deleted"])
     assert min(first["inserted"]) == max(before) + 1
     after = {row[0]: row[1:] for row in query(gen_db, f"SELECT * FROM `{table}`")}

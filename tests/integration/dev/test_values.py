@@ -91,8 +91,11 @@ def test_edge_values_are_stored_byte_exact(seeded: tuple[MySQLServer, dict[str, 
     assert float(escapes["Dbl"]) == -2.2250738585072014e-308
 
     nulls = rows["NULLs and empty strings"]
-    assert nulls["TimeCol"] is None and nulls["TextMb4"] is None and nulls["BlobCol"] is None
-    assert nulls["TextMb3"] == b"" and nulls["CharCol"] == b""  # empty string next to NULL
+    assert nulls["TimeCol"] is None
+    assert nulls["TextMb4"] is None
+    assert nulls["BlobCol"] is None
+    assert nulls["TextMb3"] == b""
+    assert nulls["CharCol"] == b""  # empty string next to NULL
 
     words = rows["string NULL and backslash N"]
     assert (words["TextMb3"], words["TextMb4"], words["LongText"]) == (b"NULL", b"\\N", b"\\")

@@ -162,7 +162,8 @@ def test_a_stop_request_ends_a_download_at_once(served, tmp_path: Path) -> None:
     finally:
         cancel.clear()
         thread.join(130)
-    assert len(outcome) == 1 and isinstance(outcome[0], cancel.RunCancelled)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], cancel.RunCancelled)
     assert not (tmp_path / "out.dcm").exists()
 
 
@@ -171,7 +172,8 @@ def test_redirects_to_loopback_are_refused_unless_allowed(served, tmp_path: Path
     with pytest.raises(DownloadError) as info:
         _fetch(served.url("moved.dcm") + "?token=s3cret", tmp_path)
     assert info.value.kind == "redirect-refused"
-    assert "s3cret" not in info.value.reason and "127.0.0.1" in info.value.reason
+    assert "s3cret" not in info.value.reason
+    assert "127.0.0.1" in info.value.reason
     assert served.requests["ct.dcm"] == 0
     allowed = replace(FAST, allow_private_redirects=True)
     path = _fetch(served.url("moved.dcm"), tmp_path, allowed)
@@ -226,5 +228,6 @@ def test_a_stop_request_cuts_the_retry_backoff_short(served, tmp_path: Path) -> 
     finally:
         cancel.clear()
         thread.join(300)
-    assert len(outcome) == 1 and isinstance(outcome[0], cancel.RunCancelled)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], cancel.RunCancelled)
     assert served.requests["ct.dcm"] == 1

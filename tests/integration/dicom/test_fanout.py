@@ -35,7 +35,8 @@ def test_key_ranges_cover_every_file_once_and_never_split_one(reports_db) -> Non
     for partitions in (1, 2, 3, 7, 20):
         ranges = plan_key_ranges(whole, whole.count().files, partitions)
         assert len(ranges) == min(partitions, 7)
-        assert ranges[0].low is None and ranges[-1].high is None
+        assert ranges[0].low is None
+        assert ranges[-1].high is None
         found = []
         for key_range in ranges:
             part = _all_keys(ReportsSource(reports_db, "reports", key_range.low, key_range.high))
@@ -109,9 +110,12 @@ def test_two_ranges_at_once_equal_one_in_pod_run(prefect_server, reports_db, fil
                                    **common)
     assert fanned.is_completed(), fanned.message
 
-    assert len(started) == 1 and len(started[0]) == 2
+    assert len(started) == 1
+    assert len(started[0]) == 2
     lows_highs = [p["key_range"] for p in started[0].values()]
-    assert lows_highs[0][0] is None and lows_highs[-1][1] is None and lows_highs[0][1] == lows_highs[1][0]
+    assert lows_highs[0][0] is None
+    assert lows_highs[-1][1] is None
+    assert lows_highs[0][1] == lows_highs[1][0]
     assert {p["run_id"] for p in started[0].values()} == {str(fanned.state_details.flow_run_id)}
 
     # Same objects, byte for byte (DICOMs, JPGs, reports.csv, failures.csv), each uploaded once.
@@ -123,7 +127,8 @@ def test_two_ranges_at_once_equal_one_in_pod_run(prefect_server, reports_db, fil
     assert len(csv_rows) == 1 + len(GOOD)
     assert b"empty.dcm" in fanned_files["dicom-reports/failures.csv"]
     counts = _upload_counts(reports_db, "cf_dicom_fanout")
-    assert len(counts) == len(fanned_files) and set(counts) == {1}
+    assert len(counts) == len(fanned_files)
+    assert set(counts) == {1}
 
     in_pod_result, fanned_result = in_pod.result(), fanned.result()
     for field in ("files", "converted", "failed", "jpgs", "bytes", "csv_rows", "csv_object"):

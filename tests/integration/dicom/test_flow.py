@@ -79,7 +79,8 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
     assert ct["report_text"] == f"addendum 0{FIELD_SEPARATOR}finding 0"
     assert ct["reader"] == f"radiologist A{FIELD_SEPARATOR}radiologist B"
     assert (ct["rows"], ct["columns"], ct["jpg_count"]) == ("128", "128", "1")
-    assert ct["dicom_object"] in objects and ct["jpg_objects"] in objects
+    assert ct["dicom_object"] in objects
+    assert ct["jpg_objects"] in objects
 
     # Failures: PostgreSQL table and failures.csv name each bad file with stage and kind.
     conn = reports_db.connect()
@@ -101,8 +102,10 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
             key=ArtifactFilterKey(any_=["dicom-dicom-reports-summary"])), sort="CREATED_DESC", limit=1)
         progress = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=["dicom-dicom-reports-progress"])), sort="CREATED_DESC", limit=1)
-    assert progress and progress[0].data == 100.0
-    assert summary and "failures: read/empty-file" in str(summary[0].data)
+    assert progress
+    assert progress[0].data == 100.0
+    assert summary
+    assert "failures: read/empty-file" in str(summary[0].data)
 
     # Rerun with no tolerance: nothing uploaded again (same generations), Failed with the count.
     generations = {name: blob.generation for name, blob in emulator.objects(bucket).items()}

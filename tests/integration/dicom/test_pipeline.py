@@ -69,7 +69,8 @@ def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
     assert set(writer.list_names()) == expected
     assert len(expected) == 4 + 13
     uploads = store.upload_counts()
-    assert set(uploads) == expected and set(uploads.values()) == {1}
+    assert set(uploads) == expected
+    assert set(uploads.values()) == {1}
     assert store.status_counts() == {"done": 4, "failed": len(bad_files) + 1}
     # No JPG for any bad file.
     assert not any(g.key.digest() in name for g in [*bad, missing] for name in expected)
@@ -125,7 +126,8 @@ def test_changed_report_fields_refresh_the_csv_without_downloading_again(store, 
     outputs = write_outputs(store, writer, ["report_text"], "r2")
     assert outputs.csv_rows == 1
     csv_text = (tmp_path / "bucket" / csv_object_name("ds")).read_text()
-    assert "corrected text" in csv_text and "first text" not in csv_text
+    assert "corrected text" in csv_text
+    assert "first text" not in csv_text
 
 
 def test_upload_failure_is_recorded_and_a_rerun_finishes_without_duplicates(
@@ -178,7 +180,8 @@ def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, t
     good = _group("good", str(sample_file("CT_small.dcm")))
     result = process_batch([_group("weird", str(weird)), good], _settings("r"), store,
                            LocalFolderWriter(tmp_path / "bucket"))
-    assert result.done == 1 and result.failed == 1
+    assert result.done == 1
+    assert result.failed == 1
     assert (result.failures[0].stage, result.failures[0].kind) == ("decode", "unexpected-error")
     assert "error" in result.failures[0].reason
 
@@ -195,7 +198,8 @@ def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
     assert (result.done, result.skipped, result.failed) == (0, 1, 1)
     assert file_server.requests["ct.dcm"] == 1
     outputs = write_outputs(store, writer, ["report_text"], "r2")
-    assert outputs.csv_rows == 1 and outputs.failures_rows == 1
+    assert outputs.csv_rows == 1
+    assert outputs.failures_rows == 1
 
     conn = reports_db.connect()
     with conn.cursor() as cur:
@@ -207,7 +211,8 @@ def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
     texts = [*dumped, *(p.read_text() for p in (tmp_path / "bucket").rglob("*.csv"))]
     assert len(texts) == 5
     for text in texts:
-        assert secret not in text and "reader:" not in text
+        assert secret not in text
+        assert "reader:" not in text
     csv_text = (tmp_path / "bucket" / csv_object_name("ds")).read_text()
     assert f"http://127.0.0.1:{file_server.port}/ct.dcm#sha256=" in csv_text
 
@@ -224,10 +229,12 @@ def test_a_stop_request_ends_the_batch_and_leaves_the_rest_for_a_rerun(store, fi
         stopped = process_batch(groups, _settings("r1"), store, writer)
     finally:
         cancel.clear()
-    assert stopped.cancelled and (stopped.done, stopped.failed) == (0, 0)
+    assert stopped.cancelled
+    assert (stopped.done, stopped.failed) == (0, 0)
     assert sum(file_server.requests.values()) == 0
     resumed = process_batch(groups, _settings("r2"), store, writer)
-    assert not resumed.cancelled and resumed.done == 2
+    assert not resumed.cancelled
+    assert resumed.done == 2
 
 
 def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db, file_server, tmp_path: Path) -> None:

@@ -118,4 +118,6 @@ def test_killed_twice_and_rerun_equals_a_clean_run(prefect_server, reports_db, f
         cur.execute("SELECT count(*) FROM state_resume.files WHERE status = 'uploading'")
         stuck = cur.fetchone()[0]
     conn.close()
-    assert most == 1 and logged == total_objects and stuck == 0
+    assert most == 1
+    assert logged == total_objects
+    assert stuck == 0

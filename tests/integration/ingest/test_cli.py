@@ -36,10 +36,13 @@ def test_demo_then_dead_letter_commands(prefect_server: None, make_pg_db: Any, m
 
     listed = runner.invoke(app, ["dlq", "list"])
     assert listed.exit_code == 0, listed.output
-    assert "not-clinical" in listed.output and "extract" in listed.output
+    assert "not-clinical" in listed.output
+    assert "extract" in listed.output
     (letter_id,) = pg_rows(server, "SELECT id FROM ingest.dead_letters WHERE status = 'open'")[0]
     shown = runner.invoke(app, ["dlq", "show", str(letter_id)])
-    assert shown.exit_code == 0 and "not-clinical" in shown.output and "Phone note" not in shown.output
+    assert shown.exit_code == 0
+    assert "not-clinical" in shown.output
+    assert "Phone note" not in shown.output
     assert runner.invoke(app, ["dlq", "show", "999999"]).exit_code == 1
 
     # The note is still not clinical: the replay fails again (exit 1), attempts grow, nothing duplicated.

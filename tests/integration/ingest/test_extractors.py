@@ -29,11 +29,13 @@ def test_llm_batch_with_fallback_retries_transient_and_reports_malformed(llm_ser
     ]
     outcomes = _llm(llm_server).extract([doc(1), doc(2), doc(3), doc(4)])
     assert [o.document_id for o in outcomes] == ["doc-1", "doc-2", "doc-3", "doc-4"]  # nothing lost
-    assert outcomes[0].ok and outcomes[0].medical.patient_id == "MRN000001"
+    assert outcomes[0].ok
+    assert outcomes[0].medical.patient_id == "MRN000001"
     assert outcomes[0].medical.diagnosis_codes == ["E11.9"]
     assert (outcomes[1].reason, outcomes[2].reason) == ("malformed-output", "missing-field")
     assert "broken" in outcomes[1].payload  # the raw answer is kept for the dead letter
-    assert outcomes[3].ok and outcomes[3].medical.patient_id == "MRN000004"
+    assert outcomes[3].ok
+    assert outcomes[3].medical.patient_id == "MRN000004"
     assert len(llm_server.requests) == 3 + 1 + 1 + 1 + 2
     assert all(r["model"] == "test-model" and r["response_format"] == {"type": "json_object"}
                for r in llm_server.requests)
@@ -48,8 +50,10 @@ def test_llm_batch_answer_is_used_when_valid(llm_server: LLMServer) -> None:
 def test_llm_errors_after_retries_and_permanent_errors(llm_server: LLMServer) -> None:
     llm_server.script = [503, 503, 503, 400]
     first, second = _llm(llm_server, batch_size=1, retries=2).extract([doc(1), doc(2)])
-    assert first.reason == "llm-unavailable" and "503" in first.message
-    assert second.reason == "llm-error" and "400" in second.message  # not retried
+    assert first.reason == "llm-unavailable"
+    assert "503" in first.message
+    assert second.reason == "llm-error"
+    assert "400" in second.message  # not retried
     assert len(llm_server.requests) == 4
 
 

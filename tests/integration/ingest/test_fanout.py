@@ -58,7 +58,8 @@ def test_two_prefix_children_at_once_equal_one_in_pod_run(prefect_server: None, 
     (parts,) = started
     assert len(parts) == 2
     groups = [g for p in parts.values() for g in p["prefixes"]]
-    assert sorted(groups) == ["2023/", "2024/", "top.txt"] and len(set(groups)) == len(groups)
+    assert sorted(groups) == ["2023/", "2024/", "top.txt"]
+    assert len(set(groups)) == len(groups)
 
     for query in (DOCUMENTS, MEDICAL, LETTERS):
         expected = pg_rows(ingest_db, query.format(s="ingest_in_pod"))

@@ -56,7 +56,8 @@ def test_flow_on_a_local_folder(prefect_server: None, ingest_env: Any, tmp_path:
     (summary,) = _artifact(artifact_key("ingest", "file", str(tmp_path / "in"), "summary"))
     rows = {r["metric"]: r["value"] for r in json.loads(summary.data)}
     assert (rows["staged"], rows["dead-lettered read/too-large"]) == (8, 1)
-    assert "MRN0" not in summary.data and "Patient " not in summary.data  # counts and the pattern only, no content
+    assert "MRN0" not in summary.data
+    assert "Patient " not in summary.data  # counts and the pattern only, no content
 
     again = ingest_files(pattern, batch_size=3, max_file_mb=0.25, max_error_rate=1.0)
     assert (again["staged"], again["skipped"], again["extracted"]) == (0, 8, 0)
@@ -81,7 +82,8 @@ def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_serve
         client.put_object(Bucket=bucket, Key=f"refs/{n % 4}/r{n:03d}.txt", Body=referral(n))
     state = ingest_files(f"s3://{bucket}/refs/**/r0?[0-9].txt", batch_size=10, fail_percentage=50, seed=1,
                          max_error_rate=0.2, return_state=True)
-    assert state.is_failed() and "max_error_rate" in state.message
+    assert state.is_failed()
+    assert "max_error_rate" in state.message
     # The error rate decides only the run's state: every document that did not fail is staged and extracted.
     keys = sorted(f"refs/{n % 4}/r{n:03d}.txt" for n in range(40))
     failures = sum(injected_fault(1, f"s3://{bucket}/{k}", 50) for k in keys)
@@ -91,7 +93,8 @@ def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_serve
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.dead_letters") == [(failures,)]
     state = ingest_files(f"s3://{bucket}/refs/**/r0?[0-9].txt", batch_size=10, return_state=True)
     assert state.is_completed(), state.message
-    assert state.result()["staged"] == failures and state.result()["extracted"] == failures  # the rest is there
+    assert state.result()["staged"] == failures
+    assert state.result()["extracted"] == failures  # the rest is there
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(40,)]
     # The injected failures of the first run were closed by the clean run.
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.dead_letters WHERE status = 'open'") == [(0,)]
@@ -102,9 +105,11 @@ def test_synthetic_flow_and_replay_flow(prefect_server: None, ingest_env: Any) -
 
     result = ingest_files("synthetic://logs?count=300&seed=5", batch_size=50, fail_percentage=10, seed=9,
                           max_error_rate=0.3)
-    assert 10 <= result["dead_lettered"] <= 60 and result["staged"] == 300 - result["dead_lettered"]
+    assert 10 <= result["dead_lettered"] <= 60
+    assert result["staged"] == 300 - result["dead_lettered"]
     replayed = replay_dead_letters()
-    assert replayed["replayed"] == result["dead_lettered"] and replayed["still_open"] == 0
+    assert replayed["replayed"] == result["dead_lettered"]
+    assert replayed["still_open"] == 0
     assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT record_id) FROM ingest.synthetic_records") == [
         (300, 300)]
 

@@ -53,7 +53,8 @@ def test_first_run_of_a_mixed_inbox_stages_every_readable_document(prefect_serve
     os.symlink(inbox / "gone.txt", inbox / "dangling.txt")
 
     state = ingest_files(str(inbox / "**" / "*"), return_state=True)  # default options: rules, max_error_rate 0.1
-    assert state.is_failed() and "every readable document was staged" in state.message
+    assert state.is_failed()
+    assert "every readable document was staged" in state.message
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents") == [(len(truths),)]
     medical = sum(1 for t in truths.values() if t["expect"] == "medical")
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(medical,)]
@@ -66,13 +67,15 @@ def test_first_run_of_a_mixed_inbox_stages_every_readable_document(prefect_serve
                                   "JOIN ingest.documents d ON d.id::text = l.pointer WHERE l.stage = 'extract'")
     assert len(letters) == len(truths) - medical
     for reason, uri, extractor in letters:
-        assert extractor == "rules" and reason == truths[uri.rsplit("/", 1)[1]]["expect"], (uri, reason)
+        assert extractor == "rules", (uri, reason)
+        assert reason == truths[uri.rsplit("/", 1)[1]]["expect"], (uri, reason)
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents WHERE text_method = 'ocr' AND "
                                "ocr_confidence > 50 AND page_count = 1") == [(1,)]
     # Provenance per field: parser and span or segment.
     (provenance,) = pg_rows(ingest_env, "SELECT m.provenance FROM ingest.medical m JOIN ingest.documents d "
                                         "ON d.id = m.document_id WHERE d.uri LIKE '%%adt-a01-escapes.hl7'")[0]
-    assert provenance["patient_id"].startswith("rules:hl7:PID") and provenance["patient_id"].endswith("PID-3[1]")
+    assert provenance["patient_id"].startswith("rules:hl7:PID")
+    assert provenance["patient_id"].endswith("PID-3[1]")
 
     # The letters replay: the documents are there, so they fail again for their own reasons, never a missing one.
     replayed = replay_dead_letters(return_state=True)
@@ -91,7 +94,8 @@ def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest
     llm = LLMExtractor(llm_env.client(), "test-model", batch_size=1, retries=0)
     # Decoys never reach the model: the same not-clinical check as the rules extractor, with its reason.
     (decoy,) = llm.extract([DocumentText("x", "x", "INVOICE #7\nAccount No: 55123\nTotal amount due: $314.00\n")])
-    assert (decoy.reason, decoy.medical) == ("not-clinical", None) and "invoice" in decoy.message
+    assert (decoy.reason, decoy.medical) == ("not-clinical", None)
+    assert "invoice" in decoy.message
     assert llm_env.requests == []
     counts = process_file_batch(ingest_env, store, list(matching_objects(store, parse_location(str(tmp_path / "*")))),
                                 IngestSettings(run_id="r1"), llm)

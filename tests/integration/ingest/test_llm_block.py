@@ -19,9 +19,11 @@ def test_llm_block_from_env_builds_the_extractor(llm_server: LLMServer, monkeypa
     monkeypatch.setenv("CLINICFLOW_INGEST_LLM_BATCH_SIZE", "2")
     block = resolve_llm()
     assert (block.base_url, block.model, block.batch_size) == (llm_server.base_url, "local-model", 2)
-    assert "sk-very-secret" not in repr(block) and "sk-very-secret" not in str(block.model_dump())
+    assert "sk-very-secret" not in repr(block)
+    assert "sk-very-secret" not in str(block.model_dump())
     extractor = make_extractor("llm")
-    assert isinstance(extractor, LLMExtractor) and extractor.model == "local-model"
+    assert isinstance(extractor, LLMExtractor)
+    assert extractor.model == "local-model"
     outcomes = extractor.extract([DocumentText(f"d{n}", f"s{n}", referral(n).decode()) for n in range(3)])
     assert [o.medical.patient_id for o in outcomes] == ["MRN000000", "MRN000001", "MRN000002"]
     assert len(llm_server.requests) == 2  # batches of 2 and 1

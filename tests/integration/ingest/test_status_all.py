@@ -35,13 +35,15 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
     from flows.ingest_files import ingest_files
 
     code, report = status()
-    assert code == 2 and report["failed"] == []  # nothing recorded yet
+    assert code == 2
+    assert report["failed"] == []  # nothing recorded yet
 
     write_tree(tmp_path, {f"in/r{n}.txt": referral(n) for n in range(4)})
     ok = ingest_files(str(tmp_path / "in" / "*.txt"), batch_size=2, max_error_rate=0.5, return_state=True)
     assert ok.is_completed(), ok.message
     code, report = status()
-    assert code == 0 and report["subsystems"]["ingest"]["runs"][0]["status"] == "ok"
+    assert code == 0
+    assert report["subsystems"]["ingest"]["runs"][0]["status"] == "ok"
 
     write_tree(tmp_path, {f"new/r{n}.txt": referral(n + 10) for n in range(4)})
     failed = ingest_files(str(tmp_path / "new" / "*.txt"), batch_size=2, fail_percentage=100, seed=3,
@@ -49,10 +51,13 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
     assert failed.is_failed()
     code, report = status()
     ingest = report["subsystems"]["ingest"]
-    assert code == 1 and report["failed"] == ["ingest"]
-    assert ingest["runs"][0]["status"] == "failed" and "max_error_rate" in ingest["runs"][0]["message"]
+    assert code == 1
+    assert report["failed"] == ["ingest"]
+    assert ingest["runs"][0]["status"] == "failed"
+    assert "max_error_rate" in ingest["runs"][0]["message"]
     assert ingest["runs"][0]["run_id"] == str(failed.state_details.flow_run_id)
-    assert sum(r["open"] for r in ingest["open_dead_letters"]) >= 1 and ingest["open_dead_letters"][0]["reason"]
+    assert sum(r["open"] for r in ingest["open_dead_letters"]) >= 1
+    assert ingest["open_dead_letters"][0]["reason"]
 
     conn = analytics_env.connect()
     try:
@@ -68,13 +73,18 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
         process_result(analytics_env.connect, bucket, job, flow_run_id=None, scripts_dir=tmp_path)
     code, report = status()
     processing = report["subsystems"]["processing"]
-    assert code == 1 and report["failed"] == ["ingest", "processing"]
+    assert code == 1
+    assert report["failed"] == ["ingest", "processing"]
     assert processing["jobs_by_status"] == {"FAILED": 1}
-    assert processing["jobs"][0]["id"] == job and "not numeric" in processing["jobs"][0]["error"]
+    assert processing["jobs"][0]["id"] == job
+    assert "not numeric" in processing["jobs"][0]["error"]
 
     code, report = status(scope=("processing",))
-    assert code == 1 and list(report["subsystems"]) == ["processing"]
+    assert code == 1
+    assert list(report["subsystems"]) == ["processing"]
     code, report = status(scope=("nightly",))  # narrowed to a subsystem with nothing recorded
-    assert code == 2 and report["failed"] == []
+    assert code == 2
+    assert report["failed"] == []
     code, out = status(scope=("nope",))
-    assert code == 2 and "unknown subsystem" in out
+    assert code == 2
+    assert "unknown subsystem" in out

@@ -131,7 +131,9 @@ def test_staging_is_incremental_by_content(store_factory: Any, ingest_db: Any) -
     sha, size, sniffed, by_ext, binary, text, b64, pointer = rows["letter1.txt"]
     assert (sha, size, sniffed, by_ext, binary) == (hashlib.sha256(referral(1)).hexdigest(), len(referral(1)),
                                                    "text/plain", "text/plain", False)
-    assert text == referral(1).decode() and b64 is None and pointer is None
+    assert text == referral(1).decode()
+    assert b64 is None
+    assert pointer is None
     # MIME by content, whatever the name says; small binary inline as base64
     _, _, sniffed, by_ext, binary, text, b64, pointer = rows["scan.txt"]
     assert (sniffed, by_ext, binary, text, pointer) == ("image/png", "text/plain", True, None, None)

@@ -19,12 +19,15 @@ def test_fail_ten_percent_then_replay_loads_all_exactly_once(ingest_db: Any) -> 
                                                            max_error_rate=0.5))
     dead = first.failures
     assert 70 <= dead <= 130, dead  # seeded: about 10 % of 1,000
-    assert first.staged == 1000 - dead and dict(first.dead_lettered) == {"load/injected-fault": dead}
+    assert first.staged == 1000 - dead
+    assert dict(first.dead_lettered) == {"load/injected-fault": dead}
     assert pg_rows(ingest_db, "SELECT count(*) FROM ingest.synthetic_records") == [(1000 - dead,)]
     letters = list_letters(ingest_db.connect(), status="open", limit=2000)
-    assert len(letters) == dead and all(letter["stage"] == "load" for letter in letters)
+    assert len(letters) == dead
+    assert all(letter["stage"] == "load" for letter in letters)
     one = get_letter(ingest_db.connect(), "ingest", letters[0]["id"])
-    assert "[DLQ]" in one["message"] and "[DLQ]" not in str(one["payload"])  # the clean record is kept
+    assert "[DLQ]" in one["message"]
+    assert "[DLQ]" not in str(one["payload"])  # the clean record is kept
 
     # A rerun with the same setting: nothing duplicated, the same items fail again (attempts 2). Only the
     # failed items are new, so every new item fails: the rate is 1.0.

@@ -114,7 +114,8 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
             runs_recorded = metrics.last_runs(conn, 5)
         finally:
             conn.close()
-        assert len(runs_recorded) == 1 and runs_recorded[0].status == "ok", clinic.name
+        assert len(runs_recorded) == 1, clinic.name
+        assert runs_recorded[0].status == "ok", clinic.name
         assert runs_recorded[0].tables_total == len(clinic.counts)
 
     # Different seeds and sizes: tables that differ between the sources differ between the clinics' targets too.

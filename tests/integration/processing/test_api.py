@@ -100,7 +100,8 @@ def wait_task_run_state(service: Service, task_run_id: str, wanted: str, timeout
 def test_health_is_open_and_everything_else_needs_the_token(service: Service) -> None:
     with service.client(token=None) as client:
         health = client.get("/health")
-        assert health.status_code == 200 and health.json()["database"] == "ok"
+        assert health.status_code == 200
+        assert health.json()["database"] == "ok"
         for method, path in (("GET", "/api/etl/results"), ("GET", "/api/etl/results/1"),
                              ("POST", "/api/etl/process"), ("DELETE", "/api/etl/results/1"),
                              ("GET", "/api/etl/results/1/export"), ("POST", "/api/etl/files")):
@@ -117,20 +118,25 @@ def test_health_is_open_and_everything_else_needs_the_token(service: Service) ->
 def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, tmp_path: Path) -> None:
     frame = signal_csv(tmp_path / "voltage.csv")
     data_file = upload(service, tmp_path / "voltage.csv")
-    assert data_file["row_count"] == 2000 and [c["name"] for c in data_file["columns"]] == ["t", "voltage"]
+    assert data_file["row_count"] == 2000
+    assert [c["name"] for c in data_file["columns"]] == ["t", "voltage"]
     with service.client() as client:
         preview = client.get(f"/api/etl/files/{data_file['id']}/preview", params={"rows": 3}).json()
-    assert preview["rows"] == 2000 and [r["t"] for r in preview["head"]] == [0, 1, 2]
+    assert preview["rows"] == 2000
+    assert [r["t"] for r in preview["head"]] == [0, 1, 2]
     stats = {c["name"]: c for c in preview["columns"]}
     assert stats["voltage"]["mean"] == pytest.approx(frame["voltage"].mean())
-    assert stats["t"]["min"] == 0 and stats["t"]["max"] == 1999 and stats["t"]["nulls"] == 0
+    assert stats["t"]["min"] == 0
+    assert stats["t"]["max"] == 1999
+    assert stats["t"]["nulls"] == 0
     updates = Updates(service)
     try:
         rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,
                                                                       "columns": ["voltage"], "max_points": 5000})
         peaks = submit(service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0,
                                                                       "distance": 30})
-        assert rolling["status"] == "PENDING" and rolling["runs_as"] == "task"
+        assert rolling["status"] == "PENDING"
+        assert rolling["runs_as"] == "task"
         done = service.wait_for(rolling["id"], {"COMPLETED", "FAILED", "CRASHED"})
         assert done["status"] == "COMPLETED", done
         found = service.wait_for(peaks["id"], {"COMPLETED", "FAILED", "CRASHED"})
@@ -151,15 +157,19 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         seen = [s for i, s in enumerate(updates.statuses(result_id))
                 if i == 0 or updates.statuses(result_id)[i - 1] != s]
         assert seen == ["PENDING", "PROCESSING", "COMPLETED"], updates.messages
-    assert done["task_run_id"] and done["worker"] and done["flow_run_id"] is None
+    assert done["task_run_id"]
+    assert done["worker"]
+    assert done["flow_run_id"] is None
     wait_task_run_state(service, done["task_run_id"], "COMPLETED")
 
     with service.client() as client:
         listed = client.get("/api/etl/results", params={"type": "peak_detection", "status": "COMPLETED"}).json()
         listed_ids = [r["id"] for r in listed["items"]]
-        assert peaks["id"] in listed_ids and rolling["id"] not in listed_ids
+        assert peaks["id"] in listed_ids
+        assert rolling["id"] not in listed_ids
         page = client.get("/api/etl/results", params={"limit": 1, "offset": 0}).json()
-        assert len(page["items"]) == 1 and page["total"] >= 2
+        assert len(page["items"]) == 1
+        assert page["total"] >= 2
         csv_text = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "csv"}).text
         assert csv_text.splitlines()[0] == "index,value,prominence"
         assert len(csv_text.splitlines()) == len(expected_peaks) + 1
@@ -168,7 +178,7 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         assert exported.json()["result_data"] == done["result_data"]
 
 
-@pytest.mark.parametrize("kind,parameters,field", [
+@pytest.mark.parametrize(("kind", "parameters", "field"), [
     ("fourier", {}, ["body", "processing_type"]),
     ("rolling_mean", {"window": 0}, ["body", "parameters", "window"]),
     ("rolling_mean", {"window": 3, "columns": ["pulse"]}, ["body", "parameters", "columns"]),
@@ -194,7 +204,8 @@ def test_bad_requests_are_refused_naming_the_field(service: Service, tmp_path: P
         assert response.json()["detail"][0]["loc"] == field
         assert client.get("/api/etl/results").json()["total"] == before, "a refused request leaves no row"
         missing = client.post("/api/etl/process", json={"data_file_id": 10**9, "processing_type": "data_quality"})
-        assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "data_file_id"]
+        assert missing.status_code == 422
+        assert missing.json()["detail"][0]["loc"] == ["body", "data_file_id"]
 
 
 def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Service, tmp_path: Path) -> None:
@@ -203,25 +214,29 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
     bad = upload(service, path)
     failed = submit(service, bad["id"], "rolling_mean", {"window": 3, "columns": ["v"]})
     row = service.wait_for(failed["id"], {"COMPLETED", "FAILED", "CRASHED"})
-    assert row["status"] == "FAILED" and "column 'v' is not numeric" in row["error"], row
+    assert row["status"] == "FAILED", row
+    assert "column 'v' is not numeric" in row["error"], row
     assert row["result_data"] is None
 
     signal_csv(tmp_path / "ok.csv", rows=100)
     good = upload(service, tmp_path / "ok.csv")
     crash = submit(service, good["id"], "custom", {"script": "crashes"})
     row = service.wait_for(crash["id"], {"COMPLETED", "FAILED", "CRASHED"})
-    assert row["status"] == "FAILED" and "ZeroDivisionError: division by zero" in row["error"], row
+    assert row["status"] == "FAILED", row
+    assert "ZeroDivisionError: division by zero" in row["error"], row
     wait_task_run_state(service, row["task_run_id"], "FAILED")
 
     summed = submit(service, good["id"], "custom", {"script": "column_sum", "params": {"column": "t"}})
     row = service.wait_for(summed["id"], {"COMPLETED", "FAILED", "CRASHED"})
-    assert row["status"] == "COMPLETED" and row["result_data"]["result"] == {"sum": float(sum(range(100)))}
+    assert row["status"] == "COMPLETED"
+    assert row["result_data"]["result"] == {"sum": float(sum(range(100)))}
 
     # Unreadable bytes are refused at upload time, naming the file.
     with service.client() as client:
         response = client.post("/api/etl/files",
                                files={"file": ("x.parquet", b"not parquet", "application/octet-stream")})
-    assert response.status_code == 422 and "x.parquet" in response.json()["detail"][0]["msg"]
+    assert response.status_code == 422
+    assert "x.parquet" in response.json()["detail"][0]["msg"]
 
 
 def start_waiting_job(service: Service, tmp_path: Path, rows: int = 20) -> tuple[dict[str, Any], int, int]:
@@ -278,8 +293,8 @@ def test_delete_stops_a_custom_script_running_in_a_task_worker(service: Service,
     task_run_id = service.wait_for(job["id"], {"PROCESSING"})["task_run_id"]
     with service.client() as client:
         response = client.delete(f"/api/etl/results/{job['id']}")
-    assert response.status_code == 200 and response.json()["cancelled_task_run"] == task_run_id, \
-        response.text
+    assert response.status_code == 200, response.text
+    assert response.json()["cancelled_task_run"] == task_run_id, response.text
     assert gone(script_pid), "the script outlived its deleted row"
     os.kill(worker_pid, 0)  # the task worker itself goes on
 
@@ -300,7 +315,8 @@ def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tm
     assert [r["status"] for r in rows] == ["COMPLETED"] * 30, [r for r in rows if r["status"] != "COMPLETED"]
     assert [r["result_data"]["window"] for r in rows] == [2 + i for i in range(30)]
     task_runs = {r["task_run_id"] for r in rows}
-    assert len(task_runs) == 30 and all(run_state(service, "task_runs", t) == "COMPLETED" for t in task_runs)
+    assert len(task_runs) == 30
+    assert all(run_state(service, "task_runs", t) == "COMPLETED" for t in task_runs)
     import httpx
 
     # Each job is one task run that ran once: Prefect holds exactly these 30 runs' Running states.
@@ -324,4 +340,5 @@ def test_delete_cancels_a_running_deployment_run(service: Service, tmp_path: Pat
         assert client.get(f"/api/etl/results/{job['id']}").status_code == 404
         assert client.delete(f"/api/etl/results/{job['id']}").status_code == 404
     wait_flow_run_state(service, job["flow_run_id"], "CANCELLED")
-    assert gone(flow_pid) and gone(script_pid)
+    assert gone(flow_pid)
+    assert gone(script_pid)

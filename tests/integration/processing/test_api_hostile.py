@@ -60,7 +60,9 @@ def test_hostile_scripts_are_contained(service: Service, tmp_path: Path) -> None
     # No secret in any result or error.
     for name, row in rows.items():
         text = json.dumps(row)
-        assert SENTINEL not in text and TOKEN not in text and "PASSWORD" not in text, (name, text[:2000])
+        assert SENTINEL not in text, (name, text[:2000])
+        assert TOKEN not in text, (name, text[:2000])
+        assert "PASSWORD" not in text, (name, text[:2000])
     stolen = rows["steals_env"]
     assert stolen["status"] == "COMPLETED", stolen
     assert len(stolen["result_data"]["result"]["pids"]) <= 3  # its own PID namespace
@@ -68,8 +70,8 @@ def test_hostile_scripts_are_contained(service: Service, tmp_path: Path) -> None
     # No network: no database, no Prefect API, not even the service; no row changed but its own.
     called = rows["calls_out"]
     assert called["status"] == "COMPLETED", called
-    assert "connected" not in called["result_data"]["result"].values() and \
-        called["result_data"]["result"]["postgres"] != "tampered", called
+    assert "connected" not in called["result_data"]["result"].values(), called
+    assert called["result_data"]["result"]["postgres"] != "tampered", called
     after = final_rows(service)
     assert {i: after.get(i) for i in before} == before
 
@@ -81,19 +83,23 @@ def test_hostile_scripts_are_contained(service: Service, tmp_path: Path) -> None
     with service.client() as client:
         planted = client.post("/api/etl/process", json={"data_file_id": data_file["id"], "processing_type": "custom",
                                                          "parameters": {"script": "planted"}})
-    assert planted.status_code == 422 and "no script 'planted'" in planted.text
+    assert planted.status_code == 422
+    assert "no script 'planted'" in planted.text
 
     # No process left, whether the script returned or outstayed its limit.
     assert rows["forks_returns"]["status"] == "COMPLETED", rows["forks_returns"]
-    assert rows["forks_outstays"]["status"] == "FAILED" and \
-        "exceeded its time limit of 3 s" in rows["forks_outstays"]["error"], rows["forks_outstays"]
+    assert rows["forks_outstays"]["status"] == "FAILED", rows["forks_outstays"]
+    assert "exceeded its time limit of 3 s" in rows["forks_outstays"]["error"], rows["forks_outstays"]
     deadline = time.monotonic() + 10
     while (processes_named(returns) or processes_named(outstays)) and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGKILL lands asynchronously
-    assert processes_named(returns) == [] and processes_named(outstays) == []
+    assert processes_named(returns) == []
+    assert processes_named(outstays) == []
 
     # Limits hit: FAILED with the reason.
-    assert rows["allocates"]["status"] == "FAILED" and "MemoryError" in rows["allocates"]["error"], rows["allocates"]
-    assert rows["huge_result"]["status"] == "FAILED" and "larger than the limit" in rows["huge_result"]["error"]
+    assert rows["allocates"]["status"] == "FAILED", rows["allocates"]
+    assert "MemoryError" in rows["allocates"]["error"], rows["allocates"]
+    assert rows["huge_result"]["status"] == "FAILED"
+    assert "larger than the limit" in rows["huge_result"]["error"]
     # A 300 MiB stderr flood is drained (its tail kept at most), the job completes.
     assert rows["floods_stderr"]["status"] == "COMPLETED", rows["floods_stderr"]

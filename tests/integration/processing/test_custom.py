@@ -54,17 +54,18 @@ def test_a_script_runs_in_a_subprocess_and_returns_its_dict(scripts: Path, sourc
                       "result": {"rows": 3, "sum": 7.0, "scale": 2}}
 
 
-@pytest.mark.parametrize("name,reason", [("../outside", "must match"), ("Outside", "must match"),
+@pytest.mark.parametrize(("name", "reason"), [("../outside", "must match"), ("Outside", "must match"),
                                          ("linked_out", "outside the scripts folder"), ("absent", "no script"),
                                          ("one_arg", "process must take"), ("no_process", "defines no top-level"),
                                          ("__init__", "must match")])
 def test_scripts_are_refused_at_request_time(scripts: Path, name: str, reason: str) -> None:
     with pytest.raises(InvalidRequest) as error:
         validate_request("custom", {"script": name}, scripts_dir=scripts)
-    assert error.value.field == "parameters.script" and reason in error.value.message
+    assert error.value.field == "parameters.script"
+    assert reason in error.value.message
 
 
-@pytest.mark.parametrize("name,reason", [("crashes", "process raised ZeroDivisionError: division by zero"),
+@pytest.mark.parametrize(("name", "reason"), [("crashes", "process raised ZeroDivisionError: division by zero"),
                                          ("not_json", "not JSON-serialisable"),
                                          ("returns_list", "returned list, expected dict")])
 def test_failing_scripts_fail_with_the_reason(scripts: Path, source: DataSource, name: str, reason: str) -> None:

@@ -144,7 +144,8 @@ def assert_markers_on_line(state: dict[str, Any], values: np.ndarray, x_of_row: 
         marker = by_x[peak["x"]]
         # The marker is the signal's own value at the peak's row, and a vertex of the drawn line.
         assert marker["y"] == pytest.approx(values[peak["index"]], abs=1e-9)
-        assert marker["line"] == marker["y"] and marker["px"] == marker["linePx"]
+        assert marker["line"] == marker["y"]
+        assert marker["px"] == marker["linePx"]
         assert peak["x"] == pytest.approx(x_of_row(peak["index"]), abs=1e-6)
 
 
@@ -163,7 +164,8 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
     state = open_result(page, peaks_id)
     assert state["x"] == {"name": "time", "kind": "time"}, state["x"]
     assert state["labels"] == ["ppg", "peaks"]
-    assert state["method"] == "MinMaxLTTB" and state["rows"] == PPG_ROWS
+    assert state["method"] == "MinMaxLTTB"
+    assert state["rows"] == PPG_ROWS
     assert state["peaks_in_view"] > 1000
     assert_markers_on_line(state, frame["ppg"].to_numpy(), lambda i: seconds[i])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -177,7 +179,8 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
     assert 0 < span < full_span * 0.05, (state["view"], zoomed["view"])
     assert state["view"][0] < zoomed["view"][0] < zoomed["view"][1] < state["view"][1]
     # The server answered the new range: every row in view, at full resolution, a few beats with their peaks.
-    assert zoomed["method"] == "none (every row)" and zoomed["end"] - zoomed["start"] == zoomed["points"]
+    assert zoomed["method"] == "none (every row)"
+    assert zoomed["end"] - zoomed["start"] == zoomed["points"]
     assert zoomed["drawnRows"] >= zoomed["points"] - 2, "the line is drawn from the new rows, not the old ones"
     assert 0 < zoomed["peaks_in_view"] < 100
     assert_markers_on_line(zoomed, frame["ppg"].to_numpy(), lambda i: seconds[i])
@@ -219,9 +222,11 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     page.reload()
 
     state = open_result(page, peaks_id)
-    assert state["x"] == {"name": "time", "kind": "time"} and state["rows"] == BIG_ROWS
+    assert state["x"] == {"name": "time", "kind": "time"}
+    assert state["rows"] == BIG_ROWS
     # Min-max downsampling keeps a one-row spike in a 10M-row view of a few thousand points.
-    assert state["max"] == SPIKE and state["points"] < 20_000
+    assert state["max"] == SPIKE
+    assert state["points"] < 20_000
     start = pd.Timestamp("2026-03-01").value / 1e9
     values = pd.read_parquet(big_series, columns=["value"])["value"].to_numpy()
     assert_markers_on_line(state, values, lambda i: start + i / 1000.0)
@@ -231,7 +236,8 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     drag_zoom(page, 0.70, 0.80)
     zoomed = wait_for_view_change(page, before)
     assert zoomed["view"][1] - zoomed["view"][0] < (state["view"][1] - state["view"][0]) * 0.2
-    assert zoomed["end"] - zoomed["start"] < BIG_ROWS * 0.2 and zoomed["start"] > BIG_ROWS * 0.6
+    assert zoomed["end"] - zoomed["start"] < BIG_ROWS * 0.2
+    assert zoomed["start"] > BIG_ROWS * 0.6
     assert zoomed["max"] == SPIKE, "the spike at 76.5% is in the zoomed range and survives"
     assert zoomed["drawnRows"] >= zoomed["points"] - 2, "the line is drawn from the new rows, not the old ones"
     assert_markers_on_line(zoomed, values, lambda i: start + i / 1000.0)
@@ -251,5 +257,6 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
             last = (last + block)[-200:]
     assert lines == BIG_ROWS + 1
     row, value, mean = io.BytesIO(last).read().decode().strip().splitlines()[-1].split(",")
-    assert int(row) == BIG_ROWS - 1 and float(value) == values[-1]
+    assert int(row) == BIG_ROWS - 1
+    assert float(value) == values[-1]
     assert float(mean) == pytest.approx(values[-101:].mean(), rel=1e-9)

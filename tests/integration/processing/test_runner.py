@@ -40,7 +40,9 @@ def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: Pos
     frame = pd.DataFrame({"hr": np.arange(100, dtype=float) % 7})
     frame.to_csv(path, index=False)
     data_file = upload(analytics, bucket, path, "../../hr.csv")
-    assert data_file["name"] == "hr.csv" and data_file["row_count"] == 100 and data_file["format"] == "csv"
+    assert data_file["name"] == "hr.csv"
+    assert data_file["row_count"] == 100
+    assert data_file["format"] == "csv"
     assert data_file["storage_uri"] == bucket.root.as_uri() + "/" + data_file["object_name"]
     assert bucket.exists(data_file["object_name"])
 
@@ -62,7 +64,9 @@ def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: Pos
     conn = analytics.connect()
     row = store.get_result(conn, result_id)
     conn.close()
-    assert row["status"] == "COMPLETED" and row["progress"] == 1 and row["error"] is None
+    assert row["status"] == "COMPLETED"
+    assert row["progress"] == 1
+    assert row["error"] is None
     expected = frame["hr"].rolling(5).mean().to_numpy()
     got = np.array(row["result_data"]["series"]["hr"]["rolling_mean"], dtype=float)
     np.testing.assert_allclose(got, expected, equal_nan=True)
@@ -84,7 +88,8 @@ def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucke
         process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path)
     ((status, error),) = pg_rows(analytics, "SELECT status, error FROM processing.results WHERE id = %s",
                                  (result_id,))
-    assert status == "FAILED" and "column 'v' is not numeric (first bad value at row 1)" in error
+    assert status == "FAILED"
+    assert "column 'v' is not numeric (first bad value at row 1)" in error
 
 
 def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
@@ -149,7 +154,8 @@ def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalF
         rows, total = store.list_data_files(conn, limit=2, offset=0)
     finally:
         conn.close()
-    assert total == 3 and [r["name"] for r in rows] == ["c.csv", "b.csv"]
+    assert total == 3
+    assert [r["name"] for r in rows] == ["c.csv", "b.csv"]
 
 
 def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
@@ -171,7 +177,9 @@ def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
         process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path, workdir=work)
     (row,) = pg_rows(analytics, "SELECT status, error, result_data FROM processing.results WHERE id = %s",
                      (result_id,))
-    assert row[0] == "FAILED" and "CLINICFLOW_PROCESSING_MAX_RESULT_MB" in row[1] and row[2] is None
+    assert row[0] == "FAILED"
+    assert "CLINICFLOW_PROCESSING_MAX_RESULT_MB" in row[1]
+    assert row[2] is None
     assert list(work.iterdir()) == []  # the dead run's folder swept, this run's removed
 
 
@@ -200,7 +208,8 @@ def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer
     thread.start()
     deadline = time.monotonic() + 60
     while not processes_named(name):
-        assert time.monotonic() < deadline and thread.is_alive(), f"the script did not start: {summary}"
+        assert time.monotonic() < deadline, f"the script did not start: {summary}"
+        assert thread.is_alive(), f"the script did not start: {summary}"
         time.sleep(0.1)
     conn = analytics.connect()
     try:
@@ -208,7 +217,8 @@ def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer
     finally:
         conn.close()
     thread.join(60)
-    assert not thread.is_alive() and summary["status"] == "stopped", summary
+    assert not thread.is_alive(), summary
+    assert summary["status"] == "stopped", summary
     deadline = time.monotonic() + 10
     while processes_named(name) and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGKILL lands asynchronously

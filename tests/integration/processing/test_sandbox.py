@@ -76,7 +76,9 @@ def run(scripts: Path, source: DataSource, script: str, **values: object) -> dic
 def test_no_secret_and_no_other_process_is_visible(mode: str, scripts: Path, source: DataSource) -> None:
     result = run(scripts, source, "steals_env")
     text = json.dumps(result)
-    assert SECRET not in text and "CLINICFLOW_" not in text and "PREFECT_" not in text
+    assert SECRET not in text
+    assert "CLINICFLOW_" not in text
+    assert "PREFECT_" not in text
     assert set(result["own"]) <= {*sandbox.SANDBOX_ENV, "PWD"}  # type: ignore[arg-type]
     if mode == "bwrap":
         assert len(result["pids"]) <= 3, result["pids"]  # type: ignore[arg-type]
@@ -98,7 +100,8 @@ def test_no_file_written_outside_its_temp_dir(mode: str, scripts: Path, source: 
     assert result["/etc/shadow"] in ("FileNotFoundError", "PermissionError"), result  # never its length
     if mode == "bwrap":
         assert result["/etc/passwd"] in ("FileNotFoundError", "PermissionError"), result
-    assert not planted.exists() and not (tmp_path / "beside.txt").exists()
+    assert not planted.exists()
+    assert not (tmp_path / "beside.txt").exists()
     if mode == "bwrap":
         assert not host_tmp.exists()  # its /tmp was a private tmpfs
     elif host_tmp.exists():  # uid mode: /tmp is world-writable (documented); the file is the run uid's, not ours
@@ -108,7 +111,7 @@ def test_no_file_written_outside_its_temp_dir(mode: str, scripts: Path, source: 
         validate_request("custom", {"script": "planted"}, scripts_dir=scripts)
 
 
-@pytest.mark.parametrize("sleep,timeout", [(0.5, 60), (30, 2)], ids=["returns", "over-time-limit"])
+@pytest.mark.parametrize(("sleep", "timeout"), [(0.5, 60), (30, 2)], ids=["returns", "over-time-limit"])
 def test_no_child_survives_the_run(mode: str, scripts: Path, source: DataSource, sleep: float,
                                    timeout: float) -> None:
     name = marker("fk")
@@ -177,7 +180,8 @@ def script_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         yield url
     finally:
@@ -194,7 +198,8 @@ def test_the_script_runner_service_runs_scripts_without_the_callers_secrets(
     stolen = run(scripts, source, "steals_env")
     # Process mode: the pod is the sandbox (it holds only the server); here the host's processes stay visible.
     own = json.dumps(stolen["own"])
-    assert SECRET not in own and "CLINICFLOW_" not in own
+    assert SECRET not in own
+    assert "CLINICFLOW_" not in own
     name = marker("sr")
     assert run(scripts, source, "forks_away", params={"marker": name}) == {"forked": 3}
     deadline = time.monotonic() + 10

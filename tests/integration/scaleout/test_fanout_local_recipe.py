@@ -127,7 +127,8 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
 
     for tag in ("one", "two"):
         children = children_of(f"ingest_{tag}")
-        assert len(children) == 4 and all(c.state.is_completed() for c in children), logs
+        assert len(children) == 4, logs
+        assert all(c.state.is_completed() for c in children), logs
     print(f"fan-out parent wall: 1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio {two / one:.2f}")
     spans = worker_spans(children_of("ingest_two"))
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if b[0] < a[1] and a[0] < b[1]]

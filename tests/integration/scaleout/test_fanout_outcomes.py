@@ -23,4 +23,5 @@ def test_recorded_outcomes_come_back_whole_from_postgres(make_pg_db: Callable[[s
         conn.close()
     assert set(found) == {"patient", "clinic"}
     assert found["patient"] == written
-    assert found["clinic"].failed and found["clinic"].error == "load: boom"
+    assert found["clinic"].failed
+    assert found["clinic"].error == "load: boom"

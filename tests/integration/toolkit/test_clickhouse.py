@@ -77,7 +77,8 @@ def test_errors_name_the_table_and_never_the_password(ch_database: tuple[str, st
     with pytest.raises(ToolkitError, match="delete_insert upsert needs key_columns"):
         ClickHouseLoader(c, "x", mode="upsert", upsert_strategy="delete_insert")
     server = ClickHouseConnection(url=SecretStr("http://admin:s3cret@127.0.0.1:1/"), database="db")
-    assert "s3cret" not in server.describe() and "admin" not in server.describe()
+    assert "s3cret" not in server.describe()
+    assert "admin" not in server.describe()
     with pytest.raises(ToolkitError) as err:
         list(ClickHouseExtractor(server, "SELECT 1").extract(CTX))
     assert "s3cret" not in str(err.value)

@@ -60,7 +60,8 @@ def test_prefect_task_retries_then_succeeds(prefect_server: None) -> None:
     spec = PipelineSpec(name="retrying", steps=[retry(step("flaky", flaky), 2, delay_seconds=0, on="transient")])
     state = compile_flow(spec)(return_state=True)
     assert state.is_completed(), state.message
-    assert state.result()[0]["status"] == "completed" and calls["n"] == 3
+    assert state.result()[0]["status"] == "completed"
+    assert calls["n"] == 3
 
 
 def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(prefect_server: None,
@@ -85,8 +86,11 @@ def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(pre
     (run_folder,) = dead.iterdir()
     assert run_folder.name == str(state.state_details.flow_run_id)  # the Prefect run id
     (letter,) = [json.loads(line) for line in (run_folder / "convert.jsonl").read_text().splitlines()]
-    assert letter["row_index"] == 1 and letter["column"] == "amount" and letter["row"]["id"] == "2"
-    assert letter["run_id"] == run_folder.name and letter["step"] == "convert"
+    assert letter["row_index"] == 1
+    assert letter["column"] == "amount"
+    assert letter["row"]["id"] == "2"
+    assert letter["run_id"] == run_folder.name
+    assert letter["step"] == "convert"
     assert not (tmp_path / "copy.csv").exists()  # stop_on_error: the next step was skipped
     with pytest.raises(ToolkitError, match=r"unknown parameters \['typo'\]"):
         compile_flow(spec)(parameters={"typo": 1})

@@ -76,7 +76,8 @@ def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytic
     finally:
         connection.release(client)
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]
-    assert got[0][0] == date(2026, 3, 2) and len(got) == 4
+    assert got[0][0] == date(2026, 3, 2)
+    assert len(got) == 4
 
 
 def test_prefect_yaml_schedules_the_examples_as_sync_would() -> None:
@@ -88,7 +89,8 @@ def test_prefect_yaml_schedules_the_examples_as_sync_would() -> None:
     deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
     for name in ("referral-providers", "procedures-daily"):
         spec, item = found.get(name), deployments[name]
-        assert item["entrypoint"] == ENTRYPOINT and MANAGED_TAG in item["tags"]
+        assert item["entrypoint"] == ENTRYPOINT
+        assert MANAGED_TAG in item["tags"]
         assert item["parameters"] == deployment_parameters(spec, None)
         assert [(s["cron"], s["timezone"]) for s in item["schedules"]] == [(s.cron, s.timezone) for s in spec.schedules]
         assert len(prefect_schedules(spec)) == len(item["schedules"])

@@ -26,4 +26,5 @@ def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatc
     import gzip
 
     lines = gzip.decompress(body).decode().splitlines()
-    assert lines[0] == "id,name,amount" and len(lines) == 26
+    assert lines[0] == "id,name,amount"
+    assert len(lines) == 26

@@ -27,7 +27,7 @@ def ids(extractor: HttpExtractor) -> list[int]:
     return [r["id"] for b in extractor.extract(CTX) for r in b.as_dicts()]
 
 
-@pytest.mark.parametrize("path, pagination, records_path", [
+@pytest.mark.parametrize(("path", "pagination", "records_path"), [
     ("/pages", PagePagination(page_size=10), "data"),
     ("/offset", OffsetPagination(limit=10), "data"),
     ("/cursor", CursorPagination(cursor_path="meta.next"), "data"),
@@ -50,13 +50,15 @@ def test_429_waits_for_retry_after_then_succeeds(api: Api) -> None:
 
     extractor = HttpExtractor(api.base + "/limited", records_path="data", sleep=sleep, backoff_seconds=0.01)
     assert ids(extractor) == [1, 2, 3]
-    assert slept == [1.0] and api.state.hits["/limited"] == 2
+    assert slept == [1.0]
+    assert api.state.hits["/limited"] == 2
 
 
 def test_transient_5xx_and_dropped_connections_are_retried(api: Api) -> None:
     flaky = HttpExtractor(api.base + "/flaky", records_path="data", backoff_seconds=0.01)
     assert ids(flaky) == [1, 2]
-    assert api.state.hits["/flaky"] == 3 and len(flaky.waits) == 2
+    assert api.state.hits["/flaky"] == 3
+    assert len(flaky.waits) == 2
     dropped = HttpExtractor(api.base + "/drop", records_path="data", backoff_seconds=0.01)
     assert ids(dropped) == [1]
     assert api.state.hits["/drop"] == 2
@@ -76,7 +78,8 @@ def test_errors_never_show_url_credentials(api: Api) -> None:
     url = api.base.replace("http://", "http://user:s3cret@") + "/missing?token=abc"
     with pytest.raises(ToolkitError) as err:
         ids(HttpExtractor(url))
-    assert "s3cret" not in str(err.value) and "abc" not in str(err.value)
+    assert "s3cret" not in str(err.value)
+    assert "abc" not in str(err.value)
 
 
 def test_wrong_records_path_is_named(api: Api) -> None:

@@ -143,7 +143,8 @@ def test_scheduled_run_of_the_procedures_daily_example_completes(prefect_server:
         scheduled = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
         run = client_call(lambda c: c.create_flow_run_from_deployment(
             deployment.id, state=Scheduled(scheduled_time=scheduled)))
-        assert "start" not in run.parameters and "end" not in run.parameters
+        assert "start" not in run.parameters
+        assert "end" not in run.parameters
 
         log = tmp_path / "worker.log"
         worker = start_worker(pool, api_url, tmp_path, log)
@@ -170,4 +171,5 @@ def test_scheduled_run_of_the_procedures_daily_example_completes(prefect_server:
         connection.release(client)
     # Exactly the day before the scheduled time: 2026-03-01 and 2026-03-03 are in raw, not in ClickHouse.
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]
-    assert {r[0] for r in got} == {date(2026, 3, 2)} and len(got) == 2
+    assert {r[0] for r in got} == {date(2026, 3, 2)}
+    assert len(got) == 2

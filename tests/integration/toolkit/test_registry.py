@@ -74,10 +74,12 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
     assert first.exit_code == 0, first.output
     found = deployments(work_pool)
     assert set(found) == {a, b}
-    assert MANAGED_TAG in found[a].tags and found[a].entrypoint == "flows/pipeline.py:run_pipeline"
+    assert MANAGED_TAG in found[a].tags
+    assert found[a].entrypoint == "flows/pipeline.py:run_pipeline"
     assert found[a].parameters == {"pipeline": a, "parameters": {"limit": 10}, "folder": str(tmp_path)}
     (schedule,) = found[a].schedules
-    assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "Europe/Paris"
+    assert schedule.schedule.cron == "0 3 * * *"
+    assert schedule.schedule.timezone == "Europe/Paris"
 
     # An unmanaged deployment on the same flow and pool: prune must leave it alone.
     flow_id = found[a].flow_id
@@ -88,7 +90,8 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
     (tmp_path / f"{b.replace('-', '_')}_pipeline.py").unlink()  # removed from code
     second = runner.invoke(app, ["pipelines", "sync", "--prune", "--folder", str(tmp_path)])
     assert second.exit_code == 0, second.output
-    assert f"updated: {a}" in second.output and f"pruned: {b}" in second.output
+    assert f"updated: {a}" in second.output
+    assert f"pruned: {b}" in second.output
     found = deployments(work_pool)
     assert set(found) == {a, "hand-made"}
     (schedule,) = found[a].schedules
@@ -106,13 +109,16 @@ def test_sync_deploys_the_rest_when_a_module_is_broken_and_nothing_when_the_pool
     (tmp_path / "broken_pipeline.py").write_text("import sys\nsys.exit(0)\n")
     write_pipeline(tmp_path, b)
     out = runner.invoke(app, ["pipelines", "sync", "--prune", "--folder", str(tmp_path)])
-    assert out.exit_code == 1 and "broken_pipeline.py: SystemExit" in out.output
-    assert "--prune skipped" in out.output and "1 module(s) not synced" in out.output
+    assert out.exit_code == 1
+    assert "broken_pipeline.py: SystemExit" in out.output
+    assert "--prune skipped" in out.output
+    assert "1 module(s) not synced" in out.output
     assert set(deployments(work_pool)) == {a, b}  # b synced; a kept: no prune while a module is broken
     (tmp_path / "broken_pipeline.py").unlink()
     monkeypatch.setenv("CLINICFLOW_WORK_POOL", "no-such-pool")
     out = runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)])
-    assert out.exit_code == 2 and "work pool 'no-such-pool' does not exist" in out.output
+    assert out.exit_code == 2
+    assert "work pool 'no-such-pool' does not exist" in out.output
 
 
 def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
@@ -132,11 +138,13 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     assert runs.read_text() == f"{name} 10 {(midnight - timedelta(days=1)).isoformat()} {midnight.isoformat()}\n"
     bad = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limt=3"])
-    assert bad.exit_code == 2 and "unknown parameters ['limt']" in bad.output
+    assert bad.exit_code == 2
+    assert "unknown parameters ['limt']" in bad.output
 
     no_deployment = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
                                         "--from", "2026-01-01", "--to", "2026-01-04"])
-    assert no_deployment.exit_code == 2 and "run `clinicflow pipelines sync` first" in no_deployment.output
+    assert no_deployment.exit_code == 2
+    assert "run `clinicflow pipelines sync` first" in no_deployment.output
     assert runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)]).exit_code == 0
     filled = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
                                  "--from", "2026-01-01", "--to", "2026-01-04"])
@@ -162,9 +170,11 @@ def test_registry_api_register_get_list_unregister(work_pool: str, tmp_path: Pat
         "from clinicflow.toolkit.compose import step\nfrom clinicflow.toolkit.spec import PipelineSpec\n"
         f"pipeline = PipelineSpec(name='{name}-plain', steps=[step('s', lambda ctx: 1)])\n")
     spec = get_pipeline(name, str(tmp_path))
-    assert spec.timescope is not None and spec.timescope.window.days == 1
+    assert spec.timescope is not None
+    assert spec.timescope.window.days == 1
     listed = {p.name: p for p in list_pipelines(str(tmp_path), deployed=True)}
-    assert set(listed) == {name, f"{name}-plain"} and listed[name].deployment_id is None
+    assert set(listed) == {name, f"{name}-plain"}
+    assert listed[name].deployment_id is None
     assert [p.name for p in list_pipelines(str(tmp_path), timescoped=True)] == [name]
     assert [p.name for p in list_pipelines(str(tmp_path), timescoped=False)] == [f"{name}-plain"]
 

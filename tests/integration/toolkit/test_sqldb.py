@@ -48,7 +48,8 @@ def test_postgres_extract_streams_in_batches(make_pg_db: Callable[[str], Postgre
                              batch_size=20)
     gen = extractor.extract(RunContext(parameters={"low": 5}))
     first = next(gen)
-    assert len(first) == 20 and first.rows[0] == (6, "n6")
+    assert len(first) == 20
+    assert first.rows[0] == (6, "n6")
     rest = list(gen)
     assert [len(b) for b in rest] == [20, 5]
     with pytest.raises(ToolkitError, match=r"SQL extract from postgresql://postgres@.*UndefinedTable"):

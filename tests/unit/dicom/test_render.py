@@ -59,7 +59,8 @@ def test_converts_to_jpeg_at_the_images_own_size(name: str, tmp_path: Path) -> N
         pixels = np.asarray(jpg)
     # Not a blank image: the windowing produced a picture.
     assert pixels.std() > 1.0
-    assert result.info.rows == ds.Rows and result.info.columns == ds.Columns
+    assert result.info.rows == ds.Rows
+    assert result.info.columns == ds.Columns
 
 
 def test_multi_frame_gives_one_jpg_per_frame_or_the_first_only(tmp_path: Path) -> None:
@@ -99,8 +100,10 @@ def test_windowed_output_ignores_the_images_own_range() -> None:
     values = modality_values(ds, ds.pixel_array, 0)
     below = values <= window.center - 0.5 - (window.width - 1) / 2
     above = values > window.center - 0.5 + (window.width - 1) / 2
-    assert below.any() and above.any()
-    assert (pixels[below] == 0).all() and (pixels[above] == 255).all()
+    assert below.any()
+    assert above.any()
+    assert (pixels[below] == 0).all()
+    assert (pixels[above] == 255).all()
 
 
 def test_monochrome1_is_inverted_after_voi(tmp_path: Path) -> None:
@@ -117,7 +120,8 @@ def test_monochrome1_is_inverted_after_voi(tmp_path: Path) -> None:
 def test_enhanced_ct_uses_functional_group_window_and_rescale(tmp_path: Path) -> None:
     path = sample_file("eCT_Supplemental.dcm")
     ds = read_dataset(path)
-    assert "WindowCenter" not in ds and "RescaleSlope" not in ds  # only in the functional groups
+    assert "WindowCenter" not in ds
+    assert "RescaleSlope" not in ds  # only in the functional groups
     window = frame_window(ds, 0)
     assert (window.center, window.width) == (49.0, 102.0)
     ours = render_first_frame(path)
@@ -214,7 +218,7 @@ MAX_MEAN_ABS_DIFF = 2.0  # grey levels
 
 
 @pytest.mark.skipif(shutil.which("dcmj2pnm") is None, reason="DCMTK is not installed")
-@pytest.mark.parametrize("name,voi", AGREEMENT_CASES, ids=[c[0] for c in AGREEMENT_CASES])
+@pytest.mark.parametrize(("name", "voi"), AGREEMENT_CASES, ids=[c[0] for c in AGREEMENT_CASES])
 def test_agrees_with_dcmtk(name: str, voi: list[str], tmp_path: Path) -> None:
     path = sample_file(name)
     ts = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
@@ -257,6 +261,6 @@ TWINS = [
 ]
 
 
-@pytest.mark.parametrize("encoded,reference", TWINS, ids=[t[0] for t in TWINS])
+@pytest.mark.parametrize(("encoded", "reference"), TWINS, ids=[t[0] for t in TWINS])
 def test_lossless_and_big_endian_twins_render_identically(encoded: str, reference: str) -> None:
     assert np.array_equal(render_first_frame(sample_file(encoded)), render_first_frame(sample_file(reference)))

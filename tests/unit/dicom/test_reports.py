@@ -9,7 +9,7 @@ from clinicflow.dicom.reports import ReportsQueryError, batches
 def test_batches_split_a_page_without_losing_files() -> None:
     items = list(range(7))
     assert list(batches(items, 3)) == [[0, 1, 2], [3, 4, 5], [6]]  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
         list(batches(items, 0))  # type: ignore[arg-type]
 
 
@@ -31,7 +31,7 @@ def test_one_statement_passes(sql: str) -> None:
     check_single_statement(sql)
 
 
-@pytest.mark.parametrize("sql, message", [
+@pytest.mark.parametrize(("sql", "message"), [
     ("SELECT 1; DROP TABLE reports", "single statement"),
     ("SELECT 1) AS r; DROP TABLE reports; SELECT * FROM (SELECT 1", "unbalanced"),
     ("SELECT 1) AS r, (SELECT 1", "unbalanced"),

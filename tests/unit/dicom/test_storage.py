@@ -23,7 +23,7 @@ def _exercise(writer, tmp_path: Path) -> None:
     writer.delete("ds/jpg/a/b/c_1.jpg")  # deleting twice is fine
     assert sorted(writer.list_names("ds/")) == ["ds/dicom/a/b/c_1.dcm"]
     for bad in ("../escape.dcm", "/abs.dcm", "ds/./x", ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="invalid object name"):
             writer.upload_file(source, bad)
 
 
@@ -37,7 +37,8 @@ def test_local_folder_writer_is_atomic_and_leaves_no_temporary_files(tmp_path: P
 
 def test_local_bucket_from_env_defaults_to_out_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     block = resolve_bucket("local", "some-local-bucket")
-    assert isinstance(block, LocalFolderBucket) and block.path == "./out/bucket"
+    assert isinstance(block, LocalFolderBucket)
+    assert block.path == "./out/bucket"
     monkeypatch.setenv("CLINICFLOW_SOME_LOCAL_BUCKET_PATH", str(tmp_path))
     assert resolve_bucket("local", "some-local-bucket").path == str(tmp_path)
     with pytest.raises(ValueError, match="bucket_kind"):

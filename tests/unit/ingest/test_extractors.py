@@ -19,7 +19,9 @@ def test_field_names_are_normalised_by_alias() -> None:
     assert normalise_fields(raw) == {"patient_id": "7", "provider": "Dr. X", "diagnosis_codes": "e11.9, K02.52",
                                      "encounter_date": "2024-01-02", "medications": ["A", "A", "B"]}
     out = validate_output("d", raw)
-    assert out.ok and out.medical.diagnosis_codes == ["E11.9", "K02.52"] and out.medical.medications == ["A", "B"]
+    assert out.ok
+    assert out.medical.diagnosis_codes == ["E11.9", "K02.52"]
+    assert out.medical.medications == ["A", "B"]
     assert validate_output("d", {"name": "x"}).reason == "missing-field"
     assert validate_output("d", {"mrn": "1", "dob": "not a date"}).reason == "invalid-field"
     assert validate_output("d", {"mrn": "1", "dob": "03/14/1961", "DOS": "May 2, 2024"}).medical.date_of_birth == date(
@@ -33,7 +35,8 @@ def test_rules_extractor_reads_a_referral() -> None:
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date, m.provider) == (
         "MRN000003", "Dan Adler", date(1961, 3, 14), date(2024, 5, 4), "Dr. Alan Grant, DDS")
     assert (m.diagnosis_codes, m.procedure_codes) == (["E11.9", "K02.52"], ["D2391", "99213"])
-    assert m.medications == ["Metformin 500 mg", "Amoxicillin 500 mg"] and m.summary.startswith("Caries")
+    assert m.medications == ["Metformin 500 mg", "Amoxicillin 500 mg"]
+    assert m.summary.startswith("Caries")
     (out,) = RulesExtractor().extract([DocumentText("d", "s", "a note without any labels")])
     assert out.reason == "not-clinical"
     (out,) = RulesExtractor().extract([DocumentText("d", "s", "Diagnosis: E11.9\nDOB: 01/02/1960\n")])

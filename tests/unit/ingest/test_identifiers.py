@@ -19,7 +19,8 @@ def extract(text: str) -> tuple[str | None, str | None, object]:
                                    "Pt ID:", "Chart No.:", "Chart #", "Chart Number:", "Hospital No.:"])
 def test_identifier_label_styles(label: str) -> None:
     reason, _, medical = extract(f"Clinic note\n{label} 00918273\nDOB: 01/02/1960\nDiagnosis: E11.9\n")
-    assert reason is None and medical.patient_id == "00918273"  # type: ignore[attr-defined]
+    assert reason is None
+    assert medical.patient_id == "00918273"  # type: ignore[attr-defined]
     assert medical.provenance["patient_id"].startswith("rules:text:chars ")  # type: ignore[attr-defined]
 
 
@@ -36,12 +37,14 @@ def test_conflicts_are_dead_letters_that_name_the_field_and_count_never_values()
     reason, message, medical = extract("Patient: Anil Patel  MRN: 20931\nPatient: Meera Patel  MRN: 20932\n"
                                        "DOB: 01/15/1970\n")
     assert (reason, medical) == ("ambiguous-field", None)
-    assert message == "patient_id: 2 conflicting candidates" and "2093" not in message
+    assert message == "patient_id: 2 conflicting candidates"
+    assert "2093" not in message
     reason, message, _ = extract("MRN: 1001\nDOB: 01/15/1970\nDate of Birth: 02/15/1970\n")
     assert (reason, message) == ("ambiguous-field", "date_of_birth: 2 conflicting candidates")
     # The same value twice, or a name written two ways, is no conflict.
     reason, _, medical = extract("Patient: SMITH, JOHN\nMRN: 77\nRE: John Smith  MRN # 77\nDOB: 01/15/1970\n")
-    assert reason is None and medical.patient_name == "John Smith"  # type: ignore[attr-defined]
+    assert reason is None
+    assert medical.patient_name == "John Smith"  # type: ignore[attr-defined]
 
 
 def test_hl7_pid3_by_identifier_type_never_ss() -> None:
@@ -54,7 +57,7 @@ def test_hl7_pid3_by_identifier_type_never_ss() -> None:
         "ambiguous-field", "patient_id: 2 conflicting candidates")
 
 
-@pytest.mark.parametrize("text,expected", [
+@pytest.mark.parametrize(("text", "expected"), [
     ("03/04/2024", date(2024, 3, 4)), ("2024-03-04", date(2024, 3, 4)), ("4 March 2024", date(2024, 3, 4)),
     ("March 4, 2024", date(2024, 3, 4)), ("Mar. 4, 2024", date(2024, 3, 4)), ("04-Mar-2024", date(2024, 3, 4)),
     ("3/4/24", date(2024, 3, 4)), ("1/2/45", date(1945, 1, 2)), ("13/01/2024", None),

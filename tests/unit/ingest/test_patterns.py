@@ -8,7 +8,7 @@ import pytest
 from clinicflow.connectors.objectstore.patterns import PatternError, glob_match, literal_prefix, parse_location
 
 
-@pytest.mark.parametrize("glob,name,expected", [
+@pytest.mark.parametrize(("glob", "name", "expected"), [
     ("*.txt", "a.txt", True),
     ("*.txt", "dir/a.txt", False),  # * never crosses '/'
     ("a/*/c.txt", "a/b/c.txt", True),
@@ -37,7 +37,7 @@ def test_glob_match(glob: str, name: str, expected: bool) -> None:
     assert glob_match(glob, name) is expected
 
 
-@pytest.mark.parametrize("glob,prefix", [
+@pytest.mark.parametrize(("glob", "prefix"), [
     ("a/b/**/*.txt", "a/b/"), ("reports/2024-*.txt", "reports/2024-"), ("*.txt", ""),
     ("x/y?.txt", "x/y"), ("no/wildcards.txt", "no/wildcards.txt"), ("d/[ab].txt", "d/"),
 ])

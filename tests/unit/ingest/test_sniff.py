@@ -6,7 +6,7 @@ import pytest
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
 
 
-@pytest.mark.parametrize("data,expected", [
+@pytest.mark.parametrize(("data", "expected"), [
     (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "application/pdf"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
     (b"\x00" * 128 + b"DICM" + b"\x02\x00", "application/dicom"),
@@ -33,7 +33,7 @@ def test_text_detection() -> None:
     assert decode_text(b"a\x00b") is None
 
 
-@pytest.mark.parametrize("name,expected", [
+@pytest.mark.parametrize(("name", "expected"), [
     ("a/letter.txt", "text/plain"), ("scan.PDF", "application/pdf"), ("x.hl7", "x-application/hl7-v2+er7"),
     ("img.dcm", "application/dicom"), ("data.csv", "text/csv"), ("noext", None),
 ])

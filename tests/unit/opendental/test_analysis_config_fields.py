@@ -22,10 +22,12 @@ def test_column_types_and_observed_watermark_load() -> None:
 def test_blank_column_type_names_table_and_field() -> None:
     with pytest.raises(ConfigError) as info:
         parse_tables_config({"tables": {"claim": {"column_types": {"ClaimNum": ""}}}})
-    assert "'claim'" in str(info.value) and "column_types" in str(info.value)
+    assert "'claim'" in str(info.value)
+    assert "column_types" in str(info.value)
 
 
 def test_wrong_type_observed_watermark_names_table_and_field() -> None:
     with pytest.raises(ConfigError) as info:
         parse_tables_config({"tables": {"securitylog": {"observed_watermark": ["x"]}}})
-    assert "'securitylog'" in str(info.value) and "observed_watermark" in str(info.value)
+    assert "'securitylog'" in str(info.value)
+    assert "observed_watermark" in str(info.value)

@@ -104,7 +104,8 @@ def test_strategy_by_size_key_and_watermark() -> None:
 
 def test_tier_from_configurable_critical_list() -> None:
     rules = analysis_rules.AnalysisRules(critical_tables=("patient", "Payment"))
-    assert rules.tier_of("patient") == 1 and rules.tier_of("payment") == 1
+    assert rules.tier_of("patient") == 1
+    assert rules.tier_of("payment") == 1
     assert rules.tier_of("definition") == rules.default_tier == 3
 
 
@@ -123,12 +124,14 @@ def _analysis(*names: str, rows: int = 10) -> schema_analysis.SchemaAnalysis:
 def test_render_is_valid_sorted_and_keeps_the_timestamp_while_content_is_unchanged() -> None:
     first = tables_yml.render_tables_yml(_analysis("zeta", "alpha"), generated_at=NOW)
     assert first.index("  alpha:") < first.index("  zeta:")
-    assert "2026-01-15T12:00:00Z" in first and "mysql://root@db:3306/od" in first
+    assert "2026-01-15T12:00:00Z" in first
+    assert "mysql://root@db:3306/od" in first
     parse_tables_config(yaml.safe_load(first))
     later = datetime(2026, 2, 1, tzinfo=UTC)
     assert tables_yml.render_tables_yml(_analysis("zeta", "alpha"), first, generated_at=later) == first
     changed = tables_yml.render_tables_yml(_analysis("zeta", "alpha", rows=11), first, generated_at=later)
-    assert "2026-02-01T00:00:00Z" in changed and "estimated_rows: 11" in changed
+    assert "2026-02-01T00:00:00Z" in changed
+    assert "estimated_rows: 11" in changed
 
 
 def test_overrides_block_is_kept_byte_for_byte() -> None:
@@ -139,7 +142,8 @@ def test_overrides_block_is_kept_byte_for_byte() -> None:
     regenerated = tables_yml.render_tables_yml(_analysis("alpha", "beta", rows=99), edited, generated_at=NOW)
     assert regenerated.endswith(hand)
     config = parse_tables_config(yaml.safe_load(regenerated))
-    assert config.effective("beta").batch_size == 7 and config.effective("alpha").tier == 2
+    assert config.effective("beta").batch_size == 7
+    assert config.effective("alpha").tier == 2
 
 
 def test_extract_overrides_stops_at_the_next_top_level_key() -> None:
@@ -180,5 +184,6 @@ def test_compare_reports_nothing_for_a_matching_config() -> None:
         "primary_key": ["PatNum"], "columns": ["PatNum"],
         "column_types": {"PatNum": "bigint(20) not null auto_increment"}}}})
     report = config_drift.compare_config_to_source(schema, config)
-    assert not report.has_drift and report.to_rows() == []
+    assert not report.has_drift
+    assert report.to_rows() == []
     assert "no drift" in report.summary()

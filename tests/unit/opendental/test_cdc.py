@@ -47,4 +47,5 @@ def test_retention(values: dict[str, str], seconds: int | None) -> None:
 def test_key_predicates() -> None:
     assert mysql_key_predicate(["PatNum"], [(1,), (2,)]) == ("`PatNum` IN (%s, %s)", [1, 2])
     sql, params = mysql_key_predicate(["a", "b"], [(1, "x"), (2, "y")])
-    assert sql == "(`a`, `b`) IN ((%s, %s), (%s, %s))" and params == [1, "x", 2, "y"]
+    assert sql == "(`a`, `b`) IN ((%s, %s), (%s, %s))"
+    assert params == [1, "x", 2, "y"]

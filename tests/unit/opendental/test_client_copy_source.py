@@ -44,7 +44,8 @@ def test_data_lines_pass_and_the_counters_line_is_kept_back(lines: int, seed: in
     data = b"".join(f"{i}\tvalue {i}\t\\N\n".encode() for i in range(lines))
     source = ClientCopySource(_Export(data + b"cf-counters,3,0\n", seed))
     assert _drain(source) == data
-    assert source.rows == lines and source.bytes == len(data)
+    assert source.rows == lines
+    assert source.bytes == len(data)
     assert source.counters_line == b"cf-counters,3,0"
 
 

@@ -42,7 +42,7 @@ def _ticks(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-@pytest.mark.parametrize("mysql_cell, pg_cell", _rows())
+@pytest.mark.parametrize(("mysql_cell", "pg_cell"), _rows())
 def test_each_row_of_the_docs_table_is_the_mapping(mysql_cell: str, pg_cell: str) -> None:
     if mysql_cell.startswith("anything else"):
         for spelling in _ticks(mysql_cell):
@@ -53,7 +53,8 @@ def test_each_row_of_the_docs_table_is_the_mapping(mysql_cell: str, pg_cell: str
     # The MySQL spellings come before any explanation (" (MariaDB: ...)", " listed in ...").
     spellings = _ticks(re.split(r" \(| listed", mysql_cell)[0])
     targets = _ticks(pg_cell)
-    assert spellings and targets, (mysql_cell, pg_cell)
+    assert spellings, (mysql_cell, pg_cell)
+    assert targets, (mysql_cell, pg_cell)
     if len(targets) == 1:
         targets = targets * len(spellings)
     assert len(targets) == len(spellings), (mysql_cell, pg_cell)

@@ -11,7 +11,7 @@ def c(data_type: str, column_type: str, collation: str = "", nullable: bool = Tr
     return Column("x", data_type, column_type, nullable, collation)
 
 
-@pytest.mark.parametrize("old, new, ok", [
+@pytest.mark.parametrize(("old", "new", "ok"), [
     (c("int", "int(11)"), c("bigint", "bigint(20)"), True),
     (c("bigint", "bigint(20)"), c("int", "int(11)"), False),
     (c("int", "int(11)"), c("int", "int(10) unsigned"), False),

@@ -54,7 +54,7 @@ def test_a_column_name_postgres_would_cut_fails_naming_it() -> None:
     assert map_column(SourceColumn("x" * 63, "int", "int(11)")).name == "x" * 63
 
 
-@pytest.mark.parametrize("old, new, ok", [
+@pytest.mark.parametrize(("old", "new", "ok"), [
     ("integer", "bigint", True), ("smallint", "numeric(20)", True), ("bigint", "integer", False),
     ("real", "double precision", True), ("double precision", "real", False),
     ("numeric(12,4)", "numeric(14,4)", True), ("numeric(12,4)", "numeric(12,2)", False),

@@ -23,7 +23,8 @@ def test_a_one_row_spike_and_every_peak_row_survive_downsampling() -> None:
     values[654_321] = 40.0
     peaks = np.array([10, 500_000, 999_990])
     view = downsample_window(None, {"v": values}, peaks, 0, rows, 1000)
-    assert view["method"] == "MinMaxLTTB" and view["points"] <= 1000 + len(peaks)
+    assert view["method"] == "MinMaxLTTB"
+    assert view["points"] <= 1000 + len(peaks)
     assert max(v for v in view["series"][0]["values"] if v is not None) == 40.0
     drawn = dict(zip(view["xs"], view["series"][0]["values"], strict=True))
     assert [p["index"] for p in view["peaks"]] == peaks.tolist()
@@ -35,13 +36,16 @@ def test_a_small_range_comes_back_whole_and_ranges_follow_the_x_column() -> None
     lo, hi = visible_range(x, 100, 10.0, 20.0)
     assert (lo, hi) == (19, 42)  # rows with x in [10, 20] and one either side
     view = downsample_window(x, {"v": np.arange(100.0)}, np.empty(0, dtype=np.int64), lo, hi, 1000)
-    assert view["method"] == "none (every row)" and view["xs"] == x[lo:hi].tolist()
+    assert view["method"] == "none (every row)"
+    assert view["xs"] == x[lo:hi].tolist()
     assert visible_range(None, 100, None, None) == (0, 100)
 
 
 def test_time_axis_from_iso_text_and_datetimes_and_the_default_column() -> None:
     seconds, kind = as_axis(pd.Series(["2026-03-01T00:00:00Z", "2026-03-01 01:00:01.5+01:00", None]), "time")
-    assert kind == "time" and seconds[:2].tolist() == [1772323200.0, 1772323201.5] and np.isnan(seconds[2])
+    assert kind == "time"
+    assert seconds[:2].tolist() == [1772323200.0, 1772323201.5]
+    assert np.isnan(seconds[2])
     stamps = pd.Series(pd.date_range("2026-03-01", periods=2, freq="1ms"))
     assert as_axis(stamps, "time")[0].tolist() == [1772323200.0, 1772323200.001]
     with pytest.raises(ProcessingError, match="'label'"):
@@ -58,6 +62,7 @@ def test_the_rolling_mean_csv_holds_every_row() -> None:
     text = "".join(c if isinstance(c, str) else c.decode() for c in
                    full_csv_chunks(row, {"v": values, "v rolling mean (3)": mean}, rows_per_chunk=100_000))
     frame = pd.read_csv(io.StringIO(text))
-    assert list(frame.columns) == ["row", "v", "v_rolling_mean"] and len(frame) == 250_001
+    assert list(frame.columns) == ["row", "v", "v_rolling_mean"]
+    assert len(frame) == 250_001
     np.testing.assert_array_equal(frame["v"], values)
     np.testing.assert_allclose(frame["v_rolling_mean"], mean, equal_nan=True)

@@ -18,7 +18,7 @@ from clinicflow.processing.processors import validate_request
 from clinicflow.service import limits
 
 
-@pytest.mark.parametrize("value,field,reason", [
+@pytest.mark.parametrize(("value", "field", "reason"), [
     ({"a": math.nan}, "parameters.a", "NaN and Infinity"),
     ({"a": [1, {"b": math.inf}]}, "parameters.a.1.b", "NaN and Infinity"),
     ({"a": "x\x00y"}, "parameters.a", "NUL characters"),
@@ -27,7 +27,9 @@ from clinicflow.service import limits
 ])
 def test_values_jsonb_cannot_hold_are_named(value: dict, field: str, reason: str) -> None:
     found = limits.check_json_value(value, "parameters")
-    assert found is not None and found[0] == field and reason in found[1]
+    assert found is not None
+    assert found[0] == field
+    assert reason in found[1]
 
 
 def test_deep_nesting_and_good_values() -> None:
@@ -40,7 +42,7 @@ def test_deep_nesting_and_good_values() -> None:
     assert limits.check_json_value({"a": [1, 2.5, "ok", None, True, {"b": -3}]}, "parameters") is None
 
 
-@pytest.mark.parametrize("kind,parameters,field", [
+@pytest.mark.parametrize(("kind", "parameters", "field"), [
     ("rolling_mean", {"window": 3, "chunk_rows": 3_000_000}, "parameters.chunk_rows"),
     ("rolling_mean", {"window": 3, "max_points": 10_000_000}, "parameters.max_points"),
     ("peak_detection", {"chunk_rows": 10**12}, "parameters.chunk_rows"),
@@ -84,18 +86,21 @@ async def _streamed_upload() -> None:
         assert "uploads are limited to 1 MiB (CLINICFLOW_PROCESSING_MAX_UPLOAD_MB)" in response.text
         assert seen["bytes"] <= 1 << 20  # the app never saw more than the limit
         declared = await client.post(limits.UPLOAD_PATH, content=b"x" * 10, headers={"content-length": str(2 << 20)})
-        assert declared.status_code == 413 and seen["bytes"] <= 1 << 20
+        assert declared.status_code == 413
+        assert seen["bytes"] <= 1 << 20
         small = await client.post(limits.UPLOAD_PATH, content=b"x" * 1000)
         assert small.status_code == 201
         other = await client.post("/api/etl/process", content=b"x" * (limits.MAX_BODY_BYTES + 1))
-        assert other.status_code == 413 and "request bodies are limited to 1 MiB" in other.text
+        assert other.status_code == 413
+        assert "request bodies are limited to 1 MiB" in other.text
 
 
 def test_tokens_are_redacted_from_access_log_lines() -> None:
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s" %s',
                                ("127.0.0.1:1", "GET", "/ws?token=s3cret&x=1", "403"), None)
     limits.RedactTokens().filter(record)
-    assert "s3cret" not in record.getMessage() and "token=***&x=1" in record.getMessage()
+    assert "s3cret" not in record.getMessage()
+    assert "token=***&x=1" in record.getMessage()
 
 
 def test_subprotocol_token() -> None:

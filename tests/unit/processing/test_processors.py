@@ -34,7 +34,7 @@ def signal_frame(rows: int, seed: int = 7) -> pd.DataFrame:
     return pd.DataFrame({"t": t, "voltage": values, "other": rng.normal(10, 2, rows)})
 
 
-@pytest.mark.parametrize("window,min_periods,center", [(1, None, False), (5, None, False), (7, 3, True),
+@pytest.mark.parametrize(("window", "min_periods", "center"), [(1, None, False), (5, None, False), (7, 3, True),
                                                        (8, 2, True), (50, 1, False), (4, None, True)])
 def test_streaming_rolling_mean_equals_pandas_on_the_whole_series(window: int, min_periods: int | None,
                                                                   center: bool) -> None:
@@ -56,12 +56,15 @@ def test_rolling_mean_processor_on_a_csv_in_chunks(tmp_path: Path) -> None:
     seen: list[float] = []
     result = run_processor("rolling_mean", source_for(path), params, seen.append)
     json.dumps(result, allow_nan=False)
-    assert result["rows"] == 3000 and result["step"] == 1 and result["index"] == list(range(3000))
+    assert result["rows"] == 3000
+    assert result["step"] == 1
+    assert result["index"] == list(range(3000))
     for column in ("voltage", "other"):
         expected = pd.read_csv(path)[column].rolling(9, min_periods=4, center=True).mean().to_numpy()
         got = np.array([np.nan if v is None else v for v in result["series"][column]["rolling_mean"]])
         np.testing.assert_allclose(got, expected, equal_nan=True, rtol=1e-9)
-    assert seen[-1] == 1.0 and len(seen) == 12
+    assert seen[-1] == 1.0
+    assert len(seen) == 12
 
 
 def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
@@ -71,7 +74,8 @@ def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
     params = RollingMeanParams(window=3, columns=["other"], chunk_rows=99, max_points=100)
     result = run_processor("rolling_mean", source_for(path), params, lambda _p: None)
     expected = frame["other"].rolling(3).mean().to_numpy()[::10]
-    assert result["step"] == 10 and result["index"] == list(range(0, 1000, 10))
+    assert result["step"] == 10
+    assert result["index"] == list(range(0, 1000, 10))
     np.testing.assert_allclose(np.array(result["series"]["other"]["rolling_mean"], dtype=float), expected,
                                equal_nan=True)
     np.testing.assert_allclose(result["series"]["other"]["values"], frame["other"].to_numpy()[::10])
@@ -101,7 +105,8 @@ def test_peak_detection_processor_lists_peaks_with_values(tmp_path: Path) -> Non
     result = run_processor("peak_detection", source_for(path), params, lambda _p: None)
     values = pd.read_csv(path)["voltage"].to_numpy()
     expected, props = find_peaks(values, prominence=1.0, distance=10)
-    assert result["count"] == len(expected) and result["truncated"] is (len(expected) > 5)
+    assert result["count"] == len(expected)
+    assert result["truncated"] is (len(expected) > 5)
     assert [p["index"] for p in result["peaks"]] == expected[:5].tolist()
     assert [p["value"] for p in result["peaks"]] == pytest.approx(values[expected[:5]].tolist())
     assert [p["prominence"] for p in result["peaks"]] == pytest.approx(props["prominences"][:5].tolist())
@@ -116,11 +121,13 @@ def test_data_quality_reports_nulls_duplicates_ranges_and_schema_failures(tmp_pa
         "hr": {"type": "float", "min": 30, "max": 220, "nullable": False},
         "unit": {"type": "str", "nullable": True}, "missing": {"type": "int"}}})
     result = run_processor("data_quality", source_for(path), params, lambda _p: None)
-    assert result["rows"] == 6 and result["duplicate_rows"] == 1
+    assert result["rows"] == 6
+    assert result["duplicate_rows"] == 1
     assert result["columns"]["hr"] == {"dtype": "float64", "nulls": 1, "null_fraction": pytest.approx(1 / 6),
                                        "min": 60.0, "max": 250.0}
     assert result["columns"]["unit"]["nulls"] == 1
-    assert result["schema"]["checked"] and not result["schema"]["passed"]
+    assert result["schema"]["checked"]
+    assert not result["schema"]["passed"]
     failures = {(f["column"], f["check"]): f for f in result["schema"]["failures"]}
     assert failures[("hr", "less_than_or_equal_to(220.0)")]["rows"] == [2, 3]
     assert failures[("hr", "not_nullable")]["rows"] == [1]
@@ -189,4 +196,5 @@ def test_an_unknown_parameter_is_named_even_when_a_required_one_is_missing() -> 
     with pytest.raises(InvalidRequest) as error:
         validate_request("rolling_mean", {"windw": 5})
     assert error.value.field == "parameters.windw"
-    assert "unknown parameter 'windw'" in error.value.message and "window" in error.value.message
+    assert "unknown parameter 'windw'" in error.value.message
+    assert "window" in error.value.message

@@ -28,18 +28,21 @@ def test_every_report_row_in_exactly_one_range_and_files_never_split(partitions:
         where.setdefault(row, set()).update(holders)
     assert all(len(h) == 1 for h in where.values())  # all rows of a file in the same range
     sizes = [sum(1 for k in set(ROWS) if r.contains(k)) for r in ranges]
-    assert max(sizes) - min(sizes) <= 1 and all(sizes)
+    assert max(sizes) - min(sizes) <= 1
+    assert all(sizes)
 
 
 def test_ends_are_unbounded_so_a_key_added_later_is_still_covered() -> None:
     ranges = _plan(ROWS, 4)
-    assert ranges[0].low is None and ranges[-1].high is None
+    assert ranges[0].low is None
+    assert ranges[-1].high is None
     for late in [("a", "", "", ""), ("s1", "se1", "i05x", "late.dcm"), ("zzz", "", "", "")]:
         assert sum(r.contains(late) for r in ranges) == 1
 
 
 def test_empty_source_and_one_file() -> None:
-    assert boundary_ranks(0, 4) == [] and _plan([], 4) == []
+    assert boundary_ranks(0, 4) == []
+    assert _plan([], 4) == []
     one = _plan([("s", "se", "i", "f.dcm")] * 3, 4)
     assert one == [FileKeyRange(None, None)]
 

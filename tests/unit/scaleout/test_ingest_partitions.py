@@ -42,18 +42,21 @@ def test_groups_are_first_folders_or_files_under_the_prefix() -> None:
 @pytest.mark.parametrize("partitions", [1, 2, 3, 5, 50])
 def test_every_key_in_exactly_one_partition(partitions: int) -> None:
     planned = plan_prefix_partitions(iter(KEYS), "in/", partitions)
-    assert 1 <= len(planned) <= partitions and all(planned)
+    assert 1 <= len(planned) <= partitions
+    assert all(planned)
     store, location = ListedKeys(KEYS), Location("file", "/data", "in/**")
     found = [info.key for groups in planned for info in objects_in_groups(store, location, groups)]
     assert sorted(found) == sorted(KEYS)  # each key once, none lost (top.txt.bak not taken twice by top.txt)
     flat = [g for groups in planned for g in groups]
-    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+    assert flat == sorted(flat)
+    assert len(set(flat)) == len(flat)
 
 
 def test_partitions_are_balanced_by_object_count() -> None:
     planned = plan_prefix_partitions(iter(KEYS), "in/", 2)
     sizes = [sum(1 for k in KEYS if prefix_group(k, "in/") in groups) for groups in planned]
-    assert planned[0] == ["in/2023/"] and sizes == [9, 10]
+    assert planned[0] == ["in/2023/"]
+    assert sizes == [9, 10]
 
 
 def test_empty_listing_and_one_file() -> None:

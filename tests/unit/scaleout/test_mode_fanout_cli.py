@@ -14,6 +14,8 @@ def test_fanout_needs_a_prefect_server(command: list[str], monkeypatch: pytest.M
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings(updates={PREFECT_API_URL: None}):
         out = CliRunner().invoke(app, [*command, "--mode", "fanout"])
-    assert out.exit_code == 2 and "--mode fanout needs a Prefect server" in out.output
+    assert out.exit_code == 2
+    assert "--mode fanout needs a Prefect server" in out.output
     bad = CliRunner().invoke(app, [*command, "--mode", "sideways"])
-    assert bad.exit_code == 2 and "--mode must be in-pod or fanout" in bad.output
+    assert bad.exit_code == 2
+    assert "--mode must be in-pod or fanout" in bad.output

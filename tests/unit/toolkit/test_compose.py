@@ -89,7 +89,8 @@ def test_retry_any_and_transient_only() -> None:
         return "done"
 
     out = execute(retry(step("flaky", flaky), 2, delay_seconds=0), RunContext(), no_sleep_runner)
-    assert statuses(out) == [("flaky", "completed")] and calls["n"] == 3
+    assert statuses(out) == [("flaky", "completed")]
+    assert calls["n"] == 3
     calls["n"] = 0
     assert statuses(execute(retry(step("flaky", flaky), 1, delay_seconds=0), RunContext(), no_sleep_runner)) == [
         ("flaky", "failed")]
@@ -100,7 +101,8 @@ def test_retry_any_and_transient_only() -> None:
         raise ValueError("not transient")
 
     tree = retry(sequential(step("wrong", wrong)), 3, delay_seconds=0, on="transient")
-    assert statuses(execute(tree, RunContext(), no_sleep_runner)) == [("wrong", "failed")] and permanent["n"] == 1
+    assert statuses(execute(tree, RunContext(), no_sleep_runner)) == [("wrong", "failed")]
+    assert permanent["n"] == 1
 
 
 def test_duplicate_step_names_are_rejected() -> None:
@@ -115,5 +117,7 @@ def test_etl_streams_through_transformers_and_counts(tmp_path: Path) -> None:
                           {"kind": "columns", "rename": {"amount": "value"}}],
                load={"kind": "file", "path": str(tmp_path / "out.jsonl")})
     (outcome,) = execute(leaf, RunContext())
-    assert outcome.status == "completed" and outcome.result.rows_read == 3 and outcome.result.rows_written == 3
+    assert outcome.status == "completed"
+    assert outcome.result.rows_read == 3
+    assert outcome.result.rows_written == 3
     assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[1]) == {"id": 2, "value": "oops"}

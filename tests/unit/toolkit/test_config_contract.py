@@ -56,7 +56,8 @@ def test_every_string_field_takes_a_parameter(model_name: str, field_name: str) 
     field = model.model_fields[field_name]
     config = model.model_validate({**BASE[model_name], (field.alias or field_name): templated(field.annotation)})
     found = config_placeholders(config)
-    assert found and all(names == {"p"} for names in found.values()), found
+    assert found, found
+    assert all(names == {"p"} for names in found.values()), found
     filled = resolved(config, {"p": "X"})
     assert "pre-X-post" in repr(getattr(filled, field_name))
     assert "{p}" not in repr(getattr(filled, field_name))
@@ -121,7 +122,9 @@ def test_docs_hold_the_generated_reference() -> None:
     documented = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
     assert documented == reference().strip(), "docs/pipelines.md is stale: paste `clinicflow pipelines schema`"
     out = CliRunner().invoke(app, ["pipelines", "schema", "load.file"])
-    assert out.exit_code == 0 and "### load `file`" in out.output and "### extract" not in out.output
+    assert out.exit_code == 0
+    assert "### load `file`" in out.output
+    assert "### extract" not in out.output
     assert CliRunner().invoke(app, ["pipelines", "schema", "nope"]).exit_code == 2
 
 

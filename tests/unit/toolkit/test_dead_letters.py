@@ -37,10 +37,12 @@ def test_two_parallel_branches_write_their_own_step_files_in_their_runs_folder(t
     left = letters(dead / "run-1" / "left.jsonl")
     assert [(x["run_id"], x["step"], x["tool"], x["row_index"], x["column"]) for x in left] == [
         ("run-1", "left", "type_conversion", 0, "amount"), ("run-1", "left", "type_conversion", 1, "amount")]
-    assert left[0]["reason"] == "cannot convert to float: ValueError" and left[0]["row"]["id"] == "b0"
+    assert left[0]["reason"] == "cannot convert to float: ValueError"
+    assert left[0]["row"]["id"] == "b0"
 
     execute(tree, RunContext(pipeline="p", run_id="run-2"))  # a second run: its own files, nothing appended
-    assert len(letters(dead / "run-1" / "left.jsonl")) == 2 and len(letters(dead / "run-2" / "left.jsonl")) == 2
+    assert len(letters(dead / "run-1" / "left.jsonl")) == 2
+    assert len(letters(dead / "run-2" / "left.jsonl")) == 2
 
 
 def test_old_run_folders_are_pruned_to_keep_runs(tmp_path: Path) -> None:
@@ -62,7 +64,8 @@ def test_max_rejected_fraction_decides_completed_with_a_warning_or_failed(tmp_pa
     lenient = converting("load_big", tmp_path / "big.csv", tmp_path / "big.out.csv", dead)
     (outcome,) = execute(lenient, RunContext(run_id="default"))
     assert outcome.status == "completed", outcome.error  # default 0.01
-    assert outcome.result.dead_letters == 3 and outcome.result.rows_written == 997
+    assert outcome.result.dead_letters == 3
+    assert outcome.result.rows_written == 997
     assert "3 of 1000 rows went to dead letters, within max_rejected_fraction" in caplog.text
     strict = converting("load_big", tmp_path / "big.csv", tmp_path / "big.out.csv", dead, max_rejected_fraction=0.001)
     (outcome,) = execute(strict, RunContext(run_id="tight"))

@@ -45,7 +45,8 @@ def test_good_broken_and_duplicate_modules(tmp_path: Path) -> None:
 
 def test_missing_folder_is_an_error_when_asked_for(tmp_path: Path) -> None:
     found = discover(tmp_path / "nope", entry_points=False)
-    assert not found.pipelines and "does not exist" in found.errors[0].message
+    assert not found.pipelines
+    assert "does not exist" in found.errors[0].message
 
 
 def test_cli_list_and_show(tmp_path: Path) -> None:
@@ -53,15 +54,19 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
     runner = CliRunner()
     listed = runner.invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
-    assert "orders" in listed.output and "America/New_York" in listed.output
+    assert "orders" in listed.output
+    assert "America/New_York" in listed.output
     shown = runner.invoke(app, ["pipelines", "show", "orders", "--folder", str(tmp_path)])
-    assert shown.exit_code == 0 and "- only" in shown.output
+    assert shown.exit_code == 0
+    assert "- only" in shown.output
     write(tmp_path, "broken_pipeline.py", "raise ValueError('bad config')\n")
     listed = runner.invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
-    assert listed.exit_code == 1 and "broken_pipeline.py: ValueError: bad config" in listed.output
+    assert listed.exit_code == 1
+    assert "broken_pipeline.py: ValueError: bad config" in listed.output
     assert "orders" in listed.output  # the broken module hides nothing
     missing = runner.invoke(app, ["pipelines", "show", "nope", "--folder", str(tmp_path)])
-    assert missing.exit_code == 2 and "no pipeline named 'nope'" in missing.output
+    assert missing.exit_code == 2
+    assert "no pipeline named 'nope'" in missing.output
 
 
 def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:
@@ -90,7 +95,8 @@ def test_modules_that_exit_or_interrupt_at_import_are_reported_by_file(tmp_path:
     assert errors["interrupt_pipeline.py"].startswith("KeyboardInterrupt")
     assert errors["base_pipeline.py"].startswith("BaseException: odd")
     listed = CliRunner().invoke(app, ["pipelines", "list", "--folder", str(tmp_path)])
-    assert listed.exit_code == 1 and "exits_pipeline.py: SystemExit" in listed.output
+    assert listed.exit_code == 1
+    assert "exits_pipeline.py: SystemExit" in listed.output
     assert "orders" in listed.output
 
 
@@ -103,7 +109,8 @@ def test_the_pool_type_decides_where_a_synced_deployment_finds_its_code(tmp_path
                                    "env": {"CLINICFLOW_PIPELINES_DIR": str(tmp_path.resolve())}}
     assert local.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(CHECKOUT_ROOT)}}]
     k8s = code_location("kubernetes", str(tmp_path))
-    assert k8s.folder is None and k8s.job_variables == {"env": {"CLINICFLOW_PIPELINES_DIR": "/app/pipelines"}}
+    assert k8s.folder is None
+    assert k8s.job_variables == {"env": {"CLINICFLOW_PIPELINES_DIR": "/app/pipelines"}}
     assert k8s.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
     assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"] == {
         "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"}

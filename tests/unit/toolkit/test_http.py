@@ -45,7 +45,8 @@ def test_retry_after_http_date() -> None:
 
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30
-    assert retry_after_seconds("7") == 7 and retry_after_seconds("soon") is None
+    assert retry_after_seconds("7") == 7
+    assert retry_after_seconds("soon") is None
 
 
 def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

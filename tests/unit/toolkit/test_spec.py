@@ -15,7 +15,7 @@ from clinicflow.toolkit.spec import PipelineSpec, Timescope
 STEPS = [step("s", lambda ctx: None)]
 
 
-@pytest.mark.parametrize("schedule, message", [
+@pytest.mark.parametrize(("schedule", "message"), [
     ({"cron": "0 25 * * *"}, "hour field '25' is outside 0-23"),
     ({"cron": "*/0 * * * *"}, "bad step in minute field"),
     ({"cron": "0 1 * * funday"}, "weekday field 'funday'"),
@@ -72,5 +72,8 @@ def test_console_loader_shows_a_table_and_counts_every_row() -> None:
     batches = [Batch(("id", "name"), [(1, "a"), (2, None)]), Batch(("id", "name"), [(3, "c")])]
     assert loader.load(batches, RunContext()) == 3
     text = console.export_text()
-    assert "preview" in text and "│ 1  │ a    │" in text and "│ 2  │      │" in text  # None shows empty
-    assert "3 rows (1 not shown)" in text and "│ 3" not in text
+    assert "preview" in text
+    assert "│ 1  │ a    │" in text
+    assert "│ 2  │      │" in text  # None shows empty
+    assert "3 rows (1 not shown)" in text
+    assert "│ 3" not in text

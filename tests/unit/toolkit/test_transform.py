@@ -24,7 +24,8 @@ def test_strict_conversion_names_row_index_and_column() -> None:
     with pytest.raises(TypeConversionError) as err:
         converter.transform(Batch(batch().columns, batch().rows[1:]), CTX)
     # the index counts over the whole stream, not the batch
-    assert err.value.row_index == 1 and err.value.column == "amount"
+    assert err.value.row_index == 1
+    assert err.value.column == "amount"
     assert "row 1, column 'amount'" in str(err.value)
 
 

@@ -26,7 +26,8 @@ def test_flow_writes_tables_yml_then_fails_on_drift(
                              return_state=True)
     assert written.is_completed()
     config = load_tables_config(path)
-    assert config.effective("securitylog").tier == 1 and config.effective("patient").tier == 3
+    assert config.effective("securitylog").tier == 1
+    assert config.effective("patient").tier == 3
     assert "schema-analysis" in flow_run_artifacts(written.state_details.flow_run_id)
 
     clean = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
@@ -34,6 +35,7 @@ def test_flow_writes_tables_yml_then_fails_on_drift(
 
     execute(demo_source, "DROP TABLE commlog")
     drift = analyze_schema(output=str(path), database=demo_source.database, check=True, return_state=True)
-    assert drift.is_failed() and "table_dropped" in drift.message
+    assert drift.is_failed()
+    assert "table_dropped" in drift.message
     artifact = flow_run_artifacts(drift.state_details.flow_run_id)["tables-yml-drift"]
     assert "commlog" in str(artifact.data)

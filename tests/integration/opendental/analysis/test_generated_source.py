@@ -26,7 +26,8 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
 ) -> None:
     demo_source, seeded_rows = demo_seeded
     result = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), tmp_path / "tables.yml")
-    assert result.changed and not result.errors
+    assert result.changed
+    assert not result.errors
     text = (tmp_path / "tables.yml").read_text()
     config = parse_tables_config(yaml.safe_load(text))  # validates with the project's model
 
@@ -45,7 +46,8 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
     assert config.effective("patplan").primary_key == ["PatNum", "Ordinal"]
     assert config.effective("entrylog").primary_key == []
     assert config.effective("entrylog").extraction_strategy is ExtractionStrategy.full_table
-    assert config.effective("patient").tier == 1 and config.effective("definition").tier == 3
+    assert config.effective("patient").tier == 1
+    assert config.effective("definition").tier == 3
     assert config.effective("procedurelog").estimated_rows == seeded_rows["procedurelog"]
     assert len(config.effective("procedurelog").columns or []) == 36
     # The header says from what: the block's printable address (never holds the password).
@@ -80,7 +82,8 @@ def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: P
     generator.apply_changes(demo_source, "patient", inserts=25)
     result = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     regenerated = path.read_text()
-    assert result.changed and regenerated.endswith(hand)
+    assert result.changed
+    assert regenerated.endswith(hand)
     config = load_tables_config(path)
     assert config.tables["patient"].estimated_rows == 2025
     assert config.effective("securitylog").batch_size == 400_000
@@ -99,7 +102,8 @@ def test_check_names_each_source_change_and_exits_non_zero(
     written = cli(demo_source, path, "analyze-schema")
     assert written.exit_code == 0, written.stdout
     clean = cli(demo_source, path, "analyze-schema", "--check", "--json")
-    assert clean.exit_code == 0 and json.loads(clean.stdout)["has_drift"] is False
+    assert clean.exit_code == 0
+    assert json.loads(clean.stdout)["has_drift"] is False
 
     execute(
         demo_source,
@@ -115,7 +119,8 @@ def test_check_names_each_source_change_and_exits_non_zero(
         ("claimproc", "column_retyped", "FeeBilled"),
     }
     retyped = next(c for c in json.loads(drift.stdout)["changes"] if c["change"] == "column_retyped")
-    assert retyped["expected"] == "double not null" and retyped["actual"] == "decimal(10,2) not null"
+    assert retyped["expected"] == "double not null"
+    assert retyped["actual"] == "decimal(10,2) not null"
 
     table = cli(demo_source, path, "analyze-schema", "--check")  # the rich table for people
     assert table.exit_code == 1
@@ -123,7 +128,8 @@ def test_check_names_each_source_change_and_exits_non_zero(
         assert word in table.stdout, word
 
     live = cli(demo_source, path, "validate", "--live")
-    assert live.exit_code == 1 and "carrier" in live.stdout
+    assert live.exit_code == 1
+    assert "carrier" in live.stdout
 
 
 def test_check_reports_new_table_lost_key_and_dropped_watermark(demo_source: MySQLServer, tmp_path: Path) -> None:
@@ -161,7 +167,8 @@ def test_stalled_watermark_is_drift_a_moving_one_is_not(demo_source: MySQLServer
     execute(demo_source, f"INSERT INTO commlog (PatNum, DateTStamp) SELECT seq, '{stale}' FROM seq_1_to_30")
     report = config_drift.check_drift(demo_source, config)
     assert [(i.table, i.kind.value, i.column) for i in report.items] == [("commlog", "watermark_stalled", "DateTStamp")]
-    assert "stopped moving" in report.items[0].detail and "30 rows" in report.items[0].detail
+    assert "stopped moving" in report.items[0].detail
+    assert "30 rows" in report.items[0].detail
 
 
 def test_validate_and_show_commands(demo_source: MySQLServer, tmp_path: Path, cli: Callable[..., Result]) -> None:
@@ -171,22 +178,26 @@ def test_validate_and_show_commands(demo_source: MySQLServer, tmp_path: Path, cl
     path.write_text(text[: text.index("\noverrides:") + 1] + "overrides:\n  patient:\n    batch_size: 1234\n")
 
     valid = cli(demo_source, path, "validate")
-    assert valid.exit_code == 0 and "22 tables" in valid.stdout
+    assert valid.exit_code == 0
+    assert "22 tables" in valid.stdout
     assert cli(demo_source, path, "validate", "--live").exit_code == 0
 
     shown = cli(demo_source, path, "show", "patient", "--json")
     assert shown.exit_code == 0
     data = json.loads(shown.stdout)
-    assert data["settings"]["batch_size"] == 1234 and data["overridden"] == ["batch_size"]
+    assert data["settings"]["batch_size"] == 1234
+    assert data["overridden"] == ["batch_size"]
     assert data["settings"]["incremental_columns"] == ["DateTStamp"]
     assert "override" in cli(demo_source, path, "show", "patient").stdout
 
     missing = cli(demo_source, path, "show", "patien")
-    assert missing.exit_code == 1 and "patient" in missing.stdout
+    assert missing.exit_code == 1
+    assert "patient" in missing.stdout
 
     path.write_text(text.replace("    batch_size: 99000\n", "    batch_size: lots\n", 1))
     broken = cli(demo_source, path, "validate")
-    assert broken.exit_code == 1 and "batch_size" in broken.stdout
+    assert broken.exit_code == 1
+    assert "batch_size" in broken.stdout
 
 
 def test_unreachable_source_exits_2_without_password(demo_source: MySQLServer, tmp_path: Path,
@@ -196,4 +207,5 @@ def test_unreachable_source_exits_2_without_password(demo_source: MySQLServer, t
     wrong = demo_source.model_copy(update={"username": "nobody_here"})
     result = cli(wrong, tmp_path / "tables.yml", "analyze-schema")
     assert result.exit_code == 2
-    assert "nobody_here" in result.stdout and "s3cret-Value" not in result.stdout
+    assert "nobody_here" in result.stdout
+    assert "s3cret-Value" not in result.stdout

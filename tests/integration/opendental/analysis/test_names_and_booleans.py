@@ -46,7 +46,8 @@ def test_analyze_schema_skips_names_the_model_rejects_with_a_warning(
     result = cli(server, path, "analyze-schema", "--exclude", "scratch")
     assert result.exit_code == 0, result.output
     assert sorted(load_tables_config(path).tables) == ["patient"]
-    assert "skipped (not copied)" in result.output and "'scratch'" not in result.output
+    assert "skipped (not copied)" in result.output
+    assert "'scratch'" not in result.output
     assert cli(server, path, "analyze-schema", "--check", "--exclude", "scratch").exit_code == 0
     assert cli(server, path, "analyze-schema", "--check").exit_code == 1  # scratch is in the source, not the file
 
@@ -73,7 +74,8 @@ def test_validate_live_checks_boolean_columns(make_mysql_db: Callable[[str], MyS
     report = json.loads(result.output)["changes"]
     changes = {c["column"]: c for c in report if c["change"] == "boolean_column_invalid"}
     assert sorted(changes) == ["Flag", "Gone", "Level"]
-    assert changes["Level"]["actual"] == "int(11)" and changes["Gone"]["actual"] is None
+    assert changes["Level"]["actual"] == "int(11)"
+    assert changes["Gone"]["actual"] is None
     assert changes["Flag"]["detail"] == "boolean column patient.Flag is tinyint(4), not tinyint(1)"
 
 
@@ -84,11 +86,16 @@ def test_unreadable_tables_yml_paths_are_one_line(make_mysql_db: Callable[[str],
     path = tmp_path / "tables.yml"
     path.write_bytes(b"tables:\n  patient: {}\n# \xff\xfe private-bytes\n")
     result = cli(server, path, "analyze-schema")
-    assert result.exit_code == 1 and "is not UTF-8 text" in result.output and "private-bytes" not in result.output
+    assert result.exit_code == 1
+    assert "is not UTF-8 text" in result.output
+    assert "private-bytes" not in result.output
     result = cli(server, path, "validate")
-    assert result.exit_code == 1 and "not UTF-8 text" in result.output and "private-bytes" not in result.output
+    assert result.exit_code == 1
+    assert "not UTF-8 text" in result.output
+    assert "private-bytes" not in result.output
     result = cli(server, tmp_path, "validate", "--live")
-    assert result.exit_code == 1 and "is a directory" in result.output
+    assert result.exit_code == 1
+    assert "is a directory" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
@@ -101,7 +108,9 @@ def test_validate_live_names_columns_postgresql_would_cut_to_one_name(
     execute(server, f"CREATE TABLE wide (Id int NOT NULL PRIMARY KEY, `{first}` int, `{second}` int)")
     path = tmp_path / "tables.yml"
     analysis = cli(server, path, "analyze-schema")
-    assert analysis.exit_code == 1 and first in analysis.output and second in analysis.output
+    assert analysis.exit_code == 1
+    assert first in analysis.output
+    assert second in analysis.output
     result = cli(server, path, "validate", "--live", "--json")
     assert result.exit_code == 1
     changes = json.loads(result.output)["changes"]

@@ -74,12 +74,14 @@ def test_watermark_choice_on_hand_made_tables(make_mysql_db: Callable[[str], MyS
     assert patplan.incremental_columns == ["SecDateTEdit"]
 
     entrylog = result["entrylog"].config
-    assert entrylog.primary_key == [] and entrylog.extraction_strategy is ExtractionStrategy.full_table
+    assert entrylog.primary_key == []
+    assert entrylog.extraction_strategy is ExtractionStrategy.full_table
     assert entrylog.incremental_columns == []
     assert result["entrylog"].reason.startswith("no primary key")
 
     definition = result["definition"].config
-    assert definition.extraction_strategy is ExtractionStrategy.full_table and definition.incremental_columns == []
+    assert definition.extraction_strategy is ExtractionStrategy.full_table
+    assert definition.incremental_columns == []
     assert definition.estimated_rows == 20
 
 
@@ -143,6 +145,7 @@ def test_a_table_that_cannot_be_sampled_is_copied_fully_and_named(
     finally:
         conn.close()
     assert set(analysis.errors) == {"document"}
-    assert "'document'" in analysis.errors["document"] and "copied fully" in analysis.errors["document"]
+    assert "'document'" in analysis.errors["document"]
+    assert "copied fully" in analysis.errors["document"]
     assert analysis.tables["document"].config.extraction_strategy is ExtractionStrategy.full_table
     assert analysis.tables["commlog"].config.incremental_columns == ["DateTStamp"]

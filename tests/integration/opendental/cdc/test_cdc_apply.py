@@ -25,13 +25,15 @@ def test_three_days_of_changes_reach_replica_and_raw(make_binlog_db, make_mysql_
     _, config = write_tables_yml(tmp_path)
     create_source(src)
     first = _catch_up(src, replica, pg, config)
-    assert first.snapshot and not first.failed_tables
+    assert first.snapshot
+    assert not first.failed_tables
     assert_equal(src, replica, pg, config)
     assert _catch_up(src, replica, pg, config).events == 0  # reading starts at the stored position
 
     mutate_day(src, 1)
     report = _catch_up(src, replica, pg, config)
-    assert not report.snapshot and report.events > 0
+    assert not report.snapshot
+    assert report.events > 0
     assert_equal(src, replica, pg, config)
 
     # Day 2: a column added mid-stream, changes before and after it.
@@ -54,7 +56,8 @@ def test_three_days_of_changes_reach_replica_and_raw(make_binlog_db, make_mysql_
     assert "patient" not in report.failed_tables
 
     lags = cdc_lag(replica, src)
-    assert lags[0].events_behind == 0 and lags[0].seconds_behind == 0
+    assert lags[0].events_behind == 0
+    assert lags[0].seconds_behind == 0
     assert "procnote" in lags[0].failed_tables
     conn = raw_connection(replica)
     try:
@@ -106,9 +109,11 @@ def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(make_binl
     # A change CDC has not applied yet: the nightly's reconciliation repairs it, its watermark copy does not run.
     mysql_exec(src, "UPDATE patient SET LName = 'nightly', DateTStamp = DateTStamp + INTERVAL 1 DAY LIMIT 1")
     copied = replicate_table_once(src, replica, "patient", config.effective("patient"))
-    assert copied["mode"] == "incremental" and copied["rows"] == 0
+    assert copied["mode"] == "incremental"
+    assert copied["rows"] == 0
     outcome = load_table_once(replica, pg, "patient", config.effective("patient"), replication=copied)
-    assert outcome.status == "ok" and outcome.rows == 0
+    assert outcome.status == "ok"
+    assert outcome.rows == 0
     assert_equal(src, replica, pg, config)
 
 

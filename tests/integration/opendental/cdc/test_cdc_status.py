@@ -36,10 +36,14 @@ def test_status_shows_lag_per_source_and_stop_is_recorded(make_binlog_db, make_m
     mysql_exec(src, "UPDATE procnote SET Body = 'later' WHERE NoteNum = 1", "DELETE FROM patient LIMIT 1")
 
     code, out = _cli("cdc", "status")
-    assert code == 0 and "127.0.0.1" in out and "stopped" in out
+    assert code == 0
+    assert "127.0.0.1" in out
+    assert "stopped" in out
     (lag,) = cdc_lag(replica, src)
-    assert lag.events_behind is not None and lag.events_behind >= 2  # two transactions not applied yet
-    assert lag.seconds_behind is not None and str(lag.events_behind) in out
+    assert lag.events_behind is not None
+    assert lag.events_behind >= 2  # two transactions not applied yet
+    assert lag.seconds_behind is not None
+    assert str(lag.events_behind) in out
 
     conn = pg.connect()
     try:
@@ -50,10 +54,13 @@ def test_status_shows_lag_per_source_and_stop_is_recorded(make_binlog_db, make_m
         conn.close()
     # Only the subsystems this test writes: the shared Prefect server holds other tests' failed runs.
     code, out = _cli("status", "--subsystem", "nightly", "--subsystem", "cdc")
-    assert code == 0 and "run-1" in out and "CDC (binlog)" in out
+    assert code == 0
+    assert "run-1" in out
+    assert "CDC (binlog)" in out
 
     code, out = _cli("cdc", "stop")
-    assert code == 0 and "stop requested" in out
+    assert code == 0
+    assert "stop requested" in out
 
 
 def test_start_against_a_source_without_binlog_exits_2_naming_the_setting(make_mysql_db, make_pg_db, tmp_path: Path,
@@ -65,4 +72,7 @@ def test_start_against_a_source_without_binlog_exits_2_naming_the_setting(make_m
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("COLUMNS", "250")
     code, out = _cli("cdc", "start", "--until-caught-up")
-    assert code == 2 and "log_bin" in out and "binlog_format" in out and "nightly goes on" in out
+    assert code == 2
+    assert "log_bin" in out
+    assert "binlog_format" in out
+    assert "nightly goes on" in out

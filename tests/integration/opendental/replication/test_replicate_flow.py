@@ -101,7 +101,8 @@ def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replic
     assert_equal(source, replica, ["definition", "entrylog"])
 
     artifact = flow_run_artifacts(run.state_details.flow_run_id)["replication-summary"]
-    assert "nosuchtable" in str(artifact.data) and "not found in the source" in str(artifact.data)
+    assert "nosuchtable" in str(artifact.data)
+    assert "not found in the source" in str(artifact.data)
     assert "failed" in str(artifact.data)
 
 

@@ -70,7 +70,9 @@ def test_only_tables_no_server_wrote_since_a_verified_night_are_unchanged(
     _past_second()
     assert _unchanged(pg, source, replica, configs) == {"quiet"}
     outcome = catalog_signals.unchanged_outcome("quiet")
-    assert outcome.status == "unchanged" and outcome.verification == "ok" and not outcome.failed
+    assert outcome.status == "unchanged"
+    assert outcome.verification == "ok"
+    assert not outcome.failed
 
 
 def _wait_raw_counted(pg: PostgresServer) -> None:

@@ -59,7 +59,8 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
                              incremental_columns=["Stamp"])
         bound = -(-len(values) // BATCH)  # rows / batch_size, whatever the key span
         plan = replica_copy.prepare_table(source, replica, table, config)
-        assert plan.mode == "full" and len(plan.ranges) == bound, (table, len(plan.ranges))
+        assert plan.mode == "full", (table, len(plan.ranges))
+        assert len(plan.ranges) == bound, (table, len(plan.ranges))
         # Boundaries are keys of the table, every batch_size-th one.
         assert [r.lower for r in plan.ranges[1:]] == values[BATCH::BATCH]
         replica_copy.replicate_table_once(source, replica, table, config, full_refresh=True)
@@ -72,11 +73,14 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         finally:
             conn.close()
         outcome = load_steps.load_table_once(replica, pg, table, config)
-        assert outcome.status == "ok" and outcome.verification == "ok" and outcome.rows == len(values), outcome
+        assert outcome.status == "ok", outcome
+        assert outcome.verification == "ok", outcome
+        assert outcome.rows == len(values), outcome
         assert compare_rows(replica, pg, table, config) == len(values)
         # The next night reconciles every ~100-row range, still bounded by the rows.
         again = replica_copy.replicate_table_once(source, replica, table, config)
-        assert again["mode"] == "incremental" and again["reconciled"].ranges == len(values) // 100
+        assert again["mode"] == "incremental"
+        assert again["reconciled"].ranges == len(values) // 100
     # Memory follows the chunks, not the key span (a plan over [min, max] of these keys would need exabytes).
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mb < 64, f"peak RSS grew by {grown_mb:.0f} MB copying three 3,000-row tables"
@@ -100,14 +104,17 @@ def test_json_nul_escapes_are_removed_counted_and_the_rest_kept(
         conn.close()
     load_steps.setup_target(pg)
     outcome = load_steps.load_table_once(replica, pg, "docs", TableConfig(primary_key=["Id"]))
-    assert outcome.status == "ok" and outcome.verification == "ok", outcome.error
+    assert outcome.status == "ok", outcome.error
+    assert outcome.verification == "ok", outcome.error
     # Four escapes in row 1 and one in row 2 (its "\\u0000" is an escaped backslash: text, kept).
-    assert outcome.conversions == {"BodyJson": {"nul_bytes": 5}} and outcome.nul_bytes == 5
+    assert outcome.conversions == {"BodyJson": {"nul_bytes": 5}}
+    assert outcome.nul_bytes == 5
     rows = dict(pg_query(pg, 'SELECT "Id", "BodyJson"::text FROM raw.docs'))
     assert json.loads(rows[1]) == {"key": ["x", {"deep": "abc"}], "n": 12345678901234567890.123456789}
     assert "12345678901234567890.123456789" in rows[1]  # number precision kept by jsonb
     assert json.loads(rows[2]) == {"literal": "\\u0000 is text", "odd": "\\z"}
-    assert json.loads(rows[3]) == {"plain": [1, 2.5, "tab\there"]} and rows[4] is None
+    assert json.loads(rows[3]) == {"plain": [1, 2.5, "tab\there"]}
+    assert rows[4] is None
 
 
 def _one_day_of_changes(env: EtlEnv, day: int) -> None:
@@ -155,7 +162,8 @@ def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_e
             compare_rows(etl_env.replica, etl_env.pg, table, etl_env.config(table))
         # What the watermark missed was repaired by the reconciliation of the replica and recorded.
         replica_leg = json.loads(rows["procedurelog"]["reconciliation"])["replica"]
-        assert replica_leg["rows_missing"] >= 2 and replica_leg["rows_changed"] >= 1, replica_leg
+        assert replica_leg["rows_missing"] >= 2, replica_leg
+        assert replica_leg["rows_changed"] >= 1, replica_leg
         assert json.loads(rows["securitylog"]["reconciliation"])["replica"]["rows_deleted"] == 100 * day
         assert rows["securitylog"]["deleted_rows"] == 100 * day  # and then from raw
         assert "keys+checksums" in rows["procedurelog"]["swept"]
@@ -165,7 +173,8 @@ def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_e
         detail = {m["table_name"]: m for m in metrics.table_metrics(conn, run.run_id)}
     finally:
         conn.close()
-    assert run.status == "ok" and detail["securitylog"]["deleted_rows"] == 300
+    assert run.status == "ok"
+    assert detail["securitylog"]["deleted_rows"] == 300
     assert detail["procedurelog"]["swept"].startswith("raw keys+checksums")
 
 
@@ -187,12 +196,15 @@ def test_a_table_whose_planning_dies_fails_alone_and_the_run_is_recorded(
     with pytest.raises(TablesFailed, match="procedurelog"):
         night.result()
     rows = {r["table"]: r for r in artifact_rows(night, "nightly-etl")}
-    assert rows["procedurelog"]["status"] == "failed" and "MemoryError" in rows["procedurelog"]["error"]
+    assert rows["procedurelog"]["status"] == "failed"
+    assert "MemoryError" in rows["procedurelog"]["error"]
     assert all(rows[t]["status"] == "ok" for t in tables if t != "procedurelog"), rows
     conn = etl_env.pg.connect()
     try:
         run = metrics.last_runs(conn, 1)[0]
-        assert run.status == "failed" and run.failed_tables == ("procedurelog",) and run.tables_total == 4
+        assert run.status == "failed"
+        assert run.failed_tables == ("procedurelog",)
+        assert run.tables_total == 4
     finally:
         conn.close()
     assert compare_rows(etl_env.replica, etl_env.pg, "patient", etl_env.config("patient")) > 0

@@ -86,7 +86,8 @@ def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLSer
     assert 20_000 < loaded < 120_000, loaded
     assert pg_query(pg, 'SELECT count(*) - count(DISTINCT "ProcNum") FROM raw.procedurelog')[0][0] == 0
     outcome = load_steps.load_table_once(replica, pg, "procedurelog", CONFIG)
-    assert outcome.mode == "incremental" and outcome.verification == "ok", outcome.error
+    assert outcome.mode == "incremental", outcome.error
+    assert outcome.verification == "ok", outcome.error
     _assert_equal(replica, pg)
 
     # 2. Full refresh killed while COPYing into the staging table: raw keeps the complete old table.
@@ -98,5 +99,7 @@ def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLSer
                "the staging COPY")
     _assert_equal(replica, pg)
     outcome = load_steps.load_table_once(replica, pg, "procedurelog", CONFIG, load_steps.LoadOptions(full_refresh=True))
-    assert outcome.mode == "full" and outcome.verification == "ok" and outcome.rows == 120_000
+    assert outcome.mode == "full"
+    assert outcome.verification == "ok"
+    assert outcome.rows == 120_000
     _assert_equal(replica, pg)

@@ -56,7 +56,8 @@ def _check(source: MySQLServer, replica: MySQLServer, pg: PostgresServer, *, fir
     assert [tuple(r) for r in raw] == [(i, _decode(b), _decode(t), lb, lt) for i, b, t, lb, lt in src]
     for key, size in SIZES.items() if first else ():
         row = next(r for r in src if r[0] == key)
-        assert row[3] == size and _decode(row[1]) == _expected(EVERY_BYTE, size)
+        assert row[3] == size
+        assert _decode(row[1]) == _expected(EVERY_BYTE, size)
 
 
 def _decode(value: object) -> str | None:

@@ -36,9 +36,11 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     by_table = {r["table"]: r for r in rows}
     assert set(by_table) == set(etl_env.counts)
     assert all(r["status"] == "ok" and r["verification"] == "ok" for r in rows), rows
-    assert by_table["procedurelog"]["mode"] == "full" and by_table["procedurelog"]["rows"] == 8000
+    assert by_table["procedurelog"]["mode"] == "full"
+    assert by_table["procedurelog"]["rows"] == 8000
     # Converted values are counted per column (edgecase: one zero date per date column, NUL in two texts).
-    assert by_table["edgecase"]["zero_dates"] == 2 and by_table["edgecase"]["nul_bytes"] == 2
+    assert by_table["edgecase"]["zero_dates"] == 2
+    assert by_table["edgecase"]["nul_bytes"] == 2
     _verify_all(etl_env)
     assert compare_rows(etl_env.replica, etl_env.pg, generator.EDGECASE_TABLE,
                         etl_env.config(generator.EDGECASE_TABLE)) == 5
@@ -48,9 +50,11 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     conn = etl_env.pg.connect()
     try:
         runs = metrics.last_runs(conn, 5)
-        assert runs[0].status == "ok" and runs[0].tables_total == len(etl_env.counts)
+        assert runs[0].status == "ok"
+        assert runs[0].tables_total == len(etl_env.counts)
         detail = {m["table_name"]: m for m in metrics.table_metrics(conn, runs[0].run_id)}
-        assert detail["edgecase"]["zero_dates"] == 2 and detail["procedurelog"]["rows"] == 8000
+        assert detail["edgecase"]["zero_dates"] == 2
+        assert detail["procedurelog"]["rows"] == 8000
     finally:
         conn.close()
     assert {r["table"] for r in artifact_rows(night, "nightly-etl")} == set(etl_env.counts)
@@ -104,7 +108,9 @@ def test_type_change_fails_only_that_table(etl_env: EtlEnv, prefect_server: None
     rows = {r["table"]: r for r in artifact_rows(night, "nightly-etl")}
     assert rows["clinic"]["status"] == "failed"
     error = rows["clinic"]["error"]
-    assert "IsHidden" in error and "smallint" in error and "varchar(10)" in error, error
+    assert "IsHidden" in error, error
+    assert "smallint" in error, error
+    assert "varchar(10)" in error, error
     assert all(rows[t]["status"] in ("ok", "unchanged") for t in tables if t != "clinic"), rows
     assert rows["patient"]["rows"] >= 10
     # raw.clinic keeps its last good content and type.
@@ -113,9 +119,11 @@ def test_type_change_fails_only_that_table(etl_env: EtlEnv, prefect_server: None
     conn = etl_env.pg.connect()
     try:
         last = metrics.last_runs(conn, 1)[0]
-        assert last.status == "failed" and last.failed_tables == ("clinic",)
+        assert last.status == "failed"
+        assert last.failed_tables == ("clinic",)
     finally:
         conn.close()
     # Accepting the new type is an explicit full refresh of that table.
     rows = nightly_etl(tables=["clinic"], full_refresh=True, tables_file=str(etl_env.tables_file))
-    assert rows[0]["status"] == "ok" and rows[0]["verification"] == "ok"
+    assert rows[0]["status"] == "ok"
+    assert rows[0]["verification"] == "ok"

@@ -30,4 +30,5 @@ def test_nightly_records_a_new_source_column_as_drift(prefect_server, make_mysql
     conn.close()
     night = nightly_etl(tables_file=str(tables_file), skip_verification=True, return_state=True)
     artifact = flow_run_artifacts(night.state_details.flow_run_id)["nightly-schema-drift"]
-    assert "definition" in str(artifact.data) and "ItemNote" in str(artifact.data)
+    assert "definition" in str(artifact.data)
+    assert "ItemNote" in str(artifact.data)

@@ -41,13 +41,16 @@ def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, Pos
     generator.create_schema(replica, edge_cases=True)
     generator.seed(replica, rows={}, scale=0.0)  # only the edge-case rows
     outcome = load_steps.load_table_once(replica, pg, "edgecase", EDGE)
-    assert outcome.status == "ok" and outcome.mode == "full" and outcome.verification == "ok"
+    assert outcome.status == "ok"
+    assert outcome.mode == "full"
+    assert outcome.verification == "ok"
     assert outcome.conversions == {"DateCol": {"zero_dates": 1}, "DateTimeCol": {"zero_dates": 1},
                                    "TextMb3": {"nul_bytes": 1}, "TextMb4": {"nul_bytes": 1}}
     assert compare_rows(replica, pg, "edgecase", EDGE) == 5
     # Empty string and NULL stay distinct; the strings 'NULL' and '\N' are strings.
     rows = dict(pg_query(pg, 'SELECT "Label", "TextMb3" FROM raw.edgecase'))
-    assert rows["NULLs and empty strings"] == "" and rows["string NULL and backslash N"] == "NULL"
+    assert rows["NULLs and empty strings"] == ""
+    assert rows["string NULL and backslash N"] == "NULL"
     assert pg_query(pg, """SELECT "CharCol" FROM raw.edgecase WHERE "EdgeCaseNum" = 3""")[0][0] == "\\N"
     assert pg_query(pg, """SELECT count(*) FROM raw.edgecase WHERE "TextMb4" IS NULL""")[0][0] == 1
     # The source's primary key and indexes are recreated.
@@ -75,8 +78,10 @@ def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQ
     assert load_steps.load_table_once(replica, pg, "appointment", config).mode == "full"
     generator.apply_changes(replica, "appointment", inserts=500, updates=100)
     outcome = load_steps.load_table_once(replica, pg, "appointment", config)
-    assert outcome.mode == "incremental" and outcome.verification == "ok"
-    assert outcome.rows_changed == 600 and outcome.rows >= 600
+    assert outcome.mode == "incremental"
+    assert outcome.verification == "ok"
+    assert outcome.rows_changed == 600
+    assert outcome.rows >= 600
     # Reset the watermark: every row is read again, none is changed, none duplicated.
     conn = pg.connect()
     with conn.cursor() as cur:
@@ -84,7 +89,9 @@ def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQ
     conn.commit()
     conn.close()
     again = load_steps.load_table_once(replica, pg, "appointment", config)
-    assert again.rows == 3500 and again.rows_changed == 0 and again.verification == "ok"
+    assert again.rows == 3500
+    assert again.rows_changed == 0
+    assert again.verification == "ok"
     assert pg_query(pg, 'SELECT count(*), count(DISTINCT "AptNum") FROM raw.appointment')[0] == (3500, 3500)
 
 
@@ -123,7 +130,8 @@ def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer
     finally:
         my.close()
         pgc.close()
-    assert result.status == "differs" and result.diffs[0].changed == ["1234"], result.summary()
+    assert result.status == "differs", result.summary()
+    assert result.diffs[0].changed == ["1234"], result.summary()
     assert "Id [1200..1300)" in result.summary()  # the ~100-row range holding the key
 
 
@@ -166,7 +174,9 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     conn.commit()
     conn.close()
     outcome = load_steps.load_table_once(replica, pg, "odd", incremental)
-    assert outcome.mode == "incremental" and outcome.conversions == expected and outcome.verification == "ok"
+    assert outcome.mode == "incremental"
+    assert outcome.conversions == expected
+    assert outcome.verification == "ok"
     assert pg_query(pg, "SELECT count(*) FROM raw.odd WHERE \"D\" IS NULL")[0][0] == zero_d
 
 
@@ -191,7 +201,9 @@ def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myi
     finally:
         conn.close()
     outcome = load_steps.load_table_once(replica, pg, "eng", config)
-    assert outcome.status == "ok" and outcome.rows == 2500 and outcome.verification == "ok", outcome.error
+    assert outcome.status == "ok", outcome.error
+    assert outcome.rows == 2500, outcome.error
+    assert outcome.verification == "ok", outcome.error
     assert outcome.conversions == {"D": {"zero_dates": 2500 // 7}}
     assert compare_rows(replica, pg, "eng", config) == 2500
 
@@ -205,7 +217,9 @@ def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
     with pytest.raises(load_errors.LoadError) as caught:
         load_steps.load_table_once(replica, pg, "bad", TableConfig(primary_key=["Id"]))
     message = str(caught.value)
-    assert "'bad'" in message and "column Visit" in message and "line 2" in message, message
+    assert "'bad'" in message, message
+    assert "column Visit" in message, message
+    assert "line 2" in message, message
     assert "2024-02-30" not in message
 
 
@@ -247,11 +261,14 @@ def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_t
                " '2024-01-01' + INTERVAL seq % 300 DAY, CONCAT('C', seq) FROM seq_1_to_5000")
     config = TableConfig(primary_key=["Id"], batch_size=1000)
     outcome = load_steps.load_table_once(replica, pg, "multi", config)
-    assert outcome.status == "ok" and outcome.rows == 5000 and outcome.verification == "ok", outcome.error
+    assert outcome.status == "ok", outcome.error
+    assert outcome.rows == 5000, outcome.error
+    assert outcome.verification == "ok", outcome.error
     indexes = dict(pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes"
                                 " WHERE schemaname = 'raw' AND tablename = 'multi'"))
     assert sorted(indexes) == ["multi__ia", "multi__ib", "multi__ic", "multi__uc", "multi_pkey"]
-    assert "UNIQUE" in indexes["multi__uc"] and "SUBSTRING" in indexes["multi__ib"].upper()
+    assert "UNIQUE" in indexes["multi__uc"]
+    assert "SUBSTRING" in indexes["multi__ib"].upper()
     assert pg_query(pg, "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'raw.multi'::regclass") == [
         ("multi_pkey", "p")]
     # A key from tables.yml (the source has none) that the rows stop honouring fails that load
@@ -287,7 +304,8 @@ def test_latin1_text_arrives_as_utf8_escaped_and_counted(dbs: tuple[MySQLServer,
                " CHAR(10 USING utf8mb4), 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL),"
                " (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')), (6, 'plain')")
     outcome = load_steps.load_table_once(replica, pg, "l1", TableConfig(primary_key=["Id"]))
-    assert outcome.status == "ok" and outcome.verification == "ok", outcome.error
+    assert outcome.status == "ok", outcome.error
+    assert outcome.verification == "ok", outcome.error
     assert outcome.conversions == {"Note": {"nul_bytes": 1}}
     assert pg_query(pg, 'SELECT "Id", "Note" FROM raw.l1 ORDER BY 1') == [
         (1, "café"), (2, "a\\b\tc\nd\ré"), (3, ""), (4, None), (5, "xÿ"), (6, "plain")]
@@ -325,7 +343,9 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     # A crash between the swap and the drop leaves the copy aside: the next load removes it.
     pg_exec(pg, f"CREATE TABLE {replaced} (x int)")
     outcome = load_steps.load_table_once(replica, pg, "swapme", config, full)
-    assert outcome.status == "ok" and outcome.rows == 2001 and outcome.verification == "ok", outcome.error
+    assert outcome.status == "ok", outcome.error
+    assert outcome.rows == 2001, outcome.error
+    assert outcome.verification == "ok", outcome.error
     assert pg_query(pg, "SELECT to_regclass(%s)", (replaced,))[0][0] is None
     # ... and so does the next run's setup, whatever mode the table is loaded in next.
     pg_exec(pg, f"CREATE TABLE {replaced} (x int)", "CREATE TABLE clinicflow_stage_replaced.other (x int)")

@@ -125,16 +125,20 @@ def test_replica_that_is_the_source_is_refused_and_the_source_untouched(
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_HOST", "localhost")
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE", env.source.database)
     code, out = _process_cli("nightly", "--full-refresh")
-    assert code == 2 and "refusing to run" in out and "is the source" in out
+    assert code == 2
+    assert "refusing to run" in out
+    assert "is the source" in out
     assert _source_state(env.source) == before
     assert "_clinicflow_replication_state" not in before
 
     code, out = _process_cli("replicate", "--full-refresh")
-    assert code == 2 and "refusing to run" in out, out[-3000:]
+    assert code == 2, out[-3000:]
+    assert "refusing to run" in out, out[-3000:]
     assert _source_state(env.source) == before
 
     code, out = _process_cli("status")
-    assert code == 1 and "refusing to run" in out
+    assert code == 1
+    assert "refusing to run" in out
 
 
 class _PortForwarder:
@@ -196,7 +200,8 @@ def test_the_same_server_behind_another_address_is_recognised_by_its_identity(
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_PORT", str(forwarder.port))
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE", env.source.database)
     code, out = _cli("nightly", "--full-refresh")
-    assert code == 2 and "refusing to run" in out
+    assert code == 2
+    assert "refusing to run" in out
     assert _source_state(env.source) == before
 
 
@@ -207,7 +212,9 @@ def test_analytics_pointing_at_the_source_is_refused_before_anything_is_written(
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_HOST", "localhost")
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PORT", str(env.source.port))
     code, out = _cli("nightly")
-    assert code == 2 and "refusing to run" in out and "analytics" in out
+    assert code == 2
+    assert "refusing to run" in out
+    assert "analytics" in out
     assert _source_state(env.source) == before
     assert mysql_query(env.replica, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
                        (env.replica.database,))[0][0] == 0
@@ -217,7 +224,8 @@ def test_a_valid_configuration_still_runs(env: Env, prefect_server: None) -> Non
     code, out = _cli("nightly")
     assert code == 0, out
     code, out = _cli("status")
-    assert code == 0 and "ok" in out
+    assert code == 0
+    assert "ok" in out
 
 
 # --------------------------------------------------------------------------- failed starts are recorded
@@ -264,12 +272,14 @@ def test_status_exits_1_after_a_failed_start(case: str, env: Env, prefect_server
     assert _cli("status")[0] == 0
     expected = FAILED_STARTS[case](env, monkeypatch)
     code, out = _cli("nightly")
-    assert code == 2 and expected.removeprefix("could not start: ") in out, out
+    assert code == 2, out
+    assert expected.removeprefix("could not start: ") in out, out
     if case in ("broken_yaml", "duplicate_table", "no_tables"):
         assert "Traceback" not in out, "a tables.yml error is one line, no traceback"
     code, out = _cli("status")
     assert code == 1, out
-    assert "last run failed: " in out and expected in out.split("last run failed: ")[1]
+    assert "last run failed: " in out
+    assert expected in out.split("last run failed: ")[1]
     runs = pg_query(env.pg, "SELECT status, finished_at IS NOT NULL FROM clinicflow.etl_runs "
                             "ORDER BY started_at DESC LIMIT 1")
     assert runs == [("failed", True)]
@@ -278,9 +288,11 @@ def test_status_exits_1_after_a_failed_start(case: str, env: Env, prefect_server
 def test_unknown_table_and_the_load_command_are_recorded_too(env: Env, prefect_server: None) -> None:
     _good_night(env.pg)
     code, out = _process_cli("load", "--tables", "nosuchtable")
-    assert code == 2 and "tables not in tables.yml: nosuchtable" in out
+    assert code == 2
+    assert "tables not in tables.yml: nosuchtable" in out
     code, out = _process_cli("status")
-    assert code == 1 and "nosuchtable" in out
+    assert code == 1
+    assert "nosuchtable" in out
 
 
 def test_a_failed_start_inside_the_flow_is_recorded(env: Env, prefect_server: None) -> None:
@@ -293,7 +305,8 @@ def test_a_failed_start_inside_the_flow_is_recorded(env: Env, prefect_server: No
     with pytest.raises(ConfigError):
         nightly_etl(tables_file=str(env.tables_file))
     code, out = _cli("status")
-    assert code == 1 and "field 'batch_size'" in out
+    assert code == 1
+    assert "field 'batch_size'" in out
 
 
 def test_zero_tables_succeed_only_when_asked(env: Env, prefect_server: None) -> None:

@@ -44,25 +44,33 @@ def _record(pg: PostgresServer, run_id: str, outcomes: list[TableOutcome]) -> No
 
 def test_status_exit_codes(analytics: PostgresServer) -> None:
     code, out = _status()
-    assert code == 2 and "no runs recorded yet" in out
+    assert code == 2
+    assert "no runs recorded yet" in out
 
     _record(analytics, "run-1", [TableOutcome("patient", rows=10), TableOutcome("claim", rows=5)])
     code, out = _status()
-    assert code == 0 and "run-1" in out and "ok" in out
+    assert code == 0
+    assert "run-1" in out
+    assert "ok" in out
 
     _record(analytics, "run-2", [TableOutcome("patient", rows=3),
                                  TableOutcome("clinic", status="failed", error="load: incompatible type change")])
     code, out = _status()
-    assert code == 1 and "failed" in out and "clinic" in out
+    assert code == 1
+    assert "failed" in out
+    assert "clinic" in out
     code, out = _status("--run", "run-2")
-    assert code == 1 and "incompatible type change" in out
+    assert code == 1
+    assert "incompatible type change" in out
 
     # A run that started but never finished (killed) is not a success either.
     conn = analytics.connect()
     metrics.start_run(conn, "run-3", "nightly_etl")
     conn.close()
     code, out = _status("--limit", "2")
-    assert code == 1 and "running" in out and "run-1" not in out
+    assert code == 1
+    assert "running" in out
+    assert "run-1" not in out
 
 
 def test_status_cannot_read_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,4 +78,6 @@ def test_status_cannot_read_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PORT", "1")
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", "s3cret-value")
     code, out = _status()
-    assert code == 2 and "cannot read postgresql://" in out and "s3cret-value" not in out
+    assert code == 2
+    assert "cannot read postgresql://" in out
+    assert "s3cret-value" not in out

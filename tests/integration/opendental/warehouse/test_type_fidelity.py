@@ -293,7 +293,8 @@ def _assert_all_equal(source: MySQLServer, replica: MySQLServer, pg: PostgresSer
         got = _raw_values(pg, plan)
         missing = collections.Counter(want) - collections.Counter(got)
         extra = collections.Counter(got) - collections.Counter(want)
-        assert not missing and not extra, f"{night}: raw.{table}: missing {list(missing)[:3]}, extra {list(extra)[:3]}"
+        assert not missing, f"{night}: raw.{table}: missing {list(missing)[:3]}, extra {list(extra)[:3]}"
+        assert not extra, f"{night}: raw.{table}: missing {list(missing)[:3]}, extra {list(extra)[:3]}"
 
 
 def _pg_types(pg: PostgresServer, table: str) -> dict[str, str]:
@@ -332,8 +333,12 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
 
     night("seed")
     types = _pg_types(pg, "zoo")
-    assert types["Ts"] == "timestamp with time zone" and types["Dt6"] == "timestamp(6) without time zone"
-    assert types["G"] == "bytea" and types["Gs"] == "integer" and types["Inv"] == "integer" and types["Uu"] == "text"
+    assert types["Ts"] == "timestamp with time zone"
+    assert types["Dt6"] == "timestamp(6) without time zone"
+    assert types["G"] == "bytea"
+    assert types["Gs"] == "integer"
+    assert types["Inv"] == "integer"
+    assert types["Uu"] == "text"
     # The autumn fold: one wall clock, two instants an hour apart.
     conn = pg.connect()
     try:
@@ -361,7 +366,8 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
     replica_mark = mysql_query(replica, "SELECT watermark FROM `_clinicflow_replication_state` "
                                         "WHERE table_name = 'evo'")[0][0]
     raw_mark = pg_query(pg, "SELECT watermark[1] FROM clinicflow.load_state WHERE table_name = 'evo'")[0][0]
-    assert "2031" not in str(replica_mark) and not raw_mark.startswith("2031"), (replica_mark, raw_mark)
+    assert "2031" not in str(replica_mark), (replica_mark, raw_mark)
+    assert not raw_mark.startswith("2031"), (replica_mark, raw_mark)
 
     _night_3(source)
     night("night 3")
@@ -384,7 +390,8 @@ def test_an_uncarriable_column_is_reported_before_the_night(make_mysql_db: Calla
     from clinicflow.opendental.tables import schema_analysis
 
     analysis = schema_analysis.analyze_source(source)
-    assert long_name in analysis.errors["clinic"] and "'Addr'" not in analysis.errors["clinic"]
+    assert long_name in analysis.errors["clinic"]
+    assert "'Addr'" not in analysis.errors["clinic"]
 
 
 def test_a_staging_table_left_by_a_killed_load_is_dropped_on_the_next_incremental_night(
@@ -402,7 +409,8 @@ def test_a_staging_table_left_by_a_killed_load_is_dropped_on_the_next_incrementa
     pg_exec(pg, 'CREATE TABLE clinicflow_stage.t ("Id" int, "DateTStamp" timestamp)',
             "INSERT INTO clinicflow_stage.t VALUES (1, now())")
     outcome = load_steps.load_table_once(replica, pg, "t", config)
-    assert outcome.status == "ok" and outcome.mode == "incremental"
+    assert outcome.status == "ok"
+    assert outcome.mode == "incremental"
     conn = pg.connect()
     try:
         with conn.cursor() as cur:

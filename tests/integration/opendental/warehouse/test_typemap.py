@@ -11,7 +11,7 @@ from clinicflow.opendental.tables.typemap import (
 from tests.unit.opendental.test_typemap import col
 
 
-@pytest.mark.parametrize("source, pg_type, kind", [
+@pytest.mark.parametrize(("source", "pg_type", "kind"), [
     (col("bigint", "bigint(20)"), "bigint", Kind.integer),
     (col("bigint", "bigint(20) unsigned"), "numeric(20)", Kind.integer),
     (col("int", "int(11)"), "integer", Kind.integer),

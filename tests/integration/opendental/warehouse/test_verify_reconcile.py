@@ -52,11 +52,15 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
     pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcDate" = NULL WHERE "ProcNum" = 2500')
     result = _verify(replica, pg, "procedurelog", PROC)
     assert result.status == "differs"
-    assert result.source_rows == 5000 and result.raw_rows == 4999
-    assert len(result.diffs) == 3 and result.buckets == 50  # ~100-row ranges sampled from the key
+    assert result.source_rows == 5000
+    assert result.raw_rows == 4999
+    assert len(result.diffs) == 3
+    assert result.buckets == 50  # ~100-row ranges sampled from the key
     by_key = {(d.missing_in_raw + d.changed)[0]: d for d in result.diffs}
-    assert by_key["17"].missing_count == 1 and by_key["17"].key_range == "ProcNum [..101)"
-    assert by_key["4321"].changed == ["4321"] and by_key["4321"].key_range == "ProcNum [4301..4401)"
+    assert by_key["17"].missing_count == 1
+    assert by_key["17"].key_range == "ProcNum [..101)"
+    assert by_key["4321"].changed == ["4321"]
+    assert by_key["4321"].key_range == "ProcNum [4301..4401)"
     assert by_key["2500"].changed == ["2500"]
     assert "missing in raw (e.g. 17)" in result.summary()
 
@@ -86,11 +90,14 @@ def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_
     stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep())
     assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (4, 1, 2), stats
     # Keys 1..5000 plus 7000: dense, so 100-key ranges cut by arithmetic up to the new maximum.
-    assert result.ok and stats.ranges == 70 and stats.ranges_hashed == 70
+    assert result.ok
+    assert stats.ranges == 70
+    assert stats.ranges_hashed == 70
     patplan_rows = pg_query(pg, 'SELECT count(*) FROM raw.patplan WHERE "PatNum" = 77')[0][0]
     stats, result = _reconcile_raw(replica, pg, "patplan", PATPLAN, reconcile.Sweep())
     # A composite key changed in place is a delete and an insert.
-    assert (stats.rows_deleted, stats.rows_missing) == (3 + patplan_rows, patplan_rows) and result.ok, stats
+    assert (stats.rows_deleted, stats.rows_missing) == (3 + patplan_rows, patplan_rows), stats
+    assert result.ok, stats
     for table, config in (("procedurelog", PROC), ("patplan", PATPLAN)):
         assert _verify(replica, pg, table, config).ok
         again, _ = _reconcile_raw(replica, pg, table, config, reconcile.Sweep())
@@ -112,7 +119,8 @@ def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer])
     for night in range(7):
         sweep = reconcile.Sweep(slices=7, night=night)
         stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweep)
-        assert result.ok and stats.ranges_hashed in (7, 8)
+        assert result.ok
+        assert stats.ranges_hashed in (7, 8)
         found.append(stats.rows_changed)
     assert sorted(found) == [0, 0, 0, 0, 0, 0, 1]
     assert _verify(replica, pg, "procedurelog", PROC).ok
@@ -162,9 +170,11 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
         src.close()
         rep.close()
     stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
-    assert stats.ranges == 4 and (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
+    assert stats.ranges == 4, stats
+    assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
     raw_stats, result = _reconcile_raw(replica, pg, "visits", config, reconcile.Sweep())
-    assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1) and result.ok
+    assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1)
+    assert result.ok
     assert columns.table_checksum(source, "visits") == columns.table_checksum(replica, "visits")
 
 
@@ -176,20 +186,25 @@ def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
     load_steps.setup_target(pg)
     configs = {"procedurelog": PROC}
     first = small_tables.replicate_and_load_small(source, replica, pg, configs)
-    assert first[0].status == "ok" and first[0].mode == "full"
+    assert first[0].status == "ok"
+    assert first[0].mode == "full"
     # raw lost its table (a dbt mishap): tonight's copy is incremental and reconciled, the load a full one.
     pg_query_exec(pg, "DROP TABLE raw.procedurelog")
     mysql_exec(source, "DELETE FROM `procedurelog` WHERE `ProcNum` = 5")
     second = small_tables.replicate_and_load_small(source, replica, pg, configs)[0]
-    assert second.status == "ok" and second.mode == "full" and second.verification == "ok", second.error
-    assert second.reconciliation["replica"]["rows_deleted"] == 1 and second.rows == 499
+    assert second.status == "ok", second.error
+    assert second.mode == "full", second.error
+    assert second.verification == "ok", second.error
+    assert second.reconciliation["replica"]["rows_deleted"] == 1
+    assert second.rows == 499
 
 
 def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
         loaded: tuple[MySQLServer, PostgresServer], monkeypatch: pytest.MonkeyPatch) -> None:
     """reconcile_slices unset (0): a table past AUTO_FULL_RANGES ranges gets slices; keys are still checked nightly."""
     replica, pg = loaded
-    assert TableConfig().reconcile_slices == 0 and reconcile.sweep_for(TableConfig()).slices == 0
+    assert TableConfig().reconcile_slices == 0
+    assert reconcile.sweep_for(TableConfig()).slices == 0
     monkeypatch.setattr(reconcile, "AUTO_FULL_RANGES", 10)  # 5,000 rows: ~50 ranges -> 5 slices
     mysql_exec(replica, "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
                         " WHERE `ProcNum` = 3333")
@@ -197,10 +212,12 @@ def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
     for night in range(reconcile.AUTO_MAX_SLICES):
         mysql_exec(replica, f"DELETE FROM `procedurelog` WHERE `ProcNum` = {100 + night}")
         stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep(slices=0, night=night))
-        assert result.ok and stats.rows_deleted == 1  # deletes: every night, from the key summaries
+        assert result.ok
+        assert stats.rows_deleted == 1  # deletes: every night, from the key summaries
         window = int(stats.swept.rsplit("/", 1)[-1])
         found.append(stats.rows_changed)
         if len(found) == window:
             break
-    assert window == 5 and sum(found) == 1, (window, found)
+    assert window == 5, (window, found)
+    assert sum(found) == 1, (window, found)
     assert _verify(replica, pg, "procedurelog", PROC).ok
