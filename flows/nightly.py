@@ -41,8 +41,8 @@ from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 from clinicflow.opendental.warehouse import load_steps
 from flows.tiers import (
-    EnvSizedTaskRunner,
     child_parameters,
+    env_sized_task_runner,
     fan_out_tiers,
     load_options,
     nightly_workers,
@@ -66,8 +66,9 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     log = get_logger()
     run_key = (fanout_options or {}).get("run_key")
     run_id = str(run_key or flow_run.get_id() or uuid.uuid4())
-    parameters = {"tables": tables, "full_refresh": full_refresh, "skip_verification": skip_verification,
-                  "full_sweep": full_sweep, "allow_empty": allow_empty}
+    parameters: dict[str, Any] = {"tables": tables, "full_refresh": full_refresh,
+                                  "skip_verification": skip_verification, "full_sweep": full_sweep,
+                                  "allow_empty": allow_empty}
     if any(blocks[k] != default for k, default in _DEFAULT_BLOCKS.items()):
         parameters = {**parameters, **blocks}  # a clinic's own blocks show in its run row
     # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
@@ -90,7 +91,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         options = load_options(full_refresh, skip_verification, full_sweep)
         log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(),
                  pg.describe())
-        if replicate:
+        if source is not None:  # replicating: the source was resolved above
             copy_plan.ensure_database(replica)
             warn_dropped_leftovers(copy_plan.drop_leftover_tables(replica))
             _record_drift(source, config, log)
@@ -191,7 +192,7 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
 
 
 # Task-runner threads: $CLINICFLOW_NIGHTLY_WORKERS, read when a run starts (EnvSizedTaskRunner).
-@flow(name="nightly-etl", task_runner=EnvSizedTaskRunner(nightly_workers))
+@flow(name="nightly-etl", task_runner=env_sized_task_runner(nightly_workers))
 def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
                 full_sweep: bool = False, tables_file: str | None = None,
                 allow_empty: bool = False, mode: str = "in-pod", run_key: str | None = None,
@@ -231,7 +232,7 @@ def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, ski
                 allow_empty=allow_empty, fanout_options=fanout_options)
 
 
-@flow(name="load-tables", task_runner=EnvSizedTaskRunner(nightly_workers))
+@flow(name="load-tables", task_runner=env_sized_task_runner(nightly_workers))
 def load_tables(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
                 full_sweep: bool = False, tables_file: str | None = None,
                 allow_empty: bool = False, replica_block: str = REPLICATION_BLOCK,

@@ -35,8 +35,8 @@ from flows.fanout_runner import FANOUT_TAG, read_children, run_partitions, run_t
 from flows.tiers import (
     CHILD_DEPLOYMENT,
     PARTITIONS_ARTIFACT_KEY,
-    EnvSizedTaskRunner,
     child_deployment,
+    env_sized_task_runner,
     fan_out_tiers,
     fanout_concurrency_limit,
     load_options,
@@ -61,7 +61,7 @@ def record_tables(pg: PostgresServer, run_id: str, outcomes: list[TableOutcome])
 
 
 # Task-runner threads: $CLINICFLOW_NIGHTLY_WORKERS, read when a run starts.
-@flow(name="nightly-tables", task_runner=EnvSizedTaskRunner(nightly_workers))
+@flow(name="nightly-tables", task_runner=env_sized_task_runner(nightly_workers))
 def nightly_tables(tables: list[str], run_id: str, full_refresh: bool = False, skip_verification: bool = False,
                    full_sweep: bool = False, tables_file: str | None = None,
                    replicate: bool = True, source_block: str = SOURCE_BLOCK, replica_block: str = REPLICATION_BLOCK,

@@ -20,8 +20,8 @@ from clinicflow.opendental.guards import check_replica_is_not_source
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import ConfigError, load_tables_config
 from flows.tiers import (
-    EnvSizedTaskRunner,
     ReplicatedTable,
+    env_sized_task_runner,
     replicate_tier,
     replication_workers,
     select_tables,
@@ -50,7 +50,7 @@ def raise_if_failed(outcomes: list[ReplicatedTable]) -> None:
 
 # Concurrent copies (chunks of one table and tables of one tier share them): $CLINICFLOW_REPLICATION_WORKERS,
 # read when a run starts.
-@flow(name="replicate_tables", task_runner=EnvSizedTaskRunner(replication_workers), log_prints=True)
+@flow(name="replicate_tables", task_runner=env_sized_task_runner(replication_workers), log_prints=True)
 def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None,
                      full_sweep: bool = False, allow_empty: bool = False, source_block: str = SOURCE_BLOCK,
                      replica_block: str = REPLICATION_BLOCK) -> list[dict[str, Any]]:

@@ -23,13 +23,14 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.core import progress
@@ -77,7 +78,7 @@ def small_group_size() -> int:
     return _env_int("CLINICFLOW_SMALL_GROUP_SIZE", 25)
 
 
-class EnvSizedTaskRunner(ThreadPoolTaskRunner):
+class EnvSizedTaskRunner(ThreadPoolTaskRunner[Any]):
     """A thread pool whose size is read (``workers()``) when a flow run starts, not when the flow is imported.
 
     Prefect duplicates a flow's task runner for every run; the duplicate reads the size again.
@@ -89,6 +90,15 @@ class EnvSizedTaskRunner(ThreadPoolTaskRunner):
 
     def duplicate(self) -> EnvSizedTaskRunner:
         return type(self)(self._workers)
+
+
+def env_sized_task_runner(workers: Callable[[], int]) -> TaskRunner[PrefectFuture[Any]]:
+    """An :class:`EnvSizedTaskRunner`, typed as ``@flow(task_runner=...)`` takes it.
+
+    The cast covers a gap in Prefect's types: ``TaskRunner`` is invariant in its future type, so no
+    ``ThreadPoolTaskRunner`` (``PrefectConcurrentFuture``) matches the decorator's ``TaskRunner[PrefectFuture]``.
+    """
+    return cast("TaskRunner[PrefectFuture[Any]]", EnvSizedTaskRunner(workers))
 
 
 # --- helpers shared by the flows ------------------------------------------------
@@ -141,7 +151,7 @@ class _Chains:
         self._done: queue.Queue[dict[str, Any]] = queue.Queue()
         self._open = 0
 
-    def when_done(self, futures: list[PrefectFuture], then: Callable[[list[PrefectFuture]], None]) -> None:
+    def when_done(self, futures: list[PrefectFuture[Any]], then: Callable[[list[PrefectFuture[Any]]], None]) -> None:
         group = {"left": len(futures), "futures": futures, "then": then}
         self._open += 1
         if not futures:
@@ -149,7 +159,7 @@ class _Chains:
             group["left"] = 1
             return
         for future in futures:
-            future.add_done_callback(lambda _f, g=group: self._done.put(g))
+            future.add_done_callback(lambda _f: self._done.put(group))
 
     def run(self) -> None:
         while self._open:
@@ -163,7 +173,7 @@ class _Chains:
             group["then"](group["futures"])
 
 
-def _error(future: PrefectFuture) -> BaseException | str | None:
+def _error(future: PrefectFuture[Any]) -> BaseException | str | None:
     """The exception of a future that did not complete, or None."""
     state = future.state
     if state.is_completed():
@@ -204,7 +214,22 @@ class _TierRun:
         self.chains = _Chains()
         self.started: dict[str, float] = {}
 
-    def fail(self, table: str, stage: str, error: BaseException | str, replication_info: dict | None = None) -> None:
+    @property
+    def source_server(self) -> MySQLServer:
+        """The replication source (a tier run that replicates has one)."""
+        if self.source is None:
+            raise RuntimeError("this tier run has no replication source")
+        return self.source
+
+    @property
+    def pg_server(self) -> PostgresServer:
+        """The load target (a tier run that loads has one)."""
+        if self.pg is None:
+            raise RuntimeError("this tier run only replicates: it has no load target")
+        return self.pg
+
+    def fail(self, table: str, stage: str, error: BaseException | str,
+             replication_info: dict[str, Any] | None = None) -> None:
         if not self.loads:
             done = self.replicated.setdefault(table, ReplicatedTable(table, self.tier))
             done.status, done.error = "failed", _error_text(error)
@@ -213,9 +238,9 @@ class _TierRun:
                                                          replication=replication_info)
 
     def _guarded(self, tables: list[str], stage: str,
-                 then: Callable[[list[PrefectFuture]], None]) -> Callable[[list[PrefectFuture]], None]:
+                 then: Callable[[list[PrefectFuture[Any]]], None]) -> Callable[[list[PrefectFuture[Any]]], None]:
         """``then``, but an exception in it fails only ``tables`` (recorded), never the flow thread and the run."""
-        def run(futures: list[PrefectFuture]) -> None:
+        def run(futures: list[PrefectFuture[Any]]) -> None:
             try:
                 then(futures)
             except Exception as exc:  # noqa: BLE001 - recorded for these tables; the others go on
@@ -227,8 +252,8 @@ class _TierRun:
         """Start a table's (or group's) chain; a failure to start fails those tables only."""
         self._guarded(tables, stage, lambda _futures: start())([])
 
-    def when_done(self, table: str | list[str], stage: str, futures: list[PrefectFuture],
-                  then: Callable[[list[PrefectFuture]], None]) -> None:
+    def when_done(self, table: str | list[str], stage: str, futures: list[PrefectFuture[Any]],
+                  then: Callable[[list[PrefectFuture[Any]]], None]) -> None:
         tables = [table] if isinstance(table, str) else table
         self.chains.when_done(futures, self._guarded(tables, stage, then))
 
@@ -237,12 +262,11 @@ class _TierRun:
         self.started[table] = time.time()
         if not self.loads:
             self.replicated[table] = ReplicatedTable(table, self.tier)
-        assert self.source is not None
-        plan_f = repl_tasks.plan_copy.submit(self.source, self.replica, table, self.config.effective(table),
+        plan_f = repl_tasks.plan_copy.submit(self.source_server, self.replica, table, self.config.effective(table),
                                               self.full_refresh, self.options.full_sweep)
         self.when_done(table, "replication", [plan_f], lambda fs: self._copy(table, fs[0]))
 
-    def _copy(self, table: str, plan_f: PrefectFuture) -> None:
+    def _copy(self, table: str, plan_f: PrefectFuture[Any]) -> None:
         if (err := _error(plan_f)) is not None:
             return self.fail(table, "replication", err)
         plan = plan_f.result()
@@ -253,15 +277,15 @@ class _TierRun:
                 self.load(table, {"rows": 0, "seconds": time.time() - self.started[table]}, depends_on=None)
             return None
         if plan.mode == "incremental":
-            copies = [repl_tasks.copy_incremental.submit(self.source, self.replica, plan)]
+            copies = [repl_tasks.copy_incremental.submit(self.source_server, self.replica, plan)]
         else:
-            copies = [repl_tasks.copy_chunk.submit(self.source, self.replica, plan, unit,
+            copies = [repl_tasks.copy_chunk.submit(self.source_server, self.replica, plan, unit,
                                                    unit.label if unit else "all")
                       for unit in replica_copy.full_copy_units(plan)]
         self.when_done(table, "replication", copies, lambda fs: self._swap(table, plan, fs))
         return None
 
-    def _swap(self, table: str, plan: copy_plan.CopyPlan, copies: list[PrefectFuture]) -> None:
+    def _swap(self, table: str, plan: copy_plan.CopyPlan, copies: list[PrefectFuture[Any]]) -> None:
         for copy in copies:
             if (err := _error(copy)) is not None:
                 return self.fail(table, "replication", err)
@@ -284,7 +308,7 @@ class _TierRun:
         self.load(table, info, depends_on=swap)
         return None
 
-    def _swapped(self, table: str, swap_f: PrefectFuture) -> None:
+    def _swapped(self, table: str, swap_f: PrefectFuture[Any]) -> None:
         if (err := _error(swap_f)) is not None:
             self.fail(table, "replication", err)
 
@@ -294,11 +318,11 @@ class _TierRun:
             self.started[table] = time.time()
         configs = {t: self.config.effective(t) for t in tables}
         label = f"{tables[0]}..{tables[-1]}" if len(tables) > 1 else tables[0]
-        group_f = load_tasks.small_table_group.submit(self.source if replicate else None, self.replica, self.pg,
-                                                      configs, self.options, label)
+        group_f = load_tasks.small_table_group.submit(self.source_server if replicate else None, self.replica,
+                                                      self.pg_server, configs, self.options, label)
         self.when_done(tables, "load", [group_f], lambda fs: self._small_done(tables, fs[0]))
 
-    def _small_done(self, tables: list[str], group_f: PrefectFuture) -> None:
+    def _small_done(self, tables: list[str], group_f: PrefectFuture[Any]) -> None:
         if (err := _error(group_f)) is not None:
             for table in tables:
                 self.fail(table, "load", err)
@@ -307,15 +331,17 @@ class _TierRun:
             self.outcomes[outcome.table] = outcome
 
     # --- load -------------------------------------------------------------------
-    def load(self, table: str, replication_info: dict | None = None, depends_on: PrefectFuture | None = None) -> None:
+    def load(self, table: str, replication_info: dict[str, Any] | None = None,
+             depends_on: PrefectFuture[Any] | None = None) -> None:
         self.started.setdefault(table, time.time())
         wait_for = [depends_on] if depends_on is not None else None
-        prepare_f = load_tasks.prepare_load.submit(self.replica, self.pg, table, self.config.effective(table),
-                                                   self.options, replication_info, wait_for=wait_for)
+        prepare_f = load_tasks.prepare_load.submit(self.replica, self.pg_server, table, self.config.effective(table),
+                                                   self.options, replication_info, wait_for=wait_for,
+                                                   return_state=False)
         watched = [depends_on, prepare_f] if depends_on is not None else [prepare_f]
         self.when_done(table, "load", watched, lambda fs: self._chunks(table, fs, replication_info))
 
-    def _chunks(self, table: str, futures: list[PrefectFuture], replication_info: dict | None) -> None:
+    def _chunks(self, table: str, futures: list[PrefectFuture[Any]], replication_info: dict[str, Any] | None) -> None:
         if len(futures) == 2 and (err := _error(futures[0])) is not None:
             return self.fail(table, "replication swap-in", err, replication_info)
         prepare_f = futures[-1]
@@ -325,26 +351,27 @@ class _TierRun:
         if isinstance(prepared, TableOutcome):
             self.outcomes[table] = prepared
             return None
-        chunk_fs = [load_tasks.load_chunk.submit(self.replica, self.pg, prepared, chunk) for chunk in prepared.chunks]
+        chunk_fs = [load_tasks.load_chunk.submit(self.replica, self.pg_server, prepared, chunk)
+                    for chunk in prepared.chunks]
         self.when_done(table, "load", chunk_fs, lambda fs: self._finish(table, prepared, fs, replication_info))
         return None
 
-    def _finish(self, table: str, prepared: load_steps.FullLoad, chunk_fs: list[PrefectFuture],
-                replication_info: dict | None) -> None:
+    def _finish(self, table: str, prepared: load_steps.FullLoad, chunk_fs: list[PrefectFuture[Any]],
+                replication_info: dict[str, Any] | None) -> None:
         for chunk_f in chunk_fs:
             if (err := _error(chunk_f)) is not None:
                 self.fail(table, "load", err, replication_info)
-                drop = load_tasks.drop_stage.submit(self.pg, prepared)
+                drop = load_tasks.drop_stage.submit(self.pg_server, prepared)
                 self.chains.when_done([drop], lambda fs: None)
                 return
-        finish_f = load_tasks.finish_load.submit(self.replica, self.pg, prepared, [f.result() for f in chunk_fs])
+        finish_f = load_tasks.finish_load.submit(self.replica, self.pg_server, prepared, [f.result() for f in chunk_fs])
         self.when_done(table, "load", [finish_f], lambda fs: self._finished(table, prepared, fs[0], replication_info))
 
-    def _finished(self, table: str, prepared: load_steps.FullLoad, finish_f: PrefectFuture,
-                  replication_info: dict | None) -> None:
+    def _finished(self, table: str, prepared: load_steps.FullLoad, finish_f: PrefectFuture[Any],
+                  replication_info: dict[str, Any] | None) -> None:
         if (err := _error(finish_f)) is not None:
             self.fail(table, "load", err, replication_info)
-            drop = load_tasks.drop_stage.submit(self.pg, prepared)
+            drop = load_tasks.drop_stage.submit(self.pg_server, prepared)
             self.chains.when_done([drop], lambda fs: None)
             return
         self.outcomes[table] = finish_f.result()
@@ -360,11 +387,11 @@ def run_tier_tables(config: TablesConfig, tier_names: list[str], replica: MySQLS
     small = [t for t in tier_names if config.effective(t).estimated_rows <= rows_limit]
     for start in range(0, len(small), group_size):
         group = small[start:start + group_size]
-        run.submit(group, "load", lambda g=group: run.small_group(g, replicate))
+        run.submit(group, "load", partial(run.small_group, group, replicate))
     for table in tier_names:
         if table not in small:
             run.submit([table], "replication" if replicate else "load",
-                       lambda t=table: run.replicate(t) if replicate else run.load(t))
+                       partial(run.replicate, table) if replicate else partial(run.load, table))
     run.chains.run()
     return [run.outcomes.get(t) or load_steps.failed_outcome(t, "no outcome recorded", stage="flow")
             for t in tier_names]
@@ -376,7 +403,7 @@ def replicate_tier(source: MySQLServer, replica: MySQLServer, config: TablesConf
     options = load_steps.LoadOptions(full_refresh=full_refresh, full_sweep=full_sweep)
     run = _TierRun(config, replica, None, options, source=source, full_refresh=full_refresh, tier=tier, load=False)
     for table in names:
-        run.submit([table], "replication", lambda t=table: run.replicate(t))
+        run.submit([table], "replication", partial(run.replicate, table))
     run.chains.run()
     outcomes = []
     for table in names:
