@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from blocks.resolve import ENV_BUILDERS, resolve_block
 from clinicflow.connectors.objectstore.clients import EMULATOR_PROJECT, storage_emulator_host
@@ -77,13 +77,15 @@ def anonymous_adc_if_emulated() -> Iterator[None]:
         original = google.auth.default
 
         def anonymous_default(*_args: Any, **_kwargs: Any) -> tuple[Any, str]:
-            return AnonymousCredentials(), os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
+            # google-auth gap: Credentials.__init__ carries no annotations.
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            return credentials, os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
 
-        google.auth.default = anonymous_default  # type: ignore[assignment]
+        google.auth.default = anonymous_default
         try:
             yield
         finally:
-            google.auth.default = original  # type: ignore[assignment]
+            google.auth.default = original
 
 
 def _local_from_env(name: str) -> LocalFolderBucket:
@@ -98,7 +100,8 @@ def _gcs_from_env(name: str) -> Block:
     if not bucket:
         raise ValueError(f"CLINICFLOW_{name.upper().replace('-', '_')}_BUCKET is required for a GCS bucket")
     credentials = GcpCredentials(project=_env(name, "PROJECT"), service_account_file=_env(name, "SERVICE_ACCOUNT_FILE"))
-    return GcsBucket(bucket=bucket, bucket_folder=_env(name, "FOLDER") or "", gcp_credentials=credentials)
+    block: Block = GcsBucket(bucket=bucket, bucket_folder=_env(name, "FOLDER") or "", gcp_credentials=credentials)
+    return block
 
 
 def _s3_from_env(name: str) -> Block:
@@ -112,7 +115,7 @@ def _s3_from_env(name: str) -> Block:
     # Keys may come from the standard AWS_* variables (boto3 reads them itself) or from ours.
     credentials = AwsCredentials(
         aws_access_key_id=_env(name, "ACCESS_KEY_ID"),
-        aws_secret_access_key=_env(name, "SECRET_ACCESS_KEY"),
+        aws_secret_access_key=SecretStr(secret) if (secret := _env(name, "SECRET_ACCESS_KEY")) else None,
         region_name=_env(name, "REGION"),
         aws_client_parameters=AwsClientParameters(endpoint_url=_env(name, "ENDPOINT_URL")),
     )
@@ -126,7 +129,8 @@ def bucket_block_type(kind: str) -> type[Block]:
     if kind == "gcs":
         from prefect_gcp.cloud_storage import GcsBucket
 
-        return GcsBucket
+        gcs: type[Block] = GcsBucket
+        return gcs
     if kind == "s3":
         from prefect_aws.s3 import S3Bucket
 

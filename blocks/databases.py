@@ -75,7 +75,8 @@ def _shared_tls_connection_class() -> type:
 
         lock = threading.Lock()
 
-        class SharedTLSConnection(pymysql.connections.Connection):
+        # pymysql ships no type information (its Connection is Any to mypy).
+        class SharedTLSConnection(pymysql.connections.Connection):  # type: ignore[misc]
             _default_ctx: Any = None
 
             def _create_ssl_ctx(self, sslp: Any) -> Any:

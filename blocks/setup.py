@@ -203,7 +203,7 @@ def describe_block(block: Block) -> str:
     """A printable address without secrets."""
     describe = getattr(block, "describe", None)
     if callable(describe):
-        return describe()
+        return str(describe())
     if isinstance(block, GcsBucket):
         return f"gs://{block.bucket}/{block.bucket_folder}".rstrip("/")
     return block.get_block_type_slug()
@@ -213,7 +213,7 @@ def require_api() -> str:
     """The Prefect API URL blocks are saved to; an error without one."""
     from prefect.settings import PREFECT_API_URL
 
-    url = PREFECT_API_URL.value()
+    url: str | None = PREFECT_API_URL.value()
     if not url:
         raise BlockSetupError("PREFECT_API_URL is not set: blocks are saved on a Prefect server "
                               "(without one, flows read CLINICFLOW_* variables directly and need no blocks)")

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any, cast
 
 from clinicflow.core.logs import get_logger
 from clinicflow.scaleout import fanout
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 FANOUT_TAG = "clinicflow-fanout"
 
@@ -41,7 +45,7 @@ def read_children(run_key: str, ids: list[str] | None = None) -> list[fanout.Chi
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
-    flow_filter = (FlowRunFilter(id=FlowRunFilterId(any_=ids)) if ids is not None
+    flow_filter = (FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(i) for i in ids])) if ids is not None
                    else FlowRunFilter(tags=FlowRunFilterTags(all_=[run_tag(run_key)])))
     found: list[fanout.ChildRun] = []
     with get_client(sync_client=True) as client:
@@ -58,10 +62,13 @@ def start_child(deployment: str, run_key: str, partition: str, attempt: int, par
     """Start (or, for a key already used, find) a partition's child run; returns its flow run id."""
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(deployment, parameters=parameters, timeout=0,
-                              idempotency_key=fanout.child_key(run_key, partition, attempt),
-                              flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
-                              tags=[FANOUT_TAG, run_tag(run_key)])
+    started = run_deployment(deployment, parameters=parameters, timeout=0,
+                             idempotency_key=fanout.child_key(run_key, partition, attempt),
+                             flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
+                             tags=[FANOUT_TAG, run_tag(run_key)])
+    # Called from sync code, Prefect's async_dispatch takes the sync path: a FlowRun, not a coroutine
+    # (its declared return type is the union of both).
+    flow_run = cast("FlowRun", started)
     return str(flow_run.id)
 
 

@@ -13,23 +13,24 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.states import Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import matching_objects
+from clinicflow.connectors.objectstore.readers import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
-from clinicflow.ingest.synthetic import generate, parse_synthetic
+from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
 from clinicflow.scaleout import ingest_partitions
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
@@ -73,7 +74,7 @@ def _run_id() -> str:
 
 def summary_rows(pattern: str, counts: RunCounts, seconds: float) -> list[dict[str, Any]]:
     """The summary artifact: counts only, files never named by content."""
-    rows = [{"metric": "pattern", "value": pattern}]
+    rows: list[dict[str, Any]] = [{"metric": "pattern", "value": pattern}]
     rows += [{"metric": k, "value": v} for k, v in counts.as_dict().items() if k != "dead_lettered_by_reason"]
     rows += [{"metric": f"dead-lettered {key}", "value": n} for key, n in sorted(counts.dead_lettered.items())]
     rows.append({"metric": "seconds", "value": round(seconds, 2)})
@@ -163,6 +164,7 @@ def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSet
                    extractor: Extractor, s3_block: str | None, llm_block: str | None, max_error_rate: float,
                    started: float) -> Any:
     log = get_logger("clinicflow.ingest")
+    items: Iterator[SyntheticRecord | ObjectInfo]
     if location.scheme == "synthetic":
         kind, count, synthetic_seed = parse_synthetic(location)
         total, items = count, generate(kind, count, synthetic_seed)

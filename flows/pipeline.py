@@ -55,8 +55,8 @@ def run_leaf_as_task(leaf: Leaf, ctx: RunContext) -> StepOutcome:
         return leaf.run(dataclasses.replace(ctx, logger=get_run_logger()))
 
     retry_condition = retry_on_transient if leaf.retry_on == "transient" else None
-    step_task = task(call, name=leaf.name, retries=leaf.retries, retry_delay_seconds=leaf.retry_delay_seconds,
-                     retry_condition_fn=retry_condition, cache_policy=NO_CACHE, persist_result=False)
+    step_task = task(name=leaf.name, retries=leaf.retries, retry_delay_seconds=leaf.retry_delay_seconds,
+                     retry_condition_fn=retry_condition, cache_policy=NO_CACHE, persist_result=False)(call)
     state = step_task(return_state=True)
     if state.is_completed():
         return StepOutcome(leaf.name, "completed", state.result())
@@ -144,4 +144,4 @@ def compile_flow(spec: PipelineSpec) -> Flow[..., list[dict[str, Any]]]:
                       end: datetime | None = None) -> list[dict[str, Any]]:
         return run_spec(spec, parameters, start, end)
 
-    return flow(pipeline_flow, name=spec.name, description=spec.description or None)
+    return flow(name=spec.name, description=spec.description or None)(pipeline_flow)

@@ -18,10 +18,11 @@ the folder is ``/app/pipelines`` unless ``image_folder`` says otherwise.
 from __future__ import annotations
 
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from clinicflow.toolkit.base import ToolkitError
@@ -256,7 +257,10 @@ async def _managed_deployment_ids() -> dict[str, UUID]:
     return {d.name: d.id for d in managed if d.flow_id in flow_ids}
 
 
-def _run(coroutine: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
     import asyncio
 
     return asyncio.run(coroutine)
