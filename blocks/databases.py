@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr
 
 from clinicflow.connectors.mysql.sessions import MYSQL_SESSION_SQL_MODE
 from clinicflow.core import secret_env
+from clinicflow.core.dbapi import Connection, PgConnection
 
 
 def _env_name(block_name: str, field: str) -> str:
@@ -107,7 +108,7 @@ class MySQLServer(_ServerBlock):
     unix_socket: str | None = Field(default=None,
                                     description="Optional Unix socket path; overrides host/port when set.")
 
-    def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Any:
+    def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Connection:
         """Open a pymysql connection with clinicflow's session settings.
 
         ``streaming=True`` gives an unbuffered cursor class, so large results
@@ -133,7 +134,8 @@ class MySQLServer(_ServerBlock):
             params["host"] = self.host
             params["port"] = self.port
         params.update(kwargs)
-        return _shared_tls_connection_class()(**params)
+        connection: Connection = _shared_tls_connection_class()(**params)  # pymysql ships no types
+        return connection
 
 
 class PostgresServer(_ServerBlock):
@@ -149,7 +151,7 @@ class PostgresServer(_ServerBlock):
     database: str = Field(default="analytics", description="Database name.")
     sslmode: str = Field(default="prefer", description="libpq sslmode.")
 
-    def connect(self, *, database: str | None = None, **kwargs: Any) -> Any:
+    def connect(self, *, database: str | None = None, **kwargs: Any) -> PgConnection:
         """Open a psycopg2 connection (autocommit off)."""
         import psycopg2
 
@@ -166,4 +168,5 @@ class PostgresServer(_ServerBlock):
         if password:
             params["password"] = password
         params.update(kwargs)
-        return psycopg2.connect(**params)
+        connection: PgConnection = psycopg2.connect(**params)  # psycopg2 ships no types
+        return connection

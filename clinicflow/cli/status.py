@@ -23,24 +23,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from clinicflow.core.dbapi import PgConnection, PgCursor, column_names
+
 EXIT_LAST_FAILED = 1
 EXIT_NO_DATA = 2
 SUBSYSTEMS = ("nightly", "ingest", "processing", "dicom", "pipelines", "fanout", "cdc")
 INGEST_FLOW = "ingest-files"
 
 
-def _exists(cur: Any, relation: str) -> bool:
+def _exists(cur: PgCursor, relation: str) -> bool:
     cur.execute("SELECT to_regclass(%s)", (relation,))
     return cur.fetchone()[0] is not None
 
 
-def _rows(cur: Any, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def _rows(cur: PgCursor, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     cur.execute(sql, params)
-    names = [d[0] for d in cur.description]
+    names = column_names(cur)
     return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
 
-def nightly_status(conn: Any, limit: int) -> dict[str, Any]:
+def nightly_status(conn: PgConnection, limit: int) -> dict[str, Any]:
     from clinicflow.opendental import metrics
 
     runs = metrics.last_runs(conn, limit)
@@ -50,7 +52,7 @@ def nightly_status(conn: Any, limit: int) -> dict[str, Any]:
     return {"runs": out, "failed": bool(out) and out[0]["status"] != "ok"}
 
 
-def ingest_status(conn: Any, limit: int, schema: str = "ingest") -> dict[str, Any]:
+def ingest_status(conn: PgConnection, limit: int, schema: str = "ingest") -> dict[str, Any]:
     from clinicflow.core.sql import quote_ident
 
     s = quote_ident(schema, "postgres")
@@ -65,7 +67,7 @@ def ingest_status(conn: Any, limit: int, schema: str = "ingest") -> dict[str, An
     return {"runs": runs, "open_dead_letters": letters, "failed": bool(runs) and runs[0]["status"] == "failed"}
 
 
-def processing_status(conn: Any, limit: int) -> dict[str, Any]:
+def processing_status(conn: PgConnection, limit: int) -> dict[str, Any]:
     with conn.cursor() as cur:
         if not _exists(cur, "processing.results"):
             conn.rollback()
@@ -80,7 +82,7 @@ def processing_status(conn: Any, limit: int) -> dict[str, Any]:
             "failed": bool(finished) and finished[0]["status"] in ("FAILED", "CRASHED")}
 
 
-def dicom_status(conn: Any, limit: int, schema: str = "clinicflow_dicom") -> dict[str, Any]:
+def dicom_status(conn: PgConnection, limit: int, schema: str = "clinicflow_dicom") -> dict[str, Any]:
     from clinicflow.core.sql import quote_ident
 
     s = quote_ident(schema, "postgres")

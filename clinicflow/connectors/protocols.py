@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from clinicflow.core.dbapi import Connection, PgConnection
+
 
 @runtime_checkable
 class MySQLServerLike(Protocol):
@@ -18,7 +20,7 @@ class MySQLServerLike(Protocol):
     username: str
     unix_socket: str | None
 
-    def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Any: ...
+    def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Connection: ...
 
     def describe(self) -> str: ...
 
@@ -29,6 +31,6 @@ class PostgresServerLike(Protocol):
 
     database: str
 
-    def connect(self, *, database: str | None = None, **kwargs: Any) -> Any: ...
+    def connect(self, *, database: str | None = None, **kwargs: Any) -> PgConnection: ...
 
     def describe(self) -> str: ...

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
+from clinicflow.core.dbapi import column_names
 from clinicflow.core.errors import ClinicflowError, one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 
@@ -147,7 +148,7 @@ class ReportsSource:
     def columns(self) -> list[str]:
         """The query's columns, checked: key columns present, no clash with output columns."""
         with self._query(f"SELECT * FROM {self.relation()} AS reports LIMIT 0", None, "the reports query") as cur:
-            names = [d[0] for d in cur.description]
+            names = column_names(cur)
         missing = [c for c in KEY_COLUMNS if c not in names]
         if missing:
             raise ReportsQueryError(f"the reports query lacks key column(s) {', '.join(missing)} "
@@ -220,7 +221,7 @@ class ReportsSource:
             raise ValueError("page_size must be at least 1")
         params: list[Any] = self._in_range()[1] + ([] if after is None else list(after)) + [page_size]
         with self._query(self.page_sql(after is None), params, "reading a reports page") as cur:
-            return group_rows([d[0] for d in cur.description], iter(cur))
+            return group_rows(column_names(cur), iter(cur))
 
     def pages(self, page_size: int) -> Iterator[Page]:
         after: tuple[Any, ...] | None = None

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.connectors.protocols import PostgresServerLike
+from clinicflow.core.dbapi import PgConnection, PgCursor, column_names
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.download import stored_location
@@ -78,7 +79,7 @@ class StateStore:
         self.dataset = dataset
         self.schema = schema
         self._s = quote_ident(schema, "postgres")
-        self._conn: Any = None
+        self._conn: PgConnection | None = None
 
     def __enter__(self) -> StateStore:
         return self
@@ -94,7 +95,7 @@ class StateStore:
                 self._conn = None
 
     @contextlib.contextmanager
-    def _tx(self, name: str | None = None) -> Iterator[Any]:
+    def _tx(self, name: str | None = None) -> Iterator[PgCursor]:
         """A cursor in its own transaction: committed on success, rolled back on error."""
         if self._conn is None or self._conn.closed:
             self._conn = self.server.connect()
@@ -320,7 +321,7 @@ class StateStore:
                              file_location COLLATE "C", id""",
                 (self.dataset, run_id),
             )
-            names = [d[0] for d in cur.description]
+            names = column_names(cur)
             return [dict(zip(names, row, strict=False)) for row in cur]
 
     def write_csv(self, out: io.TextIOBase, report_fields: list[str], run_id: str) -> int:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.core.dbapi import PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.medical import Medical
 
@@ -136,7 +137,7 @@ def ddl(schema: str) -> list[str]:
     ]
 
 
-def ensure_schema(conn: Any, schema: str = DEFAULT_SCHEMA) -> None:
+def ensure_schema(conn: PgConnection, schema: str = DEFAULT_SCHEMA) -> None:
     """Create the tables if missing (serialised by an advisory lock: parallel runs may race)."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clinicflow-ingest-ddl:{schema}",))
@@ -187,7 +188,7 @@ class DeadLetterRow:
     extractor: str | None = None
 
 
-def known_versions(cur: Any, schema: str, objects: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+def known_versions(cur: PgCursor, schema: str, objects: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which (uri, version) pairs are already staged: those objects are skipped without a read."""
     pairs = list(objects)
     if not pairs:
@@ -199,7 +200,7 @@ def known_versions(cur: Any, schema: str, objects: Iterable[tuple[str, str]]) ->
     return {(row[0], row[1]) for row in cur.fetchall()}
 
 
-def insert_documents(cur: Any, schema: str, documents: list[StagedDocument], run_id: str) -> set[str]:
+def insert_documents(cur: PgCursor, schema: str, documents: list[StagedDocument], run_id: str) -> set[str]:
     """Insert documents; returns the ids actually inserted (the others were already staged)."""
     if not documents:
         return set()
@@ -217,7 +218,7 @@ def insert_documents(cur: Any, schema: str, documents: list[StagedDocument], run
     return {row[0] for row in inserted}
 
 
-def insert_medical(cur: Any, schema: str, rows: list[tuple[str, Medical]], *, extractor: str, model: str,
+def insert_medical(cur: PgCursor, schema: str, rows: list[tuple[str, Medical]], *, extractor: str, model: str,
                    prompt_version: str, run_id: str, replace: bool = False) -> int:
     """Insert Medical rows (one per document version); returns how many were written.
 
@@ -242,7 +243,7 @@ def insert_medical(cur: Any, schema: str, rows: list[tuple[str, Medical]], *, ex
     return len(inserted)
 
 
-def cached_extractions(cur: Any, schema: str, sha256s: list[str], *, extractor: str, prompt_version: str,
+def cached_extractions(cur: PgCursor, schema: str, sha256s: list[str], *, extractor: str, prompt_version: str,
                        model: str) -> dict[str, Medical]:
     if not sha256s:
         return {}
@@ -252,7 +253,7 @@ def cached_extractions(cur: Any, schema: str, sha256s: list[str], *, extractor: 
     return {sha: Medical.model_validate(result) for sha, result in cur.fetchall()}
 
 
-def cache_extractions(cur: Any, schema: str, results: dict[str, Medical], *, extractor: str, prompt_version: str,
+def cache_extractions(cur: PgCursor, schema: str, results: dict[str, Medical], *, extractor: str, prompt_version: str,
                       model: str) -> None:
     if not results:
         return
@@ -264,7 +265,7 @@ def cache_extractions(cur: Any, schema: str, results: dict[str, Medical], *, ext
                    [(sha, extractor, prompt_version, model, m.model_dump_json()) for sha, m in results.items()])
 
 
-def record_dead_letters(cur: Any, schema: str, letters: list[DeadLetterRow], run_id: str) -> None:
+def record_dead_letters(cur: PgCursor, schema: str, letters: list[DeadLetterRow], run_id: str) -> None:
     """Insert dead letters; an item already open at the same stage gets ``attempts + 1`` and the new reason."""
     s = quote_ident(schema, "postgres")
     for letter in letters:
@@ -281,7 +282,7 @@ def record_dead_letters(cur: Any, schema: str, letters: list[DeadLetterRow], run
              letter.extractor))
 
 
-def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tuple[str, ...] = STAGES) -> int:
+def resolve_dead_letters(cur: PgCursor, schema: str, item_keys: list[str], stages: tuple[str, ...] = STAGES) -> int:
     """Mark open letters of items that have now succeeded as ``replayed``."""
     if not item_keys:
         return 0
@@ -291,7 +292,7 @@ def resolve_dead_letters(cur: Any, schema: str, item_keys: list[str], stages: tu
     return int(cur.rowcount)
 
 
-def start_ingest_run(conn: Any, schema: str, run_id: str, pattern: str, mode: str = "in-pod") -> None:
+def start_ingest_run(conn: PgConnection, schema: str, run_id: str, pattern: str, mode: str = "in-pod") -> None:
     """The run's row, status running (a rerun under the same id starts it again)."""
     s = quote_ident(schema, "postgres")
     with conn.cursor() as cur:
@@ -301,7 +302,7 @@ def start_ingest_run(conn: Any, schema: str, run_id: str, pattern: str, mode: st
     conn.commit()
 
 
-def finish_ingest_run(conn: Any, schema: str, run_id: str, *, failed: bool, counts: dict[str, Any] | None,
+def finish_ingest_run(conn: PgConnection, schema: str, run_id: str, *, failed: bool, counts: dict[str, Any] | None,
                message: str | None) -> None:
     s = quote_ident(schema, "postgres")
     with conn.cursor() as cur:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText
@@ -50,7 +51,7 @@ def _where(status: str | None, stage: str | None, reason: str | None, run_id: st
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def list_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA, *, status: str | None = "open",
+def list_letters(conn: PgConnection, schema: str = db.DEFAULT_SCHEMA, *, status: str | None = "open",
                  stage: str | None = None, reason: str | None = None, run_id: str | None = None,
                  limit: int = 100) -> list[dict[str, Any]]:
     """Letters, newest first, without payloads (they may hold document content)."""
@@ -61,7 +62,7 @@ def list_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA, *, status: str | No
         return [dict(zip(LETTER_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
 
-def count_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str, str, str], int]:
+def count_letters(conn: PgConnection, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str, str, str], int]:
     """(status, stage, reason) -> count."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT status, stage, reason, count(*) FROM {quote_ident(schema, 'postgres')}.dead_letters "
@@ -69,7 +70,7 @@ def count_letters(conn: Any, schema: str = db.DEFAULT_SCHEMA) -> dict[tuple[str,
         return {(a, b, c): int(n) for a, b, c, n in cur.fetchall()}
 
 
-def get_letter(conn: Any, schema: str, letter_id: int) -> dict[str, Any] | None:
+def get_letter(conn: PgConnection, schema: str, letter_id: int) -> dict[str, Any] | None:
     """One letter with its payload."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(LETTER_COLUMNS)}, payload "
@@ -78,7 +79,7 @@ def get_letter(conn: Any, schema: str, letter_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(zip((*LETTER_COLUMNS, "payload"), row, strict=True))
 
 
-def discard_letters(conn: Any, schema: str, ids: list[int]) -> int:
+def discard_letters(conn: PgConnection, schema: str, ids: list[int]) -> int:
     """Mark open letters ``discarded`` (kept for the record, never replayed)."""
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {quote_ident(schema, 'postgres')}.dead_letters SET status = 'discarded', "

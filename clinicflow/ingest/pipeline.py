@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clinicflow.connectors.objectstore.readers import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
+from clinicflow.core.dbapi import PgCursor
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction
@@ -176,7 +177,7 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
     return documents
 
 
-def extract_documents(cur: Any, schema: str, extractor: DocumentExtractor, documents: list[DocumentText]
+def extract_documents(cur: PgCursor, schema: str, extractor: DocumentExtractor, documents: list[DocumentText]
                       ) -> tuple[list[tuple[str, Medical]], list[Extraction], int]:
     """Medical results for documents: from the cache, else the extractor (successes cached).
 

@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.tables.config import TableConfig
@@ -44,7 +45,7 @@ _COLUMNS_SQL = (
 )
 
 
-def read_signals(mysql_conn: Any) -> dict[str, str | None]:
+def read_signals(mysql_conn: Connection) -> dict[str, str | None]:
     """Every table's catalog signal in the connection's database (None: not trustworthy tonight)."""
     with mysql_conn.cursor() as cur:
         cur.execute("SET SESSION group_concat_max_len = 16777216")
@@ -71,7 +72,7 @@ def config_signal(config: TableConfig, options: Iterable[Any] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def ensure_table(pg_conn: Any, schema: str) -> None:
+def ensure_table(pg_conn: PgConnection, schema: str) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {q}.{SIGNALS_TABLE} (table_name text PRIMARY KEY, "
@@ -80,7 +81,7 @@ def ensure_table(pg_conn: Any, schema: str) -> None:
     pg_conn.commit()
 
 
-def raw_signals(pg_conn: Any, raw_schema: str) -> dict[str, str]:
+def raw_signals(pg_conn: PgConnection, raw_schema: str) -> dict[str, str]:
     """Every raw table's file node and write counters (one catalog query): a write to raw moves them."""
     with pg_conn.cursor() as cur:
         cur.execute("SELECT c.relname, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM pg_class c "
@@ -91,7 +92,7 @@ def raw_signals(pg_conn: Any, raw_schema: str) -> dict[str, str]:
     return {str(row[0]): "|".join(str(v) for v in row[1:]) for row in rows}
 
 
-def unchanged_tables(pg_conn: Any, schema: str, raw_schema: str, source: Mapping[str, str | None],
+def unchanged_tables(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[str, str | None],
                      replica: Mapping[str, str | None], configs: Mapping[str, str]) -> set[str]:
     """Tables whose source, replica and raw signals and config digest all equal the stored ones."""
     ensure_table(pg_conn, schema)
@@ -121,7 +122,7 @@ def ended_well(outcome: TableOutcome) -> bool:
     return not outcome.failed and outcome.verification == "ok"
 
 
-def record(pg_conn: Any, schema: str, raw_schema: str, source: Mapping[str, str | None],
+def record(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[str, str | None],
            replica: Mapping[str, str | None], configs: Mapping[str, str], outcomes: Iterable[TableOutcome]) -> int:
     """Store tonight's signals of the tables that ended well; forget those of the others. Returns rows stored."""
     raw = raw_signals(pg_conn, raw_schema)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import Dialect, quote_ident
 
@@ -97,7 +98,7 @@ def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
     return max(wanted, -(-max(rows, 0) // max_ranges))
 
 
-def walk_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: Dialect, *,
+def walk_boundaries(conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *,
                     max_ranges: int = MAX_RANGES) -> list[int]:
     """Every ``step``-th key of ``table_sql`` in key order, by an index-only keyset walk.
 
@@ -126,7 +127,7 @@ def walk_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: Dia
     return boundaries
 
 
-def sample_boundaries(conn: Any, table_sql: str, key: str, step: int, dialect: Dialect, *,
+def sample_boundaries(conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *,
                       max_ranges: int = MAX_RANGES) -> list[int]:
     """Every ``step``-th key of ``table_sql`` in key order, in one pass (ROW_NUMBER over the key).
 
@@ -218,7 +219,7 @@ def keyset_order(columns: Sequence[str], dialect: Dialect) -> str:
     return ", ".join(quote_ident(c, dialect) for c in columns)
 
 
-def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
+def keyset_max(mysql_conn: Connection, table: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
     """The highest ``(c1, c2, ...)`` in ``table`` (MySQL order: NULL lowest), or None when it is empty.
 
     One ``MAX`` per column, each restricted to the rows sharing the maxima
@@ -256,7 +257,7 @@ def keyset_max(mysql_conn: Any, table: str, columns: Sequence[str]) -> tuple[Any
 WATERMARK_OVERLAP_SECONDS = 1
 
 
-def clock_bound(mysql_conn: Any, *, wall_clock: bool) -> str:
+def clock_bound(mysql_conn: Connection, *, wall_clock: bool) -> str:
     """The server's clock as a time watermark may hold it: NOW(6) in the server's zone, or UTC for TIMESTAMP.
 
     ``wall_clock``: a DATETIME stamp (written in the server's local time); otherwise a TIMESTAMP read

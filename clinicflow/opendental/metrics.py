@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from clinicflow.core.dbapi import PgConnection, column_names
 from clinicflow.core.sql import quote_ident
 
 METRICS_SCHEMA = "clinicflow"
@@ -119,7 +120,7 @@ class TableOutcome:
         return row
 
 
-def ensure_metrics_tables(pg_conn: Any, schema: str = METRICS_SCHEMA) -> None:
+def ensure_metrics_tables(pg_conn: PgConnection, schema: str = METRICS_SCHEMA) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.opendental.metrics.ddl'))")
@@ -128,7 +129,7 @@ def ensure_metrics_tables(pg_conn: Any, schema: str = METRICS_SCHEMA) -> None:
     pg_conn.commit()
 
 
-def start_run(pg_conn: Any, run_id: str, flow_name: str, *, flow_run_id: str | None = None,
+def start_run(pg_conn: PgConnection, run_id: str, flow_name: str, *, flow_run_id: str | None = None,
               parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
@@ -138,12 +139,13 @@ def start_run(pg_conn: Any, run_id: str, flow_name: str, *, flow_run_id: str | N
     pg_conn.commit()
 
 
-def record_table(pg_conn: Any, run_id: str, outcome: TableOutcome, schema: str = METRICS_SCHEMA) -> None:
+def record_table(pg_conn: PgConnection, run_id: str, outcome: TableOutcome, schema: str = METRICS_SCHEMA) -> None:
     """Insert (or replace, on a retried task) the metrics row of one table."""
     record_tables(pg_conn, run_id, [outcome], schema)
 
 
-def record_tables(pg_conn: Any, run_id: str, outcomes: Sequence[TableOutcome], schema: str = METRICS_SCHEMA) -> None:
+def record_tables(pg_conn: PgConnection, run_id: str, outcomes: Sequence[TableOutcome],
+                  schema: str = METRICS_SCHEMA) -> None:
     """Insert (or replace) the metrics rows of many tables in one statement per 500 rows, one commit."""
     from psycopg2.extras import execute_values
 
@@ -175,7 +177,7 @@ def record_tables(pg_conn: Any, run_id: str, outcomes: Sequence[TableOutcome], s
     pg_conn.commit()
 
 
-def finish_run(pg_conn: Any, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,
+def finish_run(pg_conn: PgConnection, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,
                schema: str = METRICS_SCHEMA, other_failure: bool = False) -> str:
     """Close the run row; return its status ('failed' when any table failed, or ``other_failure``: a lost child run)."""
     failed = sum(1 for o in outcomes if o.failed)
@@ -203,7 +205,7 @@ class RunSummary:
     failed_tables: tuple[str, ...]
 
 
-def last_runs(pg_conn: Any, limit: int = 10, schema: str = METRICS_SCHEMA) -> list[RunSummary]:
+def last_runs(pg_conn: PgConnection, limit: int = 10, schema: str = METRICS_SCHEMA) -> list[RunSummary]:
     """The latest runs, newest first (empty when the metrics tables do not exist yet)."""
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
@@ -221,20 +223,21 @@ def last_runs(pg_conn: Any, limit: int = 10, schema: str = METRICS_SCHEMA) -> li
     return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9])) for r in rows]
 
 
-def table_metrics(pg_conn: Any, run_id: str, schema: str = METRICS_SCHEMA) -> list[dict[str, Any]]:
+def table_metrics(pg_conn: PgConnection, run_id: str, schema: str = METRICS_SCHEMA) -> list[dict[str, Any]]:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
         cur.execute(f"SELECT table_name, status, mode, rows, rows_changed, bytes, seconds, zero_dates, nul_bytes, "
                     f"deleted_rows, missing_rows, changed_rows, ranges_recopied, swept, verification, error "
                     f"FROM {q}.etl_table_metrics WHERE run_id = %s "
                     "ORDER BY table_name", (run_id,))
-        names = [d[0] for d in cur.description]
+        names = column_names(cur)
         rows = [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
 
 
-def record_failed_start(pg_conn: Any, run_id: str, flow_name: str, message: str, *, flow_run_id: str | None = None,
+def record_failed_start(pg_conn: PgConnection, run_id: str, flow_name: str, message: str, *,
+                        flow_run_id: str | None = None,
                         parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
     """Mark a run that failed before its tables ran (config, block, connection, refused targets) as failed.
 

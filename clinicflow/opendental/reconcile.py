@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import Dialect, quote_ident
 from clinicflow.opendental.chunks import (
     KeyRange,
@@ -109,7 +110,7 @@ class Sweep:
 class Side:
     """One table to compare: its connection, dialect and the SQL pieces of its aggregate."""
 
-    conn: Any
+    conn: Connection
     dialect: Dialect
     table_sql: str
     key_column: str | None  # single integer column the ranges cut (first primary-key column); None: one range

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.connectors.objectstore.buckets import BucketWriter, LocalFolderWriter
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import describe_file
@@ -37,7 +38,7 @@ def object_uri(writer: BucketWriter, object_name: str) -> str:
     return bucket_uri_prefix(writer) + object_name
 
 
-def store_upload(conn: Any, writer: Any, local_path: Path, name: str) -> dict[str, Any]:
+def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -> dict[str, Any]:
     """Describe an uploaded file (DataFileError if unreadable), put it in the bucket, insert its row."""
     file_name = safe_file_name(name)
     meta = describe_file(local_path, file_name)
@@ -48,7 +49,7 @@ def store_upload(conn: Any, writer: Any, local_path: Path, name: str) -> dict[st
                                   object_name=object_name, storage_uri=object_uri(writer, object_name))
 
 
-def register_uri(conn: Any, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
+def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
     """Register an object already in the processing bucket by its URI: read once for its metadata."""
     prefix = bucket_uri_prefix(writer)
     if not uri.startswith(prefix) or len(uri) == len(prefix):

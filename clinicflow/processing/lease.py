@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 
 log = logging.getLogger("clinicflow.processing")
@@ -64,7 +65,7 @@ class LeaseKeeper:
         if self._thread is not None:
             self._thread.join(timeout=self.lease)
 
-    def beat(self, conn: Any) -> list[store.Reaped]:
+    def beat(self, conn: PgConnection) -> list[store.Reaped]:
         """One pass: renew this worker's rows, then end other workers' expired rows CRASHED."""
         with self._lock:
             running = sorted(self._running)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import backoff_delays, is_transient
 from clinicflow.processing import store
@@ -97,7 +98,7 @@ def sweep_orphaned_workdirs(workdir: Path | None = None) -> int:
     return removed
 
 
-def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
+def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
     row = store.get_result(conn, result_id, with_data=False)
     assert row is not None
     data_file = store.get_data_file(conn, row["data_file_id"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from clinicflow.core.dbapi import PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident
 
 SCHEMA = "processing"
@@ -79,7 +80,7 @@ def _s() -> str:
     return quote_ident(SCHEMA, "postgres")
 
 
-def ensure_tables(conn: Any) -> None:
+def ensure_tables(conn: PgConnection) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.processing.ddl'))")
         for statement in _DDL:
@@ -87,7 +88,7 @@ def ensure_tables(conn: Any) -> None:
     conn.commit()
 
 
-def _row(cur: Any, columns: tuple[str, ...]) -> dict[str, Any] | None:
+def _row(cur: PgCursor, columns: tuple[str, ...]) -> dict[str, Any] | None:
     found = cur.fetchone()
     return None if found is None else _plain(dict(zip(columns, found, strict=False)))
 
@@ -104,8 +105,8 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- data files
 
-def insert_data_file(conn: Any, *, name: str, size_bytes: int, sha256: str, fmt: str, columns: list[dict[str, str]],
-                     row_count: int, object_name: str, storage_uri: str) -> dict[str, Any]:
+def insert_data_file(conn: PgConnection, *, name: str, size_bytes: int, sha256: str, fmt: str, columns: list[dict[str,
+                     str]], row_count: int, object_name: str, storage_uri: str) -> dict[str, Any]:
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {_s()}.data_files (name, size_bytes, sha256, format, columns, row_count, "
                     f"object_name, storage_uri) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -117,7 +118,7 @@ def insert_data_file(conn: Any, *, name: str, size_bytes: int, sha256: str, fmt:
     return row
 
 
-def get_data_file(conn: Any, file_id: int) -> dict[str, Any] | None:
+def get_data_file(conn: PgConnection, file_id: int) -> dict[str, Any] | None:
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM {_s()}.data_files WHERE id = %s", (file_id,))
         row = _row(cur, FILE_COLUMNS)
@@ -125,7 +126,7 @@ def get_data_file(conn: Any, file_id: int) -> dict[str, Any] | None:
     return row
 
 
-def list_data_files(conn: Any, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def list_data_files(conn: PgConnection, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """A page of data files (newest first) and their total."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {_s()}.data_files")
@@ -139,12 +140,12 @@ def list_data_files(conn: Any, *, limit: int = 50, offset: int = 0) -> tuple[lis
 
 # ---------------------------------------------------------------- results
 
-def _notify(cur: Any, result_id: int, status: str, progress: float) -> None:
+def _notify(cur: PgCursor, result_id: int, status: str, progress: float) -> None:
     cur.execute("SELECT pg_notify(%s, %s)",
                 (CHANNEL, json.dumps({"id": result_id, "status": status, "progress": progress})))
 
 
-def insert_result(conn: Any, data_file_id: int, processing_type: str, parameters: dict[str, Any]) -> int:
+def insert_result(conn: PgConnection, data_file_id: int, processing_type: str, parameters: dict[str, Any]) -> int:
     """A new PENDING row; its id."""
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters) VALUES (%s, %s, %s) "
@@ -155,21 +156,21 @@ def insert_result(conn: Any, data_file_id: int, processing_type: str, parameters
     return result_id
 
 
-def set_flow_run_id(conn: Any, result_id: int, flow_run_id: str) -> None:
+def set_flow_run_id(conn: PgConnection, result_id: int, flow_run_id: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {_s()}.results SET flow_run_id = %s, updated_at = now() WHERE id = %s",
                     (flow_run_id, result_id))
     conn.commit()
 
 
-def set_task_run_id(conn: Any, result_id: int, task_run_id: str) -> None:
+def set_task_run_id(conn: PgConnection, result_id: int, task_run_id: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {_s()}.results SET task_run_id = %s, updated_at = now() WHERE id = %s",
                     (task_run_id, result_id))
     conn.commit()
 
 
-def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
+def _transition(conn: PgConnection, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
                 params: tuple[Any, ...]) -> Transition | None:
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
@@ -182,14 +183,14 @@ def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str,
     return None if found is None else Transition(int(found[0]), str(found[1]), float(found[2]))
 
 
-def mark_processing(conn: Any, result_id: int, flow_run_id: str | None) -> Transition | None:
+def mark_processing(conn: PgConnection, result_id: int, flow_run_id: str | None) -> Transition | None:
     """PENDING -> PROCESSING (also PROCESSING again for the same row: a retried start). None if not allowed."""
     return _transition(conn, result_id, "PROCESSING", ACTIVE,
                        "started_at = coalesce(started_at, now()), flow_run_id = coalesce(%s, flow_run_id)",
                        (flow_run_id,))
 
 
-def claim(conn: Any, result_id: int, worker: str, task_run_id: str | None) -> Transition | None:
+def claim(conn: PgConnection, result_id: int, worker: str, task_run_id: str | None) -> Transition | None:
     """PENDING -> PROCESSING for one task worker, with its first heartbeat. None when the row is not PENDING:
     a second delivery of the same task run, a row cancelled or deleted meanwhile, never a second run."""
     return _transition(conn, result_id, "PROCESSING", ("PENDING",),
@@ -197,7 +198,7 @@ def claim(conn: Any, result_id: int, worker: str, task_run_id: str | None) -> Tr
                        "task_run_id = coalesce(%s, task_run_id)", (worker, task_run_id))
 
 
-def renew_leases(conn: Any, result_ids: list[int], worker: str) -> None:
+def renew_leases(conn: PgConnection, result_ids: list[int], worker: str) -> None:
     """Renew the lease of the rows ``worker`` is running (no NOTIFY: nothing a viewer sees changes)."""
     if not result_ids:
         return
@@ -214,7 +215,7 @@ class Reaped:
     error: str
 
 
-def reap_lost(conn: Any, lease_seconds: float) -> list[Reaped]:
+def reap_lost(conn: PgConnection, lease_seconds: float) -> list[Reaped]:
     """PROCESSING rows of a task worker whose lease ran out (the process was killed or its host lost) -> CRASHED.
 
     Called by the API and by every task worker, so a crash is noticed while anything is alive.
@@ -235,7 +236,7 @@ def reap_lost(conn: Any, lease_seconds: float) -> list[Reaped]:
     return ended
 
 
-def undispatched(conn: Any, older_than_seconds: float, limit: int = 1000) -> list[int]:
+def undispatched(conn: PgConnection, older_than_seconds: float, limit: int = 1000) -> list[int]:
     """PENDING rows with neither a task run nor a flow run after ``older_than_seconds``: the API stopped
     between writing the row and dispatching it."""
     with conn.cursor() as cur:
@@ -247,18 +248,18 @@ def undispatched(conn: Any, older_than_seconds: float, limit: int = 1000) -> lis
     return found
 
 
-def set_progress(conn: Any, result_id: int, progress: float) -> Transition | None:
+def set_progress(conn: PgConnection, result_id: int, progress: float) -> Transition | None:
     return _transition(conn, result_id, "PROCESSING", ("PROCESSING",), "progress = %s",
                        (max(0.0, min(1.0, progress)),))
 
 
-def mark_completed(conn: Any, result_id: int, result_data: dict[str, Any]) -> Transition | None:
+def mark_completed(conn: PgConnection, result_id: int, result_data: dict[str, Any]) -> Transition | None:
     return _transition(conn, result_id, "COMPLETED", ("PROCESSING",),
                        "progress = 1, result_data = %s, error = NULL, finished_at = now()",
                        (json.dumps(result_data, allow_nan=False),))
 
 
-def mark_ended(conn: Any, result_id: int, status: str, error: str) -> Transition | None:
+def mark_ended(conn: PgConnection, result_id: int, status: str, error: str) -> Transition | None:
     """PENDING/PROCESSING -> FAILED, CRASHED or CANCELLED with the reason; None if the row already ended."""
     if status not in ("FAILED", "CRASHED", "CANCELLED"):
         raise ValueError(f"not an end status: {status!r}")
@@ -266,7 +267,7 @@ def mark_ended(conn: Any, result_id: int, status: str, error: str) -> Transition
                        (error[:MAX_ERROR_CHARS],))
 
 
-def get_result(conn: Any, result_id: int, *, with_data: bool = True) -> dict[str, Any] | None:
+def get_result(conn: PgConnection, result_id: int, *, with_data: bool = True) -> dict[str, Any] | None:
     columns = RESULT_COLUMNS + (("result_data",) if with_data else ())
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(columns)} FROM {_s()}.results WHERE id = %s", (result_id,))
@@ -275,7 +276,7 @@ def get_result(conn: Any, result_id: int, *, with_data: bool = True) -> dict[str
     return row
 
 
-def list_results(conn: Any, *, status: str | None = None, processing_type: str | None = None,
+def list_results(conn: PgConnection, *, status: str | None = None, processing_type: str | None = None,
                  limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """A page of rows (newest first, without result_data) and the total that match the filters."""
     where, params = [], []
@@ -296,7 +297,7 @@ def list_results(conn: Any, *, status: str | None = None, processing_type: str |
     return rows, total
 
 
-def delete_result(conn: Any, result_id: int) -> bool:
+def delete_result(conn: PgConnection, result_id: int) -> bool:
     with conn.cursor() as cur:
         cur.execute(f"DELETE FROM {_s()}.results WHERE id = %s RETURNING id", (result_id,))
         deleted = cur.fetchone() is not None
@@ -306,7 +307,7 @@ def delete_result(conn: Any, result_id: int) -> bool:
     return deleted
 
 
-def stale_active_runs(conn: Any, older_than_seconds: float) -> dict[int, str]:
+def stale_active_runs(conn: PgConnection, older_than_seconds: float) -> dict[int, str]:
     """Active rows with a flow run whose row has not moved for ``older_than_seconds``: {row id: flow run id}."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT id, flow_run_id FROM {_s()}.results WHERE status = ANY(%s) AND flow_run_id IS NOT NULL "
@@ -321,7 +322,7 @@ def stale_active_runs(conn: Any, older_than_seconds: float) -> dict[int, str]:
 _RUN_END_STATUS = {"CRASHED": "CRASHED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "COMPLETED": "FAILED"}
 
 
-def reconcile_ended_runs(conn: Any, run_states: dict[int, str]) -> list[Transition]:
+def reconcile_ended_runs(conn: PgConnection, run_states: dict[int, str]) -> list[Transition]:
     """End rows whose flow run is over ({row id: Prefect state type}) though the row is still active.
 
     The safety net behind the flow's state hooks (a hook that could not run:

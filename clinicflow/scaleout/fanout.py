@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.metrics import METRICS_SCHEMA, TableOutcome
 from clinicflow.opendental.tables.config import TablesConfig
@@ -188,7 +189,7 @@ def overhead_per_child(fanned_seconds: float, in_pod_seconds: float, children: i
     return (fanned_seconds - in_pod_seconds) * workers / children
 
 
-def recorded_outcomes(pg_conn: Any, run_id: str, tables: list[str],
+def recorded_outcomes(pg_conn: PgConnection, run_id: str, tables: list[str],
                       schema: str = METRICS_SCHEMA) -> dict[str, TableOutcome]:
     """The outcomes children recorded for ``tables`` under ``run_id`` (every column, so re-recording keeps them)."""
     fields = [f for f in TableOutcome.__dataclass_fields__ if f != "table"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from clinicflow.connectors.objectstore.patterns import Location, glob_match
 from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.pipeline import RunCounts
 
@@ -61,7 +61,7 @@ def objects_in_groups(store: ObjectStore, location: Location, groups: list[str])
                 yield info
 
 
-def recorded_ingest_counts(conn: Any, schema: str, run_id: str, listed: int) -> RunCounts:
+def recorded_ingest_counts(conn: PgConnection, schema: str, run_id: str, listed: int) -> RunCounts:
     """What the children of ``run_id`` recorded: documents staged, Medical rows, open dead letters by stage/reason."""
     s = quote_ident(schema, "postgres")
     counts = RunCounts(listed=listed)

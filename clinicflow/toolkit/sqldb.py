@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol
 
+from clinicflow.core.dbapi import PgCursor, column_names
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
 
@@ -62,7 +63,7 @@ class SqlExtractor:
             while True:
                 rows = cursor.fetchmany(self.batch_size)
                 if columns is None:
-                    columns = tuple(d[0] for d in cursor.description)
+                    columns = tuple(column_names(cursor))
                 if not rows:
                     return
                 yield Batch(columns, [tuple(r) for r in rows])
@@ -130,7 +131,7 @@ class PostgresLoader:
             conn.close()
         return written
 
-    def _copy(self, cur: Any, target: str, batch: Batch) -> None:
+    def _copy(self, cur: PgCursor, target: str, batch: Batch) -> None:
         buffer = io.StringIO()
         for row in batch.rows:
             buffer.write(",".join(_copy_field(v) for v in row))
@@ -139,7 +140,7 @@ class PostgresLoader:
         cur.copy_expert(f"COPY {target} ({quote_list(list(batch.columns), 'postgres')}) FROM STDIN WITH (FORMAT csv)",
                         buffer)
 
-    def _upsert(self, cur: Any, target: str, batch: Batch) -> None:
+    def _upsert(self, cur: PgCursor, target: str, batch: Batch) -> None:
         from psycopg2.extras import execute_values
 
         missing = [k for k in self.key_columns if k not in batch.columns]

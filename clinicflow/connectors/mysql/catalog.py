@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import validate_table_name
 from clinicflow.opendental.tables.typemap import (
@@ -39,7 +40,7 @@ def _int(value: Any) -> int | None:
     return None if text is None else int(text)
 
 
-def describe_source(mysql_conn: Any, table: str) -> SourceTable:
+def describe_source(mysql_conn: Connection, table: str) -> SourceTable:
     """Columns, primary key and indexes of ``table`` in the connection's database."""
     validate_table_name(table)
     with mysql_conn.cursor() as cur:
@@ -93,7 +94,7 @@ def json_check_column(check_clause: str) -> str | None:
     return match.group(1).replace("``", "`") if match else None
 
 
-def source_engine(mysql_conn: Any, table: str) -> str:
+def source_engine(mysql_conn: Connection, table: str) -> str:
     """The storage engine of ``table`` in the connection's database (``''`` when it has none, as a view)."""
     with mysql_conn.cursor() as cur:
         cur.execute("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",

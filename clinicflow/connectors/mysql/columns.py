@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import SourceTableMissing
 from clinicflow.core.sql import quote_ident
 
@@ -32,7 +32,7 @@ class Column:
         return self.data_type in INTEGER_TYPES
 
 
-def source_columns(conn: Any, table: str) -> list[Column]:
+def source_columns(conn: Connection, table: str) -> list[Column]:
     """Copyable columns of ``table`` in the connection's database, in order."""
     with conn.cursor() as cur:
         cur.execute(
@@ -76,7 +76,7 @@ def column_changes(source: Sequence[Column], replica: Sequence[Column]) -> list[
     return changes
 
 
-def source_primary_key(conn: Any, table: str) -> list[str]:
+def source_primary_key(conn: Connection, table: str) -> list[str]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
@@ -86,14 +86,14 @@ def source_primary_key(conn: Any, table: str) -> list[str]:
         return [catalog_name(r[0]) for r in cur.fetchall()]
 
 
-def table_exists(conn: Any, table: str) -> bool:
+def table_exists(conn: Connection, table: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
                     (table,))
         return cur.fetchone() is not None
 
 
-def checksum_table(conn: Any, table: str) -> str | None:
+def checksum_table(conn: Connection, table: str) -> str | None:
     """The server's ``CHECKSUM TABLE`` of ``table`` as text; None when it gives none (no such table).
 
     Instant where the engine keeps a live checksum, else one scan of the table.

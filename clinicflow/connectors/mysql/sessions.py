@@ -6,6 +6,7 @@ from typing import Any, Literal, cast
 import pymysql.converters
 
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 
 # The sql_mode of every clinicflow MySQL session (the block's init command, the C client's too): no strict
 # mode, so '0000-00-00' dates and other legacy OpenDental values are read and written byte-exact.
@@ -17,7 +18,7 @@ RAW_CONVERSIONS = {k: v for k, v in pymysql.converters.conversions.items() if no
 SessionZone = Literal["utc", "server"]
 
 
-def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Any:
+def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Connection:
     """An autocommit connection returning raw bytes; ``streaming`` gives an unbuffered cursor.
 
     ``zone="utc"`` keeps the server block's UTC session: the replica copy moves bytes, and the loader reads

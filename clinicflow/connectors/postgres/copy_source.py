@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from clinicflow.core.dbapi import Cursor
+
 # Rows fetched from the MySQL stream per read; bounds client memory together
 # with COPY_READ_SIZE (about 2 MB per read for typical OpenDental rows).
 FETCH_ROWS = 2000
@@ -34,7 +36,7 @@ class LineReader:
 
     _END = object()
 
-    def __init__(self, cursor: Any, *, block_rows: int = FETCH_ROWS, segment_rows: int | None = None,
+    def __init__(self, cursor: Cursor, *, block_rows: int = FETCH_ROWS, segment_rows: int | None = None,
                  depth: int = 4, row_pieces: Callable[[Sequence[Any]], Iterable[bytes]] | None = None,
                  key_start: int = 1, block_bytes: int = COPY_READ_SIZE,
                  read_error: Callable[[Sequence[Any] | None, BaseException], BaseException] | None = None) -> None:

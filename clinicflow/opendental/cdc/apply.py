@@ -16,6 +16,7 @@ from clinicflow.connectors.mysql.catalog import describe_source
 from clinicflow.connectors.mysql.columns import Column, source_columns
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
+from clinicflow.core.dbapi import Connection, Cursor, PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.checks import BinlogPosition, CdcError
@@ -59,7 +60,7 @@ class TableShape:
     load_plan: LoadPlan
 
 
-def table_shape(replica_conn: Any, table: str, config: TableConfig, primary_key: Sequence[str],
+def table_shape(replica_conn: Connection, table: str, config: TableConfig, primary_key: Sequence[str],
                 state_schema: str = STATE_SCHEMA) -> TableShape:
     """The replica's columns (the LOAD DATA list) and the raw load plan (the nightly's typemap)."""
     plan = plan_load(describe_source(replica_conn, table), config, state_schema=state_schema)
@@ -82,7 +83,7 @@ def mysql_key_predicate(primary_key: Sequence[str], keys: Sequence[Key]) -> tupl
             [v for k in keys for v in k])
 
 
-def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableShape], batch: ChangeBatch,
+def apply_replica(src: MySQLServerLike, dst_conn: Connection, shapes: dict[str, TableShape], batch: ChangeBatch,
                   source: str) -> None:
     """One replica transaction: for every changed key, the source's row (or none) replaces the replica's.
 
@@ -104,7 +105,7 @@ def apply_replica(src: MySQLServerLike, dst_conn: Any, shapes: dict[str, TableSh
             raise
 
 
-def _replace_keys(src: MySQLServerLike, dst_conn: Any, cur: Any, shape: TableShape, keys: set[Key]) -> None:
+def _replace_keys(src: MySQLServerLike, dst_conn: Connection, cur: Cursor, shape: TableShape, keys: set[Key]) -> None:
     for chunk in _chunks(keys):
         pred, params = mysql_key_predicate(shape.primary_key, chunk)
         cur.execute(f"DELETE FROM {quote_ident(shape.table, 'mysql')} WHERE {pred}", params)
@@ -118,7 +119,7 @@ def _pg_key_rows(plan: LoadPlan, keys: Sequence[Key]) -> tuple[str, list[Any]]:
     return "VALUES " + ", ".join([row] * len(keys)), [v for k in keys for v in k]
 
 
-def _merge_keys(replica_stream_conn: Any, cur: Any, plan: LoadPlan, keys: set[Key]) -> int:
+def _merge_keys(replica_stream_conn: Connection, cur: PgCursor, plan: LoadPlan, keys: set[Key]) -> int:
     copied = 0
     temp = quote_ident(short_pg_ident(f"cf_cdc_{plan.table}"), "postgres")
     target = quote_qualified(plan.raw_schema, plan.table, "postgres")
@@ -136,8 +137,8 @@ def _merge_keys(replica_stream_conn: Any, cur: Any, plan: LoadPlan, keys: set[Ke
     return copied
 
 
-def apply_raw(replica_stream_conn: Any, pg_conn: Any, shapes: dict[str, TableShape], batch: ChangeBatch, source: str,
-              state_schema: str = STATE_SCHEMA) -> int:
+def apply_raw(replica_stream_conn: Connection, pg_conn: PgConnection, shapes: dict[str, TableShape],
+              batch: ChangeBatch, source: str, state_schema: str = STATE_SCHEMA) -> int:
     """One PostgreSQL transaction: the replica's rows for the changed keys merged into raw, vanished keys deleted.
 
     Returns the rows copied. ``replica_stream_conn``: ``raw_connection(replica, streaming=True, zone="server")``.

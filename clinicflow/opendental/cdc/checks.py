@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
 
 
@@ -31,7 +31,7 @@ class BinlogPosition:
         return (int(suffix.group(1)) if suffix else 0, self.pos)
 
 
-def _variables(conn: Any, names: list[str]) -> dict[str, str | None]:
+def _variables(conn: Connection, names: list[str]) -> dict[str, str | None]:
     with conn.cursor() as cur:
         cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")",
                     names)
@@ -47,7 +47,7 @@ def retention_seconds(values: dict[str, str | None]) -> int | None:
     return int(days * 86400) or None
 
 
-def master_position(conn: Any) -> BinlogPosition:
+def master_position(conn: Connection) -> BinlogPosition:
     """The source's current binlog end (SHOW MASTER STATUS; MySQL 8.4 names it SHOW BINARY LOG STATUS)."""
     with conn.cursor() as cur:
         try:
@@ -61,13 +61,13 @@ def master_position(conn: Any) -> BinlogPosition:
     return BinlogPosition(catalog_text(row[0]) or "", int(catalog_text(row[1]) or 0))
 
 
-def binlog_files(conn: Any) -> list[str]:
+def binlog_files(conn: Connection) -> list[str]:
     with conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
         return [catalog_text(r[0]) or "" for r in cur.fetchall()]
 
 
-def check_position_available(conn: Any, position: BinlogPosition) -> None:
+def check_position_available(conn: Connection, position: BinlogPosition) -> None:
     """A stored position whose file the server has purged cannot be resumed: say so, naming the setting."""
     if position.file not in binlog_files(conn):
         raise CdcError(f"binlog position {position} was purged by the source (binlog_expire_logs_seconds / "

@@ -8,6 +8,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.checks import BinlogPosition, binlog_files, master_position
 
@@ -32,7 +33,7 @@ class CdcLag:
                 "failed tables": ", ".join(self.failed_tables), "message": self.message or ""}
 
 
-def events_between(src_conn: Any, start: BinlogPosition, end: BinlogPosition) -> int:
+def events_between(src_conn: Connection, start: BinlogPosition, end: BinlogPosition) -> int:
     """Binlog events from ``start`` up to ``end`` (SHOW BINLOG EVENTS; capped at :data:`MAX_COUNTED_EVENTS`)."""
     if start.key() >= end.key():
         return 0

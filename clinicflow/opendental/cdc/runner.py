@@ -12,6 +12,7 @@ from clinicflow.connectors.mysql.catalog import describe_source
 from clinicflow.connectors.mysql.columns import source_primary_key, table_exists
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.apply import ChangeBatch, TableApplyError, TableShape, apply_batch, table_shape
@@ -60,7 +61,7 @@ def default_server_id(replica: MySQLServerLike) -> int:
     return 1_000_000 + zlib.crc32(f"{replica.host}:{replica.port}/{replica.database}".encode()) % 1_000_000
 
 
-def _key_ordinals(src_conn: Any, table: str, primary_key: list[str]) -> list[int]:
+def _key_ordinals(src_conn: Connection, table: str, primary_key: list[str]) -> list[int]:
     with src_conn.cursor() as cur:
         cur.execute("SELECT COLUMN_NAME, ORDINAL_POSITION FROM information_schema.COLUMNS WHERE "
                     "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection, Cursor, PgConnection
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.cdc.checks import BinlogPosition
 
@@ -24,7 +24,7 @@ def source_id(src: MySQLServerLike) -> str:
     return f"{src.host}:{src.port}/{src.database}"
 
 
-def ensure_replica_state(conn: Any) -> None:
+def ensure_replica_state(conn: Connection) -> None:
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(REPLICA_STATE, 'mysql')} ("
                     " source_id varchar(255) NOT NULL PRIMARY KEY, log_file varchar(255) NULL, log_pos bigint NULL,"
@@ -38,7 +38,7 @@ def ensure_replica_state(conn: Any) -> None:
                     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 
 
-def ensure_pg_state(pg_conn: Any, state_schema: str) -> None:
+def ensure_pg_state(pg_conn: PgConnection, state_schema: str) -> None:
     with pg_conn.cursor() as cur:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(state_schema, 'postgres')}")
         cur.execute(f"CREATE TABLE IF NOT EXISTS {quote_qualified(state_schema, PG_STATE, 'postgres')} ("
@@ -47,7 +47,7 @@ def ensure_pg_state(pg_conn: Any, state_schema: str) -> None:
     pg_conn.commit()
 
 
-def write_replica_position(cur: Any, source: str, position: BinlogPosition, events: int,
+def write_replica_position(cur: Cursor, source: str, position: BinlogPosition, events: int,
                            last_event_at: int | None) -> None:
     """Inside the replica transaction of the rows: the position they bring the replica to."""
     cur.execute(f"INSERT INTO {quote_ident(REPLICA_STATE, 'mysql')} (source_id, log_file, log_pos, status,"
@@ -60,7 +60,7 @@ def write_replica_position(cur: Any, source: str, position: BinlogPosition, even
                 (source, position.file, position.pos, events, last_event_at, time.time(), time.time()))
 
 
-def write_pg_position(cur: Any, state_schema: str, source: str, position: BinlogPosition) -> None:
+def write_pg_position(cur: Cursor, state_schema: str, source: str, position: BinlogPosition) -> None:
     """Inside the PostgreSQL transaction of the rows: the position they bring ``raw`` to."""
     cur.execute(f"INSERT INTO {quote_qualified(state_schema, PG_STATE, 'postgres')} (source_id, log_file, log_pos,"
                 " applied_at) VALUES (%s, %s, %s, now()) ON CONFLICT (source_id) DO UPDATE SET"
@@ -68,7 +68,7 @@ def write_pg_position(cur: Any, state_schema: str, source: str, position: Binlog
                 (source, position.file, position.pos))
 
 
-def read_replica_position(conn: Any, source: str) -> BinlogPosition | None:
+def read_replica_position(conn: Connection, source: str) -> BinlogPosition | None:
     with conn.cursor() as cur:
         cur.execute(f"SELECT log_file, log_pos FROM {quote_ident(REPLICA_STATE, 'mysql')} WHERE source_id = %s",
                     (source,))
@@ -78,7 +78,7 @@ def read_replica_position(conn: Any, source: str) -> BinlogPosition | None:
     return BinlogPosition(catalog_text(row[0]) or "", int(catalog_text(row[1]) or 0))
 
 
-def read_pg_position(pg_conn: Any, state_schema: str, source: str) -> BinlogPosition | None:
+def read_pg_position(pg_conn: PgConnection, state_schema: str, source: str) -> BinlogPosition | None:
     with pg_conn.cursor() as cur:
         cur.execute(f"SELECT log_file, log_pos FROM {quote_qualified(state_schema, PG_STATE, 'postgres')} "
                     "WHERE source_id = %s", (source,))
@@ -87,7 +87,7 @@ def read_pg_position(pg_conn: Any, state_schema: str, source: str) -> BinlogPosi
     return BinlogPosition(row[0], int(row[1])) if row else None
 
 
-def set_status(conn: Any, source: str, status: str, *, message: str | None = None, server_id: int | None = None,
+def set_status(conn: Connection, source: str, status: str, *, message: str | None = None, server_id: int | None = None,
                clear_stop: bool = False) -> None:
     """running / stopped / failed, with the heartbeat; autocommit connection."""
     with conn.cursor() as cur:
@@ -99,7 +99,7 @@ def set_status(conn: Any, source: str, status: str, *, message: str | None = Non
                     (source, status, message, time.time(), server_id))
 
 
-def heartbeat(conn: Any, source: str) -> bool:
+def heartbeat(conn: Connection, source: str) -> bool:
     """Mark the runner alive; True when a stop was requested (``clinicflow cdc stop``)."""
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {quote_ident(REPLICA_STATE, 'mysql')} SET heartbeat_at = %s WHERE source_id = %s",
@@ -110,7 +110,7 @@ def heartbeat(conn: Any, source: str) -> bool:
     return bool(row and int(catalog_text(row[0]) or 0))
 
 
-def request_cdc_stop(conn: Any, source: str) -> bool:
+def request_cdc_stop(conn: Connection, source: str) -> bool:
     """Ask a running CDC of ``source`` to stop after its current batch; False when none is recorded."""
     ensure_replica_state(conn)
     with conn.cursor() as cur:
@@ -119,21 +119,21 @@ def request_cdc_stop(conn: Any, source: str) -> bool:
         return bool(cur.rowcount)
 
 
-def set_table(conn: Any, source: str, table: str, status: str, reason: str | None = None) -> None:
+def set_table(conn: Connection, source: str, table: str, status: str, reason: str | None = None) -> None:
     """A table's CDC status: ``active`` (CDC keeps it current) or ``failed`` (the nightly copies it; reason why)."""
     with conn.cursor() as cur:
         cur.execute(f"REPLACE INTO {quote_ident(REPLICA_TABLES, 'mysql')} (source_id, table_name, status, reason,"
                     " updated_at) VALUES (%s, %s, %s, %s, %s)", (source, table, status, reason, time.time()))
 
 
-def table_statuses(conn: Any, source: str) -> dict[str, tuple[str, str | None]]:
+def table_statuses(conn: Connection, source: str) -> dict[str, tuple[str, str | None]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT table_name, status, reason FROM {quote_ident(REPLICA_TABLES, 'mysql')} "
                     "WHERE source_id = %s", (source,))
         return {catalog_text(r[0]) or "": (catalog_text(r[1]) or "", catalog_text(r[2])) for r in cur.fetchall()}
 
 
-def cdc_active_tables(replica_conn: Any) -> set[str]:
+def cdc_active_tables(replica_conn: Connection) -> set[str]:
     """Tables a live CDC keeps current in this replica (the nightly then skips their watermark copy).
 
     Live: status running and a heartbeat newer than :data:`HEARTBEAT_STALE_SECONDS`. No state table: none.
@@ -174,7 +174,7 @@ class CdcStatus:
     tables: dict[str, tuple[str, str | None]]
 
 
-def read_statuses(conn: Any) -> list[CdcStatus]:
+def read_statuses(conn: Connection) -> list[CdcStatus]:
     """Every source recorded in this replica (empty when CDC never ran here)."""
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "

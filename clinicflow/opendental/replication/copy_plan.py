@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from clinicflow.connectors.mysql.columns import (
     Column,
@@ -18,6 +18,7 @@ from clinicflow.connectors.mysql.columns import (
 )
 from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident, validate_table_name
 from clinicflow.opendental import reconcile
@@ -108,7 +109,7 @@ def drop_leftover_tables(server: MySQLServerLike) -> list[str]:
     return names
 
 
-def replica_create_table_sql(src_conn: Any, table: str, new_name: str) -> str:
+def replica_create_table_sql(src_conn: Connection, table: str, new_name: str) -> str:
     """The source's own DDL for ``table``, renamed to ``new_name``."""
     with src_conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {quote_ident(table, 'mysql')}")
@@ -119,7 +120,7 @@ def replica_create_table_sql(src_conn: Any, table: str, new_name: str) -> str:
     return f"CREATE TABLE {quote_ident(new_name, 'mysql')}" + ddl[len(prefix):]
 
 
-def ensure_state_table(conn: Any) -> None:
+def ensure_state_table(conn: Connection) -> None:
     with conn.cursor() as cur:
         cur.execute(
             f"CREATE TABLE IF NOT EXISTS {quote_ident(STATE_TABLE, 'mysql')} ("
@@ -132,7 +133,7 @@ def ensure_state_table(conn: Any) -> None:
         )
 
 
-def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[str] | None:
+def read_watermark(conn: Connection, table: str, key_columns: Sequence[str]) -> list[str] | None:
     """The stored resume point, or None when there is none or the key columns changed."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s",
@@ -146,7 +147,7 @@ def read_watermark(conn: Any, table: str, key_columns: Sequence[str]) -> list[st
     return watermark
 
 
-def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None,
+def write_watermark(conn: Connection, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None,
                     mode: CopyMode) -> None:
     with conn.cursor() as cur:
         cur.execute(
@@ -156,7 +157,7 @@ def write_watermark(conn: Any, table: str, key_columns: Sequence[str], watermark
         )
 
 
-def clear_watermark(conn: Any, table: str) -> None:
+def clear_watermark(conn: Connection, table: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f"DELETE FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,))
 
@@ -197,7 +198,7 @@ def is_widening(old: Column, new: Column) -> bool:
     return False
 
 
-def widen_in_place(src_conn: Any, dst_conn: Any, table: str, source: Sequence[Column],
+def widen_in_place(src_conn: Connection, dst_conn: Connection, table: str, source: Sequence[Column],
                    replica: Sequence[Column]) -> bool:
     """ALTER the replica's columns to the source's definitions when every change is a widening; False otherwise.
 
@@ -240,7 +241,8 @@ def _column_definitions(ddl: str) -> dict[str, str]:
     return out
 
 
-def plan_copy(src_conn: Any, dst_conn: Any, table: str, config: TableConfig, *, full_refresh: bool = False,
+def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: TableConfig, *,
+              full_refresh: bool = False,
                full_sweep: bool = False) -> CopyPlan:
     """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
     validate_table_name(table)

@@ -10,6 +10,7 @@ from typing import Any
 from clinicflow.connectors.mysql.columns import table_exists
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.cdc.state import cdc_keeps_current
@@ -99,7 +100,7 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
     return ChunkResult(total, time.perf_counter() - started)
 
 
-def _loader(dst_conn: Any, path: str, target: str, plan: CopyPlan) -> Callable[[], int]:
+def _loader(dst_conn: Connection, path: str, target: str, plan: CopyPlan) -> Callable[[], int]:
     """LOAD DATA of the chunk file into ``target`` (called when the file is full and at the page's end)."""
     return lambda: load_file(dst_conn, path, target, plan.columns)
 
@@ -127,7 +128,7 @@ def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
 
 
 
-def _bound_page(conn: Any, plan: CopyPlan, pred: str, params: list[Any], lower: Any) -> tuple[str, list[Any]]:
+def _bound_page(conn: Connection, plan: CopyPlan, pred: str, params: list[Any], lower: Any) -> tuple[str, list[Any]]:
     """Cap a keyset page at the watermark value ``batch_size`` rows ahead.
 
     ``ORDER BY watermark, key LIMIT n`` cannot be read in order from a
@@ -206,7 +207,7 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
     return ChunkResult(total, time.perf_counter() - started)
 
 
-def _clock_bound(src_conn: Any, plan: CopyPlan) -> str | None:
+def _clock_bound(src_conn: Connection, plan: CopyPlan) -> str | None:
     """The source's NOW() for a time watermark (see :func:`clinicflow.opendental.chunks.bounded_mark`)."""
     if not plan.overlap_column:
         return None
@@ -237,8 +238,7 @@ def copy_full_unit(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, u
 
 
 def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
-                  full_refresh: bool = False,
-                  full_sweep: bool = False) -> CopyPlan:
+                  full_refresh: bool = False, full_sweep: bool = False) -> CopyPlan:
     """Open connections and plan one table (see :func:`plan_copy`)."""
     src_conn, dst_conn = raw_connection(src), raw_connection(dst)
     try:
@@ -249,8 +249,7 @@ def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config
 
 
 def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
-                         full_refresh: bool = False,
-                         full_sweep: bool = False) -> dict[str, Any]:
+                         full_refresh: bool = False, full_sweep: bool = False) -> dict[str, Any]:
     """Replicate one table sequentially without Prefect (tests, benches, debugging)."""
     started = time.perf_counter()
     plan = prepare_table(src, dst, table, config, full_refresh=full_refresh, full_sweep=full_sweep)

@@ -11,6 +11,7 @@ from clinicflow.connectors.mysql import client
 from clinicflow.connectors.mysql.columns import INTEGER_TYPES, Column
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.streamed_values import BLOCK_BYTES, RowLayout, carry_error
 from clinicflow.opendental.tables.typemap import is_streamed
@@ -82,7 +83,7 @@ def encoded_select_sql(table: str, columns: Sequence[Column], extra: Sequence[st
     return f"SELECT {', '.join(items)} FROM {quote_ident(table, 'mysql')}"
 
 
-def prepare_streaming(conn: Any, layout: RowLayout | None) -> None:
+def prepare_streaming(conn: Connection, layout: RowLayout | None) -> None:
     """Streamed text must arrive as stored (latin1 stays latin1): no result charset conversion."""
     if layout is not None:
         with conn.cursor() as cur:
@@ -104,7 +105,7 @@ def load_columns_clause(columns: Sequence[Column]) -> str:
     return clause
 
 
-def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) -> int:
+def load_file(dst_conn: Connection, path: str, target: str, columns: Sequence[Column]) -> int:
     """LOAD DATA LOCAL INFILE ``path`` into ``target``; return rows loaded."""
     with dst_conn.cursor() as cur:
         cur.execute(
@@ -115,7 +116,7 @@ def load_file(dst_conn: Any, path: str, target: str, columns: Sequence[Column]) 
         return int(cur.rowcount)
 
 
-def stream_to_file(src_stream_conn: Any, sql: str, params: Sequence[Any], path: str,
+def stream_to_file(src_stream_conn: Connection, sql: str, params: Sequence[Any], path: str,
                    key_count: int, layout: RowLayout | None = None,
                    flush: Callable[[], object] | None = None) -> tuple[int, list[str | None] | None]:
     """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values.
@@ -216,7 +217,7 @@ def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: 
         src_conn.close()
 
 
-def export_and_load(src: MySQLServerLike, dst_conn: Any, table: str, columns: Sequence[Column], where: str,
+def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, columns: Sequence[Column], where: str,
                     params: Sequence[Any], target: str, keys: Sequence[str] = ()) -> int:
     """Copy the rows of ``table`` matching ``where`` into ``target`` through a chunk file; return rows loaded.
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from clinicflow.connectors.mysql.columns import Column
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
@@ -43,7 +43,7 @@ def _row_text_sql(columns: Sequence[Column]) -> str:
     return "CONCAT_WS(X'1F', " + ", ".join(values) + ")"
 
 
-def reconcile_side(conn: Any, plan: CopyPlan) -> reconcile.Side:
+def reconcile_side(conn: Connection, plan: CopyPlan) -> reconcile.Side:
     """The aggregate SQL of ``plan.table`` on one MySQL server (source or replica)."""
     by_name = {c.name: c for c in plan.columns}
     first = by_name[plan.primary_key[0]]
@@ -89,7 +89,7 @@ def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan
     return stats
 
 
-def _resync_ranges(src: MySQLServerLike, dst_conn: Any, plan: CopyPlan, range_column: str | None,
+def _resync_ranges(src: MySQLServerLike, dst_conn: Connection, plan: CopyPlan, range_column: str | None,
                    ranges: Sequence[KeyRange]) -> reconcile.ReconcileStats:
     pred, params = reconcile.ranges_predicate(ranges, range_column, "mysql")
     t, stage = quote_ident(plan.table, "mysql"), quote_ident(FIX_STAGE, "mysql")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from clinicflow.core.dbapi import Connection
 from clinicflow.opendental.tables.analysis_rules import MIB, AnalysisRules
 from clinicflow.opendental.tables.config import (
     ExtractionStrategy,
@@ -44,7 +44,7 @@ def candidate_columns(table: TableInfo, rules: AnalysisRules) -> list[str]:
     return ordered
 
 
-def choose_watermark(conn: Any, table: TableInfo, rules: AnalysisRules, now: datetime) -> Watermark:
+def choose_watermark(conn: Connection, table: TableInfo, rules: AnalysisRules, now: datetime) -> Watermark:
     """The first candidate the sample supports, else the auto-increment key, else none."""
     if not table.primary_key:
         return Watermark((), "no primary key: copied fully")

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.tables.analysis_rules import AnalysisRules
 from clinicflow.opendental.tables.config import (
@@ -196,7 +197,7 @@ def _is_tinyint1(col: ColumnInfo) -> bool:
     return col.data_type == "tinyint" and col.column_type.lower().split()[0] == "tinyint(1)"
 
 
-def live_probes(conn: Any, schema: SourceSchema, config: TablesConfig,
+def live_probes(conn: Connection, schema: SourceSchema, config: TablesConfig,
                 rules: AnalysisRules | None = None) -> dict[str, str | None]:
     """Current watermark maxima for tables whose tables.yml records an observed watermark."""
     rules = rules or AnalysisRules()

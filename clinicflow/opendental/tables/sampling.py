@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.analysis_rules import UNSET_DATE_LIMIT, AnalysisRules
 from clinicflow.opendental.tables.source_schema import TableInfo
@@ -43,7 +44,7 @@ def _tail_source(table: TableInfo, columns: Sequence[str], limit: int | None) ->
 
 
 def sample_columns(
-    conn: Any, table: TableInfo, columns: Sequence[str], rules: AnalysisRules, now: datetime
+    conn: Connection, table: TableInfo, columns: Sequence[str], rules: AnalysisRules, now: datetime
 ) -> dict[str, ColumnSample]:
     """Sample candidate columns of one table in one bounded query."""
     if not columns:
@@ -93,7 +94,7 @@ def judge_sample(sample: ColumnSample, rules: AnalysisRules) -> str | None:
     return None
 
 
-def probe_watermark(conn: Any, table: TableInfo, column: str, rules: AnalysisRules) -> str | None:
+def probe_watermark(conn: Connection, table: TableInfo, column: str, rules: AnalysisRules) -> str | None:
     """The highest value of a watermark column, found without a full scan of a large table.
 
     An index lookup when the column leads an index (or is the key), the whole

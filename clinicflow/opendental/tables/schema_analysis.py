@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import IdentifierError, validate_table_name
 from clinicflow.opendental.tables.analysis_rules import MIB, AnalysisError, AnalysisRules
@@ -74,7 +75,7 @@ class SchemaAnalysis:
         return rows
 
 
-def analyze_table(conn: Any, table: TableInfo, rules: AnalysisRules, now: datetime) -> TableAnalysis:
+def analyze_table(conn: Connection, table: TableInfo, rules: AnalysisRules, now: datetime) -> TableAnalysis:
     """Choose the settings of one table. A failing sample query degrades that table to a full copy."""
     error = None
     observed = None
@@ -138,7 +139,7 @@ def skipped_tables(schema: SourceSchema, exclude: Iterable[str] = ()) -> dict[st
     return skipped
 
 
-def analyze_schema_with(conn: Any, schema: SourceSchema, rules: AnalysisRules | None = None,
+def analyze_schema_with(conn: Connection, schema: SourceSchema, rules: AnalysisRules | None = None,
                         now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
     rules = rules or AnalysisRules()
     now = now or datetime.now(UTC)

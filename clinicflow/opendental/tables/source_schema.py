@@ -6,9 +6,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def read_schema(server: MySQLServerLike) -> SourceSchema:
         conn.close()
 
 
-def read_schema_with(conn: Any, database: str, address: str) -> SourceSchema:
+def read_schema_with(conn: Connection, database: str, address: str) -> SourceSchema:
     """Like :func:`read_schema`, on an open pymysql connection."""
     with conn.cursor() as cur:
         cur.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql.catalog import _int
 from clinicflow.connectors.mysql.sessions import catalog_text
+from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.streamed_values import Encoding, RowLayout
 from clinicflow.opendental.tables.typemap import (
@@ -246,14 +247,14 @@ def reset_counters_sql(counters: Sequence[Counter]) -> str:
     return "SET " + ", ".join(f"{c.variable} = 0" for c in counters)
 
 
-def reset_counters(mysql_conn: Any, plan: LoadPlan) -> None:
+def reset_counters(mysql_conn: Connection, plan: LoadPlan) -> None:
     counters = conversion_counters(plan)
     if counters:
         with mysql_conn.cursor() as cur:
             cur.execute(reset_counters_sql(counters))
 
 
-def read_counters(mysql_conn: Any, plan: LoadPlan) -> ConversionCounts:
+def read_counters(mysql_conn: Connection, plan: LoadPlan) -> ConversionCounts:
     """The conversions counted by the encoding query just finished on this connection."""
     counts = ConversionCounts()
     counters = conversion_counters(plan)
@@ -266,7 +267,7 @@ def read_counters(mysql_conn: Any, plan: LoadPlan) -> ConversionCounts:
     return counts
 
 
-def check_booleans(mysql_conn: Any, plan: LoadPlan, predicate: str = "1=1", params: Sequence[Any] = ()) -> None:
+def check_booleans(mysql_conn: Connection, plan: LoadPlan, predicate: str = "1=1", params: Sequence[Any] = ()) -> None:
     """Fail the table, naming key and value, when a boolean_columns column holds other than 0/1."""
     booleans = [c.name for c in plan.columns if c.kind is Kind.boolean_int]
     if not booleans:

@@ -10,6 +10,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
+from clinicflow.core.dbapi import Connection, Cursor, PgCursor
 from clinicflow.core.sql import quote_list
 from clinicflow.opendental.streamed_values import BLOCK_BYTES, RowLayout, carry_error
 from clinicflow.opendental.warehouse.copy_encoding import (
@@ -87,7 +88,7 @@ class ClientCopySource:
     readline = read
 
 
-def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: str, predicate: str,
+def _client_copy(mysql_server: Any, pg_cursor: PgCursor, plan: LoadPlan, copy_sql: str, predicate: str,
                  params: Sequence[Any]) -> tuple[int, int, ConversionCounts]:
     """COPY through the C client (see clinicflow.connectors.mysql.client): rows, bytes, conversions."""
     counters = conversion_counters(plan)
@@ -113,7 +114,7 @@ def _client_copy(mysql_server: Any, pg_cursor: Any, plan: LoadPlan, copy_sql: st
     return source.rows, source.bytes, counts
 
 
-def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, predicate: str = "1=1",
+def stream_copy(mysql_conn: Connection, pg_cursor: PgCursor, plan: LoadPlan, target: str, predicate: str = "1=1",
                 params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
@@ -146,7 +147,7 @@ def stream_copy(mysql_conn: Any, pg_cursor: Any, plan: LoadPlan, target: str, pr
     return CopyStats(stream.rows, stream.bytes, time.perf_counter() - start, conversions)
 
 
-def streamed_reader(cursor: Any, layout: RowLayout | None, *, segment_rows: int | None = None) -> LineReader:
+def streamed_reader(cursor: Cursor, layout: RowLayout | None, *, segment_rows: int | None = None) -> LineReader:
     """The reader of an executed COPY query; rows with streamed values are escaped in pieces, in byte blocks."""
     if layout is None:
         return LineReader(cursor, segment_rows=segment_rows)

@@ -2,8 +2,7 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.tables.typemap import (
     Kind,
@@ -96,7 +95,7 @@ STATE_DDL = [
 ]
 
 
-def ensure_schemas(pg_conn: Any, *, raw_schema: str = RAW_SCHEMA, stage_schema: str = STAGE_SCHEMA,
+def ensure_schemas(pg_conn: PgConnection, *, raw_schema: str = RAW_SCHEMA, stage_schema: str = STAGE_SCHEMA,
                    state_schema: str = STATE_SCHEMA) -> None:
     """Create the raw, staging, replaced and state schemas and the load-state table (idempotent)."""
     names = {"state": quote_ident(state_schema, "postgres"), "stage": quote_ident(stage_schema, "postgres"),

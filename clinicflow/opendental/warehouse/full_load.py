@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
+from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.chunks import bounded_mark, clock_bound, keyset_max
 from clinicflow.opendental.tables.typemap import Kind
@@ -42,7 +43,7 @@ def replaced_target(plan: LoadPlan) -> str:
     return quote_qualified(replaced_schema(plan.stage_schema), plan.table, "postgres")
 
 
-def drop_replaced_leftovers(pg_conn: Any, stage_schema: str = STAGE_SCHEMA) -> list[str]:
+def drop_replaced_leftovers(pg_conn: PgConnection, stage_schema: str = STAGE_SCHEMA) -> list[str]:
     """Drop the replaced tables that crashed loads left aside (each a full copy of an old table); their names.
 
     Once per run: a table now loaded incrementally would otherwise keep its
@@ -59,7 +60,7 @@ def drop_replaced_leftovers(pg_conn: Any, stage_schema: str = STAGE_SCHEMA) -> l
     return names
 
 
-def prepare_stage(pg_conn: Any, plan: LoadPlan) -> None:
+def prepare_stage(pg_conn: PgConnection, plan: LoadPlan) -> None:
     """(Re)create the empty staging table: no key or index yet, they are built once after the COPY.
 
     Also removes what a crashed earlier load left: its staging table, and the
@@ -72,7 +73,7 @@ def prepare_stage(pg_conn: Any, plan: LoadPlan) -> None:
     pg_conn.commit()
 
 
-def load_stage_chunk(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, predicate: str = "1=1",
+def load_stage_chunk(mysql_stream_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, predicate: str = "1=1",
                      params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
     """COPY one chunk of the source into the staging table and commit it."""
     try:
@@ -86,7 +87,7 @@ def load_stage_chunk(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, predi
     return stats
 
 
-def current_keyset_max(mysql_conn: Any, plan: LoadPlan) -> tuple[str, ...] | None:
+def current_keyset_max(mysql_conn: Connection, plan: LoadPlan) -> tuple[str, ...] | None:
     """The highest (incremental columns..., key) in the source now: the watermark a full load starts from."""
     if not plan.incremental_columns:
         return None
@@ -163,7 +164,7 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
             future.result()
 
 
-def finish_full_load(pg_conn: Any, plan: LoadPlan, *, watermark: Sequence[str] | None,
+def finish_full_load(pg_conn: PgConnection, plan: LoadPlan, *, watermark: Sequence[str] | None,
                      fingerprint: str | None) -> bool:
     """Attach the primary key (its index built by :func:`build_stage_indexes`) and swap the staging table into raw.
 

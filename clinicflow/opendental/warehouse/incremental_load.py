@@ -10,6 +10,7 @@ from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource
+from clinicflow.core.dbapi import Connection, PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS, bounded_mark, clock_bound
 from clinicflow.opendental.streamed_values import keys_first_predicate
@@ -66,7 +67,7 @@ def merge_sql(plan: LoadPlan, source: str) -> str:
             f"WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
 
 
-def _merge(pg_cur: Any, plan: LoadPlan, temp: str) -> None:
+def _merge(pg_cur: PgCursor, plan: LoadPlan, temp: str) -> None:
     """Run :func:`merge_sql`; two rows of one batch with one key in PostgreSQL fail the table, saying why."""
     import psycopg2
 
@@ -80,7 +81,7 @@ def _merge(pg_cur: Any, plan: LoadPlan, temp: str) -> None:
                         f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}") from None
 
 
-def _clock_bound(mysql_conn: Any, plan: LoadPlan) -> str | None:
+def _clock_bound(mysql_conn: Connection, plan: LoadPlan) -> str | None:
     """The replica's NOW() for a time watermark (see :func:`clinicflow.opendental.chunks.bounded_mark`)."""
     first = plan.column(plan.keyset_columns[0])
     if first.kind not in (Kind.datetime, Kind.instant) or len(plan.keyset_columns) < 2:
@@ -88,8 +89,8 @@ def _clock_bound(mysql_conn: Any, plan: LoadPlan) -> str | None:
     return clock_bound(mysql_conn, wall_clock=first.kind is Kind.datetime)
 
 
-def load_incremental(mysql_stream_conn: Any, pg_conn: Any, plan: LoadPlan, watermark: Sequence[str] | None,
-                     keyset_predicate: Any) -> IncrementalStats:
+def load_incremental(mysql_stream_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
+                     watermark: Sequence[str] | None, keyset_predicate: Any) -> IncrementalStats:
     """Merge rows after ``watermark`` into raw, ``plan.batch_size`` rows per transaction.
 
     ``keyset_predicate(columns, values, dialect)`` returns (sql, params) for

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.connectors.mysql.columns import checksum_table
+from clinicflow.core.dbapi import Connection, Cursor, PgConnection
 from clinicflow.core.sql import quote_qualified
 from clinicflow.opendental.metrics import TableMode
 from clinicflow.opendental.warehouse.load_plan import LOAD_STATE_TABLE, LoadPlan
@@ -20,7 +20,7 @@ class LoadState:
     source_fingerprint: str | None
 
 
-def read_state(pg_conn: Any, plan: LoadPlan) -> LoadState | None:
+def read_state(pg_conn: PgConnection, plan: LoadPlan) -> LoadState | None:
     with pg_conn.cursor() as cur:
         cur.execute(f"SELECT mode, watermark_columns, watermark, source_fingerprint FROM "
                     f"{quote_qualified(plan.state_schema, LOAD_STATE_TABLE, 'postgres')} WHERE table_name = %s",
@@ -31,7 +31,7 @@ def read_state(pg_conn: Any, plan: LoadPlan) -> LoadState | None:
     return LoadState(row[0], tuple(row[1] or ()), tuple(row[2]) if row[2] is not None else None, row[3])
 
 
-def _write_state(cur: Any, plan: LoadPlan, mode: TableMode, watermark: Sequence[str] | None,
+def _write_state(cur: Cursor, plan: LoadPlan, mode: TableMode, watermark: Sequence[str] | None,
                  fingerprint: str | None) -> None:
     cur.execute(
         f"INSERT INTO {quote_qualified(plan.state_schema, LOAD_STATE_TABLE, 'postgres')} "
@@ -43,7 +43,7 @@ def _write_state(cur: Any, plan: LoadPlan, mode: TableMode, watermark: Sequence[
          list(watermark) if watermark is not None else None, fingerprint))
 
 
-def raw_table_columns(pg_conn: Any, schema: str, table: str) -> dict[str, str] | None:
+def raw_table_columns(pg_conn: PgConnection, schema: str, table: str) -> dict[str, str] | None:
     """Column name → format_type() of an existing PostgreSQL table, or None if it does not exist."""
     with pg_conn.cursor() as cur:
         cur.execute(
@@ -55,6 +55,6 @@ def raw_table_columns(pg_conn: Any, schema: str, table: str) -> dict[str, str] |
     return {r[0]: r[1] for r in rows} if rows else None
 
 
-def source_fingerprint(mysql_conn: Any, plan: LoadPlan) -> str:
+def source_fingerprint(mysql_conn: Connection, plan: LoadPlan) -> str:
     """Content fingerprint of a source table (CHECKSUM TABLE) plus the mapping: equal → nothing to reload."""
     return f"{checksum_table(mysql_conn, plan.table) or 'none'}:{plan.mapping_signature}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicflow.connectors.mysql import catalog, sessions
+from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.cdc.state import cdc_active_tables
@@ -100,7 +101,7 @@ def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
         conn.close()
 
 
-def full_load_chunks(mysql_conn: Any, plan: load_plan.LoadPlan) -> list[Chunk]:
+def full_load_chunks(mysql_conn: Connection, plan: load_plan.LoadPlan) -> list[Chunk]:
     """Key ranges of ``batch_size`` keys where they read cheaply, else one streamed table scan.
 
     Key ranges (the chunk planner) for a single integer key on a clustered
@@ -134,7 +135,8 @@ def _apply_conversions(outcome: TableOutcome, counts: copy_encoding.ConversionCo
     outcome.nul_bytes = counts.total("nul_bytes")
 
 
-def _after_load(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: load_plan.LoadPlan, options: LoadOptions,
+def _after_load(mysql_server: Any, mysql_conn: Connection, pg_conn: PgConnection, plan: load_plan.LoadPlan,
+                options: LoadOptions,
                 outcome: TableOutcome, sweep: Sweep | None, replication: dict[str, Any] | None = None) -> TableOutcome:
     """Reconciliation (``sweep``) or verification only (``None``, after a full load); a difference fails the table.
 

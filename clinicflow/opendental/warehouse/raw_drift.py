@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident, quote_qualified
 from clinicflow.opendental.tables.typemap import (
     is_compatible_change,
@@ -56,7 +56,7 @@ def _naive_to_instant(old_pg_type: str, new_pg_type: str) -> bool:
     return old.startswith("timestamp") and not old.startswith("timestamptz") and new.startswith("timestamptz")
 
 
-def apply_drift(pg_conn: Any, plan: LoadPlan, drift: DriftResult) -> None:
+def apply_drift(pg_conn: PgConnection, plan: LoadPlan, drift: DriftResult) -> None:
     """ALTER raw for added and safely widened columns (one transaction)."""
     target = quote_qualified(plan.raw_schema, plan.table, "postgres")
     with pg_conn.cursor() as cur:

@@ -16,9 +16,10 @@ nothing: the next night compares again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text
+from clinicflow.connectors.protocols import MySQLServerLike
+from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
@@ -80,7 +81,7 @@ def mysql_double_canonical(expr: str) -> str:
             f"CAST(CAST({expr} AS SIGNED) AS CHAR), {expr})")
 
 
-def ensure_functions(pg_conn: Any, schema: str) -> None:
+def ensure_functions(pg_conn: PgConnection, schema: str) -> None:
     with pg_conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.opendental.warehouse.verify.functions'))")
         cur.execute(MYSQL_DOUBLE_TEXT_SQL.format(schema=quote_ident(schema, "postgres")))
@@ -243,7 +244,7 @@ def _key_text_pg(plan: LoadPlan) -> str:
     return "concat_ws(E'\\t', " + ", ".join(_pg(plan.column(k), plan.state_schema) for k in plan.primary_key) + ")"
 
 
-def replica_side(mysql_conn: Any, plan: LoadPlan) -> reconcile.Side:
+def replica_side(mysql_conn: Connection, plan: LoadPlan) -> reconcile.Side:
     """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
@@ -253,7 +254,7 @@ def replica_side(mysql_conn: Any, plan: LoadPlan) -> reconcile.Side:
                           key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"), key_unique=single)
 
 
-def raw_side(pg_conn: Any, plan: LoadPlan) -> reconcile.Side:
+def raw_side(pg_conn: PgConnection, plan: LoadPlan) -> reconcile.Side:
     """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
@@ -277,7 +278,7 @@ def _describe_range(column: PgColumn | None, key_range: KeyRange) -> str:
     return f"{column.name} [{lo}..{hi})"
 
 
-def verify_table(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, *, bucket_rows: int | None = None,
+def verify_table(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, *, bucket_rows: int | None = None,
                  ranges: list[KeyRange] | None = None, only: list[KeyRange] | None = None) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
@@ -304,8 +305,8 @@ def verify_table(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, *, bucket_rows: 
     return result
 
 
-def _drill_down(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, diff: BucketDiff, column: PgColumn | None,
-                key_range: KeyRange) -> None:
+def _drill_down(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, diff: BucketDiff,
+                column: PgColumn | None, key_range: KeyRange) -> None:
     """Compare one range key by key (keys and row hashes only)."""
     keys_my = quote_list(list(plan.primary_key), "mysql")
     keys_pg = quote_list(list(plan.primary_key), "postgres")
@@ -331,10 +332,10 @@ def _drill_down(mysql_conn: Any, pg_conn: Any, plan: LoadPlan, diff: BucketDiff,
                                                             changed[:EXAMPLE_KEYS])
 
 
-# ---------------------------------------------------------------------------
-# Reconciliation of raw with the replica (the nightly's second leg)
+# --- Reconciliation of raw with the replica (the nightly's second leg) ---------
 
-def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPlan, sweep: reconcile.Sweep, *,
+def reconcile_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
+                  sweep: reconcile.Sweep, *,
                   ranges: list[KeyRange] | None = None) -> tuple[reconcile.ReconcileStats, VerifyResult]:
     """Make raw.<table> equal to the replica table, then verify the ranges that were repaired.
 
@@ -369,8 +370,8 @@ def reconcile_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPl
 FIX_TABLE = "cf_fix_stage"
 
 
-def _resync_raw(mysql_server: Any, mysql_conn: Any, pg_conn: Any, plan: LoadPlan, range_column: str | None,
-                ranges: list[KeyRange]) -> reconcile.ReconcileStats:
+def _resync_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
+                range_column: str | None, ranges: list[KeyRange]) -> reconcile.ReconcileStats:
     out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
     my_pred, my_params = reconcile.ranges_predicate(ranges, range_column, "mysql")
     raw = quote_qualified(plan.raw_schema, plan.table, "postgres")
