@@ -11,6 +11,7 @@ the wrong arguments, is a type error, and the signature says what kind of connec
 
 Rows stay ``Any``: a tuple, or a dict with a dict cursor.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -90,8 +91,14 @@ class PgConnection(Connection, Protocol):
 
     def cursor(self, *args: Any, **kwargs: Any) -> PgCursor: ...
 
-    def set_session(self, *, isolation_level: Any = ..., readonly: bool | None = ..., deferrable: bool | None = ...,
-                    autocommit: bool | None = ...) -> None: ...
+    def set_session(
+        self,
+        *,
+        isolation_level: Any = ...,
+        readonly: bool | None = ...,
+        deferrable: bool | None = ...,
+        autocommit: bool | None = ...,
+    ) -> None: ...
 
 
 def column_names(cursor: Cursor) -> list[str]:
