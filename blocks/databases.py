@@ -20,7 +20,9 @@ from clinicflow.core import secret_env
 
 
 def _env_name(block_name: str, field: str) -> str:
-    return secret_env.block_env_prefix(block_name) + field.upper()
+    from blocks.resolve import env_prefix  # blocks.resolve imports this module
+
+    return env_prefix(block_name) + field.upper()
 
 
 class _ServerBlock(Block):
