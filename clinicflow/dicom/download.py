@@ -35,11 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
+from clinicflow.connectors.http import redact
 from clinicflow.core import cancel
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
+from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy, TransientError, call_with_retry, is_transient
 
 CHUNK_BYTES = 1 << 20
 MAX_REDIRECTS = 5
@@ -52,8 +53,7 @@ class DownloadLimits:
     max_bytes: int = 2 * 1024**3
     timeout_seconds: float = 300.0  # whole transfer, per attempt
     connect_timeout_seconds: float = 10.0
-    retries: int = MAX_RETRIES
-    backoff_base_seconds: float = BACKOFF_BASE_SECONDS
+    retry: RetryPolicy = DEFAULT_POLICY
     # Folders that absolute and file:// locations must lie in (after resolving symlinks); none: refused.
     allowed_roots: tuple[str, ...] = ()
     # Follow HTTP redirects to private/loopback/link-local addresses (refused by default: SSRF).
@@ -71,17 +71,6 @@ class DownloadError(ClinicflowError):
 
 class _TooLarge(ClinicflowError):
     pass
-
-
-def redact(url: str) -> str:
-    """A URL safe to log: no user info, no query string, no fragment."""
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def stored_location(location: str) -> str:
@@ -261,8 +250,7 @@ class Downloader:
         fetchers = {"http": self._http_get, "https": self._http_get, "gs": self._gs_get, "s3": self._s3_get}
         fetch_once = fetchers[scheme]
         try:
-            call_with_retry(lambda: fetch_once(resolved, dest), what=what, retries=self.limits.retries,
-                            base=self.limits.backoff_base_seconds, sleep=self._sleep)
+            call_with_retry(lambda: fetch_once(resolved, dest), what=what, policy=self.limits.retry, sleep=self._sleep)
         except (DownloadError, cancel.RunCancelled):
             dest.unlink(missing_ok=True)
             raise

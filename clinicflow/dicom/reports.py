@@ -74,7 +74,7 @@ class FileKey:
 
     def label(self) -> str:
         """Printable key for logs and artifacts: ids and location (no user info or query string), no report text."""
-        from clinicflow.dicom.download import redact
+        from clinicflow.connectors.http import redact
 
         return f"{self.study_id}/{self.series_id}/{self.instance_id} @ {redact(self.file_location)}"
 

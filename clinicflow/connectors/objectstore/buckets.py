@@ -22,11 +22,10 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, call_with_retry
+from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 CONTENT_TYPES = {".dcm": "application/dicom", ".jpg": "image/jpeg", ".csv": "text/csv; charset=utf-8"}
 
@@ -41,12 +40,6 @@ def file_md5(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    retries: int = MAX_RETRIES
-    backoff_base: float = BACKOFF_BASE_SECONDS
 
 
 class BucketWriter(Protocol):
@@ -113,7 +106,7 @@ class LocalFolderWriter:
 
 
 class GcsWriter:
-    def __init__(self, block: Any, retry: RetrySettings = RetrySettings()) -> None:
+    def __init__(self, block: Any, retry: RetryPolicy = DEFAULT_POLICY) -> None:
         from clinicflow.connectors.objectstore.clients import gcs_client
 
         self.block = block
@@ -130,17 +123,17 @@ class GcsWriter:
     def upload_file(self, path: Path, name: str) -> None:
         blob = self.bucket.blob(self._key(name))
         call_with_retry(lambda: blob.upload_from_filename(str(path), content_type=content_type_for(name), timeout=300),
-                        what=f"upload {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+                        what=f"upload {name}", policy=self.retry)
 
     def download_file(self, name: str, path: Path) -> None:
         blob = self.bucket.blob(self._key(name))
         call_with_retry(lambda: blob.download_to_filename(str(path), timeout=300), what=f"download {name}",
-                        retries=self.retry.retries, base=self.retry.backoff_base)
+                        policy=self.retry)
 
     def exists(self, name: str) -> bool:
         blob = self.bucket.blob(self._key(name))
         found: bool = call_with_retry(lambda: blob.exists(), what=f"check {name}",
-                                      retries=self.retry.retries, base=self.retry.backoff_base)
+                                      policy=self.retry)
         return found
 
     def delete(self, name: str) -> None:
@@ -148,7 +141,7 @@ class GcsWriter:
 
         try:
             call_with_retry(lambda: self.bucket.blob(self._key(name)).delete(), what=f"delete {name}",
-                            retries=self.retry.retries, base=self.retry.backoff_base)
+                            policy=self.retry)
         except NotFound:
             pass
 
@@ -158,7 +151,7 @@ class GcsWriter:
 
 
 class S3Writer:
-    def __init__(self, block: Any, retry: RetrySettings = RetrySettings()) -> None:
+    def __init__(self, block: Any, retry: RetryPolicy = DEFAULT_POLICY) -> None:
         from clinicflow.connectors.objectstore.clients import s3_client
 
         self.block = block
@@ -178,12 +171,12 @@ class S3Writer:
         call_with_retry(
             lambda: self.client.upload_file(str(path), self.block.bucket_name, key,
                                             ExtraArgs={"ContentType": content_type_for(name)}),
-            what=f"upload {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+            what=f"upload {name}", policy=self.retry)
 
     def download_file(self, name: str, path: Path) -> None:
         key = self._key(name)
         call_with_retry(lambda: self.client.download_file(self.block.bucket_name, key, str(path)),
-                        what=f"download {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+                        what=f"download {name}", policy=self.retry)
 
     def exists(self, name: str) -> bool:
         from botocore.exceptions import ClientError
@@ -197,11 +190,11 @@ class S3Writer:
                     return False
                 raise
 
-        return call_with_retry(head, what=f"check {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+        return call_with_retry(head, what=f"check {name}", policy=self.retry)
 
     def delete(self, name: str) -> None:
         call_with_retry(lambda: self.client.delete_object(Bucket=self.block.bucket_name, Key=self._key(name)),
-                        what=f"delete {name}", retries=self.retry.retries, base=self.retry.backoff_base)
+                        what=f"delete {name}", policy=self.retry)
 
     def list_names(self, prefix: str = "") -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -210,7 +203,7 @@ class S3Writer:
                 yield item["Key"][len(self.folder):]
 
 
-def writer_for(block: Any, retry: RetrySettings = RetrySettings()) -> BucketWriter:
+def writer_for(block: Any, retry: RetryPolicy = DEFAULT_POLICY) -> BucketWriter:
     """The writer for a bucket block (LocalFolderBucket, GcsBucket or S3Bucket)."""
     kind = type(block).__name__
     if kind == "LocalFolderBucket":

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clinicflow.connectors.objectstore.buckets import LocalFolderWriter, writer_for
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import csv_object_name, write_outputs
 from clinicflow.dicom.pipeline import BatchSettings, dicom_object_name, jpg_object_names, process_batch
@@ -16,7 +17,7 @@ from clinicflow.dicom.reports import FileGroup, FileKey
 from clinicflow.dicom.state import StateStore
 from tests.integration.dicom.conftest import BAD_FILE_KINDS, PYDICOM_DATA, PYDICOM_DATA_EXTRA, sample_file
 
-FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=5)
+FAST = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=5)
 
 
 def _group(name: str, location: str, text: str = "report", instance: str | None = None) -> FileGroup:
@@ -236,7 +237,7 @@ def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db,
 
     shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "slow.dcm")
     file_server.faults["slow.dcm"] = ["trickle"]
-    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retries=0, timeout_seconds=2.0))
+    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retry=RetryPolicy(0), timeout_seconds=2.0))
     started = time.monotonic()
     result = process_batch([_group("slow", file_server.url("slow.dcm"))], settings, store,
                            LocalFolderWriter(tmp_path / "bucket"))
