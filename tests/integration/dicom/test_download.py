@@ -64,7 +64,7 @@ def test_persistent_5xx_gives_up_after_the_retries(served, tmp_path: Path) -> No
         _fetch(served.url("ct.dcm"), tmp_path)
     assert info.value.kind == "http-502"
     assert "after retries" in info.value.reason
-    assert served.requests["ct.dcm"] == 1 + FAST.retries
+    assert served.requests["ct.dcm"] == 1 + FAST.retry.retries
 
 
 def test_slow_responses_time_out_and_are_retried(served, tmp_path: Path) -> None:
