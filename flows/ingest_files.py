@@ -23,7 +23,7 @@ from prefect.states import Failed, State
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import matching_objects
+from clinicflow.connectors.objectstore.stores import matching_objects
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db

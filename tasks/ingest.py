@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.patterns import Location
-from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
+from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
 from clinicflow.core.retry import TASK_RETRY, RetryPolicy
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
 from clinicflow.ingest.pipeline import IngestSettings, ReextractCounts, RunCounts, process_file_batch, reextract

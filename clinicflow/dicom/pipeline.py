@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
+from clinicflow.connectors.objectstore.stores import ObjectStore, file_md5
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
@@ -147,7 +147,7 @@ def process_batch(
     files: list[FileGroup],
     settings: BatchSettings,
     state: StateStore,
-    writer: BucketWriter,
+    writer: ObjectStore,
 ) -> BatchResult:
     """Process one batch; returns counts and failures (already recorded in PostgreSQL).
 
@@ -200,7 +200,7 @@ def _process_file(
     work: Path,
     settings: BatchSettings,
     state: StateStore,
-    writer: BucketWriter,
+    writer: ObjectStore,
     downloader: Downloader,
     result: BatchResult,
 ) -> Failure | None:
@@ -239,7 +239,7 @@ def _process_file(
                 state.record_upload(name, size, md5, uploaded=False)
                 result.found_in_bucket += 1
                 continue
-            writer.upload_file(path, name)
+            writer.write(name, path)
             state.record_upload(name, size, md5)
             result.uploaded += 1
     except Exception as exc:  # noqa: BLE001 - one file's upload failure must not stop the batch

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.connectors.objectstore.stores import ObjectInfo, ObjectStore
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText

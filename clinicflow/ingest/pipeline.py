@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clinicflow.connectors.objectstore.readers import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
+from clinicflow.connectors.objectstore.stores import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
 from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extraction

@@ -128,7 +128,7 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
     sweep_orphaned_workdirs(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:
         local = Path(tmp) / data_file["name"]
-        writer.download_file(data_file["object_name"], local)
+        writer.download(data_file["object_name"], local)
         # Only the open descriptor keeps the copy: a kill from here on leaves nothing on disk.
         handle = os.open(local, os.O_RDONLY)
         local.unlink()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from clinicflow.connectors.objectstore.patterns import Location, glob_match
-from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.connectors.objectstore.stores import ObjectInfo, ObjectStore
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.pipeline import RunCounts
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
+from clinicflow.connectors.objectstore.stores import LocalStore, matching_objects
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.ingest.deadletter import replay
 from clinicflow.ingest.extractors import LLMExtractor

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
+from clinicflow.connectors.objectstore.stores import LocalStore, matching_objects
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.ingest.extractors import DocumentText, LLMExtractor
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
