@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.errors import ClinicflowError, one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
@@ -132,8 +133,7 @@ class ReportsSource:
     @contextlib.contextmanager
     def _query(self, sql: str, params: Sequence[Any] | None, what: str) -> Iterator[Any]:
         """A cursor on ``sql``, executed; a failing query becomes a ReportsQueryError saying ``what`` failed."""
-        conn = self.server.connect()
-        try:
+        with connected(self.server) as conn:
             conn.set_session(readonly=True)  # the query is only ever read: a data-modifying CTE fails
             with conn.cursor() as cur:
                 try:
@@ -141,8 +141,6 @@ class ReportsSource:
                 except Exception as exc:
                     raise ReportsQueryError(f"{what} failed: {_pg_message(exc)}") from None
                 yield cur
-        finally:
-            conn.close()
 
     def columns(self) -> list[str]:
         """The query's columns, checked: key columns present, no clash with output columns."""
