@@ -162,9 +162,9 @@ class RetryPolicy:
     """How often to try again and how long to wait: the one set of retry knobs.
 
     ``retries`` retries after the first attempt; the waits are ``base_seconds``, doubled each retry,
-    with jitter, unless the failure carries a delay hint (Retry-After), which wins, capped at
-    ``max_hint_seconds``. ``retry_on`` classifies a failure as worth another try (default
-    :func:`is_transient`).
+    with jitter (or, Prefect-style, the given ``fixed_delays``, the last one repeating), unless the
+    failure carries a delay hint (Retry-After), which wins, capped at ``max_hint_seconds``.
+    ``retry_on`` classifies a failure as worth another try (default :func:`is_transient`).
     """
 
     retries: int = MAX_RETRIES
@@ -172,6 +172,7 @@ class RetryPolicy:
     jitter: float = JITTER_FACTOR
     max_hint_seconds: float = 300.0
     retry_on: Callable[[BaseException], bool] = field(default=is_transient, compare=False)
+    fixed_delays: tuple[float, ...] = ()
 
     def delays(self) -> list[float]:
         """The backoff delays before each retry, without jitter."""
@@ -182,6 +183,8 @@ class RetryPolicy:
         hint = delay_hint(exc) if exc is not None else None
         if hint is not None:
             return min(hint, self.max_hint_seconds)
+        if self.fixed_delays:
+            return self.fixed_delays[min(attempt, len(self.fixed_delays) - 1)]
         return _jittered(self.base_seconds * (2**attempt), self.jitter)
 
     def should_retry(self, attempt: int, exc: BaseException) -> bool:

@@ -134,3 +134,9 @@ def test_the_async_twin_retries_with_the_same_policy_and_hint() -> None:
     with pytest.raises(PermanentError):
         asyncio.run(acall_with_retry(broken, what="broken", policy=policy, sleep=record))
     assert len(sleeps) == 2
+
+
+def test_fixed_delays_replace_the_backoff_and_the_last_one_repeats() -> None:
+    policy = RetryPolicy(retries=4, fixed_delays=(1.0, 5.0))
+    assert [policy.delay(attempt) for attempt in range(4)] == [1.0, 5.0, 5.0, 5.0]
+    assert policy.delay(0, _http_error(429, "2")) == 2.0  # a hint still wins
