@@ -200,21 +200,33 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
 
 
-class S3Store:
-    """An S3 bucket (below ``folder``) through a boto3 client (its endpoint may be MinIO, moto, Ceph…)."""
+class _BucketStore:
+    """What the S3 and GCS stores share: a bucket name, a folder inside it, the retry policy, the URIs."""
 
-    def __init__(self, client: Any, bucket: str, folder: str | None = "", *,
-                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.client = client
-        self.bucket = bucket
+    scheme = ""
+
+    def __init__(self, bucket_name: str, folder: str | None, retry: RetryPolicy) -> None:
+        self.bucket_name = bucket_name
         self.folder = _folder(folder)
         self.retry = retry
 
     def describe(self) -> str:
-        return f"s3://{self.bucket}/{self.folder}"
+        return self.uri("")
 
     def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.folder}{key}"
+        return f"{self.scheme}://{self.bucket_name}/{self.folder}{key}"
+
+
+class S3Store(_BucketStore):
+    """An S3 bucket (below ``folder``) through a boto3 client (its endpoint may be MinIO, moto, Ceph…)."""
+
+    scheme = "s3"
+
+    def __init__(self, client: Any, bucket: str, folder: str | None = "", *,
+                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
+        super().__init__(bucket, folder, retry)
+        self.client = client
+        self.bucket = bucket
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -223,8 +235,8 @@ class S3Store:
                 full = item["Key"]
                 if full.endswith("/"):
                     continue  # folder marker objects
-                yield ObjectInfo(f"s3://{self.bucket}/{full}", full[len(self.folder):], int(item["Size"]),
-                                 str(item["ETag"]).strip('"'))
+                key = full[len(self.folder):]
+                yield ObjectInfo(self.uri(key), key, int(item["Size"]), str(item["ETag"]).strip('"'))
 
     def read(self, key: str, max_bytes: int) -> bytes:
         full = self.folder + key
@@ -233,7 +245,7 @@ class S3Store:
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=full)
             except self.client.exceptions.NoSuchKey:
-                raise FileNotFoundError(f"s3://{self.bucket}/{full}") from None
+                raise FileNotFoundError(self.uri(key)) from None
             size = int(response.get("ContentLength", 0))
             if size > max_bytes:
                 response["Body"].close()
@@ -241,7 +253,7 @@ class S3Store:
             data: bytes = response["Body"].read()
             return data
 
-        return call_with_retry(get, what=f"read s3://{self.bucket}/{full}", policy=self.retry)
+        return call_with_retry(get, what=f"read {self.uri(key)}", policy=self.retry)
 
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> None:
         full = self.folder + key
@@ -283,30 +295,25 @@ class S3Store:
                         policy=self.retry)
 
 
-class GcsStore:
+class GcsStore(_BucketStore):
     """A GCS bucket (below ``folder``) through a ``google.cloud.storage`` client."""
+
+    scheme = "gs"
 
     def __init__(self, client: Any, bucket: str, folder: str | None = "", *, retry: RetryPolicy = DEFAULT_POLICY,
                  timeout_seconds: float = TRANSFER_TIMEOUT_SECONDS, metadata_timeout_seconds: float = 60.0) -> None:
+        super().__init__(bucket, folder, retry)
         self.client = client
         self.bucket = client.bucket(bucket)
-        self.folder = _folder(folder)
-        self.retry = retry
         self.timeout_seconds = timeout_seconds
         self.metadata_timeout_seconds = metadata_timeout_seconds
-
-    def describe(self) -> str:
-        return f"gs://{self.bucket.name}/{self.folder}"
-
-    def uri(self, key: str) -> str:
-        return f"gs://{self.bucket.name}/{self.folder}{key}"
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for blob in self.client.list_blobs(self.bucket, prefix=(self.folder + prefix) or None):
             if blob.name.endswith("/"):
                 continue
-            yield ObjectInfo(f"gs://{self.bucket.name}/{blob.name}", blob.name[len(self.folder):],
-                             int(blob.size or 0), str(blob.generation))
+            key = blob.name[len(self.folder):]
+            yield ObjectInfo(self.uri(key), key, int(blob.size or 0), str(blob.generation))
 
     def read(self, key: str, max_bytes: int) -> bytes:
         full = self.folder + key
@@ -318,13 +325,13 @@ class GcsStore:
             try:
                 blob.reload()
             except NotFound:
-                raise FileNotFoundError(f"gs://{self.bucket.name}/{full}") from None
+                raise FileNotFoundError(self.uri(key)) from None
             if (blob.size or 0) > max_bytes:
                 raise TooLarge(key, blob.size)
             content: bytes = blob.download_as_bytes()
             return content
 
-        return call_with_retry(get, what=f"read gs://{self.bucket.name}/{full}", policy=self.retry)
+        return call_with_retry(get, what=f"read {self.uri(key)}", policy=self.retry)
 
     def download(self, key: str, dest: Path, max_bytes: int | None = None) -> None:
         blob = self.bucket.blob(self.folder + key)
