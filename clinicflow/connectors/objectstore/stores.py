@@ -114,7 +114,10 @@ class LocalStore:
     """Files under ``root``; keys are ``/``-separated paths relative to it. Hidden files are ignored."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(os.path.abspath(root))
+        # An absolute root is kept as given (its object URIs are the ingestion's identities); a relative one
+        # (a bucket block's default ./out/bucket) is made absolute.
+        path = Path(root)
+        self.root = path if path.is_absolute() else Path(os.path.abspath(path))
 
     def describe(self) -> str:
         return f"folder {self.root}"
