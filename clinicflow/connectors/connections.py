@@ -5,6 +5,7 @@
 closed on the way out, whatever happens; :func:`transaction` also commits when the block ends normally
 and rolls back when it raises (the block's exception is the one that propagates).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ transient failures (:mod:`clinicflow.core.retry`: 408/425/429/5xx, dropped conne
 ``Retry-After`` header sets the wait) and raises :class:`HttpFetchError` naming only the redacted URL;
 httpx's own messages carry the full URL, so they never escape from here.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,9 +43,17 @@ class HttpFetchError(ClinicflowError):
         self.attempts = attempts
 
 
-def fetch(client: httpx.Client, url: str, *, method: str = "GET", params: dict[str, Any] | None = None,
-          policy: RetryPolicy = DEFAULT_POLICY, sleep: Callable[[float], None] = time.sleep,
-          before_attempt: Callable[[], None] | None = None, **request: Any) -> httpx.Response:
+def fetch(
+    client: httpx.Client,
+    url: str,
+    *,
+    method: str = "GET",
+    params: dict[str, Any] | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+    before_attempt: Callable[[], None] | None = None,
+    **request: Any,
+) -> httpx.Response:
     """``client.request(method, url, …)`` with a 2xx answer (``raise_for_status``), retried per ``policy``.
 
     ``before_attempt`` runs before every attempt (a rate limiter). Raises :class:`HttpFetchError`.
@@ -66,5 +75,6 @@ def fetch(client: httpx.Client, url: str, *, method: str = "GET", params: dict[s
         status = exc.response.status_code
         raise HttpFetchError(f"HTTP {status} from {redact(url)}", status=status, attempts=attempts) from None
     except httpx.HTTPError as exc:
-        raise HttpFetchError(f"{type(exc).__name__} calling {redact(url)} after {attempts} attempt(s)",
-                             status=None, attempts=attempts) from None
+        raise HttpFetchError(
+            f"{type(exc).__name__} calling {redact(url)} after {attempts} attempt(s)", status=None, attempts=attempts
+        ) from None

@@ -17,6 +17,7 @@ Cloud calls are retried on transient errors through the store's :class:`~clinicf
 The GCS and S3 clients come from :mod:`clinicflow.connectors.objectstore.clients`; :func:`store_for_block`
 builds the store for a bucket block without importing Prefect.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,10 @@ class ObjectInfo:
 
 
 # Listing problems: the object becomes a read dead letter and the run goes on.
-PROBLEMS = {"not-found": "gone or a dangling link when listed",
-            "outside-root": "a symbolic link out of the pattern's root (not followed)"}
+PROBLEMS = {
+    "not-found": "gone or a dangling link when listed",
+    "outside-root": "a symbolic link out of the pattern's root (not followed)",
+}
 
 
 class OutsideRoot(ClinicflowError, PermissionError):
@@ -138,8 +141,9 @@ class LocalStore:
 
     def _walk(self, folder: Path, prefix: str) -> Iterator[ObjectInfo]:
         with os.scandir(folder) as entries:
-            names = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink())
-                           for e in entries if not e.name.startswith("."))
+            names = sorted(
+                (e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in entries if not e.name.startswith(".")
+            )
         for name, is_dir, is_link in names:
             path = folder / name
             key = path.relative_to(self.root).as_posix()
@@ -225,8 +229,9 @@ class S3Store(_BucketStore):
 
     scheme = "s3"
 
-    def __init__(self, client: Any, bucket: str, folder: str | None = "", *,
-                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self, client: Any, bucket: str, folder: str | None = "", *, retry: RetryPolicy = DEFAULT_POLICY
+    ) -> None:
         super().__init__(bucket, folder, retry)
         self.client = client
         self.bucket = bucket
@@ -238,7 +243,7 @@ class S3Store(_BucketStore):
                 full = item["Key"]
                 if full.endswith("/"):
                     continue  # folder marker objects
-                key = full[len(self.folder):]
+                key = full[len(self.folder) :]
                 yield ObjectInfo(self.uri(key), key, int(item["Size"]), str(item["ETag"]).strip('"'))
 
     def read(self, key: str, max_bytes: int) -> bytes:
@@ -272,9 +277,13 @@ class S3Store(_BucketStore):
 
     def write(self, key: str, source: Path) -> None:
         full = self.folder + check_key(key)
-        call_with_retry(lambda: self.client.upload_file(str(source), self.bucket, full,
-                                                        ExtraArgs={"ContentType": content_type_for(key)}),
-                        what=f"upload {key}", policy=self.retry)
+        call_with_retry(
+            lambda: self.client.upload_file(
+                str(source), self.bucket, full, ExtraArgs={"ContentType": content_type_for(key)}
+            ),
+            what=f"upload {key}",
+            policy=self.retry,
+        )
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -294,8 +303,9 @@ class S3Store(_BucketStore):
 
     def delete(self, key: str) -> None:
         full = self.folder + check_key(key)
-        call_with_retry(lambda: self.client.delete_object(Bucket=self.bucket, Key=full), what=f"delete {key}",
-                        policy=self.retry)
+        call_with_retry(
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=full), what=f"delete {key}", policy=self.retry
+        )
 
 
 class GcsStore(_BucketStore):
@@ -303,8 +313,16 @@ class GcsStore(_BucketStore):
 
     scheme = "gs"
 
-    def __init__(self, client: Any, bucket: str, folder: str | None = "", *, retry: RetryPolicy = DEFAULT_POLICY,
-                 timeout_seconds: float = TRANSFER_TIMEOUT_SECONDS, metadata_timeout_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        folder: str | None = "",
+        *,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        timeout_seconds: float = TRANSFER_TIMEOUT_SECONDS,
+        metadata_timeout_seconds: float = 60.0,
+    ) -> None:
         super().__init__(bucket, folder, retry)
         self.client = client
         self.bucket = client.bucket(bucket)
@@ -315,7 +333,7 @@ class GcsStore(_BucketStore):
         for blob in self.client.list_blobs(self.bucket, prefix=(self.folder + prefix) or None):
             if blob.name.endswith("/"):
                 continue
-            key = blob.name[len(self.folder):]
+            key = blob.name[len(self.folder) :]
             yield ObjectInfo(self.uri(key), key, int(blob.size or 0), str(blob.generation))
 
     def read(self, key: str, max_bytes: int) -> bytes:
@@ -350,9 +368,13 @@ class GcsStore(_BucketStore):
 
     def write(self, key: str, source: Path) -> None:
         blob = self.bucket.blob(self.folder + check_key(key))
-        call_with_retry(lambda: blob.upload_from_filename(str(source), content_type=content_type_for(key),
-                                                          timeout=self.timeout_seconds),
-                        what=f"upload {key}", policy=self.retry)
+        call_with_retry(
+            lambda: blob.upload_from_filename(
+                str(source), content_type=content_type_for(key), timeout=self.timeout_seconds
+            ),
+            what=f"upload {key}",
+            policy=self.retry,
+        )
 
     def exists(self, key: str) -> bool:
         blob = self.bucket.blob(self.folder + check_key(key))

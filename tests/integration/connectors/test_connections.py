@@ -1,4 +1,5 @@
 """connected() / transaction() against a real PostgreSQL and MariaDB: closed always, committed or rolled back."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,7 +29,8 @@ def test_transaction_commits_a_normal_end_and_rolls_back_an_error(make_pg_db: Ca
 
 
 def test_connected_closes_without_committing_and_takes_a_connect_callable(
-        make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_pg_db: Callable[[str], PostgresServer],
+) -> None:
     server = make_pg_db("connections")
     with transaction(server) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id int)")
