@@ -72,7 +72,7 @@ def ours_stage(endpoint: str, bucket: str, prefix: str, database: str, batch_siz
     """The ingestion: listing by literal prefix + glob, then staging in batches (no extraction)."""
     from blocks.databases import PostgresServer
     from clinicflow.connectors.objectstore.patterns import parse_location
-    from clinicflow.connectors.objectstore.readers import S3Store, matching_objects
+    from clinicflow.connectors.objectstore.stores import S3Store, matching_objects
     from clinicflow.ingest.db import ensure_schema
     from clinicflow.ingest.pipeline import IngestSettings, process_file_batch, run_batches
 

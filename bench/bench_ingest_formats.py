@@ -48,7 +48,7 @@ def _documents(kind: str) -> list[tuple[str, bytes]]:
 
 
 def _child(kind: str, repeat: int) -> None:
-    from clinicflow.connectors.objectstore.readers import ObjectInfo
+    from clinicflow.connectors.objectstore.stores import ObjectInfo
     from clinicflow.ingest.extractors import DocumentText, RulesExtractor
     from clinicflow.ingest.pipeline import IngestSettings, build_document
 

@@ -25,11 +25,11 @@ app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_r
 
 @cache
 def _context() -> tuple[Any, Any, Any]:
-    from clinicflow.connectors.objectstore.buckets import writer_for
+    from clinicflow.connectors.objectstore.stores import store_for_block
     from clinicflow.processing.custom import scripts_dir_from_env
     from clinicflow.service.settings import processing_bucket, processing_database
 
-    return processing_database(), writer_for(processing_bucket()), scripts_dir_from_env()
+    return processing_database(), store_for_block(processing_bucket()), scripts_dir_from_env()
 
 
 @app.task(name="process_result")

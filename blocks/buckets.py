@@ -29,7 +29,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from blocks.resolve import ENV_BUILDERS, resolve_block
+from blocks.resolve import ENV_BUILDERS, env_prefix, resolve_block
 from clinicflow.connectors.objectstore.clients import EMULATOR_PROJECT, storage_emulator_host
 from clinicflow.core import secret_env
 
@@ -51,7 +51,7 @@ class LocalFolderBucket(Block):
 
 
 def _env(block_name: str, suffix: str) -> str | None:
-    value = secret_env.getenv(secret_env.block_env_prefix(block_name) + suffix)
+    value = secret_env.getenv(env_prefix(block_name) + suffix)
     return value if value not in (None, "") else None
 
 
@@ -98,7 +98,7 @@ def _gcs_from_env(name: str) -> Block:
 
     bucket = _env(name, "BUCKET")
     if not bucket:
-        raise ValueError(f"CLINICFLOW_{name.upper().replace('-', '_')}_BUCKET is required for a GCS bucket")
+        raise ValueError(f"{env_prefix(name)}BUCKET is required for a GCS bucket")
     credentials = GcpCredentials(project=_env(name, "PROJECT"), service_account_file=_env(name, "SERVICE_ACCOUNT_FILE"))
     block: Block = GcsBucket(bucket=bucket, bucket_folder=_env(name, "FOLDER") or "", gcp_credentials=credentials)
     return block
@@ -111,7 +111,7 @@ def _s3_from_env(name: str) -> Block:
 
     bucket = _env(name, "BUCKET")
     if not bucket:
-        raise ValueError(f"CLINICFLOW_{name.upper().replace('-', '_')}_BUCKET is required for an S3 bucket")
+        raise ValueError(f"{env_prefix(name)}BUCKET is required for an S3 bucket")
     # Keys may come from the standard AWS_* variables (boto3 reads them itself) or from ours.
     credentials = AwsCredentials(
         aws_access_key_id=_env(name, "ACCESS_KEY_ID"),

@@ -21,7 +21,9 @@ from clinicflow.core.dbapi import Connection, PgConnection
 
 
 def _env_name(block_name: str, field: str) -> str:
-    return secret_env.block_env_prefix(block_name) + field.upper()
+    from blocks.resolve import env_prefix  # blocks.resolve imports this module
+
+    return env_prefix(block_name) + field.upper()
 
 
 class _ServerBlock(Block):

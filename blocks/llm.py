@@ -13,7 +13,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from blocks.resolve import ENV_BUILDERS, resolve_block
+from blocks.resolve import ENV_BUILDERS, env_prefix, resolve_block
 from clinicflow.core import secret_env
 
 INGEST_LLM_BLOCK = "ingest-llm"
@@ -42,7 +42,7 @@ class OpenAICompatibleLLM(Block):
 
 
 def _from_env(name: str) -> OpenAICompatibleLLM:
-    prefix = secret_env.block_env_prefix(name)
+    prefix = env_prefix(name)
     values: dict[str, Any] = {}
     for field, suffix in (("base_url", "BASE_URL"), ("model", "MODEL"), ("api_key", "API_KEY"),
                           ("batch_size", "BATCH_SIZE"), ("timeout_seconds", "TIMEOUT_SECONDS"),

@@ -39,6 +39,11 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 ENV_BUILDERS: dict[type, Callable[[str], Block]] = {}
 
 
+def env_prefix(name: str) -> str:
+    """Prefix of the environment variables that stand in for block ``name``: ``CLINICFLOW_<NAME>_``."""
+    return "CLINICFLOW_" + name.upper().replace("-", "_") + "_"
+
+
 class BlockResolutionError(ClinicflowError):
     """A block could not be loaded or built. The message never holds secrets."""
 

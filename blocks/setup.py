@@ -41,6 +41,7 @@ from blocks.resolve import (
     SOURCE_BLOCK,
     BlockResolutionError,
     block_from_env,
+    env_prefix,
 )
 from clinicflow.core import secret_env
 from clinicflow.core.errors import ClinicflowError
@@ -92,7 +93,7 @@ def blocks_from_env(names: list[str] | None = None) -> list[tuple[str, Block | N
     chosen = _chosen(names)
     found: list[tuple[str, Block | None, str]] = []
     for name in chosen:
-        prefix = secret_env.block_env_prefix(name)
+        prefix = env_prefix(name)
         if not any(key.startswith(prefix) for key in secret_env.names()):
             found.append((name, None, f"no {prefix}* variables set"))
             continue

@@ -26,7 +26,7 @@ from prefect.states import Failed
 from blocks.buckets import DICOM_BUCKET_BLOCK, resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
-from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.connectors.objectstore.stores import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
@@ -179,7 +179,7 @@ def _extract(options: DicomRunOptions) -> Any:
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
     bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
-    bucket_name = writer_for(bucket).describe()
+    bucket_name = store_for_block(bucket).describe()
     source = ReportsSource(reports_server, options.query)
 
     with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock():

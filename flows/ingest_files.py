@@ -23,8 +23,9 @@ from prefect.states import Failed
 
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import ObjectInfo, matching_objects
+from clinicflow.connectors.objectstore.stores import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
@@ -59,11 +60,8 @@ def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, 
 
 
 def _ensure_tables(server: PostgresServer, schema: str) -> None:
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         ensure_schema(conn, schema)
-    finally:
-        conn.close()
 
 
 def _run_id() -> str:
@@ -137,11 +135,8 @@ def ingest_files(
 
 def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str, body: Callable[[], Any]) -> Any:
     """Run ``body`` between the run row's start and finish in ``<schema>.runs`` (what `clinicflow status` reads)."""
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         ingest_db.start_ingest_run(conn, schema, run_id, pattern, mode)
-    finally:
-        conn.close()
     failed, counts, message = True, None, None
     try:
         outcome = body()
@@ -153,11 +148,8 @@ def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str,
         message = f"{type(exc).__name__}: {exc}"[:1000]
         raise
     finally:
-        conn = server.connect()
-        try:
+        with connected(server) as conn:
             ingest_db.finish_ingest_run(conn, schema, run_id, failed=failed, counts=counts, message=message)
-        finally:
-            conn.close()
 
 
 def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSettings, batch_size: int,
@@ -233,11 +225,8 @@ def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[st
     children = run_partitions(PREFIX_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
     failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
               for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         counts = ingest_partitions.recorded_ingest_counts(conn, options["ingest_schema"], run_id, listed=listed[0])
-    finally:
-        conn.close()
     seconds = time.monotonic() - started
     create_table_artifact(summary_rows(pattern, counts, seconds),
                           key=artifact_key("ingest", location.scheme, location.bucket, "summary"),

@@ -38,9 +38,9 @@ def resolve_connection(dialect: str, name: str) -> Any:
 
     if dialect.startswith("bucket:"):
         from blocks.buckets import resolve_bucket
-        from clinicflow.connectors.objectstore.buckets import writer_for
+        from clinicflow.connectors.objectstore.stores import store_for_block
 
-        return writer_for(resolve_bucket(dialect.partition(":")[2], name))
+        return store_for_block(resolve_bucket(dialect.partition(":")[2], name))
     if dialect == "mysql":
         return resolve_block(name, MySQLServer)
     if dialect == "postgres":

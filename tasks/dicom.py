@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.connectors.objectstore.stores import store_for_block
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.dicom.outputs import OutputsResult, write_outputs
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch
@@ -38,14 +38,14 @@ def read_page_task(source: ReportsSource, after: tuple[Any, ...] | None, page_si
 def process_batch_task(files: list[FileGroup], settings: BatchSettings, state_server: PostgresServer,
                        schema: str, bucket: Any) -> BatchResult:
     with StateStore(state_server, settings.dataset, schema) as state:
-        return process_batch(files, settings, state, writer_for(bucket))
+        return process_batch(files, settings, state, store_for_block(bucket))
 
 
 @task(name="dicom-write-csv", cache_policy=NO_CACHE, **TASK_RETRY)
 def write_outputs_task(state_server: PostgresServer, dataset: str, schema: str, bucket: Any,
                        report_fields: list[str], run_id: str) -> OutputsResult:
     with StateStore(state_server, dataset, schema) as state:
-        return write_outputs(state, writer_for(bucket), report_fields, run_id)
+        return write_outputs(state, store_for_block(bucket), report_fields, run_id)
 
 
 @task(name="dicom-plan-ranges", cache_policy=NO_CACHE, **TASK_RETRY)

@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.patterns import Location
-from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
-from clinicflow.core.retry import TASK_RETRY
+from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
+from clinicflow.core.retry import TASK_RETRY, RetryPolicy
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
 from clinicflow.ingest.pipeline import IngestSettings, ReextractCounts, RunCounts, process_file_batch, reextract
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
@@ -62,7 +62,8 @@ def make_extractor(kind: str, llm_block: str | None = None) -> DocumentExtractor
         from blocks.llm import INGEST_LLM_BLOCK, resolve_llm
 
         llm = resolve_llm(llm_block or INGEST_LLM_BLOCK)
-        return LLMExtractor(llm.client(), llm.model, batch_size=llm.batch_size, retries=llm.retries)
+        return LLMExtractor(llm.client(), llm.model, batch_size=llm.batch_size,
+                            retry=RetryPolicy(retries=llm.retries))
     raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, not {kind!r}")
 
 

@@ -7,6 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.connectors.connections import connected
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental import metrics, small_tables
 from clinicflow.opendental.tables.config import TableConfig
@@ -20,32 +21,26 @@ from clinicflow.opendental.warehouse.copy_stream import CopyStats
 def setup_target(pg: PostgresServer, options: load_steps.LoadOptions, run_id: str, flow_name: str,
                  flow_run_id: str | None, parameters: dict[str, Any]) -> None:
     load_steps.setup_target(pg, options)
-    conn = pg.connect()
-    try:
-        metrics.ensure_metrics_tables(conn)
-        metrics.start_run(conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters)
-    finally:
-        conn.close()
+    _start_run(pg, run_id, flow_name, flow_run_id, parameters)
 
 
 @task(name="open-run", cache_policy=NO_CACHE, **TASK_RETRY)
 def open_run(pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None,
              parameters: dict[str, Any]) -> None:
-    conn = pg.connect()
-    try:
+    _start_run(pg, run_id, flow_name, flow_run_id, parameters)
+
+
+def _start_run(pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None,
+               parameters: dict[str, Any]) -> None:
+    with connected(pg) as conn:
         metrics.ensure_metrics_tables(conn)
         metrics.start_run(conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters)
-    finally:
-        conn.close()
 
 
 @task(name="fail-start", cache_policy=NO_CACHE, **TASK_RETRY)
 def fail_start(pg: PostgresServer, run_id: str, flow_name: str, message: str) -> None:
-    conn = pg.connect()
-    try:
+    with connected(pg) as conn:
         metrics.record_failed_start(conn, run_id, flow_name, message)
-    finally:
-        conn.close()
 
 
 @task(name="prepare-load", cache_policy=NO_CACHE, task_run_name="load-{table}", **TASK_RETRY)
@@ -75,12 +70,9 @@ def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
 @task(name="record-run", cache_policy=NO_CACHE, **TASK_RETRY)
 def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str,
                other_failure: bool = False) -> str:
-    conn = pg.connect()
-    try:
+    with connected(pg) as conn:
         metrics.record_tables(conn, run_id, outcomes)
         return metrics.finish_run(conn, run_id, outcomes, message=message, other_failure=other_failure)
-    finally:
-        conn.close()
 
 
 @task(name="small-tables", cache_policy=NO_CACHE, task_run_name="small-tables-{label}")

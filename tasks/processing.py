@@ -20,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.connectors.objectstore.stores import store_for_block
 from clinicflow.processing.lease import LeaseKeeper
 from clinicflow.processing.runner import process_result
 
@@ -28,7 +28,7 @@ from clinicflow.processing.runner import process_result
 @task(name="process-result", cache_policy=NO_CACHE)
 def process_result_task(database: PostgresServer, bucket: Any, result_id: int, flow_run_id: str | None,
                         scripts_dir: Path) -> dict[str, Any]:
-    return process_result(database.connect, writer_for(bucket), result_id, flow_run_id=flow_run_id,
+    return process_result(database.connect, store_for_block(bucket), result_id, flow_run_id=flow_run_id,
                           scripts_dir=scripts_dir)
 
 

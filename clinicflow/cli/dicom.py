@@ -118,8 +118,7 @@ def dicom_demo_command(
 
     from blocks.buckets import DICOM_BUCKET_BLOCK
     from blocks.databases import PostgresServer
-    from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
-    from clinicflow.core import secret_env
+    from blocks.resolve import DICOM_REPORTS_BLOCK, env_prefix, resolve_block
     from clinicflow_dev.dicom_demo import DEMO_FILES, ensure_database, seed_demo_reports
 
     console = Console(stderr=True)
@@ -128,7 +127,7 @@ def dicom_demo_command(
     files = seed_demo_reports(server, files_dir)
     console.print(f"seeded {files} demo files into {files_dir} and view dicom_reports on {server.describe()}")
     if bucket_path is not None:
-        os.environ[secret_env.block_env_prefix(DICOM_BUCKET_BLOCK) + "PATH"] = str(bucket_path)
+        os.environ[env_prefix(DICOM_BUCKET_BLOCK) + "PATH"] = str(bucket_path)
     if reset:
         with _state_store("dicom-reports", "clinicflow_dicom", None) as store:
             store.ensure_schema()

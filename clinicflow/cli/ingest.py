@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinicflow.connectors.connections import connected
+
 ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
 
@@ -115,11 +117,11 @@ def ingest_demo_command(
     console.print("see the rows with: SELECT * FROM ingest.medical; and the dead letters with `clinicflow dlq list`")
 
 
-def _connect(database_block: str) -> Any:
+def _database(database_block: str) -> Any:
     from blocks.databases import PostgresServer
     from blocks.resolve import resolve_block
 
-    return resolve_block(database_block, PostgresServer).connect()
+    return resolve_block(database_block, PostgresServer)
 
 
 @dlq_app.command("list")
@@ -135,13 +137,10 @@ def dlq_list_command(
     """List dead letters (uri / record id, stage, reason; never content) and counts by status."""
     from clinicflow.ingest.deadletter import count_letters, list_letters
 
-    conn = _connect(database_block)
-    try:
+    with connected(_database(database_block)) as conn:
         letters = list_letters(conn, schema, status=None if status == "all" else status, stage=stage,
                                reason=reason, run_id=run_id, limit=limit)
         counts = count_letters(conn, schema)
-    finally:
-        conn.close()
     table = Table(title=f"dead letters ({status})")
     for header in ("id", "stage", "item", "reason", "attempts", "status", "last failed"):
         table.add_column(header, overflow="fold")
@@ -163,11 +162,8 @@ def dlq_show_command(
     """Show one dead letter."""
     from clinicflow.ingest.deadletter import get_letter
 
-    conn = _connect(database_block)
-    try:
+    with connected(_database(database_block)) as conn:
         letter = get_letter(conn, schema, letter_id)
-    finally:
-        conn.close()
     if letter is None:
         Console(stderr=True).print(f"[red]no dead letter {letter_id} in {schema}.dead_letters[/red]")
         raise typer.Exit(1)
@@ -209,11 +205,8 @@ def dlq_discard_command(
     """Mark open letters discarded (kept, never replayed)."""
     from clinicflow.ingest.deadletter import discard_letters
 
-    conn = _connect(database_block)
-    try:
+    with connected(_database(database_block)) as conn:
         changed = discard_letters(conn, schema, list(ids))
-    finally:
-        conn.close()
     Console().print(f"discarded {changed} of {len(ids)} letter(s)")
     if changed < len(ids):
         raise typer.Exit(1)

@@ -7,16 +7,22 @@ only delays the failure report.
 
 Prefect tasks use :data:`TASK_RETRY` (``@task(**TASK_RETRY)``); code that
 runs inside one task and needs its own retries (one download among many)
-uses :func:`call_with_retry`. Both use the same classification and the same
-exponential backoff with jitter.
+uses :func:`call_with_retry` (coroutines: :func:`acall_with_retry`) with a
+:class:`RetryPolicy`. Both use the same classification and the same
+exponential backoff with jitter; a failure's own delay hint (an HTTP
+``Retry-After``) takes the place of the backoff delay.
 """
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from clinicflow.core.errors import ClinicflowError
@@ -116,6 +122,78 @@ def _jittered(delay: float, factor: float = JITTER_FACTOR) -> float:
     return max(0.0, delay * (1 + random.uniform(-factor, factor)))
 
 
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def delay_hint(exc: BaseException) -> float | None:
+    """The wait the failure itself asks for: a ``retry_after`` attribute (seconds) or an HTTP response's
+    ``Retry-After`` header, on the exception or one of its causes; None when nothing asks."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        hinted = getattr(current, "retry_after", None)
+        if isinstance(hinted, (int, float)) and not isinstance(hinted, bool):
+            return max(0.0, float(hinted))
+        headers = getattr(getattr(current, "response", None), "headers", None)
+        if headers is not None and hasattr(headers, "get"):
+            seconds = retry_after_seconds(headers.get("Retry-After"))
+            if seconds is not None:
+                return seconds
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often to try again and how long to wait: the one set of retry knobs.
+
+    ``retries`` retries after the first attempt; the waits are ``base_seconds``, doubled each retry,
+    with jitter (or, Prefect-style, the given ``fixed_delays``, the last one repeating), unless the
+    failure carries a delay hint (Retry-After), which wins, capped at ``max_hint_seconds``.
+    ``retry_on`` classifies a failure as worth another try (default :func:`is_transient`).
+    """
+
+    retries: int = MAX_RETRIES
+    base_seconds: float = BACKOFF_BASE_SECONDS
+    jitter: float = JITTER_FACTOR
+    max_hint_seconds: float = 300.0
+    retry_on: Callable[[BaseException], bool] = field(default=is_transient, compare=False)
+    fixed_delays: tuple[float, ...] = ()
+
+    def delays(self) -> list[float]:
+        """The backoff delays before each retry, without jitter."""
+        return backoff_delays(self.retries, self.base_seconds)
+
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (0-based): the failure's hint, else backoff."""
+        hint = delay_hint(exc) if exc is not None else None
+        if hint is not None:
+            return min(hint, self.max_hint_seconds)
+        if self.fixed_delays:
+            return self.fixed_delays[min(attempt, len(self.fixed_delays) - 1)]
+        return _jittered(self.base_seconds * (2**attempt), self.jitter)
+
+    def should_retry(self, attempt: int, exc: BaseException) -> bool:
+        return attempt < self.retries and self.retry_on(exc)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry only when the failure is transient."""
     try:
@@ -138,25 +216,56 @@ def call_with_retry(
     fn: Callable[[], T],
     *,
     what: str,
-    retries: int = MAX_RETRIES,
-    base: float = BACKOFF_BASE_SECONDS,
+    policy: RetryPolicy = DEFAULT_POLICY,
     logger: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    before_retry: Callable[[BaseException], None] | None = None,
 ) -> T:
-    """Call ``fn`` and retry transient failures with backoff and jitter.
+    """Call ``fn`` and retry the failures ``policy`` calls worth another try, waiting between attempts.
 
-    ``what`` names the thing being done (a table, a file key) for the log.
+    ``what`` names the thing being done (a table, a file key; never a URL with credentials) for the
+    log. ``before_retry`` runs before each retry (reconnect, roll back).
     """
     log = logger or logging.getLogger("clinicflow.core.retry")
-    delays = backoff_delays(retries, base)
-    for attempt in range(retries + 1):
+    attempt = 0
+    while True:
         try:
             return fn()
         except Exception as exc:
-            if attempt >= retries or not is_transient(exc):
+            if not policy.should_retry(attempt, exc):
                 raise
-            delay = _jittered(delays[attempt])
-            log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
-                        what, type(exc).__name__, attempt + 1, retries, delay)
+            delay = policy.delay(attempt, exc)
+            _log_retry(log, what, exc, attempt, policy, delay)
             sleep(delay)
-    raise AssertionError("unreachable")
+            if before_retry is not None:
+                before_retry(exc)
+            attempt += 1
+
+
+async def acall_with_retry(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    logger: logging.Logger | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """:func:`call_with_retry` for coroutines: awaits ``fn()`` and ``sleep`` between attempts."""
+    log = logger or logging.getLogger("clinicflow.core.retry")
+    attempt = 0
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not policy.should_retry(attempt, exc):
+                raise
+            delay = policy.delay(attempt, exc)
+            _log_retry(log, what, exc, attempt, policy, delay)
+            await sleep(delay)
+            attempt += 1
+
+
+def _log_retry(log: logging.Logger, what: str, exc: BaseException, attempt: int, policy: RetryPolicy,
+               delay: float) -> None:
+    log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
+                what, type(exc).__name__, attempt + 1, policy.retries, delay)

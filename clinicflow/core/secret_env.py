@@ -79,7 +79,3 @@ def names() -> set[str]:
     """Every variable name visible through :func:`getenv`."""
     return set(os.environ) | set(_captured)
 
-
-def block_env_prefix(block_name: str) -> str:
-    """Prefix of the environment variables that stand in for block ``block_name``: ``CLINICFLOW_<NAME>_``."""
-    return "CLINICFLOW_" + block_name.upper().replace("-", "_") + "_"

@@ -35,16 +35,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
+from clinicflow.connectors.http import redact
+from clinicflow.connectors.objectstore.stores import GcsStore, ObjectStore, S3Store, TooLarge
 from clinicflow.core import cancel
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.core.retry import BACKOFF_BASE_SECONDS, MAX_RETRIES, TransientError, call_with_retry, is_transient
+from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy, TransientError, call_with_retry, is_transient
 
 CHUNK_BYTES = 1 << 20
 MAX_REDIRECTS = 5
 # A blocked read wakes this often to see whether the run was asked to stop.
 STOP_POLL_SECONDS = 0.25
+# Bucket reads inside one fetch attempt: Downloader.fetch retries the whole attempt with the run's policy.
+_ONE_ATTEMPT = RetryPolicy(retries=0)
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,7 @@ class DownloadLimits:
     max_bytes: int = 2 * 1024**3
     timeout_seconds: float = 300.0  # whole transfer, per attempt
     connect_timeout_seconds: float = 10.0
-    retries: int = MAX_RETRIES
-    backoff_base_seconds: float = BACKOFF_BASE_SECONDS
+    retry: RetryPolicy = DEFAULT_POLICY
     # Folders that absolute and file:// locations must lie in (after resolving symlinks); none: refused.
     allowed_roots: tuple[str, ...] = ()
     # Follow HTTP redirects to private/loopback/link-local addresses (refused by default: SSRF).
@@ -67,21 +70,6 @@ class DownloadError(ClinicflowError):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-
-
-class _TooLarge(ClinicflowError):
-    pass
-
-
-def redact(url: str) -> str:
-    """A URL safe to log: no user info, no query string, no fragment."""
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def stored_location(location: str) -> str:
@@ -238,6 +226,7 @@ class Downloader:
                 pool._network_backend = backend
         self._gcs: Any = None
         self._s3: Any = None
+        self._stores: dict[tuple[str, str], ObjectStore] = {}
 
     def __enter__(self) -> Downloader:
         return self
@@ -258,11 +247,10 @@ class Downloader:
         if scheme in ("", "file"):
             return self._local(resolved)
         cancel.check()
-        fetchers = {"http": self._http_get, "https": self._http_get, "gs": self._gs_get, "s3": self._s3_get}
+        fetchers = {"http": self._http_get, "https": self._http_get, "gs": self._object_get, "s3": self._object_get}
         fetch_once = fetchers[scheme]
         try:
-            call_with_retry(lambda: fetch_once(resolved, dest), what=what, retries=self.limits.retries,
-                            base=self.limits.backoff_base_seconds, sleep=self._sleep)
+            call_with_retry(lambda: fetch_once(resolved, dest), what=what, policy=self.limits.retry, sleep=self._sleep)
         except (DownloadError, cancel.RunCancelled):
             dest.unlink(missing_ok=True)
             raise
@@ -319,42 +307,39 @@ class Downloader:
         response.raise_for_status()
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
-            raise _TooLarge(int(declared))
+            raise TooLarge("response", int(declared))
         received = 0
         with open(dest, "wb") as out:
             for chunk in response.iter_bytes(CHUNK_BYTES):
                 received += len(chunk)
                 if received > self.limits.max_bytes:
-                    raise _TooLarge(received)
+                    raise TooLarge("response", received)
                 out.write(chunk)
 
-    def _gs_get(self, url: str, dest: Path) -> None:
-        from clinicflow.connectors.objectstore.clients import gcs_client
-
+    def _object_get(self, url: str, dest: Path) -> None:
         parts = urlsplit(url)
-        if self._gcs is None:
-            self._gcs = gcs_client()
-        blob = self._gcs.bucket(parts.netloc).blob(unquote(parts.path.lstrip("/")))
-        blob.reload(timeout=self.limits.connect_timeout_seconds)
-        if blob.size is not None and blob.size > self.limits.max_bytes:
-            raise _TooLarge(blob.size)
-        blob.download_to_filename(str(dest), timeout=self.limits.timeout_seconds)
+        store = self._store(parts.scheme.lower(), parts.netloc)
+        store.download(unquote(parts.path.lstrip("/")), dest, max_bytes=self.limits.max_bytes)
 
-    def _s3_get(self, url: str, dest: Path) -> None:
-        from clinicflow.connectors.objectstore.clients import s3_client
+    def _store(self, scheme: str, bucket: str) -> ObjectStore:
+        """The bucket's store, one attempt per call (``fetch`` retries), clients made once per batch."""
+        from clinicflow.connectors.objectstore.clients import gcs_client, s3_client
 
-        parts = urlsplit(url)
-        if self._s3 is None:
-            self._s3 = s3_client()
-        bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
-        head = self._s3.head_object(Bucket=bucket, Key=key)
-        if int(head.get("ContentLength", 0)) > self.limits.max_bytes:
-            raise _TooLarge(int(head["ContentLength"]))
-        self._s3.download_file(bucket, key, str(dest))
+        store = self._stores.get((scheme, bucket))
+        if store is None:
+            if scheme == "gs":
+                self._gcs = self._gcs or gcs_client()
+                store = GcsStore(self._gcs, bucket, retry=_ONE_ATTEMPT, timeout_seconds=self.limits.timeout_seconds,
+                                 metadata_timeout_seconds=self.limits.connect_timeout_seconds)
+            else:
+                self._s3 = self._s3 or s3_client()
+                store = S3Store(self._s3, bucket, retry=_ONE_ATTEMPT)
+            self._stores[(scheme, bucket)] = store
+        return store
 
     def _classify(self, exc: BaseException, url: str) -> DownloadError:
         where = redact(url)
-        if isinstance(exc, _TooLarge):
+        if isinstance(exc, TooLarge):
             return DownloadError("too-large", f"{where}: more than the {self.limits.max_bytes}-byte limit")
         status = _status_of(exc)
         if status is not None:

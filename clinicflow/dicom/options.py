@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
 
@@ -82,8 +83,9 @@ class DicomRunOptions(BaseModel):
 
     def download_limits(self) -> DownloadLimits:
         return DownloadLimits(max_bytes=int(self.max_file_mb * 1024 * 1024),
-                              timeout_seconds=self.download_timeout_seconds, retries=self.download_retries,
-                              backoff_base_seconds=self.retry_backoff_seconds, allowed_roots=self.allowed_roots,
+                              timeout_seconds=self.download_timeout_seconds,
+                              retry=RetryPolicy(self.download_retries, self.retry_backoff_seconds),
+                              allowed_roots=self.allowed_roots,
                               allow_private_redirects=self.allow_private_redirects)
 
     def flow_parameters(self) -> dict[str, Any]:

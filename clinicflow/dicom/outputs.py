@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
+from clinicflow.connectors.objectstore.stores import ObjectStore, file_md5
 from clinicflow.dicom.pipeline import BatchResult
 from clinicflow.dicom.reports import SourceCount
 from clinicflow.dicom.state import StateStore
@@ -44,16 +44,16 @@ def failures_object_name(dataset: str) -> str:
     return f"{dataset}/{FAILURES_CSV}"
 
 
-def _upload_if_changed(path: Path, name: str, state: StateStore, writer: BucketWriter) -> bool:
+def _upload_if_changed(path: Path, name: str, state: StateStore, writer: ObjectStore) -> bool:
     md5 = file_md5(path)
     if state.upload_md5(name) == md5 and writer.exists(name):
         return False
-    writer.upload_file(path, name)
+    writer.write(name, path)
     state.record_upload(name, path.stat().st_size, md5)
     return True
 
 
-def write_outputs(state: StateStore, writer: BucketWriter, report_fields: list[str], run_id: str) -> OutputsResult:
+def write_outputs(state: StateStore, writer: ObjectStore, report_fields: list[str], run_id: str) -> OutputsResult:
     """Write ``<dataset>/reports.csv`` (and ``failures.csv`` when the run had failures) to the bucket."""
     dataset = state.dataset
     with tempfile.TemporaryDirectory(prefix="clinicflow-dicom-csv-") as tmp:

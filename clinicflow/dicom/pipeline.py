@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicflow.connectors.objectstore.buckets import BucketWriter, file_md5
+from clinicflow.connectors.objectstore.stores import ObjectStore, file_md5
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
@@ -148,7 +148,7 @@ def process_batch(
     files: list[FileGroup],
     settings: BatchSettings,
     state: StateStore,
-    writer: BucketWriter,
+    writer: ObjectStore,
 ) -> BatchResult:
     """Process one batch; returns counts and failures (already recorded in PostgreSQL).
 
@@ -201,7 +201,7 @@ def _process_file(
     work: Path,
     settings: BatchSettings,
     state: StateStore,
-    writer: BucketWriter,
+    writer: ObjectStore,
     downloader: Downloader,
     result: BatchResult,
 ) -> Failure | None:
@@ -240,7 +240,7 @@ def _process_file(
                 state.record_upload(name, size, md5, uploaded=False)
                 result.found_in_bucket += 1
                 continue
-            writer.upload_file(path, name)
+            writer.write(name, path)
             state.record_upload(name, size, md5)
             result.uploaded += 1
     except Exception as exc:  # one file's upload failure must not stop the batch

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.dbapi import column_names
 from clinicflow.core.errors import ClinicflowError, one_line
@@ -75,7 +76,7 @@ class FileKey:
 
     def label(self) -> str:
         """Printable key for logs and artifacts: ids and location (no user info or query string), no report text."""
-        from clinicflow.dicom.download import redact
+        from clinicflow.connectors.http import redact
 
         return f"{self.study_id}/{self.series_id}/{self.instance_id} @ {redact(self.file_location)}"
 
@@ -133,8 +134,7 @@ class ReportsSource:
     @contextlib.contextmanager
     def _query(self, sql: str, params: Sequence[Any] | None, what: str) -> Iterator[Any]:
         """A cursor on ``sql``, executed; a failing query becomes a ReportsQueryError saying ``what`` failed."""
-        conn = self.server.connect()
-        try:
+        with connected(self.server) as conn:
             conn.set_session(readonly=True)  # the query is only ever read: a data-modifying CTE fails
             with conn.cursor() as cur:
                 try:
@@ -142,8 +142,6 @@ class ReportsSource:
                 except Exception as exc:  # noqa: BLE001 - driver errors and parameter mismatches alike name the query
                     raise ReportsQueryError(f"{what} failed: {_pg_message(exc)}") from None
                 yield cur
-        finally:
-            conn.close()
 
     def columns(self) -> list[str]:
         """The query's columns, checked: key columns present, no clash with output columns."""

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.connectors.connections import connected
+from clinicflow.connectors.objectstore.stores import ObjectInfo, ObjectStore
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
@@ -103,16 +104,12 @@ def _open_pages(server: Any, schema: str, ids: list[int] | None, stage: str | No
     after = 0
     while True:
         where, params = _where("open", stage, reason, run_id, ids)
-        conn = server.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload, extractor "
-                            f"FROM {quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
-                            f"ORDER BY id LIMIT %s", (*params, after, page_size))
-                names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload", "extractor")
-                page = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        finally:
-            conn.close()
+        with connected(server) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT id, stage, source_kind, item_key, source_uri, pointer, payload, extractor "
+                        f"FROM {quote_ident(schema, 'postgres')}.dead_letters{where} AND id > %s "
+                        f"ORDER BY id LIMIT %s", (*params, after, page_size))
+            names = ("id", "stage", "source_kind", "item_key", "source_uri", "pointer", "payload", "extractor")
+            page = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         if not page:
             return
         yield page
@@ -149,29 +146,22 @@ def replay(server: Any, settings: IngestSettings, *, ids: list[int] | None = Non
             else:
                 _replay_file(server, letter, replay_settings, store_for, chosen)
     if letter_ids:
-        conn = server.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT status, count(*) FROM {quote_ident(settings.schema, 'postgres')}.dead_letters "
-                            f"WHERE id = ANY(%s) GROUP BY status", (letter_ids,))
-                statuses = dict(cur.fetchall())
-        finally:
-            conn.close()
+        with connected(server) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT status, count(*) FROM {quote_ident(settings.schema, 'postgres')}.dead_letters "
+                        f"WHERE id = ANY(%s) GROUP BY status", (letter_ids,))
+            statuses = dict(cur.fetchall())
         result.replayed = int(statuses.get("replayed", 0))
         result.still_open = int(statuses.get("open", 0))
     return result
 
 
 def _bump(server: Any, settings: IngestSettings, letter: dict[str, Any], reason: str, message: str) -> None:
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         with conn.cursor() as cur:
             db.record_dead_letters(cur, settings.schema, [db.DeadLetterRow(
                 stage=letter["stage"], source_kind=letter["source_kind"], item_key=letter["item_key"], reason=reason,
                 message=message, source_uri=letter["source_uri"], pointer=letter["pointer"])], settings.run_id)
         conn.commit()
-    finally:
-        conn.close()
 
 
 def _replay_synthetic(server: Any, letters: list[dict[str, Any]], settings: IngestSettings) -> None:
@@ -203,8 +193,7 @@ def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSetting
     if extractor is None:
         raise ValueError("replaying extract letters needs an extractor")
     s = quote_ident(settings.schema, "postgres")
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         with conn.cursor() as cur:
             cur.execute(f"SELECT id::text, uri, sha256, COALESCE(extracted_text, text_content) FROM {s}.documents "
                         f"WHERE id = %s::uuid",
@@ -222,5 +211,3 @@ def _replay_extract(server: Any, letter: dict[str, Any], settings: IngestSetting
                                    settings.run_id)
             db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
         conn.commit()
-    finally:
-        conn.close()

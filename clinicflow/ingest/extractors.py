@@ -28,7 +28,14 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from clinicflow.core.retry import PermanentError, TransientError, call_with_retry, is_transient
+from clinicflow.core.retry import (
+    DEFAULT_POLICY,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    call_with_retry,
+    is_transient,
+)
 from clinicflow.ingest.clinical import read_text, sections
 from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
@@ -206,13 +213,12 @@ class LLMExtractor:
     name = "llm"
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, client: Any, model: str, *, batch_size: int = 8, retries: int = 3,
-                 backoff_base: float = 2.0, max_document_chars: int = 20000) -> None:
+    def __init__(self, client: Any, model: str, *, batch_size: int = 8, retry: RetryPolicy = DEFAULT_POLICY,
+                 max_document_chars: int = 20000) -> None:
         self.client = client  # openai.OpenAI(base_url=..., api_key=..., max_retries=0): retries are ours
         self.model = model
         self.batch_size = max(1, batch_size)
-        self.retries = retries
-        self.backoff_base = backoff_base
+        self.retry = retry
         self.max_document_chars = max_document_chars
         self._texts: dict[str, str] = {}
 
@@ -260,11 +266,12 @@ class LLMExtractor:
                 raise PermanentError(f"{what}: HTTP {exc.status_code}") from exc
             return response.choices[0].message.content if response.choices else None
 
-        return call_with_retry(call, what=what, retries=self.retries, base=self.backoff_base)
+        return call_with_retry(call, what=what, policy=self.retry)
 
     def _failure(self, document_id: str, exc: Exception) -> Extraction:
         if is_transient(exc):
-            return Extraction(document_id, reason="llm-unavailable", message=f"{exc} after {self.retries} retries")
+            return Extraction(document_id, reason="llm-unavailable",
+                              message=f"{exc} after {self.retry.retries} retries")
         return Extraction(document_id, reason="llm-error", message=str(exc)[:300])
 
     def _batch(self, chunk: list[DocumentText]) -> dict[str, Extraction]:

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clinicflow.connectors.objectstore.readers import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
+from clinicflow.connectors.connections import connected, transaction
+from clinicflow.connectors.objectstore.stores import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
 from clinicflow.core.dbapi import PgCursor
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest import db
@@ -230,8 +231,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
     """
     counts = RunCounts(listed=len(objects))
     letters: list[db.DeadLetterRow] = []
-    conn = server.connect()
-    try:
+    with transaction(server) as conn:
         with conn.cursor() as cur:
             known = db.known_versions(cur, settings.schema, [(o.uri, o.version) for o in objects])
             fresh = [o for o in objects if (o.uri, o.version) not in known]
@@ -278,13 +278,7 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             db.resolve_dead_letters(cur, settings.schema, [o.uri for o in objects if o.uri not in failed_keys],
                                     ("read", "stage"))
             db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
-        conn.commit()
         return counts
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -306,8 +300,7 @@ def reextract(server: Any, schema: str, extractor: DocumentExtractor, run_id: st
     s = quote_ident(schema, "postgres")
     after = "00000000-0000-0000-0000-000000000000"
     while True:
-        conn = server.connect()
-        try:
+        with connected(server) as conn:
             with conn.cursor() as cur:
                 clauses, params = ["id > %s::uuid", "COALESCE(extracted_text, text_content) IS NOT NULL"], [after]
                 if since is not None:
@@ -336,8 +329,6 @@ def reextract(server: Any, schema: str, extractor: DocumentExtractor, run_id: st
                 for letter in letters:
                     counts.dead_lettered[f"extract/{letter.reason}"] += 1
             conn.commit()
-        finally:
-            conn.close()
 
 
 def run_batches(objects: Iterable[Any], batch_size: int, process: Callable[[list[Any], RunCounts], RunCounts],

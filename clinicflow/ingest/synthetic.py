@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, ValidationError
 
+from clinicflow.connectors.connections import transaction
 from clinicflow.connectors.objectstore.patterns import Location, PatternError
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
@@ -135,8 +136,7 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
     s = quote_ident(settings.schema, "postgres")
     letters: list[db.DeadLetterRow] = []
     good: list[SyntheticRecord] = []
-    conn = server.connect()
-    try:
+    with transaction(server) as conn:
         with conn.cursor() as cur:
             cur.execute(f"SELECT record_id FROM {s}.synthetic_records WHERE record_id = ANY(%s)",
                         ([r.record_id for r in records],))
@@ -168,10 +168,4 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
                 counts.staged = len(inserted)
             db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
             db.resolve_dead_letters(cur, settings.schema, [r.record_id for r in good], ("load",))
-        conn.commit()
         return counts
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()

@@ -1,7 +1,7 @@
 """Data files in the bucket: store an upload, register an object already there, fetch a local copy.
 
 The bytes live in the processing bucket (a local folder, GCS or S3 through
-:mod:`clinicflow.connectors.objectstore.buckets`'s writers); the metadata row in
+:mod:`clinicflow.connectors.objectstore.stores`); the metadata row in
 ``processing.data_files``. Objects go under ``data-files/<uuid>/<name>``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from clinicflow.connectors.objectstore.buckets import BucketWriter, LocalFolderWriter
+from clinicflow.connectors.objectstore.stores import ObjectStore
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
@@ -27,14 +27,12 @@ def safe_file_name(name: str) -> str:
     return base[:200]
 
 
-def bucket_uri_prefix(writer: BucketWriter) -> str:
-    """How object URIs of this bucket start: file:///abs/folder/, gs://bucket/folder, s3://bucket/folder/."""
-    if isinstance(writer, LocalFolderWriter):
-        return writer.root.as_uri().rstrip("/") + "/"
-    return writer.describe()
+def bucket_uri_prefix(writer: ObjectStore) -> str:
+    """How object URIs of this bucket start: file:///abs/folder/, gs://bucket/folder/, s3://bucket/folder/."""
+    return writer.uri("")
 
 
-def object_uri(writer: BucketWriter, object_name: str) -> str:
+def object_uri(writer: ObjectStore, object_name: str) -> str:
     return bucket_uri_prefix(writer) + object_name
 
 
@@ -43,7 +41,7 @@ def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -
     file_name = safe_file_name(name)
     meta = describe_file(local_path, file_name)
     object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
-    writer.upload_file(local_path, object_name)
+    writer.write(object_name, local_path)
     return store.insert_data_file(conn, name=file_name, size_bytes=meta.size_bytes, sha256=meta.sha256,
                                   fmt=meta.format, columns=meta.columns, row_count=meta.row_count,
                                   object_name=object_name, storage_uri=object_uri(writer, object_name))
@@ -63,7 +61,7 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
     file_name = safe_file_name(object_name.rsplit("/", 1)[-1])
     local = workdir / f"{uuid.uuid4().hex}-{file_name}"
     try:
-        writer.download_file(object_name, local)
+        writer.download(object_name, local)
         meta = describe_file(local, file_name)
     finally:
         local.unlink(missing_ok=True)

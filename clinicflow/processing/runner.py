@@ -18,7 +18,7 @@ from typing import Any
 
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.core.retry import backoff_delays, is_transient
+from clinicflow.core.retry import RetryPolicy, call_with_retry
 from clinicflow.processing import store
 from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
 from clinicflow.processing.datafiles import DataFileError
@@ -59,30 +59,30 @@ def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, f
             row = store.get_result(conn, result_id, with_data=False)
             return {"result_id": result_id, "status": "skipped",
                     "reason": f"result is {row['status'] if row else 'deleted'}"}
-        delays = backoff_delays(TRANSIENT_RETRIES, retry_base_seconds)
-        attempt = 0
-        while True:
+
+        def attempt() -> dict[str, Any]:
             try:
                 return _run(conn, writer, result_id, scripts_dir, workdir)
             except RowEnded:
                 return {"result_id": result_id, "status": "stopped", "reason": "the row ended during the run"}
-            except Exception as exc:
-                if attempt < len(delays) and is_transient(exc):
-                    log.warning("result %s: transient %s, retrying in %.1fs", result_id, type(exc).__name__,
-                                delays[attempt])
-                    time.sleep(delays[attempt])
-                    attempt += 1
-                    if conn.closed:
-                        conn = connect()
-                    else:
-                        conn.rollback()
-                    continue
-                reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
-                    else f"{type(exc).__name__}: {exc}"
-                if conn.closed:
-                    conn = connect()
-                store.mark_ended(conn, result_id, "FAILED", reason)
-                raise
+
+        def reset(_exc: BaseException) -> None:
+            nonlocal conn
+            if conn.closed:
+                conn = connect()
+            else:
+                conn.rollback()
+
+        try:
+            return call_with_retry(attempt, what=f"result {result_id}", logger=log, before_retry=reset,
+                                   policy=RetryPolicy(TRANSIENT_RETRIES, retry_base_seconds))
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
+                else f"{type(exc).__name__}: {exc}"
+            if conn.closed:
+                conn = connect()
+            store.mark_ended(conn, result_id, "FAILED", reason)
+            raise
     finally:
         conn.close()
 
@@ -129,7 +129,7 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
     sweep_orphaned_workdirs(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:
         local = Path(tmp) / data_file["name"]
-        writer.download_file(data_file["object_name"], local)
+        writer.download(data_file["object_name"], local)
         # Only the open descriptor keeps the copy: a kill from here on leaves nothing on disk.
         handle = os.open(local, os.O_RDONLY)
         local.unlink()

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+from clinicflow.connectors.http import redact
 from clinicflow.processing import sandbox
 from clinicflow.processing.datafiles import max_upload_bytes
 
@@ -45,9 +46,9 @@ def run_remote(url: str, request: bytes, data: Path, timeout: float) -> sandbox.
                               headers={"X-Clinicflow-Request-Length": str(len(request)),
                                        "Content-Length": str(size), "Content-Type": "application/octet-stream"})
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"script runner {url} unreachable: {type(exc).__name__}") from None
+        raise RuntimeError(f"script runner {redact(url)} unreachable: {type(exc).__name__}") from None
     if response.status_code != 200:
-        raise RuntimeError(f"script runner {url} answered {response.status_code}: {response.text[:300]}")
+        raise RuntimeError(f"script runner {redact(url)} answered {response.status_code}: {response.text[:300]}")
     answer: dict[str, Any] = response.json()
     return sandbox.Outcome(returncode=int(answer["returncode"]), stdout=answer["stdout"].encode("utf-8"),
                            stderr_tail=answer["stderr_tail"].encode("utf-8"), timed_out=bool(answer["timed_out"]),

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from clinicflow.connectors.objectstore.patterns import Location, glob_match
-from clinicflow.connectors.objectstore.readers import ObjectInfo, ObjectStore
+from clinicflow.connectors.objectstore.stores import ObjectInfo, ObjectStore
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.pipeline import RunCounts

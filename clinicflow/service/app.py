@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
-from clinicflow.connectors.objectstore.buckets import writer_for
+from clinicflow.connectors.objectstore.stores import store_for_block
 from clinicflow.processing import sandbox, store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import DataFileError
@@ -70,7 +70,7 @@ def invalid(field: str, message: str) -> HTTPException:
 
 def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     pool = ConnectionPool(settings.database.connect, pool_size)
-    writer = writer_for(settings.bucket)
+    writer = store_for_block(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
     database = settings.database
@@ -372,7 +372,7 @@ def _preview(writer: Any, data_file: dict[str, Any], workdir: Path, rows: int) -
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         local = Path(tmp) / "data"
-        writer.download_file(data_file["object_name"], local)
+        writer.download(data_file["object_name"], local)
         return {"id": data_file["id"], **preview(local, data_file["format"], data_file["name"], rows)}
 
 

@@ -43,7 +43,7 @@ class ResultSeries:
 
     def __init__(self, db: Callable[..., Any], writer: Any, workdir: Path) -> None:
         self.db = db
-        self.cache = SeriesCache(workdir / "series", writer.download_file, cache_bytes())
+        self.cache = SeriesCache(workdir / "series", writer.download, cache_bytes())
 
     def _rows(self, result_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
         row = self.db(store.get_result, result_id)

@@ -35,7 +35,7 @@ def serve_processing_tasks(limit: int) -> None:
     from prefect.settings import PREFECT_API_URL
     from prefect.task_worker import serve
 
-    from clinicflow.connectors.objectstore.buckets import writer_for
+    from clinicflow.connectors.objectstore.stores import store_for_block
     from clinicflow.processing import sandbox, store
     from clinicflow.processing.custom import script_runner_url, scripts_dir_from_env
     from clinicflow.processing.lease import LeaseKeeper
@@ -51,7 +51,7 @@ def serve_processing_tasks(limit: int) -> None:
     finally:
         conn.close()
     lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
-    configure_worker(WorkerContext(database=database, writer=writer_for(processing_bucket()),
+    configure_worker(WorkerContext(database=database, writer=store_for_block(processing_bucket()),
                                    scripts_dir=scripts_dir_from_env(), lease=lease))
     # The mode this worker's scripts run in (the API's /health reports its own process's).
     if (runner_url := script_runner_url()) is None:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from clinicflow.core.retry import backoff_delays, is_transient
+from clinicflow.core.retry import RetryPolicy, backoff_delays, call_with_retry, is_transient
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
 from clinicflow.toolkit.configs import built, extractor_of, loader_of, transformer_of
 from clinicflow.toolkit.transform import TypeConverter
@@ -204,15 +204,13 @@ def _describe(exc: BaseException) -> str:
 def run_leaf_plain(leaf: Leaf, ctx: RunContext, *, sleep: Callable[[float], None] = time.sleep) -> StepOutcome:
     """Run a leaf in this thread with its retries (no Prefect)."""
     delays = leaf.retry_delay_seconds if isinstance(leaf.retry_delay_seconds, list) else [leaf.retry_delay_seconds]
-    for attempt in range(leaf.retries + 1):
-        try:
-            return StepOutcome(leaf.name, "completed", leaf.run(ctx))
-        except Exception as exc:  # noqa: BLE001 - reported as the step's outcome
-            retryable = leaf.retry_on == "any" or is_transient(exc)
-            if attempt >= leaf.retries or not retryable:
-                return StepOutcome(leaf.name, "failed", error=_describe(exc))
-            sleep(delays[min(attempt, len(delays) - 1)])
-    raise AssertionError("unreachable")
+    policy = RetryPolicy(retries=leaf.retries, fixed_delays=tuple(delays),
+                         retry_on=(lambda exc: True) if leaf.retry_on == "any" else is_transient)
+    try:
+        return StepOutcome(leaf.name, "completed", call_with_retry(lambda: leaf.run(ctx), what=f"step {leaf.name}",
+                                                                   policy=policy, sleep=sleep))
+    except Exception as exc:  # noqa: BLE001 - reported as the step's outcome
+        return StepOutcome(leaf.name, "failed", error=_describe(exc))
 
 
 def _skipped(node: Step, why: str) -> list[StepOutcome]:

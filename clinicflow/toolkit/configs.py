@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, TypeAdapter
 
 from clinicflow.core import secret_env
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.toolkit.base import (
     DeadLetterSink,
     Extractor,
@@ -168,8 +169,8 @@ class HttpExtractorConfig(_Config):
                              headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
                              params=self.params,
                              timeout_seconds=self.timeout_seconds, records_path=self.records_path,
-                             pagination=self.pagination, max_retries=self.max_retries,
-                             backoff_seconds=self.backoff_seconds, rate_limit_per_second=self.rate_limit_per_second,
+                             pagination=self.pagination, retry=RetryPolicy(self.max_retries, self.backoff_seconds),
+                             rate_limit_per_second=self.rate_limit_per_second,
                              rate_limit_burst=self.rate_limit_burst)
 
 

@@ -155,8 +155,8 @@ class FileExtractor:
 class FileLoader:
     """Write the stream to one file; format from ``format`` or the suffix, compression from the suffix.
 
-    With ``bucket`` (anything with ``upload_file(path, name)``: the project's
-    local/GCS/S3 bucket writers) ``path`` is the object name: the file is
+    With ``bucket`` (an :class:`~clinicflow.connectors.objectstore.stores.ObjectStore`: a local
+    folder, GCS or S3) ``path`` is the object name: the file is
     written to a temporary folder, then uploaded, and appears whole or not at all.
     """
 
@@ -176,7 +176,7 @@ class FileLoader:
             local = Path(folder) / self.path.name
             written = FileLoader(str(local), format=self.format, encoding=self.encoding, delimiter=self.delimiter,
                                  parquet_compression=self.parquet_compression)._write(batches)
-            self.bucket.upload_file(local, self.path.as_posix())
+            self.bucket.write(self.path.as_posix(), local)
         return written
 
     def _write(self, batches: Iterable[Batch]) -> int:

@@ -1,26 +1,29 @@
-"""HTTP extractor: httpx, retries on transient errors honouring Retry-After, a token-bucket rate limiter, pagination.
+"""HTTP extractor: the one HTTP fetch (retries honouring Retry-After, redacted URLs), a token-bucket rate limiter,
+pagination.
 
 Pagination styles: ``page`` (page number parameter), ``offset`` (offset/limit
 parameters), ``cursor`` (a cursor taken from the response body), ``link``
 (RFC 8288 ``Link: <...>; rel="next"`` header). Records are read from
 ``records_path`` in the JSON body (dotted, empty for a top-level list).
-Which failures are transient comes from :mod:`clinicflow.core.retry`.
+Requests go through :func:`clinicflow.connectors.http.fetch`; which failures are transient comes from
+:mod:`clinicflow.core.retry`.
 """
 from __future__ import annotations
 
-import email.utils
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, Field
 
-from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, JITTER_FACTOR, backoff_delays, is_transient
+from clinicflow.connectors.http import HttpFetchError, fetch, redact
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
+
+# The extractor's default: 3 retries, 1 s first delay (the config's defaults too).
+HTTP_RETRY = RetryPolicy(3, 1.0)
 
 
 class TokenBucket:
@@ -102,37 +105,20 @@ def dig(body: Any, path: str) -> Any:
     return current
 
 
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 class HttpExtractor:
     """GET (or POST) JSON pages and yield their records as batches."""
 
     def __init__(self, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
                  params: dict[str, Any] | None = None, timeout_seconds: float = 30.0, records_path: str = "",
-                 pagination: Pagination | None = None, max_retries: int = 3, backoff_seconds: float = 1.0,
-                 max_retry_after_seconds: float = 300.0, rate_limit_per_second: float | None = None,
+                 pagination: Pagination | None = None, retry: RetryPolicy = HTTP_RETRY,
+                 rate_limit_per_second: float | None = None,
                  rate_limit_burst: float | None = None, max_pages: int = 100_000,
                  sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
         self.url, self.method = url, method.upper()
         self.headers, self.params = dict(headers or {}), dict(params or {})
         self.timeout_seconds, self.records_path = timeout_seconds, records_path
         self.pagination: Pagination = pagination or NoPagination()
-        self.max_retries, self.backoff_seconds = max_retries, backoff_seconds
-        self.max_retry_after_seconds, self.max_pages = max_retry_after_seconds, max_pages
+        self.retry, self.max_pages = retry, max_pages
         self.sleep, self.transport = sleep, transport
         self.limiter = (TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep)
                         if rate_limit_per_second else None)
@@ -140,35 +126,21 @@ class HttpExtractor:
         self.waits: list[float] = []
 
     def _display_url(self) -> str:
-        # Never print credentials embedded in a URL.
-        parsed = httpx.URL(self.url)
-        return str(parsed.copy_with(username=None, password=None, query=None))
+        return redact(self.url)  # never print credentials embedded in a URL
 
     def request(self, client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
         """One request with rate limiting and retries of transient failures."""
-        delays = backoff_delays(self.max_retries, self.backoff_seconds)
-        for attempt in range(self.max_retries + 1):
+
+        def before_attempt() -> None:
             if self.limiter is not None:
                 self.limiter.acquire()
             self.requests_made += 1
-            try:
-                response = client.request(self.method, url, params=params or None)
-                if response.status_code in HTTP_TRANSIENT_STATUS and attempt < self.max_retries:
-                    wait = retry_after_seconds(response.headers.get("Retry-After"))
-                    if wait is None:
-                        wait = delays[attempt] * (1 + random.uniform(-JITTER_FACTOR, JITTER_FACTOR))
-                    self._wait(min(wait, self.max_retry_after_seconds))
-                    continue
-                response.raise_for_status()
-                return response
-            except httpx.HTTPStatusError as exc:
-                raise ToolkitError(f"HTTP {exc.response.status_code} from {self._display_url()}") from None
-            except httpx.HTTPError as exc:
-                if attempt >= self.max_retries or not is_transient(exc):
-                    raise ToolkitError(f"{type(exc).__name__} calling {self._display_url()} "
-                                       f"after {attempt + 1} attempt(s)") from None
-                self._wait(delays[attempt] * (1 + random.uniform(-JITTER_FACTOR, JITTER_FACTOR)))
-        raise AssertionError("unreachable")
+
+        try:
+            return fetch(client, url, method=self.method, params=params, policy=self.retry, sleep=self._wait,
+                         before_attempt=before_attempt)
+        except HttpFetchError as exc:
+            raise ToolkitError(str(exc)) from None
 
     def _wait(self, seconds: float) -> None:
         self.waits.append(seconds)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol
 
+from clinicflow.connectors.connections import connected, transaction
 from clinicflow.core.dbapi import PgCursor, column_names
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
@@ -105,10 +106,9 @@ class PostgresLoader:
 
     def load(self, batches: Iterable[Batch], ctx: RunContext) -> int:
         target = quote_qualified(self.schema, self.table, "postgres")
-        conn = self.server.connect()
         written = 0
         try:
-            with conn.cursor() as cur:
+            with transaction(self.server) as conn, conn.cursor() as cur:
                 if self.create_sql:
                     cur.execute(self.create_sql)
                 for batch in batches:
@@ -119,16 +119,12 @@ class PostgresLoader:
                     else:
                         self._upsert(cur, target, batch)
                     written += len(batch)
-            conn.commit()
         except Exception as exc:
-            conn.rollback()
             if isinstance(exc, ToolkitError):
                 raise
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ToolkitError(f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
                                f"after {written} rows: {type(exc).__name__}: {first_line}") from None
-        finally:
-            conn.close()
         return written
 
     def _copy(self, cur: PgCursor, target: str, batch: Batch) -> None:
@@ -172,9 +168,8 @@ class PostgresDeadLetters:
 
     def put(self, letter: DeadLetter) -> None:
         target = quote_qualified(self.schema, self.table, "postgres")
-        conn = self.server.connect()
-        conn.autocommit = True
-        try:
+        with connected(self.server) as conn:
+            conn.autocommit = True
             with conn.cursor() as cur:
                 if not self._ready:
                     cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, "
@@ -187,5 +182,3 @@ class PostgresDeadLetters:
                             " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
                             (self.pipeline, letter.run_id, letter.step, letter.row_index, letter.column, letter.error,
                              json.dumps(letter.row, default=str)))
-        finally:
-            conn.close()

@@ -4,9 +4,14 @@ from __future__ import annotations
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from blocks.resolve import BlockResolutionError, resolve_block
+from blocks.resolve import BlockResolutionError, env_prefix, resolve_block
 
 SECRET = "fake-sentinel-not-a-credential-1"
+
+
+def test_env_prefix_is_the_block_name_in_capitals() -> None:
+    assert env_prefix("opendental-source") == "CLINICFLOW_OPENDENTAL_SOURCE_"
+    assert env_prefix("dicom_bucket") == "CLINICFLOW_DICOM_BUCKET_"
 
 
 def test_env_mode_builds_block_from_variables(monkeypatch: pytest.MonkeyPatch) -> None:

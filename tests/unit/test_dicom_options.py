@@ -74,7 +74,7 @@ def test_download_limits_come_from_the_options() -> None:
     limits = options(max_file_mb=1.5, download_timeout_seconds=7, download_retries=2, retry_backoff_seconds=0.25,
                      allowed_roots=["/a", "/b"], allow_private_redirects=True).download_limits()
     assert limits.max_bytes == int(1.5 * 1024 * 1024)
-    assert (limits.timeout_seconds, limits.retries, limits.backoff_base_seconds) == (7, 2, 0.25)
+    assert (limits.timeout_seconds, limits.retry.retries, limits.retry.base_seconds) == (7, 2, 0.25)
     assert limits.allowed_roots == ("/a", "/b")
     assert limits.allow_private_redirects
 

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
+from blocks.resolve import env_prefix
 from blocks.setup import DEPLOYMENT_BLOCKS
-from clinicflow.core.secret_env import block_env_prefix
 from tests.integration.deploy.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -45,7 +45,7 @@ def test_worker_and_setup_use_the_deployments_and_every_block(compose: dict) -> 
         env = services[service]["environment"]
         assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
         for block in DEPLOYMENT_BLOCKS:
-            assert any(key.startswith(block_env_prefix(block)) for key in env), f"{service}: no variables for {block}"
+            assert any(key.startswith(env_prefix(block)) for key in env), f"{service}: no variables for {block}"
 
 
 def test_compose_cli_accepts_the_file() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clinicflow.core import cancel
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import (
     Downloader,
     DownloadError,
@@ -19,7 +20,7 @@ from clinicflow.dicom.download import (
 )
 from tests.integration.dicom.conftest import sample_file
 
-FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=1.0, connect_timeout_seconds=1.0)
+FAST = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=1.0, connect_timeout_seconds=1.0)
 
 
 @pytest.fixture
@@ -63,13 +64,13 @@ def test_persistent_5xx_gives_up_after_the_retries(served, tmp_path: Path) -> No
         _fetch(served.url("ct.dcm"), tmp_path)
     assert info.value.kind == "http-502"
     assert "after retries" in info.value.reason
-    assert served.requests["ct.dcm"] == 1 + FAST.retries
+    assert served.requests["ct.dcm"] == 1 + FAST.retry.retries
 
 
 def test_slow_responses_time_out_and_are_retried(served, tmp_path: Path) -> None:
     served.slow_seconds = 2.0
     served.faults["ct.dcm"] = ["slow", "slow", "slow"]
-    limits = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=0.3, connect_timeout_seconds=0.3)
+    limits = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=0.3, connect_timeout_seconds=0.3)
     with pytest.raises(DownloadError) as info:
         _fetch(served.url("ct.dcm"), tmp_path, limits)
     assert info.value.kind == "timeout"
@@ -77,7 +78,7 @@ def test_slow_responses_time_out_and_are_retried(served, tmp_path: Path) -> None
 
 
 def test_size_limit(served, tmp_path: Path) -> None:
-    limits = DownloadLimits(max_bytes=1000, retries=2, backoff_base_seconds=0.01)
+    limits = DownloadLimits(max_bytes=1000, retry=RetryPolicy(2, 0.01))
     with pytest.raises(DownloadError) as info:
         _fetch(served.url("ct.dcm"), tmp_path, limits)
     assert info.value.kind == "too-large"
@@ -129,7 +130,7 @@ def test_s3_download_from_moto(s3_env, tmp_path: Path) -> None:
 def test_a_trickling_server_times_out_within_the_limit(served, tmp_path: Path) -> None:
     """One byte a second: the read timeout alone would never fire; the attempt's deadline does."""
     served.faults["ct.dcm"] = ["trickle"]
-    limits = DownloadLimits(retries=0, timeout_seconds=3.0, connect_timeout_seconds=1.0)
+    limits = DownloadLimits(retry=RetryPolicy(0), timeout_seconds=3.0, connect_timeout_seconds=1.0)
     started = time.monotonic()
     with pytest.raises(DownloadError) as info:
         _fetch(served.url("ct.dcm"), tmp_path, limits)
@@ -141,7 +142,7 @@ def test_a_trickling_server_times_out_within_the_limit(served, tmp_path: Path) -
 
 def test_a_stop_request_ends_a_download_at_once(served, tmp_path: Path) -> None:
     served.faults["ct.dcm"] = ["trickle"]
-    limits = DownloadLimits(retries=0, timeout_seconds=120.0)
+    limits = DownloadLimits(retry=RetryPolicy(0), timeout_seconds=120.0)
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -207,7 +208,7 @@ def test_local_locations_only_inside_the_allowed_roots(served, tmp_path: Path) -
 
 def test_a_stop_request_cuts_the_retry_backoff_short(served, tmp_path: Path) -> None:
     served.faults["ct.dcm"] = [503] * 5
-    limits = DownloadLimits(retries=3, backoff_base_seconds=60.0, timeout_seconds=5.0)
+    limits = DownloadLimits(retry=RetryPolicy(3, 60.0), timeout_seconds=5.0)
     outcome: list[BaseException] = []
 
     def run() -> None:

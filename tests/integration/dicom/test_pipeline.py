@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.connectors.objectstore.buckets import LocalFolderWriter, writer_for
+from clinicflow.connectors.objectstore.stores import LocalStore, store_for_block
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import csv_object_name, write_outputs
 from clinicflow.dicom.pipeline import BatchSettings, dicom_object_name, jpg_object_names, process_batch
@@ -16,7 +17,7 @@ from clinicflow.dicom.reports import FileGroup, FileKey
 from clinicflow.dicom.state import StateStore
 from tests.integration.dicom.conftest import BAD_FILE_KINDS, PYDICOM_DATA, PYDICOM_DATA_EXTRA, sample_file
 
-FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=5)
+FAST = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=5)
 
 
 def _group(name: str, location: str, text: str = "report", instance: str | None = None) -> FileGroup:
@@ -50,7 +51,7 @@ def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
     good.append(_group("CT_small.dcm", file_server.url("CT_small.dcm") + "?copy=2", instance="CT_small.dcm"))
     bad = [_group(n, file_server.url(n)) for n in sorted(bad_files)]
     missing = _group("missing", file_server.url("missing.dcm"))
-    writer = LocalFolderWriter(tmp_path / "bucket")
+    writer = LocalStore(tmp_path / "bucket")
 
     result = process_batch(good + bad + [missing], _settings("run-1", all_frames=True), store, writer)
 
@@ -66,7 +67,7 @@ def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
         frames = 10 if g.key.instance_id == "emri_small.dcm" else 1
         expected.add(dicom_object_name("ds", g.key))
         expected.update(jpg_object_names("ds", g.key, frames, all_frames=True))
-    assert set(writer.list_names()) == expected
+    assert {info.key for info in writer.list()} == expected
     assert len(expected) == 4 + 13
     uploads = store.upload_counts()
     assert set(uploads) == expected
@@ -83,7 +84,7 @@ def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
 
 def test_failures_table_holds_key_stage_kind_reason(store, reports_db, bad_files) -> None:
     groups = [_group(n, str(p)) for n, p in sorted(bad_files.items())]
-    process_batch(groups, _settings("run-f"), store, LocalFolderWriter(bad_files["empty.dcm"].parent / "out"))
+    process_batch(groups, _settings("run-f"), store, LocalStore(bad_files["empty.dcm"].parent / "out"))
     conn = reports_db.connect()
     with conn.cursor() as cur:
         cur.execute("SELECT instance_id, stage, kind, reason, run_id FROM clinicflow_dicom.failures ORDER BY 1")
@@ -99,13 +100,13 @@ def test_kill_between_upload_and_log_does_not_upload_again(store, gcs_emulator, 
 
     bucket = gcs_emulator.new_bucket()
     monkeypatch.setenv("CLINICFLOW_CRASH_BUCKET_BUCKET", bucket)
-    writer = writer_for(resolve_bucket("gcs", "crash-bucket"))
+    writer = store_for_block(resolve_bucket("gcs", "crash-bucket"))
     group = _group("CT_small.dcm", str(sample_file("CT_small.dcm")))
     dicom_name = dicom_object_name("ds", group.key)
     jpg_name = jpg_object_names("ds", group.key, 1, all_frames=False)[0]
     # What the killed run left behind: claimed, DICOM uploaded, nothing logged.
     store.claim({group.key: [dicom_name, jpg_name]}, "killed-run")
-    writer.upload_file(sample_file("CT_small.dcm"), dicom_name)
+    writer.write(dicom_name, sample_file("CT_small.dcm"))
     generation = gcs_emulator.objects(bucket)[dicom_name].generation
 
     result = process_batch([group], _settings("resumed-run"), store, writer)
@@ -119,7 +120,7 @@ def test_kill_between_upload_and_log_does_not_upload_again(store, gcs_emulator, 
 
 def test_changed_report_fields_refresh_the_csv_without_downloading_again(store, file_server, tmp_path: Path) -> None:
     shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
-    writer = LocalFolderWriter(tmp_path / "bucket")
+    writer = LocalStore(tmp_path / "bucket")
     process_batch([_group("ct", file_server.url("ct.dcm"), "first text")], _settings("r1"), store, writer)
     process_batch([_group("ct", file_server.url("ct.dcm"), "corrected text")], _settings("r2"), store, writer)
     assert file_server.requests["ct.dcm"] == 1
@@ -135,7 +136,7 @@ def test_upload_failure_is_recorded_and_a_rerun_finishes_without_duplicates(
     from blocks.buckets import resolve_bucket
 
     monkeypatch.setenv("CLINICFLOW_LATE_BUCKET_BUCKET", "cf-not-created-yet")
-    writer = writer_for(resolve_bucket("gcs", "late-bucket"))
+    writer = store_for_block(resolve_bucket("gcs", "late-bucket"))
     group = _group("CT_small.dcm", str(sample_file("CT_small.dcm")))
     first = process_batch([group], _settings("r1"), store, writer)
     assert [(f.stage, f.kind) for f in first.failures] == [("upload", "upload-error")]
@@ -179,7 +180,7 @@ def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, t
     ds.save_as(weird)
     good = _group("good", str(sample_file("CT_small.dcm")))
     result = process_batch([_group("weird", str(weird)), good], _settings("r"), store,
-                           LocalFolderWriter(tmp_path / "bucket"))
+                           LocalStore(tmp_path / "bucket"))
     assert result.done == 1
     assert result.failed == 1
     assert (result.failures[0].stage, result.failures[0].kind) == ("decode", "unexpected-error")
@@ -192,7 +193,7 @@ def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
     secret = "S3CRET-token-42"
     good = _group("ct", f"http://reader:{secret}@127.0.0.1:{file_server.port}/ct.dcm?sig={secret}")
     bad = _group("gone", f"http://127.0.0.1:{file_server.port}/gone.dcm?X-Amz-Signature={secret}")
-    writer = LocalFolderWriter(tmp_path / "bucket")
+    writer = LocalStore(tmp_path / "bucket")
     for run in ("r1", "r2"):  # the second run must find the first one's rows by the same (stored) key
         result = process_batch([good, bad], _settings(run), store, writer)
     assert (result.done, result.skipped, result.failed) == (0, 1, 1)
@@ -223,7 +224,7 @@ def test_a_stop_request_ends_the_batch_and_leaves_the_rest_for_a_rerun(store, fi
     for name in ("a.dcm", "b.dcm"):
         shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / name)
     groups = [_group(n, file_server.url(n)) for n in ("a.dcm", "b.dcm")]
-    writer = LocalFolderWriter(tmp_path / "bucket")
+    writer = LocalStore(tmp_path / "bucket")
     cancel.request_stop()
     try:
         stopped = process_batch(groups, _settings("r1"), store, writer)
@@ -242,10 +243,10 @@ def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db,
 
     shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "slow.dcm")
     file_server.faults["slow.dcm"] = ["trickle"]
-    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retries=0, timeout_seconds=2.0))
+    settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retry=RetryPolicy(0), timeout_seconds=2.0))
     started = time.monotonic()
     result = process_batch([_group("slow", file_server.url("slow.dcm"))], settings, store,
-                           LocalFolderWriter(tmp_path / "bucket"))
+                           LocalStore(tmp_path / "bucket"))
     assert time.monotonic() - started < 2.0 + 2.0
     assert result.failures_by_kind() == {"download/timeout": 1}
     conn = reports_db.connect()

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
+from clinicflow.connectors.objectstore.stores import LocalStore, matching_objects
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.ingest.deadletter import replay
 from clinicflow.ingest.extractors import LLMExtractor
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
@@ -15,7 +16,7 @@ from tests.unit.ingest.test_extractors import doc
 
 
 def _llm(server: LLMServer, batch_size: int = 4, retries: int = 2) -> LLMExtractor:
-    return LLMExtractor(server.client(), "test-model", batch_size=batch_size, retries=retries, backoff_base=0.01)
+    return LLMExtractor(server.client(), "test-model", batch_size=batch_size, retry=RetryPolicy(retries, 0.01))
 
 
 def test_llm_batch_with_fallback_retries_transient_and_reports_malformed(llm_server: LLMServer) -> None:

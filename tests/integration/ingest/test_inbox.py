@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import LocalStore, matching_objects
+from clinicflow.connectors.objectstore.stores import LocalStore, matching_objects
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.ingest.extractors import DocumentText, LLMExtractor
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch
 from tests.integration.ingest.conftest import pg_rows, referral, write_tree
@@ -91,7 +92,7 @@ def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest
     write_tree(tmp_path, {f"letter{n}.txt": referral(n) for n in range(1, 3)})
     store = LocalStore(tmp_path)
     llm_env.script = ["{not json"]  # letter1: a malformed answer
-    llm = LLMExtractor(llm_env.client(), "test-model", batch_size=1, retries=0)
+    llm = LLMExtractor(llm_env.client(), "test-model", batch_size=1, retry=RetryPolicy(0))
     # Decoys never reach the model: the same not-clinical check as the rules extractor, with its reason.
     (decoy,) = llm.extract([DocumentText("x", "x", "INVOICE #7\nAccount No: 55123\nTotal amount due: $314.00\n")])
     assert (decoy.reason, decoy.medical) == ("not-clinical", None)

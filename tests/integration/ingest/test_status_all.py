@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clinicflow.cli import app
-from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
+from clinicflow.connectors.objectstore.stores import LocalStore
 from tests.integration.ingest.conftest import referral, write_tree
 
 
@@ -64,7 +64,7 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
         store.ensure_tables(conn)
         csv = tmp_path / "mixed.csv"
         csv.write_text("t,v\n1,2.5\n2,oops\n", encoding="utf-8")
-        bucket = LocalFolderWriter(tmp_path / "bucket")
+        bucket = LocalStore(tmp_path / "bucket")
         data_file = store_upload(conn, bucket, csv, csv.name)
         job = store.insert_result(conn, data_file["id"], "peak_detection", {"column": "v"})
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from clinicflow.connectors.objectstore.patterns import parse_location
-from clinicflow.connectors.objectstore.readers import GcsStore, LocalStore, ObjectStore, S3Store, matching_objects
+from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, ObjectStore, S3Store, matching_objects
 from clinicflow.ingest.pipeline import IngestSettings, process_file_batch, run_batches
 from tests.integration.ingest.conftest import PNG, pg_rows, referral, write_tree
 

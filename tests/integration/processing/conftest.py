@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
+from clinicflow.connectors.objectstore.stores import LocalStore
 from clinicflow.processing import store
 from tests.conftest import unique_name
 from tests.integration.opendental.warehouse.conftest import pg_query
@@ -27,8 +27,8 @@ def analytics(make_pg_db: Callable[[str], PostgresServer]) -> PostgresServer:
 
 
 @pytest.fixture
-def bucket(tmp_path: Path) -> LocalFolderWriter:
-    return LocalFolderWriter(tmp_path / "bucket")
+def bucket(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "bucket")
 
 
 # One way to read PostgreSQL in tests: the load tests' helper (the duplicates tool paired a copy here).

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.buckets import LocalFolderWriter
+from clinicflow.connectors.objectstore.stores import LocalStore
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.files import register_uri, store_upload
@@ -18,7 +18,7 @@ from clinicflow.processing.runner import process_result
 from tests.integration.processing.conftest import pg_rows
 
 
-def upload(server: PostgresServer, bucket: LocalFolderWriter, path: Path, name: str | None = None) -> dict:
+def upload(server: PostgresServer, bucket: LocalStore, path: Path, name: str | None = None) -> dict:
     conn = server.connect()
     try:
         return store_upload(conn, bucket, path, name or path.name)
@@ -35,7 +35,7 @@ def submit(server: PostgresServer, file_id: int, kind: str, params: dict) -> int
 
 
 def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: PostgresServer,
-                                                                  bucket: LocalFolderWriter, tmp_path: Path) -> None:
+                                                                  bucket: LocalStore, tmp_path: Path) -> None:
     path = tmp_path / "hr.csv"
     frame = pd.DataFrame({"hr": np.arange(100, dtype=float) % 7})
     frame.to_csv(path, index=False)
@@ -78,7 +78,7 @@ def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: Pos
     assert pg_rows(analytics, "SELECT status FROM processing.results WHERE id = %s", (result_id,)) == [("COMPLETED",)]
 
 
-def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucket: LocalFolderWriter,
+def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucket: LocalStore,
                                                tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
     path.write_text("t,v\n1,2.5\n2,oops\n3,4\n", encoding="utf-8")
@@ -92,7 +92,7 @@ def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucke
     assert "column 'v' is not numeric (first bad value at row 1)" in error
 
 
-def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
+def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalStore, tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("v\n1\n2\n", encoding="utf-8")
     result_id = submit(analytics, upload(analytics, bucket, path)["id"], "data_quality", {})
@@ -103,11 +103,11 @@ def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalFolder
     assert summary == {"result_id": result_id, "status": "skipped", "reason": "result is deleted"}
 
 
-def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, bucket: LocalFolderWriter,
+def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, bucket: LocalStore,
                                                  tmp_path: Path) -> None:
     source = tmp_path / "p.parquet"
     pd.DataFrame({"x": [1.0, 2.0, 3.0]}).to_parquet(source)
-    bucket.upload_file(source, "incoming/p.parquet")
+    bucket.write("incoming/p.parquet", source)
     conn = analytics.connect()
     try:
         row = register_uri(conn, bucket, bucket.root.as_uri() + "/incoming/p.parquet", tmp_path)
@@ -120,7 +120,7 @@ def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, buc
         conn.close()
 
 
-def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServer, bucket: LocalFolderWriter,
+def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServer, bucket: LocalStore,
                                                         tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("v\n1\n2\n", encoding="utf-8")
@@ -145,7 +145,7 @@ def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServ
     assert [rows[i] for i in ids] == ["CRASHED", "FAILED", "PENDING", "PENDING"]
 
 
-def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path) -> None:
+def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalStore, tmp_path: Path) -> None:
     for name in ("a.csv", "b.csv", "c.csv"):
         (tmp_path / name).write_text("v\n1\n", encoding="utf-8")
         upload(analytics, bucket, tmp_path / name)
@@ -159,7 +159,7 @@ def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalF
 
 
 def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
-        analytics: PostgresServer, bucket: LocalFolderWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        analytics: PostgresServer, bucket: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clinicflow.processing.base import ProcessingError
     from clinicflow.processing.runner import WORKDIR_PREFIX
 
@@ -183,7 +183,7 @@ def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
     assert list(work.iterdir()) == []  # the dead run's folder swept, this run's removed
 
 
-def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer, bucket: LocalFolderWriter,
+def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer, bucket: LocalStore,
                                                        tmp_path: Path) -> None:
     """A task worker runs the script itself: a delete kills it (it writes no progress), the worker goes on."""
     import os

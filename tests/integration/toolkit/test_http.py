@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.toolkit.base import RunContext, ToolkitError
 from clinicflow.toolkit.http import (
     CursorPagination,
@@ -48,29 +49,29 @@ def test_429_waits_for_retry_after_then_succeeds(api: Api) -> None:
         slept.append(seconds)
         time.sleep(seconds)
 
-    extractor = HttpExtractor(api.base + "/limited", records_path="data", sleep=sleep, backoff_seconds=0.01)
+    extractor = HttpExtractor(api.base + "/limited", records_path="data", sleep=sleep, retry=RetryPolicy(3, 0.01))
     assert ids(extractor) == [1, 2, 3]
     assert slept == [1.0]
     assert api.state.hits["/limited"] == 2
 
 
 def test_transient_5xx_and_dropped_connections_are_retried(api: Api) -> None:
-    flaky = HttpExtractor(api.base + "/flaky", records_path="data", backoff_seconds=0.01)
+    flaky = HttpExtractor(api.base + "/flaky", records_path="data", retry=RetryPolicy(3, 0.01))
     assert ids(flaky) == [1, 2]
     assert api.state.hits["/flaky"] == 3
     assert len(flaky.waits) == 2
-    dropped = HttpExtractor(api.base + "/drop", records_path="data", backoff_seconds=0.01)
+    dropped = HttpExtractor(api.base + "/drop", records_path="data", retry=RetryPolicy(3, 0.01))
     assert ids(dropped) == [1]
     assert api.state.hits["/drop"] == 2
 
 
 def test_gives_up_after_max_retries_and_never_retries_404(api: Api) -> None:
-    down = HttpExtractor(api.base + "/always503", records_path="data", max_retries=2, backoff_seconds=0.01)
+    down = HttpExtractor(api.base + "/always503", records_path="data", retry=RetryPolicy(2, 0.01))
     with pytest.raises(ToolkitError, match=r"HTTP 503 from http://127\.0\.0\.1"):
         ids(down)
     assert api.state.hits["/always503"] == 3
     with pytest.raises(ToolkitError, match="HTTP 404"):
-        ids(HttpExtractor(api.base + "/missing", backoff_seconds=0.01))
+        ids(HttpExtractor(api.base + "/missing", retry=RetryPolicy(3, 0.01)))
     assert api.state.hits["/missing"] == 1
 
 

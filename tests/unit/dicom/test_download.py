@@ -1,13 +1,11 @@
 """Downloads against a real local HTTP server, the GCS emulator and a moto S3 server."""
 from __future__ import annotations
 
-from clinicflow.dicom.download import (
-    DownloadLimits,
-    redact,
-    stored_location,
-)
+from clinicflow.connectors.http import redact
+from clinicflow.core.retry import RetryPolicy
+from clinicflow.dicom.download import DownloadLimits, stored_location
 
-FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=1.0, connect_timeout_seconds=1.0)
+FAST = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=1.0, connect_timeout_seconds=1.0)
 
 
 def test_errors_never_show_credentials_in_urls() -> None:

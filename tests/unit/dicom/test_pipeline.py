@@ -1,10 +1,11 @@
 """One batch end to end without Prefect: real PostgreSQL state, real HTTP server, real GCS emulator."""
 from __future__ import annotations
 
+from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.reports import FileKey
 
-FAST = DownloadLimits(retries=2, backoff_base_seconds=0.01, timeout_seconds=5)
+FAST = DownloadLimits(retry=RetryPolicy(2, 0.01), timeout_seconds=5)
 
 
 def test_run_totals_count_every_failure_but_keep_a_bounded_sample() -> None:

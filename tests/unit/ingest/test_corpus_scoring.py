@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.connectors.objectstore.readers import ObjectInfo
+from clinicflow.connectors.objectstore.stores import ObjectInfo
 from clinicflow.ingest.extractors import DocumentText, RulesExtractor
 from clinicflow.ingest.pipeline import IngestSettings, build_document
 from tests.support.corpus import Score, build_corpus, score_one

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from clinicflow.connectors.objectstore.patterns import Location
-from clinicflow.connectors.objectstore.readers import ObjectInfo
+from clinicflow.connectors.objectstore.stores import ObjectInfo
 from clinicflow.scaleout.ingest_partitions import (
     objects_in_groups,
     partition_name,

@@ -5,11 +5,9 @@ from datetime import UTC
 
 import pytest
 
+from clinicflow.core.retry import retry_after_seconds
 from clinicflow.toolkit.base import RunContext, ToolkitError
-from clinicflow.toolkit.http import (
-    TokenBucket,
-    retry_after_seconds,
-)
+from clinicflow.toolkit.http import TokenBucket
 
 CTX = RunContext()
 
