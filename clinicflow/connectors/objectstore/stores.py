@@ -4,14 +4,10 @@ Every place that lists, reads, writes or deletes objects goes through these stor
 downloads, the ingestion's inputs, the processing bucket, the toolkit's file loader. Keys are
 ``/``-separated names relative to the store's folder (``folder`` of a bucket block; the local root).
 
-- :meth:`~ObjectStore.list` streams the objects under a literal prefix, in name order, with a version
-  tag (S3 ETag, GCS generation, local mtime+size);
-- :meth:`~ObjectStore.read` returns one object's bytes, refusing more than ``max_bytes``;
-- :meth:`~ObjectStore.download` copies one object to a local file (optionally size-checked first);
-- :meth:`~ObjectStore.write` uploads a local file. No partial object is ever visible under its final
-  name: locally the file goes to a hidden temporary name, is fsynced and ``os.replace``d; GCS and S3
-  objects appear only when their upload is finalised;
-- :meth:`~ObjectStore.exists` and :meth:`~ObjectStore.delete` (deleting a missing object is fine).
+``list`` streams the objects under a literal prefix in name order with a version tag (S3 ETag, GCS
+generation, local mtime+size); ``read`` refuses more than ``max_bytes``; ``write`` never shows a partial
+object under its final name (a hidden temporary file fsynced and ``os.replace``d locally; GCS and S3 objects
+appear when their upload is finalised); deleting a missing object is fine.
 
 Cloud calls are retried on transient errors through the store's :class:`~clinicflow.core.retry.RetryPolicy`.
 The GCS and S3 clients come from :mod:`clinicflow.connectors.objectstore.clients`; :func:`store_for_block`
