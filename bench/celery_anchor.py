@@ -25,7 +25,7 @@ app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_r
 
 @cache
 def _context() -> tuple[Any, Any, Any]:
-    from clinicflow.connectors.objectstore.stores import store_for_block
+    from clinicflow.connectors.objectstore.clients import store_for_block
     from clinicflow.processing.custom import scripts_dir_from_env
     from clinicflow.service.settings import processing_bucket, processing_database
 

@@ -26,7 +26,7 @@ from prefect.states import Failed
 from blocks.buckets import DICOM_BUCKET_BLOCK, resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import DICOM_REPORTS_BLOCK, resolve_block
-from clinicflow.connectors.objectstore.stores import store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger

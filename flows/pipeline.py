@@ -38,7 +38,7 @@ def resolve_connection(dialect: str, name: str) -> Any:
 
     if dialect.startswith("bucket:"):
         from blocks.buckets import resolve_bucket
-        from clinicflow.connectors.objectstore.stores import store_for_block
+        from clinicflow.connectors.objectstore.clients import store_for_block
 
         return store_for_block(resolve_bucket(dialect.partition(":")[2], name))
     if dialect == "mysql":

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.stores import store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.dicom.outputs import OutputsResult, write_outputs
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch

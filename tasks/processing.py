@@ -20,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
-from clinicflow.connectors.objectstore.stores import store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.processing.lease import LeaseKeeper
 from clinicflow.processing.runner import process_result
 

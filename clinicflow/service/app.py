@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
-from clinicflow.connectors.objectstore.stores import store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.processing import sandbox, store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import DataFileError

@@ -35,7 +35,7 @@ def serve_processing_tasks(limit: int) -> None:
     from prefect.settings import PREFECT_API_URL
     from prefect.task_worker import serve
 
-    from clinicflow.connectors.objectstore.stores import store_for_block
+    from clinicflow.connectors.objectstore.clients import store_for_block
     from clinicflow.processing import sandbox, store
     from clinicflow.processing.custom import script_runner_url, scripts_dir_from_env
     from clinicflow.processing.lease import LeaseKeeper

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy
+
+if TYPE_CHECKING:
+    from clinicflow.connectors.objectstore.stores import ObjectStore
 
 EMULATOR_PROJECT = "clinicflow-emulator"
 
@@ -37,3 +43,17 @@ def s3_client(block: Any | None = None) -> Any:
     import boto3
 
     return boto3.session.Session().client("s3")
+
+
+def store_for_block(block: Any, retry: RetryPolicy = DEFAULT_POLICY) -> ObjectStore:
+    """The store of a bucket block (``LocalFolderBucket``, ``GcsBucket`` or ``S3Bucket``)."""
+    from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, S3Store
+
+    kind = type(block).__name__
+    if kind == "LocalFolderBucket":
+        return LocalStore(Path(block.path).resolve())
+    if kind == "GcsBucket":
+        return GcsStore(gcs_client(block.gcp_credentials), block.bucket, block.bucket_folder, retry=retry)
+    if kind == "S3Bucket":
+        return S3Store(s3_client(block), block.bucket_name, block.bucket_folder, retry=retry)
+    raise TypeError(f"unsupported bucket block type {kind}")

@@ -10,8 +10,8 @@ object under its final name (a hidden temporary file fsynced and ``os.replace``d
 appear when their upload is finalised); deleting a missing object is fine.
 
 Cloud calls are retried on transient errors through the store's :class:`~clinicflow.core.retry.RetryPolicy`.
-The GCS and S3 clients come from :mod:`clinicflow.connectors.objectstore.clients`; :func:`store_for_block`
-builds the store for a bucket block without importing Prefect.
+The GCS and S3 clients, and ``store_for_block`` (the store of a bucket block, without importing Prefect),
+come from :mod:`clinicflow.connectors.objectstore.clients`.
 """
 
 from __future__ import annotations
@@ -384,20 +384,6 @@ class GcsStore(_BucketStore):
         blob = self.bucket.blob(self.folder + check_key(key))
         with contextlib.suppress(NotFound):
             call_with_retry(lambda: blob.delete(), what=f"delete {key}", policy=self.retry)
-
-
-def store_for_block(block: Any, retry: RetryPolicy = DEFAULT_POLICY) -> ObjectStore:
-    """The store of a bucket block (``LocalFolderBucket``, ``GcsBucket`` or ``S3Bucket``)."""
-    from clinicflow.connectors.objectstore.clients import gcs_client, s3_client
-
-    kind = type(block).__name__
-    if kind == "LocalFolderBucket":
-        return LocalStore(Path(block.path).resolve())
-    if kind == "GcsBucket":
-        return GcsStore(gcs_client(block.gcp_credentials), block.bucket, block.bucket_folder, retry=retry)
-    if kind == "S3Bucket":
-        return S3Store(s3_client(block), block.bucket_name, block.bucket_folder, retry=retry)
-    raise TypeError(f"unsupported bucket block type {kind}")
 
 
 def matching_objects(store: ObjectStore, location: Location) -> Iterator[ObjectInfo]:

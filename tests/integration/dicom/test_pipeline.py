@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.connectors.objectstore.stores import LocalStore, store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
+from clinicflow.connectors.objectstore.stores import LocalStore
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.outputs import csv_object_name, write_outputs

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from blocks.buckets import resolve_bucket
-from clinicflow.connectors.objectstore.stores import GcsStore, S3Store, store_for_block
+from clinicflow.connectors.objectstore.clients import store_for_block
+from clinicflow.connectors.objectstore.stores import GcsStore, S3Store
 from tests.unit.dicom.test_storage import _exercise
 
 
