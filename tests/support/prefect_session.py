@@ -20,8 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,11 +69,50 @@ def shared_api_url() -> str:
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         home = folder / "prefect"
-        server = start_prefect_server(home, port, server_env())
+        database = _create_server_database(folder)
+        env = {**server_env(), "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{PG_HOST}/{database}"}
+        server = start_prefect_server(home, port, env)
         (folder / "prefect-pid").write_text(str(server.pid))
         wait_healthy(f"{url}/health", server, home / "server.log", timeout=START_TIMEOUT)
         url_file.write_text(url)
         return url
+
+
+# The session server keeps its state in PostgreSQL, not SQLite: both xdist workers, their flow runs and
+# process workers write at once, and SQLite answers "database is locked" (503) that clients back off 2-32 s from.
+PG_HOST = "postgres@127.0.0.1:5432"
+
+
+def _admin_connection() -> Any:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+def _create_server_database(folder: Path) -> str:
+    name = f"cf_prefect_session_{uuid.uuid4().hex[:10]}"
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    (folder / "prefect-database").write_text(name)
+    return name
+
+
+def _drop_server_database(folder: Path) -> None:
+    name_file = folder / "prefect-database"
+    if not name_file.exists():
+        return
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name_file.read_text().strip()}" WITH (FORCE)')
+    finally:
+        conn.close()
 
 
 def _gone(pid: int) -> bool:
@@ -101,6 +142,8 @@ def stop_session_server(folder: Path) -> None:
                 time.sleep(0.1)
         except ProcessLookupError:
             pass
+    with contextlib.suppress(Exception):  # a database left behind never fails the session
+        _drop_server_database(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 
