@@ -29,6 +29,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.utilities.annotations import quote
 
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
@@ -132,9 +133,12 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
                f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
                f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
                + (f"; {partitions_failed}" if partitions_failed else ""))
-    create_table_artifact(key=ARTIFACT_KEY, table=[o.as_row() for o in outcomes], description=summary)
+    rows = [o.as_row() for o in outcomes]  # the artifact's rows and the flow's return value
+    create_table_artifact(key=ARTIFACT_KEY, table=rows, description=summary)
     # A child run lost after its tables committed still fails the night: the rerun retries that partition.
-    load_tasks.record_run(pg, run_id, outcomes, summary, other_failure=bool(partitions_failed))
+    # quote: Prefect would otherwise walk every field of every outcome looking for futures (450 tables: the
+    # largest part of a no-op night's flow time, bench/results/loading-history.md).
+    load_tasks.record_run(pg, run_id, quote(outcomes), summary, other_failure=bool(partitions_failed))
     for outcome in failed:
         log.error("%s: %s", outcome.table, outcome.error)
     if failed:
@@ -144,7 +148,7 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     if partitions_failed:
         raise TablesFailed(f"{len(outcomes)} of {len(outcomes)} tables ok, but {partitions_failed}")
     log.info(summary)
-    return [o.as_row() for o in outcomes]
+    return rows
 
 
 def _night_signals(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, config: TablesConfig,
