@@ -6,9 +6,9 @@ In the same run, on the same rows:
   encoding, streamed into ``COPY FROM STDIN``, key and indexes built after,
   atomic swap), in a child process so its peak RSS is its own;
 * **pgloader** (the anchor tool), same table, default casts, indexes included;
-* **project, verified**: the same load with its verification (the copy's own
-  row hashes against one aggregate on raw, and a spot check), whose cost is
-  printed as the difference to the unverified load of the same round;
+* **project, verified**: the same load with its verification (docs/loading.md),
+  whose cost is printed as the difference to the unverified load of the same
+  round;
 * **bare COPY**: ``COPY FROM`` a server-side file holding exactly the COPY
   text of the same rows into an unindexed table with the same columns (the
   write limit), and the same followed by the same key and indexes.
