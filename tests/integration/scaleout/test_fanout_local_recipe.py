@@ -134,7 +134,8 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
     spans = worker_spans(children_of("ingest_two"))
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if b[0] < a[1] and a[0] < b[1]]
     assert overlapping, f"no two children ran at once with 2 workers: {spans}"
-    # Issue 28's bar. Timing-sensitive on a shared 2-core machine: see docs/scale-out.md and
-    # bench/results/fanout-history.md for the measured spread and what still moves it (load drift between the
-    # two runs; a SQLite-backed server's 503 "database is locked" answers, which its clients back off from).
+    # Issue 28's bar. Timing-sensitive: on the shared 2-core machine with the SQLite-backed session server it
+    # measured 0.48 to 1.17 (bench/results/fanout-history.md: load drift between the two halves, and 503
+    # "database is locked" answers that Prefect's clients back off from for 2-32 s), so it does not hold
+    # reliably there yet.
     assert two <= 0.6 * one, f"2 workers {two:.1f} s vs 1 worker {one:.1f} s (ratio {two / one:.2f})\n{logs}"
