@@ -36,6 +36,7 @@ from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
 from clinicflow.scaleout import dicom_partitions
+from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
 from tasks.dicom import (
@@ -163,10 +164,9 @@ def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int,
     parameters = {r.name(i): {"options": child_options, "key_range": r.as_parameter(),
                               "run_id": run_id} for i, r in enumerate(ranges)}
     children = run_partitions(RANGE_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
-    failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
-              for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
+    failed = failed_children_message(children, "key ranges")
     total = run_totals_task(state_server, options.state_schema, options.dataset, run_id)
-    return total, ([f"{len(failed)} of {len(children)} key ranges failed: " + "; ".join(failed[:5])] if failed else [])
+    return total, ([failed] if failed is not None else [])
 
 
 def _extract(options: DicomRunOptions) -> Any:

@@ -33,6 +33,7 @@ from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
 from clinicflow.scaleout import ingest_partitions
+from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
 from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
@@ -223,8 +224,7 @@ def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[st
     parameters = {ingest_partitions.partition_name(i, g): {"pattern": pattern, "prefixes": g, "run_id": run_id,
                                                            **options} for i, g in enumerate(groups)}
     children = run_partitions(PREFIX_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
-    failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
-              for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
+    failed = failed_children_message(children, "prefix partitions")
     with connected(server) as conn:
         counts = ingest_partitions.recorded_ingest_counts(conn, options["ingest_schema"], run_id, listed=listed[0])
     seconds = time.monotonic() - started
@@ -232,8 +232,8 @@ def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[st
                           key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
                           description=f"ingest {pattern} (fan-out, {len(groups)} partitions): {counts.staged} staged, "
                                       f"{counts.extracted} extracted, {counts.failures} dead-lettered")
-    if failed:
-        return Failed(message=f"{len(failed)} of {len(children)} prefix partitions failed: " + "; ".join(failed[:5]))
+    if failed is not None:
+        return Failed(message=failed)
     return {"pattern": pattern, "run_id": run_id, "partitions": len(groups), "staged": counts.staged,
             "extracted": counts.extracted, "dead_lettered": counts.failures, "seconds": round(seconds, 2)}
 

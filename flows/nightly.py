@@ -25,7 +25,7 @@ With no Prefect API configured, Prefect runs the flow on its embedded server.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -37,7 +37,7 @@ from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental import catalog_signals
 from clinicflow.opendental.guards import check_analytics_is_not_source, check_targets
-from clinicflow.opendental.metrics import TableOutcome
+from clinicflow.opendental.metrics import TableOutcome, night_verdict
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
 from clinicflow.opendental.warehouse import load_steps
@@ -128,26 +128,20 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
             signals.record(outcomes)
         except Exception as exc:  # noqa: BLE001 - the next night then visits every table: slower, never wrong
             log.warning("catalog signals not stored: %s: %s", type(exc).__name__, exc)
-    failed = [o for o in outcomes if o.failed]
-    summary = (f"{flow_name}: {len(outcomes) - len(failed)} of {len(outcomes)} tables ok, {len(failed)} failed; "
-               f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
-               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
-               + (f"; {partitions_failed}" if partitions_failed else ""))
+    verdict = night_verdict(flow_name, outcomes, partitions_failed)
     rows = [o.as_row() for o in outcomes]  # the artifact's rows and the flow's return value
-    create_table_artifact(key=ARTIFACT_KEY, table=rows, description=summary)
+    create_table_artifact(key=ARTIFACT_KEY, table=rows, description=verdict.summary)
     # A child run lost after its tables committed still fails the night: the rerun retries that partition.
     # quote: Prefect would otherwise walk every field of every outcome looking for futures (450 tables: the
     # largest part of a no-op night's flow time, bench/results/loading-history.md).
-    load_tasks.record_run(pg, run_id, quote(outcomes), summary, other_failure=bool(partitions_failed))
-    for outcome in failed:
-        log.error("%s: %s", outcome.table, outcome.error)
-    if failed:
-        detail = "; ".join(f"{o.table}: {o.error}" for o in failed[:10])
-        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}"
-                           + (f" ({partitions_failed})" if partitions_failed else ""))
-    if partitions_failed:
-        raise TablesFailed(f"{len(outcomes)} of {len(outcomes)} tables ok, but {partitions_failed}")
-    log.info(summary)
+    quoted = cast(list[TableOutcome], quote(outcomes))  # Prefect unwraps quote() before the task runs
+    load_tasks.record_run(pg, run_id, quoted, verdict.summary, other_failure=verdict.failed)
+    for outcome in outcomes:
+        if outcome.failed:
+            log.error("%s: %s", outcome.table, outcome.error)
+    if verdict.failure is not None:
+        raise TablesFailed(verdict.failure)
+    log.info(verdict.summary)
     return rows
 
 

@@ -29,7 +29,7 @@ from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental import metrics
 from clinicflow.opendental.guards import check_targets
-from clinicflow.opendental.metrics import TableOutcome
+from clinicflow.opendental.metrics import TableOutcome, tables_failed_message
 from clinicflow.opendental.tables.config import load_tables_config
 from flows.fanout_runner import FANOUT_TAG, read_children, run_partitions, run_tag, start_child
 from flows.tiers import (
@@ -98,9 +98,8 @@ def nightly_tables(tables: list[str], run_id: str, full_refresh: bool = False, s
             outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,
                                         full_refresh=full_refresh, replicate=replicate)
     record_tables(pg, run_id, outcomes)
-    failed = [o for o in outcomes if o.failed]
-    if failed:
-        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: "
-                           + "; ".join(f"{o.table}: {o.error}" for o in failed[:10]))
+    failure = tables_failed_message(outcomes)
+    if failure is not None:
+        raise TablesFailed(failure)
     # A small pointer: the results themselves are in PostgreSQL.
     return {"run_id": run_id, "tables": [o.table for o in outcomes], "rows": sum(o.rows for o in outcomes)}

@@ -16,6 +16,7 @@ from blocks.databases import MySQLServer
 from blocks.resolve import REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
 from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
+from clinicflow.core.verdicts import failed_of
 from clinicflow.opendental.guards import check_replica_is_not_source
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import ConfigError, load_tables_config
@@ -42,10 +43,9 @@ def publish_summary(outcomes: list[ReplicatedTable], key: str, title: str) -> No
 
 
 def raise_if_failed(outcomes: list[ReplicatedTable]) -> None:
-    failed = [o for o in outcomes if o.status != "ok"]
-    if failed:
-        detail = "; ".join(f"{o.table}: {o.error}" for o in failed[:10])
-        raise TablesFailed(f"{len(failed)} of {len(outcomes)} tables failed: {detail}")
+    failure = failed_of([f"{o.table}: {o.error}" for o in outcomes if o.status != "ok"], len(outcomes), "tables")
+    if failure is not None:
+        raise TablesFailed(failure)
 
 
 # Concurrent copies (chunks of one table and tables of one tier share them): $CLINICFLOW_REPLICATION_WORKERS,

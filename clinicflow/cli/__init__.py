@@ -8,6 +8,7 @@ them all to ``app``, so one place shows the whole command line. In a source chec
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import logging
 import os
@@ -79,10 +80,8 @@ def _exit_without_teardown(status: list[int]) -> None:
     """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(status[0])
 
 

@@ -60,16 +60,26 @@ def deploy_children_on_process_pool(pool: str) -> list[str]:
 
     The local recipe (docs/scale-out.md): N ``prefect worker start --pool POOL --type process --limit 1``
     run the children; the parent runs in the ``clinicflow ... --mode fanout`` process, holding no worker slot.
+
+    Each child deployment names its command, this checkout's interpreter running ``prefect.engine``: a process
+    worker then starts the engine directly (which runs the pull step and imports the entrypoint itself).
+    Without a command, Prefect 3.9's process worker first starts a workspace supervisor, a second interpreter
+    that imports Prefect only to prepare the working directory and then replaces itself with the engine:
+    about as much CPU again as the engine's own start, for every child.
     """
     import asyncio
+    import sys
 
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.processutils import command_to_string
 
     from flows.pipeline_registry import CHECKOUT_ROOT, code_location
+
+    engine_command = command_to_string([sys.executable, "-m", "prefect.engine"])
 
     async def go() -> list[str]:
         where = code_location("process", None)
@@ -87,7 +97,8 @@ def deploy_children_on_process_pool(pool: str) -> list[str]:
                 flow_id = await client.create_flow_from_name(child.name)
                 await client.create_deployment(
                     flow_id=flow_id, name=name, entrypoint=entrypoint, work_pool_name=pool,
-                    pull_steps=where.pull_steps, job_variables={"working_dir": str(CHECKOUT_ROOT)},
+                    pull_steps=where.pull_steps, job_variables={"working_dir": str(CHECKOUT_ROOT),
+                                                                "command": engine_command},
                     parameter_openapi_schema=parameter_schema(child).model_dump_for_openapi(),
                     tags=["clinicflow-fanout-child"])
                 made.append(f"{child.name}/{name}")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from clinicflow.core.dbapi import PgConnection, column_names
 from clinicflow.core.sql import quote_ident
+from clinicflow.core.verdicts import Verdict, failed_of
 
 METRICS_SCHEMA = "clinicflow"
 
@@ -175,6 +176,30 @@ def record_tables(pg_conn: PgConnection, run_id: str, outcomes: Sequence[TableOu
             rows, template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             page_size=500)
     pg_conn.commit()
+
+
+def tables_failed_message(outcomes: Sequence[TableOutcome]) -> str | None:
+    """``"N of M tables failed: table: error; ..."`` (the first ten), or None when no table failed."""
+    return failed_of([f"{o.table}: {o.error}" for o in outcomes if o.failed], len(outcomes), "tables")
+
+
+def night_verdict(flow_name: str, outcomes: Sequence[TableOutcome], partitions_failed: str = "") -> Verdict:
+    """The verdict of a nightly (or load) run: its summary line, and its failure when a table failed or, fanned
+    out, a child run was lost (``partitions_failed``, the parent's line naming them): such a night fails even
+    when every table committed, so that a rerun with its key retries those partitions."""
+    failed = sum(1 for o in outcomes if o.failed)
+    summary = (f"{flow_name}: {len(outcomes) - failed} of {len(outcomes)} tables ok, {failed} failed; "
+               f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
+               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
+               + (f"; {partitions_failed}" if partitions_failed else ""))
+    tables = tables_failed_message(outcomes)
+    if tables is not None:
+        failure: str | None = tables + (f" ({partitions_failed})" if partitions_failed else "")
+    elif partitions_failed:
+        failure = f"{len(outcomes)} of {len(outcomes)} tables ok, but {partitions_failed}"
+    else:
+        failure = None
+    return Verdict(summary, failure)
 
 
 def finish_run(pg_conn: PgConnection, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,

@@ -18,6 +18,7 @@ from typing import Any
 
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.sql import quote_ident
+from clinicflow.core.verdicts import failed_of
 from clinicflow.opendental.metrics import METRICS_SCHEMA, TableOutcome
 from clinicflow.opendental.tables.config import TablesConfig
 
@@ -175,11 +176,16 @@ def report_partition(partition: Partition, child: ChildRun, table_rows: dict[str
 
 def failed_partitions_message(reports: list[PartitionReport]) -> str:
     """One line naming the failed partitions (empty when none failed)."""
-    failed = [r for r in reports if r.status != "ok"]
-    if not failed:
-        return ""
-    return f"{len(failed)} of {len(reports)} partitions failed: " + "; ".join(
-        f"{r.partition} ({r.error})" for r in failed[:10])
+    return failed_of([f"{r.partition} ({r.error})" for r in reports if r.status != "ok"], len(reports),
+                     "partitions") or ""
+
+
+def failed_children_message(children: dict[str, ChildRun], things: str) -> str | None:
+    """``"N of M <things> failed: name (child run Crashed: message); ..."`` for the children (partition name ->
+    finished child) that did not complete (the first five), or None when every one completed."""
+    failed = [f"{name} (child run {c.state_name or c.state_type}{': ' + c.message[:200] if c.message else ''})"
+              for name, c in sorted(children.items()) if c.state_type != "COMPLETED"]
+    return failed_of(failed, len(children), things, limit=5)
 
 
 def overhead_per_child(fanned_seconds: float, in_pod_seconds: float, children: int, workers: int) -> float:

@@ -307,4 +307,4 @@ def _parsed_once(text: str) -> Any:
     if _last_parsed is None or _last_parsed[0] != text:
         # Kept pickled: a copy from the pickle costs a few ms, where copy.deepcopy cost as much as the parse.
         _last_parsed = (text, pickle.dumps(yaml_load(text)))
-    return pickle.loads(_last_parsed[1])  # noqa: S301 - our own pickle of this file's parsed data
+    return pickle.loads(_last_parsed[1])

@@ -27,7 +27,9 @@ from tests.integration.ingest.conftest import ingest_db, referral, write_tree  #
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
-FILES = 10  # per partition: the children are equal, and small (a child's cost is mostly its process start)
+# Per partition: the 4 children are equal, each a real ingest (read, stage, extract, commit; 3 batches of
+# 100) and not a sleep; on this machine a child's process start still costs more than its work.
+FILES = 250
 
 
 def worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -105,7 +107,7 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
 
     def fanned_run(tag: str) -> float:
         """Step 4: the parent in this process; 4 equal prefix partitions."""
-        write_tree(tmp_path / tag, {f"p{p}/r{n}.txt": referral(100 * p + n) for p in range(4) for n in range(FILES)})
+        write_tree(tmp_path / tag, {f"p{p}/r{n}.txt": referral(FILES * p + n) for p in range(4) for n in range(FILES)})
         started = time.monotonic()
         ran = CliRunner().invoke(app, ["ingest", "run", str(tmp_path / tag / "**" / "*.txt"), "--mode", "fanout",
                                        "--partitions", "4", "--fanout-width", "4", "--schema", f"ingest_{tag}"])
@@ -133,7 +135,8 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
     spans = worker_spans(children_of("ingest_two"))
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if b[0] < a[1] and a[0] < b[1]]
     assert overlapping, f"no two children ran at once with 2 workers: {spans}"
-    # The target is 0.6; each child's process start is CPU-bound, and on a 2-core machine shared with other
-    # test runs (load 15-18) two starts at once measured 0.65-0.66, so this guards the fan-out (2 children
-    # at a time, not 1) with room for that contention.
-    assert two <= 0.75 * one, f"2 workers {two:.1f} s vs 1 worker {one:.1f} s (ratio {two / one:.2f})\n{logs}"
+    # Issue 28's bar. Timing-sensitive: on the shared 2-core machine with the SQLite-backed session server it
+    # measured 0.48 to 1.17 (bench/results/fanout-history.md: load drift between the two halves, and 503
+    # "database is locked" answers that Prefect's clients back off from for 2-32 s), so it does not hold
+    # reliably there yet.
+    assert two <= 0.6 * one, f"2 workers {two:.1f} s vs 1 worker {one:.1f} s (ratio {two / one:.2f})\n{logs}"
