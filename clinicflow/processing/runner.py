@@ -6,13 +6,15 @@ on it as FAILED with the reason before the error propagates.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +42,40 @@ class RowEnded(ClinicflowError):
     """The row left PROCESSING while the run was going (deleted, cancelled, declared crashed): stop quietly."""
 
 
-def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
+def process_result(connect: Callable[[], Any], writer: Any, result_id: int | None, *, flow_run_id: str | None,
                    scripts_dir: Path, workdir: Path | None = None, worker: str | None = None,
-                   task_run_id: str | None = None, retry_base_seconds: float = 1.0) -> dict[str, Any]:
-    """Process row ``result_id``; returns a short summary. Raises after marking the row FAILED.
+                   task_run_id: str | None = None, retry_base_seconds: float = 1.0,
+                   track: Callable[[int], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
+    """Process row ``result_id`` (None: the row of background task run ``task_run_id``); returns a short
+    summary. Raises after marking the row FAILED.
 
     With ``worker`` (a task worker's id) the row is claimed PENDING -> PROCESSING only, so a task run
-    delivered twice runs once; the worker's lease keeper renews ``heartbeat_at`` meanwhile.
+    delivered twice runs once; the worker's lease keeper renews ``heartbeat_at`` meanwhile (``track``).
     Transient errors (core.retry's classification) are retried; any other error fails the row at once.
     """
     conn = connect()
+    try:
+        if result_id is None:
+            assert task_run_id is not None, "a row id or a task run id"
+            result_id = store.result_for_task_run(conn, task_run_id)
+            if result_id is None:
+                return {"task_run_id": task_run_id, "status": "skipped", "reason": "no result has this task run"}
+        with (track or _untracked)(result_id):
+            return _claim_and_run(conn, connect, writer, result_id, flow_run_id=flow_run_id, scripts_dir=scripts_dir,
+                                  workdir=workdir, worker=worker, task_run_id=task_run_id,
+                                  retry_base_seconds=retry_base_seconds)
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _untracked(_result_id: int) -> Iterator[None]:
+    yield
+
+
+def _claim_and_run(conn: Any, connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
+                   scripts_dir: Path, workdir: Path | None, worker: str | None, task_run_id: str | None,
+                   retry_base_seconds: float) -> dict[str, Any]:
     try:
         started = store.claim(conn, result_id, worker, task_run_id) if worker is not None \
             else store.mark_processing(conn, result_id, flow_run_id)

@@ -59,11 +59,18 @@ _DDL = (
     "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS worker text",
     "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     "CREATE INDEX IF NOT EXISTS results_type_idx ON {s}.results (processing_type, id)",
+    # The outbox: a row is dispatched (its run created in Prefect) after it is written; a dispatcher claims
+    # undispatched rows for a while (dispatch_claimed_at) so that two API processes do not send the same row.
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatched_at timestamptz",
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatch_claimed_at timestamptz",
+    "CREATE INDEX IF NOT EXISTS results_undispatched_idx ON {s}.results (id) "
+    "WHERE status = 'PENDING' AND dispatched_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS results_task_run_idx ON {s}.results (task_run_id)",
 )
 
 RESULT_COLUMNS = ("id", "data_file_id", "processing_type", "parameters", "status", "flow_run_id", "progress",
                   "error", "created_at", "updated_at", "started_at", "finished_at", "task_run_id", "worker",
-                  "heartbeat_at")
+                  "heartbeat_at", "dispatched_at")
 FILE_COLUMNS = ("id", "name", "size_bytes", "sha256", "format", "columns", "row_count", "object_name",
                 "storage_uri", "created_at")
 
@@ -144,11 +151,13 @@ def _notify(cur: Any, result_id: int, status: str, progress: float) -> None:
                 (CHANNEL, json.dumps({"id": result_id, "status": status, "progress": progress})))
 
 
-def insert_result(conn: Any, data_file_id: int, processing_type: str, parameters: dict[str, Any]) -> int:
-    """A new PENDING row; its id."""
+def insert_result(conn: Any, data_file_id: int, processing_type: str, parameters: dict[str, Any],
+                  task_run_id: str | None = None) -> int:
+    """A new PENDING row; its id. ``task_run_id``: the id its background task run will be created with."""
     with conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters) VALUES (%s, %s, %s) "
-                    "RETURNING id", (data_file_id, processing_type, json.dumps(parameters)))
+        cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters, task_run_id) "
+                    "VALUES (%s, %s, %s, %s) RETURNING id",
+                    (data_file_id, processing_type, json.dumps(parameters), task_run_id))
         result_id = int(cur.fetchone()[0])
         _notify(cur, result_id, "PENDING", 0.0)
     conn.commit()
@@ -162,11 +171,44 @@ def set_flow_run_id(conn: Any, result_id: int, flow_run_id: str) -> None:
     conn.commit()
 
 
-def set_task_run_id(conn: Any, result_id: int, task_run_id: str) -> None:
+@dataclass(frozen=True)
+class Undispatched:
+    id: int
+    task_run_id: str | None
+    row_count: int
+
+
+def claim_undispatched(conn: Any, claim_seconds: float, limit: int = 500) -> list[Undispatched]:
+    """PENDING rows whose run is not created yet and that no dispatcher claimed in the last ``claim_seconds``
+    (oldest first), now claimed by the caller: the rows just written, and those whose dispatch failed or
+    whose dispatcher stopped (their claim ran out)."""
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results SET task_run_id = %s, updated_at = now() WHERE id = %s",
-                    (task_run_id, result_id))
+        cur.execute(f"UPDATE {_s()}.results r SET dispatch_claimed_at = now() FROM {_s()}.data_files f "
+                    f"WHERE r.id IN (SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND dispatched_at IS NULL "
+                    "AND (dispatch_claimed_at IS NULL OR dispatch_claimed_at < now() - make_interval(secs => %s)) "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) AND f.id = r.data_file_id "
+                    "RETURNING r.id, r.task_run_id, f.row_count", (claim_seconds, limit))
+        found = [Undispatched(int(i), None if t is None else str(t), int(n)) for i, t, n in cur.fetchall()]
     conn.commit()
+    return sorted(found, key=lambda r: r.id)
+
+
+def mark_dispatched(conn: Any, result_id: int, *, task_run_id: str | None = None,
+                    flow_run_id: str | None = None) -> None:
+    """The row's run exists in Prefect: never sent again."""
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET dispatched_at = now(), task_run_id = coalesce(%s, task_run_id), "
+                    "flow_run_id = coalesce(%s, flow_run_id) WHERE id = %s", (task_run_id, flow_run_id, result_id))
+    conn.commit()
+
+
+def result_for_task_run(conn: Any, task_run_id: str) -> int | None:
+    """The id of the row whose background task run is ``task_run_id`` (None: deleted)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id FROM {_s()}.results WHERE task_run_id = %s", (task_run_id,))
+        found = cur.fetchone()
+    conn.rollback()
+    return None if found is None else int(found[0])
 
 
 def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
@@ -233,18 +275,6 @@ def reap_lost(conn: Any, lease_seconds: float) -> list[Reaped]:
             ended.append(Reaped(int(result_id), None if task_run_id is None else str(task_run_id), str(error)))
     conn.commit()
     return ended
-
-
-def undispatched(conn: Any, older_than_seconds: float, limit: int = 1000) -> list[int]:
-    """PENDING rows with neither a task run nor a flow run after ``older_than_seconds``: the API stopped
-    between writing the row and dispatching it."""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND task_run_id IS NULL "
-                    "AND flow_run_id IS NULL AND created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
-                    (older_than_seconds, limit))
-        found = [int(r[0]) for r in cur.fetchall()]
-    conn.rollback()
-    return found
 
 
 def set_progress(conn: Any, result_id: int, progress: float) -> Transition | None:

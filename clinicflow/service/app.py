@@ -50,6 +50,8 @@ UPLOAD_BLOCK = 1 << 20
 # The reconciler looks at active rows that have not moved for this long, this often.
 RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
+# Data files whose row count and columns the API keeps in memory (they never change).
+KNOWN_FILES = 10_000
 
 
 # Above PostgreSQL's bigint a value is a 422 naming it, not a database error.
@@ -73,9 +75,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     writer = writer_for(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
-    database = settings.database
-    dispatcher = Dispatcher(pool, f"{database.host}:{database.port}/{database.database}",
-                            lambda client, result_id: _start_run(client, settings.deployment, result_id))
+    dispatcher = Dispatcher(pool, lambda client, result_id: _start_run(client, settings.deployment, result_id))
+    # Data files never change once registered: a request reads its file's row count and columns from here.
+    known_files: dict[int, dict[str, Any]] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +114,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     def token_ok(given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), settings.token.encode())  # type: ignore[union-attr]
 
-    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None or not token_ok(credentials.credentials):
             raise HTTPException(401, "a valid API token is required (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -185,9 +187,15 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
 
     @app.post("/api/etl/process", status_code=202, dependencies=auth)
     async def process(request: ProcessRequest) -> dict[str, Any]:
-        data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
+        """Validate, write the PENDING row (the outbox) and answer; the dispatcher creates the run."""
+        data_file = known_files.get(request.data_file_id)
         if data_file is None:
-            raise invalid("data_file_id", f"no data file {request.data_file_id}")
+            data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
+            if data_file is None:
+                raise invalid("data_file_id", f"no data file {request.data_file_id}")
+            if len(known_files) >= KNOWN_FILES:
+                known_files.clear()
+            known_files[request.data_file_id] = data_file
         if bad := limits.check_json_value(request.parameters, "parameters"):
             raise invalid(*bad)
         try:
@@ -195,12 +203,11 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
                                       file_columns=[c["name"] for c in data_file["columns"]])
         except InvalidRequest as exc:
             raise invalid(exc.field, exc.message) from None
+        as_deployment = dispatcher.as_deployment_run(int(data_file["row_count"]))
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
-                                            params.model_dump(mode="json"))
-        row_count = int(data_file["row_count"])
-        dispatcher.submit(result_id, row_count)
-        return {"id": result_id, "status": "PENDING",
-                "runs_as": "deployment" if dispatcher.as_deployment_run(row_count) else "task"}
+                                            params.model_dump(mode="json"), None if as_deployment else str(uuid4()))
+        dispatcher.wake()
+        return {"id": result_id, "status": "PENDING", "runs_as": "deployment" if as_deployment else "task"}
 
     @app.get("/api/etl/results", dependencies=auth)
     async def list_results(status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED",
@@ -226,11 +233,13 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     async def export(result_id: ResultId, format: Literal["json", "csv"] = "json") -> Any:
         row = await one_result(result_id)
         disposition = {"Content-Disposition": f'attachment; filename="result-{result_id}.{format}"'}
+        # Full resolution, streamed: a series result's export holds every row of the data file (the row keeps
+        # an overview, the chart its own downsampled points).
         if format == "json":
-            return JSONResponse(row, headers=disposition)
-        # Full resolution: a rolling mean's CSV holds every row of the data file (the chart's points are separate).
-        chunks = await run_in_threadpool(series.csv, row)
-        return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=disposition)
+            json_chunks = await run_in_threadpool(series.json, row)
+            return StreamingResponse(json_chunks, media_type="application/json", headers=disposition)
+        csv_chunks = await run_in_threadpool(series.csv, row)
+        return StreamingResponse(csv_chunks, media_type="text/csv; charset=utf-8", headers=disposition)
 
     @app.delete("/api/etl/results/{result_id}", dependencies=auth)
     async def delete(result_id: ResultId) -> dict[str, Any]:
