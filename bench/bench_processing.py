@@ -16,8 +16,8 @@
    the same jobs through a minimal Celery + Redis app (``bench.celery_anchor``,
    the replaced stack) on as many worker slots; the ratio of jobs/minute.
 
-    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 2]
-        [--threads 2] [--skip-peaks] [--skip-jobs]
+    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 4]
+        [--threads 1] [--skip-peaks] [--skip-jobs]
 """
 from __future__ import annotations
 
@@ -203,8 +203,9 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     seconds, per_minute = throughput(rows)
     anchor_seconds, anchor_per_minute = throughput(anchor_rows)
-    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; task workers: {processes} processes x "
-          f"{threads} threads; Celery anchor: prefork --concurrency {processes * threads}, Redis broker")
+    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: one uvicorn process; "
+          f"task workers: {processes} processes x {threads} threads; Celery anchor: prefork --concurrency "
+          f"{processes * threads}, Redis broker")
     print(f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
           f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)")
     print(f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
@@ -269,8 +270,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--processes", type=int, default=2, help="Task-worker processes (Celery: x threads).")
-    parser.add_argument("--threads", type=int, default=2, help="Runs at once per task-worker process.")
+    parser.add_argument("--processes", type=int, default=4, help="Task-worker processes (Celery: x threads).")
+    parser.add_argument("--threads", type=int, default=1, help="Runs at once per task-worker process.")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")
     args = parser.parse_args()

@@ -124,9 +124,9 @@ def sweep_orphaned_workdirs(workdir: Path | None = None) -> int:
 
 
 def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
-    row = store.get_result(conn, result_id, with_data=False)
-    assert row is not None
-    data_file = store.get_data_file(conn, row["data_file_id"])
+    job = store.get_job(conn, result_id)
+    assert job is not None
+    row, data_file = job
     if data_file is None:
         raise ProcessingError(f"data file {row['data_file_id']} is not registered")
     columns = [c["name"] for c in data_file["columns"]]
@@ -171,15 +171,12 @@ def _run(conn: Any, writer: Any, result_id: int, scripts_dir: Path, workdir: Pat
         finally:
             os.close(handle)
     try:
-        size = len(json.dumps(result, allow_nan=False))
+        text = json.dumps(result, allow_nan=False)  # once: measured here, stored as is
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
-    if size > (limit := max_result_bytes()):
+    if (size := len(text)) > (limit := max_result_bytes()):
         raise ProcessingError(f"result of {size} bytes is larger than the limit of {limit} bytes "
                               "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
-    try:
-        done = store.mark_completed(conn, result_id, result)
-    except (TypeError, ValueError) as exc:
-        raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
+    done = store.mark_completed(conn, result_id, text)
     return {"result_id": result_id, "status": done.status if done else "ended before completion",
             "processing_type": row["processing_type"]}

@@ -213,13 +213,14 @@ def result_for_task_run(conn: Any, task_run_id: str) -> int | None:
 
 def _transition(conn: Any, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
                 params: tuple[Any, ...]) -> Transition | None:
+    # The change and its NOTIFY in one statement (one round trip), committed together.
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
-                    "WHERE id = %s AND status = ANY(%s) RETURNING id, status, progress",
-                    (status, *params, result_id, list(allowed_from)))
+        cur.execute(f"WITH changed AS (UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
+                    "WHERE id = %s AND status = ANY(%s) RETURNING id, status, progress) "
+                    "SELECT id, status, progress, pg_notify(%s, json_build_object('id', id, 'status', status, "
+                    "'progress', progress)::text) FROM changed",
+                    (status, *params, result_id, list(allowed_from), CHANNEL))
         found = cur.fetchone()
-        if found is not None:
-            _notify(cur, found[0], found[1], float(found[2]))
     conn.commit()
     return None if found is None else Transition(int(found[0]), str(found[1]), float(found[2]))
 
@@ -282,10 +283,11 @@ def set_progress(conn: Any, result_id: int, progress: float) -> Transition | Non
                        (max(0.0, min(1.0, progress)),))
 
 
-def mark_completed(conn: Any, result_id: int, result_data: dict[str, Any]) -> Transition | None:
+def mark_completed(conn: Any, result_id: int, result_data: dict[str, Any] | str) -> Transition | None:
+    """PROCESSING -> COMPLETED with the result (a dict, or its JSON text when the caller has it already)."""
+    text = result_data if isinstance(result_data, str) else json.dumps(result_data, allow_nan=False)
     return _transition(conn, result_id, "COMPLETED", ("PROCESSING",),
-                       "progress = 1, result_data = %s, error = NULL, finished_at = now()",
-                       (json.dumps(result_data, allow_nan=False),))
+                       "progress = 1, result_data = %s, error = NULL, finished_at = now()", (text,))
 
 
 def mark_ended(conn: Any, result_id: int, status: str, error: str) -> Transition | None:
@@ -294,6 +296,21 @@ def mark_ended(conn: Any, result_id: int, status: str, error: str) -> Transition
         raise ValueError(f"not an end status: {status!r}")
     return _transition(conn, result_id, status, ACTIVE, "error = %s, finished_at = now()",
                        (error[:MAX_ERROR_CHARS],))
+
+
+def get_job(conn: Any, result_id: int) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """(the row without its result, its data file or None) in one query; None when the row is gone."""
+    with conn.cursor() as cur:
+        selected = [f"r.{c}" for c in RESULT_COLUMNS] + [f"f.{c}" for c in FILE_COLUMNS]
+        cur.execute(f"SELECT {', '.join(selected)} FROM {_s()}.results r "
+                    f"LEFT JOIN {_s()}.data_files f ON f.id = r.data_file_id WHERE r.id = %s", (result_id,))
+        found = cur.fetchone()
+    conn.rollback()
+    if found is None:
+        return None
+    row = _plain(dict(zip(RESULT_COLUMNS, found[:len(RESULT_COLUMNS)], strict=True)))
+    data_file = _plain(dict(zip(FILE_COLUMNS, found[len(RESULT_COLUMNS):], strict=True)))
+    return row, (data_file if data_file["id"] is not None else None)
 
 
 def get_result(conn: Any, result_id: int, *, with_data: bool = True) -> dict[str, Any] | None:

@@ -6,8 +6,9 @@ requires ``Authorization: Bearer <token>`` (the WebSocket: the token in its firs
 subprotocol, never the URL; limits and bad values: :mod:`clinicflow.service.limits`).
 A processing request is validated against the processor registry (422
 naming the field), inserted PENDING and answered at once; the dispatcher
-(:mod:`clinicflow.service.dispatch`) then sends it to the task workers as a
-background task run (or, for a huge file, as a ``process-data`` deployment run).
+(:mod:`clinicflow.service.dispatch`, a child process of the API) then sends it
+to the task workers as a background task run (or, for a huge file, as a
+``process-data`` deployment run).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.processors import REGISTRY, validate_request
 from clinicflow.service import limits
-from clinicflow.service.dispatch import Dispatcher, cancel_task_run
+from clinicflow.service.dispatch import DispatcherProcess, as_deployment_run, cancel_task_run
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries, series_router
@@ -75,7 +76,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     writer = writer_for(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
-    dispatcher = Dispatcher(pool, lambda client, result_id: _start_run(client, settings.deployment, result_id))
+    dispatcher = DispatcherProcess()
     # Data files never change once registered: a request reads its file's row count and columns from here.
     known_files: dict[int, dict[str, Any]] = {}
 
@@ -99,7 +100,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
                     yield
                 finally:
                     reconciler.cancel()
-                    await dispatcher.stop()
+                    await asyncio.to_thread(dispatcher.stop)
         finally:
             await live.stop()
             pool.close()
@@ -132,8 +133,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported by type only
             database = f"error: {type(exc).__name__}"
-        return {"status": "ok" if database == "ok" else "degraded", "database": database,
-                "live_updates": live.listening.is_set(),
+        return {"status": "ok" if database == "ok" and dispatcher.alive() else "degraded", "database": database,
+                "live_updates": live.listening.is_set(), "dispatcher": dispatcher.alive(),
                 "custom_scripts_sandbox": getattr(app.state, "sandbox", None) or sandbox.active_mode()}
 
     @app.get("/", include_in_schema=False)
@@ -203,10 +204,10 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
                                       file_columns=[c["name"] for c in data_file["columns"]])
         except InvalidRequest as exc:
             raise invalid(exc.field, exc.message) from None
-        as_deployment = dispatcher.as_deployment_run(int(data_file["row_count"]))
+        as_deployment = as_deployment_run(int(data_file["row_count"]))
+        # The dispatcher process hears of the row from its NOTIFY (committed with it).
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
                                             params.model_dump(mode="json"), None if as_deployment else str(uuid4()))
-        dispatcher.wake()
         return {"id": result_id, "status": "PENDING", "runs_as": "deployment" if as_deployment else "task"}
 
     @app.get("/api/etl/results", dependencies=auth)
@@ -330,35 +331,6 @@ async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
                 log.warning("result %s ended %s by the reconciler", transition.id, transition.status)
         except Exception as exc:  # noqa: BLE001 - the next round tries again
             log.warning("reconciler: %s: %s", type(exc).__name__, exc)
-
-
-def _transient_api_error(exc: BaseException) -> bool:
-    """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
-    from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, is_transient
-
-    response = getattr(exc, "response", None)
-    return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
-
-
-async def _start_run(client: Any, deployment: str, result_id: int) -> str:
-    """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
-    retry after a transient API error can never create a second run."""
-    from prefect.deployments.flow_runs import arun_deployment
-
-    from clinicflow.core.retry import backoff_delays
-
-    delays = backoff_delays(retries=4, base=1.0)
-    for attempt in range(len(delays) + 1):
-        try:
-            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
-                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
-                                             as_subflow=False)
-            return str(flow_run.id)
-        except Exception as exc:
-            if attempt >= len(delays) or not _transient_api_error(exc):
-                raise
-            await asyncio.sleep(delays[attempt])
-    raise AssertionError("unreachable")
 
 
 async def _cancel_run(client: Any, flow_run_id: str) -> str | None:

@@ -48,6 +48,7 @@ class Service:
     api: subprocess.Popen | None = None
     api_log: Path | None = None
     started: list[subprocess.Popen] = field(default_factory=list)
+    _logs: dict[int, Path] = field(default_factory=dict)
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -67,12 +68,28 @@ class Service:
 
     def start_task_worker(self, concurrency: int = 1, limit: int = 2, name: str = "") -> subprocess.Popen:
         """One more ``clinicflow processing workers`` (its log: task-worker<name>-<n>.log in the Prefect home)."""
-        log = (self.stack.home / f"task-worker{name}-{len(self.started)}.log").open("wb")
+        path = self.stack.home / f"task-worker{name}-{len(self.started)}.log"
+        log = path.open("wb")
         worker = subprocess.Popen([str(BIN / "clinicflow"), "processing", "workers", "--concurrency", str(concurrency),
                                    "--limit", str(limit)], env=self.stack.env(self.env), cwd=REPO, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(worker)
+        self._logs[worker.pid] = path
         return worker
+
+    def wait_subscribed(self, worker: subprocess.Popen, processes: int = 1, timeout: float = 180) -> None:
+        """Until ``processes`` task-worker processes of ``worker`` subscribed to the Prefect server (a start
+        under load takes a while; jobs sent before go to the workers already there)."""
+        path = self._logs[worker.pid]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.read_text(errors="replace").count("Subscribing to runs of task(s)") >= processes:
+                return
+            if worker.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"task worker pid {worker.pid} did not subscribe in {timeout}s:\n"
+                             f"{path.read_text(errors='replace')[-3000:]}")
 
     def close(self) -> None:
         stop_processes(self.started)  # the API and the worker at once, then the stack's server

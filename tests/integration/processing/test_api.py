@@ -301,6 +301,7 @@ def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tm
     """The session's `processing workers --concurrency 2` plus one more process: three task workers."""
     extra = service.start_task_worker(1, 1, name="-extra")
     try:
+        service.wait_subscribed(extra)
         signal_csv(tmp_path / "s.csv", rows=3000)
         data_file = upload(service, tmp_path / "s.csv")
         jobs = [submit(service, data_file["id"], "rolling_mean", {"window": 2 + i, "columns": ["voltage"]})
