@@ -17,7 +17,7 @@
    the replaced stack) on as many worker slots; the ratio of jobs/minute.
 
     uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 4]
-        [--threads 1] [--skip-peaks] [--skip-jobs]
+        [--threads 1] [--prefect-db postgres|sqlite] [--skip-peaks] [--skip-jobs]
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def check_once(label: str, ids: list[int], rows: list[dict[str, Any]]) -> None:
     assert not lost and len(set(ids)) == len(ids) and statuses == {"COMPLETED": len(ids)}, failed
 
 
-def bench_jobs(jobs: int, processes: int, threads: int) -> None:
+def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str) -> None:
     import httpx
 
     from blocks.databases import PostgresServer
@@ -168,11 +168,16 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("bench_processing")
     database = create_database(admin, name)
+    prefect_url = None
+    if prefect_db == "postgres":  # as in production (the Prefect Helm chart's default), not SQLite
+        create_database(admin, f"{name}_prefect")
+        prefect_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}_prefect"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-service-") as tmp:
             # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
             service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
-                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"})
+                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"},
+                                    prefect_database_url=prefect_url)
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
@@ -199,12 +204,15 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
                                                            processes * threads)
     finally:
         drop_database(admin, name)
+        if prefect_url:
+            drop_database(admin, f"{name}_prefect")
     latencies = sorted(seconds for seconds, _ in submitted)
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     seconds, per_minute = throughput(rows)
     anchor_seconds, anchor_per_minute = throughput(anchor_rows)
-    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: one uvicorn process; "
-          f"task workers: {processes} processes x {threads} threads; Celery anchor: prefork --concurrency "
+    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: one uvicorn process; Prefect server "
+          f"on {'PostgreSQL' if prefect_url else 'SQLite'}; task workers: {processes} processes x {threads} threads; "
+          f"Celery anchor: prefork --concurrency "
           f"{processes * threads}, Redis broker")
     print(f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
           f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)")
@@ -272,6 +280,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--processes", type=int, default=4, help="Task-worker processes (Celery: x threads).")
     parser.add_argument("--threads", type=int, default=1, help="Runs at once per task-worker process.")
+    parser.add_argument("--prefect-db", choices=("postgres", "sqlite"), default="postgres",
+                        help="The Prefect server's database (PostgreSQL as in production; SQLite as `prefect server "
+                             "start` alone).")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")
     args = parser.parse_args()
@@ -281,7 +292,7 @@ def main() -> None:
     if not args.skip_peaks:
         bench_peaks(args.points, args.rounds)
     if not args.skip_jobs:
-        bench_jobs(args.jobs, args.processes, args.threads)
+        bench_jobs(args.jobs, args.processes, args.threads, args.prefect_db)
 
 
 if __name__ == "__main__":

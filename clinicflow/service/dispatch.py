@@ -331,4 +331,5 @@ async def cancel_task_run(client: Any, task_run_id: str) -> str | None:
 if __name__ == "__main__":
     secret_env.capture_and_reexec()
     logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per run created
     run_dispatcher()

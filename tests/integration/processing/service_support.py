@@ -106,9 +106,12 @@ def drop_database(admin: PostgresServer, name: str) -> None:
 
 
 def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2, task_workers: int = 1,
-                  task_worker_limit: int = 2, extra_env: dict[str, str] | None = None) -> Service:
-    """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses."""
-    stack = PrefectStack.start(home / "prefect")
+                  task_worker_limit: int = 2, extra_env: dict[str, str] | None = None,
+                  prefect_database_url: str | None = None) -> Service:
+    """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses.
+    ``prefect_database_url``: the Prefect server's database (default: SQLite in its home)."""
+    stack = PrefectStack.start(home / "prefect", server_env=None if prefect_database_url is None else {
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_database_url})
     bucket_dir = home / "bucket"
     scripts_dir = home / "scripts"
     bucket_dir.mkdir()
