@@ -17,7 +17,7 @@
    the replaced stack) on as many worker slots; the ratio of jobs/minute.
 
     uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 4]
-        [--threads 1] [--prefect-db postgres|sqlite] [--skip-peaks] [--skip-jobs]
+        [--threads 1] [--prefect-db postgres|sqlite] [--api-workers 2] [--skip-peaks] [--skip-jobs]
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def check_once(label: str, ids: list[int], rows: list[dict[str, Any]]) -> None:
     assert not lost and len(set(ids)) == len(ids) and statuses == {"COMPLETED": len(ids)}, failed
 
 
-def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str) -> None:
+def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str, api_workers: int) -> None:
     import httpx
 
     from blocks.databases import PostgresServer
@@ -177,7 +177,7 @@ def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str) -> None
             # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
             service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
                                     extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"},
-                                    prefect_database_url=prefect_url)
+                                    prefect_database_url=prefect_url, api_workers=api_workers)
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
@@ -210,7 +210,7 @@ def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str) -> None
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     seconds, per_minute = throughput(rows)
     anchor_seconds, anchor_per_minute = throughput(anchor_rows)
-    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: one uvicorn process; Prefect server "
+    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: {api_workers} process(es); Prefect server "
           f"on {'PostgreSQL' if prefect_url else 'SQLite'}; task workers: {processes} processes x {threads} threads; "
           f"Celery anchor: prefork --concurrency "
           f"{processes * threads}, Redis broker")
@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument("--prefect-db", choices=("postgres", "sqlite"), default="postgres",
                         help="The Prefect server's database (PostgreSQL as in production; SQLite as `prefect server "
                              "start` alone).")
+    parser.add_argument("--api-workers", type=int, default=2, help="API processes (`clinicflow serve --workers`).")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")
     args = parser.parse_args()
@@ -292,7 +293,7 @@ def main() -> None:
     if not args.skip_peaks:
         bench_peaks(args.points, args.rounds)
     if not args.skip_jobs:
-        bench_jobs(args.jobs, args.processes, args.threads, args.prefect_db)
+        bench_jobs(args.jobs, args.processes, args.threads, args.prefect_db, args.api_workers)
 
 
 if __name__ == "__main__":

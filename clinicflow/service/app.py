@@ -71,12 +71,14 @@ def invalid(field: str, message: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}])
 
 
-def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
+def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool = True) -> FastAPI:
+    """The app. ``dispatch``: it starts (and stops) the dispatcher process itself; False when the process
+    that started several API processes runs the one dispatcher (:mod:`clinicflow.service.workers`)."""
     pool = ConnectionPool(settings.database.connect, pool_size)
     writer = writer_for(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
-    dispatcher = DispatcherProcess()
+    dispatcher = DispatcherProcess() if dispatch else None
     # Data files never change once registered: a request reads its file's row count and columns from here.
     known_files: dict[int, dict[str, Any]] = {}
 
@@ -95,12 +97,14 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             async with get_client() as client:
                 app.state.prefect = client
                 reconciler = asyncio.create_task(_reconcile_forever(client, pool))
-                dispatcher.start()
+                if dispatcher is not None:
+                    dispatcher.start()
                 try:
                     yield
                 finally:
                     reconciler.cancel()
-                    await asyncio.to_thread(dispatcher.stop)
+                    if dispatcher is not None:
+                        await asyncio.to_thread(dispatcher.stop)
         finally:
             await live.stop()
             pool.close()
@@ -133,8 +137,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported by type only
             database = f"error: {type(exc).__name__}"
-        return {"status": "ok" if database == "ok" and dispatcher.alive() else "degraded", "database": database,
-                "live_updates": live.listening.is_set(), "dispatcher": dispatcher.alive(),
+        dispatching = dispatcher.alive() if dispatcher is not None else "run by the serve process"
+        return {"status": "ok" if database == "ok" and dispatching else "degraded", "database": database,
+                "live_updates": live.listening.is_set(), "dispatcher": dispatching,
                 "custom_scripts_sandbox": getattr(app.state, "sandbox", None) or sandbox.active_mode()}
 
     @app.get("/", include_in_schema=False)
@@ -355,10 +360,3 @@ def _preview(writer: Any, data_file: dict[str, Any], workdir: Path, rows: int) -
         local = Path(tmp) / "data"
         writer.download_file(data_file["object_name"], local)
         return {"id": data_file["id"], **preview(local, data_file["format"], data_file["name"], rows)}
-
-
-def app_from_env() -> FastAPI:
-    """The app with settings read from the environment (uvicorn's factory for several workers)."""
-    from clinicflow.service.settings import settings_from_env
-
-    return create_app(settings_from_env())

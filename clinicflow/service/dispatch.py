@@ -284,6 +284,11 @@ def run_dispatcher() -> None:
 
     database = processing_database()
     parent = os.getppid()
+    conn = database.connect()
+    try:
+        store.ensure_tables(conn)  # the API may still be creating them
+    finally:
+        conn.close()
 
     async def main() -> None:
         stopping = asyncio.Event()

@@ -107,7 +107,7 @@ def drop_database(admin: PostgresServer, name: str) -> None:
 
 def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2, task_workers: int = 1,
                   task_worker_limit: int = 2, extra_env: dict[str, str] | None = None,
-                  prefect_database_url: str | None = None) -> Service:
+                  prefect_database_url: str | None = None, api_workers: int = 1) -> Service:
     """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses.
     ``prefect_database_url``: the Prefect server's database (default: SQLite in its home)."""
     stack = PrefectStack.start(home / "prefect", server_env=None if prefect_database_url is None else {
@@ -140,7 +140,8 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
         port = free_port()
         service.api_log = home / "api.log"
         api_log = service.api_log.open("wb")
-        service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port)],
+        service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port),
+                                        "--workers", str(api_workers)],
                                        env=stack.env({**env, "CLINICFLOW_API_TOKEN": TOKEN}), cwd=REPO,
                                        stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
         service.started.append(service.api)
