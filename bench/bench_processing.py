@@ -16,8 +16,8 @@
    the same jobs through a minimal Celery + Redis app (``bench.celery_anchor``,
    the replaced stack) on as many worker slots; the ratio of jobs/minute.
 
-    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 2]
-        [--threads 2] [--skip-peaks] [--skip-jobs]
+    uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 4]
+        [--threads 1] [--prefect-db postgres|sqlite] [--api-workers 2] [--skip-peaks] [--skip-jobs]
 """
 from __future__ import annotations
 
@@ -101,19 +101,40 @@ def bench_peaks(points: int, rounds: int) -> None:
           f"(same {peaks['anchor'].pop():,} peaks)")
 
 
-async def submit_all(url: str, token: str, file_id: int, jobs: int) -> list[tuple[float, dict[str, Any]]]:
-    import httpx
+async def post_json(host: str, port: int, path: str, token: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    """One HTTP/1.1 POST on a connection of its own (as from 200 separate clients), with nothing but asyncio.
 
-    limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300,
-                                 limits=limits) as client:
-        async def one(i: int) -> tuple[float, dict[str, Any]]:
-            started = time.perf_counter()
-            response = await client.post("/api/etl/process", json=job_request(file_id, i))
-            if response.status_code != 202:
-                print(f"  submission {i}: HTTP {response.status_code}: {response.text[:300]}")
-            return time.perf_counter() - started, response.json()
-        return list(await asyncio.gather(*(one(i) for i in range(jobs))))
+    Not httpx: 200 requests at once through one httpx client took 4-5 s at p95 against an ASGI app
+    that does nothing (this machine, load 7), 170-230 ms with this; the figure is the service's, not the
+    client library's.
+    """
+    body = json.dumps(payload).encode()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                     .encode() + body)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, content = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(content)
+
+
+async def submit_all(url: str, token: str, file_id: int, jobs: int) -> list[tuple[float, dict[str, Any]]]:
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+
+    async def one(i: int) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        status, answer = await post_json(host, port, "/api/etl/process", token, job_request(file_id, i))
+        if status != 202:
+            print(f"  submission {i}: HTTP {status}: {str(answer)[:300]}")
+        return time.perf_counter() - started, answer
+    return list(await asyncio.gather(*(one(i) for i in range(jobs))))
 
 
 def job_request(file_id: int, i: int) -> dict[str, Any]:
@@ -161,7 +182,7 @@ def check_once(label: str, ids: list[int], rows: list[dict[str, Any]]) -> None:
     assert statuses == {"COMPLETED": len(ids)}, failed
 
 
-def bench_jobs(jobs: int, processes: int, threads: int) -> None:
+def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str, api_workers: int) -> None:
     import httpx
 
     from blocks.databases import PostgresServer
@@ -171,11 +192,16 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("bench_processing")
     database = create_database(admin, name)
+    prefect_url = None
+    if prefect_db == "postgres":  # as in production (the Prefect Helm chart's default), not SQLite
+        create_database(admin, f"{name}_prefect")
+        prefect_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}_prefect"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-service-") as tmp:
             # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
             service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
-                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"})
+                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"},
+                                    prefect_database_url=prefect_url, api_workers=api_workers)
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
@@ -202,12 +228,16 @@ def bench_jobs(jobs: int, processes: int, threads: int) -> None:
                                                            processes * threads)
     finally:
         drop_database(admin, name)
+        if prefect_url:
+            drop_database(admin, f"{name}_prefect")
     latencies = sorted(seconds for seconds, _ in submitted)
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     seconds, per_minute = throughput(rows)
     anchor_seconds, anchor_per_minute = throughput(anchor_rows)
-    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; task workers: {processes} processes x "
-          f"{threads} threads; Celery anchor: prefork --concurrency {processes * threads}, Redis broker")
+    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: {api_workers} process(es); Prefect server "
+          f"on {'PostgreSQL' if prefect_url else 'SQLite'}; task workers: {processes} processes x {threads} threads; "
+          f"Celery anchor: prefork --concurrency "
+          f"{processes * threads}, Redis broker")
     print(f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
           f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)")
     print(f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
@@ -272,8 +302,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--processes", type=int, default=2, help="Task-worker processes (Celery: x threads).")
-    parser.add_argument("--threads", type=int, default=2, help="Runs at once per task-worker process.")
+    parser.add_argument("--processes", type=int, default=4, help="Task-worker processes (Celery: x threads).")
+    parser.add_argument("--threads", type=int, default=1, help="Runs at once per task-worker process.")
+    parser.add_argument("--prefect-db", choices=("postgres", "sqlite"), default="postgres",
+                        help="The Prefect server's database (PostgreSQL as in production; SQLite as `prefect server "
+                             "start` alone).")
+    parser.add_argument("--api-workers", type=int, default=2, help="API processes (`clinicflow serve --workers`).")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")
     args = parser.parse_args()
@@ -283,7 +317,7 @@ def main() -> None:
     if not args.skip_peaks:
         bench_peaks(args.points, args.rounds)
     if not args.skip_jobs:
-        bench_jobs(args.jobs, args.processes, args.threads)
+        bench_jobs(args.jobs, args.processes, args.threads, args.prefect_db, args.api_workers)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,16 @@
 - ``process_result_task``: the step of the ``process_data`` flow (deployment runs).
 - ``process_result_background``: the background task the API submits with
   ``.delay()``-style deferred runs and long-running task workers execute
-  (``clinicflow processing workers``). Its one parameter is the row id; the
-  worker process holds the database, the bucket and the lease keeper
-  (:func:`configure_worker`).
+  (``clinicflow processing workers``). It has no parameter: its row is the one
+  holding its task run id; the worker process holds the database, the bucket
+  and the lease keeper (:func:`configure_worker`).
 
 Not retried by Prefect: a processor's failure is a result (FAILED with the
 reason on the row); transient errors are retried inside the runner.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +50,20 @@ def configure_worker(context: WorkerContext) -> None:
     _worker[:] = [context]
 
 
-@task(name="process-result-background", cache_policy=NO_CACHE)
-def process_result_background(result_id: int) -> dict[str, Any]:
-    """Process one results row in this task worker (claimed PENDING -> PROCESSING once)."""
+# Nothing is persisted; a storage given here keeps each run from asking the server for its default storage.
+@task(name="process-result-background", cache_policy=NO_CACHE, persist_result=False,
+      result_storage=Path(tempfile.gettempdir()) / "clinicflow-task-results")
+def process_result_background() -> dict[str, Any]:
+    """Process the results row whose task run this is, in this task worker (claimed PENDING -> PROCESSING once).
+
+    No parameters: the row is found by this task run's id (written on the row with the request), so neither
+    the API nor the task worker touches the task-scheduling storage, and nothing is persisted as a result.
+    """
     from prefect.runtime import task_run
 
     if not _worker:
         raise RuntimeError("process-result-background runs in a task worker (clinicflow processing workers)")
     context = _worker[0]
-    with context.lease.track(result_id):
-        return process_result(context.database.connect, context.writer, result_id, flow_run_id=None,
-                              scripts_dir=context.scripts_dir, worker=context.lease.worker,
-                              task_run_id=str(task_run.get_id()) if task_run.get_id() else None)
+    return process_result(context.database.connect, context.writer, None, flow_run_id=None,
+                          scripts_dir=context.scripts_dir, worker=context.lease.worker,
+                          task_run_id=str(task_run.get_id()), track=context.lease.track)

@@ -21,7 +21,9 @@ def workers_command(
     from clinicflow.service.task_worker import run_workers
 
     try:
-        raise typer.Exit(run_workers(concurrency, limit))
+        code = run_workers(concurrency, limit)
     except RuntimeError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_START) from None
+    # Outside the try: typer.Exit is a RuntimeError (a normal stop was reported as "cannot start: 0", exit 2).
+    raise typer.Exit(code)

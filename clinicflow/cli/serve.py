@@ -35,5 +35,7 @@ def serve_command(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:
-        uvicorn.run("clinicflow.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="info")
+        # Not uvicorn's own workers: their children would not get the secrets kept out of the environment.
+        from clinicflow.service.workers import serve_workers
+
+        raise typer.Exit(serve_workers(host, port, workers))

@@ -5,7 +5,7 @@ series are rebuilt from the data file with the processor's own streamed code
 (the input columns as they are, a rolling mean with :class:`StreamingRollingMean`)
 and cached as ``.npy`` files, one per column, so that
 
-- the CSV export streams every row, and
+- the CSV and JSON exports stream every row, and
 - the chart asks for the range it shows at about two points per pixel, chosen by
   MinMaxLTTB (tsdownsample): the extremes of every bucket survive, so spikes and
   peaks are drawn, and each listed peak's own row is always among the points.
@@ -288,6 +288,52 @@ def full_csv_chunks(row: dict[str, Any], series: dict[str, np.ndarray], rows_per
         out = io.BytesIO()
         pa_csv.write_csv(pa.table(arrays), out, options)
         yield out.getvalue()
+
+
+def _json_array_chunks(values: Any, total: int, rows_per_chunk: int) -> Iterator[str]:
+    """A JSON array of ``values[0:total]`` in pieces (NaN/inf as null); ``values`` None: the row numbers."""
+    yield "["
+    for start in range(0, total, rows_per_chunk):
+        stop = min(total, start + rows_per_chunk)
+        piece = list(range(start, stop)) if values is None else _json(np.asarray(values[start:stop]))
+        text = json.dumps(piece, allow_nan=False)[1:-1]
+        yield text if start == 0 else "," + text
+    yield "]"
+
+
+def full_json_chunks(row: dict[str, Any], spec: SeriesSpec, full: dict[str, np.ndarray],
+                     rows_per_chunk: int = 100_000) -> Iterator[str]:
+    """The result row as JSON with every row of its series (streamed; memory bounded by ``rows_per_chunk``).
+
+    ``result_data`` keeps its own keys, but ``index`` and each series hold every row of the data file
+    (``step`` 1, ``resolution`` "full") instead of the row's stored overview (every ``step``-th row).
+    """
+    data = row["result_data"]
+    head = {key: value for key, value in row.items() if key != "result_data"}
+    meta = {key: value for key, value in data.items() if key not in ("index", "series", "step")}
+    meta.update(step=1, resolution="full", overview_step=data.get("step"))
+    by_column: dict[str, dict[str, np.ndarray]] = {}
+    for label, (column, derived) in spec.series.items():
+        by_column.setdefault(column, {})[derived] = full[label]
+    total = len(next(iter(full.values()))) if full else 0
+    yield json.dumps(head, allow_nan=False)[:-1] + ', "result_data": ' + json.dumps(meta, allow_nan=False)[:-1]
+    yield ', "index": '
+    yield from _json_array_chunks(None, total, rows_per_chunk)
+    yield ', "series": {'
+    for number, (column, arrays) in enumerate(by_column.items()):
+        yield ("" if number == 0 else ", ") + json.dumps(column) + ": {"
+        for inner, (derived, values) in enumerate(arrays.items()):
+            yield ("" if inner == 0 else ", ") + json.dumps(derived) + ": "
+            yield from _json_array_chunks(values, total, rows_per_chunk)
+        yield "}"
+    yield "}}}"
+
+
+def export_json(row: dict[str, Any], spec: SeriesSpec | None, full: dict[str, np.ndarray] | None) -> Iterator[str]:
+    """The result's JSON: every row of a series result (``spec`` and ``full``), the row as stored otherwise."""
+    if spec is not None and full is not None and row.get("result_data"):
+        return full_json_chunks(row, spec, full)
+    return iter((json.dumps(row, allow_nan=False),))
 
 
 def export_csv(row: dict[str, Any], full: dict[str, np.ndarray] | None) -> Iterator[str | bytes]:

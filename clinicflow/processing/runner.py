@@ -6,13 +6,15 @@ on it as FAILED with the reason before the error propagates.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +43,40 @@ class RowEnded(ClinicflowError):
     """The row left PROCESSING while the run was going (deleted, cancelled, declared crashed): stop quietly."""
 
 
-def process_result(connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
+def process_result(connect: Callable[[], Any], writer: Any, result_id: int | None, *, flow_run_id: str | None,
                    scripts_dir: Path, workdir: Path | None = None, worker: str | None = None,
-                   task_run_id: str | None = None, retry_base_seconds: float = 1.0) -> dict[str, Any]:
-    """Process row ``result_id``; returns a short summary. Raises after marking the row FAILED.
+                   task_run_id: str | None = None, retry_base_seconds: float = 1.0,
+                   track: Callable[[int], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
+    """Process row ``result_id`` (None: the row of background task run ``task_run_id``); returns a short
+    summary. Raises after marking the row FAILED.
 
     With ``worker`` (a task worker's id) the row is claimed PENDING -> PROCESSING only, so a task run
-    delivered twice runs once; the worker's lease keeper renews ``heartbeat_at`` meanwhile.
+    delivered twice runs once; the worker's lease keeper renews ``heartbeat_at`` meanwhile (``track``).
     Transient errors (core.retry's classification) are retried; any other error fails the row at once.
     """
     conn = connect()
+    try:
+        if result_id is None:
+            assert task_run_id is not None, "a row id or a task run id"
+            result_id = store.result_for_task_run(conn, task_run_id)
+            if result_id is None:
+                return {"task_run_id": task_run_id, "status": "skipped", "reason": "no result has this task run"}
+        with (track or _untracked)(result_id):
+            return _claim_and_run(conn, connect, writer, result_id, flow_run_id=flow_run_id, scripts_dir=scripts_dir,
+                                  workdir=workdir, worker=worker, task_run_id=task_run_id,
+                                  retry_base_seconds=retry_base_seconds)
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _untracked(_result_id: int) -> Iterator[None]:
+    yield
+
+
+def _claim_and_run(conn: Any, connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
+                   scripts_dir: Path, workdir: Path | None, worker: str | None, task_run_id: str | None,
+                   retry_base_seconds: float) -> dict[str, Any]:
     try:
         started = store.claim(conn, result_id, worker, task_run_id) if worker is not None \
             else store.mark_processing(conn, result_id, flow_run_id)
@@ -99,9 +125,9 @@ def sweep_orphaned_workdirs(workdir: Path | None = None) -> int:
 
 
 def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, workdir: Path | None) -> dict[str, Any]:
-    row = store.get_result(conn, result_id, with_data=False)
-    assert row is not None
-    data_file = store.get_data_file(conn, row["data_file_id"])
+    job = store.get_job(conn, result_id)
+    assert job is not None
+    row, data_file = job
     if data_file is None:
         raise ProcessingError(f"data file {row['data_file_id']} is not registered")
     columns = [c["name"] for c in data_file["columns"]]
@@ -146,15 +172,12 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
         finally:
             os.close(handle)
     try:
-        size = len(json.dumps(result, allow_nan=False))
+        text = json.dumps(result, allow_nan=False)  # once: measured here, stored as is
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
-    if size > (limit := max_result_bytes()):
+    if (size := len(text)) > (limit := max_result_bytes()):
         raise ProcessingError(f"result of {size} bytes is larger than the limit of {limit} bytes "
                               "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
-    try:
-        done = store.mark_completed(conn, result_id, result)
-    except (TypeError, ValueError) as exc:
-        raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
+    done = store.mark_completed(conn, result_id, text)
     return {"result_id": result_id, "status": done.status if done else "ended before completion",
             "processing_type": row["processing_type"]}

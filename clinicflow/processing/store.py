@@ -60,11 +60,18 @@ _DDL = (
     "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS worker text",
     "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     "CREATE INDEX IF NOT EXISTS results_type_idx ON {s}.results (processing_type, id)",
+    # The outbox: a row is dispatched (its run created in Prefect) after it is written; a dispatcher claims
+    # undispatched rows for a while (dispatch_claimed_at) so that two API processes do not send the same row.
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatched_at timestamptz",
+    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatch_claimed_at timestamptz",
+    "CREATE INDEX IF NOT EXISTS results_undispatched_idx ON {s}.results (id) "
+    "WHERE status = 'PENDING' AND dispatched_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS results_task_run_idx ON {s}.results (task_run_id)",
 )
 
 RESULT_COLUMNS = ("id", "data_file_id", "processing_type", "parameters", "status", "flow_run_id", "progress",
                   "error", "created_at", "updated_at", "started_at", "finished_at", "task_run_id", "worker",
-                  "heartbeat_at")
+                  "heartbeat_at", "dispatched_at")
 FILE_COLUMNS = ("id", "name", "size_bytes", "sha256", "format", "columns", "row_count", "object_name",
                 "storage_uri", "created_at")
 
@@ -145,11 +152,13 @@ def _notify(cur: PgCursor, result_id: int, status: str, progress: float) -> None
                 (CHANNEL, json.dumps({"id": result_id, "status": status, "progress": progress})))
 
 
-def insert_result(conn: PgConnection, data_file_id: int, processing_type: str, parameters: dict[str, Any]) -> int:
-    """A new PENDING row; its id."""
+def insert_result(conn: PgConnection, data_file_id: int, processing_type: str, parameters: dict[str, Any],
+                  task_run_id: str | None = None) -> int:
+    """A new PENDING row; its id. ``task_run_id``: the id its background task run will be created with."""
     with conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters) VALUES (%s, %s, %s) "
-                    "RETURNING id", (data_file_id, processing_type, json.dumps(parameters)))
+        cur.execute(f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters, task_run_id) "
+                    "VALUES (%s, %s, %s, %s) RETURNING id",
+                    (data_file_id, processing_type, json.dumps(parameters), task_run_id))
         result_id = int(cur.fetchone()[0])
         _notify(cur, result_id, "PENDING", 0.0)
     conn.commit()
@@ -163,22 +172,56 @@ def set_flow_run_id(conn: PgConnection, result_id: int, flow_run_id: str) -> Non
     conn.commit()
 
 
-def set_task_run_id(conn: PgConnection, result_id: int, task_run_id: str) -> None:
+@dataclass(frozen=True)
+class Undispatched:
+    id: int
+    task_run_id: str | None
+    row_count: int
+
+
+def claim_undispatched(conn: PgConnection, claim_seconds: float, limit: int = 500) -> list[Undispatched]:
+    """PENDING rows whose run is not created yet and that no dispatcher claimed in the last ``claim_seconds``
+    (oldest first), now claimed by the caller: the rows just written, and those whose dispatch failed or
+    whose dispatcher stopped (their claim ran out)."""
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results SET task_run_id = %s, updated_at = now() WHERE id = %s",
-                    (task_run_id, result_id))
+        cur.execute(f"UPDATE {_s()}.results r SET dispatch_claimed_at = now() FROM {_s()}.data_files f "
+                    f"WHERE r.id IN (SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND dispatched_at IS NULL "
+                    "AND (dispatch_claimed_at IS NULL OR dispatch_claimed_at < now() - make_interval(secs => %s)) "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) AND f.id = r.data_file_id "
+                    "RETURNING r.id, r.task_run_id, f.row_count", (claim_seconds, limit))
+        found = [Undispatched(int(i), None if t is None else str(t), int(n)) for i, t, n in cur.fetchall()]
     conn.commit()
+    return sorted(found, key=lambda r: r.id)
+
+
+def mark_dispatched(conn: Any, result_id: int, *, task_run_id: str | None = None,
+                    flow_run_id: str | None = None) -> None:
+    """The row's run exists in Prefect: never sent again."""
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {_s()}.results SET dispatched_at = now(), task_run_id = coalesce(%s, task_run_id), "
+                    "flow_run_id = coalesce(%s, flow_run_id) WHERE id = %s", (task_run_id, flow_run_id, result_id))
+    conn.commit()
+
+
+def result_for_task_run(conn: Any, task_run_id: str) -> int | None:
+    """The id of the row whose background task run is ``task_run_id`` (None: deleted)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id FROM {_s()}.results WHERE task_run_id = %s", (task_run_id,))
+        found = cur.fetchone()
+    conn.rollback()
+    return None if found is None else int(found[0])
 
 
 def _transition(conn: PgConnection, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,
                 params: tuple[Any, ...]) -> Transition | None:
+    # The change and its NOTIFY in one statement (one round trip), committed together.
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
-                    "WHERE id = %s AND status = ANY(%s) RETURNING id, status, progress",
-                    (status, *params, result_id, list(allowed_from)))
+        cur.execute(f"WITH changed AS (UPDATE {_s()}.results SET status = %s, updated_at = now(), {sets} "
+                    "WHERE id = %s AND status = ANY(%s) RETURNING id, status, progress) "
+                    "SELECT id, status, progress, pg_notify(%s, json_build_object('id', id, 'status', status, "
+                    "'progress', progress)::text) FROM changed",
+                    (status, *params, result_id, list(allowed_from), CHANNEL))
         found = cur.fetchone()
-        if found is not None:
-            _notify(cur, found[0], found[1], float(found[2]))
     conn.commit()
     return None if found is None else Transition(int(found[0]), str(found[1]), float(found[2]))
 
@@ -236,27 +279,16 @@ def reap_lost(conn: PgConnection, lease_seconds: float) -> list[Reaped]:
     return ended
 
 
-def undispatched(conn: PgConnection, older_than_seconds: float, limit: int = 1000) -> list[int]:
-    """PENDING rows with neither a task run nor a flow run after ``older_than_seconds``: the API stopped
-    between writing the row and dispatching it."""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND task_run_id IS NULL "
-                    "AND flow_run_id IS NULL AND created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
-                    (older_than_seconds, limit))
-        found = [int(r[0]) for r in cur.fetchall()]
-    conn.rollback()
-    return found
-
-
 def set_progress(conn: PgConnection, result_id: int, progress: float) -> Transition | None:
     return _transition(conn, result_id, "PROCESSING", ("PROCESSING",), "progress = %s",
                        (max(0.0, min(1.0, progress)),))
 
 
-def mark_completed(conn: PgConnection, result_id: int, result_data: dict[str, Any]) -> Transition | None:
+def mark_completed(conn: PgConnection, result_id: int, result_data: dict[str, Any] | str) -> Transition | None:
+    """PROCESSING -> COMPLETED with the result (a dict, or its JSON text when the caller has it already)."""
+    text = result_data if isinstance(result_data, str) else json.dumps(result_data, allow_nan=False)
     return _transition(conn, result_id, "COMPLETED", ("PROCESSING",),
-                       "progress = 1, result_data = %s, error = NULL, finished_at = now()",
-                       (json.dumps(result_data, allow_nan=False),))
+                       "progress = 1, result_data = %s, error = NULL, finished_at = now()", (text,))
 
 
 def mark_ended(conn: PgConnection, result_id: int, status: str, error: str) -> Transition | None:
@@ -265,6 +297,21 @@ def mark_ended(conn: PgConnection, result_id: int, status: str, error: str) -> T
         raise ValueError(f"not an end status: {status!r}")
     return _transition(conn, result_id, status, ACTIVE, "error = %s, finished_at = now()",
                        (error[:MAX_ERROR_CHARS],))
+
+
+def get_job(conn: PgConnection, result_id: int) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """(the row without its result, its data file or None) in one query; None when the row is gone."""
+    with conn.cursor() as cur:
+        selected = [f"r.{c}" for c in RESULT_COLUMNS] + [f"f.{c}" for c in FILE_COLUMNS]
+        cur.execute(f"SELECT {', '.join(selected)} FROM {_s()}.results r "
+                    f"LEFT JOIN {_s()}.data_files f ON f.id = r.data_file_id WHERE r.id = %s", (result_id,))
+        found = cur.fetchone()
+    conn.rollback()
+    if found is None:
+        return None
+    row = _plain(dict(zip(RESULT_COLUMNS, found[:len(RESULT_COLUMNS)], strict=True)))
+    data_file = _plain(dict(zip(FILE_COLUMNS, found[len(RESULT_COLUMNS):], strict=True)))
+    return row, (data_file if data_file["id"] is not None else None)
 
 
 def get_result(conn: PgConnection, result_id: int, *, with_data: bool = True) -> dict[str, Any] | None:

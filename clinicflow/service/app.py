@@ -6,8 +6,9 @@ requires ``Authorization: Bearer <token>`` (the WebSocket: the token in its firs
 subprotocol, never the URL; limits and bad values: :mod:`clinicflow.service.limits`).
 A processing request is validated against the processor registry (422
 naming the field), inserted PENDING and answered at once; the dispatcher
-(:mod:`clinicflow.service.dispatch`) then sends it to the task workers as a
-background task run (or, for a huge file, as a ``process-data`` deployment run).
+(:mod:`clinicflow.service.dispatch`, a child process of the API) then sends it
+to the task workers as a background task run (or, for a huge file, as a
+``process-data`` deployment run).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.processors import REGISTRY, validate_request
 from clinicflow.service import limits
-from clinicflow.service.dispatch import Dispatcher, cancel_task_run
+from clinicflow.service.dispatch import DispatcherProcess, as_deployment_run, cancel_task_run
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries, series_router
@@ -50,6 +51,8 @@ UPLOAD_BLOCK = 1 << 20
 # The reconciler looks at active rows that have not moved for this long, this often.
 RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
+# Data files whose row count and columns the API keeps in memory (they never change).
+KNOWN_FILES = 10_000
 
 
 # Above PostgreSQL's bigint a value is a 422 naming it, not a database error.
@@ -68,14 +71,16 @@ def invalid(field: str, message: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}])
 
 
-def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
+def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool = True) -> FastAPI:
+    """The app. ``dispatch``: it starts (and stops) the dispatcher process itself; False when the process
+    that started several API processes runs the one dispatcher (:mod:`clinicflow.service.workers`)."""
     pool = ConnectionPool(settings.database.connect, pool_size)
     writer = store_for_block(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
-    database = settings.database
-    dispatcher = Dispatcher(pool, f"{database.host}:{database.port}/{database.database}",
-                            lambda client, result_id: _start_run(client, settings.deployment, result_id))
+    dispatcher = DispatcherProcess() if dispatch else None
+    # Data files never change once registered: a request reads its file's row count and columns from here.
+    known_files: dict[int, dict[str, Any]] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -92,12 +97,14 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             async with get_client() as client:
                 app.state.prefect = client
                 reconciler = asyncio.create_task(_reconcile_forever(client, pool))
-                dispatcher.start()
+                if dispatcher is not None:
+                    dispatcher.start()
                 try:
                     yield
                 finally:
                     reconciler.cancel()
-                    await dispatcher.stop()
+                    if dispatcher is not None:
+                        await asyncio.to_thread(dispatcher.stop)
         finally:
             await live.stop()
             pool.close()
@@ -112,7 +119,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     def token_ok(given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), settings.token.encode())  # type: ignore[union-attr]
 
-    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None or not token_ok(credentials.credentials):
             raise HTTPException(401, "a valid API token is required (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -130,8 +137,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported by type only
             database = f"error: {type(exc).__name__}"
-        return {"status": "ok" if database == "ok" else "degraded", "database": database,
-                "live_updates": live.listening.is_set(),
+        dispatching = dispatcher.alive() if dispatcher is not None else "run by the serve process"
+        return {"status": "ok" if database == "ok" and dispatching else "degraded", "database": database,
+                "live_updates": live.listening.is_set(), "dispatcher": dispatching,
                 "custom_scripts_sandbox": getattr(app.state, "sandbox", None) or sandbox.active_mode()}
 
     @app.get("/", include_in_schema=False)
@@ -185,9 +193,15 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
 
     @app.post("/api/etl/process", status_code=202, dependencies=auth)
     async def process(request: ProcessRequest) -> dict[str, Any]:
-        data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
+        """Validate, write the PENDING row (the outbox) and answer; the dispatcher creates the run."""
+        data_file = known_files.get(request.data_file_id)
         if data_file is None:
-            raise invalid("data_file_id", f"no data file {request.data_file_id}")
+            data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
+            if data_file is None:
+                raise invalid("data_file_id", f"no data file {request.data_file_id}")
+            if len(known_files) >= KNOWN_FILES:
+                known_files.clear()
+            known_files[request.data_file_id] = data_file
         if bad := limits.check_json_value(request.parameters, "parameters"):
             raise invalid(*bad)
         try:
@@ -195,12 +209,11 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
                                       file_columns=[c["name"] for c in data_file["columns"]])
         except InvalidRequest as exc:
             raise invalid(exc.field, exc.message) from None
+        as_deployment = as_deployment_run(int(data_file["row_count"]))
+        # The dispatcher process hears of the row from its NOTIFY (committed with it).
         result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
-                                            params.model_dump(mode="json"))
-        row_count = int(data_file["row_count"])
-        dispatcher.submit(result_id, row_count)
-        return {"id": result_id, "status": "PENDING",
-                "runs_as": "deployment" if dispatcher.as_deployment_run(row_count) else "task"}
+                                            params.model_dump(mode="json"), None if as_deployment else str(uuid4()))
+        return {"id": result_id, "status": "PENDING", "runs_as": "deployment" if as_deployment else "task"}
 
     @app.get("/api/etl/results", dependencies=auth)
     async def list_results(status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED",
@@ -226,11 +239,13 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10) -> FastAPI:
     async def export(result_id: ResultId, format: Literal["json", "csv"] = "json") -> Any:
         row = await one_result(result_id)
         disposition = {"Content-Disposition": f'attachment; filename="result-{result_id}.{format}"'}
+        # Full resolution, streamed: a series result's export holds every row of the data file (the row keeps
+        # an overview, the chart its own downsampled points).
         if format == "json":
-            return JSONResponse(row, headers=disposition)
-        # Full resolution: a rolling mean's CSV holds every row of the data file (the chart's points are separate).
-        chunks = await run_in_threadpool(series.csv, row)
-        return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=disposition)
+            json_chunks = await run_in_threadpool(series.json, row)
+            return StreamingResponse(json_chunks, media_type="application/json", headers=disposition)
+        csv_chunks = await run_in_threadpool(series.csv, row)
+        return StreamingResponse(csv_chunks, media_type="text/csv; charset=utf-8", headers=disposition)
 
     @app.delete("/api/etl/results/{result_id}", dependencies=auth)
     async def delete(result_id: ResultId) -> dict[str, Any]:
@@ -323,35 +338,6 @@ async def _reconcile_forever(client: Any, pool: ConnectionPool) -> None:
             log.warning("reconciler: %s: %s", type(exc).__name__, exc)
 
 
-def _transient_api_error(exc: BaseException) -> bool:
-    """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
-    from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, is_transient
-
-    response = getattr(exc, "response", None)
-    return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
-
-
-async def _start_run(client: Any, deployment: str, result_id: int) -> str:
-    """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
-    retry after a transient API error can never create a second run."""
-    from prefect.deployments.flow_runs import arun_deployment
-
-    from clinicflow.core.retry import backoff_delays
-
-    delays = backoff_delays(retries=4, base=1.0)
-    for attempt in range(len(delays) + 1):
-        try:
-            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
-                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
-                                             as_subflow=False)
-            return str(flow_run.id)
-        except Exception as exc:
-            if attempt >= len(delays) or not _transient_api_error(exc):
-                raise
-            await asyncio.sleep(delays[attempt])
-    raise AssertionError("unreachable")
-
-
 async def _cancel_run(client: Any, flow_run_id: str) -> str | None:
     """Cancel a flow run still in flight: Cancelled before it started, else Cancelling (the worker stops it)."""
     from prefect.client.schemas.objects import State
@@ -374,10 +360,3 @@ def _preview(writer: Any, data_file: dict[str, Any], workdir: Path, rows: int) -
         local = Path(tmp) / "data"
         writer.download(data_file["object_name"], local)
         return {"id": data_file["id"], **preview(local, data_file["format"], data_file["name"], rows)}
-
-
-def app_from_env() -> FastAPI:
-    """The app with settings read from the environment (uvicorn's factory for several workers)."""
-    from clinicflow.service.settings import settings_from_env
-
-    return create_app(settings_from_env())

@@ -1,19 +1,32 @@
 """Dispatch of processing requests: the API answers once the PENDING row is written; this sends it on.
 
 Most rows become background task runs of ``process-result-background``
-(deferred, like ``task.delay()``) that a warm task worker picks up at once.
-Rows whose data file has at least ``deployment_min_rows`` rows
+(deferred runs, as ``task.delay()`` makes) that a warm task worker picks up
+at once. Rows whose data file has at least ``deployment_min_rows`` rows
 (``CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS``, default 20,000,000) run as
 ``process-data`` deployment runs instead: on Kubernetes each is its own Job
 with its own memory limit, so one huge file cannot take a shared worker down.
 
-The dispatcher runs in its own thread with its own event loop and Prefect
-client: creating a task run does blocking work (parameters written to the
-task-scheduling storage), which must not hold up the API's answers.
+The results table is the outbox. The API writes the row (with the id its
+task run will have) and wakes the dispatcher; the dispatcher claims every
+PENDING row not yet dispatched (:func:`store.claim_undispatched`: the rows just
+written, and any whose claim ran out: an API process that stopped before
+sending, a send that failed on a transient error) and creates the runs,
+``SENDERS`` at a time, then marks the rows dispatched. A row is claimed for
+``CLAIM_SECONDS``, so several API processes never send the same row at once;
+sending a row again creates no second run (its task run id is fixed, and a
+deployment run's idempotency key is the row id).
 
-The row is the outbox: a row written but never sent (the API stopped in
-between) is found by :meth:`Dispatcher.rescue` and sent then. The task run's
-id is derived from the row (uuid5), so sending twice can never make two runs.
+A background task run carries no parameters: the task worker finds its row
+by the task run's id. So creating one is a single Prefect API call (nothing
+written to the task-scheduling storage), and the task worker reads nothing
+before it starts either.
+
+The dispatcher is a child process of the API (:class:`DispatcherProcess`) with
+its own Prefect client: the API's answers never wait for Prefect, nor share an
+interpreter with the work of creating runs. It wakes on the NOTIFY each new
+row commits (the API's own rows and those of any other API process), and
+looks for claimable rows every ``POLL_SECONDS`` besides.
 """
 from __future__ import annotations
 
@@ -21,154 +34,151 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
-
+from clinicflow.core import secret_env
 from clinicflow.processing import store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.pool import ConnectionPool
 
 log = logging.getLogger("clinicflow.service")
 DEFAULT_DEPLOYMENT_MIN_ROWS = 20_000_000
-# Task-run creations in flight at once: a burst of requests queues here, not in the Prefect API.
-SENDERS = 4
-# A PENDING row not sent after this long is sent again (the API that wrote it stopped first).
-RESCUE_AFTER_SECONDS = 30.0
-_NAMESPACE = uuid.UUID("5b0f6a55-3c1e-4e53-9a4e-0c6f1c6b2a26")
+# Runs created at once: a burst of requests queues here, not in the Prefect API.
+SENDERS = 8
+# A claimed row not dispatched after this long may be claimed again (its dispatcher stopped, or a send failed).
+CLAIM_SECONDS = 30.0
+# Without a wake-up, the dispatcher looks for claimable rows this often (rows of a stopped API process).
+POLL_SECONDS = 5.0
 
 
 def deployment_min_rows() -> int:
     return int(os.environ.get("CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS") or DEFAULT_DEPLOYMENT_MIN_ROWS)
 
 
-def task_run_id_for(database_key: str, result_id: int) -> uuid.UUID:
-    """The one task-run id a row can have (per results database)."""
-    return uuid.uuid5(_NAMESPACE, f"{database_key}/processing-result-{result_id}")
+def as_deployment_run(row_count: int) -> bool:
+    """A file this large runs as a deployment run (its own Job), not on a shared task worker."""
+    return row_count >= deployment_min_rows()
 
 
 class Dispatcher:
-    def __init__(self, pool: ConnectionPool, database_key: str,
-                 start_deployment_run: Callable[[Any, int], Awaitable[str]]) -> None:
+    """Claims undispatched rows and creates their runs (in :func:`run_dispatcher`'s process)."""
+
+    def __init__(self, pool: ConnectionPool, deployment: str, *, claim_seconds: float = CLAIM_SECONDS,
+                 poll_seconds: float = POLL_SECONDS) -> None:
         self.pool = pool
-        self.database_key = database_key
-        self.start_deployment_run = start_deployment_run
-        self.min_rows = deployment_min_rows()
-        self._queue: asyncio.Queue[tuple[int, int]] | None = None
+        self.deployment = deployment
+        self.claim_seconds = claim_seconds
+        self.poll_seconds = poll_seconds
+        self._queue: asyncio.Queue[store.Undispatched] = asyncio.Queue()
+        self._wake = asyncio.Event()
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="clinicflow-dispatcher", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=120)
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._loop.run_until_complete(self._main())
-        finally:
-            self._loop.close()
-
-    async def _main(self) -> None:
+    async def run(self, live: Any, stopping: asyncio.Event) -> None:
+        """Until ``stopping``: wake on every PENDING row's NOTIFY (``live``: a started LiveUpdates)."""
         from prefect.client.orchestration import get_client
 
-        self._queue = asyncio.Queue()
-        self._stopping = asyncio.Event()
         async with get_client() as client:
             self._client = client
             tasks = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
-            tasks.append(asyncio.create_task(self._housekeeping_forever()))
-            self._ready.set()
-            await self._stopping.wait()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            tasks += [asyncio.create_task(self._claim_forever()), asyncio.create_task(self._housekeeping_forever()),
+                      asyncio.create_task(self._wake_on_notify(live))]
+            try:
+                await stopping.wait()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
-    async def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
+    async def _wake_on_notify(self, live: Any) -> None:
+        subscriber = live.subscribe()
+        while True:
+            message = await subscriber.get()
+            if message.get("status") == "PENDING":
+                self._wake.set()
 
-    def submit(self, result_id: int, row_count: int) -> None:
-        """Queue one row for sending (from any thread or event loop; returns at once)."""
-        assert self._loop is not None, "the dispatcher is not started"
-        assert self._queue is not None, "the dispatcher is not started"
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (result_id, row_count))
+    def wake(self) -> None:
+        self._wake.set()
 
-    def as_deployment_run(self, row_count: int) -> bool:
-        return row_count >= self.min_rows
-
-    def _db(self, fn: Any, *args: Any) -> Any:
+    def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self.pool.connection() as conn:
-            return fn(conn, *args)
+            return fn(conn, *args, **kwargs)
 
-    async def send(self, result_id: int, row_count: int) -> None:
-        """Create the run for one row; a row that cannot be sent ends FAILED with the reason."""
+    async def claim(self) -> list[store.Undispatched]:
+        """Claim the rows to send now and queue them for the senders."""
+        rows: list[store.Undispatched] = await asyncio.to_thread(self._db, store.claim_undispatched,
+                                                                 self.claim_seconds)
+        for row in rows:
+            self._queue.put_nowait(row)
+        return rows
+
+    async def send(self, row: store.Undispatched) -> bool:
+        """Create the run of one claimed row and mark it dispatched. A transient error leaves the row
+        claimed (sent again once its claim runs out); any other error ends it FAILED with the reason."""
         try:
-            if self.as_deployment_run(row_count):
-                flow_run_id = await self.start_deployment_run(self._client, result_id)
-                await run_in_threadpool(self._db, store.set_flow_run_id, result_id, flow_run_id)
+            if as_deployment_run(row.row_count):
+                flow_run_id = await start_deployment_run(self._client, self.deployment, row.id)
+                await asyncio.to_thread(self._db, store.mark_dispatched, row.id, flow_run_id=flow_run_id)
             else:
-                task_run_id = await self._create_task_run(result_id)
-                await run_in_threadpool(self._db, store.set_task_run_id, result_id, task_run_id)
+                if row.task_run_id is None:  # a row written by another program than the API
+                    raise ValueError("the row has no task run id")
+                await self._create_task_run(row.task_run_id)
+                await asyncio.to_thread(self._db, store.mark_dispatched, row.id)
+            return True
         except Exception as exc:  # noqa: BLE001 - the row records why it will never run
             reason = f"could not submit the run: {type(exc).__name__}: {exc}"
-            log.warning("result %s: %s", result_id, reason)
-            await run_in_threadpool(self._db, store.mark_ended, result_id, "FAILED", reason)
+            if transient_api_error(exc):
+                log.warning("result %s: %s; sent again in %.0f s", row.id, reason, self.claim_seconds)
+                return False
+            log.warning("result %s: %s", row.id, reason)
+            await asyncio.to_thread(self._db, store.mark_ended, row.id, "FAILED", reason)
+            return False
 
-    async def _create_task_run(self, result_id: int) -> str:
+    async def _create_task_run(self, task_run_id: str) -> None:
         from prefect.exceptions import ObjectNotFound
 
         from clinicflow.core.retry import backoff_delays
-        from clinicflow.service.app import _transient_api_error
         from tasks.processing import process_result_background
 
-        run_id = task_run_id_for(self.database_key, result_id)
+        run_id = uuid.UUID(task_run_id)
         delays = backoff_delays(retries=4, base=0.5)
         for attempt in range(len(delays) + 1):
             try:
-                await process_result_background.create_run(client=self._client, id=run_id, deferred=True,
-                                                           parameters={"result_id": result_id})
-                return str(run_id)
+                await process_result_background.create_run(client=self._client, id=run_id, deferred=True)
+                return
             except Exception as exc:
-                # A retry after a lost answer: the first attempt did create it.
+                # Sent before (a lost answer, or a dispatcher that stopped before marking the row): it exists.
                 with contextlib.suppress(ObjectNotFound):
                     await self._client.read_task_run(run_id)
-                    return str(run_id)
-                if attempt >= len(delays) or not _transient_api_error(exc):
+                    return
+                if attempt >= len(delays) or not transient_api_error(exc):
                     raise
                 await asyncio.sleep(delays[attempt])
-        raise AssertionError("unreachable")
 
     async def _send_forever(self) -> None:
-        assert self._queue is not None
         while True:
-            result_id, row_count = await self._queue.get()
-            await self.send(result_id, row_count)
+            row = await self._queue.get()
+            await self.send(row)
 
-    async def rescue(self) -> list[int]:
-        """Send again the PENDING rows that were written but never sent."""
-        ids: list[int] = await run_in_threadpool(self._db, store.undispatched, RESCUE_AFTER_SECONDS)
-        for result_id in ids:
-            row = await run_in_threadpool(self._db, store.get_result, result_id, False)
-            data_file = row and await run_in_threadpool(self._db, store.get_data_file, row["data_file_id"])
-            if data_file:
-                self.submit(result_id, int(data_file["row_count"]))
-        return ids
+    async def _claim_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+            try:
+                await self.claim()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("dispatcher: %s: %s", type(exc).__name__, exc)
 
     async def reap(self) -> list[store.Reaped]:
         """Rows of a killed task worker -> CRASHED (also done by every task worker), their task runs Crashed."""
-        ended: list[store.Reaped] = await run_in_threadpool(self._db, store.reap_lost, lease_seconds())
+        ended: list[store.Reaped] = await asyncio.to_thread(self._db, store.reap_lost, lease_seconds())
         for reaped in ended:
             log.warning("result %s ended CRASHED: its task worker's lease ran out", reaped.id)
             if reaped.task_run_id:
@@ -178,12 +188,131 @@ class Dispatcher:
 
     async def _housekeeping_forever(self) -> None:
         while True:
-            await asyncio.sleep(min(lease_seconds() / 2, RESCUE_AFTER_SECONDS))
+            await asyncio.sleep(lease_seconds() / 2)
             try:
                 await self.reap()
-                await self.rescue()
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("dispatcher housekeeping: %s: %s", type(exc).__name__, exc)
+
+
+def transient_api_error(exc: BaseException) -> bool:
+    """The project's retry classification, plus Prefect's own wrapper of an HTTP status error."""
+    from clinicflow.core.retry import HTTP_TRANSIENT_STATUS, is_transient
+
+    response = getattr(exc, "response", None)
+    return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
+
+
+async def start_deployment_run(client: Any, deployment: str, result_id: int) -> str:
+    """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
+    retry after a transient API error can never create a second run."""
+    from prefect.deployments.flow_runs import arun_deployment
+
+    from clinicflow.core.retry import backoff_delays
+
+    delays = backoff_delays(retries=4, base=1.0)
+    for attempt in range(len(delays) + 1):
+        try:
+            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
+                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
+                                             as_subflow=False)
+            return str(flow_run.id)
+        except Exception as exc:
+            if attempt >= len(delays) or not transient_api_error(exc):
+                raise
+            await asyncio.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
+
+class DispatcherProcess:
+    """The API's dispatcher child (``python -m clinicflow.service.dispatch``), restarted if it dies.
+
+    A process of its own: creating runs (Prefect client models, HTTP) never takes the API's interpreter
+    from answering requests. The secrets reach it on a pipe (:func:`secret_env.handover`), not in its
+    environment. It exits when the API does (it watches its parent).
+    """
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env, pipe = secret_env.handover(dict(os.environ))
+        try:
+            return subprocess.Popen([sys.executable, "-m", "clinicflow.service.dispatch"], env=env,
+                                    pass_fds=() if pipe is None else (pipe,))
+        finally:
+            if pipe is not None:
+                os.close(pipe)
+
+    def start(self) -> None:
+        with self._lock:
+            self._child = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="clinicflow-dispatcher-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                if self._child is not None and self._child.poll() is not None and not self._stopping.is_set():
+                    log.warning("dispatcher pid %s exited with %s; starting another", self._child.pid,
+                                self._child.returncode)
+                    self._child = self._spawn()
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.poll() is None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def run_dispatcher() -> None:
+    """The dispatcher process: until SIGTERM, or until its parent (the API) is gone."""
+    from clinicflow.service.live import LiveUpdates
+    from clinicflow.service.settings import DEPLOYMENT, processing_database
+
+    database = processing_database()
+    parent = os.getppid()
+    conn = database.connect()
+    try:
+        store.ensure_tables(conn)  # the API may still be creating them
+    finally:
+        conn.close()
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+
+        async def watch_parent() -> None:
+            while os.getppid() == parent:
+                await asyncio.sleep(1.0)
+            stopping.set()
+
+        live = LiveUpdates(database)
+        live.start()
+        pool = ConnectionPool(database.connect, SENDERS + 2)
+        watcher = asyncio.create_task(watch_parent())
+        try:
+            await Dispatcher(pool, DEPLOYMENT).run(live, stopping)
+        finally:
+            watcher.cancel()
+            await live.stop()
+            pool.close()
+
+    asyncio.run(main())
 
 
 async def crash_task_run(client: Any, task_run_id: str, message: str) -> None:
@@ -202,3 +331,10 @@ async def cancel_task_run(client: Any, task_run_id: str) -> str | None:
         return None
     await client.set_task_run_state(uuid.UUID(task_run_id), Cancelled(message="result deleted"), force=True)
     return task_run_id
+
+
+if __name__ == "__main__":
+    secret_env.capture_and_reexec()
+    logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per run created
+    run_dispatcher()

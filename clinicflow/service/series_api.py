@@ -1,4 +1,4 @@
-"""The chart's data: a result's series over a visible range, min-max downsampled; and the full-resolution CSV.
+"""The chart's data: a result's series over a visible range, min-max downsampled; the full-resolution exports.
 
 ``GET /api/etl/results/{id}/series?x=&x_min=&x_max=&points=`` answers the rows in
 [x_min, x_max] of every series at about ``points`` points (MinMaxLTTB), with the
@@ -21,10 +21,13 @@ from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.downsample import (
     DEFAULT_POINTS,
     MAX_POINTS,
+    SERIES_TYPES,
     SeriesCache,
+    SeriesSpec,
     default_time_column,
     downsample_window,
     export_csv,
+    export_json,
     series_spec,
     visible_range,
 )
@@ -68,6 +71,22 @@ class ResultSeries:
         return {"id": result_id, "rows": rows, "x": {"name": spec.x, "kind": kind},
                 "x_columns": [c["name"] for c in data_file["columns"]],
                 "peaks_total": len(spec.peaks), **view}
+
+    def full_series(self, row: dict[str, Any]) -> tuple[SeriesSpec, dict[str, np.ndarray]] | None:
+        """Every row of a completed series result (rolling mean, peak detection); None for other results."""
+        if row.get("processing_type") not in SERIES_TYPES or row.get("status") != "COMPLETED":
+            return None
+        _, data_file = self._rows(int(row["id"]))
+        try:
+            spec = series_spec(row, data_file, None)
+            return spec, self.cache.arrays(row, data_file, spec)[2]
+        except (ProcessingError, DataFileError) as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def json(self, row: dict[str, Any]) -> Iterator[str]:
+        """The export's JSON: every row of a series result (prepared before the response starts)."""
+        full = self.full_series(row)
+        return export_json(row, *(full or (None, None)))
 
     def csv(self, row: dict[str, Any]) -> Iterator[str | bytes]:
         """The export's CSV: every row of a rolling mean (prepared before the response starts)."""

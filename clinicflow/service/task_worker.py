@@ -7,10 +7,9 @@ threads) with the lease keeper beside it. ``run_workers(concurrency, limit)``
 is ``clinicflow processing workers``: ``concurrency`` such processes (as a
 Celery worker's ``--concurrency`` forks children), each restarted if it dies.
 
-Needs ``PREFECT_API_URL`` (task workers cannot use the embedded server) and the
-same task-scheduling storage as the API (parameters of a deferred run are
-stored there: the local Prefect home on one machine,
-``PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK`` across machines).
+Needs ``PREFECT_API_URL`` (task workers cannot use the embedded server). No
+storage is shared with the API: a task run has no parameters (its row holds
+its id) and persists no result.
 """
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ RESTART_PAUSE_SECONDS = 5.0
 
 def serve_processing_tasks(limit: int) -> None:
     """One task worker in this process until SIGTERM/SIGINT."""
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
     from prefect.task_worker import serve
 
     from clinicflow.connectors.objectstore.clients import store_for_block
@@ -61,7 +60,9 @@ def serve_processing_tasks(limit: int) -> None:
     lease.start()
     log.info("task worker %s serving process-result-background (limit %s)", lease.worker, limit)
     try:
-        serve(process_result_background, limit=limit)
+        # Task runs have no flow run: their log lines stay in this process (without a warning for each).
+        with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+            serve(process_result_background, limit=limit)
     finally:
         lease.stop()
 

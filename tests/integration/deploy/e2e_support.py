@@ -62,21 +62,22 @@ class PrefectStack:
     snapshots: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 120) -> PrefectStack:
+    def start(cls, home: Path, timeout: float = 120, server_env: dict[str, str] | None = None) -> PrefectStack:
         """Start the server; once more if it exits while starting (seen on a machine shared by
-        several test runs), with its log in the error if the second start fails too."""
+        several test runs), with its log in the error if the second start fails too.
+        ``server_env``: more settings of the server (e.g. its database)."""
         try:
-            return cls._start_once(home, timeout)
+            return cls._start_once(home, timeout, server_env)
         except ServerExited:
-            return cls._start_once(home / "retry", timeout)
+            return cls._start_once(home / "retry", timeout, server_env)
 
     @classmethod
-    def _start_once(cls, home: Path, timeout: float) -> PrefectStack:
+    def _start_once(cls, home: Path, timeout: float, server_env: dict[str, str] | None = None) -> PrefectStack:
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         logs = home / "server.log"
-        server = start_prefect_server(home, port, clean_env())
+        server = start_prefect_server(home, port, clean_env(server_env))
         stack = cls(home=home, api_url=api_url, server=server, logs=logs)
         try:
             wait_healthy(f"{api_url}/health", server, logs, timeout)

@@ -157,5 +157,7 @@ def test_processing_task_workers_scale_out_on_the_same_image(rendered_manifests:
     assert container["command"][:3] == ["clinicflow", "processing", "workers"]
     assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
     env = {e["name"]: e for e in container["env"]}
-    assert {"PREFECT_API_URL", "PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK"} <= set(env)
+    assert "PREFECT_API_URL" in set(env)
+    # No task-scheduling storage: a background run has no parameters and persists no result.
+    assert "PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK" not in env
     assert pod_spec_of(workers)["securityContext"]["runAsNonRoot"] is True

@@ -48,6 +48,7 @@ class Service:
     api: subprocess.Popen | None = None
     api_log: Path | None = None
     started: list[subprocess.Popen] = field(default_factory=list)
+    _logs: dict[int, Path] = field(default_factory=dict)
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -67,12 +68,28 @@ class Service:
 
     def start_task_worker(self, concurrency: int = 1, limit: int = 2, name: str = "") -> subprocess.Popen:
         """One more ``clinicflow processing workers`` (its log: task-worker<name>-<n>.log in the Prefect home)."""
-        log = (self.stack.home / f"task-worker{name}-{len(self.started)}.log").open("wb")
+        path = self.stack.home / f"task-worker{name}-{len(self.started)}.log"
+        log = path.open("wb")
         worker = subprocess.Popen([str(BIN / "clinicflow"), "processing", "workers", "--concurrency", str(concurrency),
                                    "--limit", str(limit)], env=self.stack.env(self.env), cwd=REPO, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(worker)
+        self._logs[worker.pid] = path
         return worker
+
+    def wait_subscribed(self, worker: subprocess.Popen, processes: int = 1, timeout: float = 180) -> None:
+        """Until ``processes`` task-worker processes of ``worker`` subscribed to the Prefect server (a start
+        under load takes a while; jobs sent before go to the workers already there)."""
+        path = self._logs[worker.pid]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.read_text(errors="replace").count("Subscribing to runs of task(s)") >= processes:
+                return
+            if worker.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"task worker pid {worker.pid} did not subscribe in {timeout}s:\n"
+                             f"{path.read_text(errors='replace')[-3000:]}")
 
     def close(self) -> None:
         stop_processes(self.started)  # the API and the worker at once, then the stack's server
@@ -89,9 +106,12 @@ def drop_database(admin: PostgresServer, name: str) -> None:
 
 
 def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2, task_workers: int = 1,
-                  task_worker_limit: int = 2, extra_env: dict[str, str] | None = None) -> Service:
-    """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses."""
-    stack = PrefectStack.start(home / "prefect")
+                  task_worker_limit: int = 2, extra_env: dict[str, str] | None = None,
+                  prefect_database_url: str | None = None, api_workers: int = 1) -> Service:
+    """Server, pool, the process-data deployment, a worker, task workers and the API; all as subprocesses.
+    ``prefect_database_url``: the Prefect server's database (default: SQLite in its home)."""
+    stack = PrefectStack.start(home / "prefect", server_env=None if prefect_database_url is None else {
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_database_url})
     bucket_dir = home / "bucket"
     scripts_dir = home / "scripts"
     bucket_dir.mkdir()
@@ -120,12 +140,13 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
         port = free_port()
         service.api_log = home / "api.log"
         api_log = service.api_log.open("wb")
-        service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port)],
+        service.api = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port),
+                                        "--workers", str(api_workers)],
                                        env=stack.env({**env, "CLINICFLOW_API_TOKEN": TOKEN}), cwd=REPO,
                                        stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
         service.started.append(service.api)
         service.url = f"http://127.0.0.1:{port}"
-        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=120)
+        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=300)
         if task_workers:
             service.start_task_worker(task_workers, task_worker_limit)
         return service

@@ -132,7 +132,7 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     updates = Updates(service)
     try:
         rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,
-                                                                      "columns": ["voltage"], "max_points": 5000})
+                                                                      "columns": ["voltage"], "max_points": 100})
         peaks = submit(service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0,
                                                                       "distance": 30})
         assert rolling["status"] == "PENDING"
@@ -147,8 +147,11 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     finally:
         updates.close()
     expected_mean = frame["voltage"].rolling(25, center=True).mean().to_numpy()
+    # The row keeps an overview (every 20th row of 2,000 for max_points 100); the JSON export has every row.
+    assert done["result_data"]["step"] == 20
+    assert done["result_data"]["index"] == list(range(0, 2000, 20))
     got = np.array(done["result_data"]["series"]["voltage"]["rolling_mean"], dtype=float)
-    np.testing.assert_allclose(got, expected_mean, equal_nan=True, rtol=1e-9)
+    np.testing.assert_allclose(got, expected_mean[::20], equal_nan=True, rtol=1e-9)
     expected_peaks, props = find_peaks(frame["voltage"].to_numpy(), prominence=1.0, distance=30)
     assert [p["index"] for p in found["result_data"]["peaks"]] == expected_peaks.tolist()
     assert [p["prominence"] for p in found["result_data"]["peaks"]] == pytest.approx(props["prominences"].tolist())
@@ -175,7 +178,20 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         assert len(csv_text.splitlines()) == len(expected_peaks) + 1
         exported = client.get(f"/api/etl/results/{rolling['id']}/export", params={"format": "json"})
         assert exported.headers["content-disposition"].endswith(f'result-{rolling["id"]}.json"')
-        assert exported.json()["result_data"] == done["result_data"]
+        full = exported.json()
+        assert {k: v for k, v in full.items() if k != "result_data"} == \
+            {k: v for k, v in done.items() if k != "result_data"}
+        data = full["result_data"]
+        assert data["resolution"] == "full"
+        assert data["step"] == 1
+        assert data["index"] == list(range(2000))
+        np.testing.assert_allclose(np.array(data["series"]["voltage"]["rolling_mean"], dtype=float), expected_mean,
+                                   equal_nan=True, rtol=1e-9)
+        np.testing.assert_allclose(data["series"]["voltage"]["values"], frame["voltage"].to_numpy(), rtol=1e-12)
+        assert data["summary"] == done["result_data"]["summary"]
+        peaks_json = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "json"}).json()
+        assert len(peaks_json["result_data"]["series"]["voltage"]["values"]) == 2000
+        assert peaks_json["result_data"]["peaks"] == found["result_data"]["peaks"]
 
 
 @pytest.mark.parametrize(("kind", "parameters", "field"), [
@@ -303,6 +319,7 @@ def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tm
     """The session's `processing workers --concurrency 2` plus one more process: three task workers."""
     extra = service.start_task_worker(1, 1, name="-extra")
     try:
+        service.wait_subscribed(extra)
         signal_csv(tmp_path / "s.csv", rows=3000)
         data_file = upload(service, tmp_path / "s.csv")
         jobs = [submit(service, data_file["id"], "rolling_mean", {"window": 2 + i, "columns": ["voltage"]})
@@ -342,3 +359,40 @@ def test_delete_cancels_a_running_deployment_run(service: Service, tmp_path: Pat
     wait_flow_run_state(service, job["flow_run_id"], "CANCELLED")
     assert gone(flow_pid)
     assert gone(script_pid)
+
+
+def test_a_row_whose_dispatch_failed_is_dispatched_again_exactly_once(service: Service, tmp_path: Path) -> None:
+    """A PENDING row written and claimed by a dispatcher that never sent it (the API stopped, or Prefect was
+    unreachable): once the claim runs out, the running API's dispatcher sends it; one task run, run once."""
+    import uuid
+
+    import httpx
+
+    from clinicflow.processing import store
+    from clinicflow.service.dispatch import CLAIM_SECONDS, POLL_SECONDS
+
+    signal_csv(tmp_path / "s.csv", rows=500)
+    data_file = upload(service, tmp_path / "s.csv")
+    task_run_id = str(uuid.uuid4())
+    conn = service.database.connect()
+    try:
+        result_id = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 4, "columns": ["voltage"]},
+                                        task_run_id)
+        with conn.cursor() as cur:  # claimed by a dispatcher that stopped: its claim ran out just now
+            cur.execute("UPDATE processing.results SET dispatch_claimed_at = now() - make_interval(secs => %s) "
+                        "WHERE id = %s", (CLAIM_SECONDS, result_id))
+        conn.commit()
+    finally:
+        conn.close()
+    row = service.wait_for(result_id, {"COMPLETED", "FAILED", "CRASHED"}, timeout=CLAIM_SECONDS + 120)
+    assert row["status"] == "COMPLETED", row
+    assert row["task_run_id"] == task_run_id, row
+    assert row["dispatched_at"], row
+    wait_task_run_state(service, task_run_id, "COMPLETED")
+    time.sleep(POLL_SECONDS + 1)  # another round of the dispatcher: the row is not sent again
+    with httpx.Client(base_url=service.stack.api_url, timeout=60) as client:
+        assert client.get(f"/task_runs/{task_run_id}").json()["run_count"] == 1
+        runs = client.post("/task_runs/filter", json={"task_runs": {"id": {"any_": [task_run_id]}}}).json()
+    assert len(runs) == 1
+    with service.client() as client:
+        assert client.get(f"/api/etl/results/{result_id}").json()["dispatched_at"] == row["dispatched_at"]

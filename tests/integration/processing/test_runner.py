@@ -1,8 +1,10 @@
 """The runner and the results table without Prefect: real PostgreSQL, a local folder bucket."""
 from __future__ import annotations
 
+import contextlib
 import json
 import select
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +225,68 @@ def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer
     while processes_named(name) and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGKILL lands asynchronously
     assert processes_named(name) == []
+
+
+def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(analytics: PostgresServer,
+                                                                      bucket: LocalStore,
+                                                                      tmp_path: Path) -> None:
+    """The outbox: a written row is claimed by one dispatcher; a claim that ran out (the dispatcher stopped, or
+    its send failed) lets it be claimed again; a dispatched row never is; a row is found by its task run."""
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"v": np.arange(10, dtype=float)}).to_csv(path, index=False)
+    data_file = upload(analytics, bucket, path)
+    conn = analytics.connect()
+    try:
+        sent = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 2},
+                                   "00000000-0000-4000-8000-000000000001")
+        failed = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 2},
+                                     "00000000-0000-4000-8000-000000000002")
+        claimed = store.claim_undispatched(conn, claim_seconds=30)
+        assert [(r.id, r.task_run_id, r.row_count) for r in claimed] == [
+            (sent, "00000000-0000-4000-8000-000000000001", 10), (failed, "00000000-0000-4000-8000-000000000002", 10)]
+        assert store.claim_undispatched(conn, claim_seconds=30) == []  # a second dispatcher finds nothing
+        store.mark_dispatched(conn, sent)
+        # The claim on `failed` runs out (claim_seconds 0): claimed again, exactly once more.
+        assert [r.id for r in store.claim_undispatched(conn, claim_seconds=0)] == [failed]
+        assert store.claim_undispatched(conn, claim_seconds=30) == []
+        store.mark_dispatched(conn, failed)
+        assert store.claim_undispatched(conn, claim_seconds=0) == []
+        assert store.result_for_task_run(conn, "00000000-0000-4000-8000-000000000002") == failed
+        assert store.result_for_task_run(conn, "00000000-0000-4000-8000-000000000009") is None
+        row = store.get_result(conn, sent)
+        assert row is not None
+        assert row["dispatched_at"]
+        assert row["task_run_id"].endswith("0001")
+    finally:
+        conn.close()
+
+
+def test_a_background_row_is_found_by_its_task_run_id(analytics: PostgresServer, bucket: LocalStore,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"v": np.arange(50, dtype=float)}).to_csv(path, index=False)
+    data_file = upload(analytics, bucket, path)
+    conn = analytics.connect()
+    try:
+        result_id = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 3},
+                                        "00000000-0000-4000-8000-0000000000aa")
+    finally:
+        conn.close()
+    tracked: list[int] = []
+
+    @contextlib.contextmanager
+    def track(row_id: int) -> Iterator[None]:
+        tracked.append(row_id)
+        yield
+
+    summary = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
+                             worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000aa", track=track)
+    assert summary["status"] == "COMPLETED"
+    assert tracked == [result_id]
+    again = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
+                           worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000aa", track=track)
+    assert again["status"] == "skipped"  # delivered twice: run once
+    gone = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
+                          worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000bb")
+    assert gone["status"] == "skipped"
+    assert "no result" in gone["reason"]

@@ -1,0 +1,96 @@
+"""``clinicflow serve --workers N``: N API processes on one listening socket, and the one dispatcher.
+
+The serve process binds the socket, starts the dispatcher process and N
+``python -m clinicflow.service.workers <fd>`` children that each run the app
+(:func:`create_app` with ``dispatch=False``) on the inherited socket; the
+kernel spreads connections over them. A child that dies is started again.
+Each child gets the secrets the CLI captured on a pipe
+(:func:`secret_env.handover`), never in its environment (uvicorn's own
+``workers`` would start children without them).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from clinicflow.core import secret_env
+
+log = logging.getLogger("clinicflow.service")
+# A child that dies this soon after its start is not restarted at once (a broken set-up, not a crash).
+RESTART_PAUSE_SECONDS = 5.0
+
+
+def serve_workers(host: str, port: int, workers: int) -> int:
+    """Until SIGTERM/SIGINT; exit code 0."""
+    from clinicflow.service.dispatch import DispatcherProcess
+
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    fd = listener.fileno()
+    stopping = {"now": False}
+
+    def start() -> subprocess.Popen[bytes]:
+        env, pipe = secret_env.handover(dict(os.environ))
+        try:
+            return subprocess.Popen([sys.executable, "-m", "clinicflow.service.workers", str(fd)], env=env,
+                                    pass_fds=(fd,) if pipe is None else (fd, pipe))
+        finally:
+            if pipe is not None:
+                os.close(pipe)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    dispatcher = DispatcherProcess()
+    dispatcher.start()
+    children = {slot: (start(), time.monotonic()) for slot in range(workers)}
+    try:
+        while not stopping["now"]:
+            time.sleep(0.5)
+            for slot, (child, started) in list(children.items()):
+                if child.poll() is None or stopping["now"]:
+                    continue
+                log.warning("API process pid %s exited with %s; starting another", child.pid, child.returncode)
+                if time.monotonic() - started < RESTART_PAUSE_SECONDS:
+                    time.sleep(RESTART_PAUSE_SECONDS)
+                children[slot] = (start(), time.monotonic())
+    finally:
+        for child, _ in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child, _ in children.values():
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        dispatcher.stop()
+        listener.close()
+    return 0
+
+
+def serve_on_socket(fd: int) -> None:
+    """One API process on the inherited listening socket ``fd`` (no dispatcher of its own)."""
+    import uvicorn
+
+    from clinicflow.service.app import create_app
+    from clinicflow.service.settings import settings_from_env
+
+    app = create_app(settings_from_env(), dispatch=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    server.run(sockets=[socket.socket(fileno=fd)])
+
+
+if __name__ == "__main__":
+    secret_env.capture_and_reexec()
+    serve_on_socket(int(sys.argv[1]))
