@@ -38,6 +38,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from clinicflow.core import settings
+
 # Read by Prefect when it is first imported (it configures logging then): set before that, wherever flows
 # run. The same pair is in the Dockerfile, prefect.yaml (job_env), k8s/cronjob-nightly.yaml and tests/conftest.py.
 RUN_LOG_ENV = {
@@ -67,7 +69,7 @@ def prepare_embedded_environment() -> None:
     """``route_library_logs``, and the embedded-server defaults above unless a Prefect API is configured;
     values the user set win."""
     route_library_logs()
-    if os.environ.get("PREFECT_API_URL"):
+    if settings.prefect_api_url():
         return
     for name, value in EMBEDDED_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -77,6 +79,7 @@ def prepare_embedded_environment() -> None:
 # started it (argv[1]) is gone: SIGTERM for uvicorn's orderly shutdown, then a hard exit 5 s later.
 _SERVER_WRAPPER = """
 import os, runpy, signal, sys, threading, time
+
 parent = int(sys.argv[1])
 def watch():
     while os.getppid() == parent:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
+from clinicflow.core import settings
 from clinicflow.processing import store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.pool import ConnectionPool
@@ -42,7 +42,7 @@ _NAMESPACE = uuid.UUID("5b0f6a55-3c1e-4e53-9a4e-0c6f1c6b2a26")
 
 
 def deployment_min_rows() -> int:
-    return int(os.environ.get("CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS") or DEFAULT_DEPLOYMENT_MIN_ROWS)
+    return settings.processing_deployment_min_rows(DEFAULT_DEPLOYMENT_MIN_ROWS)
 
 
 def task_run_id_for(database_key: str, result_id: int) -> uuid.UUID:
