@@ -50,6 +50,7 @@ RUN groupadd --system --gid 10001 clinicflow \
  && mkdir -p /home/clinicflow/.prefect \
  && chown -R clinicflow:clinicflow /home/clinicflow
 COPY --from=build --chown=root:root /app /app
+# The library's `clinicflow` loggers reach the flow runs' logs (flows/runtime.py RUN_LOG_ENV).
 # PREFECT_HOME must be writable: the embedded server of the CronJob path keeps
 # its SQLite database there. In Kubernetes it is an emptyDir (read-only root FS).
 ENV PATH=/app/.venv/bin:$PATH \
@@ -57,7 +58,9 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PREFECT_HOME=/home/clinicflow/.prefect \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    PREFECT_UI_ENABLED=false
+    PREFECT_UI_ENABLED=false \
+    PREFECT_LOGGING_EXTRA_LOGGERS=clinicflow \
+    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW=ignore
 WORKDIR /app
 USER 10001:10001
 # No ENTRYPOINT: the Prefect worker passes the full command as container args.

@@ -21,7 +21,6 @@ default credentials while the emulator is configured.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -31,7 +30,7 @@ from pydantic import Field, SecretStr
 
 from blocks.resolve import ENV_BUILDERS, env_prefix, resolve_block
 from clinicflow.connectors.objectstore.clients import EMULATOR_PROJECT, storage_emulator_host
-from clinicflow.core import secret_env
+from clinicflow.core import secret_env, settings
 
 BucketKind = Literal["local", "gcs", "s3"]
 
@@ -79,7 +78,7 @@ def anonymous_adc_if_emulated() -> Iterator[None]:
         def anonymous_default(*_args: Any, **_kwargs: Any) -> tuple[Any, str]:
             # google-auth gap: Credentials.__init__ carries no annotations.
             credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-            return credentials, os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
+            return credentials, settings.google_cloud_project(EMULATOR_PROJECT)
 
         google.auth.default = anonymous_default
         try:

@@ -10,13 +10,13 @@ Which source is used: ``CLINICFLOW_CREDENTIALS=blocks|env`` if set, else
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prefect.blocks.core import Block
 
 from blocks.databases import MySQLServer, PostgresServer
+from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 
 B = TypeVar("B", bound=Block)
@@ -49,11 +49,9 @@ class BlockResolutionError(ClinicflowError):
 
 
 def credentials_source() -> str:
-    explicit = os.environ.get("CLINICFLOW_CREDENTIALS", "").strip().lower()
-    if explicit in ("blocks", "env"):
+    explicit = settings.credentials()
+    if explicit is not None:
         return explicit
-    if explicit:
-        raise BlockResolutionError(f"CLINICFLOW_CREDENTIALS must be 'blocks' or 'env', not {explicit!r}")
     from prefect.settings import PREFECT_API_URL
 
     return "blocks" if PREFECT_API_URL.value() else "env"

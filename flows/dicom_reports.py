@@ -13,7 +13,6 @@ stop request (SIGTERM) ended it early with its progress saved.
 """
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
+from clinicflow.core.settings import dicom_range_deployment
 from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
@@ -47,8 +47,6 @@ from tasks.dicom import (
     run_totals_task,
     write_outputs_task,
 )
-
-RANGE_DEPLOYMENT = os.environ.get("CLINICFLOW_DICOM_RANGE_DEPLOYMENT", "dicom-reports-range/dicom-reports-range")
 
 
 def _process_pages(source: ReportsSource, settings: BatchSettings, state_server: PostgresServer, state_schema: str,
@@ -163,7 +161,7 @@ def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int,
     child_options = options.model_dump(mode="json", exclude=set(FAN_OUT_FIELDS))
     parameters = {r.name(i): {"options": child_options, "key_range": r.as_parameter(),
                               "run_id": run_id} for i, r in enumerate(ranges)}
-    children = run_partitions(RANGE_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
+    children = run_partitions(dicom_range_deployment(), run_id, parameters, width=width) if parameters else {}
     failed = failed_children_message(children, "key ranges")
     total = run_totals_task(state_server, options.state_schema, options.dataset, run_id)
     return total, ([failed] if failed is not None else [])

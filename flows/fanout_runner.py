@@ -10,11 +10,11 @@ key (failed, crashed, cancelled): a rerun redoes only those.
 """
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, cast
 
+from clinicflow.core import settings
 from clinicflow.core.logs import get_logger
 from clinicflow.scaleout import fanout
 
@@ -75,7 +75,7 @@ def start_child(deployment: str, run_key: str, partition: str, attempt: int, par
 def poll_cap() -> float:
     """Longest wait between two polls of the children: ``CLINICFLOW_FANOUT_POLL_CAP_SECONDS`` (default 10);
     short children (a local pool) finish sooner than a 10 s poll notices."""
-    return float(os.environ.get("CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "10"))
+    return settings.fanout_poll_cap_seconds()
 
 
 def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *,
@@ -124,6 +124,6 @@ def child_slot(limit: str | None = None) -> Any:
     """One slot of the global concurrency limit for a child's work (a missing limit only warns)."""
     from prefect.concurrency.sync import concurrency
 
-    name = limit or os.environ.get("CLINICFLOW_FANOUT_LIMIT", fanout.DEFAULT_CONCURRENCY_LIMIT)
+    name = limit or settings.fanout_limit() or fanout.DEFAULT_CONCURRENCY_LIMIT
     # A global limit, not a deployment limit: children never sit in AwaitingConcurrencySlot (prefect#16027).
     return concurrency(name, occupy=1, strict=False, lease_duration=120)

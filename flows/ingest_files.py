@@ -10,7 +10,6 @@ the batch that crossed it, unpublished).
 """
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from clinicflow.connectors.connections import connected
 from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.stores import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
+from clinicflow.core.settings import ingest_prefix_deployment
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
@@ -39,7 +39,6 @@ from flows.progress import RunProgress, artifact_key
 from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
 
 Extractor = Literal["rules", "llm", "none"]
-PREFIX_DEPLOYMENT = os.environ.get("CLINICFLOW_INGEST_PREFIX_DEPLOYMENT", "ingest-files-prefix/ingest-files-prefix")
 
 
 def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, max_error_rate: float,
@@ -223,7 +222,7 @@ def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[st
     get_logger("clinicflow.ingest").info("ingest %s: %d prefix partition(s); run %s", pattern, len(groups), run_id)
     parameters = {ingest_partitions.partition_name(i, g): {"pattern": pattern, "prefixes": g, "run_id": run_id,
                                                            **options} for i, g in enumerate(groups)}
-    children = run_partitions(PREFIX_DEPLOYMENT, run_id, parameters, width=width) if parameters else {}
+    children = run_partitions(ingest_prefix_deployment(), run_id, parameters, width=width) if parameters else {}
     failed = failed_children_message(children, "prefix partitions")
     with connected(server) as conn:
         counts = ingest_partitions.recorded_ingest_counts(conn, options["ingest_schema"], run_id, listed=listed[0])

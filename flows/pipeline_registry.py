@@ -17,7 +17,6 @@ the folder is ``/app/pipelines`` unless ``image_folder`` says otherwise.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+from clinicflow.core import settings
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.spec import CronSchedule, PipelineSpec
 from flows.pipeline import PIPELINE_FLOW_NAME, run_pipeline
@@ -39,7 +39,7 @@ CHECKOUT_ROOT = Path(__file__).resolve().parents[1]  # holds flows/, so the entr
 
 def work_pool_name(explicit: str | None = None) -> str:
     """The work pool: the argument, else ``CLINICFLOW_WORK_POOL``, else clinicflow-k8s (read at call time)."""
-    return explicit or os.environ.get("CLINICFLOW_WORK_POOL", DEFAULT_WORK_POOL)
+    return explicit or settings.work_pool() or DEFAULT_WORK_POOL
 
 
 @dataclass

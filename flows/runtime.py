@@ -25,7 +25,8 @@ process is gone (its parent pid changes), whichever thread started it, and
 with an environment that carries no ``CLINICFLOW_*`` variable or password.
 
 With ``PREFECT_API_URL`` set (deployments, a local Prefect server) nothing here
-changes Prefect's behaviour.
+changes Prefect's behaviour, except the one setting every run needs: ``RUN_LOG_ENV``
+routes the library's ``clinicflow`` loggers into the run's logs (clinicflow.core.logs).
 """
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from clinicflow.core import settings
+
+# Read by Prefect when it is first imported (it configures logging then): set before that, wherever flows
+# run. The same pair is in the Dockerfile, prefect.yaml (job_env), k8s/cronjob-nightly.yaml and tests/conftest.py.
+RUN_LOG_ENV = {
+    # Prefect attaches its API log handler to these loggers: library messages land in the run's logs.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "clinicflow",
+    # Outside a run (CLI, service) library messages only go to the console, without a warning each.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+
 # Read by Prefect when it is first imported: set them before that.
 EMBEDDED_ENV_DEFAULTS = {
     # The embedded server needs more than Prefect's default 20 s on a busy 2-core pod.
@@ -47,9 +59,17 @@ EMBEDDED_ENV_DEFAULTS = {
 }
 
 
+def route_library_logs() -> None:
+    """Set ``RUN_LOG_ENV`` (values the user set win); before Prefect is first imported."""
+    for name, value in RUN_LOG_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def prepare_embedded_environment() -> None:
-    """Set the embedded-server defaults above unless a Prefect API is configured or the user set them."""
-    if os.environ.get("PREFECT_API_URL"):
+    """``route_library_logs``, and the embedded-server defaults above unless a Prefect API is configured;
+    values the user set win."""
+    route_library_logs()
+    if settings.prefect_api_url():
         return
     for name, value in EMBEDDED_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -59,6 +79,7 @@ def prepare_embedded_environment() -> None:
 # started it (argv[1]) is gone: SIGTERM for uvicorn's orderly shutdown, then a hard exit 5 s later.
 _SERVER_WRAPPER = """
 import os, runpy, signal, sys, threading, time
+
 parent = int(sys.argv[1])
 def watch():
     while os.getppid() == parent:

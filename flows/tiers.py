@@ -18,7 +18,6 @@ run starts: :class:`EnvSizedTaskRunner`).
 """
 from __future__ import annotations
 
-import os
 import queue
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.core import progress
+from clinicflow.core import progress, settings
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental.metrics import TableOutcome
@@ -47,22 +46,14 @@ from tasks import replication as repl_tasks
 
 
 # --- settings, read when called ------------------------------------------------
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    try:
-        return int(text) if text else default
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {text!r}") from None
-
-
 def nightly_workers() -> int:
     """Task-runner threads of the nightly flows (``CLINICFLOW_NIGHTLY_WORKERS``, default 4)."""
-    return _env_int("CLINICFLOW_NIGHTLY_WORKERS", 4)
+    return settings.nightly_workers()
 
 
 def replication_workers() -> int:
     """Concurrent copies of ``replicate_tables`` (``CLINICFLOW_REPLICATION_WORKERS``, default 4)."""
-    return _env_int("CLINICFLOW_REPLICATION_WORKERS", 4)
+    return settings.replication_workers()
 
 
 def small_table_rows() -> int:
@@ -70,12 +61,12 @@ def small_table_rows() -> int:
 
     For them a task run per step costs more than the copy (450-table no-op bench, docs/loading.md).
     """
-    return _env_int("CLINICFLOW_SMALL_TABLE_ROWS", 1000)
+    return settings.small_table_rows()
 
 
 def small_group_size() -> int:
     """Small tables per ``small-tables`` task (``CLINICFLOW_SMALL_GROUP_SIZE``, default 25)."""
-    return _env_int("CLINICFLOW_SMALL_GROUP_SIZE", 25)
+    return settings.small_group_size()
 
 
 class EnvSizedTaskRunner(ThreadPoolTaskRunner[Any]):
@@ -420,12 +411,12 @@ PARTITIONS_ARTIFACT_KEY = "nightly-etl-partitions"
 
 def child_deployment() -> str:
     """The deployment fan-out children run as (``CLINICFLOW_FANOUT_DEPLOYMENT``, default :data:`CHILD_DEPLOYMENT`)."""
-    return os.environ.get("CLINICFLOW_FANOUT_DEPLOYMENT") or CHILD_DEPLOYMENT
+    return settings.fanout_deployment() or CHILD_DEPLOYMENT
 
 
 def fanout_concurrency_limit() -> str:
     """The global concurrency limit children hold a slot of (``CLINICFLOW_FANOUT_LIMIT``, or ``clinicflow-fanout``)."""
-    return os.environ.get("CLINICFLOW_FANOUT_LIMIT") or fanout.DEFAULT_CONCURRENCY_LIMIT
+    return settings.fanout_limit() or fanout.DEFAULT_CONCURRENCY_LIMIT
 
 
 def child_parameters(*, full_refresh: bool, skip_verification: bool, full_sweep: bool, tables_file: str | None,

@@ -20,9 +20,14 @@ import pytest
 # switch the resolver to saved blocks.
 os.environ.setdefault("CLINICFLOW_CREDENTIALS", "env")
 
-from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.core.sql import quote_ident
-from clinicflow_dev.admin import admin_pg
+# Library messages reach run logs as in production: Prefect reads these once, when first imported (below).
+from flows.runtime import route_library_logs
+
+route_library_logs()
+
+from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
+from clinicflow.core.sql import quote_ident  # noqa: E402
+from clinicflow_dev.admin import admin_pg  # noqa: E402
 
 pytest_plugins = ["tests.support.prefect_session", "tests.support.services"]
 

@@ -1,27 +1,22 @@
-"""Logging: the orchestrator's run logger inside a run (when one is installed), a stdlib logger outside.
+"""Logging: plain stdlib loggers under the ``clinicflow`` namespace.
 
-The library knows nothing of Prefect: ``flows`` installs Prefect's run logger with :func:`use_run_logger`
-when it is imported, so inside a flow or task run library messages reach the run's logs.
+The library knows nothing of Prefect. Inside a flow or task run its messages reach the run's logs because
+Prefect attaches its API log handler to the ``clinicflow`` logger: ``PREFECT_LOGGING_EXTRA_LOGGERS=clinicflow``,
+set wherever flows run (the image, prefect.yaml's job variables, the CronJob, the CLI through
+``flows.runtime.prepare_embedded_environment``, the test session) and read by Prefect once, when it is first
+imported. Outside a run the handler drops them (``PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW=ignore``) and they
+reach the console through the root logger.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-_run_logger: Callable[[], Any | None] | None = None
+ROOT = "clinicflow"
 
 
-def use_run_logger(factory: Callable[[], Any | None] | None) -> None:
-    """Install the factory that returns the current run's logger, or None outside a run."""
-    global _run_logger
-    _run_logger = factory
-
-
-def get_logger(name: str = "clinicflow") -> Any:
-    """The current run's logger when called inside a run, else the stdlib logger ``name``."""
-    if _run_logger is not None:
-        logger = _run_logger()
-        if logger is not None:
-            return logger
+def get_logger(name: str = ROOT) -> logging.Logger:
+    """The stdlib logger ``name``, placed under the ``clinicflow`` namespace (``flows.x`` becomes
+    ``clinicflow.flows.x``) so Prefect's extra-logger handler sees it."""
+    if name != ROOT and not name.startswith(ROOT + "."):
+        name = f"{ROOT}.{name}"
     return logging.getLogger(name)

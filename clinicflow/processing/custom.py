@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from clinicflow.core import settings
 from clinicflow.processing import sandbox
 from clinicflow.processing.base import DataSource, ParamsModel, ProcessingError, ProgressFn
 
@@ -38,12 +39,12 @@ MAX_SCRIPT_NAME = 100
 
 def scripts_dir_from_env() -> Path:
     """The scripts folder: ``CLINICFLOW_PROCESSING_SCRIPTS_DIR``, else ./processing_scripts."""
-    return Path(os.environ.get("CLINICFLOW_PROCESSING_SCRIPTS_DIR") or DEFAULT_SCRIPTS_DIR)
+    return settings.processing_scripts_dir() or Path(DEFAULT_SCRIPTS_DIR)
 
 
 def script_runner_url() -> str | None:
     """``CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL``: scripts run by that script-runner service, not here."""
-    return (os.environ.get("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL") or "").strip() or None
+    return settings.processing_script_runner_url()
 
 
 def resolve_script(name: str, scripts_dir: Path) -> Path:

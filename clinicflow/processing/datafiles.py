@@ -5,7 +5,6 @@ Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 
 DataFormat = Literal["csv", "parquet"]
@@ -27,8 +27,7 @@ DEFAULT_MAX_UPLOAD_MB = 512
 
 def max_upload_bytes() -> int:
     """The largest data file accepted: ``CLINICFLOW_PROCESSING_MAX_UPLOAD_MB`` (default 512) MiB."""
-    raw = (os.environ.get("CLINICFLOW_PROCESSING_MAX_UPLOAD_MB") or "").strip()
-    return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_UPLOAD_MB) << 20
+    return settings.processing_max_upload_mb(DEFAULT_MAX_UPLOAD_MB) << 20
 
 
 class DataFileError(ClinicflowError, ValueError):

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from clinicflow.core import settings
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 
@@ -25,7 +26,7 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 def lease_seconds() -> float:
     """How long a row's lease lasts without a heartbeat (``CLINICFLOW_PROCESSING_LEASE_SECONDS``)."""
-    return float(os.environ.get("CLINICFLOW_PROCESSING_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
+    return settings.processing_lease_seconds(DEFAULT_LEASE_SECONDS)
 
 
 def worker_id() -> str:

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from clinicflow.core import settings
+
 Mode = Literal["bwrap", "uid", "process", "unavailable"]
-MODES = ("auto", "bwrap", "uid", "process")
+MODES = settings.SANDBOX_MODES
 # One-off uids for script runs: far above any real account, one per run (runs cannot signal each other).
 RUN_UID_BASE = 2_100_000_000
 RUN_UID_SPAN = 10_000_000
@@ -47,11 +49,6 @@ SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR":
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
                "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 log = logging.getLogger("clinicflow.processing")
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
 
 @dataclass(frozen=True)
@@ -66,16 +63,16 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(memory_bytes=_env_int("CLINICFLOW_PROCESSING_SCRIPT_MEMORY_MB", 2048) << 20,
-                   processes=_env_int("CLINICFLOW_PROCESSING_SCRIPT_PROCESSES", 16),
-                   file_bytes=_env_int("CLINICFLOW_PROCESSING_SCRIPT_FILE_MB", 64) << 20,
-                   open_files=_env_int("CLINICFLOW_PROCESSING_SCRIPT_OPEN_FILES", 256),
+        return cls(memory_bytes=settings.script_memory_mb() << 20,
+                   processes=settings.script_processes(),
+                   file_bytes=settings.script_file_mb() << 20,
+                   open_files=settings.script_open_files(),
                    result_bytes=max_result_bytes())
 
 
 def max_result_bytes() -> int:
     """The largest result stored (any processor): ``CLINICFLOW_PROCESSING_MAX_RESULT_MB``, default 16 MiB."""
-    return _env_int("CLINICFLOW_PROCESSING_MAX_RESULT_MB", 16) << 20
+    return settings.processing_max_result_mb() << 20
 
 
 @dataclass
@@ -91,10 +88,7 @@ class Outcome:
 
 
 def requested_mode() -> str:
-    value = (os.environ.get("CLINICFLOW_PROCESSING_SANDBOX") or "auto").strip().lower()
-    if value not in MODES:
-        raise ValueError(f"CLINICFLOW_PROCESSING_SANDBOX={value!r}: one of {', '.join(MODES)}")
-    return value
+    return settings.processing_sandbox()
 
 
 @functools.lru_cache(maxsize=8)

@@ -41,7 +41,7 @@ import threading
 import uuid
 from typing import Any
 
-from clinicflow.core import secret_env
+from clinicflow.core import secret_env, settings
 from clinicflow.processing import store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.pool import ConnectionPool
@@ -57,7 +57,7 @@ POLL_SECONDS = 5.0
 
 
 def deployment_min_rows() -> int:
-    return int(os.environ.get("CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS") or DEFAULT_DEPLOYMENT_MIN_ROWS)
+    return settings.processing_deployment_min_rows(DEFAULT_DEPLOYMENT_MIN_ROWS)
 
 
 def as_deployment_run(row_count: int) -> bool:
@@ -335,6 +335,6 @@ async def cancel_task_run(client: Any, task_run_id: str) -> str | None:
 
 if __name__ == "__main__":
     secret_env.capture_and_reexec()
-    logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=settings.log_level())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per run created
     run_dispatcher()

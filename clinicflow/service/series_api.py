@@ -6,7 +6,6 @@ peaks in view; the results page asks again on every zoom or pan.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 
+from clinicflow.core import settings
 from clinicflow.processing import store
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DataFileError
@@ -37,8 +37,7 @@ DEFAULT_CACHE_MB = 4096
 
 def cache_bytes() -> int:
     """The series cache's bound: ``CLINICFLOW_PROCESSING_SERIES_CACHE_MB`` (default 4096) MiB."""
-    raw = (os.environ.get("CLINICFLOW_PROCESSING_SERIES_CACHE_MB") or "").strip()
-    return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_CACHE_MB) << 20
+    return settings.processing_series_cache_mb(DEFAULT_CACHE_MB) << 20
 
 
 class ResultSeries:

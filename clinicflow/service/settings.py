@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from blocks.buckets import resolve_bucket
 from blocks.databases import PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, resolve_block
-from clinicflow.core import secret_env
+from clinicflow.core import secret_env, settings
 from clinicflow.processing.custom import scripts_dir_from_env
 
 PROCESSING_BUCKET_BLOCK = "processing-files-bucket"
@@ -36,7 +35,7 @@ class ServiceSettings:
 
 
 def bucket_kind() -> str:
-    return os.environ.get("CLINICFLOW_PROCESSING_BUCKET_KIND") or "local"
+    return settings.processing_bucket_kind()
 
 
 def processing_bucket() -> Any:

@@ -22,7 +22,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from clinicflow.core import secret_env
+from clinicflow.core import secret_env, settings
 
 log = logging.getLogger("clinicflow.service")
 # A child that dies this soon after its start is not restarted again at once (a broken set-up, not a crash).
@@ -136,5 +136,5 @@ def run_workers(concurrency: int, limit: int) -> int:
 
 if __name__ == "__main__":
     secret_env.capture_and_reexec()
-    logging.basicConfig(level=os.environ.get("CLINICFLOW_LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=settings.log_level())
     serve_processing_tasks(int(sys.argv[1]))

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, TypeAdapter
 
-from clinicflow.core import secret_env
+from clinicflow.core import secret_env, settings
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.toolkit.base import (
     DeadLetterSink,
@@ -50,7 +50,7 @@ def clickhouse_from_env() -> ClickHouseConnection:
     """
     url = secret_env.getenv("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
     return ClickHouseConnection(url=SecretStr(url),
-                                database=os.environ.get("CLINICFLOW_CLICKHOUSE_DATABASE", "default"))
+                                database=settings.clickhouse_database())
 
 
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import os
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinicflow.core import settings
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.spec import PipelineSpec
 
@@ -26,7 +26,7 @@ DEFAULT_FOLDER = "pipelines"
 
 def pipelines_folder(folder: str | Path | None = None) -> Path:
     """The folder to scan: the argument, else ``CLINICFLOW_PIPELINES_DIR``, else ./pipelines (read at call time)."""
-    return Path(folder if folder is not None else os.environ.get("CLINICFLOW_PIPELINES_DIR", DEFAULT_FOLDER))
+    return Path(folder) if folder is not None else settings.pipelines_dir() or Path(DEFAULT_FOLDER)
 
 
 @dataclass(frozen=True)

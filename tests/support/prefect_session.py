@@ -180,7 +180,7 @@ def pytest_configure(config: pytest.Config) -> None:
     def cleanup() -> None:
         if "prefect.logging.handlers" in sys.modules:  # this process's queued run logs reach the server first
             with contextlib.suppress(Exception):  # logs we could not send do not fail the session
-                sys.modules["prefect.logging.handlers"].APILogHandler.flush()
+                sys.modules["prefect.logging.handlers"].APILogHandler().flush()
         stop_session_server(folder)
         os.environ.pop(SESSION_DIR_VAR, None)
 

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from clinicflow.connectors.mysql.sessions import MYSQL_SESSION_SQL_MODE
+from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import MYSQL_TRANSIENT_CODES, TransientError
 
@@ -48,7 +49,7 @@ class MySQLClientError(ClinicflowError):
 
 def client_binary() -> str | None:
     """Path of the C client used for exports, or None when pymysql must be used."""
-    if os.environ.get(EXPORT_ENV, "").strip().lower() == "pymysql":
+    if settings.mysql_export() == "pymysql":
         return None
     if not hasattr(os, "memfd_create"):
         return None  # not Linux: no anonymous option file, so the password never goes to the client

@@ -1,10 +1,10 @@
 """The object-store clients every GCS and S3 read and write goes through (the emulator handled once, here)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinicflow.core import settings
 from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ EMULATOR_PROJECT = "clinicflow-emulator"
 
 def storage_emulator_host() -> str | None:
     """The GCS emulator address when one is configured (tests, local runs)."""
-    return os.environ.get("STORAGE_EMULATOR_HOST") or None
+    return settings.storage_emulator()
 
 
 def gcs_client(credentials: Any | None = None, project: str | None = None) -> Any:

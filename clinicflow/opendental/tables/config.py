@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import IdentifierError, validate_table_name
 
@@ -272,9 +273,8 @@ def parse_tables_config(data: Any, source: str = "tables.yml") -> TablesConfig:
 
 def load_tables_config(path: str | Path | None = None) -> TablesConfig:
     """Read and validate tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE)."""
-    import os
 
-    file = Path(path or os.environ.get("CLINICFLOW_TABLES_FILE") or DEFAULT_TABLES_FILE)
+    file = Path(path) if path else settings.tables_yml_file() or DEFAULT_TABLES_FILE
     # Each failure is one line naming the file; never the file's bytes (they may be anything).
     try:
         raw = file.read_bytes()

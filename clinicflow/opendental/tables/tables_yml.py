@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from clinicflow.core import settings
 from clinicflow.opendental.tables.analysis_rules import AnalysisError
 from clinicflow.opendental.tables.config import (
     ConfigError,
@@ -175,11 +176,10 @@ def _body_of(text: str) -> str | None:
 
 def tables_file_path(path: str | Path | None = None) -> Path:
     """The tables.yml to read or write: ``path``, else $CLINICFLOW_TABLES_FILE, else the project's."""
-    import os
 
     from clinicflow.opendental.tables.config import DEFAULT_TABLES_FILE
 
-    return Path(path or os.environ.get("CLINICFLOW_TABLES_FILE") or DEFAULT_TABLES_FILE)
+    return Path(path) if path else settings.tables_yml_file() or DEFAULT_TABLES_FILE
 
 
 @dataclass(frozen=True)
