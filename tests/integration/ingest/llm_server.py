@@ -25,6 +25,9 @@ class LLMServer:
     script: list[Any] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0  # seconds before each answer (to make a run slow enough to kill)
+    # plus seconds per document in the prompt, like a hosted model writing one record per document (requests
+    # are served on their own threads, so concurrent clients wait side by side, not one after the other)
+    delay_per_document: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -58,8 +61,10 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-            if server.delay:
-                time.sleep(server.delay)
+            if server.delay or server.delay_per_document:
+                prompt = str(body.get("messages", [{}])[-1].get("content", ""))
+                documents = max(1, prompt.count("<document id="))
+                time.sleep(server.delay + server.delay_per_document * documents)
             with server.lock:
                 server.requests.append(body)
                 action = server.script.pop(0) if server.script else None
