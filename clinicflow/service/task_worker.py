@@ -14,19 +14,13 @@ its id) and persists no result.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import sys
-import time
-from types import FrameType
 from typing import Any
 
 from clinicflow.core import secret_env, settings
 
 log = logging.getLogger("clinicflow.service")
 # A child that dies this soon after its start is not restarted again at once (a broken set-up, not a crash).
-RESTART_PAUSE_SECONDS = 5.0
 
 
 def serve_processing_tasks(limit: int) -> None:
@@ -92,45 +86,10 @@ def run_workers(concurrency: int, limit: int) -> int:
     if concurrency == 1:
         serve_processing_tasks(limit)
         return 0
+    from clinicflow.service.workers import start_with_secrets, supervise
+
     command = [sys.executable, "-m", "clinicflow.service.task_worker", str(limit)]
-    children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
-    stopping = {"now": False}
-
-    def start() -> subprocess.Popen[bytes]:
-        # The secrets the CLI captured reach the child on a pipe, not in its /proc/PID/environ.
-        env, pipe = secret_env.handover(dict(os.environ))
-        try:
-            return subprocess.Popen(command, env=env, pass_fds=() if pipe is None else (pipe,))
-        finally:
-            if pipe is not None:
-                os.close(pipe)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        stopping["now"] = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for slot in range(concurrency):
-        children[slot] = (start(), time.monotonic())
-    try:
-        while not stopping["now"]:
-            time.sleep(0.5)
-            for slot, (child, started) in list(children.items()):
-                if child.poll() is None or stopping["now"]:
-                    continue
-                log.warning("task worker pid %s exited with %s; starting another", child.pid, child.returncode)
-                if time.monotonic() - started < RESTART_PAUSE_SECONDS:
-                    time.sleep(RESTART_PAUSE_SECONDS)
-                children[slot] = (start(), time.monotonic())
-    finally:
-        for child, _ in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child, _ in children.values():
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+    supervise(lambda: start_with_secrets(command), concurrency, "task worker")
     return 0
 
 

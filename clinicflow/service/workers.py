@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from clinicflow.core import secret_env
@@ -26,42 +27,34 @@ log = logging.getLogger("clinicflow.service")
 RESTART_PAUSE_SECONDS = 5.0
 
 
-def serve_workers(host: str, port: int, workers: int) -> int:
-    """Until SIGTERM/SIGINT; exit code 0."""
-    from clinicflow.service.dispatch import DispatcherProcess
+def start_with_secrets(command: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """``command`` as a child process; the secrets the CLI captured reach it on a pipe, not in its environ."""
+    env, pipe = secret_env.handover(dict(os.environ))
+    try:
+        return subprocess.Popen(command, env=env, pass_fds=pass_fds if pipe is None else (*pass_fds, pipe))
+    finally:
+        if pipe is not None:
+            os.close(pipe)
 
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(2048)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
+
+def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: str) -> None:
+    """``count`` children from ``start``, each started again when it exits, until SIGTERM/SIGINT; then all
+    are stopped (SIGTERM, up to 30 s, then SIGKILL)."""
     stopping = {"now": False}
-
-    def start() -> subprocess.Popen[bytes]:
-        env, pipe = secret_env.handover(dict(os.environ))
-        try:
-            return subprocess.Popen([sys.executable, "-m", "clinicflow.service.workers", str(fd)], env=env,
-                                    pass_fds=(fd,) if pipe is None else (fd, pipe))
-        finally:
-            if pipe is not None:
-                os.close(pipe)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping["now"] = True
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    dispatcher = DispatcherProcess()
-    dispatcher.start()
-    children = {slot: (start(), time.monotonic()) for slot in range(workers)}
+    children = {slot: (start(), time.monotonic()) for slot in range(count)}
     try:
         while not stopping["now"]:
             time.sleep(0.5)
             for slot, (child, started) in list(children.items()):
                 if child.poll() is None or stopping["now"]:
                     continue
-                log.warning("API process pid %s exited with %s; starting another", child.pid, child.returncode)
+                log.warning("%s pid %s exited with %s; starting another", what, child.pid, child.returncode)
                 if time.monotonic() - started < RESTART_PAUSE_SECONDS:
                     time.sleep(RESTART_PAUSE_SECONDS)
                 children[slot] = (start(), time.monotonic())
@@ -74,6 +67,24 @@ def serve_workers(host: str, port: int, workers: int) -> int:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def serve_workers(host: str, port: int, workers: int) -> int:
+    """Until SIGTERM/SIGINT; exit code 0."""
+    from clinicflow.service.dispatch import DispatcherProcess
+
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    fd = listener.fileno()
+    command = [sys.executable, "-m", "clinicflow.service.workers", str(fd)]
+    dispatcher = DispatcherProcess()
+    dispatcher.start()
+    try:
+        supervise(lambda: start_with_secrets(command, (fd,)), workers, "API process")
+    finally:
         dispatcher.stop()
         listener.close()
     return 0
