@@ -14,8 +14,7 @@ stop request (SIGTERM) ended it early with its progress saved.
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -29,6 +28,7 @@ from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
+from clinicflow.core.options import Mode
 from clinicflow.core.settings import dicom_range_deployment
 from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
@@ -39,6 +39,7 @@ from clinicflow.scaleout import dicom_partitions
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
+from flows.runtime import flow_run_id
 from tasks.dicom import (
     plan_ranges_task,
     prepare_task,
@@ -88,12 +89,6 @@ def _process_pages(source: ReportsSource, settings: BatchSettings, state_server:
     return total, batch_errors
 
 
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or uuid.uuid4())
-
-
 @flow(name="extract-dicom-reports")
 def extract_dicom_reports(
     query: str = "dicom_reports",
@@ -116,7 +111,7 @@ def extract_dicom_reports(
     retry_backoff_seconds: float = 2.0,
     allowed_roots: list[str] | None = None,
     allow_private_redirects: bool = False,
-    mode: Literal["in-pod", "fanout"] = "in-pod",
+    mode: Mode = "in-pod",
     partitions: int = 4,
     fanout_width: int = 4,
     run_key: str | None = None,
@@ -173,7 +168,7 @@ def _extract(options: DicomRunOptions) -> Any:
     started = time.monotonic()
     fan_out = (options.partitions, options.fanout_width) if options.mode == "fanout" else None
     # Fanned out, children record under the run key, so a rerun with it keeps the ranges already done.
-    run_id = (options.run_key or _run_id()) if fan_out else _run_id()
+    run_id = (options.run_key or flow_run_id()) if fan_out else flow_run_id()
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
     bucket = resolve_bucket(options.bucket_kind, options.bucket_block)

@@ -145,3 +145,12 @@ def flow_run_settings() -> Iterator[None]:
     guard_embedded_server()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def flow_run_id() -> str:
+    """The id of the current flow run (a new uuid outside one): what a run records its rows under."""
+    import uuid
+
+    from prefect.runtime import flow_run
+
+    return str(flow_run.get_id() or uuid.uuid4())
