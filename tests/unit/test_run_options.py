@@ -65,3 +65,20 @@ def test_ingest_flow_defaults_are_the_models() -> None:
         if field.is_required():
             continue
         assert params[name].default == field.default, name
+
+
+def test_an_ingest_run_fails_on_its_error_rate_with_one_message() -> None:
+    from collections import Counter
+
+    from clinicflow.ingest.pipeline import RunCounts
+    from clinicflow.ingest.verdicts import error_rate_failure
+
+    fine = RunCounts(new=10, staged=10, dead_lettered=Counter({"extract/timeout": 1}))
+    assert error_rate_failure(fine, 0.1) is None
+    above = RunCounts(new=10, staged=10, dead_lettered=Counter({"extract/timeout": 2}))
+    assert error_rate_failure(above, 0.1) == (
+        "error rate 20.0% above max_error_rate 10.0% (2 dead letter(s) of 10 new item(s): extract/timeout=2); "
+        "every readable document was staged (10): see `clinicflow dlq list`"
+    )
+    stopped = RunCounts(new=10, dead_lettered=Counter({"read/missing": 5}), stopped=True)
+    assert "the batch that crossed it was not published" in (error_rate_failure(stopped, 0.5) or "")

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
+from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK
 from clinicflow.opendental.tables.config import load_tables_config
 from clinicflow.scaleout import fanout
 from clinicflow_dev import generator
@@ -239,7 +240,9 @@ def test_idempotency_key_prevents_a_double_start(fan: dict[str, Any]) -> None:
 
     from flows.nightly_fanout import CHILD_DEPLOYMENT, start_child
 
-    parameters = {"tables": ["clinic"], "run_id": "night-1", "tables_file": str(fan["tables_file"])}
+    options = {"tables": ["clinic"], "tables_file": str(fan["tables_file"]), "source_block": SOURCE_BLOCK,
+               "replica_block": REPLICATION_BLOCK, "analytics_block": ANALYTICS_BLOCK}
+    parameters = {"options": options, "run_id": "night-1"}
     with temporary_settings({PREFECT_API_URL: fan["stack"].api_url}):
         first = start_child(CHILD_DEPLOYMENT, "idem-1", "t3-clinic", 0, parameters)
         second = start_child(CHILD_DEPLOYMENT, "idem-1", "t3-clinic", 0, parameters)
