@@ -82,3 +82,16 @@ def test_an_ingest_run_fails_on_its_error_rate_with_one_message() -> None:
     )
     stopped = RunCounts(new=10, dead_lettered=Counter({"read/missing": 5}), stopped=True)
     assert "the batch that crossed it was not published" in (error_rate_failure(stopped, 0.5) or "")
+
+
+@pytest.mark.parametrize("flow_name", ["nightly_etl", "load_tables"])
+def test_nightly_flow_defaults_are_the_models(flow_name: str) -> None:
+    import flows.nightly
+    from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
+
+    params = inspect.signature(getattr(flows.nightly, flow_name).fn).parameters
+    fields = {**NightlyOptions.model_fields, **NightlyFanOut.model_fields}
+    checked = [name for name, field in fields.items() if name in params and not field.is_required()]
+    assert {"full_refresh", "skip_verification", "full_sweep", "tables_file", "allow_empty"} <= set(checked)
+    for name in checked:
+        assert params[name].default == fields[name].default, name
