@@ -137,8 +137,12 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported by type only
             database = f"error: {type(exc).__name__}"
-        dispatching = dispatcher.alive() if dispatcher is not None else "run by the serve process"
-        return {"status": "ok" if database == "ok" and dispatching else "degraded", "database": database,
+        # "starting" until the dispatcher can create runs: a job submitted then waits for its start-up.
+        dispatching = dispatcher.state() if dispatcher is not None else "run by the serve process"
+        status = "ok" if database == "ok" and dispatching != "stopped" else "degraded"
+        if status == "ok" and dispatching == "starting":
+            status = "starting"
+        return {"status": status, "database": database,
                 "live_updates": live.listening.is_set(), "dispatcher": dispatching,
                 "custom_scripts_sandbox": getattr(app.state, "sandbox", None) or sandbox.active_mode()}
 
