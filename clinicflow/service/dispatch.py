@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clinicflow.core import secret_env, settings
+from clinicflow.core.retry import RetryPolicy, acall_with_retry
 from clinicflow.processing import store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.pool import ConnectionPool
@@ -163,23 +164,21 @@ class Dispatcher:
     async def _create_task_run(self, task_run_id: str) -> None:
         from prefect.exceptions import ObjectNotFound
 
-        from clinicflow.core.retry import backoff_delays
         from tasks.processing import process_result_background
 
         run_id = uuid.UUID(task_run_id)
-        delays = backoff_delays(retries=4, base=0.5)
-        for attempt in range(len(delays) + 1):
+
+        async def create() -> None:
             try:
                 await process_result_background.create_run(client=self._client, id=run_id, deferred=True)
-                return
-            except Exception as exc:
+            except Exception:
                 # Sent before (a lost answer, or a dispatcher that stopped before marking the row): it exists.
                 with contextlib.suppress(ObjectNotFound):
                     await self._client.read_task_run(run_id)
                     return
-                if attempt >= len(delays) or not transient_api_error(exc):
-                    raise
-                await asyncio.sleep(delays[attempt])
+                raise
+
+        await acall_with_retry(create, what=f"task run {run_id}", policy=CREATE_TASK_RUN_RETRY, logger=log)
 
     async def _send_forever(self) -> None:
         while True:
@@ -223,25 +222,27 @@ def transient_api_error(exc: BaseException) -> bool:
     return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
 
 
+# Creating a run: a few quick retries of transient Prefect API errors (a Retry-After wins, within the row's
+# claim); after them the row stays claimed and is sent again once its claim runs out.
+CREATE_TASK_RUN_RETRY = RetryPolicy(retries=4, base_seconds=0.5, retry_on=transient_api_error,
+                                    max_hint_seconds=CLAIM_SECONDS / 2)
+DEPLOYMENT_RUN_RETRY = RetryPolicy(retries=4, base_seconds=1.0, retry_on=transient_api_error,
+                                   max_hint_seconds=CLAIM_SECONDS / 2)
+
+
 async def start_deployment_run(client: Any, deployment: str, result_id: int) -> str:
     """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
     retry after a transient API error can never create a second run."""
     from prefect.deployments.flow_runs import arun_deployment
 
-    from clinicflow.core.retry import backoff_delays
+    async def start() -> str:
+        flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
+                                         timeout=0, idempotency_key=f"processing-result-{result_id}",
+                                         as_subflow=False)
+        return str(flow_run.id)
 
-    delays = backoff_delays(retries=4, base=1.0)
-    for attempt in range(len(delays) + 1):
-        try:
-            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
-                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
-                                             as_subflow=False)
-            return str(flow_run.id)
-        except Exception as exc:
-            if attempt >= len(delays) or not transient_api_error(exc):
-                raise
-            await asyncio.sleep(delays[attempt])
-    raise AssertionError("unreachable")
+    return await acall_with_retry(start, what=f"result {result_id}: deployment run", policy=DEPLOYMENT_RUN_RETRY,
+                                  logger=log)
 
 
 
