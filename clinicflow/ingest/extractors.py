@@ -36,7 +36,8 @@ from clinicflow.core.retry import (
     call_with_retry,
     is_transient,
 )
-from clinicflow.ingest.clinical import read_text, sections
+from clinicflow.ingest.clinical import read_text
+from clinicflow.ingest.context import sections
 from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
 from clinicflow.ingest.structured import StructureError, detect, read_structured
