@@ -90,7 +90,7 @@ def resolved_configs(spec: Any, parameters: dict[str, Any] | None = None) -> lis
     """Each etl/el step's tool configs with its ``{param}`` filled from the defaults (secrets masked)."""
     from clinicflow.toolkit.base import ToolkitError
     from clinicflow.toolkit.compose import leaves
-    from clinicflow.toolkit.configs import resolved
+    from clinicflow.toolkit.templates import resolved
 
     values = {**spec.parameters, **(parameters or {})}
     lines: list[str] = []

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential, Step, check_step_names, leaves
-from clinicflow.toolkit.configs import LambdaConfig, config_placeholders
+from clinicflow.toolkit.configs import LambdaConfig
+from clinicflow.toolkit.templates import config_placeholders
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}

@@ -13,9 +13,9 @@ from clinicflow.core.settings import SettingError
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("clinicflow", "flows", "tasks", "blocks")
-# Reads that are not settings: secret_env holds credentials; configs.py substitutes ${VAR} a user wrote in a
+# Reads that are not settings: secret_env holds credentials; templates.py substitutes ${VAR} a user wrote in a
 # pipeline config; the MySQL client copies its own variables into a subprocess's environment.
-NOT_SETTINGS = {"clinicflow/core/settings.py", "clinicflow/core/secret_env.py", "clinicflow/toolkit/configs.py",
+NOT_SETTINGS = {"clinicflow/core/settings.py", "clinicflow/core/secret_env.py", "clinicflow/toolkit/templates.py",
                 "clinicflow/connectors/mysql/client.py"}
 
 

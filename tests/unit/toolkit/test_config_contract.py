@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from clinicflow.cli import app
 from clinicflow.toolkit.base import RunContext
 from clinicflow.toolkit.compose import etl, run_leaf_plain
-from clinicflow.toolkit.configs import config_placeholders, fill, resolved
 from clinicflow.toolkit.discovery import discover
 from clinicflow.toolkit.reference import BEGIN, END, SECTIONS, reference, takes_parameters
 from clinicflow.toolkit.spec import PipelineSpec, unused_parameters
+from clinicflow.toolkit.templates import config_placeholders, fill, resolved
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "pipelines.md"
 
