@@ -35,11 +35,12 @@ from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.core import progress, settings
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
+from clinicflow.opendental import fanout
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.replication import copy_plan, replica_copy
 from clinicflow.opendental.tables.config import ConfigError, TablesConfig
 from clinicflow.opendental.warehouse import load_steps
-from clinicflow.scaleout import fanout
+from clinicflow.scaleout.fanout import DEFAULT_CONCURRENCY_LIMIT
 from flows.fanout_runner import run_partitions
 from tasks import load as load_tasks
 from tasks import replication as repl_tasks
@@ -416,7 +417,7 @@ def child_deployment() -> str:
 
 def fanout_concurrency_limit() -> str:
     """The global concurrency limit children hold a slot of (``CLINICFLOW_FANOUT_LIMIT``, or ``clinicflow-fanout``)."""
-    return settings.fanout_limit() or fanout.DEFAULT_CONCURRENCY_LIMIT
+    return settings.fanout_limit() or DEFAULT_CONCURRENCY_LIMIT
 
 
 def child_parameters(*, full_refresh: bool, skip_verification: bool, full_sweep: bool, tables_file: str | None,
