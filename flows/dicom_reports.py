@@ -31,12 +31,12 @@ from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
 from clinicflow.core.options import Mode
 from clinicflow.core.settings import dicom_range_deployment
+from clinicflow.dicom import partitions as dicom_partitions
 from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
-from clinicflow.scaleout import dicom_partitions
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key

@@ -30,12 +30,12 @@ from clinicflow.core.options import Mode
 from clinicflow.core.settings import ingest_prefix_deployment
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
+from clinicflow.ingest import partitions as ingest_partitions
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
 from clinicflow.ingest.options import Extractor, IngestFanOut, IngestRunOptions
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
 from clinicflow.ingest.verdicts import error_rate_failure, ingest_summary_rows
-from clinicflow.scaleout import ingest_partitions
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key

@@ -1,6 +1,6 @@
 """Fan-out on the work pool: the child flow ``nightly_tables`` and the parent's side of ``nightly_etl(mode="fanout")``.
 
-Wiring only (partitions, keys, backoff and aggregation are in clinicflow.scaleout.fanout):
+Wiring only (partitions and reports in clinicflow.opendental.fanout; keys and backoff in clinicflow.scaleout.fanout):
 
 - :func:`run_partitions` (flows/fanout_runner.py) starts one child deployment
   run per partition under an idempotency key, at most ``width`` at a time, and

@@ -1,7 +1,7 @@
 """The parent's side of a fanned-out night (``nightly_etl(mode="fanout")``): every tier's partitions as child
 runs of the ``nightly-tables`` deployment, lowest tier first (docs/scale-out.md).
 
-Wiring only (partitions, keys and reports are in clinicflow.scaleout.fanout): one
+Wiring only (partitions and reports are in clinicflow.opendental.fanout, keys in clinicflow.scaleout.fanout): one
 :func:`run_partitions` per tier, each child given the night's options whole with its
 partition's tables; every table's outcome read back from ``clinicflow.etl_table_metrics``
 (the children write it there), never from Prefect results.
@@ -22,7 +22,7 @@ from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
 from clinicflow.opendental.tables.config import TablesConfig
 from clinicflow.opendental.warehouse import load_steps
-from clinicflow.scaleout import fanout
+from clinicflow.opendental import fanout
 from flows.fanout_runner import run_partitions
 
 CHILD_DEPLOYMENT = "nightly-tables/nightly-tables"

@@ -19,7 +19,8 @@ from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, Objec
 from clinicflow.core.retry import TASK_RETRY, RetryPolicy
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
 from clinicflow.ingest.options import EXTRACTORS
-from clinicflow.ingest.pipeline import IngestSettings, ReextractCounts, RunCounts, process_file_batch, reextract
+from clinicflow.ingest.pipeline import IngestSettings, RunCounts, process_file_batch
+from clinicflow.ingest.reextract import ReextractCounts, reextract
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
 
 
