@@ -18,11 +18,11 @@ from clinicflow.connectors.connections import connected
 from clinicflow.core import settings
 from clinicflow.core.logs import get_logger
 from clinicflow.core.retry import TASK_RETRY
+from clinicflow.opendental import fanout
 from clinicflow.opendental.metrics import TableOutcome
 from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
 from clinicflow.opendental.tables.config import TablesConfig
 from clinicflow.opendental.warehouse import load_steps
-from clinicflow.opendental import fanout
 from flows.fanout_runner import run_partitions
 
 CHILD_DEPLOYMENT = "nightly-tables/nightly-tables"
