@@ -11,7 +11,7 @@ from clinicflow.connectors.connections import connected
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.opendental import metrics, small_tables
 from clinicflow.opendental.tables.config import TableConfig
-from clinicflow.opendental.warehouse import load_steps
+from clinicflow.opendental.warehouse import full_load, load_steps
 from clinicflow.opendental.warehouse.copy_stream import CopyStats
 
 # NO_CACHE: parameters hold credential blocks, which must never be hashed into cache keys or stored.
@@ -52,7 +52,7 @@ def prepare_load(replica: MySQLServer, pg: PostgresServer, table: str, config: T
 
 @task(name="load-chunk", cache_policy=NO_CACHE, task_run_name="load-{load.plan.table}-{chunk.label}", **TASK_RETRY)
 def load_chunk(replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad,
-               chunk: load_steps.Chunk) -> CopyStats:
+               chunk: full_load.Chunk) -> CopyStats:
     return load_steps.load_chunk(replica, pg, load, chunk)
 
 

@@ -28,13 +28,11 @@ from typing import Any
 from clinicflow.connectors.mysql import catalog, sessions
 from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.logs import get_logger
-from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.cdc.state import cdc_active_tables
-from clinicflow.opendental.chunks import clustered_by_key, keyset_after, ranges_from_boundaries, walk_boundaries
+from clinicflow.opendental.chunks import keyset_after, ranges_from_boundaries
 from clinicflow.opendental.metrics import TableMode, TableOutcome
 from clinicflow.opendental.reconcile import Sweep, sweep_for
 from clinicflow.opendental.tables.config import TableConfig
-from clinicflow.opendental.tables.typemap import Kind
 from clinicflow.opendental.warehouse import (
     copy_encoding,
     copy_stream,
@@ -45,6 +43,7 @@ from clinicflow.opendental.warehouse import (
     load_state,
     raw_drift,
     verify,
+    verify_canonical,
 )
 
 # Chunks of one full load copied at the same time outside Prefect (load_table_once, small tables).
@@ -61,15 +60,6 @@ class LoadOptions:
     state_schema: str = load_plan.STATE_SCHEMA
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One unit of a full load: a MySQL predicate and its parameters."""
-
-    label: str
-    predicate: str = "1=1"
-    params: tuple[Any, ...] = ()
-
-
 @dataclass
 class FullLoad:
     """A full load prepared by :func:`prepare_load`: staging table created, chunks planned."""
@@ -77,7 +67,7 @@ class FullLoad:
     plan: load_plan.LoadPlan
     options: LoadOptions
     reason: str
-    chunks: list[Chunk]
+    chunks: list[full_load.Chunk]
     watermark: tuple[str, ...] | None
     fingerprint: str | None
     started: float = field(default_factory=time.time)
@@ -92,36 +82,13 @@ def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
     try:
         ddl.ensure_schemas(conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
                               state_schema=options.state_schema)
-        verify.ensure_functions(conn, options.state_schema)
+        verify_canonical.ensure_functions(conn, options.state_schema)
         dropped = full_load.drop_replaced_leftovers(conn, options.stage_schema)
         if dropped:
             get_logger().warning("dropped %d table(s) a crashed load left in %s: %s", len(dropped),
                                  ddl.replaced_schema(options.stage_schema), ", ".join(dropped))
     finally:
         conn.close()
-
-
-def full_load_chunks(mysql_conn: Connection, plan: load_plan.LoadPlan) -> list[Chunk]:
-    """Key ranges of ``batch_size`` keys where they read cheaply, else one streamed table scan.
-
-    Key ranges (the chunk planner) for a single integer key on a clustered
-    engine (InnoDB), copied in parallel and retried one by one. A MyISAM or
-    Aria table is read in one table scan instead: there a key range reads row
-    by row, slower than one scan (figures: bench/results/notes-from-comments.md).
-    A full load starts over from an empty staging table whatever failed, so one
-    chunk loses no resumability; tables still load side by side. One chunk is
-    memory-bounded too: rows are streamed, never collected.
-    """
-    if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer \
-            and clustered_by_key(catalog.read_table(mysql_conn, plan.table, where="replication").engine):
-        key = plan.primary_key[0]
-        boundaries = walk_boundaries(mysql_conn, quote_ident(plan.table, "mysql"), key, plan.batch_size, "mysql")
-        chunks = []
-        for key_range in ranges_from_boundaries(boundaries):
-            predicate, params = key_range.predicate(key, "mysql")
-            chunks.append(Chunk(key_range.label, predicate, tuple(params)))
-        return chunks
-    return [Chunk("all")]
 
 
 def _outcome(plan: load_plan.LoadPlan, mode: TableMode, started: float, **values: Any) -> TableOutcome:
@@ -204,7 +171,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
         if reason:
             watermark = full_load.current_keyset_max(mysql_conn, plan)
             full_load.prepare_stage(pg_conn, plan)
-            chunks = full_load_chunks(mysql_conn, plan)
+            chunks = full_load.full_load_chunks(mysql_conn, plan)
             return FullLoad(plan, options, reason, chunks, watermark, fingerprint, started,
                             **_replication_fields(replication))
         # Incremental.
@@ -245,7 +212,7 @@ def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
     return fields
 
 
-def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: Chunk) -> copy_stream.CopyStats:
+def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: full_load.Chunk) -> copy_stream.CopyStats:
     """COPY one chunk of a full load into the staging table."""
     mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()

@@ -18,7 +18,7 @@ from clinicflow.opendental import metrics
 from clinicflow.opendental.chunks import walk_boundaries
 from clinicflow.opendental.replication import replica_copy
 from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
-from clinicflow.opendental.warehouse import load_plan, load_steps
+from clinicflow.opendental.warehouse import full_load, load_plan, load_steps
 from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import EtlEnv, compare_rows, mysql_exec, pg_query
 from tests.integration.opendental.warehouse.test_nightly import _verify_all
@@ -69,7 +69,7 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         try:
             assert walk_boundaries(conn, f"`{table}`", "Id", BATCH, "mysql") == values[BATCH::BATCH]
             plan_pg = load_plan.plan_load(catalog.read_table(conn, table), config)
-            assert len(load_steps.full_load_chunks(conn, plan_pg)) == bound
+            assert len(full_load.full_load_chunks(conn, plan_pg)) == bound
         finally:
             conn.close()
         outcome = load_steps.load_table_once(replica, pg, table, config)
