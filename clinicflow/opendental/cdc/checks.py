@@ -1,4 +1,4 @@
-"""What a source must offer before CDC starts: row-based binlog, full row images, a free server id, retention, grants.
+"""What a source must offer before CDC starts: row binlog, full row images, a free server id, retention, grants.
 """
 from __future__ import annotations
 

@@ -43,8 +43,11 @@ def write_tables_file(path: Path, tables: dict[str, dict]) -> str:
 
 def demo_tables(batch_size: int = 700) -> dict[str, dict]:
     """tables.yml entries for the generator's demo tables, with small chunks to exercise boundaries."""
-    inc = lambda key, col, tier=1: {"primary_key": [key], "extraction_strategy": "incremental",  # noqa: E731
-                                    "incremental_columns": [col], "batch_size": batch_size, "tier": tier}
+
+    def inc(key: str, col: str, tier: int = 1) -> dict:
+        return {"primary_key": [key], "extraction_strategy": "incremental", "incremental_columns": [col],
+                "batch_size": batch_size, "tier": tier}
+
     return {
         "patient": inc("PatNum", "DateTStamp"),
         "procedurelog": inc("ProcNum", "DateTStamp"),
