@@ -45,14 +45,13 @@ from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries, series_router
 from clinicflow.service.settings import ServiceSettings
+from clinicflow.service.submit import GroupCommit, KnownFiles, NewRow
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
 # The reconciler looks at active rows that have not moved for this long, this often.
 RECONCILE_AFTER_SECONDS = 120.0
 RECONCILE_EVERY_SECONDS = 60.0
-# Data files whose row count and columns the API keeps in memory (they never change).
-KNOWN_FILES = 10_000
 
 
 # Above PostgreSQL's bigint a value is a 422 naming it, not a database error.
@@ -75,12 +74,11 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
     """The app. ``dispatch``: it starts (and stops) the dispatcher process itself; False when the process
     that started several API processes runs the one dispatcher (:mod:`clinicflow.service.workers`)."""
     pool = ConnectionPool(settings.database.connect, pool_size)
+    new_rows = GroupCommit(settings.database)
     writer = store_for_block(settings.bucket)
     live = LiveUpdates(settings.database)
     workdir = Path(tempfile.mkdtemp(prefix="clinicflow-serve-"))
     dispatcher = DispatcherProcess() if dispatch else None
-    # Data files never change once registered: a request reads its file's row count and columns from here.
-    known_files: dict[int, dict[str, Any]] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +86,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
             with pool.connection() as conn:
                 store.ensure_tables(conn)
         await run_in_threadpool(prepare)
+        await new_rows.start()
         app.state.sandbox = sandbox.log_mode()
         live.start()
         from prefect.client.orchestration import get_client
@@ -107,6 +106,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
                         await asyncio.to_thread(dispatcher.stop)
         finally:
             await live.stop()
+            await new_rows.close()
             pool.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -129,6 +129,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
     def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
         with pool.connection() as conn:
             return fn(conn, *args, **kwargs)
+
+    # Data files never change once registered: a request reads its file's row count and columns from here.
+    known_files = KnownFiles(lambda file_id: run_in_threadpool(db, store.get_data_file, file_id))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -194,14 +197,9 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
     @app.post("/api/etl/process", status_code=202, dependencies=auth)
     async def process(request: ProcessRequest) -> dict[str, Any]:
         """Validate, write the PENDING row (the outbox) and answer; the dispatcher creates the run."""
-        data_file = known_files.get(request.data_file_id)
+        data_file = await known_files.get(request.data_file_id)
         if data_file is None:
-            data_file = await run_in_threadpool(db, store.get_data_file, request.data_file_id)
-            if data_file is None:
-                raise invalid("data_file_id", f"no data file {request.data_file_id}")
-            if len(known_files) >= KNOWN_FILES:
-                known_files.clear()
-            known_files[request.data_file_id] = data_file
+            raise invalid("data_file_id", f"no data file {request.data_file_id}")
         if bad := limits.check_json_value(request.parameters, "parameters"):
             raise invalid(*bad)
         try:
@@ -211,8 +209,8 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
             raise invalid(exc.field, exc.message) from None
         as_deployment = as_deployment_run(int(data_file["row_count"]))
         # The dispatcher process hears of the row from its NOTIFY (committed with it).
-        result_id = await run_in_threadpool(db, store.insert_result, request.data_file_id, request.processing_type,
-                                            params.model_dump(mode="json"), None if as_deployment else str(uuid4()))
+        result_id = await new_rows.insert(NewRow(request.data_file_id, request.processing_type, params.model_dump(
+            mode="json"), None if as_deployment else str(uuid4())))
         return {"id": result_id, "status": "PENDING", "runs_as": "deployment" if as_deployment else "task"}
 
     @app.get("/api/etl/results", dependencies=auth)
