@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.connectors.mysql.columns import checksum_table
+from clinicflow.connectors.mysql.checksums import checksum_table
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.opendental.cdc.runner import CdcOptions, CdcRunner
 from clinicflow.opendental.replication.replica_copy import replicate_table_once

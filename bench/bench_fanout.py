@@ -12,6 +12,7 @@ adds a core per pod.
 
     uv run --frozen python -m bench.bench_fanout [--scale 3] [--workers 1 2 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blocks.databases import MySQLServer, PostgresServer  # noqa: E402
+from clinicflow.opendental.fanout import plan_table_partitions  # noqa: E402
 from clinicflow.opendental.tables.config import load_tables_config  # noqa: E402
 from clinicflow.scaleout import fanout  # noqa: E402
 from clinicflow_dev import generator  # noqa: E402
@@ -50,8 +52,14 @@ LARGE_ROWS = 1000  # tables above this many rows get a partition (child run) of 
 def _parent(stack: PrefectStack, parameters: dict, extra_env: dict[str, str]) -> float:
     script = "import json, sys\nfrom flows.nightly import nightly_etl\nnightly_etl(**json.loads(sys.argv[1]))"
     start = time.perf_counter()
-    done = subprocess.run([str(BIN / "python"), "-c", script, json.dumps(parameters)], cwd=ROOT,
-                          env=stack.env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", script, json.dumps(parameters)],
+        cwd=ROOT,
+        env=stack.env(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"nightly failed ({parameters.get('mode', 'in-pod')}):\n{done.stdout[-3000:]}")
@@ -84,31 +92,54 @@ def main() -> None:
             config = tables_yml(counts)
             tables_file = Path(tmp) / "tables.yml"
             tables_file.write_text(yaml.safe_dump(config), encoding="utf-8")
-            plan = fanout.plan_table_partitions(load_tables_config(tables_file), sorted(counts),
-                                                small_rows=LARGE_ROWS, group_size=args.group_size)
+            plan = plan_table_partitions(
+                load_tables_config(tables_file), sorted(counts), small_rows=LARGE_ROWS, group_size=args.group_size
+            )
             children = sum(len(tier) for tier in plan)
-            print(f"source: {len(counts)} tables, {sum(counts.values())} rows; {children} child runs "
-                  f"in {len(plan)} tiers (group size {args.group_size})", flush=True)
-            fan_env = {**block_env("opendental-source", servers["src"]),
-                       **block_env("opendental-replication", servers["rep_fan"]),
-                       **block_env("analytics-postgres", servers["pg_fan"])}
+            print(
+                f"source: {len(counts)} tables, {sum(counts.values())} rows; {children} child runs "
+                f"in {len(plan)} tiers (group size {args.group_size})",
+                flush=True,
+            )
+            fan_env = {
+                **block_env("opendental-source", servers["src"]),
+                **block_env("opendental-replication", servers["rep_fan"]),
+                **block_env("analytics-postgres", servers["pg_fan"]),
+            }
             stack.create_process_pool(POOL)
-            for command in (["clinicflow", "blocks", "setup", "--from-env", "--only", "opendental-source", "--only",
-                             "opendental-replication", "--only", "analytics-postgres"],
-                            ["clinicflow", "fanout", "setup", "--slots", str(max(args.workers))]):
+            for command in (
+                [
+                    "clinicflow",
+                    "blocks",
+                    "setup",
+                    "--from-env",
+                    "--only",
+                    "opendental-source",
+                    "--only",
+                    "opendental-replication",
+                    "--only",
+                    "analytics-postgres",
+                ],
+                ["clinicflow", "fanout", "setup", "--slots", str(max(args.workers))],
+            ):
                 done = stack.run(command, fan_env)
                 assert done.returncode == 0, done.stdout + done.stderr
             copy = process_pool_copy_of_prefect_yaml(Path(tmp) / "prefect.yaml", POOL)
-            done = stack.run(["prefect", "--no-prompt", "deploy", "--name", "nightly-tables", "--prefect-file",
-                              str(copy)], {"CLINICFLOW_IMAGE": TEST_IMAGE})
+            done = stack.run(
+                ["prefect", "--no-prompt", "deploy", "--name", "nightly-tables", "--prefect-file", str(copy)],
+                {"CLINICFLOW_IMAGE": TEST_IMAGE},
+            )
             assert done.returncode == 0, done.stdout + done.stderr
 
             common = {"tables_file": str(tables_file), "full_refresh": True}
             env_small = {"CLINICFLOW_SMALL_GROUP_SIZE": str(args.group_size)}
-            in_pod_env = {"CLINICFLOW_CREDENTIALS": "env", **env_small,
-                          **block_env("opendental-source", servers["src"]),
-                          **block_env("opendental-replication", servers["rep_in"]),
-                          **block_env("analytics-postgres", servers["pg_in"])}
+            in_pod_env = {
+                "CLINICFLOW_CREDENTIALS": "env",
+                **env_small,
+                **block_env("opendental-source", servers["src"]),
+                **block_env("opendental-replication", servers["rep_in"]),
+                **block_env("analytics-postgres", servers["pg_in"]),
+            }
             _parent(stack, common, in_pod_env)  # first load (not timed): creates the tables
             anchor = _parent(stack, common, in_pod_env)
             rows = sum(counts.values())
@@ -117,16 +148,35 @@ def main() -> None:
             for count in sorted(args.workers):
                 while len(workers) < count:
                     log = (Path(tmp) / f"worker-{len(workers)}.log").open("wb")
-                    workers.append(subprocess.Popen(
-                        [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"],
-                        env=stack.env({"PREFECT_WORKER_QUERY_SECONDS": "1"}), cwd=ROOT, stdout=log,
-                        stderr=subprocess.STDOUT, start_new_session=True))
+                    workers.append(
+                        subprocess.Popen(
+                            [
+                                str(BIN / "prefect"),
+                                "worker",
+                                "start",
+                                "--pool",
+                                POOL,
+                                "--type",
+                                "process",
+                                "--limit",
+                                "1",
+                            ],
+                            env=stack.env({"PREFECT_WORKER_QUERY_SECONDS": "1"}),
+                            cwd=ROOT,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    )
                 if count == min(args.workers):  # first fan-out load (not timed)
                     _parent(stack, {**common, "mode": "fanout", "fanout_width": count}, fan_env_parent)
                 seconds = _parent(stack, {**common, "mode": "fanout", "fanout_width": count}, fan_env_parent)
                 overhead = fanout.overhead_per_child(seconds, anchor, children, count)
-                print(f"fan-out, {count} worker(s): {seconds:.1f} s, ratio to in-pod {seconds / anchor:.2f}, "
-                      f"overhead per child run {overhead:.1f} s", flush=True)
+                print(
+                    f"fan-out, {count} worker(s): {seconds:.1f} s, ratio to in-pod {seconds / anchor:.2f}, "
+                    f"overhead per child run {overhead:.1f} s",
+                    flush=True,
+                )
         finally:
             for worker in workers:
                 stop(worker)

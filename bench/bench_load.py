@@ -135,7 +135,7 @@ def _encode_rows(my, directory: Path) -> tuple[Path, object]:
     path = directory / "rows.copy"
     conn = sessions.raw_connection(my, streaming=True, zone="server")
     try:
-        plan = load_plan.plan_load(catalog.describe_source(conn, TABLE), TableConfig(primary_key=["ProcNum"]))
+        plan = load_plan.plan_load(catalog.read_table(conn, TABLE), TableConfig(primary_key=["ProcNum"]))
         with conn.cursor() as cur, open(path, "wb") as out:
             cur.execute(copy_encoding.copy_select_sql(plan, counted=False))
             while batch := cur.fetchmany(10_000):

@@ -107,15 +107,15 @@ def _change(src, rows: int, night: int) -> int:
 
 
 def _equal(src, rep, pg) -> None:
-    from clinicflow.connectors.mysql import catalog, columns, sessions
+    from clinicflow.connectors.mysql import catalog, checksums, sessions
     from clinicflow.opendental.tables.config import TableConfig
     from clinicflow.opendental.warehouse import load_plan, verify
 
-    if columns.table_checksum(src, TABLE) != columns.table_checksum(rep, TABLE):
+    if checksums.table_checksum(src, TABLE) != checksums.table_checksum(rep, TABLE):
         raise RuntimeError("the replica differs from the source after the night")
     my, pgc = sessions.raw_connection(rep, zone="server"), pg.connect()
     try:
-        result = verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, TABLE),
+        result = verify.verify_table(my, pgc, load_plan.plan_load(catalog.read_table(my, TABLE),
                                                                 TableConfig(primary_key=["ProcNum"])))
     finally:
         my.close()

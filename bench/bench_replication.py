@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.opendental.replication.copy_plan import ensure_database
 from flows.runtime import flow_run_settings, prepare_embedded_environment

@@ -74,15 +74,19 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
         pass
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    """Poll ``url`` until it answers 200; ProcessExited (with the log's tail) if the process ends first."""
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120, *,
+                 ready: bool = False) -> None:
+    """Poll ``url`` until it answers 200 (``ready``: and its JSON says ``"status": "ok"``, as the processing
+    API's does once its dispatcher can create runs); ProcessExited (with the log's tail) if the process ends
+    first."""
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             raise ProcessExited(f"{process.args[0]} exited with {process.returncode}: "
                                 f"{log.read_text(errors='replace')[-3000:]}")
         try:
-            if httpx.get(url, timeout=5).status_code == 200:
+            answer = httpx.get(url, timeout=5)
+            if answer.status_code == 200 and (not ready or answer.json().get("status") == "ok"):
                 return
         except httpx.HTTPError:
             pass
@@ -262,7 +266,7 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
                                         env=child_environment({**shared, "CLINICFLOW_API_TOKEN": token}),
                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     deploy_process_data(api_url, DEMO_POOL)
-    wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log", timeout=300)
+    wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log", timeout=300, ready=True)
     return submit_demo_jobs(service_url, token, vitals_csv(out_dir / "vitals.csv"))
 
 

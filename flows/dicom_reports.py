@@ -11,11 +11,11 @@ when a batch could not be processed at all, when the CSVs could not be
 written (the summary and failures artifacts are still published), or when a
 stop request (SIGTERM) ended it early with its progress saved.
 """
+
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -29,16 +29,18 @@ from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
+from clinicflow.core.options import Mode
 from clinicflow.core.settings import dicom_range_deployment
+from clinicflow.dicom import partitions as dicom_partitions
 from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
-from clinicflow.scaleout import dicom_partitions
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
+from flows.runtime import flow_run_id
 from tasks.dicom import (
     plan_ranges_task,
     prepare_task,
@@ -49,12 +51,25 @@ from tasks.dicom import (
 )
 
 
-def _process_pages(source: ReportsSource, settings: BatchSettings, state_server: PostgresServer, state_schema: str,
-                   bucket: Any, total_files: int, *, page_size: int, batch_size: int,
-                   max_concurrency: int, progress_key: str | None = None) -> tuple[BatchResult, list[str]]:
+def _process_pages(
+    source: ReportsSource,
+    settings: BatchSettings,
+    state_server: PostgresServer,
+    state_schema: str,
+    bucket: Any,
+    total_files: int,
+    *,
+    page_size: int,
+    batch_size: int,
+    max_concurrency: int,
+    progress_key: str | None = None,
+) -> tuple[BatchResult, list[str]]:
     """Read pages in the flow, keep at most ``max_concurrency`` batch tasks in flight; sum their results."""
-    progress = RunProgress(total_files, key=progress_key or artifact_key("dicom", settings.dataset, "progress"),
-                           description=f"DICOM files of {settings.dataset}")
+    progress = RunProgress(
+        total_files,
+        key=progress_key or artifact_key("dicom", settings.dataset, "progress"),
+        description=f"DICOM files of {settings.dataset}",
+    )
     total = BatchResult()
     batch_errors: list[str] = []
     in_flight: dict[PrefectFuture[BatchResult], int] = {}
@@ -88,12 +103,6 @@ def _process_pages(source: ReportsSource, settings: BatchSettings, state_server:
     return total, batch_errors
 
 
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or uuid.uuid4())
-
-
 @flow(name="extract-dicom-reports")
 def extract_dicom_reports(
     query: str = "dicom_reports",
@@ -116,7 +125,7 @@ def extract_dicom_reports(
     retry_backoff_seconds: float = 2.0,
     allowed_roots: list[str] | None = None,
     allow_private_redirects: bool = False,
-    mode: Literal["in-pod", "fanout"] = "in-pod",
+    mode: Mode = "in-pod",
     partitions: int = 4,
     fanout_width: int = 4,
     run_key: str | None = None,
@@ -139,28 +148,54 @@ def extract_dicom_reports(
     """
     # Before any work: a bad value fails the run with the field named (DicomOptionsError, a ValueError).
     options = DicomRunOptions.from_values(
-        query=query, dataset=dataset, reports_block=reports_block, state_block=state_block,
-        state_schema=state_schema, bucket_kind=bucket_kind, bucket_block=bucket_block, base_location=base_location,
-        page_size=page_size, batch_size=batch_size, max_concurrency=max_concurrency, all_frames=all_frames,
-        jpeg_quality=jpeg_quality, failure_threshold=failure_threshold, max_file_mb=max_file_mb,
-        download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
-        retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_roots,
-        allow_private_redirects=allow_private_redirects, mode=mode, partitions=partitions,
-        fanout_width=fanout_width, run_key=run_key)
+        query=query,
+        dataset=dataset,
+        reports_block=reports_block,
+        state_block=state_block,
+        state_schema=state_schema,
+        bucket_kind=bucket_kind,
+        bucket_block=bucket_block,
+        base_location=base_location,
+        page_size=page_size,
+        batch_size=batch_size,
+        max_concurrency=max_concurrency,
+        all_frames=all_frames,
+        jpeg_quality=jpeg_quality,
+        failure_threshold=failure_threshold,
+        max_file_mb=max_file_mb,
+        download_timeout_seconds=download_timeout_seconds,
+        download_retries=download_retries,
+        retry_backoff_seconds=retry_backoff_seconds,
+        allowed_roots=allowed_roots,
+        allow_private_redirects=allow_private_redirects,
+        mode=mode,
+        partitions=partitions,
+        fanout_width=fanout_width,
+        run_key=run_key,
+    )
     # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
     # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
     with cancel.sigterm_stops_run():
         return _extract(options)
 
 
-def _fan_out_ranges(source: ReportsSource, options: DicomRunOptions, files: int, run_id: str,
-                    state_server: PostgresServer, partitions: int, width: int) -> tuple[BatchResult, list[str]]:
+def _fan_out_ranges(
+    source: ReportsSource,
+    options: DicomRunOptions,
+    files: int,
+    run_id: str,
+    state_server: PostgresServer,
+    partitions: int,
+    width: int,
+) -> tuple[BatchResult, list[str]]:
     """Each key range as a child run; the run's totals read back from the state tables."""
     ranges = plan_ranges_task(source, files, partitions)
     get_logger("clinicflow.dicom").info("%s: %d files in %d key ranges", options.dataset, files, len(ranges))
     child_options = options.model_dump(mode="json", exclude=set(FAN_OUT_FIELDS))
-    parameters = {r.name(i): {"options": child_options, "key_range": r.as_parameter(),
-                              "run_id": run_id} for i, r in enumerate(ranges)}
+    parameters = {
+        r.name(i): {"options": child_options, "key_range": r.as_parameter(), "run_id": run_id}
+        for i, r in enumerate(ranges)
+    }
     children = run_partitions(dicom_range_deployment(), run_id, parameters, width=width) if parameters else {}
     failed = failed_children_message(children, "key ranges")
     total = run_totals_task(state_server, options.state_schema, options.dataset, run_id)
@@ -173,7 +208,7 @@ def _extract(options: DicomRunOptions) -> Any:
     started = time.monotonic()
     fan_out = (options.partitions, options.fanout_width) if options.mode == "fanout" else None
     # Fanned out, children record under the run key, so a rerun with it keeps the ranges already done.
-    run_id = (options.run_key or _run_id()) if fan_out else _run_id()
+    run_id = (options.run_key or flow_run_id()) if fan_out else flow_run_id()
     reports_server = resolve_block(options.reports_block, PostgresServer)
     state_server = resolve_block(options.state_block, PostgresServer) if options.state_block else reports_server
     bucket = resolve_bucket(options.bucket_kind, options.bucket_block)
@@ -184,13 +219,25 @@ def _extract(options: DicomRunOptions) -> Any:
         count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
         log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
         settings = BatchSettings(
-            dataset=dataset, run_id=run_id, base_location=options.base_location, all_frames=options.all_frames,
-            jpeg_quality=options.jpeg_quality, limits=options.download_limits(),
+            dataset=dataset,
+            run_id=run_id,
+            base_location=options.base_location,
+            all_frames=options.all_frames,
+            jpeg_quality=options.jpeg_quality,
+            limits=options.download_limits(),
         )
         if fan_out is None:
-            total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
-                                                 page_size=options.page_size, batch_size=options.batch_size,
-                                                 max_concurrency=options.max_concurrency)
+            total, batch_errors = _process_pages(
+                source,
+                settings,
+                state_server,
+                state_schema,
+                bucket,
+                count.files,
+                page_size=options.page_size,
+                batch_size=options.batch_size,
+                max_concurrency=options.max_concurrency,
+            )
         else:
             total, batch_errors = _fan_out_ranges(source, options, count.files, run_id, state_server, *fan_out)
         # A batch that could not run (or a stop) leaves files out of this run: keep the previous CSV rather
@@ -205,36 +252,55 @@ def _extract(options: DicomRunOptions) -> Any:
                 log.error("%s: writing the CSVs failed: %s", dataset, csv_error)
 
     seconds = time.monotonic() - started
-    create_table_artifact(summary_rows(count, total, outputs, seconds, bucket_name),
-                          key=artifact_key("dicom", dataset, "summary"),
-                          description=f"DICOM reports {dataset}: {total.done} converted, {total.skipped} already done, "
-                                      f"{total.failed} failed, {seconds:.1f}s")
+    create_table_artifact(
+        summary_rows(count, total, outputs, seconds, bucket_name),
+        key=artifact_key("dicom", dataset, "summary"),
+        description=f"DICOM reports {dataset}: {total.done} converted, {total.skipped} already done, "
+        f"{total.failed} failed, {seconds:.1f}s",
+    )
     if total.failures:
         rows = [{"file": f.key.label(), "stage": f.stage, "kind": f.kind, "reason": f.reason} for f in total.failures]
-        create_table_artifact(rows, key=artifact_key("dicom", dataset, "failures"),
-                              description=f"{total.failed} failed file(s)"
-                                          + (f" (first {len(rows)} shown)" if total.failed > len(rows) else "")
-                                          + f"; all in {state_schema}.failures"
-                                          + (f" and {outputs.failures_object}" if outputs else ""))
+        create_table_artifact(
+            rows,
+            key=artifact_key("dicom", dataset, "failures"),
+            description=f"{total.failed} failed file(s)"
+            + (f" (first {len(rows)} shown)" if total.failed > len(rows) else "")
+            + f"; all in {state_schema}.failures"
+            + (f" and {outputs.failures_object}" if outputs else ""),
+        )
 
     failed = total.failed + (1 if count.rows_without_key else 0)
     if total.cancelled or cancel.requested():
-        return Failed(message=f"stopped by SIGTERM: {total.done} file(s) converted and {total.failed} failed "
-                              "this run are saved; a rerun resumes (CSV not rewritten)")
+        return Failed(
+            message=f"stopped by SIGTERM: {total.done} file(s) converted and {total.failed} failed "
+            "this run are saved; a rerun resumes (CSV not rewritten)"
+        )
     if batch_errors:
-        return Failed(message=f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): "
-                              + "; ".join(batch_errors[:3]))
+        return Failed(
+            message=f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): "
+            + "; ".join(batch_errors[:3])
+        )
     if csv_error:
-        return Failed(message=f"the CSVs could not be written ({csv_error}); files converted: {total.done}, "
-                              f"failed: {failed}")
+        return Failed(
+            message=f"the CSVs could not be written ({csv_error}); files converted: {total.done}, failed: {failed}"
+        )
     if failed > options.failure_threshold:
-        return Failed(message=f"{failed} failure(s), more than the threshold of {options.failure_threshold}: "
-                              + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
-                              + (f", rows without key={count.rows_without_key}" if count.rows_without_key else ""))
+        return Failed(
+            message=f"{failed} failure(s), more than the threshold of {options.failure_threshold}: "
+            + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
+            + (f", rows without key={count.rows_without_key}" if count.rows_without_key else "")
+        )
     return {
-        "dataset": dataset, "files": count.files, "converted": total.done, "skipped": total.skipped,
-        "failed": failed, "jpgs": total.jpgs, "bytes": total.bytes, "uploaded": total.uploaded,
-        "csv_rows": outputs.csv_rows if outputs else 0, "csv_object": outputs.csv_object if outputs else None,
+        "dataset": dataset,
+        "files": count.files,
+        "converted": total.done,
+        "skipped": total.skipped,
+        "failed": failed,
+        "jpgs": total.jpgs,
+        "bytes": total.bytes,
+        "uploaded": total.uploaded,
+        "csv_rows": outputs.csv_rows if outputs else 0,
+        "csv_object": outputs.csv_object if outputs else None,
         "seconds": round(seconds, 2),
     }
 
@@ -263,17 +329,35 @@ def _extract_range(options: DicomRunOptions, bounds: dicom_partitions.FileKeyRan
     with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock(bounds.digest()):
         count, _ = prepare_task(source, state_server, dataset, state_schema, run_id)
         settings = BatchSettings(
-            dataset=dataset, run_id=run_id, base_location=options.base_location, all_frames=options.all_frames,
-            jpeg_quality=options.jpeg_quality, limits=options.download_limits(),
+            dataset=dataset,
+            run_id=run_id,
+            base_location=options.base_location,
+            all_frames=options.all_frames,
+            jpeg_quality=options.jpeg_quality,
+            limits=options.download_limits(),
         )
-        total, batch_errors = _process_pages(source, settings, state_server, state_schema, bucket, count.files,
-                                             page_size=options.page_size, batch_size=options.batch_size,
-                                             max_concurrency=options.max_concurrency,
-                                             progress_key=artifact_key("dicom", dataset, "progress", bounds.digest()))
+        total, batch_errors = _process_pages(
+            source,
+            settings,
+            state_server,
+            state_schema,
+            bucket,
+            count.files,
+            page_size=options.page_size,
+            batch_size=options.batch_size,
+            max_concurrency=options.max_concurrency,
+            progress_key=artifact_key("dicom", dataset, "progress", bounds.digest()),
+        )
     if total.cancelled or cancel.requested():
         return Failed(message=f"stopped by SIGTERM: {total.done} file(s) converted; a rerun resumes")
     if batch_errors:
         return Failed(message=f"{len(batch_errors)} batch(es) could not be processed: " + "; ".join(batch_errors[:3]))
     # A small pointer: the results are in the state tables.
-    return {"dataset": dataset, "run_id": run_id, "files": count.files, "converted": total.done,
-            "skipped": total.skipped, "failed": total.failed}
+    return {
+        "dataset": dataset,
+        "run_id": run_id,
+        "files": count.files,
+        "converted": total.done,
+        "skipped": total.skipped,
+        "failed": total.failed,
+    }

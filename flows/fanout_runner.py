@@ -8,6 +8,7 @@ finished child. Children already started under the same run key are kept
 (completed), waited for (still running) or started again under a new attempt
 key (failed, crashed, cancelled): a rerun redoes only those.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,10 +35,15 @@ def _child_run(flow_run: Any, run_key: str) -> fanout.ChildRun | None:
     if parsed is None:
         return None
     state = flow_run.state
-    return fanout.ChildRun(partition=parsed[0], attempt=parsed[1], flow_run_id=str(flow_run.id),
-                           state_type=state.type.value if state else "SCHEDULED",
-                           state_name=state.name if state else "", message=(state.message or "") if state else "",
-                           seconds=flow_run.total_run_time.total_seconds() if flow_run.total_run_time else 0.0)
+    return fanout.ChildRun(
+        partition=parsed[0],
+        attempt=parsed[1],
+        flow_run_id=str(flow_run.id),
+        state_type=state.type.value if state else "SCHEDULED",
+        state_name=state.name if state else "",
+        message=(state.message or "") if state else "",
+        seconds=flow_run.total_run_time.total_seconds() if flow_run.total_run_time else 0.0,
+    )
 
 
 def read_children(run_key: str, ids: list[str] | None = None) -> list[fanout.ChildRun]:
@@ -45,8 +51,11 @@ def read_children(run_key: str, ids: list[str] | None = None) -> list[fanout.Chi
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
-    flow_filter = (FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(i) for i in ids])) if ids is not None
-                   else FlowRunFilter(tags=FlowRunFilterTags(all_=[run_tag(run_key)])))
+    flow_filter = (
+        FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(i) for i in ids]))
+        if ids is not None
+        else FlowRunFilter(tags=FlowRunFilterTags(all_=[run_tag(run_key)]))
+    )
     found: list[fanout.ChildRun] = []
     with get_client(sync_client=True) as client:
         offset = 0
@@ -62,10 +71,14 @@ def start_child(deployment: str, run_key: str, partition: str, attempt: int, par
     """Start (or, for a key already used, find) a partition's child run; returns its flow run id."""
     from prefect.deployments import run_deployment
 
-    started = run_deployment(deployment, parameters=parameters, timeout=0,
-                             idempotency_key=fanout.child_key(run_key, partition, attempt),
-                             flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
-                             tags=[FANOUT_TAG, run_tag(run_key)])
+    started = run_deployment(
+        deployment,
+        parameters=parameters,
+        timeout=0,
+        idempotency_key=fanout.child_key(run_key, partition, attempt),
+        flow_run_name=partition if attempt == 0 else f"{partition}-attempt{attempt}",
+        tags=[FANOUT_TAG, run_tag(run_key)],
+    )
     # Called from sync code, Prefect's async_dispatch takes the sync path: a FlowRun, not a coroutine
     # (its declared return type is the union of both).
     flow_run = cast("FlowRun", started)
@@ -78,8 +91,9 @@ def poll_cap() -> float:
     return settings.fanout_poll_cap_seconds()
 
 
-def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *,
-                   width: int) -> dict[str, fanout.ChildRun]:
+def run_partitions(
+    deployment: str, run_key: str, partitions: dict[str, dict[str, Any]], *, width: int
+) -> dict[str, fanout.ChildRun]:
     """Run one child per partition (name -> parameters), ``width`` at a time; each partition's finished child."""
     log = get_logger()
     if width < 1:
@@ -106,8 +120,14 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
             try:
                 in_flight[start_child(deployment, run_key, name, attempt, partitions[name])] = name
             except Exception as exc:  # noqa: BLE001 - this partition fails (named); the others go on
-                done[name] = fanout.ChildRun(name, attempt, "", "FAILED", "NotStarted",
-                                             f"could not start {deployment}: {type(exc).__name__}: {exc}")
+                done[name] = fanout.ChildRun(
+                    name,
+                    attempt,
+                    "",
+                    "FAILED",
+                    "NotStarted",
+                    f"could not start {deployment}: {type(exc).__name__}: {exc}",
+                )
                 log.error("fan-out: %s: %s", name, done[name].message)
         finished = [c for c in read_children(run_key, ids=list(in_flight)) if c.finished]
         for child in finished:
@@ -120,10 +140,15 @@ def run_partitions(deployment: str, run_key: str, partitions: dict[str, dict[str
     return done
 
 
+def concurrency_limit_name(limit: str | None = None) -> str:
+    """The global concurrency limit children hold a slot of: ``limit`` (a clinic's own), else
+    ``CLINICFLOW_FANOUT_LIMIT``, else ``clinicflow-fanout``."""
+    return limit or settings.fanout_limit() or fanout.DEFAULT_CONCURRENCY_LIMIT
+
+
 def child_slot(limit: str | None = None) -> Any:
     """One slot of the global concurrency limit for a child's work (a missing limit only warns)."""
     from prefect.concurrency.sync import concurrency
 
-    name = limit or settings.fanout_limit() or fanout.DEFAULT_CONCURRENCY_LIMIT
     # A global limit, not a deployment limit: children never sit in AwaitingConcurrencySlot (prefect#16027).
-    return concurrency(name, occupy=1, strict=False, lease_duration=120)
+    return concurrency(concurrency_limit_name(limit), occupy=1, strict=False, lease_duration=120)

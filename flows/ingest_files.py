@@ -8,12 +8,12 @@ document is staged; the run ends Failed when its error rate (dead letters /
 new items) is above ``max_error_rate`` (synthetic records: the run stops at
 the batch that crossed it, unpublished).
 """
+
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -26,57 +26,26 @@ from clinicflow.connectors.connections import connected
 from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.stores import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
+from clinicflow.core.options import Mode
 from clinicflow.core.settings import ingest_prefix_deployment
 from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
+from clinicflow.ingest import partitions as ingest_partitions
 from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
+from clinicflow.ingest.options import Extractor, IngestFanOut, IngestRunOptions
 from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
-from clinicflow.scaleout import ingest_partitions
+from clinicflow.ingest.verdicts import error_rate_failure, ingest_summary_rows
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
 from flows.progress import RunProgress, artifact_key
-from tasks.ingest import EXTRACTORS, file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
-
-Extractor = Literal["rules", "llm", "none"]
-
-
-def _check_options(batch_size: int, max_file_mb: float, fail_percentage: float, max_error_rate: float,
-                   extractor: str, schema: str, inline_binary_kb: float) -> None:
-    problems = []
-    if batch_size < 1:
-        problems.append("batch_size must be at least 1")
-    if max_file_mb <= 0 or inline_binary_kb < 0:
-        problems.append("max_file_mb must be positive and inline_binary_kb not negative")
-    if not 0 <= fail_percentage <= 100:
-        problems.append("fail_percentage must be between 0 and 100")
-    if not 0 <= max_error_rate <= 1:
-        problems.append("max_error_rate must be between 0 and 1 (a fraction of the new items)")
-    if extractor not in EXTRACTORS:
-        problems.append(f"extractor must be one of {', '.join(EXTRACTORS)}")
-    if problems:
-        raise ValueError("ingest_files: " + "; ".join(problems))
-    validate_table_name(schema)
+from flows.runtime import flow_run_id
+from tasks.ingest import file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
 
 
 def _ensure_tables(server: PostgresServer, schema: str) -> None:
     with connected(server) as conn:
         ensure_schema(conn, schema)
-
-
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or uuid.uuid4())
-
-
-def summary_rows(pattern: str, counts: RunCounts, seconds: float) -> list[dict[str, Any]]:
-    """The summary artifact: counts only, files never named by content."""
-    rows: list[dict[str, Any]] = [{"metric": "pattern", "value": pattern}]
-    rows += [{"metric": k, "value": v} for k, v in counts.as_dict().items() if k != "dead_lettered_by_reason"]
-    rows += [{"metric": f"dead-lettered {key}", "value": n} for key, n in sorted(counts.dead_lettered.items())]
-    rows.append({"metric": "seconds", "value": round(seconds, 2)})
-    return rows
 
 
 @flow(name="ingest-files")
@@ -93,7 +62,7 @@ def ingest_files(
     s3_block: str | None = None,
     llm_block: str | None = None,
     inline_binary_kb: float = 1024,
-    mode: Literal["in-pod", "fanout"] = "in-pod",
+    mode: Mode = "in-pod",
     partitions: int = 4,
     fanout_width: int = 4,
     run_key: str | None = None,
@@ -108,29 +77,38 @@ def ingest_files(
     time) under the run id ``run_key`` (default: this flow run's id; rerun with it to redo only failed
     partitions). ``max_error_rate`` then applies within each child.
     """
-    _check_options(batch_size, max_file_mb, fail_percentage, max_error_rate, extractor, ingest_schema,
-                   inline_binary_kb)
-    if mode not in ("in-pod", "fanout") or partitions < 1 or fanout_width < 1:
-        raise ValueError(f"ingest_files: mode must be 'in-pod' or 'fanout' and partitions, fanout_width at least 1 "
-                         f"(got {mode!r}, {partitions}, {fanout_width})")
+    # Before any work: a bad value fails the run with its field named (OptionsError, a ValueError).
+    options = IngestRunOptions.from_values(
+        batch_size=batch_size,
+        max_file_mb=max_file_mb,
+        fail_percentage=fail_percentage,
+        max_error_rate=max_error_rate,
+        extractor=extractor,
+        seed=seed,
+        database_block=database_block,
+        ingest_schema=ingest_schema,
+        s3_block=s3_block,
+        llm_block=llm_block,
+        inline_binary_kb=inline_binary_kb,
+    )
+    fan_out = IngestFanOut.from_values(mode=mode, partitions=partitions, fanout_width=fanout_width, run_key=run_key)
     started = time.monotonic()
     location = parse_location(pattern)
-    if mode == "fanout":
+    if fan_out.fans_out:
         if location.scheme == "synthetic":
             raise ValueError("ingest_files: mode='fanout' needs an object pattern (s3://, gs://, a path)")
-        options = {"batch_size": batch_size, "max_file_mb": max_file_mb, "fail_percentage": fail_percentage,
-                   "max_error_rate": max_error_rate, "extractor": extractor, "seed": seed,
-                   "database_block": database_block, "ingest_schema": ingest_schema, "s3_block": s3_block,
-                   "llm_block": llm_block, "inline_binary_kb": inline_binary_kb}
-        return _fan_out_prefixes(pattern, options, run_key or _run_id(), partitions, fanout_width, started)
-    settings = IngestSettings(run_id=_run_id(), schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
-                              inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
-                              seed=seed, max_error_rate=max_error_rate)
-    server = resolve_block(database_block, PostgresServer)
-    _ensure_tables(server, ingest_schema)
-    return recorded_run(server, ingest_schema, settings.run_id, pattern, "in-pod",
-                        lambda: _ingest_in_pod(server, location, pattern, settings, batch_size, extractor, s3_block,
-                                               llm_block, max_error_rate, started))
+        return _fan_out_prefixes(pattern, options, fan_out, started)
+    settings = options.settings(flow_run_id())
+    server = resolve_block(options.database_block, PostgresServer)
+    _ensure_tables(server, options.ingest_schema)
+    return recorded_run(
+        server,
+        options.ingest_schema,
+        settings.run_id,
+        pattern,
+        "in-pod",
+        lambda: _ingest_in_pod(server, location, pattern, settings, options, started),
+    )
 
 
 def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str, body: Callable[[], Any]) -> Any:
@@ -152,9 +130,9 @@ def recorded_run(server: Any, schema: str, run_id: str, pattern: str, mode: str,
             ingest_db.finish_ingest_run(conn, schema, run_id, failed=failed, counts=counts, message=message)
 
 
-def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSettings, batch_size: int,
-                   extractor: Extractor, s3_block: str | None, llm_block: str | None, max_error_rate: float,
-                   started: float) -> Any:
+def _ingest_in_pod(
+    server: Any, location: Any, pattern: str, settings: IngestSettings, options: IngestRunOptions, started: float
+) -> Any:
     log = get_logger("clinicflow.ingest")
     items: Iterator[SyntheticRecord | ObjectInfo]
     if location.scheme == "synthetic":
@@ -164,53 +142,63 @@ def _ingest_in_pod(server: Any, location: Any, pattern: str, settings: IngestSet
         def process(batch: list[Any], before: RunCounts) -> RunCounts:
             return synthetic_batch_task(server, batch, settings, before)
     else:
-        store = store_for_location(location, s3_block)
+        store = store_for_location(location, options.s3_block)
         total = sum(1 for _ in matching_objects(store, location))
         items = matching_objects(store, location)
 
         def process(batch: list[Any], before: RunCounts) -> RunCounts:
-            return file_batch_task(server, location, s3_block, batch, settings, extractor, llm_block, before)
+            return file_batch_task(
+                server, location, options.s3_block, batch, settings, options.extractor, options.llm_block, before
+            )
 
     log.info("ingest %s: %d item(s) match; run %s", pattern, total, settings.run_id)
-    progress = RunProgress(total, key=artifact_key("ingest", location.scheme, location.bucket, "progress"),
-                           description=f"ingest {pattern}")
+    progress = RunProgress(
+        total, key=artifact_key("ingest", location.scheme, location.bucket, "progress"), description=f"ingest {pattern}"
+    )
     try:
-        counts = run_batches(items, batch_size, process, on_batch=lambda c: progress.advance(c.listed))
+        counts = run_batches(items, options.batch_size, process, on_batch=lambda c: progress.advance(c.listed))
     finally:
         progress.close()
     seconds = time.monotonic() - started
-    create_table_artifact(summary_rows(pattern, counts, seconds),
-                          key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
-                          description=f"ingest {pattern}: {counts.staged} staged, {counts.skipped} unchanged, "
-                                      f"{counts.extracted} extracted, {counts.failures} dead-lettered")
+    create_table_artifact(
+        ingest_summary_rows(pattern, counts, seconds),
+        key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
+        description=f"ingest {pattern}: {counts.staged} staged, {counts.skipped} unchanged, "
+        f"{counts.extracted} extracted, {counts.failures} dead-lettered",
+    )
     log.info("ingest %s: %s", pattern, counts.as_dict())
-    if counts.stopped:
-        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
-                              f"({counts.failures} dead letter(s) of {counts.new} new item(s): "
-                              + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
-                              + "); the run stopped and the batch that crossed it was not published")
-    if counts.above(max_error_rate):
-        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
-                              f"({counts.failures} dead letter(s) of {counts.new} new item(s): "
-                              + ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
-                              + f"); every readable document was staged ({counts.staged}): see `clinicflow dlq list`")
+    failure = error_rate_failure(counts, options.max_error_rate)
+    if failure is not None:
+        return Failed(message=failure)
     return {"pattern": pattern, "run_id": settings.run_id, **counts.as_dict(), "seconds": round(seconds, 2)}
 
 
-def _fan_out_prefixes(pattern: str, options: dict[str, Any], run_id: str, partitions: int, width: int,
-                      started: float) -> Any:
+def _fan_out_prefixes(pattern: str, options: IngestRunOptions, fan_out: IngestFanOut, started: float) -> Any:
     """Each prefix partition as a child run; the run's counts read back from PostgreSQL."""
     location = parse_location(pattern)
-    server = resolve_block(options["database_block"], PostgresServer)
-    _ensure_tables(server, options["ingest_schema"])
-    return recorded_run(server, options["ingest_schema"], run_id, pattern, "fanout",
-                        lambda: _fan_out_recorded(server, location, pattern, options, run_id, partitions, width,
-                                                  started))
+    run_id = fan_out.run_key or flow_run_id()
+    server = resolve_block(options.database_block, PostgresServer)
+    _ensure_tables(server, options.ingest_schema)
+    return recorded_run(
+        server,
+        options.ingest_schema,
+        run_id,
+        pattern,
+        "fanout",
+        lambda: _fan_out_recorded(server, location, pattern, options, fan_out, run_id, started),
+    )
 
 
-def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[str, Any], run_id: str, partitions: int,
-                      width: int, started: float) -> Any:
-    store = store_for_location(location, options["s3_block"])
+def _fan_out_recorded(
+    server: Any,
+    location: Any,
+    pattern: str,
+    options: IngestRunOptions,
+    fan_out: IngestFanOut,
+    run_id: str,
+    started: float,
+) -> Any:
+    store = store_for_location(location, options.s3_block)
     listed = [0]
 
     def keys() -> Any:
@@ -218,65 +206,72 @@ def _fan_out_recorded(server: Any, location: Any, pattern: str, options: dict[st
             listed[0] += 1
             yield info.key
 
-    groups = ingest_partitions.plan_prefix_partitions(keys(), location.prefix, partitions)
+    groups = ingest_partitions.plan_prefix_partitions(keys(), location.prefix, fan_out.partitions)
     get_logger("clinicflow.ingest").info("ingest %s: %d prefix partition(s); run %s", pattern, len(groups), run_id)
-    parameters = {ingest_partitions.partition_name(i, g): {"pattern": pattern, "prefixes": g, "run_id": run_id,
-                                                           **options} for i, g in enumerate(groups)}
-    children = run_partitions(ingest_prefix_deployment(), run_id, parameters, width=width) if parameters else {}
+    # The options whole: each child validates them again as its own parameter.
+    child_options = options.model_dump(mode="json")
+    parameters = {
+        ingest_partitions.partition_name(i, g): {
+            "pattern": pattern,
+            "prefixes": g,
+            "run_id": run_id,
+            "options": child_options,
+        }
+        for i, g in enumerate(groups)
+    }
+    children = (
+        run_partitions(ingest_prefix_deployment(), run_id, parameters, width=fan_out.fanout_width) if parameters else {}
+    )
     failed = failed_children_message(children, "prefix partitions")
     with connected(server) as conn:
-        counts = ingest_partitions.recorded_ingest_counts(conn, options["ingest_schema"], run_id, listed=listed[0])
+        counts = ingest_partitions.recorded_ingest_counts(conn, options.ingest_schema, run_id, listed=listed[0])
     seconds = time.monotonic() - started
-    create_table_artifact(summary_rows(pattern, counts, seconds),
-                          key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
-                          description=f"ingest {pattern} (fan-out, {len(groups)} partitions): {counts.staged} staged, "
-                                      f"{counts.extracted} extracted, {counts.failures} dead-lettered")
+    create_table_artifact(
+        ingest_summary_rows(pattern, counts, seconds),
+        key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
+        description=f"ingest {pattern} (fan-out, {len(groups)} partitions): {counts.staged} staged, "
+        f"{counts.extracted} extracted, {counts.failures} dead-lettered",
+    )
     if failed is not None:
         return Failed(message=failed)
-    return {"pattern": pattern, "run_id": run_id, "partitions": len(groups), "staged": counts.staged,
-            "extracted": counts.extracted, "dead_lettered": counts.failures, "seconds": round(seconds, 2)}
+    return {
+        "pattern": pattern,
+        "run_id": run_id,
+        "partitions": len(groups),
+        "staged": counts.staged,
+        "extracted": counts.extracted,
+        "dead_lettered": counts.failures,
+        "seconds": round(seconds, 2),
+    }
 
 
 @flow(name="ingest-files-prefix")
-def ingest_files_prefix(
-    pattern: str,
-    prefixes: list[str],
-    run_id: str,
-    batch_size: int = 100,
-    max_file_mb: float = 50,
-    fail_percentage: float = 0,
-    max_error_rate: float = 0.1,
-    extractor: Extractor = "rules",
-    seed: int = 0,
-    database_block: str = ANALYTICS_BLOCK,
-    ingest_schema: str = DEFAULT_SCHEMA,
-    s3_block: str | None = None,
-    llm_block: str | None = None,
-    inline_binary_kb: float = 1024,
-) -> Any:
+def ingest_files_prefix(pattern: str, prefixes: list[str], run_id: str, options: IngestRunOptions) -> Any:
     """One prefix partition of a fanned-out ``ingest_files`` (deployment ``ingest-files-prefix``).
 
     Ingests the objects matching ``pattern`` whose group (first folder after the pattern's literal prefix)
-    is in ``prefixes``, exactly as the in-pod run does, under the parent's ``run_id``, holding one slot of
-    the global concurrency limit. Failed when its error rate went above ``max_error_rate``.
+    is in ``prefixes``, exactly as the in-pod run does, with the parent's ``options`` under its ``run_id``,
+    holding one slot of the global concurrency limit. Failed when its error rate went above
+    ``options.max_error_rate``.
     """
-    _check_options(batch_size, max_file_mb, fail_percentage, max_error_rate, extractor, ingest_schema,
-                   inline_binary_kb)
+    options = IngestRunOptions.model_validate(options)  # a dict when called without Prefect's validation
     location = parse_location(pattern)
-    settings = IngestSettings(run_id=run_id, schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
-                              inline_binary_bytes=int(inline_binary_kb * 1024), fail_percentage=fail_percentage,
-                              seed=seed, max_error_rate=max_error_rate)
-    server = resolve_block(database_block, PostgresServer)
-    store = store_for_location(location, s3_block)
+    settings = options.settings(run_id)
+    server = resolve_block(options.database_block, PostgresServer)
+    store = store_for_location(location, options.s3_block)
 
     def process(batch: list[Any], before: RunCounts) -> RunCounts:
-        return file_batch_task(server, location, s3_block, batch, settings, extractor, llm_block, before)
+        return file_batch_task(
+            server, location, options.s3_block, batch, settings, options.extractor, options.llm_block, before
+        )
 
     with child_slot():
-        counts = run_batches(ingest_partitions.objects_in_groups(store, location, prefixes), batch_size, process)
-    if counts.stopped or counts.above(max_error_rate):
-        return Failed(message=f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
-                              f"({counts.failures} dead letter(s) of {counts.new} new item(s))")
+        counts = run_batches(
+            ingest_partitions.objects_in_groups(store, location, prefixes), options.batch_size, process
+        )
+    failure = error_rate_failure(counts, options.max_error_rate)
+    if failure is not None:
+        return Failed(message=failure)
     # A small pointer: the results are in PostgreSQL.
     return {"run_id": run_id, "prefixes": len(prefixes), **counts.as_dict()}
 
@@ -305,20 +300,40 @@ def replay_dead_letters(
 
     validate_table_name(ingest_schema)
     server = resolve_block(database_block, PostgresServer)
-    settings = IngestSettings(run_id=_run_id(), schema=ingest_schema, max_file_bytes=int(max_file_mb * MIB),
-                              fail_percentage=fail_percentage, seed=seed)
-    result = replay(server, settings, ids=ids, stage=stage, reason=reason, run_id=run_id,
-                    store_for=lambda uri: store_for_uri(uri, s3_block),
-                    extractor=make_extractor(extractor, llm_block) if extractor is not None else None,
-                    extractor_for=extractor_cache(llm_block))
-    summary = {"attempted": result.attempted, "replayed": result.replayed, "still_open": result.still_open,
-               **{f"stage {k}": v for k, v in sorted(result.by_stage.items())}}
-    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
-                          key=artifact_key("ingest", "replay", "summary"),
-                          description=f"dead-letter replay: {result.replayed} of {result.attempted} replayed")
+    settings = IngestSettings(
+        run_id=flow_run_id(),
+        schema=ingest_schema,
+        max_file_bytes=int(max_file_mb * MIB),
+        fail_percentage=fail_percentage,
+        seed=seed,
+    )
+    result = replay(
+        server,
+        settings,
+        ids=ids,
+        stage=stage,
+        reason=reason,
+        run_id=run_id,
+        store_for=lambda uri: store_for_uri(uri, s3_block),
+        extractor=make_extractor(extractor, llm_block) if extractor is not None else None,
+        extractor_for=extractor_cache(llm_block),
+    )
+    summary = {
+        "attempted": result.attempted,
+        "replayed": result.replayed,
+        "still_open": result.still_open,
+        **{f"stage {k}": v for k, v in sorted(result.by_stage.items())},
+    }
+    create_table_artifact(
+        [{"metric": k, "value": v} for k, v in summary.items()],
+        key=artifact_key("ingest", "replay", "summary"),
+        description=f"dead-letter replay: {result.replayed} of {result.attempted} replayed",
+    )
     if result.still_open:
-        return Failed(message=f"{result.still_open} of {result.attempted} dead letter(s) failed again "
-                              "(still open, attempts increased)")
+        return Failed(
+            message=f"{result.still_open} of {result.attempted} dead letter(s) failed again "
+            "(still open, attempts increased)"
+        )
     return summary
 
 
@@ -347,17 +362,31 @@ def reextract_documents(
         raise ValueError("reextract: extractor must be rules or llm")
     server = resolve_block(database_block, PostgresServer)
     _ensure_tables(server, ingest_schema)
-    counts = reextract_task(server, ingest_schema, chosen, _run_id(),
-                            since=datetime.fromisoformat(since) if since else None, uri_like=uri_like,
-                            batch_size=batch_size)
-    summary = {"extractor": extractor, "documents": counts.documents, "extracted": counts.extracted,
-               "from_cache": counts.from_cache, "dead_lettered": sum(counts.dead_lettered.values()),
-               **{f"dead-lettered {k}": n for k, n in sorted(counts.dead_lettered.items())}}
-    create_table_artifact([{"metric": k, "value": v} for k, v in summary.items()],
-                          key=artifact_key("ingest", "reextract", "summary"),
-                          description=f"re-extraction ({extractor}): {counts.extracted} of {counts.documents}")
+    counts = reextract_task(
+        server,
+        ingest_schema,
+        chosen,
+        flow_run_id(),
+        since=datetime.fromisoformat(since) if since else None,
+        uri_like=uri_like,
+        batch_size=batch_size,
+    )
+    summary = {
+        "extractor": extractor,
+        "documents": counts.documents,
+        "extracted": counts.extracted,
+        "from_cache": counts.from_cache,
+        "dead_lettered": sum(counts.dead_lettered.values()),
+        **{f"dead-lettered {k}": n for k, n in sorted(counts.dead_lettered.items())},
+    }
+    create_table_artifact(
+        [{"metric": k, "value": v} for k, v in summary.items()],
+        key=artifact_key("ingest", "reextract", "summary"),
+        description=f"re-extraction ({extractor}): {counts.extracted} of {counts.documents}",
+    )
     if counts.dead_lettered:
         reasons = ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
-        return Failed(message=f"{sum(counts.dead_lettered.values())} of {counts.documents} document(s) "
-                              f"dead-lettered: {reasons}")
+        return Failed(
+            message=f"{sum(counts.dead_lettered.values())} of {counts.documents} document(s) dead-lettered: {reasons}"
+        )
     return summary

@@ -1,9 +1,11 @@
 """Flows ``nightly_etl`` (replication, then PostgreSQL load, per table) and ``load_tables`` (load only).
 
-Wiring only. Tier by tier (critical tables first), in the shared tier runner
-(flows/tiers.py); within a tier every table moves through its own chain of
-tasks, and each step is submitted the moment the table's previous step
-finished, never waiting for the rest of the tier:
+Wiring only. The parameters are validated by one options model
+(:class:`clinicflow.opendental.options.NightlyOptions`; fan-out: ``NightlyFanOut``) before any work.
+Tier by tier (critical tables first), in the tier runner of flows/load_chain.py;
+within a tier every table moves through its own chain of tasks, and each step
+is submitted the moment the table's previous step finished, never waiting for
+the rest of the tier:
 
     replication: plan → copy chunks (or one incremental run) → swap-in
     load:        prepare-load (submitted with the swap-in future as its
@@ -22,9 +24,9 @@ end: metrics rows in PostgreSQL (``clinicflow.etl_runs`` and
 and the flow ends Failed if any table failed, after every other table ran.
 With no Prefect API configured, Prefect runs the flow on its embedded server.
 """
+
 from __future__ import annotations
 
-import uuid
 from typing import Any, cast
 
 from prefect import flow
@@ -33,24 +35,23 @@ from prefect.utilities.annotations import quote
 
 from blocks.databases import MySQLServer, PostgresServer
 from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
+from clinicflow.core import settings
 from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
+from clinicflow.core.options import Mode
 from clinicflow.opendental import catalog_signals
 from clinicflow.opendental.guards import check_analytics_is_not_source, check_targets
 from clinicflow.opendental.metrics import TableOutcome, night_verdict
+from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
+from clinicflow.opendental.tables.selection import select_tables
 from clinicflow.opendental.warehouse import load_steps
-from flows.tiers import (
-    child_parameters,
-    env_sized_task_runner,
-    fan_out_tiers,
-    load_options,
-    nightly_workers,
-    run_tier_tables,
-    select_tables,
-    warn_dropped_leftovers,
-)
+from flows.chains import env_sized_task_runner
+from flows.load_chain import run_tier_tables
+from flows.replication_chain import warn_dropped_leftovers
+from flows.runtime import flow_run_id
+from flows.tier_fanout import fan_out_tiers
 from tasks import load as load_tasks
 
 __all__ = ["TablesFailed", "load_tables", "nightly_etl", "start_failure_message"]
@@ -59,17 +60,19 @@ ARTIFACT_KEY = "nightly-etl"
 _DEFAULT_BLOCKS = {"source_block": SOURCE_BLOCK, "replica_block": REPLICATION_BLOCK, "analytics_block": ANALYTICS_BLOCK}
 
 
-def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_verification: bool,
-         full_sweep: bool, tables_file: str | None, replicate: bool, blocks: dict[str, str],
-         allow_empty: bool = False, fanout_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+# What a run's row in clinicflow.etl_runs shows of its options (the blocks only when they are a clinic's own).
+_RUN_ROW_FIELDS = {"tables", "full_refresh", "skip_verification", "full_sweep", "allow_empty"}
+
+
+def _run(
+    flow_name: str, options: NightlyOptions, *, replicate: bool, fan_out: NightlyFanOut | None = None
+) -> list[dict[str, Any]]:
     from prefect.runtime import flow_run
 
     log = get_logger()
-    run_key = (fanout_options or {}).get("run_key")
-    run_id = str(run_key or flow_run.get_id() or uuid.uuid4())
-    parameters: dict[str, Any] = {"tables": tables, "full_refresh": full_refresh,
-                                  "skip_verification": skip_verification, "full_sweep": full_sweep,
-                                  "allow_empty": allow_empty}
+    run_id = (fan_out.run_key if fan_out is not None else None) or flow_run_id()
+    parameters: dict[str, Any] = options.model_dump(include=_RUN_ROW_FIELDS)
+    blocks = options.blocks()
     if any(blocks[k] != default for k, default in _DEFAULT_BLOCKS.items()):
         parameters = {**parameters, **blocks}  # a clinic's own blocks show in its run row
     # The run row first: whatever fails before the first table (tables.yml, a block, a connection, a
@@ -82,21 +85,20 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     try:
         load_tasks.open_run(pg, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
         started = True
-        config = load_tables_config(tables_file)
-        names = select_tables(config, tables, allow_empty=allow_empty)
+        config = load_tables_config(options.tables_file)
+        names = select_tables(config, options.tables, allow_empty=options.allow_empty)
         if replicate and source is None:
             source = resolve_block(blocks["source_block"], MySQLServer)
         replica = resolve_block(blocks["replica_block"], MySQLServer)
         if source is not None:
             check_targets(source, replica, pg)
-        options = load_options(full_refresh, skip_verification, full_sweep)
-        log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(),
-                 pg.describe())
+        load_options = options.load_options()
+        log.info("%s: %d tables, replica %s, analytics %s", flow_name, len(names), replica.describe(), pg.describe())
         if source is not None:  # replicating: the source was resolved above
             copy_plan.ensure_database(replica)
             warn_dropped_leftovers(copy_plan.drop_leftover_tables(replica))
             _record_drift(source, config, log)
-        load_tasks.setup_target(pg, options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
+        load_tasks.setup_target(pg, load_options, run_id, flow_name, str(flow_run.get_id() or ""), parameters)
     except Exception as exc:
         log.error("%s: %s", flow_name, start_failure_message(exc))  # one clear line before Prefect's traceback
         if started:
@@ -107,21 +109,23 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
         raise
 
     outcomes: list[TableOutcome] = []
-    signals = _night_signals(source, replica, pg, config, names, options) if replicate else None
+    signals = _night_signals(source, replica, pg, config, names, load_options) if replicate else None
     if signals is not None and signals.unchanged:
-        log.info("%d of %d tables unchanged on both servers since the last good night (catalog): not visited",
-                 len(signals.unchanged & set(names)), len(names))
+        log.info(
+            "%d of %d tables unchanged on both servers since the last good night (catalog): not visited",
+            len(signals.unchanged & set(names)),
+            len(names),
+        )
         outcomes = [catalog_signals.unchanged_outcome(t) for t in names if t in signals.unchanged]
         names = [t for t in names if t not in signals.unchanged]
     partitions_failed = ""
-    if fanout_options is not None:
-        found, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, **fanout_options)
+    if fan_out is not None:
+        found, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, options=options, fan_out=fan_out)
         outcomes += found
     else:
         for tier, tier_names in config.by_tier(names):
             log.info("tier %d: %d tables", tier, len(tier_names))
-            outcomes += run_tier_tables(config, tier_names, replica, pg, options, source=source,
-                                        full_refresh=full_refresh, replicate=replicate, tier=tier)
+            outcomes += run_tier_tables(config, tier_names, replica, pg, load_options, source=source, tier=tier)
 
     if signals is not None:
         try:
@@ -145,14 +149,21 @@ def _run(flow_name: str, *, tables: list[str] | None, full_refresh: bool, skip_v
     return rows
 
 
-def _night_signals(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer, config: TablesConfig,
-                   names: list[str], options: load_steps.LoadOptions) -> catalog_signals.NightSignals | None:
+def _night_signals(
+    source: MySQLServer | None,
+    replica: MySQLServer,
+    pg: PostgresServer,
+    config: TablesConfig,
+    names: list[str],
+    options: load_steps.LoadOptions,
+) -> catalog_signals.NightSignals | None:
     """Tonight's catalog signals (docs/loading.md), or None when every table must be visited."""
     if source is None or options.full_refresh or options.full_sweep or not options.verify:
         return None
     try:
-        return catalog_signals.NightSignals(source, replica, pg, {t: config.effective(t) for t in names},
-                                            options.state_schema, options.raw_schema)
+        return catalog_signals.NightSignals(
+            source, replica, pg, {t: config.effective(t) for t in names}, options.state_schema, options.raw_schema
+        )
     except Exception as exc:  # noqa: BLE001 - without signals every table runs its full per-table work
         get_logger().warning("catalog signals not read, every table is visited: %s: %s", type(exc).__name__, exc)
         return None
@@ -183,20 +194,30 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - an unreachable source fails each table below, with its reason
         log.warning("drift check could not run: %s: %s", type(exc).__name__, exc)
         return
-    create_table_artifact(key="nightly-schema-drift", table=report.to_rows() or [{"drift": "none"}],
-                          description=report.summary())
+    create_table_artifact(
+        key="nightly-schema-drift", table=report.to_rows() or [{"drift": "none"}], description=report.summary()
+    )
     if report.has_drift:
         log.warning("schema drift against tables.yml: %s", report.summary())
 
 
 # Task-runner threads: $CLINICFLOW_NIGHTLY_WORKERS, read when a run starts (EnvSizedTaskRunner).
-@flow(name="nightly-etl", task_runner=env_sized_task_runner(nightly_workers))
-def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                full_sweep: bool = False, tables_file: str | None = None,
-                allow_empty: bool = False, mode: str = "in-pod", run_key: str | None = None,
-                fanout_width: int = 4, source_block: str = SOURCE_BLOCK, replica_block: str = REPLICATION_BLOCK,
-                analytics_block: str = ANALYTICS_BLOCK,
-                concurrency_limit: str | None = None) -> list[dict[str, Any]]:
+@flow(name="nightly-etl", task_runner=env_sized_task_runner(settings.nightly_workers))
+def nightly_etl(
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    skip_verification: bool = False,
+    full_sweep: bool = False,
+    tables_file: str | None = None,
+    allow_empty: bool = False,
+    mode: Mode = "in-pod",
+    run_key: str | None = None,
+    fanout_width: int = 4,
+    source_block: str = SOURCE_BLOCK,
+    replica_block: str = REPLICATION_BLOCK,
+    analytics_block: str = ANALYTICS_BLOCK,
+    concurrency_limit: str | None = None,
+) -> list[dict[str, Any]]:
     """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
 
     Args:
@@ -217,26 +238,45 @@ def nightly_etl(tables: list[str] | None = None, full_refresh: bool = False, ski
         concurrency_limit: fan-out only: the global concurrency limit the children hold a slot of (default:
             $CLINICFLOW_FANOUT_LIMIT or ``clinicflow-fanout``); one per clinic.
     """
-    if mode not in ("in-pod", "fanout"):
-        raise ValueError(f"nightly_etl: mode must be 'in-pod' or 'fanout', got {mode!r}")
-    blocks = {"source_block": source_block, "replica_block": replica_block, "analytics_block": analytics_block}
-    fanout_options = None
-    if mode == "fanout":
-        fanout_options = {"run_key": run_key, "width": fanout_width, "child_parameters": child_parameters(
-            full_refresh=full_refresh, skip_verification=skip_verification, full_sweep=full_sweep,
-            tables_file=tables_file, concurrency_limit=concurrency_limit, **blocks)}
-    return _run("nightly_etl", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                full_sweep=full_sweep, tables_file=tables_file, replicate=True, blocks=blocks,
-                allow_empty=allow_empty, fanout_options=fanout_options)
+    # Before any work: a bad value fails the run with its field named (OptionsError, a ValueError).
+    options = NightlyOptions.from_values(
+        tables=tables,
+        full_refresh=full_refresh,
+        skip_verification=skip_verification,
+        full_sweep=full_sweep,
+        tables_file=tables_file,
+        allow_empty=allow_empty,
+        source_block=source_block,
+        replica_block=replica_block,
+        analytics_block=analytics_block,
+    )
+    fan_out = NightlyFanOut.from_values(
+        mode=mode, run_key=run_key, fanout_width=fanout_width, concurrency_limit=concurrency_limit
+    )
+    return _run("nightly_etl", options, replicate=True, fan_out=fan_out if fan_out.fans_out else None)
 
 
-@flow(name="load-tables", task_runner=env_sized_task_runner(nightly_workers))
-def load_tables(tables: list[str] | None = None, full_refresh: bool = False, skip_verification: bool = False,
-                full_sweep: bool = False, tables_file: str | None = None,
-                allow_empty: bool = False, replica_block: str = REPLICATION_BLOCK,
-                analytics_block: str = ANALYTICS_BLOCK) -> list[dict[str, Any]]:
+@flow(name="load-tables", task_runner=env_sized_task_runner(settings.nightly_workers))
+def load_tables(
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    skip_verification: bool = False,
+    full_sweep: bool = False,
+    tables_file: str | None = None,
+    allow_empty: bool = False,
+    replica_block: str = REPLICATION_BLOCK,
+    analytics_block: str = ANALYTICS_BLOCK,
+) -> list[dict[str, Any]]:
     """Load tables from the replication MySQL into PostgreSQL ``raw`` (no replication step). Same parameters."""
-    blocks = {"source_block": SOURCE_BLOCK, "replica_block": replica_block, "analytics_block": analytics_block}
-    return _run("load_tables", tables=tables, full_refresh=full_refresh, skip_verification=skip_verification,
-                full_sweep=full_sweep, tables_file=tables_file, replicate=False, blocks=blocks,
-                allow_empty=allow_empty)
+    options = NightlyOptions.from_values(
+        tables=tables,
+        full_refresh=full_refresh,
+        skip_verification=skip_verification,
+        full_sweep=full_sweep,
+        tables_file=tables_file,
+        allow_empty=allow_empty,
+        source_block=SOURCE_BLOCK,
+        replica_block=replica_block,
+        analytics_block=analytics_block,
+    )
+    return _run("load_tables", options, replicate=False)

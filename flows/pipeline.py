@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clinicflow.core.retry import retry_on_transient
+from clinicflow.core.verdicts import failed_of
 from clinicflow.toolkit.base import RunContext, ToolkitError, new_run_id
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
@@ -118,12 +119,11 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
     rows = [_outcome_row(o) for o in outcomes]
     create_table_artifact(table=rows, key=f"pipeline-{spec.name.replace('_', '-')}",
                           description=f"Steps of pipeline {spec.name}")
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
+    failure = failed_of([f"{o.name}: {(o.error or '')[:200]}" for o in outcomes if o.status == "failed"],
+                        len(outcomes), "steps")
+    if failure is not None:
         skipped = sum(o.status == "skipped" for o in outcomes)
-        raise PipelineFailed(f"pipeline {spec.name}: {len(failed)} step(s) failed ("
-                             + "; ".join(f"{o.name}: {(o.error or '')[:200]}" for o in failed)
-                             + f"), {skipped} skipped")
+        raise PipelineFailed(f"pipeline {spec.name}: {failure}; {skipped} skipped")
     return rows
 
 

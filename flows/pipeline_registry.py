@@ -106,7 +106,12 @@ def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, A
 async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | None = None, prune: bool = False,
                          folder: str | None = None, image_folder: str | None = None) -> SyncReport:
     from prefect import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterTags,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
     from prefect.exceptions import ObjectNotFound
     from prefect.utilities.callables import parameter_schema
 
@@ -121,8 +126,10 @@ async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | Non
                                "CLINICFLOW_WORK_POOL") from None
         where = code_location(pool_type, folder, image_folder)
         flow_id = await client.create_flow_from_name(PIPELINE_FLOW_NAME)
+        # Prune looks at this pool only: another pool's pipelines (another folder, another team) are not ours.
         managed = await client.read_deployments(
-            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])))
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
         managed_by_name = {d.name: d for d in managed if d.flow_id == flow_id}
         existing_names = {d.name for d in await client.read_deployments() if d.flow_id == flow_id}
         schema = parameter_schema(run_pipeline).model_dump_for_openapi()

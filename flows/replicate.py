@@ -1,10 +1,11 @@
 """Flow ``replicate_tables``: OpenDental source → replication MySQL, tier by tier.
 
 Wiring only: each table's replication chain (plan → copy chunks or one
-incremental run → swap-in) runs in the shared tier runner (flows/tiers.py),
+incremental run → swap-in) runs in the replication chain (flows/replication_chain.py),
 then a table artifact, and the flow ends Failed if any table failed, after
 every other table has run.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,20 +15,16 @@ from prefect.artifacts import create_table_artifact
 
 from blocks.databases import MySQLServer
 from blocks.resolve import REPLICATION_BLOCK, SOURCE_BLOCK, resolve_block
+from clinicflow.core import settings
 from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
 from clinicflow.core.verdicts import failed_of
 from clinicflow.opendental.guards import check_replica_is_not_source
 from clinicflow.opendental.replication import copy_plan
 from clinicflow.opendental.tables.config import ConfigError, load_tables_config
-from flows.tiers import (
-    ReplicatedTable,
-    env_sized_task_runner,
-    replicate_tier,
-    replication_workers,
-    select_tables,
-    warn_dropped_leftovers,
-)
+from clinicflow.opendental.tables.selection import select_tables
+from flows.chains import env_sized_task_runner
+from flows.replication_chain import ReplicatedTable, replicate_tier, warn_dropped_leftovers
 
 __all__ = ["TablesFailed", "publish_summary", "raise_if_failed", "replicate_tables"]
 
@@ -38,7 +35,7 @@ def publish_summary(outcomes: list[ReplicatedTable], key: str, title: str) -> No
         key=key,
         table=[o.row() for o in outcomes],
         description=f"{title}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, "
-                    f"{sum(o.rows for o in outcomes)} rows",
+        f"{sum(o.rows for o in outcomes)} rows",
     )
 
 
@@ -50,10 +47,16 @@ def raise_if_failed(outcomes: list[ReplicatedTable]) -> None:
 
 # Concurrent copies (chunks of one table and tables of one tier share them): $CLINICFLOW_REPLICATION_WORKERS,
 # read when a run starts.
-@flow(name="replicate_tables", task_runner=env_sized_task_runner(replication_workers), log_prints=True)
-def replicate_tables(tables: list[str] | None = None, full_refresh: bool = False, tables_file: str | None = None,
-                     full_sweep: bool = False, allow_empty: bool = False, source_block: str = SOURCE_BLOCK,
-                     replica_block: str = REPLICATION_BLOCK) -> list[dict[str, Any]]:
+@flow(name="replicate_tables", task_runner=env_sized_task_runner(settings.replication_workers), log_prints=True)
+def replicate_tables(
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    tables_file: str | None = None,
+    full_sweep: bool = False,
+    allow_empty: bool = False,
+    source_block: str = SOURCE_BLOCK,
+    replica_block: str = REPLICATION_BLOCK,
+) -> list[dict[str, Any]]:
     """Copy the configured tables from the OpenDental source into the replication database.
 
     Args:

@@ -28,6 +28,7 @@ With ``PREFECT_API_URL`` set (deployments, a local Prefect server) nothing here
 changes Prefect's behaviour, except the one setting every run needs: ``RUN_LOG_ENV``
 routes the library's ``clinicflow`` loggers into the run's logs (clinicflow.core.logs).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,13 +95,17 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 
 # Never handed to the embedded server: it needs none of them.
 _SECRET_NAME = re.compile(
-    r"^CLINICFLOW_|PASSWORD|PASSWD|SECRET|TOKEN|^MYSQL_PWD$|^PGPASS|^AWS_|^GOOGLE_APPLICATION_CREDENTIALS$")
+    r"^CLINICFLOW_|PASSWORD|PASSWD|SECRET|TOKEN|^MYSQL_PWD$|^PGPASS|^AWS_|^GOOGLE_APPLICATION_CREDENTIALS$"
+)
 
 
 def server_environment(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` without credentials (Prefect's own settings are kept)."""
-    return {name: value for name, value in environ.items()
-            if name.startswith("PREFECT_") or not _SECRET_NAME.search(name.upper())}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("PREFECT_") or not _SECRET_NAME.search(name.upper())
+    }
 
 
 def _guarded_server_class() -> Any:
@@ -112,14 +117,32 @@ def _guarded_server_class() -> Any:
         """Prefect's embedded server, started through the wrapper above (same arguments as Prefect 3.9's)."""
 
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                   "PREFECT__SERVER_FINAL": "1",
-                   **get_current_settings().to_environment_variables(exclude_unset=True)}
+            env = {
+                **os.environ,
+                "PREFECT_UI_ENABLED": "0",
+                "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1",
+                **get_current_settings().to_environment_variables(exclude_unset=True),
+            }
             return subprocess.Popen(
-                args=[sys.executable, "-c", _SERVER_WRAPPER, str(os.getpid()),
-                      "--app-dir", str(prefect.__module_path__.parent), "--factory",
-                      "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                      "--log-level", "error", "--lifespan", "on"],
+                args=[
+                    sys.executable,
+                    "-c",
+                    _SERVER_WRAPPER,
+                    str(os.getpid()),
+                    "--app-dir",
+                    str(prefect.__module_path__.parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
                 env=server_environment(env),
             )
 
@@ -145,3 +168,12 @@ def flow_run_settings() -> Iterator[None]:
     guard_embedded_server()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def flow_run_id() -> str:
+    """The id of the current flow run (a new uuid outside one): what a run records its rows under."""
+    import uuid
+
+    from prefect.runtime import flow_run
+
+    return str(flow_run.get_id() or uuid.uuid4())

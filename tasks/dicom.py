@@ -16,10 +16,10 @@ from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core.retry import TASK_RETRY
 from clinicflow.dicom.outputs import OutputsResult, write_outputs
+from clinicflow.dicom.partitions import FileKeyRange, plan_key_ranges, recorded_run_totals
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings, prepare_run, process_batch
 from clinicflow.dicom.reports import FileGroup, Page, ReportsSource, SourceCount
 from clinicflow.dicom.state import StateStore
-from clinicflow.scaleout.dicom_partitions import FileKeyRange, plan_key_ranges, recorded_run_totals
 
 
 @task(name="dicom-prepare", cache_policy=NO_CACHE, **TASK_RETRY)

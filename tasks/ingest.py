@@ -18,10 +18,10 @@ from clinicflow.connectors.objectstore.patterns import Location
 from clinicflow.connectors.objectstore.stores import GcsStore, LocalStore, ObjectInfo, ObjectStore, S3Store
 from clinicflow.core.retry import TASK_RETRY, RetryPolicy
 from clinicflow.ingest.extractors import DocumentExtractor, LLMExtractor, RulesExtractor
-from clinicflow.ingest.pipeline import IngestSettings, ReextractCounts, RunCounts, process_file_batch, reextract
+from clinicflow.ingest.options import EXTRACTORS
+from clinicflow.ingest.pipeline import IngestSettings, RunCounts, process_file_batch
+from clinicflow.ingest.reextract import ReextractCounts, reextract
 from clinicflow.ingest.synthetic import SyntheticRecord, load_records
-
-EXTRACTORS = ("rules", "llm", "none")
 
 
 def store_for_location(location: Location, s3_block: str | None = None) -> ObjectStore:

@@ -51,7 +51,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
 def _preflight(flow_fn: Any, console: Console, params: dict[str, Any]) -> None:
     """Check tables.yml before starting Prefect: a broken file is one line (no traceback), recorded, exit 2."""
     from clinicflow.opendental.tables.config import ConfigError, load_tables_config
-    from flows.tiers import select_tables
+    from clinicflow.opendental.tables.selection import select_tables
 
     try:
         config = load_tables_config(params.get("tables_file"))

@@ -4,6 +4,7 @@ Exit codes: 0 ok; 1 a pipeline run failed or discovery reported errors; 2 the
 command could not run (unknown pipeline, bad parameter, no deployment, bad
 schedule, missing work pool).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,11 +19,16 @@ from rich.table import Table
 EXIT_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
-pipelines_app = typer.Typer(help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.",
-                            no_args_is_help=True)
+pipelines_app = typer.Typer(
+    help="Pipelines: *_pipeline.py modules, deployed as Prefect deployments.", no_args_is_help=True
+)
 
-FolderOption = Annotated[str | None, typer.Option(
-    "--folder", help="Folder of *_pipeline.py modules (default: $CLINICFLOW_PIPELINES_DIR or ./pipelines).")]
+FolderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--folder", help="Folder of *_pipeline.py modules (default: $CLINICFLOW_PIPELINES_DIR or ./pipelines)."
+    ),
+]
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -81,8 +87,11 @@ def _discover(folder: str | None, console: Console) -> Any:
     for name, spec in sorted(found.pipelines.items()):
         unused = unused_parameters(spec)
         if unused:
-            console.print(f"[yellow]warning: pipeline {name}: parameters {unused} are declared but no step's "
-                          "config uses them[/yellow]", soft_wrap=True)
+            console.print(
+                f"[yellow]warning: pipeline {name}: parameters {unused} are declared but no step's "
+                "config uses them[/yellow]",
+                soft_wrap=True,
+            )
     return found
 
 
@@ -90,7 +99,7 @@ def resolved_configs(spec: Any, parameters: dict[str, Any] | None = None) -> lis
     """Each etl/el step's tool configs with its ``{param}`` filled from the defaults (secrets masked)."""
     from clinicflow.toolkit.base import ToolkitError
     from clinicflow.toolkit.compose import leaves
-    from clinicflow.toolkit.configs import resolved
+    from clinicflow.toolkit.templates import resolved
 
     values = {**spec.parameters, **(parameters or {})}
     lines: list[str] = []
@@ -127,8 +136,10 @@ def run_demo_pipelines(console: Console) -> None:
         conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
         try:
             with conn.cursor() as cur:
-                cur.execute('SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog '
-                            "WHERE \"ProcDate\" > DATE '1900-01-01'")
+                cur.execute(
+                    'SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog '
+                    "WHERE \"ProcDate\" > DATE '1900-01-01'"
+                )
                 first, last = cur.fetchone()
         finally:
             conn.close()
@@ -139,8 +150,10 @@ def run_demo_pipelines(console: Console) -> None:
         start = datetime(first.year, first.month, first.day, tzinfo=UTC)
         end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
         rows = run_pipeline(pipeline="procedures-daily", start=start, end=end)
-        console.print(f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
-                      "ClickHouse procedures_daily (chDB in ./out/clickhouse)")
+        console.print(
+            f"pipeline procedures-daily: {rows[0]['rows_written']} (day, clinic, provider) rows in "
+            "ClickHouse procedures_daily (chDB in ./out/clickhouse)"
+        )
 
 
 @pipelines_app.command("list")
@@ -150,8 +163,13 @@ def pipelines_list_command(folder: FolderOption = None) -> None:
     found = _discover(folder, console)
     table = Table("name", "schedules", "timescope", "parameters", "module")
     for name, spec in sorted(found.pipelines.items()):
-        table.add_row(name, _schedule_text(spec), str(spec.timescope.window) if spec.timescope else "-",
-                      ", ".join(spec.parameters) or "-", found.origins[name])
+        table.add_row(
+            name,
+            _schedule_text(spec),
+            str(spec.timescope.window) if spec.timescope else "-",
+            ", ".join(spec.parameters) or "-",
+            found.origins[name],
+        )
     console.print(table)
     if found.errors:
         raise typer.Exit(EXIT_FAILED)
@@ -184,8 +202,11 @@ def pipelines_show_command(name: str, folder: FolderOption = None) -> None:
 
 
 @pipelines_app.command("schema")
-def pipelines_schema_command(kind: Annotated[str | None, typer.Argument(
-        help="One config: a kind (http, file, ...), ROLE.KIND (load.file) or a model name.")] = None) -> None:
+def pipelines_schema_command(
+    kind: Annotated[
+        str | None, typer.Argument(help="One config: a kind (http, file, ...), ROLE.KIND (load.file) or a model name.")
+    ] = None,
+) -> None:
     """Print the configuration reference (every tool config's fields), generated from the config models."""
     from clinicflow.toolkit.reference import kinds, reference
 
@@ -197,11 +218,15 @@ def pipelines_schema_command(kind: Annotated[str | None, typer.Argument(
 
 
 @pipelines_app.command("run")
-def pipelines_run_command(name: str, param: Annotated[list[str] | None, typer.Option(
-                    "--param", help="NAME=VALUE, repeatable (JSON values accepted).")] = None,
-                start: Annotated[datetime | None, typer.Option(help="Time scope start (UTC unless given).")] = None,
-                end: Annotated[datetime | None, typer.Option(help="Time scope end (UTC unless given).")] = None,
-                folder: FolderOption = None) -> None:
+def pipelines_run_command(
+    name: str,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable (JSON values accepted).")
+    ] = None,
+    start: Annotated[datetime | None, typer.Option(help="Time scope start (UTC unless given).")] = None,
+    end: Annotated[datetime | None, typer.Option(help="Time scope end (UTC unless given).")] = None,
+    folder: FolderOption = None,
+) -> None:
     """Run a pipeline now, in this process (Prefect API if configured, else the embedded server)."""
     from clinicflow.toolkit.base import ToolkitError
     from flows.pipeline import PipelineFailed, run_pipeline
@@ -211,8 +236,13 @@ def pipelines_run_command(name: str, param: Annotated[list[str] | None, typer.Op
     params = parse_params(param or [])
     try:
         with flow_run_settings():
-            rows = run_pipeline(pipeline=name, parameters=params, start=_utc(start) if start else None,
-                                end=_utc(end) if end else None, folder=folder)
+            rows = run_pipeline(
+                pipeline=name,
+                parameters=params,
+                start=_utc(start) if start else None,
+                end=_utc(end) if end else None,
+                folder=folder,
+            )
     except PipelineFailed as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -220,19 +250,30 @@ def pipelines_run_command(name: str, param: Annotated[list[str] | None, typer.Op
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     for row in rows:
-        console.print(f"{row['step']}: {row['status']}"
-                      + (f", {row['rows_written']} rows written" if row["rows_written"] is not None else ""))
+        console.print(
+            f"{row['step']}: {row['status']}"
+            + (f", {row['rows_written']} rows written" if row["rows_written"] is not None else "")
+        )
 
 
 @pipelines_app.command("sync")
-def pipelines_sync_command(prune: Annotated[bool, typer.Option(
-                     "--prune", help="Delete managed deployments whose pipeline is no longer in code.")] = False,
-                 work_pool: Annotated[str | None, typer.Option(
-                     "--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")] = None,
-                 image_folder: Annotated[str | None, typer.Option(
-                     "--image-folder", help="Pipelines folder inside the image, for pools that run an image "
-                                            "(default /app/pipelines); a process pool uses --folder.")] = None,
-                 folder: FolderOption = None) -> None:
+def pipelines_sync_command(
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete managed deployments whose pipeline is no longer in code.")
+    ] = False,
+    work_pool: Annotated[
+        str | None, typer.Option("--work-pool", help="Work pool (default: $CLINICFLOW_WORK_POOL or clinicflow-k8s).")
+    ] = None,
+    image_folder: Annotated[
+        str | None,
+        typer.Option(
+            "--image-folder",
+            help="Pipelines folder inside the image, for pools that run an image "
+            "(default /app/pipelines); a process pool uses --folder.",
+        ),
+    ] = None,
+    folder: FolderOption = None,
+) -> None:
     """Create/update one Prefect deployment per pipeline; exit 1 when a module failed to import.
 
     The modules that import are synced; a broken module's deployment is left as it was and nothing is
@@ -247,24 +288,34 @@ def pipelines_sync_command(prune: Annotated[bool, typer.Option(
     if found.errors and prune:
         console.print("[yellow]--prune skipped: a module failed to import, so its deployment is kept[/yellow]")
     try:
-        report = asyncio.run(sync_pipelines(found.pipelines, work_pool=work_pool, prune=prune and not found.errors,
-                                            folder=folder, image_folder=image_folder))
+        report = asyncio.run(
+            sync_pipelines(
+                found.pipelines,
+                work_pool=work_pool,
+                prune=prune and not found.errors,
+                folder=folder,
+                image_folder=image_folder,
+            )
+        )
     except ToolkitError as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
-    console.print(f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
-                  f"pruned: {', '.join(report.pruned) or '-'}")
+    console.print(
+        f"created: {', '.join(report.created) or '-'}; updated: {', '.join(report.updated) or '-'}; "
+        f"pruned: {', '.join(report.pruned) or '-'}"
+    )
     if found.errors:
         console.print(f"[red]{len(found.errors)} module(s) not synced: fix the modules above[/red]")
         raise typer.Exit(EXIT_FAILED)
 
 
 @pipelines_app.command("backfill")
-def pipelines_backfill_command(name: str,
-                     from_: Annotated[datetime, typer.Option(
-                         "--from", help="First window starts here (UTC unless given).")],
-                     to: Annotated[datetime, typer.Option("--to", help="Last window ends here (exclusive).")],
-                     folder: FolderOption = None) -> None:
+def pipelines_backfill_command(
+    name: str,
+    from_: Annotated[datetime, typer.Option("--from", help="First window starts here (UTC unless given).")],
+    to: Annotated[datetime, typer.Option("--to", help="Last window ends here (exclusive).")],
+    folder: FolderOption = None,
+) -> None:
     """Create one flow run of the pipeline's deployment per time-scope window in [--from, --to)."""
     from clinicflow.toolkit.base import ToolkitError
     from flows.pipeline_registry import backfill

@@ -19,6 +19,7 @@ import email.utils
 import logging
 import random
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ PG_TRANSIENT_CLASSES = ("08",)  # connection exceptions
 HTTP_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 MAX_RETRIES = 3
+# ``RetryPolicy(retries=FOREVER)``: retry for as long as it takes (a connection a long-running service keeps).
+FOREVER = sys.maxsize
 BACKOFF_BASE_SECONDS = 2.0
 JITTER_FACTOR = 0.5
 
@@ -185,7 +188,7 @@ class RetryPolicy:
             return min(hint, self.max_hint_seconds)
         if self.fixed_delays:
             return self.fixed_delays[min(attempt, len(self.fixed_delays) - 1)]
-        return _jittered(self.base_seconds * (2**attempt), self.jitter)
+        return _jittered(self.base_seconds * (2 ** min(attempt, 30)), self.jitter)  # 2**30: no float overflow
 
     def should_retry(self, attempt: int, exc: BaseException) -> bool:
         return attempt < self.retries and self.retry_on(exc)
@@ -267,5 +270,5 @@ async def acall_with_retry(
 
 def _log_retry(log: logging.Logger, what: str, exc: BaseException, attempt: int, policy: RetryPolicy,
                delay: float) -> None:
-    log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
-                what, type(exc).__name__, attempt + 1, policy.retries, delay)
+    of = "" if policy.retries >= FOREVER else f"/{policy.retries}"
+    log.warning("%s: transient error (%s), retry %d%s in %.1fs", what, type(exc).__name__, attempt + 1, of, delay)

@@ -11,11 +11,7 @@ only — timeouts, connection errors, HTTP 5xx and 429 — through the project's
 one retry policy. 404, 403 and other client errors fail at once.
 
 Time: each HTTP attempt has an absolute deadline, enforced on every socket
-operation (connect, every read, every write) by a network backend that cuts
-each operation's timeout to the time left; a read timeout alone resets on
-every byte, so a server trickling one byte a second would never time out.
-Reads wait in short steps so that a stop request (SIGTERM, see
-:mod:`clinicflow.core.cancel`) ends a download within a fraction of a second.
+operation and interruptible by a stop request (:mod:`clinicflow.dicom.deadline`).
 
 Where: local files (absolute paths, ``file://``) only inside the configured
 allowed roots (or the base folder); HTTP redirects to private, loopback or
@@ -24,13 +20,12 @@ Failures raise :class:`DownloadError` with a short ``kind`` for counting and
 a ``reason`` for people; neither ever contains credentials (URLs are shown
 without their user info and query string).
 """
+
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -42,11 +37,10 @@ from clinicflow.connectors.objectstore.stores import GcsStore, ObjectStore, S3St
 from clinicflow.core import cancel
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy, TransientError, call_with_retry, is_transient
+from clinicflow.dicom.deadline import attempt_deadline, use_deadline_backend
 
 CHUNK_BYTES = 1 << 20
 MAX_REDIRECTS = 5
-# A blocked read wakes this often to see whether the run was asked to stop.
-STOP_POLL_SECONDS = 0.25
 # Bucket reads inside one fetch attempt: Downloader.fetch retries the whole attempt with the run's policy.
 _ONE_ATTEMPT = RetryPolicy(retries=0)
 
@@ -112,76 +106,6 @@ def resolve_location(location: str, base: str | None = None) -> str:
     return str(Path(base) / relative)
 
 
-_attempt = threading.local()  # .deadline: time.monotonic() by which this thread's HTTP attempt must end
-
-
-def _time_left(timeout: float | None) -> float | None:
-    """``timeout`` cut to this thread's attempt deadline; raises a timeout when none is left."""
-    import httpcore
-
-    deadline = getattr(_attempt, "deadline", None)
-    if deadline is None:
-        return timeout
-    left: float = deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("download deadline reached")
-    return left if timeout is None else min(timeout, left)
-
-
-def _deadline_backend() -> Any:
-    import httpcore
-
-    class DeadlineStream(httpcore.NetworkStream):
-        def __init__(self, stream: Any) -> None:
-            self._stream = stream
-
-        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            until = None if timeout is None else time.monotonic() + timeout
-            while True:
-                cancel.check()
-                left = _time_left(None if until is None else max(0.0, until - time.monotonic()))
-                if left is not None and left <= 0:
-                    raise httpcore.ReadTimeout("read timed out")
-                try:
-                    data: bytes = self._stream.read(max_bytes, STOP_POLL_SECONDS if left is None
-                                                    else min(left, STOP_POLL_SECONDS))
-                    return data
-                except httpcore.ReadTimeout:
-                    continue  # a timed-out recv consumed nothing: the deadlines are checked again above
-
-        def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            cancel.check()
-            self._stream.write(buffer, _time_left(timeout))
-
-        def close(self) -> None:
-            self._stream.close()
-
-        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                      timeout: float | None = None) -> Any:
-            return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._stream.get_extra_info(info)
-
-    class DeadlineBackend(httpcore.NetworkBackend):
-        def __init__(self) -> None:
-            self._backend = httpcore.SyncBackend()
-
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                        socket_options: Any = None) -> Any:
-            cancel.check()
-            return DeadlineStream(self._backend.connect_tcp(host, port, _time_left(timeout), local_address,
-                                                            socket_options))
-
-        def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-            return DeadlineStream(self._backend.connect_unix_socket(path, _time_left(timeout), socket_options))
-
-        def sleep(self, seconds: float) -> None:
-            self._backend.sleep(seconds)
-
-    return DeadlineBackend()
-
-
 def _is_private_host(host: str) -> bool:
     """True when ``host`` is, or resolves to, a private, loopback, link-local or otherwise non-public address."""
     try:
@@ -190,8 +114,14 @@ def _is_private_host(host: str) -> bool:
         return False  # unresolvable: the request itself fails
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
-                or ip.is_unspecified):
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+        ):
             return True
     return False
 
@@ -207,8 +137,12 @@ class Downloader:
     Use as a context manager (closes the HTTP client).
     """
 
-    def __init__(self, limits: DownloadLimits = DownloadLimits(), base: str | None = None,
-                 sleep: Callable[[float], None] = cancel.sleep) -> None:
+    def __init__(
+        self,
+        limits: DownloadLimits = DownloadLimits(),
+        base: str | None = None,
+        sleep: Callable[[float], None] = cancel.sleep,
+    ) -> None:
         import httpx
 
         self.limits = limits
@@ -218,12 +152,7 @@ class Downloader:
             timeout=httpx.Timeout(limits.timeout_seconds, connect=limits.connect_timeout_seconds),
             follow_redirects=False,  # followed in _http_get, each target checked
         )
-        # httpx has no public hook for the network backend; every pool it made (proxies too) gets ours.
-        backend = _deadline_backend()
-        for transport in [self._http._transport, *self._http._mounts.values()]:
-            pool = getattr(transport, "_pool", None)
-            if pool is not None:
-                pool._network_backend = backend
+        use_deadline_backend(self._http)
         self._gcs: Any = None
         self._s3: Any = None
         self._stores: dict[tuple[str, str], ObjectStore] = {}
@@ -267,8 +196,11 @@ class Downloader:
         if self.base and not urlsplit(self.base).scheme:
             roots.append(self.base)
         if not any(_within(str(path), root) for root in roots):
-            raise DownloadError("bad-location", f"{path} is outside the allowed roots for local files"
-                                + ("" if roots else " (none configured: set allowed_roots)"))
+            raise DownloadError(
+                "bad-location",
+                f"{path} is outside the allowed roots for local files"
+                + ("" if roots else " (none configured: set allowed_roots)"),
+            )
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -283,8 +215,7 @@ class Downloader:
 
     # -- one attempt each; call_with_retry decides whether to try again.
     def _http_get(self, url: str, dest: Path) -> None:
-        _attempt.deadline = time.monotonic() + self.limits.timeout_seconds
-        try:
+        with attempt_deadline(self.limits.timeout_seconds):
             for _ in range(MAX_REDIRECTS + 1):
                 with self._http.stream("GET", url) as response:
                     if response.is_redirect and response.next_request is not None:
@@ -293,14 +224,15 @@ class Downloader:
                     self._save(response, dest)
                     return
             raise DownloadError("too-many-redirects", f"{redact(url)}: more than {MAX_REDIRECTS} redirects")
-        finally:
-            _attempt.deadline = None
 
     def _redirect_target(self, url: str, target: str) -> str:
         host = urlsplit(target).hostname or ""
         if not self.limits.allow_private_redirects and _is_private_host(host):
-            raise DownloadError("redirect-refused", f"{redact(url)} redirects to {redact(target)}, a private or "
-                                                    "loopback address (allow_private_redirects permits it)")
+            raise DownloadError(
+                "redirect-refused",
+                f"{redact(url)} redirects to {redact(target)}, a private or "
+                "loopback address (allow_private_redirects permits it)",
+            )
         return target
 
     def _save(self, response: Any, dest: Path) -> None:
@@ -329,8 +261,13 @@ class Downloader:
         if store is None:
             if scheme == "gs":
                 self._gcs = self._gcs or gcs_client()
-                store = GcsStore(self._gcs, bucket, retry=_ONE_ATTEMPT, timeout_seconds=self.limits.timeout_seconds,
-                                 metadata_timeout_seconds=self.limits.connect_timeout_seconds)
+                store = GcsStore(
+                    self._gcs,
+                    bucket,
+                    retry=_ONE_ATTEMPT,
+                    timeout_seconds=self.limits.timeout_seconds,
+                    metadata_timeout_seconds=self.limits.connect_timeout_seconds,
+                )
             else:
                 self._s3 = self._s3 or s3_client()
                 store = S3Store(self._s3, bucket, retry=_ONE_ATTEMPT)
@@ -343,8 +280,9 @@ class Downloader:
             return DownloadError("too-large", f"{where}: more than the {self.limits.max_bytes}-byte limit")
         status = _status_of(exc)
         if status is not None:
-            return DownloadError(f"http-{status}", f"{where}: HTTP {status}"
-                                 + (" after retries" if is_transient(exc) else ""))
+            return DownloadError(
+                f"http-{status}", f"{where}: HTTP {status}" + (" after retries" if is_transient(exc) else "")
+            )
         if isinstance(exc, (TimeoutError, TransientError)) or "Timeout" in type(exc).__name__:
             return DownloadError("timeout", f"{where}: timed out after retries ({type(exc).__name__})")
         if is_transient(exc):

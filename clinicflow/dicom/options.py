@@ -6,34 +6,34 @@ the flow. Block names have no default here: the blocks package owns them.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.options import OptionsError, PartitionedFanOut
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
 
 BucketKind = Literal["local", "gcs", "s3"]
-FAN_OUT_FIELDS = frozenset({"mode", "partitions", "fanout_width", "run_key"})
+# Fan-out (docs/scale-out.md): key ranges as child runs of deployment dicom-reports-range; never given to them.
+FAN_OUT_FIELDS = frozenset(PartitionedFanOut.model_fields)
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_SHOWN_INPUT_CHARS = 60
 
 
-class DicomOptionsError(ClinicflowError, ValueError):
+class DicomOptionsError(OptionsError):
     """Bad DICOM run options; ``problems`` maps each bad field to what is wrong with it."""
 
-    def __init__(self, problems: dict[str, str]) -> None:
-        self.problems = problems
-        super().__init__("DICOM run options: " + "; ".join(f"{field} {text}" for field, text in problems.items()))
+    def __init__(self, problems: dict[str, str], what: str = "DICOM run options") -> None:
+        super().__init__(problems, what)
 
 
-class DicomRunOptions(BaseModel):
-    """What a DICOM reports run may be given; defaults are the flow's."""
+class DicomRunOptions(PartitionedFanOut):
+    """What a DICOM reports run may be given; defaults are the flow's (the fan-out fields are inherited)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    options_name: ClassVar[str] = "DICOM run options"
+    error_type: ClassVar[type[OptionsError]] = DicomOptionsError
 
     query: str = Field("dicom_reports", min_length=1)
     dataset: str = "dicom-reports"
@@ -55,11 +55,6 @@ class DicomRunOptions(BaseModel):
     retry_backoff_seconds: float = Field(2.0, ge=0)
     allowed_roots: tuple[str, ...] = ()
     allow_private_redirects: bool = False
-    # Fan-out (docs/scale-out.md): key ranges as child runs of deployment dicom-reports-range.
-    mode: Literal["in-pod", "fanout"] = "in-pod"
-    partitions: int = Field(4, ge=1)
-    fanout_width: int = Field(4, ge=1)
-    run_key: str | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -72,14 +67,6 @@ class DicomRunOptions(BaseModel):
     @classmethod
     def _no_roots_is_empty(cls, value: Any) -> Any:
         return () if value is None else value
-
-    @classmethod
-    def from_values(cls, **values: Any) -> DicomRunOptions:
-        """The options, or :class:`DicomOptionsError` naming every bad field (never pydantic's raw error)."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise DicomOptionsError(option_problems(exc)) from None
 
     def download_limits(self) -> DownloadLimits:
         return DownloadLimits(max_bytes=int(self.max_file_mb * 1024 * 1024),
@@ -94,34 +81,3 @@ class DicomRunOptions(BaseModel):
         parameters["allowed_roots"] = list(self.allowed_roots) or None
         return parameters
 
-
-def option_problems(exc: ValidationError) -> dict[str, str]:
-    """One sentence per bad field, from pydantic's errors (first error of a field wins)."""
-    problems: dict[str, str] = {}
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"][:1]) or "options"
-        if field not in problems:
-            problems[field] = _sentence(error)
-    return problems
-
-
-def _sentence(error: Any) -> str:
-    kind, ctx = error["type"], error.get("ctx") or {}
-    texts = {  # one sentence per pydantic error type the fields can raise
-        "greater_than_equal": f"must be at least {ctx.get('ge')}",
-        "less_than_equal": f"must be at most {ctx.get('le')}",
-        "greater_than": f"must be greater than {ctx.get('gt')}",
-        "literal_error": f"must be {ctx.get('expected')}",
-        "string_too_short": "must not be empty",
-        "finite_number": "must be a finite number",
-        "value_error": str(ctx.get("error")),
-        "missing": "is required",
-        "extra_forbidden": "is not a DICOM run option",
-    }
-    text = texts[kind] if kind in texts else f"is invalid: {error['msg']}"
-    if kind in ("missing", "extra_forbidden"):
-        return text
-    shown = repr(error.get("input"))
-    if len(shown) > _SHOWN_INPUT_CHARS:
-        shown = shown[:_SHOWN_INPUT_CHARS] + "..."
-    return f"{text} (got {shown})"

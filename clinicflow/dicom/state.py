@@ -1,17 +1,8 @@
 """Durable progress of a DICOM reports dataset, in PostgreSQL.
 
 Pods are ephemeral, so nothing about progress lives on local disk. Per
-dataset (the output prefix), three tables in schema ``clinicflow_dicom``:
-
-- ``files``: one row per file key (study, series, instance, location):
-  ``status`` is ``uploading`` (converted; its objects are being uploaded),
-  ``done`` (all objects uploaded; ``csv_row`` holds its CSV row) or
-  ``failed`` (``stage``/``kind``/``reason``). ``seen_run`` is the last run
-  whose pages contained the key, so the CSV lists exactly the files in the
-  current source.
-- ``uploads``: the upload log, one row per object name, with an upload
-  counter — how tests and operators see that nothing was uploaded twice.
-- ``failures``: every failure of every run (file key, stage, kind, reason).
+dataset (the output prefix), three tables in schema ``clinicflow_dicom``
+(``files``, ``uploads``, ``failures``: see :mod:`clinicflow.dicom.state_schema`).
 
 Locations are stored as :func:`~clinicflow.dicom.download.stored_location`
 gives them: a URL's user info and query string (signed-URL tokens) never
@@ -23,6 +14,7 @@ killed in between leaves ``uploading`` rows; the next run checks the bucket
 for just those objects and skips the ones already there, so a kill at any
 point causes no duplicate upload and no gap.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,6 +31,7 @@ from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.download import stored_location
 from clinicflow.dicom.reports import OUTPUT_COLUMNS, FileKey
+from clinicflow.dicom.state_schema import state_tables_ddl
 
 DEFAULT_STATE_SCHEMA = "clinicflow_dicom"
 CSV_FETCH_ROWS = 2000
@@ -101,7 +94,7 @@ class StateStore:
             self._conn = self.server.connect()
         conn = self._conn
         try:
-            with (conn.cursor(name=name) if name else conn.cursor()) as cur:
+            with conn.cursor(name=name) if name else conn.cursor() as cur:
                 yield cur
             conn.commit()
         except BaseException:
@@ -112,43 +105,10 @@ class StateStore:
             raise
 
     def ensure_schema(self) -> None:
-        s = self._s
-        statements = [
-            f"CREATE SCHEMA IF NOT EXISTS {s}",
-            f"""CREATE TABLE IF NOT EXISTS {s}.files (
-                dataset text NOT NULL,
-                study_id text NOT NULL, series_id text NOT NULL, instance_id text NOT NULL, file_location text NOT NULL,
-                status text NOT NULL CHECK (status IN ('uploading', 'done', 'failed')),
-                objects text[] NOT NULL DEFAULT '{{}}',
-                csv_row jsonb,
-                bytes bigint,
-                jpgs integer,
-                stage text, kind text, reason text,
-                seen_run text,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (dataset, study_id, series_id, instance_id, file_location))""",
-            f"""CREATE TABLE IF NOT EXISTS {s}.uploads (
-                dataset text NOT NULL,
-                object_name text NOT NULL,
-                size bigint NOT NULL,
-                md5 text NOT NULL,
-                upload_count integer NOT NULL DEFAULT 1,
-                first_uploaded_at timestamptz NOT NULL DEFAULT now(),
-                last_uploaded_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (dataset, object_name))""",
-            f"""CREATE TABLE IF NOT EXISTS {s}.failures (
-                id bigserial PRIMARY KEY,
-                dataset text NOT NULL,
-                run_id text NOT NULL,
-                study_id text, series_id text, instance_id text, file_location text,
-                stage text NOT NULL, kind text NOT NULL, reason text NOT NULL,
-                recorded_at timestamptz NOT NULL DEFAULT now())""",
-            f"CREATE INDEX IF NOT EXISTS failures_dataset_run ON {s}.failures (dataset, run_id)",
-        ]
         with self._tx() as cur:
             # Serialise concurrent first runs creating the schema.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clinicflow_dicom_schema:{self.schema}",))
-            for sql in statements:
+            for sql in state_tables_ddl(self._s):
                 cur.execute(sql)
 
     @contextlib.contextmanager
@@ -217,8 +177,10 @@ class StateStore:
         if not names:
             return set()
         with self._tx() as cur:
-            cur.execute(f"SELECT object_name FROM {self._s}.uploads WHERE dataset = %s AND object_name = ANY(%s)",
-                        (self.dataset, names))
+            cur.execute(
+                f"SELECT object_name FROM {self._s}.uploads WHERE dataset = %s AND object_name = ANY(%s)",
+                (self.dataset, names),
+            )
             return {row[0] for row in cur}
 
     def record_upload(self, name: str, size: int, md5: str, *, uploaded: bool = True) -> None:
@@ -237,8 +199,9 @@ class StateStore:
 
     def upload_md5(self, name: str) -> str | None:
         with self._tx() as cur:
-            cur.execute(f"SELECT md5 FROM {self._s}.uploads WHERE dataset = %s AND object_name = %s",
-                        (self.dataset, name))
+            cur.execute(
+                f"SELECT md5 FROM {self._s}.uploads WHERE dataset = %s AND object_name = %s", (self.dataset, name)
+            )
             row = cur.fetchone()
             return row[0] if row else None
 
@@ -262,8 +225,15 @@ class StateStore:
                           SET status = 'done', objects = EXCLUDED.objects, csv_row = EXCLUDED.csv_row,
                               bytes = EXCLUDED.bytes, jpgs = EXCLUDED.jpgs, seen_run = EXCLUDED.seen_run,
                               stage = NULL, kind = NULL, reason = NULL, updated_at = now()""",
-                    (self.dataset, *_stored(key), list(objects), json.dumps(csv_row, sort_keys=True),
-                     size, jpgs, run_id),
+                    (
+                        self.dataset,
+                        *_stored(key),
+                        list(objects),
+                        json.dumps(csv_row, sort_keys=True),
+                        size,
+                        jpgs,
+                        run_id,
+                    ),
                 )
 
     def refresh_fields(self, updates: list[tuple[FileKey, dict[str, Any]]]) -> None:
@@ -307,8 +277,11 @@ class StateStore:
     def record_source_failure(self, stage: str, kind: str, reason: str, run_id: str) -> None:
         """A failure that belongs to no file key (e.g. report rows with an empty key column)."""
         with self._tx() as cur:
-            cur.execute(f"""INSERT INTO {self._s}.failures (dataset, run_id, stage, kind, reason)
-                            VALUES (%s, %s, %s, %s, %s)""", (self.dataset, run_id, stage, kind, reason))
+            cur.execute(
+                f"""INSERT INTO {self._s}.failures (dataset, run_id, stage, kind, reason)
+                            VALUES (%s, %s, %s, %s, %s)""",
+                (self.dataset, run_id, stage, kind, reason),
+            )
 
     # ------------------------------------------------------------------ end of run
 
@@ -349,15 +322,15 @@ class StateStore:
 
     def status_counts(self) -> dict[str, int]:
         with self._tx() as cur:
-            cur.execute(f"SELECT status, count(*) FROM {self._s}.files WHERE dataset = %s GROUP BY status",
-                        (self.dataset,))
+            cur.execute(
+                f"SELECT status, count(*) FROM {self._s}.files WHERE dataset = %s GROUP BY status", (self.dataset,)
+            )
             return {status: int(n) for status, n in cur}
 
     def upload_counts(self) -> dict[str, int]:
         """Object name → how many times it was uploaded (for checks and the CLI)."""
         with self._tx() as cur:
-            cur.execute(f"SELECT object_name, upload_count FROM {self._s}.uploads WHERE dataset = %s",
-                        (self.dataset,))
+            cur.execute(f"SELECT object_name, upload_count FROM {self._s}.uploads WHERE dataset = %s", (self.dataset,))
             return {name: int(n) for name, n in cur}
 
     def reset(self) -> None:
@@ -386,4 +359,3 @@ def _cell(value: Any) -> str:
 def csv_text_rows(text: str) -> Iterator[list[str]]:
     """Parse CSV text written by :meth:`StateStore.write_csv` (tests, checks)."""
     return csv.reader(io.StringIO(text))
-

@@ -7,11 +7,11 @@
   one, is never a patient id. Names from ``Patient:`` / ``Patient Name:`` /
   ``Name:`` / ``RE:`` with a name-shaped value; birth dates from ``DOB`` /
   ``Date of Birth`` / ``Born``.
-- **Sections**: heading lines (``Discharge Diagnoses:``, ``FAMILY HISTORY``)
+- **Sections** (:mod:`clinicflow.ingest.context`): heading lines (``Discharge Diagnoses:``, ``FAMILY HISTORY``)
   split the text; each section is classed by its heading (diagnosis,
   procedure, medication, family history, past history, other).
 - **Assertion status** (the ConText algorithm, Chapman et al.; triggers in
-  :data:`CONTEXT_TRIGGERS`): a diagnosis code whose clause carries a
+  :data:`~clinicflow.ingest.context.CONTEXT_TRIGGERS`): a diagnosis code whose clause carries a
   negation (``no evidence of``, ``denies``, ``ruled out``), family
   (``mother``, ``family history of``), historical (``history of``) or
   hypothetical (``rule out``, ``if``, ``risk of``) trigger before it within
@@ -26,19 +26,22 @@
 - **Medications** from medication sections (one per list line or ``;``) and
   ``Rx:`` lines, with their dose.
 """
+
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
+from clinicflow.ingest.context import Section, assertion, section_at, sections
 from clinicflow.ingest.fields import DATE_PATTERN, SSN, Candidates, first_date, normalise_icd10, parse_any_date
 
 _LEADER = r"(?:[ \t]*\.{2,})?"  # "MRN ..........: 0034410"
 _SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"
-ID_LABELS_PRIMARY = (r"MRN|M\.R\.N\.?|MR[ \t]*(?=#)|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
-                     r"(?:[ \t]+(?:No\.?|#))?|Patient[ \t]+(?:ID|Identifier|No\.?|Number|#)|Pt\.?[ \t]+ID|"
-                     r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+(?:No\.?|Number)|Hospital[ \t]+(?:No\.?|Number)")
+ID_LABELS_PRIMARY = (
+    r"MRN|M\.R\.N\.?|MR[ \t]*(?=#)|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
+    r"(?:[ \t]+(?:No\.?|#))?|Patient[ \t]+(?:ID|Identifier|No\.?|Number|#)|Pt\.?[ \t]+ID|"
+    r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+(?:No\.?|Number)|Hospital[ \t]+(?:No\.?|Number)"
+)
 ID_LABELS_ACCOUNT = r"Acct\.?|Account(?:[ \t]+(?:No\.?|Number|#))?"
 _ID_VALUE = r"([A-Z0-9][A-Z0-9\-]*)"
 ID_PRIMARY = re.compile(rf"(?<![A-Za-z])(?:{ID_LABELS_PRIMARY}){_SEP}{_ID_VALUE}(?![A-Za-z0-9])", re.I)
@@ -47,139 +50,77 @@ SSN_LABEL = re.compile(r"\b(?:SSN|SS#|Social[ \t]+Security)", re.I)
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _NAME_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’\-][^\W\d_]+)*\.?"
-_NAME_VALUE = rf"((?:(?:Mr|Mrs|Ms|Miss|Dr)\.?[ \t]+)?(?:{_NAME_WORD},?[ \t]+)(?:[{_UPPER}]\.?[ \t]+)?{_NAME_WORD}" \
-              rf"(?:[ \t]+[{_UPPER}]\.?)?(?:[ \t]+{_NAME_WORD})?)"
-NAME = re.compile(rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Name|RE|Re)"
-                  rf"{_LEADER}[ \t]*:\**[ \t]*{_NAME_VALUE}"
-                  rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))")
+_NAME_VALUE = (
+    rf"((?:(?:Mr|Mrs|Ms|Miss|Dr)\.?[ \t]+)?(?:{_NAME_WORD},?[ \t]+)(?:[{_UPPER}]\.?[ \t]+)?{_NAME_WORD}"
+    rf"(?:[ \t]+[{_UPPER}]\.?)?(?:[ \t]+{_NAME_WORD})?)"
+)
+NAME = re.compile(
+    rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Name|RE|Re)"
+    rf"{_LEADER}[ \t]*:\**[ \t]*{_NAME_VALUE}"
+    rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))"
+)
 _NOT_NAMES = {"male", "female", "unknown", "none", "n/a", "self", "same"}
-DOB = re.compile(r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
-                 r"\**[ \t]*")
-ENCOUNTER_LABELS = ("Date of Service", "DOS", "Visit Date", "Date of Visit", "Encounter Date", "Service Date",
-                    "Exam Date", "Date of Exam", "Procedure Date", "Date of Procedure", "Admission Date",
-                    "Admit Date", "Date of Admission", "Collected", "Collection Date", "Specimen Collected",
-                    "Report Date", "Date of Report", "Referral Date", "Note Date", "Date", "Seen on", "Seen")
+DOB = re.compile(
+    r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
+    r"\**[ \t]*"
+)
+ENCOUNTER_LABELS = (
+    "Date of Service",
+    "DOS",
+    "Visit Date",
+    "Date of Visit",
+    "Encounter Date",
+    "Service Date",
+    "Exam Date",
+    "Date of Exam",
+    "Procedure Date",
+    "Date of Procedure",
+    "Admission Date",
+    "Admit Date",
+    "Date of Admission",
+    "Collected",
+    "Collection Date",
+    "Specimen Collected",
+    "Report Date",
+    "Date of Report",
+    "Referral Date",
+    "Note Date",
+    "Date",
+    "Seen on",
+    "Seen",
+)
 _SPACES = r"[ \t]+"
-ENCOUNTER = [re.compile(r"(?i)(?<![A-Za-z])" + re.escape(label).replace(r"\ ", _SPACES) + _LEADER
-                        + r"\**[ \t]*[:#]?\**[ \t]*") for label in ENCOUNTER_LABELS]
-PROVIDER = re.compile(r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
-                      r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
-                      r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
-                      r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
-                      r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER
-                      + r"\**[ \t]*:\**[ \t]*"
-                      r"((?:Dr\.?[ \t]+)?[A-ZÀ-Þ][^\W\d_.'’\-]*\.?(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?"
-                      r"(?:['’\-][^\W\d_]+)*){0,3}"
-                      r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)")
+ENCOUNTER = [
+    re.compile(r"(?i)(?<![A-Za-z])" + re.escape(label).replace(r"\ ", _SPACES) + _LEADER + r"\**[ \t]*[:#]?\**[ \t]*")
+    for label in ENCOUNTER_LABELS
+]
+PROVIDER = re.compile(
+    r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
+    r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
+    r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
+    r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
+    r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER + r"\**[ \t]*:\**[ \t]*"
+    r"((?:Dr\.?[ \t]+)?[A-ZÀ-Þ][^\W\d_.'’\-]*\.?(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?"
+    r"(?:['’\-][^\W\d_]+)*){0,3}"
+    r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)"
+)
 
 ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
 CDT = re.compile(r"(?<![A-Za-z0-9])(D\d{4})(?![A-Za-z0-9]|\.\d)")
 CPT = re.compile(r"(?<![A-Za-z0-9.\-/$])(\d{4}[0-9F]|[A-CEGHJ-MP-V]\d{4})(?![A-Za-z0-9\-/%]|\.\d)")
 DX_LABEL = re.compile(r"(?i)(?:\bDX\b|\bICD(?:-?10(?:-?CM)?)?\b|\bdiagnos(?:is|es)\b)[ \t]*(?:codes?)?[ \t]*[:#]?")
-PX_LABEL = re.compile(r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
-                      r"[ \t]*(?:codes?)?[ \t]*[:#]?")
+PX_LABEL = re.compile(
+    r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
+    r"[ \t]*(?:codes?)?[ \t]*[:#]?"
+)
 DOSE = re.compile(r"(?i)\b\d+(?:\.\d+)?[ \t]*(?:(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b|%)")
 RX_LINE = re.compile(r"(?im)^[ \t]*(?:Rx|Prescribed|Start(?:ed)?)[ \t]*:?[ \t]+(.+)$")
-
-HEADING = re.compile(r"(?m)^[ \t]*(?:[#*]+[ \t]*)?([A-Za-z][A-Za-z /&()'\-]{1,50}?)[ \t]*(?::|$)")
-
-SECTION_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("family", re.compile(r"(?i)family[ \t]+(?:history|hx)|\bFHx?\b")),
-    ("past", re.compile(r"(?i)past[ \t]+(?:medical|surgical)?[ \t]*(?:history|hx)|\bPMH\b|\bPSH\b|history of present"
-                        r"|\bHPI\b|social history")),
-    ("medication", re.compile(r"(?i)medication|\bmeds\b|prescriptions?|\brx\b|discharge[ \t]+instructions")),
-    ("diagnosis", re.compile(r"(?i)diagnos[ie]s|\bdx\b|assessment|\bA/P\b|impression|problem|reason[ \t]+for|"
-                             r"indication|"
-                             r"icd|conclusion")),
-    ("procedure", re.compile(r"(?i)procedure|\bcpt\b|\bcdt\b|treatment[ \t]+plan|services|charges|billing|"
-                             r"operation|treatment[ \t]+performed|plan")),
-)
-
-# ConText triggers (lower case), each scoped to the rest of its clause.
-CONTEXT_TRIGGERS: dict[str, tuple[str, ...]] = {
-    "negated": ("no evidence of", "no signs of", "no sign of", "negative for", "denies", "denied",
-                "ruled out", "free of", "no ", "absence of", "resolved", "excluded"),
-    "family": ("family history", "mother", "father", "brother", "sister", "sibling", "maternal", "paternal",
-               "grandmother", "grandfather", "aunt", "uncle", "fhx", "family hx"),
-    "historical": ("history of", "h/o", "hx of", "previous", "prior ", "remote"),
-    "hypothetical": ("rule out", "r/o", "if ", "in case of", "risk of", "risk for", "screening for", "possible",
-                     "suspected", "concern for", "evaluate for", "to exclude", "should "),
-}
-CLAUSE_START_NEGATIONS = ("not", "without")
-_POST_TRIGGERS = ("ruled out", "was ruled out", "excluded", "unlikely", "in the family", "resolved")
-_CLAUSE_END = re.compile(r"(?:\.(?=\s)|;|\n|\bbut\b|\bhowever\b|\balthough\b|:)", re.I)
-
-
-@dataclass(frozen=True)
-class Section:
-    kind: str  # diagnosis | procedure | medication | family | past | other
-    heading: str
-    start: int
-    end: int
-
-
-def _section_kind(heading: str) -> str:
-    for kind, pattern in SECTION_CLASSES:
-        if pattern.search(heading):
-            return kind
-    return "other"
-
-
-def sections(text: str) -> list[Section]:
-    """Heading-delimited sections; a heading is a short line start ending in ':' (or an all-caps line)."""
-    marks: list[tuple[int, int, str]] = []
-    for match in HEADING.finditer(text):
-        heading = match.group(1).strip()
-        line_end = text.find("\n", match.start())
-        line = text[match.start(): line_end if line_end >= 0 else len(text)].strip()
-        colon = match.group(0).rstrip().endswith(":")
-        caps = heading.isupper() and len(heading) >= 4 and line == heading
-        known = line.lstrip("#* ").rstrip("*: ") == heading and len(heading.split()) <= 4 \
-            and _section_kind(heading) != "other"  # "Medications", "## Assessment"
-        if (colon and len(heading.split()) <= 6) or caps or known:
-            marks.append((match.start(), match.end(), heading))
-    out: list[Section] = []
-    for i, (_, body, heading) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
-        out.append(Section(_section_kind(heading), heading, body, end))
-    return out
-
-
-def _section_at(parts: list[Section], offset: int) -> Section | None:
-    found = None
-    for part in parts:
-        if part.start <= offset < part.end or (part.start - 1 <= offset < part.end):
-            found = part
-    return found
-
-
-def assertion(text: str, start: int, end: int, section: Section | None) -> str:
-    """``present`` or why not (``negated``, ``family``, ``historical``, ``hypothetical``) for the span."""
-    if section is not None and section.kind in ("family", "past"):
-        return "family" if section.kind == "family" else "historical"
-    line_start = text.rfind("\n", 0, start) + 1
-    before = text[line_start:start]
-    cuts = [m.end() for m in _CLAUSE_END.finditer(before)]
-    clause = before[cuts[-1]:] if cuts else before
-    clause = " " + clause.lower()
-    words = clause.split()
-    window = " " + " ".join(words[-12:]) + " "
-    for status, triggers in CONTEXT_TRIGGERS.items():
-        if any(f" {t}" in window or window.startswith(t) for t in triggers):
-            return status
-    if words and words[0] in CLAUSE_START_NEGATIONS:  # "not" / "without" inside a name: "not intractable"
-        return "negated"
-    after_end = _CLAUSE_END.search(text, end)
-    after = text[end: after_end.start() if after_end else min(len(text), end + 80)].lower()
-    if any(t in after for t in _POST_TRIGGERS):
-        return "negated"
-    return "present"
 
 
 def _line_of(text: str, offset: int) -> str:
     start = text.rfind("\n", 0, offset) + 1
     end = text.find("\n", offset)
-    return text[start: end if end >= 0 else len(text)]
+    return text[start : end if end >= 0 else len(text)]
 
 
 @lru_cache(maxsize=1)
@@ -199,8 +140,11 @@ def icd10cm_codes() -> frozenset[str]:
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
     lists = sorted(data.glob("code-list*.txt"), key=lambda p: p.name)
     listing = lists[-1]
-    return frozenset(line.strip() for line in listing.read_text(encoding="utf-8").splitlines()
-                     if line.strip() and "-" not in line and not line.strip().isdigit())
+    return frozenset(
+        line.strip()
+        for line in listing.read_text(encoding="utf-8").splitlines()
+        if line.strip() and "-" not in line and not line.strip().isdigit()
+    )
 
 
 def valid_icd10(code: str) -> bool:
@@ -226,7 +170,7 @@ def _identifiers(text: str, out: Candidates, signals: dict[str, int]) -> None:
     for pattern, rank in ((ID_PRIMARY, 0), (ID_ACCOUNT, 1)):
         for match in pattern.finditer(text):
             value = match.group(1)
-            label_text = text[text.rfind("\n", 0, match.start()) + 1: match.start(1)]
+            label_text = text[text.rfind("\n", 0, match.start()) + 1 : match.start(1)]
             if not re.search(r"\d", value) or SSN.match(value) or SSN_LABEL.search(label_text):
                 continue
             out.add("patient_id", value, f"text:chars {match.start(1)}-{match.end(1)}", rank=rank)
@@ -248,7 +192,7 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
                 signals["dob"] += 1
     for rank, pattern in enumerate(ENCOUNTER):
         for match in pattern.finditer(text):
-            head = text[max(0, match.start() - 12): match.start()].lower()
+            head = text[max(0, match.start() - 12) : match.start()].lower()
             if "birth" in head or "of " in head[-3:]:
                 continue
             found = DATE_PATTERN.match(text, match.end())
@@ -262,11 +206,14 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
     diagnosis_spans: list[tuple[int, int]] = []
     for match in ICD10.finditer(text):
         code = match.group(1)
-        section = _section_at(parts, match.start())
+        section = section_at(parts, match.start())
         line = _line_of(text, match.start())
-        before = text[max(0, match.start() - 25): match.start()]
-        in_context = (section is not None and section.kind == "diagnosis") or bool(DX_LABEL.search(before)) \
-            or text[match.start() - 1: match.start()] == "("
+        before = text[max(0, match.start() - 25) : match.start()]
+        in_context = (
+            (section is not None and section.kind == "diagnosis")
+            or bool(DX_LABEL.search(before))
+            or text[match.start() - 1 : match.start()] == "("
+        )
         if CDT.fullmatch(code) or re.fullmatch(r"[A-Z]\d{4}", code):
             continue  # D2740 / J1100 shapes are procedure codes
         if "." not in code and not in_context:
@@ -286,21 +233,25 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
     for match in CDT.finditer(text):
         if any(s <= match.start() < e for s, e in diagnosis_spans):
             continue
-        before = text[max(0, match.start() - 25): match.start()]
+        before = text[max(0, match.start() - 25) : match.start()]
         if DX_LABEL.search(before) and not PX_LABEL.search(before):
             continue
         signals["codes"] += 1
         out.add("procedure_codes", match.group(1), f"text:chars {match.start(1)}-{match.end(1)}")
     for match in CPT.finditer(text):
-        section = _section_at(parts, match.start())
+        section = section_at(parts, match.start())
         line = _line_of(text, match.start())
         line_start = text.rfind("\n", 0, match.start()) + 1
-        before_in_line = text[line_start: match.start()]
-        labelled = bool(PX_LABEL.search(text[max(line_start, match.start() - 40): match.start()]))
+        before_in_line = text[line_start : match.start()]
+        labelled = bool(PX_LABEL.search(text[max(line_start, match.start() - 40) : match.start()]))
         if any(s <= match.start() < e for s, e in diagnosis_spans):
             continue
-        in_section = section is not None and section.kind == "procedure" and not ID_PRIMARY.search(line) \
+        in_section = (
+            section is not None
+            and section.kind == "procedure"
+            and not ID_PRIMARY.search(line)
             and not re.search(r"(?i)phone|fax|zip|tel|npi|\bid\b|#", before_in_line[-15:])
+        )
         if not (labelled or in_section):
             continue
         if match.group(1)[0].isalpha() and not labelled and not in_section:
@@ -320,7 +271,7 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
         plan = bool(re.search(r"(?i)\bplan\b|\bA/P\b", section.heading))
         if section.kind != "medication" and not plan:
             continue
-        body = text[section.start: section.end]
+        body = text[section.start : section.end]
         offset = section.start
         for raw_line in body.split("\n"):
             line_offset = offset
@@ -342,4 +293,4 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
             out.add("medications", value, f"text:chars {match.start(1)}-{match.end(1)}")
 
 
-__all__ = ["assertion", "first_date", "read_text", "sections"]
+__all__ = ["first_date", "read_text"]

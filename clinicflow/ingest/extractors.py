@@ -18,6 +18,7 @@ Every outcome is an :class:`Extraction`: a ``Medical`` or a reason code
 ``llm-unavailable``, ``llm-error``). Extractors never raise for one bad
 document, and never log document content.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,8 @@ from clinicflow.core.retry import (
     call_with_retry,
     is_transient,
 )
-from clinicflow.ingest.clinical import read_text, sections
+from clinicflow.ingest.clinical import read_text
+from clinicflow.ingest.context import sections
 from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
 from clinicflow.ingest.structured import StructureError, detect, read_structured
@@ -82,18 +84,24 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None, text
     a model never invents an identifier.
     """
     if not isinstance(raw, dict):
-        return Extraction(document_id, reason="malformed-output", message="answer is not a JSON object",
-                          payload=payload)
+        return Extraction(
+            document_id, reason="malformed-output", message="answer is not a JSON object", payload=payload
+        )
     fields = normalise_fields(raw)
     missing = [f for f in REQUIRED_FIELDS if f not in fields]
     if missing:
-        return Extraction(document_id, reason="missing-field", message=f"no {', '.join(missing)} in the answer",
-                          payload=payload)
+        return Extraction(
+            document_id, reason="missing-field", message=f"no {', '.join(missing)} in the answer", payload=payload
+        )
     if text is not None:
         value = str(fields["patient_id"]).strip()
         if SSN.match(value) or value.upper() not in text.upper():
-            return Extraction(document_id, reason="invalid-field",
-                              message="patient_id: not a labelled identifier of the document", payload=payload)
+            return Extraction(
+                document_id,
+                reason="invalid-field",
+                message="patient_id: not a labelled identifier of the document",
+                payload=payload,
+            )
     try:
         return Extraction(document_id, medical=Medical.model_validate(fields))
     except ValidationError as exc:
@@ -103,8 +111,10 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None, text
 
 # --------------------------------------------------------------------------- rules
 
-_NON_CLINICAL = re.compile(r"(?i)\b(?:invoice|amount due|balance due|remit to|purchase order|agenda|minutes of|"
-                           r"attendees|action items|meeting notes?|unsubscribe)\b")
+_NON_CLINICAL = re.compile(
+    r"(?i)\b(?:invoice|amount due|balance due|remit to|purchase order|agenda|minutes of|"
+    r"attendees|action items|meeting notes?|unsubscribe)\b"
+)
 
 
 def not_clinical_reason(text: str) -> str | None:
@@ -129,7 +139,7 @@ def not_clinical_reason(text: str) -> str | None:
 def _summary(text: str) -> str | None:
     for section in sections(text):
         if re.search(r"(?i)summary|assessment|impression|conclusion|hospital course", section.heading):
-            body = " ".join(text[section.start:section.end].split())
+            body = " ".join(text[section.start : section.end].split())
             if body:
                 return body[:1000]
     return None
@@ -185,8 +195,8 @@ _SYSTEM_PROMPT = (
 
 
 def _batch_prompt(documents: list[DocumentText]) -> str:
-    body = "\n\n".join(f"<document id=\"{d.document_id}\">\n{d.text}\n</document>" for d in documents)
-    return ('Return {"records": [{"document_id": "<id>", ...fields}]}, one record per document.\n\n' + body)
+    body = "\n\n".join(f'<document id="{d.document_id}">\n{d.text}\n</document>' for d in documents)
+    return 'Return {"records": [{"document_id": "<id>", ...fields}]}, one record per document.\n\n' + body
 
 
 def _single_prompt(document: DocumentText) -> str:
@@ -204,7 +214,7 @@ def _json_object(text: str | None) -> Any:
 
 def _chunks(items: list[DocumentText], size: int) -> Iterator[list[DocumentText]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class LLMExtractor:
@@ -213,8 +223,15 @@ class LLMExtractor:
     name = "llm"
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, client: Any, model: str, *, batch_size: int = 8, retry: RetryPolicy = DEFAULT_POLICY,
-                 max_document_chars: int = 20000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        *,
+        batch_size: int = 8,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        max_document_chars: int = 20000,
+    ) -> None:
         self.client = client  # openai.OpenAI(base_url=..., api_key=..., max_retries=0): retries are ours
         self.model = model
         self.batch_size = max(1, batch_size)
@@ -231,7 +248,7 @@ class LLMExtractor:
             if reason is not None:  # decoys never reach the model
                 results[d.document_id] = Extraction(d.document_id, reason="not-clinical", message=reason)
             else:
-                asked.append(DocumentText(d.document_id, d.sha256, d.text[:self.max_document_chars]))
+                asked.append(DocumentText(d.document_id, d.sha256, d.text[: self.max_document_chars]))
         for chunk in _chunks(asked, self.batch_size):
             if len(chunk) > 1:
                 results.update(self._batch(chunk))
@@ -256,8 +273,11 @@ class LLMExtractor:
         def call() -> str | None:
             try:
                 response = self.client.chat.completions.create(
-                    model=self.model, temperature=0, response_format={"type": "json_object"},
-                    messages=[{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": prompt}])
+                    model=self.model,
+                    temperature=0,
+                    response_format={"type": "json_object"},
+                    messages=[{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+                )
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 raise TransientError(f"{what}: {type(exc).__name__}") from exc
             except openai.APIStatusError as exc:
@@ -270,8 +290,9 @@ class LLMExtractor:
 
     def _failure(self, document_id: str, exc: Exception) -> Extraction:
         if is_transient(exc):
-            return Extraction(document_id, reason="llm-unavailable",
-                              message=f"{exc} after {self.retry.retries} retries")
+            return Extraction(
+                document_id, reason="llm-unavailable", message=f"{exc} after {self.retry.retries} retries"
+            )
         return Extraction(document_id, reason="llm-error", message=str(exc)[:300])
 
     def _batch(self, chunk: list[DocumentText]) -> dict[str, Extraction]:
@@ -298,6 +319,10 @@ class LLMExtractor:
         try:
             raw = _json_object(answer)
         except ValueError as exc:
-            return Extraction(document.document_id, reason="malformed-output",
-                              message=f"answer is not JSON ({type(exc).__name__})", payload=(answer or "")[:4000])
+            return Extraction(
+                document.document_id,
+                reason="malformed-output",
+                message=f"answer is not JSON ({type(exc).__name__})",
+                payload=(answer or "")[:4000],
+            )
         return self._validated(document.document_id, raw, payload=(answer or "")[:4000])

@@ -19,6 +19,7 @@ Each document's text is got at staging (:mod:`clinicflow.ingest.text`: text
 layer, OCR, HTML/RTF/DOCX) and stored with it; extraction and re-extraction
 read that stored text.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clinicflow.connectors.connections import connected, transaction
+from clinicflow.connectors.connections import transaction
 from clinicflow.connectors.objectstore.stores import PROBLEMS, ObjectInfo, ObjectStore, OutsideRoot, TooLarge
 from clinicflow.core.dbapi import PgCursor
 from clinicflow.core.sql import quote_ident
@@ -94,10 +95,19 @@ class RunCounts:
         self.stopped = self.stopped or other.stopped
 
     def as_dict(self) -> dict[str, Any]:
-        return {"listed": self.listed, "new": self.new, "skipped": self.skipped, "staged": self.staged,
-                "extracted": self.extracted, "from_cache": self.from_cache, "not_extractable": self.not_extractable,
-                "dead_lettered": self.failures, "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
-                "error_rate": round(self.error_rate, 4), "stopped_at_max_error_rate": self.stopped}
+        return {
+            "listed": self.listed,
+            "new": self.new,
+            "skipped": self.skipped,
+            "staged": self.staged,
+            "extracted": self.extracted,
+            "from_cache": self.from_cache,
+            "not_extractable": self.not_extractable,
+            "dead_lettered": self.failures,
+            "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+            "error_rate": round(self.error_rate, 4),
+            "stopped_at_max_error_rate": self.stopped,
+        }
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -120,8 +130,14 @@ def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> d
     inline = binary and len(data) <= settings.inline_binary_bytes
     extracted = document_text(data, mime) if binary or mime in ("text/html", "application/rtf") else None
     return db.StagedDocument(
-        id=db.document_id(info.uri, sha256), uri=info.uri, version=info.version, sha256=sha256, size_bytes=len(data),
-        mime_sniffed=mime, mime_by_extension=mime_by_extension(info.key), is_binary=binary,
+        id=db.document_id(info.uri, sha256),
+        uri=info.uri,
+        version=info.version,
+        sha256=sha256,
+        size_bytes=len(data),
+        mime_sniffed=mime,
+        mime_by_extension=mime_by_extension(info.key),
+        is_binary=binary,
         text_content=None if binary else text.replace("\x00", ""),  # type: ignore[union-attr]
         content_base64=base64.b64encode(data).decode("ascii") if inline else None,
         content_pointer=info.uri if binary and not inline else None,
@@ -129,12 +145,20 @@ def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> d
         text_method=extracted.method if extracted else ("native" if text is not None else None),
         page_count=extracted.pages if extracted and extracted.text is not None else (1 if text is not None else None),
         ocr_confidence=extracted.ocr_confidence if extracted else None,
-        text_error=extracted.error if extracted else None)
+        text_error=extracted.error if extracted else None,
+    )
 
 
 def _file_letter(stage: str, info: ObjectInfo, reason: str, message: str) -> db.DeadLetterRow:
-    return db.DeadLetterRow(stage=stage, source_kind="file", item_key=info.uri, source_uri=info.uri, reason=reason,
-                         message=message, pointer=info.uri)
+    return db.DeadLetterRow(
+        stage=stage,
+        source_kind="file",
+        item_key=info.uri,
+        source_uri=info.uri,
+        reason=reason,
+        message=message,
+        pointer=info.uri,
+    )
 
 
 def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Exception:
@@ -144,8 +168,13 @@ def _read(store: ObjectStore, info: ObjectInfo, max_bytes: int) -> bytes | Excep
         return exc
 
 
-def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
-                 counts: RunCounts, letters: list[db.DeadLetterRow]) -> list[db.StagedDocument]:
+def read_objects(
+    store: ObjectStore,
+    objects: list[ObjectInfo],
+    settings: IngestSettings,
+    counts: RunCounts,
+    letters: list[db.DeadLetterRow],
+) -> list[db.StagedDocument]:
     """Read (``read_concurrency`` at a time) and describe each object; failures become read/stage dead letters."""
     for info in objects:
         if info.problem is not None:  # found wrong at listing: a dangling link, a link out of the root, gone
@@ -154,15 +183,22 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
     wanted = [o for o in objects if o.size <= settings.max_file_bytes]
     for info in objects:
         if info.size > settings.max_file_bytes:
-            letters.append(_file_letter("read", info, "too-large", f"{info.uri}: {info.size} bytes, over the "
-                                                                   f"{settings.max_file_bytes}-byte limit"))
+            letters.append(
+                _file_letter(
+                    "read",
+                    info,
+                    "too-large",
+                    f"{info.uri}: {info.size} bytes, over the {settings.max_file_bytes}-byte limit",
+                )
+            )
     with ThreadPoolExecutor(max(1, min(settings.read_concurrency, len(wanted) or 1))) as pool:
         contents = list(pool.map(lambda o: _read(store, o, settings.max_file_bytes), wanted))
     documents: list[db.StagedDocument] = []
     for info, data in zip(wanted, contents, strict=True):
         if isinstance(data, TooLarge):
-            letters.append(_file_letter("read", info, "too-large", f"{info.uri}: over the "
-                                                                   f"{settings.max_file_bytes}-byte limit"))
+            letters.append(
+                _file_letter("read", info, "too-large", f"{info.uri}: over the {settings.max_file_bytes}-byte limit")
+            )
         elif isinstance(data, FileNotFoundError):
             letters.append(_file_letter("read", info, "not-found", f"{info.uri}: gone since it was listed"))
         elif isinstance(data, OutsideRoot):
@@ -170,28 +206,46 @@ def read_objects(store: ObjectStore, objects: list[ObjectInfo], settings: Ingest
         elif isinstance(data, Exception):
             letters.append(_file_letter("read", info, "read-error", f"{info.uri}: {type(data).__name__}"))
         elif injected_fault(settings.seed, info.uri, settings.fail_percentage):
-            letters.append(_file_letter("stage", info, "injected-fault",
-                                        f"{DLQ_MARK} {info.uri}: fault injected (fail_percentage="
-                                        f"{settings.fail_percentage:g})"))
+            letters.append(
+                _file_letter(
+                    "stage",
+                    info,
+                    "injected-fault",
+                    f"{DLQ_MARK} {info.uri}: fault injected (fail_percentage={settings.fail_percentage:g})",
+                )
+            )
         else:
             documents.append(build_document(info, data, settings))
     return documents
 
 
-def extract_documents(cur: PgCursor, schema: str, extractor: DocumentExtractor, documents: list[DocumentText]
-                      ) -> tuple[list[tuple[str, Medical]], list[Extraction], int]:
+def extract_documents(
+    cur: PgCursor, schema: str, extractor: DocumentExtractor, documents: list[DocumentText]
+) -> tuple[list[tuple[str, Medical]], list[Extraction], int]:
     """Medical results for documents: from the cache, else the extractor (successes cached).
 
     Returns (ok rows, failed extractions, how many came from the cache).
     """
-    cached = db.cached_extractions(cur, schema, sorted({d.sha256 for d in documents}), extractor=extractor.name,
-                                   prompt_version=extractor.prompt_version, model=extractor.model)
+    cached = db.cached_extractions(
+        cur,
+        schema,
+        sorted({d.sha256 for d in documents}),
+        extractor=extractor.name,
+        prompt_version=extractor.prompt_version,
+        model=extractor.model,
+    )
     misses = [d for d in documents if d.sha256 not in cached]
     cur.connection.commit()  # the model may take minutes: no transaction open meanwhile
     outcomes = {e.document_id: e for e in (extractor.extract(misses) if misses else [])}
     fresh = {d.sha256: outcomes[d.document_id].medical for d in misses if outcomes[d.document_id].ok}
-    db.cache_extractions(cur, schema, fresh, extractor=extractor.name,  # type: ignore[arg-type]
-                         prompt_version=extractor.prompt_version, model=extractor.model)
+    db.cache_extractions(
+        cur,
+        schema,
+        fresh,  # type: ignore[arg-type]
+        extractor=extractor.name,
+        prompt_version=extractor.prompt_version,
+        model=extractor.model,
+    )
     rows: list[tuple[str, Medical]] = []
     failed: list[Extraction] = []
     for d in documents:
@@ -204,25 +258,53 @@ def extract_documents(cur: PgCursor, schema: str, extractor: DocumentExtractor, 
     return rows, failed, sum(1 for d in documents if d.sha256 in cached)
 
 
-def extract_letters(failed: list[Extraction], uris: dict[str, str], extractor: str | None = None
-                    ) -> list[db.DeadLetterRow]:
-    return [db.DeadLetterRow(stage="extract", source_kind="file", item_key=e.document_id, record_id=e.document_id,
-                             source_uri=uris.get(e.document_id), reason=e.reason or "extract-error",
-                             message=e.message, payload={"answer": e.payload} if e.payload else None,
-                             pointer=e.document_id, extractor=extractor)
-            for e in failed]
+def extract_letters(
+    failed: list[Extraction], uris: dict[str, str], extractor: str | None = None
+) -> list[db.DeadLetterRow]:
+    return [
+        db.DeadLetterRow(
+            stage="extract",
+            source_kind="file",
+            item_key=e.document_id,
+            record_id=e.document_id,
+            source_uri=uris.get(e.document_id),
+            reason=e.reason or "extract-error",
+            message=e.message,
+            payload={"answer": e.payload} if e.payload else None,
+            pointer=e.document_id,
+            extractor=extractor,
+        )
+        for e in failed
+    ]
 
 
 def no_text_letters(documents: list[db.StagedDocument], extractor: str | None) -> list[db.DeadLetterRow]:
     """Documents of a text-bearing format whose text could not be got (a corrupt PDF, an unreadable image)."""
-    return [db.DeadLetterRow(stage="extract", source_kind="file", item_key=d.id, record_id=d.id, source_uri=d.uri,
-                             reason="no-text", message=f"{d.uri}: {d.text_error or 'no text'}", pointer=d.id,
-                             extractor=extractor)
-            for d in documents if d.text is None and d.mime_sniffed in TEXT_BEARING]
+    return [
+        db.DeadLetterRow(
+            stage="extract",
+            source_kind="file",
+            item_key=d.id,
+            record_id=d.id,
+            source_uri=d.uri,
+            reason="no-text",
+            message=f"{d.uri}: {d.text_error or 'no text'}",
+            pointer=d.id,
+            extractor=extractor,
+        )
+        for d in documents
+        if d.text is None and d.mime_sniffed in TEXT_BEARING
+    ]
 
 
-def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo], settings: IngestSettings,
-                       extractor: DocumentExtractor | None, before: RunCounts | None = None) -> RunCounts:
+def process_file_batch(
+    server: Any,
+    store: ObjectStore,
+    objects: list[ObjectInfo],
+    settings: IngestSettings,
+    extractor: DocumentExtractor | None,
+    before: RunCounts | None = None,
+) -> RunCounts:
     """Stage (and extract) one batch of listed objects.
 
     Every document read is staged in the batch's transaction, with the Medical rows of the documents
@@ -243,10 +325,11 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             cur.execute(f"SELECT id::text FROM {s}.documents WHERE id = ANY(%s::uuid[])", ([d.id for d in documents],))
             existing = {row[0] for row in cur.fetchall()}
             if existing:
-                cur.execute(f"UPDATE {s}.documents d SET version = v.version FROM unnest(%s::uuid[], %s::text[]) "
-                            f"AS v(id, version) WHERE d.id = v.id",
-                            ([d.id for d in documents if d.id in existing],
-                             [d.version for d in documents if d.id in existing]))
+                cur.execute(
+                    f"UPDATE {s}.documents d SET version = v.version FROM unnest(%s::uuid[], %s::text[]) "
+                    f"AS v(id, version) WHERE d.id = v.id",
+                    ([d.id for d in documents if d.id in existing], [d.version for d in documents if d.id in existing]),
+                )
             conn.commit()
             counts.skipped += len(existing)
             documents = [d for d in documents if d.id not in existing]
@@ -269,70 +352,31 @@ def process_file_batch(server: Any, store: ObjectStore, objects: list[ObjectInfo
             staged = db.insert_documents(cur, settings.schema, documents, settings.run_id)
             counts.staged = len(staged)
             if extractor is not None:
-                counts.extracted = db.insert_medical(cur, settings.schema, rows, extractor=extractor.name,
-                                                     model=extractor.model, prompt_version=extractor.prompt_version,
-                                                     run_id=settings.run_id)
+                counts.extracted = db.insert_medical(
+                    cur,
+                    settings.schema,
+                    rows,
+                    extractor=extractor.name,
+                    model=extractor.model,
+                    prompt_version=extractor.prompt_version,
+                    run_id=settings.run_id,
+                )
             db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
             # Items that went through (staged now or already staged) close their open read/stage letters.
             failed_keys = {letter.item_key for letter in letters}
-            db.resolve_dead_letters(cur, settings.schema, [o.uri for o in objects if o.uri not in failed_keys],
-                                    ("read", "stage"))
+            db.resolve_dead_letters(
+                cur, settings.schema, [o.uri for o in objects if o.uri not in failed_keys], ("read", "stage")
+            )
             db.resolve_dead_letters(cur, settings.schema, [doc_id for doc_id, _ in rows], ("extract",))
         return counts
 
 
-@dataclass
-class ReextractCounts:
-    documents: int = 0
-    extracted: int = 0
-    from_cache: int = 0
-    dead_lettered: Counter[str] = field(default_factory=Counter)
-
-
-def reextract(server: Any, schema: str, extractor: DocumentExtractor, run_id: str, *, since: Any = None,
-              uri_like: str | None = None, batch_size: int = 100) -> ReextractCounts:
-    """Extract staged documents again with ``extractor``; each document version's row is replaced.
-
-    Idempotent: the same extractor twice writes the same rows (from the cache the second time). A failure
-    is an extract dead letter naming the extractor; the document's previous row stays.
-    """
-    counts = ReextractCounts()
-    s = quote_ident(schema, "postgres")
-    after = "00000000-0000-0000-0000-000000000000"
-    while True:
-        with connected(server) as conn:
-            with conn.cursor() as cur:
-                clauses, params = ["id > %s::uuid", "COALESCE(extracted_text, text_content) IS NOT NULL"], [after]
-                if since is not None:
-                    clauses.append("staged_at >= %s")
-                    params.append(since)
-                if uri_like is not None:
-                    clauses.append("uri LIKE %s")
-                    params.append(uri_like)
-                cur.execute(f"SELECT id::text, uri, sha256, COALESCE(extracted_text, text_content) FROM {s}.documents "
-                            f"WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s", (*params, batch_size))
-                page = cur.fetchall()
-                conn.commit()
-                if not page:
-                    return counts
-                after = page[-1][0]
-                counts.documents += len(page)
-                texts = [DocumentText(row[0], row[2], row[3]) for row in page]
-                rows, failed, cached = extract_documents(cur, schema, extractor, texts)
-                counts.from_cache += cached
-                counts.extracted += db.insert_medical(cur, schema, rows, extractor=extractor.name,
-                                                      model=extractor.model, prompt_version=extractor.prompt_version,
-                                                      run_id=run_id, replace=True)
-                letters = extract_letters(failed, {row[0]: row[1] for row in page}, extractor.name)
-                db.record_dead_letters(cur, schema, letters, run_id)
-                db.resolve_dead_letters(cur, schema, [doc_id for doc_id, _ in rows], ("extract",))
-                for letter in letters:
-                    counts.dead_lettered[f"extract/{letter.reason}"] += 1
-            conn.commit()
-
-
-def run_batches(objects: Iterable[Any], batch_size: int, process: Callable[[list[Any], RunCounts], RunCounts],
-                on_batch: Callable[[RunCounts], None] | None = None) -> RunCounts:
+def run_batches(
+    objects: Iterable[Any],
+    batch_size: int,
+    process: Callable[[list[Any], RunCounts], RunCounts],
+    on_batch: Callable[[RunCounts], None] | None = None,
+) -> RunCounts:
     """Feed a stream of items to ``process`` in batches; stop when a batch crosses max_error_rate."""
     total = RunCounts()
     for batch in batched(objects, batch_size):

@@ -13,11 +13,12 @@ Modes (``CLINICFLOW_PROCESSING_SANDBOX``: ``auto`` (default), ``bwrap``, ``uid``
 
 Every mode: an environment holding only what Python needs, rlimits (address space, CPU, processes,
 file size, open files), the input as stdin (an open file), the result read from stdout up to a
-limit, stderr drained and only its tail kept, the whole group/namespace killed on return and on timeout.
+limit, stderr drained and only its tail kept, the whole group/namespace killed on return and on timeout
+(:mod:`clinicflow.processing.teardown`).
 """
+
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -25,7 +26,6 @@ import resource
 import secrets
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from clinicflow.core import settings
+from clinicflow.processing import teardown
 
 Mode = Literal["bwrap", "uid", "process", "unavailable"]
 MODES = settings.SANDBOX_MODES
@@ -45,9 +46,17 @@ RUN_UID_SPAN = 10_000_000
 STDERR_TAIL_BYTES = 64 * 1024
 READ_BLOCK = 64 * 1024
 # What Python, numpy and pandas need; nothing else of the service's environment reaches a script.
-SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-               "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 log = logging.getLogger("clinicflow.processing")
 
 
@@ -63,11 +72,13 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(memory_bytes=settings.script_memory_mb() << 20,
-                   processes=settings.script_processes(),
-                   file_bytes=settings.script_file_mb() << 20,
-                   open_files=settings.script_open_files(),
-                   result_bytes=max_result_bytes())
+        return cls(
+            memory_bytes=settings.script_memory_mb() << 20,
+            processes=settings.script_processes(),
+            file_bytes=settings.script_file_mb() << 20,
+            open_files=settings.script_open_files(),
+            result_bytes=max_result_bytes(),
+        )
 
 
 def max_result_bytes() -> int:
@@ -94,8 +105,13 @@ def requested_mode() -> str:
 @functools.lru_cache(maxsize=8)
 def _bwrap_works(bwrap: str) -> bool:
     try:
-        probe = subprocess.run([bwrap, *_namespace_args(), "--ro-bind", "/", "/", "--", "/bin/true"],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=20, env={})
+        probe = subprocess.run(
+            [bwrap, *_namespace_args(), "--ro-bind", "/", "/", "--", "/bin/true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+            env={},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
@@ -127,13 +143,15 @@ def _reachable_by_others(roots: list[str]) -> bool:
 
 def describe_mode(mode: Mode | None = None) -> str:
     mode = mode or active_mode()
-    return {"bwrap": "bubblewrap namespaces (no network, own PID namespace, read-only Python only)"
-                     + (" and a one-off uid" if os.geteuid() == 0 else ""),
-            "uid": "a one-off unprivileged uid, no namespaces",
-            "process": "rlimits and an empty environment only (the container is the sandbox)",
-            "unavailable": "none: custom scripts are refused (install bubblewrap, or run as root with a "
-                           "Python installation other users can read, "
-                           "or set CLINICFLOW_PROCESSING_SANDBOX=process in an isolated container)"}[mode]
+    return {
+        "bwrap": "bubblewrap namespaces (no network, own PID namespace, read-only Python only)"
+        + (" and a one-off uid" if os.geteuid() == 0 else ""),
+        "uid": "a one-off unprivileged uid, no namespaces",
+        "process": "rlimits and an empty environment only (the container is the sandbox)",
+        "unavailable": "none: custom scripts are refused (install bubblewrap, or run as root with a "
+        "Python installation other users can read, "
+        "or set CLINICFLOW_PROCESSING_SANDBOX=process in an isolated container)",
+    }[mode]
 
 
 def log_mode() -> Mode:
@@ -144,15 +162,28 @@ def log_mode() -> Mode:
 
 def _namespace_args() -> list[str]:
     user = [] if os.geteuid() == 0 else ["--unshare-user", "--uid", "65534", "--gid", "65534"]
-    return [*user, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session"]
+    return [
+        *user,
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+    ]
 
 
 def _python_roots() -> list[str]:
     """The folders the interpreter and its packages live in (read-only inside the sandbox)."""
     roots: list[str] = []
-    for path in (sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))):
+    for path in (
+        sys.base_prefix,
+        sys.prefix,
+        os.path.realpath(sys.base_prefix),
+        os.path.realpath(sys.prefix),
+        os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+    ):
         if path and path not in roots and not any(path.startswith(r.rstrip("/") + "/") for r in roots):
             roots.append(path)
     return roots
@@ -180,8 +211,17 @@ def _bwrap_argv(bwrap: str, runner: Path, drop_uid: bool) -> list[str]:
             argv += ["--ro-bind", root, root]
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    argv += ["--ro-bind", str(runner), "/run/clinicflow/custom_runner.py", "--proc", "/proc", "--dev", "/dev",
-             "--chdir", "/tmp"]
+    argv += [
+        "--ro-bind",
+        str(runner),
+        "/run/clinicflow/custom_runner.py",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--chdir",
+        "/tmp",
+    ]
     if drop_uid:
         # Root in the sandbox keeps only what it needs to drop to the run's uid (the runner does it first).
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -190,14 +230,26 @@ def _bwrap_argv(bwrap: str, runner: Path, drop_uid: bool) -> list[str]:
 
 def _limit_preexec(limits: Limits, cpu_seconds: int) -> None:
     """In the child before exec: its rlimits (kept by bwrap and every descendant). No import here (fork)."""
-    for which, value in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_CPU, cpu_seconds),
-                         (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_NOFILE, limits.open_files),
-                         (resource.RLIMIT_CORE, 0)):
+    for which, value in (
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_CPU, cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ):
         resource.setrlimit(which, (value, value))
 
 
-def run_request(mode: Mode, runner: Path, request: bytes, data: Path, *, limits: Limits,
-                timeout: float, poll: Callable[[], None] | None = None) -> Outcome:
+def run_request(
+    mode: Mode,
+    runner: Path,
+    request: bytes,
+    data: Path,
+    *,
+    limits: Limits,
+    timeout: float,
+    poll: Callable[[], None] | None = None,
+) -> Outcome:
     """One script run: the request and the data file handed over as open files, a private work dir.
 
     ``poll`` is called while the script runs; whatever it raises stops the run (everything killed)."""
@@ -207,12 +259,29 @@ def run_request(mode: Mode, runner: Path, request: bytes, data: Path, *, limits:
         request_file = Path(tmp) / "request.json"
         request_file.write_bytes(request)
         with open(request_file, "rb") as request_in, open(data, "rb") as data_in:
-            return run_in_sandbox(mode, runner, stdin_fd=data_in.fileno(), request_fd=request_in.fileno(),
-                                  limits=limits, timeout=timeout, workdir=work, poll=poll)
+            return run_in_sandbox(
+                mode,
+                runner,
+                stdin_fd=data_in.fileno(),
+                request_fd=request_in.fileno(),
+                limits=limits,
+                timeout=timeout,
+                workdir=work,
+                poll=poll,
+            )
 
 
-def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, limits: Limits,
-                   timeout: float, workdir: Path, poll: Callable[[], None] | None = None) -> Outcome:
+def run_in_sandbox(
+    mode: Mode,
+    runner: Path,
+    *,
+    stdin_fd: int,
+    request_fd: int,
+    limits: Limits,
+    timeout: float,
+    workdir: Path,
+    poll: Callable[[], None] | None = None,
+) -> Outcome:
     """Run the runner script in ``mode``; ``stdin_fd`` is its input, ``request_fd`` its request (kept open)."""
     if mode == "unavailable":
         raise RuntimeError(describe_mode(mode))
@@ -226,22 +295,41 @@ def run_in_sandbox(mode: Mode, runner: Path, *, stdin_fd: int, request_fd: int, 
         argv = [sys.executable, "-I", str(runner)]
         if run_uid is not None:
             os.chown(workdir, run_uid, run_uid)
-    argv += ["--request-fd", str(request_fd), "--tmp", "/tmp" if mode == "bwrap" else str(workdir),
-             "--processes", str(limits.processes)]
+    argv += [
+        "--request-fd",
+        str(request_fd),
+        "--tmp",
+        "/tmp" if mode == "bwrap" else str(workdir),
+        "--processes",
+        str(limits.processes),
+    ]
     if run_uid is not None:
         argv += ["--uid", str(run_uid)]
     cpu = max(1, int(timeout) + 1)
-    process = subprocess.Popen(argv, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               pass_fds=(request_fd,), env=dict(SANDBOX_ENV), cwd=workdir,
-                               start_new_session=True, preexec_fn=lambda: _limit_preexec(limits, cpu))
+    process = subprocess.Popen(
+        argv,
+        stdin=stdin_fd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(request_fd,),
+        env=dict(SANDBOX_ENV),
+        cwd=workdir,
+        start_new_session=True,
+        preexec_fn=lambda: _limit_preexec(limits, cpu),
+    )
     try:
         return _collect(process, limits, time.monotonic() + timeout, run_uid, poll)
     finally:
-        _kill_everything(process, run_uid)
+        teardown.kill_run(process, run_uid)
 
 
-def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, run_uid: int | None,
-             poll: Callable[[], None] | None = None) -> Outcome:
+def _collect(
+    process: subprocess.Popen[bytes],
+    limits: Limits,
+    deadline: float,
+    run_uid: int | None,
+    poll: Callable[[], None] | None = None,
+) -> Outcome:
     """Read stdout (up to the limit) and stderr (its tail) as they come, until both end or the deadline."""
     assert process.stdout is not None
     assert process.stderr is not None
@@ -281,81 +369,25 @@ def _collect(process: subprocess.Popen[bytes], limits: Limits, deadline: float, 
                 poll()
             if process.poll() is not None:
                 # The runner is gone: what it wrote is in the pipes; a child it left may hold them open.
-                _kill_group(process)
-                _kill_uid(run_uid)
+                teardown.kill_group(process)
+                teardown.kill_uid(run_uid)
                 while selector.get_map() and selector.select(0):
                     if not read_ready(0):
                         over = True
                         break
                 break
     if timed_out or over:
-        _kill_group(process)
+        teardown.kill_group(process)
     try:
         returncode = process.wait(timeout=max(0.0, deadline - time.monotonic()) + 5)
     except subprocess.TimeoutExpired:
-        _kill_group(process)
+        teardown.kill_group(process)
         returncode = process.wait()
         timed_out = True
-    return Outcome(returncode=returncode, stdout=bytes(out[:limits.result_bytes]),
-                   stderr_tail=bytes(tail[-STDERR_TAIL_BYTES:]), timed_out=timed_out, stdout_over_limit=over)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _kill_everything(process: subprocess.Popen[bytes], run_uid: int | None) -> None:
-    """Nothing of the run survives it: its group (bubblewrap: its PID namespace) and every process of its uid."""
-    _kill_group(process)
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    _kill_uid(run_uid)
-
-
-def become_subreaper() -> None:
-    """Orphans of this process's descendants are re-parented here (the script-runner service)."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
-def kill_adopted_children() -> int:
-    """SIGKILL every child of this process and reap it: after a run, what a script left (a subreaper only)."""
-    me = str(os.getpid())
-    killed: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        if parent == me:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-    for pid in killed:  # reaped, so not even a zombie is left
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    return len(killed)
-
-
-def _kill_uid(run_uid: int | None) -> None:
-    """kill(-1) as the run's uid: every process of that uid (children in a new session included)."""
-    if run_uid is None:
-        return
-    pid = os.fork()
-    if pid == 0:  # only system calls here: nothing that could wait on a lock of another thread
-        try:
-            os.setgroups([])
-            os.setgid(run_uid)
-            os.setuid(run_uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    return Outcome(
+        returncode=returncode,
+        stdout=bytes(out[: limits.result_bytes]),
+        stderr_tail=bytes(tail[-STDERR_TAIL_BYTES:]),
+        timed_out=timed_out,
+        stdout_over_limit=over,
+    )

@@ -9,6 +9,7 @@ runner's JSON document up to the result limit, the end of stderr), which the flo
 stores as it does for a local run. One run at a time per process (scale with replicas); after
 each run every process it left is killed (the server is their subreaper).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.connectors.http import redact
-from clinicflow.processing import sandbox
+from clinicflow.processing import sandbox, teardown
 from clinicflow.processing.datafiles import max_upload_bytes
 
 RUNNER = Path(__file__).with_name("custom_runner.py")
@@ -42,17 +43,28 @@ def run_remote(url: str, request: bytes, data: Path, timeout: float) -> sandbox.
 
     size = len(request) + data.stat().st_size
     try:
-        response = httpx.post(url.rstrip("/") + "/run", content=body(), timeout=timeout + 60,
-                              headers={"X-Clinicflow-Request-Length": str(len(request)),
-                                       "Content-Length": str(size), "Content-Type": "application/octet-stream"})
+        response = httpx.post(
+            url.rstrip("/") + "/run",
+            content=body(),
+            timeout=timeout + 60,
+            headers={
+                "X-Clinicflow-Request-Length": str(len(request)),
+                "Content-Length": str(size),
+                "Content-Type": "application/octet-stream",
+            },
+        )
     except httpx.HTTPError as exc:
         raise RuntimeError(f"script runner {redact(url)} unreachable: {type(exc).__name__}") from None
     if response.status_code != 200:
         raise RuntimeError(f"script runner {redact(url)} answered {response.status_code}: {response.text[:300]}")
     answer: dict[str, Any] = response.json()
-    return sandbox.Outcome(returncode=int(answer["returncode"]), stdout=answer["stdout"].encode("utf-8"),
-                           stderr_tail=answer["stderr_tail"].encode("utf-8"), timed_out=bool(answer["timed_out"]),
-                           stdout_over_limit=bool(answer["stdout_over_limit"]))
+    return sandbox.Outcome(
+        returncode=int(answer["returncode"]),
+        stdout=answer["stdout"].encode("utf-8"),
+        stderr_tail=answer["stderr_tail"].encode("utf-8"),
+        timed_out=bool(answer["timed_out"]),
+        stdout_over_limit=bool(answer["stdout_over_limit"]),
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,13 +117,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(503, {"detail": sandbox.describe_mode(mode)})
                 return
             try:
-                outcome = sandbox.run_request(mode, RUNNER, request, data, limits=sandbox.Limits.from_env(),
-                                              timeout=min(timeout, 3600))
+                outcome = sandbox.run_request(
+                    mode, RUNNER, request, data, limits=sandbox.Limits.from_env(), timeout=min(timeout, 3600)
+                )
             finally:
-                sandbox.kill_adopted_children()
-        self._answer(200, {"returncode": outcome.returncode, "stdout": outcome.stdout.decode("utf-8", "replace"),
-                           "stderr_tail": outcome.stderr_tail.decode("utf-8", "replace"),
-                           "timed_out": outcome.timed_out, "stdout_over_limit": outcome.stdout_over_limit})
+                teardown.kill_adopted_children()
+        self._answer(
+            200,
+            {
+                "returncode": outcome.returncode,
+                "stdout": outcome.stdout.decode("utf-8", "replace"),
+                "stderr_tail": outcome.stderr_tail.decode("utf-8", "replace"),
+                "timed_out": outcome.timed_out,
+                "stdout_over_limit": outcome.stdout_over_limit,
+            },
+        )
 
     def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
         log.info("script runner: %s", format % args)
@@ -119,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve(host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sandbox.become_subreaper()
+    teardown.become_subreaper()
     sandbox.log_mode()
     server = HTTPServer((host, port), _Handler)
     log.info("script runner on http://%s:%s (one run at a time)", host, server.server_port)

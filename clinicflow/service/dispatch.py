@@ -39,9 +39,11 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from clinicflow.core import secret_env, settings
+from clinicflow.core.retry import RetryPolicy, acall_with_retry
 from clinicflow.processing import store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.pool import ConnectionPool
@@ -54,6 +56,8 @@ SENDERS = 8
 CLAIM_SECONDS = 30.0
 # Without a wake-up, the dispatcher looks for claimable rows this often (rows of a stopped API process).
 POLL_SECONDS = 5.0
+# The dispatcher child writes one byte to this inherited descriptor once it is ready.
+READY_FD_ENV = "CLINICFLOW_DISPATCHER_READY_FD"
 
 
 def deployment_min_rows() -> int:
@@ -78,15 +82,23 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._client: Any = None
 
-    async def run(self, live: Any, stopping: asyncio.Event) -> None:
-        """Until ``stopping``: wake on every PENDING row's NOTIFY (``live``: a started LiveUpdates)."""
+    async def run(self, live: Any, stopping: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Until ``stopping``: wake on every PENDING row's NOTIFY (``live``: a started LiveUpdates).
+
+        ``on_ready`` is called once the first run could be created without a cold start (client connected,
+        task imported); rows written before then are claimed at once, not at the first poll.
+        """
         from prefect.client.orchestration import get_client
 
         async with get_client() as client:
             self._client = client
+            await self._warm_up()
+            self._wake.set()
             tasks = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
             tasks += [asyncio.create_task(self._claim_forever()), asyncio.create_task(self._housekeeping_forever()),
                       asyncio.create_task(self._wake_on_notify(live))]
+            if on_ready is not None:
+                on_ready()
             try:
                 await stopping.wait()
             finally:
@@ -95,6 +107,15 @@ class Dispatcher:
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    async def _warm_up(self) -> None:
+        """What the first run would otherwise wait for: the task's import and the API connection."""
+        from tasks.processing import process_result_background  # noqa: F401 - imported once, here
+
+        try:
+            await self._client.api_healthcheck()
+        except Exception as exc:  # noqa: BLE001 - the senders report (and retry) an API that is down
+            log.warning("dispatcher: the Prefect API did not answer its first call: %s", type(exc).__name__)
 
     async def _wake_on_notify(self, live: Any) -> None:
         subscriber = live.subscribe()
@@ -143,23 +164,21 @@ class Dispatcher:
     async def _create_task_run(self, task_run_id: str) -> None:
         from prefect.exceptions import ObjectNotFound
 
-        from clinicflow.core.retry import backoff_delays
         from tasks.processing import process_result_background
 
         run_id = uuid.UUID(task_run_id)
-        delays = backoff_delays(retries=4, base=0.5)
-        for attempt in range(len(delays) + 1):
+
+        async def create() -> None:
             try:
                 await process_result_background.create_run(client=self._client, id=run_id, deferred=True)
-                return
-            except Exception as exc:
+            except Exception:
                 # Sent before (a lost answer, or a dispatcher that stopped before marking the row): it exists.
                 with contextlib.suppress(ObjectNotFound):
                     await self._client.read_task_run(run_id)
                     return
-                if attempt >= len(delays) or not transient_api_error(exc):
-                    raise
-                await asyncio.sleep(delays[attempt])
+                raise
+
+        await acall_with_retry(create, what=f"task run {run_id}", policy=CREATE_TASK_RUN_RETRY, logger=log)
 
     async def _send_forever(self) -> None:
         while True:
@@ -203,25 +222,27 @@ def transient_api_error(exc: BaseException) -> bool:
     return is_transient(exc) or getattr(response, "status_code", None) in HTTP_TRANSIENT_STATUS
 
 
+# Creating a run: a few quick retries of transient Prefect API errors (a Retry-After wins, within the row's
+# claim); after them the row stays claimed and is sent again once its claim runs out.
+CREATE_TASK_RUN_RETRY = RetryPolicy(retries=4, base_seconds=0.5, retry_on=transient_api_error,
+                                    max_hint_seconds=CLAIM_SECONDS / 2)
+DEPLOYMENT_RUN_RETRY = RetryPolicy(retries=4, base_seconds=1.0, retry_on=transient_api_error,
+                                   max_hint_seconds=CLAIM_SECONDS / 2)
+
+
 async def start_deployment_run(client: Any, deployment: str, result_id: int) -> str:
     """A run of the deployment for the row (returns at once). The row id is the idempotency key, so a
     retry after a transient API error can never create a second run."""
     from prefect.deployments.flow_runs import arun_deployment
 
-    from clinicflow.core.retry import backoff_delays
+    async def start() -> str:
+        flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
+                                         timeout=0, idempotency_key=f"processing-result-{result_id}",
+                                         as_subflow=False)
+        return str(flow_run.id)
 
-    delays = backoff_delays(retries=4, base=1.0)
-    for attempt in range(len(delays) + 1):
-        try:
-            flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
-                                             timeout=0, idempotency_key=f"processing-result-{result_id}",
-                                             as_subflow=False)
-            return str(flow_run.id)
-        except Exception as exc:
-            if attempt >= len(delays) or not transient_api_error(exc):
-                raise
-            await asyncio.sleep(delays[attempt])
-    raise AssertionError("unreachable")
+    return await acall_with_retry(start, what=f"result {result_id}: deployment run", policy=DEPLOYMENT_RUN_RETRY,
+                                  logger=log)
 
 
 
@@ -238,15 +259,31 @@ class DispatcherProcess:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._ready = threading.Event()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        self._ready.clear()
         env, pipe = secret_env.handover(dict(os.environ))
+        ready_read, ready_write = os.pipe()
+        env[READY_FD_ENV] = str(ready_write)
         try:
-            return subprocess.Popen([sys.executable, "-m", "clinicflow.service.dispatch"], env=env,
-                                    pass_fds=() if pipe is None else (pipe,))
+            child = subprocess.Popen([sys.executable, "-m", "clinicflow.service.dispatch"], env=env,
+                                     pass_fds=(ready_write,) if pipe is None else (pipe, ready_write))
+        except BaseException:
+            os.close(ready_read)
+            raise
         finally:
+            os.close(ready_write)
             if pipe is not None:
                 os.close(pipe)
+        threading.Thread(target=self._await_ready, args=(ready_read,), name="clinicflow-dispatcher-ready",
+                         daemon=True).start()
+        return child
+
+    def _await_ready(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as ready:
+            if ready.read(1):  # empty: the child ended before it was ready
+                self._ready.set()
 
     def start(self) -> None:
         with self._lock:
@@ -264,6 +301,15 @@ class DispatcherProcess:
 
     def alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
+
+    def state(self) -> str:
+        """``ready`` (runs are created at once), ``starting`` or ``stopped``."""
+        if not self.alive():
+            return "stopped"
+        return "ready" if self._ready.is_set() else "starting"
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -306,13 +352,22 @@ def run_dispatcher() -> None:
         pool = ConnectionPool(database.connect, SENDERS + 2)
         watcher = asyncio.create_task(watch_parent())
         try:
-            await Dispatcher(pool, DEPLOYMENT).run(live, stopping)
+            await Dispatcher(pool, DEPLOYMENT).run(live, stopping, on_ready=_say_ready)
         finally:
             watcher.cancel()
             await live.stop()
             pool.close()
 
     asyncio.run(main())
+
+
+def _say_ready() -> None:
+    """One byte on the pipe the API process waits on (:class:`DispatcherProcess`), if it gave one."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
 
 
 async def crash_task_run(client: Any, task_run_id: str, message: str) -> None:

@@ -2,8 +2,10 @@
 
 ``GET /api/etl/results/{id}/series?x=&x_min=&x_max=&points=`` answers the rows in
 [x_min, x_max] of every series at about ``points`` points (MinMaxLTTB), with the
-peaks in view; the results page asks again on every zoom or pan.
+peaks in view; the results page asks again on every zoom or pan. The endpoint:
+:mod:`clinicflow.service.routes.series`; this module reads the series.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -11,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
-from fastapi.concurrency import run_in_threadpool
+from fastapi import HTTPException
 
 from clinicflow.core import settings
 from clinicflow.processing import store
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.downsample import (
-    DEFAULT_POINTS,
-    MAX_POINTS,
     SERIES_TYPES,
     SeriesCache,
     SeriesSpec,
@@ -56,8 +55,9 @@ class ResultSeries:
             raise HTTPException(404, f"data file {row['data_file_id']} of result {result_id} is not registered")
         return row, data_file
 
-    def window(self, result_id: int, x: str | None, x_min: float | None, x_max: float | None,
-               points: int) -> dict[str, Any]:
+    def window(
+        self, result_id: int, x: str | None, x_min: float | None, x_max: float | None, points: int
+    ) -> dict[str, Any]:
         row, data_file = self._rows(result_id)
         try:
             spec = series_spec(row, data_file, x if x is not None else default_time_column(data_file["columns"]))
@@ -67,9 +67,14 @@ class ResultSeries:
         rows = int(data_file["row_count"])
         lo, hi = visible_range(xs, rows, x_min, x_max)
         view = downsample_window(xs, series, spec.peaks, lo, hi, points)
-        return {"id": result_id, "rows": rows, "x": {"name": spec.x, "kind": kind},
-                "x_columns": [c["name"] for c in data_file["columns"]],
-                "peaks_total": len(spec.peaks), **view}
+        return {
+            "id": result_id,
+            "rows": rows,
+            "x": {"name": spec.x, "kind": kind},
+            "x_columns": [c["name"] for c in data_file["columns"]],
+            "peaks_total": len(spec.peaks),
+            **view,
+        }
 
     def full_series(self, row: dict[str, Any]) -> tuple[SeriesSpec, dict[str, np.ndarray]] | None:
         """Every row of a completed series result (rolling mean, peak detection); None for other results."""
@@ -98,19 +103,3 @@ class ResultSeries:
             except (ProcessingError, DataFileError) as exc:
                 raise HTTPException(422, str(exc)) from None
         return export_csv(row, full)
-
-
-def series_router(series: ResultSeries, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(dependencies=dependencies)
-
-    @router.get("/api/etl/results/{result_id}/series")
-    async def result_series(result_id: int, x: str | None = Query(None, max_length=200,
-                                                                  description="x column; 'row' for the row index"),
-                            x_min: float | None = None, x_max: float | None = None,
-                            points: int = Query(DEFAULT_POINTS, ge=10, le=MAX_POINTS)) -> dict[str, Any]:
-        """The series of a result in [x_min, x_max] at about ``points`` points each (MinMaxLTTB)."""
-        if x_min is not None and x_max is not None and not np.isfinite([x_min, x_max]).all():
-            raise HTTPException(422, "x_min and x_max must be finite")
-        return await run_in_threadpool(series.window, result_id, x, x_min, x_max, points)
-
-    return router

@@ -26,6 +26,7 @@ from typing import Any
 
 from clinicflow.core.sql import quote_ident
 from clinicflow.processing.store import CHANNEL, SCHEMA
+from clinicflow.service.live import asyncpg_connect_kwargs
 
 # Rows written by one statement at most, and writes in flight at once (each on its own connection): a
 # burst is written in several small batches that overlap the parsing of the next requests, so the first
@@ -34,19 +35,6 @@ MAX_BATCH = 25
 WRITERS = 4
 # Data files whose row count and columns the API keeps in memory.
 KNOWN_FILES = 10_000
-_ASYNCPG_SSL = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-
-
-def asyncpg_connect_kwargs(server: Any) -> dict[str, Any]:
-    """asyncpg's connection arguments for a PostgresServer block (no password: None, libpq's sslmodes)."""
-    return {
-        "host": server.host,
-        "port": server.port,
-        "user": server.username,
-        "password": server.password.get_secret_value() or None,
-        "database": server.database,
-        "ssl": server.sslmode if server.sslmode in _ASYNCPG_SSL else None,
-    }
 
 
 def _insert_sql() -> str:

@@ -4,10 +4,9 @@ A pipeline module may pass a config object, a plain dict (validated here),
 or a ready tool object. Database configs name a connection (a block name);
 the run's ``ctx.connections`` resolves it, so this module never imports Prefect.
 """
+
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +37,7 @@ from clinicflow.toolkit.http import (
     PagePagination,
 )
 from clinicflow.toolkit.sqldb import PostgresDeadLetters, PostgresLoader, SqlExtractor
+from clinicflow.toolkit.templates import from_env_reference, resolved
 from clinicflow.toolkit.transform import ColumnTransformer, LambdaTransformer, TypeConverter, TypeName
 
 DEFAULT_CLICKHOUSE_DIR = "out/clickhouse"
@@ -49,90 +49,7 @@ def clickhouse_from_env() -> ClickHouseConnection:
     Embedded chDB in ./out/clickhouse by default.
     """
     url = secret_env.getenv("CLINICFLOW_CLICKHOUSE_URL") or f"chdb://{Path(DEFAULT_CLICKHOUSE_DIR).resolve()}"
-    return ClickHouseConnection(url=SecretStr(url),
-                                database=settings.clickhouse_database())
-
-
-_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-def from_env_reference(value: str, what: str) -> str:
-    """``${NAME}`` is read from the environment at run time (API tokens stay out of code and parameters)."""
-    match = _ENV_REFERENCE.match(value)
-    if not match:
-        return value
-    if match.group(1) not in os.environ:
-        raise ToolkitError(f"{what}: environment variable {match.group(1)} is not set")
-    return os.environ[match.group(1)]
-
-
-# The one placeholder rule: ``{name}`` (a Python identifier) in any string of a tool config is the
-# parameter ``name``; ``{{`` and ``}}`` are literal braces; anything else in braces (``{x:String}``,
-# JSON) is left alone, and so is ``${NAME}``, an environment variable read at run time.
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def placeholders(template: str) -> set[str]:
-    """The parameter names ``template`` refers to."""
-    return {m.group(1) for m in _PLACEHOLDER.finditer(template) if m.group(1)}
-
-
-def fill(template: str, parameters: dict[str, Any], what: str) -> str:
-    """``template`` with each ``{name}`` replaced by the parameter's value."""
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return match.group(0)[0]
-        if name not in parameters:
-            raise ToolkitError(f"{what} {template!r} names parameter {name!r}, which the pipeline does not have")
-        return str(parameters[name])
-
-    return _PLACEHOLDER.sub(one, template)
-
-
-def with_parameters(template: str, ctx: RunContext, what: str) -> str:
-    """``template`` with ``{name}`` filled from the run's parameters (a URL or path that differs per environment)."""
-    return fill(template, ctx.parameters, what)
-
-
-def _walk(value: Any, on_text: Callable[[str, str], str], where: str) -> Any:
-    if isinstance(value, str):
-        return on_text(value, where)
-    if isinstance(value, dict):
-        return {k: _walk(v, on_text, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_walk(v, on_text, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, BaseModel):
-        update = {}
-        for name in type(value).model_fields:
-            current = getattr(value, name)
-            new = _walk(current, on_text, f"{where}.{name}" if where else name)
-            if new is not current and new != current:
-                update[name] = new
-        return value.model_copy(update=update) if update else value
-    return value  # numbers, callables, secrets: never templates
-
-
-def config_placeholders(config: Any) -> dict[str, set[str]]:
-    """``{field path: parameter names}`` for every string field of a config that has placeholders."""
-    found: dict[str, set[str]] = {}
-
-    def note(text: str, where: str) -> str:
-        names = placeholders(text)
-        if names:
-            found[where] = names
-        return text
-
-    _walk(config, note, "")
-    return found
-
-
-def resolved(config: Any, parameters: dict[str, Any], what: str = "") -> Any:
-    """The config with every ``{param}`` filled (a tool object is returned as is)."""
-    if not isinstance(config, BaseModel):
-        return config
-    return _walk(config, lambda text, where: fill(text, parameters, f"{what}{where}".strip(".")) if "{" in text
-                 or "}" in text else text, "")
+    return ClickHouseConnection(url=SecretStr(url), database=settings.clickhouse_database())
 
 
 class _Config(BaseModel):
@@ -147,64 +64,84 @@ def _connection(ctx: RunContext, dialect: str, name: str) -> Any:
 
 # --- extractors ---------------------------------------------------------------------------------
 
+
 class HttpExtractorConfig(_Config):
     kind: Literal["http"] = "http"
     url: str = Field(description="The first page's URL.")
     method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict,
-                                    description="Request headers; a value `${NAME}` is read from the environment.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Request headers; a value `${NAME}` is read from the environment."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Query parameters of every request.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per request.")
     records_path: str = Field("", description="Dotted path to the records list in the JSON body; empty: the body.")
-    pagination: Annotated[PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination,
-                          Field(discriminator="style")] = NoPagination()
-    max_retries: int = Field(3, ge=0, description="Retries of a transient failure (408/425/429/5xx, dropped "
-                                                  "connection), honouring Retry-After.")
+    pagination: Annotated[
+        PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination,
+        Field(discriminator="style"),
+    ] = NoPagination()
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="Retries of a transient failure (408/425/429/5xx, dropped connection), honouring Retry-After.",
+    )
     backoff_seconds: float = Field(1.0, ge=0, description="First retry delay, doubled each retry.")
     rate_limit_per_second: float | None = Field(None, gt=0, description="Token-bucket rate; None: unlimited.")
     rate_limit_burst: float | None = Field(None, ge=1, description="Token-bucket capacity (default: the rate).")
 
     def build(self, ctx: RunContext) -> HttpExtractor:
-        return HttpExtractor(self.url, method=self.method,
-                             headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
-                             params=self.params,
-                             timeout_seconds=self.timeout_seconds, records_path=self.records_path,
-                             pagination=self.pagination, retry=RetryPolicy(self.max_retries, self.backoff_seconds),
-                             rate_limit_per_second=self.rate_limit_per_second,
-                             rate_limit_burst=self.rate_limit_burst)
+        return HttpExtractor(
+            self.url,
+            method=self.method,
+            headers={k: from_env_reference(v, f"header {k}") for k, v in self.headers.items()},
+            params=self.params,
+            timeout_seconds=self.timeout_seconds,
+            records_path=self.records_path,
+            pagination=self.pagination,
+            retry=RetryPolicy(self.max_retries, self.backoff_seconds),
+            rate_limit_per_second=self.rate_limit_per_second,
+            rate_limit_burst=self.rate_limit_burst,
+        )
 
 
 class FileExtractorConfig(_Config):
     kind: Literal["file"] = "file"
     path: str = Field(description="A local file.")
-    format: FileFormat | None = Field(None, description="None: told by the suffix (.csv, .jsonl, .parquet, "
-                                                         "then .gz/.bz2/.xz/.zst).")
+    format: FileFormat | None = Field(
+        None, description="None: told by the suffix (.csv, .jsonl, .parquet, then .gz/.bz2/.xz/.zst)."
+    )
     encoding: str = "utf-8"
     batch_size: int = Field(10_000, gt=0, description="Rows per batch.")
     delimiter: str = Field(",", description="CSV only.")
 
     def build(self, ctx: RunContext) -> FileExtractor:
-        return FileExtractor(self.path, format=self.format, encoding=self.encoding, batch_size=self.batch_size,
-                             delimiter=self.delimiter)
+        return FileExtractor(
+            self.path, format=self.format, encoding=self.encoding, batch_size=self.batch_size, delimiter=self.delimiter
+        )
 
 
 class SqlExtractorConfig(_Config):
     kind: Literal["sql"] = "sql"
     dialect: Literal["mysql", "postgres"]
     connection: str = Field(description="Block name of the database (e.g. analytics-postgres).")
-    query: str = Field(description="SELECT; `%(start)s` / `%(end)s` are the time scope, `%(name)s` a parameter "
-                                   "(bound by the driver).")
+    query: str = Field(
+        description="SELECT; `%(start)s` / `%(end)s` are the time scope, `%(name)s` a parameter (bound by the driver)."
+    )
     batch_size: int = Field(10_000, gt=0, description="Rows per batch (a server-side cursor).")
 
     def build(self, ctx: RunContext) -> SqlExtractor:
-        return SqlExtractor(_connection(ctx, self.dialect, self.connection), self.query, dialect=self.dialect,
-                            batch_size=self.batch_size)
+        return SqlExtractor(
+            _connection(ctx, self.dialect, self.connection),
+            self.query,
+            dialect=self.dialect,
+            batch_size=self.batch_size,
+        )
 
 
 class ClickHouseExtractorConfig(_Config):
     kind: Literal["clickhouse"] = "clickhouse"
-    connection: ClickHouseConnection | None = Field(None, description="None: $CLINICFLOW_CLICKHOUSE_URL, "
-                                                                      "else chDB in ./out/clickhouse.")
+    connection: ClickHouseConnection | None = Field(
+        None, description="None: $CLINICFLOW_CLICKHOUSE_URL, else chDB in ./out/clickhouse."
+    )
     query: str = Field(description="SELECT (ClickHouse's own `{name:Type}` parameters are not placeholders).")
     batch_size: int = Field(100_000, gt=0, description="Rows per batch.")
 
@@ -212,8 +149,10 @@ class ClickHouseExtractorConfig(_Config):
         return ClickHouseExtractor(self.connection or clickhouse_from_env(), self.query, batch_size=self.batch_size)
 
 
-ExtractorConfig = Annotated[HttpExtractorConfig | FileExtractorConfig | SqlExtractorConfig | ClickHouseExtractorConfig,
-                            Field(discriminator="kind")]
+ExtractorConfig = Annotated[
+    HttpExtractorConfig | FileExtractorConfig | SqlExtractorConfig | ClickHouseExtractorConfig,
+    Field(discriminator="kind"),
+]
 
 # --- transformers -------------------------------------------------------------------------------
 
@@ -236,8 +175,12 @@ class DeadLetterConfig(_Config):
         if self.kind == "postgres":
             if not self.connection:
                 raise ToolkitError("dead_letters: a postgres sink needs a connection (block name)")
-            return PostgresDeadLetters(_connection(ctx, "postgres", self.connection), pipeline=ctx.pipeline,
-                                       schema=self.schema_name, table=self.table)
+            return PostgresDeadLetters(
+                _connection(ctx, "postgres", self.connection),
+                pipeline=ctx.pipeline,
+                schema=self.schema_name,
+                table=self.table,
+            )
         if not self.path:
             raise ToolkitError("dead_letters: a jsonl sink needs a path (a folder)")
         return JsonlDeadLetters(self.path, run_id=ctx.run_id, step=ctx.step or "adhoc", keep_runs=self.keep_runs)
@@ -246,7 +189,8 @@ class DeadLetterConfig(_Config):
 class LambdaConfig(_Config):
     kind: Literal["lambda"] = "lambda"
     function: ImportString[Callable[..., Any]] | Callable[..., Any] = Field(
-        description="A function, or its import path `package.module:name`.")
+        description="A function, or its import path `package.module:name`."
+    )
     per: Literal["row", "batch"] = Field("row", description="Called with a row dict, or with a Batch.")
 
     def build(self, ctx: RunContext) -> LambdaTransformer:
@@ -256,19 +200,28 @@ class LambdaConfig(_Config):
 class TypeConversionConfig(_Config):
     kind: Literal["types"] = "types"
     mapping: dict[str, TypeName] = Field(description="Column -> type; None stays None.")
-    strict: bool = Field(True, description="True: the first bad value fails the step (row index and column "
-                                           "named). False: the row goes to dead letters and the stream goes on.")
-    dead_letters: DeadLetterConfig | None = Field(None, description="Lenient only: where rejected rows go "
-                                                                    "(default: kept in memory, counted).")
+    strict: bool = Field(
+        True,
+        description="True: the first bad value fails the step (row index and column "
+        "named). False: the row goes to dead letters and the stream goes on.",
+    )
+    dead_letters: DeadLetterConfig | None = Field(
+        None, description="Lenient only: where rejected rows go (default: kept in memory, counted)."
+    )
     max_rejected_fraction: float = Field(
-        0.01, ge=0, le=1, description="Lenient only: the step ends Failed when more than this fraction of its rows "
-                                      "was rejected; at or below it, Completed with a warning. 0: any rejected row "
-                                      "fails the step.")
+        0.01,
+        ge=0,
+        le=1,
+        description="Lenient only: the step ends Failed when more than this fraction of its rows "
+        "was rejected; at or below it, Completed with a warning. 0: any rejected row "
+        "fails the step.",
+    )
 
     def build(self, ctx: RunContext) -> TypeConverter:
         sink = self.dead_letters.build(ctx) if self.dead_letters else None
-        return TypeConverter(self.mapping, strict=self.strict, dead_letters=sink,
-                             max_rejected_fraction=self.max_rejected_fraction)
+        return TypeConverter(
+            self.mapping, strict=self.strict, dead_letters=sink, max_rejected_fraction=self.max_rejected_fraction
+        )
 
 
 class ColumnsConfig(_Config):
@@ -276,7 +229,8 @@ class ColumnsConfig(_Config):
     rename: dict[str, str] = Field(default_factory=dict, description="Old name -> new name.")
     select: list[str] | None = Field(None, description="Columns kept, in this order (after rename and derive).")
     derive: dict[str, ImportString[Callable[..., Any]] | Callable[..., Any]] = Field(
-        default_factory=dict, description="New column -> function of the row dict.")
+        default_factory=dict, description="New column -> function of the row dict."
+    )
 
     def build(self, ctx: RunContext) -> ColumnTransformer:
         return ColumnTransformer(rename=self.rename, select=self.select, derive=self.derive)
@@ -292,37 +246,51 @@ class PostgresLoaderConfig(_Config):
     connection: str = Field(description="Block name of the PostgreSQL database.")
     table: str
     schema_name: str = Field("public", alias="schema")
-    mode: Literal["insert", "upsert"] = Field("insert", description="insert: COPY; upsert: ON CONFLICT on "
-                                                                    "key_columns.")
+    mode: Literal["insert", "upsert"] = Field("insert", description="insert: COPY; upsert: ON CONFLICT on key_columns.")
     key_columns: list[str] = Field(default_factory=list, description="upsert: the conflict key.")
     create_sql: str | None = Field(None, description="Run before the first batch (CREATE TABLE IF NOT EXISTS ...).")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def build(self, ctx: RunContext) -> PostgresLoader:
-        return PostgresLoader(_connection(ctx, "postgres", self.connection), self.table, schema=self.schema_name,
-                              mode=self.mode, key_columns=self.key_columns, create_sql=self.create_sql)
+        return PostgresLoader(
+            _connection(ctx, "postgres", self.connection),
+            self.table,
+            schema=self.schema_name,
+            mode=self.mode,
+            key_columns=self.key_columns,
+            create_sql=self.create_sql,
+        )
 
 
 class ClickHouseLoaderConfig(_Config):
     kind: Literal["clickhouse"] = "clickhouse"
-    connection: ClickHouseConnection | None = Field(None, description="None: $CLINICFLOW_CLICKHOUSE_URL, "
-                                                                      "else chDB in ./out/clickhouse.")
+    connection: ClickHouseConnection | None = Field(
+        None, description="None: $CLINICFLOW_CLICKHOUSE_URL, else chDB in ./out/clickhouse."
+    )
     table: str
     mode: Literal["insert", "upsert"] = "insert"
     upsert_strategy: Literal["replacing", "delete_insert"] = Field(
-        "replacing", description="replacing: a ReplacingMergeTree keeps the highest version_column; "
-                                 "delete_insert: delete the batch's keys, then insert.")
+        "replacing",
+        description="replacing: a ReplacingMergeTree keeps the highest version_column; "
+        "delete_insert: delete the batch's keys, then insert.",
+    )
     key_columns: list[str] = Field(default_factory=list, description="upsert: the key.")
     version_column: str = Field("_version", description="replacing: filled by the loader.")
     batch_size: int = Field(100_000, gt=0, description="Rows per insert.")
     create_sql: str | None = Field(None, description="Run before the first batch.")
 
     def build(self, ctx: RunContext) -> ClickHouseLoader:
-        return ClickHouseLoader(self.connection or clickhouse_from_env(), self.table, mode=self.mode,
-                                upsert_strategy=self.upsert_strategy, key_columns=self.key_columns,
-                                version_column=self.version_column, batch_size=self.batch_size,
-                                create_sql=self.create_sql)
+        return ClickHouseLoader(
+            self.connection or clickhouse_from_env(),
+            self.table,
+            mode=self.mode,
+            upsert_strategy=self.upsert_strategy,
+            key_columns=self.key_columns,
+            version_column=self.version_column,
+            batch_size=self.batch_size,
+            create_sql=self.create_sql,
+        )
 
 
 class BucketRef(_Config):
@@ -341,8 +309,7 @@ class FileLoaderConfig(_Config):
 
     def build(self, ctx: RunContext) -> FileLoader:
         bucket = _connection(ctx, f"bucket:{self.bucket.kind}", self.bucket.block) if self.bucket else None
-        return FileLoader(self.path, format=self.format, encoding=self.encoding,
-                          bucket=bucket)
+        return FileLoader(self.path, format=self.format, encoding=self.encoding, bucket=bucket)
 
 
 class ConsoleLoaderConfig(_Config):
@@ -356,8 +323,9 @@ class ConsoleLoaderConfig(_Config):
         return ConsoleLoader(max_rows=self.max_rows, title=self.title, format=self.format, progress=self.progress)
 
 
-LoaderConfig = Annotated[PostgresLoaderConfig | ClickHouseLoaderConfig | FileLoaderConfig | ConsoleLoaderConfig,
-                         Field(discriminator="kind")]
+LoaderConfig = Annotated[
+    PostgresLoaderConfig | ClickHouseLoaderConfig | FileLoaderConfig | ConsoleLoaderConfig, Field(discriminator="kind")
+]
 
 _EXTRACTOR = TypeAdapter(ExtractorConfig)
 _TRANSFORMER = TypeAdapter(TransformerConfig)

@@ -3,6 +3,7 @@
 Everything is validated when the spec is built (a module that builds a bad
 spec fails to import, and discovery reports it by module name).
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.compose import Conditional, Leaf, Parallel, Sequential, Step, check_step_names, leaves
-from clinicflow.toolkit.configs import LambdaConfig, config_placeholders
+from clinicflow.toolkit.configs import LambdaConfig
+from clinicflow.toolkit.templates import config_placeholders
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -41,8 +43,9 @@ def validate_cron(expression: str) -> str:
             if base == "*":
                 continue
             for bound in base.split("-", 1):
-                value = (names.get(bound.lower()) if bound.lower() in names
-                         else (int(bound) if bound.isdigit() else None))
+                value = (
+                    names.get(bound.lower()) if bound.lower() in names else (int(bound) if bound.isdigit() else None)
+                )
                 if value is None or not low <= value <= high:
                     raise ValueError(f"cron {expression!r}: {label} field {field_text!r} is outside {low}-{high}")
     return text
@@ -89,8 +92,9 @@ def _schedule_kind(value: Any) -> str:
 
 
 # One kind per schedule, told by its fields, so a bad cron gets one clear error.
-Schedule = Annotated[Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSchedule, Tag("interval")],
-                     Discriminator(_schedule_kind)]
+Schedule = Annotated[
+    Annotated[CronSchedule, Tag("cron")] | Annotated[IntervalSchedule, Tag("interval")], Discriminator(_schedule_kind)
+]
 
 
 class Timescope(BaseModel):
@@ -144,8 +148,9 @@ def unused_parameters(spec: PipelineSpec) -> list[str]:
     """
     used: set[str] = set()
     for leaf in leaves(spec.steps):
-        if not leaf.configs or any(not isinstance(c, BaseModel) or isinstance(c, LambdaConfig)
-                                   for _, c in leaf.configs):
+        if not leaf.configs or any(
+            not isinstance(c, BaseModel) or isinstance(c, LambdaConfig) for _, c in leaf.configs
+        ):
             return []
         for _, config in leaf.configs:
             used |= {n for names in config_placeholders(config).values() for n in names}
@@ -178,8 +183,10 @@ class PipelineSpec(BaseModel):
         if isinstance(value, (list, tuple)):
             value = Sequential(tuple(value))
         if not isinstance(value, (Leaf, Sequential, Parallel, Conditional)):
-            raise ValueError(f"steps must be built with the toolkit's etl/el/step/sequential/parallel/conditional, "
-                             f"not {type(value).__name__}")
+            raise ValueError(
+                f"steps must be built with the toolkit's etl/el/step/sequential/parallel/conditional, "
+                f"not {type(value).__name__}"
+            )
         try:
             check_step_names(value)
         except ToolkitError as exc:
@@ -194,6 +201,8 @@ class PipelineSpec(BaseModel):
         for where, names in parameter_references(self.steps).items():
             unknown = sorted(names - set(self.parameters))
             if unknown:
-                raise ValueError(f"step {where}: placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
-                                 f"name no parameter of the pipeline (declared: {sorted(self.parameters) or 'none'})")
+                raise ValueError(
+                    f"step {where}: placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
+                    f"name no parameter of the pipeline (declared: {sorted(self.parameters) or 'none'})"
+                )
         return self

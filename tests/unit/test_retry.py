@@ -142,3 +142,29 @@ def test_fixed_delays_replace_the_backoff_and_the_last_one_repeats() -> None:
     policy = RetryPolicy(retries=4, fixed_delays=(1.0, 5.0))
     assert [policy.delay(attempt) for attempt in range(4)] == [1.0, 5.0, 5.0, 5.0]
     assert policy.delay(0, _http_error(429, "2")) == 2.0  # a hint still wins
+
+
+def test_a_policy_of_forever_keeps_retrying_and_logs_no_total(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from clinicflow.core.retry import FOREVER
+
+    failures = 50
+    sleeps: list[float] = []
+
+    async def down_a_while() -> str:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionRefusedError("database restarting")
+        return "up"
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    policy = RetryPolicy(retries=FOREVER, fixed_delays=(1.0, 2.0, 30.0))
+    with caplog.at_level("WARNING"):
+        assert asyncio.run(acall_with_retry(down_a_while, what="listen", policy=policy, sleep=record)) == "up"
+    assert sleeps == [1.0, 2.0] + [30.0] * 48
+    assert caplog.messages[-1] == "listen: transient error (ConnectionRefusedError), retry 50 in 30.0s"
+    assert RetryPolicy(retries=FOREVER, jitter=0.0).delay(5000) == 2.0 * 2**30  # no float overflow

@@ -1,5 +1,6 @@
 """Settings live in one module (clinicflow/core/settings.py), are read at call time, fail with the variable's name,
 and are all documented in docs/deploy.md."""
+
 from __future__ import annotations
 
 import ast
@@ -13,15 +14,23 @@ from clinicflow.core.settings import SettingError
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("clinicflow", "flows", "tasks", "blocks")
-# Reads that are not settings: secret_env holds credentials; configs.py substitutes ${VAR} a user wrote in a
+# Reads that are not settings: secret_env holds credentials; templates.py substitutes ${VAR} a user wrote in a
 # pipeline config; the MySQL client copies its own variables into a subprocess's environment.
-NOT_SETTINGS = {"clinicflow/core/settings.py", "clinicflow/core/secret_env.py", "clinicflow/toolkit/configs.py",
-                "clinicflow/connectors/mysql/client.py"}
+NOT_SETTINGS = {
+    "clinicflow/core/settings.py",
+    "clinicflow/core/secret_env.py",
+    "clinicflow/toolkit/templates.py",
+    "clinicflow/connectors/mysql/client.py",
+}
 
 
 def _is_environ(node: ast.AST) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name) \
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "environ"
+        and isinstance(node.value, ast.Name)
         and node.value.id == "os"
+    )
 
 
 def _env_reads(tree: ast.AST) -> list[int]:
@@ -30,7 +39,8 @@ def _env_reads(tree: ast.AST) -> list[int]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             func = node.func
             if (func.attr == "get" and _is_environ(func.value)) or (
-                    func.attr == "getenv" and isinstance(func.value, ast.Name) and func.value.id == "os"):
+                func.attr == "getenv" and isinstance(func.value, ast.Name) and func.value.id == "os"
+            ):
                 lines.append(node.lineno)
         elif isinstance(node, ast.Subscript) and _is_environ(node.value) and isinstance(node.ctx, ast.Load):
             lines.append(node.lineno)
@@ -42,9 +52,12 @@ def _product_files() -> list[Path]:
 
 
 def test_no_environment_read_outside_the_settings_module() -> None:
-    found = [f"{path.relative_to(ROOT)}:{line}" for path in _product_files()
-             if str(path.relative_to(ROOT)) not in NOT_SETTINGS
-             for line in _env_reads(ast.parse(path.read_text(), str(path)))]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in _product_files()
+        if str(path.relative_to(ROOT)) not in NOT_SETTINGS
+        for line in _env_reads(ast.parse(path.read_text(), str(path)))
+    ]
     assert found == [], "read these through clinicflow.core.settings"
 
 
@@ -70,17 +83,21 @@ def test_settings_are_read_when_called(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.tables_yml_file() is None
 
 
-@pytest.mark.parametrize(("name", "value", "read", "message"), [
-    ("CLINICFLOW_NIGHTLY_WORKERS", "four", settings.nightly_workers, "must be a whole number, got 'four'"),
-    ("CLINICFLOW_SMALL_GROUP_SIZE", "0", settings.small_group_size, "must be greater than 0"),
-    ("CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "soon", settings.fanout_poll_cap_seconds, "must be a number"),
-    ("CLINICFLOW_CREDENTIALS", "vault", settings.credentials, "one of blocks, env"),
-    ("CLINICFLOW_PROCESSING_SANDBOX", "docker", settings.processing_sandbox, "one of auto, bwrap, uid, process"),
-    ("CLINICFLOW_MYSQL_EXPORT", "odbc", settings.mysql_export, "one of client, pymysql"),
-    ("CLINICFLOW_LOG_LEVEL", "loud", settings.log_level, "a logging level"),
-])
-def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, read: object,
-                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "read", "message"),
+    [
+        ("CLINICFLOW_NIGHTLY_WORKERS", "four", settings.nightly_workers, "must be a whole number, got 'four'"),
+        ("CLINICFLOW_SMALL_GROUP_SIZE", "0", settings.small_group_size, "must be greater than 0"),
+        ("CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "soon", settings.fanout_poll_cap_seconds, "must be a number"),
+        ("CLINICFLOW_CREDENTIALS", "vault", settings.credentials, "one of blocks, env"),
+        ("CLINICFLOW_PROCESSING_SANDBOX", "docker", settings.processing_sandbox, "one of auto, bwrap, uid, process"),
+        ("CLINICFLOW_MYSQL_EXPORT", "odbc", settings.mysql_export, "one of client, pymysql"),
+        ("CLINICFLOW_LOG_LEVEL", "loud", settings.log_level, "a logging level"),
+    ],
+)
+def test_a_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, read: object, message: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingError, match=name) as raised:
         read()  # type: ignore[operator]

@@ -8,7 +8,7 @@ from rich.console import Console
 from clinicflow.cli.nightly import table_progress
 from clinicflow.core import progress
 from clinicflow.opendental.metrics import TableOutcome
-from flows.tiers import _ReportedOutcomes
+from flows.load_chain import _ReportedOutcomes
 
 
 def run_a_tier() -> None:

@@ -44,3 +44,9 @@ def catalog_text(value: Any) -> str | None:
 def catalog_name(value: Any) -> str:
     """A catalog value that is never NULL (names, types, DDL, CONCAT_WS keys) as text."""
     return cast(str, catalog_text(value))
+
+
+def catalog_int(value: Any) -> int | None:
+    """A catalog number (bytes on a raw connection) as an int, None kept."""
+    text = catalog_text(value)
+    return None if text is None else int(text)

@@ -12,14 +12,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import describe_source
-from clinicflow.connectors.mysql.columns import Column, source_columns
+from clinicflow.connectors.mysql.catalog import CatalogColumn, read_table
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
 from clinicflow.core.dbapi import Connection, Cursor, PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.checks import BinlogPosition, CdcError
+from clinicflow.opendental.replication.replica_columns import replica_columns
 from clinicflow.opendental.replication.replica_encoding import export_and_load
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse.copy_stream import stream_copy
@@ -56,15 +56,16 @@ class TableShape:
 
     table: str
     primary_key: tuple[str, ...]
-    columns: tuple[Column, ...]
+    columns: tuple[CatalogColumn, ...]
     load_plan: LoadPlan
 
 
 def table_shape(replica_conn: Connection, table: str, config: TableConfig, primary_key: Sequence[str],
                 state_schema: str = STATE_SCHEMA) -> TableShape:
     """The replica's columns (the LOAD DATA list) and the raw load plan (the nightly's typemap)."""
-    plan = plan_load(describe_source(replica_conn, table), config, state_schema=state_schema)
-    return TableShape(table, tuple(primary_key), tuple(source_columns(replica_conn, table)), plan)
+    replica = read_table(replica_conn, table, where="replication")
+    plan = plan_load(replica, config, state_schema=state_schema)
+    return TableShape(table, tuple(primary_key), tuple(replica_columns(replica)), plan)
 
 
 def _chunks(keys: set[Key]) -> Iterator[list[Key]]:

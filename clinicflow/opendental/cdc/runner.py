@@ -8,11 +8,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import describe_source
-from clinicflow.connectors.mysql.columns import source_primary_key, table_exists
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.catalog import find_table
+from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
-from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc import state
 from clinicflow.opendental.cdc.apply import ChangeBatch, TableApplyError, TableShape, apply_batch, table_shape
@@ -61,14 +59,6 @@ def default_server_id(replica: MySQLServerLike) -> int:
     return 1_000_000 + zlib.crc32(f"{replica.host}:{replica.port}/{replica.database}".encode()) % 1_000_000
 
 
-def _key_ordinals(src_conn: Connection, table: str, primary_key: list[str]) -> list[int]:
-    with src_conn.cursor() as cur:
-        cur.execute("SELECT COLUMN_NAME, ORDINAL_POSITION FROM information_schema.COLUMNS WHERE "
-                    "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (table,))
-        positions = {catalog_text(r[0]): int(catalog_text(r[1]) or 0) for r in cur.fetchall()}
-    return [positions[c] - 1 for c in primary_key]
-
-
 class CdcRunner:
     """One source's CDC (plain library code: the CLI, the task and the tests call :meth:`run`)."""
 
@@ -94,10 +84,12 @@ class CdcRunner:
         """Key positions and shapes of a table CDC keeps current."""
         src_conn = raw_connection(self.src)
         try:
-            pk = source_primary_key(src_conn, table)
-            self.ordinals[table] = _key_ordinals(src_conn, table, pk)
+            source = find_table(src_conn, table)
         finally:
             src_conn.close()
+        pk = list(source.primary_key) if source is not None else []
+        positions = {c.name: c.ordinal for c in source.columns} if source is not None else {}
+        self.ordinals[table] = [positions[c] - 1 for c in pk]  # binlog rows: every column, generated ones too
         self.shapes[table] = table_shape(ctl, table, self.config.effective(table), pk)
         state.set_table(ctl, self.source, table, "active")
 
@@ -121,9 +113,10 @@ class CdcRunner:
         src_conn = raw_connection(self.src)
         try:
             for table in names:
-                if not table_exists(src_conn, table):
+                found = find_table(src_conn, table)
+                if found is None:
                     self._fail_table(ctl, table, f"table {table!r}: not in the source database")
-                elif not source_primary_key(src_conn, table):
+                elif not found.primary_key:
                     self._fail_table(ctl, table, f"table {table!r}: no primary key, CDC cannot name its rows")
                 else:
                     chosen.append(table)
@@ -181,16 +174,17 @@ class CdcRunner:
         kind = event.statement.split(None, 1)[0].upper()
         src_conn = raw_connection(self.src)
         try:
-            if not table_exists(src_conn, table):
-                self._fail_table(ctl, table, f"table {table!r}: dropped or renamed at the source ({kind})")
-                return
-            if source_primary_key(src_conn, table) != list(self.shapes[table].primary_key):
-                self._fail_table(ctl, table, f"table {table!r}: its primary key changed ({kind}); "
-                                             f"run `clinicflow nightly --full-refresh --tables {table}`")
-                return
-            new = {c.name: c for c in describe_source(src_conn, table).columns}
+            source = find_table(src_conn, table)
         finally:
             src_conn.close()
+        if source is None:
+            self._fail_table(ctl, table, f"table {table!r}: dropped or renamed at the source ({kind})")
+            return
+        if source.primary_key != self.shapes[table].primary_key:
+            self._fail_table(ctl, table, f"table {table!r}: its primary key changed ({kind}); "
+                                         f"run `clinicflow nightly --full-refresh --tables {table}`")
+            return
+        new = {c.name: c for c in source.columns}
         booleans = set(self.config.effective(table).boolean_columns)
         problems = []
         for col in self.shapes[table].load_plan.columns:

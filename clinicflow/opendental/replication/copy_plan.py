@@ -8,14 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clinicflow.connectors.mysql.columns import (
-    Column,
-    checksum_table,
-    column_changes,
-    source_columns,
-    source_primary_key,
-    table_exists,
-)
+from clinicflow.connectors.mysql.catalog import CatalogColumn, find_table, read_table
+from clinicflow.connectors.mysql.checksums import checksum_table
 from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -31,6 +25,7 @@ from clinicflow.opendental.chunks import (
     ranges_from_boundaries,
     walk_boundaries,
 )
+from clinicflow.opendental.replication.replica_columns import column_changes, replica_columns
 from clinicflow.opendental.tables.config import TableConfig
 
 # How a table is copied tonight: a full copy swapped in, incremental pages merged, or nothing to copy.
@@ -62,7 +57,7 @@ class CopyPlan:
 
     table: str
     mode: CopyMode
-    columns: list[Column]
+    columns: list[CatalogColumn]
     key_columns: list[str]  # incremental keyset order: watermark columns, then key
     batch_size: int
     primary_key: list[str] = field(default_factory=list)
@@ -172,7 +167,7 @@ def _charset(collation: str) -> str:
     return collation.split("_", 1)[0]
 
 
-def is_widening(old: Column, new: Column) -> bool:
+def is_widening(old: CatalogColumn, new: CatalogColumn) -> bool:
     """Whether every value of ``old`` is the same value in ``new`` (an ALTER ... MODIFY keeps every row)."""
     if old.nullable and not new.nullable:
         return False
@@ -198,8 +193,8 @@ def is_widening(old: Column, new: Column) -> bool:
     return False
 
 
-def widen_in_place(src_conn: Connection, dst_conn: Connection, table: str, source: Sequence[Column],
-                   replica: Sequence[Column]) -> bool:
+def widen_in_place(src_conn: Connection, dst_conn: Connection, table: str, source: Sequence[CatalogColumn],
+                   replica: Sequence[CatalogColumn]) -> bool:
     """ALTER the replica's columns to the source's definitions when every change is a widening; False otherwise.
 
     Same columns in the same order, each the same or wider (integers, varchar, decimal, text and blob
@@ -209,7 +204,7 @@ def widen_in_place(src_conn: Connection, dst_conn: Connection, table: str, sourc
     if [c.name for c in source] != [c.name for c in replica]:
         return False
     old = {c.name: c for c in replica}
-    changed = [c for c in source if c != old[c.name]]
+    changed = [c for c in source if column_changes([c], [old[c.name]])]
     if not changed or not all(is_widening(old[c.name], c) for c in changed):
         return False
     definitions = _column_definitions(replica_create_table_sql(src_conn, table, table))
@@ -246,9 +241,10 @@ def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: Ta
                full_sweep: bool = False) -> CopyPlan:
     """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
     validate_table_name(table)
-    columns = source_columns(src_conn, table)
+    source = read_table(src_conn, table)
+    columns = replica_columns(source)
     names = {c.name for c in columns}
-    pk = source_primary_key(src_conn, table)
+    pk = list(source.primary_key)
     configured_pk = list(config.primary_key)
     if configured_pk and configured_pk != pk:
         raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} "
@@ -259,10 +255,11 @@ def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: Ta
     ensure_state_table(dst_conn)
     note = ""
     key_cols: list[str] = []
-    exists = table_exists(dst_conn, table)
-    replica_columns = source_columns(dst_conn, table) if exists else []
-    changes = column_changes(columns, replica_columns) if exists else []
-    if changes and not full_refresh and widen_in_place(src_conn, dst_conn, table, columns, replica_columns):
+    replica = find_table(dst_conn, table)
+    exists = replica is not None
+    replica_cols = replica_columns(replica) if replica is not None else []
+    changes = column_changes(columns, replica_cols) if exists else []
+    if changes and not full_refresh and widen_in_place(src_conn, dst_conn, table, columns, replica_cols):
         note = f"source columns widened ({'; '.join(changes)}): replica altered in place"
         changes = []
     if changes:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
-from clinicflow.connectors.mysql.columns import INTEGER_TYPES, Column
+from clinicflow.connectors.mysql.catalog import INTEGER_TYPES, CatalogColumn
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -25,7 +25,7 @@ PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({
     "float", "double", "decimal", "date", "datetime", "timestamp", "time", "year", "bit"})
 
 
-def encode_column_sql(col: Column) -> str:
+def encode_column_sql(col: CatalogColumn) -> str:
     """SQL turning one column into its LOAD DATA text field (escaped; NULL as \\N)."""
     q = quote_ident(col.name, "mysql")
     if col.is_bit:
@@ -45,18 +45,18 @@ def encode_column_sql(col: Column) -> str:
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
 
 
-def streamed_replica_columns(columns: Sequence[Column]) -> list[Column]:
+def streamed_replica_columns(columns: Sequence[CatalogColumn]) -> list[CatalogColumn]:
     """The columns selected raw and escaped by the client (see clinicflow.opendental.streamed_values)."""
     return [c for c in columns if is_streamed(c.data_type)]
 
 
-def load_order(columns: Sequence[Column]) -> list[Column]:
+def load_order(columns: Sequence[CatalogColumn]) -> list[CatalogColumn]:
     """Columns in the order of a line: server-encoded ones first, then the streamed ones."""
     streamed = streamed_replica_columns(columns)
     return [c for c in columns if c not in streamed] + streamed
 
 
-def row_layout(table: str, columns: Sequence[Column], extra: Sequence[str] = ()) -> RowLayout | None:
+def row_layout(table: str, columns: Sequence[CatalogColumn], extra: Sequence[str] = ()) -> RowLayout | None:
     """How rows of :func:`encoded_select_sql` are written; None when no column is streamed (one line per row)."""
     streamed = streamed_replica_columns(columns)
     if not streamed:
@@ -64,7 +64,7 @@ def row_layout(table: str, columns: Sequence[Column], extra: Sequence[str] = ())
     return RowLayout(table, len(streamed) < len(columns), [(c.name, "load") for c in streamed], list(extra))
 
 
-def encoded_select_sql(table: str, columns: Sequence[Column], extra: Sequence[str] = ()) -> str:
+def encoded_select_sql(table: str, columns: Sequence[CatalogColumn], extra: Sequence[str] = ()) -> str:
     """``SELECT <encoded line>[, streamed columns][, extra key columns] FROM table`` (WHERE/ORDER added by callers).
 
     With streamed columns the session must send bytes unconverted (:func:`prepare_streaming`); the
@@ -90,7 +90,7 @@ def prepare_streaming(conn: Connection, layout: RowLayout | None) -> None:
             cur.execute("SET SESSION character_set_results = NULL")
 
 
-def load_columns_clause(columns: Sequence[Column]) -> str:
+def load_columns_clause(columns: Sequence[CatalogColumn]) -> str:
     """Column list for LOAD DATA in line order; BIT columns go through a variable (LOAD DATA cannot parse b'...')."""
     names, sets = [], []
     for i, col in enumerate(load_order(columns)):
@@ -105,7 +105,7 @@ def load_columns_clause(columns: Sequence[Column]) -> str:
     return clause
 
 
-def load_file(dst_conn: Connection, path: str, target: str, columns: Sequence[Column]) -> int:
+def load_file(dst_conn: Connection, path: str, target: str, columns: Sequence[CatalogColumn]) -> int:
     """LOAD DATA LOCAL INFILE ``path`` into ``target``; return rows loaded."""
     with dst_conn.cursor() as cur:
         cur.execute(
@@ -182,7 +182,7 @@ class ChunkFile:
         os.close(self._fd)
 
 
-def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns: Sequence[Column]) -> list[Any]:
+def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns: Sequence[CatalogColumn]) -> list[Any]:
     # Integers go as Python ints: compared with a string, MySQL would use
     # doubles and lose precision above 2**53.
     types = {c.name: c for c in columns}
@@ -217,8 +217,8 @@ def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: 
         src_conn.close()
 
 
-def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, columns: Sequence[Column], where: str,
-                    params: Sequence[Any], target: str, keys: Sequence[str] = ()) -> int:
+def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, columns: Sequence[CatalogColumn],
+                    where: str, params: Sequence[Any], target: str, keys: Sequence[str] = ()) -> int:
     """Copy the rows of ``table`` matching ``where`` into ``target`` through a chunk file; return rows loaded.
 
     ``keys`` (the primary key) name the row in the error when a streamed value cannot be read.
@@ -237,7 +237,7 @@ def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, colu
     return loaded
 
 
-def _merge_sql(table: str, stage: str, columns: Sequence[Column]) -> str:
+def _merge_sql(table: str, stage: str, columns: Sequence[CatalogColumn]) -> str:
     cols = ", ".join(quote_ident(c.name, "mysql") for c in columns)
     updates = ", ".join(f"{quote_ident(c.name, 'mysql')} = VALUES({quote_ident(c.name, 'mysql')})" for c in columns)
     return (f"INSERT INTO {quote_ident(table, 'mysql')} ({cols}) SELECT {cols} FROM {quote_ident(stage, 'mysql')} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clinicflow.connectors.mysql.columns import Column
+from clinicflow.connectors.mysql.catalog import CatalogColumn
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -23,7 +23,7 @@ from clinicflow.opendental.tables.typemap import is_streamed
 FIX_STAGE = "cf_fix_stage"  # a session's temporary table: no clash between tables or runs
 
 
-def _row_text_sql(columns: Sequence[Column]) -> str:
+def _row_text_sql(columns: Sequence[CatalogColumn]) -> str:
     """The row's bytes as one text, NULL flags last (both sides are MySQL tables of one definition)."""
     values = []
     for col in columns:

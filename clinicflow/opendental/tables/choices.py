@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn, CatalogTable
 from clinicflow.core.dbapi import Connection
 from clinicflow.opendental.tables.analysis_rules import MIB, AnalysisRules
 from clinicflow.opendental.tables.config import (
     ExtractionStrategy,
 )
 from clinicflow.opendental.tables.sampling import judge_sample, sample_columns
-from clinicflow.opendental.tables.source_schema import ColumnInfo, TableInfo
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Watermark:
     rejected: tuple[tuple[str, str], ...] = ()  # (column, why not)
 
 
-def candidate_columns(table: TableInfo, rules: AnalysisRules) -> list[str]:
+def candidate_columns(table: CatalogTable, rules: AnalysisRules) -> list[str]:
     """Watermark candidates in preference order: edit columns, ON UPDATE columns, entry columns."""
     dated = [c for c in table.columns if c.data_type in ("timestamp", "datetime")]
     by_name = {c.name.lower(): c for c in dated}
@@ -44,7 +44,7 @@ def candidate_columns(table: TableInfo, rules: AnalysisRules) -> list[str]:
     return ordered
 
 
-def choose_watermark(conn: Connection, table: TableInfo, rules: AnalysisRules, now: datetime) -> Watermark:
+def choose_watermark(conn: Connection, table: CatalogTable, rules: AnalysisRules, now: datetime) -> Watermark:
     """The first candidate the sample supports, else the auto-increment key, else none."""
     if not table.primary_key:
         return Watermark((), "no primary key: copied fully")
@@ -65,7 +65,7 @@ def choose_watermark(conn: Connection, table: TableInfo, rules: AnalysisRules, n
     return Watermark((), "no usable change column and no auto-increment key", tuple(rejected))
 
 
-def row_width(table: TableInfo) -> int:
+def row_width(table: CatalogTable) -> int:
     """Bytes per row: the server's average when there are rows, else an estimate from the column types."""
     if table.table_rows > 0 and table.avg_row_length > 0:
         return table.avg_row_length
@@ -80,7 +80,7 @@ _WIDTHS = {
 }
 
 
-def _declared_width(col: ColumnInfo) -> int:
+def _declared_width(col: CatalogColumn) -> int:
     if col.data_type in ("char", "varchar", "binary", "varbinary"):
         match = re.search(r"\((\d+)\)", col.column_type)
         # Variable-length text is rarely full: count half of the declared width.
@@ -88,7 +88,7 @@ def _declared_width(col: ColumnInfo) -> int:
     return _WIDTHS.get(col.data_type, 16)
 
 
-def choose_batch_size(table: TableInfo, rules: AnalysisRules) -> int:
+def choose_batch_size(table: CatalogTable, rules: AnalysisRules) -> int:
     """Rows per chunk so that one chunk is about target_chunk_mb, rounded to two significant digits."""
     rows = int(rules.target_chunk_mb * MIB // row_width(table))
     rows = min(rules.max_batch_size, max(rules.min_batch_size, rows))
@@ -96,14 +96,14 @@ def choose_batch_size(table: TableInfo, rules: AnalysisRules) -> int:
     return max(rules.min_batch_size, rows // magnitude * magnitude)
 
 
-def choose_reconcile_slices(table: TableInfo, rules: AnalysisRules) -> int:
+def choose_reconcile_slices(table: CatalogTable, rules: AnalysisRules) -> int:
     """1 (row checksums in every key range each night), or a weekly sweep for keyed tables too large for that."""
     if table.primary_key and table.table_rows >= rules.sliced_checksum_min_rows:
         return rules.weekly_slices
     return 1
 
 
-def choose_strategy(table: TableInfo, watermark: Watermark, rules: AnalysisRules) -> ExtractionStrategy:
+def choose_strategy(table: CatalogTable, watermark: Watermark, rules: AnalysisRules) -> ExtractionStrategy:
     if not table.primary_key or not watermark.columns or table.table_rows <= rules.full_copy_max_rows:
         return ExtractionStrategy.full_table
     size_mb = table.data_length / MIB

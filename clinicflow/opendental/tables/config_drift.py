@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn, CatalogTable
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
@@ -17,7 +18,7 @@ from clinicflow.opendental.tables.config import (
 )
 from clinicflow.opendental.tables.sampling import probe_watermark
 from clinicflow.opendental.tables.schema_analysis import _is_connection_error, rejected_table_name
-from clinicflow.opendental.tables.source_schema import ColumnInfo, SourceSchema, TableInfo, read_schema_with
+from clinicflow.opendental.tables.source_schema import SourceSchema, definition, read_schema_with
 from clinicflow.opendental.tables.typemap import carry_problem
 
 
@@ -121,7 +122,7 @@ def compare_config_to_source(schema: SourceSchema, config: TablesConfig,
 _NO_PROBE = object()
 
 
-def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any) -> list[DriftItem]:
+def _compare_table(info: CatalogTable, name: str, config: TablesConfig, probe: Any) -> list[DriftItem]:
     base = config.tables[name]
     effective = config.effective(name)
     items: list[DriftItem] = []
@@ -133,8 +134,8 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     if base.columns is not None:
         for new_col in info.columns:
             if new_col.name.lower() not in recorded_lower:
-                items.append(DriftItem(name, DriftKind.column_added, new_col.name, None, new_col.definition,
-                                       f"{name}.{new_col.name} ({new_col.definition}) is new in the source"))
+                items.append(DriftItem(name, DriftKind.column_added, new_col.name, None, definition(new_col),
+                                       f"{name}.{new_col.name} ({definition(new_col)}) is new in the source"))
         for col_name in recorded:
             if col_name.lower() not in live:
                 expected = (base.column_types or {}).get(col_name)
@@ -149,9 +150,9 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
                                    f"incremental column {name}.{col_name} is not in the source"))
     for col_name, expected in sorted((base.column_types or {}).items()):
         col = live.get(col_name.lower())
-        if col is not None and col.definition != expected:
-            items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, col.definition,
-                                   f"{name}.{col_name} changed from {expected!r} to {col.definition!r}"))
+        if col is not None and definition(col) != expected:
+            items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, definition(col),
+                                   f"{name}.{col_name} changed from {expected!r} to {definition(col)!r}"))
 
     for live_col in info.columns:
         problem = carry_problem(live_col.name, live_col.data_type, live_col.column_type)
@@ -192,7 +193,7 @@ def _compare_table(info: TableInfo, name: str, config: TablesConfig, probe: Any)
     return items
 
 
-def _is_tinyint1(col: ColumnInfo) -> bool:
+def _is_tinyint1(col: CatalogColumn) -> bool:
     # MySQL 8 prints tinyint without a width except tinyint(1); MariaDB always prints it.
     return col.data_type == "tinyint" and col.column_type.lower().split()[0] == "tinyint(1)"
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clinicflow.connectors.mysql.catalog import CatalogTable
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.tables.analysis_rules import UNSET_DATE_LIMIT, AnalysisRules
-from clinicflow.opendental.tables.source_schema import TableInfo
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ColumnSample:
         return self.real / self.sampled if self.sampled else 0.0
 
 
-def _tail_source(table: TableInfo, columns: Sequence[str], limit: int | None) -> str:
+def _tail_source(table: CatalogTable, columns: Sequence[str], limit: int | None) -> str:
     """A bounded row source: the newest ``limit`` rows along the primary key index (or all rows)."""
     select = f"SELECT {quote_list(list(columns), 'mysql')} FROM {quote_ident(table.name, 'mysql')}"
     if limit is None:
@@ -44,7 +44,7 @@ def _tail_source(table: TableInfo, columns: Sequence[str], limit: int | None) ->
 
 
 def sample_columns(
-    conn: Connection, table: TableInfo, columns: Sequence[str], rules: AnalysisRules, now: datetime
+    conn: Connection, table: CatalogTable, columns: Sequence[str], rules: AnalysisRules, now: datetime
 ) -> dict[str, ColumnSample]:
     """Sample candidate columns of one table in one bounded query."""
     if not columns:
@@ -94,7 +94,7 @@ def judge_sample(sample: ColumnSample, rules: AnalysisRules) -> str | None:
     return None
 
 
-def probe_watermark(conn: Connection, table: TableInfo, column: str, rules: AnalysisRules) -> str | None:
+def probe_watermark(conn: Connection, table: CatalogTable, column: str, rules: AnalysisRules) -> str | None:
     """The highest value of a watermark column, found without a full scan of a large table.
 
     An index lookup when the column leads an index (or is the key), the whole

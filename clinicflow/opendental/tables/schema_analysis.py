@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from clinicflow.connectors.mysql.catalog import CatalogTable
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.logs import get_logger
@@ -25,7 +26,7 @@ from clinicflow.opendental.tables.config import (
     reserved_name_error,
 )
 from clinicflow.opendental.tables.sampling import probe_watermark
-from clinicflow.opendental.tables.source_schema import SourceSchema, TableInfo, read_schema_with
+from clinicflow.opendental.tables.source_schema import SourceSchema, definition, read_schema_with
 from clinicflow.opendental.tables.typemap import carry_problem
 
 
@@ -75,7 +76,7 @@ class SchemaAnalysis:
         return rows
 
 
-def analyze_table(conn: Connection, table: TableInfo, rules: AnalysisRules, now: datetime) -> TableAnalysis:
+def analyze_table(conn: Connection, table: CatalogTable, rules: AnalysisRules, now: datetime) -> TableAnalysis:
     """Choose the settings of one table. A failing sample query degrades that table to a full copy."""
     error = None
     observed = None
@@ -102,7 +103,7 @@ def analyze_table(conn: Connection, table: TableInfo, rules: AnalysisRules, now:
         estimated_size_mb=round(table.data_length / MIB, 3),
         observed_watermark=observed,
         columns=[c.name for c in table.columns],
-        column_types={c.name: c.definition for c in table.columns},
+        column_types={c.name: definition(c) for c in table.columns},
         reconcile_slices=choose_reconcile_slices(table, rules),
     )
     # A column the load cannot carry is named now, not on the night (the table is still written).

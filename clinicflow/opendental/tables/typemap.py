@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn
 from clinicflow.core.errors import ClinicflowError
 
 
@@ -63,21 +64,6 @@ class UnsupportedTypeError(ClinicflowError, ValueError):
 
 
 @dataclass(frozen=True)
-class SourceColumn:
-    """One column of a source table, as information_schema.COLUMNS describes it."""
-
-    name: str
-    data_type: str                      # DATA_TYPE, e.g. 'bigint', 'varchar', 'longtext'
-    column_type: str                    # COLUMN_TYPE, e.g. 'bigint(20) unsigned', "enum('a','b')"
-    nullable: bool = True
-    numeric_precision: int | None = None
-    numeric_scale: int | None = None
-    datetime_precision: int | None = None
-    charset: str | None = None          # CHARACTER_SET_NAME (text types only)
-    is_json: bool = False               # MariaDB: longtext with CHECK (json_valid(col))
-
-
-@dataclass(frozen=True)
 class PgColumn:
     """The PostgreSQL side of one column."""
 
@@ -85,7 +71,7 @@ class PgColumn:
     pg_type: str
     kind: Kind
     nullable: bool
-    source: SourceColumn
+    source: CatalogColumn
 
     @property
     def bit_length(self) -> int:
@@ -121,7 +107,7 @@ PG_IDENT_BYTES = 63
 _DISPLAY_WIDTH = re.compile(r"^\s*tinyint\s*\(\s*1\s*\)", re.IGNORECASE)
 
 
-def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
+def map_column(column: CatalogColumn, *, boolean: bool = False) -> PgColumn:
     """The PostgreSQL type and value class of one MySQL column.
 
     ``boolean=True`` when tables.yml lists the column in ``boolean_columns``;
@@ -186,13 +172,13 @@ def map_column(column: SourceColumn, *, boolean: bool = False) -> PgColumn:
 def carry_problem(name: str, data_type: str, column_type: str) -> str | None:
     """Why a source column cannot be carried into PostgreSQL (name and type named), or None: for analysis."""
     try:
-        map_column(SourceColumn(name, data_type, column_type))
+        map_column(CatalogColumn(name, data_type, column_type))
     except UnsupportedTypeError as exc:
         return str(exc)
     return None
 
 
-def is_tinyint1(column: SourceColumn) -> bool:
+def is_tinyint1(column: CatalogColumn) -> bool:
     """True for ``tinyint(1)`` (the only type tables.yml boolean_columns is meant for)."""
     return bool(_DISPLAY_WIDTH.match(column.column_type))
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicflow.connectors.mysql.catalog import _int
-from clinicflow.connectors.mysql.sessions import catalog_text
+from clinicflow.connectors.mysql.sessions import catalog_int, catalog_text
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.opendental.streamed_values import Encoding, RowLayout
@@ -263,7 +262,7 @@ def read_counters(mysql_conn: Connection, plan: LoadPlan) -> ConversionCounts:
             cur.execute("SELECT " + ", ".join(c.variable for c in counters))
             row = cur.fetchone()
         for counter, value in zip(counters, row, strict=False):
-            counts.add(counter.column, counter.counter, _int(value) or 0)
+            counts.add(counter.column, counter.counter, catalog_int(value) or 0)
     return counts
 
 

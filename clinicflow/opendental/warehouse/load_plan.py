@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from clinicflow.connectors.mysql.catalog import SourceIndex, SourceTable
+from clinicflow.connectors.mysql.catalog import CatalogIndex, CatalogTable
 from clinicflow.core.sql import PG_IDENT_MAX, pg_truncation_collisions
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.tables.typemap import (
@@ -35,7 +35,7 @@ class LoadPlan:
     table: str
     columns: tuple[PgColumn, ...]
     primary_key: tuple[str, ...]
-    indexes: tuple[SourceIndex, ...]
+    indexes: tuple[CatalogIndex, ...]
     incremental_columns: tuple[str, ...]
     batch_size: int
     raw_schema: str = RAW_SCHEMA
@@ -64,7 +64,7 @@ class LoadPlan:
         raise KeyError(name)
 
 
-def plan_load(source: SourceTable, config: TableConfig, *, raw_schema: str = RAW_SCHEMA,
+def plan_load(source: CatalogTable, config: TableConfig, *, raw_schema: str = RAW_SCHEMA,
                stage_schema: str = STAGE_SCHEMA, state_schema: str = STATE_SCHEMA) -> LoadPlan:
     """Map every column (typemap) and check tables.yml against the live table."""
     table = source.name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clinicflow.connectors.mysql.columns import checksum_table
+from clinicflow.connectors.mysql.checksums import checksum_table
 from clinicflow.core.dbapi import Connection, Cursor, PgConnection
 from clinicflow.core.sql import quote_qualified
 from clinicflow.opendental.metrics import TableMode

@@ -113,7 +113,7 @@ def full_load_chunks(mysql_conn: Connection, plan: load_plan.LoadPlan) -> list[C
     memory-bounded too: rows are streamed, never collected.
     """
     if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer \
-            and clustered_by_key(catalog.source_engine(mysql_conn, plan.table)):
+            and clustered_by_key(catalog.read_table(mysql_conn, plan.table, where="replication").engine):
         key = plan.primary_key[0]
         boundaries = walk_boundaries(mysql_conn, quote_ident(plan.table, "mysql"), key, plan.batch_size, "mysql")
         chunks = []
@@ -175,7 +175,7 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
     mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
-        source = catalog.describe_source(mysql_conn, table)
+        source = catalog.read_table(mysql_conn, table, where="replication")
         plan = load_plan.plan_load(source, config, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
                                  state_schema=options.state_schema)
         sweep = sweep_for(config, full_sweep=options.full_sweep)

@@ -68,6 +68,11 @@
   async function show(host, resultId, api, options) {
     options = options || {};
     host.innerHTML = "";
+    // A chart shown earlier in this host may still be loading: its answer must not land on this one.
+    const owner = {};
+    host._chartOwner = owner;
+    delete host.dataset.drawn; delete host.dataset.view;
+    host.dataset.result = resultId;
     const state = {resultId, x: options.x || null, seq: 0, full: null, wanted: null, hasPeaks: false};
     const query = (min, max) => "/api/etl/results/" + resultId + "/series?points=" + pointsFor(host) +
       (state.x ? "&x=" + encodeURIComponent(state.x) : "") +
@@ -84,7 +89,7 @@
       const seq = ++state.seq;
       host.dataset.loading = "1";
       const body = await api(query(min, max));
-      if (seq !== state.seq) return;
+      if (seq !== state.seq || host._chartOwner !== owner) return;
       state.body = body;
       if (!state.u) {
         state.hasPeaks = body.peaks_total > 0;

@@ -13,9 +13,10 @@ from pydantic import SecretStr
 
 from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql import client
-from clinicflow.connectors.mysql.columns import source_columns
+from clinicflow.connectors.mysql.catalog import read_table
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.core.retry import TransientError, is_transient
+from clinicflow.opendental.replication.replica_columns import replica_columns
 from clinicflow.opendental.replication.replica_encoding import encoded_select_sql, stream_to_file
 
 pytestmark = pytest.mark.skipif(client.client_binary() is None, reason="mariadb client not installed")
@@ -47,7 +48,7 @@ def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
 
 def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> None:
     conn = raw_connection(db_with_user)
-    sql = encoded_select_sql("t", source_columns(conn, "t")) + " ORDER BY id"
+    sql = encoded_select_sql("t", replica_columns(read_table(conn, "t"))) + " ORDER BY id"
     conn.close()
     with tempfile.NamedTemporaryFile() as f:
         client.export_query(db_with_user, sql, f)

@@ -9,6 +9,7 @@ An in-pod night over the same generated OpenDental source, into its own
 replica and analytics database, is the reference the fanned-out one must equal
 row by row.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,8 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
+from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK
+from clinicflow.opendental.fanout import plan_table_partitions
 from clinicflow.opendental.tables.config import load_tables_config
 from clinicflow.scaleout import fanout
 from clinicflow_dev import generator
@@ -65,17 +68,34 @@ class Workers:
     def start(self) -> subprocess.Popen:
         self.count += 1
         log = (self.stack.home / f"worker-{self.count}.log").open("wb")
-        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
-                                   "--limit", "1", "--name", f"pod-{self.count}"],
-                                  env=self.stack.env({"PREFECT_WORKER_QUERY_SECONDS": "1"}), cwd=REPO, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [
+                str(BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--type",
+                "process",
+                "--limit",
+                "1",
+                "--name",
+                f"pod-{self.count}",
+            ],
+            env=self.stack.env({"PREFECT_WORKER_QUERY_SECONDS": "1"}),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.stack.started.append(worker)
         self.running.append(worker)
         return worker
 
     def logs(self) -> str:
-        return "\n".join((self.stack.home / f"worker-{i}.log").read_text(errors="replace")[-3000:]
-                         for i in range(1, self.count + 1))
+        return "\n".join(
+            (self.stack.home / f"worker-{i}.log").read_text(errors="replace")[-3000:] for i in range(1, self.count + 1)
+        )
 
 
 def create_databases(prefixes: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -135,12 +155,27 @@ def fan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         counts = generator.seed(servers["fo_src"], scale=0.01)
         tmp = tmp_path_factory.mktemp("fanout-files")
         tables_file = seeded_tables_file(counts, tmp / "tables.yml")
-        fanned_env = {**block_env("opendental-source", servers["fo_src"]),
-                      **block_env("opendental-replication", servers["fo_rep_fan"]),
-                      **block_env("analytics-postgres", servers["fo_fan_pg"])}
+        fanned_env = {
+            **block_env("opendental-source", servers["fo_src"]),
+            **block_env("opendental-replication", servers["fo_rep_fan"]),
+            **block_env("analytics-postgres", servers["fo_fan_pg"]),
+        }
         stack.create_process_pool(POOL)
-        done = stack.run(["clinicflow", "blocks", "setup", "--from-env", "--only", "opendental-source",
-                          "--only", "opendental-replication", "--only", "analytics-postgres"], fanned_env)
+        done = stack.run(
+            [
+                "clinicflow",
+                "blocks",
+                "setup",
+                "--from-env",
+                "--only",
+                "opendental-source",
+                "--only",
+                "opendental-replication",
+                "--only",
+                "analytics-postgres",
+            ],
+            fanned_env,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         done = stack.run(["clinicflow", "fanout", "setup", "--slots", str(WORKERS)])
         assert done.returncode == 0, done.stdout + done.stderr
@@ -148,40 +183,63 @@ def fan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with temporary_settings({PREFECT_API_URL: stack.api_url}):
             assert ensure_concurrency_limit("clinicflow-fanout", WORKERS) == "unchanged"
         copy = process_pool_copy_of_prefect_yaml(tmp / "prefect.yaml", POOL)
-        done = stack.run(["prefect", "--no-prompt", "deploy", "--name", "nightly-tables", "--prefect-file", str(copy)],
-                         {"CLINICFLOW_IMAGE": TEST_IMAGE})
+        done = stack.run(
+            ["prefect", "--no-prompt", "deploy", "--name", "nightly-tables", "--prefect-file", str(copy)],
+            {"CLINICFLOW_IMAGE": TEST_IMAGE},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         workers = Workers(stack)
         for _ in range(WORKERS):
             workers.start()
         # The reference: the in-pod night (credentials from the environment, its own targets).
-        in_pod_env = {"CLINICFLOW_CREDENTIALS": "env", **block_env("opendental-source", servers["fo_src"]),
-                      **block_env("opendental-replication", servers["fo_rep_inpod"]),
-                      **block_env("analytics-postgres", servers["fo_inpod_pg"])}
+        in_pod_env = {
+            "CLINICFLOW_CREDENTIALS": "env",
+            **block_env("opendental-source", servers["fo_src"]),
+            **block_env("opendental-replication", servers["fo_rep_inpod"]),
+            **block_env("analytics-postgres", servers["fo_inpod_pg"]),
+        }
         code, log = run_parent(stack, {"tables_file": str(tables_file)}, in_pod_env)
         assert code == 0, log
-        yield {"stack": stack, "servers": servers, "counts": counts, "tables_file": tables_file, "tmp": tmp,
-               "workers": workers}
+        yield {
+            "stack": stack,
+            "servers": servers,
+            "counts": counts,
+            "tables_file": tables_file,
+            "tmp": tmp,
+            "workers": workers,
+        }
     finally:
         stack.close()
         drop_databases(created)
 
 
-def run_parent(stack: PrefectStack, parameters: dict[str, Any], extra_env: dict[str, str] | None = None,
-               ) -> tuple[int, str]:
+def run_parent(
+    stack: PrefectStack,
+    parameters: dict[str, Any],
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, str]:
     """A nightly_etl flow run in a subprocess against the stack's server; its exit code and output."""
     process = start_parent(stack, parameters, extra_env)
     out, _ = process.communicate(timeout=420)
     return process.returncode, out
 
 
-def start_parent(stack: PrefectStack, parameters: dict[str, Any],
-                 extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_parent(
+    stack: PrefectStack, parameters: dict[str, Any], extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     script = "import json, sys\nfrom flows.nightly import nightly_etl\nnightly_etl(**json.loads(sys.argv[1]))"
-    env = stack.env({"CLINICFLOW_CREDENTIALS": "blocks", "CLINICFLOW_SMALL_GROUP_SIZE": str(GROUP_SIZE),
-                     **(extra_env or {})})
-    return subprocess.Popen([str(BIN / "python"), "-c", script, json.dumps(parameters)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = stack.env(
+        {"CLINICFLOW_CREDENTIALS": "blocks", "CLINICFLOW_SMALL_GROUP_SIZE": str(GROUP_SIZE), **(extra_env or {})}
+    )
+    return subprocess.Popen(
+        [str(BIN / "python"), "-c", script, json.dumps(parameters)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def children(stack: PrefectStack, run_key: str) -> list[fanout.ChildRun]:
@@ -195,8 +253,7 @@ def children(stack: PrefectStack, run_key: str) -> list[fanout.ChildRun]:
 
 def raw_fingerprints(pg: PostgresServer, tables: list[str]) -> dict[str, tuple[int, str]]:
     """Per raw table: row count and the md5 of every row's text, rows in order (row-by-row equality)."""
-    sql = ("SELECT count(*), md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) "
-           'FROM raw."{}" r')
+    sql = "SELECT count(*), md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM raw.\"{}\" r"
     return {t: tuple(pg_query(pg, sql.format(t))[0]) for t in tables}
 
 
@@ -208,26 +265,32 @@ def assert_equal_to_in_pod(fan: dict[str, Any]) -> None:
 
 
 def test_fanned_out_night_equals_the_in_pod_night_row_by_row(fan: dict[str, Any]) -> None:
-    code, log = run_parent(fan["stack"], {"mode": "fanout", "run_key": "night-1",
-                                          "tables_file": str(fan["tables_file"]), "fanout_width": WORKERS})
+    code, log = run_parent(
+        fan["stack"],
+        {"mode": "fanout", "run_key": "night-1", "tables_file": str(fan["tables_file"]), "fanout_width": WORKERS},
+    )
     assert code == 0, log + fan["workers"].logs()
     assert_equal_to_in_pod(fan)
     runs = children(fan["stack"], "night-1")
-    plan = fanout.plan_table_partitions(load_tables_config(fan["tables_file"]), sorted(fan["counts"]),
-                                        small_rows=1000, group_size=GROUP_SIZE)
+    plan = plan_table_partitions(
+        load_tables_config(fan["tables_file"]), sorted(fan["counts"]), small_rows=1000, group_size=GROUP_SIZE
+    )
     names = sorted(p.name for tier in plan for p in tier)
     assert sorted(r.partition for r in runs) == names, "one child run per partition, none twice"
     assert {r.state_type for r in runs} == {"COMPLETED"}
     assert {"t1-patient", "t1-procedurelog", "t1-small-appointment"} <= set(names)
     assert len(plan) == 2
     # The parent's run row in PostgreSQL aggregates every child's tables.
-    (row,) = pg_query(fan["servers"]["fo_fan_pg"], "SELECT status, tables_total, tables_failed, rows_loaded "
-                                                    "FROM clinicflow.etl_runs WHERE run_id = 'night-1'")
+    (row,) = pg_query(
+        fan["servers"]["fo_fan_pg"],
+        "SELECT status, tables_total, tables_failed, rows_loaded FROM clinicflow.etl_runs WHERE run_id = 'night-1'",
+    )
     assert row[:3] == ("ok", len(fan["counts"]), 0)
     assert row[3] == sum(fan["counts"].values())
     # A rerun of a completed night starts nothing: every partition is kept.
-    code, log = run_parent(fan["stack"], {"mode": "fanout", "run_key": "night-1",
-                                          "tables_file": str(fan["tables_file"])})
+    code, log = run_parent(
+        fan["stack"], {"mode": "fanout", "run_key": "night-1", "tables_file": str(fan["tables_file"])}
+    )
     assert code == 0, log
     assert len(children(fan["stack"], "night-1")) == len(runs)
     # Kept partitions, or (the catalog saying no table changed since the good night) no table visited at all.
@@ -239,7 +302,9 @@ def test_idempotency_key_prevents_a_double_start(fan: dict[str, Any]) -> None:
 
     from flows.nightly_fanout import CHILD_DEPLOYMENT, start_child
 
-    parameters = {"tables": ["clinic"], "run_id": "night-1", "tables_file": str(fan["tables_file"])}
+    options = {"tables": ["clinic"], "tables_file": str(fan["tables_file"]), "source_block": SOURCE_BLOCK,
+               "replica_block": REPLICATION_BLOCK, "analytics_block": ANALYTICS_BLOCK}
+    parameters = {"options": options, "run_id": "night-1"}
     with temporary_settings({PREFECT_API_URL: fan["stack"].api_url}):
         first = start_child(CHILD_DEPLOYMENT, "idem-1", "t3-clinic", 0, parameters)
         second = start_child(CHILD_DEPLOYMENT, "idem-1", "t3-clinic", 0, parameters)
@@ -274,8 +339,14 @@ def test_sigkill_of_a_worker_mid_run_then_a_rerun_loses_and_duplicates_nothing(f
 
     stack, workers = fan["stack"], fan["workers"]
     # Tier 1 in full again: three children at once, one per worker.
-    params = {"mode": "fanout", "run_key": "night-2", "full_refresh": True, "tables_file": str(fan["tables_file"]),
-              "tables": ["appointment", "patient", "procedurelog"], "fanout_width": WORKERS}
+    params = {
+        "mode": "fanout",
+        "run_key": "night-2",
+        "full_refresh": True,
+        "tables_file": str(fan["tables_file"]),
+        "tables": ["appointment", "patient", "procedurelog"],
+        "fanout_width": WORKERS,
+    }
     parent = start_parent(stack, params)
     victim = None
     deadline = time.monotonic() + 240
@@ -318,16 +389,27 @@ def test_a_failing_partition_fails_the_parent_by_name_and_the_others_finish(fan:
     counts = fan["counts"]
     broken = {"no_such_table": {"primary_key": ["Id"], "tier": 3, "estimated_rows": 5000}}
     tables_file = seeded_tables_file(counts, fan["tmp"] / "tables-broken.yml", broken)
-    code, log = run_parent(fan["stack"], {"mode": "fanout", "run_key": "night-3", "tables_file": str(tables_file),
-                                          "tables": ["clinic", "no_such_table"]})
+    code, log = run_parent(
+        fan["stack"],
+        {
+            "mode": "fanout",
+            "run_key": "night-3",
+            "tables_file": str(tables_file),
+            "tables": ["clinic", "no_such_table"],
+        },
+    )
     assert code != 0, log
     assert "t3-no_such_table" in log, log
     states = {r.partition: r.state_type for r in children(fan["stack"], "night-3")}
     # clinic runs as its own child, unless the catalog says it is unchanged since its last good night (not visited).
     assert states.pop("t3-no_such_table") == "FAILED", states
     assert states in ({"t3-small-clinic": "COMPLETED"}, {}), states
-    statuses = dict(pg_query(fan["servers"]["fo_fan_pg"], "SELECT table_name, status FROM clinicflow.etl_table_metrics "
-                                                          "WHERE run_id = 'night-3'"))
+    statuses = dict(
+        pg_query(
+            fan["servers"]["fo_fan_pg"],
+            "SELECT table_name, status FROM clinicflow.etl_table_metrics WHERE run_id = 'night-3'",
+        )
+    )
     assert statuses["no_such_table"] == "failed"
     assert statuses["clinic"] in ("ok", "unchanged")
     (row,) = pg_query(fan["servers"]["fo_fan_pg"], "SELECT status FROM clinicflow.etl_runs WHERE run_id = 'night-3'")

@@ -1,4 +1,5 @@
 """DICOM fan-out: key ranges of whole files, and two range children running at once equal one in-pod run."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,10 +7,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from clinicflow.dicom.partitions import plan_key_ranges
 from clinicflow.dicom.reports import ReportsSource
 from clinicflow.dicom.state import csv_text_rows
 from clinicflow.scaleout import fanout
-from clinicflow.scaleout.dicom_partitions import plan_key_ranges
 from tests.integration.dicom.conftest import create_reports_table, sample_file
 
 GOOD = ["CT_small.dcm", "MR_small.dcm", "SC_rgb_rle.dcm", "emri_small.dcm", "JPEG2000.dcm", "US1_J2KR.dcm"]
@@ -67,22 +68,32 @@ def _upload_counts(server, schema: str) -> list[int]:
         conn.close()
 
 
-def test_two_ranges_at_once_equal_one_in_pod_run(prefect_server, reports_db, file_server, bad_files, monkeypatch,
-                                                 tmp_path) -> None:
+def test_two_ranges_at_once_equal_one_in_pod_run(
+    prefect_server, reports_db, file_server, bad_files, monkeypatch, tmp_path
+) -> None:
     import flows.dicom_reports as dicom_flow
     from flows.dicom_reports import dicom_reports_range, extract_dicom_reports
 
     rows = []
     for i, name in enumerate(GOOD):
         shutil.copyfile(sample_file(name), file_server.root / name)
-        rows += [(f"1.{i % 2}", "1.1", f"1.1.{i}", name, f"finding {i}"), (f"1.{i % 2}", "1.1", f"1.1.{i}", name,
-                                                                            f"addendum {i}")]
+        rows += [
+            (f"1.{i % 2}", "1.1", f"1.1.{i}", name, f"finding {i}"),
+            (f"1.{i % 2}", "1.1", f"1.1.{i}", name, f"addendum {i}"),
+        ]
     shutil.copyfile(bad_files["empty.dcm"], file_server.root / "empty.dcm")
     rows.append(("1.0", "1.1", "1.1.9", "empty.dcm", "bad file"))
     create_reports_table(reports_db, rows)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
-    common = {"query": "reports", "base_location": file_server.base_url, "failure_threshold": 1, "page_size": 2,
-              "batch_size": 1, "max_concurrency": 2, **FAST}
+    common = {
+        "query": "reports",
+        "base_location": file_server.base_url,
+        "failure_threshold": 1,
+        "page_size": 2,
+        "batch_size": 1,
+        "max_concurrency": 2,
+        **FAST,
+    }
 
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PATH", str(tmp_path / "in-pod"))
     in_pod = extract_dicom_reports(state_schema="cf_dicom_in_pod", return_state=True, **common)
@@ -98,16 +109,18 @@ def test_two_ranges_at_once_equal_one_in_pod_run(prefect_server, reports_db, fil
         def child(name: str):
             together.wait(timeout=120)
             state = dicom_reports_range(**partitions[name], return_state=True)
-            return fanout.ChildRun(name, 0, str(state.state_details.flow_run_id), state.type.value, state.name,
-                                   state.message or "")
+            return fanout.ChildRun(
+                name, 0, str(state.state_details.flow_run_id), state.type.value, state.name, state.message or ""
+            )
 
         with ThreadPoolExecutor(len(partitions)) as pool:
             return {c.partition: c for c in pool.map(child, list(partitions))}
 
     monkeypatch.setattr(dicom_flow, "run_partitions", children_in_threads)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PATH", str(tmp_path / "fanout"))
-    fanned = extract_dicom_reports(state_schema="cf_dicom_fanout", mode="fanout", partitions=2, return_state=True,
-                                   **common)
+    fanned = extract_dicom_reports(
+        state_schema="cf_dicom_fanout", mode="fanout", partitions=2, return_state=True, **common
+    )
     assert fanned.is_completed(), fanned.message
 
     assert len(started) == 1

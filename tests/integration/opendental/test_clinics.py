@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.connectors.mysql import catalog, checksums, sessions
 from clinicflow.core.sql import quote_qualified
 from clinicflow.opendental import metrics
 from clinicflow.opendental.tables.config import load_tables_config
@@ -66,8 +66,8 @@ def _raw_checks(clinic: Clinic) -> dict[str, str]:
     pg = clinic.pg.connect()
     try:
         for table in clinic.counts:
-            found[table] = columns.table_checksum(clinic.replica, table)
-            plan = load_plan.plan_load(catalog.describe_source(my, table), config.effective(table))
+            found[table] = checksums.table_checksum(clinic.replica, table)
+            plan = load_plan.plan_load(catalog.read_table(my, table), config.effective(table))
             result = verify.verify_table(my, pg, plan, bucket_rows=500)
             assert result.ok, f"{clinic.name} {table}: {result.summary()}"
     finally:
@@ -108,7 +108,7 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
             assert raw == count, (clinic.name, table)
         sums[clinic.name] = _raw_checks(clinic)
         for table, checksum in sums[clinic.name].items():
-            assert checksum == columns.table_checksum(clinic.source, table), (clinic.name, table)
+            assert checksum == checksums.table_checksum(clinic.source, table), (clinic.name, table)
         conn = clinic.pg.connect()
         try:
             runs_recorded = metrics.last_runs(conn, 5)
@@ -120,7 +120,7 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
 
     # Different seeds and sizes: tables that differ between the sources differ between the clinics' targets too.
     differing = [t for t in TABLES
-                 if columns.table_checksum(clinic_a.source, t) != columns.table_checksum(clinic_b.source, t)]
+                 if checksums.table_checksum(clinic_a.source, t) != checksums.table_checksum(clinic_b.source, t)]
     assert {"patient", "appointment", "procedurelog"} <= set(differing)
     for table in differing:
         assert sums["clinic-a"][table] != sums["clinic-b"][table], table

@@ -146,7 +146,7 @@ def start_service(home: Path, database: PostgresServer, *, worker_limit: int = 2
                                        stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
         service.started.append(service.api)
         service.url = f"http://127.0.0.1:{port}"
-        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=300)
+        wait_healthy(f"{service.url}/health", service.api, home / "api.log", timeout=300, ready=True)
         if task_workers:
             service.start_task_worker(task_workers, task_worker_limit)
         return service

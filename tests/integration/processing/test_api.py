@@ -102,6 +102,9 @@ def test_health_is_open_and_everything_else_needs_the_token(service: Service) ->
         health = client.get("/health")
         assert health.status_code == 200
         assert health.json()["database"] == "ok"
+        # The fixture waited for "ok": the dispatcher is connected and warm, so a job starts at once.
+        assert health.json()["status"] == "ok"
+        assert health.json()["dispatcher"] == "ready"
         for method, path in (("GET", "/api/etl/results"), ("GET", "/api/etl/results/1"),
                              ("POST", "/api/etl/process"), ("DELETE", "/api/etl/results/1"),
                              ("GET", "/api/etl/results/1/export"), ("POST", "/api/etl/files")):

@@ -67,6 +67,8 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                                                                       timeout=30_000)
                 chart = page.locator("#chart")
                 expect(chart).to_be_visible()
+                # The chart of this result, not the one drawn before it in the same place.
+                expect(chart).to_have_attribute("data-result", result_id, timeout=30_000)
                 expect(chart).to_have_attribute("data-drawn", re.compile(r"\d+ series"), timeout=60_000)
                 drawn = chart.get_attribute("data-drawn") or ""
                 if kind == "rolling_mean":

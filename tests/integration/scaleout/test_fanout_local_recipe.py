@@ -88,7 +88,8 @@ def children_of(schema: str) -> list[Any]:
     async def read() -> list[Any]:
         async with get_client() as client:
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[FANOUT_TAG])))
-        return [r for r in runs if r.parameters.get("ingest_schema") == schema]
+        # A child gets the run's options whole (clinicflow.ingest.options.IngestRunOptions).
+        return [r for r in runs if (r.parameters.get("options") or {}).get("ingest_schema") == schema]
 
     return asyncio.run(read())
 

@@ -40,7 +40,7 @@ def test_prefect_flow_runs_each_leaf_as_a_task_and_fails_when_a_step_fails(prefe
     state = compile_flow(spec)(return_state=True)
     assert state.is_failed()
     with pytest.raises(PipelineFailed,
-                       match=r"1 step\(s\) failed \(breaks: ToolkitError: the source is gone\), 1 skipped"):
+                       match=r"1 of 4 steps failed: breaks: ToolkitError: the source is gone; 1 skipped"):
         state.result()
     runs = task_runs_of(state.state_details.flow_run_id)
     assert runs == {"left": "COMPLETED", "right": "COMPLETED", "breaks": "FAILED"}

@@ -85,6 +85,13 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
     flow_id = found[a].flow_id
     client_call(lambda c: c.create_deployment(flow_id=flow_id, name="hand-made", work_pool_name=work_pool,
                                               entrypoint="flows/pipeline.py:run_pipeline", tags=["clinicflow"]))
+    # A managed pipeline of another pool (another folder synced elsewhere): not this prune's to delete.
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    other_pool, other = unique_name("pool").replace("_", "-"), unique_name("other").replace("_", "-")
+    client_call(lambda c: c.create_work_pool(WorkPoolCreate(name=other_pool, type="process")))
+    client_call(lambda c: c.create_deployment(flow_id=flow_id, name=other, work_pool_name=other_pool,
+                                              entrypoint="flows/pipeline.py:run_pipeline", tags=[MANAGED_TAG]))
 
     write_pipeline(tmp_path, a, cron="30 4 * * 1")  # changed schedule
     (tmp_path / f"{b.replace('-', '_')}_pipeline.py").unlink()  # removed from code
@@ -96,6 +103,7 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
     assert set(found) == {a, "hand-made"}
     (schedule,) = found[a].schedules
     assert schedule.schedule.cron == "30 4 * * 1"
+    assert set(deployments(other_pool)) == {other}
 
 
 def test_sync_deploys_the_rest_when_a_module_is_broken_and_nothing_when_the_pool_is_missing(

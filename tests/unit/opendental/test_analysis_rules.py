@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn, CatalogTable
 from clinicflow.opendental.tables import (
     analysis_rules,
     choices,
@@ -20,14 +21,15 @@ from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig,
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
-def col(name: str, column_type: str, *, nullable: bool = False, extra: str = "") -> source_schema.ColumnInfo:
-    return source_schema.ColumnInfo(name, column_type.split("(")[0].split(" ")[0], column_type, nullable, extra)
+def col(name: str, column_type: str, *, nullable: bool = False, extra: str = "") -> CatalogColumn:
+    return CatalogColumn(name, column_type.split("(")[0].split(" ")[0], column_type, nullable, extra=extra)
 
 
-def table(name: str = "t", columns: tuple[source_schema.ColumnInfo, ...] = (), primary_key: tuple[str, ...] = ("TNum",),
-          rows: int = 0, data_length: int = 0, avg_row_length: int = 0) -> source_schema.TableInfo:
+def table(name: str = "t", columns: tuple[CatalogColumn, ...] = (), primary_key: tuple[str, ...] = ("TNum",),
+          rows: int = 0, data_length: int = 0, avg_row_length: int = 0) -> CatalogTable:
     columns = columns or (col("TNum", "bigint(20)", extra="auto_increment"),)
-    return source_schema.TableInfo(name, "MyISAM", rows, data_length, avg_row_length, columns, primary_key, frozenset())
+    return CatalogTable(name, columns, primary_key, engine="MyISAM", table_rows=rows, data_length=data_length,
+                        avg_row_length=avg_row_length)
 
 
 def test_candidates_prefer_edit_columns_then_on_update_then_entry_columns() -> None:

@@ -1,7 +1,8 @@
 """A source column changed in place (wider type, other charset) reaches the replica intact."""
 from __future__ import annotations
 
-from clinicflow.connectors.mysql.columns import Column, column_changes
+from clinicflow.connectors.mysql.catalog import CatalogColumn
+from clinicflow.opendental.replication.replica_columns import column_changes
 from clinicflow.opendental.tables.config import TableConfig
 
 PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
@@ -9,8 +10,8 @@ PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
 
 
 def _col(name: str, column_type: str = "varchar(10)", nullable: bool = False,
-         collation: str = "utf8mb3_general_ci") -> Column:
-    return Column(name, column_type.split("(")[0], column_type, nullable, collation)
+         collation: str = "utf8mb3_general_ci") -> CatalogColumn:
+    return CatalogColumn(name, column_type.split("(")[0], column_type, nullable, collation=collation)
 
 
 def test_column_changes_names_each_difference() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clinicflow.opendental.tables.typemap import Kind, SourceColumn, UnsupportedTypeError, map_column, normalize_pg_type
+from clinicflow.connectors.mysql.catalog import CatalogColumn
+from clinicflow.opendental.tables.typemap import Kind, UnsupportedTypeError, map_column, normalize_pg_type
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "loading.md"
 _TYPE = re.compile(r"^([a-z0-9 ]+?)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
@@ -24,7 +25,7 @@ def _rows() -> list[tuple[str, str]]:
     return rows
 
 
-def _column(spelling: str) -> SourceColumn:
+def _column(spelling: str) -> CatalogColumn:
     match = _TYPE.match(spelling)
     assert match, spelling
     base, first, second, _unsigned = match.groups()
@@ -35,7 +36,7 @@ def _column(spelling: str) -> SourceColumn:
         kwargs = {"numeric_precision": precision, "numeric_scale": scale}
     elif base in ("datetime", "timestamp", "time"):
         kwargs = {"datetime_precision": precision}
-    return SourceColumn("c", base.strip(), spelling, **kwargs)
+    return CatalogColumn("c", base.strip(), spelling, **kwargs)
 
 
 def _ticks(cell: str) -> list[str]:

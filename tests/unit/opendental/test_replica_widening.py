@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.connectors.mysql.columns import Column
+from clinicflow.connectors.mysql.catalog import CatalogColumn
 from clinicflow.opendental.replication.copy_plan import _column_definitions, is_widening
 
 
-def c(data_type: str, column_type: str, collation: str = "", nullable: bool = True) -> Column:
-    return Column("x", data_type, column_type, nullable, collation)
+def c(data_type: str, column_type: str, collation: str = "", nullable: bool = True) -> CatalogColumn:
+    return CatalogColumn("x", data_type, column_type, nullable, collation=collation)
 
 
 @pytest.mark.parametrize(("old", "new", "ok"), [
@@ -25,7 +25,7 @@ def c(data_type: str, column_type: str, collation: str = "", nullable: bool = Tr
     (c("int", "int(11)"), c("bigint", "bigint(20)", nullable=False), False),
     (c("int", "int(11)"), c("varchar", "varchar(20)", "utf8mb4_general_ci"), False),
 ])
-def test_widenings(old: Column, new: Column, ok: bool) -> None:
+def test_widenings(old: CatalogColumn, new: CatalogColumn, ok: bool) -> None:
     assert is_widening(old, new) is ok
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn
 from clinicflow.opendental.tables.typemap import (
     Kind,
-    SourceColumn,
     UnsupportedTypeError,
     carry_problem,
     is_compatible_change,
@@ -13,8 +13,8 @@ from clinicflow.opendental.tables.typemap import (
 )
 
 
-def col(data_type: str, column_type: str | None = None, **kw) -> SourceColumn:
-    return SourceColumn("c", data_type, column_type or data_type, **kw)
+def col(data_type: str, column_type: str | None = None, **kw) -> CatalogColumn:
+    return CatalogColumn("c", data_type, column_type or data_type, **kw)
 
 
 def test_tinyint1_is_boolean_only_when_listed() -> None:
@@ -50,8 +50,8 @@ def test_spatial_travels_as_wkb_and_timestamp_as_an_instant() -> None:
 def test_a_column_name_postgres_would_cut_fails_naming_it() -> None:
     name = "Über" + "x" * 60  # 65 bytes in UTF-8
     with pytest.raises(UnsupportedTypeError, match=r"'Überx+' has a name of 65 bytes"):
-        map_column(SourceColumn(name, "int", "int(11)"))
-    assert map_column(SourceColumn("x" * 63, "int", "int(11)")).name == "x" * 63
+        map_column(CatalogColumn(name, "int", "int(11)"))
+    assert map_column(CatalogColumn("x" * 63, "int", "int(11)")).name == "x" * 63
 
 
 @pytest.mark.parametrize(("old", "new", "ok"), [

@@ -1,4 +1,5 @@
 """The configuration contract: one `{param}` rule in every string field, checked at load, documented from the models."""
+
 from __future__ import annotations
 
 import typing
@@ -12,22 +13,29 @@ from typer.testing import CliRunner
 from clinicflow.cli import app
 from clinicflow.toolkit.base import RunContext
 from clinicflow.toolkit.compose import etl, run_leaf_plain
-from clinicflow.toolkit.configs import config_placeholders, fill, resolved
 from clinicflow.toolkit.discovery import discover
 from clinicflow.toolkit.reference import BEGIN, END, SECTIONS, reference, takes_parameters
 from clinicflow.toolkit.spec import PipelineSpec, unused_parameters
+from clinicflow.toolkit.templates import config_placeholders, fill, resolved
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "pipelines.md"
 
 # A valid instance of each config, so one field at a time can hold a placeholder.
 BASE: dict[str, dict[str, Any]] = {
-    "HttpExtractorConfig": {"url": "http://x"}, "FileExtractorConfig": {"path": "a.csv"},
+    "HttpExtractorConfig": {"url": "http://x"},
+    "FileExtractorConfig": {"path": "a.csv"},
     "SqlExtractorConfig": {"dialect": "postgres", "connection": "c", "query": "SELECT 1"},
-    "ClickHouseExtractorConfig": {"query": "SELECT 1"}, "TypeConversionConfig": {"mapping": {"a": "int"}},
-    "ColumnsConfig": {}, "LambdaConfig": {"function": "json:dumps"},
-    "PostgresLoaderConfig": {"connection": "c", "table": "t"}, "ClickHouseLoaderConfig": {"table": "t"},
-    "FileLoaderConfig": {"path": "out.csv"}, "ConsoleLoaderConfig": {}, "DeadLetterConfig": {},
-    "BucketRef": {"kind": "local", "block": "b"}, "ClickHouseConnection": {"url": "chdb:///tmp/x"},
+    "ClickHouseExtractorConfig": {"query": "SELECT 1"},
+    "TypeConversionConfig": {"mapping": {"a": "int"}},
+    "ColumnsConfig": {},
+    "LambdaConfig": {"function": "json:dumps"},
+    "PostgresLoaderConfig": {"connection": "c", "table": "t"},
+    "ClickHouseLoaderConfig": {"table": "t"},
+    "FileLoaderConfig": {"path": "out.csv"},
+    "ConsoleLoaderConfig": {},
+    "DeadLetterConfig": {},
+    "BucketRef": {"kind": "local", "block": "b"},
+    "ClickHouseConnection": {"url": "chdb:///tmp/x"},
 }
 
 
@@ -46,8 +54,12 @@ def templated(annotation: Any) -> Any:
 
 
 def string_fields() -> list[tuple[str, str]]:
-    return [(model.__name__, name) for _, model in SECTIONS for name, field in model.model_fields.items()
-            if takes_parameters(field.annotation) and model.__name__ in BASE]
+    return [
+        (model.__name__, name)
+        for _, model in SECTIONS
+        for name, field in model.model_fields.items()
+        if takes_parameters(field.annotation) and model.__name__ in BASE
+    ]
 
 
 @pytest.mark.parametrize(("model_name", "field_name"), string_fields())
@@ -64,8 +76,10 @@ def test_every_string_field_takes_a_parameter(model_name: str, field_name: str) 
 
 
 def test_the_rule_braces_environment_and_clickhouse_parameters() -> None:
-    assert fill("s3://{bucket}/{{literal}}/${TOKEN}/{id:UInt32}/{\"a\": 1}", {"bucket": "b"}, "x") == \
-        's3://b/{literal}/${TOKEN}/{id:UInt32}/{"a": 1}'
+    assert (
+        fill('s3://{bucket}/{{literal}}/${TOKEN}/{id:UInt32}/{"a": 1}', {"bucket": "b"}, "x")
+        == 's3://b/{literal}/${TOKEN}/{id:UInt32}/{"a": 1}'
+    )
     from clinicflow.toolkit.base import ToolkitError
 
     with pytest.raises(ToolkitError, match="names parameter 'nope'"):
@@ -75,19 +89,29 @@ def test_the_rule_braces_environment_and_clickhouse_parameters() -> None:
 def test_nested_configs_are_filled() -> None:
     from clinicflow.toolkit.configs import HttpExtractorConfig, TypeConversionConfig
 
-    http = HttpExtractorConfig.model_validate({"url": "{base}/items", "pagination": {"style": "page",
-                                                                                     "page_param": "{pp}"}})
+    http = HttpExtractorConfig.model_validate(
+        {"url": "{base}/items", "pagination": {"style": "page", "page_param": "{pp}"}}
+    )
     assert resolved(http, {"base": "http://h", "pp": "pg"}).pagination.page_param == "pg"
-    types = TypeConversionConfig.model_validate({"mapping": {"a": "int"}, "strict": False,
-                                                 "dead_letters": {"path": "{root}/dl"}})
+    types = TypeConversionConfig.model_validate(
+        {"mapping": {"a": "int"}, "strict": False, "dead_letters": {"path": "{root}/dl"}}
+    )
     assert resolved(types, {"root": "/r"}).dead_letters.path == "/r/dl"
 
 
 def test_file_extract_and_load_paths_both_take_parameters(tmp_path: Path) -> None:
     (tmp_path / "in-north.csv").write_text("id,name\n1,a\n2,b\n")
-    spec = PipelineSpec(name="copy", parameters={"src": str(tmp_path / "in-{{x}}"), "clinic": "north"}, steps=[
-        etl("copy", extract={"kind": "file", "path": str(tmp_path / "in-{clinic}.csv")},
-            load={"kind": "file", "path": str(tmp_path / "out-{clinic}.jsonl")})])
+    spec = PipelineSpec(
+        name="copy",
+        parameters={"src": str(tmp_path / "in-{{x}}"), "clinic": "north"},
+        steps=[
+            etl(
+                "copy",
+                extract={"kind": "file", "path": str(tmp_path / "in-{clinic}.csv")},
+                load={"kind": "file", "path": str(tmp_path / "out-{clinic}.jsonl")},
+            )
+        ],
+    )
     ctx = RunContext(pipeline="copy", parameters=dict(spec.parameters))
     outcome = run_leaf_plain(spec.steps.steps[0], ctx)
     assert outcome.status == "completed", outcome.error
@@ -101,12 +125,14 @@ def test_unknown_placeholder_fails_discovery_with_file_and_line(tmp_path: Path) 
         "from clinicflow.toolkit.spec import PipelineSpec\n"
         "\n"
         "pipeline = PipelineSpec(name='bad', parameters={'src': 'a.csv'}, steps=[\n"
-        "    etl('copy', extract={'kind': 'file', 'path': '{src}'}, load={'kind': 'file', 'path': '{dst}'})])\n")
+        "    etl('copy', extract={'kind': 'file', 'path': '{src}'}, load={'kind': 'file', 'path': '{dst}'})])\n"
+    )
     (tmp_path / "unused_pipeline.py").write_text(
         "from clinicflow.toolkit.compose import etl\n"
         "from clinicflow.toolkit.spec import PipelineSpec\n"
         "pipeline = PipelineSpec(name='unused', parameters={'src': 'a.csv', 'spare': 1}, steps=[\n"
-        "    etl('copy', extract={'kind': 'file', 'path': '{src}'}, load={'kind': 'console'})])\n")
+        "    etl('copy', extract={'kind': 'file', 'path': '{src}'}, load={'kind': 'console'})])\n"
+    )
     found = discover(tmp_path, entry_points=False)
     (error,) = found.errors
     assert error.origin.endswith("bad_pipeline.py")
@@ -119,7 +145,7 @@ def test_unknown_placeholder_fails_discovery_with_file_and_line(tmp_path: Path) 
 
 def test_docs_hold_the_generated_reference() -> None:
     text = DOCS.read_text()
-    documented = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
+    documented = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
     assert documented == reference().strip(), "docs/pipelines.md is stale: paste `clinicflow pipelines schema`"
     out = CliRunner().invoke(app, ["pipelines", "schema", "load.file"])
     assert out.exit_code == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.opendental.tables import schema_analysis, tables_yml
 from clinicflow_dev import generator
 

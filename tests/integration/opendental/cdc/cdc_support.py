@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.connectors.mysql.catalog import describe_source
+from clinicflow.connectors.mysql.catalog import read_table
 from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.tables.config import TablesConfig, load_tables_config
@@ -99,7 +99,7 @@ def assert_equal(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, con
         conn = raw_connection(replica, zone="server")
         pg_conn = pg.connect()
         try:
-            plan = plan_load(describe_source(conn, table), config.effective(table))
+            plan = plan_load(read_table(conn, table), config.effective(table))
             result = verify_table(conn, pg_conn, plan)
             with pg_conn.cursor() as cur:
                 cur.execute(f"SELECT count(*) FROM raw.{quote_ident(table, 'postgres')}")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.columns import column_changes, source_columns, table_checksum
+from clinicflow.connectors.mysql.catalog import read_table
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.opendental.replication.replica_columns import column_changes, replica_columns
 from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec
@@ -29,7 +31,8 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
     assert "Preferred collation" in second["note"]
     src_conn, dst_conn = raw_connection(source), raw_connection(replica)
     try:
-        assert column_changes(source_columns(src_conn, "patient"), source_columns(dst_conn, "patient")) == []
+        source_cols = replica_columns(read_table(src_conn, "patient"))
+        assert column_changes(source_cols, replica_columns(read_table(dst_conn, "patient"))) == []
         with dst_conn.cursor() as cur:
             cur.execute("SELECT Address, HEX(Preferred) FROM patient WHERE PatNum = 3")
             address, preferred = cur.fetchone()
@@ -56,7 +59,8 @@ def test_widened_columns_are_altered_in_place_and_copied_incrementally(source: M
     assert table_checksum(replica, "patient") == table_checksum(source, "patient")
     src_conn, dst_conn = raw_connection(source), raw_connection(replica)
     try:
-        assert column_changes(source_columns(src_conn, "patient"), source_columns(dst_conn, "patient")) == []
+        source_cols = replica_columns(read_table(src_conn, "patient"))
+        assert column_changes(source_cols, replica_columns(read_table(dst_conn, "patient"))) == []
     finally:
         src_conn.close()
         dst_conn.close()

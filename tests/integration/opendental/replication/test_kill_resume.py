@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.opendental.replication.copy_plan import STATE_TABLE
 from clinicflow_dev import generator

@@ -7,7 +7,7 @@ import pytest
 
 from blocks.databases import MySQLServer
 from clinicflow.connectors.mysql import client
-from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow_dev import generator
 from flows.replicate import TablesFailed, replicate_tables

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from blocks.databases import MySQLServer
-from clinicflow.connectors.mysql.columns import table_checksum
+from clinicflow.connectors.mysql.checksums import table_checksum
 from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec, mysql_query

@@ -184,7 +184,7 @@ def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: T
     """Assert raw.<table> equals the replica row by row under the mapping; return the row count."""
     conn = sessions.raw_connection(replica)
     try:
-        plan = load_plan.plan_load(catalog.describe_source(conn, table), config)
+        plan = load_plan.plan_load(catalog.read_table(conn, table), config)
         order = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)
         with conn.cursor() as cur:
             cur.execute(f"SELECT {', '.join(_source_select(c) for c in plan.columns)} FROM "

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.connectors.mysql import catalog, checksums, sessions
 from clinicflow.opendental import metrics
 from clinicflow.opendental.chunks import walk_boundaries
 from clinicflow.opendental.replication import replica_copy
@@ -64,11 +64,11 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
         # Boundaries are keys of the table, every batch_size-th one.
         assert [r.lower for r in plan.ranges[1:]] == values[BATCH::BATCH]
         replica_copy.replicate_table_once(source, replica, table, config, full_refresh=True)
-        assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
+        assert checksums.table_checksum(source, table) == checksums.table_checksum(replica, table)
         conn = sessions.raw_connection(replica)
         try:
             assert walk_boundaries(conn, f"`{table}`", "Id", BATCH, "mysql") == values[BATCH::BATCH]
-            plan_pg = load_plan.plan_load(catalog.describe_source(conn, table), config)
+            plan_pg = load_plan.plan_load(catalog.read_table(conn, table), config)
             assert len(load_steps.full_load_chunks(conn, plan_pg)) == bound
         finally:
             conn.close()

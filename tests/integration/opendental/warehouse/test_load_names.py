@@ -29,7 +29,7 @@ def test_json_columns_whose_names_need_quoting_are_still_json(dbs: tuple[MySQLSe
                """INSERT INTO docs VALUES (1, '{"x": 1}', '[1, 2]', '{"y": "z"}', 'not json')""")
     conn = sessions.raw_connection(replica)
     try:
-        source = catalog.describe_source(conn, "docs")
+        source = catalog.read_table(conn, "docs")
     finally:
         conn.close()
     assert {c.name: c.is_json for c in source.columns} == {"Id": False, "my doc": True, "a`b": True,

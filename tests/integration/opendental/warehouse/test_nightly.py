@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.connectors.mysql import catalog, checksums, sessions
 from clinicflow.core.sql import quote_qualified
 from clinicflow.opendental import metrics
 from clinicflow.opendental.warehouse import load_plan, verify
@@ -18,8 +18,8 @@ def _verify_all(env: EtlEnv) -> None:
     pg = env.pg.connect()
     try:
         for table in env.counts:
-            assert columns.table_checksum(env.replica, table) == columns.table_checksum(env.source, table), table
-            plan = load_plan.plan_load(catalog.describe_source(my, table), env.config(table))
+            assert checksums.table_checksum(env.replica, table) == checksums.table_checksum(env.source, table), table
+            plan = load_plan.plan_load(catalog.read_table(my, table), env.config(table))
             result = verify.verify_table(my, pg, plan, bucket_rows=500)
             assert result.ok, result.summary()
     finally:

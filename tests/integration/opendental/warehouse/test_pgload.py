@@ -125,7 +125,7 @@ def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer
     pg_query_exec(pg, 'UPDATE raw.nums SET "D" = 0.3 WHERE "Id" = 1234')
     my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
-        plan = load_plan.plan_load(catalog.describe_source(my, "nums"), config)
+        plan = load_plan.plan_load(catalog.read_table(my, "nums"), config)
         result = verify.verify_table(my, pgc, plan)
     finally:
         my.close()
@@ -197,7 +197,7 @@ def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myi
     assert [chunk.label for chunk in prepared.chunks] == expected
     conn = replica.connect()
     try:
-        assert catalog.source_engine(conn, "eng") == engine
+        assert catalog.read_table(conn, "eng").engine == engine
     finally:
         conn.close()
     outcome = load_steps.load_table_once(replica, pg, "eng", config)
@@ -242,7 +242,7 @@ def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, Post
                 expected = cur.fetchone()
             assert keyset_max(conn, "ks", columns) == expected, columns
         # The watermark a full load records is that row, as text.
-        plan = load_plan.plan_load(catalog.describe_source(conn, "ks"),
+        plan = load_plan.plan_load(catalog.read_table(conn, "ks"),
                                  TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
                                              incremental_columns=["Stamp"]))
         assert full_load.current_keyset_max(conn, plan) == ("2024-05-02 08:00:00", "9")

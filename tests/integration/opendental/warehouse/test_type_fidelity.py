@@ -220,7 +220,7 @@ def _canonical(col: Any, value: Any) -> Any:
 def _source_values(server: MySQLServer, table: str) -> tuple[Any, list[tuple]]:
     conn = sessions.raw_connection(server)
     try:
-        plan = load_plan.plan_load(catalog.describe_source(conn, table), load_tables_config_for(table))
+        plan = load_plan.plan_load(catalog.read_table(conn, table), load_tables_config_for(table))
         selects = []
         for col in plan.columns:
             q = quote_ident(col.name, "mysql")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from clinicflow.connectors.mysql.catalog import CatalogColumn
 from clinicflow.opendental.tables.typemap import (
     Kind,
-    SourceColumn,
     map_column,
 )
 from tests.unit.opendental.test_typemap import col
@@ -46,6 +46,6 @@ from tests.unit.opendental.test_typemap import col
     (col("bit", "bit(1)", numeric_precision=1), "boolean", Kind.bit1),
     (col("bit", "bit(10)", numeric_precision=10), "bit varying(10)", Kind.bits),
 ])
-def test_mapping(source: SourceColumn, pg_type: str, kind: Kind) -> None:
+def test_mapping(source: CatalogColumn, pg_type: str, kind: Kind) -> None:
     mapped = map_column(source)
     assert (mapped.pg_type, mapped.kind) == (pg_type, kind)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.connectors.mysql import catalog, columns, sessions
+from clinicflow.connectors.mysql import catalog, checksums, sessions
 from clinicflow.opendental import reconcile, small_tables
 from clinicflow.opendental.replication import copy_plan, replica_reconcile
 from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
@@ -39,7 +39,7 @@ def loaded(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[st
 def _verify(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> verify.VerifyResult:
     my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
-        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.describe_source(my, table), config))
+        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.read_table(my, table), config))
     finally:
         my.close()
         pgc.close()
@@ -69,7 +69,7 @@ def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config:
                    sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
     my, pgc = sessions.raw_connection(replica, streaming=True), pg.connect()
     try:
-        plan = load_plan.plan_load(catalog.describe_source(my, table), config)
+        plan = load_plan.plan_load(catalog.read_table(my, table), config)
         return verify.reconcile_raw(replica, my, pgc, plan, sweep)
     finally:
         my.close()
@@ -147,7 +147,7 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
             rep.close()
         stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
         assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
-        assert columns.table_checksum(source, table) == columns.table_checksum(replica, table)
+        assert checksums.table_checksum(source, table) == checksums.table_checksum(replica, table)
 
 
 def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
@@ -175,7 +175,7 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
     raw_stats, result = _reconcile_raw(replica, pg, "visits", config, reconcile.Sweep())
     assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1)
     assert result.ok
-    assert columns.table_checksum(source, "visits") == columns.table_checksum(replica, "visits")
+    assert checksums.table_checksum(source, "visits") == checksums.table_checksum(replica, "visits")
 
 
 def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(

@@ -1,11 +1,12 @@
 """The DICOM key-range planner without a database: ranks, ranges, whole files, parameters."""
+
 from __future__ import annotations
 
 import datetime
 
 import pytest
 
-from clinicflow.scaleout.dicom_partitions import FileKeyRange, boundary_ranks, key_ranges
+from clinicflow.dicom.partitions import FileKeyRange, boundary_ranks, key_ranges
 
 
 def _plan(keys: list[tuple], partitions: int) -> list[FileKeyRange]:

@@ -14,6 +14,7 @@ Each range becomes a child run that converts its files under the parent's run id
 (``seen_run``), so the parent writes ``reports.csv`` and ``failures.csv`` from
 PostgreSQL at the end exactly as an in-pod run does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,9 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def recorded_run_totals(state_server: Any, schema: str, dataset: str, run_id: str,
-                        max_failures: int = 500) -> BatchResult:
+def recorded_run_totals(
+    state_server: Any, schema: str, dataset: str, run_id: str, max_failures: int = 500
+) -> BatchResult:
     """What the children of ``run_id`` recorded in the state tables: files done and failed, bytes, JPGs.
 
     ``done`` counts every done file the run saw (converted by a child or found done from an earlier run).
@@ -100,23 +102,38 @@ def recorded_run_totals(state_server: Any, schema: str, dataset: str, run_id: st
     conn = state_server.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'), "
-                        f"coalesce(sum(bytes) FILTER (WHERE status = 'done'), 0), "
-                        f"coalesce(sum(jpgs) FILTER (WHERE status = 'done'), 0) "
-                        f"FROM {s}.files WHERE dataset = %s AND seen_run = %s", (dataset, run_id))
+            cur.execute(
+                f"SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'), "
+                f"coalesce(sum(bytes) FILTER (WHERE status = 'done'), 0), "
+                f"coalesce(sum(jpgs) FILTER (WHERE status = 'done'), 0) "
+                f"FROM {s}.files WHERE dataset = %s AND seen_run = %s",
+                (dataset, run_id),
+            )
             done, failed, size, jpgs = cur.fetchone()
-            cur.execute(f"SELECT stage, kind, count(*) FROM {s}.files "
-                        f"WHERE dataset = %s AND seen_run = %s AND status = 'failed' GROUP BY 1, 2", (dataset, run_id))
+            cur.execute(
+                f"SELECT stage, kind, count(*) FROM {s}.files "
+                f"WHERE dataset = %s AND seen_run = %s AND status = 'failed' GROUP BY 1, 2",
+                (dataset, run_id),
+            )
             by_kind = {f"{stage}/{kind}": int(n) for stage, kind, n in cur}
-            cur.execute(f"SELECT study_id, series_id, instance_id, file_location, stage, kind, reason "
-                        f"FROM {s}.files WHERE dataset = %s AND seen_run = %s AND status = 'failed' "
-                        f'ORDER BY study_id COLLATE "C", series_id COLLATE "C", instance_id COLLATE "C", '
-                        f'file_location COLLATE "C" LIMIT %s', (dataset, run_id, max_failures))
+            cur.execute(
+                f"SELECT study_id, series_id, instance_id, file_location, stage, kind, reason "
+                f"FROM {s}.files WHERE dataset = %s AND seen_run = %s AND status = 'failed' "
+                f'ORDER BY study_id COLLATE "C", series_id COLLATE "C", instance_id COLLATE "C", '
+                f'file_location COLLATE "C" LIMIT %s',
+                (dataset, run_id, max_failures),
+            )
             failures = [Failure(FileKey(*row[:4]), row[4] or "", row[5] or "", row[6] or "") for row in cur]
         conn.rollback()
     finally:
         conn.close()
-    total = BatchResult(files=int(done) + int(failed), done=int(done), failed=int(failed), bytes=int(size),
-                        jpgs=int(jpgs), failures=failures)
+    total = BatchResult(
+        files=int(done) + int(failed),
+        done=int(done),
+        failed=int(failed),
+        bytes=int(size),
+        jpgs=int(jpgs),
+        failures=failures,
+    )
     total.failure_counts.update(by_kind)
     return total

@@ -1,4 +1,5 @@
 """The ingest prefix planner without a bucket: groups, partitions, every key once, listing per group."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,15 +8,18 @@ import pytest
 
 from clinicflow.connectors.objectstore.patterns import Location
 from clinicflow.connectors.objectstore.stores import ObjectInfo
-from clinicflow.scaleout.ingest_partitions import (
+from clinicflow.ingest.partitions import (
     objects_in_groups,
     partition_name,
     plan_prefix_partitions,
     prefix_group,
 )
 
-KEYS = ([f"in/2023/{m:02d}/a{i}.txt" for m in range(1, 4) for i in range(3)]
-        + [f"in/2024/b{i}.txt" for i in range(7)] + ["in/top.txt", "in/top.txt.bak", "in/2025/x.txt"])
+KEYS = (
+    [f"in/2023/{m:02d}/a{i}.txt" for m in range(1, 4) for i in range(3)]
+    + [f"in/2024/b{i}.txt" for i in range(7)]
+    + ["in/top.txt", "in/top.txt.bak", "in/2025/x.txt"]
+)
 
 
 class ListedKeys:

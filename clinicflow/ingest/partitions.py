@@ -7,6 +7,7 @@ disjoint, so a partition (a run of consecutive groups, in key order) holds every
 matching object of its groups and no other: each object is ingested by exactly one
 child, which lists only its groups' prefixes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ def prefix_group(key: str, base: str) -> str:
     """The group of ``key`` under listing prefix ``base``: the first folder after it (with '/'), else the key."""
     if not key.startswith(base):
         raise ValueError(f"ingest fan-out: key {key!r} is not under the listing prefix {base!r}")
-    head, sep, _ = key[len(base):].partition("/")
+    head, sep, _ = key[len(base) :].partition("/")
     return base + head + sep
 
 
@@ -70,8 +71,10 @@ def recorded_ingest_counts(conn: PgConnection, schema: str, run_id: str, listed:
         counts.staged = int(cur.fetchone()[0])
         cur.execute(f"SELECT count(*) FROM {s}.medical WHERE run_id = %s", (run_id,))
         counts.extracted = int(cur.fetchone()[0])
-        cur.execute(f"SELECT stage, reason, count(*) FROM {s}.dead_letters WHERE run_id = %s AND status = 'open' "
-                    "GROUP BY 1, 2", (run_id,))
+        cur.execute(
+            f"SELECT stage, reason, count(*) FROM {s}.dead_letters WHERE run_id = %s AND status = 'open' GROUP BY 1, 2",
+            (run_id,),
+        )
         counts.dead_lettered.update({f"{stage}/{reason}": int(n) for stage, reason, n in cur})
     conn.rollback()
     return counts

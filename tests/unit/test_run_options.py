@@ -1,0 +1,97 @@
+"""Run options models (clinicflow.core.options): a bad value is refused before any work, naming its field; a
+fanned-out run gives its options whole to the children, the fan-out fields apart."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from clinicflow.core.options import FanOutOptions, OptionsError, PartitionedFanOut
+from clinicflow.ingest.options import IngestFanOut, IngestRunOptions
+
+
+def ingest(**values: Any) -> IngestRunOptions:
+    return IngestRunOptions.from_values(**{"database_block": "analytics", **values})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("batch_size", 0, "batch_size must be at least 1 (got 0)"),
+        ("max_file_mb", 0, "max_file_mb must be greater than 0"),
+        ("fail_percentage", 101, "fail_percentage must be at most 100"),
+        ("max_error_rate", 1.5, "max_error_rate must be at most 1"),
+        ("extractor", "magic", "extractor must be 'rules', 'llm' or 'none' (got 'magic')"),
+        ("ingest_schema", "a;drop", "ingest_schema invalid table name"),
+        ("inline_binary_kb", -1, "inline_binary_kb must be at least 0"),
+        ("database_block", "", "database_block must not be empty"),
+    ],
+)
+def test_a_bad_ingest_option_is_refused_naming_its_field(field: str, value: Any, says: str) -> None:
+    with pytest.raises(OptionsError) as caught:
+        ingest(**{field: value})
+    assert list(caught.value.problems) == [field]
+    assert says in str(caught.value)
+    assert str(caught.value).startswith("ingest options: ")
+    assert isinstance(caught.value, ValueError)
+
+
+def test_fan_out_fields_are_their_own_model() -> None:
+    with pytest.raises(OptionsError, match="mode must be 'in-pod' or 'fanout'"):
+        FanOutOptions.from_values(mode="sideways")
+    with pytest.raises(OptionsError) as caught:
+        IngestFanOut.from_values(partitions=0, fanout_width=0)
+    assert set(caught.value.problems) == {"partitions", "fanout_width"}
+    with pytest.raises(OptionsError, match="mode is not an ingest option"):
+        ingest(mode="fanout")  # a child never gets the fan-out fields
+    assert IngestFanOut.from_values(mode="fanout").fans_out
+    assert set(PartitionedFanOut.model_fields) == {"mode", "fanout_width", "run_key", "partitions"}
+
+
+def test_ingest_options_survive_the_trip_to_a_child_whole() -> None:
+    options = ingest(batch_size=7, max_file_mb=0.5, extractor="none", llm_block="clinic-a-llm")
+    assert IngestRunOptions.model_validate(options.model_dump(mode="json")) == options
+    settings = options.settings("run-1")
+    assert (settings.run_id, settings.max_file_bytes, settings.schema) == ("run-1", 512 * 1024, "ingest")
+
+
+def test_ingest_flow_defaults_are_the_models() -> None:
+    from flows.ingest_files import ingest_files
+
+    params = inspect.signature(ingest_files.fn).parameters
+    for name, field in {**IngestRunOptions.model_fields, **IngestFanOut.model_fields}.items():
+        if field.is_required():
+            continue
+        assert params[name].default == field.default, name
+
+
+def test_an_ingest_run_fails_on_its_error_rate_with_one_message() -> None:
+    from collections import Counter
+
+    from clinicflow.ingest.pipeline import RunCounts
+    from clinicflow.ingest.verdicts import error_rate_failure
+
+    fine = RunCounts(new=10, staged=10, dead_lettered=Counter({"extract/timeout": 1}))
+    assert error_rate_failure(fine, 0.1) is None
+    above = RunCounts(new=10, staged=10, dead_lettered=Counter({"extract/timeout": 2}))
+    assert error_rate_failure(above, 0.1) == (
+        "error rate 20.0% above max_error_rate 10.0% (2 dead letter(s) of 10 new item(s): extract/timeout=2); "
+        "every readable document was staged (10): see `clinicflow dlq list`"
+    )
+    stopped = RunCounts(new=10, dead_lettered=Counter({"read/missing": 5}), stopped=True)
+    assert "the batch that crossed it was not published" in (error_rate_failure(stopped, 0.5) or "")
+
+
+@pytest.mark.parametrize("flow_name", ["nightly_etl", "load_tables"])
+def test_nightly_flow_defaults_are_the_models(flow_name: str) -> None:
+    import flows.nightly
+    from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
+
+    params = inspect.signature(getattr(flows.nightly, flow_name).fn).parameters
+    fields = {**NightlyOptions.model_fields, **NightlyFanOut.model_fields}
+    checked = [name for name, field in fields.items() if name in params and not field.is_required()]
+    assert {"full_refresh", "skip_verification", "full_sweep", "tables_file", "allow_empty"} <= set(checked)
+    for name in checked:
+        assert params[name].default == fields[name].default, name
