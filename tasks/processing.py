@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.clients import store_for_block
+from clinicflow.processing.kept import KeptConnections
 from clinicflow.processing.lease import LeaseKeeper
 from clinicflow.processing.runner import process_result
 
@@ -41,6 +42,8 @@ class WorkerContext:
     writer: Any
     scripts_dir: Path
     lease: LeaseKeeper
+    # Connections kept between runs (clinicflow.processing.kept); None: a new one per run.
+    connections: KeptConnections | None = None
 
 
 _worker: list[WorkerContext] = []
@@ -64,6 +67,7 @@ def process_result_background() -> dict[str, Any]:
     if not _worker:
         raise RuntimeError("process-result-background runs in a task worker (clinicflow processing workers)")
     context = _worker[0]
-    return process_result(context.database.connect, context.writer, None, flow_run_id=None,
+    connect = context.connections.connect if context.connections is not None else context.database.connect
+    return process_result(connect, context.writer, None, flow_run_id=None,
                           scripts_dir=context.scripts_dir, worker=context.lease.worker,
                           task_run_id=str(task_run.get_id()), track=context.lease.track)

@@ -79,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             store.ensure_tables(conn)
 
     await run_in_threadpool(prepare)
+    await service.new_rows.start()
     service.sandbox = sandbox.log_mode()
     service.live.start()
     from prefect.client.orchestration import get_client
@@ -98,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     await asyncio.to_thread(service.dispatcher.stop)
     finally:
         await service.live.stop()
+        await service.new_rows.close()
         service.pool.close()
         shutil.rmtree(service.workdir, ignore_errors=True)
 

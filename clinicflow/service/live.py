@@ -30,6 +30,18 @@ RECONNECT = RetryPolicy(retries=FOREVER, fixed_delays=(1.0, 2.0, 4.0, 8.0, 16.0,
 _ASYNCPG_SSL = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
+def asyncpg_connect_kwargs(server: Any) -> dict[str, Any]:
+    """asyncpg's connection arguments for a PostgresServer block (no password: None; libpq's sslmodes)."""
+    return {
+        "host": server.host,
+        "port": server.port,
+        "user": server.username,
+        "password": server.password.get_secret_value() or None,
+        "database": server.database,
+        "ssl": server.sslmode if server.sslmode in _ASYNCPG_SSL else None,
+    }
+
+
 class LiveUpdates:
     def __init__(self, database: Any) -> None:
         self._database = database
@@ -81,15 +93,7 @@ class LiveUpdates:
         """One asyncpg connection listening on ``etl_update``."""
         import asyncpg
 
-        server = self._database
-        conn = await asyncpg.connect(
-            host=server.host,
-            port=server.port,
-            user=server.username,
-            password=server.password.get_secret_value() or None,
-            database=server.database,
-            ssl=server.sslmode if server.sslmode in _ASYNCPG_SSL else None,
-        )
+        conn = await asyncpg.connect(**asyncpg_connect_kwargs(self._database))
         try:
             await conn.add_listener(CHANNEL, self._on_notify)
         except BaseException:

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
+from fastapi.concurrency import run_in_threadpool
 from fastapi.requests import HTTPConnection
 
+from clinicflow.processing import store
 from clinicflow.service.dispatch import DispatcherProcess
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries
 from clinicflow.service.settings import ServiceSettings
+from clinicflow.service.submit import GroupCommit, KnownFiles
 
 T = TypeVar("T")
 
@@ -38,12 +41,16 @@ class ServiceState:
     dispatcher: DispatcherProcess | None
     series: ResultSeries = field(init=False)
     # Data files never change once registered: a request reads its file's row count and columns from here.
-    known_files: dict[int, dict[str, Any]] = field(default_factory=dict)
+    known_files: KnownFiles = field(init=False)
+    # The submit path's PENDING rows, written by group commit (opened by the lifespan).
+    new_rows: GroupCommit = field(init=False)
     prefect: Any = None
     sandbox: str | None = None
 
     def __post_init__(self) -> None:
         self.series = ResultSeries(self.db, self.writer, self.workdir)
+        self.known_files = KnownFiles(lambda file_id: run_in_threadpool(self.db, store.get_data_file, file_id))
+        self.new_rows = GroupCommit(self.settings.database)
 
     def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(conn, *args, **kwargs)`` on a pooled connection (call it in a thread)."""

@@ -31,6 +31,7 @@ def serve_processing_tasks(limit: int) -> None:
     from clinicflow.connectors.objectstore.clients import store_for_block
     from clinicflow.processing import sandbox, store
     from clinicflow.processing.custom import script_runner_url, scripts_dir_from_env
+    from clinicflow.processing.kept import KeptConnections
     from clinicflow.processing.lease import LeaseKeeper
     from clinicflow.service.settings import processing_bucket, processing_database
     from tasks.processing import WorkerContext, configure_worker, process_result_background
@@ -45,7 +46,8 @@ def serve_processing_tasks(limit: int) -> None:
         conn.close()
     lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
     configure_worker(WorkerContext(database=database, writer=store_for_block(processing_bucket()),
-                                   scripts_dir=scripts_dir_from_env(), lease=lease))
+                                   scripts_dir=scripts_dir_from_env(), lease=lease,
+                                   connections=KeptConnections(database.connect, keep=limit)))
     # The mode this worker's scripts run in (the API's /health reports its own process's).
     if (runner_url := script_runner_url()) is None:
         sandbox.log_mode()

@@ -11,10 +11,8 @@ from typing import Any
 from uuid import uuid4
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.processors import REGISTRY, validate_request
 from clinicflow.service import limits
@@ -22,9 +20,7 @@ from clinicflow.service.auth import AUTH
 from clinicflow.service.dispatch import as_deployment_run
 from clinicflow.service.routes.params import invalid
 from clinicflow.service.state import Service
-
-# Data files whose row count and columns the API keeps in memory (they never change).
-KNOWN_FILES = 10_000
+from clinicflow.service.submit import NewRow
 
 router = APIRouter(dependencies=AUTH)
 
@@ -46,15 +42,9 @@ async def processors() -> dict[str, Any]:
 @router.post("/api/etl/process", status_code=202)
 async def process(service: Service, request: ProcessRequest) -> dict[str, Any]:
     """Validate, write the PENDING row (the outbox) and answer; the dispatcher creates the run."""
-    known_files = service.known_files
-    data_file = known_files.get(request.data_file_id)
+    data_file = await service.known_files.get(request.data_file_id)
     if data_file is None:
-        data_file = await run_in_threadpool(service.db, store.get_data_file, request.data_file_id)
-        if data_file is None:
-            raise invalid("data_file_id", f"no data file {request.data_file_id}")
-        if len(known_files) >= KNOWN_FILES:
-            known_files.clear()
-        known_files[request.data_file_id] = data_file
+        raise invalid("data_file_id", f"no data file {request.data_file_id}")
     if bad := limits.check_json_value(request.parameters, "parameters"):
         raise invalid(*bad)
     try:
@@ -68,12 +58,12 @@ async def process(service: Service, request: ProcessRequest) -> dict[str, Any]:
         raise invalid(exc.field, exc.message) from None
     as_deployment = as_deployment_run(int(data_file["row_count"]))
     # The dispatcher process hears of the row from its NOTIFY (committed with it).
-    result_id = await run_in_threadpool(
-        service.db,
-        store.insert_result,
-        request.data_file_id,
-        request.processing_type,
-        params.model_dump(mode="json"),
-        None if as_deployment else str(uuid4()),
+    result_id = await service.new_rows.insert(
+        NewRow(
+            request.data_file_id,
+            request.processing_type,
+            params.model_dump(mode="json"),
+            None if as_deployment else str(uuid4()),
+        )
     )
     return {"id": result_id, "status": "PENDING", "runs_as": "deployment" if as_deployment else "task"}

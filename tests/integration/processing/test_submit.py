@@ -1,0 +1,133 @@
+"""The submit path's group commit and the task worker's kept connections, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import uuid
+from pathlib import Path
+
+import pytest
+
+from blocks.databases import PostgresServer
+from clinicflow.processing import store
+from clinicflow.processing.kept import KeptConnections
+from clinicflow.service.submit import GroupCommit, KnownFiles, NewRow
+from tests.integration.processing.conftest import pg_rows
+
+
+def a_data_file(server: PostgresServer) -> int:
+    conn = server.connect()
+    try:
+        store.ensure_tables(conn)
+        return int(
+            store.insert_data_file(
+                conn,
+                name="x.csv",
+                size_bytes=1,
+                sha256="0",
+                fmt="csv",
+                columns=[],
+                row_count=1,
+                object_name="x",
+                storage_uri="file:///x",
+            )["id"]
+        )
+    finally:
+        conn.close()
+
+
+def test_concurrent_requests_share_commits_each_gets_its_own_row(analytics: PostgresServer) -> None:
+    file_id = a_data_file(analytics)
+    listener = analytics.connect()
+    listener.autocommit = True
+    with listener.cursor() as cur:
+        cur.execute(f"LISTEN {store.CHANNEL}")
+    rows = [NewRow(file_id, "rolling_mean", {"window": i}, str(uuid.uuid4()) if i % 3 else None) for i in range(120)]
+
+    async def submit() -> tuple[list[int], list[int | BaseException]]:
+        group = GroupCommit(analytics, writers=2)
+        await group.start()
+        try:
+            ids = await asyncio.gather(*(group.insert(row) for row in rows))
+            # A row whose data file does not exist fails alone; the row written beside it is not lost.
+            mixed = await asyncio.gather(
+                group.insert(NewRow(10**12, "rolling_mean", {}, None)),
+                group.insert(NewRow(file_id, "rolling_mean", {"window": 2}, None)),
+                return_exceptions=True,
+            )
+            return ids, mixed
+        finally:
+            await group.close()
+
+    ids, mixed = asyncio.run(submit())
+    assert len(set(ids)) == len(rows)
+    written = {
+        i: (json.loads(p), t, status)
+        for i, p, t, status in pg_rows(
+            analytics, "SELECT id, parameters::text, task_run_id::text, status FROM processing.results"
+        )
+    }
+    for result_id, row in zip(ids, rows, strict=True):
+        assert written[result_id] == (row.parameters, row.task_run_id, "PENDING")
+    assert isinstance(mixed[0], Exception)
+    assert "foreign key" in str(mixed[0])
+    assert isinstance(mixed[1], int)
+    assert written[mixed[1]][2] == "PENDING"
+    heard: set[int] = set()
+    while len(heard) < len(rows) + 1 and select.select([listener], [], [], 5)[0]:
+        listener.poll()
+        payloads = [json.loads(n.payload) for n in listener.notifies]
+        heard |= {p["id"] for p in payloads if p["status"] == "PENDING"}
+        listener.notifies.clear()
+    listener.close()
+    assert heard == {*ids, mixed[1]}
+
+
+def test_known_files_are_read_once_for_a_burst() -> None:
+    reads: list[int] = []
+
+    async def read(file_id: int) -> dict | None:
+        reads.append(file_id)
+        await asyncio.sleep(0.01)
+        return {"id": file_id} if file_id == 1 else None
+
+    async def burst() -> list[dict | None]:
+        files = KnownFiles(read)
+        return await asyncio.gather(*(files.get(1) for _ in range(50)), files.get(2), files.get(2), files.get(1))
+
+    found = asyncio.run(burst())
+    assert found[:50] == [{"id": 1}] * 50
+    assert found[50:] == [None, None, {"id": 1}]
+    assert reads == [1, 2]
+
+
+def test_kept_connections_are_reused_and_a_broken_one_is_not(analytics: PostgresServer, tmp_path: Path) -> None:
+    kept = KeptConnections(analytics.connect, keep=2)
+    first = kept.connect()
+    with first.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    first.close()
+    first.close()  # twice (the runner closes in two places): put back once
+    again = kept.connect()
+    with again.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] == pid
+    with again.cursor() as cur, pytest.raises(Exception, match="division by zero"):
+        cur.execute("SELECT 1 / 0")
+    again.close()  # rolled back, then kept
+    third = kept.connect()
+    with third.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] == pid
+    third._conn.close()  # as a connection the server dropped
+    assert third.closed
+    third.close()
+    fourth = kept.connect()
+    with fourth.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] != pid
+    fourth.close()
+    kept.close()
