@@ -21,7 +21,7 @@ from typing import Any
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.retry import RetryPolicy, call_with_retry
-from clinicflow.processing import store
+from clinicflow.processing import outbox, store
 from clinicflow.processing.base import DataSource, InvalidRequest, ProcessingError
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.processors import run_processor, validate_request
@@ -58,7 +58,7 @@ def process_result(connect: Callable[[], Any], writer: Any, result_id: int | Non
     try:
         if result_id is None:
             assert task_run_id is not None, "a row id or a task run id"
-            result_id = store.result_for_task_run(conn, task_run_id)
+            result_id = outbox.result_for_task_run(conn, task_run_id)
             if result_id is None:
                 return {"task_run_id": task_run_id, "status": "skipped", "reason": "no result has this task run"}
         with (track or _untracked)(result_id):

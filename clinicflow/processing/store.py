@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from clinicflow.core.dbapi import PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident
+from clinicflow.processing import store_schema
 
 SCHEMA = "processing"
 CHANNEL = "etl_update"
@@ -25,49 +26,6 @@ ACTIVE: tuple[str, ...] = ("PENDING", "PROCESSING")
 FINAL: tuple[str, ...] = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 # Errors are stored for people to read; a traceback-sized message is cut.
 MAX_ERROR_CHARS = 4000
-
-_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS {s}",
-    """CREATE TABLE IF NOT EXISTS {s}.data_files (
-        id bigserial PRIMARY KEY,
-        name text NOT NULL,
-        size_bytes bigint NOT NULL,
-        sha256 text NOT NULL,
-        format text NOT NULL,
-        columns jsonb NOT NULL,
-        row_count bigint NOT NULL,
-        object_name text NOT NULL,
-        storage_uri text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now())""",
-    """CREATE TABLE IF NOT EXISTS {s}.results (
-        id bigserial PRIMARY KEY,
-        data_file_id bigint NOT NULL REFERENCES {s}.data_files (id),
-        processing_type text NOT NULL,
-        parameters jsonb NOT NULL,
-        status text NOT NULL DEFAULT 'PENDING'
-            CHECK (status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')),
-        flow_run_id uuid,
-        progress real NOT NULL DEFAULT 0,
-        result_data jsonb,
-        error text,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        started_at timestamptz,
-        finished_at timestamptz)""",
-    "CREATE INDEX IF NOT EXISTS results_status_idx ON {s}.results (status, id)",
-    # Task-worker dispatch: the background task run, the worker process that claimed the row and its lease.
-    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS task_run_id uuid",
-    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS worker text",
-    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS results_type_idx ON {s}.results (processing_type, id)",
-    # The outbox: a row is dispatched (its run created in Prefect) after it is written; a dispatcher claims
-    # undispatched rows for a while (dispatch_claimed_at) so that two API processes do not send the same row.
-    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatched_at timestamptz",
-    "ALTER TABLE {s}.results ADD COLUMN IF NOT EXISTS dispatch_claimed_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS results_undispatched_idx ON {s}.results (id) "
-    "WHERE status = 'PENDING' AND dispatched_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS results_task_run_idx ON {s}.results (task_run_id)",
-)
 
 RESULT_COLUMNS = ("id", "data_file_id", "processing_type", "parameters", "status", "flow_run_id", "progress",
                   "error", "created_at", "updated_at", "started_at", "finished_at", "task_run_id", "worker",
@@ -90,7 +48,7 @@ def _s() -> str:
 def ensure_tables(conn: PgConnection) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.processing.ddl'))")
-        for statement in _DDL:
+        for statement in store_schema.DDL:
             cur.execute(statement.format(s=_s()))
     conn.commit()
 
@@ -170,46 +128,6 @@ def set_flow_run_id(conn: PgConnection, result_id: int, flow_run_id: str) -> Non
         cur.execute(f"UPDATE {_s()}.results SET flow_run_id = %s, updated_at = now() WHERE id = %s",
                     (flow_run_id, result_id))
     conn.commit()
-
-
-@dataclass(frozen=True)
-class Undispatched:
-    id: int
-    task_run_id: str | None
-    row_count: int
-
-
-def claim_undispatched(conn: PgConnection, claim_seconds: float, limit: int = 500) -> list[Undispatched]:
-    """PENDING rows whose run is not created yet and that no dispatcher claimed in the last ``claim_seconds``
-    (oldest first), now claimed by the caller: the rows just written, and those whose dispatch failed or
-    whose dispatcher stopped (their claim ran out)."""
-    with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results r SET dispatch_claimed_at = now() FROM {_s()}.data_files f "
-                    f"WHERE r.id IN (SELECT id FROM {_s()}.results WHERE status = 'PENDING' AND dispatched_at IS NULL "
-                    "AND (dispatch_claimed_at IS NULL OR dispatch_claimed_at < now() - make_interval(secs => %s)) "
-                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) AND f.id = r.data_file_id "
-                    "RETURNING r.id, r.task_run_id, f.row_count", (claim_seconds, limit))
-        found = [Undispatched(int(i), None if t is None else str(t), int(n)) for i, t, n in cur.fetchall()]
-    conn.commit()
-    return sorted(found, key=lambda r: r.id)
-
-
-def mark_dispatched(conn: Any, result_id: int, *, task_run_id: str | None = None,
-                    flow_run_id: str | None = None) -> None:
-    """The row's run exists in Prefect: never sent again."""
-    with conn.cursor() as cur:
-        cur.execute(f"UPDATE {_s()}.results SET dispatched_at = now(), task_run_id = coalesce(%s, task_run_id), "
-                    "flow_run_id = coalesce(%s, flow_run_id) WHERE id = %s", (task_run_id, flow_run_id, result_id))
-    conn.commit()
-
-
-def result_for_task_run(conn: Any, task_run_id: str) -> int | None:
-    """The id of the row whose background task run is ``task_run_id`` (None: deleted)."""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT id FROM {_s()}.results WHERE task_run_id = %s", (task_run_id,))
-        found = cur.fetchone()
-    conn.rollback()
-    return None if found is None else int(found[0])
 
 
 def _transition(conn: PgConnection, result_id: int, status: str, allowed_from: tuple[str, ...], sets: str,

@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.processing import sandbox, store
 from clinicflow.service import limits
-from clinicflow.service.dispatch import DispatcherProcess
+from clinicflow.service.dispatcher_process import DispatcherProcess
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.routes import files, health, requests, results, series, ws

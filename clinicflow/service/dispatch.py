@@ -9,7 +9,7 @@ with its own memory limit, so one huge file cannot take a shared worker down.
 
 The results table is the outbox. The API writes the row (with the id its
 task run will have) and wakes the dispatcher; the dispatcher claims every
-PENDING row not yet dispatched (:func:`store.claim_undispatched`: the rows just
+PENDING row not yet dispatched (:func:`outbox.claim_undispatched`: the rows just
 written, and any whose claim ran out: an API process that stopped before
 sending, a send that failed on a transient error) and creates the runs,
 ``SENDERS`` at a time, then marks the rows dispatched. A row is claimed for
@@ -22,7 +22,7 @@ by the task run's id. So creating one is a single Prefect API call (nothing
 written to the task-scheduling storage), and the task worker reads nothing
 before it starts either.
 
-The dispatcher is a child process of the API (:class:`DispatcherProcess`) with
+The dispatcher is a child process of the API (:class:`~clinicflow.service.dispatcher_process.DispatcherProcess`) with
 its own Prefect client: the API's answers never wait for Prefect, nor share an
 interpreter with the work of creating runs. It wakes on the NOTIFY each new
 row commits (the API's own rows and those of any other API process), and
@@ -35,17 +35,15 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from clinicflow.core import secret_env, settings
 from clinicflow.core.retry import RetryPolicy, acall_with_retry
-from clinicflow.processing import store
+from clinicflow.processing import outbox, store
 from clinicflow.processing.lease import lease_seconds
+from clinicflow.service.dispatcher_process import say_ready
 from clinicflow.service.pool import ConnectionPool
 
 log = logging.getLogger("clinicflow.service")
@@ -56,8 +54,6 @@ SENDERS = 8
 CLAIM_SECONDS = 30.0
 # Without a wake-up, the dispatcher looks for claimable rows this often (rows of a stopped API process).
 POLL_SECONDS = 5.0
-# The dispatcher child writes one byte to this inherited descriptor once it is ready.
-READY_FD_ENV = "CLINICFLOW_DISPATCHER_READY_FD"
 
 
 def deployment_min_rows() -> int:
@@ -78,7 +74,7 @@ class Dispatcher:
         self.deployment = deployment
         self.claim_seconds = claim_seconds
         self.poll_seconds = poll_seconds
-        self._queue: asyncio.Queue[store.Undispatched] = asyncio.Queue()
+        self._queue: asyncio.Queue[outbox.Undispatched] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._client: Any = None
 
@@ -131,26 +127,26 @@ class Dispatcher:
         with self.pool.connection() as conn:
             return fn(conn, *args, **kwargs)
 
-    async def claim(self) -> list[store.Undispatched]:
+    async def claim(self) -> list[outbox.Undispatched]:
         """Claim the rows to send now and queue them for the senders."""
-        rows: list[store.Undispatched] = await asyncio.to_thread(self._db, store.claim_undispatched,
+        rows: list[outbox.Undispatched] = await asyncio.to_thread(self._db, outbox.claim_undispatched,
                                                                  self.claim_seconds)
         for row in rows:
             self._queue.put_nowait(row)
         return rows
 
-    async def send(self, row: store.Undispatched) -> bool:
+    async def send(self, row: outbox.Undispatched) -> bool:
         """Create the run of one claimed row and mark it dispatched. A transient error leaves the row
         claimed (sent again once its claim runs out); any other error ends it FAILED with the reason."""
         try:
             if as_deployment_run(row.row_count):
                 flow_run_id = await start_deployment_run(self._client, self.deployment, row.id)
-                await asyncio.to_thread(self._db, store.mark_dispatched, row.id, flow_run_id=flow_run_id)
+                await asyncio.to_thread(self._db, outbox.mark_dispatched, row.id, flow_run_id=flow_run_id)
             else:
                 if row.task_run_id is None:  # a row written by another program than the API
                     raise ValueError("the row has no task run id")
                 await self._create_task_run(row.task_run_id)
-                await asyncio.to_thread(self._db, store.mark_dispatched, row.id)
+                await asyncio.to_thread(self._db, outbox.mark_dispatched, row.id)
             return True
         except Exception as exc:  # noqa: BLE001 - the row records why it will never run
             reason = f"could not submit the run: {type(exc).__name__}: {exc}"
@@ -245,84 +241,6 @@ async def start_deployment_run(client: Any, deployment: str, result_id: int) -> 
                                   logger=log)
 
 
-
-class DispatcherProcess:
-    """The API's dispatcher child (``python -m clinicflow.service.dispatch``), restarted if it dies.
-
-    A process of its own: creating runs (Prefect client models, HTTP) never takes the API's interpreter
-    from answering requests. The secrets reach it on a pipe (:func:`secret_env.handover`), not in its
-    environment. It exits when the API does (it watches its parent).
-    """
-
-    def __init__(self) -> None:
-        self._child: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._ready = threading.Event()
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        self._ready.clear()
-        env, pipe = secret_env.handover(dict(os.environ))
-        ready_read, ready_write = os.pipe()
-        env[READY_FD_ENV] = str(ready_write)
-        try:
-            child = subprocess.Popen([sys.executable, "-m", "clinicflow.service.dispatch"], env=env,
-                                     pass_fds=(ready_write,) if pipe is None else (pipe, ready_write))
-        except BaseException:
-            os.close(ready_read)
-            raise
-        finally:
-            os.close(ready_write)
-            if pipe is not None:
-                os.close(pipe)
-        threading.Thread(target=self._await_ready, args=(ready_read,), name="clinicflow-dispatcher-ready",
-                         daemon=True).start()
-        return child
-
-    def _await_ready(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as ready:
-            if ready.read(1):  # empty: the child ended before it was ready
-                self._ready.set()
-
-    def start(self) -> None:
-        with self._lock:
-            self._child = self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name="clinicflow-dispatcher-watch", daemon=True)
-        self._watcher.start()
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(1.0):
-            with self._lock:
-                if self._child is not None and self._child.poll() is not None and not self._stopping.is_set():
-                    log.warning("dispatcher pid %s exited with %s; starting another", self._child.pid,
-                                self._child.returncode)
-                    self._child = self._spawn()
-
-    def alive(self) -> bool:
-        return self._child is not None and self._child.poll() is None
-
-    def state(self) -> str:
-        """``ready`` (runs are created at once), ``starting`` or ``stopped``."""
-        if not self.alive():
-            return "stopped"
-        return "ready" if self._ready.is_set() else "starting"
-
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            child = self._child
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
 def run_dispatcher() -> None:
     """The dispatcher process: until SIGTERM, or until its parent (the API) is gone."""
     from clinicflow.service.live import LiveUpdates
@@ -352,22 +270,13 @@ def run_dispatcher() -> None:
         pool = ConnectionPool(database.connect, SENDERS + 2)
         watcher = asyncio.create_task(watch_parent())
         try:
-            await Dispatcher(pool, DEPLOYMENT).run(live, stopping, on_ready=_say_ready)
+            await Dispatcher(pool, DEPLOYMENT).run(live, stopping, on_ready=say_ready)
         finally:
             watcher.cancel()
             await live.stop()
             pool.close()
 
     asyncio.run(main())
-
-
-def _say_ready() -> None:
-    """One byte on the pipe the API process waits on (:class:`DispatcherProcess`), if it gave one."""
-    fd = os.environ.pop(READY_FD_ENV, None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.write(int(fd), b"1")
-            os.close(int(fd))
 
 
 async def crash_task_run(client: Any, task_run_id: str, message: str) -> None:

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.requests import HTTPConnection
 
 from clinicflow.processing import store
-from clinicflow.service.dispatch import DispatcherProcess
+from clinicflow.service.dispatcher_process import DispatcherProcess
 from clinicflow.service.live import LiveUpdates
 from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries

@@ -71,7 +71,7 @@ def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: st
 
 def serve_workers(host: str, port: int, workers: int) -> int:
     """Until SIGTERM/SIGINT; exit code 0."""
-    from clinicflow.service.dispatch import DispatcherProcess
+    from clinicflow.service.dispatcher_process import DispatcherProcess
 
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

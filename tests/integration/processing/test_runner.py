@@ -13,7 +13,7 @@ import pytest
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.stores import LocalStore
-from clinicflow.processing import store
+from clinicflow.processing import outbox, store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.files import register_uri, store_upload
 from clinicflow.processing.runner import process_result
@@ -241,18 +241,18 @@ def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(analytics: 
                                    "00000000-0000-4000-8000-000000000001")
         failed = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 2},
                                      "00000000-0000-4000-8000-000000000002")
-        claimed = store.claim_undispatched(conn, claim_seconds=30)
+        claimed = outbox.claim_undispatched(conn, claim_seconds=30)
         assert [(r.id, r.task_run_id, r.row_count) for r in claimed] == [
             (sent, "00000000-0000-4000-8000-000000000001", 10), (failed, "00000000-0000-4000-8000-000000000002", 10)]
-        assert store.claim_undispatched(conn, claim_seconds=30) == []  # a second dispatcher finds nothing
-        store.mark_dispatched(conn, sent)
+        assert outbox.claim_undispatched(conn, claim_seconds=30) == []  # a second dispatcher finds nothing
+        outbox.mark_dispatched(conn, sent)
         # The claim on `failed` runs out (claim_seconds 0): claimed again, exactly once more.
-        assert [r.id for r in store.claim_undispatched(conn, claim_seconds=0)] == [failed]
-        assert store.claim_undispatched(conn, claim_seconds=30) == []
-        store.mark_dispatched(conn, failed)
-        assert store.claim_undispatched(conn, claim_seconds=0) == []
-        assert store.result_for_task_run(conn, "00000000-0000-4000-8000-000000000002") == failed
-        assert store.result_for_task_run(conn, "00000000-0000-4000-8000-000000000009") is None
+        assert [r.id for r in outbox.claim_undispatched(conn, claim_seconds=0)] == [failed]
+        assert outbox.claim_undispatched(conn, claim_seconds=30) == []
+        outbox.mark_dispatched(conn, failed)
+        assert outbox.claim_undispatched(conn, claim_seconds=0) == []
+        assert outbox.result_for_task_run(conn, "00000000-0000-4000-8000-000000000002") == failed
+        assert outbox.result_for_task_run(conn, "00000000-0000-4000-8000-000000000009") is None
         row = store.get_result(conn, sent)
         assert row is not None
         assert row["dispatched_at"]
