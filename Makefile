@@ -14,6 +14,7 @@ PYTEST = uv run --frozen python -m tests.support.run_pytest -n 2 --dist loadgrou
 test:
 	bash scripts/bootstrap.sh
 	uv run --frozen ruff check .
+	uv run --frozen ruff format --check .
 	uv run --frozen mypy
 	uv run --frozen lint-imports
 	$(PYTEST) --exitfirst tests/unit

@@ -1,4 +1,5 @@
 """Run every bench with its defaults: ``uv run --frozen python -m bench`` (long: minutes each)."""
+
 from __future__ import annotations
 
 import subprocess

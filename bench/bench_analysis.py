@@ -8,6 +8,7 @@ bounded: the analysis time must not follow the table size.
 
     uv run --frozen python -m bench.bench_analysis [--tables 450] [--procedurelog-rows 1000000] [--runs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,15 @@ def _mysqldump_no_data(server) -> float:
     tool = shutil.which("mysqldump") or shutil.which("mariadb-dump")
     if tool is None:
         raise RuntimeError("mysqldump / mariadb-dump not found")
-    cmd = [tool, "--no-data", "--skip-comments", f"-h{server.host}", f"-P{server.port}", f"-u{server.username}",
-           server.database]
+    cmd = [
+        tool,
+        "--no-data",
+        "--skip-comments",
+        f"-h{server.host}",
+        f"-P{server.port}",
+        f"-u{server.username}",
+        server.database,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -51,8 +59,10 @@ def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, ke
         generator.create_wide_source(server, tables=tables)
         if procedurelog_rows:
             generator.create_procedurelog_like(server, procedurelog_rows)
-        print(f"source: {server.describe()}: {tables} tables, procedurelog {procedurelog_rows:,} rows, "
-              f"generated in {time.perf_counter() - start:.1f} s")
+        print(
+            f"source: {server.describe()}: {tables} tables, procedurelog {procedurelog_rows:,} rows, "
+            f"generated in {time.perf_counter() - start:.1f} s"
+        )
 
         anchor = min(_mysqldump_no_data(server) for _ in range(runs))
         out = Path(tempfile.mkdtemp(prefix="cf_bench_analysis_")) / "tables.yml"
@@ -65,14 +75,20 @@ def run(tables: int = 450, procedurelog_rows: int = 1_000_000, runs: int = 3, ke
             timings.append(time.perf_counter() - start)
         best, median = min(timings), statistics.median(timings)
         proc = analysis.tables["procedurelog"].config
-        print(f"analysis ({len(analysis.tables)} tables, file {out.stat().st_size / 1024:.0f} KiB): "
-              f"best {best:.2f} s, median {median:.2f} s over {runs} runs")
+        print(
+            f"analysis ({len(analysis.tables)} tables, file {out.stat().st_size / 1024:.0f} KiB): "
+            f"best {best:.2f} s, median {median:.2f} s over {runs} runs"
+        )
         print(f"anchor mysqldump --no-data: best {anchor:.2f} s; ratio analysis/anchor = {best / anchor:.2f}x")
-        print(f"procedurelog: {proc.extraction_strategy.value}, watermark {proc.incremental_columns}, "
-              f"batch_size {proc.batch_size}, estimated_rows {proc.estimated_rows:,}")
+        print(
+            f"procedurelog: {proc.extraction_strategy.value}, watermark {proc.incremental_columns}, "
+            f"batch_size {proc.batch_size}, estimated_rows {proc.estimated_rows:,}"
+        )
         ok = median <= BOUND_SECONDS
-        print(f"bound {BOUND_SECONDS:.0f} s for {tables} tables: {'PASS' if ok else 'FAIL'} "
-              f"(median at {100 * median / BOUND_SECONDS:.1f}% of the bound)")
+        print(
+            f"bound {BOUND_SECONDS:.0f} s for {tables} tables: {'PASS' if ok else 'FAIL'} "
+            f"(median at {100 * median / BOUND_SECONDS:.1f}% of the bound)"
+        )
         shutil.rmtree(out.parent, ignore_errors=True)
         return 0 if ok else 1
     finally:

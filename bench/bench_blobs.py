@@ -15,6 +15,7 @@ includes their start.
 
     uv run --frozen python -m bench.bench_blobs [--rows 2000] [--mb 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,19 +87,23 @@ def _create(src, rows: int, total_mb: int) -> int:
     total = 0
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE `{TABLE}` (`DocNum` bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-                        "`PatNum` bigint NOT NULL, `Description` varchar(255) NOT NULL, "
-                        "`DateCreated` datetime NOT NULL, "
-                        "`DateTStamp` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(), "
-                        "`ImgType` tinyint NOT NULL, `RawBase64` longtext NOT NULL, `Thumbnail` longblob NULL, "
-                        "KEY `PatNum` (`PatNum`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3")
+            cur.execute(
+                f"CREATE TABLE `{TABLE}` (`DocNum` bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                "`PatNum` bigint NOT NULL, `Description` varchar(255) NOT NULL, "
+                "`DateCreated` datetime NOT NULL, "
+                "`DateTStamp` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(), "
+                "`ImgType` tinyint NOT NULL, `RawBase64` longtext NOT NULL, `Thumbnail` longblob NULL, "
+                "KEY `PatNum` (`PatNum`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
+            )
             for i, (blob, text) in enumerate(_sizes(rows, total_mb)):
                 # A 1 KB random unit repeated: every byte value occurs, escapes as often as in real images.
-                cur.execute(f"INSERT INTO `{TABLE}` (PatNum, Description, DateCreated, ImgType, RawBase64, Thumbnail) "
-                            "VALUES (%s, %s, '2024-03-01 10:00:00' + INTERVAL %s MINUTE, %s, "
-                            "LEFT(REPEAT(REPLACE(TO_BASE64(RANDOM_BYTES(768)), '\\n', ''), %s), %s), "
-                            "LEFT(REPEAT(RANDOM_BYTES(1024), %s), %s))",
-                            (i % 300, f"scan {i}\twith tab", i, i % 4, text // 1024 + 1, text, blob // 1024 + 1, blob))
+                cur.execute(
+                    f"INSERT INTO `{TABLE}` (PatNum, Description, DateCreated, ImgType, RawBase64, Thumbnail) "
+                    "VALUES (%s, %s, '2024-03-01 10:00:00' + INTERVAL %s MINUTE, %s, "
+                    "LEFT(REPEAT(REPLACE(TO_BASE64(RANDOM_BYTES(768)), '\\n', ''), %s), %s), "
+                    "LEFT(REPEAT(RANDOM_BYTES(1024), %s), %s))",
+                    (i % 300, f"scan {i}\twith tab", i, i % 4, text // 1024 + 1, text, blob // 1024 + 1, blob),
+                )
                 total += blob + text
             # Change stamps spread as in a real table (one per row), all before the nightly's changes.
             cur.execute(f"UPDATE `{TABLE}` SET DateTStamp = '2024-03-01 00:00:00' + INTERVAL DocNum MINUTE")
@@ -118,13 +123,15 @@ def _fingerprint_mysql(server) -> list[tuple]:
 
 
 def _fingerprint_pg(pg, schema: str, quoted: bool = True) -> list[tuple]:
-    cols = ('"DocNum"', '"RawBase64"', '"Thumbnail"', '"Description"') if quoted else (
-        "docnum", "rawbase64", "thumbnail", "description")
+    cols = (
+        ('"DocNum"', '"RawBase64"', '"Thumbnail"', '"Description"')
+        if quoted
+        else ("docnum", "rawbase64", "thumbnail", "description")
+    )
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {cols[0]}, md5({cols[1]}), md5({cols[2]}), {cols[3]} FROM {schema}.{TABLE} "
-                        "ORDER BY 1")
+            cur.execute(f"SELECT {cols[0]}, md5({cols[1]}), md5({cols[2]}), {cols[3]} FROM {schema}.{TABLE} ORDER BY 1")
             return [tuple(r) for r in cur.fetchall()]
     finally:
         conn.close()
@@ -144,8 +151,10 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
     from blocks.databases import MySQLServer, PostgresServer
 
     tag = uuid.uuid4().hex[:8]
-    src, rep, dump_dst = (MySQLServer(host="127.0.0.1", username="root", database=f"cf_bench_blob_{n}_{tag}")
-                          for n in ("src", "rep", "dump"))
+    src, rep, dump_dst = (
+        MySQLServer(host="127.0.0.1", username="root", database=f"cf_bench_blob_{n}_{tag}")
+        for n in ("src", "rep", "dump")
+    )
     pg = PostgresServer(host="127.0.0.1", database=f"cf_bench_blob_{tag}")
     for server in (src, rep, dump_dst):
         admin_mysql(server, f"CREATE DATABASE `{server.database}` CHARACTER SET utf8mb3")
@@ -154,19 +163,27 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
     try:
         t = time.perf_counter()
         total = _create(src, rows, total_mb)
-        print(f"generated {rows:,} rows, {total / 2**20:.0f} MB of values in {time.perf_counter() - t:.1f}s",
-              flush=True)
+        print(
+            f"generated {rows:,} rows, {total / 2**20:.0f} MB of values in {time.perf_counter() - t:.1f}s", flush=True
+        )
         replica = _child("replica", src, rep, pg)
         t = time.perf_counter()
-        subprocess.run(f"mysqldump -uroot -h127.0.0.1 --quick {src.database} {TABLE}"
-                       f" | mysql -uroot -h127.0.0.1 {dump_dst.database}", shell=True, check=True)
+        subprocess.run(
+            f"mysqldump -uroot -h127.0.0.1 --quick {src.database} {TABLE}"
+            f" | mysql -uroot -h127.0.0.1 {dump_dst.database}",
+            shell=True,
+            check=True,
+        )
         dump_s = time.perf_counter() - t
         expected = _fingerprint_mysql(src)
         assert _fingerprint_mysql(rep) == expected, "replica differs from the source"
         assert _fingerprint_mysql(dump_dst) == expected, "mysqldump copy differs from the source"
         load = _child("load", src, rep, pg)
-        print(f"replica leg: project {replica['seconds']:.2f}s, mysqldump | mysql {dump_s:.2f}s; "
-              f"PostgreSQL leg: project {load['seconds']:.2f}s", flush=True)
+        print(
+            f"replica leg: project {replica['seconds']:.2f}s, mysqldump | mysql {dump_s:.2f}s; "
+            f"PostgreSQL leg: project {load['seconds']:.2f}s",
+            flush=True,
+        )
         try:
             pgl = _pgloader(rep, pg, TABLE)
             pgl_note = "defaults"
@@ -180,9 +197,11 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
         conn = src.connect(autocommit=True)
         with conn.cursor() as cur:
             changed = random.Random(3).sample(range(1, rows + 1), 10)
-            cur.execute(f"UPDATE `{TABLE}` SET Description = CONCAT(Description, ' v2'), "
-                        "Thumbnail = CONCAT(Thumbnail, X'00FF'), DateTStamp = '2024-04-01 00:00:00' "
-                        f"WHERE DocNum IN ({', '.join(str(k) for k in changed)})")
+            cur.execute(
+                f"UPDATE `{TABLE}` SET Description = CONCAT(Description, ' v2'), "
+                "Thumbnail = CONCAT(Thumbnail, X'00FF'), DateTStamp = '2024-04-01 00:00:00' "
+                f"WHERE DocNum IN ({', '.join(str(k) for k in changed)})"
+            )
         conn.close()
         nightly = _child("nightly", src, rep, pg)
         print("nightly:", json.dumps(nightly), flush=True)

@@ -16,6 +16,7 @@ Checks that both pairs end equal to the source (a fast but wrong run cannot pass
 
     uv run --frozen python -m bench.bench_cdc [--rows 1000000] [--changes 10000] [--rate 1000] [--quiet-seconds 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,13 +66,16 @@ def _exec(server: MySQLServer, *sql: str) -> None:
 
 
 def _create_source(src: MySQLServer, rows: int) -> None:
-    _exec(src, f"CREATE TABLE {TABLE} (ProcNum bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, PatNum bigint NOT NULL,"
-               " ProcFee double NOT NULL, Note varchar(255) NULL, ProcDate date NOT NULL, changed_at datetime(6) NULL,"
-               " DateTStamp timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(),"
-               " KEY (DateTStamp)) ENGINE=InnoDB",
-          f"INSERT INTO {TABLE} (PatNum, ProcFee, Note, ProcDate, DateTStamp) SELECT seq % 5000, seq / 7,"
-          f" CONCAT('note ', seq), '2020-01-01' + INTERVAL seq % 2000 DAY, '2020-01-01' + INTERVAL seq SECOND"
-          f" FROM seq_1_to_{int(rows)}")
+    _exec(
+        src,
+        f"CREATE TABLE {TABLE} (ProcNum bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, PatNum bigint NOT NULL,"
+        " ProcFee double NOT NULL, Note varchar(255) NULL, ProcDate date NOT NULL, changed_at datetime(6) NULL,"
+        " DateTStamp timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(),"
+        " KEY (DateTStamp)) ENGINE=InnoDB",
+        f"INSERT INTO {TABLE} (PatNum, ProcFee, Note, ProcDate, DateTStamp) SELECT seq % 5000, seq / 7,"
+        f" CONCAT('note ', seq), '2020-01-01' + INTERVAL seq % 2000 DAY, '2020-01-01' + INTERVAL seq SECOND"
+        f" FROM seq_1_to_{int(rows)}",
+    )
 
 
 def _changes(src: MySQLServer, count: int, rate: float | None, rng: random.Random) -> None:
@@ -88,14 +92,19 @@ def _changes(src: MySQLServer, count: int, rate: float | None, rng: random.Rando
                 ids = ", ".join(str(rng.randint(1, top)) for _ in range(10))
                 kind = rng.random()
                 if kind < 0.5:
-                    cur.execute(f"UPDATE {TABLE} SET ProcFee = ProcFee + 1, changed_at = NOW(6) "
-                                f"WHERE ProcNum IN ({ids})")
+                    cur.execute(
+                        f"UPDATE {TABLE} SET ProcFee = ProcFee + 1, changed_at = NOW(6) WHERE ProcNum IN ({ids})"
+                    )
                 elif kind < 0.7:
-                    cur.execute(f"UPDATE {TABLE} SET Note = CONCAT(Note, '+'), changed_at = NOW(6), "
-                                f"DateTStamp = DateTStamp WHERE ProcNum IN ({ids})")
+                    cur.execute(
+                        f"UPDATE {TABLE} SET Note = CONCAT(Note, '+'), changed_at = NOW(6), "
+                        f"DateTStamp = DateTStamp WHERE ProcNum IN ({ids})"
+                    )
                 elif kind < 0.9:
-                    cur.execute(f"INSERT INTO {TABLE} (PatNum, ProcFee, Note, ProcDate, changed_at) VALUES "
-                                + ", ".join("(1, 2.5, 'new', '2024-05-06', NOW(6))" for _ in range(10)))
+                    cur.execute(
+                        f"INSERT INTO {TABLE} (PatNum, ProcFee, Note, ProcDate, changed_at) VALUES "
+                        + ", ".join("(1, 2.5, 'new', '2024-05-06', NOW(6))" for _ in range(10))
+                    )
                 else:
                     cur.execute(f"DELETE FROM {TABLE} WHERE ProcNum IN ({ids})")
                 done += 10
@@ -107,11 +116,9 @@ def _changes(src: MySQLServer, count: int, rate: float | None, rng: random.Rando
         conn.close()
 
 
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 
 def _caught_up(src: MySQLServer, replica: MySQLServer, pg: PostgresServer) -> bool:
@@ -166,8 +173,10 @@ def main() -> None:
     pg_admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     tag = uuid.uuid4().hex[:8]
     names = {k: f"cf_bench_cdc_{k}_{tag}" for k in ("src", "rep1", "rep2", "raw1", "raw2")}
-    with tempfile.TemporaryDirectory(prefix="cf_bench_cdc_") as tmp, \
-            binlog_mariadb(Path(tmp), buffer_pool="512M") as root:
+    with (
+        tempfile.TemporaryDirectory(prefix="cf_bench_cdc_") as tmp,
+        binlog_mariadb(Path(tmp), buffer_pool="512M") as root,
+    ):
         tables_file = Path(tmp) / "tables.yml"
         tables_file.write_text(TABLES_YML)
         config = load_tables_config(tables_file)
@@ -192,23 +201,33 @@ def main() -> None:
             started = time.perf_counter()
             replicate_table_once(src, rep2, TABLE, config.effective(TABLE), full_refresh=True)
             load_table_once(rep2, raw2, TABLE, config.effective(TABLE), LoadOptions(full_refresh=True))
-            print(f"first copy: CDC snapshot {snapshot_s:.1f} s, nightly full {time.perf_counter() - started:.1f} s",
-                  flush=True)
+            print(
+                f"first copy: CDC snapshot {snapshot_s:.1f} s, nightly full {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             conn = raw1.connect()
             with conn.cursor() as cur:
                 cur.execute("CREATE TABLE public.arrival (id bigint, changed_at timestamp, arrived timestamp)")
-                cur.execute("CREATE FUNCTION public.arrived() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                            "INSERT INTO public.arrival VALUES (NEW.\"ProcNum\", NEW.changed_at, "
-                            "clock_timestamp() AT TIME ZONE 'UTC'); RETURN NEW; END $$")
-                cur.execute(f"CREATE TRIGGER arrived AFTER INSERT OR UPDATE ON raw.{TABLE} FOR EACH ROW "
-                            "EXECUTE FUNCTION public.arrived()")
+                cur.execute(
+                    "CREATE FUNCTION public.arrived() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    'INSERT INTO public.arrival VALUES (NEW."ProcNum", NEW.changed_at, '
+                    "clock_timestamp() AT TIME ZONE 'UTC'); RETURN NEW; END $$"
+                )
+                cur.execute(
+                    f"CREATE TRIGGER arrived AFTER INSERT OR UPDATE ON raw.{TABLE} FOR EACH ROW "
+                    "EXECUTE FUNCTION public.arrived()"
+                )
             conn.commit()
             conn.close()
 
             # Live: CDC running, changes arriving.
-            proc = subprocess.Popen([sys.executable, "-m", "clinicflow.cli", "cdc", "start", "--server-id", "5301"],
-                                    cwd=ROOT, env=cli_env(src, rep1, raw1, tables_file),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clinicflow.cli", "cdc", "start", "--server-id", "5301"],
+                cwd=ROOT,
+                env=cli_env(src, rep1, raw1, tables_file),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             while not raw_rows(rep1, "SELECT 1 FROM _clinicflow_cdc_state WHERE status = 'running'"):
                 time.sleep(0.2)
             rng = random.Random(31)
@@ -219,33 +238,42 @@ def main() -> None:
                 time.sleep(0.1)
             conn = raw1.connect()
             with conn.cursor() as cur:
-                cur.execute("SELECT EXTRACT(EPOCH FROM arrived - changed_at) FROM public.arrival "
-                            "WHERE changed_at IS NOT NULL")
+                cur.execute(
+                    "SELECT EXTRACT(EPOCH FROM arrived - changed_at) FROM public.arrival WHERE changed_at IS NOT NULL"
+                )
                 lags = sorted(float(r[0]) for r in cur.fetchall())
             conn.close()
             p50 = statistics.median(lags)
             p95 = lags[int(0.95 * (len(lags) - 1))]
-            print(f"live: {args.changes} changes in {generated:.1f} s; change -> raw lag p50 {p50:.2f} s, "
-                  f"p95 {p95:.2f} s ({len(lags)} arrivals)", flush=True)
+            print(
+                f"live: {args.changes} changes in {generated:.1f} s; change -> raw lag p50 {p50:.2f} s, "
+                f"p95 {p95:.2f} s ({len(lags)} arrivals)",
+                flush=True,
+            )
             nightly_live_s = _nightly(src, rep2, raw2, config.effective(TABLE))
-            print(f"nightly on the same changes: {nightly_live_s:.1f} s (lag: until the next night + that)",
-                  flush=True)
+            print(f"nightly on the same changes: {nightly_live_s:.1f} s (lag: until the next night + that)", flush=True)
 
             # Quiet: nothing changes; what does the running CDC cost?
             before = _cpu_seconds(proc.pid)
             time.sleep(args.quiet_seconds)
             quiet_cpu = _cpu_seconds(proc.pid) - before
             quiet_hour = quiet_cpu * 3600 / args.quiet_seconds
-            print(f"quiet: CDC process {quiet_cpu:.2f} CPU s in {args.quiet_seconds:.0f} s "
-                  f"= {quiet_hour:.0f} CPU s per quiet hour ({quiet_hour / 36:.2f}% of a core)", flush=True)
+            print(
+                f"quiet: CDC process {quiet_cpu:.2f} CPU s in {args.quiet_seconds:.0f} s "
+                f"= {quiet_hour:.0f} CPU s per quiet hour ({quiet_hour / 36:.2f}% of a core)",
+                flush=True,
+            )
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             proc = None
             started = time.process_time()
             noop_s = _nightly(src, rep2, raw2, config.effective(TABLE))
-            print(f"anchor: one nightly on no changes {noop_s:.1f} s ({time.process_time() - started:.1f} CPU s "
-                  f"in this process, the servers' work besides): a quiet CDC hour costs "
-                  f"{quiet_hour / max(noop_s, 1e-9):.2f}x one quiet night's run time", flush=True)
+            print(
+                f"anchor: one nightly on no changes {noop_s:.1f} s ({time.process_time() - started:.1f} CPU s "
+                f"in this process, the servers' work besides): a quiet CDC hour costs "
+                f"{quiet_hour / max(noop_s, 1e-9):.2f}x one quiet night's run time",
+                flush=True,
+            )
 
             # Catch-up: the same changes for both, each in one run.
             _changes(src, args.changes, None, rng)
@@ -256,9 +284,12 @@ def main() -> None:
             _equal(src, rep1, raw1, "CDC")
             _equal(src, rep2, raw2, "nightly")
             cdc_rate, nightly_rate = report.events / cdc_s, report.events / nightly_s
-            print(f"catch-up of {report.events} row events: CDC {cdc_s:.1f} s ({cdc_rate:.0f} events/s), "
-                  f"incremental nightly {nightly_s:.1f} s ({nightly_rate:.0f} events/s): "
-                  f"ratio CDC/nightly {cdc_rate / nightly_rate:.1f}x", flush=True)
+            print(
+                f"catch-up of {report.events} row events: CDC {cdc_s:.1f} s ({cdc_rate:.0f} events/s), "
+                f"incremental nightly {nightly_s:.1f} s ({nightly_rate:.0f} events/s): "
+                f"ratio CDC/nightly {cdc_rate / nightly_rate:.1f}x",
+                flush=True,
+            )
         finally:
             if proc is not None:
                 proc.kill()

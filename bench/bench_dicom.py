@@ -15,6 +15,7 @@
 
     uv run --frozen python -m bench.bench_dicom [--repeat 3] [--files 200] [--skip-flow]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,47 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 CONVERSION_SET = [
-    "CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_implicit.dcm", "693_UNCI.dcm", "693_UNCR.dcm",
-    "MR2_UNCI.dcm", "RG1_UNCI.dcm", "RG3_UNCR.dcm", "JPGExtended.dcm", "JPEG-LL.dcm",
-    "JPGLosslessP14SV1_1s_1f_8b.dcm", "emri_small.dcm", "emri_small_RLE.dcm", "mlut_18.dcm", "vlut_04.dcm",
-    "image_dfl.dcm", "eCT_Supplemental.dcm", "US1_UNCR.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb.dcm",
-    "SC_ybr_full_uncompressed.dcm", "examples_ybr_color.dcm", "color3d_jpeg_baseline.dcm", "OBXXXX1A.dcm",
-    "examples_palette.dcm", "liver_1frame.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "SC_rgb_rle.dcm",
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_implicit.dcm",
+    "693_UNCI.dcm",
+    "693_UNCR.dcm",
+    "MR2_UNCI.dcm",
+    "RG1_UNCI.dcm",
+    "RG3_UNCR.dcm",
+    "JPGExtended.dcm",
+    "JPEG-LL.dcm",
+    "JPGLosslessP14SV1_1s_1f_8b.dcm",
+    "emri_small.dcm",
+    "emri_small_RLE.dcm",
+    "mlut_18.dcm",
+    "vlut_04.dcm",
+    "image_dfl.dcm",
+    "eCT_Supplemental.dcm",
+    "US1_UNCR.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb.dcm",
+    "SC_ybr_full_uncompressed.dcm",
+    "examples_ybr_color.dcm",
+    "color3d_jpeg_baseline.dcm",
+    "OBXXXX1A.dcm",
+    "examples_palette.dcm",
+    "liver_1frame.dcm",
+    "MR-SIEMENS-DICOM-WithOverlays.dcm",
+    "SC_rgb_rle.dcm",
     "rtdose_1frame.dcm",
 ]
-FLOW_SET = ["CT_small.dcm", "MR_small.dcm", "693_UNCI.dcm", "US1_UNCR.dcm", "MR_small_RLE.dcm", "JPGExtended.dcm",
-            "emri_small.dcm", "SC_rgb_jpeg_dcmtk.dcm"]
+FLOW_SET = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "693_UNCI.dcm",
+    "US1_UNCR.dcm",
+    "MR_small_RLE.dcm",
+    "JPGExtended.dcm",
+    "emri_small.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+]
 QUALITY = 90
 
 
@@ -77,8 +109,12 @@ def dcmtk_voi_args(path: Path) -> list[str]:
 
 def _dcmtk_one(args: tuple[Path, list[str], Path]) -> None:
     path, voi, out = args
-    subprocess.run(["dcmj2pnm", "+oj", "+Jq", str(QUALITY), *voi, str(path), str(out)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["dcmj2pnm", "+oj", "+Jq", str(QUALITY), *voi, str(path), str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _ours_one(args: tuple[Path, Path, str]) -> int:
@@ -121,17 +157,24 @@ def bench_conversion(repeat: int) -> dict[str, float]:
             ours_pool = time.perf_counter() - start
     n = len(files)
     results = {
-        "files": n, "workers": workers,
-        "dcmj2pnm_seq": n / dcmtk_seq, "dcmj2pnm_par": n / dcmtk_par,
-        "ours_one_process": n / ours_seq, "ours_pool": n / ours_pool,
+        "files": n,
+        "workers": workers,
+        "dcmj2pnm_seq": n / dcmtk_seq,
+        "dcmj2pnm_par": n / dcmtk_par,
+        "ours_one_process": n / ours_seq,
+        "ours_pool": n / ours_pool,
     }
     print(f"conversion of {n} files ({len(CONVERSION_SET)} distinct x {repeat}), JPEG q{QUALITY}, first frame:")
     print(f"  dcmj2pnm, one process per file, sequential : {results['dcmj2pnm_seq']:8.1f} files/s")
     print(f"  dcmj2pnm, one process per file, {workers} at once  : {results['dcmj2pnm_par']:8.1f} files/s")
-    print(f"  clinicflow render_file, one process        : {results['ours_one_process']:8.1f} files/s"
-          f"   ratio {results['ours_one_process'] / results['dcmj2pnm_seq']:.2f}x vs sequential dcmj2pnm")
-    print(f"  clinicflow render_file, {workers}-process pool     : {results['ours_pool']:8.1f} files/s"
-          f"   ratio {results['ours_pool'] / results['dcmj2pnm_par']:.2f}x vs parallel dcmj2pnm")
+    print(
+        f"  clinicflow render_file, one process        : {results['ours_one_process']:8.1f} files/s"
+        f"   ratio {results['ours_one_process'] / results['dcmj2pnm_seq']:.2f}x vs sequential dcmj2pnm"
+    )
+    print(
+        f"  clinicflow render_file, {workers}-process pool     : {results['ours_pool']:8.1f} files/s"
+        f"   ratio {results['ours_pool'] / results['dcmj2pnm_par']:.2f}x vs parallel dcmj2pnm"
+    )
     return results
 
 
@@ -179,9 +222,20 @@ def bench_flow(files: int, concurrency: int) -> float:
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     port = _free_port()
-    emulator = subprocess.Popen([str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host",
-                                 "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    emulator = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gcp-storage-emulator"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     admin = PostgresServer.from_env("dicom-reports-postgres", {"database": "postgres"})
     database = f"cf_bench_dicom_{uuid.uuid4().hex[:8]}"
     conn = admin.connect()
@@ -201,8 +255,10 @@ def bench_flow(files: int, concurrency: int) -> float:
         reports = admin.model_copy(update={"database": database})
         conn = reports.connect()
         with conn.cursor() as cur:
-            cur.execute("CREATE TABLE reports (study_id text, series_id text, instance_id text, "
-                        "file_location text, report_text text)")
+            cur.execute(
+                "CREATE TABLE reports (study_id text, series_id text, instance_id text, "
+                "file_location text, report_text text)"
+            )
             cur.executemany("INSERT INTO reports VALUES (%s, %s, %s, %s, %s)", rows)
         conn.commit()
         conn.close()
@@ -210,16 +266,24 @@ def bench_flow(files: int, concurrency: int) -> float:
         from flows.dicom_reports import extract_dicom_reports
 
         start = time.perf_counter()
-        result = extract_dicom_reports(query="reports", bucket_kind="gcs",
-                                       base_location=f"http://127.0.0.1:{httpd.server_address[1]}/",
-                                       max_concurrency=concurrency, batch_size=25)
+        result = extract_dicom_reports(
+            query="reports",
+            bucket_kind="gcs",
+            base_location=f"http://127.0.0.1:{httpd.server_address[1]}/",
+            max_concurrency=concurrency,
+            batch_size=25,
+        )
         wall = time.perf_counter() - start
         objects = sum(1 for _ in gcs_client().list_blobs(bucket))
         rate = files / result["seconds"]
-        print(f"end to end: {files} files over HTTP -> JPG + DICOM + CSV in the GCS emulator, "
-              f"state in PostgreSQL, {concurrency} batches in flight:")
-        print(f"  flow: {result['seconds']:.1f} s = {rate:.1f} files/s ({objects} objects; "
-              f"{wall:.1f} s wall incl. Prefect start-up)")
+        print(
+            f"end to end: {files} files over HTTP -> JPG + DICOM + CSV in the GCS emulator, "
+            f"state in PostgreSQL, {concurrency} batches in flight:"
+        )
+        print(
+            f"  flow: {result['seconds']:.1f} s = {rate:.1f} files/s ({objects} objects; "
+            f"{wall:.1f} s wall incl. Prefect start-up)"
+        )
         return rate
     finally:
         httpd.shutdown()

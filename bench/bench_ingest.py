@@ -13,6 +13,7 @@ prints each child's peak RSS: it should stay flat as the file count grows
 
     uv run --frozen python -m bench.bench_ingest [--files 10000] [--small 2000] [--batch-size 500]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,14 @@ def _free_port() -> int:
 def _client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                        aws_secret_access_key="bench")
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+    )
 
 
 def _upload(endpoint: str, bucket: str, prefix: str, count: int) -> None:
     client = _client(endpoint)
-    body = (b"Referral letter\nMRN: %d\nProvider: Dr. Bench\nSummary: routine check.\n" * 4)
+    body = b"Referral letter\nMRN: %d\nProvider: Dr. Bench\nSummary: routine check.\n" * 4
 
     def put(n: int) -> None:
         client.put_object(Bucket=bucket, Key=f"{prefix}/{n % 50:02d}/doc{n:06d}.txt", Body=body % ((n,) * 4))
@@ -83,8 +85,11 @@ def ours_stage(endpoint: str, bucket: str, prefix: str, database: str, batch_siz
     location = parse_location(f"s3://{bucket}/{prefix}/**/*.txt")
     store = S3Store(_client(endpoint), bucket)
     settings = IngestSettings(run_id=f"bench-{prefix}")
-    counts = run_batches(matching_objects(store, location), batch_size,
-                         lambda batch, before: process_file_batch(server, store, batch, settings, None, before))
+    counts = run_batches(
+        matching_objects(store, location),
+        batch_size,
+        lambda batch, before: process_file_batch(server, store, batch, settings, None, before),
+    )
     return counts.staged
 
 
@@ -155,9 +160,28 @@ def main() -> None:
 
         for prefix, count in (("small", args.small), ("main", args.files)):
             child = subprocess.run(
-                [sys.executable, "-m", "bench.bench_ingest", "--child", "--endpoint", endpoint, "--bucket", bucket,
-                 "--prefix", prefix, "--database", new_database(), "--batch-size", str(args.batch_size)],
-                cwd=REPO, capture_output=True, text=True, check=True, env={**os.environ})
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bench_ingest",
+                    "--child",
+                    "--endpoint",
+                    endpoint,
+                    "--bucket",
+                    bucket,
+                    "--prefix",
+                    prefix,
+                    "--database",
+                    new_database(),
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ},
+            )
             staged_child, peak_kib = map(int, child.stdout.split()[-2:])
             assert staged_child == count, (staged_child, count)
             print(f"peak RSS staging {count} files (batch {args.batch_size}): {peak_kib / 1024:.0f} MiB")

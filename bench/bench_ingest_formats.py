@@ -11,6 +11,7 @@ of each and the ratio ours / CLI (ours also returns word confidences and runs th
 
     uv run --frozen python -m bench.bench_ingest_formats [--repeat 40] [--ocr-pages 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,14 @@ from typing import Any
 
 REPO = Path(__file__).parents[1]
 FORMATS = {
-    "text": ("discharge-summary-cardiology.txt", "lab-bmp.txt", "referral-oral-surgery.txt", "ed-discharge.html",
-             "operative-note.rtf", "consult-note-latin1.txt"),
+    "text": (
+        "discharge-summary-cardiology.txt",
+        "lab-bmp.txt",
+        "referral-oral-surgery.txt",
+        "ed-discharge.html",
+        "operative-note.rtf",
+        "consult-note-latin1.txt",
+    ),
     "hl7": ("adt-a01-escapes.hl7", "oru-r01-lab.hl7", "rde-o11-pharmacy.hl7"),
     "fhir": ("fhir-bundle-visit.json", "fhir-bundle-dental.json"),
     "pdf": ("discharge-summary-text-layer.pdf", "lab-report-text-layer.pdf"),
@@ -41,8 +48,11 @@ def _documents(kind: str) -> list[tuple[str, bytes]]:
     out = []
     for name in FORMATS[kind]:
         source = CORPUS / "docs" / name
-        data = source.read_bytes() if source.exists() else render(name, (CORPUS / "render" / f"{name}.txt")
-                                                                   .read_text(encoding="utf-8"))
+        data = (
+            source.read_bytes()
+            if source.exists()
+            else render(name, (CORPUS / "render" / f"{name}.txt").read_text(encoding="utf-8"))
+        )
         out.append((name, data))
     return out
 
@@ -62,12 +72,23 @@ def _child(kind: str, repeat: int) -> None:
         for name, data in documents:
             staged = build_document(ObjectInfo(f"file:///bench/{n}/{name}", name, len(data), "v"), data, settings)
             pages += staged.page_count or 1
-            if staged.text is not None and extractor.extract_one(
-                    DocumentText(staged.id, staged.sha256, staged.text)).ok:
+            if (
+                staged.text is not None
+                and extractor.extract_one(DocumentText(staged.id, staged.sha256, staged.text)).ok
+            ):
                 extracted += 1
     seconds = time.perf_counter() - started
-    print(json.dumps({"documents": repeat * len(documents), "pages": pages, "extracted": extracted,
-                      "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "documents": repeat * len(documents),
+                "pages": pages,
+                "extracted": extracted,
+                "seconds": seconds,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def _ocr_pages(count: int, folder: Path) -> list[Path]:
@@ -98,8 +119,7 @@ def _ocr_ours(paths: list[Path]) -> float:
 def _ocr_cli(paths: list[Path]) -> float:
     started = time.perf_counter()
     for path in paths:
-        subprocess.run(["tesseract", str(path), "stdout", "--psm", "4", "-l", "eng"], check=True,
-                       capture_output=True)
+        subprocess.run(["tesseract", str(path), "stdout", "--psm", "4", "-l", "eng"], check=True, capture_output=True)
     return len(paths) / (time.perf_counter() - started)
 
 
@@ -116,20 +136,29 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for kind in FORMATS:
         repeat = 2 if kind == "ocr" else args.repeat
-        out = subprocess.run([sys.executable, "-m", "bench.bench_ingest_formats", "--child", kind, "--repeat",
-                              str(repeat)], cwd=REPO, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.bench_ingest_formats", "--child", kind, "--repeat", str(repeat)],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows[kind] = row
         unit = "pages" if kind in ("pdf", "ocr") else "documents"
         rate = row[unit] / row["seconds"]
-        print(f"  {kind:<5} {rate:8.1f} {unit}/s   ({row['documents']} documents, {row['extracted']} extracted, "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB)")
+        print(
+            f"  {kind:<5} {rate:8.1f} {unit}/s   ({row['documents']} documents, {row['extracted']} extracted, "
+            f"peak RSS {row['peak_rss_mb']:.0f} MB)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         paths = _ocr_pages(args.ocr_pages, Path(tmp))
         cli = _ocr_cli(paths)
         ours = _ocr_ours(paths)
-    print(f"OCR of {len(paths)} page images: tesseract CLI {cli:.2f} pages/s, clinicflow (pytesseract, with word "
-          f"confidences) {ours:.2f} pages/s, ratio {ours / cli:.2f}x")
+    print(
+        f"OCR of {len(paths)} page images: tesseract CLI {cli:.2f} pages/s, clinicflow (pytesseract, with word "
+        f"confidences) {ours:.2f} pages/s, ratio {ours / cli:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ Prints rows/s, the ratios, and the project's peak RSS for ``--rows`` and
 
     uv run --frozen python -m bench.bench_load [--rows 1000000] [--big-rows 3000000] [--batch 100000] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,16 +95,24 @@ def _run_measured(cmd: list[str], **kw) -> tuple[float, float, str]:
 
 
 def _project(my, pg, rows: int, batch: int, verify: bool) -> dict:
-    args = {"my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}),
-            "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
-            "table": TABLE, "batch": batch, "verify": verify}
+    args = {
+        "my": my.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+        "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+        "table": TABLE,
+        "batch": batch,
+        "verify": verify,
+    }
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     wall, _rss, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
     result = json.loads(out.strip().splitlines()[-1])
     if result["status"] != "ok" or result["rows"] != rows:
         raise RuntimeError(f"project load did not complete: {result}")
-    return {"seconds": result["seconds"], "process_seconds": wall, "rss_mb": result["rss_mb"],
-            "verification": result["verification"]}
+    return {
+        "seconds": result["seconds"],
+        "process_seconds": wall,
+        "rss_mb": result["rss_mb"],
+        "verification": result["verification"],
+    }
 
 
 def _pgloader(my, pg, table: str = TABLE, options: str = "") -> dict:
@@ -189,8 +198,9 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), min(values)
 
 
-def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, keep: bool = False,
-        rounds: int = 3) -> int:
+def run(
+    rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, keep: bool = False, rounds: int = 3
+) -> int:
     from blocks.databases import MySQLServer, PostgresServer
     from clinicflow_dev import generator
 
@@ -212,10 +222,12 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
         # runs at that moment, so each tool gets the same chances; medians and
         # bests are printed, every run is shown.
         for round_no in range(1, rounds + 1):
-            for tool, measure in (("project", lambda: _project(my, pg, rows, batch, verify=False)),
-                                  ("verified", lambda: _project(my, pg, rows, batch, verify=True)),
-                                  ("pgloader", lambda: _pgloader(my, pg)),
-                                  ("bare", lambda: _bare_copy(pg, plan, path, rows))):
+            for tool, measure in (
+                ("project", lambda: _project(my, pg, rows, batch, verify=False)),
+                ("verified", lambda: _project(my, pg, rows, batch, verify=True)),
+                ("pgloader", lambda: _pgloader(my, pg)),
+                ("bare", lambda: _bare_copy(pg, plan, path, rows)),
+            ):
                 _empty_target(pg, tool)
                 admin_pg(pg, "CHECKPOINT")  # WAL left by the previous tool is not written on this one's time
                 runs[tool].append(measure())
@@ -244,39 +256,58 @@ def run(rows: int = 1_000_000, big_rows: int = 3_000_000, batch: int = 100_000, 
     print()
     print(f"{rounds} interleaved round(s); seconds as median (best)")
     print(f"{'':28}{'seconds':>16}{'rows/s (median)':>17}{'peak RSS MB':>13}")
-    for label, med, best, peak in (("project (full load)", project_med, project_best, f"{rss:.0f}"),
-                                   ("pgloader", pgl_med, pgl_best, f"{pgl_rss:.0f}"),
-                                   ("bare COPY (no index)", bare_med, bare_best, ""),
-                                   ("bare COPY + same indexes", bare_ix_med, bare_ix_best, "")):
+    for label, med, best, peak in (
+        ("project (full load)", project_med, project_best, f"{rss:.0f}"),
+        ("pgloader", pgl_med, pgl_best, f"{pgl_rss:.0f}"),
+        ("bare COPY (no index)", bare_med, bare_best, ""),
+        ("bare COPY + same indexes", bare_ix_med, bare_ix_best, ""),
+    ):
         print(f"{label:28}{f'{med:.2f} ({best:.2f})':>16}{rows / med:>17,.0f}{peak:>13}")
     # Verification's cost: the verified load minus the unverified one of the same round.
     extras = [v["seconds"] - p["seconds"] for p, v in zip(runs["project"], runs["verified"], strict=False)]
     if any(v["verification"] != "ok" for v in runs["verified"]):
         raise RuntimeError(f"verified loads did not verify: {[v['verification'] for v in runs['verified']]}")
-    print(f"verification: {statistics.median(extras):.2f}s extra (median; per round "
-          + ", ".join(f"{e:.2f}s" for e in extras) + f"), {statistics.median(extras) / project_med:.0%} "
-          f"of the load's median time (aim <= 25%)")
+    print(
+        f"verification: {statistics.median(extras):.2f}s extra (median; per round "
+        + ", ".join(f"{e:.2f}s" for e in extras)
+        + f"), {statistics.median(extras) / project_med:.0%} "
+        f"of the load's median time (aim <= 25%)"
+    )
     print(f"project replacing a loaded table (full refresh, its drop included): {results['replacing']['seconds']:.2f}s")
-    print(f"project / pgloader:               {pgl_med / project_med:.2f}x median, {pgl_best / project_best:.2f}x best"
-          f"   (aim >= 3)")
-    print(f"project / bare COPY (no index):   {bare_med / project_med:.0%} median, {bare_best / project_best:.0%} best"
-          f"   (aim >= 75%)")
-    print(f"project / bare COPY + indexes:    {bare_ix_med / project_med:.0%} median, "
-          f"{bare_ix_best / project_best:.0%} best")
+    print(
+        f"project / pgloader:               {pgl_med / project_med:.2f}x median, {pgl_best / project_best:.2f}x best"
+        f"   (aim >= 3)"
+    )
+    print(
+        f"project / bare COPY (no index):   {bare_med / project_med:.0%} median, {bare_best / project_best:.0%} best"
+        f"   (aim >= 75%)"
+    )
+    print(
+        f"project / bare COPY + indexes:    {bare_ix_med / project_med:.0%} median, "
+        f"{bare_ix_best / project_best:.0%} best"
+    )
     # The same ratios within each round (the loads of one round run minutes apart at
     # most), so a slow spell of the shared machine weighs on both sides of a ratio.
-    per_round = [(b["seconds"] / p["seconds"], g["seconds"] / p["seconds"])
-                 for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"], strict=False)]
-    print("per round, project / bare COPY: " + ", ".join(f"{bare:.0%}" for bare, _ in per_round)
-          + f" (median {statistics.median(b for b, _ in per_round):.0%});"
-          + " project / pgloader: " + ", ".join(f"{pgl:.2f}x" for _, pgl in per_round)
-          + f" (median {statistics.median(g for _, g in per_round):.2f}x)")
+    per_round = [
+        (b["seconds"] / p["seconds"], g["seconds"] / p["seconds"])
+        for p, g, b in zip(runs["project"], runs["pgloader"], runs["bare"], strict=False)
+    ]
+    print(
+        "per round, project / bare COPY: "
+        + ", ".join(f"{bare:.0%}" for bare, _ in per_round)
+        + f" (median {statistics.median(b for b, _ in per_round):.0%});"
+        + " project / pgloader: "
+        + ", ".join(f"{pgl:.2f}x" for _, pgl in per_round)
+        + f" (median {statistics.median(g for _, g in per_round):.2f}x)"
+    )
     if big_rows:
         big = results["project_big"]
         small_rss = runs["project"][0]["rss_mb"]
         growth = big["rss_mb"] / small_rss - 1
-        print(f"peak RSS {rows:,} rows: {small_rss:.0f} MB; {big_rows:,} rows: {big['rss_mb']:.0f} MB "
-              f"({growth:+.0%}; aim < 300 MB, within 10%); {big_rows / big['seconds']:,.0f} rows/s at {big_rows:,}")
+        print(
+            f"peak RSS {rows:,} rows: {small_rss:.0f} MB; {big_rows:,} rows: {big['rss_mb']:.0f} MB "
+            f"({growth:+.0%}; aim < 300 MB, within 10%); {big_rows / big['seconds']:,.0f} rows/s at {big_rows:,}"
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ cost is visible.
 
     uv run --frozen python -m bench.bench_nightly_noop [--tables 450] [--runs 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,28 @@ FLOW_BOUND_SECONDS = 3.0
 
 def _env(source, replica, pg, tables_file: Path, prefect_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update({"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_TABLES_FILE": str(tables_file),
-                "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PYTHONPATH": str(ROOT)})
-    for block, server in (("OPENDENTAL_SOURCE", source), ("OPENDENTAL_REPLICATION", replica),
-                          ("ANALYTICS_POSTGRES", pg)):
-        env.update({f"CLINICFLOW_{block}_HOST": server.host, f"CLINICFLOW_{block}_PORT": str(server.port),
-                    f"CLINICFLOW_{block}_USER": server.username, f"CLINICFLOW_{block}_DATABASE": server.database})
+    env.update(
+        {
+            "CLINICFLOW_CREDENTIALS": "env",
+            "CLINICFLOW_TABLES_FILE": str(tables_file),
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    for block, server in (
+        ("OPENDENTAL_SOURCE", source),
+        ("OPENDENTAL_REPLICATION", replica),
+        ("ANALYTICS_POSTGRES", pg),
+    ):
+        env.update(
+            {
+                f"CLINICFLOW_{block}_HOST": server.host,
+                f"CLINICFLOW_{block}_PORT": str(server.port),
+                f"CLINICFLOW_{block}_USER": server.username,
+                f"CLINICFLOW_{block}_DATABASE": server.database,
+            }
+        )
     return env
 
 
@@ -53,8 +69,13 @@ def _prefect_server(home: Path, env: dict[str, str]):
 
 def _nightly(env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "clinicflow.cli", "nightly"], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clinicflow.cli", "nightly"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         tail = proc.stdout.decode(errors="replace")[-3000:]
@@ -66,11 +87,15 @@ def _last_run(pg) -> tuple[float, int, int]:
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT extract(epoch FROM finished_at - started_at), tables_total, rows_loaded "
-                        "FROM clinicflow.etl_runs ORDER BY started_at DESC LIMIT 1")
+            cur.execute(
+                "SELECT extract(epoch FROM finished_at - started_at), tables_total, rows_loaded "
+                "FROM clinicflow.etl_runs ORDER BY started_at DESC LIMIT 1"
+            )
             seconds, tables, rows = cur.fetchone()
-            cur.execute("SELECT status, count(*) FROM clinicflow.etl_table_metrics WHERE run_id = "
-                        "(SELECT run_id FROM clinicflow.etl_runs ORDER BY started_at DESC LIMIT 1) GROUP BY status")
+            cur.execute(
+                "SELECT status, count(*) FROM clinicflow.etl_table_metrics WHERE run_id = "
+                "(SELECT run_id FROM clinicflow.etl_runs ORDER BY started_at DESC LIMIT 1) GROUP BY status"
+            )
             print("   per-table status:", dict(cur.fetchall()))
         return float(seconds), int(tables), int(rows)
     finally:
@@ -85,8 +110,10 @@ def _nights(env: dict[str, str], pg, runs: int, label: str) -> tuple[float, floa
         flow_s, n, rows = _last_run(pg)
         ends.append(seconds)
         flows.append(flow_s)
-        print(f"no-op night {i + 1}, {label}: {seconds:.1f}s end to end, flow {flow_s:.2f}s, "
-              f"{n} tables, {rows:,} rows read")
+        print(
+            f"no-op night {i + 1}, {label}: {seconds:.1f}s end to end, flow {flow_s:.2f}s, "
+            f"{n} tables, {rows:,} rows read"
+        )
     return min(ends), min(flows)
 
 
@@ -128,10 +155,12 @@ def run(tables: int = 450, runs: int = 1, keep: bool = False) -> int:
             stop_process_group(server)
         embedded = _nights(env, pg, runs, "embedded Prefect server")
         print(f"\nno-op nightly over {len(counts)} tables, best of {runs}:")
-        print(f"  running Prefect server: {running[0]:.1f}s end to end "
-              f"({'within' if running[0] <= BOUND_SECONDS else 'OVER'} the {BOUND_SECONDS:.0f}s aim), "
-              f"flow {running[1]:.2f}s ({'within' if running[1] <= FLOW_BOUND_SECONDS else 'OVER'} "
-              f"the {FLOW_BOUND_SECONDS:.0f}s aim)")
+        print(
+            f"  running Prefect server: {running[0]:.1f}s end to end "
+            f"({'within' if running[0] <= BOUND_SECONDS else 'OVER'} the {BOUND_SECONDS:.0f}s aim), "
+            f"flow {running[1]:.2f}s ({'within' if running[1] <= FLOW_BOUND_SECONDS else 'OVER'} "
+            f"the {FLOW_BOUND_SECONDS:.0f}s aim)"
+        )
         print(f"  embedded Prefect server: {embedded[0]:.1f}s end to end, flow {embedded[1]:.2f}s")
     finally:
         if not keep:

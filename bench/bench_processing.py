@@ -19,6 +19,7 @@
     uv run --frozen python -m bench.bench_processing [--points 10000000] [--jobs 200] [--processes 4]
         [--threads 1] [--prefect-db postgres|sqlite] [--api-workers 2] [--skip-peaks] [--skip-jobs]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,13 @@ def child_peaks(case: str, path: str) -> None:
         from clinicflow.processing.processors import DataSource, PeakDetectionParams, peak_detection
 
         meta = describe_file(Path(path), Path(path).name)
-        source = DataSource(path=Path(path), name=meta.name, format=meta.format, row_count=meta.row_count,
-                            columns=[c["name"] for c in meta.columns])
+        source = DataSource(
+            path=Path(path),
+            name=meta.name,
+            format=meta.format,
+            row_count=meta.row_count,
+            columns=[c["name"] for c in meta.columns],
+        )
         result = peak_detection(source, PeakDetectionParams(column="voltage", **PEAK_PARAMS), lambda _p: None)
         peaks, rows = result["count"], result["rows"]
     else:
@@ -85,20 +91,28 @@ def bench_peaks(points: int, rounds: int) -> None:
         runs: dict[str, list[dict[str, Any]]] = {"processor": [], "anchor": []}
         for _ in range(rounds):
             for case in runs:
-                out = subprocess.run([sys.executable, "-m", "bench.bench_processing", "--child", case, str(path)],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.bench_processing", "--child", case, str(path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 runs[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = {case: min(r["seconds"] for r in results) for case, results in runs.items()}
     peaks = {case: {r["peaks"] for r in results} for case, results in runs.items()}
     assert peaks["processor"] == peaks["anchor"], peaks
     assert len(peaks["anchor"]) == 1, peaks
     print(f"peak detection, {points:,} points, find_peaks({PEAK_PARAMS}), best of {rounds}:")
-    for case, label in (("processor", "peak_detection processor (1M-row chunks)"),
-                        ("anchor", "plain pandas+scipy script (anchor)")):
+    for case, label in (
+        ("processor", "peak_detection processor (1M-row chunks)"),
+        ("anchor", "plain pandas+scipy script (anchor)"),
+    ):
         rss = max(r["rss_mb"] for r in runs[case])
         print(f"  {label:45s} {points / best[case]:>12,.0f} rows/s  {best[case]:6.2f} s  peak RSS {rss:6.0f} MB")
-    print(f"  ratio processor/anchor (rows/s): {best['anchor'] / best['processor']:.2f}  "
-          f"(same {peaks['anchor'].pop():,} peaks)")
+    print(
+        f"  ratio processor/anchor (rows/s): {best['anchor'] / best['processor']:.2f}  "
+        f"(same {peaks['anchor'].pop():,} peaks)"
+    )
 
 
 async def post_json(host: str, port: int, path: str, token: str, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -111,9 +125,11 @@ async def post_json(host: str, port: int, path: str, token: str, payload: dict[s
     body = json.dumps(payload).encode()
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-                     .encode() + body)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         answer = await reader.read()
     finally:
@@ -134,12 +150,16 @@ async def submit_all(url: str, token: str, file_id: int, jobs: int) -> list[tupl
         if status != 202:
             print(f"  submission {i}: HTTP {status}: {str(answer)[:300]}")
         return time.perf_counter() - started, answer
+
     return list(await asyncio.gather(*(one(i) for i in range(jobs))))
 
 
 def job_request(file_id: int, i: int) -> dict[str, Any]:
-    return {"data_file_id": file_id, "processing_type": "rolling_mean",
-            "parameters": {"window": 5 + i % 20, "columns": ["voltage"]}}
+    return {
+        "data_file_id": file_id,
+        "processing_type": "rolling_mean",
+        "parameters": {"window": 5 + i % 20, "columns": ["voltage"]},
+    }
 
 
 def wait_rows(database: Any, ids: list[int], timeout: float = 1800) -> list[dict[str, Any]]:
@@ -151,11 +171,22 @@ def wait_rows(database: Any, ids: list[int], timeout: float = 1800) -> list[dict
         deadline = time.monotonic() + timeout
         while True:
             with conn.cursor() as cur:
-                cur.execute("SELECT id, status, task_run_id::text, worker, error, "
-                            "extract(epoch FROM created_at), extract(epoch FROM started_at), "
-                            "extract(epoch FROM finished_at) FROM processing.results WHERE id = ANY(%s)", (ids,))
-                found = [dict(zip(("id", "status", "task_run_id", "worker", "error", "created", "started",
-                                   "finished"), r, strict=True)) for r in cur.fetchall()]
+                cur.execute(
+                    "SELECT id, status, task_run_id::text, worker, error, "
+                    "extract(epoch FROM created_at), extract(epoch FROM started_at), "
+                    "extract(epoch FROM finished_at) FROM processing.results WHERE id = ANY(%s)",
+                    (ids,),
+                )
+                found = [
+                    dict(
+                        zip(
+                            ("id", "status", "task_run_id", "worker", "error", "created", "started", "finished"),
+                            r,
+                            strict=True,
+                        )
+                    )
+                    for r in cur.fetchall()
+                ]
             conn.rollback()
             if not [r for r in found if r["status"] in store.ACTIVE] or time.monotonic() > deadline:
                 return sorted(found, key=lambda r: r["id"])
@@ -199,9 +230,15 @@ def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str, api_wor
     try:
         with tempfile.TemporaryDirectory(prefix="bench-processing-service-") as tmp:
             # Every job as a background task run (the tests' service sends files of 5,000 rows to the work pool).
-            service = start_service(Path(tmp), database, task_workers=processes, task_worker_limit=threads,
-                                    extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"},
-                                    prefect_database_url=prefect_url, api_workers=api_workers)
+            service = start_service(
+                Path(tmp),
+                database,
+                task_workers=processes,
+                task_worker_limit=threads,
+                extra_env={"CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS": "20000000"},
+                prefect_database_url=prefect_url,
+                api_workers=api_workers,
+            )
             try:
                 data = Path(tmp) / "signal.parquet"
                 write_signal(data, 5_000)
@@ -220,12 +257,16 @@ def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str, api_wor
                 ids = [body["id"] for _, body in submitted]
                 rows = wait_rows(database, ids)
                 with httpx.Client(base_url=service.stack.api_url, timeout=60) as prefect:
-                    run_counts = [prefect.get(f"/task_runs/{r['task_run_id']}").json()["run_count"]
-                                  for r in rows if r["task_run_id"]]
+                    run_counts = [
+                        prefect.get(f"/task_runs/{r['task_run_id']}").json()["run_count"]
+                        for r in rows
+                        if r["task_run_id"]
+                    ]
             finally:
                 service.close()
-            anchor_rows, anchor_submit = run_celery_anchor(service.env, database, data_file["id"], jobs,
-                                                           processes * threads)
+            anchor_rows, anchor_submit = run_celery_anchor(
+                service.env, database, data_file["id"], jobs, processes * threads
+            )
     finally:
         drop_database(admin, name)
         if prefect_url:
@@ -234,28 +275,39 @@ def bench_jobs(jobs: int, processes: int, threads: int, prefect_db: str, api_wor
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     seconds, per_minute = throughput(rows)
     anchor_seconds, anchor_per_minute = throughput(anchor_rows)
-    print(f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: {api_workers} process(es); Prefect server "
-          f"on {'PostgreSQL' if prefect_url else 'SQLite'}; task workers: {processes} processes x {threads} threads; "
-          f"Celery anchor: prefork --concurrency "
-          f"{processes * threads}, Redis broker")
-    print(f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
-          f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)")
-    print(f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-          f"all sent in {submit_seconds:.2f} s")
+    print(
+        f"{jobs} concurrent submissions, rolling_mean on 5,000 rows; API: {api_workers} process(es); Prefect server "
+        f"on {'PostgreSQL' if prefect_url else 'SQLite'}; task workers: {processes} processes x {threads} threads; "
+        f"Celery anchor: prefork --concurrency "
+        f"{processes * threads}, Redis broker"
+    )
+    print(
+        f"  idle submission -> PROCESSING (5 jobs one at a time, after one warm-up job): "
+        f"{', '.join(f'{s * 1000:.0f}' for s in idle)} ms (max {max(idle) * 1000:.0f} ms)"
+    )
+    print(
+        f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"all sent in {submit_seconds:.2f} s"
+    )
     print(f"  service: all ended {seconds:.1f} s after the first submission: {per_minute:.0f} jobs/minute")
-    print(f"  Celery + Redis anchor: {anchor_seconds:.1f} s: {anchor_per_minute:.0f} jobs/minute "
-          f"(insert + delay per job p95 {anchor_submit * 1000:.0f} ms)")
+    print(
+        f"  Celery + Redis anchor: {anchor_seconds:.1f} s: {anchor_per_minute:.0f} jobs/minute "
+        f"(insert + delay per job p95 {anchor_submit * 1000:.0f} ms)"
+    )
     print(f"  ratio service/Celery (jobs/minute): {per_minute / anchor_per_minute:.2f}")
     check_once("service", ids, rows)
     check_once("Celery anchor", [r["id"] for r in anchor_rows], anchor_rows)
     assert len(run_counts) == jobs, f"task runs per job: {sorted(set(run_counts))}"
     assert set(run_counts) == {1}, f"task runs per job: {sorted(set(run_counts))}"
-    print(f"  service: {len(run_counts)} task runs, each ran once; {len({r['worker'] for r in rows})} task "
-          f"worker processes shared the jobs")
+    print(
+        f"  service: {len(run_counts)} task runs, each ran once; {len({r['worker'] for r in rows})} task "
+        f"worker processes shared the jobs"
+    )
 
 
-def run_celery_anchor(env: dict[str, str], database: Any, file_id: int, jobs: int,
-                      concurrency: int) -> tuple[list[dict[str, Any]], float]:
+def run_celery_anchor(
+    env: dict[str, str], database: Any, file_id: int, jobs: int, concurrency: int
+) -> tuple[list[dict[str, Any]], float]:
     """The same jobs through bench.celery_anchor: rows inserted PENDING and ``.delay()``ed, prefork workers."""
     import os
 
@@ -267,11 +319,27 @@ def run_celery_anchor(env: dict[str, str], database: Any, file_id: int, jobs: in
     app.conf.broker_url = broker_db
     app.connection_for_write().default_channel.client.flushdb()
     with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp, open(Path(tmp) / "celery.log", "wb") as log:
-        worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "bench.celery_anchor", "worker",
-                                   "--concurrency", str(concurrency), "--pool", "prefork", "--loglevel", "WARNING",
-                                   "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                                  env={**os.environ, **env, "CLINICFLOW_BENCH_CELERY_BROKER": broker_db},
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "bench.celery_anchor",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env={**os.environ, **env, "CLINICFLOW_BENCH_CELERY_BROKER": broker_db},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             time.sleep(10)  # the prefork children start
             conn = database.connect()
@@ -304,9 +372,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--processes", type=int, default=4, help="Task-worker processes (Celery: x threads).")
     parser.add_argument("--threads", type=int, default=1, help="Runs at once per task-worker process.")
-    parser.add_argument("--prefect-db", choices=("postgres", "sqlite"), default="postgres",
-                        help="The Prefect server's database (PostgreSQL as in production; SQLite as `prefect server "
-                             "start` alone).")
+    parser.add_argument(
+        "--prefect-db",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="The Prefect server's database (PostgreSQL as in production; SQLite as `prefect server start` alone).",
+    )
     parser.add_argument("--api-workers", type=int, default=2, help="API processes (`clinicflow serve --workers`).")
     parser.add_argument("--skip-peaks", action="store_true")
     parser.add_argument("--skip-jobs", action="store_true")

@@ -17,6 +17,7 @@ the replica and raw end equal, so a fast but wrong night cannot pass.
 
     uv run --frozen python -m bench.bench_reconcile [--rows 1000000] [--big-rows 3000000] [--batch 100000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,21 +61,31 @@ print(json.dumps({"seconds": time.perf_counter() - t, "copy_seconds": out.replic
 def _servers(tag: str):
     from blocks.databases import MySQLServer, PostgresServer
 
-    my = MySQLServer(host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), port=3306, username="root",
-                     database="")
-    pg = PostgresServer(host=os.environ.get("CLINICFLOW_TEST_PG_HOST", "127.0.0.1"), port=5432, username="postgres",
-                        database="postgres")
+    my = MySQLServer(
+        host=os.environ.get("CLINICFLOW_TEST_MYSQL_HOST", "127.0.0.1"), port=3306, username="root", database=""
+    )
+    pg = PostgresServer(
+        host=os.environ.get("CLINICFLOW_TEST_PG_HOST", "127.0.0.1"), port=5432, username="postgres", database="postgres"
+    )
     names = {k: f"cf_bench_rec_{k}_{tag}" for k in ("src", "rep", "pg")}
     for key in ("src", "rep"):
         admin_mysql(my, f"CREATE DATABASE `{names[key]}` CHARACTER SET utf8mb3")
     admin_pg(pg, f'CREATE DATABASE "{names["pg"]}"')
-    return (my.model_copy(update={"database": names["src"]}), my.model_copy(update={"database": names["rep"]}),
-            pg.model_copy(update={"database": names["pg"]}), names, my, pg)
+    return (
+        my.model_copy(update={"database": names["src"]}),
+        my.model_copy(update={"database": names["rep"]}),
+        pg.model_copy(update={"database": names["pg"]}),
+        names,
+        my,
+        pg,
+    )
 
 
 def _step(src, rep, pg, mode: str, batch: int, slices: int) -> dict:
-    dump = {k: s.model_dump(mode="json", exclude={"password", "block_type_slug"}) for k, s in
-            (("src", src), ("rep", rep), ("pg", pg))}
+    dump = {
+        k: s.model_dump(mode="json", exclude={"password", "block_type_slug"})
+        for k, s in (("src", src), ("rep", rep), ("pg", pg))
+    }
     args = {**dump, "table": TABLE, "batch": batch, "mode": mode, "slices": slices}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     _wall, _, out = _run_measured([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT, env=env)
@@ -93,10 +104,14 @@ def _change(src, rows: int, night: int) -> int:
         with conn.cursor() as cur:
             cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
             cur.execute(f"DELETE FROM `{TABLE}` WHERE `ProcNum` % {step} = {night}")
-            cur.execute(f"UPDATE `{TABLE}` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
-                        f"WHERE `ProcNum` % {step} = {night + step // 3}")
-            cur.execute(f"UPDATE `{TABLE}` SET `ClaimNote` = 'updated', `DateTStamp` = NOW() "
-                        f"WHERE `ProcNum` % {step} = {night + 2 * step // 3}")
+            cur.execute(
+                f"UPDATE `{TABLE}` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
+                f"WHERE `ProcNum` % {step} = {night + step // 3}"
+            )
+            cur.execute(
+                f"UPDATE `{TABLE}` SET `ClaimNote` = 'updated', `DateTStamp` = NOW() "
+                f"WHERE `ProcNum` % {step} = {night + 2 * step // 3}"
+            )
             cur.execute(f"SELECT MAX(`ProcNum`) FROM `{TABLE}`")
             top = int(cur.fetchone()[0])
             values = ", ".join(f"({top + i + 1}, {i}, IF({i} % 5 = 0, '2001-01-01', NOW()))" for i in range(n))
@@ -115,8 +130,9 @@ def _equal(src, rep, pg) -> None:
         raise RuntimeError("the replica differs from the source after the night")
     my, pgc = sessions.raw_connection(rep, zone="server"), pg.connect()
     try:
-        result = verify.verify_table(my, pgc, load_plan.plan_load(catalog.read_table(my, TABLE),
-                                                                TableConfig(primary_key=["ProcNum"])))
+        result = verify.verify_table(
+            my, pgc, load_plan.plan_load(catalog.read_table(my, TABLE), TableConfig(primary_key=["ProcNum"]))
+        )
     finally:
         my.close()
         pgc.close()
@@ -158,30 +174,43 @@ def main() -> None:
     results = [run(args.rows, args.batch)] + ([run(args.big_rows, args.batch)] if args.big_rows else [])
     for result in results:
         full = result["full"]
-        print(f"\n{result['rows']:,} rows: full copy + load {full['seconds']:.2f} s "
-              f"(copy {full['copy_seconds']:.2f} s), peak RSS {full['rss_mb']:.0f} MB")
+        print(
+            f"\n{result['rows']:,} rows: full copy + load {full['seconds']:.2f} s "
+            f"(copy {full['copy_seconds']:.2f} s), peak RSS {full['rss_mb']:.0f} MB"
+        )
         for slices, night in result["nights"].items():
             replica, raw = night["replica"], night["raw"]
-            label = ("weekly checksum sweep, what analyze-schema writes for >= 1M rows" if slices > 1
-                     else "every range checksummed every night")
-            print(f"  nightly after {night['changed']:,} changed rows, reconcile_slices={slices} ({label}): "
-                  f"{night['seconds']:.2f} s "
-                  f"(copy + reconcile replica {night['copy_seconds']:.2f} s) = "
-                  f"{100 * night['seconds'] / full['seconds']:.1f}% of the full copy + load; "
-                  f"peak RSS {night['rss_mb']:.0f} MB")
+            label = (
+                "weekly checksum sweep, what analyze-schema writes for >= 1M rows"
+                if slices > 1
+                else "every range checksummed every night"
+            )
+            print(
+                f"  nightly after {night['changed']:,} changed rows, reconcile_slices={slices} ({label}): "
+                f"{night['seconds']:.2f} s "
+                f"(copy + reconcile replica {night['copy_seconds']:.2f} s) = "
+                f"{100 * night['seconds'] / full['seconds']:.1f}% of the full copy + load; "
+                f"peak RSS {night['rss_mb']:.0f} MB"
+            )
             if "deferred" in night:
                 d = night["deferred"]
-                print(f"    left for later nights of the weekly sweep (found by a full sweep afterwards): "
-                      f"{d['rows_changed']} silently updated rows, {d['rows_deleted']} deletes, "
-                      f"{d['rows_missing']} missing")
+                print(
+                    f"    left for later nights of the weekly sweep (found by a full sweep afterwards): "
+                    f"{d['rows_changed']} silently updated rows, {d['rows_deleted']} deletes, "
+                    f"{d['rows_missing']} missing"
+                )
             for leg, stats in (("replica", replica), ("raw", raw)):
-                print(f"    {leg}: {stats['swept']}, {stats['ranges_hashed']}/{stats['ranges']} ranges checksummed, "
-                      f"{stats['ranges_recopied']} re-read: {stats['rows_deleted']} deleted, "
-                      f"{stats['rows_missing']} missing copied, {stats['rows_changed']} changed copied")
+                print(
+                    f"    {leg}: {stats['swept']}, {stats['ranges_hashed']}/{stats['ranges']} ranges checksummed, "
+                    f"{stats['ranges_recopied']} re-read: {stats['rows_deleted']} deleted, "
+                    f"{stats['rows_missing']} missing copied, {stats['rows_changed']} changed copied"
+                )
     if len(results) == 2:
         small, big = (r["nights"][1]["rss_mb"] for r in results)
-        print(f"\npeak RSS of the nightly: {small:.0f} MB at {results[0]['rows']:,} rows, {big:.0f} MB at "
-              f"{results[1]['rows']:,} rows ({100 * (big - small) / small:+.0f}%)")
+        print(
+            f"\npeak RSS of the nightly: {small:.0f} MB at {results[0]['rows']:,} rows, {big:.0f} MB at "
+            f"{results[1]['rows']:,} rows ({100 * (big - small) / small:+.0f}%)"
+        )
 
 
 if __name__ == "__main__":

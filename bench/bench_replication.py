@@ -11,6 +11,7 @@ against its own full copy (aim: under 5%).
 
     uv run --frozen python -m bench.bench_replication [--rows 1000000] [--batch 50000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,28 +53,44 @@ def main() -> None:
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]  # parallel runs on one server never share a database
-    src, dst, dump_dst = (MySQLServer(database=f"{n}_{tag}")
-                          for n in ("cf_bench_rsrc", "cf_bench_rdst", "cf_bench_rdump"))
+    src, dst, dump_dst = (
+        MySQLServer(database=f"{n}_{tag}") for n in ("cf_bench_rsrc", "cf_bench_rdst", "cf_bench_rdump")
+    )
     for server in (src, dst, dump_dst):
         _recreate(server)
     t = time.perf_counter()
     generator.create_procedurelog_like(src, args.rows)
     print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f}s")
 
-    os.environ.update(CLINICFLOW_CREDENTIALS="env", CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
-                      CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database,
-                      CLINICFLOW_REPLICATION_WORKERS=str(args.workers),
-                      PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+    os.environ.update(
+        CLINICFLOW_CREDENTIALS="env",
+        CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
+        CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database,
+        CLINICFLOW_REPLICATION_WORKERS=str(args.workers),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+    )
     tables_file = Path(tempfile.mkdtemp()) / "tables.yml"
-    tables_file.write_text(yaml.safe_dump({"tables": {
-        "procedurelog": {"primary_key": ["ProcNum"], "extraction_strategy": "incremental_chunked",
-                         "incremental_columns": ["DateTStamp"], "batch_size": args.batch},
-        "definition": {"primary_key": ["DefNum"]},
-    }}))
+    tables_file.write_text(
+        yaml.safe_dump(
+            {
+                "tables": {
+                    "procedurelog": {
+                        "primary_key": ["ProcNum"],
+                        "extraction_strategy": "incremental_chunked",
+                        "incremental_columns": ["DateTStamp"],
+                        "batch_size": args.batch,
+                    },
+                    "definition": {"primary_key": ["DefNum"]},
+                }
+            }
+        )
+    )
     conn = raw_connection(src)
     with conn.cursor() as cur:  # a tiny table to start Prefect's embedded server outside the timings
-        cur.execute("CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-                    "ItemName varchar(10)) ENGINE=MyISAM")
+        cur.execute(
+            "CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+            "ItemName varchar(10)) ENGINE=MyISAM"
+        )
         cur.execute("INSERT INTO definition (ItemName) VALUES ('a')")
     conn.close()
 
@@ -90,9 +107,12 @@ def main() -> None:
     assert table_checksum(dst, "procedurelog") == table_checksum(src, "procedurelog"), "project copy differs"
 
     t = time.perf_counter()
-    subprocess.run(f"mysqldump -uroot -h127.0.0.1 --quick {src.database} procedurelog"
-                   f" | mysql -uroot -h127.0.0.1 {dump_dst.database}",
-                   shell=True, check=True)
+    subprocess.run(
+        f"mysqldump -uroot -h127.0.0.1 --quick {src.database} procedurelog"
+        f" | mysql -uroot -h127.0.0.1 {dump_dst.database}",
+        shell=True,
+        check=True,
+    )
     dump_s = time.perf_counter() - t
     assert table_checksum(dump_dst, "procedurelog")[0] == args.rows
 
@@ -108,8 +128,10 @@ def main() -> None:
     print(f"project full copy      : {project_s:7.1f}s  {project_rate:10,.0f} rows/s")
     print(f"mysqldump --quick|mysql: {dump_s:7.1f}s  {dump_rate:10,.0f} rows/s")
     print(f"ratio project/dump     : {project_rate / dump_rate:.2f}x (aim >= 1.5x)")
-    print(f"incremental, {changed:,} rows changed: {incremental_s:.1f}s = "
-          f"{100 * incremental_s / project_s:.1f}% of the full copy (aim < 5%)")
+    print(
+        f"incremental, {changed:,} rows changed: {incremental_s:.1f}s = "
+        f"{100 * incremental_s / project_s:.1f}% of the full copy (aim < 5%)"
+    )
     for server in (src, dst, dump_dst):
         c = server.connect(database="")
         with c.cursor() as cur:

@@ -19,6 +19,7 @@ the row count). The rounds interleave, because this machine is shared.
 
     uv run --frozen python -m bench.bench_toolkit [--rows 1000000] [--big-rows 3000000] [--rounds 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ from typing import Any
 from pydantic import SecretStr
 
 SOURCE_BATCH = 10_000
-CREATE = ("CREATE TABLE {table} (id Int64, clinic Int64, day Date, fee Float64, note String) "
-          "ENGINE = MergeTree ORDER BY id")
+CREATE = (
+    "CREATE TABLE {table} (id Int64, clinic Int64, day Date, fee Float64, note String) ENGINE = MergeTree ORDER BY id"
+)
 
 
 def source_batches(rows: int) -> Iterator[Any]:
@@ -48,16 +50,21 @@ def source_batches(rows: int) -> Iterator[Any]:
     base = date(2020, 1, 1)
     columns = ("id", "clinic", "day", "fee", "note")
     for start in range(0, rows, SOURCE_BATCH):
-        yield Batch(columns, [(i, i % 17, base + timedelta(days=i % 1500), (i % 997) * 1.25,
-                               f"procedure note {i % 5003}")
-                              for i in range(start, min(rows, start + SOURCE_BATCH))])
+        yield Batch(
+            columns,
+            [
+                (i, i % 17, base + timedelta(days=i % 1500), (i % 997) * 1.25, f"procedure note {i % 5003}")
+                for i in range(start, min(rows, start + SOURCE_BATCH))
+            ],
+        )
 
 
 def pg_server() -> Any:
     from blocks.databases import PostgresServer
 
-    return PostgresServer(host=os.environ.get("CLINICFLOW_TEST_PG_HOST", "127.0.0.1"), port=5432, username="postgres",
-                          database="postgres")
+    return PostgresServer(
+        host=os.environ.get("CLINICFLOW_TEST_PG_HOST", "127.0.0.1"), port=5432, username="postgres", database="postgres"
+    )
 
 
 def prepare_pg(rows: int) -> str:
@@ -68,9 +75,12 @@ def prepare_pg(rows: int) -> str:
     admin_pg(server, f"CREATE DATABASE {name}")
     conn = server.connect(database=name)
     with conn.cursor() as cur:
-        cur.execute("CREATE TABLE procs AS SELECT g::bigint AS id, (g %% 17)::bigint AS clinic, "
-                    "date '2020-01-01' + (g %% 1500) AS day, ((g %% 997) * 1.25)::float8 AS fee, "
-                    "'procedure note ' || (g %% 5003) AS note FROM generate_series(0, %s - 1) g", (rows,))
+        cur.execute(
+            "CREATE TABLE procs AS SELECT g::bigint AS id, (g %% 17)::bigint AS clinic, "
+            "date '2020-01-01' + (g %% 1500) AS day, ((g %% 997) * 1.25)::float8 AS fee, "
+            "'procedure note ' || (g %% 5003) AS note FROM generate_series(0, %s - 1) g",
+            (rows,),
+        )
     conn.commit()
     conn.close()
     return name
@@ -101,9 +111,13 @@ def run_case(case: str, rows: int, chdb_dir: str, pg_database: str | None) -> di
             written += len(batch)
     elif case == "pipeline":
         server = pg_server().model_copy(update={"database": pg_database})
-        leaf = etl("pg_to_ch", extract=SqlExtractor(server, "SELECT id, clinic, day, fee, note FROM procs",
-                                                    dialect="postgres", batch_size=50_000),
-                   load=ClickHouseLoader(connection, table, batch_size=100_000))
+        leaf = etl(
+            "pg_to_ch",
+            extract=SqlExtractor(
+                server, "SELECT id, clinic, day, fee, note FROM procs", dialect="postgres", batch_size=50_000
+            ),
+            load=ClickHouseLoader(connection, table, batch_size=100_000),
+        )
         (outcome,) = execute(leaf, ctx)
         if outcome.status != "completed":
             raise RuntimeError(outcome.error)
@@ -123,8 +137,12 @@ def run_case(case: str, rows: int, chdb_dir: str, pg_database: str | None) -> di
     client.command(f"DROP TABLE {table}")
     if count != rows or written != rows:
         raise RuntimeError(f"{case}: wrote {written}, table has {count}, expected {rows}")
-    return {"case": case, "rows": rows, "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "case": case,
+        "rows": rows,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def child(case: str, rows: int, chdb_dir: str, pg_database: str | None) -> dict[str, Any]:
@@ -160,8 +178,10 @@ def main() -> None:
                 result = child(case, args.rows, chdb_dir, databases[args.rows])
                 times[case].append(result["seconds"])
                 peaks[case] = max(peaks.get(case, 0.0), result["peak_rss_mb"])
-        big = {case: child(case, args.big_rows, chdb_dir, databases[args.big_rows])["peak_rss_mb"]
-               for case in ("loader", "pipeline")}
+        big = {
+            case: child(case, args.big_rows, chdb_dir, databases[args.big_rows])["peak_rss_mb"]
+            for case in ("loader", "pipeline")
+        }
     finally:
         for name in databases.values():
             admin_pg(pg_server(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -171,13 +191,17 @@ def main() -> None:
 
     print(f"rows: {args.rows:,} ({args.rounds} interleaved rounds, medians; chDB through clickhouse-connect)")
     for case in times:
-        print(f"  {case:13s} {rate(case):>12,.0f} rows/s  (best {args.rows / min(times[case]):,.0f})  "
-              f"peak RSS {peaks[case]:.0f} MB")
+        print(
+            f"  {case:13s} {rate(case):>12,.0f} rows/s  (best {args.rows / min(times[case]):,.0f})  "
+            f"peak RSS {peaks[case]:.0f} MB"
+        )
     print(f"ratio loader / plain insert loop:        {rate('loader') / rate('plain_insert'):.2f}")
     print(f"ratio pipeline / plain fetchall script:  {rate('pipeline') / rate('plain_script'):.2f}")
-    print(f"peak RSS at {args.big_rows:,} / {args.rows:,} rows: loader {big['loader']:.0f} / {peaks['loader']:.0f} MB "
-          f"({big['loader'] / peaks['loader']:.2f}x), pipeline {big['pipeline']:.0f} / {peaks['pipeline']:.0f} MB "
-          f"({big['pipeline'] / peaks['pipeline']:.2f}x)")
+    print(
+        f"peak RSS at {args.big_rows:,} / {args.rows:,} rows: loader {big['loader']:.0f} / {peaks['loader']:.0f} MB "
+        f"({big['loader'] / peaks['loader']:.2f}x), pipeline {big['pipeline']:.0f} / {peaks['pipeline']:.0f} MB "
+        f"({big['pipeline'] / peaks['pipeline']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ COMPLETED/FAILED on the row), so the two differ only in dispatch.
 (broker ``CLINICFLOW_BENCH_CELERY_BROKER``, default redis://127.0.0.1:6379/0; the row's database and
 bucket from the same settings as the service).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,9 @@ from celery import Celery
 
 BROKER = os.environ.get("CLINICFLOW_BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/0")
 app = Celery("clinicflow_anchor", broker=BROKER)
-app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_result=True,
-                worker_hijack_root_logger=False)
+app.conf.update(
+    task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_result=True, worker_hijack_root_logger=False
+)
 
 
 @cache
@@ -37,5 +39,6 @@ def process_result_celery(result_id: int) -> None:
     from clinicflow.processing.runner import process_result
 
     database, writer, scripts_dir = _context()
-    process_result(database.connect, writer, result_id, flow_run_id=None, scripts_dir=scripts_dir,
-                   worker=f"celery-{os.getpid()}")
+    process_result(
+        database.connect, writer, result_id, flow_run_id=None, scripts_dir=scripts_dir, worker=f"celery-{os.getpid()}"
+    )

@@ -18,6 +18,7 @@ nowhere else: :func:`gcs_client` gives the storage client every GCS caller
 uses, and :func:`resolve_bucket` builds/loads bucket blocks with anonymous
 default credentials while the emulator is configured.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -8,6 +8,7 @@ what those paths want. Passwords are ``SecretStr``: they never appear in a
 repr, a log line, an artifact or an exception message. ``describe()`` gives
 the only printable form, without the password.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -107,8 +108,9 @@ class MySQLServer(_ServerBlock):
 
     port: int = Field(default=3306, description="Server port.")
     database: str = Field(default="opendental", description="Database (schema) name.")
-    unix_socket: str | None = Field(default=None,
-                                    description="Optional Unix socket path; overrides host/port when set.")
+    unix_socket: str | None = Field(
+        default=None, description="Optional Unix socket path; overrides host/port when set."
+    )
 
     def connect(self, *, database: str | None = None, streaming: bool = False, **kwargs: Any) -> Connection:
         """Open a pymysql connection with clinicflow's session settings.

@@ -6,6 +6,7 @@ LiteLLM... anything serving ``/v1/chat/completions``. The key is a
 other block through :func:`blocks.resolve.resolve_block`; without a Prefect
 API it is built from ``CLINICFLOW_INGEST_LLM_{BASE_URL,MODEL,API_KEY,BATCH_SIZE}``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,16 +38,25 @@ class OpenAICompatibleLLM(Block):
         """An ``openai.OpenAI`` client; its own retries are off, clinicflow's retry policy does them."""
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key.get_secret_value() or "not-needed",
-                             max_retries=0, timeout=self.timeout_seconds)
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key.get_secret_value() or "not-needed",
+            max_retries=0,
+            timeout=self.timeout_seconds,
+        )
 
 
 def _from_env(name: str) -> OpenAICompatibleLLM:
     prefix = env_prefix(name)
     values: dict[str, Any] = {}
-    for field, suffix in (("base_url", "BASE_URL"), ("model", "MODEL"), ("api_key", "API_KEY"),
-                          ("batch_size", "BATCH_SIZE"), ("timeout_seconds", "TIMEOUT_SECONDS"),
-                          ("retries", "RETRIES")):
+    for field, suffix in (
+        ("base_url", "BASE_URL"),
+        ("model", "MODEL"),
+        ("api_key", "API_KEY"),
+        ("batch_size", "BATCH_SIZE"),
+        ("timeout_seconds", "TIMEOUT_SECONDS"),
+        ("retries", "RETRIES"),
+    ):
         raw = secret_env.getenv(prefix + suffix)
         if raw not in (None, ""):
             values[field] = raw

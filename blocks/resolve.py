@@ -8,6 +8,7 @@ demo) it builds the same block from environment variables instead
 Which source is used: ``CLINICFLOW_CREDENTIALS=blocks|env`` if set, else
 ``blocks`` when ``PREFECT_API_URL`` is set and ``env`` when it is not.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -20,6 +20,7 @@ when every requested block was set up, 1 otherwise.
 ``prefect block register -m blocks.databases``); ``setup`` registers the types
 it saves as a side effect.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -112,8 +113,9 @@ def _chosen(names: list[str] | None) -> list[str]:
         return list(DEPLOYMENT_BLOCKS)
     unknown = [n for n in names if n not in DEPLOYMENT_BLOCKS]
     if unknown:
-        raise BlockSetupError(f"unknown block name(s) {', '.join(map(repr, unknown))}; "
-                              f"the deployments use {', '.join(DEPLOYMENT_BLOCKS)}")
+        raise BlockSetupError(
+            f"unknown block name(s) {', '.join(map(repr, unknown))}; the deployments use {', '.join(DEPLOYMENT_BLOCKS)}"
+        )
     return list(names)
 
 
@@ -146,13 +148,16 @@ def blocks_from_mapping(data: Any, source: str, names: list[str] | None = None) 
             block_type = DEPLOYMENT_BLOCKS[name]
         else:
             if slug not in types:
-                raise BlockSetupError(f"{source}: block {name!r} has unknown type {slug!r} "
-                                      f"({', '.join(sorted(types))})")
+                raise BlockSetupError(
+                    f"{source}: block {name!r} has unknown type {slug!r} ({', '.join(sorted(types))})"
+                )
             block_type = types[slug]
             expected = DEPLOYMENT_BLOCKS.get(name)
             if expected is not None and block_type is not expected:
-                raise BlockSetupError(f"{source}: block {name!r} must be of type {expected.get_block_type_slug()!r}, "
-                                      f"the flows load it as such")
+                raise BlockSetupError(
+                    f"{source}: block {name!r} must be of type {expected.get_block_type_slug()!r}, "
+                    f"the flows load it as such"
+                )
         try:
             with _auth_context(block_type):
                 built.append((name, block_type.model_validate(fields)))
@@ -216,8 +221,10 @@ def require_api() -> str:
 
     url: str | None = PREFECT_API_URL.value()
     if not url:
-        raise BlockSetupError("PREFECT_API_URL is not set: blocks are saved on a Prefect server "
-                              "(without one, flows read CLINICFLOW_* variables directly and need no blocks)")
+        raise BlockSetupError(
+            "PREFECT_API_URL is not set: blocks are saved on a Prefect server "
+            "(without one, flows read CLINICFLOW_* variables directly and need no blocks)"
+        )
     return url
 
 

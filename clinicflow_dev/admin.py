@@ -2,6 +2,7 @@
 
 Shared by benches and tests.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 ``make demo`` has no internet: the HTTP example pipeline reads this instead
 of a real directory. Deterministic records, ``?page=N&per_page=M`` pages.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,17 @@ SPECIALTIES = ["Orthodontics", "Periodontics", "Endodontics", "Oral Surgery", "P
 
 
 def providers(count: int = 45) -> list[dict[str, Any]]:
-    return [{"npi": str(1_000_000_000 + i * 7919), "name": f"Referral Clinic {i}",
-             "specialty_name": SPECIALTIES[i % len(SPECIALTIES)], "city": ["Boston", "Austin", "Denver"][i % 3],
-             "accepting_new": "yes" if i % 4 else "no", "updated_at": f"2026-0{1 + i % 9}-1{i % 10}T08:00:00Z"}
-            for i in range(1, count + 1)]
+    return [
+        {
+            "npi": str(1_000_000_000 + i * 7919),
+            "name": f"Referral Clinic {i}",
+            "specialty_name": SPECIALTIES[i % len(SPECIALTIES)],
+            "city": ["Boston", "Austin", "Denver"][i % 3],
+            "accepting_new": "yes" if i % 4 else "no",
+            "updated_at": f"2026-0{1 + i % 9}-1{i % 10}T08:00:00Z",
+        }
+        for i in range(1, count + 1)
+    ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         page, size = int(q.get("page", 1)), int(q.get("per_page", 20))
-        body = json.dumps({"results": self.records[(page - 1) * size: page * size], "page": page}).encode()
+        body = json.dumps({"results": self.records[(page - 1) * size : page * size], "page": page}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -19,6 +19,7 @@ prints the results page's URL, the token and the Prefect UI's URL, and serves
 until Ctrl-C or SIGTERM, then stops the service, the worker and the server.
 ``--serve-only`` starts just that; ``--no-serve`` ends after the runs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,19 +33,29 @@ SERVE_DIR = Path("./out/demo-service")
 def demo_command(
     reseed: bool = typer.Option(False, "--reseed", help="Recreate the demo OpenDental database even if it exists."),
     dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also run the DICOM reports demo into ./out/bucket."),
-    pipelines: bool = typer.Option(True, "--pipelines/--no-pipelines",
-                                   help="Also run the example pipelines of ./pipelines (toolkit)."),
+    pipelines: bool = typer.Option(
+        True, "--pipelines/--no-pipelines", help="Also run the example pipelines of ./pipelines (toolkit)."
+    ),
     ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also run the file ingestion demo (offline)."),
-    serve: bool = typer.Option(True, "--serve/--no-serve",
-                               help="Then start the data-processing service (local Prefect server, worker, API) "
-                                    "and serve until Ctrl-C."),
+    serve: bool = typer.Option(
+        True,
+        "--serve/--no-serve",
+        help="Then start the data-processing service (local Prefect server, worker, API) and serve until Ctrl-C.",
+    ),
     serve_only: bool = typer.Option(False, "--serve-only", help="Only start the data-processing service."),
-    serve_port: int = typer.Option(8000, "--serve-port", min=0, max=65535,
-                                   help="Port of the service (0 or a busy port: a free one)."),
-    prefect_port: int = typer.Option(4200, "--prefect-port", min=0, max=65535,
-                                     help="Port of the demo's Prefect server (0 or a busy port: a free one)."),
-    serve_dir: Path = typer.Option(SERVE_DIR, "--serve-dir",
-                                   help="Folder of the service's Prefect home, bucket, scripts and logs."),
+    serve_port: int = typer.Option(
+        8000, "--serve-port", min=0, max=65535, help="Port of the service (0 or a busy port: a free one)."
+    ),
+    prefect_port: int = typer.Option(
+        4200,
+        "--prefect-port",
+        min=0,
+        max=65535,
+        help="Port of the demo's Prefect server (0 or a busy port: a free one).",
+    ),
+    serve_dir: Path = typer.Option(
+        SERVE_DIR, "--serve-dir", help="Folder of the service's Prefect home, bucket, scripts and logs."
+    ),
 ) -> None:
     """Seed demo data locally, run the nightly ETL and the other demos, then serve the processing service."""
     if serve_only:
@@ -69,8 +80,9 @@ def demo_command(
     conn.close()
     if reseed or existing == 0:
         counts = generator.seed(source)
-        console.print(f"seeded demo OpenDental source {source.describe()}: {len(counts)} tables, "
-                      f"{sum(counts.values())} rows")
+        console.print(
+            f"seeded demo OpenDental source {source.describe()}: {len(counts)} tables, {sum(counts.values())} rows"
+        )
     else:
         console.print(f"demo source {source.describe()} already has {existing} tables (use --reseed to recreate)")
     ensure_pg_database(resolve_block(ANALYTICS_BLOCK, PostgresServer))
@@ -87,9 +99,11 @@ def demo_command(
         from clinicflow.cli.ingest import INGEST_DEMO_FILES, ingest_demo_command
 
         ingest_demo_command(files_dir=INGEST_DEMO_FILES, database_block=ANALYTICS_BLOCK)
-    console.print("done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
-                  "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and "
-                  "./out/clickhouse, and the ingested documents in PostgreSQL schema ingest")
+    console.print(
+        "done: see the runs with `uv run clinicflow status`, the tables in PostgreSQL schema raw, "
+        "the DICOM outputs under ./out/bucket, the pipelines' toolkit.referral_providers and "
+        "./out/clickhouse, and the ingested documents in PostgreSQL schema ingest"
+    )
     if serve:
         _serve(serve_dir, serve_port, prefect_port)
 

@@ -8,6 +8,7 @@ code is this checkout), uploads a small vitals CSV and submits one
 rolling_mean and one peak_detection job, prints the URLs and the token, and
 serves in the foreground until Ctrl-C or SIGTERM, then stops everything.
 """
+
 from __future__ import annotations
 
 import io
@@ -74,16 +75,16 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
         pass
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120, *,
-                 ready: bool = False) -> None:
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120, *, ready: bool = False) -> None:
     """Poll ``url`` until it answers 200 (``ready``: and its JSON says ``"status": "ok"``, as the processing
     API's does once its dispatcher can create runs); ProcessExited (with the log's tail) if the process ends
     first."""
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise ProcessExited(f"{process.args[0]} exited with {process.returncode}: "
-                                f"{log.read_text(errors='replace')[-3000:]}")
+            raise ProcessExited(
+                f"{process.args[0]} exited with {process.returncode}: {log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             answer = httpx.get(url, timeout=5)
             if answer.status_code == 200 and (not ready or answer.json().get("status") == "ok"):
@@ -99,9 +100,13 @@ def start_prefect_server(home: Path, port: int, env: dict[str, str]) -> subproce
     """``prefect server start`` on 127.0.0.1:port with PREFECT_HOME=home (log: home/server.log)."""
     home.mkdir(parents=True, exist_ok=True)
     with (home / "server.log").open("wb") as out:
-        return subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                env={**env, "PREFECT_HOME": str(home)}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env={**env, "PREFECT_HOME": str(home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def create_process_pool(api_url: str, name: str) -> None:
@@ -156,9 +161,14 @@ def submit_demo_jobs(service_url: str, token: str, csv_path: Path) -> list[int]:
         uploaded.raise_for_status()
         ids = []
         for processing_type, parameters in DEMO_JOBS:
-            response = client.post("/api/etl/process", json={"data_file_id": uploaded.json()["id"],
-                                                             "processing_type": processing_type,
-                                                             "parameters": parameters})
+            response = client.post(
+                "/api/etl/process",
+                json={
+                    "data_file_id": uploaded.json()["id"],
+                    "processing_type": processing_type,
+                    "parameters": parameters,
+                },
+            )
             response.raise_for_status()
             ids.append(int(response.json()["id"]))
         return ids
@@ -188,8 +198,13 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port: int = PREFECT_PORT,
-               echo: Callable[[str], None] = print) -> int:
+def serve_demo(
+    out_dir: Path,
+    *,
+    service_port: int = SERVICE_PORT,
+    prefect_port: int = PREFECT_PORT,
+    echo: Callable[[str], None] = print,
+) -> int:
     """Start the stack, submit the demo jobs, serve until SIGTERM/Ctrl-C.
 
     Returns 0 on a normal stop, 1 when a part died while serving, 2 when the stack could not start.
@@ -199,30 +214,45 @@ def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port:
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     token = (secret_env.getenv("CLINICFLOW_API_TOKEN") or "").strip() or secrets.token_urlsafe(24)
     # The flow runs and the API find the database in the environment (local defaults), never in blocks.
-    analytics = {name: secret_env.getenv(name) or "" for name in secret_env.names()
-                 if name.startswith("CLINICFLOW_ANALYTICS_POSTGRES_")}
+    analytics = {
+        name: secret_env.getenv(name) or ""
+        for name in secret_env.names()
+        if name.startswith("CLINICFLOW_ANALYTICS_POSTGRES_")
+    }
     prefect_port, service_port = port_or_free(prefect_port), port_or_free(service_port)
     api_url = f"http://127.0.0.1:{prefect_port}/api"
     service_url = f"http://127.0.0.1:{service_port}"
-    shared = {**analytics, "CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
-              "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(out_dir / "bucket"),
-              "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(out_dir / "scripts"),
-              "PREFECT_API_URL": api_url, "PREFECT_HOME": str(out_dir / "client")}
+    shared = {
+        **analytics,
+        "CLINICFLOW_CREDENTIALS": "env",
+        "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
+        "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(out_dir / "bucket"),
+        "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(out_dir / "scripts"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(out_dir / "client"),
+    }
     started: list[subprocess.Popen] = []
     with stop_signals(), ExitStack() as cleanup:
         cleanup.callback(lambda: [stop_process_group(p) for p in reversed(started)])
         try:
             ids = _start(out_dir, started, shared, token, api_url, service_url, echo)
             from clinicflow.service.dispatch import deployment_min_rows
-            echo(f"processing service: {service_url}/ui/#token={token}  (opens signed in; API "
-                 f"{service_url}/api/etl/..., docs {service_url}/docs)")
+
+            echo(
+                f"processing service: {service_url}/ui/#token={token}  (opens signed in; API "
+                f"{service_url}/api/etl/..., docs {service_url}/docs)"
+            )
             echo(f"API token: {token}")
             echo(f"  e.g. curl -H 'Authorization: Bearer {token}' {service_url}/api/etl/results")
-            echo(f"Prefect UI: {api_url.removesuffix('/api')}/  (task runs process-result-background; "
-                 f"deployment process-data/process-data, pool {DEMO_POOL}, for files of "
-                 f"{deployment_min_rows():,} rows or more)")
-            echo(f"submitted demo jobs {ids} (rolling_mean, peak_detection) on {out_dir / 'vitals.csv'}; "
-                 f"logs in {out_dir}; Ctrl-C to stop")
+            echo(
+                f"Prefect UI: {api_url.removesuffix('/api')}/  (task runs process-result-background; "
+                f"deployment process-data/process-data, pool {DEMO_POOL}, for files of "
+                f"{deployment_min_rows():,} rows or more)"
+            )
+            echo(
+                f"submitted demo jobs {ids} (rolling_mean, peak_detection) on {out_dir / 'vitals.csv'}; "
+                f"logs in {out_dir}; Ctrl-C to stop"
+            )
             return _watch(started, service_url, token, ids, out_dir, echo)
         except KeyboardInterrupt:
             echo("stopping the processing service, the workers and the Prefect server")
@@ -232,8 +262,15 @@ def serve_demo(out_dir: Path, *, service_port: int = SERVICE_PORT, prefect_port:
             return CANNOT_START
 
 
-def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str], token: str, api_url: str,
-           service_url: str, echo: Callable[[str], None]) -> list[int]:
+def _start(
+    out_dir: Path,
+    started: list[subprocess.Popen],
+    shared: dict[str, str],
+    token: str,
+    api_url: str,
+    service_url: str,
+    echo: Callable[[str], None],
+) -> list[int]:
     """Server, pool, deployment, worker, service (each appended to ``started`` at once), then the demo jobs."""
     from flows.runtime import EMBEDDED_ENV_DEFAULTS, server_environment
 
@@ -241,8 +278,9 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
     echo(f"starting a Prefect server on 127.0.0.1:{port} (home {out_dir / 'prefect'})")
     # The embedded server's start-up savings apply here too (no block type registration, no telemetry).
     # PREFECT_UI_API_URL: the UI's browser code calls this server's API on whatever port it got.
-    server_env = server_environment(child_environment({**EMBEDDED_ENV_DEFAULTS, "PREFECT_UI_ENABLED": "true",
-                                                       "PREFECT_UI_API_URL": api_url}))
+    server_env = server_environment(
+        child_environment({**EMBEDDED_ENV_DEFAULTS, "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url})
+    )
     started.append(start_prefect_server(out_dir / "prefect", int(port), server_env))
     # Generous: the first start migrates a new SQLite database, minutes on a busy 2-core machine.
     wait_healthy(f"{api_url}/health", started[-1], out_dir / "prefect" / "server.log", timeout=300)
@@ -250,35 +288,62 @@ def _start(out_dir: Path, started: list[subprocess.Popen], shared: dict[str, str
     # The worker and the API start (import) while this process registers the deployment.
     worker_env = child_environment({**shared, "PREFECT_WORKER_QUERY_SECONDS": "2"})  # pick demo jobs up promptly
     with (out_dir / "worker.log").open("wb") as log:
-        started.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", DEMO_POOL,
-                                         "--type", "process", "--limit", "2"],
-                                        env=worker_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True))
+        started.append(
+            subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", DEMO_POOL, "--type", "process", "--limit", "2"],
+                env=worker_env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     # The task worker runs the demo's jobs (warm: it picks each up as soon as the API submits it).
     with (out_dir / "task-worker.log").open("wb") as log:
-        started.append(subprocess.Popen([str(BIN / "clinicflow"), "processing", "workers", "--concurrency", "1",
-                                         "--limit", "2"], env=child_environment(shared), cwd=REPO, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True))
+        started.append(
+            subprocess.Popen(
+                [str(BIN / "clinicflow"), "processing", "workers", "--concurrency", "1", "--limit", "2"],
+                env=child_environment(shared),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     service_port = service_url.rsplit(":", 1)[1]
     with (out_dir / "service.log").open("wb") as log:
-        started.append(subprocess.Popen([str(BIN / "clinicflow"), "serve", "--host", "127.0.0.1",
-                                         "--port", service_port],
-                                        env=child_environment({**shared, "CLINICFLOW_API_TOKEN": token}),
-                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        started.append(
+            subprocess.Popen(
+                [str(BIN / "clinicflow"), "serve", "--host", "127.0.0.1", "--port", service_port],
+                env=child_environment({**shared, "CLINICFLOW_API_TOKEN": token}),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     deploy_process_data(api_url, DEMO_POOL)
     wait_healthy(f"{service_url}/health", started[-1], out_dir / "service.log", timeout=300, ready=True)
     return submit_demo_jobs(service_url, token, vitals_csv(out_dir / "vitals.csv"))
 
 
-def _watch(started: list[subprocess.Popen], service_url: str, token: str, ids: list[int], out_dir: Path,
-           echo: Callable[[str], None]) -> int:
+def _watch(
+    started: list[subprocess.Popen],
+    service_url: str,
+    token: str,
+    ids: list[int],
+    out_dir: Path,
+    echo: Callable[[str], None],
+) -> int:
     """Until interrupted: report each demo job once it ends; 1 as soon as a process of the stack dies."""
     pending = set(ids)
     while True:
         dead = [p for p in started if p.poll() is not None]
         if dead:
-            echo(f"{' '.join(map(str, dead[0].args[1:3]))} exited with {dead[0].returncode}: see the logs in "
-                 f"{out_dir}; stopping")
+            echo(
+                f"{' '.join(map(str, dead[0].args[1:3]))} exited with {dead[0].returncode}: see the logs in "
+                f"{out_dir}; stopping"
+            )
             return 1
         if pending:
             try:

@@ -2,6 +2,7 @@
 
 ``python -m clinicflow_dev.deployments_table --write`` rewrites the table between its markers in docs/deploy.md.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,10 @@ def deployments_table(prefect_yaml: Path = ROOT / "prefect.yaml") -> str:
     spec = yaml.safe_load(prefect_yaml.read_text(encoding="utf-8"))
     rows = ["| deployment | entrypoint | schedule | work pool | Secrets (`env_from`) |", "|---|---|---|---|---|"]
     for deployment in spec.get("deployments") or []:
-        rows.append(f"| `{deployment['name']}` | `{deployment['entrypoint']}` | {_schedule(deployment)} "
-                    f"| `{_pool(deployment)}` | {_secrets(deployment)} |")
+        rows.append(
+            f"| `{deployment['name']}` | `{deployment['entrypoint']}` | {_schedule(deployment)} "
+            f"| `{_pool(deployment)}` | {_secrets(deployment)} |"
+        )
     return "\n".join(rows)
 
 

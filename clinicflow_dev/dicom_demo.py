@@ -9,6 +9,7 @@ at them, several report rows per file for some) and the view
 defaults (``query="dicom_reports"``, a local-folder bucket at ``./out/bucket``)
 then run against it as they are.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,21 +37,42 @@ class DemoFile:
 # JPEG 2000, RLE colour, multi-frame JPEG baseline YBR colour. Bad files: short
 # pixel data, no pixel data (RT plan), not DICOM, empty.
 DEMO_FILES: tuple[DemoFile, ...] = (
-    DemoFile("ct_small.dcm", "CT_small.dcm", reports=("No acute findings.", "Addendum: compared with prior."),
-             modality="CT"),
+    DemoFile(
+        "ct_small.dcm", "CT_small.dcm", reports=("No acute findings.", "Addendum: compared with prior."), modality="CT"
+    ),
     DemoFile("mr_small.dcm", "MR_small.dcm", reports=("Unremarkable MR.",), modality="MR"),
-    DemoFile("mr_small_jpeg_ls.dcm", "MR_small_jpeg_ls_lossless.dcm", reports=("JPEG-LS copy of the MR.",),
-             modality="MR"),
+    DemoFile(
+        "mr_small_jpeg_ls.dcm", "MR_small_jpeg_ls_lossless.dcm", reports=("JPEG-LS copy of the MR.",), modality="MR"
+    ),
     DemoFile("jpeg2000.dcm", "JPEG2000.dcm", reports=("JPEG 2000 image.",), modality="CT"),
     DemoFile("sc_rgb_rle.dcm", "SC_rgb_rle.dcm", reports=("Colour secondary capture.",), modality="OT"),
-    DemoFile("us_ybr_multiframe.dcm", "examples_ybr_color.dcm", reports=("Ultrasound cine.", "Second reader agrees."),
-             modality="US"),
-    DemoFile("mr_truncated.dcm", "MR_truncated.dcm", reports=("Truncated upload.",), modality="MR",
-             expected_failure="decode/short-pixel-data"),
-    DemoFile("rtplan.dcm", "rtplan.dcm", reports=("Plan object, no image.",), modality="RTPLAN",
-             expected_failure="read/no-pixel-data"),
-    DemoFile("not_dicom.dcm", None, content=b"This is a scanned fax, not a DICOM file.\n", reports=("Fax.",),
-             expected_failure="read/not-dicom"),
+    DemoFile(
+        "us_ybr_multiframe.dcm",
+        "examples_ybr_color.dcm",
+        reports=("Ultrasound cine.", "Second reader agrees."),
+        modality="US",
+    ),
+    DemoFile(
+        "mr_truncated.dcm",
+        "MR_truncated.dcm",
+        reports=("Truncated upload.",),
+        modality="MR",
+        expected_failure="decode/short-pixel-data",
+    ),
+    DemoFile(
+        "rtplan.dcm",
+        "rtplan.dcm",
+        reports=("Plan object, no image.",),
+        modality="RTPLAN",
+        expected_failure="read/no-pixel-data",
+    ),
+    DemoFile(
+        "not_dicom.dcm",
+        None,
+        content=b"This is a scanned fax, not a DICOM file.\n",
+        reports=("Fax.",),
+        expected_failure="read/not-dicom",
+    ),
     DemoFile("empty.dcm", None, content=b"", reports=("Empty upload.",), expected_failure="read/empty-file"),
 )
 
@@ -111,10 +133,15 @@ def seed_demo_reports(pg: PostgresServer, files_dir: Path) -> int:
                 study_id text NOT NULL, series_id text NOT NULL, instance_id text NOT NULL,
                 file_location text NOT NULL,
                 report_text text, modality text)""")
-            cur.executemany(f"INSERT INTO {table} (study_id, series_id, instance_id, file_location, report_text, "
-                            "modality) VALUES (%s, %s, %s, %s, %s, %s)", rows)
-            cur.execute(f"CREATE VIEW {view} AS SELECT study_id, series_id, instance_id, file_location, "
-                        f"report_text, modality FROM {table}")
+            cur.executemany(
+                f"INSERT INTO {table} (study_id, series_id, instance_id, file_location, report_text, "
+                "modality) VALUES (%s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+            cur.execute(
+                f"CREATE VIEW {view} AS SELECT study_id, series_id, instance_id, file_location, "
+                f"report_text, modality FROM {table}"
+            )
         conn.commit()
     finally:
         conn.close()

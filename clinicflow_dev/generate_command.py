@@ -10,6 +10,7 @@ be overwritten by accident.
 Exit codes: 0 done; 1 bad arguments or a database that already holds tables;
 2 the server could not be reached.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,20 +63,35 @@ def create_database(server: Any, *, replace: bool = False) -> None:
 
 
 def generate_opendental_command(
-    database: str | None = typer.Option(None, "--database", help="Database to fill (default: the "
-                                           "opendental-source block's); created when missing."),
-    scale: float = typer.Option(1.0, "--scale", min=0.0, help="Multiplier for the default row counts "
-                                "(1.0 ≈ 35,000 rows; tiny lookup tables keep their size)."),
-    filler_tables: int = typer.Option(0, "--filler-tables", min=0, help="Extra tiny OpenDental-named tables "
-                                      "(428 plus the 21 core tables and edgecase make a 450-table source)."),
-    procedurelog_rows: int | None = typer.Option(None, "--procedurelog-rows", min=0,
-                                                    help="Rows in procedurelog (made server-side; 1,000,000 "
-                                                    "takes seconds)."),
+    database: str | None = typer.Option(
+        None, "--database", help="Database to fill (default: the opendental-source block's); created when missing."
+    ),
+    scale: float = typer.Option(
+        1.0,
+        "--scale",
+        min=0.0,
+        help="Multiplier for the default row counts (1.0 ≈ 35,000 rows; tiny lookup tables keep their size).",
+    ),
+    filler_tables: int = typer.Option(
+        0,
+        "--filler-tables",
+        min=0,
+        help="Extra tiny OpenDental-named tables (428 plus the 21 core tables and edgecase make a 450-table source).",
+    ),
+    procedurelog_rows: int | None = typer.Option(
+        None, "--procedurelog-rows", min=0, help="Rows in procedurelog (made server-side; 1,000,000 takes seconds)."
+    ),
     seed_value: int = typer.Option(42, "--seed", help="Seed: the same seed gives the same data."),
-    edge_cases: bool = typer.Option(True, "--edge-cases/--no-edge-cases", help="Add the `edgecase` table of "
-                                    "value classes the copy paths must keep byte-exact."),
-    replace: bool = typer.Option(False, "--replace", help="Allow a database that already holds tables: "
-                                 "drop the whole database and generate it anew."),
+    edge_cases: bool = typer.Option(
+        True,
+        "--edge-cases/--no-edge-cases",
+        help="Add the `edgecase` table of value classes the copy paths must keep byte-exact.",
+    ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Allow a database that already holds tables: drop the whole database and generate it anew.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print rows per table as JSON."),
 ) -> None:
     """Create and fill an OpenDental-shaped MariaDB/MySQL database (deterministic for a given --seed)."""
@@ -91,18 +107,20 @@ def generate_opendental_command(
         console.print(f"[red]cannot reach {where}: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(EXIT_SERVER_ERROR) from None
     if tables and not replace:
-        console.print(f"[red]{server.describe()} already holds {tables} table(s); generating would replace "
-                      f"them. Use another --database, or --replace to drop the database and make it anew.[/red]")
+        console.print(
+            f"[red]{server.describe()} already holds {tables} table(s); generating would replace "
+            f"them. Use another --database, or --replace to drop the database and make it anew.[/red]"
+        )
         raise typer.Exit(EXIT_REFUSED)
     started = time.perf_counter()
     try:
         if tables is None or replace:
             create_database(server, replace=bool(tables))
-        counts = generator.seed(server, scale=scale, seed=seed_value, filler_tables=filler_tables,
-                                edge_cases=edge_cases)
+        counts = generator.seed(
+            server, scale=scale, seed=seed_value, filler_tables=filler_tables, edge_cases=edge_cases
+        )
         if procedurelog_rows is not None:
-            counts["procedurelog"] = generator.create_procedurelog_like(server, procedurelog_rows,
-                                                                        seed=seed_value)
+            counts["procedurelog"] = generator.create_procedurelog_like(server, procedurelog_rows, seed=seed_value)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_REFUSED) from None
@@ -111,8 +129,7 @@ def generate_opendental_command(
         raise typer.Exit(EXIT_SERVER_ERROR) from None
     elapsed = time.perf_counter() - started
     if as_json:
-        typer.echo(json.dumps({"database": server.describe(), "seconds": round(elapsed, 2), "rows": counts},
-                              indent=2))
+        typer.echo(json.dumps({"database": server.describe(), "seconds": round(elapsed, 2), "rows": counts}, indent=2))
         return
     table = Table(title=f"{len(counts)} tables in {server.describe()}")
     table.add_column("table")

@@ -48,6 +48,7 @@ Public API (plain functions; no Prefect):
 Bad input (unknown table, malformed ``fixed_timestamp``, negative counts) raises
 ``ValueError`` naming the table or argument.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,8 +90,10 @@ def _ts(spread_days: int = 700) -> str:
 
 def _date_or_unset(tag: str, unset_every: int = 5) -> str:
     # OpenDental stores "no date" as 0001-01-01.
-    return (f"IF(CRC32(CONCAT(k, '{tag}', s)) % {unset_every} = 0, '0001-01-01', "
-            f"DATE_ADD('2015-01-01', INTERVAL CRC32(CONCAT(k, '{tag}d', s)) % 4000 DAY))")
+    return (
+        f"IF(CRC32(CONCAT(k, '{tag}', s)) % {unset_every} = 0, '0001-01-01', "
+        f"DATE_ADD('2015-01-01', INTERVAL CRC32(CONCAT(k, '{tag}d', s)) % 4000 DAY))"
+    )
 
 
 def _money(tag: str) -> str:
@@ -111,12 +114,49 @@ def _text(tag: str, words: list[str]) -> str:
     return f"ELT(1 + CRC32(CONCAT(k, '{tag}', s)) % {len(words)}, {items})"
 
 
-_FIRST = ["Anna", "Björn", "Chloé", "David", "Émile", "Fatima", "Günter", "Hana", "Igor", "José", "Keiko", "Liam",
-          "Zoë", "Åsa", "李", "Ngozi"]
-_LAST = ["Smith", "Müller", "García", "O'Brien", "Nguyen", "Kowalski", "Dubois", "Rossi", "Yamada", "Søren", "Ivanova",
-         "Brown"]
-_NOTES = ["", "Pt called to confirm.", "Left voicemail", "Insurance verified\tOK", "Line one\nLine two",
-          "Back\\slash path C:\\OD", "Prefers morning", "Allergic to latex", "Needs pre-med"]
+_FIRST = [
+    "Anna",
+    "Björn",
+    "Chloé",
+    "David",
+    "Émile",
+    "Fatima",
+    "Günter",
+    "Hana",
+    "Igor",
+    "José",
+    "Keiko",
+    "Liam",
+    "Zoë",
+    "Åsa",
+    "李",
+    "Ngozi",
+]
+_LAST = [
+    "Smith",
+    "Müller",
+    "García",
+    "O'Brien",
+    "Nguyen",
+    "Kowalski",
+    "Dubois",
+    "Rossi",
+    "Yamada",
+    "Søren",
+    "Ivanova",
+    "Brown",
+]
+_NOTES = [
+    "",
+    "Pt called to confirm.",
+    "Left voicemail",
+    "Insurance verified\tOK",
+    "Line one\nLine two",
+    "Back\\slash path C:\\OD",
+    "Prefers morning",
+    "Allergic to latex",
+    "Needs pre-med",
+]
 
 
 def _core_specs() -> list[TableSpec]:
@@ -134,8 +174,11 @@ def _core_specs() -> list[TableSpec]:
             ("Birthdate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("bd", 9)),
             ("SSN", "varchar(100) NOT NULL DEFAULT ''", "LPAD(CRC32(CONCAT(k,'ssn',s)) % 1000000000, 9, '0')"),
             ("Address", "varchar(100) NOT NULL DEFAULT ''", "CONCAT(s % 9000 + 1, ' Main St')"),
-            ("City", "varchar(100) NOT NULL DEFAULT ''",
-             _text("city", ["Portland", "Salem", "Zürich", "Montréal", "Bend"])),
+            (
+                "City",
+                "varchar(100) NOT NULL DEFAULT ''",
+                _text("city", ["Portland", "Salem", "Zürich", "Montréal", "Bend"]),
+            ),
             ("State", "varchar(100) NOT NULL DEFAULT ''", _text("st", ["OR", "WA", "CA", "ID"])),
             ("Zip", "varchar(100) NOT NULL DEFAULT ''", "LPAD(s % 99999, 5, '0')"),
             ("HmPhone", "varchar(30) NOT NULL DEFAULT ''", "CONCAT('(503)555-', LPAD(s % 10000, 4, '0'))"),
@@ -149,10 +192,13 @@ def _core_specs() -> list[TableSpec]:
             ("DateFirstVisit", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dfv")),
             ("PreferContactMethod", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("pcm", 7)),
             ("Premed", "tinyint(1) NOT NULL DEFAULT 0", _pick("pm", 2)),
-            ("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()),
+            ("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()),
             ("SecDateEntry", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("sde", 50)),
         ],
-        ["PatNum"], "DateTStamp", (("LName", "FName"), ("Guarantor",)), 2000,
+        ["PatNum"],
+        "DateTStamp",
+        (("LName", "FName"), ("Guarantor",)),
+        2000,
     )
     appointment = TableSpec(
         "appointment",
@@ -170,10 +216,13 @@ def _core_specs() -> list[TableSpec]:
             ("ProcDescript", "mediumtext", _text("pd", ["PA, BWX", "Pro", "Comp Ex", "Crown #3", ""])),
             ("ClinicNum", "bigint(20) NOT NULL DEFAULT 0", _pick("cl", 4)),
             ("DateTimeArrived", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", "'0001-01-01 00:00:00'"),
-            ("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()),
+            ("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()),
             ("SecDateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts(800)),
         ],
-        ["AptNum"], "DateTStamp", (("PatNum",), ("AptDateTime",)), 3000,
+        ["AptNum"],
+        "DateTStamp",
+        (("PatNum",), ("AptDateTime",)),
+        3000,
     )
     # 36 columns, as OpenDental's procedurelog.
     procedurelog = TableSpec(
@@ -213,10 +262,13 @@ def _core_specs() -> list[TableSpec]:
             ("StopTime", "int(11) NOT NULL DEFAULT 0", "0"),
             ("DateTP", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dtp", 3)),
             ("Discount", "double NOT NULL DEFAULT 0", "IF(s % 11 = 0, " + _money("disc") + " / 10, 0)"),
-            ("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()),
+            ("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()),
             ("SecDateEntry", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("sde", 60)),
         ],
-        ["ProcNum"], "DateTStamp", (("PatNum",), ("AptNum",), ("DateTStamp",)), 8000,
+        ["ProcNum"],
+        "DateTStamp",
+        (("PatNum",), ("AptNum",), ("DateTStamp",)),
+        8000,
     )
     commlog = TableSpec(
         "commlog",
@@ -226,15 +278,21 @@ def _core_specs() -> list[TableSpec]:
             ("CommDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts()),
             ("CommType", "bigint(20) NOT NULL DEFAULT 0", _fk("ct", 10)),
             # OpenDental stores notes as utf8mb4 on newer versions: emoji arrive in texts.
-            ("Note", "text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
-             _text("n", [*_NOTES, "Thanks! 😀", "📞 call back"])),
+            (
+                "Note",
+                "text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                _text("n", [*_NOTES, "Thanks! 😀", "📞 call back"]),
+            ),
             ("Mode_", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("m", 6)),
             ("SentOrReceived", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("sr", 3)),
             ("UserNum", "bigint(20) NOT NULL DEFAULT 0", _fk("u", 15)),
-            ("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()),
+            ("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()),
             ("DateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts(650)),
         ],
-        ["CommlogNum"], "DateTStamp", (("PatNum",),), 2500,
+        ["CommlogNum"],
+        "DateTStamp",
+        (("PatNum",),),
+        2500,
     )
     document = TableSpec(
         "document",
@@ -250,9 +308,12 @@ def _core_specs() -> list[TableSpec]:
             ("Signature", "text", "''"),
             ("Thumbnail", "blob", "IF(s % 5 = 0, NULL, UNHEX(SHA2(CONCAT(k, 'thumb', s), 256)))"),
             ("RawBase64", "mediumtext", "IF(s % 7 = 0, TO_BASE64(UNHEX(MD5(s))), '')"),
-            ("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()),
+            ("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()),
         ],
-        ["DocNum"], "DateTStamp", (("PatNum",),), 600,
+        ["DocNum"],
+        "DateTStamp",
+        (("PatNum",),),
+        600,
     )
 
     def _secedit_table(name: str, key: str, extra: list[tuple[str, str, str]], rows: int) -> TableSpec:
@@ -261,65 +322,93 @@ def _core_specs() -> list[TableSpec]:
             *extra,
             ("SecUserNumEntry", "bigint(20) NOT NULL DEFAULT 0", _fk("sue", 15)),
             ("SecDateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts(650)),
-            ("SecDateTEdit", _SECEDIT[len("`SecDateTEdit` "):], _ts()),
+            ("SecDateTEdit", _SECEDIT[len("`SecDateTEdit` ") :], _ts()),
         ]
         return TableSpec(name, cols, [key], "SecDateTEdit", (("SecDateTEdit",),), rows)
 
-    payment = _secedit_table("payment", "PayNum", [
-        ("PayType", "bigint(20) NOT NULL DEFAULT 0", _fk("pt", 10)),
-        ("PayDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd", 50)),
-        ("PayAmt", "double NOT NULL DEFAULT 0", _money("amt")),
-        ("CheckNum", "varchar(25) NOT NULL DEFAULT ''", "IF(s % 2 = 0, '', s * 7)"),
-        ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
-        ("PayNote", "text", _text("pn", _NOTES)),
-        ("ClinicNum", "bigint(20) NOT NULL DEFAULT 0", _pick("cl", 4)),
-        ("PaymentSource", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("ps", 4)),
-    ], 1500)
-    paysplit = _secedit_table("paysplit", "SplitNum", [
-        ("SplitAmt", "double NOT NULL DEFAULT 0", _money("sa")),
-        ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
-        ("ProcDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd")),
-        ("PayNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pay", 1500)),
-        ("ProvNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pv", 12)),
-        ("DatePay", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dp", 40)),
-        ("ProcNum", "bigint(20) NOT NULL DEFAULT 0", _fk("proc", 8000)),
-    ], 2000)
-    adjustment = _secedit_table("adjustment", "AdjNum", [
-        ("AdjDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("ad", 40)),
-        ("AdjAmt", "double NOT NULL DEFAULT 0", "-" + _money("aa")),
-        ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
-        ("AdjType", "bigint(20) NOT NULL DEFAULT 0", _fk("at", 12)),
-        ("AdjNote", "text", _text("an", _NOTES)),
-    ], 500)
-    claim = _secedit_table("claim", "ClaimNum", [
-        ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
-        ("DateService", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("ds", 40)),
-        ("DateSent", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dsn", 4)),
-        ("ClaimStatus", "char(1) NOT NULL DEFAULT ''", _text("cs", ["U", "H", "W", "S", "R"])),
-        ("ClaimFee", "double NOT NULL DEFAULT 0", _money("cf")),
-        ("InsPayAmt", "double NOT NULL DEFAULT 0", _money("ipa")),
-        ("PlanNum", "bigint(20) NOT NULL DEFAULT 0", _fk("plan", 40)),
-        ("ClaimType", "varchar(255) NOT NULL DEFAULT ''", _text("ct", ["P", "S", "PreAuth"])),
-    ], 800)
-    claimproc = _secedit_table("claimproc", "ClaimProcNum", [
-        ("ProcNum", "bigint(20) NOT NULL DEFAULT 0", _fk("proc", 8000)),
-        ("ClaimNum", "bigint(20) NOT NULL DEFAULT 0", _fk("claim", 800)),
-        ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
-        ("FeeBilled", "double NOT NULL DEFAULT 0", _money("fb")),
-        ("InsPayEst", "double NOT NULL DEFAULT 0", _money("ipe")),
-        ("InsPayAmt", "double NOT NULL DEFAULT 0", _money("ipa")),
-        ("Status", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("st", 9)),
-        ("DateCP", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dcp", 30)),
-        ("ProcDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd", 30)),
-    ], 2500)
+    payment = _secedit_table(
+        "payment",
+        "PayNum",
+        [
+            ("PayType", "bigint(20) NOT NULL DEFAULT 0", _fk("pt", 10)),
+            ("PayDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd", 50)),
+            ("PayAmt", "double NOT NULL DEFAULT 0", _money("amt")),
+            ("CheckNum", "varchar(25) NOT NULL DEFAULT ''", "IF(s % 2 = 0, '', s * 7)"),
+            ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
+            ("PayNote", "text", _text("pn", _NOTES)),
+            ("ClinicNum", "bigint(20) NOT NULL DEFAULT 0", _pick("cl", 4)),
+            ("PaymentSource", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("ps", 4)),
+        ],
+        1500,
+    )
+    paysplit = _secedit_table(
+        "paysplit",
+        "SplitNum",
+        [
+            ("SplitAmt", "double NOT NULL DEFAULT 0", _money("sa")),
+            ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
+            ("ProcDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd")),
+            ("PayNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pay", 1500)),
+            ("ProvNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pv", 12)),
+            ("DatePay", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dp", 40)),
+            ("ProcNum", "bigint(20) NOT NULL DEFAULT 0", _fk("proc", 8000)),
+        ],
+        2000,
+    )
+    adjustment = _secedit_table(
+        "adjustment",
+        "AdjNum",
+        [
+            ("AdjDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("ad", 40)),
+            ("AdjAmt", "double NOT NULL DEFAULT 0", "-" + _money("aa")),
+            ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
+            ("AdjType", "bigint(20) NOT NULL DEFAULT 0", _fk("at", 12)),
+            ("AdjNote", "text", _text("an", _NOTES)),
+        ],
+        500,
+    )
+    claim = _secedit_table(
+        "claim",
+        "ClaimNum",
+        [
+            ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
+            ("DateService", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("ds", 40)),
+            ("DateSent", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dsn", 4)),
+            ("ClaimStatus", "char(1) NOT NULL DEFAULT ''", _text("cs", ["U", "H", "W", "S", "R"])),
+            ("ClaimFee", "double NOT NULL DEFAULT 0", _money("cf")),
+            ("InsPayAmt", "double NOT NULL DEFAULT 0", _money("ipa")),
+            ("PlanNum", "bigint(20) NOT NULL DEFAULT 0", _fk("plan", 40)),
+            ("ClaimType", "varchar(255) NOT NULL DEFAULT ''", _text("ct", ["P", "S", "PreAuth"])),
+        ],
+        800,
+    )
+    claimproc = _secedit_table(
+        "claimproc",
+        "ClaimProcNum",
+        [
+            ("ProcNum", "bigint(20) NOT NULL DEFAULT 0", _fk("proc", 8000)),
+            ("ClaimNum", "bigint(20) NOT NULL DEFAULT 0", _fk("claim", 800)),
+            ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _fk("pat", 2000)),
+            ("FeeBilled", "double NOT NULL DEFAULT 0", _money("fb")),
+            ("InsPayEst", "double NOT NULL DEFAULT 0", _money("ipe")),
+            ("InsPayAmt", "double NOT NULL DEFAULT 0", _money("ipa")),
+            ("Status", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("st", 9)),
+            ("DateCP", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("dcp", 30)),
+            ("ProcDate", "date NOT NULL DEFAULT '0001-01-01'", _date_or_unset("pd", 30)),
+        ],
+        2500,
+    )
     securitylog = TableSpec(
         "securitylog",
         [
             ("SecurityLogNum", "bigint(20) NOT NULL AUTO_INCREMENT", "s"),
             ("PermType", "smallint(6) NOT NULL DEFAULT 0", _pick("pt", 200)),
             ("UserNum", "bigint(20) NOT NULL DEFAULT 0", _fk("u", 15)),
-            ("LogDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'",
-             f"TIMESTAMPADD(SECOND, s * 7, '{_BASE_TS}')"),
+            (
+                "LogDateTime",
+                "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'",
+                f"TIMESTAMPADD(SECOND, s * 7, '{_BASE_TS}')",
+            ),
             ("LogText", "text", "CONCAT('Patient edited: ', s, IF(s % 13 = 0, ' note\\ttab', ''))"),
             ("PatNum", "bigint(20) NOT NULL DEFAULT 0", _pick("pat", 2000)),
             ("CompName", "varchar(255) NOT NULL DEFAULT ''", _text("cn", ["FRONTDESK1", "OP-3", "SERVER"])),
@@ -329,7 +418,10 @@ def _core_specs() -> list[TableSpec]:
             ("DefNumError", "bigint(20) NOT NULL DEFAULT 0", "0"),
             ("DateTPrevious", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", "'0001-01-01 00:00:00'"),
         ],
-        ["SecurityLogNum"], None, (("PatNum",), ("LogDateTime",)), 10000,
+        ["SecurityLogNum"],
+        None,
+        (("PatNum",), ("LogDateTime",)),
+        10000,
     )
     definition = TableSpec(
         "definition",
@@ -342,54 +434,99 @@ def _core_specs() -> list[TableSpec]:
             ("ItemColor", "int(11) NOT NULL DEFAULT 0", "-(s * 65793)"),
             ("IsHidden", "tinyint(3) unsigned NOT NULL DEFAULT 0", "s % 9 = 0"),
         ],
-        ["DefNum"], None, (), 150,
+        ["DefNum"],
+        None,
+        (),
+        150,
     )
 
-    def _lookup(name: str, key: str, extra: list[tuple[str, str, str]], rows: int,
-                change: str | None = None) -> TableSpec:
+    def _lookup(
+        name: str, key: str, extra: list[tuple[str, str, str]], rows: int, change: str | None = None
+    ) -> TableSpec:
         cols = [(key, "bigint(20) NOT NULL AUTO_INCREMENT", "s"), *extra]
         if change == "DateTStamp":
-            cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()))
+            cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()))
         return TableSpec(name, cols, [key], change, (), rows)
 
-    provider = _lookup("provider", "ProvNum", [
-        ("Abbr", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('DOC', s)"),
-        ("LName", "varchar(100) NOT NULL DEFAULT ''", _text("ln", _LAST)),
-        ("FName", "varchar(100) NOT NULL DEFAULT ''", _text("fn", _FIRST)),
-        ("IsSecondary", "tinyint(3) unsigned NOT NULL DEFAULT 0", "s % 3 = 0"),
-        ("IsHidden", "tinyint(3) unsigned NOT NULL DEFAULT 0", "0"),
-    ], 12, "DateTStamp")
-    clinic = _lookup("clinic", "ClinicNum", [
-        ("Description", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Clinic ', s)"),
-        ("Address", "varchar(255) NOT NULL DEFAULT ''", "CONCAT(s, ' Oak Ave')"),
-        ("IsHidden", "tinyint(4) NOT NULL DEFAULT 0", "0"),
-    ], 4)
-    carrier = _lookup("carrier", "CarrierNum", [
-        ("CarrierName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Carrier ', s)"),
-        ("ElectID", "varchar(255) NOT NULL DEFAULT ''", "LPAD(s, 5, '6')"),
-    ], 25, "DateTStamp")
-    insplan = _lookup("insplan", "PlanNum", [
-        ("GroupName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Group ', s)"),
-        ("CarrierNum", "bigint(20) NOT NULL DEFAULT 0", _fk("car", 25)),
-        ("PlanType", "varchar(255) NOT NULL DEFAULT ''", _text("pt", ["", "p", "f", "c"])),
-    ], 40)
-    operatory = _lookup("operatory", "OperatoryNum", [
-        ("OpName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Op ', s)"),
-        ("ItemOrder", "smallint(5) unsigned NOT NULL DEFAULT 0", "s"),
-    ], 8)
-    userod = _lookup("userod", "UserNum", [
-        ("UserName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('user', s)"),
-        # A hash, never a password; kept to mirror OpenDental's shape.
-        ("PasswordHash", "varchar(255) NOT NULL DEFAULT ''", "SHA2(CONCAT('salt', s), 256)"),
-        ("IsHidden", "tinyint(4) NOT NULL DEFAULT 0", "0"),
-    ], 15)
-    procedurecode = _lookup("procedurecode", "CodeNum", [
-        ("ProcCode", "varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT ''",
-         "CONCAT('D', LPAD(s, 4, '0'))"),
-        ("Descript", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Procedure ', s)"),
-        ("AbbrDesc", "varchar(50) NOT NULL DEFAULT ''", "CONCAT('P', s)"),
-        ("ProcTime", "varchar(24) NOT NULL DEFAULT ''", "'/X/'"),
-    ], 600, "DateTStamp")
+    provider = _lookup(
+        "provider",
+        "ProvNum",
+        [
+            ("Abbr", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('DOC', s)"),
+            ("LName", "varchar(100) NOT NULL DEFAULT ''", _text("ln", _LAST)),
+            ("FName", "varchar(100) NOT NULL DEFAULT ''", _text("fn", _FIRST)),
+            ("IsSecondary", "tinyint(3) unsigned NOT NULL DEFAULT 0", "s % 3 = 0"),
+            ("IsHidden", "tinyint(3) unsigned NOT NULL DEFAULT 0", "0"),
+        ],
+        12,
+        "DateTStamp",
+    )
+    clinic = _lookup(
+        "clinic",
+        "ClinicNum",
+        [
+            ("Description", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Clinic ', s)"),
+            ("Address", "varchar(255) NOT NULL DEFAULT ''", "CONCAT(s, ' Oak Ave')"),
+            ("IsHidden", "tinyint(4) NOT NULL DEFAULT 0", "0"),
+        ],
+        4,
+    )
+    carrier = _lookup(
+        "carrier",
+        "CarrierNum",
+        [
+            ("CarrierName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Carrier ', s)"),
+            ("ElectID", "varchar(255) NOT NULL DEFAULT ''", "LPAD(s, 5, '6')"),
+        ],
+        25,
+        "DateTStamp",
+    )
+    insplan = _lookup(
+        "insplan",
+        "PlanNum",
+        [
+            ("GroupName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Group ', s)"),
+            ("CarrierNum", "bigint(20) NOT NULL DEFAULT 0", _fk("car", 25)),
+            ("PlanType", "varchar(255) NOT NULL DEFAULT ''", _text("pt", ["", "p", "f", "c"])),
+        ],
+        40,
+    )
+    operatory = _lookup(
+        "operatory",
+        "OperatoryNum",
+        [
+            ("OpName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Op ', s)"),
+            ("ItemOrder", "smallint(5) unsigned NOT NULL DEFAULT 0", "s"),
+        ],
+        8,
+    )
+    userod = _lookup(
+        "userod",
+        "UserNum",
+        [
+            ("UserName", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('user', s)"),
+            # A hash, never a password; kept to mirror OpenDental's shape.
+            ("PasswordHash", "varchar(255) NOT NULL DEFAULT ''", "SHA2(CONCAT('salt', s), 256)"),
+            ("IsHidden", "tinyint(4) NOT NULL DEFAULT 0", "0"),
+        ],
+        15,
+    )
+    procedurecode = _lookup(
+        "procedurecode",
+        "CodeNum",
+        [
+            (
+                "ProcCode",
+                "varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT ''",
+                "CONCAT('D', LPAD(s, 4, '0'))",
+            ),
+            ("Descript", "varchar(255) NOT NULL DEFAULT ''", "CONCAT('Procedure ', s)"),
+            ("AbbrDesc", "varchar(50) NOT NULL DEFAULT ''", "CONCAT('P', s)"),
+            ("ProcTime", "varchar(24) NOT NULL DEFAULT ''", "'/X/'"),
+        ],
+        600,
+        "DateTStamp",
+    )
     # Composite key (OpenDental link tables) and a table with no primary key.
     patplan = TableSpec(
         "patplan",
@@ -398,9 +535,12 @@ def _core_specs() -> list[TableSpec]:
             ("Ordinal", "tinyint(3) unsigned NOT NULL", "1 + s % 2"),
             ("InsSubNum", "bigint(20) NOT NULL DEFAULT 0", _fk("sub", 40)),
             ("Relationship", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("rel", 5)),
-            ("SecDateTEdit", _SECEDIT[len("`SecDateTEdit` "):], _ts()),
+            ("SecDateTEdit", _SECEDIT[len("`SecDateTEdit` ") :], _ts()),
         ],
-        ["PatNum", "Ordinal"], "SecDateTEdit", (), 900,
+        ["PatNum", "Ordinal"],
+        "SecDateTEdit",
+        (),
+        900,
     )
     entrylog = TableSpec(
         "entrylog",
@@ -411,11 +551,34 @@ def _core_specs() -> list[TableSpec]:
             ("LogSource", "tinyint(3) unsigned NOT NULL DEFAULT 0", _pick("ls", 4)),
             ("EntryDateTime", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts()),
         ],
-        [], None, (("FKey",),), 300,
+        [],
+        None,
+        (("FKey",),),
+        300,
     )
-    return [patient, appointment, procedurelog, commlog, document, payment, paysplit, adjustment, claim,
-            claimproc, securitylog, definition, provider, clinic, carrier, insplan, operatory, userod,
-            procedurecode, patplan, entrylog]
+    return [
+        patient,
+        appointment,
+        procedurelog,
+        commlog,
+        document,
+        payment,
+        paysplit,
+        adjustment,
+        claim,
+        claimproc,
+        securitylog,
+        definition,
+        provider,
+        clinic,
+        carrier,
+        insplan,
+        operatory,
+        userod,
+        procedurecode,
+        patplan,
+        entrylog,
+    ]
 
 
 # Every value class the copy paths must keep exactly, one row per case.
@@ -451,34 +614,170 @@ CREATE TABLE `{EDGECASE_TABLE}` (
   PRIMARY KEY (`EdgeCaseNum`)
 ) {_TABLE_OPTIONS}
 """
-_EDGECASE_COLUMNS = ", ".join(quote_ident(c, "mysql") for c in (
-    "Label", "DateCol", "DateTimeCol", "TimeCol", "TextMb3", "TextMb4", "LongText", "BlobCol", "VarBin", "CharCol",
-    "UBig", "UInt", "USmall", "Signed", "Flag", "Dbl", "Flt", "Dec", "EnumCol", "SetCol", "JsonCol", "Bit1", "Bit10",
-    "YearCol", "DateTStamp"))
+_EDGECASE_COLUMNS = ", ".join(
+    quote_ident(c, "mysql")
+    for c in (
+        "Label",
+        "DateCol",
+        "DateTimeCol",
+        "TimeCol",
+        "TextMb3",
+        "TextMb4",
+        "LongText",
+        "BlobCol",
+        "VarBin",
+        "CharCol",
+        "UBig",
+        "UInt",
+        "USmall",
+        "Signed",
+        "Flag",
+        "Dbl",
+        "Flt",
+        "Dec",
+        "EnumCol",
+        "SetCol",
+        "JsonCol",
+        "Bit1",
+        "Bit10",
+        "YearCol",
+        "DateTStamp",
+    )
+)
 _ALL_BYTES = "UNHEX('" + bytes(range(256)).hex() + "')"
 _EDGECASE_ROWS = [
     # label, date, datetime, time, mb3, mb4, longtext, blob, varbin, char, ubig, uint, usmall, signed, flag,
     # dbl, flt, dec, enum, set, json, bit1, bit10, year
-    ("zero dates", "'0000-00-00'", "'0000-00-00 00:00:00'", "'00:00:00'", "'plain'", "'plain'", "''", "''", "''", "'a'",
-     "0", "0", "0", "0", "0", "0", "0", "0", "'a'", "''", "'{}'", "b'0'", "b'0'", "2000"),
-    ("unset dates 0001-01-01", "'0001-01-01'", "'0001-01-01 00:00:00'", "'-838:59:59'",
-     "'Zoë Ångström — café, 日本語 李'", "'emoji 😀👍🏽 and 𝄞'", "'x'",
-     _ALL_BYTES, "UNHEX('00FF00')", "'  pad'", "18446744073709551615", "4294967295", "65535", "-2147483648", "1",
-     "1.7976931348623157e308", "3.4e38", "99999999.9999", "'c d'", "'x,z'", "'{\"k\": [1, 2.5, null, \"é\"]}'", "b'1'",
-     "b'1111111111'", "2155"),
-    ("NUL and escapes", "'2024-02-29'", "'2024-02-29 23:59:59'", "'123:45:06'", "CONCAT('a', CHAR(0), 'b')",
-     "CONCAT('tab\\t nl\\n cr\\r bs\\\\ ', CHAR(0), ' end')", "REPEAT('long text ', 2000)", "UNHEX('00')",
-     "UNHEX('5C4E')",
-     "'\\\\N'", "1", "1", "1", "-1", "0", "-2.2250738585072014e-308", "-1.17549e-38", "-0.0001", "'b'", "'y'",
-     "'[]'", "b'0'", "b'0000000001'", "1901"),
-    ("NULLs and empty strings", "'2000-01-01'", "'1970-01-01 00:00:01'", "NULL", "''", "NULL", "NULL", "NULL", "NULL",
-     "''",
-     "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"),
-    ("string NULL and backslash N", "'1999-12-31'", "'2038-01-19 03:14:07'", "'-00:00:01'", "'NULL'", "'\\\\N'",
-     "'\\\\'", "UNHEX('0A0D09')",
-     "''", "'NULL'", "9223372036854775808", "2147483648", "32768", "2147483647", "1", "0.1", "0.1", "0.5", "'a'",
-     "'x,y,z'",
-     "'\"text\"'", "b'1'", "b'1000000000'", "0"),
+    (
+        "zero dates",
+        "'0000-00-00'",
+        "'0000-00-00 00:00:00'",
+        "'00:00:00'",
+        "'plain'",
+        "'plain'",
+        "''",
+        "''",
+        "''",
+        "'a'",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "'a'",
+        "''",
+        "'{}'",
+        "b'0'",
+        "b'0'",
+        "2000",
+    ),
+    (
+        "unset dates 0001-01-01",
+        "'0001-01-01'",
+        "'0001-01-01 00:00:00'",
+        "'-838:59:59'",
+        "'Zoë Ångström — café, 日本語 李'",
+        "'emoji 😀👍🏽 and 𝄞'",
+        "'x'",
+        _ALL_BYTES,
+        "UNHEX('00FF00')",
+        "'  pad'",
+        "18446744073709551615",
+        "4294967295",
+        "65535",
+        "-2147483648",
+        "1",
+        "1.7976931348623157e308",
+        "3.4e38",
+        "99999999.9999",
+        "'c d'",
+        "'x,z'",
+        '\'{"k": [1, 2.5, null, "é"]}\'',
+        "b'1'",
+        "b'1111111111'",
+        "2155",
+    ),
+    (
+        "NUL and escapes",
+        "'2024-02-29'",
+        "'2024-02-29 23:59:59'",
+        "'123:45:06'",
+        "CONCAT('a', CHAR(0), 'b')",
+        "CONCAT('tab\\t nl\\n cr\\r bs\\\\ ', CHAR(0), ' end')",
+        "REPEAT('long text ', 2000)",
+        "UNHEX('00')",
+        "UNHEX('5C4E')",
+        "'\\\\N'",
+        "1",
+        "1",
+        "1",
+        "-1",
+        "0",
+        "-2.2250738585072014e-308",
+        "-1.17549e-38",
+        "-0.0001",
+        "'b'",
+        "'y'",
+        "'[]'",
+        "b'0'",
+        "b'0000000001'",
+        "1901",
+    ),
+    (
+        "NULLs and empty strings",
+        "'2000-01-01'",
+        "'1970-01-01 00:00:01'",
+        "NULL",
+        "''",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "''",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+        "NULL",
+    ),
+    (
+        "string NULL and backslash N",
+        "'1999-12-31'",
+        "'2038-01-19 03:14:07'",
+        "'-00:00:01'",
+        "'NULL'",
+        "'\\\\N'",
+        "'\\\\'",
+        "UNHEX('0A0D09')",
+        "''",
+        "'NULL'",
+        "9223372036854775808",
+        "2147483648",
+        "32768",
+        "2147483647",
+        "1",
+        "0.1",
+        "0.1",
+        "0.5",
+        "'a'",
+        "'x,y,z'",
+        "'\"text\"'",
+        "b'1'",
+        "b'1000000000'",
+        "0",
+    ),
 ]
 
 
@@ -551,7 +850,7 @@ def _filler_spec(index: int) -> TableSpec:
     change = None
     # A third of the small tables carry DateTStamp, as in OpenDental.
     if index % 3 == 0:
-        cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` "):], _ts()))
+        cols.append(("DateTStamp", _DSTAMP[len("`DateTStamp` ") :], _ts()))
         change = "DateTStamp"
     elif index % 3 == 1:
         cols.append(("DateTEntry", "datetime NOT NULL DEFAULT '0001-01-01 00:00:00'", _ts()))
@@ -601,9 +900,11 @@ def _insert_select_sql(spec: TableSpec, rows: int, seed: int, start: int, fixed_
         exprs.append(expr)
     # `s` is the row number (and the key for *Num tables), `k` the seed: both are
     # columns of the derived table, so every expression is a pure function of them.
-    return (f"INSERT INTO {quote_ident(spec.name, 'mysql')} ({', '.join(names)}) "
-            f"SELECT {', '.join(exprs)} FROM (SELECT seq + {int(start) - 1} AS s, {int(seed)} AS k "
-            f"FROM seq_1_to_{int(rows)}) AS g")
+    return (
+        f"INSERT INTO {quote_ident(spec.name, 'mysql')} ({', '.join(names)}) "
+        f"SELECT {', '.join(exprs)} FROM (SELECT seq + {int(start) - 1} AS s, {int(seed)} AS k "
+        f"FROM seq_1_to_{int(rows)}) AS g"
+    )
 
 
 def _checked_timestamp(value: str) -> str:
@@ -617,8 +918,16 @@ def _checked_timestamp(value: str) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def fill_table(server: MySQLServer, table: str, rows: int, *, seed: int = 42, start: int | None = None,
-               fixed_timestamp: str | None = None, spec: TableSpec | None = None) -> int:
+def fill_table(
+    server: MySQLServer,
+    table: str,
+    rows: int,
+    *,
+    seed: int = 42,
+    start: int | None = None,
+    fixed_timestamp: str | None = None,
+    spec: TableSpec | None = None,
+) -> int:
     """Append ``rows`` generated rows to ``table`` (keys from ``start``, default max+1); return rows added."""
     if rows <= 0:
         return 0
@@ -653,12 +962,20 @@ def _fill_edgecases(conn: Any) -> None:
         for i, row in enumerate(_EDGECASE_ROWS):
             label, *values = row
             stamp = f"'2024-06-0{i + 1} 12:00:00'"
-            cur.execute(f"INSERT INTO `{EDGECASE_TABLE}` ({_EDGECASE_COLUMNS}) "
-                        f"VALUES ('{label}', {', '.join(values)}, {stamp})")
+            cur.execute(
+                f"INSERT INTO `{EDGECASE_TABLE}` ({_EDGECASE_COLUMNS}) VALUES ('{label}', {', '.join(values)}, {stamp})"
+            )
 
 
-def seed(server: MySQLServer, *, rows: dict[str, int] | None = None, scale: float = 1.0, seed: int = 42,
-         filler_tables: int = 0, edge_cases: bool = True) -> dict[str, int]:
+def seed(
+    server: MySQLServer,
+    *,
+    rows: dict[str, int] | None = None,
+    scale: float = 1.0,
+    seed: int = 42,
+    filler_tables: int = 0,
+    edge_cases: bool = True,
+) -> dict[str, int]:
     """Create the schema and fill every table deterministically; return rows per table.
 
     Row counts: ``rows[table]`` when given, else the table's default times
@@ -704,8 +1021,9 @@ def _mutable_column(spec: TableSpec) -> tuple[str, str] | None:
     return None
 
 
-def apply_changes(server: MySQLServer, table: str, *, inserts: int = 0, updates: int = 0, deletes: int = 0,
-                  seed: int = 7) -> dict[str, list[int]]:
+def apply_changes(
+    server: MySQLServer, table: str, *, inserts: int = 0, updates: int = 0, deletes: int = 0, seed: int = 7
+) -> dict[str, list[int]]:
     """Insert, update and delete rows of a core table; return the affected keys.
 
     Deleted keys are every third key from the top; updated keys are spread
@@ -763,8 +1081,9 @@ def _update_rows(cur: Any, spec: TableSpec, updates: int, seed: int, stamp: str 
     if mutable is not None:
         col = quote_ident(mutable[0], "mysql")
         # Text gets a marker naming the seed; money moves by a cent (always a real change).
-        assignments.append(f"{col} = CONCAT('upd{int(seed)}-', {key})" if mutable[1] == "text"
-                           else f"{col} = {col} + 0.01")
+        assignments.append(
+            f"{col} = CONCAT('upd{int(seed)}-', {key})" if mutable[1] == "text" else f"{col} = {col} + 0.01"
+        )
     if spec.change_column is not None:
         assignments.append(f"{quote_ident(spec.change_column, 'mysql')} = '{stamp}'")
     if not assignments:

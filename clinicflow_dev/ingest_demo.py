@@ -7,6 +7,7 @@ note that is not a clinical document (dead-lettered at ``extract`` with
 PDF and the scan render the same bytes every time): unchanged files are
 skipped on the next run.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,12 +31,39 @@ Summary: {summary}
 """
 
 _PEOPLE = (
-    ("Ada Demo", "DEMO0001", "1961-03-14", "2024-05-02", "Dr. Alan Grant, DDS", "K02.52 caries; E11.9 diabetes",
-     "D2391, D0220", "- Metformin 500 mg\n- Amoxicillin 500 mg", "Caries on tooth 30, restored."),
-    ("Ben Sample", "DEMO0002", "1975-11-02", "2024-06-11", "Dr. Ellie Sattler", "K05.10 gingivitis",
-     "D1110", "- Chlorhexidine rinse", "Gingivitis; cleaning done, recall in three months."),
-    ("Cara Example", "DEMO0003", "1990-01-30", "2024-07-19", "Dr. Ian Malcolm, DMD", "S02.5XXA fractured tooth",
-     "D7140, 99213", "- Ibuprofen 400 mg", "Fractured molar extracted without complication."),
+    (
+        "Ada Demo",
+        "DEMO0001",
+        "1961-03-14",
+        "2024-05-02",
+        "Dr. Alan Grant, DDS",
+        "K02.52 caries; E11.9 diabetes",
+        "D2391, D0220",
+        "- Metformin 500 mg\n- Amoxicillin 500 mg",
+        "Caries on tooth 30, restored.",
+    ),
+    (
+        "Ben Sample",
+        "DEMO0002",
+        "1975-11-02",
+        "2024-06-11",
+        "Dr. Ellie Sattler",
+        "K05.10 gingivitis",
+        "D1110",
+        "- Chlorhexidine rinse",
+        "Gingivitis; cleaning done, recall in three months.",
+    ),
+    (
+        "Cara Example",
+        "DEMO0003",
+        "1990-01-30",
+        "2024-07-19",
+        "Dr. Ian Malcolm, DMD",
+        "S02.5XXA fractured tooth",
+        "D7140, 99213",
+        "- Ibuprofen 400 mg",
+        "Fractured molar extracted without complication.",
+    ),
 )
 
 _FAX = """FAX - REFERRAL FOR SLEEP STUDY
@@ -97,16 +125,22 @@ def pdf_with_text(text: str) -> bytes:
 
 def demo_files() -> dict[str, bytes]:
     """The demo documents by relative path."""
-    return {**DEMO_FILES, "scans/2024/fax-demo0004.png": png_scan(_FAX),
-            "referrals/2024/letter-demo0005.pdf": pdf_with_text(_PDF_LETTER)}
+    return {
+        **DEMO_FILES,
+        "scans/2024/fax-demo0004.png": png_scan(_FAX),
+        "referrals/2024/letter-demo0005.pdf": pdf_with_text(_PDF_LETTER),
+    }
 
 
 DEMO_FILES: dict[str, bytes] = {
-    **{f"referrals/2024/letter-{p[1].lower()}.txt": _LETTER.format(
-        name=p[0], mrn=p[1], dob=p[2], dos=p[3], provider=p[4], dx=p[5], px=p[6], meds=p[7], summary=p[8]).encode()
-       for p in _PEOPLE},
+    **{
+        f"referrals/2024/letter-{p[1].lower()}.txt": _LETTER.format(
+            name=p[0], mrn=p[1], dob=p[2], dos=p[3], provider=p[4], dx=p[5], px=p[6], meds=p[7], summary=p[8]
+        ).encode()
+        for p in _PEOPLE
+    },
     "labs/2024/a1c-demo0001.txt": b"Lab result\nPatient ID: DEMO0001\nExam Date: 2024-05-01\n"
-                                  b"Physician: Dr. Alan Grant\nDiagnosis: E11.9\nSummary: HbA1c 7.1 %.\n",
+    b"Physician: Dr. Alan Grant\nDiagnosis: E11.9\nSummary: HbA1c 7.1 %.\n",
     "hl7/adt-demo0002.hl7": b"MSH|^~\\&|CLINIC|DEMO|||202406110830||ADT^A04|1|P|2.5\rPID|1||DEMO0002||Sample^Ben\r",
     "referrals/2024/note-without-id.txt": b"Phone note: patient called to move the appointment.\n",
 }

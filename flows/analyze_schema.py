@@ -6,6 +6,7 @@ transient database errors), one writes the file, artifacts summarise the
 result. The flow ends Failed when the check finds drift or a table could not
 be analysed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,8 +47,9 @@ def analyze_schema(
 
     if check:
         report = check_drift_task(server, load_tables_config(path), rules, exclude)
-        create_table_artifact(report.to_rows() or [{"result": report.summary()}], key="tables-yml-drift",
-                              description=report.summary())
+        create_table_artifact(
+            report.to_rows() or [{"result": report.summary()}], key="tables-yml-drift", description=report.summary()
+        )
         if report.has_drift:
             return Failed(message=report.summary())
         return {"drift": False, "tables_checked": report.tables_checked}
@@ -55,13 +57,23 @@ def analyze_schema(
     analysis = analyze_source_task(server, rules, exclude)
     result = write_tables_task(analysis, str(path))
     state = "written" if result.changed else "unchanged"
-    create_table_artifact(analysis.summary_rows(), key="schema-analysis",
-                          description=f"{result.tables} tables from {analysis.schema.address}: {path} {state}")
+    create_table_artifact(
+        analysis.summary_rows(),
+        key="schema-analysis",
+        description=f"{result.tables} tables from {analysis.schema.address}: {path} {state}",
+    )
     if publish_yaml:
-        create_markdown_artifact(f"```yaml\n{path.read_text(encoding='utf-8')}```", key="tables-yml",
-                                 description=f"{path.name} as generated")
+        create_markdown_artifact(
+            f"```yaml\n{path.read_text(encoding='utf-8')}```", key="tables-yml", description=f"{path.name} as generated"
+        )
     if result.errors:
-        return Failed(message=f"{len(result.errors)} table(s) could not be analysed (copied fully): "
-                      + "; ".join(result.errors.values()))
-    return {"output": str(path), "changed": result.changed, "tables": result.tables,
-            "fingerprint": analysis.schema.fingerprint()}
+        return Failed(
+            message=f"{len(result.errors)} table(s) could not be analysed (copied fully): "
+            + "; ".join(result.errors.values())
+        )
+    return {
+        "output": str(path),
+        "changed": result.changed,
+        "tables": result.tables,
+        "fingerprint": analysis.schema.fingerprint(),
+    }

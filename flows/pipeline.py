@@ -7,6 +7,7 @@ spec object directly. The logic (tools, composition, error semantics) lives
 in :mod:`clinicflow.toolkit`; this module only maps leaves to tasks, records
 the outcome table as an artifact and fails the run when a step failed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +57,14 @@ def run_leaf_as_task(leaf: Leaf, ctx: RunContext) -> StepOutcome:
         return leaf.run(dataclasses.replace(ctx, logger=get_run_logger()))
 
     retry_condition = retry_on_transient if leaf.retry_on == "transient" else None
-    step_task = task(name=leaf.name, retries=leaf.retries, retry_delay_seconds=leaf.retry_delay_seconds,
-                     retry_condition_fn=retry_condition, cache_policy=NO_CACHE, persist_result=False)(call)
+    step_task = task(
+        name=leaf.name,
+        retries=leaf.retries,
+        retry_delay_seconds=leaf.retry_delay_seconds,
+        retry_condition_fn=retry_condition,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+    )(call)
     state = step_task(return_state=True)
     if state.is_completed():
         return StepOutcome(leaf.name, "completed", state.result())
@@ -78,49 +85,68 @@ def _scheduled_time() -> datetime:
     return datetime.fromtimestamp(scheduled.timestamp(), UTC)
 
 
-def run_context(spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None,
-                end: datetime | None) -> RunContext:
+def run_context(
+    spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None, end: datetime | None
+) -> RunContext:
     """Merge parameters over the spec's defaults (unknown names are an error) and settle the time scope."""
     given = dict(parameters or {})
     unknown = sorted(set(given) - set(spec.parameters))
     if unknown:
-        raise ToolkitError(f"pipeline {spec.name!r}: unknown parameters {unknown} "
-                           f"(it takes {sorted(spec.parameters) or 'none'})")
+        raise ToolkitError(
+            f"pipeline {spec.name!r}: unknown parameters {unknown} (it takes {sorted(spec.parameters) or 'none'})"
+        )
     if spec.timescope is not None and (start is None or end is None):
         default_start, default_end = spec.timescope.default_range(_scheduled_time())
         start, end = start or default_start, end or default_end
     from prefect.runtime import flow_run
 
     run_id = str(flow_run.id) if flow_run.id else new_run_id()
-    return RunContext(pipeline=spec.name, run_id=run_id, parameters={**spec.parameters, **given}, start=start, end=end,
-                      connections=resolve_connection, logger=get_run_logger())
+    return RunContext(
+        pipeline=spec.name,
+        run_id=run_id,
+        parameters={**spec.parameters, **given},
+        start=start,
+        end=end,
+        connections=resolve_connection,
+        logger=get_run_logger(),
+    )
 
 
 def _outcome_row(outcome: StepOutcome) -> dict[str, Any]:
     report = outcome.result if isinstance(outcome.result, EtlReport) else None
-    return {"step": outcome.name, "status": outcome.status,
-            "rows_read": report.rows_read if report else None,
-            "rows_written": report.rows_written if report else None,
-            "dead_letters": report.dead_letters if report else None,
-            "error": (outcome.error or "")[:500]}
+    return {
+        "step": outcome.name,
+        "status": outcome.status,
+        "rows_read": report.rows_read if report else None,
+        "rows_written": report.rows_written if report else None,
+        "dead_letters": report.dead_letters if report else None,
+        "error": (outcome.error or "")[:500],
+    }
 
 
-def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start: datetime | None = None,
-             end: datetime | None = None) -> list[dict[str, Any]]:
+def run_spec(
+    spec: PipelineSpec,
+    parameters: dict[str, Any] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Run ``spec``'s steps inside the current flow run; raise PipelineFailed when any step failed."""
     ctx = run_context(spec, parameters, start, end)
     unused = unused_parameters(spec)
     if unused:
         ctx.logger.warning("%s: parameters %s are declared but no step's config uses them", spec.name, unused)
     if ctx.start is not None:
-        ctx.logger.info("%s: time scope %s -> %s", spec.name, ctx.start.isoformat(),
-                        ctx.end.isoformat() if ctx.end else "")
+        ctx.logger.info(
+            "%s: time scope %s -> %s", spec.name, ctx.start.isoformat(), ctx.end.isoformat() if ctx.end else ""
+        )
     outcomes = execute(spec.steps, ctx, run_leaf_as_task)
     rows = [_outcome_row(o) for o in outcomes]
-    create_table_artifact(table=rows, key=f"pipeline-{spec.name.replace('_', '-')}",
-                          description=f"Steps of pipeline {spec.name}")
-    failure = failed_of([f"{o.name}: {(o.error or '')[:200]}" for o in outcomes if o.status == "failed"],
-                        len(outcomes), "steps")
+    create_table_artifact(
+        table=rows, key=f"pipeline-{spec.name.replace('_', '-')}", description=f"Steps of pipeline {spec.name}"
+    )
+    failure = failed_of(
+        [f"{o.name}: {(o.error or '')[:200]}" for o in outcomes if o.status == "failed"], len(outcomes), "steps"
+    )
     if failure is not None:
         skipped = sum(o.status == "skipped" for o in outcomes)
         raise PipelineFailed(f"pipeline {spec.name}: {failure}; {skipped} skipped")
@@ -128,8 +154,13 @@ def run_spec(spec: PipelineSpec, parameters: dict[str, Any] | None = None, start
 
 
 @flow(name=PIPELINE_FLOW_NAME, flow_run_name="{pipeline}", validate_parameters=True)
-def run_pipeline(pipeline: str, parameters: dict[str, Any] | None = None, start: datetime | None = None,
-                 end: datetime | None = None, folder: str | None = None) -> list[dict[str, Any]]:
+def run_pipeline(
+    pipeline: str,
+    parameters: dict[str, Any] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    folder: str | None = None,
+) -> list[dict[str, Any]]:
     """Run the discovered pipeline ``pipeline`` (from ``folder`` or the default pipelines folder)."""
     discovery = discover(folder)
     for error in discovery.errors:
@@ -140,8 +171,9 @@ def run_pipeline(pipeline: str, parameters: dict[str, Any] | None = None, start:
 def compile_flow(spec: PipelineSpec) -> Flow[..., list[dict[str, Any]]]:
     """A flow named after the pipeline that runs ``spec`` (tests, ad-hoc runs of a spec object)."""
 
-    def pipeline_flow(parameters: dict[str, Any] | None = None, start: datetime | None = None,
-                      end: datetime | None = None) -> list[dict[str, Any]]:
+    def pipeline_flow(
+        parameters: dict[str, Any] | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
         return run_spec(spec, parameters, start, end)
 
     return flow(name=spec.name, description=spec.description or None)(pipeline_flow)

@@ -15,6 +15,7 @@ the deployment's pull step enters this checkout and its job variables point
 other pool (``kubernetes``, ``docker``...) the code is the image's ``/app`` and
 the folder is ``/app/pipelines`` unless ``image_folder`` says otherwise.
 """
+
 from __future__ import annotations
 
 from collections.abc import Coroutine
@@ -61,11 +62,15 @@ def prefect_schedules(spec: PipelineSpec) -> list[Any]:
             if isinstance(schedule, CronSchedule):
                 prefect_schedule: Any = PrefectCron(cron=schedule.cron, timezone=schedule.timezone)
             else:
-                prefect_schedule = PrefectInterval(interval=schedule.interval, timezone=schedule.timezone,
-                                                   **({"anchor_date": schedule.anchor} if schedule.anchor else {}))
+                prefect_schedule = PrefectInterval(
+                    interval=schedule.interval,
+                    timezone=schedule.timezone,
+                    **({"anchor_date": schedule.anchor} if schedule.anchor else {}),
+                )
         except ValueError as exc:
-            raise ToolkitError(f"pipeline {spec.name}: schedule {i + 1} is invalid: "
-                               f"{str(exc).splitlines()[0]}") from None
+            raise ToolkitError(
+                f"pipeline {spec.name}: schedule {i + 1} is invalid: {str(exc).splitlines()[0]}"
+            ) from None
         out.append(DeploymentScheduleCreate(schedule=prefect_schedule, active=schedule.active))
     return out
 
@@ -89,11 +94,14 @@ def code_location(pool_type: str, folder: str | None, image_folder: str | None =
         return CodeLocation(
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": root}}],
             job_variables={"working_dir": root, "env": {"CLINICFLOW_PIPELINES_DIR": pipelines}},
-            folder=pipelines)
+            folder=pipelines,
+        )
     in_image = image_folder or IMAGE_PIPELINES_DIR
     return CodeLocation(
         pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": IMAGE_ROOT}}],
-        job_variables={"env": {"CLINICFLOW_PIPELINES_DIR": in_image}}, folder=None)
+        job_variables={"env": {"CLINICFLOW_PIPELINES_DIR": in_image}},
+        folder=None,
+    )
 
 
 def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, Any]:
@@ -103,8 +111,14 @@ def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, A
     return params
 
 
-async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | None = None, prune: bool = False,
-                         folder: str | None = None, image_folder: str | None = None) -> SyncReport:
+async def sync_pipelines(
+    specs: dict[str, PipelineSpec],
+    *,
+    work_pool: str | None = None,
+    prune: bool = False,
+    folder: str | None = None,
+    image_folder: str | None = None,
+) -> SyncReport:
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -122,24 +136,34 @@ async def sync_pipelines(specs: dict[str, PipelineSpec], *, work_pool: str | Non
         try:
             pool_type = (await client.read_work_pool(pool)).type
         except ObjectNotFound:
-            raise ToolkitError(f"work pool {pool!r} does not exist on the Prefect API; create it or set "
-                               "CLINICFLOW_WORK_POOL") from None
+            raise ToolkitError(
+                f"work pool {pool!r} does not exist on the Prefect API; create it or set CLINICFLOW_WORK_POOL"
+            ) from None
         where = code_location(pool_type, folder, image_folder)
         flow_id = await client.create_flow_from_name(PIPELINE_FLOW_NAME)
         # Prune looks at this pool only: another pool's pipelines (another folder, another team) are not ours.
         managed = await client.read_deployments(
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        )
         managed_by_name = {d.name: d for d in managed if d.flow_id == flow_id}
         existing_names = {d.name for d in await client.read_deployments() if d.flow_id == flow_id}
         schema = parameter_schema(run_pipeline).model_dump_for_openapi()
         for name, spec in sorted(specs.items()):
             await client.create_deployment(
-                flow_id=flow_id, name=name, description=spec.description or None,
-                parameters=deployment_parameters(spec, where.folder), tags=[MANAGED_TAG, *spec.tags],
-                schedules=schedules[name], work_pool_name=pool, entrypoint=ENTRYPOINT,
-                pull_steps=where.pull_steps, job_variables=where.job_variables, path=None,
-                parameter_openapi_schema=schema, enforce_parameter_schema=True,
+                flow_id=flow_id,
+                name=name,
+                description=spec.description or None,
+                parameters=deployment_parameters(spec, where.folder),
+                tags=[MANAGED_TAG, *spec.tags],
+                schedules=schedules[name],
+                work_pool_name=pool,
+                entrypoint=ENTRYPOINT,
+                pull_steps=where.pull_steps,
+                job_variables=where.job_variables,
+                path=None,
+                parameter_openapi_schema=schema,
+                enforce_parameter_schema=True,
                 concurrency_limit=1,
             )
             (report.updated if name in existing_names else report.created).append(name)
@@ -157,9 +181,11 @@ async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[U
     from prefect.exceptions import ObjectNotFound
 
     if spec.timescope is None:
-        raise ToolkitError(f"pipeline {spec.name} has no timescope, so it has no windows to backfill: give its spec "
-                           "timescope=Timescope(window=...) (its runs then take start/end), or run it once with "
-                           f"`clinicflow pipelines run {spec.name}`")
+        raise ToolkitError(
+            f"pipeline {spec.name} has no timescope, so it has no windows to backfill: give its spec "
+            "timescope=Timescope(window=...) (its runs then take start/end), or run it once with "
+            f"`clinicflow pipelines run {spec.name}`"
+        )
     try:
         windows = spec.timescope.windows(start, end)
     except ValueError as exc:
@@ -168,18 +194,22 @@ async def backfill(spec: PipelineSpec, start: datetime, end: datetime) -> list[U
         try:
             deployment = await client.read_deployment_by_name(f"{PIPELINE_FLOW_NAME}/{spec.name}")
         except ObjectNotFound:
-            raise ToolkitError(f"pipeline {spec.name} has no deployment: "
-                               "run `clinicflow pipelines sync` first") from None
+            raise ToolkitError(
+                f"pipeline {spec.name} has no deployment: run `clinicflow pipelines sync` first"
+            ) from None
         ids = []
         for window_start, window_end in windows:
             run = await client.create_flow_run_from_deployment(
-                deployment.id, parameters={**deployment.parameters, "start": window_start, "end": window_end},
-                tags=["backfill"])
+                deployment.id,
+                parameters={**deployment.parameters, "start": window_start, "end": window_end},
+                tags=["backfill"],
+            )
             ids.append(run.id)
     return ids
 
 
 # --- the registry API: thin synchronous functions over discovery and deployments -------------------
+
 
 @dataclass(frozen=True)
 class RegisteredPipeline:
@@ -199,8 +229,9 @@ def get_pipeline(name: str, folder: str | None = None) -> PipelineSpec:
     return discover(folder).get(name)
 
 
-def list_pipelines(folder: str | None = None, *, deployed: bool = False,
-                   timescoped: bool | None = None) -> list[RegisteredPipeline]:
+def list_pipelines(
+    folder: str | None = None, *, deployed: bool = False, timescoped: bool | None = None
+) -> list[RegisteredPipeline]:
     """Discovered pipelines by name; ``timescoped`` keeps only those with (True) or without (False) a time scope;
     ``deployed`` adds each one's managed deployment id from the Prefect API (None: not deployed)."""
     from clinicflow.toolkit.discovery import discover
@@ -211,13 +242,21 @@ def list_pipelines(folder: str | None = None, *, deployed: bool = False,
     for name, spec in sorted(found.pipelines.items()):
         if timescoped is not None and (spec.timescope is not None) != timescoped:
             continue
-        out.append(RegisteredPipeline(name, spec, found.origins[name],
-                                      spec.timescope.window if spec.timescope else None, ids.get(name)))
+        out.append(
+            RegisteredPipeline(
+                name, spec, found.origins[name], spec.timescope.window if spec.timescope else None, ids.get(name)
+            )
+        )
     return out
 
 
-def register_pipeline(pipeline: PipelineSpec | str, *, folder: str | None = None, work_pool: str | None = None,
-                      image_folder: str | None = None) -> UUID:
+def register_pipeline(
+    pipeline: PipelineSpec | str,
+    *,
+    folder: str | None = None,
+    work_pool: str | None = None,
+    image_folder: str | None = None,
+) -> UUID:
     """Create or update the deployment of one discovered pipeline (its schedules and time scope); its id.
 
     The deployment runs what discovery finds under ``folder``, so the pipeline must be there.
@@ -225,8 +264,10 @@ def register_pipeline(pipeline: PipelineSpec | str, *, folder: str | None = None
     name = pipeline if isinstance(pipeline, str) else pipeline.name
     spec = get_pipeline(name, folder)
     if not isinstance(pipeline, str) and pipeline.model_dump(exclude={"steps"}) != spec.model_dump(exclude={"steps"}):
-        raise ToolkitError(f"register_pipeline: {name!r} differs from the module discovery finds in "
-                           f"{folder or 'the pipelines folder'}; a deployment runs the discovered one")
+        raise ToolkitError(
+            f"register_pipeline: {name!r} differs from the module discovery finds in "
+            f"{folder or 'the pipelines folder'}; a deployment runs the discovered one"
+        )
     _run(sync_pipelines({name: spec}, work_pool=work_pool, folder=folder, image_folder=image_folder))
     deployment_id = _run(_managed_deployment_ids()).get(name)
     if deployment_id is None:
@@ -239,6 +280,7 @@ def unregister_pipeline(name: str) -> bool:
 
     The module itself stays: a later sync registers it again.
     """
+
     async def go() -> bool:
         from prefect import get_client
 
@@ -260,7 +302,8 @@ async def _managed_deployment_ids() -> dict[str, UUID]:
         flows = await client.read_flows()
         flow_ids = {f.id for f in flows if f.name == PIPELINE_FLOW_NAME}
         managed = await client.read_deployments(
-            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG])))
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MANAGED_TAG]))
+        )
     return {d.name: d.id for d in managed if d.flow_id in flow_ids}
 
 

@@ -6,6 +6,7 @@ failure outside the processor marks it FAILED, a crash (the process killed,
 the pod gone; Prefect's worker runs ``on_crashed`` in a fresh process) marks
 it CRASHED, a cancellation CANCELLED. A row that already ended is never changed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,5 +53,10 @@ def _on_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
 def process_data(result_id: int) -> dict[str, Any]:
     """Process one results row: PROCESSING -> download -> processor -> COMPLETED or FAILED."""
     flow_run_id = current_flow_run.get_id()
-    return process_result_task(processing_database(), processing_bucket(), result_id,
-                               str(flow_run_id) if flow_run_id else None, scripts_dir_from_env())
+    return process_result_task(
+        processing_database(),
+        processing_bucket(),
+        result_id,
+        str(flow_run_id) if flow_run_id else None,
+        scripts_dir_from_env(),
+    )

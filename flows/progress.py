@@ -1,4 +1,5 @@
 """Run progress: a Prefect progress artifact, plus a rich progress bar on a terminal."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,9 @@ def _in_prefect_run() -> bool:
 class RunProgress:
     """Counts processed files; shows them as an artifact and, when interactive, a rich bar."""
 
-    def __init__(self, total: int, *, key: str, description: str, show_bar: bool | None = None,
-                 console: Any = None) -> None:
+    def __init__(
+        self, total: int, *, key: str, description: str, show_bar: bool | None = None, console: Any = None
+    ) -> None:
         self.total = max(total, 0)
         self.done = 0
         self.description = description
@@ -47,8 +49,14 @@ class RunProgress:
         if show_bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False, console=console)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+                console=console,
+            )
             self._bar.start()
             self._task = self._bar.add_task(description, total=self.total or None)
 
@@ -72,8 +80,11 @@ class RunProgress:
         try:
             from prefect.artifacts import update_progress_artifact
 
-            update_progress_artifact(artifact_id=self._artifact_id, progress=round(self.percent, 1),
-                                     description=f"{self.description}: {self.done}/{self.total} files")
+            update_progress_artifact(
+                artifact_id=self._artifact_id,
+                progress=round(self.percent, 1),
+                description=f"{self.description}: {self.done}/{self.total} files",
+            )
         except Exception as exc:  # noqa: BLE001 - progress display must never fail the run
             get_logger("clinicflow.dicom").debug("progress artifact update failed: %s", type(exc).__name__)
 

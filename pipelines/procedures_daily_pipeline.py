@@ -4,6 +4,7 @@ Time-partitioned: each run aggregates ``[start, end)`` of ``ProcDate`` (by
 default the day before the run) and upserts it into a ReplacingMergeTree, so
 re-running or backfilling a day replaces that day's rows.
 """
+
 from datetime import timedelta
 
 from clinicflow.toolkit.compose import etl, retry
@@ -30,13 +31,27 @@ pipeline = PipelineSpec(
     schedules=[{"cron": "30 4 * * *", "timezone": "America/New_York"}],
     timescope=Timescope(window=timedelta(days=1)),
     steps=[
-        retry(etl(
-            "aggregate_procedures",
-            extract={"kind": "sql", "dialect": "postgres", "connection": "analytics-postgres", "query": QUERY,
-                     "batch_size": 50_000},
-            transform=[{"kind": "types", "mapping": {"procedures": "int", "fees": "float"}}],
-            load={"kind": "clickhouse", "table": "procedures_daily", "mode": "upsert",
-                  "upsert_strategy": "replacing", "create_sql": CREATE},
-        ), 2, on="transient"),
+        retry(
+            etl(
+                "aggregate_procedures",
+                extract={
+                    "kind": "sql",
+                    "dialect": "postgres",
+                    "connection": "analytics-postgres",
+                    "query": QUERY,
+                    "batch_size": 50_000,
+                },
+                transform=[{"kind": "types", "mapping": {"procedures": "int", "fees": "float"}}],
+                load={
+                    "kind": "clickhouse",
+                    "table": "procedures_daily",
+                    "mode": "upsert",
+                    "upsert_strategy": "replacing",
+                    "create_sql": CREATE,
+                },
+            ),
+            2,
+            on="transient",
+        ),
     ],
 )

@@ -3,6 +3,7 @@
 Template for a new pipeline: name it ``*_pipeline.py``, build ``pipeline``
 from tools and composition helpers, run ``clinicflow pipelines sync``.
 """
+
 from clinicflow.toolkit.compose import etl
 from clinicflow.toolkit.spec import PipelineSpec
 
@@ -25,15 +26,31 @@ pipeline = PipelineSpec(
     steps=[
         etl(
             "fetch_referral_providers",
-            extract={"kind": "http", "url": "{api_url}/providers", "records_path": "results",
-                     "pagination": {"style": "page", "page_size": 20}, "rate_limit_per_second": 5, "max_retries": 4},
+            extract={
+                "kind": "http",
+                "url": "{api_url}/providers",
+                "records_path": "results",
+                "pagination": {"style": "page", "page_size": 20},
+                "rate_limit_per_second": 5,
+                "max_retries": 4,
+            },
             transform=[
                 {"kind": "types", "mapping": {"npi": "int", "accepting_new": "bool", "updated_at": "datetime"}},
-                {"kind": "columns", "rename": {"specialty_name": "specialty"},
-                 "select": ["npi", "name", "specialty", "city", "accepting_new", "updated_at"]},
+                {
+                    "kind": "columns",
+                    "rename": {"specialty_name": "specialty"},
+                    "select": ["npi", "name", "specialty", "city", "accepting_new", "updated_at"],
+                },
             ],
-            load={"kind": "postgres", "connection": "analytics-postgres", "schema": "toolkit",
-                  "table": "referral_providers", "mode": "upsert", "key_columns": ["npi"], "create_sql": CREATE},
+            load={
+                "kind": "postgres",
+                "connection": "analytics-postgres",
+                "schema": "toolkit",
+                "table": "referral_providers",
+                "mode": "upsert",
+                "key_columns": ["npi"],
+                "create_sql": CREATE,
+            },
         ),
     ],
 )

@@ -3,6 +3,7 @@
 Reading the source is retried on transient database errors (the project's retry policy); writing
 tables.yml is not (a failed write is a real error, reported as such).
 """
+
 from __future__ import annotations
 
 from prefect import task
@@ -15,8 +16,9 @@ from clinicflow.opendental.tables.config import TablesConfig
 
 
 @task(name="analyze-source", cache_policy=NO_CACHE, **TASK_RETRY)
-def analyze_source_task(server: MySQLServer, rules: analysis_rules.AnalysisRules,
-                        exclude: list[str] | None = None) -> schema_analysis.SchemaAnalysis:
+def analyze_source_task(
+    server: MySQLServer, rules: analysis_rules.AnalysisRules, exclude: list[str] | None = None
+) -> schema_analysis.SchemaAnalysis:
     return schema_analysis.analyze_source(server, rules, exclude=exclude or ())
 
 
@@ -26,6 +28,7 @@ def write_tables_task(analysis: schema_analysis.SchemaAnalysis, path: str) -> ta
 
 
 @task(name="check-drift", cache_policy=NO_CACHE, **TASK_RETRY)
-def check_drift_task(server: MySQLServer, config: TablesConfig, rules: analysis_rules.AnalysisRules,
-                     exclude: list[str] | None = None) -> config_drift.DriftReport:
+def check_drift_task(
+    server: MySQLServer, config: TablesConfig, rules: analysis_rules.AnalysisRules, exclude: list[str] | None = None
+) -> config_drift.DriftReport:
     return config_drift.check_drift(server, config, rules, exclude=exclude or ())

@@ -1,4 +1,5 @@
 """Thin Prefect task around clinicflow.opendental.cdc: one CDC run of a source (until stopped or its time is up)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,13 +16,20 @@ from clinicflow.opendental.tables.config import TablesConfig
 
 
 @task(name="cdc-run", cache_policy=NO_CACHE)
-def run_cdc(src: MySQLServer, replica: MySQLServer, pg: PostgresServer, config: TablesConfig,
-            options: CdcOptions) -> CdcReport:
+def run_cdc(
+    src: MySQLServer, replica: MySQLServer, pg: PostgresServer, config: TablesConfig, options: CdcOptions
+) -> CdcReport:
     return CdcRunner(src, replica, pg, config, options).run()
 
 
 def report_row(report: CdcReport) -> dict[str, Any]:
     """The run's figures as one artifact row."""
-    return {"source": report.source, "position": str(report.position or ""), "events": report.events,
-            "batches": report.batches, "rows": report.rows, "snapshot": report.snapshot,
-            "failed tables": ", ".join(report.failed_tables)}
+    return {
+        "source": report.source,
+        "position": str(report.position or ""),
+        "events": report.events,
+        "batches": report.batches,
+        "rows": report.rows,
+        "snapshot": report.snapshot,
+        "failed tables": ", ".join(report.failed_tables),
+    }

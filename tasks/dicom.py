@@ -5,6 +5,7 @@ threads and must not share them) and retries transient failures with the
 project's retry policy. A retried batch is safe: done files are skipped and
 half-uploaded files resume without uploading anything twice.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ from clinicflow.dicom.state import StateStore
 
 
 @task(name="dicom-prepare", cache_policy=NO_CACHE, **TASK_RETRY)
-def prepare_task(source: ReportsSource, state_server: PostgresServer, dataset: str, schema: str,
-                 run_id: str) -> tuple[SourceCount, list[str]]:
+def prepare_task(
+    source: ReportsSource, state_server: PostgresServer, dataset: str, schema: str, run_id: str
+) -> tuple[SourceCount, list[str]]:
     with StateStore(state_server, dataset, schema) as state:
         return prepare_run(source, state, run_id)
 
@@ -35,15 +37,17 @@ def read_page_task(source: ReportsSource, after: tuple[Any, ...] | None, page_si
 
 
 @task(name="dicom-batch", cache_policy=NO_CACHE, **TASK_RETRY)
-def process_batch_task(files: list[FileGroup], settings: BatchSettings, state_server: PostgresServer,
-                       schema: str, bucket: Any) -> BatchResult:
+def process_batch_task(
+    files: list[FileGroup], settings: BatchSettings, state_server: PostgresServer, schema: str, bucket: Any
+) -> BatchResult:
     with StateStore(state_server, settings.dataset, schema) as state:
         return process_batch(files, settings, state, store_for_block(bucket))
 
 
 @task(name="dicom-write-csv", cache_policy=NO_CACHE, **TASK_RETRY)
-def write_outputs_task(state_server: PostgresServer, dataset: str, schema: str, bucket: Any,
-                       report_fields: list[str], run_id: str) -> OutputsResult:
+def write_outputs_task(
+    state_server: PostgresServer, dataset: str, schema: str, bucket: Any, report_fields: list[str], run_id: str
+) -> OutputsResult:
     with StateStore(state_server, dataset, schema) as state:
         return write_outputs(state, store_for_block(bucket), report_fields, run_id)
 

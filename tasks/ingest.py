@@ -4,6 +4,7 @@ Also the two builders the flow and the CLI share: :func:`store_for_location`
 (object-store clients from ``blocks.buckets``, so a custom S3 endpoint comes
 from ``AWS_ENDPOINT_URL`` or the S3 block) and :func:`make_extractor`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,8 +63,7 @@ def make_extractor(kind: str, llm_block: str | None = None) -> DocumentExtractor
         from blocks.llm import INGEST_LLM_BLOCK, resolve_llm
 
         llm = resolve_llm(llm_block or INGEST_LLM_BLOCK)
-        return LLMExtractor(llm.client(), llm.model, batch_size=llm.batch_size,
-                            retry=RetryPolicy(retries=llm.retries))
+        return LLMExtractor(llm.client(), llm.model, batch_size=llm.batch_size, retry=RetryPolicy(retries=llm.retries))
     raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, not {kind!r}")
 
 
@@ -80,20 +80,42 @@ def extractor_cache(llm_block: str | None = None) -> Callable[[str], DocumentExt
 
 
 @task(name="ingest-reextract", cache_policy=NO_CACHE)
-def reextract_task(server: PostgresServer, schema: str, extractor: DocumentExtractor, run_id: str, *,
-                   since: datetime | None, uri_like: str | None, batch_size: int) -> ReextractCounts:
+def reextract_task(
+    server: PostgresServer,
+    schema: str,
+    extractor: DocumentExtractor,
+    run_id: str,
+    *,
+    since: datetime | None,
+    uri_like: str | None,
+    batch_size: int,
+) -> ReextractCounts:
     return reextract(server, schema, extractor, run_id, since=since, uri_like=uri_like, batch_size=batch_size)
 
 
 @task(name="ingest-file-batch", cache_policy=NO_CACHE, **TASK_RETRY)
-def file_batch_task(server: PostgresServer, location: Location, s3_block: str | None, objects: list[ObjectInfo],
-                    settings: IngestSettings, extractor_kind: str, llm_block: str | None,
-                    before: RunCounts) -> RunCounts:
-    return process_file_batch(server, store_for_location(location, s3_block), objects, settings,
-                              make_extractor(extractor_kind, llm_block), before)
+def file_batch_task(
+    server: PostgresServer,
+    location: Location,
+    s3_block: str | None,
+    objects: list[ObjectInfo],
+    settings: IngestSettings,
+    extractor_kind: str,
+    llm_block: str | None,
+    before: RunCounts,
+) -> RunCounts:
+    return process_file_batch(
+        server,
+        store_for_location(location, s3_block),
+        objects,
+        settings,
+        make_extractor(extractor_kind, llm_block),
+        before,
+    )
 
 
 @task(name="ingest-synthetic-batch", cache_policy=NO_CACHE, **TASK_RETRY)
-def synthetic_batch_task(server: PostgresServer, records: list[SyntheticRecord], settings: IngestSettings,
-                         before: RunCounts) -> RunCounts:
+def synthetic_batch_task(
+    server: PostgresServer, records: list[SyntheticRecord], settings: IngestSettings, before: RunCounts
+) -> RunCounts:
     return load_records(server, records, settings, before)

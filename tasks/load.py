@@ -1,4 +1,5 @@
 """Thin Prefect tasks around the PostgreSQL load (opendental.warehouse.load_steps) and the run metrics."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,20 +19,28 @@ from clinicflow.opendental.warehouse.copy_stream import CopyStats
 
 
 @task(name="setup-target", cache_policy=NO_CACHE, **TASK_RETRY)
-def setup_target(pg: PostgresServer, options: load_steps.LoadOptions, run_id: str, flow_name: str,
-                 flow_run_id: str | None, parameters: dict[str, Any]) -> None:
+def setup_target(
+    pg: PostgresServer,
+    options: load_steps.LoadOptions,
+    run_id: str,
+    flow_name: str,
+    flow_run_id: str | None,
+    parameters: dict[str, Any],
+) -> None:
     load_steps.setup_target(pg, options)
     _start_run(pg, run_id, flow_name, flow_run_id, parameters)
 
 
 @task(name="open-run", cache_policy=NO_CACHE, **TASK_RETRY)
-def open_run(pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None,
-             parameters: dict[str, Any]) -> None:
+def open_run(
+    pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None, parameters: dict[str, Any]
+) -> None:
     _start_run(pg, run_id, flow_name, flow_run_id, parameters)
 
 
-def _start_run(pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None,
-               parameters: dict[str, Any]) -> None:
+def _start_run(
+    pg: PostgresServer, run_id: str, flow_name: str, flow_run_id: str | None, parameters: dict[str, Any]
+) -> None:
     with connected(pg) as conn:
         metrics.ensure_metrics_tables(conn)
         metrics.start_run(conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters)
@@ -44,21 +53,28 @@ def fail_start(pg: PostgresServer, run_id: str, flow_name: str, message: str) ->
 
 
 @task(name="prepare-load", cache_policy=NO_CACHE, task_run_name="load-{table}", **TASK_RETRY)
-def prepare_load(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
-                 options: load_steps.LoadOptions, replication: dict[str, Any] | None = None,
-                 ) -> load_steps.FullLoad | metrics.TableOutcome:
+def prepare_load(
+    replica: MySQLServer,
+    pg: PostgresServer,
+    table: str,
+    config: TableConfig,
+    options: load_steps.LoadOptions,
+    replication: dict[str, Any] | None = None,
+) -> load_steps.FullLoad | metrics.TableOutcome:
     return load_steps.prepare_load(replica, pg, table, config, options, replication=replication)
 
 
 @task(name="load-chunk", cache_policy=NO_CACHE, task_run_name="load-{load.plan.table}-{chunk.label}", **TASK_RETRY)
-def load_chunk(replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad,
-               chunk: full_load.Chunk) -> CopyStats:
+def load_chunk(
+    replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad, chunk: full_load.Chunk
+) -> CopyStats:
     return load_steps.load_chunk(replica, pg, load, chunk)
 
 
 @task(name="finish-load", cache_policy=NO_CACHE, task_run_name="swap-{load.plan.table}", **TASK_RETRY)
-def finish_load(replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad,
-                chunk_stats: list[CopyStats]) -> metrics.TableOutcome:
+def finish_load(
+    replica: MySQLServer, pg: PostgresServer, load: load_steps.FullLoad, chunk_stats: list[CopyStats]
+) -> metrics.TableOutcome:
     return load_steps.finish_load(replica, pg, load, chunk_stats)
 
 
@@ -68,16 +84,22 @@ def drop_stage(pg: PostgresServer, load: load_steps.FullLoad) -> None:
 
 
 @task(name="record-run", cache_policy=NO_CACHE, **TASK_RETRY)
-def record_run(pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str,
-               other_failure: bool = False) -> str:
+def record_run(
+    pg: PostgresServer, run_id: str, outcomes: list[metrics.TableOutcome], message: str, other_failure: bool = False
+) -> str:
     with connected(pg) as conn:
         metrics.record_tables(conn, run_id, outcomes)
         return metrics.finish_run(conn, run_id, outcomes, message=message, other_failure=other_failure)
 
 
 @task(name="small-tables", cache_policy=NO_CACHE, task_run_name="small-tables-{label}")
-def small_table_group(source: MySQLServer | None, replica: MySQLServer, pg: PostgresServer,
-                      configs: dict[str, TableConfig],
-                      options: load_steps.LoadOptions, label: str) -> list[metrics.TableOutcome]:
+def small_table_group(
+    source: MySQLServer | None,
+    replica: MySQLServer,
+    pg: PostgresServer,
+    configs: dict[str, TableConfig],
+    options: load_steps.LoadOptions,
+    label: str,
+) -> list[metrics.TableOutcome]:
     # No task-level retries: each table's steps retry inside, and a failed table never fails the group.
     return small_tables.replicate_and_load_small(source, replica, pg, configs, options, replicate=source is not None)

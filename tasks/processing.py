@@ -10,6 +10,7 @@
 Not retried by Prefect: a processor's failure is a result (FAILED with the
 reason on the row); transient errors are retried inside the runner.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -28,10 +29,12 @@ from clinicflow.processing.runner import process_result
 
 
 @task(name="process-result", cache_policy=NO_CACHE)
-def process_result_task(database: PostgresServer, bucket: Any, result_id: int, flow_run_id: str | None,
-                        scripts_dir: Path) -> dict[str, Any]:
-    return process_result(database.connect, store_for_block(bucket), result_id, flow_run_id=flow_run_id,
-                          scripts_dir=scripts_dir)
+def process_result_task(
+    database: PostgresServer, bucket: Any, result_id: int, flow_run_id: str | None, scripts_dir: Path
+) -> dict[str, Any]:
+    return process_result(
+        database.connect, store_for_block(bucket), result_id, flow_run_id=flow_run_id, scripts_dir=scripts_dir
+    )
 
 
 @dataclass
@@ -54,8 +57,12 @@ def configure_worker(context: WorkerContext) -> None:
 
 
 # Nothing is persisted; a storage given here keeps each run from asking the server for its default storage.
-@task(name="process-result-background", cache_policy=NO_CACHE, persist_result=False,
-      result_storage=Path(tempfile.gettempdir()) / "clinicflow-task-results")
+@task(
+    name="process-result-background",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    result_storage=Path(tempfile.gettempdir()) / "clinicflow-task-results",
+)
 def process_result_background() -> dict[str, Any]:
     """Process the results row whose task run this is, in this task worker (claimed PENDING -> PROCESSING once).
 
@@ -68,6 +75,13 @@ def process_result_background() -> dict[str, Any]:
         raise RuntimeError("process-result-background runs in a task worker (clinicflow processing workers)")
     context = _worker[0]
     connect = context.connections.connect if context.connections is not None else context.database.connect
-    return process_result(connect, context.writer, None, flow_run_id=None,
-                          scripts_dir=context.scripts_dir, worker=context.lease.worker,
-                          task_run_id=str(task_run.get_id()), track=context.lease.track)
+    return process_result(
+        connect,
+        context.writer,
+        None,
+        flow_run_id=None,
+        scripts_dir=context.scripts_dir,
+        worker=context.lease.worker,
+        task_run_id=str(task_run.get_id()),
+        track=context.lease.track,
+    )

@@ -6,6 +6,7 @@ The session-wide servers are pytest plugins under tests/support: ``prefect_serve
 (prefect_session.py, one ``prefect server start`` shared by all xdist workers) and
 ``s3_server`` / ``gcs_emulator_server`` (services.py).
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Every command is a module-level function of this package's modules; groups (``bl
 them all to ``app``, so one place shows the whole command line. In a source checkout the dev-only package
 ``clinicflow_dev`` adds ``demo`` and ``generate-opendental`` (the image and the wheel do not carry it).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -35,8 +36,11 @@ from clinicflow.cli.schema import analyze_schema_command, schema_show_command, s
 from clinicflow.cli.serve import serve_command  # noqa: E402
 from clinicflow.cli.status import status_command  # noqa: E402
 
-app = typer.Typer(help="clinicflow: production ETL for clinics (OpenDental, DICOM reports).", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="clinicflow: production ETL for clinics (OpenDental, DICOM reports).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 app.command("nightly")(nightly_command)
 app.command("load")(load_command)

@@ -4,6 +4,7 @@ The work is in :mod:`blocks.setup`, imported only when one of these
 commands runs: it pulls in prefect-gcp and pandas (seconds of imports), which every other
 command (the CronJob's ``nightly`` among them) would otherwise pay at start.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,15 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-blocks_app = typer.Typer(help="Prefect blocks used by the deployments (credentials, buckets).",
-                        no_args_is_help=True)
+blocks_app = typer.Typer(help="Prefect blocks used by the deployments (credentials, buckets).", no_args_is_help=True)
 
 
 @blocks_app.command("setup")
 def blocks_setup_command(
     from_env: bool = typer.Option(False, "--from-env", help="Build blocks from CLINICFLOW_<NAME>_* variables."),
-    file: Annotated[Path | None, typer.Option(
-        "--file", "-f", help="YAML file: {blocks: {name: {type, fields}}}.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="YAML file: {blocks: {name: {type, fields}}}.")
+    ] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Set up only this block (repeatable).")] = None,
 ) -> None:
     """Create or update every block the deployments use (idempotent)."""

@@ -7,6 +7,7 @@ files stay recorded, the flow ends Failed saying so (a second SIGTERM kills). ``
 reports (pydicom's test files) and runs the flow into a local folder. ``status`` shows a dataset's durable progress;
 ``reset`` forgets it so the next run starts over.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,7 @@ from rich.table import Table
 
 DICOM_DEMO_FILES = Path("./out/dicom-demo-files")
 
-dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JPG + CSV in a bucket.",
-                        no_args_is_help=True)
+dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JPG + CSV in a bucket.", no_args_is_help=True)
 
 
 def _run_flow(console: Console, **parameters: Any) -> None:
@@ -69,13 +69,20 @@ def dicom_run_command(
     download_timeout_seconds: float = typer.Option(300, help="Time limit of one download attempt."),
     download_retries: int = typer.Option(3, help="Retries of transient download failures."),
     retry_backoff_seconds: float = typer.Option(2.0, help="First retry delay (doubles each retry, with jitter)."),
-    allowed_root: Annotated[list[str] | None, typer.Option(
-        help="Folder that absolute and file:// locations may lie in (repeatable; none: such locations are refused)."
-    )] = None,
-    allow_private_redirects: bool = typer.Option(False, "--allow-private-redirects",
-                                                 help="Follow HTTP redirects to private/loopback addresses."),
-    mode: str = typer.Option("in-pod", help="in-pod | fanout (page ranges as child runs of dicom-reports-range on "
-                                            "the work pool; needs PREFECT_API_URL, docs/scale-out.md)."),
+    allowed_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Folder that absolute and file:// locations may lie in (repeatable; none: such locations are refused)."
+        ),
+    ] = None,
+    allow_private_redirects: bool = typer.Option(
+        False, "--allow-private-redirects", help="Follow HTTP redirects to private/loopback addresses."
+    ),
+    mode: str = typer.Option(
+        "in-pod",
+        help="in-pod | fanout (page ranges as child runs of dicom-reports-range on "
+        "the work pool; needs PREFECT_API_URL, docs/scale-out.md).",
+    ),
     partitions: int = typer.Option(4, help="fanout: page-range partitions."),
     fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
 ) -> None:
@@ -87,15 +94,30 @@ def dicom_run_command(
     require_api_for_fanout(mode, console)
     try:
         options = DicomRunOptions.from_values(
-            query=query, dataset=dataset, bucket_kind=bucket_kind, bucket_block=bucket_block,
-            reports_block=reports_block, state_block=state_block, state_schema=state_schema,
-            base_location=base_location, page_size=page_size, batch_size=batch_size,
-            max_concurrency=max_concurrency, all_frames=all_frames, jpeg_quality=jpeg_quality,
-            failure_threshold=failure_threshold, max_file_mb=max_file_mb,
-            download_timeout_seconds=download_timeout_seconds, download_retries=download_retries,
-            retry_backoff_seconds=retry_backoff_seconds, allowed_roots=allowed_root,
-            allow_private_redirects=allow_private_redirects, mode=mode, partitions=partitions,
-            fanout_width=fanout_width)
+            query=query,
+            dataset=dataset,
+            bucket_kind=bucket_kind,
+            bucket_block=bucket_block,
+            reports_block=reports_block,
+            state_block=state_block,
+            state_schema=state_schema,
+            base_location=base_location,
+            page_size=page_size,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            all_frames=all_frames,
+            jpeg_quality=jpeg_quality,
+            failure_threshold=failure_threshold,
+            max_file_mb=max_file_mb,
+            download_timeout_seconds=download_timeout_seconds,
+            download_retries=download_retries,
+            retry_backoff_seconds=retry_backoff_seconds,
+            allowed_roots=allowed_root,
+            allow_private_redirects=allow_private_redirects,
+            mode=mode,
+            partitions=partitions,
+            fanout_width=fanout_width,
+        )
     except DicomOptionsError as exc:
         if "bucket_kind" in exc.problems:  # a usage error, as Typer reports its own (exit 2)
             raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind") from None
@@ -108,10 +130,12 @@ def dicom_run_command(
 @dicom_app.command("demo")
 def dicom_demo_command(
     files_dir: Annotated[Path, typer.Option(help="Where the demo DICOM files are copied.")] = DICOM_DEMO_FILES,
-    bucket_path: Annotated[Path | None, typer.Option(help="Local bucket folder (default: the bucket block's, "
-                                                     "./out/bucket).")] = None,
-    reset: bool = typer.Option(False, "--reset", help="Forget earlier demo progress first (a rerun without it "
-                               "skips the files already done)."),
+    bucket_path: Annotated[
+        Path | None, typer.Option(help="Local bucket folder (default: the bucket block's, ./out/bucket).")
+    ] = None,
+    reset: bool = typer.Option(
+        False, "--reset", help="Forget earlier demo progress first (a rerun without it skips the files already done)."
+    ),
 ) -> None:
     """Seed demo reports (pydicom's test files, a few bad ones) and run the flow into a local folder."""
     import os
@@ -133,8 +157,12 @@ def dicom_demo_command(
             store.ensure_schema()
             store.reset()
     # The demo's bad files are there on purpose: the run succeeds with exactly those failures.
-    _run_flow(console, bucket_kind="local", failure_threshold=sum(1 for f in DEMO_FILES if f.expected_failure),
-              allowed_roots=[str(files_dir.resolve())])
+    _run_flow(
+        console,
+        bucket_kind="local",
+        failure_threshold=sum(1 for f in DEMO_FILES if f.expected_failure),
+        allowed_roots=[str(files_dir.resolve())],
+    )
 
 
 @dicom_app.command("status")
@@ -171,4 +199,3 @@ def dicom_reset_command(
         store.ensure_schema()
         store.reset()
     typer.echo(f"progress of {dataset} forgotten")
-

@@ -4,6 +4,7 @@ Children of a fanned-out run (deployment ``nightly-tables``) each hold one slot
 of this limit while they work; per clinic, give each parameter set its own
 limit name (docs/scale-out.md). Idempotent: creates the limit or sets its size.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,15 +45,19 @@ def require_api_for_fanout(mode: str, console: Any) -> None:
         console.print(f"[red]--mode must be in-pod or fanout, not {mode!r}[/red]")
         raise typer.Exit(2)
     if mode == "fanout" and not PREFECT_API_URL.value():
-        console.print("[red]--mode fanout needs a Prefect server with workers: set PREFECT_API_URL "
-                      "(docs/scale-out.md, the local recipe)[/red]")
+        console.print(
+            "[red]--mode fanout needs a Prefect server with workers: set PREFECT_API_URL "
+            "(docs/scale-out.md, the local recipe)[/red]"
+        )
         raise typer.Exit(2)
 
 
 # The child deployments of every fan-out parent: (deployment name, entrypoint).
-CHILD_DEPLOYMENTS = (("nightly-tables", "flows/nightly_fanout.py:nightly_tables"),
-                     ("dicom-reports-range", "flows/dicom_reports.py:dicom_reports_range"),
-                     ("ingest-files-prefix", "flows/ingest_files.py:ingest_files_prefix"))
+CHILD_DEPLOYMENTS = (
+    ("nightly-tables", "flows/nightly_fanout.py:nightly_tables"),
+    ("dicom-reports-range", "flows/dicom_reports.py:dicom_reports_range"),
+    ("ingest-files-prefix", "flows/ingest_files.py:ingest_files_prefix"),
+)
 
 
 def deploy_children_on_process_pool(pool: str) -> list[str]:
@@ -96,11 +101,15 @@ def deploy_children_on_process_pool(pool: str) -> list[str]:
                 child: Any = load_flow_from_entrypoint(str(CHECKOUT_ROOT / entrypoint))
                 flow_id = await client.create_flow_from_name(child.name)
                 await client.create_deployment(
-                    flow_id=flow_id, name=name, entrypoint=entrypoint, work_pool_name=pool,
-                    pull_steps=where.pull_steps, job_variables={"working_dir": str(CHECKOUT_ROOT),
-                                                                "command": engine_command},
+                    flow_id=flow_id,
+                    name=name,
+                    entrypoint=entrypoint,
+                    work_pool_name=pool,
+                    pull_steps=where.pull_steps,
+                    job_variables={"working_dir": str(CHECKOUT_ROOT), "command": engine_command},
                     parameter_openapi_schema=parameter_schema(child).model_dump_for_openapi(),
-                    tags=["clinicflow-fanout-child"])
+                    tags=["clinicflow-fanout-child"],
+                )
                 made.append(f"{child.name}/{name}")
             return made
 
@@ -115,8 +124,11 @@ def fanout_setup_command(
     slots: int = typer.Option(4, "--slots", help="Child runs working at the same time."),
     name: str = typer.Option("clinicflow-fanout", "--name", help="Global concurrency limit name."),
     process_pool: str | None = typer.Option(
-        None, "--process-pool", help="Also create this process work pool and the child deployments on it, "
-                                     "running this checkout (the local recipe)."),
+        None,
+        "--process-pool",
+        help="Also create this process work pool and the child deployments on it, "
+        "running this checkout (the local recipe).",
+    ),
 ) -> None:
     """Create (or resize) the global concurrency limit that throttles fan-out child runs.
 

@@ -6,6 +6,7 @@ Failed. ``dlq`` reads and resolves ``<schema>.dead_letters``; ``replay``
 runs flow ``replay_dead_letters``. Nothing here prints document content
 unless ``dlq show --payload`` is asked for.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,21 +48,28 @@ def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
 
 @ingest_app.command("run")
 def ingest_run_command(
-    pattern: str = typer.Argument(..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, "
-                                            "or synthetic://events?count=1000"),
+    pattern: str = typer.Argument(
+        ..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, or synthetic://events?count=1000"
+    ),
     batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
     max_file_mb: float = typer.Option(50, help="Larger objects are dead-lettered (too-large), never read."),
     fail_percentage: float = typer.Option(0, help="Seeded fault injection for drills: % of items failed [DLQ]."),
-    max_error_rate: float = typer.Option(0.1, help="Above this fraction of new items failing, the run ends Failed "
-                                                   "(exit 1); every readable document is staged regardless."),
+    max_error_rate: float = typer.Option(
+        0.1,
+        help="Above this fraction of new items failing, the run ends Failed "
+        "(exit 1); every readable document is staged regardless.",
+    ),
     extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block) | none"),
     seed: int = typer.Option(0, help="Seed of the fault injection."),
     database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
     schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
     s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
     llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
-    mode: str = typer.Option("in-pod", help="in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
-                                            "needs PREFECT_API_URL, docs/scale-out.md)."),
+    mode: str = typer.Option(
+        "in-pod",
+        help="in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
+        "needs PREFECT_API_URL, docs/scale-out.md).",
+    ),
     partitions: int = typer.Option(4, help="fanout: about this many prefix partitions."),
     fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
 ) -> None:
@@ -71,10 +79,25 @@ def ingest_run_command(
 
     console = Console(stderr=True)
     require_api_for_fanout(mode, console)
-    _run(console, ingest_files, f"ingest {pattern}", pattern=pattern, batch_size=batch_size,
-         max_file_mb=max_file_mb, fail_percentage=fail_percentage, max_error_rate=max_error_rate,
-         extractor=extractor, seed=seed, database_block=database_block, ingest_schema=schema, s3_block=s3_block,
-         llm_block=llm_block, mode=mode, partitions=partitions, fanout_width=fanout_width)
+    _run(
+        console,
+        ingest_files,
+        f"ingest {pattern}",
+        pattern=pattern,
+        batch_size=batch_size,
+        max_file_mb=max_file_mb,
+        fail_percentage=fail_percentage,
+        max_error_rate=max_error_rate,
+        extractor=extractor,
+        seed=seed,
+        database_block=database_block,
+        ingest_schema=schema,
+        s3_block=s3_block,
+        llm_block=llm_block,
+        mode=mode,
+        partitions=partitions,
+        fanout_width=fanout_width,
+    )
 
 
 @ingest_app.command("reextract")
@@ -90,9 +113,18 @@ def ingest_reextract_command(
     """Extract staged documents again with another extractor (one row per document version; exit 1 on letters)."""
     from flows.ingest_files import reextract_documents
 
-    _run(Console(stderr=True), reextract_documents, f"reextract ({extractor})", extractor=extractor, since=since,
-         uri_like=uri_like, batch_size=batch_size, database_block=database_block, ingest_schema=schema,
-         llm_block=llm_block)
+    _run(
+        Console(stderr=True),
+        reextract_documents,
+        f"reextract ({extractor})",
+        extractor=extractor,
+        since=since,
+        uri_like=uri_like,
+        batch_size=batch_size,
+        database_block=database_block,
+        ingest_schema=schema,
+        llm_block=llm_block,
+    )
 
 
 @ingest_app.command("demo")
@@ -112,8 +144,16 @@ def ingest_demo_command(
     count = write_demo_files(files_dir)
     console.print(f"{count} demo documents in {files_dir}")
     # One of them is not a clinical document on purpose: 1 dead letter of 8 new documents is within 0.25.
-    _run(console, ingest_files, "ingest demo", pattern=str(files_dir.resolve() / DEMO_PATTERN), batch_size=10,
-         max_error_rate=0.25, extractor="rules", database_block=database_block)
+    _run(
+        console,
+        ingest_files,
+        "ingest demo",
+        pattern=str(files_dir.resolve() / DEMO_PATTERN),
+        batch_size=10,
+        max_error_rate=0.25,
+        extractor="rules",
+        database_block=database_block,
+    )
     console.print("see the rows with: SELECT * FROM ingest.medical; and the dead letters with `clinicflow dlq list`")
 
 
@@ -138,15 +178,29 @@ def dlq_list_command(
     from clinicflow.ingest.deadletter import count_letters, list_letters
 
     with connected(_database(database_block)) as conn:
-        letters = list_letters(conn, schema, status=None if status == "all" else status, stage=stage,
-                               reason=reason, run_id=run_id, limit=limit)
+        letters = list_letters(
+            conn,
+            schema,
+            status=None if status == "all" else status,
+            stage=stage,
+            reason=reason,
+            run_id=run_id,
+            limit=limit,
+        )
         counts = count_letters(conn, schema)
     table = Table(title=f"dead letters ({status})")
     for header in ("id", "stage", "item", "reason", "attempts", "status", "last failed"):
         table.add_column(header, overflow="fold")
     for letter in letters:
-        table.add_row(str(letter["id"]), letter["stage"], letter["source_uri"] or letter["item_key"], letter["reason"],
-                      str(letter["attempts"]), letter["status"], str(letter["last_failed_at"])[:19])
+        table.add_row(
+            str(letter["id"]),
+            letter["stage"],
+            letter["source_uri"] or letter["item_key"],
+            letter["reason"],
+            str(letter["attempts"]),
+            letter["status"],
+            str(letter["last_failed_at"])[:19],
+        )
     console = Console()
     console.print(table)
     console.print(", ".join(f"{s}/{st}/{r}: {n}" for (s, st, r), n in counts.items()) or "no dead letters")
@@ -191,9 +245,21 @@ def dlq_replay_command(
     """Replay open letters; a success is marked replayed (exit 1 if some fail again)."""
     from flows.ingest_files import replay_dead_letters
 
-    _run(Console(stderr=True), replay_dead_letters, "dead-letter replay", ids=list(ids) if ids else None,
-         stage=stage, reason=reason, run_id=run_id, fail_percentage=fail_percentage, extractor=extractor,
-         database_block=database_block, ingest_schema=schema, s3_block=s3_block, llm_block=llm_block)
+    _run(
+        Console(stderr=True),
+        replay_dead_letters,
+        "dead-letter replay",
+        ids=list(ids) if ids else None,
+        stage=stage,
+        reason=reason,
+        run_id=run_id,
+        fail_percentage=fail_percentage,
+        extractor=extractor,
+        database_block=database_block,
+        ingest_schema=schema,
+        s3_block=s3_block,
+        llm_block=llm_block,
+    )
 
 
 @dlq_app.command("discard")
@@ -210,4 +276,3 @@ def dlq_discard_command(
     Console().print(f"discarded {changed} of {len(ids)} letter(s)")
     if changed < len(ids):
         raise typer.Exit(1)
-

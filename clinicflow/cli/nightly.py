@@ -6,6 +6,7 @@ CronJob fallback). Exit code 0 when every table succeeded, 1 when a table
 failed (the flow run is Failed), 2 when the run could not start (bad
 tables.yml, unknown table, unreachable database).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,13 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
         server = resolve_block(parameters.get("analytics_block") or ANALYTICS_BLOCK, PostgresServer)
         conn = server.connect()
         try:
-            metrics.record_failed_start(conn, str(uuid.uuid4()), flow_name, message,
-                                        parameters={k: v for k, v in parameters.items() if k != "tables_file"})
+            metrics.record_failed_start(
+                conn,
+                str(uuid.uuid4()),
+                flow_name,
+                message,
+                parameters={k: v for k, v in parameters.items() if k != "tables_file"},
+            )
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - block messages never hold passwords
@@ -86,8 +92,14 @@ class RichProgress:
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=console, transient=False)
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         self.tasks: dict[int, Any] = {}
         self.copied = self.loaded = 0
 
@@ -107,9 +119,12 @@ class RichProgress:
         if tier not in self.tasks:
             self.tasks[tier] = self.bars.add_task(f"tier {tier}", total=None)
         copied = f"{rows_copied} copied, " if rows_copied is not None else ""
-        self.bars.update(self.tasks[tier], advance=1,
-                         description=f"tier {tier}: {table} {status} ({copied}{rows_loaded} loaded); "
-                                     f"total {self.copied} copied, {self.loaded} loaded")
+        self.bars.update(
+            self.tasks[tier],
+            advance=1,
+            description=f"tier {tier}: {table} {status} ({copied}{rows_loaded} loaded); "
+            f"total {self.copied} copied, {self.loaded} loaded",
+        )
 
 
 @contextlib.contextmanager
@@ -148,28 +163,49 @@ def run_tables_flow(flow_fn: Any, console: Console, **params: Any) -> None:
 
 
 # The options both commands take (nightly = replication + load; load = load only).
-TablesOption = Annotated[str | None, typer.Option(
-    "--tables", help="Comma-separated table names (default: every table in tables.yml).")]
-FullRefreshOption = Annotated[bool, typer.Option(
-    "--full-refresh",
-    help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).")]
-SkipVerificationOption = Annotated[bool, typer.Option(
-    "--skip-verification", help="Do not compare raw with the replica after loading.")]
-FullSweepOption = Annotated[bool, typer.Option(
-    "--full-sweep",
-    help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
-         "turns reconciliation off or checksums a rolling slice (reconcile_slices).")]
-TablesFileOption = Annotated[str | None, typer.Option(
-    "--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's).")]
-AllowEmptyOption = Annotated[bool, typer.Option(
-    "--allow-empty", help="Succeed when tables.yml lists no table (otherwise a run with zero tables is an error).")]
+TablesOption = Annotated[
+    str | None, typer.Option("--tables", help="Comma-separated table names (default: every table in tables.yml).")
+]
+FullRefreshOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-refresh",
+        help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).",
+    ),
+]
+SkipVerificationOption = Annotated[
+    bool, typer.Option("--skip-verification", help="Do not compare raw with the replica after loading.")
+]
+FullSweepOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-sweep",
+        help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
+        "turns reconciliation off or checksums a rolling slice (reconcile_slices).",
+    ),
+]
+TablesFileOption = Annotated[
+    str | None,
+    typer.Option("--tables-file", help="tables.yml to use (default: $CLINICFLOW_TABLES_FILE or the project's)."),
+]
+AllowEmptyOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty", help="Succeed when tables.yml lists no table (otherwise a run with zero tables is an error)."
+    ),
+]
 # A clinic's own blocks (default: the well-known names of blocks/resolve.py); one set per clinic.
-SourceBlockOption = Annotated[str | None, typer.Option(
-    "--source-block", help="Name of the OpenDental source block (default: opendental-source).")]
-ReplicaBlockOption = Annotated[str | None, typer.Option(
-    "--replica-block", help="Name of the replication MySQL block (default: opendental-replication).")]
-AnalyticsBlockOption = Annotated[str | None, typer.Option(
-    "--analytics-block", help="Name of the analytics PostgreSQL block (default: analytics-postgres).")]
+SourceBlockOption = Annotated[
+    str | None, typer.Option("--source-block", help="Name of the OpenDental source block (default: opendental-source).")
+]
+ReplicaBlockOption = Annotated[
+    str | None,
+    typer.Option("--replica-block", help="Name of the replication MySQL block (default: opendental-replication)."),
+]
+AnalyticsBlockOption = Annotated[
+    str | None,
+    typer.Option("--analytics-block", help="Name of the analytics PostgreSQL block (default: analytics-postgres)."),
+]
 
 
 def block_parameters(**names: str | None) -> dict[str, str]:
@@ -177,17 +213,25 @@ def block_parameters(**names: str | None) -> dict[str, str]:
     return {key: value for key, value in names.items() if value}
 
 
-def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
-                    skip_verification: SkipVerificationOption = False,
-                    full_sweep: FullSweepOption = False,
-                    tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
-                    source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None,
-                    analytics_block: AnalyticsBlockOption = None,
-                    mode: Annotated[str, typer.Option(
-                        help="in-pod | fanout (partitions as child runs of nightly-tables on the work pool; needs "
-                             "PREFECT_API_URL, docs/scale-out.md).")] = "in-pod",
-                    fanout_width: Annotated[int, typer.Option(help="fanout: child runs started at a time.")] = 4,
-                    ) -> None:
+def nightly_command(
+    tables: TablesOption = None,
+    full_refresh: FullRefreshOption = False,
+    skip_verification: SkipVerificationOption = False,
+    full_sweep: FullSweepOption = False,
+    tables_file: TablesFileOption = None,
+    allow_empty: AllowEmptyOption = False,
+    source_block: SourceBlockOption = None,
+    replica_block: ReplicaBlockOption = None,
+    analytics_block: AnalyticsBlockOption = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="in-pod | fanout (partitions as child runs of nightly-tables on the work pool; needs "
+            "PREFECT_API_URL, docs/scale-out.md)."
+        ),
+    ] = "in-pod",
+    fanout_width: Annotated[int, typer.Option(help="fanout: child runs started at a time.")] = 4,
+) -> None:
     """Run the nightly ETL: OpenDental → replication MySQL → PostgreSQL raw, verified."""
     from clinicflow.cli.fanout import require_api_for_fanout
     from flows.nightly import nightly_etl
@@ -195,22 +239,41 @@ def nightly_command(tables: TablesOption = None, full_refresh: FullRefreshOption
     console = Console()
     require_api_for_fanout(mode, console)
     fanout = {"mode": mode, "fanout_width": fanout_width} if mode == "fanout" else {}
-    run_tables_flow(nightly_etl, console, tables=parse_table_list(tables), full_refresh=full_refresh,
-                    skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty, **fanout,
-                    **block_parameters(source_block=source_block, replica_block=replica_block,
-                                       analytics_block=analytics_block))
+    run_tables_flow(
+        nightly_etl,
+        console,
+        tables=parse_table_list(tables),
+        full_refresh=full_refresh,
+        skip_verification=skip_verification,
+        full_sweep=full_sweep,
+        tables_file=tables_file,
+        allow_empty=allow_empty,
+        **fanout,
+        **block_parameters(source_block=source_block, replica_block=replica_block, analytics_block=analytics_block),
+    )
 
 
-def load_command(tables: TablesOption = None, full_refresh: FullRefreshOption = False,
-                 skip_verification: SkipVerificationOption = False,
-                 full_sweep: FullSweepOption = False,
-                 tables_file: TablesFileOption = None, allow_empty: AllowEmptyOption = False,
-                 replica_block: ReplicaBlockOption = None, analytics_block: AnalyticsBlockOption = None) -> None:
+def load_command(
+    tables: TablesOption = None,
+    full_refresh: FullRefreshOption = False,
+    skip_verification: SkipVerificationOption = False,
+    full_sweep: FullSweepOption = False,
+    tables_file: TablesFileOption = None,
+    allow_empty: AllowEmptyOption = False,
+    replica_block: ReplicaBlockOption = None,
+    analytics_block: AnalyticsBlockOption = None,
+) -> None:
     """Load the replication MySQL into PostgreSQL raw (no replication step)."""
     from flows.nightly import load_tables
 
-    run_tables_flow(load_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
-                    skip_verification=skip_verification, full_sweep=full_sweep,
-                    tables_file=tables_file, allow_empty=allow_empty,
-                    **block_parameters(replica_block=replica_block, analytics_block=analytics_block))
+    run_tables_flow(
+        load_tables,
+        Console(),
+        tables=parse_table_list(tables),
+        full_refresh=full_refresh,
+        skip_verification=skip_verification,
+        full_sweep=full_sweep,
+        tables_file=tables_file,
+        allow_empty=allow_empty,
+        **block_parameters(replica_block=replica_block, analytics_block=analytics_block),
+    )

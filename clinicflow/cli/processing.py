@@ -2,6 +2,7 @@
 
 Exit codes: 0 stopped normally; 2 cannot start (no Prefect API URL, unresolvable database or bucket block).
 """
+
 from __future__ import annotations
 
 import typer
@@ -13,8 +14,9 @@ processing_app = typer.Typer(help="The data-processing service's task workers.",
 
 @processing_app.command("workers")
 def workers_command(
-    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1,
-                                    help="Task-worker processes (each a warm Python; like Celery's --concurrency)."),
+    concurrency: int = typer.Option(
+        1, "--concurrency", "-c", min=1, help="Task-worker processes (each a warm Python; like Celery's --concurrency)."
+    ),
     limit: int = typer.Option(2, "--limit", min=1, help="Runs at once per process (threads)."),
 ) -> None:
     """Run task workers for the jobs the API submits (background runs of process-result-background)."""

@@ -1,4 +1,5 @@
 """CLI: ``clinicflow replicate`` runs replicate_tables (source → replication MySQL) in this process."""
+
 from __future__ import annotations
 
 import typer
@@ -19,8 +20,9 @@ from clinicflow.cli.nightly import (
 
 def replicate_command(
     tables: TablesOption = None,
-    full_refresh: bool = typer.Option(False, "--full-refresh",
-                                      help="Copy every chosen table fully, ignoring watermarks."),
+    full_refresh: bool = typer.Option(
+        False, "--full-refresh", help="Copy every chosen table fully, ignoring watermarks."
+    ),
     tables_file: TablesFileOption = None,
     full_sweep: FullSweepOption = False,
     allow_empty: AllowEmptyOption = False,
@@ -30,6 +32,13 @@ def replicate_command(
     """Replicate the OpenDental source into the replication MySQL (exit 1 if a table failed)."""
     from flows.replicate import replicate_tables
 
-    run_tables_flow(replicate_tables, Console(), tables=parse_table_list(tables), full_refresh=full_refresh,
-                    tables_file=tables_file, full_sweep=full_sweep, allow_empty=allow_empty,
-                    **block_parameters(source_block=source_block, replica_block=replica_block))
+    run_tables_flow(
+        replicate_tables,
+        Console(),
+        tables=parse_table_list(tables),
+        full_refresh=full_refresh,
+        tables_file=tables_file,
+        full_sweep=full_sweep,
+        allow_empty=allow_empty,
+        **block_parameters(source_block=source_block, replica_block=replica_block),
+    )

@@ -3,6 +3,7 @@
 Exit codes: 0 fine; 1 drift found, invalid tables.yml, or a table the analysis
 could not sample; 2 the source could not be read (connection, credentials).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -72,25 +73,36 @@ def _print_drift(console: Console, report: Any, as_json: bool) -> None:
 
 
 def analyze_schema_command(
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o",
-        help="tables.yml to write or check (default: $CLINICFLOW_TABLES_FILE or the project's tables.yml).")] = None,
-    check: bool = typer.Option(False, "--check", help="Compare the source with tables.yml instead of writing it; "
-                               "exit 1 on drift."),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="tables.yml to write or check (default: $CLINICFLOW_TABLES_FILE or the project's tables.yml).",
+        ),
+    ] = None,
+    check: bool = typer.Option(
+        False, "--check", help="Compare the source with tables.yml instead of writing it; exit 1 on drift."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     database: str | None = typer.Option(None, "--database", help="Source database name (default: the block's)."),
     critical: str | None = typer.Option(None, "--critical", help="Comma-separated critical tables (tier 1)."),
-    exclude: str | None = typer.Option(None, "--exclude", help="Comma-separated source tables to leave out "
-                                          "of tables.yml (tables whose names it cannot hold are left out "
-                                          "with a warning)."),
+    exclude: str | None = typer.Option(
+        None,
+        "--exclude",
+        help="Comma-separated source tables to leave out "
+        "of tables.yml (tables whose names it cannot hold are left out "
+        "with a warning).",
+    ),
 ) -> None:
     """Write tables.yml from the live OpenDental source, or check it for drift (--check)."""
     from clinicflow.opendental.tables import analysis_rules, config_drift, schema_analysis, tables_yml
 
     console = Console()
     path = tables_file(output)
-    rules = analysis_rules.rules_with(critical_tables=tuple(n.strip() for n in critical.split(",") if n.strip())
-                          if critical else None)
+    rules = analysis_rules.rules_with(
+        critical_tables=tuple(n.strip() for n in critical.split(",") if n.strip()) if critical else None
+    )
     excluded = [n.strip() for n in (exclude or "").split(",") if n.strip()]
     server = None
     if check:
@@ -121,23 +133,35 @@ def analyze_schema_command(
     if not as_json:
         for name, reason in analysis.skipped.items():
             if reason != "excluded":
-                console.print(f"[yellow]warning: table {escape(repr(name))} skipped (not copied): "
-                              f"{escape(reason)}[/yellow]",
-                              soft_wrap=True, highlight=False)
+                console.print(
+                    f"[yellow]warning: table {escape(repr(name))} skipped (not copied): {escape(reason)}[/yellow]",
+                    soft_wrap=True,
+                    highlight=False,
+                )
     if as_json:
-        typer.echo(json.dumps({
-            "output": str(result.path), "changed": result.changed, "tables": result.tables,
-            "skipped": dict(analysis.skipped),
-            "source": analysis.schema.address, "fingerprint": analysis.schema.fingerprint(),
-            "errors": result.errors, "summary": analysis.summary_rows(),
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(result.path),
+                    "changed": result.changed,
+                    "tables": result.tables,
+                    "skipped": dict(analysis.skipped),
+                    "source": analysis.schema.address,
+                    "fingerprint": analysis.schema.fingerprint(),
+                    "errors": result.errors,
+                    "summary": analysis.summary_rows(),
+                },
+                indent=2,
+            )
+        )
     else:
         table = Table(title=f"{result.tables} tables from {analysis.schema.address}")
         for column in ("table", "strategy", "watermark", "tier", "rows", "batch_size", "reason"):
             table.add_column(column, overflow="fold")
         for row in analysis.summary_rows():
-            table.add_row(*(str(row[c]) for c in ("table", "strategy", "watermark", "tier", "rows",
-                                                  "batch_size", "reason")))
+            table.add_row(
+                *(str(row[c]) for c in ("table", "strategy", "watermark", "tier", "rows", "batch_size", "reason"))
+            )
         console.print(table)
         state = "written" if result.changed else "unchanged (same content, file left as it was)"
         console.print(f"{result.path}: {state}")

@@ -3,6 +3,7 @@
 Exit codes: 0 stopped normally; 2 the service cannot start (no API token,
 unresolvable database or bucket block).
 """
+
 from __future__ import annotations
 
 import typer
@@ -29,9 +30,11 @@ def serve_command(
     from clinicflow.processing import sandbox
 
     mode = sandbox.active_mode()
-    typer.echo(f"clinicflow data-processing service on http://{host}:{port}/ui/ "
-               f"(database {settings.database.describe()}); custom script sandbox: {mode} "
-               f"({sandbox.describe_mode(mode)})")
+    typer.echo(
+        f"clinicflow data-processing service on http://{host}:{port}/ui/ "
+        f"(database {settings.database.describe()}); custom script sandbox: {mode} "
+        f"({sandbox.describe_mode(mode)})"
+    )
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:

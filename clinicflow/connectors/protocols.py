@@ -3,6 +3,7 @@
 The library never imports the blocks (``blocks/``) or Prefect: flows and tasks resolve a block by name
 and hand it over; tests may hand over anything with the same shape.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable

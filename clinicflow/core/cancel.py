@@ -7,6 +7,7 @@ that only sets a flag; downloads check it on every socket read, batches
 between files, and the flow before the next batch. A second SIGTERM
 kills the process as before, for an operator who does not want to wait.
 """
+
 from __future__ import annotations
 
 import contextlib

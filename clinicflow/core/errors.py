@@ -1,4 +1,5 @@
 """The errors every subsystem shares; each subsystem's own errors derive from :class:`ClinicflowError`."""
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ set wherever flows run (the image, prefect.yaml's job variables, the CronJob, th
 imported. Outside a run the handler drops them (``PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW=ignore``) and they
 reach the console through the root logger.
 """
+
 from __future__ import annotations
 
 import logging

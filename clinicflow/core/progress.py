@@ -5,6 +5,7 @@ installed with :func:`watching` receives them (none by default: nothing is
 printed inside a worker or a pod, where Prefect's logs and artifacts are the
 record). A watcher that raises never fails the run.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -12,6 +12,7 @@ uses :func:`call_with_retry` (coroutines: :func:`acall_with_retry`) with a
 exponential backoff with jitter; a failure's own delay hint (an HTTP
 ``Retry-After``) takes the place of the backoff delay.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,8 +84,17 @@ def is_transient(exc: BaseException) -> bool:
 def _is_transient_one(exc: BaseException) -> bool:
     if isinstance(exc, TransientError):
         return True
-    if isinstance(exc, (socket.timeout, TimeoutError, ConnectionResetError, ConnectionRefusedError,
-                        ConnectionAbortedError, BrokenPipeError)):
+    if isinstance(
+        exc,
+        (
+            socket.timeout,
+            TimeoutError,
+            ConnectionResetError,
+            ConnectionRefusedError,
+            ConnectionAbortedError,
+            BrokenPipeError,
+        ),
+    ):
         return True
     module = type(exc).__module__ or ""
     if module.startswith("pymysql") or module.startswith("MySQLdb"):
@@ -100,12 +110,25 @@ def _is_transient_one(exc: BaseException) -> bool:
         name = type(exc).__name__
         if name == "HTTPStatusError":
             return exc.response.status_code in HTTP_TRANSIENT_STATUS  # type: ignore[attr-defined]
-        return name in {"ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
-                        "ConnectError", "ReadError", "WriteError", "RemoteProtocolError"}
+        return name in {
+            "ConnectTimeout",
+            "ReadTimeout",
+            "WriteTimeout",
+            "PoolTimeout",
+            "ConnectError",
+            "ReadError",
+            "WriteError",
+            "RemoteProtocolError",
+        }
     if module.startswith(("google.api_core", "google.auth")):
         code = getattr(exc, "code", None)
         return code in HTTP_TRANSIENT_STATUS or type(exc).__name__ in {
-            "ServiceUnavailable", "TooManyRequests", "InternalServerError", "GatewayTimeout", "TransportError"}
+            "ServiceUnavailable",
+            "TooManyRequests",
+            "InternalServerError",
+            "GatewayTimeout",
+            "TransportError",
+        }
     if module.startswith(("botocore", "boto3")):
         name = type(exc).__name__
         if name in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}:
@@ -268,7 +291,8 @@ async def acall_with_retry(
             attempt += 1
 
 
-def _log_retry(log: logging.Logger, what: str, exc: BaseException, attempt: int, policy: RetryPolicy,
-               delay: float) -> None:
+def _log_retry(
+    log: logging.Logger, what: str, exc: BaseException, attempt: int, policy: RetryPolicy, delay: float
+) -> None:
     of = "" if policy.retries >= FOREVER else f"/{policy.retries}"
     log.warning("%s: transient error (%s), retry %d%s in %.1fs", what, type(exc).__name__, attempt + 1, of, delay)

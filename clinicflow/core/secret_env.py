@@ -7,6 +7,7 @@ The CLI moves the secret-named ``CLINICFLOW_*`` variables into this module at st
 ``os.environ`` does not remove them from ``/proc/PID/environ`` (the start-up environment), so the
 CLI then re-executes itself without them (:func:`capture_and_reexec`), handing them over on a pipe.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,4 +79,3 @@ def getenv(name: str, default: str | None = None) -> str | None:
 def names() -> set[str]:
     """Every variable name visible through :func:`getenv`."""
     return set(os.environ) | set(_captured)
-

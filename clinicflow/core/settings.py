@@ -6,6 +6,7 @@ deployment name), the function returns None and the caller applies it. Credentia
 are read through :mod:`clinicflow.core.secret_env` under each block's prefix. docs/deploy.md's settings table
 is :func:`markdown_table` (a unit test keeps them equal).
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,10 @@ def _choice(name: str, choices: tuple[str, ...], default: str | None) -> str | N
 
 
 # --- credentials, Prefect, logging ------------------------------------------------------------------
-CREDENTIALS = _declare("CLINICFLOW_CREDENTIALS", "`env` or `blocks`: where credentials come from "
-                       "(default: `blocks` when a Prefect API is configured, else `env`)")
+CREDENTIALS = _declare(
+    "CLINICFLOW_CREDENTIALS",
+    "`env` or `blocks`: where credentials come from (default: `blocks` when a Prefect API is configured, else `env`)",
+)
 LOG_LEVEL = _declare("CLINICFLOW_LOG_LEVEL", "log level of the processing task worker (default INFO)")
 PREFECT_API = _declare("PREFECT_API_URL", "Prefect's API; unset: flows run on an embedded server")
 
@@ -93,8 +96,9 @@ def prefect_api_url() -> str | None:
 
 # --- tables, connectors, object storage -------------------------------------------------------------
 TABLES_FILE = _declare("CLINICFLOW_TABLES_FILE", "the tables.yml to read (default: the project's tables.yml)")
-MYSQL_EXPORT = _declare("CLINICFLOW_MYSQL_EXPORT", "`client` (the mariadb C client when installed, default) "
-                        "or `pymysql` for exports")
+MYSQL_EXPORT = _declare(
+    "CLINICFLOW_MYSQL_EXPORT", "`client` (the mariadb C client when installed, default) or `pymysql` for exports"
+)
 STORAGE_EMULATOR = _declare("STORAGE_EMULATOR_HOST", "a GCS emulator's address (tests, local runs)")
 GOOGLE_PROJECT = _declare("GOOGLE_CLOUD_PROJECT", "the project anonymous GCS emulator clients report")
 
@@ -119,19 +123,28 @@ def google_cloud_project(default: str) -> str:
 # --- nightly, fan-out, partitioned flows ------------------------------------------------------------
 NIGHTLY_WORKERS = _declare("CLINICFLOW_NIGHTLY_WORKERS", "task-runner threads of the nightly flows (default 4)")
 REPLICATION_WORKERS = _declare("CLINICFLOW_REPLICATION_WORKERS", "concurrent copies of `replicate` (default 4)")
-SMALL_TABLE_ROWS = _declare("CLINICFLOW_SMALL_TABLE_ROWS", "tables estimated at or below this many rows "
-                            "go in groups (default 1000)")
+SMALL_TABLE_ROWS = _declare(
+    "CLINICFLOW_SMALL_TABLE_ROWS", "tables estimated at or below this many rows go in groups (default 1000)"
+)
 SMALL_GROUP_SIZE = _declare("CLINICFLOW_SMALL_GROUP_SIZE", "tables per small-table group (default 25)")
-FANOUT_DEPLOYMENT = _declare("CLINICFLOW_FANOUT_DEPLOYMENT", "the child deployment of a fanned-out night "
-                             "(default `nightly-tables/nightly-tables`)")
-FANOUT_LIMIT = _declare("CLINICFLOW_FANOUT_LIMIT", "the global concurrency limit of fan-out children "
-                        "(default `clinicflow-fanout`)")
-FANOUT_POLL_CAP = _declare("CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "longest wait between two polls of "
-                           "fan-out children (default 10)")
-DICOM_RANGE_DEPLOYMENT = _declare("CLINICFLOW_DICOM_RANGE_DEPLOYMENT", "the child deployment of a partitioned "
-                                  "DICOM run (default `dicom-reports-range/dicom-reports-range`)")
-INGEST_PREFIX_DEPLOYMENT = _declare("CLINICFLOW_INGEST_PREFIX_DEPLOYMENT", "the child deployment of a "
-                                    "partitioned ingest (default `ingest-files-prefix/ingest-files-prefix`)")
+FANOUT_DEPLOYMENT = _declare(
+    "CLINICFLOW_FANOUT_DEPLOYMENT",
+    "the child deployment of a fanned-out night (default `nightly-tables/nightly-tables`)",
+)
+FANOUT_LIMIT = _declare(
+    "CLINICFLOW_FANOUT_LIMIT", "the global concurrency limit of fan-out children (default `clinicflow-fanout`)"
+)
+FANOUT_POLL_CAP = _declare(
+    "CLINICFLOW_FANOUT_POLL_CAP_SECONDS", "longest wait between two polls of fan-out children (default 10)"
+)
+DICOM_RANGE_DEPLOYMENT = _declare(
+    "CLINICFLOW_DICOM_RANGE_DEPLOYMENT",
+    "the child deployment of a partitioned DICOM run (default `dicom-reports-range/dicom-reports-range`)",
+)
+INGEST_PREFIX_DEPLOYMENT = _declare(
+    "CLINICFLOW_INGEST_PREFIX_DEPLOYMENT",
+    "the child deployment of a partitioned ingest (default `ingest-files-prefix/ingest-files-prefix`)",
+)
 WORK_POOL = _declare("CLINICFLOW_WORK_POOL", "the work pool pipeline deployments go to (default `clinicflow-k8s`)")
 
 
@@ -177,8 +190,9 @@ def work_pool() -> str | None:
 
 # --- pipelines toolkit --------------------------------------------------------------------------------
 PIPELINES_DIR = _declare("CLINICFLOW_PIPELINES_DIR", "the folder of pipeline definitions (default `pipelines`)")
-CLICKHOUSE_DATABASE = _declare("CLINICFLOW_CLICKHOUSE_DATABASE", "the ClickHouse database of pipelines "
-                               "(default `default`)")
+CLICKHOUSE_DATABASE = _declare(
+    "CLINICFLOW_CLICKHOUSE_DATABASE", "the ClickHouse database of pipelines (default `default`)"
+)
 
 
 def pipelines_dir() -> Path | None:
@@ -191,22 +205,30 @@ def clickhouse_database() -> str:
 
 
 # --- processing service -------------------------------------------------------------------------------
-PROCESSING_BUCKET_KIND = _declare("CLINICFLOW_PROCESSING_BUCKET_KIND", "`local`, `gcs` or `s3`: the processing "
-                                  "bucket (default `local`)")
-PROCESSING_SCRIPTS_DIR = _declare("CLINICFLOW_PROCESSING_SCRIPTS_DIR", "the custom scripts folder "
-                                  "(default `processing_scripts`)")
-PROCESSING_SCRIPT_RUNNER_URL = _declare("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", "the script runner service; "
-                                        "unset: scripts run in this process's sandbox")
-PROCESSING_SANDBOX = _declare("CLINICFLOW_PROCESSING_SANDBOX", "`auto`, `bwrap`, `uid` or `process`: how "
-                              "scripts are isolated (default `auto`)")
-PROCESSING_LEASE_SECONDS = _declare("CLINICFLOW_PROCESSING_LEASE_SECONDS", "how long a row's lease lasts "
-                                    "without a heartbeat (default 30)")
-PROCESSING_DEPLOYMENT_MIN_ROWS = _declare("CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS", "rows from which a "
-                                          "request runs as a deployment (default 20000000)")
-PROCESSING_MAX_UPLOAD_MB = _declare("CLINICFLOW_PROCESSING_MAX_UPLOAD_MB", "largest data file accepted, MiB "
-                                    "(default 512)")
-PROCESSING_SERIES_CACHE_MB = _declare("CLINICFLOW_PROCESSING_SERIES_CACHE_MB", "the series cache's bound, MiB "
-                                      "(default 4096)")
+PROCESSING_BUCKET_KIND = _declare(
+    "CLINICFLOW_PROCESSING_BUCKET_KIND", "`local`, `gcs` or `s3`: the processing bucket (default `local`)"
+)
+PROCESSING_SCRIPTS_DIR = _declare(
+    "CLINICFLOW_PROCESSING_SCRIPTS_DIR", "the custom scripts folder (default `processing_scripts`)"
+)
+PROCESSING_SCRIPT_RUNNER_URL = _declare(
+    "CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", "the script runner service; unset: scripts run in this process's sandbox"
+)
+PROCESSING_SANDBOX = _declare(
+    "CLINICFLOW_PROCESSING_SANDBOX", "`auto`, `bwrap`, `uid` or `process`: how scripts are isolated (default `auto`)"
+)
+PROCESSING_LEASE_SECONDS = _declare(
+    "CLINICFLOW_PROCESSING_LEASE_SECONDS", "how long a row's lease lasts without a heartbeat (default 30)"
+)
+PROCESSING_DEPLOYMENT_MIN_ROWS = _declare(
+    "CLINICFLOW_PROCESSING_DEPLOYMENT_MIN_ROWS", "rows from which a request runs as a deployment (default 20000000)"
+)
+PROCESSING_MAX_UPLOAD_MB = _declare(
+    "CLINICFLOW_PROCESSING_MAX_UPLOAD_MB", "largest data file accepted, MiB (default 512)"
+)
+PROCESSING_SERIES_CACHE_MB = _declare(
+    "CLINICFLOW_PROCESSING_SERIES_CACHE_MB", "the series cache's bound, MiB (default 4096)"
+)
 PROCESSING_MAX_RESULT_MB = _declare("CLINICFLOW_PROCESSING_MAX_RESULT_MB", "largest script result, MiB (default 16)")
 SCRIPT_MEMORY_MB = _declare("CLINICFLOW_PROCESSING_SCRIPT_MEMORY_MB", "a script's memory, MiB (default 2048)")
 SCRIPT_PROCESSES = _declare("CLINICFLOW_PROCESSING_SCRIPT_PROCESSES", "a script's processes (default 16)")

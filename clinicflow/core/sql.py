@@ -3,6 +3,7 @@
 Every table or column name that reaches a SQL string goes through
 ``quote_ident``; nothing else in the project builds quoted identifiers.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ One spelling for every flow: ``N of M <things> failed: <first details>``, and a
 (None when it succeeded) and the status recorded for it. Pure functions: the
 flows decide how to end (raise, return a Failed state) from the verdict.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,5 +1,5 @@
-"""Reading a DICOM file for rendering: the dataset, its image description, and one decoded frame (bounded).
-"""
+"""Reading a DICOM file for rendering: the dataset, its image description, and one decoded frame (bounded)."""
+
 from __future__ import annotations
 
 import math
@@ -152,8 +152,9 @@ def check_pixel_length(ds: Any) -> None:
         expected = expected // 3 * 2
     actual = len(ds.PixelData)
     if actual < expected:
-        raise ConversionError("decode", "short-pixel-data",
-                              f"pixel data shorter than the header says ({actual} of {expected} bytes)")
+        raise ConversionError(
+            "decode", "short-pixel-data", f"pixel data shorter than the header says ({actual} of {expected} bytes)"
+        )
 
 
 def decode_frame(ds: Any, index: int) -> np.ndarray:

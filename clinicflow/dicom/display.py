@@ -1,5 +1,5 @@
-"""DICOM's grayscale pipeline (Modality LUT, VOI window or LUT, MONOCHROME1) and colour to 8-bit display pixels.
-"""
+"""DICOM's grayscale pipeline (Modality LUT, VOI window or LUT, MONOCHROME1) and colour to 8-bit display pixels."""
+
 from __future__ import annotations
 
 import math
@@ -193,8 +193,9 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
         else:
             lut = np.frombuffer(raw[: 2 * entries], dtype="<u2" if little else ">u2")
         if lut.size != entries:
-            raise ConversionError("decode", "bad-header",
-                                  f"{colour} palette has {lut.size} entries, descriptor says {entries}")
+            raise ConversionError(
+                "decode", "bad-header", f"{colour} palette has {lut.size} entries, descriptor says {entries}"
+            )
         luts.append(lut.astype(np.uint16))
     # One (entries, 3) table, scaled to 8 bits once, gathered once.
     table = _scale_to_uint8(np.stack(luts, axis=-1), bits)
@@ -229,8 +230,9 @@ def display_frame(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
         if arr.ndim != 3 or arr.shape[-1] != 3:
             raise ConversionError("decode", "undecodable", f"unexpected frame shape {arr.shape} for a colour image")
         return color_to_uint8(ds, arr)
-    raise ConversionError("decode", "unsupported",
-                          f"unsupported photometric interpretation {photometric!r} with {spp} samples")
+    raise ConversionError(
+        "decode", "unsupported", f"unsupported photometric interpretation {photometric!r} with {spp} samples"
+    )
 
 
 def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarray]]:
@@ -242,6 +244,7 @@ def display_frames(ds: Any, *, all_frames: bool) -> Iterator[tuple[int, np.ndarr
         arr = decode_frame(ds, index)
         pixels = display_frame(ds, arr, index)
         if pixels.shape[:2] != (rows, cols):
-            raise ConversionError("decode", "undecodable",
-                                  f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}")
+            raise ConversionError(
+                "decode", "undecodable", f"frame {index + 1} decoded to {pixels.shape[:2]}, header says {(rows, cols)}"
+            )
         yield index, pixels

@@ -3,6 +3,7 @@
 Used by flow ``extract_dicom_reports`` at its start and by ``clinicflow dicom run`` before it starts
 the flow. Block names have no default here: the blocks package owns them.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,15 +70,16 @@ class DicomRunOptions(PartitionedFanOut):
         return () if value is None else value
 
     def download_limits(self) -> DownloadLimits:
-        return DownloadLimits(max_bytes=int(self.max_file_mb * 1024 * 1024),
-                              timeout_seconds=self.download_timeout_seconds,
-                              retry=RetryPolicy(self.download_retries, self.retry_backoff_seconds),
-                              allowed_roots=self.allowed_roots,
-                              allow_private_redirects=self.allow_private_redirects)
+        return DownloadLimits(
+            max_bytes=int(self.max_file_mb * 1024 * 1024),
+            timeout_seconds=self.download_timeout_seconds,
+            retry=RetryPolicy(self.download_retries, self.retry_backoff_seconds),
+            allowed_roots=self.allowed_roots,
+            allow_private_redirects=self.allow_private_redirects,
+        )
 
     def flow_parameters(self) -> dict[str, Any]:
         """The options as parameters of flow ``extract_dicom_reports`` (JSON-friendly: lists, None)."""
         parameters = self.model_dump()
         parameters["allowed_roots"] = list(self.allowed_roots) or None
         return parameters
-

@@ -7,6 +7,7 @@ the order never depends on a server locale). A resumed run therefore writes
 exactly the CSV a clean run would. The object is uploaded only when its
 content differs from what the upload log says is already in the bucket.
 """
+
 from __future__ import annotations
 
 import csv
@@ -84,8 +85,9 @@ def write_outputs(state: StateStore, writer: ObjectStore, report_fields: list[st
     return OutputsResult(csv_name, rows, csv_uploaded, failures_name, len(failures), failures_uploaded, objects)
 
 
-def summary_rows(count: SourceCount, result: BatchResult, outputs: OutputsResult | None, seconds: float,
-                 bucket: str) -> list[dict[str, Any]]:
+def summary_rows(
+    count: SourceCount, result: BatchResult, outputs: OutputsResult | None, seconds: float, bucket: str
+) -> list[dict[str, Any]]:
     """The summary artifact: one metric per row."""
     rows: list[dict[str, Any]] = [
         {"metric": "files in source", "value": count.files},
@@ -95,8 +97,12 @@ def summary_rows(count: SourceCount, result: BatchResult, outputs: OutputsResult
         {"metric": "files failed", "value": result.failed},
         {"metric": "DICOM bytes", "value": result.bytes},
         {"metric": "JPGs", "value": result.jpgs},
-        {"metric": "objects uploaded", "value": result.uploaded + (outputs.csv_uploaded if outputs else 0)
-                                                 + (outputs.failures_uploaded if outputs else 0)},
+        {
+            "metric": "objects uploaded",
+            "value": result.uploaded
+            + (outputs.csv_uploaded if outputs else 0)
+            + (outputs.failures_uploaded if outputs else 0),
+        },
         {"metric": "objects found already uploaded (resume)", "value": result.found_in_bucket},
         {"metric": "CSV rows", "value": outputs.csv_rows if outputs else 0},
         {"metric": "seconds", "value": round(seconds, 1)},

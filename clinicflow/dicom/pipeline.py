@@ -20,6 +20,7 @@ Object names are deterministic functions of the file key::
 ``keyhash`` hashes the whole key, so two files sharing a SOP Instance UID (or
 whose ids differ only in characters not allowed in names) never collide.
 """
+
 from __future__ import annotations
 
 import re
@@ -98,8 +99,10 @@ def safe_segment(value: str) -> str:
 
 
 def object_stem(dataset: str, kind: str, key: FileKey) -> str:
-    return (f"{dataset}/{kind}/{safe_segment(key.study_id)}/{safe_segment(key.series_id)}/"
-            f"{safe_segment(key.instance_id)}_{key.digest()}")
+    return (
+        f"{dataset}/{kind}/{safe_segment(key.study_id)}/{safe_segment(key.series_id)}/"
+        f"{safe_segment(key.instance_id)}_{key.digest()}"
+    )
 
 
 def dicom_object_name(dataset: str, key: FileKey) -> str:
@@ -116,17 +119,19 @@ def csv_row(group: FileGroup, dicom_name: str, jpg_names: list[str], render: Ren
     info = render.info
     row: dict[str, Any] = dict(zip(KEY_COLUMNS, group.key.as_tuple(), strict=False))
     row["file_location"] = stored_location(group.key.file_location)  # no credentials in the CSV
-    row.update({
-        "dicom_object": dicom_name,
-        "jpg_objects": ";".join(jpg_names),
-        "jpg_count": len(jpg_names),
-        "frames": info.frames,
-        "rows": info.rows,
-        "columns": info.columns,
-        "photometric": info.photometric,
-        "transfer_syntax": info.transfer_syntax,
-        "sop_instance_uid": info.sop_instance_uid,
-    })
+    row.update(
+        {
+            "dicom_object": dicom_name,
+            "jpg_objects": ";".join(jpg_names),
+            "jpg_count": len(jpg_names),
+            "frames": info.frames,
+            "rows": info.rows,
+            "columns": info.columns,
+            "photometric": info.photometric,
+            "transfer_syntax": info.transfer_syntax,
+            "sop_instance_uid": info.sop_instance_uid,
+        }
+    )
     row.update(group.fields)
     return row
 
@@ -138,9 +143,12 @@ def prepare_run(source: ReportsSource, state: StateStore, run_id: str) -> tuple[
     count = source.count()
     if count.rows_without_key:
         state.record_source_failure(
-            "source", "missing-key",
+            "source",
+            "missing-key",
             f"{count.rows_without_key} report row(s) have an empty study_id, series_id, instance_id or "
-            "file_location and were skipped", run_id)
+            "file_location and were skipped",
+            run_id,
+        )
     return count, fields
 
 
@@ -173,8 +181,10 @@ def process_batch(
         todo.append((group, previous))
     state.refresh_fields(refreshed)
 
-    with tempfile.TemporaryDirectory(prefix="clinicflow-dicom-") as tmp, \
-            Downloader(settings.limits, settings.base_location) as downloader:
+    with (
+        tempfile.TemporaryDirectory(prefix="clinicflow-dicom-") as tmp,
+        Downloader(settings.limits, settings.base_location) as downloader,
+    ):
         for index, (group, previous) in enumerate(todo):
             if cancel.requested():
                 result.cancelled = True
@@ -248,8 +258,10 @@ def _process_file(
             raise
         return Failure(key, "upload", "upload-error", f"{type(exc).__name__}: {_first_line(exc)}")
 
-    state.mark_done([(key, names, csv_row(group, dicom_name, jpg_names, render), local.stat().st_size,
-                      len(jpg_names))], settings.run_id)
+    state.mark_done(
+        [(key, names, csv_row(group, dicom_name, jpg_names, render), local.stat().st_size, len(jpg_names))],
+        settings.run_id,
+    )
     result.done += 1
     result.bytes += local.stat().st_size
     result.jpgs += len(jpg_names)
@@ -262,4 +274,3 @@ def _is_state_error(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     return one_line(exc, limit=200, with_type=False)
-

@@ -22,6 +22,7 @@ RLE, deflate).
 Bad files raise :class:`ConversionError` with a stage (``read`` or
 ``decode``) and a short reason; no JPEG is written for them.
 """
+
 from __future__ import annotations
 
 import io

@@ -18,6 +18,7 @@ The query is the operator's SQL, so it runs in a read-only transaction and
 must be one statement (a ``;`` outside quotes and comments is refused: the
 query is wrapped as a subquery, and ``x) AS r; DROP ...`` would break out).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -149,15 +150,17 @@ class ReportsSource:
             names = column_names(cur)
         missing = [c for c in KEY_COLUMNS if c not in names]
         if missing:
-            raise ReportsQueryError(f"the reports query lacks key column(s) {', '.join(missing)} "
-                                    f"(it has: {', '.join(names)})")
+            raise ReportsQueryError(
+                f"the reports query lacks key column(s) {', '.join(missing)} (it has: {', '.join(names)})"
+            )
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ReportsQueryError(f"the reports query has duplicate column name(s) {', '.join(duplicates)}")
         clashing = [n for n in names if n in OUTPUT_COLUMNS and n not in KEY_COLUMNS]
         if clashing:
-            raise ReportsQueryError(f"report field(s) {', '.join(clashing)} clash with output column names; "
-                                    "rename them in the query")
+            raise ReportsQueryError(
+                f"report field(s) {', '.join(clashing)} clash with output column names; rename them in the query"
+            )
         return names
 
     def report_fields(self) -> list[str]:
@@ -184,9 +187,11 @@ class ReportsSource:
             return []
         keys = quote_list(list(KEY_COLUMNS), "postgres")
         in_range, params = self._in_range()
-        sql = (f"SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS rank_ "
-               f"FROM (SELECT DISTINCT {keys} FROM {self.relation()} AS r WHERE {self._not_null('r')}{in_range}) "
-               f"AS d) AS n WHERE rank_ = ANY(%s) ORDER BY rank_")
+        sql = (
+            f"SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS rank_ "
+            f"FROM (SELECT DISTINCT {keys} FROM {self.relation()} AS r WHERE {self._not_null('r')}{in_range}) "
+            f"AS d) AS n WHERE rank_ = ANY(%s) ORDER BY rank_"
+        )
         with self._query(sql, [*params, list(ranks)], "sampling the file keys") as cur:
             return [tuple(row) for row in cur.fetchall()]
 
@@ -194,9 +199,11 @@ class ReportsSource:
         keys = quote_list(list(KEY_COLUMNS), "postgres")
         null_key = " OR ".join(f"r.{quote_ident(c, 'postgres')} IS NULL" for c in KEY_COLUMNS)
         in_range, params = self._in_range()
-        sql = (f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
-               f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r"
-               + (f" WHERE TRUE{in_range}" if in_range else ""))
+        sql = (
+            f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
+            f"count(*) FILTER (WHERE {null_key}) FROM {self.relation()} AS r"
+            + (f" WHERE TRUE{in_range}" if in_range else "")
+        )
         with self._query(sql, params or None, "counting the reports") as cur:
             rows, files, without_key = cur.fetchone()
         return SourceCount(rows=int(rows), files=int(files), rows_without_key=int(without_key))
@@ -233,8 +240,11 @@ class ReportsSource:
 
 # Comments, E'' strings (backslash escapes), '' strings, "" identifiers, $tag$ quotes, and ; ( ).
 # A quote none of the string patterns could close is unterminated.
-_SQL_TOKENS = re.compile(r"""--[^\n]*|/\*|(?<![A-Za-z0-9_$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"""
-                         r"""|"(?:[^"]|"")*"|\$([A-Za-z_][A-Za-z0-9_]*)?\$|[;()'"]""", re.DOTALL)
+_SQL_TOKENS = re.compile(
+    r"""--[^\n]*|/\*|(?<![A-Za-z0-9_$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"""
+    r"""|"(?:[^"]|"")*"|\$([A-Za-z_][A-Za-z0-9_]*)?\$|[;()'"]""",
+    re.DOTALL,
+)
 
 
 def check_single_statement(sql: str) -> None:
@@ -330,4 +340,4 @@ def batches(files: list[FileGroup], batch_size: int) -> Iterator[list[FileGroup]
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     for start in range(0, len(files), batch_size):
-        yield files[start:start + batch_size]
+        yield files[start : start + batch_size]

@@ -1,4 +1,5 @@
 """Seeded fault injection for drills (``fail_percentage``): the same items fail for the same seed."""
+
 from __future__ import annotations
 
 import hashlib

@@ -11,6 +11,7 @@ Extractors (rules or a model) name fields inconsistently ("MRN",
 model's fields by the aliases declared in :data:`FIELD_ALIASES`, never by
 another model call.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,18 +23,61 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from clinicflow.ingest.fields import parse_any_date
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "patient_id": ("patient_id", "mrn", "medical_record_number", "patient_number", "patient_no", "chart_number",
-                   "record_number", "pid"),
+    "patient_id": (
+        "patient_id",
+        "mrn",
+        "medical_record_number",
+        "patient_number",
+        "patient_no",
+        "chart_number",
+        "record_number",
+        "pid",
+    ),
     "patient_name": ("patient_name", "name", "patient", "full_name", "patient_full_name"),
     "date_of_birth": ("date_of_birth", "dob", "birth_date", "birthdate", "born"),
-    "encounter_date": ("encounter_date", "date_of_service", "dos", "visit_date", "service_date", "date", "report_date",
-                       "exam_date"),
-    "provider": ("provider", "physician", "doctor", "attending", "attending_physician", "clinician",
-                 "referring_physician", "provider_name", "dentist"),
-    "diagnosis_codes": ("diagnosis_codes", "diagnoses", "diagnosis", "icd10", "icd_10", "icd10_codes", "icd_codes",
-                        "dx", "dx_codes"),
-    "procedure_codes": ("procedure_codes", "procedures", "procedure", "cpt", "cpt_codes", "hcpcs", "px", "px_codes",
-                        "cdt_codes"),
+    "encounter_date": (
+        "encounter_date",
+        "date_of_service",
+        "dos",
+        "visit_date",
+        "service_date",
+        "date",
+        "report_date",
+        "exam_date",
+    ),
+    "provider": (
+        "provider",
+        "physician",
+        "doctor",
+        "attending",
+        "attending_physician",
+        "clinician",
+        "referring_physician",
+        "provider_name",
+        "dentist",
+    ),
+    "diagnosis_codes": (
+        "diagnosis_codes",
+        "diagnoses",
+        "diagnosis",
+        "icd10",
+        "icd_10",
+        "icd10_codes",
+        "icd_codes",
+        "dx",
+        "dx_codes",
+    ),
+    "procedure_codes": (
+        "procedure_codes",
+        "procedures",
+        "procedure",
+        "cpt",
+        "cpt_codes",
+        "hcpcs",
+        "px",
+        "px_codes",
+        "cdt_codes",
+    ),
     "medications": ("medications", "medication", "meds", "drugs", "prescriptions", "rx"),
     "summary": ("summary", "free_text_summary", "assessment", "impression", "notes", "note", "narrative"),
     "provenance": ("provenance",),
@@ -94,8 +138,9 @@ class Medical(BaseModel):
     procedure_codes: list[str] = Field(default_factory=list, description="CPT / HCPCS / CDT codes.")
     medications: list[str] = Field(default_factory=list)
     summary: str | None = Field(default=None, max_length=4000, description="Short free-text summary.")
-    provenance: dict[str, str] = Field(default_factory=dict,
-                                       description="Per field: extractor, parser and segment / character span.")
+    provenance: dict[str, str] = Field(
+        default_factory=dict, description="Per field: extractor, parser and segment / character span."
+    )
 
     @field_validator("diagnosis_codes", "procedure_codes", "medications", mode="before")
     @classmethod

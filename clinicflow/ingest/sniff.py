@@ -1,4 +1,5 @@
 """MIME type by content (magic bytes and a text check) and by file extension; both are recorded."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def decode_text(data: bytes) -> str | None:
     charset-normalizer detects: cp1252, Latin-1...; no control bytes), else None."""
     from clinicflow.ingest.text import decode_bytes
 
-    if any(data[offset:offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
+    if any(data[offset : offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
         return None
     decoded = decode_bytes(data)
     if decoded is None:
@@ -49,7 +50,7 @@ def decode_text(data: bytes) -> str | None:
 def sniff_mime(data: bytes, text: str | None) -> str:
     """The MIME type the bytes show, whatever the file is called."""
     for offset, magic, mime in _MAGIC:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             return mime
     if text is None:
         return "application/octet-stream"

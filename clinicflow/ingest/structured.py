@@ -19,6 +19,7 @@ provenance naming the segment / resource / element it read:
   template id (negated entries skipped).
 - CSV exports: columns mapped by header name (``MRN``, ``DOB``, ``ICD10``...).
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,9 +33,14 @@ from clinicflow.core.errors import ClinicflowError
 from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, parse_any_date
 
 ICD10CM_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10-cm", "urn:oid:2.16.840.1.113883.6.90")
-PROCEDURE_SYSTEMS = ("http://www.ama-assn.org/go/cpt", "urn:oid:2.16.840.1.113883.6.12",
-                     "http://www.ada.org/cdt", "urn:oid:2.16.840.1.113883.6.13",
-                     "urn:oid:2.16.840.1.113883.6.285", "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets")
+PROCEDURE_SYSTEMS = (
+    "http://www.ama-assn.org/go/cpt",
+    "urn:oid:2.16.840.1.113883.6.12",
+    "http://www.ada.org/cdt",
+    "urn:oid:2.16.840.1.113883.6.13",
+    "urn:oid:2.16.840.1.113883.6.285",
+    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+)
 SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
 SSN_OID = "2.16.840.1.113883.4.1"
 CCDA_PROBLEMS = ("2.16.840.1.113883.10.20.22.2.5.1", "2.16.840.1.113883.10.20.22.2.5")
@@ -204,8 +210,9 @@ def read_fhir(text: str, out: Candidates) -> None:
                 out.add("provider", text_name.strip(), f"{where}.name", rank=1)
                 break
         elif kind == "Condition":
-            statuses = {c.get("code") for key in ("verificationStatus", "clinicalStatus")
-                        for c in _codings(resource.get(key))}
+            statuses = {
+                c.get("code") for key in ("verificationStatus", "clinicalStatus") for c in _codings(resource.get(key))
+            }
             if statuses & {"refuted", "entered-in-error", "resolved", "inactive"}:
                 continue
             for i, coding in enumerate(_codings(resource.get("code"))):
@@ -274,25 +281,38 @@ def read_ccda(text: str, out: Candidates) -> None:
         if patient is not None:
             out.add("patient_name", _ccda_name(patient.find(f"{_V3}name")), "ccda:recordTarget/patient/name")
             birth = patient.find(f"{_V3}birthTime")
-            out.add("date_of_birth", compact_date(birth.get("value", "")) if birth is not None else None,
-                    "ccda:recordTarget/patient/birthTime")
-    for path in (f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}effectiveTime",
-                 f"{_V3}documentationOf/{_V3}serviceEvent/{_V3}effectiveTime"):
+            out.add(
+                "date_of_birth",
+                compact_date(birth.get("value", "")) if birth is not None else None,
+                "ccda:recordTarget/patient/birthTime",
+            )
+    for path in (
+        f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}effectiveTime",
+        f"{_V3}documentationOf/{_V3}serviceEvent/{_V3}effectiveTime",
+    ):
         element = root.find(path)
         if element is not None:
             low = element.find(f"{_V3}low")
             value = (low if low is not None else element).get("value", "")
             out.add("encounter_date", compact_date(value), f"ccda:{path.replace(_V3, '')}")
-    for path in (f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}encounterParticipant/{_V3}assignedEntity/"
-                 f"{_V3}assignedPerson/{_V3}name", f"{_V3}author/{_V3}assignedAuthor/{_V3}assignedPerson/{_V3}name"):
+    for path in (
+        f"{_V3}componentOf/{_V3}encompassingEncounter/{_V3}encounterParticipant/{_V3}assignedEntity/"
+        f"{_V3}assignedPerson/{_V3}name",
+        f"{_V3}author/{_V3}assignedAuthor/{_V3}assignedPerson/{_V3}name",
+    ):
         out.add("provider", _ccda_name(root.find(path)), f"ccda:{path.replace(_V3, '')}", rank=1)
     for section in root.iter(f"{_V3}section"):
         templates = {t.get("root") for t in section.findall(f"{_V3}templateId")}
         if templates & set(CCDA_PROBLEMS):
             _ccda_codes(section, "diagnosis_codes", ("2.16.840.1.113883.6.90",), "problems", out)
         elif templates & set(CCDA_PROCEDURES):
-            _ccda_codes(section, "procedure_codes", ("2.16.840.1.113883.6.12", "2.16.840.1.113883.6.13",
-                                                     "2.16.840.1.113883.6.285"), "procedures", out)
+            _ccda_codes(
+                section,
+                "procedure_codes",
+                ("2.16.840.1.113883.6.12", "2.16.840.1.113883.6.13", "2.16.840.1.113883.6.285"),
+                "procedures",
+                out,
+            )
         elif templates & set(CCDA_MEDICATIONS):
             for i, entry in enumerate(section.findall(f"{_V3}entry")):
                 administration = entry.find(f"{_V3}substanceAdministration")
@@ -311,11 +331,17 @@ def _ccda_codes(section: ET.Element, field_name: str, systems: tuple[str, ...], 
         if negated:
             continue
         for element in entry.iter():
-            if element.tag in (f"{_V3}code", f"{_V3}value", f"{_V3}translation") \
-                    and element.get("codeSystem") in systems and element.get("code"):
+            if (
+                element.tag in (f"{_V3}code", f"{_V3}value", f"{_V3}translation")
+                and element.get("codeSystem") in systems
+                and element.get("code")
+            ):
                 code = element.get("code", "")
-                out.add(field_name, normalise_icd10(code) if field_name == "diagnosis_codes" else code,
-                        f"ccda:section[{label}]/entry[{i + 1}]")
+                out.add(
+                    field_name,
+                    normalise_icd10(code) if field_name == "diagnosis_codes" else code,
+                    f"ccda:section[{label}]/entry[{i + 1}]",
+                )
 
 
 # --------------------------------------------------------------------------- CSV
@@ -326,12 +352,24 @@ def _column(name: str) -> str:
 
 
 CSV_COLUMNS: dict[str, str] = {
-    **dict.fromkeys(("mrn", "patient_id", "patientid", "medical_record_number", "chart_no", "chart_number",
-                     "chart"), "patient_id"),
+    **dict.fromkeys(
+        ("mrn", "patient_id", "patientid", "medical_record_number", "chart_no", "chart_number", "chart"), "patient_id"
+    ),
     **dict.fromkeys(("patient_name", "patient", "name"), "patient_name"),
     **dict.fromkeys(("dob", "date_of_birth", "birth_date", "birthdate"), "date_of_birth"),
-    **dict.fromkeys(("collection_date", "collected", "service_date", "date_of_service", "dos", "visit_date",
-                     "encounter_date", "result_date"), "encounter_date"),
+    **dict.fromkeys(
+        (
+            "collection_date",
+            "collected",
+            "service_date",
+            "date_of_service",
+            "dos",
+            "visit_date",
+            "encounter_date",
+            "result_date",
+        ),
+        "encounter_date",
+    ),
     **dict.fromkeys(("provider", "ordering_provider", "physician", "ordering_physician", "attending"), "provider"),
     **dict.fromkeys(("icd10", "icd_10", "icd10_code", "dx", "dx_code", "diagnosis_code"), "diagnosis_codes"),
     **dict.fromkeys(("cpt", "cpt_code", "procedure_code", "cdt", "hcpcs"), "procedure_codes"),

@@ -7,6 +7,7 @@ seeded choice of records is marked ``[DLQ]`` and rejected at the ``load``
 stage: a dead letter holding the clean record, so a replay (with the
 percentage at 0) loads it.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,17 +90,28 @@ def generate(kind: str, count: int, seed: int) -> Iterator[SyntheticRecord]:
         record_id = f"{kind}-{n:07d}"
         when = _EPOCH + timedelta(seconds=rng.randrange(0, 365 * 86400))
         if kind == "blob":
-            yield BlobRecord(record_id=record_id, name=f"note-{n}.txt", content_type="text/plain",
-                             content=f"Visit note {n}: tooth {rng.randint(1, 32)} checked.")
+            yield BlobRecord(
+                record_id=record_id,
+                name=f"note-{n}.txt",
+                content_type="text/plain",
+                content=f"Visit note {n}: tooth {rng.randint(1, 32)} checked.",
+            )
         elif kind == "logs":
-            yield LogRecord(record_id=record_id, timestamp=when,
-                            level=rng.choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-                            service=rng.choice(["scheduler", "imaging", "billing"]), message=f"operation {n} done")
+            yield LogRecord(
+                record_id=record_id,
+                timestamp=when,
+                level=rng.choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+                service=rng.choice(["scheduler", "imaging", "billing"]),
+                message=f"operation {n} done",
+            )
         else:
-            yield EventRecord(record_id=record_id, timestamp=when,
-                              event_type=rng.choice(["appointment.booked", "claim.sent", "xray.taken"]),
-                              patient_ref=f"P{rng.randint(1, 5000):05d}",
-                              attributes={"clinic": f"C{rng.randint(1, 9)}"})
+            yield EventRecord(
+                record_id=record_id,
+                timestamp=when,
+                event_type=rng.choice(["appointment.booked", "claim.sent", "xray.taken"]),
+                patient_ref=f"P{rng.randint(1, 5000):05d}",
+                attributes={"clinic": f"C{rng.randint(1, 9)}"},
+            )
 
 
 def inject(record: SyntheticRecord, settings: IngestSettings) -> SyntheticRecord:
@@ -123,12 +135,14 @@ def record_from_payload(payload: dict[str, Any]) -> SyntheticRecord:
     try:
         return model.model_validate(payload)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise RejectedRecord("invalid-record",
-                             f"{payload.get('record_id')}: {exc.error_count()} invalid field(s)") from None
+        raise RejectedRecord(
+            "invalid-record", f"{payload.get('record_id')}: {exc.error_count()} invalid field(s)"
+        ) from None
 
 
-def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSettings,
-                 before: RunCounts | None = None) -> RunCounts:
+def load_records(
+    server: Any, records: list[SyntheticRecord], settings: IngestSettings, before: RunCounts | None = None
+) -> RunCounts:
     """Load one batch of synthetic records (``ON CONFLICT DO NOTHING``); rejected ones are dead-lettered."""
     from psycopg2.extras import execute_values
 
@@ -138,8 +152,10 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
     good: list[SyntheticRecord] = []
     with transaction(server) as conn:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT record_id FROM {s}.synthetic_records WHERE record_id = ANY(%s)",
-                        ([r.record_id for r in records],))
+            cur.execute(
+                f"SELECT record_id FROM {s}.synthetic_records WHERE record_id = ANY(%s)",
+                ([r.record_id for r in records],),
+            )
             existing = {row[0] for row in cur.fetchall()}
             counts.skipped = len(existing)
             counts.new = len(records) - len(existing)
@@ -150,9 +166,17 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
                     check_record(inject(original, settings))
                     good.append(original)
                 except RejectedRecord as exc:
-                    letters.append(db.DeadLetterRow(stage="load", source_kind="synthetic", item_key=original.record_id,
-                                                 record_id=original.record_id, reason=exc.reason, message=str(exc),
-                                                 payload=json.loads(original.model_dump_json())))
+                    letters.append(
+                        db.DeadLetterRow(
+                            stage="load",
+                            source_kind="synthetic",
+                            item_key=original.record_id,
+                            record_id=original.record_id,
+                            reason=exc.reason,
+                            message=str(exc),
+                            payload=json.loads(original.model_dump_json()),
+                        )
+                    )
                     counts.dead_lettered[f"load/{exc.reason}"] += 1
             if (before or RunCounts()).crosses(counts, settings.max_error_rate):
                 db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
@@ -161,10 +185,13 @@ def load_records(server: Any, records: list[SyntheticRecord], settings: IngestSe
                 return counts
             if good:
                 inserted = execute_values(
-                    cur, f"INSERT INTO {s}.synthetic_records (record_id, kind, payload, run_id) VALUES %s "
-                         f"ON CONFLICT DO NOTHING RETURNING 1",
-                    [(r.record_id, r.kind, r.model_dump_json(), settings.run_id) for r in good], fetch=True,
-                    page_size=len(good))
+                    cur,
+                    f"INSERT INTO {s}.synthetic_records (record_id, kind, payload, run_id) VALUES %s "
+                    f"ON CONFLICT DO NOTHING RETURNING 1",
+                    [(r.record_id, r.kind, r.model_dump_json(), settings.run_id) for r in good],
+                    fetch=True,
+                    page_size=len(good),
+                )
                 counts.staged = len(inserted)
             db.record_dead_letters(cur, settings.schema, letters, settings.run_id)
             db.resolve_dead_letters(cur, settings.schema, [r.record_id for r in good], ("load",))

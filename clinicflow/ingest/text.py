@@ -17,14 +17,21 @@ and the mean OCR word confidence (0-100), stored with the document. Nothing
 here raises for a bad file: an unreadable one gives :class:`TextResult` with
 ``text=None`` and ``error`` set.
 """
+
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 from typing import Any
 
-TEXT_MIMES = ("text/plain", "text/markdown", "text/csv", "x-application/hl7-v2+er7", "application/json",
-              "application/xml")
+TEXT_MIMES = (
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "x-application/hl7-v2+er7",
+    "application/json",
+    "application/xml",
+)
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
 OCR_LANG = "eng"
 # What a clinic's non-UTF-8 files are in practice: charset-normalizer picks among these, so that a

@@ -16,6 +16,7 @@ after a table's night ended well; next night a table whose source and replica
 signals, tables.yml entry and raw table are all as stored is "unchanged"
 without a per-table query.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,9 @@ def read_signals(mysql_conn: Connection) -> dict[str, str | None]:
             continue
         # InnoDB's row estimate moves with its statistics, not with the data: left out.
         estimate = None if str(engine).lower() == "innodb" else rows_estimate
-        signals[name] = "|".join(str(v) for v in (engine, created, updated, estimate, data_length, checksum,
-                                                 definitions[name]))
+        signals[name] = "|".join(
+            str(v) for v in (engine, created, updated, estimate, data_length, checksum, definitions[name])
+        )
     return signals
 
 
@@ -75,37 +77,53 @@ def config_signal(config: TableConfig, options: Iterable[Any] = ()) -> str:
 def ensure_table(pg_conn: PgConnection, schema: str) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {q}.{SIGNALS_TABLE} (table_name text PRIMARY KEY, "
-                    "source text NOT NULL, replica text NOT NULL, raw text NOT NULL, config text NOT NULL, "
-                    "recorded_at timestamptz NOT NULL DEFAULT now())")
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {q}.{SIGNALS_TABLE} (table_name text PRIMARY KEY, "
+            "source text NOT NULL, replica text NOT NULL, raw text NOT NULL, config text NOT NULL, "
+            "recorded_at timestamptz NOT NULL DEFAULT now())"
+        )
     pg_conn.commit()
 
 
 def raw_signals(pg_conn: PgConnection, raw_schema: str) -> dict[str, str]:
     """Every raw table's file node and write counters (one catalog query): a write to raw moves them."""
     with pg_conn.cursor() as cur:
-        cur.execute("SELECT c.relname, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
-                    "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", (raw_schema,))
+        cur.execute(
+            "SELECT c.relname, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+            (raw_schema,),
+        )
         rows = cur.fetchall()
     pg_conn.commit()
     return {str(row[0]): "|".join(str(v) for v in row[1:]) for row in rows}
 
 
-def unchanged_tables(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[str, str | None],
-                     replica: Mapping[str, str | None], configs: Mapping[str, str]) -> set[str]:
+def unchanged_tables(
+    pg_conn: PgConnection,
+    schema: str,
+    raw_schema: str,
+    source: Mapping[str, str | None],
+    replica: Mapping[str, str | None],
+    configs: Mapping[str, str],
+) -> set[str]:
     """Tables whose source, replica and raw signals and config digest all equal the stored ones."""
     ensure_table(pg_conn, schema)
     with pg_conn.cursor() as cur:
-        cur.execute(f"SELECT table_name, source, replica, raw, config FROM {quote_ident(schema, 'postgres')}."
-                    f"{SIGNALS_TABLE}")
+        cur.execute(
+            f"SELECT table_name, source, replica, raw, config FROM {quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
+        )
         stored = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
     raw = raw_signals(pg_conn, raw_schema)
     same = set()
     for table, digest in configs.items():
         src, rep, raw_now = source.get(table), replica.get(table), raw.get(table)
-        if src is not None and rep is not None and raw_now is not None \
-                and stored.get(table) == (src, rep, raw_now, digest):
+        if (
+            src is not None
+            and rep is not None
+            and raw_now is not None
+            and stored.get(table) == (src, rep, raw_now, digest)
+        ):
             same.add(table)
     return same
 
@@ -113,8 +131,13 @@ def unchanged_tables(pg_conn: PgConnection, schema: str, raw_schema: str, source
 def unchanged_outcome(table: str) -> TableOutcome:
     """The night's record of a table the catalog showed unchanged on both servers."""
     # Signals are stored only after a verified night, and neither side was written since: that verification stands.
-    return TableOutcome(table, status="unchanged", mode="unchanged", verification="ok",
-                        swept="nothing: catalog unchanged on source and replica since the last verified night")
+    return TableOutcome(
+        table,
+        status="unchanged",
+        mode="unchanged",
+        verification="ok",
+        swept="nothing: catalog unchanged on source and replica since the last verified night",
+    )
 
 
 def ended_well(outcome: TableOutcome) -> bool:
@@ -122,8 +145,15 @@ def ended_well(outcome: TableOutcome) -> bool:
     return not outcome.failed and outcome.verification == "ok"
 
 
-def record(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[str, str | None],
-           replica: Mapping[str, str | None], configs: Mapping[str, str], outcomes: Iterable[TableOutcome]) -> int:
+def record(
+    pg_conn: PgConnection,
+    schema: str,
+    raw_schema: str,
+    source: Mapping[str, str | None],
+    replica: Mapping[str, str | None],
+    configs: Mapping[str, str],
+    outcomes: Iterable[TableOutcome],
+) -> int:
     """Store tonight's signals of the tables that ended well; forget those of the others. Returns rows stored."""
     raw = raw_signals(pg_conn, raw_schema)
     keep, forget = [], []
@@ -141,11 +171,15 @@ def record(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[
         if forget:
             cur.execute(f"DELETE FROM {q} WHERE table_name = ANY(%s)", ([t for (t,) in forget],))
         if keep:
-            execute_values(cur, f"INSERT INTO {q} (table_name, source, replica, raw, config) VALUES %s "
-                           "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
-                           "replica = EXCLUDED.replica, raw = EXCLUDED.raw, config = EXCLUDED.config, "
-                           "recorded_at = now()",
-                           list({row[0]: row for row in keep}.values()), page_size=500)
+            execute_values(
+                cur,
+                f"INSERT INTO {q} (table_name, source, replica, raw, config) VALUES %s "
+                "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
+                "replica = EXCLUDED.replica, raw = EXCLUDED.raw, config = EXCLUDED.config, "
+                "recorded_at = now()",
+                list({row[0]: row for row in keep}.values()),
+                page_size=500,
+            )
     pg_conn.commit()
     return len(keep)
 
@@ -153,15 +187,17 @@ def record(pg_conn: PgConnection, schema: str, raw_schema: str, source: Mapping[
 class NightSignals:
     """One night's catalog signals: read before the tables run, stored after they ran."""
 
-    def __init__(self, source: Any, replica: Any, pg: Any, configs: Mapping[str, TableConfig],
-                 state_schema: str, raw_schema: str) -> None:
+    def __init__(
+        self, source: Any, replica: Any, pg: Any, configs: Mapping[str, TableConfig], state_schema: str, raw_schema: str
+    ) -> None:
         self.replica, self.pg, self.state_schema, self.raw_schema = replica, pg, state_schema, raw_schema
         self.configs = {t: config_signal(c, (raw_schema, state_schema)) for t, c in configs.items()}
         self.source = _read(source)
         pg_conn = pg.connect()
         try:
-            self.unchanged = unchanged_tables(pg_conn, state_schema, raw_schema, self.source, _read(replica),
-                                              self.configs)
+            self.unchanged = unchanged_tables(
+                pg_conn, state_schema, raw_schema, self.source, _read(replica), self.configs
+            )
         finally:
             pg_conn.close()
 

@@ -13,6 +13,7 @@ Two ways to cut a table into chunks, both bounded by ``batch_size``:
   sharing one watermark value across a chunk boundary are never skipped,
   because the primary key breaks the tie.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -98,8 +99,9 @@ def rows_per_range(rows: int, wanted: int, max_ranges: int = MAX_RANGES) -> int:
     return max(wanted, -(-max(rows, 0) // max_ranges))
 
 
-def walk_boundaries(conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *,
-                    max_ranges: int = MAX_RANGES) -> list[int]:
+def walk_boundaries(
+    conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *, max_ranges: int = MAX_RANGES
+) -> list[int]:
     """Every ``step``-th key of ``table_sql`` in key order, by an index-only keyset walk.
 
     One ``ORDER BY key LIMIT 1 OFFSET step`` per boundary, each reading
@@ -115,8 +117,9 @@ def walk_boundaries(conn: Connection, table_sql: str, key: str, step: int, diale
         row = cur.fetchall()[0]
         current = row[0]
         while current is not None:
-            cur.execute(f"SELECT {q} FROM {table_sql} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET {int(step)}",
-                        (int(current),))
+            cur.execute(
+                f"SELECT {q} FROM {table_sql} WHERE {q} >= %s ORDER BY {q} LIMIT 1 OFFSET {int(step)}", (int(current),)
+            )
             rows = cur.fetchall()
             if not rows:
                 break
@@ -127,8 +130,9 @@ def walk_boundaries(conn: Connection, table_sql: str, key: str, step: int, diale
     return boundaries
 
 
-def sample_boundaries(conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *,
-                      max_ranges: int = MAX_RANGES) -> list[int]:
+def sample_boundaries(
+    conn: Connection, table_sql: str, key: str, step: int, dialect: Dialect, *, max_ranges: int = MAX_RANGES
+) -> list[int]:
     """Every ``step``-th key of ``table_sql`` in key order, in one pass (ROW_NUMBER over the key).
 
     For fine ranges (reconciliation buckets of ~100 rows), where a keyset walk
@@ -139,8 +143,10 @@ def sample_boundaries(conn: Connection, table_sql: str, key: str, step: int, dia
         raise ValueError("rows per range must be positive")
     q = quote_ident(key, dialect)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT k FROM (SELECT {q} AS k, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {table_sql}) s "
-                    f"WHERE rn > 1 AND MOD(rn - 1, {int(step)}) = 0 ORDER BY k LIMIT {int(max_ranges)}")
+        cur.execute(
+            f"SELECT k FROM (SELECT {q} AS k, ROW_NUMBER() OVER (ORDER BY {q}) AS rn FROM {table_sql}) s "
+            f"WHERE rn > 1 AND MOD(rn - 1, {int(step)}) = 0 ORDER BY k LIMIT {int(max_ranges)}"
+        )
         # A non-unique column (the first of a composite key) can repeat a value at two sample
         # points: a range then holds all rows of that value, never an empty or inverted range.
         boundaries = sorted({int(r[0]) for r in cur.fetchall()})

@@ -8,6 +8,7 @@ server would be written to as well. Addresses alone do not tell
 servers are asked who they are: ``@@server_uuid`` (MySQL), else
 ``@@hostname`` + ``@@port`` + ``@@datadir`` (MariaDB has no server UUID).
 """
+
 from __future__ import annotations
 
 import socket
@@ -50,13 +51,20 @@ def mysql_identity(server: Any) -> MySQLIdentity:
     conn = server.connect(database="")
     try:
         with conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                        "('server_uuid', 'hostname', 'port', 'datadir', 'lower_case_table_names')")
+            cur.execute(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                "('server_uuid', 'hostname', 'port', 'datadir', 'lower_case_table_names')"
+            )
             values = {_text(name): _text(value) for name, value in cur.fetchall()}
     finally:
         conn.close()
-    return MySQLIdentity(values.get("server_uuid") or None, values.get("hostname", ""), int(values.get("port") or 0),
-                         values.get("datadir", ""), int(values.get("lower_case_table_names") or 0))
+    return MySQLIdentity(
+        values.get("server_uuid") or None,
+        values.get("hostname", ""),
+        int(values.get("port") or 0),
+        values.get("datadir", ""),
+        int(values.get("lower_case_table_names") or 0),
+    )
 
 
 def _text(value: Any) -> str:
@@ -84,9 +92,11 @@ def same_address(first: Any, second: Any) -> bool:
 
 def check_replica_is_not_source(source: Any, replica: Any) -> None:
     """Raise DangerousConfigError when the replica block names the source's server and database."""
-    message = (f"refusing to run: the replication target {replica.describe()} is the source "
-               f"{source.describe()} (same server and database); a copy would drop and re-create the "
-               "clinic's own tables. Point the opendental-replication block at another database")
+    message = (
+        f"refusing to run: the replication target {replica.describe()} is the source "
+        f"{source.describe()} (same server and database); a copy would drop and re-create the "
+        "clinic's own tables. Point the opendental-replication block at another database"
+    )
     if same_address(source, replica) and source.database == replica.database:
         raise DangerousConfigError(message)
     source_id, replica_id = mysql_identity(source), mysql_identity(replica)
@@ -99,7 +109,8 @@ def check_analytics_is_not_source(source: Any, analytics: Any) -> None:
     if same_address(source, analytics):
         raise DangerousConfigError(
             f"refusing to run: the analytics database {analytics.describe()} points at the source's server "
-            f"{source.describe()}; point the analytics-postgres block at the PostgreSQL server")
+            f"{source.describe()}; point the analytics-postgres block at the PostgreSQL server"
+        )
 
 
 def check_targets(source: Any, replica: Any, analytics: Any | None = None) -> None:

@@ -7,6 +7,7 @@ column in ``conversions``), deleted rows, verification result.
 
 The ``status`` command and the nightly artifact read from here.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,10 +77,10 @@ class TableOutcome:
     """What happened to one table in one run (replication and load)."""
 
     table: str
-    status: str = "ok"                 # ok | unchanged | failed | skipped
+    status: str = "ok"  # ok | unchanged | failed | skipped
     mode: TableMode | None = None
-    rows: int = 0                      # rows read from the replica and written (COPY)
-    rows_changed: int = 0              # rows inserted or updated in raw (incremental merges)
+    rows: int = 0  # rows read from the replica and written (COPY)
+    rows_changed: int = 0  # rows inserted or updated in raw (incremental merges)
     bytes: int = 0
     seconds: float = 0.0
     replication_rows: int | None = None
@@ -87,13 +88,13 @@ class TableOutcome:
     zero_dates: int = 0
     nul_bytes: int = 0
     conversions: dict[str, dict[str, int]] = field(default_factory=dict)
-    deleted_rows: int = 0              # reconciliation: rows removed from raw (deleted at the source)
-    missing_rows: int = 0              # reconciliation: rows copied into raw because they were missing
-    changed_rows: int = 0              # reconciliation: rows re-copied into raw after a checksum mismatch
-    ranges_recopied: int = 0           # reconciliation: key ranges re-read into raw
-    swept: str | None = None           # what tonight's reconciliation compared, per leg
+    deleted_rows: int = 0  # reconciliation: rows removed from raw (deleted at the source)
+    missing_rows: int = 0  # reconciliation: rows copied into raw because they were missing
+    changed_rows: int = 0  # reconciliation: rows re-copied into raw after a checksum mismatch
+    ranges_recopied: int = 0  # reconciliation: key ranges re-read into raw
+    swept: str | None = None  # what tonight's reconciliation compared, per leg
     reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)  # both legs' figures
-    verification: str | None = None    # ok | stale | differs | skipped, plus summary in error when not ok
+    verification: str | None = None  # ok | stale | differs | skipped, plus summary in error when not ok
     error: str | None = None
 
     def record_reconciliation(self, leg: str, stats: Any) -> None:
@@ -102,8 +103,10 @@ class TableOutcome:
         if leg == "raw":
             self.deleted_rows, self.missing_rows = stats.rows_deleted, stats.rows_missing
             self.changed_rows, self.ranges_recopied = stats.rows_changed, stats.ranges_recopied
-        self.swept = "; ".join(f"{name} {leg_stats['swept']} ({leg_stats['ranges_hashed']}/{leg_stats['ranges']} "
-                               f"ranges checksummed)" for name, leg_stats in sorted(self.reconciliation.items()))
+        self.swept = "; ".join(
+            f"{name} {leg_stats['swept']} ({leg_stats['ranges_hashed']}/{leg_stats['ranges']} ranges checksummed)"
+            for name, leg_stats in sorted(self.reconciliation.items())
+        )
 
     @property
     def failed(self) -> bool:
@@ -130,13 +133,22 @@ def ensure_metrics_tables(pg_conn: PgConnection, schema: str = METRICS_SCHEMA) -
     pg_conn.commit()
 
 
-def start_run(pg_conn: PgConnection, run_id: str, flow_name: str, *, flow_run_id: str | None = None,
-              parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
+def start_run(
+    pg_conn: PgConnection,
+    run_id: str,
+    flow_name: str,
+    *,
+    flow_run_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    schema: str = METRICS_SCHEMA,
+) -> None:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {q}.etl_runs (run_id, flow_name, flow_run_id, parameters) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (run_id) DO NOTHING",
-                    (run_id, flow_name, flow_run_id, json.dumps(parameters or {}, default=str)))
+        cur.execute(
+            f"INSERT INTO {q}.etl_runs (run_id, flow_name, flow_run_id, parameters) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (run_id) DO NOTHING",
+            (run_id, flow_name, flow_run_id, json.dumps(parameters or {}, default=str)),
+        )
     pg_conn.commit()
 
 
@@ -145,17 +157,40 @@ def record_table(pg_conn: PgConnection, run_id: str, outcome: TableOutcome, sche
     record_tables(pg_conn, run_id, [outcome], schema)
 
 
-def record_tables(pg_conn: PgConnection, run_id: str, outcomes: Sequence[TableOutcome],
-                  schema: str = METRICS_SCHEMA) -> None:
+def record_tables(
+    pg_conn: PgConnection, run_id: str, outcomes: Sequence[TableOutcome], schema: str = METRICS_SCHEMA
+) -> None:
     """Insert (or replace) the metrics rows of many tables in one statement per 500 rows, one commit."""
     from psycopg2.extras import execute_values
 
     q = quote_ident(schema, "postgres")
     latest = {o.table: o for o in outcomes}  # one statement may not update a row twice: the last one wins, as before
-    rows = [(run_id, o.table, o.status, o.mode, o.rows, o.rows_changed, o.bytes, o.seconds, o.replication_rows,
-             o.replication_seconds, o.zero_dates, o.nul_bytes, json.dumps(o.conversions) if o.conversions else None,
-             o.deleted_rows, o.verification, o.error, o.missing_rows, o.changed_rows, o.ranges_recopied, o.swept,
-             json.dumps(o.reconciliation) if o.reconciliation else None) for o in latest.values()]
+    rows = [
+        (
+            run_id,
+            o.table,
+            o.status,
+            o.mode,
+            o.rows,
+            o.rows_changed,
+            o.bytes,
+            o.seconds,
+            o.replication_rows,
+            o.replication_seconds,
+            o.zero_dates,
+            o.nul_bytes,
+            json.dumps(o.conversions) if o.conversions else None,
+            o.deleted_rows,
+            o.verification,
+            o.error,
+            o.missing_rows,
+            o.changed_rows,
+            o.ranges_recopied,
+            o.swept,
+            json.dumps(o.reconciliation) if o.reconciliation else None,
+        )
+        for o in latest.values()
+    ]
     with pg_conn.cursor() as cur:
         execute_values(
             cur,
@@ -173,8 +208,10 @@ def record_tables(pg_conn: PgConnection, run_id: str, outcomes: Sequence[TableOu
             "missing_rows = EXCLUDED.missing_rows, changed_rows = EXCLUDED.changed_rows, "
             "ranges_recopied = EXCLUDED.ranges_recopied, swept = EXCLUDED.swept, "
             "reconciliation = EXCLUDED.reconciliation, recorded_at = now()",
-            rows, template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            page_size=500)
+            rows,
+            template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            page_size=500,
+        )
     pg_conn.commit()
 
 
@@ -188,10 +225,12 @@ def night_verdict(flow_name: str, outcomes: Sequence[TableOutcome], partitions_f
     out, a child run was lost (``partitions_failed``, the parent's line naming them): such a night fails even
     when every table committed, so that a rerun with its key retries those partitions."""
     failed = sum(1 for o in outcomes if o.failed)
-    summary = (f"{flow_name}: {len(outcomes) - failed} of {len(outcomes)} tables ok, {failed} failed; "
-               f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
-               f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
-               + (f"; {partitions_failed}" if partitions_failed else ""))
+    summary = (
+        f"{flow_name}: {len(outcomes) - failed} of {len(outcomes)} tables ok, {failed} failed; "
+        f"{sum(o.rows for o in outcomes)} rows loaded, {sum(o.zero_dates for o in outcomes)} zero dates → NULL, "
+        f"{sum(o.nul_bytes for o in outcomes)} NUL bytes removed"
+        + (f"; {partitions_failed}" if partitions_failed else "")
+    )
     tables = tables_failed_message(outcomes)
     if tables is not None:
         failure: str | None = tables + (f" ({partitions_failed})" if partitions_failed else "")
@@ -202,16 +241,25 @@ def night_verdict(flow_name: str, outcomes: Sequence[TableOutcome], partitions_f
     return Verdict(summary, failure)
 
 
-def finish_run(pg_conn: PgConnection, run_id: str, outcomes: list[TableOutcome], *, message: str | None = None,
-               schema: str = METRICS_SCHEMA, other_failure: bool = False) -> str:
+def finish_run(
+    pg_conn: PgConnection,
+    run_id: str,
+    outcomes: list[TableOutcome],
+    *,
+    message: str | None = None,
+    schema: str = METRICS_SCHEMA,
+    other_failure: bool = False,
+) -> str:
     """Close the run row; return its status ('failed' when any table failed, or ``other_failure``: a lost child run)."""
     failed = sum(1 for o in outcomes if o.failed)
     status = "failed" if failed or other_failure else "ok"
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
-        cur.execute(f"UPDATE {q}.etl_runs SET finished_at = now(), status = %s, tables_total = %s, "
-                    "tables_failed = %s, rows_loaded = %s, message = %s WHERE run_id = %s",
-                    (status, len(outcomes), failed, sum(o.rows for o in outcomes), message, run_id))
+        cur.execute(
+            f"UPDATE {q}.etl_runs SET finished_at = now(), status = %s, tables_total = %s, "
+            "tables_failed = %s, rows_loaded = %s, message = %s WHERE run_id = %s",
+            (status, len(outcomes), failed, sum(o.rows for o in outcomes), message, run_id),
+        )
     pg_conn.commit()
     return status
 
@@ -242,7 +290,9 @@ def last_runs(pg_conn: PgConnection, limit: int = 10, schema: str = METRICS_SCHE
             f"SELECT r.run_id, r.flow_name, r.started_at, r.finished_at, r.status, r.tables_total, r.tables_failed, "
             f"r.rows_loaded, r.message, COALESCE((SELECT array_agg(m.table_name ORDER BY m.table_name) FROM "
             f"{q}.etl_table_metrics m WHERE m.run_id = r.run_id AND m.status = 'failed'), '{{}}') "
-            f"FROM {q}.etl_runs r ORDER BY r.started_at DESC LIMIT %s", (limit,))
+            f"FROM {q}.etl_runs r ORDER BY r.started_at DESC LIMIT %s",
+            (limit,),
+        )
         rows = cur.fetchall()
     pg_conn.rollback()
     return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9])) for r in rows]
@@ -251,19 +301,29 @@ def last_runs(pg_conn: PgConnection, limit: int = 10, schema: str = METRICS_SCHE
 def table_metrics(pg_conn: PgConnection, run_id: str, schema: str = METRICS_SCHEMA) -> list[dict[str, Any]]:
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
-        cur.execute(f"SELECT table_name, status, mode, rows, rows_changed, bytes, seconds, zero_dates, nul_bytes, "
-                    f"deleted_rows, missing_rows, changed_rows, ranges_recopied, swept, verification, error "
-                    f"FROM {q}.etl_table_metrics WHERE run_id = %s "
-                    "ORDER BY table_name", (run_id,))
+        cur.execute(
+            f"SELECT table_name, status, mode, rows, rows_changed, bytes, seconds, zero_dates, nul_bytes, "
+            f"deleted_rows, missing_rows, changed_rows, ranges_recopied, swept, verification, error "
+            f"FROM {q}.etl_table_metrics WHERE run_id = %s "
+            "ORDER BY table_name",
+            (run_id,),
+        )
         names = column_names(cur)
         rows = [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
     pg_conn.rollback()
     return rows
 
 
-def record_failed_start(pg_conn: PgConnection, run_id: str, flow_name: str, message: str, *,
-                        flow_run_id: str | None = None,
-                        parameters: dict[str, Any] | None = None, schema: str = METRICS_SCHEMA) -> None:
+def record_failed_start(
+    pg_conn: PgConnection,
+    run_id: str,
+    flow_name: str,
+    message: str,
+    *,
+    flow_run_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    schema: str = METRICS_SCHEMA,
+) -> None:
     """Mark a run that failed before its tables ran (config, block, connection, refused targets) as failed.
 
     Creates the run row if it is not there yet, so `clinicflow status` shows the message and exits 1.
@@ -272,6 +332,9 @@ def record_failed_start(pg_conn: PgConnection, run_id: str, flow_name: str, mess
     start_run(pg_conn, run_id, flow_name, flow_run_id=flow_run_id, parameters=parameters, schema=schema)
     q = quote_ident(schema, "postgres")
     with pg_conn.cursor() as cur:
-        cur.execute(f"UPDATE {q}.etl_runs SET finished_at = now(), status = 'failed', message = %s "
-                    "WHERE run_id = %s AND finished_at IS NULL", (message, run_id))
+        cur.execute(
+            f"UPDATE {q}.etl_runs SET finished_at = now(), status = 'failed', message = %s "
+            "WHERE run_id = %s AND finished_at IS NULL",
+            (message, run_id),
+        )
     pg_conn.commit()

@@ -15,6 +15,7 @@ replica → raw in :mod:`clinicflow.opendental.warehouse.verify`), in the spirit
 Both aggregates run at the same time, so the wait is the slower side. Memory
 is bounded by the number of ranges (at most :data:`MAX_BUCKETS`), never by rows.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,8 +46,9 @@ RESYNC_RANGES_PER_QUERY = 200
 
 
 # PostgreSQL session settings under which its canonical row text equals MySQL's (dates, intervals, doubles).
-PG_CANONICAL_SESSION = ("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
-                        "SET LOCAL extra_float_digits = 1")
+PG_CANONICAL_SESSION = (
+    "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1"
+)
 
 
 # A table whose tables.yml sets no reconcile_slices (0: sized here) is checksummed in full every night up to
@@ -125,8 +127,11 @@ class Side:
             if self.dialect == "postgres":
                 cur.execute("SELECT pg_total_relation_size(%s::regclass)", (self.table_sql,))
             else:
-                cur.execute("SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                            "AND CONCAT('`', TABLE_NAME, '`') = %s", (self.table_sql,))
+                cur.execute(
+                    "SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND CONCAT('`', TABLE_NAME, '`') = %s",
+                    (self.table_sql,),
+                )
             row = cur.fetchone()
         _end(self)
         return int(row[0] or 0) if row else 0
@@ -214,8 +219,9 @@ def plan_ranges(side: Side, *, bucket_rows: int = BUCKET_ROWS, max_buckets: int 
         # rows like sampled ones, cost no sampling pass, and index rows by arithmetic (bucket_sql).
         boundaries = list(range(int(low) + step, int(high) + 1, step))
     else:
-        boundaries = sample_boundaries(side.conn, side.table_sql, side.key_column, step, side.dialect,
-                                       max_ranges=max_buckets + 1)
+        boundaries = sample_boundaries(
+            side.conn, side.table_sql, side.key_column, step, side.dialect, max_ranges=max_buckets + 1
+        )
         _end(side)
     return ranges_from_boundaries(boundaries)
 
@@ -245,12 +251,15 @@ def restricted_from(side: Side, only: Sequence[KeyRange] | None, alias: str = "t
     highs = [ceiling if r.upper is None else r.upper - 1 for r in only]
     array = "numeric[]" if numeric else "bigint[]"
     key = f"{alias}.{quote_ident(side.key_column, 'postgres')}"
-    return (f"{table} JOIN unnest(%s::{array}, %s::{array}) AS cf_r(cf_lo, cf_hi) "
-            f"ON {key} >= cf_r.cf_lo AND {key} <= cf_r.cf_hi"), [lows, highs]
+    return (
+        f"{table} JOIN unnest(%s::{array}, %s::{array}) AS cf_r(cf_lo, cf_hi) "
+        f"ON {key} >= cf_r.cf_lo AND {key} <= cf_r.cf_hi"
+    ), [lows, highs]
 
 
-def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
-              only: Sequence[KeyRange] | None = None) -> dict[int, RangeStats]:
+def aggregate(
+    side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *, only: Sequence[KeyRange] | None = None
+) -> dict[int, RangeStats]:
     """Per range index: rows, key-hash sum and (for tonight's slice) row-hash sum, in one pass.
 
     ``only``: those ranges.
@@ -260,7 +269,7 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
         # a few hundred ranges a query keep it on the key's index.
         out: dict[int, RangeStats] = {}
         for start in range(0, len(only), RESYNC_RANGES_PER_QUERY):
-            out.update(aggregate(side, ranges, sweep, only=only[start:start + RESYNC_RANGES_PER_QUERY]))
+            out.update(aggregate(side, ranges, sweep, only=only[start : start + RESYNC_RANGES_PER_QUERY]))
         return out
     key_sum = f"SUM({side.key_hash})" if sweep.keys else "0"
     first, end = sweep.hashed_ranges(ranges)
@@ -279,13 +288,15 @@ def aggregate(side: Side, ranges: Sequence[KeyRange], sweep: Sweep, *,
     else:
         # The slice is one key interval: two comparisons per row decide whether it is hashed.
         interval_sql = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(
-            side.key_column or "", side.dialect)
+            side.key_column or "", side.dialect
+        )
         row_sum = f"SUM(CASE WHEN {interval_sql} THEN {side.row_hash} ELSE 0 END)"
     return _aggregate_query(side, ranges, key_sum, row_sum, only)
 
 
-def _aggregate_query(side: Side, ranges: Sequence[KeyRange], key_sum: str, row_sum: str,
-                     only: Sequence[KeyRange] | None) -> dict[int, RangeStats]:
+def _aggregate_query(
+    side: Side, ranges: Sequence[KeyRange], key_sum: str, row_sum: str, only: Sequence[KeyRange] | None
+) -> dict[int, RangeStats]:
     boundaries = [r.lower for r in ranges[1:]]
     index = side.range_index_sql(boundaries)  # type: ignore[arg-type]
     stats: dict[int, RangeStats] = {}
@@ -306,8 +317,15 @@ def _aggregate_query(side: Side, ranges: Sequence[KeyRange], key_sum: str, row_s
     return stats
 
 
-def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRange] | None = None,
-            only: Sequence[KeyRange] | None = None, bucket_rows: int = BUCKET_ROWS) -> Comparison:
+def compare(
+    source: Side,
+    target: Side,
+    sweep: Sweep,
+    *,
+    ranges: Sequence[KeyRange] | None = None,
+    only: Sequence[KeyRange] | None = None,
+    bucket_rows: int = BUCKET_ROWS,
+) -> Comparison:
     """Aggregate both sides at the same time and list the ranges whose rows differ.
 
     ``only`` (a subset of ``ranges``) restricts both aggregates to those ranges,
@@ -332,8 +350,9 @@ def compare(source: Side, target: Side, sweep: Sweep, *, ranges: Sequence[KeyRan
     return result
 
 
-def group_ranges(ranges: Sequence[KeyRange], rows: dict[int, RangeStats], max_rows: int,
-                 max_ranges: int = RESYNC_RANGES_PER_QUERY) -> list[list[KeyRange]]:
+def group_ranges(
+    ranges: Sequence[KeyRange], rows: dict[int, RangeStats], max_rows: int, max_ranges: int = RESYNC_RANGES_PER_QUERY
+) -> list[list[KeyRange]]:
     """Consecutive groups of ``ranges`` holding at most ``max_rows`` source rows and ``max_ranges`` ranges each."""
     groups: list[list[KeyRange]] = []
     current: list[KeyRange] = []
@@ -350,8 +369,9 @@ def group_ranges(ranges: Sequence[KeyRange], rows: dict[int, RangeStats], max_ro
     return groups
 
 
-def ranges_predicate(ranges: Sequence[KeyRange], column: str | None, dialect: Dialect,
-                     qualifier: str = "") -> tuple[str, list[Any]]:
+def ranges_predicate(
+    ranges: Sequence[KeyRange], column: str | None, dialect: Dialect, qualifier: str = ""
+) -> tuple[str, list[Any]]:
     """``(k >= a AND k < b) OR ...`` for ``ranges`` of ``column`` (``1=1`` without a range column)."""
     if column is None:
         return "1=1", []

@@ -10,6 +10,7 @@ in :data:`~clinicflow.opendental.tables.typemap.STREAMED_TYPES`.
 A row of such a query is ``(line of the other columns, streamed values..., key values...)``
 (no line when every column is streamed); :class:`RowLayout` turns it into output pieces.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -47,7 +48,7 @@ def _slices(value: bytes) -> Iterator[bytes]:
         return
     view = memoryview(value)
     for start in range(0, len(value), SLICE_BYTES):
-        yield bytes(view[start:start + SLICE_BYTES])
+        yield bytes(view[start : start + SLICE_BYTES])
 
 
 def load_data_escape(data: bytes) -> bytes:
@@ -85,13 +86,14 @@ class RowLayout:
         return int(self.has_line) + len(self.streamed)
 
     def key_values(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(row[self.first_key:])
+        return tuple(row[self.first_key :])
 
     def describe_key(self, row: Sequence[Any] | None) -> str:
         if row is None or not self.keys:
             return "the first row"
-        values = [v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
-                  for v in self.key_values(row)]
+        values = [
+            v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v) for v in self.key_values(row)
+        ]
         return ", ".join(f"{k}={v}" for k, v in zip(self.keys, values, strict=False))
 
     def pieces(self, row: Sequence[Any]) -> Iterator[bytes]:
@@ -148,7 +150,8 @@ def carry_error(layout: RowLayout, last_row: Sequence[Any] | None, exc: BaseExce
     return StreamedValueError(
         f"table {layout.table!r}: a value of column(s) {columns} could not be read at {after} "
         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); raise the server's "
-        "max_allowed_packet above the largest value")
+        "max_allowed_packet above the largest value"
+    )
 
 
 def keys_first_predicate(table_sql: str, key_sql: str, predicate: str, order_limit: str = "") -> str:
@@ -158,5 +161,7 @@ def keys_first_predicate(table_sql: str, key_sql: str, predicate: str, order_lim
     columns of the select list for each row it examines); the keys are found first, from the
     narrow columns, and only the matching rows are read whole, by primary key.
     """
-    return (f"({key_sql}) IN (SELECT {key_sql} FROM (SELECT {key_sql} FROM {table_sql} WHERE {predicate}"
-            f"{order_limit}) AS cf_keys)")
+    return (
+        f"({key_sql}) IN (SELECT {key_sql} FROM (SELECT {key_sql} FROM {table_sql} WHERE {predicate}"
+        f"{order_limit}) AS cf_keys)"
+    )

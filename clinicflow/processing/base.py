@@ -1,4 +1,5 @@
 """Shared types of the processors: the data source, the errors, the parameter-model base."""
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ stdin and answers with one bounded JSON document that this side checks. A
 script file must not be writable by anyone but its owner (the service's user
 or root), so a script run under another uid cannot plant or change one.
 """
+
 from __future__ import annotations
 
 import ast
@@ -62,8 +63,10 @@ def resolve_script(name: str, scripts_dir: Path) -> Path:
     for checked in (folder, path):
         info = checked.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):
-            raise ValueError(f"script {name!r} refused: {'the folder' if checked == folder else 'the file'} is "
-                             "writable by others or not owned by the service's user")
+            raise ValueError(
+                f"script {name!r} refused: {'the folder' if checked == folder else 'the file'} is "
+                "writable by others or not owned by the service's user"
+            )
     return path
 
 
@@ -77,8 +80,11 @@ def check_signature_source(path: Path, text: str | None = None) -> None:
         if isinstance(node, ast.FunctionDef) and node.name == "process":
             positional = node.args.posonlyargs + node.args.args
             required_kw = [a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=False) if d is None]
-            if len(positional) - len(node.args.defaults) > 2 or (len(positional) < 2 and node.args.vararg is None) \
-                    or required_kw:
+            if (
+                len(positional) - len(node.args.defaults) > 2
+                or (len(positional) < 2 and node.args.vararg is None)
+                or required_kw
+            ):
                 raise ValueError(f"script {path.stem!r}: process must take (df, params)")
             return
     raise ValueError(f"script {path.stem!r} defines no top-level function process(df, params)")
@@ -97,8 +103,13 @@ class CustomParams(ParamsModel):
         return name
 
 
-def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
-               scripts_dir: Path | None = None, still_wanted: Callable[[], None] | None = None) -> dict[str, Any]:
+def run_custom(
+    source: DataSource,
+    params: CustomParams,
+    progress: ProgressFn,
+    scripts_dir: Path | None = None,
+    still_wanted: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Run the script in the sandbox with the time limit; its dict result, or ProcessingError with the reason.
 
     ``still_wanted`` is called while a local sandbox runs; what it raises (the row was deleted) stops the script."""
@@ -109,8 +120,16 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
     except ValueError as exc:
         raise ProcessingError(f"parameters.script: {exc}") from None
     limits = sandbox.Limits.from_env()
-    request = json.dumps({"script": params.script, "source": text, "format": source.format, "name": source.name,
-                          "params": params.params, "timeout_seconds": params.timeout_seconds}).encode("utf-8")
+    request = json.dumps(
+        {
+            "script": params.script,
+            "source": text,
+            "format": source.format,
+            "name": source.name,
+            "params": params.params,
+            "timeout_seconds": params.timeout_seconds,
+        }
+    ).encode("utf-8")
     if url := script_runner_url():
         from clinicflow.processing.script_server import run_remote
 
@@ -119,14 +138,17 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
         mode = sandbox.active_mode()
         if mode == "unavailable":
             raise ProcessingError(f"script {params.script!r} not run: no sandbox: {sandbox.describe_mode(mode)}")
-        outcome = sandbox.run_request(mode, RUNNER, request, source.path, limits=limits,
-                                      timeout=params.timeout_seconds, poll=still_wanted)
+        outcome = sandbox.run_request(
+            mode, RUNNER, request, source.path, limits=limits, timeout=params.timeout_seconds, poll=still_wanted
+        )
     label = f"script {params.script!r}"
     if outcome.timed_out:
         raise ProcessingError(f"{label} exceeded its time limit of {params.timeout_seconds:g} s and was stopped")
     if outcome.stdout_over_limit:
-        raise ProcessingError(f"{label}: result larger than the limit of {limits.result_bytes} bytes "
-                              "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
+        raise ProcessingError(
+            f"{label}: result larger than the limit of {limits.result_bytes} bytes "
+            "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)"
+        )
     try:
         document = json.loads(outcome.stdout) if outcome.stdout else None
     except ValueError:
@@ -137,16 +159,20 @@ def run_custom(source: DataSource, params: CustomParams, progress: ProgressFn,
         progress(1.0)
         return {"processing_type": "custom", "script": params.script, "result": document["result"]}
     what = "output that is not one JSON result" if outcome.stdout else "no result"
-    raise ProcessingError(f"{label} ended {_exit_reason(outcome.returncode, limits)} and {what}"
-                          f"{_stderr_line(outcome.stderr_tail)}")
+    raise ProcessingError(
+        f"{label} ended {_exit_reason(outcome.returncode, limits)} and {what}{_stderr_line(outcome.stderr_tail)}"
+    )
 
 
 def _exit_reason(returncode: int, limits: sandbox.Limits) -> str:
     if returncode >= 0:
         return f"with exit code {returncode}"
     name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-    hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": f" (file size limit of {limits.file_bytes} bytes)",
-            "SIGKILL": f" (memory limit of {limits.memory_bytes} bytes or killed)"}.get(name, "")
+    hint = {
+        "SIGXCPU": " (CPU time limit)",
+        "SIGXFSZ": f" (file size limit of {limits.file_bytes} bytes)",
+        "SIGKILL": f" (memory limit of {limits.memory_bytes} bytes or killed)",
+    }.get(name, "")
     return f"by signal {name}{hint}"
 
 

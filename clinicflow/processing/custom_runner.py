@@ -8,6 +8,7 @@ Its only output is one JSON document on the original stdout: ``{"result": ...}``
 ``{"error": "..."}``; a script's own prints go to stderr. The error names the exception type and
 message (one line), never the data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ def _emit(fd: int, document: dict[str, Any]) -> None:
     data = json.dumps(document, allow_nan=False).encode("utf-8")
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _drop_to(uid: int) -> None:

@@ -2,6 +2,7 @@
 
 Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,14 @@ def file_sha256(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def iter_chunks(path: Path, fmt: str, *, columns: list[str] | None = None,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None) -> Iterator[pd.DataFrame]:
+def iter_chunks(
+    path: Path,
+    fmt: str,
+    *,
+    columns: list[str] | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    name: str | None = None,
+) -> Iterator[pd.DataFrame]:
     """The file's rows as DataFrames of at most ``chunk_rows`` rows (only ``columns`` when given)."""
     label = name or path.name
     try:
@@ -132,12 +139,15 @@ def preview(path: Path, fmt: str, name: str, rows: int = 20, chunk_rows: int = D
     for chunk in iter_chunks(path, fmt, chunk_rows=chunk_rows, name=name):
         if not head:
             first = chunk.head(rows)
-            head = [{str(k): v for k, v in record.items()}
-                    for record in first.astype(object).where(first.notna(), None).to_dict("records")]
+            head = [
+                {str(k): v for k, v in record.items()}
+                for record in first.astype(object).where(first.notna(), None).to_dict("records")
+            ]
         for column in chunk.columns:
             series = chunk[column]
-            entry = stats.setdefault(str(column), {"dtype": str(series.dtype), "count": 0, "nulls": 0, "min": None,
-                                                   "max": None, "sum": 0.0})
+            entry = stats.setdefault(
+                str(column), {"dtype": str(series.dtype), "count": 0, "nulls": 0, "min": None, "max": None, "sum": 0.0}
+            )
             entry["nulls"] += int(series.isna().sum())
             entry["count"] += int(series.notna().sum())
             numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
@@ -158,7 +168,20 @@ def preview(path: Path, fmt: str, name: str, rows: int = 20, chunk_rows: int = D
     columns = []
     for column, entry in stats.items():
         mean = entry["sum"] / entry["count"] if entry["sum"] is not None and entry["count"] else None
-        columns.append({"name": column, "dtype": entry["dtype"], "count": entry["count"], "nulls": entry["nulls"],
-                        "min": finite(entry["min"]), "max": finite(entry["max"]), "mean": finite(mean)})
-    return {"name": name, "rows": total, "columns": columns,
-            "head": [{k: finite(v) for k, v in record.items()} for record in head]}
+        columns.append(
+            {
+                "name": column,
+                "dtype": entry["dtype"],
+                "count": entry["count"],
+                "nulls": entry["nulls"],
+                "min": finite(entry["min"]),
+                "max": finite(entry["max"]),
+                "mean": finite(mean),
+            }
+        )
+    return {
+        "name": name,
+        "rows": total,
+        "columns": columns,
+        "head": [{k: finite(v) for k, v in record.items()} for record in head],
+    }

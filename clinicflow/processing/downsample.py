@@ -12,6 +12,7 @@ and cached as ``.npy`` files, one per column, so that
 
 The cache is bounded (least recently used folders are removed past ``max_bytes``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,10 @@ def as_axis(series: pd.Series, label: str) -> tuple[np.ndarray, str]:
         stamps = parse_datetimes(series)
         if (stamps.isna() & series.notna()).any():
             bad = int(np.argmax((stamps.isna() & series.notna()).to_numpy()))
-            raise ProcessingError(f"x axis: column {label!r} is neither numeric nor ISO-8601 date/time "
-                                  f"(first bad value at chunk row {bad})")
+            raise ProcessingError(
+                f"x axis: column {label!r} is neither numeric nor ISO-8601 date/time "
+                f"(first bad value at chunk row {bad})"
+            )
     seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float) / 1e9
     seconds[stamps.isna().to_numpy()] = np.nan
     return seconds, "time"
@@ -156,15 +159,18 @@ class SeriesCache:
             rows = int(data_file["row_count"])
             local = folder / "data"
             self.download(data_file["object_name"], local)
-            outputs = {c: np.lib.format.open_memmap(folder / f"{i}.npy", mode="w+", dtype=np.float64, shape=(rows,))
-                       for i, c in enumerate(wanted)}
+            outputs = {
+                c: np.lib.format.open_memmap(folder / f"{i}.npy", mode="w+", dtype=np.float64, shape=(rows,))
+                for i, c in enumerate(wanted)
+            }
             kinds: dict[str, str] = {}
             at = 0
-            for chunk in iter_chunks(local, data_file["format"], columns=wanted, chunk_rows=DEFAULT_CHUNK_ROWS,
-                                     name=data_file["name"]):
+            for chunk in iter_chunks(
+                local, data_file["format"], columns=wanted, chunk_rows=DEFAULT_CHUNK_ROWS, name=data_file["name"]
+            ):
                 for column in wanted:
                     values, kinds[column] = as_axis(chunk[column], column)
-                    outputs[column][at:at + len(values)] = values
+                    outputs[column][at : at + len(values)] = values
                 at += len(chunk)
             for output in outputs.values():
                 output.flush()
@@ -181,8 +187,12 @@ class SeriesCache:
         from clinicflow.processing.processors import RollingMeanParams, StreamingRollingMean
 
         params = RollingMeanParams.model_validate(row["parameters"])
-        key = "mean-" + hashlib.sha256(json.dumps(
-            [data_file["sha256"], column, params.window, params.min_periods, params.center]).encode()).hexdigest()[:32]
+        key = (
+            "mean-"
+            + hashlib.sha256(
+                json.dumps([data_file["sha256"], column, params.window, params.min_periods, params.center]).encode()
+            ).hexdigest()[:32]
+        )
         values = self.columns(data_file, [column])[0][column]
 
         def build(folder: Path) -> None:
@@ -190,29 +200,34 @@ class SeriesCache:
             state = StreamingRollingMean(params.window, params.min_periods, params.center)
             at = 0
             for start in range(0, len(values), DEFAULT_CHUNK_ROWS):
-                piece = state.feed(np.asarray(values[start:start + DEFAULT_CHUNK_ROWS]))
-                out[at:at + len(piece)] = piece
+                piece = state.feed(np.asarray(values[start : start + DEFAULT_CHUNK_ROWS]))
+                out[at : at + len(piece)] = piece
                 at += len(piece)
             tail = state.finish()
-            out[at:at + len(tail)] = tail
+            out[at : at + len(tail)] = tail
             out.flush()
 
         mean: np.ndarray = np.load(self._folder(key, build) / "mean.npy", mmap_mode="r")
         return mean
 
-    def arrays(self, row: dict[str, Any], data_file: dict[str, Any], spec: SeriesSpec
-               ) -> tuple[np.ndarray | None, str, dict[str, np.ndarray]]:
+    def arrays(
+        self, row: dict[str, Any], data_file: dict[str, Any], spec: SeriesSpec
+    ) -> tuple[np.ndarray | None, str, dict[str, np.ndarray]]:
         """(x values or None for the row index, x kind, label -> full-resolution values)."""
         inputs = sorted({column for column, _ in spec.series.values()} | ({spec.x} if spec.x else set()))
         cached, kinds = self.columns(data_file, inputs)
-        out = {label: (cached[column] if derived == "values" else self.rolling_mean(data_file, row, column))
-               for label, (column, derived) in spec.series.items()}
+        out = {
+            label: (cached[column] if derived == "values" else self.rolling_mean(data_file, row, column))
+            for label, (column, derived) in spec.series.items()
+        }
         if spec.x is None:
             return None, "index", out
         x = cached[spec.x]
         if len(x) > 1 and not bool(np.all(np.diff(x) >= 0)):
-            raise ProcessingError(f"x: column {spec.x!r} is not in ascending order (or has gaps); "
-                                  "choose another x column or the row index")
+            raise ProcessingError(
+                f"x: column {spec.x!r} is not in ascending order (or has gaps); "
+                "choose another x column or the row index"
+            )
         return x, kinds[spec.x], out
 
 
@@ -232,8 +247,9 @@ def visible_range(x: np.ndarray | None, rows: int, x_min: float | None, x_max: f
     return lo, max(lo, hi)
 
 
-def downsample_window(x: np.ndarray | None, series: dict[str, np.ndarray], peaks: np.ndarray, lo: int, hi: int,
-                      points: int) -> dict[str, Any]:
+def downsample_window(
+    x: np.ndarray | None, series: dict[str, np.ndarray], peaks: np.ndarray, lo: int, hi: int, points: int
+) -> dict[str, Any]:
     """The rows [lo, hi) of every series at about ``points`` rows each (MinMaxLTTB), peaks' rows always kept."""
     from tsdownsample import NaNMinMaxLTTBDownsampler
 
@@ -248,14 +264,19 @@ def downsample_window(x: np.ndarray | None, series: dict[str, np.ndarray], peaks
         for values in series.values():
             ys = np.ascontiguousarray(values[lo:hi])
             downsampler = NaNMinMaxLTTBDownsampler()  # type: ignore[no-untyped-call]
-            picked = downsampler.downsample(ys, n_out=points) if xs is None \
-                else downsampler.downsample(xs, ys, n_out=points)
+            picked = (
+                downsampler.downsample(ys, n_out=points) if xs is None else downsampler.downsample(xs, ys, n_out=points)
+            )
             chosen.append(np.asarray(picked, dtype=np.int64) + lo)
         rows = np.unique(np.concatenate(chosen))
         method = "MinMaxLTTB"
     xs_out = rows.astype(float) if x is None else np.asarray(x[rows])
     return {
-        "start": lo, "end": hi, "rows_in_view": hi - lo, "points": len(rows), "method": method,
+        "start": lo,
+        "end": hi,
+        "rows_in_view": hi - lo,
+        "points": len(rows),
+        "method": method,
         "xs": _json(xs_out),
         "series": [{"name": name, "values": _json(values[rows])} for name, values in series.items()],
         "peaks_in_view": len(in_view),
@@ -263,8 +284,9 @@ def downsample_window(x: np.ndarray | None, series: dict[str, np.ndarray], peaks
     }
 
 
-def full_csv_chunks(row: dict[str, Any], series: dict[str, np.ndarray], rows_per_chunk: int = 200_000
-                    ) -> Iterator[str | bytes]:
+def full_csv_chunks(
+    row: dict[str, Any], series: dict[str, np.ndarray], rows_per_chunk: int = 200_000
+) -> Iterator[str | bytes]:
     """Every row of a rolling-mean result as CSV: row, then each column and its rolling mean (empty: no value)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -273,8 +295,9 @@ def full_csv_chunks(row: dict[str, Any], series: dict[str, np.ndarray], rows_per
     columns = list(data["series"])
     labels = [(c, f"{c} rolling mean ({data['window']})") for c in columns]
     header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow(neutralise(h) for h in ["row"] + [f"{c}{suffix}" for c in columns
-                                                                   for suffix in ("", "_rolling_mean")])
+    csv.writer(header, lineterminator="\n").writerow(
+        neutralise(h) for h in ["row"] + [f"{c}{suffix}" for c in columns for suffix in ("", "_rolling_mean")]
+    )
     yield header.getvalue()
     total = len(series[labels[0][0]]) if labels else 0
     options = pa_csv.WriteOptions(include_header=False)
@@ -301,8 +324,9 @@ def _json_array_chunks(values: Any, total: int, rows_per_chunk: int) -> Iterator
     yield "]"
 
 
-def full_json_chunks(row: dict[str, Any], spec: SeriesSpec, full: dict[str, np.ndarray],
-                     rows_per_chunk: int = 100_000) -> Iterator[str]:
+def full_json_chunks(
+    row: dict[str, Any], spec: SeriesSpec, full: dict[str, np.ndarray], rows_per_chunk: int = 100_000
+) -> Iterator[str]:
     """The result row as JSON with every row of its series (streamed; memory bounded by ``rows_per_chunk``).
 
     ``result_data`` keeps its own keys, but ``index`` and each series hold every row of the data file

@@ -1,4 +1,5 @@
 """A result row as a flat table, for the CSV export (one layout per processing type)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,6 +20,7 @@ def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
         def series_rows() -> Iterator[list[Any]]:
             for i, index in enumerate(data["index"]):
                 yield [index] + [data["series"][c][k][i] for c in columns for k in ("values", "rolling_mean")]
+
         return header, series_rows()
     if kind == "peak_detection" and data:
         keys = ["index", "value", "prominence", "width"]
@@ -33,8 +35,9 @@ def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
         if lists and len(lists) == len(result) and len({len(v) for v in lists.values()}) == 1:
             names = list(lists)
             return names, (list(values) for values in zip(*lists.values(), strict=False))
-        return ["key", "value"], ([k, v if isinstance(v, (int, float, str)) or v is None else json.dumps(v)]
-                                  for k, v in result.items())
+        return ["key", "value"], (
+            [k, v if isinstance(v, (int, float, str)) or v is None else json.dumps(v)] for k, v in result.items()
+        )
     return [], iter(())
 
 

@@ -4,6 +4,7 @@ The bytes live in the processing bucket (a local folder, GCS or S3 through
 :mod:`clinicflow.connectors.objectstore.stores`); the metadata row in
 ``processing.data_files``. Objects go under ``data-files/<uuid>/<name>``.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,9 +43,17 @@ def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -
     meta = describe_file(local_path, file_name)
     object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
     writer.write(object_name, local_path)
-    return store.insert_data_file(conn, name=file_name, size_bytes=meta.size_bytes, sha256=meta.sha256,
-                                  fmt=meta.format, columns=meta.columns, row_count=meta.row_count,
-                                  object_name=object_name, storage_uri=object_uri(writer, object_name))
+    return store.insert_data_file(
+        conn,
+        name=file_name,
+        size_bytes=meta.size_bytes,
+        sha256=meta.sha256,
+        fmt=meta.format,
+        columns=meta.columns,
+        row_count=meta.row_count,
+        object_name=object_name,
+        storage_uri=object_uri(writer, object_name),
+    )
 
 
 def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
@@ -52,7 +61,7 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
     prefix = bucket_uri_prefix(writer)
     if not uri.startswith(prefix) or len(uri) == len(prefix):
         raise InvalidRequest("uri", f"must name an object in the processing bucket ({prefix}...)")
-    object_name = uri[len(prefix):]
+    object_name = uri[len(prefix) :]
     try:
         if not writer.exists(object_name):
             raise InvalidRequest("uri", "no such object in the processing bucket")
@@ -65,6 +74,14 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
         meta = describe_file(local, file_name)
     finally:
         local.unlink(missing_ok=True)
-    return store.insert_data_file(conn, name=file_name, size_bytes=meta.size_bytes, sha256=meta.sha256,
-                                  fmt=meta.format, columns=meta.columns, row_count=meta.row_count,
-                                  object_name=object_name, storage_uri=uri)
+    return store.insert_data_file(
+        conn,
+        name=file_name,
+        size_bytes=meta.size_bytes,
+        sha256=meta.sha256,
+        fmt=meta.format,
+        columns=meta.columns,
+        row_count=meta.row_count,
+        object_name=object_name,
+        storage_uri=uri,
+    )

@@ -6,6 +6,7 @@ every row the process is running. A process killed with SIGKILL (or a lost
 node) stops renewing; the next reaper pass (in any task worker, and in the
 API) ends its rows CRASHED with the reason, so no row stays PROCESSING.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,14 @@ def worker_id() -> str:
 class LeaseKeeper:
     """Renews the lease of the rows this process runs, every ``lease / 5`` seconds, and reaps lost rows."""
 
-    def __init__(self, connect: Callable[[], Any], *, lease: float | None = None, worker: str | None = None,
-                 on_reaped: Callable[[store.Reaped], None] = lambda _r: None) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        lease: float | None = None,
+        worker: str | None = None,
+        on_reaped: Callable[[store.Reaped], None] = lambda _r: None,
+    ) -> None:
         self.connect = connect
         self.on_reaped = on_reaped
         self.lease = lease if lease is not None else lease_seconds()

@@ -19,6 +19,7 @@ scipy's steps, each made exact over chunks:
 
 Memory: one chunk plus the halo, plus the peak candidates (indices and values).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -56,8 +57,9 @@ class PeakOptions:
         return max(self.halo or DEFAULT_HALO, need)
 
 
-def local_maxima(chunks: Iterator[np.ndarray], height: float | None = None,
-                 on_rows: Callable[[int], None] = lambda _n: None) -> tuple[np.ndarray, np.ndarray, int]:
+def local_maxima(
+    chunks: Iterator[np.ndarray], height: float | None = None, on_rows: Callable[[int], None] = lambda _n: None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(peak indices, peak values, rows) of the whole stream, as scipy's ``_local_maxima_1d`` + height."""
     found: list[np.ndarray] = []
     values: list[np.ndarray] = []
@@ -97,14 +99,15 @@ def local_maxima(chunks: Iterator[np.ndarray], height: float | None = None,
             carry = buffer[-1:].copy()  # one run from the array's start (never a peak): its last value only
         elif not (last_run == 1 and lead == 2):
             run_start = int(to_global(np.array([last_run]))[0])
-            carry = buffer[last_run - 1:last_run + 1].copy()
+            carry = buffer[last_run - 1 : last_run + 1].copy()
     peaks = np.concatenate(found) if found else np.empty(0, dtype=np.intp)
     heights = np.concatenate(values) if values else np.empty(0)
     return peaks, heights, rows
 
 
-def find_peaks_stream(read: ChunkSource, options: PeakOptions, progress: Progress = lambda _f: None,
-                      total_rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def find_peaks_stream(
+    read: ChunkSource, options: PeakOptions, progress: Progress = lambda _f: None, total_rows: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``scipy.signal.find_peaks(whole_array, height, distance, prominence, width, wlen)`` over ``read()``.
 
     ``read`` gives a fresh iterator over the chunks on each call (a file is read once, or twice/three
@@ -142,8 +145,14 @@ def find_peaks_stream(read: ChunkSource, options: PeakOptions, progress: Progres
     return peaks[keep], {k: v[keep] for k, v in properties.items()}
 
 
-def _halo_pass(chunks: Iterator[np.ndarray], peaks: np.ndarray, heights: np.ndarray, rows: int,
-               options: PeakOptions, on_rows: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _halo_pass(
+    chunks: Iterator[np.ndarray],
+    peaks: np.ndarray,
+    heights: np.ndarray,
+    rows: int,
+    options: PeakOptions,
+    on_rows: Callable[[int], None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prominences (and widths) of ``peaks`` from windows of each chunk plus ``halo`` rows either side;
     ``unresolved`` marks peaks whose nearest higher value is beyond the window (no ``wlen``)."""
     halo = options.halo_rows()
@@ -162,19 +171,25 @@ def _halo_pass(chunks: Iterator[np.ndarray], peaks: np.ndarray, heights: np.ndar
         if stop == at:
             return
         lo = max(core_start - halo, buffer_start)
-        window = buffer[lo - buffer_start:]
+        window = buffer[lo - buffer_start :]
         local = (peaks[at:stop] - lo).astype(np.intp)
         prom, left_bases, right_bases = _peak_prominences(window, local, wlen)
         prominences[at:stop] = prom
         if options.width is not None:
             widths[at:stop] = _peak_widths(window, local, 0.5, prom, left_bases, right_bases)[0]
         if options.wlen is None:
-            higher_left = np.maximum.accumulate(window)[local - 1] > heights[at:stop] if lo > 0 \
+            higher_left = (
+                np.maximum.accumulate(window)[local - 1] > heights[at:stop]
+                if lo > 0
                 else np.ones(len(local), dtype=bool)
+            )
             reaches_end = final and lo + len(window) >= rows
-            higher_right = np.ones(len(local), dtype=bool) if reaches_end \
-                else np.maximum.accumulate(window[::-1])[::-1][np.minimum(local + 1, len(window) - 1)] \
+            higher_right = (
+                np.ones(len(local), dtype=bool)
+                if reaches_end
+                else np.maximum.accumulate(window[::-1])[::-1][np.minimum(local + 1, len(window) - 1)]
                 > heights[at:stop]
+            )
             unresolved[at:stop] = ~(higher_left | (lo == 0)) | ~higher_right
         at = stop
 
@@ -192,8 +207,9 @@ def _halo_pass(chunks: Iterator[np.ndarray], peaks: np.ndarray, heights: np.ndar
     return prominences, widths, unresolved
 
 
-def _far_bases(chunks: Iterator[np.ndarray], peaks: np.ndarray, values: np.ndarray,
-               on_rows: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray]:
+def _far_bases(
+    chunks: Iterator[np.ndarray], peaks: np.ndarray, values: np.ndarray, on_rows: Callable[[int], None]
+) -> tuple[np.ndarray, np.ndarray]:
     """For each peak: the minimum between it and the nearest value not ``<=`` its own on the left and on the
     right (or the array's end), as scipy's unbounded prominence search; one pass, grouped by peak value."""
     left_min = np.full(len(peaks), np.inf)
@@ -219,11 +235,11 @@ def _far_bases(chunks: Iterator[np.ndarray], peaks: np.ndarray, values: np.ndarr
                 q = int(peaks[i]) - offset
                 before = int(np.searchsorted(stops, q)) - 1
                 left_from = int(stops[before]) + 1 if before >= 0 else 0
-                left = float(y[left_from:q + 1].min())
+                left = float(y[left_from : q + 1].min())
                 left_min[i] = left if before >= 0 else min(open_min[v], left)
                 after = int(np.searchsorted(stops, q))
                 if after < len(stops):
-                    right_min[i] = float(y[q:int(stops[after])].min())
+                    right_min[i] = float(y[q : int(stops[after])].min())
                 else:
                     right_min[i] = float(y[q:].min())
                     pending[v].append(int(i))

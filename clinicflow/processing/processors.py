@@ -7,6 +7,7 @@ memory bounded by ``chunk_rows`` plus an overlap, whatever the file's size;
 the row keeps an overview of each series (``max_points``); exports and the chart read the
 full-resolution series (``clinicflow.processing.downsample``).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,15 +52,19 @@ def _sample_step(rows: int, max_points: int) -> int:
 
 # ---------------------------------------------------------------- rolling mean
 
+
 class RollingMeanParams(ParamsModel):
     window: int = Field(ge=1, le=MAX_CHUNK_ROWS, description="Rows per window.")
     min_periods: int | None = Field(default=None, ge=1, description="Values needed for a result (default: window).")
     center: bool = Field(default=False, description="Label each window at its centre instead of its end.")
     columns: list[str] | None = Field(default=None, min_length=1, description="Numeric columns (default: all numeric).")
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
-    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS,
-                            description="Points of each series in the result's overview "
-                                        "(exports and the chart use every row).")
+    max_points: int = Field(
+        default=2000,
+        ge=10,
+        le=MAX_POINTS,
+        description="Points of each series in the result's overview (exports and the chart use every row).",
+    )
 
     @model_validator(mode="after")
     def _min_periods_within_window(self) -> RollingMeanParams:
@@ -87,8 +92,8 @@ class StreamingRollingMean:
     def feed(self, values: np.ndarray) -> np.ndarray:
         joined = np.concatenate([self._carry, values])
         out = pd.Series(joined).rolling(self.window, min_periods=self.min_periods).mean().to_numpy()
-        out = out[len(self._carry):]
-        self._carry = joined[-(self.window - 1):] if self.window > 1 else np.empty(0)
+        out = out[len(self._carry) :]
+        self._carry = joined[-(self.window - 1) :] if self.window > 1 else np.empty(0)
         if self._to_drop:
             dropped = min(self._to_drop, len(out))
             out = out[dropped:]
@@ -144,22 +149,37 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
         "window": params.window,
         "step": step,
         "index": index,
-        "series": {c: {"values": _json_list(np.concatenate(values[c]) if values[c] else np.empty(0)),
-                       "rolling_mean": _json_list(np.concatenate(means[c]) if means[c] else np.empty(0))}
-                   for c in columns},
-        "summary": {c: {"count": t["count"], "mean": t["sum"] / t["count"] if t["count"] else None,
-                        "min": json_number(t["min"]), "max": json_number(t["max"])} for c, t in totals.items()},
+        "series": {
+            c: {
+                "values": _json_list(np.concatenate(values[c]) if values[c] else np.empty(0)),
+                "rolling_mean": _json_list(np.concatenate(means[c]) if means[c] else np.empty(0)),
+            }
+            for c in columns
+        },
+        "summary": {
+            c: {
+                "count": t["count"],
+                "mean": t["sum"] / t["count"] if t["count"] else None,
+                "min": json_number(t["min"]),
+                "max": json_number(t["max"]),
+            }
+            for c, t in totals.items()
+        },
     }
 
 
 def _numeric_columns(source: DataSource, chunk_rows: int) -> list[str]:
     for chunk in source.chunks(None, min(chunk_rows, 10_000)):
-        return [str(c) for c, t in chunk.dtypes.items()
-                if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)]
+        return [
+            str(c)
+            for c, t in chunk.dtypes.items()
+            if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+        ]
     return []
 
 
 # ---------------------------------------------------------------- peak detection
+
 
 class PeakDetectionParams(ParamsModel):
     column: str | None = Field(default=None, description="Numeric column (default: the first numeric column).")
@@ -169,13 +189,20 @@ class PeakDetectionParams(ParamsModel):
     width: float | None = Field(default=None, ge=0, description="Minimal width in rows (needs wlen).")
     wlen: int | None = Field(default=None, ge=3, le=MAX_CHUNK_ROWS, description="Window length for prominence (rows).")
     chunk_rows: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS, description="Rows processed per chunk.")
-    overlap_rows: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS,
-                                     description="Rows of context either side of a chunk for prominences "
-                                                 "(default 4096; at least wlen/2). Results do not depend on it.")
+    overlap_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CHUNK_ROWS,
+        description="Rows of context either side of a chunk for prominences "
+        "(default 4096; at least wlen/2). Results do not depend on it.",
+    )
     max_peaks: int = Field(default=10_000, ge=1, le=MAX_POINTS, description="Peaks listed in the result.")
-    max_points: int = Field(default=2000, ge=10, le=MAX_POINTS,
-                            description="Points of the series in the result's overview "
-                                        "(the chart uses every row).")
+    max_points: int = Field(
+        default=2000,
+        ge=10,
+        le=MAX_POINTS,
+        description="Points of the series in the result's overview (the chart uses every row).",
+    )
 
     @model_validator(mode="after")
     def _width_needs_wlen(self) -> PeakDetectionParams:
@@ -186,8 +213,14 @@ class PeakDetectionParams(ParamsModel):
 
 
 def _peak_options(params: PeakDetectionParams) -> PeakOptions:
-    return PeakOptions(height=params.height, distance=params.distance, prominence=params.prominence,
-                       width=params.width, wlen=params.wlen, halo=params.overlap_rows)
+    return PeakOptions(
+        height=params.height,
+        distance=params.distance,
+        prominence=params.prominence,
+        width=params.width,
+        wlen=params.wlen,
+        halo=params.overlap_rows,
+    )
 
 
 def peak_detection(source: DataSource, params: PeakDetectionParams, progress: ProgressFn) -> dict[str, Any]:
@@ -209,7 +242,7 @@ def peak_detection(source: DataSource, params: PeakDetectionParams, progress: Pr
         for chunk in source.chunks([column], min(params.chunk_rows, DEFAULT_CHUNK_ROWS)):
             array = _numeric(chunk, column, rows, source)
             if first_read:
-                sampled.append(array[(-rows) % step::step])
+                sampled.append(array[(-rows) % step :: step])
             rows += len(array)
             yield array
 
@@ -260,6 +293,7 @@ def _fill_peak_values(source: DataSource, column: str, peaks: list[dict[str, Any
 
 # ---------------------------------------------------------------- registry
 
+
 @dataclass(frozen=True)
 class Processor:
     name: str
@@ -269,27 +303,46 @@ class Processor:
 
 
 REGISTRY: dict[str, Processor] = {
-    "rolling_mean": Processor("rolling_mean", RollingMeanParams, rolling_mean,
-                              "Rolling mean of numeric columns (pandas semantics), streamed."),
-    "peak_detection": Processor("peak_detection", PeakDetectionParams, peak_detection,
-                                "Peaks of one numeric column (scipy.signal.find_peaks), streamed."),
-    "data_quality": Processor("data_quality", DataQualityParams, data_quality,
-                              "Nulls, duplicates, ranges and types per column; pandera schema check."),
-    "custom": Processor("custom", CustomParams, run_custom,
-                        "A script process(df, params) -> dict from the scripts folder, in a subprocess."),
+    "rolling_mean": Processor(
+        "rolling_mean", RollingMeanParams, rolling_mean, "Rolling mean of numeric columns (pandas semantics), streamed."
+    ),
+    "peak_detection": Processor(
+        "peak_detection",
+        PeakDetectionParams,
+        peak_detection,
+        "Peaks of one numeric column (scipy.signal.find_peaks), streamed.",
+    ),
+    "data_quality": Processor(
+        "data_quality",
+        DataQualityParams,
+        data_quality,
+        "Nulls, duplicates, ranges and types per column; pandera schema check.",
+    ),
+    "custom": Processor(
+        "custom",
+        CustomParams,
+        run_custom,
+        "A script process(df, params) -> dict from the scripts folder, in a subprocess.",
+    ),
 }
 
 
-def validate_request(processing_type: str, parameters: dict[str, Any] | None, *,
-                     scripts_dir: Path | None = None, file_columns: list[str] | None = None) -> BaseModel:
+def validate_request(
+    processing_type: str,
+    parameters: dict[str, Any] | None,
+    *,
+    scripts_dir: Path | None = None,
+    file_columns: list[str] | None = None,
+) -> BaseModel:
     """The parameters as the processor's model; :class:`InvalidRequest` names the field at fault.
 
     ``file_columns`` (the data file's columns) lets column parameters be checked before any run.
     """
     processor = REGISTRY.get(processing_type)
     if processor is None:
-        raise InvalidRequest("processing_type", f"unknown processing type {processing_type!r}; "
-                                                f"one of {', '.join(sorted(REGISTRY))}")
+        raise InvalidRequest(
+            "processing_type", f"unknown processing type {processing_type!r}; one of {', '.join(sorted(REGISTRY))}"
+        )
     try:
         params = processor.params_model.model_validate(parameters or {}, context={"scripts_dir": scripts_dir})
     except ValidationError as exc:

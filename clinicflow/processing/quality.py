@@ -1,4 +1,5 @@
 """The ``data_quality`` processor: nulls, duplicate rows, ranges and types per column; a pandera schema check."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,8 @@ class ColumnExpectation(ParamsModel):
 
 class DataQualityParams(ParamsModel):
     expect: dict[str, ColumnExpectation] | None = Field(
-        default=None, description="Schema checked with pandera: column -> expectation (type, nullable, min, max).")
+        default=None, description="Schema checked with pandera: column -> expectation (type, nullable, min, max)."
+    )
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
     max_failure_rows: int = Field(default=20, ge=0, le=10_000, description="Failing row numbers listed per check.")
 
@@ -65,8 +67,11 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
             entry = stats.setdefault(str(column), {"dtypes": set(), "nulls": 0, "min": None, "max": None})
             entry["dtypes"].add(str(series.dtype))
             entry["nulls"] += int(series.isna().sum())
-            if (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-                    and series.notna().any()):
+            if (
+                pd.api.types.is_numeric_dtype(series)
+                and not pd.api.types.is_bool_dtype(series)
+                and series.notna().any()
+            ):
                 low, high = float(series.min()), float(series.max())
                 entry["min"] = low if entry["min"] is None else min(entry["min"], low)
                 entry["max"] = high if entry["max"] is None else max(entry["max"], high)
@@ -86,9 +91,13 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
     columns = {}
     for name, entry in stats.items():
         dtypes = sorted(entry["dtypes"])
-        columns[name] = {"dtype": dtypes[0] if len(dtypes) == 1 else "mixed: " + ", ".join(dtypes),
-                         "nulls": entry["nulls"], "null_fraction": entry["nulls"] / rows if rows else 0.0,
-                         "min": json_number(entry["min"]), "max": json_number(entry["max"])}
+        columns[name] = {
+            "dtype": dtypes[0] if len(dtypes) == 1 else "mixed: " + ", ".join(dtypes),
+            "nulls": entry["nulls"],
+            "null_fraction": entry["nulls"] / rows if rows else 0.0,
+            "min": json_number(entry["min"]),
+            "max": json_number(entry["max"]),
+        }
     failed = sorted(failures.values(), key=lambda f: (f["column"], f["check"]))
     return {
         "processing_type": "data_quality",
@@ -106,20 +115,23 @@ def parse_datetimes(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
 
 
-def _check_datetimes(values: pd.Series, column: str, offset: int, failures: dict[tuple[str, str], dict[str, Any]],
-                     max_rows: int) -> None:
+def _check_datetimes(
+    values: pd.Series, column: str, offset: int, failures: dict[tuple[str, str], dict[str, Any]], max_rows: int
+) -> None:
     bad = (parse_datetimes(values).isna() & values.notna()).to_numpy()
     if not bad.any():
         return
-    entry = failures.setdefault((column, DATETIME_CHECK),
-                                {"column": column, "check": DATETIME_CHECK, "count": 0, "rows": []})
+    entry = failures.setdefault(
+        (column, DATETIME_CHECK), {"column": column, "check": DATETIME_CHECK, "count": 0, "rows": []}
+    )
     entry["count"] += int(bad.sum())
     room = max_rows - len(entry["rows"])
-    entry["rows"] += [offset + int(i) for i in np.flatnonzero(bad)[:max(room, 0)]]
+    entry["rows"] += [offset + int(i) for i in np.flatnonzero(bad)[: max(room, 0)]]
 
 
-def _collect_failures(cases: pd.DataFrame, offset: int, failures: dict[tuple[str, str], dict[str, Any]],
-                      max_rows: int) -> None:
+def _collect_failures(
+    cases: pd.DataFrame, offset: int, failures: dict[tuple[str, str], dict[str, Any]], max_rows: int
+) -> None:
     """Failure counts per (column, check) with the first row numbers; never the failing values."""
     for record in cases.to_dict("records"):
         check = str(record.get("check"))

@@ -4,6 +4,7 @@ Plain logic for the ``process_data`` flow (and tests without Prefect). The
 row is the canonical result: whatever goes wrong after PROCESSING is stored
 on it as FAILED with the reason before the error propagates.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.core.errors import ClinicflowError
@@ -43,10 +44,19 @@ class RowEnded(ClinicflowError):
     """The row left PROCESSING while the run was going (deleted, cancelled, declared crashed): stop quietly."""
 
 
-def process_result(connect: Callable[[], Any], writer: Any, result_id: int | None, *, flow_run_id: str | None,
-                   scripts_dir: Path, workdir: Path | None = None, worker: str | None = None,
-                   task_run_id: str | None = None, retry_base_seconds: float = 1.0,
-                   track: Callable[[int], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
+def process_result(
+    connect: Callable[[], Any],
+    writer: Any,
+    result_id: int | None,
+    *,
+    flow_run_id: str | None,
+    scripts_dir: Path,
+    workdir: Path | None = None,
+    worker: str | None = None,
+    task_run_id: str | None = None,
+    retry_base_seconds: float = 1.0,
+    track: Callable[[int], AbstractContextManager[Any]] | None = None,
+) -> dict[str, Any]:
     """Process row ``result_id`` (None: the row of background task run ``task_run_id``); returns a short
     summary. Raises after marking the row FAILED.
 
@@ -62,9 +72,18 @@ def process_result(connect: Callable[[], Any], writer: Any, result_id: int | Non
             if result_id is None:
                 return {"task_run_id": task_run_id, "status": "skipped", "reason": "no result has this task run"}
         with (track or _untracked)(result_id):
-            return _claim_and_run(conn, connect, writer, result_id, flow_run_id=flow_run_id, scripts_dir=scripts_dir,
-                                  workdir=workdir, worker=worker, task_run_id=task_run_id,
-                                  retry_base_seconds=retry_base_seconds)
+            return _claim_and_run(
+                conn,
+                connect,
+                writer,
+                result_id,
+                flow_run_id=flow_run_id,
+                scripts_dir=scripts_dir,
+                workdir=workdir,
+                worker=worker,
+                task_run_id=task_run_id,
+                retry_base_seconds=retry_base_seconds,
+            )
     finally:
         conn.close()
 
@@ -74,17 +93,33 @@ def _untracked(_result_id: int) -> Iterator[None]:
     yield
 
 
-def _claim_and_run(conn: Any, connect: Callable[[], Any], writer: Any, result_id: int, *, flow_run_id: str | None,
-                   scripts_dir: Path, workdir: Path | None, worker: str | None, task_run_id: str | None,
-                   retry_base_seconds: float) -> dict[str, Any]:
+def _claim_and_run(
+    conn: Any,
+    connect: Callable[[], Any],
+    writer: Any,
+    result_id: int,
+    *,
+    flow_run_id: str | None,
+    scripts_dir: Path,
+    workdir: Path | None,
+    worker: str | None,
+    task_run_id: str | None,
+    retry_base_seconds: float,
+) -> dict[str, Any]:
     try:
-        started = store.claim(conn, result_id, worker, task_run_id) if worker is not None \
+        started = (
+            store.claim(conn, result_id, worker, task_run_id)
+            if worker is not None
             else store.mark_processing(conn, result_id, flow_run_id)
+        )
         if started is None:
             # Deleted, cancelled, or already claimed by another delivery: nothing to do, nothing to overwrite.
             row = store.get_result(conn, result_id, with_data=False)
-            return {"result_id": result_id, "status": "skipped",
-                    "reason": f"result is {row['status'] if row else 'deleted'}"}
+            return {
+                "result_id": result_id,
+                "status": "skipped",
+                "reason": f"result is {row['status'] if row else 'deleted'}",
+            }
 
         def attempt() -> dict[str, Any]:
             try:
@@ -100,11 +135,19 @@ def _claim_and_run(conn: Any, connect: Callable[[], Any], writer: Any, result_id
                 conn.rollback()
 
         try:
-            return call_with_retry(attempt, what=f"result {result_id}", logger=log, before_retry=reset,
-                                   policy=RetryPolicy(TRANSIENT_RETRIES, retry_base_seconds))
+            return call_with_retry(
+                attempt,
+                what=f"result {result_id}",
+                logger=log,
+                before_retry=reset,
+                policy=RetryPolicy(TRANSIENT_RETRIES, retry_base_seconds),
+            )
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)) \
+            reason = (
+                str(exc)
+                if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest))
                 else f"{type(exc).__name__}: {exc}"
+            )
             if conn.closed:
                 conn = connect()
             store.mark_ended(conn, result_id, "FAILED", reason)
@@ -117,7 +160,7 @@ def sweep_orphaned_workdirs(workdir: Path | None = None) -> int:
     """Remove work folders of runs whose process is gone (killed before it could clean up); their count."""
     removed = 0
     for folder in Path(workdir or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
-        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        pid = folder.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
@@ -131,8 +174,7 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
     if data_file is None:
         raise ProcessingError(f"data file {row['data_file_id']} is not registered")
     columns = [c["name"] for c in data_file["columns"]]
-    params = validate_request(row["processing_type"], row["parameters"], scripts_dir=scripts_dir,
-                              file_columns=columns)
+    params = validate_request(row["processing_type"], row["parameters"], scripts_dir=scripts_dir, file_columns=columns)
     last = {"at": 0.0}
 
     def progress(fraction: float) -> None:
@@ -160,13 +202,19 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
         handle = os.open(local, os.O_RDONLY)
         local.unlink()
         try:
-            source = DataSource(path=Path(f"/proc/self/fd/{handle}"), name=data_file["name"],
-                                format=data_file["format"], row_count=int(data_file["row_count"]), columns=columns)
+            source = DataSource(
+                path=Path(f"/proc/self/fd/{handle}"),
+                name=data_file["name"],
+                format=data_file["format"],
+                row_count=int(data_file["row_count"]),
+                columns=columns,
+            )
             if row["processing_type"] == "custom":
-                from clinicflow.processing.custom import run_custom
+                from clinicflow.processing.custom import CustomParams, run_custom
 
-                result = run_custom(source, params, progress, scripts_dir,  # type: ignore[arg-type]
-                                    still_wanted=still_wanted)
+                # validate_request built the custom processor's own model for this row.
+                custom_params = cast(CustomParams, params)
+                result = run_custom(source, custom_params, progress, scripts_dir, still_wanted=still_wanted)
             else:
                 result = run_processor(row["processing_type"], source, params, progress)
         finally:
@@ -176,8 +224,12 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"result is not JSON-serialisable: {exc}") from None
     if (size := len(text)) > (limit := max_result_bytes()):
-        raise ProcessingError(f"result of {size} bytes is larger than the limit of {limit} bytes "
-                              "(CLINICFLOW_PROCESSING_MAX_RESULT_MB)")
+        raise ProcessingError(
+            f"result of {size} bytes is larger than the limit of {limit} bytes (CLINICFLOW_PROCESSING_MAX_RESULT_MB)"
+        )
     done = store.mark_completed(conn, result_id, text)
-    return {"result_id": result_id, "status": done.status if done else "ended before completion",
-            "processing_type": row["processing_type"]}
+    return {
+        "result_id": result_id,
+        "status": done.status if done else "ended before completion",
+        "processing_type": row["processing_type"],
+    }

@@ -3,6 +3,7 @@
 Every statement is idempotent (``IF NOT EXISTS``): ``store.ensure_tables`` runs them all under an advisory
 lock at every start, so a new column reaches an existing database without a migration tool.
 """
+
 from __future__ import annotations
 
 DDL = (

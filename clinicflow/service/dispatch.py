@@ -28,6 +28,7 @@ interpreter with the work of creating runs. It wakes on the NOTIFY each new
 row commits (the API's own rows and those of any other API process), and
 looks for claimable rows every ``POLL_SECONDS`` besides.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,8 +69,14 @@ def as_deployment_run(row_count: int) -> bool:
 class Dispatcher:
     """Claims undispatched rows and creates their runs (in :func:`run_dispatcher`'s process)."""
 
-    def __init__(self, pool: ConnectionPool, deployment: str, *, claim_seconds: float = CLAIM_SECONDS,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        deployment: str,
+        *,
+        claim_seconds: float = CLAIM_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
         self.pool = pool
         self.deployment = deployment
         self.claim_seconds = claim_seconds
@@ -91,8 +98,11 @@ class Dispatcher:
             await self._warm_up()
             self._wake.set()
             tasks = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
-            tasks += [asyncio.create_task(self._claim_forever()), asyncio.create_task(self._housekeeping_forever()),
-                      asyncio.create_task(self._wake_on_notify(live))]
+            tasks += [
+                asyncio.create_task(self._claim_forever()),
+                asyncio.create_task(self._housekeeping_forever()),
+                asyncio.create_task(self._wake_on_notify(live)),
+            ]
             if on_ready is not None:
                 on_ready()
             try:
@@ -129,8 +139,9 @@ class Dispatcher:
 
     async def claim(self) -> list[outbox.Undispatched]:
         """Claim the rows to send now and queue them for the senders."""
-        rows: list[outbox.Undispatched] = await asyncio.to_thread(self._db, outbox.claim_undispatched,
-                                                                 self.claim_seconds)
+        rows: list[outbox.Undispatched] = await asyncio.to_thread(
+            self._db, outbox.claim_undispatched, self.claim_seconds
+        )
         for row in rows:
             self._queue.put_nowait(row)
         return rows
@@ -220,10 +231,12 @@ def transient_api_error(exc: BaseException) -> bool:
 
 # Creating a run: a few quick retries of transient Prefect API errors (a Retry-After wins, within the row's
 # claim); after them the row stays claimed and is sent again once its claim runs out.
-CREATE_TASK_RUN_RETRY = RetryPolicy(retries=4, base_seconds=0.5, retry_on=transient_api_error,
-                                    max_hint_seconds=CLAIM_SECONDS / 2)
-DEPLOYMENT_RUN_RETRY = RetryPolicy(retries=4, base_seconds=1.0, retry_on=transient_api_error,
-                                   max_hint_seconds=CLAIM_SECONDS / 2)
+CREATE_TASK_RUN_RETRY = RetryPolicy(
+    retries=4, base_seconds=0.5, retry_on=transient_api_error, max_hint_seconds=CLAIM_SECONDS / 2
+)
+DEPLOYMENT_RUN_RETRY = RetryPolicy(
+    retries=4, base_seconds=1.0, retry_on=transient_api_error, max_hint_seconds=CLAIM_SECONDS / 2
+)
 
 
 async def start_deployment_run(client: Any, deployment: str, result_id: int) -> str:
@@ -232,13 +245,19 @@ async def start_deployment_run(client: Any, deployment: str, result_id: int) -> 
     from prefect.deployments.flow_runs import arun_deployment
 
     async def start() -> str:
-        flow_run = await arun_deployment(deployment, client=client, parameters={"result_id": result_id},
-                                         timeout=0, idempotency_key=f"processing-result-{result_id}",
-                                         as_subflow=False)
+        flow_run = await arun_deployment(
+            deployment,
+            client=client,
+            parameters={"result_id": result_id},
+            timeout=0,
+            idempotency_key=f"processing-result-{result_id}",
+            as_subflow=False,
+        )
         return str(flow_run.id)
 
-    return await acall_with_retry(start, what=f"result {result_id}: deployment run", policy=DEPLOYMENT_RUN_RETRY,
-                                  logger=log)
+    return await acall_with_retry(
+        start, what=f"result {result_id}: deployment run", policy=DEPLOYMENT_RUN_RETRY, logger=log
+    )
 
 
 def run_dispatcher() -> None:

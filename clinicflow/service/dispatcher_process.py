@@ -3,6 +3,7 @@
 The child tells its parent when it is ready (Prefect client connected, task imported) with one byte on an
 inherited pipe; until then ``/health`` says the service is starting.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,11 @@ class DispatcherProcess:
         ready_read, ready_write = os.pipe()
         env[READY_FD_ENV] = str(ready_write)
         try:
-            child = subprocess.Popen([sys.executable, "-m", "clinicflow.service.dispatch"], env=env,
-                                     pass_fds=(ready_write,) if pipe is None else (pipe, ready_write))
+            child = subprocess.Popen(
+                [sys.executable, "-m", "clinicflow.service.dispatch"],
+                env=env,
+                pass_fds=(ready_write,) if pipe is None else (pipe, ready_write),
+            )
         except BaseException:
             os.close(ready_read)
             raise
@@ -50,8 +54,9 @@ class DispatcherProcess:
             os.close(ready_write)
             if pipe is not None:
                 os.close(pipe)
-        threading.Thread(target=self._await_ready, args=(ready_read,), name="clinicflow-dispatcher-ready",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._await_ready, args=(ready_read,), name="clinicflow-dispatcher-ready", daemon=True
+        ).start()
         return child
 
     def _await_ready(self, fd: int) -> None:
@@ -69,8 +74,9 @@ class DispatcherProcess:
         while not self._stopping.wait(1.0):
             with self._lock:
                 if self._child is not None and self._child.poll() is not None and not self._stopping.is_set():
-                    log.warning("dispatcher pid %s exited with %s; starting another", self._child.pid,
-                                self._child.returncode)
+                    log.warning(
+                        "dispatcher pid %s exited with %s; starting another", self._child.pid, self._child.returncode
+                    )
                     self._child = self._spawn()
 
     def alive(self) -> bool:

@@ -8,6 +8,7 @@ database column or a JSON document cannot hold, the WebSocket login, tokens kept
 - ``/ws``: the token in the first message ``{"type": "auth", "token": ...}`` or offered as the
   subprotocols ``clinicflow.v1, clinicflow.token.<token>`` (answered ``clinicflow.v1``); never in the URL.
 """
+
 from __future__ import annotations
 
 import json
@@ -95,9 +96,17 @@ class BodyLimit:
 
 async def _too_large(send: Send, message: str) -> None:
     body = json.dumps({"detail": [{"loc": ["body"], "msg": message, "type": "too_large"}]}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -130,7 +139,7 @@ def ws_subprotocol_token(protocols: list[str]) -> str | None:
     """The token offered as a ``clinicflow.token.<token>`` subprotocol, if any."""
     for protocol in protocols:
         if protocol.startswith(WS_TOKEN_PREFIX):
-            return protocol[len(WS_TOKEN_PREFIX):]
+            return protocol[len(WS_TOKEN_PREFIX) :]
     return None
 
 

@@ -1,4 +1,5 @@
 """A small thread-safe pool of psycopg2 connections for the API's request threads."""
+
 from __future__ import annotations
 
 import contextlib

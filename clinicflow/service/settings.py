@@ -8,6 +8,7 @@
 - the API token: ``CLINICFLOW_API_TOKEN``, else the Prefect Secret block
   ``clinicflow-api-token`` when a Prefect API is configured.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,5 +66,9 @@ def api_token() -> str:
 
 
 def settings_from_env() -> ServiceSettings:
-    return ServiceSettings(database=processing_database(), bucket=processing_bucket(),
-                           scripts_dir=scripts_dir_from_env(), token=api_token())
+    return ServiceSettings(
+        database=processing_database(),
+        bucket=processing_bucket(),
+        scripts_dir=scripts_dir_from_env(),
+        token=api_token(),
+    )

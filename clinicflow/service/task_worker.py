@@ -11,6 +11,7 @@ Needs ``PREFECT_API_URL`` (task workers cannot use the embedded server). No
 storage is shared with the API: a task run has no parameters (its row holds
 its id) and persists no result.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,9 +46,15 @@ def serve_processing_tasks(limit: int) -> None:
     finally:
         conn.close()
     lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
-    configure_worker(WorkerContext(database=database, writer=store_for_block(processing_bucket()),
-                                   scripts_dir=scripts_dir_from_env(), lease=lease,
-                                   connections=KeptConnections(database.connect, keep=limit)))
+    configure_worker(
+        WorkerContext(
+            database=database,
+            writer=store_for_block(processing_bucket()),
+            scripts_dir=scripts_dir_from_env(),
+            lease=lease,
+            connections=KeptConnections(database.connect, keep=limit),
+        )
+    )
     # The mode this worker's scripts run in (the API's /health reports its own process's).
     if (runner_url := script_runner_url()) is None:
         sandbox.log_mode()

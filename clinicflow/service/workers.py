@@ -8,6 +8,7 @@ Each child gets the secrets the CLI captured on a pipe
 (:func:`secret_env.handover`), never in its environment (uvicorn's own
 ``workers`` would start children without them).
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ Loader consumes a stream of batches and returns how many rows it wrote.
 Memory is bounded by the batch size: nothing in the toolkit collects a stream.
 No Prefect here: the Prefect wiring lives in ``flows/pipeline.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -133,9 +134,18 @@ class JsonlDeadLetters:
         self._started = False
 
     def put(self, letter: DeadLetter) -> None:
-        line = json.dumps({"run_id": letter.run_id, "step": letter.step, "tool": letter.tool,
-                           "row_index": letter.row_index, "column": letter.column, "reason": letter.error,
-                           "row": letter.row}, default=str)
+        line = json.dumps(
+            {
+                "run_id": letter.run_id,
+                "step": letter.step,
+                "tool": letter.tool,
+                "row_index": letter.row_index,
+                "column": letter.column,
+                "reason": letter.error,
+                "row": letter.row,
+            },
+            default=str,
+        )
         with self._lock:
             if not self._started:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +156,7 @@ class JsonlDeadLetters:
 
     def _prune(self) -> None:
         runs = sorted((p for p in self.folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in runs[:max(0, len(runs) - self.keep_runs)]:
+        for old in runs[: max(0, len(runs) - self.keep_runs)]:
             if old != self.path.parent:
                 shutil.rmtree(old, ignore_errors=True)
 
@@ -173,7 +183,7 @@ def rebatch(batches: Iterable[Batch], size: int) -> Iterator[Batch]:
             continue
         while start < len(rows):
             take = min(size - len(pending), len(rows) - start)
-            pending.extend(rows[start:start + take])
+            pending.extend(rows[start : start + take])
             start += take
             if len(pending) == size:
                 yield Batch(columns, pending)

@@ -7,6 +7,7 @@ into a ``ReplacingMergeTree(version)`` table (the newest version of a key wins
 at merge time; read with ``FINAL``); ``delete_insert`` deletes the batch's key
 set, then inserts it (for plain MergeTree tables).
 """
+
 from __future__ import annotations
 
 import time
@@ -67,8 +68,9 @@ class ClickHouseExtractor:
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
         client = self.connection.client()
         try:
-            stream = client.query_row_block_stream(self.query, parameters=query_parameters(ctx, self.query),
-                                                   settings={"max_block_size": self.batch_size})
+            stream = client.query_row_block_stream(
+                self.query, parameters=query_parameters(ctx, self.query), settings={"max_block_size": self.batch_size}
+            )
         except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError naming the server
             self.connection.release(client)
             raise ToolkitError(f"ClickHouse query on {self.connection.describe()} failed: {_first_line(exc)}") from None
@@ -84,10 +86,18 @@ class ClickHouseExtractor:
 class ClickHouseLoader:
     """Insert (or upsert) the stream into ``table`` in inserts of ``batch_size`` rows."""
 
-    def __init__(self, connection: ClickHouseConnection, table: str, *, mode: Literal["insert", "upsert"] = "insert",
-                 upsert_strategy: Literal["replacing", "delete_insert"] = "replacing",
-                 key_columns: list[str] | None = None, version_column: str = "_version",
-                 batch_size: int = 100_000, create_sql: str | None = None) -> None:
+    def __init__(
+        self,
+        connection: ClickHouseConnection,
+        table: str,
+        *,
+        mode: Literal["insert", "upsert"] = "insert",
+        upsert_strategy: Literal["replacing", "delete_insert"] = "replacing",
+        key_columns: list[str] | None = None,
+        version_column: str = "_version",
+        batch_size: int = 100_000,
+        create_sql: str | None = None,
+    ) -> None:
         if mode == "upsert" and upsert_strategy == "delete_insert" and not key_columns:
             raise ToolkitError(f"clickhouse loader {table}: delete_insert upsert needs key_columns")
         if batch_size <= 0:
@@ -117,8 +127,10 @@ class ClickHouseLoader:
         except ToolkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
-            raise ToolkitError(f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
-                               f"{written} rows: {_first_line(exc)}") from None
+            raise ToolkitError(
+                f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
+                f"{written} rows: {_first_line(exc)}"
+            ) from None
         finally:
             self.connection.release(client)
         return written

@@ -24,6 +24,7 @@ Error semantics:
 
 Whatever the nesting, the pipeline run ends Failed when any step failed.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -108,8 +109,9 @@ def _counted(batches: Iterable[Batch], report: EtlReport) -> Iterator[Batch]:
         yield batch
 
 
-def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
-        fail_on_dead_letters: bool = True) -> Leaf:
+def etl(
+    name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (), fail_on_dead_letters: bool = True
+) -> Leaf:
     """Extract -> transformers -> load as one streamed leaf; tools may be configs, dicts or tool objects."""
     extractor = extractor_of(extract)
     transformers = [transformer_of(t) for t in transform]
@@ -125,8 +127,13 @@ def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
         report.rows_written = built(loader, ctx).load(batches, ctx)
         converters = [t for t in tools if isinstance(t, TypeConverter)]
         report.dead_letters = sum(t.rejected for t in converters)
-        ctx.logger.info("%s: read %d rows, wrote %d, %d to dead letters", name, report.rows_read,
-                        report.rows_written, report.dead_letters)
+        ctx.logger.info(
+            "%s: read %d rows, wrote %d, %d to dead letters",
+            name,
+            report.rows_read,
+            report.rows_written,
+            report.dead_letters,
+        )
         if report.dead_letters and fail_on_dead_letters:
             over = [t for t in converters if t.rejected and t.rejected > t.max_rejected_fraction * t.rows_seen]
             if over:
@@ -134,9 +141,14 @@ def etl(name: str, *, extract: Any, load: Any, transform: Sequence[Any] = (),
                 raise DeadLettersWritten(
                     f"{name}: {report.dead_letters} rows went to dead letters ({report.rows_written} rows loaded); "
                     f"{worst.rejected} of {worst.rows_seen} is above max_rejected_fraction "
-                    f"{worst.max_rejected_fraction:g}")
-            ctx.logger.warning("%s: %d of %d rows went to dead letters, within max_rejected_fraction", name,
-                               report.dead_letters, report.rows_read)
+                    f"{worst.max_rejected_fraction:g}"
+                )
+            ctx.logger.warning(
+                "%s: %d of %d rows went to dead letters, within max_rejected_fraction",
+                name,
+                report.dead_letters,
+                report.rows_read,
+            )
         return report
 
     described = [("extract", extractor)] + [(f"transform[{i}]", t) for i, t in enumerate(transformers)]
@@ -168,21 +180,29 @@ def parallel(*steps: Step, max_workers: int = 4, stop_on_error: bool = False, na
     return Parallel(tuple(steps), max_workers, stop_on_error, name)
 
 
-def conditional(predicate: Callable[[RunContext], bool], then: Step, otherwise: Step | None = None, *,
-                name: str = "conditional") -> Conditional:
+def conditional(
+    predicate: Callable[[RunContext], bool], then: Step, otherwise: Step | None = None, *, name: str = "conditional"
+) -> Conditional:
     return Conditional(predicate, then, otherwise, name)
 
 
-def retry(inner: Step, retries: int = 3, *, delay_seconds: float | list[float] | None = None,
-          on: Literal["any", "transient"] = "any") -> Step:
+def retry(
+    inner: Step,
+    retries: int = 3,
+    *,
+    delay_seconds: float | list[float] | None = None,
+    on: Literal["any", "transient"] = "any",
+) -> Step:
     """Give every leaf under ``inner`` ``retries`` retries (default delays: clinicflow.core.retry's backoff)."""
     delays = delay_seconds if delay_seconds is not None else backoff_delays(retries)
     if isinstance(inner, Leaf):
         return dataclasses.replace(inner, retries=retries, retry_delay_seconds=delays, retry_on=on)
     if isinstance(inner, Conditional):
-        return dataclasses.replace(inner, then=retry(inner.then, retries, delay_seconds=delays, on=on),
-                                   otherwise=None if inner.otherwise is None else
-                                   retry(inner.otherwise, retries, delay_seconds=delays, on=on))
+        return dataclasses.replace(
+            inner,
+            then=retry(inner.then, retries, delay_seconds=delays, on=on),
+            otherwise=None if inner.otherwise is None else retry(inner.otherwise, retries, delay_seconds=delays, on=on),
+        )
     return dataclasses.replace(inner, steps=tuple(retry(s, retries, delay_seconds=delays, on=on) for s in inner.steps))
 
 
@@ -204,11 +224,17 @@ def _describe(exc: BaseException) -> str:
 def run_leaf_plain(leaf: Leaf, ctx: RunContext, *, sleep: Callable[[float], None] = time.sleep) -> StepOutcome:
     """Run a leaf in this thread with its retries (no Prefect)."""
     delays = leaf.retry_delay_seconds if isinstance(leaf.retry_delay_seconds, list) else [leaf.retry_delay_seconds]
-    policy = RetryPolicy(retries=leaf.retries, fixed_delays=tuple(delays),
-                         retry_on=(lambda exc: True) if leaf.retry_on == "any" else is_transient)
+    policy = RetryPolicy(
+        retries=leaf.retries,
+        fixed_delays=tuple(delays),
+        retry_on=(lambda exc: True) if leaf.retry_on == "any" else is_transient,
+    )
     try:
-        return StepOutcome(leaf.name, "completed", call_with_retry(lambda: leaf.run(ctx), what=f"step {leaf.name}",
-                                                                   policy=policy, sleep=sleep))
+        return StepOutcome(
+            leaf.name,
+            "completed",
+            call_with_retry(lambda: leaf.run(ctx), what=f"step {leaf.name}", policy=policy, sleep=sleep),
+        )
     except Exception as exc:  # noqa: BLE001 - reported as the step's outcome
         return StepOutcome(leaf.name, "failed", error=_describe(exc))
 
@@ -229,7 +255,7 @@ def execute(node: Step, ctx: RunContext, run_leaf: LeafRunner = run_leaf_plain) 
         for i, child in enumerate(node.steps):
             outcomes.extend(execute(child, ctx, run_leaf))
             if node.stop_on_error and any(o.status == "failed" for o in outcomes):
-                for rest in node.steps[i + 1:]:
+                for rest in node.steps[i + 1 :]:
                     outcomes.extend(_skipped(rest, f"{node.name}: an earlier step failed"))
                 break
         return outcomes

@@ -1,4 +1,5 @@
 """Console loader: a rich table of the first rows and a live row count."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -14,8 +15,15 @@ from clinicflow.toolkit.base import Batch, RunContext
 class ConsoleLoader:
     """Show up to ``max_rows`` rows as a table (``format='table'``) or as lines (``'lines'``), count the rest."""
 
-    def __init__(self, *, max_rows: int = 20, title: str | None = None, format: str = "table", progress: bool = True,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_rows: int = 20,
+        title: str | None = None,
+        format: str = "table",
+        progress: bool = True,
+        console: Console | None = None,
+    ) -> None:
         self.max_rows, self.title, self.format, self.progress = max_rows, title, format, progress
         self.console = console or Console()
 
@@ -23,8 +31,13 @@ class ConsoleLoader:
         shown: list[tuple[Any, ...]] = []
         columns: tuple[str, ...] = ()
         written = 0
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=self.console,
-                      disable=not self.progress, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            console=self.console,
+            disable=not self.progress,
+            transient=True,
+        ) as progress:
             task = progress.add_task("0 rows", total=None)
             for batch in batches:
                 columns = columns or batch.columns

@@ -5,6 +5,7 @@ Each module exposes ``pipeline`` (a :class:`PipelineSpec`) or ``pipelines``
 reported by name and never hides the others; two pipelines with one name are
 an error (neither is kept, so nothing deploys the wrong one).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@
 Parquet compresses inside the file (``parquet_compression``). Reading and
 writing are streamed: one batch of rows in memory at a time.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -76,8 +77,16 @@ def _json_default(value: Any) -> Any:
 class FileExtractor:
     """Read files matching ``path`` (a path or a glob) as batches of ``batch_size`` rows."""
 
-    def __init__(self, path: str, *, format: FileFormat | None = None, encoding: str = "utf-8",
-                 batch_size: int = 10_000, delimiter: str = ",", empty_as_null: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        format: FileFormat | None = None,
+        encoding: str = "utf-8",
+        batch_size: int = 10_000,
+        delimiter: str = ",",
+        empty_as_null: bool = True,
+    ) -> None:
         self.path, self.format, self.encoding = path, format, encoding
         self.batch_size, self.delimiter, self.empty_as_null = batch_size, delimiter, empty_as_null
 
@@ -123,8 +132,9 @@ class FileExtractor:
             rows: list[tuple[Any, ...]] = []
             for line_number, record in enumerate(reader, start=2):
                 if len(record) != len(columns):
-                    raise ToolkitError(f"{path}: line {line_number} has {len(record)} fields, "
-                                       f"the header has {len(columns)}")
+                    raise ToolkitError(
+                        f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}"
+                    )
                 rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
                 if len(rows) >= self.batch_size:
                     yield Batch(columns, rows)
@@ -160,8 +170,16 @@ class FileLoader:
     written to a temporary folder, then uploaded, and appears whole or not at all.
     """
 
-    def __init__(self, path: str, *, format: FileFormat | None = None, encoding: str = "utf-8", delimiter: str = ",",
-                 parquet_compression: str = "zstd", bucket: Any = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        format: FileFormat | None = None,
+        encoding: str = "utf-8",
+        delimiter: str = ",",
+        parquet_compression: str = "zstd",
+        bucket: Any = None,
+    ) -> None:
         self.path = Path(path)
         self.format = format or format_of(self.path)
         self.encoding, self.delimiter, self.parquet_compression = encoding, delimiter, parquet_compression
@@ -174,8 +192,13 @@ class FileLoader:
 
         with tempfile.TemporaryDirectory(prefix="toolkit-") as folder:
             local = Path(folder) / self.path.name
-            written = FileLoader(str(local), format=self.format, encoding=self.encoding, delimiter=self.delimiter,
-                                 parquet_compression=self.parquet_compression)._write(batches)
+            written = FileLoader(
+                str(local),
+                format=self.format,
+                encoding=self.encoding,
+                delimiter=self.delimiter,
+                parquet_compression=self.parquet_compression,
+            )._write(batches)
             self.bucket.write(self.path.as_posix(), local)
         return written
 
@@ -218,8 +241,10 @@ class FileLoader:
                     table = pa.Table.from_arrays([pa.array(c) for c in columns], names=list(batch.columns))
                     writer = pq.ParquetWriter(target, table.schema, compression=self.parquet_compression)
                 else:
-                    table = pa.Table.from_arrays([pa.array(c, type=writer.schema.field(i).type)
-                                                  for i, c in enumerate(columns)], schema=writer.schema)
+                    table = pa.Table.from_arrays(
+                        [pa.array(c, type=writer.schema.field(i).type) for i, c in enumerate(columns)],
+                        schema=writer.schema,
+                    )
                 writer.write_table(table)
                 written += len(batch)
         finally:

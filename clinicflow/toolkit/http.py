@@ -8,6 +8,7 @@ parameters), ``cursor`` (a cursor taken from the response body), ``link``
 Requests go through :func:`clinicflow.connectors.http.fetch`; which failures are transient comes from
 :mod:`clinicflow.core.retry`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,8 +33,14 @@ class TokenBucket:
     Thread-safe; callers block in :meth:`acquire` until a token is free.
     """
 
-    def __init__(self, rate: float, capacity: float | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
@@ -80,8 +87,9 @@ class OffsetPagination(BaseModel):
 class CursorPagination(BaseModel):
     style: Literal["cursor"] = "cursor"
     cursor_param: str = "cursor"
-    cursor_path: str = Field("next_cursor",
-                             description="Dotted path of the next cursor in the JSON body; empty or null ends.")
+    cursor_path: str = Field(
+        "next_cursor", description="Dotted path of the next cursor in the JSON body; empty or null ends."
+    )
 
 
 class LinkPagination(BaseModel):
@@ -108,20 +116,32 @@ def dig(body: Any, path: str) -> Any:
 class HttpExtractor:
     """GET (or POST) JSON pages and yield their records as batches."""
 
-    def __init__(self, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-                 params: dict[str, Any] | None = None, timeout_seconds: float = 30.0, records_path: str = "",
-                 pagination: Pagination | None = None, retry: RetryPolicy = HTTP_RETRY,
-                 rate_limit_per_second: float | None = None,
-                 rate_limit_burst: float | None = None, max_pages: int = 100_000,
-                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout_seconds: float = 30.0,
+        records_path: str = "",
+        pagination: Pagination | None = None,
+        retry: RetryPolicy = HTTP_RETRY,
+        rate_limit_per_second: float | None = None,
+        rate_limit_burst: float | None = None,
+        max_pages: int = 100_000,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url, self.method = url, method.upper()
         self.headers, self.params = dict(headers or {}), dict(params or {})
         self.timeout_seconds, self.records_path = timeout_seconds, records_path
         self.pagination: Pagination = pagination or NoPagination()
         self.retry, self.max_pages = retry, max_pages
         self.sleep, self.transport = sleep, transport
-        self.limiter = (TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep)
-                        if rate_limit_per_second else None)
+        self.limiter = (
+            TokenBucket(rate_limit_per_second, rate_limit_burst, sleep=sleep) if rate_limit_per_second else None
+        )
         self.requests_made = 0
         self.waits: list[float] = []
 
@@ -137,8 +157,15 @@ class HttpExtractor:
             self.requests_made += 1
 
         try:
-            return fetch(client, url, method=self.method, params=params, policy=self.retry, sleep=self._wait,
-                         before_attempt=before_attempt)
+            return fetch(
+                client,
+                url,
+                method=self.method,
+                params=params,
+                policy=self.retry,
+                sleep=self._wait,
+                before_attempt=before_attempt,
+            )
         except HttpFetchError as exc:
             raise ToolkitError(str(exc)) from None
 
@@ -156,8 +183,9 @@ class HttpExtractor:
                 params[p.size_param] = p.page_size
         elif isinstance(p, OffsetPagination):
             params[p.offset_param], params[p.limit_param] = 0, p.limit
-        with httpx.Client(headers=self.headers, timeout=self.timeout_seconds, transport=self.transport,
-                          follow_redirects=True) as client:
+        with httpx.Client(
+            headers=self.headers, timeout=self.timeout_seconds, transport=self.transport, follow_redirects=True
+        ) as client:
             for _ in range(self.max_pages):
                 response = self.request(client, url, params)
                 try:

@@ -3,6 +3,7 @@
 docs/pipelines.md holds this text between markers, and a test checks that it is
 current, so the models are the one place a field is described.
 """
+
 from __future__ import annotations
 
 import types
@@ -22,11 +23,25 @@ END = "<!-- END generated: clinicflow pipelines schema -->"
 
 # (role, model): every config a pipeline can write, in the order the reference lists them.
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
-    *(("extract", m) for m in (configs.HttpExtractorConfig, configs.FileExtractorConfig, configs.SqlExtractorConfig,
-                               configs.ClickHouseExtractorConfig)),
+    *(
+        ("extract", m)
+        for m in (
+            configs.HttpExtractorConfig,
+            configs.FileExtractorConfig,
+            configs.SqlExtractorConfig,
+            configs.ClickHouseExtractorConfig,
+        )
+    ),
     *(("transform", m) for m in (configs.TypeConversionConfig, configs.ColumnsConfig, configs.LambdaConfig)),
-    *(("load", m) for m in (configs.PostgresLoaderConfig, configs.ClickHouseLoaderConfig, configs.FileLoaderConfig,
-                            configs.ConsoleLoaderConfig)),
+    *(
+        ("load", m)
+        for m in (
+            configs.PostgresLoaderConfig,
+            configs.ClickHouseLoaderConfig,
+            configs.FileLoaderConfig,
+            configs.ConsoleLoaderConfig,
+        )
+    ),
     ("dead_letters", configs.DeadLetterConfig),
     ("bucket", configs.BucketRef),
     ("connection", ClickHouseConnection),
@@ -53,8 +68,9 @@ def _type_text(annotation: Any) -> str:
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
             return annotation.__name__
-        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-                "timedelta": "duration"}.get(annotation.__name__, annotation.__name__)
+        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "timedelta": "duration"}.get(
+            annotation.__name__, annotation.__name__
+        )
     text = str(annotation)
     return "import path or function" if "ImportString" in text else text.replace("typing.", "")
 
@@ -110,9 +126,11 @@ def reference(kind: str | None = None) -> str:
         for field_name, field in model.model_fields.items():
             shown = field.alias or field_name
             described = (field.description or "").replace("|", "\\|")
-            parts.append(f"| `{shown}` | {_type_text(field.annotation)} | {_default_text(field)} | "
-                         f"{'yes' if takes_parameters(field.annotation) else ''} | "
-                         f"{described} |")
+            parts.append(
+                f"| `{shown}` | {_type_text(field.annotation)} | {_default_text(field)} | "
+                f"{'yes' if takes_parameters(field.annotation) else ''} | "
+                f"{described} |"
+            )
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 

@@ -7,6 +7,7 @@ fetched ``batch_size`` rows at a time, so memory is bounded by the batch.
 Query parameters are named (``%(start)s``) and filled from the run: the
 time scope ``start``/``end`` and the pipeline parameters.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,9 @@ def query_parameters(ctx: RunContext, query: str) -> dict[str, Any] | None:
 class SqlExtractor:
     """Stream the rows of ``query`` in batches of ``batch_size``."""
 
-    def __init__(self, server: Connectable, query: str, *, dialect: Literal["mysql", "postgres"],
-                 batch_size: int = 10_000) -> None:
+    def __init__(
+        self, server: Connectable, query: str, *, dialect: Literal["mysql", "postgres"], batch_size: int = 10_000
+    ) -> None:
         self.server, self.query, self.dialect, self.batch_size = server, query, dialect, batch_size
 
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
@@ -58,8 +60,10 @@ class SqlExtractor:
             try:
                 cursor.execute(self.query, params)
             except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
-                raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {type(exc).__name__}: "
-                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+                raise ToolkitError(
+                    f"SQL extract from {self.server.describe()} failed: {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                ) from None
             columns: tuple[str, ...] | None = None
             while True:
                 rows = cursor.fetchmany(self.batch_size)
@@ -96,9 +100,16 @@ class PostgresLoader:
     pipeline own its table.
     """
 
-    def __init__(self, server: Connectable, table: str, *, schema: str = "public",
-                 mode: Literal["insert", "upsert"] = "insert",
-                 key_columns: list[str] | None = None, create_sql: str | None = None) -> None:
+    def __init__(
+        self,
+        server: Connectable,
+        table: str,
+        *,
+        schema: str = "public",
+        mode: Literal["insert", "upsert"] = "insert",
+        key_columns: list[str] | None = None,
+        create_sql: str | None = None,
+    ) -> None:
         if mode == "upsert" and not key_columns:
             raise ToolkitError(f"postgres loader {schema}.{table}: upsert needs key_columns")
         self.server, self.table, self.schema, self.mode = server, table, schema, mode
@@ -123,8 +134,10 @@ class PostgresLoader:
             if isinstance(exc, ToolkitError):
                 raise
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ToolkitError(f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
-                               f"after {written} rows: {type(exc).__name__}: {first_line}") from None
+            raise ToolkitError(
+                f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
+                f"after {written} rows: {type(exc).__name__}: {first_line}"
+            ) from None
         return written
 
     def _copy(self, cur: PgCursor, target: str, batch: Batch) -> None:
@@ -133,21 +146,31 @@ class PostgresLoader:
             buffer.write(",".join(_copy_field(v) for v in row))
             buffer.write("\n")
         buffer.seek(0)
-        cur.copy_expert(f"COPY {target} ({quote_list(list(batch.columns), 'postgres')}) FROM STDIN WITH (FORMAT csv)",
-                        buffer)
+        cur.copy_expert(
+            f"COPY {target} ({quote_list(list(batch.columns), 'postgres')}) FROM STDIN WITH (FORMAT csv)", buffer
+        )
 
     def _upsert(self, cur: PgCursor, target: str, batch: Batch) -> None:
         from psycopg2.extras import execute_values
 
         missing = [k for k in self.key_columns if k not in batch.columns]
         if missing:
-            raise ToolkitError(f"postgres upsert into {self.schema}.{self.table}: "
-                               f"key columns {missing} not in the batch")
+            raise ToolkitError(
+                f"postgres upsert into {self.schema}.{self.table}: key columns {missing} not in the batch"
+            )
         others = [c for c in batch.columns if c not in self.key_columns]
-        action = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c, 'postgres')} = EXCLUDED.{quote_ident(c, 'postgres')}"
-                                               for c in others)) if others else "DO NOTHING"
-        sql = (f"INSERT INTO {target} ({quote_list(list(batch.columns), 'postgres')}) VALUES %s "
-               f"ON CONFLICT ({quote_list(self.key_columns, 'postgres')}) {action}")
+        action = (
+            (
+                "DO UPDATE SET "
+                + ", ".join(f"{quote_ident(c, 'postgres')} = EXCLUDED.{quote_ident(c, 'postgres')}" for c in others)
+            )
+            if others
+            else "DO NOTHING"
+        )
+        sql = (
+            f"INSERT INTO {target} ({quote_list(list(batch.columns), 'postgres')}) VALUES %s "
+            f"ON CONFLICT ({quote_list(self.key_columns, 'postgres')}) {action}"
+        )
         positions = [batch.columns.index(k) for k in self.key_columns]
         # One row per key: a batch naming a key twice would make ON CONFLICT fail; the later row wins.
         latest = {tuple(row[p] for p in positions): row for row in batch.rows}
@@ -161,8 +184,9 @@ class PostgresDeadLetters:
     one is kept even if the step fails later.
     """
 
-    def __init__(self, server: Connectable, *, pipeline: str, schema: str = "public",
-                 table: str = "toolkit_dead_letters") -> None:
+    def __init__(
+        self, server: Connectable, *, pipeline: str, schema: str = "public", table: str = "toolkit_dead_letters"
+    ) -> None:
         self.server, self.pipeline, self.schema, self.table = server, pipeline, schema, table
         self._ready = False
 
@@ -172,13 +196,24 @@ class PostgresDeadLetters:
             conn.autocommit = True
             with conn.cursor() as cur:
                 if not self._ready:
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, "
-                                "pipeline text NOT NULL, "
-                                "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
-                                "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {target} (id bigserial PRIMARY KEY, "
+                        "pipeline text NOT NULL, "
+                        "step text NOT NULL, row_index bigint, column_name text, error text NOT NULL, "
+                        "row_data jsonb, created_at timestamptz NOT NULL DEFAULT now())"
+                    )
                     cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS run_id text")
                     self._ready = True
-                cur.execute(f"INSERT INTO {target} (pipeline, run_id, step, row_index, column_name, error, row_data)"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
-                            (self.pipeline, letter.run_id, letter.step, letter.row_index, letter.column, letter.error,
-                             json.dumps(letter.row, default=str)))
+                cur.execute(
+                    f"INSERT INTO {target} (pipeline, run_id, step, row_index, column_name, error, row_data)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
+                    (
+                        self.pipeline,
+                        letter.run_id,
+                        letter.step,
+                        letter.row_index,
+                        letter.column,
+                        letter.error,
+                        json.dumps(letter.row, default=str),
+                    ),
+                )

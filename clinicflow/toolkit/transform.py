@@ -1,4 +1,5 @@
 """Transformers: lambda, type conversion (strict or lenient with dead letters), column rename/select/derive."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -82,8 +83,10 @@ class LambdaTransformer:
         if self.per == "batch":
             out = self.function(batch)
             if not isinstance(out, Batch):
-                raise ToolkitError(f"lambda transformer {getattr(self.function, '__name__', self.function)!r} "
-                                   f"returned {type(out).__name__}, expected Batch")
+                raise ToolkitError(
+                    f"lambda transformer {getattr(self.function, '__name__', self.function)!r} "
+                    f"returned {type(out).__name__}, expected Batch"
+                )
             return out
         records = (self.function(record) for record in batch.as_dicts())
         kept = [r for r in records if r is not None]
@@ -106,8 +109,15 @@ class TypeConverter:
     Lenient: the row goes to the dead-letter sink and the stream goes on.
     """
 
-    def __init__(self, mapping: dict[str, TypeName], *, strict: bool = True, dead_letters: DeadLetterSink | None = None,
-                 name: str = "type_conversion", max_rejected_fraction: float = 0.01) -> None:
+    def __init__(
+        self,
+        mapping: dict[str, TypeName],
+        *,
+        strict: bool = True,
+        dead_letters: DeadLetterSink | None = None,
+        name: str = "type_conversion",
+        max_rejected_fraction: float = 0.01,
+    ) -> None:
         unknown = {c: t for c, t in mapping.items() if t not in CONVERTERS}
         if unknown:
             raise ToolkitError(f"{name}: unknown types {unknown}; use one of {sorted(CONVERTERS)}")
@@ -123,8 +133,9 @@ class TypeConverter:
         missing = [c for c in self.mapping if c not in batch.columns]
         if missing:
             raise ToolkitError(f"{self.name}: columns {missing} are not in the batch (has {list(batch.columns)})")
-        plan = [(i, self.mapping[c], CONVERTERS[self.mapping[c]])
-                for i, c in enumerate(batch.columns) if c in self.mapping]
+        plan = [
+            (i, self.mapping[c], CONVERTERS[self.mapping[c]]) for i, c in enumerate(batch.columns) if c in self.mapping
+        ]
         out: list[tuple[Any, ...]] = []
         for row in batch.rows:
             index = self.rows_seen
@@ -148,18 +159,31 @@ class TypeConverter:
             if self.strict:
                 raise TypeConversionError(self.name, index, column, target_type, reason)
             self.rejected += 1
-            self.dead_letters.put(DeadLetter(ctx.step or self.name, index, column,
-                                             f"cannot convert to {target_type}: {reason}",
-                                             dict(zip(batch.columns, row, strict=False)), run_id=ctx.run_id,
-                                             tool=self.name))
+            self.dead_letters.put(
+                DeadLetter(
+                    ctx.step or self.name,
+                    index,
+                    column,
+                    f"cannot convert to {target_type}: {reason}",
+                    dict(zip(batch.columns, row, strict=False)),
+                    run_id=ctx.run_id,
+                    tool=self.name,
+                )
+            )
         return Batch(batch.columns, out)
 
 
 class ColumnTransformer:
     """Rename, derive, then select columns (in that order)."""
 
-    def __init__(self, *, rename: dict[str, str] | None = None, select: list[str] | None = None,
-                 derive: dict[str, Callable[[dict[str, Any]], Any]] | None = None, name: str = "columns") -> None:
+    def __init__(
+        self,
+        *,
+        rename: dict[str, str] | None = None,
+        select: list[str] | None = None,
+        derive: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+        name: str = "columns",
+    ) -> None:
         self.rename = dict(rename or {})
         self.select = list(select) if select is not None else None
         self.derive = dict(derive or {})

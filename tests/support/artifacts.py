@@ -1,5 +1,6 @@
 """Artifacts of one flow run (the session's Prefect server is shared: "the latest artifact with key K" may be
 another test's)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ def flow_run_artifacts(flow_run_id: Any) -> dict[str, Any]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-            any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: a for a in found}
 
 

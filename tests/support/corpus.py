@@ -7,6 +7,7 @@ PDF (Pillow), and a DOCX (python-docx). ``truth/<name>.json`` says what a reader
 ``expect`` (``medical``, ``not-clinical``, ``missing-field``, ``ambiguous-field``), ``kind`` (``text``,
 ``structured``, ``ocr``, ``decoy``) and the Medical fields.
 """
+
 from __future__ import annotations
 
 import io
@@ -74,8 +75,10 @@ def build_corpus(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def truths() -> dict[str, dict[str, Any]]:
-    return {p.name[: -len(".json")]: json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted((CORPUS / "truth").glob("*.json"))}
+    return {
+        p.name[: -len(".json")]: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((CORPUS / "truth").glob("*.json"))
+    }
 
 
 # --------------------------------------------------------------------------- scoring

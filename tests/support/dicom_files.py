@@ -1,4 +1,5 @@
 """DICOM test files shared by the unit and integration tests: pydicom's own set, pydicom-data, and bad files."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Ingestion test inputs shared by the unit and integration tests: a referral letter, a PNG, a file tree."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -9,6 +9,7 @@ Integration tests see it as ``PREFECT_API_URL`` (this process's Prefect settings
 subprocesses inherit it) for the whole session: no test depends on whether an earlier one
 started it. Unit tests never start it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,14 @@ START_TIMEOUT = 300  # seconds: a server start on a loaded 2-core machine
 def server_env() -> dict[str, str]:
     """This process's environment without Prefect or clinicflow settings, for the server process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLINICFLOW_"))}
-    env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                "PREFECT_CLI_PROMPT": "false", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_CLI_PROMPT": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -64,8 +71,9 @@ def shared_api_url() -> str:
             url = url_file.read_text().strip()
             if _healthy(url):
                 return url
-            raise RuntimeError(f"the session's Prefect server at {url} stopped answering; "
-                               f"its log: {folder / 'prefect' / 'server.log'}")
+            raise RuntimeError(
+                f"the session's Prefect server at {url} stopped answering; its log: {folder / 'prefect' / 'server.log'}"
+            )
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         home = folder / "prefect"
@@ -165,8 +173,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
-        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                        for m in item.iter_markers("xdist_group")})
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
         if names and "@" not in item.nodeid:
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 

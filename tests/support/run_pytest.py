@@ -1,5 +1,6 @@
 """``python -m tests.support.run_pytest ARGS``: pytest, with exit code 5 (no tests collected) turned into 1,
 and the number of tests collected printed, so a stage of ``make test`` that runs nothing fails."""
+
 from __future__ import annotations
 
 import sys

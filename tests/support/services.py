@@ -8,6 +8,7 @@ Each server starts at most once per pytest process, even when a conftest or test
 fixture (which registers another copy of it): the copies share the process's one server. Tests make
 their own uniquely named buckets (``new_bucket``), so the xdist workers' servers never collide either.
 """
+
 from __future__ import annotations
 
 import socket
@@ -68,8 +69,9 @@ class GcsEmulator:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(credentials=AnonymousCredentials(), project="test",
-                              client_options={"api_endpoint": self.host})
+        return storage.Client(
+            credentials=AnonymousCredentials(), project="test", client_options={"api_endpoint": self.host}
+        )
 
     def new_bucket(self) -> str:
         name = f"cf-{uuid.uuid4().hex[:12]}"
@@ -84,8 +86,11 @@ class GcsEmulator:
 def _start_gcs() -> tuple[GcsEmulator, Callable[[], None]]:
     port = free_port()
     exe = Path(sys.executable).parent / "gcp-storage-emulator"
-    proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def stop() -> None:
         proc.terminate()
@@ -125,8 +130,13 @@ class S3Server:
     def client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
     def new_bucket(self) -> str:
         name = f"cf-{uuid.uuid4().hex[:12]}"

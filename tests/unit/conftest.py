@@ -5,6 +5,7 @@ every way the code reaches a database is blocked here: TCP connects to the MySQL
 ports, their Unix sockets, psycopg2.connect (libpq connects in C, below the socket module)
 and the mariadb/mysql/psql command-line clients.
 """
+
 from __future__ import annotations
 
 import os

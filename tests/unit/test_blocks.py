@@ -1,4 +1,5 @@
 """Blocks and the one resolver: env mode, saved blocks, and no password anywhere."""
+
 from __future__ import annotations
 
 import pytest

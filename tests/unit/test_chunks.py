@@ -1,4 +1,5 @@
 """The chunk planner's pure parts: key ranges, keyset predicates, and which engines read key ranges cheaply."""
+
 from __future__ import annotations
 
 import pytest
@@ -62,9 +63,19 @@ def test_keyset_predicate_is_strictly_after_the_last_key() -> None:
         keyset_after(["Stamp", "Id"], ["x"], "mysql")
 
 
-@pytest.mark.parametrize(("engine", "clustered"), [
-    ("InnoDB", True), ("innodb", True), (" InnoDB ", True),
-    ("MyISAM", False), ("Aria", False), ("MEMORY", False), ("", False), (None, False)])
+@pytest.mark.parametrize(
+    ("engine", "clustered"),
+    [
+        ("InnoDB", True),
+        ("innodb", True),
+        (" InnoDB ", True),
+        ("MyISAM", False),
+        ("Aria", False),
+        ("MEMORY", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_only_clustered_engines_read_key_ranges(engine: str | None, clustered: bool) -> None:
     assert clustered_by_key(engine) is clustered
 
@@ -87,6 +98,7 @@ def test_equally_spaced_boundaries_index_by_arithmetic() -> None:
     # The arithmetic index equals the range index for every key, below, inside and above the boundaries.
     ranges = ranges_from_boundaries([101, 201, 301])
     for k in (-7, 0, 1, 100, 101, 200, 201, 300, 301, 10**6):
-        expected = next(r.index for r in ranges
-                        if (r.lower is None or k >= r.lower) and (r.upper is None or k < r.upper))
+        expected = next(
+            r.index for r in ranges if (r.lower is None or k >= r.lower) and (r.upper is None or k < r.upper)
+        )
         assert min(max(int((k - 1) / 100), 0), 3) == expected, k  # truncating division, as both servers do

@@ -1,4 +1,5 @@
 """The command line's shape: every command a module-level function of clinicflow/cli (or clinicflow_dev)."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,13 +8,28 @@ import typer
 
 from clinicflow.cli import app
 
-COMMANDS = {"nightly", "load", "replicate", "analyze-schema", "validate", "show", "serve", "status", "demo",
-            "generate-opendental"}
-GROUPS = {"blocks": {"setup", "register"}, "cdc": {"start", "status", "stop"},
-          "fanout": {"setup"}, "dicom": {"run", "demo", "status", "reset"},
-          "ingest": {"run", "demo", "reextract"},
-          "dlq": {"list", "show", "replay", "discard"},
-          "pipelines": {"list", "show", "run", "sync", "backfill", "schema"}, "processing": {"workers"}}
+COMMANDS = {
+    "nightly",
+    "load",
+    "replicate",
+    "analyze-schema",
+    "validate",
+    "show",
+    "serve",
+    "status",
+    "demo",
+    "generate-opendental",
+}
+GROUPS = {
+    "blocks": {"setup", "register"},
+    "cdc": {"start", "status", "stop"},
+    "fanout": {"setup"},
+    "dicom": {"run", "demo", "status", "reset"},
+    "ingest": {"run", "demo", "reextract"},
+    "dlq": {"list", "show", "replay", "discard"},
+    "pipelines": {"list", "show", "run", "sync", "backfill", "schema"},
+    "processing": {"workers"},
+}
 
 
 def _callbacks(typer_app: typer.Typer) -> dict[str, object]:

@@ -1,4 +1,5 @@
 """tables.yml validation: every malformed file names the table and the field."""
+
 from __future__ import annotations
 
 import pytest
@@ -75,8 +76,14 @@ def test_every_name_the_project_makes_is_reserved_in_tables_yml() -> None:
 
     assert copy_plan.SHADOW_SUFFIX in RESERVED_SUFFIXES
     assert copy_plan.OLD_SUFFIX in RESERVED_SUFFIXES
-    for name in (copy_plan.STATE_TABLE, load_plan.STAGE_SCHEMA, ddl.replaced_schema(load_plan.STAGE_SCHEMA),
-                 "patient" + copy_plan.SHADOW_SUFFIX, "patient" + copy_plan.OLD_SUFFIX, "patient__cf_stage"):
+    for name in (
+        copy_plan.STATE_TABLE,
+        load_plan.STAGE_SCHEMA,
+        ddl.replaced_schema(load_plan.STAGE_SCHEMA),
+        "patient" + copy_plan.SHADOW_SUFFIX,
+        "patient" + copy_plan.OLD_SUFFIX,
+        "patient__cf_stage",
+    ):
         assert reserved_name_error(name) is not None, name
     longest = "t" * MAX_TABLE_NAME
     assert reserved_name_error(longest) is None

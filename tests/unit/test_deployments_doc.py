@@ -1,4 +1,5 @@
 """The deployments table in docs/deploy.md is prefect.yaml's, and the README copies no deployment table of its own."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_docs_table_equals_prefect_yaml() -> None:
     assert documented_table() == deployments_table(), (
-        f"{DOC.name} is stale: run `uv run python -m clinicflow_dev.deployments_table --write`")
+        f"{DOC.name} is stale: run `uv run python -m clinicflow_dev.deployments_table --write`"
+    )
 
 
 def test_every_deployment_has_a_row() -> None:

@@ -1,4 +1,5 @@
 """DicomRunOptions: every bad DICOM run option is refused before any work, with its field named."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,25 +16,28 @@ def options(**values: Any) -> DicomRunOptions:
     return DicomRunOptions.from_values(**{**BLOCKS, **values})
 
 
-@pytest.mark.parametrize(("field", "value", "says"), [
-    ("batch_size", 0, "batch_size must be at least 1 (got 0)"),
-    ("page_size", -5, "page_size must be at least 1 (got -5)"),
-    ("max_concurrency", 0, "max_concurrency must be at least 1"),
-    ("failure_threshold", -1, "failure_threshold must be at least 0"),
-    ("jpeg_quality", 0, "jpeg_quality must be at least 1"),
-    ("jpeg_quality", 101, "jpeg_quality must be at most 100 (got 101)"),
-    ("max_file_mb", 0, "max_file_mb must be greater than 0"),
-    ("max_file_mb", float("inf"), "max_file_mb must be a finite number"),
-    ("download_timeout_seconds", -1.0, "download_timeout_seconds must be greater than 0"),
-    ("download_retries", -1, "download_retries must be at least 0"),
-    ("retry_backoff_seconds", -0.5, "retry_backoff_seconds must be at least 0"),
-    ("bucket_kind", "azure", "bucket_kind must be 'local', 'gcs' or 's3' (got 'azure')"),
-    ("dataset", "../escape", "dataset must be 1-100 letters, digits"),
-    ("dataset", "x" * 101, "dataset must be 1-100 letters"),
-    ("query", "", "query must not be empty"),
-    ("reports_block", "", "reports_block must not be empty"),
-    ("page_size", "many", "page_size is invalid"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("batch_size", 0, "batch_size must be at least 1 (got 0)"),
+        ("page_size", -5, "page_size must be at least 1 (got -5)"),
+        ("max_concurrency", 0, "max_concurrency must be at least 1"),
+        ("failure_threshold", -1, "failure_threshold must be at least 0"),
+        ("jpeg_quality", 0, "jpeg_quality must be at least 1"),
+        ("jpeg_quality", 101, "jpeg_quality must be at most 100 (got 101)"),
+        ("max_file_mb", 0, "max_file_mb must be greater than 0"),
+        ("max_file_mb", float("inf"), "max_file_mb must be a finite number"),
+        ("download_timeout_seconds", -1.0, "download_timeout_seconds must be greater than 0"),
+        ("download_retries", -1, "download_retries must be at least 0"),
+        ("retry_backoff_seconds", -0.5, "retry_backoff_seconds must be at least 0"),
+        ("bucket_kind", "azure", "bucket_kind must be 'local', 'gcs' or 's3' (got 'azure')"),
+        ("dataset", "../escape", "dataset must be 1-100 letters, digits"),
+        ("dataset", "x" * 101, "dataset must be 1-100 letters"),
+        ("query", "", "query must not be empty"),
+        ("reports_block", "", "reports_block must not be empty"),
+        ("page_size", "many", "page_size is invalid"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_its_field(field: str, value: Any, says: str) -> None:
     with pytest.raises(DicomOptionsError) as caught:
         options(**{field: value})
@@ -63,16 +67,30 @@ def test_a_long_bad_input_is_shortened_in_the_message() -> None:
 
 
 def test_edge_values_are_accepted_and_converted_for_the_flow() -> None:
-    accepted = options(jpeg_quality=1, failure_threshold=0, download_retries=0, retry_backoff_seconds=0,
-                       batch_size=1, page_size=1, dataset="a", allowed_roots=None)
+    accepted = options(
+        jpeg_quality=1,
+        failure_threshold=0,
+        download_retries=0,
+        retry_backoff_seconds=0,
+        batch_size=1,
+        page_size=1,
+        dataset="a",
+        allowed_roots=None,
+    )
     assert accepted.allowed_roots == ()
     assert accepted.flow_parameters()["allowed_roots"] is None
     assert options(jpeg_quality=100, allowed_roots=["/data"]).flow_parameters()["allowed_roots"] == ["/data"]
 
 
 def test_download_limits_come_from_the_options() -> None:
-    limits = options(max_file_mb=1.5, download_timeout_seconds=7, download_retries=2, retry_backoff_seconds=0.25,
-                     allowed_roots=["/a", "/b"], allow_private_redirects=True).download_limits()
+    limits = options(
+        max_file_mb=1.5,
+        download_timeout_seconds=7,
+        download_retries=2,
+        retry_backoff_seconds=0.25,
+        allowed_roots=["/a", "/b"],
+        allow_private_redirects=True,
+    ).download_limits()
     assert limits.max_bytes == int(1.5 * 1024 * 1024)
     assert (limits.timeout_seconds, limits.retry.retries, limits.retry.base_seconds) == (7, 2, 0.25)
     assert limits.allowed_roots == ("/a", "/b")

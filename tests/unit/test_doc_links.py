@@ -1,4 +1,5 @@
 """Every relative link in README.md and docs/*.md points at a file that exists, and the README stays short."""
+
 from __future__ import annotations
 
 import re
@@ -27,9 +28,12 @@ def local_targets(doc: Path) -> list[str]:
 
 
 def test_every_local_link_resolves() -> None:
-    broken = [f"{doc.relative_to(ROOT)} -> {target}"
-              for doc in documents() for target in local_targets(doc)
-              if not (doc.parent / target).exists()]
+    broken = [
+        f"{doc.relative_to(ROOT)} -> {target}"
+        for doc in documents()
+        for target in local_targets(doc)
+        if not (doc.parent / target).exists()
+    ]
     assert broken == [], f"links to files that do not exist: {broken}"
 
 

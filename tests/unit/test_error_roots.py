@@ -1,4 +1,5 @@
 """Every exception class the project defines derives from ClinicflowError (core/errors.py says so; this checks it)."""
+
 from __future__ import annotations
 
 import importlib
@@ -26,8 +27,11 @@ def _module_names() -> list[str]:
 
 def exception_classes(module_name: str) -> list[type[BaseException]]:
     module = importlib.import_module(module_name)
-    return [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-            if issubclass(obj, BaseException) and obj.__module__ == module_name]
+    return [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, BaseException) and obj.__module__ == module_name
+    ]
 
 
 def test_the_walk_finds_the_package_exceptions() -> None:

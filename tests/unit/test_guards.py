@@ -1,4 +1,5 @@
 """Address and identity comparison behind the refusal of a replica or analytics block that names the source."""
+
 from __future__ import annotations
 
 import pytest

@@ -6,6 +6,7 @@
 - The OpenDental loader (``opendental/warehouse``) never imports the replicator (``opendental/replication``).
 - No module of ``clinicflow/`` is over 400 lines; no two modules define the same public function or class.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clinicflow"
 ENTRY_POINTS = ("cli", "service")
-FORBIDDEN = ("prefect", "prefect_gcp", "prefect_aws", "prefect_sqlalchemy", "prefect_kubernetes", "blocks", "flows",
-             "tasks", "clinicflow_dev", "bench", "tests")
+FORBIDDEN = (
+    "prefect",
+    "prefect_gcp",
+    "prefect_aws",
+    "prefect_sqlalchemy",
+    "prefect_kubernetes",
+    "blocks",
+    "flows",
+    "tasks",
+    "clinicflow_dev",
+    "bench",
+    "tests",
+)
 MAX_LINES = 400
 # Modules whose length is data (literals), not logic; none today.
 LONG_DATA_MODULES: frozenset[str] = frozenset()
@@ -53,14 +65,17 @@ def imported_modules(source: str) -> list[tuple[int, str]]:
 
 def import_violations(path: Path, source: str, forbidden: tuple[str, ...] = FORBIDDEN) -> list[str]:
     rel = path.relative_to(ROOT) if path.is_absolute() else path
-    return [f"{rel}:{line} imports {name}" for line, name in imported_modules(source)
-            if name.split(".")[0] in forbidden]
+    return [
+        f"{rel}:{line} imports {name}" for line, name in imported_modules(source) if name.split(".")[0] in forbidden
+    ]
 
 
 def test_the_rule_checker_catches_a_function_level_import() -> None:
     source = "def f():\n    from prefect import flow\n    import blocks.databases\n"
     assert import_violations(Path("clinicflow/x.py"), source) == [
-        "clinicflow/x.py:2 imports prefect", "clinicflow/x.py:3 imports blocks.databases"]
+        "clinicflow/x.py:2 imports prefect",
+        "clinicflow/x.py:3 imports blocks.databases",
+    ]
     assert import_violations(Path("clinicflow/x.py"), "import prefecture\nfrom clinicflow.core import sql\n") == []
 
 
@@ -73,10 +88,12 @@ def test_library_never_imports_prefect_blocks_flows_or_tasks() -> None:
 
 def test_importing_the_whole_library_loads_no_prefect() -> None:
     """The same rule at run time, in a fresh interpreter (nothing this test session imported can hide one)."""
-    code = ("import importlib, sys\n"
-            + "".join(f"importlib.import_module({_dotted(p)!r})\n" for p in _library_modules())
-            + f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
-            + "print(','.join(bad))\n")
+    code = (
+        "import importlib, sys\n"
+        + "".join(f"importlib.import_module({_dotted(p)!r})\n" for p in _library_modules())
+        + f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
+        + "print(','.join(bad))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "", f"the library loads {out.stdout.strip()}"
 
@@ -84,9 +101,12 @@ def test_importing_the_whole_library_loads_no_prefect() -> None:
 def test_the_loader_never_imports_the_replicator() -> None:
     warehouse = [p for p in _modules() if p.relative_to(PACKAGE).parts[:2] == ("opendental", "warehouse")]
     assert warehouse
-    violations = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in warehouse
-                  for line, name in imported_modules(p.read_text(encoding="utf-8"))
-                  if name.startswith("clinicflow.opendental.replication")]
+    violations = [
+        f"{p.relative_to(ROOT)}:{line} imports {name}"
+        for p in warehouse
+        for line, name in imported_modules(p.read_text(encoding="utf-8"))
+        if name.startswith("clinicflow.opendental.replication")
+    ]
     assert violations == [], "\n".join(violations)
 
 

@@ -1,4 +1,5 @@
 """The unit-test guard itself: reaching MariaDB or PostgreSQL from a unit test fails."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """The embedded-server defaults apply only when no Prefect API is configured, and never override the user."""
+
 from __future__ import annotations
 
 import os
@@ -28,16 +29,31 @@ def test_nothing_changes_with_an_api(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_embedded_server_gets_no_credentials() -> None:
-    environ = {"PATH": "/usr/bin", "HOME": "/home/x", "PREFECT_HOME": "/p", "PREFECT_API_DATABASE_CONNECTION_URL": "x",
-               "CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD": "s", "CLINICFLOW_CREDENTIALS": "env", "MYSQL_PWD": "s",
-               "PGPASSWORD": "s", "AWS_SECRET_ACCESS_KEY": "s", "GITHUB_TOKEN": "s", "my_secret": "s"}
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/x",
+        "PREFECT_HOME": "/p",
+        "PREFECT_API_DATABASE_CONNECTION_URL": "x",
+        "CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD": "s",
+        "CLINICFLOW_CREDENTIALS": "env",
+        "MYSQL_PWD": "s",
+        "PGPASSWORD": "s",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "GITHUB_TOKEN": "s",
+        "my_secret": "s",
+    }
     assert runtime.server_environment(environ) == {
-        "PATH": "/usr/bin", "HOME": "/home/x", "PREFECT_HOME": "/p", "PREFECT_API_DATABASE_CONNECTION_URL": "x"}
+        "PATH": "/usr/bin",
+        "HOME": "/home/x",
+        "PREFECT_HOME": "/p",
+        "PREFECT_API_DATABASE_CONNECTION_URL": "x",
+    }
 
 
 @pytest.mark.parametrize("api_url", [None, "http://prefect.example:4200/api"])
-def test_library_logs_are_routed_to_run_logs_with_or_without_an_api(monkeypatch: pytest.MonkeyPatch,
-                                                                     api_url: str | None) -> None:
+def test_library_logs_are_routed_to_run_logs_with_or_without_an_api(
+    monkeypatch: pytest.MonkeyPatch, api_url: str | None
+) -> None:
     if api_url is None:
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
     else:

@@ -1,5 +1,6 @@
 """The README's layout table matches the tree, folder by folder: every folder it names exists, and every folder of
 the project (each package of clinicflow/, each top-level folder, each tests/ area) has its row."""
+
 from __future__ import annotations
 
 import re
@@ -25,11 +26,15 @@ def layout_rows() -> dict[str, str]:
 
 
 def project_folders() -> set[str]:
-    folders = {f"{p.name}/" for p in ROOT.iterdir()
-               if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED}
+    folders = {
+        f"{p.name}/" for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED
+    }
     for package in ("clinicflow", "clinicflow_dev", "flows", "tasks", "blocks"):
-        folders |= {f"{p.relative_to(ROOT).as_posix()}/" for p in (ROOT / package).rglob("*")
-                    if p.is_dir() and not SKIPPED & set(p.relative_to(ROOT).parts) and any(p.iterdir())}
+        folders |= {
+            f"{p.relative_to(ROOT).as_posix()}/"
+            for p in (ROOT / package).rglob("*")
+            if p.is_dir() and not SKIPPED & set(p.relative_to(ROOT).parts) and any(p.iterdir())
+        }
     folders |= {"tests/unit/", "tests/support/"}
     return folders
 

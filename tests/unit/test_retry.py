@@ -1,4 +1,5 @@
 """The one retry policy: transient errors retry with backoff, the rest fail at once."""
+
 from __future__ import annotations
 
 import pytest
@@ -107,8 +108,13 @@ def test_before_retry_runs_between_attempts() -> None:
             raise TransientError("lost connection")
         return "ok"
 
-    call_with_retry(flaky, what="flaky", policy=RetryPolicy(1, 0), sleep=lambda s: None,
-                    before_retry=lambda exc: events.append("reconnect"))
+    call_with_retry(
+        flaky,
+        what="flaky",
+        policy=RetryPolicy(1, 0),
+        sleep=lambda s: None,
+        before_retry=lambda exc: events.append("reconnect"),
+    )
     assert events == ["call", "reconnect", "call"]
 
 

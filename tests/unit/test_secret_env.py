@@ -1,4 +1,5 @@
 """Secret-named CLINICFLOW_* variables leave the process environment at CLI start and stay readable."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,12 @@ def test_capture_moves_secrets_out_of_the_environment(monkeypatch: pytest.Monkey
         assert secret_env.getenv("CLINICFLOW_X_TEST_PASSWORD") == "s3cret"
         assert "CLINICFLOW_X_TEST_PASSWORD" in secret_env.names()
         # A child process started by any library no longer inherits it.
-        out = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('CLINICFLOW_X_TEST_PASSWORD'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        out = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.environ.get('CLINICFLOW_X_TEST_PASSWORD'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert out == "None"
         # A value set after start wins over the captured one.
         monkeypatch.setenv("CLINICFLOW_X_TEST_PASSWORD", "newer")
@@ -32,11 +37,13 @@ def test_capture_moves_secrets_out_of_the_environment(monkeypatch: pytest.Monkey
 
 def test_the_cli_reexecutes_itself_without_secrets_in_its_start_up_environment() -> None:
     """/proc/PID/environ is the start-up environment: after the re-exec it holds no secret."""
-    code = ("import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
-            "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
-            "print(b's3cret-sentinel' in environ, b'CLINICFLOW_SECRETS_FD' in environ, "
-            "secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'), os.environ.get('CLINICFLOW_X_TEST_HOST'), "
-            "len(os.listdir('/proc/self/fd')))")
+    code = (
+        "import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
+        "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
+        "print(b's3cret-sentinel' in environ, b'CLINICFLOW_SECRETS_FD' in environ, "
+        "secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'), os.environ.get('CLINICFLOW_X_TEST_HOST'), "
+        "len(os.listdir('/proc/self/fd')))"
+    )
     env = {**os.environ, "CLINICFLOW_X_TEST_PASSWORD": "s3cret-sentinel", "CLINICFLOW_X_TEST_HOST": "db.example"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     in_environ, fd_in_environ, value, host, _fds = done.stdout.split()
@@ -49,14 +56,17 @@ def test_handover_gives_a_child_the_captured_secrets_on_a_pipe(monkeypatch: pyte
     monkeypatch.setenv("CLINICFLOW_X_TEST_PASSWORD", "s3cret-handed-over")
     secret_env.capture()
     try:
-        code = ("import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
-                "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
-                "print(b's3cret-handed-over' in environ, secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'))")
+        code = (
+            "import os; from clinicflow.core import secret_env; secret_env.capture_and_reexec(); "
+            "environ = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
+            "print(b's3cret-handed-over' in environ, secret_env.getenv('CLINICFLOW_X_TEST_PASSWORD'))"
+        )
         env, pipe = secret_env.handover(dict(os.environ))
         assert pipe is not None
         try:
-            done = subprocess.run([sys.executable, "-c", code], env=env, pass_fds=(pipe,), capture_output=True,
-                                  text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", code], env=env, pass_fds=(pipe,), capture_output=True, text=True, check=True
+            )
         finally:
             os.close(pipe)
         assert done.stdout.split() == ["False", "s3cret-handed-over"]

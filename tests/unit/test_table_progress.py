@@ -1,4 +1,5 @@
 """The nightly's terminal progress: each outcome the tier runner records reaches the watcher; rich or plain."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,11 @@ def test_plain_lines_when_not_a_terminal() -> None:
     console = Console(file=out, force_terminal=False, width=200)
     with table_progress(console):
         run_a_tier()
-    assert out.getvalue().splitlines() == ["tier 1: 2 tables", "tier 1 patient: ok, 12 rows copied, 10 rows loaded",
-                                           "tier 1 claim: failed, 0 rows loaded"]
+    assert out.getvalue().splitlines() == [
+        "tier 1: 2 tables",
+        "tier 1 patient: ok, 12 rows copied, 10 rows loaded",
+        "tier 1 claim: failed, 0 rows loaded",
+    ]
     run_a_tier()  # no watcher: nothing printed, nothing raised
     assert len(out.getvalue().splitlines()) == 3
 

@@ -1,4 +1,5 @@
 """The malformed-tables.yml corpus: each tests/unit/tables_corpus/NAME.yml fails with the one line in NAME.expected."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Run verdicts as pure functions: 'N of M failed', the nightly's summary and failure, failed children."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,17 @@ LOST = "1 of 3 partitions failed: t0-small-a..b (child run Crashed; pod lost)"
 
 def outcomes(*failed: str) -> list[TableOutcome]:
     names = ["patient", "procedurelog", "appointment"]
-    return [TableOutcome(table=t, status="failed" if t in failed else "ok", rows=0 if t in failed else 10,
-                         zero_dates=1, nul_bytes=2, error=f"{t} broke" if t in failed else None)
-            for t in names]
+    return [
+        TableOutcome(
+            table=t,
+            status="failed" if t in failed else "ok",
+            rows=0 if t in failed else 10,
+            zero_dates=1,
+            nul_bytes=2,
+            error=f"{t} broke" if t in failed else None,
+        )
+        for t in names
+    ]
 
 
 def test_failed_of_names_the_first_failures() -> None:
@@ -35,8 +44,9 @@ def test_verdict_status_follows_its_failure() -> None:
 
 def test_night_all_ok() -> None:
     verdict = night_verdict("nightly_etl", outcomes())
-    assert verdict.summary == ("nightly_etl: 3 of 3 tables ok, 0 failed; 30 rows loaded, 3 zero dates → NULL, "
-                               "6 NUL bytes removed")
+    assert verdict.summary == (
+        "nightly_etl: 3 of 3 tables ok, 0 failed; 30 rows loaded, 3 zero dates → NULL, 6 NUL bytes removed"
+    )
     assert verdict.failure is None
     assert verdict.status == "ok"
     assert tables_failed_message(outcomes()) is None
@@ -61,8 +71,7 @@ def test_night_with_a_lost_child_fails_although_every_table_is_ok() -> None:
 def test_night_with_failed_tables_and_a_lost_child_names_both() -> None:
     verdict = night_verdict("nightly_etl", outcomes("patient", "appointment"), LOST)
     assert verdict.status == "failed"
-    assert verdict.failure == (f"2 of 3 tables failed: patient: patient broke; appointment: appointment broke "
-                               f"({LOST})")
+    assert verdict.failure == (f"2 of 3 tables failed: patient: patient broke; appointment: appointment broke ({LOST})")
     assert "1 of 3 tables ok, 2 failed" in verdict.summary
     assert verdict.summary.endswith(LOST)
 
@@ -72,8 +81,9 @@ def test_failed_children_message() -> None:
     crashed = ChildRun("prefixes-002", 1, "id2", "CRASHED", "Crashed", "Flow run infrastructure exited " + "x" * 300)
     unstarted = ChildRun("prefixes-003", 0, "", "FAILED", "NotStarted", "")
     assert failed_children_message({"prefixes-001": done}, "prefix partitions") is None
-    message = failed_children_message({"prefixes-003": unstarted, "prefixes-001": done, "prefixes-002": crashed},
-                                      "key ranges")
+    message = failed_children_message(
+        {"prefixes-003": unstarted, "prefixes-001": done, "prefixes-002": crashed}, "key ranges"
+    )
     assert message is not None
     head, _, rest = message.partition(": ")
     assert head == "2 of 3 key ranges failed"

@@ -23,6 +23,7 @@ Passwords are written with the option-file escapes (quote, backslash,
 newline, tab, carriage return); a NUL byte, which an option file cannot
 hold, is refused with a clear error.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,14 +64,19 @@ _OPTION_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\
 def _option_value(value: str, field: str) -> str:
     """``value`` as a double-quoted option-file value; ``field`` names it in the error (never the value)."""
     if "\0" in value:
-        raise MySQLClientError(f"mysql client: the {field} contains a NUL byte, which a MariaDB option file "
-                               "cannot hold; change it (pymysql, CLINICFLOW_MYSQL_EXPORT=pymysql, accepts it)")
+        raise MySQLClientError(
+            f"mysql client: the {field} contains a NUL byte, which a MariaDB option file "
+            "cannot hold; change it (pymysql, CLINICFLOW_MYSQL_EXPORT=pymysql, accepts it)"
+        )
     return '"' + "".join(_OPTION_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
 def _option_file_text(server: Any) -> str:
-    lines = ["[client]", f"user={_option_value(server.username, 'user name')}",
-             f"password={_option_value(server.password.get_secret_value(), 'password')}"]
+    lines = [
+        "[client]",
+        f"user={_option_value(server.username, 'user name')}",
+        f"password={_option_value(server.password.get_secret_value(), 'password')}",
+    ]
     if server.unix_socket:
         lines.append(f"socket={_option_value(server.unix_socket, 'socket path')}")
     else:
@@ -124,10 +130,22 @@ def _command(binary: str, defaults: str, server: Any, sql: str, time_zone: str) 
     # Without stdbuf (not coreutils) the client runs as it is: only slower.
     stdbuf = shutil.which("stdbuf")
     prefix = [stdbuf, f"--output={CLIENT_OUTPUT_BUFFER}"] if stdbuf else []
-    return [*prefix, binary, f"--defaults-extra-file={defaults}", "--batch", "--raw", "--skip-column-names", "--quick",
-            "--ssl", "--default-character-set=utf8mb4", "--connect-timeout=20",
-            f"--init-command=SET SESSION sql_mode='{MYSQL_SESSION_SQL_MODE}', SESSION time_zone={time_zone}",
-            f"--database={server.database}", "--execute", sql]
+    return [
+        *prefix,
+        binary,
+        f"--defaults-extra-file={defaults}",
+        "--batch",
+        "--raw",
+        "--skip-column-names",
+        "--quick",
+        "--ssl",
+        "--default-character-set=utf8mb4",
+        "--connect-timeout=20",
+        f"--init-command=SET SESSION sql_mode='{MYSQL_SESSION_SQL_MODE}', SESSION time_zone={time_zone}",
+        f"--database={server.database}",
+        "--execute",
+        sql,
+    ]
 
 
 def _widen_pipe(pipe: Any) -> None:
@@ -192,9 +210,14 @@ def open_export(server: Any, sql: str, *, time_zone: str = "'+00:00'") -> Iterat
     # client while we wait for its stdout.
     try:
         with tempfile.TemporaryFile() as stderr:
-            proc = subprocess.Popen(_command(binary, f"/dev/fd/{options}", server, sql, time_zone),
-                                    stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
-                                    pass_fds=(options,), env=_client_env())
+            proc = subprocess.Popen(
+                _command(binary, f"/dev/fd/{options}", server, sql, time_zone),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(options,),
+                env=_client_env(),
+            )
             os.close(options)  # the child has its copy; ours is not needed any more
             options = -1
             _widen_pipe(proc.stdout)

@@ -1,4 +1,5 @@
 """The one raw MySQL connection: values arrive as the server's bytes (no decoders), parameters are still encoded."""
+
 from __future__ import annotations
 
 from typing import Any, Literal, cast

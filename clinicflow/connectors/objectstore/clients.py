@@ -1,4 +1,5 @@
 """The object-store clients every GCS and S3 read and write goes through (the emulator handled once, here)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -12,6 +12,7 @@ Listing uses only the literal prefix of the pattern (everything before the
 first wildcard character), so ``s3://b/2024/**/*.txt`` lists ``2024/`` and
 not the whole bucket.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,10 +50,10 @@ def _segment_regex(segment: str, pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            end = segment.find("]", i + 2 if segment[i + 1:i + 2] in ("!", "]") else i + 1)
+            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "]") else i + 1)
             if end < 0:
                 raise PatternError(f"pattern {pattern!r}: unclosed '['")
-            body = segment[i + 1:end]
+            body = segment[i + 1 : end]
             negate = body.startswith("!")
             body = body[1:] if negate else body
             body = body.replace("\\", "\\\\").replace("^", "\\^")
@@ -132,4 +133,4 @@ def parse_location(pattern: str) -> Location:
     if prefix == text and Path(text).is_dir():
         return Location("file", text.rstrip("/") or "/", "**")
     root = prefix.rsplit("/", 1)[0] or "/"
-    return Location("file", root, text[len(root):].lstrip("/"))
+    return Location("file", root, text[len(root) :].lstrip("/"))

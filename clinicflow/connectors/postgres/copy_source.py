@@ -1,5 +1,5 @@
-"""Streaming rows into PostgreSQL's COPY FROM STDIN: a background reader and the file object copy_expert reads.
-"""
+"""Streaming rows into PostgreSQL's COPY FROM STDIN: a background reader and the file object copy_expert reads."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -36,10 +36,18 @@ class LineReader:
 
     _END = object()
 
-    def __init__(self, cursor: Cursor, *, block_rows: int = FETCH_ROWS, segment_rows: int | None = None,
-                 depth: int = 4, row_pieces: Callable[[Sequence[Any]], Iterable[bytes]] | None = None,
-                 key_start: int = 1, block_bytes: int = COPY_READ_SIZE,
-                 read_error: Callable[[Sequence[Any] | None, BaseException], BaseException] | None = None) -> None:
+    def __init__(
+        self,
+        cursor: Cursor,
+        *,
+        block_rows: int = FETCH_ROWS,
+        segment_rows: int | None = None,
+        depth: int = 4,
+        row_pieces: Callable[[Sequence[Any]], Iterable[bytes]] | None = None,
+        key_start: int = 1,
+        block_bytes: int = COPY_READ_SIZE,
+        read_error: Callable[[Sequence[Any] | None, BaseException], BaseException] | None = None,
+    ) -> None:
         import queue
         import threading
 
@@ -83,7 +91,7 @@ class LineReader:
                 parts.append(piece)
                 size += len(piece)
                 if size >= self._block_bytes:
-                    done = tuple(last[self._key_start:]) if rows and last is not None else None
+                    done = tuple(last[self._key_start :]) if rows and last is not None else None
                     if not self._put((b"".join(parts), rows, done)):
                         return
                     parts, rows, size = [], 0, 0
@@ -94,10 +102,10 @@ class LineReader:
             last = row
             segment_end = bool(self._segment_rows) and fetched % (self._segment_rows or 1) == 0
             if size >= self._block_bytes or segment_end:
-                if not self._put((b"".join(parts), rows, tuple(row[self._key_start:]))):
+                if not self._put((b"".join(parts), rows, tuple(row[self._key_start :]))):
                     return
                 parts, rows, size = [], 0, 0
-        if parts and not self._put((b"".join(parts), rows, tuple(last[self._key_start:]) if last else None)):
+        if parts and not self._put((b"".join(parts), rows, tuple(last[self._key_start :]) if last else None)):
             return
         self._put(self._END)
 

@@ -6,6 +6,7 @@ encoding (``replica_encoding``) and from the replica through the nightly's COPY 
 Re-reading makes applying a batch idempotent: a batch applied twice leaves the same rows, which is what lets
 a killed run resume from the last position stored with the rows.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ class TableApplyError(CdcError):
         super().__init__(f"table {table!r}: {leg}: {type(exc).__name__}: {exc}")
         self.table = table
 
+
 # Keys per IN list: one statement stays small whatever the batch.
 KEYS_PER_STATEMENT = 1000
 
@@ -60,8 +62,13 @@ class TableShape:
     load_plan: LoadPlan
 
 
-def table_shape(replica_conn: Connection, table: str, config: TableConfig, primary_key: Sequence[str],
-                state_schema: str = STATE_SCHEMA) -> TableShape:
+def table_shape(
+    replica_conn: Connection,
+    table: str,
+    config: TableConfig,
+    primary_key: Sequence[str],
+    state_schema: str = STATE_SCHEMA,
+) -> TableShape:
     """The replica's columns (the LOAD DATA list) and the raw load plan (the nightly's typemap)."""
     replica = read_table(replica_conn, table, where="replication")
     plan = plan_load(replica, config, state_schema=state_schema)
@@ -71,21 +78,26 @@ def table_shape(replica_conn: Connection, table: str, config: TableConfig, prima
 def _chunks(keys: set[Key]) -> Iterator[list[Key]]:
     ordered = sorted(keys, key=lambda k: tuple((v is None, str(type(v)), v) for v in k))
     for start in range(0, len(ordered), KEYS_PER_STATEMENT):
-        yield ordered[start:start + KEYS_PER_STATEMENT]
+        yield ordered[start : start + KEYS_PER_STATEMENT]
 
 
 def mysql_key_predicate(primary_key: Sequence[str], keys: Sequence[Key]) -> tuple[str, list[Any]]:
     """``pk IN (...)`` (or row constructors for a composite key) with parameters."""
     if len(primary_key) == 1:
-        return (f"{quote_ident(primary_key[0], 'mysql')} IN (" + ", ".join(["%s"] * len(keys)) + ")",
-                [k[0] for k in keys])
+        return (
+            f"{quote_ident(primary_key[0], 'mysql')} IN (" + ", ".join(["%s"] * len(keys)) + ")",
+            [k[0] for k in keys],
+        )
     row = "(" + ", ".join(["%s"] * len(primary_key)) + ")"
-    return (f"({quote_list(list(primary_key), 'mysql')}) IN (" + ", ".join([row] * len(keys)) + ")",
-            [v for k in keys for v in k])
+    return (
+        f"({quote_list(list(primary_key), 'mysql')}) IN (" + ", ".join([row] * len(keys)) + ")",
+        [v for k in keys for v in k],
+    )
 
 
-def apply_replica(src: MySQLServerLike, dst_conn: Connection, shapes: dict[str, TableShape], batch: ChangeBatch,
-                  source: str) -> None:
+def apply_replica(
+    src: MySQLServerLike, dst_conn: Connection, shapes: dict[str, TableShape], batch: ChangeBatch, source: str
+) -> None:
     """One replica transaction: for every changed key, the source's row (or none) replaces the replica's.
 
     The position is written in the same transaction (InnoDB replica tables; on a MyISAM replica the rows are
@@ -133,13 +145,20 @@ def _merge_keys(replica_stream_conn: Connection, cur: PgCursor, plan: LoadPlan, 
     pk = quote_list(list(plan.primary_key), "postgres")
     for chunk in _chunks(keys):
         values, params = _pg_key_rows(plan, chunk)
-        cur.execute(f"DELETE FROM {target} WHERE ({pk}) IN ({values}) "
-                    f"AND ({pk}) NOT IN (SELECT {pk} FROM {temp})", params)
+        cur.execute(
+            f"DELETE FROM {target} WHERE ({pk}) IN ({values}) AND ({pk}) NOT IN (SELECT {pk} FROM {temp})", params
+        )
     return copied
 
 
-def apply_raw(replica_stream_conn: Connection, pg_conn: PgConnection, shapes: dict[str, TableShape],
-              batch: ChangeBatch, source: str, state_schema: str = STATE_SCHEMA) -> int:
+def apply_raw(
+    replica_stream_conn: Connection,
+    pg_conn: PgConnection,
+    shapes: dict[str, TableShape],
+    batch: ChangeBatch,
+    source: str,
+    state_schema: str = STATE_SCHEMA,
+) -> int:
     """One PostgreSQL transaction: the replica's rows for the changed keys merged into raw, vanished keys deleted.
 
     Returns the rows copied. ``replica_stream_conn``: ``raw_connection(replica, streaming=True, zone="server")``.
@@ -160,9 +179,17 @@ def apply_raw(replica_stream_conn: Connection, pg_conn: PgConnection, shapes: di
     return copied
 
 
-def apply_batch(src: MySQLServerLike, replica: MySQLServerLike, pg: PostgresServerLike,
-                shapes: dict[str, TableShape], batch: ChangeBatch, source: str, *,
-                apply_to_replica: bool = True, state_schema: str = STATE_SCHEMA) -> int:
+def apply_batch(
+    src: MySQLServerLike,
+    replica: MySQLServerLike,
+    pg: PostgresServerLike,
+    shapes: dict[str, TableShape],
+    batch: ChangeBatch,
+    source: str,
+    *,
+    apply_to_replica: bool = True,
+    state_schema: str = STATE_SCHEMA,
+) -> int:
     """The replica leg (unless it already holds the batch), then the raw leg; returns rows copied into raw."""
     if apply_to_replica:
         dst_conn = raw_connection(replica)

@@ -1,5 +1,5 @@
-"""What a source must offer before CDC starts: row binlog, full row images, a free server id, retention, grants.
-"""
+"""What a source must offer before CDC starts: row binlog, full row images, a free server id, retention, grants."""
+
 from __future__ import annotations
 
 import re
@@ -33,8 +33,7 @@ class BinlogPosition:
 
 def _variables(conn: Connection, names: list[str]) -> dict[str, str | None]:
     with conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")",
-                    names)
+        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")", names)
         return {catalog_text(r[0]) or "": catalog_text(r[1]) for r in cur.fetchall()}
 
 
@@ -56,8 +55,10 @@ def master_position(conn: Connection) -> BinlogPosition:
             cur.execute("SHOW BINARY LOG STATUS")
         row = cur.fetchone()
     if not row:
-        raise CdcError("the source has no binary log (SHOW MASTER STATUS is empty): start it with log_bin "
-                       "(log-bin=mysql-bin) and binlog_format=ROW, binlog_row_image=FULL (docs/cdc.md)")
+        raise CdcError(
+            "the source has no binary log (SHOW MASTER STATUS is empty): start it with log_bin "
+            "(log-bin=mysql-bin) and binlog_format=ROW, binlog_row_image=FULL (docs/cdc.md)"
+        )
     return BinlogPosition(catalog_text(row[0]) or "", int(catalog_text(row[1]) or 0))
 
 
@@ -70,9 +71,11 @@ def binlog_files(conn: Connection) -> list[str]:
 def check_position_available(conn: Connection, position: BinlogPosition) -> None:
     """A stored position whose file the server has purged cannot be resumed: say so, naming the setting."""
     if position.file not in binlog_files(conn):
-        raise CdcError(f"binlog position {position} was purged by the source (binlog_expire_logs_seconds / "
-                       "expire_logs_days too short for the time CDC was stopped): changes since then are lost to "
-                       "CDC; run `clinicflow cdc start --resnapshot` (a fresh full copy), the nightly goes on as usual")
+        raise CdcError(
+            f"binlog position {position} was purged by the source (binlog_expire_logs_seconds / "
+            "expire_logs_days too short for the time CDC was stopped): changes since then are lost to "
+            "CDC; run `clinicflow cdc start --resnapshot` (a fresh full copy), the nightly goes on as usual"
+        )
 
 
 def _has_grant(grants: list[str], *privileges: str) -> bool:
@@ -89,8 +92,17 @@ def precheck_problems(src: MySQLServerLike, *, server_id: int, retention_hours: 
     """Every reason the source cannot serve CDC (empty: it can), each naming the setting or privilege."""
     conn = raw_connection(src)
     try:
-        values = _variables(conn, ["log_bin", "binlog_format", "binlog_row_image", "server_id",
-                                   "binlog_expire_logs_seconds", "expire_logs_days"])
+        values = _variables(
+            conn,
+            [
+                "log_bin",
+                "binlog_format",
+                "binlog_row_image",
+                "server_id",
+                "binlog_expire_logs_seconds",
+                "expire_logs_days",
+            ],
+        )
         problems = []
         if (values.get("log_bin") or "OFF").upper() != "ON":
             problems.append("binary log is off: set log_bin (log-bin=mysql-bin in the server's config) and restart")
@@ -107,21 +119,28 @@ def precheck_problems(src: MySQLServerLike, *, server_id: int, retention_hours: 
             except Exception:  # noqa: BLE001 - needs REPLICATION MASTER ADMIN on MariaDB; the grant check names it
                 taken = set()
         if server_id in taken:
-            problems.append(f"server_id {server_id} is already used by a replica of this source (SHOW SLAVE HOSTS): "
-                            "pass another --server-id")
+            problems.append(
+                f"server_id {server_id} is already used by a replica of this source (SHOW SLAVE HOSTS): "
+                "pass another --server-id"
+            )
         kept = retention_seconds(values)
         if kept is not None and kept < retention_hours * 3600:
-            problems.append(f"binlog retention is {kept / 3600:.1f} h (binlog_expire_logs_seconds / expire_logs_days)"
-                            f", shorter than the catch-up window of {retention_hours:g} h: raise it")
+            problems.append(
+                f"binlog retention is {kept / 3600:.1f} h (binlog_expire_logs_seconds / expire_logs_days)"
+                f", shorter than the catch-up window of {retention_hours:g} h: raise it"
+            )
         with conn.cursor() as cur:
             cur.execute("SHOW GRANTS")
             grants = [catalog_text(r[0]) or "" for r in cur.fetchall()]
         if not _has_grant(grants, "REPLICATION SLAVE"):
-            problems.append(f"user {src.username!r} lacks REPLICATION SLAVE: "
-                            f"GRANT REPLICATION SLAVE ON *.* TO '{src.username}'@...")
+            problems.append(
+                f"user {src.username!r} lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE ON *.* TO '{src.username}'@..."
+            )
         if not _has_grant(grants, "REPLICATION CLIENT", "BINLOG MONITOR"):
-            problems.append(f"user {src.username!r} lacks REPLICATION CLIENT (BINLOG MONITOR on MariaDB 10.5+): "
-                            f"GRANT REPLICATION CLIENT ON *.* TO '{src.username}'@...")
+            problems.append(
+                f"user {src.username!r} lacks REPLICATION CLIENT (BINLOG MONITOR on MariaDB 10.5+): "
+                f"GRANT REPLICATION CLIENT ON *.* TO '{src.username}'@..."
+            )
         return problems
     finally:
         conn.close()
@@ -131,8 +150,11 @@ def require_cdc_ready(src: MySQLServerLike, *, server_id: int, retention_hours: 
     """Raise :class:`CdcError` listing every problem of :func:`precheck_problems`."""
     problems = precheck_problems(src, server_id=server_id, retention_hours=retention_hours)
     if problems:
-        raise CdcError(f"source {src.describe()} cannot serve CDC: " + "; ".join(problems)
-                       + " (the nightly goes on as usual; docs/cdc.md)")
+        raise CdcError(
+            f"source {src.describe()} cannot serve CDC: "
+            + "; ".join(problems)
+            + " (the nightly goes on as usual; docs/cdc.md)"
+        )
 
 
 def snapshot_position(src: MySQLServerLike) -> BinlogPosition:
@@ -151,8 +173,9 @@ def snapshot_position(src: MySQLServerLike) -> BinlogPosition:
             status = {catalog_text(r[0]): catalog_text(r[1]) for r in cur.fetchall()}
             cur.execute("COMMIT")
         if status.get("binlog_snapshot_file"):
-            return BinlogPosition(status["binlog_snapshot_file"] or "",
-                                  int(status.get("binlog_snapshot_position") or 0))
+            return BinlogPosition(
+                status["binlog_snapshot_file"] or "", int(status.get("binlog_snapshot_position") or 0)
+            )
         with conn.cursor() as cur:
             try:
                 cur.execute("FLUSH TABLES WITH READ LOCK")

@@ -1,5 +1,5 @@
-"""CDC lag per source for ``clinicflow status`` and ``clinicflow cdc status``: seconds and binlog events behind.
-"""
+"""CDC lag per source for ``clinicflow status`` and ``clinicflow cdc status``: seconds and binlog events behind."""
+
 from __future__ import annotations
 
 import time
@@ -21,16 +21,21 @@ class CdcLag:
     source: str
     status: str
     position: str
-    events_behind: int | None     # None: the source could not be read
+    events_behind: int | None  # None: the source could not be read
     seconds_behind: float | None
     failed_tables: dict[str, str]
     message: str | None
 
     def row(self) -> dict[str, Any]:
-        return {"source": self.source, "status": self.status, "position": self.position,
-                "events behind": "" if self.events_behind is None else str(self.events_behind),
-                "seconds behind": "" if self.seconds_behind is None else f"{self.seconds_behind:.0f}",
-                "failed tables": ", ".join(self.failed_tables), "message": self.message or ""}
+        return {
+            "source": self.source,
+            "status": self.status,
+            "position": self.position,
+            "events behind": "" if self.events_behind is None else str(self.events_behind),
+            "seconds behind": "" if self.seconds_behind is None else f"{self.seconds_behind:.0f}",
+            "failed tables": ", ".join(self.failed_tables),
+            "message": self.message or "",
+        }
 
 
 def events_between(src_conn: Connection, start: BinlogPosition, end: BinlogPosition) -> int:

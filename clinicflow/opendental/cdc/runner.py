@@ -1,5 +1,5 @@
-"""The CDC loop of one source: checks, a snapshot position, then batches of binlog changes until stopped.
-"""
+"""The CDC loop of one source: checks, a snapshot position, then batches of binlog changes until stopped."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,13 +33,13 @@ from clinicflow.opendental.warehouse.load_steps import LoadOptions, load_table_o
 class CdcOptions:
     server_id: int
     tables: list[str] | None = None
-    batch_events: int = 5000        # rows changed before a batch is applied
-    batch_seconds: float = 1.0      # or this long after its first change
-    poll_seconds: float = 1.0       # wait between reads of a caught-up binlog
-    retention_hours: float = 24.0   # the binlog must be kept at least this long (the catch-up window)
-    until_caught_up: bool = False   # stop once the binlog's end (as at that moment) is applied
+    batch_events: int = 5000  # rows changed before a batch is applied
+    batch_seconds: float = 1.0  # or this long after its first change
+    poll_seconds: float = 1.0  # wait between reads of a caught-up binlog
+    retention_hours: float = 24.0  # the binlog must be kept at least this long (the catch-up window)
+    until_caught_up: bool = False  # stop once the binlog's end (as at that moment) is applied
     max_seconds: float | None = None
-    resnapshot: bool = False        # forget the stored position: a fresh snapshot and full copy
+    resnapshot: bool = False  # forget the stored position: a fresh snapshot and full copy
 
 
 @dataclass
@@ -62,8 +62,14 @@ def default_server_id(replica: MySQLServerLike) -> int:
 class CdcRunner:
     """One source's CDC (plain library code: the CLI, the task and the tests call :meth:`run`)."""
 
-    def __init__(self, src: MySQLServerLike, replica: MySQLServerLike, pg: PostgresServerLike,
-                 config: TablesConfig, options: CdcOptions) -> None:
+    def __init__(
+        self,
+        src: MySQLServerLike,
+        replica: MySQLServerLike,
+        pg: PostgresServerLike,
+        config: TablesConfig,
+        options: CdcOptions,
+    ) -> None:
         self.src, self.replica, self.pg, self.config, self.options = src, replica, pg, config, options
         self.source = state.source_id(src)
         self.report = CdcReport(self.source)
@@ -128,8 +134,10 @@ class CdcRunner:
         pg_conn = self.pg.connect()
         try:
             state.ensure_pg_state(pg_conn, LoadOptions().state_schema)
-            stored = [state.read_replica_position(ctl, self.source),
-                      state.read_pg_position(pg_conn, LoadOptions().state_schema, self.source)]
+            stored = [
+                state.read_replica_position(ctl, self.source),
+                state.read_pg_position(pg_conn, LoadOptions().state_schema, self.source),
+            ]
         finally:
             pg_conn.close()
         known = state.table_statuses(ctl, self.source)
@@ -181,8 +189,12 @@ class CdcRunner:
             self._fail_table(ctl, table, f"table {table!r}: dropped or renamed at the source ({kind})")
             return
         if source.primary_key != self.shapes[table].primary_key:
-            self._fail_table(ctl, table, f"table {table!r}: its primary key changed ({kind}); "
-                                         f"run `clinicflow nightly --full-refresh --tables {table}`")
+            self._fail_table(
+                ctl,
+                table,
+                f"table {table!r}: its primary key changed ({kind}); "
+                f"run `clinicflow nightly --full-refresh --tables {table}`",
+            )
             return
         new = {c.name: c for c in source.columns}
         booleans = set(self.config.effective(table).boolean_columns)
@@ -195,11 +207,17 @@ class CdcRunner:
                     problems.append(str(exc))
                     continue
                 if not is_compatible_change(col.pg_type, mapped.pg_type):
-                    problems.append(f"column {col.name!r} changed from {col.pg_type} to {mapped.pg_type}, "
-                                    "which is not a widening")
+                    problems.append(
+                        f"column {col.name!r} changed from {col.pg_type} to {mapped.pg_type}, which is not a widening"
+                    )
         if problems:
-            self._fail_table(ctl, table, f"table {table!r}: {kind} in the binlog: " + "; ".join(problems)
-                             + f"; run `clinicflow nightly --full-refresh --tables {table}`")
+            self._fail_table(
+                ctl,
+                table,
+                f"table {table!r}: {kind} in the binlog: "
+                + "; ".join(problems)
+                + f"; run `clinicflow nightly --full-refresh --tables {table}`",
+            )
             return
         self._copy_table(ctl, table, f"{kind} in the binlog")
 
@@ -213,8 +231,9 @@ class CdcRunner:
         commit = position
         ddl: Ddl | None = None
         more = False
-        reader = read_events(self.src, server_id=self.options.server_id, start=position,
-                             key_ordinals=dict(self.ordinals))
+        reader = read_events(
+            self.src, server_id=self.options.server_id, start=position, key_ordinals=dict(self.ordinals)
+        )
         try:
             for event in reader:
                 if isinstance(event, RowChange):
@@ -227,8 +246,9 @@ class CdcRunner:
                     last_ts = event.timestamp
                 elif isinstance(event, Commit):
                     commit = event.position
-                    if events and (events >= self.options.batch_events
-                                   or time.monotonic() - first_at >= self.options.batch_seconds):
+                    if events and (
+                        events >= self.options.batch_events or time.monotonic() - first_at >= self.options.batch_seconds
+                    ):
                         more = True
                         break
                 elif isinstance(event, Ddl) and event.table in self.shapes:

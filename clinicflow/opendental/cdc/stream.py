@@ -1,5 +1,5 @@
-"""Reading the source's binlog (python-mysql-replication): changed keys per table, commit points, DDL.
-"""
+"""Reading the source's binlog (python-mysql-replication): changed keys per table, commit points, DDL."""
+
 from __future__ import annotations
 
 import logging
@@ -63,14 +63,17 @@ def ddl_tables(statement: str, default_schema: str, schema: str, watched: set[st
 
 def _connector(server: MySQLServerLike) -> Any:
     """The reader's connections come from the block (credentials never pass through here)."""
+
     def connect(**settings: Any) -> Any:
         extra = {k: settings[k] for k in ("cursorclass", "autocommit") if k in settings}
         return server.connect(database=settings.get("db") or "", **extra)
+
     return connect
 
 
-def read_events(src: MySQLServerLike, *, server_id: int, start: BinlogPosition,
-                key_ordinals: dict[str, list[int]]) -> Generator[Event, None, None]:
+def read_events(
+    src: MySQLServerLike, *, server_id: int, start: BinlogPosition, key_ordinals: dict[str, list[int]]
+) -> Generator[Event, None, None]:
     """Events from ``start`` to the end of the binlog as it is now (a non-blocking dump), then stop.
 
     ``key_ordinals``: watched table → 0-based positions of its primary key columns in the binlog row image.
@@ -84,10 +87,18 @@ def read_events(src: MySQLServerLike, *, server_id: int, start: BinlogPosition,
 
     reader = BinLogStreamReader(
         connection_settings={"host": src.host, "port": src.port, "user": src.username, "passwd": ""},
-        server_id=server_id, log_file=start.file, log_pos=start.pos, resume_stream=True, blocking=False,
+        server_id=server_id,
+        log_file=start.file,
+        log_pos=start.pos,
+        resume_stream=True,
+        blocking=False,
         only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent],
-        only_schemas=None, pymysql_wrapper=_connector(src), is_mariadb=False, enable_logging=False,
-        ignore_decode_errors=True)  # only key values are used; blobs need no decoding
+        only_schemas=None,
+        pymysql_wrapper=_connector(src),
+        is_mariadb=False,
+        enable_logging=False,
+        ignore_decode_errors=True,
+    )  # only key values are used; blobs need no decoding
     # Its advice on binlog_row_metadata does not apply: rows are named by key position, not column names.
     logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     schema = src.database
@@ -101,8 +112,11 @@ def read_events(src: MySQLServerLike, *, server_id: int, start: BinlogPosition,
                 ordinals = key_ordinals[table]
                 keys = []
                 for row in event.rows:
-                    images = ([row["before_values"], row["after_values"]] if isinstance(event, UpdateRowsEvent)
-                              else [row["values"]])
+                    images = (
+                        [row["before_values"], row["after_values"]]
+                        if isinstance(event, UpdateRowsEvent)
+                        else [row["values"]]
+                    )
                     for image in images:
                         values = list(image.values())
                         keys.append(tuple(values[i] for i in ordinals))

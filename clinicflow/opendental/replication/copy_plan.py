@@ -1,5 +1,5 @@
-"""How one table is copied from the source into the replica: the copy plan, replica state and watermarks.
-"""
+"""How one table is copied from the source into the replica: the copy plan, replica state and watermarks."""
+
 from __future__ import annotations
 
 import json
@@ -40,15 +40,11 @@ SHADOW_SUFFIX = "__cf_shadow"
 OLD_SUFFIX = "__cf_old"
 
 
-
-
 TIME_TYPES = frozenset({"timestamp", "datetime"})
 
 
 class ReplicationError(ClinicflowError):
     """A table could not be replicated; the message names the table."""
-
-
 
 
 @dataclass
@@ -93,9 +89,11 @@ def drop_leftover_tables(server: MySQLServerLike) -> list[str]:
     conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                        "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
-                        ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")))
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
+                ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")),
+            )
             names = [catalog_name(row[0]) for row in cur.fetchall()]
             for name in names:
                 cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
@@ -112,7 +110,7 @@ def replica_create_table_sql(src_conn: Connection, table: str, new_name: str) ->
     prefix = f"CREATE TABLE {quote_ident(table, 'mysql')}"
     if not ddl.startswith(prefix):
         raise ReplicationError(f"table {table!r}: unexpected SHOW CREATE TABLE output")
-    return f"CREATE TABLE {quote_ident(new_name, 'mysql')}" + ddl[len(prefix):]
+    return f"CREATE TABLE {quote_ident(new_name, 'mysql')}" + ddl[len(prefix) :]
 
 
 def ensure_state_table(conn: Connection) -> None:
@@ -131,8 +129,9 @@ def ensure_state_table(conn: Connection) -> None:
 def read_watermark(conn: Connection, table: str, key_columns: Sequence[str]) -> list[str] | None:
     """The stored resume point, or None when there is none or the key columns changed."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s",
-                    (table,))
+        cur.execute(
+            f"SELECT key_columns, watermark FROM {quote_ident(STATE_TABLE, 'mysql')} WHERE table_name = %s", (table,)
+        )
         row = cur.fetchone()
     if row is None or row[1] is None:
         return None
@@ -142,8 +141,9 @@ def read_watermark(conn: Connection, table: str, key_columns: Sequence[str]) -> 
     return watermark
 
 
-def write_watermark(conn: Connection, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None,
-                    mode: CopyMode) -> None:
+def write_watermark(
+    conn: Connection, table: str, key_columns: Sequence[str], watermark: Sequence[str | None] | None, mode: CopyMode
+) -> None:
     with conn.cursor() as cur:
         cur.execute(
             f"REPLACE INTO {quote_ident(STATE_TABLE, 'mysql')} (table_name, key_columns, watermark, mode, updated_at) "
@@ -173,8 +173,10 @@ def is_widening(old: CatalogColumn, new: CatalogColumn) -> bool:
         return False
     # utf8mb3 → utf8mb4 keeps every character and its bytes; the comparison rules stay the same family.
     if old.collation != new.collation and not (
-            _charset(old.collation) == "utf8mb3" and _charset(new.collation) == "utf8mb4"
-            and old.collation.split("_", 1)[1:] == new.collation.split("_", 1)[1:]):
+        _charset(old.collation) == "utf8mb3"
+        and _charset(new.collation) == "utf8mb4"
+        and old.collation.split("_", 1)[1:] == new.collation.split("_", 1)[1:]
+    ):
         return False
     if old.column_type == new.column_type:
         return True
@@ -193,8 +195,13 @@ def is_widening(old: CatalogColumn, new: CatalogColumn) -> bool:
     return False
 
 
-def widen_in_place(src_conn: Connection, dst_conn: Connection, table: str, source: Sequence[CatalogColumn],
-                   replica: Sequence[CatalogColumn]) -> bool:
+def widen_in_place(
+    src_conn: Connection,
+    dst_conn: Connection,
+    table: str,
+    source: Sequence[CatalogColumn],
+    replica: Sequence[CatalogColumn],
+) -> bool:
     """ALTER the replica's columns to the source's definitions when every change is a widening; False otherwise.
 
     Same columns in the same order, each the same or wider (integers, varchar, decimal, text and blob
@@ -228,7 +235,7 @@ def _column_definitions(ddl: str) -> dict[str, str]:
             end = 1
             while True:
                 end = text.index("`", end)
-                if text[end:end + 2] == "``":
+                if text[end : end + 2] == "``":
                     end += 2
                     continue
                 break
@@ -236,9 +243,15 @@ def _column_definitions(ddl: str) -> dict[str, str]:
     return out
 
 
-def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: TableConfig, *,
-              full_refresh: bool = False,
-               full_sweep: bool = False) -> CopyPlan:
+def plan_copy(
+    src_conn: Connection,
+    dst_conn: Connection,
+    table: str,
+    config: TableConfig,
+    *,
+    full_refresh: bool = False,
+    full_sweep: bool = False,
+) -> CopyPlan:
     """Decide how ``table`` is copied this run and prepare the target; no row is copied here."""
     validate_table_name(table)
     source = read_table(src_conn, table)
@@ -247,8 +260,9 @@ def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: Ta
     pk = list(source.primary_key)
     configured_pk = list(config.primary_key)
     if configured_pk and configured_pk != pk:
-        raise ReplicationError(f"table {table!r}: tables.yml primary_key {configured_pk} "
-                               f"but the source has {pk or 'none'}")
+        raise ReplicationError(
+            f"table {table!r}: tables.yml primary_key {configured_pk} but the source has {pk or 'none'}"
+        )
     for col in config.incremental_columns:
         if col not in names:
             raise ReplicationError(f"table {table!r}: incremental column {col!r} is not in the source table")
@@ -278,10 +292,25 @@ def plan_copy(src_conn: Connection, dst_conn: Connection, table: str, config: Ta
         # since the last copy is left as it is: a quiet night rewrote ~440 small tables.
         source_sum = checksum_table(src_conn, table)
         if source_sum is not None and source_sum == checksum_table(dst_conn, table):
-            return CopyPlan(table, "unchanged", columns, key_cols, config.batch_size, primary_key=pk,
-                             note="unchanged since the last copy (CHECKSUM TABLE equal on both sides): not copied")
-    plan = CopyPlan(table, mode, columns, key_cols, config.batch_size, primary_key=pk, note=note,
-                     sweep=reconcile.sweep_for(config, full_sweep=full_sweep))
+            return CopyPlan(
+                table,
+                "unchanged",
+                columns,
+                key_cols,
+                config.batch_size,
+                primary_key=pk,
+                note="unchanged since the last copy (CHECKSUM TABLE equal on both sides): not copied",
+            )
+    plan = CopyPlan(
+        table,
+        mode,
+        columns,
+        key_cols,
+        config.batch_size,
+        primary_key=pk,
+        note=note,
+        sweep=reconcile.sweep_for(config, full_sweep=full_sweep),
+    )
     if mode == "incremental":
         plan.start_after = read_watermark(dst_conn, table, key_cols)
         first = next(c for c in columns if c.name == key_cols[0])

@@ -1,5 +1,5 @@
-"""Copying a table into the replica: full copies in key ranges with an atomic swap, incremental keyset pages merged.
-"""
+"""Copying a table into the replica: full copies in key ranges with an atomic swap, incremental keyset pages merged."""
+
 from __future__ import annotations
 
 import time
@@ -70,8 +70,6 @@ def copy_range(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, key_r
     return ChunkResult(rows, time.perf_counter() - started)
 
 
-
-
 def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan) -> ChunkResult:
     """Full copy of a table whose key is not a single integer: keyset pages into the shadow."""
     started = time.perf_counter()
@@ -83,8 +81,10 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
         prepare_streaming(src_conn, layout)
         while True:
             pred, params = keyset_after(plan.primary_key, after, "mysql")
-            sql = (encoded_select_sql(plan.table, plan.columns, plan.primary_key) + f" WHERE {pred} "
-                   f"ORDER BY {keyset_order(plan.primary_key, 'mysql')} LIMIT {int(plan.batch_size)}")
+            sql = (
+                encoded_select_sql(plan.table, plan.columns, plan.primary_key) + f" WHERE {pred} "
+                f"ORDER BY {keyset_order(plan.primary_key, 'mysql')} LIMIT {int(plan.batch_size)}"
+            )
             with ChunkFile(plan.table) as path:
                 loader = _loader(dst_conn, path, plan.shadow, plan)
                 rows, last = stream_to_file(src_conn, sql, params, path, len(plan.primary_key), layout, loader)
@@ -126,8 +126,6 @@ def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
         conn.close()
 
 
-
-
 def _bound_page(conn: Connection, plan: CopyPlan, pred: str, params: list[Any], lower: Any) -> tuple[str, list[Any]]:
     """Cap a keyset page at the watermark value ``batch_size`` rows ahead.
 
@@ -142,8 +140,11 @@ def _bound_page(conn: Connection, plan: CopyPlan, pred: str, params: list[Any], 
     w = quote_ident(plan.key_columns[0], "mysql")
     where, probe_params = ("", []) if lower is None else (f"WHERE {w} >= %s", [lower])
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {w} FROM {quote_ident(plan.table, 'mysql')} {where} ORDER BY {w} "
-                    f"LIMIT 1 OFFSET {int(plan.batch_size)}", probe_params)
+        cur.execute(
+            f"SELECT {w} FROM {quote_ident(plan.table, 'mysql')} {where} ORDER BY {w} "
+            f"LIMIT 1 OFFSET {int(plan.batch_size)}",
+            probe_params,
+        )
         row = cur.fetchone()
         while cur.fetchone() is not None:  # drain the unbuffered result
             pass
@@ -170,8 +171,9 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
         while True:
             if first_page and after is not None and plan.overlap_column:
                 # Re-read the last second(s): see WATERMARK_OVERLAP_SECONDS.
-                pred = (f"{quote_ident(plan.overlap_column, 'mysql')} >= %s"
-                        f" - INTERVAL {WATERMARK_OVERLAP_SECONDS} SECOND")
+                pred = (
+                    f"{quote_ident(plan.overlap_column, 'mysql')} >= %s - INTERVAL {WATERMARK_OVERLAP_SECONDS} SECOND"
+                )
                 params: list[Any] = [after[0]]
             else:
                 pred, params = keyset_after(plan.key_columns, after, "mysql")
@@ -180,8 +182,9 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
             order = f" ORDER BY {keyset_order(plan.key_columns, 'mysql')}"
             limit = f" LIMIT {int(plan.batch_size)}"
             if layout is not None:
-                pred = keys_first_predicate(quote_ident(plan.table, "mysql"),
-                                            keyset_order(plan.primary_key, "mysql"), pred, order + limit)
+                pred = keys_first_predicate(
+                    quote_ident(plan.table, "mysql"), keyset_order(plan.primary_key, "mysql"), pred, order + limit
+                )
             sql = encoded_select_sql(plan.table, plan.columns, plan.key_columns) + f" WHERE {pred}{order}{limit}"
             with dst_conn.cursor() as cur:
                 cur.execute(f"TRUNCATE TABLE {quote_ident(stage, 'mysql')}")
@@ -237,8 +240,15 @@ def copy_full_unit(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, u
     return copy_range(src, dst, plan, unit)
 
 
-def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
-                  full_refresh: bool = False, full_sweep: bool = False) -> CopyPlan:
+def prepare_table(
+    src: MySQLServerLike,
+    dst: MySQLServerLike,
+    table: str,
+    config: TableConfig,
+    *,
+    full_refresh: bool = False,
+    full_sweep: bool = False,
+) -> CopyPlan:
     """Open connections and plan one table (see :func:`plan_copy`)."""
     src_conn, dst_conn = raw_connection(src), raw_connection(dst)
     try:
@@ -248,8 +258,15 @@ def prepare_table(src: MySQLServerLike, dst: MySQLServerLike, table: str, config
         dst_conn.close()
 
 
-def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str, config: TableConfig, *,
-                         full_refresh: bool = False, full_sweep: bool = False) -> dict[str, Any]:
+def replicate_table_once(
+    src: MySQLServerLike,
+    dst: MySQLServerLike,
+    table: str,
+    config: TableConfig,
+    *,
+    full_refresh: bool = False,
+    full_sweep: bool = False,
+) -> dict[str, Any]:
     """Replicate one table sequentially without Prefect (tests, benches, debugging)."""
     started = time.perf_counter()
     plan = prepare_table(src, dst, table, config, full_refresh=full_refresh, full_sweep=full_sweep)
@@ -262,6 +279,11 @@ def replicate_table_once(src: MySQLServerLike, dst: MySQLServerLike, table: str,
     else:
         rows = sum(copy_full_unit(src, dst, plan, unit).rows for unit in full_copy_units(plan))
         swap_in(dst, plan)
-    return {"table": table, "mode": plan.mode, "rows": rows, "seconds": time.perf_counter() - started,
-            "note": plan.note,
-            "reconciled": reconciled}
+    return {
+        "table": table,
+        "mode": plan.mode,
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "note": plan.note,
+        "reconciled": reconciled,
+    }

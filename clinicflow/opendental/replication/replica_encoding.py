@@ -1,5 +1,5 @@
-"""Source-side encoding into LOAD DATA's text format, chunk files, and loading them into the replica.
-"""
+"""Source-side encoding into LOAD DATA's text format, chunk files, and loading them into the replica."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +21,9 @@ from clinicflow.opendental.tables.typemap import is_streamed
 LOAD_FILE_BYTES = 16 * BLOCK_BYTES
 
 # Types whose text form never holds a tab, newline, backslash or NUL: no REPLACE calls (see docs/loading.md).
-PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset({
-    "float", "double", "decimal", "date", "datetime", "timestamp", "time", "year", "bit"})
+PLAIN_TEXT_TYPES = INTEGER_TYPES | frozenset(
+    {"float", "double", "decimal", "date", "datetime", "timestamp", "time", "year", "bit"}
+)
 
 
 def encode_column_sql(col: CatalogColumn) -> str:
@@ -38,8 +39,10 @@ def encode_column_sql(col: CatalogColumn) -> str:
     if col.data_type in PLAIN_TEXT_TYPES:
         escaped = raw
     else:
-        escaped = (f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), "
-                   "'\\n', '\\\\n'), CHAR(0), '\\\\0')")
+        escaped = (
+            f"REPLACE(REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), "
+            "'\\n', '\\\\n'), CHAR(0), '\\\\0')"
+        )
     # CONCAT_WS skips NULL arguments, so a nullable column must become \N
     # explicitly; a NOT NULL column cannot be NULL and skips the IFNULL.
     return f"IFNULL({escaped}, '\\\\N')" if col.nullable else escaped
@@ -116,9 +119,15 @@ def load_file(dst_conn: Connection, path: str, target: str, columns: Sequence[Ca
         return int(cur.rowcount)
 
 
-def stream_to_file(src_stream_conn: Connection, sql: str, params: Sequence[Any], path: str,
-                   key_count: int, layout: RowLayout | None = None,
-                   flush: Callable[[], object] | None = None) -> tuple[int, list[str | None] | None]:
+def stream_to_file(
+    src_stream_conn: Connection,
+    sql: str,
+    params: Sequence[Any],
+    path: str,
+    key_count: int,
+    layout: RowLayout | None = None,
+    flush: Callable[[], object] | None = None,
+) -> tuple[int, list[str | None] | None]:
     """Run an encoded SELECT and write its lines to ``path``; return rows and the last row's key values.
 
     With a ``layout`` (streamed columns) the values are escaped here, and once the file reaches
@@ -157,8 +166,9 @@ def stream_to_file(src_stream_conn: Connection, sql: str, params: Sequence[Any],
                     out.truncate()
                     written = 0
     first_key = layout.first_key if layout is not None else 1
-    key = ([catalog_text(v) for v in last[first_key:first_key + key_count]]
-           if (last is not None and key_count) else None)
+    key = (
+        [catalog_text(v) for v in last[first_key : first_key + key_count]] if (last is not None and key_count) else None
+    )
     return rows, key
 
 
@@ -186,12 +196,17 @@ def _typed_key(values: Sequence[str | None], key_columns: Sequence[str], columns
     # Integers go as Python ints: compared with a string, MySQL would use
     # doubles and lose precision above 2**53.
     types = {c.name: c for c in columns}
-    return [int(cast(str, v)) if types[name].is_integer else v
-            for name, v in zip(key_columns, values, strict=False)]
+    return [int(cast(str, v)) if types[name].is_integer else v for name, v in zip(key_columns, values, strict=False)]
 
 
-def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: str,
-                   layout: RowLayout | None = None, flush: Callable[[], object] | None = None) -> bool:
+def export_to_file(
+    src: MySQLServerLike,
+    sql: str,
+    params: Sequence[Any],
+    path: str,
+    layout: RowLayout | None = None,
+    flush: Callable[[], object] | None = None,
+) -> bool:
     """Write the encoded lines of ``sql`` to ``path``; True when there are rows left in it to load.
 
     Streamed columns (``layout``) are read through pymysql: the C client's text output cannot
@@ -217,8 +232,16 @@ def export_to_file(src: MySQLServerLike, sql: str, params: Sequence[Any], path: 
         src_conn.close()
 
 
-def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, columns: Sequence[CatalogColumn],
-                    where: str, params: Sequence[Any], target: str, keys: Sequence[str] = ()) -> int:
+def export_and_load(
+    src: MySQLServerLike,
+    dst_conn: Connection,
+    table: str,
+    columns: Sequence[CatalogColumn],
+    where: str,
+    params: Sequence[Any],
+    target: str,
+    keys: Sequence[str] = (),
+) -> int:
     """Copy the rows of ``table`` matching ``where`` into ``target`` through a chunk file; return rows loaded.
 
     ``keys`` (the primary key) name the row in the error when a streamed value cannot be read.
@@ -240,5 +263,7 @@ def export_and_load(src: MySQLServerLike, dst_conn: Connection, table: str, colu
 def _merge_sql(table: str, stage: str, columns: Sequence[CatalogColumn]) -> str:
     cols = ", ".join(quote_ident(c.name, "mysql") for c in columns)
     updates = ", ".join(f"{quote_ident(c.name, 'mysql')} = VALUES({quote_ident(c.name, 'mysql')})" for c in columns)
-    return (f"INSERT INTO {quote_ident(table, 'mysql')} ({cols}) SELECT {cols} FROM {quote_ident(stage, 'mysql')} "
-            f"ON DUPLICATE KEY UPDATE {updates}")
+    return (
+        f"INSERT INTO {quote_ident(table, 'mysql')} ({cols}) SELECT {cols} FROM {quote_ident(stage, 'mysql')} "
+        f"ON DUPLICATE KEY UPDATE {updates}"
+    )

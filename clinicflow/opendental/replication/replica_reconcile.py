@@ -1,5 +1,5 @@
-"""Reconciliation of the replica with the source: ranges whose rows differ are found and copied again.
-"""
+"""Reconciliation of the replica with the source: ranges whose rows differ are found and copied again."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,18 +51,28 @@ def reconcile_side(conn: Connection, plan: CopyPlan) -> reconcile.Side:
     if len(plan.primary_key) == 1 and first.is_integer:
         key_hash = quote_ident(first.name, "mysql")
     else:
-        key_text = "CONCAT_WS(X'1F', " + ", ".join(f"CAST({quote_ident(k, 'mysql')} AS BINARY)"
-                                                    for k in plan.primary_key) + ")"
+        key_text = (
+            "CONCAT_WS(X'1F', "
+            + ", ".join(f"CAST({quote_ident(k, 'mysql')} AS BINARY)" for k in plan.primary_key)
+            + ")"
+        )
         key_hash = reconcile.md5_60_sql(key_text, "mysql")
     # CRC32 (as pt-table-checksum): both sides are MySQL, and it costs half an MD5; a changed
     # ~100-row range keeps its sum with odds of 1 in 4 billion, and its row count and key sum too.
-    return reconcile.Side(conn, "mysql", quote_ident(plan.table, "mysql"), range_column, key_hash,
-                          f"CRC32({_row_text_sql(plan.columns)})",
-                          key_unique=len(plan.primary_key) == 1 and first.is_integer)
+    return reconcile.Side(
+        conn,
+        "mysql",
+        quote_ident(plan.table, "mysql"),
+        range_column,
+        key_hash,
+        f"CRC32({_row_text_sql(plan.columns)})",
+        key_unique=len(plan.primary_key) == 1 and first.is_integer,
+    )
 
 
-def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan,
-                      sweep: reconcile.Sweep) -> reconcile.ReconcileStats:
+def reconcile_replica(
+    src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, sweep: reconcile.Sweep
+) -> reconcile.ReconcileStats:
     """Make the replica's table equal to the source's: deleted rows removed, missing and changed rows copied.
 
     Catches what a watermark cannot: hard deletes, rows inserted with an old
@@ -89,8 +99,9 @@ def reconcile_replica(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan
     return stats
 
 
-def _resync_ranges(src: MySQLServerLike, dst_conn: Connection, plan: CopyPlan, range_column: str | None,
-                   ranges: Sequence[KeyRange]) -> reconcile.ReconcileStats:
+def _resync_ranges(
+    src: MySQLServerLike, dst_conn: Connection, plan: CopyPlan, range_column: str | None, ranges: Sequence[KeyRange]
+) -> reconcile.ReconcileStats:
     pred, params = reconcile.ranges_predicate(ranges, range_column, "mysql")
     t, stage = quote_ident(plan.table, "mysql"), quote_ident(FIX_STAGE, "mysql")
     cols = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)

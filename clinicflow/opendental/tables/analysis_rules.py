@@ -1,5 +1,5 @@
-"""The rules of schema analysis: thresholds, critical tables, and how a run overrides them.
-"""
+"""The rules of schema analysis: thresholds, critical tables, and how a run overrides them."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,5 +1,5 @@
-"""What analysis chooses per table: watermark, batch size, reconcile slices, extraction strategy.
-"""
+"""What analysis chooses per table: watermark, batch size, reconcile slices, extraction strategy."""
+
 from __future__ import annotations
 
 import re
@@ -60,8 +60,9 @@ def choose_watermark(conn: Connection, table: CatalogTable, rules: AnalysisRules
         rejected.append((name, why_not))
     key = table.auto_increment_key
     if key is not None:
-        return Watermark((key,), f"no usable change column: auto-increment key {key} as watermark (append-only)",
-                         tuple(rejected))
+        return Watermark(
+            (key,), f"no usable change column: auto-increment key {key} as watermark (append-only)", tuple(rejected)
+        )
     return Watermark((), "no usable change column and no auto-increment key", tuple(rejected))
 
 
@@ -73,10 +74,31 @@ def row_width(table: CatalogTable) -> int:
 
 
 _WIDTHS = {
-    "tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "bigint": 8, "float": 4, "double": 8,
-    "date": 3, "time": 3, "datetime": 5, "timestamp": 4, "year": 1, "bit": 8, "enum": 2, "set": 8,
-    "decimal": 8, "tinytext": 64, "text": 256, "mediumtext": 1024, "longtext": 1024,
-    "tinyblob": 64, "blob": 256, "mediumblob": 1024, "longblob": 1024, "json": 256,
+    "tinyint": 1,
+    "smallint": 2,
+    "mediumint": 3,
+    "int": 4,
+    "bigint": 8,
+    "float": 4,
+    "double": 8,
+    "date": 3,
+    "time": 3,
+    "datetime": 5,
+    "timestamp": 4,
+    "year": 1,
+    "bit": 8,
+    "enum": 2,
+    "set": 8,
+    "decimal": 8,
+    "tinytext": 64,
+    "text": 256,
+    "mediumtext": 1024,
+    "longtext": 1024,
+    "tinyblob": 64,
+    "blob": 256,
+    "mediumblob": 1024,
+    "longblob": 1024,
+    "json": 256,
 }
 
 

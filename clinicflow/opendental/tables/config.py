@@ -5,6 +5,7 @@ without reading a traceback. Validation of the file itself is all-or-nothing
 (a broken contract must not half-run); a table that is valid here but
 missing from the live source fails only that table, at run time.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -52,9 +53,11 @@ def reserved_name_error(name: str) -> str | None:
         if lowered.endswith(suffix):
             return f"names ending in {suffix!r} are reserved for clinicflow's own tables"
     if len(name) > MAX_TABLE_NAME:
-        return (f"{len(name)} characters is too long: clinicflow appends up to {LONGEST_SUFFIX} characters "
-                f"({', '.join(RESERVED_SUFFIXES)}) and MySQL names hold {MYSQL_IDENT_MAX}, so at most "
-                f"{MAX_TABLE_NAME}")
+        return (
+            f"{len(name)} characters is too long: clinicflow appends up to {LONGEST_SUFFIX} characters "
+            f"({', '.join(RESERVED_SUFFIXES)}) and MySQL names hold {MYSQL_IDENT_MAX}, so at most "
+            f"{MAX_TABLE_NAME}"
+        )
     return None
 
 
@@ -74,7 +77,8 @@ class _UniqueKeys:
                     continue  # an unhashable key: SafeLoader reports it itself
                 if first is not None:  # the values are marks, never None
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark
+                    )
                 seen[key] = key_node.start_mark
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # type: ignore[misc]
         return mapping
@@ -112,39 +116,55 @@ class TableConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
-    primary_key: list[str] = Field(default_factory=list,
-                                   description="Single, composite, or empty (no key: copied fully).")
+    primary_key: list[str] = Field(
+        default_factory=list, description="Single, composite, or empty (no key: copied fully)."
+    )
     extraction_strategy: ExtractionStrategy = ExtractionStrategy.full_table
-    incremental_columns: list[str] = Field(default_factory=list, validate_default=True,
-                                           description="Watermark columns, in keyset order.")
+    incremental_columns: list[str] = Field(
+        default_factory=list, validate_default=True, description="Watermark columns, in keyset order."
+    )
     # strict: YAML's `true` is not the integer 1 (nor "5" the integer 5).
     batch_size: int = Field(default=50_000, gt=0, le=5_000_000, strict=True, description="Rows per chunk.")
-    tier: int = Field(default=3, ge=0, le=9, strict=True,
-                      description="Processing tier; lower tiers run first (critical tables in 1).")
+    tier: int = Field(
+        default=3, ge=0, le=9, strict=True, description="Processing tier; lower tiers run first (critical tables in 1)."
+    )
     estimated_rows: int = Field(default=0, ge=0, strict=True)
     estimated_size_mb: float = Field(default=0.0, ge=0, strict=True)
     columns: list[str] | None = Field(default=None, description="Column list as last analysed; informational.")
     column_types: dict[str, str] | None = Field(
-        default=None, description="Column definitions as last analysed (type, not null, auto_increment, on update); "
-        "the drift check reports retyped columns against them.")
+        default=None,
+        description="Column definitions as last analysed (type, not null, auto_increment, on update); "
+        "the drift check reports retyped columns against them.",
+    )
     observed_watermark: str | None = Field(
-        default=None, description="Highest value of the first incremental column seen by the schema analysis; "
-        "the drift check reports a watermark that stopped moving while rows were added.")
-    boolean_columns: list[str] = Field(default_factory=list,
-                                       description="tinyint(1) columns loaded into PostgreSQL as boolean.")
+        default=None,
+        description="Highest value of the first incremental column seen by the schema analysis; "
+        "the drift check reports a watermark that stopped moving while rows were added.",
+    )
+    boolean_columns: list[str] = Field(
+        default_factory=list, description="tinyint(1) columns loaded into PostgreSQL as boolean."
+    )
     reconcile_keys: bool = Field(
-        default=True, strict=True,
+        default=True,
+        strict=True,
         description="Compare primary keys with the source every night: deleted rows removed, rows "
-        "missing from the target (backdated inserts) copied. Keyed tables only.")
+        "missing from the target (backdated inserts) copied. Keyed tables only.",
+    )
     reconcile_checksums: bool = Field(
-        default=True, strict=True,
+        default=True,
+        strict=True,
         description="Compare row checksums per key range every night: ranges whose rows differ "
-        "(updates that did not move the watermark) are copied again.")
+        "(updates that did not move the watermark) are copied again.",
+    )
     reconcile_slices: int = Field(
-        default=0, ge=0, le=366, strict=True,
+        default=0,
+        ge=0,
+        le=366,
+        strict=True,
         description="Checksum one of this many slices of the key ranges each night "
         "(7: a full sweep a week, for tables too large to checksum nightly); keys are compared in full. "
-        "0 (default): sized by the table at run time (every range up to ~100,000 rows, see docs/loading.md).")
+        "0 (default): sized by the table at run time (every range up to ~100,000 rows, see docs/loading.md).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -241,8 +261,10 @@ def parse_tables_config(data: Any, source: str = "tables.yml") -> TablesConfig:
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: field 'tables': must be a mapping of table name to settings")
     if "version" in data and not (type(data["version"]) is int and data["version"] in SUPPORTED_VERSIONS):
-        raise ConfigError(f"{source}: field 'version': unsupported version {data['version']!r} "
-                          f"(this clinicflow reads version {', '.join(map(str, SUPPORTED_VERSIONS))})")
+        raise ConfigError(
+            f"{source}: field 'version': unsupported version {data['version']!r} "
+            f"(this clinicflow reads version {', '.join(map(str, SUPPORTED_VERSIONS))})"
+        )
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"{source}: field 'overrides': must be a mapping of table name to settings")

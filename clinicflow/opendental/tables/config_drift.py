@@ -1,5 +1,5 @@
-"""Drift between tables.yml and the live source: missing tables, changed keys, watermarks that no longer work.
-"""
+"""Drift between tables.yml and the live source: missing tables, changed keys, watermarks that no longer work."""
+
 from __future__ import annotations
 
 import json
@@ -97,8 +97,12 @@ class DriftReport:
         return f"drift in {len(self.tables())} table(s) against {self.source}: {detail}"
 
 
-def compare_config_to_source(schema: SourceSchema, config: TablesConfig,
-                   probes: Mapping[str, str | None] | None = None, exclude: Iterable[str] = ()) -> DriftReport:
+def compare_config_to_source(
+    schema: SourceSchema,
+    config: TablesConfig,
+    probes: Mapping[str, str | None] | None = None,
+    exclude: Iterable[str] = (),
+) -> DriftReport:
     """Compare tables.yml with a read schema. ``probes``: live watermark maxima per table (see check_drift)."""
     excluded = {name.lower() for name in exclude}
     report = DriftReport(source=schema.address, tables_checked=len(config.tables))
@@ -107,12 +111,28 @@ def compare_config_to_source(schema: SourceSchema, config: TablesConfig,
         if name.lower() in excluded or rejected_table_name(name) is not None:
             continue  # left out on purpose, or a name tables.yml cannot hold (analyze-schema warns about it)
         info = schema.tables[name]
-        items.append(DriftItem(name, DriftKind.table_added, None, None, f"{len(info.columns)} columns",
-                               f"table {name!r} is in the source but not in tables.yml: it is not copied"))
+        items.append(
+            DriftItem(
+                name,
+                DriftKind.table_added,
+                None,
+                None,
+                f"{len(info.columns)} columns",
+                f"table {name!r} is in the source but not in tables.yml: it is not copied",
+            )
+        )
     for name in sorted(config.tables):
         if name not in schema.tables:
-            items.append(DriftItem(name, DriftKind.table_dropped, None, "present", None,
-                                   f"table {name!r} is in tables.yml but no longer in the source"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.table_dropped,
+                    None,
+                    "present",
+                    None,
+                    f"table {name!r} is in tables.yml but no longer in the source",
+                )
+            )
             continue
         items.extend(_compare_table(schema.tables[name], name, config, (probes or {}).get(name, _NO_PROBE)))
     items.sort(key=lambda item: (item.table, list(DriftKind).index(item.kind), item.column or ""))
@@ -134,62 +154,144 @@ def _compare_table(info: CatalogTable, name: str, config: TablesConfig, probe: A
     if base.columns is not None:
         for new_col in info.columns:
             if new_col.name.lower() not in recorded_lower:
-                items.append(DriftItem(name, DriftKind.column_added, new_col.name, None, definition(new_col),
-                                       f"{name}.{new_col.name} ({definition(new_col)}) is new in the source"))
+                items.append(
+                    DriftItem(
+                        name,
+                        DriftKind.column_added,
+                        new_col.name,
+                        None,
+                        definition(new_col),
+                        f"{name}.{new_col.name} ({definition(new_col)}) is new in the source",
+                    )
+                )
         for col_name in recorded:
             if col_name.lower() not in live:
                 expected = (base.column_types or {}).get(col_name)
-                impact = ": it is the incremental column, the table cannot be copied incrementally" \
-                    if col_name.lower() in watermarks else ""
-                items.append(DriftItem(name, DriftKind.column_dropped, col_name, expected, None,
-                                       f"{name}.{col_name} is no longer in the source{impact}"))
+                impact = (
+                    ": it is the incremental column, the table cannot be copied incrementally"
+                    if col_name.lower() in watermarks
+                    else ""
+                )
+                items.append(
+                    DriftItem(
+                        name,
+                        DriftKind.column_dropped,
+                        col_name,
+                        expected,
+                        None,
+                        f"{name}.{col_name} is no longer in the source{impact}",
+                    )
+                )
     # A hand-written tables.yml may list no columns: still name a missing watermark column.
     for col_name in effective.incremental_columns:
         if col_name.lower() not in live and col_name.lower() not in recorded_lower:
-            items.append(DriftItem(name, DriftKind.watermark_missing, col_name, "present", None,
-                                   f"incremental column {name}.{col_name} is not in the source"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.watermark_missing,
+                    col_name,
+                    "present",
+                    None,
+                    f"incremental column {name}.{col_name} is not in the source",
+                )
+            )
     for col_name, expected in sorted((base.column_types or {}).items()):
         col = live.get(col_name.lower())
         if col is not None and definition(col) != expected:
-            items.append(DriftItem(name, DriftKind.column_retyped, col_name, expected, definition(col),
-                                   f"{name}.{col_name} changed from {expected!r} to {definition(col)!r}"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.column_retyped,
+                    col_name,
+                    expected,
+                    definition(col),
+                    f"{name}.{col_name} changed from {expected!r} to {definition(col)!r}",
+                )
+            )
 
     for live_col in info.columns:
         problem = carry_problem(live_col.name, live_col.data_type, live_col.column_type)
         if problem is not None:
-            items.append(DriftItem(name, DriftKind.column_not_carriable, live_col.name, None, live_col.column_type,
-                                   f"table {name!r}: {problem}"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.column_not_carriable,
+                    live_col.name,
+                    None,
+                    live_col.column_type,
+                    f"table {name!r}: {problem}",
+                )
+            )
     for col_name in effective.boolean_columns:
         col = live.get(col_name.lower())
         if col is None:
-            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", None,
-                                   f"boolean column {name}.{col_name} is not in the source"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.boolean_column_invalid,
+                    col_name,
+                    "tinyint(1)",
+                    None,
+                    f"boolean column {name}.{col_name} is not in the source",
+                )
+            )
         elif not _is_tinyint1(col):
-            items.append(DriftItem(name, DriftKind.boolean_column_invalid, col_name, "tinyint(1)", col.column_type,
-                                   f"boolean column {name}.{col_name} is {col.column_type}, not tinyint(1)"))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.boolean_column_invalid,
+                    col_name,
+                    "tinyint(1)",
+                    col.column_type,
+                    f"boolean column {name}.{col_name} is {col.column_type}, not tinyint(1)",
+                )
+            )
 
     expected_pk = list(effective.primary_key)
     actual_pk = list(info.primary_key)
     if expected_pk and not actual_pk:
-        items.append(DriftItem(name, DriftKind.primary_key_lost, None, ", ".join(expected_pk), None,
-                               f"table {name!r} lost its primary key ({', '.join(expected_pk)})"))
+        items.append(
+            DriftItem(
+                name,
+                DriftKind.primary_key_lost,
+                None,
+                ", ".join(expected_pk),
+                None,
+                f"table {name!r} lost its primary key ({', '.join(expected_pk)})",
+            )
+        )
     elif [c.lower() for c in expected_pk] != [c.lower() for c in actual_pk]:
-        items.append(DriftItem(name, DriftKind.primary_key_changed, None, ", ".join(expected_pk) or None,
-                               ", ".join(actual_pk) or None,
-                               f"primary key of {name!r} is ({', '.join(actual_pk)}), tables.yml says "
-                               f"({', '.join(expected_pk)})"))
+        items.append(
+            DriftItem(
+                name,
+                DriftKind.primary_key_changed,
+                None,
+                ", ".join(expected_pk) or None,
+                ", ".join(actual_pk) or None,
+                f"primary key of {name!r} is ({', '.join(actual_pk)}), tables.yml says ({', '.join(expected_pk)})",
+            )
+        )
 
     if probe is not _NO_PROBE and probe is not None and base.observed_watermark is not None:
-        grown = info.table_rows > base.estimated_rows if info.exact_row_count else \
-            info.table_rows > base.estimated_rows * 1.1 + 100
+        grown = (
+            info.table_rows > base.estimated_rows
+            if info.exact_row_count
+            else info.table_rows > base.estimated_rows * 1.1 + 100
+        )
         if grown and str(probe) == base.observed_watermark:
             column = base.incremental_columns[0]
             added = info.table_rows - base.estimated_rows
-            items.append(DriftItem(
-                name, DriftKind.watermark_stalled, column, f"> {base.observed_watermark}", str(probe),
-                f"{name}.{column} stopped moving: still {base.observed_watermark} while about {added} rows were "
-                "added since the analysis; new rows may not be copied incrementally",
-            ))
+            items.append(
+                DriftItem(
+                    name,
+                    DriftKind.watermark_stalled,
+                    column,
+                    f"> {base.observed_watermark}",
+                    str(probe),
+                    f"{name}.{column} stopped moving: still {base.observed_watermark} while about {added} rows were "
+                    "added since the analysis; new rows may not be copied incrementally",
+                )
+            )
     return items
 
 
@@ -198,8 +300,9 @@ def _is_tinyint1(col: CatalogColumn) -> bool:
     return col.data_type == "tinyint" and col.column_type.lower().split()[0] == "tinyint(1)"
 
 
-def live_probes(conn: Connection, schema: SourceSchema, config: TablesConfig,
-                rules: AnalysisRules | None = None) -> dict[str, str | None]:
+def live_probes(
+    conn: Connection, schema: SourceSchema, config: TablesConfig, rules: AnalysisRules | None = None
+) -> dict[str, str | None]:
     """Current watermark maxima for tables whose tables.yml records an observed watermark."""
     rules = rules or AnalysisRules()
     probes: dict[str, str | None] = {}
@@ -216,12 +319,14 @@ def live_probes(conn: Connection, schema: SourceSchema, config: TablesConfig,
             if _is_connection_error(exc):
                 raise
             get_logger("clinicflow.schema_analysis").warning(
-                "table %r: watermark probe failed (%s); stalled-watermark check skipped", name, type(exc).__name__)
+                "table %r: watermark probe failed (%s); stalled-watermark check skipped", name, type(exc).__name__
+            )
     return probes
 
 
-def check_drift(server: MySQLServerLike, config: TablesConfig, rules: AnalysisRules | None = None,
-                exclude: Iterable[str] = ()) -> DriftReport:
+def check_drift(
+    server: MySQLServerLike, config: TablesConfig, rules: AnalysisRules | None = None, exclude: Iterable[str] = ()
+) -> DriftReport:
     """Compare tables.yml with the live source: what the nightly flow runs first."""
     conn = server.connect()
     try:

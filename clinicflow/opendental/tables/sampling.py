@@ -1,5 +1,5 @@
-"""Bounded samples of candidate watermark columns, and the verdict on each.
-"""
+"""Bounded samples of candidate watermark columns, and the verdict on each."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -61,8 +61,14 @@ def sample_columns(
         parts.append(f"SUM({real} AND ({col} < %s OR {col} > %s))")
         parts.append(f"CAST(MIN(CASE WHEN {real} THEN {col} END) AS CHAR)")
         parts.append(f"CAST(MAX(CASE WHEN {real} THEN {col} END) AS CHAR)")
-        params += [UNSET_DATE_LIMIT, UNSET_DATE_LIMIT, rules.earliest_plausible, latest,
-                   UNSET_DATE_LIMIT, UNSET_DATE_LIMIT]
+        params += [
+            UNSET_DATE_LIMIT,
+            UNSET_DATE_LIMIT,
+            rules.earliest_plausible,
+            latest,
+            UNSET_DATE_LIMIT,
+            UNSET_DATE_LIMIT,
+        ]
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(parts)} FROM ({source}) AS sample_rows", params)
         row = cur.fetchone()
@@ -70,10 +76,10 @@ def sample_columns(
     samples = {}
     for i, name in enumerate(columns):
         real, out, lo, hi = row[1 + 4 * i : 5 + 4 * i]
-        samples[name] = ColumnSample(name, sampled, int(real or 0), int(out or 0), catalog_text(lo),
-                                     catalog_text(hi), whole)
+        samples[name] = ColumnSample(
+            name, sampled, int(real or 0), int(out or 0), catalog_text(lo), catalog_text(hi), whole
+        )
     return samples
-
 
 
 def judge_sample(sample: ColumnSample, rules: AnalysisRules) -> str | None:

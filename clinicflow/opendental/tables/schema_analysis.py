@@ -1,5 +1,5 @@
-"""Schema analysis: one table's settings, and the whole source analysed into tables.yml's contents.
-"""
+"""Schema analysis: one table's settings, and the whole source analysed into tables.yml's contents."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -64,15 +64,17 @@ class SchemaAnalysis:
     def summary_rows(self) -> list[dict[str, Any]]:
         rows = []
         for name, t in self.tables.items():
-            rows.append({
-                "table": name,
-                "strategy": t.config.extraction_strategy.value,
-                "watermark": ", ".join(t.config.incremental_columns) or "-",
-                "tier": t.config.tier,
-                "rows": t.config.estimated_rows,
-                "batch_size": t.config.batch_size,
-                "reason": t.reason,
-            })
+            rows.append(
+                {
+                    "table": name,
+                    "strategy": t.config.extraction_strategy.value,
+                    "watermark": ", ".join(t.config.incremental_columns) or "-",
+                    "tier": t.config.tier,
+                    "rows": t.config.estimated_rows,
+                    "batch_size": t.config.batch_size,
+                    "reason": t.reason,
+                }
+            )
         return rows
 
 
@@ -140,8 +142,13 @@ def skipped_tables(schema: SourceSchema, exclude: Iterable[str] = ()) -> dict[st
     return skipped
 
 
-def analyze_schema_with(conn: Connection, schema: SourceSchema, rules: AnalysisRules | None = None,
-                        now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
+def analyze_schema_with(
+    conn: Connection,
+    schema: SourceSchema,
+    rules: AnalysisRules | None = None,
+    now: datetime | None = None,
+    exclude: Iterable[str] = (),
+) -> SchemaAnalysis:
     rules = rules or AnalysisRules()
     now = now or datetime.now(UTC)
     log = get_logger("clinicflow.schema_analysis")
@@ -160,8 +167,12 @@ def analyze_schema_with(conn: Connection, schema: SourceSchema, rules: AnalysisR
     return SchemaAnalysis(schema, results, skipped)
 
 
-def analyze_source(server: MySQLServerLike, rules: AnalysisRules | None = None,
-                   now: datetime | None = None, exclude: Iterable[str] = ()) -> SchemaAnalysis:
+def analyze_source(
+    server: MySQLServerLike,
+    rules: AnalysisRules | None = None,
+    now: datetime | None = None,
+    exclude: Iterable[str] = (),
+) -> SchemaAnalysis:
     """Read the schema of the block's database and choose every table's settings (``exclude``: names left out)."""
     conn = server.connect()
     try:

@@ -1,5 +1,5 @@
-"""Rendering and writing tables.yml: deterministic, the hand-edited ``overrides:`` section kept byte for byte.
-"""
+"""Rendering and writing tables.yml: deterministic, the hand-edited ``overrides:`` section kept byte for byte."""
+
 from __future__ import annotations
 
 import re
@@ -131,8 +131,13 @@ def _overrides_of(block: str, source: str) -> dict[str, Any]:
     return overrides
 
 
-def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None, *,
-                      generated_at: datetime | None = None, source: str = "tables.yml") -> str:
+def render_tables_yml(
+    analysis: SchemaAnalysis,
+    previous_text: str | None = None,
+    *,
+    generated_at: datetime | None = None,
+    source: str = "tables.yml",
+) -> str:
     """The complete tables.yml text.
 
     ``previous_text`` is the current file: its ``overrides:`` section is kept
@@ -153,8 +158,9 @@ def render_tables_yml(analysis: SchemaAnalysis, previous_text: str | None = None
     if previous_text is not None and _body_of(previous_text) == body:
         return previous_text
     stamp = (generated_at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = (HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n"
-            + body)
+    text = (
+        HEADER_FIRST_LINE + f"{GENERATED_AT_PREFIX}{stamp} (changes only when the generated content changes)\n" + body
+    )
     # The output must load with the project's own model.
     try:
         parse_tables_config(yaml_load(text), source=source)
@@ -167,11 +173,11 @@ def _body_of(text: str) -> str | None:
     """The part of a generated file after its generated-at line (None if it has no such header)."""
     if not text.startswith(HEADER_FIRST_LINE):
         return None
-    rest = text[len(HEADER_FIRST_LINE):]
+    rest = text[len(HEADER_FIRST_LINE) :]
     if not rest.startswith(GENERATED_AT_PREFIX):
         return None
     newline = rest.find("\n")
-    return rest[newline + 1:] if newline >= 0 else None
+    return rest[newline + 1 :] if newline >= 0 else None
 
 
 def tables_file_path(path: str | Path | None = None) -> Path:
@@ -190,8 +196,9 @@ class WriteResult:
     errors: dict[str, str]
 
 
-def write_tables_yml(analysis: SchemaAnalysis, path: str | Path, *,
-                     generated_at: datetime | None = None) -> WriteResult:
+def write_tables_yml(
+    analysis: SchemaAnalysis, path: str | Path, *, generated_at: datetime | None = None
+) -> WriteResult:
     """Render and write tables.yml at ``path`` (atomically); unchanged content leaves the file untouched."""
     target = Path(path)
     try:

@@ -30,6 +30,7 @@ Rules worth knowing (why they are what they are):
 * Types not in the table fail the table with the column and type named:
   guessing ``text`` for an unknown type is how the old system lost data.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,20 +44,20 @@ from clinicflow.core.errors import ClinicflowError
 class Kind(str, Enum):  # noqa: UP042 - f-strings print "Cls.member"; StrEnum would change messages
     """How a value travels from MySQL to PostgreSQL and how it is compared."""
 
-    integer = "integer"          # signed/unsigned integers, year
-    decimal = "decimal"          # decimal(p,s)
-    double = "double"            # double
-    float = "float"              # float → real (sent with double precision so the float32 round-trips)
-    date = "date"                # zero dates → NULL
-    datetime = "datetime"        # datetime (wall clock); zero dates → NULL
-    instant = "instant"          # timestamp (UTC instant) → timestamptz; zero dates → NULL
-    time = "time"                # → interval
-    text = "text"                # char/varchar/text/enum/set; NUL bytes removed
-    binary = "binary"            # binary/varbinary/blob → bytea
+    integer = "integer"  # signed/unsigned integers, year
+    decimal = "decimal"  # decimal(p,s)
+    double = "double"  # double
+    float = "float"  # float → real (sent with double precision so the float32 round-trips)
+    date = "date"  # zero dates → NULL
+    datetime = "datetime"  # datetime (wall clock); zero dates → NULL
+    instant = "instant"  # timestamp (UTC instant) → timestamptz; zero dates → NULL
+    time = "time"  # → interval
+    text = "text"  # char/varchar/text/enum/set; NUL bytes removed
+    binary = "binary"  # binary/varbinary/blob → bytea
     boolean_int = "boolean_int"  # tinyint listed in boolean_columns: 0/1 only
-    bit1 = "bit1"                # bit(1) → boolean
-    bits = "bits"                # bit(n) → bit varying(n)
-    json = "json"                # MariaDB json (longtext + json_valid check) → jsonb
+    bit1 = "bit1"  # bit(1) → boolean
+    bits = "bits"  # bit(n) → bit varying(n)
+    json = "json"  # MariaDB json (longtext + json_valid check) → jsonb
 
 
 class UnsupportedTypeError(ClinicflowError, ValueError):
@@ -93,14 +94,36 @@ class PgColumn:
         return int(self.source.datetime_precision or 0)
 
 
-_SIGNED_INT = {"tinyint": "smallint", "smallint": "smallint", "mediumint": "integer", "int": "integer",
-               "integer": "integer", "bigint": "bigint"}
-_UNSIGNED_INT = {"tinyint": "smallint", "smallint": "integer", "mediumint": "integer", "int": "bigint",
-                 "integer": "bigint", "bigint": "numeric(20)"}
+_SIGNED_INT = {
+    "tinyint": "smallint",
+    "smallint": "smallint",
+    "mediumint": "integer",
+    "int": "integer",
+    "integer": "integer",
+    "bigint": "bigint",
+}
+_UNSIGNED_INT = {
+    "tinyint": "smallint",
+    "smallint": "integer",
+    "mediumint": "integer",
+    "int": "bigint",
+    "integer": "bigint",
+    "bigint": "numeric(20)",
+}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
-SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
-                           "multipolygon", "geometrycollection"})
+SPATIAL_TYPES = frozenset(
+    {
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    }
+)
 # MariaDB types whose value travels as the text MariaDB prints (their bytes are a binary form).
 _PRINTED_TEXT = frozenset({"uuid", "inet4", "inet6"})
 PG_IDENT_BYTES = 63
@@ -124,13 +147,15 @@ def map_column(column: CatalogColumn, *, boolean: bool = False) -> PgColumn:
     if len(column.name.encode("utf-8")) > PG_IDENT_BYTES:
         raise UnsupportedTypeError(
             f"column {column.name!r} has a name of {len(column.name.encode('utf-8'))} bytes; PostgreSQL keeps "
-            f"{PG_IDENT_BYTES} and would cut it: rename it at the source or exclude the table")
+            f"{PG_IDENT_BYTES} and would cut it: rename it at the source or exclude the table"
+        )
 
     if boolean:
         if data_type not in _SIGNED_INT:
             raise UnsupportedTypeError(
                 f"column {column.name!r} ({column.column_type}) is listed in boolean_columns "
-                "but only integer columns (tinyint(1)) can be loaded as boolean")
+                "but only integer columns (tinyint(1)) can be loaded as boolean"
+            )
         return out("boolean", Kind.boolean_int)
     if data_type in _SIGNED_INT:
         return out((_UNSIGNED_INT if unsigned else _SIGNED_INT)[data_type], Kind.integer)
@@ -166,7 +191,8 @@ def map_column(column: CatalogColumn, *, boolean: bool = False) -> PgColumn:
         return out(f"bit varying({bits})", Kind.bits)
     raise UnsupportedTypeError(
         f"column {column.name!r} has type {column.column_type!r}, which has no faithful PostgreSQL mapping; "
-        "exclude the table or add a mapping to clinicflow/opendental/tables/typemap.py")
+        "exclude the table or add a mapping to clinicflow/opendental/tables/typemap.py"
+    )
 
 
 def carry_problem(name: str, data_type: str, column_type: str) -> str | None:
@@ -219,13 +245,20 @@ def normalize_pg_type(pg_type: str) -> str:
     text = re.sub(r"\s*\(\s*", "(", text)
     text = re.sub(r"\s*,\s*", ",", text)
     text = re.sub(r"\s*\)", ")", text)
-    aliases = {"timestamp without time zone": "timestamp", "int2": "smallint", "int4": "integer",
-               "int8": "bigint", "float8": "double precision", "float4": "real", "bool": "boolean",
-               "timestamp with time zone": "timestamptz"}
+    aliases = {
+        "timestamp without time zone": "timestamp",
+        "int2": "smallint",
+        "int4": "integer",
+        "int8": "bigint",
+        "float8": "double precision",
+        "float4": "real",
+        "bool": "boolean",
+        "timestamp with time zone": "timestamptz",
+    }
     if text.startswith("timestamp(") and text.endswith("without time zone"):
         text = text[: -len(" without time zone")]
     if text.startswith("timestamp(") and text.endswith(" with time zone"):
-        text = "timestamptz" + text[len("timestamp"): -len(" with time zone")]
+        text = "timestamptz" + text[len("timestamp") : -len(" with time zone")]
     if text.startswith("numeric(") and "," not in text:
         text = text[:-1] + ",0)"
     return aliases.get(text, text)

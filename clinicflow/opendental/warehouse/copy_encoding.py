@@ -1,5 +1,5 @@
-"""Server-side COPY encoding: the MySQL expressions that turn each row into one line of PostgreSQL COPY text.
-"""
+"""Server-side COPY encoding: the MySQL expressions that turn each row into one line of PostgreSQL COPY text."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,10 +20,10 @@ from clinicflow.opendental.warehouse.load_plan import LoadPlan
 
 # COPY text-format pieces, as binary literals so no SQL-mode or escaping rule
 # of the MySQL session can change them.
-_NULL = "X'5C4E'"          # \N
+_NULL = "X'5C4E'"  # \N
 
 
-_SEPARATOR = "X'09'"       # tab
+_SEPARATOR = "X'09'"  # tab
 
 
 # The regular expression [\\<tab><LF><CR><NUL>] (hex, so no SQL mode changes it): a text value
@@ -78,9 +78,9 @@ def zero_date_test(quoted: str) -> str:
 class Counter:
     """A session variable the encoding query adds to when it converts a value (zero date, NUL bytes)."""
 
-    variable: str   # e.g. @cf_conv_3
+    variable: str  # e.g. @cf_conv_3
     column: str
-    counter: str    # "zero_dates" | "nul_bytes"
+    counter: str  # "zero_dates" | "nul_bytes"
 
 
 def conversion_counters(plan: LoadPlan) -> list[Counter]:
@@ -121,8 +121,7 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         if counter is None:
             return f"IF({q} IS NULL OR {zero_date_test(q)}, {_NULL}, {value})"
         not_null = f"{q} IS NOT NULL AND " if col.source.nullable else ""
-        return (f"IF({not_null}{zero_date_test(q)} AND ({counter} := {counter} + 1), "
-                f"{_NULL}, {or_null(value)})")
+        return f"IF({not_null}{zero_date_test(q)} AND ({counter} := {counter} + 1), {_NULL}, {or_null(value)})"
     if kind is Kind.json:
         return or_null(json_without_nul_sql(_as_utf8_binary(col, q), counter))
     if kind is Kind.text:
@@ -134,8 +133,10 @@ def copy_expression(col: PgColumn, counter: str | None = None) -> str:
         removed = f"LENGTH({binary}) - LENGTH({without_nul})"
         # INSTR finds a NUL in one scan without building a string; only the
         # rare value holding one pays for REPLACE and the count.
-        escaped = (f"IF(INSTR({binary}, X'00') > 0 AND ({counter} := {counter} + {removed}), "
-                   f"{_escaped_text(without_nul)}, {_escaped_text(binary)})")
+        escaped = (
+            f"IF(INSTR({binary}, X'00') > 0 AND ({counter} := {counter} + {removed}), "
+            f"{_escaped_text(without_nul)}, {_escaped_text(binary)})"
+        )
         # Most values need none of that: LENGTH and one RLIKE skip the ten calls (see docs/loading.md).
         # The test reads the bytes that are sent: the column's own for UTF-8, else the converted ones.
         tested = q if _holds_utf8_bytes(col) else binary
@@ -161,8 +162,7 @@ def json_without_nul_sql(binary: str, counter: str | None = None) -> str:
     cleaned = f"REGEXP_REPLACE({no_bytes}, {_JSON_NUL_ESCAPE}, {_JSON_NUL_KEEP})"
     count = ""
     if counter is not None:
-        removed = (f"(LENGTH({binary}) - LENGTH({no_bytes})) + "
-                   f"(LENGTH({no_bytes}) - LENGTH({cleaned})) DIV 6")
+        removed = f"(LENGTH({binary}) - LENGTH({no_bytes})) + (LENGTH({no_bytes}) - LENGTH({cleaned})) DIV 6"
         count = f" AND ({counter} := {counter} + {removed}) IS NOT NULL"
     test = f"(INSTR({binary}, X'00') > 0 OR INSTR({binary}, {_JSON_NUL_TEXT}) > 0)"
     return f"IF({test}{count}, {_escaped_text(cleaned)}, {_escaped_text(binary)})"
@@ -187,8 +187,12 @@ def copy_row_layout(plan: LoadPlan, keys: Sequence[str] = ()) -> RowLayout | Non
     streamed = streamed_load_columns(plan)
     if not streamed:
         return None
-    return RowLayout(plan.table, len(streamed) < len(plan.columns),
-                     [(c.name, _STREAMED_ENCODING[c.kind]) for c in streamed], list(keys))
+    return RowLayout(
+        plan.table,
+        len(streamed) < len(plan.columns),
+        [(c.name, _STREAMED_ENCODING[c.kind]) for c in streamed],
+        list(keys),
+    )
 
 
 def copy_line_sql(plan: LoadPlan, *, counted: bool = True) -> str:
@@ -207,8 +211,14 @@ def copy_items_sql(plan: LoadPlan, *, counted: bool = True) -> str:
     return ", ".join(items)
 
 
-def copy_select_sql(plan: LoadPlan, predicate: str = "1=1", order_by: Sequence[str] = (), *,
-                    counted: bool = True, extra: Sequence[str] = ()) -> str:
+def copy_select_sql(
+    plan: LoadPlan,
+    predicate: str = "1=1",
+    order_by: Sequence[str] = (),
+    *,
+    counted: bool = True,
+    extra: Sequence[str] = (),
+) -> str:
     """The MySQL query producing one COPY line (or, with streamed columns, row) per row of the chunk.
 
     ``extra`` columns (keys) follow the items.
@@ -274,14 +284,18 @@ def check_booleans(mysql_conn: Connection, plan: LoadPlan, predicate: str = "1=1
     key = list(plan.primary_key) or booleans
     bad = " OR ".join(f"{quote_ident(b, 'mysql')} NOT IN (0, 1)" for b in booleans)
     with mysql_conn.cursor() as cur:
-        cur.execute(f"SELECT {quote_list(key + booleans, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} "
-                    f"WHERE ({predicate}) AND ({bad}) LIMIT 1", tuple(params))
+        cur.execute(
+            f"SELECT {quote_list(key + booleans, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} "
+            f"WHERE ({predicate}) AND ({bad}) LIMIT 1",
+            tuple(params),
+        )
         row = cur.fetchone()
     if row is None:
         return
     key_text = ", ".join(f"{k}={catalog_text(v)}" for k, v in zip(key, row[: len(key)], strict=False))
-    for name, value in zip(booleans, row[len(key):], strict=False):
+    for name, value in zip(booleans, row[len(key) :], strict=False):
         if catalog_text(value) not in (None, "0", "1"):
             raise BooleanValueError(
                 f"table {plan.table!r}: column {name!r} is listed in boolean_columns but the row with "
-                f"{key_text} holds {catalog_text(value)} (only 0 and 1 can be loaded as boolean)")
+                f"{key_text} holds {catalog_text(value)} (only 0 and 1 can be loaded as boolean)"
+            )

@@ -1,5 +1,5 @@
-"""One COPY of a table's rows from the replica into PostgreSQL: through pymysql or the MariaDB C client.
-"""
+"""One COPY of a table's rows from the replica into PostgreSQL: through pymysql or the MariaDB C client."""
+
 from __future__ import annotations
 
 import re
@@ -72,8 +72,8 @@ class ClientCopySource:
                 self._done = True
                 self._export.finish()  # raises if the client failed: COPY is then aborted
                 last = self._pending.rstrip(b"\n").rfind(b"\n")
-                self.counters_line = self._pending[last + 1:].rstrip(b"\n")
-                return self._emit(self._pending[:last + 1]) if last >= 0 else b""
+                self.counters_line = self._pending[last + 1 :].rstrip(b"\n")
+                return self._emit(self._pending[: last + 1]) if last >= 0 else b""
             buf = self._pending + data
             # Hold back from the start of the last complete line on: it may be the counters.
             end = buf.rfind(b"\n")
@@ -81,15 +81,16 @@ class ClientCopySource:
             if cut < 0:
                 self._pending = buf
                 continue
-            self._pending = buf[cut + 1:]
-            return self._emit(buf[:cut + 1])
+            self._pending = buf[cut + 1 :]
+            return self._emit(buf[: cut + 1])
         return b""
 
     readline = read
 
 
-def _client_copy(mysql_server: Any, pg_cursor: PgCursor, plan: LoadPlan, copy_sql: str, predicate: str,
-                 params: Sequence[Any]) -> tuple[int, int, ConversionCounts]:
+def _client_copy(
+    mysql_server: Any, pg_cursor: PgCursor, plan: LoadPlan, copy_sql: str, predicate: str, params: Sequence[Any]
+) -> tuple[int, int, ConversionCounts]:
     """COPY through the C client (see clinicflow.connectors.mysql.client): rows, bytes, conversions."""
     counters = conversion_counters(plan)
     statements = []
@@ -114,8 +115,16 @@ def _client_copy(mysql_server: Any, pg_cursor: PgCursor, plan: LoadPlan, copy_sq
     return source.rows, source.bytes, counts
 
 
-def stream_copy(mysql_conn: Connection, pg_cursor: PgCursor, plan: LoadPlan, target: str, predicate: str = "1=1",
-                params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
+def stream_copy(
+    mysql_conn: Connection,
+    pg_cursor: PgCursor,
+    plan: LoadPlan,
+    target: str,
+    predicate: str = "1=1",
+    params: Sequence[Any] = (),
+    *,
+    mysql_server: Any = None,
+) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
     ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection`
@@ -151,8 +160,14 @@ def streamed_reader(cursor: Cursor, layout: RowLayout | None, *, segment_rows: i
     """The reader of an executed COPY query; rows with streamed values are escaped in pieces, in byte blocks."""
     if layout is None:
         return LineReader(cursor, segment_rows=segment_rows)
-    return LineReader(cursor, segment_rows=segment_rows, row_pieces=layout.pieces, key_start=layout.first_key,
-                      block_bytes=BLOCK_BYTES, read_error=lambda last, exc: carry_error(layout, last, exc))
+    return LineReader(
+        cursor,
+        segment_rows=segment_rows,
+        row_pieces=layout.pieces,
+        key_start=layout.first_key,
+        block_bytes=BLOCK_BYTES,
+        read_error=lambda last, exc: carry_error(layout, last, exc),
+    )
 
 
 def add_streamed_counts(conversions: ConversionCounts, layout: RowLayout | None) -> None:

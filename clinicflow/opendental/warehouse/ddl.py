@@ -1,5 +1,5 @@
-"""PostgreSQL DDL for loaded tables: CREATE TABLE, primary key, indexes, and the loader's own schemas.
-"""
+"""PostgreSQL DDL for loaded tables: CREATE TABLE, primary key, indexes, and the loader's own schemas."""
+
 from __future__ import annotations
 
 from clinicflow.core.dbapi import PgConnection
@@ -30,8 +30,10 @@ def primary_key_sql(plan: LoadPlan, schema: str) -> str | None:
     """ALTER TABLE ... ADD PRIMARY KEY: the key built in one statement (PostgreSQL's usual way)."""
     if not plan.primary_key:
         return None
-    return (f"ALTER TABLE {quote_qualified(schema, plan.table, 'postgres')} ADD CONSTRAINT {_primary_key_name(plan)} "
-            f"PRIMARY KEY ({quote_list(list(plan.primary_key), 'postgres')})")
+    return (
+        f"ALTER TABLE {quote_qualified(schema, plan.table, 'postgres')} ADD CONSTRAINT {_primary_key_name(plan)} "
+        f"PRIMARY KEY ({quote_list(list(plan.primary_key), 'postgres')})"
+    )
 
 
 def primary_key_index_sql(plan: LoadPlan, schema: str) -> str | None:
@@ -42,16 +44,20 @@ def primary_key_index_sql(plan: LoadPlan, schema: str) -> str | None:
     """
     if not plan.primary_key:
         return None
-    return (f"CREATE UNIQUE INDEX {_primary_key_name(plan)} ON {quote_qualified(schema, plan.table, 'postgres')} "
-            f"({quote_list(list(plan.primary_key), 'postgres')})")
+    return (
+        f"CREATE UNIQUE INDEX {_primary_key_name(plan)} ON {quote_qualified(schema, plan.table, 'postgres')} "
+        f"({quote_list(list(plan.primary_key), 'postgres')})"
+    )
 
 
 def attach_primary_key_sql(plan: LoadPlan, schema: str) -> str | None:
     """Promote the index of :func:`primary_key_index_sql` to the primary key (no scan: the columns are NOT NULL)."""
     if not plan.primary_key:
         return None
-    return (f"ALTER TABLE {quote_qualified(schema, plan.table, 'postgres')} ADD CONSTRAINT {_primary_key_name(plan)} "
-            f"PRIMARY KEY USING INDEX {_primary_key_name(plan)}")
+    return (
+        f"ALTER TABLE {quote_qualified(schema, plan.table, 'postgres')} ADD CONSTRAINT {_primary_key_name(plan)} "
+        f"PRIMARY KEY USING INDEX {_primary_key_name(plan)}"
+    )
 
 
 def index_sqls(plan: LoadPlan, schema: str) -> list[str]:
@@ -74,8 +80,9 @@ def index_sqls(plan: LoadPlan, schema: str) -> list[str]:
         # except over prefixes, where only the prefix is indexed.
         unique = "UNIQUE " if index.unique and not has_prefix else ""
         name = quote_ident(short_pg_ident(f"{plan.table}__{index.name}"), "postgres")
-        out.append(f"CREATE {unique}INDEX {name} ON {quote_qualified(schema, plan.table, 'postgres')} "
-                   f"({', '.join(parts)})")
+        out.append(
+            f"CREATE {unique}INDEX {name} ON {quote_qualified(schema, plan.table, 'postgres')} ({', '.join(parts)})"
+        )
     return out
 
 
@@ -95,12 +102,20 @@ STATE_DDL = [
 ]
 
 
-def ensure_schemas(pg_conn: PgConnection, *, raw_schema: str = RAW_SCHEMA, stage_schema: str = STAGE_SCHEMA,
-                   state_schema: str = STATE_SCHEMA) -> None:
+def ensure_schemas(
+    pg_conn: PgConnection,
+    *,
+    raw_schema: str = RAW_SCHEMA,
+    stage_schema: str = STAGE_SCHEMA,
+    state_schema: str = STATE_SCHEMA,
+) -> None:
     """Create the raw, staging, replaced and state schemas and the load-state table (idempotent)."""
-    names = {"state": quote_ident(state_schema, "postgres"), "stage": quote_ident(stage_schema, "postgres"),
-             "replaced": quote_ident(replaced_schema(stage_schema), "postgres"),
-             "raw": quote_ident(raw_schema, "postgres")}
+    names = {
+        "state": quote_ident(state_schema, "postgres"),
+        "stage": quote_ident(stage_schema, "postgres"),
+        "replaced": quote_ident(replaced_schema(stage_schema), "postgres"),
+        "raw": quote_ident(raw_schema, "postgres"),
+    }
     with pg_conn.cursor() as cur:
         # Concurrent first runs may race on CREATE SCHEMA; the advisory lock serialises them.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.ensure_schemas'))")

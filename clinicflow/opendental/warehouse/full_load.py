@@ -1,5 +1,5 @@
-"""Full load: COPY into a staging table, build key and indexes, then one transaction swaps it into ``raw``.
-"""
+"""Full load: COPY into a staging table, build key and indexes, then one transaction swaps it into ``raw``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
@@ -46,8 +46,6 @@ def stage_target(plan: LoadPlan) -> str:
     return quote_qualified(plan.stage_schema, plan.table, "postgres")
 
 
-
-
 def replaced_target(plan: LoadPlan) -> str:
     return quote_qualified(replaced_schema(plan.stage_schema), plan.table, "postgres")
 
@@ -82,13 +80,21 @@ def prepare_stage(pg_conn: PgConnection, plan: LoadPlan) -> None:
     pg_conn.commit()
 
 
-def load_stage_chunk(mysql_stream_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, predicate: str = "1=1",
-                     params: Sequence[Any] = (), *, mysql_server: Any = None) -> CopyStats:
+def load_stage_chunk(
+    mysql_stream_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    predicate: str = "1=1",
+    params: Sequence[Any] = (),
+    *,
+    mysql_server: Any = None,
+) -> CopyStats:
     """COPY one chunk of the source into the staging table and commit it."""
     try:
         with pg_conn.cursor() as cur:
-            stats = stream_copy(mysql_stream_conn, cur, plan, stage_target(plan), predicate, params,
-                                mysql_server=mysql_server)
+            stats = stream_copy(
+                mysql_stream_conn, cur, plan, stage_target(plan), predicate, params, mysql_server=mysql_server
+            )
         pg_conn.commit()
     except BaseException:
         pg_conn.rollback()
@@ -115,12 +121,19 @@ def _nul_note(columns: Sequence[str], nul_columns: Collection[str]) -> str:
     stripped = [c for c in columns if c in nul_columns]
     if not stripped:
         return ""
-    return (f"; keys that differ only by NUL bytes collided once the NUL bytes were removed (PostgreSQL text "
-            f"cannot hold them) in column(s) {', '.join(stripped)}")
+    return (
+        f"; keys that differ only by NUL bytes collided once the NUL bytes were removed (PostgreSQL text "
+        f"cannot hold them) in column(s) {', '.join(stripped)}"
+    )
 
 
-def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
-                        connections: int = INDEX_BUILD_CONNECTIONS, nul_columns: Collection[str] = ()) -> None:
+def build_stage_indexes(
+    connect: Callable[[], Any],
+    plan: LoadPlan,
+    *,
+    connections: int = INDEX_BUILD_CONNECTIONS,
+    nul_columns: Collection[str] = (),
+) -> None:
     """Build the primary key's index and the secondary indexes of the staging table, side by side.
 
     Each build runs on its own connection (``connect()``), at most
@@ -132,8 +145,9 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
     (duplicate key) raises; the staging table is then dropped by the caller,
     and ``raw`` keeps its previous content.
     """
-    statements = [sql for sql in [primary_key_index_sql(plan, plan.stage_schema),
-                                  *index_sqls(plan, plan.stage_schema)] if sql]
+    statements = [
+        sql for sql in [primary_key_index_sql(plan, plan.stage_schema), *index_sqls(plan, plan.stage_schema)] if sql
+    ]
     if not statements:
         return
     built = [i for i in plan.indexes if i.index_type.upper() not in ("FULLTEXT", "SPATIAL")]
@@ -157,13 +171,17 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
                 detail = (getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key").rstrip(".")
                 note = _nul_note(plan.primary_key, nul_columns)
                 where = "in PostgreSQL" if note else "in the source"
-                raise LoadError(f"table {plan.table!r}: the primary key is not unique {where} "
-                                f"({', '.join(plan.primary_key)}): {detail}{note}") from None
+                raise LoadError(
+                    f"table {plan.table!r}: the primary key is not unique {where} "
+                    f"({', '.join(plan.primary_key)}): {detail}{note}"
+                ) from None
             # Another unique index: its values may be patient data, so they are withheld.
             index = index_of_statement.get(statement)
             note = _nul_note(index.columns, nul_columns) if index is not None else ""
-            raise LoadError(f"table {plan.table!r}: a unique index is not unique in PostgreSQL "
-                            f"({statement.split(' ON ')[0].split()[-1]}); values withheld{note}") from None
+            raise LoadError(
+                f"table {plan.table!r}: a unique index is not unique in PostgreSQL "
+                f"({statement.split(' ON ')[0].split()[-1]}); values withheld{note}"
+            ) from None
         finally:
             conn.close()
 
@@ -173,8 +191,9 @@ def build_stage_indexes(connect: Callable[[], Any], plan: LoadPlan, *,
             future.result()
 
 
-def finish_full_load(pg_conn: PgConnection, plan: LoadPlan, *, watermark: Sequence[str] | None,
-                     fingerprint: str | None) -> bool:
+def finish_full_load(
+    pg_conn: PgConnection, plan: LoadPlan, *, watermark: Sequence[str] | None, fingerprint: str | None
+) -> bool:
     """Attach the primary key (its index built by :func:`build_stage_indexes`) and swap the staging table into raw.
 
     The table replaced is moved aside, not dropped: a DROP removes its files
@@ -199,8 +218,9 @@ def finish_full_load(pg_conn: PgConnection, plan: LoadPlan, *, watermark: Sequen
                 cur.execute("SAVEPOINT cf_dependents")
                 cur.execute(f"DROP TABLE {target} RESTRICT")
                 cur.execute("ROLLBACK TO SAVEPOINT cf_dependents")
-                cur.execute(f"ALTER TABLE {target} SET SCHEMA "
-                            f"{quote_ident(replaced_schema(plan.stage_schema), 'postgres')}")
+                cur.execute(
+                    f"ALTER TABLE {target} SET SCHEMA {quote_ident(replaced_schema(plan.stage_schema), 'postgres')}"
+                )
             # Readers of raw.<t> wait on this lock for the instant of the swap and
             # then see the new table; nobody sees a partly loaded one.
             cur.execute(f"ALTER TABLE {stage} SET SCHEMA {quote_ident(plan.raw_schema, 'postgres')}")
@@ -211,8 +231,10 @@ def finish_full_load(pg_conn: PgConnection, plan: LoadPlan, *, watermark: Sequen
         import psycopg2
 
         if isinstance(exc, psycopg2.errors.DependentObjectsStillExist):
-            raise LoadError(f"table {plan.table!r}: cannot replace {plan.raw_schema}.{plan.table}: other objects "
-                            f"(views) depend on it: {str(exc).strip().splitlines()[-1]}") from None
+            raise LoadError(
+                f"table {plan.table!r}: cannot replace {plan.raw_schema}.{plan.table}: other objects "
+                f"(views) depend on it: {str(exc).strip().splitlines()[-1]}"
+            ) from None
         raise
     return replacing
 
@@ -248,8 +270,11 @@ def full_load_chunks(mysql_conn: Connection, plan: LoadPlan) -> list[Chunk]:
     chunk loses no resumability; tables still load side by side. One chunk is
     memory-bounded too: rows are streamed, never collected.
     """
-    if len(plan.primary_key) == 1 and plan.column(plan.primary_key[0]).kind is Kind.integer \
-            and clustered_by_key(catalog.read_table(mysql_conn, plan.table, where="replication").engine):
+    if (
+        len(plan.primary_key) == 1
+        and plan.column(plan.primary_key[0]).kind is Kind.integer
+        and clustered_by_key(catalog.read_table(mysql_conn, plan.table, where="replication").engine)
+    ):
         key = plan.primary_key[0]
         boundaries = walk_boundaries(mysql_conn, quote_ident(plan.table, "mysql"), key, plan.batch_size, "mysql")
         chunks = []

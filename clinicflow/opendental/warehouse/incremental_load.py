@@ -2,6 +2,7 @@
 
 The watermark advances in the same transaction.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -63,8 +64,10 @@ def merge_sql(plan: LoadPlan, source: str) -> str:
     sets = ", ".join(f"{quote_ident(c, 'postgres')} = EXCLUDED.{quote_ident(c, 'postgres')}" for c in others)
     old = ", ".join(f"t.{quote_ident(c, 'postgres')}" for c in others)
     new = ", ".join(f"EXCLUDED.{quote_ident(c, 'postgres')}" for c in others)
-    return (f"INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {source} ON CONFLICT ({pk}) DO UPDATE SET {sets} "
-            f"WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
+    return (
+        f"INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {source} ON CONFLICT ({pk}) DO UPDATE SET {sets} "
+        f"WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+    )
 
 
 def _merge(pg_cur: PgCursor, plan: LoadPlan, temp: str) -> None:
@@ -77,8 +80,10 @@ def _merge(pg_cur: PgCursor, plan: LoadPlan, temp: str) -> None:
         # Unique in MySQL, equal in PostgreSQL: for text key columns only removed NUL bytes do that
         # (case and trailing spaces already compare equal in MySQL's collations).
         text_keys = [c for c in plan.primary_key if plan.column(c).kind is Kind.text]
-        raise LoadError(f"table {plan.table!r}: two rows of one batch have the same primary key in PostgreSQL "
-                        f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}") from None
+        raise LoadError(
+            f"table {plan.table!r}: two rows of one batch have the same primary key in PostgreSQL "
+            f"({', '.join(plan.primary_key)}){_nul_note(plan.primary_key, text_keys)}"
+        ) from None
 
 
 def _clock_bound(mysql_conn: Connection, plan: LoadPlan) -> str | None:
@@ -89,8 +94,13 @@ def _clock_bound(mysql_conn: Connection, plan: LoadPlan) -> str | None:
     return clock_bound(mysql_conn, wall_clock=first.kind is Kind.datetime)
 
 
-def load_incremental(mysql_stream_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
-                     watermark: Sequence[str] | None, keyset_predicate: Any) -> IncrementalStats:
+def load_incremental(
+    mysql_stream_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    watermark: Sequence[str] | None,
+    keyset_predicate: Any,
+) -> IncrementalStats:
     """Merge rows after ``watermark`` into raw, ``plan.batch_size`` rows per transaction.
 
     ``keyset_predicate(columns, values, dialect)`` returns (sql, params) for
@@ -122,16 +132,21 @@ def load_incremental(mysql_stream_conn: Connection, pg_conn: PgConnection, plan:
     temp = quote_ident(short_pg_ident(f"cf_merge_{plan.table}"), "postgres")
     layout = copy_row_layout(plan, keyset)
     if layout is not None:
-        predicate = keys_first_predicate(quote_ident(plan.table, "mysql"), quote_list(plan.primary_key, "mysql"),
-                                         predicate)
-    select = (f"SELECT {copy_items_sql(plan)}, "
-              f"{quote_list(keyset, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate} "
-              f"ORDER BY {quote_list(keyset, 'mysql')}")
+        predicate = keys_first_predicate(
+            quote_ident(plan.table, "mysql"), quote_list(plan.primary_key, "mysql"), predicate
+        )
+    select = (
+        f"SELECT {copy_items_sql(plan)}, "
+        f"{quote_list(keyset, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate} "
+        f"ORDER BY {quote_list(keyset, 'mysql')}"
+    )
     copy_sql = f"COPY {temp} ({quote_list(copy_column_names(plan), 'postgres')}) FROM STDIN"
     with pg_conn.cursor() as pg_cur:
         pg_cur.execute(f"DROP TABLE IF EXISTS {temp}")
-        pg_cur.execute(f"CREATE TEMP TABLE {temp} (LIKE {quote_qualified(plan.raw_schema, plan.table, 'postgres')}) "
-                       "ON COMMIT DELETE ROWS")
+        pg_cur.execute(
+            f"CREATE TEMP TABLE {temp} (LIKE {quote_qualified(plan.raw_schema, plan.table, 'postgres')}) "
+            "ON COMMIT DELETE ROWS"
+        )
         pg_conn.commit()
         my_cur = mysql_stream_conn.cursor()
         my_cur.execute(select, tuple(params))

@@ -1,5 +1,5 @@
-"""Errors of the PostgreSQL load.
-"""
+"""Errors of the PostgreSQL load."""
+
 from __future__ import annotations
 
 from clinicflow.core.errors import ClinicflowError
@@ -15,5 +15,3 @@ class SchemaDriftError(LoadError):
 
 class BooleanValueError(LoadError):
     """A boolean_columns column holds a value other than 0/1."""
-
-

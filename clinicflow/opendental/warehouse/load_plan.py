@@ -1,5 +1,5 @@
-"""How one table is loaded into PostgreSQL ``raw``: the load plan built from the replica's catalog and tables.yml.
-"""
+"""How one table is loaded into PostgreSQL ``raw``: the load plan built from the replica's catalog and tables.yml."""
+
 from __future__ import annotations
 
 import hashlib
@@ -64,23 +64,34 @@ class LoadPlan:
         raise KeyError(name)
 
 
-def plan_load(source: CatalogTable, config: TableConfig, *, raw_schema: str = RAW_SCHEMA,
-               stage_schema: str = STAGE_SCHEMA, state_schema: str = STATE_SCHEMA) -> LoadPlan:
+def plan_load(
+    source: CatalogTable,
+    config: TableConfig,
+    *,
+    raw_schema: str = RAW_SCHEMA,
+    stage_schema: str = STAGE_SCHEMA,
+    state_schema: str = STATE_SCHEMA,
+) -> LoadPlan:
     """Map every column (typemap) and check tables.yml against the live table."""
     table = source.name
     names = {c.name for c in source.columns}
-    for field_name, wanted in (("boolean_columns", config.boolean_columns),
-                               ("incremental_columns", config.incremental_columns),
-                               ("primary_key", config.primary_key)):
+    for field_name, wanted in (
+        ("boolean_columns", config.boolean_columns),
+        ("incremental_columns", config.incremental_columns),
+        ("primary_key", config.primary_key),
+    ):
         missing = [c for c in wanted if c not in names]
         if missing:
-            raise LoadError(f"table {table!r}: tables.yml {field_name} names column(s) {missing} "
-                            "that the replicated table does not have")
+            raise LoadError(
+                f"table {table!r}: tables.yml {field_name} names column(s) {missing} "
+                "that the replicated table does not have"
+            )
     collisions = pg_truncation_collisions([c.name for c in source.columns])
     if collisions:
         detail = "; ".join(f"{a!r} and {b!r}" for a, b in collisions)
-        raise LoadError(f"table {table!r}: column names that PostgreSQL would cut to the same {PG_IDENT_MAX} bytes: "
-                        f"{detail}")
+        raise LoadError(
+            f"table {table!r}: column names that PostgreSQL would cut to the same {PG_IDENT_MAX} bytes: {detail}"
+        )
     booleans = set(config.boolean_columns)
     try:
         columns = tuple(map_column(c, boolean=c.name in booleans) for c in source.columns)
@@ -89,5 +100,14 @@ def plan_load(source: CatalogTable, config: TableConfig, *, raw_schema: str = RA
     # The live primary key wins over tables.yml (it is what makes ON CONFLICT valid).
     primary_key = source.primary_key or tuple(config.primary_key)
     incremental = tuple(config.incremental_columns) if (config.is_incremental and primary_key) else ()
-    return LoadPlan(table, columns, tuple(primary_key), source.indexes, incremental, config.batch_size,
-                     raw_schema, stage_schema, state_schema)
+    return LoadPlan(
+        table,
+        columns,
+        tuple(primary_key),
+        source.indexes,
+        incremental,
+        config.batch_size,
+        raw_schema,
+        stage_schema,
+        state_schema,
+    )

@@ -18,6 +18,7 @@ Modes:
   values);
 * ``unchanged``: a ``full_table`` table whose checksum equals the last load's.
 """
+
 from __future__ import annotations
 
 import time
@@ -80,13 +81,18 @@ def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
     """Schemas, state table and helper functions in PostgreSQL, crash leftovers removed (idempotent; once per run)."""
     conn = pg_server.connect()
     try:
-        ddl.ensure_schemas(conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
-                              state_schema=options.state_schema)
+        ddl.ensure_schemas(
+            conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema, state_schema=options.state_schema
+        )
         verify_canonical.ensure_functions(conn, options.state_schema)
         dropped = full_load.drop_replaced_leftovers(conn, options.stage_schema)
         if dropped:
-            get_logger().warning("dropped %d table(s) a crashed load left in %s: %s", len(dropped),
-                                 ddl.replaced_schema(options.stage_schema), ", ".join(dropped))
+            get_logger().warning(
+                "dropped %d table(s) a crashed load left in %s: %s",
+                len(dropped),
+                ddl.replaced_schema(options.stage_schema),
+                ", ".join(dropped),
+            )
     finally:
         conn.close()
 
@@ -102,9 +108,16 @@ def _apply_conversions(outcome: TableOutcome, counts: copy_encoding.ConversionCo
     outcome.nul_bytes = counts.total("nul_bytes")
 
 
-def _after_load(mysql_server: Any, mysql_conn: Connection, pg_conn: PgConnection, plan: load_plan.LoadPlan,
-                options: LoadOptions,
-                outcome: TableOutcome, sweep: Sweep | None, replication: dict[str, Any] | None = None) -> TableOutcome:
+def _after_load(
+    mysql_server: Any,
+    mysql_conn: Connection,
+    pg_conn: PgConnection,
+    plan: load_plan.LoadPlan,
+    options: LoadOptions,
+    outcome: TableOutcome,
+    sweep: Sweep | None,
+    replication: dict[str, Any] | None = None,
+) -> TableOutcome:
     """Reconciliation (``sweep``) or verification only (``None``, after a full load); a difference fails the table.
 
     The reconciliation's comparison is the night's verification: ranges it
@@ -129,22 +142,34 @@ def _after_load(mysql_server: Any, mysql_conn: Connection, pg_conn: PgConnection
         outcome.status = "failed"
         outcome.error = "verification failed: " + result.summary()
     elif result.status == "stale":
-        outcome.error = ("warning: rows deleted in the replica remain in raw (reconcile_keys is off): "
-                         + result.summary())
+        outcome.error = (
+            "warning: rows deleted in the replica remain in raw (reconcile_keys is off): " + result.summary()
+        )
     return outcome
 
 
-def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
-                 options: LoadOptions = LoadOptions(), *, replication: dict[str, Any] | None = None,
-                 ) -> FullLoad | TableOutcome:
+def prepare_load(
+    mysql_server: Any,
+    pg_server: Any,
+    table: str,
+    config: TableConfig,
+    options: LoadOptions = LoadOptions(),
+    *,
+    replication: dict[str, Any] | None = None,
+) -> FullLoad | TableOutcome:
     """Plan one table; run it when it is incremental or unchanged (then reconcile raw); else prepare its full load."""
     started = time.time()
     mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
         source = catalog.read_table(mysql_conn, table, where="replication")
-        plan = load_plan.plan_load(source, config, raw_schema=options.raw_schema, stage_schema=options.stage_schema,
-                                 state_schema=options.state_schema)
+        plan = load_plan.plan_load(
+            source,
+            config,
+            raw_schema=options.raw_schema,
+            stage_schema=options.stage_schema,
+            state_schema=options.state_schema,
+        )
         sweep = sweep_for(config, full_sweep=options.full_sweep)
         existing = load_state.raw_table_columns(pg_conn, plan.raw_schema, table)
         state = load_state.read_state(pg_conn, plan) if existing is not None else None
@@ -163,8 +188,13 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             # Taken before the copy: a change during it makes the next night reload.
             fingerprint = load_state.source_fingerprint(mysql_conn, plan)
         if not reason and not plan.incremental_columns:
-            if state is not None and state.source_fingerprint == fingerprint and drift is not None \
-                    and not drift.added_columns and not drift.widened_columns:
+            if (
+                state is not None
+                and state.source_fingerprint == fingerprint
+                and drift is not None
+                and not drift.added_columns
+                and not drift.widened_columns
+            ):
                 outcome = _outcome(plan, "unchanged", started, status="unchanged", **_replication_fields(replication))
                 return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
             reason = "content changed" if state is not None else "no load state"
@@ -172,17 +202,20 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             watermark = full_load.current_keyset_max(mysql_conn, plan)
             full_load.prepare_stage(pg_conn, plan)
             chunks = full_load.full_load_chunks(mysql_conn, plan)
-            return FullLoad(plan, options, reason, chunks, watermark, fingerprint, started,
-                            **_replication_fields(replication))
+            return FullLoad(
+                plan, options, reason, chunks, watermark, fingerprint, started, **_replication_fields(replication)
+            )
         # Incremental.
         assert drift is not None
         if load_state.raw_table_columns(pg_conn, plan.stage_schema, table) is not None:
             # A full load killed before its swap left its staging table; no later full load may come to drop it.
             full_load.drop_table(pg_server.connect, full_load.stage_target(plan))
-            get_logger().warning("table %r: dropped the staging table a killed full load left in %s", table,
-                                 plan.stage_schema)
-        watermark = state.watermark if (state is not None and
-                                        tuple(state.watermark_columns) == plan.keyset_columns) else None
+            get_logger().warning(
+                "table %r: dropped the staging table a killed full load left in %s", table, plan.stage_schema
+            )
+        watermark = (
+            state.watermark if (state is not None and tuple(state.watermark_columns) == plan.keyset_columns) else None
+        )
         if drift.added_columns or drift.widened_columns:
             raw_drift.apply_drift(pg_conn, plan, drift)
             if drift.added_columns:
@@ -191,8 +224,15 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
             stats = incremental_load.IncrementalStats(watermark=watermark)
         else:
             stats = incremental_load.load_incremental(mysql_conn, pg_conn, plan, watermark, keyset_after)
-        outcome = _outcome(plan, "incremental", started, rows=stats.rows_read, rows_changed=stats.rows_changed,
-                           bytes=stats.bytes, **_replication_fields(replication))
+        outcome = _outcome(
+            plan,
+            "incremental",
+            started,
+            rows=stats.rows_read,
+            rows_changed=stats.rows_changed,
+            bytes=stats.bytes,
+            **_replication_fields(replication),
+        )
         _apply_conversions(outcome, stats.conversions)
         if drift.added_columns:
             outcome.error = f"note: new column(s) {', '.join(drift.added_columns)} added and filled"
@@ -205,8 +245,10 @@ def prepare_load(mysql_server: Any, pg_server: Any, table: str, config: TableCon
 def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
     if not replication:
         return {}
-    fields: dict[str, Any] = {"replication_rows": replication.get("rows"),
-                              "replication_seconds": replication.get("seconds")}
+    fields: dict[str, Any] = {
+        "replication_rows": replication.get("rows"),
+        "replication_seconds": replication.get("seconds"),
+    }
     if replication.get("reconciled") is not None:
         fields["reconciliation"] = {"replica": replication["reconciled"].figures()}
     return fields
@@ -217,15 +259,17 @@ def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: full_lo
     mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
     pg_conn = pg_server.connect()
     try:
-        return full_load.load_stage_chunk(mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params,
-                                       mysql_server=mysql_server)
+        return full_load.load_stage_chunk(
+            mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params, mysql_server=mysql_server
+        )
     finally:
         mysql_conn.close()
         pg_conn.close()
 
 
-def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad,
-                chunk_stats: list[copy_stream.CopyStats]) -> TableOutcome:
+def finish_load(
+    mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: list[copy_stream.CopyStats]
+) -> TableOutcome:
     """Key, indexes and swap of a full load, then verification."""
     mysql_conn = sessions.raw_connection(mysql_server)
     pg_conn = pg_server.connect()
@@ -235,22 +279,38 @@ def finish_load(mysql_server: Any, pg_server: Any, load: FullLoad,
             total.add(stats)
         nul_columns = {c for c, counts in total.conversions.per_column.items() if counts.get("nul_bytes")}
         full_load.build_stage_indexes(pg_server.connect, load.plan, nul_columns=nul_columns)
-        replaced = full_load.finish_full_load(pg_conn, load.plan, watermark=load.watermark,
-                                              fingerprint=load.fingerprint)
-        outcome = _outcome(load.plan, "full", load.started, rows=total.rows, rows_changed=total.rows,
-                           bytes=total.bytes, replication_rows=load.replication_rows,
-                           replication_seconds=load.replication_seconds, reconciliation=dict(load.reconciliation))
+        replaced = full_load.finish_full_load(
+            pg_conn, load.plan, watermark=load.watermark, fingerprint=load.fingerprint
+        )
+        outcome = _outcome(
+            load.plan,
+            "full",
+            load.started,
+            rows=total.rows,
+            rows_changed=total.rows,
+            bytes=total.bytes,
+            replication_rows=load.replication_rows,
+            replication_seconds=load.replication_seconds,
+            reconciliation=dict(load.reconciliation),
+        )
         _apply_conversions(outcome, total.conversions)
         # The replaced table's files are removed while verification reads the new one
         # (the removal waits on the disk, verification on the CPU).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            dropped = pool.submit(full_load.drop_table, pg_server.connect, full_load.replaced_target(load.plan)) \
-                if replaced else None
+            dropped = (
+                pool.submit(full_load.drop_table, pg_server.connect, full_load.replaced_target(load.plan))
+                if replaced
+                else None
+            )
             outcome = _after_load(mysql_server, mysql_conn, pg_conn, load.plan, load.options, outcome, None)
         if dropped is not None and (exc := dropped.exception()) is not None:
             # raw is loaded; the next run's setup drops the copy.
-            get_logger().warning("table %r: the replaced copy was not dropped yet (%s: %s); the next run "
-                                 "drops it", load.plan.table, type(exc).__name__, exc)
+            get_logger().warning(
+                "table %r: the replaced copy was not dropped yet (%s: %s); the next run drops it",
+                load.plan.table,
+                type(exc).__name__,
+                exc,
+            )
         return outcome
     finally:
         mysql_conn.close()
@@ -262,16 +322,35 @@ def drop_stage(pg_server: Any, load: FullLoad) -> None:
     full_load.drop_table(pg_server.connect, full_load.stage_target(load.plan))
 
 
-def failed_outcome(table: str, error: BaseException | str, *, stage: str, started: float | None = None,
-                   replication: dict[str, Any] | None = None) -> TableOutcome:
+def failed_outcome(
+    table: str,
+    error: BaseException | str,
+    *,
+    stage: str,
+    started: float | None = None,
+    replication: dict[str, Any] | None = None,
+) -> TableOutcome:
     """The outcome of a table that failed at ``stage`` (replication, load, ...): the message names the table."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return TableOutcome(table, status="failed", mode="none", error=f"{stage}: {message}",
-                        seconds=(time.time() - started) if started else 0.0, **_replication_fields(replication))
+    return TableOutcome(
+        table,
+        status="failed",
+        mode="none",
+        error=f"{stage}: {message}",
+        seconds=(time.time() - started) if started else 0.0,
+        **_replication_fields(replication),
+    )
 
 
-def load_table_once(mysql_server: Any, pg_server: Any, table: str, config: TableConfig,
-                    options: LoadOptions = LoadOptions(), *, replication: dict[str, Any] | None = None) -> TableOutcome:
+def load_table_once(
+    mysql_server: Any,
+    pg_server: Any,
+    table: str,
+    config: TableConfig,
+    options: LoadOptions = LoadOptions(),
+    *,
+    replication: dict[str, Any] | None = None,
+) -> TableOutcome:
     """All load steps of one table in a row, without Prefect (small-table groups, tests, benches).
 
     ``replication``: the replica copy's figures for the table (rows, seconds, reconciled), kept in its outcome.
@@ -279,10 +358,14 @@ def load_table_once(mysql_server: Any, pg_server: Any, table: str, config: Table
     return _load_one(mysql_server, pg_server, table, config, options, replication)
 
 
-
-
-def _load_one(replica_server: Any, pg_server: Any, table: str, config: TableConfig,
-              options: LoadOptions, replication: dict[str, Any] | None) -> TableOutcome:
+def _load_one(
+    replica_server: Any,
+    pg_server: Any,
+    table: str,
+    config: TableConfig,
+    options: LoadOptions,
+    replication: dict[str, Any] | None,
+) -> TableOutcome:
     prepared = prepare_load(replica_server, pg_server, table, config, options, replication=replication)
     if isinstance(prepared, TableOutcome):
         return prepared
@@ -290,8 +373,9 @@ def _load_one(replica_server: Any, pg_server: Any, table: str, config: TableConf
         # Two chunk streams at a time, as the flow's task runner would run them: while one
         # waits on MySQL the other keeps PostgreSQL busy.
         with ThreadPoolExecutor(max_workers=min(LOCAL_CHUNK_WORKERS, len(prepared.chunks))) as pool:
-            stats = list(pool.map(lambda chunk: load_chunk(replica_server, pg_server, prepared, chunk),
-                                  prepared.chunks))
+            stats = list(
+                pool.map(lambda chunk: load_chunk(replica_server, pg_server, prepared, chunk), prepared.chunks)
+            )
         return finish_load(replica_server, pg_server, prepared, stats)
     except BaseException:
         drop_stage(pg_server, prepared)

@@ -1,5 +1,5 @@
-"""Column drift between the load plan and the table already in ``raw``: compatible changes applied, others refused.
-"""
+"""Column drift between the load plan and the table already in ``raw``: compatible changes applied, others refused."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,12 +42,17 @@ def compare_raw_columns(plan: LoadPlan, existing: dict[str, str]) -> DriftResult
             elif is_compatible_change(old, col.pg_type):
                 result.widened_columns.append(col.name)
             else:
-                problems.append(f"column {col.name!r} is {old} in {plan.raw_schema}.{plan.table} but the source now "
-                                f"has {col.source.column_type} (→ {col.pg_type})")
+                problems.append(
+                    f"column {col.name!r} is {old} in {plan.raw_schema}.{plan.table} but the source now "
+                    f"has {col.source.column_type} (→ {col.pg_type})"
+                )
     result.dropped_columns = [name for name in existing if name not in {c.name for c in plan.columns}]
     if problems:
-        raise SchemaDriftError(f"table {plan.table!r}: incompatible type change: " + "; ".join(problems)
-                               + "; not loaded (run with full_refresh to accept the new type)")
+        raise SchemaDriftError(
+            f"table {plan.table!r}: incompatible type change: "
+            + "; ".join(problems)
+            + "; not loaded (run with full_refresh to accept the new type)"
+        )
     return result
 
 

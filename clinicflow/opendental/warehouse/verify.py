@@ -13,6 +13,7 @@ merged into raw in one transaction (deleted rows removed, missing and changed
 rows written). Memory is bounded by the range groups, and a kill loses
 nothing: the next night compares again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,9 +57,11 @@ class BucketDiff:
         text = f"keys {self.key_range}: source {self.source_rows} rows, raw {self.raw_rows}"
         if self.compared:
             parts = []
-            for label, count, keys in (("missing in raw", self.missing_count, self.missing_in_raw),
-                                       ("only in raw", self.extra_count, self.extra_in_raw),
-                                       ("values differ", self.changed_count, self.changed)):
+            for label, count, keys in (
+                ("missing in raw", self.missing_count, self.missing_in_raw),
+                ("only in raw", self.extra_count, self.extra_in_raw),
+                ("values differ", self.changed_count, self.changed),
+            ):
                 if count:
                     parts.append(f"{count} {label} (e.g. {', '.join(keys)})")
             text += ": " + ("; ".join(parts) if parts else "checksums differ")
@@ -81,7 +84,8 @@ class VerifyResult:
     def only_extra_rows(self) -> bool:
         """Every difference is a row still in raw that the source deleted (deletes not reconciled)."""
         return bool(self.diffs) and all(
-            d.compared and d.extra_count and not d.missing_count and not d.changed_count for d in self.diffs)
+            d.compared and d.extra_count and not d.missing_count and not d.changed_count for d in self.diffs
+        )
 
     @property
     def status(self) -> str:
@@ -92,8 +96,10 @@ class VerifyResult:
     def summary(self) -> str:
         if self.ok:
             return f"table {self.table!r}: {self.source_rows} rows, {self.buckets} checksummed ranges equal"
-        head = (f"table {self.table!r}: source {self.source_rows} rows, raw {self.raw_rows}; "
-                f"{len(self.diffs)} of {self.buckets} key ranges differ: ")
+        head = (
+            f"table {self.table!r}: source {self.source_rows} rows, raw {self.raw_rows}; "
+            f"{len(self.diffs)} of {self.buckets} key ranges differ: "
+        )
         return head + " | ".join(d.describe() for d in self.diffs[:5]) + (" | ..." if len(self.diffs) > 5 else "")
 
 
@@ -104,27 +110,49 @@ def _range_column(plan: LoadPlan) -> PgColumn | None:
     return col if col.kind is Kind.integer else None
 
 
-
 def replica_side(mysql_conn: Connection, plan: LoadPlan) -> reconcile.Side:
     """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
-    key_hash = (quote_ident(column.name, "mysql") if single and column is not None else
-                reconcile.md5_60_sql(key_text_mysql(plan), "mysql") if plan.primary_key else "0")
-    return reconcile.Side(mysql_conn, "mysql", quote_ident(plan.table, "mysql"), column.name if column else None,
-                          key_hash, reconcile.md5_60_sql(canonical_mysql(plan), "mysql"), key_unique=single)
+    key_hash = (
+        quote_ident(column.name, "mysql")
+        if single and column is not None
+        else reconcile.md5_60_sql(key_text_mysql(plan), "mysql")
+        if plan.primary_key
+        else "0"
+    )
+    return reconcile.Side(
+        mysql_conn,
+        "mysql",
+        quote_ident(plan.table, "mysql"),
+        column.name if column else None,
+        key_hash,
+        reconcile.md5_60_sql(canonical_mysql(plan), "mysql"),
+        key_unique=single,
+    )
 
 
 def raw_side(pg_conn: PgConnection, plan: LoadPlan) -> reconcile.Side:
     """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
-    key_hash = (quote_ident(column.name, "postgres") if single and column is not None else
-                reconcile.md5_60_sql(key_text_postgres(plan), "postgres") if plan.primary_key else "0")
-    return reconcile.Side(pg_conn, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"),
-                          column.name if column else None, key_hash,
-                          reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
-                          pg_type=column.pg_type if column else "bigint", key_unique=single)
+    key_hash = (
+        quote_ident(column.name, "postgres")
+        if single and column is not None
+        else reconcile.md5_60_sql(key_text_postgres(plan), "postgres")
+        if plan.primary_key
+        else "0"
+    )
+    return reconcile.Side(
+        pg_conn,
+        "postgres",
+        quote_qualified(plan.raw_schema, plan.table, "postgres"),
+        column.name if column else None,
+        key_hash,
+        reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
+        pg_type=column.pg_type if column else "bigint",
+        key_unique=single,
+    )
 
 
 # Differing ranges compared key by key for the report (each range holds ~reconcile.BUCKET_ROWS rows).
@@ -139,8 +167,15 @@ def _describe_range(column: PgColumn | None, key_range: KeyRange) -> str:
     return f"{column.name} [{lo}..{hi})"
 
 
-def verify_table(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, *, bucket_rows: int | None = None,
-                 ranges: list[KeyRange] | None = None, only: list[KeyRange] | None = None) -> VerifyResult:
+def verify_table(
+    mysql_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    *,
+    bucket_rows: int | None = None,
+    ranges: list[KeyRange] | None = None,
+    only: list[KeyRange] | None = None,
+) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
     ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (a UTC session)
@@ -150,8 +185,9 @@ def verify_table(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, 
     """
     result = VerifyResult(plan.table)
     source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
-    comparison = reconcile.compare(source, target, reconcile.Sweep(), ranges=ranges, only=only,
-                                   bucket_rows=bucket_rows or reconcile.BUCKET_ROWS)
+    comparison = reconcile.compare(
+        source, target, reconcile.Sweep(), ranges=ranges, only=only, bucket_rows=bucket_rows or reconcile.BUCKET_ROWS
+    )
     result.source_rows, result.raw_rows = comparison.source_rows, comparison.target_rows
     result.buckets = len(comparison.ranges)
     column = _range_column(plan)
@@ -166,22 +202,33 @@ def verify_table(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, 
     return result
 
 
-def _drill_down(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, diff: BucketDiff,
-                column: PgColumn | None, key_range: KeyRange) -> None:
+def _drill_down(
+    mysql_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    diff: BucketDiff,
+    column: PgColumn | None,
+    key_range: KeyRange,
+) -> None:
     """Compare one range key by key (keys and row hashes only)."""
     keys_my = quote_list(list(plan.primary_key), "mysql")
     keys_pg = quote_list(list(plan.primary_key), "postgres")
     my_pred, my_params = reconcile.ranges_predicate([key_range], column.name if column else None, "mysql")
     pg_pred, pg_params = reconcile.ranges_predicate([key_range], column.name if column else None, "postgres")
     with mysql_conn.cursor() as cur:
-        cur.execute(f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
-                    f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}", tuple(my_params))
+        cur.execute(
+            f"SELECT CONCAT_WS(',', {keys_my}), MD5({canonical_mysql(plan)}) "
+            f"FROM {quote_ident(plan.table, 'mysql')} WHERE {my_pred}",
+            tuple(my_params),
+        )
         source = {catalog_name(k): catalog_text(h) for k, h in cur.fetchall()}
     with pg_conn.cursor() as cur:
         cur.execute(reconcile.PG_CANONICAL_SESSION)
-        cur.execute(f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
-                    f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_pred}",
-                    tuple(pg_params))
+        cur.execute(
+            f"SELECT concat_ws(',', {keys_pg}), md5({canonical_postgres(plan)}) "
+            f"FROM {quote_qualified(plan.raw_schema, plan.table, 'postgres')} WHERE {pg_pred}",
+            tuple(pg_params),
+        )
         raw = dict(cur.fetchall())
     pg_conn.rollback()
     missing = sorted(k for k in source if k not in raw)
@@ -189,15 +236,25 @@ def _drill_down(mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan, d
     changed = sorted(k for k in source if k in raw and source[k] != raw[k])
     diff.compared = True
     diff.missing_count, diff.extra_count, diff.changed_count = len(missing), len(extra), len(changed)
-    diff.missing_in_raw, diff.extra_in_raw, diff.changed = (missing[:EXAMPLE_KEYS], extra[:EXAMPLE_KEYS],
-                                                            changed[:EXAMPLE_KEYS])
+    diff.missing_in_raw, diff.extra_in_raw, diff.changed = (
+        missing[:EXAMPLE_KEYS],
+        extra[:EXAMPLE_KEYS],
+        changed[:EXAMPLE_KEYS],
+    )
 
 
 # --- Reconciliation of raw with the replica (the nightly's second leg) ---------
 
-def reconcile_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
-                  sweep: reconcile.Sweep, *,
-                  ranges: list[KeyRange] | None = None) -> tuple[reconcile.ReconcileStats, VerifyResult]:
+
+def reconcile_raw(
+    mysql_server: MySQLServerLike,
+    mysql_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    sweep: reconcile.Sweep,
+    *,
+    ranges: list[KeyRange] | None = None,
+) -> tuple[reconcile.ReconcileStats, VerifyResult]:
     """Make raw.<table> equal to the replica table, then verify the ranges that were repaired.
 
     Ranges whose keys or (tonight's slice of) row checksums differ are
@@ -217,8 +274,11 @@ def reconcile_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn
     comparison = reconcile.compare(source, target, sweep, ranges=ranges)
     stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
     stats.swept = comparison.sweep.describe()
-    result.source_rows, result.raw_rows, result.buckets = (comparison.source_rows, comparison.target_rows,
-                                                           len(comparison.ranges))
+    result.source_rows, result.raw_rows, result.buckets = (
+        comparison.source_rows,
+        comparison.target_rows,
+        len(comparison.ranges),
+    )
     for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
         stats.add(_resync_raw(mysql_server, mysql_conn, pg_conn, plan, source.key_column, group))
     if comparison.differing:
@@ -231,8 +291,14 @@ def reconcile_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn
 FIX_TABLE = "cf_fix_stage"
 
 
-def _resync_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn: PgConnection, plan: LoadPlan,
-                range_column: str | None, ranges: list[KeyRange]) -> reconcile.ReconcileStats:
+def _resync_raw(
+    mysql_server: MySQLServerLike,
+    mysql_conn: Connection,
+    pg_conn: PgConnection,
+    plan: LoadPlan,
+    range_column: str | None,
+    ranges: list[KeyRange],
+) -> reconcile.ReconcileStats:
     out = reconcile.ReconcileStats(ranges_recopied=len(ranges))
     my_pred, my_params = reconcile.ranges_predicate(ranges, range_column, "mysql")
     raw = quote_qualified(plan.raw_schema, plan.table, "postgres")
@@ -248,8 +314,11 @@ def _resync_raw(mysql_server: MySQLServerLike, mysql_conn: Connection, pg_conn: 
             out.rows_missing = int(cur.fetchone()[0])
             cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # see reconcile.aggregate
             # ctid = ANY(ARRAY(...)): a TID scan of exactly the rows found through the key's index.
-            cur.execute(f"DELETE FROM {raw} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {raw_ranges} "
-                        f"WHERE NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})))", tuple(raw_params))
+            cur.execute(
+                f"DELETE FROM {raw} WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM {raw_ranges} "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {temp} f WHERE {join})))",
+                tuple(raw_params),
+            )
             out.rows_deleted = max(cur.rowcount, 0)
             cur.execute(incremental_load.merge_sql(plan, temp))
             out.rows_changed = max(cur.rowcount - out.rows_missing, 0)

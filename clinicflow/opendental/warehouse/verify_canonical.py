@@ -3,6 +3,7 @@
 The same text, column by column, from MariaDB's values in the replica and from PostgreSQL's values in raw:
 each side is printed by its own server's SQL, never by the loader's encoder, so a wrong value in raw shows.
 """
+
 from __future__ import annotations
 
 from clinicflow.core.dbapi import PgConnection
@@ -56,8 +57,10 @@ $fn$
 
 def mysql_double_canonical(expr: str) -> str:
     """MySQL side of the double canonical form (see MYSQL_DOUBLE_TEXT_SQL)."""
-    return (f"IF(ABS({expr}) >= {DOUBLE_INTEGRAL_MIN} AND ABS({expr}) < {DOUBLE_INTEGRAL_MAX}, "
-            f"CAST(CAST({expr} AS SIGNED) AS CHAR), {expr})")
+    return (
+        f"IF(ABS({expr}) >= {DOUBLE_INTEGRAL_MIN} AND ABS({expr}) < {DOUBLE_INTEGRAL_MAX}, "
+        f"CAST(CAST({expr} AS SIGNED) AS CHAR), {expr})"
+    )
 
 
 def ensure_functions(pg_conn: PgConnection, schema: str) -> None:
@@ -126,8 +129,10 @@ def _pg(col: PgColumn, function_schema: str) -> str:
     elif kind in (Kind.text, Kind.binary) and is_streamed(col.source.data_type):
         value = f"md5({q})"
     elif kind is Kind.text:
-        value = (f"replace(replace(replace(replace({q}, E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), "
-                 f"E'\\n', E'\\\\n'), E'\\r', E'\\\\r')")
+        value = (
+            f"replace(replace(replace(replace({q}, E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), "
+            f"E'\\n', E'\\\\n'), E'\\r', E'\\\\r')"
+        )
     elif kind is Kind.binary:
         value = f"encode({q}, 'hex')"
     elif kind is Kind.json:
@@ -155,4 +160,3 @@ def key_text_mysql(plan: LoadPlan) -> str:
 def key_text_postgres(plan: LoadPlan) -> str:
     """PostgreSQL expression: the same key text from the loaded row."""
     return "concat_ws(E'\\t', " + ", ".join(_pg(plan.column(k), plan.state_schema) for k in plan.primary_key) + ")"
-

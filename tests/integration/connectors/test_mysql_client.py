@@ -1,4 +1,5 @@
 """The C client transport (clinicflow.connectors.mysql.client) against the real MariaDB: bytes, credentials, errors."""
+
 from __future__ import annotations
 
 import fcntl
@@ -22,7 +23,7 @@ from clinicflow.opendental.replication.replica_encoding import encoded_select_sq
 pytestmark = pytest.mark.skipif(client.client_binary() is None, reason="mariadb client not installed")
 
 # A password with every character an option file or a shell could trip on.
-TRICKY_PASSWORD = 'p"a\\ss w#o;r$d\'`'
+TRICKY_PASSWORD = "p\"a\\ss w#o;r$d'`"
 
 
 @pytest.fixture
@@ -32,14 +33,17 @@ def db_with_user(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     conn = raw_connection(server)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, s varchar(20) NULL, b blob NULL, d date NOT NULL)")
-        cur.execute("INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'),"
-                    " (2, NULL, NULL, '0001-01-01'), (3, '', '', '2024-02-29')")
+        cur.execute(
+            "INSERT INTO t VALUES (1, 'a\\tb\\nc\\\\', X'00FF0A09', '0000-00-00'),"
+            " (2, NULL, NULL, '0001-01-01'), (3, '', '', '2024-02-29')"
+        )
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
         cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (TRICKY_PASSWORD,))
         cur.execute(f"GRANT SELECT ON `{server.database}`.* TO '{user}'@'%'")
     conn.close()
-    yield server.model_copy(update={"username": user, "password": SecretStr(TRICKY_PASSWORD),
-                                    "host": "127.0.0.1", "unix_socket": None})
+    yield server.model_copy(
+        update={"username": user, "password": SecretStr(TRICKY_PASSWORD), "host": "127.0.0.1", "unix_socket": None}
+    )
     conn = raw_connection(server)
     with conn.cursor() as cur:
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
@@ -67,8 +71,10 @@ def test_client_gives_the_same_bytes_as_pymysql(db_with_user: MySQLServer) -> No
 
 def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(db_with_user: MySQLServer) -> None:
     """Several MB through stdbuf's 256 KiB blocks and the 1 MiB pipe: every byte as pymysql reads it."""
-    sql = ("SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)),"
-           " IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) FROM seq_1_to_40000")
+    sql = (
+        "SELECT CONCAT_WS(X'09', seq, REPEAT(CHAR(65 + MOD(seq, 26)), MOD(seq, 300)),"
+        " IF(MOD(seq, 7) = 0, X'5C4E', seq * 3)) FROM seq_1_to_40000"
+    )
     with client.open_export(db_with_user, sql) as export:
         if hasattr(fcntl, "F_GETPIPE_SZ"):
             assert fcntl.fcntl(export.stdout.fileno(), fcntl.F_GETPIPE_SZ) == client.PIPE_BYTES
@@ -83,8 +89,7 @@ def test_large_export_through_the_buffered_client_and_wide_pipe_equals_pymysql(d
     assert client_bytes == pymysql_bytes
 
 
-def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch,
-                                        tmp_path) -> None:
+def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     credentials_dir = tmp_path / "tmp"
     credentials_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(credentials_dir))
@@ -96,7 +101,8 @@ def test_no_credentials_file_is_written(db_with_user: MySQLServer, monkeypatch: 
 
 
 def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
-        db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_with_user: MySQLServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "env-sentinel-7f3a")
     monkeypatch.setenv("MYSQL_PWD", "env-sentinel-7f3a")
     with client.open_export(db_with_user, "SELECT SLEEP(1.5)") as export:
@@ -120,9 +126,20 @@ def test_the_client_sees_only_an_anonymous_option_file_and_no_inherited_secrets(
     assert not any(target.endswith(".cnf") for target in fds)
 
 
-@pytest.mark.parametrize("password", ["line1\nline2", 'quote"and\'single', "back\\slash\\", "hash#not-a-comment",
-                                      " spaces around ", "tab\there\rcr", "semi;colon=equals[section]", "ünï©ødé",
-                                      "\\n-literal-backslash-n"])
+@pytest.mark.parametrize(
+    "password",
+    [
+        "line1\nline2",
+        "quote\"and'single",
+        "back\\slash\\",
+        "hash#not-a-comment",
+        " spaces around ",
+        "tab\there\rcr",
+        "semi;colon=equals[section]",
+        "ünï©ødé",
+        "\\n-literal-backslash-n",
+    ],
+)
 def test_passwords_with_option_file_specials_work(db_with_user: MySQLServer, password: str) -> None:
     admin = raw_connection(db_with_user.model_copy(update={"username": "root", "password": SecretStr("")}))
     with admin.cursor() as cur:

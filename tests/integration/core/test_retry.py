@@ -1,4 +1,5 @@
 """The one retry policy: transient errors retry with backoff, the rest fail at once."""
+
 from __future__ import annotations
 
 import psycopg2

@@ -1,5 +1,6 @@
 """Library messages (plain ``clinicflow`` stdlib loggers, no Prefect in the library) reach a flow or task run's logs
 in the Prefect API through ``PREFECT_LOGGING_EXTRA_LOGGERS=clinicflow`` (flows/runtime.py RUN_LOG_ENV)."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Fixtures of the deployment tests: the repository's deploy files, parsed."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ def kustomize_build() -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl (with its built-in kustomize) is needed to build k8s/: install kubectl")
-    done = subprocess.run([kubectl, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(K8S)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [kubectl, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(K8S)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"kubectl kustomize k8s failed: {done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 

@@ -4,6 +4,7 @@ Everything runs as subprocesses with the project's own CLIs (`prefect`,
 `clinicflow`), the way an operator would run them, against a Prefect server
 on a free loopback port with its own PREFECT_HOME and SQLite database.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,10 +37,20 @@ TEST_IMAGE = "registry.example.com/clinicflow:e2e"
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without any Prefect or clinicflow settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "CLINICFLOW_")) and k != "STORAGE_EMULATOR_HOST"}
-    env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_ENABLED": "false", "PREFECT_CLI_PROMPT": "false"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "CLINICFLOW_")) and k != "STORAGE_EMULATOR_HOST"
+    }
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_CLI_PROMPT": "false",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -90,25 +101,37 @@ class PrefectStack:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # Workers poll for scheduled runs every second (Prefect's default is 10): a run starts at once.
-        return clean_env({"PREFECT_HOME": str(self.home / "client"), "PREFECT_API_URL": self.api_url,
-                          "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-                          **(extra or {})})
+        return clean_env(
+            {
+                "PREFECT_HOME": str(self.home / "client"),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                **(extra or {}),
+            }
+        )
 
-    def run(self, args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 240,
-            cwd: Path = REPO) -> subprocess.CompletedProcess:
+    def run(
+        self, args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 240, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess:
         executable = str(BIN / args[0]) if (BIN / args[0]).exists() else args[0]
-        return subprocess.run([executable, *args[1:]], env=self.env(extra_env), cwd=cwd, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [executable, *args[1:]], env=self.env(extra_env), cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
 
     def create_process_pool(self, name: str) -> None:
         create_process_pool(self.api_url, name)
 
     def start_worker(self, pool: str, extra_env: dict[str, str]) -> None:
         log = (self.home / f"worker-{pool}.log").open("wb")
-        self.worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
-                                        "--limit", "2"],
-                                       env=self.env(extra_env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        self.worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", "--limit", "2"],
+            env=self.env(extra_env),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started.append(self.worker)
 
     def worker_log(self, pool: str) -> str:
@@ -134,7 +157,9 @@ def process_pool_copy_of_prefect_yaml(target: Path, pool: str, credentials: str 
     for deployment in config["deployments"]:
         deployment["work_pool"]["name"] = pool
         deployment["work_pool"]["job_variables"]["env"] = {
-            **deployment["work_pool"]["job_variables"].get("env", {}), "CLINICFLOW_CREDENTIALS": credentials}
+            **deployment["work_pool"]["job_variables"].get("env", {}),
+            "CLINICFLOW_CREDENTIALS": credentials,
+        }
         # The script-runner Service exists in the cluster only: here scripts run in the local sandbox.
         deployment["work_pool"]["job_variables"]["env"].pop("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", None)
         # Our emitted YAML has no anchors left; the schedules would fire during the test.
@@ -148,14 +173,20 @@ def process_pool_copy_of_prefect_yaml(target: Path, pool: str, credentials: str 
 def block_env(name: str, server: Any) -> dict[str, str]:
     """CLINICFLOW_<NAME>_* variables for a MySQLServer / PostgresServer block."""
     prefix = "CLINICFLOW_" + name.upper().replace("-", "_") + "_"
-    return {prefix + "HOST": server.host, prefix + "PORT": str(server.port), prefix + "USER": server.username,
-            prefix + "PASSWORD": server.password.get_secret_value(), prefix + "DATABASE": server.database}
+    return {
+        prefix + "HOST": server.host,
+        prefix + "PORT": str(server.port),
+        prefix + "USER": server.username,
+        prefix + "PASSWORD": server.password.get_secret_value(),
+        prefix + "DATABASE": server.database,
+    }
 
 
 def deployments_on_server(stack: PrefectStack) -> list[dict[str, Any]]:
     import json
 
-    request = urllib.request.Request(f"{stack.api_url}/deployments/filter", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{stack.api_url}/deployments/filter", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())

@@ -1,4 +1,5 @@
 """`clinicflow blocks setup` against a real (test) Prefect API: create, no-op, update; errors hold no secret."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -57,10 +58,18 @@ def set_block_env(monkeypatch: pytest.MonkeyPatch, name: str, **values: str) -> 
         monkeypatch.setenv(_prefix(name) + field.upper(), value)
 
 
-def test_from_env_creates_then_leaves_unchanged_then_updates(clean_env: pytest.MonkeyPatch,
-                                                              deployment_blocks_removed: None) -> None:
-    set_block_env(clean_env, "opendental-source", host="od.clinic.example", port="3307", user="reader",
-                  password=SECRET, database="opendental")
+def test_from_env_creates_then_leaves_unchanged_then_updates(
+    clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None
+) -> None:
+    set_block_env(
+        clean_env,
+        "opendental-source",
+        host="od.clinic.example",
+        port="3307",
+        user="reader",
+        password=SECRET,
+        database="opendental",
+    )
     set_block_env(clean_env, "opendental-replication", host="replica.example", password=SECRET)
     set_block_env(clean_env, "analytics-postgres", host="pg.example", user="loader", password=SECRET)
     runner = CliRunner()
@@ -70,8 +79,12 @@ def test_from_env_creates_then_leaves_unchanged_then_updates(clean_env: pytest.M
     assert SECRET not in first.output
     assert first.output.count("created") == 3
     source = MySQLServer.load("opendental-source")
-    assert (source.host, source.port, source.username, source.database) == ("od.clinic.example", 3307, "reader",
-                                                                           "opendental")
+    assert (source.host, source.port, source.username, source.database) == (
+        "od.clinic.example",
+        3307,
+        "reader",
+        "opendental",
+    )
     assert source.password.get_secret_value() == SECRET
     assert MySQLServer.load("opendental-replication").database == "opendental_replication"  # resolver's default
     assert PostgresServer.load("analytics-postgres").username == "loader"
@@ -83,13 +96,17 @@ def test_from_env_creates_then_leaves_unchanged_then_updates(clean_env: pytest.M
 
     clean_env.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", SECRET + "-rotated")
     outcomes = {o.name: o.action for o in setup_blocks(from_env=True, file=None) if o.action != "skipped"}
-    assert outcomes == {"opendental-source": "unchanged", "opendental-replication": "unchanged",
-                        "analytics-postgres": "updated"}
+    assert outcomes == {
+        "opendental-source": "unchanged",
+        "opendental-replication": "unchanged",
+        "analytics-postgres": "updated",
+    }
     assert PostgresServer.load("analytics-postgres").password.get_secret_value() == SECRET + "-rotated"
 
 
 def test_from_env_skips_blocks_without_variables_and_only_fails_when_asked_for_them(
-        clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None) -> None:
+    clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None
+) -> None:
     set_block_env(clean_env, "opendental-source", host="od.example")
     outcomes = {o.name: o for o in setup_blocks(from_env=True, file=None)}
     assert outcomes["opendental-source"].action == "created"
@@ -102,7 +119,8 @@ def test_from_env_skips_blocks_without_variables_and_only_fails_when_asked_for_t
 
 def test_from_file(tmp_path: Path, clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None) -> None:
     config = tmp_path / "blocks.yml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 blocks:
   opendental-source:
     host: od.example
@@ -111,7 +129,9 @@ blocks:
     type: clinicflow-postgres-server
     host: pg.example
     database: dw
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(app, ["blocks", "setup", "--file", str(config)])
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
@@ -119,14 +139,20 @@ blocks:
     assert PostgresServer.load("analytics-postgres").database == "dw"
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"blocks": {"opendental-source": {"port": "not-a-port", "password": SECRET}}}, "'opendental-source': port"),
-    ({"blocks": {"opendental-source": {"password": 12345}}}, "'opendental-source': password"),
-    ({"blocks": {"analytics-postgres": {"type": "clinicflow-mysql-server"}}}, "must be of type 'clinicflow-postgres"),
-    ({"blocks": {"my-extra": {"host": "x"}}}, "'my-extra' needs a 'type'"),
-    ({"blocks": {"opendental-source": {"type": "nope"}}}, "unknown type 'nope'"),
-    ({"tables": {}}, "expected a mapping with a 'blocks' mapping"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"blocks": {"opendental-source": {"port": "not-a-port", "password": SECRET}}}, "'opendental-source': port"),
+        ({"blocks": {"opendental-source": {"password": 12345}}}, "'opendental-source': password"),
+        (
+            {"blocks": {"analytics-postgres": {"type": "clinicflow-mysql-server"}}},
+            "must be of type 'clinicflow-postgres",
+        ),
+        ({"blocks": {"my-extra": {"host": "x"}}}, "'my-extra' needs a 'type'"),
+        ({"blocks": {"opendental-source": {"type": "nope"}}}, "unknown type 'nope'"),
+        ({"tables": {}}, "expected a mapping with a 'blocks' mapping"),
+    ],
+)
 def test_bad_file_names_block_and_field_never_the_value(data: dict, message: str) -> None:
     with pytest.raises(BlockSetupError) as info:
         blocks_from_mapping(data, "blocks.yml")
@@ -157,8 +183,9 @@ def test_register_registers_clinicflow_block_types(prefect_server: None) -> None
             assert client.read_block_type_by_slug(slug).slug == slug
 
 
-def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None,
-                                                 tmp_path: Path) -> None:
+def test_gcs_bucket_block_from_env_is_idempotent(
+    clean_env: pytest.MonkeyPatch, deployment_blocks_removed: None, tmp_path: Path
+) -> None:
     """The DICOM bucket (GcsBucket + nested GcpCredentials): created, then unchanged, then updated."""
     from prefect_gcp.cloud_storage import GcsBucket
 
@@ -166,15 +193,19 @@ def test_gcs_bucket_block_from_env_is_idempotent(clean_env: pytest.MonkeyPatch, 
 
     # Against the emulator address, google.auth is anonymous (no Google credentials on this machine).
     clean_env.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
-    set_block_env(clean_env, "dicom-reports-bucket", bucket="clinic-reports", project="clinic-project",
-                  folder="exports")
+    set_block_env(
+        clean_env, "dicom-reports-bucket", bucket="clinic-reports", project="clinic-project", folder="exports"
+    )
     first = {o.name: o for o in setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])}
     assert first["dicom-reports-bucket"].action == "created"
     assert first["dicom-reports-bucket"].detail == "gs://clinic-reports/exports"
     with anonymous_adc_if_emulated():
         saved = GcsBucket.load("dicom-reports-bucket")
-    assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == \
-        ("clinic-reports", "exports", "clinic-project")
+    assert (saved.bucket, saved.bucket_folder.rstrip("/"), saved.gcp_credentials.project) == (
+        "clinic-reports",
+        "exports",
+        "clinic-project",
+    )
     again = setup_blocks(from_env=True, file=None, names=["dicom-reports-bucket"])
     assert [o.action for o in again] == ["unchanged"]
     clean_env.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT", "other-project")

@@ -1,4 +1,5 @@
 """docker-compose.yml: the local stack is complete, pinned, and wired like the cluster."""
+
 from __future__ import annotations
 
 import re

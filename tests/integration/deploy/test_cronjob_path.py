@@ -5,6 +5,7 @@ Secrets' keys (envFrom) become CLINICFLOW_* variables pointing at local test
 databases; /etc/clinicflow/tables.yml (the ConfigMap made from tables.yml)
 becomes the repository's tables.yml.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -40,8 +41,9 @@ def run_cronjob_command(secret_env: dict[str, str], prefect_home: Path) -> subpr
     env.update(secret_env)
     command = container["command"]
     executable = str(BIN / command[0])
-    return subprocess.run([executable, *command[1:]], env=clean_env(env), cwd=prefect_home, capture_output=True,
-                          text=True, timeout=420)
+    return subprocess.run(
+        [executable, *command[1:]], env=clean_env(env), cwd=prefect_home, capture_output=True, text=True, timeout=420
+    )
 
 
 @pytest.fixture
@@ -76,11 +78,11 @@ def test_cronjob_command_completes_the_night_with_env_only(night: dict[str, Any]
         conn.close()
 
 
-def test_cronjob_command_with_a_wrong_password_fails_and_never_prints_it(night: dict[str, Any],
-                                                                         tmp_path: Path) -> None:
+def test_cronjob_command_with_a_wrong_password_fails_and_never_prints_it(night: dict[str, Any], tmp_path: Path) -> None:
     servers = dict(night["servers"])
     servers["opendental-source"] = servers["opendental-source"].model_copy(
-        update={"password": SecretStr(WRONG_PASSWORD)})
+        update={"password": SecretStr(WRONG_PASSWORD)}
+    )
     done = run_cronjob_command(secrets_for(servers), tmp_path)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-6000:]

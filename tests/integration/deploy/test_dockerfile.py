@@ -2,6 +2,7 @@
 
 No Docker engine here: the image itself is not built by these tests (see docs/deploy.md).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -39,8 +40,9 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def test_hadolint_passes_with_no_finding_at_all() -> None:
-    done = subprocess.run([hadolint(), "--failure-threshold", "style", str(DOCKERFILE)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint(), "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -66,7 +68,7 @@ def test_multi_stage_pinned_locked_and_non_root() -> None:
     assert re.search(r"uv sync --frozen --no-dev(?! --no-install-project)", runs)
     assert "pip install" not in runs, "dependencies come from uv.lock only"
     # The last stage runs as a numeric non-root user (Kubernetes' runAsNonRoot can verify it).
-    last_stage = steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM"):]
+    last_stage = steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM") :]
     users = [rest for kw, rest in last_stage if kw == "USER"]
     assert users
     assert users[-1].split(":")[0].isdigit()
@@ -85,16 +87,22 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         pattern = pattern.lstrip("!").rstrip("/")
         bare = pattern[3:] if pattern.startswith("**/") else pattern
         parts = path.split("/")
-        hit = (fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(parts[-1], bare)
-               or any(fnmatch.fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts))))
+        hit = (
+            fnmatch.fnmatch(path, pattern)
+            or fnmatch.fnmatch(parts[-1], bare)
+            or any(fnmatch.fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts)))
+        )
         if hit:
             ignored = not negate
     return ignored
 
 
 def test_build_context_holds_every_copied_path_and_every_entrypoint() -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     copied: list[str] = []
     for keyword, rest in instructions():
         if keyword == "COPY" and "--from=" not in rest:

@@ -5,6 +5,7 @@ real `kubernetes` pool is created from k8s/base-job-template.json as well, and
 `prefect deploy --all` of the unmodified prefect.yaml against it shows the
 server accepts every deployment's job variables under our template.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
 
 
 @pytest.fixture(scope="module")
-def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
-              gcs_emulator_server: GcsEmulator) -> Iterator[dict[str, Any]]:
+def databases(
+    stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory, gcs_emulator_server: GcsEmulator
+) -> Iterator[dict[str, Any]]:
     """A seeded OpenDental source, an empty replica and analytics database, a DICOM reports
     database with the demo reports, a bucket on the GCS emulator; their CLINICFLOW_* variables."""
     from clinicflow.core.sql import quote_ident
@@ -67,8 +69,12 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
 
     admin_mysql = MySQLServer(host="127.0.0.1", port=3306, username="root", database="")
     admin_pg = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
-    names = {"source": unique_name("e2e_src"), "replica": unique_name("e2e_rep"), "analytics": unique_name("e2e_pg"),
-             "dicom": unique_name("e2e_dicom")}
+    names = {
+        "source": unique_name("e2e_src"),
+        "replica": unique_name("e2e_rep"),
+        "analytics": unique_name("e2e_pg"),
+        "dicom": unique_name("e2e_dicom"),
+    }
     conn = admin_mysql.connect(database=None)
     with conn.cursor() as cur:
         for key in ("source", "replica"):
@@ -90,15 +96,24 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
     dicom_dir = tmp_path_factory.mktemp("dicom-files")
     dicom_files = seed_demo_reports(servers["dicom-reports-postgres"], dicom_dir)
     bucket = gcs_emulator_server.new_bucket()
-    env: dict[str, str] = {"STORAGE_EMULATOR_HOST": gcs_emulator_server.host,
-                           "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": bucket,
-                           "CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT": "clinicflow-e2e"}
+    env: dict[str, str] = {
+        "STORAGE_EMULATOR_HOST": gcs_emulator_server.host,
+        "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": bucket,
+        "CLINICFLOW_DICOM_REPORTS_BUCKET_PROJECT": "clinicflow-e2e",
+    }
     for name, server in servers.items():
         env.update(block_env(name, server))
     try:
-        yield {"servers": servers, "env": env, "counts": counts, "bucket": bucket, "gcs": gcs_emulator_server,
-               "dicom_files": dicom_files, "dicom_dir": str(dicom_dir.resolve()),
-               "dicom_bad_files": sum(1 for demo in DEMO_FILES if demo.expected_failure)}
+        yield {
+            "servers": servers,
+            "env": env,
+            "counts": counts,
+            "bucket": bucket,
+            "gcs": gcs_emulator_server,
+            "dicom_files": dicom_files,
+            "dicom_dir": str(dicom_dir.resolve()),
+            "dicom_bad_files": sum(1 for demo in DEMO_FILES if demo.expected_failure),
+        }
     finally:
         conn = admin_mysql.connect(database=None)
         with conn.cursor() as cur:
@@ -116,8 +131,18 @@ def databases(stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def deployed(stack: PrefectStack, databases: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> PrefectStack:
     """Pools, blocks, deployments and a worker, set up the way docs/deploy.md tells an operator to."""
-    created = stack.run(["prefect", "work-pool", "create", K8S_POOL, "--type", "kubernetes",
-                         "--base-job-template", str(REPO / "k8s" / "base-job-template.json")])
+    created = stack.run(
+        [
+            "prefect",
+            "work-pool",
+            "create",
+            K8S_POOL,
+            "--type",
+            "kubernetes",
+            "--base-job-template",
+            str(REPO / "k8s" / "base-job-template.json"),
+        ]
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     # The stand-in pool through the REST API (one CLI start less; the CLI form is shown above).
     stack.create_process_pool(PROCESS_POOL)
@@ -136,8 +161,9 @@ def deployed(stack: PrefectStack, databases: dict[str, Any], tmp_path_factory: p
 
     # The process-pool copy, whose runs execute this checkout's code.
     copy = process_pool_copy_of_prefect_yaml(tmp_path_factory.mktemp("e2e-yaml") / "prefect.yaml", PROCESS_POOL)
-    local = stack.run(["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy)],
-                      {"CLINICFLOW_IMAGE": TEST_IMAGE})
+    local = stack.run(
+        ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy)], {"CLINICFLOW_IMAGE": TEST_IMAGE}
+    )
     assert local.returncode == 0, local.stdout + local.stderr
     # The worker's environment holds no credentials (the flow runs load blocks), only the emulator address.
     stack.start_worker(PROCESS_POOL, {"STORAGE_EMULATOR_HOST": databases["gcs"].host})
@@ -170,8 +196,7 @@ def test_deploy_all_against_the_kubernetes_pool_keeps_job_variables(deployed: Pr
     assert schedule["schedule"]["timezone"] == "America/New_York"
 
 
-def run_deployment(stack: PrefectStack, deployment: str, params: list[str], timeout: int = 240
-                   ) -> tuple[int, str]:
+def run_deployment(stack: PrefectStack, deployment: str, params: list[str], timeout: int = 240) -> tuple[int, str]:
     full_name = f"{flow_name(entrypoint_of(deployment))}/{deployment}"
     args = ["prefect", "deployment", "run", full_name, "--watch", "--watch-timeout", str(timeout)]
     for param in params:
@@ -215,8 +240,11 @@ def test_dicom_deployment_exports_to_the_gcs_emulator(deployed: PrefectStack, da
 
     # The demo set holds a few deliberately bad files; they are failures the run tolerates here.
     # The demo's file:// locations are allowed by naming their folder.
-    code, log = run_deployment(deployed, "dicom-reports", [f"failure_threshold={databases['dicom_bad_files']}",
-                                                           f"allowed_roots={json.dumps([databases['dicom_dir']])}"])
+    code, log = run_deployment(
+        deployed,
+        "dicom-reports",
+        [f"failure_threshold={databases['dicom_bad_files']}", f"allowed_roots={json.dumps([databases['dicom_dir']])}"],
+    )
     assert code == 0, log
     objects = databases["gcs"].objects(databases["bucket"], prefix="dicom-reports/")
     jpgs = [name for name in objects if name.endswith(".jpg")]

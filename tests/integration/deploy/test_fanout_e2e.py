@@ -302,8 +302,13 @@ def test_idempotency_key_prevents_a_double_start(fan: dict[str, Any]) -> None:
 
     from flows.nightly_fanout import CHILD_DEPLOYMENT, start_child
 
-    options = {"tables": ["clinic"], "tables_file": str(fan["tables_file"]), "source_block": SOURCE_BLOCK,
-               "replica_block": REPLICATION_BLOCK, "analytics_block": ANALYTICS_BLOCK}
+    options = {
+        "tables": ["clinic"],
+        "tables_file": str(fan["tables_file"]),
+        "source_block": SOURCE_BLOCK,
+        "replica_block": REPLICATION_BLOCK,
+        "analytics_block": ANALYTICS_BLOCK,
+    }
     parameters = {"options": options, "run_id": "night-1"}
     with temporary_settings({PREFECT_API_URL: fan["stack"].api_url}):
         first = start_child(CHILD_DEPLOYMENT, "idem-1", "t3-clinic", 0, parameters)

@@ -1,5 +1,6 @@
 """Fan-out pieces against a real (test-harness) Prefect API, no worker: the concurrency limit set-up and a
 partition whose child cannot be started."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,8 +27,12 @@ def test_fanout_setup_creates_then_keeps_then_resizes_the_global_limit(prefect_s
 def test_a_partition_whose_child_cannot_start_fails_by_name(prefect_server: None) -> None:
     from flows.nightly_fanout import run_partitions
 
-    done = run_partitions("no-such-flow/no-such-deployment", f"night-{uuid.uuid4().hex[:8]}",
-                          {"t1-patient": {"tables": ["patient"]}}, width=2)
+    done = run_partitions(
+        "no-such-flow/no-such-deployment",
+        f"night-{uuid.uuid4().hex[:8]}",
+        {"t1-patient": {"tables": ["patient"]}},
+        width=2,
+    )
     (child,) = done.values()
     assert child.partition == "t1-patient"
     assert child.failed

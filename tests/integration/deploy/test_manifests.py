@@ -1,4 +1,5 @@
 """k8s/: every manifest passes kubernetes-validate --strict, and says what the brief requires."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,16 @@ def test_every_file_and_the_kustomize_build_validate_strictly(rendered_manifests
     documents = [(f"kustomize build: {m['kind']}/{m['metadata']['name']}", m) for m in rendered_manifests]
     for path in MANIFEST_FILES:
         documents += [(f"{path.name}: {d['kind']}/{d['metadata']['name']}", d) for d in load_yaml_documents(path)]
-    assert {d["kind"] for _, d in documents} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment",
-                                                  "CronJob", "ConfigMap", "Secret"}
+    assert {d["kind"] for _, d in documents} >= {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "CronJob",
+        "ConfigMap",
+        "Secret",
+    }
     for version in K8S_VERSIONS:
         for label, document in documents:
             try:
@@ -43,21 +52,38 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(cronjob, K8S_VERSIONS[-1], strict=True)
 
 
-def test_kubernetes_validate_cli_strict_passes_on_the_files(tmp_path: Path,
-                                                            rendered_manifests: list[dict[str, Any]]) -> None:
+def test_kubernetes_validate_cli_strict_passes_on_the_files(
+    tmp_path: Path, rendered_manifests: list[dict[str, Any]]
+) -> None:
     import yaml
 
     built = tmp_path / "built.yaml"
     built.write_text(yaml.safe_dump_all(rendered_manifests), encoding="utf-8")
-    done = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0],
-                           str(built), *map(str, MANIFEST_FILES)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            K8S_VERSIONS[0],
+            str(built),
+            *map(str, MANIFEST_FILES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ERROR" not in done.stdout
 
 
 def test_base_job_template_is_regenerated_from_the_installed_prefect_kubernetes() -> None:
-    done = subprocess.run([sys.executable, str(K8S / "base_job_template.py"), "--check"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, str(K8S / "base_job_template.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -65,8 +91,12 @@ def test_worker_role_grants_only_what_the_worker_calls(rendered_manifests: list[
     assert not by_kind(rendered_manifests, "ClusterRole")
     assert not by_kind(rendered_manifests, "ClusterRoleBinding")
     role = one(rendered_manifests, "Role", "clinicflow-worker")
-    grants = {(group, resource): sorted(rule["verbs"])
-              for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
+    grants = {
+        (group, resource): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
     assert grants == {
         ("batch", "jobs"): sorted(["create", "get", "list", "watch", "delete"]),
         ("", "pods"): sorted(["get", "list", "watch"]),
@@ -80,14 +110,18 @@ def test_worker_role_grants_only_what_the_worker_calls(rendered_manifests: list[
     assert spec["serviceAccountName"] == "clinicflow-worker"
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     # The observer must watch this namespace only: the Role grants nothing cluster-wide.
-    assert env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]["valueFrom"]["fieldRef"]["fieldPath"] \
+    assert (
+        env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]["valueFrom"]["fieldRef"]["fieldPath"]
         == "metadata.namespace"
+    )
 
 
-@pytest.mark.parametrize(("kind", "name"), [("Deployment", "clinicflow-worker"),
-                                            ("CronJob", "clinicflow-nightly-fallback")])
+@pytest.mark.parametrize(
+    ("kind", "name"), [("Deployment", "clinicflow-worker"), ("CronJob", "clinicflow-nightly-fallback")]
+)
 def test_workloads_are_non_root_read_only_with_writable_prefect_home_and_tmp(
-        rendered_manifests: list[dict[str, Any]], kind: str, name: str) -> None:
+    rendered_manifests: list[dict[str, Any]], kind: str, name: str
+) -> None:
     spec = pod_spec_of(one(rendered_manifests, kind, name))
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
@@ -122,16 +156,18 @@ def test_cronjob_fallback_runs_nightly_without_prefect_api(rendered_manifests: l
     assert env["CLINICFLOW_TABLES_FILE"] == "/etc/clinicflow/tables.yml"
     secret_names = {s["metadata"]["name"] for s in load_yaml_documents(K8S / "secrets.example.yaml")}
     refs = [source["secretRef"]["name"] for source in container["envFrom"]]
-    assert set(refs) == {"clinicflow-opendental-source", "clinicflow-opendental-replication",
-                         "clinicflow-analytics-postgres"}
+    assert set(refs) == {
+        "clinicflow-opendental-source",
+        "clinicflow-opendental-replication",
+        "clinicflow-analytics-postgres",
+    }
     assert set(refs) <= secret_names, "every Secret the CronJob reads has a template"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["tables"]["configMap"]["name"] == "clinicflow-tables"
     assert spec["automountServiceAccountToken"] is False
 
 
-def test_tables_configmap_is_generated_from_the_repository_tables_yml(
-        rendered_manifests: list[dict[str, Any]]) -> None:
+def test_tables_configmap_is_generated_from_the_repository_tables_yml(rendered_manifests: list[dict[str, Any]]) -> None:
     config_map = one(rendered_manifests, "ConfigMap", "clinicflow-tables")
     assert config_map["data"]["tables.yml"] == (REPO / "tables.yml").read_text(encoding="utf-8")
     template_map = one(rendered_manifests, "ConfigMap", "clinicflow-base-job-template")
@@ -139,7 +175,8 @@ def test_tables_configmap_is_generated_from_the_repository_tables_yml(
 
 
 def test_secret_templates_hold_no_secret_and_are_not_applied_by_kustomize(
-        rendered_manifests: list[dict[str, Any]]) -> None:
+    rendered_manifests: list[dict[str, Any]],
+) -> None:
     assert not by_kind(rendered_manifests, "Secret"), "kubectl apply -k must never overwrite real Secrets"
     for secret in load_yaml_documents(K8S / "secrets.example.yaml"):
         assert "data" not in secret

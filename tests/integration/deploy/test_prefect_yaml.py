@@ -4,6 +4,7 @@ Rendered with prefect-kubernetes' own ``KubernetesWorkerJobConfiguration``
 (``from_template_and_values`` + ``prepare_for_flow_run``) from our base job
 template and the deployment's job variables; no cluster.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,9 +27,24 @@ from tests.integration.deploy.conftest import K8S, K8S_VERSIONS, REPO, load_yaml
 pytestmark = pytest.mark.xdist_group("prefect-blocks")
 
 IMAGE = "registry.example.com/clinicflow:1.2.3"
-DEPLOYMENTS = ("nightly", "nightly-tables", "nightly-clinic-a", "nightly-clinic-b", "replicate", "load",
-               "cdc", "analyze-schema", "dicom-reports", "referral-providers", "procedures-daily", "ingest-files",
-               "ingest-replay", "process-data", "dicom-reports-range", "ingest-files-prefix")
+DEPLOYMENTS = (
+    "nightly",
+    "nightly-tables",
+    "nightly-clinic-a",
+    "nightly-clinic-b",
+    "replicate",
+    "load",
+    "cdc",
+    "analyze-schema",
+    "dicom-reports",
+    "referral-providers",
+    "procedures-daily",
+    "ingest-files",
+    "ingest-replay",
+    "process-data",
+    "dicom-reports-range",
+    "ingest-files-prefix",
+)
 # Runs of these deployments are independent of each other (one processing request each).
 CONCURRENT = {"process-data": 8}
 # Fan-out children: throttled by a global concurrency limit, never by a deployment limit
@@ -38,8 +54,11 @@ NO_DEPLOYMENT_LIMIT = ("nightly-tables", "dicom-reports-range", "ingest-files-pr
 # Which Secrets each deployment reads its credentials from.
 EXPECTED_SECRETS = {
     "nightly": {"clinicflow-opendental-source", "clinicflow-opendental-replication", "clinicflow-analytics-postgres"},
-    "nightly-tables": {"clinicflow-opendental-source", "clinicflow-opendental-replication",
-                       "clinicflow-analytics-postgres"},
+    "nightly-tables": {
+        "clinicflow-opendental-source",
+        "clinicflow-opendental-replication",
+        "clinicflow-analytics-postgres",
+    },
     # The pattern for several clinics: one deployment per clinic, reading that clinic's own Secret.
     "nightly-clinic-a": {"clinicflow-clinic-a"},
     "nightly-clinic-b": {"clinicflow-clinic-b"},
@@ -71,7 +90,8 @@ def job_variables_at_deploy_time(prefect_yaml: dict[str, Any], name: str) -> dic
 
 def render_job(base_job_template: dict[str, Any], job_variables: dict[str, Any], name: str) -> dict[str, Any]:
     configuration = asyncio.run(
-        KubernetesWorkerJobConfiguration.from_template_and_values(base_job_template, job_variables))
+        KubernetesWorkerJobConfiguration.from_template_and_values(base_job_template, job_variables)
+    )
     flow = Flow(id=uuid.uuid4(), name=name)
     deployment_response = DeploymentResponse(id=uuid.uuid4(), name=name, flow_id=flow.id)
     flow_run = FlowRun(id=uuid.uuid4(), name=f"{name}-run", flow_id=flow.id, deployment_id=deployment_response.id)
@@ -88,8 +108,9 @@ def test_every_flow_has_a_deployment_on_the_kubernetes_pool(prefect_yaml: dict[s
         if item["name"] in NO_DEPLOYMENT_LIMIT:
             assert "concurrency_limit" not in item, f"{item['name']}: fan-out children take no deployment limit"
             continue
-        assert item["concurrency_limit"]["limit"] == CONCURRENT.get(item["name"], 1), \
+        assert item["concurrency_limit"]["limit"] == CONCURRENT.get(item["name"], 1), (
             f"{item['name']}: two runs must never overlap"
+        )
     nightly = deployment(prefect_yaml, "nightly")
     (schedule,) = nightly["schedules"]
     assert schedule["cron"]
@@ -101,17 +122,25 @@ def test_every_flow_has_a_deployment_on_the_kubernetes_pool(prefect_yaml: dict[s
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_job_variables_fit_the_work_pool_schema(prefect_yaml: dict[str, Any], base_job_template: dict[str, Any],
-                                               name: str) -> None:
+def test_job_variables_fit_the_work_pool_schema(
+    prefect_yaml: dict[str, Any], base_job_template: dict[str, Any], name: str
+) -> None:
     variables = job_variables_at_deploy_time(prefect_yaml, name)
-    errors = validate_schema(variables, base_job_template["variables"], raise_on_error=False, preprocess=True,
-                             ignore_required=True, allow_none_with_default=True)
+    errors = validate_schema(
+        variables,
+        base_job_template["variables"],
+        raise_on_error=False,
+        preprocess=True,
+        ignore_required=True,
+        allow_none_with_default=True,
+    )
     assert not errors, [str(e) for e in errors]
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_rendered_job(prefect_server: None, prefect_yaml: dict[str, Any], base_job_template: dict[str, Any],
-                      name: str) -> None:
+def test_rendered_job(
+    prefect_server: None, prefect_yaml: dict[str, Any], base_job_template: dict[str, Any], name: str
+) -> None:
     # prefect_server: the job configuration resolves block references through an API client.
     variables = job_variables_at_deploy_time(prefect_yaml, name)
     job = render_job(base_job_template, variables, name)
@@ -140,8 +169,12 @@ def test_rendered_job(prefect_server: None, prefect_yaml: dict[str, Any], base_j
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["automountServiceAccountToken"] is False
     context = container["securityContext"]
-    assert context == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                       "capabilities": {"drop": ["ALL"]}}
+    assert context == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/home/clinicflow/.prefect"]["name"]]
@@ -205,8 +238,11 @@ def test_a_clinic_deployment_names_blocks_its_secret_provides(prefect_yaml: dict
     params = item["parameters"]
     assert set(params) <= set(inspect.signature(nightly_etl.fn).parameters)
     blocks = [params["source_block"], params["replica_block"], params["analytics_block"]]
-    others = [deployment(prefect_yaml, other)["parameters"] for other in ("nightly-clinic-a", "nightly-clinic-b")
-              if other != name]
+    others = [
+        deployment(prefect_yaml, other)["parameters"]
+        for other in ("nightly-clinic-a", "nightly-clinic-b")
+        if other != name
+    ]
     assert not set(blocks) & {v for p in others for v in p.values()}, "clinics share no block and no limit"
     (secret_name,) = EXPECTED_SECRETS[name]
     (secret,) = [s for s in load_yaml_documents(K8S / "secrets.example.yaml") if s["metadata"]["name"] == secret_name]

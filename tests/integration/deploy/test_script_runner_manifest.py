@@ -1,4 +1,5 @@
 """k8s/script-runner.yaml: custom scripts run in pods that hold no credential and reach nothing."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Fixtures for the generator tests: a fresh MariaDB database and raw readers."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

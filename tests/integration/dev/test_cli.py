@@ -1,4 +1,5 @@
 """`clinicflow generate-opendental` against the local MariaDB, credentials from env vars (the resolver's env mode)."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,18 @@ def source_env(monkeypatch: pytest.MonkeyPatch, mysql_server: MySQLServer) -> It
 
 def test_generates_into_a_new_database_then_refuses_to_overwrite(source_env: MySQLServer) -> None:
     runner = CliRunner()
-    args = ["generate-opendental", "--database", source_env.database, "--scale", "0.05", "--filler-tables", "4",
-            "--procedurelog-rows", "3000", "--json"]
+    args = [
+        "generate-opendental",
+        "--database",
+        source_env.database,
+        "--scale",
+        "0.05",
+        "--filler-tables",
+        "4",
+        "--procedurelog-rows",
+        "3000",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -44,8 +55,11 @@ def test_generates_into_a_new_database_then_refuses_to_overwrite(source_env: MyS
     assert report["rows"]["procedurelog"] == 3000
     assert len(report["rows"]) == 21 + 4 + 1
     assert query(source_env, "SELECT COUNT(*) FROM procedurelog") == [(3000,)]
-    assert query(source_env, "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA"
-                             " WHERE SCHEMA_NAME = %s", (source_env.database,)) == [("utf8mb3",)]
+    assert query(
+        source_env,
+        "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        (source_env.database,),
+    ) == [("utf8mb3",)]
 
     # A database that already holds tables is never overwritten by accident.
     refused = runner.invoke(app, ["generate-opendental", "--database", source_env.database, "--scale", "0"])
@@ -53,15 +67,17 @@ def test_generates_into_a_new_database_then_refuses_to_overwrite(source_env: MyS
     assert "--replace" in refused.output
     assert query(source_env, "SELECT COUNT(*) FROM procedurelog") == [(3000,)]
 
-    replaced = runner.invoke(app, ["generate-opendental", "--database", source_env.database, "--scale", "0",
-                                   "--no-edge-cases", "--replace"])
+    replaced = runner.invoke(
+        app, ["generate-opendental", "--database", source_env.database, "--scale", "0", "--no-edge-cases", "--replace"]
+    )
     assert replaced.exit_code == 0, replaced.output
     assert query(source_env, "SELECT COUNT(*) FROM procedurelog") == [(0,)]
     assert "edgecase" not in {r[0] for r in query(source_env, "SHOW TABLES")}
 
 
-def test_unreachable_server_exits_2_without_the_password(source_env: MySQLServer,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_server_exits_2_without_the_password(
+    source_env: MySQLServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PORT", "1")
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "s3cret-pw-value")
     result = CliRunner().invoke(app, ["generate-opendental", "--database", source_env.database])

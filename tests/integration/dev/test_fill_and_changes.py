@@ -1,4 +1,5 @@
 """Server-side bulk fill, fixed timestamps, deterministic changes, the wide source (real MariaDB)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -19,8 +20,10 @@ def test_bulk_fill_200k_rows_server_side(gen_db: MySQLServer) -> None:
     generator.create_schema(gen_db, edge_cases=False)
     assert generator.fill_table(gen_db, "procedurelog", 200_000) == 200_000
     count, low, high, distinct_stamps, distinct_patients = query(
-        gen_db, "SELECT COUNT(*), MIN(ProcNum), MAX(ProcNum), COUNT(DISTINCT DateTStamp), COUNT(DISTINCT PatNum) "
-        "FROM procedurelog")[0]
+        gen_db,
+        "SELECT COUNT(*), MIN(ProcNum), MAX(ProcNum), COUNT(DISTINCT DateTStamp), COUNT(DISTINCT PatNum) "
+        "FROM procedurelog",
+    )[0]
     assert (count, low, high) == (200_000, 1, 200_000)
     assert distinct_stamps > 100_000
     assert distinct_patients == 2000  # spread like real data, keys within patient
@@ -33,19 +36,24 @@ def test_fixed_timestamp_gives_every_row_one_change_value(gen_db: MySQLServer) -
     generator.create_schema(gen_db, edge_cases=False)
     generator.fill_table(gen_db, "procedurelog", 30_000, fixed_timestamp="2024-05-05 10:00:00")
     generator.fill_table(gen_db, "payment", 50, fixed_timestamp="2024-05-06T11:00:00")
-    assert query(gen_db, "SELECT COUNT(*), COUNT(DISTINCT DateTStamp), MIN(DateTStamp) FROM procedurelog") == \
-        [(30_000, 1, datetime(2024, 5, 5, 10, 0))]
-    assert query(gen_db, "SELECT COUNT(DISTINCT SecDateTEdit), MIN(SecDateTEdit) FROM payment") == \
-        [(1, datetime(2024, 5, 6, 11, 0))]
+    assert query(gen_db, "SELECT COUNT(*), COUNT(DISTINCT DateTStamp), MIN(DateTStamp) FROM procedurelog") == [
+        (30_000, 1, datetime(2024, 5, 5, 10, 0))
+    ]
+    assert query(gen_db, "SELECT COUNT(DISTINCT SecDateTEdit), MIN(SecDateTEdit) FROM payment") == [
+        (1, datetime(2024, 5, 6, 11, 0))
+    ]
 
 
-@pytest.mark.parametrize(("table", "kwargs", "message"), [
-    ("procedurelog", {"fixed_timestamp": "yesterday"}, "fixed_timestamp 'yesterday'"),
-    ("procedurelog", {"fixed_timestamp": "2040-01-01 00:00:00"}, "outside the TIMESTAMP range"),
-    ("procedurelog", {"fixed_timestamp": "2024-01-01 00:00:00'; DROP TABLE patient; --"}, "is not"),
-    ("securitylog", {"fixed_timestamp": "2024-01-01 00:00:00"}, "'securitylog' has no change column"),
-    ("nosuchtable", {}, "no spec for table 'nosuchtable'"),
-])
+@pytest.mark.parametrize(
+    ("table", "kwargs", "message"),
+    [
+        ("procedurelog", {"fixed_timestamp": "yesterday"}, "fixed_timestamp 'yesterday'"),
+        ("procedurelog", {"fixed_timestamp": "2040-01-01 00:00:00"}, "outside the TIMESTAMP range"),
+        ("procedurelog", {"fixed_timestamp": "2024-01-01 00:00:00'; DROP TABLE patient; --"}, "is not"),
+        ("securitylog", {"fixed_timestamp": "2024-01-01 00:00:00"}, "'securitylog' has no change column"),
+        ("nosuchtable", {}, "no spec for table 'nosuchtable'"),
+    ],
+)
 def test_fill_table_rejects_bad_input_by_name(gen_db: MySQLServer, table: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         generator.fill_table(gen_db, table, 5, **kwargs)
@@ -58,8 +66,12 @@ def test_seed_rejects_unknown_tables_and_negative_counts(gen_db: MySQLServer) ->
         generator.seed(gen_db, scale=-1)
 
 
-CHANGED_TABLES = {"procedurelog": "DateTStamp", "paysplit": "SecDateTEdit", "claimproc": "SecDateTEdit",
-                  "commlog": "DateTStamp"}
+CHANGED_TABLES = {
+    "procedurelog": "DateTStamp",
+    "paysplit": "SecDateTEdit",
+    "claimproc": "SecDateTEdit",
+    "commlog": "DateTStamp",
+}
 
 
 @pytest.fixture(scope="module")
@@ -127,20 +139,28 @@ def test_apply_changes_is_deterministic(make_mysql_db) -> None:
 
 def test_procedurelog_like_for_benches(gen_db: MySQLServer) -> None:
     assert generator.create_procedurelog_like(gen_db, 2_500, table="procedurelog_bench") == 2_500
-    columns = query(gen_db, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                    "AND TABLE_NAME = 'procedurelog_bench'", (gen_db.database,))
+    columns = query(
+        gen_db,
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'procedurelog_bench'",
+        (gen_db.database,),
+    )
     assert columns == [(36,)]
     generator.seed(gen_db, rows={"procedurelog": 2_500}, scale=0, edge_cases=False)
     # Same rows as the generator's own procedurelog.
-    assert checksums(gen_db, ["procedurelog_bench"])["procedurelog_bench"] == \
-        checksums(gen_db, ["procedurelog"])["procedurelog"]
+    assert (
+        checksums(gen_db, ["procedurelog_bench"])["procedurelog_bench"]
+        == checksums(gen_db, ["procedurelog"])["procedurelog"]
+    )
 
 
 def test_wide_source_has_450_tables(gen_db: MySQLServer) -> None:
     counts = generator.create_wide_source(gen_db)
     assert len(counts) == 450
-    tables = query(gen_db, "SELECT COUNT(*), SUM(ENGINE = 'MyISAM') FROM information_schema.TABLES "
-                   "WHERE TABLE_SCHEMA = %s", (gen_db.database,))
+    tables = query(
+        gen_db,
+        "SELECT COUNT(*), SUM(ENGINE = 'MyISAM') FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+        (gen_db.database,),
+    )
     assert tables == [(450, 450)]
     tiny = [n for n in counts.values() if n <= 23]
     assert len(tiny) > 400  # most of OpenDental's tables are tiny

@@ -1,4 +1,5 @@
 """The generated schema has OpenDental's shape (real MariaDB, read back from information_schema)."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,24 @@ from clinicflow_dev import generator
 from .conftest import query
 
 REQUIRED_TABLES = {
-    "patient", "appointment", "procedurelog", "commlog", "document", "payment", "paysplit", "adjustment", "claim",
-    "claimproc", "securitylog", "definition", "provider", "clinic", "carrier", "insplan", "operatory", "userod",
+    "patient",
+    "appointment",
+    "procedurelog",
+    "commlog",
+    "document",
+    "payment",
+    "paysplit",
+    "adjustment",
+    "claim",
+    "claimproc",
+    "securitylog",
+    "definition",
+    "provider",
+    "clinic",
+    "carrier",
+    "insplan",
+    "operatory",
+    "userod",
 }
 DATETSTAMP_TABLES = ["patient", "appointment", "procedurelog", "commlog", "document"]
 SECDATETEDIT_TABLES = ["payment", "paysplit", "adjustment", "claim", "claimproc"]
@@ -24,16 +41,22 @@ class Schema:
         self.names = names
         self.columns: dict[str, dict[str, dict[str, str]]] = {}
         keys = ("type", "key", "extra", "default", "nullable", "charset")
-        for table, *values in query(server, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY, EXTRA, "
-                                    "COLUMN_DEFAULT, IS_NULLABLE, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
-                                    "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
-                                    (server.database,)):
+        for table, *values in query(
+            server,
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY, EXTRA, "
+            "COLUMN_DEFAULT, IS_NULLABLE, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (server.database,),
+        ):
             self.columns.setdefault(table, {})[values[0]] = dict(zip(keys, values[1:], strict=True))
         self.primary_keys: dict[str, list[str]] = {table: [] for table in self.columns}
-        for table, column in query(server, "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
-                                   "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY' "
-                                   "ORDER BY TABLE_NAME, SEQ_IN_INDEX",
-                                   (server.database,)):
+        for table, column in query(
+            server,
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY' "
+            "ORDER BY TABLE_NAME, SEQ_IN_INDEX",
+            (server.database,),
+        ):
             self.primary_keys[table].append(column)
 
 
@@ -44,8 +67,12 @@ def schema(module_db: MySQLServer) -> Schema:
 
 def test_create_schema_returns_what_it_made(schema: Schema) -> None:
     server, names = schema.server, schema.names
-    made = {r[0] for r in query(server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
-                                (server.database,))}
+    made = {
+        r[0]
+        for r in query(
+            server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (server.database,)
+        )
+    }
     assert set(names) == made
     assert names == generator.table_names(filler_tables=12)
     assert len(names) == len(made) == 21 + 12 + 1  # core + filler + edgecase
@@ -55,8 +82,11 @@ def test_create_schema_returns_what_it_made(schema: Schema) -> None:
 
 def test_every_table_is_myisam_utf8mb3(schema: Schema) -> None:
     server, names = schema.server, schema.names
-    rows = query(server, "SELECT TABLE_NAME, ENGINE, TABLE_COLLATION FROM information_schema.TABLES "
-                 "WHERE TABLE_SCHEMA = %s", (server.database,))
+    rows = query(
+        server,
+        "SELECT TABLE_NAME, ENGINE, TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+        (server.database,),
+    )
     assert len(rows) == len(names)
     for table, engine, collation in rows:
         assert engine == "MyISAM", table
@@ -88,8 +118,9 @@ def test_composite_key_and_keyless_tables(schema: Schema) -> None:
     assert "entrylog" in schema.names
 
 
-@pytest.mark.parametrize(("tables", "column"),
-                         [(DATETSTAMP_TABLES, "DateTStamp"), (SECDATETEDIT_TABLES, "SecDateTEdit")])
+@pytest.mark.parametrize(
+    ("tables", "column"), [(DATETSTAMP_TABLES, "DateTStamp"), (SECDATETEDIT_TABLES, "SecDateTEdit")]
+)
 def test_change_columns_update_themselves(schema: Schema, tables: list[str], column: str) -> None:
     for table in tables:
         spec = generator.table_spec(table)
@@ -116,8 +147,15 @@ def test_securitylog_has_no_change_column(schema: Schema) -> None:
 
 
 def test_opendental_column_conventions(schema: Schema) -> None:
-    money = [("procedurelog", "ProcFee"), ("payment", "PayAmt"), ("paysplit", "SplitAmt"), ("adjustment", "AdjAmt"),
-             ("claim", "ClaimFee"), ("claimproc", "InsPayAmt"), ("patient", "EstBalance")]
+    money = [
+        ("procedurelog", "ProcFee"),
+        ("payment", "PayAmt"),
+        ("paysplit", "SplitAmt"),
+        ("adjustment", "AdjAmt"),
+        ("claim", "ClaimFee"),
+        ("claimproc", "InsPayAmt"),
+        ("patient", "EstBalance"),
+    ]
     for table, column in money:
         assert schema.columns[table][column]["type"] == "double", (table, column)
     for table, column in [("patient", "PatStatus"), ("appointment", "AptStatus"), ("procedurelog", "ProcStatus")]:
@@ -129,15 +167,39 @@ def test_opendental_column_conventions(schema: Schema) -> None:
 
 def test_edgecase_table_covers_every_type(schema: Schema) -> None:
     types = {c["type"] for c in schema.columns[generator.EDGECASE_TABLE].values()}
-    wanted = {"date", "datetime", "time", "timestamp", "varchar(255)", "text", "longtext", "longblob", "varbinary(64)",
-              "char(8)", "bigint(20) unsigned", "int(10) unsigned", "smallint(5) unsigned", "int(11)", "tinyint(1)",
-              "double", "float", "decimal(12,4)", "enum('a','b','c d')", "set('x','y','z')", "bit(1)", "bit(10)",
-              "year(4)"}
+    wanted = {
+        "date",
+        "datetime",
+        "time",
+        "timestamp",
+        "varchar(255)",
+        "text",
+        "longtext",
+        "longblob",
+        "varbinary(64)",
+        "char(8)",
+        "bigint(20) unsigned",
+        "int(10) unsigned",
+        "smallint(5) unsigned",
+        "int(11)",
+        "tinyint(1)",
+        "double",
+        "float",
+        "decimal(12,4)",
+        "enum('a','b','c d')",
+        "set('x','y','z')",
+        "bit(1)",
+        "bit(10)",
+        "year(4)",
+    }
     assert wanted <= types, wanted - types
     # json is longtext with a json_valid check in MariaDB.
-    checks = query(schema.server, "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-                   "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
-                   (schema.server.database, generator.EDGECASE_TABLE))
+    checks = query(
+        schema.server,
+        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+        (schema.server.database, generator.EDGECASE_TABLE),
+    )
     assert any("json_valid" in c[0] for c in checks)
     all_types = {c["type"] for name in generator.table_names(edge_cases=False) for c in schema.columns[name].values()}
     assert {"mediumtext", "blob"} <= all_types  # the remaining text/blob sizes live in the realistic tables

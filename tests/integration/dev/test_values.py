@@ -1,4 +1,5 @@
 """Seeded data: deterministic, and every edge value present byte-exact (read back raw from MariaDB)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def test_counts_are_the_rows_in_each_table(seeded: tuple[MySQLServer, dict[str, 
     assert 5_000 < sum(counts.values()) < 60_000  # demo size: seconds to make
 
 
-def test_same_seed_same_data_other_seed_other_data(seeded: tuple[MySQLServer, dict[str, int]],
-                                                   make_mysql_db: Callable[[str], MySQLServer]) -> None:
+def test_same_seed_same_data_other_seed_other_data(
+    seeded: tuple[MySQLServer, dict[str, int]], make_mysql_db: Callable[[str], MySQLServer]
+) -> None:
     server, counts = seeded
     again, other = make_mysql_db("gen_again"), make_mysql_db("gen_other")
     assert generator.seed(again, filler_tables=3) == counts
@@ -74,8 +76,9 @@ def test_edge_values_are_stored_byte_exact(seeded: tuple[MySQLServer, dict[str, 
     assert (unset["UInt"], unset["USmall"], unset["Signed"]) == (b"4294967295", b"65535", b"-2147483648")
     assert unset["Flag"] == b"1"
     assert float(unset["Dbl"]) == sys.float_info.max
-    assert struct.unpack("f", struct.pack("f", float(unset["Flt"])))[0] == \
-        struct.unpack("f", struct.pack("f", 3.4e38))[0]
+    assert (
+        struct.unpack("f", struct.pack("f", float(unset["Flt"])))[0] == struct.unpack("f", struct.pack("f", 3.4e38))[0]
+    )
     assert unset["Dec"] == b"99999999.9999"
     assert (unset["EnumCol"], unset["SetCol"]) == (b"c d", b"x,z")
     assert json.loads(unset["JsonCol"]) == {"k": [1, 2.5, None, "é"]}
@@ -120,5 +123,6 @@ def test_realistic_tables_hold_opendental_values(seeded: tuple[MySQLServer, dict
     assert count("SELECT COUNT(*) FROM document WHERE LENGTH(Thumbnail) = 32") > 0
     assert count("SELECT COUNT(DISTINCT DateTStamp) FROM procedurelog") > 1
     assert count("SELECT COUNT(*) FROM adjustment WHERE AdjAmt > 0") == 0  # adjustments are negative money
-    assert count("SELECT COUNT(*) FROM securitylog WHERE SecurityLogNum <> 0") == \
-        count("SELECT COUNT(*) FROM securitylog")
+    assert count("SELECT COUNT(*) FROM securitylog WHERE SecurityLogNum <> 0") == count(
+        "SELECT COUNT(*) FROM securitylog"
+    )

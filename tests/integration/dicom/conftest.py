@@ -6,6 +6,7 @@
 - ``test_files``: pydicom's and pydicom-data's test files (offline), plus bad
   files generated here (empty, not DICOM, truncated, short pixel data, ...).
 """
+
 from __future__ import annotations
 
 import socket
@@ -122,7 +123,7 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if action == "trickle":
                 self.wfile.flush()
                 for i in range(len(data)):  # ends when the client hangs up (broken pipe)
-                    self.wfile.write(data[i:i + 1])
+                    self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                     time.sleep(1.0)
                 return
@@ -146,8 +147,9 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
     httpd = _QuietHTTPServer(("127.0.0.1", 0), _handler(server))
     httpd.daemon_threads = True
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="dicom-test-http",
-                              daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="dicom-test-http", daemon=True
+    )
     thread.start()
     try:
         yield server
@@ -160,8 +162,9 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
 # --------------------------------------------------------------------------- reports table
 
 
-def create_reports_table(server: Any, rows: list[tuple[Any, ...]], *, table: str = "reports",
-                         fields: tuple[str, ...] = ("report_text",)) -> None:
+def create_reports_table(
+    server: Any, rows: list[tuple[Any, ...]], *, table: str = "reports", fields: tuple[str, ...] = ("report_text",)
+) -> None:
     """A reports table: key columns + ``fields`` (text), rows inserted in the given (physical) order."""
     from clinicflow.core.sql import quote_ident, quote_list
 
@@ -169,11 +172,17 @@ def create_reports_table(server: Any, rows: list[tuple[Any, ...]], *, table: str
     conn = server.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE {quote_ident(table, 'postgres')} ("
-                        + ", ".join(f"{quote_ident(c, 'postgres')} text" for c in columns) + ")")
+            cur.execute(
+                f"CREATE TABLE {quote_ident(table, 'postgres')} ("
+                + ", ".join(f"{quote_ident(c, 'postgres')} text" for c in columns)
+                + ")"
+            )
             placeholders = ", ".join(["%s"] * len(columns))
-            cur.executemany(f"INSERT INTO {quote_ident(table, 'postgres')} ({quote_list(list(columns), 'postgres')}) "
-                            f"VALUES ({placeholders})", rows)
+            cur.executemany(
+                f"INSERT INTO {quote_ident(table, 'postgres')} ({quote_list(list(columns), 'postgres')}) "
+                f"VALUES ({placeholders})",
+                rows,
+            )
         conn.commit()
     finally:
         conn.close()
@@ -182,4 +191,3 @@ def create_reports_table(server: Any, rows: list[tuple[Any, ...]], *, table: str
 @pytest.fixture
 def reports_db(make_pg_db: Any) -> Any:
     return make_pg_db("dicom")
-

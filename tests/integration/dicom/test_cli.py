@@ -1,4 +1,5 @@
 """``clinicflow dicom demo|status|reset`` on the local PostgreSQL and a local-folder bucket."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,9 @@ from clinicflow.cli import app
 from clinicflow_dev.dicom_demo import DEMO_FILES
 
 
-def test_demo_runs_twice_idempotently_and_status_shows_it(prefect_server, make_pg_db, monkeypatch,
-                                                          tmp_path: Path) -> None:
+def test_demo_runs_twice_idempotently_and_status_shows_it(
+    prefect_server, make_pg_db, monkeypatch, tmp_path: Path
+) -> None:
     database = make_pg_db("dicomdemo").database
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", database)
     bucket = tmp_path / "bucket"
@@ -27,7 +29,8 @@ def test_demo_runs_twice_idempotently_and_status_shows_it(prefect_server, make_p
     assert len(list((bucket / "dicom-reports" / "jpg").rglob("*.jpg"))) == good
     failures = list(csv.DictReader(io.StringIO((bucket / "dicom-reports" / "failures.csv").read_text())))
     assert sorted(f"{r['stage']}/{r['kind']}" for r in failures) == sorted(
-        f.expected_failure for f in DEMO_FILES if f.expected_failure)
+        f.expected_failure for f in DEMO_FILES if f.expected_failure
+    )
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output

@@ -1,4 +1,5 @@
 """Downloads against a real local HTTP server, the GCS emulator and a moto S3 server."""
+
 from __future__ import annotations
 
 import os
@@ -193,8 +194,13 @@ def test_local_locations_only_inside_the_allowed_roots(served, tmp_path: Path) -
     os.symlink(outside / "secret.dcm", served.root / "link.dcm")
     in_root = replace(FAST, allowed_roots=(str(served.root),))
     assert _fetch(str(served.root / "ct.dcm"), tmp_path, in_root) == served.root / "ct.dcm"
-    for location in (str(outside / "secret.dcm"), (outside / "secret.dcm").as_uri(), "/etc/passwd",
-                     str(served.root / "link.dcm"), str(served.root / ".." / "outside" / "secret.dcm")):
+    for location in (
+        str(outside / "secret.dcm"),
+        (outside / "secret.dcm").as_uri(),
+        "/etc/passwd",
+        str(served.root / "link.dcm"),
+        str(served.root / ".." / "outside" / "secret.dcm"),
+    ):
         with pytest.raises(DownloadError) as info:
             _fetch(location, tmp_path, in_root)
         assert info.value.kind == "bad-location", location

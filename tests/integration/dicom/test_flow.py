@@ -1,4 +1,5 @@
 """Flow ``extract_dicom_reports`` against PostgreSQL, a local HTTP server and the GCS emulator."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,16 @@ from clinicflow.dicom.pipeline import dicom_object_name, jpg_object_names
 from clinicflow.dicom.reports import FIELD_SEPARATOR, OUTPUT_COLUMNS, FileKey
 from tests.integration.dicom.conftest import BAD_FILE_KINDS, create_reports_table, sample_file
 
-GOOD = ["CT_small.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "US1_J2KR.dcm",
-        "eCT_Supplemental.dcm", "examples_ybr_color.dcm", "RG3_UNCI.dcm"]
+GOOD = [
+    "CT_small.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPEG2000.dcm",
+    "SC_rgb_rle.dcm",
+    "US1_J2KR.dcm",
+    "eCT_Supplemental.dcm",
+    "examples_ybr_color.dcm",
+    "RG3_UNCI.dcm",
+]
 FAST = {"retry_backoff_seconds": 0.01, "download_retries": 2, "download_timeout_seconds": 10}
 
 
@@ -36,8 +45,13 @@ def scenario(reports_db, file_server, bad_files, gcs_emulator, monkeypatch):
     bucket = gcs_emulator.new_bucket()
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET", bucket)
-    return {"rows": rows, "bucket": bucket, "base": file_server.base_url, "emulator": gcs_emulator,
-            "bad": len(bad_files) + 1}
+    return {
+        "rows": rows,
+        "bucket": bucket,
+        "base": file_server.base_url,
+        "emulator": gcs_emulator,
+        "bad": len(bad_files) + 1,
+    }
 
 
 def _expected_objects(rows, base: str) -> set[str]:
@@ -55,13 +69,24 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
     from flows.dicom_reports import extract_dicom_reports
 
     emulator, bucket = scenario["emulator"], scenario["bucket"]
-    state = extract_dicom_reports(bucket_kind="gcs", query="reports", base_location=scenario["base"],
-                                  failure_threshold=scenario["bad"], page_size=3, batch_size=2, max_concurrency=3,
-                                  return_state=True, **FAST)
+    state = extract_dicom_reports(
+        bucket_kind="gcs",
+        query="reports",
+        base_location=scenario["base"],
+        failure_threshold=scenario["bad"],
+        page_size=3,
+        batch_size=2,
+        max_concurrency=3,
+        return_state=True,
+        **FAST,
+    )
     assert state.is_completed(), state.message
     result = state.result()
-    assert (result["files"], result["converted"], result["failed"]) == (len(GOOD) + 1 + scenario["bad"],
-                                                                        len(GOOD) + 1, scenario["bad"])
+    assert (result["files"], result["converted"], result["failed"]) == (
+        len(GOOD) + 1 + scenario["bad"],
+        len(GOOD) + 1,
+        scenario["bad"],
+    )
 
     objects = emulator.objects(bucket)
     expected = _expected_objects(scenario["rows"], scenario["base"])
@@ -98,10 +123,16 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
 
     with get_client(sync_client=True) as client:
         # The newest of each key: the shared server also holds other DICOM tests' artifacts of these keys.
-        summary = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["dicom-dicom-reports-summary"])), sort="CREATED_DESC", limit=1)
-        progress = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["dicom-dicom-reports-progress"])), sort="CREATED_DESC", limit=1)
+        summary = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dicom-dicom-reports-summary"])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dicom-dicom-reports-progress"])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
     assert progress
     assert progress[0].data == 100.0
     assert summary
@@ -110,8 +141,14 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
     # Rerun with no tolerance: nothing uploaded again (same generations), Failed with the count.
     generations = {name: blob.generation for name, blob in emulator.objects(bucket).items()}
     assert None not in generations.values()
-    again = extract_dicom_reports(bucket_kind="gcs", query="reports", base_location=scenario["base"],
-                                  failure_threshold=0, return_state=True, **FAST)
+    again = extract_dicom_reports(
+        bucket_kind="gcs",
+        query="reports",
+        base_location=scenario["base"],
+        failure_threshold=0,
+        return_state=True,
+        **FAST,
+    )
     assert again.is_failed()
     assert f"{scenario['bad']} failure(s), more than the threshold of 0" in again.message
     assert {n: b.generation for n, b in emulator.objects(bucket).items()} == generations
@@ -131,8 +168,9 @@ def test_bad_query_fails_the_flow_with_a_clear_message(prefect_server, reports_d
         extract_dicom_reports(query="reports", page_size=0)
 
 
-def test_a_failed_csv_write_still_publishes_the_summary_and_failures(prefect_server, reports_db, file_server,
-                                                                    bad_files, monkeypatch, tmp_path) -> None:
+def test_a_failed_csv_write_still_publishes_the_summary_and_failures(
+    prefect_server, reports_db, file_server, bad_files, monkeypatch, tmp_path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -146,12 +184,24 @@ def test_a_failed_csv_write_still_publishes_the_summary_and_failures(prefect_ser
     (bucket / "csvfail" / "reports.csv").mkdir(parents=True)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PATH", str(bucket))
-    state = extract_dicom_reports(query="reports", dataset="csvfail", base_location=file_server.base_url,
-                                  failure_threshold=5, return_state=True, **FAST)
+    state = extract_dicom_reports(
+        query="reports",
+        dataset="csvfail",
+        base_location=file_server.base_url,
+        failure_threshold=5,
+        return_state=True,
+        **FAST,
+    )
     assert state.is_failed()
     assert "the CSVs could not be written" in state.message
     assert (bucket / failures_object_name("csvfail")).read_text().count("empty.dcm") == 1
     with get_client(sync_client=True) as client:
-        found = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["dicom-csvfail-summary", "dicom-csvfail-failures"])))}
+        found = {
+            a.key
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["dicom-csvfail-summary", "dicom-csvfail-failures"])
+                )
+            )
+        }
     assert found == {"dicom-csvfail-summary", "dicom-csvfail-failures"}

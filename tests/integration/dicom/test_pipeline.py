@@ -1,4 +1,5 @@
 """One batch end to end without Prefect: real PostgreSQL state, real HTTP server, real GCS emulator."""
+
 from __future__ import annotations
 
 import shutil
@@ -41,7 +42,8 @@ def _settings(run_id: str, **kwargs) -> BatchSettings:
 
 
 def test_batch_uploads_good_files_records_bad_ones_and_reruns_upload_nothing(
-        store, file_server, bad_files, tmp_path: Path) -> None:
+    store, file_server, bad_files, tmp_path: Path
+) -> None:
     for name in ("CT_small.dcm", "MR_small_RLE.dcm", "emri_small.dcm"):
         shutil.copyfile(sample_file(name), file_server.root / name)
     for name, path in bad_files.items():
@@ -133,7 +135,8 @@ def test_changed_report_fields_refresh_the_csv_without_downloading_again(store, 
 
 
 def test_upload_failure_is_recorded_and_a_rerun_finishes_without_duplicates(
-        store, gcs_emulator, monkeypatch, tmp_path: Path) -> None:
+    store, gcs_emulator, monkeypatch, tmp_path: Path
+) -> None:
     from blocks.buckets import resolve_bucket
 
     monkeypatch.setenv("CLINICFLOW_LATE_BUCKET_BUCKET", "cf-not-created-yet")
@@ -180,8 +183,7 @@ def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, t
     weird = tmp_path / "weird.dcm"
     ds.save_as(weird)
     good = _group("good", str(sample_file("CT_small.dcm")))
-    result = process_batch([_group("weird", str(weird)), good], _settings("r"), store,
-                           LocalStore(tmp_path / "bucket"))
+    result = process_batch([_group("weird", str(weird)), good], _settings("r"), store, LocalStore(tmp_path / "bucket"))
     assert result.done == 1
     assert result.failed == 1
     assert (result.failures[0].stage, result.failures[0].kind) == ("decode", "unexpected-error")
@@ -189,7 +191,8 @@ def test_a_file_breaking_the_converter_in_an_unforeseen_way_fails_alone(store, t
 
 
 def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
-        store, reports_db, file_server, tmp_path: Path) -> None:
+    store, reports_db, file_server, tmp_path: Path
+) -> None:
     shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
     secret = "S3CRET-token-42"
     good = _group("ct", f"http://reader:{secret}@127.0.0.1:{file_server.port}/ct.dcm?sig={secret}")
@@ -246,8 +249,9 @@ def test_a_trickling_download_is_recorded_as_download_timeout(store, reports_db,
     file_server.faults["slow.dcm"] = ["trickle"]
     settings = BatchSettings(dataset="ds", run_id="r", limits=DownloadLimits(retry=RetryPolicy(0), timeout_seconds=2.0))
     started = time.monotonic()
-    result = process_batch([_group("slow", file_server.url("slow.dcm"))], settings, store,
-                           LocalStore(tmp_path / "bucket"))
+    result = process_batch(
+        [_group("slow", file_server.url("slow.dcm"))], settings, store, LocalStore(tmp_path / "bucket")
+    )
     assert time.monotonic() - started < 2.0 + 2.0
     assert result.failures_by_kind() == {"download/timeout": 1}
     conn = reports_db.connect()

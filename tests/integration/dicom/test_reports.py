@@ -1,4 +1,5 @@
 """The reports source on a real PostgreSQL: keyset pages of whole files, grouping, query validation."""
+
 from __future__ import annotations
 
 import random
@@ -62,12 +63,16 @@ def test_sql_text_and_typed_keys(reports_db) -> None:
     conn = reports_db.connect()
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE studies (sid int, loc text, note text, taken date)")
-        cur.executemany("INSERT INTO studies VALUES (%s, %s, %s, %s)",
-                        [(10, "x.dcm", "n10", "2024-01-02"), (9, "y.dcm", "n9", None), (100, "z.dcm", "n100", None)])
+        cur.executemany(
+            "INSERT INTO studies VALUES (%s, %s, %s, %s)",
+            [(10, "x.dcm", "n10", "2024-01-02"), (9, "y.dcm", "n9", None), (100, "z.dcm", "n100", None)],
+        )
     conn.commit()
     conn.close()
-    query = ("SELECT sid AS study_id, 1 AS series_id, sid * 10 AS instance_id, loc AS file_location, "
-             "note, taken FROM studies")
+    query = (
+        "SELECT sid AS study_id, 1 AS series_id, sid * 10 AS instance_id, loc AS file_location, "
+        "note, taken FROM studies"
+    )
     source = ReportsSource(reports_db, query)
     keys = [g.key for p in source.pages(1) for g in p.files]
     # Integer keys keep integer order across pages (9 < 10 < 100), rendered as text.
@@ -111,8 +116,9 @@ def test_the_query_runs_read_only_and_alone(reports_db) -> None:
     writing = ReportsSource(reports_db, "SELECT *, nextval('report_counter') AS n FROM reports")
     with pytest.raises(ReportsQueryError, match="read-only transaction"):
         writing.count()
-    breaking_out = ReportsSource(reports_db, "SELECT * FROM reports) AS r; DELETE FROM reports; "
-                                             "SELECT * FROM (SELECT * FROM reports")
+    breaking_out = ReportsSource(
+        reports_db, "SELECT * FROM reports) AS r; DELETE FROM reports; SELECT * FROM (SELECT * FROM reports"
+    )
     with pytest.raises(ReportsQueryError, match="unbalanced"):
         breaking_out.count()
     assert ReportsSource(reports_db, "reports").count().rows == 1  # nothing was deleted

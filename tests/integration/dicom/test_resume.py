@@ -1,5 +1,6 @@
 """A run killed (SIGKILL) midway, twice, and rerun gives the same bucket and CSV as a clean run,
 with no object uploaded twice."""
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,24 @@ from tests.integration.dicom.conftest import create_reports_table, sample_file
 
 SMALL = ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "SC_rgb_rle.dcm", "emri_small.dcm", "JPEG2000.dcm"]
 FILES = 24
-COMMON_ARGS = ["--bucket-kind", "gcs", "--query", "reports", "--batch-size", "2", "--max-concurrency", "2",
-               "--page-size", "5", "--failure-threshold", "1", "--retry-backoff-seconds", "0.01",
-               "--download-retries", "1"]
+COMMON_ARGS = [
+    "--bucket-kind",
+    "gcs",
+    "--query",
+    "reports",
+    "--batch-size",
+    "2",
+    "--max-concurrency",
+    "2",
+    "--page-size",
+    "5",
+    "--failure-threshold",
+    "1",
+    "--retry-backoff-seconds",
+    "0.01",
+    "--download-retries",
+    "1",
+]
 
 
 def _uploads(server, schema: str) -> int:
@@ -36,8 +52,13 @@ def _uploads(server, schema: str) -> int:
 def _run_and_kill(env: dict[str, str], args: list[str], server, schema: str, kill_at: int, log: Path) -> int:
     """Start the CLI run in a child process and SIGKILL it once ``kill_at`` objects are logged."""
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "clinicflow.cli", "dicom", "run", *args],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[3])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clinicflow.cli", "dicom", "run", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parents[3],
+        )
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline:
@@ -57,8 +78,9 @@ def _run_and_kill(env: dict[str, str], args: list[str], server, schema: str, kil
 
 
 @pytest.mark.slow
-def test_killed_twice_and_rerun_equals_a_clean_run(prefect_server, reports_db, file_server, gcs_emulator,
-                                                    monkeypatch, tmp_path: Path) -> None:
+def test_killed_twice_and_rerun_equals_a_clean_run(
+    prefect_server, reports_db, file_server, gcs_emulator, monkeypatch, tmp_path: Path
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
     from flows.dicom_reports import extract_dicom_reports
@@ -77,14 +99,26 @@ def test_killed_twice_and_rerun_equals_a_clean_run(prefect_server, reports_db, f
     clean_bucket, resumed_bucket = gcs_emulator.new_bucket(), gcs_emulator.new_bucket()
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE", reports_db.database)
     monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET", clean_bucket)
-    params = {"bucket_kind": "gcs", "query": "reports", "base_location": file_server.base_url, "batch_size": 2,
-              "max_concurrency": 2, "page_size": 5, "failure_threshold": 1, "retry_backoff_seconds": 0.01,
-              "download_retries": 1}
+    params = {
+        "bucket_kind": "gcs",
+        "query": "reports",
+        "base_location": file_server.base_url,
+        "batch_size": 2,
+        "max_concurrency": 2,
+        "page_size": 5,
+        "failure_threshold": 1,
+        "retry_backoff_seconds": 0.01,
+        "download_retries": 1,
+    }
     clean = extract_dicom_reports(state_schema="state_clean", **params)
     assert clean["converted"] == FILES
 
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "CLINICFLOW_CREDENTIALS": "env",
-           "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": resumed_bucket}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "CLINICFLOW_CREDENTIALS": "env",
+        "CLINICFLOW_DICOM_REPORTS_BUCKET_BUCKET": resumed_bucket,
+    }
     args = [*COMMON_ARGS, "--base-location", file_server.base_url, "--state-schema", "state_resume"]
     log = tmp_path / "killed-runs.log"
     total_objects = 2 * FILES + 2  # DICOM + JPG per file, reports.csv, failures.csv

@@ -1,5 +1,6 @@
 """SIGTERM during a download that would take minutes: the run stops at once, saves its progress, and a rerun
 finishes the rest without downloading anything twice."""
+
 from __future__ import annotations
 
 import os
@@ -31,20 +32,41 @@ def _statuses(server) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_trickling_download_and_keeps_progress(prefect_server, reports_db, file_server,
-                                                               tmp_path: Path) -> None:
+def test_sigterm_stops_a_trickling_download_and_keeps_progress(
+    prefect_server, reports_db, file_server, tmp_path: Path
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
     for name in ("a.dcm", "b.dcm", "c.dcm"):
         shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / name)
-    create_reports_table(reports_db, [("s", "se", "i1", "a.dcm", "x"), ("s", "se", "i2", "b.dcm", "y"),
-                                      ("s", "se", "i3", "c.dcm", "z")])
+    create_reports_table(
+        reports_db, [("s", "se", "i1", "a.dcm", "x"), ("s", "se", "i2", "b.dcm", "y"), ("s", "se", "i3", "c.dcm", "z")]
+    )
     file_server.faults["b.dcm"] = ["trickle"]  # one byte a second: ~40,000 s
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "CLINICFLOW_CREDENTIALS": "env",
-           "CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE": reports_db.database,
-           "CLINICFLOW_DICOM_REPORTS_BUCKET_PATH": str(tmp_path / "bucket")}
-    args = [sys.executable, "-m", "clinicflow.cli", "dicom", "run", "--query", "reports", "--batch-size", "1",
-            "--max-concurrency", "1", "--base-location", file_server.base_url, "--download-timeout-seconds", "600"]
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "CLINICFLOW_CREDENTIALS": "env",
+        "CLINICFLOW_DICOM_REPORTS_POSTGRES_DATABASE": reports_db.database,
+        "CLINICFLOW_DICOM_REPORTS_BUCKET_PATH": str(tmp_path / "bucket"),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "clinicflow.cli",
+        "dicom",
+        "run",
+        "--query",
+        "reports",
+        "--batch-size",
+        "1",
+        "--max-concurrency",
+        "1",
+        "--base-location",
+        file_server.base_url,
+        "--download-timeout-seconds",
+        "600",
+    ]
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -1,4 +1,5 @@
 """The one object store against the GCS emulator and moto's S3 server, below a bucket folder; env builders."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,14 @@ def test_gcs_store_against_the_emulator(gcs_emulator, tmp_path: Path, monkeypatc
 
 def test_s3_store_against_moto(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = s3_server.new_bucket()
-    for key, value in {"BUCKET": bucket, "FOLDER": "exports", "ENDPOINT_URL": s3_server.endpoint,
-                       "ACCESS_KEY_ID": "test", "SECRET_ACCESS_KEY": "fake-sentinel-not-a-credential-5",
-                       "REGION": "us-east-1"}.items():
+    for key, value in {
+        "BUCKET": bucket,
+        "FOLDER": "exports",
+        "ENDPOINT_URL": s3_server.endpoint,
+        "ACCESS_KEY_ID": "test",
+        "SECRET_ACCESS_KEY": "fake-sentinel-not-a-credential-5",
+        "REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(f"CLINICFLOW_OUT_S3_{key}", value)
     block = resolve_bucket("s3", "out-s3")
     writer = store_for_block(block)

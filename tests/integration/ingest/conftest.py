@@ -1,4 +1,5 @@
 """Fixtures for the ingestion tests: real PostgreSQL, moto's S3 server, the GCS emulator, local folders."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

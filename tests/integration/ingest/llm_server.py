@@ -5,6 +5,7 @@ HTTP status, a ``str`` is returned verbatim as the message content, a
 ``dict`` is returned as JSON content. With the script empty, the server
 answers correctly: it reads the MRN of each document in the prompt.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ class LLMServer:
 def correct_answer(prompt: str) -> dict[str, Any]:
     def fields(text: str) -> dict[str, Any]:
         mrn = re.search(r"MRN:\s*(\S+)", text)
-        return {"MRN": mrn.group(1) if mrn else None, "Provider": "Dr. Alan Grant", "dx": ["E11.9"],
-                "meds": "Metformin 500 mg; Amoxicillin", "date_of_service": "2024-05-02", "summary": "Follow up."}
+        return {
+            "MRN": mrn.group(1) if mrn else None,
+            "Provider": "Dr. Alan Grant",
+            "dx": ["E11.9"],
+            "meds": "Metformin 500 mg; Amoxicillin",
+            "date_of_service": "2024-05-02",
+            "summary": "Follow up.",
+        }
 
     documents = re.findall(r'<document id="([^"]+)">\n(.*?)\n</document>', prompt, re.S)
     if documents:
@@ -76,11 +83,18 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             else:
                 prompt = body["messages"][-1]["content"]
                 content = action if isinstance(action, str) else json.dumps(action or correct_answer(prompt))
-                payload = json.dumps({
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                payload = json.dumps(
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ).encode()
                 self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

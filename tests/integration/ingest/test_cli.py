@@ -1,4 +1,5 @@
 """``clinicflow ingest demo|run`` and ``clinicflow dlq list|show|replay|discard`` on the local PostgreSQL."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ from clinicflow_dev.ingest_demo import demo_files
 from tests.integration.ingest.conftest import pg_rows
 
 
-def test_demo_then_dead_letter_commands(prefect_server: None, make_pg_db: Any, monkeypatch: Any,
-                                        tmp_path: Path) -> None:
+def test_demo_then_dead_letter_commands(
+    prefect_server: None, make_pg_db: Any, monkeypatch: Any, tmp_path: Path
+) -> None:
     server = make_pg_db("ingestdemo")
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_DATABASE", server.database)
     runner = CliRunner()
@@ -23,13 +25,19 @@ def test_demo_then_dead_letter_commands(prefect_server: None, make_pg_db: Any, m
     # Every document with a patient id is extracted, the scan by OCR and the PDF from its text layer;
     # the phone note is not a clinical document: a letter.
     assert pg_rows(server, "SELECT count(*) FROM ingest.medical") == [(len(files) - 1,)]
-    assert pg_rows(server, "SELECT mime_sniffed, is_binary, text_method, page_count FROM ingest.documents "
-                           "WHERE uri LIKE '%%.png' OR uri LIKE '%%.pdf' ORDER BY 1") == [
-        ("application/pdf", True, "native", 1), ("image/png", True, "ocr", 1)]
-    assert pg_rows(server, "SELECT m.patient_id, m.diagnosis_codes FROM ingest.medical m JOIN ingest.documents d "
-                           "ON d.id = m.document_id WHERE d.uri LIKE '%%.png'") == [("DEMO0004", ["G47.33"])]
-    assert pg_rows(server, "SELECT mime_sniffed, mime_by_extension FROM ingest.documents "
-                           "WHERE uri LIKE '%%.hl7'") == [("x-application/hl7-v2+er7", "x-application/hl7-v2+er7")]
+    assert pg_rows(
+        server,
+        "SELECT mime_sniffed, is_binary, text_method, page_count FROM ingest.documents "
+        "WHERE uri LIKE '%%.png' OR uri LIKE '%%.pdf' ORDER BY 1",
+    ) == [("application/pdf", True, "native", 1), ("image/png", True, "ocr", 1)]
+    assert pg_rows(
+        server,
+        "SELECT m.patient_id, m.diagnosis_codes FROM ingest.medical m JOIN ingest.documents d "
+        "ON d.id = m.document_id WHERE d.uri LIKE '%%.png'",
+    ) == [("DEMO0004", ["G47.33"])]
+    assert pg_rows(server, "SELECT mime_sniffed, mime_by_extension FROM ingest.documents WHERE uri LIKE '%%.hl7'") == [
+        ("x-application/hl7-v2+er7", "x-application/hl7-v2+er7")
+    ]
     again = runner.invoke(app, ["ingest", "demo", "--files-dir", str(tmp_path / "files")])
     assert again.exit_code == 0, again.output
     assert pg_rows(server, "SELECT count(*) FROM ingest.documents") == [(len(files),)]

@@ -1,4 +1,5 @@
 """Extractors: the offline rules extractor, and the LLM extractor against a scripted local OpenAI-compatible server."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,10 +22,12 @@ def _llm(server: LLMServer, batch_size: int = 4, retries: int = 2) -> LLMExtract
 
 def test_llm_batch_with_fallback_retries_transient_and_reports_malformed(llm_server: LLMServer) -> None:
     llm_server.script = [
-        429, 500, "this is not json {",  # the batch request: two transient errors, then a malformed answer
+        429,
+        500,
+        "this is not json {",  # the batch request: two transient errors, then a malformed answer
         # per-record fallback, in order:
         {"patientId": "MRN000001", "Diagnoses": ["E11.9"]},  # doc 1: good, other field names
-        "```json\n{\"mrn\": \"broken\",\n```",  # doc 2: malformed JSON
+        '```json\n{"mrn": "broken",\n```',  # doc 2: malformed JSON
         {"name": "Patient 3"},  # doc 3: missing patient_id
         503,  # doc 4: transient, then answered correctly by the server
     ]
@@ -38,8 +41,9 @@ def test_llm_batch_with_fallback_retries_transient_and_reports_malformed(llm_ser
     assert outcomes[3].ok
     assert outcomes[3].medical.patient_id == "MRN000004"
     assert len(llm_server.requests) == 3 + 1 + 1 + 1 + 2
-    assert all(r["model"] == "test-model" and r["response_format"] == {"type": "json_object"}
-               for r in llm_server.requests)
+    assert all(
+        r["model"] == "test-model" and r["response_format"] == {"type": "json_object"} for r in llm_server.requests
+    )
 
 
 def test_llm_batch_answer_is_used_when_valid(llm_server: LLMServer) -> None:
@@ -63,20 +67,23 @@ def test_llm_extraction_dead_letters_replay_and_cache(tmp_path: Path, ingest_db:
     store = LocalStore(tmp_path)
     location = parse_location(str(tmp_path / "letter*.txt"))
     llm_server.script = ["{not json", "{not json", {"name": "no id"}]  # batch malformed; doc 1 malformed, doc 2 missing
-    counts = process_file_batch(ingest_db, store, list(matching_objects(store, location)),
-                                IngestSettings(run_id="r1"), _llm(llm_server))
+    counts = process_file_batch(
+        ingest_db, store, list(matching_objects(store, location)), IngestSettings(run_id="r1"), _llm(llm_server)
+    )
     assert (counts.staged, counts.extracted) == (4, 2)
     assert dict(counts.dead_lettered) == {"extract/malformed-output": 1, "extract/missing-field": 1}
-    letters = pg_rows(ingest_db, "SELECT stage, reason, status, payload IS NOT NULL FROM ingest.dead_letters "
-                                 "ORDER BY reason")
+    letters = pg_rows(
+        ingest_db, "SELECT stage, reason, status, payload IS NOT NULL FROM ingest.dead_letters ORDER BY reason"
+    )
     assert letters == [("extract", "malformed-output", "open", True), ("extract", "missing-field", "open", True)]
 
     before = len(llm_server.requests)
     result = replay(ingest_db, IngestSettings(run_id="replay"), extractor=_llm(llm_server))
     assert (result.replayed, result.still_open) == (2, 0)
     assert len(llm_server.requests) == before + 2
-    assert pg_rows(ingest_db, "SELECT count(*), count(DISTINCT document_id), count(DISTINCT patient_id) "
-                              "FROM ingest.medical") == [(4, 4, 4)]
+    assert pg_rows(
+        ingest_db, "SELECT count(*), count(DISTINCT document_id), count(DISTINCT patient_id) FROM ingest.medical"
+    ) == [(4, 4, 4)]
 
     # The same content under another name: extracted from the cache, no request.
     copy = LocalStore(tmp_path / "copy")

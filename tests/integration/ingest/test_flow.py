@@ -1,4 +1,5 @@
 """Flow ``ingest_files`` end to end: local folder and moto S3 (custom endpoint), artifacts, max_error_rate, SIGKILL."""
+
 from __future__ import annotations
 
 import json
@@ -41,15 +42,25 @@ def test_flow_on_a_local_folder(prefect_server: None, ingest_env: Any, tmp_path:
     from flows.ingest_files import ingest_files
 
     files = {f"in/2024/letter{n}.txt": referral(n) for n in range(6)}
-    files |= {"in/2024/scan.png": PNG, "in/2024/no-id.txt": b"A note with no labelled fields.",
-              "in/2023/old.txt": referral(99), "in/2024/big.txt": b"x" * 300_000, "in/2024/skip.csv": b"a,b\n"}
+    files |= {
+        "in/2024/scan.png": PNG,
+        "in/2024/no-id.txt": b"A note with no labelled fields.",
+        "in/2023/old.txt": referral(99),
+        "in/2024/big.txt": b"x" * 300_000,
+        "in/2024/skip.csv": b"a,b\n",
+    }
     write_tree(tmp_path, files)
     pattern = str(tmp_path / "in" / "**" / "*.txt")
     state = ingest_files(pattern, batch_size=3, max_file_mb=0.25, max_error_rate=0.5, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
     assert {k: result[k] for k in ("listed", "new", "staged", "extracted", "skipped")} == {
-        "listed": 9, "new": 9, "staged": 8, "extracted": 7, "skipped": 0}
+        "listed": 9,
+        "new": 9,
+        "staged": 8,
+        "extracted": 7,
+        "skipped": 0,
+    }
     assert result["dead_lettered_by_reason"] == {"extract/not-clinical": 1, "read/too-large": 1}
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(7,)]
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.current_medical") == [(7,)]
@@ -70,18 +81,26 @@ def test_flow_on_a_local_folder(prefect_server: None, ingest_env: Any, tmp_path:
     assert (changed["staged"], changed["extracted"], changed["skipped"]) == (1, 1, 7)
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(8,)]
     assert pg_rows(ingest_env, "SELECT patient_id FROM ingest.current_medical WHERE uri LIKE '%%letter0.txt'") == [
-        ("MRN999999",)]
+        ("MRN999999",)
+    ]
 
 
-def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_server: None, ingest_env: Any,
-                                                                   s3_env: Any) -> None:
+def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(
+    prefect_server: None, ingest_env: Any, s3_env: Any
+) -> None:
     from flows.ingest_files import ingest_files
 
     client, bucket = s3_env.client(), s3_env.new_bucket()
     for n in range(40):
         client.put_object(Bucket=bucket, Key=f"refs/{n % 4}/r{n:03d}.txt", Body=referral(n))
-    state = ingest_files(f"s3://{bucket}/refs/**/r0?[0-9].txt", batch_size=10, fail_percentage=50, seed=1,
-                         max_error_rate=0.2, return_state=True)
+    state = ingest_files(
+        f"s3://{bucket}/refs/**/r0?[0-9].txt",
+        batch_size=10,
+        fail_percentage=50,
+        seed=1,
+        max_error_rate=0.2,
+        return_state=True,
+    )
     assert state.is_failed()
     assert "max_error_rate" in state.message
     # The error rate decides only the run's state: every document that did not fail is staged and extracted.
@@ -103,15 +122,17 @@ def test_flow_on_s3_with_a_custom_endpoint_and_the_error_threshold(prefect_serve
 def test_synthetic_flow_and_replay_flow(prefect_server: None, ingest_env: Any) -> None:
     from flows.ingest_files import ingest_files, replay_dead_letters
 
-    result = ingest_files("synthetic://logs?count=300&seed=5", batch_size=50, fail_percentage=10, seed=9,
-                          max_error_rate=0.3)
+    result = ingest_files(
+        "synthetic://logs?count=300&seed=5", batch_size=50, fail_percentage=10, seed=9, max_error_rate=0.3
+    )
     assert 10 <= result["dead_lettered"] <= 60
     assert result["staged"] == 300 - result["dead_lettered"]
     replayed = replay_dead_letters()
     assert replayed["replayed"] == result["dead_lettered"]
     assert replayed["still_open"] == 0
     assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT record_id) FROM ingest.synthetic_records") == [
-        (300, 300)]
+        (300, 300)
+    ]
 
 
 def _documents(server: Any) -> int:
@@ -128,20 +149,35 @@ def _documents(server: Any) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_rerun_stages_and_extracts_everything_once(prefect_server: None, ingest_env: Any,
-                                                                        llm_server: LLMServer,
-                                                                        tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_rerun_stages_and_extracts_everything_once(
+    prefect_server: None, ingest_env: Any, llm_server: LLMServer, tmp_path: Path
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
     total = 200
     write_tree(tmp_path, {f"docs/d{n:04d}.txt": referral(n) for n in range(total)})
     llm_server.delay = 0.05
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "CLINICFLOW_CREDENTIALS": "env",
-           "CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": ingest_env.database,
-           "CLINICFLOW_INGEST_LLM_BASE_URL": llm_server.base_url, "CLINICFLOW_INGEST_LLM_MODEL": "test-model",
-           "CLINICFLOW_INGEST_LLM_BATCH_SIZE": "5"}
-    args = [sys.executable, "-m", "clinicflow.cli", "ingest", "run", str(tmp_path / "docs" / "*.txt"),
-            "--batch-size", "10", "--extractor", "llm"]
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "CLINICFLOW_CREDENTIALS": "env",
+        "CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": ingest_env.database,
+        "CLINICFLOW_INGEST_LLM_BASE_URL": llm_server.base_url,
+        "CLINICFLOW_INGEST_LLM_MODEL": "test-model",
+        "CLINICFLOW_INGEST_LLM_BATCH_SIZE": "5",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "clinicflow.cli",
+        "ingest",
+        "run",
+        str(tmp_path / "docs" / "*.txt"),
+        "--batch-size",
+        "10",
+        "--extractor",
+        "llm",
+    ]
     log = tmp_path / "killed.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
@@ -167,13 +203,15 @@ def test_sigkill_mid_run_then_rerun_stages_and_extracts_everything_once(prefect_
     rerun = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT uri) FROM ingest.documents") == [(total, total)]
-    assert pg_rows(ingest_env, "SELECT count(*), count(DISTINCT document_id), count(DISTINCT patient_id) "
-                               "FROM ingest.medical") == [(total, total, total)]
+    assert pg_rows(
+        ingest_env, "SELECT count(*), count(DISTINCT document_id), count(DISTINCT patient_id) FROM ingest.medical"
+    ) == [(total, total, total)]
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.dead_letters") == [(0,)]
 
 
-def test_flow_on_the_gcs_emulator_and_a_file_replay(prefect_server: None, ingest_env: Any, gcs_emulator: Any,
-                                                    tmp_path: Path) -> None:
+def test_flow_on_the_gcs_emulator_and_a_file_replay(
+    prefect_server: None, ingest_env: Any, gcs_emulator: Any, tmp_path: Path
+) -> None:
     from flows.ingest_files import ingest_files, replay_dead_letters
 
     bucket = gcs_emulator.new_bucket()
@@ -182,8 +220,9 @@ def test_flow_on_the_gcs_emulator_and_a_file_replay(prefect_server: None, ingest
         client.blob(f"labs/2024/lab{n}.txt").upload_from_string(referral(n))
     client.blob("labs/2024/big.txt").upload_from_string(referral(9) + b"x" * 200_000)
     client.blob("labs/2023/lab9.txt").upload_from_string(referral(9))
-    state = ingest_files(f"gs://{bucket}/labs/2024/*.txt", batch_size=4, max_file_mb=0.1, max_error_rate=0.5,
-                         return_state=True)
+    state = ingest_files(
+        f"gs://{bucket}/labs/2024/*.txt", batch_size=4, max_file_mb=0.1, max_error_rate=0.5, return_state=True
+    )
     assert state.is_completed(), state.message
     result = state.result()
     assert (result["listed"], result["staged"], result["extracted"]) == (6, 5, 5)

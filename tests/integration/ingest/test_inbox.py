@@ -1,5 +1,6 @@
 """A real clinical inbox on a first run: everything readable staged, letters that replay, links kept in the root,
 replays by the letter's own extractor, re-extraction with another extractor and back."""
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ def llm_env(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> LLMServer
     return llm_server
 
 
-def test_first_run_of_a_mixed_inbox_stages_every_readable_document(prefect_server: None, ingest_env: Any,
-                                                                   tmp_path: Path) -> None:
+def test_first_run_of_a_mixed_inbox_stages_every_readable_document(
+    prefect_server: None, ingest_env: Any, tmp_path: Path
+) -> None:
     from flows.ingest_files import ingest_files, replay_dead_letters
 
     inbox = tmp_path / "inbox"
@@ -59,22 +61,35 @@ def test_first_run_of_a_mixed_inbox_stages_every_readable_document(prefect_serve
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents") == [(len(truths),)]
     medical = sum(1 for t in truths.values() if t["expect"] == "medical")
     assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.medical") == [(medical,)]
-    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents WHERE text_content LIKE '%%OUTSIDE-SECRET%%' "
-                               "OR extracted_text LIKE '%%OUTSIDE-SECRET%%'") == [(0,)]
-    assert pg_rows(ingest_env, "SELECT reason, source_uri LIKE '%%link-out.txt' FROM ingest.dead_letters "
-                               "WHERE stage = 'read' ORDER BY reason") == [("not-found", False), ("outside-root", True)]
+    assert pg_rows(
+        ingest_env,
+        "SELECT count(*) FROM ingest.documents WHERE text_content LIKE '%%OUTSIDE-SECRET%%' "
+        "OR extracted_text LIKE '%%OUTSIDE-SECRET%%'",
+    ) == [(0,)]
+    assert pg_rows(
+        ingest_env,
+        "SELECT reason, source_uri LIKE '%%link-out.txt' FROM ingest.dead_letters WHERE stage = 'read' ORDER BY reason",
+    ) == [("not-found", False), ("outside-root", True)]
     # Every extract letter points at a staged document, names its extractor and the expected reason.
-    letters = pg_rows(ingest_env, "SELECT l.reason, d.uri, l.extractor FROM ingest.dead_letters l "
-                                  "JOIN ingest.documents d ON d.id::text = l.pointer WHERE l.stage = 'extract'")
+    letters = pg_rows(
+        ingest_env,
+        "SELECT l.reason, d.uri, l.extractor FROM ingest.dead_letters l "
+        "JOIN ingest.documents d ON d.id::text = l.pointer WHERE l.stage = 'extract'",
+    )
     assert len(letters) == len(truths) - medical
     for reason, uri, extractor in letters:
         assert extractor == "rules", (uri, reason)
         assert reason == truths[uri.rsplit("/", 1)[1]]["expect"], (uri, reason)
-    assert pg_rows(ingest_env, "SELECT count(*) FROM ingest.documents WHERE text_method = 'ocr' AND "
-                               "ocr_confidence > 50 AND page_count = 1") == [(1,)]
+    assert pg_rows(
+        ingest_env,
+        "SELECT count(*) FROM ingest.documents WHERE text_method = 'ocr' AND ocr_confidence > 50 AND page_count = 1",
+    ) == [(1,)]
     # Provenance per field: parser and span or segment.
-    (provenance,) = pg_rows(ingest_env, "SELECT m.provenance FROM ingest.medical m JOIN ingest.documents d "
-                                        "ON d.id = m.document_id WHERE d.uri LIKE '%%adt-a01-escapes.hl7'")[0]
+    (provenance,) = pg_rows(
+        ingest_env,
+        "SELECT m.provenance FROM ingest.medical m JOIN ingest.documents d "
+        "ON d.id = m.document_id WHERE d.uri LIKE '%%adt-a01-escapes.hl7'",
+    )[0]
     assert provenance["patient_id"].startswith("rules:hl7:PID")
     assert provenance["patient_id"].endswith("PID-3[1]")
 
@@ -85,8 +100,9 @@ def test_first_run_of_a_mixed_inbox_stages_every_readable_document(prefect_serve
     assert reasons == {"not-clinical", "ambiguous-field", "missing-field", "not-found", "outside-root"}
 
 
-def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest_env: Any, llm_env: LLMServer,
-                                                     tmp_path: Path) -> None:
+def test_a_replayed_llm_letter_goes_back_to_the_llm(
+    prefect_server: None, ingest_env: Any, llm_env: LLMServer, tmp_path: Path
+) -> None:
     from flows.ingest_files import replay_dead_letters
 
     write_tree(tmp_path, {f"letter{n}.txt": referral(n) for n in range(1, 3)})
@@ -98,8 +114,13 @@ def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest
     assert (decoy.reason, decoy.medical) == ("not-clinical", None)
     assert "invoice" in decoy.message
     assert llm_env.requests == []
-    counts = process_file_batch(ingest_env, store, list(matching_objects(store, parse_location(str(tmp_path / "*")))),
-                                IngestSettings(run_id="r1"), llm)
+    counts = process_file_batch(
+        ingest_env,
+        store,
+        list(matching_objects(store, parse_location(str(tmp_path / "*")))),
+        IngestSettings(run_id="r1"),
+        llm,
+    )
     assert dict(counts.dead_lettered) == {"extract/malformed-output": 1}
     assert pg_rows(ingest_env, "SELECT extractor FROM ingest.dead_letters") == [("llm",)]
     before = len(llm_env.requests)
@@ -109,8 +130,9 @@ def test_a_replayed_llm_letter_goes_back_to_the_llm(prefect_server: None, ingest
     assert pg_rows(ingest_env, "SELECT extractor, count(*) FROM ingest.medical GROUP BY 1") == [("llm", 2)]
 
 
-def test_reextract_switches_a_folder_to_another_extractor_and_back(prefect_server: None, ingest_env: Any,
-                                                                   llm_env: LLMServer, tmp_path: Path) -> None:
+def test_reextract_switches_a_folder_to_another_extractor_and_back(
+    prefect_server: None, ingest_env: Any, llm_env: LLMServer, tmp_path: Path
+) -> None:
     from clinicflow.cli import app
     from flows.ingest_files import ingest_files
 
@@ -142,7 +164,13 @@ def test_listing_survives_dangling_and_outside_links(tmp_path: Path) -> None:
     os.symlink(root / "a" / "ok.txt", root / "a" / "inside-link.txt")
     os.symlink(tmp_path, root / "a" / "dir-out")
     listed = {info.key: info.problem for info in LocalStore(root).list("")}
-    assert listed == {"a/dangling.txt": "not-found", "a/dir-out": "outside-root", "a/inside-link.txt": None,
-                      "a/ok.txt": None, "a/out.txt": "outside-root", "b/vanishing.txt": None}
+    assert listed == {
+        "a/dangling.txt": "not-found",
+        "a/dir-out": "outside-root",
+        "a/inside-link.txt": None,
+        "a/ok.txt": None,
+        "a/out.txt": "outside-root",
+        "b/vanishing.txt": None,
+    }
     with pytest.raises(PermissionError):
         LocalStore(root).read("a/out.txt", 100)

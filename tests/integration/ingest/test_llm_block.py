@@ -1,4 +1,5 @@
 """The LLM block through the one resolver (env mode), wired into the flow's extractor builder."""
+
 from __future__ import annotations
 
 import pytest

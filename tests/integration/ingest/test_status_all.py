@@ -1,4 +1,5 @@
 """`clinicflow status --json` after a failed ingestion run and a failed processing job; its exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ def status(*args: str, scope: tuple[str, ...] = ("ingest", "processing", "nightl
 
 
 def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
-        prefect_server: None, analytics_env: Any, tmp_path: Path) -> None:
+    prefect_server: None, analytics_env: Any, tmp_path: Path
+) -> None:
     from clinicflow.processing import store
     from clinicflow.processing.files import store_upload
     from clinicflow.processing.runner import process_result
@@ -46,8 +48,14 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
     assert report["subsystems"]["ingest"]["runs"][0]["status"] == "ok"
 
     write_tree(tmp_path, {f"new/r{n}.txt": referral(n + 10) for n in range(4)})
-    failed = ingest_files(str(tmp_path / "new" / "*.txt"), batch_size=2, fail_percentage=100, seed=3,
-                          max_error_rate=0.1, return_state=True)
+    failed = ingest_files(
+        str(tmp_path / "new" / "*.txt"),
+        batch_size=2,
+        fail_percentage=100,
+        seed=3,
+        max_error_rate=0.1,
+        return_state=True,
+    )
     assert failed.is_failed()
     code, report = status()
     ingest = report["subsystems"]["ingest"]

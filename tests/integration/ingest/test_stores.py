@@ -1,4 +1,5 @@
 """Wildcard listing and staging on a local folder, moto's S3 server (custom endpoint) and the GCS emulator."""
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,7 @@ TREE = {
 
 CASES = [
     ("in/*.txt", {"in/a.txt", "in/file1.txt", "in/file12.txt", "in/scan.txt"}),
-    ("in/**/*.txt", {"in/a.txt", "in/file1.txt", "in/file12.txt", "in/scan.txt", "in/sub/c.txt",
-                     "in/sub/deep/d.txt"}),
+    ("in/**/*.txt", {"in/a.txt", "in/file1.txt", "in/file12.txt", "in/scan.txt", "in/sub/c.txt", "in/sub/deep/d.txt"}),
     ("in/file?.txt", {"in/file1.txt"}),
     ("in/sub/**", {"in/sub/c.txt", "in/sub/deep/d.txt"}),
     ("in/*/c.txt", {"in/sub/c.txt"}),
@@ -111,26 +111,42 @@ def test_a_thousand_objects_match(store_factory: Any) -> None:
 
 
 def test_staging_is_incremental_by_content(store_factory: Any, ingest_db: Any) -> None:
-    files = {"docs/letter1.txt": referral(1), "docs/letter2.txt": referral(2), "docs/scan.txt": PNG,
-             "docs/big.bin": bytes(range(256)) * 64}
+    files = {
+        "docs/letter1.txt": referral(1),
+        "docs/letter2.txt": referral(2),
+        "docs/scan.txt": PNG,
+        "docs/big.bin": bytes(range(256)) * 64,
+    }
     store, base = store_factory(files)
     location = _location(base, "docs/*")
     store = _store_for(store, location)
     settings = IngestSettings(run_id="r1", inline_binary_bytes=2048)
 
     def run(run_settings: IngestSettings) -> Any:
-        return run_batches(matching_objects(store, location), 3,
-                           lambda batch, before: process_file_batch(ingest_db, store, batch, run_settings, None,
-                                                                    before))
+        return run_batches(
+            matching_objects(store, location),
+            3,
+            lambda batch, before: process_file_batch(ingest_db, store, batch, run_settings, None, before),
+        )
 
     first = run(settings)
     assert (first.listed, first.new, first.staged, first.skipped, first.failures) == (4, 4, 4, 0, 0)
-    rows = {Path(r[0]).name: r[1:] for r in pg_rows(
-        ingest_db, "SELECT uri, sha256, size_bytes, mime_sniffed, mime_by_extension, is_binary, text_content, "
-                   "content_base64, content_pointer FROM ingest.documents")}
+    rows = {
+        Path(r[0]).name: r[1:]
+        for r in pg_rows(
+            ingest_db,
+            "SELECT uri, sha256, size_bytes, mime_sniffed, mime_by_extension, is_binary, text_content, "
+            "content_base64, content_pointer FROM ingest.documents",
+        )
+    }
     sha, size, sniffed, by_ext, binary, text, b64, pointer = rows["letter1.txt"]
-    assert (sha, size, sniffed, by_ext, binary) == (hashlib.sha256(referral(1)).hexdigest(), len(referral(1)),
-                                                   "text/plain", "text/plain", False)
+    assert (sha, size, sniffed, by_ext, binary) == (
+        hashlib.sha256(referral(1)).hexdigest(),
+        len(referral(1)),
+        "text/plain",
+        "text/plain",
+        False,
+    )
     assert text == referral(1).decode()
     assert b64 is None
     assert pointer is None
@@ -150,8 +166,9 @@ def test_staging_is_incremental_by_content(store_factory: Any, ingest_db: Any) -
     _rewrite(store, key, referral(2) + b"\nAddendum: X-ray normal.\n")
     third = run(IngestSettings(run_id="r3", inline_binary_bytes=2048))
     assert (third.new, third.staged, third.skipped) == (1, 1, 3)
-    versions = pg_rows(ingest_db, "SELECT count(*), count(DISTINCT sha256) FROM ingest.documents "
-                                  "WHERE uri LIKE '%%letter2.txt'")
+    versions = pg_rows(
+        ingest_db, "SELECT count(*), count(DISTINCT sha256) FROM ingest.documents WHERE uri LIKE '%%letter2.txt'"
+    )
     assert versions == [(2, 2)]  # both content versions kept, each once
     assert pg_rows(ingest_db, "SELECT count(*) FROM ingest.documents") == [(5,)]
 

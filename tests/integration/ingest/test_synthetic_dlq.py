@@ -1,4 +1,5 @@
 """The synthetic source kind and the dead-letter drill: fail 10 %, replay at 0 %, every record exactly once."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,13 +11,15 @@ from tests.integration.ingest.conftest import pg_rows
 
 
 def _run(server: Any, kind: str, count: int, settings: IngestSettings, batch_size: int = 100) -> Any:
-    return run_batches(generate(kind, count, seed=7), batch_size,
-                       lambda batch, before: load_records(server, batch, settings, before))
+    return run_batches(
+        generate(kind, count, seed=7), batch_size, lambda batch, before: load_records(server, batch, settings, before)
+    )
 
 
 def test_fail_ten_percent_then_replay_loads_all_exactly_once(ingest_db: Any) -> None:
-    first = _run(ingest_db, "events", 1000, IngestSettings(run_id="drill-1", fail_percentage=10, seed=42,
-                                                           max_error_rate=0.5))
+    first = _run(
+        ingest_db, "events", 1000, IngestSettings(run_id="drill-1", fail_percentage=10, seed=42, max_error_rate=0.5)
+    )
     dead = first.failures
     assert 70 <= dead <= 130, dead  # seeded: about 10 % of 1,000
     assert first.staged == 1000 - dead
@@ -31,8 +34,9 @@ def test_fail_ten_percent_then_replay_loads_all_exactly_once(ingest_db: Any) -> 
 
     # A rerun with the same setting: nothing duplicated, the same items fail again (attempts 2). Only the
     # failed items are new, so every new item fails: the rate is 1.0.
-    again = _run(ingest_db, "events", 1000, IngestSettings(run_id="drill-2", fail_percentage=10, seed=42,
-                                                           max_error_rate=1.0))
+    again = _run(
+        ingest_db, "events", 1000, IngestSettings(run_id="drill-2", fail_percentage=10, seed=42, max_error_rate=1.0)
+    )
     assert (again.staged, again.skipped, again.failures) == (0, 1000 - dead, dead)
     assert pg_rows(ingest_db, "SELECT count(*), min(attempts) FROM ingest.dead_letters") == [(dead, 2)]
 
@@ -48,8 +52,7 @@ def test_fail_ten_percent_then_replay_loads_all_exactly_once(ingest_db: Any) -> 
 
 
 def test_max_error_rate_stops_the_run_and_publishes_nothing_past_it(ingest_db: Any) -> None:
-    counts = _run(ingest_db, "logs", 1000, IngestSettings(run_id="r", fail_percentage=30, seed=1,
-                                                          max_error_rate=0.1))
+    counts = _run(ingest_db, "logs", 1000, IngestSettings(run_id="r", fail_percentage=30, seed=1, max_error_rate=0.1))
     assert counts.stopped
     assert counts.listed == 100  # the first batch already crossed the threshold
     assert pg_rows(ingest_db, "SELECT count(*) FROM ingest.synthetic_records") == [(0,)]

@@ -1,5 +1,6 @@
 """Two clinics side by side: each nightly_etl run names its clinic's blocks (source, replica, analytics), both run
 at once in one process, and each clinic's raw tables equal its own source and nothing of the other's."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,8 +34,11 @@ class Clinic:
     counts: dict[str, int]
 
     def blocks(self) -> dict[str, str]:
-        return {"source_block": f"{self.name}-source", "replica_block": f"{self.name}-replication",
-                "analytics_block": f"{self.name}-analytics"}
+        return {
+            "source_block": f"{self.name}-source",
+            "replica_block": f"{self.name}-replication",
+            "analytics_block": f"{self.name}-analytics",
+        }
 
 
 def _set_env(monkeypatch: pytest.MonkeyPatch, block: str, server: MySQLServer | PostgresServer) -> None:
@@ -45,8 +49,15 @@ def _set_env(monkeypatch: pytest.MonkeyPatch, block: str, server: MySQLServer | 
     monkeypatch.setenv(prefix + "DATABASE", server.database)
 
 
-def _make_clinic(name: str, seed: int, scale: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> Clinic:
+def _make_clinic(
+    name: str,
+    seed: int,
+    scale: float,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+) -> Clinic:
     source, replica, pg = make_mysql_db(f"{name[-1]}src"), make_mysql_db(f"{name[-1]}rep"), make_pg_db(f"{name[-1]}pg")
     counts = generator.seed(source, scale=scale, seed=seed, edge_cases=False)
     counts = {t: n for t, n in counts.items() if t in TABLES}
@@ -77,9 +88,13 @@ def _raw_checks(clinic: Clinic) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer],
-                                      make_pg_db: Callable[[str], PostgresServer], monkeypatch: pytest.MonkeyPatch,
-                                      tmp_path: Path, prefect_server: None) -> None:
+def test_two_clinics_run_side_by_side(
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    prefect_server: None,
+) -> None:
     from flows.nightly import nightly_etl
 
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
@@ -93,8 +108,9 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
     assert clinic_a.counts["procedurelog"] != clinic_b.counts["procedurelog"]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {c.name: pool.submit(nightly_etl, tables_file=str(c.tables_file), **c.blocks())
-                for c in (clinic_a, clinic_b)}
+        runs = {
+            c.name: pool.submit(nightly_etl, tables_file=str(c.tables_file), **c.blocks()) for c in (clinic_a, clinic_b)
+        }
         results = {name: future.result() for name, future in runs.items()}
 
     sums: dict[str, dict[str, str]] = {}
@@ -119,8 +135,11 @@ def test_two_clinics_run_side_by_side(make_mysql_db: Callable[[str], MySQLServer
         assert runs_recorded[0].tables_total == len(clinic.counts)
 
     # Different seeds and sizes: tables that differ between the sources differ between the clinics' targets too.
-    differing = [t for t in TABLES
-                 if checksums.table_checksum(clinic_a.source, t) != checksums.table_checksum(clinic_b.source, t)]
+    differing = [
+        t
+        for t in TABLES
+        if checksums.table_checksum(clinic_a.source, t) != checksums.table_checksum(clinic_b.source, t)
+    ]
     assert {"patient", "appointment", "procedurelog"} <= set(differing)
     for table in differing:
         assert sums["clinic-a"][table] != sums["clinic-b"][table], table

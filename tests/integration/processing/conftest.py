@@ -1,4 +1,5 @@
 """Fixtures of the processing tests: an analytics database with the processing tables, a local bucket."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -40,10 +41,10 @@ SCRIPTS = {
     "column_sum": "def process(df, params):\n    return {'sum': float(df[params['column']].sum())}\n",
     # Names its process (its comm, seen from the host) then waits: the tests find and kill it by that name.
     "waits": "import ctypes, time\n"
-             "def process(df, params):\n"
-             "    ctypes.CDLL(None).prctl(15, params['marker'].encode())  # PR_SET_NAME\n"
-             "    time.sleep(600)\n"
-             "    return {}\n",
+    "def process(df, params):\n"
+    "    ctypes.CDLL(None).prctl(15, params['marker'].encode())  # PR_SET_NAME\n"
+    "    time.sleep(600)\n"
+    "    return {}\n",
     **HOSTILE,
 }
 
@@ -58,8 +59,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     name = unique_name("processing_api")
     database = create_database(admin, name)
     try:
-        running = start_service(tmp_path_factory.mktemp("processing-service"), database, task_workers=2,
-                                extra_env=SERVICE_LIMITS)
+        running = start_service(
+            tmp_path_factory.mktemp("processing-service"), database, task_workers=2, extra_env=SERVICE_LIMITS
+        )
         for script, text in SCRIPTS.items():
             (running.scripts_dir / f"{script}.py").write_text(text, encoding="utf-8")
         try:

@@ -1,5 +1,6 @@
 """The service end to end: real PostgreSQL, a real Prefect server, task workers and a process worker, the API
 over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ from tests.integration.processing.hostile_scripts import job_process_of, process
 from tests.integration.processing.service_support import DEPLOYMENT_MIN_ROWS, TOKEN, Service
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("processing-service"),
+    pytest.mark.timeout(900),
+]
 
 
 def signal_csv(path: Path, rows: int = 2000) -> pd.DataFrame:
@@ -42,8 +47,9 @@ def upload(service: Service, path: Path) -> dict[str, Any]:
 
 def submit(service: Service, file_id: int, kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
     with service.client() as client:
-        response = client.post("/api/etl/process", json={"data_file_id": file_id, "processing_type": kind,
-                                                          "parameters": parameters})
+        response = client.post(
+            "/api/etl/process", json={"data_file_id": file_id, "processing_type": kind, "parameters": parameters}
+        )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -105,9 +111,14 @@ def test_health_is_open_and_everything_else_needs_the_token(service: Service) ->
         # The fixture waited for "ok": the dispatcher is connected and warm, so a job starts at once.
         assert health.json()["status"] == "ok"
         assert health.json()["dispatcher"] == "ready"
-        for method, path in (("GET", "/api/etl/results"), ("GET", "/api/etl/results/1"),
-                             ("POST", "/api/etl/process"), ("DELETE", "/api/etl/results/1"),
-                             ("GET", "/api/etl/results/1/export"), ("POST", "/api/etl/files")):
+        for method, path in (
+            ("GET", "/api/etl/results"),
+            ("GET", "/api/etl/results/1"),
+            ("POST", "/api/etl/process"),
+            ("DELETE", "/api/etl/results/1"),
+            ("GET", "/api/etl/results/1/export"),
+            ("POST", "/api/etl/files"),
+        ):
             assert client.request(method, path).status_code == 401, path
         assert client.get("/api/etl/results", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/ui/").status_code == 200  # the page holds no data; its calls need the token
@@ -134,10 +145,15 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     assert stats["t"]["nulls"] == 0
     updates = Updates(service)
     try:
-        rolling = submit(service, data_file["id"], "rolling_mean", {"window": 25, "center": True,
-                                                                      "columns": ["voltage"], "max_points": 100})
-        peaks = submit(service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0,
-                                                                      "distance": 30})
+        rolling = submit(
+            service,
+            data_file["id"],
+            "rolling_mean",
+            {"window": 25, "center": True, "columns": ["voltage"], "max_points": 100},
+        )
+        peaks = submit(
+            service, data_file["id"], "peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 30}
+        )
         assert rolling["status"] == "PENDING"
         assert rolling["runs_as"] == "task"
         done = service.wait_for(rolling["id"], {"COMPLETED", "FAILED", "CRASHED"})
@@ -160,8 +176,9 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
     assert [p["prominence"] for p in found["result_data"]["peaks"]] == pytest.approx(props["prominences"].tolist())
     # Live: each row went PENDING -> PROCESSING (progress) -> COMPLETED, relayed from NOTIFY.
     for result_id in (rolling["id"], peaks["id"]):
-        seen = [s for i, s in enumerate(updates.statuses(result_id))
-                if i == 0 or updates.statuses(result_id)[i - 1] != s]
+        seen = [
+            s for i, s in enumerate(updates.statuses(result_id)) if i == 0 or updates.statuses(result_id)[i - 1] != s
+        ]
         assert seen == ["PENDING", "PROCESSING", "COMPLETED"], updates.messages
     assert done["task_run_id"]
     assert done["worker"]
@@ -182,14 +199,16 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         exported = client.get(f"/api/etl/results/{rolling['id']}/export", params={"format": "json"})
         assert exported.headers["content-disposition"].endswith(f'result-{rolling["id"]}.json"')
         full = exported.json()
-        assert {k: v for k, v in full.items() if k != "result_data"} == \
-            {k: v for k, v in done.items() if k != "result_data"}
+        assert {k: v for k, v in full.items() if k != "result_data"} == {
+            k: v for k, v in done.items() if k != "result_data"
+        }
         data = full["result_data"]
         assert data["resolution"] == "full"
         assert data["step"] == 1
         assert data["index"] == list(range(2000))
-        np.testing.assert_allclose(np.array(data["series"]["voltage"]["rolling_mean"], dtype=float), expected_mean,
-                                   equal_nan=True, rtol=1e-9)
+        np.testing.assert_allclose(
+            np.array(data["series"]["voltage"]["rolling_mean"], dtype=float), expected_mean, equal_nan=True, rtol=1e-9
+        )
         np.testing.assert_allclose(data["series"]["voltage"]["values"], frame["voltage"].to_numpy(), rtol=1e-12)
         assert data["summary"] == done["result_data"]["summary"]
         peaks_json = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "json"}).json()
@@ -197,17 +216,21 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         assert peaks_json["result_data"]["peaks"] == found["result_data"]["peaks"]
 
 
-@pytest.mark.parametrize(("kind", "parameters", "field"), [
-    ("fourier", {}, ["body", "processing_type"]),
-    ("rolling_mean", {"window": 0}, ["body", "parameters", "window"]),
-    ("rolling_mean", {"window": 3, "columns": ["pulse"]}, ["body", "parameters", "columns"]),
-    ("peak_detection", {"height": "tall"}, ["body", "parameters", "height"]),
-    ("custom", {"script": "../outside"}, ["body", "parameters", "script"]),
-    ("custom", {"script": "linked_outside"}, ["body", "parameters", "script"]),
-    ("custom", {"script": "not_there"}, ["body", "parameters", "script"]),
-])
-def test_bad_requests_are_refused_naming_the_field(service: Service, tmp_path: Path, kind: str,
-                                                   parameters: dict[str, Any], field: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "parameters", "field"),
+    [
+        ("fourier", {}, ["body", "processing_type"]),
+        ("rolling_mean", {"window": 0}, ["body", "parameters", "window"]),
+        ("rolling_mean", {"window": 3, "columns": ["pulse"]}, ["body", "parameters", "columns"]),
+        ("peak_detection", {"height": "tall"}, ["body", "parameters", "height"]),
+        ("custom", {"script": "../outside"}, ["body", "parameters", "script"]),
+        ("custom", {"script": "linked_outside"}, ["body", "parameters", "script"]),
+        ("custom", {"script": "not_there"}, ["body", "parameters", "script"]),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(
+    service: Service, tmp_path: Path, kind: str, parameters: dict[str, Any], field: list[str]
+) -> None:
     outside = tmp_path / "outside.py"
     outside.write_text(SCRIPTS["column_sum"], encoding="utf-8")
     link = service.scripts_dir / "linked_outside.py"
@@ -217,8 +240,10 @@ def test_bad_requests_are_refused_naming_the_field(service: Service, tmp_path: P
     data_file = upload(service, tmp_path / "v.csv")
     with service.client() as client:
         before = client.get("/api/etl/results").json()["total"]
-        response = client.post("/api/etl/process", json={"data_file_id": data_file["id"], "processing_type": kind,
-                                                          "parameters": parameters})
+        response = client.post(
+            "/api/etl/process",
+            json={"data_file_id": data_file["id"], "processing_type": kind, "parameters": parameters},
+        )
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == field
         assert client.get("/api/etl/results").json()["total"] == before, "a refused request leaves no row"
@@ -252,8 +277,9 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
 
     # Unreadable bytes are refused at upload time, naming the file.
     with service.client() as client:
-        response = client.post("/api/etl/files",
-                               files={"file": ("x.parquet", b"not parquet", "application/octet-stream")})
+        response = client.post(
+            "/api/etl/files", files={"file": ("x.parquet", b"not parquet", "application/octet-stream")}
+        )
     assert response.status_code == 422
     assert "x.parquet" in response.json()["detail"][0]["msg"]
 
@@ -263,8 +289,9 @@ def start_waiting_job(service: Service, tmp_path: Path, rows: int = 20) -> tuple
     signal_csv(tmp_path / "w.csv", rows=rows)
     data_file = upload(service, tmp_path / "w.csv")
     marker = f"w{os.getpid() % 100000}{int(time.monotonic() * 1000) % 100000}"[:15]
-    job = submit(service, data_file["id"], "custom", {"script": "waits", "params": {"marker": marker},
-                                                      "timeout_seconds": 600})
+    job = submit(
+        service, data_file["id"], "custom", {"script": "waits", "params": {"marker": marker}, "timeout_seconds": 600}
+    )
     service.wait_for(job["id"], {"PROCESSING"})
     deadline = time.monotonic() + 60
     while not (script_pids := processes_named(marker)):
@@ -284,8 +311,9 @@ def gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-def test_a_task_worker_sigkilled_mid_job_leaves_the_job_crashed_with_its_reason(service: Service,
-                                                                                 tmp_path: Path) -> None:
+def test_a_task_worker_sigkilled_mid_job_leaves_the_job_crashed_with_its_reason(
+    service: Service, tmp_path: Path
+) -> None:
     job, worker_pid, script_pid = start_waiting_job(service, tmp_path)
     assert job["runs_as"] == "task"
     running = service.wait_for(job["id"], {"PROCESSING"})
@@ -325,8 +353,10 @@ def test_three_task_workers_share_thirty_jobs_each_run_once(service: Service, tm
         service.wait_subscribed(extra)
         signal_csv(tmp_path / "s.csv", rows=3000)
         data_file = upload(service, tmp_path / "s.csv")
-        jobs = [submit(service, data_file["id"], "rolling_mean", {"window": 2 + i, "columns": ["voltage"]})
-                for i in range(30)]
+        jobs = [
+            submit(service, data_file["id"], "rolling_mean", {"window": 2 + i, "columns": ["voltage"]})
+            for i in range(30)
+        ]
         rows = [service.wait_for(job["id"], {"COMPLETED", "FAILED", "CRASHED"}) for job in jobs]
     finally:
         from clinicflow_dev.demo_service import stop_process_group
@@ -355,8 +385,12 @@ def test_delete_cancels_a_running_deployment_run(service: Service, tmp_path: Pat
     with service.client() as client:
         response = client.delete(f"/api/etl/results/{job['id']}")
         assert response.status_code == 200, response.text
-        assert response.json() == {"id": job["id"], "deleted": True, "cancelled_flow_run": job["flow_run_id"],
-                                   "cancelled_task_run": None}
+        assert response.json() == {
+            "id": job["id"],
+            "deleted": True,
+            "cancelled_flow_run": job["flow_run_id"],
+            "cancelled_task_run": None,
+        }
         assert client.get(f"/api/etl/results/{job['id']}").status_code == 404
         assert client.delete(f"/api/etl/results/{job['id']}").status_code == 404
     wait_flow_run_state(service, job["flow_run_id"], "CANCELLED")
@@ -379,11 +413,14 @@ def test_a_row_whose_dispatch_failed_is_dispatched_again_exactly_once(service: S
     task_run_id = str(uuid.uuid4())
     conn = service.database.connect()
     try:
-        result_id = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 4, "columns": ["voltage"]},
-                                        task_run_id)
+        result_id = store.insert_result(
+            conn, data_file["id"], "rolling_mean", {"window": 4, "columns": ["voltage"]}, task_run_id
+        )
         with conn.cursor() as cur:  # claimed by a dispatcher that stopped: its claim ran out just now
-            cur.execute("UPDATE processing.results SET dispatch_claimed_at = now() - make_interval(secs => %s) "
-                        "WHERE id = %s", (CLAIM_SECONDS, result_id))
+            cur.execute(
+                "UPDATE processing.results SET dispatch_claimed_at = now() - make_interval(secs => %s) WHERE id = %s",
+                (CLAIM_SECONDS, result_id),
+            )
         conn.commit()
     finally:
         conn.close()

@@ -3,6 +3,7 @@
 No secret in any result, no row changed but the job's own, no file outside its temp dir, no process
 left, and the job FAILED with the reason where a limit hit.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,21 @@ from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv, submit, upload
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("processing-service"),
+    pytest.mark.timeout(900),
+]
 ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def final_rows(service: Service) -> dict[int, tuple[Any, ...]]:
-    rows = pg_rows(service.database, "SELECT id, status, result_data::text, error, updated_at FROM processing.results "
-                                     "WHERE status <> ALL(ARRAY['PENDING', 'PROCESSING'])")
+    rows = pg_rows(
+        service.database,
+        "SELECT id, status, result_data::text, error, updated_at FROM processing.results "
+        "WHERE status <> ALL(ARRAY['PENDING', 'PROCESSING'])",
+    )
     return {int(r[0]): tuple(r[1:]) for r in rows}
 
 
@@ -36,23 +44,44 @@ def test_hostile_scripts_are_contained(service: Service, tmp_path: Path) -> None
     data_file = upload(service, tmp_path / "h.csv")
     before = final_rows(service)
     host_tmp = Path("/tmp") / f"clinicflow-hostile-{os.urandom(4).hex()}"
-    outside = [str(host_tmp), str(service.scripts_dir / "planted.py"), str(service.bucket_dir / "planted.txt"),
-               str(REPO / "planted_by_script.txt")]
+    outside = [
+        str(host_tmp),
+        str(service.scripts_dir / "planted.py"),
+        str(service.bucket_dir / "planted.txt"),
+        str(REPO / "planted_by_script.txt"),
+    ]
     returns, outstays = marker("hr"), marker("ht")
     jobs = {
         "steals_env": submit(service, data_file["id"], "custom", {"script": "steals_env"}),
-        "calls_out": submit(service, data_file["id"], "custom", {
-            "script": "calls_out", "params": {"database": service.database.database, "own": 0,
-                                              "api_port": int(service.url.rsplit(":", 1)[1])}}),
-        "writes_out": submit(service, data_file["id"], "custom", {"script": "writes_out",
-                                                                    "params": {"paths": outside}}),
-        "forks_returns": submit(service, data_file["id"], "custom", {"script": "forks_away",
-                                                                       "params": {"marker": returns}}),
-        "forks_outstays": submit(service, data_file["id"], "custom", {
-            "script": "forks_away", "params": {"marker": outstays, "sleep": 60}, "timeout_seconds": 3}),
+        "calls_out": submit(
+            service,
+            data_file["id"],
+            "custom",
+            {
+                "script": "calls_out",
+                "params": {
+                    "database": service.database.database,
+                    "own": 0,
+                    "api_port": int(service.url.rsplit(":", 1)[1]),
+                },
+            },
+        ),
+        "writes_out": submit(
+            service, data_file["id"], "custom", {"script": "writes_out", "params": {"paths": outside}}
+        ),
+        "forks_returns": submit(
+            service, data_file["id"], "custom", {"script": "forks_away", "params": {"marker": returns}}
+        ),
+        "forks_outstays": submit(
+            service,
+            data_file["id"],
+            "custom",
+            {"script": "forks_away", "params": {"marker": outstays, "sleep": 60}, "timeout_seconds": 3},
+        ),
         "allocates": submit(service, data_file["id"], "custom", {"script": "allocates"}),
-        "floods_stderr": submit(service, data_file["id"], "custom", {"script": "floods_stderr",
-                                                                       "params": {"mib": 300}}),
+        "floods_stderr": submit(
+            service, data_file["id"], "custom", {"script": "floods_stderr", "params": {"mib": 300}}
+        ),
         "huge_result": submit(service, data_file["id"], "custom", {"script": "huge_result"}),
     }
     rows = {name: service.wait_for(job["id"], ENDED, timeout=300) for name, job in jobs.items()}
@@ -81,8 +110,10 @@ def test_hostile_scripts_are_contained(service: Service, tmp_path: Path) -> None
     assert not any(Path(p).exists() for p in outside), wrote
     assert wrote["result_data"]["result"]["/etc/shadow"] in ("FileNotFoundError", "PermissionError")
     with service.client() as client:
-        planted = client.post("/api/etl/process", json={"data_file_id": data_file["id"], "processing_type": "custom",
-                                                         "parameters": {"script": "planted"}})
+        planted = client.post(
+            "/api/etl/process",
+            json={"data_file_id": data_file["id"], "processing_type": "custom", "parameters": {"script": "planted"}},
+        )
     assert planted.status_code == 422
     assert "no script 'planted'" in planted.text
 

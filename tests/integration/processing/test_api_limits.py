@@ -1,5 +1,6 @@
 """The service's limits over HTTP: upload size, bad values as 422s naming the field, the WebSocket login
 without a token in any URL or log line, CSV export cells, the sandbox named in /health."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv, submit, upload
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("processing-service"),
+    pytest.mark.timeout(600),
+]
 
 
 def api_log(service: Service) -> str:
@@ -76,15 +81,20 @@ def test_an_upload_over_the_limit_is_a_413_before_it_is_spooled(service: Service
     boundary = "clinicflowtestboundary"
 
     def multipart() -> Iterator[bytes]:
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
-               "Content-Type: text/csv\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
         yield from body()
         yield f"\r\n--{boundary}--\r\n".encode()
 
     with service.client() as client:
         try:
-            response = client.post("/api/etl/files", content=multipart(),
-                                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            response = client.post(
+                "/api/etl/files",
+                content=multipart(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
         except Exception as exc:  # noqa: BLE001 - the server may close while we still send
             pytest.fail(f"no 413 answer: {exc!r}")
         assert response.status_code == 413, response.text
@@ -94,35 +104,50 @@ def test_an_upload_over_the_limit_is_a_413_before_it_is_spooled(service: Service
         assert declared.status_code == 413, declared.text
 
 
-@pytest.mark.parametrize(("method", "path", "body", "field"), [
-    ("GET", "/api/etl/results?type=rolling%00mean", None, "type"),
-    ("GET", "/api/etl/results?offset=9223372036854775808", None, "offset"),
-    ("GET", "/api/etl/files?offset=99999999999999999999", None, "offset"),
-    ("GET", "/api/etl/results/9223372036854775808", None, "result_id"),
-    ("POST", "/api/etl/process", {"data_file_id": 9223372036854775808, "processing_type": "custom"}, "data_file_id"),
-    ("POST", "/api/etl/process", {"data_file_id": 1, "processing_type": "x" * 10_000}, "processing_type"),
-])
-def test_bad_values_are_422_naming_the_field(service: Service, method: str, path: str, body: object,
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", "/api/etl/results?type=rolling%00mean", None, "type"),
+        ("GET", "/api/etl/results?offset=9223372036854775808", None, "offset"),
+        ("GET", "/api/etl/files?offset=99999999999999999999", None, "offset"),
+        ("GET", "/api/etl/results/9223372036854775808", None, "result_id"),
+        (
+            "POST",
+            "/api/etl/process",
+            {"data_file_id": 9223372036854775808, "processing_type": "custom"},
+            "data_file_id",
+        ),
+        ("POST", "/api/etl/process", {"data_file_id": 1, "processing_type": "x" * 10_000}, "processing_type"),
+    ],
+)
+def test_bad_values_are_422_naming_the_field(
+    service: Service, method: str, path: str, body: object, field: str
+) -> None:
     with service.client() as client:
         response = client.request(method, path, json=body)
     assert response.status_code == 422, response.text
     assert field in json.dumps(response.json()["detail"]), response.text
 
 
-@pytest.mark.parametrize(("kind", "parameters", "field"), [
-    ("custom", {"script": "x" * 10_000}, "parameters.script"),
-    ("custom", {"script": "column_sum", "params": {"column": "t\u0000"}}, "parameters.params.column"),
-    ("rolling_mean", {"window": 3, "chunk_rows": 100_000_000}, "parameters.chunk_rows"),
-    ("peak_detection", {"max_points": 100_000_000}, "parameters.max_points"),
-])
-def test_bad_parameters_are_422_naming_the_field(service: Service, tmp_path: Path, kind: str,
-                                                 parameters: dict, field: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "parameters", "field"),
+    [
+        ("custom", {"script": "x" * 10_000}, "parameters.script"),
+        ("custom", {"script": "column_sum", "params": {"column": "t\u0000"}}, "parameters.params.column"),
+        ("rolling_mean", {"window": 3, "chunk_rows": 100_000_000}, "parameters.chunk_rows"),
+        ("peak_detection", {"max_points": 100_000_000}, "parameters.max_points"),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_field(
+    service: Service, tmp_path: Path, kind: str, parameters: dict, field: str
+) -> None:
     signal_csv(tmp_path / "p.csv", rows=10)
     data_file = upload(service, tmp_path / "p.csv")
     with service.client() as client:
-        response = client.post("/api/etl/process", json={"data_file_id": data_file["id"], "processing_type": kind,
-                                                          "parameters": parameters})
+        response = client.post(
+            "/api/etl/process",
+            json={"data_file_id": data_file["id"], "processing_type": kind, "parameters": parameters},
+        )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", *field.split(".")], response.text
 
@@ -130,9 +155,10 @@ def test_bad_parameters_are_422_naming_the_field(service: Service, tmp_path: Pat
 def test_nan_and_infinity_in_parameters_are_422(service: Service, tmp_path: Path) -> None:
     signal_csv(tmp_path / "n.csv", rows=10)
     data_file = upload(service, tmp_path / "n.csv")
-    for text, field in (('{"height": NaN}', ["body", "parameters", "height"]),
-                        ('{"script": "column_sum", "params": {"x": [Infinity]}}',
-                         ["body", "parameters", "params", "x", "0"])):
+    for text, field in (
+        ('{"height": NaN}', ["body", "parameters", "height"]),
+        ('{"script": "column_sum", "params": {"x": [Infinity]}}', ["body", "parameters", "params", "x", "0"]),
+    ):
         kind = "custom" if "script" in text else "peak_detection"
         raw = f'{{"data_file_id": {data_file["id"]}, "processing_type": "{kind}", "parameters": {text}}}'
         with service.client() as client:
@@ -168,7 +194,8 @@ def test_websocket_login_keeps_the_token_out_of_urls_and_logs(service: Service) 
 def test_csv_export_neutralises_formula_cells(service: Service, tmp_path: Path) -> None:
     (service.scripts_dir / "formulas.py").write_text(
         "def process(df, params):\n    return {'cell': ['=HYPERLINK(\"http://x\")', '+1', '-1', '@A1', 'ok']}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     signal_csv(tmp_path / "f.csv", rows=5)
     data_file = upload(service, tmp_path / "f.csv")
     job = submit(service, data_file["id"], "custom", {"script": "formulas"})

@@ -1,4 +1,5 @@
 """The results page in a real headless Chromium (Debian's, driven by Playwright): submit, live status, chart."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,12 @@ from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import signal_csv
 
 # One xdist group with the other users of the session-scoped processing service: it starts once.
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("processing-service"),
+    pytest.mark.timeout(600),
+]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Screenshots kept after the run (CI uploads out/ as artifacts).
@@ -27,8 +32,10 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
 
     signal_csv(tmp_path / "ecg.csv", rows=1500)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
@@ -52,8 +59,10 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
             expect(page.locator('#param-fields input[data-name="center"]')).to_have_attribute("type", "checkbox")
             # A marker that a reload would wipe: the status must change without one.
             page.evaluate("window.__noReload = true")
-            for kind, parameters in (("rolling_mean", {"window": 31, "columns": ["voltage"]}),
-                                     ("peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 40})):
+            for kind, parameters in (
+                ("rolling_mean", {"window": 31, "columns": ["voltage"]}),
+                ("peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 40}),
+            ):
                 page.select_option("#type", kind)
                 page.fill("#params", json.dumps(parameters))
                 page.click("#submit")
@@ -63,8 +72,9 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                 expect(status).to_have_text("COMPLETED", timeout=180_000)
                 assert page.evaluate("window.__noReload") is True, "the page was reloaded"
                 # The detail view redraws itself when the live update says the run ended.
-                expect(page.locator("#detail-title")).to_contain_text(f"Result {result_id}: {kind} - COMPLETED",
-                                                                      timeout=30_000)
+                expect(page.locator("#detail-title")).to_contain_text(
+                    f"Result {result_id}: {kind} - COMPLETED", timeout=30_000
+                )
                 chart = page.locator("#chart")
                 expect(chart).to_be_visible()
                 # The chart of this result, not the one drawn before it in the same place.

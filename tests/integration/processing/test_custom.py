@@ -1,4 +1,5 @@
 """Custom scripts: name rules, folder confinement, signature, time limit, JSON output."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from clinicflow.processing.processors import validate_request
 
 SCRIPTS = {
     "column_stats": "def process(df, params):\n    col = params['column']\n"
-                    "    return {'rows': len(df), 'sum': float(df[col].sum()), 'scale': params.get('scale', 1)}\n",
+    "    return {'rows': len(df), 'sum': float(df[col].sum()), 'scale': params.get('scale', 1)}\n",
     "crashes": "def process(df, params):\n    return 1 / 0\n",
     "not_json": "import datetime\ndef process(df, params):\n    return {'when': datetime.datetime(2020, 1, 1)}\n",
     "returns_list": "def process(df, params):\n    return [1, 2]\n",
@@ -48,16 +49,28 @@ def params(scripts: Path, **values: object) -> CustomParams:
 
 
 def test_a_script_runs_in_a_subprocess_and_returns_its_dict(scripts: Path, source: DataSource) -> None:
-    result = run_custom(source, params(scripts, script="column_stats", params={"column": "a", "scale": 2}),
-                        lambda _p: None, scripts)
-    assert result == {"processing_type": "custom", "script": "column_stats",
-                      "result": {"rows": 3, "sum": 7.0, "scale": 2}}
+    result = run_custom(
+        source, params(scripts, script="column_stats", params={"column": "a", "scale": 2}), lambda _p: None, scripts
+    )
+    assert result == {
+        "processing_type": "custom",
+        "script": "column_stats",
+        "result": {"rows": 3, "sum": 7.0, "scale": 2},
+    }
 
 
-@pytest.mark.parametrize(("name", "reason"), [("../outside", "must match"), ("Outside", "must match"),
-                                         ("linked_out", "outside the scripts folder"), ("absent", "no script"),
-                                         ("one_arg", "process must take"), ("no_process", "defines no top-level"),
-                                         ("__init__", "must match")])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("../outside", "must match"),
+        ("Outside", "must match"),
+        ("linked_out", "outside the scripts folder"),
+        ("absent", "no script"),
+        ("one_arg", "process must take"),
+        ("no_process", "defines no top-level"),
+        ("__init__", "must match"),
+    ],
+)
 def test_scripts_are_refused_at_request_time(scripts: Path, name: str, reason: str) -> None:
     with pytest.raises(InvalidRequest) as error:
         validate_request("custom", {"script": name}, scripts_dir=scripts)
@@ -65,9 +78,14 @@ def test_scripts_are_refused_at_request_time(scripts: Path, name: str, reason: s
     assert reason in error.value.message
 
 
-@pytest.mark.parametrize(("name", "reason"), [("crashes", "process raised ZeroDivisionError: division by zero"),
-                                         ("not_json", "not JSON-serialisable"),
-                                         ("returns_list", "returned list, expected dict")])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("crashes", "process raised ZeroDivisionError: division by zero"),
+        ("not_json", "not JSON-serialisable"),
+        ("returns_list", "returned list, expected dict"),
+    ],
+)
 def test_failing_scripts_fail_with_the_reason(scripts: Path, source: DataSource, name: str, reason: str) -> None:
     with pytest.raises(ProcessingError, match=reason):
         run_custom(source, params(scripts, script=name), lambda _p: None, scripts)

@@ -6,6 +6,7 @@ in a database of its own, reads the printed URL and token, follows the two
 demo jobs through the API, then sends SIGTERM and looks for survivors among
 every process the demo had started.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,10 +72,25 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
     admin = PostgresServer(host="127.0.0.1", port=5432, username="postgres", database="postgres")
     name = unique_name("demo_service")
     env = clean_env({"CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": name})
-    demo = subprocess.Popen([str(BIN / "clinicflow"), "demo", "--serve-only", "--serve-port", "0",
-                             "--prefect-port", "0", "--serve-dir", str(tmp_path / "demo-service")],
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    demo = subprocess.Popen(
+        [
+            str(BIN / "clinicflow"),
+            "demo",
+            "--serve-only",
+            "--serve-port",
+            "0",
+            "--prefect-port",
+            "0",
+            "--serve-dir",
+            str(tmp_path / "demo-service"),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=read_lines, args=(demo.stdout, lines), daemon=True).start()
     output: list[str] = []
@@ -107,7 +123,9 @@ def test_demo_service_starts_runs_the_demo_jobs_and_stops_without_survivors(tmp_
                 assert time.monotonic() < deadline, f"demo jobs not ended: {rows}"
                 time.sleep(0.5)
         assert {row["processing_type"]: row["status"] for row in rows.values()} == {
-            "rolling_mean": "COMPLETED", "peak_detection": "COMPLETED"}, rows
+            "rolling_mean": "COMPLETED",
+            "peak_detection": "COMPLETED",
+        }, rows
         peaks = next(row for row in rows.values() if row["processing_type"] == "peak_detection")
         assert peaks["result_data"]["count"] == 8  # one spike every 250 of the 2000 rows
 

@@ -4,6 +4,7 @@ The page opens from the demo's link (token in the fragment), the x axis is the t
 the server answers the new range (min-max downsampled), peak markers sit on the line at the signal's value,
 and the CSV export holds every row. Screenshots go to out/test-artifacts/processing/.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,12 @@ from tests.integration.processing.service_support import TOKEN, Service
 from tests.integration.processing.test_api import submit, upload
 from tests.integration.processing.test_browser import ARTIFACTS, CHROMIUM
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("processing-service"),
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("processing-service"),
+    pytest.mark.timeout(900),
+]
 
 PPG_ROWS = 68_476
 PPG_HZ = 66.0
@@ -35,7 +40,7 @@ def ppg_frame() -> pd.DataFrame:
     rng = np.random.default_rng(26)
     t = np.arange(PPG_ROWS) / PPG_HZ
     phase = (t * 1.2 + 0.02 * np.sin(2 * np.pi * 0.05 * t)) % 1.0
-    wave = 600 * np.exp(-((phase - 0.2) / 0.06) ** 2) + 220 * np.exp(-((phase - 0.5) / 0.08) ** 2)
+    wave = 600 * np.exp(-(((phase - 0.2) / 0.06) ** 2)) + 220 * np.exp(-(((phase - 0.5) / 0.08) ** 2))
     signal = np.minimum(wave + 40 * np.sin(2 * np.pi * 0.2 * t) + rng.normal(0, 4, PPG_ROWS), 630.0)
     stamps = pd.Timestamp("2026-03-01T08:00:00") + pd.to_timedelta(t, unit="s")
     return pd.DataFrame({"time": stamps.strftime("%Y-%m-%dT%H:%M:%S.%f"), "ppg": np.round(signal, 3)})
@@ -67,8 +72,10 @@ def browser_page(service: Service) -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1100}, accept_downloads=True)
             # The demo's link: the token in the fragment, nothing pasted.
@@ -88,10 +95,12 @@ def open_result(page: Any, result_id: int) -> dict[str, Any]:
     expect(row).to_be_visible(timeout=30_000)
     row.click()
     expect(page.locator("#detail-title")).to_contain_text(f"Result {result_id}:", timeout=30_000)
-    expect(page.locator("#chart")).to_have_attribute("data-drawn", re.compile(r"\d+ series"),
-                                                     timeout=300_000)
-    page.wait_for_function(f"window.ResultChart.current && window.ResultChart.current.resultId === {result_id}"
-                           " && !document.querySelector('#chart').dataset.loading", timeout=60_000)
+    expect(page.locator("#chart")).to_have_attribute("data-drawn", re.compile(r"\d+ series"), timeout=300_000)
+    page.wait_for_function(
+        f"window.ResultChart.current && window.ResultChart.current.resultId === {result_id}"
+        " && !document.querySelector('#chart').dataset.loading",
+        timeout=60_000,
+    )
     return chart_state(page)
 
 
@@ -129,8 +138,11 @@ def drag_zoom(page: Any, from_fraction: float, to_fraction: float) -> None:
 
 
 def wait_for_view_change(page: Any, before: str) -> dict[str, Any]:
-    page.wait_for_function(f"document.querySelector('#chart').dataset.view !== {before!r}"
-                           " && !document.querySelector('#chart').dataset.loading", timeout=120_000)
+    page.wait_for_function(
+        f"document.querySelector('#chart').dataset.view !== {before!r}"
+        " && !document.querySelector('#chart').dataset.loading",
+        timeout=120_000,
+    )
     page.wait_for_timeout(300)  # a debounced follow-up request, if any, lands
     page.wait_for_function("!document.querySelector('#chart').dataset.loading", timeout=120_000)
     return chart_state(page)
@@ -155,8 +167,9 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
     frame.to_csv(tmp_path / "ppg.csv", index=False)
     data_file = upload(service, tmp_path / "ppg.csv")
     assert data_file["row_count"] == PPG_ROWS
-    peaks_id = completed(service, data_file["id"], "peak_detection",
-                         {"column": "ppg", "prominence": 150, "distance": 30})
+    peaks_id = completed(
+        service, data_file["id"], "peak_detection", {"column": "ppg", "prominence": 150, "distance": 30}
+    )
     mean_id = completed(service, data_file["id"], "rolling_mean", {"window": 33, "columns": ["ppg"]})
     page.reload()  # the list now holds both results
     seconds = ((pd.to_datetime(frame["time"]) - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy()
@@ -206,7 +219,8 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
 
 
 def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
-        service: Service, browser_page: Any, big_series: Path) -> None:
+    service: Service, browser_page: Any, big_series: Path
+) -> None:
     page = browser_page
     target = service.bucket_dir / "big" / big_series.name
     target.parent.mkdir(exist_ok=True)
@@ -217,8 +231,9 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     data_file = response.json()
     assert data_file["row_count"] == BIG_ROWS
     mean_id = completed(service, data_file["id"], "rolling_mean", {"window": 101, "columns": ["value"]})
-    peaks_id = completed(service, data_file["id"], "peak_detection",
-                         {"column": "value", "prominence": 1.0, "distance": 1000})
+    peaks_id = completed(
+        service, data_file["id"], "peak_detection", {"column": "value", "prominence": 1.0, "distance": 1000}
+    )
     page.reload()
 
     state = open_result(page, peaks_id)
@@ -249,8 +264,10 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     # The CSV export streams every row (counted here rather than held by the browser).
     lines = 0
     last = b""
-    with service.client() as client, client.stream("GET", f"/api/etl/results/{mean_id}/export",
-                                                   params={"format": "csv"}, timeout=900) as response:
+    with (
+        service.client() as client,
+        client.stream("GET", f"/api/etl/results/{mean_id}/export", params={"format": "csv"}, timeout=900) as response,
+    ):
         assert response.status_code == 200
         for block in response.iter_bytes():
             lines += block.count(b"\n")

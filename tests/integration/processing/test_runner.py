@@ -1,4 +1,5 @@
 """The runner and the results table without Prefect: real PostgreSQL, a local folder bucket."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,9 @@ def submit(server: PostgresServer, file_id: int, kind: str, params: dict) -> int
         conn.close()
 
 
-def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: PostgresServer,
-                                                                  bucket: LocalStore, tmp_path: Path) -> None:
+def test_a_rolling_mean_request_ends_completed_with_notifications(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     path = tmp_path / "hr.csv"
     frame = pd.DataFrame({"hr": np.arange(100, dtype=float) % 7})
     frame.to_csv(path, index=False)
@@ -80,16 +82,14 @@ def test_a_rolling_mean_request_ends_completed_with_notifications(analytics: Pos
     assert pg_rows(analytics, "SELECT status FROM processing.results WHERE id = %s", (result_id,)) == [("COMPLETED",)]
 
 
-def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucket: LocalStore,
-                                               tmp_path: Path) -> None:
+def test_a_bad_file_ends_failed_with_the_reason(analytics: PostgresServer, bucket: LocalStore, tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
     path.write_text("t,v\n1,2.5\n2,oops\n3,4\n", encoding="utf-8")
     data_file = upload(analytics, bucket, path)
     result_id = submit(analytics, data_file["id"], "peak_detection", {"column": "v"})
     with pytest.raises(Exception, match="column 'v' is not numeric"):
         process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path)
-    ((status, error),) = pg_rows(analytics, "SELECT status, error FROM processing.results WHERE id = %s",
-                                 (result_id,))
+    ((status, error),) = pg_rows(analytics, "SELECT status, error FROM processing.results WHERE id = %s", (result_id,))
     assert status == "FAILED"
     assert "column 'v' is not numeric (first bad value at row 1)" in error
 
@@ -105,8 +105,9 @@ def test_a_deleted_row_is_skipped(analytics: PostgresServer, bucket: LocalStore,
     assert summary == {"result_id": result_id, "status": "skipped", "reason": "result is deleted"}
 
 
-def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, bucket: LocalStore,
-                                                 tmp_path: Path) -> None:
+def test_registering_a_uri_only_inside_the_bucket(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     source = tmp_path / "p.parquet"
     pd.DataFrame({"x": [1.0, 2.0, 3.0]}).to_parquet(source)
     bucket.write("incoming/p.parquet", source)
@@ -122,8 +123,9 @@ def test_registering_a_uri_only_inside_the_bucket(analytics: PostgresServer, buc
         conn.close()
 
 
-def test_the_reconciler_ends_rows_whose_flow_run_is_over(analytics: PostgresServer, bucket: LocalStore,
-                                                        tmp_path: Path) -> None:
+def test_the_reconciler_ends_rows_whose_flow_run_is_over(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     path = tmp_path / "a.csv"
     path.write_text("v\n1\n2\n", encoding="utf-8")
     file_id = upload(analytics, bucket, path)["id"]
@@ -161,7 +163,8 @@ def test_files_are_listed_newest_first(analytics: PostgresServer, bucket: LocalS
 
 
 def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
-        analytics: PostgresServer, bucket: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from clinicflow.processing.base import ProcessingError
     from clinicflow.processing.runner import WORKDIR_PREFIX
 
@@ -177,16 +180,16 @@ def test_a_result_over_the_limit_fails_and_dead_runs_folders_are_swept(
     result_id = submit(analytics, data_file["id"], "rolling_mean", {"window": 3, "max_points": 60_000})
     with pytest.raises(ProcessingError, match="larger than the limit of 1048576 bytes"):
         process_result(analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=tmp_path, workdir=work)
-    (row,) = pg_rows(analytics, "SELECT status, error, result_data FROM processing.results WHERE id = %s",
-                     (result_id,))
+    (row,) = pg_rows(analytics, "SELECT status, error, result_data FROM processing.results WHERE id = %s", (result_id,))
     assert row[0] == "FAILED"
     assert "CLINICFLOW_PROCESSING_MAX_RESULT_MB" in row[1]
     assert row[2] is None
     assert list(work.iterdir()) == []  # the dead run's folder swept, this run's removed
 
 
-def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer, bucket: LocalStore,
-                                                       tmp_path: Path) -> None:
+def test_a_custom_script_stops_when_its_row_is_deleted(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     """A task worker runs the script itself: a delete kills it (it writes no progress), the worker goes on."""
     import os
     import threading
@@ -202,11 +205,22 @@ def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer
     pd.DataFrame({"v": np.arange(20.0)}).to_csv(path, index=False)
     data_file = upload(analytics, bucket, path)
     name = marker("rd")
-    result_id = submit(analytics, data_file["id"], "custom", {"script": "waits", "params": {"marker": name},
-                                                              "timeout_seconds": 600})
+    result_id = submit(
+        analytics, data_file["id"], "custom", {"script": "waits", "params": {"marker": name}, "timeout_seconds": 600}
+    )
     summary: dict = {}
-    thread = threading.Thread(target=lambda: summary.update(process_result(
-        analytics.connect, bucket, result_id, flow_run_id=None, scripts_dir=scripts, worker=f"test-{os.getpid()}")))
+    thread = threading.Thread(
+        target=lambda: summary.update(
+            process_result(
+                analytics.connect,
+                bucket,
+                result_id,
+                flow_run_id=None,
+                scripts_dir=scripts,
+                worker=f"test-{os.getpid()}",
+            )
+        )
+    )
     thread.start()
     deadline = time.monotonic() + 60
     while not processes_named(name):
@@ -227,9 +241,9 @@ def test_a_custom_script_stops_when_its_row_is_deleted(analytics: PostgresServer
     assert processes_named(name) == []
 
 
-def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(analytics: PostgresServer,
-                                                                      bucket: LocalStore,
-                                                                      tmp_path: Path) -> None:
+def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     """The outbox: a written row is claimed by one dispatcher; a claim that ran out (the dispatcher stopped, or
     its send failed) lets it be claimed again; a dispatched row never is; a row is found by its task run."""
     path = tmp_path / "s.csv"
@@ -237,13 +251,17 @@ def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(analytics: 
     data_file = upload(analytics, bucket, path)
     conn = analytics.connect()
     try:
-        sent = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 2},
-                                   "00000000-0000-4000-8000-000000000001")
-        failed = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 2},
-                                     "00000000-0000-4000-8000-000000000002")
+        sent = store.insert_result(
+            conn, data_file["id"], "rolling_mean", {"window": 2}, "00000000-0000-4000-8000-000000000001"
+        )
+        failed = store.insert_result(
+            conn, data_file["id"], "rolling_mean", {"window": 2}, "00000000-0000-4000-8000-000000000002"
+        )
         claimed = outbox.claim_undispatched(conn, claim_seconds=30)
         assert [(r.id, r.task_run_id, r.row_count) for r in claimed] == [
-            (sent, "00000000-0000-4000-8000-000000000001", 10), (failed, "00000000-0000-4000-8000-000000000002", 10)]
+            (sent, "00000000-0000-4000-8000-000000000001", 10),
+            (failed, "00000000-0000-4000-8000-000000000002", 10),
+        ]
         assert outbox.claim_undispatched(conn, claim_seconds=30) == []  # a second dispatcher finds nothing
         outbox.mark_dispatched(conn, sent)
         # The claim on `failed` runs out (claim_seconds 0): claimed again, exactly once more.
@@ -261,15 +279,17 @@ def test_undispatched_rows_are_claimed_once_until_the_claim_runs_out(analytics: 
         conn.close()
 
 
-def test_a_background_row_is_found_by_its_task_run_id(analytics: PostgresServer, bucket: LocalStore,
-                                                      tmp_path: Path) -> None:
+def test_a_background_row_is_found_by_its_task_run_id(
+    analytics: PostgresServer, bucket: LocalStore, tmp_path: Path
+) -> None:
     path = tmp_path / "s.csv"
     pd.DataFrame({"v": np.arange(50, dtype=float)}).to_csv(path, index=False)
     data_file = upload(analytics, bucket, path)
     conn = analytics.connect()
     try:
-        result_id = store.insert_result(conn, data_file["id"], "rolling_mean", {"window": 3},
-                                        "00000000-0000-4000-8000-0000000000aa")
+        result_id = store.insert_result(
+            conn, data_file["id"], "rolling_mean", {"window": 3}, "00000000-0000-4000-8000-0000000000aa"
+        )
     finally:
         conn.close()
     tracked: list[int] = []
@@ -279,14 +299,37 @@ def test_a_background_row_is_found_by_its_task_run_id(analytics: PostgresServer,
         tracked.append(row_id)
         yield
 
-    summary = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
-                             worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000aa", track=track)
+    summary = process_result(
+        analytics.connect,
+        bucket,
+        None,
+        flow_run_id=None,
+        scripts_dir=tmp_path,
+        worker="test-worker",
+        task_run_id="00000000-0000-4000-8000-0000000000aa",
+        track=track,
+    )
     assert summary["status"] == "COMPLETED"
     assert tracked == [result_id]
-    again = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
-                           worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000aa", track=track)
+    again = process_result(
+        analytics.connect,
+        bucket,
+        None,
+        flow_run_id=None,
+        scripts_dir=tmp_path,
+        worker="test-worker",
+        task_run_id="00000000-0000-4000-8000-0000000000aa",
+        track=track,
+    )
     assert again["status"] == "skipped"  # delivered twice: run once
-    gone = process_result(analytics.connect, bucket, None, flow_run_id=None, scripts_dir=tmp_path,
-                          worker="test-worker", task_run_id="00000000-0000-4000-8000-0000000000bb")
+    gone = process_result(
+        analytics.connect,
+        bucket,
+        None,
+        flow_run_id=None,
+        scripts_dir=tmp_path,
+        worker="test-worker",
+        task_run_id="00000000-0000-4000-8000-0000000000bb",
+    )
     assert gone["status"] == "skipped"
     assert "no result" in gone["reason"]

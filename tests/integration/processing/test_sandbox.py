@@ -2,6 +2,7 @@
 
 The same scripts run against the real service in test_api_hostile.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ from tests.integration.processing.hostile_scripts import HOSTILE, marker, proces
 
 SECRET = "sentinel-secret-7f3a9c"
 
+
 def _available(mode: str) -> bool:
     previous = os.environ.get("CLINICFLOW_PROCESSING_SANDBOX")
     os.environ["CLINICFLOW_PROCESSING_SANDBOX"] = mode
@@ -38,8 +40,10 @@ def _available(mode: str) -> bool:
 
 
 # uid mode needs root and a Python other users can read (not this machine's /root/.pyenv; the image's /usr/local).
-MODES = [pytest.param(m, marks=pytest.mark.skipif(not _available(m), reason=f"{m} sandbox not available here"))
-         for m in ("bwrap", "uid")]
+MODES = [
+    pytest.param(m, marks=pytest.mark.skipif(not _available(m), reason=f"{m} sandbox not available here"))
+    for m in ("bwrap", "uid")
+]
 
 
 @pytest.fixture(params=MODES)
@@ -112,8 +116,7 @@ def test_no_file_written_outside_its_temp_dir(mode: str, scripts: Path, source: 
 
 
 @pytest.mark.parametrize(("sleep", "timeout"), [(0.5, 60), (30, 2)], ids=["returns", "over-time-limit"])
-def test_no_child_survives_the_run(mode: str, scripts: Path, source: DataSource, sleep: float,
-                                   timeout: float) -> None:
+def test_no_child_survives_the_run(mode: str, scripts: Path, source: DataSource, sleep: float, timeout: float) -> None:
     name = marker("fk")
     if timeout < sleep:
         with pytest.raises(ProcessingError, match="exceeded its time limit of 2 s"):
@@ -138,8 +141,9 @@ def test_a_stderr_flood_is_drained_not_kept(mode: str, scripts: Path, source: Da
     assert grown_kib < 64 * 1024, f"the caller grew by {grown_kib} KiB"
 
 
-def test_a_result_over_the_limit_fails(mode: str, scripts: Path, source: DataSource,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_result_over_the_limit_fails(
+    mode: str, scripts: Path, source: DataSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINICFLOW_PROCESSING_MAX_RESULT_MB", "1")
     with pytest.raises(ProcessingError, match="larger than the limit of 1048576 bytes"):
         run(scripts, source, "huge_result", params={"bytes": 5 * 1024 * 1024})
@@ -168,9 +172,13 @@ def script_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("script-runner") / "runner.log"
     with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "clinicflow.processing.script_server", "--port", str(port)],
-                                  env={"PATH": os.environ["PATH"], "CLINICFLOW_PROCESSING_SANDBOX": "process"},
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "clinicflow.processing.script_server", "--port", str(port)],
+            env={"PATH": os.environ["PATH"], "CLINICFLOW_PROCESSING_SANDBOX": "process"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -190,7 +198,8 @@ def script_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_the_script_runner_service_runs_scripts_without_the_callers_secrets(
-        script_runner: str, scripts: Path, source: DataSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    script_runner: str, scripts: Path, source: DataSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINICFLOW_PROCESSING_SCRIPT_RUNNER_URL", script_runner)
     monkeypatch.setenv("CLINICFLOW_SANDBOX_TEST_PASSWORD", SECRET)
     monkeypatch.setenv("CLINICFLOW_PROCESSING_SANDBOX", "bwrap")

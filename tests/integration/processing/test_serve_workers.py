@@ -1,6 +1,7 @@
 """``clinicflow serve --workers 2``: two API processes on one socket and one dispatcher, all given the
 secrets on a pipe (none in a process environment), stopped cleanly by SIGTERM. No Prefect server: the
 dispatcher's sends fail and the rows stay PENDING, which is not the point here."""
+
 from __future__ import annotations
 
 import signal
@@ -30,16 +31,28 @@ def test_two_api_processes_answer_with_the_token_they_never_hold_in_their_enviro
     database = create_database(admin, name)
     (tmp_path / "bucket").mkdir()
     (tmp_path / "scripts").mkdir()
-    env = clean_env({**block_env("analytics-postgres", database), "CLINICFLOW_CREDENTIALS": "env",
-                     "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
-                     "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(tmp_path / "bucket"),
-                     "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(tmp_path / "scripts"), "CLINICFLOW_API_TOKEN": TOKEN,
-                     "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_HOME": str(tmp_path / "prefect")})
+    env = clean_env(
+        {
+            **block_env("analytics-postgres", database),
+            "CLINICFLOW_CREDENTIALS": "env",
+            "CLINICFLOW_PROCESSING_BUCKET_KIND": "local",
+            "CLINICFLOW_PROCESSING_FILES_BUCKET_PATH": str(tmp_path / "bucket"),
+            "CLINICFLOW_PROCESSING_SCRIPTS_DIR": str(tmp_path / "scripts"),
+            "CLINICFLOW_API_TOKEN": TOKEN,
+            "PREFECT_API_URL": "http://127.0.0.1:9/api",
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+        }
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen([str(BIN / "clinicflow"), "serve", "--port", str(port), "--workers", "2"], env=env,
-                             cwd=REPO, stdout=(tmp_path / "api.log").open("wb"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    serve = subprocess.Popen(
+        [str(BIN / "clinicflow"), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=REPO,
+        stdout=(tmp_path / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         health: dict = {}
@@ -54,14 +67,24 @@ def test_two_api_processes_answer_with_the_token_they_never_hold_in_their_enviro
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client, open(tmp_path / "s.csv", "rb") as f:
             data_file = client.post("/api/etl/files", files={"file": ("s.csv", f, "text/csv")}).json()
-            answers = [client.post("/api/etl/process", json={"data_file_id": data_file["id"],
-                                                             "processing_type": "rolling_mean",
-                                                             "parameters": {"window": 2}}) for _ in range(8)]
+            answers = [
+                client.post(
+                    "/api/etl/process",
+                    json={
+                        "data_file_id": data_file["id"],
+                        "processing_type": "rolling_mean",
+                        "parameters": {"window": 2},
+                    },
+                )
+                for _ in range(8)
+            ]
             assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
             assert httpx.get(f"{url}/api/etl/results", timeout=30).status_code == 401
         deadline = time.monotonic() + 180  # the second process may still be starting (a loaded machine)
-        while time.monotonic() < deadline and (tmp_path / "api.log").read_text(errors="replace").count(
-                "Application startup complete") < 2:
+        while (
+            time.monotonic() < deadline
+            and (tmp_path / "api.log").read_text(errors="replace").count("Application startup complete") < 2
+        ):
             time.sleep(0.5)
         log = (tmp_path / "api.log").read_text(errors="replace")
         assert log.count("Application startup complete") == 2, log

@@ -9,6 +9,7 @@ limit 1 the 4 equal children run two at a time: their stamps (taken by a
 worker, ended) overlap, and the parent's wall time drops against the same run
 with 1 worker (two runs measured inside this one test; the ratio is printed).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,9 +44,14 @@ LLM_BATCH = 8
 def worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     """Step 3 of the recipe: `prefect worker start --pool POOL --type process --limit 1`."""
     with log.open("wb") as out:
-        return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
-                                 "--limit", "1"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", "--limit", "1"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_for_workers(pool: str, count: int, timeout: float = 240) -> None:
@@ -94,10 +100,13 @@ def children_of(schema: str) -> list[Any]:
     return asyncio.run(read())
 
 
-def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server: None, ingest_db: Any,  # noqa: F811
-                                                                   llm_server: LLMServer,  # noqa: F811
-                                                                   tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_process_workers_run_four_equal_children_side_by_side(
+    prefect_server: None,
+    ingest_db: Any,  # noqa: F811
+    llm_server: LLMServer,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
     api_url = str(PREFECT_API_URL.value())
@@ -105,15 +114,27 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
     pool, limit = unique_name("fanpool").replace("_", "-"), unique_name("fanlimit").replace("_", "-")
     # The workers (and so the children they start) read the same CLINICFLOW_* settings as the terminal, the
     # LLM block's among them (env mode: CLINICFLOW_INGEST_LLM_*).
-    settings = {"CLINICFLOW_CREDENTIALS": "env", "CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": ingest_db.database,
-                "CLINICFLOW_FANOUT_LIMIT": limit, "CLINICFLOW_FANOUT_POLL_CAP_SECONDS": "2",
-                "CLINICFLOW_INGEST_LLM_BASE_URL": llm_server.base_url, "CLINICFLOW_INGEST_LLM_MODEL": "local-model",
-                "CLINICFLOW_INGEST_LLM_API_KEY": "test-key"}
+    settings = {
+        "CLINICFLOW_CREDENTIALS": "env",
+        "CLINICFLOW_ANALYTICS_POSTGRES_DATABASE": ingest_db.database,
+        "CLINICFLOW_FANOUT_LIMIT": limit,
+        "CLINICFLOW_FANOUT_POLL_CAP_SECONDS": "2",
+        "CLINICFLOW_INGEST_LLM_BASE_URL": llm_server.base_url,
+        "CLINICFLOW_INGEST_LLM_MODEL": "local-model",
+        "CLINICFLOW_INGEST_LLM_API_KEY": "test-key",
+    }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({"PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": "1", "PYTHONUNBUFFERED": "1",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **settings})
+    env.update(
+        {
+            "PREFECT_API_URL": api_url,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **settings,
+        }
+    )
 
     # Steps 1-2: the concurrency limit, the process pool and the child deployments on it.
     setup = CliRunner().invoke(app, ["fanout", "setup", "--slots", "2", "--name", limit, "--process-pool", pool])
@@ -124,9 +145,24 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
         """Step 4: the parent in this process; 4 equal prefix partitions."""
         write_tree(tmp_path / tag, {f"p{p}/r{n}.txt": referral(FILES * p + n) for p in range(4) for n in range(FILES)})
         started = time.monotonic()
-        ran = CliRunner().invoke(app, ["ingest", "run", str(tmp_path / tag / "**" / "*.txt"), "--mode", "fanout",
-                                       "--partitions", "4", "--fanout-width", "4", "--extractor", "llm",
-                                       "--schema", f"ingest_{tag}"])
+        ran = CliRunner().invoke(
+            app,
+            [
+                "ingest",
+                "run",
+                str(tmp_path / tag / "**" / "*.txt"),
+                "--mode",
+                "fanout",
+                "--partitions",
+                "4",
+                "--fanout-width",
+                "4",
+                "--extractor",
+                "llm",
+                "--schema",
+                f"ingest_{tag}",
+            ],
+        )
         wall = time.monotonic() - started
         assert ran.exit_code == 0, ran.output
         return wall
@@ -150,11 +186,12 @@ def test_two_process_workers_run_four_equal_children_side_by_side(prefect_server
         # Every file staged and extracted by the model (no fallback to one request per document).
         assert pg_rows(ingest_db, f"SELECT count(*) FROM ingest_{tag}.documents") == [(4 * FILES,)]
         assert pg_rows(ingest_db, f"SELECT extractor, count(*) FROM ingest_{tag}.medical GROUP BY 1") == [
-            ("llm", 4 * FILES)]
+            ("llm", 4 * FILES)
+        ]
     assert len(llm_server.requests) == 2 * 4 * -(-FILES // LLM_BATCH)
     print(f"fan-out parent wall: 1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio {two / one:.2f}")
     spans = worker_spans(children_of("ingest_two"))
-    overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if b[0] < a[1] and a[0] < b[1]]
+    overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if b[0] < a[1] and a[0] < b[1]]
     assert overlapping, f"no two children ran at once with 2 workers: {spans}"
     # Issue 28's bar (bench/results/fanout-history.md has every measured run). The children's work is waiting on
     # the model, which two children do side by side on any load; only their process starts compete for cores.

@@ -2,6 +2,7 @@
 command output, logs and artifacts (both in the Prefect home's database), the Prefect home, the run's files,
 files under /tmp and /dev/shm, the metrics and state tables, and the environment and command line of every
 child process (the ``mariadb`` client and the embedded Prefect server, read from /proc while they run)."""
+
 from __future__ import annotations
 
 import os
@@ -46,16 +47,30 @@ def _env(tmp: Path, src: MySQLServer, replica: MySQLServer, pg: PostgresServer, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLINICFLOW_"))}
     for name in ("home", "prefect-home", "tmp"):
         (tmp / name).mkdir(exist_ok=True)
-    env.update(HOME=str(tmp / "home"), PREFECT_HOME=str(tmp / "prefect-home"), TMPDIR=str(tmp / "tmp"),
-               CLINICFLOW_CREDENTIALS="env", CLINICFLOW_TABLES_FILE=str(tmp / "tables.yml"),
-               CLINICFLOW_REPLICATION_WORKERS="2")
-    for block, server, user in (("OPENDENTAL_SOURCE", src, USER), ("OPENDENTAL_REPLICATION", replica, USER),
-                                ("ANALYTICS_POSTGRES", pg, pg.username),
-                                ("DICOM_REPORTS_POSTGRES", dicom_pg, dicom_pg.username)):
-        env.update({f"CLINICFLOW_{block}_HOST": "127.0.0.1", f"CLINICFLOW_{block}_PORT": str(server.port),
-                    f"CLINICFLOW_{block}_USER": user, f"CLINICFLOW_{block}_DATABASE": server.database,
-                    # PostgreSQL trusts local connections: the password is passed along, never checked.
-                    f"CLINICFLOW_{block}_PASSWORD": PASSWORD})
+    env.update(
+        HOME=str(tmp / "home"),
+        PREFECT_HOME=str(tmp / "prefect-home"),
+        TMPDIR=str(tmp / "tmp"),
+        CLINICFLOW_CREDENTIALS="env",
+        CLINICFLOW_TABLES_FILE=str(tmp / "tables.yml"),
+        CLINICFLOW_REPLICATION_WORKERS="2",
+    )
+    for block, server, user in (
+        ("OPENDENTAL_SOURCE", src, USER),
+        ("OPENDENTAL_REPLICATION", replica, USER),
+        ("ANALYTICS_POSTGRES", pg, pg.username),
+        ("DICOM_REPORTS_POSTGRES", dicom_pg, dicom_pg.username),
+    ):
+        env.update(
+            {
+                f"CLINICFLOW_{block}_HOST": "127.0.0.1",
+                f"CLINICFLOW_{block}_PORT": str(server.port),
+                f"CLINICFLOW_{block}_USER": user,
+                f"CLINICFLOW_{block}_DATABASE": server.database,
+                # PostgreSQL trusts local connections: the password is passed along, never checked.
+                f"CLINICFLOW_{block}_PASSWORD": PASSWORD,
+            }
+        )
     env["CLINICFLOW_DICOM_REPORTS_BUCKET_PATH"] = str(tmp / "bucket")
     return env
 
@@ -64,8 +79,14 @@ def _run(env: dict, tmp: Path, name: str, *args: str, expect: tuple[int, ...] = 
     log = tmp / "outputs" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     with open(log, "wb") as out:
-        result = subprocess.run([PYTHON, "-m", "clinicflow.cli", *args], cwd=PROJECT_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=900)
+        result = subprocess.run(
+            [PYTHON, "-m", "clinicflow.cli", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+        )
     assert result.returncode in expect, f"clinicflow {' '.join(args)} exited {result.returncode}:\n" + log.read_text()
 
 
@@ -91,8 +112,10 @@ def _pg_tables_text(server: PostgresServer) -> str:
     conn = server.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN "
-                        "('pg_catalog', 'information_schema', 'raw') AND table_type = 'BASE TABLE'")
+            cur.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN "
+                "('pg_catalog', 'information_schema', 'raw') AND table_type = 'BASE TABLE'"
+            )
             text = []
             for schema, table in cur.fetchall():
                 cur.execute(f'SELECT t::text FROM "{schema}"."{table}" AS t')
@@ -102,29 +125,55 @@ def _pg_tables_text(server: PostgresServer) -> str:
         conn.close()
 
 
-def test_the_sentinel_password_is_nowhere(sentinel_user, mysql_server, make_mysql_db: Callable[[str], MySQLServer],
-                                          make_pg_db: Callable[[str], PostgresServer], tmp_path: Path) -> None:
+def test_the_sentinel_password_is_nowhere(
+    sentinel_user,
+    mysql_server,
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+    tmp_path: Path,
+) -> None:
     started = time.time() - 1
     src, replica = make_mysql_db("sntsrc"), make_mysql_db("sntrep")
     pg, dicom_pg = make_pg_db("sntpg"), make_pg_db("sntdicom")
     env = _env(tmp_path, src, replica, pg, dicom_pg)
 
-    _run(env, tmp_path, "generate", "generate-opendental", "--database", src.database, "--scale", "0.05",
-         "--filler-tables", "3", "--procedurelog-rows", "300000")
+    _run(
+        env,
+        tmp_path,
+        "generate",
+        "generate-opendental",
+        "--database",
+        src.database,
+        "--scale",
+        "0.05",
+        "--filler-tables",
+        "3",
+        "--procedurelog-rows",
+        "300000",
+    )
     _run(env, tmp_path, "analyze", "analyze-schema", "--output", str(tmp_path / "tables.yml"))
     _run(env, tmp_path, "validate", "validate", "--live", "--file", str(tmp_path / "tables.yml"))
     _run(env, tmp_path, "show", "show", "procedurelog", "--file", str(tmp_path / "tables.yml"))
     _run(env, tmp_path, "check", "analyze-schema", "--check", "--output", str(tmp_path / "tables.yml"))
     # A failed login's message names the user and server, never the password.
-    _run({**env, "CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD": PASSWORD + "-wrong"}, tmp_path, "wrong", "validate",
-         "--live", "--file", str(tmp_path / "tables.yml"), expect=(1, 2))
+    _run(
+        {**env, "CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD": PASSWORD + "-wrong"},
+        tmp_path,
+        "wrong",
+        "validate",
+        "--live",
+        "--file",
+        str(tmp_path / "tables.yml"),
+        expect=(1, 2),
+    )
 
     # The nightly, SIGKILLed while the mariadb client copies procedurelog: read every child's environment first.
     environments: dict[int, bytes] = {}
     log = tmp_path / "outputs" / "killed-nightly.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "clinicflow.cli", "nightly"], cwd=PROJECT_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "clinicflow.cli", "nightly"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     parent_line = cmdline(proc.pid)
     try:
         deadline = time.monotonic() + 300
@@ -137,8 +186,9 @@ def test_the_sentinel_password_is_nowhere(sentinel_user, mysql_server, make_mysq
                 if not line or line == parent_line:
                     continue  # forked, not yet exec'd: still the parent's own image and environment
                 try:
-                    environments[pid] = Path(f"/proc/{pid}/environ").read_bytes() + Path(
-                        f"/proc/{pid}/cmdline").read_bytes()
+                    environments[pid] = (
+                        Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
+                    )
                 except OSError:
                     continue
                 seen_client = seen_client or ("mariadb" in line and "--defaults-extra-file=/dev/fd/" in line)

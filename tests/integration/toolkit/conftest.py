@@ -1,4 +1,5 @@
 """Toolkit fixtures: a local HTTP API (paginates, rate-limits, fails transiently) and one chDB engine per session."""
+
 from __future__ import annotations
 
 import json
@@ -48,18 +49,18 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             n = state.hit(url.path)
             if url.path == "/pages":
                 page, size = int(q.get("page", 1)), int(q.get("per_page", 10))
-                self.send_json({"data": ITEMS[(page - 1) * size: page * size]})
+                self.send_json({"data": ITEMS[(page - 1) * size : page * size]})
             elif url.path == "/offset":
                 offset, limit = int(q.get("offset", 0)), int(q.get("limit", 10))
-                self.send_json({"data": ITEMS[offset: offset + limit]})
+                self.send_json({"data": ITEMS[offset : offset + limit]})
             elif url.path == "/cursor":
                 start = int(q.get("cursor", 0))
                 nxt = start + 10 if start + 10 < len(ITEMS) else None
-                self.send_json({"data": ITEMS[start: start + 10], "meta": {"next": nxt}})
+                self.send_json({"data": ITEMS[start : start + 10], "meta": {"next": nxt}})
             elif url.path == "/link":
                 page = int(q.get("p", 1))
                 headers = {"Link": f'</link?p={page + 1}>; rel="next"'} if page * 10 < len(ITEMS) else {}
-                self.send_json(ITEMS[(page - 1) * 10: page * 10], headers=headers)
+                self.send_json(ITEMS[(page - 1) * 10 : page * 10], headers=headers)
             elif url.path == "/limited":
                 if n == 1:
                     self.send_json({"error": "slow down"}, 429, {"Retry-After": "1"})

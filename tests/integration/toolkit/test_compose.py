@@ -1,4 +1,5 @@
 """Composition semantics (sequential, parallel, conditional, retry, etl) in plain runs and as one Prefect flow."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,15 +33,19 @@ def task_runs_of(flow_run_id: Any) -> dict[str, str]:
 def test_prefect_flow_runs_each_leaf_as_a_task_and_fails_when_a_step_fails(prefect_server: None) -> None:
     from flows.pipeline import PipelineFailed, compile_flow
 
-    spec = PipelineSpec(name="semantics", steps=sequential(
-        parallel(step("left", ok(1)), step("right", ok(2)), max_workers=2),
-        step("breaks", boom("the source is gone")),
-        step("never", ok()),
-    ))
+    spec = PipelineSpec(
+        name="semantics",
+        steps=sequential(
+            parallel(step("left", ok(1)), step("right", ok(2)), max_workers=2),
+            step("breaks", boom("the source is gone")),
+            step("never", ok()),
+        ),
+    )
     state = compile_flow(spec)(return_state=True)
     assert state.is_failed()
-    with pytest.raises(PipelineFailed,
-                       match=r"1 of 4 steps failed: breaks: ToolkitError: the source is gone; 1 skipped"):
+    with pytest.raises(
+        PipelineFailed, match=r"1 of 4 steps failed: breaks: ToolkitError: the source is gone; 1 skipped"
+    ):
         state.result()
     runs = task_runs_of(state.state_details.flow_run_id)
     assert runs == {"left": "COMPLETED", "right": "COMPLETED", "breaks": "FAILED"}
@@ -64,20 +69,37 @@ def test_prefect_task_retries_then_succeeds(prefect_server: None) -> None:
     assert calls["n"] == 3
 
 
-def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(prefect_server: None,
-                                                                            tmp_path: Path) -> None:
+def test_prefect_lenient_etl_loads_good_rows_dead_letters_bad_ones_and_fails(
+    prefect_server: None, tmp_path: Path
+) -> None:
     from flows.pipeline import PipelineFailed, compile_flow
 
     write_csv(tmp_path / "in.csv")
     dead = tmp_path / "dead"
-    spec = PipelineSpec(name="lenient", parameters={"note": "x"}, steps=[
-        etl("convert", extract={"kind": "file", "path": str(tmp_path / "in.csv")},
-            transform=[{"kind": "types", "mapping": {"id": "int", "amount": "decimal"}, "strict": False,
-                        "dead_letters": {"kind": "jsonl", "path": str(dead)}}],
-            load={"kind": "file", "path": str(tmp_path / "out.csv")}),
-        el("after", extract={"kind": "file", "path": str(tmp_path / "in.csv")},
-           load={"kind": "file", "path": str(tmp_path / "copy.csv")}),
-    ])
+    spec = PipelineSpec(
+        name="lenient",
+        parameters={"note": "x"},
+        steps=[
+            etl(
+                "convert",
+                extract={"kind": "file", "path": str(tmp_path / "in.csv")},
+                transform=[
+                    {
+                        "kind": "types",
+                        "mapping": {"id": "int", "amount": "decimal"},
+                        "strict": False,
+                        "dead_letters": {"kind": "jsonl", "path": str(dead)},
+                    }
+                ],
+                load={"kind": "file", "path": str(tmp_path / "out.csv")},
+            ),
+            el(
+                "after",
+                extract={"kind": "file", "path": str(tmp_path / "in.csv")},
+                load={"kind": "file", "path": str(tmp_path / "copy.csv")},
+            ),
+        ],
+    )
     state = compile_flow(spec)(return_state=True)
     assert state.is_failed()
     with pytest.raises(PipelineFailed, match="convert: DeadLettersWritten: convert: 1 rows went to dead letters"):

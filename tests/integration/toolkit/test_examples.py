@@ -1,4 +1,5 @@
 """The two shipped example pipelines, run as Prefect flows on real PostgreSQL and chDB."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,25 +41,29 @@ def test_http_api_to_postgres_example(prefect_server: None, analytics: PostgresS
         compile_flow(spec)(parameters={"api_url": url})  # a second run upserts, no duplicates
     got = pg_exec(analytics, "SELECT count(*), count(DISTINCT npi), min(npi) FROM toolkit.referral_providers")
     assert got == [(45, 45, 1_000_007_919)]
-    (row,) = pg_exec(analytics, "SELECT specialty, accepting_new, updated_at FROM toolkit.referral_providers "
-                                "WHERE name = 'Referral Clinic 4'")
+    (row,) = pg_exec(
+        analytics,
+        "SELECT specialty, accepting_new, updated_at FROM toolkit.referral_providers WHERE name = 'Referral Clinic 4'",
+    )
     assert row == ("Pediatric Dentistry", False, datetime(2026, 5, 14, 8, 0, tzinfo=UTC))
 
 
-def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytics: PostgresServer,
-                                                  ch_database: tuple[str, str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_raw_to_clickhouse_daily_example(
+    prefect_server: None, analytics: PostgresServer, ch_database: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.pipeline import compile_flow
 
     url, database = ch_database
     monkeypatch.setenv("CLINICFLOW_CLICKHOUSE_URL", url)
     monkeypatch.setenv("CLINICFLOW_CLICKHOUSE_DATABASE", database)
-    pg_exec(analytics,
-            'CREATE SCHEMA raw',
-            'CREATE TABLE raw.procedurelog ("ProcNum" bigint PRIMARY KEY, "ProcDate" date, "ProcFee" double precision,'
-            ' "ProcStatus" smallint, "ClinicNum" bigint, "ProvNum" bigint)',
-            "INSERT INTO raw.procedurelog SELECT g, date '2026-03-01' + (g % 3), 10 + g % 5, "
-            "CASE WHEN g % 10 = 0 THEN 1 ELSE 2 END, g % 2, 7 FROM generate_series(1, 300) g")
+    pg_exec(
+        analytics,
+        "CREATE SCHEMA raw",
+        'CREATE TABLE raw.procedurelog ("ProcNum" bigint PRIMARY KEY, "ProcDate" date, "ProcFee" double precision,'
+        ' "ProcStatus" smallint, "ClinicNum" bigint, "ProvNum" bigint)',
+        "INSERT INTO raw.procedurelog SELECT g, date '2026-03-01' + (g % 3), 10 + g % 5, "
+        "CASE WHEN g % 10 = 0 THEN 1 ELSE 2 END, g % 2, 7 FROM generate_series(1, 300) g",
+    )
     spec = discover(REPO / "pipelines", entry_points=False).get("procedures-daily")
     flow = compile_flow(spec)
     day1 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -66,13 +71,17 @@ def test_postgres_raw_to_clickhouse_daily_example(prefect_server: None, analytic
     pg_exec(analytics, 'UPDATE raw.procedurelog SET "ProcFee" = 1000 WHERE "ProcNum" = 1')  # a day-2 row changes
     flow(start=day1, end=datetime(2026, 3, 3, tzinfo=UTC))  # re-run day 2 only
 
-    expected = pg_exec(analytics, 'SELECT "ProcDate", "ClinicNum", count(*), sum("ProcFee") FROM raw.procedurelog '
-                                  'WHERE "ProcStatus" = 2 AND "ProcDate" >= \'2026-03-02\' GROUP BY 1, 2 ORDER BY 1, 2')
+    expected = pg_exec(
+        analytics,
+        'SELECT "ProcDate", "ClinicNum", count(*), sum("ProcFee") FROM raw.procedurelog '
+        'WHERE "ProcStatus" = 2 AND "ProcDate" >= \'2026-03-02\' GROUP BY 1, 2 ORDER BY 1, 2',
+    )
     connection = ClickHouseConnection(url=SecretStr(url), database=database)
     client = connection.client()
     try:
-        got = client.query("SELECT day, clinic, procedures, fees FROM procedures_daily FINAL"
-                           " ORDER BY day, clinic").result_rows
+        got = client.query(
+            "SELECT day, clinic, procedures, fees FROM procedures_daily FINAL ORDER BY day, clinic"
+        ).result_rows
     finally:
         connection.release(client)
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]

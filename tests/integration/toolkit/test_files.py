@@ -1,4 +1,5 @@
 """File extractor/loader: CSV, JSON Lines and Parquet round trips, encodings, compression by suffix."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,12 +16,18 @@ def test_file_loader_into_an_s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatc
     from flows.pipeline import resolve_connection
 
     bucket = s3_server.new_bucket()
-    for key, value in {"BUCKET": bucket, "ENDPOINT_URL": s3_server.endpoint, "ACCESS_KEY_ID": "test",
-                       "SECRET_ACCESS_KEY": "test", "REGION": "us-east-1"}.items():
+    for key, value in {
+        "BUCKET": bucket,
+        "ENDPOINT_URL": s3_server.endpoint,
+        "ACCESS_KEY_ID": "test",
+        "SECRET_ACCESS_KEY": "test",
+        "REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(f"CLINICFLOW_TOOLKIT_OUT_{key}", value)
     ctx = RunContext(parameters={"day": "2026-01-02"}, connections=resolve_connection)
-    config = loader_of({"kind": "file", "path": "exports/{day}/items.csv.gz",
-                        "bucket": {"kind": "s3", "block": "toolkit-out"}})
+    config = loader_of(
+        {"kind": "file", "path": "exports/{day}/items.csv.gz", "bucket": {"kind": "s3", "block": "toolkit-out"}}
+    )
     assert built(config, ctx).load(stream(), ctx) == 25
     body = s3_server.client().get_object(Bucket=bucket, Key="exports/2026-01-02/items.csv.gz")["Body"].read()
     import gzip

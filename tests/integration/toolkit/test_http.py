@@ -2,6 +2,7 @@
 
 Pagination styles, 429 + Retry-After, transient 5xx, dropped connections.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,14 +29,18 @@ def ids(extractor: HttpExtractor) -> list[int]:
     return [r["id"] for b in extractor.extract(CTX) for r in b.as_dicts()]
 
 
-@pytest.mark.parametrize(("path", "pagination", "records_path"), [
-    ("/pages", PagePagination(page_size=10), "data"),
-    ("/offset", OffsetPagination(limit=10), "data"),
-    ("/cursor", CursorPagination(cursor_path="meta.next"), "data"),
-    ("/link", LinkPagination(), ""),
-])
-def test_every_pagination_style_reads_all_records_once(api: Api, path: str, pagination: object,
-                                                       records_path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "pagination", "records_path"),
+    [
+        ("/pages", PagePagination(page_size=10), "data"),
+        ("/offset", OffsetPagination(limit=10), "data"),
+        ("/cursor", CursorPagination(cursor_path="meta.next"), "data"),
+        ("/link", LinkPagination(), ""),
+    ],
+)
+def test_every_pagination_style_reads_all_records_once(
+    api: Api, path: str, pagination: object, records_path: str
+) -> None:
     extractor = HttpExtractor(api.base + path, pagination=pagination, records_path=records_path)  # type: ignore[arg-type]
     assert ids(extractor) == [item["id"] for item in ITEMS]
     # 23 items in pages of 10: three requests (page/offset need no empty fourth page)
@@ -90,8 +95,13 @@ def test_wrong_records_path_is_named(api: Api) -> None:
 
 def test_rate_limited_extractor_waits_between_requests(api: Api) -> None:
     clock = FakeClock()
-    extractor = HttpExtractor(api.base + "/pages", records_path="data", pagination=PagePagination(page_size=10),
-                              rate_limit_per_second=1, rate_limit_burst=1)
+    extractor = HttpExtractor(
+        api.base + "/pages",
+        records_path="data",
+        pagination=PagePagination(page_size=10),
+        rate_limit_per_second=1,
+        rate_limit_burst=1,
+    )
     extractor.limiter = TokenBucket(1, 1, clock=clock, sleep=clock.sleep)
     assert len(ids(extractor)) == 23
     assert clock.sleeps == pytest.approx([1.0, 1.0])  # 3 requests, burst 1, 1 per second

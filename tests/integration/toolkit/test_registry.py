@@ -1,4 +1,5 @@
 """`clinicflow pipelines sync [--prune]`, `run` and `backfill` against a real local Prefect server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ from tests.conftest import unique_name
 # Syncs (and prunes) pipeline deployments on the shared Prefect server: one worker, in file order.
 pytestmark = pytest.mark.xdist_group("toolkit-deployments")
 
-MODULE = '''
+MODULE = """
 from datetime import timedelta
 from clinicflow.toolkit.compose import step
 from clinicflow.toolkit.spec import PipelineSpec, Timescope
@@ -27,12 +28,13 @@ def record(ctx):
 pipeline = PipelineSpec(name="{name}", steps=[step("record", record)],
                         schedules=[{{"cron": "{cron}", "timezone": "Europe/Paris"}}],
                         timescope=Timescope(window=timedelta(days=1)), parameters={{"limit": 10}})
-'''
+"""
 
 
 def write_pipeline(folder: Path, name: str, cron: str = "0 3 * * *", out: Path | None = None) -> None:
     (folder / f"{name.replace('-', '_')}_pipeline.py").write_text(
-        MODULE.format(name=name, cron=cron, out=str(out or folder / "runs.txt")))
+        MODULE.format(name=name, cron=cron, out=str(out or folder / "runs.txt"))
+    )
 
 
 def client_call(fn: Any) -> Any:
@@ -83,15 +85,29 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
 
     # An unmanaged deployment on the same flow and pool: prune must leave it alone.
     flow_id = found[a].flow_id
-    client_call(lambda c: c.create_deployment(flow_id=flow_id, name="hand-made", work_pool_name=work_pool,
-                                              entrypoint="flows/pipeline.py:run_pipeline", tags=["clinicflow"]))
+    client_call(
+        lambda c: c.create_deployment(
+            flow_id=flow_id,
+            name="hand-made",
+            work_pool_name=work_pool,
+            entrypoint="flows/pipeline.py:run_pipeline",
+            tags=["clinicflow"],
+        )
+    )
     # A managed pipeline of another pool (another folder synced elsewhere): not this prune's to delete.
     from prefect.client.schemas.actions import WorkPoolCreate
 
     other_pool, other = unique_name("pool").replace("_", "-"), unique_name("other").replace("_", "-")
     client_call(lambda c: c.create_work_pool(WorkPoolCreate(name=other_pool, type="process")))
-    client_call(lambda c: c.create_deployment(flow_id=flow_id, name=other, work_pool_name=other_pool,
-                                              entrypoint="flows/pipeline.py:run_pipeline", tags=[MANAGED_TAG]))
+    client_call(
+        lambda c: c.create_deployment(
+            flow_id=flow_id,
+            name=other,
+            work_pool_name=other_pool,
+            entrypoint="flows/pipeline.py:run_pipeline",
+            tags=[MANAGED_TAG],
+        )
+    )
 
     write_pipeline(tmp_path, a, cron="30 4 * * 1")  # changed schedule
     (tmp_path / f"{b.replace('-', '_')}_pipeline.py").unlink()  # removed from code
@@ -107,7 +123,8 @@ def test_sync_creates_updates_and_prunes_only_managed_deployments(work_pool: str
 
 
 def test_sync_deploys_the_rest_when_a_module_is_broken_and_nothing_when_the_pool_is_missing(
-        work_pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work_pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = unique_name("a").replace("_", "-")
     b = unique_name("b").replace("_", "-")
     write_pipeline(tmp_path, a)
@@ -134,8 +151,22 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     write_pipeline(tmp_path, name, out=runs)
     runner = CliRunner()
-    ran = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limit=3",
-                              "--start", "2026-01-01T00:00:00", "--end", "2026-01-02T00:00:00"])
+    ran = runner.invoke(
+        app,
+        [
+            "pipelines",
+            "run",
+            name,
+            "--folder",
+            str(tmp_path),
+            "--param",
+            "limit=3",
+            "--start",
+            "2026-01-01T00:00:00",
+            "--end",
+            "2026-01-02T00:00:00",
+        ],
+    )
     assert ran.exit_code == 0, ran.output
     assert runs.read_text() == f"{name} 3 2026-01-01T00:00:00+00:00 2026-01-02T00:00:00+00:00\n"
     runs.unlink()
@@ -149,21 +180,24 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert "unknown parameters ['limt']" in bad.output
 
-    no_deployment = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
-                                        "--from", "2026-01-01", "--to", "2026-01-04"])
+    no_deployment = runner.invoke(
+        app, ["pipelines", "backfill", name, "--folder", str(tmp_path), "--from", "2026-01-01", "--to", "2026-01-04"]
+    )
     assert no_deployment.exit_code == 2
     assert "run `clinicflow pipelines sync` first" in no_deployment.output
     assert runner.invoke(app, ["pipelines", "sync", "--folder", str(tmp_path)]).exit_code == 0
-    filled = runner.invoke(app, ["pipelines", "backfill", name, "--folder", str(tmp_path),
-                                 "--from", "2026-01-01", "--to", "2026-01-04"])
+    filled = runner.invoke(
+        app, ["pipelines", "backfill", name, "--folder", str(tmp_path), "--from", "2026-01-01", "--to", "2026-01-04"]
+    )
     assert filled.exit_code == 0, filled.output
     assert "3 flow runs created" in filled.output
 
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     deployment_id = deployments(work_pool)[name].id
-    flow_runs = client_call(lambda c: c.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))))
+    flow_runs = client_call(
+        lambda c: c.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    )
     windows = sorted((r.parameters["start"], r.parameters["end"]) for r in flow_runs if "backfill" in r.tags)
     assert [w[0][:10] for w in windows] == ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert windows[-1][1][:10] == "2026-01-04"
@@ -176,7 +210,8 @@ def test_registry_api_register_get_list_unregister(work_pool: str, tmp_path: Pat
     write_pipeline(tmp_path, name)
     (tmp_path / "plain_pipeline.py").write_text(
         "from clinicflow.toolkit.compose import step\nfrom clinicflow.toolkit.spec import PipelineSpec\n"
-        f"pipeline = PipelineSpec(name='{name}-plain', steps=[step('s', lambda ctx: 1)])\n")
+        f"pipeline = PipelineSpec(name='{name}-plain', steps=[step('s', lambda ctx: 1)])\n"
+    )
     spec = get_pipeline(name, str(tmp_path))
     assert spec.timescope is not None
     assert spec.timescope.window.days == 1

@@ -1,4 +1,5 @@
 """SQL extractor (MariaDB, PostgreSQL, streamed) and PostgreSQL loader (COPY insert, upsert) on the local servers."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,11 +28,15 @@ def pg_exec(server: PostgresServer, *statements: str) -> list[tuple]:
 
 def test_mysql_extract_streams_in_batches_with_time_scope(make_mysql_db: Callable[[str], MySQLServer]) -> None:
     db = make_mysql_db("tk")
-    mysql_exec(db, "CREATE TABLE t (id INT PRIMARY KEY, at DATETIME, name VARCHAR(20))",
-               "INSERT INTO t SELECT seq, '2026-01-01' + INTERVAL seq HOUR, CONCAT('n', seq) FROM seq_1_to_100")
+    mysql_exec(
+        db,
+        "CREATE TABLE t (id INT PRIMARY KEY, at DATETIME, name VARCHAR(20))",
+        "INSERT INTO t SELECT seq, '2026-01-01' + INTERVAL seq HOUR, CONCAT('n', seq) FROM seq_1_to_100",
+    )
     ctx = RunContext(start=datetime(2026, 1, 1, 10), end=datetime(2026, 1, 2, 10))
-    extractor = SqlExtractor(db, "SELECT id, name FROM t WHERE at >= %(start)s AND at < %(end)s ORDER BY id",
-                             dialect="mysql", batch_size=7)
+    extractor = SqlExtractor(
+        db, "SELECT id, name FROM t WHERE at >= %(start)s AND at < %(end)s ORDER BY id", dialect="mysql", batch_size=7
+    )
     batches = list(extractor.extract(ctx))
     assert batches[0].columns == ("id", "name")
     assert [len(b) for b in batches] == [7, 7, 7, 3]
@@ -44,8 +49,9 @@ def test_mysql_extract_streams_in_batches_with_time_scope(make_mysql_db: Callabl
 def test_postgres_extract_streams_in_batches(make_pg_db: Callable[[str], PostgresServer]) -> None:
     db = make_pg_db("tk")
     pg_exec(db, "CREATE TABLE t AS SELECT g AS id, 'n' || g AS name FROM generate_series(1, 50) g")
-    extractor = SqlExtractor(db, "SELECT id, name FROM t WHERE id > %(low)s ORDER BY id", dialect="postgres",
-                             batch_size=20)
+    extractor = SqlExtractor(
+        db, "SELECT id, name FROM t WHERE id > %(low)s ORDER BY id", dialect="postgres", batch_size=20
+    )
     gen = extractor.extract(RunContext(parameters={"low": 5}))
     first = next(gen)
     assert len(first) == 20
@@ -82,11 +88,21 @@ def test_lenient_conversion_into_a_postgres_dead_letter_table(make_pg_db: Callab
 
     db = make_pg_db("tk")
     ctx = RunContext(pipeline="pl", connections=lambda dialect, name: db)
-    config = transformer_of({"kind": "types", "mapping": {"n": "int"}, "strict": False,
-                             "dead_letters": {"kind": "postgres", "connection": "analytics", "schema": "public"}})
+    config = transformer_of(
+        {
+            "kind": "types",
+            "mapping": {"n": "int"},
+            "strict": False,
+            "dead_letters": {"kind": "postgres", "connection": "analytics", "schema": "public"},
+        }
+    )
     out = built(config, ctx).transform(Batch(("id", "n"), [("a", "1"), ("b", "x"), ("c", "y")]), ctx)
     assert out.rows == [("a", 1)]
-    got = pg_exec(db, "SELECT pipeline, run_id, step, row_index, column_name, row_data->>'id' "
-                      "FROM toolkit_dead_letters ORDER BY id")
-    assert got == [("pl", ctx.run_id, "type_conversion", 1, "n", "b"),
-                   ("pl", ctx.run_id, "type_conversion", 2, "n", "c")]
+    got = pg_exec(
+        db,
+        "SELECT pipeline, run_id, step, row_index, column_name, row_data->>'id' FROM toolkit_dead_letters ORDER BY id",
+    )
+    assert got == [
+        ("pl", ctx.run_id, "type_conversion", 1, "n", "b"),
+        ("pl", ctx.run_id, "type_conversion", 2, "n", "c"),
+    ]

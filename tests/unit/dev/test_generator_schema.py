@@ -1,4 +1,5 @@
 """The generated schema has OpenDental's shape (real MariaDB, read back from information_schema)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -6,8 +7,24 @@ from collections import Counter
 from clinicflow_dev import generator
 
 REQUIRED_TABLES = {
-    "patient", "appointment", "procedurelog", "commlog", "document", "payment", "paysplit", "adjustment", "claim",
-    "claimproc", "securitylog", "definition", "provider", "clinic", "carrier", "insplan", "operatory", "userod",
+    "patient",
+    "appointment",
+    "procedurelog",
+    "commlog",
+    "document",
+    "payment",
+    "paysplit",
+    "adjustment",
+    "claim",
+    "claimproc",
+    "securitylog",
+    "definition",
+    "provider",
+    "clinic",
+    "carrier",
+    "insplan",
+    "operatory",
+    "userod",
 }
 DATETSTAMP_TABLES = ["patient", "appointment", "procedurelog", "commlog", "document"]
 SECDATETEDIT_TABLES = ["payment", "paysplit", "adjustment", "claim", "claimproc"]
@@ -18,6 +35,6 @@ def test_filler_names_are_unique_realistic_and_never_core() -> None:
     names = generator.table_names(filler_tables=1000, edge_cases=False)
     assert not [name for name, n in Counter(names).items() if n > 1]
     assert len(names) == len(core) + 1000
-    filler = names[len(core):]
+    filler = names[len(core) :]
     assert not core & set(filler)
     assert all(name.isidentifier() and name.islower() and len(name) <= 64 for name in filler)

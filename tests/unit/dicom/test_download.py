@@ -1,4 +1,5 @@
 """Downloads against a real local HTTP server, the GCS emulator and a moto S3 server."""
+
 from __future__ import annotations
 
 from clinicflow.connectors.http import redact

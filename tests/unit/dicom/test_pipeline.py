@@ -1,4 +1,5 @@
 """One batch end to end without Prefect: real PostgreSQL state, real HTTP server, real GCS emulator."""
+
 from __future__ import annotations
 
 from clinicflow.core.retry import RetryPolicy

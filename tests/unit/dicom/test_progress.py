@@ -1,4 +1,5 @@
 """Run progress outside Prefect: the rich bar counts files; artifact keys are valid Prefect keys."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,13 @@ from flows.progress import RunProgress, artifact_key
 
 def test_progress_bar_counts_files_and_needs_no_prefect_run() -> None:
     buffer = io.StringIO()
-    progress = RunProgress(4, key="k", description="DICOM files of demo", show_bar=True,
-                           console=Console(file=buffer, force_terminal=True, width=100))
+    progress = RunProgress(
+        4,
+        key="k",
+        description="DICOM files of demo",
+        show_bar=True,
+        console=Console(file=buffer, force_terminal=True, width=100),
+    )
     for _ in range(4):
         progress.advance(1)
     progress.close()

@@ -1,4 +1,5 @@
 """Conversion: every transfer syntax and photometric kind, windowing as DICOM defines it, DCMTK agreement."""
+
 from __future__ import annotations
 
 import io
@@ -234,8 +235,19 @@ def test_agrees_with_dcmtk(name: str, voi: list[str], tmp_path: Path) -> None:
     assert diff.mean() <= MAX_MEAN_ABS_DIFF, f"{name}: mean |diff| {diff.mean():.2f}"
 
 
-@pytest.mark.parametrize("name", ["693_UNCR.dcm", "RG1_UNCI.dcm", "mlut_18.dcm", "vlut_04.dcm", "MR2_UNCI.dcm",
-                                  "JPEG-LL.dcm", "liver_1frame.dcm", "eCT_Supplemental.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "693_UNCR.dcm",
+        "RG1_UNCI.dcm",
+        "mlut_18.dcm",
+        "vlut_04.dcm",
+        "MR2_UNCI.dcm",
+        "JPEG-LL.dcm",
+        "liver_1frame.dcm",
+        "eCT_Supplemental.dcm",
+    ],
+)
 def test_lookup_table_path_equals_the_direct_computation(name: str) -> None:
     from clinicflow.dicom.dataset import decode_frame
     from clinicflow.dicom.display import _voi_to_uint8, monochrome_to_uint8

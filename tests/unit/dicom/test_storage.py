@@ -1,4 +1,5 @@
 """The one object store (local folder here; GCS emulator and moto S3 in tests/integration/dicom/test_storage.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,8 @@ def _exercise(writer, tmp_path: Path) -> None:
         writer.download("ds/dicom/a/b/c_1.dcm", tmp_path / "big.bin", max_bytes=100)
     listed = list(writer.list("ds/dicom/"))
     assert [(i.key, i.size, i.uri) for i in listed] == [
-        ("ds/dicom/a/b/c_1.dcm", 5000, writer.uri("ds/dicom/a/b/c_1.dcm"))]
+        ("ds/dicom/a/b/c_1.dcm", 5000, writer.uri("ds/dicom/a/b/c_1.dcm"))
+    ]
     assert listed[0].version
     assert [info.key for info in writer.list("ds/")] == ["ds/dicom/a/b/c_1.dcm", "ds/jpg/a/b/c_1.jpg"]
     writer.delete("ds/jpg/a/b/c_1.jpg")

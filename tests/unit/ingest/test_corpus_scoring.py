@@ -3,6 +3,7 @@
 In-process: each document goes through the staging code's text step (``build_document``: encodings, HTML,
 RTF, DOCX, PDF text layer, OCR) and the rules extractor, exactly as a run does, without a database.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,21 @@ def test_the_corpus_covers_every_format_and_case(corpus: tuple[Path, dict[str, d
     folder, truths = corpus
     assert len(truths) >= 40
     suffixes = Counter(Path(name).suffix for name in truths)
-    for suffix in (".txt", ".md", ".rtf", ".html", ".hl7", ".json", ".xml", ".csv", ".pdf", ".png", ".tiff",
-                   ".jpg", ".docx"):
+    for suffix in (
+        ".txt",
+        ".md",
+        ".rtf",
+        ".html",
+        ".hl7",
+        ".json",
+        ".xml",
+        ".csv",
+        ".pdf",
+        ".png",
+        ".tiff",
+        ".jpg",
+        ".docx",
+    ):
         assert suffixes[suffix], suffix
     expects = Counter(str(t["expect"]) for t in truths.values())
     assert expects["not-clinical"] >= 3
@@ -39,16 +53,18 @@ def test_the_corpus_covers_every_format_and_case(corpus: tuple[Path, dict[str, d
     assert (folder / "nursing-note-utf16.txt").read_bytes().startswith(b"\xff\xfe")
 
 
-def test_scores_per_field(corpus: tuple[Path, dict[str, dict[str, object]]], capsys: pytest.CaptureFixture[str]
-                          ) -> None:
+def test_scores_per_field(
+    corpus: tuple[Path, dict[str, dict[str, object]]], capsys: pytest.CaptureFixture[str]
+) -> None:
     folder, truths = corpus
     extractor = RulesExtractor()
     scores = {kind: Score() for kind in ("text", "structured", "ocr", "decoy")}
     methods: Counter[str] = Counter()
     for name, truth in truths.items():
         data = (folder / name).read_bytes()
-        staged = build_document(ObjectInfo(f"file:///corpus/{name}", name, len(data), "v1"), data,
-                                IngestSettings(run_id="score"))
+        staged = build_document(
+            ObjectInfo(f"file:///corpus/{name}", name, len(data), "v1"), data, IngestSettings(run_id="score")
+        )
         methods[str(staged.text_method)] += 1
         assert staged.text is not None, f"{name}: no text ({staged.text_error})"
         outcome = extractor.extract_one(DocumentText(staged.id, staged.sha256, staged.text))

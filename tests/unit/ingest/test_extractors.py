@@ -1,4 +1,5 @@
 """Extractors: the offline rules extractor, and the LLM extractor against a scripted local OpenAI-compatible server."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -14,10 +15,21 @@ def doc(n: int) -> DocumentText:
 
 def test_field_names_are_normalised_by_alias() -> None:
     assert canonical_key("Patient ID") == canonical_key("patientId") == canonical_key("patient-id") == "patient_id"
-    raw = {"MRN": "7", "Attending Physician": "Dr. X", "Dx Codes": "e11.9, K02.52", "DOS": "2024-01-02",
-           "Rx": ["A", "A", "B"], "unknown": 1}
-    assert normalise_fields(raw) == {"patient_id": "7", "provider": "Dr. X", "diagnosis_codes": "e11.9, K02.52",
-                                     "encounter_date": "2024-01-02", "medications": ["A", "A", "B"]}
+    raw = {
+        "MRN": "7",
+        "Attending Physician": "Dr. X",
+        "Dx Codes": "e11.9, K02.52",
+        "DOS": "2024-01-02",
+        "Rx": ["A", "A", "B"],
+        "unknown": 1,
+    }
+    assert normalise_fields(raw) == {
+        "patient_id": "7",
+        "provider": "Dr. X",
+        "diagnosis_codes": "e11.9, K02.52",
+        "encounter_date": "2024-01-02",
+        "medications": ["A", "A", "B"],
+    }
     out = validate_output("d", raw)
     assert out.ok
     assert out.medical.diagnosis_codes == ["E11.9", "K02.52"]
@@ -25,7 +37,8 @@ def test_field_names_are_normalised_by_alias() -> None:
     assert validate_output("d", {"name": "x"}).reason == "missing-field"
     assert validate_output("d", {"mrn": "1", "dob": "not a date"}).reason == "invalid-field"
     assert validate_output("d", {"mrn": "1", "dob": "03/14/1961", "DOS": "May 2, 2024"}).medical.date_of_birth == date(
-        1961, 3, 14)
+        1961, 3, 14
+    )
     assert validate_output("d", ["a list"]).reason == "malformed-output"
 
 
@@ -33,7 +46,12 @@ def test_rules_extractor_reads_a_referral() -> None:
     (out,) = RulesExtractor().extract([doc(3)])
     m = out.medical
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date, m.provider) == (
-        "MRN000003", "Dan Adler", date(1961, 3, 14), date(2024, 5, 4), "Dr. Alan Grant, DDS")
+        "MRN000003",
+        "Dan Adler",
+        date(1961, 3, 14),
+        date(2024, 5, 4),
+        "Dr. Alan Grant, DDS",
+    )
     assert (m.diagnosis_codes, m.procedure_codes) == (["E11.9", "K02.52"], ["D2391", "99213"])
     assert m.medications == ["Metformin 500 mg", "Amoxicillin 500 mg"]
     assert m.summary.startswith("Caries")
@@ -48,4 +66,8 @@ def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
     (out,) = RulesExtractor().extract([DocumentText("d", "s", message)])
     m = out.medical
     assert (m.patient_id, m.patient_name, m.date_of_birth, m.encounter_date) == (
-        "PAT77", "Ben Q Sample", date(1975, 11, 2), date(2024, 6, 11))
+        "PAT77",
+        "Ben Q Sample",
+        date(1975, 11, 2),
+        date(2024, 6, 11),
+    )

@@ -1,4 +1,5 @@
 """Never a wrong identifier: label styles, SSNs, conflicts (named by field and count only), dates, provenance."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -14,9 +15,26 @@ def extract(text: str) -> tuple[str | None, str | None, object]:
     return out.reason, out.message, out.medical
 
 
-@pytest.mark.parametrize("label", ["MRN:", "MRN #", "MRN", "M.R.N.:", "**MRN:**", "Medical Record #:",
-                                   "Medical Record Number:", "Med Rec No.:", "Patient ID:", "Patient Identifier:",
-                                   "Pt ID:", "Chart No.:", "Chart #", "Chart Number:", "Hospital No.:"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "MRN:",
+        "MRN #",
+        "MRN",
+        "M.R.N.:",
+        "**MRN:**",
+        "Medical Record #:",
+        "Medical Record Number:",
+        "Med Rec No.:",
+        "Patient ID:",
+        "Patient Identifier:",
+        "Pt ID:",
+        "Chart No.:",
+        "Chart #",
+        "Chart Number:",
+        "Hospital No.:",
+    ],
+)
 def test_identifier_label_styles(label: str) -> None:
     reason, _, medical = extract(f"Clinic note\n{label} 00918273\nDOB: 01/02/1960\nDiagnosis: E11.9\n")
     assert reason is None
@@ -34,8 +52,9 @@ def test_an_ssn_is_never_a_patient_id_and_an_account_number_only_without_an_mrn(
 
 
 def test_conflicts_are_dead_letters_that_name_the_field_and_count_never_values() -> None:
-    reason, message, medical = extract("Patient: Anil Patel  MRN: 20931\nPatient: Meera Patel  MRN: 20932\n"
-                                       "DOB: 01/15/1970\n")
+    reason, message, medical = extract(
+        "Patient: Anil Patel  MRN: 20931\nPatient: Meera Patel  MRN: 20932\nDOB: 01/15/1970\n"
+    )
     assert (reason, medical) == ("ambiguous-field", None)
     assert message == "patient_id: 2 conflicting candidates"
     assert "2093" not in message
@@ -54,15 +73,27 @@ def test_hl7_pid3_by_identifier_type_never_ss() -> None:
     assert medical.provenance["patient_id"] == "rules:hl7:PID#2:PID-3[2]"  # type: ignore[attr-defined]
     assert extract(msh + "PID|1||999-88-7777^^^SSA^SS||Doe^Jo||19600101\r")[0] == "missing-field"
     assert extract(msh + "PID|1||A77^^^H^MR~A78^^^H^MR||Doe^Jo\r")[:2] == (
-        "ambiguous-field", "patient_id: 2 conflicting candidates")
+        "ambiguous-field",
+        "patient_id: 2 conflicting candidates",
+    )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("03/04/2024", date(2024, 3, 4)), ("2024-03-04", date(2024, 3, 4)), ("4 March 2024", date(2024, 3, 4)),
-    ("March 4, 2024", date(2024, 3, 4)), ("Mar. 4, 2024", date(2024, 3, 4)), ("04-Mar-2024", date(2024, 3, 4)),
-    ("3/4/24", date(2024, 3, 4)), ("1/2/45", date(1945, 1, 2)), ("13/01/2024", None),
-    ("23.04.1961", date(1961, 4, 23)), ("09.02.1971", None),  # dots: day-first, and never a guess
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("03/04/2024", date(2024, 3, 4)),
+        ("2024-03-04", date(2024, 3, 4)),
+        ("4 March 2024", date(2024, 3, 4)),
+        ("March 4, 2024", date(2024, 3, 4)),
+        ("Mar. 4, 2024", date(2024, 3, 4)),
+        ("04-Mar-2024", date(2024, 3, 4)),
+        ("3/4/24", date(2024, 3, 4)),
+        ("1/2/45", date(1945, 1, 2)),
+        ("13/01/2024", None),
+        ("23.04.1961", date(1961, 4, 23)),
+        ("09.02.1971", None),  # dots: day-first, and never a guess
+    ],
+)
 def test_dates_are_us_month_first(text: str, expected: date | None) -> None:
     assert parse_any_date(text) == expected
 

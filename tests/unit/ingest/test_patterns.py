@@ -1,4 +1,5 @@
 """Glob semantics and pattern parsing (pure functions, no services)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,39 +9,49 @@ import pytest
 from clinicflow.connectors.objectstore.patterns import PatternError, glob_match, literal_prefix, parse_location
 
 
-@pytest.mark.parametrize(("glob", "name", "expected"), [
-    ("*.txt", "a.txt", True),
-    ("*.txt", "dir/a.txt", False),  # * never crosses '/'
-    ("a/*/c.txt", "a/b/c.txt", True),
-    ("a/*/c.txt", "a/b/x/c.txt", False),
-    ("a/**/c.txt", "a/c.txt", True),  # ** is zero or more folders
-    ("a/**/c.txt", "a/b/c.txt", True),
-    ("a/**/c.txt", "a/b/x/c.txt", True),
-    ("a/**/c.txt", "ab/c.txt", False),
-    ("a/**", "a/b/x/c.txt", True),
-    ("a/**", "b/c.txt", False),
-    ("**/*.txt", "x.txt", True),
-    ("**/*.txt", "d/e/x.txt", True),
-    ("**/*.txt", "d/e/x.txt.bak", False),
-    ("file?.txt", "file1.txt", True),
-    ("file?.txt", "file12.txt", False),
-    ("file?.txt", "file/.txt", False),  # ? never matches '/'
-    ("r[0-9].csv", "r5.csv", True),
-    ("r[!0-9].csv", "r5.csv", False),
-    ("r[!0-9].csv", "rx.csv", True),
-    ("a+b(1).txt", "a+b(1).txt", True),  # regex characters are literal
-    ("a+b(1).txt", "aab(1).txt", False),
-    ("exact/name.txt", "exact/name.txt", True),
-    ("exact/name.txt", "exact/name.txt2", False),
-])
+@pytest.mark.parametrize(
+    ("glob", "name", "expected"),
+    [
+        ("*.txt", "a.txt", True),
+        ("*.txt", "dir/a.txt", False),  # * never crosses '/'
+        ("a/*/c.txt", "a/b/c.txt", True),
+        ("a/*/c.txt", "a/b/x/c.txt", False),
+        ("a/**/c.txt", "a/c.txt", True),  # ** is zero or more folders
+        ("a/**/c.txt", "a/b/c.txt", True),
+        ("a/**/c.txt", "a/b/x/c.txt", True),
+        ("a/**/c.txt", "ab/c.txt", False),
+        ("a/**", "a/b/x/c.txt", True),
+        ("a/**", "b/c.txt", False),
+        ("**/*.txt", "x.txt", True),
+        ("**/*.txt", "d/e/x.txt", True),
+        ("**/*.txt", "d/e/x.txt.bak", False),
+        ("file?.txt", "file1.txt", True),
+        ("file?.txt", "file12.txt", False),
+        ("file?.txt", "file/.txt", False),  # ? never matches '/'
+        ("r[0-9].csv", "r5.csv", True),
+        ("r[!0-9].csv", "r5.csv", False),
+        ("r[!0-9].csv", "rx.csv", True),
+        ("a+b(1).txt", "a+b(1).txt", True),  # regex characters are literal
+        ("a+b(1).txt", "aab(1).txt", False),
+        ("exact/name.txt", "exact/name.txt", True),
+        ("exact/name.txt", "exact/name.txt2", False),
+    ],
+)
 def test_glob_match(glob: str, name: str, expected: bool) -> None:
     assert glob_match(glob, name) is expected
 
 
-@pytest.mark.parametrize(("glob", "prefix"), [
-    ("a/b/**/*.txt", "a/b/"), ("reports/2024-*.txt", "reports/2024-"), ("*.txt", ""),
-    ("x/y?.txt", "x/y"), ("no/wildcards.txt", "no/wildcards.txt"), ("d/[ab].txt", "d/"),
-])
+@pytest.mark.parametrize(
+    ("glob", "prefix"),
+    [
+        ("a/b/**/*.txt", "a/b/"),
+        ("reports/2024-*.txt", "reports/2024-"),
+        ("*.txt", ""),
+        ("x/y?.txt", "x/y"),
+        ("no/wildcards.txt", "no/wildcards.txt"),
+        ("d/[ab].txt", "d/"),
+    ],
+)
 def test_literal_prefix(glob: str, prefix: str) -> None:
     assert literal_prefix(glob) == prefix
 

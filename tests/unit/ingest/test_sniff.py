@@ -1,4 +1,5 @@
 """MIME type by content and by extension (pure functions)."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,21 +7,24 @@ import pytest
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "application/pdf"),
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
-    (b"\x00" * 128 + b"DICM" + b"\x02\x00", "application/dicom"),
-    (b"PK\x03\x04\x14\x00", "application/zip"),
-    (b"\x1f\x8b\x08\x00", "application/gzip"),
-    (b'{"mrn": "1", "dx": ["E11.9"]}', "application/json"),
-    (b"<?xml version='1.0'?><ClinicalDocument/>", "application/xml"),
-    (b"MSH|^~\\&|APP|FAC\rPID|1||7\r", "x-application/hl7-v2+er7"),
-    (b"mrn,date,code\n1,2024-01-01,E11.9\n2,2024-01-02,K02.52\n", "text/csv"),
-    (b"Referral letter\nPatient: A\n", "text/plain"),
-    ("Überweisung\n".encode("utf-16"), "text/plain"),
-    (b"\x00\x01\x02\x03binary", "application/octet-stream"),
-    (b"", "text/plain"),
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "application/pdf"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00", "application/dicom"),
+        (b"PK\x03\x04\x14\x00", "application/zip"),
+        (b"\x1f\x8b\x08\x00", "application/gzip"),
+        (b'{"mrn": "1", "dx": ["E11.9"]}', "application/json"),
+        (b"<?xml version='1.0'?><ClinicalDocument/>", "application/xml"),
+        (b"MSH|^~\\&|APP|FAC\rPID|1||7\r", "x-application/hl7-v2+er7"),
+        (b"mrn,date,code\n1,2024-01-01,E11.9\n2,2024-01-02,K02.52\n", "text/csv"),
+        (b"Referral letter\nPatient: A\n", "text/plain"),
+        ("Überweisung\n".encode("utf-16"), "text/plain"),
+        (b"\x00\x01\x02\x03binary", "application/octet-stream"),
+        (b"", "text/plain"),
+    ],
+)
 def test_sniff_by_content(data: bytes, expected: str) -> None:
     assert sniff_mime(data, decode_text(data)) == expected
 
@@ -33,9 +37,16 @@ def test_text_detection() -> None:
     assert decode_text(b"a\x00b") is None
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("a/letter.txt", "text/plain"), ("scan.PDF", "application/pdf"), ("x.hl7", "x-application/hl7-v2+er7"),
-    ("img.dcm", "application/dicom"), ("data.csv", "text/csv"), ("noext", None),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a/letter.txt", "text/plain"),
+        ("scan.PDF", "application/pdf"),
+        ("x.hl7", "x-application/hl7-v2+er7"),
+        ("img.dcm", "application/dicom"),
+        ("data.csv", "text/csv"),
+        ("noext", None),
+    ],
+)
 def test_mime_by_extension(name: str, expected: str | None) -> None:
     assert mime_by_extension(name) == expected

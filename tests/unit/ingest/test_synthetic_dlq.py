@@ -1,4 +1,5 @@
 """The synthetic source kind and the dead-letter drill: fail 10 %, replay at 0 %, every record exactly once."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The analysis rules and the rendering, as plain functions (no database involved)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -25,26 +26,46 @@ def col(name: str, column_type: str, *, nullable: bool = False, extra: str = "")
     return CatalogColumn(name, column_type.split("(")[0].split(" ")[0], column_type, nullable, extra=extra)
 
 
-def table(name: str = "t", columns: tuple[CatalogColumn, ...] = (), primary_key: tuple[str, ...] = ("TNum",),
-          rows: int = 0, data_length: int = 0, avg_row_length: int = 0) -> CatalogTable:
+def table(
+    name: str = "t",
+    columns: tuple[CatalogColumn, ...] = (),
+    primary_key: tuple[str, ...] = ("TNum",),
+    rows: int = 0,
+    data_length: int = 0,
+    avg_row_length: int = 0,
+) -> CatalogTable:
     columns = columns or (col("TNum", "bigint(20)", extra="auto_increment"),)
-    return CatalogTable(name, columns, primary_key, engine="MyISAM", table_rows=rows, data_length=data_length,
-                        avg_row_length=avg_row_length)
+    return CatalogTable(
+        name,
+        columns,
+        primary_key,
+        engine="MyISAM",
+        table_rows=rows,
+        data_length=data_length,
+        avg_row_length=avg_row_length,
+    )
 
 
 def test_candidates_prefer_edit_columns_then_on_update_then_entry_columns() -> None:
-    info = table(columns=(
-        col("TNum", "bigint(20)", extra="auto_increment"),
-        col("DateTEntry", "datetime"),
-        col("SecDateTEntry", "datetime"),
-        col("LastChanged", "timestamp", extra="on update current_timestamp()"),
-        col("AptDateTime", "datetime"),  # a business date, not change tracking
-        col("SecDateTEdit", "timestamp", extra="on update current_timestamp()"),
-        col("datetstamp", "timestamp", extra="on update current_timestamp()"),  # names are case-insensitive
-        col("DateTimeDeleted", "date"),
-    ))
+    info = table(
+        columns=(
+            col("TNum", "bigint(20)", extra="auto_increment"),
+            col("DateTEntry", "datetime"),
+            col("SecDateTEntry", "datetime"),
+            col("LastChanged", "timestamp", extra="on update current_timestamp()"),
+            col("AptDateTime", "datetime"),  # a business date, not change tracking
+            col("SecDateTEdit", "timestamp", extra="on update current_timestamp()"),
+            col("datetstamp", "timestamp", extra="on update current_timestamp()"),  # names are case-insensitive
+            col("DateTimeDeleted", "date"),
+        )
+    )
     assert choices.candidate_columns(info, analysis_rules.AnalysisRules()) == [
-        "datetstamp", "SecDateTEdit", "LastChanged", "SecDateTEntry", "DateTEntry"]
+        "datetstamp",
+        "SecDateTEdit",
+        "LastChanged",
+        "SecDateTEntry",
+        "DateTEntry",
+    ]
 
 
 def test_a_change_column_of_the_wrong_type_is_no_candidate() -> None:
@@ -92,14 +113,18 @@ def test_strategy_by_size_key_and_watermark() -> None:
     stamp = choices.Watermark(("DateTStamp",), "")
     key = choices.Watermark(("TNum",), "")
     assert choices.choose_strategy(table(rows=999), stamp, rules) is ExtractionStrategy.full_table
-    assert choices.choose_strategy(table(rows=50_000, primary_key=()), choices.Watermark((), ""), rules) is \
-        ExtractionStrategy.full_table
+    assert (
+        choices.choose_strategy(table(rows=50_000, primary_key=()), choices.Watermark((), ""), rules)
+        is ExtractionStrategy.full_table
+    )
     no_watermark = choices.Watermark((), "")
     assert choices.choose_strategy(table(rows=50_000), no_watermark, rules) is ExtractionStrategy.full_table
     assert choices.choose_strategy(table(rows=50_000), stamp, rules) is ExtractionStrategy.incremental
     assert choices.choose_strategy(table(rows=600_000), stamp, rules) is ExtractionStrategy.incremental_chunked
-    assert choices.choose_strategy(table(rows=10_000, data_length=300 * analysis_rules.MIB), stamp, rules) is \
-        ExtractionStrategy.incremental_chunked
+    assert (
+        choices.choose_strategy(table(rows=10_000, data_length=300 * analysis_rules.MIB), stamp, rules)
+        is ExtractionStrategy.incremental_chunked
+    )
     # The key as watermark: key ranges follow the watermark, so the log is split into ranges.
     assert choices.choose_strategy(table(rows=5_000), key, rules) is ExtractionStrategy.incremental_chunked
 
@@ -117,8 +142,12 @@ def _analysis(*names: str, rows: int = 10) -> schema_analysis.SchemaAnalysis:
     for name in names:
         info = table(name, rows=rows)
         infos[name] = info
-        config = TableConfig(primary_key=["TNum"], estimated_rows=rows, columns=["TNum"],
-                             column_types={"TNum": "bigint(20) not null auto_increment"})
+        config = TableConfig(
+            primary_key=["TNum"],
+            estimated_rows=rows,
+            columns=["TNum"],
+            column_types={"TNum": "bigint(20) not null auto_increment"},
+        )
         results[name] = schema_analysis.TableAnalysis(name, config, choices.Watermark((), "tiny"))
     return schema_analysis.SchemaAnalysis(source_schema.SourceSchema("od", "mysql://root@db:3306/od", infos), results)
 
@@ -138,8 +167,10 @@ def test_render_is_valid_sorted_and_keeps_the_timestamp_while_content_is_unchang
 
 def test_overrides_block_is_kept_byte_for_byte() -> None:
     first = tables_yml.render_tables_yml(_analysis("alpha", "beta"), generated_at=NOW)
-    hand = ("overrides:\n  # keep beta small: its rows are huge\n  beta:\n    batch_size: 7   # measured\n"
-            "\n  alpha: {tier: 2}\n# trailing note\n")
+    hand = (
+        "overrides:\n  # keep beta small: its rows are huge\n  beta:\n    batch_size: 7   # measured\n"
+        "\n  alpha: {tier: 2}\n# trailing note\n"
+    )
     edited = first[: first.index("\noverrides:") + 1] + hand
     regenerated = tables_yml.render_tables_yml(_analysis("alpha", "beta", rows=99), edited, generated_at=NOW)
     assert regenerated.endswith(hand)
@@ -164,15 +195,25 @@ def test_override_of_a_table_gone_from_the_source_is_a_clear_error() -> None:
 def test_compare_with_a_hand_written_config_names_lost_key_missing_watermark_and_dropped_table() -> None:
     live = table("patient", columns=(col("PatNum", "bigint(20)"), col("LName", "varchar(100)")), primary_key=())
     schema = source_schema.SourceSchema("od", "mysql://root@db:3306/od", {"patient": live})
-    config = parse_tables_config({"tables": {
-        "patient": {"primary_key": ["PatNum"], "extraction_strategy": "incremental",
-                    "incremental_columns": ["DateTStamp"]},
-        "claim": {"primary_key": ["ClaimNum"]},
-    }})
+    config = parse_tables_config(
+        {
+            "tables": {
+                "patient": {
+                    "primary_key": ["PatNum"],
+                    "extraction_strategy": "incremental",
+                    "incremental_columns": ["DateTStamp"],
+                },
+                "claim": {"primary_key": ["ClaimNum"]},
+            }
+        }
+    )
     report = config_drift.compare_config_to_source(schema, config)
     kinds = {(i.table, i.kind.value, i.column) for i in report.items}
-    assert kinds == {("claim", "table_dropped", None), ("patient", "primary_key_lost", None),
-                     ("patient", "watermark_missing", "DateTStamp")}
+    assert kinds == {
+        ("claim", "table_dropped", None),
+        ("patient", "primary_key_lost", None),
+        ("patient", "watermark_missing", "DateTStamp"),
+    }
     assert report.has_drift
     rows = report.to_rows()
     assert {r["change"] for r in rows} == {"table_dropped", "primary_key_lost", "watermark_missing"}
@@ -182,9 +223,17 @@ def test_compare_with_a_hand_written_config_names_lost_key_missing_watermark_and
 def test_compare_reports_nothing_for_a_matching_config() -> None:
     info = table("patient", columns=(col("PatNum", "bigint(20)", extra="auto_increment"),), primary_key=("PatNum",))
     schema = source_schema.SourceSchema("od", "mysql://root@db:3306/od", {"patient": info})
-    config = parse_tables_config({"tables": {"patient": {
-        "primary_key": ["PatNum"], "columns": ["PatNum"],
-        "column_types": {"PatNum": "bigint(20) not null auto_increment"}}}})
+    config = parse_tables_config(
+        {
+            "tables": {
+                "patient": {
+                    "primary_key": ["PatNum"],
+                    "columns": ["PatNum"],
+                    "column_types": {"PatNum": "bigint(20) not null auto_increment"},
+                }
+            }
+        }
+    )
     report = config_drift.compare_config_to_source(schema, config)
     assert not report.has_drift
     assert report.to_rows() == []

@@ -1,4 +1,5 @@
 """CDC's pure parts: which DDL names a watched table, position order, retention, key predicates."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,17 +11,20 @@ from clinicflow.opendental.cdc.stream import ddl_tables
 WATCHED = {"patient", "procedurelog"}
 
 
-@pytest.mark.parametrize(("statement", "expected"), [
-    ("ALTER TABLE patient ADD COLUMN x int", ["patient"]),
-    ("alter table `od`.`Patient` modify LName varchar(200)", ["patient"]),
-    ("/* a comment */ TRUNCATE TABLE procedurelog", ["procedurelog"]),
-    ("DROP TABLE IF EXISTS `patient`, `other`", ["patient"]),
-    ("RENAME TABLE patient TO patient_old", ["patient"]),
-    ("ALTER TABLE other.patient ADD COLUMN x int", []),          # another database
-    ("ALTER TABLE notwatched ADD COLUMN patient int", ["patient"]),  # over-matching only re-copies
-    ("INSERT INTO patient VALUES (1)", []),
-    ("BEGIN", []),
-])
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("ALTER TABLE patient ADD COLUMN x int", ["patient"]),
+        ("alter table `od`.`Patient` modify LName varchar(200)", ["patient"]),
+        ("/* a comment */ TRUNCATE TABLE procedurelog", ["procedurelog"]),
+        ("DROP TABLE IF EXISTS `patient`, `other`", ["patient"]),
+        ("RENAME TABLE patient TO patient_old", ["patient"]),
+        ("ALTER TABLE other.patient ADD COLUMN x int", []),  # another database
+        ("ALTER TABLE notwatched ADD COLUMN patient int", ["patient"]),  # over-matching only re-copies
+        ("INSERT INTO patient VALUES (1)", []),
+        ("BEGIN", []),
+    ],
+)
 def test_ddl_names_watched_tables_of_the_source_database(statement: str, expected: list[str]) -> None:
     assert ddl_tables(statement, "od", "od", WATCHED) == expected
 
@@ -34,12 +38,15 @@ def test_positions_order_across_files() -> None:
     assert min([BinlogPosition("b.000002", 5), BinlogPosition("b.000001", 99)], key=BinlogPosition.key).pos == 99
 
 
-@pytest.mark.parametrize(("values", "seconds"), [
-    ({"binlog_expire_logs_seconds": "86400", "expire_logs_days": "0"}, 86400),
-    ({"binlog_expire_logs_seconds": "0", "expire_logs_days": "3"}, 3 * 86400),
-    ({"binlog_expire_logs_seconds": "0", "expire_logs_days": "0"}, None),  # never purged
-    ({"expire_logs_days": "0.5"}, 43200),
-])
+@pytest.mark.parametrize(
+    ("values", "seconds"),
+    [
+        ({"binlog_expire_logs_seconds": "86400", "expire_logs_days": "0"}, 86400),
+        ({"binlog_expire_logs_seconds": "0", "expire_logs_days": "3"}, 3 * 86400),
+        ({"binlog_expire_logs_seconds": "0", "expire_logs_days": "0"}, None),  # never purged
+        ({"expire_logs_days": "0.5"}, 43200),
+    ],
+)
 def test_retention(values: dict[str, str], seconds: int | None) -> None:
     assert retention_seconds(values) == seconds  # type: ignore[arg-type]
 

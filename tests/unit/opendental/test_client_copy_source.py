@@ -1,4 +1,5 @@
 """ClientCopySource: COPY data is every line of the client's output but the last (the counters)."""
+
 from __future__ import annotations
 
 import random
@@ -16,7 +17,7 @@ class _Output:
 
     def read1(self, size: int) -> bytes:
         n = min(size, self._rng.randint(1, 40))
-        out = self._data[self._pos:self._pos + n]
+        out = self._data[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 

@@ -1,5 +1,6 @@
 """Names and keys PostgreSQL treats differently from MariaDB: quoted JSON column names, 63-byte
 identifier truncation, and primary keys that differ only by NUL bytes (removed on the way)."""
+
 from __future__ import annotations
 
 from clinicflow.connectors.mysql import catalog

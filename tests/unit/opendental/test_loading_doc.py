@@ -1,4 +1,5 @@
 """docs/loading.md's type-mapping table is the code's mapping: every type it names maps as it says."""
+
 from __future__ import annotations
 
 import re
@@ -15,7 +16,7 @@ _TYPE = re.compile(r"^([a-z0-9 ]+?)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
 
 def _rows() -> list[tuple[str, str]]:
     text = DOC.read_text(encoding="utf-8")
-    table = text[text.index("| MySQL / MariaDB | PostgreSQL | values |"):]
+    table = text[text.index("| MySQL / MariaDB | PostgreSQL | values |") :]
     rows = []
     for line in table.splitlines()[2:]:
         if not line.startswith("|"):

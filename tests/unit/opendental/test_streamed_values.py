@@ -1,4 +1,5 @@
 """Client-side escaping of streamed values: the same bytes the server-side encodings produce, in bounded pieces."""
+
 from __future__ import annotations
 
 import re

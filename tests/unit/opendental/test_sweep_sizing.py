@@ -1,4 +1,5 @@
 """reconcile_slices unset (0): the sweep is sized from the table's compared ranges and bytes."""
+
 from __future__ import annotations
 
 from clinicflow.opendental.reconcile import AUTO_FULL_BYTES, AUTO_FULL_RANGES, AUTO_MAX_SLICES, Sweep

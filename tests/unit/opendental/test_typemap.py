@@ -1,4 +1,5 @@
 """The MySQL → PostgreSQL type mapping, as the plain function it is (every row of the docs table)."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,13 +55,23 @@ def test_a_column_name_postgres_would_cut_fails_naming_it() -> None:
     assert map_column(CatalogColumn("x" * 63, "int", "int(11)")).name == "x" * 63
 
 
-@pytest.mark.parametrize(("old", "new", "ok"), [
-    ("integer", "bigint", True), ("smallint", "numeric(20)", True), ("bigint", "integer", False),
-    ("real", "double precision", True), ("double precision", "real", False),
-    ("numeric(12,4)", "numeric(14,4)", True), ("numeric(12,4)", "numeric(12,2)", False),
-    ("bit varying(5)", "bit varying(10)", True), ("text", "bigint", False), ("smallint", "text", False),
-    ("timestamp without time zone", "timestamp", True), ("integer", "numeric(10,0)", True),
-    ("timestamp(6) with time zone", "timestamptz(6)", True),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        ("integer", "bigint", True),
+        ("smallint", "numeric(20)", True),
+        ("bigint", "integer", False),
+        ("real", "double precision", True),
+        ("double precision", "real", False),
+        ("numeric(12,4)", "numeric(14,4)", True),
+        ("numeric(12,4)", "numeric(12,2)", False),
+        ("bit varying(5)", "bit varying(10)", True),
+        ("text", "bigint", False),
+        ("smallint", "text", False),
+        ("timestamp without time zone", "timestamp", True),
+        ("integer", "numeric(10,0)", True),
+        ("timestamp(6) with time zone", "timestamptz(6)", True),
+    ],
+)
 def test_compatible_changes(old: str, new: str, ok: bool) -> None:
     assert is_compatible_change(old, new) is ok

@@ -1,4 +1,5 @@
 """Min-max downsampling of a visible range, the time axis, and the full-resolution CSV (no services)."""
+
 from __future__ import annotations
 
 import io
@@ -59,8 +60,10 @@ def test_the_rolling_mean_csv_holds_every_row() -> None:
     values = np.arange(250_001, dtype=float)
     mean = pd.Series(values).rolling(3).mean().to_numpy()
     row = {"result_data": {"window": 3, "series": {"v": {}}}}
-    text = "".join(c if isinstance(c, str) else c.decode() for c in
-                   full_csv_chunks(row, {"v": values, "v rolling mean (3)": mean}, rows_per_chunk=100_000))
+    text = "".join(
+        c if isinstance(c, str) else c.decode()
+        for c in full_csv_chunks(row, {"v": values, "v rolling mean (3)": mean}, rows_per_chunk=100_000)
+    )
     frame = pd.read_csv(io.StringIO(text))
     assert list(frame.columns) == ["row", "v", "v_rolling_mean"]
     assert len(frame) == 250_001

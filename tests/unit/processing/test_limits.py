@@ -1,4 +1,5 @@
 """The service's input limits, in process: parameter values, the streamed body limit, token redaction."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,13 +19,16 @@ from clinicflow.processing.processors import validate_request
 from clinicflow.service import limits
 
 
-@pytest.mark.parametrize(("value", "field", "reason"), [
-    ({"a": math.nan}, "parameters.a", "NaN and Infinity"),
-    ({"a": [1, {"b": math.inf}]}, "parameters.a.1.b", "NaN and Infinity"),
-    ({"a": "x\x00y"}, "parameters.a", "NUL characters"),
-    ({"a\x00": 1}, "parameters", "NUL characters are not allowed in keys"),
-    ({"a": 1 << 63}, "parameters.a", "out of range"),
-])
+@pytest.mark.parametrize(
+    ("value", "field", "reason"),
+    [
+        ({"a": math.nan}, "parameters.a", "NaN and Infinity"),
+        ({"a": [1, {"b": math.inf}]}, "parameters.a.1.b", "NaN and Infinity"),
+        ({"a": "x\x00y"}, "parameters.a", "NUL characters"),
+        ({"a\x00": 1}, "parameters", "NUL characters are not allowed in keys"),
+        ({"a": 1 << 63}, "parameters.a", "out of range"),
+    ],
+)
 def test_values_jsonb_cannot_hold_are_named(value: dict, field: str, reason: str) -> None:
     found = limits.check_json_value(value, "parameters")
     assert found is not None
@@ -42,14 +46,17 @@ def test_deep_nesting_and_good_values() -> None:
     assert limits.check_json_value({"a": [1, 2.5, "ok", None, True, {"b": -3}]}, "parameters") is None
 
 
-@pytest.mark.parametrize(("kind", "parameters", "field"), [
-    ("rolling_mean", {"window": 3, "chunk_rows": 3_000_000}, "parameters.chunk_rows"),
-    ("rolling_mean", {"window": 3, "max_points": 10_000_000}, "parameters.max_points"),
-    ("peak_detection", {"chunk_rows": 10**12}, "parameters.chunk_rows"),
-    ("peak_detection", {"height": math.nan}, "parameters.height"),
-    ("peak_detection", {"prominence": math.inf}, "parameters.prominence"),
-    ("data_quality", {"chunk_rows": 10**9}, "parameters.chunk_rows"),
-])
+@pytest.mark.parametrize(
+    ("kind", "parameters", "field"),
+    [
+        ("rolling_mean", {"window": 3, "chunk_rows": 3_000_000}, "parameters.chunk_rows"),
+        ("rolling_mean", {"window": 3, "max_points": 10_000_000}, "parameters.max_points"),
+        ("peak_detection", {"chunk_rows": 10**12}, "parameters.chunk_rows"),
+        ("peak_detection", {"height": math.nan}, "parameters.height"),
+        ("peak_detection", {"prominence": math.inf}, "parameters.prominence"),
+        ("data_quality", {"chunk_rows": 10**9}, "parameters.chunk_rows"),
+    ],
+)
 def test_parameters_that_set_memory_are_capped(kind: str, parameters: dict, field: str) -> None:
     with pytest.raises(InvalidRequest) as error:
         validate_request(kind, parameters)
@@ -64,8 +71,12 @@ def body_app(limit: int) -> tuple[limits.BodyLimit, dict[str, int]]:
             seen["bytes"] += len(block)
         return JSONResponse({"read": seen["bytes"]}, status_code=201)
 
-    app = Starlette(routes=[Route(limits.UPLOAD_PATH, upload, methods=["POST"]),
-                            Route("/api/etl/process", upload, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route(limits.UPLOAD_PATH, upload, methods=["POST"]),
+            Route("/api/etl/process", upload, methods=["POST"]),
+        ]
+    )
     return limits.BodyLimit(app, upload_bytes=limit), seen
 
 
@@ -96,8 +107,15 @@ async def _streamed_upload() -> None:
 
 
 def test_tokens_are_redacted_from_access_log_lines() -> None:
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s" %s',
-                               ("127.0.0.1:1", "GET", "/ws?token=s3cret&x=1", "403"), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s" %s',
+        ("127.0.0.1:1", "GET", "/ws?token=s3cret&x=1", "403"),
+        None,
+    )
     limits.RedactTokens().filter(record)
     assert "s3cret" not in record.getMessage()
     assert "token=***&x=1" in record.getMessage()

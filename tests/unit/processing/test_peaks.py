@@ -1,6 +1,7 @@
 """Chunked peak detection equals one whole-array scipy find_peaks: same peaks, same prominences (widths to
 1e-12),
 on clipped plateaus (saturation), ties and plateaus across chunk edges, in every chunking."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -21,8 +22,14 @@ def signals() -> dict[str, np.ndarray]:
     steps = np.repeat(rng.integers(0, 5, 400), rng.integers(1, 40, 400))  # plateaus of every length
     long_plateau = np.concatenate([np.zeros(50), np.ones(3000), np.zeros(50), ppg[:500]])
     edge_runs = np.concatenate([np.full(700, 3.0), ppg[:800], np.full(900, 3.0)])
-    return {"ppg": ppg, "clipped": clipped, "ties": ties, "steps": steps.astype(float),
-            "long_plateau": long_plateau, "edge_runs": edge_runs}
+    return {
+        "ppg": ppg,
+        "clipped": clipped,
+        "ties": ties,
+        "steps": steps.astype(float),
+        "long_plateau": long_plateau,
+        "edge_runs": edge_runs,
+    }
 
 
 OPTIONS = [
@@ -39,7 +46,7 @@ CHUNKINGS = [7, 64, 997, 10**6]
 
 def chunked(values: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 @pytest.mark.parametrize("name", list(signals()))

@@ -1,4 +1,5 @@
 """Processors against independently computed values (pandas / scipy on the whole array), no database."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ from clinicflow.processing.processors import (
 
 def source_for(path: Path, chunk_rows: int = 10_000) -> DataSource:
     meta = describe_file(path, path.name, chunk_rows=chunk_rows)
-    return DataSource(path=path, name=path.name, format=meta.format, row_count=meta.row_count,
-                      columns=[c["name"] for c in meta.columns])
+    return DataSource(
+        path=path,
+        name=path.name,
+        format=meta.format,
+        row_count=meta.row_count,
+        columns=[c["name"] for c in meta.columns],
+    )
 
 
 def signal_frame(rows: int, seed: int = 7) -> pd.DataFrame:
@@ -34,14 +40,17 @@ def signal_frame(rows: int, seed: int = 7) -> pd.DataFrame:
     return pd.DataFrame({"t": t, "voltage": values, "other": rng.normal(10, 2, rows)})
 
 
-@pytest.mark.parametrize(("window", "min_periods", "center"), [(1, None, False), (5, None, False), (7, 3, True),
-                                                       (8, 2, True), (50, 1, False), (4, None, True)])
-def test_streaming_rolling_mean_equals_pandas_on_the_whole_series(window: int, min_periods: int | None,
-                                                                  center: bool) -> None:
+@pytest.mark.parametrize(
+    ("window", "min_periods", "center"),
+    [(1, None, False), (5, None, False), (7, 3, True), (8, 2, True), (50, 1, False), (4, None, True)],
+)
+def test_streaming_rolling_mean_equals_pandas_on_the_whole_series(
+    window: int, min_periods: int | None, center: bool
+) -> None:
     series = signal_frame(1000)["voltage"]
     expected = series.rolling(window, min_periods=min_periods, center=center).mean().to_numpy()
     state = StreamingRollingMean(window, min_periods, center)
-    chunks = [series.to_numpy()[i:i + 37] for i in range(0, 1000, 37)]
+    chunks = [series.to_numpy()[i : i + 37] for i in range(0, 1000, 37)]
     got = np.concatenate([state.feed(c) for c in chunks] + [state.finish()])
     np.testing.assert_allclose(got, expected, equal_nan=True, rtol=1e-12, atol=1e-12)
 
@@ -50,9 +59,17 @@ def test_rolling_mean_processor_on_a_csv_in_chunks(tmp_path: Path) -> None:
     frame = signal_frame(3000)
     path = tmp_path / "vitals.csv"
     frame.to_csv(path, index=False)
-    params = validate_request("rolling_mean", {"window": 9, "min_periods": 4, "center": True,
-                                               "columns": ["voltage", "other"], "chunk_rows": 250,
-                                               "max_points": 5000})
+    params = validate_request(
+        "rolling_mean",
+        {
+            "window": 9,
+            "min_periods": 4,
+            "center": True,
+            "columns": ["voltage", "other"],
+            "chunk_rows": 250,
+            "max_points": 5000,
+        },
+    )
     seen: list[float] = []
     result = run_processor("rolling_mean", source_for(path), params, seen.append)
     json.dumps(result, allow_nan=False)
@@ -76,14 +93,22 @@ def test_rolling_mean_samples_the_series_for_the_chart(tmp_path: Path) -> None:
     expected = frame["other"].rolling(3).mean().to_numpy()[::10]
     assert result["step"] == 10
     assert result["index"] == list(range(0, 1000, 10))
-    np.testing.assert_allclose(np.array(result["series"]["other"]["rolling_mean"], dtype=float), expected,
-                               equal_nan=True)
+    np.testing.assert_allclose(
+        np.array(result["series"]["other"]["rolling_mean"], dtype=float), expected, equal_nan=True
+    )
     np.testing.assert_allclose(result["series"]["other"]["values"], frame["other"].to_numpy()[::10])
 
 
-@pytest.mark.parametrize("kwargs", [{"height": 2.0}, {"height": 1.0, "distance": 20},
-                                    {"prominence": 1.5, "wlen": 101}, {"width": 3, "prominence": 0.5, "wlen": 61},
-                                    {}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"height": 2.0},
+        {"height": 1.0, "distance": 20},
+        {"prominence": 1.5, "wlen": 101},
+        {"width": 3, "prominence": 0.5, "wlen": 61},
+        {},
+    ],
+)
 def test_chunked_peaks_equal_one_find_peaks_call(kwargs: dict) -> None:
     values = np.nan_to_num(signal_frame(20_000)["voltage"].to_numpy())
     expected, _ = find_peaks(values, **kwargs)
@@ -91,7 +116,7 @@ def test_chunked_peaks_equal_one_find_peaks_call(kwargs: dict) -> None:
     from clinicflow.processing.processors import _peak_options
 
     params = PeakDetectionParams(chunk_rows=1_500, overlap_rows=400, **kwargs)
-    got, _ = find_peaks_stream(lambda: (values[i:i + 777] for i in range(0, len(values), 777)), _peak_options(params))
+    got, _ = find_peaks_stream(lambda: (values[i : i + 777] for i in range(0, len(values), 777)), _peak_options(params))
     np.testing.assert_array_equal(got, expected)
 
 
@@ -100,8 +125,9 @@ def test_peak_detection_processor_lists_peaks_with_values(tmp_path: Path) -> Non
     frame["voltage"] = frame["voltage"].fillna(0.0)
     path = tmp_path / "signal.csv"
     frame.to_csv(path, index=False)
-    params = validate_request("peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 10,
-                                                 "chunk_rows": 700, "max_peaks": 5})
+    params = validate_request(
+        "peak_detection", {"column": "voltage", "prominence": 1.0, "distance": 10, "chunk_rows": 700, "max_peaks": 5}
+    )
     result = run_processor("peak_detection", source_for(path), params, lambda _p: None)
     values = pd.read_csv(path)["voltage"].to_numpy()
     expected, props = find_peaks(values, prominence=1.0, distance=10)
@@ -113,18 +139,36 @@ def test_peak_detection_processor_lists_peaks_with_values(tmp_path: Path) -> Non
 
 
 def test_data_quality_reports_nulls_duplicates_ranges_and_schema_failures(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"id": [1, 2, 3, 3, 5, 6], "hr": [60.0, None, 250.0, 250.0, 70.0, 65.0],
-                          "unit": ["bpm", "bpm", "bpm", "bpm", "x", None]})
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 3, 5, 6],
+            "hr": [60.0, None, 250.0, 250.0, 70.0, 65.0],
+            "unit": ["bpm", "bpm", "bpm", "bpm", "x", None],
+        }
+    )
     path = tmp_path / "q.csv"
     frame.to_csv(path, index=False)
-    params = validate_request("data_quality", {"chunk_rows": 4, "expect": {
-        "hr": {"type": "float", "min": 30, "max": 220, "nullable": False},
-        "unit": {"type": "str", "nullable": True}, "missing": {"type": "int"}}})
+    params = validate_request(
+        "data_quality",
+        {
+            "chunk_rows": 4,
+            "expect": {
+                "hr": {"type": "float", "min": 30, "max": 220, "nullable": False},
+                "unit": {"type": "str", "nullable": True},
+                "missing": {"type": "int"},
+            },
+        },
+    )
     result = run_processor("data_quality", source_for(path), params, lambda _p: None)
     assert result["rows"] == 6
     assert result["duplicate_rows"] == 1
-    assert result["columns"]["hr"] == {"dtype": "float64", "nulls": 1, "null_fraction": pytest.approx(1 / 6),
-                                       "min": 60.0, "max": 250.0}
+    assert result["columns"]["hr"] == {
+        "dtype": "float64",
+        "nulls": 1,
+        "null_fraction": pytest.approx(1 / 6),
+        "min": 60.0,
+        "max": 250.0,
+    }
     assert result["columns"]["unit"]["nulls"] == 1
     assert result["schema"]["checked"]
     assert not result["schema"]["passed"]
@@ -171,8 +215,17 @@ def iso_variants(rows: int) -> list[str]:
     for i in range(rows):
         stamp = (base + pd.Timedelta(microseconds=15_151 * i)).isoformat()
         kind = i % 5
-        values.append(stamp.replace("T", " ") if kind == 0 else stamp + "Z" if kind == 1
-                      else stamp[:19] + "+02:00" if kind == 2 else stamp[:16] if kind == 3 else stamp)
+        values.append(
+            stamp.replace("T", " ")
+            if kind == 0
+            else stamp + "Z"
+            if kind == 1
+            else stamp[:19] + "+02:00"
+            if kind == 2
+            else stamp[:16]
+            if kind == 3
+            else stamp
+        )
     return values
 
 

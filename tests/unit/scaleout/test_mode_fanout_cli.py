@@ -1,4 +1,5 @@
 """`--mode fanout` on nightly, dicom run and ingest run: without a Prefect server there are no workers (exit 2)."""
+
 from __future__ import annotations
 
 import pytest

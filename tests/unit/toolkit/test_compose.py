@@ -1,4 +1,5 @@
 """Composition semantics (sequential, parallel, conditional, retry, etl) in plain runs and as one Prefect flow."""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ def ok(value: Any = None) -> Any:
 def boom(message: str = "boom") -> Any:
     def fail(ctx: RunContext) -> None:
         raise ToolkitError(message)
+
     return fail
 
 
@@ -59,8 +61,13 @@ def test_parallel_is_bounded_and_runs_everything_by_default() -> None:
 
     tree = parallel(*(step(f"s{i}", work) for i in range(4)), step("bad", boom()), max_workers=2)
     out = execute(tree, RunContext())
-    assert statuses(out) == [("s0", "completed"), ("s1", "completed"), ("s2", "completed"), ("s3", "completed"),
-                             ("bad", "failed")]
+    assert statuses(out) == [
+        ("s0", "completed"),
+        ("s1", "completed"),
+        ("s2", "completed"),
+        ("s3", "completed"),
+        ("bad", "failed"),
+    ]
     assert peak[0] == 2  # ...and never more than max_workers
 
 
@@ -70,8 +77,9 @@ def test_parallel_stop_on_error_skips_steps_not_started() -> None:
 
 
 def test_conditional_branches_and_a_failing_predicate() -> None:
-    tree = sequential(step("count", ok(5)),
-                      conditional(lambda ctx: ctx.results["count"] > 0, step("then", ok()), step("else", ok())))
+    tree = sequential(
+        step("count", ok(5)), conditional(lambda ctx: ctx.results["count"] > 0, step("then", ok()), step("else", ok()))
+    )
     assert statuses(execute(tree, RunContext())) == [("count", "completed"), ("then", "completed"), ("else", "skipped")]
     tree = conditional(lambda ctx: 1 / 0, step("then", ok()), name="check")
     out = execute(tree, RunContext())
@@ -93,7 +101,8 @@ def test_retry_any_and_transient_only() -> None:
     assert calls["n"] == 3
     calls["n"] = 0
     assert statuses(execute(retry(step("flaky", flaky), 1, delay_seconds=0), RunContext(), no_sleep_runner)) == [
-        ("flaky", "failed")]
+        ("flaky", "failed")
+    ]
     permanent = {"n": 0}
 
     def wrong(ctx: RunContext) -> None:
@@ -112,10 +121,12 @@ def test_duplicate_step_names_are_rejected() -> None:
 
 def test_etl_streams_through_transformers_and_counts(tmp_path: Path) -> None:
     write_csv(tmp_path / "in.csv")
-    leaf = etl("copy", extract={"kind": "file", "path": str(tmp_path / "in.csv"), "batch_size": 1},
-               transform=[{"kind": "types", "mapping": {"id": "int"}},
-                          {"kind": "columns", "rename": {"amount": "value"}}],
-               load={"kind": "file", "path": str(tmp_path / "out.jsonl")})
+    leaf = etl(
+        "copy",
+        extract={"kind": "file", "path": str(tmp_path / "in.csv"), "batch_size": 1},
+        transform=[{"kind": "types", "mapping": {"id": "int"}}, {"kind": "columns", "rename": {"amount": "value"}}],
+        load={"kind": "file", "path": str(tmp_path / "out.jsonl")},
+    )
     (outcome,) = execute(leaf, RunContext())
     assert outcome.status == "completed"
     assert outcome.result.rows_read == 3

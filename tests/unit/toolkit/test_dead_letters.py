@@ -1,4 +1,5 @@
 """Dead letters per step and per run, and max_rejected_fraction (no Prefect: run_leaf_plain)."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,20 @@ def write_csv(path: Path, good: int, bad: int) -> None:
 
 
 def converting(name: str, source: Path, out: Path, dead: Path, **types: object) -> object:
-    return etl(name, extract={"kind": "file", "path": str(source)},
-               transform=[{"kind": "types", "mapping": {"amount": "float"}, "strict": False,
-                           "dead_letters": {"path": str(dead)}, **types}],
-               load={"kind": "file", "path": str(out)})
+    return etl(
+        name,
+        extract={"kind": "file", "path": str(source)},
+        transform=[
+            {
+                "kind": "types",
+                "mapping": {"amount": "float"},
+                "strict": False,
+                "dead_letters": {"path": str(dead)},
+                **types,
+            }
+        ],
+        load={"kind": "file", "path": str(out)},
+    )
 
 
 def letters(path: Path) -> list[dict]:
@@ -29,14 +40,18 @@ def test_two_parallel_branches_write_their_own_step_files_in_their_runs_folder(t
     write_csv(tmp_path / "a.csv", 0, 2)
     write_csv(tmp_path / "b.csv", 0, 1)
     dead = tmp_path / "dead"
-    tree = parallel(converting("left", tmp_path / "a.csv", tmp_path / "a.out.csv", dead),
-                    converting("right", tmp_path / "b.csv", tmp_path / "b.out.csv", dead))
+    tree = parallel(
+        converting("left", tmp_path / "a.csv", tmp_path / "a.out.csv", dead),
+        converting("right", tmp_path / "b.csv", tmp_path / "b.out.csv", dead),
+    )
     first = RunContext(pipeline="p", run_id="run-1")
     assert [o.status for o in execute(tree, first)] == ["failed", "failed"]  # 100% rejected
     assert sorted(p.name for p in (dead / "run-1").iterdir()) == ["left.jsonl", "right.jsonl"]
     left = letters(dead / "run-1" / "left.jsonl")
     assert [(x["run_id"], x["step"], x["tool"], x["row_index"], x["column"]) for x in left] == [
-        ("run-1", "left", "type_conversion", 0, "amount"), ("run-1", "left", "type_conversion", 1, "amount")]
+        ("run-1", "left", "type_conversion", 0, "amount"),
+        ("run-1", "left", "type_conversion", 1, "amount"),
+    ]
     assert left[0]["reason"] == "cannot convert to float: ValueError"
     assert left[0]["row"]["id"] == "b0"
 
@@ -48,10 +63,20 @@ def test_two_parallel_branches_write_their_own_step_files_in_their_runs_folder(t
 def test_old_run_folders_are_pruned_to_keep_runs(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv", 0, 1)
     dead = tmp_path / "dead"
-    leaf = etl("s", extract={"kind": "file", "path": str(tmp_path / "a.csv")},
-               transform=[{"kind": "types", "mapping": {"amount": "float"}, "strict": False,
-                           "dead_letters": {"path": str(dead), "keep_runs": 2}}],
-               load={"kind": "file", "path": str(tmp_path / "o.csv")}, fail_on_dead_letters=False)
+    leaf = etl(
+        "s",
+        extract={"kind": "file", "path": str(tmp_path / "a.csv")},
+        transform=[
+            {
+                "kind": "types",
+                "mapping": {"amount": "float"},
+                "strict": False,
+                "dead_letters": {"path": str(dead), "keep_runs": 2},
+            }
+        ],
+        load={"kind": "file", "path": str(tmp_path / "o.csv")},
+        fail_on_dead_letters=False,
+    )
     for i in range(4):
         execute(leaf, RunContext(run_id=f"r{i}"))
         os.utime(dead / f"r{i}", (1_000_000 + i, 1_000_000 + i))

@@ -1,4 +1,5 @@
 """Discovery of *_pipeline.py modules: good, broken (reported by name, others still found), duplicates, bad specs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +9,14 @@ from typer.testing import CliRunner
 from clinicflow.cli import app
 from clinicflow.toolkit.discovery import discover
 
-GOOD = '''
+GOOD = """
 from clinicflow.toolkit.compose import step
 from clinicflow.toolkit.spec import PipelineSpec
 
 pipeline = PipelineSpec(name="{name}", steps=[step("only", lambda ctx: 1)],
                         schedules=[{{"cron": "0 3 * * *", "timezone": "America/New_York"}}],
                         parameters={{"limit": 10}})
-'''
+"""
 
 
 def write(folder: Path, filename: str, text: str) -> None:
@@ -74,8 +75,9 @@ def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch) -> None:
     dist = tmp_path / "ep_pipelines-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-pipelines\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[clinicflow.pipelines]\ngood = ep_pipelines_mod:pipeline\n"
-                                           "broken = ep_pipelines_missing:pipeline\n")
+    (dist / "entry_points.txt").write_text(
+        "[clinicflow.pipelines]\ngood = ep_pipelines_mod:pipeline\nbroken = ep_pipelines_missing:pipeline\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "empty").mkdir()
     found = discover(tmp_path / "empty", entry_points=True)
@@ -105,12 +107,15 @@ def test_the_pool_type_decides_where_a_synced_deployment_finds_its_code(tmp_path
 
     local = code_location("process", str(tmp_path))
     assert local.folder == str(tmp_path.resolve())
-    assert local.job_variables == {"working_dir": str(CHECKOUT_ROOT),
-                                   "env": {"CLINICFLOW_PIPELINES_DIR": str(tmp_path.resolve())}}
+    assert local.job_variables == {
+        "working_dir": str(CHECKOUT_ROOT),
+        "env": {"CLINICFLOW_PIPELINES_DIR": str(tmp_path.resolve())},
+    }
     assert local.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(CHECKOUT_ROOT)}}]
     k8s = code_location("kubernetes", str(tmp_path))
     assert k8s.folder is None
     assert k8s.job_variables == {"env": {"CLINICFLOW_PIPELINES_DIR": "/app/pipelines"}}
     assert k8s.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
     assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"] == {
-        "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"}
+        "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"
+    }

@@ -1,4 +1,5 @@
 """File extractor/loader: CSV, JSON Lines and Parquet round trips, encodings, compression by suffix."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -14,11 +15,13 @@ ROWS = [(i, f"Zoë {i}", None if i % 3 == 0 else f"{i}.5") for i in range(25)]
 
 
 def stream() -> list[Batch]:
-    return [Batch(("id", "name", "amount"), ROWS[i:i + 10]) for i in range(0, len(ROWS), 10)]
+    return [Batch(("id", "name", "amount"), ROWS[i : i + 10]) for i in range(0, len(ROWS), 10)]
 
 
-@pytest.mark.parametrize("name", ["out.csv", "out.csv.gz", "out.csv.bz2", "out.csv.zst", "out.jsonl", "out.jsonl.xz",
-                                  "out.jsonl.gz", "out.parquet"])
+@pytest.mark.parametrize(
+    "name",
+    ["out.csv", "out.csv.gz", "out.csv.bz2", "out.csv.zst", "out.jsonl", "out.jsonl.xz", "out.jsonl.gz", "out.parquet"],
+)
 def test_round_trip(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     assert FileLoader(str(path)).load(stream(), CTX) == 25

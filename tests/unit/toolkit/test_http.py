@@ -1,4 +1,5 @@
 """HTTP extractor parts that need no server: the token bucket, Retry-After dates, headers from the environment."""
+
 from __future__ import annotations
 
 from datetime import UTC
@@ -50,8 +51,13 @@ def test_retry_after_http_date() -> None:
 def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from clinicflow.toolkit.configs import built, extractor_of
 
-    config = extractor_of({"kind": "http", "url": "{base}/x", "headers": {"Authorization": "${TK_API_TOKEN}",
-                                                                           "Accept": "application/json"}})
+    config = extractor_of(
+        {
+            "kind": "http",
+            "url": "{base}/x",
+            "headers": {"Authorization": "${TK_API_TOKEN}", "Accept": "application/json"},
+        }
+    )
     ctx = RunContext(parameters={"base": "http://h"})
     with pytest.raises(ToolkitError, match="header Authorization: environment variable TK_API_TOKEN is not set"):
         built(config, ctx)

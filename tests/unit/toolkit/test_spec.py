@@ -1,4 +1,5 @@
 """Pipeline spec validation: schedules (cron, interval, time zone), time scope windows, names, parameters."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -15,23 +16,33 @@ from clinicflow.toolkit.spec import PipelineSpec, Timescope
 STEPS = [step("s", lambda ctx: None)]
 
 
-@pytest.mark.parametrize(("schedule", "message"), [
-    ({"cron": "0 25 * * *"}, "hour field '25' is outside 0-23"),
-    ({"cron": "*/0 * * * *"}, "bad step in minute field"),
-    ({"cron": "0 1 * * funday"}, "weekday field 'funday'"),
-    ({"cron": "0 1 * *"}, "must have 5 fields"),
-    ({"cron": "0 1 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-    ({"interval": 30}, "shorter than one minute"),
-    ({"cron": "0 1 * * *", "every": "day"}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"cron": "0 25 * * *"}, "hour field '25' is outside 0-23"),
+        ({"cron": "*/0 * * * *"}, "bad step in minute field"),
+        ({"cron": "0 1 * * funday"}, "weekday field 'funday'"),
+        ({"cron": "0 1 * *"}, "must have 5 fields"),
+        ({"cron": "0 1 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"interval": 30}, "shorter than one minute"),
+        ({"cron": "0 1 * * *", "every": "day"}, "Extra inputs are not permitted"),
+    ],
+)
 def test_bad_schedules_are_rejected_with_the_reason(schedule: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PipelineSpec(name="p", steps=STEPS, schedules=[schedule])
 
 
 def test_good_schedules() -> None:
-    spec = PipelineSpec(name="p", steps=STEPS, schedules=[
-        {"cron": "30 4 * * mon-fri", "timezone": "America/New_York"}, {"cron": "@daily"}, {"interval": 3600}])
+    spec = PipelineSpec(
+        name="p",
+        steps=STEPS,
+        schedules=[
+            {"cron": "30 4 * * mon-fri", "timezone": "America/New_York"},
+            {"cron": "@daily"},
+            {"interval": 3600},
+        ],
+    )
     assert [type(s).__name__ for s in spec.schedules] == ["CronSchedule", "CronSchedule", "IntervalSchedule"]
 
 

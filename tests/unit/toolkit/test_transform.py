@@ -1,4 +1,5 @@
 """Transformers: strict vs lenient type conversion, lambda, columns."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -13,8 +14,10 @@ CTX = RunContext()
 
 
 def batch() -> Batch:
-    return Batch(("id", "amount", "day", "ok"), [("1", "2.50", "2026-01-02", "yes"), ("2", "x", "2026-01-03", "no"),
-                                                 ("3", None, "bad-date", "1")])
+    return Batch(
+        ("id", "amount", "day", "ok"),
+        [("1", "2.50", "2026-01-02", "yes"), ("2", "x", "2026-01-03", "no"), ("3", None, "bad-date", "1")],
+    )
 
 
 def test_strict_conversion_names_row_index_and_column() -> None:
@@ -55,8 +58,9 @@ def test_lambda_per_row_drops_none_and_per_batch_must_return_a_batch() -> None:
 
 
 def test_columns_rename_derive_select() -> None:
-    columns = ColumnTransformer(rename={"ok": "flag"}, derive={"label": lambda r: f"{r['id']}-{r['flag']}"},
-                                select=["label", "id"])
+    columns = ColumnTransformer(
+        rename={"ok": "flag"}, derive={"label": lambda r: f"{r['id']}-{r['flag']}"}, select=["label", "id"]
+    )
     out = columns.transform(batch(), CTX)
     assert out.columns == ("label", "id")
     assert out.rows[0] == ("1-yes", "1")

@@ -1,4 +1,5 @@
 """Fixtures for the schema-analysis tests: a seeded OpenDental-shaped source and a CLI runner."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

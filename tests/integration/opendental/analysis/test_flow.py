@@ -1,4 +1,5 @@
 """The analyze_schema flow on a Prefect test server: writes tables.yml, fails on drift with an artifact."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def test_flow_writes_tables_yml_then_fails_on_drift(
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_USER", demo_source.username)
     path = tmp_path / "tables.yml"
 
-    written = analyze_schema(output=str(path), database=demo_source.database, critical_tables=["securitylog"],
-                             return_state=True)
+    written = analyze_schema(
+        output=str(path), database=demo_source.database, critical_tables=["securitylog"], return_state=True
+    )
     assert written.is_completed()
     config = load_tables_config(path)
     assert config.effective("securitylog").tier == 1

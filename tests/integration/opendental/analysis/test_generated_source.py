@@ -1,4 +1,5 @@
 """Must-show behaviour on the OpenDental-shaped generator's database (real MariaDB)."""
+
 from __future__ import annotations
 
 import json
@@ -56,11 +57,13 @@ def test_generated_file_picks_change_columns_key_watermark_and_full_copies(
 
 def test_regenerating_an_unchanged_source_gives_identical_bytes(demo_source: MySQLServer, tmp_path: Path) -> None:
     path = tmp_path / "tables.yml"
-    tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
-                        generated_at=datetime(2026, 1, 1, tzinfo=UTC))
+    tables_yml.write_tables_yml(
+        schema_analysis.analyze_source(demo_source), path, generated_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
     first = path.read_bytes()
-    again = tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path,
-                                generated_at=datetime(2026, 3, 1, tzinfo=UTC))
+    again = tables_yml.write_tables_yml(
+        schema_analysis.analyze_source(demo_source), path, generated_at=datetime(2026, 3, 1, tzinfo=UTC)
+    )
     assert not again.changed
     assert path.read_bytes() == first
     assert b"2026-01-01T00:00:00Z" in first
@@ -70,12 +73,14 @@ def test_an_override_survives_regeneration(demo_source: MySQLServer, tmp_path: P
     path = tmp_path / "tables.yml"
     tables_yml.write_tables_yml(schema_analysis.analyze_source(demo_source), path)
     generated = path.read_text()
-    hand = ("overrides:\n"
-            "  # securitylog rows are tiny: bigger chunks (ops ticket 1234)\n"
-            "  securitylog:\n"
-            "    batch_size: 400000\n"
-            "    reconcile_slices: 7\n"
-            "  definition: {tier: 2}\n")
+    hand = (
+        "overrides:\n"
+        "  # securitylog rows are tiny: bigger chunks (ops ticket 1234)\n"
+        "  securitylog:\n"
+        "    batch_size: 400000\n"
+        "    reconcile_slices: 7\n"
+        "  definition: {tier: 2}\n"
+    )
     path.write_text(generated[: generated.index("\noverrides:") + 1] + hand)
 
     # The source changes (more rows), so the generated part changes too.
@@ -200,9 +205,9 @@ def test_validate_and_show_commands(demo_source: MySQLServer, tmp_path: Path, cl
     assert "batch_size" in broken.stdout
 
 
-def test_unreachable_source_exits_2_without_password(demo_source: MySQLServer, tmp_path: Path,
-                                                    cli: Callable[..., Result],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_source_exits_2_without_password(
+    demo_source: MySQLServer, tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "s3cret-Value")
     wrong = demo_source.model_copy(update={"username": "nobody_here"})
     result = cli(wrong, tmp_path / "tables.yml", "analyze-schema")

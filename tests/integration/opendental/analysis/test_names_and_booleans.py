@@ -1,5 +1,6 @@
 """analyze-schema with source tables tables.yml cannot hold (skipped with a warning, or --exclude),
 and validate --live checking boolean_columns (column exists, is tinyint(1))."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,20 +18,22 @@ LONG = "t" * 60  # a valid MySQL name, too long for the __cf_shadow suffix
 
 def _source(make_mysql_db: Callable[[str], MySQLServer]) -> MySQLServer:
     server = make_mysql_db("names")
-    execute(server,
-            "CREATE TABLE patient (PatNum bigint NOT NULL PRIMARY KEY, IsActive tinyint(1) NOT NULL, "
-            "Level int NOT NULL, Flag tinyint(4) NOT NULL)",
-            "INSERT INTO patient VALUES (1, 1, 3, 0)",
-            "CREATE TABLE `claim-archive` (Id int NOT NULL PRIMARY KEY)",
-            f"CREATE TABLE `{LONG}` (Id int NOT NULL PRIMARY KEY)",
-            "CREATE TABLE `patient__cf_shadow` (PatNum bigint NOT NULL PRIMARY KEY)",
-            "CREATE TABLE scratch (Id int NOT NULL PRIMARY KEY)")
+    execute(
+        server,
+        "CREATE TABLE patient (PatNum bigint NOT NULL PRIMARY KEY, IsActive tinyint(1) NOT NULL, "
+        "Level int NOT NULL, Flag tinyint(4) NOT NULL)",
+        "INSERT INTO patient VALUES (1, 1, 3, 0)",
+        "CREATE TABLE `claim-archive` (Id int NOT NULL PRIMARY KEY)",
+        f"CREATE TABLE `{LONG}` (Id int NOT NULL PRIMARY KEY)",
+        "CREATE TABLE `patient__cf_shadow` (PatNum bigint NOT NULL PRIMARY KEY)",
+        "CREATE TABLE scratch (Id int NOT NULL PRIMARY KEY)",
+    )
     return server
 
 
 def test_analyze_schema_skips_names_the_model_rejects_with_a_warning(
-        make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path,
-        monkeypatch) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     server = _source(make_mysql_db)
     path = tmp_path / "tables.yml"
@@ -52,8 +55,9 @@ def test_analyze_schema_skips_names_the_model_rejects_with_a_warning(
     assert cli(server, path, "analyze-schema", "--check").exit_code == 1  # scratch is in the source, not the file
 
 
-def test_validate_live_checks_boolean_columns(make_mysql_db: Callable[[str], MySQLServer],
-                                              cli: Callable[..., Result], tmp_path: Path, monkeypatch) -> None:
+def test_validate_live_checks_boolean_columns(
+    make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     server = _source(make_mysql_db)
     path = tmp_path / "tables.yml"
@@ -79,8 +83,9 @@ def test_validate_live_checks_boolean_columns(make_mysql_db: Callable[[str], MyS
     assert changes["Flag"]["detail"] == "boolean column patient.Flag is tinyint(4), not tinyint(1)"
 
 
-def test_unreadable_tables_yml_paths_are_one_line(make_mysql_db: Callable[[str], MySQLServer],
-                                                  cli: Callable[..., Result], tmp_path: Path, monkeypatch) -> None:
+def test_unreadable_tables_yml_paths_are_one_line(
+    make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     server = _source(make_mysql_db)
     path = tmp_path / "tables.yml"
@@ -100,7 +105,8 @@ def test_unreadable_tables_yml_paths_are_one_line(make_mysql_db: Callable[[str],
 
 
 def test_validate_live_names_columns_postgresql_would_cut_to_one_name(
-        make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+) -> None:
     import json
 
     server = make_mysql_db("cut")
@@ -114,6 +120,8 @@ def test_validate_live_names_columns_postgresql_would_cut_to_one_name(
     result = cli(server, path, "validate", "--live", "--json")
     assert result.exit_code == 1
     changes = json.loads(result.output)["changes"]
-    assert {(c["change"], c["column"]) for c in changes} == {("column_not_carriable", first),
-                                                             ("column_not_carriable", second)}
+    assert {(c["change"], c["column"]) for c in changes} == {
+        ("column_not_carriable", first),
+        ("column_not_carriable", second),
+    }
     assert all("wide" in c["detail"] and "63" in c["detail"] for c in changes)

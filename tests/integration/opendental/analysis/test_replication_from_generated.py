@@ -1,4 +1,5 @@
 """The replication flow runs, unchanged, from a tables.yml the analysis generated."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,11 @@ from clinicflow_dev import generator
 
 @pytest.mark.slow
 def test_replicate_tables_from_the_generated_file(
-    prefect_server: None, demo_source: MySQLServer, make_mysql_db: Callable[[str], MySQLServer],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_server: None,
+    demo_source: MySQLServer,
+    make_mysql_db: Callable[[str], MySQLServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.replicate import replicate_tables
 

@@ -1,4 +1,5 @@
 """Watermark choice and bounded sampling on small hand-made tables in the real MariaDB."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,8 +17,9 @@ RULES = analysis_rules.AnalysisRules(full_copy_max_rows=100, small_table_rows=1_
 STAMP = "timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()"
 
 
-def analyse(server: MySQLServer,
-            rules: analysis_rules.AnalysisRules = RULES) -> dict[str, schema_analysis.TableAnalysis]:
+def analyse(
+    server: MySQLServer, rules: analysis_rules.AnalysisRules = RULES
+) -> dict[str, schema_analysis.TableAnalysis]:
     return dict(schema_analysis.analyze_source(server, rules, now=NOW).tables)
 
 
@@ -125,9 +127,7 @@ def test_sampling_a_large_table_reads_a_bounded_number_of_rows(make_mysql_db: Ca
     assert bounded <= 5 * RULES.sample_rows, bounded
 
 
-def test_a_table_that_cannot_be_sampled_is_copied_fully_and_named(
-    make_mysql_db: Callable[[str], MySQLServer]
-) -> None:
+def test_a_table_that_cannot_be_sampled_is_copied_fully_and_named(make_mysql_db: Callable[[str], MySQLServer]) -> None:
     """A table dropped between reading the schema and sampling it (concurrent DDL) fails alone."""
     server = make_mysql_db("anfail")
     execute(

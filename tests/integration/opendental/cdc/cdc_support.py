@@ -1,4 +1,5 @@
 """Shared pieces of the CDC tests: the source tables, a day of mutations, and the row-by-row comparison."""
+
 from __future__ import annotations
 
 import random
@@ -55,11 +56,14 @@ def create_source(src: MySQLServer, rows: int = 40) -> None:
 def insert_patient(src: MySQLServer, rng: random.Random, *, backdated: bool = False) -> None:
     stamp = "'2001-02-03 04:05:06'" if backdated else "DEFAULT"
     birth = "'0000-00-00'" if rng.random() < 0.3 else f"'1970-01-{rng.randint(1, 28):02d}'"
-    mysql_exec(src, "INSERT INTO patient (LName, Birthdate, Note, Photo, Extra, DateTStamp) VALUES "
-                    f"(CONCAT('n', X'00', '{rng.randint(0, 999)}'), {birth}, "
-                    f"CONCAT('line1', CHAR(10), 'tab', CHAR(9), 'nul', X'00', 'end'), "
-                    f"X'00FF{rng.randint(0, 255):02X}00', "
-                    "'{\"a\": \"x\\\\u0000y\", \"n\": 1.50}', " + stamp + ")")
+    mysql_exec(
+        src,
+        "INSERT INTO patient (LName, Birthdate, Note, Photo, Extra, DateTStamp) VALUES "
+        f"(CONCAT('n', X'00', '{rng.randint(0, 999)}'), {birth}, "
+        f"CONCAT('line1', CHAR(10), 'tab', CHAR(9), 'nul', X'00', 'end'), "
+        f"X'00FF{rng.randint(0, 255):02X}00', "
+        '\'{"a": "x\\\\u0000y", "n": 1.50}\', ' + stamp + ")",
+    )
 
 
 def mutate_day(src: MySQLServer, day: int, *, extra_column: bool = False) -> None:
@@ -83,7 +87,6 @@ def mutate_day(src: MySQLServer, day: int, *, extra_column: bool = False) -> Non
     if extra_column:
         statements.append(f"UPDATE patient SET Middle = 'm{day}', DateTStamp = DateTStamp WHERE PatNum = {ids[2]}")
     mysql_exec(src, *statements)
-
 
 
 def rows_of(server: MySQLServer, table: str, key: str) -> list[tuple[Any, ...]]:

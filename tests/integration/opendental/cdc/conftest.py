@@ -1,4 +1,5 @@
 """A second MariaDB with a row-based binlog, started once per test session (the main one on 3306 has none)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -1,4 +1,5 @@
 """CDC against a MariaDB with a row-based binlog: three days of changes, DDL mid-stream, replica and raw equal."""
+
 from __future__ import annotations
 
 import time
@@ -72,12 +73,16 @@ def test_source_without_binlog_is_refused_naming_the_setting(mysql_server):
     assert any("binlog_format" in p for p in problems)
 
 
-def test_missing_replication_grants_are_named(binlog_mariadb, make_binlog_db, make_mysql_db, make_pg_db,
-                                               tmp_path: Path):
+def test_missing_replication_grants_are_named(
+    binlog_mariadb, make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path
+):
     src = make_binlog_db("cdcgrant")
     user = src.database[-12:]
-    mysql_exec(binlog_mariadb, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'",
-               f"GRANT SELECT ON `{src.database}`.* TO '{user}'@'%'")
+    mysql_exec(
+        binlog_mariadb,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'",
+        f"GRANT SELECT ON `{src.database}`.* TO '{user}'@'%'",
+    )
     try:
         limited = src.model_copy(update={"username": user, "password": SecretStr(f"pw-{user}")})
         problems = precheck_problems(limited, server_id=5003, retention_hours=24)
@@ -90,8 +95,9 @@ def test_missing_replication_grants_are_named(binlog_mariadb, make_binlog_db, ma
         mysql_exec(binlog_mariadb, f"DROP USER '{user}'@'%'")
 
 
-def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(make_binlog_db, make_mysql_db, make_pg_db,
-                                                                         tmp_path: Path):
+def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(
+    make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path
+):
     from clinicflow.opendental.cdc import state
     from clinicflow.opendental.replication.replica_copy import replicate_table_once
     from clinicflow.opendental.warehouse.load_steps import load_table_once
@@ -117,8 +123,9 @@ def test_nightly_skips_the_watermark_copy_of_a_table_cdc_keeps_current(make_binl
     assert_equal(src, replica, pg, config)
 
 
-def test_a_purged_position_is_refused_naming_the_retention_setting(binlog_mariadb, make_binlog_db, make_mysql_db,
-                                                                   make_pg_db, tmp_path: Path):
+def test_a_purged_position_is_refused_naming_the_retention_setting(
+    binlog_mariadb, make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path
+):
     from clinicflow.opendental.cdc.checks import binlog_files, master_position
 
     src, replica, pg = make_binlog_db("cdcpurge"), make_mysql_db("cdcpurge"), make_pg_db("cdcpurge")

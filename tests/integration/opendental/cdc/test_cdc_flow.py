@@ -1,4 +1,5 @@
 """The ``cdc_opendental`` flow (what the ``cdc`` deployment runs) on the session's Prefect server."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,9 @@ from clinicflow_dev.binlog_server import cli_env
 from tests.integration.opendental.cdc.cdc_support import assert_equal, create_source, mutate_day, write_tables_yml
 
 
-def test_the_flow_catches_up_and_records_its_summary(prefect_server: None, make_binlog_db, make_mysql_db,
-                                                     make_pg_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_flow_catches_up_and_records_its_summary(
+    prefect_server: None, make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from flows.cdc import cdc_opendental
 
     src, replica, pg = make_binlog_db("cdcflow"), make_mysql_db("cdcflow"), make_pg_db("cdcflow")

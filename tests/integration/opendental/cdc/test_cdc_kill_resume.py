@@ -3,6 +3,7 @@
 The process boundary is the point here (a kill between the rows and their position), so CDC runs as
 ``python -m clinicflow.cli cdc start --until-caught-up`` in a subprocess.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,15 +23,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[4]
 
 
-
 def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clinicflow.cli", "cdc", "start", "--until-caught-up",
-                             "--batch-events", "7", "--batch-seconds", "0", "--server-id", "5101"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clinicflow.cli",
+            "cdc",
+            "start",
+            "--until-caught-up",
+            "--batch-events",
+            "7",
+            "--batch-seconds",
+            "0",
+            "--server-id",
+            "5101",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
-def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(make_binlog_db, make_mysql_db,
-                                                                           make_pg_db, tmp_path: Path):
+def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(
+    make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path
+):
     src, replica, pg = make_binlog_db("cdckill"), make_mysql_db("cdckill"), make_pg_db("cdckill")
     tables_file, config = write_tables_yml(tmp_path)
     create_source(src)

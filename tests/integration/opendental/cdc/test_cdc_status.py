@@ -1,4 +1,5 @@
 """`clinicflow status` and `clinicflow cdc status|stop` show and steer the CDC of a source."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_status_shows_lag_per_source_and_stop_is_recorded(make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch):
+def test_status_shows_lag_per_source_and_stop_is_recorded(
+    make_binlog_db, make_mysql_db, make_pg_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     src, replica, pg = make_binlog_db("cdcstat"), make_mysql_db("cdcstat"), make_pg_db("cdcstat")
     tables_file, config = write_tables_yml(tmp_path)
     create_source(src, rows=5)
@@ -63,8 +65,9 @@ def test_status_shows_lag_per_source_and_stop_is_recorded(make_binlog_db, make_m
     assert "stop requested" in out
 
 
-def test_start_against_a_source_without_binlog_exits_2_naming_the_setting(make_mysql_db, make_pg_db, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch):
+def test_start_against_a_source_without_binlog_exits_2_naming_the_setting(
+    make_mysql_db, make_pg_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     src, replica, pg = make_mysql_db("cdcnobin"), make_mysql_db("cdcnobinrep"), make_pg_db("cdcnobin")
     tables_file, _ = write_tables_yml(tmp_path)
     for key, value in cli_env(src, replica, pg, tables_file).items():

@@ -1,4 +1,5 @@
 """Replication fixtures: a seeded OpenDental-shaped source and an empty replica, both real MariaDB databases."""
+
 from __future__ import annotations
 
 import os
@@ -45,22 +46,42 @@ def demo_tables(batch_size: int = 700) -> dict[str, dict]:
     """tables.yml entries for the generator's demo tables, with small chunks to exercise boundaries."""
 
     def inc(key: str, col: str, tier: int = 1) -> dict:
-        return {"primary_key": [key], "extraction_strategy": "incremental", "incremental_columns": [col],
-                "batch_size": batch_size, "tier": tier}
+        return {
+            "primary_key": [key],
+            "extraction_strategy": "incremental",
+            "incremental_columns": [col],
+            "batch_size": batch_size,
+            "tier": tier,
+        }
 
     return {
         "patient": inc("PatNum", "DateTStamp"),
         "procedurelog": inc("ProcNum", "DateTStamp"),
         "payment": inc("PayNum", "SecDateTEdit"),
         "claimproc": inc("ClaimProcNum", "SecDateTEdit", 2),
-        "securitylog": {"primary_key": ["SecurityLogNum"], "extraction_strategy": "incremental_chunked",
-                        "incremental_columns": ["SecurityLogNum"], "batch_size": 3000, "tier": 3},
-        "patplan": {"primary_key": ["PatNum", "Ordinal"], "extraction_strategy": "incremental",
-                    "incremental_columns": ["SecDateTEdit"], "batch_size": 200, "tier": 2},
+        "securitylog": {
+            "primary_key": ["SecurityLogNum"],
+            "extraction_strategy": "incremental_chunked",
+            "incremental_columns": ["SecurityLogNum"],
+            "batch_size": 3000,
+            "tier": 3,
+        },
+        "patplan": {
+            "primary_key": ["PatNum", "Ordinal"],
+            "extraction_strategy": "incremental",
+            "incremental_columns": ["SecDateTEdit"],
+            "batch_size": 200,
+            "tier": 2,
+        },
         "definition": {"primary_key": ["DefNum"], "batch_size": 50, "tier": 2},
         "entrylog": {"primary_key": [], "tier": 3},
-        "edgecase": {"primary_key": ["EdgeCaseNum"], "extraction_strategy": "incremental",
-                     "incremental_columns": ["DateTStamp"], "batch_size": 2, "tier": 3},
+        "edgecase": {
+            "primary_key": ["EdgeCaseNum"],
+            "extraction_strategy": "incremental",
+            "incremental_columns": ["DateTStamp"],
+            "batch_size": 2,
+            "tier": 3,
+        },
     }
 
 

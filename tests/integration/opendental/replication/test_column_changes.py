@@ -1,4 +1,5 @@
 """A source column changed in place (wider type, other charset) reaches the replica intact."""
+
 from __future__ import annotations
 
 from blocks.databases import MySQLServer
@@ -10,8 +11,9 @@ from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec
 
-PATIENT = TableConfig(primary_key=["PatNum"], extraction_strategy="incremental",
-                      incremental_columns=["DateTStamp"], batch_size=500)
+PATIENT = TableConfig(
+    primary_key=["PatNum"], extraction_strategy="incremental", incremental_columns=["DateTStamp"], batch_size=500
+)
 
 
 def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, replica: MySQLServer) -> None:
@@ -21,10 +23,12 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
 
     # 156 characters: varchar(100) would cut it.
     long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3
-    mysql_exec(source,
-               "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
-               "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",
-               f"UPDATE patient SET Address = '{long_address}', Preferred = 'Zoë' WHERE PatNum = 3")
+    mysql_exec(
+        source,
+        "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
+        "ALTER TABLE patient MODIFY Preferred varchar(100) CHARACTER SET latin1 NOT NULL DEFAULT ''",
+        f"UPDATE patient SET Address = '{long_address}', Preferred = 'Zoë' WHERE PatNum = 3",
+    )
     second = replicate_table_once(source, replica, "patient", PATIENT)
     assert second["mode"] == "full"
     assert "Address varchar(100) -> varchar(255)" in second["note"]
@@ -46,13 +50,16 @@ def test_widened_and_recoded_columns_trigger_a_full_copy(source: MySQLServer, re
     assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "incremental"
 
 
-def test_widened_columns_are_altered_in_place_and_copied_incrementally(source: MySQLServer,
-                                                                         replica: MySQLServer) -> None:
+def test_widened_columns_are_altered_in_place_and_copied_incrementally(
+    source: MySQLServer, replica: MySQLServer
+) -> None:
     assert replicate_table_once(source, replica, "patient", PATIENT)["mode"] == "full"
     long_address = "1200 Northeast Martin Luther King Junior Boulevard, " * 3
-    mysql_exec(source,
-               "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
-               f"UPDATE patient SET Address = '{long_address}', DateTStamp = NOW() WHERE PatNum = 3")
+    mysql_exec(
+        source,
+        "ALTER TABLE patient MODIFY Address varchar(255) NOT NULL DEFAULT ''",
+        f"UPDATE patient SET Address = '{long_address}', DateTStamp = NOW() WHERE PatNum = 3",
+    )
     second = replicate_table_once(source, replica, "patient", PATIENT)
     assert second["mode"] == "incremental", second
     assert "altered in place" in second["note"], second

@@ -1,4 +1,5 @@
 """A run killed with SIGKILL mid-table, then rerun, leaves the replica equal to the source."""
+
 from __future__ import annotations
 
 import os
@@ -24,12 +25,18 @@ pytestmark = pytest.mark.slow
 def _start_run(src: MySQLServer, dst: MySQLServer, tables_file: str) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
-    env = dict(os.environ, CLINICFLOW_CREDENTIALS="env", CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
-               CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database, PREFECT_API_URL=PREFECT_API_URL.value() or "",
-               CLINICFLOW_REPLICATION_WORKERS="2")
+    env = dict(
+        os.environ,
+        CLINICFLOW_CREDENTIALS="env",
+        CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
+        CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database,
+        PREFECT_API_URL=PREFECT_API_URL.value() or "",
+        CLINICFLOW_REPLICATION_WORKERS="2",
+    )
     code = f"from flows.replicate import replicate_tables; replicate_tables(tables_file={tables_file!r})"
-    return subprocess.Popen([PYTHON, "-c", code], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [PYTHON, "-c", code], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _kill_when(proc: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
@@ -67,16 +74,27 @@ def test_sigkill_mid_table_then_rerun(prefect_server, make_mysql_db, point_block
     src, dst = make_mysql_db("ksrc"), make_mysql_db("kdst")
     generator.create_procedurelog_like(src, 250_000)
     point_blocks_at(src, dst)
-    tables_file = write_tables_file(tmp_path / "tables.yml",
-                                    {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yml", {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]}
+    )
 
     # 1. Killed during the first (full) copy: the shadow table holds part of the rows.
     proc = _start_run(src, dst, tables_file)
-    shadow_rows = ("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                   "AND TABLE_NAME = 'procedurelog__cf_shadow'")
+    shadow_rows = (
+        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = 'procedurelog__cf_shadow'"
+    )
     _kill_when(proc, lambda: int(_scalar(dst, shadow_rows) or 0) > 25_000)
-    assert int(_scalar(dst, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                            "AND TABLE_NAME = 'procedurelog'")) == 0
+    assert (
+        int(
+            _scalar(
+                dst,
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = 'procedurelog'",
+            )
+        )
+        == 0
+    )
     replicate_tables(tables_file=tables_file)
     _assert_equal_no_duplicates(src, dst)
 
@@ -84,8 +102,9 @@ def test_sigkill_mid_table_then_rerun(prefect_server, make_mysql_db, point_block
     generator.fill_table(src, "procedurelog", 100_000, fixed_timestamp=None)
     conn = raw_connection(src)
     with conn.cursor() as cur:  # new rows: later, distinct change stamps
-        cur.execute("UPDATE procedurelog SET DateTStamp = TIMESTAMPADD(SECOND, ProcNum, '2031-01-01') "
-                    "WHERE ProcNum > 250000")
+        cur.execute(
+            "UPDATE procedurelog SET DateTStamp = TIMESTAMPADD(SECOND, ProcNum, '2031-01-01') WHERE ProcNum > 250000"
+        )
     conn.close()
     watermark = f"SELECT watermark FROM {STATE_TABLE} WHERE table_name = 'procedurelog'"
     before = _scalar(dst, watermark)

@@ -1,5 +1,6 @@
 """``clinicflow nightly`` SIGKILLed mid-copy leaves nothing running and no option file behind; the next run
 drops the shadow tables the killed one left."""
+
 from __future__ import annotations
 
 import glob
@@ -60,8 +61,11 @@ def replica_tables(server: MySQLServer, pattern: str) -> list[str]:
     conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                        "AND TABLE_NAME LIKE %s ORDER BY 1", (pattern,))
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME LIKE %s ORDER BY 1",
+                (pattern,),
+            )
             return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in cur.fetchall()]
     finally:
         conn.close()
@@ -71,8 +75,10 @@ def shadow_rows(server: MySQLServer) -> int:
     conn = raw_connection(server)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                        "AND TABLE_NAME = 'procedurelog__cf_shadow'")
+            cur.execute(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = 'procedurelog__cf_shadow'"
+            )
             row = cur.fetchone()
             return int(row[0] or 0) if row else 0
     finally:
@@ -82,27 +88,35 @@ def shadow_rows(server: MySQLServer) -> int:
 def nightly_env(src: MySQLServer, dst: MySQLServer, pg: PostgresServer, tables_file: str, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # the embedded server
     (tmp / "tmp").mkdir(exist_ok=True)
-    env.update(CLINICFLOW_CREDENTIALS="env", CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
-               CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database,
-               CLINICFLOW_ANALYTICS_POSTGRES_DATABASE=pg.database, CLINICFLOW_TABLES_FILE=tables_file,
-               CLINICFLOW_REPLICATION_WORKERS="2", PREFECT_HOME=str(tmp / "prefect-home"), TMPDIR=str(tmp / "tmp"))
+    env.update(
+        CLINICFLOW_CREDENTIALS="env",
+        CLINICFLOW_OPENDENTAL_SOURCE_DATABASE=src.database,
+        CLINICFLOW_OPENDENTAL_REPLICATION_DATABASE=dst.database,
+        CLINICFLOW_ANALYTICS_POSTGRES_DATABASE=pg.database,
+        CLINICFLOW_TABLES_FILE=tables_file,
+        CLINICFLOW_REPLICATION_WORKERS="2",
+        PREFECT_HOME=str(tmp / "prefect-home"),
+        TMPDIR=str(tmp / "tmp"),
+    )
     return env
 
 
 def test_sigkilled_nightly_leaves_no_server_no_option_file_and_the_next_run_drops_the_shadow(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer],
-        tmp_path: Path) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer], tmp_path: Path
+) -> None:
     src, dst, pg = make_mysql_db("nksrc"), make_mysql_db("nkdst"), make_pg_db("nkpg")
     generator.create_procedurelog_like(src, 250_000)
-    tables_file = write_tables_file(tmp_path / "tables.yml",
-                                    {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yml", {"procedurelog": demo_tables(batch_size=4000)["procedurelog"]}
+    )
     env = nightly_env(src, dst, pg, tables_file, tmp_path)
     option_files_before = set(glob.glob("/tmp/cf_my_*.cnf"))
     log = tmp_path / "killed.log"
 
     with open(log, "wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "clinicflow.cli", "nightly"], cwd=PROJECT_ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "clinicflow.cli", "nightly"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     server_pids: set[int] = set()
     client_pids: set[int] = set()
     deadline = time.monotonic() + 300
@@ -131,8 +145,7 @@ def test_sigkilled_nightly_leaves_no_server_no_option_file_and_the_next_run_drop
     gone_by = time.monotonic() + 15
     while any(alive(pid) for pid in leftovers) and time.monotonic() < gone_by:
         time.sleep(0.1)
-    assert not [pid for pid in leftovers if alive(pid)], \
-        {pid: cmdline(pid)[:120] for pid in leftovers if alive(pid)}
+    assert not [pid for pid in leftovers if alive(pid)], {pid: cmdline(pid)[:120] for pid in leftovers if alive(pid)}
     # No option file: none by path (the run's TMPDIR and /tmp), and no process holds the anonymous one.
     assert os.listdir(tmp_path / "tmp") == []
     assert set(glob.glob("/tmp/cf_my_*.cnf")) <= option_files_before
@@ -149,12 +162,20 @@ def test_sigkilled_nightly_leaves_no_server_no_option_file_and_the_next_run_drop
         cur.execute("CREATE TABLE ghost__cf_shadow (id int PRIMARY KEY)")
         cur.execute("CREATE TABLE ghost__cf_old (id int PRIMARY KEY)")
     conn.close()
-    rerun = subprocess.run([PYTHON, "-m", "clinicflow.cli", "nightly"], cwd=PROJECT_ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        [PYTHON, "-m", "clinicflow.cli", "nightly"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output
-    assert "dropped 3 table(s) a killed run left in the replica: ghost__cf_old, ghost__cf_shadow, " \
-           "procedurelog__cf_shadow" in output
+    assert (
+        "dropped 3 table(s) a killed run left in the replica: ghost__cf_old, ghost__cf_shadow, "
+        "procedurelog__cf_shadow" in output
+    )
     assert replica_tables(dst, "%\\_\\_cf\\_%") == []
     # The rerun's server ended with it too: no server process anywhere runs on this test's Prefect home.
     assert servers_on(tmp_path / "prefect-home") == []

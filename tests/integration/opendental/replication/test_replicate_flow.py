@@ -1,4 +1,5 @@
 """replicate_tables against real MariaDB databases: full, incremental, failures, artifacts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,11 +43,13 @@ def test_full_then_incremental_copy(prefect_server, source, replica, point_block
     assert_equal(source, replica, list(tables))
 
 
-def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, source, replica, point_blocks_at,
-                                                            tmp_path: Path) -> None:
+def test_rows_sharing_one_timestamp_across_chunk_boundaries(
+    prefect_server, source, replica, point_blocks_at, tmp_path: Path
+) -> None:
     point_blocks_at(source, replica)
-    tables_file = write_tables_file(tmp_path / "tables.yml",
-                                    {"procedurelog": demo_tables(batch_size=1000)["procedurelog"]})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yml", {"procedurelog": demo_tables(batch_size=1000)["procedurelog"]}
+    )
     replicate_tables(tables_file=tables_file)
     # 30,000 new rows, every one with the same DateTStamp, later than anything copied.
     generator.fill_table(source, "procedurelog", 30_000, fixed_timestamp="2030-01-01 08:00:00")
@@ -61,8 +64,9 @@ def test_rows_sharing_one_timestamp_across_chunk_boundaries(prefect_server, sour
 
 
 @pytest.mark.parametrize("transport", ["client", "pymysql"])
-def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, point_blocks_at, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+def test_every_value_class_arrives_byte_exact(
+    prefect_server, source, replica, point_blocks_at, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
     # Both readers of the encoded rows (the C client and pymysql) must give the same bytes.
     monkeypatch.setenv(client.EXPORT_ENV, transport)
     if transport == "client" and client.client_binary() is None:
@@ -70,9 +74,11 @@ def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, p
     point_blocks_at(source, replica)
     tables_file = write_tables_file(tmp_path / "tables.yml", {"edgecase": demo_tables()["edgecase"]})
     replicate_tables(tables_file=tables_file)
-    cols = ("DateCol, DateTimeCol, TimeCol, HEX(TextMb3), HEX(TextMb4), HEX(`LongText`), HEX(BlobCol), HEX(VarBin), "
-            "HEX(CharCol), UBig, UInt, USmall, Flag, CAST(Dbl AS CHAR), CAST(Flt AS CHAR), `Signed`, `Dec`, EnumCol, "
-            "SetCol, HEX(JsonCol), Bit1 + 0, Bit10 + 0, YearCol, DateTStamp")
+    cols = (
+        "DateCol, DateTimeCol, TimeCol, HEX(TextMb3), HEX(TextMb4), HEX(`LongText`), HEX(BlobCol), HEX(VarBin), "
+        "HEX(CharCol), UBig, UInt, USmall, Flag, CAST(Dbl AS CHAR), CAST(Flt AS CHAR), `Signed`, `Dec`, EnumCol, "
+        "SetCol, HEX(JsonCol), Bit1 + 0, Bit10 + 0, YearCol, DateTStamp"
+    )
     rows = {}
     for name, server in (("src", source), ("dst", replica)):
         conn = raw_connection(server)
@@ -82,17 +88,29 @@ def test_every_value_class_arrives_byte_exact(prefect_server, source, replica, p
         conn.close()
     assert rows["dst"] == rows["src"]
     flat = [v if isinstance(v, bytes) else str(v).encode() for row in rows["dst"] for v in row if v is not None]
-    for expected in (b"0000-00-00", b"0001-01-01", b"-838:59:59", b"123:45:06", b"18446744073709551615",
-                     bytes(range(256)).hex().upper().encode(), "😀".encode().hex().upper().encode(), b"1023"):
+    for expected in (
+        b"0000-00-00",
+        b"0001-01-01",
+        b"-838:59:59",
+        b"123:45:06",
+        b"18446744073709551615",
+        bytes(range(256)).hex().upper().encode(),
+        "😀".encode().hex().upper().encode(),
+        b"1023",
+    ):
         assert any(expected in v for v in flat), expected
     assert any(v == b"610062" for v in flat)  # 'a', NUL, 'b' in utf8mb3 text
 
 
-def test_missing_table_fails_alone_and_flow_fails(prefect_server, source, replica, point_blocks_at,
-                                                  tmp_path: Path) -> None:
+def test_missing_table_fails_alone_and_flow_fails(
+    prefect_server, source, replica, point_blocks_at, tmp_path: Path
+) -> None:
     point_blocks_at(source, replica)
-    tables = {"definition": demo_tables()["definition"], "entrylog": demo_tables()["entrylog"],
-              "nosuchtable": {"primary_key": ["NoSuchNum"], "tier": 1}}
+    tables = {
+        "definition": demo_tables()["definition"],
+        "entrylog": demo_tables()["entrylog"],
+        "nosuchtable": {"primary_key": ["NoSuchNum"], "tier": 1},
+    }
     tables_file = write_tables_file(tmp_path / "tables.yml", tables)
     run = replicate_tables(tables_file=tables_file, return_state=True)
     with pytest.raises(TablesFailed, match="nosuchtable") as info:
@@ -113,8 +131,9 @@ def test_primary_key_mismatch_names_table(prefect_server, source, replica, point
         replicate_tables(tables_file=tables_file)
 
 
-def test_unknown_table_parameter_is_a_config_error(prefect_server, source, replica, point_blocks_at,
-                                                   tmp_path: Path) -> None:
+def test_unknown_table_parameter_is_a_config_error(
+    prefect_server, source, replica, point_blocks_at, tmp_path: Path
+) -> None:
     from clinicflow.opendental.tables.config import ConfigError
 
     point_blocks_at(source, replica)

@@ -1,4 +1,5 @@
 """Tables copied fully every night are left alone when their content did not change, and copied when it did."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,13 +10,14 @@ from clinicflow.opendental.replication.replica_copy import replicate_table_once
 from clinicflow.opendental.tables.config import TableConfig
 from tests.conftest import mysql_exec, mysql_query
 
-DEFINITION = TableConfig(primary_key=["DefNum"], batch_size=50)   # full_table
-ENTRYLOG = TableConfig(primary_key=[])                             # no key: copied fully
+DEFINITION = TableConfig(primary_key=["DefNum"], batch_size=50)  # full_table
+ENTRYLOG = TableConfig(primary_key=[])  # no key: copied fully
 
 
 @pytest.mark.parametrize(("table", "config"), [("definition", DEFINITION), ("entrylog", ENTRYLOG)])
-def test_unchanged_table_is_not_copied_and_a_change_on_either_side_is(source: MySQLServer, replica: MySQLServer,
-                                                                      table: str, config: TableConfig) -> None:
+def test_unchanged_table_is_not_copied_and_a_change_on_either_side_is(
+    source: MySQLServer, replica: MySQLServer, table: str, config: TableConfig
+) -> None:
     first = replicate_table_once(source, replica, table, config)
     assert first["mode"] == "full"
     assert first["rows"] > 0
@@ -25,8 +27,14 @@ def test_unchanged_table_is_not_copied_and_a_change_on_either_side_is(source: My
     quiet = replicate_table_once(source, replica, table, config)
     assert (quiet["mode"], quiet["rows"]) == ("unchanged", 0)
     assert "CHECKSUM TABLE equal" in quiet["note"]
-    assert mysql_query(replica, "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                                f"AND TABLE_NAME = '{table}'")[0][0] == "marker: not replaced"
+    assert (
+        mysql_query(
+            replica,
+            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = '{table}'",
+        )[0][0]
+        == "marker: not replaced"
+    )
 
     # A change at the source is copied.
     (count,) = mysql_query(source, f"SELECT COUNT(*) FROM `{table}`")[0]

@@ -1,5 +1,6 @@
 """Fixtures for the PostgreSQL load tests: a generated OpenDental source, an empty replica, an empty
 analytics database, the env vars the resolver reads, and a tables.yml for the generator's tables."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,8 +38,12 @@ def tables_yml(tables: dict[str, int], *, batch_size: int = BATCH) -> dict[str, 
         else:
             spec = generator.table_spec(name)
             pk, change = spec.primary_key, spec.change_column
-        entry: dict[str, Any] = {"primary_key": pk, "batch_size": batch_size, "tier": 1 if name in TIER1 else 3,
-                                 "estimated_rows": rows}
+        entry: dict[str, Any] = {
+            "primary_key": pk,
+            "batch_size": batch_size,
+            "tier": 1 if name in TIER1 else 3,
+            "estimated_rows": rows,
+        }
         if change and pk:
             entry.update(extraction_strategy="incremental", incremental_columns=[change])
         if name == generator.EDGECASE_TABLE:
@@ -70,8 +75,12 @@ def _set_env(monkeypatch: pytest.MonkeyPatch, block: str, server: Any) -> None:
 
 
 @pytest.fixture
-def etl_env(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer],
-            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> EtlEnv:
+def etl_env(
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> EtlEnv:
     """Seeded source (demo size + edge cases), empty replica and analytics databases, env-mode blocks."""
     source, replica, pg = make_mysql_db("lsrc"), make_mysql_db("lrep"), make_pg_db("lpg")
     counts = generator.seed(source)
@@ -109,6 +118,7 @@ def pg_exec(server: PostgresServer, *statements: str) -> None:
 
 # ---------------------------------------------------------------------------
 # Row-by-row comparison of a table under the documented mapping (Python side)
+
 
 def _parse_time(text: str) -> dt.timedelta:
     negative = text.startswith("-")
@@ -187,15 +197,18 @@ def compare_rows(replica: MySQLServer, pg: PostgresServer, table: str, config: T
         plan = load_plan.plan_load(catalog.read_table(conn, table), config)
         order = ", ".join(quote_ident(k, "mysql") for k in plan.primary_key)
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(_source_select(c) for c in plan.columns)} FROM "
-                        f"{quote_ident(table, 'mysql')} ORDER BY {order}")
+            cur.execute(
+                f"SELECT {', '.join(_source_select(c) for c in plan.columns)} FROM "
+                f"{quote_ident(table, 'mysql')} ORDER BY {order}"
+            )
             source_rows = cur.fetchall()
     finally:
         conn.close()
     pg_order = ", ".join(quote_ident(k, "postgres") for k in plan.primary_key)
     pg_columns = [quote_ident(c.name, "postgres") + ("::text" if c.kind.value == "json" else "") for c in plan.columns]
-    raw_rows = pg_query(pg, f"SELECT {', '.join(pg_columns)} "
-                            f"FROM {quote_qualified('raw', table, 'postgres')} ORDER BY {pg_order}")
+    raw_rows = pg_query(
+        pg, f"SELECT {', '.join(pg_columns)} FROM {quote_qualified('raw', table, 'postgres')} ORDER BY {pg_order}"
+    )
     assert len(raw_rows) == len(source_rows), f"{table}: {len(raw_rows)} rows in raw, {len(source_rows)} in the replica"
     for src, raw in zip(source_rows, raw_rows, strict=True):
         for col, s, r in zip(plan.columns, src, raw, strict=True):

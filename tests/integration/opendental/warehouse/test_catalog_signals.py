@@ -1,4 +1,5 @@
 """Catalog signals: a table is left alone only when neither server wrote it since the last verified night."""
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,7 @@ def _read(server: MySQLServer) -> dict[str, str | None]:
         conn.close()
 
 
-def _unchanged(pg: PostgresServer, source: MySQLServer, replica: MySQLServer,
-               configs: dict[str, str]) -> set[str]:
+def _unchanged(pg: PostgresServer, source: MySQLServer, replica: MySQLServer, configs: dict[str, str]) -> set[str]:
     conn = pg.connect()
     try:
         return catalog_signals.unchanged_tables(conn, "clinicflow", "raw", _read(source), _read(replica), configs)
@@ -38,14 +38,19 @@ def _unchanged(pg: PostgresServer, source: MySQLServer, replica: MySQLServer,
 
 
 def test_only_tables_no_server_wrote_since_a_verified_night_are_unchanged(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     source, replica, pg = make_mysql_db("sigsrc"), make_mysql_db("sigrep"), make_pg_db("sigpg")
     tables = ("quiet", "silent", "deleted", "altered", "failed", "dropped", "retuned", "replica", "raw")
     for server in (source, replica):
         for t in tables:
             mysql_exec(server, _DDL.format(t=t), f"INSERT INTO `{t}` VALUES (1, 'a'), (2, 'b')")
-    pg_exec(pg, "CREATE SCHEMA IF NOT EXISTS clinicflow", "CREATE SCHEMA IF NOT EXISTS raw",
-            *(f"CREATE TABLE raw.{t} (x int)" for t in tables))
+    pg_exec(
+        pg,
+        "CREATE SCHEMA IF NOT EXISTS clinicflow",
+        "CREATE SCHEMA IF NOT EXISTS raw",
+        *(f"CREATE TABLE raw.{t} (x int)" for t in tables),
+    )
     configs = {t: catalog_signals.config_signal(TableConfig(primary_key=["Num"])) for t in tables}
     _past_second()
     src_signals, rep_signals = _read(source), _read(replica)
@@ -61,8 +66,12 @@ def test_only_tables_no_server_wrote_since_a_verified_night_are_unchanged(
 
     # Then: an update that moves no watermark, a delete, a definition change, a dropped raw table, a new
     # tables.yml entry, a write to the replica, one to raw. Each of those tables is visited; only "quiet" is not.
-    mysql_exec(source, "UPDATE `silent` SET `Name` = 'c' WHERE `Num` = 1", "DELETE FROM `deleted` WHERE `Num` = 2",
-               "ALTER TABLE `altered` MODIFY `Name` varchar(30) NOT NULL")
+    mysql_exec(
+        source,
+        "UPDATE `silent` SET `Name` = 'c' WHERE `Num` = 1",
+        "DELETE FROM `deleted` WHERE `Num` = 2",
+        "ALTER TABLE `altered` MODIFY `Name` varchar(30) NOT NULL",
+    )
     mysql_exec(replica, "UPDATE `replica` SET `Name` = 'z' WHERE `Num` = 2")
     pg_exec(pg, "DROP TABLE raw.dropped", "INSERT INTO raw.raw VALUES (1)")
     _wait_raw_counted(pg)

@@ -2,6 +2,7 @@
 
 All against the real MariaDB and PostgreSQL; the nightly runs as users run it (no flags).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,27 +37,36 @@ def _sparse_source(source: MySQLServer) -> dict[str, list[int]]:
         "negkeys": list(range(-2000, 1000)),
     }
     for table, values in keys.items():
-        mysql_exec(source, f"CREATE TABLE `{table}` (`Id` bigint NOT NULL PRIMARY KEY, `Note` varchar(40) NULL, "
-                           "`Stamp` datetime NOT NULL) ENGINE=InnoDB")
+        mysql_exec(
+            source,
+            f"CREATE TABLE `{table}` (`Id` bigint NOT NULL PRIMARY KEY, `Note` varchar(40) NULL, "
+            "`Stamp` datetime NOT NULL) ENGINE=InnoDB",
+        )
         conn = source.connect(autocommit=True)
         try:
             with conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO `{table}` VALUES (%s, %s, '2024-01-01 00:00:00')",
-                                [(k, f"n{k % 97}") for k in values])
+                cur.executemany(
+                    f"INSERT INTO `{table}` VALUES (%s, %s, '2024-01-01 00:00:00')", [(k, f"n{k % 97}") for k in values]
+                )
         finally:
             conn.close()
     return keys
 
 
 def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     source, replica, pg = make_mysql_db("spsrc"), make_mysql_db("sprep"), make_pg_db("sppg")
     keys = _sparse_source(source)
     load_steps.setup_target(pg)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, the process's high-water mark
     for table, values in keys.items():
-        config = TableConfig(primary_key=["Id"], batch_size=BATCH, extraction_strategy=ExtractionStrategy.incremental,
-                             incremental_columns=["Stamp"])
+        config = TableConfig(
+            primary_key=["Id"],
+            batch_size=BATCH,
+            extraction_strategy=ExtractionStrategy.incremental,
+            incremental_columns=["Stamp"],
+        )
         bound = -(-len(values) // BATCH)  # rows / batch_size, whatever the key span
         plan = replica_copy.prepare_table(source, replica, table, config)
         assert plan.mode == "full", (table, len(plan.ranges))
@@ -87,7 +97,8 @@ def test_sparse_keys_plan_bounded_chunks_and_copy_every_row(
 
 
 def test_json_nul_escapes_are_removed_counted_and_the_rest_kept(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     replica, pg = make_mysql_db("jsrep"), make_pg_db("jspg")
     values = {
         1: r'{"k\u0000ey": ["x\u0000", {"deep": "a\u0000b\u0000c"}], "n": 12345678901234567890.123456789}',
@@ -142,8 +153,9 @@ def _one_day_of_changes(env: EtlEnv, day: int) -> None:
 
 
 @pytest.mark.slow
-def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_env: EtlEnv,
-                                                                           prefect_server: None) -> None:
+def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(
+    etl_env: EtlEnv, prefect_server: None
+) -> None:
     from flows.nightly import nightly_etl
 
     # securitylog is an append-only log: its key is its watermark.
@@ -180,7 +192,8 @@ def test_three_nights_of_changes_leave_replica_and_raw_equal_to_the_source(etl_e
 
 @pytest.mark.slow
 def test_a_table_whose_planning_dies_fails_alone_and_the_run_is_recorded(
-        etl_env: EtlEnv, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    etl_env: EtlEnv, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.nightly import TablesFailed, nightly_etl
 
     real_prepare = replica_copy.prepare_table

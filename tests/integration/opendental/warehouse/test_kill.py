@@ -1,4 +1,5 @@
 """SIGKILL in the middle of a large table's load, then rerun: nothing duplicated, nothing missing."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import pg_query
 
 ROOT = Path(__file__).resolve().parents[4]
-CONFIG = TableConfig(primary_key=["ProcNum"], extraction_strategy=ExtractionStrategy.incremental,
-                     incremental_columns=["DateTStamp"], batch_size=4000)
+CONFIG = TableConfig(
+    primary_key=["ProcNum"],
+    extraction_strategy=ExtractionStrategy.incremental,
+    incremental_columns=["DateTStamp"],
+    batch_size=4000,
+)
 
 _RUNNER = """
 import json, sys
@@ -35,9 +40,12 @@ load_steps.load_table_once(MySQLServer(**args["replica"]), PostgresServer(**args
 
 
 def _start(replica: MySQLServer, pg: PostgresServer, *, full_refresh: bool) -> subprocess.Popen:
-    args = {"replica": replica.model_dump(mode="json", exclude={"password", "block_type_slug"}),
-            "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
-            "config": CONFIG.model_dump(mode="json"), "full_refresh": full_refresh}
+    args = {
+        "replica": replica.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+        "pg": pg.model_dump(mode="json", exclude={"password", "block_type_slug"}),
+        "config": CONFIG.model_dump(mode="json"),
+        "full_refresh": full_refresh,
+    }
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-c", _RUNNER, json.dumps(args)], cwd=ROOT, env=env)
 
@@ -62,13 +70,17 @@ def _assert_equal(replica: MySQLServer, pg: PostgresServer) -> None:
         cur.execute("SELECT COUNT(*), MAX(`ProcNum`) FROM `procedurelog`")
         count, top = cur.fetchone()
     conn.close()
-    assert pg_query(pg, 'SELECT count(*), count(DISTINCT "ProcNum"), max("ProcNum") FROM raw.procedurelog')[0] == \
-        (count, count, top)
+    assert pg_query(pg, 'SELECT count(*), count(DISTINCT "ProcNum"), max("ProcNum") FROM raw.procedurelog')[0] == (
+        count,
+        count,
+        top,
+    )
 
 
 @pytest.mark.slow
-def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLServer],
-                                         make_pg_db: Callable[[str], PostgresServer]) -> None:
+def test_sigkill_during_loads_then_rerun(
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     replica, pg = make_mysql_db("kill"), make_pg_db("kill")
     generator.create_schema(replica, edge_cases=False)
     generator.fill_table(replica, "procedurelog", 20_000)
@@ -79,9 +91,14 @@ def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLSer
     # 1. Incremental: 100k new rows in 4,000-row transactions; killed once some have committed.
     generator.fill_table(replica, "procedurelog", 100_000, fixed_timestamp="2026-01-01 00:00:00")
     proc = _start(replica, pg, full_refresh=False)
-    _kill_when(proc, lambda: pg_query(pg, "SELECT watermark FROM clinicflow.load_state "
-                                          "WHERE table_name = 'procedurelog'")[0][0] != first_mark,
-               "the first merged chunk")
+    _kill_when(
+        proc,
+        lambda: (
+            pg_query(pg, "SELECT watermark FROM clinicflow.load_state WHERE table_name = 'procedurelog'")[0][0]
+            != first_mark
+        ),
+        "the first merged chunk",
+    )
     loaded = pg_query(pg, "SELECT count(*) FROM raw.procedurelog")[0][0]
     assert 20_000 < loaded < 120_000, loaded
     assert pg_query(pg, 'SELECT count(*) - count(DISTINCT "ProcNum") FROM raw.procedurelog')[0][0] == 0
@@ -92,11 +109,22 @@ def test_sigkill_during_loads_then_rerun(make_mysql_db: Callable[[str], MySQLSer
 
     # 2. Full refresh killed while COPYing into the staging table: raw keeps the complete old table.
     proc = _start(replica, pg, full_refresh=True)
-    _kill_when(proc, lambda: pg_query(pg, "SELECT COALESCE((SELECT n_tup_ins FROM pg_stat_user_tables WHERE "
-                                          "schemaname = 'clinicflow_stage' AND relname = 'procedurelog'), 0)")[0][0] > 0
-               or pg_query(pg, "SELECT count(*) FROM pg_stat_activity "
-                               "WHERE query LIKE 'COPY \"clinicflow_stage\"%%'")[0][0] > 0,
-               "the staging COPY")
+    _kill_when(
+        proc,
+        lambda: (
+            pg_query(
+                pg,
+                "SELECT COALESCE((SELECT n_tup_ins FROM pg_stat_user_tables WHERE "
+                "schemaname = 'clinicflow_stage' AND relname = 'procedurelog'), 0)",
+            )[0][0]
+            > 0
+            or pg_query(pg, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY \"clinicflow_stage\"%%'")[0][
+                0
+            ]
+            > 0
+        ),
+        "the staging COPY",
+    )
     _assert_equal(replica, pg)
     outcome = load_steps.load_table_once(replica, pg, "procedurelog", CONFIG, load_steps.LoadOptions(full_refresh=True))
     assert outcome.mode == "full"

@@ -1,4 +1,5 @@
 """nightly_etl end to end on the real MariaDB and PostgreSQL: first night, a night after changes, a type change."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,8 +43,10 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     assert by_table["edgecase"]["zero_dates"] == 2
     assert by_table["edgecase"]["nul_bytes"] == 2
     _verify_all(etl_env)
-    assert compare_rows(etl_env.replica, etl_env.pg, generator.EDGECASE_TABLE,
-                        etl_env.config(generator.EDGECASE_TABLE)) == 5
+    assert (
+        compare_rows(etl_env.replica, etl_env.pg, generator.EDGECASE_TABLE, etl_env.config(generator.EDGECASE_TABLE))
+        == 5
+    )
     compare_rows(etl_env.replica, etl_env.pg, "patplan", etl_env.config("patplan"))
 
     # Metrics and the artifact of the night.
@@ -63,25 +66,30 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     generator.apply_changes(etl_env.source, "procedurelog", inserts=120, updates=60, deletes=25)
     changed = generator.apply_changes(etl_env.source, "patient", inserts=40, updates=30, deletes=10)
     generator.apply_changes(etl_env.source, "appointment", inserts=30, updates=20)
-    mysql_exec(etl_env.source,
-               "ALTER TABLE `patient` ADD COLUMN `Nickname` varchar(40) NOT NULL DEFAULT 'none'",
-               "UPDATE `patient` SET `Nickname` = CONCAT('nick', `PatNum`) WHERE `PatNum` % 7 = 0",
-               "UPDATE `definition` SET `ItemName` = 'renamed' WHERE `DefNum` = 3",
-               "UPDATE `edgecase` SET `TextMb3` = CONCAT('x', CHAR(0), 'y'), `DateTStamp` = '2024-07-01 00:00:00' "
-               "WHERE `EdgeCaseNum` = 4")
+    mysql_exec(
+        etl_env.source,
+        "ALTER TABLE `patient` ADD COLUMN `Nickname` varchar(40) NOT NULL DEFAULT 'none'",
+        "UPDATE `patient` SET `Nickname` = CONCAT('nick', `PatNum`) WHERE `PatNum` % 7 = 0",
+        "UPDATE `definition` SET `ItemName` = 'renamed' WHERE `DefNum` = 3",
+        "UPDATE `edgecase` SET `TextMb3` = CONCAT('x', CHAR(0), 'y'), `DateTStamp` = '2024-07-01 00:00:00' "
+        "WHERE `EdgeCaseNum` = 4",
+    )
     rows = nightly_etl(tables_file=str(etl_env.tables_file))
     by_table = {r["table"]: r for r in rows}
     assert all(r["status"] in ("ok", "unchanged") and r["verification"] == "ok" for r in rows), rows
     assert by_table["procedurelog"]["mode"] == "incremental"
     assert by_table["patient"]["deleted_rows"] == 10
     assert by_table["procedurelog"]["deleted_rows"] == 25
-    assert by_table["definition"]["mode"] == "full"          # a full_table table whose content changed
-    assert by_table["clinic"]["status"] == "unchanged"       # one whose content did not
+    assert by_table["definition"]["mode"] == "full"  # a full_table table whose content changed
+    assert by_table["clinic"]["status"] == "unchanged"  # one whose content did not
     assert by_table["edgecase"]["nul_bytes"] == 1
     _verify_all(etl_env)
     compare_rows(etl_env.replica, etl_env.pg, generator.EDGECASE_TABLE, etl_env.config(generator.EDGECASE_TABLE))
-    nick = pg_query(etl_env.pg, f"SELECT count(*) FILTER (WHERE \"Nickname\" LIKE 'nick%%'), count(*) FILTER "
-                                f"(WHERE \"Nickname\" = 'none') FROM {quote_qualified('raw', 'patient', 'postgres')}")
+    nick = pg_query(
+        etl_env.pg,
+        f"SELECT count(*) FILTER (WHERE \"Nickname\" LIKE 'nick%%'), count(*) FILTER "
+        f"(WHERE \"Nickname\" = 'none') FROM {quote_qualified('raw', 'patient', 'postgres')}",
+    )
     source_nick = etl_env.source.connect()
     try:
         with source_nick.cursor() as cur:
@@ -90,7 +98,7 @@ def test_nightly_loads_every_table_then_follows_changes(etl_env: EtlEnv, prefect
     finally:
         source_nick.close()
     deleted = changed["deleted"]
-    assert pg_query(etl_env.pg, "SELECT count(*) FROM raw.patient WHERE \"PatNum\" = ANY(%s)", (deleted,))[0][0] == 0
+    assert pg_query(etl_env.pg, 'SELECT count(*) FROM raw.patient WHERE "PatNum" = ANY(%s)', (deleted,))[0][0] == 0
     assert set(RECONCILED) <= set(by_table)
 
 
@@ -114,8 +122,14 @@ def test_type_change_fails_only_that_table(etl_env: EtlEnv, prefect_server: None
     assert all(rows[t]["status"] in ("ok", "unchanged") for t in tables if t != "clinic"), rows
     assert rows["patient"]["rows"] >= 10
     # raw.clinic keeps its last good content and type.
-    assert pg_query(etl_env.pg, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                                "WHERE attrelid = 'raw.clinic'::regclass AND attname = 'IsHidden'")[0][0] == "smallint"
+    assert (
+        pg_query(
+            etl_env.pg,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'raw.clinic'::regclass AND attname = 'IsHidden'",
+        )[0][0]
+        == "smallint"
+    )
     conn = etl_env.pg.connect()
     try:
         last = metrics.last_runs(conn, 1)[0]

@@ -1,4 +1,5 @@
 """The load steps as plain functions (no Prefect) against the real MariaDB and PostgreSQL."""
+
 from __future__ import annotations
 
 import random
@@ -15,8 +16,13 @@ from clinicflow.opendental.warehouse import full_load, load_errors, load_plan, l
 from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import compare_rows, mysql_exec, pg_exec, pg_query
 
-EDGE = TableConfig(primary_key=["EdgeCaseNum"], extraction_strategy=ExtractionStrategy.incremental,
-                   incremental_columns=["DateTStamp"], boolean_columns=["Flag"], batch_size=2)
+EDGE = TableConfig(
+    primary_key=["EdgeCaseNum"],
+    extraction_strategy=ExtractionStrategy.incremental,
+    incremental_columns=["DateTStamp"],
+    boolean_columns=["Flag"],
+    batch_size=2,
+)
 
 
 @pytest.fixture(params=["client", "pymysql"])
@@ -29,8 +35,9 @@ def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture
-def dbs(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
-        ) -> tuple[MySQLServer, PostgresServer]:
+def dbs(
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> tuple[MySQLServer, PostgresServer]:
     replica, pg = make_mysql_db("pgl"), make_pg_db("pgl")
     load_steps.setup_target(pg)
     return replica, pg
@@ -44,8 +51,12 @@ def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, Pos
     assert outcome.status == "ok"
     assert outcome.mode == "full"
     assert outcome.verification == "ok"
-    assert outcome.conversions == {"DateCol": {"zero_dates": 1}, "DateTimeCol": {"zero_dates": 1},
-                                   "TextMb3": {"nul_bytes": 1}, "TextMb4": {"nul_bytes": 1}}
+    assert outcome.conversions == {
+        "DateCol": {"zero_dates": 1},
+        "DateTimeCol": {"zero_dates": 1},
+        "TextMb3": {"nul_bytes": 1},
+        "TextMb4": {"nul_bytes": 1},
+    }
     assert compare_rows(replica, pg, "edgecase", EDGE) == 5
     # Empty string and NULL stay distinct; the strings 'NULL' and '\N' are strings.
     rows = dict(pg_query(pg, 'SELECT "Label", "TextMb3" FROM raw.edgecase'))
@@ -54,8 +65,9 @@ def test_every_value_class_arrives_under_the_mapping(dbs: tuple[MySQLServer, Pos
     assert pg_query(pg, """SELECT "CharCol" FROM raw.edgecase WHERE "EdgeCaseNum" = 3""")[0][0] == "\\N"
     assert pg_query(pg, """SELECT count(*) FROM raw.edgecase WHERE "TextMb4" IS NULL""")[0][0] == 1
     # The source's primary key and indexes are recreated.
-    assert pg_query(pg, "SELECT count(*) FROM pg_indexes "
-                        "WHERE schemaname = 'raw' AND tablename = 'edgecase'")[0][0] == 1
+    assert (
+        pg_query(pg, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'edgecase'")[0][0] == 1
+    )
 
 
 def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[MySQLServer, PostgresServer]) -> None:
@@ -65,16 +77,22 @@ def test_boolean_column_with_other_value_fails_naming_key_and_value(dbs: tuple[M
     with pytest.raises(load_errors.BooleanValueError, match=r"'edgecase'.*'Flag'.*EdgeCaseNum=3 holds 2"):
         load_steps.load_table_once(replica, pg, "edgecase", EDGE)
     # Nothing half-loaded is left behind, and raw was never touched.
-    assert pg_query(pg, "SELECT to_regclass('raw.edgecase'),"
-                        " to_regclass('clinicflow_stage.edgecase')")[0] == (None, None)
+    assert pg_query(pg, "SELECT to_regclass('raw.edgecase'), to_regclass('clinicflow_stage.edgecase')")[0] == (
+        None,
+        None,
+    )
 
 
 def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = dbs
     generator.create_schema(replica, edge_cases=False)
     generator.fill_table(replica, "appointment", 3000)
-    config = TableConfig(primary_key=["AptNum"], extraction_strategy=ExtractionStrategy.incremental,
-                         incremental_columns=["DateTStamp"], batch_size=400)
+    config = TableConfig(
+        primary_key=["AptNum"],
+        extraction_strategy=ExtractionStrategy.incremental,
+        incremental_columns=["DateTStamp"],
+        batch_size=400,
+    )
     assert load_steps.load_table_once(replica, pg, "appointment", config).mode == "full"
     generator.apply_changes(replica, "appointment", inserts=500, updates=100)
     outcome = load_steps.load_table_once(replica, pg, "appointment", config)
@@ -98,7 +116,7 @@ def test_incremental_merge_is_idempotent_and_counts_only_changes(dbs: tuple[MySQ
 def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = dbs
     rng = random.Random(7)
-    values: list[float] = [0.0, 1e15, 1e14, 1e-15, 1e-16, 5e-324, 1.7976931348623157e308, 0.1, -0.5, 2.0 ** 60]
+    values: list[float] = [0.0, 1e15, 1e14, 1e-15, 1e-16, 5e-324, 1.7976931348623157e308, 0.1, -0.5, 2.0**60]
     while len(values) < 4000:
         pick = rng.random()
         if pick < 0.4:
@@ -113,8 +131,10 @@ def test_doubles_and_floats_round_trip_and_checksum_equal(dbs: tuple[MySQLServer
     mysql_exec(replica, "CREATE TABLE `nums` (`Id` int NOT NULL PRIMARY KEY, `D` double, `F` float)")
     conn = replica.connect(autocommit=True)
     with conn.cursor() as cur:
-        cur.executemany("INSERT INTO `nums` VALUES (%s, %s, %s)",
-                        [(i, repr(v), repr(v) if abs(v) < 3.4e38 else None) for i, v in enumerate(values)])
+        cur.executemany(
+            "INSERT INTO `nums` VALUES (%s, %s, %s)",
+            [(i, repr(v), repr(v) if abs(v) < 3.4e38 else None) for i, v in enumerate(values)],
+        )
     conn.close()
     config = TableConfig(primary_key=["Id"], batch_size=1000)
     outcome = load_steps.load_table_once(replica, pg, "nums", config)
@@ -148,25 +168,33 @@ def pg_query_exec(pg: PostgresServer, sql: str) -> None:
 def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
     """Zero dates and NUL bytes counted by the encoding query equal what SQL counts, full and incremental."""
     replica, pg = dbs
-    mysql_exec(replica,
-               "CREATE TABLE `odd` (`Id` bigint NOT NULL PRIMARY KEY, `D` date NOT NULL, `T` datetime NULL, "
-               "`S` varchar(40) NULL, `Stamp` datetime NOT NULL)",
-               "INSERT INTO `odd` SELECT seq, "
-               "IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
-               "IF(seq % 5 = 0, NULL, IF(seq % 13 = 0, '0000-00-00 00:00:00', '2021-02-03 04:05:06')), "
-               "IF(seq % 3 = 0, CONCAT('a', CHAR(0), 'b', REPEAT(CHAR(0), seq % 4)), IF(seq % 17 = 0, NULL, 'plain')), "
-               "'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_3000")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `odd` (`Id` bigint NOT NULL PRIMARY KEY, `D` date NOT NULL, `T` datetime NULL, "
+        "`S` varchar(40) NULL, `Stamp` datetime NOT NULL)",
+        "INSERT INTO `odd` SELECT seq, "
+        "IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
+        "IF(seq % 5 = 0, NULL, IF(seq % 13 = 0, '0000-00-00 00:00:00', '2021-02-03 04:05:06')), "
+        "IF(seq % 3 = 0, CONCAT('a', CHAR(0), 'b', REPEAT(CHAR(0), seq % 4)), IF(seq % 17 = 0, NULL, 'plain')), "
+        "'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_3000",
+    )
     conn = replica.connect()
     with conn.cursor() as cur:
-        cur.execute("SELECT SUM(MONTH(`D`) = 0 OR DAY(`D`) = 0), SUM(`T` IS NOT NULL AND MONTH(`T`) = 0), "
-                    "SUM(LENGTH(`S`) - LENGTH(REPLACE(`S`, CHAR(0), '')))  FROM `odd`")
+        cur.execute(
+            "SELECT SUM(MONTH(`D`) = 0 OR DAY(`D`) = 0), SUM(`T` IS NOT NULL AND MONTH(`T`) = 0), "
+            "SUM(LENGTH(`S`) - LENGTH(REPLACE(`S`, CHAR(0), '')))  FROM `odd`"
+        )
         zero_d, zero_t, nuls = (int(v) for v in cur.fetchone())
     conn.close()
     expected = {"D": {"zero_dates": zero_d}, "T": {"zero_dates": zero_t}, "S": {"nul_bytes": nuls}}
     full = TableConfig(primary_key=["Id"], batch_size=500)
     assert load_steps.load_table_once(replica, pg, "odd", full).conversions == expected
-    incremental = TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
-                              incremental_columns=["Stamp"], batch_size=500)
+    incremental = TableConfig(
+        primary_key=["Id"],
+        extraction_strategy=ExtractionStrategy.incremental,
+        incremental_columns=["Stamp"],
+        batch_size=500,
+    )
     load_steps.load_table_once(replica, pg, "odd", incremental.model_copy(update={"batch_size": 500}))
     conn = pg.connect()
     with conn.cursor() as cur:
@@ -177,18 +205,20 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     assert outcome.mode == "incremental"
     assert outcome.conversions == expected
     assert outcome.verification == "ok"
-    assert pg_query(pg, "SELECT count(*) FROM raw.odd WHERE \"D\" IS NULL")[0][0] == zero_d
+    assert pg_query(pg, 'SELECT count(*) FROM raw.odd WHERE "D" IS NULL')[0][0] == zero_d
 
 
 @pytest.mark.parametrize("engine", ["InnoDB", "MyISAM"])
 def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myisam(
-        dbs: tuple[MySQLServer, PostgresServer], engine: str) -> None:
+    dbs: tuple[MySQLServer, PostgresServer], engine: str
+) -> None:
     replica, pg = dbs
-    mysql_exec(replica,
-               f"CREATE TABLE `eng` (`Id` int NOT NULL PRIMARY KEY, `A` varchar(20) NULL, `D` date NOT NULL) "
-               f"ENGINE={engine}",
-               "INSERT INTO `eng` SELECT seq, IF(seq % 9 = 0, NULL, CONCAT('v', seq, IF(seq % 4 = 0, CHAR(9), ''))), "
-               "IF(seq % 7 = 0, '0000-00-00', '2020-01-01') FROM seq_1_to_2500")
+    mysql_exec(
+        replica,
+        f"CREATE TABLE `eng` (`Id` int NOT NULL PRIMARY KEY, `A` varchar(20) NULL, `D` date NOT NULL) ENGINE={engine}",
+        "INSERT INTO `eng` SELECT seq, IF(seq % 9 = 0, NULL, CONCAT('v', seq, IF(seq % 4 = 0, CHAR(9), ''))), "
+        "IF(seq % 7 = 0, '0000-00-00', '2020-01-01') FROM seq_1_to_2500",
+    )
     config = TableConfig(primary_key=["Id"], batch_size=1000)
     prepared = load_steps.prepare_load(replica, pg, "eng", config)
     assert isinstance(prepared, load_steps.FullLoad)
@@ -209,11 +239,15 @@ def test_full_load_reads_key_ranges_from_a_clustered_table_and_one_scan_from_myi
 
 
 def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
-        dbs: tuple[MySQLServer, PostgresServer], transport: str) -> None:
+    dbs: tuple[MySQLServer, PostgresServer], transport: str
+) -> None:
     replica, pg = dbs
-    mysql_exec(replica, "CREATE TABLE `bad` (`Id` int NOT NULL PRIMARY KEY, `Visit` date NOT NULL)",
-               "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
-               "INSERT INTO `bad` VALUES (1, '2024-02-28'), (2, '2024-02-30')")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `bad` (`Id` int NOT NULL PRIMARY KEY, `Visit` date NOT NULL)",
+        "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+        "INSERT INTO `bad` VALUES (1, '2024-02-28'), (2, '2024-02-30')",
+    )
     with pytest.raises(load_errors.LoadError) as caught:
         load_steps.load_table_once(replica, pg, "bad", TableConfig(primary_key=["Id"]))
     message = str(caught.value)
@@ -225,16 +259,22 @@ def test_a_value_postgres_rejects_fails_the_table_without_showing_the_value(
 
 def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, PostgresServer]) -> None:
     replica, _ = dbs
-    mysql_exec(replica, "CREATE TABLE `ks` (`Id` int NOT NULL PRIMARY KEY, `Stamp` datetime NULL,"
-                        " `Grp` varchar(5) NULL, KEY (`Stamp`))")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `ks` (`Id` int NOT NULL PRIMARY KEY, `Stamp` datetime NULL,"
+        " `Grp` varchar(5) NULL, KEY (`Stamp`))",
+    )
     conn = replica.connect(autocommit=True)
     try:
         assert keyset_max(conn, "ks", ["Stamp", "Id"]) is None  # empty table
         mysql_exec(replica, "INSERT INTO `ks` VALUES (1, NULL, NULL), (2, NULL, 'b')")
         assert keyset_max(conn, "ks", ["Stamp", "Id"]) == (None, 2)  # only NULL stamps: NULL is the lowest
-        mysql_exec(replica, "INSERT INTO `ks` VALUES (3, '2024-05-01 10:00:00', 'a'), (9, '2024-05-02 08:00:00', 'a'),"
-                            " (4, '2024-05-02 08:00:00', 'c'), (7, '2024-05-02 08:00:00', NULL),"
-                            " (8, '2024-04-30 00:00:00', 'z')")
+        mysql_exec(
+            replica,
+            "INSERT INTO `ks` VALUES (3, '2024-05-01 10:00:00', 'a'), (9, '2024-05-02 08:00:00', 'a'),"
+            " (4, '2024-05-02 08:00:00', 'c'), (7, '2024-05-02 08:00:00', NULL),"
+            " (8, '2024-04-30 00:00:00', 'z')",
+        )
         for columns in (["Stamp", "Id"], ["Grp", "Id"], ["Grp", "Stamp", "Id"], ["Id"], ["Stamp", "Grp", "Id"]):
             with conn.cursor() as cur:
                 order = ", ".join(f"`{c}` DESC" for c in columns)
@@ -242,80 +282,111 @@ def test_keyset_max_is_the_last_row_in_keyset_order(dbs: tuple[MySQLServer, Post
                 expected = cur.fetchone()
             assert keyset_max(conn, "ks", columns) == expected, columns
         # The watermark a full load records is that row, as text.
-        plan = load_plan.plan_load(catalog.read_table(conn, "ks"),
-                                 TableConfig(primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental,
-                                             incremental_columns=["Stamp"]))
+        plan = load_plan.plan_load(
+            catalog.read_table(conn, "ks"),
+            TableConfig(
+                primary_key=["Id"], extraction_strategy=ExtractionStrategy.incremental, incremental_columns=["Stamp"]
+            ),
+        )
         assert full_load.current_keyset_max(conn, plan) == ("2024-05-02 08:00:00", "9")
     finally:
         conn.close()
 
 
 def test_key_and_indexes_are_built_side_by_side_and_a_duplicate_key_fails_only_the_load(
-        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    dbs: tuple[MySQLServer, PostgresServer],
+) -> None:
     replica, pg = dbs
-    mysql_exec(replica, "CREATE TABLE `multi` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL,"
-                        " `B` varchar(40) NOT NULL, `C` date NOT NULL, `Code` varchar(10) NOT NULL,"
-                        " KEY `ia` (`A`), KEY `ib` (`B`(8)),"
-                        " KEY `ic` (`C`, `A`), UNIQUE KEY `uc` (`Code`))",
-               "INSERT INTO `multi` SELECT seq, seq % 17, CONCAT('name ', seq % 101),"
-               " '2024-01-01' + INTERVAL seq % 300 DAY, CONCAT('C', seq) FROM seq_1_to_5000")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `multi` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL,"
+        " `B` varchar(40) NOT NULL, `C` date NOT NULL, `Code` varchar(10) NOT NULL,"
+        " KEY `ia` (`A`), KEY `ib` (`B`(8)),"
+        " KEY `ic` (`C`, `A`), UNIQUE KEY `uc` (`Code`))",
+        "INSERT INTO `multi` SELECT seq, seq % 17, CONCAT('name ', seq % 101),"
+        " '2024-01-01' + INTERVAL seq % 300 DAY, CONCAT('C', seq) FROM seq_1_to_5000",
+    )
     config = TableConfig(primary_key=["Id"], batch_size=1000)
     outcome = load_steps.load_table_once(replica, pg, "multi", config)
     assert outcome.status == "ok", outcome.error
     assert outcome.rows == 5000, outcome.error
     assert outcome.verification == "ok", outcome.error
-    indexes = dict(pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes"
-                                " WHERE schemaname = 'raw' AND tablename = 'multi'"))
+    indexes = dict(
+        pg_query(pg, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'raw' AND tablename = 'multi'")
+    )
     assert sorted(indexes) == ["multi__ia", "multi__ib", "multi__ic", "multi__uc", "multi_pkey"]
     assert "UNIQUE" in indexes["multi__uc"]
     assert "SUBSTRING" in indexes["multi__ib"].upper()
     assert pg_query(pg, "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'raw.multi'::regclass") == [
-        ("multi_pkey", "p")]
+        ("multi_pkey", "p")
+    ]
     # A key from tables.yml (the source has none) that the rows stop honouring fails that load
     # with the key named; raw keeps the previous load and no staging table is left.
-    mysql_exec(replica, "CREATE TABLE `dup` (`Id` int NOT NULL, `A` int NOT NULL, KEY `ia` (`A`))",
-               "INSERT INTO `dup` SELECT seq, seq % 17 FROM seq_1_to_3000")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `dup` (`Id` int NOT NULL, `A` int NOT NULL, KEY `ia` (`A`))",
+        "INSERT INTO `dup` SELECT seq, seq % 17 FROM seq_1_to_3000",
+    )
     keyed = TableConfig(primary_key=["Id"], batch_size=1000)
     assert load_steps.load_table_once(replica, pg, "dup", keyed).status == "ok"
     mysql_exec(replica, "INSERT INTO `dup` VALUES (7, 99)")
-    with pytest.raises(load_errors.LoadError,
-                       match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"):
+    with pytest.raises(
+        load_errors.LoadError, match=r"'dup': the primary key is not unique.*\(\"Id\"\)=\(7\) is duplicated"
+    ):
         load_steps.load_table_once(replica, pg, "dup", keyed, load_steps.LoadOptions(full_refresh=True))
     assert pg_query(pg, "SELECT count(*) FROM raw.dup")[0][0] == 3000
     assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.dup')")[0][0] is None
     # A unique index MySQL honours can break in PostgreSQL when NUL bytes are removed
     # ('zq7' and 'zq7\0'): that load fails naming the index, never the values.
-    mysql_exec(replica, "CREATE TABLE `uniq` (`Id` int NOT NULL PRIMARY KEY, `Code` varchar(10) NOT NULL,"
-                        " UNIQUE KEY `uc` (`Code`))",
-               "INSERT INTO `uniq` VALUES (1, 'zq7'), (2, CONCAT('zq7', CHAR(0)))")
-    with pytest.raises(load_errors.LoadError, match=r"'uniq': a unique index is not unique in PostgreSQL "
-                                               r"\(\"uniq__uc\"\); values withheld") as caught:
+    mysql_exec(
+        replica,
+        "CREATE TABLE `uniq` (`Id` int NOT NULL PRIMARY KEY, `Code` varchar(10) NOT NULL, UNIQUE KEY `uc` (`Code`))",
+        "INSERT INTO `uniq` VALUES (1, 'zq7'), (2, CONCAT('zq7', CHAR(0)))",
+    )
+    with pytest.raises(
+        load_errors.LoadError,
+        match=r"'uniq': a unique index is not unique in PostgreSQL "
+        r"\(\"uniq__uc\"\); values withheld",
+    ) as caught:
         load_steps.load_table_once(replica, pg, "uniq", TableConfig(primary_key=["Id"]))
     assert "zq7" not in str(caught.value)
 
 
-def test_latin1_text_arrives_as_utf8_escaped_and_counted(dbs: tuple[MySQLServer, PostgresServer],
-                                                         transport: str) -> None:
+def test_latin1_text_arrives_as_utf8_escaped_and_counted(
+    dbs: tuple[MySQLServer, PostgresServer], transport: str
+) -> None:
     replica, pg = dbs
-    mysql_exec(replica,
-               "CREATE TABLE `l1` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(40) CHARACTER SET latin1 NULL)",
-               # CHAR(n USING utf8mb4): a bare CHAR(n) is binary and would make CONCAT store UTF-8 bytes as latin1.
-               "INSERT INTO `l1` VALUES (1, 'café'), (2, CONCAT('a\\\\b', CHAR(9 USING utf8mb4), 'c',"
-               " CHAR(10 USING utf8mb4), 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL),"
-               " (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')), (6, 'plain')")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `l1` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(40) CHARACTER SET latin1 NULL)",
+        # CHAR(n USING utf8mb4): a bare CHAR(n) is binary and would make CONCAT store UTF-8 bytes as latin1.
+        "INSERT INTO `l1` VALUES (1, 'café'), (2, CONCAT('a\\\\b', CHAR(9 USING utf8mb4), 'c',"
+        " CHAR(10 USING utf8mb4), 'd', CHAR(13 USING utf8mb4), 'é')), (3, ''), (4, NULL),"
+        " (5, CONCAT('x', CHAR(0 USING utf8mb4), 'ÿ')), (6, 'plain')",
+    )
     outcome = load_steps.load_table_once(replica, pg, "l1", TableConfig(primary_key=["Id"]))
     assert outcome.status == "ok", outcome.error
     assert outcome.verification == "ok", outcome.error
     assert outcome.conversions == {"Note": {"nul_bytes": 1}}
     assert pg_query(pg, 'SELECT "Id", "Note" FROM raw.l1 ORDER BY 1') == [
-        (1, "café"), (2, "a\\b\tc\nd\ré"), (3, ""), (4, None), (5, "xÿ"), (6, "plain")]
+        (1, "café"),
+        (2, "a\\b\tc\nd\ré"),
+        (3, ""),
+        (4, None),
+        (5, "xÿ"),
+        (6, "plain"),
+    ]
 
 
 def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
-        dbs: tuple[MySQLServer, PostgresServer]) -> None:
+    dbs: tuple[MySQLServer, PostgresServer],
+) -> None:
     replica, pg = dbs
-    mysql_exec(replica, "CREATE TABLE `swapme` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL, KEY `ia` (`A`))",
-               "INSERT INTO `swapme` SELECT seq, seq % 7 FROM seq_1_to_2000")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `swapme` (`Id` int NOT NULL PRIMARY KEY, `A` int NOT NULL, KEY `ia` (`A`))",
+        "INSERT INTO `swapme` SELECT seq, seq % 7 FROM seq_1_to_2000",
+    )
     config = TableConfig(primary_key=["Id"], batch_size=500)
     full = load_steps.LoadOptions(full_refresh=True)
     assert load_steps.load_table_once(replica, pg, "swapme", config).status == "ok"
@@ -336,7 +407,11 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     assert pg_query(pg, "SELECT count(*) FROM raw.swapme")[0][0] == 2001
     assert pg_query(pg, f"SELECT count(*) FROM {replaced}")[0][0] == 2000
     assert sorted(r[0] for r in pg_query(pg, "SELECT indexname FROM pg_indexes WHERE tablename = 'swapme'")) == [
-        "swapme__ia", "swapme__ia", "swapme_pkey", "swapme_pkey"]
+        "swapme__ia",
+        "swapme__ia",
+        "swapme_pkey",
+        "swapme_pkey",
+    ]
     full_load.drop_table(pg.connect, full_load.replaced_target(prepared.plan))
     assert pg_query(pg, "SELECT to_regclass(%s)", (replaced,))[0][0] is None
 
@@ -356,9 +431,12 @@ def test_swap_moves_the_replaced_table_aside_and_drops_it_after_the_commit(
     # reason; raw keeps the last load, the view its table, and nothing is left aside.
     pg_exec(pg, "CREATE VIEW public.swapme_view AS SELECT * FROM raw.swapme")
     mysql_exec(replica, "INSERT INTO `swapme` VALUES (2002, 2)")
-    with pytest.raises(load_errors.LoadError,
-                       match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"):
+    with pytest.raises(
+        load_errors.LoadError, match=r"'swapme': cannot replace raw.swapme: other objects \(views\) depend"
+    ):
         load_steps.load_table_once(replica, pg, "swapme", config, full)
     assert pg_query(pg, "SELECT count(*) FROM public.swapme_view")[0][0] == 2001
-    assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.swapme'), to_regclass(%s)",
-                    (replaced,))[0] == (None, None)
+    assert pg_query(pg, "SELECT to_regclass('clinicflow_stage.swapme'), to_regclass(%s)", (replaced,))[0] == (
+        None,
+        None,
+    )

@@ -5,6 +5,7 @@ command, as the CronJob runs it): the source's tables keep their
 create times and checksums when the replica (or analytics) block names the
 source; `clinicflow status` exits 1 with the reason after each failed start.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,18 +41,33 @@ class Env:
 
 
 @pytest.fixture
-def env(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer],
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Env:
+def env(
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Env:
     source, replica, pg = make_mysql_db("gsrc"), make_mysql_db("grep"), make_pg_db("gpg")
-    mysql_exec(source,
-               "CREATE TABLE patient (PatNum bigint NOT NULL PRIMARY KEY, LName varchar(40)) ENGINE=MyISAM",
-               "INSERT INTO patient VALUES (1, 'Alpha'), (2, 'Beta')",
-               "CREATE TABLE claim (ClaimNum bigint NOT NULL PRIMARY KEY, Fee double) ENGINE=InnoDB",
-               "INSERT INTO claim VALUES (10, 1.5)")
+    mysql_exec(
+        source,
+        "CREATE TABLE patient (PatNum bigint NOT NULL PRIMARY KEY, LName varchar(40)) ENGINE=MyISAM",
+        "INSERT INTO patient VALUES (1, 'Alpha'), (2, 'Beta')",
+        "CREATE TABLE claim (ClaimNum bigint NOT NULL PRIMARY KEY, Fee double) ENGINE=InnoDB",
+        "INSERT INTO claim VALUES (10, 1.5)",
+    )
     path = tmp_path / "tables.yml"
-    path.write_text(yaml.safe_dump({"version": 1, "tables": {
-        "patient": {"primary_key": ["PatNum"], "estimated_rows": 2},
-        "claim": {"primary_key": ["ClaimNum"], "estimated_rows": 1}}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "tables": {
+                    "patient": {"primary_key": ["PatNum"], "estimated_rows": 2},
+                    "claim": {"primary_key": ["ClaimNum"], "estimated_rows": 1},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
     monkeypatch.setenv("COLUMNS", "250")
     _set_env(monkeypatch, "opendental-source", source)
@@ -68,8 +84,9 @@ def _process_cli(*args: str) -> tuple[int, str]:
     from prefect.settings import PREFECT_API_URL
 
     env = dict(os.environ, COLUMNS="250", PREFECT_API_URL=str(PREFECT_API_URL.value() or ""))
-    proc = subprocess.run([sys.executable, "-m", "clinicflow.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clinicflow.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -91,8 +108,11 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def _source_state(source: MySQLServer) -> dict[str, Any]:
     """Every table of the source with its create time and checksum (a re-created table changes both or one)."""
-    rows = mysql_query(source, "SELECT TABLE_NAME, CREATE_TIME FROM information_schema.TABLES "
-                               "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME", (source.database,))
+    rows = mysql_query(
+        source,
+        "SELECT TABLE_NAME, CREATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+        (source.database,),
+    )
     state: dict[str, Any] = {}
     for name, created in rows:
         checksum = mysql_query(source, f"CHECKSUM TABLE `{name}`")[0][1]
@@ -119,8 +139,10 @@ def _wait_past_create_time_resolution() -> None:
 
 # --------------------------------------------------------------------------- dangerous targets
 
+
 def test_replica_that_is_the_source_is_refused_and_the_source_untouched(
-        env: Env, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _source_state(env.source)
     _wait_past_create_time_resolution()
     # Same server and database, spelled differently (localhost vs 127.0.0.1).
@@ -188,7 +210,8 @@ def forwarder(mysql_server: MySQLServer) -> Iterator[_PortForwarder]:
 
 
 def test_the_same_server_behind_another_address_is_recognised_by_its_identity(
-        env: Env, forwarder: _PortForwarder, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, forwarder: _PortForwarder, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     through_relay = env.source.model_copy(update={"port": forwarder.port})
     assert not guards.same_address(env.source, through_relay)
     assert guards.mysql_identity(env.source).same_server(guards.mysql_identity(through_relay))
@@ -208,7 +231,8 @@ def test_the_same_server_behind_another_address_is_recognised_by_its_identity(
 
 
 def test_analytics_pointing_at_the_source_is_refused_before_anything_is_written(
-        env: Env, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _source_state(env.source)
     _wait_past_create_time_resolution()
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_HOST", "localhost")
@@ -218,8 +242,14 @@ def test_analytics_pointing_at_the_source_is_refused_before_anything_is_written(
     assert "refusing to run" in out
     assert "analytics" in out
     assert _source_state(env.source) == before
-    assert mysql_query(env.replica, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
-                       (env.replica.database,))[0][0] == 0
+    assert (
+        mysql_query(
+            env.replica,
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (env.replica.database,),
+        )[0][0]
+        == 0
+    )
 
 
 def test_a_valid_configuration_still_runs(env: Env, prefect_server: None) -> None:
@@ -231,6 +261,7 @@ def test_a_valid_configuration_still_runs(env: Env, prefect_server: None) -> Non
 
 
 # --------------------------------------------------------------------------- failed starts are recorded
+
 
 def _broken_yaml(env: Env, monkeypatch: pytest.MonkeyPatch) -> str:
     env.tables_file.write_text("tables:\n  patient: {primary_key: [PatNum]\n", encoding="utf-8")
@@ -262,14 +293,20 @@ def _bad_port_variable(env: Env, monkeypatch: pytest.MonkeyPatch) -> str:
     return "CLINICFLOW_OPENDENTAL_REPLICATION_PORT must be an integer"
 
 
-FAILED_STARTS = {"broken_yaml": _broken_yaml, "duplicate_table": _duplicate_table, "no_tables": _no_tables,
-                 "replica_unreachable": _replica_unreachable, "source_unreachable": _source_unreachable,
-                 "bad_port_variable": _bad_port_variable}
+FAILED_STARTS = {
+    "broken_yaml": _broken_yaml,
+    "duplicate_table": _duplicate_table,
+    "no_tables": _no_tables,
+    "replica_unreachable": _replica_unreachable,
+    "source_unreachable": _source_unreachable,
+    "bad_port_variable": _bad_port_variable,
+}
 
 
 @pytest.mark.parametrize("case", list(FAILED_STARTS))
-def test_status_exits_1_after_a_failed_start(case: str, env: Env, prefect_server: None,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_exits_1_after_a_failed_start(
+    case: str, env: Env, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _good_night(env.pg)
     assert _cli("status", "--subsystem", "nightly")[0] == 0
     expected = FAILED_STARTS[case](env, monkeypatch)
@@ -282,8 +319,9 @@ def test_status_exits_1_after_a_failed_start(case: str, env: Env, prefect_server
     assert code == 1, out
     assert "last run failed: " in out
     assert expected in out.split("last run failed: ")[1]
-    runs = pg_query(env.pg, "SELECT status, finished_at IS NOT NULL FROM clinicflow.etl_runs "
-                            "ORDER BY started_at DESC LIMIT 1")
+    runs = pg_query(
+        env.pg, "SELECT status, finished_at IS NOT NULL FROM clinicflow.etl_runs ORDER BY started_at DESC LIMIT 1"
+    )
     assert runs == [("failed", True)]
 
 

@@ -1,4 +1,5 @@
 """`clinicflow status`: the last runs from the metrics tables; exit 1 when the last run failed."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,8 +26,9 @@ def _status(*args: str) -> tuple[int, str]:
     from clinicflow.cli import app
 
     # Nightly only: the session's Prefect server holds other tests' pipeline runs.
-    result = CliRunner().invoke(app, ["status", "--subsystem", "nightly", *args], catch_exceptions=False,
-                                terminal_width=200)
+    result = CliRunner().invoke(
+        app, ["status", "--subsystem", "nightly", *args], catch_exceptions=False, terminal_width=200
+    )
     return result.exit_code, result.output
 
 
@@ -53,8 +55,14 @@ def test_status_exit_codes(analytics: PostgresServer) -> None:
     assert "run-1" in out
     assert "ok" in out
 
-    _record(analytics, "run-2", [TableOutcome("patient", rows=3),
-                                 TableOutcome("clinic", status="failed", error="load: incompatible type change")])
+    _record(
+        analytics,
+        "run-2",
+        [
+            TableOutcome("patient", rows=3),
+            TableOutcome("clinic", status="failed", error="load: incompatible type change"),
+        ],
+    )
     code, out = _status()
     assert code == 1
     assert "failed" in out

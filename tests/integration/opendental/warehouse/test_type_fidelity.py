@@ -5,6 +5,7 @@ and ``raw`` equal the source value by value under docs/loading.md's mapping: TIM
 instants, JSON parsed with exact numbers, floats bit for bit, blobs by sha256, text by code points,
 keyless tables as multisets.
 """
+
 from __future__ import annotations
 
 import collections
@@ -55,9 +56,10 @@ ZOO = """CREATE TABLE `zoo` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
 
 ZOO_COLUMNS = "`Id`,`B1`,`B64`,`St`,`En`,`Dm`,`F`,`D`,`Y`,`T6`,`Dt6`,`Ts6`,`Ts`,`U4`,`U3`,`Ch`,`Js`,`Bl`,`G`,`Gg`,`Inv`"
-MARIADB_TYPES = ("UPDATE `zoo` SET `Uu` = '00000000-0000-0000-0000-0000000000ff', `I6` = '::ffff:1.2.3.4' "
-                 "WHERE `Id` = 1",
-                 "UPDATE `zoo` SET `Uu` = UUID(), `I6` = '2001:db8::1' WHERE `Id` = 2")
+MARIADB_TYPES = (
+    "UPDATE `zoo` SET `Uu` = '00000000-0000-0000-0000-0000000000ff', `I6` = '::ffff:1.2.3.4' WHERE `Id` = 1",
+    "UPDATE `zoo` SET `Uu` = UUID(), `I6` = '2001:db8::1' WHERE `Id` = 2",
+)
 ZOO_ROWS = [
     f"(1,b'1',b'{'1' * 64}','a,c','','{'9' * 35}.{'9' * 30}',3.40282e38,1.7976931348623157e308,1901,"
     "'-838:59:59.000000','9999-12-31 23:59:59.999999','2038-01-19 03:14:07.999999','2024-03-31 00:59:59',"
@@ -77,17 +79,23 @@ ZOO_ROWS = [
 
 def _seed(source: MySQLServer) -> None:
     mysql_exec(
-        source, "SET NAMES utf8mb4", "SET time_zone = '+00:00'", ZOO,
+        source,
+        "SET NAMES utf8mb4",
+        "SET time_zone = '+00:00'",
+        ZOO,
         f"INSERT INTO `zoo` ({ZOO_COLUMNS}) VALUES {', '.join(ZOO_ROWS)}",
         # A workstation in Europe/Berlin writes the same wall clock twice in the autumn fold:
         # once in summer time (+02:00), once in winter time (+01:00): two instants.
         "SET time_zone = '+02:00'",
-        f"INSERT INTO `zoo` ({ZOO_COLUMNS}) VALUES (6,{','.join(['NULL'] * 11)},'2024-10-27 02:30:00'," +
-        ",".join(["NULL"] * 8) + ")",
+        f"INSERT INTO `zoo` ({ZOO_COLUMNS}) VALUES (6,{','.join(['NULL'] * 11)},'2024-10-27 02:30:00',"
+        + ",".join(["NULL"] * 8)
+        + ")",
         "SET time_zone = '+01:00'",
-        f"INSERT INTO `zoo` ({ZOO_COLUMNS}) VALUES (7,{','.join(['NULL'] * 11)},'2024-10-27 02:30:00'," +
-        ",".join(["NULL"] * 8) + ")",
-        "SET time_zone = '+00:00'", *MARIADB_TYPES,
+        f"INSERT INTO `zoo` ({ZOO_COLUMNS}) VALUES (7,{','.join(['NULL'] * 11)},'2024-10-27 02:30:00',"
+        + ",".join(["NULL"] * 8)
+        + ")",
+        "SET time_zone = '+00:00'",
+        *MARIADB_TYPES,
         # MyISAM, keyed, incremental.
         "CREATE TABLE `myi` (`Id` int NOT NULL PRIMARY KEY, `Note` varchar(30) NULL, `DateTStamp` timestamp NOT NULL "
         "DEFAULT current_timestamp() ON UPDATE current_timestamp()) ENGINE=MyISAM",
@@ -115,17 +123,31 @@ def _seed(source: MySQLServer) -> None:
 
 def _tables_yml() -> dict[str, Any]:
     def incremental(pk: list[str]) -> dict[str, Any]:
-        return {"primary_key": pk, "extraction_strategy": "incremental", "incremental_columns": ["DateTStamp"],
-                "batch_size": 100}
-    return {"version": 1, "tables": {
-        "zoo": incremental(["Id"]), "myi": incremental(["Id"]), "ci": incremental(["Code"]),
-        "evo": incremental(["Id"]), "uk": {"primary_key": []}, "multi": {"primary_key": []}}}
+        return {
+            "primary_key": pk,
+            "extraction_strategy": "incremental",
+            "incremental_columns": ["DateTStamp"],
+            "batch_size": 100,
+        }
+
+    return {
+        "version": 1,
+        "tables": {
+            "zoo": incremental(["Id"]),
+            "myi": incremental(["Id"]),
+            "ci": incremental(["Code"]),
+            "evo": incremental(["Id"]),
+            "uk": {"primary_key": []},
+            "multi": {"primary_key": []},
+        },
+    }
 
 
 def _night_1(source: MySQLServer) -> None:
     """Widen in place, then values that need the width; charset widened; blobs changed in place; a new table."""
     mysql_exec(
-        source, "SET NAMES utf8mb4",
+        source,
+        "SET NAMES utf8mb4",
         "ALTER TABLE `evo` MODIFY `Qty` bigint NULL, MODIFY `Name` varchar(255) NULL, "
         "MODIFY `Amount` decimal(14,4) NULL, MODIFY `Txt` varchar(20) CHARACTER SET utf8mb4 NULL",
         "UPDATE `evo` SET `Qty` = 9000000000 + `Id`, `Name` = REPEAT('w', 200), `Amount` = 1234567890.1234, "
@@ -184,6 +206,7 @@ def _night_4(source: MySQLServer) -> None:
 
 # ---------------------------------------------------------------------------
 # Value-by-value comparison under the documented mapping
+
 
 def _float_bits(value: float | None, fmt: str) -> bytes | None:
     return None if value is None else struct.pack(fmt, value)
@@ -261,8 +284,10 @@ def _raw_values(pg: PostgresServer, plan: Any) -> list[tuple]:
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(quote_ident(c.name, 'postgres') + ('::text' if c.kind is Kind.json else '') for c in plan.columns)} "  # noqa: E501
-                        f"FROM {quote_qualified('raw', plan.table, 'postgres')}")
+            cur.execute(
+                f"SELECT {', '.join(quote_ident(c.name, 'postgres') + ('::text' if c.kind is Kind.json else '') for c in plan.columns)} "  # noqa: E501
+                f"FROM {quote_qualified('raw', plan.table, 'postgres')}"
+            )
             rows = cur.fetchall()
     finally:
         conn.close()
@@ -275,14 +300,19 @@ def _replica_equals_source(source: MySQLServer, replica: MySQLServer, table: str
         try:
             with conn.cursor() as cur:
                 # Every column by name: SELECT * would leave out INVISIBLE ones.
-                cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                            "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table,))
+                cur.execute(
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                    (table,),
+                )
                 names = [sessions.catalog_name(r[0]) for r in cur.fetchall()]
-                cur.execute(f"SELECT {', '.join(quote_ident(n, 'mysql') for n in names)} "
-                            f"FROM {quote_ident(table, 'mysql')}")
+                cur.execute(
+                    f"SELECT {', '.join(quote_ident(n, 'mysql') for n in names)} FROM {quote_ident(table, 'mysql')}"
+                )
                 return collections.Counter(cur.fetchall())
         finally:
             conn.close()
+
     assert rows(replica) == rows(source), f"replica.{table} differs from the source"
 
 
@@ -301,8 +331,11 @@ def _pg_types(pg: PostgresServer, table: str) -> dict[str, str]:
     conn = pg.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
-                        "to_regclass(%s) AND attnum > 0 AND NOT attisdropped", (f"raw.{table}",))
+            cur.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                "to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                (f"raw.{table}",),
+            )
             return dict(cur.fetchall())
     finally:
         conn.close()
@@ -310,8 +343,12 @@ def _pg_types(pg: PostgresServer, table: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer],
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_server: None) -> None:
+    make_mysql_db: Callable[[str], MySQLServer],
+    make_pg_db: Callable[[str], PostgresServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    prefect_server: None,
+) -> None:
     from flows.nightly import nightly_etl
 
     source, replica, pg = make_mysql_db("tfsrc"), make_mysql_db("tfrep"), make_pg_db("tfpg")
@@ -320,8 +357,11 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
     path.write_text(yaml.safe_dump(_tables_yml()), encoding="utf-8")
     _CONFIG["config"] = load_tables_config(path)
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
-    for block, server in (("opendental-source", source), ("opendental-replication", replica),
-                          ("analytics-postgres", pg)):
+    for block, server in (
+        ("opendental-source", source),
+        ("opendental-replication", replica),
+        ("analytics-postgres", pg),
+    ):
         _set_env(monkeypatch, block, server)
 
     def night(name: str) -> dict[str, dict[str, Any]]:
@@ -355,16 +395,18 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
     types = _pg_types(pg, "evo")
     assert (types["Qty"], types["Amount"]) == ("bigint", "numeric(14,4)")
     # Widened in place on both targets: the replica went on incrementally, raw was altered.
-    assert mysql_query(replica, "SELECT mode FROM `_clinicflow_replication_state` WHERE table_name = 'evo'") \
-        == [("incremental",)]
+    assert mysql_query(replica, "SELECT mode FROM `_clinicflow_replication_state` WHERE table_name = 'evo'") == [
+        ("incremental",)
+    ]
     assert pg_query(pg, "SELECT mode FROM clinicflow.load_state WHERE table_name = 'evo'") == [("incremental",)]
 
     _night_2(source)
     night("night 2")
     assert "Gone" in _pg_types(pg, "evo")  # a dropped column stays in raw (NULL from then on)
     # The row stamped in 2031 was copied, but neither leg's watermark went past the source's clock.
-    replica_mark = mysql_query(replica, "SELECT watermark FROM `_clinicflow_replication_state` "
-                                        "WHERE table_name = 'evo'")[0][0]
+    replica_mark = mysql_query(
+        replica, "SELECT watermark FROM `_clinicflow_replication_state` WHERE table_name = 'evo'"
+    )[0][0]
     raw_mark = pg_query(pg, "SELECT watermark[1] FROM clinicflow.load_state WHERE table_name = 'evo'")[0][0]
     assert "2031" not in str(replica_mark), (replica_mark, raw_mark)
     assert not raw_mark.startswith("2031"), (replica_mark, raw_mark)
@@ -376,8 +418,9 @@ def test_every_type_and_four_nights_of_changes_stay_equal_to_the_source(
     night("night 4")
 
 
-def test_an_uncarriable_column_is_reported_before_the_night(make_mysql_db: Callable[[str], MySQLServer],
-                                                             tmp_path: Path) -> None:
+def test_an_uncarriable_column_is_reported_before_the_night(
+    make_mysql_db: Callable[[str], MySQLServer], tmp_path: Path
+) -> None:
     source = make_mysql_db("tfval")
     long_name = "L" * 64  # every type MariaDB 10.11 has is carried; an over-long name is not
     mysql_exec(source, f"CREATE TABLE `clinic` (`ClinicNum` int PRIMARY KEY, `Addr` inet6 NULL, `{long_name}` int)")
@@ -395,19 +438,26 @@ def test_an_uncarriable_column_is_reported_before_the_night(make_mysql_db: Calla
 
 
 def test_a_staging_table_left_by_a_killed_load_is_dropped_on_the_next_incremental_night(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     from clinicflow.opendental.tables.config import TableConfig
     from clinicflow.opendental.warehouse import load_steps
 
     replica, pg = make_mysql_db("tfstg"), make_pg_db("tfstgpg")
-    mysql_exec(replica, "CREATE TABLE `t` (`Id` int PRIMARY KEY, `DateTStamp` datetime NOT NULL)",
-               "INSERT INTO `t` VALUES (1, '2024-01-01'), (2, '2024-01-02')")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `t` (`Id` int PRIMARY KEY, `DateTStamp` datetime NOT NULL)",
+        "INSERT INTO `t` VALUES (1, '2024-01-01'), (2, '2024-01-02')",
+    )
     config = TableConfig(primary_key=["Id"], extraction_strategy="incremental", incremental_columns=["DateTStamp"])
     load_steps.setup_target(pg)
     assert load_steps.load_table_once(replica, pg, "t", config).status == "ok"
     # What a kill during a full load's chunks leaves: the staging table, half filled.
-    pg_exec(pg, 'CREATE TABLE clinicflow_stage.t ("Id" int, "DateTStamp" timestamp)',
-            "INSERT INTO clinicflow_stage.t VALUES (1, now())")
+    pg_exec(
+        pg,
+        'CREATE TABLE clinicflow_stage.t ("Id" int, "DateTStamp" timestamp)',
+        "INSERT INTO clinicflow_stage.t VALUES (1, now())",
+    )
     outcome = load_steps.load_table_once(replica, pg, "t", config)
     assert outcome.status == "ok"
     assert outcome.mode == "incremental"
@@ -418,4 +468,3 @@ def test_a_staging_table_left_by_a_killed_load_is_dropped_on_the_next_incrementa
             assert cur.fetchone()[0] is None
     finally:
         conn.close()
-

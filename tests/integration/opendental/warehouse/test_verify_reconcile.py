@@ -2,6 +2,7 @@
 
 Reconciliation repairs exactly the rows that differ, in both legs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,14 +19,19 @@ from clinicflow_dev import generator
 from tests.integration.opendental.warehouse.conftest import mysql_exec, pg_query
 from tests.integration.opendental.warehouse.test_pgload import pg_query_exec
 
-PROC = TableConfig(primary_key=["ProcNum"], extraction_strategy=ExtractionStrategy.incremental,
-                   incremental_columns=["DateTStamp"], batch_size=1000)
+PROC = TableConfig(
+    primary_key=["ProcNum"],
+    extraction_strategy=ExtractionStrategy.incremental,
+    incremental_columns=["DateTStamp"],
+    batch_size=1000,
+)
 PATPLAN = TableConfig(primary_key=["PatNum", "Ordinal"], batch_size=200)
 
 
 @pytest.fixture
-def loaded(make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
-           ) -> tuple[MySQLServer, PostgresServer]:
+def loaded(
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> tuple[MySQLServer, PostgresServer]:
     replica, pg = make_mysql_db("ver"), make_pg_db("ver")
     generator.create_schema(replica, edge_cases=False)
     generator.fill_table(replica, "procedurelog", 5000)
@@ -65,8 +71,9 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
     assert "missing in raw (e.g. 17)" in result.summary()
 
 
-def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig,
-                   sweep: reconcile.Sweep) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
+def _reconcile_raw(
+    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: reconcile.Sweep
+) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
     my, pgc = sessions.raw_connection(replica, streaming=True), pg.connect()
     try:
         plan = load_plan.plan_load(catalog.read_table(my, table), config)
@@ -77,15 +84,19 @@ def _reconcile_raw(replica: MySQLServer, pg: PostgresServer, table: str, config:
 
 
 def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_raw(
-        loaded: tuple[MySQLServer, PostgresServer]) -> None:
+    loaded: tuple[MySQLServer, PostgresServer],
+) -> None:
     replica, pg = loaded
-    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` IN (3, 1500, 1501, 4999)",
-               "DELETE FROM `patplan` WHERE `PatNum` IN (10, 11, 500)",
-               # A backdated insert and an update that leaves the change stamp alone: no watermark sees them.
-               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (7000, 1, '2001-01-01')",
-               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
-               "WHERE `ProcNum` IN (42, 4242)",
-               "UPDATE `patplan` SET `Ordinal` = `Ordinal` + 100 WHERE `PatNum` = 77")
+    mysql_exec(
+        replica,
+        "DELETE FROM `procedurelog` WHERE `ProcNum` IN (3, 1500, 1501, 4999)",
+        "DELETE FROM `patplan` WHERE `PatNum` IN (10, 11, 500)",
+        # A backdated insert and an update that leaves the change stamp alone: no watermark sees them.
+        "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (7000, 1, '2001-01-01')",
+        "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` "
+        "WHERE `ProcNum` IN (42, 4242)",
+        "UPDATE `patplan` SET `Ordinal` = `Ordinal` + 100 WHERE `PatNum` = 77",
+    )
     assert _verify(replica, pg, "procedurelog", PROC).status == "differs"
     stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep())
     assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (4, 1, 2), stats
@@ -102,14 +113,16 @@ def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_
         assert _verify(replica, pg, table, config).ok
         again, _ = _reconcile_raw(replica, pg, table, config, reconcile.Sweep())
         assert again.ranges_recopied == 0  # nothing left to repair
-    assert pg_query(pg, 'SELECT count(*) FROM raw.procedurelog')[0][0] == 4997
+    assert pg_query(pg, "SELECT count(*) FROM raw.procedurelog")[0][0] == 4997
 
 
 def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer]) -> None:
     replica, pg = loaded
-    mysql_exec(replica, "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
-               "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
-               " WHERE `ProcNum` = 4242")
+    mysql_exec(
+        replica,
+        "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
+        "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 4242",
+    )
     keys_only = reconcile.Sweep(checksums=False)
     stats, _ = _reconcile_raw(replica, pg, "procedurelog", PROC, keys_only)
     assert (stats.rows_deleted, stats.rows_changed, stats.ranges_hashed) == (1, 0, 0)
@@ -132,10 +145,13 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
         generator.create_schema(server, edge_cases=False)
         generator.fill_table(server, "patplan", 900)
         generator.fill_table(server, "procedurelog", 3000)
-    mysql_exec(source, "DELETE FROM `patplan` WHERE `PatNum` BETWEEN 100 AND 149",
-               "DELETE FROM `procedurelog` WHERE `ProcNum` % 500 = 3",
-               "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (9001, 1, '2001-01-01')",
-               "UPDATE `procedurelog` SET `ClaimNote` = 'silent', `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 77")
+    mysql_exec(
+        source,
+        "DELETE FROM `patplan` WHERE `PatNum` BETWEEN 100 AND 149",
+        "DELETE FROM `procedurelog` WHERE `ProcNum` % 500 = 3",
+        "INSERT INTO `procedurelog` (`ProcNum`, `PatNum`, `DateTStamp`) VALUES (9001, 1, '2001-01-01')",
+        "UPDATE `procedurelog` SET `ClaimNote` = 'silent', `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 77",
+    )
     configs = {"patplan": PATPLAN, "procedurelog": PROC}
     expected = {"patplan": (50, 0, 0), "procedurelog": (6, 1, 1)}
     for table, config in configs.items():
@@ -151,18 +167,26 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
 
 
 def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     """Three PatNum values of 200 rows each: sampled boundaries repeat, ranges must not (one per value, one below)."""
     source, replica, pg = make_mysql_db("dsrc"), make_mysql_db("drep"), make_pg_db("dpg")
     for server in (source, replica):
-        mysql_exec(server, "CREATE TABLE `visits` (`PatNum` bigint NOT NULL, `Seq` int NOT NULL, "
-                           "`Note` varchar(20) NOT NULL, PRIMARY KEY (`PatNum`, `Seq`)) ENGINE=MyISAM",
-                   "INSERT INTO `visits` SELECT 1 + seq % 3, seq, CONCAT('n', seq) FROM seq_1_to_600")
+        mysql_exec(
+            server,
+            "CREATE TABLE `visits` (`PatNum` bigint NOT NULL, `Seq` int NOT NULL, "
+            "`Note` varchar(20) NOT NULL, PRIMARY KEY (`PatNum`, `Seq`)) ENGINE=MyISAM",
+            "INSERT INTO `visits` SELECT 1 + seq % 3, seq, CONCAT('n', seq) FROM seq_1_to_600",
+        )
     config = TableConfig(primary_key=["PatNum", "Seq"], batch_size=200)
     load_steps.setup_target(pg)
     assert load_steps.load_table_once(replica, pg, "visits", config).verification == "ok"
-    mysql_exec(source, "DELETE FROM `visits` WHERE `Seq` = 7", "UPDATE `visits` SET `Note` = 'silent' WHERE `Seq` = 8",
-               "INSERT INTO `visits` VALUES (2, 9001, 'late')")
+    mysql_exec(
+        source,
+        "DELETE FROM `visits` WHERE `Seq` = 7",
+        "UPDATE `visits` SET `Note` = 'silent' WHERE `Seq` = 8",
+        "INSERT INTO `visits` VALUES (2, 9001, 'late')",
+    )
     src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
     try:
         plan = copy_plan.plan_copy(src, rep, "visits", config)
@@ -179,7 +203,8 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
 
 
 def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
-        make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]) -> None:
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
     source, replica, pg = make_mysql_db("fsrc"), make_mysql_db("frep"), make_pg_db("fpg")
     generator.create_schema(source, edge_cases=False)
     generator.fill_table(source, "procedurelog", 500)
@@ -200,14 +225,17 @@ def test_a_full_load_after_a_reconciled_copy_records_the_replica_leg(
 
 
 def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
-        loaded: tuple[MySQLServer, PostgresServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: tuple[MySQLServer, PostgresServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """reconcile_slices unset (0): a table past AUTO_FULL_RANGES ranges gets slices; keys are still checked nightly."""
     replica, pg = loaded
     assert TableConfig().reconcile_slices == 0
     assert reconcile.sweep_for(TableConfig()).slices == 0
     monkeypatch.setattr(reconcile, "AUTO_FULL_RANGES", 10)  # 5,000 rows: ~50 ranges -> 5 slices
-    mysql_exec(replica, "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp`"
-                        " WHERE `ProcNum` = 3333")
+    mysql_exec(
+        replica,
+        "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 3333",
+    )
     found, window = [], 0
     for night in range(reconcile.AUTO_MAX_SLICES):
         mysql_exec(replica, f"DELETE FROM `procedurelog` WHERE `ProcNum` = {100 + night}")
