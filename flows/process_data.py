@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run as current_flow_run
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core.logs import get_logger
 from clinicflow.processing import store
 from clinicflow.processing.custom import scripts_dir_from_env
@@ -28,11 +29,8 @@ def _end_row(kind: str, flow_run: Any, state: Any) -> None:
     if result_id is None:
         return
     message = f"flow run {flow_run.id} {state.type.value.lower()}: {state.message or state.name}"
-    conn = processing_database().connect()
-    try:
+    with connected(processing_database()) as conn:
         ended = store.mark_ended(conn, int(result_id), _HOOK_STATUS[kind], message)
-    finally:
-        conn.close()
     if ended is not None:
         get_logger(__name__).warning("result %s marked %s (%s)", result_id, ended.status, kind)
 

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from clinicflow.connectors.connections import connected
+
 EXIT_TABLES_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
@@ -37,8 +39,7 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
     server = None
     try:
         server = resolve_block(parameters.get("analytics_block") or ANALYTICS_BLOCK, PostgresServer)
-        conn = server.connect()
-        try:
+        with connected(server) as conn:
             metrics.record_failed_start(
                 conn,
                 str(uuid.uuid4()),
@@ -46,8 +47,6 @@ def record_config_error(flow_name: str, message: str, parameters: dict[str, Any]
                 message,
                 parameters={k: v for k, v in parameters.items() if k != "tables_file"},
             )
-        finally:
-            conn.close()
     except Exception as exc:  # noqa: BLE001 - block messages never hold passwords
         where = server.describe() if server is not None else "the analytics database"
         return f"not recorded in {where}: {type(exc).__name__}: {exc}"

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinicflow.connectors.connections import connected
+
 EXIT_FAILED = 1
 EXIT_CANNOT_RUN = 2
 
@@ -133,16 +135,11 @@ def run_demo_pipelines(console: Console) -> None:
         with demo_api.serve() as url:
             rows = run_pipeline(pipeline="referral-providers", parameters={"api_url": url})
         console.print(f"pipeline referral-providers: {rows[0]['rows_written']} providers in toolkit.referral_providers")
-        conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    'SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog '
-                    "WHERE \"ProcDate\" > DATE '1900-01-01'"
-                )
-                first, last = cur.fetchone()
-        finally:
-            conn.close()
+        with connected(resolve_block(ANALYTICS_BLOCK, PostgresServer)) as conn, conn.cursor() as cur:
+            cur.execute(
+                'SELECT min("ProcDate"), max("ProcDate") FROM raw.procedurelog WHERE "ProcDate" > DATE \'1900-01-01\''
+            )
+            first, last = cur.fetchone()
         if first is None:
             console.print("pipeline procedures-daily: raw.procedurelog is empty, nothing to aggregate")
             return

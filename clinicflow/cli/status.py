@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clinicflow.cli.status_sections import collect
+from clinicflow.connectors.connections import connected
 
 EXIT_LAST_FAILED = 1
 EXIT_NO_DATA = 2
@@ -150,11 +151,8 @@ def status_command(
     try:
         report = collect(chosen, limit)
         if run_id:
-            conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
-            try:
+            with connected(resolve_block(ANALYTICS_BLOCK, PostgresServer)) as conn:
                 tables = metrics.table_metrics(conn, run_id)
-            finally:
-                conn.close()
     except Exception as exc:  # noqa: BLE001 - the message names user@host/db, never the password
         try:
             where = resolve_block(ANALYTICS_BLOCK, PostgresServer).describe()

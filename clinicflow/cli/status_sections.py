@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core.dbapi import PgConnection, PgCursor, column_names
 
 
@@ -210,27 +211,21 @@ def collect(subsystems: list[str], limit: int) -> dict[str, Any]:
 
     report: dict[str, Any] = {}
     if {"nightly", "ingest", "processing"} & set(subsystems):
-        conn = resolve_block(ANALYTICS_BLOCK, PostgresServer).connect()
-        try:
+        with connected(resolve_block(ANALYTICS_BLOCK, PostgresServer)) as conn:
             if "nightly" in subsystems:
                 report["nightly"] = nightly_status(conn, limit)
             if "ingest" in subsystems:
                 report["ingest"] = ingest_status(conn, limit)
             if "processing" in subsystems:
                 report["processing"] = processing_status(conn, limit)
-        finally:
-            conn.close()
     if "cdc" in subsystems:
         from clinicflow.cli.cdc import cdc_status_section
 
         report["cdc"] = cdc_status_section()
     if "dicom" in subsystems:
         try:
-            conn = resolve_block(DICOM_REPORTS_BLOCK, PostgresServer).connect()
-            try:
+            with connected(resolve_block(DICOM_REPORTS_BLOCK, PostgresServer)) as conn:
                 report["dicom"] = dicom_status(conn, limit)
-            finally:
-                conn.close()
         except Exception as exc:  # noqa: BLE001 - another database: its absence is a line, not exit 2
             report["dicom"] = {
                 "unavailable": f"cannot read the DICOM state database: {type(exc).__name__}",

@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core.sql import quote_ident
 from clinicflow.dicom.pipeline import BatchResult
 from clinicflow.dicom.reports import FileKey, ReportsSource
@@ -99,8 +100,7 @@ def recorded_run_totals(
     ``done`` counts every done file the run saw (converted by a child or found done from an earlier run).
     """
     s = quote_ident(schema, "postgres")
-    conn = state_server.connect()
-    try:
+    with connected(state_server) as conn:
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'), "
@@ -125,8 +125,6 @@ def recorded_run_totals(
             )
             failures = [Failure(FileKey(*row[:4]), row[4] or "", row[5] or "", row[6] or "") for row in cur]
         conn.rollback()
-    finally:
-        conn.close()
     total = BatchResult(
         files=int(done) + int(failed),
         done=int(done),

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.sql import quote_ident
 from clinicflow.opendental.metrics import TableOutcome
@@ -193,27 +194,18 @@ class NightSignals:
         self.replica, self.pg, self.state_schema, self.raw_schema = replica, pg, state_schema, raw_schema
         self.configs = {t: config_signal(c, (raw_schema, state_schema)) for t, c in configs.items()}
         self.source = _read(source)
-        pg_conn = pg.connect()
-        try:
+        with connected(pg) as pg_conn:
             self.unchanged = unchanged_tables(
                 pg_conn, state_schema, raw_schema, self.source, _read(replica), self.configs
             )
-        finally:
-            pg_conn.close()
 
     def record(self, outcomes: Iterable[TableOutcome]) -> int:
         """Store the signals of the tables that ended well (replica and raw read now, after the night's writes)."""
         replica = _read(self.replica)
-        pg_conn = self.pg.connect()
-        try:
+        with connected(self.pg) as pg_conn:
             return record(pg_conn, self.state_schema, self.raw_schema, self.source, replica, self.configs, outcomes)
-        finally:
-            pg_conn.close()
 
 
 def _read(server: Any) -> dict[str, str | None]:
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         return read_signals(conn)
-    finally:
-        conn.close()

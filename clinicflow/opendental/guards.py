@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.opendental.tables.config import ConfigError
 
 _LOOPBACK_NAMES = frozenset({"", "localhost", "localhost.localdomain", "127.0.0.1", "::1", "ip6-localhost"})
@@ -48,16 +49,12 @@ class MySQLIdentity:
 
 def mysql_identity(server: Any) -> MySQLIdentity:
     """Ask a MySQL/MariaDB server who it is (no database selected: the replica's may not exist yet)."""
-    conn = server.connect(database="")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                "('server_uuid', 'hostname', 'port', 'datadir', 'lower_case_table_names')"
-            )
-            values = {_text(name): _text(value) for name, value in cur.fetchall()}
-    finally:
-        conn.close()
+    with connected(server, database="") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+            "('server_uuid', 'hostname', 'port', 'datadir', 'lower_case_table_names')"
+        )
+        values = {_text(name): _text(value) for name, value in cur.fetchall()}
     return MySQLIdentity(
         values.get("server_uuid") or None,
         values.get("hostname", ""),

@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core import secret_env, settings
 from clinicflow.core.retry import RetryPolicy, acall_with_retry
 from clinicflow.processing import outbox, store
@@ -267,11 +268,8 @@ def run_dispatcher() -> None:
 
     database = processing_database()
     parent = os.getppid()
-    conn = database.connect()
-    try:
+    with connected(database) as conn:
         store.ensure_tables(conn)  # the API may still be creating them
-    finally:
-        conn.close()
 
     async def main() -> None:
         stopping = asyncio.Event()

@@ -18,6 +18,7 @@ import logging
 import sys
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core import secret_env, settings
 
 log = logging.getLogger("clinicflow.service")
@@ -40,11 +41,8 @@ def serve_processing_tasks(limit: int) -> None:
     if not PREFECT_API_URL.value():
         raise RuntimeError("task workers need PREFECT_API_URL (a Prefect server; not the embedded one)")
     database = processing_database()
-    conn = database.connect()
-    try:
+    with connected(database) as conn:
         store.ensure_tables(conn)
-    finally:
-        conn.close()
     lease = LeaseKeeper(database.connect, on_reaped=_crash_in_prefect)
     configure_worker(
         WorkerContext(

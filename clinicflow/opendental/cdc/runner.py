@@ -8,6 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import find_table
 from clinicflow.connectors.mysql.sessions import raw_connection
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
@@ -131,15 +132,12 @@ class CdcRunner:
         return chosen
 
     def _start_position(self, ctl: Any, tables: list[str]) -> BinlogPosition:
-        pg_conn = self.pg.connect()
-        try:
+        with connected(self.pg) as pg_conn:
             state.ensure_pg_state(pg_conn, LoadOptions().state_schema)
             stored = [
                 state.read_replica_position(ctl, self.source),
                 state.read_pg_position(pg_conn, LoadOptions().state_schema, self.source),
             ]
-        finally:
-            pg_conn.close()
         known = state.table_statuses(ctl, self.source)
         if not self.options.resnapshot and all(p is not None for p in stored):
             position = min((p for p in stored if p is not None), key=BinlogPosition.key)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogColumn, find_table, read_table
 from clinicflow.connectors.mysql.checksums import checksum_table
 from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
@@ -72,12 +73,8 @@ class CopyPlan:
 
 def ensure_database(server: MySQLServerLike) -> None:
     """Create the server's database if it does not exist (first run against an empty replica)."""
-    conn = server.connect(database="", conv=RAW_CONVERSIONS, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(server.database, 'mysql')} CHARACTER SET utf8mb3")
-    finally:
-        conn.close()
+    with connected(server, database="", conv=RAW_CONVERSIONS, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(server.database, 'mysql')} CHARACTER SET utf8mb3")
 
 
 def drop_leftover_tables(server: MySQLServerLike) -> list[str]:

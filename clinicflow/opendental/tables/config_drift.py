@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogColumn, CatalogTable
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -328,10 +329,7 @@ def check_drift(
     server: MySQLServerLike, config: TablesConfig, rules: AnalysisRules | None = None, exclude: Iterable[str] = ()
 ) -> DriftReport:
     """Compare tables.yml with the live source: what the nightly flow runs first."""
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         schema = read_schema_with(conn, server.database, server.describe())
         probes = live_probes(conn, schema, config, rules)
-    finally:
-        conn.close()
     return compare_config_to_source(schema, config, probes, exclude)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogTable
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -174,8 +175,7 @@ def analyze_source(
     exclude: Iterable[str] = (),
 ) -> SchemaAnalysis:
     """Read the schema of the block's database and choose every table's settings (``exclude``: names left out)."""
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         schema = read_schema_with(conn, server.database, server.describe())
         if not schema.tables:
             raise AnalysisError(f"{server.describe()}: database has no tables (wrong database name?)")
@@ -183,5 +183,3 @@ def analyze_source(
         if not analysis.tables:
             raise AnalysisError(f"{server.describe()}: every table was skipped or excluded; nothing to write")
         return analysis
-    finally:
-        conn.close()

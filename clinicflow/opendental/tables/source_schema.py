@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogColumn, CatalogTable, read_catalog
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
@@ -45,11 +46,8 @@ class SourceSchema:
 
 def read_schema(server: MySQLServerLike) -> SourceSchema:
     """Read the whole schema of the block's database (one catalog pass, not one per table)."""
-    conn = server.connect()
-    try:
+    with connected(server) as conn:
         return read_schema_with(conn, server.database, server.describe())
-    finally:
-        conn.close()
 
 
 def read_schema_with(conn: Connection, database: str, address: str) -> SourceSchema:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql import catalog, sessions
 from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.logs import get_logger
@@ -79,8 +80,7 @@ class FullLoad:
 
 def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
     """Schemas, state table and helper functions in PostgreSQL, crash leftovers removed (idempotent; once per run)."""
-    conn = pg_server.connect()
-    try:
+    with connected(pg_server) as conn:
         ddl.ensure_schemas(
             conn, raw_schema=options.raw_schema, stage_schema=options.stage_schema, state_schema=options.state_schema
         )
@@ -93,8 +93,6 @@ def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
                 ddl.replaced_schema(options.stage_schema),
                 ", ".join(dropped),
             )
-    finally:
-        conn.close()
 
 
 def _outcome(plan: load_plan.LoadPlan, mode: TableMode, started: float, **values: Any) -> TableOutcome:
