@@ -16,7 +16,7 @@ class TablesFailed(ClinicflowError):
 
 
 def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = True) -> str:
-    """An exception as one short line for a run summary or a failure row.
+    """An exception as one short line for a run summary or a failure row (its type's name if it has no message).
 
     Only the first line of the message: drivers put details (a failing row's values, a query) on later lines,
     and those may hold patient data.
@@ -26,4 +26,5 @@ def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = True) ->
     name = type(exc).__name__
     if with_type:
         text = f"{name}: {text}" if text and not text.startswith(name) else (text or name)
+    text = text or name  # an exception without a message is named by its type
     return text if len(text) <= limit else text[: limit - 1] + "…"

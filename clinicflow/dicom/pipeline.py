@@ -229,7 +229,7 @@ def _process_file(
     except Exception as exc:  # noqa: BLE001 - an unanticipated decoder error fails this file alone
         # A file malformed in a way no check in render anticipated (pydicom and its plugins raise
         # many types, struct.error included): it fails alone, the batch goes on.
-        return Failure(key, "decode", "unexpected-error", f"{type(exc).__name__}: {_first_line(exc)}")
+        return Failure(key, "decode", "unexpected-error", one_line(exc, limit=200))
 
     dicom_name = dicom_object_name(settings.dataset, key)
     jpg_names = jpg_object_names(settings.dataset, key, render.info.frames, all_frames=settings.all_frames)
@@ -256,7 +256,7 @@ def _process_file(
     except Exception as exc:  # one file's upload failure must not stop the batch
         if _is_state_error(exc):
             raise
-        return Failure(key, "upload", "upload-error", f"{type(exc).__name__}: {_first_line(exc)}")
+        return Failure(key, "upload", "upload-error", one_line(exc, limit=200))
 
     state.mark_done(
         [(key, names, csv_row(group, dicom_name, jpg_names, render), local.stat().st_size, len(jpg_names))],
@@ -270,7 +270,3 @@ def _process_file(
 
 def _is_state_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("psycopg2")
-
-
-def _first_line(exc: BaseException) -> str:
-    return one_line(exc, limit=200, with_type=False)

@@ -333,7 +333,7 @@ def _text(value: Any) -> str:
 
 def _pg_message(exc: BaseException) -> str:
     """The server's message for a failed statement: first line only (never the connection string)."""
-    return one_line(exc, limit=10_000, with_type=False) or type(exc).__name__
+    return one_line(exc, limit=10_000, with_type=False)
 
 
 def batches(files: list[FileGroup], batch_size: int) -> Iterator[list[FileGroup]]:

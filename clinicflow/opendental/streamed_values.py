@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.errors import ClinicflowError, one_line
 
 # Escaped and written in slices of this many bytes: memory holds a value once, plus a slice or two.
 SLICE_BYTES = 1 << 20
@@ -149,7 +149,7 @@ def carry_error(layout: RowLayout, last_row: Sequence[Any] | None, exc: BaseExce
     after = "the first row" if last_row is None else f"the row after {layout.describe_key(last_row)}"
     return StreamedValueError(
         f"table {layout.table!r}: a value of column(s) {columns} could not be read at {after} "
-        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); raise the server's "
+        f"({one_line(exc)}); raise the server's "
         "max_allowed_packet above the largest value"
     )
 

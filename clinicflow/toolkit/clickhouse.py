@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
+from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, rebatch
 from clinicflow.toolkit.sqldb import query_parameters
@@ -50,11 +51,6 @@ class ClickHouseConnection(BaseModel):
         client.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 class ClickHouseExtractor:
     """Stream the rows of ``query`` in blocks of at most ``batch_size`` rows.
 
@@ -73,7 +69,9 @@ class ClickHouseExtractor:
             )
         except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError naming the server
             self.connection.release(client)
-            raise ToolkitError(f"ClickHouse query on {self.connection.describe()} failed: {_first_line(exc)}") from None
+            raise ToolkitError(
+                f"ClickHouse query on {self.connection.describe()} failed: {one_line(exc, with_type=False)}"
+            ) from None
         try:
             with stream:
                 columns = tuple(stream.source.column_names)
@@ -129,7 +127,7 @@ class ClickHouseLoader:
         except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
             raise ToolkitError(
                 f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
-                f"{written} rows: {_first_line(exc)}"
+                f"{written} rows: {one_line(exc, with_type=False)}"
             ) from None
         finally:
             self.connection.release(client)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.core import settings
+from clinicflow.core.errors import one_line
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.spec import PipelineSpec
 
@@ -60,8 +61,7 @@ def _error_summary(exc: BaseException, path: Path | None = None) -> str:
     if callable(errors) and type(exc).__name__ == "ValidationError":
         details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])  # type: ignore[attr-defined]
         return f"invalid pipeline spec: {details}{where}"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+    return f"{one_line(exc)}{where}"
 
 
 def _specs_of(obj: Any, origin: str) -> list[PipelineSpec]:

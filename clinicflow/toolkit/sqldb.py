@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from clinicflow.connectors.connections import connected, transaction
 from clinicflow.core.dbapi import PgCursor, column_names
+from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
 from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
 
@@ -60,10 +61,7 @@ class SqlExtractor:
             try:
                 cursor.execute(self.query, params)
             except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
-                raise ToolkitError(
-                    f"SQL extract from {self.server.describe()} failed: {type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                ) from None
+                raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {one_line(exc)}") from None
             columns: tuple[str, ...] | None = None
             while True:
                 rows = cursor.fetchmany(self.batch_size)
@@ -133,10 +131,9 @@ class PostgresLoader:
         except Exception as exc:
             if isinstance(exc, ToolkitError):
                 raise
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ToolkitError(
                 f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
-                f"after {written} rows: {type(exc).__name__}: {first_line}"
+                f"after {written} rows: {one_line(exc)}"
             ) from None
         return written
 
