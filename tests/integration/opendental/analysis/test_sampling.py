@@ -50,8 +50,9 @@ def test_watermark_choice_on_hand_made_tables(make_mysql_db: Callable[[str], MyS
         # No primary key at all.
         "CREATE TABLE entrylog (UserNum bigint(20), EntryDateTime datetime) ENGINE=MyISAM",
         "INSERT INTO entrylog SELECT seq, '2024-01-01' FROM seq_1_to_500",
-        # Tiny lookup table.
-        "CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, ItemName varchar(255))",
+        # Tiny lookup table (MyISAM: an exact TABLE_ROWS; InnoDB's is a background estimate that can lag).
+        "CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, ItemName varchar(255)) "
+        "ENGINE=MyISAM",
         "INSERT INTO definition (ItemName) SELECT CONCAT('Def ', seq) FROM seq_1_to_20",
     )
     result = analyse(server)
