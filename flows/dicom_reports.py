@@ -218,14 +218,7 @@ def _extract(options: DicomRunOptions) -> Any:
     with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock():
         count, report_fields = prepare_task(source, state_server, dataset, state_schema, run_id)
         log.info("%s: %d files in %d report rows; writing to %s", dataset, count.files, count.rows, bucket_name)
-        settings = BatchSettings(
-            dataset=dataset,
-            run_id=run_id,
-            base_location=options.base_location,
-            all_frames=options.all_frames,
-            jpeg_quality=options.jpeg_quality,
-            limits=options.download_limits(),
-        )
+        settings = options.batch_settings(dataset, run_id)
         if fan_out is None:
             total, batch_errors = _process_pages(
                 source,
@@ -328,14 +321,7 @@ def _extract_range(options: DicomRunOptions, bounds: dicom_partitions.FileKeyRan
     source = ReportsSource(reports_server, options.query, bounds.low, bounds.high)
     with StateStore(state_server, dataset, state_schema) as lock_holder, lock_holder.run_lock(bounds.digest()):
         count, _ = prepare_task(source, state_server, dataset, state_schema, run_id)
-        settings = BatchSettings(
-            dataset=dataset,
-            run_id=run_id,
-            base_location=options.base_location,
-            all_frames=options.all_frames,
-            jpeg_quality=options.jpeg_quality,
-            limits=options.download_limits(),
-        )
+        settings = options.batch_settings(dataset, run_id)
         total, batch_errors = _process_pages(
             source,
             settings,

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from clinicflow.core.options import OptionsError, PartitionedFanOut
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits
+from clinicflow.dicom.pipeline import BatchSettings
 from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA
 
 BucketKind = Literal["local", "gcs", "s3"]
@@ -76,6 +77,17 @@ class DicomRunOptions(PartitionedFanOut):
             retry=RetryPolicy(self.download_retries, self.retry_backoff_seconds),
             allowed_roots=self.allowed_roots,
             allow_private_redirects=self.allow_private_redirects,
+        )
+
+    def batch_settings(self, dataset: str, run_id: str) -> BatchSettings:
+        """What every batch of this run (in the pod or in a fan-out child) converts with."""
+        return BatchSettings(
+            dataset=dataset,
+            run_id=run_id,
+            base_location=self.base_location,
+            all_frames=self.all_frames,
+            jpeg_quality=self.jpeg_quality,
+            limits=self.download_limits(),
         )
 
     def flow_parameters(self) -> dict[str, Any]:
