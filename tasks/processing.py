@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.objectstore.clients import store_for_block
-from clinicflow.processing.kept import KeptConnections
+from clinicflow.connectors.postgres.pool import ConnectionPool
 from clinicflow.processing.lease import LeaseKeeper
 from clinicflow.processing.runner import process_result
 
@@ -45,8 +45,8 @@ class WorkerContext:
     writer: Any
     scripts_dir: Path
     lease: LeaseKeeper
-    # Connections kept between runs (clinicflow.processing.kept); None: a new one per run.
-    connections: KeptConnections | None = None
+    # Connections kept between runs (clinicflow.connectors.postgres.pool); None: a new one per run.
+    connections: ConnectionPool | None = None
 
 
 _worker: list[WorkerContext] = []

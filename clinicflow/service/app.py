@@ -32,11 +32,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from clinicflow.connectors.objectstore.clients import store_for_block
+from clinicflow.connectors.postgres.pool import ConnectionPool
 from clinicflow.processing import sandbox, store
 from clinicflow.service import limits
 from clinicflow.service.dispatcher_process import DispatcherProcess
 from clinicflow.service.live import LiveUpdates
-from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.routes import files, health, requests, results, series, ws
 from clinicflow.service.settings import ServiceSettings
 from clinicflow.service.state import ServiceState
@@ -53,7 +53,7 @@ def create_app(settings: ServiceSettings, *, pool_size: int = 10, dispatch: bool
     app = FastAPI(title="clinicflow data processing", lifespan=lifespan)
     app.state.service = ServiceState(
         settings=settings,
-        pool=ConnectionPool(settings.database.connect, pool_size),
+        pool=ConnectionPool(settings.database.connect, size=pool_size),
         writer=store_for_block(settings.bucket),
         live=LiveUpdates(settings.database),
         workdir=Path(tempfile.mkdtemp(prefix="clinicflow-serve-")),

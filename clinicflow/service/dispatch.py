@@ -41,12 +41,12 @@ from collections.abc import Callable
 from typing import Any
 
 from clinicflow.connectors.connections import connected
+from clinicflow.connectors.postgres.pool import ConnectionPool
 from clinicflow.core import secret_env, settings
 from clinicflow.core.retry import RetryPolicy, acall_with_retry
 from clinicflow.processing import outbox, store
 from clinicflow.processing.lease import lease_seconds
 from clinicflow.service.dispatcher_process import say_ready
-from clinicflow.service.pool import ConnectionPool
 
 log = logging.getLogger("clinicflow.service")
 DEFAULT_DEPLOYMENT_MIN_ROWS = 20_000_000
@@ -284,7 +284,7 @@ def run_dispatcher() -> None:
 
         live = LiveUpdates(database)
         live.start()
-        pool = ConnectionPool(database.connect, SENDERS + 2)
+        pool = ConnectionPool(database.connect, size=SENDERS + 2)
         watcher = asyncio.create_task(watch_parent())
         try:
             await Dispatcher(pool, DEPLOYMENT).run(live, stopping, on_ready=say_ready)

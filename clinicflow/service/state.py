@@ -17,10 +17,10 @@ from fastapi import Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.requests import HTTPConnection
 
+from clinicflow.connectors.postgres.pool import ConnectionPool
 from clinicflow.processing import store
 from clinicflow.service.dispatcher_process import DispatcherProcess
 from clinicflow.service.live import LiveUpdates
-from clinicflow.service.pool import ConnectionPool
 from clinicflow.service.series_api import ResultSeries
 from clinicflow.service.settings import ServiceSettings
 from clinicflow.service.submit import GroupCommit, KnownFiles

@@ -31,9 +31,9 @@ def serve_processing_tasks(limit: int) -> None:
     from prefect.task_worker import serve
 
     from clinicflow.connectors.objectstore.clients import store_for_block
+    from clinicflow.connectors.postgres.pool import ConnectionPool
     from clinicflow.processing import sandbox, store
     from clinicflow.processing.custom import script_runner_url, scripts_dir_from_env
-    from clinicflow.processing.kept import KeptConnections
     from clinicflow.processing.lease import LeaseKeeper
     from clinicflow.service.settings import processing_bucket, processing_database
     from tasks.processing import WorkerContext, configure_worker, process_result_background
@@ -50,7 +50,7 @@ def serve_processing_tasks(limit: int) -> None:
             writer=store_for_block(processing_bucket()),
             scripts_dir=scripts_dir_from_env(),
             lease=lease,
-            connections=KeptConnections(database.connect, keep=limit),
+            connections=ConnectionPool(database.connect, keep=limit),
         )
     )
     # The mode this worker's scripts run in (the API's /health reports its own process's).

@@ -1,4 +1,5 @@
-"""The submit path's group commit and the task worker's kept connections, against real PostgreSQL."""
+"""The submit path's group commit and the connection pool (the task workers' and the API's), against real
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 import select
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from blocks.databases import PostgresServer
+from clinicflow.connectors.postgres.pool import ConnectionPool
 from clinicflow.processing import store
-from clinicflow.processing.kept import KeptConnections
 from clinicflow.service.submit import GroupCommit, KnownFiles, NewRow
 from tests.integration.processing.conftest import pg_rows
 
@@ -104,7 +106,7 @@ def test_known_files_are_read_once_for_a_burst() -> None:
 
 
 def test_kept_connections_are_reused_and_a_broken_one_is_not(analytics: PostgresServer, tmp_path: Path) -> None:
-    kept = KeptConnections(analytics.connect, keep=2)
+    kept = ConnectionPool(analytics.connect, keep=2)
     first = kept.connect()
     with first.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
@@ -131,3 +133,34 @@ def test_kept_connections_are_reused_and_a_broken_one_is_not(analytics: Postgres
         assert cur.fetchone()[0] != pid
     fourth.close()
     kept.close()
+
+
+def test_a_pool_block_is_rolled_back_and_a_terminated_backend_dropped(analytics: PostgresServer) -> None:
+    pool = ConnectionPool(analytics.connect, size=1)
+
+    def backend(conn: Any) -> int:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            return int(cur.fetchone()[0])
+
+    with pool.connection() as conn:
+        pid = backend(conn)  # left in a transaction: rolled back on the way out
+    with pool.connection() as conn:
+        assert conn.get_transaction_status() == 0
+        assert backend(conn) == pid
+    with pytest.raises(Exception, match="division by zero"), pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 / 0")
+    with pool.connection() as conn:
+        assert backend(conn) == pid
+    admin = analytics.connect()
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        admin.close()
+    with pytest.raises(Exception, match=r"terminat|closed"), pool.connection() as conn:
+        backend(conn)
+    with pool.connection() as conn:
+        assert backend(conn) != pid
+    pool.close()
