@@ -7,12 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.core.dbapi import PgConnection
-from clinicflow.core.sql import quote_ident
-from clinicflow.processing.store import SCHEMA
-
-
-def _s() -> str:
-    return quote_ident(SCHEMA, "postgres")
+from clinicflow.processing.store_schema import schema_sql as _s
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from clinicflow.core.dbapi import PgConnection, PgCursor
-from clinicflow.core.sql import quote_ident
 from clinicflow.processing import store_schema
+from clinicflow.processing.store_pending import NewRow, insert_results
+from clinicflow.processing.store_schema import CHANNEL as CHANNEL
+from clinicflow.processing.store_schema import SCHEMA as SCHEMA
+from clinicflow.processing.store_schema import schema_sql as _s
 
-SCHEMA = "processing"
-CHANNEL = "etl_update"
 Status = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 STATUSES: tuple[str, ...] = ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 ACTIVE: tuple[str, ...] = ("PENDING", "PROCESSING")
@@ -65,10 +66,6 @@ class Transition:
     id: int
     status: str
     progress: float
-
-
-def _s() -> str:
-    return quote_ident(SCHEMA, "postgres")
 
 
 def ensure_tables(conn: PgConnection) -> None:
@@ -161,16 +158,7 @@ def insert_result(
     task_run_id: str | None = None,
 ) -> int:
     """A new PENDING row; its id. ``task_run_id``: the id its background task run will be created with."""
-    with conn.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {_s()}.results (data_file_id, processing_type, parameters, task_run_id) "
-            "VALUES (%s, %s, %s, %s) RETURNING id",
-            (data_file_id, processing_type, json.dumps(parameters), task_run_id),
-        )
-        result_id = int(cur.fetchone()[0])
-        _notify(cur, result_id, "PENDING", 0.0)
-    conn.commit()
-    return result_id
+    return insert_results(conn, [NewRow(data_file_id, processing_type, parameters, task_run_id)])[0]
 
 
 def set_flow_run_id(conn: PgConnection, result_id: int, flow_run_id: str) -> None:

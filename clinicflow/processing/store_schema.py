@@ -6,6 +6,18 @@ lock at every start, so a new column reaches an existing database without a migr
 
 from __future__ import annotations
 
+from clinicflow.core.sql import quote_ident
+
+SCHEMA = "processing"
+# The live-update channel: every change of a results row commits with a NOTIFY on it.
+CHANNEL = "etl_update"
+
+
+def schema_sql() -> str:
+    """The schema's name quoted for SQL text (the ``{s}`` of :data:`DDL`)."""
+    return quote_ident(SCHEMA, "postgres")
+
+
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS {s}",
     """CREATE TABLE IF NOT EXISTS {s}.data_files (

@@ -3,7 +3,8 @@
 A request's answer (202) waits until its row is committed: nothing is answered that a crash could lose.
 Rows that arrive while a write is in flight wait for the next one, which writes all of them in one
 ``INSERT ... SELECT FROM unnest(...)`` with their NOTIFYs, one round trip and one commit
-(:class:`GroupCommit`). On an idle service a row is written at once, alone; under a burst of 200 requests
+(:class:`GroupCommit`; the statement is :mod:`clinicflow.processing.store_pending`'s, the one writer of
+PENDING rows). On an idle service a row is written at once, alone; under a burst of 200 requests
 the API makes a handful of writes instead of 200 threadpool hops of three round trips each.
 
 Profiled (bench/results/processing-history.md, 2026-12-04, h26): with a threadpool hop to psycopg2 per
@@ -19,13 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.core.sql import quote_ident
-from clinicflow.processing.store import CHANNEL, SCHEMA
+from clinicflow.processing.store_pending import INSERT_SQL_ASYNCPG, NewRow, insert_results_async
 from clinicflow.service.live import asyncpg_connect_kwargs
 
 # Rows written by one statement at most, and writes in flight at once (each on its own connection): a
@@ -35,29 +33,6 @@ MAX_BATCH = 25
 WRITERS = 4
 # Data files whose row count and columns the API keeps in memory.
 KNOWN_FILES = 10_000
-
-
-def _insert_sql() -> str:
-    table = f"{quote_ident(SCHEMA, 'postgres')}.results"
-    # The ids are drawn first (src is evaluated once), so each request gets the id of its own row whatever
-    # order the INSERT writes them in; the NOTIFYs are sent at the commit, with the rows.
-    return (
-        f"WITH src AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id, "
-        "u.f, u.t, u.p, u.r, u.n FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[]) "
-        "WITH ORDINALITY AS u(f, t, p, r, n)), "
-        f"ins AS (INSERT INTO {table} (id, data_file_id, processing_type, parameters, task_run_id) "
-        "SELECT id, f, t, p::jsonb, r FROM src RETURNING id) "
-        "SELECT src.id, pg_notify($5, json_build_object('id', src.id, 'status', 'PENDING', "
-        "'progress', 0)::text) FROM src ORDER BY src.n"
-    )
-
-
-@dataclass(frozen=True)
-class NewRow:
-    data_file_id: int
-    processing_type: str
-    parameters: dict[str, Any]
-    task_run_id: str | None
 
 
 class GroupCommit:
@@ -71,7 +46,6 @@ class GroupCommit:
         self._active = 0
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
-        self._sql = _insert_sql()
 
     async def start(self) -> None:
         """Open the connections and prepare the statement (the app's start-up, not the first request)."""
@@ -96,7 +70,7 @@ class GroupCommit:
         return self._pool
 
     async def _prepare(self, conn: Any) -> None:
-        await conn.prepare(self._sql)
+        await conn.prepare(INSERT_SQL_ASYNCPG)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -138,15 +112,7 @@ class GroupCommit:
         """Insert ``rows`` PENDING in one statement (one commit); their ids in order."""
         pool = await self._connections()
         async with pool.acquire() as conn:
-            found = await conn.fetch(
-                self._sql,
-                [r.data_file_id for r in rows],
-                [r.processing_type for r in rows],
-                [json.dumps(r.parameters) for r in rows],
-                [r.task_run_id for r in rows],
-                CHANNEL,
-            )
-        return [int(record[0]) for record in found]
+            return await insert_results_async(conn, rows)
 
 
 class KnownFiles:

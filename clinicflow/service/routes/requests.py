@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.processors import REGISTRY, validate_request
+from clinicflow.processing.store_pending import NewRow
 from clinicflow.service import limits
 from clinicflow.service.auth import AUTH
 from clinicflow.service.dispatch import as_deployment_run
 from clinicflow.service.routes.params import invalid
 from clinicflow.service.state import Service
-from clinicflow.service.submit import NewRow
 
 router = APIRouter(dependencies=AUTH)
 

@@ -14,8 +14,9 @@ import pytest
 
 from blocks.databases import PostgresServer
 from clinicflow.connectors.postgres.pool import ConnectionPool
-from clinicflow.processing import store
-from clinicflow.service.submit import GroupCommit, KnownFiles, NewRow
+from clinicflow.processing import store, store_pending
+from clinicflow.processing.store_pending import NewRow
+from clinicflow.service.submit import GroupCommit, KnownFiles
 from tests.integration.processing.conftest import pg_rows
 
 
@@ -164,3 +165,43 @@ def test_a_pool_block_is_rolled_back_and_a_terminated_backend_dropped(analytics:
     with pool.connection() as conn:
         assert backend(conn) != pid
     pool.close()
+
+
+def test_insert_results_writes_a_burst_in_one_commit_and_insert_result_one_row(analytics: PostgresServer) -> None:
+    file_id = a_data_file(analytics)
+    listener = analytics.connect()
+    listener.autocommit = True
+    with listener.cursor() as cur:
+        cur.execute(f"LISTEN {store.CHANNEL}")
+    rows = [NewRow(file_id, "rolling_mean", {"window": i}, str(uuid.uuid4()) if i % 2 else None) for i in range(5)]
+    conn = analytics.connect()
+    try:
+        assert store_pending.insert_results(conn, []) == []
+        ids = store_pending.insert_results(conn, rows)
+        single = store.insert_result(conn, file_id, "peak_detection", {"column": "v"}, str(uuid.uuid4()))
+        with pytest.raises(Exception, match="foreign key"):
+            store_pending.insert_results(conn, [rows[0], NewRow(10**12, "rolling_mean", {}, None)])
+        conn.rollback()
+    finally:
+        conn.close()
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(rows)
+    assert single > max(ids)
+    written = {
+        i: (json.loads(p), t, status)
+        for i, p, t, status in pg_rows(
+            analytics, "SELECT id, parameters::text, task_run_id::text, status FROM processing.results"
+        )
+    }
+    for result_id, row in zip(ids, rows, strict=True):
+        assert written[result_id] == (row.parameters, row.task_run_id, "PENDING")
+    assert written[single][0] == {"column": "v"}
+    assert written[single][2] == "PENDING"
+    assert len(written) == len(rows) + 1  # the failed burst wrote nothing
+    heard: list[dict] = []
+    while len(heard) < len(rows) + 1 and select.select([listener], [], [], 5)[0]:
+        listener.poll()
+        heard += [json.loads(n.payload) for n in listener.notifies]
+        listener.notifies.clear()
+    listener.close()
+    assert heard == [{"id": i, "status": "PENDING", "progress": 0} for i in [*ids, single]]
