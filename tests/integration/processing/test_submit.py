@@ -41,12 +41,39 @@ def a_data_file(server: PostgresServer) -> int:
         conn.close()
 
 
-def test_concurrent_requests_share_commits_each_gets_its_own_row(analytics: PostgresServer) -> None:
-    file_id = a_data_file(analytics)
-    listener = analytics.connect()
+def listening(server: PostgresServer) -> Any:
+    """A connection listening on the live-update channel."""
+    listener = server.connect()
     listener.autocommit = True
     with listener.cursor() as cur:
         cur.execute(f"LISTEN {store.CHANNEL}")
+    return listener
+
+
+def notified(listener: Any, count: int) -> list[dict]:
+    """The first ``count`` payloads ``listener`` hears (fewer if none comes for 5 s); the listener is closed."""
+    heard: list[dict] = []
+    while len(heard) < count and select.select([listener], [], [], 5)[0]:
+        listener.poll()
+        heard += [json.loads(n.payload) for n in listener.notifies]
+        listener.notifies.clear()
+    listener.close()
+    return heard
+
+
+def written_rows(server: PostgresServer) -> dict[int, tuple[dict, str | None, str]]:
+    """Every results row: {id: (parameters, task run id, status)}."""
+    return {
+        i: (json.loads(p), t, status)
+        for i, p, t, status in pg_rows(
+            server, "SELECT id, parameters::text, task_run_id::text, status FROM processing.results"
+        )
+    }
+
+
+def test_concurrent_requests_share_commits_each_gets_its_own_row(analytics: PostgresServer) -> None:
+    file_id = a_data_file(analytics)
+    listener = listening(analytics)
     rows = [NewRow(file_id, "rolling_mean", {"window": i}, str(uuid.uuid4()) if i % 3 else None) for i in range(120)]
 
     async def submit() -> tuple[list[int], list[int | BaseException]]:
@@ -66,26 +93,15 @@ def test_concurrent_requests_share_commits_each_gets_its_own_row(analytics: Post
 
     ids, mixed = asyncio.run(submit())
     assert len(set(ids)) == len(rows)
-    written = {
-        i: (json.loads(p), t, status)
-        for i, p, t, status in pg_rows(
-            analytics, "SELECT id, parameters::text, task_run_id::text, status FROM processing.results"
-        )
-    }
+    written = written_rows(analytics)
     for result_id, row in zip(ids, rows, strict=True):
         assert written[result_id] == (row.parameters, row.task_run_id, "PENDING")
     assert isinstance(mixed[0], Exception)
     assert "foreign key" in str(mixed[0])
     assert isinstance(mixed[1], int)
     assert written[mixed[1]][2] == "PENDING"
-    heard: set[int] = set()
-    while len(heard) < len(rows) + 1 and select.select([listener], [], [], 5)[0]:
-        listener.poll()
-        payloads = [json.loads(n.payload) for n in listener.notifies]
-        heard |= {p["id"] for p in payloads if p["status"] == "PENDING"}
-        listener.notifies.clear()
-    listener.close()
-    assert heard == {*ids, mixed[1]}
+    heard = notified(listener, len(rows) + 1)
+    assert {p["id"] for p in heard if p["status"] == "PENDING"} == {*ids, mixed[1]}
 
 
 def test_known_files_are_read_once_for_a_burst() -> None:
@@ -169,10 +185,7 @@ def test_a_pool_block_is_rolled_back_and_a_terminated_backend_dropped(analytics:
 
 def test_insert_results_writes_a_burst_in_one_commit_and_insert_result_one_row(analytics: PostgresServer) -> None:
     file_id = a_data_file(analytics)
-    listener = analytics.connect()
-    listener.autocommit = True
-    with listener.cursor() as cur:
-        cur.execute(f"LISTEN {store.CHANNEL}")
+    listener = listening(analytics)
     rows = [NewRow(file_id, "rolling_mean", {"window": i}, str(uuid.uuid4()) if i % 2 else None) for i in range(5)]
     conn = analytics.connect()
     try:
@@ -187,21 +200,10 @@ def test_insert_results_writes_a_burst_in_one_commit_and_insert_result_one_row(a
     assert ids == sorted(ids)
     assert len(set(ids)) == len(rows)
     assert single > max(ids)
-    written = {
-        i: (json.loads(p), t, status)
-        for i, p, t, status in pg_rows(
-            analytics, "SELECT id, parameters::text, task_run_id::text, status FROM processing.results"
-        )
-    }
+    written = written_rows(analytics)
     for result_id, row in zip(ids, rows, strict=True):
         assert written[result_id] == (row.parameters, row.task_run_id, "PENDING")
     assert written[single][0] == {"column": "v"}
     assert written[single][2] == "PENDING"
     assert len(written) == len(rows) + 1  # the failed burst wrote nothing
-    heard: list[dict] = []
-    while len(heard) < len(rows) + 1 and select.select([listener], [], [], 5)[0]:
-        listener.poll()
-        heard += [json.loads(n.payload) for n in listener.notifies]
-        listener.notifies.clear()
-    listener.close()
-    assert heard == [{"id": i, "status": "PENDING", "progress": 0} for i in [*ids, single]]
+    assert notified(listener, len(rows) + 1) == [{"id": i, "status": "PENDING", "progress": 0} for i in [*ids, single]]
