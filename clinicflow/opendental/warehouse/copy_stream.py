@@ -127,7 +127,7 @@ def stream_copy(
 ) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
-    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection`
+    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connected`
     with ``streaming=True, zone="server"``.
     With ``mysql_server`` and the MariaDB client installed, the rows travel
     through the C client instead of pymysql (same bytes; less CPU per row).
