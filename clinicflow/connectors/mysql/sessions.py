@@ -25,6 +25,8 @@ SessionZone = Literal["utc", "server"]
 def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Connection:
     """An autocommit connection returning raw bytes; ``streaming`` gives an unbuffered cursor.
 
+    The caller closes it; library code holds one with :func:`raw_connected` instead.
+
     ``zone="utc"`` keeps the server block's UTC session: the replica copy moves bytes, and the loader reads
     TIMESTAMP columns as UTC instants (a DST zone would fold an autumn hour); ``zone="server"`` reads them in
     the server's own zone.
