@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from clinicflow.core import settings
+from clinicflow.core.errors import one_line
 from clinicflow.toolkit.base import ToolkitError
 from clinicflow.toolkit.spec import CronSchedule, PipelineSpec
 from flows.pipeline import PIPELINE_FLOW_NAME, run_pipeline
@@ -69,7 +70,7 @@ def prefect_schedules(spec: PipelineSpec) -> list[Any]:
                 )
         except ValueError as exc:
             raise ToolkitError(
-                f"pipeline {spec.name}: schedule {i + 1} is invalid: {str(exc).splitlines()[0]}"
+                f"pipeline {spec.name}: schedule {i + 1} is invalid: {one_line(exc, with_type=False)}"
             ) from None
         out.append(DeploymentScheduleCreate(schedule=prefect_schedule, active=schedule.active))
     return out

@@ -149,16 +149,13 @@ def cdc_status_command(source_block: SourceBlockOption = None, replica_block: Re
 @cdc_app.command("stop")
 def cdc_stop_command(source_block: SourceBlockOption = None, replica_block: ReplicaBlockOption = None) -> None:
     """Ask the running CDC of the source to stop after its current batch."""
-    from clinicflow.connectors.mysql.sessions import raw_connection
+    from clinicflow.connectors.mysql.sessions import raw_connected
     from clinicflow.opendental.cdc.state import request_cdc_stop, source_id
 
     console = Console()
     src, replica, _ = _servers(source_block, replica_block, None)
-    conn = raw_connection(replica)
-    try:
+    with raw_connected(replica) as conn:
         asked = request_cdc_stop(conn, source_id(src))
-    finally:
-        conn.close()
     if not asked:
         console.print(f"no CDC recorded for {source_id(src)} in {replica.describe()}")
         raise typer.Exit(EXIT_CANNOT_RUN)

@@ -3,7 +3,8 @@
 ``server`` is anything with ``connect(**kwargs)`` (the MySQL and PostgreSQL blocks, the Protocols in
 :mod:`clinicflow.connectors.protocols`) or a plain zero-argument ``connect`` callable. The connection is
 closed on the way out, whatever happens; :func:`transaction` also commits when the block ends normally
-and rolls back when it raises (the block's exception is the one that propagates).
+and rolls back when it raises (the block's exception is the one that propagates). A raw MySQL session (server
+bytes, autocommit) is held the same way, by :func:`clinicflow.connectors.mysql.sessions.raw_connected`.
 """
 
 from __future__ import annotations

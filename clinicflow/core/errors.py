@@ -15,11 +15,12 @@ class TablesFailed(ClinicflowError):
     """Raised at the end of a run in which some tables failed, after every other table ran (the run ends Failed)."""
 
 
-def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = True) -> str:
+def one_line(exc: BaseException, *, limit: int | None = 300, with_type: bool = True) -> str:
     """An exception as one short line for a run summary or a failure row (its type's name if it has no message).
 
-    Only the first line of the message: drivers put details (a failing row's values, a query) on later lines,
-    and those may hold patient data.
+    Only the first line of the message (of a PostgreSQL error's ``pgerror`` when it has one): drivers put details
+    (a failing row's values, a query) on later lines, and those may hold patient data. ``limit=None`` keeps the
+    whole first line, for a caller that still edits it (a value cut in half could no longer be withheld).
     """
     lines = str(getattr(exc, "pgerror", None) or exc).strip().splitlines()
     text = lines[0].strip() if lines else ""
@@ -27,4 +28,4 @@ def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = True) ->
     if with_type:
         text = f"{name}: {text}" if text and not text.startswith(name) else (text or name)
     text = text or name  # an exception without a message is named by its type
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

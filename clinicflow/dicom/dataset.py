@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.errors import ClinicflowError, one_line
 
 # Bound on one frame's decoded size: a header claiming more is rejected before
 # any allocation (a corrupt Rows/Columns must not take the pod down).
@@ -65,7 +65,7 @@ def read_dataset(path: str | os.PathLike[str]) -> Any:
         except InvalidDicomError:
             ds = _read_legacy(path)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
-            raise ConversionError("read", "unreadable", f"unreadable DICOM ({_short(exc)})") from None
+            raise ConversionError("read", "unreadable", f"unreadable DICOM ({one_line(exc, limit=160)})") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if _looks_like_image(ds):
             # pydicom stops quietly at a premature end of file; an image whose
@@ -103,12 +103,6 @@ def _read_legacy(path: Path) -> Any:
     except Exception:  # noqa: BLE001 - garbage read with force: it is simply not DICOM
         pass
     raise ConversionError("read", "not-dicom", "not a DICOM file")
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = f"{type(exc).__name__}: {text}" if not text.startswith(type(exc).__name__) else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def image_info(ds: Any) -> ImageInfo:
@@ -170,7 +164,9 @@ def decode_frame(ds: Any, index: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - decoder plugins raise RuntimeError/ValueError/...
         ts = ds.file_meta.get("TransferSyntaxUID")
         name = getattr(ts, "name", "unknown transfer syntax")
-        raise ConversionError("decode", "undecodable", f"cannot decode {name} pixel data ({_short(exc)})") from None
+        raise ConversionError(
+            "decode", "undecodable", f"cannot decode {name} pixel data ({one_line(exc, limit=160)})"
+        ) from None
 
 
 def _functional_item(ds: Any, index: int, sequence: str) -> Any | None:

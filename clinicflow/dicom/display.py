@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from clinicflow.core.errors import one_line
 from clinicflow.dicom.dataset import (
     ConversionError,
     _first,
     _functional_item,
     _number_of_frames,
-    _short,
     check_pixel_length,
     decode_frame,
 )
@@ -177,7 +177,9 @@ def palette_to_uint8(ds: Any, arr: np.ndarray) -> np.ndarray:
         try:
             rgb = apply_color_lut(arr, ds)
         except Exception as exc:  # noqa: BLE001 - malformed palette
-            raise ConversionError("decode", "bad-header", f"cannot apply the colour palette ({_short(exc)})") from None
+            raise ConversionError(
+                "decode", "bad-header", f"cannot apply the colour palette ({one_line(exc, limit=160)})"
+            ) from None
         return _scale_to_uint8(rgb, 16 if rgb.dtype.itemsize > 1 else 8)
     little = ds.original_encoding[1] if ds.original_encoding[1] is not None else ds.is_little_endian
     luts = []

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.protocols import PostgresServerLike
 from clinicflow.core.dbapi import PgConnection, PgCursor, column_names
 from clinicflow.core.errors import ClinicflowError
@@ -118,8 +119,7 @@ class StateStore:
         A session-level advisory lock on its own connection, so a killed pod
         releases it with its connection.
         """
-        conn = self.server.connect()
-        try:
+        with connected(self.server) as conn:  # closing it releases the lock
             conn.autocommit = True
             what = f"dataset {self.dataset!r}" + (f" part {part}" if part else "")
             name = self._lock_name() + (f":{part}" if part else "")
@@ -128,8 +128,6 @@ class StateStore:
                 if not cur.fetchone()[0]:
                     raise DatasetBusyError(f"another run of {what} (state schema {self.schema!r}) is in progress")
             yield
-        finally:
-            conn.close()  # releases the lock
 
     def _lock_name(self) -> str:
         return f"clinicflow_dicom_run:{self.schema}:{self.dataset}"

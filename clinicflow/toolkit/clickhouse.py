@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
+from clinicflow.connectors.connections import connected
 from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, rebatch
@@ -37,8 +38,8 @@ class ClickHouseConnection(BaseModel):
         netloc = host + (f":{parts.port}" if parts.port else "")
         return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + f" (database {self.database})"
 
-    def client(self) -> Any:
-        """A new clickhouse-connect client (close it with :meth:`release`); chDB clients share the process's engine."""
+    def connect(self) -> Any:
+        """A new clickhouse-connect client (hold it with ``connected``); chDB clients share the process's engine."""
         import clickhouse_connect
 
         url = self.url.get_secret_value()
@@ -46,9 +47,6 @@ class ClickHouseConnection(BaseModel):
             return clickhouse_connect.get_client(dsn=url, database=self.database)
         except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises many types; named, without the DSN
             raise ToolkitError(f"cannot connect to ClickHouse at {self.describe()}: {type(exc).__name__}") from None
-
-    def release(self, client: Any) -> None:
-        client.close()
 
 
 class ClickHouseExtractor:
@@ -62,23 +60,21 @@ class ClickHouseExtractor:
         self.connection, self.query, self.batch_size = connection, query, batch_size
 
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
-        client = self.connection.client()
-        try:
-            stream = client.query_row_block_stream(
-                self.query, parameters=query_parameters(ctx, self.query), settings={"max_block_size": self.batch_size}
-            )
-        except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError naming the server
-            self.connection.release(client)
-            raise ToolkitError(
-                f"ClickHouse query on {self.connection.describe()} failed: {one_line(exc, with_type=False)}"
-            ) from None
-        try:
+        with connected(self.connection) as client:
+            try:
+                stream = client.query_row_block_stream(
+                    self.query,
+                    parameters=query_parameters(ctx, self.query),
+                    settings={"max_block_size": self.batch_size},
+                )
+            except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError naming the server
+                raise ToolkitError(
+                    f"ClickHouse query on {self.connection.describe()} failed: {one_line(exc, with_type=False)}"
+                ) from None
             with stream:
                 columns = tuple(stream.source.column_names)
                 # chDB may answer in one block whatever max_block_size says: regroup to batch_size.
                 yield from rebatch((Batch(columns, [tuple(r) for r in block]) for block in stream), self.batch_size)
-        finally:
-            self.connection.release(client)
 
 
 class ClickHouseLoader:
@@ -105,32 +101,34 @@ class ClickHouseLoader:
         self.batch_size, self.create_sql = batch_size, create_sql
 
     def load(self, batches: Iterable[Batch], ctx: RunContext) -> int:
-        client = self.connection.client()
         target = quote_ident(self.connection.database, "clickhouse") + "." + quote_ident(self.table, "clickhouse")
         version = time.time_ns()  # one version per load: later loads win in a ReplacingMergeTree
         written = 0
-        try:
-            if self.create_sql:
-                client.command(self.create_sql)
-            for batch in rebatch(batches, self.batch_size):
-                columns, rows = list(batch.columns), batch.rows
-                data: list[Any] = list(zip(*rows, strict=False))
-                if self.mode == "upsert" and self.upsert_strategy == "replacing" and self.version_column not in columns:
-                    columns.append(self.version_column)
-                    data.append([version] * len(rows))
-                if self.mode == "upsert" and self.upsert_strategy == "delete_insert":
-                    self._delete_keys(client, target, batch)
-                client.insert(target, data, column_names=columns, column_oriented=True)
-                written += len(rows)
-        except ToolkitError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
-            raise ToolkitError(
-                f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
-                f"{written} rows: {one_line(exc, with_type=False)}"
-            ) from None
-        finally:
-            self.connection.release(client)
+        with connected(self.connection) as client:
+            try:
+                if self.create_sql:
+                    client.command(self.create_sql)
+                for batch in rebatch(batches, self.batch_size):
+                    columns, rows = list(batch.columns), batch.rows
+                    data: list[Any] = list(zip(*rows, strict=False))
+                    if (
+                        self.mode == "upsert"
+                        and self.upsert_strategy == "replacing"
+                        and self.version_column not in columns
+                    ):
+                        columns.append(self.version_column)
+                        data.append([version] * len(rows))
+                    if self.mode == "upsert" and self.upsert_strategy == "delete_insert":
+                        self._delete_keys(client, target, batch)
+                    client.insert(target, data, column_names=columns, column_oriented=True)
+                    written += len(rows)
+            except ToolkitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
+                raise ToolkitError(
+                    f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
+                    f"{written} rows: {one_line(exc, with_type=False)}"
+                ) from None
         return written
 
     def _delete_keys(self, client: Any, target: str, batch: Batch) -> None:

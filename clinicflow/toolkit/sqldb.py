@@ -49,32 +49,27 @@ class SqlExtractor:
 
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
         params = query_parameters(ctx, self.query)
-        if self.dialect == "mysql":
-            conn = self.server.connect(streaming=True)
-            cursor = conn.cursor()
-        else:
-            conn = self.server.connect()
-            conn.set_session(readonly=True)
-            cursor = conn.cursor(name=f"toolkit_{uuid.uuid4().hex[:12]}")  # named: a server-side cursor
-            cursor.itersize = self.batch_size
-        try:
-            try:
-                cursor.execute(self.query, params)
-            except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
-                raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {one_line(exc)}") from None
-            columns: tuple[str, ...] | None = None
-            while True:
-                rows = cursor.fetchmany(self.batch_size)
-                if columns is None:
-                    columns = tuple(column_names(cursor))
-                if not rows:
-                    return
-                yield Batch(columns, [tuple(r) for r in rows])
-        finally:
-            try:
-                cursor.close()
-            finally:
-                conn.close()
+        mysql = self.dialect == "mysql"
+        with connected(self.server, **({"streaming": True} if mysql else {})) as conn:
+            if mysql:
+                cursor = conn.cursor()
+            else:
+                conn.set_session(readonly=True)
+                cursor = conn.cursor(name=f"toolkit_{uuid.uuid4().hex[:12]}")  # named: a server-side cursor
+                cursor.itersize = self.batch_size
+            with cursor:
+                try:
+                    cursor.execute(self.query, params)
+                except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
+                    raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {one_line(exc)}") from None
+                columns: tuple[str, ...] | None = None
+                while True:
+                    rows = cursor.fetchmany(self.batch_size)
+                    if columns is None:
+                        columns = tuple(column_names(cursor))
+                    if not rows:
+                        return
+                    yield Batch(columns, [tuple(r) for r in rows])
 
 
 def _copy_field(value: Any) -> str:

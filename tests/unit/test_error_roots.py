@@ -53,3 +53,4 @@ def test_one_line_keeps_the_first_line_only_and_names_the_type() -> None:
     assert one_line(exc, with_type=False) == "duplicate key value"
     assert one_line(KeyError()) == "KeyError"
     assert one_line(RuntimeError("x" * 500), limit=20) == "RuntimeError: xxxxx…"
+    assert one_line(RuntimeError("x" * 500 + "\ny"), limit=None) == "RuntimeError: " + "x" * 500

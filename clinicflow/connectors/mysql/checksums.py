@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clinicflow.connectors.mysql.catalog import read_table
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
@@ -28,8 +28,7 @@ def table_checksum(server: MySQLServerLike, table: str) -> tuple[int, str]:
 
     Generated columns are left out: the replica computes its own.
     """
-    conn = raw_connection(server)
-    try:
+    with raw_connected(server) as conn:
         cols = [c for c in read_table(conn, table).columns if not c.generated]
         # HEX of the text/bytes form: exact for doubles too (HEX of a number drops its fraction).
         parts = [
@@ -45,5 +44,3 @@ def table_checksum(server: MySQLServerLike, table: str) -> tuple[int, str]:
             )
             count, s, x = cur.fetchone()
         return int(count), f"{catalog_text(s)}:{catalog_text(x)}"
-    finally:
-        conn.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any, Literal, cast
 
 import pymysql.converters
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 
@@ -22,15 +25,28 @@ SessionZone = Literal["utc", "server"]
 def raw_connection(server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc") -> Connection:
     """An autocommit connection returning raw bytes; ``streaming`` gives an unbuffered cursor.
 
+    The caller closes it; library code holds one with :func:`raw_connected` instead.
+
     ``zone="utc"`` keeps the server block's UTC session: the replica copy moves bytes, and the loader reads
     TIMESTAMP columns as UTC instants (a DST zone would fold an autumn hour); ``zone="server"`` reads them in
     the server's own zone.
     """
     conn = server.connect(streaming=streaming, conv=RAW_CONVERSIONS, autocommit=True)
     if zone == "server":
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION time_zone = @@global.time_zone")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION time_zone = @@global.time_zone")
+        except BaseException:
+            conn.close()  # never handed out, so nobody else would close it
+            raise
     return conn
+
+
+def raw_connected(
+    server: MySQLServerLike, *, streaming: bool = False, zone: SessionZone = "utc"
+) -> contextlib.AbstractContextManager[Connection]:
+    """``with raw_connected(server) as conn``: a :func:`raw_connection` held by :func:`connected`, closed on exit."""
+    return connected(functools.partial(raw_connection, server, streaming=streaming, zone=zone))
 
 
 def catalog_text(value: Any) -> str | None:

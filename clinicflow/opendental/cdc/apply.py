@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogColumn, read_table
-from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.connectors.mysql.sessions import raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
 from clinicflow.core.dbapi import Connection, Cursor, PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
@@ -161,7 +162,7 @@ def apply_raw(
 ) -> int:
     """One PostgreSQL transaction: the replica's rows for the changed keys merged into raw, vanished keys deleted.
 
-    Returns the rows copied. ``replica_stream_conn``: ``raw_connection(replica, streaming=True, zone="server")``.
+    Returns the rows copied. ``replica_stream_conn``: ``raw_connected(replica, streaming=True, zone="server")``.
     """
     copied = 0
     try:
@@ -192,15 +193,7 @@ def apply_batch(
 ) -> int:
     """The replica leg (unless it already holds the batch), then the raw leg; returns rows copied into raw."""
     if apply_to_replica:
-        dst_conn = raw_connection(replica)
-        try:
+        with raw_connected(replica) as dst_conn:
             apply_replica(src, dst_conn, shapes, batch, source)
-        finally:
-            dst_conn.close()
-    stream_conn = raw_connection(replica, streaming=True, zone="server")
-    pg_conn = pg.connect()
-    try:
+    with raw_connected(replica, streaming=True, zone="server") as stream_conn, connected(pg) as pg_conn:
         return apply_raw(stream_conn, pg_conn, shapes, batch, source, state_schema)
-    finally:
-        stream_conn.close()
-        pg_conn.close()

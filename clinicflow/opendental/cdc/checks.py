@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
@@ -90,8 +90,7 @@ def _has_grant(grants: list[str], *privileges: str) -> bool:
 
 def precheck_problems(src: MySQLServerLike, *, server_id: int, retention_hours: float) -> list[str]:
     """Every reason the source cannot serve CDC (empty: it can), each naming the setting or privilege."""
-    conn = raw_connection(src)
-    try:
+    with raw_connected(src) as conn:
         values = _variables(
             conn,
             [
@@ -142,8 +141,6 @@ def precheck_problems(src: MySQLServerLike, *, server_id: int, retention_hours: 
                 f"GRANT REPLICATION CLIENT ON *.* TO '{src.username}'@..."
             )
         return problems
-    finally:
-        conn.close()
 
 
 def require_cdc_ready(src: MySQLServerLike, *, server_id: int, retention_hours: float) -> None:
@@ -165,8 +162,7 @@ def snapshot_position(src: MySQLServerLike) -> BinlogPosition:
     when the user may take it. Every change after the position is replayed by re-reading the changed keys,
     so a copy that starts after this point may already hold some of them: re-applying them is harmless.
     """
-    conn = raw_connection(src)
-    try:
+    with raw_connected(src) as conn:
         with conn.cursor() as cur:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
@@ -185,5 +181,3 @@ def snapshot_position(src: MySQLServerLike) -> BinlogPosition:
                 return master_position(conn)
             finally:
                 cur.execute("UNLOCK TABLES")
-    finally:
-        conn.close()

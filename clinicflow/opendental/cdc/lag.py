@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.opendental.cdc import state
@@ -60,22 +60,16 @@ def events_between(src_conn: Connection, start: BinlogPosition, end: BinlogPosit
 
 def cdc_lag(replica: MySQLServerLike, src: MySQLServerLike | None) -> list[CdcLag]:
     """Every CDC recorded in ``replica``; with ``src`` also how far each is behind (empty: CDC never ran here)."""
-    conn = raw_connection(replica)
-    try:
+    with raw_connected(replica) as conn:
         statuses = state.read_statuses(conn)
-    finally:
-        conn.close()
     out = []
     for s in statuses:
         behind: int | None = None
         seconds: float | None = None
         if src is not None and s.position is not None and state.source_id(src) == s.source:
             try:
-                src_conn = raw_connection(src)
-                try:
+                with raw_connected(src) as src_conn:
                     behind = events_between(src_conn, s.position, master_position(src_conn))
-                finally:
-                    src_conn.close()
             except Exception:  # noqa: BLE001 - status shows what it can; lag stays blank
                 behind = None
             if behind == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import find_table
-from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.connectors.mysql.sessions import raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike, PostgresServerLike
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc import state
@@ -89,11 +90,8 @@ class CdcRunner:
 
     def _watch(self, ctl: Any, table: str) -> None:
         """Key positions and shapes of a table CDC keeps current."""
-        src_conn = raw_connection(self.src)
-        try:
+        with raw_connected(self.src) as src_conn:
             source = find_table(src_conn, table)
-        finally:
-            src_conn.close()
         pk = list(source.primary_key) if source is not None else []
         positions = {c.name: c.ordinal for c in source.columns} if source is not None else {}
         self.ordinals[table] = [positions[c] - 1 for c in pk]  # binlog rows: every column, generated ones too
@@ -117,8 +115,7 @@ class CdcRunner:
         if unknown:
             raise CdcError(f"tables not in tables.yml: {', '.join(unknown)}")
         chosen = []
-        src_conn = raw_connection(self.src)
-        try:
+        with raw_connected(self.src) as src_conn:
             for table in names:
                 found = find_table(src_conn, table)
                 if found is None:
@@ -127,8 +124,6 @@ class CdcRunner:
                     self._fail_table(ctl, table, f"table {table!r}: no primary key, CDC cannot name its rows")
                 else:
                     chosen.append(table)
-        finally:
-            src_conn.close()
         return chosen
 
     def _start_position(self, ctl: Any, tables: list[str]) -> BinlogPosition:
@@ -141,11 +136,8 @@ class CdcRunner:
         known = state.table_statuses(ctl, self.source)
         if not self.options.resnapshot and all(p is not None for p in stored):
             position = min((p for p in stored if p is not None), key=BinlogPosition.key)
-            src_conn = raw_connection(self.src)
-            try:
+            with raw_connected(self.src) as src_conn:
                 check_position_available(src_conn, position)
-            finally:
-                src_conn.close()
             for table in tables:
                 if known.get(table, ("",))[0] == "active":
                     self._watch(ctl, table)
@@ -178,11 +170,8 @@ class CdcRunner:
         """A shape change: compatible ones (added, dropped, widened columns) re-copy the table, others fail it."""
         table = event.table
         kind = event.statement.split(None, 1)[0].upper()
-        src_conn = raw_connection(self.src)
-        try:
+        with raw_connected(self.src) as src_conn:
             source = find_table(src_conn, table)
-        finally:
-            src_conn.close()
         if source is None:
             self._fail_table(ctl, table, f"table {table!r}: dropped or renamed at the source ({kind})")
             return
@@ -229,10 +218,15 @@ class CdcRunner:
         commit = position
         ddl: Ddl | None = None
         more = False
-        reader = read_events(
-            self.src, server_id=self.options.server_id, start=position, key_ordinals=dict(self.ordinals)
-        )
-        try:
+        with connected(
+            functools.partial(
+                read_events,
+                self.src,
+                server_id=self.options.server_id,
+                start=position,
+                key_ordinals=dict(self.ordinals),
+            )
+        ) as reader:
             for event in reader:
                 if isinstance(event, RowChange):
                     if event.table not in self.shapes:
@@ -252,8 +246,6 @@ class CdcRunner:
                 elif isinstance(event, Ddl) and event.table in self.shapes:
                     ddl, more = event, True  # applied after the rows before it, then read on after it
                     break
-        finally:
-            reader.close()
         if events or commit != position:
             self._apply(ctl, ChangeBatch(pending, commit, events, last_ts))
         if ddl is not None:
@@ -268,31 +260,29 @@ class CdcRunner:
         require_cdc_ready(self.src, server_id=opts.server_id, retention_hours=opts.retention_hours)
         ensure_database(self.replica)
         setup_target(self.pg)
-        ctl = raw_connection(self.replica)
-        try:
-            state.ensure_replica_state(ctl)
-            state.set_status(ctl, self.source, "starting", server_id=opts.server_id, clear_stop=True)
-            position = self._start_position(ctl, self._choose_tables(ctl))
-            state.set_status(ctl, self.source, "running")
-            started = time.monotonic()
-            while True:
-                position, more = self._pump(ctl, position)
-                if more and not self.stop_requested:
-                    continue
-                if opts.until_caught_up:
-                    break
-                if opts.max_seconds is not None and time.monotonic() - started >= opts.max_seconds:
-                    break
-                if state.heartbeat(ctl, self.source) or self.stop_requested:  # one UPDATE and SELECT per poll
-                    self.report.stopped_by_request = True
-                    break
-                time.sleep(opts.poll_seconds)
-            self.report.position = position
-            state.set_status(ctl, self.source, "stopped")
-        except BaseException as exc:
-            with contextlib.suppress(Exception):  # the original error is what matters
-                state.set_status(ctl, self.source, "failed", message=f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            ctl.close()
+        with raw_connected(self.replica) as ctl:
+            try:
+                state.ensure_replica_state(ctl)
+                state.set_status(ctl, self.source, "starting", server_id=opts.server_id, clear_stop=True)
+                position = self._start_position(ctl, self._choose_tables(ctl))
+                state.set_status(ctl, self.source, "running")
+                started = time.monotonic()
+                while True:
+                    position, more = self._pump(ctl, position)
+                    if more and not self.stop_requested:
+                        continue
+                    if opts.until_caught_up:
+                        break
+                    if opts.max_seconds is not None and time.monotonic() - started >= opts.max_seconds:
+                        break
+                    if state.heartbeat(ctl, self.source) or self.stop_requested:  # one UPDATE and SELECT per poll
+                        self.report.stopped_by_request = True
+                        break
+                    time.sleep(opts.poll_seconds)
+                self.report.position = position
+                state.set_status(ctl, self.source, "stopped")
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # the original error is what matters
+                    state.set_status(ctl, self.source, "failed", message=f"{type(exc).__name__}: {exc}")
+                raise
         return self.report

@@ -185,13 +185,10 @@ def cdc_active_tables(replica_conn: Connection) -> set[str]:
 
 def cdc_keeps_current(replica: MySQLServerLike, table: str) -> bool:
     """Whether a live CDC keeps ``table`` of this replica current (see :func:`cdc_active_tables`)."""
-    from clinicflow.connectors.mysql.sessions import raw_connection
+    from clinicflow.connectors.mysql.sessions import raw_connected
 
-    conn = raw_connection(replica)
-    try:
+    with raw_connected(replica) as conn:
         return table in cdc_active_tables(conn)
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True)

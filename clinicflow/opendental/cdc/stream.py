@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.opendental.cdc.checks import BinlogPosition
@@ -85,7 +87,8 @@ def read_events(
     from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-    reader = BinLogStreamReader(
+    open_reader = functools.partial(
+        BinLogStreamReader,
         connection_settings={"host": src.host, "port": src.port, "user": src.username, "passwd": ""},
         server_id=server_id,
         log_file=start.file,
@@ -102,7 +105,7 @@ def read_events(
     # Its advice on binlog_row_metadata does not apply: rows are named by key position, not column names.
     logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     schema = src.database
-    try:
+    with connected(open_reader) as reader:
         for event in reader:
             timestamp = int(event.timestamp)
             if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
@@ -134,8 +137,6 @@ def read_events(
                 for table in ddl_tables(query, _text(event.schema), schema, set(key_ordinals)):
                     yield Ddl(table, query, position, timestamp)
                 yield Commit(position, timestamp)  # a DDL statement commits by itself
-    finally:
-        reader.close()
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Literal
 from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql.catalog import CatalogColumn, find_table, read_table
 from clinicflow.connectors.mysql.checksums import checksum_table
-from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import RAW_CONVERSIONS, catalog_name, catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
@@ -83,19 +83,15 @@ def drop_leftover_tables(server: MySQLServerLike) -> list[str]:
     A run creates its shadows afresh, so any found before the run starts belong to a run that died
     (runs of one replica never overlap: the deployments and the CronJob allow one at a time).
     """
-    conn = raw_connection(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
-                ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")),
-            )
-            names = [catalog_name(row[0]) for row in cur.fetchall()]
-            for name in names:
-                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
-    finally:
-        conn.close()
+    with raw_connected(server) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY TABLE_NAME",
+            ("%" + SHADOW_SUFFIX.replace("_", "\\_"), "%" + OLD_SUFFIX.replace("_", "\\_")),
+        )
+        names = [catalog_name(row[0]) for row in cur.fetchall()]
+        for name in names:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name, 'mysql')}")
     return names
 
 

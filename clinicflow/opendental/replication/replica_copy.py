@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.connectors.mysql.catalog import table_exists
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
@@ -62,11 +62,8 @@ def copy_range(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, key_r
         if plan.range_key is None:
             raise ReplicationError(f"table {plan.table!r}: key ranges need a single integer primary key")
         pred, params = key_range.predicate(plan.range_key, "mysql")
-    dst_conn = raw_connection(dst)
-    try:
+    with raw_connected(dst) as dst_conn:
         rows = export_and_load(src, dst_conn, plan.table, plan.columns, pred, params, plan.shadow, plan.primary_key)
-    finally:
-        dst_conn.close()
     return ChunkResult(rows, time.perf_counter() - started)
 
 
@@ -75,9 +72,8 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
     started = time.perf_counter()
     total = 0
     after: list[Any] | None = None
-    src_conn, dst_conn = raw_connection(src, streaming=True), raw_connection(dst)
     layout = row_layout(plan.table, plan.columns, plan.primary_key)
-    try:
+    with raw_connected(src, streaming=True) as src_conn, raw_connected(dst) as dst_conn:
         prepare_streaming(src_conn, layout)
         while True:
             pred, params = keyset_after(plan.primary_key, after, "mysql")
@@ -94,9 +90,6 @@ def copy_keyset_full(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
             if rows < plan.batch_size or last is None:
                 break
             after = _typed_key(last, plan.primary_key, plan.columns)
-    finally:
-        src_conn.close()
-        dst_conn.close()
     return ChunkResult(total, time.perf_counter() - started)
 
 
@@ -107,8 +100,7 @@ def _loader(dst_conn: Connection, path: str, target: str, plan: CopyPlan) -> Cal
 
 def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
     """Atomically replace the table with its shadow, then store the snapshot watermark."""
-    conn = raw_connection(dst)
-    try:
+    with raw_connected(dst) as conn:
         t, shadow, old = (quote_ident(n, "mysql") for n in (plan.table, plan.shadow, plan.table + OLD_SUFFIX))
         with conn.cursor() as cur:
             cur.execute(f"ALTER TABLE {shadow} ENABLE KEYS")
@@ -122,8 +114,6 @@ def swap_in(dst: MySQLServerLike, plan: CopyPlan) -> None:
             write_watermark(conn, plan.table, plan.key_columns, plan.snapshot, "full")
         else:
             clear_watermark(conn, plan.table)
-    finally:
-        conn.close()
 
 
 def _bound_page(conn: Connection, plan: CopyPlan, pred: str, params: list[Any], lower: Any) -> tuple[str, list[Any]]:
@@ -158,8 +148,7 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
     started = time.perf_counter()
     total = 0
     stage = plan.table + "__cf_stage"
-    src_conn, dst_conn = raw_connection(src, streaming=True), raw_connection(dst)
-    try:
+    with raw_connected(src, streaming=True) as src_conn, raw_connected(dst) as dst_conn:
         with dst_conn.cursor() as cur:
             cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {quote_ident(stage, 'mysql')}")
             cur.execute(f"CREATE TEMPORARY TABLE {quote_ident(stage, 'mysql')} LIKE {quote_ident(plan.table, 'mysql')}")
@@ -204,9 +193,6 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
                 break
         with dst_conn.cursor() as cur:
             cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {quote_ident(stage, 'mysql')}")
-    finally:
-        src_conn.close()
-        dst_conn.close()
     return ChunkResult(total, time.perf_counter() - started)
 
 
@@ -250,12 +236,8 @@ def prepare_table(
     full_sweep: bool = False,
 ) -> CopyPlan:
     """Open connections and plan one table (see :func:`plan_copy`)."""
-    src_conn, dst_conn = raw_connection(src), raw_connection(dst)
-    try:
+    with raw_connected(src) as src_conn, raw_connected(dst) as dst_conn:
         return plan_copy(src_conn, dst_conn, table, config, full_refresh=full_refresh, full_sweep=full_sweep)
-    finally:
-        src_conn.close()
-        dst_conn.close()
 
 
 def replicate_table_once(

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.mysql.catalog import INTEGER_TYPES, CatalogColumn
-from clinicflow.connectors.mysql.sessions import catalog_text, raw_connection
+from clinicflow.connectors.mysql.sessions import catalog_text, raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
@@ -213,23 +213,17 @@ def export_to_file(
     carry raw bytes.
     """
     if layout is not None:
-        src_conn = raw_connection(src, streaming=True)
-        try:
+        with raw_connected(src, streaming=True) as src_conn:
             prepare_streaming(src_conn, layout)
             stream_to_file(src_conn, sql, params, path, len(layout.keys), layout, flush)
-        finally:
-            src_conn.close()
         return os.path.getsize(path) > 0
     if client.client_binary():
         # The C client moves the encoded lines (see clinicflow.connectors.mysql.client).
         with open(path, "wb") as out:
             client.export_query(src, client.inline_params(sql, list(params)), out)
         return os.path.getsize(path) > 0
-    src_conn = raw_connection(src, streaming=True)
-    try:
+    with raw_connected(src, streaming=True) as src_conn:
         return stream_to_file(src_conn, sql, params, path, 0)[0] > 0
-    finally:
-        src_conn.close()
 
 
 def export_and_load(

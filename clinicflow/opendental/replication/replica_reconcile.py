@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clinicflow.connectors.mysql.catalog import CatalogColumn
-from clinicflow.connectors.mysql.sessions import raw_connection
+from clinicflow.connectors.mysql.sessions import raw_connected
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import quote_ident
@@ -84,8 +84,7 @@ def reconcile_replica(
     stats = reconcile.ReconcileStats(swept=sweep.describe())
     if not plan.primary_key or not sweep.enabled:
         return stats
-    src_conn, dst_conn = raw_connection(src), raw_connection(dst)
-    try:
+    with raw_connected(src) as src_conn, raw_connected(dst) as dst_conn:
         source, target = reconcile_side(src_conn, plan), reconcile_side(dst_conn, plan)
         comparison = reconcile.compare(source, target, sweep)
         stats.ranges, stats.ranges_hashed = len(comparison.ranges), comparison.hashed
@@ -93,9 +92,6 @@ def reconcile_replica(
         stats.boundaries = [r.lower for r in comparison.ranges[1:] if r.lower is not None]
         for group in reconcile.group_ranges(comparison.differing, comparison.source, plan.batch_size):
             stats.add(_resync_ranges(src, dst_conn, plan, source.key_column, group))
-    finally:
-        src_conn.close()
-        dst_conn.close()
     return stats
 
 

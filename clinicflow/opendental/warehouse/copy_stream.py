@@ -11,6 +11,7 @@ from typing import Any
 from clinicflow.connectors.mysql import client
 from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySource, LineReader
 from clinicflow.core.dbapi import Connection, Cursor, PgCursor
+from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_list
 from clinicflow.opendental.streamed_values import BLOCK_BYTES, RowLayout, carry_error
 from clinicflow.opendental.warehouse.copy_encoding import (
@@ -127,7 +128,7 @@ def stream_copy(
 ) -> CopyStats:
     """COPY the rows of ``plan.table`` matching ``predicate`` into ``target`` (a quoted table name).
 
-    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connection`
+    ``mysql_conn`` must come from :func:`~clinicflow.connectors.mysql.sessions.raw_connected`
     with ``streaming=True, zone="server"``.
     With ``mysql_server`` and the MariaDB client installed, the rows travel
     through the C client instead of pymysql (same bytes; less CPU per row).
@@ -183,8 +184,7 @@ def _copy_error(plan: LoadPlan, exc: Exception) -> Exception:
     if isinstance(exc, psycopg2.DataError):
         # PostgreSQL's message names the column and the line; the value can be
         # patient data, so only the first line of the message is kept.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = re.sub(r'(:\s*)".*"\s*$', r"\1<value withheld>", first)
+        first = re.sub(r'(:\s*)".*"\s*$', r"\1<value withheld>", one_line(exc, limit=None, with_type=False))
         context = getattr(getattr(exc, "diag", None), "context", None) or ""
         # "COPY t, line 3, column X: \"value\"": keep where, never the value.
         where = re.sub(r':\s*".*$', "", context.split("\n")[0]).split(", ", 1)[-1].strip() if context else ""

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.connectors.connections import connected, transaction
 from clinicflow.connectors.mysql import catalog
 from clinicflow.connectors.mysql.sessions import catalog_text
 from clinicflow.core.dbapi import Connection, PgConnection
@@ -158,32 +159,32 @@ def build_stage_indexes(
     def build(statement: str) -> None:
         import psycopg2
 
-        conn = connect()
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                # Index builds sort in memory up to this (server side, this session only).
-                cur.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
-                cur.execute(statement)
-        except psycopg2.errors.UniqueViolation as exc:
-            if statement == primary_key_index_sql(plan, plan.stage_schema):
-                # DETAIL names the duplicated key value: a key, so it may be shown.
-                detail = (getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key").rstrip(".")
-                note = _nul_note(plan.primary_key, nul_columns)
-                where = "in PostgreSQL" if note else "in the source"
+        with connected(connect) as conn:
+            try:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    # Index builds sort in memory up to this (server side, this session only).
+                    cur.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
+                    cur.execute(statement)
+            except psycopg2.errors.UniqueViolation as exc:
+                if statement == primary_key_index_sql(plan, plan.stage_schema):
+                    # DETAIL names the duplicated key value: a key, so it may be shown.
+                    detail = (getattr(getattr(exc, "diag", None), "message_detail", None) or "duplicated key").rstrip(
+                        "."
+                    )
+                    note = _nul_note(plan.primary_key, nul_columns)
+                    where = "in PostgreSQL" if note else "in the source"
+                    raise LoadError(
+                        f"table {plan.table!r}: the primary key is not unique {where} "
+                        f"({', '.join(plan.primary_key)}): {detail}{note}"
+                    ) from None
+                # Another unique index: its values may be patient data, so they are withheld.
+                index = index_of_statement.get(statement)
+                note = _nul_note(index.columns, nul_columns) if index is not None else ""
                 raise LoadError(
-                    f"table {plan.table!r}: the primary key is not unique {where} "
-                    f"({', '.join(plan.primary_key)}): {detail}{note}"
+                    f"table {plan.table!r}: a unique index is not unique in PostgreSQL "
+                    f"({statement.split(' ON ')[0].split()[-1]}); values withheld{note}"
                 ) from None
-            # Another unique index: its values may be patient data, so they are withheld.
-            index = index_of_statement.get(statement)
-            note = _nul_note(index.columns, nul_columns) if index is not None else ""
-            raise LoadError(
-                f"table {plan.table!r}: a unique index is not unique in PostgreSQL "
-                f"({statement.split(' ON ')[0].split()[-1]}); values withheld{note}"
-            ) from None
-        finally:
-            conn.close()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clinicflow-index") as pool:
         # Every build finishes (or fails) before this returns; the first failure is raised.
@@ -241,13 +242,8 @@ def finish_full_load(
 
 def drop_table(connect: Callable[[], Any], target: str) -> None:
     """``DROP TABLE IF EXISTS target`` (a quoted, qualified name) on a connection of its own, committed."""
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {target}")
-        conn.commit()
-    finally:
-        conn.close()
+    with transaction(connect) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {target}")
 
 
 @dataclass(frozen=True)

@@ -157,9 +157,7 @@ def prepare_load(
 ) -> FullLoad | TableOutcome:
     """Plan one table; run it when it is incremental or unchanged (then reconcile raw); else prepare its full load."""
     started = time.time()
-    mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
-    pg_conn = pg_server.connect()
-    try:
+    with sessions.raw_connected(mysql_server, streaming=True) as mysql_conn, connected(pg_server) as pg_conn:
         source = catalog.read_table(mysql_conn, table, where="replication")
         plan = load_plan.plan_load(
             source,
@@ -235,9 +233,6 @@ def prepare_load(
         if drift.added_columns:
             outcome.error = f"note: new column(s) {', '.join(drift.added_columns)} added and filled"
         return _after_load(mysql_server, mysql_conn, pg_conn, plan, options, outcome, sweep, replication)
-    finally:
-        mysql_conn.close()
-        pg_conn.close()
 
 
 def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
@@ -254,24 +249,17 @@ def _replication_fields(replication: dict[str, Any] | None) -> dict[str, Any]:
 
 def load_chunk(mysql_server: Any, pg_server: Any, load: FullLoad, chunk: full_load.Chunk) -> copy_stream.CopyStats:
     """COPY one chunk of a full load into the staging table."""
-    mysql_conn = sessions.raw_connection(mysql_server, streaming=True)
-    pg_conn = pg_server.connect()
-    try:
+    with sessions.raw_connected(mysql_server, streaming=True) as mysql_conn, connected(pg_server) as pg_conn:
         return full_load.load_stage_chunk(
             mysql_conn, pg_conn, load.plan, chunk.predicate, chunk.params, mysql_server=mysql_server
         )
-    finally:
-        mysql_conn.close()
-        pg_conn.close()
 
 
 def finish_load(
     mysql_server: Any, pg_server: Any, load: FullLoad, chunk_stats: list[copy_stream.CopyStats]
 ) -> TableOutcome:
     """Key, indexes and swap of a full load, then verification."""
-    mysql_conn = sessions.raw_connection(mysql_server)
-    pg_conn = pg_server.connect()
-    try:
+    with sessions.raw_connected(mysql_server) as mysql_conn, connected(pg_server) as pg_conn:
         total = copy_stream.CopyStats()
         for stats in chunk_stats:
             total.add(stats)
@@ -310,9 +298,6 @@ def finish_load(
                 exc,
             )
         return outcome
-    finally:
-        mysql_conn.close()
-        pg_conn.close()
 
 
 def drop_stage(pg_server: Any, load: FullLoad) -> None:

@@ -178,7 +178,7 @@ def verify_table(
 ) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
-    ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connection` (a UTC session)
+    ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connected` (a UTC session)
     (same session time zone as the load). The ranges come from the chunk
     planner (boundaries sampled from the replica's key), so their number is
     bounded by rows / ``bucket_rows`` whatever the key distribution.
@@ -263,7 +263,7 @@ def reconcile_raw(
     and changed rows written. The comparison is the night's verification: the
     returned result lists ranges still different after the repair (none when
     all went well). ``mysql_conn`` comes from
-    :func:`clinicflow.connectors.mysql.sessions.raw_connection` (a UTC session)
+    :func:`clinicflow.connectors.mysql.sessions.raw_connected` (a UTC session)
     with ``streaming=True``.
     """
     stats = reconcile.ReconcileStats(swept=sweep.describe())

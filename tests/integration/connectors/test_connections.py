@@ -57,3 +57,18 @@ def test_connected_passes_connect_arguments_to_a_mysql_server(mysql_server: MySQ
         cur.execute("SELECT DATABASE()")
         assert cur.fetchone()[0] == "mysql"
     assert not conn.open
+
+
+def test_raw_connected_gives_a_raw_session_in_the_asked_zone_and_closes_it(mysql_server: MySQLServer) -> None:
+    from clinicflow.connectors.mysql.sessions import raw_connected
+
+    with raw_connected(mysql_server, zone="server") as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@session.time_zone = @@global.time_zone, @@autocommit")
+        assert tuple(cur.fetchone()) == ("1", "1")  # no decoders: numbers arrive as the server's text
+    with raw_connected(mysql_server) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@session.time_zone")
+        assert cur.fetchone()[0] == "+00:00"  # the block's UTC session kept
+    assert not conn.open
+    with pytest.raises(RuntimeError, match="boom"), raw_connected(mysql_server, streaming=True) as conn:
+        raise RuntimeError("boom")
+    assert not conn.open

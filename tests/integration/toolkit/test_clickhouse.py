@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from clinicflow.connectors.connections import connected
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
 from clinicflow.toolkit.clickhouse import ClickHouseConnection, ClickHouseExtractor, ClickHouseLoader
 
@@ -17,11 +18,8 @@ def conn(ch_database: tuple[str, str]) -> ClickHouseConnection:
 
 
 def rows(connection: ClickHouseConnection, sql: str) -> list[tuple]:
-    client = connection.client()
-    try:
+    with connected(connection) as client:
         return [tuple(r) for r in client.query(sql).result_rows]
-    finally:
-        connection.release(client)
 
 
 def stream(n: int, start: int = 0, label: str = "v1") -> list[Batch]:

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.databases import PostgresServer
+from clinicflow.connectors.connections import connected
 from clinicflow.toolkit.clickhouse import ClickHouseConnection
 from clinicflow.toolkit.discovery import discover
 from clinicflow_dev import demo_api
@@ -77,13 +78,10 @@ def test_postgres_raw_to_clickhouse_daily_example(
         'WHERE "ProcStatus" = 2 AND "ProcDate" >= \'2026-03-02\' GROUP BY 1, 2 ORDER BY 1, 2',
     )
     connection = ClickHouseConnection(url=SecretStr(url), database=database)
-    client = connection.client()
-    try:
+    with connected(connection) as client:
         got = client.query(
             "SELECT day, clinic, procedures, fees FROM procedures_daily FINAL ORDER BY day, clinic"
         ).result_rows
-    finally:
-        connection.release(client)
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]
     assert got[0][0] == date(2026, 3, 2)
     assert len(got) == 4

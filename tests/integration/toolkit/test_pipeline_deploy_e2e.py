@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from blocks.databases import PostgresServer
 from clinicflow.cli import app
+from clinicflow.connectors.connections import connected
 from clinicflow.toolkit.clickhouse import ClickHouseConnection
 from clinicflow_dev.demo_service import stop_process_group
 from flows.pipeline_registry import unregister_pipeline
@@ -209,13 +210,10 @@ def test_scheduled_run_of_the_procedures_daily_example_completes(
         'WHERE "ProcStatus" = 2 AND "ProcDate" = \'2026-03-02\' GROUP BY 1, 2 ORDER BY 1, 2',
     )
     connection = ClickHouseConnection(url=SecretStr(clickhouse), database="default")
-    client = connection.client()
-    try:
+    with connected(connection) as client:
         got = client.query(
             "SELECT day, clinic, procedures, fees FROM procedures_daily FINAL ORDER BY day, clinic"
         ).result_rows
-    finally:
-        connection.release(client)
     # Exactly the day before the scheduled time: 2026-03-01 and 2026-03-03 are in raw, not in ClickHouse.
     assert [tuple(r) for r in got] == [(d, c, n, float(f)) for d, c, n, f in expected]
     assert {r[0] for r in got} == {date(2026, 3, 2)}

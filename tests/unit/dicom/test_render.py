@@ -276,3 +276,20 @@ TWINS = [
 @pytest.mark.parametrize(("encoded", "reference"), TWINS, ids=[t[0] for t in TWINS])
 def test_lossless_and_big_endian_twins_render_identically(encoded: str, reference: str) -> None:
     assert np.array_equal(render_first_frame(sample_file(encoded)), render_first_frame(sample_file(reference)))
+
+
+def test_an_unreadable_file_is_named_by_the_first_line_of_the_readers_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: object, **kwargs: object) -> None:
+        raise ValueError("bad tag (0010,0010)\nPatientName: DOE^JANE")
+
+    monkeypatch.setattr(pydicom, "dcmread", fail)
+    path = tmp_path / "x.dcm"
+    path.write_bytes(b"\0" * 200)
+    with pytest.raises(ConversionError) as caught:
+        read_dataset(path)
+    assert (caught.value.kind, caught.value.reason) == (
+        "unreadable",
+        "unreadable DICOM (ValueError: bad tag (0010,0010))",
+    )

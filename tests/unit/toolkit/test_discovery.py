@@ -119,3 +119,18 @@ def test_the_pool_type_decides_where_a_synced_deployment_finds_its_code(tmp_path
     assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"] == {
         "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"
     }
+
+
+def test_a_schedule_prefect_refuses_is_named_by_the_first_line_of_its_error() -> None:
+    import pytest
+
+    from clinicflow.toolkit.base import ToolkitError
+    from clinicflow.toolkit.compose import step
+    from clinicflow.toolkit.spec import CronSchedule, PipelineSpec
+    from flows.pipeline_registry import prefect_schedules
+
+    bad = CronSchedule.model_construct(cron="61 * * * *", timezone="UTC", active=True)  # past the spec's own check
+    spec = PipelineSpec(name="p", steps=[step("a", lambda ctx: None)], schedules=[bad])
+    with pytest.raises(ToolkitError) as caught:
+        prefect_schedules(spec)
+    assert str(caught.value) == "pipeline p: schedule 1 is invalid: 1 validation error for CronSchedule"
