@@ -4,7 +4,6 @@ created yet, mark them dispatched once it is, find a row by its background task 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing.store_schema import schema_sql as _s
@@ -36,7 +35,7 @@ def claim_undispatched(conn: PgConnection, claim_seconds: float, limit: int = 50
 
 
 def mark_dispatched(
-    conn: Any, result_id: int, *, task_run_id: str | None = None, flow_run_id: str | None = None
+    conn: PgConnection, result_id: int, *, task_run_id: str | None = None, flow_run_id: str | None = None
 ) -> None:
     """The row's run exists in Prefect: never sent again."""
     with conn.cursor() as cur:
@@ -48,7 +47,7 @@ def mark_dispatched(
     conn.commit()
 
 
-def result_for_task_run(conn: Any, task_run_id: str) -> int | None:
+def result_for_task_run(conn: PgConnection, task_run_id: str) -> int | None:
     """The id of the row whose background task run is ``task_run_id`` (None: deleted)."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT id FROM {_s()}.results WHERE task_run_id = %s", (task_run_id,))

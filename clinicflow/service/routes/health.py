@@ -8,13 +8,14 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
+from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import sandbox
 from clinicflow.service.state import Service
 
 router = APIRouter()
 
 
-def _select_one(conn: Any) -> None:
+def _select_one(conn: PgConnection) -> None:
     conn.cursor().execute("SELECT 1")
 
 
