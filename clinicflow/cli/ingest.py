@@ -17,13 +17,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinicflow.cli.options_cli import model_options
 from clinicflow.connectors.connections import connected
+from clinicflow.ingest.options import ReextractOptions, ReplayOptions
 
 ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
 
 INGEST_DEMO_FILES = Path("./out/ingest-demo-files")
 _DB_HELP = "PostgresServer block of the ingestion database."
+# The blocks package owns the name; importing it would load Prefect before any command runs.
+_DB_BLOCK = "analytics-postgres"
 
 
 def _print_result(console: Console, title: str, result: dict[str, Any]) -> None:
@@ -101,30 +105,12 @@ def ingest_run_command(
 
 
 @ingest_app.command("reextract")
-def ingest_reextract_command(
-    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block)"),
-    since: str | None = typer.Option(None, help="Only documents staged at or after this ISO time/date."),
-    uri_like: str | None = typer.Option(None, help="Only documents whose uri matches this SQL LIKE pattern."),
-    batch_size: int = typer.Option(100, help="Documents per batch."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
-) -> None:
+@model_options(ReextractOptions, defaults={"database_block": _DB_BLOCK}, names={"ingest_schema": "schema"})
+def ingest_reextract_command(**values: Any) -> None:
     """Extract staged documents again with another extractor (one row per document version; exit 1 on letters)."""
     from flows.ingest_files import reextract_documents
 
-    _run(
-        Console(stderr=True),
-        reextract_documents,
-        f"reextract ({extractor})",
-        extractor=extractor,
-        since=since,
-        uri_like=uri_like,
-        batch_size=batch_size,
-        database_block=database_block,
-        ingest_schema=schema,
-        llm_block=llm_block,
-    )
+    _run(Console(stderr=True), reextract_documents, f"reextract ({values['extractor']})", **values)
 
 
 @ingest_app.command("demo")
@@ -230,36 +216,20 @@ def dlq_show_command(
 
 
 @dlq_app.command("replay")
+@model_options(
+    ReplayOptions,
+    defaults={"database_block": _DB_BLOCK},
+    exclude=frozenset({"ids", "seed", "max_file_mb"}),
+    names={"ingest_schema": "schema"},
+)
 def dlq_replay_command(
     ids: Annotated[list[int] | None, typer.Argument(help="Letter ids (default: every open letter matching).")] = None,
-    stage: str | None = typer.Option(None, help="read | stage | extract | load"),
-    reason: str | None = typer.Option(None, help="Reason code."),
-    run_id: str | None = typer.Option(None, help="Only letters of this run."),
-    fail_percentage: float = typer.Option(0, help="Fault injection during the replay (drills)."),
-    extractor: str | None = typer.Option(None, help="rules | llm | none; default: each letter's own extractor."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block."),
+    **values: Any,
 ) -> None:
     """Replay open letters; a success is marked replayed (exit 1 if some fail again)."""
     from flows.ingest_files import replay_dead_letters
 
-    _run(
-        Console(stderr=True),
-        replay_dead_letters,
-        "dead-letter replay",
-        ids=list(ids) if ids else None,
-        stage=stage,
-        reason=reason,
-        run_id=run_id,
-        fail_percentage=fail_percentage,
-        extractor=extractor,
-        database_block=database_block,
-        ingest_schema=schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-    )
+    _run(Console(stderr=True), replay_dead_letters, "dead-letter replay", ids=list(ids) if ids else None, **values)
 
 
 @dlq_app.command("discard")

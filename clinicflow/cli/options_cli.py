@@ -60,7 +60,12 @@ def model_options(
     defaults, names, help = defaults or {}, names or {}, help or {}
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        hints = typing.get_type_hints(command, include_extras=True)  # Typer's Annotated[..., Argument()] intact
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(command).parameters.values()
+            if p.kind is not p.VAR_KEYWORD
+        ]
         fields = [name for name in model.parameter_names() if name not in exclude]
         options = []
         for name in fields:
