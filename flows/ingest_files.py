@@ -26,12 +26,11 @@ from clinicflow.connectors.connections import connected
 from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.stores import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
-from clinicflow.core.options import Mode
 from clinicflow.core.settings import ingest_prefix_deployment
 from clinicflow.ingest import db as ingest_db
 from clinicflow.ingest import partitions as ingest_partitions
-from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
-from clinicflow.ingest.options import Extractor, IngestFanOut, IngestRunOptions, ReextractOptions, ReplayOptions
+from clinicflow.ingest.db import ensure_schema
+from clinicflow.ingest.options import IngestFanOut, IngestRunOptions, ReextractOptions, ReplayOptions
 from clinicflow.ingest.pipeline import IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
 from clinicflow.ingest.verdicts import error_rate_failure, ingest_summary_rows
@@ -48,25 +47,9 @@ def _ensure_tables(server: PostgresServer, schema: str) -> None:
         ensure_schema(conn, schema)
 
 
-@flow(name="ingest-files")
-def ingest_files(
-    pattern: str,
-    batch_size: int = 100,
-    max_file_mb: float = 50,
-    fail_percentage: float = 0,
-    max_error_rate: float = 0.1,
-    extractor: Extractor = "rules",
-    seed: int = 0,
-    database_block: str = ANALYTICS_BLOCK,
-    ingest_schema: str = DEFAULT_SCHEMA,
-    s3_block: str | None = None,
-    llm_block: str | None = None,
-    inline_binary_kb: float = 1024,
-    mode: Mode = "in-pod",
-    partitions: int = 4,
-    fanout_width: int = 4,
-    run_key: str | None = None,
-) -> Any:
+@flow(name="ingest-files", version=source_version(__file__))
+@options_parameters(database_block=ANALYTICS_BLOCK)
+def ingest_files(pattern: str, options: IngestRunOptions, fan_out: IngestFanOut) -> Any:
     """Ingest the objects matching ``pattern`` (``s3://b/a/**/*.txt``, ``gs://…``, a local path, ``synthetic://…``).
 
     Documents and Medical rows go to ``ingest_schema`` in the ``database_block``
@@ -75,23 +58,9 @@ def ingest_files(
     ``mode="fanout"`` (object patterns): the listing is split into about ``partitions`` groups of
     prefixes, each ingested by a child run of deployment ``ingest-files-prefix`` (``fanout_width`` at a
     time) under the run id ``run_key`` (default: this flow run's id; rerun with it to redo only failed
-    partitions). ``max_error_rate`` then applies within each child.
+    partitions). ``max_error_rate`` then applies within each child. Parameters besides ``pattern``: the
+    fields of :class:`IngestRunOptions` and :class:`IngestFanOut` (a bad value fails the run before any work).
     """
-    # Before any work: a bad value fails the run with its field named (OptionsError, a ValueError).
-    options = IngestRunOptions.from_values(
-        batch_size=batch_size,
-        max_file_mb=max_file_mb,
-        fail_percentage=fail_percentage,
-        max_error_rate=max_error_rate,
-        extractor=extractor,
-        seed=seed,
-        database_block=database_block,
-        ingest_schema=ingest_schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-        inline_binary_kb=inline_binary_kb,
-    )
-    fan_out = IngestFanOut.from_values(mode=mode, partitions=partitions, fanout_width=fanout_width, run_key=run_key)
     started = time.monotonic()
     location = parse_location(pattern)
     if fan_out.fans_out:

@@ -54,12 +54,16 @@ def model_parameters(model: type[RunOptions], defaults: Mapping[str, Any] | None
     return parameters
 
 
-def options_parameters(**defaults: Any) -> Callable[[Callable[..., R]], Callable[..., R]]:
+def options_parameters(
+    *, fixed: Mapping[str, Any] | None = None, **defaults: Any
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Give the decorated function the fields of its options models as parameters (see the module docstring).
 
     The function's parameters annotated with a :class:`RunOptions` model are replaced by the model's fields
-    (keyword parameters, after its plain parameters); ``defaults`` gives defaults to required fields.
+    (keyword parameters, after its plain parameters); ``defaults`` gives defaults to required fields;
+    ``fixed`` fields are no parameter and always get the value given (a flow that never uses them).
     """
+    fixed = dict(fixed or {})
 
     def decorate(body: Callable[..., R]) -> Callable[..., R]:
         hints = typing.get_type_hints(body)
@@ -72,20 +76,21 @@ def options_parameters(**defaults: Any) -> Callable[[Callable[..., R]], Callable
             else:
                 plain.append(parameter.replace(annotation=hints.get(name, parameter.annotation)))
         fields = {name: model.parameter_names() for name, model in models.items()}
-        generated = plain + [p for model in models.values() for p in model_parameters(model, defaults)]
-        names = [p.name for p in generated]
+        every = plain + [p for model in models.values() for p in model_parameters(model, defaults)]
+        names = [p.name for p in every]
         if len(set(names)) != len(names):
             raise TypeError(f"{body.__qualname__}: a parameter or option is declared twice: {names}")
-        unknown = set(defaults) - set(names)
+        unknown = (set(defaults) | set(fixed)) - set(names)
         if unknown:
             raise TypeError(f"{body.__qualname__}: defaults for no option: {sorted(unknown)}")
+        generated = [p for p in every if p.name not in fixed]
         signature = inspect.Signature(generated, return_annotation=hints.get("return", inspect.Signature.empty))
 
         @functools.wraps(body)
         def call(*args: Any, **kwargs: Any) -> R:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            values = bound.arguments
+            values = {**bound.arguments, **fixed}
             given: dict[str, Any] = {p.name: values[p.name] for p in plain}
             for name, model in models.items():  # in the body's order: the first bad model's error wins
                 given[name] = model.from_values(**{field: values[field] for field in fields[name]})

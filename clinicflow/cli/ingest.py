@@ -19,7 +19,7 @@ from rich.table import Table
 
 from clinicflow.cli.options_cli import model_options
 from clinicflow.connectors.connections import connected
-from clinicflow.ingest.options import ReextractOptions, ReplayOptions
+from clinicflow.ingest.options import IngestFanOut, IngestRunOptions, ReextractOptions, ReplayOptions
 
 ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
@@ -51,57 +51,31 @@ def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
 
 
 @ingest_app.command("run")
+@model_options(
+    IngestRunOptions,
+    IngestFanOut,
+    defaults={"database_block": _DB_BLOCK},
+    exclude=frozenset({"inline_binary_kb", "run_key"}),
+    names={"ingest_schema": "schema"},
+    help={
+        "mode": "in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
+        "needs PREFECT_API_URL, docs/scale-out.md).",
+        "partitions": "fanout: about this many prefix partitions.",
+    },
+)
 def ingest_run_command(
     pattern: str = typer.Argument(
         ..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, or synthetic://events?count=1000"
     ),
-    batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
-    max_file_mb: float = typer.Option(50, help="Larger objects are dead-lettered (too-large), never read."),
-    fail_percentage: float = typer.Option(0, help="Seeded fault injection for drills: % of items failed [DLQ]."),
-    max_error_rate: float = typer.Option(
-        0.1,
-        help="Above this fraction of new items failing, the run ends Failed "
-        "(exit 1); every readable document is staged regardless.",
-    ),
-    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block) | none"),
-    seed: int = typer.Option(0, help="Seed of the fault injection."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
-    mode: str = typer.Option(
-        "in-pod",
-        help="in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
-        "needs PREFECT_API_URL, docs/scale-out.md).",
-    ),
-    partitions: int = typer.Option(4, help="fanout: about this many prefix partitions."),
-    fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
+    **values: Any,
 ) -> None:
     """Run the ingestion (exit 1 if the flow fails)."""
     from clinicflow.cli.fanout import require_api_for_fanout
     from flows.ingest_files import ingest_files
 
     console = Console(stderr=True)
-    require_api_for_fanout(mode, console)
-    _run(
-        console,
-        ingest_files,
-        f"ingest {pattern}",
-        pattern=pattern,
-        batch_size=batch_size,
-        max_file_mb=max_file_mb,
-        fail_percentage=fail_percentage,
-        max_error_rate=max_error_rate,
-        extractor=extractor,
-        seed=seed,
-        database_block=database_block,
-        ingest_schema=schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-        mode=mode,
-        partitions=partitions,
-        fanout_width=fanout_width,
-    )
+    require_api_for_fanout(values["mode"], console)
+    _run(console, ingest_files, f"ingest {pattern}", pattern=pattern, **values)
 
 
 @ingest_app.command("reextract")

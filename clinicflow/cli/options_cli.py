@@ -1,7 +1,7 @@
 """A command's options generated from a flow's options model: the fields' names, defaults and help, declared once.
 
 ``@model_options(DicomRunOptions, ...)`` under ``@app.command(...)`` gives the command one ``--option`` per
-field (help: the field's description; a ``Literal`` as text, so the command's own check words the error; a
+field of the models (help: the field's description; a ``Literal`` as text, so the command's own check words the error; a
 ``False`` boolean as a flag) and calls it with the values by field name. Options Prefect-free: the CLI
 starts without importing the flows.
 """
@@ -45,14 +45,13 @@ def _option(name: str, field: FieldInfo, default: Any, help_text: str | None) ->
 
 
 def model_options(
-    model: type[RunOptions],
-    *,
+    *models: type[RunOptions],
     defaults: Mapping[str, Any] | None = None,
     exclude: frozenset[str] = frozenset(),
     names: Mapping[str, str] | None = None,
     help: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """One option per field of ``model`` but ``exclude``, after the command's own parameters.
+    """One option per field of each model but ``exclude``, after the command's own parameters.
 
     ``defaults``: for fields the model requires; ``names``: an option's name when not the field's
     (``allowed_roots`` → ``--allowed-root``); ``help``: when the command words a field differently.
@@ -66,10 +65,11 @@ def model_options(
             for p in inspect.signature(command).parameters.values()
             if p.kind is not p.VAR_KEYWORD
         ]
-        fields = [name for name in model.parameter_names() if name not in exclude]
+        field_info = {name: model.model_fields[name] for model in models for name in model.parameter_names()}
+        fields = [name for name in field_info if name not in exclude]
         options = []
         for name in fields:
-            field = model.model_fields[name]
+            field = field_info[name]
             default = defaults[name] if name in defaults else field.get_default(call_default_factory=True)
             options.append(_option(names.get(name, name), field, default, help.get(name, field.description)))
         field_of = {names.get(name, name): name for name in fields}

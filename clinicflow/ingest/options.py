@@ -30,17 +30,25 @@ class IngestRunOptions(RunOptions):
 
     options_name: ClassVar[str] = "ingest options"
 
-    batch_size: int = Field(100, ge=1)
-    max_file_mb: float = Field(50, gt=0)
-    fail_percentage: float = Field(0, ge=0, le=100)
-    max_error_rate: float = Field(0.1, ge=0, le=1)  # a fraction of the new items
-    extractor: Extractor = "rules"
-    seed: int = 0
-    database_block: str = Field(min_length=1)
-    ingest_schema: SchemaName = DEFAULT_SCHEMA
-    s3_block: str | None = None
-    llm_block: str | None = None
-    inline_binary_kb: float = Field(1024, ge=0)
+    batch_size: int = Field(100, ge=1, description="Objects per batch (memory: batch_size × max_file_mb at most).")
+    max_file_mb: float = Field(50, gt=0, description="Larger objects are dead-lettered (too-large), never read.")
+    fail_percentage: float = Field(
+        0, ge=0, le=100, description="Seeded fault injection for drills: % of items failed [DLQ]."
+    )
+    max_error_rate: float = Field(  # a fraction of the new items
+        0.1,
+        ge=0,
+        le=1,
+        description="Above this fraction of new items failing, the run ends Failed "
+        "(exit 1); every readable document is staged regardless.",
+    )
+    extractor: Extractor = Field("rules", description="rules (offline) | llm (OpenAI-compatible block) | none")
+    seed: int = Field(0, description="Seed of the fault injection.")
+    database_block: str = Field(min_length=1, description=_DB_HELP)
+    ingest_schema: SchemaName = Field(DEFAULT_SCHEMA, description=_SCHEMA_HELP)
+    s3_block: str | None = Field(None, description="S3Bucket block for credentials/endpoint (else AWS_* vars).")
+    llm_block: str | None = Field(None, description="OpenAICompatibleLLM block (default ingest-llm).")
+    inline_binary_kb: float = Field(1024, ge=0, description="Binary documents up to this size are kept inline.")
 
     def settings(self, run_id: str) -> IngestSettings:
         """The library's settings of a run (or child run) recorded under ``run_id``."""

@@ -98,3 +98,16 @@ def test_a_required_field_without_default_stays_required() -> None:
     generated = options_parameters()(body)
     assert inspect.signature(generated).parameters["block"].default is inspect.Parameter.empty
     assert generated(block="b").block == "b"
+
+
+def test_a_fixed_field_is_no_parameter_and_always_gets_its_value() -> None:
+    def body(options: Toy) -> Toy:
+        return options
+
+    generated = options_parameters(fixed={"block": "always"})(body)
+    assert "block" not in inspect.signature(generated).parameters
+    assert generated(size=2) == Toy(size=2, block="always")
+    with pytest.raises(TypeError):
+        generated(block="other")
+    with pytest.raises(TypeError, match="defaults for no option"):
+        options_parameters(fixed={"nothing": 1})(body)

@@ -61,6 +61,7 @@ def test_ingest_flow_defaults_are_the_models() -> None:
     from flows.ingest_files import ingest_files
 
     params = inspect.signature(ingest_files.fn).parameters
+    assert list(params) == ["pattern", *IngestRunOptions.parameter_names(), *IngestFanOut.parameter_names()]
     for name, field in {**IngestRunOptions.model_fields, **IngestFanOut.model_fields}.items():
         if field.is_required():
             continue
@@ -90,6 +91,10 @@ def test_nightly_flow_defaults_are_the_models(flow_name: str) -> None:
     from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
 
     params = inspect.signature(getattr(flows.nightly, flow_name).fn).parameters
+    generated = [*NightlyOptions.parameter_names(), *NightlyFanOut.parameter_names()]
+    if flow_name == "load_tables":  # no replication: no source block, no fan-out
+        generated = [name for name in NightlyOptions.parameter_names() if name != "source_block"]
+    assert list(params) == generated
     fields = {**NightlyOptions.model_fields, **NightlyFanOut.model_fields}
     checked = [name for name, field in fields.items() if name in params and not field.is_required()]
     assert {"full_refresh", "skip_verification", "full_sweep", "tables_file", "allow_empty"} <= set(checked)
