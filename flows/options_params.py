@@ -10,6 +10,10 @@ gives the function a signature of its plain parameters and every field of each
 :class:`~clinicflow.core.options.RunOptions` parameter (annotation and default): ``--param dataset=x``,
 prefect.yaml ``parameters:`` and the UI form see the fields by name, and a call hands the body the models,
 each validated whole by ``from_values`` (one error naming every bad field) before any work.
+
+Deploy from an environment where the flow's module imports: when it does not, ``load_flow_from_entrypoint``
+falls back to a placeholder parsed from the source (``safe_load_flow_from_entrypoint``), which would list
+the body's own parameters (``options``) instead of the fields.
 """
 
 from __future__ import annotations

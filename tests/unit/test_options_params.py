@@ -57,6 +57,16 @@ def test_prefects_parameter_schema_lists_the_fields_with_their_defaults() -> Non
     assert toy.version == source_version(__file__)
 
 
+def test_a_deployment_built_from_the_flow_has_the_same_schema_and_version() -> None:
+    from flows.dicom_reports import extract_dicom_reports
+
+    for built in (toy, extract_dicom_reports):
+        deployment = built.to_deployment(name="schema-check")
+        assert deployment._parameter_openapi_schema == parameter_schema(built)
+        assert deployment.version == built.version
+    assert "options" not in parameter_schema(extract_dicom_reports).properties
+
+
 def test_a_call_gives_the_body_the_validated_models() -> None:
     result = toy.fn("s3://b/*", size="5", roots=["/a"], mode="fanout", run_key="night-1")
     assert result["pattern"] == "s3://b/*"

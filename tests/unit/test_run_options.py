@@ -133,3 +133,26 @@ def test_replay_and_reextract_parameters_are_their_models_fields(flow_name: str,
         assert parameters[name].default == (ANALYTICS_BLOCK if field.is_required() else field.default), name
     with pytest.raises(OptionsError, match="ingest_schema"):  # before any block is resolved
         getattr(flows.ingest_files, flow_name).fn(ingest_schema="x;y", database_block="no-such-block")
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        (("ingest", "run"), ["pattern", *IngestRunOptions.parameter_names(), *IngestFanOut.parameter_names()]),
+        (("ingest", "reextract"), "ReextractOptions"),
+        (("dlq", "replay"), "ReplayOptions"),  # ids: the command's own argument, first
+    ],
+)
+def test_the_ingest_commands_options_are_the_models_fields(path: tuple[str, str], fields: Any) -> None:
+    import typer.main
+
+    import clinicflow.ingest.options
+    from clinicflow.cli import app
+
+    command: Any = typer.main.get_command(app).commands[path[0]].commands[path[1]]  # type: ignore[attr-defined]
+    names = [p.name for p in command.params if p.name != "help"]
+    if isinstance(fields, str):
+        fields = getattr(clinicflow.ingest.options, fields).parameter_names()
+    left_out = {"run_key", "inline_binary_kb"} | ({"seed", "max_file_mb"} if path == ("dlq", "replay") else set())
+    assert names == [{"ingest_schema": "schema"}.get(name, name) for name in fields if name not in left_out]
+    assert {p.name: p.default for p in command.params}["schema"] == "ingest"
