@@ -37,7 +37,7 @@ def source_version(path: str) -> str:
     return file_hash(path)
 
 
-def model_parameters(model: type[RunOptions], defaults: Mapping[str, Any] | None = None) -> list[inspect.Parameter]:
+def _model_parameters(model: type[RunOptions], defaults: Mapping[str, Any] | None = None) -> list[inspect.Parameter]:
     """The model's fields as keyword parameters: the model's own fields first, then its bases' (fan-out last).
 
     ``defaults`` gives a default to fields the model requires (block names: the blocks package owns them).
@@ -80,7 +80,7 @@ def options_parameters(
             else:
                 plain.append(parameter.replace(annotation=hints.get(name, parameter.annotation)))
         fields = {name: model.parameter_names() for name, model in models.items()}
-        every = plain + [p for model in models.values() for p in model_parameters(model, defaults)]
+        every = plain + [p for model in models.values() for p in _model_parameters(model, defaults)]
         names = [p.name for p in every]
         if len(set(names)) != len(names):
             raise TypeError(f"{body.__qualname__}: a parameter or option is declared twice: {names}")

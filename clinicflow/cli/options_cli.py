@@ -1,9 +1,10 @@
 """A command's options generated from a flow's options model: the fields' names, defaults and help, declared once.
 
 ``@model_options(DicomRunOptions, ...)`` under ``@app.command(...)`` gives the command one ``--option`` per
-field of the models (help: the field's description; a ``Literal`` as text, so the command's own check words the error; a
-``False`` boolean as a flag) and calls it with the values by field name. Options Prefect-free: the CLI
-starts without importing the flows.
+field of the models (help: the field's description; a ``Literal`` as text, so the command's own check words
+the error; a ``False`` boolean as a flag) and calls it with the values by field name. Prefect-free, so the
+CLI starts without importing the flows (the flows' parameters come from the same models:
+``flows/options_params.py``).
 """
 
 from __future__ import annotations
