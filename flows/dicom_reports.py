@@ -29,16 +29,16 @@ from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.core import cancel
 from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
-from clinicflow.core.options import Mode
 from clinicflow.core.settings import dicom_range_deployment
 from clinicflow.dicom import partitions as dicom_partitions
-from clinicflow.dicom.options import FAN_OUT_FIELDS, BucketKind, DicomRunOptions
+from clinicflow.dicom.options import FAN_OUT_FIELDS, DicomRunOptions
 from clinicflow.dicom.outputs import summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
-from clinicflow.dicom.state import DEFAULT_STATE_SCHEMA, StateStore
+from clinicflow.dicom.state import StateStore
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
+from flows.options_params import options_parameters, source_version
 from flows.progress import RunProgress, artifact_key
 from flows.runtime import flow_run_id
 from tasks.dicom import (
@@ -103,33 +103,9 @@ def _process_pages(
     return total, batch_errors
 
 
-@flow(name="extract-dicom-reports")
-def extract_dicom_reports(
-    query: str = "dicom_reports",
-    dataset: str = "dicom-reports",
-    reports_block: str = DICOM_REPORTS_BLOCK,
-    state_block: str | None = None,
-    state_schema: str = DEFAULT_STATE_SCHEMA,
-    bucket_kind: BucketKind = "local",
-    bucket_block: str = DICOM_BUCKET_BLOCK,
-    base_location: str | None = None,
-    page_size: int = 500,
-    batch_size: int = 20,
-    max_concurrency: int = 4,
-    all_frames: bool = False,
-    jpeg_quality: int = 90,
-    failure_threshold: int = 0,
-    max_file_mb: float = 2048,
-    download_timeout_seconds: float = 300,
-    download_retries: int = 3,
-    retry_backoff_seconds: float = 2.0,
-    allowed_roots: list[str] | None = None,
-    allow_private_redirects: bool = False,
-    mode: Mode = "in-pod",
-    partitions: int = 4,
-    fanout_width: int = 4,
-    run_key: str | None = None,
-) -> Any:
+@flow(name="extract-dicom-reports", version=source_version(__file__))
+@options_parameters(reports_block=DICOM_REPORTS_BLOCK, bucket_block=DICOM_BUCKET_BLOCK)
+def extract_dicom_reports(options: DicomRunOptions) -> Any:
     """Extract the DICOM files of a reports query into ``<bucket>/<dataset>/``.
 
     ``query``: SQL text or a view name on the ``reports_block`` database,
@@ -146,33 +122,6 @@ def extract_dicom_reports(
     then writes the CSVs from PostgreSQL. ``run_key`` (default: this flow run's id) names the children
     and the run in the state tables: rerun with the same ``run_key`` to redo only failed ranges.
     """
-    # Before any work: a bad value fails the run with the field named (DicomOptionsError, a ValueError).
-    options = DicomRunOptions.from_values(
-        query=query,
-        dataset=dataset,
-        reports_block=reports_block,
-        state_block=state_block,
-        state_schema=state_schema,
-        bucket_kind=bucket_kind,
-        bucket_block=bucket_block,
-        base_location=base_location,
-        page_size=page_size,
-        batch_size=batch_size,
-        max_concurrency=max_concurrency,
-        all_frames=all_frames,
-        jpeg_quality=jpeg_quality,
-        failure_threshold=failure_threshold,
-        max_file_mb=max_file_mb,
-        download_timeout_seconds=download_timeout_seconds,
-        download_retries=download_retries,
-        retry_backoff_seconds=retry_backoff_seconds,
-        allowed_roots=allowed_roots,
-        allow_private_redirects=allow_private_redirects,
-        mode=mode,
-        partitions=partitions,
-        fanout_width=fanout_width,
-        run_key=run_key,
-    )
     # Prefect's own SIGTERM handler raises in this thread while batch threads keep downloading (and the
     # task runner waits for them): inside the run, SIGTERM only asks every batch to stop.
     with cancel.sigterm_stops_run():

@@ -26,18 +26,17 @@ from clinicflow.connectors.connections import connected
 from clinicflow.connectors.objectstore.patterns import parse_location
 from clinicflow.connectors.objectstore.stores import ObjectInfo, matching_objects
 from clinicflow.core.logs import get_logger
-from clinicflow.core.options import Mode
 from clinicflow.core.settings import ingest_prefix_deployment
-from clinicflow.core.sql import validate_table_name
 from clinicflow.ingest import db as ingest_db
 from clinicflow.ingest import partitions as ingest_partitions
-from clinicflow.ingest.db import DEFAULT_SCHEMA, ensure_schema
-from clinicflow.ingest.options import Extractor, IngestFanOut, IngestRunOptions
-from clinicflow.ingest.pipeline import MIB, IngestSettings, RunCounts, run_batches
+from clinicflow.ingest.db import ensure_schema
+from clinicflow.ingest.options import IngestFanOut, IngestRunOptions, ReextractOptions, ReplayOptions
+from clinicflow.ingest.pipeline import IngestSettings, RunCounts, run_batches
 from clinicflow.ingest.synthetic import SyntheticRecord, generate, parse_synthetic
 from clinicflow.ingest.verdicts import error_rate_failure, ingest_summary_rows
 from clinicflow.scaleout.fanout import failed_children_message
 from flows.fanout_runner import child_slot, run_partitions
+from flows.options_params import options_parameters, source_version
 from flows.progress import RunProgress, artifact_key
 from flows.runtime import flow_run_id
 from tasks.ingest import file_batch_task, store_for_location, store_for_uri, synthetic_batch_task
@@ -48,25 +47,9 @@ def _ensure_tables(server: PostgresServer, schema: str) -> None:
         ensure_schema(conn, schema)
 
 
-@flow(name="ingest-files")
-def ingest_files(
-    pattern: str,
-    batch_size: int = 100,
-    max_file_mb: float = 50,
-    fail_percentage: float = 0,
-    max_error_rate: float = 0.1,
-    extractor: Extractor = "rules",
-    seed: int = 0,
-    database_block: str = ANALYTICS_BLOCK,
-    ingest_schema: str = DEFAULT_SCHEMA,
-    s3_block: str | None = None,
-    llm_block: str | None = None,
-    inline_binary_kb: float = 1024,
-    mode: Mode = "in-pod",
-    partitions: int = 4,
-    fanout_width: int = 4,
-    run_key: str | None = None,
-) -> Any:
+@flow(name="ingest-files", version=source_version(__file__))
+@options_parameters(database_block=ANALYTICS_BLOCK)
+def ingest_files(pattern: str, options: IngestRunOptions, fan_out: IngestFanOut) -> Any:
     """Ingest the objects matching ``pattern`` (``s3://b/a/**/*.txt``, ``gs://…``, a local path, ``synthetic://…``).
 
     Documents and Medical rows go to ``ingest_schema`` in the ``database_block``
@@ -75,23 +58,9 @@ def ingest_files(
     ``mode="fanout"`` (object patterns): the listing is split into about ``partitions`` groups of
     prefixes, each ingested by a child run of deployment ``ingest-files-prefix`` (``fanout_width`` at a
     time) under the run id ``run_key`` (default: this flow run's id; rerun with it to redo only failed
-    partitions). ``max_error_rate`` then applies within each child.
+    partitions). ``max_error_rate`` then applies within each child. Parameters besides ``pattern``: the
+    fields of :class:`IngestRunOptions` and :class:`IngestFanOut` (a bad value fails the run before any work).
     """
-    # Before any work: a bad value fails the run with its field named (OptionsError, a ValueError).
-    options = IngestRunOptions.from_values(
-        batch_size=batch_size,
-        max_file_mb=max_file_mb,
-        fail_percentage=fail_percentage,
-        max_error_rate=max_error_rate,
-        extractor=extractor,
-        seed=seed,
-        database_block=database_block,
-        ingest_schema=ingest_schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-        inline_binary_kb=inline_binary_kb,
-    )
-    fan_out = IngestFanOut.from_values(mode=mode, partitions=partitions, fanout_width=fanout_width, run_key=run_key)
     started = time.monotonic()
     location = parse_location(pattern)
     if fan_out.fans_out:
@@ -276,44 +245,27 @@ def ingest_files_prefix(pattern: str, prefixes: list[str], run_id: str, options:
     return {"run_id": run_id, "prefixes": len(prefixes), **counts.as_dict()}
 
 
-@flow(name="ingest-replay-dead-letters")
-def replay_dead_letters(
-    ids: list[int] | None = None,
-    stage: str | None = None,
-    reason: str | None = None,
-    run_id: str | None = None,
-    fail_percentage: float = 0,
-    seed: int = 0,
-    max_file_mb: float = 50,
-    extractor: Extractor | None = None,
-    database_block: str = ANALYTICS_BLOCK,
-    ingest_schema: str = DEFAULT_SCHEMA,
-    s3_block: str | None = None,
-    llm_block: str | None = None,
-) -> Any:
+@flow(name="ingest-replay-dead-letters", version=source_version(__file__))
+@options_parameters(database_block=ANALYTICS_BLOCK)
+def replay_dead_letters(options: ReplayOptions) -> Any:
     """Replay open dead letters (all, or by ids / stage / reason / run). Failed when some stay open.
 
-    Each letter goes back to the extractor that produced it unless ``extractor`` names one.
+    Each letter goes back to the extractor that produced it unless ``extractor`` names one. Parameters: the
+    fields of :class:`clinicflow.ingest.options.ReplayOptions` (a bad value fails the run before any work).
     """
     from clinicflow.ingest.deadletter import replay
     from tasks.ingest import extractor_cache, make_extractor
 
-    validate_table_name(ingest_schema)
-    server = resolve_block(database_block, PostgresServer)
-    settings = IngestSettings(
-        run_id=flow_run_id(),
-        schema=ingest_schema,
-        max_file_bytes=int(max_file_mb * MIB),
-        fail_percentage=fail_percentage,
-        seed=seed,
-    )
+    server = resolve_block(options.database_block, PostgresServer)
+    settings = options.settings(flow_run_id())
+    extractor, llm_block, s3_block = options.extractor, options.llm_block, options.s3_block
     result = replay(
         server,
         settings,
-        ids=ids,
-        stage=stage,
-        reason=reason,
-        run_id=run_id,
+        ids=options.ids,
+        stage=options.stage,
+        reason=options.reason,
+        run_id=options.run_id,
         store_for=lambda uri: store_for_uri(uri, s3_block),
         extractor=make_extractor(extractor, llm_block) if extractor is not None else None,
         extractor_for=extractor_cache(llm_block),
@@ -337,39 +289,31 @@ def replay_dead_letters(
     return summary
 
 
-@flow(name="ingest-reextract")
-def reextract_documents(
-    extractor: Extractor = "rules",
-    since: str | None = None,
-    uri_like: str | None = None,
-    batch_size: int = 100,
-    database_block: str = ANALYTICS_BLOCK,
-    ingest_schema: str = DEFAULT_SCHEMA,
-    llm_block: str | None = None,
-) -> Any:
+@flow(name="ingest-reextract", version=source_version(__file__))
+@options_parameters(database_block=ANALYTICS_BLOCK)
+def reextract_documents(options: ReextractOptions) -> Any:
     """Extract staged documents again (all, staged since ``since``, uri LIKE ``uri_like``) with ``extractor``.
 
     Each document version keeps one Medical row, replaced by the new extractor's (idempotent). Failed when
-    some documents were dead-lettered (their previous rows stay).
+    some documents were dead-lettered (their previous rows stay). Parameters: the fields of
+    :class:`clinicflow.ingest.options.ReextractOptions` (a bad value fails the run before any work).
     """
-    from datetime import datetime
-
     from tasks.ingest import make_extractor, reextract_task
 
-    validate_table_name(ingest_schema)
-    chosen = make_extractor(extractor, llm_block)
-    if chosen is None:
+    extractor = options.extractor
+    chosen = make_extractor(extractor, options.llm_block)
+    if chosen is None:  # the options refuse "none": kept for the type checker
         raise ValueError("reextract: extractor must be rules or llm")
-    server = resolve_block(database_block, PostgresServer)
-    _ensure_tables(server, ingest_schema)
+    server = resolve_block(options.database_block, PostgresServer)
+    _ensure_tables(server, options.ingest_schema)
     counts = reextract_task(
         server,
-        ingest_schema,
+        options.ingest_schema,
         chosen,
         flow_run_id(),
-        since=datetime.fromisoformat(since) if since else None,
-        uri_like=uri_like,
-        batch_size=batch_size,
+        since=options.since_time(),
+        uri_like=options.uri_like,
+        batch_size=options.batch_size,
     )
     summary = {
         "extractor": extractor,

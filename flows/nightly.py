@@ -38,7 +38,6 @@ from blocks.resolve import ANALYTICS_BLOCK, REPLICATION_BLOCK, SOURCE_BLOCK, res
 from clinicflow.core import settings
 from clinicflow.core.errors import TablesFailed
 from clinicflow.core.logs import get_logger
-from clinicflow.core.options import Mode
 from clinicflow.opendental import catalog_signals
 from clinicflow.opendental.guards import check_analytics_is_not_source, check_targets
 from clinicflow.opendental.metrics import TableOutcome, night_verdict
@@ -49,6 +48,7 @@ from clinicflow.opendental.tables.selection import select_tables
 from clinicflow.opendental.warehouse import load_steps
 from flows.chains import env_sized_task_runner
 from flows.load_chain import run_tier_tables
+from flows.options_params import options_parameters, source_version
 from flows.replication_chain import warn_dropped_leftovers
 from flows.runtime import flow_run_id
 from flows.tier_fanout import fan_out_tiers
@@ -202,22 +202,9 @@ def _record_drift(source: MySQLServer, config: TablesConfig, log: Any) -> None:
 
 
 # Task-runner threads: $CLINICFLOW_NIGHTLY_WORKERS, read when a run starts (EnvSizedTaskRunner).
-@flow(name="nightly-etl", task_runner=env_sized_task_runner(settings.nightly_workers))
-def nightly_etl(
-    tables: list[str] | None = None,
-    full_refresh: bool = False,
-    skip_verification: bool = False,
-    full_sweep: bool = False,
-    tables_file: str | None = None,
-    allow_empty: bool = False,
-    mode: Mode = "in-pod",
-    run_key: str | None = None,
-    fanout_width: int = 4,
-    source_block: str = SOURCE_BLOCK,
-    replica_block: str = REPLICATION_BLOCK,
-    analytics_block: str = ANALYTICS_BLOCK,
-    concurrency_limit: str | None = None,
-) -> list[dict[str, Any]]:
+@flow(name="nightly-etl", task_runner=env_sized_task_runner(settings.nightly_workers), version=source_version(__file__))
+@options_parameters(source_block=SOURCE_BLOCK, replica_block=REPLICATION_BLOCK, analytics_block=ANALYTICS_BLOCK)
+def nightly_etl(options: NightlyOptions, fan_out: NightlyFanOut) -> list[dict[str, Any]]:
     """Replicate each table from OpenDental into the replication MySQL, then load it into PostgreSQL ``raw``.
 
     Args:
@@ -238,45 +225,13 @@ def nightly_etl(
         concurrency_limit: fan-out only: the global concurrency limit the children hold a slot of (default:
             $CLINICFLOW_FANOUT_LIMIT or ``clinicflow-fanout``); one per clinic.
     """
-    # Before any work: a bad value fails the run with its field named (OptionsError, a ValueError).
-    options = NightlyOptions.from_values(
-        tables=tables,
-        full_refresh=full_refresh,
-        skip_verification=skip_verification,
-        full_sweep=full_sweep,
-        tables_file=tables_file,
-        allow_empty=allow_empty,
-        source_block=source_block,
-        replica_block=replica_block,
-        analytics_block=analytics_block,
-    )
-    fan_out = NightlyFanOut.from_values(
-        mode=mode, run_key=run_key, fanout_width=fanout_width, concurrency_limit=concurrency_limit
-    )
     return _run("nightly_etl", options, replicate=True, fan_out=fan_out if fan_out.fans_out else None)
 
 
-@flow(name="load-tables", task_runner=env_sized_task_runner(settings.nightly_workers))
-def load_tables(
-    tables: list[str] | None = None,
-    full_refresh: bool = False,
-    skip_verification: bool = False,
-    full_sweep: bool = False,
-    tables_file: str | None = None,
-    allow_empty: bool = False,
-    replica_block: str = REPLICATION_BLOCK,
-    analytics_block: str = ANALYTICS_BLOCK,
-) -> list[dict[str, Any]]:
+@flow(name="load-tables", task_runner=env_sized_task_runner(settings.nightly_workers), version=source_version(__file__))
+@options_parameters(
+    fixed={"source_block": SOURCE_BLOCK}, replica_block=REPLICATION_BLOCK, analytics_block=ANALYTICS_BLOCK
+)
+def load_tables(options: NightlyOptions) -> list[dict[str, Any]]:
     """Load tables from the replication MySQL into PostgreSQL ``raw`` (no replication step). Same parameters."""
-    options = NightlyOptions.from_values(
-        tables=tables,
-        full_refresh=full_refresh,
-        skip_verification=skip_verification,
-        full_sweep=full_sweep,
-        tables_file=tables_file,
-        allow_empty=allow_empty,
-        source_block=SOURCE_BLOCK,
-        replica_block=replica_block,
-        analytics_block=analytics_block,
-    )
     return _run("load_tables", options, replicate=False)

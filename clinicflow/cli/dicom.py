@@ -18,6 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from clinicflow.cli.options_cli import model_options
+from clinicflow.dicom.options import DicomRunOptions
+
 DICOM_DEMO_FILES = Path("./out/dicom-demo-files")
 
 dicom_app = typer.Typer(help="DICOM reports: PostgreSQL reports → DICOM → JPG + CSV in a bucket.", no_args_is_help=True)
@@ -50,74 +53,27 @@ def _state_store(dataset: str, schema: str, state_block: str | None) -> Any:
 
 
 @dicom_app.command("run")
-def dicom_run_command(
-    query: str = typer.Option("dicom_reports", help="Reports SQL text or view name."),
-    dataset: str = typer.Option("dicom-reports", help="Output folder in the bucket, and the progress key."),
-    bucket_kind: str = typer.Option("local", help="local | gcs | s3"),
-    bucket_block: str = typer.Option("dicom-reports-bucket", help="Bucket block name."),
-    reports_block: str = typer.Option("dicom-reports-postgres", help="PostgresServer block of the reports database."),
-    state_block: str | None = typer.Option(None, help="PostgresServer block for progress (default: reports db)."),
-    state_schema: str = typer.Option("clinicflow_dicom", help="Schema of the progress tables."),
-    base_location: str | None = typer.Option(None, help="Base for relative file locations (folder or URL)."),
-    page_size: int = typer.Option(500, help="Files per keyset page."),
-    batch_size: int = typer.Option(20, help="Files per batch task."),
-    max_concurrency: int = typer.Option(4, help="Batches in flight."),
-    all_frames: bool = typer.Option(False, "--all-frames", help="One JPG per frame (default: first frame only)."),
-    jpeg_quality: int = typer.Option(90, help="JPEG quality 1-100."),
-    failure_threshold: int = typer.Option(0, help="The run fails only with more failed files than this."),
-    max_file_mb: float = typer.Option(2048, help="Largest DICOM file accepted, in MiB."),
-    download_timeout_seconds: float = typer.Option(300, help="Time limit of one download attempt."),
-    download_retries: int = typer.Option(3, help="Retries of transient download failures."),
-    retry_backoff_seconds: float = typer.Option(2.0, help="First retry delay (doubles each retry, with jitter)."),
-    allowed_root: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Folder that absolute and file:// locations may lie in (repeatable; none: such locations are refused)."
-        ),
-    ] = None,
-    allow_private_redirects: bool = typer.Option(
-        False, "--allow-private-redirects", help="Follow HTTP redirects to private/loopback addresses."
-    ),
-    mode: str = typer.Option(
-        "in-pod",
-        help="in-pod | fanout (page ranges as child runs of dicom-reports-range on "
+@model_options(
+    DicomRunOptions,
+    # The blocks package owns these names; importing it would load Prefect before any command runs.
+    defaults={"reports_block": "dicom-reports-postgres", "bucket_block": "dicom-reports-bucket"},
+    exclude=frozenset({"run_key"}),
+    names={"allowed_roots": "allowed_root"},
+    help={
+        "mode": "in-pod | fanout (page ranges as child runs of dicom-reports-range on "
         "the work pool; needs PREFECT_API_URL, docs/scale-out.md).",
-    ),
-    partitions: int = typer.Option(4, help="fanout: page-range partitions."),
-    fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
-) -> None:
+        "partitions": "fanout: page-range partitions.",
+    },
+)
+def dicom_run_command(**values: Any) -> None:
     """Run the extraction (exit 1 if the flow fails)."""
     from clinicflow.cli.fanout import require_api_for_fanout
-    from clinicflow.dicom.options import DicomOptionsError, DicomRunOptions
+    from clinicflow.dicom.options import DicomOptionsError
 
     console = Console(stderr=True)
-    require_api_for_fanout(mode, console)
+    require_api_for_fanout(values["mode"], console)
     try:
-        options = DicomRunOptions.from_values(
-            query=query,
-            dataset=dataset,
-            bucket_kind=bucket_kind,
-            bucket_block=bucket_block,
-            reports_block=reports_block,
-            state_block=state_block,
-            state_schema=state_schema,
-            base_location=base_location,
-            page_size=page_size,
-            batch_size=batch_size,
-            max_concurrency=max_concurrency,
-            all_frames=all_frames,
-            jpeg_quality=jpeg_quality,
-            failure_threshold=failure_threshold,
-            max_file_mb=max_file_mb,
-            download_timeout_seconds=download_timeout_seconds,
-            download_retries=download_retries,
-            retry_backoff_seconds=retry_backoff_seconds,
-            allowed_roots=allowed_root,
-            allow_private_redirects=allow_private_redirects,
-            mode=mode,
-            partitions=partitions,
-            fanout_width=fanout_width,
-        )
+        options = DicomRunOptions.from_values(**values)
     except DicomOptionsError as exc:
         if "bucket_kind" in exc.problems:  # a usage error, as Typer reports its own (exit 2)
             raise typer.BadParameter("must be local, gcs or s3", param_hint="--bucket-kind") from None

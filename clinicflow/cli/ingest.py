@@ -17,13 +17,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinicflow.cli.options_cli import model_options
 from clinicflow.connectors.connections import connected
+from clinicflow.ingest.options import IngestFanOut, IngestRunOptions, ReextractOptions, ReplayOptions
 
 ingest_app = typer.Typer(help="File ingestion: wildcard → staged documents → Medical rows.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The ingestion dead-letter queue.", no_args_is_help=True)
 
 INGEST_DEMO_FILES = Path("./out/ingest-demo-files")
 _DB_HELP = "PostgresServer block of the ingestion database."
+# The blocks package owns the name; importing it would load Prefect before any command runs.
+_DB_BLOCK = "analytics-postgres"
 
 
 def _print_result(console: Console, title: str, result: dict[str, Any]) -> None:
@@ -47,84 +51,40 @@ def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
 
 
 @ingest_app.command("run")
+@model_options(
+    IngestRunOptions,
+    IngestFanOut,
+    defaults={"database_block": _DB_BLOCK},
+    exclude=frozenset({"inline_binary_kb", "run_key"}),
+    names={"ingest_schema": "schema"},
+    help={
+        "mode": "in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
+        "needs PREFECT_API_URL, docs/scale-out.md).",
+        "partitions": "fanout: about this many prefix partitions.",
+    },
+)
 def ingest_run_command(
     pattern: str = typer.Argument(
         ..., help="s3://bucket/a/**/*.txt, gs://…, a local path with wildcards, or synthetic://events?count=1000"
     ),
-    batch_size: int = typer.Option(100, help="Objects per batch (memory: batch_size × max_file_mb at most)."),
-    max_file_mb: float = typer.Option(50, help="Larger objects are dead-lettered (too-large), never read."),
-    fail_percentage: float = typer.Option(0, help="Seeded fault injection for drills: % of items failed [DLQ]."),
-    max_error_rate: float = typer.Option(
-        0.1,
-        help="Above this fraction of new items failing, the run ends Failed "
-        "(exit 1); every readable document is staged regardless.",
-    ),
-    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block) | none"),
-    seed: int = typer.Option(0, help="Seed of the fault injection."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint (else AWS_* vars)."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
-    mode: str = typer.Option(
-        "in-pod",
-        help="in-pod | fanout (child runs of ingest-files-prefix on the work pool; "
-        "needs PREFECT_API_URL, docs/scale-out.md).",
-    ),
-    partitions: int = typer.Option(4, help="fanout: about this many prefix partitions."),
-    fanout_width: int = typer.Option(4, help="fanout: child runs started at a time."),
+    **values: Any,
 ) -> None:
     """Run the ingestion (exit 1 if the flow fails)."""
     from clinicflow.cli.fanout import require_api_for_fanout
     from flows.ingest_files import ingest_files
 
     console = Console(stderr=True)
-    require_api_for_fanout(mode, console)
-    _run(
-        console,
-        ingest_files,
-        f"ingest {pattern}",
-        pattern=pattern,
-        batch_size=batch_size,
-        max_file_mb=max_file_mb,
-        fail_percentage=fail_percentage,
-        max_error_rate=max_error_rate,
-        extractor=extractor,
-        seed=seed,
-        database_block=database_block,
-        ingest_schema=schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-        mode=mode,
-        partitions=partitions,
-        fanout_width=fanout_width,
-    )
+    require_api_for_fanout(values["mode"], console)
+    _run(console, ingest_files, f"ingest {pattern}", pattern=pattern, **values)
 
 
 @ingest_app.command("reextract")
-def ingest_reextract_command(
-    extractor: str = typer.Option("rules", help="rules (offline) | llm (OpenAI-compatible block)"),
-    since: str | None = typer.Option(None, help="Only documents staged at or after this ISO time/date."),
-    uri_like: str | None = typer.Option(None, help="Only documents whose uri matches this SQL LIKE pattern."),
-    batch_size: int = typer.Option(100, help="Documents per batch."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block (default ingest-llm)."),
-) -> None:
+@model_options(ReextractOptions, defaults={"database_block": _DB_BLOCK}, names={"ingest_schema": "schema"})
+def ingest_reextract_command(**values: Any) -> None:
     """Extract staged documents again with another extractor (one row per document version; exit 1 on letters)."""
     from flows.ingest_files import reextract_documents
 
-    _run(
-        Console(stderr=True),
-        reextract_documents,
-        f"reextract ({extractor})",
-        extractor=extractor,
-        since=since,
-        uri_like=uri_like,
-        batch_size=batch_size,
-        database_block=database_block,
-        ingest_schema=schema,
-        llm_block=llm_block,
-    )
+    _run(Console(stderr=True), reextract_documents, f"reextract ({values['extractor']})", **values)
 
 
 @ingest_app.command("demo")
@@ -230,36 +190,20 @@ def dlq_show_command(
 
 
 @dlq_app.command("replay")
+@model_options(
+    ReplayOptions,
+    defaults={"database_block": _DB_BLOCK},
+    exclude=frozenset({"ids", "seed", "max_file_mb"}),
+    names={"ingest_schema": "schema"},
+)
 def dlq_replay_command(
     ids: Annotated[list[int] | None, typer.Argument(help="Letter ids (default: every open letter matching).")] = None,
-    stage: str | None = typer.Option(None, help="read | stage | extract | load"),
-    reason: str | None = typer.Option(None, help="Reason code."),
-    run_id: str | None = typer.Option(None, help="Only letters of this run."),
-    fail_percentage: float = typer.Option(0, help="Fault injection during the replay (drills)."),
-    extractor: str | None = typer.Option(None, help="rules | llm | none; default: each letter's own extractor."),
-    database_block: str = typer.Option("analytics-postgres", help=_DB_HELP),
-    schema: str = typer.Option("ingest", help="Schema of the ingestion tables."),
-    s3_block: str | None = typer.Option(None, help="S3Bucket block for credentials/endpoint."),
-    llm_block: str | None = typer.Option(None, help="OpenAICompatibleLLM block."),
+    **values: Any,
 ) -> None:
     """Replay open letters; a success is marked replayed (exit 1 if some fail again)."""
     from flows.ingest_files import replay_dead_letters
 
-    _run(
-        Console(stderr=True),
-        replay_dead_letters,
-        "dead-letter replay",
-        ids=list(ids) if ids else None,
-        stage=stage,
-        reason=reason,
-        run_id=run_id,
-        fail_percentage=fail_percentage,
-        extractor=extractor,
-        database_block=database_block,
-        ingest_schema=schema,
-        s3_block=s3_block,
-        llm_block=llm_block,
-    )
+    _run(Console(stderr=True), replay_dead_letters, "dead-letter replay", ids=list(ids) if ids else None, **values)
 
 
 @dlq_app.command("discard")

@@ -36,6 +36,14 @@ class RunOptions(BaseModel):
     error_type: ClassVar[type[OptionsError]] = OptionsError
 
     @classmethod
+    def parameter_names(cls) -> list[str]:
+        """The fields in the order a flow or command lists them: the model's own first, then its bases' (fan-out)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            names += [name for name in vars(klass).get("__annotations__", {}) if name in cls.model_fields]
+        return list(dict.fromkeys(names))
+
+    @classmethod
     def from_values(cls, **values: Any) -> Self:
         """The options, or :attr:`error_type` naming every bad field (never pydantic's raw error)."""
         try:
@@ -49,9 +57,14 @@ class FanOutOptions(RunOptions):
 
     options_name: ClassVar[str] = "fan-out options"
 
-    mode: Mode = "in-pod"
-    fanout_width: int = Field(4, ge=1)
-    run_key: str | None = None
+    mode: Mode = Field(
+        "in-pod", description="in-pod | fanout (child runs on the work pool; needs PREFECT_API_URL, docs/scale-out.md)."
+    )
+    fanout_width: int = Field(4, ge=1, description="fanout: child runs started at a time.")
+    run_key: str | None = Field(
+        None,
+        description="fanout: the run's key (default: the flow run's id); a rerun with it redoes only failed parts.",
+    )
 
     @property
     def fans_out(self) -> bool:
@@ -61,7 +74,7 @@ class FanOutOptions(RunOptions):
 class PartitionedFanOut(FanOutOptions):
     """A fan-out that splits its work into about ``partitions`` parts (ingest prefixes, DICOM key ranges)."""
 
-    partitions: int = Field(4, ge=1)
+    partitions: int = Field(4, ge=1, description="fanout: about this many partitions.")
 
 
 def option_problems(exc: ValidationError, options_name: str = "run options") -> dict[str, str]:

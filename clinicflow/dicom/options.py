@@ -32,31 +32,38 @@ class DicomOptionsError(OptionsError):
 
 
 class DicomRunOptions(PartitionedFanOut):
-    """What a DICOM reports run may be given; defaults are the flow's (the fan-out fields are inherited)."""
+    """What a DICOM reports run may be given: the parameters of flow ``extract_dicom_reports`` and the options of
+    ``clinicflow dicom run`` are generated from these fields (the fan-out fields are inherited)."""
 
     options_name: ClassVar[str] = "DICOM run options"
     error_type: ClassVar[type[OptionsError]] = DicomOptionsError
 
-    query: str = Field("dicom_reports", min_length=1)
-    dataset: str = "dicom-reports"
-    reports_block: str = Field(min_length=1)
-    state_block: str | None = None
-    state_schema: str = Field(DEFAULT_STATE_SCHEMA, min_length=1)
+    query: str = Field("dicom_reports", min_length=1, description="Reports SQL text or view name.")
+    dataset: str = Field("dicom-reports", description="Output folder in the bucket, and the progress key.")
+    reports_block: str = Field(min_length=1, description="PostgresServer block of the reports database.")
+    state_block: str | None = Field(None, description="PostgresServer block for progress (default: reports db).")
+    state_schema: str = Field(DEFAULT_STATE_SCHEMA, min_length=1, description="Schema of the progress tables.")
     bucket_kind: BucketKind = "local"
-    bucket_block: str = Field(min_length=1)
-    base_location: str | None = None
-    page_size: int = Field(500, ge=1)
-    batch_size: int = Field(20, ge=1)
-    max_concurrency: int = Field(4, ge=1)
-    all_frames: bool = False
-    jpeg_quality: int = Field(90, ge=1, le=100)
-    failure_threshold: int = Field(0, ge=0)
-    max_file_mb: float = Field(2048, gt=0)
-    download_timeout_seconds: float = Field(300, gt=0)
-    download_retries: int = Field(3, ge=0)
-    retry_backoff_seconds: float = Field(2.0, ge=0)
-    allowed_roots: tuple[str, ...] = ()
-    allow_private_redirects: bool = False
+    bucket_block: str = Field(min_length=1, description="Bucket block name.")
+    base_location: str | None = Field(None, description="Base for relative file locations (folder or URL).")
+    page_size: int = Field(500, ge=1, description="Files per keyset page.")
+    batch_size: int = Field(20, ge=1, description="Files per batch task.")
+    max_concurrency: int = Field(4, ge=1, description="Batches in flight.")
+    all_frames: bool = Field(False, description="One JPG per frame (default: first frame only).")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality 1-100.")
+    failure_threshold: int = Field(0, ge=0, description="The run fails only with more failed files than this.")
+    max_file_mb: float = Field(2048, gt=0, description="Largest DICOM file accepted, in MiB.")
+    download_timeout_seconds: float = Field(300, gt=0, description="Time limit of one download attempt.")
+    download_retries: int = Field(3, ge=0, description="Retries of transient download failures.")
+    retry_backoff_seconds: float = Field(2.0, ge=0, description="First retry delay (doubles each retry, with jitter).")
+    # None (a parameter's JSON default) is no root: the value is always a tuple.
+    allowed_roots: tuple[str, ...] | None = Field(
+        None,
+        validate_default=True,
+        description="Folder that absolute and file:// locations may lie in "
+        "(repeatable; none: such locations are refused).",
+    )
+    allow_private_redirects: bool = Field(False, description="Follow HTTP redirects to private/loopback addresses.")
 
     @field_validator("dataset")
     @classmethod
@@ -75,7 +82,7 @@ class DicomRunOptions(PartitionedFanOut):
             max_bytes=int(self.max_file_mb * 1024 * 1024),
             timeout_seconds=self.download_timeout_seconds,
             retry=RetryPolicy(self.download_retries, self.retry_backoff_seconds),
-            allowed_roots=self.allowed_roots,
+            allowed_roots=self.allowed_roots or (),
             allow_private_redirects=self.allow_private_redirects,
         )
 
@@ -93,5 +100,5 @@ class DicomRunOptions(PartitionedFanOut):
     def flow_parameters(self) -> dict[str, Any]:
         """The options as parameters of flow ``extract_dicom_reports`` (JSON-friendly: lists, None)."""
         parameters = self.model_dump()
-        parameters["allowed_roots"] = list(self.allowed_roots) or None
+        parameters["allowed_roots"] = list(self.allowed_roots or ()) or None
         return parameters

@@ -97,12 +97,34 @@ def test_download_limits_come_from_the_options() -> None:
     assert limits.allow_private_redirects
 
 
-def test_the_models_defaults_are_the_flows() -> None:
+def test_the_flows_parameters_are_the_models_fields() -> None:
     from flows.dicom_reports import extract_dicom_reports
 
-    flow_defaults = {name: p.default for name, p in inspect.signature(extract_dicom_reports.fn).parameters.items()}
+    parameters = inspect.signature(extract_dicom_reports.fn).parameters
+    assert list(parameters) == DicomRunOptions.parameter_names()
+    assert list(parameters)[-4:] == ["partitions", "mode", "fanout_width", "run_key"]  # fan-out last
+    flow_defaults = {name: p.default for name, p in parameters.items()}
     model_defaults = {**options().flow_parameters()}
     assert flow_defaults == model_defaults
+    assert {name: p.annotation for name, p in parameters.items()} == {
+        name: field.annotation for name, field in DicomRunOptions.model_fields.items()
+    }
+
+
+def test_the_clis_options_are_the_models_fields_but_the_run_key() -> None:
+    import typer.main
+
+    from clinicflow.cli import app
+
+    run: Any = typer.main.get_command(app).commands["dicom"].commands["run"]  # type: ignore[attr-defined]
+    flags = {p.name: p for p in run.params if p.name != "help"}
+    expected = [name for name in DicomRunOptions.parameter_names() if name != "run_key"]
+    assert list(flags) == [name if name != "allowed_roots" else "allowed_root" for name in expected]
+    model_defaults = options().flow_parameters()
+    for name, flag in flags.items():
+        assert flag.default == model_defaults[name if name != "allowed_root" else "allowed_roots"], name
+    assert flags["all_frames"].opts == ["--all-frames"]  # a flag, as before
+    assert flags["allowed_root"].multiple
 
 
 def test_the_flow_refuses_a_bad_value_before_resolving_any_block() -> None:

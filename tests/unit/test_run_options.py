@@ -61,6 +61,7 @@ def test_ingest_flow_defaults_are_the_models() -> None:
     from flows.ingest_files import ingest_files
 
     params = inspect.signature(ingest_files.fn).parameters
+    assert list(params) == ["pattern", *IngestRunOptions.parameter_names(), *IngestFanOut.parameter_names()]
     for name, field in {**IngestRunOptions.model_fields, **IngestFanOut.model_fields}.items():
         if field.is_required():
             continue
@@ -90,8 +91,68 @@ def test_nightly_flow_defaults_are_the_models(flow_name: str) -> None:
     from clinicflow.opendental.options import NightlyFanOut, NightlyOptions
 
     params = inspect.signature(getattr(flows.nightly, flow_name).fn).parameters
+    generated = [*NightlyOptions.parameter_names(), *NightlyFanOut.parameter_names()]
+    if flow_name == "load_tables":  # no replication: no source block, no fan-out
+        generated = [name for name in NightlyOptions.parameter_names() if name != "source_block"]
+    assert list(params) == generated
     fields = {**NightlyOptions.model_fields, **NightlyFanOut.model_fields}
     checked = [name for name, field in fields.items() if name in params and not field.is_required()]
     assert {"full_refresh", "skip_verification", "full_sweep", "tables_file", "allow_empty"} <= set(checked)
     for name in checked:
         assert params[name].default == fields[name].default, name
+
+
+def test_replay_and_reextract_options_refuse_bad_values_naming_each_field() -> None:
+    from clinicflow.ingest.options import ReextractOptions, ReplayOptions
+
+    with pytest.raises(OptionsError) as caught:
+        ReplayOptions.from_values(database_block="db", max_file_mb=0, ingest_schema="no;schema", extractor="gpt")
+    assert set(caught.value.problems) == {"max_file_mb", "ingest_schema", "extractor"}
+    assert "dead-letter replay options" in str(caught.value)
+    with pytest.raises(OptionsError) as caught:
+        ReextractOptions.from_values(database_block="db", extractor="none", since="yesterday", batch_size=0)
+    assert set(caught.value.problems) == {"extractor", "since", "batch_size"}
+    assert "must be rules or llm" in caught.value.problems["extractor"]
+    settings = ReplayOptions.from_values(database_block="db", max_file_mb=1, seed=3).settings("run-1")
+    assert (settings.run_id, settings.max_file_bytes, settings.seed) == ("run-1", 1024 * 1024, 3)
+    assert ReextractOptions.from_values(database_block="db", since="2026-01-02").since_time() is not None
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "model_name"), [("replay_dead_letters", "ReplayOptions"), ("reextract_documents", "ReextractOptions")]
+)
+def test_replay_and_reextract_parameters_are_their_models_fields(flow_name: str, model_name: str) -> None:
+    import clinicflow.ingest.options
+    import flows.ingest_files
+    from blocks.resolve import ANALYTICS_BLOCK
+
+    model = getattr(clinicflow.ingest.options, model_name)
+    parameters = inspect.signature(getattr(flows.ingest_files, flow_name).fn).parameters
+    assert list(parameters) == model.parameter_names() == list(model.model_fields)
+    for name, field in model.model_fields.items():
+        assert parameters[name].default == (ANALYTICS_BLOCK if field.is_required() else field.default), name
+    with pytest.raises(OptionsError, match="ingest_schema"):  # before any block is resolved
+        getattr(flows.ingest_files, flow_name).fn(ingest_schema="x;y", database_block="no-such-block")
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        (("ingest", "run"), ["pattern", *IngestRunOptions.parameter_names(), *IngestFanOut.parameter_names()]),
+        (("ingest", "reextract"), "ReextractOptions"),
+        (("dlq", "replay"), "ReplayOptions"),  # ids: the command's own argument, first
+    ],
+)
+def test_the_ingest_commands_options_are_the_models_fields(path: tuple[str, str], fields: Any) -> None:
+    import typer.main
+
+    import clinicflow.ingest.options
+    from clinicflow.cli import app
+
+    command: Any = typer.main.get_command(app).commands[path[0]].commands[path[1]]  # type: ignore[attr-defined]
+    names = [p.name for p in command.params if p.name != "help"]
+    if isinstance(fields, str):
+        fields = getattr(clinicflow.ingest.options, fields).parameter_names()
+    left_out = {"run_key", "inline_binary_kb"} | ({"seed", "max_file_mb"} if path == ("dlq", "replay") else set())
+    assert names == [{"ingest_schema": "schema"}.get(name, name) for name in fields if name not in left_out]
+    assert {p.name: p.default for p in command.params}["schema"] == "ingest"
