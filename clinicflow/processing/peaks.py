@@ -82,19 +82,17 @@ def local_maxima(
 
         if len(buffer) >= 3:
             mids, lefts, rights = _local_maxima_1d(buffer)
-            if len(mids):
+            peak_values = buffer[mids]
+            if height is not None:  # before the index arithmetic: most local maxima of a noisy signal fail it
+                keep = peak_values >= height
+                lefts, rights, peak_values = lefts[keep], rights[keep], peak_values[keep]
+            if len(peak_values):
                 left_g = to_global(lefts)
                 if lead == 2:
                     left_g = np.where(lefts == 1, run_start, left_g)
-                mids_g = (left_g + to_global(rights)) // 2
-                peak_values = buffer[mids]
-                if height is not None:
-                    keep = peak_values >= height
-                    mids_g, peak_values = mids_g[keep], peak_values[keep]
-                found.append(mids_g.astype(np.intp))
+                found.append(((left_g + to_global(rights)) // 2).astype(np.intp))
                 values.append(peak_values)
-        changes = np.flatnonzero(buffer[1:] != buffer[:-1])
-        last_run = int(changes[-1]) + 1 if len(changes) else 0
+        last_run = _last_run_start(buffer)
         if last_run == 0:
             carry = buffer[-1:].copy()  # one run from the array's start (never a peak): its last value only
         elif not (last_run == 1 and lead == 2):
@@ -103,6 +101,20 @@ def local_maxima(
     peaks = np.concatenate(found) if found else np.empty(0, dtype=np.intp)
     heights = np.concatenate(values) if values else np.empty(0)
     return peaks, heights, rows
+
+
+def _last_run_start(buffer: np.ndarray) -> int:
+    """Where the trailing run of equal values begins (0: the whole buffer is one run); NaN is a run of its
+    own, as ``buffer[1:] != buffer[:-1]`` says. Looks at a growing tail, not the whole buffer."""
+    size = 64
+    while True:
+        tail = buffer[-size:]
+        changes = np.flatnonzero(tail[1:] != tail[:-1])
+        if len(changes):
+            return len(buffer) - len(tail) + int(changes[-1]) + 1
+        if len(tail) == len(buffer):
+            return 0
+        size *= 16
 
 
 def find_peaks_stream(

@@ -74,3 +74,19 @@ def test_clipped_signal_has_plateau_peaks_far_from_any_higher_value() -> None:
     got, got_props = find_peaks_stream(lambda: chunked(clipped, 500), PeakOptions(prominence=0.0, halo=5))
     assert got.tolist() == peaks.tolist()
     np.testing.assert_array_equal(got_props["prominences"], props["prominences"])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"height": 0.5}, {"distance": 37}, {"height": 1.0, "distance": 25}])
+def test_missing_values_split_runs_as_in_one_call(kwargs: dict) -> None:
+    """NaN equals nothing, itself included: each one ends a run (ties and plateaus around gaps, at the end)."""
+    rng = np.random.default_rng(3)
+    values = np.round(signals()["ppg"], 1)
+    values[rng.integers(0, len(values), 200)] = np.nan
+    values[1000:1010] = np.nan
+    values[-3:] = np.nan
+    expected, props = find_peaks(values, **kwargs)
+    for size in CHUNKINGS:
+        got, got_props = find_peaks_stream(lambda size=size: chunked(values, size), PeakOptions(**kwargs))
+        assert got.tolist() == expected.tolist(), size
+        if "peak_heights" in props:
+            np.testing.assert_array_equal(got_props["peak_heights"], props["peak_heights"])
