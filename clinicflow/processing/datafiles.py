@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import pandas as pd
 from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 
+T = TypeVar("T")
 DataFormat = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 PARQUET_MAGIC = b"PAR1"
@@ -112,6 +113,26 @@ def iter_column(
                 yield np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
             else:
                 yield batch.to_pandas()[column]
+
+
+def read_ahead(chunks: Iterator[T]) -> Iterator[T]:
+    """``chunks`` with the next one read in a thread while the caller works on the current one (pyarrow
+    decodes without the GIL): two chunks in memory instead of one. Errors reach the caller in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-read-ahead") as pool:
+        pending = pool.submit(next, chunks, end)
+        try:
+            while (chunk := pending.result()) is not end:
+                pending = pool.submit(next, chunks, end)
+                yield cast(T, chunk)
+        finally:
+            if not pending.cancel():
+                pending.exception()  # a stop before the end: the read under way finishes before the close
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 def _parquet_batches(path: Path, columns: list[str] | None, chunk_rows: int) -> Iterator[Any]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS, read_ahead
 from clinicflow.processing.peaks import PeakOptions, find_peaks_stream
 from clinicflow.processing.quality import DataQualityParams, data_quality
 
@@ -242,7 +242,7 @@ def peak_detection(source: DataSource, params: PeakDetectionParams, progress: Pr
         reads["count"] += 1
         first_read = reads["count"] == 1
         rows = 0
-        for chunk in source.column_chunks(column, min(params.chunk_rows, DEFAULT_CHUNK_ROWS)):
+        for chunk in read_ahead(source.column_chunks(column, min(params.chunk_rows, DEFAULT_CHUNK_ROWS))):
             array = _numeric(chunk, column, rows, source)
             if first_read:  # a copy: a view would keep every chunk alive
                 sampled.append(array[(-rows) % step :: step].copy())
