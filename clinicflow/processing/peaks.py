@@ -66,37 +66,37 @@ def local_maxima(
     carry = np.empty(0)
     run_start = 0  # global index of carry[1] (the trailing run's first value) when carry holds two values
     rows = 0
+    work = np.empty(0)  # carry + chunk, reused: a fresh array per chunk would cost its page faults each time
     for chunk in chunks:
         chunk = np.ascontiguousarray(chunk, dtype=np.float64)
         values_start = rows
         rows += len(chunk)
         on_rows(len(chunk))
-        buffer = np.concatenate([carry, chunk]) if len(carry) else chunk
         lead = len(carry)
-
-        def to_global(positions: np.ndarray, lead: int = lead, values_start: int = values_start) -> np.ndarray:
-            out = values_start + positions - lead
-            if lead == 2:  # position 1 is the carried run's first value; its run may have begun long before
-                out = np.where(positions == 1, values_start - 1, out)
-            return out
-
+        buffer = chunk
+        if lead:
+            if len(work) < lead + len(chunk):
+                work = np.empty(lead + len(chunk))
+            buffer = work[: lead + len(chunk)]
+            buffer[:lead], buffer[lead:] = carry, chunk
+        shift = values_start - lead  # buffer position -> global index (but the carried run's first value)
         if len(buffer) >= 3:
             mids, lefts, rights = _local_maxima_1d(buffer)
             peak_values = buffer[mids]
-            if height is not None:  # before the index arithmetic: most local maxima of a noisy signal fail it
+            found_g = mids + shift
+            if lead == 2 and len(lefts) and lefts[0] == 1:  # position 1 stands for the carried run, begun earlier
+                right = values_start - 1 if rights[0] == 1 else int(rights[0]) + shift
+                found_g[0] = (run_start + right) // 2
+            if height is not None:
                 keep = peak_values >= height
-                lefts, rights, peak_values = lefts[keep], rights[keep], peak_values[keep]
-            if len(peak_values):
-                left_g = to_global(lefts)
-                if lead == 2:
-                    left_g = np.where(lefts == 1, run_start, left_g)
-                found.append(((left_g + to_global(rights)) // 2).astype(np.intp))
-                values.append(peak_values)
+                found_g, peak_values = found_g[keep], peak_values[keep]
+            found.append(found_g.astype(np.intp, copy=False))
+            values.append(peak_values)
         last_run = _last_run_start(buffer)
         if last_run == 0:
             carry = buffer[-1:].copy()  # one run from the array's start (never a peak): its last value only
         elif not (last_run == 1 and lead == 2):
-            run_start = int(to_global(np.array([last_run]))[0])
+            run_start = last_run + shift
             carry = buffer[last_run - 1 : last_run + 1].copy()
     peaks = np.concatenate(found) if found else np.empty(0, dtype=np.intp)
     heights = np.concatenate(values) if values else np.empty(0)
