@@ -242,6 +242,11 @@ def test_column_chunks_of_parquet_equal_pandas_floats_and_leave_other_types_to_p
         pd.testing.assert_series_equal(pd.concat(chunks, ignore_index=True), frame[column], check_names=False)
     with pytest.raises(ProcessingError, match="column 'text' is not numeric"):
         run_processor("peak_detection", source, PeakDetectionParams(column="text"), lambda _p: None)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the footer is gone
+    gone = DataSource(path=broken, name=broken.name, format="parquet", row_count=rows, columns=source.columns)
+    with pytest.raises(DataFileError, match=r"broken\.parquet: cannot read as parquet"):
+        run_processor("peak_detection", gone, PeakDetectionParams(column="f64"), lambda _p: None)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"height": 0.5, "distance": 7}, {"prominence": 0.8, "wlen": 51}])
