@@ -110,3 +110,14 @@ def test_uneven_and_empty_chunks_of_small_tied_signals_give_one_calls_peaks(kwar
         for key in ("peak_heights", "prominences"):
             if key in props:
                 np.testing.assert_array_equal(got_props[key], props[key])
+
+
+def test_far_bases_of_a_random_walk_in_uneven_chunks_equal_one_call() -> None:
+    """A random walk's tall peaks find their nearest higher value thousands of rows away (beyond any halo)."""
+    rng = np.random.default_rng(23)
+    values = np.round(np.cumsum(rng.normal(0, 1, 30_000)), 0)
+    expected, props = find_peaks(values, prominence=0.0)
+    pieces = np.split(values, np.sort(rng.integers(0, len(values) + 1, 9)))
+    got, got_props = find_peaks_stream(lambda: iter(pieces), PeakOptions(prominence=0.0, halo=5))
+    assert got.tolist() == expected.tolist()
+    np.testing.assert_array_equal(got_props["prominences"], props["prominences"])
