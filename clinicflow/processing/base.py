@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, iter_chunks
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, iter_chunks, iter_column
 
 ProgressFn = Callable[[float], None]
 
@@ -42,6 +42,9 @@ class DataSource:
 
     def chunks(self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         return iter_chunks(self.path, self.format, columns=columns, chunk_rows=chunk_rows, name=self.name)
+
+    def column_chunks(self, column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[np.ndarray | pd.Series]:
+        return iter_column(self.path, self.format, column, chunk_rows=chunk_rows, name=self.name)
 
 
 class ParamsModel(BaseModel):

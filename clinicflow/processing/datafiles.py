@@ -5,17 +5,20 @@ Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
+import numpy as np
 import pandas as pd
 
 from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
 
+T = TypeVar("T")
 DataFormat = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 PARQUET_MAGIC = b"PAR1"
@@ -79,18 +82,70 @@ def iter_chunks(
 ) -> Iterator[pd.DataFrame]:
     """The file's rows as DataFrames of at most ``chunk_rows`` rows (only ``columns`` when given)."""
     label = name or path.name
-    try:
+    with _reading(label, fmt):
         if fmt == "csv":
             with pd.read_csv(path, usecols=columns, chunksize=chunk_rows) as reader:
                 yield from reader
         elif fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            parquet = pq.ParquetFile(path)
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+            for batch in _parquet_batches(path, columns, chunk_rows):
                 yield batch.to_pandas()
         else:
             raise DataFileError(f"{label}: unsupported format {fmt!r}")
+
+
+def iter_column(
+    path: Path, fmt: str, column: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None
+) -> Iterator[np.ndarray | pd.Series]:
+    """One column in chunks of at most ``chunk_rows`` rows: a Parquet column of integers or floats as float64
+    arrays (nulls as NaN, as pandas' ``to_numpy(dtype=float, na_value=nan)`` gives), without a DataFrame;
+    any other column as a pandas Series."""
+    label = name or path.name
+    with _reading(label, fmt):
+        if fmt != "parquet":
+            for chunk in iter_chunks(path, fmt, columns=[column], chunk_rows=chunk_rows, name=name):
+                yield chunk[column]
+            return
+        import pyarrow as pa
+
+        for batch in _parquet_batches(path, [column], chunk_rows):
+            values = batch.column(0)
+            if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+                yield np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+            else:
+                yield batch.to_pandas()[column]
+
+
+def read_ahead(chunks: Iterator[T]) -> Iterator[T]:
+    """``chunks`` with the next one read in a thread while the caller works on the current one (pyarrow
+    decodes without the GIL): two chunks in memory instead of one. Errors reach the caller in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-read-ahead") as pool:
+        pending = pool.submit(next, chunks, end)
+        try:
+            while (chunk := pending.result()) is not end:
+                pending = pool.submit(next, chunks, end)
+                yield cast(T, chunk)
+        finally:
+            if not pending.cancel():
+                pending.exception()  # a stop before the end: the read under way finishes before the close
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+def _parquet_batches(path: Path, columns: list[str] | None, chunk_rows: int) -> Iterator[Any]:
+    import pyarrow.parquet as pq
+
+    yield from pq.ParquetFile(path, memory_map=True).iter_batches(batch_size=chunk_rows, columns=columns)
+
+
+@contextlib.contextmanager
+def _reading(label: str, fmt: str) -> Iterator[None]:
+    """Reader errors as :class:`DataFileError` naming the file (pandas/pyarrow name the column or line)."""
+    try:
+        yield
     except DataFileError:
         raise
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:

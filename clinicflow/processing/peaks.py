@@ -66,43 +66,55 @@ def local_maxima(
     carry = np.empty(0)
     run_start = 0  # global index of carry[1] (the trailing run's first value) when carry holds two values
     rows = 0
+    work = np.empty(0)  # carry + chunk, reused: a fresh array per chunk would cost its page faults each time
     for chunk in chunks:
         chunk = np.ascontiguousarray(chunk, dtype=np.float64)
         values_start = rows
         rows += len(chunk)
         on_rows(len(chunk))
-        buffer = np.concatenate([carry, chunk]) if len(carry) else chunk
         lead = len(carry)
-
-        def to_global(positions: np.ndarray, lead: int = lead, values_start: int = values_start) -> np.ndarray:
-            out = values_start + positions - lead
-            if lead == 2:  # position 1 is the carried run's first value; its run may have begun long before
-                out = np.where(positions == 1, values_start - 1, out)
-            return out
-
+        buffer = chunk
+        if lead:
+            if len(work) < lead + len(chunk):
+                work = np.empty(lead + len(chunk))
+            buffer = work[: lead + len(chunk)]
+            buffer[:lead], buffer[lead:] = carry, chunk
+        shift = values_start - lead  # buffer position -> global index (but the carried run's first value)
         if len(buffer) >= 3:
             mids, lefts, rights = _local_maxima_1d(buffer)
-            if len(mids):
-                left_g = to_global(lefts)
-                if lead == 2:
-                    left_g = np.where(lefts == 1, run_start, left_g)
-                mids_g = (left_g + to_global(rights)) // 2
-                peak_values = buffer[mids]
-                if height is not None:
-                    keep = peak_values >= height
-                    mids_g, peak_values = mids_g[keep], peak_values[keep]
-                found.append(mids_g.astype(np.intp))
-                values.append(peak_values)
-        changes = np.flatnonzero(buffer[1:] != buffer[:-1])
-        last_run = int(changes[-1]) + 1 if len(changes) else 0
+            peak_values = buffer[mids]
+            found_g = mids + shift
+            if lead == 2 and len(lefts) and lefts[0] == 1:  # position 1 stands for the carried run, begun earlier
+                right = values_start - 1 if rights[0] == 1 else int(rights[0]) + shift
+                found_g[0] = (run_start + right) // 2
+            if height is not None:
+                keep = peak_values >= height
+                found_g, peak_values = found_g[keep], peak_values[keep]
+            found.append(found_g.astype(np.intp, copy=False))
+            values.append(peak_values)
+        last_run = _last_run_start(buffer)
         if last_run == 0:
             carry = buffer[-1:].copy()  # one run from the array's start (never a peak): its last value only
         elif not (last_run == 1 and lead == 2):
-            run_start = int(to_global(np.array([last_run]))[0])
+            run_start = last_run + shift
             carry = buffer[last_run - 1 : last_run + 1].copy()
     peaks = np.concatenate(found) if found else np.empty(0, dtype=np.intp)
     heights = np.concatenate(values) if values else np.empty(0)
     return peaks, heights, rows
+
+
+def _last_run_start(buffer: np.ndarray) -> int:
+    """Where the trailing run of equal values begins (0: the whole buffer is one run); NaN is a run of its
+    own, as ``buffer[1:] != buffer[:-1]`` says. Looks at a growing tail, not the whole buffer."""
+    size = 64
+    while True:
+        tail = buffer[-size:]
+        changes = np.flatnonzero(tail[1:] != tail[:-1])
+        if len(changes):
+            return len(buffer) - len(tail) + int(changes[-1]) + 1
+        if len(tail) == len(buffer):
+            return 0
+        size *= 16
 
 
 def find_peaks_stream(
@@ -211,40 +223,64 @@ def _far_bases(
     chunks: Iterator[np.ndarray], peaks: np.ndarray, values: np.ndarray, on_rows: Callable[[int], None]
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each peak: the minimum between it and the nearest value not ``<=`` its own on the left and on the
-    right (or the array's end), as scipy's unbounded prominence search; one pass, grouped by peak value."""
+    right (or the array's end), as scipy's unbounded prominence search; one pass.
+
+    Per chunk, every distinct peak value at once: a running maximum puts NaN after every number (numpy's
+    order), so searching it finds the first and last value not ``<=`` v (NaN included); running minimums
+    give the stretches' minimums. Only the peaks inside the chunk are searched one by one."""
     left_min = np.full(len(peaks), np.inf)
     right_min = np.full(len(peaks), np.inf)
-    groups = {float(v): np.flatnonzero(values == v) for v in np.unique(values)}
-    open_min = dict.fromkeys(groups, np.inf)  # min of the current stretch of values <= v
-    pending: dict[float, list[int]] = {v: [] for v in groups}  # peaks waiting for their right stop
+    levels, group = np.unique(values, return_inverse=True)
+    open_min = np.full(len(levels), np.inf)  # per level: min of the current stretch of values <= it
+    pending: dict[int, list[int]] = {}  # level -> peaks waiting for their right stop
     offset = 0
     for chunk in chunks:
         on_rows(len(chunk))
         y = np.asarray(chunk, dtype=np.float64)
-        end = offset + len(y)
-        for v, members in groups.items():
-            stops = np.flatnonzero(~(y <= v))
-            first_stop = int(stops[0]) if len(stops) else len(y)
-            head = float(y[:first_stop].min()) if first_stop else np.inf
-            for i in pending[v]:
-                right_min[i] = min(right_min[i], head)
-            if len(stops):
-                pending[v] = []
-            inside = members[(peaks[members] >= offset) & (peaks[members] < end)]
-            for i in inside:
-                q = int(peaks[i]) - offset
-                before = int(np.searchsorted(stops, q)) - 1
-                left_from = int(stops[before]) + 1 if before >= 0 else 0
-                left = float(y[left_from : q + 1].min())
-                left_min[i] = left if before >= 0 else min(open_min[v], left)
-                after = int(np.searchsorted(stops, q))
-                if after < len(stops):
-                    right_min[i] = float(y[q : int(stops[after])].min())
-                else:
-                    right_min[i] = float(y[q:].min())
-                    pending[v].append(int(i))
-            tail_from = int(stops[-1]) + 1 if len(stops) else 0
-            tail = float(y[tail_from:].min()) if tail_from < len(y) else np.inf
-            open_min[v] = tail if len(stops) else min(open_min[v], tail)
+        size = len(y)
+        if not size:
+            continue
+        end = offset + size
+        first_stop = np.searchsorted(np.maximum.accumulate(y), levels, side="right")
+        after_last = size - np.searchsorted(np.maximum.accumulate(y[::-1]), levels, side="right")
+        head = np.where(first_stop > 0, np.minimum.accumulate(y)[np.maximum(first_stop - 1, 0)], np.inf)
+        suffix_min = np.minimum.accumulate(y[::-1])[::-1]
+        tail = np.where(after_last < size, suffix_min[np.minimum(after_last, size - 1)], np.inf)
+        for g, waiting in list(pending.items()):
+            right_min[waiting] = np.minimum(right_min[waiting], head[g])
+            if first_stop[g] < size:
+                del pending[g]
+        for i in range(int(np.searchsorted(peaks, offset)), int(np.searchsorted(peaks, end))):
+            g, q = int(group[i]), int(peaks[i]) - offset
+            v = levels[g]
+            before = _nearest_stop(y, q, v, -1)
+            left_min[i] = y[before + 1 : q + 1].min() if before >= 0 else min(open_min[g], y[: q + 1].min())
+            after = _nearest_stop(y, q, v, 1)
+            right_min[i] = y[q:after].min()
+            if after == size:
+                pending.setdefault(g, []).append(i)
+        open_min = np.where(first_stop < size, tail, np.minimum(open_min, tail))
         offset = end
     return left_min, right_min
+
+
+def _nearest_stop(y: np.ndarray, q: int, v: float, direction: int) -> int:
+    """The index nearest ``q`` in ``direction`` (-1, 1) whose value is not ``<= v`` (-1 / len(y): none),
+    searched in growing windows."""
+    size = 256
+    while True:
+        if direction < 0:
+            lo = max(0, q - size)
+            stops = np.flatnonzero(~(y[lo:q] <= v))
+            if len(stops):
+                return lo + int(stops[-1])
+            if lo == 0:
+                return -1
+        else:
+            hi = min(len(y), q + 1 + size)
+            stops = np.flatnonzero(~(y[q + 1 : hi] <= v))
+            if len(stops):
+                return q + 1 + int(stops[0])
+            if hi == len(y):
+                return len(y)
+        size *= 8

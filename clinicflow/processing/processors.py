@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS, read_ahead
 from clinicflow.processing.peaks import PeakOptions, find_peaks_stream
 from clinicflow.processing.quality import DataQualityParams, data_quality
 
@@ -31,8 +31,11 @@ def _json_list(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else float(v) for v in values.astype(float).tolist()]
 
 
-def _numeric(chunk: pd.DataFrame, column: str, offset: int, source: DataSource) -> np.ndarray:
-    series = chunk[column]
+def _numeric(series: pd.Series | np.ndarray, column: str, offset: int, source: DataSource) -> np.ndarray:
+    """A chunk of ``column`` as float64 (missing as NaN); a float64 array as read is used as it is."""
+    if isinstance(series, np.ndarray) and series.dtype == np.float64:
+        return series
+    series = pd.Series(series) if isinstance(series, np.ndarray) else series
     if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
         bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
         row = offset + int(np.argmax(bad.to_numpy())) if bad.any() else offset
@@ -135,7 +138,7 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
     for chunk in source.chunks(columns, params.chunk_rows):
         first = (-rows) % step
         for column in columns:
-            array = _numeric(chunk, column, rows, source)
+            array = _numeric(chunk[column], column, rows, source)
             values[column].append(array[first::step])
             keep(column, states[column].feed(array))
         rows += len(chunk)
@@ -239,10 +242,10 @@ def peak_detection(source: DataSource, params: PeakDetectionParams, progress: Pr
         reads["count"] += 1
         first_read = reads["count"] == 1
         rows = 0
-        for chunk in source.chunks([column], min(params.chunk_rows, DEFAULT_CHUNK_ROWS)):
+        for chunk in read_ahead(source.column_chunks(column, min(params.chunk_rows, DEFAULT_CHUNK_ROWS))):
             array = _numeric(chunk, column, rows, source)
-            if first_read:
-                sampled.append(array[(-rows) % step :: step])
+            if first_read:  # a copy: a view would keep every chunk alive
+                sampled.append(array[(-rows) % step :: step].copy())
             rows += len(array)
             yield array
 
@@ -280,8 +283,8 @@ def _fill_peak_values(source: DataSource, column: str, peaks: list[dict[str, Any
         return
     position = 0
     at = 0
-    for chunk in source.chunks([column], min(chunk_rows, DEFAULT_CHUNK_ROWS)):
-        array = chunk[column].to_numpy(dtype=float, na_value=np.nan)
+    for chunk in source.column_chunks(column, min(chunk_rows, DEFAULT_CHUNK_ROWS)):
+        array = chunk if isinstance(chunk, np.ndarray) else chunk.to_numpy(dtype=float, na_value=np.nan)
         end = position + len(array)
         while at < len(wanted) and wanted[at]["index"] < end:
             wanted[at]["value"] = json_number(array[wanted[at]["index"] - position])

@@ -74,3 +74,50 @@ def test_clipped_signal_has_plateau_peaks_far_from_any_higher_value() -> None:
     got, got_props = find_peaks_stream(lambda: chunked(clipped, 500), PeakOptions(prominence=0.0, halo=5))
     assert got.tolist() == peaks.tolist()
     np.testing.assert_array_equal(got_props["prominences"], props["prominences"])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"height": 0.5}, {"distance": 37}, {"height": 1.0, "distance": 25}])
+def test_missing_values_split_runs_as_in_one_call(kwargs: dict) -> None:
+    """NaN equals nothing, itself included: each one ends a run (ties and plateaus around gaps, at the end)."""
+    rng = np.random.default_rng(3)
+    values = np.round(signals()["ppg"], 1)
+    values[rng.integers(0, len(values), 200)] = np.nan
+    values[1000:1010] = np.nan
+    values[-3:] = np.nan
+    expected, props = find_peaks(values, **kwargs)
+    for size in CHUNKINGS:
+        got, got_props = find_peaks_stream(lambda size=size: chunked(values, size), PeakOptions(**kwargs))
+        assert got.tolist() == expected.tolist(), size
+        if "peak_heights" in props:
+            np.testing.assert_array_equal(got_props["peak_heights"], props["peak_heights"])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"height": 1.0, "distance": 3}, {"prominence": 0.5}])
+def test_uneven_and_empty_chunks_of_small_tied_signals_give_one_calls_peaks(kwargs: dict) -> None:
+    """Readers cut where they like (Parquet batches, the last chunk, empty ones): any cut, same peaks."""
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        values = rng.integers(0, 4, int(rng.integers(0, 60))).astype(float)
+        if len(values) > 10 and rng.random() < 0.3:  # a plateau, often across a cut
+            start = int(rng.integers(0, len(values) - 5))
+            values[start : start + int(rng.integers(1, 25))] = 3.0
+        if "prominence" not in kwargs and rng.random() < 0.3:
+            values[rng.random(len(values)) < 0.1] = np.nan
+        pieces = np.split(values, np.sort(rng.integers(0, len(values) + 1, int(rng.integers(0, 8)))))
+        expected, props = find_peaks(values, **kwargs)
+        got, got_props = find_peaks_stream(lambda pieces=pieces: iter(pieces), PeakOptions(halo=3, **kwargs))
+        assert got.tolist() == expected.tolist(), (values.tolist(), [len(p) for p in pieces])
+        for key in ("peak_heights", "prominences"):
+            if key in props:
+                np.testing.assert_array_equal(got_props[key], props[key])
+
+
+def test_far_bases_of_a_random_walk_in_uneven_chunks_equal_one_call() -> None:
+    """A random walk's tall peaks find their nearest higher value thousands of rows away (beyond any halo)."""
+    rng = np.random.default_rng(23)
+    values = np.round(np.cumsum(rng.normal(0, 1, 30_000)), 0)
+    expected, props = find_peaks(values, prominence=0.0)
+    pieces = np.split(values, np.sort(rng.integers(0, len(values) + 1, 9)))
+    got, got_props = find_peaks_stream(lambda: iter(pieces), PeakOptions(prominence=0.0, halo=5))
+    assert got.tolist() == expected.tolist()
+    np.testing.assert_array_equal(got_props["prominences"], props["prominences"])

@@ -208,6 +208,66 @@ def test_non_numeric_column_and_unreadable_file_fail_with_the_reason(tmp_path: P
         describe_file(bad, bad.name)
 
 
+def test_column_chunks_of_parquet_equal_pandas_floats_and_leave_other_types_to_pandas(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 2_500
+    rng = np.random.default_rng(5)
+    nulls = rng.random(rows) < 0.1
+    table = pa.table(
+        {
+            "i64": pa.array(np.arange(rows), mask=nulls),
+            "i8": pa.array((np.arange(rows) % 100).astype(np.int8)),
+            "u64": pa.array(np.arange(rows, dtype=np.uint64) * 3),
+            "f32": pa.array(rng.normal(size=rows).astype(np.float32), mask=nulls),
+            "f64": pa.array(np.where(rng.random(rows) < 0.05, np.nan, rng.normal(size=rows)), mask=nulls),
+            "flag": pa.array(rng.random(rows) < 0.5),
+            "text": pa.array([str(i) for i in range(rows)]),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path, row_group_size=1_000)
+    source = source_for(path)
+    frame = pd.read_parquet(path)
+    for column in ("i64", "i8", "u64", "f32", "f64"):
+        chunks = list(source.column_chunks(column, 700))
+        assert [len(c) for c in chunks] == [700, 700, 700, 400]
+        assert all(isinstance(c, np.ndarray) and c.dtype == np.float64 for c in chunks)
+        expected = frame[column].to_numpy(dtype=float, na_value=np.nan)
+        np.testing.assert_array_equal(np.concatenate(chunks), expected, err_msg=column)
+    for column in ("flag", "text"):
+        chunks = list(source.column_chunks(column, 700))
+        assert all(isinstance(c, pd.Series) for c in chunks)
+        pd.testing.assert_series_equal(pd.concat(chunks, ignore_index=True), frame[column], check_names=False)
+    with pytest.raises(ProcessingError, match="column 'text' is not numeric"):
+        run_processor("peak_detection", source, PeakDetectionParams(column="text"), lambda _p: None)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the footer is gone
+    gone = DataSource(path=broken, name=broken.name, format="parquet", row_count=rows, columns=source.columns)
+    with pytest.raises(DataFileError, match=r"broken\.parquet: cannot read as parquet"):
+        run_processor("peak_detection", gone, PeakDetectionParams(column="f64"), lambda _p: None)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"height": 0.5, "distance": 7}, {"prominence": 0.8, "wlen": 51}])
+def test_peak_detection_on_parquet_with_nulls_equals_find_peaks_on_the_pandas_column(
+    tmp_path: Path, kwargs: dict
+) -> None:
+    frame = signal_frame(6_000)
+    path = tmp_path / "signal.parquet"
+    frame.to_parquet(path, row_group_size=2_000)
+    params = PeakDetectionParams(column="voltage", chunk_rows=900, max_peaks=50, **kwargs)
+    result = run_processor("peak_detection", source_for(path), params, lambda _p: None)
+    values = pd.read_parquet(path)["voltage"].to_numpy(dtype=float, na_value=np.nan)
+    expected, _ = find_peaks(values, **kwargs)
+    assert result["count"] == len(expected)
+    assert [p["index"] for p in result["peaks"]] == expected[:50].tolist()
+    assert [p["value"] for p in result["peaks"]] == values[expected[:50]].tolist()
+    assert result["series"]["voltage"]["values"][:3] == [
+        None if np.isnan(v) else v for v in values[:: result["step"]][:3].tolist()
+    ]
+
+
 def iso_variants(rows: int) -> list[str]:
     """ISO-8601 as devices write it: mixed precision, T or space, Z, offsets, none."""
     base = pd.Timestamp("2024-03-01 08:00:00")
