@@ -33,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 
 from clinicflow.connectors.objectstore.clients import store_for_block
 from clinicflow.connectors.postgres.pool import ConnectionPool
+from clinicflow.core.heap import freeze_start_up_objects
 from clinicflow.processing import sandbox, store
 from clinicflow.service import limits
 from clinicflow.service.dispatcher_process import DispatcherProcess
@@ -91,6 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             reconciler = asyncio.create_task(_reconcile_forever(client, service.pool))
             if service.dispatcher is not None:
                 service.dispatcher.start()
+            freeze_start_up_objects()
             try:
                 yield
             finally:

@@ -20,6 +20,7 @@ from typing import Any
 
 from clinicflow.connectors.connections import connected
 from clinicflow.core import secret_env, settings
+from clinicflow.core.heap import freeze_start_up_objects
 
 log = logging.getLogger("clinicflow.service")
 # A child that dies this soon after its start is not restarted again at once (a broken set-up, not a crash).
@@ -59,6 +60,7 @@ def serve_processing_tasks(limit: int) -> None:
     else:
         log.info("custom scripts run by the script runner at %s", runner_url)
     lease.start()
+    freeze_start_up_objects()
     log.info("task worker %s serving process-result-background (limit %s)", lease.worker, limit)
     try:
         # Task runs have no flow run: their log lines stay in this process (without a warning for each).
