@@ -10,12 +10,15 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinicflow.core.dbapi import PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident
 from clinicflow.ingest.medical import Medical
 from clinicflow.ingest.schema import ddl
+
+if TYPE_CHECKING:
+    from clinicflow.ingest.extractors import DocumentExtractor
 
 DEFAULT_SCHEMA = "ingest"
 _NAMESPACE = uuid.UUID("5b0f6a52-8d1e-4c1b-9a59-0c6b1f1e7a10")
@@ -140,13 +143,12 @@ def insert_medical(
     schema: str,
     rows: list[tuple[str, Medical]],
     *,
-    extractor: str,
-    model: str,
-    prompt_version: str,
+    extractor: DocumentExtractor,
     run_id: str,
     replace: bool = False,
 ) -> int:
-    """Insert Medical rows (one per document version); returns how many were written.
+    """Insert Medical rows (one per document version) stamped with the extractor's name, model and prompt
+    version; returns how many were written.
 
     ``replace`` (a re-extraction): the document's row is replaced by this extractor's.
     """
@@ -168,9 +170,9 @@ def insert_medical(
             m.medications,
             m.summary,
             json.dumps(m.provenance),
-            extractor,
-            model,
-            prompt_version,
+            extractor.name,
+            extractor.model,
+            extractor.prompt_version,
             run_id,
         )
         for doc_id, m in rows

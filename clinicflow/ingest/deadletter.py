@@ -287,9 +287,7 @@ def _replay_extract(
                 cur,
                 settings.schema,
                 rows,
-                extractor=extractor.name,
-                model=extractor.model,
-                prompt_version=extractor.prompt_version,
+                extractor=extractor,
                 run_id=settings.run_id,
             )
             db.record_dead_letters(

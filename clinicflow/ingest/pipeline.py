@@ -356,9 +356,7 @@ def process_file_batch(
                     cur,
                     settings.schema,
                     rows,
-                    extractor=extractor.name,
-                    model=extractor.model,
-                    prompt_version=extractor.prompt_version,
+                    extractor=extractor,
                     run_id=settings.run_id,
                 )
             db.record_dead_letters(cur, settings.schema, letters, settings.run_id)

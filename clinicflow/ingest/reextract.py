@@ -71,9 +71,7 @@ def reextract(
                     cur,
                     schema,
                     rows,
-                    extractor=extractor.name,
-                    model=extractor.model,
-                    prompt_version=extractor.prompt_version,
+                    extractor=extractor,
                     run_id=run_id,
                     replace=True,
                 )

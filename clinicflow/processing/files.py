@@ -16,7 +16,7 @@ from clinicflow.connectors.objectstore.stores import ObjectStore
 from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
-from clinicflow.processing.datafiles import describe_file
+from clinicflow.processing.datafiles import FileMetadata, describe_file
 
 OBJECT_PREFIX = "data-files/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -43,17 +43,7 @@ def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -
     meta = describe_file(local_path, file_name)
     object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
     writer.write(object_name, local_path)
-    return store.insert_data_file(
-        conn,
-        name=file_name,
-        size_bytes=meta.size_bytes,
-        sha256=meta.sha256,
-        fmt=meta.format,
-        columns=meta.columns,
-        row_count=meta.row_count,
-        object_name=object_name,
-        storage_uri=object_uri(writer, object_name),
-    )
+    return _insert(conn, file_name, meta, object_name, object_uri(writer, object_name))
 
 
 def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
@@ -74,14 +64,18 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
         meta = describe_file(local, file_name)
     finally:
         local.unlink(missing_ok=True)
+    return _insert(conn, file_name, meta, object_name, uri)
+
+
+def _insert(conn: PgConnection, name: str, meta: FileMetadata, object_name: str, storage_uri: str) -> dict[str, Any]:
     return store.insert_data_file(
         conn,
-        name=file_name,
+        name=name,
         size_bytes=meta.size_bytes,
         sha256=meta.sha256,
         fmt=meta.format,
         columns=meta.columns,
         row_count=meta.row_count,
         object_name=object_name,
-        storage_uri=uri,
+        storage_uri=storage_uri,
     )

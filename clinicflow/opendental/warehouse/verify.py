@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from clinicflow.connectors.mysql.sessions import catalog_name, catalog_text
 from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection, PgConnection
-from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
+from clinicflow.core.sql import Dialect, quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
 from clinicflow.opendental.tables.typemap import Kind, PgColumn
@@ -112,45 +112,34 @@ def _range_column(plan: LoadPlan) -> PgColumn | None:
 
 def replica_side(mysql_conn: Connection, plan: LoadPlan) -> reconcile.Side:
     """The replica table's aggregate SQL, over the canonical form shared with :func:`raw_side`."""
-    column = _range_column(plan)
-    single = column is not None and len(plan.primary_key) == 1
-    key_hash = (
-        quote_ident(column.name, "mysql")
-        if single and column is not None
-        else reconcile.md5_60_sql(key_text_mysql(plan), "mysql")
-        if plan.primary_key
-        else "0"
-    )
-    return reconcile.Side(
-        mysql_conn,
-        "mysql",
-        quote_ident(plan.table, "mysql"),
-        column.name if column else None,
-        key_hash,
-        reconcile.md5_60_sql(canonical_mysql(plan), "mysql"),
-        key_unique=single,
-    )
+    return _side(mysql_conn, plan, "mysql", quote_ident(plan.table, "mysql"))
 
 
 def raw_side(pg_conn: PgConnection, plan: LoadPlan) -> reconcile.Side:
     """raw.<table>'s aggregate SQL (see :func:`replica_side`)."""
+    return _side(pg_conn, plan, "postgres", quote_qualified(plan.raw_schema, plan.table, "postgres"))
+
+
+def _side(conn: Connection, plan: LoadPlan, dialect: Dialect, table_sql: str) -> reconcile.Side:
+    key_text, canonical = (
+        (key_text_mysql, canonical_mysql) if dialect == "mysql" else (key_text_postgres, canonical_postgres)
+    )
     column = _range_column(plan)
     single = column is not None and len(plan.primary_key) == 1
-    key_hash = (
-        quote_ident(column.name, "postgres")
-        if single and column is not None
-        else reconcile.md5_60_sql(key_text_postgres(plan), "postgres")
-        if plan.primary_key
-        else "0"
-    )
+    if single and column is not None:
+        key_hash = quote_ident(column.name, dialect)
+    elif plan.primary_key:
+        key_hash = reconcile.md5_60_sql(key_text(plan), dialect)
+    else:
+        key_hash = "0"
     return reconcile.Side(
-        pg_conn,
-        "postgres",
-        quote_qualified(plan.raw_schema, plan.table, "postgres"),
+        conn,
+        dialect,
+        table_sql,
         column.name if column else None,
         key_hash,
-        reconcile.md5_60_sql(canonical_postgres(plan), "postgres"),
-        pg_type=column.pg_type if column else "bigint",
+        reconcile.md5_60_sql(canonical(plan), dialect),
+        pg_type=column.pg_type if column else "bigint",  # read by the PostgreSQL side's SQL only
         key_unique=single,
     )
 

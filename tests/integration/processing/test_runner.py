@@ -7,6 +7,7 @@ import json
 import select
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -299,37 +300,23 @@ def test_a_background_row_is_found_by_its_task_run_id(
         tracked.append(row_id)
         yield
 
-    summary = process_result(
-        analytics.connect,
-        bucket,
-        None,
-        flow_run_id=None,
-        scripts_dir=tmp_path,
-        worker="test-worker",
-        task_run_id="00000000-0000-4000-8000-0000000000aa",
-        track=track,
-    )
+    def run(task_run_id: str, **extra: Any) -> dict[str, Any]:
+        return process_result(
+            analytics.connect,
+            bucket,
+            None,
+            flow_run_id=None,
+            scripts_dir=tmp_path,
+            worker="test-worker",
+            task_run_id=task_run_id,
+            **extra,
+        )
+
+    summary = run("00000000-0000-4000-8000-0000000000aa", track=track)
     assert summary["status"] == "COMPLETED"
     assert tracked == [result_id]
-    again = process_result(
-        analytics.connect,
-        bucket,
-        None,
-        flow_run_id=None,
-        scripts_dir=tmp_path,
-        worker="test-worker",
-        task_run_id="00000000-0000-4000-8000-0000000000aa",
-        track=track,
-    )
+    again = run("00000000-0000-4000-8000-0000000000aa", track=track)
     assert again["status"] == "skipped"  # delivered twice: run once
-    gone = process_result(
-        analytics.connect,
-        bucket,
-        None,
-        flow_run_id=None,
-        scripts_dir=tmp_path,
-        worker="test-worker",
-        task_run_id="00000000-0000-4000-8000-0000000000bb",
-    )
+    gone = run("00000000-0000-4000-8000-0000000000bb")
     assert gone["status"] == "skipped"
     assert "no result" in gone["reason"]

@@ -1,33 +1,10 @@
-"""The generated schema has OpenDental's shape (real MariaDB, read back from information_schema)."""
+"""The generator's table names, without a database (the schema itself: tests/integration/dev/test_schema.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from clinicflow_dev import generator
-
-REQUIRED_TABLES = {
-    "patient",
-    "appointment",
-    "procedurelog",
-    "commlog",
-    "document",
-    "payment",
-    "paysplit",
-    "adjustment",
-    "claim",
-    "claimproc",
-    "securitylog",
-    "definition",
-    "provider",
-    "clinic",
-    "carrier",
-    "insplan",
-    "operatory",
-    "userod",
-}
-DATETSTAMP_TABLES = ["patient", "appointment", "procedurelog", "commlog", "document"]
-SECDATETEDIT_TABLES = ["payment", "paysplit", "adjustment", "claim", "claimproc"]
 
 
 def test_filler_names_are_unique_realistic_and_never_core() -> None:
