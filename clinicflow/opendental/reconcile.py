@@ -385,6 +385,15 @@ def ranges_predicate(
     return "(" + " OR ".join(parts) + ")", params
 
 
+def load_verification_sweep(sweep: Sweep) -> Sweep:
+    """A full load's verification: counts and key sums in every range, row checksums in ``sweep``'s slice.
+
+    The slice is the one the nightly reconciliation checks tonight, so the following nights' slices
+    compare the rest of the values (every range within ``slices`` nights, as for a silent update).
+    """
+    return replace(sweep, keys=True, checksums=True)
+
+
 def sweep_for(config: Any, *, full_sweep: bool = False) -> Sweep:
     """Tonight's sweep of a table from its tables.yml settings; ``full_sweep`` checks everything."""
     if full_sweep:

@@ -33,7 +33,7 @@ from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc.state import cdc_active_tables
 from clinicflow.opendental.chunks import keyset_after, ranges_from_boundaries
 from clinicflow.opendental.metrics import TableMode, TableOutcome
-from clinicflow.opendental.reconcile import Sweep, sweep_for
+from clinicflow.opendental.reconcile import Sweep, load_verification_sweep, sweep_for
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse import (
     copy_encoding,
@@ -76,6 +76,7 @@ class FullLoad:
     replication_rows: int | None = None
     replication_seconds: float | None = None
     reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)  # the replica leg's figures, if any
+    sweep: Sweep = field(default_factory=Sweep)  # the table's reconciliation sweep; its slice is verified
 
 
 def setup_target(pg_server: Any, options: LoadOptions = LoadOptions()) -> None:
@@ -115,11 +116,16 @@ def _after_load(
     outcome: TableOutcome,
     sweep: Sweep | None,
     replication: dict[str, Any] | None = None,
+    *,
+    verify_sweep: Sweep | None = None,
 ) -> TableOutcome:
     """Reconciliation (``sweep``) or verification only (``None``, after a full load); a difference fails the table.
 
     The reconciliation's comparison is the night's verification: ranges it
-    repaired are compared again, and any still different fail the table.
+    repaired are compared again, and any still different fail the table. A
+    full load's verification compares counts and key sums of every range and
+    the row checksums of ``verify_sweep``'s slice (the COPY itself is
+    all-or-nothing per chunk; the following nights' slices compare the rest).
     """
     if sweep is not None and sweep.enabled and plan.primary_key:
         # The replica's leg sampled the key tonight; its boundaries serve raw's leg too.
@@ -134,7 +140,7 @@ def _after_load(
         outcome.verification = "skipped"
         return outcome
     else:
-        result = verify.verify_table(mysql_conn, pg_conn, plan)
+        result = verify.verify_table(mysql_conn, pg_conn, plan, sweep=load_verification_sweep(verify_sweep or Sweep()))
     outcome.verification = result.status
     if result.status == "differs":
         outcome.status = "failed"
@@ -199,7 +205,15 @@ def prepare_load(
             full_load.prepare_stage(pg_conn, plan)
             chunks = full_load.full_load_chunks(mysql_conn, plan)
             return FullLoad(
-                plan, options, reason, chunks, watermark, fingerprint, started, **_replication_fields(replication)
+                plan,
+                options,
+                reason,
+                chunks,
+                watermark,
+                fingerprint,
+                started,
+                **_replication_fields(replication),
+                sweep=sweep,
             )
         # Incremental.
         assert drift is not None
@@ -288,7 +302,9 @@ def finish_load(
                 if replaced
                 else None
             )
-            outcome = _after_load(mysql_server, mysql_conn, pg_conn, load.plan, load.options, outcome, None)
+            outcome = _after_load(
+                mysql_server, mysql_conn, pg_conn, load.plan, load.options, outcome, None, verify_sweep=load.sweep
+            )
         if dropped is not None and (exc := dropped.exception()) is not None:
             # raw is loaded; the next run's setup drops the copy.
             get_logger().warning(

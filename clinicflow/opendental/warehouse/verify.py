@@ -75,6 +75,7 @@ class VerifyResult:
     raw_rows: int = 0
     buckets: int = 0
     diffs: list[BucketDiff] = field(default_factory=list)
+    hashed: int | None = None  # ranges whose row checksums were compared (None: every range)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +96,12 @@ class VerifyResult:
 
     def summary(self) -> str:
         if self.ok:
-            return f"table {self.table!r}: {self.source_rows} rows, {self.buckets} checksummed ranges equal"
+            if self.hashed is None or self.hashed == self.buckets:
+                return f"table {self.table!r}: {self.source_rows} rows, {self.buckets} checksummed ranges equal"
+            return (
+                f"table {self.table!r}: {self.source_rows} rows, {self.buckets} key ranges equal "
+                f"(row checksums in {self.hashed} of them tonight)"
+            )
         head = (
             f"table {self.table!r}: source {self.source_rows} rows, raw {self.raw_rows}; "
             f"{len(self.diffs)} of {self.buckets} key ranges differ: "
@@ -164,8 +170,12 @@ def verify_table(
     bucket_rows: int | None = None,
     ranges: list[KeyRange] | None = None,
     only: list[KeyRange] | None = None,
+    sweep: reconcile.Sweep | None = None,
 ) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
+
+    ``sweep``: what is compared (default: counts, key sums and row checksums of every range); a
+    table without an integer key column is one range and always compared whole.
 
     ``mysql_conn`` must come from :func:`clinicflow.connectors.mysql.sessions.raw_connected` (a UTC session)
     (same session time zone as the load). The ranges come from the chunk
@@ -174,12 +184,15 @@ def verify_table(
     """
     result = VerifyResult(plan.table)
     source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
+    column = _range_column(plan)
+    if sweep is None or column is None:
+        sweep = reconcile.Sweep()
     comparison = reconcile.compare(
-        source, target, reconcile.Sweep(), ranges=ranges, only=only, bucket_rows=bucket_rows or reconcile.BUCKET_ROWS
+        source, target, sweep, ranges=ranges, only=only, bucket_rows=bucket_rows or reconcile.BUCKET_ROWS
     )
     result.source_rows, result.raw_rows = comparison.source_rows, comparison.target_rows
     result.buckets = len(comparison.ranges)
-    column = _range_column(plan)
+    result.hashed = comparison.hashed if comparison.sweep.checksums and comparison.sweep.slices > 1 else None
     empty = reconcile.RangeStats()
     for n, key_range in enumerate(comparison.differing):
         s = comparison.source.get(key_range.index, empty)

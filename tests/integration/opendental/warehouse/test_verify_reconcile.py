@@ -42,10 +42,12 @@ def loaded(
     return replica, pg
 
 
-def _verify(replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig) -> verify.VerifyResult:
+def _verify(
+    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: reconcile.Sweep | None = None
+) -> verify.VerifyResult:
     my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
-        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.read_table(my, table), config))
+        return verify.verify_table(my, pgc, load_plan.plan_load(catalog.read_table(my, table), config), sweep=sweep)
     finally:
         my.close()
         pgc.close()
@@ -249,3 +251,37 @@ def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
     assert window == 5, (window, found)
     assert sum(found) == 1, (window, found)
     assert _verify(replica, pg, "procedurelog", PROC).ok
+
+
+def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_slice(
+    loaded: tuple[MySQLServer, PostgresServer],
+) -> None:
+    replica, pg = loaded
+    sliced = PROC.model_copy(update={"reconcile_slices": 5})
+    outcome = load_steps.load_table_once(replica, pg, "procedurelog", sliced, load_steps.LoadOptions(full_refresh=True))
+    assert (outcome.status, outcome.verification) == ("ok", "ok")
+    # 50 ranges of 100 keys in 5 slices: night 0 checksums keys 1-1000, night 3 keys 3001-4000.
+    pg_query_exec(pg, 'DELETE FROM raw.procedurelog WHERE "ProcNum" = 2222')  # outside both slices
+    pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcFee" = "ProcFee" + 1 WHERE "ProcNum" IN (555, 3555)')
+    nights = {
+        night: _verify(
+            replica,
+            pg,
+            "procedurelog",
+            sliced,
+            reconcile.load_verification_sweep(reconcile.Sweep(slices=5, night=night)),
+        )
+        for night in (0, 3)
+    }
+    for night, changed in ((0, "555"), (3, "3555")):
+        result = nights[night]
+        assert (result.status, result.buckets, result.hashed) == ("differs", 50, 10)
+        assert sorted(k for d in result.diffs for k in d.missing_in_raw) == ["2222"]  # counts: every range
+        assert [k for d in result.diffs for k in d.changed] == [changed]  # values: tonight's slice only
+    clean = _verify(replica, pg, "patplan", PATPLAN)
+    assert clean.ok
+    assert clean.hashed is None
+    assert "checksummed ranges equal" in clean.summary()
+    sliced_night = _verify(replica, pg, "patplan", PATPLAN, reconcile.Sweep(slices=3, night=1))
+    assert sliced_night.ok
+    assert f"row checksums in {sliced_night.hashed} of them" in sliced_night.summary()
