@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from clinicflow.core.errors import ClinicflowError, one_line
+from clinicflow.core.sql import quote_ident
 
 # Escaped and written in slices of this many bytes: memory holds a value once, plus a slice or two.
 SLICE_BYTES = 1 << 20
@@ -154,14 +155,18 @@ def carry_error(layout: RowLayout, last_row: Sequence[Any] | None, exc: BaseExce
     )
 
 
-def keys_first_predicate(table_sql: str, key_sql: str, predicate: str, order_limit: str = "") -> str:
-    """``(key) IN`` the keys matching ``predicate``: a scan for the predicate reads no large value.
+def keys_first_from(table_sql: str, key_columns: Sequence[str], predicate: str, order_limit: str = "") -> str:
+    """A FROM clause: the keys matching ``predicate`` first, then only those rows read whole, by key.
 
-    A table scan that selects the streamed columns reads every value (InnoDB fetches the
-    columns of the select list for each row it examines); the keys are found first, from the
-    narrow columns, and only the matching rows are read whole, by primary key.
+    A scan that selects the streamed columns reads every value (InnoDB fetches the columns of the
+    select list for each row it examines). ``key IN (subquery)`` is not enough: MariaDB flattens it
+    into a semi-join and may scan the table first (2,000 rows of 200 MB read for 10 changed ones);
+    STRAIGHT_JOIN reads the narrow key scan first, then each matching row by its key. The keys are
+    renamed (``cf_k0``...), so the select list's column names still name the table's columns.
     """
+    keys = ", ".join(f"{quote_ident(k, 'mysql')} AS cf_k{i}" for i, k in enumerate(key_columns))
+    on = " AND ".join(f"{table_sql}.{quote_ident(k, 'mysql')} = cf_keys.cf_k{i}" for i, k in enumerate(key_columns))
     return (
-        f"({key_sql}) IN (SELECT {key_sql} FROM (SELECT {key_sql} FROM {table_sql} WHERE {predicate}"
-        f"{order_limit}) AS cf_keys)"
+        f"(SELECT {keys} FROM {table_sql} AS cf_scan WHERE {predicate}{order_limit}) AS cf_keys "
+        f"STRAIGHT_JOIN {table_sql} ON {on}"
     )

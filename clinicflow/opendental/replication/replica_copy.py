@@ -42,7 +42,7 @@ from clinicflow.opendental.replication.replica_encoding import (
     stream_to_file,
 )
 from clinicflow.opendental.replication.replica_reconcile import reconcile_replica
-from clinicflow.opendental.streamed_values import keys_first_predicate
+from clinicflow.opendental.streamed_values import keys_first_from
 from clinicflow.opendental.tables.config import TableConfig
 
 
@@ -170,11 +170,12 @@ def copy_incremental(src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan)
             pred, params = _bound_page(src_conn, plan, pred, params, None if after is None else after[0])
             order = f" ORDER BY {keyset_order(plan.key_columns, 'mysql')}"
             limit = f" LIMIT {int(plan.batch_size)}"
+            from_sql = None
             if layout is not None:
-                pred = keys_first_predicate(
-                    quote_ident(plan.table, "mysql"), keyset_order(plan.primary_key, "mysql"), pred, order + limit
-                )
-            sql = encoded_select_sql(plan.table, plan.columns, plan.key_columns) + f" WHERE {pred}{order}{limit}"
+                from_sql = keys_first_from(quote_ident(plan.table, "mysql"), plan.primary_key, pred, order + limit)
+                pred = "TRUE"
+            sql = encoded_select_sql(plan.table, plan.columns, plan.key_columns, from_sql)
+            sql += f" WHERE {pred}{order}{limit}"
             with dst_conn.cursor() as cur:
                 cur.execute(f"TRUNCATE TABLE {quote_ident(stage, 'mysql')}")
             with ChunkFile(plan.table) as path:

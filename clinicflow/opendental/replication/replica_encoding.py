@@ -67,8 +67,12 @@ def row_layout(table: str, columns: Sequence[CatalogColumn], extra: Sequence[str
     return RowLayout(table, len(streamed) < len(columns), [(c.name, "load") for c in streamed], list(extra))
 
 
-def encoded_select_sql(table: str, columns: Sequence[CatalogColumn], extra: Sequence[str] = ()) -> str:
+def encoded_select_sql(
+    table: str, columns: Sequence[CatalogColumn], extra: Sequence[str] = (), from_sql: str | None = None
+) -> str:
     """``SELECT <encoded line>[, streamed columns][, extra key columns] FROM table`` (WHERE/ORDER added by callers).
+
+    ``from_sql``: another FROM clause whose columns are the table's (e.g. ``keys_first_from``).
 
     With streamed columns the session must send bytes unconverted (:func:`prepare_streaming`); the
     key columns are then converted to UTF-8 explicitly.
@@ -83,7 +87,7 @@ def encoded_select_sql(table: str, columns: Sequence[CatalogColumn], extra: Sequ
         items += [f"CONVERT({quote_ident(c, 'mysql')} USING utf8mb4)" for c in extra]
     else:
         items += [quote_ident(c, "mysql") for c in extra]
-    return f"SELECT {', '.join(items)} FROM {quote_ident(table, 'mysql')}"
+    return f"SELECT {', '.join(items)} FROM {from_sql or quote_ident(table, 'mysql')}"
 
 
 def prepare_streaming(conn: Connection, layout: RowLayout | None) -> None:

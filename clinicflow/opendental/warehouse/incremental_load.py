@@ -14,7 +14,7 @@ from clinicflow.connectors.postgres.copy_source import COPY_READ_SIZE, CopySourc
 from clinicflow.core.dbapi import Connection, PgConnection, PgCursor
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified, short_pg_ident
 from clinicflow.opendental.chunks import WATERMARK_OVERLAP_SECONDS, bounded_mark, clock_bound
-from clinicflow.opendental.streamed_values import keys_first_predicate
+from clinicflow.opendental.streamed_values import keys_first_from
 from clinicflow.opendental.tables.typemap import (
     Kind,
 )
@@ -131,13 +131,12 @@ def load_incremental(
     reset_counters(mysql_stream_conn, plan)
     temp = quote_ident(short_pg_ident(f"cf_merge_{plan.table}"), "postgres")
     layout = copy_row_layout(plan, keyset)
+    source = quote_ident(plan.table, "mysql")
     if layout is not None:
-        predicate = keys_first_predicate(
-            quote_ident(plan.table, "mysql"), quote_list(plan.primary_key, "mysql"), predicate
-        )
+        source, predicate = keys_first_from(source, plan.primary_key, predicate), "TRUE"
     select = (
         f"SELECT {copy_items_sql(plan)}, "
-        f"{quote_list(keyset, 'mysql')} FROM {quote_ident(plan.table, 'mysql')} WHERE {predicate} "
+        f"{quote_list(keyset, 'mysql')} FROM {source} WHERE {predicate} "
         f"ORDER BY {quote_list(keyset, 'mysql')}"
     )
     copy_sql = f"COPY {temp} ({quote_list(copy_column_names(plan), 'postgres')}) FROM STDIN"
