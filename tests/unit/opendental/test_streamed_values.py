@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from clinicflow.opendental import streamed_values
-from clinicflow.opendental.streamed_values import RowLayout, carry_error, json_without_nul
+from clinicflow.opendental.streamed_values import RowLayout, carry_error, json_without_nul, keys_first_from
 
 
 def test_load_data_escaping_round_trips_every_byte() -> None:
@@ -53,3 +53,11 @@ def test_carry_error_names_table_columns_and_key_never_the_value() -> None:
     assert "DocNum=42" in text
     assert "secret" not in text
     assert "more" not in text
+
+
+def test_keys_first_from_joins_the_renamed_keys_straight_to_the_table() -> None:
+    sql = keys_first_from("`doc`", ["Pat", "Kind"], "`Stamp` >= %s", " ORDER BY `Stamp` LIMIT 5")
+    assert sql == (
+        "(SELECT `Pat` AS cf_k0, `Kind` AS cf_k1 FROM `doc` AS cf_scan WHERE `Stamp` >= %s ORDER BY `Stamp` LIMIT 5) "
+        "AS cf_keys STRAIGHT_JOIN `doc` ON `doc`.`Pat` = cf_keys.cf_k0 AND `doc`.`Kind` = cf_keys.cf_k1"
+    )
