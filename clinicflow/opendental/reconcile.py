@@ -388,8 +388,7 @@ def ranges_predicate(
 def load_verification_sweep(sweep: Sweep) -> Sweep:
     """A full load's verification: counts and key sums in every range, row checksums in ``sweep``'s slice.
 
-    The slice is the one the nightly reconciliation checks tonight, so the following nights' slices
-    compare the rest of the values (every range within ``slices`` nights, as for a silent update).
+    Tonight's slice of the nightly reconciliation: the next nights' slices compare the rest of the values.
     """
     return replace(sweep, keys=True, checksums=True)
 
