@@ -212,7 +212,8 @@ def nightly_etl(options: NightlyOptions, fan_out: NightlyFanOut) -> list[dict[st
         full_refresh: copy and load every chosen table fully, ignoring watermarks (accepts new column types).
         skip_verification: do not compare raw with the replica after loading.
         full_sweep: reconcile every key range of every keyed table tonight (keys and row checksums), even
-            where tables.yml turns reconciliation off or checksums a rolling slice.
+            where tables.yml turns reconciliation off or checksums a rolling slice; a full load's verification
+            then compares every value too.
         tables_file: path of tables.yml (default: the project's, or $CLINICFLOW_TABLES_FILE).
         allow_empty: succeed when tables.yml lists no table (otherwise that is an error).
         mode: "in-pod" (every table in this run's task runner) or "fanout" (each tier's tables, or groups of

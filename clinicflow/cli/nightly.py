@@ -180,7 +180,8 @@ FullSweepOption = Annotated[
     typer.Option(
         "--full-sweep",
         help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
-        "turns reconciliation off or checksums a rolling slice (reconcile_slices).",
+        "turns reconciliation off or checksums a rolling slice (reconcile_slices); a full load's verification then "
+        "compares every value too.",
     ),
 ]
 TablesFileOption = Annotated[

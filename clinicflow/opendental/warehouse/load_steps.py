@@ -141,6 +141,7 @@ def _after_load(
         return outcome
     else:
         result = verify.verify_table(mysql_conn, pg_conn, plan, sweep=load_verification_sweep(verify_sweep or Sweep()))
+        outcome.swept = "; ".join(filter(None, [outcome.swept, result.swept_note()]))
     outcome.verification = result.status
     if result.status == "differs":
         outcome.status = "failed"

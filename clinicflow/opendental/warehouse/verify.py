@@ -76,6 +76,12 @@ class VerifyResult:
     buckets: int = 0
     diffs: list[BucketDiff] = field(default_factory=list)
     hashed: int | None = None  # ranges whose row checksums were compared (None: every range)
+    swept: str = ""  # what was compared ("keys+checksums slice 3/10")
+
+    def swept_note(self) -> str:
+        """For the metrics' ``swept``: what this verification compared, in how many ranges."""
+        hashed = self.buckets if self.hashed is None else self.hashed
+        return f"verification {self.swept} ({hashed}/{self.buckets} ranges checksummed)"
 
     @property
     def ok(self) -> bool:
@@ -193,6 +199,7 @@ def verify_table(
     result.source_rows, result.raw_rows = comparison.source_rows, comparison.target_rows
     result.buckets = len(comparison.ranges)
     result.hashed = comparison.hashed if comparison.sweep.checksums and comparison.sweep.slices > 1 else None
+    result.swept = comparison.sweep.describe()
     empty = reconcile.RangeStats()
     for n, key_range in enumerate(comparison.differing):
         s = comparison.source.get(key_range.index, empty)

@@ -5,6 +5,7 @@ Reconciliation repairs exactly the rows that differ, in both legs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -260,6 +261,9 @@ def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_sli
     sliced = PROC.model_copy(update={"reconcile_slices": 5})
     outcome = load_steps.load_table_once(replica, pg, "procedurelog", sliced, load_steps.LoadOptions(full_refresh=True))
     assert (outcome.status, outcome.verification) == ("ok", "ok")
+    # The metrics say what the verification compared: keys everywhere, checksums in one slice of five.
+    assert outcome.swept is not None
+    assert re.fullmatch(r"verification keys\+checksums slice [1-5]/5 \(10/50 ranges checksummed\)", outcome.swept)
     # 50 ranges of 100 keys in 5 slices: night 0 checksums keys 1-1000, night 3 keys 3001-4000.
     pg_query_exec(pg, 'DELETE FROM raw.procedurelog WHERE "ProcNum" = 2222')  # outside both slices
     pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcFee" = "ProcFee" + 1 WHERE "ProcNum" IN (555, 3555)')
