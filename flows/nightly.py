@@ -117,13 +117,15 @@ def _run(
             len(names),
         )
         outcomes = [catalog_signals.unchanged_outcome(t) for t in names if t in signals.unchanged]
-        names = [t for t in names if t not in signals.unchanged]
+    unchanged = signals.unchanged if signals is not None else set()
     partitions_failed = ""
     if fan_out is not None:
-        found, partitions_failed = fan_out_tiers(config, names, pg, run_id=run_id, options=options, fan_out=fan_out)
+        found, partitions_failed = fan_out_tiers(
+            config, names, pg, run_id=run_id, options=options, fan_out=fan_out, skipped=unchanged
+        )
         outcomes += found
     else:
-        for tier, tier_names in config.by_tier(names):
+        for tier, tier_names in config.by_tier([t for t in names if t not in unchanged]):
             log.info("tier %d: %d tables", tier, len(tier_names))
             outcomes += run_tier_tables(config, tier_names, replica, pg, load_options, source=source, tier=tier)
 

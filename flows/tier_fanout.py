@@ -9,6 +9,8 @@ partition's tables; every table's outcome read back from ``clinicflow.etl_table_
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -48,16 +50,22 @@ def fan_out_tiers(
     run_id: str,
     options: NightlyOptions,
     fan_out: NightlyFanOut,
+    skipped: Collection[str] = (),
 ) -> tuple[list[TableOutcome], str]:
-    """Every tier as child runs, lowest tier first; the tables' outcomes and a line naming failed partitions."""
+    """Every tier as child runs, lowest tier first; the tables' outcomes and a line naming failed partitions.
+
+    ``skipped``: tables not to visit tonight (unchanged); partitions are planned over ``names`` first, so
+    their names do not depend on them.
+    """
     log = get_logger()
     key = fan_out.run_key or run_id
     deployment = child_deployment()
     outcomes: list[TableOutcome] = []
     reports: list[fanout.PartitionReport] = []
-    for parts in fanout.plan_table_partitions(
+    plan = fanout.plan_table_partitions(
         config, names, small_rows=settings.small_table_rows(), group_size=settings.small_group_size()
-    ):
+    )
+    for parts in fanout.without_tables(plan, skipped):
         log.info("tier %d: %d tables in %d child runs", parts[0].tier, sum(len(p.tables) for p in parts), len(parts))
         # concurrency_limit None: each child reads its own $CLINICFLOW_FANOUT_LIMIT.
         children = run_partitions(

@@ -8,7 +8,8 @@ decisions, polling) is :mod:`clinicflow.scaleout.fanout`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clinicflow.core.dbapi import PgConnection
@@ -52,6 +53,20 @@ def plan_table_partitions(
         parts += [Partition(f"t{tier}-{t}", tier, (t,)) for t in tier_names if t not in small]
         tiers.append(parts)
     return tiers
+
+
+def without_tables(tiers: list[list[Partition]], skipped: Collection[str]) -> list[list[Partition]]:
+    """``tiers`` less the ``skipped`` tables, each partition keeping its name; emptied partitions and tiers go.
+
+    Plan first, then skip (the tables the catalog found unchanged): a rerun under the same run key then
+    finds the partitions its earlier attempt completed by their names, whatever the catalog says tonight.
+    """
+    out = []
+    for parts in tiers:
+        trimmed = [replace(p, tables=tuple(t for t in p.tables if t not in skipped)) for p in parts]
+        if left := [p for p in trimmed if p.tables]:
+            out.append(left)
+    return out
 
 
 @dataclass

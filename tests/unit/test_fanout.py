@@ -46,6 +46,14 @@ def test_partitions_follow_the_in_pod_grouping_tier_by_tier() -> None:
     assert sorted(every) == sorted(config.tables), "each table in exactly one partition"
     with pytest.raises(ValueError, match="group size"):
         table_fanout.plan_table_partitions(config, ["a"], small_rows=1000, group_size=0)
+    # Tables the catalog found unchanged are left out after planning: every partition keeps its name
+    # (a rerun finds what its earlier attempt completed), and one left empty is not run at all.
+    skipped = table_fanout.without_tables(tiers, {"clinic", "patient", "c", "procedurelog"})
+    assert [[(p.name, p.tables) for p in tier] for tier in skipped] == [
+        [("t1-small-clinic..definition", ("definition",))],
+        [("t3-small-a..b", ("a", "b"))],
+    ]
+    assert table_fanout.without_tables(tiers, set(config.tables)) == []
 
 
 def test_child_keys_round_trip_and_differ_per_attempt() -> None:
