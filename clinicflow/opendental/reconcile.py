@@ -18,11 +18,10 @@ is bounded by the number of ranges (at most :data:`MAX_BUCKETS`), never by rows.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.sql import Dialect, quote_ident
@@ -33,6 +32,9 @@ from clinicflow.opendental.chunks import (
     rows_per_range,
     sample_boundaries,
 )
+from clinicflow.opendental.sweep import Sweep
+
+_Result = TypeVar("_Result")
 
 # Rows per compared range: small, so a scattered change re-reads few rows; the
 # ranges of a large table are capped so the aggregate stays a few thousand groups.
@@ -49,63 +51,6 @@ RESYNC_RANGES_PER_QUERY = 200
 PG_CANONICAL_SESSION = (
     "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1"
 )
-
-
-# A table whose tables.yml sets no reconcile_slices (0: sized here) is checksummed in full every night up to
-# this many compared ranges (~100 rows each); a larger one in ceil(ranges / AUTO_FULL_RANGES) slices, one a
-# night, at most AUTO_MAX_SLICES: a silent update is found within that many nights (docs/loading.md).
-AUTO_FULL_RANGES = 1_000
-AUTO_MAX_SLICES = 14
-# ... and past this many bytes (a table of large documents: its checksums read every value), one slice per
-# AUTO_FULL_BYTES, within the same bound.
-AUTO_FULL_BYTES = 32 << 20
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What tonight compares for one table: keys in every range, row checksums in one slice of the ranges.
-
-    ``slices=7`` checksums one seventh of the ranges each night, a contiguous
-    block of them (a full sweep a week), for tables too large to checksum
-    nightly; ``slices=1`` every range; ``slices=0`` sized by the table (:meth:`sized`).
-    """
-
-    keys: bool = True
-    checksums: bool = True
-    slices: int = 1
-    night: int = field(default_factory=lambda: dt.date.today().toordinal())
-
-    def sized(self, ranges: int, data_bytes: int = 0) -> Sweep:
-        """This sweep with ``slices=0`` resolved for a table of ``ranges`` compared ranges and ``data_bytes``."""
-        if self.slices:
-            return self
-        wanted = max(-(-ranges // AUTO_FULL_RANGES), -(-data_bytes // AUTO_FULL_BYTES))
-        return replace(self, slices=min(AUTO_MAX_SLICES, max(1, wanted)))
-
-    @property
-    def enabled(self) -> bool:
-        return self.keys or self.checksums
-
-    @property
-    def slice_index(self) -> int:
-        return self.night % max(self.slices, 1)
-
-    def hashed_ranges(self, ranges: Sequence[KeyRange]) -> tuple[int, int]:
-        """Tonight's slice as range indexes ``[first, end)``: contiguous, so one key interval."""
-        if not self.checksums:
-            return 0, 0
-        if self.slices <= 1:
-            return 0, len(ranges)
-        n = len(ranges)
-        return self.slice_index * n // self.slices, (self.slice_index + 1) * n // self.slices
-
-    def describe(self) -> str:
-        if not self.enabled:
-            return "off"
-        parts = ["keys"] if self.keys else []
-        if self.checksums:
-            parts.append("checksums" if self.slices <= 1 else f"checksums slice {self.slice_index + 1}/{self.slices}")
-        return "+".join(parts)
 
 
 @dataclass(frozen=True)
@@ -159,14 +104,15 @@ class Comparison:
     hashed: int = 0
     differing: list[KeyRange] = field(default_factory=list)
     sweep: Sweep = field(default_factory=Sweep)  # tonight's, with its slices sized
+    totals: tuple[RangeStats, RangeStats] | None = None  # whole-table figures, when ranges were not all counted
 
     @property
     def source_rows(self) -> int:
-        return sum(s.rows for s in self.source.values())
+        return self.totals[0].rows if self.totals else sum(s.rows for s in self.source.values())
 
     @property
     def target_rows(self) -> int:
-        return sum(s.rows for s in self.target.values())
+        return self.totals[1].rows if self.totals else sum(s.rows for s in self.target.values())
 
 
 @dataclass
@@ -277,14 +223,6 @@ def aggregate(
         row_sum = "0"
     elif first == 0 and end == len(ranges):
         row_sum = f"SUM({side.row_hash})"
-    elif only is None:
-        # Counts and key sums of every range from the key's index (no row read), then row hashes of
-        # tonight's slice only: one key interval, read as one index range.
-        stats = _aggregate_query(side, ranges, key_sum, "0", None)
-        interval = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper)
-        for index, hashed in _aggregate_query(side, ranges, "0", f"SUM({side.row_hash})", [interval]).items():
-            stats.setdefault(index, RangeStats()).row_sum = hashed.row_sum
-        return stats
     else:
         # The slice is one key interval: two comparisons per row decide whether it is hashed.
         interval_sql = KeyRange(-1, ranges[first].lower, ranges[end - 1].upper).inline_predicate(
@@ -334,20 +272,71 @@ def compare(
     ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
     sweep = sweep.sized(len(ranges), source.data_bytes() if sweep.slices == 0 else 0)
     checked = list(only) if only is not None else ranges
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
-        source_future = pool.submit(aggregate, source, ranges, sweep, only=only)
-        target_stats = aggregate(target, ranges, sweep, only=only)
-        source_stats = source_future.result()
-    result = Comparison(ranges, source_stats, target_stats, sweep=sweep)
-    empty = RangeStats()
     first, end = sweep.hashed_ranges(ranges)
+    if only is None and source.key_column is not None and (first, end) != (0, len(ranges)):
+        result = _compare_totals_first(source, target, ranges, sweep, first, end)
+    else:
+        source_stats, target_stats = _on_both(source, target, lambda side: aggregate(side, ranges, sweep, only=only))
+        result = Comparison(ranges, source_stats, target_stats, sweep=sweep)
+    empty = RangeStats()
     for key_range in checked:
         hashed = first <= key_range.index < end
         result.hashed += hashed
-        s, t = source_stats.get(key_range.index, empty), target_stats.get(key_range.index, empty)
+        s, t = result.source.get(key_range.index, empty), result.target.get(key_range.index, empty)
         if s.rows != t.rows or (sweep.keys and s.key_sum != t.key_sum) or (hashed and s.row_sum != t.row_sum):
             result.differing.append(key_range)
     return result
+
+
+def _on_both(source: Side, target: Side, work: Callable[[Side], _Result]) -> tuple[_Result, _Result]:
+    """``work`` on both sides at the same time (the wait is the slower side)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinicflow-reconcile") as pool:
+        source_future = pool.submit(work, source)
+        target_result = work(target)
+        return source_future.result(), target_result
+
+
+def totals(side: Side, keys: bool = True) -> RangeStats:
+    """The whole table's row count and (``keys``) key-hash sum, from the key's index: no row read."""
+    key_sum = f"SUM({side.key_hash})" if keys else "0"
+    with side.conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*), {key_sum} FROM {side.table_sql}")
+        rows, key_total = cur.fetchall()[0]
+    _end(side)
+    return RangeStats(int(rows), int(key_total or 0))
+
+
+def _compare_totals_first(
+    source: Side, target: Side, ranges: Sequence[KeyRange], sweep: Sweep, first: int, end: int
+) -> Comparison:
+    """Whole-table totals and tonight's slice first; the counts of every range only when the totals differ.
+
+    Equal row counts and key sums mean no row is missing or extra anywhere (a deleted key and a
+    backdated insert under another key change the sum), so most nights read the key's index once
+    instead of grouping it by range (half the time). Ranges outside the slice are then left out of
+    both sides' stats (equal by the totals); when the totals differ, every range is counted as before.
+    """
+    key_sum = "SUM({})" if sweep.keys else "0"
+    interval = [KeyRange(-1, ranges[first].lower, ranges[end - 1].upper)] if first < end else []
+
+    def first_pass(side: Side) -> tuple[RangeStats, dict[int, RangeStats]]:
+        hashed = (
+            _aggregate_query(side, ranges, key_sum.format(side.key_hash), f"SUM({side.row_hash})", interval)
+            if interval
+            else {}
+        )
+        return totals(side, sweep.keys), hashed
+
+    (source_total, source_stats), (target_total, target_stats) = _on_both(source, target, first_pass)
+    if source_total != target_total:
+        source_counts, target_counts = _on_both(
+            source, target, lambda side: _aggregate_query(side, ranges, key_sum.format(side.key_hash), "0", None)
+        )
+        for counts, hashed in ((source_counts, source_stats), (target_counts, target_stats)):
+            for index, stats in hashed.items():
+                counts.setdefault(index, RangeStats()).row_sum = stats.row_sum
+        source_stats, target_stats = source_counts, target_counts
+    return Comparison(list(ranges), source_stats, target_stats, sweep=sweep, totals=(source_total, target_total))
 
 
 def group_ranges(
@@ -383,18 +372,3 @@ def ranges_predicate(
         parts.append(f"({sql})")
         params += values
     return "(" + " OR ".join(parts) + ")", params
-
-
-def load_verification_sweep(sweep: Sweep) -> Sweep:
-    """A full load's verification: counts and key sums in every range, row checksums in ``sweep``'s slice.
-
-    Tonight's slice of the nightly reconciliation: the next nights' slices compare the rest of the values.
-    """
-    return replace(sweep, keys=True, checksums=True)
-
-
-def sweep_for(config: Any, *, full_sweep: bool = False) -> Sweep:
-    """Tonight's sweep of a table from its tables.yml settings; ``full_sweep`` checks everything."""
-    if full_sweep:
-        return Sweep(keys=True, checksums=True, slices=1)
-    return Sweep(keys=config.reconcile_keys, checksums=config.reconcile_checksums, slices=config.reconcile_slices)

@@ -27,6 +27,7 @@ from clinicflow.opendental.chunks import (
     walk_boundaries,
 )
 from clinicflow.opendental.replication.replica_columns import column_changes, replica_columns
+from clinicflow.opendental.sweep import sweep_for
 from clinicflow.opendental.tables.config import TableConfig
 
 # How a table is copied tonight: a full copy swapped in, incremental pages merged, or nothing to copy.
@@ -302,7 +303,7 @@ def plan_copy(
         config.batch_size,
         primary_key=pk,
         note=note,
-        sweep=reconcile.sweep_for(config, full_sweep=full_sweep),
+        sweep=sweep_for(config, full_sweep=full_sweep),
     )
     if mode == "incremental":
         plan.start_after = read_watermark(dst_conn, table, key_cols)

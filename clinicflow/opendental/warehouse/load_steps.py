@@ -33,7 +33,7 @@ from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc.state import cdc_active_tables
 from clinicflow.opendental.chunks import keyset_after, ranges_from_boundaries
 from clinicflow.opendental.metrics import TableMode, TableOutcome
-from clinicflow.opendental.reconcile import Sweep, load_verification_sweep, sweep_for
+from clinicflow.opendental.sweep import Sweep, load_verification_sweep, sweep_for
 from clinicflow.opendental.tables.config import TableConfig
 from clinicflow.opendental.warehouse import (
     copy_encoding,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clinicflow.opendental.reconcile import (
+from clinicflow.opendental.sweep import (
     AUTO_FULL_BYTES,
     AUTO_FULL_RANGES,
     AUTO_MAX_SLICES,

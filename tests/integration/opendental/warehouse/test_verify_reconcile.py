@@ -13,6 +13,7 @@ import pytest
 from blocks.databases import MySQLServer, PostgresServer
 from clinicflow.connectors.mysql import catalog, checksums, sessions
 from clinicflow.opendental import reconcile, small_tables
+from clinicflow.opendental import sweep as sweeps
 from clinicflow.opendental.replication import copy_plan, replica_reconcile
 from clinicflow.opendental.tables.config import ExtractionStrategy, TableConfig
 from clinicflow.opendental.warehouse import load_plan, load_steps, verify
@@ -233,14 +234,14 @@ def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
     """reconcile_slices unset (0): a table past AUTO_FULL_RANGES ranges gets slices; keys are still checked nightly."""
     replica, pg = loaded
     assert TableConfig().reconcile_slices == 0
-    assert reconcile.sweep_for(TableConfig()).slices == 0
-    monkeypatch.setattr(reconcile, "AUTO_FULL_RANGES", 10)  # 5,000 rows: ~50 ranges -> 5 slices
+    assert sweeps.sweep_for(TableConfig()).slices == 0
+    monkeypatch.setattr(sweeps, "AUTO_FULL_RANGES", 10)  # 5,000 rows: ~50 ranges -> 5 slices
     mysql_exec(
         replica,
         "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 3333",
     )
     found, window = [], 0
-    for night in range(reconcile.AUTO_MAX_SLICES):
+    for night in range(sweeps.AUTO_MAX_SLICES):
         mysql_exec(replica, f"DELETE FROM `procedurelog` WHERE `ProcNum` = {100 + night}")
         stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep(slices=0, night=night))
         assert result.ok
@@ -273,7 +274,7 @@ def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_sli
             pg,
             "procedurelog",
             sliced,
-            reconcile.load_verification_sweep(reconcile.Sweep(slices=5, night=night)),
+            sweeps.load_verification_sweep(reconcile.Sweep(slices=5, night=night)),
         )
         for night in (0, 3)
     }
@@ -289,3 +290,37 @@ def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_sli
     sliced_night = _verify(replica, pg, "patplan", PATPLAN, reconcile.Sweep(slices=3, night=1))
     assert sliced_night.ok
     assert f"row checksums in {sliced_night.hashed} of them" in sliced_night.summary()
+
+
+def _compare_raw(replica: MySQLServer, pg: PostgresServer, sweep: reconcile.Sweep) -> reconcile.Comparison:
+    my, pgc = sessions.raw_connection(replica), pg.connect()
+    try:
+        plan = load_plan.plan_load(catalog.read_table(my, "procedurelog"), PROC)
+        return reconcile.compare(verify.replica_side(my, plan), verify.raw_side(pgc, plan), sweep)
+    finally:
+        my.close()
+        pgc.close()
+
+
+def test_equal_totals_spare_the_per_range_counts_and_unequal_ones_count_every_range(
+    loaded: tuple[MySQLServer, PostgresServer],
+) -> None:
+    replica, pg = loaded
+    night = reconcile.Sweep(slices=5, night=2)  # ranges [20, 30) of 50 checksummed tonight
+    equal = _compare_raw(replica, pg, night)
+    assert not equal.differing and equal.hashed == 10
+    assert sorted(equal.source) == list(range(20, 30))  # the totals vouched for the other 40 ranges
+    assert (equal.source_rows, equal.target_rows) == (5000, 5000)
+
+    # A silent update in the slice is found by its checksum while the totals stay equal.
+    pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcFee" = "ProcFee" + 1 WHERE "ProcNum" = 2550')
+    changed = _compare_raw(replica, pg, night)
+    assert [r.index for r in changed.differing] == [25] and sorted(changed.source) == list(range(20, 30))
+
+    # A row deleted outside the slice and one inserted under a new key: the same count, another key
+    # sum, so every range is counted and both ranges are named.
+    pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcNum" = 5017 WHERE "ProcNum" = 17')
+    moved = _compare_raw(replica, pg, night)
+    assert (moved.source_rows, moved.target_rows) == (5000, 5000)
+    assert len(moved.source) == 50
+    assert [r.index for r in moved.differing] == [0, 25, 49]
