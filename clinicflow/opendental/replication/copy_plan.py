@@ -16,7 +16,6 @@ from clinicflow.connectors.protocols import MySQLServerLike
 from clinicflow.core.dbapi import Connection
 from clinicflow.core.errors import ClinicflowError
 from clinicflow.core.sql import quote_ident, validate_table_name
-from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import (
     KeyRange,
     bounded_mark,
@@ -27,7 +26,7 @@ from clinicflow.opendental.chunks import (
     walk_boundaries,
 )
 from clinicflow.opendental.replication.replica_columns import column_changes, replica_columns
-from clinicflow.opendental.sweep import sweep_for
+from clinicflow.opendental.sweep import Sweep, sweep_for
 from clinicflow.opendental.tables.config import TableConfig
 
 # How a table is copied tonight: a full copy swapped in, incremental pages merged, or nothing to copy.
@@ -65,7 +64,7 @@ class CopyPlan:
     start_after: list[str] | None = None  # incremental: resume point
     overlap_column: str | None = None  # incremental: timestamp column re-read with overlap
     note: str = ""
-    sweep: reconcile.Sweep = field(default_factory=reconcile.Sweep)  # incremental: tonight's reconciliation
+    sweep: Sweep = field(default_factory=Sweep)  # incremental: tonight's reconciliation
 
     @property
     def shadow(self) -> str:

@@ -18,6 +18,7 @@ from clinicflow.opendental.replication.replica_encoding import (
     _merge_sql,
     export_and_load,
 )
+from clinicflow.opendental.sweep import Sweep
 from clinicflow.opendental.tables.typemap import is_streamed
 
 FIX_STAGE = "cf_fix_stage"  # a session's temporary table: no clash between tables or runs
@@ -77,7 +78,7 @@ def reconcile_side(conn: Connection, plan: CopyPlan) -> reconcile.Side:
 
 
 def reconcile_replica(
-    src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, sweep: reconcile.Sweep
+    src: MySQLServerLike, dst: MySQLServerLike, plan: CopyPlan, sweep: Sweep
 ) -> reconcile.ReconcileStats:
     """Make the replica's table equal to the source's: deleted rows removed, missing and changed rows copied.
 

@@ -24,6 +24,7 @@ from clinicflow.core.dbapi import Connection, PgConnection
 from clinicflow.core.sql import Dialect, quote_ident, quote_list, quote_qualified
 from clinicflow.opendental import reconcile
 from clinicflow.opendental.chunks import KeyRange
+from clinicflow.opendental.sweep import Sweep
 from clinicflow.opendental.tables.typemap import Kind, PgColumn
 from clinicflow.opendental.warehouse import copy_stream, incremental_load
 from clinicflow.opendental.warehouse.load_plan import LoadPlan
@@ -176,7 +177,7 @@ def verify_table(
     bucket_rows: int | None = None,
     ranges: list[KeyRange] | None = None,
     only: list[KeyRange] | None = None,
-    sweep: reconcile.Sweep | None = None,
+    sweep: Sweep | None = None,
 ) -> VerifyResult:
     """Compare raw.<table> with the replica table: counts and checksums per key range, then keys.
 
@@ -192,7 +193,7 @@ def verify_table(
     source, target = replica_side(mysql_conn, plan), raw_side(pg_conn, plan)
     column = _range_column(plan)
     if sweep is None or column is None:
-        sweep = reconcile.Sweep()
+        sweep = Sweep()
     comparison = reconcile.compare(
         source, target, sweep, ranges=ranges, only=only, bucket_rows=bucket_rows or reconcile.BUCKET_ROWS
     )
@@ -260,7 +261,7 @@ def reconcile_raw(
     mysql_conn: Connection,
     pg_conn: PgConnection,
     plan: LoadPlan,
-    sweep: reconcile.Sweep,
+    sweep: Sweep,
     *,
     ranges: list[KeyRange] | None = None,
 ) -> tuple[reconcile.ReconcileStats, VerifyResult]:

@@ -45,7 +45,7 @@ def loaded(
 
 
 def _verify(
-    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: reconcile.Sweep | None = None
+    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: sweeps.Sweep | None = None
 ) -> verify.VerifyResult:
     my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
@@ -76,7 +76,7 @@ def test_verification_names_ranges_and_keys(loaded: tuple[MySQLServer, PostgresS
 
 
 def _reconcile_raw(
-    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: reconcile.Sweep
+    replica: MySQLServer, pg: PostgresServer, table: str, config: TableConfig, sweep: sweeps.Sweep
 ) -> tuple[reconcile.ReconcileStats, verify.VerifyResult]:
     my, pgc = sessions.raw_connection(replica, streaming=True), pg.connect()
     try:
@@ -102,20 +102,20 @@ def test_reconciliation_repairs_deletes_backdated_inserts_and_silent_updates_in_
         "UPDATE `patplan` SET `Ordinal` = `Ordinal` + 100 WHERE `PatNum` = 77",
     )
     assert _verify(replica, pg, "procedurelog", PROC).status == "differs"
-    stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep())
+    stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweeps.Sweep())
     assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (4, 1, 2), stats
     # Keys 1..5000 plus 7000: dense, so 100-key ranges cut by arithmetic up to the new maximum.
     assert result.ok
     assert stats.ranges == 70
     assert stats.ranges_hashed == 70
     patplan_rows = pg_query(pg, 'SELECT count(*) FROM raw.patplan WHERE "PatNum" = 77')[0][0]
-    stats, result = _reconcile_raw(replica, pg, "patplan", PATPLAN, reconcile.Sweep())
+    stats, result = _reconcile_raw(replica, pg, "patplan", PATPLAN, sweeps.Sweep())
     # A composite key changed in place is a delete and an insert.
     assert (stats.rows_deleted, stats.rows_missing) == (3 + patplan_rows, patplan_rows), stats
     assert result.ok, stats
     for table, config in (("procedurelog", PROC), ("patplan", PATPLAN)):
         assert _verify(replica, pg, table, config).ok
-        again, _ = _reconcile_raw(replica, pg, table, config, reconcile.Sweep())
+        again, _ = _reconcile_raw(replica, pg, table, config, sweeps.Sweep())
         assert again.ranges_recopied == 0  # nothing left to repair
     assert pg_query(pg, "SELECT count(*) FROM raw.procedurelog")[0][0] == 4997
 
@@ -127,14 +127,14 @@ def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer])
         "DELETE FROM `procedurelog` WHERE `ProcNum` = 250",
         "UPDATE `procedurelog` SET `ProcFee` = `ProcFee` + 1, `DateTStamp` = `DateTStamp` WHERE `ProcNum` = 4242",
     )
-    keys_only = reconcile.Sweep(checksums=False)
+    keys_only = sweeps.Sweep(checksums=False)
     stats, _ = _reconcile_raw(replica, pg, "procedurelog", PROC, keys_only)
     assert (stats.rows_deleted, stats.rows_changed, stats.ranges_hashed) == (1, 0, 0)
     assert stats.swept == "keys"
     # Ranges are checksummed one slice a night: the silent update is found on the night of its slice.
     found = []
     for night in range(7):
-        sweep = reconcile.Sweep(slices=7, night=night)
+        sweep = sweeps.Sweep(slices=7, night=night)
         stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweep)
         assert result.ok
         assert stats.ranges_hashed in (7, 8)
@@ -165,7 +165,7 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
         finally:
             src.close()
             rep.close()
-        stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
+        stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
         assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
         assert checksums.table_checksum(source, table) == checksums.table_checksum(replica, table)
 
@@ -197,10 +197,10 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
     finally:
         src.close()
         rep.close()
-    stats = replica_reconcile.reconcile_replica(source, replica, plan, reconcile.Sweep())
+    stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
     assert stats.ranges == 4, stats
     assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
-    raw_stats, result = _reconcile_raw(replica, pg, "visits", config, reconcile.Sweep())
+    raw_stats, result = _reconcile_raw(replica, pg, "visits", config, sweeps.Sweep())
     assert (raw_stats.rows_deleted, raw_stats.rows_missing, raw_stats.rows_changed) == (1, 1, 1)
     assert result.ok
     assert checksums.table_checksum(source, "visits") == checksums.table_checksum(replica, "visits")
@@ -243,7 +243,7 @@ def test_default_sweep_is_sized_and_finds_a_silent_update_within_its_window(
     found, window = [], 0
     for night in range(sweeps.AUTO_MAX_SLICES):
         mysql_exec(replica, f"DELETE FROM `procedurelog` WHERE `ProcNum` = {100 + night}")
-        stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, reconcile.Sweep(slices=0, night=night))
+        stats, result = _reconcile_raw(replica, pg, "procedurelog", PROC, sweeps.Sweep(slices=0, night=night))
         assert result.ok
         assert stats.rows_deleted == 1  # deletes: every night, from the key summaries
         window = int(stats.swept.rsplit("/", 1)[-1])
@@ -274,7 +274,7 @@ def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_sli
             pg,
             "procedurelog",
             sliced,
-            sweeps.load_verification_sweep(reconcile.Sweep(slices=5, night=night)),
+            sweeps.load_verification_sweep(sweeps.Sweep(slices=5, night=night)),
         )
         for night in (0, 3)
     }
@@ -287,12 +287,12 @@ def test_a_full_loads_verification_counts_every_range_and_checksums_tonights_sli
     assert clean.ok
     assert clean.hashed is None
     assert "checksummed ranges equal" in clean.summary()
-    sliced_night = _verify(replica, pg, "patplan", PATPLAN, reconcile.Sweep(slices=3, night=1))
+    sliced_night = _verify(replica, pg, "patplan", PATPLAN, sweeps.Sweep(slices=3, night=1))
     assert sliced_night.ok
     assert f"row checksums in {sliced_night.hashed} of them" in sliced_night.summary()
 
 
-def _compare_raw(replica: MySQLServer, pg: PostgresServer, sweep: reconcile.Sweep) -> reconcile.Comparison:
+def _compare_raw(replica: MySQLServer, pg: PostgresServer, sweep: sweeps.Sweep) -> reconcile.Comparison:
     my, pgc = sessions.raw_connection(replica), pg.connect()
     try:
         plan = load_plan.plan_load(catalog.read_table(my, "procedurelog"), PROC)
@@ -306,16 +306,18 @@ def test_equal_totals_spare_the_per_range_counts_and_unequal_ones_count_every_ra
     loaded: tuple[MySQLServer, PostgresServer],
 ) -> None:
     replica, pg = loaded
-    night = reconcile.Sweep(slices=5, night=2)  # ranges [20, 30) of 50 checksummed tonight
+    night = sweeps.Sweep(slices=5, night=2)  # ranges [20, 30) of 50 checksummed tonight
     equal = _compare_raw(replica, pg, night)
-    assert not equal.differing and equal.hashed == 10
+    assert not equal.differing
+    assert equal.hashed == 10
     assert sorted(equal.source) == list(range(20, 30))  # the totals vouched for the other 40 ranges
     assert (equal.source_rows, equal.target_rows) == (5000, 5000)
 
     # A silent update in the slice is found by its checksum while the totals stay equal.
     pg_query_exec(pg, 'UPDATE raw.procedurelog SET "ProcFee" = "ProcFee" + 1 WHERE "ProcNum" = 2550')
     changed = _compare_raw(replica, pg, night)
-    assert [r.index for r in changed.differing] == [25] and sorted(changed.source) == list(range(20, 30))
+    assert [r.index for r in changed.differing] == [25]
+    assert sorted(changed.source) == list(range(20, 30))
 
     # A row deleted outside the slice and one inserted under a new key: the same count, another key
     # sum, so every range is counted and both ranges are named.
