@@ -5,10 +5,12 @@ replica → raw in :mod:`clinicflow.opendental.warehouse.verify`), in the spirit
 
 1. boundaries are sampled from the source's primary key (the one chunk
    planner, :mod:`clinicflow.opendental.chunks`), about :data:`BUCKET_ROWS` rows a range;
-2. each server aggregates every range in one ``GROUP BY`` over the range
+2. each server aggregates the ranges in one ``GROUP BY`` over the range
    index (``INTERVAL`` / ``width_bucket``): row count, a sum of key hashes
    (deletes, missing rows) and, for the ranges in tonight's slice, a sum of
-   row hashes over a canonical form of the row (silent updates);
+   row hashes over a canonical form of the row (silent updates). With a
+   slice, the whole table's count and key-hash sum come first and every
+   range is counted only when those differ (:func:`table_totals`);
 3. ranges whose aggregates differ are re-read from the source and merged
    into the target by the caller (:func:`group_ranges` bounds each re-read).
 
@@ -296,7 +298,7 @@ def _on_both(source: Side, target: Side, work: Callable[[Side], _Result]) -> tup
         return source_future.result(), target_result
 
 
-def totals(side: Side, keys: bool = True) -> RangeStats:
+def table_totals(side: Side, keys: bool = True) -> RangeStats:
     """The whole table's row count and (``keys``) key-hash sum, from the key's index: no row read."""
     key_sum = f"SUM({side.key_hash})" if keys else "0"
     with side.conn.cursor() as cur:
@@ -327,7 +329,7 @@ def _compare_totals_first(
             if interval
             else {}
         )
-        return totals(side, sweep.keys), hashed
+        return table_totals(side, sweep.keys), hashed
 
     (source_total, source_stats), (target_total, target_stats) = _on_both(source, target, first_pass)
     if source_total != target_total:

@@ -67,9 +67,10 @@ class Sweep:
 
 
 def load_verification_sweep(sweep: Sweep) -> Sweep:
-    """A full load's verification: counts and key sums in every range, row checksums in ``sweep``'s slice.
+    """A full load's verification: counts and key sums (the table's; every range's if those differ), row checksums.
 
-    Tonight's slice of the nightly reconciliation: the next nights' slices compare the rest of the values.
+    The row checksums are those of ``sweep``'s slice, tonight's slice of the nightly reconciliation: the next
+    nights' slices compare the rest of the values.
     """
     return replace(sweep, keys=True, checksums=True)
 
