@@ -21,7 +21,7 @@ AUTO_FULL_BYTES = 32 << 20
 
 @dataclass(frozen=True)
 class Sweep:
-    """What tonight compares for one table: keys in every range, row checksums in one slice of the ranges.
+    """What tonight compares for one table: keys of the whole table, row checksums in one slice of the ranges.
 
     ``slices=7`` checksums one seventh of the ranges each night, a contiguous
     block of them (a full sweep a week), for tables too large to checksum

@@ -123,9 +123,10 @@ def _after_load(
 
     The reconciliation's comparison is the night's verification: ranges it
     repaired are compared again, and any still different fail the table. A
-    full load's verification compares counts and key sums of every range and
-    the row checksums of ``verify_sweep``'s slice (the COPY itself is
-    all-or-nothing per chunk; the following nights' slices compare the rest).
+    full load's verification compares the table's count and key sum (every
+    range's when those differ) and the row checksums of ``verify_sweep``'s slice
+    (the COPY itself is all-or-nothing per chunk; the following nights' slices
+    compare the rest).
     """
     if sweep is not None and sweep.enabled and plan.primary_key:
         # The replica's leg sampled the key tonight; its boundaries serve raw's leg too.
