@@ -13,7 +13,7 @@ The project's steps run in child processes, so each peak RSS (VmHWM) is its own 
 Project seconds are timed inside the child (no interpreter start); the anchor tools' wall time
 includes their start.
 
-    uv run --frozen python -m bench.bench_blobs [--rows 2000] [--mb 200]
+    uv run --frozen python -m bench.bench_blobs [--rows 2000] [--mb 200] [--engine InnoDB|MyISAM]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _sizes(rows: int, total_mb: int, seed: int = 7) -> list[tuple[int, int]]:
     return out
 
 
-def _create(src, rows: int, total_mb: int) -> int:
+def _create(src, rows: int, total_mb: int, engine: str = "InnoDB") -> int:
     conn = src.connect(autocommit=True)
     total = 0
     try:
@@ -93,7 +93,7 @@ def _create(src, rows: int, total_mb: int) -> int:
                 "`DateCreated` datetime NOT NULL, "
                 "`DateTStamp` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(), "
                 "`ImgType` tinyint NOT NULL, `RawBase64` longtext NOT NULL, `Thumbnail` longblob NULL, "
-                "KEY `PatNum` (`PatNum`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
+                f"KEY `PatNum` (`PatNum`)) ENGINE={engine} DEFAULT CHARSET=utf8mb3"
             )
             for i, (blob, text) in enumerate(_sizes(rows, total_mb)):
                 # A 1 KB random unit repeated: every byte value occurs, escapes as often as in real images.
@@ -147,7 +147,7 @@ def _child(step: str, src, rep, pg) -> dict:
     return result
 
 
-def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
+def run(rows: int = 2000, total_mb: int = 200, engine: str = "InnoDB") -> list[str]:
     from blocks.databases import MySQLServer, PostgresServer
 
     tag = uuid.uuid4().hex[:8]
@@ -162,7 +162,7 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
     lines: list[str] = []
     try:
         t = time.perf_counter()
-        total = _create(src, rows, total_mb)
+        total = _create(src, rows, total_mb, engine)
         print(
             f"generated {rows:,} rows, {total / 2**20:.0f} MB of values in {time.perf_counter() - t:.1f}s", flush=True
         )
@@ -214,7 +214,8 @@ def run(rows: int = 2000, total_mb: int = 200) -> list[str]:
         full = replica["seconds"] + load["seconds"]
         rss = max(replica["rss_mb"], load["rss_mb"], nightly["rss_mb"])
         lines = [
-            f"rows: {rows:,}  values: {total / 2**20:.0f} MB (1 KB-4 MB), machine load {os.getloadavg()[0]:.1f}",
+            f"rows: {rows:,}  values: {total / 2**20:.0f} MB (1 KB-4 MB), {engine}, "
+            f"machine load {os.getloadavg()[0]:.1f}",
             f"replica leg: project {replica['seconds']:.2f}s vs mysqldump --quick | mysql {dump_s:.2f}s: "
             f"{dump_s / replica['seconds']:.2f}x (aim >= 1.0x)",
             f"PostgreSQL leg: project {load['seconds']:.2f}s (incl. key and verification) vs pgloader "
@@ -238,8 +239,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--mb", type=int, default=200)
+    # Practices' OpenDental databases hold both engines (MyISAM mostly in older ones).
+    parser.add_argument("--engine", choices=("InnoDB", "MyISAM"), default="InnoDB")
     args = parser.parse_args()
-    lines = run(args.rows, args.mb)
+    lines = run(args.rows, args.mb, args.engine)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write(f"\n## {stamp}\n\n" + "".join(f"* {line}\n" for line in lines))
