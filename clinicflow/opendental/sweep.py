@@ -15,8 +15,8 @@ from clinicflow.opendental.chunks import KeyRange
 AUTO_FULL_RANGES = 1_000
 AUTO_MAX_SLICES = 14
 # ... and past this many bytes (a table of large documents: its checksums read every value), one slice per
-# AUTO_FULL_BYTES, within the same bound.
-AUTO_FULL_BYTES = 32 << 20
+# AUTO_FULL_BYTES, within the same bound: about the bytes of a row table's nightly 100,000 rows.
+AUTO_FULL_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ class AnalysisRules:
     chunked_min_mb: float = 256.0
     # Keyed tables with at least this many rows get their row checksums compared one
     # slice of key ranges a night (reconcile_slices), a full sweep every `weekly_slices` nights;
-    # their keys are still compared in full every night (docs/loading.md, Reconciliation).
+    # their keys are still compared in full every night (docs/loading.md, Reconciliation). Other
+    # tables get none written (0): their slices are sized each night from the live table.
     sliced_checksum_min_rows: int = 1_000_000
     weekly_slices: int = 7
     # batch_size aims at chunks of about this size, within these bounds.

@@ -119,10 +119,16 @@ def choose_batch_size(table: CatalogTable, rules: AnalysisRules) -> int:
 
 
 def choose_reconcile_slices(table: CatalogTable, rules: AnalysisRules) -> int:
-    """1 (row checksums in every key range each night), or a weekly sweep for keyed tables too large for that."""
+    """A weekly sweep for keyed tables of many rows, else 0: sized each night from the table's live size.
+
+    Not 1 (every range every night): a table of a few hundred thousand rows, or of gigabytes of
+    documents, would have every value read on both servers every night; the run-time sizing
+    (:meth:`clinicflow.opendental.sweep.Sweep.sized`) bounds each night's share and follows the
+    table as it grows, where a number written today would not.
+    """
     if table.primary_key and table.table_rows >= rules.sliced_checksum_min_rows:
         return rules.weekly_slices
-    return 1
+    return 0
 
 
 def choose_strategy(table: CatalogTable, watermark: Watermark, rules: AnalysisRules) -> ExtractionStrategy:
