@@ -48,8 +48,9 @@ class AnalysisRules:
     critical_tables: tuple[str, ...] = DEFAULT_CRITICAL_TABLES
     critical_tier: int = 1
     default_tier: int = 3
-    # Tables with at most this many rows are copied fully every night.
+    # Tables with at most this many rows and megabytes are copied fully every night (when changed).
     full_copy_max_rows: int = 1_000
+    full_copy_max_mb: float = 16.0
     # Tables with at least this many rows, or this size, are split into key ranges.
     chunked_min_rows: int = 500_000
     chunked_min_mb: float = 256.0

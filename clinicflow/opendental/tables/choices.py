@@ -132,9 +132,13 @@ def choose_reconcile_slices(table: CatalogTable, rules: AnalysisRules) -> int:
 
 
 def choose_strategy(table: CatalogTable, watermark: Watermark, rules: AnalysisRules) -> ExtractionStrategy:
-    if not table.primary_key or not watermark.columns or table.table_rows <= rules.full_copy_max_rows:
-        return ExtractionStrategy.full_table
     size_mb = table.data_length / MIB
+    if not table.primary_key or not watermark.columns:
+        return ExtractionStrategy.full_table
+    if table.table_rows <= rules.full_copy_max_rows and size_mb <= rules.full_copy_max_mb:
+        # A few rows of large values (a small practice's scanned documents) are no tiny table:
+        # a full copy would move every value whenever one row changed.
+        return ExtractionStrategy.full_table
     if table.table_rows >= rules.chunked_min_rows or size_mb >= rules.chunked_min_mb:
         return ExtractionStrategy.incremental_chunked
     if watermark.columns == (table.auto_increment_key,):

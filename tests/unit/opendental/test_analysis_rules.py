@@ -113,12 +113,16 @@ def test_strategy_by_size_key_and_watermark() -> None:
     rules = analysis_rules.AnalysisRules(full_copy_max_rows=1_000, chunked_min_rows=500_000, chunked_min_mb=256)
     stamp = choices.Watermark(("DateTStamp",), "")
     key = choices.Watermark(("TNum",), "")
+    no_watermark = choices.Watermark((), "")
     assert choices.choose_strategy(table(rows=999), stamp, rules) is ExtractionStrategy.full_table
+    # A few rows of large values (scanned documents): copied by their watermark, not whole every night.
+    documents = table(rows=600, data_length=90 * analysis_rules.MIB)
+    assert choices.choose_strategy(documents, stamp, rules) is ExtractionStrategy.incremental
+    assert choices.choose_strategy(documents, no_watermark, rules) is ExtractionStrategy.full_table
     assert (
         choices.choose_strategy(table(rows=50_000, primary_key=()), choices.Watermark((), ""), rules)
         is ExtractionStrategy.full_table
     )
-    no_watermark = choices.Watermark((), "")
     assert choices.choose_strategy(table(rows=50_000), no_watermark, rules) is ExtractionStrategy.full_table
     assert choices.choose_strategy(table(rows=50_000), stamp, rules) is ExtractionStrategy.incremental
     assert choices.choose_strategy(table(rows=600_000), stamp, rules) is ExtractionStrategy.incremental_chunked

@@ -54,6 +54,11 @@ def test_watermark_choice_on_hand_made_tables(make_mysql_db: Callable[[str], MyS
         "CREATE TABLE definition (DefNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, ItemName varchar(255)) "
         "ENGINE=MyISAM",
         "INSERT INTO definition (ItemName) SELECT CONCAT('Def ', seq) FROM seq_1_to_20",
+        # A few rows of scanned documents (20 MB): not a tiny table, copied by its watermark.
+        f"CREATE TABLE document (DocNum bigint(20) NOT NULL AUTO_INCREMENT PRIMARY KEY, RawBase64 mediumtext, "
+        f"DateTStamp {STAMP}) ENGINE=MyISAM",
+        "INSERT INTO document (RawBase64, DateTStamp) SELECT REPEAT('QUJD', 100000), '2024-01-01' + INTERVAL seq "
+        "MINUTE FROM seq_1_to_50",
     )
     result = analyse(server)
 
@@ -86,6 +91,11 @@ def test_watermark_choice_on_hand_made_tables(make_mysql_db: Callable[[str], MyS
     assert definition.extraction_strategy is ExtractionStrategy.full_table
     assert definition.incremental_columns == []
     assert definition.estimated_rows == 20
+
+    document = result["document"].config
+    assert (document.estimated_rows, document.estimated_size_mb > 16) == (50, True)
+    assert document.extraction_strategy is ExtractionStrategy.incremental
+    assert document.incremental_columns == ["DateTStamp"]
 
 
 def _rows_read(server_conn: object) -> int:
