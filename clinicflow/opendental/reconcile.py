@@ -4,7 +4,8 @@ Used by both legs of the nightly (source → replica in :mod:`clinicflow.openden
 replica → raw in :mod:`clinicflow.opendental.warehouse.verify`), in the spirit of pt-table-checksum:
 
 1. boundaries are sampled from the source's primary key (the one chunk
-   planner, :mod:`clinicflow.opendental.chunks`), about :data:`BUCKET_ROWS` rows a range;
+   planner, :mod:`clinicflow.opendental.chunks`), about :data:`BUCKET_ROWS` rows a range
+   (fewer for wide rows: about :data:`BUCKET_BYTES`);
 2. each server aggregates the ranges in one ``GROUP BY`` over the range
    index (``INTERVAL`` / ``width_bucket``): row count, a sum of key hashes
    (deletes, missing rows) and, for the ranges in tonight's slice, a sum of
@@ -42,6 +43,9 @@ _Result = TypeVar("_Result")
 # ranges of a large table are capped so the aggregate stays a few thousand groups.
 BUCKET_ROWS = 100
 MAX_BUCKETS = 20_000
+# ... and of wide rows (documents) about this many bytes: a silent update then re-copies ~1 MB, not 100
+# images, and tonight's slice of a table of a few thousand documents is its share, not a 10 MB range or two.
+BUCKET_BYTES = 1 << 20
 # A unique key whose span is at most this many times its row count is dense: its ranges are cut
 # arithmetically; sparser keys (random 63-bit keys, big gaps) get boundaries sampled from the data.
 DENSE_SPAN = 2
@@ -150,8 +154,13 @@ def md5_60_sql(text_expr: str, dialect: Dialect) -> str:
     return f"('x' || left(md5({text_expr}), 15))::bit(60)::bigint"
 
 
-def plan_ranges(side: Side, *, bucket_rows: int = BUCKET_ROWS, max_buckets: int = MAX_BUCKETS) -> list[KeyRange]:
-    """Ranges of about ``bucket_rows`` rows of ``side`` (at most ``max_buckets``), boundaries from its key."""
+def plan_ranges(
+    side: Side, *, bucket_rows: int = BUCKET_ROWS, max_buckets: int = MAX_BUCKETS, data_bytes: int = 0
+) -> list[KeyRange]:
+    """Ranges of about ``bucket_rows`` rows of ``side`` (at most ``max_buckets``), boundaries from its key.
+
+    With ``data_bytes`` (the table's size), ranges of wide rows hold about :data:`BUCKET_BYTES` instead.
+    """
     if side.key_column is None:
         return ranges_from_boundaries([])
     key = quote_ident(side.key_column, side.dialect)
@@ -160,6 +169,8 @@ def plan_ranges(side: Side, *, bucket_rows: int = BUCKET_ROWS, max_buckets: int 
         count, low, high = cur.fetchall()[0]
     _end(side)
     rows = int(count)
+    if data_bytes > 0 and rows:
+        bucket_rows = max(1, min(bucket_rows, BUCKET_BYTES * rows // data_bytes))
     step = rows_per_range(rows, bucket_rows, max_buckets)
     if rows and side.key_unique and int(high) - int(low) + 1 <= DENSE_SPAN * rows:
         # Dense unique keys (auto-increment with some deletes): ranges of `step` key values hold at
@@ -271,8 +282,11 @@ def compare(
     ``only`` (a subset of ``ranges``) restricts both aggregates to those ranges,
     e.g. to check again the ranges a repair just rewrote.
     """
-    ranges = list(ranges) if ranges is not None else plan_ranges(source, bucket_rows=bucket_rows)
-    sweep = sweep.sized(len(ranges), source.data_bytes() if sweep.slices == 0 else 0)
+    data_bytes = source.data_bytes() if ranges is None or sweep.slices == 0 else 0
+    if ranges is None:
+        ranges = plan_ranges(source, bucket_rows=bucket_rows, data_bytes=data_bytes)
+    ranges = list(ranges)
+    sweep = sweep.sized(len(ranges), data_bytes)
     checked = list(only) if only is not None else ranges
     first, end = sweep.hashed_ranges(ranges)
     if only is None and source.key_column is not None and (first, end) != (0, len(ranges)):

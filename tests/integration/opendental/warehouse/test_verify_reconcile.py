@@ -170,6 +170,35 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
         assert checksums.table_checksum(source, table) == checksums.table_checksum(replica, table)
 
 
+def test_ranges_of_wide_rows_hold_about_a_megabyte_so_a_silent_update_recopies_little(
+    make_mysql_db: Callable[[str], MySQLServer],
+) -> None:
+    """300 documents of 50 KB: ranges of ~20 rows (1 MB), not 3 ranges of 100 rows (5 MB each)."""
+    source, replica = make_mysql_db("wsrc"), make_mysql_db("wrep")
+    for server in (source, replica):
+        mysql_exec(
+            server,
+            "CREATE TABLE document (DocNum bigint NOT NULL PRIMARY KEY, Thumbnail longblob, "
+            "DateTStamp timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp()) ENGINE=MyISAM",
+            "INSERT INTO document SELECT seq, REPEAT(UNHEX(MD5(seq)), 3200), '2024-01-01' + INTERVAL seq MINUTE "
+            "FROM seq_1_to_300",
+        )
+    mysql_exec(source, "UPDATE document SET Thumbnail = REVERSE(Thumbnail), DateTStamp = DateTStamp WHERE DocNum = 77")
+    config = TableConfig(
+        primary_key=["DocNum"], extraction_strategy=ExtractionStrategy.incremental, incremental_columns=["DateTStamp"]
+    )
+    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
+    try:
+        plan = copy_plan.plan_copy(src, rep, "document", config)
+    finally:
+        src.close()
+        rep.close()
+    stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
+    assert 10 <= stats.ranges <= 30, stats
+    assert (stats.rows_changed, stats.ranges_recopied) == (1, 1), stats
+    assert checksums.table_checksum(source, "document") == checksums.table_checksum(replica, "document")
+
+
 def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
     make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
 ) -> None:
