@@ -143,6 +143,19 @@ def test_keys_only_and_sliced_sweeps(loaded: tuple[MySQLServer, PostgresServer])
     assert _verify(replica, pg, "procedurelog", PROC).ok
 
 
+def _reconcile_replica(
+    source: MySQLServer, replica: MySQLServer, table: str, config: TableConfig
+) -> reconcile.ReconcileStats:
+    """The replica leg's reconciliation of ``table`` with every range's checksums."""
+    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
+    try:
+        plan = copy_plan.plan_copy(src, rep, table, config)
+    finally:
+        src.close()
+        rep.close()
+    return replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
+
+
 def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str], MySQLServer]) -> None:
     source, replica = make_mysql_db("rsrc"), make_mysql_db("rrep")
     for server in (source, replica):
@@ -159,13 +172,7 @@ def test_reconcile_the_replica_against_the_source(make_mysql_db: Callable[[str],
     configs = {"patplan": PATPLAN, "procedurelog": PROC}
     expected = {"patplan": (50, 0, 0), "procedurelog": (6, 1, 1)}
     for table, config in configs.items():
-        src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
-        try:
-            plan = copy_plan.plan_copy(src, rep, table, config)
-        finally:
-            src.close()
-            rep.close()
-        stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
+        stats = _reconcile_replica(source, replica, table, config)
         assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == expected[table], (table, stats)
         assert checksums.table_checksum(source, table) == checksums.table_checksum(replica, table)
 
@@ -187,13 +194,7 @@ def test_ranges_of_wide_rows_hold_about_a_megabyte_so_a_silent_update_recopies_l
     config = TableConfig(
         primary_key=["DocNum"], extraction_strategy=ExtractionStrategy.incremental, incremental_columns=["DateTStamp"]
     )
-    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
-    try:
-        plan = copy_plan.plan_copy(src, rep, "document", config)
-    finally:
-        src.close()
-        rep.close()
-    stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
+    stats = _reconcile_replica(source, replica, "document", config)
     assert 10 <= stats.ranges <= 30, stats
     assert (stats.rows_changed, stats.ranges_recopied) == (1, 1), stats
     assert checksums.table_checksum(source, "document") == checksums.table_checksum(replica, "document")
@@ -220,13 +221,7 @@ def test_a_composite_key_whose_first_column_repeats_plans_and_reconciles(
         "UPDATE `visits` SET `Note` = 'silent' WHERE `Seq` = 8",
         "INSERT INTO `visits` VALUES (2, 9001, 'late')",
     )
-    src, rep = sessions.raw_connection(source), sessions.raw_connection(replica)
-    try:
-        plan = copy_plan.plan_copy(src, rep, "visits", config)
-    finally:
-        src.close()
-        rep.close()
-    stats = replica_reconcile.reconcile_replica(source, replica, plan, sweeps.Sweep())
+    stats = _reconcile_replica(source, replica, "visits", config)
     assert stats.ranges == 4, stats
     assert (stats.rows_deleted, stats.rows_missing, stats.rows_changed) == (1, 1, 1), stats
     raw_stats, result = _reconcile_raw(replica, pg, "visits", config, sweeps.Sweep())
