@@ -352,25 +352,39 @@ def test_sigkill_of_a_worker_mid_run_then_a_rerun_loses_and_duplicates_nothing(f
         "tables": ["appointment", "patient", "procedurelog"],
         "fanout_width": WORKERS,
     }
-    parent = start_parent(stack, params)
-    victim = None
-    deadline = time.monotonic() + 240
-    with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-        while victim is None and time.monotonic() < deadline and parent.poll() is None:
-            for child in children(stack, "night-2"):
-                run = client.read_flow_run(child.flow_run_id)
-                if child.state_type == "RUNNING" and run.infrastructure_pid:
-                    victim = (child, _pid_of(run.infrastructure_pid))
-                    break
-            time.sleep(0.3)
-        assert victim is not None, "no child run was seen running"
-        child, pid = victim
-        worker = _worker_of(pid, workers.running)
-        os.killpg(worker.pid, signal.SIGKILL)  # the pod dies: worker and the child run it executes
-        worker.wait(timeout=30)
-        workers.running.remove(worker)
-        # What Prefect's zombie detection (no heartbeat) does in a cluster: the lost run becomes Crashed.
-        client.set_flow_run_state(child.flow_run_id, Crashed(message="pod lost (SIGKILL)"), force=True)
+    # The source's procedurelog is write-locked until the kill, so its child is still running when its pod
+    # dies (the demo-sized tables copy in under a second: without it the child could finish first).
+    lock = fan["servers"]["fo_src"].connect()
+    with lock.cursor() as cur:
+        cur.execute("LOCK TABLES procedurelog WRITE")
+    try:
+        parent = start_parent(stack, params)
+        victim = None
+        deadline = time.monotonic() + 240
+        with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
+            while victim is None and time.monotonic() < deadline and parent.poll() is None:
+                for child in children(stack, "night-2"):
+                    run = client.read_flow_run(child.flow_run_id)
+                    if (
+                        child.partition.endswith("procedurelog")
+                        and child.state_type == "RUNNING"
+                        and run.infrastructure_pid
+                    ):
+                        victim = (child, _pid_of(run.infrastructure_pid))
+                        break
+                time.sleep(0.3)
+            assert victim is not None, "the procedurelog child was not seen running"
+            child, pid = victim
+            worker = _worker_of(pid, workers.running)
+            os.killpg(worker.pid, signal.SIGKILL)  # the pod dies: worker and the child run it executes
+            worker.wait(timeout=30)
+            workers.running.remove(worker)
+            # What Prefect's zombie detection (no heartbeat) does in a cluster: the lost run becomes Crashed.
+            client.set_flow_run_state(child.flow_run_id, Crashed(message="pod lost (SIGKILL)"), force=True)
+    finally:
+        with lock.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        lock.close()
     out, _ = parent.communicate(timeout=420)
     assert parent.returncode != 0, out
     assert child.partition in out, out
