@@ -24,13 +24,17 @@
   diagnosis context; 5-digit CPT, ``nnnnF`` and HCPCS letter codes in a
   procedure context (a procedure section, after ``CPT``/``HCPCS``/``CDT``).
 - **Medications** from medication sections (one per list line or ``;``) and
-  ``Rx:`` lines, with their dose.
+  ``Rx:`` lines, with their dose; in narrative, a drug with its dose after
+  ``on`` / ``taking`` / ``using`` / ``receiving`` (``controlled on lisinopril
+  20 mg daily``) when the clause asserts it (not ``stopped``, ``was on``,
+  ``allergic to``, a negation or a hypothesis) and no listed medication has its name.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import islice
 
 from clinicflow.ingest.context import Section, assertion, section_at, sections
 from clinicflow.ingest.fields import DATE_PATTERN, SSN, Candidates, first_date, normalise_icd10, parse_any_date
@@ -78,6 +82,8 @@ ENCOUNTER_LABELS = (
     "Admission Date",
     "Admit Date",
     "Date of Admission",
+    "Admitted on",
+    "Admitted",
     "Collected",
     "Collection Date",
     "Specimen Collected",
@@ -94,6 +100,9 @@ ENCOUNTER = [
     re.compile(r"(?i)(?<![A-Za-z])" + re.escape(label).replace(r"\ ", _SPACES) + _LEADER + r"\**[ \t]*[:#]?\**[ \t]*")
     for label in ENCOUNTER_LABELS
 ]
+TITLE_LINE = re.compile(
+    r"(?i)\b(?:note|report|summary|letter|consult(?:ation)?|visit|exam(?:ination)?|encounter|referral|assessment)\b"
+)
 PROVIDER = re.compile(
     r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
     r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
@@ -114,6 +123,31 @@ PX_LABEL = re.compile(
     r"[ \t]*(?:codes?)?[ \t]*[:#]?"
 )
 DOSE = re.compile(r"(?i)\b\d+(?:\.\d+)?[ \t]*(?:(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b|%)")
+_FREQUENCY = (
+    r"(?:once|twice|three[ \t]+times|four[ \t]+times|daily|nightly|weekly|a[ \t]+day|per[ \t]+day|at[ \t]+bedtime|"
+    r"as[ \t]+needed|by[ \t]+mouth|orally|in[ \t]+the[ \t]+(?:morning|evening)|PO|BID|TID|QID|QD|QHS|QAM|QPM|PRN|"
+    r"q\d+h|every[ \t]+\d+[ \t]+hours?)"
+)
+NARRATIVE_MEDICATION = re.compile(
+    r"(?i)\b(?:on|taking|takes|using|uses|receiving|receives)[ \t]+"
+    r"(?P<med>(?P<drug>[A-Za-z][A-Za-z\-]{2,}(?:[ \t]+[A-Za-z][A-Za-z\-]{2,}){0,2})[ \t]+"
+    r"\d+(?:\.\d+)?[ \t]*(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b"
+    rf"(?:[ \t]+{_FREQUENCY}\b){{0,4}})"
+)
+# Words that start a phrase after "on" but are no drug ("on average 2 tablets", "on the 5 mg dose").
+_NOT_DRUGS = frozenset(
+    {
+        *("the", "a", "an", "his", "her", "their", "its", "this", "that", "these", "those", "average", "about"),
+        *("approximately", "around", "day", "days", "dose", "doses", "total", "only", "also", "each", "every"),
+        *("per", "which", "with", "and", "or", "of", "to", "is", "was", "were", "be", "been"),
+    }
+)
+# In the clause before the drug: the patient is not taking it now.
+_NOT_TAKING = re.compile(
+    r"(?i)\b(?:not|stopped|stop|discontinued|discontinue|held|holding|hold|off|was|were|previously|formerly|"
+    r"no[ \t]+longer|never|allergic|allergy|allergies|intolerant|reaction|instead[ \t]+of|switch(?:ed)?[ \t]+from|"
+    r"consider(?:ing)?|may|might|could|would|recommend(?:ed)?|advise[ds]?|suggest(?:ed)?)\b"
+)
 RX_LINE = re.compile(r"(?im)^[ \t]*(?:Rx|Prescribed|Start(?:ed)?)[ \t]*:?[ \t]+(.+)$")
 
 
@@ -199,6 +233,17 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
             parsed = parse_any_date(found.group(1)) if found else None
             if found and parsed:
                 out.add("encounter_date", parsed, f"text:chars {found.start(1)}-{found.end(1)}", rank=rank)
+                return
+    # No labelled date: the date in the note's title line ("PROGRESS NOTE  2026-11-25").
+    for line in islice(re.finditer(r"(?m)^.*\S.*$", text), 2):
+        if TITLE_LINE.search(line.group(0)) and not DOB.search(line.group(0)):
+            found = DATE_PATTERN.search(line.group(0))
+            parsed = parse_any_date(found.group(1)) if found else None
+            if found and parsed:
+                start = line.start() + found.start(1)
+                out.add(
+                    "encounter_date", parsed, f"text:chars {start}-{start + len(found.group(1))}", rank=len(ENCOUNTER)
+                )
                 return
 
 
@@ -291,6 +336,35 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
         value = match.group(1).strip(" .")
         if DOSE.search(value):
             out.add("medications", value, f"text:chars {match.start(1)}-{match.end(1)}")
+    _narrative_medications(text, parts, out)
+
+
+def _narrative_medications(text: str, parts: list[Section], out: Candidates) -> None:
+    """Drugs with a dose named in prose ("on apixaban 5 mg twice daily"), asserted and not listed already."""
+    listed = {_drug_key(c.value) for c in out.found.get("medications", [])}
+    for match in NARRATIVE_MEDICATION.finditer(text):
+        drug, start, end = match.group("drug"), match.start("med"), match.end("med")
+        section = section_at(parts, start)
+        if section is not None and (
+            section.kind in ("medication", "family") or re.search(r"(?i)allerg|plan", section.heading)
+        ):
+            continue  # read as a list above, a relative's, or an allergy
+        if section is not None and section.kind == "past":
+            section = (
+                None  # "hypertension, controlled on lisinopril 20 mg" in a history is taken now: the clause decides
+            )
+        if drug.split()[0].lower() in _NOT_DRUGS or _drug_key(drug) in listed:
+            continue
+        line_start = text.rfind("\n", 0, start) + 1
+        clause = re.split(r"[.;:]\s", text[line_start : match.start()])[-1]
+        if _NOT_TAKING.search(clause) or assertion(text, start, end, section) != "present":
+            continue
+        listed.add(_drug_key(drug))
+        out.add("medications", match.group("med").strip(), f"text:chars {start}-{end}")
+
+
+def _drug_key(value: str) -> str:
+    return re.split(r"[\s,]+", str(value).strip().lower())[0]
 
 
 __all__ = ["first_date", "read_text"]

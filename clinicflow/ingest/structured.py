@@ -1,4 +1,4 @@
-"""Structured clinical formats read as structures: HL7 v2 (python-hl7), FHIR R4 JSON (fhir.resources), C-CDA, CSV.
+"""Structured clinical formats read as structures: HL7 v2 (python-hl7), FHIR JSON (fhir.resources), C-CDA, CSV.
 
 Each reader fills a :class:`~clinicflow.ingest.fields.Candidates` with
 provenance naming the segment / resource / element it read:
@@ -9,8 +9,9 @@ provenance naming the segment / resource / element it read:
   diagnoses, PR1-3 procedures, OBR-4 when coded in CPT, OBR-7 observation
   time, RXE-2/RXO-1 give codes with dose; escape sequences decoded; CR, LF
   or CRLF segment separators.
-- FHIR R4 JSON (a Bundle or one resource), each resource validated by
-  fhir.resources' R4B models: Patient (identifier with type ``MR``, never an
+- FHIR JSON (a Bundle or one resource), each resource validated by
+  fhir.resources' R4B models, else its R5 models (an R5 sender's
+  ``medication.concept``, ``actualPeriod``, ``actor``): Patient (identifier with type ``MR``, never an
   SSN system), Encounter, Condition (ICD-10-CM codings; refuted / entered-in-
   error skipped), Procedure (CPT / CDT / HCPCS codings), MedicationStatement /
   MedicationRequest (text or display with dosage), Practitioner.
@@ -154,7 +155,7 @@ def read_hl7(text: str, out: Candidates) -> None:
             break
 
 
-# --------------------------------------------------------------------------- FHIR R4
+# --------------------------------------------------------------------------- FHIR R4 / R4B / R5
 
 
 def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -167,18 +168,42 @@ def _concept_text(concept: dict[str, Any] | None) -> str:
     return str(concept.get("text") or next((c.get("display") for c in _codings(concept) if c.get("display")), ""))
 
 
-def _validate_fhir(resource: dict[str, Any], where: str) -> None:
-    from fhir.resources.R4B import get_fhir_model_class
+def _validate_fhir(resource: dict[str, Any], where: str) -> str:
+    """The FHIR release ``resource`` validates under (``R4B``, else ``R5``); the fields at fault if neither."""
+    from fhir.resources import get_fhir_model_class as r5_model_class
+    from fhir.resources.R4B import get_fhir_model_class as r4b_model_class
     from pydantic import ValidationError
 
-    try:
-        model = get_fhir_model_class(str(resource.get("resourceType")))
-    except KeyError:
-        raise StructureError(f"{where}: unknown FHIR resource type") from None
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        raise StructureError(f"{where}: not a valid FHIR resource ({exc.error_count()} error(s))") from None
+    kind = str(resource.get("resourceType"))
+    faults: list[str] = []
+    for release, model_class in (("R4B", r4b_model_class), ("R5", r5_model_class)):
+        try:
+            model = model_class(kind)
+        except KeyError:
+            continue
+        try:
+            model.model_validate(resource)
+            return release
+        except ValidationError as exc:
+            # Where and what kind of fault, never the value (it may be patient data).
+            fields = [".".join(str(part) for part in e["loc"]) + f" ({e['type']})" for e in exc.errors()[:3]]
+            faults.append(f"{release}: " + ", ".join(fields) + (" ..." if exc.error_count() > 3 else ""))
+    if not faults:
+        raise StructureError(f"{where}: unknown FHIR resource type")
+    raise StructureError(f"{where}: not a valid FHIR R4B or R5 resource ({'; '.join(faults)})")
+
+
+def _medication_concept(resource: dict[str, Any]) -> tuple[str, str]:
+    """The medication's name and where it was: R4's ``medicationCodeableConcept``/``medicationReference``, R5's
+    ``medication`` (a CodeableReference)."""
+    if resource.get("medicationCodeableConcept"):
+        return _concept_text(resource["medicationCodeableConcept"]), "medicationCodeableConcept"
+    if resource.get("medicationReference"):
+        return str(resource["medicationReference"].get("display") or ""), "medicationReference"
+    medication = resource.get("medication") or {}
+    if medication.get("concept"):
+        return _concept_text(medication["concept"]), "medication.concept"
+    return str((medication.get("reference") or {}).get("display") or ""), "medication.reference"
 
 
 def read_fhir(text: str, out: Candidates) -> None:
@@ -199,11 +224,13 @@ def read_fhir(text: str, out: Candidates) -> None:
         if kind == "Patient":
             _fhir_patient(resource, where, out)
         elif kind == "Encounter":
-            start = (resource.get("period") or {}).get("start")
-            out.add("encounter_date", parse_any_date(str(start)[:10]) if start else None, f"{where}.period.start")
+            period = "period" if resource.get("period") else "actualPeriod"  # R5 renamed it
+            start = (resource.get(period) or {}).get("start")
+            out.add("encounter_date", parse_any_date(str(start)[:10]) if start else None, f"{where}.{period}.start")
             for participant in resource.get("participant") or []:
-                display = (participant.get("individual") or {}).get("display")
-                out.add("provider", display, f"{where}.participant.individual")
+                person = "individual" if participant.get("individual") else "actor"
+                display = (participant.get(person) or {}).get("display")
+                out.add("provider", display, f"{where}.participant.{person}")
         elif kind == "Practitioner":
             for name in resource.get("name") or []:
                 text_name = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""])
@@ -227,13 +254,15 @@ def read_fhir(text: str, out: Candidates) -> None:
         elif kind in ("MedicationStatement", "MedicationRequest"):
             if resource.get("status") in ("entered-in-error", "not-taken", "cancelled"):
                 continue
-            name = _concept_text(resource.get("medicationCodeableConcept"))
+            name, found_in = _medication_concept(resource)
+            if not name:
+                continue
             dosage = (resource.get("dosage") or resource.get("dosageInstruction") or [{}])[0]
             dose = dosage.get("text") or ""
             if not dose:
                 quantity = ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
                 dose = f"{quantity.get('value', '')} {quantity.get('unit', '')}".strip()
-            out.add("medications", f"{name} {dose}".strip(), f"{where}.medicationCodeableConcept")
+            out.add("medications", f"{name} {dose}".strip(), f"{where}.{found_in}")
 
 
 def _fhir_patient(resource: dict[str, Any], where: str, out: Candidates) -> None:

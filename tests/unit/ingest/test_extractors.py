@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from clinicflow.ingest.extractors import DocumentText, RulesExtractor, validate_output
@@ -71,3 +72,52 @@ def test_rules_extractor_reads_an_hl7_pid_segment() -> None:
         date(1975, 11, 2),
         date(2024, 6, 11),
     )
+
+
+def _medications(text: str) -> list[str]:
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", "Patient: Ana Ruiz  MRN: 881\nDOB: 01/02/1960\n" + text)])
+    assert out.ok, out.message
+    return out.medical.medications
+
+
+def test_medications_named_in_prose_are_read_when_taken_now() -> None:
+    hpi = (
+        "History of present illness: atrial fibrillation on apixaban 5 mg twice daily. Hypertension, controlled\n"
+        "on lisinopril 20 mg daily. She takes Eliquis 5 mg BID. He was on warfarin 5 mg until 2024, stopped\n"
+        "metformin 500 mg, is not on aspirin 81 mg, allergic to amoxicillin 500 mg, on average 2 tablets a day.\n"
+        "If pain persists, start on ibuprofen 400 mg.\n"
+        "FAMILY HISTORY\nMother is on insulin 10 units nightly.\n"
+    )
+    assert _medications(hpi) == ["apixaban 5 mg twice daily", "lisinopril 20 mg daily", "Eliquis 5 mg BID"]
+    # A drug of the medication list is not read again from the prose.
+    listed = "Medications:\n- Apixaban 5 mg BID\n\nHPI: anticoagulated on apixaban 5 mg twice daily.\n"
+    assert _medications(listed) == ["Apixaban 5 mg BID"]
+
+
+def test_fhir_r5_resources_are_read_and_an_invalid_one_names_its_fields_not_its_values() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "identifier": [{"value": "MR-9"}],
+                          "name": [{"family": "Lind", "given": ["Maren"]}], "birthDate": "1990-07-21"}},
+            {"resource": {"resourceType": "Encounter", "id": "e", "status": "completed",
+                          "actualPeriod": {"start": "2026-11-20T09:00:00Z"},
+                          "participant": [{"actor": {"display": "Dr. Tomas Berg"}}]}},
+            {"resource": {"resourceType": "MedicationStatement", "id": "m", "status": "recorded",
+                          "subject": {"reference": "Patient/p"},
+                          "medication": {"concept": {"text": "albuterol 90 mcg inhaler"}},
+                          "dosage": [{"text": "2 puffs as needed"}]}},
+        ],
+    }  # fmt: skip
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", json.dumps(bundle))])
+    m = out.medical
+    assert (m.patient_id, m.encounter_date, m.provider) == ("MR-9", date(2026, 11, 20), "Dr. Tomas Berg")
+    assert m.medications == ["albuterol 90 mcg inhaler 2 puffs as needed"]
+    assert m.provenance["medications"] == "rules:fhir:MedicationStatement/m.medication.concept"
+    bundle["entry"][2]["resource"]["dosage"] = [{"text": "2 puffs", "secret": "Maren's note"}]
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", json.dumps(bundle))])
+    assert out.reason == "invalid-structure"
+    assert "fhir:MedicationStatement/m: not a valid FHIR R4B or R5 resource" in out.message
+    assert "dosage.0.secret (extra_forbidden)" in out.message
+    assert "Maren" not in out.message
