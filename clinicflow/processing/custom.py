@@ -29,6 +29,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from clinicflow.core import settings
 from clinicflow.processing import sandbox
 from clinicflow.processing.base import DataSource, ParamsModel, ProcessingError, ProgressFn
+from clinicflow.processing.datafiles import csv_file_options
 
 SCRIPT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 DEFAULT_SCRIPTS_DIR = "processing_scripts"
@@ -125,6 +126,7 @@ def run_custom(
             "script": params.script,
             "source": text,
             "format": source.format,
+            "csv_options": csv_file_options(source.path) if source.format == "csv" else {},
             "name": source.name,
             "params": params.params,
             "timeout_seconds": params.timeout_seconds,

@@ -58,7 +58,11 @@ def run_script_request(argv: list[str]) -> int:
 
     try:
         with os.fdopen(0, "rb", closefd=False) as data:
-            df = pd.read_parquet(data) if request["format"] == "parquet" else pd.read_csv(data)
+            df = (
+                pd.read_parquet(data)
+                if request["format"] == "parquet"
+                else pd.read_csv(data, **request.get("csv_options", {}))
+            )
     except Exception as exc:  # noqa: BLE001 - any unreadable input is the run's failure, reported
         return fail(f"cannot read {request['name']}: {type(exc).__name__}: {exc}")
     os.close(0)

@@ -1,12 +1,16 @@
 """Data files: format detection, metadata (size, sha256, columns, row count) and chunked reads.
 
-Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time.
+Every read is streamed: one chunk of rows (``chunk_rows``) in memory at a time. A CSV's delimiter and
+decimal mark are read from its first lines (:func:`csv_options`): a spreadsheet's European export
+(``;`` between fields, ``71,6``) reads as numbers, like a comma-separated file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +53,51 @@ class FileMetadata:
 
 
 def detect_format(path: Path, name: str) -> DataFormat:
-    """Parquet by its magic bytes, CSV by the name's suffix (.csv, .txt, .tsv is not supported)."""
+    """Parquet by its magic bytes, CSV by the name's suffix (.csv, .txt, .tsv; the delimiter from the header)."""
     with open(path, "rb") as handle:
         head = handle.read(4)
     if head == PARQUET_MAGIC:
         return "parquet"
-    if name.lower().endswith((".csv", ".txt")):
+    if name.lower().endswith((".csv", ".txt", ".tsv")):
         return "csv"
     if name.lower().endswith(".parquet"):
         raise DataFileError(f"{name}: named .parquet but not a Parquet file")
     raise DataFileError(f"{name}: unsupported format (expected CSV or Parquet)")
+
+
+CSV_DELIMITERS = (",", ";", "\t", "|")
+CSV_SNIFF_BYTES = 64 << 10
+_COMMA_DECIMAL = re.compile(r"[+-]?\d+,\d+")
+_POINT_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
+
+
+def csv_options(head: bytes) -> dict[str, str]:
+    """``read_csv`` options for a CSV file starting with ``head`` (its first bytes).
+
+    The delimiter is the one of ``, ; tab |`` that cuts the header line into the most fields (a comma on a
+    tie); with another delimiter than the comma, numbers written with a decimal comma and none with a
+    point make the comma the decimal mark. Nothing else is guessed.
+    """
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()[:50]
+    if len(text) >= CSV_SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    if not lines:
+        return {}
+    widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
+    sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
+    if widths[sep] <= 1 or sep == ",":
+        return {}
+    values = [v.strip() for row in csv.reader(lines[1:], delimiter=sep) for v in row]
+    comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
+    point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
+    return {"sep": sep, "decimal": ","} if comma and not point else {"sep": sep}
+
+
+def csv_file_options(path: Path) -> dict[str, str]:
+    """:func:`csv_options` of the file at ``path``."""
+    with open(path, "rb") as handle:
+        return csv_options(handle.read(CSV_SNIFF_BYTES))
 
 
 def file_sha256(path: Path) -> tuple[int, str]:
@@ -84,7 +123,7 @@ def iter_chunks(
     label = name or path.name
     with _reading(label, fmt):
         if fmt == "csv":
-            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows) as reader:
+            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows, **csv_file_options(path)) as reader:
                 yield from reader
         elif fmt == "parquet":
             for batch in _parquet_batches(path, columns, chunk_rows):

@@ -58,6 +58,17 @@ def test_a_script_runs_in_a_subprocess_and_returns_its_dict(scripts: Path, sourc
         "result": {"rows": 3, "sum": 7.0, "scale": 2},
     }
 
+    # A spreadsheet's European export reaches the script as numbers, as the processors read it.
+    european = source.path.with_name("data_de.csv")
+    european.write_text("a;b\n1,5;x\n2,5;y\n3,0;z\n", encoding="utf-8")
+    result = run_custom(
+        DataSource(path=european, name=european.name, format="csv", row_count=3, columns=["a", "b"]),
+        params(scripts, script="column_stats", params={"column": "a"}),
+        lambda _p: None,
+        scripts,
+    )
+    assert result["result"] == {"rows": 3, "sum": 7.0, "scale": 1}
+
 
 @pytest.mark.parametrize(
     ("name", "reason"),

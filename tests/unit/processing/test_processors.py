@@ -311,3 +311,28 @@ def test_an_unknown_parameter_is_named_even_when_a_required_one_is_missing() -> 
     assert error.value.field == "parameters.windw"
     assert "unknown parameter 'windw'" in error.value.message
     assert "window" in error.value.message
+
+
+def test_a_european_spreadsheet_export_reads_as_numbers_and_equals_its_comma_separated_twin(tmp_path: Path) -> None:
+    frame = signal_frame(2500).rename(columns={"voltage": "Herzfrequenz (bpm)", "other": "Temp °C"})
+    plain = tmp_path / "vitals.csv"
+    frame.to_csv(plain, index=False)
+    european = tmp_path / "vitals_de.csv"
+    european.write_text("\ufeff" + frame.to_csv(index=False, sep=";", decimal=","), encoding="utf-8")
+    tabbed = tmp_path / "vitals.tsv"
+    frame.to_csv(tabbed, index=False, sep="\t")
+    meta = describe_file(european, european.name, chunk_rows=700)
+    assert [c["name"] for c in meta.columns] == ["t", "Herzfrequenz (bpm)", "Temp °C"]
+    assert [c["dtype"] for c in meta.columns][1:] == ["float64", "float64"]
+    params = RollingMeanParams(window=9, columns=["Herzfrequenz (bpm)"])
+    results = [
+        run_processor("rolling_mean", source_for(p, 700), params, lambda _p: None) for p in (plain, european, tabbed)
+    ]
+    assert results[0] == results[1] == results[2]
+    # A semicolon file of point decimals keeps its points; a comma file is never re-read with another delimiter.
+    points = tmp_path / "points.csv"
+    points.write_text("a;b\n1.5;2\n2.5;3\n", encoding="utf-8")
+    assert [c["dtype"] for c in describe_file(points, points.name).columns] == ["float64", "int64"]
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('"Temp; C",HR\n36.6,70\n', encoding="utf-8")
+    assert [c["name"] for c in describe_file(quoted, quoted.name).columns] == ["Temp; C", "HR"]
