@@ -126,7 +126,7 @@ def run_custom(
             "script": params.script,
             "source": text,
             "format": source.format,
-            "csv_options": csv_file_options(source.path) if source.format == "csv" else {},
+            "csv_options": csv_file_options(source.path)._asdict() if source.format == "csv" else {},
             "name": source.name,
             "params": params.params,
             "timeout_seconds": params.timeout_seconds,

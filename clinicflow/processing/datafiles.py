@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -71,8 +71,13 @@ _COMMA_DECIMAL = re.compile(r"[+-]?\d+,\d+")
 _POINT_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
 
 
-def csv_options(head: bytes) -> dict[str, str]:
-    """``read_csv`` options for a CSV file starting with ``head`` (its first bytes).
+class CsvOptions(NamedTuple):
+    sep: str = ","
+    decimal: str = "."
+
+
+def csv_options(head: bytes) -> CsvOptions:
+    """``read_csv``'s ``sep`` and ``decimal`` for a CSV file starting with ``head`` (its first bytes).
 
     The delimiter is the one of ``, ; tab |`` that cuts the header line into the most fields (a comma on a
     tie); with another delimiter than the comma, numbers written with a decimal comma and none with a
@@ -83,18 +88,18 @@ def csv_options(head: bytes) -> dict[str, str]:
     if len(text) >= CSV_SNIFF_BYTES and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut
     if not lines:
-        return {}
+        return CsvOptions()
     widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
     if widths[sep] <= 1 or sep == ",":
-        return {}
+        return CsvOptions()
     values = [v.strip() for row in csv.reader(lines[1:], delimiter=sep) for v in row]
     comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
     point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
-    return {"sep": sep, "decimal": ","} if comma and not point else {"sep": sep}
+    return CsvOptions(sep, "," if comma and not point else ".")
 
 
-def csv_file_options(path: Path) -> dict[str, str]:
+def csv_file_options(path: Path) -> CsvOptions:
     """:func:`csv_options` of the file at ``path``."""
     with open(path, "rb") as handle:
         return csv_options(handle.read(CSV_SNIFF_BYTES))
@@ -123,7 +128,10 @@ def iter_chunks(
     label = name or path.name
     with _reading(label, fmt):
         if fmt == "csv":
-            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows, **csv_file_options(path)) as reader:
+            options = csv_file_options(path)
+            with pd.read_csv(
+                path, usecols=columns, chunksize=chunk_rows, sep=options.sep, decimal=options.decimal
+            ) as reader:
                 yield from reader
         elif fmt == "parquet":
             for batch in _parquet_batches(path, columns, chunk_rows):
