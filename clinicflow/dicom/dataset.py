@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -16,6 +17,10 @@ from clinicflow.core.errors import ClinicflowError, one_line
 # Bound on one frame's decoded size: a header claiming more is rejected before
 # any allocation (a corrupt Rows/Columns must not take the pod down).
 MAX_FRAME_PIXELS = 120_000_000
+# pydicom logs each failing decoder plugin's traceback at ERROR; the file's failure carries every plugin's
+# message instead (decode_frame), so a folder of undecodable files is one line each, not tracebacks.
+logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
+_ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
 
 
 class ConversionError(ClinicflowError):
@@ -165,8 +170,18 @@ def decode_frame(ds: Any, index: int) -> np.ndarray:
         ts = ds.file_meta.get("TransferSyntaxUID")
         name = getattr(ts, "name", "unknown transfer syntax")
         raise ConversionError(
-            "decode", "undecodable", f"cannot decode {name} pixel data ({one_line(exc, limit=160)})"
+            "decode", "undecodable", f"cannot decode {name} pixel data ({_decoder_reason(exc)})"
         ) from None
+
+
+def _decoder_reason(exc: Exception) -> str:
+    """One line: each decoder plugin's own message when all of them failed (about the codestream, never a value)."""
+    text = str(exc).strip()
+    if not text.startswith(_ALL_PLUGINS_FAILED):
+        return one_line(exc, limit=160)
+    plugins = [line.strip() for line in text[len(_ALL_PLUGINS_FAILED) :].splitlines() if line.strip()]
+    reasons = "; ".join(p if len(p) <= 160 else p[:159] + "…" for p in plugins)
+    return f"every decoder failed: {reasons}" if reasons else "every decoder failed"
 
 
 def _functional_item(ds: Any, index: int, sequence: str) -> Any | None:

@@ -293,3 +293,21 @@ def test_an_unreadable_file_is_named_by_the_first_line_of_the_readers_error(
         "unreadable",
         "unreadable DICOM (ValueError: bad tag (0010,0010))",
     )
+
+
+def test_an_undecodable_file_names_every_decoders_reason_in_one_line_without_tracebacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 12-bit JPEG Extended stream with scan parameters libjpeg refuses (dcmj2pnm only warns about them).
+    out = tmp_path / "jpg"
+    out.mkdir()
+    with caplog.at_level("DEBUG"), pytest.raises(ConversionError) as caught:
+        render_file(sample_file("JPEG-lossy.dcm"), out, "x")
+    reason = caught.value.reason
+    assert (caught.value.stage, caught.value.kind) == ("decode", "undecodable")
+    assert reason.startswith("cannot decode JPEG Extended (Process 2 and 4) pixel data (every decoder failed: ")
+    assert "pylibjpeg: libjpeg error code" in reason
+    assert "pillow: Pillow does not support 'JPEG Extended'" in reason
+    assert "\n" not in reason
+    assert [r for r in caplog.records if r.name.startswith("pydicom.pixels.decoders")] == []
+    assert list(out.iterdir()) == []
