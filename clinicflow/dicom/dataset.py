@@ -20,6 +20,7 @@ MAX_FRAME_PIXELS = 120_000_000
 # pydicom logs each failing decoder plugin's traceback at ERROR; the file's failure carries every plugin's
 # message instead (decode_frame), so a folder of undecodable files is one line each, not tracebacks.
 logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
+_DICOM_UID_ROOT = "1.2.840.10008."  # every standard SOP class lies under it
 _ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
 
 
@@ -105,8 +106,12 @@ def _read_legacy(path: Path) -> Any:
             if "TransferSyntaxUID" not in ds.file_meta:
                 ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
             return ds
+        standard_class = str(ds.get("SOPClassUID", "")).startswith(_DICOM_UID_ROOT)
     except Exception:  # noqa: BLE001 - garbage read with force: it is simply not DICOM
-        pass
+        standard_class = False
+    if standard_class and "PixelData" not in ds:
+        # A real object without the Part 10 header (an RT plan, a report): say what it lacks.
+        raise ConversionError("read", "no-pixel-data", "no pixel data (a DICOM data set without the Part 10 header)")
     raise ConversionError("read", "not-dicom", "not a DICOM file")
 
 

@@ -311,3 +311,13 @@ def test_an_undecodable_file_names_every_decoders_reason_in_one_line_without_tra
     assert "\n" not in reason
     assert [r for r in caplog.records if r.name.startswith("pydicom.pixels.decoders")] == []
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["ExplVR_LitEndNoMeta.dcm", "ExplVR_BigEndNoMeta.dcm", "rtstruct.dcm"])
+def test_a_data_set_without_the_part_10_header_and_no_image_is_no_pixel_data_not_non_dicom(name: str) -> None:
+    with pytest.raises(ConversionError) as caught:
+        read_dataset(sample_file(name))
+    assert (caught.value.kind, caught.value.reason) == (
+        "no-pixel-data",
+        "no pixel data (a DICOM data set without the Part 10 header)",
+    )
