@@ -38,10 +38,11 @@ from clinicflow.core.retry import (
     is_transient,
 )
 from clinicflow.ingest.clinical import read_text
+from clinicflow.ingest.coding import StructureError
 from clinicflow.ingest.context import sections
 from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
-from clinicflow.ingest.structured import StructureError, detect, read_structured
+from clinicflow.ingest.structured import detect, read_structured
 
 PROMPT_VERSION = "medical-v2"  # part of the cache key: a new prompt never reuses old answers
 RULES_VERSION = "rules-v2"

@@ -1,0 +1,139 @@
+"""FHIR JSON (R4, R4B or R5; a Bundle or one resource) → field candidates, each resource validated by fhir.resources.
+
+Its R4B models first, else its R5 models (an R5 sender's ``medication.concept``, ``actualPeriod``,
+``actor``): Patient (identifier with type ``MR``, never an SSN system), Encounter, Condition
+(ICD-10-CM codings; refuted / entered-in-error skipped), Procedure (CPT / CDT / HCPCS codings),
+MedicationStatement / MedicationRequest (text or display with dosage), Practitioner.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clinicflow.ingest.coding import ICD10CM_SYSTEMS, PROCEDURE_SYSTEMS, SSN_SYSTEMS, StructureError
+from clinicflow.ingest.fields import Candidates, normalise_icd10, parse_any_date
+
+
+def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list((concept or {}).get("coding") or [])
+
+
+def _concept_text(concept: dict[str, Any] | None) -> str:
+    if not concept:
+        return ""
+    return str(concept.get("text") or next((c.get("display") for c in _codings(concept) if c.get("display")), ""))
+
+
+def _validate_fhir(resource: dict[str, Any], where: str) -> str:
+    """The FHIR release ``resource`` validates under (``R4B``, else ``R5``); the fields at fault if neither."""
+    from fhir.resources import get_fhir_model_class as r5_model_class
+    from fhir.resources.R4B import get_fhir_model_class as r4b_model_class
+    from pydantic import ValidationError
+
+    kind = str(resource.get("resourceType"))
+    faults: list[str] = []
+    for release, model_class in (("R4B", r4b_model_class), ("R5", r5_model_class)):
+        try:
+            model = model_class(kind)
+        except KeyError:
+            continue
+        try:
+            model.model_validate(resource)
+            return release
+        except ValidationError as exc:
+            # Where and what kind of fault, never the value (it may be patient data).
+            fields = [".".join(str(part) for part in e["loc"]) + f" ({e['type']})" for e in exc.errors()[:3]]
+            faults.append(f"{release}: " + ", ".join(fields) + (" ..." if exc.error_count() > 3 else ""))
+    if not faults:
+        raise StructureError(f"{where}: unknown FHIR resource type")
+    raise StructureError(f"{where}: not a valid FHIR R4B or R5 resource ({'; '.join(faults)})")
+
+
+def _medication_concept(resource: dict[str, Any]) -> tuple[str, str]:
+    """The medication's name and where it was: R4's ``medicationCodeableConcept``/``medicationReference``, R5's
+    ``medication`` (a CodeableReference)."""
+    if resource.get("medicationCodeableConcept"):
+        return _concept_text(resource["medicationCodeableConcept"]), "medicationCodeableConcept"
+    if resource.get("medicationReference"):
+        return str(resource["medicationReference"].get("display") or ""), "medicationReference"
+    medication = resource.get("medication") or {}
+    if medication.get("concept"):
+        return _concept_text(medication["concept"]), "medication.concept"
+    return str((medication.get("reference") or {}).get("display") or ""), "medication.reference"
+
+
+def read_fhir(text: str, out: Candidates) -> None:
+    try:
+        root = json.loads(text)
+    except ValueError:
+        raise StructureError("FHIR JSON does not parse") from None
+    if not isinstance(root, dict):
+        raise StructureError("FHIR JSON is not an object")
+    if root.get("resourceType") == "Bundle":
+        resources = [e.get("resource") for e in root.get("entry") or [] if isinstance(e, dict)]
+    else:
+        resources = [root]
+    for index, resource in enumerate(r for r in resources if isinstance(r, dict)):
+        kind = str(resource.get("resourceType"))
+        where = f"fhir:{kind}/{resource.get('id') or index}"
+        _validate_fhir(resource, where)
+        if kind == "Patient":
+            _fhir_patient(resource, where, out)
+        elif kind == "Encounter":
+            period = "period" if resource.get("period") else "actualPeriod"  # R5 renamed it
+            start = (resource.get(period) or {}).get("start")
+            out.add("encounter_date", parse_any_date(str(start)[:10]) if start else None, f"{where}.{period}.start")
+            for participant in resource.get("participant") or []:
+                person = "individual" if participant.get("individual") else "actor"
+                display = (participant.get(person) or {}).get("display")
+                out.add("provider", display, f"{where}.participant.{person}")
+        elif kind == "Practitioner":
+            for name in resource.get("name") or []:
+                text_name = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""])
+                out.add("provider", text_name.strip(), f"{where}.name", rank=1)
+                break
+        elif kind == "Condition":
+            statuses = {
+                c.get("code") for key in ("verificationStatus", "clinicalStatus") for c in _codings(resource.get(key))
+            }
+            if statuses & {"refuted", "entered-in-error", "resolved", "inactive"}:
+                continue
+            for i, coding in enumerate(_codings(resource.get("code"))):
+                if coding.get("system") in ICD10CM_SYSTEMS and coding.get("code"):
+                    out.add("diagnosis_codes", normalise_icd10(coding["code"]), f"{where}.code.coding[{i}]")
+        elif kind == "Procedure":
+            if resource.get("status") in ("not-done", "entered-in-error"):
+                continue
+            for i, coding in enumerate(_codings(resource.get("code"))):
+                if coding.get("system") in PROCEDURE_SYSTEMS and coding.get("code"):
+                    out.add("procedure_codes", coding["code"], f"{where}.code.coding[{i}]")
+        elif kind in ("MedicationStatement", "MedicationRequest"):
+            if resource.get("status") in ("entered-in-error", "not-taken", "cancelled"):
+                continue
+            name, found_in = _medication_concept(resource)
+            if not name:
+                continue
+            dosage = (resource.get("dosage") or resource.get("dosageInstruction") or [{}])[0]
+            dose = dosage.get("text") or ""
+            if not dose:
+                quantity = ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
+                dose = f"{quantity.get('value', '')} {quantity.get('unit', '')}".strip()
+            out.add("medications", f"{name} {dose}".strip(), f"{where}.{found_in}")
+
+
+def _fhir_patient(resource: dict[str, Any], where: str, out: Candidates) -> None:
+    identifiers = resource.get("identifier") or []
+    typed = [(i, ident) for i, ident in enumerate(identifiers) if _codings(ident.get("type"))]
+    for i, ident in enumerate(identifiers):
+        codes = {c.get("code") for c in _codings(ident.get("type"))}
+        if ident.get("system") in SSN_SYSTEMS or "SS" in codes:
+            continue
+        if "MR" in codes or (not typed and len(identifiers) == 1):
+            out.add("patient_id", ident.get("value"), f"{where}.identifier[{i}]")
+    names = resource.get("name") or []
+    official = [n for n in names if n.get("use") == "official"] or names[:1]
+    for name in official:
+        text_name = " ".join([*(name.get("given") or []), name.get("family") or ""]).strip() or name.get("text")
+        out.add("patient_name", text_name, f"{where}.name")
+    out.add("date_of_birth", parse_any_date(str(resource.get("birthDate") or "")), f"{where}.birthDate")
