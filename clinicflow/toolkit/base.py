@@ -53,6 +53,30 @@ class Batch:
         return cls(cols, [tuple(record.get(c) for c in cols) for record in records])
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for what batches hold besides JSON's own types."""
+    from datetime import date
+    from decimal import Decimal
+
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def nested_as_json(value: Any) -> Any:
+    """An object or a list from a JSON source (an API's nested record) as its JSON text; anything else as is.
+
+    Text sinks (CSV, PostgreSQL's COPY and json/jsonb/text columns) then hold JSON, never Python's repr.
+    """
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=json_default)
+    return value
+
+
 def new_run_id() -> str:
     """A run id for runs outside Prefect: sortable by time, unique."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -14,12 +14,10 @@ import gzip
 import json
 import lzma
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from clinicflow.toolkit.base import Batch, RunContext, ToolkitError
+from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, json_default, nested_as_json
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
 
@@ -62,16 +60,6 @@ def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
         return open(path, mode, encoding=encoding, newline="")
     text_stream: IO[str] = opener(path, mode + "t", encoding=encoding, newline="")
     return text_stream
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class FileExtractor:
@@ -219,10 +207,10 @@ class FileLoader:
                     if not header_done:
                         writer.writerow(batch.columns)
                         header_done = True
-                    writer.writerows(["" if v is None else v for v in row] for row in batch.rows)
+                    writer.writerows(["" if v is None else nested_as_json(v) for v in row] for row in batch.rows)
                 else:
                     for row in batch.rows:
-                        out.write(json.dumps(dict(zip(batch.columns, row, strict=False)), default=_json_default) + "\n")
+                        out.write(json.dumps(dict(zip(batch.columns, row, strict=False)), default=json_default) + "\n")
                 written += len(batch)
         return written
 

@@ -20,7 +20,7 @@ from clinicflow.connectors.connections import connected, transaction
 from clinicflow.core.dbapi import PgCursor, column_names
 from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
-from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError
+from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError, nested_as_json
 
 
 class Connectable(Protocol):
@@ -76,6 +76,9 @@ def _copy_field(value: Any) -> str:
     # CSV for COPY: NULL is an unquoted empty field, every value is quoted.
     if value is None:
         return ""
+    if isinstance(value, list) and not _holds_nested(value):
+        value = _array_literal(value)  # as psycopg2 adapts it for an upsert: a text[] / int[] column takes it
+    value = nested_as_json(value)
     if isinstance(value, bool):
         text = "t" if value else "f"
     elif isinstance(value, bytes):
@@ -83,6 +86,29 @@ def _copy_field(value: Any) -> str:
     else:
         text = str(value)
     return '"' + text.replace('"', '""') + '"'
+
+
+def _upsert_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # An object (or a list holding one) as JSON text, as COPY writes it; a list of scalars stays an ARRAY.
+    return tuple(
+        nested_as_json(v) if isinstance(v, dict) or (isinstance(v, list) and _holds_nested(v)) else v for v in row
+    )
+
+
+def _holds_nested(values: list[Any]) -> bool:
+    return any(isinstance(v, (dict, list)) for v in values)
+
+
+def _array_literal(values: list[Any]) -> str:
+    """A PostgreSQL array literal of scalars: ``{"a","b \\"c\\"",NULL,3}``."""
+
+    def element(v: Any) -> str:
+        if v is None:
+            return "NULL"
+        text = ("t" if v else "f") if isinstance(v, bool) else str(v)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "{" + ",".join(element(v) for v in values) + "}"
 
 
 class PostgresLoader:
@@ -166,7 +192,7 @@ class PostgresLoader:
         positions = [batch.columns.index(k) for k in self.key_columns]
         # One row per key: a batch naming a key twice would make ON CONFLICT fail; the later row wins.
         latest = {tuple(row[p] for p in positions): row for row in batch.rows}
-        execute_values(cur, sql, list(latest.values()), page_size=1000)
+        execute_values(cur, sql, [_upsert_row(row) for row in latest.values()], page_size=1000)
 
 
 class PostgresDeadLetters:

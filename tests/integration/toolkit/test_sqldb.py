@@ -74,6 +74,27 @@ def test_postgres_loader_insert_and_upsert(make_pg_db: Callable[[str], PostgresS
     assert pg_exec(db, "SELECT id, name FROM items ORDER BY id") == [(1, 'a "quoted", comma'), (2, "b2"), (3, "c")]
 
 
+def test_nested_api_records_load_as_json_and_lists_as_arrays_in_both_modes(
+    make_pg_db: Callable[[str], PostgresServer],
+) -> None:
+    db = make_pg_db("tk")
+    create = (
+        "CREATE TABLE IF NOT EXISTS nested (id int PRIMARY KEY, patient jsonb, tags text[], visits jsonb, raw text)"
+    )
+    patient = {"mrn": "M1", "name": 'Zoë "Z"', "dob": None}
+    visits = [{"at": "2026-11-02", "codes": ["K02.52"]}]
+    tags = ["a", 'b "c"', "d\\e", None]
+    columns = ("id", "patient", "tags", "visits", "raw")
+    PostgresLoader(db, "nested", create_sql=create).load(
+        [Batch(columns, [(1, patient, tags, visits, {"k": [1, 2]})])], RunContext()
+    )
+    PostgresLoader(db, "nested", mode="upsert", key_columns=["id"]).load(
+        [Batch(columns, [(2, patient, tags, visits, {"k": [1, 2]})])], RunContext()
+    )
+    got = pg_exec(db, "SELECT patient, tags, visits, raw::jsonb FROM nested ORDER BY id")
+    assert got == [(patient, tags, visits, {"k": [1, 2]})] * 2  # JSON text, never Python's repr
+
+
 def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Callable[[str], PostgresServer]) -> None:
     db = make_pg_db("tk")
     pg_exec(db, "CREATE TABLE items (id int PRIMARY KEY)")
