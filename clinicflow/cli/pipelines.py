@@ -113,12 +113,25 @@ def resolved_configs(spec: Any, parameters: dict[str, Any] | None = None) -> lis
                 lines.append(f"{leaf.name} {role}: {exc}")
                 continue
             if hasattr(shown, "model_dump"):
-                dumped = shown.model_dump(mode="json", exclude_defaults=True, by_alias=True)
-                text = json.dumps({"kind": getattr(shown, "kind", None), **dumped}, default=str)
+                text = json.dumps(_shown_config(shown), default=str)
             else:
                 text = f"a {type(shown).__name__} object"
             lines.append(f"{leaf.name} {role}: {text}")
     return lines
+
+
+_CHOICE_FIELDS = ("kind", "style")  # the discriminators: which tool or pagination, even where it is the default
+
+
+def _shown_config(model: Any) -> dict[str, Any]:
+    """A config as its non-default fields, each nested config's choice (``style: cursor``) kept."""
+    dumped: dict[str, Any] = model.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    choice = {name: getattr(model, name) for name in _CHOICE_FIELDS if hasattr(model, name)}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name in dumped and hasattr(value, "model_dump"):
+            dumped[name] = _shown_config(value)
+    return {**choice, **dumped}
 
 
 def run_demo_pipelines(console: Console) -> None:

@@ -134,3 +134,31 @@ def test_a_schedule_prefect_refuses_is_named_by_the_first_line_of_its_error() ->
     with pytest.raises(ToolkitError) as caught:
         prefect_schedules(spec)
     assert str(caught.value) == "pipeline p: schedule 1 is invalid: 1 validation error for CronSchedule"
+
+
+def test_show_names_each_nested_choice_even_where_it_is_the_default() -> None:
+    from clinicflow.cli.pipelines import resolved_configs
+    from clinicflow.toolkit.compose import etl
+    from clinicflow.toolkit.spec import PipelineSpec
+
+    spec = PipelineSpec(
+        name="appointments",
+        parameters={"api_url": "http://127.0.0.1:8799"},
+        steps=[
+            etl(
+                "fetch",
+                extract={
+                    "kind": "http",
+                    "url": "{api_url}/appts",
+                    "pagination": {"style": "cursor", "cursor_path": "meta.next"},
+                },
+                load={"kind": "console"},
+            )
+        ],
+    )
+    (extract, load) = resolved_configs(spec)
+    assert extract == (
+        'fetch extract: {"kind": "http", "url": "http://127.0.0.1:8799/appts", '
+        '"pagination": {"style": "cursor", "cursor_path": "meta.next"}}'
+    )
+    assert load == 'fetch load: {"kind": "console"}'
