@@ -103,6 +103,8 @@ ENCOUNTER = [
 TITLE_LINE = re.compile(
     r"(?i)\b(?:note|report|summary|letter|consult(?:ation)?|visit|exam(?:ination)?|encounter|referral|assessment)\b"
 )
+# A title line's date that is when the paper was made, not when the patient was seen.
+NOT_VISIT_DATE = re.compile(r"(?i)\b(?:printed|generated|created|faxed|sent|run|exported|page)\b")
 PROVIDER = re.compile(
     r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
     r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
@@ -236,8 +238,9 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
                 return
     # No labelled date: the date in the note's title line ("PROGRESS NOTE  2026-11-25").
     for line in islice(re.finditer(r"(?m)^.*\S.*$", text), 2):
-        if TITLE_LINE.search(line.group(0)) and not DOB.search(line.group(0)):
-            found = DATE_PATTERN.search(line.group(0))
+        title = line.group(0)
+        if TITLE_LINE.search(title) and not DOB.search(title) and not NOT_VISIT_DATE.search(title):
+            found = DATE_PATTERN.search(title)
             parsed = parse_any_date(found.group(1)) if found else None
             if found and parsed:
                 start = line.start() + found.start(1)
@@ -350,9 +353,8 @@ def _narrative_medications(text: str, parts: list[Section], out: Candidates) -> 
         ):
             continue  # read as a list above, a relative's, or an allergy
         if section is not None and section.kind == "past":
-            section = (
-                None  # "hypertension, controlled on lisinopril 20 mg" in a history is taken now: the clause decides
-            )
+            # "hypertension, controlled on lisinopril 20 mg" in a history is taken now: the clause decides.
+            section = None
         if drug.split()[0].lower() in _NOT_DRUGS or _drug_key(drug) in listed:
             continue
         line_start = text.rfind("\n", 0, start) + 1

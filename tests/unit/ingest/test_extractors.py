@@ -121,3 +121,16 @@ def test_fhir_r5_resources_are_read_and_an_invalid_one_names_its_fields_not_its_
     assert "fhir:MedicationStatement/m: not a valid FHIR R4B or R5 resource" in out.message
     assert "dosage.0.secret (extra_forbidden)" in out.message
     assert "Maren" not in out.message
+
+
+def test_the_visit_date_from_admitted_or_the_notes_title_line_never_from_when_it_was_printed() -> None:
+    def encounter(text: str) -> date | None:
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", text + "\nPatient: Ana Ruiz  MRN: 881\n")])
+        assert out.ok, out.message
+        return out.medical.encounter_date
+
+    assert encounter("DISCHARGE SUMMARY\nAdmitted 2026-11-02, discharged 2026-11-06.") == date(2026, 11, 2)
+    assert encounter("PROGRESS NOTE  2026-11-25") == date(2026, 11, 25)
+    assert encounter("Consultation Report - 03/04/2024\nVisit Date: 03/05/2024") == date(2024, 3, 5)  # a label wins
+    assert encounter("Lab report printed 2026-12-01") is None
+    assert encounter("Newsletter 2026-11-02") is None
