@@ -32,7 +32,7 @@ from clinicflow.core.logs import get_logger
 from clinicflow.core.settings import dicom_range_deployment
 from clinicflow.dicom import partitions as dicom_partitions
 from clinicflow.dicom.options import FAN_OUT_FIELDS, DicomRunOptions
-from clinicflow.dicom.outputs import summary_rows
+from clinicflow.dicom.outputs import run_failure, summary_rows
 from clinicflow.dicom.pipeline import BatchResult, BatchSettings
 from clinicflow.dicom.reports import ReportsSource, batches
 from clinicflow.dicom.state import StateStore
@@ -46,6 +46,7 @@ from tasks.dicom import (
     prepare_task,
     process_batch_task,
     read_page_task,
+    record_run_task,
     run_totals_task,
     write_outputs_task,
 )
@@ -212,26 +213,12 @@ def _extract(options: DicomRunOptions) -> Any:
         )
 
     failed = total.failed + (1 if count.rows_without_key else 0)
-    if total.cancelled or cancel.requested():
-        return Failed(
-            message=f"stopped by SIGTERM: {total.done} file(s) converted and {total.failed} failed "
-            "this run are saved; a rerun resumes (CSV not rewritten)"
-        )
-    if batch_errors:
-        return Failed(
-            message=f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): "
-            + "; ".join(batch_errors[:3])
-        )
-    if csv_error:
-        return Failed(
-            message=f"the CSVs could not be written ({csv_error}); files converted: {total.done}, failed: {failed}"
-        )
-    if failed > options.failure_threshold:
-        return Failed(
-            message=f"{failed} failure(s), more than the threshold of {options.failure_threshold}: "
-            + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
-            + (f", rows without key={count.rows_without_key}" if count.rows_without_key else "")
-        )
+    stopped = total.cancelled or cancel.requested()
+    failure = run_failure(total, count, failed, options.failure_threshold, batch_errors, csv_error, stopped=stopped)
+    # The verdict beside the failures: failed files within the threshold leave the run ok (`clinicflow status`).
+    record_run_task(state_server, state_schema, dataset, run_id, failed, options.failure_threshold, failure)
+    if failure is not None:
+        return Failed(message=failure)
     return {
         "dataset": dataset,
         "files": count.files,

@@ -60,3 +60,17 @@ def plan_ranges_task(source: ReportsSource, files: int, partitions: int) -> list
 @task(name="dicom-read-run-totals", cache_policy=NO_CACHE, **TASK_RETRY)
 def run_totals_task(state_server: PostgresServer, schema: str, dataset: str, run_id: str) -> BatchResult:
     return recorded_run_totals(state_server, schema, dataset, run_id)
+
+
+@task(name="dicom-record-run", cache_policy=NO_CACHE, **TASK_RETRY)
+def record_run_task(
+    state_server: PostgresServer,
+    schema: str,
+    dataset: str,
+    run_id: str,
+    failed_files: int,
+    failure_threshold: int,
+    failure: str | None,
+) -> None:
+    with StateStore(state_server, dataset, schema) as store:
+        store.record_run(run_id, failed_files, failure_threshold, failure)

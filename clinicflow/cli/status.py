@@ -92,7 +92,9 @@ def _print(console: Console, report: dict[str, Any]) -> None:
         elif name == "dicom" and section["runs"]:
             console.print(
                 _simple_table(
-                    "DICOM runs", section["runs"], ("last_activity", "dataset", "files_done", "failures", "run_id")
+                    "DICOM runs",
+                    section["runs"],
+                    ("last_activity", "dataset", "files_done", "failures", "verdict", "message", "run_id"),
                 )
             )
         elif name == "pipelines" and section["runs"]:

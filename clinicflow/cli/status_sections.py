@@ -106,6 +106,13 @@ def dicom_status(conn: PgConnection, limit: int, schema: str = "clinicflow_dicom
         if not _exists(cur, f"{s}.files"):
             conn.rollback()
             return {"runs": [], "failed": False}
+        verdicts = (
+            f"LEFT JOIN {s}.runs v ON v.dataset = r.dataset AND v.run_id = r.run_id"
+            if _exists(cur, f"{s}.runs")
+            # A state schema from before the runs table (made by the next run): no verdicts yet.
+            else "LEFT JOIN (SELECT NULL::text AS status, NULL::text AS message, NULL::timestamptz AS finished_at) v "
+            "ON false"
+        )
         # A DICOM run is (dataset, run id): its files seen and its failures, by last activity.
         runs = _rows(
             cur,
@@ -115,15 +122,21 @@ def dicom_status(conn: PgConnection, limit: int, schema: str = "clinicflow_dicom
                           FROM {s}.files WHERE seen_run IS NOT NULL GROUP BY 1, 2),
                  failed AS (SELECT dataset, run_id, max(recorded_at) AS at, count(*) AS failures
                             FROM {s}.failures GROUP BY 1, 2)
-            SELECT coalesce(seen.dataset, failed.dataset) AS dataset, coalesce(seen.run_id, failed.run_id) AS run_id,
-                   greatest(seen.at, failed.at) AS last_activity, coalesce(files_done, 0) AS files_done,
-                   coalesce(failures, 0) AS failures
-            FROM seen FULL JOIN failed ON seen.dataset = failed.dataset AND seen.run_id = failed.run_id
+            SELECT r.dataset, r.run_id, greatest(r.at, v.finished_at) AS last_activity, r.files_done, r.failures,
+                   v.status AS verdict, v.message
+            FROM (SELECT coalesce(seen.dataset, failed.dataset) AS dataset,
+                         coalesce(seen.run_id, failed.run_id) AS run_id, greatest(seen.at, failed.at) AS at,
+                         coalesce(files_done, 0) AS files_done, coalesce(failures, 0) AS failures
+                  FROM seen FULL JOIN failed ON seen.dataset = failed.dataset AND seen.run_id = failed.run_id) r
+            {verdicts}
             ORDER BY 3 DESC LIMIT %s""",
             (limit,),
         )
     conn.rollback()
-    return {"runs": runs, "failed": bool(runs) and runs[0]["failures"] > 0}
+    # The run's verdict when it recorded one (failures within its threshold are ok); before, any failure.
+    latest = runs[0] if runs else None
+    failed = latest is not None and (latest["verdict"] == "failed" if latest["verdict"] else latest["failures"] > 0)
+    return {"runs": runs, "failed": failed}
 
 
 def prefect_status(limit: int) -> dict[str, dict[str, Any]]:

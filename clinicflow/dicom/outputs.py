@@ -114,3 +114,35 @@ def summary_rows(
     for reason, n in result.failures_by_kind().items():
         rows.append({"metric": f"failures: {reason}", "value": n})
     return rows
+
+
+def run_failure(
+    total: BatchResult,
+    count: SourceCount,
+    failed: int,
+    failure_threshold: int,
+    batch_errors: list[str],
+    csv_error: str | None,
+    *,
+    stopped: bool,
+) -> str | None:
+    """Why a run failed (its Failed message, recorded as its verdict), or None: failed files within
+    ``failure_threshold`` leave it ok."""
+    if stopped:
+        return (
+            f"stopped by SIGTERM: {total.done} file(s) converted and {total.failed} failed "
+            "this run are saved; a rerun resumes (CSV not rewritten)"
+        )
+    if batch_errors:
+        return f"{len(batch_errors)} batch(es) could not be processed (CSV not rewritten): " + "; ".join(
+            batch_errors[:3]
+        )
+    if csv_error:
+        return f"the CSVs could not be written ({csv_error}); files converted: {total.done}, failed: {failed}"
+    if failed > failure_threshold:
+        return (
+            f"{failed} failure(s), more than the threshold of {failure_threshold}: "
+            + ", ".join(f"{k}={n}" for k, n in total.failures_by_kind().items())
+            + (f", rows without key={count.rows_without_key}" if count.rows_without_key else "")
+        )
+    return None

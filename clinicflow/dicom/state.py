@@ -295,6 +295,18 @@ class StateStore:
             names = column_names(cur)
             return [dict(zip(names, row, strict=False)) for row in cur]
 
+    def record_run(self, run_id: str, failed_files: int, failure_threshold: int, failure: str | None) -> None:
+        """The run's verdict: ``failed`` with ``failure`` (the flow's message), else ``ok``; a rerun overwrites."""
+        with self._tx() as cur:
+            cur.execute(
+                f"""INSERT INTO {self._s}.runs (dataset, run_id, status, failed_files, failure_threshold, message)
+                    VALUES (%s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (dataset, run_id) DO UPDATE SET status = EXCLUDED.status,
+                        failed_files = EXCLUDED.failed_files, failure_threshold = EXCLUDED.failure_threshold,
+                        message = EXCLUDED.message, finished_at = now()""",
+                (self.dataset, run_id, "failed" if failure else "ok", failed_files, failure_threshold, failure),
+            )
+
     def write_csv(self, out: io.TextIOBase, report_fields: list[str], run_id: str) -> int:
         """Write the CSV of every done file seen by ``run_id``, in key order; returns data rows.
 
@@ -334,7 +346,7 @@ class StateStore:
     def reset(self) -> None:
         """Forget the dataset's progress (the next run starts over; the bucket is untouched)."""
         with self._tx() as cur:
-            for table in ("files", "uploads", "failures"):
+            for table in ("files", "uploads", "failures", "runs"):
                 cur.execute(f"DELETE FROM {self._s}.{table} WHERE dataset = %s", (self.dataset,))
 
 

@@ -12,6 +12,8 @@ dataset (the output prefix), three tables in schema ``clinicflow_dicom``:
 - ``uploads``: the upload log, one row per object name, with an upload
   counter — how tests and operators see that nothing was uploaded twice.
 - ``failures``: every failure of every run (file key, stage, kind, reason).
+- ``runs``: each finished run's verdict (``ok`` or ``failed`` and why): failed files within the run's
+  ``failure_threshold`` leave it ``ok``, which ``clinicflow status`` reports as such.
 """
 
 from __future__ import annotations
@@ -50,4 +52,13 @@ def state_tables_ddl(s: str) -> list[str]:
             stage text NOT NULL, kind text NOT NULL, reason text NOT NULL,
             recorded_at timestamptz NOT NULL DEFAULT now())""",
         f"CREATE INDEX IF NOT EXISTS failures_dataset_run ON {s}.failures (dataset, run_id)",
+        f"""CREATE TABLE IF NOT EXISTS {s}.runs (
+            dataset text NOT NULL,
+            run_id text NOT NULL,
+            status text NOT NULL CHECK (status IN ('ok', 'failed')),
+            failed_files integer NOT NULL,
+            failure_threshold integer NOT NULL,
+            message text,
+            finished_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (dataset, run_id))""",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -41,6 +42,22 @@ def test_demo_runs_twice_idempotently_and_status_shows_it(
     assert status.exit_code == 0, status.output
     assert "objects uploaded more than once" in status.output
     assert status.output.split("objects uploaded more than once")[1].split()[1] == "0"
+
+    # The demo's bad files are within its threshold: the run is ok, and `clinicflow status` says so (exit 0).
+    overall = runner.invoke(app, ["status", "--json", "--subsystem", "dicom"])
+    assert overall.exit_code == 0, overall.output
+    latest = json.loads(overall.output)["subsystems"]["dicom"]["runs"][0]
+    assert (latest["verdict"], latest["failures"]) == ("ok", len(failures))
+    # The same files with a threshold of 0: the run fails, and status names it with the flow's reason.
+    monkeypatch.setenv("CLINICFLOW_DICOM_REPORTS_BUCKET_PATH", str(bucket))
+    roots = ["--allowed-root", str((tmp_path / "files").resolve())]
+    strict = runner.invoke(app, ["dicom", "run", *roots, "--failure-threshold", "0"])
+    assert strict.exit_code == 1, strict.output
+    overall = runner.invoke(app, ["status", "--json", "--subsystem", "dicom"])
+    assert overall.exit_code == 1, overall.output
+    latest = json.loads(overall.output)["subsystems"]["dicom"]["runs"][0]
+    assert latest["verdict"] == "failed"
+    assert latest["message"].startswith(f"{len(failures)} failure(s), more than the threshold of 0")
 
     reset = runner.invoke(app, ["dicom", "reset", "--dataset", "dicom-reports", "--yes"])
     assert reset.exit_code == 0
