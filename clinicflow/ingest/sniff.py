@@ -55,7 +55,7 @@ def sniff_mime(data: bytes, text: str | None) -> str:
     if text is None:
         return "application/octet-stream"
     stripped = text.lstrip()
-    if stripped.startswith("MSH|"):
+    if stripped.startswith(("MSH|", "FHS|", "BHS|")):  # a message or a batch file
         return "x-application/hl7-v2+er7"
     if stripped.startswith(("{", "[")):
         try:

@@ -36,7 +36,7 @@ CCDA_MEDICATIONS = ("2.16.840.1.113883.10.20.22.2.1.1", "2.16.840.1.113883.10.20
 def detect(text: str) -> str | None:
     """``hl7`` / ``fhir`` / ``ccda`` / ``csv`` / None (free text) by the content."""
     stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("MSH|"):
+    if stripped.startswith(("MSH|", "FHS|", "BHS|")):  # a message, or a batch file of them
         return "hl7"
     if stripped.startswith("{") and '"resourceType"' in stripped[:2000]:
         return "fhir"
@@ -72,10 +72,18 @@ def _person(parts: list[str], family_at: int) -> str:
     return " ".join(p for p in (given, middle, family) if p)
 
 
+_BATCH_ENVELOPE = ("FHS|", "BHS|", "BTS|", "FTS|")
+
+
 def read_hl7(text: str, out: Candidates) -> None:
     import hl7
 
     normalised = re.sub(r"\r\n|\n|\r", "\r", text.strip("\ufeff \t\r\n"))
+    # A batch file's envelope (FHS/BHS ... BTS/FTS) carries no patient: its messages are read as one document,
+    # so two patients in one batch are conflicting candidates, like any export of several patients.
+    normalised = "\r".join(s for s in normalised.split("\r") if s[:4] not in _BATCH_ENVELOPE)
+    if not normalised.startswith("MSH|"):
+        raise StructureError("HL7 v2 batch holds no message (no MSH segment)")
     try:
         message = hl7.parse(normalised)
     except Exception as exc:  # noqa: BLE001 - python-hl7 raises several types for a bad message

@@ -134,3 +134,16 @@ def test_the_visit_date_from_admitted_or_the_notes_title_line_never_from_when_it
     assert encounter("Consultation Report - 03/04/2024\nVisit Date: 03/05/2024") == date(2024, 3, 5)  # a label wins
     assert encounter("Lab report printed 2026-12-01") is None
     assert encounter("Newsletter 2026-11-02") is None
+
+
+def test_an_hl7_batch_file_is_read_and_two_patients_in_it_conflict() -> None:
+    msh = "MSH|^~\\&|A|B|C|D|20261101||ADT^A08|{n}|P|2.5\r"
+    one = msh.format(n=1) + "PID|1||111^^^H^MR||One^Ann||19700101|F\rDG1|1||E11.9^^I10\r"
+    two = msh.format(n=2) + "PID|1||222^^^H^MR||Two^Bob||19710101|M\r"
+    envelope = "FHS|^~\\&|A\rBHS|^~\\&|A\r{}BTS|{}\rFTS|1\r"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", envelope.format(one, 1))])
+    assert (out.medical.patient_id, out.medical.diagnosis_codes) == ("111", ["E11.9"])
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", envelope.format(one + two, 2))])
+    assert (out.reason, out.message) == ("ambiguous-field", "patient_id: 2 conflicting candidates")
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", envelope.format("", 0))])
+    assert (out.reason, out.message) == ("invalid-structure", "HL7 v2 batch holds no message (no MSH segment)")
