@@ -119,19 +119,22 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
 
     # Artifacts: progress at 100 %, a summary table with failures by reason.
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    def this_runs(key: str) -> ArtifactFilter:
+        # This run's: the shared server also holds other DICOM tests' artifacts of these keys, some of runs
+        # still going on the other worker (a newest-first read once took one of those at 14 %).
+        return ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+        )
 
     with get_client(sync_client=True) as client:
-        # The newest of each key: the shared server also holds other DICOM tests' artifacts of these keys.
         summary = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dicom-dicom-reports-summary"])),
-            sort="CREATED_DESC",
-            limit=1,
+            artifact_filter=this_runs("dicom-dicom-reports-summary"), sort="CREATED_DESC", limit=1
         )
         progress = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dicom-dicom-reports-progress"])),
-            sort="CREATED_DESC",
-            limit=1,
+            artifact_filter=this_runs("dicom-dicom-reports-progress"), sort="CREATED_DESC", limit=1
         )
     assert progress
     assert progress[0].data == 100.0
