@@ -239,6 +239,9 @@ class LLMExtractor:
         self.retry = retry
         self.max_document_chars = max_document_chars
         self._texts: dict[str, str] = {}
+        # JSON mode (`response_format`) until the server refuses it: LM Studio and some proxies answer 400 to
+        # {"type": "json_object"}; the prompt asks for JSON either way and answers are parsed leniently.
+        self.json_mode = True
 
     def extract(self, documents: list[DocumentText]) -> list[Extraction]:
         results: dict[str, Extraction] = {}
@@ -272,18 +275,22 @@ class LLMExtractor:
         import openai
 
         def call() -> str | None:
+            json_mode = self.json_mode
             try:
                 response = self.client.chat.completions.create(
                     model=self.model,
                     temperature=0,
-                    response_format={"type": "json_object"},
                     messages=[{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+                    **({"response_format": {"type": "json_object"}} if json_mode else {}),
                 )
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 raise TransientError(f"{what}: {type(exc).__name__}") from exc
             except openai.APIStatusError as exc:
                 if exc.status_code in (408, 409, 425, 429) or exc.status_code >= 500:
                     raise TransientError(f"{what}: HTTP {exc.status_code}") from exc
+                if json_mode and exc.status_code in (400, 422) and "response_format" in str(exc):
+                    self.json_mode = False  # this server has no JSON mode: ask again, and from now on, without
+                    return call()
                 raise PermanentError(f"{what}: HTTP {exc.status_code}") from exc
             return response.choices[0].message.content if response.choices else None
 

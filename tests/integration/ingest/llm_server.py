@@ -29,6 +29,8 @@ class LLMServer:
     # plus seconds per document in the prompt, like a hosted model writing one record per document (requests
     # are served on their own threads, so concurrent clients wait side by side, not one after the other)
     delay_per_document: float = 0.0
+    # Refuse JSON mode as LM Studio does (400: "'response_format.type' must be 'json_schema' or 'text'").
+    refuse_json_mode: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -74,8 +76,13 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(server.delay + server.delay_per_document * documents)
             with server.lock:
                 server.requests.append(body)
-                action = server.script.pop(0) if server.script else None
-            if isinstance(action, int):
+                refused = server.refuse_json_mode and body.get("response_format", {}).get("type") == "json_object"
+                action = 400 if refused else server.script.pop(0) if server.script else None
+            if refused:
+                message = "'response_format.type' must be 'json_schema' or 'text'"
+                payload = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+                self.send_response(400)
+            elif isinstance(action, int):
                 payload = json.dumps({"error": {"message": f"scripted {action}", "type": "test"}}).encode()
                 self.send_response(action)
                 if action == 429:

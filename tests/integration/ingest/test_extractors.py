@@ -52,6 +52,17 @@ def test_llm_batch_answer_is_used_when_valid(llm_server: LLMServer) -> None:
     assert len(llm_server.requests) == 2  # batches of 3 and 2, no fallback
 
 
+def test_a_server_without_json_mode_is_asked_again_without_it_once(llm_server: LLMServer) -> None:
+    llm_server.refuse_json_mode = True
+    extractor = _llm(llm_server, batch_size=1)
+    outcomes = extractor.extract([doc(1), doc(2)])
+    assert [o.ok for o in outcomes] == [True, True], [o.message for o in outcomes]
+    assert outcomes[1].medical.patient_id == "MRN000002"
+    # One refused request, then every request without response_format.
+    assert [("response_format" in r) for r in llm_server.requests] == [True, False, False]
+    assert extractor.json_mode is False
+
+
 def test_llm_errors_after_retries_and_permanent_errors(llm_server: LLMServer) -> None:
     llm_server.script = [503, 503, 503, 400]
     first, second = _llm(llm_server, batch_size=1, retries=2).extract([doc(1), doc(2)])
