@@ -205,12 +205,23 @@ def _single_prompt(document: DocumentText) -> str:
 
 
 def _json_object(text: str | None) -> Any:
-    """Parse a model answer; tolerate a ```json fence around it."""
+    """Parse a model answer: the JSON itself, fenced (```json), after a reasoning model's ``<think>`` block, or
+    the one JSON object in a sentence ("Here is the record: {...}") from a server without JSON mode."""
     if text is None:
         raise ValueError("empty answer")
-    stripped = text.strip()
+    stripped = re.sub(r"^\s*<think>.*?</think>", "", text, flags=re.S).strip()
     fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.S)
-    return json.loads(fence.group(1) if fence else stripped)
+    body = fence.group(1) if fence else stripped
+    try:
+        return json.loads(body)
+    except ValueError:
+        start = body.find("{")
+        if start < 0:
+            raise
+        found, end = json.JSONDecoder().raw_decode(body, start)
+        if "{" in body[end:]:
+            raise ValueError("more than one JSON object in the answer") from None
+        return found
 
 
 def _chunks(items: list[DocumentText], size: int) -> Iterator[list[DocumentText]]:

@@ -54,10 +54,16 @@ def test_llm_batch_answer_is_used_when_valid(llm_server: LLMServer) -> None:
 
 def test_a_server_without_json_mode_is_asked_again_without_it_once(llm_server: LLMServer) -> None:
     llm_server.refuse_json_mode = True
+    # Without JSON mode, answers come wrapped: a reasoning model's <think> block, a sentence around the object.
+    llm_server.script = [
+        '<think>The record says MRN000001 {maybe}.</think>\n{"MRN": "MRN000001", "dx": ["E11.9"]}',
+        'Here is the record: {"MRN": "MRN000002", "meds": ["Metformin 500 mg"]} Let me know if you need more.',
+    ]
     extractor = _llm(llm_server, batch_size=1)
     outcomes = extractor.extract([doc(1), doc(2)])
     assert [o.ok for o in outcomes] == [True, True], [o.message for o in outcomes]
-    assert outcomes[1].medical.patient_id == "MRN000002"
+    assert (outcomes[0].medical.patient_id, outcomes[0].medical.diagnosis_codes) == ("MRN000001", ["E11.9"])
+    assert (outcomes[1].medical.patient_id, outcomes[1].medical.medications) == ("MRN000002", ["Metformin 500 mg"])
     # One refused request, then every request without response_format.
     assert [("response_format" in r) for r in llm_server.requests] == [True, False, False]
     assert extractor.json_mode is False
