@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from clinicflow.connectors.http import redact
 from clinicflow.core.retry import (
     DEFAULT_POLICY,
     PermanentError,
@@ -253,6 +254,8 @@ class LLMExtractor:
         # JSON mode (`response_format`) until the server refuses it: LM Studio and some proxies answer 400 to
         # {"type": "json_object"}; the prompt asks for JSON either way and answers are parsed leniently.
         self.json_mode = True
+        base_url = getattr(client, "base_url", None)
+        self.endpoint = redact(str(base_url)).rstrip("/") if base_url is not None else "the LLM endpoint"
 
     def extract(self, documents: list[DocumentText]) -> list[Extraction]:
         results: dict[str, Extraction] = {}
@@ -295,14 +298,14 @@ class LLMExtractor:
                     **({"response_format": {"type": "json_object"}} if json_mode else {}),
                 )
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                raise TransientError(f"{what}: {type(exc).__name__}") from exc
+                raise TransientError(f"{what}: {type(exc).__name__} ({self.endpoint})") from exc
             except openai.APIStatusError as exc:
                 if exc.status_code in (408, 409, 425, 429) or exc.status_code >= 500:
-                    raise TransientError(f"{what}: HTTP {exc.status_code}") from exc
+                    raise TransientError(f"{what}: HTTP {exc.status_code} from {self.endpoint}") from exc
                 if json_mode and exc.status_code in (400, 422) and "response_format" in str(exc):
                     self.json_mode = False  # this server has no JSON mode: ask again, and from now on, without
                     return call()
-                raise PermanentError(f"{what}: HTTP {exc.status_code}") from exc
+                raise PermanentError(f"{what}: HTTP {exc.status_code} from {self.endpoint}") from exc
             return response.choices[0].message.content if response.choices else None
 
         return call_with_retry(call, what=what, policy=self.retry)

@@ -77,6 +77,15 @@ def test_llm_errors_after_retries_and_permanent_errors(llm_server: LLMServer) ->
     assert second.reason == "llm-error"
     assert "400" in second.message  # not retried
     assert len(llm_server.requests) == 4
+    assert f"from {llm_server.base_url}" in first.message  # which endpoint, for the operator
+    # Nothing listening: the message names the endpoint it could not reach, never a key.
+    import openai
+
+    unreachable = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-secret", max_retries=0, timeout=2)
+    (down,) = LLMExtractor(unreachable, "m", retry=RetryPolicy(0, 0.01)).extract([doc(3)])
+    assert down.reason == "llm-unavailable"
+    assert "APIConnectionError (http://127.0.0.1:9/v1)" in down.message
+    assert "sk-secret" not in down.message
 
 
 def test_llm_extraction_dead_letters_replay_and_cache(tmp_path: Path, ingest_db: Any, llm_server: LLMServer) -> None:
