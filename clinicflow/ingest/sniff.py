@@ -35,7 +35,7 @@ def mime_by_extension(name: str) -> str | None:
 def decode_text(data: bytes) -> str | None:
     """The content as text when it is text (UTF-8, UTF-16 with BOM, or the single-byte encoding
     charset-normalizer detects: cp1252, Latin-1...; no control bytes), else None."""
-    from clinicflow.ingest.text import decode_bytes
+    from clinicflow.core.text_encoding import decode_bytes
 
     if any(data[offset : offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
         return None

@@ -24,6 +24,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from clinicflow.core.text_encoding import decode_bytes
+
 TEXT_MIMES = (
     "text/plain",
     "text/markdown",
@@ -34,9 +36,6 @@ TEXT_MIMES = (
 )
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
 OCR_LANG = "eng"
-# What a clinic's non-UTF-8 files are in practice: charset-normalizer picks among these, so that a
-# Western Latin-1 / Windows-1252 note is never read as a Central European code page (ñ as ń).
-SINGLE_BYTE_ENCODINGS = ("cp1252", "latin_1", "iso8859_15", "mac_roman")
 OCR_CONFIG = "--psm 4"  # a single column of variable-size text: letters, forms and faxes
 
 
@@ -48,33 +47,6 @@ class TextResult:
     ocr_confidence: float | None = None  # mean word confidence 0-100 of the OCR'd pages
     encoding: str | None = None
     error: str | None = None
-
-
-def decode_bytes(data: bytes) -> tuple[str, str] | None:
-    """(text, encoding) of bytes that are text in any common encoding; None for binary."""
-    if not data:
-        return "", "utf-8"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError:
-            return None
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    if b"\x00" in data:
-        return None
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data[:65536], cp_isolation=list(SINGLE_BYTE_ENCODINGS)).best()
-    if best is None:
-        return None
-    encoding = best.encoding
-    try:
-        return data.decode(encoding), encoding
-    except (UnicodeDecodeError, LookupError):
-        return None
 
 
 def html_text(html: str) -> str:

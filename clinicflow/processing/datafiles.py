@@ -21,6 +21,7 @@ import pandas as pd
 
 from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
+from clinicflow.core.text_encoding import text_encoding
 
 T = TypeVar("T")
 DataFormat = Literal["csv", "parquet"]
@@ -74,29 +75,34 @@ _POINT_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
 class CsvOptions(NamedTuple):
     sep: str = ","
     decimal: str = "."
+    encoding: str = "utf-8"
 
 
 def csv_options(head: bytes) -> CsvOptions:
-    """``read_csv``'s ``sep`` and ``decimal`` for a CSV file starting with ``head`` (its first bytes).
+    """``read_csv``'s ``sep``, ``decimal`` and ``encoding`` for a CSV file starting with ``head`` (its first bytes).
 
-    The delimiter is the one of ``, ; tab |`` that cuts the header line into the most fields (a comma on a
-    tie); with another delimiter than the comma, numbers written with a decimal comma and none with a
-    point make the comma the decimal mark. Nothing else is guessed.
+    The encoding is UTF-8, UTF-16 by its BOM, else the Western code page charset-normalizer finds (a
+    spreadsheet's "CSV" export on Windows is cp1252). The delimiter is the one of ``, ; tab |`` that cuts
+    the header line into the most fields (a comma on a tie); with another delimiter than the comma,
+    numbers written with a decimal comma and none with a point make the comma the decimal mark. Nothing
+    else is guessed.
     """
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    cut = len(head) >= CSV_SNIFF_BYTES
+    encoding = text_encoding(head, cut=cut) or "utf-8"  # not text: read as UTF-8, whose error names the byte
+    text = head.decode(encoding, errors="replace").lstrip("\ufeff")
     lines = text.splitlines()[:50]
-    if len(text) >= CSV_SNIFF_BYTES and len(lines) > 1:
+    if cut and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut
     if not lines:
-        return CsvOptions()
+        return CsvOptions(encoding=encoding)
     widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
     if widths[sep] <= 1 or sep == ",":
-        return CsvOptions()
+        return CsvOptions(encoding=encoding)
     values = [v.strip() for row in csv.reader(lines[1:], delimiter=sep) for v in row]
     comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
     point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
-    return CsvOptions(sep, "," if comma and not point else ".")
+    return CsvOptions(sep, "," if comma and not point else ".", encoding)
 
 
 def csv_file_options(path: Path) -> CsvOptions:
@@ -130,7 +136,12 @@ def iter_chunks(
         if fmt == "csv":
             options = csv_file_options(path)
             with pd.read_csv(
-                path, usecols=columns, chunksize=chunk_rows, sep=options.sep, decimal=options.decimal
+                path,
+                usecols=columns,
+                chunksize=chunk_rows,
+                sep=options.sep,
+                decimal=options.decimal,
+                encoding=options.encoding,
             ) as reader:
                 yield from reader
         elif fmt == "parquet":

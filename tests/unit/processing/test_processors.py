@@ -321,14 +321,19 @@ def test_a_european_spreadsheet_export_reads_as_numbers_and_equals_its_comma_sep
     european.write_text("\ufeff" + frame.to_csv(index=False, sep=";", decimal=","), encoding="utf-8")
     tabbed = tmp_path / "vitals.tsv"
     frame.to_csv(tabbed, index=False, sep="\t")
+    windows = tmp_path / "vitals_windows.csv"  # Excel's "CSV (semicolon delimited)" on Windows: cp1252
+    windows.write_bytes(frame.to_csv(index=False, sep=";", decimal=",").encode("cp1252"))
+    unicode_text = tmp_path / "vitals_unicode.txt"  # Excel's "Unicode Text": UTF-16 with a BOM, tabs
+    unicode_text.write_bytes(frame.to_csv(index=False, sep="\t").encode("utf-16"))
     meta = describe_file(european, european.name, chunk_rows=700)
     assert [c["name"] for c in meta.columns] == ["t", "Herzfrequenz (bpm)", "Temp °C"]
     assert [c["dtype"] for c in meta.columns][1:] == ["float64", "float64"]
     params = RollingMeanParams(window=9, columns=["Herzfrequenz (bpm)"])
-    results = [
-        run_processor("rolling_mean", source_for(p, 700), params, lambda _p: None) for p in (plain, european, tabbed)
-    ]
-    assert results[0] == results[1] == results[2]
+    files = (plain, european, tabbed, windows, unicode_text)
+    for path in files[3:]:
+        assert [c["name"] for c in describe_file(path, path.name).columns] == ["t", "Herzfrequenz (bpm)", "Temp °C"]
+    results = [run_processor("rolling_mean", source_for(p, 700), params, lambda _p: None) for p in files]
+    assert all(r == results[0] for r in results)
     # A semicolon file of point decimals keeps its points; a comma file is never re-read with another delimiter.
     points = tmp_path / "points.csv"
     points.write_text("a;b\n1.5;2\n2.5;3\n", encoding="utf-8")
