@@ -187,9 +187,15 @@ def valid_icd10(code: str) -> bool:
     return code.replace(".", "").upper() in icd10cm_codes()
 
 
+_SPACES_AS_SPACE = str.maketrans(dict.fromkeys("\u00a0\u2002\u2003\u2007\u2009\u202f\u205f\u3000", " "))
+
+
 def read_text(text: str, out: Candidates) -> dict[str, int]:
     """Add every candidate found in free text to ``out``; returns counts of clinical signals (for decoys)."""
     signals = {"sections": 0, "codes": 0, "dob": 0, "ids": 0}
+    # No-break and other fixed-width spaces (HTML's &nbsp;, DOCX, PDFs) read as spaces: one character for one,
+    # so every provenance offset still points into the stored text.
+    text = text.translate(_SPACES_AS_SPACE)
     parts = sections(text)
     signals["sections"] = sum(1 for p in parts if p.kind != "other")
     _identifiers(text, out, signals)

@@ -147,3 +147,11 @@ def test_an_hl7_batch_file_is_read_and_two_patients_in_it_conflict() -> None:
     assert (out.reason, out.message) == ("ambiguous-field", "patient_id: 2 conflicting candidates")
     (out,) = RulesExtractor().extract([DocumentText("d", "s", envelope.format("", 0))])
     assert (out.reason, out.message) == ("invalid-structure", "HL7 v2 batch holds no message (no MSH segment)")
+
+
+def test_no_break_spaces_read_as_spaces_and_offsets_still_point_into_the_text() -> None:
+    text = "Visit summary\nPatient: Ana\u00a0Gomez \u00a0 MRN:\u202f55120\nDOB: 1990-01-02\n"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+    assert (out.medical.patient_name, out.medical.patient_id) == ("Ana Gomez", "55120")
+    start, end = (int(n) for n in out.medical.provenance["patient_name"].rsplit(" ", 1)[1].split("-"))
+    assert text[start:end] == "Ana\u00a0Gomez"
