@@ -116,7 +116,9 @@ PROVIDER = re.compile(
     r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)"
 )
 
-ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
+ICD10_SHAPE = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
+# An OCR'd "K01.1" often reads "KO1.1": a letter O where the code has a digit is taken as 0 (dotted codes only).
+ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9O][0-9ABO](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
 CDT = re.compile(r"(?<![A-Za-z0-9])(D\d{4})(?![A-Za-z0-9]|\.\d)")
 CPT = re.compile(r"(?<![A-Za-z0-9.\-/$])(\d{4}[0-9F]|[A-CEGHJ-MP-V]\d{4})(?![A-Za-z0-9\-/%]|\.\d)")
 DX_LABEL = re.compile(r"(?i)(?:\bDX\b|\bICD(?:-?10(?:-?CM)?)?\b|\bdiagnos(?:is|es)\b)[ \t]*(?:codes?)?[ \t]*[:#]?")
@@ -260,6 +262,10 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
     diagnosis_spans: list[tuple[int, int]] = []
     for match in ICD10.finditer(text):
         code = match.group(1)
+        if "O" in code[1:3]:
+            if "." not in code:
+                continue  # "DOB", "NOV": words, not codes
+            code = code[0] + code[1:3].replace("O", "0") + code[3:]
         section = section_at(parts, match.start())
         line = _line_of(text, match.start())
         before = text[max(0, match.start() - 25) : match.start()]
@@ -335,7 +341,7 @@ def _medications(text: str, parts: list[Section], out: Candidates) -> None:
                 cleaned = _PLAN_VERBS.sub("", cleaned)
                 if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
                     continue
-                if ICD10.search(cleaned) or PX_LABEL.search(cleaned):
+                if ICD10_SHAPE.search(cleaned) or PX_LABEL.search(cleaned):
                     continue  # a diagnosis or a billed procedure line, not a medication
                 if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
                     continue

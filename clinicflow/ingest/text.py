@@ -37,6 +37,8 @@ TEXT_MIMES = (
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
 OCR_LANG = "eng"
 OCR_CONFIG = "--psm 4"  # a single column of variable-size text: letters, forms and faxes
+# Below this mean word confidence (or with no words), a page is checked for being sideways or upside down.
+OCR_UPRIGHT_CONFIDENCE = 60.0
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,40 @@ def docx_text(data: bytes) -> str:
 
 
 def ocr_image(image: Any) -> tuple[str, float | None]:
-    """(text, mean word confidence) of one image by Tesseract."""
-    import pytesseract
-
+    """(text, mean word confidence) of one image by Tesseract; a page read poorly is turned upright first
+    when Tesseract's orientation detection says it lies sideways or upside down (a fax fed the wrong way)."""
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
+    text, confidence = _ocr(image)
+    if confidence is not None and confidence >= OCR_UPRIGHT_CONFIDENCE:
+        return text, confidence
+    turn = _clockwise_turn(image)
+    if not turn:
+        return text, confidence
+    from PIL import Image
+
+    transpose = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+    turned_text, turned_confidence = _ocr(image.transpose(transpose[turn]))
+    if (turned_confidence or 0.0) > (confidence or 0.0):
+        return turned_text, turned_confidence
+    return text, confidence
+
+
+def _clockwise_turn(image: Any) -> int:
+    """Degrees (0, 90, 180, 270) to turn ``image`` clockwise to read it, by Tesseract's OSD; 0 when it cannot tell."""
+    import pytesseract
+
+    try:
+        found = pytesseract.image_to_osd(image, output_type=pytesseract.Output.DICT)
+    except pytesseract.TesseractError:  # too few characters to tell, or no osd data installed
+        return 0
+    turn = int(found.get("rotate", 0)) % 360
+    return turn if turn in (90, 180, 270) else 0
+
+
+def _ocr(image: Any) -> tuple[str, float | None]:
+    import pytesseract
+
     data = pytesseract.image_to_data(image, lang=OCR_LANG, config=OCR_CONFIG, output_type=pytesseract.Output.DICT)
     lines: dict[tuple[int, int, int], list[str]] = {}
     confidences: list[float] = []

@@ -3,7 +3,8 @@
 ``docs/`` holds the documents committed as they arrive (text in several encodings, RTF, HTML, HL7, FHIR,
 C-CDA, CSV, decoys); ``render/<name>.<ext>.txt`` holds the text of the documents built at test time: PDFs
 with a text layer (fpdf2), scans as PNG / multi-page TIFF (pages split by form feeds) / JPEG / image-only
-PDF (Pillow), and a DOCX (python-docx). ``truth/<name>.json`` says what a reader should get from each:
+PDF (Pillow; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly), and a DOCX (python-docx).
+``truth/<name>.json`` says what a reader should get from each:
 ``expect`` (``medical``, ``not-clinical``, ``missing-field``, ``ambiguous-field``), ``kind`` (``text``,
 ``structured``, ``ocr``, ``decoy``) and the Medical fields.
 """
@@ -46,6 +47,8 @@ def render(name: str, text: str) -> bytes:
     """The bytes of a rendered document by its extension (see the module docstring)."""
     out = io.BytesIO()
     pages = [render_page(page) for page in text.split("\f")]
+    if "-sideways" in name:  # fed into the fax a quarter turn off: OCR must turn it upright
+        pages = [page.rotate(90, expand=True) for page in pages]
     if name.endswith(".docx"):
         return _docx(text)
     if name.endswith(".pdf") and name.startswith("scanned"):

@@ -20,7 +20,13 @@ from tests.integration.ingest.llm_server import LLMServer
 from tests.support.corpus import build_corpus
 
 # The scans beyond one PNG page are scored by tests/unit/ingest/test_corpus_scoring.py: left out here (OCR time).
-_SLOW_SCANS = ("scanned-referral.tiff", "scanned-discharge.pdf", "phone-photo.jpg", "progress-note-scan.png")
+_SLOW_SCANS = (
+    "scanned-referral.tiff",
+    "scanned-discharge.pdf",
+    "phone-photo.jpg",
+    "progress-note-scan.png",
+    "fax-sideways.png",
+)
 
 
 @pytest.fixture

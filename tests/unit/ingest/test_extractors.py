@@ -155,3 +155,9 @@ def test_no_break_spaces_read_as_spaces_and_offsets_still_point_into_the_text() 
     assert (out.medical.patient_name, out.medical.patient_id) == ("Ana Gomez", "55120")
     start, end = (int(n) for n in out.medical.provenance["patient_name"].rsplit(" ", 1)[1].split("-"))
     assert text[start:end] == "Ana\u00a0Gomez"
+
+
+def test_an_ocr_letter_o_in_a_dotted_codes_digit_is_read_as_zero_and_words_stay_words() -> None:
+    text = "Patient: Ana Ruiz  MRN: 881\nDOB: 01/02/1960\nDiagnosis: impacted tooth (KO1.1); NOV visit; LOA noted.\n"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+    assert out.medical.diagnosis_codes == ["K01.1"]
