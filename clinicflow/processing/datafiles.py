@@ -241,6 +241,24 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
     return FileMetadata(name=name, size_bytes=size, sha256=sha256, format=fmt, columns=columns, row_count=rows)
 
 
+def is_nested(value: Any) -> bool:
+    """A Parquet struct or list cell, or a JSON object: a value pandas reads as a dict, list or array."""
+    return isinstance(value, (dict, list, tuple, np.ndarray))
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars inside it as Python lists and numbers (JSON can hold it)."""
+    if isinstance(value, np.ndarray):
+        return [plain_value(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def preview(path: Path, fmt: str, name: str, rows: int = 20, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict[str, Any]:
     """The first ``rows`` rows, the columns with their types, and per column: count, nulls, min, max, mean
     (numeric columns), streamed over the whole file."""
@@ -253,7 +271,7 @@ def preview(path: Path, fmt: str, name: str, rows: int = 20, chunk_rows: int = D
         if not head:
             first = chunk.head(rows)
             head = [
-                {str(k): v for k, v in record.items()}
+                {str(k): plain_value(v) for k, v in record.items()}
                 for record in first.astype(object).where(first.notna(), None).to_dict("records")
             ]
         for column in chunk.columns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from clinicflow.processing.base import DataSource, ParamsModel, ProgressFn, json_number
-from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS
+from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, is_nested, plain_value
 
 ExpectedType = Literal["int", "float", "str", "bool", "datetime"]
 # datetime is checked here, vectorised (ISO-8601 in all its variants), not by pandera's element-wise coercion.
@@ -75,7 +76,7 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
                 low, high = float(series.min()), float(series.max())
                 entry["min"] = low if entry["min"] is None else min(entry["min"], low)
                 entry["max"] = high if entry["max"] is None else max(entry["max"], high)
-        hashes.append(pd.util.hash_pandas_object(chunk, index=False).to_numpy())
+        hashes.append(pd.util.hash_pandas_object(_hashable(chunk), index=False).to_numpy())
         if schema is not None:
             try:
                 schema.validate(chunk.reset_index(drop=True), lazy=True)
@@ -106,6 +107,22 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
         "columns": columns,
         "schema": {"checked": schema is not None, "passed": schema is not None and not failed, "failures": failed},
     }
+
+
+def _hashable(chunk: pd.DataFrame) -> pd.DataFrame:
+    """``chunk`` with nested values (a Parquet struct or list, a JSON object) as their sorted JSON text: pandas
+    cannot hash a dict, and equal rows must still hash alike."""
+    nested = [
+        column for column in chunk.columns if chunk[column].dtype == object and chunk[column].map(is_nested).any()
+    ]
+    if not nested:
+        return chunk
+    out = chunk.copy(deep=False)
+    for column in nested:
+        out[column] = chunk[column].map(
+            lambda v: json.dumps(plain_value(v), sort_keys=True, default=str) if is_nested(v) else v
+        )
+    return out
 
 
 def parse_datetimes(values: pd.Series) -> pd.Series:

@@ -341,3 +341,21 @@ def test_a_european_spreadsheet_export_reads_as_numbers_and_equals_its_comma_sep
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('"Temp; C",HR\n36.6,70\n', encoding="utf-8")
     assert [c["name"] for c in describe_file(quoted, quoted.name).columns] == ["Temp; C", "HR"]
+
+
+def test_data_quality_counts_duplicate_rows_with_nested_parquet_columns(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nested = [{"a": i % 3, "b": [1, i % 3]} for i in range(30)]
+    table = pa.table({"k": pa.array([i % 3 for i in range(30)]), "nested": pa.array(nested), "tags": [["x"]] * 30})
+    path = tmp_path / "nested.parquet"
+    pq.write_table(table, path, row_group_size=7)
+    result = run_processor("data_quality", source_for(path, 7), validate_request("data_quality", {}), lambda _p: None)
+    assert result["rows"] == 30
+    assert result["duplicate_rows"] == 27  # three distinct rows, each ten times, across chunks
+    # The file's preview (GET /api/etl/files/{id}/preview) holds them as JSON can.
+    from clinicflow.processing.datafiles import preview
+
+    head = json.loads(json.dumps(preview(path, "parquet", path.name, rows=2)["head"]))
+    assert head[1] == {"k": 1, "nested": {"a": 1, "b": [1, 1]}, "tags": ["x"]}
