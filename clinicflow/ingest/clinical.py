@@ -106,7 +106,7 @@ TITLE_LINE = re.compile(
 # A title line's date that is when the paper was made, not when the patient was seen.
 NOT_VISIT_DATE = re.compile(r"(?i)\b(?:printed|generated|created|faxed|sent|run|exported|page)\b")
 PROVIDER = re.compile(
-    r"(?im)(?:^|[ \t]{2,})\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
+    r"(?im)(?:^|[ \t]{2,}|\|[ \t]*)\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
     r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
     r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
     r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
@@ -116,6 +116,13 @@ PROVIDER = re.compile(
     r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)"
 )
 
+# A letter's closing, then its signer on the next line: a doctor ("Dr", or a credential after a comma).
+SIGNATURE = re.compile(
+    r"(?im)^[ \t]*(?:Yours[ \t]+sincerely|Sincerely(?:[ \t]+yours)?|Yours[ \t]+faithfully|Yours[ \t]+truly|"
+    r"(?:Kind|Best|Warm)[ \t]+regards|Regards|Respectfully(?:[ \t]+yours)?)[ \t]*,?[ \t]*\n(?:[ \t]*\n)?[ \t]*"
+    r"((?:Dr\.?[ \t]+[A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?(?:['’\-][^\W\d_]+)*){1,3})"
+    r"|(?:[A-ZÀ-Þ][^\W\d_]+(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?){1,3},[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|MBBS|FRCP)\b))"
+)
 ICD10_SHAPE = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
 # An OCR'd "K01.1" often reads "KO1.1": a letter O where the code has a digit is taken as 0 (dotted codes only).
 ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9O][0-9ABO](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
@@ -205,6 +212,10 @@ def read_text(text: str, out: Candidates) -> dict[str, int]:
     match = PROVIDER.search(text)
     if match:
         out.add("provider", match.group(1).strip(" ,"), f"text:chars {match.start(1)}-{match.end(1)}")
+    else:
+        signed = SIGNATURE.search(text)  # a letter's signer, when no line names the provider
+        if signed:
+            out.add("provider", signed.group(1).strip(" ,"), f"text:chars {signed.start(1)}-{signed.end(1)}", rank=1)
     _codes(text, parts, out, signals)
     _medications(text, parts, out)
     return signals

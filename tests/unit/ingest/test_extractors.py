@@ -161,3 +161,20 @@ def test_an_ocr_letter_o_in_a_dotted_codes_digit_is_read_as_zero_and_words_stay_
     text = "Patient: Ana Ruiz  MRN: 881\nDOB: 01/02/1960\nDiagnosis: impacted tooth (KO1.1); NOV visit; LOA noted.\n"
     (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
     assert out.medical.diagnosis_codes == ["K01.1"]
+
+
+def test_a_letters_signer_is_its_provider_when_no_line_names_one_and_only_a_doctor() -> None:
+    def provider(text: str) -> str | None:
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", "Patient: Ana Ruiz  MRN: 881\n" + text)])
+        assert out.ok, out.message
+        return out.medical.provider
+
+    assert (
+        provider("Dear colleague,\nthank you.\n\nYours sincerely,\nDr Fiona McLeod\nConsultant\n") == "Dr Fiona McLeod"
+    )
+    assert provider("Kind regards,\n\nAmy Cho, DDS\n") == "Amy Cho, DDS"
+    assert provider("DOS: 2024-07-15 | Surgeon: Dr. Ben Okoye, DDS\nSincerely,\nDr. Other Person\n") == (
+        "Dr. Ben Okoye, DDS"  # a labelled provider wins over the signature
+    )
+    assert provider("Sincerely,\nThe Northside Team\n") is None
+    assert provider("Regards,\nJohn\n") is None
