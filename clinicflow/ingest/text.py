@@ -7,8 +7,8 @@ One entry point, :func:`document_text`, by the MIME type the bytes show
   encoding charset-normalizer detects: cp1252, Latin-1, UTF-16 with BOM);
 - HTML: selectolax (Lexbor), scripts and styles dropped, block elements as lines;
 - RTF: striprtf;
-- PDF: pypdf's text layer page by page; a page without one (a scan) is OCR'd
-  from the images it carries;
+- PDF: pypdf's text layer page by page; a page without one (a scan), or with only a
+  fax server's stamp over a scanned page, is OCR'd from the images it carries;
 - PNG, JPEG, GIF, multi-page TIFF: OCR with Tesseract (pytesseract), every frame;
 - DOCX: python-docx (paragraphs and table cells).
 
@@ -36,6 +36,11 @@ TEXT_MIMES = (
 )
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
 OCR_LANG = "eng"
+# A PDF page with this much text is read from its text layer; one with less (a fax server's stamp over a scan)
+# also has its page-sized images OCR'd, and one with under NATIVE_TEXT_CHARS every image.
+SCAN_STAMP_CHARS = 200
+NATIVE_TEXT_CHARS = 20
+SCAN_MIN_PIXELS = 500 * 500
 OCR_CONFIG = "--psm 4"  # a single column of variable-size text: letters, forms and faxes
 # Below this mean word confidence (or with no words), a page is checked for being sideways or upside down.
 OCR_UPRIGHT_CONFIDENCE = 60.0
@@ -150,7 +155,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def pdf_text(data: bytes) -> TextResult:
-    """The text layer of each page; a page without one is OCR'd from its images."""
+    """The text layer of each page; a page without one, or with only a stamp over a scan, is OCR'd from its images."""
     from PIL import Image
     from pypdf import PdfReader
 
@@ -160,20 +165,25 @@ def pdf_text(data: bytes) -> TextResult:
     confidences: list[float] = []
     for page in reader.pages:
         text = (page.extract_text() or "").strip()
-        if len(text) >= 20:
+        if len(text) >= SCAN_STAMP_CHARS:
             pages.append(text)
             methods.add("native")
             continue
         ocr_parts = []
         for image_file in page.images:
             with Image.open(io.BytesIO(image_file.data)) as image:
+                if len(text) >= NATIVE_TEXT_CHARS and image.width * image.height < SCAN_MIN_PIXELS:
+                    continue  # a logo beside the page's own text
                 part, confidence = ocr_image(image)
             ocr_parts.append(part)
             if confidence is not None:
                 confidences.append(confidence)
+        if len(text) >= NATIVE_TEXT_CHARS:
+            methods.add("native")
         if ocr_parts:
             methods.add("ocr")
-        pages.append("\n".join(ocr_parts) or text)
+        # A fax server's stamp ("From: ... Page 1 of 2") is a text layer over the scanned page: keep both.
+        pages.append("\n".join(p for p in (text if len(text) >= NATIVE_TEXT_CHARS else "", *ocr_parts) if p) or text)
     method = "mixed" if len(methods) > 1 else (methods.pop() if methods else "native")
     return TextResult("\n\f\n".join(pages), method, len(reader.pages), _mean(confidences))
 

@@ -3,7 +3,8 @@
 ``docs/`` holds the documents committed as they arrive (text in several encodings, RTF, HTML, HL7, FHIR,
 C-CDA, CSV, decoys); ``render/<name>.<ext>.txt`` holds the text of the documents built at test time: PDFs
 with a text layer (fpdf2), scans as PNG / multi-page TIFF (pages split by form feeds) / JPEG / image-only
-PDF (Pillow; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly), and a DOCX (python-docx).
+PDF (Pillow; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly; a ``-stamped`` PDF is a
+scan under a fax server's one-line text layer), and a DOCX (python-docx).
 ``truth/<name>.json`` says what a reader should get from each:
 ``expect`` (``medical``, ``not-clinical``, ``missing-field``, ``ambiguous-field``), ``kind`` (``text``,
 ``structured``, ``ocr``, ``decoy``) and the Medical fields.
@@ -17,6 +18,7 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,22 @@ IDENTITY = ("patient_id", "patient_name", "date_of_birth")
 
 def _pdf_with_text(text: str) -> bytes:
     return pdf_with_text(text)
+
+
+def _stamped_scan(text: str) -> bytes:
+    """A fax server's PDF: its first line as a text layer (the stamp), the rest a scanned page image below it."""
+    from fpdf import FPDF
+
+    stamp, _, body = text.partition("\n")
+    pdf = FPDF(format="letter")
+    pdf.set_creation_date(datetime(2024, 1, 1, tzinfo=UTC))
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=8)
+    pdf.cell(0, 5, stamp, new_x="LMARGIN", new_y="NEXT")
+    image = io.BytesIO()
+    render_page(body).save(image, "PNG")
+    pdf.image(image, x=10, y=15, w=195)
+    return bytes(pdf.output())
 
 
 def _docx(text: str) -> bytes:
@@ -51,6 +69,8 @@ def render(name: str, text: str) -> bytes:
         pages = [page.rotate(90, expand=True) for page in pages]
     if name.endswith(".docx"):
         return _docx(text)
+    if name.endswith(".pdf") and "-stamped" in name:
+        return _stamped_scan(text)
     if name.endswith(".pdf") and name.startswith("scanned"):
         pages[0].save(out, "PDF", resolution=150, save_all=True, append_images=pages[1:])
     elif name.endswith(".pdf"):

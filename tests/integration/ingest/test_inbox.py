@@ -26,6 +26,7 @@ _SLOW_SCANS = (
     "phone-photo.jpg",
     "progress-note-scan.png",
     "fax-sideways.png",
+    "fax-stamped.pdf",
 )
 
 
