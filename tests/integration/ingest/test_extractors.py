@@ -15,6 +15,8 @@ from tests.integration.ingest.conftest import pg_rows, referral, write_tree
 from tests.integration.ingest.llm_server import LLMServer
 from tests.unit.ingest.test_extractors import doc
 
+FAKE_KEY = "fake-sentinel-not-a-credential-6"  # a key the letters must never show
+
 
 def _llm(server: LLMServer, batch_size: int = 4, retries: int = 2) -> LLMExtractor:
     return LLMExtractor(server.client(), "test-model", batch_size=batch_size, retry=RetryPolicy(retries, 0.01))
@@ -81,11 +83,11 @@ def test_llm_errors_after_retries_and_permanent_errors(llm_server: LLMServer) ->
     # Nothing listening: the message names the endpoint it could not reach, never a key.
     import openai
 
-    unreachable = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-secret", max_retries=0, timeout=2)
+    unreachable = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=FAKE_KEY, max_retries=0, timeout=2)
     (down,) = LLMExtractor(unreachable, "m", retry=RetryPolicy(0, 0.01)).extract([doc(3)])
     assert down.reason == "llm-unavailable"
     assert "APIConnectionError (http://127.0.0.1:9/v1)" in down.message
-    assert "sk-secret" not in down.message
+    assert FAKE_KEY not in down.message
 
 
 def test_llm_extraction_dead_letters_replay_and_cache(tmp_path: Path, ingest_db: Any, llm_server: LLMServer) -> None:
