@@ -112,9 +112,7 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
 def _hashable(chunk: pd.DataFrame) -> pd.DataFrame:
     """``chunk`` with nested values (a Parquet struct or list, a JSON object) as their sorted JSON text: pandas
     cannot hash a dict, and equal rows must still hash alike."""
-    nested = [
-        column for column in chunk.columns if chunk[column].dtype == object and chunk[column].map(is_nested).any()
-    ]
+    nested = [column for column in chunk.columns if _nested_column(chunk[column])]
     if not nested:
         return chunk
     out = chunk.copy(deep=False)
@@ -123,6 +121,15 @@ def _hashable(chunk: pd.DataFrame) -> pd.DataFrame:
             lambda v: json.dumps(plain_value(v), sort_keys=True, default=str) if is_nested(v) else v
         )
     return out
+
+
+def _nested_column(series: pd.Series) -> bool:
+    # A Parquet struct/list column is nested in every row and a CSV never is: its first value tells, without a
+    # Python call per value of every text column.
+    if series.dtype != object:
+        return False
+    first = series.first_valid_index()
+    return first is not None and is_nested(series[first])
 
 
 def parse_datetimes(values: pd.Series) -> pd.Series:
