@@ -133,7 +133,8 @@ PX_LABEL = re.compile(
     r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
     r"[ \t]*(?:codes?)?[ \t]*[:#]?"
 )
-DOSE = re.compile(r"(?i)\b\d+(?:\.\d+)?[ \t]*(?:(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b|%)")
+_DOSE_UNITS = r"(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)"
+DOSE = re.compile(rf"(?i)\b\d+(?:\.\d+)?[ \t]*(?:{_DOSE_UNITS}\b|%)")
 _FREQUENCY = (
     r"(?:once|twice|three[ \t]+times|four[ \t]+times|daily|nightly|weekly|a[ \t]+day|per[ \t]+day|at[ \t]+bedtime|"
     r"as[ \t]+needed|by[ \t]+mouth|orally|in[ \t]+the[ \t]+(?:morning|evening)|PO|BID|TID|QID|QD|QHS|QAM|QPM|PRN|"
@@ -142,7 +143,7 @@ _FREQUENCY = (
 NARRATIVE_MEDICATION = re.compile(
     r"(?i)\b(?:on|taking|takes|using|uses|receiving|receives)[ \t]+"
     r"(?P<med>(?P<drug>[A-Za-z][A-Za-z\-]{2,}(?:[ \t]+[A-Za-z][A-Za-z\-]{2,}){0,2})[ \t]+"
-    r"\d+(?:\.\d+)?[ \t]*(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)\b"
+    rf"\d+(?:\.\d+)?[ \t]*{_DOSE_UNITS}\b"
     rf"(?:[ \t]+{_FREQUENCY}\b){{0,4}})"
 )
 # Words that start a phrase after "on" but are no drug ("on average 2 tablets", "on the 5 mg dose").
