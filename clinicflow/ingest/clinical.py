@@ -23,11 +23,7 @@
 - **CPT / HCPCS / CDT**: ``D0120``-shaped CDT codes anywhere outside a
   diagnosis context; 5-digit CPT, ``nnnnF`` and HCPCS letter codes in a
   procedure context (a procedure section, after ``CPT``/``HCPCS``/``CDT``).
-- **Medications** from medication sections (one per list line or ``;``) and
-  ``Rx:`` lines, with their dose; in narrative, a drug with its dose after
-  ``on`` / ``taking`` / ``using`` / ``receiving`` (``controlled on lisinopril
-  20 mg daily``) when the clause asserts it (not ``stopped``, ``was on``,
-  ``allergic to``, a negation or a hypothesis) and no listed medication has its name.
+- **Medications** with their dose: :mod:`clinicflow.ingest.medications`.
 """
 
 from __future__ import annotations
@@ -36,8 +32,10 @@ import re
 from functools import lru_cache
 from itertools import islice
 
+from clinicflow.ingest.coding import PX_LABEL
 from clinicflow.ingest.context import Section, assertion, section_at, sections
 from clinicflow.ingest.fields import DATE_PATTERN, SSN, Candidates, first_date, normalise_icd10, parse_any_date
+from clinicflow.ingest.medications import read_medications
 
 _LEADER = r"(?:[ \t]*\.{2,})?"  # "MRN ..........: 0034410"
 _SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"
@@ -119,48 +117,17 @@ PROVIDER = re.compile(
 # A letter's closing, then its signer on the next line: a doctor ("Dr", or a credential after a comma).
 SIGNATURE = re.compile(
     r"(?im)^[ \t]*(?:Yours[ \t]+sincerely|Sincerely(?:[ \t]+yours)?|Yours[ \t]+faithfully|Yours[ \t]+truly|"
-    r"(?:Kind|Best|Warm)[ \t]+regards|Regards|Respectfully(?:[ \t]+yours)?)[ \t]*,?[ \t]*\n(?:[ \t]*\n)?[ \t]*"
+    r"(?:Kind|Best|Warm|With[ \t]+kind)[ \t]+regards|Regards|Respectfully(?:[ \t]+yours)?|Best[ \t]+wishes|"
+    r"(?:Many[ \t]+)?[Tt]hanks|Thank[ \t]+you(?:[ \t]+(?:again|kindly))?|With[ \t]+thanks)[ \t]*[,!.]?[ \t]*\n"
+    r"(?:[ \t]*\n)?[ \t]*"
     r"((?:Dr\.?[ \t]+[A-ZÀ-Þ][^\W\d_]+(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?(?:['’\-][^\W\d_]+)*){1,3})"
     r"|(?:[A-ZÀ-Þ][^\W\d_]+(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?){1,3},[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|MBBS|FRCP)\b))"
 )
-ICD10_SHAPE = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
 # An OCR'd "K01.1" often reads "KO1.1": a letter O where the code has a digit is taken as 0 (dotted codes only).
 ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9O][0-9ABO](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
 CDT = re.compile(r"(?<![A-Za-z0-9])(D\d{4})(?![A-Za-z0-9]|\.\d)")
 CPT = re.compile(r"(?<![A-Za-z0-9.\-/$])(\d{4}[0-9F]|[A-CEGHJ-MP-V]\d{4})(?![A-Za-z0-9\-/%]|\.\d)")
 DX_LABEL = re.compile(r"(?i)(?:\bDX\b|\bICD(?:-?10(?:-?CM)?)?\b|\bdiagnos(?:is|es)\b)[ \t]*(?:codes?)?[ \t]*[:#]?")
-PX_LABEL = re.compile(
-    r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
-    r"[ \t]*(?:codes?)?[ \t]*[:#]?"
-)
-_DOSE_UNITS = r"(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)"
-DOSE = re.compile(rf"(?i)\b\d+(?:\.\d+)?[ \t]*(?:{_DOSE_UNITS}\b|%)")
-_FREQUENCY = (
-    r"(?:once|twice|three[ \t]+times|four[ \t]+times|daily|nightly|weekly|a[ \t]+day|per[ \t]+day|at[ \t]+bedtime|"
-    r"as[ \t]+needed|by[ \t]+mouth|orally|in[ \t]+the[ \t]+(?:morning|evening)|PO|BID|TID|QID|QD|QHS|QAM|QPM|PRN|"
-    r"q\d+h|every[ \t]+\d+[ \t]+hours?)"
-)
-NARRATIVE_MEDICATION = re.compile(
-    r"(?i)\b(?:on|taking|takes|using|uses|receiving|receives)[ \t]+"
-    r"(?P<med>(?P<drug>[A-Za-z][A-Za-z\-]{2,}(?:[ \t]+[A-Za-z][A-Za-z\-]{2,}){0,2})[ \t]+"
-    rf"\d+(?:\.\d+)?[ \t]*{_DOSE_UNITS}\b"
-    rf"(?:[ \t]+{_FREQUENCY}\b){{0,4}})"
-)
-# Words that start a phrase after "on" but are no drug ("on average 2 tablets", "on the 5 mg dose").
-_NOT_DRUGS = frozenset(
-    {
-        *("the", "a", "an", "his", "her", "their", "its", "this", "that", "these", "those", "average", "about"),
-        *("approximately", "around", "day", "days", "dose", "doses", "total", "only", "also", "each", "every"),
-        *("per", "which", "with", "and", "or", "of", "to", "is", "was", "were", "be", "been"),
-    }
-)
-# In the clause before the drug: the patient is not taking it now.
-_NOT_TAKING = re.compile(
-    r"(?i)\b(?:not|stopped|stop|discontinued|discontinue|held|holding|hold|off|was|were|previously|formerly|"
-    r"no[ \t]+longer|never|allergic|allergy|allergies|intolerant|reaction|instead[ \t]+of|switch(?:ed)?[ \t]+from|"
-    r"consider(?:ing)?|may|might|could|would|recommend(?:ed)?|advise[ds]?|suggest(?:ed)?)\b"
-)
-RX_LINE = re.compile(r"(?im)^[ \t]*(?:Rx|Prescribed|Start(?:ed)?)[ \t]*:?[ \t]+(.+)$")
 
 
 def _line_of(text: str, offset: int) -> str:
@@ -197,15 +164,15 @@ def valid_icd10(code: str) -> bool:
     return code.replace(".", "").upper() in icd10cm_codes()
 
 
-_SPACES_AS_SPACE = str.maketrans(dict.fromkeys("\u00a0\u2002\u2003\u2007\u2009\u202f\u205f\u3000", " "))
+_SPACES_AS_SPACE = str.maketrans(dict.fromkeys("\u00a0\u2002\u2003\u2007\u2009\u202f\u205f\u3000\r", " "))
 
 
 def read_text(text: str, out: Candidates) -> dict[str, int]:
     """Add every candidate found in free text to ``out``; returns counts of clinical signals (for decoys)."""
     signals = {"sections": 0, "codes": 0, "dob": 0, "ids": 0}
-    # No-break and other fixed-width spaces (HTML's &nbsp;, DOCX, PDFs) read as spaces: one character for one,
-    # so every provenance offset still points into the stored text.
-    text = text.translate(_SPACES_AS_SPACE)
+    # No-break and other fixed-width spaces (HTML's &nbsp;, DOCX, PDFs) read as spaces, and Windows' CRLF line
+    # ends as " \n" (a lone CR as a line end): one character for one, so provenance offsets point into the stored text.
+    text = re.sub(r"\r(?!\n)", "\n", text).translate(_SPACES_AS_SPACE)
     parts = sections(text)
     signals["sections"] = sum(1 for p in parts if p.kind != "other")
     _identifiers(text, out, signals)
@@ -218,7 +185,7 @@ def read_text(text: str, out: Candidates) -> dict[str, int]:
         if signed:
             out.add("provider", signed.group(1).strip(" ,"), f"text:chars {signed.start(1)}-{signed.end(1)}", rank=1)
     _codes(text, parts, out, signals)
-    _medications(text, parts, out)
+    read_medications(text, parts, out)
     return signals
 
 
@@ -330,67 +297,6 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
             continue
         signals["codes"] += 1
         out.add("procedure_codes", match.group(1), f"text:chars {match.start(1)}-{match.end(1)}")
-
-
-_BULLET = re.compile(r"^[ \t]*(?:[-*•·]|\d+[.)]|[a-z][.)])?[ \t]*")
-
-
-_PLAN_VERBS = re.compile(r"(?i)^(?:continue|start(?:ed)?|begin|increase|decrease|resume|switch to|add)\s+")
-
-
-def _medications(text: str, parts: list[Section], out: Candidates) -> None:
-    for section in parts:
-        plan = bool(re.search(r"(?i)\bplan\b|\bA/P\b", section.heading))
-        if section.kind != "medication" and not plan:
-            continue
-        body = text[section.start : section.end]
-        offset = section.start
-        for raw_line in body.split("\n"):
-            line_offset = offset
-            offset += len(raw_line) + 1
-            for item in re.split(r";|\.\s+(?=[A-Z])", raw_line):  # items, or sentences of a plan line
-                cleaned = _BULLET.sub("", item).strip(" ,.\t")
-                cleaned = _PLAN_VERBS.sub("", cleaned)
-                if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
-                    continue
-                if ICD10_SHAPE.search(cleaned) or PX_LABEL.search(cleaned):
-                    continue  # a diagnosis or a billed procedure line, not a medication
-                if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
-                    continue
-                start = text.find(cleaned, line_offset)
-                out.add("medications", cleaned, f"text:chars {start}-{start + len(cleaned)}")
-    for match in RX_LINE.finditer(text):
-        value = match.group(1).strip(" .")
-        if DOSE.search(value):
-            out.add("medications", value, f"text:chars {match.start(1)}-{match.end(1)}")
-    _narrative_medications(text, parts, out)
-
-
-def _narrative_medications(text: str, parts: list[Section], out: Candidates) -> None:
-    """Drugs with a dose named in prose ("on apixaban 5 mg twice daily"), asserted and not listed already."""
-    listed = {_drug_key(c.value) for c in out.found.get("medications", [])}
-    for match in NARRATIVE_MEDICATION.finditer(text):
-        drug, start, end = match.group("drug"), match.start("med"), match.end("med")
-        section = section_at(parts, start)
-        if section is not None and (
-            section.kind in ("medication", "family") or re.search(r"(?i)allerg|plan", section.heading)
-        ):
-            continue  # read as a list above, a relative's, or an allergy
-        if section is not None and section.kind == "past":
-            # "hypertension, controlled on lisinopril 20 mg" in a history is taken now: the clause decides.
-            section = None
-        if drug.split()[0].lower() in _NOT_DRUGS or _drug_key(drug) in listed:
-            continue
-        line_start = text.rfind("\n", 0, start) + 1
-        clause = re.split(r"[.;:]\s", text[line_start : match.start()])[-1]
-        if _NOT_TAKING.search(clause) or assertion(text, start, end, section) != "present":
-            continue
-        listed.add(_drug_key(drug))
-        out.add("medications", match.group("med").strip(), f"text:chars {start}-{end}")
-
-
-def _drug_key(value: str) -> str:
-    return re.split(r"[\s,]+", str(value).strip().lower())[0]
 
 
 __all__ = ["first_date", "read_text"]

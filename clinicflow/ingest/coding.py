@@ -1,6 +1,8 @@
-"""What the structured readers share: code systems by URI or OID, and the error of a document that does not parse."""
+"""What the readers share: code systems by URI or OID, code shapes in text, the error of a structure that fails."""
 
 from __future__ import annotations
+
+import re
 
 from clinicflow.core.errors import ClinicflowError
 
@@ -15,6 +17,13 @@ PROCEDURE_SYSTEMS = (
 )
 SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
 SSN_OID = "2.16.840.1.113883.4.1"
+# An ICD-10-CM code's shape in text (validated against the code set where it is read as a diagnosis).
+ICD10_SHAPE = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
+# A label that makes the code after it a billed procedure (CPT, HCPCS, CDT).
+PX_LABEL = re.compile(
+    r"(?i)(?:\b(?:CPT|HCPCS|CDT|procedure codes?|billing codes?|code)\b|\bE[&/]M\b)"
+    r"[ \t]*(?:codes?)?[ \t]*[:#]?"
+)
 
 
 class StructureError(ClinicflowError, ValueError):

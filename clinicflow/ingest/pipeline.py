@@ -39,10 +39,12 @@ from clinicflow.ingest.extractors import DocumentExtractor, DocumentText, Extrac
 from clinicflow.ingest.faults import DLQ_MARK, injected_fault
 from clinicflow.ingest.medical import Medical
 from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
-from clinicflow.ingest.text import IMAGE_MIMES, document_text
+from clinicflow.ingest.text import IMAGE_MIMES, MESSAGE_MIME, document_text
 
 # Formats whose text comes from a parser or OCR: no text is a failure (an extract letter), not a binary to skip.
-TEXT_BEARING = ("application/pdf", "application/rtf", "text/html", *IMAGE_MIMES)
+# Text formats whose text is not the file's own characters (markup, MIME parts).
+DECODED_MIMES = ("text/html", "application/rtf", MESSAGE_MIME)
+TEXT_BEARING = ("application/pdf", *DECODED_MIMES, *IMAGE_MIMES)
 
 MIB = 1024 * 1024
 
@@ -128,7 +130,7 @@ def build_document(info: ObjectInfo, data: bytes, settings: IngestSettings) -> d
     mime = sniff_mime(data, text)
     binary = text is None
     inline = binary and len(data) <= settings.inline_binary_bytes
-    extracted = document_text(data, mime) if binary or mime in ("text/html", "application/rtf") else None
+    extracted = document_text(data, mime) if binary or mime in DECODED_MIMES else None
     return db.StagedDocument(
         id=db.document_id(info.uri, sha256),
         uri=info.uri,

@@ -6,6 +6,8 @@ import json
 import mimetypes
 from pathlib import PurePosixPath
 
+from clinicflow.ingest.mail import looks_like_message
+
 # (offset, magic bytes, MIME type), checked in order.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"%PDF-", "application/pdf"),
@@ -52,6 +54,8 @@ def sniff_mime(data: bytes, text: str | None) -> str:
     for offset, magic, mime in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return mime
+    if looks_like_message(data):  # before the text check: a message's 8-bit parts may mix encodings
+        return "message/rfc822"
     if text is None:
         return "application/octet-stream"
     stripped = text.lstrip()

@@ -10,7 +10,9 @@ One entry point, :func:`document_text`, by the MIME type the bytes show
 - PDF: pypdf's text layer page by page; a page without one (a scan), or with only a
   fax server's stamp over a scanned page, is OCR'd from the images it carries;
 - PNG, JPEG, GIF, multi-page TIFF: OCR with Tesseract (pytesseract), every frame;
-- DOCX: python-docx (paragraphs and table cells).
+- DOCX: python-docx (paragraphs and table cells);
+- e-mail (``.eml``): subject, body and each attached file by its own format
+  (:mod:`clinicflow.ingest.mail`); one attached HL7, FHIR, C-CDA or CSV file alone.
 
 The result records ``method`` (``native`` / ``ocr`` / ``mixed``), ``pages``
 and the mean OCR word confidence (0-100), stored with the document. Nothing
@@ -35,6 +37,7 @@ TEXT_MIMES = (
     "application/xml",
 )
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
+MESSAGE_MIME = "message/rfc822"
 OCR_LANG = "eng"
 # A PDF page with this much text is read from its text layer; one with less (a fax server's stamp over a scan)
 # also has its page-sized images OCR'd, and one with under NATIVE_TEXT_CHARS every image.
@@ -202,6 +205,8 @@ def document_text(data: bytes, mime: str) -> TextResult:
                 if confidence is not None:
                     confidences.append(confidence)
             return TextResult("\n\f\n".join(texts), "ocr", len(frames), _mean(confidences))
+        if mime == MESSAGE_MIME:
+            return message_text(data)
         if mime == "application/zip":
             return TextResult(docx_text(data), "native") if _is_docx(data) else TextResult(None, error="no text")
         decoded = decode_bytes(data)
@@ -225,3 +230,55 @@ def _is_docx(data: bytes) -> bool:
             return "word/document.xml" in archive.namelist()
     except zipfile.BadZipFile:
         return False
+
+
+_ATTACHMENT_MIMES = frozenset(
+    (*TEXT_MIMES, "text/html", "application/rtf", "application/pdf", *IMAGE_MIMES, "application/zip", MESSAGE_MIME)
+)
+
+
+def message_text(data: bytes, depth: int = 0) -> TextResult:
+    """An e-mail's subject, body and attached files' text, in order (a forwarded message's too).
+
+    An attached HL7, FHIR, C-CDA or CSV file, when it is the one structured part, is the whole text:
+    its structure is read exactly, and a covering note around it would make it free text.
+    """
+    from clinicflow.ingest.mail import MAX_FORWARD_DEPTH, message_parts
+    from clinicflow.ingest.sniff import decode_text, sniff_mime
+    from clinicflow.ingest.structured import detect
+
+    parts = message_parts(data)
+    texts = [f"Subject: {parts.subject}"] if parts.subject else []
+    if parts.body and parts.body.strip():
+        body = parts.body.replace("\r\n", "\n")  # SMTP's line ends
+        texts.append(html_text(body) if parts.body_is_html else body.strip())
+    results: list[TextResult] = []
+    errors: list[str] = []
+    for name, payload in parts.attachments:
+        mime = sniff_mime(payload, decode_text(payload))
+        if mime not in _ATTACHMENT_MIMES:  # DICOM, archives, unknown bytes: nothing an extractor reads
+            errors.append(f"attachment {name!r}: no text layer for {mime}")
+            continue
+        if mime == MESSAGE_MIME and depth >= MAX_FORWARD_DEPTH:
+            errors.append(f"attachment {name!r}: forwarded more than {MAX_FORWARD_DEPTH} times")
+            continue
+        result = message_text(payload, depth + 1) if mime == MESSAGE_MIME else document_text(payload, mime)
+        if result.text and result.text.strip():
+            results.append(result)
+            if result.error:  # a forwarded message's own unreadable attachments
+                errors.append(f"attachment {name!r}: {result.error}")
+        else:
+            errors.append(f"attachment {name!r}: {result.error or 'no text'}")
+    structured = [r for r in results if detect(r.text or "") is not None]
+    if len(structured) == 1:
+        results, texts = structured, []
+    methods = {r.method for r in results if r.method} | ({"native"} if texts else set())
+    confidences = [r.ocr_confidence for r in results if r.ocr_confidence is not None]
+    text = "\n\f\n".join([*texts, *(r.text or "" for r in results)])
+    return TextResult(
+        text if text.strip() else None,
+        "mixed" if len(methods) > 1 else (methods.pop() if methods else "native"),
+        (1 if texts else 0) + sum(r.pages for r in results),
+        _mean(confidences),
+        error="; ".join(errors) or (None if text.strip() else "no text in the message"),
+    )

@@ -178,3 +178,42 @@ def test_a_letters_signer_is_its_provider_when_no_line_names_one_and_only_a_doct
     )
     assert provider("Sincerely,\nThe Northside Team\n") is None
     assert provider("Regards,\nJohn\n") is None
+
+
+def test_an_email_closing_introduces_its_signer_too_and_only_a_doctor() -> None:
+    def provider(closing: str) -> str | None:
+        text = f"Patient: Ana Ruiz  MRN: 881\nPlease see her next week.\n\n{closing}\n"
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+        return out.medical.provider
+
+    assert provider("Thank you,\nDr. Helen Park, DDS") == "Dr. Helen Park"
+    assert provider("Many thanks!\nAmy Cho, DMD") == "Amy Cho, DMD"
+    assert provider("Best wishes,\n\nDr Fiona McLeod") == "Dr Fiona McLeod"
+    assert provider("Thanks,\nJenny\nFront desk") is None
+
+
+def test_windows_line_ends_read_as_line_ends_and_offsets_still_point_into_the_text() -> None:
+    text = "Patient: Marcus Whitfield\r\nDOB: 03/14/1971\r\nMRN: LO-448812\r\nThank you,\r\nDr. Helen Park, DDS\r\n"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+    assert (out.medical.patient_name, out.medical.provider) == ("Marcus Whitfield", "Dr. Helen Park")
+    start, end = (int(n) for n in out.medical.provenance["patient_name"].rsplit(" ", 1)[1].split("-"))
+    assert text[start:end] == "Marcus Whitfield"
+    (old_mac,) = RulesExtractor().extract([DocumentText("d", "s", text.replace("\r\n", "\r"))])
+    assert old_mac.medical.patient_name == "Marcus Whitfield"
+
+
+def test_a_comma_list_of_medications_is_one_item_per_drug_not_per_sig() -> None:
+    text = (
+        "Patient: Ana Ruiz  MRN: 881\nMedications: atorvastatin 20 mg daily, metformin 500 mg twice daily, "
+        "and vitamin D 1000 IU daily.\nCurrent medications:\n- amoxicillin 500 mg, take 1 capsule three times daily\n"
+        "- Tylenol 500 mg, 2 tabs as needed\n\nPlan: topiramate 25 mg nightly, increase to 50 mg.\n"
+    )
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+    assert out.medical.medications == [
+        "atorvastatin 20 mg daily",
+        "metformin 500 mg twice daily",
+        "vitamin D 1000 IU daily",
+        "amoxicillin 500 mg, take 1 capsule three times daily",
+        "Tylenol 500 mg, 2 tabs as needed",
+        "topiramate 25 mg nightly, increase to 50 mg",
+    ]

@@ -23,6 +23,11 @@ from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
         ("Überweisung\n".encode("utf-16"), "text/plain"),
         (b"\x00\x01\x02\x03binary", "application/octet-stream"),
         (b"", "text/plain"),
+        (b"Received: from mx\r\n by mx2\r\nFrom: a@b.example\r\nSubject: hi\r\n\r\nbody", "message/rfc822"),
+        (b"From a@b Mon Nov 30 10:00:00 2026\nMIME-Version: 1.0\nFrom: a@b\n\n\xe9t\xc3\xa9", "message/rfc822"),
+        # A memo typed with mail-like labels is not a message file: no header a mail system writes.
+        (b"From: Dr Lee\nTo: Front desk\nSubject: Referral\n\nPatient: A\n", "text/plain"),
+        (b"Patient: Ana Gomez\nMRN: 12345\nMessage-ID: x\n", "text/plain"),  # no blank line: no header block
     ],
 )
 def test_sniff_by_content(data: bytes, expected: str) -> None:

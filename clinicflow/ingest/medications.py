@@ -1,0 +1,131 @@
+"""Medications in free clinical text: list items with a dose, ``Rx:`` lines, and drugs named with a dose in prose.
+
+From medication sections (one per list line, ``;`` or comma-separated drug with its own dose) and Plan
+sections, ``Rx:`` lines; in narrative, a drug with its dose after ``on`` / ``taking`` / ``using`` /
+``receiving`` (``controlled on lisinopril 20 mg daily``) when the clause asserts it (not ``stopped``,
+``was on``, ``allergic to``, a negation or a hypothesis) and no listed medication has its name.
+"""
+
+from __future__ import annotations
+
+import re
+
+from clinicflow.ingest.coding import ICD10_SHAPE, PX_LABEL
+from clinicflow.ingest.context import Section, assertion, section_at
+from clinicflow.ingest.fields import Candidates
+
+_DOSE_UNITS = r"(?:mg|mcg|µg|g|mL|units?|IU|mEq|puffs?|tabs?|tablets?|caps?)"
+DOSE = re.compile(rf"(?i)\b\d+(?:\.\d+)?[ \t]*(?:{_DOSE_UNITS}\b|%)")
+_FREQUENCY = (
+    r"(?:once|twice|three[ \t]+times|four[ \t]+times|daily|nightly|weekly|a[ \t]+day|per[ \t]+day|at[ \t]+bedtime|"
+    r"as[ \t]+needed|by[ \t]+mouth|orally|in[ \t]+the[ \t]+(?:morning|evening)|PO|BID|TID|QID|QD|QHS|QAM|QPM|PRN|"
+    r"q\d+h|every[ \t]+\d+[ \t]+hours?)"
+)
+NARRATIVE_MEDICATION = re.compile(
+    r"(?i)\b(?:on|taking|takes|using|uses|receiving|receives)[ \t]+"
+    r"(?P<med>(?P<drug>[A-Za-z][A-Za-z\-]{2,}(?:[ \t]+[A-Za-z][A-Za-z\-]{2,}){0,2})[ \t]+"
+    rf"\d+(?:\.\d+)?[ \t]*{_DOSE_UNITS}\b"
+    rf"(?:[ \t]+{_FREQUENCY}\b){{0,4}})"
+)
+# Words that start a phrase after "on" but are no drug ("on average 2 tablets", "on the 5 mg dose").
+_NOT_DRUGS = frozenset(
+    {
+        *("the", "a", "an", "his", "her", "their", "its", "this", "that", "these", "those", "average", "about"),
+        *("approximately", "around", "day", "days", "dose", "doses", "total", "only", "also", "each", "every"),
+        *("per", "which", "with", "and", "or", "of", "to", "is", "was", "were", "be", "been"),
+    }
+)
+# In the clause before the drug: the patient is not taking it now.
+_NOT_TAKING = re.compile(
+    r"(?i)\b(?:not|stopped|stop|discontinued|discontinue|held|holding|hold|off|was|were|previously|formerly|"
+    r"no[ \t]+longer|never|allergic|allergy|allergies|intolerant|reaction|instead[ \t]+of|switch(?:ed)?[ \t]+from|"
+    r"consider(?:ing)?|may|might|could|would|recommend(?:ed)?|advise[ds]?|suggest(?:ed)?)\b"
+)
+RX_LINE = re.compile(r"(?im)^[ \t]*(?:Rx|Prescribed|Start(?:ed)?)[ \t]*:?[ \t]+(.+)$")
+_BULLET = re.compile(r"^[ \t]*(?:[-*•·]|\d+[.)]|[a-z][.)])?[ \t]*")
+
+
+# A comma list item that starts another drug with its own dose ("atorvastatin 20 mg, metformin 500 mg"),
+# not a sig ("500 mg, take 1 tablet twice daily") nor a dose's detail ("500 mg, 2 tabs at bedtime").
+_NEXT_DRUG = re.compile(
+    rf"(?i)^[ \t]*(?:and[ \t]+)?(?!(?:take|takes|taking|give|apply|inhale|use|inject|instill|chew|dissolve|place|"
+    rf"max|maximum|up|then|dispense|disp|sig|qty|not|over|may|each|every|one|two|with|for|increase|decrease|"
+    rf"titrate|taper|reduce|wean|change|double|half|hold|stop|total)\b)"
+    rf"[A-Za-z][A-Za-z\-]{{2,}}(?:[ \t]+(?!(?:to|by|of|at|in|per|the|an?|up|from)\b)[A-Za-z][A-Za-z\-]*){{0,3}}"
+    rf"[ \t]+\d+(?:\.\d+)?[ \t]*{_DOSE_UNITS}\b"
+)
+
+
+def _list_items(line: str) -> list[str]:
+    """A medication line's items: split at ``;``, at sentences of a plan line, at commas before another drug."""
+    items: list[str] = []
+    for item in re.split(r";|\.\s+(?=[A-Z])", line):
+        pieces = item.split(",")
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if DOSE.search(current) and _NEXT_DRUG.match(piece):
+                items.append(current)
+                current = re.sub(r"(?i)^[ \t]*and[ \t]+", "", piece)
+            else:
+                current += "," + piece
+        items.append(current)
+    return items
+
+
+_PLAN_VERBS = re.compile(r"(?i)^(?:continue|start(?:ed)?|begin|increase|decrease|resume|switch to|add)\s+")
+
+
+def read_medications(text: str, parts: list[Section], out: Candidates) -> None:
+    """Add the medications of ``text`` (split into ``parts``) to ``out``."""
+    for section in parts:
+        plan = bool(re.search(r"(?i)\bplan\b|\bA/P\b", section.heading))
+        if section.kind != "medication" and not plan:
+            continue
+        body = text[section.start : section.end]
+        offset = section.start
+        for raw_line in body.split("\n"):
+            line_offset = offset
+            offset += len(raw_line) + 1
+            for item in _list_items(raw_line):
+                cleaned = _BULLET.sub("", item).strip(" ,.\t")
+                cleaned = _PLAN_VERBS.sub("", cleaned)
+                if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
+                    continue
+                if ICD10_SHAPE.search(cleaned) or PX_LABEL.search(cleaned):
+                    continue  # a diagnosis or a billed procedure line, not a medication
+                if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
+                    continue
+                start = text.find(cleaned, line_offset)
+                out.add("medications", cleaned, f"text:chars {start}-{start + len(cleaned)}")
+    for match in RX_LINE.finditer(text):
+        value = match.group(1).strip(" .")
+        if DOSE.search(value):
+            out.add("medications", value, f"text:chars {match.start(1)}-{match.end(1)}")
+    _narrative_medications(text, parts, out)
+
+
+def _narrative_medications(text: str, parts: list[Section], out: Candidates) -> None:
+    """Drugs with a dose named in prose ("on apixaban 5 mg twice daily"), asserted and not listed already."""
+    listed = {_drug_key(c.value) for c in out.found.get("medications", [])}
+    for match in NARRATIVE_MEDICATION.finditer(text):
+        drug, start, end = match.group("drug"), match.start("med"), match.end("med")
+        section = section_at(parts, start)
+        if section is not None and (
+            section.kind in ("medication", "family") or re.search(r"(?i)allerg|plan", section.heading)
+        ):
+            continue  # read as a list above, a relative's, or an allergy
+        if section is not None and section.kind == "past":
+            # "hypertension, controlled on lisinopril 20 mg" in a history is taken now: the clause decides.
+            section = None
+        if drug.split()[0].lower() in _NOT_DRUGS or _drug_key(drug) in listed:
+            continue
+        line_start = text.rfind("\n", 0, start) + 1
+        clause = re.split(r"[.;:]\s", text[line_start : match.start()])[-1]
+        if _NOT_TAKING.search(clause) or assertion(text, start, end, section) != "present":
+            continue
+        listed.add(_drug_key(drug))
+        out.add("medications", match.group("med").strip(), f"text:chars {start}-{end}")
+
+
+def _drug_key(value: str) -> str:
+    return re.split(r"[\s,]+", str(value).strip().lower())[0]
