@@ -40,10 +40,11 @@ FROM ${PYTHON_IMAGE} AS runtime
 # The MariaDB command-line client: the fast reader of encoded rows for the
 # replication and the load (clinicflow/connectors/mysql/client.py); without it clinicflow
 # falls back to pymysql, which costs more CPU per row. Tesseract with its English data: the OCR of
-# scanned documents in the ingestion (clinicflow/ingest/text.py).
+# scanned documents in the ingestion (clinicflow/ingest/text.py); jbig2dec: pypdf decodes the JBIG2
+# images of scanned PDFs (what office scanners write) with it.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends mariadb-client tesseract-ocr tesseract-ocr-eng \
+ && apt-get install -y --no-install-recommends mariadb-client tesseract-ocr tesseract-ocr-eng jbig2dec \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 clinicflow \
  && useradd --system --uid 10001 --gid clinicflow --home-dir /home/clinicflow --create-home --shell /usr/sbin/nologin clinicflow \

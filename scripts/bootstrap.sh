@@ -21,7 +21,8 @@ fi
 # 2. System tools used by tests and benches: DCMTK (reference DICOM converter),
 #    pgloader (load bench anchor), chromium (the results page's browser test,
 #    driven by Playwright), Tesseract with its English data (OCR of scanned
-#    documents in the ingestion), bubblewrap (the custom-script sandbox,
+#    documents in the ingestion), jbig2dec (the JBIG2 images of scanned PDFs,
+#    which pypdf decodes with it), bubblewrap (the custom-script sandbox,
 #    docs/processing.md). Installed from Debian's packages when missing.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
@@ -29,6 +30,7 @@ command -v dcmj2pnm >/dev/null 2>&1 || missing+=(dcmtk)
 command -v pgloader >/dev/null 2>&1 || missing+=(pgloader)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+command -v jbig2dec >/dev/null 2>&1 || missing+=(jbig2dec)
 [ -e /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] || ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || missing+=(tesseract-ocr-eng)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -23,6 +23,7 @@ here raises for a bad file: an unreadable one gives :class:`TextResult` with
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,23 +159,26 @@ def _mean(values: list[float]) -> float | None:
 
 
 def pdf_text(data: bytes) -> TextResult:
-    """The text layer of each page; a page without one, or with only a stamp over a scan, is OCR'd from its images."""
-    from PIL import Image
+    """The text layer of each page; a page without one, or with only a stamp over a scan, is OCR'd from its images.
+
+    An image that cannot be decoded is named in ``error`` (page, image, why) and the rest of the document read.
+    """
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
     pages: list[str] = []
     methods: set[str] = set()
     confidences: list[float] = []
-    for page in reader.pages:
+    errors: list[str] = []
+    for number, page in enumerate(reader.pages, start=1):
         text = (page.extract_text() or "").strip()
         if len(text) >= SCAN_STAMP_CHARS:
             pages.append(text)
             methods.add("native")
             continue
         ocr_parts = []
-        for image_file in page.images:
-            with Image.open(io.BytesIO(image_file.data)) as image:
+        for image in _page_images(page, number, errors):
+            with image:
                 if len(text) >= NATIVE_TEXT_CHARS and image.width * image.height < SCAN_MIN_PIXELS:
                     continue  # a logo beside the page's own text
                 part, confidence = ocr_image(image)
@@ -188,7 +192,33 @@ def pdf_text(data: bytes) -> TextResult:
         # A fax server's stamp ("From: ... Page 1 of 2") is a text layer over the scanned page: keep both.
         pages.append("\n".join(p for p in (text if len(text) >= NATIVE_TEXT_CHARS else "", *ocr_parts) if p) or text)
     method = "mixed" if len(methods) > 1 else (methods.pop() if methods else "native")
-    return TextResult("\n\f\n".join(pages), method, len(reader.pages), _mean(confidences))
+    text = "\n\f\n".join(pages)
+    error = "; ".join(errors) or None
+    if error and not text.strip():
+        return TextResult(None, pages=len(reader.pages), error=error)
+    return TextResult(text, method, len(reader.pages), _mean(confidences), error=error)
+
+
+# Decoders pypdf runs as programs, and the Debian package that installs each (scripts/bootstrap.sh, Dockerfile).
+_DECODER_PROGRAMS = {"jbig2dec": "jbig2dec"}
+
+
+def _page_images(page: Any, number: int, errors: list[str]) -> Iterator[Any]:
+    """The page's images opened by Pillow; one that cannot be decoded is named in ``errors`` and skipped."""
+    from PIL import Image
+
+    images = page.images
+    for name in images.keys():  # noqa: SIM118 - iterating the list itself decodes every image, unguarded
+        try:
+            image = Image.open(io.BytesIO(images[name].data))
+        except Exception as exc:  # noqa: BLE001 - pypdf and Pillow raise many types for one bad image
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            for program, package in _DECODER_PROGRAMS.items():
+                if program in reason:
+                    reason = f"needs the {program} program: Debian package {package}"
+            errors.append(f"page {number}: image {name.lstrip('/')} not decoded ({reason})")
+            continue
+        yield image
 
 
 def document_text(data: bytes, mime: str) -> TextResult:

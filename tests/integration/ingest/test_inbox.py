@@ -27,6 +27,7 @@ _SLOW_SCANS = (
     "progress-note-scan.png",
     "fax-sideways.png",
     "fax-stamped.pdf",
+    "scanned-consult-jbig2.pdf",
 )
 
 

@@ -22,6 +22,8 @@ from tests.support.corpus import Score, build_corpus, score_one
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
     if shutil.which("tesseract") is None:
         pytest.fail("tesseract is not installed: scripts/bootstrap.sh installs tesseract-ocr and tesseract-ocr-eng")
+    if shutil.which("jbig2dec") is None:
+        pytest.fail("jbig2dec is not installed (the corpus's JBIG2 scan): scripts/bootstrap.sh installs it")
     folder = tmp_path_factory.mktemp("corpus")
     return folder, build_corpus(folder)
 

@@ -1,0 +1,80 @@
+"""Scanned PDFs as office scanners write them: one image a page, JBIG2 (bitonal), CCITT G4 or JPEG 2000.
+
+JBIG2 has no encoder on PyPI or in Debian's packages; a JBIG2 generic region may be MMR-coded, and MMR is
+CCITT Group 4, which Pillow writes (through libtiff). So the stream here is three JBIG2 segments (ITU-T T.88,
+embedded organisation, as PDF's JBIG2Decode takes it): page information, an immediate lossless generic
+region holding the G4 bits of the page, end of page.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+from PIL import Image, ImageOps
+
+DPI = 150
+
+
+def _g4_bits(bitmap: Image.Image) -> bytes:
+    """The CCITT Group 4 bits of a bilevel image (one TIFF strip), 1 = black as JBIG2 wants."""
+    out = io.BytesIO()
+    ImageOps.invert(bitmap.convert("L")).convert("1").save(out, "TIFF", compression="group4", strip_size=1 << 30)
+    with Image.open(io.BytesIO(out.getvalue())) as tiff:
+        (offset,), (count,) = tiff.tag_v2[273], tiff.tag_v2[279]  # StripOffsets, StripByteCounts
+    return out.getvalue()[offset : offset + count]
+
+
+def _segment(number: int, kind: int, data: bytes) -> bytes:
+    # number, type (page association in one byte), no referred-to segments, page 1, data length
+    return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
+
+
+def jbig2_stream(page: Image.Image) -> bytes:
+    width, height = page.size
+    info = struct.pack(">IIIIBH", width, height, 0, 0, 0, 0)
+    region = struct.pack(">IIIIB", width, height, 0, 0, 0) + b"\x01" + _g4_bits(page)  # flags: MMR
+    return _segment(0, 48, info) + _segment(1, 39, region) + _segment(2, 49, b"")
+
+
+def pdf_of_image(page: Image.Image, encoding: str) -> bytes:
+    """A one-page PDF that is ``page`` as one image: ``jbig2``, ``jpx`` (JPEG 2000) or ``g4`` (CCITT)."""
+    width, height = page.size
+    if encoding == "jbig2":
+        data, params = jbig2_stream(page), "/Filter /JBIG2Decode /ColorSpace /DeviceGray /BitsPerComponent 1"
+    elif encoding == "jpx":
+        out = io.BytesIO()
+        page.convert("L").save(out, "JPEG2000")
+        data, params = out.getvalue(), "/Filter /JPXDecode /ColorSpace /DeviceGray /BitsPerComponent 8"
+    elif encoding == "g4":
+        data = _g4_bits(page)
+        params = (
+            f"/Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {width} /Rows {height} /BlackIs1 true >> "
+            "/ColorSpace /DeviceGray /BitsPerComponent 1"
+        )
+    else:
+        raise ValueError(f"no such image encoding: {encoding}")
+    points = (width * 72 // DPI, height * 72 // DPI)
+    content = f"q {points[0]} 0 0 {points[1]} 0 0 cm /Im0 Do Q".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {points[0]} {points[1]}] "
+        "/Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>".encode(),
+        f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} {params} /Length {len(data)} >>\n"
+        "stream\n".encode()
+        + data
+        + b"\nendstream",
+        f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.write(b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets))
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
