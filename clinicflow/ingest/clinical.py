@@ -125,6 +125,10 @@ SIGNATURE = re.compile(
 )
 # An OCR'd "K01.1" often reads "KO1.1": a letter O where the code has a digit is taken as 0 (dotted codes only).
 ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9O][0-9ABO](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
+# ... and a chapter-I code's letter often reads as a one ("(148.91)" for I48.91): taken as I only for a code of
+# two characters or more after the dot (not a temperature, "fever (101.2)"), alone in parentheses or right after
+# a diagnosis label, and billable (no subcodes).
+OCR_I_CODE = re.compile(r"(?<![A-Za-z0-9.\-$])[1l](\d{2}\.[0-9A-TV-Z]{2,4})(?![A-Za-z0-9]|\.\d)")
 CDT = re.compile(r"(?<![A-Za-z0-9])(D\d{4})(?![A-Za-z0-9]|\.\d)")
 CPT = re.compile(r"(?<![A-Za-z0-9.\-/$])(\d{4}[0-9F]|[A-CEGHJ-MP-V]\d{4})(?![A-Za-z0-9\-/%]|\.\d)")
 DX_LABEL = re.compile(r"(?i)(?:\bDX\b|\bICD(?:-?10(?:-?CM)?)?\b|\bdiagnos(?:is|es)\b)[ \t]*(?:codes?)?[ \t]*[:#]?")
@@ -158,6 +162,13 @@ def icd10cm_codes() -> frozenset[str]:
         for line in listing.read_text(encoding="utf-8").splitlines()
         if line.strip() and "-" not in line and not line.strip().isdigit()
     )
+
+
+def _billable(code: str) -> bool:
+    """A valid code with no subcodes (a reading of "(125.4)" as the category I25.4 is more likely a number)."""
+    codes = icd10cm_codes()
+    key = code.replace(".", "")
+    return key in codes and not any(c.startswith(key) and c != key for c in codes)
 
 
 def valid_icd10(code: str) -> bool:
@@ -269,6 +280,15 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
         if assertion(text, match.start(), match.end(), section) != "present":
             continue
         out.add("diagnosis_codes", normalised, f"text:chars {match.start(1)}-{match.end(1)}")
+    for match in OCR_I_CODE.finditer(text):
+        after = text[match.end() : match.end() + 12]
+        alone = text[match.start() - 1 : match.start()] == "(" and re.match(r"\)(?![ \t]*[A-Za-z%/])", after)
+        labelled = bool(re.search(DX_LABEL.pattern + r"[ \t]*$", text[max(0, match.start() - 25) : match.start()]))
+        code = "I" + match.group(1)
+        if (alone or labelled) and _billable(code) and assertion(text, match.start(), match.end(), None) == "present":
+            signals["codes"] += 1
+            diagnosis_spans.append((match.start(), match.end()))
+            out.add("diagnosis_codes", code, f"text:chars {match.start()}-{match.end()}")
     for match in CDT.finditer(text):
         if any(s <= match.start() < e for s, e in diagnosis_spans):
             continue

@@ -45,6 +45,7 @@ OCR_LANG = "eng"
 SCAN_STAMP_CHARS = 200
 NATIVE_TEXT_CHARS = 20
 SCAN_MIN_PIXELS = 500 * 500
+RENDER_DPI = 300  # a page with nothing else to read is rendered at a scan's resolution for OCR
 OCR_CONFIG = "--psm 4"  # a single column of variable-size text: letters, forms and faxes
 # Below this mean word confidence (or with no words), a page is checked for being sideways or upside down.
 OCR_UPRIGHT_CONFIDENCE = 60.0
@@ -161,7 +162,9 @@ def _mean(values: list[float]) -> float | None:
 def pdf_text(data: bytes) -> TextResult:
     """The text layer of each page; a page without one, or with only a stamp over a scan, is OCR'd from its images.
 
-    An image that cannot be decoded is named in ``error`` (page, image, why) and the rest of the document read.
+    A page whose text layer is unreadable (glyph codes without a Unicode map) counts as having none; a page
+    with neither a text layer nor an image OCR can read (text drawn as outlines, an undecodable image) is
+    rendered by PDFium and OCR'd. What could not be read is named in ``error`` and the rest of the document read.
     """
     from pypdf import PdfReader
 
@@ -170,33 +173,89 @@ def pdf_text(data: bytes) -> TextResult:
     methods: set[str] = set()
     confidences: list[float] = []
     errors: list[str] = []
-    for number, page in enumerate(reader.pages, start=1):
-        text = (page.extract_text() or "").strip()
-        if len(text) >= SCAN_STAMP_CHARS:
-            pages.append(text)
-            methods.add("native")
-            continue
-        ocr_parts = []
-        for image in _page_images(page, number, errors):
-            with image:
-                if len(text) >= NATIVE_TEXT_CHARS and image.width * image.height < SCAN_MIN_PIXELS:
-                    continue  # a logo beside the page's own text
-                part, confidence = ocr_image(image)
-            ocr_parts.append(part)
-            if confidence is not None:
-                confidences.append(confidence)
-        if len(text) >= NATIVE_TEXT_CHARS:
-            methods.add("native")
-        if ocr_parts:
-            methods.add("ocr")
-        # A fax server's stamp ("From: ... Page 1 of 2") is a text layer over the scanned page: keep both.
-        pages.append("\n".join(p for p in (text if len(text) >= NATIVE_TEXT_CHARS else "", *ocr_parts) if p) or text)
+    rendered = _PageRenderer(data)
+    try:
+        for number, page in enumerate(reader.pages, start=1):
+            text = (page.extract_text() or "").strip()
+            if _unreadable(text):
+                text = ""
+            if len(text) >= SCAN_STAMP_CHARS:
+                pages.append(text)
+                methods.add("native")
+                continue
+            ocr_parts: list[str] = []
+            page_errors: list[str] = []
+            for image in _page_images(page, number, page_errors):
+                with image:
+                    if len(text) >= NATIVE_TEXT_CHARS and image.width * image.height < SCAN_MIN_PIXELS:
+                        continue  # a logo beside the page's own text
+                    part, confidence = ocr_image(image)
+                ocr_parts.append(part)
+                if confidence is not None:
+                    confidences.append(confidence)
+            if not ocr_parts and len(text) < NATIVE_TEXT_CHARS:
+                page_text, confidence = rendered.ocr(number, page_errors)
+                if page_text:
+                    ocr_parts.append(page_text)
+                    page_errors.clear()  # the rendered page read what its images could not give
+                    if confidence is not None:
+                        confidences.append(confidence)
+            errors.extend(page_errors)
+            if len(text) >= NATIVE_TEXT_CHARS:
+                methods.add("native")
+            if ocr_parts:
+                methods.add("ocr")
+            # A fax server's stamp ("From: ... Page 1 of 2") is a text layer over the scanned page: keep both.
+            kept = (text if len(text) >= NATIVE_TEXT_CHARS else "", *ocr_parts)
+            pages.append("\n".join(p for p in kept if p) or text)
+    finally:
+        rendered.close()
     method = "mixed" if len(methods) > 1 else (methods.pop() if methods else "native")
     text = "\n\f\n".join(pages)
     error = "; ".join(errors) or None
     if error and not text.strip():
         return TextResult(None, pages=len(reader.pages), error=error)
     return TextResult(text, method, len(reader.pages), _mean(confidences), error=error)
+
+
+def _unreadable(text: str) -> bool:
+    """A text layer of glyph codes, not characters: a font without a Unicode map gives control and private-use
+    characters (a tenth of the text or more)."""
+    if not text:
+        return False
+    odd = sum(
+        1 for ch in text if (ord(ch) < 32 and ch not in "\n\t\r\f") or "\ue000" <= ch <= "\uf8ff" or ch == "\ufffd"
+    )
+    return odd * 10 >= len(text)
+
+
+class _PageRenderer:
+    """A PDF's pages rendered by PDFium (pypdfium2), opened on the first page that needs it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes = data
+        self.document: Any = None
+
+    def ocr(self, number: int, errors: list[str]) -> tuple[str | None, float | None]:
+        try:
+            import pypdfium2
+
+            if self.document is None:
+                self.document = pypdfium2.PdfDocument(self.data)
+            page = self.document[number - 1]
+            try:
+                image = page.render(scale=RENDER_DPI / 72, grayscale=True).to_pil()
+            finally:
+                page.close()
+        except Exception as exc:  # noqa: BLE001 - one page that cannot be rendered never stops the document
+            errors.append(f"page {number}: not rendered ({type(exc).__name__}: {exc})"[:240])
+            return None, None
+        with image:
+            return ocr_image(image)
+
+    def close(self) -> None:
+        if self.document is not None:
+            self.document.close()
 
 
 # Decoders pypdf runs as programs, and the Debian package that installs each (scripts/bootstrap.sh, Dockerfile).

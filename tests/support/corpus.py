@@ -5,7 +5,8 @@ C-CDA, CSV, decoys); ``render/<name>.<ext>.txt`` holds the text of the documents
 with a text layer (fpdf2), scans as PNG / multi-page TIFF (pages split by form feeds) / JPEG / image-only
 PDF (Pillow; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly; a ``-stamped`` PDF is a
 scan under a fax server's one-line text layer; a ``-jbig2`` PDF an office scanner's bitonal JBIG2 page,
-:mod:`tests.support.pdf_images`), and a DOCX (python-docx).
+:mod:`tests.support.pdf_images`; a ``-glyph-codes`` PDF a text layer whose font lost its Unicode map), and a
+DOCX (python-docx).
 ``truth/<name>.json`` says what a reader should get from each:
 ``expect`` (``medical``, ``not-clinical``, ``missing-field``, ``ambiguous-field``), ``kind`` (``text``,
 ``structured``, ``ocr``, ``decoy``) and the Medical fields.
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow_dev.ingest_demo import pdf_with_text, render_page
-from tests.support.pdf_images import pdf_of_image
+from tests.support.pdf_images import pdf_of_image, pdf_without_unicode_map
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "ingest"
 SCALARS = ("patient_id", "patient_name", "date_of_birth", "encounter_date", "provider")
@@ -75,6 +76,8 @@ def render(name: str, text: str) -> bytes:
         return _stamped_scan(text)
     if name.endswith(".pdf") and "-jbig2" in name:  # an office scanner's bitonal PDF
         return pdf_of_image(pages[0], "jbig2")
+    if name.endswith(".pdf") and "-glyph-codes" in name:  # a text layer without a Unicode map
+        return pdf_without_unicode_map(text)
     if name.endswith(".pdf") and name.startswith("scanned"):
         pages[0].save(out, "PDF", resolution=150, save_all=True, append_images=pages[1:])
     elif name.endswith(".pdf"):

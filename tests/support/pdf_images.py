@@ -1,4 +1,5 @@
-"""Scanned PDFs as office scanners write them: one image a page, JBIG2 (bitonal), CCITT G4 or JPEG 2000.
+"""PDFs as office scanners and report writers make them: one image a page (JBIG2, CCITT G4, JPEG 2000), or a
+text layer that is glyph codes only.
 
 JBIG2 has no encoder on PyPI or in Debian's packages; a JBIG2 generic region may be MMR-coded, and MMR is
 CCITT Group 4, which Pillow writes (through libtiff). So the stream here is three JBIG2 segments (ITU-T T.88,
@@ -78,3 +79,27 @@ def pdf_of_image(page: Image.Image, encoding: str) -> bytes:
     out.write(b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets))
     out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
     return out.getvalue()
+
+
+def pdf_without_unicode_map(text: str) -> bytes:
+    """A PDF whose text layer is glyph codes only: an embedded font with its ToUnicode map taken out, as some
+    report writers and "print to PDF" drivers produce (Pillow's bundled font, so no system font is needed)."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from fpdf import FPDF
+    from PIL import ImageFont
+
+    with tempfile.TemporaryDirectory() as folder:
+        font = Path(folder) / "font.ttf"
+        font.write_bytes(ImageFont.load_default(size=12).font_bytes)  # type: ignore[union-attr]
+        pdf = FPDF(format="letter")
+        pdf.add_page()
+        pdf.add_font("Bundled", "", str(font))
+        pdf.set_font("Bundled", size=11)
+        for line in text.split("\n"):
+            pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+        data = bytes(pdf.output())
+    # Same length, so the cross-reference offsets stay right.
+    return re.sub(rb"/ToUnicode \d+ 0 R", lambda m: b" " * len(m.group()), data)

@@ -28,6 +28,7 @@ _SLOW_SCANS = (
     "fax-sideways.png",
     "fax-stamped.pdf",
     "scanned-consult-jbig2.pdf",
+    "cardiology-letter-glyph-codes.pdf",
 )
 
 

@@ -217,3 +217,17 @@ def test_a_comma_list_of_medications_is_one_item_per_drug_not_per_sig() -> None:
         "Tylenol 500 mg, 2 tabs as needed",
         "topiramate 25 mg nightly, increase to 50 mg",
     ]
+
+
+def test_an_ocr_one_for_a_chapter_i_codes_letter_is_read_as_i_only_where_nothing_else_fits() -> None:
+    def codes(line: str) -> list[str]:
+        text = f"Patient: Ana Ruiz  MRN: 881\nAssessment:\n{line}\n"
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
+        return out.medical.diagnosis_codes
+
+    assert codes("atrial fibrillation (148.91), rate controlled") == ["I48.91"]
+    assert codes("DX: l25.10") == ["I25.10"]
+    assert codes("fever (101.2)") == []  # one decimal: a temperature, not I01.2
+    assert codes("LDL (125.45) mg/dL") == []  # a unit follows
+    assert codes("coronary disease (125.4)") == []  # I25.4 is a category, never billed
+    assert codes("no atrial fibrillation (148.91)") == []  # negated

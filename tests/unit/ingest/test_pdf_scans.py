@@ -10,7 +10,7 @@ import pytest
 
 from clinicflow.ingest.text import pdf_text
 from clinicflow_dev.ingest_demo import pdf_with_text, render_page
-from tests.support.pdf_images import pdf_of_image
+from tests.support.pdf_images import pdf_of_image, pdf_without_unicode_map
 
 PAGE = "REFERRAL\nPatient: Ana Gomez\nMRN: 4471902\nDOB: 1961-04-23\n"
 
@@ -25,7 +25,7 @@ def test_a_scanned_page_is_read_whatever_its_image_encoding(encoding: str) -> No
     assert "MRN: 4471902" in (result.text or "")
 
 
-def test_an_image_without_its_decoder_is_named_and_the_other_pages_are_read() -> None:
+def test_an_image_pypdf_cannot_decode_is_read_from_the_rendered_page_and_other_pages_too() -> None:
     writer = pypdf.PdfWriter()
     for document in (pdf_of_image(render_page(PAGE), "jbig2"), pdf_with_text("Page two\n" + "Plan: recall. " * 20)):
         writer.append(pypdf.PdfReader(io.BytesIO(document)))
@@ -33,11 +33,27 @@ def test_an_image_without_its_decoder_is_named_and_the_other_pages_are_read() ->
     writer.write(out)
     with pypdf.apply_configuration(jbig2dec_binary=None):  # a machine without Debian's jbig2dec
         result = pdf_text(out.getvalue())
-        alone = pdf_text(pdf_of_image(render_page(PAGE), "jbig2"))
-    assert result.error == "page 1: image Im0 not decoded (needs the jbig2dec program: Debian package jbig2dec)"
+    assert result.error is None
+    assert (result.method, result.pages) == ("mixed", 2)
+    assert "MRN: 4471902" in (result.text or "")
     assert "Plan: recall." in (result.text or "")
-    assert result.pages == 2
-    # Nothing read at all: no text (a no-text dead letter naming the decoder), never an empty document.
-    assert alone.text is None
-    assert alone.error is not None
-    assert "jbig2dec" in alone.error
+
+
+def test_an_image_nothing_can_decode_is_named_and_the_document_has_no_text() -> None:
+    broken = pdf_of_image(render_page(PAGE), "jpx").replace(b"jP  ", b"xx  ", 1)  # the JPEG 2000 signature box
+    result = pdf_text(broken)
+    assert result.text is None  # a no-text dead letter naming the image, never an empty document
+    assert result.error is not None
+    assert result.error.startswith("page 1: image Im0 not decoded (")
+
+
+def test_a_text_layer_of_glyph_codes_is_not_read_as_text_but_the_rendered_page_is() -> None:
+    text = "CONSULTATION NOTE\nPatient: Ana Gomez\nMRN: 4471902\nDOB: 1961-04-23\n" + "Plan: recall in 3 months.\n" * 6
+    data = pdf_without_unicode_map(text)
+    layer = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
+    assert "Ana Gomez" not in layer  # what a reader of the text layer alone would store
+    result = pdf_text(data)
+    assert result.error is None
+    assert result.method == "ocr"
+    assert "MRN: 4471902" in (result.text or "")
+    assert "Ana Gomez" in (result.text or "")
