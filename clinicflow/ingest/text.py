@@ -169,6 +169,8 @@ def pdf_text(data: bytes) -> TextResult:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and not reader.decrypt(""):  # an empty user password (permissions only) opens it
+        return TextResult(None, error="password-protected PDF: it opens only with its password")
     pages: list[str] = []
     methods: set[str] = set()
     confidences: list[float] = []
