@@ -24,7 +24,16 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage"),
 )
 
-_EXTRA_EXTENSIONS = {".hl7": "x-application/hl7-v2+er7", ".dcm": "application/dicom", ".md": "text/markdown"}
+# A HEIF file's type box and brand (offset 4): iPhones' photos since iOS 11.
+HEIF_BRANDS = frozenset(b"ftyp" + brand for brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1"))
+
+_EXTRA_EXTENSIONS = {
+    ".hl7": "x-application/hl7-v2+er7",
+    ".dcm": "application/dicom",
+    ".md": "text/markdown",
+    ".heic": "image/heic",
+    ".heif": "image/heic",
+}
 
 
 def mime_by_extension(name: str) -> str | None:
@@ -41,6 +50,8 @@ def decode_text(data: bytes) -> str | None:
 
     if any(data[offset : offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
         return None
+    if data[4:12] in HEIF_BRANDS:
+        return None
     decoded = decode_bytes(data)
     if decoded is None:
         return None
@@ -54,6 +65,8 @@ def sniff_mime(data: bytes, text: str | None) -> str:
     for offset, magic, mime in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return mime
+    if data[4:12] in HEIF_BRANDS:
+        return "image/heic"
     if looks_like_message(data):  # before the text check: a message's 8-bit parts may mix encodings
         return "message/rfc822"
     if text is None:

@@ -9,7 +9,7 @@ One entry point, :func:`document_text`, by the MIME type the bytes show
 - RTF: striprtf;
 - PDF: pypdf's text layer page by page; a page without one (a scan), or with only a
   fax server's stamp over a scanned page, is OCR'd from the images it carries;
-- PNG, JPEG, GIF, multi-page TIFF: OCR with Tesseract (pytesseract), every frame;
+- PNG, JPEG, GIF, multi-page TIFF, HEIC (pillow-heif): OCR with Tesseract (pytesseract), every frame;
 - DOCX: python-docx (paragraphs and table cells);
 - e-mail (``.eml``): subject, body and each attached file by its own format
   (:mod:`clinicflow.ingest.mail`); one attached HL7, FHIR, C-CDA or CSV file alone.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.core.text_encoding import decode_bytes
+from clinicflow.ingest.sniff import HEIF_BRANDS
 
 TEXT_MIMES = (
     "text/plain",
@@ -37,7 +38,7 @@ TEXT_MIMES = (
     "application/json",
     "application/xml",
 )
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff")
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/tiff", "image/heic")
 MESSAGE_MIME = "message/rfc822"
 OCR_LANG = "eng"
 # A PDF page with this much text is read from its text layer; one with less (a fax server's stamp over a scan)
@@ -148,10 +149,16 @@ def _ocr(image: Any) -> tuple[str, float | None]:
 
 
 def image_frames(data: bytes) -> list[Any]:
-    """Every frame of an image file (a multi-page TIFF has several)."""
-    from PIL import Image, ImageSequence
+    """Every frame of an image file (a multi-page TIFF has several; a phone's HEIC through pillow-heif)."""
+    from PIL import Image, ImageOps, ImageSequence
 
+    if data[4:12] in HEIF_BRANDS:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()  # idempotent: Pillow opens HEIF from here on
     with Image.open(io.BytesIO(data)) as image:
+        if data[4:12] in HEIF_BRANDS:
+            return [ImageOps.exif_transpose(image)]  # a phone's photo: upright as its EXIF orientation says
         return [frame.copy() for frame in ImageSequence.Iterator(image)]
 
 

@@ -1,12 +1,12 @@
 """The clinical inbox corpus (tests/corpus/ingest): documents, their truth files, and a scorer.
 
 ``docs/`` holds the documents committed as they arrive (text in several encodings, RTF, HTML, HL7, FHIR,
-C-CDA, CSV, decoys); ``render/<name>.<ext>.txt`` holds the text of the documents built at test time: PDFs
-with a text layer (fpdf2), scans as PNG / multi-page TIFF (pages split by form feeds) / JPEG / image-only
-PDF (Pillow; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly; a ``-stamped`` PDF is a
-scan under a fax server's one-line text layer; a ``-jbig2`` PDF an office scanner's bitonal JBIG2 page,
-:mod:`tests.support.pdf_images`; a ``-glyph-codes`` PDF a text layer whose font lost its Unicode map), and a
-DOCX (python-docx).
+C-CDA, CSV, e-mail, decoys); ``render/<name>.<ext>.txt`` holds the text of the documents built at test time:
+PDFs with a text layer (fpdf2), scans as PNG / multi-page TIFF (pages split by form feeds) / JPEG / HEIC /
+image-only PDF (Pillow, pillow-heif; a name with ``-sideways`` is turned a quarter, as a fax fed wrongly; a
+``-stamped`` PDF is a scan under a fax server's one-line text layer; a ``-jbig2`` PDF an office scanner's
+bitonal JBIG2 page, :mod:`tests.support.pdf_images`; a ``-glyph-codes`` PDF a text layer whose font lost its
+Unicode map), and a DOCX (python-docx).
 ``truth/<name>.json`` says what a reader should get from each:
 ``expect`` (``medical``, ``not-clinical``, ``missing-field``, ``ambiguous-field``), ``kind`` (``text``,
 ``structured``, ``ocr``, ``decoy``) and the Medical fields.
@@ -88,6 +88,11 @@ def render(name: str, text: str) -> bytes:
         pages[0].save(out, "TIFF", compression="tiff_lzw", save_all=True, append_images=pages[1:], dpi=(150, 150))
     elif name.endswith((".jpg", ".jpeg")):
         pages[0].convert("RGB").save(out, "JPEG", quality=85)
+    elif name.endswith(".heic"):  # a phone's photo (iPhones save HEIC)
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        pages[0].convert("RGB").save(out, "HEIF", quality=80)
     else:
         raise ValueError(f"no renderer for {name}")
     return out.getvalue()

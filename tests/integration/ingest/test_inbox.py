@@ -29,6 +29,7 @@ _SLOW_SCANS = (
     "fax-stamped.pdf",
     "scanned-consult-jbig2.pdf",
     "cardiology-letter-glyph-codes.pdf",
+    "phone-photo-referral.heic",
 )
 
 

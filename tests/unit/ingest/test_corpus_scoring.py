@@ -47,6 +47,7 @@ def test_the_corpus_covers_every_format_and_case(corpus: tuple[Path, dict[str, d
         ".jpg",
         ".docx",
         ".eml",
+        ".heic",
     ):
         assert suffixes[suffix], suffix
     expects = Counter(str(t["expect"]) for t in truths.values())

@@ -22,6 +22,8 @@ from clinicflow.ingest.sniff import decode_text, mime_by_extension, sniff_mime
         (b"Referral letter\nPatient: A\n", "text/plain"),
         ("Überweisung\n".encode("utf-16"), "text/plain"),
         (b"\x00\x01\x02\x03binary", "application/octet-stream"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "image/heic"),  # an iPhone's photo
+        (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2", "application/octet-stream"),  # an MP4 video
         (b"", "text/plain"),
         (b"Received: from mx\r\n by mx2\r\nFrom: a@b.example\r\nSubject: hi\r\n\r\nbody", "message/rfc822"),
         (b"From a@b Mon Nov 30 10:00:00 2026\nMIME-Version: 1.0\nFrom: a@b\n\n\xe9t\xc3\xa9", "message/rfc822"),
