@@ -21,6 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from clinicflow.core.errors import ClinicflowError
 
+# A loader's table that does not exist: the loaders create nothing unless told how.
+NO_TABLE_HINT = " (the loader creates no table: give it a create_sql, e.g. CREATE TABLE IF NOT EXISTS ...)"
+
 
 class ToolkitError(ClinicflowError):
     """A pipeline, spec or tool problem; the message names what failed and never holds credentials."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, SecretStr
 from clinicflow.connectors.connections import connected
 from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list
-from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, rebatch
+from clinicflow.toolkit.base import NO_TABLE_HINT, Batch, RunContext, ToolkitError, rebatch
 from clinicflow.toolkit.sqldb import query_parameters
 
 
@@ -125,9 +125,10 @@ class ClickHouseLoader:
             except ToolkitError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
+                hint = NO_TABLE_HINT if "UNKNOWN_TABLE" in str(exc) and not self.create_sql else ""
                 raise ToolkitError(
                     f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
-                    f"{written} rows: {one_line(exc, with_type=False)}"
+                    f"{written} rows: {one_line(exc, with_type=False)}{hint}"
                 ) from None
         return written
 

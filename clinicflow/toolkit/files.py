@@ -9,6 +9,7 @@ writing are streamed: one batch of rows in memory at a time.
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import gzip
 import json
@@ -55,6 +56,12 @@ def format_of(path: Path) -> FileFormat:
 
 
 def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise ToolkitError(f"{path}: unknown text encoding {encoding!r}") from None
+    if mode == "r" and codec == "utf-8":
+        encoding = "utf-8-sig"  # Excel's "CSV UTF-8" starts with a byte-order mark: not part of the first name
     opener = _OPENERS.get(compression_of(path) or "")
     if opener is None:
         return open(path, mode, encoding=encoding, newline="")

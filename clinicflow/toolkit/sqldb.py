@@ -20,7 +20,7 @@ from clinicflow.connectors.connections import connected, transaction
 from clinicflow.core.dbapi import PgCursor, column_names
 from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
-from clinicflow.toolkit.base import Batch, DeadLetter, RunContext, ToolkitError, nested_as_json
+from clinicflow.toolkit.base import NO_TABLE_HINT, Batch, DeadLetter, RunContext, ToolkitError, nested_as_json
 
 
 class Connectable(Protocol):
@@ -152,9 +152,10 @@ class PostgresLoader:
         except Exception as exc:
             if isinstance(exc, ToolkitError):
                 raise
+            hint = NO_TABLE_HINT if getattr(exc, "pgcode", None) == "42P01" and not self.create_sql else ""
             raise ToolkitError(
                 f"postgres load into {self.schema}.{self.table} on {self.server.describe()} failed "
-                f"after {written} rows: {one_line(exc)}"
+                f"after {written} rows: {one_line(exc)}{hint}"
             ) from None
         return written
 

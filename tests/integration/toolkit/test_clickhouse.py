@@ -89,7 +89,9 @@ def test_upsert_delete_insert_replaces_the_key_set(ch_database: tuple[str, str])
 
 def test_errors_name_the_table_and_never_the_password(ch_database: tuple[str, str]) -> None:
     c = conn(ch_database)
-    with pytest.raises(ToolkitError, match="load into missing on chdb://"):
+    with pytest.raises(
+        ToolkitError, match=r"load into missing on chdb://.*the loader creates no table: give it a create_sql"
+    ):
         ClickHouseLoader(c, "missing").load(stream(3), CTX)
     with pytest.raises(ToolkitError, match="delete_insert upsert needs key_columns"):
         ClickHouseLoader(c, "x", mode="upsert", upsert_strategy="delete_insert")

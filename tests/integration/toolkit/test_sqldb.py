@@ -102,6 +102,8 @@ def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Call
     with pytest.raises(ToolkitError, match=r"postgres load into public.items .* failed after 2 rows: UniqueViolation"):
         PostgresLoader(db, "items").load(batches, RunContext())
     assert pg_exec(db, "SELECT count(*) FROM items") == [(0,)]
+    with pytest.raises(ToolkitError, match=r"UndefinedTable.*the loader creates no table: give it a create_sql"):
+        PostgresLoader(db, "visits").load(batches, RunContext())
 
 
 def test_lenient_conversion_into_a_postgres_dead_letter_table(make_pg_db: Callable[[str], PostgresServer]) -> None:

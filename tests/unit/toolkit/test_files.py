@@ -62,3 +62,17 @@ def test_jsonl_writes_dates_as_iso(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     FileLoader(str(path)).load([Batch(("d",), [(date(2026, 1, 2),)])], CTX)
     assert path.read_text() == '{"d": "2026-01-02"}\n'
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "csv.gz"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path, suffix: str) -> None:
+    import gzip
+
+    text = "visit_id,fee\r\n1001,125.50\r\n" if suffix.startswith("csv") else '{"visit_id": 1001, "fee": 125.5}\n'
+    data = "\ufeff".encode() + text.encode()  # as Excel's "CSV UTF-8" writes it
+    path = tmp_path / f"visits.{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    (batch,) = FileExtractor(str(path)).extract(CTX)
+    assert batch.columns == ("visit_id", "fee")
+    with pytest.raises(ToolkitError, match="unknown text encoding 'utf-9'"):
+        list(FileExtractor(str(path), encoding="utf-9").extract(CTX))
