@@ -73,19 +73,37 @@ _POINT_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
 
 
 class CsvOptions(NamedTuple):
+    """``pandas.read_csv`` keyword arguments for one CSV file (custom scripts get them as they are)."""
+
     sep: str = ","
     decimal: str = "."
     encoding: str = "utf-8"
+    quotechar: str = '"'
+    skiprows: tuple[int, ...] = ()  # (1,): a units row under the header
+
+
+# A cell of a units row: a unit as devices and PhysioNet export them ("mV", "[mmHg]", "hh:mm:ss.mmm", "bpm");
+# a unit not listed leaves the row as data (the column then reads as text: "not numeric", never a lost row).
+_UNIT = re.compile(
+    r"[\[(]?(?:[munpkµμ]?(?:V|s|m|g|Hz|mol|L)|mmHg|cmH2O|bpm|/min|%|°?[CF]|degC|degF|kg|lb|cm|mm|in|"
+    r"mg/dL|mmol/L|ms|sec|min|h|hh:mm:ss(?:\.m+)?|m+:ss(?:\.m+)?|samples?|adu|units?|mV/s|L/min|kPa|"
+    r"breaths/min|rpm|mm/s|m/s\^?2|g/dL|IU/L|ppm)[\])]?",
+    re.IGNORECASE,
+)
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "-"}
 
 
 def csv_options(head: bytes) -> CsvOptions:
-    """``read_csv``'s ``sep``, ``decimal`` and ``encoding`` for a CSV file starting with ``head`` (its first bytes).
+    """How to read a CSV file starting with ``head`` (its first bytes): delimiter, decimal mark, encoding,
+    quote character, and a units row to skip.
 
     The encoding is UTF-8, UTF-16 by its BOM, else the Western code page charset-normalizer finds (a
     spreadsheet's "CSV" export on Windows is cp1252). The delimiter is the one of ``, ; tab |`` that cuts
     the header line into the most fields (a comma on a tie); with another delimiter than the comma,
-    numbers written with a decimal comma and none with a point make the comma the decimal mark. Nothing
-    else is guessed.
+    numbers written with a decimal comma and none with a point make the comma the decimal mark. A header
+    whose every name is in single quotes (PhysioNet's exports) sets ``'`` as the quote character. A second
+    line of units only (``'mV'``, ``[mmHg]``) above numbers is skipped (:func:`csv_units` reads it).
+    Nothing else is guessed.
     """
     cut = len(head) >= CSV_SNIFF_BYTES
     encoding = text_encoding(head, cut=cut) or "utf-8"  # not text: read as UTF-8, whose error names the byte
@@ -97,12 +115,54 @@ def csv_options(head: bytes) -> CsvOptions:
         return CsvOptions(encoding=encoding)
     widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
-    if widths[sep] <= 1 or sep == ",":
-        return CsvOptions(encoding=encoding)
-    values = [v.strip() for row in csv.reader(lines[1:], delimiter=sep) for v in row]
-    comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
-    point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
-    return CsvOptions(sep, "," if comma and not point else ".", encoding)
+    if widths[sep] <= 1:
+        sep = ","
+    header = [v.strip() for v in next(csv.reader([lines[0]], delimiter=sep), [])]
+    quotechar = "'" if header and all(len(v) >= 2 and v[0] == v[-1] == "'" for v in header) else '"'
+    rows = [[v.strip() for v in row] for row in csv.reader(lines[1:], delimiter=sep, quotechar=quotechar)]
+    decimal = "."
+    if sep != ",":
+        values = [v for row in rows for v in row]
+        comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
+        point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
+        decimal = "," if comma and not point else "."
+    skiprows = (1,) if _is_units_row(rows, decimal) else ()
+    return CsvOptions(sep, decimal, encoding, quotechar, skiprows)
+
+
+def _is_number(value: str, decimal: str) -> bool:
+    try:
+        float(value.replace(decimal, ".") if decimal != "." else value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_units_row(rows: list[list[str]], decimal: str) -> bool:
+    """The first row is units: every cell a known unit, and numbers in most of the rows below one of them."""
+    if len(rows) < 2 or not rows[0]:
+        return False
+    first = rows[0]
+    if any(v.lower() in _MISSING or len(v) > 24 or _is_number(v, decimal) for v in first):
+        return False
+    if not all(_UNIT.fullmatch(v) for v in first):
+        return False  # a row of names ("Sam,Min") is data: a units row holds units only
+    below = rows[1:]
+    for column in range(len(first)):
+        cells = [row[column] for row in below if column < len(row) and row[column].lower() not in _MISSING]
+        if cells and sum(_is_number(v, decimal) for v in cells) >= 0.8 * len(cells):
+            return True
+    return False
+
+
+def csv_units(path: Path, options: CsvOptions) -> list[str]:
+    """The units row :func:`csv_options` found (an empty list when there is none)."""
+    if not options.skiprows:
+        return []
+    with open(path, encoding=options.encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=options.sep, quotechar=options.quotechar)
+        next(reader, None)
+        return [v.strip() for v in next(reader, [])]
 
 
 def csv_file_options(path: Path) -> CsvOptions:
@@ -135,14 +195,7 @@ def iter_chunks(
     with _reading(label, fmt):
         if fmt == "csv":
             options = csv_file_options(path)
-            with pd.read_csv(
-                path,
-                usecols=columns,
-                chunksize=chunk_rows,
-                sep=options.sep,
-                decimal=options.decimal,
-                encoding=options.encoding,
-            ) as reader:
+            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows, **options._asdict()) as reader:
                 yield from reader
         elif fmt == "parquet":
             for batch in _parquet_batches(path, columns, chunk_rows):
@@ -238,6 +291,8 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
             rows += len(chunk)
         if not columns:
             raise DataFileError(f"{name}: no header row")
+        for column, unit in zip(columns, csv_units(path, csv_file_options(path)), strict=False):
+            column["unit"] = unit  # the skipped units row, kept with the column it describes
     return FileMetadata(name=name, size_bytes=size, sha256=sha256, format=fmt, columns=columns, row_count=rows)
 
 

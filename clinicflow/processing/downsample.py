@@ -43,7 +43,7 @@ DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
 # More peaks than this in view are counted, not marked (zoom in to see them).
 MAX_MARKERS = 2000
-TIME_NAMES = ("time", "timestamp", "datetime", "date", "ts", "t")
+TIME_NAMES = ("time", "timestamp", "datetime", "date", "ts", "t", "elapsed time", "elapsed")
 INDEX = "row"
 
 
@@ -60,18 +60,37 @@ def default_time_column(columns: list[dict[str, str]]) -> str | None:
     return None
 
 
+_ELAPSED = r"^\s*(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d+)?)\s*$"  # [h:]m:ss[.fff], as PhysioNet and monitors export
+
+
+def elapsed_seconds(series: pd.Series) -> np.ndarray | None:
+    """Elapsed-time text (``0:00.003``, ``1:02:03.5``) as seconds (h × 3600 + m × 60 + s); None: not that shape."""
+    parts = series.astype("string").str.extract(_ELAPSED)
+    present = series.notna().to_numpy()
+    if not present.any() or parts[2].isna().to_numpy()[present].any():
+        return None
+    hours, minutes, seconds = (pd.to_numeric(parts[i]).fillna(0).to_numpy(dtype=float) for i in range(3))
+    out = hours * 3600 + minutes * 60 + seconds
+    out[~present] = np.nan
+    return out
+
+
 def as_axis(series: pd.Series, label: str) -> tuple[np.ndarray, str]:
-    """(values as float64, kind): a date/time column in epoch seconds ("time"), a numeric one as is ("numeric")."""
+    """(values as float64, kind): a date/time column in epoch seconds ("time"), a numeric one as is, elapsed-time
+    text in seconds ("numeric")."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         stamps = pd.to_datetime(series, utc=True)
     elif pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.to_numpy(dtype=float, na_value=np.nan), "numeric"
     else:
+        elapsed = elapsed_seconds(series)
+        if elapsed is not None:
+            return elapsed, "numeric"
         stamps = parse_datetimes(series)
         if (stamps.isna() & series.notna()).any():
             bad = int(np.argmax((stamps.isna() & series.notna()).to_numpy()))
             raise ProcessingError(
-                f"x axis: column {label!r} is neither numeric nor ISO-8601 date/time "
+                f"x axis: column {label!r} is neither numeric, elapsed time ([h:]m:ss) nor ISO-8601 date/time "
                 f"(first bad value at chunk row {bad})"
             )
     seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float) / 1e9

@@ -56,6 +56,18 @@ def test_time_axis_from_iso_text_and_datetimes_and_the_default_column() -> None:
     assert default_time_column([{"name": "v", "dtype": "double"}]) is None
 
 
+def test_elapsed_time_text_is_an_axis_in_seconds() -> None:
+    seconds, kind = as_axis(pd.Series(["0:00.000", "0:00.003", "1:02.500", "1:00:00.000", None]), "Elapsed time")
+    assert kind == "numeric"
+    assert seconds[:4].tolist() == [0.0, 0.003, 62.5, 3600.0]
+    assert np.isnan(seconds[4])
+    assert default_time_column([{"name": "Elapsed time", "dtype": "str"}, {"name": "MLII", "dtype": "float64"}]) == (
+        "Elapsed time"
+    )
+    with pytest.raises(ProcessingError, match="elapsed time"):
+        as_axis(pd.Series(["0:00.000", "later"]), "Elapsed time")
+
+
 def test_the_rolling_mean_csv_holds_every_row() -> None:
     values = np.arange(250_001, dtype=float)
     mean = pd.Series(values).rolling(3).mean().to_numpy()

@@ -343,6 +343,35 @@ def test_a_european_spreadsheet_export_reads_as_numbers_and_equals_its_comma_sep
     assert [c["name"] for c in describe_file(quoted, quoted.name).columns] == ["Temp; C", "HR"]
 
 
+def test_a_physionet_export_with_quoted_names_and_a_units_row_reads_as_numbers(tmp_path: Path) -> None:
+    frame = signal_frame(3000)
+    path = tmp_path / "samples.csv"  # PhysioNet's "samples to CSV": names in single quotes, a row of units
+    lines = ["'Elapsed time','MLII','V5'", "'hh:mm:ss.mmm','mV','mV'"]
+    lines += [
+        f"'0:{i / 360:06.3f}',{v:.6f},{w:.6f}" for i, (v, w) in enumerate(zip(frame.voltage, frame.other, strict=True))
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    meta = describe_file(path, path.name, chunk_rows=700)
+    assert meta.row_count == 3000
+    assert meta.columns == [
+        {"name": "Elapsed time", "dtype": "str", "unit": "hh:mm:ss.mmm"},
+        {"name": "MLII", "dtype": "float64", "unit": "mV"},
+        {"name": "V5", "dtype": "float64", "unit": "mV"},
+    ]
+    plain = tmp_path / "plain.csv"
+    pd.DataFrame({"MLII": frame.voltage.round(6)}).to_csv(plain, index=False)
+    params = validate_request("peak_detection", {"column": "MLII", "height": 0.5})
+    assert (
+        run_processor("peak_detection", source_for(path, 700), params, lambda _p: None)["peaks"]
+        == (run_processor("peak_detection", source_for(plain, 700), params, lambda _p: None)["peaks"])
+    )
+    # A first row of text that is data, or missing values, is never skipped as units.
+    for second in ("Ana,Gomez", "NA,NA", "high,low", "Sam,Min", "mV,"):
+        data = tmp_path / "names.csv"
+        data.write_text(f"name,score\n{second}\nBo,3\nCy,4\n", encoding="utf-8")
+        assert describe_file(data, data.name).row_count == 3, second
+
+
 def test_data_quality_counts_duplicate_rows_with_nested_parquet_columns(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
