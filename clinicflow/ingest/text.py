@@ -202,7 +202,7 @@ def pdf_text(data: bytes) -> TextResult:
                 ocr_parts.append(part)
                 if confidence is not None:
                     confidences.append(confidence)
-            if not ocr_parts and len(text) < NATIVE_TEXT_CHARS:
+            if not any(part.strip() for part in ocr_parts) and len(text) < NATIVE_TEXT_CHARS:
                 page_text, confidence = rendered.ocr(number, page_errors)
                 if page_text:
                     ocr_parts.append(page_text)

@@ -81,7 +81,7 @@ def pdf_of_image(page: Image.Image, encoding: str) -> bytes:
     return out.getvalue()
 
 
-def pdf_without_unicode_map(text: str) -> bytes:
+def pdf_without_unicode_map(text: str, *, logo: bool = False) -> bytes:
     """A PDF whose text layer is glyph codes only: an embedded font with its ToUnicode map taken out, as some
     report writers and "print to PDF" drivers produce (Pillow's bundled font, so no system font is needed)."""
     import re
@@ -96,6 +96,10 @@ def pdf_without_unicode_map(text: str) -> bytes:
         font.write_bytes(ImageFont.load_default(size=12).font_bytes)  # type: ignore[union-attr]
         pdf = FPDF(format="letter")
         pdf.add_page()
+        if logo:  # a letterhead's small mark, with nothing for OCR to read
+            mark = io.BytesIO()
+            Image.new("L", (80, 80), 200).save(mark, "PNG")
+            pdf.image(mark, x=180, y=8, w=15)
         pdf.add_font("Bundled", "", str(font))
         pdf.set_font("Bundled", size=11)
         for line in text.split("\n"):

@@ -49,6 +49,8 @@ def test_an_image_nothing_can_decode_is_named_and_the_document_has_no_text() -> 
 
 def test_a_text_layer_of_glyph_codes_is_not_read_as_text_but_the_rendered_page_is() -> None:
     text = "CONSULTATION NOTE\nPatient: Ana Gomez\nMRN: 4471902\nDOB: 1961-04-23\n" + "Plan: recall in 3 months.\n" * 6
+    with_logo = pdf_text(pdf_without_unicode_map(text, logo=True))  # the logo's empty OCR is not the page
+    assert "MRN: 4471902" in (with_logo.text or "")
     data = pdf_without_unicode_map(text)
     layer = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
     assert "Ana Gomez" not in layer  # what a reader of the text layer alone would store
