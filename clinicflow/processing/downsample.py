@@ -70,7 +70,7 @@ def elapsed_seconds(series: pd.Series) -> np.ndarray | None:
     if not present.any() or parts[2].isna().to_numpy()[present].any():
         return None
     hours, minutes, seconds = (pd.to_numeric(parts[i]).fillna(0).to_numpy(dtype=float) for i in range(3))
-    out = hours * 3600 + minutes * 60 + seconds
+    out: np.ndarray = hours * 3600 + minutes * 60 + seconds
     out[~present] = np.nan
     return out
 
