@@ -13,7 +13,9 @@ import email
 import re
 from dataclasses import dataclass, field
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
+
+from clinicflow.core.text_encoding import decode_bytes
 
 # Headers only a mail system writes: a memo that starts "From: / To: / Subject:" is not a message file.
 _TRANSPORT_HEADERS = re.compile(
@@ -54,7 +56,7 @@ def message_parts(data: bytes) -> MessageParts:
     parts = MessageParts(subject=str(message["Subject"]) if message["Subject"] else None)
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
-        parts.body = str(body.get_content())
+        parts.body = _body_text(body)
         parts.body_is_html = body.get_content_type() == "text/html"
     for index, part in enumerate(_attached(message), start=1):
         name = part.get_filename() or f"part {index}"
@@ -67,6 +69,18 @@ def message_parts(data: bytes) -> MessageParts:
         if isinstance(payload, bytes) and payload:
             parts.attachments.append((name, payload))
     return parts
+
+
+def _body_text(body: MIMEPart) -> str:
+    """The body's text by its declared charset; a charset Python does not know (``unknown-8bit``, a typo) or
+    bytes that are not in it are decoded as the file's other text is (:mod:`clinicflow.core.text_encoding`)."""
+    try:
+        return str(body.get_content())
+    except (LookupError, UnicodeError):
+        raw = body.get_payload(decode=True)
+        data = raw if isinstance(raw, bytes) else b""
+        decoded = decode_bytes(data)
+        return decoded[0] if decoded is not None else data.decode("latin-1")
 
 
 def _attached(message: EmailMessage) -> list[EmailMessage]:

@@ -97,3 +97,14 @@ def test_an_inline_logo_is_not_read_as_an_attachment() -> None:
     _, _, error, pages = _text(message)
     assert error is None
     assert pages == 1
+
+
+def test_a_body_in_a_charset_python_does_not_know_is_still_read() -> None:
+    data = (
+        b"Message-ID: <2@clinic.example>\r\nSubject: Referral\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=unknown-8bit\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + "Patient: José Muñoz\r\nMRN: CS-20417\r\n".encode("cp1252")
+    )
+    result = document_text(data, sniff_mime(data, decode_text(data)))
+    assert result.error is None
+    assert "Patient: José Muñoz" in (result.text or "")
