@@ -43,9 +43,12 @@ def mime_by_extension(name: str) -> str | None:
     return mimetypes.guess_type(name, strict=False)[0]
 
 
+_MLLP_STARTS = ("\x0bMSH|", "\x0bFHS|", "\x0bBHS|")
+
+
 def decode_text(data: bytes) -> str | None:
     """The content as text when it is text (UTF-8, UTF-16 with BOM, or the single-byte encoding
-    charset-normalizer detects: cp1252, Latin-1...; no control bytes), else None."""
+    charset-normalizer detects: cp1252, Latin-1...; no control bytes, HL7's MLLP frame bytes left out), else None."""
     from clinicflow.core.text_encoding import decode_bytes
 
     if any(data[offset : offset + len(magic)] == magic for offset, magic, _ in _MAGIC if magic != b"{\\rtf"):
@@ -56,6 +59,9 @@ def decode_text(data: bytes) -> str | None:
     if decoded is None:
         return None
     text = decoded[0]
+    if text.lstrip(" \r\n").startswith(_MLLP_STARTS):
+        # An interface engine's archive keeps each HL7 message in its MLLP frame (VT ... FS CR): transport bytes.
+        text = text.replace("\x0b", "").replace("\x1c", "")
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f\v\x1b")
     return text if controls == 0 else None
 

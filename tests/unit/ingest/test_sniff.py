@@ -57,3 +57,12 @@ def test_text_detection() -> None:
 )
 def test_mime_by_extension(name: str, expected: str | None) -> None:
     assert mime_by_extension(name) == expected
+
+
+def test_hl7_messages_in_their_mllp_frames_read_as_hl7() -> None:
+    message = b"MSH|^~\\&|LAB|NORTH|||20240302||ORU^R01|1|P|2.5.1\rPID|1||L-448812^^^MRN||RAHMAN^AISHA\r"
+    archive = (b"\x0b" + message + b"\x1c\r") * 2  # an interface engine's archive: VT message FS CR, twice
+    text = decode_text(archive)
+    assert text == ((message + b"\r") * 2).decode()
+    assert sniff_mime(archive, text) == "x-application/hl7-v2+er7"
+    assert decode_text(b"\x0bnot hl7\x1c\r") is None  # other text with those bytes is still binary
