@@ -29,7 +29,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from clinicflow.connectors.http import redact
@@ -40,6 +40,8 @@ from clinicflow.core.retry import DEFAULT_POLICY, RetryPolicy, TransientError, c
 from clinicflow.dicom.deadline import attempt_deadline, use_deadline_backend
 
 CHUNK_BYTES = 1 << 20
+# DICOMweb servers (WADO-RS) answer an instance's URL as multipart/related; a plain file server ignores this.
+ACCEPT = 'multipart/related; type="application/dicom", application/dicom;q=0.9, */*;q=0.8'
 MAX_REDIRECTS = 5
 # Bucket reads inside one fetch attempt: Downloader.fetch retries the whole attempt with the run's policy.
 _ONE_ATTEMPT = RetryPolicy(retries=0)
@@ -64,6 +66,68 @@ class DownloadError(ClinicflowError):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+
+
+def multipart_boundary(content_type: str) -> str | None:
+    """The boundary of a ``multipart/related`` response (a DICOMweb retrieve); None for anything else."""
+    from email.message import Message
+
+    header = Message()
+    header["content-type"] = content_type
+    if header.get_content_type() != "multipart/related":
+        return None
+    boundary = header.get_param("boundary")
+    return boundary if isinstance(boundary, str) and boundary else None
+
+
+def single_part_body(path: Path, boundary: str, where: str) -> None:
+    """Rewrite ``path``, a multipart body of one part (a DICOMweb instance), as that part's bytes.
+
+    Streamed: the part's start is in the first block, its end is found by scanning blocks for the
+    next delimiter, and the bytes between are copied (memory: one block). A body of several parts
+    (a series or a study) fails: a report points at one instance.
+    """
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    with open(path, "rb") as body:
+        head = b"\r\n" + body.read(CHUNK_BYTES)  # the first delimiter may open the body, without its CRLF
+        first = head.find(delimiter)
+        headers_end = head.find(b"\r\n\r\n", first + len(delimiter)) if first >= 0 else -1
+        if headers_end < 0:
+            raise DownloadError("bad-multipart", f"{where}: a multipart/related answer without a first part")
+        start = headers_end + 4 - 2  # offsets in ``head`` are 2 bytes past the file's
+        end = _find(body, delimiter, start)
+        if end < 0:
+            raise DownloadError("bad-multipart", f"{where}: a multipart/related answer whose part never ends")
+        body.seek(end + len(delimiter))
+        if body.read(2) != b"--":
+            raise DownloadError(
+                "several-parts", f"{where}: the answer holds several DICOM instances (a series?): give one instance"
+            )
+        part = path.with_name(path.name + ".part")
+        body.seek(start)
+        with open(part, "wb") as out:
+            remaining = end - start
+            while remaining > 0:
+                block = body.read(min(CHUNK_BYTES, remaining))
+                if not block:
+                    break
+                out.write(block)
+                remaining -= len(block)
+    os.replace(part, path)
+
+
+def _find(handle: BinaryIO, needle: bytes, offset: int) -> int:
+    """The file offset of ``needle`` at or after ``offset``, read in blocks; -1 when absent."""
+    handle.seek(offset)
+    carry, position = b"", offset
+    while block := handle.read(CHUNK_BYTES):
+        window = carry + block
+        found = window.find(needle)
+        if found >= 0:
+            return position - len(carry) + found
+        carry = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+        position += len(block)
+    return -1
 
 
 def stored_location(location: str) -> str:
@@ -151,6 +215,7 @@ class Downloader:
         self._http = httpx.Client(
             timeout=httpx.Timeout(limits.timeout_seconds, connect=limits.connect_timeout_seconds),
             follow_redirects=False,  # followed in _http_get, each target checked
+            headers={"Accept": ACCEPT},
         )
         use_deadline_backend(self._http)
         self._gcs: Any = None
@@ -247,6 +312,9 @@ class Downloader:
                 if received > self.limits.max_bytes:
                     raise TooLarge("response", received)
                 out.write(chunk)
+        boundary = multipart_boundary(response.headers.get("content-type", ""))
+        if boundary is not None:
+            single_part_body(dest, boundary, redact(str(response.url)))
 
     def _object_get(self, url: str, dest: Path) -> None:
         parts = urlsplit(url)

@@ -53,7 +53,8 @@ class FileServer:
     Actions: an HTTP status (int), ``"slow"`` (stall longer than any test
     timeout before answering), ``"reset"`` (drop the connection), ``"ok"``,
     ``"trickle"`` (headers at once, then the body at one byte per second),
-    ``("redirect", url)`` (a 302 to ``url``).
+    ``("redirect", url)`` (a 302 to ``url``), ``"dicomweb"`` / ``"dicomweb-series"`` (the file as a WADO-RS
+    multipart/related answer of one part / of two; ``accepts`` records the Accept header asked with).
     ``delay`` adds a pause to every request (to make a run slow enough to kill).
     """
 
@@ -63,6 +64,7 @@ class FileServer:
     requests: Counter = field(default_factory=Counter)
     delay: float = 0.0
     slow_seconds: float = 3.0
+    accepts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, name: str) -> str:
@@ -116,8 +118,15 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 return
             data = path.read_bytes()
+            content_type = "application/dicom"
+            if action in ("dicomweb", "dicomweb-series"):  # a WADO-RS retrieve: the instance(s) as multipart
+                server.accepts.append(self.headers.get("Accept", ""))
+                boundary = "DICOMwebBoundary7f3a"
+                part = b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n"
+                data = part * (2 if action == "dicomweb-series" else 1) + b"--" + boundary.encode() + b"--\r\n"
+                content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
             self.send_response(200)
-            self.send_header("Content-Type", "application/dicom")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if action == "trickle":

@@ -41,6 +41,22 @@ def test_http_download_is_streamed_to_disk(served, tmp_path: Path) -> None:
     assert served.requests["ct.dcm"] == 1
 
 
+def test_a_dicomweb_instance_answered_as_multipart_is_saved_as_its_dicom_bytes(served, tmp_path: Path) -> None:
+    served.faults["ct.dcm"] = ["dicomweb"]
+    path = _fetch(served.url("ct.dcm"), tmp_path)
+    assert path.read_bytes() == sample_file("CT_small.dcm").read_bytes()
+    assert 'multipart/related; type="application/dicom"' in served.accepts[0]
+    big = os.urandom(3 * 1024 * 1024 + 17)  # parts longer than the blocks the body is scanned in
+    (served.root / "big.dcm").write_bytes(big)
+    served.faults["big.dcm"] = ["dicomweb"]
+    assert _fetch(served.url("big.dcm"), tmp_path).read_bytes() == big
+    served.faults["ct.dcm"] = ["dicomweb-series"]
+    with pytest.raises(DownloadError) as info:
+        _fetch(served.url("ct.dcm"), tmp_path)
+    assert info.value.kind == "several-parts"
+    assert "give one instance" in info.value.reason
+
+
 @pytest.mark.parametrize("status", [404, 403])
 def test_client_errors_are_not_retried(served, tmp_path: Path, status: int) -> None:
     served.faults["ct.dcm"] = [status]

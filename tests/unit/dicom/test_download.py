@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clinicflow.connectors.http import redact
 from clinicflow.core.retry import RetryPolicy
 from clinicflow.dicom.download import DownloadLimits, stored_location
@@ -25,3 +27,20 @@ def test_stored_locations_keep_no_secrets_and_stay_distinct() -> None:
         assert "Signature" not in visible
         assert "u:" not in visible
     assert signed_1 != signed_2
+
+
+def test_a_one_part_multipart_body_is_cut_to_its_part_wherever_the_blocks_end(tmp_path) -> None:
+    from clinicflow.dicom.download import CHUNK_BYTES, DownloadError, multipart_boundary, single_part_body
+
+    assert multipart_boundary('multipart/related; type="application/dicom"; boundary="b-1"') == "b-1"
+    assert multipart_boundary("application/dicom") is None
+    head = b"--b-1\r\nContent-Type: application/dicom\r\n\r\n"
+    for size in (0, 1, CHUNK_BYTES - len(head) - 3, CHUNK_BYTES - len(head), CHUNK_BYTES + 5):
+        payload = bytes(i % 251 for i in range(size))
+        path = tmp_path / "body"
+        path.write_bytes(head + payload + b"\r\n--b-1--\r\n")
+        single_part_body(path, "b-1", "http://pacs/x")
+        assert path.read_bytes() == payload, size
+    path.write_bytes(head + b"DICM no end")
+    with pytest.raises(DownloadError, match="never ends"):
+        single_part_body(path, "b-1", "http://pacs/x")
