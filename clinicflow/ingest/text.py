@@ -103,7 +103,8 @@ def ocr_image(image: Any) -> tuple[str, float | None]:
     """(text, mean word confidence) of one image by Tesseract; a page read poorly is turned upright first
     when Tesseract's orientation detection says it lies sideways or upside down (a fax fed the wrong way)."""
     if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
+        image = image.convert("L" if image.mode in ("1", "I;16", "I") else "RGB")
+    image = _square_pixels(image)
     text, confidence = _ocr(image)
     if confidence is not None and confidence >= OCR_UPRIGHT_CONFIDENCE:
         return text, confidence
@@ -117,6 +118,23 @@ def ocr_image(image: Any) -> tuple[str, float | None]:
     if (turned_confidence or 0.0) > (confidence or 0.0):
         return turned_text, turned_confidence
     return text, confidence
+
+
+def _square_pixels(image: Any) -> Any:
+    """``image`` stretched to square pixels when its resolution differs across and down: a fax in standard
+    mode is 204 x 98 dpi, its letters half as tall as wide, which Tesseract misreads ("MRN" as "MRM")."""
+    dpi = image.info.get("dpi")
+    try:
+        across, down = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return image
+    if across <= 0 or down <= 0 or abs(across - down) <= 0.1 * max(across, down):
+        return image
+    from PIL import Image
+
+    width, height = image.size
+    size = (width, round(height * across / down)) if across > down else (round(width * down / across), height)
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _clockwise_turn(image: Any) -> int:

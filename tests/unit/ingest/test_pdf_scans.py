@@ -1,4 +1,4 @@
-"""Scanned PDFs as office scanners and fax servers write them: every image encoding read, a failure named."""
+"""Scans as office scanners and fax servers write them: every PDF image encoding read, a failure named, faxes."""
 
 from __future__ import annotations
 
@@ -73,3 +73,19 @@ def test_an_encrypted_pdf_is_read_when_it_opens_without_a_password_and_named_whe
     locked = pdf_text(encrypted("fixture-password"))
     assert locked.text is None
     assert locked.error == "password-protected PDF: it opens only with its password"
+
+
+def test_a_standard_mode_fax_with_half_height_pixels_is_read_as_square_pixels() -> None:
+    from PIL import Image
+
+    from clinicflow.ingest.text import document_text
+
+    page = render_page(PAGE + "Diagnosis: chronic periodontitis\n")  # about 150 dpi
+    width, height = page.size
+    fax = page.resize((width * 204 // 150, height * 98 // 150)).convert("1")  # 204 x 98 dpi, as fax servers store
+    out = io.BytesIO()
+    fax.save(out, "TIFF", compression="group3", dpi=(204, 98))
+    with Image.open(io.BytesIO(out.getvalue())) as stored:
+        assert stored.info["dpi"] == (204.0, 98.0)
+    result = document_text(out.getvalue(), "image/tiff")
+    assert "MRN: 4471902" in (result.text or "")
