@@ -1,4 +1,4 @@
-"""Bench: reading documents of each format (text, PDF page, OCR page, HL7, FHIR) into Medical fields, and OCR.
+"""Bench: reading documents of each format (text, PDF page, OCR page, HL7, FHIR, e-mail) into Medical fields, and OCR.
 
 Per format, in a child process of its own (so its peak RSS is its own): the documents of the corpus
 (tests/corpus/ingest) of that format, repeated, go through what a run does to them before the database:
@@ -37,6 +37,7 @@ FORMATS = {
     "hl7": ("adt-a01-escapes.hl7", "oru-r01-lab.hl7", "rde-o11-pharmacy.hl7"),
     "fhir": ("fhir-bundle-visit.json", "fhir-bundle-dental.json"),
     "pdf": ("discharge-summary-text-layer.pdf", "lab-report-text-layer.pdf"),
+    "email": ("referral-email.eml", "lab-result-hl7.eml", "referral-latin1.eml"),
     "ocr": ("fax-referral.png",),
 }
 
