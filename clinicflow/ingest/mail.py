@@ -23,7 +23,6 @@ _TRANSPORT_HEADERS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+:[ \t]|[ \t]+\S)")  # a field, or a folded continuation line
-MAX_FORWARD_DEPTH = 3  # a message attached to a message attached to ...
 
 
 @dataclass

@@ -44,7 +44,7 @@ from clinicflow.ingest.text import IMAGE_MIMES, MESSAGE_MIME, document_text
 # Formats whose text comes from a parser or OCR: no text is a failure (an extract letter), not a binary to skip.
 # Text formats whose text is not the file's own characters (markup, MIME parts).
 DECODED_MIMES = ("text/html", "application/rtf", MESSAGE_MIME)
-TEXT_BEARING = ("application/pdf", *DECODED_MIMES, *IMAGE_MIMES)
+TEXT_BEARING = ("application/pdf", "application/zip", *DECODED_MIMES, *IMAGE_MIMES)
 
 MIB = 1024 * 1024
 

@@ -11,8 +11,7 @@ One entry point, :func:`document_text`, by the MIME type the bytes show
   fax server's stamp over a scanned page, is OCR'd from the images it carries;
 - PNG, JPEG, GIF, multi-page TIFF, HEIC (pillow-heif): OCR with Tesseract (pytesseract), every frame;
 - DOCX: python-docx (paragraphs and table cells);
-- e-mail (``.eml``): subject, body and each attached file by its own format
-  (:mod:`clinicflow.ingest.mail`); one attached HL7, FHIR, C-CDA or CSV file alone.
+- e-mail (``.eml``) and ZIP archives: each part by its own format (:mod:`clinicflow.ingest.containers`).
 
 The result records ``method`` (``native`` / ``ocr`` / ``mixed``), ``pages``
 and the mean OCR word confidence (0-100), stored with the document. Nothing
@@ -180,7 +179,7 @@ def image_frames(data: bytes) -> list[Any]:
         return [frame.copy() for frame in ImageSequence.Iterator(image)]
 
 
-def _mean(values: list[float]) -> float | None:
+def mean_confidence(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
@@ -242,7 +241,7 @@ def pdf_text(data: bytes) -> TextResult:
     error = "; ".join(errors) or None
     if error and not text.strip():
         return TextResult(None, pages=len(reader.pages), error=error)
-    return TextResult(text, method, len(reader.pages), _mean(confidences), error=error)
+    return TextResult(text, method, len(reader.pages), mean_confidence(confidences), error=error)
 
 
 def _unreadable(text: str) -> bool:
@@ -320,11 +319,17 @@ def document_text(data: bytes, mime: str) -> TextResult:
                 texts.append(text)
                 if confidence is not None:
                     confidences.append(confidence)
-            return TextResult("\n\f\n".join(texts), "ocr", len(frames), _mean(confidences))
+            return TextResult("\n\f\n".join(texts), "ocr", len(frames), mean_confidence(confidences))
         if mime == MESSAGE_MIME:
+            from clinicflow.ingest.containers import message_text
+
             return message_text(data)
         if mime == "application/zip":
-            return TextResult(docx_text(data), "native") if _is_docx(data) else TextResult(None, error="no text")
+            if is_docx(data):
+                return TextResult(docx_text(data), "native")
+            from clinicflow.ingest.containers import archive_text
+
+            return archive_text(data)
         decoded = decode_bytes(data)
         if decoded is None:
             return TextResult(None, error="no text layer for " + mime)
@@ -338,7 +343,7 @@ def document_text(data: bytes, mime: str) -> TextResult:
         return TextResult(None, error=f"{mime}: {type(exc).__name__}")
 
 
-def _is_docx(data: bytes) -> bool:
+def is_docx(data: bytes) -> bool:
     import zipfile
 
     try:
@@ -346,55 +351,3 @@ def _is_docx(data: bytes) -> bool:
             return "word/document.xml" in archive.namelist()
     except zipfile.BadZipFile:
         return False
-
-
-_ATTACHMENT_MIMES = frozenset(
-    (*TEXT_MIMES, "text/html", "application/rtf", "application/pdf", *IMAGE_MIMES, "application/zip", MESSAGE_MIME)
-)
-
-
-def message_text(data: bytes, depth: int = 0) -> TextResult:
-    """An e-mail's subject, body and attached files' text, in order (a forwarded message's too).
-
-    An attached HL7, FHIR, C-CDA or CSV file, when it is the one structured part, is the whole text:
-    its structure is read exactly, and a covering note around it would make it free text.
-    """
-    from clinicflow.ingest.mail import MAX_FORWARD_DEPTH, message_parts
-    from clinicflow.ingest.sniff import decode_text, sniff_mime
-    from clinicflow.ingest.structured import detect
-
-    parts = message_parts(data)
-    texts = [f"Subject: {parts.subject}"] if parts.subject else []
-    if parts.body and parts.body.strip():
-        body = parts.body.replace("\r\n", "\n")  # SMTP's line ends
-        texts.append(html_text(body) if parts.body_is_html else body.strip())
-    results: list[TextResult] = []
-    errors: list[str] = []
-    for name, payload in parts.attachments:
-        mime = sniff_mime(payload, decode_text(payload))
-        if mime not in _ATTACHMENT_MIMES:  # DICOM, archives, unknown bytes: nothing an extractor reads
-            errors.append(f"attachment {name!r}: no text layer for {mime}")
-            continue
-        if mime == MESSAGE_MIME and depth >= MAX_FORWARD_DEPTH:
-            errors.append(f"attachment {name!r}: forwarded more than {MAX_FORWARD_DEPTH} times")
-            continue
-        result = message_text(payload, depth + 1) if mime == MESSAGE_MIME else document_text(payload, mime)
-        if result.text and result.text.strip():
-            results.append(result)
-            if result.error:  # a forwarded message's own unreadable attachments
-                errors.append(f"attachment {name!r}: {result.error}")
-        else:
-            errors.append(f"attachment {name!r}: {result.error or 'no text'}")
-    structured = [r for r in results if detect(r.text or "") is not None]
-    if len(structured) == 1:
-        results, texts = structured, []
-    methods = {r.method for r in results if r.method} | ({"native"} if texts else set())
-    confidences = [r.ocr_confidence for r in results if r.ocr_confidence is not None]
-    text = "\n\f\n".join([*texts, *(r.text or "" for r in results)])
-    return TextResult(
-        text if text.strip() else None,
-        "mixed" if len(methods) > 1 else (methods.pop() if methods else "native"),
-        (1 if texts else 0) + sum(r.pages for r in results),
-        _mean(confidences),
-        error="; ".join(errors) or (None if text.strip() else "no text in the message"),
-    )

@@ -83,7 +83,7 @@ def test_a_forwarded_message_is_read_inside_and_nesting_is_bounded() -> None:
     text, _, error, _ = _text(message)
     assert "LO-551903" not in text
     assert error is not None
-    assert "forwarded more than 3 times" in error
+    assert "nested more than 3 deep" in error
 
 
 def test_an_inline_logo_is_not_read_as_an_attachment() -> None:
