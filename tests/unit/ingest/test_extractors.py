@@ -149,12 +149,17 @@ def test_an_hl7_batch_file_is_read_and_two_patients_in_it_conflict() -> None:
     assert (out.reason, out.message) == ("invalid-structure", "HL7 v2 batch holds no message (no MSH segment)")
 
 
+def _spanned(text: str, provenance: str) -> str:
+    """The stored text a provenance ``rules:text:chars START-END`` points at."""
+    start, end = (int(n) for n in provenance.rsplit(" ", 1)[1].split("-"))
+    return text[start:end]
+
+
 def test_no_break_spaces_read_as_spaces_and_offsets_still_point_into_the_text() -> None:
     text = "Visit summary\nPatient: Ana\u00a0Gomez \u00a0 MRN:\u202f55120\nDOB: 1990-01-02\n"
     (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
     assert (out.medical.patient_name, out.medical.patient_id) == ("Ana Gomez", "55120")
-    start, end = (int(n) for n in out.medical.provenance["patient_name"].rsplit(" ", 1)[1].split("-"))
-    assert text[start:end] == "Ana\u00a0Gomez"
+    assert _spanned(text, out.medical.provenance["patient_name"]) == "Ana\u00a0Gomez"
 
 
 def test_an_ocr_letter_o_in_a_dotted_codes_digit_is_read_as_zero_and_words_stay_words() -> None:
@@ -196,8 +201,7 @@ def test_windows_line_ends_read_as_line_ends_and_offsets_still_point_into_the_te
     text = "Patient: Marcus Whitfield\r\nDOB: 03/14/1971\r\nMRN: LO-448812\r\nThank you,\r\nDr. Helen Park, DDS\r\n"
     (out,) = RulesExtractor().extract([DocumentText("d", "s", text)])
     assert (out.medical.patient_name, out.medical.provider) == ("Marcus Whitfield", "Dr. Helen Park")
-    start, end = (int(n) for n in out.medical.provenance["patient_name"].rsplit(" ", 1)[1].split("-"))
-    assert text[start:end] == "Marcus Whitfield"
+    assert _spanned(text, out.medical.provenance["patient_name"]) == "Marcus Whitfield"
     (old_mac,) = RulesExtractor().extract([DocumentText("d", "s", text.replace("\r\n", "\r"))])
     assert old_mac.medical.patient_name == "Marcus Whitfield"
 
