@@ -87,9 +87,7 @@ def _hidden(name: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1:] == ("Thumbs.db",)
 
 
-def _compose(
-    texts: list[str], parts: Iterable[tuple[str, bytes | None, str | None]], depth: int, what: str
-) -> TextResult:
+def _compose(texts: list[str], parts: Iterable[Part], depth: int, what: str) -> TextResult:
     """``texts`` (a message's subject and body), then each part's text; errors name the part."""
     from clinicflow.ingest.sniff import decode_text, sniff_mime
     from clinicflow.ingest.structured import detect

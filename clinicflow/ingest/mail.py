@@ -3,7 +3,7 @@
 Parsed by the standard library's :mod:`email` package (``policy.default``): it
 undoes quoted-printable and base64, decodes every charset and encoded-word
 header, and picks the body among ``multipart/alternative`` parts, which a
-hand-written reader gets wrong on real mail. :mod:`clinicflow.ingest.text`
+hand-written reader gets wrong on real mail. :mod:`clinicflow.ingest.containers`
 reads each attached file by its own format.
 """
 
