@@ -58,6 +58,7 @@ _NAME_VALUE = (
 )
 NAME = re.compile(
     rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Name|RE|Re)"
+    rf"(?:[ \t]*\((?:Last|Surname|Family|First|Given)\b[^)\n]{{0,30}}\))?"  # "Patient Name (Last, First):"
     rf"{_LEADER}[ \t]*:\**[ \t]*{_NAME_VALUE}"
     rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))"
 )

@@ -235,3 +235,13 @@ def test_an_ocr_one_for_a_chapter_i_codes_letter_is_read_as_i_only_where_nothing
     assert codes("LDL (125.45) mg/dL") == []  # a unit follows
     assert codes("coronary disease (125.4)") == []  # I25.4 is a category, never billed
     assert codes("no atrial fibrillation (148.91)") == []  # negated
+
+
+def test_a_name_label_that_says_its_order_is_read() -> None:
+    def name(line: str) -> str | None:
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", f"{line}\nMRN: 123456\n")])
+        return out.medical.patient_name
+
+    assert name("Patient Name (Last, First): Whitfield, Marcus") == "Marcus Whitfield"
+    assert name("Name (Last, First, MI): WHITFIELD, MARCUS J") == "Marcus J Whitfield"
+    assert name("Patient Name (First Last): Marcus Whitfield") == "Marcus Whitfield"
