@@ -42,7 +42,8 @@ _SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \
 ID_LABELS_PRIMARY = (
     r"MRN|M\.R\.N\.?|MR[ \t]*(?=#)|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
     r"(?:[ \t]+(?:No\.?|#))?|Patient[ \t]+(?:ID|Identifier|No\.?|Number|#)|Pt\.?[ \t]+ID|"
-    r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+(?:No\.?|Number)|Hospital[ \t]+(?:No\.?|Number)"
+    r"Chart(?:[ \t]+(?:No\.?|Number|#|ID))?|Unit[ \t]+(?:No\.?|Number)|Hospital[ \t]+(?:No\.?|Number)|"
+    r"E[HM]R(?:[ \t]+(?:No\.?|Number|#|ID))?"
 )
 ID_LABELS_ACCOUNT = r"Acct\.?|Account(?:[ \t]+(?:No\.?|Number|#))?"
 _ID_VALUE = r"([A-Z0-9][A-Z0-9\-]*)"
@@ -57,28 +58,35 @@ _NAME_VALUE = (
     rf"(?:[ \t]+[{_UPPER}]\.?)?(?:[ \t]+{_NAME_WORD})?)"
 )
 NAME = re.compile(
-    rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Name|RE|Re)"
+    rf"(?im)(?:^|[ \t]{{2,}}|\|[ \t]*)\**(?:Patient[ \t]+Name|Patient|Pt\.?[ \t]+Name|Pt|Name|RE|Re)"
     rf"(?:[ \t]*\((?:Last|Surname|Family|First|Given)\b[^)\n]{{0,30}}\))?"  # "Patient Name (Last, First):"
     rf"{_LEADER}[ \t]*:\**[ \t]*{_NAME_VALUE}"
     rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))"
 )
 _NOT_NAMES = {"male", "female", "unknown", "none", "n/a", "self", "same"}
 DOB = re.compile(
-    r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
+    r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*/[ \t]*(?:Age|Sex|Gender))?"
+    r"(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
     r"\**[ \t]*"
 )
 ENCOUNTER_LABELS = (
+    "Date/Time of Service",
     "Date of Service",
     "DOS",
+    "Visit Date/Time",
     "Visit Date",
     "Date of Visit",
+    "Encounter Date/Time",
     "Encounter Date",
+    "Service Date/Time",
     "Service Date",
     "Exam Date",
     "Date of Exam",
     "Procedure Date",
     "Date of Procedure",
+    "Admission Date/Time",
     "Admission Date",
+    "Admit Date/Time",
     "Admit Date",
     "Date of Admission",
     "Admitted on",

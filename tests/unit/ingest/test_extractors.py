@@ -245,3 +245,21 @@ def test_a_name_label_that_says_its_order_is_read() -> None:
     assert name("Patient Name (Last, First): Whitfield, Marcus") == "Marcus Whitfield"
     assert name("Name (Last, First, MI): WHITFIELD, MARCUS J") == "Marcus J Whitfield"
     assert name("Patient Name (First Last): Marcus Whitfield") == "Marcus Whitfield"
+
+
+def test_label_styles_of_ehr_printouts_are_read() -> None:
+    def fields(text: str) -> tuple[object, ...]:
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", text + "\n")])
+        medical = out.medical
+        return (medical.patient_name, medical.patient_id, medical.date_of_birth, medical.encounter_date)
+
+    assert fields(
+        "Pt: Marcus Whitfield\nEMR #: 123456\nDOB/Age: 03/14/1971 (55 yo)\nVisit Date/Time: 11/02/2026 08:15"
+    ) == (
+        "Marcus Whitfield",
+        "123456",
+        date(1971, 3, 14),
+        date(2026, 11, 2),
+    )
+    assert fields("Patient: Ana Ruiz  MRN: 881\nDate/Time of Service: 11/03/2026 14:20")[3] == date(2026, 11, 3)
+    assert fields("Pt: 45 yo male\nMRN: 881")[0] is None  # "Pt:" before words that are no name
