@@ -134,6 +134,8 @@ SIGNATURE = re.compile(
 )
 # An OCR'd "K01.1" often reads "KO1.1": a letter O where the code has a digit is taken as 0 (dotted codes only).
 ICD10 = re.compile(r"(?<![A-Za-z0-9.\-])([A-TV-Z][0-9O][0-9ABO](?:\.[0-9A-TV-Z]{1,4})?)(?![A-Za-z0-9]|\.\d)")
+# An ICD-10-CM code written without its dot, as claims carry it ("K0530"): read in a diagnosis context only.
+UNDOTTED_ICD10 = re.compile(r"(?<![A-Za-z0-9.\-/$])([A-TV-Z]\d[0-9AB][0-9A-TV-Z]{1,4})(?![A-Za-z0-9]|\.\d)")
 # ... and a chapter-I code's letter often reads as a one ("(148.91)" for I48.91): taken as I only for a code of
 # two characters or more after the dot (not a temperature, "fever (101.2)"), alone in parentheses or right after
 # a diagnosis label, and billable (no subcodes).
@@ -298,6 +300,22 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
             signals["codes"] += 1
             diagnosis_spans.append((match.start(), match.end()))
             out.add("diagnosis_codes", code, f"text:chars {match.start()}-{match.end()}")
+    for match in UNDOTTED_ICD10.finditer(text):
+        # Claims and billing exports write codes without the dot ("Dx: K0530, E119"): only in a diagnosis
+        # context (a Dx label earlier on the line, no procedure label after it, or a diagnosis section).
+        line_before = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
+        label = list(DX_LABEL.finditer(line_before))
+        labelled = bool(label) and not PX_LABEL.search(line_before[label[-1].end() :])
+        section = section_at(parts, match.start())
+        in_section = section is not None and section.kind == "diagnosis" and not PX_LABEL.search(line_before)
+        code = normalise_icd10(match.group(1))
+        if not (labelled or in_section) or not valid_icd10(code):
+            continue
+        if assertion(text, match.start(), match.end(), section) != "present":
+            continue
+        signals["codes"] += 1
+        diagnosis_spans.append((match.start(), match.end()))
+        out.add("diagnosis_codes", code, f"text:chars {match.start(1)}-{match.end(1)}")
     for match in CDT.finditer(text):
         if any(s <= match.start() < e for s, e in diagnosis_spans):
             continue

@@ -263,3 +263,16 @@ def test_label_styles_of_ehr_printouts_are_read() -> None:
     )
     assert fields("Patient: Ana Ruiz  MRN: 881\nDate/Time of Service: 11/03/2026 14:20")[3] == date(2026, 11, 3)
     assert fields("Pt: 45 yo male\nMRN: 881")[0] is None  # "Pt:" before words that are no name
+
+
+def test_undotted_icd10_codes_as_claims_write_them_are_read_in_a_diagnosis_context_only() -> None:
+    def codes(body: str) -> tuple[list[str], list[str]]:
+        (out,) = RulesExtractor().extract([DocumentText("d", "s", f"Patient: Ana Ruiz  MRN: 881\n{body}\n")])
+        return out.medical.diagnosis_codes, out.medical.procedure_codes
+
+    assert codes("Dx: K0530, E119") == (["K05.30", "E11.9"], [])
+    assert codes("Dx: K0530  CPT: 99213, D1110") == (["K05.30"], ["D1110", "99213"])
+    assert codes("DIAGNOSES:\nE119\nPROCEDURES:\nD1110") == (["E11.9"], ["D1110"])
+    assert codes("Procedures: D1110 prophylaxis; J1100 injection") == ([], ["D1110", "J1100"])
+    assert codes("Dx: no evidence of E119") == ([], [])
+    assert codes("Room B201, call ext K0530") == ([], [])  # no diagnosis context
