@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -65,9 +66,11 @@ _ELAPSED = r"^\s*(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d+)?)\s*$"  # [h:]m:ss[.fff], as
 
 def elapsed_seconds(series: pd.Series) -> np.ndarray | None:
     """Elapsed-time text (``0:00.003``, ``1:02:03.5``) as seconds (h × 3600 + m × 60 + s); None: not that shape."""
-    parts = series.astype("string").str.extract(_ELAPSED)
     present = series.notna().to_numpy()
-    if not present.any() or parts[2].isna().to_numpy()[present].any():
+    if not present.any() or re.match(_ELAPSED, str(series.iloc[int(np.argmax(present))])) is None:
+        return None  # decided by the first value: an ISO column is never run through the pattern row by row
+    parts = series.astype("string").str.extract(_ELAPSED)
+    if parts[2].isna().to_numpy()[present].any():
         return None
     hours, minutes, seconds = (pd.to_numeric(parts[i]).fillna(0).to_numpy(dtype=float) for i in range(3))
     out: np.ndarray = hours * 3600 + minutes * 60 + seconds
