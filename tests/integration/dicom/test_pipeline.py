@@ -194,7 +194,7 @@ def test_credentials_and_query_strings_never_reach_the_state_tables_or_the_csvs(
     store, reports_db, file_server, tmp_path: Path
 ) -> None:
     shutil.copyfile(sample_file("CT_small.dcm"), file_server.root / "ct.dcm")
-    secret = "S3CRET-token-42"
+    secret = "fake-sentinel-not-a-credential-7"
     good = _group("ct", f"http://reader:{secret}@127.0.0.1:{file_server.port}/ct.dcm?sig={secret}")
     bad = _group("gone", f"http://127.0.0.1:{file_server.port}/gone.dcm?X-Amz-Signature={secret}")
     writer = LocalStore(tmp_path / "bucket")

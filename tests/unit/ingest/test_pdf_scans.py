@@ -64,13 +64,15 @@ def test_a_text_layer_of_glyph_codes_is_not_read_as_text_but_the_rendered_page_i
 def test_an_encrypted_pdf_is_read_when_it_opens_without_a_password_and_named_when_it_does_not() -> None:
     def encrypted(user_password: str) -> bytes:
         writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf_with_text(PAGE + "Plan: recall. " * 20))))
-        writer.encrypt(user_password=user_password, owner_password="owner-fixture", algorithm="AES-256")
+        writer.encrypt(
+            user_password=user_password, owner_password="fake-sentinel-not-a-credential-8", algorithm="AES-256"
+        )
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
 
     assert "MRN: 4471902" in (pdf_text(encrypted("")).text or "")  # a portal's "no printing" permissions only
-    locked = pdf_text(encrypted("fixture-password"))
+    locked = pdf_text(encrypted("fake-sentinel-not-a-credential-9"))
     assert locked.text is None
     assert locked.error == "password-protected PDF: it opens only with its password"
 
