@@ -177,9 +177,14 @@ def icd10cm_codes() -> frozenset[str]:
 
 def _billable(code: str) -> bool:
     """A valid code with no subcodes (a reading of "(125.4)" as the category I25.4 is more likely a number)."""
-    codes = icd10cm_codes()
     key = code.replace(".", "")
-    return key in codes and not any(c.startswith(key) and c != key for c in codes)
+    return key in icd10cm_codes() and key not in _categories()
+
+
+@lru_cache(maxsize=1)
+def _categories() -> frozenset[str]:
+    """Every code of the set that has subcodes (the prefixes of the longer codes)."""
+    return frozenset(code[:n] for code in icd10cm_codes() for n in range(3, len(code)))
 
 
 def valid_icd10(code: str) -> bool:
@@ -261,6 +266,14 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
 
 def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, int]) -> None:
     diagnosis_spans: list[tuple[int, int]] = []
+
+    def diagnosis(code: str, span: tuple[int, int], section: Section | None, *, listed: bool = True) -> None:
+        """A valid code read as a diagnosis: a clinical signal, never a procedure; a candidate when asserted."""
+        signals["codes"] += 1
+        diagnosis_spans.append(span)
+        if listed and assertion(text, span[0], span[1], section) == "present":
+            out.add("diagnosis_codes", code, f"text:chars {span[0]}-{span[1]}")
+
     for match in ICD10.finditer(text):
         code = match.group(1)
         if "O" in code[1:3]:
@@ -282,24 +295,16 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
         if PX_LABEL.search(before) and not DX_LABEL.search(before):
             continue
         normalised = normalise_icd10(code)
-        if not valid_icd10(normalised):
-            continue
-        signals["codes"] += 1
-        diagnosis_spans.append((match.start(), match.end()))
-        if "lab" in line.lower() and "ref" in line.lower():
-            continue
-        if assertion(text, match.start(), match.end(), section) != "present":
-            continue
-        out.add("diagnosis_codes", normalised, f"text:chars {match.start(1)}-{match.end(1)}")
+        if valid_icd10(normalised):
+            lab_range = "lab" in line.lower() and "ref" in line.lower()  # a reference range's code: no diagnosis
+            diagnosis(normalised, match.span(1), section, listed=not lab_range)
     for match in OCR_I_CODE.finditer(text):
         after = text[match.end() : match.end() + 12]
         alone = text[match.start() - 1 : match.start()] == "(" and re.match(r"\)(?![ \t]*[A-Za-z%/])", after)
         labelled = bool(re.search(DX_LABEL.pattern + r"[ \t]*$", text[max(0, match.start() - 25) : match.start()]))
         code = "I" + match.group(1)
-        if (alone or labelled) and _billable(code) and assertion(text, match.start(), match.end(), None) == "present":
-            signals["codes"] += 1
-            diagnosis_spans.append((match.start(), match.end()))
-            out.add("diagnosis_codes", code, f"text:chars {match.start()}-{match.end()}")
+        if (alone or labelled) and _billable(code):
+            diagnosis(code, match.span(), None)
     for match in UNDOTTED_ICD10.finditer(text):
         # Claims and billing exports write codes without the dot ("Dx: K0530, E119"): only in a diagnosis
         # context (a Dx label earlier on the line, no procedure label after it, or a diagnosis section).
@@ -309,13 +314,8 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
         section = section_at(parts, match.start())
         in_section = section is not None and section.kind == "diagnosis" and not PX_LABEL.search(line_before)
         code = normalise_icd10(match.group(1))
-        if not (labelled or in_section) or not valid_icd10(code):
-            continue
-        if assertion(text, match.start(), match.end(), section) != "present":
-            continue
-        signals["codes"] += 1
-        diagnosis_spans.append((match.start(), match.end()))
-        out.add("diagnosis_codes", code, f"text:chars {match.start(1)}-{match.end(1)}")
+        if (labelled or in_section) and valid_icd10(code):
+            diagnosis(code, match.span(1), section)
     for match in CDT.finditer(text):
         if any(s <= match.start() < e for s, e in diagnosis_spans):
             continue
