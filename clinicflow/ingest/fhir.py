@@ -1,18 +1,21 @@
-"""FHIR JSON (R4, R4B or R5; a Bundle or one resource) → field candidates, each resource validated by fhir.resources.
+"""FHIR JSON (R4, R4B or R5; a Bundle, one resource, or NDJSON) → field candidates, each resource validated.
 
 Its R4B models first, else its R5 models (an R5 sender's ``medication.concept``, ``actualPeriod``,
 ``actor``): Patient (identifier with type ``MR``, never an SSN system), Encounter, Condition
 (ICD-10-CM codings; refuted / entered-in-error skipped), Procedure (CPT / CDT / HCPCS codings),
-MedicationStatement / MedicationRequest (text or display with dosage), Practitioner.
+MedicationStatement / MedicationRequest (text or display with dosage), Practitioner. The resources must be about
+one patient (a bulk export's file of many patients is refused, never merged into one row).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from clinicflow.core.errors import ClinicflowError
 from clinicflow.ingest.coding import ICD10CM_SYSTEMS, PROCEDURE_SYSTEMS, SSN_SYSTEMS, StructureError
-from clinicflow.ingest.fields import Candidates, normalise_icd10, parse_any_date
+from clinicflow.ingest.fields import Ambiguous, Candidates, normalise_icd10, parse_any_date
 
 
 def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -63,18 +66,90 @@ def _medication_concept(resource: dict[str, Any]) -> tuple[str, str]:
     return str((medication.get("reference") or {}).get("display") or ""), "medication.reference"
 
 
-def read_fhir(text: str, out: Candidates) -> None:
-    try:
-        root = json.loads(text)
-    except ValueError:
-        raise StructureError("FHIR JSON does not parse") from None
+class SeveralPatients(Ambiguous):
+    """A FHIR document whose resources are about more than one patient (message: their references, keys only)."""
+
+    def __init__(self, references: set[str]) -> None:
+        shown = ", ".join(sorted(references)[:5]) + (", ..." if len(references) > 5 else "")
+        ClinicflowError.__init__(
+            self, f"patient_id: resources of {len(references)} patients ({shown}); a document is one patient's record"
+        )
+        self.field_name, self.count = "patient_id", len(references)
+
+
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)(Patient/[^/]+)(?:/_history/[^/]*)?$")
+
+
+def _entries(root: Any, where: str) -> list[tuple[dict[str, Any], str | None]]:
+    """(resource, fullUrl) of a Bundle's entries, or of one resource."""
     if not isinstance(root, dict):
-        raise StructureError("FHIR JSON is not an object")
+        raise StructureError(f"{where} is not a FHIR resource (a JSON object)")
     if root.get("resourceType") == "Bundle":
-        resources = [e.get("resource") for e in root.get("entry") or [] if isinstance(e, dict)]
-    else:
-        resources = [root]
-    for index, resource in enumerate(r for r in resources if isinstance(r, dict)):
+        return [
+            (e["resource"], e.get("fullUrl"))
+            for e in root.get("entry") or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
+    return [(root, None)]
+
+
+def fhir_entries(text: str) -> list[tuple[dict[str, Any], str | None]]:
+    """The resources of FHIR JSON: a Bundle, one resource, or NDJSON (a bulk export: one resource or Bundle a line)."""
+    try:
+        return _entries(json.loads(text), "FHIR JSON")
+    except ValueError as exc:
+        if isinstance(exc, StructureError):
+            raise
+        lines = text.splitlines()
+        first = next((line for line in lines if line.strip()), "")
+        if len([line for line in lines if line.strip()]) < 2 or not first.lstrip().startswith("{"):
+            raise StructureError("FHIR JSON does not parse") from None
+    entries: list[tuple[dict[str, Any], str | None]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise StructureError(f"FHIR NDJSON line {number} does not parse") from None
+        entries.extend(_entries(item, f"FHIR NDJSON line {number}"))
+    return entries
+
+
+def _patients(entries: list[tuple[dict[str, Any], str | None]]) -> set[str]:
+    """The patients the resources are about: each Patient resource, and each patient a subject refers to."""
+    known: dict[str, str] = {}
+    for index, (resource, full_url) in enumerate(entries):
+        if resource.get("resourceType") == "Patient":
+            key = f"Patient/{resource['id']}" if resource.get("id") else (full_url or f"Patient #{index + 1}")
+            known[key] = key
+            if full_url:
+                known[full_url] = key
+                relative = _PATIENT_REFERENCE.search(full_url)
+                if relative:
+                    known[relative.group(1)] = key
+    patients = set(known.values())
+    for resource, _ in entries:
+        for field in ("subject", "patient"):
+            reference = resource.get(field)
+            ref = reference.get("reference") if isinstance(reference, dict) else None
+            if not isinstance(ref, str) or not ref:
+                continue
+            relative = _PATIENT_REFERENCE.search(ref)
+            if ref in known:
+                patients.add(known[ref])
+            elif relative:
+                patients.add(known.get(relative.group(1), relative.group(1)))
+    return patients
+
+
+def read_fhir(text: str, out: Candidates) -> None:
+    entries = fhir_entries(text)
+    patients = _patients(entries)
+    if len(patients) > 1:
+        # Merged, one patient's codes and medications would be written under another's name.
+        raise SeveralPatients(patients)
+    for index, resource in enumerate(resource for resource, _ in entries):
         kind = str(resource.get("resourceType"))
         where = f"fhir:{kind}/{resource.get('id') or index}"
         _validate_fhir(resource, where)

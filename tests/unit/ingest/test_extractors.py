@@ -276,3 +276,58 @@ def test_undotted_icd10_codes_as_claims_write_them_are_read_in_a_diagnosis_conte
     assert codes("Procedures: D1110 prophylaxis; J1100 injection") == ([], ["D1110", "J1100"])
     assert codes("Dx: no evidence of E119") == ([], [])
     assert codes("Room B201, call ext K0530") == ([], [])  # no diagnosis context
+
+
+def _fhir_lines(*resources: dict) -> str:
+    return "\n".join(json.dumps(r) for r in resources) + "\n"
+
+
+def test_fhir_ndjson_of_one_patient_is_read_and_resources_of_several_patients_are_never_merged() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [{"value": "A55102"}],
+        "name": [{"family": "Okafor", "given": ["Grace"]}],
+        "birthDate": "1961-07-14",
+    }
+
+    def condition(cid: str, subject: str, code: str) -> dict:
+        return {
+            "resourceType": "Condition",
+            "id": cid,
+            "subject": {"reference": subject},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
+        }
+
+    # A patient's $everything as NDJSON (a bulk export's shape), absolute and relative references alike.
+    one = _fhir_lines(
+        patient,
+        condition("c1", "Patient/p1", "E11.9"),
+        condition("c2", "https://ehr.example/fhir/Patient/p1/_history/3", "I10"),
+    )
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", one)])
+    assert (out.medical.patient_id, out.medical.diagnosis_codes) == ("A55102", ["E11.9", "I10"])
+    assert out.medical.provenance["diagnosis_codes"].startswith("rules:fhir:Condition/c1.code.coding[0]")
+    # A bulk export's Condition file (two patients): refused by name, not one row of both patients' codes.
+    bulk = _fhir_lines(condition("c1", "Patient/p1", "E11.9"), condition("c9", "Patient/p2", "J45.909"))
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", bulk)])
+    assert out.reason == "ambiguous-field"
+    assert "2 patients (Patient/p1, Patient/p2)" in out.message
+    # The same in a Bundle whose only Patient is not the subject of every resource.
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": "urn:uuid:7f1c", "resource": {k: v for k, v in patient.items() if k != "id"}},
+        {"resource": condition("c1", "urn:uuid:7f1c", "E11.9")},
+        {"resource": condition("c2", "Patient/p2", "I10")},
+    ]}  # fmt: skip
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", json.dumps(bundle))])
+    assert (out.reason, out.message.split(";")[0]) == (
+        "ambiguous-field",
+        "patient_id: resources of 2 patients (Patient/p2, urn:uuid:7f1c)",
+    )
+    bundle["entry"][2]["resource"]["subject"]["reference"] = "urn:uuid:7f1c"
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", json.dumps(bundle))])
+    assert out.ok
+    assert out.medical.diagnosis_codes == ["E11.9", "I10"]
+    # A line that does not parse is named by its number.
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", one + '{"resourceType": "Condition", "id": \n')])
+    assert (out.reason, out.message) == ("invalid-structure", "FHIR NDJSON line 4 does not parse")
