@@ -63,7 +63,10 @@ def detect_format(path: Path, name: str) -> DataFormat:
         return "csv"
     if name.lower().endswith(".parquet"):
         raise DataFileError(f"{name}: named .parquet but not a Parquet file")
-    raise DataFileError(f"{name}: unsupported format (expected CSV or Parquet)")
+    if name.lower().endswith((".xls", ".xlsx", ".xlsm")):
+        # .xlsx is converted on upload (processing/workbooks.py); the 97-2003 binary format has no reader here.
+        raise DataFileError(f"{name}: not a readable Excel workbook (an .xls file: save it as .xlsx or CSV)")
+    raise DataFileError(f"{name}: unsupported format (expected CSV, Parquet or an Excel .xlsx workbook)")
 
 
 CSV_DELIMITERS = (",", ";", "\t", "|")

@@ -17,6 +17,7 @@ from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import FileMetadata, describe_file
+from clinicflow.processing.workbooks import is_workbook, workbook_to_csv
 
 OBJECT_PREFIX = "data-files/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -37,12 +38,26 @@ def object_uri(writer: ObjectStore, object_name: str) -> str:
     return bucket_uri_prefix(writer) + object_name
 
 
+def as_table_file(local_path: Path, file_name: str) -> tuple[Path, str]:
+    """The file the processors read, and its name: an Excel workbook's first sheet as ``<stem>-<sheet>.csv``
+    beside it (DataFileError naming the cell if it is not a table), any other file as it is."""
+    if not is_workbook(local_path):
+        return local_path, file_name
+    converted = local_path.with_name(local_path.name + ".csv")
+    sheet = workbook_to_csv(local_path, converted, file_name)
+    return converted, safe_file_name(f"{Path(file_name).stem}-{sheet}.csv")
+
+
 def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -> dict[str, Any]:
     """Describe an uploaded file (DataFileError if unreadable), put it in the bucket, insert its row."""
-    file_name = safe_file_name(name)
-    meta = describe_file(local_path, file_name)
-    object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
-    writer.write(object_name, local_path)
+    table_path, file_name = as_table_file(local_path, safe_file_name(name))
+    try:
+        meta = describe_file(table_path, file_name)
+        object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
+        writer.write(object_name, table_path)
+    finally:
+        if table_path != local_path:
+            table_path.unlink(missing_ok=True)
     return _insert(conn, file_name, meta, object_name, object_uri(writer, object_name))
 
 
@@ -59,11 +74,18 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
         raise InvalidRequest("uri", str(exc)) from None
     file_name = safe_file_name(object_name.rsplit("/", 1)[-1])
     local = workdir / f"{uuid.uuid4().hex}-{file_name}"
+    table_path = local
     try:
         writer.download(object_name, local)
-        meta = describe_file(local, file_name)
+        table_path, table_name = as_table_file(local, file_name)
+        meta = describe_file(table_path, table_name)
+        if table_path != local:  # a workbook: its sheet's CSV is stored beside it and is what jobs read
+            file_name, object_name = table_name, f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{table_name}"
+            writer.write(object_name, table_path)
+            uri = object_uri(writer, object_name)
     finally:
         local.unlink(missing_ok=True)
+        table_path.unlink(missing_ok=True)
     return _insert(conn, file_name, meta, object_name, uri)
 
 

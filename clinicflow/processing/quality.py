@@ -105,6 +105,7 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
         "rows": rows,
         "duplicate_rows": duplicates,
         "columns": columns,
+        "column_order": list(columns),  # the file's order: a JSONB object keeps its keys in an order of its own
         "schema": {"checked": schema is not None, "passed": schema is not None and not failed, "failures": failed},
     }
 

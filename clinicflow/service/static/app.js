@@ -123,8 +123,8 @@
   function qualityTable(data) {
     const table = $("quality"); table.hidden = false;
     const body = table.querySelector("tbody"); body.innerHTML = "";
-    for (const [name, s] of Object.entries(data.columns)) {
-      const tr = document.createElement("tr");
+    for (const name of data.column_order || Object.keys(data.columns)) {
+      const s = data.columns[name], tr = document.createElement("tr");
       tr.append(text("td", name), text("td", s.dtype), text("td", s.nulls),
                 text("td", (s.null_fraction * 100).toFixed(1) + "%"), text("td", s.min), text("td", s.max));
       body.appendChild(tr);

@@ -25,6 +25,23 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "out" / "test-artifacts" / "processing"
 
 
+def ward_workbook(path: Path) -> Path:
+    """A ward's observations as a nurse keeps them in Excel (a date-time column, a gap, an error cell)."""
+    from datetime import datetime, timedelta
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Obs"
+    sheet.append(["Date/Time", "Heart rate (bpm)", "SpO2"])
+    for i in range(30):
+        sheet.append([datetime(2024, 11, 3, 6, 0) + timedelta(minutes=15 * i), None if i == 7 else 70.5 + i % 5, 97])
+    sheet["C12"] = "#N/A"
+    book.save(path)
+    return path
+
+
 def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it as root)")
@@ -87,6 +104,24 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                     assert int(drawn.split(", ")[1].split()[0]) > 0, drawn  # peaks marked
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / f"results-page-{kind}.png"), full_page=True)
+            # An Excel workbook uploads as its first sheet; data quality lists the columns in the file's order.
+            page.set_input_files("#file-input", str(ward_workbook(tmp_path / "ward3.xlsx")))
+            page.click("#upload")
+            expect(page.locator("#preview-summary")).to_contain_text(
+                "ward3-Obs.csv: 30 rows, 3 columns", timeout=30_000
+            )
+            page.select_option("#type", "data_quality")
+            page.fill("#params", "{}")
+            page.click("#submit")
+            expect(page.locator("#submit-status")).to_contain_text("submitted as result", timeout=30_000)
+            result_id = page.locator("#submit-status").inner_text().rsplit(" ", 1)[-1]
+            expect(page.locator(f'#results tbody tr[data-id="{result_id}"] .status')).to_have_text(
+                "COMPLETED", timeout=180_000
+            )
+            expect(page.locator("#detail-title")).to_contain_text(f"Result {result_id}: data_quality", timeout=30_000)
+            expect(page.locator("#quality tbody tr td:first-child")).to_have_text(
+                ["Date/Time", "Heart rate (bpm)", "SpO2"], timeout=30_000
+            )
             # Delete asks first; accepted, the row leaves the list.
             rows = page.locator("#results tbody tr")
             before = rows.count()

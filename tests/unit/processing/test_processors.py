@@ -388,3 +388,54 @@ def test_data_quality_counts_duplicate_rows_with_nested_parquet_columns(tmp_path
 
     head = json.loads(json.dumps(preview(path, "parquet", path.name, rows=2)["head"]))
     assert head[1] == {"k": 1, "nested": {"a": 1, "b": [1, 1]}, "tags": ["x"]}
+
+
+def test_an_excel_workbook_reads_as_its_first_sheet_and_equals_its_csv_twin(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from openpyxl import Workbook
+
+    from clinicflow.processing.files import as_table_file
+
+    frame = signal_frame(2500).round(6)  # a device's precision (openpyxl writes 16 significant digits, not 17)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Vitals"
+    sheet.append(["time", "t", "voltage", "other", "note"])
+    start = datetime(2024, 5, 1, 8, 0, 0)
+    for i, row in enumerate(frame.itertuples(index=False)):
+        sheet.append([start + timedelta(seconds=i), int(row.t), float(row.voltage), float(row.other), None])
+        if i == 10:
+            sheet.append([])  # an empty row in the middle is left out, as a CSV reader skips a blank line
+    sheet["E3"] = "artefact"
+    book.create_sheet("Notes").append(["not", "read"])
+    workbook = tmp_path / "upload-1f2e"  # as the service keeps an upload: no suffix
+    book.save(workbook)
+    table_path, name = as_table_file(workbook, "vitals.xlsx")
+    assert (name, table_path.suffix) == ("vitals-Vitals.csv", ".csv")
+    meta = describe_file(table_path, name, chunk_rows=700)
+    assert [(c["name"], c["dtype"]) for c in meta.columns][1:4] == [
+        ("t", "int64"),
+        ("voltage", "float64"),
+        ("other", "float64"),
+    ]
+    assert meta.row_count == 2500
+    head = table_path.read_text(encoding="utf-8").splitlines()[:3]
+    assert head[1].startswith("2024-05-01 08:00:00,0,")
+    assert head[2].endswith(",artefact")
+    # Every float exactly as stored: the sheet's rolling mean equals the CSV's.
+    plain = tmp_path / "vitals.csv"
+    frame.to_csv(plain, index=False)
+    params = RollingMeanParams(window=9, columns=["voltage"])
+    ours = run_processor("rolling_mean", source_for(table_path, 700), params, lambda _p: None)
+    theirs = run_processor("rolling_mean", source_for(plain, 700), params, lambda _p: None)
+    assert ours == theirs
+    # Not a table: the cell is named; nothing is dropped silently.
+    sheet["G5"] = 1.5
+    book.save(workbook)
+    with pytest.raises(DataFileError, match=r"vitals.xlsx: sheet 'Vitals': cell G5 has a value but no header"):
+        as_table_file(workbook, "vitals.xlsx")
+    legacy = tmp_path / "old.xls"
+    legacy.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
+    with pytest.raises(DataFileError, match=r"old.xls: .*save it as .xlsx or CSV"):
+        describe_file(*as_table_file(legacy, legacy.name))
