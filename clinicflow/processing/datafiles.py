@@ -83,6 +83,8 @@ class CsvOptions(NamedTuple):
     encoding: str = "utf-8"
     quotechar: str = '"'
     skiprows: tuple[int, ...] = ()  # (1,): a units row under the header
+    header: int | None = 0  # None: the first line is data (a file of numbers only, as numpy.savetxt writes)
+    names: tuple[str, ...] | None = None  # the columns of a file without a header: column_1, column_2, ...
 
 
 # A cell of a units row: a unit as devices and PhysioNet export them ("mV", "[mmHg]", "hh:mm:ss.mmm", "bpm");
@@ -119,18 +121,38 @@ def csv_options(head: bytes) -> CsvOptions:
     widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
     if widths[sep] <= 1:
-        sep = ","
-    header = [v.strip() for v in next(csv.reader([lines[0]], delimiter=sep), [])]
+        sep = WHITESPACE if _whitespace_columns(lines) else ","
+    header, rows = _split(lines[0], sep, '"'), []
     quotechar = "'" if header and all(len(v) >= 2 and v[0] == v[-1] == "'" for v in header) else '"'
-    rows = [[v.strip() for v in row] for row in csv.reader(lines[1:], delimiter=sep, quotechar=quotechar)]
+    rows = [_split(line, sep, quotechar) for line in lines[1:]]
     decimal = "."
     if sep != ",":
-        values = [v for row in rows for v in row]
+        values = [v for row in (header, *rows) for v in row]
         comma = any(_COMMA_DECIMAL.fullmatch(v) for v in values)
         point = any(_POINT_DECIMAL.fullmatch(v) for v in values)
         decimal = "," if comma and not point else "."
+    if header and all(_is_number(v, decimal) for v in header):
+        # No header: numbers only from the first line (numpy.savetxt, a device's dump, a dataset's CSV). Read as
+        # a header, the first row would be lost and the columns named by its values.
+        names = tuple(f"column_{i}" for i in range(1, len(header) + 1))
+        return CsvOptions(sep, decimal, encoding, quotechar, (), None, names)
     skiprows = (1,) if _is_units_row(rows, decimal) else ()
     return CsvOptions(sep, decimal, encoding, quotechar, skiprows)
+
+
+WHITESPACE = r"\s+"  # pandas' whitespace delimiter: any run of spaces and tabs (numpy.savetxt's columns)
+
+
+def _split(line: str, sep: str, quotechar: str) -> list[str]:
+    if sep == WHITESPACE:
+        return line.split()
+    return [v.strip() for v in next(csv.reader([line], delimiter=sep, quotechar=quotechar), [])]
+
+
+def _whitespace_columns(lines: list[str]) -> bool:
+    """Columns cut by spaces: every line splits on whitespace into the same number (two or more) of fields."""
+    counts = {len(line.split()) for line in lines if line.strip()}
+    return len(counts) == 1 and counts.pop() >= 2
 
 
 def _is_number(value: str, decimal: str) -> bool:
@@ -163,6 +185,9 @@ def csv_units(path: Path, options: CsvOptions) -> list[str]:
     if not options.skiprows:
         return []
     with open(path, encoding=options.encoding, newline="") as handle:
+        if options.sep == WHITESPACE:
+            next(handle, None)
+            return next(handle, "").split()
         reader = csv.reader(handle, delimiter=options.sep, quotechar=options.quotechar)
         next(reader, None)
         return [v.strip() for v in next(reader, [])]

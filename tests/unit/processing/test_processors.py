@@ -439,3 +439,34 @@ def test_an_excel_workbook_reads_as_its_first_sheet_and_equals_its_csv_twin(tmp_
     legacy.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
     with pytest.raises(DataFileError, match=r"old.xls: .*save it as .xlsx or CSV"):
         describe_file(*as_table_file(legacy, legacy.name))
+
+
+def test_a_file_of_numbers_only_keeps_its_first_row_and_numpy_savetxt_columns_split_on_spaces(tmp_path: Path) -> None:
+    frame = signal_frame(3000).fillna(0.0)
+    named = tmp_path / "named.csv"
+    frame.to_csv(named, index=False, header=["column_1", "column_2", "column_3"])
+    saved = tmp_path / "ecg.txt"  # numpy.savetxt: no header, columns cut by a space, %.18e
+    np.savetxt(saved, frame.to_numpy())
+    headerless = tmp_path / "mitbih_train.csv"  # a dataset's CSV of numbers only
+    np.savetxt(headerless, frame.to_numpy(), delimiter=",", fmt="%.17g")
+    single = tmp_path / "samples.txt"  # one value a line
+    np.savetxt(single, frame["voltage"].to_numpy())
+    for path in (saved, headerless):
+        meta = describe_file(path, path.name, chunk_rows=700)
+        assert meta.row_count == 3000, path.name  # the first line is a row, not a header
+        assert [c["name"] for c in meta.columns] == ["column_1", "column_2", "column_3"]
+        assert meta.columns[1]["dtype"] == "float64"
+    assert [c["name"] for c in describe_file(single, single.name).columns] == ["column_1"]
+    params = RollingMeanParams(window=9, columns=["column_2"])
+    results = [
+        run_processor("rolling_mean", source_for(p, 700), params, lambda _p: None) for p in (named, saved, headerless)
+    ]
+    assert results[1] == results[0]
+    assert results[2] == results[0]
+    # Spaces with a header line are columns too; a header that is a number is still a header only if not all are.
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("time  hr\n0.0  71.5\n0.5  72.0\n", encoding="utf-8")
+    assert [c["name"] for c in describe_file(spaced, spaced.name).columns] == ["time", "hr"]
+    years = tmp_path / "years.csv"
+    years.write_text("region,2023,2024\nnorth,1,2\n", encoding="utf-8")
+    assert [c["name"] for c in describe_file(years, years.name).columns] == ["region", "2023", "2024"]
