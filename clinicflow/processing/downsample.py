@@ -44,8 +44,18 @@ DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
 # More peaks than this in view are counted, not marked (zoom in to see them).
 MAX_MARKERS = 2000
-TIME_NAMES = ("time", "timestamp", "datetime", "date", "ts", "t", "elapsed time", "elapsed")
+TIME_NAMES = (
+    "time", "timestamp", "datetime", "date time", "time stamp", "date", "ts", "t", "elapsed time", "elapsed",
+    "unix time", "epoch",
+)  # fmt: skip
 INDEX = "row"
+_UNIT_NOTE = re.compile(r"[(\[][^)\]]*[)\]]")  # "Time (s)", "Timestamp [ms]", "Date/Time (UTC)"
+
+
+def is_time_name(name: str) -> bool:
+    """A column named as a time: ``time``, ``Date/Time``, ``Timestamp (UTC)``, ``sample_time``, ``Time [ms]``..."""
+    plain = re.sub(r"[^a-z0-9]+", " ", _UNIT_NOTE.sub(" ", name.lower())).strip()
+    return plain in TIME_NAMES or plain.endswith((" time", " timestamp")) or plain.startswith("time")
 
 
 def default_time_column(columns: list[dict[str, str]]) -> str | None:
@@ -55,10 +65,29 @@ def default_time_column(columns: list[dict[str, str]]) -> str | None:
         if "datetime" in dtype or "timestamp" in dtype:
             return column["name"]
     for column in columns:
-        name = column["name"].lower()
-        if name in TIME_NAMES or name.endswith(("_time", "_timestamp")) or name.startswith("time"):
+        if is_time_name(column["name"]):
             return column["name"]
     return None
+
+
+# Unix epoch counts by unit: (smallest count, counts per second). Each band spans 2001-09-09 to 2286-11-20 in its
+# unit, so the bands never overlap and a count of seconds since a recording's start (far smaller) is never one.
+_EPOCH_BANDS = ((1e9, 1.0), (1e12, 1e3), (1e15, 1e6), (1e18, 1e9))
+
+
+def epoch_units_per_second(series: pd.Series, label: str) -> float | None:
+    """Unix timestamps in a numeric column named as a time (a device's or an app's export): how many of its counts
+    make a second (1, 1e3 for milliseconds, 1e6, 1e9); None when the column is not that (every value in one band)."""
+    if not is_time_name(label) or not pd.api.types.is_numeric_dtype(series.dtype):
+        return None
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return None
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    return next((per_second for bound, per_second in _EPOCH_BANDS if bound <= low and high < bound * 10), None)
 
 
 _ELAPSED = r"^\s*(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d+)?)\s*$"  # [h:]m:ss[.fff], as PhysioNet and monitors export
@@ -78,13 +107,17 @@ def elapsed_seconds(series: pd.Series) -> np.ndarray | None:
     return out
 
 
-def as_axis(series: pd.Series, label: str) -> tuple[np.ndarray, str]:
-    """(values as float64, kind): a date/time column in epoch seconds ("time"), a numeric one as is, elapsed-time
-    text in seconds ("numeric")."""
+def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None) -> tuple[np.ndarray, str]:
+    """(values as float64, kind): a date/time column in epoch seconds ("time"), a numeric one as is ("numeric";
+    "time" in epoch seconds when ``epoch_per_second`` says it counts Unix time, see :func:`epoch_units_per_second`),
+    elapsed-time text in seconds ("numeric")."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         stamps = pd.to_datetime(series, utc=True)
     elif pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return series.to_numpy(dtype=float, na_value=np.nan), "numeric"
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        if epoch_per_second:
+            return values / epoch_per_second, "time"
+        return values, "numeric"
     else:
         elapsed = elapsed_seconds(series)
         if elapsed is not None:
@@ -186,12 +219,15 @@ class SeriesCache:
                 for i, c in enumerate(wanted)
             }
             kinds: dict[str, str] = {}
+            epochs: dict[str, float | None] = {}  # decided on the first chunk, kept for the column's every chunk
             at = 0
             for chunk in iter_chunks(
                 local, data_file["format"], columns=wanted, chunk_rows=DEFAULT_CHUNK_ROWS, name=data_file["name"]
             ):
                 for column in wanted:
-                    values, kinds[column] = as_axis(chunk[column], column)
+                    if column not in epochs:
+                        epochs[column] = epoch_units_per_second(chunk[column], column)
+                    values, kinds[column] = as_axis(chunk[column], column, epochs[column])
                     outputs[column][at : at + len(values)] = values
                 at += len(chunk)
             for output in outputs.values():

@@ -81,3 +81,40 @@ def test_the_rolling_mean_csv_holds_every_row() -> None:
     assert len(frame) == 250_001
     np.testing.assert_array_equal(frame["v"], values)
     np.testing.assert_allclose(frame["v_rolling_mean"], mean, equal_nan=True)
+
+
+def test_unix_timestamps_in_a_time_named_column_are_a_time_axis_decided_once_per_column(tmp_path) -> None:
+    import shutil
+
+    from clinicflow.processing.downsample import DEFAULT_CHUNK_ROWS, SeriesCache, epoch_units_per_second, is_time_name
+
+    for name in ("Date/Time", "Timestamp (UTC)", "time [ms]", "sample_time", "unix time", "t"):
+        assert is_time_name(name), name
+    for name in ("Heart rate (bpm)", "SpO2", "patient_id", "date of birth"):
+        assert not is_time_name(name), name
+    assert (
+        default_time_column([{"name": "HR", "dtype": "float64"}, {"name": "Date/Time", "dtype": "str"}]) == "Date/Time"
+    )
+    start_ms = 1_717_000_000_000  # 2024-05-29T16:26:40Z
+    millis = pd.Series([start_ms, start_ms + 4, None], dtype="Int64")
+    assert epoch_units_per_second(millis, "timestamp") == 1e3
+    seconds, kind = as_axis(millis, "timestamp", 1e3)
+    assert kind == "time"
+    assert seconds[:2].tolist() == [1_717_000_000.0, 1_717_000_000.004]
+    assert epoch_units_per_second(pd.Series([1_717_000_000.25]), "time") == 1.0
+    assert epoch_units_per_second(pd.Series([1_717_000_000_000_000_000]), "ts") == 1e9
+    # Seconds since the recording began, an account number, a column spanning two bands: as they are.
+    assert epoch_units_per_second(pd.Series([0.0, 0.004, 3600.0]), "time") is None
+    assert epoch_units_per_second(pd.Series([1_717_000_000_000]), "account") is None
+    assert epoch_units_per_second(pd.Series([1_717_000_000, 1_717_000_000_000]), "time") is None
+    # Through the cache the page reads: every chunk on the first chunk's unit.
+    rows = DEFAULT_CHUNK_ROWS + 10
+    source = tmp_path / "watch.csv"
+    pd.DataFrame({"timestamp": start_ms + 4 * np.arange(rows), "ppg": np.sin(np.arange(rows) / 9)}).to_csv(
+        source, index=False
+    )
+    cache = SeriesCache(tmp_path / "cache", lambda _name, local: shutil.copyfile(source, local), 1 << 30)
+    data_file = {"sha256": "x", "object_name": "watch.csv", "row_count": rows, "format": "csv", "name": "watch.csv"}
+    arrays, kinds = cache.columns(data_file, ["timestamp", "ppg"])
+    assert kinds == {"timestamp": "time", "ppg": "numeric"}
+    assert arrays["timestamp"][-1] == pytest.approx((start_ms + 4 * (rows - 1)) / 1e3)
