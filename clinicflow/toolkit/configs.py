@@ -75,6 +75,11 @@ class HttpExtractorConfig(_Config):
     params: dict[str, Any] = Field(default_factory=dict, description="Query parameters of every request.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per request.")
     records_path: str = Field("", description="Dotted path to the records list in the JSON body; empty: the body.")
+    empty_when_missing: bool = Field(
+        False,
+        description="A page whose body has nothing at records_path has no records (a FHIR search Bundle with no "
+        "match has no `entry`); false: that is an error naming the body's keys.",
+    )
     pagination: Annotated[
         PagePagination | OffsetPagination | CursorPagination | LinkPagination | NoPagination,
         Field(discriminator="style"),
@@ -96,6 +101,7 @@ class HttpExtractorConfig(_Config):
             params=self.params,
             timeout_seconds=self.timeout_seconds,
             records_path=self.records_path,
+            empty_when_missing=self.empty_when_missing,
             pagination=self.pagination,
             retry=RetryPolicy(self.max_retries, self.backoff_seconds),
             rate_limit_per_second=self.rate_limit_per_second,

@@ -94,6 +94,23 @@ class CursorPagination(BaseModel):
 
 class LinkPagination(BaseModel):
     style: Literal["link"] = "link"
+    next_path: str = Field(
+        "",
+        description="Dotted path of the next page's URL in the JSON body: `next` (Django REST framework), "
+        "`links.next` (JSON:API), `_links.next` (HAL, its `href`), `link` (a FHIR Bundle: the entry whose relation "
+        "is `next`); empty or null ends. Empty path: the HTTP `Link` header's rel=next.",
+    )
+
+
+def next_url_in_body(body: Any, path: str) -> str | None:
+    """The next page's URL at ``path``: a string, an object's ``href``/``url``, or the ``next`` one of a list of
+    links (FHIR's ``[{"relation": "next", "url": ...}]``)."""
+    value = dig(body, path)
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, dict) and v.get("relation") == "next"), None)
+    if isinstance(value, dict):
+        value = value.get("href") or value.get("url")
+    return value if isinstance(value, str) and value else None
 
 
 class NoPagination(BaseModel):
@@ -125,6 +142,7 @@ class HttpExtractor:
         params: dict[str, Any] | None = None,
         timeout_seconds: float = 30.0,
         records_path: str = "",
+        empty_when_missing: bool = False,
         pagination: Pagination | None = None,
         retry: RetryPolicy = HTTP_RETRY,
         rate_limit_per_second: float | None = None,
@@ -136,6 +154,7 @@ class HttpExtractor:
         self.url, self.method = url, method.upper()
         self.headers, self.params = dict(headers or {}), dict(params or {})
         self.timeout_seconds, self.records_path = timeout_seconds, records_path
+        self.empty_when_missing = empty_when_missing
         self.pagination: Pagination = pagination or NoPagination()
         self.retry, self.max_pages = retry, max_pages
         self.sleep, self.transport = sleep, transport
@@ -193,8 +212,11 @@ class HttpExtractor:
                 except ValueError:
                     raise ToolkitError(f"{self._display_url()}: response is not JSON") from None
                 records = dig(body, self.records_path)
+                if records is None and self.empty_when_missing and isinstance(body, dict):
+                    records = []
                 if not isinstance(records, list):
-                    raise ToolkitError(f"{self._display_url()}: no list at records_path {self.records_path!r}")
+                    keys = f" (the body's keys: {', '.join(list(body)[:12])})" if isinstance(body, dict) else ""
+                    raise ToolkitError(f"{self._display_url()}: no list at records_path {self.records_path!r}{keys}")
                 if records:
                     yield Batch.from_dicts(r if isinstance(r, dict) else {"value": r} for r in records)
                 if isinstance(p, PagePagination):
@@ -211,7 +233,11 @@ class HttpExtractor:
                         return
                     params[p.cursor_param] = cursor
                 elif isinstance(p, LinkPagination):
-                    next_link = response.links.get("next", {}).get("url")
+                    next_link = (
+                        next_url_in_body(body, p.next_path)
+                        if p.next_path
+                        else response.links.get("next", {}).get("url")
+                    )
                     if not next_link:
                         return
                     url, params = str(response.url.join(next_link)), {}

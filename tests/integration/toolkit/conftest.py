@@ -61,6 +61,22 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 page = int(q.get("p", 1))
                 headers = {"Link": f'</link?p={page + 1}>; rel="next"'} if page * 10 < len(ITEMS) else {}
                 self.send_json(ITEMS[(page - 1) * 10 : page * 10], headers=headers)
+            elif url.path == "/drf":  # Django REST framework: the next page's absolute URL in the body
+                page = int(q.get("page", 1))
+                nxt = f"http://{self.headers['Host']}/drf?page={page + 1}" if page * 10 < len(ITEMS) else None
+                self.send_json({"count": len(ITEMS), "next": nxt, "results": ITEMS[(page - 1) * 10 : page * 10]})
+            elif url.path == "/fhir/Patient":  # a FHIR search: Bundle.link[relation=next], no entry when empty
+                offset = int(q.get("_offset", 0))
+                links = [{"relation": "self", "url": self.path}]
+                if offset + 10 < len(ITEMS) and q.get("name") != "nobody":
+                    links.append({"relation": "next", "url": f"Patient?_offset={offset + 10}"})
+                bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+                if q.get("name") != "nobody":
+                    bundle["entry"] = [
+                        {"fullUrl": f"Patient/{i['id']}", "resource": {"resourceType": "Patient", **i}}
+                        for i in ITEMS[offset : offset + 10]
+                    ]
+                self.send_json(bundle)
             elif url.path == "/limited":
                 if n == 1:
                     self.send_json({"error": "slow down"}, 429, {"Retry-After": "1"})

@@ -47,6 +47,25 @@ def test_every_pagination_style_reads_all_records_once(
     assert api.state.hits[path] == 3
 
 
+def test_a_next_link_in_the_body_pages_drf_and_fhir_searches_and_an_empty_bundle_has_no_records(api: Api) -> None:
+    drf = HttpExtractor(api.base + "/drf", records_path="results", pagination=LinkPagination(next_path="next"))
+    assert ids(drf) == [item["id"] for item in ITEMS]
+    fhir = HttpExtractor(api.base + "/fhir/Patient", records_path="entry", pagination=LinkPagination(next_path="link"))
+    records = [r for b in fhir.extract(CTX) for r in b.as_dicts()]
+    assert [r["resource"]["id"] for r in records] == [item["id"] for item in ITEMS]
+    assert api.state.hits["/fhir/Patient"] == 3
+    nobody = {"name": "nobody"}
+    empty = HttpExtractor(
+        api.base + "/fhir/Patient", params=nobody, records_path="entry", pagination=LinkPagination(next_path="link")
+    )
+    with pytest.raises(
+        ToolkitError, match=r"no list at records_path 'entry' \(the body's keys: resourceType, type, link\)"
+    ):
+        ids(empty)
+    empty.empty_when_missing = True
+    assert ids(empty) == []
+
+
 def test_429_waits_for_retry_after_then_succeeds(api: Api) -> None:
     slept: list[float] = []
 
