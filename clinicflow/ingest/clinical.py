@@ -34,7 +34,16 @@ from itertools import islice
 
 from clinicflow.ingest.coding import PX_LABEL
 from clinicflow.ingest.context import Section, assertion, section_at, sections
-from clinicflow.ingest.fields import DATE_PATTERN, SSN, Candidates, first_date, normalise_icd10, parse_any_date
+from clinicflow.ingest.fields import (
+    DATE_PATTERN,
+    SSN,
+    Candidates,
+    DateOrder,
+    first_date,
+    normalise_icd10,
+    numeric_date_order,
+    parse_any_date,
+)
 from clinicflow.ingest.medications import read_medications
 
 _LEADER = r"(?:[ \t]*\.{2,})?"  # "MRN ..........: 0034410"
@@ -203,7 +212,7 @@ def read_text(text: str, out: Candidates) -> dict[str, int]:
     parts = sections(text)
     signals["sections"] = sum(1 for p in parts if p.kind != "other")
     _identifiers(text, out, signals)
-    _dates(text, out, signals)
+    _dates(text, out, signals, numeric_date_order(text))
     match = PROVIDER.search(text)
     if match:
         out.add("provider", match.group(1).strip(" ,"), f"text:chars {match.start(1)}-{match.end(1)}")
@@ -232,11 +241,11 @@ def _identifiers(text: str, out: Candidates, signals: dict[str, int]) -> None:
         out.add("patient_name", value, f"text:chars {match.start(1)}-{match.end(1)}")
 
 
-def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
+def _dates(text: str, out: Candidates, signals: dict[str, int], order: DateOrder) -> None:
     for match in DOB.finditer(text):
         found = DATE_PATTERN.match(text, match.end())
         if found:
-            parsed = parse_any_date(found.group(1))
+            parsed = parse_any_date(found.group(1), order)
             if parsed:
                 out.add("date_of_birth", parsed, f"text:chars {found.start(1)}-{found.end(1)}")
                 signals["dob"] += 1
@@ -246,7 +255,7 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
             if "birth" in head or "of " in head[-3:]:
                 continue
             found = DATE_PATTERN.match(text, match.end())
-            parsed = parse_any_date(found.group(1)) if found else None
+            parsed = parse_any_date(found.group(1), order) if found else None
             if found and parsed:
                 out.add("encounter_date", parsed, f"text:chars {found.start(1)}-{found.end(1)}", rank=rank)
                 return
@@ -255,7 +264,7 @@ def _dates(text: str, out: Candidates, signals: dict[str, int]) -> None:
         title = line.group(0)
         if TITLE_LINE.search(title) and not DOB.search(title) and not NOT_VISIT_DATE.search(title):
             found = DATE_PATTERN.search(title)
-            parsed = parse_any_date(found.group(1)) if found else None
+            parsed = parse_any_date(found.group(1), order) if found else None
             if found and parsed:
                 start = line.start() + found.start(1)
                 out.add(

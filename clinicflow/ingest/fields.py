@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from clinicflow.core.errors import ClinicflowError
 
@@ -150,19 +150,49 @@ _FORMATS = (
 )
 
 
-def parse_any_date(text: str) -> date | None:
-    """US month-first for slashes, ISO, ``4 March 2024``, ``March 4, 2024``, ``04-Mar-2024``, ``20240304``.
+DateOrder = Literal["mdy", "dmy"] | None
+_NUMERIC_DATE = re.compile(r"(?<![\d/.\-])(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?![\d/])")
 
-    Dots are the European day-first style, read only when unambiguous (``23.04.1961``): ``09.02.1971``
-    is 9 February in a UK letter and 2 September in some US exports, so it gives None, never a guess.
+
+def numeric_date_order(text: str) -> DateOrder:
+    """How a document writes its numeric dates: ``"dmy"`` when one of them has a day over 12 first
+    (``14/03/1972``) and none has one second, ``"mdy"`` otherwise (the US default), None when both occur (a
+    document of two conventions: a date both ways readable, ``02/10/2024``, is then not read at all)."""
+    day_first = month_first = False
+    for match in _NUMERIC_DATE.finditer(text):
+        first, second = int(match.group(1)), int(match.group(3))
+        day_first |= 12 < first <= 31 and second <= 12
+        month_first |= 12 < second <= 31 and first <= 12
+    if day_first and month_first:
+        return None
+    return "dmy" if day_first else "mdy"
+
+
+def parse_any_date(text: str, order: DateOrder = "mdy") -> date | None:
+    """Slashes and dashes in ``order`` (US month-first by default; :func:`numeric_date_order` reads a document's),
+    ISO, ``4 March 2024``, ``March 4, 2024``, ``04-Mar-2024``, ``20240304``.
+
+    Dots are the European day-first style, read only when unambiguous (``23.04.1961``) or when the document
+    writes its dates day first: ``09.02.1971`` is 9 February in a UK letter and 2 September in some US exports,
+    so alone it gives None, never a guess. With ``order`` None, a numeric date is read only when one way fits.
     """
-    dotted = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})\s*", text)
-    if dotted:
-        first, second, year = (int(g) for g in dotted.groups())
-        if first <= 12 and second <= 12 and first != second:
-            return None
+    numeric = re.fullmatch(r"\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})\s*", text)
+    if numeric and (numeric.group(2) == "." or order != "mdy"):
+        first, second, year = int(numeric.group(1)), int(numeric.group(3)), int(numeric.group(4))
+        if year < 100:
+            year += 1900 if 2000 + year > date.today().year else 2000  # a two-digit birth year is in the past
+        if first > 12 or first == second:
+            day_first = True
+        elif second > 12:
+            day_first = False
+        elif order == "dmy":
+            day_first = True
+        else:
+            return None  # readable both ways, and the document does not say which
+        if numeric.group(2) == "." and not day_first:
+            return None  # dots are day first
         try:
-            return date(year, second, first)
+            return date(year, second, first) if day_first else date(year, first, second)
         except ValueError:
             return None
     cleaned = re.sub(r"\s+", " ", text.replace(",", " ").replace(".", " ")).strip()

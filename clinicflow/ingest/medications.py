@@ -96,7 +96,8 @@ def read_medications(text: str, parts: list[Section], out: Candidates) -> None:
                 if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
                     continue
                 start = text.find(cleaned, line_offset)
-                out.add("medications", cleaned, f"text:chars {start}-{start + len(cleaned)}")
+                # A table row's cells (two spaces apart) read as one line of words.
+                out.add("medications", " ".join(cleaned.split()), f"text:chars {start}-{start + len(cleaned)}")
     for match in RX_LINE.finditer(text):
         value = match.group(1).strip(" .")
         if DOSE.search(value):

@@ -26,7 +26,7 @@ from typing import Any
 
 from clinicflow.ingest.coding import SSN_OID, StructureError
 from clinicflow.ingest.fhir import read_fhir
-from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, parse_any_date
+from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, numeric_date_order, parse_any_date
 
 CCDA_PROBLEMS = ("2.16.840.1.113883.10.20.22.2.5.1", "2.16.840.1.113883.10.20.22.2.5")
 CCDA_PROCEDURES = ("2.16.840.1.113883.10.20.22.2.7.1", "2.16.840.1.113883.10.20.22.2.7")
@@ -268,6 +268,7 @@ CSV_COLUMNS: dict[str, str] = {
 
 
 def read_csv(text: str, out: Candidates) -> None:
+    order = numeric_date_order(text)  # a UK practice's export writes 14/03/1972: its every date day first
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     columns = {name: CSV_COLUMNS.get(_column(name or "")) for name in reader.fieldnames or []}
     first_last = {_column(n or ""): n for n in reader.fieldnames or []}
@@ -278,7 +279,7 @@ def read_csv(text: str, out: Candidates) -> None:
                 continue
             where = f"csv:row {row_number}:{column}"
             if field_name in ("date_of_birth", "encounter_date"):
-                out.add(field_name, parse_any_date(value), where)
+                out.add(field_name, parse_any_date(value, order), where)
             elif field_name == "diagnosis_codes":
                 out.add(field_name, normalise_icd10(value), where)
             else:

@@ -107,3 +107,48 @@ def pdf_without_unicode_map(text: str, *, logo: bool = False) -> bytes:
         data = bytes(pdf.output())
     # Same length, so the cross-reference offsets stay right.
     return re.sub(rb"/ToUnicode \d+ 0 R", lambda m: b" " * len(m.group()), data)
+
+
+def pdf_form(printed: str, fields: list[tuple[str, str, str | None]]) -> bytes:
+    """A fillable PDF form as a practice's referral form is sent: the labels printed on the page (``printed``),
+    the values only in AcroForm text fields ``(name, value, tooltip)``, never drawn into the page's text."""
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import (
+        ArrayObject,
+        BooleanObject,
+        DictionaryObject,
+        FloatObject,
+        NameObject,
+        NumberObject,
+        TextStringObject,
+    )
+
+    from clinicflow_dev.ingest_demo import pdf_with_text
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_with_text(printed))))
+    page = writer.pages[0]
+    refs = ArrayObject()
+    for index, (name, value, tooltip) in enumerate(fields):
+        top = 740 - 18 * index
+        widget = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Annot"),
+                NameObject("/Subtype"): NameObject("/Widget"),
+                NameObject("/FT"): NameObject("/Tx"),
+                NameObject("/T"): TextStringObject(name),
+                NameObject("/V"): TextStringObject(value),
+                NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (300, top, 560, top + 14)]),
+                NameObject("/F"): NumberObject(4),
+                NameObject("/P"): page.indirect_reference,
+            }
+        )
+        if tooltip:
+            widget[NameObject("/TU")] = TextStringObject(tooltip)
+        refs.append(writer._add_object(widget))
+    page[NameObject("/Annots")] = refs
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject(
+        {NameObject("/Fields"): refs, NameObject("/NeedAppearances"): BooleanObject(True)}
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
