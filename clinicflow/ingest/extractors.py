@@ -41,7 +41,7 @@ from clinicflow.core.retry import (
 from clinicflow.ingest.clinical import read_text
 from clinicflow.ingest.coding import StructureError
 from clinicflow.ingest.context import sections
-from clinicflow.ingest.fields import SSN, Ambiguous, Candidates
+from clinicflow.ingest.fields import SSN, Ambiguous, Candidates, numeric_date_order
 from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
 from clinicflow.ingest.structured import detect, read_structured
 
@@ -104,8 +104,10 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None, text
                 message="patient_id: not a labelled identifier of the document",
                 payload=payload,
             )
+    # A model's numeric dates are read in the order the document writes them (the US order without the text).
+    context = {"date_order": numeric_date_order(text) if text is not None else "mdy"}
     try:
-        return Extraction(document_id, medical=Medical.model_validate(fields))
+        return Extraction(document_id, medical=Medical.model_validate(fields, context=context))
     except ValidationError as exc:
         where = ", ".join(".".join(str(p) for p in e["loc"]) + f": {e['type']}" for e in exc.errors()[:5])
         return Extraction(document_id, reason="invalid-field", message=where, payload=payload)

@@ -18,7 +18,7 @@ import re
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from clinicflow.ingest.fields import parse_any_date
 
@@ -102,11 +102,6 @@ def normalise_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_date(text: str) -> date | None:
-    """A date in one of the formats clinical documents use (US month-first for slashes), else None."""
-    return parse_any_date(text)
-
-
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -149,9 +144,14 @@ class Medical(BaseModel):
 
     @field_validator("date_of_birth", "encounter_date", mode="before")
     @classmethod
-    def _dates(cls, value: Any) -> Any:
+    def _dates(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
-            return parse_date(value) or value  # an unknown format stays a string: pydantic names the field
+            # A model copying the document's "02/10/2024" is read in the document's own order (context).
+            order = (info.context or {}).get("date_order", "mdy")
+            parsed = parse_any_date(value, order)
+            if parsed is None and order is None and parse_any_date(value, "mdy") is not None:
+                raise ValueError("a date readable both ways in a document that writes dates both ways")
+            return parsed or value  # an unknown format stays a string: pydantic names the field
         return value
 
     @field_validator("patient_id", "patient_name", "provider", "summary", mode="before")

@@ -128,3 +128,20 @@ def test_day_first_documents_read_day_first_and_a_mixed_one_reads_only_unambiguo
     assert (mixed.date_of_birth, mixed.encounter_date) == (date(1972, 3, 14), None)
     uk_export = "MRN,Patient Name,DOB,Collected\nA-1,Ann Lee,14/03/1972,02/10/2024\n"
     assert extract(uk_export).encounter_date == date(2024, 10, 2)
+
+
+def test_a_models_numeric_dates_are_read_in_the_documents_order() -> None:
+    from clinicflow.ingest.extractors import validate_output
+
+    uk = "Patient: Ann Lee\nMRN: A-1\nDOB: 14/03/1972\nSeen: 02/10/2024\n"
+    answer = {"patient_id": "A-1", "date_of_birth": "14/03/1972", "encounter_date": "02/10/2024"}
+    out = validate_output("d", answer, text=uk)
+    assert out.medical is not None
+    assert (out.medical.date_of_birth, out.medical.encounter_date) == (date(1972, 3, 14), date(2024, 10, 2))
+    us = uk.replace("14/03/1972", "03/14/1972")
+    out = validate_output("d", {**answer, "date_of_birth": "03/14/1972"}, text=us)
+    assert out.medical is not None
+    assert out.medical.encounter_date == date(2024, 2, 10)
+    mixed = uk + "Letter of 03/14/2024\n"
+    out = validate_output("d", answer, text=mixed)
+    assert (out.reason, out.message) == ("invalid-field", "encounter_date: value_error")
