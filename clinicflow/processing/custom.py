@@ -29,7 +29,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from clinicflow.core import settings
 from clinicflow.processing import sandbox
 from clinicflow.processing.base import DataSource, ParamsModel, ProcessingError, ProgressFn
-from clinicflow.processing.datafiles import csv_file_options
+from clinicflow.processing.csv_dialect import csv_file_options
 
 SCRIPT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 DEFAULT_SCRIPTS_DIR = "processing_scripts"

@@ -17,13 +17,13 @@ from fastapi import HTTPException
 
 from clinicflow.core import settings
 from clinicflow.processing import store
+from clinicflow.processing.axis import default_time_column
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.downsample import (
     SERIES_TYPES,
     SeriesCache,
     SeriesSpec,
-    default_time_column,
     downsample_window,
     export_csv,
     export_json,

@@ -9,8 +9,9 @@ import pytest
 
 from clinicflow.ingest.extractors import DocumentText, RulesExtractor
 from clinicflow.ingest.fields import numeric_date_order, parse_any_date
+from clinicflow.ingest.forms import docx_text, table_lines
 from clinicflow.ingest.medical import Medical
-from clinicflow.ingest.text import docx_text, pdf_text, table_lines
+from clinicflow.ingest.text import pdf_text
 from tests.support.pdf_images import pdf_form
 
 

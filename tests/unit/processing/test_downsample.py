@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clinicflow.processing.axis import as_axis, default_time_column
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.downsample import (
-    as_axis,
-    default_time_column,
     downsample_window,
     full_csv_chunks,
     visible_range,
@@ -86,7 +85,8 @@ def test_the_rolling_mean_csv_holds_every_row() -> None:
 def test_unix_timestamps_in_a_time_named_column_are_a_time_axis_decided_once_per_column(tmp_path) -> None:
     import shutil
 
-    from clinicflow.processing.downsample import DEFAULT_CHUNK_ROWS, SeriesCache, epoch_units_per_second, is_time_name
+    from clinicflow.processing.axis import epoch_units_per_second, is_time_name
+    from clinicflow.processing.downsample import DEFAULT_CHUNK_ROWS, SeriesCache
 
     for name in ("Date/Time", "Timestamp (UTC)", "time [ms]", "sample_time", "unix time", "t"):
         assert is_time_name(name), name
