@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicflow.core.text_encoding import decode_bytes
-from clinicflow.ingest.forms import docx_text, form_field_lines
+from clinicflow.ingest.forms import docx_text, form_field_lines, table_lines
 from clinicflow.ingest.sniff import HEIF_BRANDS
 
 TEXT_MIMES = (
@@ -83,9 +83,22 @@ def html_text(html: str) -> str:
 
 
 def rtf_text(rtf: str) -> str:
+    """An RTF document's text; its tables (striprtf ends each cell with ``|``, a row a line) as Word's are read:
+    a form's label and value cells as ``Label: value`` (:func:`clinicflow.ingest.forms.table_lines`)."""
     from striprtf.striprtf import rtf_to_text
 
-    return str(rtf_to_text(rtf, errors="ignore"))  # type: ignore[no-untyped-call]
+    text = str(rtf_to_text(rtf, errors="ignore"))  # type: ignore[no-untyped-call]
+    out: list[str] = []
+    rows: list[list[str]] = []
+    for line in [*text.split("\n"), ""]:
+        if line.rstrip().endswith("|"):
+            rows.append([" ".join(cell.split()) for cell in line.rstrip().removesuffix("|").split("|")])
+            continue
+        if rows:
+            out.extend(table_lines(rows))
+            rows = []
+        out.append(line)
+    return "\n".join(out[:-1])
 
 
 def ocr_image(image: Any) -> tuple[str, float | None]:

@@ -146,3 +146,22 @@ def test_a_models_numeric_dates_are_read_in_the_documents_order() -> None:
     mixed = uk + "Letter of 03/14/2024\n"
     out = validate_output("d", answer, text=mixed)
     assert (out.reason, out.message) == ("invalid-field", "encounter_date: value_error")
+
+
+def test_an_rtf_forms_table_reads_as_labelled_values() -> None:
+    from clinicflow.ingest.text import rtf_text
+
+    row = r"\trowd\cellx3000\cellx8000\intbl {label}\cell {value}\cell\row" + "\n"
+    rtf = (
+        r"{\rtf1\ansi\deff0{\fonttbl{\f0 Calibri;}}" + "\n" + r"\pard Referral Form\par" + "\n"
+        + "".join(row.format(label=k, value=v) for k, v in (("Patient Name", "Amelia Fitzgerald"), ("MRN", "NFP-1")))
+        + r"\pard Reason: AF (I48.19)\par" + "\n}"
+    )  # fmt: skip
+    text = rtf_text(rtf)
+    assert text.splitlines() == [
+        "Referral Form",
+        "Patient Name: Amelia Fitzgerald",
+        "MRN: NFP-1",
+        "Reason: AF (I48.19)",
+    ]
+    assert (extract(text).patient_name, extract(text).patient_id) == ("Amelia Fitzgerald", "NFP-1")
