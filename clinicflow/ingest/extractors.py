@@ -93,7 +93,10 @@ def validate_output(document_id: str, raw: Any, payload: str | None = None, text
     missing = [f for f in REQUIRED_FIELDS if f not in fields]
     if missing:
         return Extraction(
-            document_id, reason="missing-field", message=f"no {', '.join(missing)} in the answer", payload=payload
+            document_id,
+            reason="missing-field",
+            message=f"no {', '.join(missing)} found (a labelled MRN, chart or patient number; never an SSN)",
+            payload=payload,
         )
     if text is not None:
         value = str(fields["patient_id"]).strip()

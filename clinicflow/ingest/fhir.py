@@ -14,7 +14,13 @@ import re
 from typing import Any
 
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.ingest.coding import ICD10CM_SYSTEMS, PROCEDURE_SYSTEMS, SSN_SYSTEMS, StructureError
+from clinicflow.ingest.coding import (
+    ICD10CM_SYSTEMS,
+    PROCEDURE_SYSTEMS,
+    SSN_SYSTEMS,
+    StructureError,
+    patient_identifier_picks,
+)
 from clinicflow.ingest.fields import Ambiguous, Candidates, normalise_icd10, parse_any_date
 
 
@@ -198,14 +204,20 @@ def read_fhir(text: str, out: Candidates) -> None:
 
 
 def _fhir_patient(resource: dict[str, Any], where: str, out: Candidates) -> None:
-    identifiers = resource.get("identifier") or []
+    identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
     typed = [(i, ident) for i, ident in enumerate(identifiers) if _codings(ident.get("type"))]
-    for i, ident in enumerate(identifiers):
-        codes = {c.get("code") for c in _codings(ident.get("type"))}
-        if ident.get("system") in SSN_SYSTEMS or "SS" in codes:
-            continue
-        if "MR" in codes or (not typed and len(identifiers) == 1):
-            out.add("patient_id", ident.get("value"), f"{where}.identifier[{i}]")
+    if typed:  # the MR identifier(s), else the patient-number ones (PI, PT...); never an SSN
+        kinds = [
+            "SS"
+            if ident.get("system") in SSN_SYSTEMS
+            else next((str(c.get("code") or "") for c in _codings(ident.get("type")) if c.get("code")), "")
+            for ident in identifiers
+        ]
+        picks = patient_identifier_picks(kinds)
+    else:
+        picks = [0] if len(identifiers) == 1 and identifiers[0].get("system") not in SSN_SYSTEMS else []
+    for i in picks:
+        out.add("patient_id", identifiers[i].get("value"), f"{where}.identifier[{i}]")
     names = resource.get("name") or []
     official = [n for n in names if n.get("use") == "official"] or names[:1]
     for name in official:

@@ -24,7 +24,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from clinicflow.ingest.coding import SSN_OID, StructureError
+from clinicflow.ingest.coding import SSN_OID, StructureError, patient_identifier_picks
 from clinicflow.ingest.fhir import read_fhir
 from clinicflow.ingest.fields import Candidates, compact_date, normalise_icd10, numeric_date_order, parse_any_date
 
@@ -99,8 +99,10 @@ def read_hl7(text: str, out: Candidates) -> None:
             dates.setdefault("EVN-2", compact_date(str(fields[2])))
         elif name == "PID":
             reps = _components(message, fields[3])
-            if any(_get(r, 4) for r in reps):  # typed: the medical record number(s) only, never SS
-                chosen = [(i, r) for i, r in enumerate(reps) if _get(r, 4).upper() in ("MR", "MRN")]
+            if any(
+                _get(r, 4) for r in reps
+            ):  # typed: the medical record number(s), else the patient's number; never SS
+                chosen = [(i, reps[i]) for i in patient_identifier_picks([_get(r, 4) for r in reps])]
             else:
                 chosen = [(0, reps[0])] if len(reps) == 1 else []
             for i, rep in chosen:

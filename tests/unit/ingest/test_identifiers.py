@@ -103,3 +103,25 @@ def test_a_model_answer_never_invents_an_identifier() -> None:
     assert validate_output("d", {"mrn": "4471902"}, text=text).ok
     assert validate_output("d", {"mrn": "9999999"}, text=text).reason == "invalid-field"
     assert validate_output("d", {"mrn": "123-45-6789"}, text=text + "\nSSN: 123-45-6789").reason == "invalid-field"
+
+
+_ADT = (
+    "MSH|^~\\&|HIS|GEN|EHR|X|20240501083000||ADT^A08|99|P|2.5.1\rEVN|A08|20240501083000\r"
+    "PID|1||{pid}||Okafor^Grace^M||19610714|F\rPV1|1|O|CLINIC||||1234^Raman^Priya^^^Dr\r"
+)
+
+
+@pytest.mark.parametrize(
+    ("pid3", "expected"),
+    [
+        ("A55102^^^GEN^MR~99^^^GEN^PI", "A55102"),  # the MR number over any other
+        ("A55102^^^GEN^PI", "A55102"),  # a feed whose only id is the patient's internal number
+        ("A55102^^^GEN^PT~123-45-6789^^^SSA^SS", "A55102"),
+        ("7788^^^GEN^AN~A55102^^^GEN^PI", "A55102"),  # never the account number
+        ("123-45-6789^^^SSA^SS", "missing-field"),
+        ("A1^^^GEN^PI~B2^^^OTHER^PI", "ambiguous-field"),  # two facilities' numbers: no guess
+    ],
+)
+def test_an_hl7_patients_identifier_is_the_mr_number_else_its_patient_number(pid3: str, expected: str) -> None:
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", _ADT.format(pid=pid3))])
+    assert (out.medical.patient_id if out.medical else out.reason) == expected
