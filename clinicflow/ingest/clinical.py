@@ -127,8 +127,10 @@ PROVIDER = re.compile(
     r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
     r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
     r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER + r"\**[ \t]*:\**[ \t]*"
-    r"((?:Dr\.?[ \t]+)?[A-ZÀ-Þ][^\W\d_.'’\-]*\.?(?:['’\-][^\W\d_]+)*(?:[ \t]+[A-ZÀ-Þ][^\W\d_]*\.?"
-    r"(?:['’\-][^\W\d_]+)*){0,3}"
+    # Name words one space apart: two spaces or a tab is the next column (`Dr. Helen Park     NPI: 16290…`), and
+    # a word followed by ':' or '#' is the next label.
+    r"((?:Dr\.?[ \t]+)?[A-ZÀ-Þ][^\W\d_.'’\-]*\.?(?:['’\-][^\W\d_]+)*(?: (?![^\W\d_]+\.?[ \t]*[:#])"
+    r"[A-ZÀ-Þ][^\W\d_]*\.?(?:['’\-][^\W\d_]+)*){0,3}"
     r"(?:,[ \t]*(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|MBBS|PhD|PharmD)\b\.?)*)"
 )
 

@@ -125,3 +125,18 @@ _ADT = (
 def test_an_hl7_patients_identifier_is_the_mr_number_else_its_patient_number(pid3: str, expected: str) -> None:
     (out,) = RulesExtractor().extract([DocumentText("d", "s", _ADT.format(pid=pid3))])
     assert (out.medical.patient_id if out.medical else out.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "provider"),
+    [
+        ("Ordering Physician: Dr. Helen Park     NPI: 1629071234", "Dr. Helen Park"),  # the next column
+        ("Attending: Dr. Helen Park NPI: 1629071234", "Dr. Helen Park"),  # the next label
+        ("Attending:\tJohn Smith\tDept: Cardiology", "John Smith"),
+        ("Physician: Mary Ellen Van Buren", "Mary Ellen Van Buren"),
+        ("Provider: Sara Okoye, NP", "Sara Okoye, NP"),
+    ],
+)
+def test_a_providers_name_ends_where_the_next_column_or_label_begins(line: str, provider: str) -> None:
+    reason, message, medical = extract(f"MRN: 4471902\n{line}\n")
+    assert getattr(medical, "provider", None) == provider, (reason, message)
