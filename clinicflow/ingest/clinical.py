@@ -73,6 +73,14 @@ NAME = re.compile(
     rf"(?=[ \t]*(?:$|[ \t]{{2,}}|\||,[ \t]*(?:DOB|MRN|Age)|\(|[ \t]+(?:DOB|MRN|Age|Sex|Date)\b))"
 )
 _NOT_NAMES = {"male", "female", "unknown", "none", "n/a", "self", "same"}
+# A letter's patient in its first sentence: "Thank you for referring Ms. Hannah Blake (MRN ...)", "I saw Mr Alan
+# Cortez in clinic": the honorific is required (a doctor's name follows "Dr", never these).
+LETTER_NAME = re.compile(
+    r"(?i:thank[ \t]+you[ \t]+for[ \t]+(?:referring|your[ \t]+referral[ \t]+of|asking[ \t]+me[ \t]+to[ \t]+see)"
+    r"|I[ \t]+(?:saw|reviewed|met|assessed))[ \t]+(?:your[ \t]+patient[ \t]+)?"
+    rf"((?:Mr|Mrs|Ms|Miss|Mx)\.?[ \t]+{_NAME_WORD}(?:[ \t]+[{_UPPER}]\.?)?(?:[ \t]+{_NAME_WORD}){{1,2}})"
+    r"(?=[ \t]*(?:[,.(;]|$|[ \t](?:in|on|at|for|today|who|with|DOB|MRN)\b))"
+)
 DOB = re.compile(
     r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*/[ \t]*(?:Age|Sex|Gender))?"
     r"(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
@@ -110,6 +118,7 @@ ENCOUNTER_LABELS = (
     "Date",
     "Seen on",
     "Seen",
+    "in clinic on",  # a letter's "I reviewed Mr Cortez in clinic on 14 May 2024"
 )
 _SPACES = r"[ \t]+"
 ENCOUNTER = [
@@ -241,6 +250,8 @@ def _identifiers(text: str, out: Candidates, signals: dict[str, int]) -> None:
         if value.lower() in _NOT_NAMES or any(w.lower().strip(".,") in _NOT_NAMES for w in value.split()):
             continue
         out.add("patient_name", value, f"text:chars {match.start(1)}-{match.end(1)}")
+    for match in LETTER_NAME.finditer(text):
+        out.add("patient_name", match.group(1).strip(), f"text:chars {match.start(1)}-{match.end(1)}", rank=1)
 
 
 def _dates(text: str, out: Candidates, signals: dict[str, int], order: DateOrder) -> None:

@@ -131,11 +131,25 @@ def sections(text: str) -> list[Section]:
         )  # "Medications", "## Assessment"
         if (colon and len(heading.split()) <= 6) or caps or known:
             marks.append((match.start(), match.end(), heading))
+    marks.extend(_soap_marks(text))
+    marks.sort()
     out: list[Section] = []
     for i, (_, body, heading) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         out.append(Section(_section_kind(heading), heading, body, end))
     return out
+
+
+_SOAP = re.compile(r"(?m)^[ \t]*([SOAP])[ \t]*:")
+_SOAP_HEADINGS = {"S": "Subjective", "O": "Objective", "A": "Assessment", "P": "Plan"}
+
+
+def _soap_marks(text: str) -> list[tuple[int, int, str]]:
+    """A SOAP note's one-letter headings (``S:`` ... ``P:``), when three or more of the four start lines."""
+    found = list(_SOAP.finditer(text))
+    if len({m.group(1) for m in found}) < 3:
+        return []  # a lone "A:" is an answer, not an assessment
+    return [(m.start(), m.end(), _SOAP_HEADINGS[m.group(1)]) for m in found]
 
 
 def section_at(parts: list[Section], offset: int) -> Section | None:

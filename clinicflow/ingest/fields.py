@@ -157,7 +157,8 @@ _NUMERIC_DATE = re.compile(r"(?<![\d/.\-])(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{
 def numeric_date_order(text: str) -> DateOrder:
     """How a document writes its numeric dates: ``"dmy"`` when one of them has a day over 12 first
     (``14/03/1972``) and none has one second, ``"mdy"`` otherwise (the US default), None when both occur (a
-    document of two conventions: a date both ways readable, ``02/10/2024``, is then not read at all)."""
+    document of two conventions: a date both ways readable, ``02/10/2024``, is then not read at all). Dates in
+    words say nothing: US labs write ``4 March 1975`` beside ``03/02/2024`` (2 March)."""
     day_first = month_first = False
     for match in _NUMERIC_DATE.finditer(text):
         first, second = int(match.group(1)), int(match.group(3))

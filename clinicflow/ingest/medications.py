@@ -73,6 +73,8 @@ def _list_items(line: str) -> list[str]:
 
 
 _PLAN_VERBS = re.compile(r"(?i)^(?:continue|start(?:ed)?|begin|increase|decrease|resume|switch to|add)\s+")
+# A changed dose: "lisinopril to 20 mg daily", "metformin from 500 mg to 1000 mg BID" -> the new dose.
+_DOSE_CHANGE = re.compile(r"(?i)\s+(?:from\s+\d[\d.,]*\s*[a-zµμ]*\s+)?to\s+(?=\d)")
 
 
 def read_medications(text: str, parts: list[Section], out: Candidates) -> None:
@@ -87,17 +89,19 @@ def read_medications(text: str, parts: list[Section], out: Candidates) -> None:
             line_offset = offset
             offset += len(raw_line) + 1
             for item in _list_items(raw_line):
-                cleaned = _BULLET.sub("", item).strip(" ,.\t")
-                cleaned = _PLAN_VERBS.sub("", cleaned)
+                cleaned = _PLAN_VERBS.sub("", _BULLET.sub("", item).strip(" ,.\t"))
+                source = cleaned  # as it stands in the text: the provenance's span
+                if cleaned != _BULLET.sub("", item).strip(" ,.\t"):
+                    cleaned = _DOSE_CHANGE.sub(" ", cleaned, count=1)  # "Increase X to 20 mg" -> "X 20 mg"
                 if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
                     continue
                 if ICD10_SHAPE.search(cleaned) or PX_LABEL.search(cleaned):
                     continue  # a diagnosis or a billed procedure line, not a medication
                 if re.match(r"(?i)(none|no known|nka|nkda|n/a|see |as above|continue home|allerg|labs?\b)", cleaned):
                     continue
-                start = text.find(cleaned, line_offset)
+                start = text.find(source, line_offset)
                 # A table row's cells (two spaces apart) read as one line of words.
-                out.add("medications", " ".join(cleaned.split()), f"text:chars {start}-{start + len(cleaned)}")
+                out.add("medications", " ".join(cleaned.split()), f"text:chars {start}-{start + len(source)}")
     for match in RX_LINE.finditer(text):
         value = match.group(1).strip(" .")
         if DOSE.search(value):

@@ -331,3 +331,25 @@ def test_fhir_ndjson_of_one_patient_is_read_and_resources_of_several_patients_ar
     # A line that does not parse is named by its number.
     (out,) = RulesExtractor().extract([DocumentText("d", "s", one + '{"resourceType": "Condition", "id": \n')])
     assert (out.reason, out.message) == ("invalid-structure", "FHIR NDJSON line 4 does not parse")
+
+
+def test_a_soap_notes_one_letter_headings_are_its_sections_and_a_changed_dose_is_the_new_one() -> None:
+    note = (
+        "SOAP NOTE\nName: Luis Ortega    MRN: LO-4410    DOB: 11/23/1966\nVisit Date: 07/09/2024\n"
+        "S: 58M with 2 weeks of exertional chest pressure. Denies syncope. No history of MI.\n"
+        "O: BP 148/92, HR 84. ECG NSR, no ST changes.\n"
+        "A: Chest pain, unspecified (R07.9); rule out unstable angina (I20.0). Essential hypertension (I10).\n"
+        "P: Start aspirin 81 mg daily. Increase lisinopril to 20 mg daily. Stress test ordered (93015).\n"
+        "- Increase metformin from 500 mg to 1000 mg BID\n"
+        "Seen by: Dr. Emily Zhao\n"
+    )
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", note)])
+    m = out.medical
+    assert m.diagnosis_codes == ["R07.9", "I10"]  # the rule-out is not a diagnosis
+    assert m.procedure_codes == ["93015"]  # a code in the plan
+    assert m.medications == ["aspirin 81 mg daily", "lisinopril 20 mg daily", "metformin 1000 mg BID"]
+    start, end = (int(v) for v in m.provenance["medications"].split("; ")[2].split("chars ")[1].split("-"))
+    assert note[start:end] == "metformin from 500 mg to 1000 mg BID"  # the words as written
+    # One "A:" line is an answer, not a SOAP note's assessment.
+    (out,) = RulesExtractor().extract([DocumentText("d", "s", "MRN: 7\nQ: any allergies?\nA: Penicillin 500 mg\n")])
+    assert out.medical.medications == []

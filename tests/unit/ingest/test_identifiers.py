@@ -140,3 +140,18 @@ def test_an_hl7_patients_identifier_is_the_mr_number_else_its_patient_number(pid
 def test_a_providers_name_ends_where_the_next_column_or_label_begins(line: str, provider: str) -> None:
     reason, message, medical = extract(f"MRN: 4471902\n{line}\n")
     assert getattr(medical, "provider", None) == provider, (reason, message)
+
+
+def test_a_letters_patient_is_read_from_its_first_sentence_and_its_clinic_date() -> None:
+    letter = (
+        "Dear Dr. Patel,\n\nThank you for referring Ms. Hannah Blake (MRN 3345120, DOB 08/22/1985).\n"
+        "I reviewed her in clinic on 2 April 2024 for chronic migraine (G43.709).\n\nSincerely,\nDr. Rachel Green\n"
+    )
+    reason, message, medical = extract(letter)
+    assert (getattr(medical, "patient_name", None), getattr(medical, "encounter_date", None)) == (
+        "Hannah Blake",
+        date(2024, 4, 2),
+    ), (reason, message)
+    # A doctor named after "referring" is never the patient; a labelled name is read first.
+    _, _, medical = extract("MRN: 1\nThank you for referring Dr. Smith's patient, Mr. Alan Cortez.\n")
+    assert getattr(medical, "patient_name", None) is None
