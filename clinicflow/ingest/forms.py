@@ -41,6 +41,11 @@ def _row_cells(row: Any) -> list[str]:
 
 
 _DIGIT = re.compile(r"\d")
+# A form names its patient and visit: a table with none of these labels is data (a drug and its dose), not a form.
+_FORM_LABEL = re.compile(
+    r"(?i)patient|\bname\b|birth|\bdob\b|\bmrn\b|record|chart|\bid\b|\bdate\b|\bdos\b|provider|physician|"
+    r"doctor|referr|attending|surgeon|dentist|clinician|\bsex\b|gender|diagnos|visit|service|admission"
+)
 
 
 def _is_label(text: str) -> bool:
@@ -53,12 +58,15 @@ def _pair(label: str, value: str) -> str:
 
 
 def table_lines(rows: list[list[str]]) -> list[str]:
-    """A table as text lines. A form's label/value table (every row label, value[, label, value]) reads as
+    """A table as text lines. A form's label/value table (every row label, value[, label, value], a label naming
+    the patient or the visit: ``Patient Name``, ``DOB``, ``MRN``, ``Referral Date``, ...) reads as
     ``Label: value`` pairs, a row's pairs apart by four spaces; a form of labels over one row of values
     (``Patient Name | DOB`` above ``Ann Lee | 1972-03-14``) as one pair per column; any other table as its cells
     two spaces apart, a row a line."""
     rows = [row for row in rows if any(row)]
-    if rows and all(len(row) % 2 == 0 and all(_is_label(c) for c in row[::2]) for row in rows):
+    labels = [label for row in rows for label in row[::2]]
+    form = any(_FORM_LABEL.search(label) for label in labels)
+    if form and all(len(row) % 2 == 0 and all(_is_label(c) for c in row[::2]) for row in rows):
         return [
             "    ".join(_pair(label, value) for label, value in zip(row[::2], row[1::2], strict=True) if value)
             for row in rows
@@ -67,6 +75,7 @@ def table_lines(rows: list[list[str]]) -> list[str]:
         len(rows) == 2
         and len(rows[0]) == len(rows[1])
         and all(_is_label(c) for c in rows[0])
+        and any(_FORM_LABEL.search(c) for c in rows[0])
         and any(_DIGIT.search(c) for c in rows[1])
     ):
         return [_pair(label, value) for label, value in zip(rows[0], rows[1], strict=True) if value]

@@ -165,3 +165,10 @@ def test_an_rtf_forms_table_reads_as_labelled_values() -> None:
         "Reason: AF (I48.19)",
     ]
     assert (extract(text).patient_name, extract(text).patient_id) == ("Amelia Fitzgerald", "NFP-1")
+
+
+def test_a_two_column_table_of_drugs_is_data_not_a_form() -> None:
+    drugs = [["Apixaban", "5 mg twice daily"], ["Bisoprolol", "5 mg daily"]]
+    assert table_lines(drugs) == ["Apixaban  5 mg twice daily", "Bisoprolol  5 mg daily"]
+    text = "MRN: A-1\nCurrent medications:\n" + "\n".join(table_lines(drugs)) + "\n"
+    assert extract(text).medications == ["Apixaban 5 mg twice daily", "Bisoprolol 5 mg daily"]
