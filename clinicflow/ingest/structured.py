@@ -159,6 +159,9 @@ def _ccda_name(element: ET.Element | None) -> str:
     return text or (element.text or "").strip()
 
 
+_MRN_AUTHORITY = re.compile(r"(?i)\bMRN?\b|medical[ _]record")
+
+
 def read_ccda(text: str, out: Candidates) -> None:
     try:
         root = ET.fromstring(text.lstrip("\ufeff").encode("utf-8"))
@@ -166,9 +169,16 @@ def read_ccda(text: str, out: Candidates) -> None:
         raise StructureError("C-CDA XML does not parse") from None
     role = root.find(f"{_V3}recordTarget/{_V3}patientRole")
     if role is not None:
-        for i, ident in enumerate(role.findall(f"{_V3}id")):
-            if ident.get("root") != SSN_OID and ident.get("extension"):
-                out.add("patient_id", ident.get("extension"), f"ccda:recordTarget/patientRole/id[{i + 1}]")
+        ids = [
+            (i, ident)
+            for i, ident in enumerate(role.findall(f"{_V3}id"))
+            if ident.get("root") != SSN_OID and ident.get("extension")
+        ]
+        # Several ids (an EHR's MRN beside its enterprise or another facility's): the one its sender names as the
+        # medical record number (assigningAuthorityName), if one does; else all of them, which conflict.
+        named = [(i, ident) for i, ident in ids if _MRN_AUTHORITY.search(ident.get("assigningAuthorityName") or "")]
+        for i, ident in named if len(ids) > 1 and named else ids:
+            out.add("patient_id", ident.get("extension"), f"ccda:recordTarget/patientRole/id[{i + 1}]")
         patient = role.find(f"{_V3}patient")
         if patient is not None:
             out.add("patient_name", _ccda_name(patient.find(f"{_V3}name")), "ccda:recordTarget/patient/name")

@@ -155,3 +155,17 @@ def test_a_letters_patient_is_read_from_its_first_sentence_and_its_clinic_date()
     # A doctor named after "referring" is never the patient; a labelled name is read first.
     _, _, medical = extract("MRN: 1\nThank you for referring Dr. Smith's patient, Mr. Alan Cortez.\n")
     assert getattr(medical, "patient_name", None) is None
+
+
+def test_a_ccdas_medical_record_number_is_the_id_its_sender_names_so() -> None:
+    from pathlib import Path
+
+    ccd = (Path(__file__).parents[2] / "corpus" / "ingest" / "docs" / "ccd-summary.xml").read_text()
+    mrn = '<id root="1.3.6.1.4.1.22812.3.99930.3" extension="CCD-448120"/>'
+    named = (
+        '<id root="1.2.840.114350.1.13.0.1.7.5.737384.14" extension="Z7004242" assigningAuthorityName="EPIC MRN"/>'
+        '<id root="1.2.840.114350.1.1" extension="1000009" assigningAuthorityName="EPI"/>'
+    )
+    assert getattr(extract(ccd.replace(mrn, named))[2], "patient_id", None) == "Z7004242"
+    unnamed = '<id root="1.2.3" extension="A1"/><id root="1.2.4" extension="B2"/>'
+    assert extract(ccd.replace(mrn, unnamed))[:2] == ("ambiguous-field", "patient_id: 2 conflicting candidates")
