@@ -57,8 +57,18 @@ def csv_options(head: bytes) -> CsvOptions:
     lines = text.splitlines()[:50]
     if cut and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut
+    first = _preamble_length(lines)
+    lines = lines[first:]
     if not lines:
         return CsvOptions(encoding=encoding)
+    options = _table_options(lines, encoding)
+    if not first:
+        return options
+    # Metadata lines above the table (their blank lines too): skipped by their line numbers in the file.
+    return options._replace(skiprows=(*range(first), *(first + row for row in options.skiprows)))
+
+
+def _table_options(lines: list[str], encoding: str) -> CsvOptions:
     widths = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
     if widths[sep] <= 1:
@@ -82,6 +92,35 @@ def csv_options(head: bytes) -> CsvOptions:
 
 
 WHITESPACE = r"\s+"  # pandas' whitespace delimiter: any run of spaces and tabs (numpy.savetxt's columns)
+
+
+def _fields(line: str) -> int:
+    return max(len(next(csv.reader([line], delimiter=d), [])) for d in CSV_DELIMITERS)
+
+
+def _preamble_length(lines: list[str]) -> int:
+    """How many lines of metadata stand above the table: a device's export (an Apple Watch ECG: ``Name,...``,
+    ``Sample Rate,512 hertz``, ``Unit,µV``, a blank line, then the samples). The lines up to the last blank line,
+    when the ten or more lines after it share one shape and end in rows of numbers, and no line above it is a
+    row of numbers (that is a table with a blank line in it); else 0."""
+    blanks = [i for i, line in enumerate(lines) if not line.strip()]
+    if not blanks:
+        return 0
+    start = blanks[-1] + 1
+    block = lines[start:]
+    if len(block) < 10 or len({_fields(line) for line in block}) != 1 or not _numbers_only(block[-1]):
+        return 0
+    above = [line for line in lines[:start] if line.strip()]
+    if not above or any(_numbers_only(line) for line in above):
+        return 0
+    if _numbers_only(block[0]) and _fields(above[-1]) == _fields(block[0]) > 1:
+        return 0  # the table's header with a blank line under it ("t,v", "", "0,1", ...)
+    return start
+
+
+def _numbers_only(line: str) -> bool:
+    cells = [c.strip() for c in re.split(r"[,;\t|]|\s+", line.strip()) if c.strip()]
+    return bool(cells) and all(_is_number(c, ".") for c in cells)
 
 
 def _split(line: str, sep: str, quotechar: str) -> list[str]:
@@ -123,9 +162,13 @@ def _is_units_row(rows: list[list[str]], decimal: str) -> bool:
 
 def csv_units(path: Path, options: CsvOptions) -> list[str]:
     """The units row :func:`csv_options` found (an empty list when there is none)."""
-    if not options.skiprows:
+    skipped = set(options.skiprows)
+    header = next(i for i in range(len(skipped) + 1) if i not in skipped)  # the line after any metadata lines
+    if options.header is None or header + 1 not in skipped:
         return []
     with open(path, encoding=options.encoding, newline="") as handle:
+        for _ in range(header):
+            next(handle, None)
         if options.sep == WHITESPACE:
             next(handle, None)
             return next(handle, "").split()

@@ -470,3 +470,36 @@ def test_a_file_of_numbers_only_keeps_its_first_row_and_numpy_savetxt_columns_sp
     years = tmp_path / "years.csv"
     years.write_text("region,2023,2024\nnorth,1,2\n", encoding="utf-8")
     assert [c["name"] for c in describe_file(years, years.name).columns] == ["region", "2023", "2024"]
+
+
+def test_a_devices_metadata_lines_above_its_samples_are_skipped(tmp_path: Path) -> None:
+    # An Apple Watch ECG export: key,value metadata, blank lines, then one sample a line (no header).
+    preamble = (
+        'Name,Jane Appleseed\nDate of Birth,"Jan 1, 1980"\nRecorded Date,2021-03-10 09:12:33 -0800\n'
+        'Classification,Sinus Rhythm\nSymptoms,\nSoftware Version,1.90\nDevice,"Watch6,2"\n'
+        "Sample Rate,512 hertz\n\n\nLead,Lead I\nUnit,µV\n\n"
+    )
+    samples = np.round(np.sin(np.arange(15_360) / 20) * 300, 3)
+    ecg = tmp_path / "ecg_2021-03-10.csv"
+    ecg.write_text(preamble + "\n".join(str(v) for v in samples) + "\n", encoding="utf-8")
+    meta = describe_file(ecg, ecg.name, chunk_rows=4000)
+    assert ([c["name"] for c in meta.columns], meta.row_count) == (["column_1"], 15_360)
+    result = run_processor("rolling_mean", source_for(ecg, 4000), RollingMeanParams(window=5), lambda _p: None)
+    assert result["summary"]["column_1"]["count"] == 15_360 - 4  # a window of 5: the first four have no mean
+    # Metadata above a header and a units row: both still read.
+    logged = tmp_path / "monitor.csv"
+    rows = "\n".join(f"{i * 0.5},{70 + i % 7}" for i in range(40))
+    logged.write_text("Monitor,Bedside 7\nPatient ID,ANON-1\nExported by;clinic\n\ntime,HR\ns,bpm\n" + rows + "\n")
+    meta = describe_file(logged, logged.name)
+    assert [(c["name"], c.get("unit")) for c in meta.columns] == [("time", "s"), ("HR", "bpm")]
+    assert meta.row_count == 40
+    # A blank line inside a table is not metadata: every row is kept.
+    gap = tmp_path / "gap.csv"
+    gap.write_text(
+        "t,v\n" + "\n".join(f"{i},{i}" for i in range(5)) + "\n\n" + "\n".join(f"{i},{i}" for i in range(5, 20)) + "\n"
+    )
+    assert describe_file(gap, gap.name).row_count == 20
+    spaced = tmp_path / "spaced_header.csv"  # a header, a blank line, then the rows
+    spaced.write_text("t,v\n\n" + "\n".join(f"{i},{i * 2}" for i in range(30)) + "\n")
+    meta = describe_file(spaced, spaced.name)
+    assert ([c["name"] for c in meta.columns], meta.row_count) == (["t", "v"], 30)
