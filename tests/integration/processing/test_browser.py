@@ -105,7 +105,16 @@ def test_submit_on_the_results_page_and_watch_it_complete_live(service: Service,
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / f"results-page-{kind}.png"), full_page=True)
             # An Excel workbook uploads as its first sheet; data quality lists the columns in the file's order.
-            page.set_input_files("#file-input", str(ward_workbook(tmp_path / "ward3.xlsx")))
+            workbook = ward_workbook(tmp_path / "ward3.xlsx")
+            # Registered from the bucket by its URI, as by upload: the sheet's CSV is what jobs read.
+            in_bucket = service.bucket_dir / "sheets" / "ward3.xlsx"
+            in_bucket.parent.mkdir(exist_ok=True)
+            in_bucket.write_bytes(workbook.read_bytes())
+            with service.client() as client:
+                registered = client.post("/api/etl/files", data={"uri": in_bucket.as_uri()})
+            assert registered.status_code == 201, registered.text
+            assert [registered.json()[k] for k in ("name", "format", "row_count")] == ["ward3-Obs.csv", "csv", 30]
+            page.set_input_files("#file-input", str(workbook))
             page.click("#upload")
             expect(page.locator("#preview-summary")).to_contain_text(
                 "ward3-Obs.csv: 30 rows, 3 columns", timeout=30_000
