@@ -17,6 +17,7 @@ run); 2 nothing recorded yet, or the analytics database cannot be read.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -53,12 +54,21 @@ def _nightly_table(section: dict[str, Any]) -> Table:
     return table
 
 
+def _cell(value: Any) -> str:
+    """A table cell: a time to the second (as the nightly's), anything else as text, at most 200 characters."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return escape(str(value))[:200]
+
+
 def _simple_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Table:
     table = Table(title=title)
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else escape(str(row[c]))[:200] for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     return table
 
 
