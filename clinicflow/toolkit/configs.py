@@ -27,7 +27,7 @@ from clinicflow.toolkit.base import (
 )
 from clinicflow.toolkit.clickhouse import ClickHouseConnection, ClickHouseExtractor, ClickHouseLoader
 from clinicflow.toolkit.console import ConsoleLoader
-from clinicflow.toolkit.files import FileExtractor, FileFormat, FileLoader
+from clinicflow.toolkit.files import FileExtractor, FileFormat, FileLoader, WritableFormat
 from clinicflow.toolkit.http import (
     CursorPagination,
     HttpExtractor,
@@ -113,15 +113,23 @@ class FileExtractorConfig(_Config):
     kind: Literal["file"] = "file"
     path: str = Field(description="A local file.")
     format: FileFormat | None = Field(
-        None, description="None: told by the suffix (.csv, .jsonl, .parquet, then .gz/.bz2/.xz/.zst)."
+        None, description="None: told by the suffix (.csv, .jsonl, .parquet, then .gz/.bz2/.xz/.zst; .xlsx)."
     )
     encoding: str = "utf-8"
     batch_size: int = Field(10_000, gt=0, description="Rows per batch.")
     delimiter: str = Field(",", description="CSV only.")
+    sheet: str | None = Field(
+        None, description="xlsx only: the worksheet's name (default the first); its first non-empty row is the header."
+    )
 
     def build(self, ctx: RunContext) -> FileExtractor:
         return FileExtractor(
-            self.path, format=self.format, encoding=self.encoding, batch_size=self.batch_size, delimiter=self.delimiter
+            self.path,
+            format=self.format,
+            encoding=self.encoding,
+            batch_size=self.batch_size,
+            delimiter=self.delimiter,
+            sheet=self.sheet,
         )
 
 
@@ -309,7 +317,7 @@ class BucketRef(_Config):
 class FileLoaderConfig(_Config):
     kind: Literal["file"] = "file"
     path: str = Field(description="A local path, or the object name when bucket is set.")
-    format: FileFormat | None = Field(None, description="None: told by the suffix.")
+    format: WritableFormat | None = Field(None, description="None: told by the suffix.")
     encoding: str = "utf-8"
     bucket: BucketRef | None = Field(None, description="None: a local file.")
 

@@ -1,4 +1,4 @@
-"""File extractor and loader: CSV, JSON Lines, Parquet; text encodings; compression by suffix.
+"""File extractor and loader: CSV, JSON Lines, Parquet (and Excel workbooks to read); text encodings; compression.
 
 ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` compress CSV and JSON Lines files
 (zstd through ``backports.zstd``, which clickhouse-connect already brings);
@@ -20,7 +20,8 @@ from typing import IO, Any, Literal
 
 from clinicflow.toolkit.base import Batch, RunContext, ToolkitError, json_default, nested_as_json
 
-FileFormat = Literal["csv", "jsonl", "parquet"]
+FileFormat = Literal["csv", "jsonl", "parquet", "xlsx"]
+WritableFormat = Literal["csv", "jsonl", "parquet"]  # a workbook is read, never written
 
 
 def _zstd_open(path: Path, mode: str, **kwargs: Any) -> IO[Any]:
@@ -52,7 +53,9 @@ def format_of(path: Path) -> FileFormat:
         return "jsonl"
     if last == ".parquet":
         return "parquet"
-    raise ToolkitError(f"{path}: cannot tell the file format from the name; set format to csv, jsonl or parquet")
+    if last in (".xlsx", ".xlsm"):
+        return "xlsx"
+    raise ToolkitError(f"{path}: cannot tell the file format from the name; set format to csv, jsonl, parquet or xlsx")
 
 
 def open_text(path: Path, mode: Literal["r", "w"], encoding: str) -> IO[str]:
@@ -81,9 +84,11 @@ class FileExtractor:
         batch_size: int = 10_000,
         delimiter: str = ",",
         empty_as_null: bool = True,
+        sheet: str | None = None,
     ) -> None:
         self.path, self.format, self.encoding = path, format, encoding
         self.batch_size, self.delimiter, self.empty_as_null = batch_size, delimiter, empty_as_null
+        self.sheet = sheet
 
     def files(self) -> list[Path]:
         pattern = Path(self.path)
@@ -101,6 +106,8 @@ class FileExtractor:
             try:
                 if fmt == "parquet":
                     yield from self._parquet(path)
+                elif fmt == "xlsx":
+                    yield from self._xlsx(path)
                 elif fmt == "csv":
                     yield from self._csv(path)
                 else:
@@ -116,6 +123,24 @@ class FileExtractor:
                 columns = tuple(record_batch.schema.names)
                 data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
                 yield Batch(columns, list(zip(*data, strict=False)) if data else [])
+
+    def _xlsx(self, path: Path) -> Iterator[Batch]:
+        """A worksheet's rows with their cells' types (numbers, date-times, text): :mod:`clinicflow.core.workbooks`."""
+        from clinicflow.core.workbooks import WorkbookError, open_sheet
+
+        try:
+            with open_sheet(path, str(path), self.sheet) as sheet:
+                columns = tuple(sheet.header)
+                rows: list[tuple[Any, ...]] = []
+                for row in sheet.rows:
+                    rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in row))
+                    if len(rows) >= self.batch_size:
+                        yield Batch(columns, rows)
+                        rows = []
+                if rows:
+                    yield Batch(columns, rows)
+        except WorkbookError as exc:
+            raise ToolkitError(str(exc)) from None
 
     def _csv(self, path: Path) -> Iterator[Batch]:
         with open_text(path, "r", self.encoding) as handle:
@@ -177,6 +202,8 @@ class FileLoader:
     ) -> None:
         self.path = Path(path)
         self.format = format or format_of(self.path)
+        if self.format == "xlsx":
+            raise ToolkitError(f"{path}: the file loader writes csv, jsonl or parquet; xlsx is read only")
         self.encoding, self.delimiter, self.parquet_compression = encoding, delimiter, parquet_compression
         self.bucket = bucket
 

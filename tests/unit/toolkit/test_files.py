@@ -76,3 +76,34 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path, 
     assert batch.columns == ("visit_id", "fee")
     with pytest.raises(ToolkitError, match="unknown text encoding 'utf-9'"):
         list(FileExtractor(str(path), encoding="utf-9").extract(CTX))
+
+
+def test_an_excel_sheet_is_read_with_its_cells_types_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "Notes"
+    fees = book.create_sheet("Fees 2025")
+    fees.append(["Code", "Description", "Fee", "Effective"])
+    fees.append(["D0120", "Periodic oral evaluation", 52.5, datetime(2025, 1, 1)])
+    fees.append([])
+    fees.append(["D1110", "Prophylaxis - adult", 98, datetime(2025, 1, 1)])
+    path = tmp_path / "fee_schedule.xlsx"
+    book.save(path)
+    extractor = FileExtractor(str(path), sheet="Fees 2025", batch_size=1)
+    batches = list(extractor.extract(RunContext()))
+    assert [b.columns for b in batches] == [("Code", "Description", "Fee", "Effective")] * 2
+    assert [r for b in batches for r in b.rows] == [
+        ("D0120", "Periodic oral evaluation", 52.5, datetime(2025, 1, 1)),
+        ("D1110", "Prophylaxis - adult", 98, datetime(2025, 1, 1)),
+    ]
+    with pytest.raises(ToolkitError, match=r"fee_schedule.xlsx: no sheet 'Fees' \(sheets: Notes, Fees 2025\)"):
+        list(FileExtractor(str(path), sheet="Fees").extract(RunContext()))
+    fees["F4"] = "stray"
+    book.save(path)
+    with pytest.raises(ToolkitError, match=r"sheet 'Fees 2025': cell F4 has a value but no header"):
+        list(FileExtractor(str(path), sheet="Fees 2025").extract(RunContext()))
+    with pytest.raises(ToolkitError, match="xlsx is read only"):
+        FileLoader(str(tmp_path / "out.xlsx"))

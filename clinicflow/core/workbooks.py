@@ -1,0 +1,98 @@
+"""Excel workbooks (.xlsx, .xlsm): one worksheet's rows, streamed and typed as their cells are.
+
+openpyxl's read-only mode streams the sheet's XML (memory bounded by a row, not by the workbook); its cells say
+what each value is (a number, a date-time, text, a boolean). Formulas are read as the values the spreadsheet
+program stored with them. The first non-empty row is the header; empty rows are left out; a value in a column
+with no header is an error naming its cell, never a column dropped. The processing service stores an uploaded
+workbook's sheet as CSV (:mod:`clinicflow.processing.workbooks`); the pipeline toolkit's file extractor reads it
+as rows (:mod:`clinicflow.toolkit.files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clinicflow.core.errors import ClinicflowError
+
+
+class WorkbookError(ClinicflowError, ValueError):
+    """A workbook that cannot be read as a table; the message names the file, the sheet and the cell."""
+
+
+def is_workbook(path: Path) -> bool:
+    """An Office Open XML spreadsheet (.xlsx, .xlsm): a ZIP holding ``xl/workbook.xml``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "xl/workbook.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+@dataclass
+class SheetRows:
+    """A worksheet as a table: its title, its header's names, and its rows (each as long as the header)."""
+
+    title: str
+    header: list[str]
+    rows: Iterator[list[Any]]
+
+
+def _trimmed(row: tuple[Any, ...]) -> list[Any]:
+    cells = list(row)
+    while cells and cells[-1] in (None, ""):
+        cells.pop()
+    return cells
+
+
+@contextlib.contextmanager
+def open_sheet(path: Path, name: str, sheet: str | None = None) -> Iterator[SheetRows]:
+    """The worksheet ``sheet`` (default: the first) of workbook ``path``, known to its user as ``name``."""
+    from openpyxl import load_workbook
+
+    # A file, not a path: openpyxl refuses a path without an Excel suffix (as the service keeps an upload).
+    with open(path, "rb") as handle:
+        try:
+            book = load_workbook(handle, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged package
+            raise WorkbookError(f"{name}: cannot read as an Excel workbook: {type(exc).__name__}: {exc}") from None
+        try:
+            yield _sheet_rows(book, name, sheet)
+        finally:
+            book.close()
+
+
+def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
+    from openpyxl.utils import get_column_letter
+
+    if wanted is not None and wanted not in book.sheetnames:
+        raise WorkbookError(f"{name}: no sheet {wanted!r} (sheets: {', '.join(book.sheetnames)})")
+    sheet = book[wanted] if wanted is not None else (book.worksheets[0] if book.worksheets else None)
+    if sheet is None:
+        raise WorkbookError(f"{name}: the workbook has no worksheet")
+    numbered = ((number, _trimmed(row)) for number, row in enumerate(sheet.iter_rows(values_only=True), start=1))
+    header_row, header = next(((n, cells) for n, cells in numbered if cells), (0, []))
+    if not header:
+        raise WorkbookError(f"{name}: sheet {sheet.title!r} is empty")
+    if any(c in (None, "") for c in header):
+        column = get_column_letter(next(i for i, c in enumerate(header, 1) if c in (None, "")))
+        raise WorkbookError(f"{name}: sheet {sheet.title!r}: header cell {column}{header_row} is empty")
+    width = len(header)
+
+    def rows() -> Iterator[list[Any]]:
+        for number, cells in numbered:
+            if not cells:
+                continue
+            if len(cells) > width:
+                at = next(i for i, c in enumerate(cells, 1) if i > width and c not in (None, ""))
+                raise WorkbookError(
+                    f"{name}: sheet {sheet.title!r}: cell {get_column_letter(at)}{number} has a value but no header"
+                    f" (row {header_row} is read as the header: delete any title rows above the table)"
+                )
+            yield cells + [None] * (width - len(cells))
+
+    return SheetRows(str(sheet.title), [str(c).strip() for c in header], rows())
