@@ -130,17 +130,20 @@ class FileExtractor:
 
         try:
             with open_sheet(path, str(path), self.sheet) as sheet:
-                columns = tuple(sheet.header)
-                rows: list[tuple[Any, ...]] = []
-                for row in sheet.rows:
-                    rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in row))
-                    if len(rows) >= self.batch_size:
-                        yield Batch(columns, rows)
-                        rows = []
-                if rows:
-                    yield Batch(columns, rows)
+                yield from self._batches(tuple(sheet.header), sheet.rows)
         except WorkbookError as exc:
             raise ToolkitError(str(exc)) from None
+
+    def _batches(self, columns: tuple[str, ...], records: Iterable[Iterable[Any]]) -> Iterator[Batch]:
+        """``records`` as batches of ``batch_size`` rows (an empty text as None when ``empty_as_null``)."""
+        rows: list[tuple[Any, ...]] = []
+        for record in records:
+            rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
+            if len(rows) >= self.batch_size:
+                yield Batch(columns, rows)
+                rows = []
+        if rows:
+            yield Batch(columns, rows)
 
     def _csv(self, path: Path) -> Iterator[Batch]:
         with open_text(path, "r", self.encoding) as handle:
@@ -149,18 +152,16 @@ class FileExtractor:
             if header is None:
                 return
             columns = tuple(header)
-            rows: list[tuple[Any, ...]] = []
-            for line_number, record in enumerate(reader, start=2):
-                if len(record) != len(columns):
-                    raise ToolkitError(
-                        f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}"
-                    )
-                rows.append(tuple(None if (v == "" and self.empty_as_null) else v for v in record))
-                if len(rows) >= self.batch_size:
-                    yield Batch(columns, rows)
-                    rows = []
-            if rows:
-                yield Batch(columns, rows)
+
+            def records() -> Iterator[list[str]]:
+                for line_number, record in enumerate(reader, start=2):
+                    if len(record) != len(columns):
+                        raise ToolkitError(
+                            f"{path}: line {line_number} has {len(record)} fields, the header has {len(columns)}"
+                        )
+                    yield record
+
+            yield from self._batches(columns, records())
 
     def _jsonl(self, path: Path) -> Iterator[Batch]:
         with open_text(path, "r", self.encoding) as handle:
