@@ -56,6 +56,25 @@ def normalise_name(name: str) -> str:
     return " ".join(w.title() if w.isupper() and len(w) > 2 else w for w in words)
 
 
+_CREDENTIAL = re.compile(r"(?:MD|DO|DDS|DMD|NP|PA-C|PA|PT|RN|FACC|FACS|MBBS|FRCP|PhD|PharmD|MPH|DNP)\.?,?", re.I)
+
+
+def normalise_provider(name: str) -> str:
+    """``DR. ALAN SMITH, MD`` → ``Dr. Alan Smith, MD``: an all-capitals name in title case, credentials as they
+    are written; any other name as written (order and punctuation kept: a provider is never reordered)."""
+    text = re.sub(r"\s+", " ", name).strip(" ,;")
+    letters = [c for c in text if c.isalpha()]
+    if not letters or not all(c.isupper() for c in letters):
+        return text
+    words = []
+    for word in text.split(" "):
+        if _CREDENTIAL.fullmatch(word):
+            words.append(word.upper().replace("PHD", "PhD").replace("PHARMD", "PharmD"))
+        else:
+            words.append("-".join("'".join(p.capitalize() for p in part.split("'")) for part in word.split("-")))
+    return " ".join(words)
+
+
 def name_key(name: str) -> str:
     """Names compared by first and last word, case and initials aside."""
     words = [w.lower().strip(".") for w in normalise_name(name).split() if len(w.strip(".")) > 1]
@@ -92,6 +111,8 @@ class Candidates:
                 return  # an SSN is never a patient identifier
         if field_name == "patient_name":
             value = normalise_name(str(value))
+        if field_name == "provider":
+            value = normalise_provider(str(value))
         self.found.setdefault(field_name, []).append(Candidate(value, provenance, rank))
 
     def has(self, field_name: str) -> bool:

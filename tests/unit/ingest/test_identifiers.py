@@ -169,3 +169,12 @@ def test_a_ccdas_medical_record_number_is_the_id_its_sender_names_so() -> None:
     assert getattr(extract(ccd.replace(mrn, named))[2], "patient_id", None) == "Z7004242"
     unnamed = '<id root="1.2.3" extension="A1"/><id root="1.2.4" extension="B2"/>'
     assert extract(ccd.replace(mrn, unnamed))[:2] == ("ambiguous-field", "patient_id: 2 conflicting candidates")
+
+
+def test_a_provider_in_capitals_reads_in_title_case_with_credentials_kept() -> None:
+    _, _, medical = extract("MRN: 556677\nREFERRING PHYSICIAN: DR. ALAN SMITH\n")
+    assert getattr(medical, "provider", None) == "Dr. Alan Smith"
+    _, _, medical = extract("MRN: 556677\nORDERED BY: MARY O'NEIL-SMITH, DDS\n")
+    assert getattr(medical, "provider", None) == "Mary O'Neil-Smith, DDS"
+    _, _, medical = extract("MRN: 556677\nProvider: Sara McLeod, NP\n")
+    assert getattr(medical, "provider", None) == "Sara McLeod, NP"  # as written when not all capitals
