@@ -101,6 +101,12 @@ ENCOUNTER_LABELS = (
     "Date of Exam",
     "Procedure Date",
     "Date of Procedure",
+    "Date of Surgery",
+    "Surgery Date",
+    "Date of Operation",
+    "Operation Date",
+    "Study Date",
+    "Date of Study",
     "Admission Date/Time",
     "Admission Date",
     "Admit Date/Time",
@@ -134,7 +140,9 @@ PROVIDER = re.compile(
     r"(?im)(?:^|[ \t]{2,}|\|[ \t]*)\**(?:Attending(?:[ \t]+Physician)?|Provider|Physician|Rendering[ \t]+"
     r"Provider|Treating[ \t]+(?:Physician|Dentist)|Surgeon|Dentist|Clinician|Ordering[ \t]+"
     r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
-    r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|"
+    r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|Prescriber|"
+    r"Prescribing[ \t]+(?:Physician|Provider|Doctor)|(?:Reading|Interpreting)[ \t]+(?:Physician|Radiologist)|"
+    r"Referring|Performed[ \t]+by|"
     r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER + r"\**[ \t]*:\**[ \t]*"
     # Name words one space apart: two spaces or a tab is the next column (`Dr. Helen Park     NPI: 16290…`), and
     # a word followed by ':' or '#' is the next label.

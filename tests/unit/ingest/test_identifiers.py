@@ -178,3 +178,24 @@ def test_a_provider_in_capitals_reads_in_title_case_with_credentials_kept() -> N
     assert getattr(medical, "provider", None) == "Mary O'Neil-Smith, DDS"
     _, _, medical = extract("MRN: 556677\nProvider: Sara McLeod, NP\n")
     assert getattr(medical, "provider", None) == "Sara McLeod, NP"  # as written when not all capitals
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "expected"),
+    [
+        ("Conclusion: Heart failure (I50.2) suspected; no effusion.", "diagnosis_codes", []),
+        ("Conclusion: Heart failure (I50.2) is suspected.", "diagnosis_codes", []),
+        ("Assessment: Pulmonary embolism (I26.99) cannot be excluded.", "diagnosis_codes", []),
+        ("Assessment: Acute sinusitis (J01.90) - suspected bacterial.", "diagnosis_codes", ["J01.90"]),
+        ("Date of Surgery: 09/12/2024", "encounter_date", date(2024, 9, 12)),
+        ("Study Date: 2024-08-22", "encounter_date", date(2024, 8, 22)),
+        ("Prescriber: Dr. Nadia Petrova", "provider", "Dr. Nadia Petrova"),
+        ("Referring: Dr. Alice Kim", "provider", "Dr. Alice Kim"),
+        ("Reading physician: Samuel Adeyemi, MD, FACC", "provider", "Samuel Adeyemi, MD, FACC"),
+    ],
+)
+def test_report_styles_surgery_and_study_dates_prescribers_and_a_suspected_finding(
+    text: str, field: str, expected: object
+) -> None:
+    reason, message, medical = extract(f"MRN: 3318842\n{text}\n")
+    assert getattr(medical, field, None) == expected, (reason, message)
