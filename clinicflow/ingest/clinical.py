@@ -47,7 +47,7 @@ from clinicflow.ingest.fields import (
 from clinicflow.ingest.medications import read_medications
 
 _LEADER = r"(?:[ \t]*\.{2,})?"  # "MRN ..........: 0034410"
-_SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"
+_SEP = rf"(?![A-Za-z]){_LEADER}\**[ \t]*(?:[:;#=]|No\.?|Number)?[ \t]*[:#]?\**[ \t]*"  # ";": OCR's ":"
 ID_LABELS_PRIMARY = (
     r"MRN|M\.R\.N\.?|MR[ \t]*(?=#)|Medical[ \t]+Record(?:[ \t]+(?:Number|No\.?|#))?|Med\.?[ \t]*Rec\.?"
     r"(?:[ \t]+(?:No\.?|#))?|Patient[ \t]+(?:ID|Identifier|No\.?|Number|#)|Pt\.?[ \t]+ID|"
@@ -83,7 +83,7 @@ LETTER_NAME = re.compile(
 )
 DOB = re.compile(
     r"(?i)\b(?:DOB|D\.O\.B\.?|Date[ \t]+of[ \t]+Birth|Birth[ \t]*Date|Born)(?:[ \t]*/[ \t]*(?:Age|Sex|Gender))?"
-    r"(?:[ \t]*\.{2,})?\**[ \t]*[:#]?"
+    r"(?:[ \t]*\.{2,})?\**[ \t]*[:;#]?"  # ";": OCR's reading of ":"
     r"\**[ \t]*"
 )
 ENCOUNTER_LABELS = (

@@ -199,3 +199,11 @@ def test_report_styles_surgery_and_study_dates_prescribers_and_a_suspected_findi
 ) -> None:
     reason, message, medical = extract(f"MRN: 3318842\n{text}\n")
     assert getattr(medical, field, None) == expected, (reason, message)
+
+
+def test_ocrs_semicolon_for_a_labels_colon_is_read() -> None:
+    reason, message, medical = extract("Patient: Mary Foster\nDOB; 09/30/1950\nMRN; RFM-0044721\n")
+    assert (getattr(medical, "patient_id", None), getattr(medical, "date_of_birth", None)) == (
+        "RFM-0044721",
+        date(1950, 9, 30),
+    ), (reason, message)
