@@ -79,8 +79,8 @@ def test_unreachable_server_exits_2_without_the_password(
     source_env: MySQLServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PORT", "1")
-    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "s3cret-pw-value")
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "fake-sentinel-not-a-credential-11")
     result = CliRunner().invoke(app, ["generate-opendental", "--database", source_env.database])
     assert result.exit_code == 2
     assert "cannot reach mysql://" in result.output
-    assert "s3cret-pw-value" not in result.output
+    assert "fake-sentinel-not-a-credential-11" not in result.output

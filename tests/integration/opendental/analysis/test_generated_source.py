@@ -208,9 +208,9 @@ def test_validate_and_show_commands(demo_source: MySQLServer, tmp_path: Path, cl
 def test_unreachable_source_exits_2_without_password(
     demo_source: MySQLServer, tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "s3cret-Value")
+    monkeypatch.setenv("CLINICFLOW_OPENDENTAL_SOURCE_PASSWORD", "fake-sentinel-not-a-credential-17")
     wrong = demo_source.model_copy(update={"username": "nobody_here"})
     result = cli(wrong, tmp_path / "tables.yml", "analyze-schema")
     assert result.exit_code == 2
     assert "nobody_here" in result.stdout
-    assert "s3cret-Value" not in result.stdout
+    assert "fake-sentinel-not-a-credential-17" not in result.stdout

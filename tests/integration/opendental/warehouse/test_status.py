@@ -84,8 +84,8 @@ def test_status_exit_codes(analytics: PostgresServer) -> None:
 def test_status_cannot_read_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PORT", "1")
-    monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", "s3cret-value")
+    monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PASSWORD", "fake-sentinel-not-a-credential-15")
     code, out = _status()
     assert code == 2
     assert "cannot read postgresql://" in out
-    assert "s3cret-value" not in out
+    assert "fake-sentinel-not-a-credential-15" not in out
