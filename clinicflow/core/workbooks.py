@@ -3,7 +3,8 @@
 openpyxl's read-only mode streams the sheet's XML (memory bounded by a row, not by the workbook); its cells say
 what each value is (a number, a date-time, text, a boolean). Formulas are read as the values the spreadsheet
 program stored with them. The first non-empty row is the header; empty rows are left out; a value in a column
-with no header is an error naming its cell, never a column dropped. The processing service stores an uploaded
+with no header is an error naming its cell, never a column dropped; title rows above the table (one cell
+each, then a wider row) are left out. The processing service stores an uploaded
 workbook's sheet as CSV (:mod:`clinicflow.processing.workbooks`); the pipeline toolkit's file extractor reads it
 as rows (:mod:`clinicflow.toolkit.files`).
 """
@@ -11,6 +12,7 @@ as rows (:mod:`clinicflow.toolkit.files`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from clinicflow.core.errors import ClinicflowError
+
+TITLE_LOOKAHEAD_ROWS = 10  # rows read ahead for the header under one-cell title rows
 
 
 class WorkbookError(ClinicflowError, ValueError):
@@ -74,10 +78,23 @@ def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
     sheet = book[wanted] if wanted is not None else (book.worksheets[0] if book.worksheets else None)
     if sheet is None:
         raise WorkbookError(f"{name}: the workbook has no worksheet")
-    numbered = ((number, _trimmed(row)) for number, row in enumerate(sheet.iter_rows(values_only=True), start=1))
-    header_row, header = next(((n, cells) for n, cells in numbered if cells), (0, []))
-    if not header:
+    filled = (
+        (number, cells)
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+        if (cells := _trimmed(row))
+    )
+    first = next(filled, None)
+    if first is None:
         raise WorkbookError(f"{name}: sheet {sheet.title!r} is empty")
+    (header_row, header), ahead = first, []
+    if len(header) == 1:
+        # Title rows above the table ("Fee schedule 2025"): a wider row within the next few is the header; with
+        # none, the sheet is one column and the rows read ahead are its data.
+        ahead = list(itertools.islice(filled, TITLE_LOOKAHEAD_ROWS))
+        wider = next((i for i, (_, cells) in enumerate(ahead) if len(cells) > 1), None)
+        if wider is not None:
+            (header_row, header), ahead = ahead[wider], ahead[wider + 1 :]
+    numbered = itertools.chain(ahead, filled)
     if any(c in (None, "") for c in header):
         column = get_column_letter(next(i for i, c in enumerate(header, 1) if c in (None, "")))
         raise WorkbookError(f"{name}: sheet {sheet.title!r}: header cell {column}{header_row} is empty")
@@ -85,8 +102,6 @@ def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
 
     def rows() -> Iterator[list[Any]]:
         for number, cells in numbered:
-            if not cells:
-                continue
             if len(cells) > width:
                 at = next(i for i, c in enumerate(cells, 1) if i > width and c not in (None, ""))
                 raise WorkbookError(

@@ -97,8 +97,11 @@ CONTEXT_TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 CLAUSE_START_NEGATIONS = ("not", "without")
 _POST_TRIGGERS = ("ruled out", "was ruled out", "excluded", "unlikely", "in the family", "resolved")
-# After the finding, uncertainty (outpatient coding never codes it): "heart failure (I50.2) suspected".
-_POST_HYPOTHETICAL = ("suspected", "questionable", "probable", "possible", "cannot be excluded", "not excluded")
+# After the finding, uncertainty (outpatient coding never codes it), ending the clause: "(I50.2) suspected",
+# "(I50.2) is suspected"; "(J01.90) - suspected bacterial" is sinusitis of a suspected cause.
+_POST_HYPOTHETICAL = re.compile(
+    r"(?:^|\s)(?:suspected|questionable|probable|possible|cannot be excluded|not excluded)[\s.,)]*$"
+)
 _CLAUSE_END = re.compile(r"(?:\.(?=\s)|;|\n|\bbut\b|\bhowever\b|\balthough\b|:)", re.I)
 
 
@@ -180,9 +183,7 @@ def assertion(text: str, start: int, end: int, section: Section | None) -> str:
         return "negated"
     after_end = _CLAUSE_END.search(text, end)
     after = text[end : after_end.start() if after_end else min(len(text), end + 80)].lower()
-    # The clause ends in it ("(I50.2) suspected", "(I50.2) is suspected"); "(J01.90) - suspected bacterial" is
-    # sinusitis of a suspected cause, not a suspected sinusitis.
-    if any(re.search(rf"(?:^|\s){t}[\s.,)]*$", after.strip()) for t in _POST_HYPOTHETICAL):
+    if _POST_HYPOTHETICAL.search(after.strip()):
         return "hypothetical"
     if any(t in after for t in _POST_TRIGGERS):
         return "negated"

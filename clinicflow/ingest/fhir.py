@@ -102,18 +102,18 @@ def _entries(root: Any, where: str) -> list[tuple[dict[str, Any], str | None]]:
 def fhir_entries(text: str) -> list[tuple[dict[str, Any], str | None]]:
     """The resources of FHIR JSON: a Bundle, one resource, or NDJSON (a bulk export: one resource or Bundle a line)."""
     try:
-        return _entries(json.loads(text), "FHIR JSON")
-    except ValueError as exc:
-        if isinstance(exc, StructureError):
-            raise
-        lines = text.splitlines()
-        first = next((line for line in lines if line.strip()), "")
-        if len([line for line in lines if line.strip()]) < 2 or not first.lstrip().startswith("{"):
-            raise StructureError("FHIR JSON does not parse") from None
+        root = json.loads(text)
+    except ValueError:
+        return _ndjson_entries(text)
+    return _entries(root, "FHIR JSON")
+
+
+def _ndjson_entries(text: str) -> list[tuple[dict[str, Any], str | None]]:
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if len(lines) < 2 or not lines[0][1].lstrip().startswith("{"):
+        raise StructureError("FHIR JSON does not parse")
     entries: list[tuple[dict[str, Any], str | None]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
         try:
             item = json.loads(line)
         except ValueError:

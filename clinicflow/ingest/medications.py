@@ -89,9 +89,9 @@ def read_medications(text: str, parts: list[Section], out: Candidates) -> None:
             line_offset = offset
             offset += len(raw_line) + 1
             for item in _list_items(raw_line):
-                cleaned = _PLAN_VERBS.sub("", _BULLET.sub("", item).strip(" ,.\t"))
-                source = cleaned  # as it stands in the text: the provenance's span
-                if cleaned != _BULLET.sub("", item).strip(" ,.\t"):
+                bare = _BULLET.sub("", item).strip(" ,.\t")
+                cleaned = source = _PLAN_VERBS.sub("", bare)  # source: as it stands in the text, the provenance
+                if cleaned != bare:
                     cleaned = _DOSE_CHANGE.sub(" ", cleaned, count=1)  # "Increase X to 20 mg" -> "X 20 mg"
                 if not cleaned or not re.match(r"[A-Za-z]", cleaned) or ":" in cleaned or not DOSE.search(cleaned):
                     continue

@@ -99,9 +99,8 @@ def read_hl7(text: str, out: Candidates) -> None:
             dates.setdefault("EVN-2", compact_date(str(fields[2])))
         elif name == "PID":
             reps = _components(message, fields[3])
-            if any(
-                _get(r, 4) for r in reps
-            ):  # typed: the medical record number(s), else the patient's number; never SS
+            # Typed: the MR number(s), else the patient-number types; never SS.
+            if any(_get(r, 4) for r in reps):
                 chosen = [(i, reps[i]) for i in patient_identifier_picks([_get(r, 4) for r in reps])]
             else:
                 chosen = [(0, reps[0])] if len(reps) == 1 else []

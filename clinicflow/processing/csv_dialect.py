@@ -48,8 +48,9 @@ def csv_options(head: bytes) -> CsvOptions:
     the header line into the most fields (a comma on a tie); with another delimiter than the comma,
     numbers written with a decimal comma and none with a point make the comma the decimal mark. A header
     whose every name is in single quotes (PhysioNet's exports) sets ``'`` as the quote character. A second
-    line of units only (``'mV'``, ``[mmHg]``) above numbers is skipped (:func:`csv_units` reads it).
-    Nothing else is guessed.
+    line of units only (``'mV'``, ``[mmHg]``) above numbers is skipped (:func:`csv_units` reads it). A first line
+    of numbers only is data (columns ``column_1``...); lines of metadata above the table (a device's export) are
+    skipped (:func:`_preamble_length`). Nothing else is guessed.
     """
     cut = len(head) >= CSV_SNIFF_BYTES
     encoding = text_encoding(head, cut=cut) or "utf-8"  # not text: read as UTF-8, whose error names the byte
@@ -73,7 +74,7 @@ def _table_options(lines: list[str], encoding: str) -> CsvOptions:
     sep = max(CSV_DELIMITERS, key=lambda d: (widths[d], d == ","))
     if widths[sep] <= 1:
         sep = WHITESPACE if _whitespace_columns(lines) else ","
-    header, rows = _split(lines[0], sep, '"'), []
+    header = _split(lines[0], sep, '"')
     quotechar = "'" if header and all(len(v) >= 2 and v[0] == v[-1] == "'" for v in header) else '"'
     rows = [_split(line, sep, quotechar) for line in lines[1:]]
     decimal = "."

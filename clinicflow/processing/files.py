@@ -44,7 +44,11 @@ def as_table_file(local_path: Path, file_name: str) -> tuple[Path, str]:
     if not is_workbook(local_path):
         return local_path, file_name
     converted = local_path.with_name(local_path.name + ".csv")
-    sheet = workbook_to_csv(local_path, converted, file_name)
+    try:
+        sheet = workbook_to_csv(local_path, converted, file_name)
+    except BaseException:
+        converted.unlink(missing_ok=True)  # a sheet that is not a table leaves no half-written CSV behind
+        raise
     return converted, safe_file_name(f"{Path(file_name).stem}-{sheet}.csv")
 
 

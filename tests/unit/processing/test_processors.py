@@ -435,6 +435,7 @@ def test_an_excel_workbook_reads_as_its_first_sheet_and_equals_its_csv_twin(tmp_
     book.save(workbook)
     with pytest.raises(DataFileError, match=r"vitals.xlsx: sheet 'Vitals': cell G5 has a value but no header"):
         as_table_file(workbook, "vitals.xlsx")
+    assert not workbook.with_name(workbook.name + ".csv").exists()  # no half-written sheet left behind
     legacy = tmp_path / "old.xls"
     legacy.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
     with pytest.raises(DataFileError, match=r"old.xls: .*save it as .xlsx or CSV"):

@@ -107,3 +107,29 @@ def test_an_excel_sheet_is_read_with_its_cells_types_and_a_bad_one_is_named(tmp_
         list(FileExtractor(str(path), sheet="Fees 2025").extract(RunContext()))
     with pytest.raises(ToolkitError, match="xlsx is read only"):
         FileLoader(str(tmp_path / "out.xlsx"))
+
+
+def test_title_rows_above_a_sheets_table_are_left_out_and_a_one_column_sheet_keeps_its_header(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Practice fee schedule, effective 2025"])
+    sheet.append(["Northside Dental"])
+    sheet.append([])
+    sheet.append(["Code", "Fee", "Effective"])
+    sheet.append(["D0120", 52.5, datetime(2025, 1, 1)])
+    path = tmp_path / "fees.xlsx"
+    book.save(path)
+    (batch,) = FileExtractor(str(path)).extract(RunContext())
+    assert (batch.columns, batch.rows) == (("Code", "Fee", "Effective"), [("D0120", 52.5, datetime(2025, 1, 1))])
+    single = Workbook()
+    for value in ["HR", *range(60, 75)]:
+        single.active.append([value])
+    path = tmp_path / "hr.xlsx"
+    single.save(path)
+    batches = list(FileExtractor(str(path), batch_size=100).extract(RunContext()))
+    assert [b.columns for b in batches] == [("HR",)]
+    assert [r[0] for r in batches[0].rows] == list(range(60, 75))  # every row, the ones read ahead too
