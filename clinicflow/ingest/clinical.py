@@ -55,6 +55,13 @@ ID_LABELS_PRIMARY = (
     r"E[HM]R(?:[ \t]+(?:No\.?|Number|#|ID))?"
 )
 ID_LABELS_ACCOUNT = r"Acct\.?|Account(?:[ \t]+(?:No\.?|Number|#))?"
+# A national patient number (England and Wales' NHS number, Scotland's CHI number), ranked below a local record
+# number: ten digits, written 3-3-4, stored without spaces and only when its modulus-11 check digit holds.
+NATIONAL_ID = re.compile(
+    rf"(?<![A-Za-z])(?:NHS|CHI)(?:[ \t]+(?:No\.?|Number|#))?{_LEADER}\**[ \t]*[:;#]?\**[ \t]*"
+    r"(\d{3}[ \t\-]?\d{3}[ \t\-]?\d{4})(?![\dA-Za-z])",
+    re.I,
+)
 _ID_VALUE = r"([A-Z0-9][A-Z0-9\-]*)"
 ID_PRIMARY = re.compile(rf"(?<![A-Za-z])(?:{ID_LABELS_PRIMARY}){_SEP}{_ID_VALUE}(?![A-Za-z0-9])", re.I)
 ID_ACCOUNT = re.compile(rf"(?<![A-Za-z])(?:{ID_LABELS_ACCOUNT}){_SEP}{_ID_VALUE}(?![A-Za-z0-9])", re.I)
@@ -121,10 +128,10 @@ ENCOUNTER_LABELS = (
     "Date of Report",
     "Referral Date",
     "Note Date",
-    "Date",
     "Seen on",
     "Seen",
     "in clinic on",  # a letter's "I reviewed Mr Cortez in clinic on 14 May 2024"
+    "Date",  # last: a letter's bare "Date:" is when it was written, after the visit it reports
 )
 _SPACES = r"[ \t]+"
 ENCOUNTER = [
@@ -142,7 +149,7 @@ PROVIDER = re.compile(
     r"(?:Physician|Provider)|Referring[ \t]+(?:Physician|Provider|Dentist)|Radiologist|"
     r"Consultant|Pathologist|Therapist|Nurse|Pharmacist|Seen[ \t]+by|Ordered[ \t]+by|Prescriber|"
     r"Prescribing[ \t]+(?:Physician|Provider|Doctor)|(?:Reading|Interpreting)[ \t]+(?:Physician|Radiologist)|"
-    r"Referring|Performed[ \t]+by|"
+    r"Referring|Performed[ \t]+by|Dictated[ \t]+by|Reported[ \t]+by|"
     r"Signed(?:[ \t]+by)?|Electronically[ \t]+signed[ \t]+by|Author)" + _LEADER + r"\**[ \t]*:\**[ \t]*"
     # Name words one space apart: two spaces or a tab is the next column (`Dr. Helen Park     NPI: 16290…`), and
     # a word followed by ':' or '#' is the next label.
@@ -232,20 +239,27 @@ def read_text(text: str, out: Candidates) -> dict[str, int]:
     signals["sections"] = sum(1 for p in parts if p.kind != "other")
     _identifiers(text, out, signals)
     _dates(text, out, signals, numeric_date_order(text))
-    match = PROVIDER.search(text)
-    if match:
-        out.add("provider", match.group(1).strip(" ,"), f"text:chars {match.start(1)}-{match.end(1)}")
-    else:
-        signed = SIGNATURE.search(text)  # a letter's signer, when no line names the provider
-        if signed:
-            out.add("provider", signed.group(1).strip(" ,"), f"text:chars {signed.start(1)}-{signed.end(1)}", rank=1)
+    _provider(text, out)
     _codes(text, parts, out, signals)
     read_medications(text, parts, out)
     return signals
 
 
+def valid_national_id(digits: str) -> bool:
+    """The NHS/CHI check: the first nine digits weighted 10..2, ``11 - sum % 11`` (11 as 0, 10 never valid)."""
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    check = 11 - sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True)) % 11
+    return (0 if check == 11 else check) == int(digits[9])
+
+
 def _identifiers(text: str, out: Candidates, signals: dict[str, int]) -> None:
-    for pattern, rank in ((ID_PRIMARY, 0), (ID_ACCOUNT, 1)):
+    for match in NATIONAL_ID.finditer(text):
+        digits = re.sub(r"\D", "", match.group(1))
+        if valid_national_id(digits):
+            out.add("patient_id", digits, f"text:chars {match.start(1)}-{match.end(1)}", rank=1)
+            signals["ids"] += 1
+    for pattern, rank in ((ID_PRIMARY, 0), (ID_ACCOUNT, 2)):
         for match in pattern.finditer(text):
             value = match.group(1)
             label_text = text[text.rfind("\n", 0, match.start()) + 1 : match.start(1)]
@@ -262,8 +276,30 @@ def _identifiers(text: str, out: Candidates, signals: dict[str, int]) -> None:
         out.add("patient_name", match.group(1).strip(), f"text:chars {match.start(1)}-{match.end(1)}", rank=1)
 
 
+def _provider(text: str, out: Candidates) -> None:
+    """The treating or reporting clinician: the first labelled one, else the letter's signer, else the referrer
+    (the one who sent the patient: the provider of a referral, not of the consult or report that names them)."""
+    labelled = list(PROVIDER.finditer(text))
+    own = [m for m in labelled if not re.search(r"(?i)referr", text[m.start() : m.start(1)])]
+    signed = SIGNATURE.search(text)
+    for rank, match in enumerate((own[0] if own else None, signed, labelled[0] if labelled else None)):
+        if match is not None:
+            out.add("provider", match.group(1).strip(" ,"), f"text:chars {match.start(1)}-{match.end(1)}", rank=rank)
+            return
+
+
+# A line about someone else: a parent's, guardian's or contact's birth date is not the patient's.
+_OTHER_PERSON_LINE = re.compile(
+    r"(?i)^[ \t]*(?:accompanied[ \t]+by|mother|father|parent|guardian|caregiver|carer|spouse|partner|husband|wife|"
+    r"next[ \t]+of[ \t]+kin|emergency[ \t]+contact|contact|informant|guarantor|subscriber|policy[ \t]+holder|"
+    r"insured|responsible[ \t]+party)\b[^:\n]{0,30}:"
+)
+
+
 def _dates(text: str, out: Candidates, signals: dict[str, int], order: DateOrder) -> None:
     for match in DOB.finditer(text):
+        if _OTHER_PERSON_LINE.match(_line_of(text, match.start())):
+            continue
         found = DATE_PATTERN.match(text, match.end())
         if found:
             parsed = parse_any_date(found.group(1), order)

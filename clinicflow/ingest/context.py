@@ -102,6 +102,7 @@ _POST_TRIGGERS = ("ruled out", "was ruled out", "excluded", "unlikely", "in the 
 _POST_HYPOTHETICAL = re.compile(
     r"(?:^|\s)(?:suspected|questionable|probable|possible|cannot be excluded|not excluded)[\s.,)]*$"
 )
+_POST_BEFORE_COMMA = re.compile(r"\b(?:was\s+|were\s+)?(?:ruled out|excluded|resolved|unlikely)\s*,")
 _CLAUSE_END = re.compile(r"(?:\.(?=\s)|;|\n|\bbut\b|\bhowever\b|\balthough\b|:)", re.I)
 
 
@@ -173,7 +174,8 @@ def assertion(text: str, start: int, end: int, section: Section | None) -> str:
     before = text[line_start:start]
     cuts = [m.end() for m in _CLAUSE_END.finditer(before)]
     clause = before[cuts[-1] :] if cuts else before
-    clause = " " + clause.lower()
+    # "neuropathy ruled out, A1c above goal - E11.9": a trigger before a comma ends what came before it.
+    clause = " " + _POST_BEFORE_COMMA.sub(",", clause.lower())
     words = clause.split()
     window = " " + " ".join(words[-12:]) + " "
     for status, triggers in CONTEXT_TRIGGERS.items():

@@ -46,7 +46,7 @@ from clinicflow.ingest.medical import REQUIRED_FIELDS, Medical, normalise_fields
 from clinicflow.ingest.structured import detect, read_structured
 
 PROMPT_VERSION = "medical-v2"  # part of the cache key: a new prompt never reuses old answers
-RULES_VERSION = "rules-v5"  # part of the cache key too: changed rules read every document again
+RULES_VERSION = "rules-v6"  # part of the cache key too: changed rules read every document again
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ IDENTITY_FIELDS = ("patient_id", "patient_name", "date_of_birth")
 LIST_FIELDS = ("diagnosis_codes", "procedure_codes", "medications")
 SSN = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
 _HONORIFICS = re.compile(r"^(?:mr|mrs|ms|miss|mx|dr|prof)\.?\s+", re.I)
+# A generational suffix: written after the given names in "O'Sullivan, Brendan Jr.", it ends the name.
+_SUFFIX = re.compile(r"(?i)^(?:jr|sr|ii|iii|iv)\.?$")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,11 @@ class Candidate:
 
 
 class Ambiguous(ClinicflowError, ValueError):
-    """Conflicting candidates for an identity field (message: field and count only)."""
+    """Conflicting candidates for an identity field (message: field, count and where: never the values)."""
 
-    def __init__(self, field_name: str, count: int) -> None:
-        super().__init__(f"{field_name}: {count} conflicting candidates")
+    def __init__(self, field_name: str, count: int, places: tuple[str, ...] = ()) -> None:
+        where = f" (at {', '.join(places)})" if places else ""
+        super().__init__(f"{field_name}: {count} conflicting candidates{where}")
         self.field_name = field_name
         self.count = count
 
@@ -51,7 +54,9 @@ def normalise_name(name: str) -> str:
     text = _HONORIFICS.sub("", text)
     if "," in text:
         family, _, given = text.partition(",")
-        text = f"{given.strip()} {family.strip()}"
+        given_words = given.split()
+        suffix = [given_words.pop()] if len(given_words) > 1 and _SUFFIX.match(given_words[-1]) else []
+        text = " ".join([*given_words, family.strip(), *suffix])
     words = [w.strip(".") if len(w.strip(".")) > 1 else w for w in text.split()]
     return " ".join(w.title() if w.isupper() and len(w) > 2 else w for w in words)
 
@@ -77,7 +82,9 @@ def normalise_provider(name: str) -> str:
 
 def name_key(name: str) -> str:
     """Names compared by first and last word, case and initials aside."""
-    words = [w.lower().strip(".") for w in normalise_name(name).split() if len(w.strip(".")) > 1]
+    words = [
+        w.lower().strip(".") for w in normalise_name(name).split() if len(w.strip(".")) > 1 and not _SUFFIX.match(w)
+    ]
     return f"{words[0]} {words[-1]}" if words else ""
 
 
@@ -88,6 +95,12 @@ def normalise_id(value: str) -> str:
 def normalise_icd10(code: str) -> str:
     code = code.strip().upper()
     return code if "." in code or len(code) <= 3 else f"{code[:3]}.{code[3:]}"
+
+
+def _place_order(provenance: str) -> tuple[int, str]:
+    """Provenances in document order: ``text:chars 45-53`` by its offset, any other by its text."""
+    offset = re.search(r"chars (\d+)", provenance)
+    return (int(offset.group(1)) if offset else 0, provenance)
 
 
 def _key(field_name: str, value: Any) -> Any:
@@ -136,9 +149,9 @@ class Candidates:
             best = min(c.rank for c in candidates)
             top = [c for c in candidates if c.rank == best]
             if name in IDENTITY_FIELDS:
-                distinct = {_key(name, c.value) for c in top}
-                if len(distinct) > 1:
-                    raise Ambiguous(name, len(distinct))
+                first_of_each = {_key(name, c.value): c.provenance for c in reversed(top)}
+                if len(first_of_each) > 1:
+                    raise Ambiguous(name, len(first_of_each), tuple(sorted(first_of_each.values(), key=_place_order)))
             fields[name] = top[0].value
             provenance[name] = top[0].provenance
         return fields, provenance

@@ -51,15 +51,19 @@ def test_an_ssn_is_never_a_patient_id_and_an_account_number_only_without_an_mrn(
     assert medical.patient_id == "7781234"  # type: ignore[attr-defined]
 
 
-def test_conflicts_are_dead_letters_that_name_the_field_and_count_never_values() -> None:
+def test_conflicts_are_dead_letters_that_name_the_field_count_and_places_never_values() -> None:
     reason, message, medical = extract(
         "Patient: Anil Patel  MRN: 20931\nPatient: Meera Patel  MRN: 20932\nDOB: 01/15/1970\n"
     )
     assert (reason, medical) == ("ambiguous-field", None)
-    assert message == "patient_id: 2 conflicting candidates"
+    # Where each value stands (offsets into the stored text) lets a reviewer find them without the values.
+    assert message == "patient_id: 2 conflicting candidates (at text:chars 26-31, text:chars 59-64)"
     assert "2093" not in message
     reason, message, _ = extract("MRN: 1001\nDOB: 01/15/1970\nDate of Birth: 02/15/1970\n")
-    assert (reason, message) == ("ambiguous-field", "date_of_birth: 2 conflicting candidates")
+    assert (reason, message) == (
+        "ambiguous-field",
+        "date_of_birth: 2 conflicting candidates (at text:chars 15-25, text:chars 41-51)",
+    )
     # The same value twice, or a name written two ways, is no conflict.
     reason, _, medical = extract("Patient: SMITH, JOHN\nMRN: 77\nRE: John Smith  MRN # 77\nDOB: 01/15/1970\n")
     assert reason is None
@@ -74,7 +78,7 @@ def test_hl7_pid3_by_identifier_type_never_ss() -> None:
     assert extract(msh + "PID|1||999-88-7777^^^SSA^SS||Doe^Jo||19600101\r")[0] == "missing-field"
     assert extract(msh + "PID|1||A77^^^H^MR~A78^^^H^MR||Doe^Jo\r")[:2] == (
         "ambiguous-field",
-        "patient_id: 2 conflicting candidates",
+        "patient_id: 2 conflicting candidates (at hl7:PID#2:PID-3[1], hl7:PID#2:PID-3[2])",
     )
 
 
@@ -168,7 +172,8 @@ def test_a_ccdas_medical_record_number_is_the_id_its_sender_names_so() -> None:
     )
     assert getattr(extract(ccd.replace(mrn, named))[2], "patient_id", None) == "Z7004242"
     unnamed = '<id root="1.2.3" extension="A1"/><id root="1.2.4" extension="B2"/>'
-    assert extract(ccd.replace(mrn, unnamed))[:2] == ("ambiguous-field", "patient_id: 2 conflicting candidates")
+    reason, message, _ = extract(ccd.replace(mrn, unnamed))
+    assert (reason, message.split(" (at ")[0]) == ("ambiguous-field", "patient_id: 2 conflicting candidates")
 
 
 def test_a_provider_in_capitals_reads_in_title_case_with_credentials_kept() -> None:
