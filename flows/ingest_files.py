@@ -133,7 +133,7 @@ def _ingest_in_pod(
         ingest_summary_rows(pattern, counts, seconds),
         key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
         description=f"ingest {pattern}: {counts.staged} staged, {counts.skipped} unchanged, "
-        f"{counts.extracted} extracted, {counts.failures} dead-lettered",
+        f"{counts.extracted} extracted, {counts.failures + counts.set_aside} dead-lettered",
     )
     log.info("ingest %s: %s", pattern, counts.as_dict())
     failure = error_rate_failure(counts, options.max_error_rate)
@@ -199,7 +199,7 @@ def _fan_out_recorded(
         ingest_summary_rows(pattern, counts, seconds),
         key=artifact_key("ingest", location.scheme, location.bucket, "summary"),
         description=f"ingest {pattern} (fan-out, {len(groups)} partitions): {counts.staged} staged, "
-        f"{counts.extracted} extracted, {counts.failures} dead-lettered",
+        f"{counts.extracted} extracted, {counts.failures + counts.set_aside} dead-lettered",
     )
     if failed is not None:
         return Failed(message=failed)
@@ -209,7 +209,7 @@ def _fan_out_recorded(
         "partitions": len(groups),
         "staged": counts.staged,
         "extracted": counts.extracted,
-        "dead_lettered": counts.failures,
+        "dead_lettered": counts.failures + counts.set_aside,
         "seconds": round(seconds, 2),
     }
 
@@ -284,7 +284,8 @@ def replay_dead_letters(options: ReplayOptions) -> Any:
     if result.still_open:
         return Failed(
             message=f"{result.still_open} of {result.attempted} dead letter(s) failed again "
-            "(still open, attempts increased)"
+            f"(still open, attempts increased): {'; '.join(result.failed_again)}"
+            + (" ..." if result.still_open > len(result.failed_again) else "")
         )
     return summary
 

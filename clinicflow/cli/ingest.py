@@ -30,9 +30,9 @@ _DB_HELP = "PostgresServer block of the ingestion database."
 _DB_BLOCK = "analytics-postgres"
 
 
-def _print_result(console: Console, title: str, result: dict[str, Any]) -> None:
+def _print_result(console: Console, title: str, result: dict[str, Any], key_header: str = "metric") -> None:
     table = Table(title=title)
-    table.add_column("metric")
+    table.add_column(key_header)
     table.add_column("value", justify="right", overflow="fold")
     for key, value in result.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
@@ -148,11 +148,9 @@ def dlq_list_command(
             limit=limit,
         )
         counts = count_letters(conn, schema)
-    table = Table(title=f"dead letters ({status})")
-    for header in ("id", "stage", "item", "reason", "attempts", "status", "last failed"):
-        table.add_column(header, overflow="fold")
-    for letter in letters:
-        table.add_row(
+    headers = ("id", "stage", "item", "reason", "attempts", "status", "last failed")
+    rows = [
+        (
             str(letter["id"]),
             letter["stage"],
             letter["source_uri"] or letter["item_key"],
@@ -161,8 +159,19 @@ def dlq_list_command(
             letter["status"],
             str(letter["last_failed_at"])[:19],
         )
+        for letter in letters
+    ]
     console = Console()
-    console.print(table)
+    if console.is_terminal:
+        table = Table(title=f"dead letters ({status})")
+        for header in headers:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # piped or redirected: a line a letter, tab-separated, a uri whole (for grep, cut, a script)
+        for row in (headers, *rows):
+            print("\t".join(row))
     console.print(", ".join(f"{s}/{st}/{r}: {n}" for (s, st, r), n in counts.items()) or "no dead letters")
 
 
@@ -186,7 +195,7 @@ def dlq_show_command(
         letter["payload"] = body
     else:
         letter["payload"] = "(hidden: --payload to show)" if body is not None else None
-    _print_result(Console(), f"dead letter {letter_id}", {k: str(v) for k, v in letter.items()})
+    _print_result(Console(), f"dead letter {letter_id}", {k: str(v) for k, v in letter.items()}, "field")
 
 
 @dlq_app.command("replay")

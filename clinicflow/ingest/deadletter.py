@@ -125,12 +125,16 @@ def discard_letters(conn: PgConnection, schema: str, ids: list[int]) -> int:
     return changed
 
 
+FAILED_AGAIN_SHOWN = 5  # letters named in a replay's failure message; `dlq list` has them all
+
+
 @dataclass
 class ReplayResult:
     attempted: int = 0
     replayed: int = 0
     still_open: int = 0
     by_stage: dict[str, int] = field(default_factory=dict)
+    failed_again: list[str] = field(default_factory=list)  # the first letters still open: id, stage/reason, message
 
 
 def _open_pages(
@@ -207,6 +211,12 @@ def replay(
                 (letter_ids,),
             )
             statuses = dict(cur.fetchall())
+            cur.execute(
+                f"SELECT id, stage, reason, message FROM {quote_ident(settings.schema, 'postgres')}.dead_letters "
+                f"WHERE id = ANY(%s) AND status = 'open' ORDER BY id LIMIT %s",
+                (letter_ids, FAILED_AGAIN_SHOWN),
+            )
+            result.failed_again = [f"letter {i}: {st}/{r}: {(m or '')[:200]}" for i, st, r, m in cur.fetchall()]
         result.replayed = int(statuses.get("replayed", 0))
         result.still_open = int(statuses.get("open", 0))
     return result

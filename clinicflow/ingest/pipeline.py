@@ -61,6 +61,10 @@ class IngestSettings:
     read_concurrency: int = 8  # objects of a batch read at once (network-bound)
 
 
+# Dead letters that are verdicts on a document, not failures: kept (and replayable) but not in the error rate.
+SET_ASIDE = frozenset({"extract/not-clinical"})
+
+
 @dataclass
 class RunCounts:
     listed: int = 0
@@ -75,7 +79,13 @@ class RunCounts:
 
     @property
     def failures(self) -> int:
-        return sum(self.dead_lettered.values())
+        """Dead letters that count against ``max_error_rate``: a document found not clinical (an invoice, a fax
+        cover) is set aside for review, a verdict on the document rather than a failure of the run."""
+        return sum(n for key, n in self.dead_lettered.items() if key not in SET_ASIDE)
+
+    @property
+    def set_aside(self) -> int:
+        return sum(n for key, n in self.dead_lettered.items() if key in SET_ASIDE)
 
     @property
     def error_rate(self) -> float:
@@ -105,7 +115,8 @@ class RunCounts:
             "extracted": self.extracted,
             "from_cache": self.from_cache,
             "not_extractable": self.not_extractable,
-            "dead_lettered": self.failures,
+            "dead_lettered": self.failures + self.set_aside,
+            "set_aside_not_clinical": self.set_aside,
             "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
             "error_rate": round(self.error_rate, 4),
             "stopped_at_max_error_rate": self.stopped,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinicflow.ingest.pipeline import RunCounts
+from clinicflow.ingest.pipeline import SET_ASIDE, RunCounts
 
 
 def ingest_summary_rows(pattern: str, counts: RunCounts, seconds: float) -> list[dict[str, Any]]:
@@ -20,10 +20,11 @@ def error_rate_failure(counts: RunCounts, max_error_rate: float) -> str | None:
     """Why a run (or a fan-out child) with these counts failed on its error rate, or None when it did not."""
     if not counts.stopped and not counts.above(max_error_rate):
         return None
-    reasons = ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()))
+    reasons = ", ".join(f"{k}={n}" for k, n in sorted(counts.dead_lettered.items()) if k not in SET_ASIDE)
+    aside = f", {counts.set_aside} not clinical set aside (not counted)" if counts.set_aside else ""
     text = (
         f"error rate {counts.error_rate:.1%} above max_error_rate {max_error_rate:.1%} "
-        f"({counts.failures} dead letter(s) of {counts.new} new item(s): {reasons}); "
+        f"({counts.failures} dead letter(s) of {counts.new} new item(s): {reasons}{aside}); "
     )
     if counts.stopped:
         return text + "the run stopped and the batch that crossed it was not published"

@@ -14,13 +14,18 @@ The source's signals are read before the night's work, the replica's after it
 (only the nightly writes the replica). They are stored in PostgreSQL per table
 after a table's night ended well; next night a table whose source and replica
 signals, tables.yml entry and raw table are all as stored is "unchanged"
-without a per-table query.
+without a per-table query, but only once its checksum sweep is whole: a
+table checksummed in slices (one a night) is visited until every slice has
+been compared on nights with no source write in between, so a silent update
+made before a quiet spell is still found (the slices compared are stored with
+the signals, and a changed source signal starts the count again).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -83,7 +88,53 @@ def ensure_table(pg_conn: PgConnection, schema: str) -> None:
             "source text NOT NULL, replica text NOT NULL, raw text NOT NULL, config text NOT NULL, "
             "recorded_at timestamptz NOT NULL DEFAULT now())"
         )
+        # The checksum slices compared since the source last changed ("7:0,1,4"); NULL: none known yet.
+        cur.execute(f"ALTER TABLE {q}.{SIGNALS_TABLE} ADD COLUMN IF NOT EXISTS swept_slices text")
     pg_conn.commit()
+
+
+_SLICE = re.compile(r"checksums slice (\d+)/(\d+)")
+SWEEP_OFF = "whole"  # a full copy, or no row checksums configured: nothing further a visit would compare
+
+
+def slices_checked(swept: str | None) -> tuple[int, frozenset[int]]:
+    """(slices, the slice indexes compared) from an outcome's ``swept`` note ("replica keys+checksums slice 3/7
+    (...)"): ``(1, {0})`` for a whole-table checksum, ``(0, {})`` when no checksums were compared."""
+    if not swept or "checksums" not in swept:
+        return 0, frozenset()
+    found = _SLICE.findall(swept)
+    if not found:
+        return 1, frozenset({0})
+    slices = {int(n) for _, n in found}
+    if len(slices) != 1:
+        return max(slices), frozenset()  # legs swept differently: no slice counts as compared by both
+    return slices.pop(), frozenset(int(i) - 1 for i, _ in found)
+
+
+def merge_coverage(stored: str | None, same_source: bool, swept: str | None, full_copy: bool = False) -> str:
+    """The slices compared since the source last changed, after tonight's visit (see :func:`sweep_complete`).
+
+    A full copy read every row tonight: whole. A visit that compared no checksums (the table's tables.yml turns
+    them off) promises nothing more for a next visit to add: whole as well."""
+    slices, tonight = slices_checked(swept)
+    if full_copy or slices == 0:
+        return SWEEP_OFF
+    before: frozenset[int] = frozenset()
+    if same_source and stored and ":" in stored:
+        count, _, listed = stored.partition(":")
+        if count == str(slices):
+            before = frozenset(int(i) for i in listed.split(",") if i)
+    return f"{slices}:{','.join(str(i) for i in sorted(before | tonight))}"
+
+
+def sweep_complete(coverage: str | None) -> bool:
+    """Every slice compared since the source's last write (or checksums are off for the table)."""
+    if coverage == SWEEP_OFF:
+        return True
+    if not coverage or ":" not in coverage:
+        return False
+    count, _, listed = coverage.partition(":")
+    return int(count) > 0 and len({i for i in listed.split(",") if i}) >= int(count)
 
 
 def raw_signals(pg_conn: PgConnection, raw_schema: str) -> dict[str, str]:
@@ -112,9 +163,11 @@ def unchanged_tables(
     ensure_table(pg_conn, schema)
     with pg_conn.cursor() as cur:
         cur.execute(
-            f"SELECT table_name, source, replica, raw, config FROM {quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
+            f"SELECT table_name, source, replica, raw, config, swept_slices "
+            f"FROM {quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
         )
-        stored = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
+        rows = cur.fetchall()
+    stored = {row[0]: tuple(row[1:5]) for row in rows if sweep_complete(row[5])}
     raw = raw_signals(pg_conn, raw_schema)
     same = set()
     for table, digest in configs.items():
@@ -157,12 +210,20 @@ def record(
 ) -> int:
     """Store tonight's signals of the tables that ended well; forget those of the others. Returns rows stored."""
     raw = raw_signals(pg_conn, raw_schema)
+    ensure_table(pg_conn, schema)
+    with pg_conn.cursor() as cur:
+        cur.execute(f"SELECT table_name, source, swept_slices FROM {quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}")
+        before = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
     keep, forget = [], []
     for outcome in outcomes:
         table = outcome.table
         src, rep, raw_now, digest = source.get(table), replica.get(table), raw.get(table), configs.get(table)
+        if outcome.status == "unchanged":
+            continue  # not visited tonight: its stored row stands as it is
         if ended_well(outcome) and src is not None and rep is not None and raw_now is not None and digest is not None:
-            keep.append((table, src, rep, raw_now, digest))
+            stored_source, stored_coverage = before.get(table, (None, None))
+            coverage = merge_coverage(stored_coverage, stored_source == src, outcome.swept, outcome.mode == "full")
+            keep.append((table, src, rep, raw_now, digest, coverage))
         else:
             forget.append((outcome.table,))
     q = f"{quote_ident(schema, 'postgres')}.{SIGNALS_TABLE}"
@@ -174,10 +235,10 @@ def record(
         if keep:
             execute_values(
                 cur,
-                f"INSERT INTO {q} (table_name, source, replica, raw, config) VALUES %s "
+                f"INSERT INTO {q} (table_name, source, replica, raw, config, swept_slices) VALUES %s "
                 "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
                 "replica = EXCLUDED.replica, raw = EXCLUDED.raw, config = EXCLUDED.config, "
-                "recorded_at = now()",
+                "swept_slices = EXCLUDED.swept_slices, recorded_at = now()",
                 list({row[0]: row for row in keep}.values()),
                 page_size=500,
             )

@@ -17,6 +17,9 @@ from clinicflow.processing.quality import parse_datetimes
 TIME_NAMES = (
     "time", "timestamp", "datetime", "date time", "time stamp", "date", "ts", "t", "elapsed time", "elapsed",
     "unix time", "epoch",
+    # German, French, Spanish, Dutch, Italian device and spreadsheet exports
+    "zeit", "zeitstempel", "datum", "uhrzeit", "datum zeit", "horodatage", "heure", "temps", "date heure",
+    "fecha", "hora", "tiempo", "fecha hora", "tijd", "tijdstempel", "datum tijd", "ora", "data ora", "tempo",
 )  # fmt: skip
 _UNIT_NOTE = re.compile(r"[(\[][^)\]]*[)\]]")  # "Time (s)", "Timestamp [ms]", "Date/Time (UTC)"
 
@@ -76,11 +79,20 @@ def elapsed_seconds(series: pd.Series) -> np.ndarray | None:
     return out
 
 
+# A time with no zone (``2024-03-14 06:00``) is kept as the clock read it: "wall-time", drawn as written, never moved
+# into the viewer's zone; one with a zone or an offset (``...Z``, ``...+01:00``, a zoned type, Unix time) is "time",
+# an instant, drawn in UTC. Both are epoch seconds here (a wall time as if it were UTC).
+WALL_TIME = "wall-time"
+_ZONED = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+
+
 def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None) -> tuple[np.ndarray, str]:
-    """(values as float64, kind): a date/time column in epoch seconds ("time"), a numeric one as is ("numeric";
+    """(values as float64, kind): a date/time column in epoch seconds ("time", or "wall-time" when it has no zone:
+    see :data:`WALL_TIME`), a numeric one as is ("numeric";
     "time" in epoch seconds when ``epoch_per_second`` says it counts Unix time, see :func:`epoch_units_per_second`),
     elapsed-time text in seconds ("numeric")."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        zone = "time" if getattr(series.dt, "tz", None) is not None else WALL_TIME
         stamps = pd.to_datetime(series, utc=True)
     elif pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         values = series.to_numpy(dtype=float, na_value=np.nan)
@@ -92,6 +104,8 @@ def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None
         if elapsed is not None:
             return elapsed, "numeric"
         stamps = parse_datetimes(series)
+        first = series.dropna().head(1)
+        zone = "time" if first.empty or _ZONED.search(str(first.iloc[0]).strip()) else WALL_TIME
         if (stamps.isna() & series.notna()).any():
             bad = int(np.argmax((stamps.isna() & series.notna()).to_numpy()))
             raise ProcessingError(
@@ -100,4 +114,4 @@ def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None
             )
     seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float) / 1e9
     seconds[stamps.isna().to_numpy()] = np.nan
-    return seconds, "time"
+    return seconds, zone

@@ -81,6 +81,15 @@ def test_an_ingest_run_fails_on_its_error_rate_with_one_message() -> None:
         "error rate 20.0% above max_error_rate 10.0% (2 dead letter(s) of 10 new item(s): extract/timeout=2); "
         "every readable document was staged (10): see `clinicflow dlq list`"
     )
+    # A document found not clinical (an invoice, a fax cover) is set aside for review: no failure of the run.
+    decoys = RunCounts(new=10, staged=10, dead_lettered=Counter({"extract/not-clinical": 3, "extract/timeout": 1}))
+    assert (error_rate_failure(decoys, 0.1), decoys.as_dict()["dead_lettered"]) == (None, 4)
+    decoys.dead_lettered["extract/missing-field"] += 1
+    assert error_rate_failure(decoys, 0.1) == (
+        "error rate 20.0% above max_error_rate 10.0% (2 dead letter(s) of 10 new item(s): extract/missing-field=1, "
+        "extract/timeout=1, 3 not clinical set aside (not counted)); "
+        "every readable document was staged (10): see `clinicflow dlq list`"
+    )
     stopped = RunCounts(new=10, dead_lettered=Counter({"read/missing": 5}), stopped=True)
     assert "the batch that crossed it was not published" in (error_rate_failure(stopped, 0.5) or "")
 

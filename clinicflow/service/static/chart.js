@@ -11,8 +11,11 @@
   function pointsFor(host) { return Math.max(200, Math.min(20000, Math.round(host.clientWidth * 2))); }
 
   function build(host, body, state) {
-    const isTime = body.x.kind === "time";
-    const columns = [], scales = {x: {time: isTime}}, axes = [{label: body.x.name || "row"}];
+    // Times are drawn in UTC, never in the viewer's zone: an instant ("time") labelled UTC, a time the file gives
+    // without a zone ("wall-time") as written.
+    const isTime = body.x.kind === "time" || body.x.kind === "wall-time";
+    const zone = body.x.kind === "time" ? " (UTC)" : body.x.kind === "wall-time" ? " (as written, no time zone)" : "";
+    const columns = [], scales = {x: {time: isTime}}, axes = [{label: (body.x.name || "row") + zone}];
     const series = [{label: body.x.name || "row"}];
     let line = 0, mean = 0;
     for (const s of body.series) {
@@ -35,6 +38,7 @@
     }
     const opts = {
       width: host.clientWidth, height: 340, scales, axes, series,
+      tzDate: ts => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       cursor: {drag: {x: true, y: false, setScale: true}},
       legend: {live: true},
       hooks: {setScale: [(u, key) => { if (key === "x") state.request(u.scales.x.min, u.scales.x.max); }]},

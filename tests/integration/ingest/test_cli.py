@@ -46,6 +46,9 @@ def test_demo_then_dead_letter_commands(
     assert listed.exit_code == 0, listed.output
     assert "not-clinical" in listed.output
     assert "extract" in listed.output
+    # Not a terminal: a line a letter, its uri whole (a folded table cut paths over lines).
+    (line,) = [row for row in listed.output.splitlines() if "not-clinical" in row and "\t" in row]
+    assert line.split("\t")[2].startswith("file://") and line.split("\t")[2].endswith(".txt")
     (letter_id,) = pg_rows(server, "SELECT id FROM ingest.dead_letters WHERE status = 'open'")[0]
     shown = runner.invoke(app, ["dlq", "show", str(letter_id)])
     assert shown.exit_code == 0
@@ -57,6 +60,7 @@ def test_demo_then_dead_letter_commands(
     # (The second demo run skipped the unchanged note: its extraction is retried by replays, not reruns.)
     replayed = runner.invoke(app, ["dlq", "replay", str(letter_id)])
     assert replayed.exit_code == 1, replayed.output
+    assert f"letter {letter_id}: extract/not-clinical: no patient identifier" in " ".join(replayed.output.split())
     assert pg_rows(server, "SELECT status, attempts FROM ingest.dead_letters") == [("open", 2)]
     discarded = runner.invoke(app, ["dlq", "discard", str(letter_id)])
     assert discarded.exit_code == 0, discarded.output

@@ -77,7 +77,10 @@ def browser_page(service: Service) -> Iterator[Any]:
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-extensions"],
         )
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1100}, accept_downloads=True)
+            # A viewer far from UTC: a file's times are drawn as the file gives them, never moved into this zone.
+            page = browser.new_page(
+                viewport={"width": 1200, "height": 1100}, accept_downloads=True, timezone_id="America/New_York"
+            )
             # The demo's link: the token in the fragment, nothing pasted.
             page.goto(service.url + f"/ui/#token={TOKEN}")
             expect(page.locator("#live")).to_have_text("live: on", timeout=30_000)
@@ -116,7 +119,8 @@ def chart_state(page: Any) -> dict[str, Any]:
       }
       return {view: s.view, scale: [u.scales.x.min, u.scales.x.max], x: b.x, rows: b.rows, start: b.start,
               end: b.end, points: b.points, method: b.method, peaks: b.peaks, peaks_in_view: b.peaks_in_view,
-              labels: u.series.slice(1).map(x => x.label), markers,
+              labels: u.series.slice(1).map(x => x.label), markers, axisLabel: u.axes[0].label,
+              firstX: typeof u.series[0].value === "function" ? u.series[0].value(u, d[0][0], 0, 0) : null,
               drawnRows: u.series[1].idxs[1] - u.series[1].idxs[0] + 1,
               max: Math.max(...b.series[0].values.filter(v => v != null))};
     }""")
@@ -175,7 +179,10 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
     seconds = ((pd.to_datetime(frame["time"]) - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy()
 
     state = open_result(page, peaks_id)
-    assert state["x"] == {"name": "time", "kind": "time"}, state["x"]
+    # The file's times have no zone: drawn as written (08:00 in a New York browser too), and the axis says so.
+    assert state["x"] == {"name": "time", "kind": "wall-time"}, state["x"]
+    assert state["axisLabel"] == "time (as written, no time zone)"
+    assert str(state["firstX"]).startswith("2026-03-01 8:00"), state["firstX"]
     assert state["labels"] == ["ppg", "peaks"]
     assert state["method"] == "MinMaxLTTB"
     assert state["rows"] == PPG_ROWS
@@ -237,7 +244,7 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
     page.reload()
 
     state = open_result(page, peaks_id)
-    assert state["x"] == {"name": "time", "kind": "time"}
+    assert state["x"] == {"name": "time", "kind": "wall-time"}  # a Parquet timestamp without a zone
     assert state["rows"] == BIG_ROWS
     # Min-max downsampling keeps a one-row spike in a 10M-row view of a few thousand points.
     assert state["max"] == SPIKE

@@ -48,6 +48,13 @@ def test_time_axis_from_iso_text_and_datetimes_and_the_default_column() -> None:
     assert np.isnan(seconds[2])
     stamps = pd.Series(pd.date_range("2026-03-01", periods=2, freq="1ms"))
     assert as_axis(stamps, "time")[0].tolist() == [1772323200.0, 1772323200.001]
+    # No zone in the file: a wall time, drawn as written (the page never moves it into the viewer's zone).
+    assert as_axis(stamps, "time")[1] == "wall-time"
+    assert as_axis(stamps.dt.tz_localize("Europe/Berlin"), "time")[1] == "time"
+    assert as_axis(pd.Series(["2024-03-14 06:00", "2024-03-14 06:05"]), "time")[1] == "wall-time"
+    assert default_time_column([{"name": "v", "dtype": "float64"}, {"name": "Zeitstempel", "dtype": "str"}]) == (
+        "Zeitstempel"
+    )
     with pytest.raises(ProcessingError, match="'label'"):
         as_axis(pd.Series(["a", "b"]), "label")
     assert default_time_column([{"name": "v", "dtype": "double"}, {"name": "at", "dtype": "timestamp[ns]"}]) == "at"

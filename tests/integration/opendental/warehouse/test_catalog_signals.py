@@ -92,3 +92,64 @@ def _wait_raw_counted(pg: PostgresServer) -> None:
         if pg_query(pg, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'raw.raw'::regclass")[0][0]:
             return
         time.sleep(0.1)
+
+
+def test_a_table_checksummed_in_slices_is_visited_until_every_slice_was_compared_since_its_last_write(
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
+    """A silent update outside tonight's slice, then quiet nights: the table is not left alone (by the catalog)
+    until the other slices were compared too, so the update is found within the sweep's nights."""
+    source, replica, pg = make_mysql_db("slicesrc"), make_mysql_db("slicerep"), make_pg_db("slicepg")
+    for server in (source, replica):
+        mysql_exec(server, _DDL.format(t="log"), "INSERT INTO `log` VALUES (1, 'a'), (2, 'b')")
+    pg_exec(
+        pg, "CREATE SCHEMA IF NOT EXISTS clinicflow", "CREATE SCHEMA IF NOT EXISTS raw", "CREATE TABLE raw.log (x int)"
+    )
+    configs = {"log": catalog_signals.config_signal(TableConfig(primary_key=["Num"]))}
+
+    def night(slice_no: int) -> set[str]:
+        _past_second()
+        src, rep = _read(source), _read(replica)
+        swept = f"replica keys+checksums slice {slice_no}/3 (1/3 ranges checksummed)"
+        conn = pg.connect()
+        try:
+            catalog_signals.ensure_table(conn, "clinicflow")
+            catalog_signals.record(
+                conn,
+                "clinicflow",
+                "raw",
+                src,
+                rep,
+                configs,
+                [TableOutcome("log", mode="incremental", verification="ok", swept=swept)],
+            )
+        finally:
+            conn.close()
+        _past_second()
+        return _unchanged(pg, source, replica, configs)
+
+    assert night(1) == set()  # one slice of three compared
+    assert night(2) == set()
+    mysql_exec(source, "UPDATE `log` SET `Name` = 'c' WHERE `Num` = 2")  # a write: the count starts again
+    assert night(3) == set()
+    assert night(3) == set()  # the same slice twice (two runs in a day) adds nothing
+    assert night(1) == set()
+    assert night(2) == {"log"}  # slices 3, 1 and 2 compared with no write in between: left alone
+    # A full copy reads every row: whole at once.
+    mysql_exec(source, "DELETE FROM `log` WHERE `Num` = 1")
+    _past_second()
+    conn = pg.connect()
+    try:
+        catalog_signals.record(
+            conn,
+            "clinicflow",
+            "raw",
+            _read(source),
+            _read(replica),
+            configs,
+            [TableOutcome("log", mode="full", verification="ok", swept="verification keys+checksums slice 2/3 (x)")],
+        )
+    finally:
+        conn.close()
+    _past_second()
+    assert _unchanged(pg, source, replica, configs) == {"log"}
