@@ -105,8 +105,8 @@ def _client_copy(
         source = ClientCopySource(export)
         try:
             pg_cursor.copy_expert(copy_sql, source, size=COPY_READ_SIZE)
-        except Exception as exc:
-            raise _copy_error(plan, exc) from exc
+        except Exception as exc:  # noqa: BLE001 - re-raised, named by _copy_error
+            raise _copy_error(plan, exc) from None  # the driver's DETAIL may hold row values
     fields = (source.counters_line or b"").decode("ascii", "replace").split(",")
     if fields[0] != "cf-counters" or len(fields) != len(counters) + 1:
         raise LoadError(f"table {plan.table!r}: the MySQL client's output ended early (no conversion counts)")
@@ -147,10 +147,10 @@ def stream_copy(
     stream = CopySource(reader)
     try:
         pg_cursor.copy_expert(copy_sql, stream, size=COPY_READ_SIZE)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised, named by _copy_error
         # The MySQL result is abandoned half read: the caller must close that connection.
         reader.close()
-        raise _copy_error(plan, exc) from exc
+        raise _copy_error(plan, exc) from None  # the driver's DETAIL may hold row values
     cur.close()
     conversions = read_counters(mysql_conn, plan)
     add_streamed_counts(conversions, layout)
@@ -180,6 +180,7 @@ def add_streamed_counts(conversions: ConversionCounts, layout: RowLayout | None)
 
 def _copy_error(plan: LoadPlan, exc: Exception) -> Exception:
     import psycopg2
+    import psycopg2.errors
 
     if isinstance(exc, psycopg2.DataError):
         # PostgreSQL's message names the column and the line; the value can be
@@ -189,4 +190,21 @@ def _copy_error(plan: LoadPlan, exc: Exception) -> Exception:
         # "COPY t, line 3, column X: \"value\"": keep where, never the value.
         where = re.sub(r':\s*".*$', "", context.split("\n")[0]).split(", ", 1)[-1].strip() if context else ""
         return LoadError(f"table {plan.table!r}: PostgreSQL rejected a value ({first}{'; ' + where if where else ''})")
+    if isinstance(exc, psycopg2.IntegrityError):
+        # The DETAIL line ("Failing row contains (1, null, zero)") holds the row: never kept.
+        diag = getattr(exc, "diag", None)
+        column = getattr(diag, "column_name", None)
+        context = (getattr(diag, "context", None) or "").split("\n")[0]
+        where = re.sub(r':\s*".*$', "", context).split(", ", 1)[-1].strip() if context else ""
+        text = f"table {plan.table!r}: {one_line(exc, limit=None, with_type=False)}"
+        if isinstance(exc, psycopg2.errors.NotNullViolation) and column:
+            pg_type = next((c.pg_type for c in plan.columns if c.name == column), "")
+            zero_date = pg_type.startswith(("date", "timestamp"))
+            text = f"table {plan.table!r}: column {column!r} is NOT NULL (a key) but a row's value arrived as NULL" + (
+                " (a MySQL zero date, '0000-00-00', loads as NULL: PostgreSQL has no such date; fix the source rows"
+                " or leave the column out of the key)"
+                if zero_date
+                else ""
+            )
+        return LoadError(text + (f"; {where}" if where else ""))
     return exc

@@ -155,8 +155,8 @@ def load_incremental(
                 segment = CopySource(reader, plan.batch_size)
                 try:
                     pg_cur.copy_expert(copy_sql, segment, size=COPY_READ_SIZE)
-                except Exception as exc:
-                    raise _copy_error(plan, exc) from exc
+                except Exception as exc:  # noqa: BLE001 - re-raised, named by _copy_error
+                    raise _copy_error(plan, exc) from None  # the driver's DETAIL may hold row values
                 if segment.rows == 0:
                     pg_conn.rollback()
                     break

@@ -29,6 +29,7 @@ from typing import Any
 from clinicflow.connectors.connections import connected
 from clinicflow.connectors.mysql import catalog, sessions
 from clinicflow.core.dbapi import Connection, PgConnection
+from clinicflow.core.errors import one_line
 from clinicflow.core.logs import get_logger
 from clinicflow.opendental.cdc.state import cdc_active_tables
 from clinicflow.opendental.chunks import keyset_after, ranges_from_boundaries
@@ -332,7 +333,8 @@ def failed_outcome(
     replication: dict[str, Any] | None = None,
 ) -> TableOutcome:
     """The outcome of a table that failed at ``stage`` (replication, load, ...): the message names the table."""
-    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    # The first line only: a driver's later lines (DETAIL, a failing row) may hold patient data.
+    message = error if isinstance(error, str) else one_line(error, limit=None)
     return TableOutcome(
         table,
         status="failed",

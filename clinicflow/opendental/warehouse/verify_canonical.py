@@ -73,10 +73,12 @@ def ensure_functions(pg_conn: PgConnection, schema: str) -> None:
 def _my(col: PgColumn) -> str:
     q = col.carried_sql(quote_ident(col.name, "mysql"))
     kind = col.kind
+    # "+ 0" prints the number, not its display form: YEAR, and ZEROFILL's padding ("00042" is 42 in raw).
+    zerofill = "zerofill" in col.source.column_type.lower()
     if kind is Kind.integer:
-        value = f"{q} + 0" if col.source.data_type.lower() == "year" else q
+        value = f"{q} + 0" if col.source.data_type.lower() == "year" or zerofill else q
     elif kind in (Kind.decimal, Kind.boolean_int):
-        value = q
+        value = f"{q} + 0" if zerofill else q
     elif kind is Kind.double:
         value = mysql_double_canonical(q)
     elif kind is Kind.float:

@@ -48,7 +48,8 @@ def test_demo_then_dead_letter_commands(
     assert "extract" in listed.output
     # Not a terminal: a line a letter, its uri whole (a folded table cut paths over lines).
     (line,) = [row for row in listed.output.splitlines() if "not-clinical" in row and "\t" in row]
-    assert line.split("\t")[2].startswith("file://") and line.split("\t")[2].endswith(".txt")
+    assert line.split("\t")[2].startswith("file://")
+    assert line.split("\t")[2].endswith(".txt")
     (letter_id,) = pg_rows(server, "SELECT id FROM ingest.dead_letters WHERE status = 'open'")[0]
     shown = runner.invoke(app, ["dlq", "show", str(letter_id)])
     assert shown.exit_code == 0

@@ -42,7 +42,8 @@ def test_an_nhs_number_is_the_patient_id_when_its_check_digit_holds_and_ranks_be
     # A local record number stays the patient id; the national number ranks below it (no conflict).
     reason, _, medical = extract(UK_LETTER.replace("NHS Number", "Hospital No: RBH55661\nNHS Number"))
     assert (reason, medical.patient_id) == (None, "RBH55661")  # type: ignore[attr-defined]
-    assert valid_national_id("9434765919") and not valid_national_id("4857773456")
+    assert valid_national_id("9434765919")
+    assert not valid_national_id("4857773456")
 
 
 def test_the_reporting_clinician_is_the_provider_not_the_referring_one() -> None:

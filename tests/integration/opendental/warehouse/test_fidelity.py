@@ -128,6 +128,29 @@ def test_json_nul_escapes_are_removed_counted_and_the_rest_kept(
     assert rows[4] is None
 
 
+def test_zerofill_numbers_load_as_numbers_and_verify(
+    make_mysql_db: Callable[[str], MySQLServer], make_pg_db: Callable[[str], PostgresServer]
+) -> None:
+    """ZEROFILL pads the display ("00042"), not the number: the verification compared the padding and failed the
+    table every night although raw held the right values."""
+    replica, pg = make_mysql_db("zfrep"), make_pg_db("zfpg")
+    mysql_exec(
+        replica,
+        "CREATE TABLE `zf` (`Id` int NOT NULL PRIMARY KEY, `Z` int(5) unsigned zerofill NULL, "
+        "`D` decimal(8,2) zerofill NULL) ENGINE=MyISAM",
+        "INSERT INTO `zf` VALUES (1, 42, 1.5), (2, 0, 0), (3, 4294967295, 999999.99), (4, NULL, NULL)",
+    )
+    load_steps.setup_target(pg)
+    outcome = load_steps.load_table_once(replica, pg, "zf", TableConfig(primary_key=["Id"]))
+    assert (outcome.status, outcome.verification) == ("ok", "ok"), outcome.error
+    assert pg_query(pg, 'SELECT "Id", "Z", "D"::text FROM raw.zf ORDER BY 1') == [
+        (1, 42, "1.50"),
+        (2, 0, "0.00"),
+        (3, 4294967295, "999999.99"),
+        (4, None, None),
+    ]
+
+
 def _one_day_of_changes(env: EtlEnv, day: int) -> None:
     """What an OpenDental day does that a watermark cannot see, plus ordinary changes."""
     generator.apply_changes(env.source, "procedurelog", inserts=40, updates=20, deletes=15, seed=day)
