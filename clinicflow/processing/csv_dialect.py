@@ -26,6 +26,8 @@ class CsvOptions(NamedTuple):
     skiprows: tuple[int, ...] = ()  # (1,): a units row under the header
     header: int | None = 0  # None: the first line is data (a file of numbers only, as numpy.savetxt writes)
     names: tuple[str, ...] | None = None  # the columns of a file without a header: column_1, column_2, ...
+    # Missing-value marks beside pandas' own (NA, N/A, null, ...): a dash, as exports and hand-kept sheets write.
+    na_values: tuple[str, ...] = ("--", "-", "\u2014", "\u2013")
 
 
 # A cell of a units row: a unit as devices and PhysioNet export them ("mV", "[mmHg]", "hh:mm:ss.mmm", "bpm");
@@ -176,6 +178,65 @@ def csv_units(path: Path, options: CsvOptions) -> list[str]:
         reader = csv.reader(handle, delimiter=options.sep, quotechar=options.quotechar)
         next(reader, None)
         return [v.strip() for v in next(reader, [])]
+
+
+FOOTER_TAIL_BYTES = 8 << 10
+MAX_FOOTER_LINES = 10
+
+
+def footer_offset(path: Path, options: CsvOptions) -> int | None:
+    """Where lines of text below the table start (a device export's ``End of recording``, ``Total samples,5000``),
+    as a byte offset; None when the file ends with its table.
+
+    Read from the file's last bytes: a line is the table's when it has the header's number of fields and a
+    number (or a missing mark) in every column the first lines hold numbers in (nine in ten); up to ten lines after the last
+    such line are the footer. Files in UTF-16, or whose first lines hold no numeric column, are left as they are.
+    """
+    if options.encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+        return None
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(CSV_SNIFF_BYTES).decode(options.encoding, errors="replace").lstrip("\ufeff")
+        start = max(0, size - FOOTER_TAIL_BYTES)
+        handle.seek(start)
+        tail = handle.read()
+    lines = head.splitlines()[:50]
+    skipped = set(options.skiprows)
+    kept = [line for i, line in enumerate(lines) if i not in skipped]
+    rows = kept if options.header is None else kept[1:]
+    rows = [_split(line, options.sep, options.quotechar) for line in rows[:-1] if line.strip()]
+    if not rows:
+        return None
+    width = len(rows[0])
+    # A column of numbers: nine in ten of the first lines' cells (a short file's footer is among them).
+    numeric = [
+        c
+        for c in range(width)
+        if sum(c < len(row) and _is_number(row[c], options.decimal) for row in rows) >= 0.9 * len(rows)
+    ]
+    if not numeric:
+        return None
+
+    def is_row(line: str) -> bool:
+        cells = _split(line, options.sep, options.quotechar)
+        return len(cells) == width and all(
+            _is_number(cells[c], options.decimal) or cells[c].lower() in _MISSING for c in numeric
+        )
+
+    offset, footer, seen = len(tail), 0, 0
+    for raw in reversed(tail.splitlines(keepends=True)):
+        line = raw.decode(options.encoding, errors="replace")
+        if line.strip():
+            if is_row(line):
+                break
+            seen += 1
+            if seen > MAX_FOOTER_LINES:
+                return None  # more text than a footer: the table's own rows, named by the reader's error
+            footer = offset - len(raw)
+        offset -= len(raw)
+    else:
+        return None  # no table row in the last bytes
+    return start + footer if seen else None
 
 
 def csv_file_options(path: Path) -> CsvOptions:

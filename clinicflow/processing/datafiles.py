@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 
 from clinicflow.core import settings
 from clinicflow.core.errors import ClinicflowError
-from clinicflow.processing.csv_dialect import csv_file_options, csv_units
+from clinicflow.processing.csv_dialect import csv_file_options, csv_units, footer_offset
 
 T = TypeVar("T")
 DataFormat = Literal["csv", "parquet"]
@@ -49,6 +50,7 @@ class FileMetadata:
     format: DataFormat
     columns: list[dict[str, str]]  # [{"name": ..., "dtype": ...}] as read from the first chunk
     row_count: int
+    footer_bytes: int = 0  # lines of text below a CSV's table, left out (csv_dialect.footer_offset)
 
 
 def detect_format(path: Path, name: str) -> DataFormat:
@@ -91,13 +93,38 @@ def iter_chunks(
     with _reading(label, fmt):
         if fmt == "csv":
             options = csv_file_options(path)
-            with pd.read_csv(path, usecols=columns, chunksize=chunk_rows, **options._asdict()) as reader:
+            end = footer_offset(path, options)
+            with contextlib.ExitStack() as stack:
+                source: Any = path
+                if end is not None:  # the lines below the table (a device's footer) are not rows
+                    source = stack.enter_context(io.BufferedReader(_UpTo(stack.enter_context(open(path, "rb")), end)))
+                reader = stack.enter_context(
+                    pd.read_csv(source, usecols=columns, chunksize=chunk_rows, **options._asdict())
+                )
                 yield from reader
         elif fmt == "parquet":
             for batch in _parquet_batches(path, columns, chunk_rows):
                 yield batch.to_pandas()
         else:
             raise DataFileError(f"{label}: unsupported format {fmt!r}")
+
+
+class _UpTo(io.RawIOBase):
+    """A binary file read up to a byte offset, then at its end."""
+
+    def __init__(self, raw: Any, end: int) -> None:
+        self._raw, self._left = raw, end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        count = self._raw.readinto(view) or 0
+        self._left -= count
+        return count
 
 
 def iter_column(
@@ -189,7 +216,16 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
             raise DataFileError(f"{name}: no header row")
         for column, unit in zip(columns, csv_units(path, csv_file_options(path)), strict=False):
             column["unit"] = unit  # the skipped units row, kept with the column it describes
-    return FileMetadata(name=name, size_bytes=size, sha256=sha256, format=fmt, columns=columns, row_count=rows)
+    footer = footer_offset(path, csv_file_options(path)) if fmt == "csv" else None
+    return FileMetadata(
+        name=name,
+        size_bytes=size,
+        sha256=sha256,
+        format=fmt,
+        columns=columns,
+        row_count=rows,
+        footer_bytes=size - footer if footer is not None else 0,
+    )
 
 
 def is_nested(value: Any) -> bool:

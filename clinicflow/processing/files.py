@@ -94,7 +94,7 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
 
 
 def _insert(conn: PgConnection, name: str, meta: FileMetadata, object_name: str, storage_uri: str) -> dict[str, Any]:
-    return store.insert_data_file(
+    row = store.insert_data_file(
         conn,
         name=name,
         size_bytes=meta.size_bytes,
@@ -105,3 +105,6 @@ def _insert(conn: PgConnection, name: str, meta: FileMetadata, object_name: str,
         object_name=object_name,
         storage_uri=storage_uri,
     )
+    if meta.footer_bytes:  # said once, at upload: the rows counted and read are the table's only
+        row["note"] = f"{meta.footer_bytes} bytes of text below the table (a device's footer) left out"
+    return row

@@ -1,0 +1,54 @@
+"""What real exports hold around and inside their tables: a device's footer lines, dashes for missing values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clinicflow.processing.csv_dialect import csv_file_options, footer_offset
+from clinicflow.processing.datafiles import describe_file, iter_chunks
+
+
+def _ecg_export(rows: int) -> str:
+    t = np.arange(rows) / 250
+    lines = ["Time,Lead I", "s,mV", *(f"{x:.3f},{np.sin(x * 7):.4f}" for x in t)]
+    return "\n".join(lines) + "\n\nEnd of recording\nTotal samples," + str(rows) + "\n"
+
+
+def test_a_devices_footer_lines_are_not_rows(tmp_path: Path) -> None:
+    for rows in (40, 50_000):  # the footer inside the first bytes read, and far below them
+        path = tmp_path / f"ecg-{rows}.csv"
+        path.write_text(_ecg_export(rows))
+        meta = describe_file(path, path.name)
+        # Read as rows, "Total samples,5000" made a 5,000 mV sample and the Time column text.
+        assert meta.row_count == rows
+        assert meta.footer_bytes == len(f"End of recording\nTotal samples,{rows}\n")
+        assert [c["dtype"] for c in meta.columns] == ["float64", "float64"]
+        frame = pd.concat(iter_chunks(path, "csv", chunk_rows=7_000))
+        assert len(frame) == rows
+        assert frame["Lead I"].abs().max() <= 1.0
+
+
+def test_a_table_that_ends_as_a_table_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "plain.csv"
+    path.write_text("t,v\n" + "".join(f"{i},{i * 2}\n" for i in range(1000)))
+    assert footer_offset(path, csv_file_options(path)) is None
+    assert describe_file(path, path.name).row_count == 1000
+    # A line of text under the table is a footer, left out and said (the upload's response carries the note).
+    path.write_text("t,v\n" + "".join(f"{i},{i * 2}\n" for i in range(1000)) + "checked by,RN\n")
+    meta = describe_file(path, path.name)
+    assert (meta.row_count, meta.footer_bytes) == (1000, len("checked by,RN\n"))
+
+
+def test_dashes_are_missing_values_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "vitals.csv"
+    path.write_text(
+        "timestamp,spo2,hr\n2024-03-14T08:00:00+01:00,97,76\n2024-03-14T08:01:00+01:00,--,-\n"
+        "2024-03-14T08:02:00+01:00,98,75\n"
+    )
+    frame = pd.concat(iter_chunks(path, "csv"))
+    assert frame["spo2"].dtype == np.float64
+    assert frame["spo2"].isna().tolist() == [False, True, False]
+    assert frame["hr"].isna().sum() == 1
