@@ -189,8 +189,9 @@ def footer_offset(path: Path, options: CsvOptions) -> int | None:
     as a byte offset; None when the file ends with its table.
 
     Read from the file's last bytes: a line is the table's when it has the header's number of fields and a
-    number (or a missing mark) in every column the first lines hold numbers in (nine in ten); up to ten lines after the last
-    such line are the footer. Files in UTF-16, or whose first lines hold no numeric column, are left as they are.
+    number (or a missing mark) in every column the first lines hold numbers in (nine in ten); up to ten lines
+    after the last such line are the footer. Files in UTF-16, or whose first lines hold no numeric column, are
+    left as they are.
     """
     if options.encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
         return None

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from clinicflow.processing.axis import is_time_name
 from clinicflow.processing.base import DataSource, InvalidRequest, ParamsModel, ProcessingError, ProgressFn, json_number
 from clinicflow.processing.custom import CustomParams, run_custom
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, MAX_POINTS, read_ahead
@@ -60,7 +61,9 @@ class RollingMeanParams(ParamsModel):
     window: int = Field(ge=1, le=MAX_CHUNK_ROWS, description="Rows per window.")
     min_periods: int | None = Field(default=None, ge=1, description="Values needed for a result (default: window).")
     center: bool = Field(default=False, description="Label each window at its centre instead of its end.")
-    columns: list[str] | None = Field(default=None, min_length=1, description="Numeric columns (default: all numeric).")
+    columns: list[str] | None = Field(
+        default=None, min_length=1, description="Numeric columns (default: every numeric column but a time column)."
+    )
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, ge=1, le=MAX_CHUNK_ROWS, description="Rows read per chunk.")
     max_points: int = Field(
         default=2000,
@@ -172,12 +175,16 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
 
 
 def _numeric_columns(source: DataSource, chunk_rows: int) -> list[str]:
+    """The numeric columns a processor takes by default: the signals, not a time column (``time_s``, ``t``,
+    ``Timestamp``: the x axis, whose rolling mean is a diagonal line and whose peaks are none)."""
     for chunk in source.chunks(None, min(chunk_rows, 10_000)):
-        return [
+        numeric = [
             str(c)
             for c, t in chunk.dtypes.items()
             if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
         ]
+        signals = [c for c in numeric if not is_time_name(c)]
+        return signals or numeric
     return []
 
 
@@ -185,7 +192,9 @@ def _numeric_columns(source: DataSource, chunk_rows: int) -> list[str]:
 
 
 class PeakDetectionParams(ParamsModel):
-    column: str | None = Field(default=None, description="Numeric column (default: the first numeric column).")
+    column: str | None = Field(
+        default=None, description="Numeric column (default: the first numeric column that is not a time column)."
+    )
     height: float | None = Field(default=None, description="Minimal peak height (scipy find_peaks).")
     distance: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS, description="Minimal rows between peaks.")
     prominence: float | None = Field(default=None, ge=0, description="Minimal prominence.")

@@ -52,3 +52,16 @@ def test_dashes_are_missing_values_not_text(tmp_path: Path) -> None:
     assert frame["spo2"].dtype == np.float64
     assert frame["spo2"].isna().tolist() == [False, True, False]
     assert frame["hr"].isna().sum() == 1
+
+
+def test_a_processors_default_columns_are_the_signals_not_the_time(tmp_path: Path) -> None:
+    from clinicflow.processing.base import DataSource
+    from clinicflow.processing.processors import PeakDetectionParams, RollingMeanParams, peak_detection, rolling_mean
+
+    path = tmp_path / "ecg.csv"
+    t = np.arange(2000) / 250
+    pd.DataFrame({"time_s": t, "Lead II": np.sin(2 * np.pi * 1.2 * t)}).to_csv(path, index=False)
+    source = DataSource(path, path.name, "csv", 2000, ["time_s", "Lead II"])
+    # The rolling mean of the time column was drawn as a diagonal line on its own axis.
+    assert list(rolling_mean(source, RollingMeanParams(window=25), lambda _: None)["series"]) == ["Lead II"]
+    assert peak_detection(source, PeakDetectionParams(), lambda _: None)["column"] == "Lead II"
