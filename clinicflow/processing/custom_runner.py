@@ -92,8 +92,10 @@ def run_script_request(argv: list[str]) -> int:
     except MemoryError:
         return fail("process raised MemoryError: over the memory limit of the script's run")
     except Exception as exc:  # noqa: BLE001 - anything the user's script raises is its failure
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        return fail(f"process raised {type(exc).__name__}: {exc} (line {frame.lineno})")
+        # The script's own line: the last frame in it, not the library line the error surfaced in (pandas').
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == module.__file__]
+        where = f" (line {frames[-1].lineno} of {module.__file__})" if frames else ""
+        return fail(f"process raised {type(exc).__name__}: {exc}{where}")
     if not isinstance(result, dict):
         return fail(f"process returned {type(result).__name__}, expected dict")
     try:

@@ -21,6 +21,8 @@ SCRIPTS = {
     "sleeps": "import time\ndef process(df, params):\n    time.sleep(30)\n    return {}\n",
     "one_arg": "def process(df):\n    return {}\n",
     "no_process": "def run(df, params):\n    return {}\n",
+    # A KeyError raised inside pandas: the script's line is 3, pandas' is in the thousands.
+    "bad_column": "def process(df, params):\n    total = 0\n    return {'sum': float(df['no_such_col'].sum())}\n",
 }
 
 
@@ -92,7 +94,8 @@ def test_scripts_are_refused_at_request_time(scripts: Path, name: str, reason: s
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("crashes", "process raised ZeroDivisionError: division by zero"),
+        ("crashes", r"process raised ZeroDivisionError: division by zero \(line 2 of crashes.py\)"),
+        ("bad_column", r"process raised KeyError: 'no_such_col' \(line 3 of bad_column.py\)"),
         ("not_json", "not JSON-serialisable"),
         ("returns_list", "returned list, expected dict"),
     ],
