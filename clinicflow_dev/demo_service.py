@@ -53,6 +53,8 @@ def port_or_free(port: int) -> int:
     """``port`` when nothing listens on it on loopback, else (or for 0) a free one."""
     if port:
         with socket.socket() as sock:
+            # As the servers bind: a port a stopped run left in TIME_WAIT is free for them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
                 return port
@@ -219,7 +221,11 @@ def serve_demo(
         for name in secret_env.names()
         if name.startswith("CLINICFLOW_ANALYTICS_POSTGRES_")
     }
+    wanted = {"Prefect server": prefect_port, "processing service": service_port}
     prefect_port, service_port = port_or_free(prefect_port), port_or_free(service_port)
+    for (what, asked), got in zip(wanted.items(), (prefect_port, service_port), strict=True):
+        if asked and got != asked:
+            echo(f"port {asked} is taken: the {what} uses port {got}")
     api_url = f"http://127.0.0.1:{prefect_port}/api"
     service_url = f"http://127.0.0.1:{service_port}"
     shared = {
