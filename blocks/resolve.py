@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from prefect.blocks.core import Block
 
 from blocks.databases import MySQLServer, PostgresServer
-from clinicflow.core import settings
+from clinicflow.core import secret_env, settings
 from clinicflow.core.errors import ClinicflowError
 
 B = TypeVar("B", bound=Block)
@@ -85,6 +85,13 @@ def block_from_env(name: str, block_type: type[B]) -> B:
         if builder is not None:
             return builder(name)  # type: ignore[return-value]
         if issubclass(block_type, (MySQLServer, PostgresServer)):
+            if name not in ENV_DEFAULTS and not secret_env.getenv(env_prefix(name) + "DATABASE"):
+                # A mistyped or new name must not fall back to a local default database (and read or write it).
+                raise BlockResolutionError(
+                    f"block {name!r}: no such block in env mode: set {env_prefix(name)}DATABASE (and _HOST, _PORT, "
+                    f"_USER, _PASSWORD), or use one of {', '.join(sorted(ENV_DEFAULTS))}; with PREFECT_API_URL set, "
+                    "`clinicflow blocks setup` saves it (docs/deploy.md)"
+                )
             return block_type.from_env(name, ENV_DEFAULTS.get(name))  # type: ignore[return-value]
     except (ValueError, TypeError) as exc:
         # pydantic messages name the field, never the secret's value for SecretStr.

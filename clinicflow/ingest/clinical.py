@@ -29,10 +29,9 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from itertools import islice
 
-from clinicflow.ingest.coding import PX_LABEL
+from clinicflow.ingest.coding import PX_LABEL, billable_icd10, valid_icd10
 from clinicflow.ingest.context import Section, assertion, section_at, sections
 from clinicflow.ingest.fields import (
     DATE_PATTERN,
@@ -186,46 +185,6 @@ def _line_of(text: str, offset: int) -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
-@lru_cache(maxsize=1)
-def icd10cm_codes() -> frozenset[str]:
-    """The ICD-10-CM code set simple-icd-10-cm ships (its code list: categories to 7th-character codes).
-
-    Read from the list file rather than through the package's API, which parses the full tabular XML on import
-    (1.5 to 2 s of CPU in every process that extracts). The package is found without importing it:
-    ``importlib.resources.files("simple_icd_10_cm.data")`` would import ``simple_icd_10_cm`` first, and so parse.
-    """
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    spec = find_spec("simple_icd_10_cm")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the ICD-10-CM code list needs the simple-icd-10-cm package (a project dependency)")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    lists = sorted(data.glob("code-list*.txt"), key=lambda p: p.name)
-    listing = lists[-1]
-    return frozenset(
-        line.strip()
-        for line in listing.read_text(encoding="utf-8").splitlines()
-        if line.strip() and "-" not in line and not line.strip().isdigit()
-    )
-
-
-def _billable(code: str) -> bool:
-    """A valid code with no subcodes (a reading of "(125.4)" as the category I25.4 is more likely a number)."""
-    key = code.replace(".", "")
-    return key in icd10cm_codes() and key not in _categories()
-
-
-@lru_cache(maxsize=1)
-def _categories() -> frozenset[str]:
-    """Every code of the set that has subcodes (the prefixes of the longer codes)."""
-    return frozenset(code[:n] for code in icd10cm_codes() for n in range(3, len(code)))
-
-
-def valid_icd10(code: str) -> bool:
-    return code.replace(".", "").upper() in icd10cm_codes()
-
-
 _SPACES_AS_SPACE = str.maketrans(dict.fromkeys("\u00a0\u2002\u2003\u2007\u2009\u202f\u205f\u3000\r", " "))
 
 
@@ -369,7 +328,7 @@ def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, 
         alone = text[match.start() - 1 : match.start()] == "(" and re.match(r"\)(?![ \t]*[A-Za-z%/])", after)
         labelled = bool(re.search(DX_LABEL.pattern + r"[ \t]*$", text[max(0, match.start() - 25) : match.start()]))
         code = "I" + match.group(1)
-        if (alone or labelled) and _billable(code):
+        if (alone or labelled) and billable_icd10(code):
             diagnosis(code, match.span(), None)
     for match in UNDOTTED_ICD10.finditer(text):
         # Claims and billing exports write codes without the dot ("Dx: K0530, E119"): only in a diagnosis

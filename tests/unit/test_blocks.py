@@ -37,6 +37,16 @@ def test_env_mode_defaults_per_block_name(monkeypatch: pytest.MonkeyPatch) -> No
     assert resolve_block("analytics-postgres", PostgresServer).database == "analytics"
 
 
+def test_an_unknown_block_name_never_falls_back_to_a_local_default_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipeline's `connection: analytics-pg` (a typo) connected to the local `analytics` database."""
+    monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
+    monkeypatch.delenv("CLINICFLOW_ANALYTICS_PG_DATABASE", raising=False)
+    with pytest.raises(BlockResolutionError, match=r"'analytics-pg'.*CLINICFLOW_ANALYTICS_PG_DATABASE"):
+        resolve_block("analytics-pg", PostgresServer)
+    monkeypatch.setenv("CLINICFLOW_ANALYTICS_PG_DATABASE", "warehouse")
+    assert resolve_block("analytics-pg", PostgresServer).database == "warehouse"
+
+
 def test_bad_port_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLINICFLOW_CREDENTIALS", "env")
     monkeypatch.setenv("CLINICFLOW_ANALYTICS_POSTGRES_PORT", "five")
