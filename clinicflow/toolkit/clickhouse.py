@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from clinicflow.connectors.connections import connected
 from clinicflow.core.errors import one_line
@@ -26,6 +26,8 @@ from clinicflow.toolkit.sqldb import query_parameters
 
 class ClickHouseConnection(BaseModel):
     """Where ClickHouse is. The URL may hold a password: it is a secret, and ``describe()`` drops it."""
+
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
 
     url: SecretStr = Field(description="http(s)://user:password@host:port, or chdb:///dir for the embedded engine.")
     database: str = Field("default", description="Database the tables live in.")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from clinicflow.connectors.http import HttpFetchError, fetch, redact
 from clinicflow.core.retry import RetryPolicy
@@ -70,6 +70,7 @@ class TokenBucket:
 
 
 class PagePagination(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
     style: Literal["page"] = "page"
     page_param: str = "page"
     first_page: int = 1
@@ -78,6 +79,7 @@ class PagePagination(BaseModel):
 
 
 class OffsetPagination(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
     style: Literal["offset"] = "offset"
     offset_param: str = "offset"
     limit_param: str = "limit"
@@ -85,6 +87,7 @@ class OffsetPagination(BaseModel):
 
 
 class CursorPagination(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
     style: Literal["cursor"] = "cursor"
     cursor_param: str = "cursor"
     cursor_path: str = Field(
@@ -93,6 +96,7 @@ class CursorPagination(BaseModel):
 
 
 class LinkPagination(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
     style: Literal["link"] = "link"
     next_path: str = Field(
         "",
@@ -114,6 +118,7 @@ def next_url_in_body(body: Any, path: str) -> str | None:
 
 
 class NoPagination(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a mistyped key ("page_parm") is named, not ignored
     style: Literal["none"] = "none"
 
 
@@ -205,8 +210,18 @@ class HttpExtractor:
         with httpx.Client(
             headers=self.headers, timeout=self.timeout_seconds, transport=self.transport, follow_redirects=True
         ) as client:
+            previous: bytes | None = None  # the last page's body: a page served twice is the end, or a wrong param
             for _ in range(self.max_pages):
                 response = self.request(client, url, params)
+                counted = isinstance(p, (PagePagination, OffsetPagination))
+                if counted and previous is not None and response.content == previous[1:]:
+                    if previous[:1] == b"s":  # after a short page: the API serves its last page again
+                        return
+                    name = p.page_param if isinstance(p, PagePagination) else p.offset_param  # type: ignore[union-attr]
+                    raise ToolkitError(
+                        f"{self._display_url()}: the same page came back for {name}={params[name]}: the API does not "
+                        f"page by {name!r} (check the pagination's keys)"
+                    )
                 try:
                     body = response.json()
                 except ValueError:
@@ -219,13 +234,17 @@ class HttpExtractor:
                     raise ToolkitError(f"{self._display_url()}: no list at records_path {self.records_path!r}{keys}")
                 if records:
                     yield Batch.from_dicts(r if isinstance(r, dict) else {"value": r} for r in records)
+                # A short page ends the list only when the next page is empty (or that page again): an API that caps
+                # its page size below page_size serves short pages that are not the last.
                 if isinstance(p, PagePagination):
-                    if len(records) < p.page_size or not records:
+                    if not records:
                         return
+                    previous = (b"s" if len(records) < p.page_size else b"f") + response.content
                     params[p.page_param] += 1
                 elif isinstance(p, OffsetPagination):
-                    if len(records) < p.limit or not records:
+                    if not records:
                         return
+                    previous = (b"s" if len(records) < p.limit else b"f") + response.content
                     params[p.offset_param] += len(records)
                 elif isinstance(p, CursorPagination):
                     cursor = dig(body, p.cursor_path)

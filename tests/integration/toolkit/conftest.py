@@ -49,6 +49,7 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             n = state.hit(url.path)
             if url.path == "/pages":
                 page, size = int(q.get("page", 1)), int(q.get("per_page", 10))
+                size = min(size, int(q.get("cap", size)))  # an API that caps its page size below the one asked
                 self.send_json({"data": ITEMS[(page - 1) * size : page * size]})
             elif url.path == "/offset":
                 offset, limit = int(q.get("offset", 0)), int(q.get("limit", 10))

@@ -43,8 +43,9 @@ def test_every_pagination_style_reads_all_records_once(
 ) -> None:
     extractor = HttpExtractor(api.base + path, pagination=pagination, records_path=records_path)  # type: ignore[arg-type]
     assert ids(extractor) == [item["id"] for item in ITEMS]
-    # 23 items in pages of 10: three requests (page/offset need no empty fourth page)
-    assert api.state.hits[path] == 3
+    # 23 items in pages of 10: three requests; by page number or offset a fourth, empty, says the short third
+    # page was the last (a cursor or a link says it itself)
+    assert api.state.hits[path] == (4 if path in ("/pages", "/offset") else 3)
 
 
 def test_a_next_link_in_the_body_pages_drf_and_fhir_searches_and_an_empty_bundle_has_no_records(api: Api) -> None:
@@ -112,6 +113,20 @@ def test_wrong_records_path_is_named(api: Api) -> None:
         ids(HttpExtractor(api.base + "/pages", records_path="items"))
 
 
+def test_an_api_that_caps_its_page_size_is_read_whole_and_an_ignored_page_param_is_an_error(api: Api) -> None:
+    # Pages of 4 where 10 were asked: a short page that is not the last (the first page alone was 4 of 23 rows).
+    capped = HttpExtractor(
+        api.base + "/pages", params={"cap": 4}, records_path="data", pagination=PagePagination(page_size=10)
+    )
+    assert len(ids(capped)) == 23
+    # A mistyped page parameter the API ignores: the same full page forever (14,500 requests), now an error.
+    ignored = HttpExtractor(
+        api.base + "/pages", records_path="data", pagination=PagePagination(page_param="p", page_size=10)
+    )
+    with pytest.raises(ToolkitError, match="the same page came back for p=2"):
+        ids(ignored)
+
+
 def test_rate_limited_extractor_waits_between_requests(api: Api) -> None:
     clock = FakeClock()
     extractor = HttpExtractor(
@@ -123,4 +138,4 @@ def test_rate_limited_extractor_waits_between_requests(api: Api) -> None:
     )
     extractor.limiter = TokenBucket(1, 1, clock=clock, sleep=clock.sleep)
     assert len(ids(extractor)) == 23
-    assert clock.sleeps == pytest.approx([1.0, 1.0])  # 3 requests, burst 1, 1 per second
+    assert clock.sleeps == pytest.approx([1.0, 1.0, 1.0])  # 4 requests, burst 1, 1 per second
