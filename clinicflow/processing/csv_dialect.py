@@ -204,8 +204,8 @@ def footer_offset(path: Path, options: CsvOptions) -> int | None:
     lines = head.splitlines()[:50]
     skipped = set(options.skiprows)
     kept = [line for i, line in enumerate(lines) if i not in skipped]
-    rows = kept if options.header is None else kept[1:]
-    rows = [_split(line, options.sep, options.quotechar) for line in rows[:-1] if line.strip()]
+    body = kept if options.header is None else kept[1:]
+    rows = [_split(line, options.sep, options.quotechar) for line in body[:-1] if line.strip()]
     if not rows:
         return None
     width = len(rows[0])

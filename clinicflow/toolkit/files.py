@@ -228,21 +228,40 @@ class FileLoader:
     def _write(self, batches: Iterable[Batch]) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(".partial-" + self.path.name)  # keeps the suffixes: same compression
-        written = self._parquet(batches, partial) if self.format == "parquet" else self._text(batches, partial)
+        try:
+            written = self._parquet(batches, partial) if self.format == "parquet" else self._text(batches, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # a failed write leaves nothing behind; the previous file stays
+            raise
         partial.replace(self.path)  # readers never see a half-written file
         return written
+
+    def _aligned(self, header: tuple[str, ...], batch: Batch, number: int) -> list[tuple[Any, ...]]:
+        """The batch's rows in the header's column order; a column the header lacks is an error (one header)."""
+        if batch.columns == header:
+            return list(batch.rows)
+        new = [c for c in batch.columns if c not in header]
+        if new:
+            raise ToolkitError(
+                f"{self.path.name}: column(s) {', '.join(map(repr, new))} first appear in batch {number}, after the "
+                f"file's columns were fixed by batch 1 ({', '.join(header)}): name every column in the first batch "
+                "(a `types` or `select` transform), or load a table instead"
+            )
+        at = [batch.columns.index(c) if c in batch.columns else None for c in header]
+        return [tuple(row[i] if i is not None else None for i in at) for row in batch.rows]
 
     def _text(self, batches: Iterable[Batch], target: Path) -> int:
         written = 0
         with open_text(target, "w", self.encoding) as out:
             writer = csv.writer(out, delimiter=self.delimiter, lineterminator="\n") if self.format == "csv" else None
-            header_done = False
-            for batch in batches:
+            header: tuple[str, ...] | None = None
+            for number, batch in enumerate(batches, 1):
                 if writer is not None:
-                    if not header_done:
-                        writer.writerow(batch.columns)
-                        header_done = True
-                    writer.writerows(["" if v is None else nested_as_json(v) for v in row] for row in batch.rows)
+                    if header is None:
+                        header = tuple(batch.columns)
+                        writer.writerow(header)
+                    rows = self._aligned(header, batch, number)
+                    writer.writerows(["" if v is None else nested_as_json(v) for v in row] for row in rows)
                 else:
                     for row in batch.rows:
                         out.write(json.dumps(dict(zip(batch.columns, row, strict=False)), default=json_default) + "\n")
@@ -256,16 +275,24 @@ class FileLoader:
         writer: Any = None
         written = 0
         try:
-            for batch in batches:
+            for number, batch in enumerate(batches, 1):
                 if not batch.rows:
                     continue
-                columns = list(zip(*batch.rows, strict=False))
                 if writer is None:
-                    table = pa.Table.from_arrays([pa.array(c) for c in columns], names=list(batch.columns))
+                    columns = list(zip(*batch.rows, strict=False))
+                    pairs = zip(batch.columns, columns, strict=True)
+                    table = pa.Table.from_arrays(
+                        [_arrow_column(name, c, None, number) for name, c in pairs], names=list(batch.columns)
+                    )
                     writer = pq.ParquetWriter(target, table.schema, compression=self.parquet_compression)
                 else:
+                    names = tuple(writer.schema.names)
+                    columns = list(zip(*self._aligned(names, batch, number), strict=False))
                     table = pa.Table.from_arrays(
-                        [pa.array(c, type=writer.schema.field(i).type) for i, c in enumerate(columns)],
+                        [
+                            _arrow_column(name, c, writer.schema.field(i).type, number)
+                            for i, (name, c) in enumerate(zip(names, columns, strict=True))
+                        ],
                         schema=writer.schema,
                     )
                 writer.write_table(table)
@@ -276,3 +303,17 @@ class FileLoader:
         if writer is None:
             pq.write_table(pa.table({}), target)
         return written
+
+
+def _arrow_column(name: str, values: Any, arrow_type: Any, batch: int) -> Any:
+    """One column as an Arrow array; a value of another type than the column's names the column and batch."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        fixed = f" (typed {arrow_type} by the first batch)" if arrow_type is not None else ""
+        raise ToolkitError(
+            f"column {name!r}{fixed}: batch {batch} holds a value of another type ({type(exc).__name__}; values are "
+            "not shown): give the column one type with a `types` transform"
+        ) from None

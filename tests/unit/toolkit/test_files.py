@@ -133,3 +133,32 @@ def test_title_rows_above_a_sheets_table_are_left_out_and_a_one_column_sheet_kee
     batches = list(FileExtractor(str(path), batch_size=100).extract(RunContext()))
     assert [b.columns for b in batches] == [("HR",)]
     assert [r[0] for r in batches[0].rows] == list(range(60, 75))  # every row, the ones read ahead too
+
+
+@pytest.mark.parametrize("name", ["drift.csv", "drift.parquet"])
+def test_columns_that_move_or_appear_in_a_later_batch(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    # Reordered, or a column missing from a batch: written under the first batch's header.
+    moved = [Batch(("id", "name"), [(1, "a")]), Batch(("name", "id"), [("b", 2)]), Batch(("id",), [(3,)])]
+    assert FileLoader(str(path)).load(moved, CTX) == 3
+    rows = [r for b in FileExtractor(str(path)).extract(CTX) for r in b.rows]
+    assert [(str(r[0]), r[1]) for r in rows] == [
+        ("1", "a"),
+        ("2", "b"),
+        ("3", None),
+    ]
+    # A column first seen in batch 2: the CSV's header had two names over rows of three (a corrupt file), the
+    # Parquet writer an IndexError. Now an error naming it, and the previous file stays whole.
+    new = [Batch(("id", "name"), [(4, "d")]), Batch(("id", "name", "email"), [(5, "e", "e@x")])]
+    with pytest.raises(ToolkitError, match=r"column\(s\) 'email' first appear in batch 2"):
+        FileLoader(str(path)).load(new, CTX)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert len([r for b in FileExtractor(str(path)).extract(CTX) for r in b.rows]) == 3
+
+
+def test_a_parquet_columns_type_change_names_the_column_and_batch(tmp_path: Path) -> None:
+    changed = [Batch(("id", "result"), [(1, 5)]), Batch(("id", "result"), [(2, "positive")])]
+    with pytest.raises(ToolkitError, match=r"column 'result' \(typed int64 by the first batch\): batch 2") as caught:
+        FileLoader(str(tmp_path / "labs.parquet")).load(changed, CTX)
+    assert "positive" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
