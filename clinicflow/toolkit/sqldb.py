@@ -20,7 +20,15 @@ from clinicflow.connectors.connections import connected, transaction
 from clinicflow.core.dbapi import PgCursor, column_names
 from clinicflow.core.errors import one_line
 from clinicflow.core.sql import quote_ident, quote_list, quote_qualified
-from clinicflow.toolkit.base import NO_TABLE_HINT, Batch, DeadLetter, RunContext, ToolkitError, nested_as_json
+from clinicflow.toolkit.base import (
+    NO_TABLE_HINT,
+    Batch,
+    DeadLetter,
+    RunContext,
+    ToolkitError,
+    json_default,
+    nested_as_json,
+)
 
 
 class Connectable(Protocol):
@@ -95,6 +103,27 @@ def _upsert_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
+class _JsonText(str):
+    """A value already written as JSON text: never an ARRAY literal, never quoted again."""
+
+
+def _as_json(batch: Batch, json_columns: frozenset[str]) -> Batch:
+    """The batch with its json/jsonb columns' values as JSON text: a list of strings, ``[]`` and a plain string
+    are JSON too (as an ARRAY literal ``[]`` became ``{}``, an object, and ``["a"]`` failed)."""
+    at = [i for i, name in enumerate(batch.columns) if name in json_columns]
+    if not at:
+        return batch
+
+    def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for i in at:
+            if values[i] is not None and not isinstance(values[i], _JsonText):
+                values[i] = _JsonText(json.dumps(values[i], ensure_ascii=False, default=json_default))
+        return tuple(values)
+
+    return Batch(batch.columns, [convert(row) for row in batch.rows])
+
+
 def _holds_nested(values: list[Any]) -> bool:
     return any(isinstance(v, (dict, list)) for v in values)
 
@@ -140,10 +169,14 @@ class PostgresLoader:
         try:
             with transaction(self.server) as conn, conn.cursor() as cur:
                 if self.create_sql:
+                    # Serialised: two steps' "CREATE SCHEMA/TABLE IF NOT EXISTS" at once can both try to create it.
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.toolkit.create_sql'))")
                     cur.execute(self.create_sql)
+                json_columns = self._json_columns(cur)
                 for batch in batches:
                     if not batch.rows:
                         continue
+                    batch = _as_json(batch, json_columns)
                     if self.mode == "insert":
                         self._copy(cur, target, batch)
                     else:
@@ -158,6 +191,16 @@ class PostgresLoader:
                 f"after {written} rows: {one_line(exc)}{hint}"
             ) from None
         return written
+
+    def _json_columns(self, cur: PgCursor) -> frozenset[str]:
+        """The target's json/jsonb columns: every value there is written as JSON (a list too, ``[]`` included)."""
+        cur.execute(
+            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 "
+            "AND NOT a.attisdropped AND a.atttypid IN ('json'::regtype, 'jsonb'::regtype)",
+            (self.schema, self.table),
+        )
+        return frozenset(row[0] for row in cur.fetchall())
 
     def _copy(self, cur: PgCursor, target: str, batch: Batch) -> None:
         buffer = io.StringIO()

@@ -95,6 +95,21 @@ def test_nested_api_records_load_as_json_and_lists_as_arrays_in_both_modes(
     assert got == [(patient, tags, visits, {"k": [1, 2]})] * 2  # JSON text, never Python's repr
 
 
+def test_every_value_in_a_json_column_is_json_an_empty_list_too_in_both_modes(
+    make_pg_db: Callable[[str], PostgresServer],
+) -> None:
+    """An empty list into jsonb was `{}` (an ARRAY literal read as an object), a list of strings failed."""
+    db = make_pg_db("tk")
+    create = "CREATE TABLE IF NOT EXISTS pj (id int PRIMARY KEY, appointments jsonb, tags json, note jsonb)"
+    columns = ("id", "appointments", "tags", "note")
+    rows = [(1, [], ["asthma", "copd"], "plain text"), (2, [{"at": "2026-11-02"}], [], None)]
+    PostgresLoader(db, "pj", create_sql=create).load([Batch(columns, rows)], RunContext())
+    upserted = [(row[0] + 10, *row[1:]) for row in rows]
+    PostgresLoader(db, "pj", mode="upsert", key_columns=["id"]).load([Batch(columns, upserted)], RunContext())
+    got = pg_exec(db, "SELECT id, appointments, tags::jsonb, note FROM pj ORDER BY id")
+    assert got == [*rows, *upserted]
+
+
 def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Callable[[str], PostgresServer]) -> None:
     db = make_pg_db("tk")
     pg_exec(db, "CREATE TABLE items (id int PRIMARY KEY)")
