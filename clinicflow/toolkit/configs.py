@@ -70,7 +70,7 @@ class HttpExtractorConfig(_Config):
     url: str = Field(description="The first page's URL.")
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Request headers; a value `${NAME}` is read from the environment."
+        default_factory=dict, description="Request headers; `${NAME}` in a value (`Bearer ${API_TOKEN}`) is read from the environment."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Query parameters of every request.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per request.")

@@ -1,8 +1,8 @@
 """Placeholders in tool configs: ``{name}`` is a run parameter, ``${NAME}`` an environment variable.
 
 ``{name}`` (a Python identifier) in any string field of a tool config is filled from the pipeline's
-parameters when the tool is built (:func:`resolved`); ``${NAME}`` as a whole value (an HTTP header) is read
-from the environment at run time (:func:`from_env_reference`), so API tokens stay out of code and parameters.
+parameters when the tool is built (:func:`resolved`); ``${NAME}`` in an HTTP header's value (whole, or inside it:
+``Bearer ${API_TOKEN}``) is read from the environment at run time (:func:`from_env_reference`), so API tokens stay out of code and parameters.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from pydantic import BaseModel
 
 from clinicflow.toolkit.base import RunContext, ToolkitError
 
-_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def from_env_reference(value: str, what: str) -> str:
-    """``${NAME}`` is read from the environment at run time (API tokens stay out of code and parameters)."""
-    match = _ENV_REFERENCE.match(value)
-    if not match:
-        return value
-    if match.group(1) not in os.environ:
-        raise ToolkitError(f"{what}: environment variable {match.group(1)} is not set")
-    return os.environ[match.group(1)]
+    """Each ``${NAME}`` in ``value`` read from the environment at run time, a whole value or inside one
+    (``Bearer ${API_TOKEN}``: API tokens stay out of code and parameters)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) not in os.environ:
+            raise ToolkitError(f"{what}: environment variable {match.group(1)} is not set")
+        return os.environ[match.group(1)]
+
+    return _ENV_REFERENCE.sub(one, value)
 
 
 # The one placeholder rule: ``{name}`` (a Python identifier) in any string of a tool config is the

@@ -65,3 +65,7 @@ def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyP
     tool = built(config, ctx)
     assert tool.headers == {"Authorization": "Bearer t0k3n", "Accept": "application/json"}
     assert tool.url == "http://h/x"
+    # Inside a value too: "Bearer ${TOKEN}" was sent as written (HTTP 401, no word of why).
+    inside = extractor_of({"kind": "http", "url": "http://h/x", "headers": {"Authorization": "Bearer ${TK_RAW}"}})
+    monkeypatch.setenv("TK_RAW", "t0k3n")
+    assert built(inside, ctx).headers == {"Authorization": "Bearer t0k3n"}
