@@ -158,6 +158,14 @@ def blocks_from_mapping(data: Any, source: str, names: list[str] | None = None) 
                     f"{source}: block {name!r} must be of type {expected.get_block_type_slug()!r}, "
                     f"the flows load it as such"
                 )
+        unknown = sorted(set(fields) - set(block_type.model_fields))
+        if unknown:
+            # A mistyped key ("databse") would leave the field at its default: a local database, not the one meant.
+            raise BlockSetupError(
+                f"{source}: block {name!r} ({block_type.get_block_type_slug()}) has no field(s) "
+                f"{', '.join(map(repr, unknown))}; its fields: {', '.join(block_type.model_fields)} (flat under the "
+                "block's name, beside 'type')"
+            )
         try:
             with _auth_context(block_type):
                 built.append((name, block_type.model_validate(fields)))

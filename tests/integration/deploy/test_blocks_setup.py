@@ -151,6 +151,15 @@ blocks:
         ({"blocks": {"my-extra": {"host": "x"}}}, "'my-extra' needs a 'type'"),
         ({"blocks": {"opendental-source": {"type": "nope"}}}, "unknown type 'nope'"),
         ({"tables": {}}, "expected a mapping with a 'blocks' mapping"),
+        # A mistyped field was dropped and the block saved on its default database.
+        (
+            {"blocks": {"trypipe-pg": {"type": "clinicflow-postgres-server", "databse": "try", "password": SECRET}}},
+            "'trypipe-pg' (clinicflow-postgres-server) has no field(s) 'databse'",
+        ),
+        (
+            {"blocks": {"trypipe-pg": {"type": "clinicflow-postgres-server", "fields": {"database": "try"}}}},
+            "has no field(s) 'fields'",
+        ),
     ],
 )
 def test_bad_file_names_block_and_field_never_the_value(data: dict, message: str) -> None:
