@@ -21,7 +21,10 @@ blocks_app = typer.Typer(help="Prefect blocks used by the deployments (credentia
 def blocks_setup_command(
     from_env: bool = typer.Option(False, "--from-env", help="Build blocks from CLINICFLOW_<NAME>_* variables."),
     file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="YAML file: {blocks: {NAME: {type: SLUG, host: ..., database: ...}}} (fields flat beside type).")
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="YAML file: {blocks: {NAME: {type: SLUG, host: ..., database: ...}}} (fields flat)."
+        ),
     ] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Set up only this block (repeatable).")] = None,
 ) -> None:

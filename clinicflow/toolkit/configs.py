@@ -70,7 +70,8 @@ class HttpExtractorConfig(_Config):
     url: str = Field(description="The first page's URL.")
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Request headers; `${NAME}` in a value (`Bearer ${API_TOKEN}`) is read from the environment."
+        default_factory=dict,
+        description="Request headers; `${NAME}` in a value (`Bearer ${API_TOKEN}`) is read from the environment.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Query parameters of every request.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per request.")
@@ -213,7 +214,10 @@ class LambdaConfig(_Config):
 
 class TypeConversionConfig(_Config):
     kind: Literal["types"] = "types"
-    mapping: dict[str, TypeName] = Field(description="Column -> type; None stays None.")
+    mapping: dict[str, TypeName] = Field(
+        description="Column -> type: int, float, decimal, str, bool, date, datetime (ISO 8601), or date:FORMAT / "
+        "datetime:FORMAT with a strptime format (`date:%d.%m.%Y`); None stays None."
+    )
     strict: bool = Field(
         True,
         description="True: the first bad value fails the step (row index and column "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol
@@ -103,6 +104,25 @@ def _upsert_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
+_ISO_DATE = re.compile(r"\s*\d{4}-\d{2}-\d{2}(?:[T ]|\s*$)")
+
+
+def _check_iso_dates(batch: Batch, date_columns: frozenset[str], before: int, target: str) -> None:
+    """Text into a date/time column must be ISO 8601: PostgreSQL reads any other form by its DateStyle, so
+    ``05.03.2024`` (5 March in Europe) became 3 May under MDY, without a word."""
+    for i, name in enumerate(batch.columns):
+        if name not in date_columns:
+            continue
+        for n, row in enumerate(batch.rows):
+            value = row[i]
+            if isinstance(value, str) and value.strip() and not _ISO_DATE.match(value):
+                raise ToolkitError(
+                    f"postgres load into {target}: row {before + n}, column {name!r}: text that is not an ISO 8601 "
+                    f"date (YYYY-MM-DD; value not shown): PostgreSQL would read its day and month by its DateStyle; "
+                    f"convert it first with a `types` transform ({name}: 'date:%d.%m.%Y' or the file's format)"
+                )
+
+
 class _JsonText(str):
     """A value already written as JSON text: never an ARRAY literal, never quoted again."""
 
@@ -172,10 +192,11 @@ class PostgresLoader:
                     # Serialised: two steps' "CREATE SCHEMA/TABLE IF NOT EXISTS" at once can both try to create it.
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext('clinicflow.toolkit.create_sql'))")
                     cur.execute(self.create_sql)
-                json_columns = self._json_columns(cur)
+                json_columns, date_columns = self._typed_columns(cur)
                 for batch in batches:
                     if not batch.rows:
                         continue
+                    _check_iso_dates(batch, date_columns, written, f"{self.schema}.{self.table}")
                     batch = _as_json(batch, json_columns)
                     if self.mode == "insert":
                         self._copy(cur, target, batch)
@@ -192,15 +213,20 @@ class PostgresLoader:
             ) from None
         return written
 
-    def _json_columns(self, cur: PgCursor) -> frozenset[str]:
-        """The target's json/jsonb columns: every value there is written as JSON (a list too, ``[]`` included)."""
+    def _typed_columns(self, cur: PgCursor) -> tuple[frozenset[str], frozenset[str]]:
+        """The target's json/jsonb columns (every value written as JSON, ``[]`` included) and its date/time
+        columns (text values there must be ISO 8601)."""
         cur.execute(
-            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 "
-            "AND NOT a.attisdropped AND a.atttypid IN ('json'::regtype, 'jsonb'::regtype)",
+            "SELECT a.attname, a.atttypid IN ('json'::regtype, 'jsonb'::regtype) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN "
+            "('json'::regtype, 'jsonb'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)",
             (self.schema, self.table),
         )
-        return frozenset(row[0] for row in cur.fetchall())
+        rows = cur.fetchall()
+        return frozenset(name for name, is_json in rows if is_json), frozenset(
+            name for name, is_json in rows if not is_json
+        )
 
     def _copy(self, cur: PgCursor, target: str, batch: Batch) -> None:
         buffer = io.StringIO()

@@ -2,7 +2,8 @@
 
 ``{name}`` (a Python identifier) in any string field of a tool config is filled from the pipeline's
 parameters when the tool is built (:func:`resolved`); ``${NAME}`` in an HTTP header's value (whole, or inside it:
-``Bearer ${API_TOKEN}``) is read from the environment at run time (:func:`from_env_reference`), so API tokens stay out of code and parameters.
+``Bearer ${API_TOKEN}``) is read from the environment at run time (:func:`from_env_reference`), so API tokens
+stay out of code and parameters.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from clinicflow.toolkit.base import Batch, DeadLetter, DeadLetterSink, MemoryDeadLetters, RunContext, ToolkitError
 
-TypeName = Literal["int", "float", "decimal", "str", "bool", "date", "datetime"]
+# A type, or a date/datetime with its strptime format: "date:%d.%m.%Y" (a European export), "datetime:%m/%d/%Y %H:%M".
+TypeName = str
 
 _TRUE = {"1", "true", "t", "yes", "y"}
 _FALSE = {"0", "false", "f", "no", "n", ""}
@@ -33,7 +34,11 @@ def _to_date(value: Any) -> date:
         return value.date()
     if isinstance(value, date):
         return value
-    return date.fromisoformat(str(value).strip())
+    text = str(value).strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return _to_datetime(text).date()  # an ISO date-time's date ("2024-03-04T10:30:00")
 
 
 def _to_datetime(value: Any) -> datetime:
@@ -59,6 +64,31 @@ def _to_decimal(value: Any) -> Decimal:
         return Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"not a decimal: {value!r}") from None
+
+
+def _formatted(kind: str, pattern: str) -> Callable[[Any], Any]:
+    """A date or datetime converter for one strptime format (a date object or an ISO text passes as well)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, (date, datetime)):
+            return CONVERTERS[kind](value)
+        parsed = datetime.strptime(str(value).strip(), pattern)
+        return parsed.date() if kind == "date" else parsed
+
+    return convert
+
+
+def converter(type_name: str) -> Callable[[Any], Any]:
+    """The converter of ``type_name`` (see :data:`TypeName`); ToolkitError for an unknown one."""
+    if type_name in CONVERTERS:
+        return CONVERTERS[type_name]
+    kind, _, pattern = type_name.partition(":")
+    if kind in ("date", "datetime") and "%" in pattern:
+        return _formatted(kind, pattern)
+    raise ToolkitError(
+        f"unknown type {type_name!r}: one of {', '.join(sorted(CONVERTERS))}, or date:FORMAT / datetime:FORMAT "
+        "with a strptime format (date:%d.%m.%Y)"
+    )
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -118,9 +148,10 @@ class TypeConverter:
         name: str = "type_conversion",
         max_rejected_fraction: float = 0.01,
     ) -> None:
-        unknown = {c: t for c, t in mapping.items() if t not in CONVERTERS}
-        if unknown:
-            raise ToolkitError(f"{name}: unknown types {unknown}; use one of {sorted(CONVERTERS)}")
+        try:
+            self.converters = {c: converter(t) for c, t in mapping.items()}
+        except ToolkitError as exc:
+            raise ToolkitError(f"{name}: {exc}") from None
         self.mapping = dict(mapping)
         self.strict = strict
         self.dead_letters = dead_letters if dead_letters is not None else MemoryDeadLetters()
@@ -133,9 +164,7 @@ class TypeConverter:
         missing = [c for c in self.mapping if c not in batch.columns]
         if missing:
             raise ToolkitError(f"{self.name}: columns {missing} are not in the batch (has {list(batch.columns)})")
-        plan = [
-            (i, self.mapping[c], CONVERTERS[self.mapping[c]]) for i, c in enumerate(batch.columns) if c in self.mapping
-        ]
+        plan = [(i, self.mapping[c], self.converters[c]) for i, c in enumerate(batch.columns) if c in self.mapping]
         out: list[tuple[Any, ...]] = []
         for row in batch.rows:
             index = self.rows_seen

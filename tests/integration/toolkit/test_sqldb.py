@@ -110,6 +110,19 @@ def test_every_value_in_a_json_column_is_json_an_empty_list_too_in_both_modes(
     assert got == [*rows, *upserted]
 
 
+def test_text_that_is_not_an_iso_date_never_reaches_a_date_column(make_pg_db: Callable[[str], PostgresServer]) -> None:
+    """PostgreSQL reads `05.03.2024` by its DateStyle: 3 May under MDY, where the file meant 5 March."""
+    db = make_pg_db("tk")
+    create = "CREATE TABLE IF NOT EXISTS visits (id int PRIMARY KEY, seen date, at timestamptz)"
+    good = Batch(("id", "seen", "at"), [(1, "2024-03-05", "2024-03-05T08:00:00+01:00"), (2, None, "2024-03-05 08:00")])
+    PostgresLoader(db, "visits", create_sql=create).load([good], RunContext())
+    bad = Batch(("id", "seen", "at"), [(3, "2024-03-06", None), (4, "05.03.2024", None)])
+    with pytest.raises(ToolkitError, match=r"row 1, column 'seen': text that is not an ISO 8601 date") as caught:
+        PostgresLoader(db, "visits").load([bad], RunContext())
+    assert "05.03" not in str(caught.value)
+    assert pg_exec(db, "SELECT id, seen::text FROM visits ORDER BY id") == [(1, "2024-03-05"), (2, None)]
+
+
 def test_postgres_loader_failure_rolls_back_and_names_the_table(make_pg_db: Callable[[str], PostgresServer]) -> None:
     db = make_pg_db("tk")
     pg_exec(db, "CREATE TABLE items (id int PRIMARY KEY)")

@@ -43,10 +43,24 @@ def test_lenient_conversion_dead_letters_the_row_and_goes_on() -> None:
 
 
 def test_unknown_type_and_missing_column_are_config_errors() -> None:
-    with pytest.raises(ToolkitError, match="unknown types"):
-        TypeConverter({"id": "integer"})  # type: ignore[dict-item]
+    with pytest.raises(ToolkitError, match="unknown type 'integer'"):
+        TypeConverter({"id": "integer"})
+    with pytest.raises(ToolkitError, match="date:FORMAT"):
+        TypeConverter({"day": "date:dd.mm.yyyy"})  # a format needs strptime's % directives
     with pytest.raises(ToolkitError, match=r"\['nope'\]"):
         TypeConverter({"nope": "int"}).transform(batch(), CTX)
+
+
+def test_dates_in_a_files_own_format_and_an_iso_date_times_date() -> None:
+    from datetime import datetime
+
+    converter = TypeConverter({"day": "date:%d.%m.%Y", "at": "datetime:%m/%d/%Y %H:%M", "iso": "date"})
+    out = converter.transform(
+        Batch(("day", "at", "iso"), [("05.03.2024", "03/05/2024 14:30", "2024-03-04T10:30:00")]), CTX
+    )
+    assert out.rows == [(date(2024, 3, 5), datetime(2024, 3, 5, 14, 30), date(2024, 3, 4))]
+    with pytest.raises(TypeConversionError, match="column 'day'"):
+        converter.transform(Batch(("day", "at", "iso"), [("2024-03-05", None, None)]), CTX)
 
 
 def test_lambda_per_row_drops_none_and_per_batch_must_return_a_batch() -> None:
