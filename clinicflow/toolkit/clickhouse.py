@@ -124,15 +124,29 @@ class ClickHouseLoader:
                         self._delete_keys(client, target, batch)
                     client.insert(target, data, column_names=columns, column_oriented=True)
                     written += len(rows)
-            except ToolkitError:
-                raise
+            except ToolkitError as exc:
+                if not written:
+                    raise
+                # A step before the loader failed (a strict `types`): the rows already inserted stay.
+                raise ToolkitError(f"{exc}{self._kept(written)}") from None
             except Exception as exc:  # noqa: BLE001 - any client error becomes a ToolkitError with the rows written
                 hint = NO_TABLE_HINT if "UNKNOWN_TABLE" in str(exc) and not self.create_sql else ""
                 raise ToolkitError(
                     f"ClickHouse load into {self.table} on {self.connection.describe()} failed after "
-                    f"{written} rows: {one_line(exc, with_type=False)}{hint}"
+                    f"{written} rows: {one_line(exc, with_type=False)}{hint}{self._kept(written)}"
                 ) from None
         return written
+
+    def _kept(self, written: int) -> str:
+        """What a failed load leaves: ClickHouse has no transaction, the batches inserted before stay."""
+        if not written:
+            return ""
+        again = (
+            "a rerun replaces them (upsert)"
+            if self.mode == "upsert"
+            else "a rerun inserts them again (mode insert: use upsert, or delete them first)"
+        )
+        return f"; the {written} rows inserted into {self.table} before the failure stay (no transaction): {again}"
 
     def _delete_keys(self, client: Any, target: str, batch: Batch) -> None:
         missing = [k for k in self.key_columns if k not in batch.columns]

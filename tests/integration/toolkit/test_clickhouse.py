@@ -103,3 +103,17 @@ def test_errors_name_the_table_and_never_the_password(ch_database: tuple[str, st
     with pytest.raises(ToolkitError) as err:
         list(ClickHouseExtractor(server, "SELECT 1").extract(CTX))
     assert "fake-sentinel-not-a-credential-12" not in str(err.value)
+
+
+def test_a_failure_after_some_batches_says_the_rows_already_inserted_stay(ch_database: tuple[str, str]) -> None:
+    """ClickHouse has no transaction: a strict `types` failing at row 15 left 10 rows, and the message said none."""
+    c = conn(ch_database)
+    create = f"CREATE TABLE IF NOT EXISTS {c.database}.part (id Int64, name String) ENGINE = MergeTree ORDER BY id"
+
+    def failing() -> object:
+        yield from stream(14)
+        raise ToolkitError("types: row 14, column 'id': cannot convert to int (ValueError)")
+
+    with pytest.raises(ToolkitError, match=r"row 14.*the 10 rows inserted into part before the failure stay"):
+        ClickHouseLoader(c, "part", batch_size=5, create_sql=create).load(failing(), CTX)  # type: ignore[arg-type]
+    assert rows(c, f"SELECT count() FROM {c.database}.part") == [(10,)]
