@@ -68,6 +68,9 @@ app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(processing_app, name="processing")
 
 
+PIPED_COLUMNS = 200
+
+
 def _exit_status(code: object) -> int:
     """The process exit status Python gives ``SystemExit(code)``."""
     if code is None:
@@ -97,6 +100,9 @@ def main() -> None:
     # runs after Prefect's. An exception escaping the command exits 1, as Python would.
     status = [1]
     atexit.register(_exit_without_teardown, status)
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Piped, redirected or in a pod's log: rich's tables at 80 columns fold run ids and uris over lines.
+        os.environ["COLUMNS"] = str(PIPED_COLUMNS)
     try:
         app()
         status[0] = 0

@@ -54,13 +54,21 @@ def _nightly_table(section: dict[str, Any]) -> Table:
     return table
 
 
+CELL_CHARS = 200
+
+
 def _cell(value: Any) -> str:
-    """A table cell: a time to the second (as the nightly's), anything else as text, at most 200 characters."""
+    """A table cell: a time to the second (as the nightly's), anything else as text; a longer text is cut at a
+    word, with an ellipsis ("staged (16): s" read as if the message ended there); `--json` has it whole."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return escape(str(value))[:200]
+    text = str(value)
+    if len(text) > CELL_CHARS:
+        cut = text[: CELL_CHARS - 1]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut[CELL_CHARS // 2 :] else cut) + "…"
+    return escape(text)
 
 
 def _simple_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Table:

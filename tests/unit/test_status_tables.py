@@ -19,3 +19,15 @@ def test_times_read_to_the_second_and_markup_in_a_message_is_text() -> None:
     assert ".422687" not in text
     assert "+00:00" not in text
     assert "[red]x[/red] in /tmp/inbox/*" in text
+
+
+def test_a_long_message_is_cut_at_a_word_with_an_ellipsis() -> None:
+    message = "error rate 18.8% above max_error_rate 10.0% " + "(3 dead letter(s) of 16 new item(s)) " * 5 + "staged"
+    console = Console(width=400, record=True)
+    console.print(_simple_table("ingestion runs", [{"message": message}], ("message",)))
+    (line,) = [row for row in console.export_text().splitlines() if "error rate" in row]
+    shown = line.strip(" │|").strip()
+    assert shown.endswith("…")
+    assert len(shown) <= 200
+    assert message.startswith(shown[:-1])
+    assert shown[:-1].endswith(("item(s))", "of", "new", "16", "dead", "letter(s)", "(3"))  # a whole word
