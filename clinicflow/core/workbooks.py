@@ -70,6 +70,21 @@ def open_sheet(path: Path, name: str, sheet: str | None = None) -> Iterator[Shee
             book.close()
 
 
+def sheet_titles(path: Path, name: str) -> list[str]:
+    """The workbook's worksheet titles, in order."""
+    from openpyxl import load_workbook
+
+    with open(path, "rb") as handle:
+        try:
+            book = load_workbook(handle, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged package
+            raise WorkbookError(f"{name}: cannot read as an Excel workbook: {type(exc).__name__}: {exc}") from None
+        try:
+            return [str(s.title) for s in book.worksheets]
+        finally:
+            book.close()
+
+
 def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
     from openpyxl.utils import get_column_letter
 

@@ -17,7 +17,7 @@ from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import FileMetadata, describe_file
-from clinicflow.processing.workbooks import is_workbook, workbook_to_csv
+from clinicflow.processing.workbooks import is_workbook, sheet_titles, workbook_to_csv
 
 OBJECT_PREFIX = "data-files/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,23 +38,25 @@ def object_uri(writer: ObjectStore, object_name: str) -> str:
     return bucket_uri_prefix(writer) + object_name
 
 
-def as_table_file(local_path: Path, file_name: str) -> tuple[Path, str]:
-    """The file the processors read, and its name: an Excel workbook's first sheet as ``<stem>-<sheet>.csv``
-    beside it (DataFileError naming the cell if it is not a table), any other file as it is."""
+def as_table_file(local_path: Path, file_name: str) -> tuple[Path, str, str]:
+    """The file the processors read, its name, and a note for the uploader: an Excel workbook's table sheet as
+    ``<stem>-<sheet>.csv`` beside it (DataFileError naming the cell if it is not a table), any other file as it is."""
     if not is_workbook(local_path):
-        return local_path, file_name
+        return local_path, file_name, ""
     converted = local_path.with_name(local_path.name + ".csv")
     try:
         sheet = workbook_to_csv(local_path, converted, file_name)
+        titles = sheet_titles(local_path, file_name)
     except BaseException:
         converted.unlink(missing_ok=True)  # a sheet that is not a table leaves no half-written CSV behind
         raise
-    return converted, safe_file_name(f"{Path(file_name).stem}-{sheet}.csv")
+    note = f"sheet {sheet!r} read, of {', '.join(map(repr, titles))}" if len(titles) > 1 else ""
+    return converted, safe_file_name(f"{Path(file_name).stem}-{sheet}.csv"), note
 
 
 def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -> dict[str, Any]:
     """Describe an uploaded file (DataFileError if unreadable), put it in the bucket, insert its row."""
-    table_path, file_name = as_table_file(local_path, safe_file_name(name))
+    table_path, file_name, note = as_table_file(local_path, safe_file_name(name))
     try:
         meta = describe_file(table_path, file_name)
         object_name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{file_name}"
@@ -62,7 +64,7 @@ def store_upload(conn: PgConnection, writer: Any, local_path: Path, name: str) -
     finally:
         if table_path != local_path:
             table_path.unlink(missing_ok=True)
-    return _insert(conn, file_name, meta, object_name, object_uri(writer, object_name))
+    return _insert(conn, file_name, meta, object_name, object_uri(writer, object_name), note)
 
 
 def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
     table_path = local
     try:
         writer.download(object_name, local)
-        table_path, table_name = as_table_file(local, file_name)
+        table_path, table_name, note = as_table_file(local, file_name)
         meta = describe_file(table_path, table_name)
         if table_path != local:  # a workbook: its sheet's CSV is stored beside it and is what jobs read
             file_name, object_name = table_name, f"{OBJECT_PREFIX}{uuid.uuid4().hex}/{table_name}"
@@ -90,10 +92,12 @@ def register_uri(conn: PgConnection, writer: Any, uri: str, workdir: Path) -> di
     finally:
         local.unlink(missing_ok=True)
         table_path.unlink(missing_ok=True)
-    return _insert(conn, file_name, meta, object_name, uri)
+    return _insert(conn, file_name, meta, object_name, uri, note)
 
 
-def _insert(conn: PgConnection, name: str, meta: FileMetadata, object_name: str, storage_uri: str) -> dict[str, Any]:
+def _insert(
+    conn: PgConnection, name: str, meta: FileMetadata, object_name: str, storage_uri: str, note: str = ""
+) -> dict[str, Any]:
     row = store.insert_data_file(
         conn,
         name=name,
@@ -105,6 +109,9 @@ def _insert(conn: PgConnection, name: str, meta: FileMetadata, object_name: str,
         object_name=object_name,
         storage_uri=storage_uri,
     )
+    notes = [note] if note else []
     if meta.footer_bytes:  # said once, at upload: the rows counted and read are the table's only
-        row["note"] = f"{meta.footer_bytes} bytes of text below the table (a device's footer) left out"
+        notes.append(f"{meta.footer_bytes} bytes of text below the table (a device's footer) left out")
+    if notes:
+        row["note"] = "; ".join(notes)
     return row

@@ -1,4 +1,4 @@
-"""Excel workbooks (.xlsx) as uploads: the first worksheet written out as a CSV file, row by row.
+"""Excel workbooks (.xlsx) as uploads: the table's worksheet written out as a CSV file, row by row.
 
 An analyst's data often arrives as a workbook. The sheet is streamed by :mod:`clinicflow.core.workbooks` (the
 one workbook reader), its typed cells written as text: numbers as the shortest text that reads back to the same
@@ -9,15 +9,16 @@ named and refused (save it as .xlsx or CSV).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from clinicflow.core.workbooks import WorkbookError, is_workbook, open_sheet
+from clinicflow.core.workbooks import WorkbookError, is_workbook, open_sheet, sheet_titles
 from clinicflow.processing.datafiles import DataFileError
 
-__all__ = ["is_workbook", "workbook_to_csv"]
+__all__ = ["is_workbook", "sheet_titles", "workbook_to_csv"]
 
 
 def _cell_text(value: Any) -> str:
@@ -36,11 +37,24 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def table_sheet(path: Path, name: str) -> tuple[str, list[str]]:
+    """(the sheet to read, every sheet's title): the first sheet whose table has two columns or more, so a cover
+    sheet of title lines ("Lab results", "Exported 2024-03-14") before the data is passed over; else the first."""
+    titles = sheet_titles(path, name)
+    for title in titles if len(titles) > 1 else []:
+        with contextlib.suppress(WorkbookError), open_sheet(path, name, title) as sheet:
+            if len(sheet.header) > 1:
+                return title, titles
+    return (titles[0] if titles else ""), titles
+
+
 def workbook_to_csv(path: Path, out_path: Path, name: str) -> str:
-    """Write the first worksheet of workbook ``path`` (uploaded as ``name``) to ``out_path`` as UTF-8 CSV; returns
-    the sheet's title. Not a table (a value under no header, an empty header cell): DataFileError naming the cell."""
+    """Write the table sheet of workbook ``path`` (uploaded as ``name``; see :func:`table_sheet`) to ``out_path`` as
+    UTF-8 CSV; returns the sheet's title. Not a table (a value under no header, an empty header cell):
+    DataFileError naming the cell."""
     try:
-        with open_sheet(path, name) as sheet, open(out_path, "w", encoding="utf-8", newline="") as out:
+        chosen, _ = table_sheet(path, name)
+        with open_sheet(path, name, chosen or None) as sheet, open(out_path, "w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(sheet.header)
             for row in sheet.rows:

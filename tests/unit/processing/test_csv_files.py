@@ -65,3 +65,26 @@ def test_a_processors_default_columns_are_the_signals_not_the_time(tmp_path: Pat
     # The rolling mean of the time column was drawn as a diagonal line on its own axis.
     assert list(rolling_mean(source, RollingMeanParams(window=25), lambda _: None)["series"]) == ["Lead II"]
     assert peak_detection(source, PeakDetectionParams(), lambda _: None)["column"] == "Lead II"
+
+
+def test_a_workbooks_cover_sheet_is_passed_over_for_its_table_and_the_upload_says_which(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    from clinicflow.processing.files import as_table_file
+
+    book = Workbook()
+    cover = book.active
+    cover.title = "Cover"
+    for line in ("Glucose profile", "Ward 3", "Exported 2024-03-14"):
+        cover.append([line])
+    data = book.create_sheet("Data")
+    data.append(["sample_time", "glucose_mmol_L"])
+    for i in range(5):
+        data.append([f"2024-03-14 0{6 + i}:00:00", 5.5 + i / 10])
+    workbook = tmp_path / "upload-9a"
+    book.save(workbook)
+    # The cover's three title lines were the "table", and `glucose_mmol_L` was "no column in the data file".
+    table_path, name, note = as_table_file(workbook, "lab_glucose.xlsx")
+    assert (name, note) == ("lab_glucose-Data.csv", "sheet 'Data' read, of 'Cover', 'Data'")
+    meta = describe_file(table_path, name)
+    assert ([c["name"] for c in meta.columns], meta.row_count) == (["sample_time", "glucose_mmol_L"], 5)

@@ -411,8 +411,9 @@ def test_an_excel_workbook_reads_as_its_first_sheet_and_equals_its_csv_twin(tmp_
     book.create_sheet("Notes").append(["not", "read"])
     workbook = tmp_path / "upload-1f2e"  # as the service keeps an upload: no suffix
     book.save(workbook)
-    table_path, name = as_table_file(workbook, "vitals.xlsx")
+    table_path, name, note = as_table_file(workbook, "vitals.xlsx")
     assert (name, table_path.suffix) == ("vitals-Vitals.csv", ".csv")
+    assert note == "sheet 'Vitals' read, of 'Vitals', 'Notes'"
     meta = describe_file(table_path, name, chunk_rows=700)
     assert [(c["name"], c["dtype"]) for c in meta.columns][1:4] == [
         ("t", "int64"),
@@ -439,7 +440,7 @@ def test_an_excel_workbook_reads_as_its_first_sheet_and_equals_its_csv_twin(tmp_
     legacy = tmp_path / "old.xls"
     legacy.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
     with pytest.raises(DataFileError, match=r"old.xls: .*save it as .xlsx or CSV"):
-        describe_file(*as_table_file(legacy, legacy.name))
+        describe_file(*as_table_file(legacy, legacy.name)[:2])
 
 
 def test_a_file_of_numbers_only_keeps_its_first_row_and_numpy_savetxt_columns_split_on_spaces(tmp_path: Path) -> None:
