@@ -172,7 +172,8 @@
     $("detail-title").textContent = detailTitle(r, r.status, r.progress);
     const tr = document.querySelector('#results tbody tr[data-id="' + r.id + '"]');
     if (tr) setRowStatus(tr, r.status, r.progress);
-    $("detail-meta").textContent = "file " + r.data_file_id + " · parameters " + JSON.stringify(r.parameters) +
+    const file = files[r.data_file_id];
+    $("detail-meta").textContent = "file " + r.data_file_id + (file ? " " + file.name : "") + " · parameters " + JSON.stringify(r.parameters) +
       (r.task_run_id ? " · task run " + r.task_run_id + (r.worker ? " on " + r.worker : "") : "") +
       (r.flow_run_id ? " · flow run " + r.flow_run_id : "");
     $("detail-error").textContent = r.error || "";
@@ -268,7 +269,7 @@
     const form = new FormData(); form.append("file", file);
     try {
       const row = await api("/api/etl/files", {method: "POST", body: form});
-      $("upload-status").textContent = "uploaded as file " + row.id;
+      $("upload-status").textContent = "uploaded as file " + row.id + (row.note ? " (" + row.note + ")" : "");
       await loadFiles(); $("file-select").value = row.id;
       await showPreview(row.id);
     } catch (e) { $("upload-status").textContent = e.message; }
