@@ -76,6 +76,11 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
                 low, high = float(series.min()), float(series.max())
                 entry["min"] = low if entry["min"] is None else min(entry["min"], low)
                 entry["max"] = high if entry["max"] is None else max(entry["max"], high)
+            elif pd.api.types.is_datetime64_any_dtype(series) and series.notna().any():
+                # A date/time column's range as times (a Parquet timestamp's min and max were empty).
+                low, high = series.min(), series.max()
+                entry["min"] = low if entry["min"] is None else min(entry["min"], low)
+                entry["max"] = high if entry["max"] is None else max(entry["max"], high)
         hashes.append(pd.util.hash_pandas_object(_hashable(chunk), index=False).to_numpy())
         if schema is not None:
             try:
@@ -96,8 +101,8 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
             "dtype": dtypes[0] if len(dtypes) == 1 else "mixed: " + ", ".join(dtypes),
             "nulls": entry["nulls"],
             "null_fraction": entry["nulls"] / rows if rows else 0.0,
-            "min": json_number(entry["min"]),
-            "max": json_number(entry["max"]),
+            "min": _range_value(entry["min"]),
+            "max": _range_value(entry["max"]),
         }
     failed = sorted(failures.values(), key=lambda f: (f["column"], f["check"]))
     return {
@@ -106,8 +111,16 @@ def data_quality(source: DataSource, params: DataQualityParams, progress: Progre
         "duplicate_rows": duplicates,
         "columns": columns,
         "column_order": list(columns),  # the file's order: a JSONB object keeps its keys in an order of its own
-        "schema": {"checked": schema is not None, "passed": schema is not None and not failed, "failures": failed},
+        # Nothing expected, nothing checked: "passed" is null, not false (no check failed).
+        "schema": {"checked": schema is not None, "passed": None if schema is None else not failed, "failures": failed},
     }
+
+
+def _range_value(value: Any) -> Any:
+    """A column's min or max for JSON: a number, or a time as ISO 8601."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return json_number(value)
 
 
 def _hashable(chunk: pd.DataFrame) -> pd.DataFrame:

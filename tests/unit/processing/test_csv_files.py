@@ -88,3 +88,21 @@ def test_a_workbooks_cover_sheet_is_passed_over_for_its_table_and_the_upload_say
     assert (name, note) == ("lab_glucose-Data.csv", "sheet 'Data' read, of 'Cover', 'Data'")
     meta = describe_file(table_path, name)
     assert ([c["name"] for c in meta.columns], meta.row_count) == (["sample_time", "glucose_mmol_L"], 5)
+
+
+def test_data_quality_gives_a_time_columns_range_and_no_verdict_without_expectations(tmp_path: Path) -> None:
+    from clinicflow.processing.base import DataSource
+    from clinicflow.processing.quality import DataQualityParams, data_quality
+
+    path = tmp_path / "vitals.parquet"
+    stamps = pd.date_range("2024-03-14 06:00", periods=4, freq="15min", tz="UTC")
+    pd.DataFrame({"at": stamps, "hr": [70.0, 72.0, None, 75.0]}).to_parquet(path)
+    source = DataSource(path, path.name, "parquet", 4, ["at", "hr"])
+    result = data_quality(source, DataQualityParams(), lambda _: None)
+    assert (result["columns"]["at"]["min"], result["columns"]["at"]["max"]) == (
+        "2024-03-14T06:00:00+00:00",
+        "2024-03-14T06:45:00+00:00",
+    )
+    assert (result["columns"]["hr"]["min"], result["columns"]["hr"]["max"]) == (70.0, 75.0)
+    # No `expect`: nothing was checked, so no verdict (it said "passed": false).
+    assert result["schema"] == {"checked": False, "passed": None, "failures": []}
