@@ -111,10 +111,12 @@ def _run(
     outcomes: list[TableOutcome] = []
     signals = _night_signals(source, replica, pg, config, names, load_options) if replicate else None
     if signals is not None and signals.unchanged:
+        quiet = sorted(signals.unchanged & set(names))
         log.info(
-            "%d of %d tables unchanged on both servers since the last good night (catalog): not visited",
-            len(signals.unchanged & set(names)),
+            "%d of %d tables unchanged on both servers since the last good night (catalog): not visited: %s",
+            len(quiet),
             len(names),
+            ", ".join(quiet[:20]) + (f" and {len(quiet) - 20} more" if len(quiet) > 20 else ""),
         )
         outcomes = [catalog_signals.unchanged_outcome(t) for t in names if t in signals.unchanged]
     unchanged = signals.unchanged if signals is not None else set()

@@ -161,7 +161,8 @@ def status_command(
     from clinicflow.opendental import metrics
 
     console = Console()
-    chosen = list(dict.fromkeys(subsystem or SUBSYSTEMS))
+    # --run asks about one nightly run: the nightly's runs, not every subsystem's, unless others are named.
+    chosen = list(dict.fromkeys(subsystem or (["nightly"] if run_id else SUBSYSTEMS)))
     unknown = sorted(set(chosen) - set(SUBSYSTEMS))
     if unknown:
         raise typer.BadParameter(
@@ -180,6 +181,11 @@ def status_command(
             where = "the analytics database"
         console.print(f"[red]cannot read {where}: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(EXIT_NO_DATA) from None
+    if run_id and not tables:
+        console.print(
+            f"[red]no nightly run {escape(run_id)} recorded (`clinicflow status -s nightly` lists the ids)[/red]"
+        )
+        raise typer.Exit(EXIT_NO_DATA)
     failed = [name for name, section in report.items() if section.get("failed")]
     if as_json:
         typer.echo(json.dumps({"subsystems": report, "failed": failed}, default=str, indent=2))

@@ -188,9 +188,9 @@ def footer_offset(path: Path, options: CsvOptions) -> int | None:
     """Where lines of text below the table start (a device export's ``End of recording``, ``Total samples,5000``),
     as a byte offset; None when the file ends with its table.
 
-    Read from the file's last bytes: a line is the table's when it has the header's number of fields and a
-    number (or a missing mark) in every column the first lines hold numbers in (nine in ten); up to ten lines
-    after the last such line are the footer. Files in UTF-16, or whose first lines hold no numeric column, are
+    Read from the file's last bytes: a line is the table's when it has the header's number of fields and no
+    word in the first column the first lines hold numbers in (nine in ten of them); up to ten lines after the
+    last such line are the footer. Files in UTF-16, or whose first lines hold no numeric column, are
     left as they are.
     """
     if options.encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
@@ -218,11 +218,13 @@ def footer_offset(path: Path, options: CsvOptions) -> int | None:
     if not numeric:
         return None
 
+    first = numeric[0]
+
     def is_row(line: str) -> bool:
+        # A row of the table's width is the table's unless its first number column holds words ("Total
+        # samples,5000"): a bad value elsewhere ("100,n/a?") stays a row, for the reader to name.
         cells = _split(line, options.sep, options.quotechar)
-        return len(cells) == width and all(
-            _is_number(cells[c], options.decimal) or cells[c].lower() in _MISSING for c in numeric
-        )
+        return len(cells) == width and not re.search(r"[^\W\d_]{2}", cells[first])
 
     offset, footer, seen = len(tail), 0, 0
     for raw in reversed(tail.splitlines(keepends=True)):

@@ -253,10 +253,29 @@ def downsample_window(
     }
 
 
+# The file's x axis for an export: (column name, values as as_axis gives them, kind).
+Axis = tuple[str, np.ndarray, str]
+
+
+def axis_arrow(axis: Axis, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of the axis as an Arrow array: times as timestamps to the microsecond (UTC for an
+    instant, as written for a wall time), anything else as numbers; a missing value as null."""
+    import pyarrow as pa
+
+    _, values, kind = axis
+    piece = np.asarray(values[start:stop], dtype=np.float64)
+    if kind not in ("time", "wall-time"):
+        return pa.array(piece, from_pandas=True)
+    missing = np.isnan(piece)
+    micros = np.round(np.where(missing, 0.0, piece) * 1e6).astype(np.int64)
+    return pa.array(micros, type=pa.timestamp("us", tz="UTC" if kind == "time" else None), mask=missing)
+
+
 def full_csv_chunks(
-    row: dict[str, Any], series: dict[str, np.ndarray], rows_per_chunk: int = 200_000
+    row: dict[str, Any], series: dict[str, np.ndarray], rows_per_chunk: int = 200_000, axis: Axis | None = None
 ) -> Iterator[str | bytes]:
-    """Every row of a rolling-mean result as CSV: row, then each column and its rolling mean (empty: no value)."""
+    """Every row of a rolling-mean result as CSV: row, the file's time column (``axis``), then each column and its
+    rolling mean (empty: no value)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -264,15 +283,16 @@ def full_csv_chunks(
     columns = list(data["series"])
     labels = [(c, f"{c} rolling mean ({data['window']})") for c in columns]
     header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow(
-        neutralise(h) for h in ["row"] + [f"{c}{suffix}" for c in columns for suffix in ("", "_rolling_mean")]
-    )
+    names = ["row"] + ([axis[0]] if axis else []) + [f"{c}{s}" for c in columns for s in ("", "_rolling_mean")]
+    csv.writer(header, lineterminator="\n").writerow(neutralise(h) for h in names)
     yield header.getvalue()
     total = len(series[labels[0][0]]) if labels else 0
     options = pa_csv.WriteOptions(include_header=False)
     for start in range(0, total, rows_per_chunk):
         stop = min(total, start + rows_per_chunk)
         arrays = {"row": pa.array(np.arange(start, stop))}
+        if axis is not None:
+            arrays["x"] = axis_arrow(axis, start, stop)
         for number, (column, mean) in enumerate(labels):
             # from_pandas: NaN is written as an empty cell, as in the other exports.
             arrays[f"v{number}"] = pa.array(np.asarray(series[column][start:stop]), from_pandas=True)
@@ -329,8 +349,18 @@ def export_json(row: dict[str, Any], spec: SeriesSpec | None, full: dict[str, np
     return iter((json.dumps(row, allow_nan=False),))
 
 
-def export_csv(row: dict[str, Any], full: dict[str, np.ndarray] | None) -> Iterator[str | bytes]:
-    """The result's CSV: every row for a rolling mean (``full``), the result's own table otherwise."""
+def export_csv(
+    row: dict[str, Any], full: dict[str, np.ndarray] | None, axis: Axis | None = None
+) -> Iterator[str | bytes]:
+    """The result's CSV: every row for a rolling mean (``full``), the result's own table otherwise; with the
+    file's time column (``axis``) beside the row numbers, so the rows line up with time."""
     if row.get("processing_type") == "rolling_mean" and full is not None:
-        return full_csv_chunks(row, full)
-    return result_csv_chunks(row)
+        return full_csv_chunks(row, full, axis=axis)
+    if axis is None or row.get("processing_type") != "peak_detection":
+        return result_csv_chunks(row)
+    name = axis[0]
+
+    def x_at(index: int) -> Any:  # one peak's time, read where it is (the axis is memory-mapped)
+        return axis_arrow(axis, index, index + 1)[0].as_py()
+
+    return result_csv_chunks(row, x_column=(name, x_at))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+XColumn = tuple[str, Callable[[int], Any]]  # (the time column's name, its value at a row)
 
-def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
-    """(header, rows) of a result's data; an empty table while the row has no result."""
+
+def result_table(row: dict[str, Any], x_column: XColumn | None = None) -> tuple[list[str], Iterator[list[Any]]]:
+    """(header, rows) of a result's data; an empty table while the row has no result. A peak list gets the
+    file's time at each peak's row (``x_column``) after its index."""
     data = row.get("result_data") or {}
     kind = row.get("processing_type")
     if kind == "rolling_mean" and data:
@@ -25,6 +28,11 @@ def result_table(row: dict[str, Any]) -> tuple[list[str], Iterator[list[Any]]]:
     if kind == "peak_detection" and data:
         keys = ["index", "value", "prominence", "width"]
         present = [k for k in keys if any(k in p for p in data["peaks"])] or ["index"]
+        if x_column is not None and "index" in present:
+            name, x_at = x_column
+            return [present[0], name, *present[1:]], (
+                [p.get(present[0]), x_at(int(p["index"])), *(p.get(k) for k in present[1:])] for p in data["peaks"]
+            )
         return present, ([p.get(k) for k in present] for p in data["peaks"])
     if kind == "data_quality" and data:
         header = ["column", "dtype", "nulls", "null_fraction", "min", "max"]
@@ -52,9 +60,11 @@ def neutralise(value: Any) -> Any:
     return "" if value is None else value
 
 
-def result_csv_chunks(row: dict[str, Any], rows_per_chunk: int = 1000) -> Iterator[str]:
+def result_csv_chunks(
+    row: dict[str, Any], rows_per_chunk: int = 1000, x_column: XColumn | None = None
+) -> Iterator[str]:
     """The CSV text in pieces (for a streamed response); text cells never start a formula."""
-    header, rows = result_table(row)
+    header, rows = result_table(row, x_column)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([neutralise(h) for h in header])

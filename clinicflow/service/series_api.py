@@ -22,6 +22,7 @@ from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DataFileError
 from clinicflow.processing.downsample import (
     SERIES_TYPES,
+    Axis,
     SeriesCache,
     SeriesSpec,
     downsample_window,
@@ -93,13 +94,27 @@ class ResultSeries:
         return export_json(row, *(full or (None, None)))
 
     def csv(self, row: dict[str, Any]) -> Iterator[str | bytes]:
-        """The export's CSV: every row of a rolling mean (prepared before the response starts)."""
-        full = None
-        if row.get("processing_type") == "rolling_mean" and row.get("status") == "COMPLETED":
+        """The export's CSV: every row of a rolling mean (prepared before the response starts), with the file's
+        time column beside the row numbers (a rolling mean's and a peak list's)."""
+        full, axis = None, None
+        if row.get("processing_type") in SERIES_TYPES and row.get("status") == "COMPLETED":
             _, data_file = self._rows(int(row["id"]))
-            try:
-                spec = series_spec(row, data_file, None)
-                full = self.cache.arrays(row, data_file, spec)[2]
-            except (ProcessingError, DataFileError) as exc:
-                raise HTTPException(422, str(exc)) from None
-        return export_csv(row, full)
+            axis = self._axis(data_file)
+            if row.get("processing_type") == "rolling_mean":
+                try:
+                    spec = series_spec(row, data_file, None)
+                    full = self.cache.arrays(row, data_file, spec)[2]
+                except (ProcessingError, DataFileError) as exc:
+                    raise HTTPException(422, str(exc)) from None
+        return export_csv(row, full, axis)
+
+    def _axis(self, data_file: dict[str, Any]) -> Axis | None:
+        """The file's time column at full resolution, or None (no time column, or one that is not a time)."""
+        name = default_time_column(data_file["columns"])
+        if name is None:
+            return None
+        try:
+            arrays, kinds = self.cache.columns(data_file, [name])
+        except (ProcessingError, DataFileError):
+            return None  # the export goes on with row numbers only; the chart names what is wrong with the column
+        return name, arrays[name], kinds[name]

@@ -194,7 +194,7 @@ def test_rolling_mean_and_peaks_complete_with_correct_results(service: Service, 
         assert len(page["items"]) == 1
         assert page["total"] >= 2
         csv_text = client.get(f"/api/etl/results/{peaks['id']}/export", params={"format": "csv"}).text
-        assert csv_text.splitlines()[0] == "index,value,prominence"
+        assert csv_text.splitlines()[0] == "index,t,value,prominence"  # the file's time column at each peak
         assert len(csv_text.splitlines()) == len(expected_peaks) + 1
         exported = client.get(f"/api/etl/results/{rolling['id']}/export", params={"format": "json"})
         assert exported.headers["content-disposition"].endswith(f'result-{rolling["id"]}.json"')

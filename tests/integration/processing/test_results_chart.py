@@ -219,8 +219,10 @@ def test_ppg_recording_chart_zoom_peaks_and_full_csv(service: Service, browser_p
         page.click("#export-csv")
     exported = pd.read_csv(download.value.path())
     assert len(exported) == PPG_ROWS
-    assert list(exported.columns) == ["row", "ppg", "ppg_rolling_mean"]
+    # The file's time beside the row numbers: the export lines up with the recording (it had row numbers only).
+    assert list(exported.columns) == ["row", "time", "ppg", "ppg_rolling_mean"]
     assert exported["row"].tolist() == list(range(PPG_ROWS))
+    assert (pd.to_datetime(exported["time"]) == pd.to_datetime(frame["time"])).all()
     np.testing.assert_allclose(exported["ppg"], frame["ppg"])
     np.testing.assert_allclose(exported["ppg_rolling_mean"], frame["ppg"].rolling(33).mean(), equal_nan=True)
 
@@ -280,7 +282,8 @@ def test_ten_million_rows_chart_keeps_the_spike_zooms_and_exports_every_row(
             lines += block.count(b"\n")
             last = (last + block)[-200:]
     assert lines == BIG_ROWS + 1
-    row, value, mean = io.BytesIO(last).read().decode().strip().splitlines()[-1].split(",")
+    row, at, value, mean = io.BytesIO(last).read().decode().strip().splitlines()[-1].split(",")
     assert int(row) == BIG_ROWS - 1
+    assert pd.Timestamp(at) == pd.Timestamp("2026-03-01") + pd.Timedelta(milliseconds=BIG_ROWS - 1)
     assert float(value) == values[-1]
     assert float(mean) == pytest.approx(values[-101:].mean(), rel=1e-9)

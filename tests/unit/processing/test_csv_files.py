@@ -106,3 +106,10 @@ def test_data_quality_gives_a_time_columns_range_and_no_verdict_without_expectat
     assert (result["columns"]["hr"]["min"], result["columns"]["hr"]["max"]) == (70.0, 75.0)
     # No `expect`: nothing was checked, so no verdict (it said "passed": false).
     assert result["schema"] == {"checked": False, "passed": None, "failures": []}
+
+
+def test_a_last_row_with_a_bad_value_stays_a_row_for_the_reader_to_name(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text("t,v\n" + "".join(f"{i},{i % 5}\n" for i in range(100)) + "100,n/a?\n")
+    assert footer_offset(path, csv_file_options(path)) is None
+    assert describe_file(path, path.name).row_count == 101

@@ -125,3 +125,29 @@ def test_unix_timestamps_in_a_time_named_column_are_a_time_axis_decided_once_per
     arrays, kinds = cache.columns(data_file, ["timestamp", "ppg"])
     assert kinds == {"timestamp": "time", "ppg": "numeric"}
     assert arrays["timestamp"][-1] == pytest.approx((start_ms + 4 * (rows - 1)) / 1e3)
+
+
+def test_exports_carry_the_files_time_column_beside_the_row_numbers() -> None:
+    from clinicflow.processing.downsample import export_csv
+
+    seconds = 1772352000.0 + np.arange(5) * 0.004  # 2026-03-01 08:00:00 at 250 Hz, a wall time (no zone)
+    seconds[3] = np.nan
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    mean = pd.Series(values).rolling(2).mean().to_numpy()
+    row = {"processing_type": "rolling_mean", "result_data": {"window": 2, "series": {"v": {}}}}
+    axis = ("time", seconds, "wall-time")
+    text = "".join(
+        c if isinstance(c, str) else c.decode()
+        for c in export_csv(row, {"v": values, "v rolling mean (2)": mean}, axis)
+    )
+    lines = text.splitlines()
+    assert lines[0] == "row,time,v,v_rolling_mean"
+    assert lines[1].startswith("0,2026-03-01 08:00:00")
+    assert lines[2].startswith("1,2026-03-01 08:00:00.004")
+    assert lines[4].startswith("3,,4")  # a missing time stays empty
+    peaks = {
+        "processing_type": "peak_detection",
+        "result_data": {"peaks": [{"index": 2, "value": 3.0}, {"index": 4, "value": 5.0}]},
+    }
+    text = "".join(c if isinstance(c, str) else c.decode() for c in export_csv(peaks, None, ("time", seconds, "time")))
+    assert text.splitlines()[:2] == ["index,time,value", "2,2026-03-01 08:00:00.008000+00:00,3.0"]

@@ -70,6 +70,10 @@ def test_status_exit_codes(analytics: PostgresServer) -> None:
     code, out = _status("--run", "run-2")
     assert code == 1
     assert "incompatible type change" in out
+    assert "ingestion runs" not in out  # --run is about one nightly run
+    code, out = _status("--run", "run-nope")  # an id that is not there says so (it printed the run list)
+    assert code == 2
+    assert "no nightly run run-nope recorded" in out
 
     # A run that started but never finished (killed) is not a success either.
     conn = analytics.connect()
