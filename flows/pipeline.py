@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clinicflow.core.retry import retry_on_transient
-from clinicflow.core.verdicts import failed_of
+from clinicflow.core.verdicts import failed_of, shortened
 from clinicflow.toolkit.base import RunContext, ToolkitError, new_run_id
 from clinicflow.toolkit.compose import EtlReport, Leaf, StepOutcome, execute
 from clinicflow.toolkit.discovery import discover
@@ -145,7 +145,7 @@ def run_spec(
         table=rows, key=f"pipeline-{spec.name.replace('_', '-')}", description=f"Steps of pipeline {spec.name}"
     )
     failure = failed_of(
-        [f"{o.name}: {(o.error or '')[:200]}" for o in outcomes if o.status == "failed"], len(outcomes), "steps"
+        [f"{o.name}: {shortened(o.error or '', 300)}" for o in outcomes if o.status == "failed"], len(outcomes), "steps"
     )
     if failure is not None:
         skipped = sum(o.status == "skipped" for o in outcomes)

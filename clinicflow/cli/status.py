@@ -27,6 +27,7 @@ from rich.table import Table
 
 from clinicflow.cli.status_sections import collect
 from clinicflow.connectors.connections import connected
+from clinicflow.core.verdicts import shortened
 
 EXIT_LAST_FAILED = 1
 EXIT_NO_DATA = 2
@@ -64,11 +65,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    text = str(value)
-    if len(text) > CELL_CHARS:
-        cut = text[: CELL_CHARS - 1]
-        text = (cut.rsplit(" ", 1)[0] if " " in cut[CELL_CHARS // 2 :] else cut) + "…"
-    return escape(text)
+    return escape(shortened(str(value), CELL_CHARS))
 
 
 def _simple_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Table:

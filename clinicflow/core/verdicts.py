@@ -42,3 +42,12 @@ def failed_of(failed: Sequence[str], total: int, things: str, *, limit: int = 10
     if total < len(failed):
         raise ValueError(f"verdict: {len(failed)} {things} failed of only {total}")
     return f"{len(failed)} of {total} {things} failed: " + "; ".join(failed[:limit])
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word, with an ellipsis ("staged (16): s" read as if the
+    message ended there); a text without a space in its second half is cut where it must be."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[limit // 2 :] else cut) + "…"

@@ -110,6 +110,25 @@ class LambdaTransformer:
         self.per = per
 
     def transform(self, batch: Batch, ctx: RunContext) -> Batch:
+        try:
+            return self._apply(batch)
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            # Raised inside the pipeline's own function: say so, with its line, before the loader reports the
+            # stream's failure as its own ("postgres load ... failed after 0 rows: AttributeError").
+            raise ToolkitError(f"{self._where(exc)} raised {type(exc).__name__}: {exc}") from exc
+
+    def _where(self, exc: BaseException) -> str:
+        import traceback
+
+        name = getattr(self.function, "__name__", repr(self.function))
+        code = getattr(self.function, "__code__", None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if code and f.filename == code.co_filename]
+        at = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        return f"lambda transformer {name!r} (per {self.per}){at}"
+
+    def _apply(self, batch: Batch) -> Batch:
         if self.per == "batch":
             out = self.function(batch)
             if not isinstance(out, Batch):

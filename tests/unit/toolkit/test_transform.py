@@ -86,3 +86,16 @@ def test_rebatch_regroups_without_losing_rows() -> None:
     stream = [Batch(("a",), [(i,) for i in range(start, start + 7)]) for start in range(0, 21, 7)]
     sizes = [len(b) for b in rebatch(stream, 5)]
     assert sizes == [5, 5, 5, 5, 1]
+
+
+def test_an_error_in_a_pipelines_own_function_names_the_function_and_its_line() -> None:
+    def explode(batch: Batch) -> Batch:
+        return Batch(("id",), [(r.get("id"),) for r in batch.rows])  # rows are tuples: AttributeError
+
+    with pytest.raises(
+        ToolkitError,
+        match=r"lambda transformer 'explode' \(per batch\) \(.*test_transform.py, line \d+\)"
+        r" raised AttributeError",
+    ) as caught:
+        LambdaTransformer(explode, per="batch").transform(Batch(("id",), [(1,)]), CTX)
+    assert "'tuple' object has no attribute 'get'" in str(caught.value)
