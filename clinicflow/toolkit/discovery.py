@@ -54,14 +54,20 @@ class Discovery:
 
 def _error_summary(exc: BaseException, path: Path | None = None) -> str:
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    if path is not None:  # the line in the pipeline module itself, where there is one
-        frames = [f for f in frames if Path(f.filename) == path] or frames
+    if path is not None:  # the line in the pipeline module itself; never one of the library's own
+        frames = [f for f in frames if Path(f.filename) == path]
     where = f" (line {frames[-1].lineno} of {Path(frames[-1].filename).name})" if frames else ""
     errors = getattr(exc, "errors", None)
     if callable(errors) and type(exc).__name__ == "ValidationError":
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])  # type: ignore[attr-defined]
+        details = "; ".join(_validation_detail(e) for e in exc.errors()[:3])  # type: ignore[attr-defined]
         return f"invalid pipeline spec: {details}{where}"
     return f"{one_line(exc)}{where}"
+
+
+def _validation_detail(error: dict[str, Any]) -> str:
+    """One pydantic error as ``where: what`` (a config built by a helper has no location: ``config``)."""
+    where = ".".join(str(p) for p in error["loc"]) or "config"
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
 
 
 def _specs_of(obj: Any, origin: str) -> list[PipelineSpec]:
