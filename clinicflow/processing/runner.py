@@ -197,7 +197,15 @@ def _run(conn: PgConnection, writer: Any, result_id: int, scripts_dir: Path, wor
     sweep_orphaned_workdirs(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=workdir) as tmp:
         local = Path(tmp) / data_file["name"]
-        writer.download(data_file["object_name"], local)
+        try:
+            writer.download(data_file["object_name"], local)
+        except FileNotFoundError:
+            # A file registered in the database whose bytes are not in this service's bucket (uploaded to another
+            # files bucket, or deleted): said as such, not as a Python error about a path.
+            raise DataFileError(
+                f"{data_file['name']}: file {data_file['id']}'s stored copy is not in the files bucket "
+                f"{writer.describe()} (deleted, or uploaded to another bucket: upload it again)"
+            ) from None
         # Only the open descriptor keeps the copy: a kill from here on leaves nothing on disk.
         handle = os.open(local, os.O_RDONLY)
         local.unlink()

@@ -164,6 +164,8 @@ DRILLDOWN_RANGES = 20
 def _describe_range(column: PgColumn | None, key_range: KeyRange) -> str:
     if column is None:
         return "(whole table)"
+    if key_range.lower is None and key_range.upper is None:
+        return f"{column.name}: every key (one range)"  # it read "Id [..)"
     lo = "" if key_range.lower is None else str(key_range.lower)
     hi = "" if key_range.upper is None else str(key_range.upper)
     return f"{column.name} [{lo}..{hi})"

@@ -270,6 +270,17 @@ def test_a_bad_file_and_a_crashing_script_end_failed_with_the_reason(service: Se
     assert "ZeroDivisionError: division by zero" in row["error"], row
     wait_task_run_state(service, row["task_run_id"], "FAILED")
 
+    # A file whose bytes left the bucket (another service's bucket, or deleted): named, not a Python path error.
+    signal_csv(tmp_path / "gone.csv", rows=10)
+    gone = upload(service, tmp_path / "gone.csv")
+    for stored in service.bucket_dir.rglob("gone.csv"):
+        stored.unlink()
+    orphan = submit(service, gone["id"], "rolling_mean", {"window": 3})
+    row = service.wait_for(orphan["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert row["status"] == "FAILED", row
+    assert f"gone.csv: file {gone['id']}'s stored copy is not in the files bucket folder" in row["error"], row
+    assert "Errno" not in row["error"]
+
     summed = submit(service, good["id"], "custom", {"script": "column_sum", "params": {"column": "t"}})
     row = service.wait_for(summed["id"], {"COMPLETED", "FAILED", "CRASHED"})
     assert row["status"] == "COMPLETED"
