@@ -289,13 +289,23 @@ def _dates(text: str, out: Candidates, signals: dict[str, int], order: DateOrder
                 return
 
 
+# An operative note's diagnosis before surgery, superseded by the one after it when the note has both.
+_PRE_OP = re.compile(r"(?i)^\W*pre[- ]?op(?:erative)?\.?[ \t]+(?:diagnos[ie]s|dx)\b")
+_POST_OP = re.compile(r"(?im)^\W*post[- ]?op(?:erative)?\.?[ \t]+(?:diagnos[ie]s|dx)\b")
+
+
 def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, int]) -> None:
     diagnosis_spans: list[tuple[int, int]] = []
+    superseded_pre_op = bool(_POST_OP.search(text))
 
     def diagnosis(code: str, span: tuple[int, int], section: Section | None, *, listed: bool = True) -> None:
         """A valid code read as a diagnosis: a clinical signal, never a procedure; a candidate when asserted."""
         signals["codes"] += 1
         diagnosis_spans.append(span)
+        if superseded_pre_op and (
+            _PRE_OP.match(_line_of(text, span[0])) or (section is not None and _PRE_OP.match(section.heading))
+        ):
+            return  # "Preoperative diagnosis: cholelithiasis (K80.20)" where the postoperative one is K80.10
         if listed and assertion(text, span[0], span[1], section) == "present":
             out.add("diagnosis_codes", code, f"text:chars {span[0]}-{span[1]}")
 

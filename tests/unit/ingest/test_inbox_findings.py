@@ -109,3 +109,15 @@ def test_medication_lists_in_prose_one_item_per_drug(body: str, expected: list[s
 def test_a_negation_before_a_comma_ends_the_finding_before_it() -> None:
     text = NOTE + "A/P:\nType 2 DM with neuropathy ruled out, A1c above goal - E11.9.\nPneumonia (J18.9) ruled out.\n"
     assert extract(text)[2].diagnosis_codes == ["E11.9"]  # type: ignore[attr-defined]
+
+
+def test_an_operative_notes_postoperative_diagnosis_supersedes_the_preoperative_one() -> None:
+    head = "OPERATIVE REPORT\nMedical Record Number: SC-5540218\nDate of Birth: 01/17/1969\n"
+    pre = "PREOPERATIVE DIAGNOSIS: Symptomatic cholelithiasis (K80.20).\n"
+    post = "POSTOPERATIVE DIAGNOSIS: Chronic cholecystitis with cholelithiasis (K80.10).\n"
+    assert extract(head + pre + post)[2].diagnosis_codes == ["K80.10"]  # type: ignore[attr-defined]
+    assert extract(head + pre)[2].diagnosis_codes == ["K80.20"]  # type: ignore[attr-defined]  # the only one
+    section = (
+        "Pre-op Diagnosis:\n1. Symptomatic cholelithiasis (K80.20)\n\nPost-op Diagnosis:\n1. Cholecystitis (K81.1)\n"
+    )
+    assert extract(head + section)[2].diagnosis_codes == ["K81.1"]  # type: ignore[attr-defined]
