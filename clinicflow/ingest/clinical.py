@@ -296,7 +296,10 @@ _POST_OP = re.compile(r"(?im)^\W*post[- ]?op(?:erative)?\.?[ \t]+(?:diagnos[ie]s
 
 def _codes(text: str, parts: list[Section], out: Candidates, signals: dict[str, int]) -> None:
     diagnosis_spans: list[tuple[int, int]] = []
-    superseded_pre_op = bool(_POST_OP.search(text))
+    # Only a postoperative diagnosis with a code of its own supersedes ("POSTOPERATIVE DIAGNOSIS: Same." does not).
+    superseded_pre_op = any(
+        ICD10.search(text[m.end() : (text.find("\n\n", m.end()) + 1 or len(text))]) for m in _POST_OP.finditer(text)
+    )
 
     def diagnosis(code: str, span: tuple[int, int], section: Section | None, *, listed: bool = True) -> None:
         """A valid code read as a diagnosis: a clinical signal, never a procedure; a candidate when asserted."""

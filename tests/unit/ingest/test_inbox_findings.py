@@ -117,6 +117,8 @@ def test_an_operative_notes_postoperative_diagnosis_supersedes_the_preoperative_
     post = "POSTOPERATIVE DIAGNOSIS: Chronic cholecystitis with cholelithiasis (K80.10).\n"
     assert extract(head + pre + post)[2].diagnosis_codes == ["K80.10"]  # type: ignore[attr-defined]
     assert extract(head + pre)[2].diagnosis_codes == ["K80.20"]  # type: ignore[attr-defined]  # the only one
+    same = "POSTOPERATIVE DIAGNOSIS: Same.\n"  # the preoperative diagnosis stands
+    assert extract(head + pre + same)[2].diagnosis_codes == ["K80.20"]  # type: ignore[attr-defined]
     section = (
         "Pre-op Diagnosis:\n1. Symptomatic cholelithiasis (K80.20)\n\nPost-op Diagnosis:\n1. Cholecystitis (K81.1)\n"
     )
