@@ -89,12 +89,7 @@ def run_context(
     spec: PipelineSpec, parameters: dict[str, Any] | None, start: datetime | None, end: datetime | None
 ) -> RunContext:
     """Merge parameters over the spec's defaults (unknown names are an error) and settle the time scope."""
-    given = dict(parameters or {})
-    unknown = sorted(set(given) - set(spec.parameters))
-    if unknown:
-        raise ToolkitError(
-            f"pipeline {spec.name!r}: unknown parameters {unknown} (it takes {sorted(spec.parameters) or 'none'})"
-        )
+    merged = spec.merged_parameters(parameters)
     if spec.timescope is not None and (start is None or end is None):
         default_start, default_end = spec.timescope.default_range(_scheduled_time())
         start, end = start or default_start, end or default_end
@@ -104,7 +99,7 @@ def run_context(
     return RunContext(
         pipeline=spec.name,
         run_id=run_id,
-        parameters={**spec.parameters, **given},
+        parameters=merged,
         start=start,
         end=end,
         connections=resolve_connection,

@@ -239,12 +239,15 @@ def pipelines_run_command(
 ) -> None:
     """Run a pipeline now, in this process (Prefect API if configured, else the embedded server)."""
     from clinicflow.toolkit.base import ToolkitError
+    from clinicflow.toolkit.discovery import discover
     from flows.pipeline import PipelineFailed, run_pipeline
     from flows.runtime import flow_run_settings
 
     console = Console()
     params = parse_params(param or [])
     try:
+        # A name or a parameter the pipeline does not have is said before any server starts or flow run is made.
+        discover(folder).get(name).merged_parameters(params)
         with flow_run_settings():
             rows = run_pipeline(
                 pipeline=name,

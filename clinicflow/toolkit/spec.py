@@ -193,6 +193,15 @@ class PipelineSpec(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    def merged_parameters(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """The run's parameters: ``given`` over the defaults; a name the pipeline does not take is an error."""
+        unknown = sorted(set(given or {}) - set(self.parameters))
+        if unknown:
+            raise ToolkitError(
+                f"pipeline {self.name!r}: unknown parameters {unknown} (it takes {sorted(self.parameters) or 'none'})"
+            )
+        return {**self.parameters, **(given or {})}
+
     @model_validator(mode="after")
     def _reserved_parameters(self) -> PipelineSpec:
         clash = {"start", "end"} & set(self.parameters)

@@ -179,6 +179,9 @@ def test_run_and_backfill(work_pool: str, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["pipelines", "run", name, "--folder", str(tmp_path), "--param", "limt=3"])
     assert bad.exit_code == 2
     assert "unknown parameters ['limt']" in bad.output
+    unknown = runner.invoke(app, ["pipelines", "run", "nope", "--folder", str(tmp_path)])
+    assert unknown.exit_code == 2
+    assert "no pipeline named 'nope'" in unknown.output
 
     no_deployment = runner.invoke(
         app, ["pipelines", "backfill", name, "--folder", str(tmp_path), "--from", "2026-01-01", "--to", "2026-01-04"]
