@@ -86,6 +86,19 @@ WALL_TIME = "wall-time"
 _ZONED = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 
 
+# A European export's date-times ("14.03.2024 08:00", Excel in Germany): dotted dates are day first.
+_DOTTED_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
+
+
+def _dotted_day_first(series: pd.Series, iso: pd.Series) -> pd.Series:
+    """``series`` read as dotted day-first date-times when one format reads every value; else ``iso`` as it was."""
+    for fmt in _DOTTED_FORMATS:
+        parsed = pd.to_datetime(series, format=fmt, errors="coerce")
+        if not (parsed.isna() & series.notna()).any():
+            return parsed.dt.tz_localize("UTC")  # a wall time, as a time without a zone is (see WALL_TIME)
+    return iso
+
+
 def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None) -> tuple[np.ndarray, str]:
     """(values as float64, kind): a date/time column in epoch seconds ("time", or "wall-time" when it has no zone:
     see :data:`WALL_TIME`), a numeric one as is ("numeric";
@@ -107,10 +120,15 @@ def as_axis(series: pd.Series, label: str, epoch_per_second: float | None = None
         first = series.dropna().head(1)
         zone = "time" if first.empty or _ZONED.search(str(first.iloc[0]).strip()) else WALL_TIME
         if (stamps.isna() & series.notna()).any():
-            bad = int(np.argmax((stamps.isna() & series.notna()).to_numpy()))
+            stamps = _dotted_day_first(series, stamps)
+        if (stamps.isna() & series.notna()).any():
+            unread = stamps.isna() & series.notna()
+            for fmt in _DOTTED_FORMATS:  # the first value no reading takes, not the first ISO-8601 does not
+                unread &= pd.to_datetime(series, format=fmt, errors="coerce").isna()
+            bad = int(np.argmax(unread.to_numpy())) if unread.any() else int(np.argmax(stamps.isna().to_numpy()))
             raise ProcessingError(
-                f"x axis: column {label!r} is neither numeric, elapsed time ([h:]m:ss) nor ISO-8601 date/time "
-                f"(first bad value at chunk row {bad})"
+                f"x axis: column {label!r} is neither numeric, elapsed time ([h:]m:ss) nor a date/time (ISO-8601, "
+                f"or dotted day first: 14.03.2024 08:00) (first bad value at chunk row {bad})"
             )
     seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float) / 1e9
     seconds[stamps.isna().to_numpy()] = np.nan

@@ -52,6 +52,11 @@ def test_time_axis_from_iso_text_and_datetimes_and_the_default_column() -> None:
     assert as_axis(stamps, "time")[1] == "wall-time"
     assert as_axis(stamps.dt.tz_localize("Europe/Berlin"), "time")[1] == "time"
     assert as_axis(pd.Series(["2024-03-14 06:00", "2024-03-14 06:05"]), "time")[1] == "wall-time"
+    # A European export's dotted day-first date-times are an axis (a wall time), and a bad value is found as such.
+    seconds, kind = as_axis(pd.Series(["14.03.2024 08:00", "14.03.2024 08:05"]), "Datum/Zeit")
+    assert (seconds.tolist(), kind) == ([1710403200.0, 1710403500.0], "wall-time")
+    with pytest.raises(ProcessingError, match="first bad value at chunk row 1"):
+        as_axis(pd.Series(["14.03.2024 08:00", "later"]), "Datum")
     assert default_time_column([{"name": "v", "dtype": "float64"}, {"name": "Zeitstempel", "dtype": "str"}]) == (
         "Zeitstempel"
     )
