@@ -1,6 +1,7 @@
 # The two set-up commands of a fresh machine (see README):
-#   make demo   - seed a demo OpenDental database and run the nightly job on local defaults
-#   make test   - lint (ruff), type-check (mypy), then the unit tests (stop at the first failure),
+#   make demo   - seed a demo OpenDental database, run the nightly, DICOM, pipelines and ingestion demos on local
+#                 defaults, then serve the processing service until Ctrl-C
+#   make test   - lint (ruff), type-check (mypy), layers (lint-imports), then the unit tests (stop at the first failure),
 #                 then the integration tests; both on 2 pytest-xdist workers (tests/conftest.py)
 .PHONY: demo test bench
 

@@ -154,8 +154,8 @@ DEMO_JOBS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def submit_demo_jobs(service_url: str, token: str, csv_path: Path) -> list[int]:
-    """Upload the CSV and submit the demo jobs; their result ids."""
+def submit_demo_jobs(service_url: str, token: str, csv_path: Path) -> tuple[int, list[int]]:
+    """Upload the CSV and submit the demo jobs; the file's id and the jobs' result ids."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=service_url, headers=headers, timeout=60) as client:
         with csv_path.open("rb") as data:
@@ -173,7 +173,7 @@ def submit_demo_jobs(service_url: str, token: str, csv_path: Path) -> list[int]:
             )
             response.raise_for_status()
             ids.append(int(response.json()["id"]))
-        return ids
+        return int(uploaded.json()["id"]), ids
 
 
 def job_statuses(service_url: str, token: str, ids: list[int]) -> dict[int, str]:
@@ -241,7 +241,7 @@ def serve_demo(
     with stop_signals(), ExitStack() as cleanup:
         cleanup.callback(lambda: [stop_process_group(p) for p in reversed(started)])
         try:
-            ids = _start(out_dir, started, shared, token, api_url, service_url, echo)
+            file_id, ids = _start(out_dir, started, shared, token, api_url, service_url, echo)
             from clinicflow.service.dispatch import deployment_min_rows
 
             echo(
@@ -256,7 +256,8 @@ def serve_demo(
                 f"{deployment_min_rows():,} rows or more)"
             )
             echo(
-                f"submitted demo jobs {ids} (rolling_mean, peak_detection) on {out_dir / 'vitals.csv'}; "
+                f"submitted demo jobs {ids} (rolling_mean, peak_detection) on file {file_id} "
+                f"({out_dir / 'vitals.csv'}); "
                 f"logs in {out_dir}; Ctrl-C to stop"
             )
             return _watch(started, service_url, token, ids, out_dir, echo)
@@ -276,8 +277,9 @@ def _start(
     api_url: str,
     service_url: str,
     echo: Callable[[str], None],
-) -> list[int]:
-    """Server, pool, deployment, worker, service (each appended to ``started`` at once), then the demo jobs."""
+) -> tuple[int, list[int]]:
+    """Server, pool, deployment, worker, service (each appended to ``started`` at once), then the demo jobs (the
+    file's id and the jobs')."""
     from flows.runtime import EMBEDDED_ENV_DEFAULTS, server_environment
 
     port = api_url.rsplit(":", 1)[1].split("/")[0]

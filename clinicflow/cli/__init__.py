@@ -37,7 +37,8 @@ from clinicflow.cli.serve import serve_command  # noqa: E402
 from clinicflow.cli.status import status_command  # noqa: E402
 
 app = typer.Typer(
-    help="clinicflow: production ETL for clinics (OpenDental, DICOM reports).",
+    help="clinicflow: production ETL for clinics: the OpenDental nightly (and CDC), DICOM reports, file ingestion, "
+    "the pipeline toolkit, the processing service, fan-out.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )

@@ -116,7 +116,10 @@ def deploy_children_on_process_pool(pool: str) -> list[str]:
     return asyncio.run(go())
 
 
-fanout_app = typer.Typer(help="Fan-out of the nightly across the work pool (docs/scale-out.md).", no_args_is_help=True)
+fanout_app = typer.Typer(
+    help="Fan-out of the nightly, DICOM and ingestion runs across the work pool (docs/scale-out.md).",
+    no_args_is_help=True,
+)
 
 
 @fanout_app.command("setup")
@@ -134,13 +137,16 @@ def fanout_setup_command(
 
     With --process-pool: the local recipe's pool and child deployments too (docs/scale-out.md).
     """
-    from blocks.setup import BlockSetupError, require_api
+    from prefect.settings import PREFECT_API_URL
 
-    try:
-        api = require_api()
-    except BlockSetupError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    api = PREFECT_API_URL.value()
+    if not api:
+        typer.echo(
+            "PREFECT_API_URL is not set: the concurrency limit (and the pool) live on a Prefect server; fan-out runs "
+            "child deployment runs there (docs/scale-out.md)",
+            err=True,
+        )
+        raise typer.Exit(1)
     action = ensure_concurrency_limit(name, slots)
     typer.echo(f"global concurrency limit {name!r} ({slots} slots) {action} on {api}")
     if process_pool:

@@ -47,7 +47,11 @@ def _run(console: Console, flow: Any, title: str, **parameters: Any) -> None:
     if state.is_failed():
         console.print(f"[red]{flow.name} failed: {state.message}[/red]")
         raise typer.Exit(1)
-    _print_result(console, title, state.result())
+    result = state.result()
+    _print_result(console, title, result)
+    if isinstance(result, dict) and result.get("listed") == 0:
+        # A typo in the pattern looks like a quiet inbox: say it, without failing the nightly run of an empty one.
+        console.print(f"[yellow]nothing matched {parameters.get('pattern', '')!r}[/yellow]", highlight=False)
 
 
 @ingest_app.command("run")
@@ -81,7 +85,8 @@ def ingest_run_command(
 @ingest_app.command("reextract")
 @model_options(ReextractOptions, defaults={"database_block": _DB_BLOCK}, names={"ingest_schema": "schema"})
 def ingest_reextract_command(**values: Any) -> None:
-    """Extract staged documents again with another extractor (one row per document version; exit 1 on letters)."""
+    """Extract staged documents again with another extractor (one row per document version; exit 1 if some
+    documents were dead-lettered)."""
     from flows.ingest_files import reextract_documents
 
     _run(Console(stderr=True), reextract_documents, f"reextract ({values['extractor']})", **values)
@@ -136,6 +141,12 @@ def dlq_list_command(
 ) -> None:
     """List dead letters (uri / record id, stage, reason; never content) and counts by status."""
     from clinicflow.ingest.deadletter import count_letters, list_letters
+
+    # An unknown choice listed nothing and exited 0, as if there were no such letters.
+    if status not in ("open", "replayed", "discarded", "all"):
+        raise typer.BadParameter(f"{status!r}: one of open, replayed, discarded, all", param_hint="--status")
+    if stage is not None and stage not in ("read", "stage", "extract", "load"):
+        raise typer.BadParameter(f"{stage!r}: one of read, stage, extract, load", param_hint="--stage")
 
     with connected(_database(database_block)) as conn:
         letters = list_letters(

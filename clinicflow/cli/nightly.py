@@ -169,7 +169,8 @@ FullRefreshOption = Annotated[
     bool,
     typer.Option(
         "--full-refresh",
-        help="Full copy and load of every chosen table, ignoring watermarks (accepts changed column types).",
+        help="Full copy (nightly) and full load of every chosen table, ignoring watermarks (accepts changed column "
+        "types).",
     ),
 ]
 SkipVerificationOption = Annotated[
@@ -180,8 +181,8 @@ FullSweepOption = Annotated[
     typer.Option(
         "--full-sweep",
         help="Reconcile every key range of every keyed table tonight (keys and row checksums), even where tables.yml "
-        "turns reconciliation off or checksums a rolling slice (reconcile_slices); a full load's verification then "
-        "compares every value too.",
+        "turns reconciliation off or checksums a rolling slice (reconcile_slices); a full load's verification "
+        "(nightly, load) then compares every value too.",
     ),
 ]
 TablesFileOption = Annotated[

@@ -45,6 +45,22 @@ def _option(name: str, field: FieldInfo, default: Any, help_text: str | None) ->
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
+def _check_fields(models: tuple[type[RunOptions], ...], values: Mapping[str, Any], names: Mapping[str, str]) -> None:
+    """The options' values checked by their models before any flow starts: a bad one is a usage error naming the
+    option (exit 2), not the flow's parameter validation dump (exit 1, read as "the run failed")."""
+    from pydantic import ValidationError
+
+    for model in models:
+        given = {name: values[name] for name in model.parameter_names() if name in values}
+        try:
+            model.model_validate(given)
+        except ValidationError as exc:
+            bad = [e for e in exc.errors() if e["type"] != "missing" and e["loc"] and e["loc"][0] in given]
+            if bad:
+                option = "--" + str(names.get(str(bad[0]["loc"][0]), bad[0]["loc"][0])).replace("_", "-")
+                raise typer.BadParameter(str(bad[0]["msg"]).removeprefix("Value error, "), param_hint=option) from None
+
+
 def model_options(
     *models: type[RunOptions],
     defaults: Mapping[str, Any] | None = None,
@@ -77,7 +93,9 @@ def model_options(
 
         @functools.wraps(command)
         def call(**values: Any) -> None:
-            command(**{field_of.get(key, key): value for key, value in values.items()})
+            by_field = {field_of.get(key, key): value for key, value in values.items()}
+            _check_fields(models, by_field, names)
+            command(**by_field)
 
         call.__signature__ = inspect.Signature(own + options)  # type: ignore[attr-defined]
         return call

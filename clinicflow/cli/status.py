@@ -35,7 +35,8 @@ SUBSYSTEMS = ("nightly", "ingest", "processing", "dicom", "pipelines", "fanout",
 
 
 def _nightly_table(section: dict[str, Any]) -> Table:
-    table = Table(title=f"nightly: last {len(section['runs'])} runs")
+    runs = len(section["runs"])
+    table = Table(title=f"nightly: last {runs} run{'s' if runs != 1 else ''}")
     for header in ("started", "flow", "status", "tables", "failed", "rows", "seconds", "failed tables", "run"):
         table.add_column(header, overflow="fold")
     for run in section["runs"]:

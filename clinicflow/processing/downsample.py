@@ -34,7 +34,7 @@ import numpy as np
 from clinicflow.processing.axis import as_axis, epoch_units_per_second
 from clinicflow.processing.base import ProcessingError
 from clinicflow.processing.datafiles import DEFAULT_CHUNK_ROWS, iter_chunks
-from clinicflow.processing.export import neutralise, result_csv_chunks
+from clinicflow.processing.export import neutralise, result_csv_chunks, series_columns
 
 # Types whose result is a series over the data file's rows (the others export their own table).
 SERIES_TYPES = ("rolling_mean", "peak_detection")
@@ -68,7 +68,7 @@ def series_spec(row: dict[str, Any], data_file: dict[str, Any], x: str | None) -
     window = None
     if kind == "rolling_mean":
         window = int(data["window"])
-        for column in data["series"]:
+        for column in series_columns(data):
             series[column] = (column, "values")
             series[f"{column} rolling mean ({window})"] = (column, "rolling_mean")
     else:
@@ -280,7 +280,7 @@ def full_csv_chunks(
     import pyarrow.csv as pa_csv
 
     data = row["result_data"]
-    columns = list(data["series"])
+    columns = series_columns(data)
     labels = [(c, f"{c} rolling mean ({data['window']})") for c in columns]
     header = io.StringIO()
     names = ["row"] + ([axis[0]] if axis else []) + [f"{c}{s}" for c in columns for s in ("", "_rolling_mean")]

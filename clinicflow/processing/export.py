@@ -8,6 +8,13 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+
+def series_columns(data: dict[str, Any]) -> list[str]:
+    """A rolling mean's columns in the order asked (the file's by default), not PostgreSQL JSONB's key order
+    (shorter keys first: `spo2` before `heart_rate`); results stored before the order was kept: the object's."""
+    return list(data.get("column_order") or data["series"])
+
+
 XColumn = tuple[str, Callable[[int], Any]]  # (the time column's name, its value at a row)
 
 
@@ -17,7 +24,7 @@ def result_table(row: dict[str, Any], x_column: XColumn | None = None) -> tuple[
     data = row.get("result_data") or {}
     kind = row.get("processing_type")
     if kind == "rolling_mean" and data:
-        columns = list(data["series"])
+        columns = series_columns(data)
         header = ["row"] + [f"{c}{suffix}" for c in columns for suffix in ("", "_rolling_mean")]
 
         def series_rows() -> Iterator[list[Any]]:

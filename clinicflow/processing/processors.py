@@ -155,6 +155,7 @@ def rolling_mean(source: DataSource, params: RollingMeanParams, progress: Progre
         "window": params.window,
         "step": step,
         "index": index,
+        "column_order": list(columns),  # as asked (or the file's): a JSONB object keeps its keys in its own order
         "series": {
             c: {
                 "values": _json_list(np.concatenate(values[c]) if values[c] else np.empty(0)),

@@ -156,3 +156,18 @@ def test_exports_carry_the_files_time_column_beside_the_row_numbers() -> None:
     }
     text = "".join(c if isinstance(c, str) else c.decode() for c in export_csv(peaks, None, ("time", seconds, "time")))
     assert text.splitlines()[:2] == ["index,time,value", "2,2026-03-01 08:00:00.008000+00:00,3.0"]
+
+
+def test_a_rolling_means_columns_keep_the_order_asked_not_jsonbs() -> None:
+    from clinicflow.processing.downsample import export_csv
+
+    # As PostgreSQL JSONB hands the result back: shorter keys first.
+    data = {"window": 2, "column_order": ["heart_rate", "spo2"], "series": {"spo2": {}, "heart_rate": {}}}
+    full = {
+        name: np.arange(3.0) for name in ("spo2", "heart_rate", "spo2 rolling mean (2)", "heart_rate rolling mean (2)")
+    }
+    text = "".join(
+        c if isinstance(c, str) else c.decode()
+        for c in export_csv({"processing_type": "rolling_mean", "result_data": data}, full)
+    )
+    assert text.splitlines()[0] == "row,heart_rate,heart_rate_rolling_mean,spo2,spo2_rolling_mean"
