@@ -91,15 +91,15 @@ def _crash_in_prefect(reaped: Any) -> None:
 
 
 def run_workers(concurrency: int, limit: int) -> int:
-    """``concurrency`` task-worker processes, each restarted when it dies, until SIGTERM/SIGINT; exit code 0."""
+    """``concurrency`` task-worker processes, each restarted when it dies, until SIGTERM/SIGINT; exit code 0 (1:
+    a process kept dying at start, see :func:`~clinicflow.service.workers.supervise`)."""
     if concurrency == 1:
         serve_processing_tasks(limit)
         return 0
     from clinicflow.service.workers import start_with_secrets, supervise
 
     command = [sys.executable, "-m", "clinicflow.service.task_worker", str(limit)]
-    supervise(lambda: start_with_secrets(command), concurrency, "task worker")
-    return 0
+    return supervise(lambda: start_with_secrets(command), concurrency, "task worker")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from clinicflow.core import secret_env
 log = logging.getLogger("clinicflow.service")
 # A child that dies this soon after its start is not restarted at once (a broken set-up, not a crash).
 RESTART_PAUSE_SECONDS = 5.0
+FAILED_STARTS = 5  # children dead within RESTART_PAUSE_SECONDS of their start, in a row: give up
 
 
 def start_with_secrets(command: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
@@ -38,16 +39,18 @@ def start_with_secrets(command: list[str], pass_fds: tuple[int, ...] = ()) -> su
             os.close(pipe)
 
 
-def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: str) -> None:
+def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: str) -> int:
     """``count`` children from ``start``, each started again when it exits, until SIGTERM/SIGINT; then all
-    are stopped (SIGTERM, up to 30 s, then SIGKILL)."""
+    are stopped (SIGTERM, up to 30 s, then SIGKILL). Returns 0, or 1 when a child keeps dying at start
+    (:data:`FAILED_STARTS` in a row, each within :data:`RESTART_PAUSE_SECONDS`): a missing setting restarted
+    forever in a pod that looked Running; exiting lets Kubernetes show CrashLoopBackOff and the log says why."""
     stopping = {"now": False}
+    quick_deaths = dict.fromkeys(range(count), 0)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping["now"] = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     children = {slot: (start(), time.monotonic()) for slot in range(count)}
     try:
         while not stopping["now"]:
@@ -55,10 +58,21 @@ def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: st
             for slot, (child, started) in list(children.items()):
                 if child.poll() is None or stopping["now"]:
                     continue
+                quick = time.monotonic() - started < RESTART_PAUSE_SECONDS
+                quick_deaths[slot] = quick_deaths[slot] + 1 if quick else 0
+                if quick_deaths[slot] >= FAILED_STARTS:
+                    log.error(
+                        "%s exited with %s at start %d times in a row: stopping (its log above says why)",
+                        what,
+                        child.returncode,
+                        quick_deaths[slot],
+                    )
+                    return 1
                 log.warning("%s pid %s exited with %s; starting another", what, child.pid, child.returncode)
-                if time.monotonic() - started < RESTART_PAUSE_SECONDS:
+                if quick:
                     time.sleep(RESTART_PAUSE_SECONDS)
                 children[slot] = (start(), time.monotonic())
+        return 0
     finally:
         for child, _ in children.values():
             if child.poll() is None:
@@ -68,6 +82,8 @@ def supervise(start: Callable[[], subprocess.Popen[bytes]], count: int, what: st
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve_workers(host: str, port: int, workers: int) -> int:
@@ -84,11 +100,10 @@ def serve_workers(host: str, port: int, workers: int) -> int:
     dispatcher = DispatcherProcess()
     dispatcher.start()
     try:
-        supervise(lambda: start_with_secrets(command, (fd,)), workers, "API process")
+        return supervise(lambda: start_with_secrets(command, (fd,)), workers, "API process")
     finally:
         dispatcher.stop()
         listener.close()
-    return 0
 
 
 def serve_on_socket(fd: int) -> None:

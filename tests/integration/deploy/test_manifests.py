@@ -198,3 +198,33 @@ def test_processing_task_workers_scale_out_on_the_same_image(rendered_manifests:
     # No task-scheduling storage: a background run has no parameters and persists no result.
     assert "PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK" not in env
     assert pod_spec_of(workers)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_every_secret_and_config_key_a_pod_reads_exists(rendered_manifests: list[dict[str, Any]]) -> None:
+    """The processing workers read a GCS bucket kind from a ConfigMap but not the bucket's name, which only the
+    `clinicflow-processing` Secret holds: they restarted forever on a missing setting in pods shown Running."""
+    secrets = {
+        d["metadata"]["name"]: set(d.get("stringData") or d.get("data") or {})
+        for d in load_yaml_documents(K8S / "secrets.example.yaml")
+        if d["kind"] == "Secret"
+    }
+    maps = {m["metadata"]["name"]: set(m.get("data") or {}) for m in by_kind(rendered_manifests, "ConfigMap")}
+    for resource in [m for m in rendered_manifests if m["kind"] in ("Deployment", "CronJob")]:
+        label = f"{resource['kind']}/{resource['metadata']['name']}"
+        for container in pod_spec_of(resource)["containers"]:
+            names = {e["name"] for e in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                ref = source.get("secretRef") or source.get("configMapRef") or {}
+                known = secrets if "secretRef" in source else maps
+                assert ref.get("optional") or ref["name"] in known, f"{label}: no {ref['name']}"
+                names |= known.get(ref["name"], set())
+            for entry in container.get("env", []):
+                for kind, known in (("secretKeyRef", secrets), ("configMapKeyRef", maps)):
+                    ref = (entry.get("valueFrom") or {}).get(kind)
+                    if ref and not ref.get("optional"):
+                        assert ref["key"] in known.get(ref["name"], set()), f"{label}: {ref['name']}/{ref['key']}"
+            if "processing" in container.get("command", []) and "workers" in container.get("command", []):
+                # What a gcs/s3 files bucket needs to be built (blocks/resolve.py's env builders).
+                assert {"CLINICFLOW_PROCESSING_BUCKET_KIND", "CLINICFLOW_PROCESSING_FILES_BUCKET_BUCKET"} <= names, (
+                    label
+                )
