@@ -218,7 +218,11 @@ def _extract(options: DicomRunOptions) -> Any:
     # The verdict beside the failures: failed files within the threshold leave the run ok (`clinicflow status`).
     record_run_task(state_server, state_schema, dataset, run_id, failed, options.failure_threshold, failure)
     if failure is not None:
-        return Failed(message=failure)
+        # The run's figures with the reason: a failed run printed the reason alone, not what it did.
+        return Failed(
+            message=f"{failure} ({count.files} file(s): {total.done} converted, {total.skipped} already done, "
+            f"{total.failed} failed; outputs in {bucket_name})"
+        )
     return {
         "dataset": dataset,
         "files": count.files,

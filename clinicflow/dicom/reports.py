@@ -130,7 +130,8 @@ class ReportsSource:
         if not re.match(r"^(select|with|values|table)\b", text, re.IGNORECASE):
             raise ReportsQueryError("the reports query must be a SELECT/WITH statement or a view name")
         check_single_statement(text)
-        return f"({text})"
+        # Every query runs with a parameter list (see _query): a literal "%" ("LIKE 'A00%'") is written "%%".
+        return "(" + text.replace("%", "%%") + ")"
 
     @contextlib.contextmanager
     def _query(self, sql: str, params: Sequence[Any] | None, what: str) -> Iterator[Any]:
@@ -139,7 +140,7 @@ class ReportsSource:
             conn.set_session(readonly=True)  # the query is only ever read: a data-modifying CTE fails
             with conn.cursor() as cur:
                 try:
-                    cur.execute(sql, params)
+                    cur.execute(sql, list(params or []))  # always a list: "%%" in the query is one "%"
                 except Exception as exc:  # noqa: BLE001 - driver errors and parameter mismatches alike name the query
                     raise ReportsQueryError(f"{what} failed: {_pg_message(exc)}") from None
                 yield cur
@@ -167,7 +168,9 @@ class ReportsSource:
         return [c for c in self.columns() if c not in KEY_COLUMNS]
 
     def _not_null(self, alias: str) -> str:
-        return " AND ".join(f"{alias}.{quote_ident(c, 'postgres')} IS NOT NULL" for c in KEY_COLUMNS)
+        """Every key column given: not NULL and not blank (an empty instance_id was taken for a file)."""
+        columns = [f"{alias}.{quote_ident(c, 'postgres')}" for c in KEY_COLUMNS]
+        return " AND ".join(f"{c} IS NOT NULL AND btrim({c}::text) <> ''" for c in columns)
 
     def _in_range(self) -> tuple[str, list[Any]]:
         """`` AND`` conditions restricting the file key to [low, high), and their parameters."""
@@ -197,7 +200,10 @@ class ReportsSource:
 
     def count(self) -> SourceCount:
         keys = quote_list(list(KEY_COLUMNS), "postgres")
-        null_key = " OR ".join(f"r.{quote_ident(c, 'postgres')} IS NULL" for c in KEY_COLUMNS)
+        null_key = " OR ".join(
+            f"r.{quote_ident(c, 'postgres')} IS NULL OR btrim(r.{quote_ident(c, 'postgres')}::text) = ''"
+            for c in KEY_COLUMNS
+        )
         in_range, params = self._in_range()
         sql = (
             f"SELECT count(*), count(DISTINCT ({keys})) FILTER (WHERE NOT ({null_key})), "
@@ -294,8 +300,9 @@ def group_rows(names: list[str], rows: Iterator[tuple[Any, ...]]) -> Page:
     """Group ordered rows into files; aggregate report fields per file."""
     key_index = [names.index(c) for c in KEY_COLUMNS]
     field_index = [(i, n) for i, n in enumerate(names) if n not in KEY_COLUMNS]
+    names_of_fields = [name for _, name in field_index]
     files: list[FileGroup] = []
-    values: dict[str, set[str]] = {}
+    reports: set[tuple[str, ...]] = set()
     current_raw: tuple[Any, ...] | None = None
     count = 0
     for row in rows:
@@ -303,22 +310,27 @@ def group_rows(names: list[str], rows: Iterator[tuple[Any, ...]]) -> Page:
         raw_key = tuple(row[i] for i in key_index)
         if raw_key != current_raw:
             if files:
-                files[-1].fields = _joined(values)
+                files[-1].fields = _joined(names_of_fields, reports)
             files.append(FileGroup(key=FileKey(*(_text(v) for v in raw_key))))
-            values = {name: set() for _, name in field_index}
+            reports = set()
             current_raw = raw_key
         files[-1].report_rows += 1
-        for i, name in field_index:
-            text = _text(row[i])
-            if text != "":
-                values[name].add(text)
+        reports.add(tuple(_text(row[i]) for i, _ in field_index))
     if files:
-        files[-1].fields = _joined(values)
+        files[-1].fields = _joined(names_of_fields, reports)
     return Page(files=files, last_key=current_raw, rows=count)
 
 
-def _joined(values: dict[str, set[str]]) -> dict[str, str]:
-    return {name: FIELD_SEPARATOR.join(sorted(found)) for name, found in values.items()}
+def _joined(names: list[str], reports: set[tuple[str, ...]]) -> dict[str, str]:
+    """A file's report fields: its distinct reports sorted, each field one value per report in that same order
+    (a PRELIM and a FINAL report: the first date, status and reader are the first report's), joined by
+    FIELD_SEPARATOR; a field every report gives the same value is that value once."""
+    ordered = sorted(reports)
+    fields = {}
+    for position, name in enumerate(names):
+        values = [report[position] for report in ordered]
+        fields[name] = values[0] if len(set(values)) == 1 else FIELD_SEPARATOR.join(values)
+    return fields
 
 
 def _text(value: Any) -> str:

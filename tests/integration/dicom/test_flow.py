@@ -102,7 +102,8 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
     assert keys == sorted(keys)
     ct = next(r for r in rows if r["file_location"] == "CT_small.dcm")
     assert ct["report_text"] == f"addendum 0{FIELD_SEPARATOR}finding 0"
-    assert ct["reader"] == f"radiologist A{FIELD_SEPARATOR}radiologist B"
+    # Position by position one report: the addendum is radiologist B's (each field sorted alone had said A's).
+    assert ct["reader"] == f"radiologist B{FIELD_SEPARATOR}radiologist A"
     assert (ct["rows"], ct["columns"], ct["jpg_count"]) == ("128", "128", "1")
     assert ct["dicom_object"] in objects
     assert ct["jpg_objects"] in objects
@@ -154,6 +155,9 @@ def test_flow_fills_the_bucket_records_failures_and_reruns_idempotently(prefect_
     )
     assert again.is_failed()
     assert f"{scenario['bad']} failure(s), more than the threshold of 0" in again.message
+    # ... and what the run did, which a failed run did not say (nothing converted again: done before, or failed).
+    assert "file(s): 0 converted, " in again.message
+    assert f"already done, {scenario['bad']} failed; outputs in gs://" in again.message
     assert {n: b.generation for n, b in emulator.objects(bucket).items()} == generations
 
 
