@@ -18,6 +18,7 @@ the folder is ``/app/pipelines`` unless ``image_folder`` says otherwise.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,11 +99,45 @@ def code_location(pool_type: str, folder: str | None, image_folder: str | None =
             folder=pipelines,
         )
     in_image = image_folder or IMAGE_PIPELINES_DIR
+    job_variables = image_job_variables()
+    job_variables["env"] = {**job_variables.get("env", {}), "CLINICFLOW_PIPELINES_DIR": in_image}
     return CodeLocation(
         pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": IMAGE_ROOT}}],
-        job_variables={"env": {"CLINICFLOW_PIPELINES_DIR": in_image}},
+        job_variables=job_variables,
         folder=None,
     )
+
+
+IMAGE_TEMPLATE = "{{ image.stdout }}"
+
+
+def image_job_variables(prefect_yaml: Path | None = None) -> dict[str, Any]:
+    """A pipeline deployment's job variables on an image-based pool: prefect.yaml's ``pipeline_job_variables``
+    (image, resources, deadline, env, the Secrets), the image from ``CLINICFLOW_IMAGE`` as ``prefect deploy``
+    takes it. Only the pipelines folder was set, so a synced deployment ran Prefect's own image, without /app,
+    the Secrets or ``CLINICFLOW_CREDENTIALS``."""
+    import yaml
+
+    path = prefect_yaml or CHECKOUT_ROOT / "prefect.yaml"
+    try:
+        definitions = yaml.safe_load(path.read_text(encoding="utf-8")).get("definitions") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as exc:
+        raise ToolkitError(
+            f"{path}: cannot read its definitions.pipeline_job_variables ({type(exc).__name__})"
+        ) from None
+    template = definitions.get("pipeline_job_variables")
+    if not isinstance(template, dict):
+        raise ToolkitError(f"{path}: no definitions.pipeline_job_variables for pipeline deployments on this pool")
+    variables = copy.deepcopy(template)
+    if variables.get("image") == IMAGE_TEMPLATE:
+        image = settings.image()
+        if not image:
+            raise ToolkitError(
+                "set CLINICFLOW_IMAGE to the image the pool runs (the tag `prefect deploy` used), e.g. "
+                "registry.example.com/clinicflow:0.1.0"
+            )
+        variables["image"] = image
+    return variables
 
 
 def deployment_parameters(spec: PipelineSpec, folder: str | None) -> dict[str, Any]:

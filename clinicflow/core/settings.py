@@ -103,6 +103,13 @@ STORAGE_EMULATOR = _declare("STORAGE_EMULATOR_HOST", "a GCS emulator's address (
 GOOGLE_PROJECT = _declare("GOOGLE_CLOUD_PROJECT", "the project anonymous GCS emulator clients report")
 
 
+IMAGE = _declare("CLINICFLOW_IMAGE", "the image flow runs use: `prefect deploy` and `clinicflow pipelines sync`")
+
+
+def image() -> str | None:
+    return _text(IMAGE)
+
+
 def tables_yml_file() -> Path | None:
     text = _text(TABLES_FILE)
     return Path(text) if text else None

@@ -114,13 +114,30 @@ def test_the_pool_type_decides_where_a_synced_deployment_finds_its_code(tmp_path
         "env": {"CLINICFLOW_PIPELINES_DIR": str(tmp_path.resolve())},
     }
     assert local.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(CHECKOUT_ROOT)}}]
-    k8s = code_location("kubernetes", str(tmp_path))
-    assert k8s.folder is None
-    assert k8s.job_variables == {"env": {"CLINICFLOW_PIPELINES_DIR": "/app/pipelines"}}
-    assert k8s.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
-    assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"] == {
-        "CLINICFLOW_PIPELINES_DIR": "/mnt/pipelines"
-    }
+    # On an image-based pool: prefect.yaml's pipeline job variables, the image from CLINICFLOW_IMAGE (a synced
+    # deployment had only the pipelines folder: Prefect's own image, no /app, no Secrets, no credentials mode).
+    import pytest
+
+    from clinicflow.toolkit.base import ToolkitError
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CLINICFLOW_IMAGE", raising=False)
+        with pytest.raises(ToolkitError, match="set CLINICFLOW_IMAGE"):
+            code_location("kubernetes", str(tmp_path))
+        patch.setenv("CLINICFLOW_IMAGE", "registry.example.com/clinicflow:9.9")
+        k8s = code_location("kubernetes", str(tmp_path))
+        assert k8s.folder is None
+        variables = k8s.job_variables
+        assert variables["image"] == "registry.example.com/clinicflow:9.9"
+        assert variables["env"]["CLINICFLOW_CREDENTIALS"] == "env"
+        assert variables["env"]["CLINICFLOW_PIPELINES_DIR"] == "/app/pipelines"
+        assert {"secretRef": {"name": "clinicflow-analytics-postgres"}} in variables["env_from"]
+        assert variables["memory_limit"]
+        assert variables["active_deadline_seconds"]
+        assert k8s.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
+        assert code_location("kubernetes", None, "/mnt/pipelines").job_variables["env"]["CLINICFLOW_PIPELINES_DIR"] == (
+            "/mnt/pipelines"
+        )
 
 
 def test_a_schedule_prefect_refuses_is_named_by_the_first_line_of_its_error() -> None:
