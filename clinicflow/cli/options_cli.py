@@ -57,8 +57,13 @@ def _check_fields(models: tuple[type[RunOptions], ...], values: Mapping[str, Any
         except ValidationError as exc:
             bad = [e for e in exc.errors() if e["type"] != "missing" and e["loc"] and e["loc"][0] in given]
             if bad:
-                option = "--" + str(names.get(str(bad[0]["loc"][0]), bad[0]["loc"][0])).replace("_", "-")
-                raise typer.BadParameter(str(bad[0]["msg"]).removeprefix("Value error, "), param_hint=option) from None
+
+                def option(error: Any) -> str:
+                    return "--" + str(names.get(str(error["loc"][0]), error["loc"][0])).replace("_", "-")
+
+                first = str(bad[0]["msg"]).removeprefix("Value error, ")
+                others = [f"{option(e)}: {str(e['msg']).removeprefix('Value error, ')}" for e in bad[1:]]
+                raise typer.BadParameter("; ".join([first, *others]), param_hint=option(bad[0])) from None
 
 
 def model_options(

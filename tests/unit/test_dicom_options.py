@@ -140,9 +140,13 @@ def test_the_cli_refuses_a_bad_value_before_starting_the_flow() -> None:
 
     from clinicflow.cli import app
 
-    result = CliRunner().invoke(app, ["dicom", "run", "--batch-size", "0", "--reports-block", "no-such-block"])
-    assert result.exit_code == 1
-    assert "batch_size must be at least 1" in result.output
+    result = CliRunner().invoke(
+        app, ["dicom", "run", "--batch-size", "0", "--reports-block", "no-such-block"], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 2  # a usage error naming the option, before any server or flow run
+    assert "Invalid value for --batch-size" in " ".join(result.output.replace("│", " ").split())
     bad_kind = CliRunner().invoke(app, ["dicom", "run", "--bucket-kind", "azure"])
     assert bad_kind.exit_code == 2
-    assert "must be local, gcs or s3" in bad_kind.output
+    assert "Invalid value for --bucket-kind: Input should be 'local', 'gcs' or 's3'" in " ".join(
+        bad_kind.output.replace("│", " ").split()
+    )

@@ -49,13 +49,13 @@ def test_options_come_from_the_fields_by_name_and_reach_the_command_by_field_nam
     seen: dict[str, Any] = {}
     result = CliRunner().invoke(
         toy_app(seen),
-        ["x/*", "--size", "5", "--kind", "c", "--root", "/a", "--root", "/b", "--loud", "--comment", "hi"],
+        ["x/*", "--size", "5", "--kind", "b", "--root", "/a", "--root", "/b", "--loud", "--comment", "hi"],
     )
     assert result.exit_code == 0, result.output
     assert seen == {
         "pattern": "x/*",
         "size": 5,
-        "kind": "c",  # a Literal is text: the command's own check words the error
+        "kind": "b",
         "block": "toy-block",
         "roots": ["/a", "/b"],
         "loud": True,
@@ -63,6 +63,19 @@ def test_options_come_from_the_fields_by_name_and_reach_the_command_by_field_nam
         "mode": "in-pod",
         "fanout_width": 4,
     }
+
+
+def test_bad_values_are_usage_errors_naming_every_option_before_the_command_runs() -> None:
+    """The flow's own validation printed a parameter dump and exited 1, as if the run had failed."""
+    seen: dict[str, Any] = {}
+    result = CliRunner().invoke(toy_app(seen), ["x/*", "--kind", "c", "--size", "0"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())
+    assert (
+        "Invalid value for --size: Input should be greater than or equal to 1; --kind: Input should be 'a' or 'b'"
+        in (said)
+    )
+    assert seen == {}
 
 
 def test_help_shows_descriptions_defaults_and_one_way_flags() -> None:
