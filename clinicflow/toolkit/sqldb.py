@@ -57,6 +57,15 @@ class SqlExtractor:
         self.server, self.query, self.dialect, self.batch_size = server, query, dialect, batch_size
 
     def extract(self, ctx: RunContext) -> Iterator[Batch]:
+        try:
+            yield from self._batches(ctx)
+        except ToolkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connecting or reading: pymysql's and psycopg2's errors alike
+            # It came through raw ("OperationalError(1049, ...)"), naming neither the connection nor the step.
+            raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {one_line(exc)}") from None
+
+    def _batches(self, ctx: RunContext) -> Iterator[Batch]:
         params = query_parameters(ctx, self.query)
         mysql = self.dialect == "mysql"
         with connected(self.server, **({"streaming": True} if mysql else {})) as conn:
@@ -67,10 +76,7 @@ class SqlExtractor:
                 cursor = conn.cursor(name=f"toolkit_{uuid.uuid4().hex[:12]}")  # named: a server-side cursor
                 cursor.itersize = self.batch_size
             with cursor:
-                try:
-                    cursor.execute(self.query, params)
-                except Exception as exc:  # noqa: BLE001 - pymysql and psycopg2 errors alike become a ToolkitError
-                    raise ToolkitError(f"SQL extract from {self.server.describe()} failed: {one_line(exc)}") from None
+                cursor.execute(self.query, params)
                 columns: tuple[str, ...] | None = None
                 while True:
                     rows = cursor.fetchmany(self.batch_size)

@@ -60,6 +60,10 @@ def test_postgres_extract_streams_in_batches(make_pg_db: Callable[[str], Postgre
     assert [len(b) for b in rest] == [20, 5]
     with pytest.raises(ToolkitError, match=r"SQL extract from postgresql://postgres@.*UndefinedTable"):
         list(SqlExtractor(db, "SELECT * FROM nope", dialect="postgres").extract(RunContext()))
+    # A database that is not there: named with the connection (it came through as a raw driver error).
+    gone = PostgresServer(host=db.host, port=db.port, username=db.username, database="no_such_database_tk")
+    with pytest.raises(ToolkitError, match=r"SQL extract from postgresql://postgres@.*/no_such_database_tk failed"):
+        list(SqlExtractor(gone, "SELECT 1", dialect="postgres").extract(RunContext()))
 
 
 def test_postgres_loader_insert_and_upsert(make_pg_db: Callable[[str], PostgresServer]) -> None:
