@@ -151,6 +151,10 @@ def _claim_and_run(
             if conn.closed:
                 conn = connect()
             store.mark_ended(conn, result_id, "FAILED", reason)
+            if isinstance(exc, (ProcessingError, DataFileError, InvalidRequest)):
+                # The request's own fault, already named in its row: the run fails with that one line, not 30
+                # lines of the library's frames in every worker's log.
+                raise exc.with_traceback(None) from None
             raise
     finally:
         conn.close()
