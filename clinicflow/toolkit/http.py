@@ -172,8 +172,11 @@ class HttpExtractor:
     def _display_url(self) -> str:
         return redact(self.url)  # never print credentials embedded in a URL
 
-    def request(self, client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
-        """One request with rate limiting and retries of transient failures."""
+    def request(
+        self, client: httpx.Client, url: str, params: dict[str, Any], *, past_the_end: bool = False
+    ) -> httpx.Response | None:
+        """One request with rate limiting and retries of transient failures. ``past_the_end``: the page after a
+        short one, which an API may refuse (Django REST framework's 404 "Invalid page."): None then, the end."""
 
         def before_attempt() -> None:
             if self.limiter is not None:
@@ -191,6 +194,8 @@ class HttpExtractor:
                 before_attempt=before_attempt,
             )
         except HttpFetchError as exc:
+            if past_the_end and exc.status in (400, 404, 416):
+                return None
             raise ToolkitError(str(exc)) from None
 
     def _wait(self, seconds: float) -> None:
@@ -212,8 +217,11 @@ class HttpExtractor:
         ) as client:
             previous: bytes | None = None  # the last page's body: a page served twice is the end, or a wrong param
             for _ in range(self.max_pages):
-                response = self.request(client, url, params)
                 counted = isinstance(p, (PagePagination, OffsetPagination))
+                found = self.request(client, url, params, past_the_end=counted and previous is not None)
+                if found is None:
+                    return
+                response = found
                 if counted and previous is not None and response.content == previous[1:]:
                     if previous[:1] == b"s":  # after a short page: the API serves its last page again
                         return

@@ -50,6 +50,9 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             if url.path == "/pages":
                 page, size = int(q.get("page", 1)), int(q.get("per_page", 10))
                 size = min(size, int(q.get("cap", size)))  # an API that caps its page size below the one asked
+                if q.get("strict") and (page - 1) * size >= len(ITEMS):
+                    self.send_json({"detail": "Invalid page."}, status=404)  # Django REST framework's, past the end
+                    return
                 self.send_json({"data": ITEMS[(page - 1) * size : page * size]})
             elif url.path == "/offset":
                 offset, limit = int(q.get("offset", 0)), int(q.get("limit", 10))

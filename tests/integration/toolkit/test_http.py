@@ -119,6 +119,11 @@ def test_an_api_that_caps_its_page_size_is_read_whole_and_an_ignored_page_param_
         api.base + "/pages", params={"cap": 4}, records_path="data", pagination=PagePagination(page_size=10)
     )
     assert len(ids(capped)) == 23
+    # An API that answers 404 past its last page (Django REST framework's "Invalid page."): the end, not an error.
+    strict = HttpExtractor(
+        api.base + "/pages", params={"strict": 1}, records_path="data", pagination=PagePagination(page_size=10)
+    )
+    assert len(ids(strict)) == 23
     # A mistyped page parameter the API ignores: the same full page forever (14,500 requests), now an error.
     ignored = HttpExtractor(
         api.base + "/pages", records_path="data", pagination=PagePagination(page_param="p", page_size=10)
