@@ -123,14 +123,19 @@ def dicom_demo_command(
 
 @dicom_app.command("status")
 def dicom_status_command(
-    dataset: str = typer.Option("dicom-reports"),
-    state_schema: str = typer.Option("clinicflow_dicom"),
-    state_block: str | None = typer.Option(None),
+    dataset: str = typer.Option("dicom-reports", help="Dataset (the run's --dataset)."),
+    state_schema: str = typer.Option("clinicflow_dicom", help="Schema of the DICOM state tables."),
+    state_block: str | None = typer.Option(None, help="PostgresServer block of the state (default: the reports')."),
 ) -> None:
-    """Files done/failed/uploading and objects uploaded (more than once, if ever) for a dataset."""
+    """Files done/failed/uploading and objects uploaded (more than once, if ever) for a dataset; exit 2 when
+    nothing is recorded for it."""
     with _state_store(dataset, state_schema, state_block) as store:
         counts = store.status_counts()
         uploads = store.upload_counts()
+    if not counts and not uploads:
+        # All zeros and exit 0 read as "a dataset with nothing to do" (a mistyped --dataset looked fine).
+        Console(stderr=True).print(f"[red]nothing recorded for DICOM dataset {escape(dataset)!r}[/red]")
+        raise typer.Exit(2)
     table = Table(title=f"DICOM dataset {dataset}")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -144,8 +149,8 @@ def dicom_status_command(
 @dicom_app.command("reset")
 def dicom_reset_command(
     dataset: str = typer.Option(..., help="Dataset whose progress is forgotten."),
-    state_schema: str = typer.Option("clinicflow_dicom"),
-    state_block: str | None = typer.Option(None),
+    state_schema: str = typer.Option("clinicflow_dicom", help="Schema of the DICOM state tables."),
+    state_block: str | None = typer.Option(None, help="PostgresServer block of the state (default: the reports')."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
     """Forget a dataset's progress (the bucket is untouched; the next run converts everything again)."""

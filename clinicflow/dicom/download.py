@@ -352,7 +352,11 @@ class Downloader:
                 f"http-{status}", f"{where}: HTTP {status}" + (" after retries" if is_transient(exc) else "")
             )
         if isinstance(exc, (TimeoutError, TransientError)) or "Timeout" in type(exc).__name__:
-            return DownloadError("timeout", f"{where}: timed out after retries ({type(exc).__name__})")
+            return DownloadError(
+                "timeout",
+                f"{where}: timed out ({type(exc).__name__}; {self.limits.timeout_seconds:g} s a transfer, "
+                f"{self.limits.retry.retries + 1} attempts)",
+            )
         if is_transient(exc):
             return DownloadError("connection", f"{where}: {type(exc).__name__} after retries")
         return DownloadError("download-error", f"{where}: {type(exc).__name__}")

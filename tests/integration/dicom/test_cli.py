@@ -42,6 +42,10 @@ def test_demo_runs_twice_idempotently_and_status_shows_it(
     assert status.exit_code == 0, status.output
     assert "objects uploaded more than once" in status.output
     assert status.output.split("objects uploaded more than once")[1].split()[1] == "0"
+    # A dataset nothing is recorded for (a typo) is said, not shown as zeros with exit 0.
+    unknown = runner.invoke(app, ["dicom", "status", "--dataset", "dicom-reprots"])
+    assert unknown.exit_code == 2
+    assert "nothing recorded for DICOM dataset 'dicom-reprots'" in unknown.output
 
     # The demo's bad files are within its threshold: the run is ok, and `clinicflow status` says so (exit 0).
     overall = runner.invoke(app, ["status", "--json", "--subsystem", "dicom"])

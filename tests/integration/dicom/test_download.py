@@ -92,6 +92,7 @@ def test_slow_responses_time_out_and_are_retried(served, tmp_path: Path) -> None
         _fetch(served.url("ct.dcm"), tmp_path, limits)
     assert info.value.kind == "timeout"
     assert served.requests["ct.dcm"] == 3
+    assert "0.3 s a transfer, 3 attempts" in str(info.value)  # it said "timed out after retries" only
 
 
 def test_size_limit(served, tmp_path: Path) -> None:
