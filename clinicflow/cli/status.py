@@ -149,7 +149,7 @@ def status_command(
         None,
         "--subsystem",
         "-s",
-        help="Only these (repeatable): nightly, ingest, processing, dicom, pipelines, fanout, cdc.",
+        help="Only these (repeatable, or comma-separated): nightly, ingest, processing, dicom, pipelines, fanout, cdc.",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON document (for monitoring)."),
 ) -> None:
@@ -160,7 +160,8 @@ def status_command(
 
     console = Console()
     # --run asks about one nightly run: the nightly's runs, not every subsystem's, unless others are named.
-    chosen = list(dict.fromkeys(subsystem or (["nightly"] if run_id else SUBSYSTEMS)))
+    asked = [name.strip() for value in subsystem or [] for name in value.split(",") if name.strip()]  # -s a,b too
+    chosen = list(dict.fromkeys(asked or (["nightly"] if run_id else SUBSYSTEMS)))
     unknown = sorted(set(chosen) - set(SUBSYSTEMS))
     if unknown:
         raise typer.BadParameter(

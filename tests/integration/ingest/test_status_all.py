@@ -90,6 +90,8 @@ def test_status_json_shows_a_failed_ingestion_run_and_a_failed_processing_job(
     code, report = status(scope=("processing",))
     assert code == 1
     assert list(report["subsystems"]) == ["processing"]
+    code, report = status(scope=("processing,ingest",))  # a comma list, as --tables takes one
+    assert list(report["subsystems"]) == ["ingest", "processing"]
     code, report = status(scope=("nightly",))  # narrowed to a subsystem with nothing recorded
     assert code == 2
     assert report["failed"] == []
