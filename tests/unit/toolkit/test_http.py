@@ -61,11 +61,11 @@ def test_header_values_can_come_from_the_environment(monkeypatch: pytest.MonkeyP
     ctx = RunContext(parameters={"base": "http://h"})
     with pytest.raises(ToolkitError, match="header Authorization: environment variable TK_API_TOKEN is not set"):
         built(config, ctx)
-    monkeypatch.setenv("TK_API_TOKEN", "Bearer t0k3n")
+    monkeypatch.setenv("TK_API_TOKEN", "Bearer fake-sentinel-not-a-credential-19")
     tool = built(config, ctx)
-    assert tool.headers == {"Authorization": "Bearer t0k3n", "Accept": "application/json"}
+    assert tool.headers == {"Authorization": "Bearer fake-sentinel-not-a-credential-19", "Accept": "application/json"}
     assert tool.url == "http://h/x"
     # Inside a value too: "Bearer ${TOKEN}" was sent as written (HTTP 401, no word of why).
     inside = extractor_of({"kind": "http", "url": "http://h/x", "headers": {"Authorization": "Bearer ${TK_RAW}"}})
-    monkeypatch.setenv("TK_RAW", "t0k3n")
-    assert built(inside, ctx).headers == {"Authorization": "Bearer t0k3n"}
+    monkeypatch.setenv("TK_RAW", "fake-sentinel-not-a-credential-19")
+    assert built(inside, ctx).headers == {"Authorization": "Bearer fake-sentinel-not-a-credential-19"}
