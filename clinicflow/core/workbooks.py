@@ -44,6 +44,7 @@ class SheetRows:
     title: str
     header: list[str]
     rows: Iterator[list[Any]]
+    titles: list[str]  # every worksheet's, in the workbook's order
 
 
 def _trimmed(row: tuple[Any, ...]) -> list[Any]:
@@ -54,8 +55,10 @@ def _trimmed(row: tuple[Any, ...]) -> list[Any]:
 
 
 @contextlib.contextmanager
-def open_sheet(path: Path, name: str, sheet: str | None = None) -> Iterator[SheetRows]:
-    """The worksheet ``sheet`` (default: the first) of workbook ``path``, known to its user as ``name``."""
+def open_sheet(path: Path, name: str, sheet: str | None = None, *, first_table: bool = False) -> Iterator[SheetRows]:
+    """The worksheet ``sheet`` of workbook ``path``, known to its user as ``name``; default the first, or with
+    ``first_table`` the first whose table has two columns or more (a cover sheet of title lines, "Lab results",
+    "Exported 2024-03-14", before the data is passed over). The workbook is opened once."""
     from openpyxl import load_workbook
 
     # A file, not a path: openpyxl refuses a path without an Excel suffix (as the service keeps an upload).
@@ -65,24 +68,18 @@ def open_sheet(path: Path, name: str, sheet: str | None = None) -> Iterator[Shee
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged package
             raise WorkbookError(f"{name}: cannot read as an Excel workbook: {type(exc).__name__}: {exc}") from None
         try:
+            if sheet is None and first_table and len(book.worksheets) > 1:
+                sheet = next((title for title in book.sheetnames if _is_table(book, name, title)), None)
             yield _sheet_rows(book, name, sheet)
         finally:
             book.close()
 
 
-def sheet_titles(path: Path, name: str) -> list[str]:
-    """The workbook's worksheet titles, in order."""
-    from openpyxl import load_workbook
-
-    with open(path, "rb") as handle:
-        try:
-            book = load_workbook(handle, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged package
-            raise WorkbookError(f"{name}: cannot read as an Excel workbook: {type(exc).__name__}: {exc}") from None
-        try:
-            return [str(s.title) for s in book.worksheets]
-        finally:
-            book.close()
+def _is_table(book: Any, name: str, title: str) -> bool:
+    try:
+        return len(_sheet_rows(book, name, title).header) > 1
+    except WorkbookError:
+        return False
 
 
 def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
@@ -125,4 +122,4 @@ def _sheet_rows(book: Any, name: str, wanted: str | None) -> SheetRows:
                 )
             yield cells + [None] * (width - len(cells))
 
-    return SheetRows(str(sheet.title), [str(c).strip() for c in header], rows())
+    return SheetRows(str(sheet.title), [str(c).strip() for c in header], rows(), list(book.sheetnames))

@@ -17,7 +17,7 @@ from clinicflow.core.dbapi import PgConnection
 from clinicflow.processing import store
 from clinicflow.processing.base import InvalidRequest
 from clinicflow.processing.datafiles import FileMetadata, describe_file
-from clinicflow.processing.workbooks import is_workbook, sheet_titles, workbook_to_csv
+from clinicflow.processing.workbooks import is_workbook, workbook_to_csv
 
 OBJECT_PREFIX = "data-files/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -45,8 +45,7 @@ def as_table_file(local_path: Path, file_name: str) -> tuple[Path, str, str]:
         return local_path, file_name, ""
     converted = local_path.with_name(local_path.name + ".csv")
     try:
-        sheet = workbook_to_csv(local_path, converted, file_name)
-        titles = sheet_titles(local_path, file_name)
+        sheet, titles = workbook_to_csv(local_path, converted, file_name)
     except BaseException:
         converted.unlink(missing_ok=True)  # a sheet that is not a table leaves no half-written CSV behind
         raise

@@ -9,16 +9,15 @@ named and refused (save it as .xlsx or CSV).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from clinicflow.core.workbooks import WorkbookError, is_workbook, open_sheet, sheet_titles
+from clinicflow.core.workbooks import WorkbookError, is_workbook, open_sheet
 from clinicflow.processing.datafiles import DataFileError
 
-__all__ = ["is_workbook", "sheet_titles", "workbook_to_csv"]
+__all__ = ["is_workbook", "workbook_to_csv"]
 
 
 def _cell_text(value: Any) -> str:
@@ -37,28 +36,19 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
-def table_sheet(path: Path, name: str) -> tuple[str, list[str]]:
-    """(the sheet to read, every sheet's title): the first sheet whose table has two columns or more, so a cover
-    sheet of title lines ("Lab results", "Exported 2024-03-14") before the data is passed over; else the first."""
-    titles = sheet_titles(path, name)
-    for title in titles if len(titles) > 1 else []:
-        with contextlib.suppress(WorkbookError), open_sheet(path, name, title) as sheet:
-            if len(sheet.header) > 1:
-                return title, titles
-    return (titles[0] if titles else ""), titles
-
-
-def workbook_to_csv(path: Path, out_path: Path, name: str) -> str:
-    """Write the table sheet of workbook ``path`` (uploaded as ``name``; see :func:`table_sheet`) to ``out_path`` as
-    UTF-8 CSV; returns the sheet's title. Not a table (a value under no header, an empty header cell):
-    DataFileError naming the cell."""
+def workbook_to_csv(path: Path, out_path: Path, name: str) -> tuple[str, list[str]]:
+    """Write the table's sheet of workbook ``path`` (uploaded as ``name``: the first sheet with a table of two
+    columns or more) to ``out_path`` as UTF-8 CSV; returns (the sheet's title, every sheet's). Not a table (a value
+    under no header, an empty header cell): DataFileError naming the cell."""
     try:
-        chosen, _ = table_sheet(path, name)
-        with open_sheet(path, name, chosen or None) as sheet, open(out_path, "w", encoding="utf-8", newline="") as out:
+        with (
+            open_sheet(path, name, first_table=True) as sheet,
+            open(out_path, "w", encoding="utf-8", newline="") as out,
+        ):
             writer = csv.writer(out)
             writer.writerow(sheet.header)
             for row in sheet.rows:
                 writer.writerow([_cell_text(c) for c in row])
-            return sheet.title
+            return sheet.title, sheet.titles
     except WorkbookError as exc:  # the service answers a DataFileError as a bad upload, naming the cell
         raise DataFileError(str(exc)) from None
