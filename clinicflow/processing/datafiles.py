@@ -197,6 +197,7 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
     fmt = detect_format(path, name)
     columns: list[dict[str, str]] = []
     rows = 0
+    footer: int | None = None
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -214,9 +215,10 @@ def describe_file(path: Path, name: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -
             rows += len(chunk)
         if not columns:
             raise DataFileError(f"{name}: no header row")
-        for column, unit in zip(columns, csv_units(path, csv_file_options(path)), strict=False):
+        options = csv_file_options(path)
+        for column, unit in zip(columns, csv_units(path, options), strict=False):
             column["unit"] = unit  # the skipped units row, kept with the column it describes
-    footer = footer_offset(path, csv_file_options(path)) if fmt == "csv" else None
+        footer = footer_offset(path, options)
     return FileMetadata(
         name=name,
         size_bytes=size,
